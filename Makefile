@@ -1,0 +1,110 @@
+# evmon - top-level build.
+#
+#   make              build the library, the evmon binary, examples, test programs
+#   make test         build, then run the unit and integration tests
+#   make run          build, then start the supervisor on examples/demo.ini
+#   make SAN=1 test   the same under AddressSanitizer + UBSan (separate build dir)
+#   make CC=clang     build with clang (separate build dir)
+#   make clean
+#
+# Missing Debian packages are installed first (scripts/deps.sh; needs root).
+# Components add targets in mk/*.mk; sources are picked up by wildcard.
+
+VERSION := $(shell cat VERSION)
+MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+MINOR := $(word 2,$(subst ., ,$(VERSION)))
+
+CC ?= cc
+SAN ?=
+CCNAME := $(notdir $(firstword $(CC)))
+BUILD ?= build/$(CCNAME)$(if $(SAN),-san)
+
+OPT ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CSTD := -std=c11
+CPPFLAGS += -Iinclude -Isrc/lib -D_GNU_SOURCE -DEVM_VERSION_STRING=\"$(VERSION)\"
+ifneq ($(SAN),)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1 -g
+endif
+ALL_CFLAGS = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+LIB_CFLAGS := -fPIC -fvisibility=hidden -DEVM_BUILDING_LIBRARY
+
+PKG_LIBS := $(shell pkg-config --libs inih libcjson 2>/dev/null || echo -linih -lcjson)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+PYTEST := /usr/bin/python3 -m pytest
+
+LIB_SRC := $(wildcard src/lib/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC := $(wildcard src/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/%)
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+
+STATIC_LIB := $(BUILD)/libevmon.a
+SHARED_LIB := $(BUILD)/libevmon.so.$(MAJOR).$(MINOR)
+EVMON := $(BUILD)/evmon
+DEPS_STAMP := build/.deps-ok
+
+.PHONY: all deps test unit integration run clean
+.DEFAULT_GOAL := all
+
+all: $(DEPS_STAMP) $(STATIC_LIB) $(SHARED_LIB) $(if $(CLI_SRC),$(EVMON)) $(HELPER_BIN) $(EXAMPLE_BIN) $(UNIT_BIN)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@bash scripts/deps.sh
+	@mkdir -p $(dir $@) && touch $@
+
+$(BUILD)/src/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/src/cli/%.o: src/cli/%.c include/evmon.h $(wildcard src/cli/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Isrc/cli $(ALL_CFLAGS) -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libevmon.so.$(MAJOR) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+	ln -sf $(notdir $@) $(BUILD)/libevmon.so.$(MAJOR)
+	ln -sf $(notdir $@) $(BUILD)/libevmon.so
+
+$(EVMON): $(CLI_OBJ) $(STATIC_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC_LIB) $(PKG_LIBS) -lpthread
+
+$(BUILD)/tests/%: tests/helpers/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(STATIC_LIB) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC_LIB) $(CMOCKA_LIBS) -lpthread
+
+$(BUILD)/examples/%: examples/%.c $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC_LIB) -lpthread
+
+# Unit tests run one after the other; each has its own cmocka timeout guard.
+unit: all
+	@set -e; for t in $(UNIT_BIN); do \
+		echo "== $$t"; EVMON_BUILD=$(BUILD) timeout 300 $$t; \
+	done
+
+integration: all
+	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -p no:cacheprovider tests/integration
+
+test: unit integration
+
+clean:
+	rm -rf build
+
+-include $(sort $(wildcard mk/*.mk))

@@ -1,0 +1,519 @@
+/*
+ * evmon.h - libevmon, an evented process monitor for Linux.
+ *
+ * One thread, one epoll loop, N children: spawn processes, learn about every
+ * exit (callback, named handler, subscribers, blocking waits from other
+ * threads), restart them by policy, stop them with escalation, and, in reaper
+ * mode, reap every orphaned descendant too.
+ *
+ * Conventions
+ *  - Functions return >= 0 on success and a negative errno value on failure.
+ *  - Handles are opaque. Option structs are valid when zeroed; a zero field
+ *    means "the default". Where zero is a legal value (uid 0, delay 0) a flag
+ *    bit says the field is set.
+ *  - Pointers inside option structs are borrowed for the duration of the call;
+ *    the library copies what it keeps.
+ *  - Records passed to callbacks are valid only during the callback.
+ *  - Unless a function says "any thread", call it on the loop thread (the
+ *    thread running evm_loop_run / evm_loop_run_once, or the creator while the
+ *    loop is not running). Callbacks run on the loop thread and may call any
+ *    function here, including ones that free the object being dispatched.
+ *  - The library never prints and never exits the process.
+ */
+#ifndef EVMON_H
+#define EVMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(EVM_BUILDING_LIBRARY)
+#define EVM_API __attribute__((visibility("default")))
+#else
+#define EVM_API
+#endif
+
+/* The library version, "MAJOR.MINOR.PATCH". Static string. */
+EVM_API const char *evm_version(void);
+
+struct evm_loop;
+struct evm_proc;
+struct evm_timer;
+struct evm_io;
+struct evm_sub;
+struct evm_service;
+
+/* ------------------------------------------------------------------ loop */
+
+enum {
+	/*
+	 * Reaper mode: reap every child of this process, not only the ones
+	 * spawned through the loop. If the process is not PID 1 it becomes a
+	 * child subreaper (PR_SET_CHILD_SUBREAPER), so orphaned descendants
+	 * are re-parented to it and reported as EVM_EV_ORPHAN. Blocks SIGCHLD
+	 * in the calling thread (create the loop before other threads, or
+	 * block SIGCHLD in them too). Only one loop per process may use it.
+	 */
+	EVM_LOOP_REAPER = 1u << 0,
+	/* In reaper mode, do not become a subreaper when not PID 1. */
+	EVM_LOOP_NO_SUBREAPER = 1u << 1,
+};
+
+struct evm_loop_opts {
+	unsigned flags; /* EVM_LOOP_* */
+};
+
+/*
+ * Create a loop. opts may be NULL. On success *out is a loop the caller owns
+ * (free with evm_loop_free). In reaper mode, fails with -EBUSY when another
+ * reaper loop exists in the process.
+ */
+EVM_API int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts);
+
+/*
+ * Free the loop and everything it owns. Children still running get SIGKILL
+ * and are reaped before this returns, so nothing is left behind (use
+ * evm_shutdown first for a graceful stop). Pipe ends handed to the caller
+ * stay open. Process references held by the caller stay valid until
+ * released, but their loop is gone.
+ */
+EVM_API void evm_loop_free(struct evm_loop *loop);
+
+/* Run until evm_loop_stop. Returns 0, or -errno if the loop failed. */
+EVM_API int evm_loop_run(struct evm_loop *loop);
+
+/*
+ * Wait up to timeout_ms (-1: forever, 0: do not block) for work, run it, and
+ * return the number of callbacks dispatched (>= 0) or -errno.
+ */
+EVM_API int evm_loop_run_once(struct evm_loop *loop, int timeout_ms);
+
+/* Make evm_loop_run return after the current iteration. Any thread. */
+EVM_API void evm_loop_stop(struct evm_loop *loop);
+
+/*
+ * A file descriptor that becomes readable when evm_loop_run_once(loop, 0)
+ * has something to do, timers included, for embedding the loop in another
+ * event loop (put it in your poll set). The loop owns it.
+ */
+EVM_API int evm_loop_fd(struct evm_loop *loop);
+
+/*
+ * Milliseconds until the next timer is due (0 if one is due, -1 if none).
+ * An alternative to evm_loop_fd's timerfd for embedders with their own timers.
+ */
+EVM_API int evm_loop_timeout(struct evm_loop *loop);
+
+/* The loop's cached CLOCK_MONOTONIC time in nanoseconds (updated each iteration). */
+EVM_API uint64_t evm_loop_now(const struct evm_loop *loop);
+
+/*
+ * The number of things keeping the loop busy: live processes, services not
+ * stopped, pending timers. 0 means nothing will ever happen unless you add
+ * something (I/O watchers and orphans are not counted).
+ */
+EVM_API size_t evm_loop_alive(const struct evm_loop *loop);
+
+/* ---------------------------------------------------------------- timers */
+
+typedef void (*evm_timer_cb)(struct evm_timer *timer, void *data);
+
+/*
+ * One-shot timer firing after delay_ms on CLOCK_MONOTONIC. The loop owns the
+ * timer; it is freed after its callback returns or when cancelled. *out
+ * (optional) is valid until then.
+ */
+EVM_API int evm_timer_add(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb,
+			  void *data, struct evm_timer **out);
+
+/* Cancel and free a pending timer. Must not be called after it fired. */
+EVM_API void evm_timer_cancel(struct evm_timer *timer);
+
+/* ------------------------------------------------------------- I/O watchers */
+
+enum { EVM_READ = 1u << 0, EVM_WRITE = 1u << 1 };
+/* revents may also carry these, whatever was asked for */
+enum { EVM_ERROR = 1u << 2, EVM_HANGUP = 1u << 3 };
+
+typedef void (*evm_io_cb)(struct evm_io *io, int fd, unsigned revents, void *data);
+
+/*
+ * Watch fd (level-triggered) for EVM_READ and/or EVM_WRITE. The fd stays the
+ * caller's; the watcher is the loop's until evm_io_free. Free the watcher
+ * before closing the fd.
+ */
+EVM_API int evm_io_add(struct evm_loop *loop, int fd, unsigned events, evm_io_cb cb, void *data,
+		       struct evm_io **out);
+EVM_API int evm_io_modify(struct evm_io *io, unsigned events);
+EVM_API void evm_io_free(struct evm_io *io);
+
+/* --------------------------------------------------------------- spawning */
+
+enum evm_stdio_mode {
+	EVM_STDIO_INHERIT = 0, /* the child gets our fd 0/1/2 */
+	EVM_STDIO_NULL,	       /* /dev/null */
+	EVM_STDIO_FD,	       /* the caller's fd (borrowed; it is dup'ed in the child) */
+	EVM_STDIO_PIPE,	       /* a pipe; our end is returned by evm_proc_stdio_fd */
+};
+
+struct evm_stdio {
+	enum evm_stdio_mode mode;
+	int fd; /* EVM_STDIO_FD only */
+};
+
+struct evm_rlimit {
+	int resource; /* RLIMIT_* */
+	struct rlimit limit;
+};
+
+enum {
+	EVM_SPAWN_SETSID = 1u << 0,    /* new session (implies a new process group) */
+	EVM_SPAWN_SETPGID = 1u << 1,   /* join process group pgid (0: a new group of its own) */
+	EVM_SPAWN_SETUID = 1u << 2,    /* run as uid */
+	EVM_SPAWN_SETGID = 1u << 3,    /* run as gid */
+	EVM_SPAWN_SETGROUPS = 1u << 4, /* supplementary groups = groups[0..ngroups) */
+	EVM_SPAWN_UMASK = 1u << 5,     /* set umask */
+	EVM_SPAWN_NO_PATH = 1u << 6,   /* do not search PATH for a file without '/' */
+	/*
+	 * Keep the caller's RLIMIT_NOFILE soft limit in the child. By default a
+	 * child gets the soft limit the process had before the loop raised it,
+	 * so select()-based programs keep working.
+	 */
+	EVM_SPAWN_KEEP_NOFILE = 1u << 7,
+};
+
+/* Where a failed spawn failed (see struct evm_spawn_error). */
+enum evm_spawn_stage {
+	EVM_STAGE_NONE = 0,
+	EVM_STAGE_SETUP,     /* in the parent: arguments, pipes, memory, fds */
+	EVM_STAGE_FORK,	     /* clone/vfork (EAGAIN under RLIMIT_NPROC, ENOMEM) */
+	EVM_STAGE_PIDFD,     /* no fd for the pidfd (EMFILE) */
+	EVM_STAGE_SESSION,   /* setsid/setpgid */
+	EVM_STAGE_RLIMIT,    /* setrlimit */
+	EVM_STAGE_GROUPS,    /* setgroups */
+	EVM_STAGE_GID,	     /* setgid */
+	EVM_STAGE_UID,	     /* setuid */
+	EVM_STAGE_CWD,	     /* chdir */
+	EVM_STAGE_STDIO,     /* dup2 onto 0/1/2 */
+	EVM_STAGE_PDEATHSIG, /* prctl(PR_SET_PDEATHSIG) */
+	EVM_STAGE_EXEC,	     /* execve (ENOENT, EACCES, ENOEXEC, ...) */
+};
+
+/* A short name for a stage ("exec", "chdir", ...). Static string. */
+EVM_API const char *evm_spawn_stage_name(enum evm_spawn_stage stage);
+
+struct evm_spawn_error {
+	enum evm_spawn_stage stage;
+	int error; /* positive errno */
+};
+
+struct evm_exit;
+typedef void (*evm_exit_cb)(struct evm_proc *proc, const struct evm_exit *exit, void *data);
+
+struct evm_spawn_opts {
+	const char *file;     /* program to run; NULL: argv[0]. Searched in PATH if it has no '/' */
+	char *const *argv;    /* required, NULL-terminated, argv[0] required */
+	char *const *envp;    /* NULL: inherit environ at spawn time */
+	const char *cwd;      /* NULL: inherit */
+	struct evm_stdio stdio[3];
+	unsigned flags;	      /* EVM_SPAWN_* */
+	pid_t pgid;	      /* EVM_SPAWN_SETPGID */
+	uid_t uid;	      /* EVM_SPAWN_SETUID */
+	gid_t gid;	      /* EVM_SPAWN_SETGID */
+	const gid_t *groups;  /* EVM_SPAWN_SETGROUPS */
+	size_t ngroups;
+	mode_t umask;	      /* EVM_SPAWN_UMASK */
+	const struct evm_rlimit *rlimits;
+	size_t nrlimits;
+	int pdeath_signal;    /* 0: none. Sent when the loop's thread exits */
+
+	/* Exit reporting. All optional. */
+	evm_exit_cb on_exit;  /* called first, with data */
+	void *data;
+	const char *handler;  /* name routed through evm_handle() (copied) */
+
+	/* Optional out: on failure, where it failed and why. */
+	struct evm_spawn_error *error;
+};
+
+/*
+ * Start a process. Returns 0 and, if out is not NULL, a new reference to the
+ * process in *out (release it with evm_proc_unref). Exec failures are
+ * reported here, synchronously, as -errno (ENOENT, EACCES, ...), never as an
+ * exit 127; opts->error tells the stage. Any thread: from a thread other
+ * than the loop's, the request is carried out by the loop thread (which must
+ * be running the loop) and this call blocks until it is done.
+ * EVM_STDIO_PIPE requires out.
+ */
+EVM_API int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts,
+		      struct evm_proc **out);
+
+/* ---------------------------------------------------------------- exits */
+
+struct evm_exit {
+	pid_t pid;
+	int status;	      /* wait(2)-style status: WIFEXITED() etc. work on it */
+	int code;	      /* exit code, or -1 if killed by a signal */
+	int signal;	      /* terminating signal, or 0 */
+	bool core_dumped;
+	bool status_unknown;  /* reaped by someone else (SIGCHLD ignored, foreign waitpid) */
+	struct rusage rusage; /* the child's resource usage (zero for unknown status) */
+	struct timespec start_time; /* CLOCK_REALTIME at spawn; zero for orphans */
+	struct timespec end_time;   /* CLOCK_REALTIME when the exit was observed */
+	uint64_t runtime_ns;	    /* end - start on CLOCK_MONOTONIC; 0 for orphans */
+};
+
+/*
+ * A shell-like exit code for an exit record: code, or 128+signal. -1 for an
+ * unknown status.
+ */
+EVM_API int evm_exit_shell_code(const struct evm_exit *exit);
+
+/* ------------------------------------------------------------- processes */
+
+EVM_API pid_t evm_proc_pid(const struct evm_proc *proc);
+EVM_API void *evm_proc_data(const struct evm_proc *proc);
+/*
+ * The handler name given at spawn, or NULL. Loop thread; valid until the end
+ * of the iteration that reported the exit.
+ */
+EVM_API const char *evm_proc_handler(const struct evm_proc *proc);
+
+/* True once the exit has been observed (loop thread; any thread after evm_proc_wait). */
+EVM_API bool evm_proc_exited(const struct evm_proc *proc);
+
+/* The exit record, or NULL while running. Valid while the proc is. */
+EVM_API const struct evm_exit *evm_proc_exit_record(const struct evm_proc *proc);
+
+/*
+ * Our end of a EVM_STDIO_PIPE for stdio slot 0, 1 or 2 (O_CLOEXEC|O_NONBLOCK),
+ * or -EBADF. Ownership passes to the caller on the first call, which must
+ * close it; later calls return -EBADF.
+ */
+EVM_API int evm_proc_stdio_fd(struct evm_proc *proc, int slot);
+
+/*
+ * Send sig (0 only checks) with pidfd_send_signal: it can never reach another
+ * process that reused the pid. -ESRCH once the process has exited.
+ */
+EVM_API int evm_proc_signal(struct evm_proc *proc, int sig);
+
+/*
+ * Send sig to the process group the process leads (spawned with SETSID or
+ * SETPGID 0). -ESRCH when the group is gone, -EPERM when the process does
+ * not lead a group of its own.
+ */
+EVM_API int evm_proc_signal_group(struct evm_proc *proc, int sig);
+
+/* References. Any thread. evm_proc_ref returns proc. */
+EVM_API struct evm_proc *evm_proc_ref(struct evm_proc *proc);
+EVM_API void evm_proc_unref(struct evm_proc *proc);
+
+/*
+ * Block until the process has exited and copy its record into *out
+ * (optional). timeout_ms -1 waits forever. Any thread but the loop's
+ * (-EDEADLK there); needs a reference held by the caller. -ETIMEDOUT on
+ * timeout.
+ */
+EVM_API int evm_proc_wait(struct evm_proc *proc, struct evm_exit *out, int timeout_ms);
+
+/*
+ * fork+exec+waitpid through the loop: spawn, wait for the exit, fill *out.
+ * Any thread but the loop's; the loop thread must be running the loop.
+ */
+EVM_API int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts,
+			   struct evm_exit *out);
+
+/* ------------------------------------------------------- named handlers */
+
+/*
+ * Route exits of processes spawned with opts.handler to cb, like an HTTP
+ * router. A pattern is an exact name ("db"), or a prefix ending in '/'
+ * ("jobs/" matches "jobs/backup"; the longest pattern wins), or "" for
+ * every name without a better match. Registering a pattern again replaces
+ * its handler; cb NULL removes it. Routing happens at exit time. The
+ * pattern is copied.
+ */
+EVM_API int evm_handle(struct evm_loop *loop, const char *pattern, evm_exit_cb cb, void *data);
+
+/* --------------------------------------------------------------- events */
+
+enum evm_event_type {
+	EVM_EV_SPAWN = 1u << 0,	  /* a process was started */
+	EVM_EV_EXIT = 1u << 1,	  /* a process we spawned exited */
+	EVM_EV_ORPHAN = 1u << 2,  /* reaper mode: a process we did not spawn was reaped */
+	EVM_EV_WARNING = 1u << 3, /* something degraded; message and error say what */
+	EVM_EV_SERVICE = 1u << 4, /* a service changed state */
+	EVM_EV_ALL = 0x1f,
+};
+
+enum evm_state {
+	EVM_STATE_STOPPED = 0, /* not running, not asked to run */
+	EVM_STATE_STARTING,    /* running, not yet for start_ms */
+	EVM_STATE_RUNNING,     /* running for at least start_ms */
+	EVM_STATE_BACKOFF,     /* waiting before the next start attempt */
+	EVM_STATE_STOPPING,    /* stop signal sent, waiting for the exit */
+	EVM_STATE_EXITED,      /* exited and the policy says not to restart */
+	EVM_STATE_FATAL,       /* gave up: too many failed starts or retries */
+};
+
+/* "stopped", "starting", ... Static string; "unknown" out of range. */
+EVM_API const char *evm_state_name(enum evm_state state);
+
+struct evm_event {
+	enum evm_event_type type;
+	struct timespec time;	     /* CLOCK_REALTIME */
+	pid_t pid;		     /* 0 when no process is involved */
+	struct evm_proc *proc;	     /* SPAWN, EXIT, and SERVICE when it has one */
+	const char *name;	     /* handler or service name, or NULL */
+	const struct evm_exit *exit; /* EXIT, ORPHAN, SERVICE after an exit; else NULL */
+	int error;		     /* WARNING / SERVICE failures: negative errno, else 0 */
+	const char *message;	     /* WARNING / SERVICE: human-readable detail, else NULL */
+	/* EVM_EV_SERVICE only */
+	struct evm_service *service;
+	enum evm_state state;	     /* the new state */
+	enum evm_state old_state;
+	unsigned restarts;	     /* restarts so far */
+	uint64_t delay_ms;	     /* BACKOFF: the delay before the next start */
+	enum evm_spawn_stage stage;  /* a spawn failure's stage, else 0 */
+};
+
+typedef void (*evm_event_cb)(struct evm_loop *loop, const struct evm_event *ev, void *data);
+
+/*
+ * Receive every event whose type is in mask. The loop owns the
+ * subscription; *out (optional) is for evm_unsubscribe.
+ */
+EVM_API int evm_subscribe(struct evm_loop *loop, unsigned mask, evm_event_cb cb, void *data,
+			  struct evm_sub **out);
+EVM_API void evm_unsubscribe(struct evm_sub *sub);
+
+/* ------------------------------------------------------------ services */
+
+enum evm_restart {
+	EVM_RESTART_ON_FAILURE = 0, /* restart on an exit code not in success_codes, or a signal */
+	EVM_RESTART_ALWAYS,	    /* restart after any exit */
+	EVM_RESTART_NEVER,	    /* never restart */
+	EVM_RESTART_UNLESS_STOPPED, /* like always; also not started by evm_service_autostart
+				       after an explicit stop (docker's unless-stopped) */
+};
+
+/* Which evm_service_opts fields are set even when zero. */
+enum {
+	EVM_SVC_START_MS = 1u << 0,
+	EVM_SVC_START_RETRIES = 1u << 1,
+	EVM_SVC_BACKOFF_INITIAL = 1u << 2,
+	EVM_SVC_BACKOFF_MAX = 1u << 3,
+	EVM_SVC_STABLE_MS = 1u << 4,
+	EVM_SVC_STOP_TIMEOUT = 1u << 5,
+	EVM_SVC_MAX_RETRIES = 1u << 6,
+};
+
+struct evm_service_opts {
+	const char *name; /* required, copied */
+	/* How to start it. on_exit, data, handler and error are ignored. */
+	struct evm_spawn_opts spawn;
+	enum evm_restart restart;
+	unsigned set;		  /* EVM_SVC_*: fields below that are set even when 0 */
+	unsigned max_retries;	  /* on-failure: give up (FATAL) after this many
+				     restarts in a row; default 0 = no limit */
+	const int *success_codes; /* exit codes that count as success; default {0} */
+	size_t nsuccess_codes;
+	uint64_t start_ms;	  /* up this long = started (supervisord startsecs); default 1000 */
+	unsigned start_retries;	  /* failed starts in a row before FATAL; default 3 */
+	uint64_t backoff_initial_ms; /* default 100 */
+	uint64_t backoff_max_ms;     /* default 30000 */
+	unsigned backoff_jitter;     /* percent of the delay added at random, 0-100; default 0 */
+	uint64_t stable_ms;	  /* up this long resets the backoff; default 10000 */
+	int stop_signal;	  /* default SIGTERM */
+	uint64_t stop_timeout_ms; /* then SIGKILL; default 10000 */
+	bool kill_group;	  /* signal the whole process group (implies SETPGID 0
+				     unless the spawn options ask for SETSID) */
+	/* Optional per-service event callback (EVM_EV_SERVICE events of this service). */
+	evm_event_cb on_event;
+	void *data;
+};
+
+/*
+ * Create a service in state STOPPED. The loop owns it until evm_service_remove
+ * has finished. Fails with -EINVAL for bad options, -EEXIST for a name in use.
+ */
+EVM_API int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *opts,
+			    struct evm_service **out);
+
+/* Find a service by name, or NULL. */
+EVM_API struct evm_service *evm_service_find(struct evm_loop *loop, const char *name);
+
+/*
+ * Start (from STOPPED, EXITED, FATAL; a no-op when already starting or
+ * running). Resets the failure counters. A spawn failure does not fail this
+ * call: it is an event, and the policy retries with backoff.
+ */
+EVM_API int evm_service_start(struct evm_service *svc);
+
+/*
+ * Stop: stop_signal, then SIGKILL after stop_timeout_ms. Cancels a pending
+ * restart. The service ends in STOPPED. A no-op when not running.
+ */
+EVM_API int evm_service_stop(struct evm_service *svc);
+
+/* Stop (if running) then start again; the restart count goes up by one. */
+EVM_API int evm_service_restart(struct evm_service *svc);
+
+/* Send sig to the running process (or its group with kill_group). -ESRCH when not running. */
+EVM_API int evm_service_signal(struct evm_service *svc, int sig);
+
+/*
+ * Stop the service if needed and free it once it has stopped. The handle is
+ * invalid after this call (events of its last moments still name it).
+ */
+EVM_API void evm_service_remove(struct evm_service *svc);
+
+struct evm_service_info {
+	const char *name;
+	enum evm_state state;
+	pid_t pid;		/* 0 when not running */
+	unsigned restarts;	/* restarts since created (not reset by start) */
+	unsigned failures;	/* failed starts or failures in a row */
+	struct timespec since;	/* CLOCK_REALTIME of the last state change */
+	uint64_t uptime_ms;	/* time in STARTING/RUNNING, else 0 */
+	bool has_exit;
+	struct evm_exit last_exit;
+	struct evm_spawn_error last_error; /* last spawn failure, stage 0 if none */
+	uint64_t next_start_ms; /* BACKOFF: ms until the next start */
+};
+
+/* Fill *info. Strings are valid while the service is. */
+EVM_API void evm_service_info(const struct evm_service *svc, struct evm_service_info *info);
+
+EVM_API enum evm_state evm_service_state(const struct evm_service *svc);
+EVM_API const char *evm_service_name(const struct evm_service *svc);
+EVM_API struct evm_proc *evm_service_proc(const struct evm_service *svc); /* borrowed, or NULL */
+
+/* Call fn for every service, in creation order. */
+EVM_API void evm_service_foreach(struct evm_loop *loop,
+				 void (*fn)(struct evm_service *svc, void *data), void *data);
+
+enum {
+	EVM_SHUTDOWN_REVERSE = 1u << 0, /* stop services one by one, in reverse creation order */
+};
+
+/*
+ * Stop every service (in parallel, or in reverse order) and every other
+ * process the loop spawned (SIGTERM, then SIGKILL after 10 s), run the loop
+ * until all of them have exited and been reported, then return 0. Nothing
+ * started through the loop is left running.
+ */
+EVM_API int evm_shutdown(struct evm_loop *loop, unsigned flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVMON_H */

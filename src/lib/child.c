@@ -1,0 +1,201 @@
+/*
+ * child.c - what a new child runs between clone and exec.
+ *
+ * It runs vfork-style: on a private stack, sharing the memory of the process
+ * that cloned it (the loop, or the spawn helper), which is suspended until
+ * the exec or _exit. So only async-signal-safe calls: no malloc, no stdio,
+ * no locks, nothing that touches shared state except the request's err and
+ * stage fields, through which an exec failure travels back synchronously.
+ *
+ * Order matters: dispositions are reset before signals are unblocked (or a
+ * handler of the parent would run on this stack); credentials are dropped
+ * before chdir (so the new user's permissions apply) and before
+ * PR_SET_PDEATHSIG (which a credential change clears).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+EVM_CHILD_CODE static void fail(struct evm__spawn_req *r, int stage)
+{
+	r->err = errno ? errno : EIO;
+	r->stage = stage;
+	_exit(127);
+}
+
+EVM_CHILD_CODE static size_t slen(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+/* execvpe without malloc, and without its ENOEXEC fallback to /bin/sh */
+EVM_CHILD_CODE static void exec_search(struct evm__spawn_req *r)
+{
+	const char *file = r->file;
+	for (const char *c = file; *c; c++) {
+		if (*c == '/') {
+			execve(file, r->argv, r->envp);
+			return;
+		}
+	}
+	if (!r->path || !*file) {
+		execve(file, r->argv, r->envp);
+		return;
+	}
+	char buf[PATH_MAX];
+	size_t flen = slen(file);
+	bool eacces = false;
+	for (const char *p = r->path;;) {
+		const char *end = p;
+		while (*end && *end != ':')
+			end++;
+		size_t dlen = (size_t)(end - p);
+		if (dlen + 1 + flen + 1 <= sizeof(buf)) {
+			size_t k = 0;
+			if (dlen == 0) {
+				buf[k++] = '.'; /* an empty PATH element is the current directory */
+			} else {
+				for (size_t i = 0; i < dlen; i++)
+					buf[k++] = p[i];
+			}
+			buf[k++] = '/';
+			for (size_t i = 0; i <= flen; i++)
+				buf[k++] = file[i];
+			execve(buf, r->argv, r->envp);
+			switch (errno) {
+			case EACCES:
+				eacces = true;
+				break;
+			case ENOENT:
+			case ENOTDIR:
+			case ESTALE:
+			case ENODEV:
+			case ETIMEDOUT:
+			case ENAMETOOLONG:
+				break;
+			default:
+				return; /* found but not runnable (ENOEXEC, E2BIG, ...) */
+			}
+		}
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+	errno = eacces ? EACCES : ENOENT;
+}
+
+EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
+{
+	int fds[3] = {r->fds[0], r->fds[1], r->fds[2]};
+	/* a source sitting on another slot would be clobbered by that slot's dup2 */
+	for (int i = 0; i < 3; i++) {
+		if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i) {
+			fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+			if (fds[i] < 0)
+				fail(r, EVM_STAGE_STDIO);
+		}
+	}
+	for (int i = 0; i < 3; i++) {
+		if (fds[i] == -1)
+			continue;
+		if (fds[i] == -2) {
+			close(i);
+			continue;
+		}
+		if (fds[i] == i) {
+			if (fcntl(i, F_SETFD, 0) < 0)
+				fail(r, EVM_STAGE_STDIO);
+		} else if (dup2(fds[i], i) < 0) {
+			fail(r, EVM_STAGE_STDIO);
+		}
+		/* most programs break on non-blocking stdio (shared with our caller) */
+		int fl = fcntl(i, F_GETFL);
+		if (fl >= 0 && (fl & O_NONBLOCK))
+			fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
+	}
+}
+
+EVM_CHILD_CODE int evm__spawn_child(void *arg)
+{
+	struct evm__spawn_req *r = arg;
+	static const struct sigaction dfl = {.sa_handler = SIG_DFL};
+
+	/* glibc refuses its two internal signals; exec resets their handlers anyway */
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			sigaction(s, &dfl, NULL);
+
+	if (r->flags & EVM_SPAWN_SETSID) {
+		if (setsid() < 0)
+			fail(r, EVM_STAGE_SESSION);
+	} else if (r->flags & EVM_SPAWN_SETPGID) {
+		if (setpgid(0, r->pgid) < 0)
+			fail(r, EVM_STAGE_SESSION);
+	}
+
+	if (r->restore_nofile)
+		setrlimit(RLIMIT_NOFILE, &r->nofile); /* best effort: lowering cannot fail */
+	for (size_t i = 0; i < r->nrlimits; i++)
+		if (setrlimit((__rlimit_resource_t)r->rlimits[i].resource, &r->rlimits[i].limit) < 0)
+			fail(r, EVM_STAGE_RLIMIT);
+
+	if (r->flags & EVM_SPAWN_UMASK)
+		umask(r->umask);
+
+	/*
+	 * Raw syscalls: glibc's set*id wrappers signal every thread of the
+	 * process so they all change credentials, which must not happen from
+	 * a child sharing the parent's memory.
+	 */
+	if (r->flags & EVM_SPAWN_SETGROUPS) {
+		if (syscall(SYS_setgroups, r->ngroups, r->groups) < 0)
+			fail(r, EVM_STAGE_GROUPS);
+	} else if ((r->flags & (EVM_SPAWN_SETUID | EVM_SPAWN_SETGID)) && geteuid() == 0) {
+		/* dropping privileges must not keep root's supplementary groups */
+		if (syscall(SYS_setgroups, 0, NULL) < 0)
+			fail(r, EVM_STAGE_GROUPS);
+	}
+	if ((r->flags & EVM_SPAWN_SETGID) && syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0)
+		fail(r, EVM_STAGE_GID);
+	if ((r->flags & EVM_SPAWN_SETUID) && syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0)
+		fail(r, EVM_STAGE_UID);
+
+	if (r->cwd && chdir(r->cwd) < 0)
+		fail(r, EVM_STAGE_CWD);
+
+	setup_stdio(r);
+	/* every fd beyond stdio is closed by the exec, CLOEXEC or not */
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		syscall(SYS_close_range, 3U, ~0U, 0U);
+
+	if (r->pdeath_signal) {
+		if (prctl(PR_SET_PDEATHSIG, r->pdeath_signal, 0, 0, 0) < 0)
+			fail(r, EVM_STAGE_PDEATHSIG);
+		if (getppid() != r->parent_pid)
+			kill(getpid(), r->pdeath_signal); /* the parent is already gone */
+	}
+
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	errno = 0;
+	exec_search(r);
+	fail(r, EVM_STAGE_EXEC);
+	return 127;
+}

@@ -1,0 +1,276 @@
+/*
+ * internal.h - structures shared by the files of libevmon. Not installed.
+ *
+ * Threading: everything here is touched by the loop thread only, except the
+ * fields marked "any thread" (atomics, or under loop->mu).
+ */
+#ifndef EVMON_INTERNAL_H
+#define EVMON_INTERNAL_H
+
+#include "evmon.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+#define EVM_HIDDEN __attribute__((visibility("hidden")))
+
+/*
+ * Code that runs in a vfork-style child shares the parent's memory and runs
+ * on a small private stack: keep sanitizers out of it.
+ */
+#if defined(__clang__)
+#define EVM_CHILD_CODE __attribute__((no_sanitize("address", "undefined"))) __attribute__((noinline))
+#else
+#define EVM_CHILD_CODE __attribute__((no_sanitize_address, no_sanitize_undefined)) __attribute__((noinline))
+#endif
+
+/* ---------------------------------------------------------------- watches */
+
+/* Every epoll registrant starts with this, so data.ptr dispatches anything. */
+struct evm__watch {
+	void (*cb)(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
+};
+
+EVM_HIDDEN int evm__epoll_add(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w);
+EVM_HIDDEN int evm__epoll_mod(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w);
+EVM_HIDDEN void evm__epoll_del(struct evm_loop *loop, int fd);
+EVM_HIDDEN void evm__io_sweep(struct evm_loop *loop);
+EVM_HIDDEN void evm__io_free_all(struct evm_loop *loop);
+
+/* ----------------------------------------------------------------- timers */
+
+struct evm_timer {
+	struct evm_loop *loop;
+	uint64_t deadline; /* CLOCK_MONOTONIC ns */
+	uint64_t seq;	   /* FIFO among equal deadlines */
+	size_t idx;	   /* position in the heap, SIZE_MAX when not in it */
+	evm_timer_cb cb;
+	void *data;
+};
+
+EVM_HIDDEN uint64_t evm__heap_next(const struct evm_loop *loop); /* UINT64_MAX if none */
+EVM_HIDDEN void evm__timerfd_sync(struct evm_loop *loop);
+EVM_HIDDEN int evm__timers_run(struct evm_loop *loop);		 /* returns callbacks run */
+EVM_HIDDEN void evm__timers_free(struct evm_loop *loop);
+EVM_HIDDEN int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
+				 void *data, struct evm_timer **out);
+
+/* ------------------------------------------------------------- processes */
+
+enum {
+	EVM__P_EXITED = 1u << 0,   /* reaped and reported */
+	EVM__P_NOPIDFD = 1u << 1,  /* overflow: tracked by SIGCHLD + waitid(P_PID) */
+	EVM__P_GROUP = 1u << 2,	   /* leads its own process group */
+};
+
+struct evm__route;
+
+struct evm_proc {
+	struct evm__watch w; /* pidfd readable */
+	struct evm_loop *loop;
+	pid_t pid;
+	int pidfd; /* -1 with EVM__P_NOPIDFD or after the exit */
+	unsigned flags;
+	atomic_uint refs;  /* any thread */
+	atomic_bool done;  /* any thread: exit record is final */
+	int status;	   /* wait status, kept even when exit is not allocated */
+	int pipes[3];	   /* our pipe ends not yet taken, or -1 */
+	uint64_t start_mono;
+	int64_t start_real; /* ns since the epoch */
+	evm_exit_cb cb;
+	void *data;
+	struct evm__route *route;
+	/* internal owner (a service): called after the public callbacks */
+	void (*owner_cb)(struct evm_proc *proc, const struct evm_exit *exit, void *owner);
+	void *owner;
+	struct evm_exit *exit; /* allocated at exit */
+	struct evm_proc *prev, *next; /* live list */
+};
+
+EVM_HIDDEN struct evm_proc *evm__proc_new(struct evm_loop *loop);
+EVM_HIDDEN void evm__proc_attach(struct evm_proc *proc, pid_t pid, int pidfd);
+/* Reaped: report it to everyone. si/ru NULL for unknown status. */
+EVM_HIDDEN void evm__proc_exited(struct evm_proc *proc, const siginfo_t *si, const struct rusage *ru);
+EVM_HIDDEN void evm__proc_release(struct evm_proc *proc);
+EVM_HIDDEN void evm__fill_status(struct evm_exit *rec, const siginfo_t *si);
+
+/* pid -> proc map (open addressing, linear probing) */
+struct evm__pidmap {
+	struct evm__pidslot {
+		pid_t pid;
+		struct evm_proc *proc;
+	} *slots;
+	size_t cap, len;
+};
+
+EVM_HIDDEN int evm__pidmap_put(struct evm__pidmap *m, pid_t pid, struct evm_proc *proc);
+EVM_HIDDEN struct evm_proc *evm__pidmap_get(const struct evm__pidmap *m, pid_t pid);
+EVM_HIDDEN void evm__pidmap_del(struct evm__pidmap *m, pid_t pid);
+EVM_HIDDEN void evm__pidmap_free(struct evm__pidmap *m);
+
+/* ----------------------------------------------------------------- reaping */
+
+EVM_HIDDEN int evm__reap_init(struct evm_loop *loop);
+EVM_HIDDEN int evm__sigchld_enable(struct evm_loop *loop); /* lazily, for NOPIDFD children */
+EVM_HIDDEN void evm__reap_fini(struct evm_loop *loop);
+EVM_HIDDEN void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
+EVM_HIDDEN void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
+/* Kill (SIGKILL) and reap synchronously; for loop teardown and failed spawns. */
+EVM_HIDDEN void evm__reap_kill_sync(struct evm_proc *proc);
+
+/* ---------------------------------------------------------------- spawning */
+
+/* A spawn request with everything resolved, readable by the child. */
+struct evm__spawn_req {
+	const char *file;
+	char *const *argv;
+	char *const *envp;
+	const char *path; /* PATH to search when file has no '/', or NULL */
+	const char *cwd;
+	int fds[3];	  /* source fd for 0/1/2; -1 inherit, -2 close */
+	unsigned flags;
+	pid_t pgid;
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups;
+	size_t ngroups;
+	mode_t umask;
+	const struct evm_rlimit *rlimits;
+	size_t nrlimits;
+	bool restore_nofile;
+	struct rlimit nofile;
+	int pdeath_signal;
+	pid_t parent_pid;
+	/* written by the child when it fails */
+	volatile int err;
+	volatile int stage;
+};
+
+EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
+
+/* spawn helper ("spawner"): a small process that clones our children */
+struct evm__spawner;
+EVM_HIDDEN int evm__spawner_start(struct evm_loop *loop);
+EVM_HIDDEN void evm__spawner_stop(struct evm_loop *loop);
+/* Returns pid > 0, or -errno; -ENOTCONN: helper unusable, -E2BIG: request too big for it. */
+EVM_HIDDEN pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req,
+				    struct evm_spawn_error *err);
+
+EVM_HIDDEN int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *opts,
+				struct evm_proc **out);
+
+/* ------------------------------------------------------------ mux, events */
+
+EVM_HIDDEN struct evm__route *evm__route_get(struct evm_loop *loop, const char *name);
+EVM_HIDDEN void evm__route_put(struct evm_loop *loop, struct evm__route *r);
+EVM_HIDDEN const char *evm__route_name(const struct evm__route *r);
+EVM_HIDDEN void evm__route_dispatch(struct evm_loop *loop, struct evm__route *r,
+				    struct evm_proc *proc, const struct evm_exit *exit);
+EVM_HIDDEN void evm__mux_free(struct evm_loop *loop);
+
+EVM_HIDDEN void evm__emit(struct evm_loop *loop, struct evm_event *ev);
+EVM_HIDDEN void evm__warn(struct evm_loop *loop, int error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+EVM_HIDDEN void evm__subs_sweep(struct evm_loop *loop);
+
+/* ------------------------------------------------------- cross-thread */
+
+struct evm__xreq; /* a spawn request posted from another thread */
+EVM_HIDDEN void evm__xreq_run_all(struct evm_loop *loop);
+EVM_HIDDEN void evm__wake(struct evm_loop *loop);
+EVM_HIDDEN bool evm__on_loop_thread(const struct evm_loop *loop);
+EVM_HIDDEN void evm__proc_signal_done(struct evm_proc *proc);
+
+/* ------------------------------------------------------------ services */
+
+struct evm__svclist {
+	struct evm_service *first, *last;
+	size_t n;
+};
+EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
+EVM_HIDDEN size_t evm__services_busy(const struct evm_loop *loop);
+
+/* ------------------------------------------------------------------ loop */
+
+enum evm__spawn_mode { EVM__SPAWN_AUTO, EVM__SPAWN_DIRECT, EVM__SPAWN_HELPER };
+
+struct evm_loop {
+	int epfd;
+	unsigned flags;
+	_Atomic(pthread_t) thread; /* the loop thread (read by any thread) */
+	uint64_t now;	  /* cached CLOCK_MONOTONIC ns */
+	int depth;	  /* nesting of run_once (evm_shutdown runs the loop inside callbacks) */
+
+	/* cross-thread wake-ups and stop (any thread) */
+	int wakefd;
+	struct evm__watch wake_w;
+	atomic_bool stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;	    /* exits and finished cross-thread requests */
+	atomic_uint nwaiters;	    /* threads in evm_proc_wait */
+	struct evm__xreq *xreqs;    /* under mu */
+	bool closing;		    /* under mu: evm_loop_free has begun */
+
+	/* timers */
+	struct evm_timer **heap;
+	size_t nheap, capheap;
+	uint64_t timer_seq;
+	struct evm_timer *firing; /* the timer whose callback runs */
+	int timerfd; /* -1 until evm_loop_fd() asks for it */
+	struct evm__watch timer_w;
+	uint64_t timerfd_armed; /* deadline it is armed for, UINT64_MAX: disarmed */
+
+	/* processes */
+	struct evm_proc *live; /* doubly linked */
+	size_t nlive;
+	struct evm__pidmap pids;
+	struct evm_proc **dead; /* reaped this iteration: the loop's refs to drop */
+	size_t ndead, capdead;
+	size_t nnopidfd; /* live children without a pidfd */
+
+	/* reaping */
+	int sigfd; /* SIGCHLD signalfd, -1 when not needed */
+	struct evm__watch sig_w;
+	sigset_t oldmask; /* the loop thread's mask before we blocked SIGCHLD */
+	bool sigmask_changed;
+	bool subreaper;		/* we called PR_SET_CHILD_SUBREAPER */
+	struct evm_timer *scan_timer; /* deferred orphan scan */
+	bool warned_nopidfd;
+	bool force_nopidfd; /* EVM_NO_PIDFD=1: test the SIGCHLD path */
+
+	/* spawning */
+	enum evm__spawn_mode spawn_mode;
+	int high_fd;	    /* the last pidfd number: how big our fd table is */
+	char *stack;	    /* child stack for direct spawns */
+	size_t stack_size;
+	int devnull;	    /* /dev/null, opened on first use */
+	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */
+	struct rlimit nofile0; /* RLIMIT_NOFILE when the loop was created */
+	bool nofile_raised;
+	struct evm__spawner *spawner;
+
+	/* io watchers: all of them, and those freed during this iteration */
+	struct evm_io *ios;
+	struct evm_io *dead_io;
+
+	/* mux and subscribers */
+	struct evm__route **routes;
+	size_t nroutes, caproutes;
+	struct evm_sub *subs;
+	bool subs_dirty;
+	unsigned emitting; /* nesting of evm__emit */
+
+	/* services */
+	struct evm__svclist svcs;
+};
+
+EVM_HIDDEN uint64_t evm__mono_ns(void);
+EVM_HIDDEN int64_t evm__real_ns(void);
+EVM_HIDDEN struct timespec evm__ns_to_ts(int64_t ns);
+EVM_HIDDEN void evm__defer_unref(struct evm_loop *loop, struct evm_proc *proc);
+
+#endif

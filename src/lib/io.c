@@ -1,0 +1,137 @@
+/*
+ * io.c - the epoll instance: the only file that calls epoll_ctl, and the
+ * public I/O watchers built on it.
+ *
+ * A watcher freed during an iteration may still be named in the events
+ * array of that iteration, so it is removed from epoll at once but freed
+ * only when the iteration ends (evm__io_sweep).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+int evm__epoll_add(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = w};
+	return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int evm__epoll_mod(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = w};
+	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void evm__epoll_del(struct evm_loop *loop, int fd)
+{
+	/* ENOENT/EBADF here means the caller closed first: a bug, but harmless */
+	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+struct evm_io {
+	struct evm__watch w;
+	struct evm_loop *loop;
+	int fd;
+	unsigned events;
+	bool dead;
+	evm_io_cb cb;
+	void *data;
+	struct evm_io *next_dead;
+	struct evm_io *prev, *next; /* every watcher of the loop, for evm_loop_free */
+};
+
+static uint32_t to_epoll(unsigned events)
+{
+	return ((events & EVM_READ) ? EPOLLIN | EPOLLRDHUP : 0) | ((events & EVM_WRITE) ? EPOLLOUT : 0);
+}
+
+static void io_ready(struct evm_loop *loop, struct evm__watch *w, uint32_t ev)
+{
+	struct evm_io *io = (struct evm_io *)w;
+	unsigned r = 0;
+	(void)loop;
+	if (io->dead)
+		return;
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))
+		r |= EVM_READ;
+	if (ev & EPOLLOUT)
+		r |= EVM_WRITE;
+	if (ev & EPOLLERR)
+		r |= EVM_ERROR;
+	if (ev & EPOLLHUP)
+		r |= EVM_HANGUP;
+	io->cb(io, io->fd, r, io->data);
+}
+
+int evm_io_add(struct evm_loop *loop, int fd, unsigned events, evm_io_cb cb, void *data,
+	       struct evm_io **out)
+{
+	if (!loop || fd < 0 || !cb || (events & ~(unsigned)(EVM_READ | EVM_WRITE)))
+		return -EINVAL;
+	struct evm_io *io = calloc(1, sizeof(*io));
+	if (!io)
+		return -ENOMEM;
+	io->w.cb = io_ready;
+	io->loop = loop;
+	io->fd = fd;
+	io->events = events;
+	io->cb = cb;
+	io->data = data;
+	int r = evm__epoll_add(loop, fd, to_epoll(events), &io->w);
+	if (r < 0) {
+		free(io);
+		return r;
+	}
+	io->next = loop->ios;
+	if (io->next)
+		io->next->prev = io;
+	loop->ios = io;
+	if (out)
+		*out = io;
+	return 0;
+}
+
+int evm_io_modify(struct evm_io *io, unsigned events)
+{
+	if (!io || io->dead || (events & ~(unsigned)(EVM_READ | EVM_WRITE)))
+		return -EINVAL;
+	if (events == io->events)
+		return 0;
+	int r = evm__epoll_mod(io->loop, io->fd, to_epoll(events), &io->w);
+	if (r == 0)
+		io->events = events;
+	return r;
+}
+
+void evm_io_free(struct evm_io *io)
+{
+	if (!io || io->dead)
+		return;
+	io->dead = true;
+	evm__epoll_del(io->loop, io->fd);
+	if (io->prev)
+		io->prev->next = io->next;
+	else
+		io->loop->ios = io->next;
+	if (io->next)
+		io->next->prev = io->prev;
+	io->next_dead = io->loop->dead_io;
+	io->loop->dead_io = io;
+}
+
+void evm__io_sweep(struct evm_loop *loop)
+{
+	while (loop->dead_io) {
+		struct evm_io *io = loop->dead_io;
+		loop->dead_io = io->next_dead;
+		free(io);
+	}
+}
+
+void evm__io_free_all(struct evm_loop *loop)
+{
+	while (loop->ios)
+		evm_io_free(loop->ios);
+	evm__io_sweep(loop);
+}

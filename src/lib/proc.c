@@ -1,0 +1,326 @@
+/*
+ * proc.c - process objects: lifetime, signals, and the report of an exit.
+ *
+ * A proc holds one reference for the loop from spawn until the iteration in
+ * which its exit was reported, plus one for each caller reference. The pidfd
+ * pins the pid while the child is unreaped, so a signal sent through it can
+ * never reach a process that reused the pid.
+ *
+ * Exit dispatch order: the proc's callback, its named handler, subscribers
+ * (EVM_EV_EXIT), the internal owner (a service's policy), then threads
+ * blocked in evm_proc_wait.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct evm_proc *evm__proc_new(struct evm_loop *loop)
+{
+	struct evm_proc *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->w.cb = evm__reap_pidfd;
+	p->loop = loop;
+	p->pidfd = -1;
+	p->pipes[0] = p->pipes[1] = p->pipes[2] = -1;
+	atomic_init(&p->refs, 1);
+	atomic_init(&p->done, false);
+	return p;
+}
+
+/* Track a running child. Takes ownership of pidfd (-1: watch through SIGCHLD). */
+void evm__proc_attach(struct evm_proc *p, pid_t pid, int pidfd)
+{
+	struct evm_loop *loop = p->loop;
+	p->pid = pid;
+	p->pidfd = pidfd;
+	p->start_mono = evm__mono_ns();
+	p->start_real = evm__real_ns();
+	if (pidfd >= 0 && evm__epoll_add(loop, pidfd, EPOLLIN, &p->w) < 0) {
+		/* epoll is out of memory (max_user_watches): fall back to SIGCHLD */
+		close(pidfd);
+		p->pidfd = -1;
+	}
+	if (p->pidfd < 0) {
+		p->flags |= EVM__P_NOPIDFD;
+		loop->nnopidfd++;
+	}
+	if (evm__pidmap_put(&loop->pids, pid, p) < 0 && (p->flags & EVM__P_NOPIDFD))
+		evm__warn(loop, -ENOMEM, "pid %d: no memory to track it; its exit may be reported as an orphan", (int)pid);
+	p->next = loop->live;
+	if (p->next)
+		p->next->prev = p;
+	loop->live = p;
+	loop->nlive++;
+}
+
+static void detach(struct evm_proc *p)
+{
+	struct evm_loop *loop = p->loop;
+	if (p->pidfd >= 0) {
+		/* DEL before close: an unexec'd child may hold a copy of the fd */
+		evm__epoll_del(loop, p->pidfd);
+		close(p->pidfd);
+		p->pidfd = -1;
+	}
+	if (p->flags & EVM__P_NOPIDFD)
+		loop->nnopidfd--;
+	evm__pidmap_del(&loop->pids, p->pid);
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		loop->live = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	p->prev = p->next = NULL;
+	loop->nlive--;
+}
+
+void evm__fill_status(struct evm_exit *rec, const siginfo_t *si)
+{
+	rec->code = -1;
+	rec->signal = 0;
+	rec->core_dumped = false;
+	switch (si->si_code) {
+	case CLD_EXITED:
+		rec->code = si->si_status;
+		rec->status = (si->si_status & 0xff) << 8;
+		break;
+	case CLD_DUMPED:
+		rec->core_dumped = true;
+		/* fallthrough */
+	case CLD_KILLED:
+		rec->signal = si->si_status;
+		rec->status = (si->si_status & 0x7f) | (rec->core_dumped ? 0x80 : 0);
+		break;
+	default:
+		rec->status_unknown = true;
+		break;
+	}
+}
+
+void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusage *ru)
+{
+	struct evm_loop *loop = p->loop;
+	detach(p);
+	p->flags |= EVM__P_EXITED;
+
+	struct evm_exit stackrec, *rec = calloc(1, sizeof(*rec));
+	if (!rec) {
+		memset(&stackrec, 0, sizeof(stackrec));
+		rec = &stackrec;
+	}
+	rec->pid = p->pid;
+	if (si) {
+		evm__fill_status(rec, si);
+	} else {
+		rec->status_unknown = true;
+		rec->code = -1;
+	}
+	if (ru)
+		rec->rusage = *ru;
+	int64_t end_real = evm__real_ns();
+	uint64_t end_mono = evm__mono_ns();
+	rec->start_time = evm__ns_to_ts(p->start_real);
+	rec->end_time = evm__ns_to_ts(end_real);
+	rec->runtime_ns = end_mono - p->start_mono;
+	p->status = rec->status;
+	if (rec != &stackrec)
+		p->exit = rec;
+
+	if (!loop->closing) {
+		if (p->cb)
+			p->cb(p, rec, p->data);
+		if (p->route)
+			evm__route_dispatch(loop, p->route, p, rec);
+		struct evm_event ev = {.type = EVM_EV_EXIT,
+				       .pid = p->pid,
+				       .proc = p,
+				       .name = p->route ? evm__route_name(p->route) : NULL,
+				       .exit = rec};
+		evm__emit(loop, &ev);
+	}
+	if (p->owner_cb)
+		p->owner_cb(p, rec, p->owner);
+	evm__proc_signal_done(p);
+	/* callbacks later in this iteration may still look at it */
+	evm__defer_unref(loop, p);
+}
+
+/*
+ * The loop drops its reference at the end of the iteration that reported the
+ * exit. What ties the proc to the loop goes with it, so the caller's last
+ * unref, from any thread, never touches the loop.
+ */
+void evm__proc_release(struct evm_proc *p)
+{
+	if (p->route) {
+		evm__route_put(p->loop, p->route);
+		p->route = NULL;
+	}
+	evm_proc_unref(p);
+}
+
+pid_t evm_proc_pid(const struct evm_proc *p)
+{
+	return p ? p->pid : -1;
+}
+
+void *evm_proc_data(const struct evm_proc *p)
+{
+	return p ? p->data : NULL;
+}
+
+const char *evm_proc_handler(const struct evm_proc *p)
+{
+	return p && p->route ? evm__route_name(p->route) : NULL;
+}
+
+bool evm_proc_exited(const struct evm_proc *p)
+{
+	return p && atomic_load(&((struct evm_proc *)p)->done);
+}
+
+const struct evm_exit *evm_proc_exit_record(const struct evm_proc *p)
+{
+	return p && atomic_load(&((struct evm_proc *)p)->done) ? p->exit : NULL;
+}
+
+int evm_proc_stdio_fd(struct evm_proc *p, int slot)
+{
+	if (!p || slot < 0 || slot > 2 || p->pipes[slot] < 0)
+		return -EBADF;
+	int fd = p->pipes[slot];
+	p->pipes[slot] = -1;
+	return fd;
+}
+
+int evm_proc_signal(struct evm_proc *p, int sig)
+{
+	if (!p || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	if (p->flags & EVM__P_EXITED)
+		return -ESRCH;
+	int r;
+	if (p->pidfd >= 0)
+		r = pidfd_send_signal(p->pidfd, sig, NULL, 0);
+	else
+		r = kill(p->pid, sig); /* unreaped: the pid cannot have been reused */
+	return r < 0 ? -errno : 0;
+}
+
+int evm_proc_signal_group(struct evm_proc *p, int sig)
+{
+	if (!p || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	if (p->flags & EVM__P_EXITED)
+		return -ESRCH;
+	if (!(p->flags & EVM__P_GROUP))
+		return -EPERM;
+	/* the leader is unreaped, so its pid, which is the group id, is pinned */
+	return killpg(p->pid, sig) < 0 ? -errno : 0;
+}
+
+struct evm_proc *evm_proc_ref(struct evm_proc *p)
+{
+	if (p)
+		atomic_fetch_add(&p->refs, 1);
+	return p;
+}
+
+void evm_proc_unref(struct evm_proc *p)
+{
+	if (!p || atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (p->pipes[i] >= 0)
+			close(p->pipes[i]);
+	free(p->exit);
+	free(p);
+}
+
+void evm__proc_signal_done(struct evm_proc *p)
+{
+	struct evm_loop *loop = p->loop;
+	/* seq_cst pairs with evm_proc_wait: either it sees done, or we see it waiting */
+	atomic_store(&p->done, true);
+	if (atomic_load(&loop->nwaiters) > 0) {
+		pthread_mutex_lock(&loop->mu);
+		pthread_cond_broadcast(&loop->cv);
+		pthread_mutex_unlock(&loop->mu);
+	}
+}
+
+static void copy_record(const struct evm_proc *p, struct evm_exit *out)
+{
+	if (!out)
+		return;
+	if (p->exit) {
+		*out = *p->exit;
+	} else {
+		memset(out, 0, sizeof(*out));
+		out->pid = p->pid;
+		out->status = p->status;
+		out->code = WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
+		out->signal = WIFSIGNALED(p->status) ? WTERMSIG(p->status) : 0;
+	}
+}
+
+int evm_proc_wait(struct evm_proc *p, struct evm_exit *out, int timeout_ms)
+{
+	if (!p)
+		return -EINVAL;
+	if (atomic_load(&p->done)) {
+		copy_record(p, out);
+		return 0;
+	}
+	struct evm_loop *loop = p->loop;
+	if (!loop)
+		return -ESRCH;
+	if (evm__on_loop_thread(loop))
+		return -EDEADLK;
+	struct timespec dl;
+	if (timeout_ms >= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+	}
+	int r = 0;
+	pthread_mutex_lock(&loop->mu);
+	atomic_fetch_add(&loop->nwaiters, 1);
+	while (!atomic_load(&p->done)) {
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&loop->cv, &loop->mu);
+		} else if (pthread_cond_timedwait(&loop->cv, &loop->mu, &dl) == ETIMEDOUT) {
+			if (!atomic_load(&p->done))
+				r = -ETIMEDOUT;
+			break;
+		}
+	}
+	atomic_fetch_sub(&loop->nwaiters, 1);
+	if (loop->closing)
+		pthread_cond_broadcast(&loop->cv); /* evm_loop_free waits for us */
+	pthread_mutex_unlock(&loop->mu);
+	if (r == 0)
+		copy_record(p, out);
+	return r;
+}
+
+int evm_exit_shell_code(const struct evm_exit *e)
+{
+	if (!e || e->status_unknown)
+		return -1;
+	if (e->signal)
+		return 128 + e->signal;
+	return e->code;
+}

@@ -1,0 +1,216 @@
+/*
+ * reap.c - noticing exits and collecting exit statuses.
+ *
+ * Owned children: each has a pidfd in epoll; readable means exited, and
+ * waitid(P_PIDFD) reaps exactly that child in O(1). Nothing else is ever
+ * reaped in owned mode, so system(), popen() and other libraries keep their
+ * children's exits.
+ *
+ * SIGCHLD (a signalfd) is needed only in reaper mode (orphans re-parented to
+ * us have no pidfd) and for children that could not get a pidfd (fd limit).
+ * SIGCHLD coalesces, so it is only a hint that something may be reapable:
+ * we then drain with WNOHANG until nothing is left. A waitid(P_ALL) walks the
+ * kernel's whole child list (~0.4 ms with 10,000 children), so when the
+ * signal names a child we will see through its pidfd anyway, the scan is
+ * deferred by SCAN_DELAY instead of run per exit: a signal it coalesced with
+ * is then handled at most SCAN_DELAY late, and a storm costs one scan per
+ * SCAN_DELAY instead of one per exit.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SCAN_DELAY_NS (20 * 1000000ull)
+
+static atomic_bool reaper_taken;
+
+/* waitid with the rusage argument glibc does not expose */
+static int waitid_ru(idtype_t type, id_t id, siginfo_t *si, int options, struct rusage *ru)
+{
+	memset(si, 0, sizeof(*si));
+	memset(ru, 0, sizeof(*ru));
+	long r;
+	do
+		r = syscall(SYS_waitid, type, id, si, options, ru);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
+int evm__sigchld_enable(struct evm_loop *loop)
+{
+	if (loop->sigfd >= 0)
+		return 0;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	/* signalfd only sees signals that are blocked */
+	int r = pthread_sigmask(SIG_BLOCK, &set, &loop->oldmask);
+	if (r)
+		return -r;
+	loop->sigmask_changed = true;
+	int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	loop->sig_w.cb = evm__reap_sigchld;
+	r = evm__epoll_add(loop, fd, EPOLLIN, &loop->sig_w);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	loop->sigfd = fd;
+	return 0;
+}
+
+int evm__reap_init(struct evm_loop *loop)
+{
+	if (!(loop->flags & EVM_LOOP_REAPER))
+		return loop->force_nopidfd ? evm__sigchld_enable(loop) : 0;
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&reaper_taken, &expected, true)) {
+		loop->flags &= ~(unsigned)EVM_LOOP_REAPER; /* not ours to release */
+		return -EBUSY;
+	}
+	if (getpid() != 1 && !(loop->flags & EVM_LOOP_NO_SUBREAPER)) {
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+			return -errno;
+		loop->subreaper = true;
+	}
+	return evm__sigchld_enable(loop);
+}
+
+void evm__reap_fini(struct evm_loop *loop)
+{
+	if (loop->scan_timer) {
+		evm_timer_cancel(loop->scan_timer);
+		loop->scan_timer = NULL;
+	}
+	if (loop->sigfd >= 0) {
+		evm__epoll_del(loop, loop->sigfd);
+		close(loop->sigfd);
+		loop->sigfd = -1;
+	}
+	if (loop->sigmask_changed && evm__on_loop_thread(loop))
+		pthread_sigmask(SIG_SETMASK, &loop->oldmask, NULL);
+	if (loop->subreaper)
+		prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+	if (loop->flags & EVM_LOOP_REAPER)
+		atomic_store(&reaper_taken, false);
+}
+
+static void report_orphan(struct evm_loop *loop, const siginfo_t *si, const struct rusage *ru)
+{
+	struct evm_exit rec = {.pid = si->si_pid, .rusage = *ru};
+	evm__fill_status(&rec, si);
+	rec.end_time = evm__ns_to_ts(evm__real_ns());
+	struct evm_event ev = {.type = EVM_EV_ORPHAN, .pid = si->si_pid, .exit = &rec};
+	evm__emit(loop, &ev);
+}
+
+static void reap_one_pid(struct evm_proc *p)
+{
+	siginfo_t si;
+	struct rusage ru;
+	int r = waitid_ru(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | __WALL, &ru);
+	if (r == 0 && si.si_pid)
+		evm__proc_exited(p, &si, &ru);
+	else if (r == -ECHILD)
+		evm__proc_exited(p, NULL, NULL);
+}
+
+/* Reap everything reapable now. */
+static void scan(struct evm_loop *loop)
+{
+	if (loop->flags & EVM_LOOP_REAPER) {
+		siginfo_t si;
+		struct rusage ru;
+		/* no __WALL: our spawn helper (exit signal 0) is not for this loop */
+		while (waitid_ru(P_ALL, 0, &si, WEXITED | WNOHANG, &ru) == 0 && si.si_pid) {
+			struct evm_proc *p = evm__pidmap_get(&loop->pids, si.si_pid);
+			if (p)
+				evm__proc_exited(p, &si, &ru);
+			else
+				report_orphan(loop, &si, &ru);
+		}
+		return;
+	}
+	/* owned mode: only our own pidfd-less children, one by one */
+	for (struct evm_proc *p = loop->live, *next; p && loop->nnopidfd; p = next) {
+		next = p->next;
+		if (p->flags & EVM__P_NOPIDFD)
+			reap_one_pid(p); /* may unlink p, never next */
+	}
+}
+
+static void scan_later(struct evm_timer *t, void *data)
+{
+	struct evm_loop *loop = data;
+	(void)t;
+	loop->scan_timer = NULL;
+	scan(loop);
+}
+
+void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t events)
+{
+	struct signalfd_siginfo fi[16];
+	bool now = false, later = false;
+	ssize_t n;
+	(void)w;
+	(void)events;
+	while ((n = read(loop->sigfd, fi, sizeof(fi))) > 0) {
+		for (size_t i = 0; i < (size_t)n / sizeof(fi[0]); i++) {
+			struct evm_proc *p = evm__pidmap_get(&loop->pids, (pid_t)fi[i].ssi_pid);
+			if (!p) {
+				now = true; /* an orphan, or a child reaped earlier */
+			} else if (p->flags & EVM__P_NOPIDFD) {
+				reap_one_pid(p);
+				later = true;
+			} else {
+				later = true; /* its pidfd reports it; check for others soon */
+			}
+		}
+	}
+	if (!(loop->flags & EVM_LOOP_REAPER) && !loop->nnopidfd)
+		return;
+	if (now) {
+		scan(loop);
+	} else if (later && !loop->scan_timer) {
+		evm__timer_add_ns(loop, SCAN_DELAY_NS, scan_later, loop, &loop->scan_timer);
+	}
+}
+
+void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uint32_t events)
+{
+	struct evm_proc *p = (struct evm_proc *)w;
+	siginfo_t si;
+	struct rusage ru;
+	(void)loop;
+	(void)events;
+	if (p->flags & EVM__P_EXITED)
+		return; /* reaped by a scan earlier in this iteration */
+	int r = waitid_ru(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | __WALL, &ru);
+	if (r == 0 && si.si_pid)
+		evm__proc_exited(p, &si, &ru);
+	else if (r == -ECHILD)
+		evm__proc_exited(p, NULL, NULL); /* SIGCHLD ignored, or a foreign waitpid(-1) */
+}
+
+void evm__reap_kill_sync(struct evm_proc *p)
+{
+	siginfo_t si;
+	struct rusage ru;
+	evm_proc_signal(p, SIGKILL);
+	int r = p->pidfd >= 0 ? waitid_ru(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | __WALL, &ru)
+			      : waitid_ru(P_PID, (id_t)p->pid, &si, WEXITED | __WALL, &ru);
+	if (r == 0 && si.si_pid)
+		evm__proc_exited(p, &si, &ru);
+	else
+		evm__proc_exited(p, NULL, NULL);
+}

@@ -1,0 +1,376 @@
+/*
+ * spawn.c - starting a child: checking options, stdio, and the clone.
+ *
+ * Fast path: clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) from the loop thread:
+ * no copy of our memory, the pidfd comes with the child, and we resume when
+ * the child has exec'd or failed, so an exec error is returned here with its
+ * errno (the child writes it into the request it shares with us).
+ *
+ * But clone copies the caller's whole fd table, which holds one pidfd per
+ * child: with 10,000 children every spawn would copy 10,000 fds. Once our
+ * table is large, spawns go through the spawn helper (spawner.c), a small
+ * process with a tiny fd table that clones with CLONE_PARENT, so children
+ * are still ours. Either way the cost of a spawn does not grow with N.
+ *
+ * If no fd is left for a pidfd even after raising RLIMIT_NOFILE to its hard
+ * limit, the child is still started and watched through SIGCHLD (one
+ * warning event says so), rather than failing the spawn.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Past this many fds, a clone's copy of our fd table costs more than a round
+ * trip to the spawn helper (measured: bench/README.md). */
+#define HELPER_LIVE_THRESHOLD 512
+#define HELPER_FD_THRESHOLD 1024
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+extern char **environ;
+
+const char *evm_spawn_stage_name(enum evm_spawn_stage stage)
+{
+	static const char *const names[] = {
+		[EVM_STAGE_NONE] = "none",	 [EVM_STAGE_SETUP] = "setup",
+		[EVM_STAGE_FORK] = "fork",	 [EVM_STAGE_PIDFD] = "pidfd",
+		[EVM_STAGE_SESSION] = "setsid",	 [EVM_STAGE_RLIMIT] = "setrlimit",
+		[EVM_STAGE_GROUPS] = "setgroups", [EVM_STAGE_GID] = "setgid",
+		[EVM_STAGE_UID] = "setuid",	 [EVM_STAGE_CWD] = "chdir",
+		[EVM_STAGE_STDIO] = "stdio",	 [EVM_STAGE_PDEATHSIG] = "pdeathsig",
+		[EVM_STAGE_EXEC] = "exec",
+	};
+	if ((unsigned)stage >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[stage];
+}
+
+static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_SPAWN_SETUID |
+				    EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS | EVM_SPAWN_UMASK |
+				    EVM_SPAWN_NO_PATH | EVM_SPAWN_KEEP_NOFILE;
+
+static int check_opts(const struct evm_spawn_opts *o, bool have_out)
+{
+	if (!o || !o->argv || !o->argv[0])
+		return -EINVAL;
+	if (o->flags & ~known_flags)
+		return -EINVAL;
+	if ((o->flags & EVM_SPAWN_SETGROUPS) && o->ngroups && !o->groups)
+		return -EINVAL;
+	if (o->nrlimits && !o->rlimits)
+		return -EINVAL;
+	if (o->pdeath_signal < 0 || o->pdeath_signal >= NSIG)
+		return -EINVAL;
+	if (o->file && !*o->file)
+		return -ENOENT;
+	for (int i = 0; i < 3; i++) {
+		switch (o->stdio[i].mode) {
+		case EVM_STDIO_INHERIT:
+		case EVM_STDIO_NULL:
+			break;
+		case EVM_STDIO_FD:
+			if (o->stdio[i].fd < 0)
+				return -EBADF;
+			break;
+		case EVM_STDIO_PIPE:
+			if (!have_out)
+				return -EINVAL;
+			break;
+		default:
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static const char *find_path(char *const *envp)
+{
+	if (envp) {
+		for (char *const *e = envp; *e; e++)
+			if (strncmp(*e, "PATH=", 5) == 0)
+				return *e + 5;
+	}
+	const char *p = getenv("PATH");
+	return p ? p : DEFAULT_PATH;
+}
+
+static int devnull(struct evm_loop *loop)
+{
+	if (loop->devnull < 0)
+		loop->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	return loop->devnull;
+}
+
+/* Raise RLIMIT_NOFILE's soft limit to the hard limit, once. */
+static bool raise_nofile(struct evm_loop *loop)
+{
+	if (loop->nofile_raised)
+		return false;
+	loop->nofile_raised = true;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return false;
+	rlim_t old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return false;
+	evm__warn(loop, 0, "raised RLIMIT_NOFILE soft limit from %llu to %llu for pidfds",
+		  (unsigned long long)old, (unsigned long long)rl.rlim_max);
+	return true;
+}
+
+/* Out of fds for pidfds: watch further children through SIGCHLD. */
+static int go_nopidfd(struct evm_loop *loop)
+{
+	if (loop->sigfd < 0 && loop->reserve_fd >= 0) {
+		/* the reserve fd is there so this works when no fd is left */
+		close(loop->reserve_fd);
+		loop->reserve_fd = -1;
+	}
+	int r = evm__sigchld_enable(loop);
+	if (r < 0)
+		return r;
+	if (!loop->warned_nopidfd) {
+		loop->warned_nopidfd = true;
+		struct rlimit rl;
+		getrlimit(RLIMIT_NOFILE, &rl);
+		evm__warn(loop, -EMFILE,
+			  "out of file descriptors for pidfds (RLIMIT_NOFILE %llu): watching further children through SIGCHLD",
+			  (unsigned long long)rl.rlim_cur);
+	}
+	return 0;
+}
+
+/* Reap a child that failed before exec (it has _exit'ed or is about to). */
+static void reap_failed(pid_t pid, int pidfd)
+{
+	siginfo_t si;
+	int r;
+	do
+		r = pidfd >= 0 ? waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL)
+			       : waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL);
+	while (r < 0 && errno == EINTR);
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			  struct evm_spawn_error *err)
+{
+	bool want_pidfd = !loop->force_nopidfd;
+	for (;;) {
+		if (!want_pidfd && go_nopidfd(loop) < 0) {
+			err->stage = EVM_STAGE_PIDFD;
+			return -EMFILE;
+		}
+		sigset_t all, old;
+		sigfillset(&all);
+		/* the child must not run our handlers before it resets them */
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		*pidfd = -1;
+		int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (want_pidfd ? CLONE_PIDFD : 0);
+		pid_t pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
+		int e = errno;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (pid > 0)
+			return pid;
+		if (e == EMFILE && want_pidfd) {
+			/* no fd for the pidfd: raise the limit once, else go without */
+			if (!raise_nofile(loop))
+				want_pidfd = false;
+			continue;
+		}
+		err->stage = EVM_STAGE_FORK;
+		return -e;
+	}
+}
+
+static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			  struct evm_spawn_error *err)
+{
+	/* reserve the pidfd's slot before the child runs: no undoing a started child */
+	int slot = -1;
+	if (!loop->force_nopidfd) {
+		slot = fcntl(loop->epfd, F_DUPFD_CLOEXEC, 0);
+		if (slot < 0 && errno == EMFILE && raise_nofile(loop))
+			slot = fcntl(loop->epfd, F_DUPFD_CLOEXEC, 0);
+	}
+	if (slot < 0 && go_nopidfd(loop) < 0) {
+		err->stage = EVM_STAGE_PIDFD;
+		return -EMFILE;
+	}
+	pid_t pid = evm__spawner_spawn(loop, req, err);
+	*pidfd = -1;
+	if (slot >= 0) {
+		close(slot);
+		/* race-free: an unreaped child of ours cannot be replaced */
+		if (pid > 0 && (*pidfd = pidfd_open(pid, 0)) < 0 && go_nopidfd(loop) < 0) {
+			/* another thread took the slot and nothing can watch the child */
+			kill(pid, SIGKILL);
+			reap_failed(pid, -1);
+			err->stage = EVM_STAGE_PIDFD;
+			return -EMFILE;
+		}
+	}
+	return pid;
+}
+
+static bool use_helper(struct evm_loop *loop)
+{
+	switch (loop->spawn_mode) {
+	case EVM__SPAWN_DIRECT:
+		return false;
+	case EVM__SPAWN_HELPER:
+		break;
+	case EVM__SPAWN_AUTO:
+		/* our table holds a pidfd per child, and maybe many fds of the caller's */
+		if (loop->nlive < HELPER_LIVE_THRESHOLD && loop->high_fd < HELPER_FD_THRESHOLD)
+			return false;
+		break;
+	}
+	return evm__spawner_start(loop) == 0;
+}
+
+int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm_proc **out)
+{
+	struct evm_spawn_error errbuf = {0}, *err = o && o->error ? o->error : &errbuf;
+	err->stage = EVM_STAGE_SETUP;
+	err->error = 0;
+	int r = check_opts(o, out != NULL);
+	if (r < 0) {
+		err->error = -r;
+		return r;
+	}
+
+	struct evm__spawn_req req = {
+		.file = o->file ? o->file : o->argv[0],
+		.argv = o->argv,
+		.envp = o->envp ? o->envp : environ,
+		.cwd = o->cwd,
+		.flags = o->flags,
+		.pgid = o->pgid,
+		.uid = o->uid,
+		.gid = o->gid,
+		.groups = o->groups,
+		.ngroups = o->ngroups,
+		.umask = o->umask,
+		.rlimits = o->rlimits,
+		.nrlimits = o->nrlimits,
+		.pdeath_signal = o->pdeath_signal,
+		.parent_pid = getpid(),
+		.fds = {-1, -1, -1},
+	};
+	req.path = (o->flags & EVM_SPAWN_NO_PATH) ? NULL : find_path(req.envp);
+	req.restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
+	for (size_t i = 0; i < o->nrlimits; i++)
+		if (o->rlimits[i].resource == RLIMIT_NOFILE)
+			req.restore_nofile = false;
+	req.nofile = loop->nofile0;
+
+	int ours[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1};
+	pid_t pid = -1;
+	int pidfd = -1;
+	struct evm_proc *p = evm__proc_new(loop);
+	if (!p) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (o->handler && !(p->route = evm__route_get(loop, o->handler))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (int i = 0; i < 3; i++) {
+		switch (o->stdio[i].mode) {
+		case EVM_STDIO_INHERIT:
+			break;
+		case EVM_STDIO_NULL:
+			if ((req.fds[i] = devnull(loop)) < 0) {
+				r = -errno;
+				goto fail;
+			}
+			break;
+		case EVM_STDIO_FD:
+			req.fds[i] = o->stdio[i].fd;
+			break;
+		case EVM_STDIO_PIPE: {
+			int pp[2];
+			if (pipe2(pp, O_CLOEXEC) < 0) {
+				r = -errno;
+				goto fail;
+			}
+			ours[i] = i == 0 ? pp[1] : pp[0];
+			theirs[i] = i == 0 ? pp[0] : pp[1];
+			fcntl(ours[i], F_SETFL, O_NONBLOCK);
+			req.fds[i] = theirs[i];
+			break;
+		}
+		}
+	}
+
+	pid = -ENOTCONN;
+	if (use_helper(loop))
+		pid = clone_helper(loop, &req, &pidfd, err);
+	if (pid == -ENOTCONN || pid == -E2BIG) /* no helper, or a request too big for it */
+		pid = clone_direct(loop, &req, &pidfd, err);
+	if (pid < 0) {
+		r = pid;
+		goto fail;
+	}
+	if (req.err) {
+		/* the child failed between clone and exec and told us why */
+		reap_failed(pid, pidfd);
+		err->stage = req.stage;
+		r = -req.err;
+		goto fail;
+	}
+
+	for (int i = 0; i < 3; i++) {
+		if (theirs[i] >= 0)
+			close(theirs[i]);
+		p->pipes[i] = ours[i];
+	}
+	p->cb = o->on_exit;
+	p->data = o->data;
+	if ((o->flags & EVM_SPAWN_SETSID) || ((o->flags & EVM_SPAWN_SETPGID) && o->pgid == 0))
+		p->flags |= EVM__P_GROUP;
+	if (pidfd >= 0)
+		loop->high_fd = pidfd;
+	evm__proc_attach(p, pid, pidfd);
+	err->stage = EVM_STAGE_NONE;
+
+	struct evm_event ev = {.type = EVM_EV_SPAWN,
+			       .pid = pid,
+			       .proc = p,
+			       .name = p->route ? evm__route_name(p->route) : NULL};
+	evm__emit(loop, &ev);
+	if (out)
+		*out = evm_proc_ref(p);
+	return 0;
+
+fail:
+	if (err->stage == EVM_STAGE_NONE || err->stage == EVM_STAGE_SETUP)
+		err->stage = EVM_STAGE_SETUP;
+	err->error = -r;
+	for (int i = 0; i < 3; i++) {
+		if (ours[i] >= 0)
+			close(ours[i]);
+		if (theirs[i] >= 0)
+			close(theirs[i]);
+	}
+	if (p) {
+		if (p->route)
+			evm__route_put(loop, p->route);
+		p->route = NULL;
+		evm_proc_unref(p);
+	}
+	return r;
+}

@@ -1,0 +1,152 @@
+/*
+ * timer.c - one-shot timers on CLOCK_MONOTONIC in a binary min-heap.
+ *
+ * Invariants: heap[i]->idx == i; a parent is due no later than its children
+ * (ties broken by creation order, so equal deadlines fire FIFO). Nothing
+ * here ever polls: the loop sleeps until the root's deadline, or forever.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+static bool before(const struct evm_timer *a, const struct evm_timer *b)
+{
+	return a->deadline != b->deadline ? a->deadline < b->deadline : a->seq < b->seq;
+}
+
+static void place(struct evm_loop *loop, size_t i, struct evm_timer *t)
+{
+	loop->heap[i] = t;
+	t->idx = i;
+}
+
+static void sift_up(struct evm_loop *loop, size_t i)
+{
+	struct evm_timer *t = loop->heap[i];
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		if (!before(t, loop->heap[parent]))
+			break;
+		place(loop, i, loop->heap[parent]);
+		i = parent;
+	}
+	place(loop, i, t);
+}
+
+static void sift_down(struct evm_loop *loop, size_t i)
+{
+	struct evm_timer *t = loop->heap[i];
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= loop->nheap)
+			break;
+		if (c + 1 < loop->nheap && before(loop->heap[c + 1], loop->heap[c]))
+			c++;
+		if (!before(loop->heap[c], t))
+			break;
+		place(loop, i, loop->heap[c]);
+		i = c;
+	}
+	place(loop, i, t);
+}
+
+static void heap_remove(struct evm_loop *loop, struct evm_timer *t)
+{
+	size_t i = t->idx;
+	struct evm_timer *last = loop->heap[--loop->nheap];
+	t->idx = SIZE_MAX;
+	if (last == t)
+		return;
+	place(loop, i, last);
+	sift_down(loop, i);
+	sift_up(loop, last->idx);
+}
+
+uint64_t evm__heap_next(const struct evm_loop *loop)
+{
+	return loop->nheap ? loop->heap[0]->deadline : UINT64_MAX;
+}
+
+int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb, void *data,
+		      struct evm_timer **out)
+{
+	if (!loop || !cb)
+		return -EINVAL;
+	if (loop->nheap == loop->capheap) {
+		size_t cap = loop->capheap ? loop->capheap * 2 : 16;
+		struct evm_timer **h = realloc(loop->heap, cap * sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		loop->heap = h;
+		loop->capheap = cap;
+	}
+	struct evm_timer *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->loop = loop;
+	/* the deadline is taken from a fresh clock: a timer added late in a long
+	 * iteration must not fire early */
+	uint64_t now = evm__mono_ns();
+	t->deadline = delay_ns > UINT64_MAX - now ? UINT64_MAX : now + delay_ns;
+	t->seq = loop->timer_seq++;
+	t->cb = cb;
+	t->data = data;
+	loop->heap[loop->nheap] = t;
+	t->idx = loop->nheap++;
+	sift_up(loop, t->idx);
+	if (t->idx == 0)
+		evm__timerfd_sync(loop);
+	if (out)
+		*out = t;
+	return 0;
+}
+
+int evm_timer_add(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb, void *data,
+		  struct evm_timer **out)
+{
+	uint64_t ns = delay_ms > UINT64_MAX / 1000000 ? UINT64_MAX : delay_ms * 1000000;
+	return evm__timer_add_ns(loop, ns, cb, data, out);
+}
+
+void evm_timer_cancel(struct evm_timer *t)
+{
+	if (!t)
+		return;
+	if (t->loop->firing == t)
+		return; /* cancelling itself from its callback: freed when it returns */
+	if (t->idx != SIZE_MAX) {
+		bool first = t->idx == 0;
+		heap_remove(t->loop, t);
+		if (first)
+			evm__timerfd_sync(t->loop);
+	}
+	free(t);
+}
+
+int evm__timers_run(struct evm_loop *loop)
+{
+	int n = 0;
+	/* only timers due at the start: a callback re-adding a 0 ms timer
+	 * must not starve I/O */
+	uint64_t now = loop->now;
+	while (loop->nheap && loop->heap[0]->deadline <= now) {
+		struct evm_timer *t = loop->heap[0];
+		heap_remove(loop, t);
+		loop->firing = t;
+		t->cb(t, t->data);
+		loop->firing = NULL;
+		free(t);
+		n++;
+	}
+	return n;
+}
+
+void evm__timers_free(struct evm_loop *loop)
+{
+	for (size_t i = 0; i < loop->nheap; i++)
+		free(loop->heap[i]);
+	free(loop->heap);
+	loop->heap = NULL;
+	loop->nheap = loop->capheap = 0;
+}

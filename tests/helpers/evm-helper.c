@@ -1,0 +1,269 @@
+/*
+ * evm-helper - one child program with named behaviours, for every test.
+ *
+ *   evm-helper CMD [ARGS] [CMD [ARGS]] ...
+ *
+ * Commands run in order; each takes a fixed number of arguments:
+ *   exit N            _exit(N)
+ *   kill SIG          die by signal SIG (disposition reset first)
+ *   sleep MS          sleep MS milliseconds
+ *   pause             wait forever (until a signal kills us)
+ *   ignore SIG        ignore SIG (e.g. ignore 15, then pause)
+ *   trap              catch every catchable signal: print "signal N" for
+ *                     each; exit 0 on SIGTERM... use with pause; SIGUSR2
+ *                     is printed too; exit happens on "trap-exit" signal
+ *   trap-exit SIG     like trap, but exit with 0 after printing SIG
+ *   status            print SigBlk/SigIgn/SigCgt lines of /proc/self/status
+ *   fds               print "fd N" for each open fd but the dir listing it
+ *   ids               print "uid U gid G groups A,B,..."
+ *   pgid              print "pid P ppid Q pgid G sid S"
+ *   cwd               print the working directory
+ *   umask             print the umask in octal
+ *   rlimit R          print "rlimit R SOFT HARD" (R: nofile, nproc, core, as)
+ *   pdeath            print "pdeath N" (PR_GET_PDEATHSIG)
+ *   env NAME          print NAME=value, or "NAME unset"
+ *   argv              print each argument after "argv" as "[len] value"
+ *   print TEXT        write TEXT and a newline to stdout
+ *   eprint TEXT       write TEXT and a newline to stderr
+ *   cat               copy stdin to stdout until EOF
+ *   lines N           print N numbered lines
+ *   bytes N           write N bytes of 'x' (no newline) to stdout
+ *   orphans N         fork N children that sleep 50 ms then exit, and
+ *                     do not wait for them (they become orphans when we exit)
+ *   group N           fork N children that ignore SIGTERM and pause, same group
+ *   daemonize         fork, parent exits at once, child carries on (an orphan)
+ *   stamp             print CLOCK_MONOTONIC ns
+ *   closeout          close stdout
+ *   stop              raise SIGSTOP
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t exit_on;
+
+static void msleep(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void on_signal(int sig)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "signal %d\n", sig);
+	ssize_t w = write(1, buf, (size_t)n);
+	(void)w;
+	if (sig == exit_on)
+		_exit(0);
+}
+
+static void trap_all(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD)
+			sigaction(s, &sa, NULL);
+}
+
+static void print_status(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "SigBlk", 6) || !strncmp(line, "SigIgn", 6) ||
+		    !strncmp(line, "SigCgt", 6) || !strncmp(line, "Groups", 6) ||
+		    !strncmp(line, "Uid", 3) || !strncmp(line, "Gid", 3))
+			fputs(line, stdout);
+	fclose(f);
+}
+
+static void print_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	if (!d)
+		return;
+	int self = dirfd(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && atoi(e->d_name) != self)
+			printf("fd %s\n", e->d_name);
+	closedir(d);
+}
+
+static int rlimit_res(const char *name)
+{
+	if (!strcmp(name, "nofile"))
+		return RLIMIT_NOFILE;
+	if (!strcmp(name, "nproc"))
+		return RLIMIT_NPROC;
+	if (!strcmp(name, "core"))
+		return RLIMIT_CORE;
+	if (!strcmp(name, "as"))
+		return RLIMIT_AS;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		const char *c = argv[i];
+		const char *a = i + 1 < argc ? argv[i + 1] : "0";
+		fflush(stdout);
+		if (!strcmp(c, "exit")) {
+			fflush(NULL);
+			_exit(atoi(a));
+		} else if (!strcmp(c, "kill")) {
+			fflush(NULL);
+			signal(atoi(a), SIG_DFL);
+			sigset_t s;
+			sigemptyset(&s);
+			sigaddset(&s, atoi(a));
+			sigprocmask(SIG_UNBLOCK, &s, NULL);
+			raise(atoi(a));
+			_exit(99);
+		} else if (!strcmp(c, "sleep")) {
+			msleep(atol(a));
+			i++;
+		} else if (!strcmp(c, "pause")) {
+			for (;;)
+				pause();
+		} else if (!strcmp(c, "ignore")) {
+			signal(atoi(a), SIG_IGN);
+			i++;
+		} else if (!strcmp(c, "trap")) {
+			trap_all();
+		} else if (!strcmp(c, "trap-exit")) {
+			exit_on = atoi(a);
+			trap_all();
+			i++;
+		} else if (!strcmp(c, "status")) {
+			print_status();
+		} else if (!strcmp(c, "fds")) {
+			print_fds();
+		} else if (!strcmp(c, "ids")) {
+			gid_t g[64];
+			int n = getgroups(64, g);
+			printf("uid %d gid %d groups ", (int)getuid(), (int)getgid());
+			for (int k = 0; k < n; k++)
+				printf(k ? ",%d" : "%d", (int)g[k]);
+			printf("\n");
+		} else if (!strcmp(c, "pgid")) {
+			printf("pid %d ppid %d pgid %d sid %d\n", (int)getpid(), (int)getppid(),
+			       (int)getpgrp(), (int)getsid(0));
+		} else if (!strcmp(c, "cwd")) {
+			char buf[PATH_MAX];
+			printf("%s\n", getcwd(buf, sizeof(buf)) ? buf : "?");
+		} else if (!strcmp(c, "umask")) {
+			mode_t m = umask(0);
+			umask(m);
+			printf("%04o\n", (unsigned)m);
+		} else if (!strcmp(c, "rlimit")) {
+			struct rlimit rl;
+			getrlimit(rlimit_res(a), &rl);
+			printf("rlimit %s %lld %lld\n", a, (long long)rl.rlim_cur, (long long)rl.rlim_max);
+			i++;
+		} else if (!strcmp(c, "pdeath")) {
+			int s = 0;
+			prctl(PR_GET_PDEATHSIG, &s);
+			printf("pdeath %d\n", s);
+		} else if (!strcmp(c, "env")) {
+			const char *v = getenv(a);
+			if (v)
+				printf("%s=%s\n", a, v);
+			else
+				printf("%s unset\n", a);
+			i++;
+		} else if (!strcmp(c, "argv")) {
+			for (i++; i < argc; i++)
+				printf("[%zu] %s\n", strlen(argv[i]), argv[i]);
+		} else if (!strcmp(c, "print")) {
+			printf("%s\n", a);
+			i++;
+		} else if (!strcmp(c, "eprint")) {
+			fprintf(stderr, "%s\n", a);
+			i++;
+		} else if (!strcmp(c, "cat")) {
+			char buf[65536];
+			ssize_t n;
+			while ((n = read(0, buf, sizeof(buf))) > 0)
+				if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+					break;
+		} else if (!strcmp(c, "lines")) {
+			long n = atol(a);
+			for (long k = 1; k <= n; k++)
+				printf("line %ld\n", k);
+			i++;
+		} else if (!strcmp(c, "bytes")) {
+			long n = atol(a);
+			char buf[65536];
+			memset(buf, 'x', sizeof(buf));
+			while (n > 0) {
+				size_t k = n > (long)sizeof(buf) ? sizeof(buf) : (size_t)n;
+				if (fwrite(buf, 1, k, stdout) != k)
+					break;
+				n -= (long)k;
+			}
+			i++;
+		} else if (!strcmp(c, "orphans")) {
+			int n = atoi(a);
+			for (int k = 0; k < n; k++) {
+				pid_t p = fork();
+				if (p == 0) {
+					msleep(50);
+					_exit(0);
+				}
+			}
+			i++;
+		} else if (!strcmp(c, "group")) {
+			int n = atoi(a);
+			for (int k = 0; k < n; k++) {
+				pid_t p = fork();
+				if (p == 0) {
+					signal(SIGTERM, SIG_IGN);
+					for (;;)
+						pause();
+				}
+				printf("grandchild %d\n", (int)p);
+			}
+			i++;
+		} else if (!strcmp(c, "daemonize")) {
+			fflush(NULL);
+			if (fork() > 0)
+				_exit(0);
+		} else if (!strcmp(c, "stamp")) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			printf("%lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+		} else if (!strcmp(c, "closeout")) {
+			fflush(stdout);
+			close(1);
+		} else if (!strcmp(c, "stop")) {
+			raise(SIGSTOP);
+		} else {
+			fprintf(stderr, "evm-helper: unknown command '%s'\n", c);
+			return 2;
+		}
+	}
+	fflush(NULL);
+	return 0;
+}
