@@ -108,3 +108,7 @@ clean:
 	rm -rf build
 
 -include $(sort $(wildcard mk/*.mk))
+
+# Until the daemon lands, `make run` runs the seed example.
+run: all
+	$(BUILD)/examples/seed
