@@ -1,0 +1,381 @@
+/*
+ * raw_bench.c - the references: bare C loops with no monitoring logic, the
+ * physical limit a monitor is measured against. Commands: see common.h, with
+ * a method chosen first:
+ *
+ *   raw_bench posix_spawn|vfork|clone3 spawn CHILD RUNS INFLIGHT
+ *       S1: spawn+reap. posix_spawn and vfork reap with waitpid(-1); clone3
+ *       is clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK) (the cheapest way to get
+ *       a pidfd with the child) reaped with waitid, then the pidfd closed.
+ *   raw_bench pidfd storm|latency ...
+ *       S3/S4: children started with vfork, one pidfd each (pidfd_open of an
+ *       unreaped child is race-free), one epoll set; on readiness:
+ *       waitid(P_PIDFD) and close. Nothing else.
+ *   raw_bench exectime RUNS CMD [ARG...]
+ *       S5: posix_spawn+waitpid of CMD, RUNS times: mean/median/min wall time.
+ */
+#include "common.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+extern char **environ;
+static char *child_argv[3];
+
+/* ------------------------------------------------------------------ clone3 */
+
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+		set_tid, set_tid_size, cgroup;
+};
+
+static int exec_child(void *arg)
+{
+	(void)arg;
+	execve(child_argv[0], child_argv, environ);
+	_exit(127);
+}
+
+#if defined(__x86_64__)
+/*
+ * clone3 with CLONE_VM needs the child to start on its own stack, which C
+ * cannot express: this stub calls fn(arg) on the new stack in the child and
+ * returns the pid in the parent.
+ */
+long raw_clone3(struct clone3_args *a, size_t size, int (*fn)(void *), void *arg);
+__asm__(".text\n.globl raw_clone3\n.type raw_clone3,@function\nraw_clone3:\n"
+	"  mov %rdx, %r8\n  mov %rcx, %r9\n  mov $435, %eax\n  syscall\n"
+	"  test %rax, %rax\n  jnz 1f\n"
+	"  xor %ebp, %ebp\n  mov %r9, %rdi\n  call *%r8\n"
+	"  mov %eax, %edi\n  mov $231, %eax\n  syscall\n  hlt\n"
+	"1: ret\n");
+#define CLONE3_VM 1
+#else
+#define CLONE3_VM 0
+#endif
+
+static char *cstack;
+#define CSTACK_SIZE (64 * 1024)
+
+static pid_t spawn_clone3(int *pidfd)
+{
+	struct clone3_args a = {0};
+	a.pidfd = (uint64_t)(uintptr_t)pidfd;
+	a.exit_signal = SIGCHLD;
+#if CLONE3_VM
+	a.flags = CLONE_PIDFD | CLONE_VM | CLONE_VFORK;
+	a.stack = (uint64_t)(uintptr_t)cstack;
+	a.stack_size = CSTACK_SIZE;
+	long pid = raw_clone3(&a, sizeof(a), exec_child, NULL);
+	if (pid < 0) {
+		errno = (int)-pid;
+		return -1;
+	}
+	return (pid_t)pid;
+#else
+	a.flags = CLONE_PIDFD;
+	long pid = syscall(SYS_clone3, &a, sizeof(a));
+	if (pid == 0)
+		exec_child(NULL);
+	return (pid_t)pid;
+#endif
+}
+
+/* ------------------------------------------------------------------- spawn */
+
+enum method { M_POSIX_SPAWN, M_VFORK, M_CLONE3 };
+static int *pidfd_of; /* indexed by pid */
+
+static pid_t spawn_one(enum method m)
+{
+	pid_t pid;
+	switch (m) {
+	case M_POSIX_SPAWN: {
+		int r = posix_spawn(&pid, child_argv[0], NULL, NULL, child_argv, environ);
+		if (r) {
+			errno = r;
+			die("posix_spawn");
+		}
+		return pid;
+	}
+	case M_VFORK:
+		pid = vfork();
+		if (pid == 0) {
+			execve(child_argv[0], child_argv, environ);
+			_exit(127);
+		}
+		if (pid < 0)
+			die("vfork");
+		return pid;
+	case M_CLONE3: {
+		int fd = -1;
+		pid = spawn_clone3(&fd);
+		if (pid < 0)
+			die("clone3");
+		pidfd_of[pid] = fd;
+		return pid;
+	}
+	}
+	return -1;
+}
+
+static void reap_one(enum method m)
+{
+	if (m == M_CLONE3) {
+		siginfo_t si;
+		if (waitid(P_ALL, 0, &si, WEXITED) < 0)
+			die("waitid");
+		close(pidfd_of[si.si_pid]);
+		return;
+	}
+	int st;
+	if (waitpid(-1, &st, 0) < 0)
+		die("waitpid");
+}
+
+static long pid_max(void)
+{
+	long v = 32768;
+	FILE *f = fopen("/proc/sys/kernel/pid_max", "re");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 32768;
+		fclose(f);
+	}
+	return v;
+}
+
+static int cmd_spawn(enum method m, long runs, long inflight)
+{
+	pidfd_of = calloc((size_t)pid_max() + 1, sizeof(int));
+	cstack = mmap(NULL, CSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+		      -1, 0);
+	if (!pidfd_of || cstack == MAP_FAILED)
+		die("memory");
+	long started = 0, done = 0;
+	uint64_t t0 = now_ns();
+	for (; started < inflight && started < runs; started++)
+		spawn_one(m);
+	while (done < runs) {
+		reap_one(m);
+		done++;
+		if (started < runs) {
+			spawn_one(m);
+			started++;
+		}
+	}
+	double secs = (double)(now_ns() - t0) / 1e9;
+	printf("ok runs=%ld secs=%.6f per_sec=%.1f\n", runs, secs, (double)runs / secs);
+	return 0;
+}
+
+/* ------------------------------------------------- bare pidfd + epoll loop */
+
+static int epfd;
+static long observed;
+static struct seen_rec *seen;
+
+/*
+ * Start a child with vfork. Its pidfd is opened later (watch_all): opening
+ * them as we go would make every vfork copy an fd table that grows with N.
+ */
+static pid_t *pids;
+static long npids;
+
+static void start_vfork(int in_fd, int out_fd)
+{
+	pid_t pid = vfork();
+	if (pid == 0) {
+		if (in_fd >= 0)
+			dup2(in_fd, 0);
+		if (out_fd >= 0)
+			dup2(out_fd, 1);
+		execve(child_argv[0], child_argv, environ);
+		_exit(127);
+	}
+	if (pid < 0)
+		die("vfork");
+	pids[npids++] = pid;
+}
+
+static void watch_all(void)
+{
+	for (long i = 0; i < npids; i++) {
+		int fd = (int)syscall(SYS_pidfd_open, pids[i], 0);
+		if (fd < 0)
+			die("pidfd_open");
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+			die("epoll_ctl");
+	}
+	npids = 0;
+}
+
+/* Wait for exits until `until` have been observed or the watchdog fires. */
+static void drain(long until, uint64_t deadline)
+{
+	struct epoll_event evs[1024];
+	while (observed < until) {
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			return;
+		int n = epoll_wait(epfd, evs, 1024, (int)((deadline - now) / 1000000 + 1));
+		if (n < 0 && errno != EINTR)
+			die("epoll_wait");
+		for (int i = 0; i < n; i++) {
+			siginfo_t si;
+			si.si_pid = 0;
+			int fd = evs[i].data.fd;
+			if (syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, NULL) < 0 ||
+			    !si.si_pid)
+				continue;
+			close(fd);
+			if (seen) {
+				seen[observed].pid = si.si_pid;
+				seen[observed].ns = (int64_t)now_ns();
+			}
+			observed++;
+		}
+	}
+}
+
+static int cmd_storm(long n, bool latency, const char *file)
+{
+	static char mode_s[] = "s", mode_w[] = "w";
+	int p[2], out = -1;
+	FILE *mf = NULL;
+	storm_pipe(p);
+	child_argv[1] = latency ? mode_w : mode_s;
+	if (latency) {
+		out = open_child_file(file);
+		mf = open_mon_file(file);
+		seen = calloc((size_t)n, sizeof(*seen));
+	}
+	uint64_t t0 = now_ns();
+	pids = calloc((size_t)n, sizeof(*pids));
+	for (long i = 0; i < n; i++)
+		start_vfork(p[0], out);
+	watch_all();
+	uint64_t spawn_ns = now_ns() - t0;
+	close(p[0]);
+	t0 = now_ns();
+	close(p[1]);
+	drain(n, t0 + 60 * 1000000000ull);
+	double secs = (double)(now_ns() - t0) / 1e9;
+	if (latency) {
+		fwrite(seen, sizeof(*seen), (size_t)observed, mf);
+		fclose(mf);
+		printf("ok n=%ld observed=%ld\n", n, observed);
+	} else {
+		printf("ok n=%ld observed=%ld lost=%ld secs=%.6f us_per_exit=%.3f spawn_secs=%.6f\n", n,
+		       observed, n - observed, secs, secs * 1e6 / (double)n, (double)spawn_ns / 1e9);
+	}
+	return 0;
+}
+
+static int cmd_latency_idle(long n, const char *file)
+{
+	static char mode_t[] = "t";
+	int out = open_child_file(file);
+	FILE *mf = open_mon_file(file);
+	seen = calloc((size_t)n, sizeof(*seen));
+	child_argv[1] = mode_t;
+	pids = calloc(1, sizeof(*pids));
+	for (long i = 0; i < n; i++) {
+		start_vfork(-1, out);
+		watch_all();
+		drain(i + 1, now_ns() + 10 * 1000000000ull);
+	}
+	fwrite(seen, sizeof(*seen), (size_t)observed, mf);
+	fclose(mf);
+	printf("ok n=%ld observed=%ld\n", n, observed);
+	return 0;
+}
+
+/* --------------------------------------------------------------- exectime */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmd_exectime(long runs, char **cmd)
+{
+	uint64_t *t = calloc((size_t)runs, sizeof(*t)), sum = 0;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	/* init programs chat on stderr when they are not PID 1: keep it quiet */
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	int bad = 0;
+	for (long i = 0; i < runs; i++) {
+		pid_t pid;
+		int st;
+		uint64_t t0 = now_ns();
+		int r = posix_spawn(&pid, cmd[0], &fa, NULL, cmd, environ);
+		if (r) {
+			errno = r;
+			die(cmd[0]);
+		}
+		if (waitpid(pid, &st, 0) < 0)
+			die("waitpid");
+		t[i] = now_ns() - t0;
+		sum += t[i];
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			bad++;
+	}
+	qsort(t, (size_t)runs, sizeof(*t), cmp_u64);
+	printf("ok runs=%ld mean_us=%.2f median_us=%.2f min_us=%.2f failed=%d\n", runs,
+	       (double)sum / (double)runs / 1e3, (double)t[runs / 2] / 1e3, (double)t[0] / 1e3, bad);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		usage(argv[0]);
+	raise_nofile();
+	const char *method = argv[1];
+	if (strcmp(method, "exectime") == 0)
+		return cmd_exectime(atol(argv[2]), argv + 3);
+	const char *cmd = argv[2];
+	child_argv[0] = argv[3];
+	long n = argc > 4 ? atol(argv[4]) : 0;
+	if (strcmp(cmd, "spawn") == 0 && argc == 6) {
+		enum method m;
+		if (strcmp(method, "posix_spawn") == 0)
+			m = M_POSIX_SPAWN;
+		else if (strcmp(method, "vfork") == 0)
+			m = M_VFORK;
+		else if (strcmp(method, "clone3") == 0)
+			m = M_CLONE3;
+		else
+			usage(argv[0]);
+		return cmd_spawn(m, n, atol(argv[5]));
+	}
+	if (strcmp(method, "pidfd") != 0)
+		usage(argv[0]);
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		die("epoll_create1");
+	if (strcmp(cmd, "storm") == 0 && argc == 5)
+		return cmd_storm(n, false, NULL);
+	if (strcmp(cmd, "latency") == 0 && argc == 7 && strcmp(argv[5], "idle") == 0)
+		return cmd_latency_idle(n, argv[6]);
+	if (strcmp(cmd, "latency") == 0 && argc == 7)
+		return cmd_storm(n, true, argv[6]);
+	usage(argv[0]);
+}

@@ -1,0 +1,572 @@
+#!/usr/bin/python3
+"""report.py - turns bench/results/*.csv into docs/BENCHMARKS.md and its
+charts (docs/bench-*.png, drawn with gnuplot), and prints one PASS/SHORT line
+per target. Nothing in the document is typed by hand: rerun the benchmark
+(`make bench`) or only this step (`make bench-report`) to regenerate it.
+
+Statistics: every value is the median over the repetitions, with the range
+(min-max) beside it. A ratio between two monitors is computed pair by pair
+(run i of one / run i of the other, both from the same round of the A B A B
+alternation), then its median and range are reported.
+"""
+import csv
+import glob
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+CHART = os.path.join(ROOT, "docs", "bench-{}.png")
+
+
+def load():
+    rows = []
+    for p in sorted(glob.glob(os.path.join(RESULTS, "s*.csv"))):
+        with open(p, newline="") as f:
+            for r in csv.DictReader(f):
+                r["n"] = int(r["n"])
+                r["rep"] = int(r["rep"])
+                if r["status"] == "ok":
+                    try:
+                        r["value"] = float(r["value"])
+                    except ValueError:
+                        pass
+                rows.append(r)
+    return rows
+
+
+class Data:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def sel(self, scenario, **kw):
+        return [r for r in self.rows if r["scenario"] == scenario
+                and all(r[k] == v for k, v in kw.items())]
+
+    def by_rep(self, scenario, child, n, monitor, metric):
+        return {r["rep"]: r["value"] for r in self.sel(scenario, child=child, n=n, monitor=monitor,
+                                                        metric=metric, status="ok")}
+
+    def failure(self, scenario, child, n, monitor):
+        f = self.sel(scenario, child=child, n=n, monitor=monitor, status="failed")
+        return f[0]["note"] if f else None
+
+    def monitors(self, scenario, **kw):
+        out = []
+        for r in self.sel(scenario, **kw):
+            if r["monitor"] not in out:
+                out.append(r["monitor"])
+        return out
+
+    def ns(self, scenario, **kw):
+        return sorted({r["n"] for r in self.sel(scenario, **kw)})
+
+
+def med(vals):
+    vals = list(vals)
+    return statistics.median(vals) if vals else None
+
+
+def pairwise(a, b):
+    """Ratios a_i / b_i over the repetitions both have."""
+    return [a[i] / b[i] for i in sorted(a) if i in b and b[i]]
+
+
+def fmt(v, digits=None):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if digits is None:
+        av = abs(v)
+        digits = 0 if av >= 100 else 1 if av >= 10 else 2 if av >= 1 else 3
+    return f"{v:,.{digits}f}"
+
+
+def cell(vals, digits=None):
+    vals = list(vals)
+    if not vals:
+        return "-"
+    m = med(vals)
+    if len(vals) == 1:
+        return fmt(m, digits)
+    return f"{fmt(m, digits)} ({fmt(min(vals), digits)}–{fmt(max(vals), digits)})"
+
+
+def ratio_cell(rs):
+    if not rs:
+        return "-"
+    m = med(rs)
+    if len(rs) == 1:
+        return f"{m:.2f}x"
+    return f"{m:.2f}x ({min(rs):.2f}–{max(rs):.2f})"
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+class Targets:
+    def __init__(self):
+        self.lines = []
+
+    def add(self, ok, text):
+        word = "PENDING" if ok is None else "PASS" if ok else "SHORT"
+        self.lines.append(f"{word:7} {text}")
+
+
+def gnuplot(script):
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, timeout=60,
+                       capture_output=True)
+        return True
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"report: gnuplot: {e}", file=sys.stderr)
+        return False
+
+
+# ------------------------------------------------------------------- S1
+
+RAW = ("raw-posix_spawn", "raw-vfork", "raw-clone3")
+CHILDREN = {"tiny": "tiny static child (no libc, exits at once)", "true": "/bin/true"}
+
+
+def limit_by_rep(d, child, k):
+    """The physical limit of each round: the fastest raw loop of that round."""
+    per = [d.by_rep("S1", child, k, m, "per_sec") for m in RAW]
+    reps = set().union(*[p.keys() for p in per])
+    return {i: max(p[i] for p in per if i in p) for i in reps}
+
+
+def s1(d, t, charts):
+    out = ["## S1 — spawn+reap throughput", "",
+           "Runs of a child, N in flight: as soon as one exit is observed the next child is "
+           "spawned. Children per second (higher is better); median over the repetitions, "
+           "range in brackets. The reference is the fastest raw loop of the same round.", ""]
+    if not d.sel("S1"):
+        return out + ["*Not run.*", ""]
+    for child, title in CHILDREN.items():
+        ks = d.ns("S1", child=child)
+        mons = d.monitors("S1", child=child)
+        if not ks:
+            continue
+        rows = []
+        for m in mons:
+            cells = []
+            for k in ks:
+                v = d.by_rep("S1", child, k, m, "per_sec")
+                cells.append(cell(v.values()) if v else "failed: " + (d.failure("S1", child, k, m) or "?"))
+            rows.append([f"`{m}`"] + cells)
+        for peer, label in (("limit", "evmon / fastest raw"), ("libuv", "evmon / libuv"),
+                            ("go", "evmon / Go"), ("asyncio", "evmon / asyncio")):
+            cells = []
+            for k in ks:
+                ev = d.by_rep("S1", child, k, "evmon", "per_sec")
+                ref = limit_by_rep(d, child, k) if peer == "limit" else d.by_rep("S1", child, k, peer, "per_sec")
+                cells.append(ratio_cell(pairwise(ev, ref)))
+            rows.append([f"**{label}**"] + cells)
+        out += [f"### Child: {title}", "", table(["monitor"] + [f"{k} in flight" for k in ks], rows), ""]
+
+        lim = {k: med(pairwise(d.by_rep("S1", child, k, "evmon", "per_sec"), limit_by_rep(d, child, k)))
+               for k in ks}
+        if all(v is not None for v in lim.values()):
+            t.add(all(v >= 0.9 for v in lim.values()),
+                  f"S1 {child}: evmon >= 0.9x the fastest raw loop at every in-flight level: "
+                  + ", ".join(f"{k}: {v:.2f}x" for k, v in lim.items()))
+        if child == "tiny":
+            for peer, need in (("libuv", 2.0), ("go", 1.5)):
+                r = {k: med(pairwise(d.by_rep("S1", child, k, "evmon", "per_sec"),
+                                     d.by_rep("S1", child, k, peer, "per_sec"))) for k in ks}
+                if all(v is not None for v in r.values()):
+                    t.add(all(v >= need for v in r.values()),
+                          f"S1 tiny: evmon >= {need}x {peer} at every in-flight level: "
+                          + ", ".join(f"{k}: {v:.2f}x" for k, v in r.items()))
+    # chart: throughput vs in-flight, one panel per child
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = []
+        for child in CHILDREN:
+            ks = d.ns("S1", child=child)
+            series = []
+            for m in d.monitors("S1", child=child):
+                pts = [(k, med(d.by_rep("S1", child, k, m, "per_sec").values())) for k in ks]
+                pts = [(k, v) for k, v in pts if v is not None]
+                if not pts:
+                    continue
+                fn = os.path.join(tmp, f"{child}-{m}.dat")
+                with open(fn, "w") as f:
+                    f.writelines(f"{k} {v}\n" for k, v in pts)
+                lw = 3 if m == "evmon" else 1.5
+                series.append(f"'{fn}' using 1:2 with linespoints lw {lw} title '{m}'")
+            if series:
+                plots.append(f"set title '{CHILDREN[child]}'\nplot " + ", ".join(series))
+        if plots:
+            png = CHART.format("s1")
+            ok = gnuplot(f"""set terminal pngcairo size 1100,460 font 'sans,10'
+set output '{png}'
+set multiplot layout 1,{len(plots)}
+set logscale x 2
+set xlabel 'children in flight'
+set ylabel 'children spawned and reaped per second'
+set yrange [0:*]
+set key bottom right
+set grid
+{chr(10).join(plots)}
+unset multiplot
+""")
+            if ok:
+                charts.append(png)
+                out += ["![S1: throughput vs children in flight](bench-s1.png)", ""]
+    return out
+
+
+# ------------------------------------------------------------------- S2
+
+S2_COLS = [("pss_per_child_kib", "PSS per child (KiB)", 3), ("pss_kib", "PSS total (MiB)", None),
+           ("procs", "processes", 0), ("threads", "threads", 0), ("wakeups", "wakeups idle", 0),
+           ("cpu_ms", "CPU idle (ms)", 0), ("launch_us_per_child", "launch (µs/child)", 1),
+           ("alive", "children up", 0)]
+
+
+def s2_metrics(d):
+    """Adds pss_per_child_kib: (PSS at N - PSS at 0) / N, pair by pair."""
+    out = {}
+    for m in d.monitors("S2"):
+        base = d.by_rep("S2", "pause", 0, m, "pss_kib")
+        for n in d.ns("S2", monitor=m):
+            if n == 0:
+                continue
+            tot = d.by_rep("S2", "pause", n, m, "pss_kib")
+            out[(m, n)] = {i: (tot[i] - base.get(i, base.get(0, 0))) / n for i in tot}
+    return out
+
+
+def s2(d, t, charts, meta):
+    idle = meta.get("config", {}).get("s2_idle", "?")
+    out = ["## S2 — scale: many long-lived children", "",
+           f"N children of the tiny static `pause` program. Memory is the PSS "
+           "(`/proc/PID/smaps_rollup`) summed over every process of the monitor (for evmon: "
+           "the loop's process and its spawn helper; for s6/runit: the scanner and one "
+           "supervisor per service), per child = (PSS at N − PSS with no children) / N. "
+           f"Wakeups are context switches of all monitor threads, and CPU is user+system time, "
+           f"over {idle} idle seconds once all N are up. Launch = time to start all N / N "
+           "(for the supervisors: until all N processes were seen running, polled every 0.2 s).", ""]
+    if not d.sel("S2"):
+        return out + ["*Not run.*", ""]
+    per = s2_metrics(d)
+    for n in [n for n in d.ns("S2") if n]:
+        rows = []
+        for m in d.monitors("S2"):
+            if not d.sel("S2", n=n, monitor=m):
+                continue
+            fail = d.failure("S2", "pause", n, m)
+            if fail:
+                rows.append([f"`{m}`", "failed: " + fail] + [""] * (len(S2_COLS) - 1))
+                continue
+            cells = []
+            for key, _, dg in S2_COLS:
+                if key == "pss_per_child_kib":
+                    v = per.get((m, n), {}).values()
+                elif key == "pss_kib":
+                    v = [x / 1024 for x in d.by_rep("S2", "pause", n, m, key).values()]
+                else:
+                    v = d.by_rep("S2", "pause", n, m, key).values()
+                cells.append(cell(v, dg))
+            rows.append([f"`{m}`"] + cells)
+        out += [f"### N = {n:,}", "", table(["monitor"] + [c[1] for c in S2_COLS], rows), ""]
+    # launch curve
+    ns = [n for n in d.ns("S2") if n]
+    rows = []
+    for m in d.monitors("S2"):
+        vals = [med(d.by_rep("S2", "pause", n, m, "launch_us_per_child").values()) for n in ns]
+        if any(v is not None for v in vals):
+            ok = [v for v in vals if v is not None]
+            rows.append([f"`{m}`"] + [fmt(v, 1) for v in vals] + [f"{max(ok) / min(ok):.2f}x" if len(ok) > 1 else "-"])
+    out += ["### Launch time per child (µs) against N", "",
+            table(["monitor"] + [f"{n:,}" for n in ns] + ["max/min"], rows), ""]
+
+    # targets
+    v = med(per.get(("evmon", 10000), {}).values())
+    if v is not None:
+        t.add(v < 0.5, f"S2: evmon PSS per child at 10,000 children < 0.5 KiB: {v:.3f} KiB")
+    th = med(d.by_rep("S2", "pause", 10000, "evmon", "threads").values())
+    pr = med(d.by_rep("S2", "pause", 10000, "evmon", "procs").values())
+    if th is not None:
+        t.add(th == pr, f"S2: evmon one thread per process at 10,000 children: {th:.0f} threads in "
+              f"{pr:.0f} processes (the loop + its single-threaded spawn helper)")
+    wk = d.by_rep("S2", "pause", 10000, "evmon", "wakeups")
+    if wk:
+        t.add(max(wk.values()) == 0, f"S2: evmon zero wakeups while idle at 10,000 children: "
+              f"{max(wk.values()):.0f} in {idle} s")
+    lv = {n: med(d.by_rep("S2", "pause", n, "evmon", "launch_us_per_child").values()) for n in ns}
+    lv = {n: x for n, x in lv.items() if x is not None and n >= 1000}
+    if len(lv) > 1:
+        r = max(lv.values()) / min(lv.values())
+        t.add(r <= 1.5, f"S2: evmon launch time per child flat within 1.5x from {min(lv):,} to "
+              f"{max(lv):,}: {r:.2f}x (" + ", ".join(f"{n:,}: {x:.1f} µs" for n, x in lv.items()) + ")")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        series = []
+        for m in d.monitors("S2"):
+            pts = [(n, med(per.get((m, n), {}).values())) for n in ns]
+            pts = [(n, x) for n, x in pts if x is not None and x > 0]
+            if not pts:
+                continue
+            fn = os.path.join(tmp, f"{m}.dat")
+            with open(fn, "w") as f:
+                f.writelines(f"{n} {x}\n" for n, x in pts)
+            lw = 3 if m == "evmon" else 1.5
+            series.append(f"'{fn}' using 1:2 with linespoints lw {lw} title '{m}'")
+        if series:
+            png = CHART.format("s2")
+            if gnuplot(f"""set terminal pngcairo size 900,500 font 'sans,10'
+set output '{png}'
+set logscale xy
+set xlabel 'children (N)'
+set ylabel 'monitor memory per child, KiB of PSS (log)'
+set key outside right
+set grid
+set title 'S2: monitor memory per child vs N (lower is better)'
+plot {', '.join(series)}
+"""):
+                charts.append(png)
+                out += ["![S2: memory per child vs N](bench-s2.png)", ""]
+    return out
+
+
+# ------------------------------------------------------------------- S3
+
+def s3(d, t):
+    out = ["## S3 — exit storm", "",
+           "N children block reading one pipe; the harness closes its write end, so all of "
+           "them exit at the same instant. Time from the release until the monitor has "
+           "observed every exit (median, range), lost exits (must be 0), and the ratio to the "
+           "bare pidfd+epoll loop of the same round (waitid(P_PIDFD) + close, nothing else).", ""]
+    if not d.sel("S3"):
+        return out + ["*Not run.*", ""]
+    rows = []
+    ns = d.ns("S3")
+    for n in ns:
+        for m in d.monitors("S3", n=n):
+            fail = d.failure("S3", "storm", n, m)
+            if fail:
+                rows.append([f"{n:,}", f"`{m}`", "failed: " + fail, "", "", ""])
+                continue
+            secs = d.by_rep("S3", "storm", n, m, "secs")
+            lost = d.by_rep("S3", "storm", n, m, "lost")
+            ref = d.by_rep("S3", "storm", n, "raw-pidfd-epoll", "secs")
+            rows.append([f"{n:,}", f"`{m}`", cell([s * 1e3 for s in secs.values()]),
+                         cell(d.by_rep("S3", "storm", n, m, "us_per_exit").values(), 1),
+                         f"{max(lost.values()):.0f}" if lost else "-",
+                         ratio_cell(pairwise(secs, ref)) if m != "raw-pidfd-epoll" else ""])
+    out += [table(["N", "monitor", "all observed (ms)", "µs per exit", "lost (max)", "vs bare loop"], rows), ""]
+    lost = d.by_rep("S3", "storm", 10000, "evmon", "lost")
+    if lost:
+        t.add(max(lost.values()) == 0, f"S3: evmon loses no exit in a storm of 10,000: "
+              f"{max(lost.values()):.0f} lost (worst round)")
+        r = med(pairwise(d.by_rep("S3", "storm", 10000, "evmon", "secs"),
+                         d.by_rep("S3", "storm", 10000, "raw-pidfd-epoll", "secs")))
+        if r is not None:
+            t.add(r <= 1.2, f"S3: evmon observes a storm of 10,000 within 1.2x the bare pidfd+epoll loop: {r:.2f}x")
+    pe = {n: med(d.by_rep("S3", "storm", n, "evmon", "us_per_exit").values()) for n in ns}
+    pe = {n: x for n, x in pe.items() if x is not None}
+    if len(pe) > 1:
+        r = max(pe.values()) / min(pe.values())
+        t.add(r <= 1.5, f"S3: evmon storm time per exit flat within 1.5x from {min(pe):,} to {max(pe):,}: "
+              f"{r:.2f}x (" + ", ".join(f"{n:,}: {x:.1f} µs" for n, x in pe.items()) + ")")
+    return out
+
+
+# ------------------------------------------------------------------- S4
+
+def s4(d):
+    out = ["## S4 — exit latency", "",
+           "Each child reads CLOCK_MONOTONIC and writes it just before `_exit`; the monitor "
+           "records the time its exit callback ran. *idle*: one child at a time, the monitor "
+           "asleep in its loop. *storm*: N children released at once as in S3. Microseconds, "
+           "median over the repetitions of each percentile (range in brackets).", ""]
+    if not d.sel("S4"):
+        return out + ["*Not run.*", ""]
+    rows = []
+    for how in ("idle", "storm"):
+        for n in d.ns("S4", child=how):
+            for m in d.monitors("S4", child=how, n=n):
+                fail = d.failure("S4", how, n, m)
+                if fail:
+                    rows.append([how, f"{n:,}", f"`{m}`", "failed: " + fail, "", ""])
+                    continue
+                rows.append([how, f"{n:,}", f"`{m}`"] + [cell(d.by_rep("S4", how, n, m, k).values(), 0)
+                                                         for k in ("p50_us", "p99_us", "max_us")])
+    return out + [table(["case", "N", "monitor", "p50 (µs)", "p99 (µs)", "max (µs)"], rows), ""]
+
+
+# ------------------------------------------------------------------- S5
+
+def s5(d, t):
+    out = ["## S5 — init", "",
+           "`INIT -- /bin/true` against plain `/bin/true`, spawned and waited for by a C loop "
+           "(median wall time of many runs per round; overhead = init − plain, pair by pair). "
+           "The inits run as ordinary processes (subreaper mode where they have one: `tini -s`), "
+           "not as PID 1 of a new namespace, so namespace setup does not drown the difference. "
+           "RSS/PSS: of the init process while it runs `tiny p`.", ""]
+    if not d.sel("S5"):
+        return out + ["*Not run.*", ""]
+    base = d.by_rep("S5", "true", 0, "/bin/true (no init)", "median_us")
+    rows = []
+    for m in d.monitors("S5"):
+        if d.sel("S5", monitor=m, status="pending"):
+            rows.append([f"`{m}`", "not available yet", "", "", "", "", ""])
+            continue
+        ex = d.by_rep("S5", "true", 0, m, "median_us")
+        over = [ex[i] - base[i] for i in ex if i in base]
+        one = lambda k: (d.by_rep("S5", "", 0, m, k) or {0: None})[0]
+        size = one("binary_bytes")
+        rss, pss = one("rss_kib"), one("pss_kib")
+        fail = d.failure("S5", "", 0, m) or d.failure("S5", "true", 0, m)
+        rows.append([f"`{m}`", cell(ex.values(), 0) if ex else "failed: " + (fail or "?"),
+                     cell(over, 0) if m != "/bin/true (no init)" else "",
+                     f"{size / 1024:,.0f} KiB" if size else "",
+                     one("static") or "", fmt(rss, 0) if rss else "", fmt(pss, 0) if pss else ""])
+    out += [table(["init", "run /bin/true (µs)", "overhead (µs)", "binary", "static", "RSS (KiB)", "PSS (KiB)"], rows), ""]
+    for name in ("evmon init", "evmon-init (static)"):
+        if d.sel("S5", monitor=name, status="pending") or not d.sel("S5", monitor=name):
+            t.add(None, f"S5: {name} startup overhead and RSS no worse than tini's: not available yet")
+            continue
+        ex, ti = d.by_rep("S5", "true", 0, name, "median_us"), d.by_rep("S5", "true", 0, "tini", "median_us")
+        oe = med(ex[i] - base[i] for i in ex if i in base)
+        ot = med(ti[i] - base[i] for i in ti if i in base)
+        re_ = (d.by_rep("S5", "", 0, name, "rss_kib") or {0: None})[0]
+        rt = (d.by_rep("S5", "", 0, "tini", "rss_kib") or {0: None})[0]
+        if None in (oe, ot, re_, rt):
+            t.add(False, f"S5: {name}: incomplete measurement")
+            continue
+        t.add(oe <= ot and re_ <= rt, f"S5: {name} overhead {oe:.0f} µs vs tini {ot:.0f} µs; "
+              f"RSS {re_:.0f} KiB vs tini {rt:.0f} KiB")
+    return out
+
+
+# ------------------------------------------------------------------ the doc
+
+def generic(d, scenario, title, intro):
+    """Scenarios with simple rows: one table of median (range) per case/monitor/metric."""
+    out = [f"## {title}", "", intro, ""]
+    rows = d.sel(scenario)
+    if not rows:
+        return out + ["*Not run.*", ""]
+    pend = [r for r in rows if r["status"] == "pending"]
+    if pend:
+        return out + [f"*Pending: {pend[0]['note']}.*", ""]
+    metrics = []
+    for r in rows:
+        if r["status"] == "ok" and r["metric"] not in metrics:
+            metrics.append(r["metric"])
+    cases = []
+    for r in rows:
+        key = (r["child"], r["n"], r["monitor"])
+        if key not in cases:
+            cases.append(key)
+    trows = []
+    for child, n, m in cases:
+        fail = d.failure(scenario, child, n, m)
+        if fail:
+            trows.append([child, f"{n:,}", f"`{m}`", "failed: " + fail] + [""] * (len(metrics) - 1))
+            continue
+        trows.append([child, f"{n:,}", f"`{m}`"] + [cell(d.by_rep(scenario, child, n, m, k).values())
+                                                     for k in metrics])
+    return out + [table(["case", "N", "monitor"] + metrics, trows), ""]
+
+
+def machine_section(meta):
+    m = meta.get("machine", {})
+    pk = m.get("packages", {})
+    cfg = meta.get("config", {})
+    lines = ["## Machine and method", "",
+             f"- CPU: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; memory {m.get('mem_mib', 0):,} MiB; "
+             f"Linux {m.get('kernel', '?')}; Debian {m.get('debian', '?')}; pid_max {m.get('pid_max', '?'):,}; "
+             f"RLIMIT_NOFILE hard limit {m.get('nofile_hard', '?'):,}.",
+             f"- evmon at commit `{m.get('evmon_commit', '?')}`"
+             + (" (with uncommitted library changes in the work tree)" if m.get("evmon_dirty") else "") + ".",
+             "- Peers, all from Debian: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v) + ".",
+             f"- Run: `{meta.get('command', 'make bench')}` ({meta.get('mode', '?')} mode), started "
+             f"{meta.get('started', '?')}, took {meta.get('duration_s', 0) / 60:.1f} min. "
+             f"{meta.get('reps', '?')} repetitions per measurement (S2: {cfg.get('s2_reps', '?')}), "
+             "monitors alternated within each round (A B C A B C ...).",
+             f"- S1 runs per measurement: {cfg.get('s1_runs', '?'):,}; S2 sizes: "
+             f"{', '.join(f'{n:,}' for n in cfg.get('s2_sizes', []))} (supervisord, s6, runit: "
+             f"{', '.join(f'{n:,}' for n in cfg.get('s2_peer_sizes', []))}); S3 sizes: "
+             f"{', '.join(f'{n:,}' for n in cfg.get('s3_sizes', []))}.",
+             "- Harnesses: `bench/harness/evmon_bench.c` (the public API, `libevmon.a`), "
+             "`bench/harness/raw_bench.c` (the raw loops), `bench/peers/` (libuv, Go, asyncio); "
+             "supervisord, s6-svscan and runsvdir get generated service directories running "
+             "`tiny p`. The workload child is `bench/children/tiny.c`, static, no libc. "
+             "Every child inherits the monitor's stdio (no /dev/null opens), in every harness.",
+             "- evmon runs in its default spawn mode (auto: direct clone while the fd table is "
+             "small, then through the spawn helper); `evmon-direct` / `evmon-helper` force one "
+             "path (EVM_SPAWN_MODE), `evmon-nopidfd` forces the SIGCHLD path (EVM_NO_PIDFD=1).",
+             "- Reproduce: `make bench` (quick, a few minutes) or `make bench FULL=1` (full). "
+             "One scenario: `make bench BENCH_ARGS='--only S3'`. This file and the charts are "
+             "written by `bench/report.py` from `bench/results/*.csv`.", ""]
+    return lines
+
+
+def main():
+    rows = load()
+    d = Data(rows)
+    meta = {}
+    mp = os.path.join(RESULTS, "meta.json")
+    if os.path.exists(mp):
+        with open(mp) as f:
+            meta = json.load(f)
+    t = Targets()
+    charts = []
+    body = []
+    body += s1(d, t, charts)
+    body += s2(d, t, charts, meta)
+    body += s3(d, t)
+    body += s4(d)
+    body += s5(d, t)
+    body += s6_section(d)
+    body += s7_section(d, t)
+    head = ["# evmon benchmarks", "",
+            "Generated by `bench/report.py` from the results of `bench/run.py` — do not edit by hand.", "",
+            "## Targets", "",
+            "Ratios measured in the same run (a report, not a test that fails CI):", "", "```"]
+    head += t.lines or ["(no target measured)"]
+    head += ["```", ""]
+    doc = "\n".join(head + machine_section(meta) + body)
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    with open(DOC, "w") as f:
+        f.write(doc.rstrip() + "\n")
+    for line in t.lines:
+        print(line)
+    print(f"report: wrote {os.path.relpath(DOC, ROOT)}"
+          + "".join(f", {os.path.relpath(c, ROOT)}" for c in charts))
+
+
+def s6_section(d):
+    return generic(d, "S6", "S6 — daemon",
+                   "`evmon ctl status` latency with many services, log throughput, and the CPU "
+                   "cost of crash-looping services under `evmon daemon`.")
+
+
+def s7_section(d, t):
+    out = generic(d, "S7", "S7 — supervision (libevmon services)",
+                  "Services through the public services API (`evm_service_*`), in one loop: "
+                  "the CPU cost of N services crash-looping at the backoff cap (CPU time of the "
+                  "loop over the window, as % of one core), and the restart latency with a zero "
+                  "initial delay (exit observed → next child started, µs), beside the raw vfork "
+                  "spawn cost of the same round.")
+    cpu = d.by_rep("S7", "crashloop", 1000, "evmon", "cpu_pct")
+    if cpu:
+        v = med(cpu.values())
+        t.add(v < 1.0, f"S7: 1,000 services crash-looping at the backoff cap cost < 1% of a core: {v:.3f}%")
+    return out
+
+
+if __name__ == "__main__":
+    main()
