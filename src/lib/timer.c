@@ -113,14 +113,17 @@ void evm_timer_cancel(struct evm_timer *t)
 {
 	if (!t)
 		return;
-	if (t->loop->firing == t)
-		return; /* cancelling itself from its callback: freed when it returns */
-	if (t->idx != SIZE_MAX) {
-		bool first = t->idx == 0;
-		heap_remove(t->loop, t);
-		if (first)
-			evm__timerfd_sync(t->loop);
-	}
+	/*
+	 * Out of the heap means its callback is running, maybe in an outer
+	 * iteration with a nested one in between (loop->firing then names
+	 * another timer): evm__timers_run frees it when the callback returns.
+	 */
+	if (t->idx == SIZE_MAX)
+		return;
+	bool first = t->idx == 0;
+	heap_remove(t->loop, t);
+	if (first)
+		evm__timerfd_sync(t->loop);
 	free(t);
 }
 
