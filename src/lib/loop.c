@@ -344,6 +344,14 @@ void evm_loop_free(struct evm_loop *loop)
 		return;
 	loop->depth++; /* no deferred sweeps from here on: we free directly */
 	evm__services_free(loop);
+	/*
+	 * Closing before the kills: their exits are not reported, and other
+	 * threads' spawns are refused, so an exit callback that starts a new
+	 * process cannot keep this loop killing and respawning forever.
+	 */
+	pthread_mutex_lock(&loop->mu);
+	loop->closing = true;
+	pthread_mutex_unlock(&loop->mu);
 	/* nothing is left behind: kill and reap every child we still watch */
 	while (loop->live)
 		evm__reap_kill_sync(loop->live);
@@ -358,9 +366,6 @@ void evm_loop_free(struct evm_loop *loop)
 	evm__pidmap_free(&loop->pids);
 
 	/* threads blocked in evm_spawn or evm_proc_wait must leave first */
-	pthread_mutex_lock(&loop->mu);
-	loop->closing = true;
-	pthread_mutex_unlock(&loop->mu);
 	evm__xreq_run_all(loop);
 	pthread_mutex_lock(&loop->mu);
 	while (atomic_load(&loop->nwaiters) > 0)
