@@ -1,0 +1,254 @@
+/*
+ * test_loop.c - the loop itself: creation arguments, run_once timeouts, stop
+ * (from a callback, from another thread, before run), embedding through
+ * evm_loop_fd (exits and timers wake a poll()), the cached clock, alive
+ * counts, and evm_loop_free with work outstanding: live children are killed
+ * and reaped, caller references stay usable, callbacks cannot keep it alive.
+ */
+#include "evmtest.h"
+
+#include <pthread.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+
+static void test_new_args(void **state)
+{
+	(void)state;
+	struct evm_loop *loop;
+	struct evm_loop_opts bad = {.flags = 1u << 20};
+	assert_int_equal(evm_loop_new(NULL, NULL), -EINVAL);
+	assert_int_equal(evm_loop_new(&loop, &bad), -EINVAL);
+	assert_int_equal(evm_loop_new(&loop, NULL), 0);
+	evm_loop_free(loop);
+	evm_loop_free(NULL);
+	assert_int_equal(evm_loop_run(NULL), -EINVAL);
+	assert_int_equal(evm_loop_run_once(NULL, 0), -EINVAL);
+	assert_int_equal(evm_loop_fd(NULL), -EINVAL);
+	evm_loop_stop(NULL);
+	assert_int_equal(evm_loop_alive(NULL), 0);
+	const char *v = evm_version();
+	int a, b, c;
+	assert_int_equal(sscanf(v, "%d.%d.%d", &a, &b, &c), 3);
+}
+
+static void test_run_once_timeout(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	assert_int_equal(evm_loop_run_once(loop, 0), 0);
+	uint64_t t0 = t_now_ms();
+	assert_int_equal(evm_loop_run_once(loop, 30), 0);
+	assert_true(t_now_ms() - t0 >= 29); /* slept, did not spin */
+	uint64_t n1 = evm_loop_now(loop);
+	assert_int_equal(evm_loop_run_once(loop, 5), 0);
+	assert_true(evm_loop_now(loop) > n1);
+}
+
+static void stop_cb(struct evm_timer *t, void *data)
+{
+	(void)t;
+	evm_loop_stop(data);
+}
+
+static void count_cb(struct evm_timer *t, void *data)
+{
+	(void)t;
+	(*(int *)data)++;
+}
+
+/* evm_loop_run returns after the iteration that stopped it, and can run again. */
+static void test_stop_from_callback(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int n = 0;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(evm_timer_add(loop, 5, stop_cb, loop, NULL), 0);
+		assert_int_equal(evm_timer_add(loop, 100000, count_cb, &n, NULL), 0);
+		assert_int_equal(evm_loop_run(loop), 0);
+	}
+	assert_int_equal(n, 0);
+	assert_int_equal(evm_loop_alive(loop), 2); /* the two long timers */
+}
+
+static void *stopper(void *arg)
+{
+	usleep(50 * 1000);
+	evm_loop_stop(arg);
+	return NULL;
+}
+
+static void test_stop_from_thread(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pthread_t th;
+	int n = 0;
+	/* nothing else would ever wake it: only the stop can end run */
+	assert_int_equal(evm_timer_add(loop, 100000, count_cb, &n, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, stopper, loop), 0);
+	assert_int_equal(evm_loop_run(loop), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(n, 0);
+}
+
+static void test_stop_before_run(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	evm_loop_stop(loop);
+	assert_int_equal(evm_loop_run(loop), 0);
+	/* the stop was consumed: a later run waits for the next one */
+	assert_int_equal(evm_timer_add(loop, 10, stop_cb, loop, NULL), 0);
+	assert_int_equal(evm_loop_run(loop), 0);
+	assert_int_equal(evm_loop_alive(loop), 0);
+}
+
+static bool readable(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int r;
+	while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+		;
+	return r > 0;
+}
+
+/* Embedding: poll() on evm_loop_fd sees a child's exit; run_once(0) reports it. */
+static void test_loop_fd_exit(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int fd = evm_loop_fd(loop);
+	struct t_exit x = {0};
+	struct evm_proc *p = t_spawn(loop, HARGV("sleep", "20", "exit", "4"), &x);
+	uint64_t dl = t_now_ms() + 10000;
+	while (x.n == 0) {
+		assert_true(t_now_ms() < dl);
+		if (readable(fd, 1000))
+			assert_true(evm_loop_run_once(loop, 0) >= 0);
+	}
+	assert_int_equal(x.rec.code, 4);
+	assert_false(readable(fd, 0));
+	evm_proc_unref(p);
+}
+
+static void test_alive(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct t_exit x = {0};
+	struct evm_timer *t;
+	assert_int_equal(evm_loop_alive(loop), 0);
+	struct evm_proc *p = t_spawn(loop, HARGV("exit", "0"), &x);
+	assert_int_equal(evm_timer_add(loop, 100000, count_cb, NULL, &t), 0);
+	assert_int_equal(evm_loop_alive(loop), 2);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(evm_loop_alive(loop), 1);
+	evm_timer_cancel(t);
+	assert_int_equal(evm_loop_alive(loop), 0);
+	evm_proc_unref(p);
+}
+
+/*
+ * evm_loop_free with live children: every one is killed and reaped before
+ * it returns (our own pidfds show them gone, and nothing is left to wait
+ * for), and references the caller still holds show the exit.
+ */
+static void free_with_children(const struct t_mode *m)
+{
+	enum { N = 5 };
+	struct evm_loop *loop;
+	struct evm_proc *p[N];
+	int pidfd[N];
+	if (m)
+		t_set_mode(m);
+	assert_int_equal(evm_loop_new(&loop, NULL), 0);
+	t_clear_mode();
+	for (int i = 0; i < N; i++) {
+		struct evm_spawn_opts o = {.flags = i == 0 ? EVM_SPAWN_SETSID : 0};
+		p[i] = t_spawn_opts(loop, i % 2 ? HARGV("ignore", "15", "pause") : HARGV("pause"), &o);
+		pidfd[i] = (int)syscall(SYS_pidfd_open, evm_proc_pid(p[i]), 0);
+		assert_true(pidfd[i] >= 0);
+	}
+	evm_loop_free(loop);
+	for (int i = 0; i < N; i++) {
+		siginfo_t si;
+		/* gone: exited, and already reaped by the loop */
+		assert_true(readable(pidfd[i], 0));
+		assert_int_equal(waitid(P_PIDFD, (id_t)pidfd[i], &si, WEXITED | WNOHANG | __WALL), -1);
+		assert_int_equal(errno, ECHILD);
+		close(pidfd[i]);
+		assert_true(evm_proc_exited(p[i]));
+		const struct evm_exit *e = evm_proc_exit_record(p[i]);
+		assert_non_null(e);
+		assert_int_equal(e->signal, SIGKILL);
+		assert_int_equal(evm_proc_signal(p[i], 0), -ESRCH);
+		struct evm_exit out;
+		assert_int_equal(evm_proc_wait(p[i], &out, 0), 0);
+		assert_int_equal(out.pid, evm_proc_pid(p[i]));
+		assert_null(evm_proc_handler(p[i]));
+		evm_proc_unref(p[i]);
+	}
+	assert_int_equal(t_count_children(), 0);
+}
+
+static void test_free_kills_children(void **state)
+{
+	(void)state;
+	int fds0 = t_count_fds();
+	for (size_t i = 0; i < sizeof(t_modes) / sizeof(t_modes[0]); i++)
+		free_with_children(&t_modes[i]);
+	assert_int_equal(t_count_fds(), fds0);
+}
+
+static int respawns;
+
+/* a supervisor-style callback: start it again whenever it exits */
+static void respawn_cb(struct evm_proc *p, const struct evm_exit *e, void *data)
+{
+	struct evm_loop *loop = data;
+	char *argv[] = {t_helper, "pause", NULL};
+	struct evm_spawn_opts o = {.argv = argv, .on_exit = respawn_cb, .data = loop,
+				   .pdeath_signal = SIGKILL};
+	(void)p;
+	(void)e;
+	if (++respawns < 1000)
+		(void)evm_spawn(loop, &o, NULL);
+}
+
+static void free_respawning(void *arg)
+{
+	(void)arg;
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	char *argv[] = {t_helper, "pause", NULL};
+	struct evm_spawn_opts o = {.argv = argv, .on_exit = respawn_cb, .data = loop,
+				   .pdeath_signal = SIGKILL};
+	CHECK(evm_spawn(loop, &o, NULL) == 0);
+	evm_loop_free(loop);
+	/* the respawned children must not outlive the loop either */
+	CHECK(t_count_children() == 0);
+	/* and teardown did not turn into kill, respawn, kill, respawn ... */
+	CHECK(respawns <= 1);
+}
+
+/*
+ * evm_loop_free kills the children; an exit callback that restarts whatever
+ * exits must not keep the teardown going (or leave a child running).
+ */
+static void test_free_with_respawning_callback(void **state)
+{
+	(void)state;
+	t_forked(free_respawning, NULL);
+}
+
+int main(void)
+{
+	t_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_new_args),
+		cmocka_unit_test_setup_teardown(test_run_once_timeout, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_from_callback, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_from_thread, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_before_run, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_loop_fd_exit, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_alive, t_setup, t_teardown),
+		cmocka_unit_test(test_free_kills_children),
+		cmocka_unit_test(test_free_with_respawning_callback),
+	};
+	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
+}
