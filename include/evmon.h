@@ -221,6 +221,8 @@ struct evm_spawn_opts {
 	const char *file;     /* program to run; NULL: argv[0]. Searched in PATH if it has no '/' */
 	char *const *argv;    /* required, NULL-terminated, argv[0] required */
 	char *const *envp;    /* NULL: inherit environ at spawn time */
+	char *const *env_extra; /* "KEY=VALUE" entries added to envp (or the inherited
+				   environ), replacing entries with the same KEY */
 	const char *cwd;      /* NULL: inherit */
 	struct evm_stdio stdio[3];
 	unsigned flags;	      /* EVM_SPAWN_* */
@@ -401,8 +403,9 @@ enum evm_restart {
 	EVM_RESTART_ON_FAILURE = 0, /* restart on an exit code not in success_codes, or a signal */
 	EVM_RESTART_ALWAYS,	    /* restart after any exit */
 	EVM_RESTART_NEVER,	    /* never restart */
-	EVM_RESTART_UNLESS_STOPPED, /* like always; also not started by evm_service_autostart
-				       after an explicit stop (docker's unless-stopped) */
+	EVM_RESTART_UNLESS_STOPPED, /* like always; the difference is for whoever starts
+				       services (e.g. on reload): after an explicit stop,
+				       evm_service_info's stopped_by_user says to leave it down */
 };
 
 /* Which evm_service_opts fields are set even when zero. */
@@ -428,6 +431,12 @@ struct evm_service_opts {
 	size_t nsuccess_codes;
 	uint64_t start_ms;	  /* up this long = started (supervisord startsecs); default 1000 */
 	unsigned start_retries;	  /* failed starts in a row before FATAL; default 3 */
+	/*
+	 * Restart delays: the first restart after a stable run waits
+	 * backoff_initial_ms (may be 0); each further restart in a row doubles
+	 * the delay, from at least 10 ms, up to backoff_max_ms. So a crash
+	 * loop can never become a fork bomb.
+	 */
 	uint64_t backoff_initial_ms; /* default 100 */
 	uint64_t backoff_max_ms;     /* default 30000 */
 	unsigned backoff_jitter;     /* percent of the delay added at random, 0-100; default 0 */
@@ -435,7 +444,9 @@ struct evm_service_opts {
 	int stop_signal;	  /* default SIGTERM */
 	uint64_t stop_timeout_ms; /* then SIGKILL; default 10000 */
 	bool kill_group;	  /* signal the whole process group (implies SETPGID 0
-				     unless the spawn options ask for SETSID) */
+				     unless the spawn options ask for SETSID); when the
+				     main process exits, what is left of its group gets
+				     SIGKILL */
 	/* Optional per-service event callback (EVM_EV_SERVICE events of this service). */
 	evm_event_cb on_event;
 	void *data;
@@ -452,9 +463,10 @@ EVM_API int evm_service_new(struct evm_loop *loop, const struct evm_service_opts
 EVM_API struct evm_service *evm_service_find(struct evm_loop *loop, const char *name);
 
 /*
- * Start (from STOPPED, EXITED, FATAL; a no-op when already starting or
- * running). Resets the failure counters. A spawn failure does not fail this
- * call: it is an event, and the policy retries with backoff.
+ * Start (from STOPPED, EXITED, FATAL, or BACKOFF at once; a no-op when already
+ * starting or running; after the stop when STOPPING). Resets the restart
+ * count, the failure counters and the backoff. A spawn failure does not fail
+ * this call: it is an event, and the policy retries with backoff.
  */
 EVM_API int evm_service_start(struct evm_service *svc);
 
@@ -464,7 +476,11 @@ EVM_API int evm_service_start(struct evm_service *svc);
  */
 EVM_API int evm_service_stop(struct evm_service *svc);
 
-/* Stop (if running) then start again; the restart count goes up by one. */
+/*
+ * Stop (if running) then start again. Like docker restart: an explicit start
+ * or restart resets the restart count and the backoff; only restarts made by
+ * the policy count.
+ */
 EVM_API int evm_service_restart(struct evm_service *svc);
 
 /* Send sig to the running process (or its group with kill_group). -ESRCH when not running. */
@@ -480,8 +496,10 @@ struct evm_service_info {
 	const char *name;
 	enum evm_state state;
 	pid_t pid;		/* 0 when not running */
-	unsigned restarts;	/* restarts since created (not reset by start) */
-	unsigned failures;	/* failed starts or failures in a row */
+	unsigned restarts;	/* automatic restarts since the last explicit start */
+	unsigned failures;	/* failures in a row (reset by a stable run) */
+	unsigned start_failures; /* failed starts in a row (reset on reaching RUNNING) */
+	bool stopped_by_user;	/* the last stop was evm_service_stop, not the policy */
 	struct timespec since;	/* CLOCK_REALTIME of the last state change */
 	uint64_t uptime_ms;	/* time in STARTING/RUNNING, else 0 */
 	bool has_exit;

@@ -192,7 +192,7 @@ struct evm__svclist {
 	size_t n;
 };
 EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
-EVM_HIDDEN size_t evm__services_busy(const struct evm_loop *loop);
+EVM_HIDDEN void evm__services_sweep(struct evm_loop *loop);
 
 /* ------------------------------------------------------------------ loop */
 
@@ -266,6 +266,8 @@ struct evm_loop {
 
 	/* services */
 	struct evm__svclist svcs;
+	struct evm_service *dead_svcs; /* removed this iteration */
+	bool shutting_down;	       /* evm_shutdown runs: no restarts */
 };
 
 EVM_HIDDEN uint64_t evm__mono_ns(void);

@@ -203,6 +203,7 @@ static void sweep(struct evm_loop *loop)
 	loop->ndead = 0;
 	evm__io_sweep(loop);
 	evm__subs_sweep(loop);
+	evm__services_sweep(loop);
 }
 
 static int wait_ms(struct evm_loop *loop, int timeout_ms)
@@ -324,7 +325,7 @@ size_t evm_loop_alive(const struct evm_loop *loop)
 	if (!loop)
 		return 0;
 	/* the deferred orphan scan is bookkeeping, not work of the caller's */
-	return loop->nlive + loop->nheap - (loop->scan_timer ? 1 : 0) + evm__services_busy(loop);
+	return loop->nlive + loop->nheap - (loop->scan_timer ? 1 : 0);
 }
 
 void evm__warn(struct evm_loop *loop, int error, const char *fmt, ...)

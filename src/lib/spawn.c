@@ -103,6 +103,47 @@ static const char *find_path(char *const *envp)
 	return p ? p : DEFAULT_PATH;
 }
 
+static size_t key_len(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+static bool same_key(const char *a, const char *b)
+{
+	size_t n = key_len(a);
+	return n == key_len(b) && strncmp(a, b, n) == 0;
+}
+
+/* base + extra, an extra replacing a base entry of the same key (the last extra wins) */
+static char **merge_env(char *const *base, char *const *extra)
+{
+	size_t nb = 0, ne = 0, k = 0;
+	while (base[nb])
+		nb++;
+	while (extra[ne])
+		ne++;
+	char **v = malloc((nb + ne + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < nb; i++) {
+		bool replaced = false;
+		for (size_t j = 0; j < ne && !replaced; j++)
+			replaced = same_key(base[i], extra[j]);
+		if (!replaced)
+			v[k++] = base[i];
+	}
+	for (size_t j = 0; j < ne; j++) {
+		bool later = false;
+		for (size_t m = j + 1; m < ne && !later; m++)
+			later = same_key(extra[j], extra[m]);
+		if (!later)
+			v[k++] = extra[j];
+	}
+	v[k] = NULL;
+	return v;
+}
+
 static int devnull(struct evm_loop *loop)
 {
 	if (loop->devnull < 0)
@@ -269,6 +310,14 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.parent_pid = getpid(),
 		.fds = {-1, -1, -1},
 	};
+	char **merged = NULL;
+	if (o->env_extra) {
+		if (!(merged = merge_env(req.envp, o->env_extra))) {
+			err->error = ENOMEM;
+			return -ENOMEM;
+		}
+		req.envp = merged;
+	}
 	req.path = (o->flags & EVM_SPAWN_NO_PATH) ? NULL : find_path(req.envp);
 	req.restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
 	for (size_t i = 0; i < o->nrlimits; i++)
@@ -354,9 +403,11 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	evm__emit(loop, &ev);
 	if (out)
 		*out = evm_proc_ref(p);
+	free(merged);
 	return 0;
 
 fail:
+	free(merged);
 	if (err->stage == EVM_STAGE_NONE || err->stage == EVM_STAGE_SETUP)
 		err->stage = EVM_STAGE_SETUP;
 	err->error = -r;

@@ -1,4 +1,758 @@
-/* placeholder while the core is brought up; replaced by the supervision engine */
+/*
+ * supervise.c - services: a process plus a policy that decides what happens
+ * after it dies (restart, back off, give up), and how it is stopped.
+ *
+ *            start                 start_ms up                 exit, policy: restart
+ *  STOPPED --------> STARTING ---------------> RUNNING -----------------------> BACKOFF
+ *  EXITED            |  exit (failed start)      |  exit, policy: done           |  timer
+ *  FATAL             +---> BACKOFF / FATAL       +---> EXITED / FATAL            +--> STARTING
+ *
+ *  stop: STARTING/RUNNING -> STOPPING (stop_signal, SIGKILL after stop_timeout)
+ *        -> STOPPED on exit; BACKOFF -> STOPPED at once.
+ *
+ * One timer per service at most: the start grace (STARTING), the backoff
+ * (BACKOFF) or the kill escalation (STOPPING). A service never spins: every
+ * restart goes through the backoff, which doubles from at least 10 ms.
+ * Events are emitted after the state changed, so a callback sees the new state
+ * and may call anything here, including evm_service_remove on this service
+ * (freed at the end of the iteration).
+ */
 #include "internal.h"
-void evm__services_free(struct evm_loop *loop) { (void)loop; }
-size_t evm__services_busy(const struct evm_loop *loop) { (void)loop; return 0; }
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEF_START_MS 1000
+#define DEF_START_RETRIES 3
+#define DEF_BACKOFF_INITIAL_MS 100
+#define DEF_BACKOFF_MAX_MS 30000
+#define DEF_STABLE_MS 10000
+#define DEF_STOP_TIMEOUT_MS 10000
+#define MIN_DOUBLING_MS 10
+#define SHUTDOWN_PROC_TIMEOUT_MS 10000
+
+struct evm_service {
+	struct evm_loop *loop;
+	char *name;
+
+	/* what to run: a deep copy of the caller's spawn options */
+	struct evm_spawn_opts spawn;
+	char **argv, **envp, **env_extra, *file, *cwd;
+	gid_t *groups;
+	struct evm_rlimit *rlimits;
+
+	/* policy */
+	enum evm_restart restart;
+	unsigned max_retries;
+	uint32_t success[8]; /* bitmap of exit codes 0..255 */
+	uint64_t start_ms, backoff_initial_ms, backoff_max_ms, stable_ms, stop_timeout_ms;
+	unsigned start_retries, jitter;
+	int stop_signal;
+	bool kill_group;
+	evm_event_cb on_event;
+	void *data;
+
+	/* state */
+	enum evm_state state;
+	struct evm_proc *proc; /* our reference while it runs */
+	struct evm_timer *timer;
+	unsigned restarts, failures, start_failures, backoff_step;
+	uint64_t started_mono, since_mono, next_start_mono;
+	int64_t since_real;
+	bool stopped_by_user;
+	bool start_after_stop; /* restart(), or start() while STOPPING */
+	bool removing;	       /* free once stopped */
+	bool dead;	       /* unlinked; freed at the end of the iteration */
+	bool has_exit;
+	struct evm_exit last_exit;
+	struct evm_spawn_error last_error;
+	char msg[160];
+
+	struct evm_service *prev, *next;
+};
+
+static void spawn_now(struct evm_service *s);
+
+/* ------------------------------------------------------------- helpers */
+
+static bool success_code(const struct evm_service *s, int code)
+{
+	return code >= 0 && code < 256 && (s->success[code / 32] >> (code % 32) & 1u);
+}
+
+static char **dup_vec(char *const *v)
+{
+	if (!v)
+		return NULL;
+	size_t n = 0;
+	while (v[n])
+		n++;
+	char **d = calloc(n + 1, sizeof(*d));
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!(d[i] = strdup(v[i]))) {
+			while (i--)
+				free(d[i]);
+			free(d);
+			return NULL;
+		}
+	}
+	return d;
+}
+
+static void free_vec(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+static void svc_free(struct evm_service *s)
+{
+	free(s->name);
+	free_vec(s->argv);
+	free_vec(s->envp);
+	free_vec(s->env_extra);
+	free(s->file);
+	free(s->cwd);
+	free(s->groups);
+	free(s->rlimits);
+	free(s);
+}
+
+static void cancel_timer(struct evm_service *s)
+{
+	if (s->timer) {
+		evm_timer_cancel(s->timer);
+		s->timer = NULL;
+	}
+}
+
+static void emit(struct evm_service *s, enum evm_state old, const struct evm_exit *exit, int error,
+		 uint64_t delay_ms)
+{
+	struct evm_event ev = {
+		.type = EVM_EV_SERVICE,
+		.pid = s->proc ? evm_proc_pid(s->proc) : (exit ? exit->pid : 0),
+		.proc = s->proc,
+		.name = s->name,
+		.exit = exit,
+		.error = error,
+		.message = s->msg[0] ? s->msg : NULL,
+		.service = s,
+		.state = s->state,
+		.old_state = old,
+		.restarts = s->restarts,
+		.delay_ms = delay_ms,
+		.stage = error ? s->last_error.stage : EVM_STAGE_NONE,
+	};
+	ev.time = evm__ns_to_ts(evm__real_ns());
+	if (s->on_event)
+		s->on_event(s->loop, &ev, s->data);
+	evm__emit(s->loop, &ev);
+	s->msg[0] = 0;
+}
+
+static void set_state(struct evm_service *s, enum evm_state st, const struct evm_exit *exit,
+		      int error, uint64_t delay_ms)
+{
+	enum evm_state old = s->state;
+	s->state = st;
+	s->since_mono = evm__mono_ns();
+	s->since_real = evm__real_ns();
+	emit(s, old, exit, error, delay_ms);
+}
+
+static int send_signal(struct evm_service *s, int sig)
+{
+	if (!s->proc)
+		return -ESRCH;
+	if (s->kill_group) {
+		int r = evm_proc_signal_group(s->proc, sig);
+		if (r != -EPERM)
+			return r;
+	}
+	return evm_proc_signal(s->proc, sig);
+}
+
+/* ------------------------------------------------------------ backoff */
+
+static uint64_t backoff_delay(struct evm_service *s)
+{
+	uint64_t d = s->backoff_initial_ms;
+	if (s->backoff_step > 0) {
+		uint64_t base = d < MIN_DOUBLING_MS ? MIN_DOUBLING_MS : d;
+		unsigned shift = s->backoff_step - 1 + (d < MIN_DOUBLING_MS ? 0 : 1);
+		d = shift >= 40 ? UINT64_MAX : base << shift;
+	}
+	if (d > s->backoff_max_ms)
+		d = s->backoff_max_ms;
+	if (s->jitter && d) {
+		/* spread a herd of services that crashed together */
+		uint64_t span = d * s->jitter / 100;
+		if (span)
+			d += (uint64_t)random() % (span + 1);
+	}
+	s->backoff_step++;
+	return d;
+}
+
+static void backoff_fire(struct evm_timer *t, void *data)
+{
+	struct evm_service *s = data;
+	(void)t;
+	s->timer = NULL;
+	s->restarts++;
+	spawn_now(s);
+}
+
+/* The process is gone (or never started): restart later, or give up. */
+static void schedule_restart(struct evm_service *s, const struct evm_exit *exit, int error)
+{
+	uint64_t delay = backoff_delay(s);
+	s->next_start_mono = evm__mono_ns() + delay * 1000000;
+	if (evm_timer_add(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
+		snprintf(s->msg, sizeof(s->msg), "cannot schedule a restart: out of memory");
+		set_state(s, EVM_STATE_FATAL, exit, -ENOMEM, 0);
+		return;
+	}
+	set_state(s, EVM_STATE_BACKOFF, exit, error, delay);
+}
+
+/* A failed start (died during start_ms, or could not be spawned). */
+static void failed_start(struct evm_service *s, const struct evm_exit *exit, int error)
+{
+	s->failures++;
+	s->start_failures++;
+	if (s->start_failures > s->start_retries) {
+		size_t n = strlen(s->msg);
+		snprintf(s->msg + n, sizeof(s->msg) - n, "%sgave up after %u failed starts in a row",
+			 n ? "; " : "", s->start_failures);
+		set_state(s, EVM_STATE_FATAL, exit, error, 0);
+		return;
+	}
+	schedule_restart(s, exit, error);
+}
+
+/* --------------------------------------------------------------- running */
+
+static void start_grace_done(struct evm_timer *t, void *data)
+{
+	struct evm_service *s = data;
+	(void)t;
+	s->timer = NULL;
+	s->start_failures = 0;
+	set_state(s, EVM_STATE_RUNNING, NULL, 0, 0);
+}
+
+static void kill_timeout(struct evm_timer *t, void *data)
+{
+	struct evm_service *s = data;
+	(void)t;
+	s->timer = NULL;
+	send_signal(s, SIGKILL);
+}
+
+static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner)
+{
+	struct evm_service *s = owner;
+	enum evm_state was = s->state;
+	uint64_t ran_ms = e->runtime_ns / 1000000;
+	cancel_timer(s);
+	if (s->kill_group && (p->flags & EVM__P_GROUP))
+		killpg(p->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
+	s->proc = NULL;
+	evm_proc_unref(p);
+	s->has_exit = true;
+	s->last_exit = *e;
+	s->last_error.stage = EVM_STAGE_NONE;
+	s->last_error.error = 0;
+	if (ran_ms >= s->stable_ms) {
+		s->backoff_step = 0;
+		s->failures = 0;
+	}
+
+	if (was == EVM_STATE_STOPPING) {
+		set_state(s, EVM_STATE_STOPPED, e, 0, 0);
+		if (s->removing) {
+			evm_service_remove(s);
+		} else if (s->start_after_stop) {
+			s->start_after_stop = false;
+			evm_service_start(s);
+		}
+		return;
+	}
+
+	if (s->loop->shutting_down) {
+		set_state(s, EVM_STATE_STOPPED, e, 0, 0);
+		return;
+	}
+	bool ok = !e->status_unknown && e->signal == 0 && success_code(s, e->code);
+	bool again;
+	switch (s->restart) {
+	case EVM_RESTART_ALWAYS:
+	case EVM_RESTART_UNLESS_STOPPED:
+		again = true;
+		break;
+	case EVM_RESTART_NEVER:
+		again = false;
+		break;
+	case EVM_RESTART_ON_FAILURE:
+	default:
+		again = !ok;
+		break;
+	}
+
+	if (was == EVM_STATE_STARTING && (again || !ok)) {
+		snprintf(s->msg, sizeof(s->msg), "exited during its start period (%llu ms)",
+			 (unsigned long long)ran_ms);
+		if (again) {
+			failed_start(s, e, 0);
+		} else {
+			set_state(s, EVM_STATE_EXITED, e, 0, 0);
+		}
+		return;
+	}
+	if (!again) {
+		set_state(s, EVM_STATE_EXITED, e, 0, 0);
+		return;
+	}
+	if (!ok)
+		s->failures++;
+	if (!ok && s->max_retries && s->failures > s->max_retries) {
+		snprintf(s->msg, sizeof(s->msg), "gave up after %u failures in a row", s->failures);
+		set_state(s, EVM_STATE_FATAL, e, 0, 0);
+		return;
+	}
+	schedule_restart(s, e, 0);
+}
+
+static void spawn_now(struct evm_service *s)
+{
+	struct evm_spawn_opts o = s->spawn;
+	struct evm_proc *p = NULL;
+	o.error = &s->last_error;
+	int r = evm__spawn_local(s->loop, &o, &p);
+	if (r < 0) {
+		const char *what = s->file ? s->file : s->argv[0];
+		snprintf(s->msg, sizeof(s->msg), "%s %s: %s", evm_spawn_stage_name(s->last_error.stage),
+			 s->last_error.stage == EVM_STAGE_CWD && s->cwd ? s->cwd : what, strerror(-r));
+		failed_start(s, NULL, r);
+		return;
+	}
+	p->owner_cb = on_proc_exit;
+	p->owner = s;
+	s->proc = p;
+	s->started_mono = evm__mono_ns();
+	if (s->start_ms == 0) {
+		s->start_failures = 0;
+		set_state(s, EVM_STATE_RUNNING, NULL, 0, 0);
+		return;
+	}
+	if (evm_timer_add(s->loop, s->start_ms, start_grace_done, s, &s->timer) < 0)
+		s->timer = NULL; /* no timer: it stays STARTING until it exits */
+	set_state(s, EVM_STATE_STARTING, NULL, 0, 0);
+}
+
+/* ---------------------------------------------------------------- public */
+
+static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
+{
+	const struct evm_spawn_opts *so = &o->spawn;
+	s->spawn = *so;
+	s->spawn.on_exit = NULL;
+	s->spawn.data = NULL;
+	s->spawn.handler = NULL;
+	s->spawn.error = NULL;
+	if (!(s->argv = dup_vec(so->argv)) || (so->envp && !(s->envp = dup_vec(so->envp))) ||
+	    (so->env_extra && !(s->env_extra = dup_vec(so->env_extra))) ||
+	    (so->file && !(s->file = strdup(so->file))) || (so->cwd && !(s->cwd = strdup(so->cwd))))
+		return -ENOMEM;
+	if (so->ngroups) {
+		if (!(s->groups = malloc(so->ngroups * sizeof(gid_t))))
+			return -ENOMEM;
+		memcpy(s->groups, so->groups, so->ngroups * sizeof(gid_t));
+	}
+	if (so->nrlimits) {
+		if (!(s->rlimits = malloc(so->nrlimits * sizeof(*s->rlimits))))
+			return -ENOMEM;
+		memcpy(s->rlimits, so->rlimits, so->nrlimits * sizeof(*s->rlimits));
+	}
+	s->spawn.argv = s->argv;
+	s->spawn.envp = s->envp;
+	s->spawn.env_extra = s->env_extra;
+	s->spawn.file = s->file;
+	s->spawn.cwd = s->cwd;
+	s->spawn.groups = s->groups;
+	s->spawn.rlimits = s->rlimits;
+	if (o->kill_group && !(so->flags & EVM_SPAWN_SETSID)) {
+		s->spawn.flags |= EVM_SPAWN_SETPGID;
+		s->spawn.pgid = 0;
+	}
+	return 0;
+}
+
+int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, struct evm_service **out)
+{
+	if (!loop || !o || !o->name || !*o->name || !o->spawn.argv || !o->spawn.argv[0])
+		return -EINVAL;
+	if ((unsigned)o->restart > EVM_RESTART_UNLESS_STOPPED || o->backoff_jitter > 100 ||
+	    o->stop_signal < 0 || o->stop_signal >= NSIG || (o->nsuccess_codes && !o->success_codes))
+		return -EINVAL;
+	for (int i = 0; i < 3; i++)
+		if (o->spawn.stdio[i].mode == EVM_STDIO_PIPE)
+			return -EINVAL; /* a new pipe per restart: use EVM_STDIO_FD with your own */
+	for (size_t i = 0; i < o->nsuccess_codes; i++)
+		if (o->success_codes[i] < 0 || o->success_codes[i] > 255)
+			return -EINVAL;
+	if (evm_service_find(loop, o->name))
+		return -EEXIST;
+
+	struct evm_service *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	if (!(s->name = strdup(o->name)) || copy_opts(s, o) < 0) {
+		svc_free(s);
+		return -ENOMEM;
+	}
+	s->restart = o->restart;
+	s->max_retries = o->max_retries;
+	if (o->nsuccess_codes) {
+		for (size_t i = 0; i < o->nsuccess_codes; i++)
+			s->success[o->success_codes[i] / 32] |= 1u << (o->success_codes[i] % 32);
+	} else {
+		s->success[0] = 1; /* exit 0 */
+	}
+#define PICK(field, flag, def) (((o->set & (flag)) || o->field) ? o->field : (def))
+	s->start_ms = PICK(start_ms, EVM_SVC_START_MS, DEF_START_MS);
+	s->start_retries = PICK(start_retries, EVM_SVC_START_RETRIES, DEF_START_RETRIES);
+	s->backoff_initial_ms = PICK(backoff_initial_ms, EVM_SVC_BACKOFF_INITIAL, DEF_BACKOFF_INITIAL_MS);
+	s->backoff_max_ms = PICK(backoff_max_ms, EVM_SVC_BACKOFF_MAX, DEF_BACKOFF_MAX_MS);
+	s->stable_ms = PICK(stable_ms, EVM_SVC_STABLE_MS, DEF_STABLE_MS);
+	s->stop_timeout_ms = PICK(stop_timeout_ms, EVM_SVC_STOP_TIMEOUT, DEF_STOP_TIMEOUT_MS);
+#undef PICK
+	s->jitter = o->backoff_jitter;
+	s->stop_signal = o->stop_signal ? o->stop_signal : SIGTERM;
+	s->kill_group = o->kill_group;
+	s->on_event = o->on_event;
+	s->data = o->data;
+	s->state = EVM_STATE_STOPPED;
+	s->since_mono = evm__mono_ns();
+	s->since_real = evm__real_ns();
+
+	struct evm__svclist *l = &loop->svcs;
+	s->prev = l->last;
+	if (l->last)
+		l->last->next = s;
+	else
+		l->first = s;
+	l->last = s;
+	l->n++;
+	if (out)
+		*out = s;
+	return 0;
+}
+
+struct evm_service *evm_service_find(struct evm_loop *loop, const char *name)
+{
+	if (!loop || !name)
+		return NULL;
+	for (struct evm_service *s = loop->svcs.first; s; s = s->next)
+		if (!s->dead && strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+int evm_service_start(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (s->removing)
+		return -ESHUTDOWN;
+	switch (s->state) {
+	case EVM_STATE_STARTING:
+	case EVM_STATE_RUNNING:
+		return 0;
+	case EVM_STATE_STOPPING:
+		s->start_after_stop = true;
+		return 0;
+	case EVM_STATE_BACKOFF:
+		cancel_timer(s);
+		break;
+	default:
+		break;
+	}
+	s->restarts = 0;
+	s->failures = 0;
+	s->start_failures = 0;
+	s->backoff_step = 0;
+	s->stopped_by_user = false;
+	spawn_now(s);
+	return 0;
+}
+
+int evm_service_stop(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	s->start_after_stop = false;
+	s->stopped_by_user = true;
+	switch (s->state) {
+	case EVM_STATE_STARTING:
+	case EVM_STATE_RUNNING:
+		break;
+	case EVM_STATE_BACKOFF:
+		cancel_timer(s);
+		set_state(s, EVM_STATE_STOPPED, NULL, 0, 0);
+		return 0;
+	case EVM_STATE_EXITED:
+	case EVM_STATE_FATAL:
+		set_state(s, EVM_STATE_STOPPED, NULL, 0, 0);
+		return 0;
+	default:
+		return 0; /* STOPPED, or already STOPPING */
+	}
+	cancel_timer(s);
+	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
+		send_signal(s, SIGKILL);
+	} else {
+		send_signal(s, s->stop_signal);
+		/* a stopped (SIGSTOP) process would sit on the signal until continued */
+		if (s->stop_signal != SIGCONT)
+			send_signal(s, SIGCONT);
+		if (evm_timer_add(s->loop, s->stop_timeout_ms, kill_timeout, s, &s->timer) < 0)
+			send_signal(s, SIGKILL);
+	}
+	set_state(s, EVM_STATE_STOPPING, NULL, 0, 0);
+	return 0;
+}
+
+int evm_service_restart(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING ||
+	    s->state == EVM_STATE_STOPPING) {
+		evm_service_stop(s);
+		s->stopped_by_user = false;
+		s->start_after_stop = true;
+		return 0;
+	}
+	return evm_service_start(s);
+}
+
+int evm_service_signal(struct evm_service *s, int sig)
+{
+	if (!s || s->dead || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	return send_signal(s, sig);
+}
+
+static void unlink_svc(struct evm_service *s)
+{
+	struct evm__svclist *l = &s->loop->svcs;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->first = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		l->last = s->prev;
+	l->n--;
+	s->dead = true;
+	/* callers up the stack may still hold it: free when the iteration ends */
+	s->next = s->loop->dead_svcs;
+	s->prev = NULL;
+	s->loop->dead_svcs = s;
+}
+
+void evm_service_remove(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return;
+	s->removing = true;
+	s->start_after_stop = false;
+	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING) {
+		evm_service_stop(s);
+		return;
+	}
+	if (s->state == EVM_STATE_STOPPING)
+		return;
+	cancel_timer(s);
+	unlink_svc(s);
+	if (s->loop->depth == 0 && s->loop->emitting == 0)
+		evm__services_sweep(s->loop);
+}
+
+void evm__services_sweep(struct evm_loop *loop)
+{
+	while (loop->dead_svcs) {
+		struct evm_service *s = loop->dead_svcs;
+		loop->dead_svcs = s->next;
+		svc_free(s);
+	}
+}
+
+void evm_service_info(const struct evm_service *s, struct evm_service_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	if (!s)
+		return;
+	uint64_t now = evm__mono_ns();
+	info->name = s->name;
+	info->state = s->state;
+	info->pid = s->proc ? evm_proc_pid(s->proc) : 0;
+	info->restarts = s->restarts;
+	info->failures = s->failures;
+	info->start_failures = s->start_failures;
+	info->stopped_by_user = s->stopped_by_user;
+	info->since = evm__ns_to_ts(s->since_real);
+	if (s->proc)
+		info->uptime_ms = (now - s->started_mono) / 1000000;
+	info->has_exit = s->has_exit;
+	if (s->has_exit)
+		info->last_exit = s->last_exit;
+	info->last_error = s->last_error;
+	if (s->state == EVM_STATE_BACKOFF && s->next_start_mono > now)
+		info->next_start_ms = (s->next_start_mono - now + 999999) / 1000000;
+}
+
+enum evm_state evm_service_state(const struct evm_service *s)
+{
+	return s ? s->state : EVM_STATE_STOPPED;
+}
+
+const char *evm_service_name(const struct evm_service *s)
+{
+	return s ? s->name : NULL;
+}
+
+struct evm_proc *evm_service_proc(const struct evm_service *s)
+{
+	return s ? s->proc : NULL;
+}
+
+void evm_service_foreach(struct evm_loop *loop, void (*fn)(struct evm_service *, void *), void *data)
+{
+	if (!loop || !fn)
+		return;
+	for (struct evm_service *s = loop->svcs.first, *next; s; s = next) {
+		next = s->next; /* fn may remove s */
+		if (!s->dead)
+			fn(s, data);
+	}
+}
+
+const char *evm_state_name(enum evm_state st)
+{
+	static const char *const names[] = {
+		[EVM_STATE_STOPPED] = "stopped", [EVM_STATE_STARTING] = "starting",
+		[EVM_STATE_RUNNING] = "running", [EVM_STATE_BACKOFF] = "backoff",
+		[EVM_STATE_STOPPING] = "stopping", [EVM_STATE_EXITED] = "exited",
+		[EVM_STATE_FATAL] = "fatal",
+	};
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
+}
+
+/* ---------------------------------------------------------- loop hooks */
+
+void evm__services_free(struct evm_loop *loop)
+{
+	/* the loop kills and reaps the processes next; nothing may call back here */
+	for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
+		cancel_timer(s);
+		if (s->proc) {
+			s->proc->owner_cb = NULL;
+			evm_proc_unref(s->proc);
+			s->proc = NULL;
+		}
+	}
+	while (loop->svcs.first) {
+		struct evm_service *s = loop->svcs.first;
+		loop->svcs.first = s->next;
+		svc_free(s);
+	}
+	loop->svcs.last = NULL;
+	loop->svcs.n = 0;
+	evm__services_sweep(loop);
+}
+
+/* ------------------------------------------------------------- shutdown */
+
+static bool svc_busy(const struct evm_service *s)
+{
+	return s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING ||
+	       s->state == EVM_STATE_STOPPING;
+}
+
+static void shutdown_kill_procs(struct evm_timer *t, void *data)
+{
+	struct evm_loop *loop = t->loop;
+	*(struct evm_timer **)data = NULL;
+	for (struct evm_proc *p = loop->live; p; p = p->next)
+		if (!p->owner_cb)
+			evm_proc_signal(p, SIGKILL);
+}
+
+int evm_shutdown(struct evm_loop *loop, unsigned flags)
+{
+	if (!loop || (flags & ~(unsigned)EVM_SHUTDOWN_REVERSE))
+		return -EINVAL;
+	/* plain processes: SIGTERM now, SIGKILL later */
+	struct evm_timer *kt = NULL;
+	bool plain = false;
+	for (struct evm_proc *p = loop->live; p; p = p->next) {
+		if (!p->owner_cb) {
+			evm_proc_signal(p, SIGTERM);
+			plain = true;
+		}
+	}
+	if (plain)
+		evm_timer_add(loop, SHUTDOWN_PROC_TIMEOUT_MS, shutdown_kill_procs, &kt, &kt);
+
+	loop->shutting_down = true;
+	int r = 0;
+	for (;;) {
+		/* (re)issue stops: a policy must not restart anything meanwhile */
+		bool waiting = false;
+		if (flags & EVM_SHUTDOWN_REVERSE) {
+			for (struct evm_service *s = loop->svcs.last; s; s = s->prev) {
+				if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
+					evm_service_stop(s);
+				if (svc_busy(s)) {
+					waiting = true;
+					break; /* one at a time, last created first */
+				}
+			}
+		} else {
+			for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
+				if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
+					evm_service_stop(s);
+				if (svc_busy(s))
+					waiting = true;
+			}
+		}
+		bool plain_left = false;
+		for (struct evm_proc *p = loop->live; p && !plain_left; p = p->next)
+			plain_left = !p->owner_cb;
+		if (!waiting && !plain_left)
+			break;
+		r = evm_loop_run_once(loop, -1);
+		if (r < 0)
+			break;
+		r = 0;
+	}
+	if (kt)
+		evm_timer_cancel(kt);
+	loop->shutting_down = false;
+	return r;
+}

@@ -1,0 +1,653 @@
+/*
+ * test_supervise.c - the service engine: restart policies, start grace,
+ * backoff, stop escalation, process groups, shutdown, and a crash-loop herd.
+ *
+ * Tests assert on the sequence of EVM_EV_SERVICE events and on the delays the
+ * engine scheduled (ev->delay_ms), never on how long something took.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <evmon.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXEV 4096
+
+struct rec {
+	char name[32];
+	enum evm_state state, old;
+	int code, signal;
+	bool has_exit;
+	unsigned restarts;
+	uint64_t delay_ms;
+	int error;
+	pid_t pid;
+	char msg[160];
+};
+
+static struct rec evs[MAXEV];
+static size_t nev;
+static char helper[512];
+
+static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)loop;
+	(void)data;
+	if (ev->type != EVM_EV_SERVICE || nev >= MAXEV)
+		return;
+	struct rec *r = &evs[nev++];
+	snprintf(r->name, sizeof(r->name), "%s", ev->name);
+	r->state = ev->state;
+	r->old = ev->old_state;
+	r->has_exit = ev->exit != NULL;
+	r->code = ev->exit ? ev->exit->code : 0;
+	r->signal = ev->exit ? ev->exit->signal : 0;
+	r->restarts = ev->restarts;
+	r->delay_ms = ev->delay_ms;
+	r->error = ev->error;
+	r->pid = ev->pid;
+	snprintf(r->msg, sizeof(r->msg), "%s", ev->message ? ev->message : "");
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* run the loop until svc reaches state (counting matches), or fail after timeout_ms */
+static void run_until_state(struct evm_loop *loop, struct evm_service *s, enum evm_state st,
+			    int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	while (evm_service_state(s) != st) {
+		if (now_ms() > end)
+			fail_msg("timed out waiting for %s to be %s (is %s)", evm_service_name(s),
+				 evm_state_name(st), evm_state_name(evm_service_state(s)));
+		evm_loop_run_once(loop, 50);
+	}
+}
+
+static size_t count_state(const char *name, enum evm_state st)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < nev; i++)
+		if (evs[i].state == st && !strcmp(evs[i].name, name))
+			n++;
+	return n;
+}
+
+/* the last event of name entering st; fails the test if there is none */
+static const struct rec *last_of(const char *name, enum evm_state st)
+{
+	for (size_t i = nev; i-- > 0;)
+		if (evs[i].state == st && !strcmp(evs[i].name, name))
+			return &evs[i];
+	fail_msg("no %s event for %s", evm_state_name(st), name);
+	return &evs[0];
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	nev = 0;
+	const char *b = getenv("EVMON_BUILD");
+	snprintf(helper, sizeof(helper), "%s/tests/evm-helper", b ? b : "build/cc");
+	if (access(helper, X_OK) != 0)
+		fail_msg("%s not built", helper);
+	struct evm_loop *loop;
+	assert_int_equal(evm_loop_new(&loop, NULL), 0);
+	assert_int_equal(evm_subscribe(loop, EVM_EV_SERVICE, on_event, NULL, NULL), 0);
+	*state = loop;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	evm_loop_free(*state);
+	return 0;
+}
+
+/* a service running evm-helper with the given behaviour */
+static struct evm_service *svc(struct evm_loop *loop, const char *name, enum evm_restart restart,
+			       char **args, void (*tweak)(struct evm_service_opts *))
+{
+	char *argv[16] = {helper};
+	for (int i = 0; args[i] && i < 14; i++)
+		argv[i + 1] = args[i];
+	struct evm_service_opts o = {
+		.name = name,
+		.spawn = {.argv = argv},
+		.restart = restart,
+		.set = EVM_SVC_BACKOFF_INITIAL | EVM_SVC_START_MS,
+		.backoff_initial_ms = 10,
+		.backoff_max_ms = 80,
+		.start_ms = 0,
+		.start_retries = 3,
+	};
+	if (tweak)
+		tweak(&o);
+	struct evm_service *s = NULL;
+	assert_int_equal(evm_service_new(loop, &o, &s), 0);
+	return s;
+}
+
+static bool stopped_by_user(struct evm_service *s)
+{
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	return info.stopped_by_user;
+}
+
+static char *EXIT0[] = {"exit", "0", NULL};
+static char *EXIT3[] = {"exit", "3", NULL};
+static char *KILL9[] = {"kill", "9", NULL};
+static char *PAUSE[] = {"pause", NULL};
+
+static void test_never_policy(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_NEVER, EXIT3, NULL);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_EXITED, 5000);
+	const struct rec *r = last_of("a", EVM_STATE_EXITED);
+	assert_non_null(r);
+	assert_true(r->has_exit);
+	assert_int_equal(r->code, 3);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
+}
+
+static void test_on_failure_success_exits(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT0, NULL);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_EXITED, 5000);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
+	assert_int_equal(last_of("a", EVM_STATE_EXITED)->code, 0);
+}
+
+static void retries3(struct evm_service_opts *o)
+{
+	o->max_retries = 3;
+}
+
+static void test_on_failure_restarts_until_max_retries(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT3, retries3);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
+	/* first run + 3 restarts = 4 runs, the 4th failure is fatal */
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 4);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 3);
+	const struct rec *f = last_of("a", EVM_STATE_FATAL);
+	assert_non_null(strstr(f->msg, "4 failures"));
+	assert_int_equal(f->restarts, 3);
+}
+
+static void test_on_failure_signal_is_failure(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, KILL9, retries3);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
+	assert_int_equal(last_of("a", EVM_STATE_FATAL)->signal, 9);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 3);
+}
+
+static void codes_0_3(struct evm_service_opts *o)
+{
+	static const int codes[] = {0, 3};
+	o->success_codes = codes;
+	o->nsuccess_codes = 2;
+}
+
+static void test_success_codes(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT3, codes_0_3);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_EXITED, 5000);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
+}
+
+static void test_always_restarts_after_success(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT0, NULL);
+	evm_service_start(a);
+	while (count_state("a", EVM_STATE_RUNNING) < 5)
+		evm_loop_run_once(loop, 100);
+	assert_true(count_state("a", EVM_STATE_BACKOFF) >= 4);
+	assert_int_equal(count_state("a", EVM_STATE_FATAL), 0);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+	assert_true(stopped_by_user(a));
+}
+
+static void test_unless_stopped(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_UNLESS_STOPPED, EXIT3, NULL);
+	evm_service_start(a);
+	while (count_state("a", EVM_STATE_BACKOFF) < 2)
+		evm_loop_run_once(loop, 100);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+	struct evm_service_info info;
+	evm_service_info(a, &info);
+	assert_true(info.stopped_by_user);
+	/* stays down */
+	size_t before = count_state("a", EVM_STATE_RUNNING);
+	for (int i = 0; i < 5; i++)
+		evm_loop_run_once(loop, 20);
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), before);
+}
+
+static void backoff_opts(struct evm_service_opts *o)
+{
+	o->backoff_initial_ms = 100;
+	o->backoff_max_ms = 800;
+	o->set |= EVM_SVC_BACKOFF_INITIAL;
+}
+
+static void test_backoff_grows_and_caps(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, backoff_opts);
+	evm_service_start(a);
+	while (count_state("a", EVM_STATE_BACKOFF) < 6)
+		evm_loop_run_once(loop, 100);
+	uint64_t want[] = {100, 200, 400, 800, 800, 800};
+	size_t k = 0;
+	for (size_t i = 0; i < nev && k < 6; i++)
+		if (evs[i].state == EVM_STATE_BACKOFF)
+			assert_int_equal(evs[i].delay_ms, want[k++]);
+	/* restarts count the policy's restarts */
+	assert_int_equal(last_of("a", EVM_STATE_BACKOFF)->restarts, 5);
+}
+
+static void zero_initial(struct evm_service_opts *o)
+{
+	o->backoff_initial_ms = 0;
+	o->backoff_max_ms = 40;
+}
+
+static void test_zero_initial_backoff_still_doubles(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, zero_initial);
+	evm_service_start(a);
+	while (count_state("a", EVM_STATE_BACKOFF) < 5)
+		evm_loop_run_once(loop, 100);
+	uint64_t want[] = {0, 10, 20, 40, 40};
+	size_t k = 0;
+	for (size_t i = 0; i < nev && k < 5; i++)
+		if (evs[i].state == EVM_STATE_BACKOFF)
+			assert_int_equal(evs[i].delay_ms, want[k++]);
+}
+
+static void stable_opts(struct evm_service_opts *o)
+{
+	o->backoff_initial_ms = 20;
+	o->backoff_max_ms = 1000;
+	o->stable_ms = 150;
+	o->set |= EVM_SVC_STABLE_MS;
+}
+
+static char *SLEEP200_EXIT3[] = {"sleep", "200", "exit", "3", NULL};
+
+static void test_backoff_resets_after_stable_run(void **state)
+{
+	struct evm_loop *loop = *state;
+	/* runs 200 ms (> stable 150 ms) each time: every restart waits the initial delay */
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, SLEEP200_EXIT3, stable_opts);
+	evm_service_start(a);
+	while (count_state("a", EVM_STATE_BACKOFF) < 3)
+		evm_loop_run_once(loop, 100);
+	for (size_t i = 0; i < nev; i++)
+		if (evs[i].state == EVM_STATE_BACKOFF)
+			assert_int_equal(evs[i].delay_ms, 20);
+}
+
+static void grace_opts(struct evm_service_opts *o)
+{
+	o->start_ms = 300;
+	o->start_retries = 2;
+}
+
+static void test_start_retries_to_fatal(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT0, grace_opts);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
+	/* 1 start + 2 retries, all died during the start period: never RUNNING */
+	assert_int_equal(count_state("a", EVM_STATE_STARTING), 3);
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 0);
+	assert_non_null(strstr(last_of("a", EVM_STATE_FATAL)->msg, "3 failed starts"));
+	/* an explicit start gives it a new chance */
+	size_t before = count_state("a", EVM_STATE_STARTING);
+	evm_service_start(a);
+	assert_int_equal(count_state("a", EVM_STATE_STARTING), before + 1);
+	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
+}
+
+static void test_start_grace_reaches_running(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, grace_opts);
+	evm_service_start(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+	const struct rec *r = last_of("a", EVM_STATE_STOPPED);
+	assert_int_equal(r->signal, SIGTERM);
+}
+
+static void test_missing_binary_goes_fatal_with_error(void **state)
+{
+	struct evm_loop *loop = *state;
+	char *argv[] = {"/nonexistent/evmon-test-binary", NULL};
+	struct evm_service_opts o = {.name = "m",
+				     .spawn = {.argv = argv},
+				     .set = EVM_SVC_BACKOFF_INITIAL,
+				     .backoff_initial_ms = 1,
+				     .start_retries = 2};
+	struct evm_service *m;
+	assert_int_equal(evm_service_new(loop, &o, &m), 0);
+	assert_int_equal(evm_service_start(m), 0);
+	run_until_state(loop, m, EVM_STATE_FATAL, 5000);
+	const struct rec *b = last_of("m", EVM_STATE_BACKOFF);
+	assert_non_null(b);
+	assert_int_equal(b->error, -ENOENT);
+	assert_non_null(strstr(b->msg, "exec /nonexistent/evmon-test-binary: No such file or directory"));
+	struct evm_service_info info;
+	evm_service_info(m, &info);
+	assert_int_equal(info.last_error.stage, EVM_STAGE_EXEC);
+	assert_int_equal(info.last_error.error, ENOENT);
+}
+
+static char *IGNORE_TERM[] = {"ignore", "15", "pause", NULL};
+
+
+static void fast_stop(struct evm_service_opts *o)
+{
+	o->stop_timeout_ms = 200;
+}
+
+static void test_stop_escalates_to_sigkill(void **state)
+{
+	struct evm_loop *loop = *state;
+	int pp[2];
+	assert_int_equal(pipe(pp), 0);
+	char *argv[] = {helper, "ignore", "15", "print", "ready", "pause", NULL};
+	struct evm_service_opts o = {.name = "a",
+				     .spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
+				     .set = EVM_SVC_START_MS};
+	fast_stop(&o);
+	struct evm_service *a;
+	assert_int_equal(evm_service_new(loop, &o, &a), 0);
+	evm_service_start(a);
+	close(pp[1]);
+	char buf[6] = {0};
+	assert_int_equal(read(pp[0], buf, 6), 6); /* it ignores SIGTERM now */
+	close(pp[0]);
+	evm_service_stop(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STOPPING);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+	assert_int_equal(last_of("a", EVM_STATE_STOPPED)->signal, SIGKILL);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
+}
+
+static char *GROUP3[] = {"group", "3", "pause", NULL};
+
+static void group_opts(struct evm_service_opts *o)
+{
+	o->kill_group = true;
+	o->stop_timeout_ms = 200;
+}
+
+static void test_kill_group_kills_grandchildren(void **state)
+{
+	struct evm_loop *loop = *state;
+	int pp[2];
+	assert_int_equal(pipe(pp), 0);
+	char *argv[] = {helper, "group", "3", "pause", NULL};
+	(void)GROUP3;
+	struct evm_service_opts o = {.name = "g",
+				     .spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
+				     .restart = EVM_RESTART_NEVER};
+	group_opts(&o);
+	struct evm_service *g;
+	assert_int_equal(evm_service_new(loop, &o, &g), 0);
+	evm_service_start(g);
+	close(pp[1]);
+	/* read the three grandchild pids */
+	pid_t gc[3];
+	FILE *f = fdopen(pp[0], "r");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(fscanf(f, " grandchild %d", &gc[i]), 1);
+	struct evm_service_info info;
+	evm_service_info(g, &info);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(getpgid(gc[i]), info.pid);
+	evm_service_stop(g);
+	run_until_state(loop, g, EVM_STATE_STOPPED, 5000);
+	/* grandchildren ignore SIGTERM; they are not our children: poll until gone */
+	uint64_t end = now_ms() + 5000;
+	for (int i = 0; i < 3; i++) {
+		while (kill(gc[i], 0) == 0) {
+			/* a zombie reparented to init counts as gone */
+			char path[64], st;
+			snprintf(path, sizeof(path), "/proc/%d/stat", (int)gc[i]);
+			FILE *s = fopen(path, "r");
+			int n = s ? fscanf(s, "%*d %*s %c", &st) : 0;
+			if (s)
+				fclose(s);
+			if (n == 1 && st == 'Z')
+				break;
+			if (now_ms() > end)
+				fail_msg("grandchild %d survived the stop", (int)gc[i]);
+			usleep(10000);
+		}
+	}
+	fclose(f);
+}
+
+static void test_restart_resets_count(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	evm_service_start(a);
+	pid_t first = evm_proc_pid(evm_service_proc(a));
+	assert_int_equal(evm_service_restart(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STOPPING);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	pid_t second = evm_proc_pid(evm_service_proc(a));
+	assert_int_not_equal(first, second);
+	struct evm_service_info info;
+	evm_service_info(a, &info);
+	assert_int_equal(info.restarts, 0);
+	assert_false(info.stopped_by_user);
+}
+
+static void test_remove_running_service(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	evm_service_start(a);
+	pid_t pid = evm_proc_pid(evm_service_proc(a));
+	evm_service_remove(a);
+	while (evm_service_find(loop, "a"))
+		evm_loop_run_once(loop, 100);
+	assert_int_equal(count_state("a", EVM_STATE_STOPPED), 1);
+	assert_int_equal(kill(pid, 0), -1); /* reaped */
+	/* the name is free again */
+	struct evm_service *b = svc(loop, "a", EVM_RESTART_NEVER, EXIT0, NULL);
+	assert_non_null(b);
+}
+
+static void test_new_rejects_bad_options(void **state)
+{
+	struct evm_loop *loop = *state;
+	char *argv[] = {"true", NULL};
+	struct evm_service_opts o = {.name = "x", .spawn = {.argv = argv}};
+	struct evm_service *s;
+	assert_int_equal(evm_service_new(loop, &o, &s), 0);
+	assert_int_equal(evm_service_new(loop, &o, &s), -EEXIST);
+	o.name = NULL;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.name = "y";
+	o.backoff_jitter = 101;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.backoff_jitter = 0;
+	int bad[] = {256};
+	o.success_codes = bad;
+	o.nsuccess_codes = 1;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.nsuccess_codes = 0;
+	o.spawn.stdio[1].mode = EVM_STDIO_PIPE;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+}
+
+static void test_shutdown_stops_everything(void **state)
+{
+	struct evm_loop *loop = *state;
+	pid_t pids[4];
+	struct evm_service *s[3];
+	s[0] = svc(loop, "s0", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	s[1] = svc(loop, "s1", EVM_RESTART_ALWAYS, IGNORE_TERM, fast_stop);
+	s[2] = svc(loop, "s2", EVM_RESTART_ALWAYS, EXIT3, NULL); /* crash-looping */
+	for (int i = 0; i < 3; i++)
+		evm_service_start(s[i]);
+	char *argv[] = {helper, "pause", NULL};
+	struct evm_spawn_opts po = {.argv = argv};
+	struct evm_proc *plain;
+	assert_int_equal(evm_spawn(loop, &po, &plain), 0);
+	for (int i = 0; i < 5; i++)
+		evm_loop_run_once(loop, 20);
+	pids[0] = evm_proc_pid(evm_service_proc(s[0]));
+	pids[1] = evm_proc_pid(evm_service_proc(s[1]));
+	pids[2] = evm_proc_pid(plain);
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+	for (int i = 0; i < 3; i++) {
+		enum evm_state st = evm_service_state(s[i]);
+		assert_true(st == EVM_STATE_STOPPED || st == EVM_STATE_EXITED || st == EVM_STATE_FATAL);
+	}
+	assert_true(evm_proc_exited(plain));
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(kill(pids[i], 0), -1);
+	assert_int_equal(evm_loop_alive(loop), 0);
+	evm_proc_unref(plain);
+}
+
+static void test_shutdown_reverse_order(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *s[3];
+	char name[16];
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "r%d", i);
+		s[i] = svc(loop, name, EVM_RESTART_ALWAYS, PAUSE, NULL);
+		evm_service_start(s[i]);
+	}
+	nev = 0;
+	assert_int_equal(evm_shutdown(loop, EVM_SHUTDOWN_REVERSE), 0);
+	/* STOPPED events come last-created first, each before the next STOPPING */
+	const char *order[] = {"r2", "r1", "r0"};
+	size_t k = 0;
+	for (size_t i = 0; i < nev; i++) {
+		if (evs[i].state != EVM_STATE_STOPPED)
+			continue;
+		assert_string_equal(evs[i].name, order[k]);
+		k++;
+	}
+	assert_int_equal(k, 3);
+}
+
+/* 1,000 services crash-looping at a capped backoff: the loop still answers */
+static void ping_cb(struct evm_timer *t, void *data)
+{
+	(void)t;
+	(*(int *)data)++;
+}
+
+static void herd_opts(struct evm_service_opts *o)
+{
+	o->backoff_initial_ms = 50;
+	o->backoff_max_ms = 200;
+	o->backoff_jitter = 20;
+}
+
+static void test_crash_loop_herd_stays_responsive(void **state)
+{
+	struct evm_loop *loop = *state;
+	int n = getenv("EVMON_SAN") && *getenv("EVMON_SAN") ? 200 : 1000;
+	char name[16];
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "h%d", i);
+		evm_service_start(svc(loop, name, EVM_RESTART_ALWAYS, EXIT3, herd_opts));
+	}
+	/* a ping through the loop is answered every time while they churn */
+	int pongs = 0;
+	for (int round = 0; round < 10; round++) {
+		int before = pongs;
+		evm_timer_add(loop, 1, ping_cb, &pongs, NULL);
+		uint64_t end = now_ms() + 5000;
+		while (pongs == before) {
+			if (now_ms() > end)
+				fail_msg("loop did not answer a ping within 5 s");
+			evm_loop_run_once(loop, 100);
+		}
+	}
+	size_t backoffs = 0;
+	for (size_t i = 0; i < nev; i++)
+		if (evs[i].state == EVM_STATE_BACKOFF)
+			backoffs++;
+	assert_true(backoffs >= (size_t)n);
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_never_policy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_success_exits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_restarts_until_max_retries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_signal_is_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_success_codes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_reverse_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("supervise", tests, NULL, NULL);
+}
