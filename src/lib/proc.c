@@ -133,6 +133,11 @@ void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusa
 	p->status = rec->status;
 	if (rec != &stackrec)
 		p->exit = rec;
+	/*
+	 * Final now: callbacks looking at the proc must see it exited, with its
+	 * record. Blocked waiters are still woken last, by evm__proc_signal_done.
+	 */
+	atomic_store(&p->done, true);
 
 	if (!loop->closing) {
 		if (p->cb)
