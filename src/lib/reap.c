@@ -145,7 +145,14 @@ static void scan(struct evm_loop *loop)
 	for (struct evm_proc *p = loop->live, *next; p && loop->nnopidfd; p = next) {
 		next = p->next;
 		if (p->flags & EVM__P_NOPIDFD)
-			reap_one_pid(p); /* may unlink p, never next */
+			reap_one_pid(p);
+		/*
+		 * p's callbacks may have run a nested iteration (evm_shutdown
+		 * does) that reaped next too: it is unlinked now, and reaping
+		 * it again would report it twice. Start over from the list.
+		 */
+		if (next && (next->flags & EVM__P_EXITED))
+			next = loop->live;
 	}
 }
 
