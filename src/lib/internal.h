@@ -252,6 +252,11 @@ struct evm_loop {
 	struct rlimit nofile0; /* RLIMIT_NOFILE when the loop was created */
 	bool nofile_raised;
 	struct evm__spawner *spawner;
+	/*
+	 * The helper's pidfd watch lives here, not in the spawner: a helper
+	 * stopped during an iteration may still be named in its events array.
+	 */
+	struct evm__watch spawner_w;
 
 	/* io watchers: all of them, and those freed during this iteration */
 	struct evm_io *ios;

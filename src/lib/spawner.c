@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdalign.h>
@@ -36,7 +37,6 @@
 #define CHILD_STACK (256u << 10)
 
 struct evm__spawner {
-	struct evm__watch w; /* helper pidfd: it died */
 	pid_t pid;
 	int pidfd;
 	int sock;	/* our end */
@@ -104,10 +104,19 @@ EVM_CHILD_CODE static int helper_main(void *arg)
 
 static void on_helper_exit(struct evm_loop *loop, struct evm__watch *w, uint32_t events)
 {
+	struct evm__spawner *sp = loop->spawner;
 	(void)w;
 	(void)events;
+	/*
+	 * The event may be a stale one: this helper was found dead and
+	 * replaced earlier in the iteration. Only a readable pidfd of the
+	 * current helper means it died.
+	 */
+	struct pollfd pfd = {.fd = sp ? sp->pidfd : -1, .events = POLLIN};
+	if (!sp || poll(&pfd, 1, 0) <= 0)
+		return;
 	evm__warn(loop, -ECHILD, "spawn helper (pid %d) exited; it is restarted when needed",
-		  loop->spawner ? (int)loop->spawner->pid : 0);
+		  (int)sp->pid);
 	evm__spawner_stop(loop);
 }
 
@@ -118,7 +127,7 @@ int evm__spawner_start(struct evm_loop *loop)
 	struct evm__spawner *sp = calloc(1, sizeof(*sp));
 	if (!sp)
 		return -ENOMEM;
-	sp->w.cb = on_helper_exit;
+	loop->spawner_w.cb = on_helper_exit;
 	sp->sock = sp->peer = sp->pidfd = -1;
 	int r;
 	char *hstack = MAP_FAILED;
@@ -146,7 +155,7 @@ int evm__spawner_start(struct evm_loop *loop)
 	sp->cstack = NULL;
 	close(sp->peer);
 	sp->peer = -1;
-	r = evm__epoll_add(loop, sp->pidfd, EPOLLIN, &sp->w);
+	r = evm__epoll_add(loop, sp->pidfd, EPOLLIN, &loop->spawner_w);
 	loop->spawner = sp;
 	if (r < 0) {
 		evm__spawner_stop(loop);
