@@ -34,12 +34,12 @@ FIELDS = ["scenario", "child", "n", "monitor", "rep", "metric", "value", "status
 QUICK = dict(reps=3, s1_runs=2000, s1_inflight=[1, 16, 64, 256], s1_variants=False,
              s2_sizes=[1000, 10000], s2_reps=1, s2_idle=3, s2_peer_sizes=[1000],
              s3_sizes=[1000, 10000], s4_idle_n=300, s4_storm_n=[1000],
-             s5_runs=200, s6_services=[1000], s7_services=1000, s7_secs=5)
+             s5_runs=200, s6_services=[1000], s7_services=1000, s7_secs=5, s7_caps=[1000])
 FULL = dict(reps=5, s1_runs=20000, s1_inflight=[1, 16, 64, 256], s1_variants=True,
             s2_sizes=[1000, 5000, 10000, 15000], s2_reps=2, s2_idle=10,
             s2_peer_sizes=[1000, 10000], s3_sizes=[1000, 5000, 10000, 15000],
             s4_idle_n=1000, s4_storm_n=[1000, 10000], s5_runs=1000, s6_services=[1000, 10000],
-            s7_services=1000, s7_secs=20)
+            s7_services=1000, s7_secs=10, s7_caps=[1000, 30000])
 
 
 def log(*a):
@@ -89,6 +89,7 @@ def run_harness(argv, env=None, timeout=300):
     try:
         p = subprocess.run(argv, env=e, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=timeout)
+        p.stderr = first_error(p.stderr)
     except subprocess.TimeoutExpired:
         cleanup_strays()
         raise Failed(f"timed out after {timeout} s")
@@ -259,7 +260,7 @@ def peer_argv(name):
 def s1(cfg, reps):
     res = Results("S1")
     mons = dict(lib_monitors(cfg["s1_variants"]))
-    for m in ("posix_spawn", "vfork", "clone3"):
+    for m in ("posix_spawn", "vfork", "clone3", "clone3-epoll"):
         mons["raw-" + m] = ([f"{BENCH}/raw_bench", m], {})
     mons["libuv"] = (peer_argv("libuv"), {})
     mons["go"] = (peer_argv("go"), {})
@@ -298,8 +299,19 @@ def wait_line(p, timeout):
                     return parse_kv(line)
         elif p.poll() is not None:
             break
-    err = p.stderr.read().decode() if p.poll() is not None else ""
-    raise Failed(last_line(err) or ("exited" if p.poll() is not None else f"not ready in {timeout} s"))
+    err = ""
+    if p.poll() is not None:
+        p.errfile.seek(0)
+        err = first_error(p.errfile.read(1 << 20).decode(errors="replace"))
+    raise Failed(err or ("exited" if p.poll() is not None else f"not ready in {timeout} s"))
+
+
+def first_error(text):
+    """The line that says why (a Go crash prints it first, then every goroutine)."""
+    for line in text.splitlines():
+        if "fatal" in line or "error" in line.lower() or "bench:" in line:
+            return line.strip()[:200]
+    return last_line(text)
 
 
 def measure_idle(root, idle):
@@ -316,8 +328,11 @@ def measure_idle(root, idle):
 
 
 def scale_lib(argv, env, n, idle):
+    # stderr to a file: a crashing Go runtime dumps every goroutine, far more than a pipe holds
+    err = tempfile.TemporaryFile()
     p = subprocess.Popen(argv + ["scale", TINY, str(n)], env=dict(os.environ, **env),
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    p.errfile = err
     try:
         ready = wait_line(p, 300)
         m = measure_idle(p.pid, idle)
@@ -329,8 +344,8 @@ def scale_lib(argv, env, n, idle):
         if p.poll() is None:
             kill_tree(p.pid, TINY)
             p.wait()
-        for f in (p.stdout, p.stderr):
-            f.close()
+        p.stdout.close()
+        err.close()
         cleanup_strays()
 
 
@@ -595,6 +610,161 @@ def s5(cfg, reps):
     return res
 
 
+# ------------------------------------------------------------------- S6
+
+def daemon_available():
+    if not (EVMON and os.path.exists(EVMON)):
+        return "no evmon binary in the build"
+    for sub in ("daemon", "ctl"):
+        r = subprocess.run([EVMON, sub, "--help"], capture_output=True, text=True, timeout=10)
+        if "not available" in r.stdout + r.stderr or r.returncode not in (0, 2):
+            return f"evmon {sub} is not available yet"
+    return None
+
+
+class Daemon:
+    """`evmon daemon` on a generated config, in a directory of its own."""
+
+    def __init__(self, tmp, name, services):
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.sock = os.path.join(self.dir, "sock")
+        conf = os.path.join(self.dir, "evmon.ini")
+        with open(conf, "w") as f:
+            f.write(f"[evmon]\nsocket = {self.sock}\n\n{services}")
+        self.err = open(os.path.join(self.dir, "daemon.log"), "wb")
+        self.p = subprocess.Popen([EVMON, "daemon", "-c", conf, "-S", self.sock],
+                                  stdin=subprocess.DEVNULL, stdout=self.err, stderr=self.err)
+
+    def ctl(self, *args):
+        return subprocess.run([EVMON, "ctl", "-S", self.sock] + list(args), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)
+
+    def why(self):
+        self.err.flush()
+        with open(self.err.name, "rb") as f:
+            return first_error(f.read()[-65536:].decode(errors="replace"))
+
+    def wait_up(self, n, limit=300):
+        t0 = time.monotonic()
+        while count_workload(self.p.pid) < n:
+            if self.p.poll() is not None:
+                raise Failed(f"daemon exited with {self.p.returncode}: {self.why()}")
+            if time.monotonic() - t0 > limit:
+                raise Failed(f"only {count_workload(self.p.pid)} of {n} services up after {limit} s")
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_tree(self.p.pid, TINY)
+        if self.p.poll() is None:
+            self.p.wait()
+        self.err.close()
+        cleanup_strays()
+
+
+def s6(cfg, reps):
+    res = Results("S6")
+    why = daemon_available()
+    if why:
+        for case in ("ctl status", "crashloop", "log throughput"):
+            res.add(case, 0, "evmon daemon", 0, "pending", "", "pending", why)
+        log(f"S6: skipped: {why}")
+        return res
+    res.add("log throughput", 0, "evmon daemon", 0, "pending", "", "pending",
+            "log capture is not measured yet (waits for the logging issue)")
+    tmp = tempfile.mkdtemp(prefix="evmon-bench-")
+    try:
+        for n in cfg["s6_services"]:
+            for rep in range(min(reps, 3)):
+                d = Daemon(tmp, f"status-{n}-{rep}", f"[service:p]\ncommand = {TINY} p\ninstances = {n}\n")
+                try:
+                    up = d.wait_up(n)
+                    time.sleep(2)  # past the start grace (start_secs, 1 s by default): idle now
+                    lat = []
+                    for _ in range(10):
+                        t0 = time.monotonic()
+                        r = d.ctl("status")
+                        lat.append((time.monotonic() - t0) * 1e3)
+                        if r.returncode != 0:
+                            raise Failed("ctl status: " + last_line(r.stderr))
+                    lat.sort()
+                    m = measure_idle(d.p.pid, 2)
+                    res.add("ctl status", n, "evmon daemon", rep, "status_ms_median", lat[len(lat) // 2])
+                    res.add("ctl status", n, "evmon daemon", rep, "status_ms_min", lat[0])
+                    res.add("ctl status", n, "evmon daemon", rep, "launch_us_per_service", up * 1e6 / n)
+                    res.add("ctl status", n, "evmon daemon", rep, "pss_kib", m["pss_kib"])
+                    res.add("ctl status", n, "evmon daemon", rep, "idle_wakeups_2s", m["wakeups"])
+                except Failed as e:
+                    res.fail("ctl status", n, "evmon daemon", rep, str(e))
+                finally:
+                    d.close()
+                log(f"S6 ctl status n={n} rep {rep + 1}: " + ", ".join(
+                    f"{r['metric']}={r['value']}" for r in res.rows if r["n"] == n and r["rep"] == rep))
+                res.save()
+        n, secs = cfg["s7_services"], cfg["s7_secs"]
+        for rep in range(min(reps, 3)):
+            d = Daemon(tmp, f"crash-{rep}", f"[service:c]\ncommand = {TINY}\ninstances = {n}\n"
+                       "restart = always\nstart_secs = 0\nbackoff_initial = 1s\nbackoff_max = 1s\n"
+                       "backoff_jitter = 100\n")
+            try:
+                time.sleep(3)  # past the first restarts: every service at the cap, spread by jitter
+                if d.p.poll() is not None:
+                    raise Failed(f"daemon exited with {d.p.returncode}: {d.why()}")
+                a = sample([d.p.pid])
+                time.sleep(secs)
+                b = sample([d.p.pid])
+                hz = os.sysconf("SC_CLK_TCK")
+                res.add("crashloop cap 1 s + jitter", n, "evmon daemon", rep, "cpu_pct",
+                        (b["ticks"] - a["ticks"]) * 100.0 / hz / secs)
+            except Failed as e:
+                res.fail("crashloop cap 1 s + jitter", n, "evmon daemon", rep, str(e))
+            finally:
+                d.close()
+            res.save()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
+# ------------------------------------------------------------------- S7
+
+def s7(cfg, reps):
+    """Supervision through libevmon's services API."""
+    res = Results("S7")
+    ev = [f"{BENCH}/evmon_bench"]
+    n, secs = cfg["s7_services"], cfg["s7_secs"]
+    for rep in range(reps):
+        try:
+            r = run_harness(ev + ["restart", TINY, "2000"])
+            for k in ("restart_p50_us", "restart_p99_us", "vfork_exec_p50_us", "restart_over_spawn"):
+                res.add("restart", 1, "evmon", rep, k, r[k])
+        except Failed as e:
+            res.fail("restart", 1, "evmon", rep, str(e))
+        for cap in cfg["s7_caps"]:
+            if cap > 5000 and rep > 0:
+                continue  # the long cap is measured once: it takes two caps plus the window
+            window = max(secs, cap // 1000)
+            try:
+                r = run_harness(ev + ["crashloop", TINY, str(n), str(cap), str(window)],
+                                timeout=3 * cap // 1000 + window + 120)
+                for k in ("cpu_pct", "restarts_per_sec", "cpu_us_per_restart"):
+                    res.add(f"crashloop cap {cap // 1000} s", n, "evmon", rep, k, r[k])
+            except Failed as e:
+                res.fail(f"crashloop cap {cap // 1000} s", n, "evmon", rep, str(e))
+        log(f"S7 rep {rep + 1}/{reps}: " + ", ".join(
+            f"{r['child']} {r['metric']}={r['value']:.2f}" for r in res.rows
+            if r["rep"] == rep and r["metric"] in ("restart_p50_us", "cpu_pct")))
+        res.save()
+    return res
+
+
 # --------------------------------------------------------------- machine
 
 def sh(argv):
@@ -625,7 +795,7 @@ def machine():
                 evmon_dirty=bool(sh(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "include"])))
 
 
-SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5}
+SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7}
 
 
 def main():

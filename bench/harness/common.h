@@ -20,6 +20,7 @@
 #define BENCH_COMMON_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -3,6 +3,18 @@
  * written the way a user would: the public API of include/evmon.h, one loop,
  * a per-process exit callback. Commands and output: see common.h.
  *
+ * Two more commands exercise the services API (S7):
+ *
+ *   evmon_bench crashloop CHILD N CAP_MS SECS
+ *       N services restarting CHILD (which exits at once) forever, every
+ *       restart delayed by the backoff cap; their starts are spread over
+ *       one cap, then after one cap of warm-up we measure our own CPU time
+ *       for SECS seconds.
+ *   evmon_bench restart CHILD RUNS
+ *       one service, restarted with zero delay: exit event -> next spawn
+ *       event, RUNS times; then the same number of bare vfork+exec of CHILD
+ *       (vfork returns once the child has exec'd: the kernel's spawn cost).
+ *
  * EVM_SPAWN_MODE (direct|helper|auto) and EVM_NO_PIDFD are read by the
  * library itself, so the runner measures each path with the same binary.
  */
@@ -10,6 +22,8 @@
 
 #include <evmon.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 static struct evm_loop *loop;
 static char *child_argv[3];
@@ -171,6 +185,138 @@ static int cmd_latency(long n, const char *how, const char *file)
 	return 0;
 }
 
+/* ------------------------------------------------------------- services */
+
+static struct evm_service **svcs;
+static long nsvcs, next_start, spawns;
+
+static void start_next(struct evm_timer *t, void *data)
+{
+	evm_service_start(svcs[next_start++]);
+}
+
+static void count_spawns(struct evm_loop *l, const struct evm_event *ev, void *data)
+{
+	spawns++;
+}
+
+static struct evm_service *new_service(long i, uint64_t delay_ms, bool reset_backoff)
+{
+	char name[32];
+	struct evm_service_opts o = {0};
+	struct evm_service *svc;
+	snprintf(name, sizeof(name), "s%ld", i);
+	o.name = name;
+	o.spawn.argv = child_argv;
+	o.restart = EVM_RESTART_ALWAYS;
+	/* no start grace (a child that exits at once is not a failed start), no give-up */
+	o.set = EVM_SVC_START_MS | EVM_SVC_BACKOFF_INITIAL | EVM_SVC_BACKOFF_MAX;
+	o.backoff_initial_ms = o.backoff_max_ms = delay_ms;
+	if (reset_backoff) {
+		o.set |= EVM_SVC_STABLE_MS; /* every run counts as stable: the delay stays 0 */
+		o.stable_ms = 0;
+	}
+	int r = evm_service_new(loop, &o, &svc);
+	if (r < 0) {
+		fprintf(stderr, "bench: evmon: service %s: %s\n", name, strerror(-r));
+		exit(2);
+	}
+	return svc;
+}
+
+static double cpu_secs(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void run_for(uint64_t ms)
+{
+	evm_timer_add(loop, ms, stop_on_timer, NULL, NULL);
+	run_loop();
+}
+
+static int cmd_crashloop(long n, long cap_ms, long secs)
+{
+	svcs = calloc((size_t)n, sizeof(*svcs));
+	nsvcs = n;
+	for (long i = 0; i < n; i++) {
+		svcs[i] = new_service(i, (uint64_t)cap_ms, false);
+		evm_timer_add(loop, (uint64_t)(i * cap_ms / n), start_next, NULL, NULL);
+	}
+	evm_subscribe(loop, EVM_EV_SPAWN, count_spawns, NULL, NULL);
+	run_for((uint64_t)cap_ms * 2); /* spread, then one full cycle at the cap */
+	long spawns0 = spawns;
+	double c0 = cpu_secs();
+	uint64_t t0 = now_ns();
+	run_for((uint64_t)secs * 1000);
+	double wall = (double)(now_ns() - t0) / 1e9, cpu = cpu_secs() - c0;
+	long restarts = spawns - spawns0;
+	printf("ok n=%ld cap_ms=%ld secs=%.3f restarts=%ld restarts_per_sec=%.1f cpu_pct=%.4f "
+	       "cpu_us_per_restart=%.2f\n",
+	       n, cap_ms, wall, restarts, (double)restarts / wall, cpu * 100 / wall,
+	       restarts ? cpu * 1e6 / (double)restarts : 0.0);
+	evm_shutdown(loop, 0);
+	return 0;
+}
+
+static uint64_t t_exit;
+static long nlat, want_lat;
+static uint64_t *lat;
+
+static void on_restart_event(struct evm_loop *l, const struct evm_event *ev, void *data)
+{
+	uint64_t t = now_ns();
+	if (ev->type == EVM_EV_EXIT) {
+		t_exit = t;
+	} else if (ev->type == EVM_EV_SPAWN && t_exit) {
+		lat[nlat++] = t - t_exit;
+		t_exit = 0;
+		if (nlat == want_lat)
+			evm_loop_stop(loop);
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+extern char **environ;
+
+static int cmd_restart(long runs)
+{
+	want_lat = runs;
+	lat = calloc((size_t)runs, sizeof(*lat));
+	uint64_t *raw = calloc((size_t)runs, sizeof(*raw));
+	struct evm_service *svc = new_service(0, 0, true);
+	evm_subscribe(loop, EVM_EV_EXIT | EVM_EV_SPAWN, on_restart_event, NULL, NULL);
+	evm_service_start(svc);
+	run_loop();
+	evm_service_stop(svc);
+	evm_shutdown(loop, 0);
+	for (long i = 0; i < runs; i++) {
+		uint64_t t0 = now_ns();
+		pid_t pid = vfork();
+		if (pid == 0) {
+			execve(child_argv[0], child_argv, environ);
+			_exit(127);
+		}
+		raw[i] = now_ns() - t0;
+		waitpid(pid, NULL, 0);
+	}
+	qsort(lat, (size_t)nlat, sizeof(*lat), cmp_u64);
+	qsort(raw, (size_t)runs, sizeof(*raw), cmp_u64);
+	double p50 = (double)lat[nlat / 2] / 1e3, k50 = (double)raw[runs / 2] / 1e3;
+	printf("ok runs=%ld restart_p50_us=%.2f restart_p99_us=%.2f vfork_exec_p50_us=%.2f "
+	       "restart_over_spawn=%.3f\n",
+	       nlat, p50, (double)lat[nlat * 99 / 100] / 1e3, k50, p50 / k50);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
@@ -193,6 +339,10 @@ int main(int argc, char **argv)
 		r = cmd_storm(n);
 	else if (strcmp(cmd, "latency") == 0 && argc == 6)
 		r = cmd_latency(n, argv[4], argv[5]);
+	else if (strcmp(cmd, "crashloop") == 0 && argc == 6)
+		r = cmd_crashloop(n, atol(argv[4]), atol(argv[5]));
+	else if (strcmp(cmd, "restart") == 0)
+		r = cmd_restart(n);
 	else
 		usage(argv[0]);
 	fflush(stdout);

@@ -7,6 +7,10 @@
  *       S1: spawn+reap. posix_spawn and vfork reap with waitpid(-1); clone3
  *       is clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK) (the cheapest way to get
  *       a pidfd with the child) reaped with waitid, then the pidfd closed.
+ *   raw_bench clone3-epoll spawn CHILD RUNS INFLIGHT
+ *       S1: the bare shape of an evented monitor: clone3 as above, the pidfd
+ *       in an epoll set, and on readiness waitid(P_PIDFD) and close. Not one
+ *       of the three reference loops: it shows what the design itself costs.
  *   raw_bench pidfd storm|latency ...
  *       S3/S4: children started with vfork, one pidfd each (pidfd_open of an
  *       unreaped child is race-free), one epoll set; on readiness:
@@ -96,7 +100,8 @@ static pid_t spawn_clone3(int *pidfd)
 
 /* ------------------------------------------------------------------- spawn */
 
-enum method { M_POSIX_SPAWN, M_VFORK, M_CLONE3 };
+enum method { M_POSIX_SPAWN, M_VFORK, M_CLONE3, M_CLONE3_EPOLL };
+static int epfd;
 static int *pidfd_of; /* indexed by pid */
 
 static pid_t spawn_one(enum method m)
@@ -120,30 +125,55 @@ static pid_t spawn_one(enum method m)
 		if (pid < 0)
 			die("vfork");
 		return pid;
-	case M_CLONE3: {
+	case M_CLONE3:
+	case M_CLONE3_EPOLL: {
 		int fd = -1;
 		pid = spawn_clone3(&fd);
 		if (pid < 0)
 			die("clone3");
 		pidfd_of[pid] = fd;
+		if (m == M_CLONE3_EPOLL) {
+			struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+			if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+				die("epoll_ctl");
+		}
 		return pid;
 	}
 	}
 	return -1;
 }
 
-static void reap_one(enum method m)
+/* Returns how many children were reaped. */
+static long reap_some(enum method m)
 {
+	if (m == M_CLONE3_EPOLL) {
+		struct epoll_event evs[256];
+		int n = epoll_wait(epfd, evs, 256, -1);
+		if (n < 0 && errno != EINTR)
+			die("epoll_wait");
+		long done = 0;
+		for (int i = 0; i < n; i++) {
+			siginfo_t si;
+			si.si_pid = 0;
+			if (syscall(SYS_waitid, P_PIDFD, evs[i].data.fd, &si, WEXITED | WNOHANG, NULL) == 0 &&
+			    si.si_pid) {
+				close(evs[i].data.fd);
+				done++;
+			}
+		}
+		return done;
+	}
 	if (m == M_CLONE3) {
 		siginfo_t si;
 		if (waitid(P_ALL, 0, &si, WEXITED) < 0)
 			die("waitid");
 		close(pidfd_of[si.si_pid]);
-		return;
+		return 1;
 	}
 	int st;
 	if (waitpid(-1, &st, 0) < 0)
 		die("waitpid");
+	return 1;
 }
 
 static long pid_max(void)
@@ -170,12 +200,10 @@ static int cmd_spawn(enum method m, long runs, long inflight)
 	for (; started < inflight && started < runs; started++)
 		spawn_one(m);
 	while (done < runs) {
-		reap_one(m);
-		done++;
-		if (started < runs) {
+		long k = reap_some(m);
+		done += k;
+		for (; k > 0 && started < runs; k--, started++)
 			spawn_one(m);
-			started++;
-		}
 	}
 	double secs = (double)(now_ns() - t0) / 1e9;
 	printf("ok runs=%ld secs=%.6f per_sec=%.1f\n", runs, secs, (double)runs / secs);
@@ -184,7 +212,6 @@ static int cmd_spawn(enum method m, long runs, long inflight)
 
 /* ------------------------------------------------- bare pidfd + epoll loop */
 
-static int epfd;
 static long observed;
 static struct seen_rec *seen;
 
@@ -362,8 +389,12 @@ int main(int argc, char **argv)
 			m = M_VFORK;
 		else if (strcmp(method, "clone3") == 0)
 			m = M_CLONE3;
+		else if (strcmp(method, "clone3-epoll") == 0)
+			m = M_CLONE3_EPOLL;
 		else
 			usage(argv[0]);
+		if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+			die("epoll_create1");
 		return cmd_spawn(m, n, atol(argv[5]));
 	}
 	if (strcmp(method, "pidfd") != 0)
