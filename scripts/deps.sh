@@ -5,6 +5,7 @@ set -euo pipefail
 
 pkgs=(gcc make pkg-config libcmocka-dev libinih-dev libcjson-dev python3 python3-pytest
       procps util-linux "$@")
+pkgs+=(scdoc man-db bash-completion) # man pages (make man), their test, the completion test
 
 missing=()
 for p in "${pkgs[@]}"; do
