@@ -35,6 +35,14 @@
  *   stamp             print CLOCK_MONOTONIC ns
  *   closeout          close stdout
  *   stop              raise SIGSTOP
+ *   burst N           fork N children that block on a pipe only we hold open:
+ *                     when this process exits they all exit at the same
+ *                     instant, as orphans
+ *   linger MS         on SIGTERM print "term", wait MS ms, print "bye" and
+ *                     exit 0 (a slow, polite shutdown; use with pause)
+ *   orphan-storm N    make N orphans quickly: batches of children that each
+ *                     fork up to 100 grandchildren exiting at once, then exit
+ *                     (we reap the children only); prints "storm N" at the end
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -51,6 +59,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +89,52 @@ static void trap_all(void)
 	for (int s = 1; s < NSIG; s++)
 		if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD)
 			sigaction(s, &sa, NULL);
+}
+
+static long linger_ms;
+
+static void on_term_linger(int sig)
+{
+	(void)sig;
+	ssize_t w = write(1, "term\n", 5);
+	msleep(linger_ms);
+	w = write(1, "bye\n", 4);
+	(void)w;
+	_exit(0);
+}
+
+/* fork, retrying while the pid space or RLIMIT_NPROC is exhausted by zombies not yet reaped */
+static pid_t fork_retry(void)
+{
+	for (;;) {
+		pid_t p = fork();
+		if (p >= 0 || errno != EAGAIN)
+			return p;
+		msleep(1);
+	}
+}
+
+static void orphan_storm(long n)
+{
+	long made = 0;
+	while (made < n) {
+		long batch = n - made < 100 ? n - made : 100;
+		pid_t mid = fork_retry();
+		if (mid < 0) {
+			perror("evm-helper: fork");
+			_exit(1);
+		}
+		if (mid == 0) {
+			for (long k = 0; k < batch; k++)
+				if (fork_retry() == 0)
+					_exit(0);
+			_exit(0);
+		}
+		while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+			;
+		made += batch;
+	}
+	printf("storm %ld\n", made);
 }
 
 static void print_status(void)
@@ -259,6 +314,35 @@ int main(int argc, char **argv)
 			close(1);
 		} else if (!strcmp(c, "stop")) {
 			raise(SIGSTOP);
+		} else if (!strcmp(c, "burst")) {
+			int n = atoi(a), pp[2];
+			if (pipe(pp) < 0) {
+				perror("evm-helper: pipe");
+				return 1;
+			}
+			fflush(NULL);
+			for (int k = 0; k < n; k++) {
+				pid_t p = fork_retry();
+				if (p == 0) {
+					char b;
+					close(pp[1]);
+					while (read(pp[0], &b, 1) < 0 && errno == EINTR)
+						;
+					_exit(0);
+				}
+			}
+			close(pp[0]); /* pp[1] stays open until we exit */
+			i++;
+		} else if (!strcmp(c, "linger")) {
+			linger_ms = atol(a);
+			struct sigaction sa = {.sa_handler = on_term_linger};
+			sigemptyset(&sa.sa_mask);
+			sigaction(SIGTERM, &sa, NULL);
+			i++;
+		} else if (!strcmp(c, "orphan-storm")) {
+			fflush(NULL);
+			orphan_storm(atol(a));
+			i++;
 		} else {
 			fprintf(stderr, "evm-helper: unknown command '%s'\n", c);
 			return 2;
