@@ -135,10 +135,17 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	struct evm__spawn_req *r = arg;
 	static const struct sigaction dfl = {.sa_handler = SIG_DFL};
 
-	/* glibc refuses its two internal signals; exec resets their handlers anyway */
-	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
-			sigaction(s, &dfl, NULL);
+	if (r->reset_all) {
+		/* glibc refuses its two internal signals; exec resets their handlers anyway */
+		for (int s = 1; s < NSIG; s++)
+			if (s != SIGKILL && s != SIGSTOP)
+				sigaction(s, &dfl, NULL);
+	} else {
+		/* handlers are gone already (CLONE_CLEAR_SIGHAND); SIG_IGN survives exec */
+		for (int s = 1; s < NSIG && s <= 64; s++)
+			if ((r->ign_mask >> (s - 1)) & 1)
+				sigaction(s, &dfl, NULL);
+	}
 
 	if (r->flags & EVM_SPAWN_SETSID) {
 		if (setsid() < 0)

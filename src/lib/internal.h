@@ -145,12 +145,27 @@ struct evm__spawn_req {
 	struct rlimit nofile;
 	int pdeath_signal;
 	pid_t parent_pid;
+	/* signals to set back to SIG_DFL: handlers are cleared by CLONE_CLEAR_SIGHAND,
+	 * so only the ignored ones; all of them when that flag was not usable */
+	uint64_t ign_mask;
+	bool reset_all;
 	/* written by the child when it fails */
 	volatile int err;
 	volatile int stage;
 };
 
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
+
+/* struct clone_args of clone3(2), the kernel's stable layout (v2) */
+struct clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+		set_tid, set_tid_size, cgroup;
+};
+#ifndef CLONE_CLEAR_SIGHAND
+#define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
+/* child runs fn(arg) on args->stack; pid, or -errno (-ENOSYS: no trampoline here) */
+EVM_HIDDEN pid_t evm__clone3(struct clone_args *args, int (*fn)(void *), void *arg);
 
 /* spawn helper ("spawner"): a small process that clones our children */
 struct evm__spawner;
@@ -248,6 +263,11 @@ struct evm_loop {
 	char *stack;	    /* child stack for direct spawns */
 	size_t stack_size;
 	int devnull;	    /* /dev/null, opened on first use */
+	int statusfd;	    /* /proc/self/status, for the SigIgn mask */
+	uint64_t sigign;    /* SigIgn as read in iteration sigign_iter */
+	uint64_t sigign_iter, iter;
+	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */
+	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */
 	struct rlimit nofile0; /* RLIMIT_NOFILE when the loop was created */
 	bool nofile_raised;

@@ -127,7 +127,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	loop->flags = flags;
 	atomic_init(&loop->thread, pthread_self());
 	loop->epfd = loop->wakefd = loop->sigfd = loop->timerfd = -1;
-	loop->devnull = loop->reserve_fd = -1;
+	loop->devnull = loop->reserve_fd = loop->statusfd = -1;
 	loop->timerfd_armed = UINT64_MAX;
 	loop->high_fd = -1;
 	loop->spawn_mode = spawn_mode_from_env();
@@ -229,6 +229,7 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 		return -EINVAL;
 	atomic_store(&loop->thread, pthread_self());
 	loop->depth++;
+	loop->iter++;
 	loop->now = evm__mono_ns();
 	if (atomic_load(&loop->stop))
 		timeout_ms = 0;
@@ -377,6 +378,8 @@ void evm_loop_free(struct evm_loop *loop)
 		close(loop->timerfd);
 	if (loop->devnull >= 0)
 		close(loop->devnull);
+	if (loop->statusfd >= 0)
+		close(loop->statusfd);
 	if (loop->reserve_fd >= 0)
 		close(loop->reserve_fd);
 	if (loop->wakefd >= 0)

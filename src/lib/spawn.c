@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,32 @@ static void reap_failed(pid_t pid, int pidfd)
 		close(pidfd);
 }
 
+/*
+ * The process's ignored signals (SigIgn of /proc/self/status): one read
+ * instead of a sigaction query per signal. Read once per loop iteration;
+ * every spawn made outside the loop reads it afresh. All ones (reset every
+ * signal) when /proc is not there.
+ */
+static uint64_t ignored_signals(struct evm_loop *loop)
+{
+	if (loop->depth > 0 && loop->sigign_iter == loop->iter)
+		return loop->sigign;
+	uint64_t mask = UINT64_MAX;
+	if (loop->statusfd < 0)
+		loop->statusfd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	char buf[4096];
+	ssize_t n = loop->statusfd >= 0 ? pread(loop->statusfd, buf, sizeof(buf) - 1, 0) : -1;
+	if (n > 0) {
+		buf[n] = 0;
+		char *at = strstr(buf, "\nSigIgn:");
+		if (at)
+			mask = strtoull(at + 9, NULL, 16);
+	}
+	loop->sigign = mask;
+	loop->sigign_iter = loop->iter;
+	return mask;
+}
+
 static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 			  struct evm_spawn_error *err)
 {
@@ -213,15 +240,41 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			err->stage = EVM_STAGE_PIDFD;
 			return -EMFILE;
 		}
-		sigset_t all, old;
-		sigfillset(&all);
-		/* the child must not run our handlers before it resets them */
-		pthread_sigmask(SIG_SETMASK, &all, &old);
 		*pidfd = -1;
-		int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (want_pidfd ? CLONE_PIDFD : 0);
-		pid_t pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
-		int e = errno;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pid_t pid;
+		int e;
+		if (!loop->no_clone3) {
+			/* the kernel clears our handlers in the child: no need to block
+			 * signals around the clone, nor to reset all 64 of them */
+			req->reset_all = false;
+			req->ign_mask = ignored_signals(loop);
+			struct clone_args a = {
+				.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND |
+					 (want_pidfd ? CLONE_PIDFD : 0),
+				.pidfd = (uint64_t)(uintptr_t)pidfd,
+				.exit_signal = SIGCHLD,
+				.stack = (uint64_t)(uintptr_t)loop->stack,
+				.stack_size = loop->stack_size,
+			};
+			pid = evm__clone3(&a, evm__spawn_child, req);
+			if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
+				loop->no_clone3 = true; /* old kernel or architecture */
+				continue;
+			}
+			if (pid > 0)
+				loop->clone3_worked = true;
+			e = pid < 0 ? -pid : 0;
+		} else {
+			sigset_t all, old;
+			sigfillset(&all);
+			/* the child must not run our handlers before it resets them */
+			pthread_sigmask(SIG_SETMASK, &all, &old);
+			req->reset_all = true;
+			int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (want_pidfd ? CLONE_PIDFD : 0);
+			pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
+			e = errno;
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
 		if (pid > 0)
 			return pid;
 		if (e == EMFILE && want_pidfd) {
