@@ -1,0 +1,546 @@
+/*
+ * init.c - `evmon init`: run one command as a container init (PID 1) or as a
+ * child subreaper, compatible with tini's and dumb-init's command lines.
+ *
+ * The shape: block every catchable signal before anything else exists, make
+ * a reaper loop (libevmon reaps every child and reports orphans), read our
+ * signals from a signalfd on that loop and forward them, spawn CMD, and when
+ * it exits, settle what is left of its process group (init_group.c) and exit
+ * with its exit code: code, or 128+signal, modulo 256, then -e remapping, as
+ * tini does.
+ *
+ * Where we differ from tini/dumb-init on purpose, docs/INIT.md says so;
+ * `make compat` measures it.
+ */
+#include "cli.h"
+#include "init.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_GRACE_MS 3000
+#define OPT_NO_SUBREAPER 0x100
+
+static const char *prog = "evmon init"; /* "evmon-init" when called by that name */
+
+static bool stderr_gone; /* EPIPE once: stop writing (each try raises SIGPIPE) */
+
+void init_log(const struct init *in, int level, const char *fmt, ...)
+{
+	if ((level > in->verbosity && level != V_FATAL) || stderr_gone)
+		return;
+	char line[1024];
+	int n = snprintf(line, sizeof(line), "%s: %s", !strcmp(prog, "evmon init") ? "evmon: init" : prog,
+			 level == V_WARN ? "warning: " : "");
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	n += m < 0 ? 0 : m;
+	if ((size_t)n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* one write per line: lines of init and child never interleave mid-line */
+	if (write(STDERR_FILENO, line, (size_t)n) < 0 && errno == EPIPE)
+		stderr_gone = true;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s [OPTIONS] [--] CMD [ARGS...]\n"
+		"\n"
+		"Run CMD under a minimal init (PID 1 of a container, or a child subreaper):\n"
+		"forward the signals we get to it, reap every zombie, and exit with its exit\n"
+		"code, or 128+N if signal N killed it. Takes tini's and dumb-init's options.\n"
+		"\n"
+		"  -g, --group              forward signals to CMD's process group (the default)\n"
+		"  -c, --single-child       forward signals to CMD only (tini's default)\n"
+		"  -r, --rewrite FROM:TO    forward signal FROM as TO; TO 0 drops it (repeatable)\n"
+		"  -s, --subreaper          become a child subreaper, or fail (when not PID 1)\n"
+		"      --no-subreaper       do not become a child subreaper by default\n"
+		"  -p, --pdeath-signal SIG  get SIG (and forward it) when our parent dies\n"
+		"  -e, --remap-exit CODE    exit 0 when CMD's exit code is CODE (repeatable)\n"
+		"  -t, --grace DURATION     after CMD exits, SIGTERM the rest of its group and\n"
+		"                           SIGKILL it after DURATION (default 3s; 0: no wait)\n"
+		"  -w, --warn-reap          warn for every zombie reaped that we did not spawn\n"
+		"  -v, --verbose            more messages (repeat: info, debug, trace)\n"
+		"  -l, --license            version and license information\n"
+		"  -V, --version            print the version\n"
+		"  -h, --help               this help\n"
+		"\n"
+		"Signals are names or numbers (TERM, SIGTERM, 15, RTMIN+3). DURATION: 2.5, 2.5s, 500ms.\n"
+		"Environment: TINI_SUBREAPER (as -s), TINI_KILL_PROCESS_GROUP (as -g),\n"
+		"TINI_VERBOSITY=N, DUMB_INIT_SETSID=0 (as -c), DUMB_INIT_DEBUG=1 (as -vv).\n"
+		"Exec failures exit 127 (not found) or 126 (cannot execute). See docs/INIT.md.\n",
+		prog);
+}
+
+/* "3", "2.5", "2.5s", "500ms" -> milliseconds; -1 if malformed */
+static long long parse_duration_ms(const char *s)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || errno || v < 0 || v > 86400.0 * 365)
+		return -1;
+	if (!strcmp(end, "ms"))
+		return (long long)(v + 0.5);
+	if (*end && strcmp(end, "s"))
+		return -1;
+	return (long long)(v * 1000 + 0.5);
+}
+
+/* tini's -e: a decimal 0..255 and nothing else */
+static int parse_code(const char *s)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v < 0 || v > 255)
+		return -1;
+	return (int)v;
+}
+
+/* dumb-init's -r FROM:TO, with names as well as numbers */
+static bool parse_rewrite(struct init *in, const char *arg)
+{
+	const char *colon = strchr(arg, ':');
+	if (!colon || colon == arg)
+		return false;
+	char from[32];
+	size_t n = (size_t)(colon - arg);
+	if (n >= sizeof(from))
+		return false;
+	memcpy(from, arg, n);
+	from[n] = '\0';
+	int f = cli_parse_signal(from, false), t = cli_parse_signal(colon + 1, true);
+	if (f < 0 || t < 0)
+		return false;
+	in->rewrite[f] = t;
+	return true;
+}
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(struct init *in, int argc, char **argv, bool *single, bool *group)
+{
+	static const struct option longopts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"license", no_argument, NULL, 'l'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"subreaper", no_argument, NULL, 's'},
+		{"no-subreaper", no_argument, NULL, OPT_NO_SUBREAPER},
+		{"group", no_argument, NULL, 'g'},
+		{"single-child", no_argument, NULL, 'c'},
+		{"rewrite", required_argument, NULL, 'r'},
+		{"pdeath-signal", required_argument, NULL, 'p'},
+		{"remap-exit", required_argument, NULL, 'e'},
+		{"warn-reap", no_argument, NULL, 'w'},
+		{"grace", required_argument, NULL, 't'},
+		{NULL, 0, NULL, 0},
+	};
+	int c, code;
+	long long ms;
+	opterr = 0;
+	optind = 0; /* full re-initialisation of getopt */
+	/* '+': options end at CMD, so CMD's own options are never taken for ours */
+	while ((c = getopt_long(argc, argv, "+hVlvsgcr:p:e:wt:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("evmon init %s\n", evm_version());
+			return 0;
+		case 'l':
+			printf("evmon init %s (libevmon %s)\n"
+			       "A container init compatible with tini's and dumb-init's command lines,\n"
+			       "built on libevmon. No license file is bundled with this build; the terms\n"
+			       "are those of the evmon source distribution it was built from.\n",
+			       evm_version(), evm_version());
+			return 0;
+		case 'v':
+			in->verbosity++;
+			break;
+		case 's':
+			in->subreaper_required = true;
+			break;
+		case OPT_NO_SUBREAPER:
+			in->no_subreaper = true;
+			break;
+		case 'g':
+			*group = true;
+			break;
+		case 'c':
+			*single = true;
+			break;
+		case 'r':
+			if (!parse_rewrite(in, optarg)) {
+				init_log(in, V_FATAL, "-r %s: expected FROM:TO, two signals (TO may be 0)", optarg);
+				return 1;
+			}
+			break;
+		case 'p':
+			if ((in->pdeath_signal = cli_parse_signal(optarg, false)) < 0) {
+				init_log(in, V_FATAL, "-p %s: not a signal", optarg);
+				return 1;
+			}
+			break;
+		case 'e':
+			if ((code = parse_code(optarg)) < 0) {
+				init_log(in, V_FATAL, "-e %s: expected an exit code from 0 to 255", optarg);
+				return 1;
+			}
+			in->remap[code / 32] |= 1u << (code % 32);
+			break;
+		case 'w':
+			in->warn_reap = true;
+			break;
+		case 't':
+			if ((ms = parse_duration_ms(optarg)) < 0) {
+				init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms)", optarg);
+				return 1;
+			}
+			in->grace_ms = (uint64_t)ms;
+			break;
+		default:
+			if (optopt && strchr("rpet", optopt))
+				init_log(in, V_FATAL, "option -%c needs an argument", optopt);
+			else if (optopt)
+				init_log(in, V_FATAL, "unknown option -%c", optopt);
+			else
+				init_log(in, V_FATAL, "unknown option %s", argv[optind - 1]);
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind >= argc) {
+		init_log(in, V_FATAL, "no command given");
+		usage(stderr);
+		return 1;
+	}
+	in->argv = argv + optind;
+	return -1;
+}
+
+/* tini's and dumb-init's variables, read after the command line as they do */
+static void parse_env(struct init *in, bool *single, bool *group)
+{
+	if (getenv("TINI_SUBREAPER"))
+		in->subreaper_required = true;
+	if (getenv("TINI_KILL_PROCESS_GROUP"))
+		*group = true;
+	const char *v = getenv("TINI_VERBOSITY");
+	if (v)
+		in->verbosity = atoi(v);
+	v = getenv("DUMB_INIT_SETSID");
+	if (v && !strcmp(v, "0"))
+		*single = true;
+	v = getenv("DUMB_INIT_DEBUG");
+	if (v && !strcmp(v, "1") && in->verbosity < V_DEBUG)
+		in->verbosity = V_DEBUG;
+}
+
+static const char *signame(int sig)
+{
+	const char *n = cli_signal_name(sig);
+	return n ? n : "?";
+}
+
+static int final_code(const struct init *in, int code)
+{
+	code %= 256;
+	return (in->remap[code / 32] >> (code % 32)) & 1u ? 0 : code;
+}
+
+static void on_child_exit(struct evm_proc *proc, const struct evm_exit *e, void *data)
+{
+	struct init *in = data;
+	(void)proc;
+	int code = evm_exit_shell_code(e);
+	if (code < 0) {
+		init_log(in, V_WARN, "main child %d: exit status lost (reaped elsewhere)", (int)e->pid);
+		code = 1;
+	} else if (e->signal) {
+		init_log(in, V_INFO, "main child %d killed by signal %d (%s)%s", (int)e->pid, e->signal,
+			  signame(e->signal), e->core_dumped ? ", core dumped" : "");
+	} else {
+		init_log(in, V_INFO, "main child %d exited with code %d", (int)e->pid, e->code);
+	}
+	in->exit_code = final_code(in, code);
+	if (in->exit_code != code % 256)
+		init_log(in, V_INFO, "exit code %d remapped to 0 (-e)", code % 256);
+	evm_proc_unref(in->child);
+	in->child = NULL;
+	init_group_end(in);
+}
+
+static void describe(char *buf, size_t len, const struct evm_exit *e)
+{
+	if (e->status_unknown)
+		snprintf(buf, len, "status unknown");
+	else if (e->signal)
+		snprintf(buf, len, "killed by signal %d", e->signal);
+	else
+		snprintf(buf, len, "exit code %d", e->code);
+}
+
+static void orphan_reaped(struct init *in, const struct evm_exit *e)
+{
+	char how[64];
+	in->orphans++;
+	describe(how, sizeof(how), e);
+	if (in->warn_reap)
+		init_log(in, V_WARN, "reaped zombie process %d (%s)", (int)e->pid, how);
+	else
+		init_log(in, V_DEBUG, "reaped orphan %d (%s)", (int)e->pid, how);
+}
+
+static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	struct init *in = data;
+	(void)loop;
+	if (ev->type == EVM_EV_ORPHAN) {
+		orphan_reaped(in, ev->exit);
+		init_group_poke(in);
+	} else if (ev->type == EVM_EV_WARNING) {
+		init_log(in, V_WARN, "%s", ev->message ? ev->message : "libevmon warning");
+	}
+}
+
+/* tini's reaper check: without PID 1 or a subreaper, orphans go elsewhere */
+static void reaper_check(struct init *in)
+{
+	int bit = 0;
+	if (in->pid1)
+		return;
+	if (prctl(PR_GET_CHILD_SUBREAPER, &bit, 0, 0, 0) == 0 && bit)
+		return;
+	init_log(in, V_WARN,
+		 "not PID 1 and not a child subreaper: orphaned descendants are not re-parented to us, "
+		 "so their zombies are not reaped here (drop --no-subreaper, use -s, or run as PID 1)");
+}
+
+static int make_loop(struct init *in)
+{
+	struct evm_loop_opts lo = {.flags = EVM_LOOP_REAPER};
+	if (in->no_subreaper && !in->subreaper_required)
+		lo.flags |= EVM_LOOP_NO_SUBREAPER;
+	int r = evm_loop_new(&in->loop, &lo);
+	if (r < 0 && !in->pid1 && !(lo.flags & EVM_LOOP_NO_SUBREAPER)) {
+		/* only PR_SET_CHILD_SUBREAPER can fail here that NO_SUBREAPER avoids */
+		if (in->subreaper_required) {
+			init_log(in, V_FATAL, "cannot become a child subreaper: %s", strerror(-r));
+			return -1;
+		}
+		lo.flags |= EVM_LOOP_NO_SUBREAPER;
+		r = evm_loop_new(&in->loop, &lo);
+	}
+	if (r < 0) {
+		init_log(in, V_FATAL, "cannot create the event loop: %s", strerror(-r));
+		return -1;
+	}
+	if (in->subreaper_required || !(lo.flags & EVM_LOOP_NO_SUBREAPER))
+		init_log(in, V_TRACE, in->pid1 ? "running as PID 1" : "registered as a child subreaper");
+	reaper_check(in);
+	return 0;
+}
+
+/*
+ * The file execvp would have run for CMD (the first executable candidate in
+ * PATH), for the /bin/sh fallback below. NULL if there is none.
+ */
+static const char *resolve(const char *file, char *buf, size_t len)
+{
+	if (strchr(file, '/'))
+		return file;
+	const char *path = getenv("PATH");
+	if (!path)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (const char *p = path;;) {
+		const char *end = strchrnul(p, ':');
+		int n = snprintf(buf, len, "%.*s/%s", (int)(end - p), end == p ? "." : p, file);
+		if (end == p)
+			n = snprintf(buf, len, "./%s", file);
+		struct stat st;
+		if (n > 0 && (size_t)n < len && stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(buf, X_OK) == 0)
+			return buf;
+		if (!*end)
+			return NULL;
+		p = end + 1;
+	}
+}
+
+static int spawn_child(struct init *in)
+{
+	struct evm_spawn_error err = {0};
+	struct evm_spawn_opts o = {
+		.argv = in->argv,
+		.on_exit = on_child_exit,
+		.data = in,
+		.error = &err,
+	};
+	/*
+	 * The child always leads a process group of its own, so its group can be
+	 * signalled and cleaned up. Without a terminal to hand over it also gets
+	 * a session of its own, as with dumb-init: no terminal signals reach it
+	 * but the ones we forward. With one, it stays in our session so that we
+	 * can make its group the terminal's foreground group (see init_signal.c).
+	 */
+	o.flags = in->group && !in->tty ? EVM_SPAWN_SETSID : EVM_SPAWN_SETPGID;
+	int r = evm_spawn(in->loop, &o, &in->child);
+	char **shargv = NULL;
+	if (r == -ENOEXEC && err.stage == EVM_STAGE_EXEC) {
+		/* a file without #!: execvp (so tini and dumb-init) runs it with /bin/sh */
+		char buf[PATH_MAX];
+		const char *path = resolve(in->argv[0], buf, sizeof(buf));
+		size_t n = 0;
+		while (in->argv[n])
+			n++;
+		if (path && (shargv = calloc(n + 2, sizeof(*shargv)))) {
+			shargv[0] = "/bin/sh";
+			shargv[1] = (char *)path;
+			for (size_t i = 1; i < n; i++)
+				shargv[i + 1] = in->argv[i];
+			o.argv = shargv;
+			o.file = "/bin/sh";
+			init_log(in, V_DEBUG, "%s has no #! line: running it with /bin/sh", path);
+			r = evm_spawn(in->loop, &o, &in->child);
+			if (r < 0 && err.stage == EVM_STAGE_EXEC)
+				r = -ENOEXEC; /* report the original problem, not /bin/sh's */
+		}
+	}
+	free(shargv);
+	if (r == 0) {
+		in->child_pid = in->pgid = evm_proc_pid(in->child);
+		init_log(in, V_INFO, "spawned %s as pid %d", in->argv[0], (int)in->child_pid);
+		return 0;
+	}
+	if (err.stage == EVM_STAGE_EXEC) {
+		init_log(in, V_FATAL, "exec %s: %s", in->argv[0], strerror(-r));
+		/* a shell's codes: 127 not found, 126 found but not runnable */
+		return final_code(in, r == -ENOENT ? 127 : 126);
+	}
+	init_log(in, V_FATAL, "cannot start %s: %s: %s", in->argv[0], evm_spawn_stage_name(err.stage),
+		 strerror(-r));
+	return 1;
+}
+
+/* Reap what is still reapable once the loop is gone (tini does the same). */
+static void drain(struct init *in)
+{
+	siginfo_t si;
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0 || !si.si_pid)
+			break;
+		struct evm_exit e = {.pid = si.si_pid};
+		if (si.si_code == CLD_EXITED)
+			e.code = si.si_status;
+		else
+			e.signal = si.si_status;
+		orphan_reaped(in, &e);
+	}
+}
+
+static int run(struct init *in)
+{
+	if (in->pdeath_signal) {
+		if (prctl(PR_SET_PDEATHSIG, in->pdeath_signal, 0, 0, 0) < 0) {
+			init_log(in, V_FATAL, "-p %s: %s", signame(in->pdeath_signal), strerror(errno));
+			return 1;
+		}
+		/* tini misses a parent that died before the prctl; we deliver it late instead */
+		in->orphaned = getppid() != in->ppid;
+	}
+	if (make_loop(in) < 0)
+		return 1;
+	int r = evm_subscribe(in->loop, EVM_EV_ORPHAN | EVM_EV_WARNING, on_event, in, NULL);
+	if (r == 0)
+		r = init_signals_open(in);
+	if (r < 0) {
+		init_log(in, V_FATAL, "cannot set up signal handling: %s", strerror(-r));
+		return 1;
+	}
+	in->tty = init_tty_ours();
+	int code = spawn_child(in);
+	if (code > 0 || !in->child)
+		return code;
+	if (in->tty)
+		init_tty_give(in);
+	if (in->orphaned) {
+		init_log(in, V_INFO, "our parent died before -p took effect");
+		init_signal_handle(in, in->pdeath_signal, 0, SI_KERNEL);
+	}
+	/* keep no directory busy (dumb-init does this too) */
+	if (chdir("/") < 0)
+		init_log(in, V_DEBUG, "chdir /: %s", strerror(errno));
+
+	while (!in->done) {
+		r = evm_loop_run_once(in->loop, -1);
+		if (r < 0) {
+			/* never die in the loop: say it, back off, go on */
+			init_log(in, V_WARN, "event loop: %s", strerror(-r));
+			usleep(10000);
+		}
+	}
+	init_tty_restore(in);
+	return in->exit_code;
+}
+
+int cmd_init(int argc, char **argv)
+{
+	struct init in = {
+		.verbosity = V_WARN,
+		.grace_ms = DEFAULT_GRACE_MS,
+		.sigfd = -1,
+		.exit_code = -1,
+		.pid1 = getpid() == 1,
+		.ppid = getppid(),
+	};
+	bool single = false, group = false;
+	if (argc > 0 && !strcmp(basename(argv[0]), "evmon-init"))
+		prog = "evmon-init";
+	for (int s = 0; s < NSIG; s++)
+		in.rewrite[s] = -1;
+	int code = parse_args(&in, argc, argv, &single, &group);
+	if (code >= 0)
+		return code;
+	parse_env(&in, &single, &group);
+	in.group = group || !single;
+	if (in.group) {
+		/* dumb-init: job-control signals stop the whole group (see init_signal.c) */
+		static const int jc[] = {SIGTSTP, SIGTTIN, SIGTTOU};
+		for (size_t i = 0; i < sizeof(jc) / sizeof(jc[0]); i++)
+			if (in.rewrite[jc[i]] < 0)
+				in.rewrite[jc[i]] = SIGSTOP;
+	}
+	if (init_signals_block() < 0) {
+		init_log(&in, V_FATAL, "cannot block signals: %s", strerror(errno));
+		return 1;
+	}
+
+	code = run(&in);
+
+	init_group_free(&in);
+	init_signals_close(&in);
+	evm_proc_unref(in.child);
+	evm_loop_free(in.loop);
+	drain(&in);
+	if (in.orphans)
+		init_log(&in, V_DEBUG, "reaped %lu orphans in all", in.orphans);
+	fflush(stdout);
+	return code;
+}

@@ -1,0 +1,17 @@
+/*
+ * init_main.c - main() of the standalone evmon-init (`make static`), which
+ * links only init*.c, signame.c and libevmon: no config parser, no JSON.
+ *
+ * In the evmon binary this file is empty: main.c dispatches there, and also
+ * runs `evmon init` when called as evmon-init.
+ */
+#ifdef EVMON_INIT_STANDALONE
+#include "cli.h"
+
+int main(int argc, char **argv)
+{
+	return cmd_init(argc, argv);
+}
+#else
+typedef int evmon_init_main_unused; /* ISO C wants a declaration in every file */
+#endif

@@ -1,0 +1,87 @@
+/*
+ * main.c - the evmon command: dispatch to a subcommand.
+ *
+ * Invoked as "evmon-init" (a symlink or the static build), it is
+ * "evmon init", so it can replace tini in an ENTRYPOINT unchanged.
+ */
+#include "cli.h"
+
+#include <evmon.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * Weak stand-ins, so that this file links on its own: the real commands live
+ * in daemon.c and ctl.c, whose strong definitions replace these.
+ */
+__attribute__((weak)) int cmd_daemon(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	fprintf(stderr, "evmon: daemon: not available in this build\n");
+	return 2;
+}
+
+__attribute__((weak)) int cmd_ctl(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	fprintf(stderr, "evmon: ctl: not available in this build\n");
+	return 2;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+} cmds[] = {
+	{"init", cmd_init, "run a command as a container init (PID 1): reap zombies, forward signals"},
+	{"daemon", cmd_daemon, "supervise the services of a config file"},
+	{"ctl", cmd_ctl, "talk to a running daemon"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: evmon COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
+	fprintf(f, "  %-8s %s\n", "help", "show this help, or a command's: evmon help COMMAND");
+	fprintf(f, "  %-8s %s\n", "version", "print the version");
+	fprintf(f, "\nevmon COMMAND --help shows the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *self = argc > 0 ? basename(argv[0]) : "evmon";
+	if (strcmp(self, "evmon-init") == 0)
+		return cmd_init(argc, argv);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *c = argv[1];
+	if (!strcmp(c, "version") || !strcmp(c, "--version") || !strcmp(c, "-V")) {
+		printf("evmon %s\n", evm_version());
+		return 0;
+	}
+	if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
+		if (argc > 2) {
+			for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+				if (!strcmp(argv[2], cmds[i].name)) {
+					char *hargv[] = {argv[2], "--help", NULL};
+					return cmds[i].fn(2, hargv);
+				}
+			}
+			fprintf(stderr, "evmon: unknown command '%s'\n", argv[2]);
+			return 2;
+		}
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(c, cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "evmon: unknown command '%s' (try: evmon help)\n", c);
+	return 2;
+}
