@@ -385,7 +385,13 @@ struct evm_event {
 	unsigned restarts;	     /* restarts so far */
 	uint64_t delay_ms;	     /* BACKOFF: the delay before the next start */
 	enum evm_spawn_stage stage;  /* a spawn failure's stage, else 0 */
+	bool removed;		     /* the service's last event: it is freed after this */
 };
+/*
+ * An exit is carried by exactly one EVM_EV_SERVICE event: the transition it
+ * caused (RUNNING -> BACKOFF, STOPPING -> STOPPED, ...). Other service events
+ * have exit == NULL.
+ */
 
 typedef void (*evm_event_cb)(struct evm_loop *loop, const struct evm_event *ev, void *data);
 
@@ -487,10 +493,16 @@ EVM_API int evm_service_restart(struct evm_service *svc);
 EVM_API int evm_service_signal(struct evm_service *svc, int sig);
 
 /*
- * Stop the service if needed and free it once it has stopped. The handle is
- * invalid after this call (events of its last moments still name it).
+ * Stop the service if needed and free it once it has stopped. Its name is
+ * released at once: evm_service_find no longer finds it, foreach skips it,
+ * and a new service may take the name while the old one is still stopping.
+ * Its last event has removed = true; the handle is invalid after that event
+ * (and at once if you do not run the loop again).
  */
 EVM_API void evm_service_remove(struct evm_service *svc);
+
+/* The data given in evm_service_opts.data. */
+EVM_API void *evm_service_data(const struct evm_service *svc);
 
 struct evm_service_info {
 	const char *name;

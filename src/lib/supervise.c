@@ -76,6 +76,7 @@ struct evm_service {
 };
 
 static void spawn_now(struct evm_service *s);
+static void unlink_svc(struct evm_service *s, const struct evm_exit *exit);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -136,7 +137,7 @@ static void cancel_timer(struct evm_service *s)
 }
 
 static void emit(struct evm_service *s, enum evm_state old, const struct evm_exit *exit, int error,
-		 uint64_t delay_ms)
+		 uint64_t delay_ms, bool removed)
 {
 	struct evm_event ev = {
 		.type = EVM_EV_SERVICE,
@@ -152,6 +153,7 @@ static void emit(struct evm_service *s, enum evm_state old, const struct evm_exi
 		.restarts = s->restarts,
 		.delay_ms = delay_ms,
 		.stage = error ? s->last_error.stage : EVM_STAGE_NONE,
+		.removed = removed,
 	};
 	ev.time = evm__ns_to_ts(evm__real_ns());
 	if (s->on_event)
@@ -167,7 +169,7 @@ static void set_state(struct evm_service *s, enum evm_state st, const struct evm
 	s->state = st;
 	s->since_mono = evm__mono_ns();
 	s->since_real = evm__real_ns();
-	emit(s, old, exit, error, delay_ms);
+	emit(s, old, exit, error, delay_ms, false);
 }
 
 static int send_signal(struct evm_service *s, int sig)
@@ -280,10 +282,12 @@ static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *own
 	}
 
 	if (was == EVM_STATE_STOPPING) {
-		set_state(s, EVM_STATE_STOPPED, e, 0, 0);
 		if (s->removing) {
-			evm_service_remove(s);
-		} else if (s->start_after_stop) {
+			unlink_svc(s, e);
+			return;
+		}
+		set_state(s, EVM_STATE_STOPPED, e, 0, 0);
+		if (s->start_after_stop) {
 			s->start_after_stop = false;
 			evm_service_start(s);
 		}
@@ -466,7 +470,7 @@ struct evm_service *evm_service_find(struct evm_loop *loop, const char *name)
 	if (!loop || !name)
 		return NULL;
 	for (struct evm_service *s = loop->svcs.first; s; s = s->next)
-		if (!s->dead && strcmp(s->name, name) == 0)
+		if (!s->dead && !s->removing && strcmp(s->name, name) == 0)
 			return s;
 	return NULL;
 }
@@ -539,6 +543,8 @@ int evm_service_restart(struct evm_service *s)
 {
 	if (!s || s->dead)
 		return -EINVAL;
+	if (s->removing)
+		return -ESHUTDOWN;
 	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING ||
 	    s->state == EVM_STATE_STOPPING) {
 		evm_service_stop(s);
@@ -556,8 +562,12 @@ int evm_service_signal(struct evm_service *s, int sig)
 	return send_signal(s, sig);
 }
 
-static void unlink_svc(struct evm_service *s)
+/* The end of a removed service: its last event, then freed when the iteration ends. */
+static void unlink_svc(struct evm_service *s, const struct evm_exit *exit)
 {
+	enum evm_state old = s->state;
+	s->state = EVM_STATE_STOPPED;
+	emit(s, old, exit, 0, 0, true);
 	struct evm__svclist *l = &s->loop->svcs;
 	if (s->prev)
 		s->prev->next = s->next;
@@ -588,7 +598,7 @@ void evm_service_remove(struct evm_service *s)
 	if (s->state == EVM_STATE_STOPPING)
 		return;
 	cancel_timer(s);
-	unlink_svc(s);
+	unlink_svc(s, NULL);
 	if (s->loop->depth == 0 && s->loop->emitting == 0)
 		evm__services_sweep(s->loop);
 }
@@ -626,6 +636,11 @@ void evm_service_info(const struct evm_service *s, struct evm_service_info *info
 		info->next_start_ms = (s->next_start_mono - now + 999999) / 1000000;
 }
 
+void *evm_service_data(const struct evm_service *s)
+{
+	return s ? s->data : NULL;
+}
+
 enum evm_state evm_service_state(const struct evm_service *s)
 {
 	return s ? s->state : EVM_STATE_STOPPED;
@@ -647,7 +662,7 @@ void evm_service_foreach(struct evm_loop *loop, void (*fn)(struct evm_service *,
 		return;
 	for (struct evm_service *s = loop->svcs.first, *next; s; s = next) {
 		next = s->next; /* fn may remove s */
-		if (!s->dead)
+		if (!s->dead && !s->removing)
 			fn(s, data);
 	}
 }

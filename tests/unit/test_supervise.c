@@ -29,6 +29,7 @@ struct rec {
 	enum evm_state state, old;
 	int code, signal;
 	bool has_exit;
+	bool removed;
 	unsigned restarts;
 	uint64_t delay_ms;
 	int error;
@@ -51,6 +52,7 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	r->state = ev->state;
 	r->old = ev->old_state;
 	r->has_exit = ev->exit != NULL;
+	r->removed = ev->removed;
 	r->code = ev->exit ? ev->exit->code : 0;
 	r->signal = ev->exit ? ev->exit->signal : 0;
 	r->restarts = ev->restarts;
@@ -493,13 +495,26 @@ static void test_remove_running_service(void **state)
 	evm_service_start(a);
 	pid_t pid = evm_proc_pid(evm_service_proc(a));
 	evm_service_remove(a);
-	while (evm_service_find(loop, "a"))
-		evm_loop_run_once(loop, 100);
-	assert_int_equal(count_state("a", EVM_STATE_STOPPED), 1);
-	assert_int_equal(kill(pid, 0), -1); /* reaped */
-	/* the name is free again */
-	struct evm_service *b = svc(loop, "a", EVM_RESTART_NEVER, EXIT0, NULL);
+	/* the name is free at once, while the old one is still stopping */
+	assert_null(evm_service_find(loop, "a"));
+	struct evm_service *b = svc(loop, "a", EVM_RESTART_NEVER, PAUSE, NULL);
 	assert_non_null(b);
+	evm_service_start(b);
+	while (!(nev && evs[nev - 1].removed))
+		evm_loop_run_once(loop, 100);
+	const struct rec *r = &evs[nev - 1];
+	assert_int_equal(r->state, EVM_STATE_STOPPED);
+	assert_true(r->has_exit);
+	assert_int_equal(r->signal, SIGTERM);
+	assert_int_equal(kill(pid, 0), -1); /* reaped */
+	assert_ptr_equal(evm_service_find(loop, "a"), b);
+	assert_int_equal(evm_service_state(b), EVM_STATE_RUNNING);
+	/* removing a stopped service: one last event, at once */
+	size_t before = nev;
+	struct evm_service *c = svc(loop, "c", EVM_RESTART_NEVER, EXIT0, NULL);
+	evm_service_remove(c);
+	assert_int_equal(nev, before + 1);
+	assert_true(evs[before].removed);
 }
 
 static void test_new_rejects_bad_options(void **state)
