@@ -1,0 +1,906 @@
+"""`evmon init`: a container init compatible with tini and dumb-init.
+
+Every test drives the real binary twice: as PID 1 of a new PID namespace
+(`unshare --pid --fork --mount-proc`, mode "pid1") and as an ordinary process
+that reaps as a child subreaper (mode "sub").
+
+The same tests run against Debian's tini and dumb-init (`make compat`, which
+sets EVMON_INIT_IMPL): a test states evmon's behaviour; where tini or
+dumb-init behave otherwise on purpose, @differs says why, and the test is
+expected to fail for them (strict: if they start to pass, the note is wrong).
+An option an implementation lacks skips the test for it. `python3
+tests/integration/test_init.py --report XML...` turns the JUnit results of
+the three runs into the compatibility table of docs/INIT.md.
+
+Cleanup: every process a test starts carries EVM_TEST_TAG=<unique> in its
+environment, and everything still carrying it is SIGKILLed at the end of the
+test, wherever it was re-parented.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import EVMON, HELPER, SAN, children_of, wait_for, zombies_of  # noqa: E402
+
+IMPL = os.environ.get("EVMON_INIT_IMPL", "evmon")  # evmon | tini | dumb-init
+T = 30.0 if SAN else 10.0  # generous bound for things that must happen
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+MODES = ["pid1", "sub"]
+
+
+# ------------------------------------------------------------ compat marks
+
+def differs(modes=None, **why):
+    """Mark a test as a deliberate difference for tini= / dumb_init=."""
+    def deco(fn):
+        fn.differs = {k.replace("_", "-"): v for k, v in why.items()}
+        fn.differs_modes = modes
+        return fn
+    return deco
+
+
+@pytest.fixture(autouse=True)
+def _expected_difference(request):
+    fn = request.node.function
+    why = getattr(fn, "differs", {}).get(IMPL)
+    mode = request.node.callspec.params.get("mode") if hasattr(request.node, "callspec") else None
+    modes = getattr(fn, "differs_modes", None)
+    if why and (modes is None or mode in modes):
+        request.node.add_marker(pytest.mark.xfail(reason=f"{IMPL}: {why}", strict=True))
+    yield
+
+
+# ------------------------------------------------------------ command lines
+
+def init_cmd(child, mode, fwd=None, subreaper=None, warn=False, remap=(), rewrite=(),
+             pdeath=None, evmon_opts=(), lic=False):
+    """argv running child under the implementation being tested.
+
+    fwd: None (its default), "group" or "child"; subreaper: None (default),
+    True (ask for it), False (do not want it); rewrite: (from, to) numbers;
+    evmon_opts: evmon-only tuning, left out for the others.
+    """
+    if subreaper is not None and mode == "pid1":
+        subreaper = None  # meaningless as PID 1
+    if IMPL == "evmon":
+        a = [EVMON, "init"]
+        a += {"group": ["-g"], "child": ["-c"], None: []}[fwd]
+        a += {True: ["-s"], False: ["--no-subreaper"], None: []}[subreaper]
+        a += ["-w"] if warn else []
+        for c in remap:
+            a += ["-e", str(c)]
+        for f, t in rewrite:
+            a += ["-r", f"{f}:{t}"]
+        a += ["-p", pdeath] if pdeath else []
+        a += list(evmon_opts)
+    elif IMPL == "tini":
+        a = ["tini"]
+        a += {"group": ["-g"], "child": [], None: []}[fwd]
+        a += ["-s"] if subreaper else []
+        a += ["-w"] if warn else []
+        for c in remap:
+            a += ["-e", str(c)]
+        if rewrite:
+            pytest.skip("tini has no signal rewriting (-r)")
+        a += ["-p", pdeath] if pdeath else []
+    elif IMPL == "dumb-init":
+        a = ["dumb-init"]
+        a += {"group": [], "child": ["-c"], None: []}[fwd]
+        if subreaper:
+            pytest.skip("dumb-init cannot become a child subreaper")
+        if warn:
+            pytest.skip("dumb-init has no -w")
+        if remap:
+            pytest.skip("dumb-init has no exit code remapping (-e)")
+        for f, t in rewrite:
+            a += ["-r", f"{f}:{t}"]
+        if pdeath:
+            pytest.skip("dumb-init has no parent-death signal (-p)")
+    else:
+        raise AssertionError(f"unknown EVMON_INIT_IMPL {IMPL}")
+    return a + ["--"] + list(child)
+
+
+def reap_warnings(err):
+    """Lines saying a zombie was reaped (-w), for evmon and tini."""
+    return len(re.findall(r"(?i)reaped zombie process", err))
+
+
+# ------------------------------------------------------------ running
+
+class Collector:
+    """Reads a pipe in a thread, so tests can wait for output while the process runs."""
+
+    def __init__(self, f):
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        self.fd = f.fileno() if f else -1
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        if self.fd < 0:
+            return
+        while True:
+            try:
+                b = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            with self.lock:
+                self.buf += b
+
+    @property
+    def text(self):
+        with self.lock:
+            return self.buf.decode(errors="replace")
+
+
+class Run:
+    def __init__(self, procs, argv, mode, tag, env=None, stdin=None, **kw):
+        self.mode = mode
+        e = dict(os.environ)
+        e.update(env or {})
+        e["EVM_TEST_TAG"] = tag
+        full = (UNSHARE + argv) if mode == "pid1" else argv
+        self.p = procs.spawn(full, env=e, stdin=subprocess.DEVNULL if stdin is None else stdin, **kw)
+        self.out = Collector(self.p.stdout)
+        self.err = Collector(self.p.stderr)
+        self._pid = None
+
+    @property
+    def pid(self):
+        """The init's pid as seen from here (under unshare: the forked child)."""
+        if self._pid is None:
+            if self.mode == "pid1":
+                self._pid = wait_for(lambda: children_of(self.p.pid), T, what="unshare's child")[0]
+            else:
+                self._pid = self.p.pid
+        return self._pid
+
+    def expect(self, text, n=1, timeout=T):
+        wait_for(lambda: self.out.text.count(text) >= n, timeout,
+                 what=f"{n} x {text!r} on stdout; got {self.out.text[-500:]!r} / "
+                      f"stderr {self.err.text[-500:]!r}")
+
+    def kill(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout=T):
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"init still running after {timeout}s; stdout {self.out.text[-500:]!r} "
+                                 f"stderr {self.err.text[-500:]!r}")
+        # what the init wrote is complete; descendants may still hold the pipes
+        self.out.t.join(0.5)
+        self.err.t.join(0.5)
+        return rc
+
+
+def tagged(tag):
+    """pids of live processes whose environment has EVM_TEST_TAG=tag."""
+    needle = f"EVM_TEST_TAG={tag}".encode()
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.fixture
+def run(procs):
+    tag = uuid.uuid4().hex
+    runs = []
+
+    def start(argv, mode, **kw):
+        r = Run(procs, argv, mode, tag, **kw)
+        runs.append(r)
+        return r
+
+    yield start
+    for _ in range(50):
+        pids = tagged(tag)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    for r in runs:
+        if r.p.poll() is None:
+            procs.kill(r.p)
+        r.p.wait(10)
+        r.out.t.join(2)
+        r.err.t.join(2)
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    return request.param
+
+
+def H(*args):
+    return [HELPER] + [str(a) for a in args]
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rfind(")") + 2]
+
+
+def alive(pid):
+    return proc_state(pid) not in (None, "Z", "X")
+
+
+# ------------------------------------------------------------ exit codes
+
+@pytest.mark.parametrize("code", [0, 1, 42, 255])
+def test_exit_code(run, mode, code):
+    """The child's exit code is ours (0, 1, 42, 255)"""
+    r = run(init_cmd(H("exit", code), mode), mode)
+    assert r.wait() == code, r.err.text
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGKILL, 137), (signal.SIGTERM, 143)])
+def test_signal_death(run, mode, sig, code):
+    """A child killed by signal N gives 128+N (SIGKILL 137, SIGTERM 143)"""
+    r = run(init_cmd(H("kill", int(sig)), mode), mode)
+    assert r.wait() == code, r.err.text
+
+
+def test_remap_exit_code(run, mode):
+    """-e CODE turns that exit code into 0, and only that one"""
+    r = run(init_cmd(H("exit", 42), mode, remap=[42]), mode)
+    assert r.wait() == 0, r.err.text
+    r = run(init_cmd(H("exit", 42), mode, remap=[3, 41]), mode)
+    assert r.wait() == 42, r.err.text
+
+
+def test_remap_signal_code(run, mode):
+    """-e applies to 128+N as well (-e 143 and a SIGTERM death exit 0)"""
+    r = run(init_cmd(H("kill", 15), mode, remap=[143]), mode)
+    assert r.wait() == 0, r.err.text
+
+
+# ------------------------------------------------------------ forwarding
+
+FORWARDED = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH"]
+
+
+@pytest.mark.parametrize("name", FORWARDED)
+def test_forward(run, mode, name):
+    """A signal we get reaches the child (TERM INT HUP QUIT USR1 USR2 WINCH)"""
+    sig = int(getattr(signal, "SIG" + name))
+    r = run(init_cmd(H("trap-exit", sig, "print", "ready", "pause"), mode), mode)
+    r.expect("ready")
+    r.kill(sig)
+    assert r.wait() == 0, r.err.text
+    assert f"signal {sig}\n" in r.out.text
+
+
+def test_forward_realtime(run, mode):
+    """Real-time signals are forwarded too (SIGRTMIN+3)"""
+    sig = signal.SIGRTMIN + 3
+    r = run(init_cmd(H("trap-exit", sig, "print", "ready", "pause"), mode), mode)
+    r.expect("ready")
+    r.kill(sig)
+    assert r.wait() == 0, r.err.text
+    assert f"signal {sig}\n" in r.out.text
+
+
+def test_sigchld_not_forwarded(run, mode):
+    """SIGCHLD sent to init is not forwarded"""
+    r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode), mode)
+    r.expect("ready")
+    r.kill(signal.SIGCHLD)
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0, r.err.text
+    assert "signal 10\n" in r.out.text
+    assert f"signal {int(signal.SIGCHLD)}\n" not in r.out.text
+
+
+def family(gc_action="trap-exit"):
+    """sh (ignoring USR1) with two helpers in its process group, each printing when ready."""
+    return ["sh", "-c",
+            'trap "" USR1; "$0" %s 10 print gc-ready pause & "$0" trap-exit 10 print ready pause; wait'
+            % gc_action, HELPER]
+
+
+def test_group_reaches_grandchild(run, mode):
+    """-g: a forwarded signal reaches every process of the child's group"""
+    r = run(init_cmd(family(), mode, fwd="group"), mode)
+    r.expect("gc-ready")
+    r.expect("ready", 2)
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0, r.err.text
+    assert r.out.text.count("signal 10\n") == 2
+
+
+@differs(tini="tini forwards to the child only unless -g or TINI_KILL_PROCESS_GROUP is given")
+def test_group_is_the_default(run, mode):
+    """By default forwarded signals reach the child's whole group (dumb-init's default)"""
+    r = run(init_cmd(family(), mode), mode)
+    r.expect("gc-ready")
+    r.expect("ready", 2)
+    r.kill(signal.SIGUSR1)
+    r.expect("signal 10\n", 2, timeout=3.0)
+    assert r.wait() == 0, r.err.text
+
+
+def test_tini_kill_process_group_env(run, mode):
+    """TINI_KILL_PROCESS_GROUP=1 means -g"""
+    r = run(init_cmd(family(), mode), mode, env={"TINI_KILL_PROCESS_GROUP": "1"})
+    r.expect("gc-ready")
+    r.expect("ready", 2)
+    r.kill(signal.SIGUSR1)
+    r.expect("signal 10\n", 2)
+    assert r.wait() == 0, r.err.text
+
+
+def test_single_child(run, mode):
+    """-c (dumb-init) / tini's default: only the direct child gets forwarded signals"""
+    r = run(init_cmd(["sh", "-c", 'trap "" USR1; "$0" trap-exit 15 print gc-ready pause & '
+                      'exec "$0" trap-exit 10 print ready pause', HELPER], mode, fwd="child"), mode)
+    r.expect("gc-ready")
+    r.expect("ready", 2)
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0, r.err.text
+    assert r.out.text.count("signal 10\n") == 1
+
+
+def test_rewrite(run, mode):
+    """-r 15:10 forwards SIGTERM as SIGUSR1"""
+    r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode, rewrite=[(15, 10)]), mode)
+    r.expect("ready")
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 0, r.err.text
+    assert "signal 10\n" in r.out.text and "signal 15\n" not in r.out.text
+
+
+def test_rewrite_drop(run, mode):
+    """-r 15:0 drops SIGTERM; other signals still pass"""
+    r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode, rewrite=[(15, 0)]), mode)
+    r.expect("ready")
+    r.kill(signal.SIGTERM)
+    r.kill(signal.SIGHUP)
+    r.expect("signal 1\n")
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0, r.err.text
+    assert "signal 15\n" not in r.out.text
+
+
+@differs(modes=["sub"], tini="tini forwards SIGTSTP to the child as it is and does not stop itself")
+def test_job_control_stop(run, mode):
+    """SIGTSTP stops the child's group (as SIGSTOP) and, unless PID 1, init itself; SIGCONT resumes"""
+    r = run(init_cmd(H("print", "ready", "pause"), mode), mode)
+    r.expect("ready")
+    child = wait_for(lambda: children_of(r.pid), T, what="the child")[0]
+    r.kill(signal.SIGTSTP)
+    wait_for(lambda: proc_state(child) == "T", T, what="the child stopped")
+    if mode == "sub":
+        wait_for(lambda: proc_state(r.pid) == "T", T, what="init stopped")
+    else:
+        assert proc_state(r.pid) != "T"
+    r.kill(signal.SIGCONT)
+    wait_for(lambda: proc_state(child) in ("S", "R"), T, what="the child resumed")
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 143, r.err.text
+
+
+# ------------------------------------------------------------ reaping
+
+def storm_cmd(make, n):
+    return ["sh", "-c", '"$0" %s %d; echo spawned; exec "$0" pause' % (make, n), HELPER]
+
+
+def settle(r, mode):
+    """Wait until init has no child but the main one and no zombie."""
+    def quiet():
+        kids = children_of(r.pid)
+        return len(kids) == 1 and not zombies_of(r.pid)
+    wait_for(quiet, T * 3, what="every orphan reaped")
+
+
+@pytest.mark.parametrize("make,n", [("orphans", 2000), ("burst", 500)], ids=["storm-2000", "burst-500"])
+def test_orphans_reaped(run, mode, make, n):
+    """Orphan storms: 2,000 orphans, and 500 dying at the same instant; zero zombies left"""
+    r = run(init_cmd(storm_cmd(make, n), mode, subreaper=True, warn=IMPL != "dumb-init"), mode)
+    r.expect("spawned", timeout=T * 3)
+    settle(r, mode)
+    assert zombies_of(r.pid) == []
+    if IMPL != "dumb-init":
+        # helper's own children are reaped by sh; the n orphans by init
+        wait_for(lambda: reap_warnings(r.err.text) >= n, T, what=f"{n} reap warnings")
+        assert reap_warnings(r.err.text) == n
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 143, r.err.text
+
+
+def daemon_cmd():
+    return ["sh", "-c", '"$0" daemonize sleep 300 pgid; exec "$0" print started pause', HELPER]
+
+
+@differs(modes=["sub"], tini="tini becomes a subreaper only with -s or TINI_SUBREAPER",
+         dumb_init="dumb-init never becomes a subreaper")
+def test_subreaper_by_default(run, mode):
+    """Not PID 1: orphans are re-parented to init by default (it is a subreaper), no warning"""
+    r = run(init_cmd(daemon_cmd(), mode), mode)
+    r.expect("ppid")
+    m = re.search(r"pid (\d+) ppid (\d+)", r.out.text)
+    assert int(m.group(2)) == (1 if mode == "pid1" else r.pid)
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 143
+    assert "subreaper" not in r.err.text
+
+
+@pytest.mark.parametrize("how", ["-s", "TINI_SUBREAPER"])
+def test_subreaper_requested(run, how):
+    """-s or TINI_SUBREAPER: orphans are re-parented to init"""
+    env = {"TINI_SUBREAPER": "1"} if how != "-s" else {}
+    if how == "TINI_SUBREAPER" and IMPL == "dumb-init":
+        pytest.skip("dumb-init cannot become a child subreaper")
+    r = run(init_cmd(daemon_cmd(), "sub", subreaper=(how == "-s") or None), "sub", env=env)
+    r.expect("ppid")
+    m = re.search(r"pid (\d+) ppid (\d+)", r.out.text)
+    assert int(m.group(2)) == r.pid
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 143
+
+
+@differs(dumb_init="dumb-init does not warn that it cannot reap orphans")
+def test_warns_when_not_reaping(run):
+    """Neither PID 1 nor subreaper: one warning says orphans will not be reaped"""
+    r = run(init_cmd(H("exit", 0), "sub", subreaper=False), "sub")
+    assert r.wait() == 0
+    assert len(re.findall(r"not (running as )?PID 1", r.err.text)) == 1, r.err.text
+
+
+def test_verbosity_zero_is_quiet(run):
+    """TINI_VERBOSITY=0 silences warnings"""
+    r = run(init_cmd(H("exit", 0), "sub", subreaper=False), "sub", env={"TINI_VERBOSITY": "0"})
+    assert r.wait() == 0
+    assert r.err.text == ""
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's memory only")
+def test_memory_flat(run):
+    """Init's memory does not grow with orphans reaped (RSS before/after 20,000)"""
+    # the ASan helper forks slowly: half as many there
+    n = int(os.environ.get("EVMON_INIT_SOAK_ORPHANS", "10000" if SAN else "20000"))
+    sh = ('"$0" orphan-storm 3000; echo warm; read x; "$0" orphan-storm %d; echo done; '
+          'read y; exit 0' % n)
+    r = run(init_cmd(["sh", "-c", sh, HELPER], "pid1"), "pid1", stdin=subprocess.PIPE)
+    r.expect("warm", timeout=T * 3)
+    settle(r, "pid1")
+    before = vmrss(r.pid)
+    r.p.stdin.write(b"\n")
+    r.p.stdin.flush()
+    r.expect("done", timeout=max(T * 6, n / 500))
+    settle(r, "pid1")
+    after = vmrss(r.pid)
+    print(f"init VmRSS before {before} kB, after {n} more orphans {after} kB")
+    r.p.stdin.write(b"\n")
+    r.p.stdin.close()
+    assert r.wait() == 0, r.err.text
+    assert after - before <= 64, f"VmRSS grew from {before} to {after} kB over {n} orphans"
+
+
+def vmrss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+# ------------------------------------------------------------ the end
+
+def lingering(f, code):
+    """sh whose background helper takes 300 ms to exit on SIGTERM, then exits with code."""
+    return ["sh", "-c", '"$0" linger 300 print ready pause > "$1" & '
+            'until grep -q ready "$1"; do sleep 0.01; done; exit %d' % code, HELPER, str(f)]
+
+
+@differs(tini="tini exits at once, leaving the rest of the group running (or to the kernel's SIGKILL as PID 1)",
+         dumb_init="dumb-init sends SIGTERM to the group and exits at once, without waiting for it")
+def test_end_terms_group_and_waits(run, mode, tmp_path):
+    """Main child exits: the rest of its group gets SIGTERM, and init waits for it to finish"""
+    f = tmp_path / "gc.out"
+    r = run(init_cmd(lingering(f, 7), mode), mode)
+    assert r.p.wait(T) == 7, r.err.text
+    assert f.read_text() == "ready\nterm\nbye\n"  # as init exits, not later
+
+
+@differs(modes=["sub"], tini="tini leaves the rest of the group running when not PID 1",
+         dumb_init="dumb-init leaves processes that ignore SIGTERM running when not PID 1")
+def test_end_kills_stubborn_group(run, mode):
+    """Members ignoring SIGTERM get SIGKILL after the grace (-t); none is left when init exits"""
+    r = run(init_cmd(H("group", 3, "exit", 5), mode, evmon_opts=["-t", "0.2"]), mode)
+    assert r.wait() == 5, r.err.text
+    gcs = [int(p) for p in re.findall(r"grandchild (\d+)", r.out.text)]
+    assert len(gcs) == 3
+    # as PID 1 they are numbered inside the namespace; the tag finds them anywhere
+    if mode == "sub":
+        assert [p for p in gcs if alive(p)] == []
+
+
+def test_end_no_wait_with_grace_zero(run, mode, tmp_path):
+    """-t 0: SIGTERM to the group and exit at once (dumb-init's behaviour)"""
+    if IMPL != "evmon":
+        pytest.skip("evmon's -t only")
+    f = tmp_path / "gc.out"
+    r = run(init_cmd(lingering(f, 7), mode, evmon_opts=["-t", "0"]), mode)
+    assert r.p.wait(T) == 7, r.err.text
+    assert "bye" not in f.read_text()  # the grandchild is still in its 300 ms
+
+
+# ------------------------------------------------------------ exec, argv, stdio
+
+ODD_ARGS = ["a b", "", "*", "$HOME", "'\"`", "back\\slash", "line1\nline2", "tab\there", "-v", "--",
+            "--help", "é ü 中", "x" * 3000]
+
+
+def test_argv_exact(run, mode):
+    """Arguments with spaces, empty strings and special characters arrive exactly"""
+    r = run(init_cmd(H("argv", *ODD_ARGS), mode), mode)
+    assert r.wait() == 0, r.err.text
+    want = "".join(f"[{len(a.encode())}] {a}\n" for a in ODD_ARGS)
+    assert r.out.text == want
+
+
+@differs(tini="tini's getopt permutes arguments: options after CMD are taken as tini's")
+def test_options_after_cmd_belong_to_cmd(run):
+    """Without --, options after CMD are CMD's, not ours"""
+    argv = init_cmd(H("argv", "-v", "-w", "x"), "sub")
+    argv.remove("--")
+    r = run(argv, "sub")
+    assert r.wait() == 0, r.err.text
+    assert r.out.text == "[2] -v\n[2] -w\n[1] x\n"
+
+
+def test_stdio_passthrough(run, mode):
+    """stdin, stdout and stderr are the child's"""
+    r = run(init_cmd(H("cat", "eprint", "to-stderr"), mode), mode, stdin=subprocess.PIPE)
+    r.p.stdin.write(b"hello\nworld\n")
+    r.p.stdin.close()
+    assert r.wait() == 0, r.err.text
+    assert r.out.text == "hello\nworld\n"
+    assert "to-stderr\n" in r.err.text
+
+
+def test_env_passthrough(run, mode):
+    """The environment is passed through"""
+    r = run(init_cmd(H("env", "EVM_FOO", "env", "PATH"), mode), mode, env={"EVM_FOO": "bar baz=1"})
+    assert r.wait() == 0, r.err.text
+    assert "EVM_FOO=bar baz=1\n" in r.out.text
+    assert f"PATH={os.environ['PATH']}\n" in r.out.text
+
+
+def test_signal_mask_clean(run, mode):
+    """The child starts with no blocked or ignored signals"""
+    r = run(init_cmd(H("status"), mode), mode)
+    assert r.wait() == 0, r.err.text
+    assert "SigBlk:\t0000000000000000" in r.out.text
+    assert "SigIgn:\t0000000000000000" in r.out.text
+
+
+def test_no_fd_leak(run, mode):
+    """The child gets stdin, stdout and stderr, and no other file descriptor of init's"""
+    r = run(init_cmd(H("fds"), mode), mode)
+    assert r.wait() == 0, r.err.text
+    assert sorted(r.out.text.split("\n")) == ["", "fd 0", "fd 1", "fd 2"], r.out.text
+
+
+def test_sigpipe_on_stderr_not_forwarded(run, mode):
+    """Init writing to a closed stderr does not forward its own SIGPIPE to the child"""
+    if IMPL != "evmon":
+        pytest.skip("evmon's messages")
+    r = run([EVMON, "init", "-vvv", "--"] + H("trap-exit", 10, "print", "ready", "pause"), mode,
+            stderr=subprocess.PIPE)
+    r.expect("ready")
+    r.p.stderr.close()  # init's next message gets EPIPE and a SIGPIPE of its own
+    r.kill(signal.SIGHUP)
+    r.expect("signal 1\n")
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0
+    assert "signal 13\n" not in r.out.text
+
+
+@differs(dumb_init="dumb-init exits 2 on every exec failure")
+def test_exec_not_found(run, mode):
+    """CMD not found: exit 127 and one line naming CMD and the reason"""
+    r = run(init_cmd(["/nonexistent/evm-cmd", "x"], mode), mode)
+    assert r.wait() == 127
+    assert "/nonexistent/evm-cmd" in r.err.text and "No such file or directory" in r.err.text
+
+
+@differs(dumb_init="dumb-init exits 2 on every exec failure")
+def test_exec_not_found_in_path(run, mode):
+    """CMD not in PATH: exit 127"""
+    r = run(init_cmd(["evm-no-such-command-xyz"], mode), mode)
+    assert r.wait() == 127
+    assert "evm-no-such-command-xyz" in r.err.text
+
+
+@differs(dumb_init="dumb-init exits 2 on every exec failure")
+@pytest.mark.parametrize("what", ["noexec-file", "directory"])
+def test_exec_not_executable(run, mode, tmp_path, what):
+    """CMD not executable (a plain file, a directory): exit 126 and the reason"""
+    p = tmp_path / "cmd"
+    if what == "directory":
+        p.mkdir()
+    else:
+        p.write_text("#!/bin/sh\necho hi\n")
+        p.chmod(0o644)
+    r = run(init_cmd([str(p)], mode), mode)
+    assert r.wait() == 126
+    assert str(p) in r.err.text and "Permission denied" in r.err.text
+
+
+def test_script_without_shebang(run, mode, tmp_path):
+    """An executable file without #! runs with /bin/sh, as execvp does"""
+    p = tmp_path / "script"
+    p.write_text('echo "script says $1"\nexit 9\n')
+    p.chmod(0o755)
+    r = run(init_cmd([str(p), "hi"], mode), mode)
+    assert r.wait() == 9, r.err.text
+    assert r.out.text == "script says hi\n"
+
+
+# ------------------------------------------------------------ parent death, tty, cli
+
+def test_pdeath_signal(run):
+    """-p SIGUSR1: when init's parent dies, init gets SIGUSR1 and forwards it"""
+    inner = init_cmd(H("trap-exit", 10, "print", "ready", "pause"), "sub", pdeath="SIGUSR1")
+    # sh starts init, then exits when told to (a line on its stdin)
+    r = run(["sh", "-c", '"$@" & read x; exit 0', "sh"] + inner, "sub", stdin=subprocess.PIPE)
+    r.expect("ready")
+    r.p.stdin.write(b"go\n")
+    r.p.stdin.close()
+    r.expect("signal 10\n")
+
+
+def pty_run(run, argv, mode, stderr=subprocess.PIPE):
+    """Start with a new pty as controlling terminal and stdin/stdout (and stderr if asked)."""
+    import fcntl
+    import pty
+    import termios
+    master, slave = pty.openpty()
+
+    def ctty():  # procs.spawn has made us a session leader already
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    r = run(argv, mode, stdin=slave, stdout=slave, stderr=slave if stderr is None else stderr,
+            preexec_fn=ctty)
+    os.close(slave)
+    return r, master
+
+
+class PtyReader:
+    def __init__(self, fd):
+        self.fd, self.buf = fd, b""
+
+    def until(self, pred, timeout=T):
+        import select
+        deadline = time.monotonic() + timeout
+        while not pred(self.buf.decode(errors="replace")):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"pty: timed out; got {self.buf[-800:]!r}")
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    b = os.read(self.fd, 4096)
+                except OSError:
+                    b = b""
+                if not b:
+                    raise AssertionError(f"pty closed; got {self.buf[-800:]!r}")
+                self.buf += b
+        return self.buf.decode(errors="replace")
+
+
+def test_tty_foreground(run, mode):
+    """With a terminal, the child's group is its foreground group: Ctrl-C reaches the child"""
+    r, master = pty_run(run, init_cmd(H("trap-exit", 2, "pgid", "print", "ready", "pause"), mode), mode)
+    try:
+        rd = PtyReader(master)
+        rd.until(lambda s: "ready" in s)
+        os.write(master, b"\x03")
+        rd.until(lambda s: "signal 2" in s)
+        assert r.wait() == 0, r.err.text
+    finally:
+        os.close(master)
+
+
+@differs(modes=["pid1"], dumb_init="dumb-init hands the terminal to its child only when it is the session "
+         "leader itself (it is under docker, not under unshare --fork)")
+def test_tty_bash_job_control(run, mode):
+    """docker run -it: an interactive bash under init has job control (Ctrl-Z works)"""
+    r, master = pty_run(run, init_cmd(["bash", "--norc", "--noprofile", "-i"], mode), mode, stderr=None)
+    try:
+        rd = PtyReader(master)
+        os.write(master, b"PS1='$ '; echo job-$((6*7))\n")
+        rd.until(lambda s: "job-42" in s)
+        os.write(master, b"sleep 100\n")
+        time.sleep(0.2)  # let bash start sleep in the foreground; Ctrl-Z before that is harmless
+        os.write(master, b"\x1a")
+        os.write(master, b"jobs; echo jobs-$((5*5))\n")
+        out = rd.until(lambda s: "jobs-25" in s)
+        assert "no job control" not in out and "cannot set terminal" not in out, out
+        assert re.search(r"\[1\]\+\s+Stopped\s+sleep 100", out), out
+        # a second exit overrides bash's "There are stopped jobs" if the kill is not seen yet
+        os.write(master, b"kill -9 %1; exit 3\nexit 3\n")
+        assert r.wait() == 3
+    finally:
+        os.close(master)
+
+
+def test_usage_errors(run):
+    """No CMD, or an unknown option: exit 1 with usage on stderr; -h: exit 0"""
+    base = init_cmd(["x"], "sub")[:-2]  # the init and its options, without -- CMD
+    r = run(base, "sub")
+    assert r.wait() == 1
+    assert re.search(r"(?i)usage", r.err.text)
+    r = run(base + ["-Q", "--", "true"], "sub")
+    assert r.wait() == 1
+    r = run(base + ["-h"], "sub")
+    assert r.wait() == 0
+    assert re.search(r"(?i)usage", r.out.text + r.err.text)
+
+
+def test_version(run):
+    """--version prints a version and exits 0"""
+    r = run(init_cmd(["x"], "sub")[:-2] + ["--version"], "sub")
+    assert r.wait() == 0
+    assert re.search(r"\d+\.\d+\.\d+", r.out.text + r.err.text)
+
+
+def test_license(run):
+    """-l prints version/license information and exits 0"""
+    if IMPL == "dumb-init":
+        pytest.skip("dumb-init has no -l")
+    r = run(init_cmd(["x"], "sub")[:-2] + ["-l"], "sub")
+    assert r.wait() == 0
+    assert r.out.text.strip()
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's messages")
+def test_signal_names_and_numbers(run, mode):
+    """Signals are accepted by name or number: TERM, SIGTERM, 15, and RTMIN+N"""
+    for spec in ["SIGTERM:USR1", "TERM:10", "15:SIGUSR1", "sigterm:usr1"]:
+        r = run([EVMON, "init", "-r", spec, "--"] + H("trap-exit", 10, "print", "ready", "pause"), mode)
+        r.expect("ready")
+        r.kill(signal.SIGTERM)
+        assert r.wait() == 0, (spec, r.err.text)
+    r = run([EVMON, "init", "-r", "BOGUS:1", "--", "true"], mode)
+    assert r.wait() == 1 and "BOGUS" in r.err.text
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's binary name")
+def test_invoked_as_evmon_init(run, tmp_path):
+    """Called through a link named evmon-init, the binary is `evmon init`"""
+    link = tmp_path / "evmon-init"
+    link.symlink_to(EVMON)
+    r = run([str(link), "--"] + H("exit", 3), "sub")
+    assert r.wait() == 3
+
+
+# ------------------------------------------------------------ compat report
+
+def _report(xmls):
+    """Markdown table from the JUnit files of the evmon, tini and dumb-init runs."""
+    import xml.etree.ElementTree as ET
+    mod = sys.modules[__name__]
+    impls = []
+    rows = {}   # (func, mode) -> {impl: [outcomes]}
+    notes = {}
+    for path in xmls:
+        impl = re.search(r"compat-(.+)\.xml$", path).group(1)
+        impls.append(impl)
+        for tc in ET.parse(path).getroot().iter("testcase"):
+            name = tc.get("name")
+            func, _, params = name.partition("[")
+            m = re.search(r"(?:^|-)(pid1|sub)(?:-|\]|$)", params)
+            md = m.group(1) if m else "sub"
+            out = "same"
+            for child in tc:
+                if child.tag in ("failure", "error"):
+                    out = "DIFFERS (undocumented)"
+                elif child.tag == "skipped":
+                    msg = child.get("message", "")
+                    if child.get("type") == "pytest.xfail" or "xfail" in child.get("type", ""):
+                        out = "differs"
+                        notes[(func, impl)] = msg.split(": ", 1)[-1] if ": " in msg else msg
+                    else:
+                        out = "n/a"
+                        notes.setdefault((func, impl, "skip"), msg.replace("Skipped: ", ""))
+            rows.setdefault((func, md), {}).setdefault(impl, []).append(out)
+    others = [i for i in impls if i != "evmon"]
+    lines = ["| behaviour | as | " + " | ".join(["evmon"] + others) + " |",
+             "|---|---|" + "---|" * (1 + len(others))]
+    order = [n for n in dir(mod) if n.startswith("test_")]
+    order.sort(key=lambda n: getattr(mod, n).__code__.co_firstlineno)
+    for func in order:
+        doc = (getattr(mod, func).__doc__ or func).strip().splitlines()[0]
+        for md in ("pid1", "sub"):
+            cell = rows.get((func, md))
+            if not cell:
+                continue
+            def word(impl):
+                outs = cell.get(impl, ["n/a"])
+                if any(o.startswith("DIFFERS") for o in outs):
+                    return "**DIFFERS (undocumented)**"
+                if "differs" in outs:
+                    return "differs¹" if impl != "evmon" else "differs"
+                if all(o == "n/a" for o in outs):
+                    return "n/a²"
+                return "same" if impl != "evmon" else "pass"
+            lines.append(f"| {doc} | {'PID 1' if md == 'pid1' else 'subreaper'} | "
+                         + " | ".join(word(i) for i in ["evmon"] + others) + " |")
+    lines.append("")
+    lines.append("¹ deliberate differences, measured (the test fails for that implementation, as expected):")
+    lines.append("")
+    for func in order:
+        for impl in others:
+            if (func, impl) in notes:
+                doc = (getattr(mod, func).__doc__ or func).strip().splitlines()[0]
+                lines.append(f"- {impl}, \"{doc}\": {notes[(func, impl)]}")
+    lines.append("")
+    lines.append("² not applicable: the implementation lacks the option the test needs:")
+    lines.append("")
+    seen = set()
+    for (func, impl, *rest) in sorted(k for k in notes if len(k) == 3):
+        msg = notes[(func, impl, "skip")]
+        if msg in seen:
+            continue
+        seen.add(msg)
+        lines.append(f"- {msg}")
+    return "\n".join(lines) + "\n"
+
+
+def _main(argv):
+    """--report DOC XML...: replace the table between the compat markers of DOC."""
+    if len(argv) < 3 or argv[0] != "--report":
+        print("usage: test_init.py --report docs/INIT.md build/.../compat-IMPL.xml...", file=sys.stderr)
+        return 2
+    doc, xmls = argv[1], argv[2:]
+    table = _report(xmls)
+    text = open(doc).read()
+    begin, end = "<!-- compat table: generated by make compat -->", "<!-- end of compat table -->"
+    i, j = text.index(begin) + len(begin), text.index(end)
+    stamp = (f"\nMeasured {time.strftime('%Y-%m-%d')} with "
+             + ", ".join(_versions()) + ".\n\n")
+    open(doc, "w").write(text[:i] + stamp + table + "\n" + text[j:])
+    return 0
+
+
+def _versions():
+    out = []
+    for cmd in (["tini", "--version"], ["dumb-init", "--version"]):
+        try:
+            out.append(subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip())
+        except OSError:
+            pass
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
