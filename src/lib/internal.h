@@ -171,9 +171,12 @@ EVM_HIDDEN pid_t evm__clone3(struct clone_args *args, int (*fn)(void *), void *a
 struct evm__spawner;
 EVM_HIDDEN int evm__spawner_start(struct evm_loop *loop);
 EVM_HIDDEN void evm__spawner_stop(struct evm_loop *loop);
-/* Returns pid > 0, or -errno; -ENOTCONN: helper unusable, -E2BIG: request too big for it. */
+/*
+ * Returns pid > 0 and the child's pidfd in *pidfd (-1 if none could be
+ * received), or -errno; -ENOTCONN: helper unusable, -E2BIG: request too big.
+ */
 EVM_HIDDEN pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req,
-				    struct evm_spawn_error *err);
+				    struct evm_spawn_error *err, int *pidfd);
 
 EVM_HIDDEN int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 				struct evm_proc **out);

@@ -291,7 +291,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 			  struct evm_spawn_error *err)
 {
-	/* reserve the pidfd's slot before the child runs: no undoing a started child */
+	/* make sure a slot is free for the pidfd before the child runs: no undoing a started child */
 	int slot = -1;
 	if (!loop->force_nopidfd) {
 		slot = fcntl(loop->epfd, F_DUPFD_CLOEXEC, 0);
@@ -302,18 +302,20 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 		err->stage = EVM_STAGE_PIDFD;
 		return -EMFILE;
 	}
-	pid_t pid = evm__spawner_spawn(loop, req, err);
+	if (slot >= 0)
+		close(slot); /* the pidfd arrives with the helper's reply and takes it */
+	int fd;
+	pid_t pid = evm__spawner_spawn(loop, req, err, &fd);
 	*pidfd = -1;
-	if (slot >= 0) {
-		close(slot);
-		/* race-free: an unreaped child of ours cannot be replaced */
-		if (pid > 0 && (*pidfd = pidfd_open(pid, 0)) < 0 && go_nopidfd(loop) < 0) {
-			/* another thread took the slot and nothing can watch the child */
-			kill(pid, SIGKILL);
-			reap_failed(pid, -1);
-			err->stage = EVM_STAGE_PIDFD;
-			return -EMFILE;
-		}
+	if (slot < 0) {
+		if (fd >= 0)
+			close(fd); /* watched through SIGCHLD, as asked */
+	} else if (pid > 0 && (*pidfd = fd) < 0 && go_nopidfd(loop) < 0) {
+		/* another thread took the slot and nothing can watch the child */
+		kill(pid, SIGKILL);
+		reap_failed(pid, -1);
+		err->stage = EVM_STAGE_PIDFD;
+		return -EMFILE;
 	}
 	return pid;
 }

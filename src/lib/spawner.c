@@ -4,10 +4,16 @@
  *
  * It is cloned from the loop thread without CLONE_VM (a copy-on-write copy of
  * us, with no exit signal), closes every fd but its socket, and then loops:
- * receive a request, clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT) the child (so
- * the child's parent is the loop's process, and its fd table is the helper's
- * tiny one), reply with the pid. It runs only async-signal-safe code: the
- * process that created it may have other threads holding locks.
+ * receive a request, clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT|CLONE_PIDFD) the
+ * child (so the child's parent is the loop's process, and its fd table is the
+ * helper's tiny one), reply with the pid and the pidfd. It runs only
+ * async-signal-safe code: the process that created it may have other threads
+ * holding locks.
+ *
+ * The pidfd must come from the clone itself: a pidfd_open of ours after the
+ * reply could come too late, when the child has already exited and been
+ * reaped by someone else (SIGCHLD ignored, another library's waitpid(-1)),
+ * and its pid is free for reuse.
  *
  * Requests travel in a MAP_SHARED region mapped at the same address in both
  * processes: we copy the strings and build the pointer arrays there, and the
@@ -94,14 +100,31 @@ EVM_CHILD_CODE static int helper_main(void *arg)
 		for (int i = 0; i < 3; i++)
 			if (req->fds[i] >= 0)
 				req->fds[i] = k < nfds ? fds[k++] : -2;
+		int pidfd = -1;
 		int32_t reply = clone(evm__spawn_child, sp->cstack + CHILD_STACK,
-				      CLONE_VM | CLONE_VFORK | CLONE_PARENT, req);
+				      CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD, req, &pidfd);
 		if (reply < 0)
 			reply = -errno;
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
-		while (send(s, &reply, sizeof(reply), MSG_NOSIGNAL) < 0 && errno == EINTR)
+		char rbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec riov = {.iov_base = &reply, .iov_len = sizeof(reply)};
+		struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1};
+		if (reply > 0 && pidfd >= 0) {
+			for (size_t i = 0; i < sizeof(rbuf); i++)
+				rbuf[i] = 0;
+			rmh.msg_control = rbuf;
+			rmh.msg_controllen = sizeof(rbuf);
+			struct cmsghdr *rc = CMSG_FIRSTHDR(&rmh);
+			rc->cmsg_level = SOL_SOCKET;
+			rc->cmsg_type = SCM_RIGHTS;
+			rc->cmsg_len = CMSG_LEN(sizeof(int));
+			*(int *)CMSG_DATA(rc) = pidfd;
+		}
+		while (sendmsg(s, &rmh, MSG_NOSIGNAL) < 0 && errno == EINTR)
 			;
+		if (pidfd >= 0)
+			close(pidfd);
 	}
 }
 
@@ -276,8 +299,9 @@ static struct evm__spawn_req *serialize(struct evm__spawner *sp, const struct ev
 }
 
 pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req,
-			 struct evm_spawn_error *err)
+			 struct evm_spawn_error *err, int *pidfd)
 {
+	*pidfd = -1;
 	struct evm__spawner *sp = loop->spawner;
 	if (!sp)
 		return -ENOTCONN;
@@ -317,10 +341,23 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req
 		;
 	int32_t reply = -ENOTCONN;
 	if (n > 0) {
-		while ((n = recv(sp->sock, &reply, sizeof(reply), 0)) < 0 && errno == EINTR)
+		char rbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec riov = {.iov_base = &reply, .iov_len = sizeof(reply)};
+		struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rbuf,
+				     .msg_controllen = sizeof(rbuf)};
+		while ((n = recvmsg(sp->sock, &rmh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
 			;
+		/* no pidfd attached (MSG_CTRUNC: no fd was free for it): the caller copes */
+		struct cmsghdr *rc = n > 0 ? CMSG_FIRSTHDR(&rmh) : NULL;
+		if (rc && rc->cmsg_level == SOL_SOCKET && rc->cmsg_type == SCM_RIGHTS &&
+		    rc->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(pidfd, CMSG_DATA(rc), sizeof(int));
 		if (n != sizeof(reply))
 			reply = -ENOTCONN;
+		if (reply <= 0 && *pidfd >= 0) {
+			close(*pidfd);
+			*pidfd = -1;
+		}
 	}
 	if (reply == -ENOTCONN) {
 		evm__spawner_stop(loop); /* restarted on next use */
