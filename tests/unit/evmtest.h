@@ -73,6 +73,10 @@ static inline void t_init(void)
 	}
 	/* a hung child must not keep the output pipe of `make test` open forever */
 	signal(SIGPIPE, SIG_DFL);
+	/* EVMTEST_FILTER=test_name* runs only the matching tests (for debugging) */
+	const char *f = getenv("EVMTEST_FILTER");
+	if (f && *f)
+		cmocka_set_test_filter(f);
 }
 
 static inline uint64_t t_now_ms(void)
@@ -411,6 +415,10 @@ static inline void t_forked(void (*fn)(void *), void *arg)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		/* cmocka's handlers would longjmp into the runner and go on in the fork */
+		static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+		for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+			signal(faults[i], SIG_DFL);
 		alarm(T_ALARM / 2);
 		fn(arg);
 		fflush(NULL);
