@@ -1,0 +1,212 @@
+"""`make install` / `make uninstall` into a temporary DESTDIR and PREFIX.
+
+Installs the build named by EVMON_BUILD once per module, then checks the
+layout, the shared library (SONAME, links, exported symbols), evmon.pc, and
+builds the seed example and a version probe against the installed copy with
+`pkg-config --cflags --libs evmon`, as a user of the library would.
+"""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import BUILD, ROOT, SAN
+
+PREFIX = "/opt/evmon-test"
+SAN_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if SAN else []
+
+
+def read_version():
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        return f.read().strip()
+
+
+def make(*targets, **vars):
+    """Run make in the source tree on the tested build directory."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    argv = ["make", "-s", "-C", ROOT, f"BUILD={BUILD}"] + (["SAN=1"] if SAN else [])
+    argv += [f"{k}={v}" for k, v in vars.items()] + list(targets)
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"{argv}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+class Installed:
+    def __init__(self, destdir):
+        self.destdir = str(destdir)
+        self.root = self.destdir + PREFIX
+        self.bin = self.root + "/bin"
+        self.lib = self.root + "/lib"
+        self.include = self.root + "/include"
+
+    def env(self):
+        env = dict(os.environ)
+        env["PKG_CONFIG_PATH"] = self.lib + "/pkgconfig"
+        # evmon.pc names the final paths (PREFIX); the sysroot maps them into DESTDIR
+        env["PKG_CONFIG_SYSROOT_DIR"] = self.destdir
+        env["LD_LIBRARY_PATH"] = self.lib
+        env.pop("PKG_CONFIG_LIBDIR", None)
+        return env
+
+    def pkg_config(self, *args):
+        r = subprocess.run(["pkg-config", *args, "evmon"], env=self.env(), capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    def files(self):
+        out = []
+        for d, _, fs in os.walk(self.destdir):
+            out += [os.path.relpath(os.path.join(d, f), self.destdir) for f in fs]
+        return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("destdir")
+    make("install", DESTDIR=dest, PREFIX=PREFIX)
+    return Installed(dest)
+
+
+def compile_against(inst, src, out, *extra):
+    argv = ["cc", "-std=c11", "-Wall", "-Werror", *SAN_FLAGS, "-o", str(out), str(src), *extra]
+    r = subprocess.run(argv, env=inst.env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{argv}\n{r.stderr}"
+
+
+def check_seed_output(out):
+    exits = re.findall(r"^child \d+ \((\w+)\) exited: code (-?\d+) signal (\d+)", out, re.M)
+    assert sorted(exits) == sorted([("sh", "0", "0"), ("true", "0", "0"), ("false", "1", "0"),
+                                    ("sleep", "0", "0"), ("sh", "-1", "15")]), out
+    assert len(re.findall(r"^orphan \d+ reaped: code 0$", out, re.M)) == 1, out
+
+
+def test_layout(installed):
+    v = read_version()
+    major, minor = v.split(".")[:2]
+    p = PREFIX.lstrip("/")
+    expected = {
+        f"{p}/bin/evmon", f"{p}/bin/evmon-init",
+        f"{p}/lib/libevmon.so.{major}.{minor}", f"{p}/lib/libevmon.so.{major}",
+        f"{p}/lib/libevmon.so", f"{p}/lib/libevmon.a",
+        f"{p}/include/evmon.h", f"{p}/lib/pkgconfig/evmon.pc",
+        f"{p}/share/bash-completion/completions/evmon",
+        f"{p}/share/bash-completion/completions/evmon-init",
+        f"{p}/share/man/man1/evmon.1", f"{p}/share/man/man3/libevmon.3",
+    }
+    assert expected <= set(installed.files())
+    # the chain a linker and the dynamic linker follow: dev link -> SONAME -> real file
+    assert os.readlink(installed.lib + "/libevmon.so") == f"libevmon.so.{major}"
+    assert os.readlink(installed.lib + f"/libevmon.so.{major}") == f"libevmon.so.{major}.{minor}"
+    assert os.readlink(installed.bin + "/evmon-init") == "evmon"
+    assert os.access(installed.bin + "/evmon", os.X_OK)
+    with open(installed.include + "/evmon.h") as a, open(os.path.join(ROOT, "include/evmon.h")) as b:
+        assert a.read() == b.read()
+
+
+def test_soname(installed):
+    major = read_version().split(".")[0]
+    real = os.path.realpath(installed.lib + "/libevmon.so")
+    r = subprocess.run(["readelf", "-d", real], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"\(SONAME\)\s+Library soname: \[libevmon\.so\.%s\]" % major, r.stdout), r.stdout
+
+
+def test_only_public_api_exported(installed):
+    """Every EVM_API function is exported, and nothing else (visibility hidden by default)."""
+    with open(os.path.join(ROOT, "include/evmon.h")) as f:
+        header = f.read()
+    declared = set(re.findall(r"^EVM_API\b[^;]*?\b(evm_\w+)\s*\(", header, re.M | re.S))
+    assert len(declared) > 40, declared
+    real = os.path.realpath(installed.lib + "/libevmon.so")
+    r = subprocess.run(["nm", "-D", "--defined-only", real], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    exported = {line.split()[-1] for line in r.stdout.splitlines() if line.strip()}
+    assert exported == declared, (f"exported, not declared: {sorted(exported - declared)}; "
+                                  f"declared, not exported: {sorted(declared - exported)}")
+
+
+def test_pkg_config_file(installed):
+    v = read_version()
+    assert installed.pkg_config("--modversion") == [v]
+    cflags = installed.pkg_config("--cflags")
+    libs = installed.pkg_config("--libs")
+    assert f"-I{installed.include}" in cflags
+    assert f"-L{installed.lib}" in libs and "-levmon" in libs
+    with open(installed.lib + "/pkgconfig/evmon.pc") as f:
+        pc = f.read()
+    # the file itself names the final location, never the staging DESTDIR
+    assert installed.destdir not in pc
+    assert re.search(r"^prefix=%s$" % re.escape(PREFIX), pc, re.M), pc
+
+
+def test_seed_example_against_installed_shared_lib(installed, tmp_path, procs):
+    exe = tmp_path / "seed"
+    compile_against(installed, os.path.join(ROOT, "examples/seed.c"), exe,
+                    *installed.pkg_config("--cflags", "--libs"))
+    # it must use the installed shared library, not a static copy or another build
+    r = subprocess.run(["ldd", str(exe)], env=installed.env(), capture_output=True, text=True, timeout=30)
+    major = read_version().split(".")[0]
+    m = re.search(r"libevmon\.so\.%s => (\S+)" % major, r.stdout)
+    assert m, r.stdout
+    assert os.path.realpath(m.group(1)) == os.path.realpath(installed.lib + f"/libevmon.so.{major}")
+    r = procs.run([str(exe)], env=installed.env(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    check_seed_output(r.stdout)
+
+
+@pytest.mark.skipif(SAN, reason="the sanitizer runtimes cannot be linked statically")
+def test_seed_example_static(installed, tmp_path, procs):
+    exe = tmp_path / "seed-static"
+    compile_against(installed, os.path.join(ROOT, "examples/seed.c"), exe, "-static",
+                    *installed.pkg_config("--cflags", "--libs", "--static"))
+    r = subprocess.run(["readelf", "-d", str(exe)], capture_output=True, text=True, timeout=30)
+    assert "NEEDED" not in r.stdout, r.stdout
+    r = procs.run([str(exe)], timeout=30)
+    assert r.returncode == 0, r.stderr
+    check_seed_output(r.stdout)
+
+
+def test_version_everywhere(installed, tmp_path, procs):
+    """One version: VERSION = evm_version() = evmon --version = evmon.pc."""
+    v = read_version()
+    src = tmp_path / "ver.c"
+    src.write_text('#include <evmon.h>\n#include <stdio.h>\n'
+                   'int main(void) { puts(evm_version()); return 0; }\n')
+    exe = tmp_path / "ver"
+    compile_against(installed, src, exe, *installed.pkg_config("--cflags", "--libs"))
+    assert procs.run([str(exe)], env=installed.env()).stdout.strip() == v
+    for args in (["--version"], ["version"], ["-V"]):
+        r = procs.run([installed.bin + "/evmon", *args])
+        assert r.returncode == 0 and r.stdout.strip() == f"evmon {v}", (args, r.stdout, r.stderr)
+    # called by its other name it is evmon init
+    r = procs.run([installed.bin + "/evmon-init", "--version"])
+    assert r.returncode == 0 and r.stdout.strip() == f"evmon init {v}", r.stdout
+
+
+def test_uninstall_removes_everything(tmp_path):
+    dest = tmp_path / "d"
+    make("install", DESTDIR=dest, PREFIX=PREFIX)
+    inst = Installed(dest)
+    assert len(inst.files()) >= 12
+    make("uninstall", DESTDIR=dest, PREFIX=PREFIX)
+    assert inst.files() == []
+
+
+def test_directory_variables(tmp_path):
+    """BINDIR, LIBDIR, INCLUDEDIR, MANDIR override the PREFIX defaults."""
+    dest = tmp_path / "d"
+    dirs = dict(PREFIX="/usr", BINDIR="/usr/sbin", LIBDIR="/usr/lib/x86_64-linux-gnu",
+                INCLUDEDIR="/usr/include/evmon", MANDIR="/usr/share/manual")
+    make("install", DESTDIR=dest, **dirs)
+    files = set(Installed(dest).files())
+    for f in ("usr/sbin/evmon", "usr/lib/x86_64-linux-gnu/libevmon.a",
+              "usr/lib/x86_64-linux-gnu/pkgconfig/evmon.pc", "usr/include/evmon/evmon.h",
+              "usr/share/manual/man1/evmon.1"):
+        assert f in files, sorted(files)
+    with open(dest / "usr/lib/x86_64-linux-gnu/pkgconfig/evmon.pc") as f:
+        pc = f.read()
+    assert "libdir=${prefix}/lib/x86_64-linux-gnu" in pc and "includedir=${prefix}/include/evmon" in pc
+    make("uninstall", DESTDIR=dest, **dirs)
+    assert Installed(dest).files() == []
