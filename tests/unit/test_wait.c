@@ -1,0 +1,253 @@
+/*
+ * test_wait.c - other threads: evm_proc_wait (result, timeout, on the loop
+ * thread, after the exit), evm_spawn and evm_spawn_wait from many threads at
+ * once while the loop runs, references dropped off the loop thread, and
+ * evm_loop_free releasing threads blocked in evm_proc_wait or evm_spawn.
+ */
+#include "evmtest.h"
+
+#include <pthread.h>
+
+struct runner {
+	struct evm_loop *loop;
+	pthread_t th;
+};
+
+static void *run_loop(void *arg)
+{
+	struct evm_loop *loop = arg;
+	evm_loop_run(loop);
+	return NULL;
+}
+
+/*
+ * The loop runs on a thread of its own; the test thread plays "another
+ * thread". Stop and join before touching the loop from the test thread.
+ */
+static void start_loop(struct runner *r, struct evm_loop *loop)
+{
+	r->loop = loop;
+	assert_int_equal(pthread_create(&r->th, NULL, run_loop, loop), 0);
+	/* the loop thread is whichever ran the loop last: until the runner's
+	 * first iteration, this thread would still count as the loop's */
+	WAIT_FOR(!evm__on_loop_thread(loop), 10000);
+}
+
+static void stop_loop(struct runner *r)
+{
+	evm_loop_stop(r->loop);
+	pthread_join(r->th, NULL);
+}
+
+static void test_proc_wait(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_proc *a = t_spawn(loop, HARGV("sleep", "30", "exit", "12"), NULL);
+	struct evm_proc *b = t_spawn(loop, HARGV("pause"), NULL);
+	/* on the loop thread (the creator, while the loop is not running): refused */
+	assert_int_equal(evm_proc_wait(a, NULL, 0), -EDEADLK);
+	assert_int_equal(evm_proc_wait(NULL, NULL, 0), -EINVAL);
+	struct runner r;
+	start_loop(&r, loop);
+	struct evm_exit e;
+	assert_int_equal(evm_proc_wait(a, &e, 10000), 0);
+	assert_int_equal(e.code, 12);
+	assert_int_equal(e.pid, evm_proc_pid(a));
+	assert_true(evm_proc_exited(a));
+	/* again: returns at once */
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(evm_proc_wait(a, &e, 0), 0);
+	assert_int_equal(e.code, 12);
+	assert_int_equal(evm_proc_wait(a, NULL, -1), 0);
+	/* b runs on: a timeout */
+	assert_int_equal(evm_proc_wait(b, &e, 30), -ETIMEDOUT);
+	assert_int_equal(evm_proc_wait(b, NULL, 0), -ETIMEDOUT);
+	stop_loop(&r);
+	assert_int_equal(evm_proc_signal(b, SIGKILL), 0);
+	start_loop(&r, loop);
+	assert_int_equal(evm_proc_wait(b, &e, -1), 0);
+	assert_int_equal(e.signal, SIGKILL);
+	stop_loop(&r);
+	evm_proc_unref(a);
+	evm_proc_unref(b);
+}
+
+/* ------------------------------------------------ spawning from threads */
+
+static pthread_t loop_thread_id;
+static atomic_int cb_on_other_thread;
+
+static void cb_thread_check(struct evm_proc *p, const struct evm_exit *e, void *data)
+{
+	(void)p;
+	(void)e;
+	(void)data;
+	if (!pthread_equal(pthread_self(), loop_thread_id))
+		atomic_fetch_add(&cb_on_other_thread, 1);
+}
+
+struct worker {
+	struct evm_loop *loop;
+	int id, failures;
+	char msg[160];
+};
+
+static void *worker_spawn_wait(void *arg)
+{
+	struct worker *w = arg;
+	char code[8];
+	for (int i = 0; i < (T_SAN ? 5 : 15); i++) {
+		int want = (w->id * 31 + i) % 200;
+		snprintf(code, sizeof(code), "%d", want);
+		char *argv[] = {t_helper, "exit", code, NULL};
+		struct evm_spawn_opts o = {.argv = argv, .on_exit = cb_thread_check,
+					   .pdeath_signal = SIGKILL};
+		struct evm_exit e;
+		int r;
+		if (i % 3 == 0) {
+			/* spawn, then wait, then drop the reference here */
+			struct evm_proc *p;
+			r = evm_spawn(w->loop, &o, &p);
+			if (r == 0) {
+				r = evm_proc_wait(p, &e, 20000);
+				evm_proc_unref(p);
+			}
+		} else {
+			r = evm_spawn_wait(w->loop, &o, &e);
+		}
+		if (r != 0 || e.code != want) {
+			w->failures++;
+			snprintf(w->msg, sizeof(w->msg), "worker %d: r=%d code %d want %d", w->id, r,
+				 r == 0 ? e.code : -1, want);
+		}
+	}
+	/* a failure travels back synchronously too */
+	char *bad[] = {"/nonexistent/x", NULL};
+	struct evm_spawn_error err = {0};
+	struct evm_spawn_opts o = {.argv = bad, .error = &err};
+	struct evm_exit e;
+	int r = evm_spawn_wait(w->loop, &o, &e);
+	if (r != -ENOENT || err.stage != EVM_STAGE_EXEC) {
+		w->failures++;
+		snprintf(w->msg, sizeof(w->msg), "worker %d: bad spawn r=%d stage %d", w->id, r,
+			 err.stage);
+	}
+	return NULL;
+}
+
+static void test_spawn_from_threads(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	enum { W = 8 };
+	struct worker w[W];
+	pthread_t th[W];
+	struct runner r;
+	atomic_store(&cb_on_other_thread, 0);
+	start_loop(&r, loop);
+	loop_thread_id = r.th;
+	for (int i = 0; i < W; i++) {
+		w[i] = (struct worker){.loop = loop, .id = i};
+		assert_int_equal(pthread_create(&th[i], NULL, worker_spawn_wait, &w[i]), 0);
+	}
+	for (int i = 0; i < W; i++)
+		pthread_join(th[i], NULL);
+	stop_loop(&r);
+	for (int i = 0; i < W; i++)
+		if (w[i].failures)
+			fail_msg("%s", w[i].msg);
+	assert_int_equal(atomic_load(&cb_on_other_thread), 0); /* callbacks on the loop thread */
+	assert_int_equal(evm_loop_alive(loop), 0);
+}
+
+static void test_spawn_wait_on_loop_thread(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_spawn_opts o = {.argv = HARGV("exit", "0")};
+	struct evm_exit e;
+	assert_int_equal(evm_spawn_wait(loop, &o, &e), -EDEADLK);
+	assert_int_equal(evm_spawn_wait(NULL, &o, &e), -EINVAL);
+}
+
+/* ------------------------------------------- evm_loop_free vs. waiters */
+
+struct blocked {
+	struct evm_loop *loop;
+	struct evm_proc *proc;
+	int result;
+	struct evm_exit e;
+	atomic_bool started;
+};
+
+static void *wait_forever(void *arg)
+{
+	struct blocked *b = arg;
+	atomic_store(&b->started, true);
+	b->result = evm_proc_wait(b->proc, &b->e, -1);
+	return NULL;
+}
+
+static void *spawn_blocked(void *arg)
+{
+	struct blocked *b = arg;
+	struct evm_spawn_opts o = {.argv = HARGV("exit", "0"), .pdeath_signal = SIGKILL};
+	struct evm_proc *p = NULL;
+	atomic_store(&b->started, true);
+	b->result = evm_spawn(b->loop, &o, &p);
+	if (p)
+		evm_proc_unref(p);
+	return NULL;
+}
+
+static bool xreq_pending(struct evm_loop *loop)
+{
+	pthread_mutex_lock(&loop->mu);
+	bool pending = loop->xreqs != NULL;
+	pthread_mutex_unlock(&loop->mu);
+	return pending;
+}
+
+/*
+ * Freeing the loop kills the child a thread waits for (the wait returns the
+ * SIGKILL exit) and cancels a spawn request no loop will ever run.
+ */
+static void test_free_releases_threads(void **state)
+{
+	(void)state;
+	struct evm_loop *loop;
+	assert_int_equal(evm_loop_new(&loop, NULL), 0);
+	struct blocked w = {.loop = loop}, s = {.loop = loop};
+	w.proc = t_spawn(loop, HARGV("pause"), NULL);
+	pthread_t tw, ts;
+	assert_int_equal(pthread_create(&tw, NULL, wait_forever, &w), 0);
+	assert_int_equal(pthread_create(&ts, NULL, spawn_blocked, &s), 0);
+	WAIT_FOR(atomic_load(&w.started) && xreq_pending(loop), 10000);
+	WAIT_FOR(atomic_load(&loop->nwaiters) == 2, 10000);
+	evm_loop_free(loop);
+	pthread_join(tw, NULL);
+	pthread_join(ts, NULL);
+	assert_int_equal(w.result, 0);
+	assert_int_equal(w.e.signal, SIGKILL);
+	assert_int_equal(s.result, -ECANCELED);
+	evm_proc_unref(w.proc);
+	assert_int_equal(t_count_children(), 0);
+}
+
+int main(void)
+{
+	t_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_proc_wait, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_from_threads, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_wait_on_loop_thread, t_setup, t_teardown),
+		cmocka_unit_test(test_free_releases_threads),
+	};
+	int failed = 0;
+	/* the cross-thread paths in both spawn paths */
+	for (int i = 0; i < 2; i++) {
+		print_message("== mode %s\n", t_modes[i].name);
+		t_set_mode(&t_modes[i]);
+		failed += cmocka_run_group_tests_name("wait", tests, NULL, NULL);
+	}
+	t_clear_mode();
+	return failed;
+}
