@@ -207,14 +207,13 @@ static void reap_failed(pid_t pid, int pidfd)
 
 /*
  * The process's ignored signals (SigIgn of /proc/self/status): one read
- * instead of a sigaction query per signal. Read once per loop iteration;
- * every spawn made outside the loop reads it afresh. All ones (reset every
- * signal) when /proc is not there.
+ * instead of a sigaction query per signal. Read for every spawn (~20 us):
+ * a callback may ignore a signal between two spawns of one iteration, and
+ * a stale mask would hand that SIG_IGN to the second child. All ones
+ * (reset every signal) when /proc is not there.
  */
 static uint64_t ignored_signals(struct evm_loop *loop)
 {
-	if (loop->depth > 0 && loop->sigign_iter == loop->iter)
-		return loop->sigign;
 	uint64_t mask = UINT64_MAX;
 	if (loop->statusfd < 0)
 		loop->statusfd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
@@ -226,8 +225,6 @@ static uint64_t ignored_signals(struct evm_loop *loop)
 		if (at)
 			mask = strtoull(at + 9, NULL, 16);
 	}
-	loop->sigign = mask;
-	loop->sigign_iter = loop->iter;
 	return mask;
 }
 
