@@ -673,6 +673,70 @@ static void test_child_signal_state(void **state)
 	t_forked(sig_state, &a);
 }
 
+struct two_spawns {
+	struct evm_loop *loop;
+	struct evm_proc *p[2];
+	int out[2];
+};
+
+static void spawn_status_to_pipe(struct two_spawns *t, int i)
+{
+	int pp[2];
+	CHECK(pipe2(pp, O_CLOEXEC) == 0);
+	char *argv[] = {t_helper, "status", NULL};
+	struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+	o.stdio[1] = (struct evm_stdio){EVM_STDIO_FD, pp[1]};
+	CHECK(evm_spawn(t->loop, &o, &t->p[i]) == 0);
+	close(pp[1]);
+	t->out[i] = pp[0];
+}
+
+/* in a timer callback, no iteration in between: spawn, ignore signals, spawn */
+static void spawn_ignore_spawn(struct evm_timer *tm, void *data)
+{
+	struct two_spawns *t = data;
+	(void)tm;
+	spawn_status_to_pipe(t, 0);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	spawn_status_to_pipe(t, 1);
+	evm_loop_stop(t->loop);
+}
+
+static void sig_state_in_iteration(void *arg)
+{
+	struct sig_arg a = *(struct sig_arg *)arg;
+	static struct two_spawns t;
+	t_set_mode(a.m);
+	CHECK(evm_loop_new(&t.loop, NULL) == 0);
+	CHECK(evm_timer_add(t.loop, 0, spawn_ignore_spawn, &t, NULL) == 0);
+	CHECK(evm_loop_run(t.loop) == 0);
+	for (int i = 0; i < 2; i++) {
+		char buf[4096];
+		drain(t.out[i], buf, sizeof(buf));
+		close(t.out[i]);
+		if (!strstr(buf, "SigIgn:\t0000000000000000\n")) {
+			fprintf(stderr, "child %d:\n%s", i, buf);
+			CHECK(!"no ignored signals in the child");
+		}
+		CHILD_RUN_UNTIL(t.loop, evm_proc_exited(t.p[i]), 10000);
+		evm_proc_unref(t.p[i]);
+	}
+	evm_loop_free(t.loop);
+}
+
+/*
+ * Dispositions changed by a callback between two spawns of one iteration:
+ * the second child must not inherit the new SIG_IGNs either (nothing that
+ * describes our signal state may be cached across a callback).
+ */
+static void test_child_signal_state_changed_in_callback(void **state)
+{
+	(void)state;
+	struct sig_arg a = {mode};
+	t_forked(sig_state_in_iteration, &a);
+}
+
 /* --------------------------------------------------- sessions and groups */
 
 static void parse_pgid(const char *out, int *pid, int *ppid, int *pgid, int *sid)
@@ -1027,6 +1091,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stdio_swap, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_child_signal_state_changed_in_callback, setup,
+						t_teardown),
 		cmocka_unit_test_setup_teardown(test_session_and_groups, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_group, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_credentials, setup, t_teardown),
