@@ -209,7 +209,10 @@ static void on_timer(struct evm_timer *t, void *data)
 		finish(g, "empty");
 		return;
 	}
-	evm_timer_add(g->in->loop, KILL_WAIT_MS, on_timer, g, &g->timer);
+	if (evm_timer_add(g->in->loop, KILL_WAIT_MS, on_timer, g, &g->timer) < 0) {
+		finish(g, "no timer to wait after SIGKILL");
+		return;
+	}
 	recheck(g);
 }
 
@@ -246,7 +249,12 @@ void init_group_end(struct init *in)
 	}
 	init_log(in, V_INFO, "process group %d: sent SIGTERM to %zu remaining processes; SIGKILL in %llu ms",
 		 (int)in->pgid, n, (unsigned long long)in->grace_ms);
-	evm_timer_add(in->loop, in->grace_ms, on_timer, g, &g->timer);
+	if (evm_timer_add(in->loop, in->grace_ms, on_timer, g, &g->timer) < 0) {
+		/* no way to end the wait: end it now */
+		killpg(in->pgid, SIGKILL);
+		finish(g, "SIGKILL at once (no timer)");
+		return;
+	}
 	if (g->blind)
 		evm_timer_add(in->loop, POLL_MS, on_poll, g, &g->poll);
 }
