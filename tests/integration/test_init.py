@@ -151,6 +151,7 @@ class Run:
         e = dict(os.environ)
         e.update(env or {})
         e["EVM_TEST_TAG"] = tag
+        self.tag = tag
         full = (UNSHARE + argv) if mode == "pid1" else argv
         self.p = procs.spawn(full, env=e, stdin=subprocess.DEVNULL if stdin is None else stdin, **kw)
         self.out = Collector(self.p.stdout)
@@ -239,6 +240,14 @@ def mode(request):
 
 def H(*args):
     return [HELPER] + [str(a) for a in args]
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def proc_state(pid):
@@ -507,6 +516,9 @@ def test_memory_flat(run):
     assert after - before <= 64, f"VmRSS grew from {before} to {after} kB over {n} orphans"
 
 
+test_memory_flat.runs_as = "pid1"  # for the compat table
+
+
 def vmrss(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -740,7 +752,9 @@ def test_tty_bash_job_control(run, mode):
         os.write(master, b"PS1='$ '; echo job-$((6*7))\n")
         rd.until(lambda s: "job-42" in s)
         os.write(master, b"sleep 100\n")
-        time.sleep(0.2)  # let bash start sleep in the foreground; Ctrl-Z before that is harmless
+        # once sleep has exec'd, bash has made its group the terminal's foreground
+        wait_for(lambda: [p for p in tagged(r.tag) if cmdline(p) == b"sleep\0" b"100\0"], T,
+                 what="sleep 100 running")
         os.write(master, b"\x1a")
         os.write(master, b"jobs; echo jobs-$((5*5))\n")
         out = rd.until(lambda s: "jobs-25" in s)
@@ -819,7 +833,7 @@ def _report(xmls):
             name = tc.get("name")
             func, _, params = name.partition("[")
             m = re.search(r"(?:^|-)(pid1|sub)(?:-|\]|$)", params)
-            md = m.group(1) if m else "sub"
+            md = m.group(1) if m else getattr(getattr(mod, func, None), "runs_as", "sub")
             out = "same"
             for child in tc:
                 if child.tag in ("failure", "error"):
@@ -847,12 +861,12 @@ def _report(xmls):
             def word(impl):
                 outs = cell.get(impl, ["n/a"])
                 if any(o.startswith("DIFFERS") for o in outs):
-                    return "**DIFFERS (undocumented)**"
+                    return "**FAIL**" if impl == "evmon" else "**DIFFERS (undocumented)**"
                 if "differs" in outs:
-                    return "differs¹" if impl != "evmon" else "differs"
+                    return "differs¹"
                 if all(o == "n/a" for o in outs):
                     return "n/a²"
-                return "same" if impl != "evmon" else "pass"
+                return "pass" if impl == "evmon" else "same"
             lines.append(f"| {doc} | {'PID 1' if md == 'pid1' else 'subreaper'} | "
                          + " | ".join(word(i) for i in ["evmon"] + others) + " |")
     lines.append("")
@@ -864,7 +878,8 @@ def _report(xmls):
                 doc = (getattr(mod, func).__doc__ or func).strip().splitlines()[0]
                 lines.append(f"- {impl}, \"{doc}\": {notes[(func, impl)]}")
     lines.append("")
-    lines.append("² not applicable: the implementation lacks the option the test needs:")
+    lines.append("² not applicable: the implementation lacks the option the test needs, "
+                 "or the test is about evmon alone:")
     lines.append("")
     seen = set()
     for (func, impl, *rest) in sorted(k for k in notes if len(k) == 3):
@@ -876,27 +891,94 @@ def _report(xmls):
     return "\n".join(lines) + "\n"
 
 
-def _main(argv):
-    """--report DOC XML...: replace the table between the compat markers of DOC."""
-    if len(argv) < 3 or argv[0] != "--report":
-        print("usage: test_init.py --report docs/INIT.md build/.../compat-IMPL.xml...", file=sys.stderr)
-        return 2
-    doc, xmls = argv[1], argv[2:]
-    table = _report(xmls)
+def _is_static(path):
+    """True if the ELF file has no program interpreter (PT_INTERP)."""
+    import struct
+    with open(path, "rb") as f:
+        h = f.read(64)
+        phoff, = struct.unpack_from("<Q", h, 32)
+        phentsize, phnum = struct.unpack_from("<HH", h, 54)
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+    return all(struct.unpack_from("<I", ph, k * phentsize)[0] != 3 for k in range(phnum))
+
+
+def _rss(argv, runs=5):
+    """Median VmRSS and Pss (kB) of argv running `sleep 1000` as PID 1."""
+    import statistics
+    rss, pss = [], []
+    for _ in range(runs):
+        p = subprocess.Popen(UNSHARE + argv + ["sleep", "1000"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            init = wait_for(lambda: children_of(p.pid), 10, what="init")[0]
+            wait_for(lambda: children_of(init), 10, what="its child")
+            time.sleep(0.3)
+            with open(f"/proc/{init}/status") as f:
+                rss.append(int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)))
+            with open(f"/proc/{init}/smaps_rollup") as f:
+                pss.append(int(re.search(r"Pss:\s+(\d+)", f.read()).group(1)))
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    return statistics.median(rss), statistics.median(pss)
+
+
+def _footprint(static_bin):
+    import shutil
+    rows = [("evmon-init (make static)", [os.path.abspath(static_bin), "--"]),
+            ("evmon init", [EVMON, "init", "--"]),
+            ("tini", ["tini", "--"]), ("tini-static", ["tini-static", "--"]),
+            ("dumb-init", ["dumb-init", "--"]), ("catatonit", ["catatonit", "--"])]
+    lines = ["| init | binary | size (bytes) | VmRSS (kB) | Pss (kB) |", "|---|---|---:|---:|---:|"]
+    for name, argv in rows:
+        path = shutil.which(argv[0])
+        if not path:
+            continue
+        rss, pss = _rss(argv)
+        lines.append(f"| {name} | {'static' if _is_static(path) else 'dynamic'} | "
+                     f"{os.stat(path).st_size:,} | {rss:,.0f} | {pss:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _replace(doc, name, body):
     text = open(doc).read()
-    begin, end = "<!-- compat table: generated by make compat -->", "<!-- end of compat table -->"
-    i, j = text.index(begin) + len(begin), text.index(end)
-    stamp = (f"\nMeasured {time.strftime('%Y-%m-%d')} with "
-             + ", ".join(_versions()) + ".\n\n")
-    open(doc, "w").write(text[:i] + stamp + table + "\n" + text[j:])
-    return 0
+    begin, end = f"<!-- {name}: generated by make", f"<!-- end of {name} -->"
+    i = text.index(begin)
+    i = text.index("-->", i) + 3
+    j = text.index(end)
+    open(doc, "w").write(text[:i] + "\n" + body + "\n" + text[j:])
+
+
+def _main(argv):
+    """--report DOC XML...: the compat table; --footprint DOC STATIC_BIN: sizes and RSS."""
+    if len(argv) >= 3 and argv[0] == "--report":
+        doc, xmls = argv[1], argv[2:]
+        table = _report(xmls)
+        stamp = f"Measured {time.strftime('%Y-%m-%d')} with " + ", ".join(_versions()) + ".\n\n"
+        _replace(doc, "compat table", stamp + table)
+        bad = table.count("DIFFERS (undocumented)") + table.count("**FAIL**")
+        if bad:
+            print(f"{bad} undocumented differences or evmon failures: see {doc}", file=sys.stderr)
+            return 1
+        return 0
+    if len(argv) == 3 and argv[0] == "--footprint":
+        body = (f"Measured {time.strftime('%Y-%m-%d')} on {os.uname().release}, each init running "
+                "`sleep 1000` as PID 1 (median of 5; Pss shares library pages among their users).\n\n"
+                + _footprint(argv[2]))
+        _replace(argv[1], "footprint", body)
+        print(body)
+        return 0
+    print("usage: test_init.py --report DOC XML... | --footprint DOC STATIC_BIN", file=sys.stderr)
+    return 2
 
 
 def _versions():
     out = []
     for cmd in (["tini", "--version"], ["dumb-init", "--version"]):
         try:
-            out.append(subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip())
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            out.append((r.stdout + r.stderr).strip())  # dumb-init prints it on stderr
         except OSError:
             pass
     return out
