@@ -1,0 +1,23 @@
+# libtest.mk - the libevmon core test suite (tests/unit/test_*.c, tests/integration/test_lib*.py).
+#
+# tests/helpers/evm-reaper.c runs a reaper-mode loop, so unlike the other
+# helpers it links libevmon: this explicit rule takes precedence over the
+# generic tests/helpers rule of the Makefile.
+#
+#   make test-lib          the core's unit tests, then its integration tests
+#   make test-lib SAN=1    the same under ASan+UBSan
+
+$(BUILD)/tests/evm-reaper: tests/helpers/evm-reaper.c $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC_LIB) -lpthread
+
+LIBTEST_UNITS := $(addprefix $(BUILD)/tests/,test_loop test_timer test_io test_spawn test_reap \
+	test_mux test_wait test_pidmap)
+
+.PHONY: test-lib
+test-lib: all
+	@set -e; for t in $(LIBTEST_UNITS); do \
+		echo "== $$t"; EVMON_BUILD=$(BUILD) timeout 300 $$t; \
+	done
+	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -p no:cacheprovider \
+		$(wildcard tests/integration/test_lib*.py)
