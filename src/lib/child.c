@@ -130,21 +130,31 @@ EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
 	}
 }
 
+/*
+ * SIG_DFL through the raw syscall: glibc's sigaction() refuses its internal
+ * signals 32 and 33, yet a SIG_IGN on them survives exec like any other (GNU
+ * make leaves both ignored in every command it runs). An all-zero kernel
+ * sigaction is SIG_DFL, no flags, an empty mask, whatever the layout.
+ */
+EVM_CHILD_CODE void evm__sig_default(int sig)
+{
+	static const unsigned long zero[8];
+	syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)(_NSIG - 1) / 8);
+}
+
 EVM_CHILD_CODE int evm__spawn_child(void *arg)
 {
 	struct evm__spawn_req *r = arg;
-	static const struct sigaction dfl = {.sa_handler = SIG_DFL};
 
 	if (r->reset_all) {
-		/* glibc refuses its two internal signals; exec resets their handlers anyway */
 		for (int s = 1; s < NSIG; s++)
 			if (s != SIGKILL && s != SIGSTOP)
-				sigaction(s, &dfl, NULL);
+				evm__sig_default(s);
 	} else {
 		/* handlers are gone already (CLONE_CLEAR_SIGHAND); SIG_IGN survives exec */
 		for (int s = 1; s < NSIG && s <= 64; s++)
 			if ((r->ign_mask >> (s - 1)) & 1)
-				sigaction(s, &dfl, NULL);
+				evm__sig_default(s);
 	}
 
 	if (r->flags & EVM_SPAWN_SETSID) {

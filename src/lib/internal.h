@@ -155,6 +155,7 @@ struct evm__spawn_req {
 };
 
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
+EVM_HIDDEN void evm__sig_default(int sig);  /* SIG_DFL, glibc's own signals included */
 
 /* struct clone_args of clone3(2), the kernel's stable layout (v2) */
 struct clone_args {

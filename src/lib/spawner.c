@@ -59,14 +59,13 @@ extern char **environ;
 EVM_CHILD_CODE static int helper_main(void *arg)
 {
 	struct evm__spawner *sp = arg;
-	static const struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
-	/* our children inherit these: all default, so they need no resetting */
+	/* our children inherit these: all default (32 and 33 too), so they need no resetting */
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &dfl, NULL);
+			evm__sig_default(sig);
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	int s = 3;
 	if (sp->peer != s && dup3(sp->peer, s, O_CLOEXEC) < 0)
