@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 
 static const struct t_mode *mode;
 
@@ -641,9 +642,27 @@ static void check_child_signals(struct evm_loop *loop)
  * default dispositions, also when we change them after the loop (and its
  * helper) started.
  */
+/*
+ * SIG_IGN on glibc's internal signals 32 and 33, which its sigaction()
+ * refuses to touch: GNU make leaves them ignored in every command it runs,
+ * and an ignored signal survives exec.
+ */
+static void ignore_raw(int sig)
+{
+	struct {
+		void (*handler)(int);
+		unsigned long flags;
+		void (*restorer)(void);
+		uint64_t mask;
+	} k = {SIG_IGN, 0, NULL, 0};
+	CHECK(syscall(SYS_rt_sigaction, sig, &k, NULL, sizeof(k.mask)) == 0);
+}
+
 static void sig_state(void *arg)
 {
 	struct sig_arg *a = arg;
+	ignore_raw(32);
+	ignore_raw(33);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
