@@ -193,7 +193,7 @@ static struct evm_sub *subs[3];
 static void sub_unsub(struct evm_loop *loop, const struct evm_event *ev, void *data)
 {
 	int i = (int)(intptr_t)data;
-	char tag[8];
+	char tag[16];
 	snprintf(tag, sizeof(tag), "s%d", i);
 	sub_log(loop, ev, tag);
 	if (i == 0 && ev->type == EVM_EV_EXIT) {

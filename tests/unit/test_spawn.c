@@ -64,7 +64,7 @@ static void test_argv(void **state)
 	/* many arguments */
 	enum { N = 500 };
 	char *argv[N + 3];
-	static char nums[N][8];
+	static char nums[N][12];
 	argv[0] = t_helper;
 	argv[1] = "argv";
 	for (int i = 0; i < N; i++) {
