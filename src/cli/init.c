@@ -86,19 +86,25 @@ static void usage(FILE *f)
 		prog);
 }
 
-/* "3", "2.5", "2.5s", "500ms" -> milliseconds; -1 if malformed */
+/* "3", "2.5", "2.5s", "500ms" -> milliseconds; -1 if malformed (no strtod: size) */
 static long long parse_duration_ms(const char *s)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (end == s || errno || v < 0 || v > 86400.0 * 365)
+	long long whole = 0, frac = 0, scale = 1;
+	const char *c = s;
+	for (; *c >= '0' && *c <= '9'; c++)
+		if ((whole = whole * 10 + (*c - '0')) > 86400LL * 365 * 1000)
+			return -1;
+	if (*c == '.')
+		for (c++; *c >= '0' && *c <= '9'; c++)
+			if (scale < 1000000)
+				frac = frac * 10 + (*c - '0'), scale *= 10;
+	if (c == s || (c == s + 1 && *s == '.'))
 		return -1;
-	if (!strcmp(end, "ms"))
-		return (long long)(v + 0.5);
-	if (*end && strcmp(end, "s"))
+	if (!strcmp(c, "ms"))
+		return whole + (frac * 2 >= scale ? 1 : 0);
+	if (*c && strcmp(c, "s"))
 		return -1;
-	return (long long)(v * 1000 + 0.5);
+	return whole * 1000 + (frac * 1000 * 2 / scale + 1) / 2;
 }
 
 /* tini's -e: a decimal 0..255 and nothing else */
@@ -370,9 +376,9 @@ static const char *resolve(const char *file, char *buf, size_t len)
 		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 	for (const char *p = path;;) {
 		const char *end = strchrnul(p, ':');
-		int n = snprintf(buf, len, "%.*s/%s", (int)(end - p), end == p ? "." : p, file);
-		if (end == p)
-			n = snprintf(buf, len, "./%s", file);
+		/* an empty PATH element is the current directory */
+		int n = end == p ? snprintf(buf, len, "./%s", file)
+				 : snprintf(buf, len, "%.*s/%s", (int)(end - p), p, file);
 		struct stat st;
 		if (n > 0 && (size_t)n < len && stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
 		    access(buf, X_OK) == 0)
@@ -394,10 +400,11 @@ static int spawn_child(struct init *in)
 	};
 	/*
 	 * The child always leads a process group of its own, so its group can be
-	 * signalled and cleaned up. Without a terminal to hand over it also gets
-	 * a session of its own, as with dumb-init: no terminal signals reach it
-	 * but the ones we forward. With one, it stays in our session so that we
-	 * can make its group the terminal's foreground group (see init_signal.c).
+	 * signalled and cleaned up (tini does the same). In group mode without a
+	 * terminal to hand over it also gets a session of its own, as with
+	 * dumb-init: no terminal signal reaches it but the ones we forward. With
+	 * a terminal it stays in our session, so that we can make its group the
+	 * terminal's foreground group (see init_signal.c).
 	 */
 	o.flags = in->group && !in->tty ? EVM_SPAWN_SETSID : EVM_SPAWN_SETPGID;
 	int r = evm_spawn(in->loop, &o, &in->child);

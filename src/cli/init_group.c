@@ -63,12 +63,26 @@ static bool live_member(pid_t pid, pid_t pgid)
 	if (n <= 0)
 		return false;
 	buf[n] = '\0';
+	/* fields after the comm: 3 state, 4 ppid, 5 pgrp, ..., 20 num_threads (no sscanf:
+	   it would double the size of the static evmon-init) */
 	char *p = strrchr(buf, ')');
-	char state;
-	int ppid, pgrp;
-	long threads = 0;
-	if (!p || sscanf(p + 1, " %c %d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %ld",
-			 &state, &ppid, &pgrp, &threads) != 4)
+	if (!p)
+		return false;
+	char state = 0;
+	long pgrp = 0, threads = 0;
+	int field = 2;
+	for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+		field++;
+		if (field == 3)
+			state = tok[0];
+		else if (field == 5)
+			pgrp = strtol(tok, NULL, 10);
+		else if (field == 20) {
+			threads = strtol(tok, NULL, 10);
+			break;
+		}
+	}
+	if (field != 20)
 		return false;
 	if (pgrp != pgid)
 		return false;
