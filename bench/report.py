@@ -177,6 +177,13 @@ def s1(d, t, charts):
                 cells.append(ratio_cell(pairwise(ev, ref)))
             rows.append([f"**{label}**"] + cells)
         out += [f"### Child: {title}", "", table(["monitor"] + [f"{k} in flight" for k in ks], rows), ""]
+        crow = []
+        for m in mons:
+            crow.append([f"`{m}`"] + [cell(d.by_rep("S1", child, k, m, "cpu_us_per_child").values(), 1)
+                                      for k in ks])
+        out += ["CPU time per child, µs (user + system of the monitor and of its children, from "
+                "wait4: less sensitive than throughput to other load on the machine; lower is better):",
+                "", table(["monitor"] + [f"{k} in flight" for k in ks], crow), ""]
 
         lim = {k: med(pairwise(d.by_rep("S1", child, k, "evmon", "per_sec"), limit_by_rep(d, child, k)))
                for k in ks}
@@ -214,12 +221,13 @@ def s1(d, t, charts):
             png = CHART.format("s1")
             ok = gnuplot(f"""set terminal pngcairo size 1100,460 font 'sans,10'
 set output '{png}'
+set termoption noenhanced
 set multiplot layout 1,{len(plots)}
 set logscale x 2
 set xlabel 'children in flight'
 set ylabel 'children spawned and reaped per second'
 set yrange [0:*]
-set key bottom right
+set key below horizontal
 set grid
 {chr(10).join(plots)}
 unset multiplot
@@ -331,7 +339,9 @@ def s2(d, t, charts, meta):
             png = CHART.format("s2")
             if gnuplot(f"""set terminal pngcairo size 900,500 font 'sans,10'
 set output '{png}'
+set termoption noenhanced
 set logscale xy
+set xrange [500:25000]
 set xlabel 'children (N)'
 set ylabel 'monitor memory per child, KiB of PSS (log)'
 set key outside right
@@ -490,6 +500,8 @@ def machine_section(meta):
     m = meta.get("machine", {})
     pk = m.get("packages", {})
     cfg = meta.get("config", {})
+    if not isinstance(cfg.get("s1_runs", {}), dict):
+        cfg["s1_runs"] = {"each child": cfg["s1_runs"]}
     lines = ["## Machine and method", "",
              f"- CPU: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; memory {m.get('mem_mib', 0):,} MiB; "
              f"Linux {m.get('kernel', '?')}; Debian {m.get('debian', '?')}; pid_max {m.get('pid_max', '?'):,}; "
@@ -501,7 +513,8 @@ def machine_section(meta):
              f"{meta.get('started', '?')}, took {meta.get('duration_s', 0) / 60:.1f} min. "
              f"{meta.get('reps', '?')} repetitions per measurement (S2: {cfg.get('s2_reps', '?')}), "
              "monitors alternated within each round (A B C A B C ...).",
-             f"- S1 runs per measurement: {cfg.get('s1_runs', '?'):,}; S2 sizes: "
+             "- S1 runs per measurement: " + ", ".join(f"{k} {v:,}" for k, v in cfg.get("s1_runs", {}).items())
+             + f" (asyncio at most {cfg.get('s1_slow_runs', 0):,}); S2 sizes: "
              f"{', '.join(f'{n:,}' for n in cfg.get('s2_sizes', []))} (supervisord, s6, runit: "
              f"{', '.join(f'{n:,}' for n in cfg.get('s2_peer_sizes', []))}); S3 sizes: "
              f"{', '.join(f'{n:,}' for n in cfg.get('s3_sizes', []))}.",
@@ -543,6 +556,12 @@ def main():
             "Ratios measured in the same run (a report, not a test that fails CI):", "", "```"]
     head += t.lines or ["(no target measured)"]
     head += ["```", ""]
+    pending = [f"- {r['scenario']} {r['child'] or r['monitor']}: {r['monitor']} — {r['note']}"
+               for r in rows if r["status"] == "pending"]
+    pending += [f"- {sc}: not run in this run" for sc in ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
+                if not d.sel(sc)]
+    if pending:
+        head += ["Pending:", ""] + pending + [""]
     doc = "\n".join(head + machine_section(meta) + body)
     os.makedirs(os.path.dirname(DOC), exist_ok=True)
     with open(DOC, "w") as f:
