@@ -1,0 +1,121 @@
+/*
+ * config.h - the daemon's configuration: an INI file (libinih) turned into
+ * validated service definitions.
+ *
+ *   [evmon]            socket, log_dir, max_clients, client_buffer, and
+ *                      defaults for the policy keys
+ *   [service:NAME]     command (required), directory, environment, user,
+ *                      group, instances, and the policy keys
+ *
+ * A definition with instances = N > 1 stands for N services NAME:0..N-1
+ * sharing one struct svc_conf.
+ */
+#ifndef EVMON_CONFIG_H
+#define EVMON_CONFIG_H
+
+#include "errlist.h"
+
+#include <evmon.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum out_mode { OUT_INHERIT = 0, OUT_NULL, OUT_LOG };
+
+/* What [evmon] may default for every service. */
+struct svc_policy {
+	enum evm_restart restart;
+	unsigned set;		   /* EVM_SVC_* set explicitly (even when 0) */
+	unsigned max_retries;
+	uint64_t codes[4];	   /* success exit codes 0-255, a bitmap */
+	bool codes_set;		   /* else the library default {0} */
+	uint64_t start_ms;
+	unsigned start_retries;
+	uint64_t backoff_initial_ms;
+	uint64_t backoff_max_ms;
+	unsigned backoff_jitter;
+	uint64_t stable_ms;
+	int stop_signal;	   /* 0: library default */
+	uint64_t stop_timeout_ms;
+	bool kill_group;
+	bool autostart;
+	bool set_umask;
+	mode_t umask;
+	enum out_mode out[2];	   /* stdout, stderr */
+};
+
+struct svc_conf {
+	unsigned refs;
+	char *name;		/* NAME of [service:NAME] (or of `ctl add`) */
+	int line;		/* line of its section, 0 when added at run time */
+	unsigned instances;	/* 1: one service called NAME; N: NAME:0..N-1 */
+	char **argv;		/* one block (cli_split) */
+	char **env;		/* KEY=VALUE overrides, one block, or NULL */
+	char *directory;	/* absolute, or NULL */
+	char *user;		/* as written, or NULL */
+	char *group;		/* as written, or NULL */
+	bool set_uid, set_gid;
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;		/* supplementary groups when set_uid/set_gid */
+	size_t ngroups;
+	struct svc_policy pol;
+};
+
+struct config {
+	char *path;
+	char *dir;		/* directory of path: base of relative paths */
+	char *socket;		/* absolute, or NULL */
+	char *log_dir;		/* absolute, or NULL */
+	unsigned max_clients;	/* control connections at once; 0: default */
+	size_t client_buffer;	/* unread event bytes before a client is dropped; 0: default */
+	struct svc_policy defaults;
+	struct svc_conf **svcs; /* in file order */
+	size_t nsvcs;
+	size_t ninstances;	/* services once instances are expanded */
+};
+
+/* A key = value pair, for definitions that do not come from a file (ctl add). */
+struct conf_kv {
+	const char *key;
+	const char *value;
+};
+
+/*
+ * Read and validate path. Returns 0 and a config the caller owns, or -1 with
+ * every mistake in errs ("file:line: message").
+ */
+int config_load(const char *path, struct config **out, struct errlist *errs);
+void config_free(struct config *cfg);
+
+/*
+ * Build one service definition from key/value pairs, with cfg's defaults,
+ * log_dir and base directory (cfg may be NULL). "where" names the source
+ * in messages. Returns NULL with the mistakes in errs.
+ */
+struct svc_conf *config_service(const struct config *cfg, const char *name, const struct conf_kv *kv,
+				size_t nkv, const char *where, struct errlist *errs);
+
+/* True when two definitions would start the same process the same way. */
+bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b);
+
+struct svc_conf *svc_conf_ref(struct svc_conf *c);
+void svc_conf_unref(struct svc_conf *c);
+
+/* Is name usable as a service name (letters, digits, _ . @ -; 1-128 bytes)? */
+bool config_valid_name(const char *name);
+
+/* Fill the service options for instance i of c (argv, env, policy...). */
+struct svc_build {
+	struct evm_service_opts opts;
+	char *name;	    /* NAME or NAME:i */
+	char **env;	    /* environment overrides (spawn.env_extra), or NULL */
+	int codes[256];
+};
+int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *b);
+void config_build_free(struct svc_build *b);
+
+/* "on-failure" etc. */
+const char *config_restart_name(enum evm_restart r);
+
+#endif

@@ -1,0 +1,20 @@
+/*
+ * errlist.h - a list of "file:line: message" strings collected while
+ * validating, so every mistake is reported at once.
+ */
+#ifndef EVMON_ERRLIST_H
+#define EVMON_ERRLIST_H
+
+#include <stddef.h>
+
+struct errlist {
+	char **msgs;
+	size_t n, cap;
+};
+
+/* Append "file:line: message" (line 0: "file: message"). Allocation failures are ignored. */
+void errlist_add(struct errlist *e, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void errlist_free(struct errlist *e);
+
+#endif
