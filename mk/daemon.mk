@@ -4,8 +4,10 @@
 # tests also need the CLI sources they test and libinih/libcjson, so they
 # get explicit rules (an explicit rule beats the pattern rule).
 
-DAEMON_TEST_SRC := src/cli/argv.c src/cli/config.c src/cli/errlist.c src/cli/signame.c
-DAEMON_TESTS := $(BUILD)/tests/test_argv $(BUILD)/tests/test_config
+DAEMON_TEST_SRC := src/cli/argv.c src/cli/config.c src/cli/errlist.c src/cli/signame.c \
+	src/cli/proto.c src/cli/control.c
+DAEMON_TESTS := $(BUILD)/tests/test_argv $(BUILD)/tests/test_config $(BUILD)/tests/test_proto \
+	$(BUILD)/tests/test_control
 
 $(DAEMON_TESTS): $(BUILD)/tests/test_%: tests/unit/test_%.c $(DAEMON_TEST_SRC) $(wildcard src/cli/*.h) $(STATIC_LIB)
 	@mkdir -p $(dir $@)

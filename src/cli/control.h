@@ -1,0 +1,70 @@
+/*
+ * control.h - the daemon's control socket: a Unix stream socket on the loop,
+ * JSON lines in, JSON lines out (docs/PROTOCOL.md).
+ *
+ * It owns the socket file (created 0600 and moved into place atomically; a
+ * lock file beside it tells a live daemon from a stale socket), the client
+ * connections, their bounded buffers, peer-uid checks, and the events
+ * subscriptions. What a request means is the daemon's business: each parsed
+ * request object is handed to a callback, which answers with control_reply,
+ * at once or later (control_defer). A client gets its responses in request
+ * order; while one is deferred its next requests wait.
+ */
+#ifndef EVMON_CONTROL_H
+#define EVMON_CONTROL_H
+
+#include <cjson/cJSON.h>
+#include <evmon.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct control;
+struct client;
+
+/* req is borrowed for the call. The callback must reply or defer. */
+typedef void (*control_request_cb)(struct client *cl, const cJSON *req, void *data);
+/* A line for the daemon's log ("client 3 (uid 0): ..."). */
+typedef void (*control_log_cb)(const char *msg, void *data);
+
+struct control_opts {
+	const char *path;
+	unsigned max_clients;	   /* default 1024 */
+	size_t max_pending;	   /* unread output that drops an events subscriber; default 4 MiB */
+	control_request_cb on_request;
+	control_log_cb on_log;
+	void *data;
+};
+
+/* Create the socket and start serving. Returns 0, or -1 with a message in err. */
+int control_open(struct evm_loop *loop, const struct control_opts *opts, struct control **out,
+		 char *err, size_t errlen);
+
+/* Flush what can be flushed without blocking, close every client, remove the socket. */
+void control_close(struct control *ctl);
+
+/* Answer the client's current request (resp is borrowed; its "id" is set). No-op for a closed client. */
+void control_reply(struct client *cl, cJSON *resp);
+/* Inside the request callback: the reply will come later. Takes a reference. */
+void control_defer(struct client *cl);
+/* Drop the reference control_defer took (after the late reply). */
+void control_client_unref(struct client *cl);
+bool control_client_closed(const struct client *cl);
+unsigned control_client_id(const struct client *cl);
+
+/*
+ * Make the client an events subscriber: it receives every published line
+ * whose service matches one of the patterns (fnmatch; none: everything).
+ * patterns are copied.
+ */
+int control_subscribe(struct client *cl, const char *const *patterns, size_t n);
+
+/*
+ * Send line (no newline) to every subscriber interested in service
+ * (NULL: a daemon-level event, for all).
+ */
+void control_publish(struct control *ctl, const char *service, const char *line);
+
+/* Number of connected clients. */
+unsigned control_clients(const struct control *ctl);
+
+#endif

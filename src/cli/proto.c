@@ -1,0 +1,192 @@
+/*
+ * proto.c - what the daemon and ctl share about the control protocol
+ * (see proto.h and docs/PROTOCOL.md).
+ */
+#include "proto.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *proto_default_socket(void)
+{
+	static char buf[PATH_MAX];
+	const char *env = getenv("EVMON_SOCKET");
+	if (env && *env)
+		return env;
+	if (geteuid() == 0)
+		return "/run/evmon.sock";
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	if (xdg && *xdg)
+		snprintf(buf, sizeof(buf), "%s/evmon.sock", xdg);
+	else
+		snprintf(buf, sizeof(buf), "/tmp/evmon-%u.sock", (unsigned)geteuid());
+	return buf;
+}
+
+char *proto_time(const struct timespec *ts, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = ts->tv_sec;
+	gmtime_r(&t, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03ldZ", ts->tv_nsec / 1000000);
+	return buf;
+}
+
+char *proto_duration(uint64_t ms, char *buf, size_t len)
+{
+	uint64_t s = ms / 1000;
+	if (s >= 86400)
+		snprintf(buf, len, "%llud%02lluh", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s % 86400 / 3600));
+	else if (s >= 3600)
+		snprintf(buf, len, "%lluh%02llum", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s % 3600 / 60));
+	else if (s >= 60)
+		snprintf(buf, len, "%llum%02llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else if (ms >= 10000)
+		snprintf(buf, len, "%llus", (unsigned long long)s);
+	else
+		snprintf(buf, len, "%.1fs", (double)ms / 1000);
+	return buf;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool num(const cJSON *o, const char *k, double *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (!cJSON_IsNumber(v))
+		return false;
+	*out = v->valuedouble;
+	return true;
+}
+
+/* " with code 1" / " by signal TERM (core dumped)" */
+static void how(const cJSON *ev, char *buf, size_t len)
+{
+	double code, sig;
+	const char *sname = str(ev, "signal_name");
+	const cJSON *core = cJSON_GetObjectItemCaseSensitive(ev, "core_dumped");
+	if (num(ev, "signal", &sig) && sig > 0)
+		snprintf(buf, len, "killed by signal %s%s", sname ? sname : "?",
+			 cJSON_IsTrue(core) ? " (core dumped)" : "");
+	else if (num(ev, "code", &code) && code >= 0)
+		snprintf(buf, len, "exited with code %d", (int)code);
+	else
+		snprintf(buf, len, "exited (status unknown)");
+}
+
+void proto_event_line(const cJSON *ev, char *buf, size_t len)
+{
+	const char *type = str(ev, "event"), *svc = str(ev, "service");
+	const char *msg = str(ev, "message"), *err = str(ev, "error");
+	char h[96], d[32];
+	double pid = 0, v;
+	num(ev, "pid", &pid);
+	buf[0] = '\0';
+	if (!type) {
+		snprintf(buf, len, "(not an event)");
+	} else if (!strcmp(type, "state")) {
+		const char *st = str(ev, "state"), *old = str(ev, "old_state");
+		int n = snprintf(buf, len, "service %s: %s -> %s", svc ? svc : "?", old ? old : "?",
+				 st ? st : "?");
+		if (n < 0 || (size_t)n >= len)
+			return;
+		if (pid > 0)
+			n += snprintf(buf + n, len - (size_t)n, ", pid %d", (int)pid);
+		if ((size_t)n < len && num(ev, "delay_ms", &v))
+			n += snprintf(buf + n, len - (size_t)n, ", next start in %s",
+				      proto_duration((uint64_t)v, d, sizeof(d)));
+		if ((size_t)n < len && num(ev, "restarts", &v) && v > 0)
+			n += snprintf(buf + n, len - (size_t)n, " (restarts: %d)", (int)v);
+		if ((size_t)n < len && (err || msg))
+			snprintf(buf + n, len - (size_t)n, ": %s%s%s", msg ? msg : "",
+				 msg && err ? ": " : "", err ? err : "");
+	} else if (!strcmp(type, "exit")) {
+		how(ev, h, sizeof(h));
+		int n = snprintf(buf, len, "service %s: pid %d %s", svc ? svc : "?", (int)pid, h);
+		if (n >= 0 && (size_t)n < len && num(ev, "runtime_ms", &v))
+			snprintf(buf + n, len - (size_t)n, " after %s",
+				 proto_duration((uint64_t)v, d, sizeof(d)));
+	} else if (!strcmp(type, "orphan")) {
+		how(ev, h, sizeof(h));
+		snprintf(buf, len, "reaped orphan pid %d: %s", (int)pid, h);
+	} else if (!strcmp(type, "warning")) {
+		snprintf(buf, len, "warning: %s%s%s", msg ? msg : "", err ? ": " : "", err ? err : "");
+	} else {
+		snprintf(buf, len, "%s: %s", type, msg ? msg : "");
+	}
+}
+
+/* ------------------------------------------------------- line framing */
+
+char *linebuf_space(struct linebuf *b, size_t n)
+{
+	if (b->off + b->len + n > b->cap) {
+		if (b->off > 0) {
+			memmove(b->data, b->data + b->off, b->len);
+			b->off = 0;
+		}
+		if (b->len + n > b->cap) {
+			size_t cap = b->cap ? b->cap : 4096;
+			while (cap < b->len + n)
+				cap *= 2;
+			char *d = realloc(b->data, cap);
+			if (!d)
+				return NULL;
+			b->data = d;
+			b->cap = cap;
+		}
+	}
+	return b->data + b->off + b->len;
+}
+
+int linebuf_append(struct linebuf *b, const char *p, size_t n)
+{
+	char *dst = linebuf_space(b, n);
+	if (!dst)
+		return -ENOMEM;
+	memcpy(dst, p, n);
+	b->len += n;
+	return 0;
+}
+
+void linebuf_consume(struct linebuf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->off = b->len = 0;
+		/* an idle connection should not keep a big buffer */
+		if (b->cap > 65536) {
+			free(b->data);
+			b->data = NULL;
+			b->cap = 0;
+		}
+		return;
+	}
+	b->off += n;
+	b->len -= n;
+}
+
+ssize_t linebuf_line(const struct linebuf *b)
+{
+	if (!b->len)
+		return -1;
+	const char *nl = memchr(b->data + b->off, '\n', b->len);
+	return nl ? nl - (b->data + b->off) : -1;
+}
+
+void linebuf_free(struct linebuf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}

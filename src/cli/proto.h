@@ -1,0 +1,57 @@
+/*
+ * proto.h - the control protocol shared by `evmon daemon` and `evmon ctl`:
+ * JSON lines over a Unix stream socket (docs/PROTOCOL.md), the default
+ * socket path, line framing, and the one-line human form of events.
+ */
+#ifndef EVMON_PROTO_H
+#define EVMON_PROTO_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define PROTO_MAX_REQUEST (64 * 1024) /* bytes in one request line, newline excluded */
+
+/*
+ * The socket path when none is given: $EVMON_SOCKET, else /run/evmon.sock
+ * for root, else $XDG_RUNTIME_DIR/evmon.sock, else /tmp/evmon-UID.sock.
+ * Static buffer.
+ */
+const char *proto_default_socket(void);
+
+/* "2026-01-31T12:00:00.123Z" into buf (>= 32 bytes); returns buf. */
+char *proto_time(const struct timespec *ts, char *buf, size_t len);
+
+/* "1h02m", "3m05s", "12.4s" into buf; returns buf. */
+char *proto_duration(uint64_t ms, char *buf, size_t len);
+
+/*
+ * The one-line human form of an event object (as streamed by the daemon),
+ * without time, into buf: "service web: starting -> running, pid 42".
+ */
+void proto_event_line(const cJSON *ev, char *buf, size_t len);
+
+/* ------------------------------------------------------- line framing */
+
+/* A growing byte buffer consumed from the front. */
+struct linebuf {
+	char *data;
+	size_t off, len, cap; /* live bytes are data[off .. off+len) */
+};
+
+int linebuf_append(struct linebuf *b, const char *p, size_t n); /* 0 or -ENOMEM */
+/* Reserve room for n more bytes; returns where to write them, or NULL. */
+char *linebuf_space(struct linebuf *b, size_t n);
+void linebuf_consume(struct linebuf *b, size_t n);
+/* Length of the first line (without '\n'), or -1 if no complete line yet. */
+ssize_t linebuf_line(const struct linebuf *b);
+static inline char *linebuf_start(const struct linebuf *b)
+{
+	return b->data + b->off;
+}
+void linebuf_free(struct linebuf *b);
+
+#endif

@@ -1,0 +1,387 @@
+/*
+ * test_control.c - the control socket server (src/cli/control.c) on a real
+ * loop: the socket file, framing, errors that keep the connection usable,
+ * ordered (and deferred) replies, bounded buffers, and client limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "control.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct evm_loop *loop;
+	struct control *ctl;
+	struct client *deferred;
+	struct evm_timer *defer_timer;
+	unsigned requests;
+};
+
+static struct fx F;
+
+static void late_reply(struct evm_timer *t, void *data)
+{
+	(void)t;
+	(void)data;
+	F.defer_timer = NULL;
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "echo", "late");
+	control_reply(F.deferred, r);
+	cJSON_Delete(r);
+	control_client_unref(F.deferred);
+	F.deferred = NULL;
+}
+
+/* echo {"cmd":X} as {"ok":true,"echo":X}; "defer" answers 50 ms later; "sub" subscribes */
+static void on_request(struct client *cl, const cJSON *req, void *data)
+{
+	(void)data;
+	F.requests++;
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "cmd");
+	const char *cmd = cJSON_IsString(c) ? c->valuestring : "?";
+	if (!strcmp(cmd, "defer")) {
+		control_defer(cl);
+		F.deferred = cl;
+		evm_timer_add(F.loop, 50, late_reply, NULL, &F.defer_timer);
+		return;
+	}
+	if (!strcmp(cmd, "sub")) {
+		const char *pats[] = {"web"};
+		assert_int_equal(control_subscribe(cl, pats, 1), 0);
+	}
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "echo", cmd);
+	control_reply(cl, r);
+	cJSON_Delete(r);
+}
+
+static int open_ctl(unsigned max_clients, size_t max_pending, char *err, size_t errlen)
+{
+	struct control_opts o = {.path = F.path, .max_clients = max_clients,
+				 .max_pending = max_pending, .on_request = on_request};
+	return control_open(F.loop, &o, &F.ctl, err, errlen);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	memset(&F, 0, sizeof(F));
+	snprintf(F.dir, sizeof(F.dir), "/tmp/evmon-test-ctl-XXXXXX");
+	if (!mkdtemp(F.dir))
+		return -1;
+	snprintf(F.path, sizeof(F.path), "%s/s.sock", F.dir);
+	if (evm_loop_new(&F.loop, NULL) < 0)
+		return -1;
+	char err[256];
+	if (open_ctl(0, 0, err, sizeof(err)) < 0) {
+		print_message("control_open: %s\n", err);
+		return -1;
+	}
+	alarm(60);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (F.defer_timer)
+		evm_timer_cancel(F.defer_timer);
+	if (F.deferred)
+		control_client_unref(F.deferred);
+	control_close(F.ctl);
+	evm_loop_free(F.loop);
+	char lock[160];
+	snprintf(lock, sizeof(lock), "%s.lock", F.path);
+	unlink(F.path);
+	unlink(lock);
+	rmdir(F.dir);
+	alarm(0);
+	return 0;
+}
+
+static int connect_client(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, F.path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+		assert_true(w > 0);
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+static void run_a_bit(int ms)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		evm_loop_run_once(F.loop, 5);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+}
+
+/* Run the loop until fd has a whole line; return it (static buffer per fd call). */
+static char *read_reply(int fd)
+{
+	static char buf[200000];
+	size_t len = 0;
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		char c;
+		ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
+		if (r == 1) {
+			if (c == '\n') {
+				buf[len] = 0;
+				return buf;
+			}
+			assert_true(len < sizeof(buf) - 1);
+			buf[len++] = c;
+			continue;
+		}
+		if (r == 0)
+			return NULL; /* closed */
+		evm_loop_run_once(F.loop, 5);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec > 10)
+			fail_msg("no reply within 10 s");
+	}
+}
+
+static void expect_reply(int fd, const char *fragment)
+{
+	char *r = read_reply(fd);
+	assert_non_null(r);
+	if (!strstr(r, fragment))
+		fail_msg("reply [%s] does not contain [%s]", r, fragment);
+}
+
+static void test_socket_file(void **state)
+{
+	(void)state;
+	struct stat st;
+	assert_int_equal(lstat(F.path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	char lock[160];
+	snprintf(lock, sizeof(lock), "%s.lock", F.path);
+	assert_int_equal(access(lock, F_OK), 0);
+
+	/* a live daemon is refused */
+	struct control *other;
+	char err[256];
+	struct control_opts o = {.path = F.path, .on_request = on_request};
+	assert_int_equal(control_open(F.loop, &o, &other, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "another evmon daemon is running"));
+	assert_int_equal(lstat(F.path, &st), 0); /* and left alone */
+
+	/* closing removes both files */
+	control_close(F.ctl);
+	F.ctl = NULL;
+	assert_int_equal(access(F.path, F_OK), -1);
+	assert_int_equal(access(lock, F_OK), -1);
+}
+
+static void test_stale_socket_replaced(void **state)
+{
+	(void)state;
+	control_close(F.ctl);
+	F.ctl = NULL;
+	/* a socket file nobody listens on and nobody holds the lock for */
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, F.path);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(s);
+	char err[256];
+	assert_int_equal(open_ctl(0, 0, err, sizeof(err)), 0);
+	int fd = connect_client();
+	send_all(fd, "{\"cmd\":\"hi\"}\n", 13);
+	expect_reply(fd, "\"echo\":\"hi\"");
+	close(fd);
+
+	/* a regular file at the path is not ours to replace */
+	control_close(F.ctl);
+	F.ctl = NULL;
+	int f = open(F.path, O_CREAT | O_WRONLY, 0600);
+	close(f);
+	assert_int_equal(open_ctl(0, 0, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a socket"));
+	unlink(F.path);
+	assert_int_equal(open_ctl(0, 0, err, sizeof(err)), 0);
+}
+
+static void test_request_reply_and_id(void **state)
+{
+	(void)state;
+	int fd = connect_client();
+	const char *req = "{\"cmd\":\"status\",\"id\":[1,\"x\"]}\n";
+	send_all(fd, req, strlen(req));
+	char *r = read_reply(fd);
+	assert_non_null(r);
+	cJSON *o = cJSON_Parse(r);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")));
+	char *id = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "id"));
+	assert_string_equal(id, "[1,\"x\"]");
+	cJSON_free(id);
+	cJSON_Delete(o);
+	close(fd);
+}
+
+static void test_errors_keep_connection(void **state)
+{
+	(void)state;
+	int fd = connect_client();
+	send_all(fd, "{not json\n", 10);
+	expect_reply(fd, "malformed JSON");
+	send_all(fd, "[1,2]\n", 6);
+	expect_reply(fd, "a request is a JSON object");
+	send_all(fd, "\n   \n", 5); /* blank lines: no reply */
+	/* a line longer than the limit, sent in pieces */
+	size_t n = PROTO_MAX_REQUEST + 5000;
+	char *big = malloc(n);
+	memset(big, 'a', n);
+	send_all(fd, big, n / 2);
+	run_a_bit(20);
+	send_all(fd, big, n - n / 2);
+	send_all(fd, "\n", 1);
+	free(big);
+	expect_reply(fd, "longer than");
+	send_all(fd, "{\"cmd\":\"after\"}\n", 16);
+	expect_reply(fd, "\"echo\":\"after\"");
+	close(fd);
+	assert_int_equal(F.requests, 1);
+}
+
+static void test_pipelined_and_deferred_order(void **state)
+{
+	(void)state;
+	int fd = connect_client();
+	const char *reqs = "{\"cmd\":\"a\"}\n{\"cmd\":\"defer\"}\n{\"cmd\":\"b\"}\n{\"cmd\":\"c\"}\n";
+	send_all(fd, reqs, strlen(reqs));
+	expect_reply(fd, "\"echo\":\"a\"");
+	expect_reply(fd, "\"echo\":\"late\"");
+	expect_reply(fd, "\"echo\":\"b\"");
+	expect_reply(fd, "\"echo\":\"c\"");
+	close(fd);
+}
+
+static void test_last_request_without_newline(void **state)
+{
+	(void)state;
+	int fd = connect_client();
+	send_all(fd, "{\"cmd\":\"eof\"}", 13);
+	shutdown(fd, SHUT_WR);
+	expect_reply(fd, "\"echo\":\"eof\"");
+	assert_null(read_reply(fd)); /* then the daemon closes */
+	close(fd);
+	run_a_bit(10);
+	assert_int_equal(control_clients(F.ctl), 0);
+}
+
+static void test_vanished_client(void **state)
+{
+	(void)state;
+	int fd = connect_client();
+	send_all(fd, "{\"cmd\":\"defer\"}\n", 16);
+	run_a_bit(10);
+	close(fd); /* gone before its late reply: the reply must not crash anything */
+	run_a_bit(100);
+	assert_null(F.deferred);
+	assert_int_equal(control_clients(F.ctl), 0);
+}
+
+static void test_slow_subscriber_dropped(void **state)
+{
+	(void)state;
+	control_close(F.ctl);
+	char err[256];
+	assert_int_equal(open_ctl(0, 64 * 1024, err, sizeof(err)), 0);
+	int fd = connect_client();
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	send_all(fd, "{\"cmd\":\"sub\"}\n", 14);
+	expect_reply(fd, "\"echo\":\"sub\"");
+	int quiet = connect_client();
+	run_a_bit(10);
+	assert_int_equal(control_clients(F.ctl), 2);
+	char line[200];
+	memset(line, 'e', sizeof(line) - 1);
+	line[sizeof(line) - 1] = 0;
+	/* other services' events are not for it */
+	for (int i = 0; i < 5000; i++)
+		control_publish(F.ctl, "db", line);
+	assert_int_equal(control_clients(F.ctl), 2);
+	/* "web" ones are, but it never reads: dropped once 64 KiB are pending */
+	for (int i = 0; i < 5000 && control_clients(F.ctl) == 2; i++) {
+		control_publish(F.ctl, i % 2 ? "web" : "web:3", line);
+		evm_loop_run_once(F.loop, 0);
+	}
+	assert_int_equal(control_clients(F.ctl), 1);
+	close(fd);
+	close(quiet);
+}
+
+static void test_client_limit(void **state)
+{
+	(void)state;
+	control_close(F.ctl);
+	char err[256];
+	assert_int_equal(open_ctl(2, 0, err, sizeof(err)), 0);
+	int a = connect_client(), b = connect_client();
+	run_a_bit(10);
+	int c = connect_client();
+	expect_reply(c, "too many clients");
+	assert_null(read_reply(c));
+	close(c);
+	send_all(a, "{\"cmd\":\"x\"}\n", 12);
+	expect_reply(a, "\"echo\":\"x\"");
+	close(a);
+	close(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_socket_replaced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_reply_and_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors_keep_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_and_deferred_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_last_request_without_newline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vanished_client, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_subscriber_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
