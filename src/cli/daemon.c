@@ -1,0 +1,361 @@
+/*
+ * daemon.c - `evmon daemon`: supervise the services of a config file on one
+ * loop, with a control socket (control.c, requests.c), reload (units.c),
+ * and a one-line log of every event on stderr (daemonlog.c).
+ *
+ * Runs in the foreground. TERM/INT/HUP/USR1 are blocked before anything
+ * else and read from a signalfd on the loop (SIGCHLD stays the library's).
+ * TERM/INT stop the loop; the services are then stopped by evm_shutdown
+ * with the loop still serving the socket, so `ctl status` and `ctl events`
+ * keep working while they stop. HUP reloads, USR1 reopens the log files.
+ */
+#include "daemon.h"
+
+#include "cli.h"
+#include "daemonlog.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------- events */
+
+void daemon_add_time(cJSON *obj, const char *key, const struct timespec *ts)
+{
+	char buf[40];
+	cJSON_AddStringToObject(obj, key, proto_time(ts, buf, sizeof(buf)));
+}
+
+void daemon_publish(struct daemon *d, const char *service, cJSON *ev)
+{
+	if (!cJSON_GetObjectItemCaseSensitive(ev, "time")) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		daemon_add_time(ev, "time", &ts);
+	}
+	char line[1024];
+	proto_event_line(ev, line, sizeof(line));
+	dlog("%s", line);
+	if (d->ctl) {
+		char *s = cJSON_PrintUnformatted(ev);
+		if (s) {
+			control_publish(d->ctl, service, s);
+			cJSON_free(s);
+		}
+	}
+	cJSON_Delete(ev);
+}
+
+static void add_exit(cJSON *o, const struct evm_exit *x)
+{
+	if (x->signal || x->status_unknown)
+		cJSON_AddNullToObject(o, "code");
+	else
+		cJSON_AddNumberToObject(o, "code", x->code);
+	if (x->signal) {
+		const char *n = cli_signal_name(x->signal);
+		cJSON_AddNumberToObject(o, "signal", x->signal);
+		cJSON_AddStringToObject(o, "signal_name", n ? n : "?");
+	} else {
+		cJSON_AddNullToObject(o, "signal");
+	}
+	if (x->core_dumped)
+		cJSON_AddTrueToObject(o, "core_dumped");
+	if (x->status_unknown)
+		cJSON_AddTrueToObject(o, "status_unknown");
+}
+
+static void on_service_event(struct daemon *d, const struct evm_event *ev)
+{
+	const char *name = ev->name ? ev->name : "?";
+	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
+	bool current = u && u->svc == ev->service;
+	units_on_event(d, ev, current ? u : NULL);
+
+	/* the exit that caused this transition, once per process */
+	if (ev->exit && (!current || u->last_exit_pid != ev->exit->pid)) {
+		if (current)
+			u->last_exit_pid = ev->exit->pid;
+		cJSON *x = cJSON_CreateObject();
+		cJSON_AddStringToObject(x, "event", "exit");
+		daemon_add_time(x, "time", &ev->exit->end_time);
+		cJSON_AddStringToObject(x, "service", name);
+		cJSON_AddNumberToObject(x, "pid", ev->exit->pid);
+		add_exit(x, ev->exit);
+		cJSON_AddNumberToObject(x, "runtime_ms", (double)(ev->exit->runtime_ns / 1000000));
+		daemon_publish(d, name, x);
+	}
+
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", "state");
+	daemon_add_time(o, "time", &ev->time);
+	cJSON_AddStringToObject(o, "service", name);
+	cJSON_AddStringToObject(o, "state", evm_state_name(ev->state));
+	cJSON_AddStringToObject(o, "old_state", evm_state_name(ev->old_state));
+	if (ev->pid > 0)
+		cJSON_AddNumberToObject(o, "pid", ev->pid);
+	cJSON_AddNumberToObject(o, "restarts", ev->restarts);
+	if (ev->state == EVM_STATE_BACKOFF)
+		cJSON_AddNumberToObject(o, "delay_ms", (double)ev->delay_ms);
+	if (ev->error) {
+		char err[256];
+		if (ev->stage != EVM_STAGE_NONE)
+			snprintf(err, sizeof(err), "%s: %s", evm_spawn_stage_name(ev->stage),
+				 strerror(-ev->error));
+		else
+			snprintf(err, sizeof(err), "%s", strerror(-ev->error));
+		cJSON_AddStringToObject(o, "error", err);
+	}
+	if (ev->message)
+		cJSON_AddStringToObject(o, "message", ev->message);
+	if (!current)
+		cJSON_AddTrueToObject(o, "removed");
+	daemon_publish(d, name, o);
+	if (d->waiters)
+		waiters_check(d);
+}
+
+static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	struct daemon *d = data;
+	(void)loop;
+	if (ev->type == EVM_EV_SERVICE) {
+		on_service_event(d, ev);
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	if (ev->type == EVM_EV_ORPHAN && ev->exit) {
+		cJSON_AddStringToObject(o, "event", "orphan");
+		daemon_add_time(o, "time", &ev->exit->end_time);
+		cJSON_AddNumberToObject(o, "pid", ev->exit->pid);
+		add_exit(o, ev->exit);
+	} else {
+		cJSON_AddStringToObject(o, "event", "warning");
+		daemon_add_time(o, "time", &ev->time);
+		if (ev->message)
+			cJSON_AddStringToObject(o, "message", ev->message);
+		if (ev->error)
+			cJSON_AddStringToObject(o, "error", strerror(-ev->error));
+		if (ev->name)
+			cJSON_AddStringToObject(o, "service", ev->name);
+	}
+	daemon_publish(d, ev->name, o);
+}
+
+/* ------------------------------------------------------------ signals */
+
+static const int handled[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+
+static void signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+		sigaddset(set, handled[i]);
+}
+
+void daemon_request_shutdown(struct daemon *d, const char *why)
+{
+	if (d->stopping) {
+		dlog("%s: already shutting down", why);
+		return;
+	}
+	d->stopping = true;
+	dlog("%s: stopping %zu services", why, d->nunits);
+	evm_loop_stop(d->loop);
+}
+
+static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
+{
+	struct daemon *d = data;
+	struct signalfd_siginfo si;
+	(void)io;
+	(void)revents;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		char why[64];
+		const char *name = cli_signal_name((int)si.ssi_signo);
+		snprintf(why, sizeof(why), "received SIG%s from pid %u", name ? name : "?",
+			 si.ssi_pid);
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			daemon_request_shutdown(d, why);
+			break;
+		case SIGHUP:
+			if (d->stopping) {
+				dlog("%s: shutting down, not reloading", why);
+			} else {
+				dlog("%s: reloading %s", why, d->cfg_path);
+				cJSON *r = cJSON_CreateObject();
+				units_reload(d, r);
+				cJSON_Delete(r);
+				waiters_check(d);
+			}
+			break;
+		case SIGUSR1:
+			dlog("%s: reopening log files", why);
+			units_reopen_logs(d);
+			break;
+		}
+	}
+}
+
+/* ------------------------------------------------------------- command */
+
+static void control_log(const char *msg, void *data)
+{
+	(void)data;
+	dlog("%s", msg);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: evmon daemon -c FILE [-S SOCKET] [--reaper]\n"
+		"       evmon daemon --check -c FILE\n"
+		"\n"
+		"Supervise the services of FILE in the foreground; control it with evmon ctl.\n"
+		"\n"
+		"  -c, --config FILE   the configuration (INI; see examples/demo.ini)\n"
+		"  -S, --socket PATH   control socket (default: [evmon] socket, $EVMON_SOCKET,\n"
+		"                      /run/evmon.sock for root, else $XDG_RUNTIME_DIR/evmon.sock)\n"
+		"      --reaper        reap orphaned descendants (child subreaper); on as PID 1\n"
+		"      --check         validate FILE, print the mistakes, and exit\n"
+		"  -h, --help          this help\n"
+		"\n"
+		"Signals: TERM/INT stop every service and exit 0; HUP reloads FILE;\n"
+		"USR1 reopens the services' log files.\n");
+}
+
+static int check_only(const char *path)
+{
+	struct errlist errs = {0};
+	struct config *cfg;
+	if (config_load(path, &cfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		fprintf(stderr, "evmon: %s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
+		errlist_free(&errs);
+		return 1;
+	}
+	printf("%s: OK: %zu service%s from %zu definition%s\n", path, cfg->ninstances,
+	       cfg->ninstances == 1 ? "" : "s", cfg->nsvcs, cfg->nsvcs == 1 ? "" : "s");
+	config_free(cfg);
+	return 0;
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 'S'},
+		{"reaper", no_argument, NULL, 'r'},	  {"check", no_argument, NULL, 'C'},
+		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+	};
+	const char *cfg_path = NULL, *sock_opt = NULL;
+	bool reaper = getpid() == 1, check = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+c:S:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': cfg_path = optarg; break;
+		case 'S': sock_opt = optarg; break;
+		case 'r': reaper = true; break;
+		case 'C': check = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc || !cfg_path) {
+		fprintf(stderr, optind < argc ? "evmon daemon: unexpected argument '%s'\n"
+					      : "evmon daemon: no config file (-c FILE)%s\n",
+			optind < argc ? argv[optind] : "");
+		usage(stderr);
+		return 2;
+	}
+	if (check)
+		return check_only(cfg_path);
+
+	/*
+	 * Fixed malloc thresholds: glibc raises them after each big free, so
+	 * the buffers of a large status answer would stay in the heap for
+	 * good. Fixed, big buffers are mmap'ed and returned when freed.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+
+	/* before any thread or child exists, so every thread inherits the mask */
+	sigset_t set;
+	signal_set(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct daemon d = {.cfg_path = cfg_path, .reaper = reaper};
+	struct errlist errs = {0};
+	if (config_load(cfg_path, &d.cfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		fprintf(stderr, "evmon: %s: %zu error%s: not starting\n", cfg_path, errs.n,
+			errs.n == 1 ? "" : "s");
+		errlist_free(&errs);
+		return 1;
+	}
+	d.socket = sock_opt ? sock_opt : d.cfg->socket ? d.cfg->socket : proto_default_socket();
+
+	struct evm_loop_opts lo = {.flags = reaper ? EVM_LOOP_REAPER : 0};
+	int r = evm_loop_new(&d.loop, &lo);
+	if (r < 0) {
+		fprintf(stderr, "evmon: daemon: cannot create the loop: %s\n", strerror(-r));
+		config_free(d.cfg);
+		return 1;
+	}
+	int rc = 1;
+	char err[512];
+	struct control_opts co = {.path = d.socket, .max_clients = d.cfg->max_clients,
+				  .max_pending = d.cfg->client_buffer, .on_request = requests_handle,
+				  .on_log = control_log, .data = &d};
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	struct evm_io *sio = NULL;
+	if (sfd < 0 || evm_io_add(d.loop, sfd, EVM_READ, on_signal, &d, &sio) < 0) {
+		fprintf(stderr, "evmon: daemon: signalfd: %s\n", strerror(errno));
+		goto out;
+	}
+	if (control_open(d.loop, &co, &d.ctl, err, sizeof(err)) < 0) {
+		fprintf(stderr, "evmon: daemon: control socket %s\n", err);
+		goto out;
+	}
+	dlog_attach(d.loop);
+	evm_subscribe(d.loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, &d, NULL);
+	if (units_load(&d) < 0)
+		dlog("out of memory creating the services");
+	dlog("daemon %d started: %zu services from %s, control socket %s%s", (int)getpid(),
+	     d.nunits, cfg_path, d.socket, reaper ? ", reaping orphans" : "");
+
+	r = evm_loop_run(d.loop);
+	if (r < 0)
+		dlog("loop failed: %s: stopping every service", strerror(-r));
+	d.stopping = true;
+	r = evm_shutdown(d.loop, 0);
+	if (r < 0)
+		dlog("shutdown: %s", strerror(-r));
+	waiters_finish(&d);
+	dlog("all services stopped: exiting");
+	rc = r < 0 ? 1 : 0;
+out:
+	control_close(d.ctl);
+	d.ctl = NULL;
+	units_free(&d);
+	if (sio)
+		evm_io_free(sio);
+	if (sfd >= 0)
+		close(sfd);
+	dlog_detach();
+	evm_loop_free(d.loop);
+	config_free(d.cfg);
+	return rc;
+}

@@ -1,0 +1,81 @@
+/*
+ * daemon.h - what the files of `evmon daemon` share: the daemon, its units
+ * (one per service instance: config + library service + output files), and
+ * the entry points of units.c and requests.c.
+ */
+#ifndef EVMON_DAEMON_H
+#define EVMON_DAEMON_H
+
+#include "config.h"
+#include "control.h"
+#include "output.h"
+
+#include <cjson/cJSON.h>
+#include <evmon.h>
+#include <stdbool.h>
+
+struct unit {
+	char *name;		 /* NAME, or NAME:i for instances */
+	struct svc_conf *conf;	 /* shared by the instances of one definition */
+	unsigned instance;
+	struct evm_service *svc; /* NULL until created (see pending) */
+	struct svc_output out;
+	bool added;		 /* from `ctl add`, not from the config file */
+	bool want_start;	 /* start as soon as it is created */
+	bool pending;		 /* its name is still held by a removed predecessor */
+	bool mark;		 /* scratch, for selections and reload */
+	int create_error;	 /* -errno of the last failed creation, else 0 */
+	unsigned transitions;	 /* state changes seen */
+	unsigned starts;	 /* of which from not running to STARTING or RUNNING */
+	pid_t last_exit_pid;	 /* the last exit published */
+	struct unit *prev, *next; /* creation order */
+	struct unit *hnext;	 /* hash chain */
+};
+
+struct waiter;
+
+struct daemon {
+	struct evm_loop *loop;
+	struct config *cfg;
+	const char *cfg_path;
+	const char *socket;
+	struct control *ctl;
+	bool reaper;
+	bool stopping; /* shutdown requested */
+
+	struct unit *first, *last;
+	struct unit **buckets;
+	size_t nbuckets, nunits;
+	size_t npending;
+	struct evm_timer *pending_timer;
+
+	struct waiter *waiters;
+};
+
+/* daemon.c */
+void daemon_publish(struct daemon *d, const char *service, cJSON *ev); /* log + stream; takes ev */
+void daemon_request_shutdown(struct daemon *d, const char *why);
+void daemon_add_time(cJSON *obj, const char *key, const struct timespec *ts);
+
+/* units.c */
+struct unit *unit_find(struct daemon *d, const char *name);
+/* Create the unit for instance i of c and its service; start it if c says autostart. */
+struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool added);
+int unit_create(struct daemon *d, struct unit *u);
+void unit_remove(struct daemon *d, struct unit *u);
+void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len);
+int units_load(struct daemon *d); /* every unit of d->cfg */
+/* Re-read the config and apply the difference. Fills resp; returns 0 or -1. */
+int units_reload(struct daemon *d, cJSON *resp);
+void units_reopen_logs(struct daemon *d);
+void units_free(struct daemon *d);
+/* Called for every service event: counters, pending replacements. */
+void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u);
+
+/* requests.c */
+void requests_handle(struct client *cl, const cJSON *req, void *data);
+cJSON *unit_status(const struct unit *u);
+void waiters_check(struct daemon *d);
+void waiters_finish(struct daemon *d); /* answer every waiting client now */
+
+#endif

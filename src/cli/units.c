@@ -1,0 +1,387 @@
+/*
+ * units.c - the daemon's table of services: one unit per service instance,
+ * in creation order and in a hash by name, and reload (the difference
+ * between the running units and a freshly read config).
+ *
+ * Invariants: a unit name is in the table at most once; u->svc, when set, is
+ * the library service of that name created for u->conf. A unit whose name
+ * is still held by a removed predecessor that is stopping is "pending": its
+ * creation is retried when a removed service stops, and on a short timer
+ * while any is pending (the library does not say when it releases a name).
+ */
+#include "daemon.h"
+
+#include "daemonlog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PENDING_RETRY_MS 100
+
+/* ----------------------------------------------------------------- hash */
+
+static size_t hash(const char *s)
+{
+	size_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static int grow(struct daemon *d)
+{
+	size_t n = d->nbuckets ? d->nbuckets * 2 : 256;
+	struct unit **b = calloc(n, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (struct unit *u = d->first; u; u = u->next) {
+		size_t i = hash(u->name) & (n - 1);
+		u->hnext = b[i];
+		b[i] = u;
+	}
+	free(d->buckets);
+	d->buckets = b;
+	d->nbuckets = n;
+	return 0;
+}
+
+struct unit *unit_find(struct daemon *d, const char *name)
+{
+	if (!d->nbuckets)
+		return NULL;
+	for (struct unit *u = d->buckets[hash(name) & (d->nbuckets - 1)]; u; u = u->hnext)
+		if (!strcmp(u->name, name))
+			return u;
+	return NULL;
+}
+
+void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len)
+{
+	if (c->instances > 1)
+		snprintf(buf, len, "%s:%u", c->name, i);
+	else
+		snprintf(buf, len, "%s", c->name);
+}
+
+/* -------------------------------------------------------------- pending */
+
+static void retry_pending(struct daemon *d)
+{
+	for (struct unit *u = d->first; u && d->npending; u = u->next)
+		if (u->pending)
+			unit_create(d, u);
+}
+
+static void on_pending_timer(struct evm_timer *t, void *data)
+{
+	struct daemon *d = data;
+	(void)t;
+	d->pending_timer = NULL;
+	retry_pending(d);
+	if (d->npending && !d->pending_timer)
+		evm_timer_add(d->loop, PENDING_RETRY_MS, on_pending_timer, d, &d->pending_timer);
+}
+
+static void set_pending(struct daemon *d, struct unit *u, bool on)
+{
+	if (u->pending == on)
+		return;
+	u->pending = on;
+	if (on) {
+		d->npending++;
+		if (!d->pending_timer)
+			evm_timer_add(d->loop, PENDING_RETRY_MS, on_pending_timer, d, &d->pending_timer);
+	} else if (--d->npending == 0 && d->pending_timer) {
+		evm_timer_cancel(d->pending_timer);
+		d->pending_timer = NULL;
+	}
+}
+
+void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u)
+{
+	if (u && u->svc == ev->service) {
+		u->transitions++;
+		bool was = ev->old_state == EVM_STATE_STARTING || ev->old_state == EVM_STATE_RUNNING;
+		bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING;
+		if (is && !was)
+			u->starts++;
+	} else if (d->npending && ev->state == EVM_STATE_STOPPED) {
+		/* a removed service stopped: the library frees its name after this event */
+		if (d->pending_timer)
+			evm_timer_cancel(d->pending_timer);
+		d->pending_timer = NULL;
+		evm_timer_add(d->loop, 0, on_pending_timer, d, &d->pending_timer);
+	}
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int unit_create(struct daemon *d, struct unit *u)
+{
+	char err[512];
+	const char *log_dir = d->cfg ? d->cfg->log_dir : NULL;
+	int r = output_open(&u->out, u->conf, u->name, log_dir, err, sizeof(err));
+	if (r < 0) {
+		if (u->create_error != r)
+			dlog("service %s: %s", u->name, err);
+		u->create_error = r;
+		return r;
+	}
+	struct svc_build b;
+	r = config_build(u->conf, u->instance, &b);
+	if (r == 0) {
+		output_stdio(&u->out, u->conf, b.opts.spawn.stdio);
+		r = evm_service_new(d->loop, &b.opts, &u->svc);
+		config_build_free(&b);
+	}
+	if (r == -EEXIST) {
+		u->svc = NULL;
+		set_pending(d, u, true);
+		return r;
+	}
+	set_pending(d, u, false);
+	if (r < 0) {
+		u->svc = NULL;
+		if (u->create_error != r)
+			dlog("service %s: cannot create it: %s", u->name, strerror(-r));
+		u->create_error = r;
+		return r;
+	}
+	u->create_error = 0;
+	if (u->want_start) {
+		u->want_start = false;
+		r = evm_service_start(u->svc);
+		if (r < 0)
+			dlog("service %s: cannot start it: %s", u->name, strerror(-r));
+	}
+	return 0;
+}
+
+struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool added)
+{
+	char name[256];
+	unit_instance_name(c, i, name, sizeof(name));
+	if ((d->nunits + 1) * 4 > d->nbuckets * 3 && grow(d) < 0)
+		return NULL;
+	struct unit *u = calloc(1, sizeof(*u));
+	if (!u || !(u->name = strdup(name))) {
+		free(u);
+		dlog("service %s: out of memory", name);
+		return NULL;
+	}
+	u->conf = svc_conf_ref(c);
+	u->instance = i;
+	u->added = added;
+	u->want_start = c->pol.autostart;
+	output_init(&u->out);
+	u->prev = d->last;
+	if (d->last)
+		d->last->next = u;
+	else
+		d->first = u;
+	d->last = u;
+	size_t h = hash(u->name) & (d->nbuckets - 1);
+	u->hnext = d->buckets[h];
+	d->buckets[h] = u;
+	d->nunits++;
+	unit_create(d, u);
+	return u;
+}
+
+/* Let go of the library service (it stops and is freed in the background). */
+static void unit_release(struct daemon *d, struct unit *u)
+{
+	if (u->svc)
+		evm_service_remove(u->svc);
+	u->svc = NULL;
+	set_pending(d, u, false);
+	output_close(&u->out);
+}
+
+void unit_remove(struct daemon *d, struct unit *u)
+{
+	unit_release(d, u);
+	if (u->prev)
+		u->prev->next = u->next;
+	else
+		d->first = u->next;
+	if (u->next)
+		u->next->prev = u->prev;
+	else
+		d->last = u->prev;
+	struct unit **pp = &d->buckets[hash(u->name) & (d->nbuckets - 1)];
+	while (*pp != u)
+		pp = &(*pp)->hnext;
+	*pp = u->hnext;
+	d->nunits--;
+	svc_conf_unref(u->conf);
+	free(u->name);
+	free(u);
+}
+
+int units_load(struct daemon *d)
+{
+	for (size_t k = 0; k < d->cfg->nsvcs; k++) {
+		struct svc_conf *c = d->cfg->svcs[k];
+		for (unsigned i = 0; i < c->instances; i++)
+			if (!unit_add(d, c, i, false))
+				return -ENOMEM;
+	}
+	return 0;
+}
+
+void units_free(struct daemon *d)
+{
+	while (d->first)
+		unit_remove(d, d->first);
+	if (d->pending_timer)
+		evm_timer_cancel(d->pending_timer);
+	d->pending_timer = NULL;
+	free(d->buckets);
+	d->buckets = NULL;
+	d->nbuckets = 0;
+}
+
+void units_reopen_logs(struct daemon *d)
+{
+	unsigned n = 0, bad = 0;
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (u->out.fd[0] < 0 && u->out.fd[1] < 0)
+			continue;
+		char err[512];
+		if (output_reopen(&u->out, u->name, d->cfg->log_dir, err, sizeof(err)) < 0) {
+			dlog("service %s: reopen log: %s", u->name, err);
+			bad++;
+		} else {
+			n++;
+		}
+	}
+	dlog("reopened the log files of %u services%s", n, bad ? " (some failed)" : "");
+}
+
+/* --------------------------------------------------------------- reload */
+
+static bool uses_log(const struct svc_conf *c)
+{
+	return c->pol.out[0] == OUT_LOG || c->pol.out[1] == OUT_LOG;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static void add_name(cJSON *arr, const char *name)
+{
+	cJSON_AddItemToArray(arr, cJSON_CreateString(name));
+}
+
+int units_reload(struct daemon *d, cJSON *resp)
+{
+	struct errlist errs = {0};
+	struct config *cfg;
+	char name[256];
+	if (config_load(d->cfg_path, &cfg, &errs) == 0) {
+		/* a name taken by a service added at run time is a conflict, not a takeover */
+		for (size_t k = 0; k < cfg->nsvcs; k++) {
+			struct svc_conf *c = cfg->svcs[k];
+			for (unsigned i = 0; i < c->instances; i++) {
+				unit_instance_name(c, i, name, sizeof(name));
+				struct unit *u = unit_find(d, name);
+				if (u && u->added)
+					errlist_add(&errs, cfg->path, c->line,
+						    "service %s: a service of that name was added with "
+						    "`evmon ctl add`: remove it first",
+						    name);
+			}
+		}
+		if (errs.n) {
+			config_free(cfg);
+			cfg = NULL;
+		}
+	}
+	if (errs.n) {
+		cJSON *arr = cJSON_AddArrayToObject(resp, "errors");
+		for (size_t i = 0; i < errs.n; i++) {
+			dlog("reload: %s", errs.msgs[i]);
+			add_name(arr, errs.msgs[i]);
+		}
+		dlog("reload of %s failed: the running configuration is kept", d->cfg_path);
+		cJSON_AddFalseToObject(resp, "ok");
+		cJSON_AddStringToObject(resp, "error", errs.msgs[0]);
+		errlist_free(&errs);
+		return -1;
+	}
+	if (!same_str(cfg->socket, d->cfg->socket))
+		dlog("reload: the control socket changes at the next start of the daemon");
+
+	cJSON *added = cJSON_CreateArray(), *removed = cJSON_CreateArray(),
+	      *changed = cJSON_CreateArray();
+	unsigned unchanged = 0;
+	bool log_moved = !same_str(cfg->log_dir, d->cfg->log_dir);
+	for (struct unit *u = d->first; u; u = u->next)
+		u->mark = false;
+	struct config *old = d->cfg;
+	d->cfg = cfg; /* new log_dir for the services created below */
+	for (size_t k = 0; k < cfg->nsvcs; k++) {
+		struct svc_conf *c = cfg->svcs[k];
+		for (unsigned i = 0; i < c->instances; i++) {
+			unit_instance_name(c, i, name, sizeof(name));
+			struct unit *u = unit_find(d, name);
+			if (!u) {
+				u = unit_add(d, c, i, false);
+				if (u)
+					u->mark = true;
+				add_name(added, name);
+				continue;
+			}
+			u->mark = true;
+			if (svc_conf_equal(u->conf, c) && !(log_moved && uses_log(c))) {
+				svc_conf_unref(u->conf); /* same content: adopt the new copy */
+				u->conf = svc_conf_ref(c);
+				unchanged++;
+				continue;
+			}
+			/* unless-stopped: a service the user stopped stays down */
+			struct evm_service_info info;
+			evm_service_info(u->svc, &info);
+			bool keep_down = u->svc && info.stopped_by_user &&
+					 u->conf->pol.restart == EVM_RESTART_UNLESS_STOPPED;
+			unit_release(d, u);
+			svc_conf_unref(u->conf);
+			u->conf = svc_conf_ref(c);
+			u->instance = i;
+			u->want_start = c->pol.autostart && !keep_down;
+			unit_create(d, u);
+			add_name(changed, name);
+		}
+	}
+	for (struct unit *u = d->first, *next; u; u = next) {
+		next = u->next;
+		if (!u->mark && !u->added) {
+			add_name(removed, u->name);
+			unit_remove(d, u);
+		} else {
+			u->mark = false; /* scratch: selections expect it clear */
+		}
+	}
+	config_free(old);
+	int na = cJSON_GetArraySize(added), nr = cJSON_GetArraySize(removed),
+	    nc = cJSON_GetArraySize(changed);
+	cJSON_AddTrueToObject(resp, "ok");
+	cJSON_AddItemToObject(resp, "added", added);
+	cJSON_AddItemToObject(resp, "removed", removed);
+	cJSON_AddItemToObject(resp, "changed", changed);
+	cJSON_AddNumberToObject(resp, "unchanged", unchanged);
+
+	cJSON *ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "event", "reload");
+	char msg[4400];
+	snprintf(msg, sizeof(msg), "%s: %d added, %d removed, %d changed, %u unchanged",
+		 d->cfg_path, na, nr, nc, unchanged);
+	cJSON_AddStringToObject(ev, "message", msg);
+	daemon_publish(d, NULL, ev);
+	return 0;
+}
