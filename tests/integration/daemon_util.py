@@ -1,0 +1,139 @@
+"""Helpers for the `evmon daemon` / `evmon ctl` tests: start a daemon on a
+config in the test's tmp_path, talk to it (ctl or raw JSON lines), and shut
+it down checking that nothing it started is left."""
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import textwrap
+import time
+
+from conftest import EVMON, HELPER, SAN, children_of, wait_for
+
+SLOW = 3 if SAN else 1  # timeouts scale under the sanitizers
+
+
+def alive(pid):
+    """True if pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rfind(")") + 2] != "Z"
+
+
+class Daemon:
+    def __init__(self, procs, tmp_path, config, args=(), name="d", start=True, env=None):
+        self.procs = procs
+        self.dir = tmp_path
+        self.sock = str(tmp_path / f"{name}.sock")
+        self.cfg = str(tmp_path / f"{name}.ini")
+        self.logpath = str(tmp_path / f"{name}.log")
+        self.args = list(args)
+        self.env = env
+        self.p = None
+        self.write(config)
+        if start:
+            self.start()
+
+    def write(self, config):
+        with open(self.cfg, "w") as f:
+            f.write(textwrap.dedent(config).replace("HELPER", HELPER))
+
+    def start(self):
+        self.logf = open(self.logpath, "ab")
+        self.p = self.procs.spawn([EVMON, "daemon", "-c", self.cfg, "-S", self.sock] + self.args,
+                                  stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
+        wait_for(lambda: self.answers() or self.p.poll() is not None,
+                 timeout=20 * SLOW, what="the control socket")
+        assert self.p.poll() is None, f"daemon exited: {self.log()}"
+        return self
+
+    def answers(self):
+        """The daemon accepts connections on its socket."""
+        try:
+            self.connect(timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def log(self):
+        with open(self.logpath, errors="replace") as f:
+            return f.read()
+
+    def ctl(self, *args, timeout=60, user=None):
+        argv = [EVMON, "ctl", "-S", self.sock] + [str(a) for a in args]
+        if user:
+            pw = pwd.getpwnam(user)
+            argv = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"] + argv
+        return self.procs.run(argv, timeout=timeout * SLOW)
+
+    def request(self, obj, timeout=30):
+        """One raw JSON request on a fresh connection; returns the decoded answer."""
+        with self.connect(timeout) as s:
+            s.sendall(json.dumps(obj).encode() + b"\n")
+            return json.loads(read_line(s))
+
+    def connect(self, timeout=30):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout * SLOW)
+        s.connect(self.sock)
+        return s
+
+    def status(self, *names):
+        r = self.request({"cmd": "status", "names": list(names)} if names else {"cmd": "status"})
+        assert r["ok"], r
+        return {s["name"]: s for s in r["services"]}
+
+    def wait_state(self, name, state, timeout=15):
+        return wait_for(lambda: self.status(name)[name]["state"] == state and self.status(name)[name],
+                        timeout=timeout * SLOW, what=f"{name} {state}")
+
+    def pids(self):
+        return [s["pid"] for s in self.status().values() if s.get("pid")]
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stop the daemon; it must exit 0 and leave none of its processes behind."""
+        pids = self.pids()
+        kids = set(children_of(self.p.pid))
+        self.p.send_signal(sig)
+        rc = self.p.wait(timeout=timeout * SLOW)
+        assert rc == 0, f"daemon exit {rc}: {self.log()}"
+        left = [p for p in pids + list(kids) if alive(p)]
+        assert not left, f"left behind: {left}"
+        assert not os.path.exists(self.sock)
+        assert not os.path.exists(self.sock + ".lock")
+        self.logf.close()
+        return rc
+
+
+def read_line(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            raise EOFError(f"connection closed after {buf[:200]!r}")
+        buf += chunk
+    return buf.decode()
+
+
+class LineReader:
+    """Read JSON lines from a socket one at a time."""
+
+    def __init__(self, s):
+        self.s = s
+        self.buf = b""
+
+    def next(self, timeout=10):
+        deadline = time.monotonic() + timeout * SLOW
+        while b"\n" not in self.buf:
+            self.s.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)

@@ -1,0 +1,517 @@
+"""`evmon daemon` and `evmon ctl` against the real binaries: config errors,
+every ctl command, reload, the events stream, and clean shutdown."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import EVMON, HELPER, wait_for
+from daemon_util import SLOW, Daemon, LineReader, alive
+
+BASIC = """
+[evmon]
+stop_timeout = 5
+
+[service:web]
+command = HELPER pause
+start_secs = 0.2
+
+[service:job]
+command = HELPER exit 0
+restart = never
+start_secs = 0
+
+[service:idle]
+command = HELPER pause
+autostart = false
+"""
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_config_errors_are_reported_with_file_and_line(procs, tmp_path):
+    cfg = tmp_path / "bad.ini"
+    cfg.write_text(
+        "[evmon]\n"                                   # 1
+        "stop_timeout = forever\n"                    # 2
+        "[service:a]\n"                               # 3
+        "command = true\n"                            # 4
+        "colour = blue\n"                             # 5
+        "[service:a]\n"                               # 6
+        "command = true\n"                            # 7
+        "[service:b]\n"                               # 8
+        "restart = always\n"                          # 9
+        "[service:c]\n"                               # 10
+        "command = true\n"                            # 11
+        "user = no-such-user-for-evmon\n"             # 12
+        "[service:d]\n"                               # 13
+        "command = no-such-program-for-evmon\n")      # 14
+    want = [
+        (2, "stop_timeout: 'forever' is not a duration"),
+        (5, "unknown key 'colour'"),
+        (6, "duplicate service 'a' (first on line 3)"),
+        (8, "service b: missing 'command'"),
+        (12, "unknown user 'no-such-user-for-evmon'"),
+        (14, "no-such-program-for-evmon: not found in PATH"),
+    ]
+    for argv in ([EVMON, "daemon", "--check", "-c", str(cfg)],
+                 [EVMON, "daemon", "-c", str(cfg), "-S", str(tmp_path / "s.sock")]):
+        r = procs.run(argv, timeout=20)
+        assert r.returncode == 1, r
+        for line, msg in want:
+            assert f"{cfg}:{line}: " in r.stderr and msg in r.stderr, (line, msg, r.stderr)
+        assert "6 errors" in r.stderr
+        assert not os.path.exists(tmp_path / "s.sock")
+
+    good = tmp_path / "good.ini"
+    good.write_text(BASIC.replace("HELPER", HELPER))
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(good)], timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert "OK: 3 services" in r.stdout
+
+
+def test_usage_errors(procs, tmp_path):
+    r = procs.run([EVMON, "daemon"], timeout=10)
+    assert r.returncode == 2 and "-c FILE" in r.stderr
+    r = procs.run([EVMON, "ctl", "-S", str(tmp_path / "none.sock"), "bogus"], timeout=10)
+    assert r.returncode == 2
+    r = procs.run([EVMON, "ctl", "-S", str(tmp_path / "none.sock"), "status"], timeout=10)
+    assert r.returncode == 3
+    assert "no daemon at" in r.stderr and "evmon daemon -c FILE" in r.stderr
+
+
+# ------------------------------------------------------------------ commands
+
+
+def test_status_table_and_json(procs, tmp_path):
+    d = Daemon(procs, tmp_path, BASIC)
+    d.wait_state("web", "running")
+    d.wait_state("job", "exited")
+    r = d.ctl("status")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[0]) == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS",
+                                              "LAST EXIT", "INFO"]
+    rows = {l.split()[0]: l for l in lines[1:]}
+    assert set(rows) == {"web", "job", "idle"}
+    web = rows["web"].split()
+    assert web[1] == "running" and int(web[2]) > 0
+    assert rows["job"].split()[1] == "exited" and "code 0" in rows["job"]
+    assert rows["idle"].split()[1] == "stopped"
+    # columns are aligned: STATE starts at the same offset on every line
+    offs = {l.index(l.split()[1], len(l.split()[0])) for l in lines}
+    assert len(offs) == 1, lines
+
+    r = d.ctl("--json", "status", "web")
+    assert r.returncode == 0
+    o = json.loads(r.stdout)
+    assert o["ok"] and [s["name"] for s in o["services"]] == ["web"]
+    s = o["services"][0]
+    assert s["state"] == "running" and s["pid"] > 0 and s["restarts"] == 0
+    assert d.ctl("status", "nope").returncode == 1
+    d.stop()
+
+
+def test_start_stop_restart_signal(procs, tmp_path):
+    out = tmp_path / "sig.txt"
+    d = Daemon(procs, tmp_path, BASIC + f"""
+[service:trap]
+command = sh -c 'trap "echo usr1 >> {out}" USR1; echo ready >> {out}; while :; do sleep 0.05; done'
+start_secs = 0
+""")
+    web = d.wait_state("web", "running")
+    r = d.ctl("stop", "web")
+    assert r.returncode == 0, r.stderr
+    assert "web: stopped" in r.stdout
+    assert not alive(web["pid"])
+    assert d.status("web")["web"]["state"] == "stopped"
+
+    r = d.ctl("start", "web", "idle")
+    assert r.returncode == 0, r.stderr
+    st = d.status()
+    assert st["web"]["state"] == "running" and st["idle"]["state"] == "running"
+
+    old = st["web"]["pid"]
+    r = d.ctl("restart", "web")
+    assert r.returncode == 0, r.stderr
+    new = d.status("web")["web"]
+    assert new["state"] == "running" and new["pid"] != old and not alive(old)
+
+    wait_for(lambda: out.exists() and "ready" in out.read_text(), what="trap ready")
+    r = d.ctl("signal", "trap", "USR1")
+    assert r.returncode == 0 and "signaled: trap" in r.stdout, r.stderr
+    wait_for(lambda: "usr1" in out.read_text(), what="USR1 delivered")
+    r = d.ctl("signal", "job", "HUP")  # exited: nothing to signal
+    assert r.returncode == 1 and "job: not running" in r.stderr
+    r = d.ctl("signal", "web", "NOSUCHSIG")
+    assert r.returncode == 2
+
+    r = d.ctl("stop", "nosuch")
+    assert r.returncode == 1 and "no such service: nosuch" in r.stderr
+    d.stop()
+
+
+def test_start_reports_failure(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+[service:bad]
+command = HELPER exit 3
+start_secs = 1
+start_retries = 1
+backoff_initial = 10ms
+autostart = false
+""")
+    r = d.ctl("start", "bad")
+    assert r.returncode == 1
+    assert "bad: fatal" in r.stdout and "not running: bad (fatal)" in r.stderr
+    s = d.status("bad")["bad"]
+    assert s["state"] == "fatal" and s["last_exit"]["code"] == 3
+    d.stop()
+
+
+def test_add_and_remove(procs, tmp_path):
+    d = Daemon(procs, tmp_path, BASIC)
+    r = d.ctl("add", "-e", "GREETING=hi there", "--restart", "always", "extra", "--",
+              HELPER, "pause")
+    assert r.returncode == 0, r.stderr
+    assert "extra: running" in r.stdout
+    s = d.status("extra")["extra"]
+    assert s["added"] and s["restart"] == "always"
+    with open(f"/proc/{s['pid']}/environ", "rb") as f:
+        assert b"GREETING=hi there" in f.read().split(b"\0")
+
+    # from JSON, like `docker run`, with instances
+    spec = {"name": "pool", "command": [HELPER, "pause"], "instances": 2, "start_secs": 0}
+    r = d.ctl("add", "--json", json.dumps(spec))
+    assert r.returncode == 0, r.stderr
+    st = d.status()
+    assert st["pool:0"]["state"] == "running" and st["pool:1"]["state"] == "running"
+
+    r = d.ctl("add", "extra", "--", HELPER, "pause")
+    assert r.returncode == 1 and "already exists" in r.stderr
+    r = d.ctl("add", "x2", "--", "/no/such/binary")
+    assert r.returncode == 1 and "/no/such/binary" in r.stderr
+    r = d.ctl("add", "-s", "colour=red", "x3", "--", HELPER, "pause")
+    assert r.returncode == 1 and "unknown key 'colour'" in r.stderr
+    r = d.request({"cmd": "add", "service": {"name": "x4"}})
+    assert not r["ok"] and "missing 'command'" in r["error"]
+
+    pids = [st["pool:0"]["pid"], st["pool:1"]["pid"], s["pid"]]
+    r = d.ctl("remove", "pool", "extra")
+    assert r.returncode == 0, r.stderr
+    assert "removed: pool:0 pool:1 extra" in r.stdout
+    wait_for(lambda: not any(alive(p) for p in pids), what="removed services gone")
+    assert set(d.status()) == {"web", "job", "idle"}
+    d.stop()
+
+
+def test_ping_and_shutdown_command(procs, tmp_path):
+    d = Daemon(procs, tmp_path, BASIC)
+    r = d.ctl("ping")
+    assert r.returncode == 0 and f"pid {d.p.pid}" in r.stdout
+    pids = d.pids()
+    r = d.ctl("shutdown")
+    assert r.returncode == 0, r.stderr
+    assert d.p.wait(timeout=30 * SLOW) == 0
+    assert not any(alive(p) for p in pids)
+    assert not os.path.exists(d.sock)
+
+
+# ------------------------------------------------------------------ reload
+
+
+RELOAD_A = """
+[service:same]
+command = HELPER pause
+start_secs = 0
+
+[service:changed]
+command = HELPER pause
+start_secs = 0
+
+[service:gone]
+command = HELPER pause
+start_secs = 0
+"""
+
+RELOAD_B = """
+[service:same]
+command = HELPER pause
+start_secs = 0
+
+[service:changed]
+command = HELPER sleep 100000
+start_secs = 0
+
+[service:new]
+command = HELPER pause
+start_secs = 0
+"""
+
+
+def test_reload_add_remove_change_unchanged(procs, tmp_path):
+    d = Daemon(procs, tmp_path, RELOAD_A)
+    for n in ("same", "changed", "gone"):
+        d.wait_state(n, "running")
+    before = {n: s["pid"] for n, s in d.status().items()}
+
+    d.write(RELOAD_B)
+    r = d.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    assert "added: new" in r.stdout and "removed: gone" in r.stdout
+    assert "changed: changed" in r.stdout and "unchanged: 1" in r.stdout
+    wait_for(lambda: set(d.status()) == {"same", "changed", "new"}, what="new service set")
+    d.wait_state("new", "running")
+    after = d.wait_state("changed", "running")
+    assert after["pid"] != before["changed"] and not alive(before["changed"])
+    with open(f"/proc/{after['pid']}/cmdline", "rb") as f:
+        assert b"sleep" in f.read()
+    assert d.status("same")["same"]["pid"] == before["same"]  # not touched
+    wait_for(lambda: not alive(before["gone"]), what="removed service stopped")
+
+    # a broken config is refused and the running one kept
+    d.write(RELOAD_B + "\n[service:broken]\nrestart = never\n")
+    r = d.ctl("reload")
+    assert r.returncode == 1
+    assert "service broken: missing 'command'" in r.stderr and f"{d.cfg}:" in r.stderr
+    assert set(d.status()) == {"same", "changed", "new"}
+
+    # SIGHUP does the same as ctl reload
+    d.write(RELOAD_A)
+    d.p.send_signal(signal.SIGHUP)
+    wait_for(lambda: set(d.status()) == {"same", "changed", "gone"}, what="reload on SIGHUP")
+    d.wait_state("gone", "running")
+    assert d.status("same")["same"]["pid"] == before["same"]
+    assert "received SIGHUP" in d.log()
+    d.stop()
+
+
+def test_reload_instances(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+[service:w]
+command = HELPER pause
+instances = 2
+start_secs = 0
+""")
+    d.wait_state("w:1", "running")
+    p0 = d.status("w:0")["w:0"]["pid"]
+    with open(f"/proc/{p0}/environ", "rb") as f:
+        env = f.read().split(b"\0")
+    assert b"EVMON_INSTANCE=0" in env and b"EVMON_SERVICE=w:0" in env
+    d.write("""
+[service:w]
+command = HELPER pause
+instances = 3
+start_secs = 0
+""")
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "added: w:2" in r.stdout and "unchanged: 2" in r.stdout
+    d.wait_state("w:2", "running")
+    assert d.status("w:0")["w:0"]["pid"] == p0
+    r = d.ctl("stop", "w")  # the definition's name means all its instances
+    assert r.returncode == 0 and r.stdout.count("stopped") == 3
+    d.stop()
+
+
+def test_reload_conflict_with_added_service(procs, tmp_path):
+    d = Daemon(procs, tmp_path, BASIC)
+    assert d.ctl("add", "extra", "--", HELPER, "pause").returncode == 0
+    d.write(BASIC + "\n[service:extra]\ncommand = HELPER pause\n")
+    r = d.ctl("reload")
+    assert r.returncode == 1 and "added with `evmon ctl add`" in r.stderr
+    # services added at run time survive a reload that does not mention them
+    d.write(BASIC)
+    assert d.ctl("reload").returncode == 0
+    assert "extra" in d.status()
+    d.stop()
+
+
+# ------------------------------------------------------------------ events
+
+
+def test_events_stream_content_and_order(procs, tmp_path):
+    d = Daemon(procs, tmp_path, BASIC)
+    d.wait_state("web", "running")
+    pid = d.status("web")["web"]["pid"]
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":["web"]}\n')
+    rd = LineReader(s)
+    assert rd.next() == {"ok": True, "events": True}
+    assert d.ctl("restart", "web").returncode == 0
+    # job events are filtered out; web's come in order
+    got = [rd.next() for _ in range(5)]
+    kinds = [(e["event"], e.get("old_state"), e.get("state")) for e in got]
+    assert kinds == [("state", "running", "stopping"), ("exit", None, None),
+                     ("state", "stopping", "stopped"), ("state", "stopped", "starting"),
+                     ("state", "starting", "running")], got
+    assert all(e["service"] == "web" for e in got)
+    assert got[1]["pid"] == pid and got[1]["signal"] == signal.SIGTERM
+    assert got[1]["signal_name"] == "TERM" and got[1]["code"] is None
+    new = got[3]["pid"]
+    assert new != pid and got[4]["pid"] == new
+    times = [e["time"] for e in got]
+    assert times == sorted(times)
+
+    # the human form from ctl
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "events"])
+    time.sleep(0.3 * SLOW)  # let it subscribe; the assertion below waits anyway
+    assert d.ctl("stop", "web").returncode == 0
+    d.stop()
+    out = p.stdout.read().decode()
+    assert p.wait(timeout=10) == 3  # the daemon went away
+    assert re.search(r"service web: running -> stopping, pid \d+", out), out
+    assert re.search(r"service web: pid \d+ killed by signal TERM", out), out
+    s.close()
+
+
+def test_events_include_spawn_failures_and_crashes(procs, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("#!/bin/sh\nexit 7\n")
+    victim.chmod(0o755)
+    d = Daemon(procs, tmp_path, f"""
+[service:crash]
+command = {victim}
+start_secs = 0
+backoff_initial = 200ms
+autostart = false
+""")
+    s = d.connect()
+    s.sendall(b'{"cmd":"events"}\n')
+    rd = LineReader(s)
+    rd.next()
+    d.request({"cmd": "start", "names": ["crash"]})
+    ev = [rd.next() for _ in range(4)]
+    assert [e["event"] for e in ev] == ["state", "exit", "state", "state"], ev
+    assert ev[1]["code"] == 7
+    assert ev[2]["state"] == "backoff" and ev[2]["delay_ms"] == 200
+    os.unlink(victim)  # the next start fails at exec
+    while True:
+        e = rd.next()
+        if e["event"] == "state" and e.get("error"):
+            break
+    assert e["state"] in ("backoff", "fatal")
+    assert "No such file or directory" in e["error"] and e["error"].startswith("exec")
+    assert "No such file" in d.status("crash")["crash"]["error"]
+    s.close()
+    d.stop()
+
+
+# ------------------------------------------------------------------ shutdown
+
+
+def test_shutdown_stops_everything(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+[service:stubborn]
+command = HELPER ignore 15 pause
+stop_timeout = 300ms
+start_secs = 0
+
+[service:family]
+command = sh -c 'sleep 100000 & sleep 100000 & wait'
+kill_group = true
+start_secs = 0
+
+[service:polite]
+command = sh -c 'trap "sleep 0.1; exit 0" TERM; while :; do sleep 0.05; done'
+start_secs = 0
+""")
+    for n in ("stubborn", "family", "polite"):
+        d.wait_state(n, "running")
+    fam = d.status("family")["family"]["pid"]
+    grandkids = wait_for(lambda: [int(p) for p in open(f"/proc/{fam}/task/{fam}/children")
+                                  .read().split()] or None, what="family's children")
+    assert len(grandkids) == 2
+    d.stop(signal.SIGINT)
+    assert not any(alive(p) for p in grandkids)
+    log = d.log()
+    assert "received SIGINT" in log and "all services stopped" in log
+    assert re.search(r"service stubborn: pid \d+ killed by signal KILL", log), log
+
+
+def test_second_daemon_refused_and_stale_socket_replaced(procs, tmp_path):
+    d = Daemon(procs, tmp_path, BASIC)
+    r = procs.run([EVMON, "daemon", "-c", d.cfg, "-S", d.sock], timeout=20)
+    assert r.returncode == 1 and "another evmon daemon is running" in r.stderr
+    assert d.ctl("ping").returncode == 0  # the first one is untouched
+    pids = d.pids()
+    # a daemon killed outright leaves a stale socket; a new one replaces it
+    os.killpg(d.p.pid, signal.SIGKILL)
+    d.p.wait()
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert os.path.exists(d.sock)
+    d.start()
+    assert d.ctl("ping").returncode == 0
+    d.stop()
+
+
+def test_reaper_mode_reaps_orphans(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+[service:forker]
+command = HELPER orphans 3 exit 0
+restart = never
+start_secs = 0
+""", args=["--reaper"])
+    wait_for(lambda: d.log().count("reaped orphan") >= 3, timeout=10 * SLOW, what="orphans reaped")
+    assert not [l for l in d.log().splitlines() if "warning" in l]
+    d.stop()
+
+
+def test_as_pid1_it_reaps_orphans(procs, tmp_path):
+    """As PID 1 of a PID namespace (a container) the daemon reaps without --reaper."""
+    d = Daemon(procs, tmp_path, """
+[service:forker]
+command = HELPER orphans 3 exit 0
+restart = never
+start_secs = 0
+
+[service:web]
+command = HELPER pause
+""", start=False)
+    p = procs.spawn(["unshare", "--pid", "--fork", "--mount-proc", EVMON, "daemon", "-c", d.cfg,
+                     "-S", d.sock], stdout=open(d.logpath, "ab"), stderr=subprocess.STDOUT)
+    wait_for(d.answers, timeout=20 * SLOW, what="the daemon in its namespace")
+    assert d.request({"cmd": "ping"})["pid"] == 1
+    wait_for(lambda: d.log().count("reaped orphan") >= 3, timeout=10 * SLOW, what="orphans reaped")
+    assert "reaping orphans" in d.log()
+    assert d.ctl("shutdown").returncode == 0
+    assert p.wait(timeout=30 * SLOW) == 0
+    assert "all services stopped" in d.log()
+
+
+def test_service_output_to_log_dir(procs, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+
+[service:chatty]
+command = sh -c 'echo to-out; echo to-err >&2; exec {HELPER} pause'
+stdout = log
+stderr = log
+start_secs = 0
+
+[service:quiet]
+command = sh -c 'echo should-not-appear'
+stdout = null
+restart = never
+""")
+    out, err = logs / "chatty.stdout.log", logs / "chatty.stderr.log"
+    wait_for(lambda: out.exists() and "to-out" in out.read_text(), what="stdout log")
+    wait_for(lambda: "to-err" in err.read_text(), what="stderr log")
+    # SIGUSR1 reopens (after logrotate moved the files)
+    os.rename(out, logs / "chatty.stdout.log.1")
+    d.p.send_signal(signal.SIGUSR1)
+    wait_for(lambda: out.exists(), what="reopened log")
+    assert d.ctl("restart", "chatty").returncode == 0
+    wait_for(lambda: "to-out" in out.read_text(), what="output in the new file")
+    d.stop()
+    assert "should-not-appear" not in d.log()

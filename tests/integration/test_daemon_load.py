@@ -1,0 +1,156 @@
+"""`evmon daemon` under pressure: foreign uids, many clients, clients that
+never read, malformed and oversized requests, and 2,000 services."""
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+import pytest
+
+from conftest import EVMON, HELPER, wait_for
+from daemon_util import SLOW, Daemon, LineReader, alive, read_line
+
+SIMPLE = """
+[service:web]
+command = HELPER pause
+start_secs = 0
+"""
+
+
+def test_peer_uid_is_checked(procs, tmp_path):
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as nobody")
+    # a directory nobody can reach (pytest's tmp_path is private to root)
+    top = tempfile.mkdtemp(prefix="evmon-peercred-")
+    try:
+        os.chmod(top, 0o755)
+        from pathlib import Path
+        d = Daemon(procs, Path(top), SIMPLE)
+        assert os.stat(d.sock).st_mode & 0o777 == 0o600
+        # mode 0600 already keeps other users out...
+        r = d.ctl("status", user="nobody")
+        assert r.returncode == 3 and "Permission denied" in r.stderr, r
+        # ...and with the mode opened up, SO_PEERCRED still does
+        os.chmod(d.sock, 0o666)
+        r = d.ctl("status", user="nobody")
+        assert r.returncode == 1, r
+        assert "permission denied: only root and the daemon's user" in r.stderr
+        assert f"uid {nobody.pw_uid} is neither root" in d.log()
+        assert d.ctl("status").returncode == 0  # root still is
+        d.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_100_concurrent_clients(procs, tmp_path):
+    d = Daemon(procs, tmp_path, SIMPLE)
+    d.wait_state("web", "running")
+    ps = [procs.spawn([EVMON, "ctl", "-S", d.sock, "--json", "status"]) for _ in range(100)]
+    outs = [p.communicate(timeout=60 * SLOW) for p in ps]
+    assert [p.returncode for p in ps] == [0] * 100, [o[1] for o in outs if o[1]][:3]
+    for out, _ in outs:
+        assert json.loads(out)["services"][0]["state"] == "running"
+    # and 100 raw connections open at the same time, all answered
+    socks = [d.connect() for _ in range(100)]
+    for i, s in enumerate(socks):
+        s.sendall(json.dumps({"cmd": "ping", "id": i}).encode() + b"\n")
+    for i, s in enumerate(socks):
+        r = json.loads(read_line(s))
+        assert r["ok"] and r["id"] == i and r["clients"] >= 1
+        s.close()
+    d.stop()
+
+
+def test_client_that_never_reads(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+[evmon]
+client_buffer = 64k
+
+[service:s]
+command = HELPER pause
+instances = 50
+start_secs = 0
+stop_timeout = 2
+""")
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()),
+             what="all running")
+    # one client that connects and says nothing, one that subscribes and never reads
+    mute = d.connect()
+    deaf = d.connect()
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    deaf.sendall(b'{"cmd":"events"}\n')
+    # a flood of events: every restart is 5 lines per service
+    for _ in range(40):
+        r = d.request({"cmd": "restart", "names": ["s"], "wait": True}, timeout=60)
+        assert r["ok"], r
+        if "dropped" in d.log():
+            break
+    assert "events not read" in d.log() and "dropped" in d.log()
+    # the daemon is fine and serves everyone else
+    r = d.ctl("status")
+    assert r.returncode == 0 and r.stdout.count("running") == 50
+    mute.close()
+    deaf.close()
+    d.stop()
+
+
+def test_malformed_and_oversized_requests(procs, tmp_path):
+    d = Daemon(procs, tmp_path, SIMPLE)
+    s = d.connect()
+    rd = LineReader(s)
+    s.sendall(b"this is not json\n")
+    r = rd.next()
+    assert not r["ok"] and "malformed JSON" in r["error"]
+    s.sendall(b'"a string"\n')
+    assert "JSON object" in rd.next()["error"]
+    s.sendall(b'{"cmd":"fly"}\n')
+    assert "unknown command" in rd.next()["error"]
+    s.sendall(b'{"nocmd":1}\n')
+    assert 'missing "cmd"' in rd.next()["error"]
+    s.sendall(b'{"cmd":"start","names":"web"}\n')
+    assert "must be an array" in rd.next()["error"]
+    s.sendall(b'{"cmd":"signal","names":["web"],"signal":"NOPE"}\n')
+    assert "must name a signal" in rd.next()["error"]
+    s.sendall(b"{" + b'"x":"' + b"y" * 200000 + b'"}\n')
+    r = rd.next()
+    assert not r["ok"] and "longer than 65536 bytes" in r["error"]
+    # the same connection still works, and requests can be pipelined with ids
+    s.sendall(b'{"cmd":"status","id":1}\n{"cmd":"ping","id":2}\n')
+    a, b = rd.next(), rd.next()
+    assert a["id"] == 1 and a["services"][0]["name"] == "web" and b["id"] == 2
+    # a client that vanishes mid-request does no harm
+    t = d.connect()
+    t.sendall(b'{"cmd":"status"')
+    t.close()
+    s.close()
+    assert d.ctl("ping").returncode == 0
+    d.stop()
+
+
+def test_2000_services(procs, tmp_path):
+    n = 500 if SLOW > 1 else 2000
+    d = Daemon(procs, tmp_path, f"""
+[service:s]
+command = {HELPER} pause
+instances = {n}
+start_secs = 0
+""")
+
+    def running():
+        st = d.status()
+        return len(st) == n and all(s["state"] == "running" for s in st.values())
+
+    wait_for(running, timeout=120, interval=0.5, what=f"{n} services running")
+    r = d.ctl("status")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == n + 1
+    pids = d.pids()
+    assert len(set(pids)) == n
+    d.stop(timeout=120)
