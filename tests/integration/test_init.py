@@ -616,12 +616,19 @@ def test_env_passthrough(run, mode):
     assert f"PATH={os.environ['PATH']}\n" in r.out.text
 
 
+@differs(tini="tini passes on the signals its parent ignored (nohup's SIGHUP, a background job's SIGINT)")
 def test_signal_mask_clean(run, mode):
-    """The child starts with no blocked or ignored signals"""
-    r = run(init_cmd(H("status"), mode), mode)
+    """The child starts with no blocked signal, and default dispositions even for those init's parent ignored"""
+    def ignore():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    r = run(init_cmd(H("status"), mode), mode, preexec_fn=ignore)
     assert r.wait() == 0, r.err.text
     assert "SigBlk:\t0000000000000000" in r.out.text
-    assert "SigIgn:\t0000000000000000" in r.out.text
+    ign = int(re.search(r"SigIgn:\t([0-9a-f]+)", r.out.text).group(1), 16)
+    # 1-31 only: some environments (make, here) ignore glibc's internal 32 and 33,
+    # which only evmon resets
+    assert ign & 0x7fffffff == 0, r.out.text
 
 
 def test_no_fd_leak(run, mode):
