@@ -76,13 +76,10 @@ static void on_service_event(struct daemon *d, const struct evm_event *ev)
 {
 	const char *name = ev->name ? ev->name : "?";
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
-	bool current = u && u->svc == ev->service;
-	units_on_event(d, ev, current ? u : NULL);
+	units_on_event(d, ev, u);
 
-	/* the exit that caused this transition, once per process */
-	if (ev->exit && (!current || u->last_exit_pid != ev->exit->pid)) {
-		if (current)
-			u->last_exit_pid = ev->exit->pid;
+	/* the exit that caused this transition (the library says: exactly one event has it) */
+	if (ev->exit) {
 		cJSON *x = cJSON_CreateObject();
 		cJSON_AddStringToObject(x, "event", "exit");
 		daemon_add_time(x, "time", &ev->exit->end_time);
@@ -115,7 +112,7 @@ static void on_service_event(struct daemon *d, const struct evm_event *ev)
 	}
 	if (ev->message)
 		cJSON_AddStringToObject(o, "message", ev->message);
-	if (!current)
+	if (ev->removed)
 		cJSON_AddTrueToObject(o, "removed");
 	daemon_publish(d, name, o);
 	if (d->waiters)
@@ -330,7 +327,8 @@ int cmd_daemon(int argc, char **argv)
 		goto out;
 	}
 	dlog_attach(d.loop);
-	evm_subscribe(d.loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, &d, NULL);
+	struct evm_sub *sub = NULL;
+	evm_subscribe(d.loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, &d, &sub);
 	if (units_load(&d) < 0)
 		dlog("out of memory creating the services");
 	dlog("daemon %d started: %zu services from %s, control socket %s%s", (int)getpid(),
@@ -346,6 +344,7 @@ int cmd_daemon(int argc, char **argv)
 	waiters_finish(&d);
 	dlog("all services stopped: exiting");
 	rc = r < 0 ? 1 : 0;
+	evm_unsubscribe(sub); /* freeing the units below is not news */
 out:
 	control_close(d.ctl);
 	d.ctl = NULL;

@@ -18,16 +18,14 @@ struct unit {
 	char *name;		 /* NAME, or NAME:i for instances */
 	struct svc_conf *conf;	 /* shared by the instances of one definition */
 	unsigned instance;
-	struct evm_service *svc; /* NULL until created (see pending) */
+	struct evm_service *svc; /* NULL when it could not be created */
 	struct svc_output out;
 	bool added;		 /* from `ctl add`, not from the config file */
 	bool want_start;	 /* start as soon as it is created */
-	bool pending;		 /* its name is still held by a removed predecessor */
 	bool mark;		 /* scratch, for selections and reload */
 	int create_error;	 /* -errno of the last failed creation, else 0 */
 	unsigned transitions;	 /* state changes seen */
 	unsigned starts;	 /* of which from not running to STARTING or RUNNING */
-	pid_t last_exit_pid;	 /* the last exit published */
 	struct unit *prev, *next; /* creation order */
 	struct unit *hnext;	 /* hash chain */
 };
@@ -46,8 +44,6 @@ struct daemon {
 	struct unit *first, *last;
 	struct unit **buckets;
 	size_t nbuckets, nunits;
-	size_t npending;
-	struct evm_timer *pending_timer;
 
 	struct waiter *waiters;
 };
@@ -69,7 +65,7 @@ int units_load(struct daemon *d); /* every unit of d->cfg */
 int units_reload(struct daemon *d, cJSON *resp);
 void units_reopen_logs(struct daemon *d);
 void units_free(struct daemon *d);
-/* Called for every service event: counters, pending replacements. */
+/* Called for every service event: the unit's transition counters. */
 void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u);
 
 /* requests.c */

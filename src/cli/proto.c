@@ -98,8 +98,13 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 		snprintf(buf, len, "(not an event)");
 	} else if (!strcmp(type, "state")) {
 		const char *st = str(ev, "state"), *old = str(ev, "old_state");
-		int n = snprintf(buf, len, "service %s: %s -> %s", svc ? svc : "?", old ? old : "?",
-				 st ? st : "?");
+		bool removed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "removed"));
+		if (removed && st && old && !strcmp(st, old)) {
+			snprintf(buf, len, "service %s: removed", svc ? svc : "?");
+			return;
+		}
+		int n = snprintf(buf, len, "service %s: %s -> %s%s", svc ? svc : "?", old ? old : "?",
+				 st ? st : "?", removed ? " (removed)" : "");
 		if (n < 0 || (size_t)n >= len)
 			return;
 		if (pid > 0)

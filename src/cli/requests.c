@@ -105,9 +105,7 @@ cJSON *unit_status(const struct unit *u)
 	if (info.state == EVM_STATE_BACKOFF)
 		cJSON_AddNumberToObject(o, "next_start_ms", (double)info.next_start_ms);
 	char err[256];
-	if (!u->svc && u->pending) {
-		cJSON_AddStringToObject(o, "error", "waiting for its predecessor to stop");
-	} else if (!u->svc && u->create_error) {
+	if (!u->svc && u->create_error) {
 		snprintf(err, sizeof(err), "not created: %s", strerror(-u->create_error));
 		cJSON_AddStringToObject(o, "error", err);
 	} else if (info.last_error.stage != EVM_STAGE_NONE) {
@@ -287,10 +285,8 @@ static bool is_active(enum evm_state s)
 
 static bool settled(const struct waiter *w, const struct wait_entry *e, struct unit *u)
 {
-	if (!u || (!u->svc && !u->pending))
+	if (!u || !u->svc)
 		return true; /* removed, or cannot be created */
-	if (!u->svc)
-		return w->kind == W_STOP;
 	enum evm_state s = evm_service_state(u->svc);
 	if (w->kind == W_STOP)
 		return s == EVM_STATE_STOPPED || s == EVM_STATE_EXITED || s == EVM_STATE_FATAL;
@@ -515,8 +511,7 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 				r = evm_service_stop(u->svc);
 		} else if (!u->svc) {
 			u->want_start = true;
-			if (!u->pending)
-				r = unit_create(d, u);
+			r = unit_create(d, u); /* it failed before: try again */
 		} else {
 			r = restart ? evm_service_restart(u->svc) : evm_service_start(u->svc);
 		}
@@ -712,7 +707,6 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 	cJSON *arr = cJSON_AddArrayToObject(r, "removed");
 	for (size_t i = 0; i < sel.n; i++) {
 		cJSON_AddItemToArray(arr, cJSON_CreateString(sel.u[i]->name));
-		dlog("service %s: removed", sel.u[i]->name);
 		unit_remove(d, sel.u[i]);
 	}
 	free(sel.u);

@@ -4,10 +4,9 @@
  * between the running units and a freshly read config).
  *
  * Invariants: a unit name is in the table at most once; u->svc, when set, is
- * the library service of that name created for u->conf. A unit whose name
- * is still held by a removed predecessor that is stopping is "pending": its
- * creation is retried when a removed service stops, and on a short timer
- * while any is pending (the library does not say when it releases a name).
+ * the library service of that name created for u->conf. Removing a service
+ * releases its name in the library at once (it finishes stopping in the
+ * background), so a changed service's replacement is created right away.
  */
 #include "daemon.h"
 
@@ -17,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PENDING_RETRY_MS 100
 
 /* ----------------------------------------------------------------- hash */
 
@@ -65,55 +62,18 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
 		snprintf(buf, len, "%s", c->name);
 }
 
-/* -------------------------------------------------------------- pending */
-
-static void retry_pending(struct daemon *d)
-{
-	for (struct unit *u = d->first; u && d->npending; u = u->next)
-		if (u->pending)
-			unit_create(d, u);
-}
-
-static void on_pending_timer(struct evm_timer *t, void *data)
-{
-	struct daemon *d = data;
-	(void)t;
-	d->pending_timer = NULL;
-	retry_pending(d);
-	if (d->npending && !d->pending_timer)
-		evm_timer_add(d->loop, PENDING_RETRY_MS, on_pending_timer, d, &d->pending_timer);
-}
-
-static void set_pending(struct daemon *d, struct unit *u, bool on)
-{
-	if (u->pending == on)
-		return;
-	u->pending = on;
-	if (on) {
-		d->npending++;
-		if (!d->pending_timer)
-			evm_timer_add(d->loop, PENDING_RETRY_MS, on_pending_timer, d, &d->pending_timer);
-	} else if (--d->npending == 0 && d->pending_timer) {
-		evm_timer_cancel(d->pending_timer);
-		d->pending_timer = NULL;
-	}
-}
+/* ------------------------------------------------------------- counters */
 
 void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u)
 {
-	if (u && u->svc == ev->service) {
-		u->transitions++;
-		bool was = ev->old_state == EVM_STATE_STARTING || ev->old_state == EVM_STATE_RUNNING;
-		bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING;
-		if (is && !was)
-			u->starts++;
-	} else if (d->npending && ev->state == EVM_STATE_STOPPED) {
-		/* a removed service stopped: the library frees its name after this event */
-		if (d->pending_timer)
-			evm_timer_cancel(d->pending_timer);
-		d->pending_timer = NULL;
-		evm_timer_add(d->loop, 0, on_pending_timer, d, &d->pending_timer);
-	}
+	(void)d;
+	if (!u || u->svc != ev->service)
+		return;
+	u->transitions++;
+	bool was = ev->old_state == EVM_STATE_STARTING || ev->old_state == EVM_STATE_RUNNING;
+	bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING;
+	if (is && !was)
+		u->starts++;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -136,12 +96,6 @@ int unit_create(struct daemon *d, struct unit *u)
 		r = evm_service_new(d->loop, &b.opts, &u->svc);
 		config_build_free(&b);
 	}
-	if (r == -EEXIST) {
-		u->svc = NULL;
-		set_pending(d, u, true);
-		return r;
-	}
-	set_pending(d, u, false);
 	if (r < 0) {
 		u->svc = NULL;
 		if (u->create_error != r)
@@ -196,7 +150,6 @@ static void unit_release(struct daemon *d, struct unit *u)
 	if (u->svc)
 		evm_service_remove(u->svc);
 	u->svc = NULL;
-	set_pending(d, u, false);
 	output_close(&u->out);
 }
 
@@ -236,9 +189,6 @@ void units_free(struct daemon *d)
 {
 	while (d->first)
 		unit_remove(d, d->first);
-	if (d->pending_timer)
-		evm_timer_cancel(d->pending_timer);
-	d->pending_timer = NULL;
 	free(d->buckets);
 	d->buckets = NULL;
 	d->nbuckets = 0;

@@ -92,6 +92,12 @@ static void test_event_lines(void **state)
 		"\"message\":\"exec /x: No such file or directory\"}",
 		"service x: stopped -> backoff, next start in 0.1s: exec /x: No such file or "
 		"directory: exec: No such file or directory");
+	line_of("{\"event\":\"state\",\"service\":\"old\",\"state\":\"stopped\","
+		"\"old_state\":\"stopping\",\"pid\":5,\"restarts\":0,\"removed\":true}",
+		"service old: stopping -> stopped (removed), pid 5");
+	line_of("{\"event\":\"state\",\"service\":\"old\",\"state\":\"stopped\","
+		"\"old_state\":\"stopped\",\"restarts\":0,\"removed\":true}",
+		"service old: removed");
 	line_of("{\"event\":\"exit\",\"service\":\"web\",\"pid\":42,\"code\":3,\"signal\":null,"
 		"\"runtime_ms\":1500}",
 		"service web: pid 42 exited with code 3 after 1.5s");
