@@ -1018,6 +1018,12 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 	const struct svc_policy *p = &c->pol;
 	o->name = b->name;
 	o->spawn.argv = c->argv;
+	/*
+	 * Its own session: a Ctrl-C or SIGHUP meant for the daemon's terminal
+	 * or process group must not reach the services behind the daemon's back
+	 * (the daemon stops them by their stop_signal and stop_timeout).
+	 */
+	o->spawn.flags |= EVM_SPAWN_SETSID;
 	o->spawn.env_extra = b->env;
 	o->spawn.cwd = c->directory;
 	if (c->set_uid) {

@@ -432,6 +432,24 @@ start_secs = 0
     assert re.search(r"service stubborn: pid \d+ killed by signal KILL", log), log
 
 
+def test_terminal_signals_do_not_reach_services(procs, tmp_path):
+    """Ctrl-C hits the daemon's whole process group; services get their stop_signal only."""
+    out = tmp_path / "sigs.txt"
+    d = Daemon(procs, tmp_path, f"""
+[service:w]
+command = sh -c 'trap "echo INT >> {out}" INT; trap "echo TERM >> {out}; exit 0" TERM; echo up >> {out}; while :; do sleep 0.05; done'
+start_secs = 0
+""")
+    pid = d.wait_state("w", "running")["pid"]
+    wait_for(lambda: out.exists() and "up" in out.read_text(), what="service up")
+    assert os.getsid(pid) == pid and os.getpgid(pid) != os.getpgid(d.p.pid)
+    pids = d.pids()
+    os.killpg(d.p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert d.p.wait(timeout=30 * SLOW) == 0
+    assert out.read_text().split() == ["up", "TERM"]
+    assert not any(alive(p) for p in pids)
+
+
 def test_second_daemon_refused_and_stale_socket_replaced(procs, tmp_path):
     d = Daemon(procs, tmp_path, BASIC)
     r = procs.run([EVMON, "daemon", "-c", d.cfg, "-S", d.sock], timeout=20)
