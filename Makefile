@@ -109,6 +109,14 @@ clean:
 
 -include $(sort $(wildcard mk/*.mk))
 
-# Until the daemon lands, `make run` runs the seed example.
+# `make run`: the supervisor on the demo config, in the foreground (Ctrl-C stops
+# every service and exits). Talk to it from another terminal with evmon ctl.
+DEMO_SOCK = $(abspath $(BUILD))/demo.sock
 run: all
-	$(BUILD)/examples/seed
+	@echo "evmon daemon on examples/demo.ini; from another terminal:"
+	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) status"
+	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) events"
+	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) restart web"
+	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) add hello -- sleep 600"
+	@echo "Ctrl-C stops every service and the daemon."
+	$(EVMON) daemon -c examples/demo.ini -S $(DEMO_SOCK)
