@@ -111,8 +111,15 @@ EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
 		}
 	}
 	for (int i = 0; i < 3; i++) {
-		if (fds[i] == -1)
+		if (fds[i] == -1) {
+			/*
+			 * Inherited: the child gets our fd i even if we marked it
+			 * close-on-exec (as the spawn helper, which sends it, does).
+			 * The flag is per fd table, so ours keeps it.
+			 */
+			fcntl(i, F_SETFD, 0);
 			continue;
+		}
 		if (fds[i] == -2) {
 			close(i);
 			continue;
