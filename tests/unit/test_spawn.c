@@ -581,6 +581,42 @@ static void test_stdio_swap(void **state)
 	t_forked(stdio_swap, &a);
 }
 
+/* Our stdout, as a child inherits it, with FD_CLOEXEC set on our side. */
+static void inherit_cloexec_stdio(void *arg)
+{
+	struct swap_arg *a = arg;
+	int pp[2];
+	CHECK(pipe(pp) == 0);
+	int err_keep = dup(2);
+	CHECK(dup3(pp[1], 1, O_CLOEXEC) == 1); /* e.g. a log file opened onto fd 1 */
+	close(pp[1]);
+	t_set_mode(a->m);
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	char *argv[] = {t_helper, "print", "inherited", NULL};
+	struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+	struct evm_proc *p;
+	CHECK(evm_spawn(loop, &o, &p) == 0);
+	CHILD_RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+	evm_proc_unref(p);
+	evm_loop_free(loop);
+	close(1);
+	char buf[64];
+	drain(pp[0], buf, sizeof(buf));
+	dup2(err_keep, 2);
+	if (strcmp(buf, "inherited\n"))
+		fprintf(stderr, "child's stdout got '%s'\n", buf);
+	CHECK(!strcmp(buf, "inherited\n"));
+}
+
+/* EVM_STDIO_INHERIT: the child gets our fd 1 even though we marked it close-on-exec. */
+static void test_stdio_inherit_cloexec(void **state)
+{
+	(void)state;
+	struct swap_arg a = {mode};
+	t_forked(inherit_cloexec_stdio, &a);
+}
+
 /* No fd of ours but 0/1/2 reaches a child, CLOEXEC or not. */
 static void test_no_fd_leak_into_child(void **state)
 {
@@ -1108,6 +1144,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stdio_pipes, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_nonblock_cleared, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_swap, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_stdio_inherit_cloexec, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state_changed_in_callback, setup,
