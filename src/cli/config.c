@@ -964,20 +964,23 @@ bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
 /* ------------------------------------------------------------ building */
 
 /*
- * The environment overrides: the [service] environment, plus EVMON_SERVICE
- * and EVMON_INSTANCE for instances. One block: pointers, then our strings
- * (the configured ones are borrowed; the library copies).
+ * The environment overrides: the [service] environment, then EVMON_SERVICE
+ * (the service's name) and, for instances, EVMON_INSTANCE. One block:
+ * pointers, then our strings (the configured ones are borrowed; the
+ * library copies them all).
  */
 static char **extra_env(const struct svc_conf *c, const char *name, unsigned instance)
 {
 	char own[2][192];
-	size_t nown = 0, owned_bytes = 0, n = 0;
+	size_t nown = 1, n = 0;
+	snprintf(own[0], sizeof(own[0]), "EVMON_SERVICE=%s", name);
 	if (c->instances > 1) {
-		snprintf(own[0], sizeof(own[0]), "EVMON_SERVICE=%s", name);
 		snprintf(own[1], sizeof(own[1]), "EVMON_INSTANCE=%u", instance);
 		nown = 2;
-		owned_bytes = strlen(own[0]) + strlen(own[1]) + 2;
 	}
+	size_t owned_bytes = 0;
+	for (size_t i = 0; i < nown; i++)
+		owned_bytes += strlen(own[i]) + 1;
 	for (char **e = c->env; e && *e; e++)
 		n++;
 	char **out = malloc((n + nown + 1) * sizeof(*out) + owned_bytes);
@@ -1006,13 +1009,11 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 		b->name = NULL;
 		return -ENOMEM;
 	}
-	if (c->env || c->instances > 1) {
-		b->env = extra_env(c, b->name, instance);
-		if (!b->env) {
-			free(b->name);
-			b->name = NULL;
-			return -ENOMEM;
-		}
+	b->env = extra_env(c, b->name, instance);
+	if (!b->env) {
+		free(b->name);
+		b->name = NULL;
+		return -ENOMEM;
 	}
 	struct evm_service_opts *o = &b->opts;
 	const struct svc_policy *p = &c->pol;

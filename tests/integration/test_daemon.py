@@ -182,7 +182,9 @@ def test_add_and_remove(procs, tmp_path):
     s = d.status("extra")["extra"]
     assert s["added"] and s["restart"] == "always"
     with open(f"/proc/{s['pid']}/environ", "rb") as f:
-        assert b"GREETING=hi there" in f.read().split(b"\0")
+        env = f.read().split(b"\0")
+    assert b"GREETING=hi there" in env and b"EVMON_SERVICE=extra" in env
+    assert not [e for e in env if e.startswith(b"EVMON_INSTANCE=")]
 
     # from JSON, like `docker run`, with instances
     spec = {"name": "pool", "command": [HELPER, "pause"], "instances": 2, "start_secs": 0}

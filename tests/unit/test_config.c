@@ -111,6 +111,14 @@ static void test_minimal(void **state)
 	assert_int_equal(c->pol.restart, EVM_RESTART_ON_FAILURE);
 	assert_int_equal(c->pol.set, 0);
 	assert_null(cfg->socket);
+	struct svc_build b;
+	assert_int_equal(config_build(c, 0, &b), 0);
+	assert_string_equal(b.opts.name, "web");
+	assert_string_equal(b.opts.spawn.env_extra[0], "EVMON_SERVICE=web");
+	assert_null(b.opts.spawn.env_extra[1]);
+	assert_null(b.opts.spawn.envp); /* the daemon's environment is inherited, not copied */
+	assert_int_equal(b.opts.spawn.flags & EVM_SPAWN_SETSID, EVM_SPAWN_SETSID);
+	config_build_free(&b);
 	config_free(cfg);
 }
 
