@@ -1,0 +1,166 @@
+"""The man pages: generated, rendered by man without warnings, and in step with the code.
+
+Sources are man/*.scd (scdoc); `make` renders them into $EVMON_BUILD/man.
+The checks that tie them to the code: every option and command a program's
+--help lists is documented in its page and every option a page documents is
+in --help; every public function of evmon.h is in libevmon(3); every config
+key the daemon accepts is in evmon.ini(5); libevmon(3)'s example compiles and
+runs.
+"""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import BUILD, EVMON, ROOT, SAN
+
+PAGES = ["evmon.1", "evmon-init.1", "evmon-ctl.1", "evmon-daemon.8", "evmon.ini.5", "libevmon.3"]
+MANDIR = os.path.join(BUILD, "man")
+
+
+def scd(page):
+    with open(os.path.join(ROOT, "man", page + ".scd")) as f:
+        return f.read()
+
+
+def section(text, title):
+    """The body of '# TITLE' in an scdoc source, up to the next heading."""
+    m = re.search(r"^# %s\n(.*?)(?=^# |\Z)" % re.escape(title), text, re.M | re.S)
+    assert m, f"no section {title}"
+    return m.group(1)
+
+
+def render(page, width=80, warnings=True):
+    env = dict(os.environ, MANWIDTH=str(width), LC_ALL="C.UTF-8", MAN_KEEP_FORMATTING="")
+    argv = ["man"] + (["--warnings"] if warnings else []) + ["-l", os.path.join(MANDIR, page)]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def documented_options(page, *titles):
+    """Options named in the item headers (unindented lines) of sections."""
+    out = set()
+    for title in titles or ("OPTIONS",):
+        for line in section(scd(page), title).splitlines():
+            if line.startswith("*-"):
+                out |= set(re.findall(r"\*(--?[A-Za-z][\w-]*)\*", line))
+    return out
+
+
+def help_text(*args):
+    r = subprocess.run([EVMON, *args, "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (args, r.stderr)
+    return r.stdout
+
+
+def help_options(text):
+    return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", "\n".join(
+        line for line in text.splitlines() if re.match(r"^\s+-", line))))
+
+
+def read_version():
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        return f.read().strip()
+
+
+def test_every_page_is_generated():
+    assert sorted(os.listdir(MANDIR)) == sorted(PAGES)
+    assert sorted(f[:-4] for f in os.listdir(os.path.join(ROOT, "man")) if f.endswith(".scd")) == sorted(PAGES)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_without_warnings(page):
+    r = render(page)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr
+    name, sect = page.rsplit(".", 1)
+    head = r.stdout.splitlines()[0]
+    assert head.startswith(f"{name}({sect})"), head
+    # the version comes from VERSION, as evmon --version's does
+    assert f"evmon {read_version()}" in r.stdout.splitlines()[-1]
+    for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "SEE ALSO"):
+        assert re.search(r"^%s$" % heading, r.stdout, re.M), (page, heading)
+
+
+def test_evmon_commands_match_help():
+    """evmon help's commands are evmon(1)'s, and each has its page."""
+    out = subprocess.run([EVMON, "help"], capture_output=True, text=True, timeout=30).stdout
+    cmds = set(re.findall(r"^  (\w+)\s", out.split("commands:", 1)[1], re.M))
+    assert {"init", "daemon", "ctl", "help", "version"} <= cmds, out
+    items = set(re.findall(r"^\*(\w+)\*", section(scd("evmon.1"), "COMMANDS"), re.M))
+    assert items == cmds
+    man_text = render("evmon.1", width=300).stdout
+    for c, page in (("init", "evmon-init(1)"), ("daemon", "evmon-daemon(8)"), ("ctl", "evmon-ctl(1)")):
+        assert page in man_text
+    assert documented_options("evmon.1") == {"-h", "--help", "-V", "--version"}
+
+
+@pytest.mark.parametrize("cmd,page,sections", [
+    ("init", "evmon-init.1", ["OPTIONS"]),
+    ("daemon", "evmon-daemon.8", ["OPTIONS"]),
+    ("ctl", "evmon-ctl.1", ["OPTIONS", "ADD OPTIONS"])])
+def test_command_options_match_help(cmd, page, sections):
+    from_help = help_options(help_text(cmd))
+    documented = documented_options(page, *sections)
+    assert len(from_help) >= 4, from_help
+    assert from_help - documented == set(), f"in `evmon {cmd} --help`, not in {page}"
+    # -h/--help need not list themselves
+    assert documented - from_help <= {"-h", "--help"}, f"in {page}, not in `evmon {cmd} --help`"
+
+
+def test_ctl_commands_match_help():
+    text = help_text("ctl")
+    cmds = set(re.findall(r"^  ([a-z]+)\b", text.split("commands:", 1)[1].split("\n\n", 1)[0], re.M))
+    assert {"status", "start", "stop", "signal", "reload"} <= cmds, text
+    items = set(re.findall(r"^\*([a-z]+)\*", section(scd("evmon-ctl.1"), "COMMANDS"), re.M))
+    assert items == cmds
+
+
+def test_libevmon3_names_every_public_function():
+    with open(os.path.join(ROOT, "include/evmon.h")) as f:
+        declared = set(re.findall(r"^EVM_API\b[^;]*?\b(evm_\w+)\s*\(", f.read(), re.M | re.S))
+    text = scd("libevmon.3")
+    missing = sorted(fn for fn in declared if not re.search(r"\b%s\b" % fn, text))
+    assert missing == []
+
+
+def test_libevmon3_example_builds_and_runs(tmp_path):
+    code = re.search(r"```\n(#include <evmon.h>.*?)```", section(scd("libevmon.3"), "EXAMPLE"), re.S)
+    assert code
+    src = tmp_path / "ex.c"
+    src.write_text(code.group(1))
+    exe = tmp_path / "ex"
+    san = ["-fsanitize=address,undefined"] if SAN else []
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *san, "-I", os.path.join(ROOT, "include"),
+                    str(src), os.path.join(BUILD, "libevmon.a"), "-lpthread", "-o", str(exe)],
+                   check=True, timeout=120)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"\d+ exited: shell code 0\n", r.stdout), r.stdout
+
+
+def config_keys():
+    """The keys config.c accepts: the names it compares a key with."""
+    with open(os.path.join(ROOT, "src/cli/config.c")) as f:
+        src = f.read()
+    return set(re.findall(r'strcmp\(k, "([a-z_]+)"\)', src))
+
+
+def test_evmon_ini5_documents_every_key():
+    keys = config_keys()
+    assert len(keys) >= 10, keys
+    text = scd("evmon.ini.5")
+    missing = sorted(k for k in keys if not re.search(r"^\*%s\*" % k, text, re.M))
+    assert missing == []
+
+
+def test_evmon_ini5_example_is_valid(tmp_path):
+    """The example file of evmon.ini(5) passes evmon daemon --check."""
+    code = re.search(r"```\n(.*?)```", section(scd("evmon.ini.5"), "EXAMPLE"), re.S).group(1)
+    assert "[service:" in code
+    cfg = tmp_path / "evmon.ini"
+    cfg.write_text(code)
+    r = subprocess.run([EVMON, "daemon", "--check", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.match(r".*: OK: \d+ services", r.stdout), r.stdout
