@@ -7,6 +7,7 @@ builds the seed example and a version probe against the installed copy with
 """
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -210,3 +211,19 @@ def test_directory_variables(tmp_path):
     assert "libdir=${prefix}/lib/x86_64-linux-gnu" in pc and "includedir=${prefix}/include/evmon" in pc
     make("uninstall", DESTDIR=dest, **dirs)
     assert Installed(dest).files() == []
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_systemd_unit_verifies(tmp_path):
+    """examples/evmon.service passes systemd-analyze verify against an installed evmon
+    (which also checks that its Documentation= man pages exist)."""
+    dest = tmp_path / "d"
+    make("install", DESTDIR=dest, PREFIX="/usr/local")
+    with open(os.path.join(ROOT, "examples/evmon.service")) as f:
+        unit = f.read()
+    assert "ExecStart=/usr/local/bin/evmon daemon" in unit
+    (tmp_path / "evmon.service").write_text(unit.replace("/usr/local/bin/evmon", f"{dest}/usr/local/bin/evmon"))
+    env = dict(os.environ, MANPATH=f"{dest}/usr/local/share/man")
+    r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "evmon.service")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stdout + r.stderr
