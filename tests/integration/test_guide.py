@@ -3,7 +3,8 @@
 Every ```console block is a shell session: each "$ " line runs in bash (with
 the build directory first in PATH, so `evmon` is the one under test, and
 stderr merged into stdout) and must print the lines that follow it; "PID"
-in an expected line stands for a number. Every ```c block is compiled
+in an expected line stands for a number. A block that uses `evmon ctl` runs
+against a daemon started on the guide's ```ini config, through EVMON_SOCKET. Every ```c block is compiled
 against the library and run; the ```text block right after it, if any, is
 its exact output.
 """
@@ -13,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, ROOT, SAN
+from conftest import BUILD, ROOT, SAN, wait_for
 
 GUIDE = os.path.join(ROOT, "docs", "GUIDE.md")
 
@@ -24,27 +25,59 @@ def blocks(lang):
     return [(m.group(1), text[m.end():]) for m in re.finditer(r"^```%s\n(.*?)^```$" % lang, text, re.M | re.S)]
 
 
-def console_steps():
-    steps = []
+def console_blocks():
+    """[(steps, needs_daemon)] with steps = [(command, expected lines)]."""
+    out = []
     for body, _ in blocks("console"):
+        steps = []
         for chunk in re.split(r"^\$ ", body, flags=re.M)[1:]:
-            cmd, *out = chunk.rstrip("\n").split("\n")
-            steps.append((cmd, out))
-    return steps
+            cmd, *lines = chunk.rstrip("\n").split("\n")
+            steps.append((cmd, lines))
+        out.append((steps, "evmon ctl" in body))
+    return out
 
 
 def expected_re(line):
     return re.escape(line).replace("PID", r"\d+")
 
 
-@pytest.mark.parametrize("cmd,out", console_steps(), ids=lambda v: v if isinstance(v, str) else "")
-def test_console(cmd, out, tmp_path, procs):
+@pytest.fixture
+def guide_daemon(tmp_path, procs):
+    """evmon daemon on the guide's config (its ```ini block); yields the socket."""
+    r = subprocess.run([os.path.join(BUILD, "evmon"), "daemon", "--help"], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("evmon daemon is not in this build yet")
+    (ini, _), = blocks("ini")
+    cfg = tmp_path / "evmon.ini"
+    cfg.write_text(ini)
+    sock = str(tmp_path / "evmon.sock")
+    evmon = os.path.join(BUILD, "evmon")
+    p = procs.spawn([evmon, "daemon", "-c", str(cfg), "-S", sock], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+
+    def all_running():
+        assert p.poll() is None, "the daemon exited"
+        r = subprocess.run([evmon, "ctl", "-S", sock, "--json", "status"], capture_output=True,
+                           text=True, timeout=10)
+        return r.returncode == 0 and r.stdout.count('"state":"running"') == 3
+    wait_for(all_running, timeout=20, what="the guide's services to run")
+    yield sock
+    subprocess.run([evmon, "ctl", "-S", sock, "shutdown"], capture_output=True, timeout=30)
+    p.wait(timeout=30)
+
+
+@pytest.mark.parametrize("i", range(len(console_blocks())))
+def test_console(i, tmp_path, procs, request):
+    steps, needs_daemon = console_blocks()[i]
     env = dict(os.environ, PATH=f"{BUILD}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    r = procs.run(["bash", "-c", "exec 2>&1\n" + cmd], env=env, cwd=tmp_path, timeout=60)
-    got = r.stdout.rstrip("\n").split("\n") if r.stdout.strip() else []
-    assert len(got) == len(out), (cmd, got)
-    for g, e in zip(got, out):
-        assert re.fullmatch(expected_re(e), g), (cmd, g, e)
+    if needs_daemon:
+        env["EVMON_SOCKET"] = request.getfixturevalue("guide_daemon")
+    for cmd, out in steps:
+        r = procs.run(["bash", "-c", "exec 2>&1\n" + cmd], env=env, cwd=tmp_path, timeout=60)
+        got = r.stdout.rstrip("\n").split("\n") if r.stdout.strip() else []
+        assert len(got) == len(out), (cmd, got)
+        for g, e in zip(got, out):
+            assert re.fullmatch(expected_re(e), g), (cmd, g, e)
 
 
 def c_programs():
@@ -56,7 +89,7 @@ def c_programs():
 
 
 def test_there_is_something_to_test():
-    assert len(console_steps()) >= 4 and len(c_programs()) >= 2
+    assert sum(len(steps) for steps, _ in console_blocks()) >= 8 and len(c_programs()) >= 2
 
 
 @pytest.mark.parametrize("i", range(len(c_programs())))
