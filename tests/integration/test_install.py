@@ -227,3 +227,15 @@ def test_systemd_unit_verifies(tmp_path):
     r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "evmon.service")], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stderr.strip() == "", r.stdout + r.stderr
+
+
+def test_bash_completion_loads_from_install(installed):
+    """bash-completion finds the installed file on demand, for both names, as it does on Debian."""
+    script = ("source /usr/share/bash-completion/bash_completion; "
+              "__load_completion evmon && complete -p evmon; "
+              "__load_completion evmon-init && complete -p evmon-init")
+    env = dict(os.environ, XDG_DATA_DIRS=installed.root + "/share")
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.stdout.split("\n")[:2] == ["complete -F _evmon evmon", "complete -F _evmon evmon-init"], \
+        r.stdout + r.stderr
