@@ -163,7 +163,10 @@ class Run:
         """The init's pid as seen from here (under unshare: the forked child)."""
         if self._pid is None:
             if self.mode == "pid1":
-                self._pid = wait_for(lambda: children_of(self.p.pid), T, what="unshare's child")[0]
+                kids = wait_for(lambda: children_of(self.p.pid) or self.p.poll() is not None, T,
+                                what="unshare's child")
+                assert kids is not True, f"unshare exited ({self.p.returncode}): {self.err.text[-500:]}"
+                self._pid = kids[0]
             else:
                 self._pid = self.p.pid
         return self._pid
@@ -206,6 +209,9 @@ def tagged(tag):
 
 @pytest.fixture
 def run(procs):
+    assert os.access(HELPER, os.X_OK), f"{HELPER} not built (run make)"
+    if IMPL == "evmon":
+        assert os.access(EVMON, os.X_OK), f"{EVMON} not built (run make)"
     tag = uuid.uuid4().hex
     runs = []
 
