@@ -11,26 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/*
- * Weak stand-ins, so that this file links on its own: the real commands live
- * in daemon.c and ctl.c, whose strong definitions replace these.
- */
-__attribute__((weak)) int cmd_daemon(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "evmon: daemon: not available in this build\n");
-	return 2;
-}
-
-__attribute__((weak)) int cmd_ctl(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "evmon: ctl: not available in this build\n");
-	return 2;
-}
-
 static const struct {
 	const char *name;
 	int (*fn)(int, char **);
