@@ -78,7 +78,8 @@ struct evm_loop_opts {
 EVM_API int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts);
 
 /*
- * Free the loop and everything it owns. Children still running get SIGKILL
+ * Free the loop and everything it owns. Not from a callback of this loop.
+ * Children still running get SIGKILL
  * and are reaped before this returns, so nothing is left behind (use
  * evm_shutdown first for a graceful stop). Pipe ends handed to the caller
  * stay open. Process references held by the caller stay valid until
@@ -91,11 +92,15 @@ EVM_API int evm_loop_run(struct evm_loop *loop);
 
 /*
  * Wait up to timeout_ms (-1: forever, 0: do not block) for work, run it, and
- * return the number of callbacks dispatched (>= 0) or -errno.
+ * return the number of events handled (>= 0; internal ones included) or
+ * -errno. evm_loop_stop wakes it; it does not otherwise affect it.
  */
 EVM_API int evm_loop_run_once(struct evm_loop *loop, int timeout_ms);
 
-/* Make evm_loop_run return after the current iteration. Any thread. */
+/*
+ * Make evm_loop_run return after the current iteration (or at once, if it is
+ * not running: the next evm_loop_run returns at once). Any thread.
+ */
 EVM_API void evm_loop_stop(struct evm_loop *loop);
 
 /*
@@ -249,10 +254,19 @@ struct evm_spawn_opts {
  * Start a process. Returns 0 and, if out is not NULL, a new reference to the
  * process in *out (release it with evm_proc_unref). Exec failures are
  * reported here, synchronously, as -errno (ENOENT, EACCES, ...), never as an
- * exit 127; opts->error tells the stage. Any thread: from a thread other
- * than the loop's, the request is carried out by the loop thread (which must
- * be running the loop) and this call blocks until it is done.
- * EVM_STDIO_PIPE requires out.
+ * exit 127; opts->error tells the stage. EVM_STDIO_PIPE requires out.
+ *
+ * Any thread. The loop thread is the one that created the loop until another
+ * thread runs it (evm_loop_run/run_once), then the last one that ran it. From
+ * any other thread the request is carried out by the loop thread, which must
+ * be running the loop, and this call blocks until it is done: start the
+ * thread running the loop before other threads spawn through it.
+ *
+ * With many children, spawns go through a helper process created from a
+ * snapshot of this one (see README): the child gets this process's current
+ * environment, cwd, umask and RLIMIT_NOFILE, but other process attributes
+ * (nice, CPU affinity, cgroup, other rlimits) as they were when the helper
+ * started.
  */
 EVM_API int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 		      struct evm_proc **out);
@@ -320,8 +334,9 @@ EVM_API void evm_proc_unref(struct evm_proc *proc);
 
 /*
  * Block until the process has exited and copy its record into *out
- * (optional). timeout_ms -1 waits forever. Any thread but the loop's
- * (-EDEADLK there); needs a reference held by the caller. -ETIMEDOUT on
+ * (optional). timeout_ms -1 waits forever. For threads other than the one
+ * running the loop: the exit is reported by that thread. -EDEADLK from a
+ * callback of the loop; needs a reference held by the caller; -ETIMEDOUT on
  * timeout.
  */
 EVM_API int evm_proc_wait(struct evm_proc *proc, struct evm_exit *out, int timeout_ms);

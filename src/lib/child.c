@@ -32,6 +32,12 @@ EVM_CHILD_CODE static void fail(struct evm__spawn_req *r, int stage)
 {
 	r->err = errno ? errno : EIO;
 	r->stage = stage;
+	if (r->errfd >= 0) {
+		/* where the clone did not share our memory (valgrind runs it as a fork) */
+		int msg[2] = {r->err, stage};
+		ssize_t w = write(r->errfd, msg, sizeof(msg));
+		(void)w;
+	}
 	_exit(127);
 }
 
@@ -199,6 +205,9 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	if ((r->flags & EVM_SPAWN_SETUID) && syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0)
 		fail(r, EVM_STAGE_UID);
 
+	/* from the helper: start from the loop's cwd, which may have changed since */
+	if (r->cwd_fd >= 0 && fchdir(r->cwd_fd) < 0)
+		fail(r, EVM_STAGE_CWD);
 	if (r->cwd && chdir(r->cwd) < 0)
 		fail(r, EVM_STAGE_CWD);
 

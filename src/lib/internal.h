@@ -142,6 +142,7 @@ struct evm__spawn_req {
 	const struct evm_rlimit *rlimits;
 	size_t nrlimits;
 	bool restore_nofile;
+	bool user_nofile; /* RLIMIT_NOFILE is among rlimits */
 	struct rlimit nofile;
 	int pdeath_signal;
 	pid_t parent_pid;
@@ -149,6 +150,8 @@ struct evm__spawn_req {
 	 * so only the ignored ones; all of them when that flag was not usable */
 	uint64_t ign_mask;
 	bool reset_all;
+	int cwd_fd;	/* helper path: our cwd (O_PATH), to fchdir before chdir(cwd) */
+	int errfd;	/* clone() fallback: the child writes {errno, stage} here */
 	/* written by the child when it fails */
 	volatile int err;
 	volatile int stage;
@@ -266,10 +269,9 @@ struct evm_loop {
 	int high_fd;	    /* the last pidfd number: how big our fd table is */
 	char *stack;	    /* child stack for direct spawns */
 	size_t stack_size;
+	pid_t pid;	    /* getpid() at creation */
 	int devnull;	    /* /dev/null, opened on first use */
 	int statusfd;	    /* /proc/self/status, for the SigIgn mask */
-	uint64_t sigign;    /* SigIgn as read in iteration sigign_iter */
-	uint64_t sigign_iter, iter;
 	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */

@@ -135,6 +135,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	loop->force_nopidfd = np && *np && strcmp(np, "0") != 0;
 	getrlimit(RLIMIT_NOFILE, &loop->nofile0);
 	loop->now = evm__mono_ns();
+	loop->pid = getpid();
 
 	int r = -ENOMEM;
 	pthread_condattr_t ca;
@@ -229,10 +230,7 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 		return -EINVAL;
 	atomic_store(&loop->thread, pthread_self());
 	loop->depth++;
-	loop->iter++;
 	loop->now = evm__mono_ns();
-	if (atomic_load(&loop->stop))
-		timeout_ms = 0;
 	int n = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms(loop, timeout_ms));
 	if (n < 0) {
 		int e = errno;

@@ -40,12 +40,17 @@ void evm__proc_attach(struct evm_proc *p, pid_t pid, int pidfd)
 	struct evm_loop *loop = p->loop;
 	p->pid = pid;
 	p->pidfd = pidfd;
-	p->start_mono = evm__mono_ns();
-	p->start_real = evm__real_ns();
+	if (!p->start_mono) {
+		p->start_mono = evm__mono_ns();
+		p->start_real = evm__real_ns();
+	}
 	if (pidfd >= 0 && evm__epoll_add(loop, pidfd, EPOLLIN, &p->w) < 0) {
 		/* epoll is out of memory (max_user_watches): fall back to SIGCHLD */
 		close(pidfd);
 		p->pidfd = -1;
+		if (evm__sigchld_enable(loop) < 0)
+			evm__warn(loop, -ENOMEM, "pid %d: cannot watch it (no epoll slot, no signalfd)",
+				  (int)pid);
 	}
 	if (p->pidfd < 0) {
 		p->flags |= EVM__P_NOPIDFD;
@@ -212,11 +217,14 @@ int evm_proc_signal(struct evm_proc *p, int sig)
 		return -EINVAL;
 	if (p->flags & EVM__P_EXITED)
 		return -ESRCH;
-	int r;
+	int r = -1;
+	errno = ENOSYS;
 	if (p->pidfd >= 0)
 		r = pidfd_send_signal(p->pidfd, sig, NULL, 0);
-	else
-		r = kill(p->pid, sig); /* unreaped: the pid cannot have been reused */
+	/* no pidfd, or a sandbox (valgrind, old seccomp) without pidfd_send_signal:
+	 * the child is unreaped, so its pid cannot have been reused yet */
+	if (r < 0 && errno == ENOSYS)
+		r = kill(p->pid, sig);
 	return r < 0 ? -errno : 0;
 }
 
@@ -288,7 +296,8 @@ int evm_proc_wait(struct evm_proc *p, struct evm_exit *out, int timeout_ms)
 	struct evm_loop *loop = p->loop;
 	if (!loop)
 		return -ESRCH;
-	if (evm__on_loop_thread(loop))
+	/* from a callback, nobody else can report the exit */
+	if (evm__on_loop_thread(loop) && loop->depth > 0)
 		return -EDEADLK;
 	struct timespec dl;
 	if (timeout_ms >= 0) {

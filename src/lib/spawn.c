@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,7 +80,7 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 		case EVM_STDIO_NULL:
 			break;
 		case EVM_STDIO_FD:
-			if (o->stdio[i].fd < 0)
+			if (o->stdio[i].fd < 0 || fcntl(o->stdio[i].fd, F_GETFD) < 0)
 				return -EBADF;
 			break;
 		case EVM_STDIO_PIPE:
@@ -185,9 +186,18 @@ static int go_nopidfd(struct evm_loop *loop)
 		loop->warned_nopidfd = true;
 		struct rlimit rl;
 		getrlimit(RLIMIT_NOFILE, &rl);
-		evm__warn(loop, -EMFILE,
-			  "out of file descriptors for pidfds (RLIMIT_NOFILE %llu): watching further children through SIGCHLD",
-			  (unsigned long long)rl.rlim_cur);
+		if (loop->force_nopidfd)
+			evm__warn(loop, 0, "EVM_NO_PIDFD is set: watching children through SIGCHLD");
+		else
+			evm__warn(loop, -EMFILE,
+				  "out of file descriptors for pidfds (RLIMIT_NOFILE %llu): watching further children through SIGCHLD",
+				  (unsigned long long)rl.rlim_cur);
+		struct sigaction sa;
+		if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
+		    (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
+			evm__warn(loop, -ECHILD,
+				  "SIGCHLD is ignored (SIG_IGN or SA_NOCLDWAIT): the kernel reaps children "
+				  "without a pidfd itself, and their exits cannot be reported");
 	}
 	return 0;
 }
@@ -206,15 +216,16 @@ static void reap_failed(pid_t pid, int pidfd)
 }
 
 /*
- * The process's ignored signals (SigIgn of /proc/self/status): one read
- * instead of a sigaction query per signal. Read for every spawn (~20 us):
- * a callback may ignore a signal between two spawns of one iteration, and
- * a stale mask would hand that SIG_IGN to the second child. All ones
- * (reset every signal) when /proc is not there.
+ * SigIgn and Umask from /proc/self/status: one read instead of a sigaction
+ * query per signal. Read for every spawn (~8 us): a callback may ignore a
+ * signal between two spawns of one iteration, and a stale mask would hand
+ * that SIG_IGN to the second child. Without /proc: every signal is reset,
+ * and the umask is read the racy way.
  */
-static uint64_t ignored_signals(struct evm_loop *loop)
+static void read_status(struct evm_loop *loop, uint64_t *sigign, mode_t *mask)
 {
-	uint64_t mask = UINT64_MAX;
+	*sigign = UINT64_MAX;
+	*mask = (mode_t)-1;
 	if (loop->statusfd < 0)
 		loop->statusfd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 	char buf[4096];
@@ -223,9 +234,37 @@ static uint64_t ignored_signals(struct evm_loop *loop)
 		buf[n] = 0;
 		char *at = strstr(buf, "\nSigIgn:");
 		if (at)
-			mask = strtoull(at + 9, NULL, 16);
+			*sigign = strtoull(at + 9, NULL, 16);
+		if ((at = strstr(buf, "\nUmask:")))
+			*mask = (mode_t)strtoul(at + 7, NULL, 8);
 	}
-	return mask;
+	if (*mask == (mode_t)-1) {
+		*mask = umask(022);
+		umask(*mask);
+	}
+}
+
+/* clone() without CLONE_CLEAR_SIGHAND: an exec error may not come back through
+ * shared memory (valgrind turns CLONE_VM|CLONE_VFORK into a fork), so also a pipe */
+static int error_pipe(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		if (p[i] < 3) { /* must survive the child's dup2 onto 0-2 */
+			int fd = fcntl(p[i], F_DUPFD_CLOEXEC, 3);
+			close(p[i]);
+			p[i] = fd;
+		}
+	}
+	if (p[0] < 0 || p[1] < 0) {
+		if (p[0] >= 0)
+			close(p[0]);
+		if (p[1] >= 0)
+			close(p[1]);
+		return -EMFILE;
+	}
+	return 0;
 }
 
 static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
@@ -243,8 +282,9 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 		if (!loop->no_clone3) {
 			/* the kernel clears our handlers in the child: no need to block
 			 * signals around the clone, nor to reset all 64 of them */
+			mode_t unused;
 			req->reset_all = false;
-			req->ign_mask = ignored_signals(loop);
+			read_status(loop, &req->ign_mask, &unused);
 			struct clone_args a = {
 				.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND |
 					 (want_pidfd ? CLONE_PIDFD : 0),
@@ -262,15 +302,29 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 				loop->clone3_worked = true;
 			e = pid < 0 ? -pid : 0;
 		} else {
+			int ep[2];
+			if ((e = -error_pipe(ep)) != 0) {
+				err->stage = EVM_STAGE_SETUP;
+				return -e;
+			}
 			sigset_t all, old;
 			sigfillset(&all);
 			/* the child must not run our handlers before it resets them */
 			pthread_sigmask(SIG_SETMASK, &all, &old);
 			req->reset_all = true;
+			req->errfd = ep[1];
 			int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (want_pidfd ? CLONE_PIDFD : 0);
 			pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
 			e = errno;
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			req->errfd = -1;
+			close(ep[1]);
+			int msg[2];
+			if (pid > 0 && read(ep[0], msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
+				req->err = msg[0];
+				req->stage = msg[1];
+			}
+			close(ep[0]);
 		}
 		if (pid > 0)
 			return pid;
@@ -299,10 +353,35 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 		err->stage = EVM_STAGE_PIDFD;
 		return -EMFILE;
 	}
+	/*
+	 * The helper is a snapshot of the process when it started: hand over
+	 * what commonly changes since (cwd, umask, the fd limit). Other process
+	 * attributes (nice, affinity, cgroup, other rlimits) are the snapshot's.
+	 */
+	struct evm__spawn_req hreq = *req;
+	uint64_t ign;
+	mode_t mask;
+	if (!(hreq.flags & EVM_SPAWN_UMASK)) {
+		read_status(loop, &ign, &mask);
+		hreq.flags |= EVM_SPAWN_UMASK;
+		hreq.umask = mask;
+	}
+	if (!hreq.user_nofile) {
+		hreq.restore_nofile = true;
+		if (hreq.flags & EVM_SPAWN_KEEP_NOFILE)
+			getrlimit(RLIMIT_NOFILE, &hreq.nofile);
+	}
+	hreq.cwd_fd = -1;
+	if (!hreq.cwd || hreq.cwd[0] != '/')
+		hreq.cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (slot >= 0)
 		close(slot); /* the pidfd arrives with the helper's reply and takes it */
 	int fd;
-	pid_t pid = evm__spawner_spawn(loop, req, err, &fd);
+	pid_t pid = evm__spawner_spawn(loop, &hreq, err, &fd);
+	if (hreq.cwd_fd >= 0)
+		close(hreq.cwd_fd);
+	req->err = hreq.err;
+	req->stage = hreq.stage;
 	*pidfd = -1;
 	if (slot < 0) {
 		if (fd >= 0)
@@ -359,8 +438,10 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.rlimits = o->rlimits,
 		.nrlimits = o->nrlimits,
 		.pdeath_signal = o->pdeath_signal,
-		.parent_pid = getpid(),
+		.parent_pid = loop->pid,
 		.fds = {-1, -1, -1},
+		.cwd_fd = -1,
+		.errfd = -1,
 	};
 	char **merged = NULL;
 	if (o->env_extra) {
@@ -374,7 +455,9 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	req.restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
 	for (size_t i = 0; i < o->nrlimits; i++)
 		if (o->rlimits[i].resource == RLIMIT_NOFILE)
-			req.restore_nofile = false;
+			req.user_nofile = true;
+	if (req.user_nofile)
+		req.restore_nofile = false;
 	req.nofile = loop->nofile0;
 
 	int ours[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1};
@@ -417,6 +500,9 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		}
 	}
 
+	/* the child's time starts now: evm_spawn may take a while to return */
+	p->start_mono = evm__mono_ns();
+	p->start_real = evm__real_ns();
 	pid = -ENOTCONN;
 	if (use_helper(loop))
 		pid = clone_helper(loop, &req, &pidfd, err);

@@ -75,7 +75,7 @@ EVM_CHILD_CODE static int helper_main(void *arg)
 
 	for (;;) {
 		uint32_t off;
-		int fds[3];
+		int fds[4];
 		char cbuf[CMSG_SPACE(sizeof(fds))];
 		struct iovec iov = {.iov_base = &off, .iov_len = sizeof(off)};
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
@@ -90,7 +90,7 @@ EVM_CHILD_CODE static int helper_main(void *arg)
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < nfds && i < 3; i++)
+			for (int i = 0; i < nfds && i < 4; i++)
 				fds[i] = ((int *)CMSG_DATA(c))[i];
 		}
 		struct evm__spawn_req *req = (struct evm__spawn_req *)(sp->region + off);
@@ -99,6 +99,8 @@ EVM_CHILD_CODE static int helper_main(void *arg)
 		for (int i = 0; i < 3; i++)
 			if (req->fds[i] >= 0)
 				req->fds[i] = k < nfds ? fds[k++] : -2;
+		if (req->cwd_fd >= 0)
+			req->cwd_fd = k < nfds ? fds[k++] : -1;
 		int pidfd = -1;
 		int32_t reply = clone(evm__spawn_child, sp->cstack + CHILD_STACK,
 				      CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD, req, &pidfd);
@@ -309,7 +311,7 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req
 		return -E2BIG;
 
 	/* the fds travel with the request; inherit means "our current fd i" */
-	int fds[3], nfds = 0;
+	int fds[4], nfds = 0;
 	for (int i = 0; i < 3; i++) {
 		int fd = req->fds[i];
 		if (fd < 0 && fcntl(i, F_GETFD) >= 0)
@@ -320,6 +322,10 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req
 		} else {
 			d->fds[i] = -2; /* ours is closed: close it in the child too */
 		}
+	}
+	if (req->cwd_fd >= 0) {
+		fds[nfds++] = req->cwd_fd;
+		d->cwd_fd = 0; /* attached, after the stdio ones */
 	}
 	uint32_t off = (uint32_t)((char *)d - sp->region);
 	char cbuf[CMSG_SPACE(sizeof(fds))];
