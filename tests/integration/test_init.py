@@ -816,6 +816,8 @@ def test_license(run):
     r = run(init_cmd(["x"], "sub")[:-2] + ["-l"], "sub")
     assert r.wait() == 0
     assert r.out.text.strip()
+    if IMPL == "evmon":
+        assert "MIT License" in r.out.text
 
 
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's messages")
