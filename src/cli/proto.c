@@ -56,6 +56,8 @@ char *proto_duration(uint64_t ms, char *buf, size_t len)
 	return buf;
 }
 
+#define MAX_MS 1e15 /* durations in ms: 31,700 years */
+
 static const char *str(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -71,16 +73,31 @@ static bool num(const cJSON *o, const char *k, double *out)
 	return true;
 }
 
+/*
+ * A number field from 0 to max, as an integer; false when absent or out of
+ * range (a line is bytes from a socket, and casting a double the target type
+ * cannot hold is undefined behaviour).
+ */
+static bool count(const cJSON *o, const char *k, double max, uint64_t *out)
+{
+	double v;
+	if (!num(o, k, &v) || !(v >= 0 && v <= max))
+		return false;
+	*out = (uint64_t)v;
+	return true;
+}
+
 /* " with code 1" / " by signal TERM (core dumped)" */
 static void how(const cJSON *ev, char *buf, size_t len)
 {
-	double code, sig;
+	double sig;
+	uint64_t code;
 	const char *sname = str(ev, "signal_name");
 	const cJSON *core = cJSON_GetObjectItemCaseSensitive(ev, "core_dumped");
 	if (num(ev, "signal", &sig) && sig > 0)
 		snprintf(buf, len, "killed by signal %s%s", sname ? sname : "?",
 			 cJSON_IsTrue(core) ? " (core dumped)" : "");
-	else if (num(ev, "code", &code) && code >= 0)
+	else if (count(ev, "code", INT_MAX, &code))
 		snprintf(buf, len, "exited with code %d", (int)code);
 	else
 		snprintf(buf, len, "exited (status unknown)");
@@ -91,8 +108,8 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 	const char *type = str(ev, "event"), *svc = str(ev, "service");
 	const char *msg = str(ev, "message"), *err = str(ev, "error");
 	char h[96], d[32];
-	double pid = 0, v;
-	num(ev, "pid", &pid);
+	uint64_t pid = 0, v;
+	count(ev, "pid", INT_MAX, &pid);
 	buf[0] = '\0';
 	if (!type) {
 		snprintf(buf, len, "(not an event)");
@@ -109,10 +126,10 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 			return;
 		if (pid > 0)
 			n += snprintf(buf + n, len - (size_t)n, ", pid %d", (int)pid);
-		if ((size_t)n < len && num(ev, "delay_ms", &v))
+		if ((size_t)n < len && count(ev, "delay_ms", MAX_MS, &v))
 			n += snprintf(buf + n, len - (size_t)n, ", next start in %s",
-				      proto_duration((uint64_t)v, d, sizeof(d)));
-		if ((size_t)n < len && num(ev, "restarts", &v) && v > 0)
+				      proto_duration(v, d, sizeof(d)));
+		if ((size_t)n < len && count(ev, "restarts", INT_MAX, &v) && v > 0)
 			n += snprintf(buf + n, len - (size_t)n, " (restarts: %d)", (int)v);
 		if ((size_t)n < len && (err || msg))
 			snprintf(buf + n, len - (size_t)n, ": %s%s%s", msg ? msg : "",
@@ -120,9 +137,9 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 	} else if (!strcmp(type, "exit")) {
 		how(ev, h, sizeof(h));
 		int n = snprintf(buf, len, "service %s: pid %d %s", svc ? svc : "?", (int)pid, h);
-		if (n >= 0 && (size_t)n < len && num(ev, "runtime_ms", &v))
+		if (n >= 0 && (size_t)n < len && count(ev, "runtime_ms", MAX_MS, &v))
 			snprintf(buf + n, len - (size_t)n, " after %s",
-				 proto_duration((uint64_t)v, d, sizeof(d)));
+				 proto_duration(v, d, sizeof(d)));
 	} else if (!strcmp(type, "orphan")) {
 		how(ev, h, sizeof(h));
 		snprintf(buf, len, "reaped orphan pid %d: %s", (int)pid, h);
