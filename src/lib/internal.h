@@ -177,9 +177,11 @@ EVM_HIDDEN int evm__spawner_start(struct evm_loop *loop);
 EVM_HIDDEN void evm__spawner_stop(struct evm_loop *loop);
 /*
  * Returns pid > 0 and the child's pidfd in *pidfd (-1 if none could be
- * received), or -errno; -ENOTCONN: helper unusable, -E2BIG: request too big.
+ * received), or -errno; -ENOTCONN: no usable helper (spawn directly). The
+ * helper reads req in place and rewrites its fd fields; a child that fails
+ * writes err and stage into it.
  */
-EVM_HIDDEN pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req,
+EVM_HIDDEN pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 				    struct evm_spawn_error *err, int *pidfd);
 
 EVM_HIDDEN int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *opts,
@@ -274,6 +276,7 @@ struct evm_loop {
 	int statusfd;	    /* /proc/self/status, for the SigIgn mask */
 	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
+	bool no_helper;	    /* the spawn helper cannot work here (valgrind, old kernel) */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */
 	struct rlimit nofile0; /* RLIMIT_NOFILE when the loop was created */
 	bool nofile_raised;

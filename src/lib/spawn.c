@@ -371,15 +371,16 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 		if (hreq.flags & EVM_SPAWN_KEEP_NOFILE)
 			getrlimit(RLIMIT_NOFILE, &hreq.nofile);
 	}
-	hreq.cwd_fd = -1;
+	int cwd_fd = -1;
 	if (!hreq.cwd || hreq.cwd[0] != '/')
-		hreq.cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	hreq.cwd_fd = cwd_fd; /* the spawner rewrites the field: keep our copy */
 	if (slot >= 0)
 		close(slot); /* the pidfd arrives with the helper's reply and takes it */
 	int fd;
 	pid_t pid = evm__spawner_spawn(loop, &hreq, err, &fd);
-	if (hreq.cwd_fd >= 0)
-		close(hreq.cwd_fd);
+	if (cwd_fd >= 0)
+		close(cwd_fd);
 	req->err = hreq.err;
 	req->stage = hreq.stage;
 	*pidfd = -1;
@@ -506,7 +507,7 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	pid = -ENOTCONN;
 	if (use_helper(loop))
 		pid = clone_helper(loop, &req, &pidfd, err);
-	if (pid == -ENOTCONN || pid == -E2BIG) /* no helper, or a request too big for it */
+	if (pid == -ENOTCONN) /* no helper after all */
 		pid = clone_direct(loop, &req, &pidfd, err);
 	if (pid < 0) {
 		r = pid;

@@ -2,24 +2,26 @@
  * spawner.c - the spawn helper: a small process that clones our children
  * once our own fd table is large (see spawn.c for why).
  *
- * It is cloned from the loop thread without CLONE_VM (a copy-on-write copy of
- * us, with no exit signal), closes every fd but its socket, and then loops:
- * receive a request, clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT|CLONE_PIDFD) the
- * child (so the child's parent is the loop's process, and its fd table is the
- * helper's tiny one), reply with the pid and the pidfd. It runs only
- * async-signal-safe code: the process that created it may have other threads
- * holding locks.
+ * It is cloned from the loop thread with CLONE_VM but without CLONE_FILES:
+ * it shares our memory (so it costs no copy of our heap, and reads a spawn
+ * request where we built it) but has its own fd table, which it shrinks to
+ * its socket. Then it loops: receive a request, clone3(CLONE_VM|CLONE_VFORK|
+ * CLONE_PARENT|CLONE_PIDFD) the child (the child's parent is the loop's
+ * process, its fd table a copy of the helper's tiny one), reply with the pid
+ * and the pidfd. The loop thread waits for the reply, so the request on its
+ * stack stays put, and the child writes an exec error straight into it.
+ *
+ * Sharing our memory, the helper must not touch thread-local storage (errno,
+ * the stack protector's canary): the thread that cloned it may exit and free
+ * it. So it makes raw system calls only (x86_64 and aarch64 here; elsewhere
+ * there is no helper and spawns stay direct), has no stack protector, and
+ * dies with that thread (PR_SET_PDEATHSIG), to be restarted on next use.
  *
  * The pidfd must come from the clone itself: a pidfd_open of ours after the
  * reply could come too late, when the child has already exited and been
  * reaped by someone else (SIGCHLD ignored, another library's waitpid(-1)),
- * and its pid is free for reuse.
- *
- * Requests travel in a MAP_SHARED region mapped at the same address in both
- * processes: we copy the strings and build the pointer arrays there, and the
- * child writes its exec error back there. File descriptors for stdio travel
- * as SCM_RIGHTS over a SOCK_SEQPACKET socketpair, which also carries the
- * doorbell and the reply. EOF on the socket (the loop is gone) ends it.
+ * and its pid is free for reuse. EOF on the socket (the loop is gone) ends
+ * the helper.
  */
 #include "internal.h"
 
@@ -28,7 +30,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,7 +39,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define REGION_SIZE (8u << 20) /* argv+envp are at most ~2 MiB on Linux anyway */
 #define HELPER_STACK (64u << 10)
 #define CHILD_STACK (256u << 10)
 
@@ -46,46 +46,108 @@ struct evm__spawner {
 	pid_t pid;
 	int pidfd;
 	int sock;	/* our end */
-	int peer;	/* its end, open in us only until it is cloned */
-	char *region;	/* MAP_SHARED request area */
-	char *cstack;	/* the child's stack, in the helper's copy of memory */
-	size_t used;	/* arena fill */
+	int peer;	/* its end: read by the helper, so never rewritten once it runs */
+	bool peer_open; /* still open in our fd table */
+	char *hstack;	/* the helper's stack */
+	char *cstack;	/* the stack its children run on until exec */
 };
 
-extern char **environ;
+#if defined(__x86_64__) || defined(__aarch64__)
+#define HAVE_HELPER 1
+
+#if defined(__has_attribute)
+#if __has_attribute(no_stack_protector)
+#define NO_SSP __attribute__((no_stack_protector))
+#endif
+#endif
+#ifndef NO_SSP
+#define NO_SSP
+#endif
+
+/* A system call that never touches errno: -errno on failure. */
+EVM_CHILD_CODE NO_SSP static long raw(long n, long a, long b, long c, long d, long e)
+{
+#if defined(__x86_64__)
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	return ret;
+#else
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+	register long x4 __asm__("x4") = e;
+	__asm__ volatile("svc #0"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4)
+			 : "memory");
+	return x0;
+#endif
+}
 
 /* ------------------------------------------------------------- the helper */
 
-EVM_CHILD_CODE static int helper_main(void *arg)
+EVM_CHILD_CODE NO_SSP static void helper_reply(int s, int32_t reply, int pidfd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = {.iov_base = &reply, .iov_len = sizeof(reply)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (reply > 0 && pidfd >= 0) {
+		for (size_t i = 0; i < sizeof(cm.buf); i++)
+			cm.buf[i] = 0;
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = sizeof(cm.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		*(int *)CMSG_DATA(c) = pidfd;
+	}
+	while (raw(SYS_sendmsg, s, (long)&mh, MSG_NOSIGNAL, 0, 0) == -EINTR)
+		;
+}
+
+EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 {
 	struct evm__spawner *sp = arg;
-	sigset_t all;
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	/* our children inherit these: all default (32 and 33 too), so they need no resetting */
-	for (int sig = 1; sig < NSIG; sig++)
+	static const unsigned long zero_action[4]; /* SIG_DFL, no flags, empty mask */
+	unsigned long all = ~0UL;
+	raw(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8, 0);
+	/* our children inherit these: all default, so they need no resetting */
+	for (long sig = 1; sig <= 64; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			evm__sig_default(sig);
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+			raw(SYS_rt_sigaction, sig, (long)zero_action, 0, 8, 0);
+	raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	int s = 3;
-	if (sp->peer != s && dup3(sp->peer, s, O_CLOEXEC) < 0)
-		_exit(1);
-	syscall(SYS_close_range, 0U, 2U, 0U);
-	syscall(SYS_close_range, 4U, ~0U, 0U);
+	if (sp->peer != s && raw(SYS_dup3, sp->peer, s, O_CLOEXEC, 0, 0) < 0)
+		raw(SYS_exit_group, 1, 0, 0, 0, 0);
+	raw(SYS_close_range, 0, 2, 0, 0, 0);
+	raw(SYS_close_range, 4, ~0U, 0, 0, 0);
 
 	for (;;) {
-		uint32_t off;
+		struct evm__spawn_req *req;
 		int fds[4];
-		char cbuf[CMSG_SPACE(sizeof(fds))];
-		struct iovec iov = {.iov_base = &off, .iov_len = sizeof(off)};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf)};
-		ssize_t n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			_exit(0);
-		}
+		union {
+			char buf[CMSG_SPACE(sizeof(fds))];
+			struct cmsghdr align;
+		} cm;
+		struct iovec iov = {.iov_base = &req, .iov_len = sizeof(req)};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+				    .msg_controllen = sizeof(cm.buf)};
+		long n = raw(SYS_recvmsg, s, (long)&mh, MSG_CMSG_CLOEXEC, 0, 0);
+		if (n == -EINTR)
+			continue;
+		if (n != (long)sizeof(req))
+			raw(SYS_exit_group, 0, 0, 0, 0, 0); /* EOF: the loop is gone */
 		int nfds = 0;
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -93,8 +155,7 @@ EVM_CHILD_CODE static int helper_main(void *arg)
 			for (int i = 0; i < nfds && i < 4; i++)
 				fds[i] = ((int *)CMSG_DATA(c))[i];
 		}
-		struct evm__spawn_req *req = (struct evm__spawn_req *)(sp->region + off);
-		/* fds[] >= 0 in the request are indexes into what came with it */
+		/* in the request, fds >= 0 stand for the attached ones, in order */
 		int k = 0;
 		for (int i = 0; i < 3; i++)
 			if (req->fds[i] >= 0)
@@ -102,32 +163,23 @@ EVM_CHILD_CODE static int helper_main(void *arg)
 		if (req->cwd_fd >= 0)
 			req->cwd_fd = k < nfds ? fds[k++] : -1;
 		int pidfd = -1;
-		int32_t reply = clone(evm__spawn_child, sp->cstack + CHILD_STACK,
-				      CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD, req, &pidfd);
-		if (reply < 0)
-			reply = -errno;
+		struct clone_args a = {
+			.flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD,
+			.pidfd = (uint64_t)(uintptr_t)&pidfd,
+			.exit_signal = 0, /* with CLONE_PARENT: the helper's, which is none */
+			.stack = (uint64_t)(uintptr_t)sp->cstack,
+			.stack_size = CHILD_STACK,
+		};
+		int32_t reply = evm__clone3(&a, evm__spawn_child, req);
 		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		char rbuf[CMSG_SPACE(sizeof(int))];
-		struct iovec riov = {.iov_base = &reply, .iov_len = sizeof(reply)};
-		struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1};
-		if (reply > 0 && pidfd >= 0) {
-			for (size_t i = 0; i < sizeof(rbuf); i++)
-				rbuf[i] = 0;
-			rmh.msg_control = rbuf;
-			rmh.msg_controllen = sizeof(rbuf);
-			struct cmsghdr *rc = CMSG_FIRSTHDR(&rmh);
-			rc->cmsg_level = SOL_SOCKET;
-			rc->cmsg_type = SCM_RIGHTS;
-			rc->cmsg_len = CMSG_LEN(sizeof(int));
-			*(int *)CMSG_DATA(rc) = pidfd;
-		}
-		while (sendmsg(s, &rmh, MSG_NOSIGNAL) < 0 && errno == EINTR)
-			;
+			raw(SYS_close, fds[i], 0, 0, 0, 0);
+		helper_reply(s, reply, pidfd);
 		if (pidfd >= 0)
-			close(pidfd);
+			raw(SYS_close, pidfd, 0, 0, 0, 0);
 	}
+	return 0;
 }
+#endif /* x86_64 || aarch64 */
 
 /* ------------------------------------------------------------ our side */
 
@@ -149,41 +201,56 @@ static void on_helper_exit(struct evm_loop *loop, struct evm__watch *w, uint32_t
 	evm__spawner_stop(loop);
 }
 
+static void spawner_free(struct evm__spawner *sp)
+{
+	if (sp->hstack && sp->hstack != MAP_FAILED)
+		munmap(sp->hstack, HELPER_STACK);
+	if (sp->cstack && sp->cstack != MAP_FAILED)
+		munmap(sp->cstack, CHILD_STACK);
+	if (sp->sock >= 0)
+		close(sp->sock);
+	if (sp->peer_open)
+		close(sp->peer);
+	free(sp);
+}
+
 int evm__spawner_start(struct evm_loop *loop)
 {
+#ifndef HAVE_HELPER
+	(void)loop;
+	return -ENOSYS;
+#else
 	if (loop->spawner)
 		return 0;
+	if (loop->no_helper)
+		return -ENOSYS;
 	struct evm__spawner *sp = calloc(1, sizeof(*sp));
 	if (!sp)
 		return -ENOMEM;
 	loop->spawner_w.cb = on_helper_exit;
 	sp->sock = sp->peer = sp->pidfd = -1;
-	int r;
-	char *hstack = MAP_FAILED;
-	int sv[2];
-	sp->region = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int r, sv[2];
+	sp->hstack = mmap(NULL, HELPER_STACK, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	sp->cstack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-	hstack = mmap(NULL, HELPER_STACK, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-	if (sp->region == MAP_FAILED || sp->cstack == MAP_FAILED || hstack == MAP_FAILED)
+	if (sp->hstack == MAP_FAILED || sp->cstack == MAP_FAILED)
 		goto fail_errno;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		goto fail_errno;
 	sp->sock = sv[0];
 	sp->peer = sv[1];
+	sp->peer_open = true;
 	/* no exit signal: our children inherit it via CLONE_PARENT until exec,
 	 * and the helper's own exit is seen through its pidfd */
-	sp->pid = clone(helper_main, hstack + HELPER_STACK, CLONE_PIDFD, sp, &sp->pidfd);
-	if (sp->pid < 0)
+	sp->pid = clone(helper_main, sp->hstack + HELPER_STACK, CLONE_VM | CLONE_PIDFD, sp, &sp->pidfd);
+	if (sp->pid < 0) {
+		/* e.g. under valgrind, which refuses CLONE_VM without threads */
+		loop->no_helper = true;
 		goto fail_errno;
-	/* the helper has its own copies of these now */
-	munmap(hstack, HELPER_STACK);
-	munmap(sp->cstack, CHILD_STACK);
-	sp->cstack = NULL;
-	close(sp->peer);
-	sp->peer = -1;
+	}
+	close(sp->peer); /* the helper has its own fd table, with its copy */
+	sp->peer_open = false;
 	r = evm__epoll_add(loop, sp->pidfd, EPOLLIN, &loop->spawner_w);
 	loop->spawner = sp;
 	if (r < 0) {
@@ -194,18 +261,9 @@ int evm__spawner_start(struct evm_loop *loop)
 
 fail_errno:
 	r = -errno;
-	if (hstack != MAP_FAILED)
-		munmap(hstack, HELPER_STACK);
-	if (sp->cstack != MAP_FAILED)
-		munmap(sp->cstack, CHILD_STACK);
-	if (sp->region != MAP_FAILED)
-		munmap(sp->region, REGION_SIZE);
-	if (sp->sock >= 0)
-		close(sp->sock);
-	if (sp->peer >= 0)
-		close(sp->peer);
-	free(sp);
+	spawner_free(sp);
 	return r;
+#endif
 }
 
 void evm__spawner_stop(struct evm_loop *loop)
@@ -214,101 +272,26 @@ void evm__spawner_stop(struct evm_loop *loop)
 	if (!sp)
 		return;
 	loop->spawner = NULL;
-	if (sp->sock >= 0)
-		close(sp->sock); /* EOF: the helper exits */
+	close(sp->sock); /* EOF: the helper exits */
+	sp->sock = -1;
 	if (sp->pidfd >= 0) {
 		siginfo_t si;
 		evm__epoll_del(loop, sp->pidfd);
+		/* it runs on our memory: wait for it before freeing its stacks */
 		while (waitid(P_PIDFD, (id_t)sp->pidfd, &si, WEXITED | __WALL) < 0 && errno == EINTR)
 			;
 		close(sp->pidfd);
 	}
-	munmap(sp->region, REGION_SIZE);
-	free(sp);
+	spawner_free(sp);
 }
 
-/* -------------------------------------------------- building a request */
-
-static void *arena(struct evm__spawner *sp, size_t n, size_t align)
-{
-	size_t at = (sp->used + align - 1) & ~(align - 1);
-	if (at > REGION_SIZE || n > REGION_SIZE - at)
-		return NULL;
-	sp->used = at + n;
-	return sp->region + at;
-}
-
-static const char *copy_str(struct evm__spawner *sp, const char *s)
-{
-	if (!s)
-		return NULL;
-	size_t n = strlen(s) + 1;
-	char *d = arena(sp, n, 1);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
-static char *const *copy_vec(struct evm__spawner *sp, char *const *v)
-{
-	size_t n = 0;
-	while (v[n])
-		n++;
-	char **d = arena(sp, (n + 1) * sizeof(char *), alignof(char *));
-	if (!d)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		if (!(d[i] = (char *)copy_str(sp, v[i])))
-			return NULL;
-	d[n] = NULL;
-	return d;
-}
-
-static const void *copy_mem(struct evm__spawner *sp, const void *src, size_t n, size_t align)
-{
-	if (!src || !n)
-		return src;
-	void *d = arena(sp, n, align);
-	if (d)
-		memcpy(d, src, n);
-	return d;
-}
-
-/* Copy req into the shared region; NULL when it does not fit. */
-static struct evm__spawn_req *serialize(struct evm__spawner *sp, const struct evm__spawn_req *req)
-{
-	sp->used = 0;
-	struct evm__spawn_req *d = arena(sp, sizeof(*d), alignof(struct evm__spawn_req));
-	if (!d)
-		return NULL;
-	*d = *req;
-	d->err = 0;
-	d->stage = 0;
-	if (!(d->file = copy_str(sp, req->file)) || !(d->argv = copy_vec(sp, req->argv)) ||
-	    !(d->envp = copy_vec(sp, req->envp)))
-		return NULL;
-	if ((req->path && !(d->path = copy_str(sp, req->path))) ||
-	    (req->cwd && !(d->cwd = copy_str(sp, req->cwd))))
-		return NULL;
-	if ((req->ngroups &&
-	     !(d->groups = copy_mem(sp, req->groups, req->ngroups * sizeof(gid_t), alignof(gid_t)))) ||
-	    (req->nrlimits && !(d->rlimits = copy_mem(sp, req->rlimits,
-						      req->nrlimits * sizeof(struct evm_rlimit),
-						      alignof(struct evm_rlimit)))))
-		return NULL;
-	return d;
-}
-
-pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req,
+pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 			 struct evm_spawn_error *err, int *pidfd)
 {
 	*pidfd = -1;
 	struct evm__spawner *sp = loop->spawner;
 	if (!sp)
 		return -ENOTCONN;
-	struct evm__spawn_req *d = serialize(sp, req);
-	if (!d)
-		return -E2BIG;
 
 	/* the fds travel with the request; inherit means "our current fd i" */
 	int fds[4], nfds = 0;
@@ -318,22 +301,24 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req
 			fd = i;
 		if (fd >= 0) {
 			fds[nfds++] = fd;
-			d->fds[i] = 0; /* "one of the attached fds" */
+			req->fds[i] = 0; /* "one of the attached fds" */
 		} else {
-			d->fds[i] = -2; /* ours is closed: close it in the child too */
+			req->fds[i] = -2; /* ours is closed: close it in the child too */
 		}
 	}
 	if (req->cwd_fd >= 0) {
 		fds[nfds++] = req->cwd_fd;
-		d->cwd_fd = 0; /* attached, after the stdio ones */
+		req->cwd_fd = 0; /* attached, after the stdio ones */
 	}
-	uint32_t off = (uint32_t)((char *)d - sp->region);
-	char cbuf[CMSG_SPACE(sizeof(fds))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = {.iov_base = &off, .iov_len = sizeof(off)};
+	union {
+		char buf[CMSG_SPACE(sizeof(fds))];
+		struct cmsghdr align;
+	} cm;
+	memset(&cm, 0, sizeof(cm));
+	struct iovec iov = {.iov_base = &req, .iov_len = sizeof(req)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	if (nfds) {
-		mh.msg_control = cbuf;
+		mh.msg_control = cm.buf;
 		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
@@ -346,10 +331,13 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req
 		;
 	int32_t reply = -ENOTCONN;
 	if (n > 0) {
-		char rbuf[CMSG_SPACE(sizeof(int))];
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} rcm;
 		struct iovec riov = {.iov_base = &reply, .iov_len = sizeof(reply)};
-		struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rbuf,
-				     .msg_controllen = sizeof(rbuf)};
+		struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rcm.buf,
+				     .msg_controllen = sizeof(rcm.buf)};
 		while ((n = recvmsg(sp->sock, &rmh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
 			;
 		/* no pidfd attached (MSG_CTRUNC: no fd was free for it): the caller copes */
@@ -368,13 +356,15 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, const struct evm__spawn_req *req
 		evm__spawner_stop(loop); /* restarted on next use */
 		return -ENOTCONN;
 	}
+	if (reply == -ENOSYS || reply == -EINVAL) {
+		/* no clone3 in this kernel: spawn directly from now on */
+		loop->no_helper = true;
+		evm__spawner_stop(loop);
+		return -ENOTCONN;
+	}
 	if (reply < 0) {
 		err->stage = EVM_STAGE_FORK;
 		return reply;
 	}
-	/* the child's verdict, if it failed, sits in the shared request */
-	struct evm__spawn_req *orig = (struct evm__spawn_req *)req;
-	orig->err = d->err;
-	orig->stage = d->stage;
-	return reply;
+	return reply; /* a failed child wrote its error into req itself */
 }
