@@ -214,6 +214,9 @@ EVM_HIDDEN void evm__proc_signal_done(struct evm_proc *proc);
 struct evm__svclist {
 	struct evm_service *first, *last;
 	size_t n;
+	/* by name: open addressing, linear probing, load <= 1/2; removed ones are not in it */
+	struct evm_service **index;
+	size_t icap, ilen;
 };
 EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
 EVM_HIDDEN void evm__services_sweep(struct evm_loop *loop);

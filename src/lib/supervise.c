@@ -78,6 +78,70 @@ struct evm_service {
 static void spawn_now(struct evm_service *s);
 static void unlink_svc(struct evm_service *s, const struct evm_exit *exit);
 
+/* ------------------------------------------------------------ name index */
+
+static size_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return (size_t)h;
+}
+
+static size_t index_slot(const struct evm__svclist *l, const char *name)
+{
+	size_t mask = l->icap - 1, i = name_hash(name) & mask;
+	while (l->index[i] && strcmp(l->index[i]->name, name) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static int index_put(struct evm__svclist *l, struct evm_service *s)
+{
+	if ((l->ilen + 1) * 2 > l->icap) {
+		size_t cap = l->icap ? l->icap * 2 : 64;
+		struct evm_service **old = l->index;
+		size_t oldcap = l->icap;
+		if (!(l->index = calloc(cap, sizeof(*l->index)))) {
+			l->index = old;
+			return -ENOMEM;
+		}
+		l->icap = cap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i])
+				l->index[index_slot(l, old[i]->name)] = old[i];
+		free(old);
+	}
+	l->index[index_slot(l, s->name)] = s;
+	l->ilen++;
+	return 0;
+}
+
+static struct evm_service *index_get(const struct evm__svclist *l, const char *name)
+{
+	return l->icap ? l->index[index_slot(l, name)] : NULL;
+}
+
+static void index_del(struct evm__svclist *l, struct evm_service *s)
+{
+	if (!l->icap)
+		return;
+	size_t mask = l->icap - 1, hole = index_slot(l, s->name);
+	if (l->index[hole] != s)
+		return;
+	l->ilen--;
+	/* backward shift: no tombstones */
+	for (size_t j = (hole + 1) & mask; l->index[j]; j = (j + 1) & mask) {
+		size_t home = name_hash(l->index[j]->name) & mask;
+		bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+		if (!stays) {
+			l->index[hole] = l->index[j];
+			hole = j;
+		}
+	}
+	l->index[hole] = NULL;
+}
+
 /* ------------------------------------------------------------- helpers */
 
 static bool success_code(const struct evm_service *s, int code)
@@ -453,6 +517,10 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	s->since_real = evm__real_ns();
 
 	struct evm__svclist *l = &loop->svcs;
+	if (index_put(l, s) < 0) {
+		svc_free(s);
+		return -ENOMEM;
+	}
 	s->prev = l->last;
 	if (l->last)
 		l->last->next = s;
@@ -469,10 +537,7 @@ struct evm_service *evm_service_find(struct evm_loop *loop, const char *name)
 {
 	if (!loop || !name)
 		return NULL;
-	for (struct evm_service *s = loop->svcs.first; s; s = s->next)
-		if (!s->dead && !s->removing && strcmp(s->name, name) == 0)
-			return s;
-	return NULL;
+	return index_get(&loop->svcs, name);
 }
 
 int evm_service_start(struct evm_service *s)
@@ -589,6 +654,8 @@ void evm_service_remove(struct evm_service *s)
 {
 	if (!s || s->dead)
 		return;
+	if (!s->removing)
+		index_del(&s->loop->svcs, s); /* the name is free at once */
 	s->removing = true;
 	s->start_after_stop = false;
 	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING) {
@@ -698,6 +765,9 @@ void evm__services_free(struct evm_loop *loop)
 	}
 	loop->svcs.last = NULL;
 	loop->svcs.n = 0;
+	free(loop->svcs.index);
+	loop->svcs.index = NULL;
+	loop->svcs.icap = loop->svcs.ilen = 0;
 	evm__services_sweep(loop);
 }
 

@@ -517,6 +517,34 @@ static void test_remove_running_service(void **state)
 	assert_true(evs[before].removed);
 }
 
+static void test_find_many(void **state)
+{
+	struct evm_loop *loop = *state;
+	enum { N = 3000 };
+	static struct evm_service *all[N];
+	char name[32];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "svc-%d", i);
+		all[i] = svc(loop, name, EVM_RESTART_NEVER, EXIT0, NULL);
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "svc-%d", i);
+		assert_ptr_equal(evm_service_find(loop, name), all[i]);
+	}
+	/* remove every third: the others are still found, the removed are not */
+	for (int i = 0; i < N; i += 3)
+		evm_service_remove(all[i]);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "svc-%d", i);
+		if (i % 3 == 0)
+			assert_null(evm_service_find(loop, name));
+		else
+			assert_ptr_equal(evm_service_find(loop, name), all[i]);
+	}
+	assert_null(evm_service_find(loop, "svc-3000"));
+	assert_null(evm_service_find(loop, ""));
+}
+
 static void test_new_rejects_bad_options(void **state)
 {
 	struct evm_loop *loop = *state;
@@ -659,6 +687,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_find_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_reverse_order, setup, teardown),
