@@ -41,9 +41,27 @@ def load():
     return rows
 
 
+def validate(rows):
+    """S2: a measurement whose children were not all up at the end of the idle window
+    (a harness that crashed while being measured) is a failure, whatever it printed."""
+    bad = {}
+    for r in rows:
+        if r["scenario"] == "S2" and r["metric"] == "alive" and r["status"] == "ok" and r["value"] < r["n"]:
+            bad[(r["n"], r["monitor"], r["rep"])] = f"only {r['value']:.0f} of {r['n']:,} children up at the end of the idle window"
+    out = []
+    for r in rows:
+        key = (r["n"], r["monitor"], r["rep"])
+        if r["scenario"] == "S2" and key in bad:
+            if r["metric"] == "alive":
+                out.append(dict(r, metric="failed", value="", status="failed", note=bad[key]))
+            continue
+        out.append(r)
+    return out
+
+
 class Data:
     def __init__(self, rows):
-        self.rows = rows
+        self.rows = validate(rows)
 
     def sel(self, scenario, **kw):
         return [r for r in self.rows if r["scenario"] == scenario
@@ -133,6 +151,17 @@ def gnuplot(script):
 
 # ------------------------------------------------------------------- S1
 
+def style(monitor):
+    """evmon thick and black; the raw references dashed; peers in colour."""
+    if monitor == "evmon":
+        return "lw 3 lc rgb 'black'"
+    if monitor.startswith("evmon-"):
+        return "lw 1.5 dt 3"
+    if monitor.startswith("raw-"):
+        return "lw 1.5 dt 2"
+    return "lw 1.5"
+
+
 RAW = ("raw-posix_spawn", "raw-vfork", "raw-clone3")
 CHILDREN = {"tiny": "tiny static child (no libc, exits at once)", "true": "/bin/true"}
 
@@ -213,8 +242,7 @@ def s1(d, t, charts):
                 fn = os.path.join(tmp, f"{child}-{m}.dat")
                 with open(fn, "w") as f:
                     f.writelines(f"{k} {v}\n" for k, v in pts)
-                lw = 3 if m == "evmon" else 1.5
-                series.append(f"'{fn}' using 1:2 with linespoints lw {lw} title '{m}'")
+                series.append(f"'{fn}' using 1:2 with linespoints {style(m)} title '{m}'")
             if series:
                 plots.append(f"set title '{CHILDREN[child]}'\nplot " + ", ".join(series))
         if plots:
@@ -333,8 +361,7 @@ def s2(d, t, charts, meta):
             fn = os.path.join(tmp, f"{m}.dat")
             with open(fn, "w") as f:
                 f.writelines(f"{n} {x}\n" for n, x in pts)
-            lw = 3 if m == "evmon" else 1.5
-            series.append(f"'{fn}' using 1:2 with linespoints lw {lw} title '{m}'")
+            series.append(f"'{fn}' using 1:2 with linespoints {style(m)} title '{m}'")
         if series:
             png = CHART.format("s2")
             if gnuplot(f"""set terminal pngcairo size 900,500 font 'sans,10'
@@ -474,8 +501,10 @@ def generic(d, scenario, title, intro):
     if not rows:
         return out + ["*Not run.*", ""]
     pend = [r for r in rows if r["status"] == "pending"]
-    if pend:
-        return out + [f"*Pending: {pend[0]['note']}.*", ""]
+    out += [f"*Pending — {r['child']}: {r['note']}.*" for r in pend] + ([""] if pend else [])
+    rows = [r for r in rows if r["status"] != "pending"]
+    if not rows:
+        return out
     metrics = []
     for r in rows:
         if r["status"] == "ok" and r["metric"] not in metrics:
@@ -483,6 +512,8 @@ def generic(d, scenario, title, intro):
     cases = []
     for r in rows:
         key = (r["child"], r["n"], r["monitor"])
+        if r["status"] == "pending":
+            continue
         if key not in cases:
             cases.append(key)
     trows = []
@@ -526,6 +557,8 @@ def machine_section(meta):
              "- evmon runs in its default spawn mode (auto: direct clone while the fd table is "
              "small, then through the spawn helper); `evmon-direct` / `evmon-helper` force one "
              "path (EVM_SPAWN_MODE), `evmon-nopidfd` forces the SIGCHLD path (EVM_NO_PIDFD=1).",
+             "- The machine is shared with other work (other sessions build and test on it): "
+             "throughput ranges are wide, and the CPU-time tables of S1 are the steadier view.",
              "- Reproduce: `make bench` (quick, a few minutes) or `make bench FULL=1` (full). "
              "One scenario: `make bench BENCH_ARGS='--only S3'`. This file and the charts are "
              "written by `bench/report.py` from `bench/results/*.csv`.", ""]

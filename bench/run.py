@@ -358,6 +358,11 @@ def scale_lib(argv, env, n, idle):
     try:
         ready = wait_line(p, 300)
         m = measure_idle(p.pid, idle)
+        if p.poll() is not None or m["alive"] < n:
+            p.errfile.seek(0)
+            why = first_error(p.errfile.read(1 << 20).decode(errors="replace"))
+            raise Failed(f"{m['alive']} of {n} children up after the idle window"
+                         + (f": {why}" if why else ""))
         m["launch_us_per_child"] = ready["launch_us_per_child"]
         p.stdin.close()
         p.wait(timeout=120)
@@ -421,6 +426,8 @@ def scale_external(kind, n, idle, tmp):
         if n == 0:
             time.sleep(1)  # let it settle before the idle window
         m = measure_idle(p.pid, idle)
+        if m["alive"] < n:
+            raise Failed(f"{m['alive']} of {n} services up after the idle window")
         m["launch_us_per_child"] = launch * 1e6 / n if n else 0
         return m
     finally:
