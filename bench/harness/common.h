@@ -47,13 +47,13 @@ static inline void raise_nofile(void)
 	}
 }
 
-static inline void die(const char *what)
+__attribute__((noreturn)) static inline void die(const char *what)
 {
 	fprintf(stderr, "bench: %s: %s\n", what, strerror(errno));
 	exit(2);
 }
 
-static inline void usage(const char *prog)
+__attribute__((noreturn)) static inline void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s spawn CHILD RUNS INFLIGHT | scale CHILD N | storm CHILD N |\n"
