@@ -1,0 +1,49 @@
+# reliability.mk - sanitizers beyond ASan, valgrind, and the soak (docs/RELIABILITY.md).
+#
+#   make tsan-test        the library's threaded tests (evm_spawn, evm_proc_wait,
+#                         evm_spawn_wait, evm_loop_stop, evm_proc_ref/unref from other
+#                         threads) built with ThreadSanitizer into build/tsan
+
+TSAN_BUILD ?= build/tsan
+TSAN_CC ?= clang
+TSAN_CFLAGS := $(CSTD) -O1 -g -fno-omit-frame-pointer $(WARN) -fsanitize=thread
+TSAN_UNITS ?= test_wait test_loop test_spawn test_threads
+TSAN_LIB_OBJ := $(LIB_SRC:src/lib/%.c=$(TSAN_BUILD)/lib/%.o)
+TSAN_BINS := $(TSAN_UNITS:%=$(TSAN_BUILD)/tests/%)
+# Fail at the first race. No thread-leak reports: a child that fails its exec
+# calls _exit() on our memory (CLONE_VM|CLONE_VFORK), and TSan's _exit
+# interceptor would check the parent's threads from there; the tests join
+# their threads themselves.
+TSAN_RUN_OPTIONS := halt_on_error=1 second_deadlock_stack=1 history_size=4 report_thread_leaks=0
+
+.PHONY: tsan-test tsan-build
+
+$(TSAN_BUILD)/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(TSAN_CC) $(CPPFLAGS) $(TSAN_CFLAGS) -DEVM_BUILDING_LIBRARY -c $< -o $@
+
+$(TSAN_BUILD)/libevmon.a: $(TSAN_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# the helper is a child program, not under test: built plain
+$(TSAN_BUILD)/tests/evm-helper: tests/helpers/evm-helper.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(TSAN_CC) $(CPPFLAGS) $(CSTD) -O1 -g $(WARN) -o $@ $<
+
+# tests/tsan/test_X.c is tests/unit/test_X.c with direct spawns only (see tests/tsan/tsan.h);
+# tests/tsan/test_threads.c is the thread-safe API under load. test_reap is left
+# out: it has no threads, and two of its tests need the spawn helper.
+$(TSAN_BUILD)/tests/test_%: tests/tsan/test_%.c tests/tsan/tsan.h $(TSAN_BUILD)/libevmon.a \
+		$(wildcard tests/unit/*.h tests/unit/test_*.c)
+	@mkdir -p $(dir $@)
+	$(TSAN_CC) $(CPPFLAGS) -Itests/unit $(TSAN_CFLAGS) -o $@ $< $(TSAN_BUILD)/libevmon.a \
+		$(CMOCKA_LIBS) -lpthread
+
+tsan-build: $(TSAN_BINS) $(TSAN_BUILD)/tests/evm-helper
+
+tsan-test: tsan-build
+	@set -e; for t in $(TSAN_BINS); do \
+		echo "== $$t (ThreadSanitizer)"; \
+		EVMON_BUILD=$(TSAN_BUILD) TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" timeout 900 $$t; \
+	done
