@@ -1,0 +1,117 @@
+"""What the reliability tests (test_security.py, test_faults.py, test_soak.py)
+share: a Daemon started behind a command prefix (setpriv, prlimit, strace,
+unshare), a directory any user can reach, and the figures read from /proc
+(resident memory, open fds, states, ids)."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from conftest import EVMON, children_of, wait_for
+from daemon_util import SLOW, Daemon, alive
+
+# a uid and gid with no passwd entry and no other process: RLIMIT_NPROC counts per uid
+ODD_UID = 47113
+
+
+class PrefixedDaemon(Daemon):
+    """A Daemon whose command line starts with prefix (e.g. ["prlimit", "--nofile=64"])."""
+
+    def __init__(self, procs, tmp_path, config, prefix=(), **kw):
+        self.prefix = list(prefix)
+        super().__init__(procs, tmp_path, config, **kw)
+
+    def start(self):
+        self.logf = open(self.logpath, "ab")
+        self.p = self.procs.spawn(self.prefix + [EVMON, "daemon", "-c", self.cfg, "-S", self.sock] + self.args,
+                                  stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
+        wait_for(lambda: self.answers() or self.p.poll() is not None,
+                 timeout=20 * SLOW, what="the control socket")
+        assert self.p.poll() is None, f"daemon exited: {self.log()}"
+        return self
+
+    def daemon_pid(self):
+        """The daemon's own pid (self.p may be a prefix program that exec'd it or forked it)."""
+        return self.request({"cmd": "ping"})["pid"]
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Daemon.stop, with the signal sent to the daemon rather than to a prefix (strace)."""
+        pid = self.daemon_pid()
+        pids = self.pids()
+        kids = set(children_of(pid))
+        os.kill(pid, sig)
+        rc = self.p.wait(timeout=timeout * SLOW)
+        assert rc == 0, f"daemon exit {rc}: {self.log()}"
+        left = [p for p in pids + list(kids) if alive(p)]
+        assert not left, f"left behind: {left}"
+        assert not os.path.exists(self.sock)
+        self.logf.close()
+        return rc
+
+
+class OpenDir:
+    """A directory under /tmp that every user can reach (pytest's tmp_path is root's only)."""
+
+    def __init__(self, owner=None):
+        self.path = Path(tempfile.mkdtemp(prefix="evmon-rel-"))
+        os.chmod(self.path, 0o755)
+        if owner is not None:
+            os.chown(self.path, owner, owner)
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def status_fields(pid):
+    """/proc/PID/status as a dict of strings."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def rss_kb(pid):
+    return int(status_fields(pid)["VmRSS"].split()[0])
+
+
+def fds(pid):
+    """{fd number: link target} of a process."""
+    out = {}
+    d = f"/proc/{pid}/fd"
+    for n in os.listdir(d):
+        try:
+            out[int(n)] = os.readlink(os.path.join(d, n))
+        except OSError:
+            pass
+    return out
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (R, S, T, Z...), or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rfind(")") + 2]
+
+
+def ppid_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read()
+    return int(st[st.rfind(")") + 2:].split()[1])
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read()
+    rest = st[st.rfind(")") + 2:].split()
+    return int(rest[11]) + int(rest[12])

@@ -1,0 +1,291 @@
+"""Security audit of `evmon daemon`, one test per point (docs/RELIABILITY.md):
+who may use the control socket, how a service drops privileges, which fds
+a service gets, that nothing runs through a shell by accident, and that no
+request can make the daemon's memory or fd table grow without bound.
+
+(test_daemon_load.py already covers a root daemon's socket against a client
+run as nobody, 100 concurrent clients, an events subscriber that never reads
+and the basic malformed requests; these tests go further.)"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from conftest import EVMON, HELPER, SAN, wait_for
+from daemon_util import SLOW, Daemon, LineReader, read_line
+from reliability_util import ODD_UID, OpenDir, PrefixedDaemon, fds, ppid_of, rss_kb, status_fields
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (other uids, setuid services)")
+
+PAUSE = """
+[service:web]
+command = HELPER pause
+start_secs = 0
+stop_timeout = 2
+"""
+
+
+def as_uid(uid, gid=None):
+    gid = uid if gid is None else gid
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+
+
+def ctl_as(d, uid, *args):
+    return d.procs.run(as_uid(uid) + [EVMON, "ctl", "-S", d.sock] + list(args), timeout=30 * SLOW)
+
+
+def test_socket_is_private_to_the_daemons_user(procs):
+    """A daemon run as an ordinary uid, even with umask 000: socket and lock file are
+    0600 and its own; root and that uid are served, any other uid is refused by
+    SO_PEERCRED even once the socket's mode is opened up."""
+    with OpenDir(owner=ODD_UID) as top:
+        prefix = ["sh", "-c", 'umask 000; exec "$@"', "sh"] + as_uid(ODD_UID)
+        d = PrefixedDaemon(procs, top, PAUSE, prefix=prefix)
+        d.wait_state("web", "running")
+        for path in (d.sock, d.sock + ".lock"):
+            st = os.stat(path)
+            assert (st.st_uid, st.st_mode & 0o777) == (ODD_UID, 0o600), path
+        assert d.ctl("status").returncode == 0  # root
+        assert ctl_as(d, ODD_UID, "status").returncode == 0  # the daemon's own uid
+        r = ctl_as(d, 65534, "status")
+        assert r.returncode == 3 and "Permission denied" in r.stderr, r
+        os.chmod(d.sock, 0o666)
+        r = ctl_as(d, 65534, "status")
+        assert r.returncode == 1 and "permission denied" in r.stderr, r
+        assert "uid 65534 is neither root nor the daemon's uid" in d.log()
+        # a refused client changed nothing, and the daemon still serves
+        assert d.status()["web"]["state"] == "running"
+        d.stop()
+
+
+def strace_order(path, pid):
+    """The credential syscalls of pid in an strace -f log, in order, with results."""
+    calls = []
+    for line in open(path):
+        m = re.match(r"(\d+)\s+(set\w+)\(.*\)\s+=\s+(-?\d+)", line)
+        if m and int(m.group(1)) == pid:
+            calls.append((m.group(2), int(m.group(3))))
+    return calls
+
+
+@pytest.mark.parametrize("user,group,want_gid,want_groups", [
+    ("nobody", None, 65534, {65534}),
+    (str(ODD_UID), str(ODD_UID + 1), ODD_UID + 1, {ODD_UID + 1}),
+])
+def test_privilege_drop(procs, tmp_path, user, group, want_gid, want_groups):
+    """setgroups, then setgid, then setuid (the only order that works: after setuid
+    the others are refused, and without setgroups root's groups would stay), seen
+    with strace; and the result in /proc/PID/status: every uid and gid field, the
+    supplementary groups, and no capabilities left."""
+    if not os.path.exists("/usr/bin/strace"):
+        pytest.skip("no strace")
+    uid = 65534 if user == "nobody" else int(user)
+    trace = tmp_path / "strace.log"
+    cfg = f"""
+[service:low]
+command = HELPER pause
+user = {user}
+{"group = " + group if group else ""}
+start_secs = 0
+stop_timeout = 2
+"""
+    # LeakSanitizer cannot run under ptrace
+    env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+    d = PrefixedDaemon(procs, tmp_path, cfg, env=env, prefix=[
+        "strace", "-f", "-qq", "-o", str(trace),
+        "-e", "trace=setgroups,setgid,setuid,setresgid,setresuid,setregid,setreuid,setfsuid,setfsgid"])
+    st = d.wait_state("low", "running")
+    pid = st["pid"]
+    f = status_fields(pid)
+    assert f["Uid"].split() == [str(uid)] * 4, f["Uid"]
+    assert f["Gid"].split() == [str(want_gid)] * 4, f["Gid"]
+    assert {int(g) for g in f["Groups"].split()} == want_groups, f["Groups"]
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(f[cap], 16) == 0, (cap, f[cap])
+    calls = strace_order(trace, pid)
+    names = [c for c, _ in calls]
+    assert all(r == 0 for _, r in calls), calls
+    kinds = ["groups" if "groups" in n else "uid" if "uid" in n else "gid" for n in names]
+    assert kinds and kinds.index("groups") < kinds.index("gid") < kinds.index("uid"), calls
+    assert "groups" not in kinds[kinds.index("uid"):] and "gid" not in kinds[kinds.index("uid"):], calls
+    d.stop()
+
+
+@pytest.mark.parametrize("mode", ["direct", "helper"])
+def test_no_daemon_fd_reaches_a_service(procs, tmp_path, mode):
+    """With clients connected, an events subscriber, log files open and other
+    services running, every service process has exactly fds 0, 1 and 2; both for
+    spawns from the daemon and through the spawn helper."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+start_secs = 0
+stop_timeout = 2
+
+[service:a]
+command = HELPER pause
+stdout = log
+stderr = log
+
+[service:b]
+command = HELPER pause
+instances = 3
+
+[service:c]
+command = HELPER pause
+stdout = null
+""", env=dict(os.environ, EVM_SPAWN_MODE=mode))
+    names = ["a", "b:0", "b:1", "b:2", "c"]
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()), what="running")
+    clients = [d.connect() for _ in range(5)]
+    sub = d.connect()
+    sub.sendall(b'{"cmd":"events"}\n')
+    rd = LineReader(sub)
+    assert rd.next()["ok"]
+    # new processes while all of that is open
+    r = d.request({"cmd": "restart", "names": ["*"], "wait": True}, timeout=30)
+    assert r["ok"], r
+    daemon_fds = set(fds(d.p.pid).values())
+    for n in names:
+        pid = d.status(n)[n]["pid"]
+        # (an ASan build of the helper opens files of its own while it starts up)
+        wait_for(lambda: sorted(fds(pid)) == [0, 1, 2], timeout=5 * SLOW, what=f"{n}: fds {fds(pid)}")
+        got = fds(pid)
+        assert got[0] == "/dev/null"
+        # nothing the daemon holds but what the config gave it (its own stdout, a log file)
+        for fd in (1, 2):
+            assert got[fd] in daemon_fds or got[fd].startswith(str(logs)) or got[fd] == "/dev/null", (n, got)
+    for s in clients + [sub]:
+        s.close()
+    d.stop()
+
+
+def test_no_command_goes_through_a_shell(procs, tmp_path):
+    # shell syntax is refused, not passed to a shell nobody asked for
+    for cmd in ["HELPER print a; touch x", "HELPER print a | cat", "HELPER print $(id)",
+                "HELPER print `id`", "HELPER print a > f", "HELPER print $HOME"]:
+        d = Daemon(procs, tmp_path, f"[service:x]\ncommand = {cmd}\n", start=False)
+        r = procs.run([EVMON, "daemon", "--check", "-c", d.cfg], timeout=20)
+        assert r.returncode == 1 and "unquoted shell syntax" in r.stderr, (cmd, r.stderr)
+    # quoted, the same characters reach the program as they are, with no shell between
+    marker = tmp_path / "pwned"
+    d = Daemon(procs, tmp_path, f"""
+[service:lit]
+command = HELPER argv '$HOME' '*' 'a; touch {marker}' "`id`" '$(id)' '>x'
+restart = never
+start_secs = 0
+""")
+    wait_for(lambda: "[2] >x" in d.log(), what="the service's argv")
+    for word in ["$HOME", "*", f"a; touch {marker}", "`id`", "$(id)", ">x"]:
+        assert f"[{len(word)}] {word}\n" in d.log(), word
+    assert not marker.exists()
+    # an executable without #! is not handed to /bin/sh (execvp would): exec fails
+    script = tmp_path / "noshebang"
+    script.write_text(f"touch {marker}\n")
+    script.chmod(0o755)
+    r = d.request({"cmd": "add", "wait": True, "timeout": 10,
+                   "service": {"name": "script", "command": [str(script)], "restart": "never",
+                               "start_retries": 0}})
+    st = d.status("script")["script"]
+    assert "Exec format error" in st.get("error", ""), (r, st)
+    assert not marker.exists()
+    # ctl add with an argv array: each word as it is
+    r = d.request({"cmd": "add", "wait": True, "service": {
+        "name": "arr", "command": [HELPER, "argv", "x; touch " + str(marker), "$(id)"],
+        "restart": "never", "start_secs": 0}})
+    wait_for(lambda: f"[{len('x; touch ' + str(marker))}] x; touch {marker}" in d.log(), what="argv")
+    assert not marker.exists()
+    # the process the daemon started is the program itself, its child
+    d2 = Daemon(procs, tmp_path, PAUSE, name="d2")
+    pid = d2.wait_state("web", "running")["pid"]
+    assert os.readlink(f"/proc/{pid}/exe") == os.path.realpath(HELPER)
+    assert ppid_of(pid) == d2.p.pid
+    d2.stop()
+    d.stop()
+
+
+def test_requests_cannot_exhaust_memory_or_fds(procs, tmp_path):
+    """Oversized lines, deep nesting, floods of pipelined requests from a client that
+    does not read, and more connections than max_clients: the daemon answers or
+    refuses, its resident memory and fd count stay bounded, and it keeps serving."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+max_clients = 16
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+stop_timeout = 2
+""")
+    d.wait_state("web", "running")
+    for _ in range(20):
+        d.status()
+    rss0, fd0 = rss_kb(d.p.pid), len(fds(d.p.pid))
+
+    # 64 MiB in one line: refused once, skipped to its newline, the connection goes on
+    s = d.connect(timeout=120)
+    rd = LineReader(s)
+    chunk = b"x" * (1 << 20)
+
+    def flood():
+        for _ in range(64):
+            s.sendall(chunk)
+        s.sendall(b'\n{"cmd":"ping","id":"after"}\n')
+    t = threading.Thread(target=flood)
+    t.start()
+    r = rd.next(timeout=120)
+    assert not r["ok"] and "longer than 65536 bytes" in r["error"], r
+    assert rd.next(timeout=120)["id"] == "after"
+    t.join()
+
+    # nesting far deeper than the parser allows: an error, not a stack overflow
+    s.sendall(b"[" * 60000 + b"\n")
+    r = rd.next()
+    assert not r["ok"] and "malformed JSON" in r["error"]
+    s.sendall(b'{"cmd":"status","names":' + b"[" * 30000 + b"]" * 30000 + b"}\n")
+    assert not rd.next()["ok"]
+
+    # 200,000 pipelined requests from a client that does not read its answers
+    mute = d.connect()
+    mute.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    mute.setblocking(False)
+    sent = 0
+    burst = b'{"cmd":"status"}\n' * 1000
+    for _ in range(200):
+        try:
+            sent += mute.send(burst)
+        except BlockingIOError:
+            break  # the daemon stopped reading us: our own socket buffer is full
+    assert d.ctl("ping").returncode == 0  # everyone else is served meanwhile
+
+    # more connections than max_clients: the extra ones are refused and closed
+    conns = [d.connect() for _ in range(40)]
+    refused = 0
+    for c in conns:
+        try:
+            c.sendall(b'{"cmd":"ping"}\n')
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused: the daemon said why, then closed
+        r = json.loads(read_line(c))
+        refused += not r["ok"] and r["error"] == "too many clients"
+    assert refused >= 40 + 2 - 16, refused  # s and mute hold two of the 16 slots
+    assert len(fds(d.p.pid)) <= fd0 + 16 + 2
+    for c in conns:
+        c.close()
+
+    rss1, fd1 = rss_kb(d.p.pid), len(fds(d.p.pid))
+    bound = 64 * 1024 if SAN else 16 * 1024
+    assert rss1 - rss0 < bound, f"RSS {rss0} kB -> {rss1} kB"
+    mute.close()
+    s.close()
+    wait_for(lambda: len(fds(d.p.pid)) <= fd0, what="the daemon's fds back to where they were")
+    assert d.ctl("status").returncode == 0
+    print(f"\nrequests: RSS {rss0} -> {rss1} kB, fds {fd0} -> {fd1} -> {len(fds(d.p.pid))}")
+    d.stop()
