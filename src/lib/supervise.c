@@ -292,11 +292,22 @@ static void schedule_restart(struct evm_service *s, const struct evm_exit *exit,
 	set_state(s, EVM_STATE_BACKOFF, exit, error, delay);
 }
 
+/*
+ * A spawn that failed for want of processes, memory or fds (EAGAIN under
+ * RLIMIT_NPROC, ENOMEM, EMFILE, ENFILE) says nothing about the service: the
+ * machine is short. Retry with backoff for as long as it lasts, never FATAL.
+ */
+static bool machine_short(const struct evm_exit *exit, int error)
+{
+	return !exit && (error == -EAGAIN || error == -ENOMEM || error == -EMFILE || error == -ENFILE);
+}
+
 /* A failed start (died during start_ms, or could not be spawned). */
 static void failed_start(struct evm_service *s, const struct evm_exit *exit, int error)
 {
 	s->failures++;
-	s->start_failures++;
+	if (!machine_short(exit, error))
+		s->start_failures++;
 	if (s->start_failures > s->start_retries) {
 		size_t n = strlen(s->msg);
 		snprintf(s->msg + n, sizeof(s->msg) - n, "%sgave up after %u failed starts in a row",
