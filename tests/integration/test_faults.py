@@ -1,0 +1,375 @@
+"""Fault injection against the real `evmon daemon` (docs/RELIABILITY.md): the
+machine runs out of processes or file descriptors, children misbehave (stop
+themselves, close their output, ignore SIGTERM, leave 1,000 orphans), and
+the daemon itself is killed with SIGKILL. In every case the daemon must keep
+running and serving `evmon ctl`, report what happened as events, and recover
+when the fault goes away."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import EVMON, HELPER, children_of, wait_for, zombies_of
+from daemon_util import SLOW, Daemon, LineReader, alive
+from reliability_util import (ODD_UID, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of,
+                              proc_state)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (rlimits of other uids, namespaces)")
+
+
+def uid_procs(uid):
+    n = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.stat(f"/proc/{d}").st_uid == uid:
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+def set_nproc(pid, soft):
+    """The soft RLIMIT_NPROC of a process of ODD_UID ("hard": up to its hard limit), set
+    by that uid: root here may lack CAP_SYS_RESOURCE, which changing another uid's
+    limits needs."""
+    if soft == "hard":
+        with open(f"/proc/{pid}/limits") as f:
+            soft = [l.split()[3] for l in f if l.startswith("Max processes")][0]
+    subprocess.run(["setpriv", f"--reuid={ODD_UID}", f"--regid={ODD_UID}", "--clear-groups",
+                    "prlimit", "--pid", str(pid), f"--nproc={soft}:"], check=True)
+
+
+def events(d):
+    """A connection subscribed to the event stream."""
+    s = d.connect()
+    s.sendall(b'{"cmd":"events"}\n')
+    rd = LineReader(s)
+    assert rd.next()["ok"]
+    return s, rd
+
+
+# ------------------------------------------------------------ resources
+
+
+def test_fork_fails_services_back_off_and_recover(procs):
+    """RLIMIT_NPROC of the daemon's uid at 1: every fork fails with EAGAIN. Services
+    that exit cannot be restarted and wait in backoff (the error in their status and
+    events); running ones are untouched; ctl keeps working. Once the limit is lifted
+    they all run again, none gave up (FATAL) for the machine's state."""
+    with OpenDir(owner=ODD_UID) as top:
+        d = PrefixedDaemon(procs, top, """
+[evmon]
+start_secs = 0
+backoff_initial = 20ms
+backoff_max = 200ms
+stop_timeout = 2
+
+[service:steady]
+command = HELPER pause
+
+[service:flappy]
+command = HELPER sleep 50 exit 3
+restart = always
+instances = 2
+""", prefix=["setpriv", f"--reuid={ODD_UID}", f"--regid={ODD_UID}", "--clear-groups"])
+        pid = d.daemon_pid()
+        wait_for(lambda: all(s["restarts"] >= 1 for n, s in d.status().items() if n != "steady"),
+                 what="flappy restarting")
+        steady = d.status("steady")["steady"]["pid"]
+        set_nproc(pid, "1")
+        f0 = {n: s["failures"] for n, s in d.status().items()}
+
+        def starved(s):
+            return s["state"] == "backoff" and "Resource temporarily unavailable" in s.get("error", "")
+        # more failed forks in a row than start_retries (3) allows failed starts
+        wait_for(lambda: all(starved(s) and s["failures"] >= f0[n] + 8
+                             for n, s in d.status().items() if n != "steady"),
+                 timeout=20 * SLOW, what="flappy failing to fork, over and over")
+        # a restart asked for now fails the same way, and nothing else breaks
+        r = d.request({"cmd": "restart", "names": ["steady"]})
+        assert r["ok"], r
+        wait_for(lambda: starved(d.status("steady")["steady"]), what="steady cannot fork either")
+        assert not alive(steady) and d.ctl("ping").returncode == 0
+        assert "fork: Resource temporarily unavailable" in d.log()
+        assert not any(s["state"] == "fatal" for s in d.status().values())
+
+        set_nproc(pid, "hard")
+        wait_for(lambda: d.status("steady")["steady"]["state"] == "running", timeout=10 * SLOW,
+                 what="steady running again")
+        before = {n: s["restarts"] for n, s in d.status().items()}
+        wait_for(lambda: all(s["restarts"] > before[n] + 2 for n, s in d.status().items() if n != "steady"),
+                 timeout=10 * SLOW, what="flappy restarting again")
+        assert d.p.poll() is None
+        d.stop()
+
+
+def test_fds_run_out_the_daemon_keeps_serving(procs, tmp_path):
+    """RLIMIT_NOFILE of 48: the daemon needs a pidfd per child and an fd per client.
+    Past the limit children are watched through SIGCHLD (a warning event says so),
+    new clients are refused cleanly (the daemon keeps a spare fd to accept and
+    refuse them), a service whose log file cannot be opened is reported, not
+    fatal; connected clients are served throughout. The pidfds of the running
+    children fill the table to the limit, so fds come back when children exit:
+    then everything works again, and every service stops."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = PrefixedDaemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+start_secs = 0
+stop_timeout = 2
+
+[service:web]
+command = HELPER pause
+""", prefix=["prlimit", "--nofile=48:48"])
+    d.wait_state("web", "running")
+    s, rd = events(d)
+    ctl = d.connect()
+    ctlrd = LineReader(ctl)
+
+    def request(obj):
+        ctl.sendall(json.dumps(obj).encode() + b"\n")
+        return ctlrd.next(timeout=60)
+    # 60 more children than there are fds
+    r = request({"cmd": "add", "wait": True, "timeout": 60,
+                 "service": {"name": "many", "command": [HELPER, "pause"], "instances": 60}})
+    assert r["ok"] and len(r["services"]) == 60, r
+    assert all(x["state"] == "running" for x in r["services"])
+    warning = None
+    while warning is None:
+        ev = rd.next()
+        if ev.get("event") == "warning":
+            warning = ev
+    assert "SIGCHLD" in warning["message"], warning
+    # connections until the daemon has no fd left
+    conns, refused = [], 0
+    for _ in range(60):
+        c = d.connect()
+        try:
+            c.sendall(b'{"cmd":"ping"}\n')
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused and closed already; the reason is still there to read
+        line = read_line_or_eof(c)
+        conns.append(c)
+        if not line:
+            continue
+        refused += "out of file descriptors" in line
+    assert refused > 0, "no client was refused"
+    assert len(fds(d.p.pid)) <= 48
+    # no fd for log files now: the service is reported as not created, nothing else happens
+    r = request({"cmd": "add", "service": {"name": "logged", "command": [HELPER, "pause"],
+                                           "stdout": "log"}})
+    assert "Too many open files" in r["services"][0].get("error", ""), r
+    for c in conns:
+        c.close()
+    # the children hold the pidfds: fds come back when they stop, then all works again
+    r = request({"cmd": "stop", "names": ["many"], "wait": True, "timeout": 30})
+    assert r["ok"], r
+    r = request({"cmd": "start", "names": ["logged"], "wait": True, "timeout": 20})
+    assert r["ok"], r
+    assert d.ctl("ping").returncode == 0
+    r = request({"cmd": "stop", "names": ["*"], "wait": True, "timeout": 30})
+    assert r["ok"], r
+    assert all(x["state"] == "stopped" for x in d.status().values())
+    ctl.close()
+    s.close()
+    d.stop()
+
+
+def read_line_or_eof(c):
+    """The first line the daemon sends, or "" when it closed the connection first."""
+    buf = b""
+    c.settimeout(30 * SLOW)
+    while not buf.endswith(b"\n"):
+        try:
+            chunk = c.recv(4096)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode()
+
+
+# ------------------------------------------------------- children misbehaving
+
+
+def test_child_that_stops_itself(procs, tmp_path):
+    """A service that SIGSTOPs itself is still running (no exit reported), and stopping
+    it takes its stop signal, not the SIGKILL of stop_timeout: the daemon sends
+    SIGCONT after the stop signal."""
+    d = Daemon(procs, tmp_path, """
+[service:stopper]
+command = HELPER stop pause
+start_secs = 0
+stop_timeout = 1h
+""")
+    pid = d.wait_state("stopper", "running")["pid"]
+    wait_for(lambda: proc_state(pid) == "T", what="the child stopped")
+    st = d.status("stopper")["stopper"]
+    assert st["state"] == "running" and st["pid"] == pid and "last_exit" not in st
+    r = d.request({"cmd": "stop", "names": ["stopper"], "wait": True, "timeout": 20})
+    assert r["ok"], r
+    x = d.status("stopper")["stopper"]["last_exit"]
+    assert x["signal_name"] == "TERM", x
+    d.stop()
+
+
+def test_child_that_closes_its_stdout(procs, tmp_path):
+    """Output to a log file and to the daemon's own stdout, then the child closes
+    its stdout and lives on: nothing changes for the daemon (no exit, no busy loop),
+    and it stops normally."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+start_secs = 0
+stop_timeout = 5
+
+[service:logged]
+command = HELPER print before closeout pause
+stdout = log
+
+[service:inherited]
+command = HELPER print before-inherited closeout pause
+""")
+    wait_for(lambda: "before-inherited" in d.log(), what="output before the close")
+    wait_for(lambda: any("before" in p.read_text() for p in logs.iterdir()), what="logged output")
+    pids = [d.wait_state(n, "running")["pid"] for n in ("logged", "inherited")]
+    wait_for(lambda: all(1 not in fds(p) for p in pids), what="stdout closed")
+    t0 = cpu_ticks(d.p.pid)
+    time.sleep(1)
+    # a daemon polling a closed stream would burn a CPU: allow a tenth of one
+    assert cpu_ticks(d.p.pid) - t0 < os.sysconf("SC_CLK_TCK") // 10 * SLOW
+    assert all(s["state"] == "running" and "last_exit" not in s for s in d.status().values())
+    d.stop()
+
+
+def test_child_that_ignores_sigterm(procs, tmp_path):
+    """SIGTERM ignored: SIGKILL after stop_timeout; the daemon serves ctl meanwhile."""
+    d = Daemon(procs, tmp_path, """
+[service:stubborn]
+command = HELPER ignore 15 print ignoring pause
+start_secs = 0
+stop_timeout = 1
+""")
+    pid = d.wait_state("stubborn", "running")["pid"]
+    wait_for(lambda: "ignoring" in d.log(), what="SIGTERM ignored")
+    r = d.request({"cmd": "stop", "names": ["stubborn"]})
+    assert r["ok"] and r["services"][0]["state"] == "stopping", r
+    assert d.ctl("ping").returncode == 0  # not blocked while it waits
+    assert alive(pid)
+    d.wait_state("stubborn", "stopped", timeout=10)
+    x = d.status("stubborn")["stubborn"]["last_exit"]
+    assert x["signal_name"] == "KILL", x
+    assert not alive(pid)
+    d.stop()
+
+
+@pytest.mark.parametrize("reaper", [False, True])
+def test_child_that_forks_1000_grandchildren_and_exits(procs, tmp_path, reaper):
+    """With --reaper the daemon is their subreaper: it reaps all 1,000 (one orphan event
+    each) and no zombie is left. Without, they are not its children at all; either
+    way the service's own exit is reported once and the daemon is unaffected."""
+    d = Daemon(procs, tmp_path, """
+[service:forker]
+command = HELPER orphans 1000 exit 0
+restart = never
+start_secs = 0
+""", args=["--reaper"] if reaper else [], start=False)
+    # subscribe before the service starts: start the daemon with it stopped, then start it
+    d.write(open(d.cfg).read() + "autostart = false\n")
+    d.start()
+    s, rd = events(d)
+    assert d.request({"cmd": "start", "names": ["forker"]})["ok"]
+    exits = orphans = 0
+    deadline = time.monotonic() + 60 * SLOW
+    while time.monotonic() < deadline and (exits < 1 or (reaper and orphans < 1000)):
+        ev = rd.next(timeout=60)
+        exits += ev.get("event") == "exit"
+        orphans += ev.get("event") == "orphan"
+    assert exits == 1
+    assert orphans == (1000 if reaper else 0)
+    wait_for(lambda: not zombies_of(d.p.pid), what="no zombies")
+    assert d.status("forker")["forker"]["state"] == "exited"
+    s.close()
+    d.stop()
+
+
+def test_kill_group_takes_1000_grandchildren_that_ignore_sigterm(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+[service:tree]
+command = HELPER group 1000 pause
+kill_group = true
+start_secs = 0
+stop_timeout = 1
+""")
+    pid = d.wait_state("tree", "running")["pid"]
+    wait_for(lambda: len(children_of(pid)) == 1000, timeout=30 * SLOW, what="1000 grandchildren")
+    group = children_of(pid)
+    r = d.request({"cmd": "stop", "names": ["tree"], "wait": True, "timeout": 30}, timeout=60)
+    assert r["ok"], r
+    wait_for(lambda: not any(alive(p) for p in group), timeout=10 * SLOW, what="the whole group gone")
+    d.stop()
+
+
+# ------------------------------------------------------- the daemon killed
+
+
+def test_daemon_killed_as_pid1_takes_everything_with_it(procs, tmp_path):
+    """As PID 1 of a PID namespace (a container), SIGKILL of the daemon ends the
+    namespace: the kernel kills every service. A new daemon replaces the stale socket."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+instances = 3
+start_secs = 0
+""", start=False)
+    logf = open(d.logpath, "ab")
+    p = procs.spawn(["unshare", "--pid", "--fork", "--mount-proc", EVMON, "daemon", "-c", d.cfg,
+                     "-S", d.sock], stdout=logf, stderr=subprocess.STDOUT)
+    wait_for(d.answers, timeout=20 * SLOW, what="the daemon in its namespace")
+    assert d.request({"cmd": "ping"})["pid"] == 1
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()), what="running")
+    init = children_of(p.pid)[0]  # the daemon, PID 1 inside
+    services = children_of(init)
+    assert len(services) == 3
+    os.kill(init, signal.SIGKILL)
+    assert p.wait(timeout=20 * SLOW) != 0
+    wait_for(lambda: not any(alive(s) for s in services), what="every service gone with it")
+    assert os.path.exists(d.sock)  # stale
+    d.start()
+    assert d.ctl("ping").returncode == 0
+    d.stop()
+
+
+def test_daemon_killed_outside_a_namespace_leaves_its_services_running(procs, tmp_path):
+    """Not PID 1: the services outlive a SIGKILLed daemon (each in its own session,
+    re-parented to init or the nearest subreaper) and keep running unsupervised; a
+    new daemon replaces the stale socket and starts its own copies. This is the
+    documented behaviour (docs/RELIABILITY.md): whoever restarts the daemon should
+    kill the old services' process groups first (a systemd unit does: KillMode)."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+start_secs = 0
+""")
+    old = d.wait_state("web", "running")["pid"]
+    os.kill(d.p.pid, signal.SIGKILL)
+    d.p.wait()
+    try:
+        assert alive(old) and ppid_of(old) != d.p.pid
+        assert os.getpgid(old) == old  # its own group: one killpg ends it
+        assert os.path.exists(d.sock)
+        d.start()
+        new = d.wait_state("web", "running")["pid"]
+        assert new != old and alive(old)
+        d.stop()
+        assert alive(old)  # not the new daemon's: untouched by its shutdown
+    finally:
+        os.killpg(old, signal.SIGKILL)
