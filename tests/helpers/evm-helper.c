@@ -43,6 +43,8 @@
  *   orphan-storm N    make N orphans quickly: batches of children that each
  *                     fork up to 100 grandchildren exiting at once, then exit
  *                     (we reap the children only); prints "storm N" at the end
+ *   pidlog FILE       append "PID\n" to FILE in one write (O_APPEND): a record,
+ *                     independent of the monitor, of every process that ran
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -305,6 +307,14 @@ int main(int argc, char **argv)
 			fflush(NULL);
 			if (fork() > 0)
 				_exit(0);
+		} else if (!strcmp(c, "pidlog")) {
+			char line[32];
+			int n = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+			int fd = open(a, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+			if (fd < 0 || write(fd, line, (size_t)n) != n)
+				_exit(99);
+			close(fd);
+			i++;
 		} else if (!strcmp(c, "stamp")) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
