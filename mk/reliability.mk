@@ -3,6 +3,10 @@
 #   make tsan-test        the library's threaded tests (evm_spawn, evm_proc_wait,
 #                         evm_spawn_wait, evm_loop_stop, evm_proc_ref/unref from other
 #                         threads) built with ThreadSanitizer into build/tsan
+#   make soak             SOAK_EXITS (1,000,000) exits through the daemon, each counted on
+#                         its event stream; figures in $(BUILD)/soak.json
+#   make reliability-test the fault injection, security, short soak and fuzz replay
+#                         tests only (all of them are part of make test too)
 
 TSAN_BUILD ?= build/tsan
 TSAN_CC ?= clang
@@ -15,8 +19,11 @@ TSAN_BINS := $(TSAN_UNITS:%=$(TSAN_BUILD)/tests/%)
 # interceptor would check the parent's threads from there; the tests join
 # their threads themselves.
 TSAN_RUN_OPTIONS := halt_on_error=1 second_deadlock_stack=1 history_size=4 report_thread_leaks=0
+SOAK_EXITS ?= 1000000
+RELIABILITY_TESTS := tests/integration/test_faults.py tests/integration/test_security.py \
+	tests/integration/test_soak.py tests/integration/test_fuzz_replay.py
 
-.PHONY: tsan-test tsan-build
+.PHONY: tsan-test tsan-build soak reliability-test
 
 $(TSAN_BUILD)/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -47,3 +54,12 @@ tsan-test: tsan-build
 		echo "== $$t (ThreadSanitizer)"; \
 		EVMON_BUILD=$(TSAN_BUILD) TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" timeout 900 $$t; \
 	done
+
+soak: all
+	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) EVMON_SOAK_EXITS=$(SOAK_EXITS) \
+		EVMON_SOAK_REPORT=$(abspath $(BUILD))/soak.json \
+		$(PYTEST) -q -s -p no:cacheprovider tests/integration/test_soak.py
+	@cat $(BUILD)/soak.json
+
+reliability-test: all
+	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -p no:cacheprovider $(RELIABILITY_TESTS)
