@@ -146,10 +146,7 @@ struct evm__spawn_req {
 	struct rlimit nofile;
 	int pdeath_signal;
 	pid_t parent_pid;
-	/* signals to set back to SIG_DFL: handlers are cleared by CLONE_CLEAR_SIGHAND,
-	 * so only the ignored ones; all of them when that flag was not usable */
-	uint64_t ign_mask;
-	bool reset_all;
+	bool reset_signals; /* set every disposition to SIG_DFL (not needed from the helper) */
 	int cwd_fd;	/* helper path: our cwd (O_PATH), to fchdir before chdir(cwd) */
 	int errfd;	/* clone() fallback: the child writes {errno, stage} here */
 	/* written by the child when it fails */

@@ -216,32 +216,24 @@ static void reap_failed(pid_t pid, int pidfd)
 }
 
 /*
- * SigIgn and Umask from /proc/self/status: one read instead of a sigaction
- * query per signal. Read for every spawn (~8 us): a callback may ignore a
- * signal between two spawns of one iteration, and a stale mask would hand
- * that SIG_IGN to the second child. Without /proc: every signal is reset,
- * and the umask is read the racy way.
+ * The process's umask, for children of the spawn helper (which has the umask
+ * of when it started): Umask of /proc/self/status, or the racy way without /proc.
  */
-static void read_status(struct evm_loop *loop, uint64_t *sigign, mode_t *mask)
+static mode_t current_umask(struct evm_loop *loop)
 {
-	*sigign = UINT64_MAX;
-	*mask = (mode_t)-1;
 	if (loop->statusfd < 0)
 		loop->statusfd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 	char buf[4096];
 	ssize_t n = loop->statusfd >= 0 ? pread(loop->statusfd, buf, sizeof(buf) - 1, 0) : -1;
 	if (n > 0) {
 		buf[n] = 0;
-		char *at = strstr(buf, "\nSigIgn:");
+		char *at = strstr(buf, "\nUmask:");
 		if (at)
-			*sigign = strtoull(at + 9, NULL, 16);
-		if ((at = strstr(buf, "\nUmask:")))
-			*mask = (mode_t)strtoul(at + 7, NULL, 8);
+			return (mode_t)strtoul(at + 7, NULL, 8);
 	}
-	if (*mask == (mode_t)-1) {
-		*mask = umask(022);
-		umask(*mask);
-	}
+	mode_t mask = umask(022);
+	umask(mask);
+	return mask;
 }
 
 /* clone() without CLONE_CLEAR_SIGHAND: an exec error may not come back through
@@ -281,10 +273,8 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 		int e;
 		if (!loop->no_clone3) {
 			/* the kernel clears our handlers in the child: no need to block
-			 * signals around the clone, nor to reset all 64 of them */
-			mode_t unused;
-			req->reset_all = false;
-			read_status(loop, &req->ign_mask, &unused);
+			 * signals around the clone */
+			req->reset_signals = true;
 			struct clone_args a = {
 				.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND |
 					 (want_pidfd ? CLONE_PIDFD : 0),
@@ -311,7 +301,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			sigfillset(&all);
 			/* the child must not run our handlers before it resets them */
 			pthread_sigmask(SIG_SETMASK, &all, &old);
-			req->reset_all = true;
+			req->reset_signals = true;
 			req->errfd = ep[1];
 			int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (want_pidfd ? CLONE_PIDFD : 0);
 			pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
@@ -359,12 +349,10 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 	 * attributes (nice, affinity, cgroup, other rlimits) are the snapshot's.
 	 */
 	struct evm__spawn_req hreq = *req;
-	uint64_t ign;
-	mode_t mask;
+	hreq.reset_signals = false; /* the helper's dispositions are all default */
 	if (!(hreq.flags & EVM_SPAWN_UMASK)) {
-		read_status(loop, &ign, &mask);
 		hreq.flags |= EVM_SPAWN_UMASK;
-		hreq.umask = mask;
+		hreq.umask = current_umask(loop);
 	}
 	if (!hreq.user_nofile) {
 		hreq.restore_nofile = true;
