@@ -44,7 +44,8 @@ void evm__proc_attach(struct evm_proc *p, pid_t pid, int pidfd)
 		p->start_mono = evm__mono_ns();
 		p->start_real = evm__real_ns();
 	}
-	if (pidfd >= 0 && evm__epoll_add(loop, pidfd, EPOLLIN, &p->w) < 0) {
+	/* one-shot: a pidfd becomes readable once, and a disarmed one needs no DEL */
+	if (pidfd >= 0 && evm__epoll_add(loop, pidfd, EPOLLIN | EPOLLONESHOT, &p->w) < 0) {
 		/* epoll is out of memory (max_user_watches): fall back to SIGCHLD */
 		close(pidfd);
 		p->pidfd = -1;
@@ -69,8 +70,15 @@ static void detach(struct evm_proc *p)
 {
 	struct evm_loop *loop = p->loop;
 	if (p->pidfd >= 0) {
-		/* DEL before close: an unexec'd child may hold a copy of the fd */
-		evm__epoll_del(loop, p->pidfd);
+		/*
+		 * Closing our fd ends the epoll registration only if no other copy
+		 * of the pidfd exists, and a fork() elsewhere in the process may
+		 * hold one: an armed registration would then report to a freed
+		 * proc. After the one-shot event it is disarmed and the close is
+		 * enough; before it (reaped by a scan, or at teardown), DEL first.
+		 */
+		if (!(p->flags & EVM__P_FIRED))
+			evm__epoll_del(loop, p->pidfd);
 		close(p->pidfd);
 		p->pidfd = -1;
 	}

@@ -198,15 +198,18 @@ void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uint32_t event
 	struct evm_proc *p = (struct evm_proc *)w;
 	siginfo_t si;
 	struct rusage ru;
-	(void)loop;
 	(void)events;
 	if (p->flags & EVM__P_EXITED)
 		return; /* reaped by a scan earlier in this iteration */
+	p->flags |= EVM__P_FIRED;
 	int r = waitid_ru(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | __WALL, &ru);
-	if (r == 0 && si.si_pid)
+	if (r == 0 && si.si_pid) {
 		evm__proc_exited(p, &si, &ru);
-	else if (r == -ECHILD)
+	} else if (r == -ECHILD) {
 		evm__proc_exited(p, NULL, NULL); /* SIGCHLD ignored, or a foreign waitpid(-1) */
+	} else if (evm__epoll_mod(loop, p->pidfd, EPOLLIN | EPOLLONESHOT, &p->w) == 0) {
+		p->flags &= ~(unsigned)EVM__P_FIRED; /* not gone after all: re-armed */
+	}
 }
 
 void evm__reap_kill_sync(struct evm_proc *p)

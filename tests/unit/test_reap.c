@@ -302,6 +302,56 @@ static void test_owned_does_not_steal(void **state)
 	}
 }
 
+/*
+ * A fork elsewhere in the process holds copies of our pidfds while their
+ * children exit: each exit is reported once, and the registrations that
+ * outlive our close (the copies keep the files open) never report again.
+ */
+static void test_pidfd_copies_in_a_fork(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct t_exit x[20];
+	memset(x, 0, sizeof(x));
+	struct evm_proc *p[20];
+	int go[2];
+	assert_int_equal(pipe(go), 0);
+	for (int i = 0; i < 10; i++)
+		p[i] = t_spawn(loop, HARGV("sleep", "50", "exit", "1"), &x[i]);
+	/* the fork's fd table is a copy of ours, pidfds included */
+	pid_t holder = fork();
+	assert_true(holder >= 0);
+	if (holder == 0) {
+		char c;
+		close(go[1]);
+		ssize_t r = read(go[0], &c, 1); /* until the test is done */
+		_exit(r < 0);
+	}
+	close(go[0]);
+	RUN_UNTIL(loop, x[0].n && x[1].n && x[2].n && x[3].n && x[4].n && x[5].n && x[6].n &&
+			    x[7].n && x[8].n && x[9].n, 10000);
+	/* new children reuse the fd numbers; the old registrations must stay quiet */
+	for (int i = 10; i < 20; i++)
+		p[i] = t_spawn(loop, HARGV("sleep", "20", "exit", "2"), &x[i]);
+	bool all = false;
+	for (int k = 0; k < 200 && !all; k++) {
+		evm_loop_run_once(loop, 20);
+		all = true;
+		for (int i = 10; i < 20; i++)
+			all = all && x[i].n;
+	}
+	for (int k = 0; k < 5; k++)
+		evm_loop_run_once(loop, 10);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(x[i].n, 1);
+		assert_int_equal(x[i].rec.code, i < 10 ? 1 : 2);
+		evm_proc_unref(p[i]);
+	}
+	close(go[1]);
+	int st;
+	assert_int_equal(waitpid(holder, &st, 0), holder);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* Our child reaped by someone else (a foreign waitpid): reported, status unknown. */
 static void test_reaped_by_someone_else(void **state)
 {
@@ -830,6 +880,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_core_dump, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_many_exit_together, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_owned_does_not_steal, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_pidfd_copies_in_a_fork, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_reaped_by_someone_else, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_sigchld_ignored, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_unref_during_dispatch, setup, t_teardown),
