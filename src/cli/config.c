@@ -353,7 +353,7 @@ const char *config_restart_name(enum evm_restart r)
 	return "?";
 }
 
-static bool parse_out(const char *s, enum out_mode *m)
+static bool parse_out(const char *s, bool is_stderr, enum out_mode *m)
 {
 	if (!strcmp(s, "inherit"))
 		*m = OUT_INHERIT;
@@ -361,6 +361,8 @@ static bool parse_out(const char *s, enum out_mode *m)
 		*m = OUT_NULL;
 	else if (!strcmp(s, "log"))
 		*m = OUT_LOG;
+	else if (is_stderr && !strcmp(s, "stdout"))
+		*m = OUT_STDOUT;
 	else
 		return false;
 	return true;
@@ -475,9 +477,19 @@ static void set_key(struct ctx *c, const char *k, const char *v)
 		p->umask = (mode_t)m;
 		p->set_umask = true;
 	} else if (!strcmp(k, "stdout") || !strcmp(k, "stderr")) {
+		bool is_err = k[3] == 'e';
 		c->l_out = c->line;
-		if (!parse_out(v, &p->out[k[3] == 'e' ? 1 : 0]))
-			bad(c, "'%s' is not one of inherit, null, log", v);
+		if (!parse_out(v, is_err, &p->out[is_err]))
+			bad(c, "'%s' is not one of inherit, null, log%s", v, is_err ? ", stdout" : "");
+	} else if (!strcmp(k, "log_max_bytes")) {
+		size_t n = 0;
+		if (!parse_size(v, &n))
+			bad(c, "'%s' is not a size (bytes, or with k, M, G; 0: never rotate)", v);
+		p->log_max_bytes = n;
+	} else if (!strcmp(k, "log_backups")) {
+		k_count(c, v, 1000, &p->log_backups, 0);
+	} else if (!strcmp(k, "log_timestamps")) {
+		k_bool(c, v, &p->log_timestamps);
 	} else if (s && !strcmp(k, "command")) {
 		c->command_seen = true;
 		c->l_command = c->line;
@@ -671,6 +683,8 @@ static void default_policy(struct svc_policy *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->autostart = true;
+	p->log_max_bytes = 10u << 20;
+	p->log_backups = 5;
 }
 
 static struct svc_conf *service_new(const char *name, const struct svc_policy *defaults, int line)
@@ -949,6 +963,7 @@ static bool policy_eq(const struct svc_policy *a, const struct svc_policy *b)
 	       a->stop_timeout_ms == b->stop_timeout_ms && a->kill_group == b->kill_group &&
 	       a->autostart == b->autostart && a->set_umask == b->set_umask &&
 	       a->umask == b->umask && a->out[0] == b->out[0] && a->out[1] == b->out[1];
+	/* log_max_bytes, log_backups, log_timestamps: applied to the running service */
 }
 
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)

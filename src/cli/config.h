@@ -20,7 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-enum out_mode { OUT_INHERIT = 0, OUT_NULL, OUT_LOG };
+/* Where a stream goes. OUT_STDOUT is for stderr only: wherever stdout goes, merged. */
+enum out_mode { OUT_INHERIT = 0, OUT_NULL, OUT_LOG, OUT_STDOUT };
 
 /* What [evmon] may default for every service. */
 struct svc_policy {
@@ -42,6 +43,10 @@ struct svc_policy {
 	bool set_umask;
 	mode_t umask;
 	enum out_mode out[2];	   /* stdout, stderr */
+	/* the log files (output.c); applied to running services, never restart them */
+	uint64_t log_max_bytes;	   /* rotate beyond this; 0: never */
+	unsigned log_backups;	   /* NAME.log.1 .. .N kept; 0: truncate instead */
+	bool log_timestamps;	   /* prefix each line with an RFC 3339 time */
 };
 
 struct svc_conf {

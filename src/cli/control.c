@@ -33,6 +33,7 @@
 
 #define OUT_SOFT (256 * 1024) /* stop reading requests above this much unsent output */
 #define READ_CHUNK 16384
+#define RAW_LOW (128 * 1024)  /* a raw stream is refilled below this much unsent output */
 
 struct client {
 	struct control *ctl;
@@ -50,6 +51,11 @@ struct client {
 	bool subscribed;
 	char **patterns;
 	size_t npatterns;
+	/* raw stream (control_raw) */
+	bool raw, raw_done, pumping;
+	control_fill_cb fill;
+	control_gone_cb gone;
+	void *raw_data;
 	struct client *prev, *next;
 };
 
@@ -102,8 +108,15 @@ static void client_close(struct client *cl)
 		return;
 	cl->closed = true;
 	struct control *ctl = cl->ctl;
+	if (cl->gone) {
+		control_gone_cb gone = cl->gone;
+		cl->gone = NULL;
+		gone(cl->raw_data);
+	}
 	evm_io_free(cl->io);
 	close(cl->fd);
+	if (ctl->o.fd_closed)
+		ctl->o.fd_closed(ctl->o.data);
 	if (cl->prev)
 		cl->prev->next = cl->next;
 	else
@@ -134,7 +147,8 @@ static void client_update(struct client *cl)
 {
 	if (cl->closed)
 		return;
-	if (cl->eof && !cl->busy && cl->out.len == 0 && cl->in.len == 0) {
+	if ((cl->eof && !cl->busy && cl->out.len == 0 && cl->in.len == 0) ||
+	    (cl->raw && cl->raw_done && cl->out.len == 0)) {
 		client_close(cl);
 		return;
 	}
@@ -146,6 +160,8 @@ static void client_update(struct client *cl)
 	if (ev != cl->events && evm_io_modify(cl->io, ev) == 0)
 		cl->events = ev;
 }
+
+static void raw_pump(struct client *cl);
 
 static void client_flush(struct client *cl)
 {
@@ -163,7 +179,76 @@ static void client_flush(struct client *cl)
 			return;
 		}
 	}
+	if (cl->raw && !cl->pumping) {
+		raw_pump(cl); /* it flushes and updates */
+		return;
+	}
 	client_update(cl);
+}
+
+/* Refill a raw stream while the client keeps taking it, without blocking. */
+static void raw_pump(struct client *cl)
+{
+	cl->pumping = true;
+	cl->refs++;
+	for (;;) {
+		client_flush(cl); /* sends what it can, then client_update (may close) */
+		if (cl->closed || cl->raw_done || cl->out.len >= RAW_LOW)
+			break; /* done, or full: EVM_WRITE brings us back */
+		size_t before = cl->out.len;
+		if (!cl->fill(cl, RAW_LOW - cl->out.len, cl->raw_data))
+			cl->raw_done = true;
+		if (cl->closed)
+			break;
+		if (cl->out.len == before) {
+			client_update(cl); /* nothing more for now; closes a finished stream */
+			break;
+		}
+	}
+	cl->pumping = false;
+	control_client_unref(cl);
+}
+
+void control_raw(struct client *cl, control_fill_cb fill, control_gone_cb gone, void *data)
+{
+	cl->raw = true;
+	cl->busy = true; /* no more requests: what follows on the connection is not read */
+	cl->fill = fill;
+	cl->gone = gone;
+	cl->raw_data = data;
+	linebuf_consume(&cl->in, cl->in.len);
+	control_raw_kick(cl);
+}
+
+int control_raw_write(struct client *cl, const void *p, size_t n)
+{
+	if (cl->closed)
+		return 0;
+	char *dst = linebuf_space(&cl->out, n);
+	if (!dst)
+		return -ENOMEM;
+	memcpy(dst, p, n);
+	cl->out.len += n;
+	return 0;
+}
+
+void control_raw_kick(struct client *cl)
+{
+	if (!cl->closed && cl->raw && !cl->pumping)
+		raw_pump(cl);
+}
+
+void control_drop(struct client *cl, const char *why)
+{
+	if (cl->closed)
+		return;
+	logf_(cl->ctl, "client %u (pid %d): dropped: %s", cl->id, (int)cl->pid, why);
+	client_close(cl);
+}
+
+size_t control_max_pending(const struct client *cl)
+{
+	return cl->ctl->o.max_pending;
 }
 
 static void client_send_line(struct client *cl, const char *s, size_t n)
@@ -475,6 +560,8 @@ static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data)
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EMFILE && ctl->o.need_fd && ctl->o.need_fd(ctl->o.data))
 			continue;
 		if ((errno == EMFILE || errno == ENFILE) && ctl->reserve_fd >= 0) {
 			/* out of fds: free our spare one to accept and refuse, or we would spin */

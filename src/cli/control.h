@@ -32,6 +32,13 @@ struct control_opts {
 	size_t max_pending;	   /* unread output that drops an events subscriber; default 4 MiB */
 	control_request_cb on_request;
 	control_log_cb on_log;
+	/*
+	 * Optional, for a caller that holds descriptors in reserve: out of
+	 * descriptors at accept, need_fd may free one (true: try again);
+	 * fd_closed is called after a connection's descriptor is closed.
+	 */
+	bool (*need_fd)(void *data);
+	void (*fd_closed)(void *data);
 	void *data;
 };
 
@@ -66,5 +73,25 @@ void control_publish(struct control *ctl, const char *service, const char *line)
 
 /* Number of connected clients. */
 unsigned control_clients(const struct control *ctl);
+
+/*
+ * Raw streams (`evmon ctl logs`): after its reply, a client may be switched
+ * to carry raw bytes instead of JSON lines. Its requests are no longer
+ * read. Whenever it has taken most of what was sent, fill(cl, want, data)
+ * is called to append up to about want more bytes with control_raw_write;
+ * it returns false once the stream has ended (the connection is closed
+ * when the last byte is out). gone(data) is called once when the
+ * connection closes, for whatever reason; cl is invalid after it.
+ */
+typedef bool (*control_fill_cb)(struct client *cl, size_t want, void *data);
+typedef void (*control_gone_cb)(void *data);
+void control_raw(struct client *cl, control_fill_cb fill, control_gone_cb gone, void *data);
+int control_raw_write(struct client *cl, const void *p, size_t n); /* 0 or -ENOMEM */
+/* There may be more to send: call fill now if the client has room. */
+void control_raw_kick(struct client *cl);
+/* Close a client now, saying why in the daemon's log. */
+void control_drop(struct client *cl, const char *why);
+/* The configured max_pending (client_buffer): what a stream may queue for a client. */
+size_t control_max_pending(const struct client *cl);
 
 #endif

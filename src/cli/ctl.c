@@ -33,6 +33,7 @@ struct ctl {
 	double timeout; /* seconds to wait for services with start/stop/restart; 0: no wait */
 	int fd;
 	struct linebuf in;
+	size_t last;	/* bytes of in taken by the line read_line returned */
 };
 
 static void usage(FILE *f)
@@ -59,11 +60,17 @@ static void usage(FILE *f)
 		"  remove NAME...            stop and forget services\n"
 		"  reload                    re-read the config file (like SIGHUP)\n"
 		"  events [NAME...]          follow state changes and exits as they happen\n"
+		"  logs [OPTIONS] NAME       the last lines of a service's log (stdout = log)\n"
+		"      -n, --lines N         this many lines (default 10; 0: none)\n"
+		"      -f, --follow          then print what it writes, until interrupted\n"
+		"      -e, --stderr          its stderr log (with stderr = log), not stdout's\n"
+		"  reopen-logs               close the log files; the next lines create them\n"
+		"                            again (after logrotate; like SIGUSR1)\n"
 		"  shutdown                  stop every service and the daemon\n"
 		"  ping                      is the daemon there?\n"
 		"\n"
 		"NAME is a service, the NAME of a definition with instances (all of them),\n"
-		"or a glob ('web:*').\n"
+		"or a glob ('web:*'); logs takes one service.\n"
 		"\n"
 		"  -S, --socket PATH   the daemon's socket (default: $EVMON_SOCKET, /run/evmon.sock\n"
 		"                      for root, else $XDG_RUNTIME_DIR/evmon.sock)\n"
@@ -138,10 +145,9 @@ static int send_request(struct ctl *c, cJSON *req)
  */
 static int read_line(struct ctl *c, char **line, int timeout_ms)
 {
-	static size_t last;
-	if (last) {
-		linebuf_consume(&c->in, last);
-		last = 0;
+	if (c->last) {
+		linebuf_consume(&c->in, c->last);
+		c->last = 0;
 	}
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -150,7 +156,7 @@ static int read_line(struct ctl *c, char **line, int timeout_ms)
 		if (n >= 0) {
 			*line = linebuf_start(&c->in);
 			(*line)[n] = '\0';
-			last = (size_t)n + 1;
+			c->last = (size_t)n + 1;
 			return 0;
 		}
 		int wait = -1;
@@ -612,6 +618,105 @@ static int do_events(struct ctl *c, int argc, char **argv)
 	}
 }
 
+static int write_out(const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(1, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* After the answer, the connection carries the log file's bytes: copy them as they are. */
+static int do_logs(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"lines", required_argument, NULL, 'n'}, {"follow", no_argument, NULL, 'f'},
+		{"stderr", no_argument, NULL, 'e'},	 {NULL, 0, NULL, 0},
+	};
+	long lines = 10;
+	bool follow = false, err = false;
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "+n:fe", opts, NULL)) != -1) {
+		switch (o) {
+		case 'n': {
+			char *end;
+			errno = 0;
+			lines = strtol(optarg, &end, 10);
+			if (*end || errno || lines < 0 || lines > 1000000000) {
+				fprintf(stderr, "evmon ctl logs: bad number of lines '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
+		case 'f': follow = true; break;
+		case 'e': err = true; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "evmon ctl logs: usage: logs [-n LINES] [-f] [--stderr] NAME\n");
+		return EXIT_USAGE;
+	}
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "logs");
+	cJSON_AddStringToObject(req, "name", argv[optind]);
+	cJSON_AddNumberToObject(req, "lines", (double)lines);
+	if (follow)
+		cJSON_AddTrueToObject(req, "follow");
+	if (err)
+		cJSON_AddStringToObject(req, "stream", "stderr");
+	cJSON *resp;
+	const char *raw;
+	int rc = call(c, req, &resp, &raw, 60000);
+	if (rc)
+		return rc;
+	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
+	if (!ok) {
+		rc = c->json ? (puts(raw), EXIT_FAILED) : report_failure(resp);
+		cJSON_Delete(resp);
+		return rc;
+	}
+	cJSON_Delete(resp);
+	/* what came with the answer, then the rest */
+	linebuf_consume(&c->in, c->last);
+	c->last = 0;
+	if (c->in.len && write_out(linebuf_start(&c->in), c->in.len) < 0)
+		return 0; /* our reader went away (| head): that is the end */
+	linebuf_consume(&c->in, c->in.len);
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "evmon ctl: %s: %s\n", c->socket, strerror(errno));
+			return EXIT_NODAEMON;
+		}
+		if (n == 0)
+			return 0;
+		if (write_out(buf, (size_t)n) < 0)
+			return 0;
+	}
+}
+
+static int show_reopened(const cJSON *resp)
+{
+	const char *dir = jstr(resp, "log_dir");
+	if (dir)
+		printf("closed %.0f open log files; they are created again in %s at the next write\n",
+		       jnum(resp, "closed", 0), dir);
+	else
+		printf("no log_dir: nothing to reopen\n");
+	return 0;
+}
+
 int cmd_ctl(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -673,6 +778,15 @@ int cmd_ctl(int argc, char **argv)
 			    !strcmp(cmd, "reload") ? show_reload : !strcmp(cmd, "ping") ? show_ping : NULL);
 	} else if (!strcmp(cmd, "events"))
 		rc = do_events(&c, n, args);
+	else if (!strcmp(cmd, "logs"))
+		rc = do_logs(&c, n + 1, args - 1);
+	else if (!strcmp(cmd, "reopen-logs")) {
+		if (n > 0) {
+			fprintf(stderr, "evmon ctl %s: takes no arguments\n", cmd);
+			return EXIT_USAGE;
+		}
+		rc = simple(&c, request(cmd, NULL, 0), false, show_reopened);
+	}
 	else {
 		fprintf(stderr, "evmon ctl: unknown command '%s' (try: evmon ctl --help)\n", cmd);
 		rc = EXIT_USAGE;

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "daemonlog.h"
+#include "fdreserve.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -22,8 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+
+/* descriptors kept for control clients and log files: an eighth of the limit, at most 64 */
+#define FD_RESERVE_MAX 64
 
 /* ------------------------------------------------------------- events */
 
@@ -51,6 +56,27 @@ void daemon_publish(struct daemon *d, const char *service, cJSON *ev)
 		}
 	}
 	cJSON_Delete(ev);
+}
+
+void daemon_log_event(struct daemon *d, const char *service, const char *file, int error,
+		      const char *msg)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", "log");
+	if (service)
+		cJSON_AddStringToObject(o, "service", service);
+	if (file)
+		cJSON_AddStringToObject(o, "file", file);
+	if (error)
+		cJSON_AddStringToObject(o, "error", strerror(-error));
+	cJSON_AddStringToObject(o, "message", msg);
+	daemon_publish(d, service, o);
+}
+
+static void on_log_report(const char *service, const char *file, int error, const char *msg,
+			  void *data)
+{
+	daemon_log_event(data, service, file, error, msg);
 }
 
 static void add_exit(cJSON *o, const struct evm_exit *x)
@@ -195,10 +221,12 @@ static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
 				waiters_check(d);
 			}
 			break;
-		case SIGUSR1:
-			dlog("%s: reopening log files", why);
-			units_reopen_logs(d);
+		case SIGUSR1: {
+			char err[400];
+			dlog("%s: reopening the log files", why);
+			units_reopen_logs(d, err, sizeof(err));
 			break;
+		}
 		}
 	}
 }
@@ -209,6 +237,21 @@ static void control_log(const char *msg, void *data)
 {
 	(void)data;
 	dlog("%s", msg);
+}
+
+/* A client to accept and no descriptor: one from the reserve, else a log file's. */
+static bool control_need_fd(void *data)
+{
+	struct daemon *d = data;
+	if (fdres_give())
+		return true;
+	return d->logs && logs_close_one(d->logs) && fdres_give();
+}
+
+static void control_fd_closed(void *data)
+{
+	(void)data;
+	fdres_take();
 }
 
 static void usage(FILE *f)
@@ -315,7 +358,15 @@ int cmd_daemon(int argc, char **argv)
 	char err[512];
 	struct control_opts co = {.path = d.socket, .max_clients = d.cfg->max_clients,
 				  .max_pending = d.cfg->client_buffer, .on_request = requests_handle,
-				  .on_log = control_log, .data = &d};
+				  .on_log = control_log, .need_fd = control_need_fd,
+				  .fd_closed = control_fd_closed, .data = &d};
+	/*
+	 * Before any pipe or pidfd: whatever takes the rest of the descriptors,
+	 * `evmon ctl` and the log files keep a few (fdreserve.h).
+	 */
+	struct rlimit nofile;
+	rlim_t hard = getrlimit(RLIMIT_NOFILE, &nofile) == 0 ? nofile.rlim_max : 1024;
+	fdres_init(hard / 8 < FD_RESERVE_MAX ? (unsigned)(hard / 8) : FD_RESERVE_MAX);
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	struct evm_io *sio = NULL;
 	if (sfd < 0 || evm_io_add(d.loop, sfd, EVM_READ, on_signal, &d, &sio) < 0) {
@@ -329,6 +380,17 @@ int cmd_daemon(int argc, char **argv)
 	dlog_attach(d.loop);
 	struct evm_sub *sub = NULL;
 	evm_subscribe(d.loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, &d, &sub);
+	d.logs = logs_new(d.loop, on_log_report, &d);
+	if (!d.logs) {
+		fprintf(stderr, "evmon: daemon: out of memory\n");
+		goto out;
+	}
+	if (d.cfg->log_dir && (r = logs_set_dir(d.logs, d.cfg->log_dir, err, sizeof(err))) < 0) {
+		char msg[700];
+		snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr = log "
+			 "is discarded until it can be written", err);
+		daemon_log_event(&d, NULL, NULL, r, msg);
+	}
 	if (units_load(&d) < 0)
 		dlog("out of memory creating the services");
 	dlog("daemon %d started: %zu services from %s, control socket %s%s", (int)getpid(),
@@ -349,12 +411,14 @@ out:
 	control_close(d.ctl);
 	d.ctl = NULL;
 	units_free(&d);
+	logs_free(d.logs);
 	if (sio)
 		evm_io_free(sio);
 	if (sfd >= 0)
 		close(sfd);
 	dlog_detach();
 	evm_loop_free(d.loop);
+	fdres_free();
 	config_free(d.cfg);
 	return rc;
 }

@@ -1,13 +1,14 @@
 /*
  * daemon.h - what the files of `evmon daemon` share: the daemon, its units
- * (one per service instance: config + library service + output files), and
- * the entry points of units.c and requests.c.
+ * (one per service instance: config + library service + output capture),
+ * and the entry points of units.c and requests.c.
  */
 #ifndef EVMON_DAEMON_H
 #define EVMON_DAEMON_H
 
 #include "config.h"
 #include "control.h"
+#include "logfile.h"
 #include "output.h"
 
 #include <cjson/cJSON.h>
@@ -19,7 +20,7 @@ struct unit {
 	struct svc_conf *conf;	 /* shared by the instances of one definition */
 	unsigned instance;
 	struct evm_service *svc; /* NULL when it could not be created */
-	struct svc_output out;
+	struct svc_output *out;	 /* the capture of its output, or NULL (output.h) */
 	bool added;		 /* from `ctl add`, not from the config file */
 	bool want_start;	 /* start as soon as it is created */
 	bool mark;		 /* scratch, for selections and reload */
@@ -40,6 +41,8 @@ struct daemon {
 	struct control *ctl;
 	bool reaper;
 	bool stopping; /* shutdown requested */
+	bool defer_start; /* creating every unit first: start them afterwards */
+	struct logs *logs; /* the log directory and files */
 
 	struct unit *first, *last;
 	struct unit **buckets;
@@ -52,6 +55,9 @@ struct daemon {
 void daemon_publish(struct daemon *d, const char *service, cJSON *ev); /* log + stream; takes ev */
 void daemon_request_shutdown(struct daemon *d, const char *why);
 void daemon_add_time(cJSON *obj, const char *key, const struct timespec *ts);
+/* A "log" event: a problem (error < 0) or recovery of the output of service (or NULL). */
+void daemon_log_event(struct daemon *d, const char *service, const char *file, int error,
+		      const char *msg);
 
 /* units.c */
 struct unit *unit_find(struct daemon *d, const char *name);
@@ -63,7 +69,8 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
 int units_load(struct daemon *d); /* every unit of d->cfg */
 /* Re-read the config and apply the difference. Fills resp; returns 0 or -1. */
 int units_reload(struct daemon *d, cJSON *resp);
-void units_reopen_logs(struct daemon *d);
+/* Close every log file and open the directory again; -1 with err when it cannot be. */
+int units_reopen_logs(struct daemon *d, char *err, size_t errlen);
 void units_free(struct daemon *d);
 /* Called for every service event: the unit's transition counters. */
 void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u);

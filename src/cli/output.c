@@ -1,99 +1,465 @@
 /*
- * output.c - a service's stdio (see output.h).
+ * output.c - a service's stdio and the capture of its output (see output.h).
  *
- * A logged stream is a file opened O_APPEND by the daemon and handed to the
- * library as EVM_STDIO_FD; the library dups it into each new process, so the
- * fd must stay open while the service may start again, and a reopen must
- * keep its number (dup3 over it).
+ * Reading: a captured stream is a pipe; the daemon keeps both ends for the
+ * unit's life (so the pipe never reaches EOF and every new process gets
+ * the same write end) and watches the read end, non-blocking, on the loop.
+ * Each readiness reads at most CHUNK bytes and writes them to the file
+ * before reading again: the daemon never holds more than one chunk, and a
+ * service writing faster than the disk fills its pipe and blocks there.
+ * That bound holds however many services write at once.
+ *
+ * Lines: only whole lines are written, so evmon's lines, rotation and the
+ * timestamps always fall between lines. An unfinished line is held (per
+ * stream, only its bytes) until its newline; past LINE_MAX it is written
+ * with a newline added, and at an exit it is written as it is, with a
+ * newline. Bytes are never interpreted otherwise: binary output passes
+ * through unchanged.
+ *
+ * Descriptors: 2 per pipe, 1 pipe per service when stderr is merged into
+ * stdout (2 when kept apart); files are opened only while output flows
+ * (logfile.c).
  */
 #include "output.h"
 
+#include "cli.h"
+#include "proto.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-static const char *const stream_name[2] = {"stdout", "stderr"};
+#define CHUNK (64 * 1024)	  /* read per readiness: one default pipe's worth */
+#define LINE_MAX_BYTES (64 * 1024) /* an unfinished line held longer than this is cut */
+#define DRAIN_MAX (1024 * 1024)	  /* read at an exit, at most, before evmon's line */
+#define TS_LEN 24		  /* "2026-11-27T11:06:15.830Z" */
 
-void output_init(struct svc_output *o)
+struct capture {
+	struct svc_output *o;
+	int rfd, wfd;		/* -1 when this stream is not captured */
+	struct evm_io *io;
+	struct logfile *file;
+	char *part;		/* an unfinished line */
+	uint32_t plen;
+};
+
+struct svc_output {
+	unsigned refs;
+	bool timestamps;
+	unsigned shape;		/* what is captured (output_fits) */
+	struct capture cap[2];	/* stdout (or both, merged), stderr */
+};
+
+enum { SHAPE_OUT = 1, SHAPE_ERR = 2, SHAPE_MERGED = 4 };
+
+static unsigned shape_of(const struct svc_conf *c)
 {
-	o->fd[0] = o->fd[1] = -1;
+	unsigned s = 0;
+	if (c->pol.out[0] == OUT_LOG)
+		s |= SHAPE_OUT;
+	if (c->pol.out[1] == OUT_LOG)
+		s |= SHAPE_ERR;
+	if (c->pol.out[0] == OUT_LOG && c->pol.out[1] == OUT_STDOUT)
+		s |= SHAPE_MERGED;
+	return s;
 }
 
-static int open_log(const char *log_dir, const char *name, int i, char *err, size_t errlen)
+bool output_captures(const struct svc_conf *c)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s.%s.log", log_dir, name, stream_name[i]);
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
-	if (fd < 0) {
+	return shape_of(c) != 0;
+}
+
+bool output_fits(const struct svc_output *o, const struct svc_conf *c)
+{
+	return o->shape == shape_of(c);
+}
+
+/* ------------------------------------------------------------ writing */
+
+/* Lines with a timestamp prefix are assembled here; the daemon has one loop, one buffer. */
+static struct {
+	char buf[TS_LEN + 1 + LINE_MAX_BYTES + CHUNK + 1];
+	size_t len;
+	struct logfile *f;
+} ob;
+
+static void ob_flush(void)
+{
+	if (ob.len)
+		logfile_write(ob.f, ob.buf, ob.len);
+	ob.len = 0;
+}
+
+/* One line (p without its newline) into the buffer, with ts (or NULL) in front. */
+static void ob_line(struct logfile *f, const char *ts, const char *p, size_t n)
+{
+	size_t need = (ts ? TS_LEN + 1 : 0) + n + 1;
+	if (ob.len && (ob.f != f || ob.len + need > sizeof(ob.buf)))
+		ob_flush();
+	ob.f = f;
+	char *d = ob.buf + ob.len;
+	if (ts) {
+		memcpy(d, ts, TS_LEN);
+		d[TS_LEN] = ' ';
+		d += TS_LEN + 1;
+	}
+	memcpy(d, p, n);
+	d[n] = '\n';
+	ob.len += need;
+}
+
+/* Whole lines p[0..n) (n > 0, p[n-1] == '\n'). */
+static void emit(struct capture *c, const char *p, size_t n, const char *ts)
+{
+	if (!ts) {
+		ob_flush();
+		logfile_write(c->file, p, n);
+		return;
+	}
+	while (n) {
+		const char *nl = memchr(p, '\n', n);
+		size_t k = (size_t)(nl - p);
+		ob_line(c->file, ts, p, k);
+		p += k + 1;
+		n -= k + 1;
+	}
+	ob_flush();
+}
+
+static void keep(struct capture *c, const char *p, size_t n)
+{
+	if (!n) {
+		free(c->part);
+		c->part = NULL;
+		c->plen = 0;
+		return;
+	}
+	char *q = realloc(c->part, n);
+	if (!q) {
+		/* no memory to hold it: better written cut than lost */
+		ob_line(c->file, NULL, p, n);
+		ob_flush();
+		free(c->part);
+		c->part = NULL;
+		c->plen = 0;
+		return;
+	}
+	memcpy(q, p, n);
+	c->part = q;
+	c->plen = (uint32_t)n;
+}
+
+static const char *timestamp(const struct svc_output *o, char *buf, size_t len)
+{
+	if (!o->timestamps)
+		return NULL;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return proto_time(&ts, buf, len);
+}
+
+/* buf = the held line + what was just read: write the whole lines, hold the rest. */
+static void take(struct capture *c, char *buf, size_t len)
+{
+	char tsb[40];
+	const char *ts = timestamp(c->o, tsb, sizeof(tsb));
+	const char *nl = memrchr(buf, '\n', len);
+	size_t whole = nl ? (size_t)(nl - buf) + 1 : 0, off = 0;
+	if (whole) {
+		/* only the first line, the held one, can be longer than LINE_MAX: cut it the same way */
+		size_t first = (size_t)((const char *)memchr(buf, '\n', whole) - buf);
+		for (; first - off > LINE_MAX_BYTES; off += LINE_MAX_BYTES)
+			ob_line(c->file, ts, buf + off, LINE_MAX_BYTES);
+		emit(c, buf + off, whole - off, ts);
+	}
+	const char *rest = buf + whole;
+	size_t rlen = len - whole;
+	for (; rlen >= LINE_MAX_BYTES; rest += LINE_MAX_BYTES, rlen -= LINE_MAX_BYTES)
+		ob_line(c->file, ts, rest, LINE_MAX_BYTES);
+	ob_flush();
+	keep(c, rest, rlen);
+}
+
+/* The held line, as it is, with a newline: its writer is gone. */
+static void flush_partial(struct capture *c)
+{
+	if (!c->plen)
+		return;
+	char tsb[40];
+	ob_line(c->file, timestamp(c->o, tsb, sizeof(tsb)), c->part, c->plen);
+	ob_flush();
+	keep(c, NULL, 0);
+}
+
+/* Read one chunk; returns the bytes read, 0 when the pipe is empty, or -errno. */
+static ssize_t read_chunk(struct capture *c)
+{
+	static char rbuf[LINE_MAX_BYTES + CHUNK];
+	size_t plen = c->plen;
+	if (plen)
+		memcpy(rbuf, c->part, plen);
+	ssize_t n;
+	do
+		n = read(c->rfd, rbuf + plen, CHUNK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	if (n == 0)
+		return 0; /* no writer left: cannot happen while we hold one */
+	take(c, rbuf, plen + (size_t)n);
+	return n;
+}
+
+static void on_readable(struct evm_io *io, int fd, unsigned revents, void *data)
+{
+	struct capture *c = data;
+	(void)io;
+	(void)fd;
+	(void)revents;
+	read_chunk(c);
+}
+
+/* Everything the pipe holds now (bounded: other writers may keep adding), then the held line. */
+static void drain(struct capture *c)
+{
+	if (c->rfd < 0)
+		return;
+	for (size_t got = 0; got < DRAIN_MAX;) {
+		ssize_t n = read_chunk(c);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	flush_partial(c);
+}
+
+/* ------------------------------------------------------- evmon's lines */
+
+static struct logfile *main_file(const struct svc_output *o)
+{
+	return o->cap[0].file ? o->cap[0].file : o->cap[1].file;
+}
+
+static void note(struct svc_output *o, const struct timespec *when, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void note(struct svc_output *o, const struct timespec *when, const char *fmt, ...)
+{
+	struct logfile *f = main_file(o);
+	char line[768], t[40];
+	int n = snprintf(line, sizeof(line) - 1, "%s evmon: ", proto_time(when, t, sizeof(t)));
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - 1 - (size_t)n, fmt, ap);
+	va_end(ap);
+	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+	if (len > sizeof(line) - 2)
+		len = sizeof(line) - 2;
+	line[len++] = '\n';
+	ob_flush();
+	logfile_write(f, line, len);
+}
+
+static bool is_up(enum evm_state s)
+{
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING;
+}
+
+/* "exited with code 1", "killed by signal TERM (core dumped)" */
+static void how(const struct evm_exit *x, char *buf, size_t len)
+{
+	const char *sn = x->signal ? cli_signal_name(x->signal) : NULL;
+	if (x->status_unknown)
+		snprintf(buf, len, "exited (status unknown)");
+	else if (x->signal)
+		snprintf(buf, len, "killed by signal %s%s", sn ? sn : "?",
+			 x->core_dumped ? " (core dumped)" : "");
+	else
+		snprintf(buf, len, "exited with code %d", x->code);
+}
+
+/* What happens next, after an exit or a failed start. */
+static void next_step(const struct evm_event *ev, char *buf, size_t len)
+{
+	char d[32];
+	switch (ev->state) {
+	case EVM_STATE_BACKOFF:
+		snprintf(buf, len, "restarting in %s (restart %u)",
+			 proto_duration(ev->delay_ms, d, sizeof(d)), ev->restarts + 1);
+		break;
+	case EVM_STATE_STOPPED:
+		snprintf(buf, len, ev->removed ? "stopped; removed" : "stopped");
+		break;
+	case EVM_STATE_EXITED:
+		snprintf(buf, len, "not restarted");
+		break;
+	case EVM_STATE_FATAL:
+		snprintf(buf, len, "gave up%s%s", ev->message ? ": " : "",
+			 ev->message ? ev->message : "");
+		break;
+	default:
+		snprintf(buf, len, "%s", evm_state_name(ev->state));
+		break;
+	}
+}
+
+void output_on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	struct svc_output *o = data;
+	char h[96], next[400], d[32];
+	(void)loop;
+	if (ev->exit) {
+		/* the exit was seen after the process wrote its last byte: all of it is in the pipes */
+		drain(&o->cap[0]);
+		drain(&o->cap[1]);
+		how(ev->exit, h, sizeof(h));
+		next_step(ev, next, sizeof(next));
+		note(o, &ev->exit->end_time, "pid %d %s after %s; %s", (int)ev->exit->pid, h,
+		     proto_duration(ev->exit->runtime_ns / 1000000, d, sizeof(d)), next);
+	} else if (ev->error) {
+		next_step(ev, next, sizeof(next));
+		note(o, &ev->time, "cannot start it: %s; %s",
+		     ev->message ? ev->message : strerror(-ev->error), next);
+	} else if (is_up(ev->state) && !is_up(ev->old_state) && ev->pid > 0) {
+		note(o, &ev->time, "started pid %d", (int)ev->pid);
+	}
+	if (ev->removed)
+		output_unref(o);
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void capture_close(struct capture *c)
+{
+	if (c->rfd >= 0) {
+		drain(c);
+		evm_io_free(c->io);
+		close(c->rfd);
+		close(c->wfd);
+	}
+	free(c->part);
+	logfile_put(c->file);
+	memset(c, 0, sizeof(*c));
+	c->rfd = c->wfd = -1;
+}
+
+static int capture_open(struct capture *c, struct evm_loop *loop, struct logs *logs,
+			const char *name, bool err, char *msg, size_t len)
+{
+	int p[2];
+	char fname[256];
+	if (pipe2(p, O_CLOEXEC) < 0) {
 		int e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		snprintf(msg, len, "pipe: %s", strerror(e));
 		return -e;
 	}
-	return fd;
-}
-
-int output_open(struct svc_output *o, const struct svc_conf *c, const char *name,
-		const char *log_dir, char *err, size_t errlen)
-{
-	for (int i = 0; i < 2; i++) {
-		if (c->pol.out[i] != OUT_LOG || o->fd[i] >= 0)
-			continue;
-		int fd = open_log(log_dir, name, i, err, errlen);
-		if (fd < 0) {
-			output_close(o);
-			return fd;
-		}
-		o->fd[i] = fd;
+	c->rfd = p[0];
+	c->wfd = p[1];
+	/* the read end only: it is a file description of its own, the child's end stays blocking */
+	fcntl(c->rfd, F_SETFL, O_NONBLOCK);
+	snprintf(fname, sizeof(fname), "%s%s", name, err ? ".err.log" : ".log");
+	c->file = logfile_get(logs, fname, name);
+	int r = c->file ? evm_io_add(loop, c->rfd, EVM_READ, on_readable, c, &c->io) : -ENOMEM;
+	if (r < 0) {
+		snprintf(msg, len, "cannot watch the pipe: %s", strerror(-r));
+		return r;
 	}
 	return 0;
+}
+
+struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const struct svc_conf *c,
+			      const char *name, int *error, char *msg, size_t len)
+{
+	struct svc_output *o = calloc(1, sizeof(*o));
+	if (!o) {
+		*error = -ENOMEM;
+		snprintf(msg, len, "out of memory");
+		return NULL;
+	}
+	o->refs = 1;
+	o->shape = shape_of(c);
+	for (int i = 0; i < 2; i++) {
+		o->cap[i].o = o;
+		o->cap[i].rfd = o->cap[i].wfd = -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (!(o->shape & (i ? SHAPE_ERR : SHAPE_OUT)))
+			continue;
+		int r = capture_open(&o->cap[i], loop, logs, name, i == 1, msg, len);
+		if (r < 0) {
+			*error = r;
+			output_unref(o);
+			return NULL;
+		}
+	}
+	output_configure(o, c);
+	return o;
+}
+
+void output_configure(struct svc_output *o, const struct svc_conf *c)
+{
+	o->timestamps = c->pol.log_timestamps;
+	for (int i = 0; i < 2; i++)
+		if (o->cap[i].file)
+			logfile_set_limits(o->cap[i].file, c->pol.log_max_bytes, c->pol.log_backups);
 }
 
 void output_stdio(const struct svc_output *o, const struct svc_conf *c, struct evm_stdio stdio[3])
 {
 	stdio[0].mode = EVM_STDIO_NULL;
 	for (int i = 0; i < 2; i++) {
-		switch (c->pol.out[i]) {
+		struct evm_stdio *s = &stdio[i + 1];
+		enum out_mode m = c->pol.out[i];
+		int i_src = i;
+		if (m == OUT_STDOUT) {
+			m = c->pol.out[0];
+			i_src = 0;
+		}
+		switch (m) {
 		case OUT_INHERIT:
-			stdio[i + 1].mode = EVM_STDIO_INHERIT;
-			break;
-		case OUT_NULL:
-			stdio[i + 1].mode = EVM_STDIO_NULL;
+			if (i_src == i) {
+				s->mode = EVM_STDIO_INHERIT;
+			} else {
+				s->mode = EVM_STDIO_FD; /* stderr = stdout = the daemon's stdout */
+				s->fd = 1;
+			}
 			break;
 		case OUT_LOG:
-			stdio[i + 1].mode = EVM_STDIO_FD;
-			stdio[i + 1].fd = o->fd[i];
+			if (o && o->cap[i_src].wfd >= 0) {
+				s->mode = EVM_STDIO_FD;
+				s->fd = o->cap[i_src].wfd;
+			} else {
+				s->mode = EVM_STDIO_NULL; /* the capture could not be made (reported) */
+			}
+			break;
+		case OUT_NULL:
+		case OUT_STDOUT:
+			s->mode = EVM_STDIO_NULL;
 			break;
 		}
 	}
 }
 
-int output_reopen(struct svc_output *o, const char *name, const char *log_dir, char *err,
-		  size_t errlen)
+struct logfile *output_file(const struct svc_output *o, bool err)
 {
-	for (int i = 0; i < 2; i++) {
-		if (o->fd[i] < 0)
-			continue;
-		int fd = open_log(log_dir, name, i, err, errlen);
-		if (fd < 0)
-			return fd;
-		int r = dup3(fd, o->fd[i], O_CLOEXEC);
-		int e = errno;
-		close(fd);
-		if (r < 0) {
-			snprintf(err, errlen, "%s.%s.log: %s", name, stream_name[i], strerror(e));
-			return -e;
-		}
-	}
-	return 0;
+	return o ? o->cap[err ? 1 : 0].file : NULL;
 }
 
-void output_close(struct svc_output *o)
+struct svc_output *output_ref(struct svc_output *o)
 {
-	for (int i = 0; i < 2; i++) {
-		if (o->fd[i] >= 0)
-			close(o->fd[i]);
-		o->fd[i] = -1;
-	}
+	o->refs++;
+	return o;
+}
+
+void output_unref(struct svc_output *o)
+{
+	if (!o || --o->refs > 0)
+		return;
+	capture_close(&o->cap[0]);
+	capture_close(&o->cap[1]);
+	free(o);
 }

@@ -1,36 +1,63 @@
 /*
  * output.h - where a service's stdout and stderr go: inherited from the
- * daemon, /dev/null, or appended to a file in the log directory
- * (LOG_DIR/NAME.stdout.log, LOG_DIR/NAME.stderr.log). stdin is /dev/null.
+ * daemon, /dev/null, stderr merged into stdout, or captured: a pipe the
+ * loop reads, written line by line into LOG_DIR/NAME.log (stdout, or both
+ * when merged) and LOG_DIR/NAME.err.log (stderr on its own), with evmon's
+ * own lines (start, exit, restart) between the service's. stdin is
+ * /dev/null.
+ *
+ * A capture belongs to a unit and outlives the library services created
+ * for it: the pipes are made once and their write ends handed to every new
+ * process, so a restart loses nothing and costs no new descriptors.
  */
 #ifndef EVMON_OUTPUT_H
 #define EVMON_OUTPUT_H
 
 #include "config.h"
+#include "logfile.h"
 
 #include <evmon.h>
+#include <stdbool.h>
 #include <stddef.h>
 
-struct svc_output {
-	int fd[2]; /* open log files for stdout, stderr; -1 when not logged */
-};
+struct svc_output;
 
-void output_init(struct svc_output *o);
+/* Does c capture a stream (stdout or stderr = log)? */
+bool output_captures(const struct svc_conf *c);
 
-/* Open what c asks for. Returns 0, or -errno with a message in err. */
-int output_open(struct svc_output *o, const struct svc_conf *c, const char *name,
-		const char *log_dir, char *err, size_t errlen);
+/* Can o serve c (the same streams captured, merged or not)? */
+bool output_fits(const struct svc_output *o, const struct svc_conf *c);
 
-/* The stdio slots of the spawn options (the fds stay ours: keep them open). */
+/*
+ * The capture of service name as c asks: one pipe per captured stream.
+ * Returns the caller's reference, or NULL with -errno in *error and the
+ * reason in msg.
+ */
+struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const struct svc_conf *c,
+			      const char *name, int *error, char *msg, size_t len);
+
+/* Take c's log settings (rotation, timestamps): they apply at once. */
+void output_configure(struct svc_output *o, const struct svc_conf *c);
+
+/*
+ * The stdio slots of c's processes. o may be NULL (nothing captured, or the
+ * capture could not be made: a logged stream then goes to /dev/null). The
+ * fds stay o's.
+ */
 void output_stdio(const struct svc_output *o, const struct svc_conf *c, struct evm_stdio stdio[3]);
 
 /*
- * Reopen the log files under their names (after logrotate moved them),
- * keeping the fd numbers the service was created with. Returns 0 or -errno.
+ * The evm_service_opts.on_event of a service created with o (its data: a
+ * reference from output_ref, dropped with the service's last event). At an
+ * exit it reads what the process left in the pipes before writing evmon's
+ * line about the exit, so that line comes after the process's last output.
  */
-int output_reopen(struct svc_output *o, const char *name, const char *log_dir, char *err,
-		  size_t errlen);
+void output_on_event(struct evm_loop *loop, const struct evm_event *ev, void *data);
 
-void output_close(struct svc_output *o);
+/* The file of stdout (or merged) / of stderr when kept apart; NULL if not captured. */
+struct logfile *output_file(const struct svc_output *o, bool err);
+
+struct svc_output *output_ref(struct svc_output *o);
+void output_unref(struct svc_output *o);
 
 #endif

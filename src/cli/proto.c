@@ -143,6 +143,11 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 	} else if (!strcmp(type, "orphan")) {
 		how(ev, h, sizeof(h));
 		snprintf(buf, len, "reaped orphan pid %d: %s", (int)pid, h);
+	} else if (!strcmp(type, "log")) {
+		if (svc)
+			snprintf(buf, len, "service %s: log: %s", svc, msg ? msg : "");
+		else
+			snprintf(buf, len, "log: %s", msg ? msg : "");
 	} else if (!strcmp(type, "warning")) {
 		snprintf(buf, len, "warning: %s%s%s", msg ? msg : "", err ? ": " : "", err ? err : "");
 	} else {

@@ -12,6 +12,7 @@
 #include "argv.h"
 #include "cli.h"
 #include "daemonlog.h"
+#include "logtail.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -734,13 +735,135 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 	reply_ok(cl, o);
 }
 
+static const char *out_name(enum out_mode m)
+{
+	switch (m) {
+	case OUT_INHERIT: return "inherit";
+	case OUT_NULL: return "null";
+	case OUT_LOG: return "log";
+	case OUT_STDOUT: return "stdout";
+	}
+	return "?";
+}
+
+/* The file a logs request is about, or NULL after replying with the reason. */
+static struct logfile *logs_file(struct daemon *d, struct client *cl, const cJSON *req)
+{
+	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(req, "name");
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(req, "stream");
+	if (!cJSON_IsString(nm)) {
+		reply_error(cl, "logs needs \"name\": one service");
+		return NULL;
+	}
+	if (st && !cJSON_IsNull(st) &&
+	    (!cJSON_IsString(st) || (strcmp(st->valuestring, "stdout") && strcmp(st->valuestring, "stderr")))) {
+		reply_error(cl, "\"stream\" must be \"stdout\" or \"stderr\"");
+		return NULL;
+	}
+	const char *name = nm->valuestring;
+	struct unit *u = unit_find(d, name);
+	if (!u) {
+		for (u = d->first; u; u = u->next) {
+			if (u->conf->instances > 1 && !strcmp(u->conf->name, name)) {
+				reply_error(cl, "%s has %u instances: name one (%s:0 to %s:%u)", name,
+					    u->conf->instances, name, name, u->conf->instances - 1);
+				return NULL;
+			}
+		}
+		reply_error(cl, "no such service: %s", name);
+		return NULL;
+	}
+	const struct svc_policy *p = &u->conf->pol;
+	if (!output_captures(u->conf)) {
+		reply_error(cl, "service %s does not log its output (stdout = %s, stderr = %s): "
+				"set stdout = log", name, out_name(p->out[0]), out_name(p->out[1]));
+		return NULL;
+	}
+	if (!u->out) {
+		reply_error(cl, "service %s: its output could not be captured (see the daemon's log)",
+			    name);
+		return NULL;
+	}
+	bool want_err = cJSON_IsString(st) && !strcmp(st->valuestring, "stderr");
+	bool want_out = cJSON_IsString(st) && !strcmp(st->valuestring, "stdout");
+	struct logfile *f = want_err ? output_file(u->out, true)
+			    : want_out ? output_file(u->out, false)
+				       : output_file(u->out, false) ? output_file(u->out, false)
+								    : output_file(u->out, true);
+	if (!f) {
+		int i = want_err ? 1 : 0;
+		if (want_err && p->out[1] == OUT_STDOUT)
+			reply_error(cl, "service %s: stderr = stdout: it is in the stdout log", name);
+		else
+			reply_error(cl, "service %s does not log its %s (%s = %s)", name,
+				    i ? "stderr" : "stdout", i ? "stderr" : "stdout", out_name(p->out[i]));
+	}
+	return f;
+}
+
+static void cmd_logs(struct daemon *d, struct client *cl, const cJSON *req)
+{
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(req, "lines");
+	const cJSON *fo = cJSON_GetObjectItemCaseSensitive(req, "follow");
+	unsigned long lines = 10;
+	if (n && !cJSON_IsNull(n)) {
+		if (!cJSON_IsNumber(n) || n->valuedouble < 0 || n->valuedouble > 1e9) {
+			reply_error(cl, "\"lines\" must be a number from 0 to 1000000000");
+			return;
+		}
+		lines = (unsigned long)n->valuedouble;
+	}
+	if (fo && !cJSON_IsNull(fo) && !cJSON_IsBool(fo)) {
+		reply_error(cl, "\"follow\" must be true or false");
+		return;
+	}
+	struct logfile *f = logs_file(d, cl, req);
+	if (!f)
+		return;
+	struct logtail *t;
+	char err[400];
+	if (logtail_open(f, lines, cJSON_IsTrue(fo), &t, err, sizeof(err)) < 0) {
+		reply_error(cl, "%s", err);
+		return;
+	}
+	cJSON *r = cJSON_CreateObject();
+	char path[4400];
+	snprintf(path, sizeof(path), "%s/%s", logs_dir(d->logs) ? logs_dir(d->logs) : "",
+		 logfile_name(f));
+	cJSON_AddStringToObject(r, "file", path);
+	cJSON_AddTrueToObject(r, "ok");
+	control_reply(cl, r);
+	cJSON_Delete(r);
+	if (control_client_closed(cl))
+		logtail_free(t);
+	else
+		logtail_start(t, cl); /* the connection now carries the file's bytes */
+}
+
+static void cmd_reopen_logs(struct daemon *d, struct client *cl)
+{
+	char err[400];
+	int n = units_reopen_logs(d, err, sizeof(err));
+	if (n < 0) {
+		reply_error(cl, "%s", err);
+		return;
+	}
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "closed", n);
+	if (logs_dir(d->logs))
+		cJSON_AddStringToObject(r, "log_dir", logs_dir(d->logs));
+	else
+		cJSON_AddNullToObject(r, "log_dir");
+	reply_ok(cl, r);
+}
+
 void requests_handle(struct client *cl, const cJSON *req, void *data)
 {
 	struct daemon *d = data;
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "cmd");
 	if (!cJSON_IsString(c)) {
 		reply_error(cl, "missing \"cmd\" (status, start, stop, restart, signal, add, remove, "
-				"reload, events, shutdown, ping)");
+				"reload, events, logs, reopen-logs, shutdown, ping)");
 		return;
 	}
 	const char *cmd = c->valuestring;
@@ -766,6 +889,10 @@ void requests_handle(struct client *cl, const cJSON *req, void *data)
 		waiters_check(d); /* waited-for services may be gone */
 	} else if (!strcmp(cmd, "events")) {
 		cmd_events(d, cl, req);
+	} else if (!strcmp(cmd, "logs")) {
+		cmd_logs(d, cl, req);
+	} else if (!strcmp(cmd, "reopen-logs")) {
+		cmd_reopen_logs(d, cl);
 	} else if (!strcmp(cmd, "shutdown")) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddNumberToObject(r, "pid", getpid());

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* ----------------------------------------------------------------- hash */
 
@@ -78,22 +79,47 @@ void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u
 
 /* ------------------------------------------------------------ lifecycle */
 
+/*
+ * The capture of the unit's output: kept across re-creations of its service
+ * while it fits the definition (the old process may still be stopping and
+ * writing: its last lines land in the same pipe, before the new process's).
+ * Without one (out of descriptors), logged streams go to /dev/null and an
+ * event says so.
+ */
+static void unit_output(struct daemon *d, struct unit *u)
+{
+	if (u->out && !output_fits(u->out, u->conf)) {
+		output_unref(u->out);
+		u->out = NULL;
+	}
+	if (!u->out && output_captures(u->conf)) {
+		char err[300], msg[400];
+		int e = 0;
+		u->out = output_new(d->loop, d->logs, u->conf, u->name, &e, err, sizeof(err));
+		if (!u->out) {
+			snprintf(msg, sizeof(msg), "cannot capture its output: %s: it goes to /dev/null",
+				 err);
+			daemon_log_event(d, u->name, NULL, e, msg);
+		}
+	}
+	if (u->out)
+		output_configure(u->out, u->conf);
+}
+
 int unit_create(struct daemon *d, struct unit *u)
 {
-	char err[512];
-	const char *log_dir = d->cfg ? d->cfg->log_dir : NULL;
-	int r = output_open(&u->out, u->conf, u->name, log_dir, err, sizeof(err));
-	if (r < 0) {
-		if (u->create_error != r)
-			dlog("service %s: %s", u->name, err);
-		u->create_error = r;
-		return r;
-	}
+	unit_output(d, u);
 	struct svc_build b;
-	r = config_build(u->conf, u->instance, &b);
+	int r = config_build(u->conf, u->instance, &b);
 	if (r == 0) {
-		output_stdio(&u->out, u->conf, b.opts.spawn.stdio);
+		output_stdio(u->out, u->conf, b.opts.spawn.stdio);
+		if (u->out) {
+			b.opts.on_event = output_on_event;
+			b.opts.data = output_ref(u->out); /* dropped with the service's last event */
+		}
 		r = evm_service_new(d->loop, &b.opts, &u->svc);
+		if (r < 0 && u->out)
+			output_unref(u->out);
 		config_build_free(&b);
 	}
 	if (r < 0) {
@@ -104,7 +130,7 @@ int unit_create(struct daemon *d, struct unit *u)
 		return r;
 	}
 	u->create_error = 0;
-	if (u->want_start) {
+	if (u->want_start && !d->defer_start) {
 		u->want_start = false;
 		r = evm_service_start(u->svc);
 		if (r < 0)
@@ -129,7 +155,6 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	u->instance = i;
 	u->added = added;
 	u->want_start = c->pol.autostart;
-	output_init(&u->out);
 	u->prev = d->last;
 	if (d->last)
 		d->last->next = u;
@@ -147,15 +172,17 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 /* Let go of the library service (it stops and is freed in the background). */
 static void unit_release(struct daemon *d, struct unit *u)
 {
+	(void)d;
 	if (u->svc)
 		evm_service_remove(u->svc);
 	u->svc = NULL;
-	output_close(&u->out);
 }
 
 void unit_remove(struct daemon *d, struct unit *u)
 {
 	unit_release(d, u);
+	output_unref(u->out);
+	u->out = NULL;
 	if (u->prev)
 		u->prev->next = u->next;
 	else
@@ -174,15 +201,42 @@ void unit_remove(struct daemon *d, struct unit *u)
 	free(u);
 }
 
+/*
+ * Every unit is created (with its pipes) before any is started: when
+ * descriptors are short, the pipes get them and the library watches the
+ * processes it has no pidfd for through SIGCHLD, rather than services
+ * losing their logs.
+ */
 int units_load(struct daemon *d)
 {
-	for (size_t k = 0; k < d->cfg->nsvcs; k++) {
+	int r = 0;
+	size_t pipes = 0;
+	d->defer_start = true;
+	for (size_t k = 0; k < d->cfg->nsvcs && r == 0; k++) {
 		struct svc_conf *c = d->cfg->svcs[k];
-		for (unsigned i = 0; i < c->instances; i++)
+		pipes += (size_t)c->instances * ((c->pol.out[0] == OUT_LOG) + (c->pol.out[1] == OUT_LOG));
+		for (unsigned i = 0; i < c->instances && r == 0; i++)
 			if (!unit_add(d, c, i, false))
-				return -ENOMEM;
+				r = -ENOMEM;
 	}
-	return 0;
+	d->defer_start = false;
+	struct rlimit rl;
+	size_t need = 2 * pipes + d->nunits + 128;
+	if (pipes && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+	    need > rl.rlim_max)
+		dlog("%zu services with %zu log pipes need about %zu file descriptors (2 per pipe, "
+		     "1 per running process): RLIMIT_NOFILE is %llu; raise it (LimitNOFILE= of the "
+		     "unit, ulimit -n)%s", d->nunits, pipes, need, (unsigned long long)rl.rlim_max,
+		     pipes > d->nunits ? ", or merge stderr into stdout (stderr = stdout)" : "");
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (u->svc && u->want_start) {
+			u->want_start = false;
+			int e = evm_service_start(u->svc);
+			if (e < 0)
+				dlog("service %s: cannot start it: %s", u->name, strerror(-e));
+		}
+	}
+	return r;
 }
 
 void units_free(struct daemon *d)
@@ -194,29 +248,23 @@ void units_free(struct daemon *d)
 	d->nbuckets = 0;
 }
 
-void units_reopen_logs(struct daemon *d)
+int units_reopen_logs(struct daemon *d, char *err, size_t errlen)
 {
-	unsigned n = 0, bad = 0;
-	for (struct unit *u = d->first; u; u = u->next) {
-		if (u->out.fd[0] < 0 && u->out.fd[1] < 0)
-			continue;
-		char err[512];
-		if (output_reopen(&u->out, u->name, d->cfg->log_dir, err, sizeof(err)) < 0) {
-			dlog("service %s: reopen log: %s", u->name, err);
-			bad++;
-		} else {
-			n++;
-		}
+	int n = logs_reopen(d->logs, err, errlen);
+	if (n < 0) {
+		char msg[700];
+		snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr = log "
+			 "is discarded until it can be written", err);
+		daemon_log_event(d, NULL, NULL, n, msg);
+		return -1;
 	}
-	dlog("reopened the log files of %u services%s", n, bad ? " (some failed)" : "");
+	if (logs_dir(d->logs))
+		dlog("closed %d open log files: they are created again in %s at the next write", n,
+		     logs_dir(d->logs));
+	return n;
 }
 
 /* --------------------------------------------------------------- reload */
-
-static bool uses_log(const struct svc_conf *c)
-{
-	return c->pol.out[0] == OUT_LOG || c->pol.out[1] == OUT_LOG;
-}
 
 static bool same_str(const char *a, const char *b)
 {
@@ -270,7 +318,18 @@ int units_reload(struct daemon *d, cJSON *resp)
 	cJSON *added = cJSON_CreateArray(), *removed = cJSON_CreateArray(),
 	      *changed = cJSON_CreateArray();
 	unsigned unchanged = 0;
-	bool log_moved = !same_str(cfg->log_dir, d->cfg->log_dir);
+	if (!same_str(cfg->log_dir, d->cfg->log_dir)) {
+		/* the services keep running: only where their lines go changes */
+		char err[400], msg[700];
+		int r = logs_set_dir(d->logs, cfg->log_dir, err, sizeof(err));
+		dlog("reload: log_dir %s -> %s", d->cfg->log_dir ? d->cfg->log_dir : "(none)",
+		     cfg->log_dir ? cfg->log_dir : "(none)");
+		if (r < 0) {
+			snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr "
+				 "= log is discarded until it can be written", err);
+			daemon_log_event(d, NULL, NULL, r, msg);
+		}
+	}
 	for (struct unit *u = d->first; u; u = u->next)
 		u->mark = false;
 	struct config *old = d->cfg;
@@ -288,9 +347,11 @@ int units_reload(struct daemon *d, cJSON *resp)
 				continue;
 			}
 			u->mark = true;
-			if (svc_conf_equal(u->conf, c) && !(log_moved && uses_log(c))) {
+			if (svc_conf_equal(u->conf, c)) {
 				svc_conf_unref(u->conf); /* same content: adopt the new copy */
 				u->conf = svc_conf_ref(c);
+				if (u->out)
+					output_configure(u->out, c); /* log settings apply live */
 				unchanged++;
 				continue;
 			}

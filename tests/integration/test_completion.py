@@ -106,7 +106,7 @@ def test_rewrite_pairs():
 def test_ctl_commands_and_options():
     need("ctl")
     text = help_out("ctl", "--help")
-    cmds = set(re.findall(r"^  ([a-z]+)\b", text.split("commands:", 1)[1].split("\n\n", 1)[0], re.M))
+    cmds = set(re.findall(r"^  ([a-z][a-z-]*)", text.split("commands:", 1)[1].split("\n\n", 1)[0], re.M))
     assert set(complete(f"{EVMON} ctl ")) == cmds
     assert set(complete(f"{EVMON} ctl -S /tmp/x ")) == cmds
     # ctl's own options: the paragraph of --help that has --socket (the others are add's)

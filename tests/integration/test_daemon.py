@@ -269,7 +269,9 @@ def test_reload_add_remove_change_unchanged(procs, tmp_path):
     wait_for(lambda: set(d.status()) == {"same", "changed", "new"}, what="new service set")
     d.wait_state("new", "running")
     after = d.wait_state("changed", "running")
-    assert after["pid"] != before["changed"] and not alive(before["changed"])
+    assert after["pid"] != before["changed"]
+    # the replacement starts at once; the old process stops in the background
+    wait_for(lambda: not alive(before["changed"]), what="changed service's old process stopped")
     with open(f"/proc/{after['pid']}/cmdline", "rb") as f:
         assert b"sleep" in f.read()
     assert d.status("same")["same"]["pid"] == before["same"]  # not touched
@@ -524,13 +526,14 @@ command = sh -c 'echo should-not-appear'
 stdout = null
 restart = never
 """)
-    out, err = logs / "chatty.stdout.log", logs / "chatty.stderr.log"
+    out, err = logs / "chatty.log", logs / "chatty.err.log"
     wait_for(lambda: out.exists() and "to-out" in out.read_text(), what="stdout log")
-    wait_for(lambda: "to-err" in err.read_text(), what="stderr log")
-    # SIGUSR1 reopens (after logrotate moved the files)
-    os.rename(out, logs / "chatty.stdout.log.1")
+    wait_for(lambda: err.exists() and "to-err" in err.read_text(), what="stderr log")
+    # SIGUSR1 reopens (after logrotate moved the files): the next line creates the file again
+    os.rename(out, logs / "chatty.log.1")
     d.p.send_signal(signal.SIGUSR1)
-    wait_for(lambda: out.exists(), what="reopened log")
+    wait_for(lambda: "log files: they are created again" in d.log(), what="reopened logs")
+    assert not out.exists()
     assert d.ctl("restart", "chatty").returncode == 0
     wait_for(lambda: "to-out" in out.read_text(), what="output in the new file")
     d.stop()

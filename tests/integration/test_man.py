@@ -98,7 +98,7 @@ def test_evmon_commands_match_help():
 @pytest.mark.parametrize("cmd,page,sections", [
     ("init", "evmon-init.1", ["OPTIONS"]),
     ("daemon", "evmon-daemon.8", ["OPTIONS"]),
-    ("ctl", "evmon-ctl.1", ["OPTIONS", "ADD OPTIONS"])])
+    ("ctl", "evmon-ctl.1", ["OPTIONS", "ADD OPTIONS", "LOGS OPTIONS"])])
 def test_command_options_match_help(cmd, page, sections):
     from_help = help_options(help_text(cmd))
     documented = documented_options(page, *sections)
@@ -110,9 +110,9 @@ def test_command_options_match_help(cmd, page, sections):
 
 def test_ctl_commands_match_help():
     text = help_text("ctl")
-    cmds = set(re.findall(r"^  ([a-z]+)\b", text.split("commands:", 1)[1].split("\n\n", 1)[0], re.M))
+    cmds = set(re.findall(r"^  ([a-z][a-z-]*)", text.split("commands:", 1)[1].split("\n\n", 1)[0], re.M))
     assert {"status", "start", "stop", "signal", "reload"} <= cmds, text
-    items = set(re.findall(r"^\*([a-z]+)\*", section(scd("evmon-ctl.1"), "COMMANDS"), re.M))
+    items = set(re.findall(r"^\*([a-z][a-z-]*)\*", section(scd("evmon-ctl.1"), "COMMANDS"), re.M))
     assert items == cmds
 
 

@@ -1,0 +1,45 @@
+/*
+ * fdreserve.c - descriptors held back for the daemon (see fdreserve.h).
+ */
+#include "fdreserve.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#define MAX_RESERVE 256
+
+static struct {
+	int fd[MAX_RESERVE];
+	unsigned n, want;
+} R;
+
+void fdres_take(void)
+{
+	while (R.n < R.want) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		R.fd[R.n++] = fd;
+	}
+}
+
+void fdres_init(unsigned n)
+{
+	R.want = n < MAX_RESERVE ? n : MAX_RESERVE;
+	fdres_take();
+}
+
+bool fdres_give(void)
+{
+	if (!R.n)
+		return false;
+	close(R.fd[--R.n]);
+	return true;
+}
+
+void fdres_free(void)
+{
+	R.want = 0;
+	while (fdres_give())
+		;
+}

@@ -1,0 +1,25 @@
+/*
+ * fdreserve.h - descriptors the daemon holds back for its own needs.
+ *
+ * The library takes a pidfd per running process and every captured service
+ * holds a pipe, until RLIMIT_NOFILE is reached; past that the daemon could
+ * no longer accept an `evmon ctl` connection nor open a log file. So it
+ * holds a few placeholders (/dev/null) and gives one up exactly when it
+ * needs a descriptor and none is left; closing one of its own takes a
+ * placeholder back. When descriptors are plentiful this costs nothing but
+ * the placeholders.
+ */
+#ifndef EVMON_FDRESERVE_H
+#define EVMON_FDRESERVE_H
+
+#include <stdbool.h>
+
+/* Hold n placeholders (at most 256). */
+void fdres_init(unsigned n);
+/* Close one placeholder so that the next open succeeds: false when none is left. */
+bool fdres_give(void);
+/* After closing a descriptor of ours: take placeholders back up to n. */
+void fdres_take(void);
+void fdres_free(void);
+
+#endif
