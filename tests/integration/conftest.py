@@ -138,3 +138,43 @@ def evmon():
 def helper():
     assert os.access(HELPER, os.X_OK), f"{HELPER} not built (run make)"
     return HELPER
+
+
+_test_tags = iter(range(1, 1 << 62))
+
+
+def _tagged(tag):
+    """pids of the processes whose environment holds EVMON_TEST_TAG=tag."""
+    want = b"EVMON_TEST_TAG=" + tag.encode() + b"\0"
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    if want in f.read() + b"\0":
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """Each test's processes carry EVMON_TEST_TAG in their environment, and services
+    inherit it from the daemon. A daemon killed by Procs.cleanup (a test that failed
+    half-way) leaves its services running in their own sessions: whatever still has
+    the test's tag when the test ends is killed, so one failure does not leave
+    hundreds of processes for the rest of the run."""
+    tag = f"{os.getpid()}.{next(_test_tags)}"
+    old = os.environ.get("EVMON_TEST_TAG")
+    os.environ["EVMON_TEST_TAG"] = tag
+    yield
+    if old is None:
+        os.environ.pop("EVMON_TEST_TAG", None)
+    else:
+        os.environ["EVMON_TEST_TAG"] = old
+    for pid in _tagged(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
