@@ -14,6 +14,8 @@ from daemon_util import SLOW, Daemon, alive
 
 # a uid and gid with no passwd entry and no other process: RLIMIT_NPROC counts per uid
 ODD_UID = 47113
+# evmon runs under valgrind (make valgrind-test)
+VALGRIND = bool(os.environ.get("EVMON_VALGRIND"))
 
 
 class PrefixedDaemon(Daemon):

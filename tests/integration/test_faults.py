@@ -14,7 +14,7 @@ import pytest
 
 from conftest import EVMON, HELPER, children_of, wait_for, zombies_of
 from daemon_util import SLOW, Daemon, LineReader, alive
-from reliability_util import (ODD_UID, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of,
+from reliability_util import (ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of,
                               proc_state)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (rlimits of other uids, namespaces)")
@@ -107,6 +107,8 @@ instances = 2
         d.stop()
 
 
+@pytest.mark.skipif(VALGRIND, reason="valgrind keeps fds of its own at the top of the limit, "
+                                     "and asserts when a pidfd lands there")
 def test_fds_run_out_the_daemon_keeps_serving(procs, tmp_path):
     """RLIMIT_NOFILE of 48: the daemon needs a pidfd per child and an fd per client.
     Past the limit children are watched through SIGCHLD (a warning event says so),
@@ -260,14 +262,14 @@ def test_child_that_ignores_sigterm(procs, tmp_path):
 [service:stubborn]
 command = HELPER ignore 15 print ignoring pause
 start_secs = 0
-stop_timeout = 1
+stop_timeout = 2
 """)
     pid = d.wait_state("stubborn", "running")["pid"]
     wait_for(lambda: "ignoring" in d.log(), what="SIGTERM ignored")
     r = d.request({"cmd": "stop", "names": ["stubborn"]})
     assert r["ok"] and r["services"][0]["state"] == "stopping", r
-    assert d.ctl("ping").returncode == 0  # not blocked while it waits
     assert alive(pid)
+    assert d.request({"cmd": "ping"})["ok"]  # not blocked while it waits
     d.wait_state("stubborn", "stopped", timeout=10)
     x = d.status("stubborn")["stubborn"]["last_exit"]
     assert x["signal_name"] == "KILL", x

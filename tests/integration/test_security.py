@@ -18,7 +18,8 @@ import pytest
 
 from conftest import EVMON, HELPER, SAN, wait_for
 from daemon_util import SLOW, Daemon, LineReader, read_line
-from reliability_util import ODD_UID, OpenDir, PrefixedDaemon, fds, ppid_of, rss_kb, status_fields
+from reliability_util import (ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, fds, ppid_of, rss_kb,
+                              status_fields)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (other uids, setuid services)")
 
@@ -118,6 +119,8 @@ stop_timeout = 2
 
 @pytest.mark.parametrize("mode", ["direct", "helper"])
 def test_no_daemon_fd_reaches_a_service(procs, tmp_path, mode):
+    if mode == "helper" and VALGRIND:
+        pytest.skip("valgrind ends the process at the spawn helper's clone(CLONE_VM)")
     """With clients connected, an events subscriber, log files open and other
     services running, every service process has exactly fds 0, 1 and 2; both for
     spawns from the daemon and through the spawn helper."""

@@ -1,12 +1,13 @@
 """Summary of `make valgrind-test`: one valgrind log per evmon process run by the
 tests. Fails (exit 1) if any has an error, a definite or indirect leak, or a
-file descriptor other than stdio open at exit; prints the totals."""
+file descriptor other than stdio open at exit, or if a test failed (pytest's
+output, the second argument); prints the totals."""
 import os
 import re
 import sys
 
 
-def main(logdir):
+def main(logdir, pytest_log=None):
     logs = sorted(os.listdir(logdir))
     bad, kinds, fds_ok, procs = [], {}, 0, 0
     for name in logs:
@@ -17,7 +18,8 @@ def main(logdir):
         procs += 1
         cmd = re.search(r"Command: (.*)", text)
         cmd = cmd.group(1) if cmd else "?"
-        kind = " ".join(cmd.split()[1:2]) or "?"
+        argv = cmd.split()
+        kind = "init" if argv and argv[0].endswith("evmon-init") else " ".join(argv[1:2]) or "?"
         kinds[kind] = kinds.get(kind, 0) + 1
         fd = re.search(r"FILE DESCRIPTORS: (\d+) open \((\d+) std\) at exit", text)
         # valgrind's own log file shows up as an fd inherited from the wrapper
@@ -40,8 +42,17 @@ def main(logdir):
           f"{procs - len(bad)} clean, {fds_ok} with only stdio open at exit")
     for b in bad:
         print("  " + b)
-    return 1 if bad or not procs else 0
+    tests_ok = True
+    if pytest_log:
+        text = open(pytest_log, errors="replace").read()
+        summary = re.findall(r"^=* ?(\d+ (?:passed|failed).*?) in [\d.]+s", text, re.M)
+        failed = re.findall(r"^FAILED (\S+)", text, re.M)
+        print(f"tests: {summary[-1] if summary else 'no summary'}")
+        for f in failed:
+            print("  failed: " + f)
+        tests_ok = bool(summary) and not failed
+    return 1 if bad or not procs or not tests_ok else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:3]))

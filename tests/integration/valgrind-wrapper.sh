@@ -1,0 +1,7 @@
+#!/bin/sh
+# evmon under valgrind memcheck, for `make valgrind-test` (mk/reliability.mk):
+# the tests run this as $EVMON_BUILD/evmon. @...@ are filled in by make.
+real=@REAL@
+# evmon behaves as evmon-init when called by that name: keep the name
+case "$0" in *evmon-init) real=@DIR@/real/evmon-init ;; esac
+exec valgrind @FLAGS@ --log-file=@DIR@/logs/%p.log "$real" "$@"
