@@ -496,8 +496,12 @@ static void set_key(struct ctx *c, const char *k, const char *v)
 		int n = cli_split(v, &s->argv, &err);
 		if (n < 0)
 			bad(c, "%s", err);
-		else if (n == 0)
+		else if (n == 0) {
+			/* no argv[0] to check or run: as if there were no command */
 			bad(c, "empty command");
+			free(s->argv);
+			s->argv = NULL;
+		}
 	} else if (s && !strcmp(k, "environment")) {
 		int n = cli_split(v, &s->env, &err);
 		if (n < 0)
