@@ -889,9 +889,14 @@ struct svc_conf *config_service(const struct config *cfg, const char *name, cons
 	struct ctx c = {.file = where, .base = cfg ? cfg->dir : NULL, .errs = errs, .svc = s,
 			.pol = &s->pol};
 	for (size_t i = 0; i < nkv; i++) {
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(kv[i].key, kv[j].key))
-				errlist_add(errs, where, 0, "duplicate key '%s'", kv[i].key);
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = !strcmp(kv[i].key, kv[j].key);
+		if (dup) {
+			/* reported and not applied, as in a file: a second command would leak the first */
+			errlist_add(errs, where, 0, "duplicate key '%s'", kv[i].key);
+			continue;
+		}
 		c.key = kv[i].key;
 		set_key(&c, kv[i].key, kv[i].value);
 	}
