@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define DEFAULT_WAIT_MS 120000
+#define MAX_WAIT_S 1000000000ull /* 31 years */
 
 enum wait_kind { W_START, W_STOP };
 
@@ -444,8 +445,10 @@ static void reply_or_wait(struct daemon *d, struct client *cl, const cJSON *req,
 			w->n++;
 	}
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "timeout");
-	uint64_t ms = cJSON_IsNumber(t) && t->valuedouble > 0 ? (uint64_t)(t->valuedouble * 1000)
-							       : DEFAULT_WAIT_MS;
+	uint64_t ms = DEFAULT_WAIT_MS;
+	/* bounded before the cast: 1e999 parses as inf, and a double out of range is UB */
+	if (cJSON_IsNumber(t) && t->valuedouble > 0)
+		ms = t->valuedouble < MAX_WAIT_S ? (uint64_t)(t->valuedouble * 1000) : MAX_WAIT_S * 1000;
 	control_defer(cl);
 	w->next = d->waiters;
 	d->waiters = w;
