@@ -4,10 +4,12 @@
  * Reading: a captured stream is a pipe; the daemon keeps both ends for the
  * unit's life (so the pipe never reaches EOF and every new process gets
  * the same write end) and watches the read end, non-blocking, on the loop.
- * Each readiness reads at most CHUNK bytes and writes them to the file
- * before reading again: the daemon never holds more than one chunk, and a
- * service writing faster than the disk fills its pipe and blocks there.
- * That bound holds however many services write at once.
+ * Each chunk read (CHUNK bytes at most; a few per readiness while the pipe
+ * stays full) is written to the file before the next: the daemon never
+ * holds more than one chunk, and a service writing faster than the disk
+ * fills its pipe and blocks there. That bound holds however many services
+ * write at once. A pipe starts at the kernel's 64 KiB and grows to
+ * BUSY_PIPE once its service has filled it.
  *
  * Lines: only whole lines are written, so evmon's lines, rotation and the
  * timestamps always fall between lines. An unfinished line is held (per
@@ -36,8 +38,10 @@
 
 #define CHUNK (64 * 1024)	  /* read per readiness: one default pipe's worth */
 #define LINE_MAX_BYTES (64 * 1024) /* an unfinished line held longer than this is cut */
-#define DRAIN_MAX (1024 * 1024)	  /* read at an exit, at most, before evmon's line */
+#define DRAIN_MAX (2 * BUSY_PIPE) /* read at an exit, at most, before evmon's line */
 #define TS_LEN 24		  /* "2026-11-27T11:06:15.830Z" */
+#define BUSY_PIPE (1024 * 1024)	  /* the pipe of a service that fills it */
+#define BUSY_CHUNKS 4		  /* chunks read per readiness from a busy pipe */
 
 struct capture {
 	struct svc_output *o;
@@ -46,6 +50,7 @@ struct capture {
 	struct logfile *file;
 	char *part;		/* an unfinished line */
 	uint32_t plen;
+	bool grown;		/* F_SETPIPE_SZ done */
 };
 
 struct svc_output {
@@ -219,9 +224,20 @@ static void on_readable(struct evm_io *io, int fd, unsigned revents, void *data)
 {
 	struct capture *c = data;
 	(void)io;
-	(void)fd;
 	(void)revents;
-	read_chunk(c);
+	/* a full chunk: the writer is ahead of us */
+	for (int i = 0; i < BUSY_CHUNKS && read_chunk(c) == CHUNK; i++) {
+		if (!c->grown) {
+			/*
+			 * A bigger pipe for a service that writes that much: 16 times
+			 * fewer wake-ups of it and of us per MB. Only busy pipes grow,
+			 * so the kernel memory a full pipe holds stays small for the
+			 * rest. Best effort: the per-user pipe limit may refuse it.
+			 */
+			c->grown = true;
+			fcntl(fd, F_SETPIPE_SZ, BUSY_PIPE);
+		}
+	}
 }
 
 /* Everything the pipe holds now (bounded: other writers may keep adding), then the held line. */
