@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,9 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+/* a JSON number is cast only when in range: 1e999 parses as inf, and such a cast is UB */
+#define MAX_MS 1e15
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -256,7 +260,7 @@ static void last_exit(const cJSON *s, char *buf, size_t len)
 	const char *sn = jstr(x, "signal_name");
 	if (sn)
 		snprintf(buf, len, "signal %s", sn);
-	else if (jnum(x, "code", -1) >= 0)
+	else if (jnum(x, "code", -1) >= 0 && jnum(x, "code", -1) <= INT_MAX)
 		snprintf(buf, len, "code %d", (int)jnum(x, "code", -1));
 	else
 		snprintf(buf, len, "unknown");
@@ -267,7 +271,7 @@ static void info_text(const cJSON *s, char *buf, size_t len)
 	const char *err = jstr(s, "error");
 	double next = jnum(s, "next_start_ms", -1);
 	char d[32];
-	if (next >= 0)
+	if (next >= 0 && next <= MAX_MS)
 		snprintf(buf, len, "next start in %s%s%s", proto_duration((uint64_t)next, d, sizeof(d)),
 			 err ? "; " : "", err ? err : "");
 	else
@@ -300,7 +304,7 @@ static void print_table(const cJSON *services)
 		double pid = jnum(s, "pid", 0);
 		snprintf(r->pid, sizeof(r->pid), pid > 0 ? "%.0f" : "-", pid);
 		double up = jnum(s, "uptime_ms", 0);
-		if (up > 0)
+		if (up > 0 && up <= MAX_MS)
 			proto_duration((uint64_t)up, r->uptime, sizeof(r->uptime));
 		else
 			snprintf(r->uptime, sizeof(r->uptime), "-");
@@ -439,8 +443,9 @@ static int show_removed(const cJSON *resp)
 
 static int show_ping(const cJSON *resp)
 {
-	printf("evmon daemon %s, pid %.0f, %.0f services, config %s\n", jstr(resp, "version"),
-	       jnum(resp, "pid", 0), jnum(resp, "services", 0), jstr(resp, "config"));
+	const char *v = jstr(resp, "version"), *cfg = jstr(resp, "config");
+	printf("evmon daemon %s, pid %.0f, %.0f services, config %s\n", v ? v : "?",
+	       jnum(resp, "pid", 0), jnum(resp, "services", 0), cfg ? cfg : "?");
 	return 0;
 }
 
