@@ -6,12 +6,14 @@
  * loop with real services, and the daemon's event subscriber (daemon.c,
  * included here for its static on_event).
  *
- * Each input is one connection to a fresh daemon (loop, config, socket,
- * five services, none started) so that a finding replays alone. The client
- * writes the input, shuts down its writing side and reads until the daemon
- * hangs up; waits still pending when the loop has nothing left to do are
- * answered the way a shutdown answers them, then every service is stopped
- * and everything is freed (LeakSanitizer checks each run).
+ * Each input is served by a fresh daemon (loop, config, socket, five
+ * services, none started) so that a finding replays alone. A NUL byte splits
+ * the input between two clients connected side by side (one may subscribe to
+ * events while the other acts). A client writes its part, shuts down its
+ * writing side and reads until the daemon hangs up, or, at a line "!close",
+ * closes its connection there and then. Waits still pending when the loop has
+ * nothing left to do are answered the way a shutdown answers them, then every
+ * service is stopped and everything is freed (LeakSanitizer checks each run).
  *
  * Safety: requests start processes, and `add` names any program. Every
  * execve of this binary is redirected to `/bin/sleep 30`
@@ -126,15 +128,61 @@ static void on_request(struct client *cl, const cJSON *req, void *data)
 	requests_handle(cl, req, data);
 }
 
-/* Read what the daemon sent; true once it has hung up. */
-static bool drain(int fd)
+/*
+ * One client connection: its bytes, how much is sent, whether the daemon has
+ * hung up. "!close" on a line of its own closes the connection there, with
+ * whatever is still unanswered (a client vanishing during a wait, say).
+ */
+struct conn {
+	int fd;
+	const uint8_t *data;
+	size_t size, off;
+	bool cut, hung_up;
+};
+
+static void conn_open(struct conn *c, const uint8_t *data, size_t size)
 {
+	static const char mark[] = "!close\n";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, sock_path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		abort();
+	*c = (struct conn){.fd = c->fd, .data = data, .size = size};
+	const uint8_t *m = memmem(data, size, mark, sizeof(mark) - 1);
+	if (m && (m == data || m[-1] == '\n')) {
+		c->size = (size_t)(m - data);
+		c->cut = true;
+	}
+}
+
+/* Send some, read what the daemon sent; true once this connection is over. */
+static bool conn_step(struct conn *c)
+{
+	if (c->hung_up)
+		return true;
+	if (c->off < c->size) {
+		size_t n = c->size - c->off < 4096 ? c->size - c->off : 4096;
+		ssize_t w = send(c->fd, c->data + c->off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0)
+			c->off += (size_t)w;
+		else if (w < 0 && errno != EAGAIN && errno != EINTR)
+			c->off = c->size; /* the daemon hung up */
+	}
+	if (c->off == c->size && c->cut) {
+		c->hung_up = true; /* "!close": gone without a word */
+		return true;
+	}
+	if (c->off == c->size)
+		shutdown(c->fd, SHUT_WR);
 	char buf[65536];
 	for (;;) {
-		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		ssize_t r = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (r > 0)
 			continue;
-		return r == 0 || (errno != EAGAIN && errno != EINTR);
+		if (r == 0 || (errno != EAGAIN && errno != EINTR))
+			c->hung_up = true;
+		return c->hung_up;
 	}
 }
 
@@ -156,36 +204,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (units_load(&d) < 0)
 		abort();
 
-	int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	strcpy(sa.sun_path, sock_path);
-	if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		abort();
-	size_t off = 0;
-	bool hung_up = false;
-	if (size == 0)
-		shutdown(c, SHUT_WR);
-	for (int i = 0; i < MAX_ITERATIONS && !hung_up; i++) {
-		if (off < size) {
-			ssize_t w = send(c, data + off, size - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (w > 0)
-				off += (size_t)w;
-			else if (w < 0 && errno != EAGAIN && errno != EINTR)
-				off = size; /* the daemon hung up */
-			if (off == size)
-				shutdown(c, SHUT_WR);
+	/* a NUL byte splits the input between two clients, served side by side */
+	const uint8_t *nul = memchr(data, 0, size);
+	size_t n0 = nul ? (size_t)(nul - data) : size;
+	struct conn c[2];
+	int nconn = nul ? 2 : 1;
+	conn_open(&c[0], data, n0);
+	if (nul)
+		conn_open(&c[1], nul + 1, size - n0 - 1);
+	bool all_done = false;
+	for (int i = 0; i < MAX_ITERATIONS && !all_done; i++) {
+		bool sending = false;
+		all_done = true;
+		for (int k = 0; k < nconn; k++) {
+			all_done &= conn_step(&c[k]);
+			sending |= !c[k].hung_up && c[k].off < c[k].size;
 		}
 		int n = evm_loop_run_once(d.loop, 0);
-		hung_up = drain(c);
-		if (n == 0 && off == size && !hung_up) {
+		if (n == 0 && !sending && !all_done) {
 			if (d.waiters)
 				waiters_finish(&d);
 			else
 				evm_loop_run_once(d.loop, 5); /* a child exit or a timer on its way */
 		}
 	}
-	FUZZ_CHECK(hung_up);
-	close(c);
+	FUZZ_CHECK(all_done);
+	for (int k = 0; k < nconn; k++)
+		close(c[k].fd);
 
 	d.stopping = true;
 	FUZZ_CHECK(evm_shutdown(d.loop, 0) == 0);
