@@ -186,6 +186,72 @@ command = HELPER pause
     d.stop()
 
 
+def test_disk_full_for_logs(procs, tmp_path):
+    """The log directory is a 64 KiB tmpfs in the daemon's own mount namespace, most
+    of it taken by a filler file. The service writes lines without pause: once the
+    disk is full its output is discarded (the pipe is still drained, so it never
+    blocks), one event tells it, ctl keeps working. A retry while the disk is still
+    full is the same episode (no second event). Once the filler is removed, logging
+    resumes: the file says how many bytes were lost, and the lines go on."""
+    import re
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    mount = (f"mount -t tmpfs -o size=64k,mode=755 tmpfs {logs} && "
+             f"head -c 49152 /dev/zero > {logs}/filler && exec \"$@\"")
+    d = PrefixedDaemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+
+[service:w]
+command = sh -c 'i=0; while :; do seq $i $((i+99)); i=$((i+100)); sleep 0.01; done'
+stdout = log
+kill_group = true
+start_secs = 0
+""", prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh"])
+    ev, rd = events(d)
+
+    def next_log_event():
+        e = rd.next(timeout=20 * SLOW)
+        while e.get("event") != "log" or e.get("service") != "w":
+            e = rd.next(timeout=20 * SLOW)
+        return e
+
+    e = next_log_event()
+    assert e["error"] == "No space left on device", e
+    assert "output is discarded until it can be written" in e["message"], e
+    pid = d.status("w")["w"]["pid"]
+    assert d.request({"cmd": "ping"})["ok"]
+    # a retry on a disk still full (reopen-logs makes it happen now): no new event
+    assert d.ctl("reopen-logs").returncode == 0
+    time.sleep(0.5)  # lets the service write into the full disk again
+    assert d.request({"cmd": "ping"})["ok"]
+    daemon = d.daemon_pid()
+    subprocess.run(["nsenter", "-t", str(daemon), "-m", "rm", f"{logs}/filler"], check=True,
+                   timeout=10)
+    assert d.ctl("reopen-logs").returncode == 0
+    e = next_log_event()
+    assert "writing again" in e["message"] and "error" not in e, e
+    assert d.status("w")["w"]["pid"] == pid  # the service never noticed
+
+    def log_text():
+        r = subprocess.run(["nsenter", "-t", str(daemon), "-m", "cat", f"{logs}/w.log"],
+                           capture_output=True, timeout=10)
+        return r.stdout.decode(errors="replace")
+    ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    pat = ts + r" evmon: (\d+) bytes of output were discarded: \S+/w\.log: write: No space left on device\n"
+    wait_for(lambda: re.search(pat + r"(\d+\n){100}", log_text()), what="lines after the gap")
+    text = log_text()
+    m = re.search(pat, text)
+    assert len(re.findall(pat, text)) == 1, text[-2000:]
+    assert int(m.group(1)) > 0
+    before = [int(x) for x in text[:m.start()].split("\n")[:-1] if x.isdigit()]
+    after = [int(x) for x in text[m.end():].split("\n")[:-1]]
+    assert before[:3] == [0, 1, 2] and len(before) > 1000
+    assert after[0] > before[-1] + 1 and after == list(range(after[0], after[0] + len(after)))
+    ev.close()
+    d.stop()
+
+
 def read_line_or_eof(c):
     """The first line the daemon sends, or "" when it closed the connection first."""
     buf = b""
