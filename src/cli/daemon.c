@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "daemonlog.h"
 #include "fdreserve.h"
+#include "notify.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -31,6 +32,8 @@
 #define FD_RESERVE_MAX 64
 
 /* ------------------------------------------------------------- events */
+
+static void status_changed(struct daemon *d);
 
 void daemon_add_time(cJSON *obj, const char *key, const struct timespec *ts)
 {
@@ -143,6 +146,7 @@ static void on_service_event(struct daemon *d, const struct evm_event *ev)
 	daemon_publish(d, name, o);
 	if (d->waiters)
 		waiters_check(d);
+	status_changed(d);
 }
 
 static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
@@ -172,6 +176,61 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	daemon_publish(d, ev->name, o);
 }
 
+/* ------------------------------------------------------ service manager */
+
+/* "12 services: 10 running, 1 backoff, 1 fatal" for STATUS= */
+void daemon_summary(struct daemon *d, char *buf, size_t len)
+{
+	size_t count[EVM_STATE_FATAL + 1] = {0}, none = 0;
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (!u->svc) {
+			none++;
+			continue;
+		}
+		enum evm_state st = evm_service_state(u->svc);
+		if ((unsigned)st <= EVM_STATE_FATAL)
+			count[st]++;
+	}
+	int n = snprintf(buf, len, "%zu service%s", d->nunits, d->nunits == 1 ? "" : "s");
+	const char *sep = ": ";
+	static const enum evm_state order[] = {EVM_STATE_RUNNING, EVM_STATE_STARTING,
+					       EVM_STATE_BACKOFF,  EVM_STATE_STOPPING,
+					       EVM_STATE_EXITED,  EVM_STATE_FATAL,
+					       EVM_STATE_STOPPED};
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		if (!count[order[i]] || n < 0 || (size_t)n >= len)
+			continue;
+		n += snprintf(buf + n, len - (size_t)n, "%s%zu %s", sep, count[order[i]],
+			      evm_state_name(order[i]));
+		sep = ", ";
+	}
+	if (none && n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "%s%zu not created", sep, none);
+}
+
+static void on_status_timer(struct evm_timer *t, void *data)
+{
+	struct daemon *d = data;
+	char sum[256];
+	(void)t;
+	d->status_timer = NULL;
+	if (d->stopping)
+		return;
+	daemon_summary(d, sum, sizeof(sum));
+	notify_send("STATUS=%s", sum);
+}
+
+/*
+ * A state changed: tell the manager the new counts, at most once a second
+ * (a storm of 10,000 transitions is one datagram, and nothing ticks while
+ * nothing changes).
+ */
+static void status_changed(struct daemon *d)
+{
+	if (notify_enabled() && d->ready && !d->stopping && !d->status_timer)
+		evm_timer_add(d->loop, 1000, on_status_timer, d, &d->status_timer);
+}
+
 /* ------------------------------------------------------------ signals */
 
 static const int handled[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
@@ -191,6 +250,8 @@ void daemon_request_shutdown(struct daemon *d, const char *why)
 	}
 	d->stopping = true;
 	dlog("%s: stopping %zu services", why, d->nunits);
+	notify_send("STOPPING=1\nSTATUS=%s: stopping %zu service%s", why, d->nunits,
+		    d->nunits == 1 ? "" : "s");
 	evm_loop_stop(d->loop);
 }
 
@@ -346,11 +407,14 @@ int cmd_daemon(int argc, char **argv)
 		return 1;
 	}
 	d.socket = sock_opt ? sock_opt : d.cfg->socket ? d.cfg->socket : proto_default_socket();
+	char nerr[400];
+	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
 
 	struct evm_loop_opts lo = {.flags = reaper ? EVM_LOOP_REAPER : 0};
 	int r = evm_loop_new(&d.loop, &lo);
 	if (r < 0) {
 		fprintf(stderr, "evmon: daemon: cannot create the loop: %s\n", strerror(-r));
+		notify_free();
 		config_free(d.cfg);
 		return 1;
 	}
@@ -378,6 +442,8 @@ int cmd_daemon(int argc, char **argv)
 		goto out;
 	}
 	dlog_attach(d.loop);
+	if (notify < 0)
+		dlog("%s", nerr);
 	struct evm_sub *sub = NULL;
 	evm_subscribe(d.loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, &d, &sub);
 	d.logs = logs_new(d.loop, on_log_report, &d);
@@ -395,11 +461,27 @@ int cmd_daemon(int argc, char **argv)
 		dlog("out of memory creating the services");
 	dlog("daemon %d started: %zu services from %s, control socket %s%s", (int)getpid(),
 	     d.nunits, cfg_path, d.socket, reaper ? ", reaping orphans" : "");
+	/*
+	 * Ready: the control socket listens and every autostart service has
+	 * been spawned (or failed to be). Not "every service is RUNNING": a
+	 * crash loop or a long start_secs would hold the manager's start job
+	 * (and everything ordered after it) until it times out. Whoever needs
+	 * one service up waits for it: evmon ctl start NAME.
+	 */
+	char sum[256];
+	daemon_summary(&d, sum, sizeof(sum));
+	d.ready = true;
+	notify_send("READY=1\nSTATUS=%s", sum);
 
 	r = evm_loop_run(d.loop);
 	if (r < 0)
 		dlog("loop failed: %s: stopping every service", strerror(-r));
+	if (!d.stopping) /* the loop failed: the shutdown was not announced */
+		notify_send("STOPPING=1\nSTATUS=stopping %zu services", d.nunits);
 	d.stopping = true;
+	if (d.status_timer)
+		evm_timer_cancel(d.status_timer);
+	d.status_timer = NULL;
 	r = evm_shutdown(d.loop, 0);
 	if (r < 0)
 		dlog("shutdown: %s", strerror(-r));
@@ -419,6 +501,7 @@ out:
 	dlog_detach();
 	evm_loop_free(d.loop);
 	fdres_free();
+	notify_free();
 	config_free(d.cfg);
 	return rc;
 }

@@ -42,6 +42,8 @@ struct daemon {
 	bool reaper;
 	bool stopping; /* shutdown requested */
 	bool defer_start; /* creating every unit first: start them afterwards */
+	bool ready;	   /* READY=1 sent (notify.h): state changes update STATUS= */
+	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
 	struct logs *logs; /* the log directory and files */
 
 	struct unit *first, *last;
@@ -55,6 +57,8 @@ struct daemon {
 void daemon_publish(struct daemon *d, const char *service, cJSON *ev); /* log + stream; takes ev */
 void daemon_request_shutdown(struct daemon *d, const char *why);
 void daemon_add_time(cJSON *obj, const char *key, const struct timespec *ts);
+/* "N services: R running, ..." (for STATUS= and the reload line) */
+void daemon_summary(struct daemon *d, char *buf, size_t len);
 /* A "log" event: a problem (error < 0) or recovery of the output of service (or NULL). */
 void daemon_log_event(struct daemon *d, const char *service, const char *file, int error,
 		      const char *msg);

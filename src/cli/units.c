@@ -11,6 +11,7 @@
 #include "daemon.h"
 
 #include "daemonlog.h"
+#include "notify.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -280,7 +281,9 @@ int units_reload(struct daemon *d, cJSON *resp)
 {
 	struct errlist errs = {0};
 	struct config *cfg;
-	char name[256];
+	char name[256], status[700];
+	snprintf(status, sizeof(status), "reloading %s", d->cfg_path);
+	notify_reloading(status);
 	if (config_load(d->cfg_path, &cfg, &errs) == 0) {
 		/* a name taken by a service added at run time is a conflict, not a takeover */
 		for (size_t k = 0; k < cfg->nsvcs; k++) {
@@ -307,6 +310,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 			add_name(arr, errs.msgs[i]);
 		}
 		dlog("reload of %s failed: the running configuration is kept", d->cfg_path);
+		notify_send("READY=1\nSTATUS=reload failed: %s", errs.msgs[0]);
 		cJSON_AddFalseToObject(resp, "ok");
 		cJSON_AddStringToObject(resp, "error", errs.msgs[0]);
 		errlist_free(&errs);
@@ -394,5 +398,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 		 d->cfg_path, na, nr, nc, unchanged);
 	cJSON_AddStringToObject(ev, "message", msg);
 	daemon_publish(d, NULL, ev);
+	daemon_summary(d, status, sizeof(status));
+	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %u unchanged; %s",
+		    na, nr, nc, unchanged, status);
 	return 0;
 }

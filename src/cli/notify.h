@@ -1,0 +1,24 @@
+/*
+ * notify.h - readiness and status for systemd (sd_notify protocol, see
+ * notify.c). Without $NOTIFY_SOCKET every call is a no-op.
+ */
+#ifndef EVMON_NOTIFY_H
+#define EVMON_NOTIFY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Read and unset $NOTIFY_SOCKET. Returns 1 when notifications will be
+ * sent, 0 without the variable, -errno (with err) when it is unusable.
+ * Call before any service is spawned.
+ */
+int notify_init(char *err, size_t errlen);
+bool notify_enabled(void);
+/* One datagram of KEY=VALUE lines ("READY=1\nSTATUS=..."); never blocks. */
+void notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* RELOADING=1 with MONOTONIC_USEC= (now) and STATUS=status. */
+void notify_reloading(const char *status);
+void notify_free(void);
+
+#endif
