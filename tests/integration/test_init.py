@@ -499,6 +499,42 @@ def test_verbosity_zero_is_quiet(run):
     assert r.err.text == ""
 
 
+def with_opts(argv, *opts):
+    """argv of init_cmd with opts right after the init program's own name."""
+    at = 2 if IMPL == "evmon" else 1
+    return argv[:at] + list(opts) + argv[at:]
+
+
+def spawn_reported(r):
+    """Did init's messages (stderr; tini writes info to stdout) name the child's pid?"""
+    m = re.search(r"^pid (\d+) ppid .*\n", r.out.text, re.M)
+    assert m, r.out.text
+    msgs = r.err.text + r.out.text.replace(m.group(0), "")
+    return re.search(r"\b%s\b" % m.group(1), msgs) is not None
+
+
+def test_verbose_option(run):
+    """-v raises the verbosity: the spawned child's pid is reported (not without -v)"""
+    r = run(init_cmd(H("pgid"), "sub"), "sub")
+    assert r.wait() == 0, r.err.text
+    assert not spawn_reported(r), r.err.text
+    r = run(with_opts(init_cmd(H("pgid"), "sub"), "-v"), "sub")
+    assert r.wait() == 0, r.err.text
+    assert spawn_reported(r), r.out.text + r.err.text
+
+
+def test_tini_verbosity_env(run):
+    """TINI_VERBOSITY=N sets the verbosity, and wins over -v (read after the command line)"""
+    if IMPL == "dumb-init":
+        pytest.skip("dumb-init does not read TINI_VERBOSITY")
+    r = run(init_cmd(H("pgid"), "sub"), "sub", env={"TINI_VERBOSITY": "2"})
+    assert r.wait() == 0, r.err.text
+    assert spawn_reported(r), r.out.text + r.err.text
+    r = run(with_opts(init_cmd(H("pgid"), "sub"), "-v", "-v", "-v"), "sub", env={"TINI_VERBOSITY": "1"})
+    assert r.wait() == 0, r.err.text
+    assert not spawn_reported(r), r.out.text + r.err.text
+
+
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's memory only")
 def test_memory_flat(run):
     """Init's memory does not grow with orphans reaped (RSS before/after 20,000)"""
@@ -659,26 +695,36 @@ def test_sigpipe_on_stderr_not_forwarded(run, mode):
     assert "signal 13\n" not in r.out.text
 
 
+def exec_error_lines(r, cmd):
+    """What init said about a failed exec of cmd: for evmon all of stderr; for the
+    others the lines naming cmd (tini warns first, in three lines, that it is no
+    subreaper, which evmon is by default)."""
+    lines = r.err.text.splitlines()
+    return lines if IMPL == "evmon" else [line for line in lines if cmd in line]
+
+
 @differs(dumb_init="dumb-init exits 2 on every exec failure")
 def test_exec_not_found(run, mode):
     """CMD not found: exit 127 and one line naming CMD and the reason"""
     r = run(init_cmd(["/nonexistent/evm-cmd", "x"], mode), mode)
     assert r.wait() == 127
     assert "/nonexistent/evm-cmd" in r.err.text and "No such file or directory" in r.err.text
+    assert len(exec_error_lines(r, "/nonexistent/evm-cmd")) == 1, r.err.text
 
 
 @differs(dumb_init="dumb-init exits 2 on every exec failure")
 def test_exec_not_found_in_path(run, mode):
-    """CMD not in PATH: exit 127"""
+    """CMD not in PATH: exit 127 and one line naming CMD"""
     r = run(init_cmd(["evm-no-such-command-xyz"], mode), mode)
     assert r.wait() == 127
     assert "evm-no-such-command-xyz" in r.err.text
+    assert len(exec_error_lines(r, "evm-no-such-command-xyz")) == 1, r.err.text
 
 
 @differs(dumb_init="dumb-init exits 2 on every exec failure")
 @pytest.mark.parametrize("what", ["noexec-file", "directory"])
 def test_exec_not_executable(run, mode, tmp_path, what):
-    """CMD not executable (a plain file, a directory): exit 126 and the reason"""
+    """CMD not executable (a plain file, a directory): exit 126 and one line with the reason"""
     p = tmp_path / "cmd"
     if what == "directory":
         p.mkdir()
@@ -688,6 +734,7 @@ def test_exec_not_executable(run, mode, tmp_path, what):
     r = run(init_cmd([str(p)], mode), mode)
     assert r.wait() == 126
     assert str(p) in r.err.text and "Permission denied" in r.err.text
+    assert len(exec_error_lines(r, str(p))) == 1, r.err.text
 
 
 def test_script_without_shebang(run, mode, tmp_path):
