@@ -28,7 +28,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import EVMON, HELPER, SAN, children_of, wait_for, zombies_of  # noqa: E402
+from conftest import BUILD, EVMON, HELPER, ROOT, SAN, children_of, wait_for, zombies_of  # noqa: E402
 
 IMPL = os.environ.get("EVMON_INIT_IMPL", "evmon")  # evmon | tini | dumb-init
 T = 30.0 if SAN else 10.0  # generous bound for things that must happen
@@ -886,6 +886,46 @@ def test_invoked_as_evmon_init(run, tmp_path):
     link.symlink_to(EVMON)
     r = run([str(link), "--"] + H("exit", 3), "sub")
     assert r.wait() == 3
+
+
+@pytest.fixture(scope="module")
+def static_init():
+    """$EVMON_BUILD/evmon-init, built by `make static` (-Os, no sanitizers, whatever the build)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    r = subprocess.run(["make", "-s", "-C", ROOT, f"BUILD={BUILD}", "static"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = os.path.join(BUILD, "evmon-init")
+    assert re.search(r"evmon-init: static, stripped, \d+ bytes", r.stdout), r.stdout
+    return path
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's static build")
+def test_static_build(run, static_init):
+    """make static: a static evmon-init that is evmon init (exit codes, forwarding, reaping as PID 1)"""
+    assert _is_static(static_init)
+    r = subprocess.run(["readelf", "-d", static_init], capture_output=True, text=True, timeout=30)
+    assert "NEEDED" not in r.stdout, r.stdout
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    r = subprocess.run([static_init, "--version"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == f"evmon init {version}\n", r.stdout + r.stderr
+    init = [static_init, "-w", "--"]
+    assert run(init + H("exit", 42), "pid1").wait() == 42
+    assert run(init + H("kill", 9), "pid1").wait() == 137
+    r = run(init + ["/nonexistent/evm-cmd"], "pid1")
+    assert r.wait() == 127 and r.err.text == "evmon-init: exec /nonexistent/evm-cmd: No such file or directory\n"
+    r = run(init + H("trap-exit", 10, "print", "ready", "pause"), "pid1")
+    r.expect("ready")
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0 and "signal 10\n" in r.out.text, r.err.text
+    r = run(init + storm_cmd("burst", 500), "pid1")
+    r.expect("spawned", timeout=T * 3)
+    settle(r, "pid1")
+    wait_for(lambda: reap_warnings(r.err.text) >= 500, T, what="500 reap warnings")
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 143, r.err.text
+    assert reap_warnings(r.err.text) == 500
 
 
 # ------------------------------------------------------------ compat report
