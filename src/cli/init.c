@@ -82,7 +82,7 @@ static void usage(FILE *f)
 		"Signals are names or numbers (TERM, SIGTERM, 15, RTMIN+3). DURATION: 2.5, 2.5s, 500ms.\n"
 		"Environment: TINI_SUBREAPER (as -s), TINI_KILL_PROCESS_GROUP (as -g),\n"
 		"TINI_VERBOSITY=N, DUMB_INIT_SETSID=0 (as -c), DUMB_INIT_DEBUG=1 (as -vv).\n"
-		"Exec failures exit 127 (not found) or 126 (cannot execute). See docs/INIT.md.\n",
+		"Exec failures exit 127 (not found) or 126 (cannot execute). See evmon-init(1).\n",
 		prog);
 }
 

@@ -108,6 +108,36 @@ def test_command_options_match_help(cmd, page, sections):
     assert documented - from_help <= {"-h", "--help"}, f"in {page}, not in `evmon {cmd} --help`"
 
 
+def test_init_environment_matches_code_help_and_docs():
+    """The variables evmon init reads (getenv in src/cli/init*.c) are exactly those of
+    evmon-init(1)'s ENVIRONMENT, of `evmon init --help`, and of docs/INIT.md's table."""
+    used = set()
+    for name in os.listdir(os.path.join(ROOT, "src", "cli")):
+        if name.startswith("init") and name.endswith(".c"):
+            with open(os.path.join(ROOT, "src", "cli", name)) as f:
+                used |= set(re.findall(r'getenv\("([A-Z_]+)"\)', f.read()))
+    used.discard("PATH")  # searched like execvp: DESCRIPTION says so
+    assert {"TINI_SUBREAPER", "TINI_VERBOSITY", "TINI_KILL_PROCESS_GROUP"} <= used, used
+    documented = set(re.findall(r"^\*([A-Z][A-Z_]+)\*", section(scd("evmon-init.1"), "ENVIRONMENT"), re.M))
+    helped = set(re.findall(r"\b([A-Z]+_[A-Z_]+)\b", help_text("init").split("Environment:", 1)[1]))
+    with open(os.path.join(ROOT, "docs", "INIT.md")) as f:
+        in_md = set(re.findall(r"^\| `([A-Z][A-Z_]+)", f.read(), re.M))
+    assert documented == used, "evmon-init(1) ENVIRONMENT"
+    assert helped == used, "evmon init --help"
+    assert in_md == used, "docs/INIT.md"
+
+
+@pytest.mark.parametrize("args", [(), ("init",)], ids=["evmon", "init"])
+def test_help_refers_to_installed_pages(args):
+    """--help points to man pages that are installed, never to a file of the source tree."""
+    text = help_text(*args)
+    refs = re.findall(r"\b([a-z][\w.-]*)\((\d)\)", text)
+    assert {f"{n}.{s}" for n, s in refs} <= set(PAGES), refs
+    assert not re.search(r"\b(docs|examples)/", text), text
+    if args == ("init",):
+        assert ("evmon-init", "1") in refs, text
+
+
 def test_ctl_commands_match_help():
     text = help_text("ctl")
     cmds = set(re.findall(r"^  ([a-z][a-z-]*)", text.split("commands:", 1)[1].split("\n\n", 1)[0], re.M))
