@@ -75,6 +75,33 @@ def test_config_errors_are_reported_with_file_and_line(procs, tmp_path):
     assert "OK: 3 services" in r.stdout
 
 
+def test_demo_config(procs, tmp_path):
+    """examples/demo.ini (what `make run` starts) shows what it says it shows."""
+    demo = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "demo.ini")
+    r = procs.run([EVMON, "daemon", "--check", "-c", demo], timeout=20)
+    assert r.returncode == 0 and "OK: 5 services from 4 definitions" in r.stdout, r
+    d = Daemon(procs, tmp_path, "", start=False)
+    d.cfg = demo
+    d.start()
+    for n in ("web:0", "web:1", "worker"):
+        d.wait_state(n, "running")
+    mig = d.wait_state("migrate", "exited")
+    assert mig["last_exit"]["code"] == 0
+    # the crash loop backs off (and does not give up)
+    wait_for(lambda: d.status("crashy")["crashy"]["restarts"] >= 1
+             and d.status("crashy")["crashy"]["state"] in ("backoff", "running"),
+             timeout=20 * SLOW, what="crashy restarted")
+    assert "backoff" in d.log() and "fatal" not in d.status("crashy")["crashy"]["state"]
+    # worker stops on its stop_signal (INT) and exits 0 from its trap
+    r = d.ctl("stop", "worker")
+    assert r.returncode == 0, r.stderr
+    w = d.status("worker")["worker"]
+    assert w["state"] == "stopped" and w["last_exit"]["code"] == 0, w
+    log = d.log()
+    assert "web 0 up" in log and "worker: queue=jobs" in log and "worker: bye" in log
+    d.stop()
+
+
 def test_usage_errors(procs, tmp_path):
     r = procs.run([EVMON, "daemon"], timeout=10)
     assert r.returncode == 2 and "-c FILE" in r.stderr
@@ -86,6 +113,51 @@ def test_usage_errors(procs, tmp_path):
 
 
 # ------------------------------------------------------------------ commands
+
+
+def test_service_process_setup(procs, tmp_path):
+    """command quoting, directory, environment and umask reach the process."""
+    work = tmp_path / "work dir"
+    work.mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+
+[service:env]
+command = HELPER pause 'two words' "a \\"quoted\\" one" back\\ slash
+directory = {work}
+environment = QUEUE=jobs "GREETING=hello world" EMPTY=
+umask = 027
+start_secs = 0
+
+[service:plain]
+command = HELPER pause
+start_secs = 0
+""")
+    pid = d.wait_state("env", "running")["pid"]
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")[:-1]
+    assert argv[1:] == [b"pause", b"two words", b'a "quoted" one', b"back slash"], argv
+    assert os.readlink(f"/proc/{pid}/cwd") == str(work)
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if e)
+    assert env[b"QUEUE"] == b"jobs" and env[b"GREETING"] == b"hello world" and env[b"EMPTY"] == b""
+    assert env[b"EVMON_SERVICE"] == b"env" and b"EVMON_INSTANCE" not in env
+    assert env[b"PATH"] == os.environ["PATH"].encode()  # added to the daemon's, not instead
+
+    def umask(p):
+        with open(f"/proc/{p}/status") as f:
+            return next(l.split()[1] for l in f if l.startswith("Umask:"))
+    assert umask(pid) == "0027"
+    # without the keys: the daemon's directory and umask, no QUEUE
+    plain = d.wait_state("plain", "running")["pid"]
+    assert os.readlink(f"/proc/{plain}/cwd") == os.readlink(f"/proc/{d.p.pid}/cwd")
+    assert umask(plain) == umask(d.p.pid)
+    with open(f"/proc/{plain}/environ", "rb") as f:
+        assert b"QUEUE=jobs" not in f.read().split(b"\0")
+    d.stop()
+
+
 
 
 def test_status_table_and_json(procs, tmp_path):
