@@ -199,8 +199,13 @@ def numbered(files):
 @pytest.mark.parametrize("backups", [3, 1])
 def test_rotation_boundaries_and_backup_count(procs, tmp_path, backups):
     logs = logdir(tmp_path)
-    # 300 lines of 100 bytes: 30 KB through a 1000-byte file
-    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=backups, n=300, w=99))
+    # 300 lines of 100 bytes: 30 KB through a 1000-byte file; a daemon with
+    # umask 000 still creates files no other user can write or read
+    old_umask = os.umask(0)
+    try:
+        d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=backups, n=300, w=99))
+    finally:
+        os.umask(old_umask)
     cur = logs / "r.log"
     wait_for(lambda: cur.exists() and "exited with code 0" in cur.read_text(), what="exit line")
     d.stop()
@@ -212,6 +217,7 @@ def test_rotation_boundaries_and_backup_count(procs, tmp_path, backups):
         assert size <= 1000, (p, size)
         data = p.read_bytes()
         assert data.endswith(b"\n")  # rotation happens between lines only
+        assert p.stat().st_mode & 0o7777 == 0o640, (p, oct(p.stat().st_mode))
     # a file was rotated only when the next line did not fit
     for older, newer in zip(files, files[1:]):
         first = lines_of(newer)[0]
