@@ -94,8 +94,11 @@ def test_layout(installed):
         f"{p}/include/evmon.h", f"{p}/lib/pkgconfig/evmon.pc",
         f"{p}/share/bash-completion/completions/evmon",
         f"{p}/share/bash-completion/completions/evmon-init",
-        f"{p}/share/man/man1/evmon.1", f"{p}/share/man/man3/libevmon.3",
     }
+    # every page the build generates, in the directory of its section (evmon.ini.5 in man5)
+    pages = os.listdir(os.path.join(BUILD, "man"))
+    assert len(pages) >= 6, pages
+    expected |= {f"{p}/share/man/man{page.rsplit('.', 1)[1]}/{page}" for page in pages}
     assert expected <= set(installed.files())
     # the chain a linker and the dynamic linker follow: dev link -> SONAME -> real file
     assert os.readlink(installed.lib + "/libevmon.so") == f"libevmon.so.{major}"
@@ -239,3 +242,82 @@ def test_bash_completion_loads_from_install(installed):
                        text=True, timeout=30)
     assert r.stdout.split("\n")[:2] == ["complete -F _evmon evmon", "complete -F _evmon evmon-init"], \
         r.stdout + r.stderr
+
+
+def dockerfile_stages():
+    """examples/Dockerfile as [(name, base, [instruction lines])], continuation lines joined."""
+    with open(os.path.join(ROOT, "examples/Dockerfile")) as f:
+        text = re.sub(r"\\\n\s*", " ", f.read())
+    stages = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = re.match(r"FROM (\S+)(?: AS (\S+))?$", line)
+        if m:
+            stages.append((m.group(2), m.group(1), []))
+        else:
+            stages[-1][2].append(line)
+    return stages
+
+
+def apt_packages(lines):
+    out = []
+    for line in lines:
+        for m in re.finditer(r"apt-get install ([^&]*)", line):
+            out += [w for w in m.group(1).split() if not w.startswith("-")]
+    return out
+
+
+def test_dockerfile():
+    """examples/Dockerfile holds together without docker: the ENTRYPOINT of the issue, a
+    static stage built by `make static`, COPY paths that `make install` and the build
+    context provide, Debian packages that exist, and a runtime stage with every shared
+    library the evmon binary needs."""
+    stages = dockerfile_stages()
+    names = [s[0] for s in stages]
+    assert "build" in names and "static" in names, names
+    final = stages[-1][2]
+    assert 'ENTRYPOINT ["/usr/bin/evmon", "init", "--"]' in final, final
+    build = dict((s[0], s[2]) for s in stages)["build"]
+    # what the build stage installs is where the final stage copies it from
+    m = re.search(r"make .*\bPREFIX=(\S+) DESTDIR=(\S+) install\b", " ".join(build))
+    assert m, build
+    prefix, destdir = m.groups()
+    copies = [line.split()[2:] for line in final if line.startswith("COPY --from=build ")]
+    assert [f"{destdir}{prefix}/bin/evmon", "/usr/bin/evmon"] in copies, copies
+    static = " ".join(dict((s[0], s[2]) for s in stages)["static"])
+    m = re.search(r"make BUILD=(\S+) static .*install -D -m 0755 (\S+) ", static)
+    assert m and m.group(2) == m.group(1) + "/evmon-init", static
+    # files copied from the context exist and are not filtered out of it
+    with open(os.path.join(ROOT, "examples/Dockerfile.dockerignore")) as f:
+        ignored = [line.strip().rstrip("/") for line in f if line.strip() and not line.startswith("#")]
+    for _, _, lines in stages:
+        for line in lines:
+            if line.startswith("COPY ") and "--from=" not in line:
+                src = line.split()[1]
+                assert os.path.exists(os.path.join(ROOT, src)), line
+                assert src == "." or not any(src.startswith(i) for i in ignored), line
+    # every package named is a Debian package
+    pkgs = sorted(set(apt_packages(sum((s[2] for s in stages), []))))
+    assert pkgs, stages
+    r = subprocess.run(["apt-cache", "show", "--no-all-versions", *pkgs], capture_output=True, text=True,
+                       timeout=60)
+    assert sorted(set(re.findall(r"^Package: (\S+)", r.stdout, re.M))) == pkgs, r.stderr
+    if SAN:
+        return  # the sanitizer runtimes are this build's, not the image's
+    # the runtime stage installs the package of every library evmon links (but libc's)
+    r = subprocess.run(["ldd", os.path.join(BUILD, "evmon")], capture_output=True, text=True, timeout=30)
+    libs = re.findall(r"=> (/\S+)", r.stdout)
+    assert libs, r.stdout
+    needed = set()
+    for lib in libs:
+        # dpkg knows the file by the name its package ships (merged /usr: /lib/...)
+        real = os.path.realpath(lib)
+        cands = [lib, real, os.path.join(os.path.dirname(lib), os.path.basename(real)),
+                 re.sub(r"^/usr/", "/", real)]
+        owners = [subprocess.run(["dpkg", "-S", c], capture_output=True, text=True, timeout=30) for c in cands]
+        found = [o.stdout.split(":")[0] for o in owners if o.returncode == 0]
+        assert found, (lib, owners[-1].stderr)
+        needed.add(found[0])
+    needed.discard("libc6")
+    assert needed <= set(apt_packages(final)), (needed, apt_packages(final))
