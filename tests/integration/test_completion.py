@@ -116,6 +116,29 @@ def test_ctl_commands_and_options():
     assert set(complete(f"{EVMON} ctl add -r ")) == {"on-failure", "always", "never", "unless-stopped"}
 
 
+def test_ctl_add_and_logs_options_are_the_programs():
+    """The options offered after `ctl add` and `ctl logs` are those --help lists under them."""
+    need("ctl")
+    text = help_out("ctl", "--help")
+
+    def under(cmd_line):
+        """Options listed under the line of --help that starts with cmd_line."""
+        lines = text.split("commands:", 1)[1].splitlines()
+        i = next(k for k, line in enumerate(lines) if line.startswith("  " + cmd_line))
+        block = []
+        for line in lines[i + 1:]:  # up to the next command
+            if not re.match(r"^\s{4,}\S", line):
+                break
+            block.append(line)
+        return options_of("\n".join(block))
+
+    add, logs = under("add [OPTIONS]"), under("logs [OPTIONS]")
+    assert {"-r", "--restart", "--no-start"} <= add and {"-n", "--lines", "-f"} <= logs, (add, logs)
+    # add --json SERVICE-JSON is the other form of add
+    assert set(complete(f"{EVMON} ctl add -")) == add | {"--json"}
+    assert set(complete(f"{EVMON} ctl logs -")) == logs
+
+
 def test_files_for_config(tmp_path):
     (tmp_path / "a.ini").write_text("")
     (tmp_path / "b.txt").write_text("")
