@@ -277,6 +277,33 @@ static void add_name(cJSON *arr, const char *name)
 	cJSON_AddItemToArray(arr, cJSON_CreateString(name));
 }
 
+/* " (a, b and 3 more)" for a log line, "" for none */
+static const char *name_list(const cJSON *arr, char *buf, size_t len)
+{
+	int n = cJSON_GetArraySize(arr), i = 0;
+	size_t used = 0;
+	buf[0] = '\0';
+	if (!n || len < 40)
+		return buf;
+	used = (size_t)snprintf(buf, len, " (");
+	const cJSON *it;
+	cJSON_ArrayForEach(it, arr) {
+		const char *name = cJSON_GetStringValue(it);
+		size_t need = strlen(name ? name : "?") + 2;
+		/* room for this name, the separator and "and N more)" */
+		if (used + need + 24 > len)
+			break;
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+					 name ? name : "?");
+		i++;
+	}
+	if (i < n)
+		snprintf(buf + used, len - used, "%sand %d more)", i ? " " : "", n - i);
+	else
+		snprintf(buf + used, len - used, ")");
+	return buf;
+}
+
 int units_reload(struct daemon *d, cJSON *resp)
 {
 	struct errlist errs = {0};
@@ -309,7 +336,15 @@ int units_reload(struct daemon *d, cJSON *resp)
 			dlog("reload: %s", errs.msgs[i]);
 			add_name(arr, errs.msgs[i]);
 		}
-		dlog("reload of %s failed: the running configuration is kept", d->cfg_path);
+		cJSON *ev = cJSON_CreateObject();
+		cJSON_AddStringToObject(ev, "event", "reload");
+		char msg[900];
+		snprintf(msg, sizeof(msg), "%s: %zu error%s, the running configuration is kept: %s",
+			 d->cfg_path, errs.n, errs.n == 1 ? "" : "s", errs.msgs[0]);
+		cJSON_AddStringToObject(ev, "message", msg);
+		cJSON_AddStringToObject(ev, "error", errs.msgs[0]);
+		cJSON_AddItemToObject(ev, "errors", cJSON_Duplicate(arr, 1));
+		daemon_publish(d, NULL, ev);
 		notify_send("READY=1\nSTATUS=reload failed: %s", errs.msgs[0]);
 		cJSON_AddFalseToObject(resp, "ok");
 		cJSON_AddStringToObject(resp, "error", errs.msgs[0]);
@@ -391,12 +426,19 @@ int units_reload(struct daemon *d, cJSON *resp)
 	cJSON_AddItemToObject(resp, "changed", changed);
 	cJSON_AddNumberToObject(resp, "unchanged", unchanged);
 
+	/* the event names what was done (the log line shows the first few names) */
 	cJSON *ev = cJSON_CreateObject();
 	cJSON_AddStringToObject(ev, "event", "reload");
-	char msg[4400];
-	snprintf(msg, sizeof(msg), "%s: %d added, %d removed, %d changed, %u unchanged",
-		 d->cfg_path, na, nr, nc, unchanged);
+	char msg[900], l_add[220], l_rem[220], l_chg[220];
+	snprintf(msg, sizeof(msg), "%s: %d added%s, %d removed%s, %d changed%s, %u unchanged",
+		 d->cfg_path, na, name_list(added, l_add, sizeof(l_add)), nr,
+		 name_list(removed, l_rem, sizeof(l_rem)), nc,
+		 name_list(changed, l_chg, sizeof(l_chg)), unchanged);
 	cJSON_AddStringToObject(ev, "message", msg);
+	cJSON_AddItemToObject(ev, "added", cJSON_Duplicate(added, 1));
+	cJSON_AddItemToObject(ev, "removed", cJSON_Duplicate(removed, 1));
+	cJSON_AddItemToObject(ev, "changed", cJSON_Duplicate(changed, 1));
+	cJSON_AddNumberToObject(ev, "unchanged", unchanged);
 	daemon_publish(d, NULL, ev);
 	daemon_summary(d, status, sizeof(status));
 	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %u unchanged; %s",

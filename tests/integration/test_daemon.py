@@ -366,6 +366,54 @@ def test_reload_add_remove_change_unchanged(procs, tmp_path):
     d.stop()
 
 
+def test_reload_event_and_log_line_name_what_changed(procs, tmp_path):
+    d = Daemon(procs, tmp_path, RELOAD_A)
+    for n in ("same", "changed", "gone"):
+        d.wait_state(n, "running")
+    s = d.connect()
+    s.sendall(b'{"cmd":"events"}\n')
+    rd = LineReader(s)
+    assert rd.next() == {"ok": True, "events": True}
+
+    d.write(RELOAD_B)
+    assert d.ctl("reload").returncode == 0
+    ev = rd.next()
+    while ev["event"] != "reload":
+        ev = rd.next()
+    assert (ev["added"], ev["removed"], ev["changed"], ev["unchanged"]) == (
+        ["new"], ["gone"], ["changed"], 1), ev
+    line = f"{d.cfg}: 1 added (new), 1 removed (gone), 1 changed (changed), 1 unchanged"
+    assert ev["message"] == line and "error" not in ev
+    wait_for(lambda: f"evmon: reload: {line}" in d.log(), what="the reload line")
+
+    # a failed reload is an event too, with every mistake
+    d.write(RELOAD_B + "\n[service:broken]\nrestart = never\ncolour = red\n")
+    assert d.ctl("reload").returncode == 1
+    ev = rd.next()
+    while ev["event"] != "reload":
+        ev = rd.next()
+    assert len(ev["errors"]) == 2 and ev["error"] == ev["errors"][0], ev
+    assert any("unknown key 'colour'" in e for e in ev["errors"])
+    assert any("service broken: missing 'command'" in e for e in ev["errors"])
+    assert ev["message"].startswith(f"{d.cfg}: 2 errors, the running configuration is kept: ")
+    assert "added" not in ev
+
+    # many names: the line shows the first few, the event has them all
+    d.write(RELOAD_B + "".join(f"\n[service:n{i:03}]\ncommand = HELPER pause\n" for i in range(60)))
+    assert d.ctl("reload").returncode == 0
+    ev = rd.next()
+    while ev["event"] != "reload":
+        ev = rd.next()
+    assert ev["added"] == [f"n{i:03}" for i in range(60)] and ev["unchanged"] == 3
+    m = re.search(r"60 added \((n000, n001, .*) and (\d+) more\)", ev["message"])
+    assert m, ev["message"]
+    shown = m.group(1).split(", ")
+    assert shown == [f"n{i:03}" for i in range(len(shown))]
+    assert len(shown) + int(m.group(2)) == 60
+    s.close()
+    d.stop()
+
+
 def test_reload_instances(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
 [service:w]
