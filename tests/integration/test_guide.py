@@ -10,6 +10,7 @@ its exact output.
 """
 import os
 import re
+import shlex
 import subprocess
 
 import pytest
@@ -107,3 +108,57 @@ def test_c_example(i, tmp_path, procs):
     assert r.returncode == 0, r.stderr
     if expected is not None:
         assert r.stdout == expected
+
+
+def sh_commands():
+    """The command lines of the ```sh blocks, comments removed."""
+    out = []
+    for body, _ in blocks("sh"):
+        for line in body.splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                out.append(words)
+    return out
+
+
+def test_sh_blocks(tmp_path):
+    """The ```sh lines name things that exist: make targets (make -n), evmon commands
+    that run to completion (run, in a directory holding the guide's evmon.ini), and
+    man pages the build generates. (The cc lines with pkg-config are what
+    test_install.py does against an installed copy.)"""
+    (ini, _), = blocks("ini")
+    (tmp_path / "evmon.ini").write_text(ini)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    checked = []
+    for words in sh_commands():
+        if words[0] == "make":
+            r = subprocess.run(["make", "-n", "-C", ROOT, f"BUILD={BUILD}", *words[1:]], env=env,
+                               capture_output=True, text=True, timeout=120)
+        elif words[0] == "evmon" and words[-1] != "&":
+            r = subprocess.run([os.path.join(BUILD, "evmon"), *words[1:]], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60)
+        elif words[0] == "man":
+            pages = [f for f in os.listdir(os.path.join(BUILD, "man")) if f.rsplit(".", 1)[0] == words[1]]
+            assert pages, words
+            continue
+        else:
+            continue
+        assert r.returncode == 0, (words, r.stdout[-2000:], r.stderr[-2000:])
+        checked.append(words[:2])
+    assert ["make", "install"] in checked and ["evmon", "--version"] in checked, checked
+    assert ["evmon", "daemon"] in checked, checked
+
+
+def test_systemd_unit_as_described():
+    """What the guide says of examples/evmon.service (its Key=Value spans) is in the unit."""
+    with open(GUIDE) as f:
+        text = f.read()
+    with open(os.path.join(ROOT, "examples", "evmon.service")) as f:
+        unit = {line.strip() for line in f if re.match(r"^[A-Z]\w*=", line)}
+    paras = [p for p in re.split(r"\n(?=- |\n)", text) if "examples/evmon.service" in p]
+    said = set()
+    for p in paras:
+        said |= set(re.findall(r"`([A-Z]\w*=[^`\s]+)`", p))
+    assert said, paras
+    assert said <= unit, said - unit
+
