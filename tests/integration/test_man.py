@@ -108,6 +108,28 @@ def test_command_options_match_help(cmd, page, sections):
     assert documented - from_help <= {"-h", "--help"}, f"in {page}, not in `evmon {cmd} --help`"
 
 
+def usage_lines(text):
+    """The usage lines at the top of --help ("usage: X" and the indented forms after it)."""
+    lines = text.split("\n\n", 1)[0].splitlines()
+    assert lines and lines[0].startswith("usage: "), text
+    return [re.sub(r"^usage: ", "", line).strip() for line in lines]
+
+
+def synopsis_lines(page):
+    """SYNOPSIS of a page with scdoc's markup removed: one line per form."""
+    body = section(scd(page), "SYNOPSIS")
+    return [re.sub(r"[*_]", "", line).strip() for line in body.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("cmd,page", [((), "evmon.1"), (("init",), "evmon-init.1"),
+                                      (("daemon",), "evmon-daemon.8"), (("ctl",), "evmon-ctl.1")],
+                         ids=["evmon", "init", "daemon", "ctl"])
+def test_usage_is_the_synopsis(cmd, page):
+    """Every form the usage of --help shows is a line of the page's SYNOPSIS."""
+    usage = usage_lines(help_text(*cmd))
+    assert set(usage) <= set(synopsis_lines(page)), (usage, synopsis_lines(page))
+
+
 def test_init_environment_matches_code_help_and_docs():
     """The variables evmon init reads (getenv in src/cli/init*.c) are exactly those of
     evmon-init(1)'s ENVIRONMENT, of `evmon init --help`, and of docs/INIT.md's table."""
