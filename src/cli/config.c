@@ -763,6 +763,28 @@ static char *dir_of(const char *path)
 	return abs;
 }
 
+/*
+ * A root daemon runs the commands of its config as whoever the config says:
+ * a config someone else can change is a way to root (sshd's StrictModes).
+ */
+static bool trusted(FILE *f, const char *path, struct errlist *errs)
+{
+	struct stat st;
+	if (geteuid() != 0 || fstat(fileno(f), &st) < 0)
+		return true;
+	if (st.st_uid != 0)
+		errlist_add(errs, path, 0, "is owned by uid %u, not root: a root daemon runs only "
+			    "a config that root alone can change", (unsigned)st.st_uid);
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		errlist_add(errs, path, 0, "is writable by %s (mode %04o): a root daemon runs only "
+			    "a config that root alone can change",
+			    st.st_mode & S_IWOTH ? "every user" : "its group",
+			    (unsigned)(st.st_mode & 07777));
+	else
+		return true;
+	return false;
+}
+
 int config_load(const char *path, struct config **out, struct errlist *errs)
 {
 	*out = NULL;
@@ -770,6 +792,10 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	FILE *f = fopen(path, "re");
 	if (!f) {
 		errlist_add(errs, path, 0, "%s", strerror(errno));
+		return -1;
+	}
+	if (!trusted(f, path, errs)) {
+		fclose(f);
 		return -1;
 	}
 	struct config *cfg = calloc(1, sizeof(*cfg));

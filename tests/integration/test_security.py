@@ -74,6 +74,42 @@ def strace_order(path, pid):
     return calls
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check is a root daemon's")
+@pytest.mark.parametrize("mode,owner,why", [
+    (0o644, 0, None),
+    (0o600, 0, None),
+    (0o664, 0, r"is writable by its group \(mode 0664\)"),
+    (0o646, 0, r"is writable by every user \(mode 0646\)"),
+    (0o644, ODD_UID, rf"is owned by uid {ODD_UID}, not root"),
+])
+def test_root_refuses_a_config_others_can_change(procs, tmp_path, mode, owner, why):
+    """Whoever can change a root daemon's config runs commands as root: the daemon,
+    --check and a reload refuse a config that is not root's alone (file:0: why)."""
+    d = Daemon(procs, tmp_path, "[service:a]\ncommand = HELPER pause\n", start=False)
+    cfg = d.cfg
+    os.chmod(cfg, mode)
+    os.chown(cfg, owner, 0)
+    r = procs.run([EVMON, "daemon", "--check", "-c", cfg], timeout=30 * SLOW)
+    if why is None:
+        assert r.returncode == 0, r.stderr
+        return
+    assert r.returncode != 0
+    assert re.search(rf"{re.escape(cfg)}: {why}: a root daemon runs only a config "
+                     r"that root alone can change", r.stderr), r.stderr
+    # the same file, made safe, runs; made unsafe again, a reload keeps the old config
+    os.chown(cfg, 0, 0)
+    os.chmod(cfg, 0o644)
+    d.start()
+    d.wait_state("a", "running")
+    d.write("[service:b]\ncommand = HELPER pause\n")
+    os.chmod(cfg, mode)
+    os.chown(cfg, owner, 0)
+    assert d.ctl("reload").returncode != 0
+    wait_for(lambda: re.search(why, d.log()), what="the reload refused")
+    assert set(d.status()) == {"a"}
+    d.stop()
+
+
 @pytest.mark.parametrize("user,group,want_gid,want_groups", [
     ("nobody", None, 65534, {65534}),
     (str(ODD_UID), str(ODD_UID + 1), ODD_UID + 1, {ODD_UID + 1}),
