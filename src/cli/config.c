@@ -794,6 +794,13 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 		errlist_add(errs, path, 0, "%s", strerror(errno));
 		return -1;
 	}
+	struct stat fst;
+	if (fstat(fileno(f), &fst) == 0 && S_ISDIR(fst.st_mode)) {
+		/* fopen takes a directory and reading it fails: it would look empty */
+		errlist_add(errs, path, 0, "%s", strerror(EISDIR));
+		fclose(f);
+		return -1;
+	}
 	if (!trusted(f, path, errs)) {
 		fclose(f);
 		return -1;
@@ -819,6 +826,9 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 
 	struct reader r = {.f = f, .path = path, .errs = errs, .at_start = true};
 	int rc = ini_parse_stream(read_piece, &r, on_pair, &r);
+	if (ferror(f)) /* a read error ends the file early: what came before is not all of it */
+		errlist_add(errs, path, 0, "read error after line %d: %s", r.lines_done,
+			    strerror(errno));
 	fclose(f);
 	if (rc > 0 && !r.first_syntax)
 		errlist_add(errs, path, rc, "syntax error");
@@ -886,6 +896,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	}
 	free_sections(r.secs, r.nsecs);
 	if (errs->n > nerr0) {
+		errlist_sort(errs, nerr0);
 		config_free(cfg);
 		return -1;
 	}

@@ -20,13 +20,39 @@ void errlist_add(struct errlist *e, const char *file, int line, const char *fmt,
 		if (!m)
 			return;
 		e->msgs = m;
+		int *l = realloc(e->lines, cap * sizeof(*l));
+		if (!l)
+			return;
+		e->lines = l;
 		e->cap = cap;
 	}
 	char *s = NULL;
 	int r = line > 0 ? asprintf(&s, "%s:%d: %s", file, line, msg)
 			 : asprintf(&s, "%s: %s", file, msg);
-	if (r >= 0)
+	if (r >= 0) {
+		e->lines[e->n] = line;
 		e->msgs[e->n++] = s;
+	}
+}
+
+/*
+ * Some mistakes are only found once a whole section is read (a missing
+ * command, an unknown user): sorted, the report reads top to bottom like
+ * the file. Insertion sort: a handful of messages, and it is stable.
+ */
+void errlist_sort(struct errlist *e, size_t from)
+{
+	for (size_t i = from + 1; i < e->n; i++) {
+		char *m = e->msgs[i];
+		int l = e->lines[i];
+		size_t j = i;
+		for (; j > from && e->lines[j - 1] > l; j--) {
+			e->msgs[j] = e->msgs[j - 1];
+			e->lines[j] = e->lines[j - 1];
+		}
+		e->msgs[j] = m;
+		e->lines[j] = l;
+	}
 }
 
 void errlist_free(struct errlist *e)
@@ -34,6 +60,8 @@ void errlist_free(struct errlist *e)
 	for (size_t i = 0; i < e->n; i++)
 		free(e->msgs[i]);
 	free(e->msgs);
+	free(e->lines);
 	e->msgs = NULL;
+	e->lines = NULL;
 	e->n = e->cap = 0;
 }

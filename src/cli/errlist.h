@@ -9,12 +9,15 @@
 
 struct errlist {
 	char **msgs;
+	int *lines; /* of each message, for errlist_sort */
 	size_t n, cap;
 };
 
 /* Append "file:line: message" (line 0: "file: message"). Allocation failures are ignored. */
 void errlist_add(struct errlist *e, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Messages from index `from` on in line order (stable: one line's keep their order). */
+void errlist_sort(struct errlist *e, size_t from);
 void errlist_free(struct errlist *e);
 
 #endif

@@ -75,6 +75,62 @@ def test_config_errors_are_reported_with_file_and_line(procs, tmp_path):
     assert "OK: 3 services" in r.stdout
 
 
+BAD_LINES = [
+    ("orphan = 1", "'orphan' outside of any section"),
+    ("[evmon]", None),
+    ("log_max_bytes = lots", "log_max_bytes: 'lots' is not a size"),
+    ("bogus = 1", "unknown key 'bogus'"),
+    ("[nosuchsection]", "unknown section [nosuchsection]"),
+    ("x = 1", None),
+    ("[service:a b]", "bad service name 'a b'"),
+    ("command = true", None),
+    ("[service:c]", None),
+    ("command = true", None),
+    ("umask = 999", "umask: '999' is not an octal umask"),
+    ("stop_signal = SIGFOO", "stop_signal: 'SIGFOO' is not a signal"),
+    ("restart = sometimes", "restart: 'sometimes' is not one of"),
+    ("instances = 0", "instances: '0' is not a number from 1"),
+    ("exit_codes = 0,x", "exit_codes: '0,x' is not a list of exit codes"),
+    ("stdout = file", "stdout: 'file' is not one of inherit, null, log"),
+    ("autostart = maybe", "autostart: 'maybe' is not a boolean"),
+    ("group = no-such-group-for-evmon", "group: unknown group 'no-such-group-for-evmon'"),
+    ("start_secs = -1", "start_secs: '-1' is not a duration"),
+    ("log_backups = -3", "log_backups: '-3' is not a whole number"),
+    ("environment = NOEQUALS", "environment: 'NOEQUALS' is not KEY=VALUE"),
+    ("directory = no/such/dir", "directory: DIR/no/such/dir: No such file or directory"),
+    ("command = false", "duplicate key 'command' (first set on line 10)"),
+    ("no equals here", "expected 'key = value', '[section]' or a comment"),
+    ("[service:d]", None),
+    ("command = echo | cat", "command: unquoted shell syntax"),
+    ("[service:e]", None),
+    ("command =", "command: empty command"),
+    ("[service:f]", None),
+    ("command = true", None),
+    ("stdout = log", "service f: stdout/stderr = log needs log_dir"),
+    ("[service:g]", "service g: missing 'command'"),
+]
+
+
+def test_every_mistake_is_reported_in_file_order(procs, tmp_path):
+    """Each kind of mistake names FILE:LINE, all of them at once, top to bottom
+    (some are only found at the end of their section, e.g. an unknown group)."""
+    cfg = tmp_path / "bad.ini"
+    cfg.write_text("".join(text + "\n" for text, _ in BAD_LINES))
+    want = [(i + 1, msg.replace("DIR", str(tmp_path))) for i, (_, msg) in enumerate(BAD_LINES) if msg]
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=20)
+    assert r.returncode == 1, r
+    got = r.stderr.splitlines()
+    assert got[-1] == f"evmon: {cfg}: {len(want)} errors", got
+    assert len(got) == len(want) + 1, got
+    for (line, msg), out in zip(want, got):
+        assert out.startswith(f"{cfg}:{line}: ") and msg in out, (line, msg, out)
+    assert r.stdout == ""
+
+    # a directory is not an empty config
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(tmp_path)], timeout=20)
+    assert r.returncode == 1 and f"{tmp_path}: Is a directory" in r.stderr, r
+
+
 def test_demo_config(procs, tmp_path):
     """examples/demo.ini (what `make run` starts) shows what it says it shows."""
     demo = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "demo.ini")
