@@ -319,7 +319,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: evmon daemon -c FILE [-S SOCKET] [--reaper]\n"
-		"       evmon daemon --check -c FILE\n"
+		"       evmon daemon --check -c FILE [-S SOCKET]\n"
 		"\n"
 		"Supervise the services of FILE in the foreground; control it with evmon ctl.\n"
 		"\n"
@@ -327,14 +327,52 @@ static void usage(FILE *f)
 		"  -S, --socket PATH   control socket (default: [evmon] socket, $EVMON_SOCKET,\n"
 		"                      /run/evmon.sock for root, else $XDG_RUNTIME_DIR/evmon.sock)\n"
 		"      --reaper        reap orphaned descendants (child subreaper); on as PID 1\n"
-		"      --check         validate FILE, print the mistakes, and exit\n"
+		"      --check         validate FILE, print the mistakes (and warnings about\n"
+		"                      log_dir and the socket's directory), and exit\n"
 		"  -h, --help          this help\n"
 		"\n"
 		"Signals: TERM/INT stop every service and exit 0; HUP reloads FILE;\n"
 		"USR1 reopens the services' log files.\n");
 }
 
-static int check_only(const char *path)
+/*
+ * What would go wrong at start although the file is valid: the daemon
+ * starts anyway (and says it again), but --check is where one looks.
+ */
+static unsigned check_environment(const struct config *cfg, const char *socket)
+{
+	unsigned n = 0;
+	size_t logged = 0;
+	for (size_t k = 0; k < cfg->nsvcs; k++)
+		if (cfg->svcs[k]->pol.out[0] == OUT_LOG || cfg->svcs[k]->pol.out[1] == OUT_LOG)
+			logged += cfg->svcs[k]->instances;
+	if (cfg->log_dir && logged) {
+		char err[400];
+		struct logs *L = logs_new(NULL, NULL, NULL); /* no file is opened: no loop needed */
+		if (L && logs_set_dir(L, cfg->log_dir, err, sizeof(err)) < 0) {
+			fprintf(stderr, "evmon: %s: warning: %s: the output of %zu service%s with "
+				"stdout or stderr = log would be discarded\n", cfg->path, err, logged,
+				logged == 1 ? "" : "s");
+			n++;
+		}
+		logs_free(L);
+	}
+	/* the socket's directory: the daemon creates the socket, not its parents */
+	char *dir = strdup(socket);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (access(dir, W_OK | X_OK) < 0) {
+			fprintf(stderr, "evmon: %s: warning: control socket %s: %s: %s: the daemon "
+				"would not start\n", cfg->path, socket, dir, strerror(errno));
+			n++;
+		}
+	}
+	free(dir);
+	return n;
+}
+
+static int check_only(const char *path, const char *sock_opt)
 {
 	struct errlist errs = {0};
 	struct config *cfg;
@@ -345,8 +383,12 @@ static int check_only(const char *path)
 		errlist_free(&errs);
 		return 1;
 	}
-	printf("%s: OK: %zu service%s from %zu definition%s\n", path, cfg->ninstances,
-	       cfg->ninstances == 1 ? "" : "s", cfg->nsvcs, cfg->nsvcs == 1 ? "" : "s");
+	const char *socket = sock_opt ? sock_opt : cfg->socket ? cfg->socket : proto_default_socket();
+	unsigned warnings = check_environment(cfg, socket);
+	printf("%s: OK: %zu service%s from %zu definition%s; control socket %s; log_dir %s%s\n",
+	       path, cfg->ninstances, cfg->ninstances == 1 ? "" : "s", cfg->nsvcs,
+	       cfg->nsvcs == 1 ? "" : "s", socket, cfg->log_dir ? cfg->log_dir : "(none)",
+	       warnings ? " (see the warnings)" : "");
 	config_free(cfg);
 	return 0;
 }
@@ -380,7 +422,7 @@ int cmd_daemon(int argc, char **argv)
 		return 2;
 	}
 	if (check)
-		return check_only(cfg_path);
+		return check_only(cfg_path, sock_opt);
 
 	/*
 	 * Fixed malloc thresholds: glibc raises them after each big free, so

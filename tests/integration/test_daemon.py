@@ -131,6 +131,35 @@ def test_every_mistake_is_reported_in_file_order(procs, tmp_path):
     assert r.returncode == 1 and f"{tmp_path}: Is a directory" in r.stderr, r
 
 
+def test_check_output_and_warnings(procs, tmp_path):
+    cfg = tmp_path / "c.ini"
+    logs = tmp_path / "logs"
+    cfg.write_text(f"[evmon]\nlog_dir = {logs}\n[service:x]\ncommand = true\nstdout = log\n"
+                   "instances = 3\n[service:y]\ncommand = true\n")
+    sock = tmp_path / "run" / "s.sock"
+    argv = [EVMON, "daemon", "--check", "-c", str(cfg), "-S", str(sock)]
+    # valid, but the log directory and the socket's directory do not exist yet
+    r = procs.run(argv, timeout=20)
+    assert r.returncode == 0, r
+    assert r.stdout == (f"{cfg}: OK: 4 services from 2 definitions; control socket {sock}; "
+                        f"log_dir {logs} (see the warnings)\n")
+    warn = r.stderr.splitlines()
+    assert warn == [
+        f"evmon: {cfg}: warning: log_dir {logs}: No such file or directory: the output of 3 "
+        "services with stdout or stderr = log would be discarded",
+        f"evmon: {cfg}: warning: control socket {sock}: {sock.parent}: No such file or "
+        "directory: the daemon would not start"], warn
+    logs.mkdir()
+    sock.parent.mkdir()
+    r = procs.run(argv, timeout=20)
+    assert r.returncode == 0 and r.stderr == "", r
+    assert r.stdout == f"{cfg}: OK: 4 services from 2 definitions; control socket {sock}; log_dir {logs}\n"
+    # a log directory anyone can write to is refused by the daemon: --check says so
+    os.chmod(logs, 0o777)
+    r = procs.run(argv, timeout=20)
+    assert r.returncode == 0 and "is writable by every user and not sticky" in r.stderr, r
+
+
 def test_demo_config(procs, tmp_path):
     """examples/demo.ini (what `make run` starts) shows what it says it shows."""
     demo = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "demo.ini")
