@@ -234,13 +234,14 @@ static double jnum(const cJSON *o, const char *k, double dflt)
 static int report_failure(const cJSON *resp)
 {
 	const cJSON *errs = cJSON_GetObjectItemCaseSensitive(resp, "errors"), *it;
-	if (cJSON_GetArraySize(errs) > 0) {
+	if (cJSON_IsArray(errs) && cJSON_GetArraySize(errs) > 0) {
 		cJSON_ArrayForEach(it, errs)
 			if (cJSON_IsString(it))
 				fprintf(stderr, "evmon ctl: %s\n", it->valuestring);
 		const char *e = jstr(resp, "error");
-		if (e && cJSON_GetArraySize(errs) == 1 &&
-		    !strcmp(e, cJSON_GetArrayItem(errs, 0)->valuestring))
+		const cJSON *first = cJSON_GetArrayItem(errs, 0);
+		if (e && cJSON_GetArraySize(errs) == 1 && cJSON_IsString(first) &&
+		    !strcmp(e, first->valuestring))
 			return EXIT_FAILED;
 	}
 	const char *e = jstr(resp, "error");
