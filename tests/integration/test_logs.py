@@ -201,9 +201,10 @@ def test_rotation_boundaries_and_backup_count(procs, tmp_path, backups):
     logs = logdir(tmp_path)
     # 300 lines of 100 bytes: 30 KB through a 1000-byte file; a daemon with
     # umask 000 still creates files no other user can write or read
+    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=backups, n=300, w=99), start=False)
     old_umask = os.umask(0)
     try:
-        d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=backups, n=300, w=99))
+        d.start()
     finally:
         os.umask(old_umask)
     cur = logs / "r.log"
