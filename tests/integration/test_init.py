@@ -385,6 +385,18 @@ def test_single_child(run, mode):
     assert r.out.text.count("signal 10\n") == 1
 
 
+@pytest.mark.skipif(IMPL != "evmon", reason="only evmon has both -g and -c")
+def test_group_wins_over_single_child(run, mode):
+    """-g and -c together: -g wins, whatever their order"""
+    for opts in (["-g", "-c"], ["-c", "-g"]):
+        r = run(with_opts(init_cmd(family(), mode), *opts), mode)
+        r.expect("gc-ready")
+        r.expect("ready", 2)
+        r.kill(signal.SIGUSR1)
+        assert r.wait() == 0, r.err.text
+        assert r.out.text.count("signal 10\n") == 2, (opts, r.out.text)
+
+
 def test_rewrite(run, mode):
     """-r 15:10 forwards SIGTERM as SIGUSR1"""
     r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode, rewrite=[(15, 10)]), mode)
@@ -597,7 +609,8 @@ def test_end_terms_group_and_waits(run, mode, tmp_path):
          dumb_init="dumb-init leaves processes that ignore SIGTERM running when not PID 1")
 def test_end_kills_stubborn_group(run, mode):
     """Members ignoring SIGTERM get SIGKILL after the grace (-t); none is left when init exits"""
-    r = run(init_cmd(H("group", 3, "exit", 5), mode, evmon_opts=["-t", "0.2"]), mode)
+    # SIGTERM ignored before the fork: a grandchild cannot die of it before its own signal() call
+    r = run(init_cmd(H("ignore", 15, "group", 3, "exit", 5), mode, evmon_opts=["-t", "0.2"]), mode)
     assert r.wait() == 5, r.err.text
     gcs = [int(p) for p in re.findall(r"grandchild (\d+)", r.out.text)]
     assert len(gcs) == 3
@@ -926,6 +939,9 @@ def test_static_build(run, static_init):
     r.kill(signal.SIGTERM)
     assert r.wait() == 143, r.err.text
     assert reap_warnings(r.err.text) == 500
+
+
+test_static_build.runs_as = "pid1"  # for the compat table
 
 
 # ------------------------------------------------------------ compat report
