@@ -102,6 +102,41 @@ stop_timeout = 2
     d.stop()
 
 
+def test_clients_that_vanish_before_the_answer(procs, tmp_path):
+    """Events written to subscribers that are gone (EPIPE): no SIGPIPE, no harm."""
+    d = Daemon(procs, tmp_path, """
+[service:s]
+command = HELPER pause
+instances = 5
+start_secs = 0
+stop_timeout = 2
+""")
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()),
+             what="all running")
+    subs = []
+    for _ in range(20):
+        c = d.connect()
+        c.sendall(b'{"cmd":"events"}\n')
+        assert json.loads(read_line(c))["events"] is True
+        subs.append(c)
+    # While the daemon is stopped: a service dies, then the subscribers go. The
+    # exit is ready first, so its events are written to sockets whose reader is
+    # gone before the daemon sees them hang up.
+    victim = d.status("s:0")["s:0"]["pid"]
+    d.p.send_signal(signal.SIGSTOP)
+    try:
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: not alive(victim), what="the service dead")
+        for c in subs:
+            c.close()
+    finally:
+        d.p.send_signal(signal.SIGCONT)
+    wait_for(lambda: d.status("s:0")["s:0"].get("pid") not in (None, 0, victim), what="s:0 restarted")
+    r = d.ctl("ping")
+    assert r.returncode == 0 and d.p.poll() is None, d.log()
+    d.stop()
+
+
 def test_malformed_and_oversized_requests(procs, tmp_path):
     d = Daemon(procs, tmp_path, SIMPLE)
     s = d.connect()
