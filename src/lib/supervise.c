@@ -220,10 +220,14 @@ static void emit(struct evm_service *s, enum evm_state old, const struct evm_exi
 		.removed = removed,
 	};
 	ev.time = evm__ns_to_ts(evm__real_ns());
+	/* a callback that removes s must not free it under us: freed at the next sweep */
+	struct evm_loop *loop = s->loop;
+	loop->emitting++;
 	if (s->on_event)
-		s->on_event(s->loop, &ev, s->data);
-	evm__emit(s->loop, &ev);
+		s->on_event(loop, &ev, s->data);
+	evm__emit(loop, &ev);
 	s->msg[0] = 0;
+	loop->emitting--;
 }
 
 static void set_state(struct evm_service *s, enum evm_state st, const struct evm_exit *exit,
@@ -364,7 +368,8 @@ static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *own
 		set_state(s, EVM_STATE_STOPPED, e, 0, 0);
 		if (s->start_after_stop) {
 			s->start_after_stop = false;
-			evm_service_start(s);
+			if (!s->loop->shutting_down && !s->dead)
+				evm_service_start(s); /* a restart asked before the shutdown */
 		}
 		return;
 	}
@@ -820,22 +825,26 @@ int evm_shutdown(struct evm_loop *loop, unsigned flags)
 	for (;;) {
 		/* (re)issue stops: a policy must not restart anything meanwhile */
 		bool waiting = false;
-		if (flags & EVM_SHUTDOWN_REVERSE) {
-			for (struct evm_service *s = loop->svcs.last; s; s = s->prev) {
-				if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
-					evm_service_stop(s);
-				if (svc_busy(s)) {
-					waiting = true;
+		/*
+		 * A callback may remove the service being stopped: its links then
+		 * lead into the dead list, so the pass starts over (the list is
+		 * shorter each time).
+		 */
+		bool reverse = flags & EVM_SHUTDOWN_REVERSE;
+		for (struct evm_service *s = reverse ? loop->svcs.last : loop->svcs.first; s;) {
+			if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
+				evm_service_stop(s);
+			if (s->dead) {
+				waiting = false;
+				s = reverse ? loop->svcs.last : loop->svcs.first;
+				continue;
+			}
+			if (svc_busy(s)) {
+				waiting = true;
+				if (reverse)
 					break; /* one at a time, last created first */
-				}
 			}
-		} else {
-			for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
-				if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
-					evm_service_stop(s);
-				if (svc_busy(s))
-					waiting = true;
-			}
+			s = reverse ? s->prev : s->next;
 		}
 		bool plain_left = false;
 		for (struct evm_proc *p = loop->live; p && !plain_left; p = p->next)

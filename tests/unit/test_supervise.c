@@ -623,6 +623,69 @@ static void test_shutdown_reverse_order(void **state)
 	assert_int_equal(k, 3);
 }
 
+/* a service whose own callback removes it once it is stopped */
+static void remove_when_stopped(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)loop;
+	(void)data;
+	if (ev->type == EVM_EV_SERVICE && ev->state == EVM_STATE_STOPPED && !ev->removed)
+		evm_service_remove(ev->service);
+}
+
+static void self_removing(struct evm_service_opts *o)
+{
+	o->on_event = remove_when_stopped;
+	o->backoff_initial_ms = 60000; /* stays in backoff */
+	o->backoff_max_ms = 60000;
+}
+
+/* stop from outside the loop; the service's callback removes it (ASan: no use after free) */
+static void test_remove_from_own_event_outside_the_loop(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *s = svc(loop, "x", EVM_RESTART_NEVER, EXIT0, self_removing);
+	evm_service_start(s);
+	run_until_state(loop, s, EVM_STATE_EXITED, 5000);
+	assert_int_equal(evm_service_stop(s), 0); /* EXITED -> STOPPED -> removed, at depth 0 */
+	assert_null(evm_service_find(loop, "x"));
+	bool removed = false;
+	for (size_t i = 0; i < nev; i++)
+		removed |= !strcmp(evs[i].name, "x") && evs[i].removed;
+	assert_true(removed);
+	assert_int_equal(evm_loop_run_once(loop, 0) >= 0, 1); /* the sweep frees it */
+}
+
+/* shutdown: a callback removing the service being stopped does not end the pass early */
+static void test_shutdown_survives_a_removal_in_a_callback(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, self_removing);
+	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	evm_service_start(a);
+	evm_service_start(b);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	run_until_state(loop, b, EVM_STATE_RUNNING, 5000);
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+	assert_null(evm_service_find(loop, "a"));
+	assert_int_equal(evm_service_state(b), EVM_STATE_STOPPED);
+	assert_false(evm_loop_alive(loop));
+}
+
+/* a restart under way when the shutdown begins does not start a new process */
+static void test_shutdown_drops_a_pending_restart(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *s = svc(loop, "p", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	evm_service_start(s);
+	run_until_state(loop, s, EVM_STATE_RUNNING, 5000);
+	assert_int_equal(evm_service_restart(s), 0); /* SIGTERM sent, start_after_stop */
+	nev = 0;
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+	assert_int_equal(count_state("p", EVM_STATE_STARTING) + count_state("p", EVM_STATE_RUNNING), 0);
+	assert_int_equal(evm_service_state(s), EVM_STATE_STOPPED);
+	assert_false(evm_loop_alive(loop));
+}
+
 /* 1,000 services crash-looping at a capped backoff: the loop still answers */
 static void ping_cb(struct evm_timer *t, void *data)
 {
@@ -646,9 +709,14 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 		snprintf(name, sizeof(name), "h%d", i);
 		evm_service_start(svc(loop, name, EVM_RESTART_ALWAYS, EXIT3, herd_opts));
 	}
-	/* a ping through the loop is answered every time while they churn */
+	/*
+	 * A ping through the loop is answered every time while they churn, at
+	 * least 10 times and until every service has been through a backoff.
+	 */
 	int pongs = 0;
-	for (int round = 0; round < 10; round++) {
+	size_t backoffs = 0;
+	uint64_t deadline = now_ms() + 120000;
+	for (int round = 0; round < 10 || backoffs < (size_t)n; round++) {
 		int before = pongs;
 		evm_timer_add(loop, 1, ping_cb, &pongs, NULL);
 		uint64_t end = now_ms() + 5000;
@@ -657,12 +725,13 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 				fail_msg("loop did not answer a ping within 5 s");
 			evm_loop_run_once(loop, 100);
 		}
+		backoffs = 0;
+		for (size_t i = 0; i < nev; i++)
+			if (evs[i].state == EVM_STATE_BACKOFF)
+				backoffs++;
+		if (now_ms() > deadline)
+			fail_msg("%zu backoffs of %d services in 120 s", backoffs, n);
 	}
-	size_t backoffs = 0;
-	for (size_t i = 0; i < nev; i++)
-		if (evs[i].state == EVM_STATE_BACKOFF)
-			backoffs++;
-	assert_true(backoffs >= (size_t)n);
 	assert_int_equal(evm_shutdown(loop, 0), 0);
 }
 
@@ -691,6 +760,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_reverse_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_from_own_event_outside_the_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_survives_a_removal_in_a_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_drops_a_pending_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("supervise", tests, NULL, NULL);
