@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import children_of, wait_for
 from daemon_util import SLOW, Daemon
 
 MANY = 300  # enough services that READY=1 sent before they are started would be seen
@@ -50,6 +50,14 @@ class Manager:
         self.s.close()
 
 
+def direct_children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN
+        return children_of(pid)
+
+
 def environ(pid):
     with open(f"/proc/{pid}/environ", "rb") as f:
         return dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
@@ -85,7 +93,11 @@ def test_ready_reloading_stopping(procs, tmp_path, kind):
         # READY=1 is the first thing said, by the daemon itself, once every
         # autostart service was started and the socket listens
         got = mgr.until("READY")
+        # counted at once, from /proc and not through the daemon (whose answer
+        # would wait for the end of its start-up anyway)
+        children = len(direct_children(d.p.pid))
         pid, ready = got[-1]
+        assert children >= MANY, children
         assert pid == d.p.pid
         assert ready["READY"] == "1"
         assert all("RELOADING" not in f and "STOPPING" not in f for _, f in got)
