@@ -726,6 +726,14 @@ static void check_service(struct ctx *c, struct svc_conf *s, const char *log_dir
 	resolve_ids(c, s);
 	c->line = line;
 	check_command(c, s);
+	/* the library caps every delay at backoff_max: a longer initial delay would be ignored */
+	uint64_t initial = s->pol.set & EVM_SVC_BACKOFF_INITIAL ? s->pol.backoff_initial_ms : 100;
+	uint64_t max = s->pol.set & EVM_SVC_BACKOFF_MAX ? s->pol.backoff_max_ms : 30000;
+	if (initial > max)
+		errlist_add(c->errs, c->file, line,
+			    "service %s: backoff_initial (%llu ms) is longer than backoff_max "
+			    "(%llu ms): every restart would wait backoff_max",
+			    s->name, (unsigned long long)initial, (unsigned long long)max);
 	if ((s->pol.out[0] == OUT_LOG || s->pol.out[1] == OUT_LOG) && !log_dir)
 		errlist_add(c->errs, c->file, c->l_out ? c->l_out : line,
 			    "service %s: stdout/stderr = log needs log_dir in [evmon]", s->name);

@@ -108,6 +108,9 @@ BAD_LINES = [
     ("command = true", None),
     ("stdout = log", "service f: stdout/stderr = log needs log_dir"),
     ("[service:g]", "service g: missing 'command'"),
+    ("[service:h]", "service h: backoff_initial (60000 ms) is longer than backoff_max (30000 ms)"),
+    ("command = true", None),
+    ("backoff_initial = 1m", None),
 ]
 
 
