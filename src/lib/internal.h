@@ -153,6 +153,14 @@ struct evm__spawn_req {
 	/* written by the child when it fails */
 	volatile int err;
 	volatile int stage;
+	/*
+	 * Helper path, written by the kernel: the child's pid at clone
+	 * (CLONE_PARENT_SETTID), and in_mm, set by us, cleared when the child
+	 * execs or exits (CLONE_CHILD_CLEARTID). If the helper dies before it
+	 * replies, they say whether a child exists and when it is off our memory.
+	 */
+	volatile pid_t child_pid;
+	volatile int in_mm;
 };
 
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */

@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -164,8 +165,11 @@ EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 			req->cwd_fd = k < nfds ? fds[k++] : -1;
 		int pidfd = -1;
 		struct clone_args a = {
-			.flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD,
+			.flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD |
+				 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
 			.pidfd = (uint64_t)(uintptr_t)&pidfd,
+			.parent_tid = (uint64_t)(uintptr_t)&req->child_pid,
+			.child_tid = (uint64_t)(uintptr_t)&req->in_mm,
 			.exit_signal = 0, /* with CLONE_PARENT: the helper's, which is none */
 			.stack = (uint64_t)(uintptr_t)sp->cstack,
 			.stack_size = CHILD_STACK,
@@ -285,6 +289,23 @@ void evm__spawner_stop(struct evm_loop *loop)
 	spawner_free(sp);
 }
 
+/*
+ * The helper died (killed by someone) after it cloned the child, before it
+ * replied. The child is ours (CLONE_PARENT) and unreaped (exit signal 0: no
+ * waitpid(-1) takes it), so its pid is stable: take it over rather than spawn
+ * the program a second time. Until it execs or exits it runs on the helper's
+ * child stack, which evm__spawner_stop unmaps: wait for that first.
+ */
+static pid_t orphaned_child(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd)
+{
+	pid_t pid = req->child_pid;
+	while (req->in_mm)
+		syscall(SYS_futex, &req->in_mm, FUTEX_WAIT, 1, NULL, NULL, 0);
+	*pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* -1 (EMFILE): watched without, as below */
+	evm__spawner_stop(loop); /* restarted on next use */
+	return pid; /* an exec error is in req->err, as usual */
+}
+
 pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 			 struct evm_spawn_error *err, int *pidfd)
 {
@@ -310,6 +331,8 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 		fds[nfds++] = req->cwd_fd;
 		req->cwd_fd = 0; /* attached, after the stdio ones */
 	}
+	req->child_pid = 0;
+	req->in_mm = 1;
 	union {
 		char buf[CMSG_SPACE(sizeof(fds))];
 		struct cmsghdr align;
@@ -352,6 +375,8 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 			*pidfd = -1;
 		}
 	}
+	if (reply == -ENOTCONN && req->child_pid > 0)
+		return orphaned_child(loop, req, pidfd);
 	if (reply == -ENOTCONN) {
 		evm__spawner_stop(loop); /* restarted on next use */
 		return -ENOTCONN;

@@ -863,6 +863,90 @@ static void test_signal_group(void **state)
 	evm_proc_unref(p);
 }
 
+/* --------------------------------------------------- the helper killed */
+
+struct killer {
+	atomic_bool quit;
+	char comm[32]; /* ours: the helper's, and a child's until it execs */
+	int kills;
+};
+
+/* SIGKILL every child of ours that has not exec'd (the helper, mostly), at random moments */
+static void *helper_killer(void *arg)
+{
+	struct killer *k = arg;
+	unsigned seed = 1;
+	while (!atomic_load(&k->quit)) {
+		usleep(rand_r(&seed) % 2000);
+		char buf[4096];
+		/* the loop runs on the main thread: the helper is its child */
+		snprintf(buf, sizeof(buf), "/proc/%d/task/%d/children", getpid(), getpid());
+		int fd = open(buf, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = 0;
+		for (char *save, *s = strtok_r(buf, " \n", &save); s; s = strtok_r(NULL, " \n", &save)) {
+			char path[64], comm[32] = "";
+			snprintf(path, sizeof(path), "/proc/%s/comm", s);
+			int c = open(path, O_RDONLY | O_CLOEXEC);
+			if (c < 0)
+				continue;
+			ssize_t m = read(c, comm, sizeof(comm) - 1);
+			close(c);
+			comm[m > 0 ? m : 0] = 0;
+			if (!strcmp(comm, k->comm) && t_proc_state(atoi(s)) != 'Z' && kill(atoi(s), SIGKILL) == 0)
+				k->kills++;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Someone SIGKILLs the spawn helper while it works. A helper that dies after
+ * it cloned a child, before it replied, must not make us spawn the program
+ * a second time: each run of the program is one reported exit.
+ */
+static void test_helper_killed_mid_spawn(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	if (!helper_mode() || strcmp(mode->nopidfd, "0"))
+		skip();
+	char log[PATH_MAX + 64];
+	snprintf(log, sizeof(log), "%s/tests/helper-killed.%d", t_build, (int)getpid());
+	unlink(log);
+	struct killer k = {0};
+	int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, k.comm, sizeof(k.comm) - 1) : 0;
+	if (fd >= 0)
+		close(fd);
+	k.comm[n > 0 ? n : 0] = 0;
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, helper_killer, &k), 0);
+	int clean = 0;
+	for (int i = 0; i < (T_SAN ? 100 : 300); i++) {
+		struct t_exit x = {0};
+		struct evm_spawn_opts o = {.argv = HARGV("pidlog", log), .on_exit = t_on_exit, .data = &x};
+		if (evm_spawn(loop, &o, NULL) < 0)
+			continue;
+		RUN_UNTIL(loop, x.n == 1, 10000);
+		if (x.rec.code == 0 && x.rec.signal == 0)
+			clean++;
+	}
+	atomic_store(&k.quit, true);
+	pthread_join(th, NULL);
+	int runs = 0;
+	FILE *f = fopen(log, "re");
+	for (char line[64]; f && fgets(line, sizeof(line), f);)
+		runs++;
+	if (f)
+		fclose(f);
+	unlink(log);
+	print_message("helper killed %d times; %d runs, %d clean exits\n", k.kills, runs, clean);
+	assert_int_equal(runs, clean);
+}
+
 /* ------------------------------------------------------------ credentials */
 
 static void test_credentials(void **state)
@@ -1139,6 +1223,7 @@ int main(void)
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_session_and_groups, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_group, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_helper_killed_mid_spawn, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_credentials, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_unprivileged_failures, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_rlimits, setup, t_teardown),
