@@ -325,6 +325,31 @@ def test_forward_realtime(run, mode):
     assert f"signal {sig}\n" in r.out.text
 
 
+FAULTS = [signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGSEGV,
+          signal.SIGSYS]
+
+
+@differs(tini="tini does not block the fault signals (ILL TRAP ABRT BUS FPE SEGV SYS): one sent with "
+         "kill kills it when not PID 1 and is dropped as PID 1")
+def test_forward_every_catchable_signal(run, mode):
+    """Every catchable signal reaches the child: 1-31, real-time ones, faults sent with kill
+    (not KILL, STOP, CHLD; not TSTP/TTIN/TTOU, which stop the group)"""
+    skip = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+            signal.SIGUSR1}
+    sigs = [s for s in range(1, 32) if s not in skip] + list(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    assert {int(f) for f in FAULTS} <= set(sigs)
+    r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode), mode)
+    r.expect("ready")
+    for sig in sigs:
+        r.kill(sig)
+        # one at a time: standard signals pending twice would merge
+        r.expect(f"signal {sig}\n")
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0, r.err.text
+    got = [int(n) for n in re.findall(r"^signal (\d+)$", r.out.text, re.M)]
+    assert got == sigs + [10], got
+
+
 def test_sigchld_not_forwarded(run, mode):
     """SIGCHLD sent to init is not forwarded"""
     r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode), mode)
