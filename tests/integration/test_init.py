@@ -422,6 +422,18 @@ def test_group_wins_over_single_child(run, mode):
         assert r.out.text.count("signal 10\n") == 2, (opts, r.out.text)
 
 
+def test_dumb_init_setsid_env(run, mode):
+    """DUMB_INIT_SETSID=0 means -c: only the direct child gets forwarded signals"""
+    r = run(init_cmd(["sh", "-c", 'trap "" USR1; "$0" trap-exit 15 print gc-ready pause & '
+                      'exec "$0" trap-exit 10 print ready pause', HELPER], mode), mode,
+            env={"DUMB_INIT_SETSID": "0"})
+    r.expect("gc-ready")
+    r.expect("ready", 2)
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0, r.err.text
+    assert r.out.text.count("signal 10\n") == 1
+
+
 def test_rewrite(run, mode):
     """-r 15:10 forwards SIGTERM as SIGUSR1"""
     r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode, rewrite=[(15, 10)]), mode)
@@ -570,6 +582,15 @@ def test_tini_verbosity_env(run):
     r = run(with_opts(init_cmd(H("pgid"), "sub"), "-v", "-v", "-v"), "sub", env={"TINI_VERBOSITY": "1"})
     assert r.wait() == 0, r.err.text
     assert not spawn_reported(r), r.out.text + r.err.text
+
+
+def test_dumb_init_debug_env(run):
+    """DUMB_INIT_DEBUG=1 turns on debug messages (the spawned child's pid is reported)"""
+    if IMPL == "tini":
+        pytest.skip("tini does not read DUMB_INIT_DEBUG")
+    r = run(init_cmd(H("pgid"), "sub"), "sub", env={"DUMB_INIT_DEBUG": "1"})
+    assert r.wait() == 0, r.err.text
+    assert spawn_reported(r), r.out.text + r.err.text
 
 
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's memory only")
