@@ -473,6 +473,40 @@ def test_job_control_stop(run, mode):
     assert r.wait() == 143, r.err.text
 
 
+@differs(tini="tini ignores SIGTTIN and SIGTTOU: nothing is stopped")
+@pytest.mark.parametrize("name", ["TTIN", "TTOU"])
+def test_job_control_ttin_ttou(run, mode, name):
+    """SIGTTIN and SIGTTOU stop the child's group as well (and init unless PID 1)"""
+    r = run(init_cmd(H("print", "ready", "pause"), mode), mode)
+    r.expect("ready")
+    child = wait_for(lambda: children_of(r.pid), T, what="the child")[0]
+    r.kill(getattr(signal, "SIG" + name))
+    wait_for(lambda: proc_state(child) == "T", T, what="the child stopped")
+    if mode == "sub":
+        wait_for(lambda: proc_state(r.pid) == "T", T, what="init stopped")
+    r.kill(signal.SIGCONT)
+    wait_for(lambda: proc_state(child) in ("S", "R"), T, what="the child resumed")
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 143, r.err.text
+
+
+@differs(modes=["sub"], tini="tini forwards SIGTSTP and does not stop itself")
+def test_job_control_single_child(run, mode):
+    """-c: SIGTSTP reaches the child as it is (it may catch it); init stops itself unless PID 1"""
+    r = run(init_cmd(H("trap-exit", 15, "print", "ready", "pause"), mode, fwd="child"), mode)
+    r.expect("ready")
+    r.kill(signal.SIGTSTP)
+    r.expect(f"signal {int(signal.SIGTSTP)}\n")
+    if mode == "sub":
+        wait_for(lambda: proc_state(r.pid) == "T", T, what="init stopped")
+        r.kill(signal.SIGCONT)
+        wait_for(lambda: proc_state(r.pid) in ("S", "R"), T, what="init resumed")
+    else:
+        assert proc_state(r.pid) != "T"
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 0, r.err.text
+
+
 # ------------------------------------------------------------ reaping
 
 def storm_cmd(make, n):
