@@ -337,7 +337,8 @@ EVM_API void evm_proc_unref(struct evm_proc *proc);
  * (optional). timeout_ms -1 waits forever. For threads other than the one
  * running the loop: the exit is reported by that thread. -EDEADLK from a
  * callback of the loop; needs a reference held by the caller; -ETIMEDOUT on
- * timeout.
+ * timeout. The loop may be freed meanwhile (evm_loop_free kills and reaps
+ * every child, so the wait returns with that exit).
  */
 EVM_API int evm_proc_wait(struct evm_proc *proc, struct evm_exit *out, int timeout_ms);
 

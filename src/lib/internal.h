@@ -213,6 +213,8 @@ struct evm__xreq; /* a spawn request posted from another thread */
 EVM_HIDDEN void evm__xreq_run_all(struct evm_loop *loop);
 EVM_HIDDEN void evm__wake(struct evm_loop *loop);
 EVM_HIDDEN bool evm__on_loop_thread(const struct evm_loop *loop);
+/* the loop this thread is dispatching callbacks of (innermost), or NULL */
+EVM_HIDDEN extern _Thread_local struct evm_loop *evm__tls_dispatching;
 EVM_HIDDEN void evm__proc_signal_done(struct evm_proc *proc);
 
 /* ------------------------------------------------------------ services */
@@ -244,7 +246,7 @@ struct evm_loop {
 	atomic_bool stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	    /* exits and finished cross-thread requests */
-	atomic_uint nwaiters;	    /* threads in evm_proc_wait */
+	atomic_uint nwaiters;	    /* threads in evm_spawn from another thread */
 	struct evm__xreq *xreqs;    /* under mu */
 	bool closing;		    /* under mu: evm_loop_free has begun */
 

@@ -51,6 +51,8 @@ struct timespec evm__ns_to_ts(int64_t ns)
 	return ts;
 }
 
+_Thread_local struct evm_loop *evm__tls_dispatching;
+
 bool evm__on_loop_thread(const struct evm_loop *loop)
 {
 	return pthread_equal(atomic_load(&((struct evm_loop *)loop)->thread), pthread_self());
@@ -230,10 +232,13 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 		return -EINVAL;
 	atomic_store(&loop->thread, pthread_self());
 	loop->depth++;
+	struct evm_loop *outer = evm__tls_dispatching;
+	evm__tls_dispatching = loop;
 	loop->now = evm__mono_ns();
 	int n = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms(loop, timeout_ms));
 	if (n < 0) {
 		int e = errno;
+		evm__tls_dispatching = outer;
 		loop->depth--;
 		return e == EINTR ? 0 : -e;
 	}
@@ -261,6 +266,7 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 	dispatched += evm__timers_run(loop);
 	evm__timerfd_sync(loop);
 	sweep(loop);
+	evm__tls_dispatching = outer;
 	loop->depth--;
 	return dispatched;
 }

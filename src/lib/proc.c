@@ -266,15 +266,34 @@ void evm_proc_unref(struct evm_proc *p)
 	free(p);
 }
 
+/*
+ * Exit waits sleep on one process-wide condition variable, not the loop's: a
+ * waiter holds a reference on the proc, not on the loop, and evm_loop_free
+ * may run meanwhile on another thread. Waiters of other exits wake for
+ * nothing now and then; each checks its own proc.
+ */
+static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t exit_cv;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static atomic_uint exit_waiters;
+
+static void exit_cv_init(void)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&exit_cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 void evm__proc_signal_done(struct evm_proc *p)
 {
-	struct evm_loop *loop = p->loop;
 	/* seq_cst pairs with evm_proc_wait: either it sees done, or we see it waiting */
 	atomic_store(&p->done, true);
-	if (atomic_load(&loop->nwaiters) > 0) {
-		pthread_mutex_lock(&loop->mu);
-		pthread_cond_broadcast(&loop->cv);
-		pthread_mutex_unlock(&loop->mu);
+	if (atomic_load(&exit_waiters) > 0) {
+		pthread_mutex_lock(&exit_mu);
+		pthread_cond_broadcast(&exit_cv);
+		pthread_mutex_unlock(&exit_mu);
 	}
 }
 
@@ -301,11 +320,8 @@ int evm_proc_wait(struct evm_proc *p, struct evm_exit *out, int timeout_ms)
 		copy_record(p, out);
 		return 0;
 	}
-	struct evm_loop *loop = p->loop;
-	if (!loop)
-		return -ESRCH;
-	/* from a callback, nobody else can report the exit */
-	if (evm__on_loop_thread(loop) && loop->depth > 0)
+	/* from a callback, nobody else can report the exit (no read of the loop: it may be freed) */
+	if (evm__tls_dispatching == p->loop)
 		return -EDEADLK;
 	struct timespec dl;
 	if (timeout_ms >= 0) {
@@ -318,21 +334,20 @@ int evm_proc_wait(struct evm_proc *p, struct evm_exit *out, int timeout_ms)
 		}
 	}
 	int r = 0;
-	pthread_mutex_lock(&loop->mu);
-	atomic_fetch_add(&loop->nwaiters, 1);
+	pthread_once(&exit_once, exit_cv_init);
+	pthread_mutex_lock(&exit_mu);
+	atomic_fetch_add(&exit_waiters, 1);
 	while (!atomic_load(&p->done)) {
 		if (timeout_ms < 0) {
-			pthread_cond_wait(&loop->cv, &loop->mu);
-		} else if (pthread_cond_timedwait(&loop->cv, &loop->mu, &dl) == ETIMEDOUT) {
+			pthread_cond_wait(&exit_cv, &exit_mu);
+		} else if (pthread_cond_timedwait(&exit_cv, &exit_mu, &dl) == ETIMEDOUT) {
 			if (!atomic_load(&p->done))
 				r = -ETIMEDOUT;
 			break;
 		}
 	}
-	atomic_fetch_sub(&loop->nwaiters, 1);
-	if (loop->closing)
-		pthread_cond_broadcast(&loop->cv); /* evm_loop_free waits for us */
-	pthread_mutex_unlock(&loop->mu);
+	atomic_fetch_sub(&exit_waiters, 1);
+	pthread_mutex_unlock(&exit_mu);
 	if (r == 0)
 		copy_record(p, out);
 	return r;

@@ -3,10 +3,9 @@
  *
  * A worker's spawn request is queued under loop->mu and the loop is woken
  * through its eventfd; the loop thread runs the spawn (all loop state stays
- * single-threaded) and signals loop->cv. evm_proc_wait (proc.c) sleeps on the
- * same condition variable. Blocked threads are counted in nwaiters so that
- * exits only take the mutex when someone is waiting, and so evm_loop_free
- * can wait for them to leave.
+ * single-threaded) and signals loop->cv. Blocked threads are counted in
+ * nwaiters so that evm_loop_free can wait for them to leave. evm_proc_wait
+ * (proc.c) sleeps elsewhere: a proc may outlive its loop.
  */
 #include "internal.h"
 
