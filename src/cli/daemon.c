@@ -231,6 +231,16 @@ static void status_changed(struct daemon *d)
 		evm_timer_add(d->loop, 1000, on_status_timer, d, &d->status_timer);
 }
 
+/* WatchdogSec=: proof that the loop still turns (a hung loop misses it) */
+static void on_watchdog(struct evm_timer *t, void *data)
+{
+	struct daemon *d = data;
+	(void)t;
+	notify_send("WATCHDOG=1");
+	if (evm_timer_add(d->loop, notify_watchdog_ms(), on_watchdog, d, &d->watchdog_timer) < 0)
+		d->watchdog_timer = NULL;
+}
+
 /* ------------------------------------------------------------ signals */
 
 static const int handled[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
@@ -514,6 +524,8 @@ int cmd_daemon(int argc, char **argv)
 	daemon_summary(&d, sum, sizeof(sum));
 	d.ready = true;
 	notify_send("READY=1\nSTATUS=%s", sum);
+	if (notify_watchdog_ms())
+		on_watchdog(NULL, &d);
 
 	r = evm_loop_run(d.loop);
 	if (r < 0)
@@ -528,6 +540,9 @@ int cmd_daemon(int argc, char **argv)
 	if (r < 0)
 		dlog("shutdown: %s", strerror(-r));
 	waiters_finish(&d);
+	if (d.watchdog_timer) /* kept through the shutdown: stopping services can take a while */
+		evm_timer_cancel(d.watchdog_timer);
+	d.watchdog_timer = NULL;
 	dlog("all services stopped: exiting");
 	rc = r < 0 ? 1 : 0;
 	evm_unsubscribe(sub); /* freeing the units below is not news */

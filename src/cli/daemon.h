@@ -44,6 +44,7 @@ struct daemon {
 	bool defer_start; /* creating every unit first: start them afterwards */
 	bool ready;	   /* READY=1 sent (notify.h): state changes update STATUS= */
 	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
+	struct evm_timer *watchdog_timer; /* next WATCHDOG=1, or NULL */
 	struct logs *logs; /* the log directory and files */
 
 	struct unit *first, *last;

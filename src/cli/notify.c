@@ -9,6 +9,11 @@
  * services (who inherit the daemon's environment) do not talk to the
  * daemon's manager in its name.
  *
+ * $WATCHDOG_USEC (systemd's WatchdogSec=) asks for WATCHDOG=1 at least
+ * that often: notify_watchdog_ms() says how often to send it; the daemon
+ * sends it from a timer on its loop, so a loop that hangs stops it and the
+ * manager restarts the daemon. Both watchdog variables are removed too.
+ *
  * Sending never blocks and never fails the daemon: the socket is
  * non-blocking, a failure is logged once and the rest is dropped (a
  * manager that stopped listening is not a reason to stop supervising).
@@ -20,6 +25,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,13 +40,34 @@ static struct {
 	socklen_t addrlen;
 	char where[sizeof(((struct sockaddr_un *)0)->sun_path) + 1]; /* for messages */
 	int failed; /* errno of the first failed send, then quiet */
+	uint64_t watchdog_usec; /* 0: no watchdog */
 } N = {.fd = -1};
+
+/* WATCHDOG_USEC, if it is meant for this process (WATCHDOG_PID unset or ours) */
+static uint64_t read_watchdog(void)
+{
+	const char *u = getenv("WATCHDOG_USEC"), *p = getenv("WATCHDOG_PID");
+	uint64_t usec = 0;
+	if (u && (!p || strtol(p, NULL, 10) == (long)getpid())) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(u, &end, 10);
+		if (!errno && end != u && !*end && u[0] != '-')
+			usec = v;
+	}
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	return usec;
+}
 
 int notify_init(char *err, size_t errlen)
 {
+	N.watchdog_usec = read_watchdog();
 	const char *e = getenv("NOTIFY_SOCKET");
-	if (!e)
+	if (!e) {
+		N.watchdog_usec = 0; /* nowhere to send it */
 		return 0;
+	}
 	char path[sizeof(N.where)];
 	snprintf(path, sizeof(path), "%s", e);
 	unsetenv("NOTIFY_SOCKET"); /* before any service can inherit it */
@@ -51,6 +78,7 @@ int notify_init(char *err, size_t errlen)
 	if ((path[0] != '/' && path[0] != '@') || len < 2 || len >= sizeof(N.addr.sun_path)) {
 		snprintf(err, errlen, "NOTIFY_SOCKET=%s: not an absolute path or an @abstract "
 			 "name that fits a Unix socket address: readiness is not reported", e);
+		N.watchdog_usec = 0;
 		return -EINVAL;
 	}
 	memcpy(N.addr.sun_path, path, len);
@@ -65,6 +93,7 @@ int notify_init(char *err, size_t errlen)
 		int r = -errno;
 		snprintf(err, errlen, "NOTIFY_SOCKET=%s: socket: %s: readiness is not reported", e,
 			 strerror(errno));
+		N.watchdog_usec = 0;
 		return r;
 	}
 	N.failed = 0;
@@ -74,6 +103,15 @@ int notify_init(char *err, size_t errlen)
 bool notify_enabled(void)
 {
 	return N.fd >= 0;
+}
+
+uint64_t notify_watchdog_ms(void)
+{
+	if (N.fd < 0 || !N.watchdog_usec)
+		return 0;
+	/* half the interval, as sd_watchdog_enabled(3) advises; at least 1 ms */
+	uint64_t ms = N.watchdog_usec / 2000;
+	return ms ? ms : 1;
 }
 
 void notify_send(const char *fmt, ...)

@@ -7,14 +7,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
- * Read and unset $NOTIFY_SOCKET. Returns 1 when notifications will be
+ * Read and unset $NOTIFY_SOCKET (and $WATCHDOG_USEC, $WATCHDOG_PID). Returns 1 when notifications will be
  * sent, 0 without the variable, -errno (with err) when it is unusable.
  * Call before any service is spawned.
  */
 int notify_init(char *err, size_t errlen);
 bool notify_enabled(void);
+/* How often to send WATCHDOG=1 (half of $WATCHDOG_USEC), or 0: no watchdog. */
+uint64_t notify_watchdog_ms(void);
 /* One datagram of KEY=VALUE lines ("READY=1\nSTATUS=..."); never blocks. */
 void notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* RELOADING=1 with MONOTONIC_USEC= (now) and STATUS=status. */

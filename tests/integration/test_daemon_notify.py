@@ -172,3 +172,49 @@ def test_unusable_notify_socket_is_reported_not_fatal(procs, tmp_path):
     assert d2.ctl("restart", "a").returncode == 0
     assert d2.log().count("notify:") == 1
     d2.stop()
+
+
+def test_watchdog(procs, tmp_path):
+    """WatchdogSec=: WATCHDOG=1 from the loop at half the interval, until the exit;
+    the variables are not passed on to services."""
+    mgr = Manager(str(tmp_path / "notify.sock"))
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="200000")
+    d = Daemon(procs, tmp_path, "[service:a]\ncommand = HELPER pause\nstart_secs = 0\n", env=env)
+    try:
+        mgr.until("READY")
+        for _ in range(3):
+            pid, f = mgr.until("WATCHDOG")[-1]
+            assert pid == d.p.pid and f["WATCHDOG"] == "1"
+        env_a = environ(d.wait_state("a", "running")["pid"])
+        assert not {b"WATCHDOG_USEC", b"WATCHDOG_PID", b"NOTIFY_SOCKET"} & set(env_a), env_a
+        # the timer does not hold the exit
+        d.p.send_signal(signal.SIGTERM)
+        mgr.until("STOPPING")
+        assert d.p.wait(timeout=30 * SLOW) == 0
+    finally:
+        if d.p.poll() is None:
+            d.stop()
+        mgr.close()
+
+    # a watchdog meant for another process (WATCHDOG_PID) is not ours to feed
+    mgr = Manager(str(tmp_path / "notify2.sock"))
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify2.sock"), WATCHDOG_USEC="20000",
+               WATCHDOG_PID="1")
+    d = Daemon(procs, tmp_path, "[service:a]\ncommand = HELPER pause\nstart_secs = 0\n", env=env,
+               name="d2")
+    try:
+        mgr.until("READY")
+        # two restarts (at least two STATUS= updates, a second apart) and no WATCHDOG=1
+        # among the datagrams in between
+        got = []
+        for _ in range(2):
+            assert d.ctl("restart", "a").returncode == 0
+            got += mgr.until("STATUS")
+        assert all("WATCHDOG" not in f for _, f in got), got
+        env_a = environ(d.wait_state("a", "running")["pid"])
+        assert b"WATCHDOG_PID" not in env_a and b"WATCHDOG_USEC" not in env_a
+        d.stop()
+    finally:
+        if d.p.poll() is None:
+            d.stop()
+        mgr.close()
