@@ -95,6 +95,19 @@ def test_evmon_commands_match_help():
     assert documented_options("evmon.1") == {"-h", "--help", "-V", "--version"}
 
 
+@pytest.mark.parametrize("args", [[], ["bogus"], ["help", "bogus"]], ids=["none", "unknown", "help-unknown"])
+def test_evmon_usage_errors_exit_2(args):
+    """evmon(1) EXIT STATUS: no command or an unknown one exits 2, with a message on stderr only."""
+    assert re.search(r"exits with 2 when no command or an unknown command",
+                     re.sub(r"\s+", " ", section(scd("evmon.1"), "EXIT STATUS")))
+    r = subprocess.run([EVMON, *args], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    if args:
+        assert f"unknown command '{args[-1]}'" in r.stderr, r.stderr
+    else:
+        assert r.stderr.startswith("usage: evmon COMMAND"), r.stderr
+
+
 @pytest.mark.parametrize("cmd,page,sections", [
     ("init", "evmon-init.1", ["OPTIONS"]),
     ("daemon", "evmon-daemon.8", ["OPTIONS"]),
