@@ -455,6 +455,19 @@ def test_rewrite_drop(run, mode):
     assert "signal 15\n" not in r.out.text
 
 
+def test_rewrite_repeated(run, mode):
+    """-r is repeatable: -r 1:0 -r 12:15 -r 15:10 drops SIGHUP, turns SIGUSR2 into SIGTERM and SIGTERM into SIGUSR1"""
+    r = run(init_cmd(H("trap-exit", 10, "print", "ready", "pause"), mode,
+                     rewrite=[(1, 0), (12, 15), (15, 10)]), mode)
+    r.expect("ready")
+    r.kill(signal.SIGHUP)
+    r.kill(signal.SIGUSR2)
+    r.expect("signal 15\n")
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 0, r.err.text
+    assert re.findall(r"^signal (\d+)$", r.out.text, re.M) == ["15", "10"], r.out.text
+
+
 @differs(modes=["sub"], tini="tini forwards SIGTSTP to the child as it is and does not stop itself")
 def test_job_control_stop(run, mode):
     """SIGTSTP stops the child's group (as SIGSTOP) and, unless PID 1, init itself; SIGCONT resumes"""
