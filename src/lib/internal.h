@@ -270,6 +270,8 @@ struct evm_loop {
 	/* reaping */
 	int sigfd; /* SIGCHLD signalfd, -1 when not needed */
 	struct evm__watch sig_w;
+	struct evm__watch chld_w; /* SIGCHLD caught by another thread (reap.c) */
+	bool chld_watching;
 	sigset_t oldmask; /* the loop thread's mask before we blocked SIGCHLD */
 	bool sigmask_changed;
 	bool subreaper;		/* we called PR_SET_CHILD_SUBREAPER */

@@ -15,13 +15,25 @@
  * deferred by SCAN_DELAY instead of run per exit: a signal it coalesced with
  * is then handled at most SCAN_DELAY late, and a storm costs one scan per
  * SCAN_DELAY instead of one per exit.
+ *
+ * The signalfd sees SIGCHLD only while it is pending, and a thread that does
+ * not block it (one created before the loop, or one that unblocked it) takes
+ * it first, where the default disposition drops it. So while some loop needs
+ * SIGCHLD and the disposition is the default, a handler turns a SIGCHLD
+ * caught by any thread into a write to a process-wide eventfd that each such
+ * loop watches (edge-triggered, so every loop wakes at every write), and the
+ * loop scans as if its signalfd had named an owned child (within SCAN_DELAY).
+ * The handler stays installed while such a loop exists; it has SA_RESTART,
+ * but like libuv's it can still interrupt a sleep of another thread (EINTR).
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -31,6 +43,68 @@
 #define SCAN_DELAY_NS (20 * 1000000ull)
 
 static atomic_bool reaper_taken;
+
+/* SIGCHLD caught by other threads (see above): never closed once made */
+static pthread_mutex_t chld_mu = PTHREAD_MUTEX_INITIALIZER;
+static int chld_evfd = -1;
+static unsigned chld_users;	/* loops watching chld_evfd, under chld_mu */
+static bool chld_installed;	/* our handler replaced SIG_DFL */
+
+static void on_sigchld(int sig)
+{
+	int saved = errno;
+	uint64_t one = 1;
+	(void)sig;
+	if (write(chld_evfd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is full, a wake-up is pending anyway */
+	}
+	errno = saved;
+}
+
+static void chld_hint(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
+
+/* Watch chld_evfd and install the handler if nobody else handles SIGCHLD. */
+static int chld_watch(struct evm_loop *loop)
+{
+	pthread_mutex_lock(&chld_mu);
+	int r = 0;
+	if (chld_evfd < 0 && (chld_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		r = -errno;
+	if (r == 0) {
+		loop->chld_w.cb = chld_hint;
+		r = evm__epoll_add(loop, chld_evfd, EPOLLIN | EPOLLET, &loop->chld_w);
+	}
+	if (r == 0) {
+		loop->chld_watching = true;
+		chld_users++;
+		struct sigaction old;
+		if (!chld_installed && sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+		    !(old.sa_flags & SA_SIGINFO)) {
+			struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_RESTART};
+			sigfillset(&sa.sa_mask);
+			chld_installed = sigaction(SIGCHLD, &sa, NULL) == 0;
+		}
+	}
+	pthread_mutex_unlock(&chld_mu);
+	return r;
+}
+
+static void chld_unwatch(struct evm_loop *loop)
+{
+	if (!loop->chld_watching)
+		return;
+	pthread_mutex_lock(&chld_mu);
+	evm__epoll_del(loop, chld_evfd);
+	loop->chld_watching = false;
+	if (--chld_users == 0 && chld_installed) {
+		struct sigaction sa = {.sa_handler = SIG_DFL}, old;
+		/* back to the default, unless someone replaced our handler meanwhile */
+		if (sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == on_sigchld)
+			sigaction(SIGCHLD, &sa, NULL);
+		chld_installed = false;
+	}
+	pthread_mutex_unlock(&chld_mu);
+}
 
 /* waitid with the rusage argument glibc does not expose */
 static int waitid_ru(idtype_t type, id_t id, siginfo_t *si, int options, struct rusage *ru)
@@ -66,7 +140,7 @@ int evm__sigchld_enable(struct evm_loop *loop)
 		return r;
 	}
 	loop->sigfd = fd;
-	return 0;
+	return chld_watch(loop);
 }
 
 int evm__reap_init(struct evm_loop *loop)
@@ -92,6 +166,7 @@ void evm__reap_fini(struct evm_loop *loop)
 		evm_timer_cancel(loop->scan_timer);
 		loop->scan_timer = NULL;
 	}
+	chld_unwatch(loop);
 	if (loop->sigfd >= 0) {
 		evm__epoll_del(loop, loop->sigfd);
 		close(loop->sigfd);
@@ -191,6 +266,18 @@ void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t eve
 	} else if (later && !loop->scan_timer) {
 		evm__timer_add_ns(loop, SCAN_DELAY_NS, scan_later, loop, &loop->scan_timer);
 	}
+}
+
+/* Another thread caught a SIGCHLD: some loop may have something to reap. */
+static void chld_hint(struct evm_loop *loop, struct evm__watch *w, uint32_t events)
+{
+	uint64_t v;
+	(void)w;
+	(void)events;
+	while (read(chld_evfd, &v, sizeof(v)) > 0) /* edge-triggered: draining wakes no one less */
+		;
+	if (!loop->scan_timer)
+		evm__timer_add_ns(loop, SCAN_DELAY_NS, scan_later, loop, &loop->scan_timer);
 }
 
 void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uint32_t events)

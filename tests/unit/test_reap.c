@@ -414,6 +414,44 @@ static void sigchld_ignored(void *arg)
 	evm_loop_free(loop);
 }
 
+/* a thread that takes SIGCHLD when it is sent to the process */
+static void *sigchld_taker(void *arg)
+{
+	atomic_bool *quit = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	while (!atomic_load(quit))
+		usleep(500);
+	return NULL;
+}
+
+/*
+ * Another thread does not block SIGCHLD, so it takes the signals the loop's
+ * signalfd waits for. With watching through SIGCHLD (no pidfds), each exit
+ * must still be reported (within the deferred scan), one child at a time so
+ * that no later signal comes to the rescue.
+ */
+static void test_sigchld_taken_by_another_thread(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	if (strcmp(mode->nopidfd, "1"))
+		skip();
+	atomic_bool quit = false;
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, sigchld_taker, &quit), 0);
+	for (int i = 0; i < 30; i++) {
+		struct t_exit x = {0};
+		struct evm_proc *p = t_spawn(loop, HARGV("exit", "7"), &x);
+		RUN_UNTIL(loop, x.n == 1, 10000);
+		assert_int_equal(x.rec.code, 7);
+		evm_proc_unref(p);
+	}
+	atomic_store(&quit, true);
+	pthread_join(th, NULL);
+}
+
 static void test_sigchld_ignored(void **state)
 {
 	(void)state;
@@ -883,6 +921,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pidfd_copies_in_a_fork, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_reaped_by_someone_else, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_sigchld_ignored, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_sigchld_taken_by_another_thread, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_unref_during_dispatch, setup, t_teardown),
 	};
 	const struct CMUnitTest once[] = {
