@@ -109,6 +109,8 @@ struct evm__pidmap {
 };
 
 EVM_HIDDEN int evm__pidmap_put(struct evm__pidmap *m, pid_t pid, struct evm_proc *proc);
+/* room for one more put, which then cannot fail; -ENOMEM */
+EVM_HIDDEN int evm__pidmap_reserve(struct evm__pidmap *m);
 EVM_HIDDEN struct evm_proc *evm__pidmap_get(const struct evm__pidmap *m, pid_t pid);
 EVM_HIDDEN void evm__pidmap_del(struct evm__pidmap *m, pid_t pid);
 EVM_HIDDEN void evm__pidmap_free(struct evm__pidmap *m);

@@ -35,9 +35,14 @@ static int grow(struct evm__pidmap *m)
 	return 0;
 }
 
+int evm__pidmap_reserve(struct evm__pidmap *m)
+{
+	return (m->len + 1) * 2 > m->cap ? grow(m) : 0;
+}
+
 int evm__pidmap_put(struct evm__pidmap *m, pid_t pid, struct evm_proc *proc)
 {
-	if ((m->len + 1) * 2 > m->cap && grow(m) < 0)
+	if (evm__pidmap_reserve(m) < 0)
 		return -ENOMEM;
 	size_t i = slot_of(pid, m->cap);
 	while (m->slots[i].proc && m->slots[i].pid != pid)

@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,20 +45,24 @@
 
 static atomic_bool reaper_taken;
 
-/* SIGCHLD caught by other threads (see above): never closed once made */
+/* SIGCHLD caught by other threads (see above); the rest under chld_mu */
 static pthread_mutex_t chld_mu = PTHREAD_MUTEX_INITIALIZER;
-static int chld_evfd = -1;
-static unsigned chld_users;	/* loops watching chld_evfd, under chld_mu */
-static bool chld_installed;	/* our handler replaced SIG_DFL */
+static atomic_int chld_evfd = -1; /* read by the handler */
+static atomic_int chld_in_handler; /* handlers running now, on any thread */
+static unsigned chld_users;	   /* loops watching chld_evfd */
+static bool chld_installed;	   /* our handler replaced SIG_DFL */
 
 static void on_sigchld(int sig)
 {
 	int saved = errno;
 	uint64_t one = 1;
 	(void)sig;
-	if (write(chld_evfd, &one, sizeof(one)) < 0) {
+	atomic_fetch_add(&chld_in_handler, 1);
+	int fd = atomic_load(&chld_evfd);
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
 		/* EAGAIN: the counter is full, a wake-up is pending anyway */
 	}
+	atomic_fetch_sub(&chld_in_handler, 1);
 	errno = saved;
 }
 
@@ -68,11 +73,15 @@ static int chld_watch(struct evm_loop *loop)
 {
 	pthread_mutex_lock(&chld_mu);
 	int r = 0;
-	if (chld_evfd < 0 && (chld_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-		r = -errno;
+	if (atomic_load(&chld_evfd) < 0) {
+		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (fd < 0)
+			r = -errno;
+		atomic_store(&chld_evfd, fd);
+	}
 	if (r == 0) {
 		loop->chld_w.cb = chld_hint;
-		r = evm__epoll_add(loop, chld_evfd, EPOLLIN | EPOLLET, &loop->chld_w);
+		r = evm__epoll_add(loop, atomic_load(&chld_evfd), EPOLLIN | EPOLLET, &loop->chld_w);
 	}
 	if (r == 0) {
 		loop->chld_watching = true;
@@ -84,6 +93,8 @@ static int chld_watch(struct evm_loop *loop)
 			sigfillset(&sa.sa_mask);
 			chld_installed = sigaction(SIGCHLD, &sa, NULL) == 0;
 		}
+	} else if (chld_users == 0 && atomic_load(&chld_evfd) >= 0) {
+		close(atomic_exchange(&chld_evfd, -1)); /* no handler uses it yet */
 	}
 	pthread_mutex_unlock(&chld_mu);
 	return r;
@@ -94,14 +105,25 @@ static void chld_unwatch(struct evm_loop *loop)
 	if (!loop->chld_watching)
 		return;
 	pthread_mutex_lock(&chld_mu);
-	evm__epoll_del(loop, chld_evfd);
+	evm__epoll_del(loop, atomic_load(&chld_evfd));
 	loop->chld_watching = false;
-	if (--chld_users == 0 && chld_installed) {
-		struct sigaction sa = {.sa_handler = SIG_DFL}, old;
-		/* back to the default, unless someone replaced our handler meanwhile */
-		if (sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == on_sigchld)
-			sigaction(SIGCHLD, &sa, NULL);
-		chld_installed = false;
+	if (--chld_users == 0) {
+		if (chld_installed) {
+			struct sigaction sa = {.sa_handler = SIG_DFL}, old;
+			/* back to the default, unless someone replaced our handler meanwhile */
+			if (sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == on_sigchld)
+				sigaction(SIGCHLD, &sa, NULL);
+			chld_installed = false;
+		}
+		/*
+		 * No fd left behind once no loop needs it. A handler that starts
+		 * from now on sees -1; one that started before is waited for, so
+		 * none writes into a reused fd number.
+		 */
+		int fd = atomic_exchange(&chld_evfd, -1);
+		while (atomic_load(&chld_in_handler) > 0)
+			sched_yield();
+		close(fd);
 	}
 	pthread_mutex_unlock(&chld_mu);
 }
@@ -140,7 +162,12 @@ int evm__sigchld_enable(struct evm_loop *loop)
 		return r;
 	}
 	loop->sigfd = fd;
-	return chld_watch(loop);
+	/* best effort: without it (no fd left), SIGCHLD must not reach another thread */
+	int e = chld_watch(loop);
+	if (e < 0)
+		evm__warn(loop, e, "SIGCHLD: cannot hear of it from other threads; "
+			  "block SIGCHLD in every thread");
+	return 0;
 }
 
 int evm__reap_init(struct evm_loop *loop)
@@ -274,7 +301,7 @@ static void chld_hint(struct evm_loop *loop, struct evm__watch *w, uint32_t even
 	uint64_t v;
 	(void)w;
 	(void)events;
-	while (read(chld_evfd, &v, sizeof(v)) > 0) /* edge-triggered: draining wakes no one less */
+	while (read(atomic_load(&chld_evfd), &v, sizeof(v)) > 0) /* edge-triggered: draining wakes no one less */
 		;
 	if (!loop->scan_timer)
 		evm__timer_add_ns(loop, SCAN_DELAY_NS, scan_later, loop, &loop->scan_timer);

@@ -461,6 +461,14 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		r = -ENOMEM;
 		goto fail;
 	}
+	/*
+	 * Room in the pid map before there is a child: a child we could not
+	 * look up by pid would be taken for an orphan by a reaper's scan.
+	 */
+	if (evm__pidmap_reserve(&loop->pids) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	for (int i = 0; i < 3; i++) {
 		switch (o->stdio[i].mode) {
 		case EVM_STDIO_INHERIT:
