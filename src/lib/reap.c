@@ -51,6 +51,7 @@ static atomic_int chld_evfd = -1; /* read by the handler */
 static atomic_int chld_in_handler; /* handlers running now, on any thread */
 static unsigned chld_users;	   /* loops watching chld_evfd */
 static bool chld_installed;	   /* our handler replaced SIG_DFL */
+static struct sigaction chld_old;  /* what it replaced, flags included */
 
 static void on_sigchld(int sig)
 {
@@ -89,9 +90,11 @@ static int chld_watch(struct evm_loop *loop)
 		struct sigaction old;
 		if (!chld_installed && sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
 		    !(old.sa_flags & SA_SIGINFO)) {
-			struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_RESTART};
+			struct sigaction sa = {.sa_handler = on_sigchld,
+					       .sa_flags = SA_RESTART | (old.sa_flags & SA_NOCLDSTOP)};
 			sigfillset(&sa.sa_mask);
 			chld_installed = sigaction(SIGCHLD, &sa, NULL) == 0;
+			chld_old = old;
 		}
 	} else if (chld_users == 0 && atomic_load(&chld_evfd) >= 0) {
 		close(atomic_exchange(&chld_evfd, -1)); /* no handler uses it yet */
@@ -109,10 +112,10 @@ static void chld_unwatch(struct evm_loop *loop)
 	loop->chld_watching = false;
 	if (--chld_users == 0) {
 		if (chld_installed) {
-			struct sigaction sa = {.sa_handler = SIG_DFL}, old;
+			struct sigaction old;
 			/* back to the default, unless someone replaced our handler meanwhile */
 			if (sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == on_sigchld)
-				sigaction(SIGCHLD, &sa, NULL);
+				sigaction(SIGCHLD, &chld_old, NULL);
 			chld_installed = false;
 		}
 		/*
