@@ -260,7 +260,7 @@ static uint64_t backoff_delay(struct evm_service *s)
 	if (s->backoff_step > 0) {
 		uint64_t base = d < MIN_DOUBLING_MS ? MIN_DOUBLING_MS : d;
 		unsigned shift = s->backoff_step - 1 + (d < MIN_DOUBLING_MS ? 0 : 1);
-		d = shift >= 40 ? UINT64_MAX : base << shift;
+		d = shift >= 64 || base > (UINT64_MAX >> shift) ? UINT64_MAX : base << shift;
 	}
 	if (d > s->backoff_max_ms)
 		d = s->backoff_max_ms;
@@ -408,7 +408,9 @@ static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *own
 		set_state(s, EVM_STATE_EXITED, e, 0, 0);
 		return;
 	}
-	if (!ok)
+	if (ok)
+		s->failures = 0; /* "in a row" */
+	else
 		s->failures++;
 	if (!ok && s->max_retries && s->failures > s->max_retries) {
 		snprintf(s->msg, sizeof(s->msg), "gave up after %u failures in a row", s->failures);

@@ -288,6 +288,37 @@ static void zero_initial(struct evm_service_opts *o)
 	o->backoff_max_ms = 40;
 }
 
+static void jitter_opts(struct evm_service_opts *o)
+{
+	o->backoff_jitter = 50;
+	o->start_retries = 100;
+}
+
+/* jitter adds 0-50% to each delay of the doubling sequence, and does vary */
+static void test_backoff_jitter_stays_in_bounds(void **state)
+{
+	struct evm_loop *loop = *state;
+	struct evm_service *s = svc(loop, "j", EVM_RESTART_ALWAYS, EXIT3, jitter_opts);
+	evm_service_start(s);
+	uint64_t end = now_ms() + 20000;
+	while (count_state("j", EVM_STATE_BACKOFF) < 8) {
+		if (now_ms() > end)
+			fail_msg("8 backoffs did not come in 20 s");
+		evm_loop_run_once(loop, 50);
+	}
+	evm_service_stop(s);
+	size_t k = 0, varied = 0;
+	for (size_t i = 0; i < nev && k < 8; i++) {
+		if (evs[i].state != EVM_STATE_BACKOFF)
+			continue;
+		uint64_t base = k < 3 ? 10u << k : 80; /* 10, 20, 40, then the cap */
+		k++;
+		assert_in_range(evs[i].delay_ms, base, base + base / 2);
+		varied += evs[i].delay_ms != base;
+	}
+	assert_true(varied > 0);
+}
+
 static void test_zero_initial_backoff_still_doubles(void **state)
 {
 	struct evm_loop *loop = *state;
@@ -747,6 +778,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
