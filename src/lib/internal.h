@@ -66,6 +66,7 @@ enum {
 	EVM__P_NOPIDFD = 1u << 1,  /* overflow: tracked by SIGCHLD + waitid(P_PID) */
 	EVM__P_GROUP = 1u << 2,	   /* leads its own process group */
 	EVM__P_FIRED = 1u << 3,	   /* its one-shot pidfd event came: epoll has disarmed it */
+	EVM__P_TERMED = 1u << 4,   /* sent SIGTERM by evm_shutdown */
 };
 
 struct evm__route;

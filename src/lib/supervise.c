@@ -806,22 +806,34 @@ static void shutdown_kill_procs(struct evm_timer *t, void *data)
 			evm_proc_signal(p, SIGKILL);
 }
 
+/*
+ * Plain processes (not a service's): SIGTERM once, SIGKILL when the timer
+ * fires; also those a callback spawns while the shutdown runs. True if any
+ * is left.
+ */
+static bool term_plain(struct evm_loop *loop, struct evm_timer **kt)
+{
+	bool left = false;
+	for (struct evm_proc *p = loop->live; p; p = p->next) {
+		if (p->owner_cb)
+			continue;
+		left = true;
+		if (!(p->flags & EVM__P_TERMED)) {
+			p->flags |= EVM__P_TERMED;
+			evm_proc_signal(p, SIGTERM);
+		}
+	}
+	if (left && !*kt)
+		evm_timer_add(loop, SHUTDOWN_PROC_TIMEOUT_MS, shutdown_kill_procs, kt, kt);
+	return left;
+}
+
 int evm_shutdown(struct evm_loop *loop, unsigned flags)
 {
 	if (!loop || (flags & ~(unsigned)EVM_SHUTDOWN_REVERSE))
 		return -EINVAL;
-	/* plain processes: SIGTERM now, SIGKILL later */
 	struct evm_timer *kt = NULL;
-	bool plain = false;
-	for (struct evm_proc *p = loop->live; p; p = p->next) {
-		if (!p->owner_cb) {
-			evm_proc_signal(p, SIGTERM);
-			plain = true;
-		}
-	}
-	if (plain)
-		evm_timer_add(loop, SHUTDOWN_PROC_TIMEOUT_MS, shutdown_kill_procs, &kt, &kt);
-
+	term_plain(loop, &kt);
 	loop->shutting_down = true;
 	int r = 0;
 	for (;;) {
@@ -848,9 +860,7 @@ int evm_shutdown(struct evm_loop *loop, unsigned flags)
 			}
 			s = reverse ? s->prev : s->next;
 		}
-		bool plain_left = false;
-		for (struct evm_proc *p = loop->live; p && !plain_left; p = p->next)
-			plain_left = !p->owner_cb;
+		bool plain_left = term_plain(loop, &kt);
 		if (!waiting && !plain_left)
 			break;
 		r = evm_loop_run_once(loop, -1);

@@ -717,6 +717,41 @@ static void test_shutdown_drops_a_pending_restart(void **state)
 	assert_false(evm_loop_alive(loop));
 }
 
+/* a callback that starts a plain process when the service begins to stop */
+static struct evm_proc *late;
+
+static void spawn_when_stopping(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)data;
+	if (ev->type != EVM_EV_SERVICE || ev->state != EVM_STATE_STOPPING || late)
+		return;
+	char *argv[] = {helper, "pause", NULL};
+	struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+	assert_int_equal(evm_spawn(loop, &o, &late), 0);
+}
+
+static void spawner_opts(struct evm_service_opts *o)
+{
+	o->on_event = spawn_when_stopping;
+}
+
+/* a process spawned while the shutdown runs is stopped too, not waited for forever */
+static void test_shutdown_stops_a_process_spawned_meanwhile(void **state)
+{
+	struct evm_loop *loop = *state;
+	late = NULL;
+	struct evm_service *s = svc(loop, "sp", EVM_RESTART_ALWAYS, PAUSE, spawner_opts);
+	evm_service_start(s);
+	run_until_state(loop, s, EVM_STATE_RUNNING, 5000);
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+	assert_non_null(late);
+	struct evm_exit x;
+	assert_int_equal(evm_proc_wait(late, &x, 0), 0);
+	assert_int_equal(x.signal, SIGTERM);
+	evm_proc_unref(late);
+	assert_false(evm_loop_alive(loop));
+}
+
 /* 1,000 services crash-looping at a capped backoff: the loop still answers */
 static void ping_cb(struct evm_timer *t, void *data)
 {
@@ -795,6 +830,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remove_from_own_event_outside_the_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_survives_a_removal_in_a_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_drops_a_pending_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("supervise", tests, NULL, NULL);
