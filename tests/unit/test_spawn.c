@@ -871,6 +871,16 @@ struct killer {
 	int kills;
 };
 
+/* the contents of a small /proc file, NUL-terminated; "" if unreadable */
+static void read_proc(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : 0;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = 0;
+}
+
 /* SIGKILL every child of ours that has not exec'd (the helper, mostly), at random moments */
 static void *helper_killer(void *arg)
 {
@@ -878,24 +888,14 @@ static void *helper_killer(void *arg)
 	unsigned seed = 1;
 	while (!atomic_load(&k->quit)) {
 		usleep(rand_r(&seed) % 2000);
-		char buf[4096];
+		char path[64], buf[4096];
 		/* the loop runs on the main thread: the helper is its child */
-		snprintf(buf, sizeof(buf), "/proc/%d/task/%d/children", getpid(), getpid());
-		int fd = open(buf, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		buf[n > 0 ? n : 0] = 0;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", getpid(), getpid());
+		read_proc(path, buf, sizeof(buf));
 		for (char *save, *s = strtok_r(buf, " \n", &save); s; s = strtok_r(NULL, " \n", &save)) {
-			char path[64], comm[32] = "";
+			char comm[32];
 			snprintf(path, sizeof(path), "/proc/%s/comm", s);
-			int c = open(path, O_RDONLY | O_CLOEXEC);
-			if (c < 0)
-				continue;
-			ssize_t m = read(c, comm, sizeof(comm) - 1);
-			close(c);
-			comm[m > 0 ? m : 0] = 0;
+			read_proc(path, comm, sizeof(comm));
 			if (!strcmp(comm, k->comm) && t_proc_state(atoi(s)) != 'Z' && kill(atoi(s), SIGKILL) == 0)
 				k->kills++;
 		}
@@ -917,11 +917,7 @@ static void test_helper_killed_mid_spawn(void **state)
 	snprintf(log, sizeof(log), "%s/tests/helper-killed.%d", t_build, (int)getpid());
 	unlink(log);
 	struct killer k = {0};
-	int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, k.comm, sizeof(k.comm) - 1) : 0;
-	if (fd >= 0)
-		close(fd);
-	k.comm[n > 0 ? n : 0] = 0;
+	read_proc("/proc/self/comm", k.comm, sizeof(k.comm));
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, helper_killer, &k), 0);
 	int clean = 0;
