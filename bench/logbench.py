@@ -11,9 +11,11 @@ service is waiting) and stops when the marker is in the log file (polled every
 2 ms). The logger's CPU time (user + system, from schedstat: every thread of
 the daemon for evmon and supervisord, the s6-log / svlogd process for s6 and
 runit) is taken over the same interval. Files are not rotated during the run
-(evmon log_max_bytes = 0, supervisord maxbytes 0, s6-log s268435455, svlogd
-s0), and every logger runs with its defaults otherwise (svlogd reads 1 KiB at
-a time by default).
+(evmon log_max_bytes = 0, supervisord maxbytes 0, svlogd s0), except by s6-log,
+whose largest file is 256 MiB (s268435455): it rotates about every 256 MiB,
+keeping every archive (n100), and the archives count with the file. Every
+logger runs with its defaults otherwise (svlogd reads 1 KiB at a time by
+default).
 
 Variants: "plain" lines, and "timestamps" (evmon log_timestamps, s6-log T,
 svlogd -tt; supervisord cannot prefix its program's lines).
@@ -96,7 +98,8 @@ def setup(kind, d, data, ts):
     with open(os.path.join(svc, "run"), "w") as f:
         f.write(f"#!/bin/sh\nexec 2>&1\n{cmd}\n")
     if kind == "s6-log":
-        logger = f"exec s6-log n2 s268435455 {'T ' if ts else ''}{logs}"
+        # its largest file is 256 MiB: it rotates during the run; keep every archive
+        logger = f"exec s6-log n100 s268435455 {'T ' if ts else ''}{logs}"
         argv, exe = ["/usr/bin/s6-svscan", scan], "/usr/bin/s6-log"
     else:
         with open(os.path.join(logs, "config"), "w") as f:
@@ -109,6 +112,13 @@ def setup(kind, d, data, ts):
         os.chmod(p, 0o755)
     return argv, os.path.join(logs, "current"), \
         lambda p: [q for q in run.descendants(p.pid) if run.exe(q) == exe]
+
+
+def logged_bytes(path):
+    """The log file, plus the archives s6-log rotated out of it (@TAI64N.s, .u)."""
+    d = os.path.dirname(path)
+    return os.path.getsize(path) + sum(os.path.getsize(os.path.join(d, f))
+                                       for f in os.listdir(d) if f.startswith("@"))
 
 
 def tail_has_mark(path):
@@ -158,7 +168,7 @@ def one(kind, tmp, data, size, ts, rep):
             time.sleep(0.002)
         secs = time.monotonic() - start
         cpu = (cpu_ns(pids) - c0) / 1e9
-        got = os.path.getsize(logfile)
+        got = logged_bytes(logfile)
         if got < size:
             raise run.Failed(f"only {got:,} of {size:,} bytes in the log")
         return dict(mb_per_s=size / 1e6 / secs, cpu_pct=100 * cpu / secs,

@@ -545,6 +545,10 @@ def machine_section(meta):
              f"{meta.get('started', '?')}, took {meta.get('duration_s', 0) / 60:.1f} min. "
              f"{meta.get('reps', '?')} repetitions per measurement (S2: {cfg.get('s2_reps', '?')}), "
              "monitors alternated within each round (A B C A B C ...).",
+             *[f"- Re-run afterwards: {', '.join(r.get('scenarios', []))} ({r.get('mode', '?')} mode) "
+               f"at commit `{r.get('commit', '?')}`, started {r.get('started', '?')}, took "
+               f"{r.get('duration_s', 0) / 60:.1f} min; those tables come from that run."
+               for r in meta.get("reruns", [])],
              "- S1 runs per measurement: " + ", ".join(f"{k} {v:,}" for k, v in cfg.get("s1_runs", {}).items())
              + f" (asyncio at most {cfg.get('s1_slow_runs', 0):,}); S2 sizes: "
              f"{', '.join(f'{n:,}' for n in cfg.get('s2_sizes', []))} (supervisord, s6, runit: "
@@ -618,7 +622,8 @@ def s8_section(d, t):
                   "One service writes N MB of 100-byte lines as fast as it can (`cat` of a file "
                   "in the page cache) into its log: `evmon daemon` (`stdout = log`), supervisord "
                   "(`stdout_logfile`), s6-log under s6-svscan, svlogd under runsvdir, alternated "
-                  "within each round, no rotation during the run, each logger otherwise at its "
+                  "within each round, no rotation during the run (but s6-log's, whose files "
+                  "are at most 256 MiB: its archives are counted), each logger otherwise at its "
                   "defaults (bench/logbench.py). MB/s from the start signal to the last line in "
                   "the file; the logger's CPU time (user + system) over that time, as % of one "
                   "core and as CPU seconds per GB. *timestamps*: each line prefixed with the "

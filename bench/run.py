@@ -878,8 +878,12 @@ def main():
     mp = os.path.join(RESULTS, "meta.json")
     old = json.load(open(mp)) if os.path.exists(mp) and a.only else {}
     if old:
+        # a partial run: the main run's description stays, this one is listed as a re-run
+        rerun = {k: meta[k] for k in ("mode", "started", "scenarios", "duration_s")}
+        rerun["commit"] = meta["machine"].get("evmon_commit", "?")
         old["durations"] = dict(old.get("durations", {}), **meta["durations"])
-        meta["durations"] = old["durations"]
+        old["reruns"] = old.get("reruns", []) + [rerun]
+        meta = old
     with open(mp, "w") as f:
         json.dump(meta, f, indent=1)
     sys.exit(subprocess.call([sys.executable, os.path.join(ROOT, "bench", "report.py")]))
