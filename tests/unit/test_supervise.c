@@ -200,6 +200,44 @@ static void test_on_failure_restarts_until_max_retries(void **state)
 	assert_int_equal(f->restarts, 3);
 }
 
+/* max_retries counts failures in a row: a success in between starts the count again */
+static void test_max_retries_counts_failures_in_a_row(void **state)
+{
+	struct evm_loop *loop = *state;
+	char file[] = "/tmp/evmon-test-rowXXXXXX";
+	int fd = mkstemp(file);
+	assert_true(fd >= 0);
+	close(fd);
+	/* exits 3, 3, 0, 3, 3, 0, ...: two failures, then a success */
+	char script[256];
+	snprintf(script, sizeof(script),
+		 "n=$(cat %s); n=$((${n:-0} + 1)); echo $n > %s; [ $((n %% 3)) -eq 0 ] && exit 0; exit 3",
+		 file, file);
+	char *argv[] = {"/bin/sh", "-c", script, NULL};
+	struct evm_service_opts o = {
+		.name = "row",
+		.spawn = {.argv = argv},
+		.restart = EVM_RESTART_ALWAYS,
+		.set = EVM_SVC_BACKOFF_INITIAL | EVM_SVC_START_MS,
+		.backoff_initial_ms = 1,
+		.backoff_max_ms = 5,
+		.start_ms = 0,
+		.max_retries = 2,
+	};
+	struct evm_service *s = NULL;
+	assert_int_equal(evm_service_new(loop, &o, &s), 0);
+	evm_service_start(s);
+	uint64_t end = now_ms() + 20000;
+	while (count_state("row", EVM_STATE_RUNNING) < 9 && evm_service_state(s) != EVM_STATE_FATAL) {
+		if (now_ms() > end)
+			fail_msg("9 runs did not come in 20 s");
+		evm_loop_run_once(loop, 50);
+	}
+	assert_int_equal(count_state("row", EVM_STATE_FATAL), 0);
+	evm_service_stop(s);
+	unlink(file);
+}
+
 static void test_on_failure_signal_is_failure(void **state)
 {
 	struct evm_loop *loop = *state;
@@ -808,6 +846,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_never_policy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_on_failure_success_exits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_on_failure_restarts_until_max_retries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_retries_counts_failures_in_a_row, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_on_failure_signal_is_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_success_codes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
