@@ -94,6 +94,16 @@ def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (R, S, T, Z...), or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rfind(")") + 2]
+
+
 def zombies_of(pid):
     """pids of zombie children of pid (from /proc)."""
     out = []

@@ -10,19 +10,14 @@ import subprocess
 import textwrap
 import time
 
-from conftest import EVMON, HELPER, SAN, children_of, wait_for
+from conftest import EVMON, HELPER, SAN, children_of, proc_state, wait_for
 
 SLOW = 3 if SAN else 1  # timeouts scale under the sanitizers
 
 
 def alive(pid):
     """True if pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-    except OSError:
-        return False
-    return st[st.rfind(")") + 2] != "Z"
+    return proc_state(pid) not in (None, "Z")
 
 
 class Daemon:

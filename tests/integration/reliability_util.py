@@ -95,16 +95,6 @@ def fds(pid):
     return out
 
 
-def proc_state(pid):
-    """The state letter of /proc/PID/stat (R, S, T, Z...), or None when gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-    except OSError:
-        return None
-    return st[st.rfind(")") + 2]
-
-
 def ppid_of(pid):
     with open(f"/proc/{pid}/stat") as f:
         st = f.read()

@@ -12,10 +12,9 @@ import time
 
 import pytest
 
-from conftest import EVMON, HELPER, children_of, wait_for, zombies_of
+from conftest import EVMON, HELPER, children_of, proc_state, wait_for, zombies_of
 from daemon_util import SLOW, Daemon, LineReader, alive
-from reliability_util import (ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of,
-                              proc_state)
+from reliability_util import ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (rlimits of other uids, namespaces)")
 

@@ -28,7 +28,8 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import BUILD, EVMON, HELPER, ROOT, SAN, children_of, wait_for, zombies_of  # noqa: E402
+from conftest import (BUILD, EVMON, HELPER, ROOT, SAN, children_of, proc_state, wait_for,  # noqa: E402
+                      zombies_of)
 
 IMPL = os.environ.get("EVMON_INIT_IMPL", "evmon")  # evmon | tini | dumb-init
 T = 30.0 if SAN else 10.0  # generous bound for things that must happen
@@ -254,15 +255,6 @@ def cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-    except OSError:
-        return None
-    return st[st.rfind(")") + 2]
 
 
 def alive(pid):
