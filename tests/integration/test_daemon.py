@@ -7,7 +7,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 
 from conftest import EVMON, HELPER, wait_for
 from daemon_util import SLOW, Daemon, LineReader, alive

@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 
 import pytest
 

@@ -1,7 +1,6 @@
 """`evmon daemon` under a service manager: the sd_notify protocol (READY=1,
 RELOADING=1 with MONOTONIC_USEC, STOPPING=1, STATUS=) sent to $NOTIFY_SOCKET,
 checked with our own AF_UNIX datagram socket standing in for systemd."""
-import array
 import os
 import signal
 import socket

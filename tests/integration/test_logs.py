@@ -3,7 +3,6 @@ rotated log files, evmon's own lines between the service's, `evmon ctl logs`
 (tail and follow), reopen-logs, and the failure cases: an unwritable log
 directory, planted symlinks, FIFOs and hard links, slow followers, a
 service printing 100 MB."""
-import json
 import os
 import re
 import signal
@@ -15,7 +14,7 @@ import time
 import pytest
 
 from conftest import EVMON, HELPER, wait_for
-from daemon_util import SLOW, Daemon, LineReader, read_line
+from daemon_util import SLOW, Daemon, LineReader
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 

@@ -9,9 +9,7 @@ and the basic malformed requests; these tests go further.)"""
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import threading
 
 import pytest

@@ -18,12 +18,10 @@ With EVMON_SOAK_REPORT=FILE the figures are also written there as JSON
 import collections
 import json
 import os
-import socket
-import subprocess
 import threading
 import time
 
-from conftest import HELPER, SAN, wait_for, zombies_of
+from conftest import SAN, wait_for, zombies_of
 from daemon_util import SLOW, Daemon
 from reliability_util import fds, rss_kb
 
