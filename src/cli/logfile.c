@@ -355,15 +355,9 @@ static int open_for_append(struct logfile *f)
 		int n = snprintf(line, sizeof(line), "%s evmon: %llu bytes of output were discarded: %s\n",
 				 proto_time(&ts, t, sizeof(t)), (unsigned long long)f->dropped,
 				 f->fail_msg ? f->fail_msg : "?");
-		size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
-		/* a disk still full: the same episode goes on, told once, its count kept */
-		if (write_all(fd, line, len) < 0) {
-			close_file(f);
-			f->retry_at = now_ns(L) + RETRY_MS * NS_PER_MS;
+		/* still failing here: a disk still full goes on with the same episode (fail()) */
+		if (append(f, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1) < 0)
 			return -EIO;
-		}
-		f->size += len;
-		notify(f, line, len);
 		f->failing = false;
 		free(f->fail_msg);
 		f->fail_msg = NULL;
