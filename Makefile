@@ -37,8 +37,13 @@ PYTEST := /usr/bin/python3 -m pytest
 
 LIB_SRC := $(wildcard src/lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC := $(wildcard src/cli/*.c)
+# the evmon command: src/main.c dispatches to init, daemon and ctl, which
+# share src/common; each folder sees only its own headers and common's
+CLI_DIRS := common init daemon ctl
+CLI_SRC := src/main.c $(foreach d,$(CLI_DIRS),$(wildcard src/$(d)/*.c))
+CLI_HDR := $(foreach d,$(CLI_DIRS),$(wildcard src/$(d)/*.h))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+cli_inc = -Isrc/common $(foreach d,init daemon ctl,$(if $(filter src/$(d)/%,$(1)),-Isrc/$(d)))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
@@ -65,9 +70,9 @@ $(BUILD)/src/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_ST
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 
-$(BUILD)/src/cli/%.o: src/cli/%.c include/evmon.h $(wildcard src/cli/*.h) | $(DEPS_STAMP)
+$(BUILD)/src/%.o: src/%.c include/evmon.h $(CLI_HDR) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc/cli $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(call cli_inc,$<) $(ALL_CFLAGS) -c $< -o $@
 
 $(STATIC_LIB): $(LIB_OBJ)
 	@rm -f $@

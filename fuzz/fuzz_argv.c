@@ -1,5 +1,5 @@
 /*
- * fuzz_argv.c - the command-line splitter (src/cli/argv.c): a `command =`
+ * fuzz_argv.c - the command-line splitter (src/common/argv.c): a `command =`
  * or `environment =` value of the config file, or of `evmon ctl add`.
  *
  * Properties, beyond "no memory error": a failure has a message and no

@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - the daemon's config file (src/cli/config.c on libinih):
+ * fuzz_config.c - the daemon's config file (src/daemon/config.c on libinih):
  * whatever the bytes, config_load either returns a config or fails with
  * messages that all name the file; a loaded config builds the spawn
  * options of its first and last instance, and compares equal to itself.

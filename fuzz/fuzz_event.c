@@ -1,7 +1,7 @@
 /*
  * fuzz_event.c - the client side of the control protocol: what `evmon ctl`
- * makes of a line from the daemon (src/cli/ctl.c, included here for its
- * static printers, and proto_event_line of src/cli/proto.c). The daemon is
+ * makes of a line from the daemon (src/ctl/ctl.c, included here for its
+ * static printers, and proto_event_line of src/common/proto.c). The daemon is
  * trusted, but a line is still bytes from a socket: any JSON value, any
  * number, any missing field must print something and never crash.
  *
@@ -11,7 +11,7 @@
  */
 #include "fuzz.h"
 
-#include "../src/cli/ctl.c"
+#include "../src/ctl/ctl.c"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

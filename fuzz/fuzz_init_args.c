@@ -1,5 +1,5 @@
 /*
- * fuzz_init_args.c - the command line of `evmon init` (src/cli/init.c,
+ * fuzz_init_args.c - the command line of `evmon init` (src/init/init.c,
  * included here for its static parse_args): -r FROM:TO rewrites, -e exit
  * codes, -t durations, -p signals, and the option/command boundary. The
  * input is split at NUL bytes into arguments after "evmon-init".
@@ -10,7 +10,7 @@
  */
 #include "fuzz.h"
 
-#include "../src/cli/init.c"
+#include "../src/init/init.c"
 
 #define MAX_ARGS 64
 

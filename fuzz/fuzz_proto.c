@@ -1,6 +1,6 @@
 /*
  * fuzz_proto.c - the control protocol as the daemon serves it: the bytes a
- * client sends go through the socket server (src/cli/control.c: framing,
+ * client sends go through the socket server (src/daemon/control.c: framing,
  * bounded buffers, JSON parsing, pipelining, deferred replies) into the
  * request handlers (requests.c, units.c, config.c for `add`), on a real
  * loop with real services, and the daemon's event subscriber (daemon.c,
@@ -25,7 +25,7 @@
  */
 #include "fuzz.h"
 
-#include "../src/cli/daemon.c"
+#include "../src/daemon/daemon.c"
 
 #include <fcntl.h>
 #include <sys/socket.h>

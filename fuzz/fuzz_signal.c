@@ -1,5 +1,5 @@
 /*
- * fuzz_signal.c - signal names and numbers (src/cli/signame.c): the
+ * fuzz_signal.c - signal names and numbers (src/common/signame.c): the
  * config's stop_signal, `evmon ctl signal`, the "signal" of a control
  * request, evmon init's -r FROM:TO and -p.
  *

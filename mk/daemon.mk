@@ -1,15 +1,15 @@
-# daemon.mk - unit tests of `evmon daemon` / `evmon ctl` code (src/cli).
+# daemon.mk - unit tests of `evmon daemon` / `evmon ctl` code (src/daemon, src/common).
 #
 # The generic rule links a unit test with libevmon.a and cmocka only; these
 # tests also need the CLI sources they test and libinih/libcjson, so they
 # get explicit rules (an explicit rule beats the pattern rule).
 
-DAEMON_TEST_SRC := src/cli/argv.c src/cli/config.c src/cli/errlist.c src/cli/signame.c \
-	src/cli/proto.c src/cli/control.c
+DAEMON_TEST_SRC := src/common/argv.c src/daemon/config.c src/common/errlist.c src/common/signame.c \
+	src/common/proto.c src/daemon/control.c
 DAEMON_TESTS := $(BUILD)/tests/test_argv $(BUILD)/tests/test_config $(BUILD)/tests/test_proto \
 	$(BUILD)/tests/test_control
 
-$(DAEMON_TESTS): $(BUILD)/tests/test_%: tests/unit/test_%.c $(DAEMON_TEST_SRC) $(wildcard src/cli/*.h) $(STATIC_LIB)
+$(DAEMON_TESTS): $(BUILD)/tests/test_%: tests/unit/test_%.c $(DAEMON_TEST_SRC) $(CLI_HDR) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc/cli -Itests/unit $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< \
+	$(CC) $(CPPFLAGS) -Isrc/common -Isrc/daemon -Itests/unit $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< \
 		$(DAEMON_TEST_SRC) $(STATIC_LIB) $(PKG_LIBS) $(CMOCKA_LIBS) -lpthread

@@ -25,10 +25,10 @@ FUZZ_CI_SECONDS ?= 5
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN)
 FUZZ_LIB_OBJ := $(LIB_SRC:src/lib/%.c=$(FUZZ_BUILD)/lib/%.o)
-FUZZ_CLI_SRC := $(filter-out src/cli/main.c src/cli/init_main.c,$(CLI_SRC))
-FUZZ_CLI_OBJ := $(FUZZ_CLI_SRC:src/cli/%.c=$(FUZZ_BUILD)/cli/%.o)
+FUZZ_CLI_SRC := $(filter-out src/main.c src/init/standalone.c,$(CLI_SRC))
+FUZZ_CLI_OBJ := $(FUZZ_CLI_SRC:src/%.c=$(FUZZ_BUILD)/cli/%.o)
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
-FUZZ_DEPS := fuzz/fuzz.h include/evmon.h $(wildcard src/cli/*.c src/cli/*.h)
+FUZZ_DEPS := fuzz/fuzz.h include/evmon.h $(CLI_SRC) $(CLI_HDR)
 # per target: every exec of the control protocol target runs /bin/sleep (see fuzz_proto.c)
 FUZZ_LDFLAGS_proto := -Wl,--wrap=execve
 # per target: the largest input (libFuzzer's default is 4096)
@@ -37,7 +37,7 @@ FUZZ_MAXLEN_config := 8192
 FUZZ_RUN_FLAGS := -timeout=30 -rss_limit_mb=2048 -close_fd_mask=3 -print_final_stats=1
 
 REPLAY_DIR := $(BUILD)/fuzz
-REPLAY_CLI_OBJ := $(FUZZ_CLI_SRC:src/cli/%.c=$(BUILD)/src/cli/%.o)
+REPLAY_CLI_OBJ := $(FUZZ_CLI_SRC:%.c=$(BUILD)/%.o)
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(REPLAY_DIR)/replay_%)
 
 .PHONY: fuzz fuzz-ci fuzz-regress fuzz-build
@@ -49,9 +49,9 @@ $(FUZZ_BUILD)/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_S
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -DEVM_BUILDING_LIBRARY -c $< -o $@
 
-$(FUZZ_BUILD)/cli/%.o: src/cli/%.c include/evmon.h $(wildcard src/cli/*.h) | $(DEPS_STAMP)
+$(FUZZ_BUILD)/cli/%.o: src/%.c include/evmon.h $(CLI_HDR) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -Isrc/cli $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) $(CPPFLAGS) $(call cli_inc,$<) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_BUILD)/libevmon.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
@@ -62,7 +62,7 @@ $(FUZZ_BUILD)/libcli.a: $(FUZZ_CLI_OBJ)
 	$(AR) rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_DEPS) $(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libevmon.a
-	$(FUZZ_CC) $(CPPFLAGS) -Isrc/cli -Ifuzz $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+	$(FUZZ_CC) $(CPPFLAGS) -Isrc/common -Isrc/init -Isrc/daemon -Isrc/ctl -Ifuzz $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
 		$(FUZZ_BUILD)/libcli.a $(FUZZ_BUILD)/libevmon.a $(PKG_LIBS) -lpthread $(FUZZ_LDFLAGS_$*)
 
 fuzz-build: $(FUZZ_BINS)
@@ -108,5 +108,5 @@ $(REPLAY_DIR)/libcli.a: $(REPLAY_CLI_OBJ)
 
 $(REPLAY_DIR)/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(FUZZ_DEPS) $(REPLAY_DIR)/libcli.a $(STATIC_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc/cli -Ifuzz $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< fuzz/replay.c \
+	$(CC) $(CPPFLAGS) -Isrc/common -Isrc/init -Isrc/daemon -Isrc/ctl -Ifuzz $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< fuzz/replay.c \
 		$(REPLAY_DIR)/libcli.a $(STATIC_LIB) $(PKG_LIBS) -lpthread $(FUZZ_LDFLAGS_$*)

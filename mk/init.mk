@@ -1,6 +1,6 @@
 # init.mk - `evmon init` extras (docs/INIT.md).
 #
-#   make static          a static, stripped $(BUILD)/evmon-init: init*.c, signame.c and
+#   make static          a static, stripped $(BUILD)/evmon-init: src/init/*.c, signame.c and
 #                        libevmon only (no inih, no cJSON), built -Os without sanitizers
 #   make init-test       only the init integration tests (tests/integration/test_init.py)
 #   make compat          the init tests against evmon, Debian's tini and dumb-init
@@ -16,8 +16,8 @@ INIT_STATIC_DIR := $(BUILD)/static
 INIT_STATIC_CFLAGS := -std=c11 -Os -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables
 INIT_STATIC_LIB_OBJ := $(LIB_SRC:src/lib/%.c=$(INIT_STATIC_DIR)/lib/%.o)
-INIT_STATIC_CLI_SRC := $(wildcard src/cli/init*.c) src/cli/signame.c
-INIT_STATIC_CLI_OBJ := $(INIT_STATIC_CLI_SRC:src/cli/%.c=$(INIT_STATIC_DIR)/cli/%.o)
+INIT_STATIC_CLI_SRC := $(wildcard src/init/*.c) src/common/signame.c
+INIT_STATIC_CLI_OBJ := $(INIT_STATIC_CLI_SRC:src/%.c=$(INIT_STATIC_DIR)/%.o)
 INIT_SOAK_ORPHANS ?= 1000000
 INIT_COMPAT := evmon tini dumb-init
 
@@ -30,9 +30,9 @@ $(INIT_STATIC_DIR)/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(D
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(INIT_STATIC_CFLAGS) -DEVM_BUILDING_LIBRARY -c $< -o $@
 
-$(INIT_STATIC_DIR)/cli/%.o: src/cli/%.c include/evmon.h $(wildcard src/cli/*.h) | $(DEPS_STAMP)
+$(INIT_STATIC_DIR)/%.o: src/%.c include/evmon.h $(CLI_HDR) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc/cli $(INIT_STATIC_CFLAGS) -DEVMON_INIT_STANDALONE -c $< -o $@
+	$(CC) $(CPPFLAGS) $(call cli_inc,$<) $(INIT_STATIC_CFLAGS) -DEVMON_INIT_STANDALONE -c $< -o $@
 
 $(INIT_STATIC_DIR)/libevmon.a: $(INIT_STATIC_LIB_OBJ)
 	@rm -f $@

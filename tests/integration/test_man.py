@@ -144,12 +144,12 @@ def test_usage_is_the_synopsis(cmd, page):
 
 
 def test_init_environment_matches_code_help_and_docs():
-    """The variables evmon init reads (getenv in src/cli/init*.c) are exactly those of
+    """The variables evmon init reads (getenv in src/init/*.c) are exactly those of
     evmon-init(1)'s ENVIRONMENT, of `evmon init --help`, and of docs/INIT.md's table."""
     used = set()
-    for name in os.listdir(os.path.join(ROOT, "src", "cli")):
-        if name.startswith("init") and name.endswith(".c"):
-            with open(os.path.join(ROOT, "src", "cli", name)) as f:
+    for name in os.listdir(os.path.join(ROOT, "src", "init")):
+        if name.endswith(".c"):
+            with open(os.path.join(ROOT, "src", "init", name)) as f:
                 used |= set(re.findall(r'getenv\("([A-Z_]+)"\)', f.read()))
     used.discard("PATH")  # searched like execvp: DESCRIPTION says so
     assert {"TINI_SUBREAPER", "TINI_VERBOSITY", "TINI_KILL_PROCESS_GROUP"} <= used, used
@@ -206,7 +206,7 @@ def test_libevmon3_example_builds_and_runs(tmp_path):
 
 def config_keys():
     """The keys config.c accepts: the names it compares a key with."""
-    with open(os.path.join(ROOT, "src/cli/config.c")) as f:
+    with open(os.path.join(ROOT, "src/daemon/config.c")) as f:
         src = f.read()
     return set(re.findall(r'strcmp\(k, "([a-z_]+)"\)', src))
 

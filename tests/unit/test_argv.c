@@ -1,5 +1,5 @@
 /*
- * test_argv.c - shell-like command splitting (src/cli/argv.c).
+ * test_argv.c - shell-like command splitting (src/common/argv.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /*
- * test_config.c - the daemon's INI configuration (src/cli/config.c): values,
+ * test_config.c - the daemon's INI configuration (src/daemon/config.c): values,
  * defaults, and every kind of mistake reported with its file:line.
  */
 #include <setjmp.h>

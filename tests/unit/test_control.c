@@ -1,5 +1,5 @@
 /*
- * test_control.c - the control socket server (src/cli/control.c) on a real
+ * test_control.c - the control socket server (src/daemon/control.c) on a real
  * loop: the socket file, framing, errors that keep the connection usable,
  * ordered (and deferred) replies, bounded buffers, and client limits.
  */

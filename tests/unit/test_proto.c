@@ -1,5 +1,5 @@
 /*
- * test_proto.c - what daemon and ctl share (src/cli/proto.c): line framing,
+ * test_proto.c - what daemon and ctl share (src/common/proto.c): line framing,
  * durations and times, and the human form of events.
  */
 #include <setjmp.h>
