@@ -1,5 +1,5 @@
 /*
- * init_group.c - the end: the main child has exited; what is left of its
+ * group.c - the end: the main child has exited; what is left of its
  * process group gets SIGTERM, then SIGKILL after the grace, and we exit when
  * no live process is left in the group (or shortly after the SIGKILL).
  *

@@ -5,7 +5,7 @@
  * The shape: block every catchable signal before anything else exists, make
  * a reaper loop (libevmon reaps every child and reports orphans), read our
  * signals from a signalfd on that loop and forward them, spawn CMD, and when
- * it exits, settle what is left of its process group (init_group.c) and exit
+ * it exits, settle what is left of its process group (group.c) and exit
  * with its exit code: code, or 128+signal, modulo 256, then -e remapping, as
  * tini does.
  *
@@ -408,7 +408,7 @@ static int spawn_child(struct init *in)
 	 * terminal to hand over it also gets a session of its own, as with
 	 * dumb-init: no terminal signal reaches it but the ones we forward. With
 	 * a terminal it stays in our session, so that we can make its group the
-	 * terminal's foreground group (see init_signal.c).
+	 * terminal's foreground group (see signals.c).
 	 */
 	o.flags = in->group && !in->tty ? EVM_SPAWN_SETSID : EVM_SPAWN_SETPGID;
 	int r = evm_spawn(in->loop, &o, &in->child);
@@ -532,7 +532,7 @@ int cmd_init(int argc, char **argv)
 	parse_env(&in, &single, &group);
 	in.group = group || !single;
 	if (in.group) {
-		/* dumb-init: job-control signals stop the whole group (see init_signal.c) */
+		/* dumb-init: job-control signals stop the whole group (see signals.c) */
 		static const int jc[] = {SIGTSTP, SIGTTIN, SIGTTOU};
 		for (size_t i = 0; i < sizeof(jc) / sizeof(jc[0]); i++)
 			if (in.rewrite[jc[i]] < 0)

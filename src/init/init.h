@@ -3,10 +3,10 @@
  * and the messages.
  *
  *   init.c        command line, environment, setup, the main child, exit code
- *   init_signal.c the signalfd: forwarding, -r rewrites, job control, the tty
- *   init_group.c  after the main child: SIGTERM to what is left of its process
+ *   signals.c     the signalfd: forwarding, -r rewrites, job control, the tty
+ *   group.c       after the main child: SIGTERM to what is left of its process
  *                 group, SIGKILL after the grace, wait until the group is empty
- *   init_main.c   main() of the standalone static evmon-init
+ *   standalone.c  main() of the standalone static evmon-init
  */
 #ifndef EVMON_CLI_INIT_H
 #define EVMON_CLI_INIT_H
@@ -56,7 +56,7 @@ struct init {
 void init_log(const struct init *in, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* init_signal.c */
+/* signals.c */
 int init_signals_block(void);		       /* before any thread or loop exists */
 int init_signals_open(struct init *in);	       /* the signalfd, on the loop */
 void init_signals_close(struct init *in);
@@ -67,7 +67,7 @@ int init_forward(struct init *in, int sig);    /* to the child or its group */
 /* a signal we received (from: sender pid, code: si_code): rewrite, forward, job control */
 void init_signal_handle(struct init *in, int sig, pid_t from, int code);
 
-/* init_group.c: the main child has exited; sets in->done when all is over */
+/* group.c: the main child has exited; sets in->done when all is over */
 void init_group_end(struct init *in);
 void init_group_free(struct init *in);
 void init_group_poke(struct init *in);	       /* something was reaped: recheck */

@@ -1,5 +1,5 @@
 /*
- * init_signal.c - the signals `evmon init` receives, and the terminal.
+ * signals.c - the signals `evmon init` receives, and the terminal.
  *
  * Every catchable signal is blocked process-wide before the loop (or any
  * thread) exists, and read from our own signalfd on the loop. SIGCHLD is not

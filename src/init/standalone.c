@@ -1,8 +1,8 @@
 /*
- * init_main.c - main() of the standalone evmon-init (`make static`), which
- * links only init*.c, signame.c and libevmon: no config parser, no JSON.
+ * standalone.c - main() of the standalone evmon-init (`make static`), which
+ * links only src/init, common/signame.c and libevmon: no config parser, no JSON.
  *
- * In the evmon binary this file is empty: main.c dispatches there, and also
+ * In the evmon binary this file is empty: src/main.c dispatches there, and also
  * runs `evmon init` when called as evmon-init.
  */
 #ifdef EVMON_INIT_STANDALONE
