@@ -615,9 +615,10 @@ autostart = false
 
 
 def test_shutdown_stops_everything(procs, tmp_path):
-    d = Daemon(procs, tmp_path, """
+    ignoring = tmp_path / "ignoring"
+    d = Daemon(procs, tmp_path, f"""
 [service:stubborn]
-command = HELPER ignore 15 pause
+command = HELPER ignore 15 pidlog {ignoring} pause
 stop_timeout = 300ms
 start_secs = 0
 
@@ -632,6 +633,8 @@ start_secs = 0
 """)
     for n in ("stubborn", "family", "polite"):
         d.wait_state(n, "running")
+    # running with start_secs = 0 comes before the helper ignores SIGTERM
+    wait_for(lambda: ignoring.exists(), what="stubborn ignores SIGTERM")
     fam = d.status("family")["family"]["pid"]
     grandkids = wait_for(lambda: [int(p) for p in open(f"/proc/{fam}/task/{fam}/children")
                                   .read().split()] or None, what="family's children")
