@@ -8,6 +8,8 @@
 #                        in docs/INIT.md and fails on an undocumented difference
 #   make init-footprint  binary sizes and RSS of a running init, evmon-init next to
 #                        tini, dumb-init and catatonit, into docs/INIT.md
+#   make runtime-test    evmon-init and tini-static under runc, crun and podman; evmon daemon
+#                        as a container's PID 1 (tests/integration/test_runtimes.py)
 #   make init-soak       1,000,000 orphans reaped by one init; its RSS must not grow
 #                        (INIT_SOAK_ORPHANS=N to change; takes minutes)
 
@@ -21,7 +23,7 @@ INIT_STATIC_CLI_OBJ := $(INIT_STATIC_CLI_SRC:src/%.c=$(INIT_STATIC_DIR)/%.o)
 INIT_SOAK_ORPHANS ?= 1000000
 INIT_COMPAT := evmon tini dumb-init
 
-.PHONY: static init-test compat init-footprint init-soak
+.PHONY: static init-test compat init-footprint init-soak runtime-test
 
 static: $(INIT_STATIC)
 	@size=$$(stat -c %s $(INIT_STATIC)); echo "$(INIT_STATIC): static, stripped, $$size bytes"
@@ -63,3 +65,12 @@ init-footprint: $(INIT_STATIC) all
 init-soak: all
 	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) EVMON_INIT_SOAK_ORPHANS=$(INIT_SOAK_ORPHANS) \
 		$(PYTEST) -q -s -p no:cacheprovider tests/integration/test_init.py -k test_memory_flat
+
+# The OCI runtime tests (tests/integration/test_runtimes.py) put the static init in a
+# busybox rootfs next to tini-static; `make test` builds it so they do not skip.
+integration: $(INIT_STATIC)
+
+runtime-test: all $(INIT_STATIC)
+	@bash scripts/deps.sh runc busybox-static tini podman
+	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -rs -p no:cacheprovider \
+		tests/integration/test_runtimes.py
