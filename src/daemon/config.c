@@ -793,6 +793,23 @@ static bool trusted(FILE *f, const char *path, struct errlist *errs)
 	return false;
 }
 
+/* Append s to cfg's services (which take it), growing the array by doubling. */
+static int push_service(struct config *cfg, size_t *cap, struct svc_conf *s)
+{
+	if (cfg->nsvcs == *cap) {
+		size_t n = *cap ? *cap * 2 : 16;
+		struct svc_conf **v = realloc(cfg->svcs, n * sizeof(*v));
+		if (!v) {
+			svc_conf_unref(s);
+			return -ENOMEM;
+		}
+		cfg->svcs = v;
+		*cap = n;
+	}
+	cfg->svcs[cfg->nsvcs++] = s;
+	return 0;
+}
+
 int config_load(const char *path, struct config **out, struct errlist *errs)
 {
 	*out = NULL;
@@ -844,6 +861,8 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 		errlist_add(errs, path, 0, "out of memory");
 
 	struct ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg};
+	struct hashmap names = {0}; /* the services so far */
+	size_t cap = 0;
 	/* [evmon] first: its policy keys are every service's defaults */
 	int evmon_line = 0;
 	for (size_t i = 0; i < r.nsecs; i++) {
@@ -873,26 +892,17 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 				    "bad service name '%s' (1-128 letters, digits, _ . @ -)", name);
 			continue;
 		}
-		bool dup = false;
-		for (size_t j = 0; j < cfg->nsvcs && !dup; j++) {
-			if (!strcmp(cfg->svcs[j]->name, name)) {
-				errlist_add(errs, path, sec->line,
-					    "duplicate service '%s' (first on line %d)", name,
-					    cfg->svcs[j]->line);
-				dup = true;
-			}
-		}
-		if (dup)
+		struct hnode *first = hmap_get(&names, name);
+		if (first) {
+			errlist_add(errs, path, sec->line, "duplicate service '%s' (first on line %d)",
+				    name, HMAP_ENTRY(first, struct svc_conf, node)->line);
 			continue;
+		}
 		struct svc_conf *s = service_new(name, &cfg->defaults, sec->line);
-		struct svc_conf **v = s ? realloc(cfg->svcs, (cfg->nsvcs + 1) * sizeof(*v)) : NULL;
-		if (!v) {
-			svc_conf_unref(s);
+		if (!s || push_service(cfg, &cap, s) < 0 || hmap_add(&names, &s->node, s->name) < 0) {
 			errlist_add(errs, path, sec->line, "out of memory");
 			continue;
 		}
-		cfg->svcs = v;
-		cfg->svcs[cfg->nsvcs++] = s;
 		c.svc = s;
 		c.pol = &s->pol;
 		c.command_seen = false;
@@ -902,6 +912,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 		c.svc = NULL;
 		cfg->ninstances += s->instances;
 	}
+	hmap_clear(&names);
 	free_sections(r.secs, r.nsecs);
 	if (errs->n > nerr0) {
 		errlist_sort(errs, nerr0);

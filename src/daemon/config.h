@@ -14,6 +14,7 @@
 #define EVMON_CONFIG_H
 
 #include "errlist.h"
+#include "hashmap.h"
 
 #include <evmon.h>
 #include <stdbool.h>
@@ -65,6 +66,7 @@ struct svc_conf {
 	gid_t *groups;		/* supplementary groups when set_uid/set_gid */
 	size_t ngroups;
 	struct svc_policy pol;
+	struct hnode node;	/* by name, while its file is read */
 };
 
 struct config {

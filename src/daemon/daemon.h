@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "hashmap.h"
 #include "logfile.h"
 #include "output.h"
 
@@ -28,7 +29,7 @@ struct unit {
 	unsigned transitions;	 /* state changes seen */
 	unsigned starts;	 /* of which from not running to STARTING or RUNNING */
 	struct unit *prev, *next; /* creation order */
-	struct unit *hnext;	 /* hash chain */
+	struct hnode node;	 /* in daemon.units, by name */
 };
 
 struct waiter;
@@ -48,8 +49,8 @@ struct daemon {
 	struct logs *logs; /* the log directory and files */
 
 	struct unit *first, *last;
-	struct unit **buckets;
-	size_t nbuckets, nunits;
+	struct hashmap units; /* by name */
+	size_t nunits;
 
 	struct waiter *waiters;
 };

@@ -24,6 +24,7 @@
 #include "logfile.h"
 
 #include "fdreserve.h"
+#include "hashmap.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -56,7 +57,7 @@ struct logfile {
 	char *fail_msg;		/* why, while failing */
 	uint64_t rotate_retry_at; /* a failed rotation is not retried before this */
 	struct logwatch *watchers;
-	struct logfile *hnext;
+	struct hnode node;	/* in logs.files, by name */
 	struct logfile *lprev, *lnext; /* open files, most recently written first */
 };
 
@@ -69,8 +70,7 @@ struct logs {
 	char dir_msg[300];	/* why it failed */
 	int dir_err;
 	uint64_t dir_retry_at;
-	struct logfile **buckets;
-	size_t nbuckets, nfiles;
+	struct hashmap files;	/* every logfile, by name */
 	struct logfile *lru_first, *lru_last;
 	unsigned nopen;
 	struct evm_timer *idle;
@@ -465,50 +465,21 @@ int logfile_open_read(struct logfile *f, unsigned backup, char *err, size_t errl
 
 /* ------------------------------------------------------------- the table */
 
-static size_t hash(const char *s)
-{
-	size_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static int grow(struct logs *L)
-{
-	size_t n = L->nbuckets ? L->nbuckets * 2 : 64;
-	struct logfile **b = calloc(n, sizeof(*b));
-	if (!b)
-		return -ENOMEM;
-	for (size_t i = 0; i < L->nbuckets; i++) {
-		for (struct logfile *f = L->buckets[i], *next; f; f = next) {
-			next = f->hnext;
-			size_t h = hash(f->name) & (n - 1);
-			f->hnext = b[h];
-			b[h] = f;
-		}
-	}
-	free(L->buckets);
-	L->buckets = b;
-	L->nbuckets = n;
-	return 0;
-}
-
 struct logfile *logfile_get(struct logs *L, const char *name, const char *service)
 {
-	if (L->nbuckets) {
-		for (struct logfile *f = L->buckets[hash(name) & (L->nbuckets - 1)]; f; f = f->hnext) {
-			if (!strcmp(f->name, name)) {
-				f->refs++;
-				return f;
-			}
-		}
+	struct hnode *n = hmap_get(&L->files, name);
+	if (n) {
+		struct logfile *f = HMAP_ENTRY(n, struct logfile, node);
+		f->refs++;
+		return f;
 	}
-	if ((L->nfiles + 1) * 4 > L->nbuckets * 3 && grow(L) < 0)
-		return NULL;
 	struct logfile *f = calloc(1, sizeof(*f));
-	if (!f || !(f->name = strdup(name)) || !(f->service = strdup(service))) {
-		if (f)
+	if (!f || !(f->name = strdup(name)) || !(f->service = strdup(service)) ||
+	    hmap_add(&L->files, &f->node, f->name) < 0) {
+		if (f) {
 			free(f->name);
+			free(f->service);
+		}
 		free(f);
 		return NULL;
 	}
@@ -516,10 +487,6 @@ struct logfile *logfile_get(struct logs *L, const char *name, const char *servic
 	f->refs = 1;
 	f->fd = -1;
 	f->backups = 5;
-	size_t h = hash(name) & (L->nbuckets - 1);
-	f->hnext = L->buckets[h];
-	L->buckets[h] = f;
-	L->nfiles++;
 	return f;
 }
 
@@ -535,11 +502,7 @@ void logfile_put(struct logfile *f)
 		return;
 	struct logs *L = f->L;
 	close_file(f);
-	struct logfile **pp = &L->buckets[hash(f->name) & (L->nbuckets - 1)];
-	while (*pp != f)
-		pp = &(*pp)->hnext;
-	*pp = f->hnext;
-	L->nfiles--;
+	hmap_del(&L->files, &f->node);
 	free(f->name);
 	free(f->service);
 	free(f->fail_msg);
@@ -604,9 +567,10 @@ static unsigned close_all(struct logs *L)
 	while (L->lru_last)
 		close_file(L->lru_last);
 	/* a file that failed is tried again at its next write */
-	for (size_t i = 0; i < L->nbuckets; i++)
-		for (struct logfile *f = L->buckets[i]; f; f = f->hnext)
-			f->retry_at = f->rotate_retry_at = 0;
+	for (struct hnode *h = hmap_next(&L->files, NULL); h; h = hmap_next(&L->files, h)) {
+		struct logfile *f = HMAP_ENTRY(h, struct logfile, node);
+		f->retry_at = f->rotate_retry_at = 0;
+	}
 	L->dir_retry_at = 0;
 	return n;
 }
@@ -663,16 +627,15 @@ void logs_free(struct logs *L)
 	if (L->dirfd >= 0)
 		close(L->dirfd);
 	/* files still referenced here are a bug of the caller; free them anyway */
-	for (size_t i = 0; i < L->nbuckets; i++) {
-		for (struct logfile *f = L->buckets[i], *next; f; f = next) {
-			next = f->hnext;
-			free(f->name);
-			free(f->service);
-			free(f->fail_msg);
-			free(f);
-		}
+	for (struct hnode *n = hmap_next(&L->files, NULL), *next; n; n = next) {
+		struct logfile *f = HMAP_ENTRY(n, struct logfile, node);
+		next = hmap_next(&L->files, n);
+		free(f->name);
+		free(f->service);
+		free(f->fail_msg);
+		free(f);
 	}
-	free(L->buckets);
+	hmap_clear(&L->files);
 	free(L->dir);
 	free(L);
 }

@@ -19,41 +19,10 @@
 #include <string.h>
 #include <sys/resource.h>
 
-/* ----------------------------------------------------------------- hash */
-
-static size_t hash(const char *s)
-{
-	size_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static int grow(struct daemon *d)
-{
-	size_t n = d->nbuckets ? d->nbuckets * 2 : 256;
-	struct unit **b = calloc(n, sizeof(*b));
-	if (!b)
-		return -ENOMEM;
-	for (struct unit *u = d->first; u; u = u->next) {
-		size_t i = hash(u->name) & (n - 1);
-		u->hnext = b[i];
-		b[i] = u;
-	}
-	free(d->buckets);
-	d->buckets = b;
-	d->nbuckets = n;
-	return 0;
-}
-
 struct unit *unit_find(struct daemon *d, const char *name)
 {
-	if (!d->nbuckets)
-		return NULL;
-	for (struct unit *u = d->buckets[hash(name) & (d->nbuckets - 1)]; u; u = u->hnext)
-		if (!strcmp(u->name, name))
-			return u;
-	return NULL;
+	struct hnode *n = hmap_get(&d->units, name);
+	return n ? HMAP_ENTRY(n, struct unit, node) : NULL;
 }
 
 void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len)
@@ -144,10 +113,10 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 {
 	char name[256];
 	unit_instance_name(c, i, name, sizeof(name));
-	if ((d->nunits + 1) * 4 > d->nbuckets * 3 && grow(d) < 0)
-		return NULL;
 	struct unit *u = calloc(1, sizeof(*u));
-	if (!u || !(u->name = strdup(name))) {
+	if (!u || !(u->name = strdup(name)) || hmap_add(&d->units, &u->node, u->name) < 0) {
+		if (u)
+			free(u->name);
 		free(u);
 		dlog("service %s: out of memory", name);
 		return NULL;
@@ -162,9 +131,6 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	else
 		d->first = u;
 	d->last = u;
-	size_t h = hash(u->name) & (d->nbuckets - 1);
-	u->hnext = d->buckets[h];
-	d->buckets[h] = u;
 	d->nunits++;
 	unit_create(d, u);
 	return u;
@@ -192,10 +158,7 @@ void unit_remove(struct daemon *d, struct unit *u)
 		u->next->prev = u->prev;
 	else
 		d->last = u->prev;
-	struct unit **pp = &d->buckets[hash(u->name) & (d->nbuckets - 1)];
-	while (*pp != u)
-		pp = &(*pp)->hnext;
-	*pp = u->hnext;
+	hmap_del(&d->units, &u->node);
 	d->nunits--;
 	svc_conf_unref(u->conf);
 	free(u->name);
@@ -244,9 +207,7 @@ void units_free(struct daemon *d)
 {
 	while (d->first)
 		unit_remove(d, d->first);
-	free(d->buckets);
-	d->buckets = NULL;
-	d->nbuckets = 0;
+	hmap_clear(&d->units);
 }
 
 int units_reopen_logs(struct daemon *d, char *err, size_t errlen)

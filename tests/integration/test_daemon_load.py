@@ -3,9 +3,11 @@ never read, malformed and oversized requests, and 2,000 services."""
 import json
 import os
 import pwd
+import resource
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 
 import pytest
@@ -188,3 +190,29 @@ start_secs = 0
     pids = d.pids()
     assert len(set(pids)) == n
     d.stop(timeout=120)
+
+
+def _check_cpu(path):
+    """CPU seconds (user + system) of `evmon daemon --check` on path."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run([EVMON, "daemon", "--check", "-c", str(path), "-S", "/nonexistent/s.sock"],
+                       capture_output=True, text=True, timeout=600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert r.returncode == 0, r.stderr
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def test_config_loading_is_linear(tmp_path):
+    # issue 18.13: the duplicate-name check compared every pair of services
+    # (40k services took 4.65 s of CPU). Eight times the services must cost
+    # about eight times the CPU, far from the 64 times of a quadratic load;
+    # CPU time (not wall time) so that a loaded machine does not matter.
+    def config(n):
+        p = tmp_path / f"c{n}.ini"
+        p.write_text("".join(f"[service:s{i}]\ncommand = /bin/true\nautostart = false\n"
+                             for i in range(n)))
+        return p
+    small, big = config(4000), config(32000)
+    _check_cpu(small)  # warm the page cache
+    ratio = min(_check_cpu(big) for _ in range(2)) / max(min(_check_cpu(small) for _ in range(2)), 0.005)
+    assert ratio < 24, f"32,000 services cost {ratio:.1f}x the CPU of 4,000"
