@@ -1,13 +1,13 @@
 /*
  * main.c - the evmon command: dispatch to a subcommand.
  *
- * Invoked as "evmon-init" (a symlink or the static build), it is
- * "evmon init", so it can replace tini in an ENTRYPOINT unchanged.
+ * Called by any other name than "evmon" (evmon-init, a symlink, podman's
+ * /run/podman-init, docker-init), and as "evmon -- CMD", it is "evmon init",
+ * so it can replace tini in an ENTRYPOINT or as a runtime's --init-path.
  */
 #include "cli.h"
 
 #include <evmon.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,18 +23,24 @@ static const struct {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: evmon COMMAND [ARGS...]\n\ncommands:\n");
+	fprintf(f, "usage: evmon COMMAND [ARGS...]\n"
+		   "       evmon -- CMD [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
 	fprintf(f, "  %-8s %s\n", "help", "show this help, or a command's: evmon help COMMAND");
 	fprintf(f, "  %-8s %s\n", "version", "print the version");
-	fprintf(f, "\nevmon COMMAND --help shows the options of a command.\n");
+	fprintf(f, "\nevmon COMMAND --help shows the options of a command. evmon -- CMD, and the\n"
+		   "binary called by any other name than evmon (evmon-init, podman-init), is evmon init.\n");
 }
 
 int main(int argc, char **argv)
 {
-	const char *self = argc > 0 ? basename(argv[0]) : "evmon";
-	if (strcmp(self, "evmon-init") == 0)
+	/* no basename(3): libgen's may write into argv[0], which ps shows */
+	const char *self = argc > 0 && argv[0] ? argv[0] : "evmon";
+	if (strrchr(self, '/'))
+		self = strrchr(self, '/') + 1;
+	/* runtimes run an init as "NAME -- CMD" (podman: /run/podman-init) */
+	if ((*self && strcmp(self, "evmon")) || (argc > 1 && !strcmp(argv[1], "--")))
 		return cmd_init(argc, argv);
 	if (argc < 2) {
 		usage(stderr);

@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,7 +30,8 @@
 #define DEFAULT_GRACE_MS 3000
 #define OPT_NO_SUBREAPER 0x100
 
-static const char *prog = "evmon init"; /* "evmon-init" when called by that name */
+/* "evmon init", or the name we were called by (evmon-init, podman-init) */
+static const char *prog = "evmon init";
 
 static bool stderr_gone; /* EPIPE once: stop writing (each try raises SIGPIPE) */
 
@@ -522,8 +522,12 @@ int cmd_init(int argc, char **argv)
 		.ppid = getppid(),
 	};
 	bool single = false, group = false;
-	if (argc > 0 && !strcmp(basename(argv[0]), "evmon-init"))
-		prog = "evmon-init";
+	const char *self = argc > 0 && argv[0] ? argv[0] : "";
+	if (strrchr(self, '/'))
+		self = strrchr(self, '/') + 1;
+	/* "init" from `evmon init`, "evmon" from `evmon -- CMD` */
+	if (*self && strcmp(self, "init") && strcmp(self, "evmon"))
+		prog = self;
 	for (int s = 0; s < NSIG; s++)
 		in.rewrite[s] = -1;
 	int code = parse_args(&in, argc, argv, &single, &group);

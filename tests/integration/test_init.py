@@ -986,6 +986,33 @@ def test_invoked_as_evmon_init(run, tmp_path):
     assert r.wait() == 3
 
 
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's binary name")
+def test_invoked_as_runtime_init(run, mode, tmp_path):
+    """As podman's --init-path (run as /run/podman-init -- CMD, any name) or as `evmon -- CMD`,
+    the binary is `evmon init`; messages begin with the name it was called by"""
+    link = tmp_path / "podman-init"
+    link.symlink_to(EVMON)
+    r = run([str(link), "--"] + H("trap-exit", 10, "print", "ready", "pause"), mode)
+    r.expect("ready")
+    r.kill(signal.SIGUSR1)
+    assert r.wait() == 0 and "signal 10\n" in r.out.text, r.err.text
+    r = run([str(link), "--", "/nonexistent/evm-cmd"], mode)
+    assert r.wait() == 127
+    assert r.err.text == "podman-init: exec /nonexistent/evm-cmd: No such file or directory\n"
+    # argv[0] alone decides, whatever the file is called (bash's exec -a)
+    r = run(["bash", "-c", 'exec -a /run/podman-init "$0" -v -- "$@"', EVMON, "/nonexistent/evm-cmd"], mode)
+    assert r.wait() == 127
+    assert r.err.text == "podman-init: exec /nonexistent/evm-cmd: No such file or directory\n"
+    r = run([EVMON, "--"] + H("exit", 4), mode)
+    assert r.wait() == 4, r.err.text
+    r = run([EVMON, "--", "/nonexistent/evm-cmd"], mode)
+    assert r.wait() == 127
+    assert r.err.text == "evmon: init: exec /nonexistent/evm-cmd: No such file or directory\n"
+    # a subcommand's name is CMD under any other name (an empty PATH: no daemon(1) found)
+    r = run([str(link), "daemon"], "sub", env={"PATH": str(tmp_path / "empty")})
+    assert r.wait() == 127 and r.err.text == "podman-init: exec daemon: No such file or directory\n"
+
+
 @pytest.fixture(scope="module")
 def static_init():
     """$EVMON_BUILD/evmon-init, built by `make static` (-Os, no sanitizers, whatever the build)."""
