@@ -36,11 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Sanitizer builds are slower and heavier: big tests scale down (and say so). */
-#if defined(__SANITIZE_ADDRESS__)
+/* Sanitizer builds (ASan, TSan) are slower and heavier: big tests scale down
+ * (and say so) and get longer alarms. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define T_SAN 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define T_SAN 1
 #endif
 #endif
