@@ -33,11 +33,26 @@
 /* Every epoll registrant starts with this, so data.ptr dispatches anything. */
 struct evm__watch {
 	void (*cb)(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
+	unsigned prio; /* EVM__PRIO_*: higher runs first within an iteration */
 };
 
+enum {
+	EVM__PRIO_NORMAL = 0,
+	/*
+	 * SIGCHLD: read before the pidfds are reaped, it can tell whether it
+	 * came from a child we will see through its pidfd anyway.
+	 */
+	EVM__PRIO_FIRST = 1,
+};
+
+/* epoll.c: the only caller of epoll_* */
+EVM_HIDDEN int evm__epoll_open(struct evm_loop *loop);
+EVM_HIDDEN void evm__epoll_close(struct evm_loop *loop);
 EVM_HIDDEN int evm__epoll_add(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w);
 EVM_HIDDEN int evm__epoll_mod(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w);
 EVM_HIDDEN void evm__epoll_del(struct evm_loop *loop, int fd);
+/* wait up to timeout_ms, dispatch by priority; returns watches run, or -errno */
+EVM_HIDDEN int evm__epoll_wait(struct evm_loop *loop, int timeout_ms);
 EVM_HIDDEN void evm__io_sweep(struct evm_loop *loop);
 EVM_HIDDEN void evm__io_free_all(struct evm_loop *loop);
 
@@ -52,8 +67,14 @@ struct evm_timer {
 	void *data;
 };
 
+EVM_HIDDEN uint64_t evm__mono_ns(void);
+EVM_HIDDEN int64_t evm__real_ns(void);
+EVM_HIDDEN struct timespec evm__ns_to_ts(int64_t ns);
 EVM_HIDDEN uint64_t evm__heap_next(const struct evm_loop *loop); /* UINT64_MAX if none */
+EVM_HIDDEN int evm__timers_wait_ms(const struct evm_loop *loop, int timeout_ms);
 EVM_HIDDEN void evm__timerfd_sync(struct evm_loop *loop);
+EVM_HIDDEN int evm__timerfd_start(struct evm_loop *loop);
+EVM_HIDDEN void evm__timerfd_close(struct evm_loop *loop);
 EVM_HIDDEN int evm__timers_run(struct evm_loop *loop);		 /* returns callbacks run */
 EVM_HIDDEN void evm__timers_free(struct evm_loop *loop);
 EVM_HIDDEN int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
@@ -213,6 +234,8 @@ EVM_HIDDEN void evm__subs_sweep(struct evm_loop *loop);
 /* ------------------------------------------------------- cross-thread */
 
 struct evm__xreq; /* a spawn request posted from another thread */
+EVM_HIDDEN int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts,
+			       struct evm_proc **out);
 EVM_HIDDEN void evm__xreq_run_all(struct evm_loop *loop);
 EVM_HIDDEN void evm__wake(struct evm_loop *loop);
 EVM_HIDDEN bool evm__on_loop_thread(const struct evm_loop *loop);
@@ -320,9 +343,6 @@ struct evm_loop {
 	bool shutting_down;	       /* evm_shutdown runs: no restarts */
 };
 
-EVM_HIDDEN uint64_t evm__mono_ns(void);
-EVM_HIDDEN int64_t evm__real_ns(void);
-EVM_HIDDEN struct timespec evm__ns_to_ts(int64_t ns);
 EVM_HIDDEN void evm__defer_unref(struct evm_loop *loop, struct evm_proc *proc);
 
 #endif

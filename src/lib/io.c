@@ -1,6 +1,5 @@
 /*
- * io.c - the epoll instance: the only file that calls epoll_ctl, and the
- * public I/O watchers built on it.
+ * io.c - the public I/O watchers, on the epoll backend (epoll.c).
  *
  * A watcher freed during an iteration may still be named in the events
  * array of that iteration, so it is removed from epoll at once but freed
@@ -10,24 +9,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-
-int evm__epoll_add(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w)
-{
-	struct epoll_event ev = {.events = events, .data.ptr = w};
-	return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
-}
-
-int evm__epoll_mod(struct evm_loop *loop, int fd, uint32_t events, struct evm__watch *w)
-{
-	struct epoll_event ev = {.events = events, .data.ptr = w};
-	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
-}
-
-void evm__epoll_del(struct evm_loop *loop, int fd)
-{
-	/* ENOENT/EBADF here means the caller closed first: a bug, but harmless */
-	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
-}
 
 struct evm_io {
 	struct evm__watch w;

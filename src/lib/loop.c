@@ -17,38 +17,15 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #ifndef EVM_VERSION_STRING
 #define EVM_VERSION_STRING "0.0.0"
 #endif
 
-#define MAX_EVENTS 1024
-
 const char *evm_version(void)
 {
 	return EVM_VERSION_STRING;
-}
-
-uint64_t evm__mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-int64_t evm__real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-struct timespec evm__ns_to_ts(int64_t ns)
-{
-	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
-	return ts;
 }
 
 _Thread_local struct evm_loop *evm__tls_dispatching;
@@ -74,35 +51,6 @@ static void on_wake(struct evm_loop *loop, struct evm__watch *w, uint32_t events
 	while (read(loop->wakefd, &v, sizeof(v)) > 0)
 		;
 	evm__xreq_run_all(loop);
-}
-
-static void on_timerfd(struct evm_loop *loop, struct evm__watch *w, uint32_t events)
-{
-	uint64_t v;
-	(void)w;
-	(void)events;
-	ssize_t r = read(loop->timerfd, &v, sizeof(v));
-	(void)r;
-	loop->timerfd_armed = UINT64_MAX; /* expired; evm__timerfd_sync re-arms */
-}
-
-/* Keep the embedding timerfd armed for the earliest deadline. */
-void evm__timerfd_sync(struct evm_loop *loop)
-{
-	if (loop->timerfd < 0)
-		return;
-	uint64_t next = evm__heap_next(loop);
-	if (next == loop->timerfd_armed)
-		return;
-	struct itimerspec its = {0};
-	if (next != UINT64_MAX) {
-		its.it_value.tv_sec = (time_t)(next / 1000000000u);
-		its.it_value.tv_nsec = (long)(next % 1000000000u);
-		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-			its.it_value.tv_nsec = 1; /* all-zero would disarm */
-	}
-	if (timerfd_settime(loop->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
-		loop->timerfd_armed = next;
 }
 
 static int spawn_mode_from_env(void)
@@ -157,9 +105,8 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	}
 	mprotect(loop->stack, 4096, PROT_NONE); /* guard page */
 
-	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (loop->epfd < 0)
-		goto fail_errno;
+	if ((r = evm__epoll_open(loop)) < 0)
+		goto fail;
 	loop->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (loop->wakefd < 0)
 		goto fail_errno;
@@ -209,25 +156,8 @@ static void sweep(struct evm_loop *loop)
 	evm__services_sweep(loop);
 }
 
-static int wait_ms(struct evm_loop *loop, int timeout_ms)
-{
-	uint64_t next = evm__heap_next(loop);
-	if (next == UINT64_MAX)
-		return timeout_ms;
-	if (next <= loop->now)
-		return 0;
-	/* round up: waking a little late is fine, early means a useless wake-up */
-	uint64_t ms = (next - loop->now + 999999) / 1000000;
-	if (ms > INT32_MAX)
-		ms = INT32_MAX;
-	if (timeout_ms >= 0 && (uint64_t)timeout_ms < ms)
-		return timeout_ms;
-	return (int)ms;
-}
-
 int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 {
-	struct epoll_event events[MAX_EVENTS];
 	if (!loop)
 		return -EINVAL;
 	atomic_store(&loop->thread, pthread_self());
@@ -235,32 +165,11 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 	struct evm_loop *outer = evm__tls_dispatching;
 	evm__tls_dispatching = loop;
 	loop->now = evm__mono_ns();
-	int n = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms(loop, timeout_ms));
-	if (n < 0) {
-		int e = errno;
+	int dispatched = evm__epoll_wait(loop, evm__timers_wait_ms(loop, timeout_ms));
+	if (dispatched < 0) {
 		evm__tls_dispatching = outer;
 		loop->depth--;
-		return e == EINTR ? 0 : -e;
-	}
-	loop->now = evm__mono_ns();
-	int dispatched = 0;
-	/*
-	 * SIGCHLD first: reading it before the pidfds are reaped lets us tell
-	 * whether it came from a child we will see through its pidfd anyway.
-	 */
-	for (int i = 0; i < n; i++) {
-		if (events[i].data.ptr == &loop->sig_w) {
-			evm__reap_sigchld(loop, &loop->sig_w, events[i].events);
-			events[i].data.ptr = NULL;
-			dispatched++;
-		}
-	}
-	for (int i = 0; i < n; i++) {
-		struct evm__watch *w = events[i].data.ptr;
-		if (!w)
-			continue;
-		w->cb(loop, w, events[i].events);
-		dispatched++;
+		return dispatched;
 	}
 	loop->now = evm__mono_ns();
 	dispatched += evm__timers_run(loop);
@@ -296,20 +205,8 @@ int evm_loop_fd(struct evm_loop *loop)
 {
 	if (!loop)
 		return -EINVAL;
-	if (loop->timerfd < 0) {
-		int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-		if (fd < 0)
-			return -errno;
-		loop->timer_w.cb = on_timerfd;
-		int r = evm__epoll_add(loop, fd, EPOLLIN, &loop->timer_w);
-		if (r < 0) {
-			close(fd);
-			return r;
-		}
-		loop->timerfd = fd;
-		evm__timerfd_sync(loop);
-	}
-	return loop->epfd;
+	int r = evm__timerfd_start(loop);
+	return r < 0 ? r : loop->epfd;
 }
 
 int evm_loop_timeout(struct evm_loop *loop)
@@ -317,7 +214,7 @@ int evm_loop_timeout(struct evm_loop *loop)
 	if (!loop)
 		return -1;
 	loop->now = evm__mono_ns();
-	return wait_ms(loop, -1);
+	return evm__timers_wait_ms(loop, -1);
 }
 
 uint64_t evm_loop_now(const struct evm_loop *loop)
@@ -378,8 +275,7 @@ void evm_loop_free(struct evm_loop *loop)
 		pthread_cond_wait(&loop->cv, &loop->mu);
 	pthread_mutex_unlock(&loop->mu);
 
-	if (loop->timerfd >= 0)
-		close(loop->timerfd);
+	evm__timerfd_close(loop);
 	if (loop->devnull >= 0)
 		close(loop->devnull);
 	if (loop->statusfd >= 0)
@@ -388,8 +284,7 @@ void evm_loop_free(struct evm_loop *loop)
 		close(loop->reserve_fd);
 	if (loop->wakefd >= 0)
 		close(loop->wakefd);
-	if (loop->epfd >= 0)
-		close(loop->epfd);
+	evm__epoll_close(loop);
 	if (loop->stack)
 		munmap(loop->stack, loop->stack_size);
 	pthread_cond_destroy(&loop->cv);

@@ -159,6 +159,7 @@ int evm__sigchld_enable(struct evm_loop *loop)
 	if (fd < 0)
 		return -errno;
 	loop->sig_w.cb = evm__reap_sigchld;
+	loop->sig_w.prio = EVM__PRIO_FIRST;
 	r = evm__epoll_add(loop, fd, EPOLLIN, &loop->sig_w);
 	if (r < 0) {
 		close(fd);

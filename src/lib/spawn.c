@@ -560,3 +560,12 @@ fail:
 	}
 	return r;
 }
+
+int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct evm_proc **out)
+{
+	if (!loop)
+		return -EINVAL;
+	if (evm__on_loop_thread(loop))
+		return evm__spawn_local(loop, opts, out);
+	return evm__xreq_spawn(loop, opts, out);
+}

@@ -1,5 +1,7 @@
 /*
- * timer.c - one-shot timers on CLOCK_MONOTONIC in a binary min-heap.
+ * timer.c - time: the clocks, one-shot timers on CLOCK_MONOTONIC in a binary
+ * min-heap, how long the loop may sleep, and the timerfd that tells an
+ * embedding event loop when the next timer is due.
  *
  * Invariants: heap[i]->idx == i; a parent is due no later than its children
  * (ties broken by creation order, so equal deadlines fire FIFO). Nothing
@@ -9,6 +11,28 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+uint64_t evm__mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t evm__real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct timespec evm__ns_to_ts(int64_t ns)
+{
+	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+	return ts;
+}
 
 static bool before(const struct evm_timer *a, const struct evm_timer *b)
 {
@@ -152,4 +176,78 @@ void evm__timers_free(struct evm_loop *loop)
 	free(loop->heap);
 	loop->heap = NULL;
 	loop->nheap = loop->capheap = 0;
+}
+
+/* How long the loop may sleep: timeout_ms, shortened to the next deadline. */
+int evm__timers_wait_ms(const struct evm_loop *loop, int timeout_ms)
+{
+	uint64_t next = evm__heap_next(loop);
+	if (next == UINT64_MAX)
+		return timeout_ms;
+	if (next <= loop->now)
+		return 0;
+	/* round up: waking a little late is fine, early means a useless wake-up */
+	uint64_t ms = (next - loop->now + 999999) / 1000000;
+	if (ms > INT32_MAX)
+		ms = INT32_MAX;
+	if (timeout_ms >= 0 && (uint64_t)timeout_ms < ms)
+		return timeout_ms;
+	return (int)ms;
+}
+
+/* ------------------------------------------------- the embedding timerfd */
+
+static void on_timerfd(struct evm_loop *loop, struct evm__watch *w, uint32_t events)
+{
+	uint64_t v;
+	(void)w;
+	(void)events;
+	ssize_t r = read(loop->timerfd, &v, sizeof(v));
+	(void)r;
+	loop->timerfd_armed = UINT64_MAX; /* expired; evm__timerfd_sync re-arms */
+}
+
+/* Keep the embedding timerfd armed for the earliest deadline. */
+void evm__timerfd_sync(struct evm_loop *loop)
+{
+	if (loop->timerfd < 0)
+		return;
+	uint64_t next = evm__heap_next(loop);
+	if (next == loop->timerfd_armed)
+		return;
+	struct itimerspec its = {0};
+	if (next != UINT64_MAX) {
+		its.it_value.tv_sec = (time_t)(next / 1000000000u);
+		its.it_value.tv_nsec = (long)(next % 1000000000u);
+		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+			its.it_value.tv_nsec = 1; /* all-zero would disarm */
+	}
+	if (timerfd_settime(loop->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		loop->timerfd_armed = next;
+}
+
+/* evm_loop_fd: from now on the epoll fd also wakes up for timers. */
+int evm__timerfd_start(struct evm_loop *loop)
+{
+	if (loop->timerfd >= 0)
+		return 0;
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	loop->timer_w.cb = on_timerfd;
+	int r = evm__epoll_add(loop, fd, EPOLLIN, &loop->timer_w);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	loop->timerfd = fd;
+	evm__timerfd_sync(loop);
+	return 0;
+}
+
+void evm__timerfd_close(struct evm_loop *loop)
+{
+	if (loop->timerfd >= 0)
+		close(loop->timerfd);
+	loop->timerfd = -1;
 }

@@ -1,15 +1,18 @@
 /*
- * wait.c - spawning and waiting from threads other than the loop's.
+ * wait.c - every blocking call: spawns from threads other than the loop's,
+ * evm_proc_wait and evm_spawn_wait.
  *
  * A worker's spawn request is queued under loop->mu and the loop is woken
  * through its eventfd; the loop thread runs the spawn (all loop state stays
  * single-threaded) and signals loop->cv. Blocked threads are counted in
- * nwaiters so that evm_loop_free can wait for them to leave. evm_proc_wait
- * (proc.c) sleeps elsewhere: a proc may outlive its loop.
+ * nwaiters so that evm_loop_free can wait for them to leave. Exit waits
+ * sleep elsewhere (below): a proc may outlive its loop.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/wait.h>
 
 struct evm__xreq {
 	const struct evm_spawn_opts *opts; /* borrowed from the blocked caller */
@@ -41,13 +44,9 @@ void evm__xreq_run_all(struct evm_loop *loop)
 	pthread_mutex_unlock(&loop->mu);
 }
 
-int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct evm_proc **out)
+/* evm_spawn from a thread other than the loop's: the loop thread spawns. */
+int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct evm_proc **out)
 {
-	if (!loop)
-		return -EINVAL;
-	if (evm__on_loop_thread(loop))
-		return evm__spawn_local(loop, opts, out);
-
 	struct evm__xreq x = {.opts = opts, .want_proc = out != NULL};
 	pthread_mutex_lock(&loop->mu);
 	if (loop->closing) {
@@ -83,5 +82,92 @@ int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts, str
 		return r;
 	r = evm_proc_wait(p, out, -1);
 	evm_proc_unref(p);
+	return r;
+}
+
+/*
+ * Exit waits sleep on one process-wide condition variable, not the loop's: a
+ * waiter holds a reference on the proc, not on the loop, and evm_loop_free
+ * may run meanwhile on another thread. Waiters of other exits wake for
+ * nothing now and then; each checks its own proc.
+ */
+static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t exit_cv;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static atomic_uint exit_waiters;
+
+static void exit_cv_init(void)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&exit_cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+void evm__proc_signal_done(struct evm_proc *p)
+{
+	/* seq_cst pairs with evm_proc_wait: either it sees done, or we see it waiting */
+	atomic_store(&p->done, true);
+	if (atomic_load(&exit_waiters) > 0) {
+		pthread_mutex_lock(&exit_mu);
+		pthread_cond_broadcast(&exit_cv);
+		pthread_mutex_unlock(&exit_mu);
+	}
+}
+
+static void copy_record(const struct evm_proc *p, struct evm_exit *out)
+{
+	if (!out)
+		return;
+	if (p->exit) {
+		*out = *p->exit;
+	} else {
+		memset(out, 0, sizeof(*out));
+		out->pid = p->pid;
+		out->status = p->status;
+		out->code = WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
+		out->signal = WIFSIGNALED(p->status) ? WTERMSIG(p->status) : 0;
+	}
+}
+
+int evm_proc_wait(struct evm_proc *p, struct evm_exit *out, int timeout_ms)
+{
+	if (!p)
+		return -EINVAL;
+	if (atomic_load(&p->done)) {
+		copy_record(p, out);
+		return 0;
+	}
+	/* from a callback, nobody else can report the exit (no read of the loop: it may be freed) */
+	if (evm__tls_dispatching == p->loop)
+		return -EDEADLK;
+	struct timespec dl;
+	if (timeout_ms >= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+	}
+	int r = 0;
+	pthread_once(&exit_once, exit_cv_init);
+	pthread_mutex_lock(&exit_mu);
+	atomic_fetch_add(&exit_waiters, 1);
+	while (!atomic_load(&p->done)) {
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&exit_cv, &exit_mu);
+		} else if (pthread_cond_timedwait(&exit_cv, &exit_mu, &dl) == ETIMEDOUT) {
+			if (!atomic_load(&p->done))
+				r = -ETIMEDOUT;
+			break;
+		}
+	}
+	atomic_fetch_sub(&exit_waiters, 1);
+	pthread_mutex_unlock(&exit_mu);
+	if (r == 0)
+		copy_record(p, out);
 	return r;
 }
