@@ -18,6 +18,7 @@
 
 #include "argv.h"
 #include "cli.h"
+#include "duration.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -248,34 +249,6 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return true;
 }
 
-/* "1.5", "1.5s", "250ms", "2m", "1h" (no unit: seconds) -> milliseconds */
-static bool parse_duration(const char *s, uint64_t *ms)
-{
-	if (!isdigit((unsigned char)*s) && *s != '.')
-		return false;
-	errno = 0;
-	char *end;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return false;
-	double mul = 1000;
-	if (!*end || !strcmp(end, "s"))
-		mul = 1000;
-	else if (!strcmp(end, "ms"))
-		mul = 1;
-	else if (!strcmp(end, "m"))
-		mul = 60000;
-	else if (!strcmp(end, "h"))
-		mul = 3600000;
-	else
-		return false;
-	v *= mul;
-	if (v > 1e15)
-		return false;
-	*ms = (uint64_t)(v + 0.5);
-	return true;
-}
-
 /* "65536", "64k", "4M", "1G" -> bytes */
 static bool parse_size(const char *s, size_t *out)
 {
@@ -408,7 +381,7 @@ static char *abs_path(const char *base, const char *p)
 static void k_duration(struct ctx *c, const char *v, uint64_t *field, unsigned flag)
 {
 	uint64_t ms = 0;
-	if (!parse_duration(v, &ms))
+	if (cli_parse_duration(v, &ms) < 0)
 		bad(c, "'%s' is not a duration (seconds, or a number with ms, s, m or h)", v);
 	*field = ms;
 	c->pol->set |= flag;

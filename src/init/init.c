@@ -13,6 +13,7 @@
  * `make compat` measures it.
  */
 #include "cli.h"
+#include "duration.h"
 #include "init.h"
 
 #include <errno.h>
@@ -79,32 +80,11 @@ static void usage(FILE *f)
 		"  -V, --version            print the version\n"
 		"  -h, --help               this help\n"
 		"\n"
-		"Signals are names or numbers (TERM, SIGTERM, 15, RTMIN+3). DURATION: 2.5, 2.5s, 500ms.\n"
+		"Signals are names or numbers (TERM, SIGTERM, 15, RTMIN+3). DURATION: 2.5, 2.5s, 500ms, 1m.\n"
 		"Environment: TINI_SUBREAPER (as -s), TINI_KILL_PROCESS_GROUP (as -g),\n"
 		"TINI_VERBOSITY=N, DUMB_INIT_SETSID=0 (as -c), DUMB_INIT_DEBUG=1 (as -vv).\n"
 		"Exec failures exit 127 (not found) or 126 (cannot execute). See evmon-init(1).\n",
 		prog);
-}
-
-/* "3", "2.5", "2.5s", "500ms" -> milliseconds; -1 if malformed (no strtod: size) */
-static long long parse_duration_ms(const char *s)
-{
-	long long whole = 0, frac = 0, scale = 1;
-	const char *c = s;
-	for (; *c >= '0' && *c <= '9'; c++)
-		if ((whole = whole * 10 + (*c - '0')) > 86400LL * 365 * 1000)
-			return -1;
-	if (*c == '.')
-		for (c++; *c >= '0' && *c <= '9'; c++)
-			if (scale < 1000000)
-				frac = frac * 10 + (*c - '0'), scale *= 10;
-	if (c == s || (c == s + 1 && *s == '.'))
-		return -1;
-	if (!strcmp(c, "ms"))
-		return whole + (frac * 2 >= scale ? 1 : 0);
-	if (*c && strcmp(c, "s"))
-		return -1;
-	return whole * 1000 + (frac * 1000 * 2 / scale + 1) / 2;
 }
 
 /* tini's -e: a decimal 0..255 and nothing else */
@@ -157,7 +137,6 @@ static int parse_args(struct init *in, int argc, char **argv, bool *single, bool
 		{NULL, 0, NULL, 0},
 	};
 	int c, code;
-	long long ms;
 	opterr = 0;
 	optind = 0; /* full re-initialisation of getopt */
 	/* '+': options end at CMD, so CMD's own options are never taken for ours */
@@ -218,11 +197,10 @@ static int parse_args(struct init *in, int argc, char **argv, bool *single, bool
 			in->warn_reap = true;
 			break;
 		case 't':
-			if ((ms = parse_duration_ms(optarg)) < 0) {
-				init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms)", optarg);
+			if (cli_parse_duration(optarg, &in->grace_ms) < 0) {
+				init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms, 1m)", optarg);
 				return 1;
 			}
-			in->grace_ms = (uint64_t)ms;
 			break;
 		default:
 			if (optopt && strchr("rpet", optopt))

@@ -977,6 +977,17 @@ def test_signal_names_and_numbers(run, mode):
     assert r.wait() == 1 and "BOGUS" in r.err.text
 
 
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's -t")
+def test_grace_durations(run):
+    """-t takes the config's duration grammar: ms, s (the default), m and h"""
+    for spec in ["0", "2", "2.5", ".5s", "250ms", "0.5m", "1h"]:
+        r = run([EVMON, "init", "-t", spec, "--"] + H("exit", 4), "sub")
+        assert r.wait() == 4, (spec, r.err.text)
+    for spec in ["", ".", "-1", "1e3", "2 s", "5d", "1x"]:
+        r = run([EVMON, "init", "-t", spec, "--", "true"], "sub")
+        assert r.wait() == 1 and "expected a duration" in r.err.text, (spec, r.err.text)
+
+
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's binary name")
 def test_invoked_as_evmon_init(run, tmp_path):
     """Called through a link named evmon-init, the binary is `evmon init`"""

@@ -1,6 +1,6 @@
 /*
  * test_common.c - what the evmon command's programs share (src/common):
- * the hash table.
+ * the hash table, the duration grammar.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,10 @@
 
 #include <cmocka.h>
 
+#include "duration.h"
 #include "hashmap.h"
+
+#include <errno.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,11 +82,56 @@ static void test_fnv1a(void **state)
 	}
 }
 
+static uint64_t dur(const char *s)
+{
+	uint64_t ms = 12345;
+	int r = cli_parse_duration(s, &ms);
+	if (r < 0)
+		fail_msg("'%s' refused: %d", s, r);
+	return ms;
+}
+
+static void test_duration(void **state)
+{
+	(void)state;
+	assert_int_equal(dur("0"), 0);
+	assert_int_equal(dur("2"), 2000);
+	assert_int_equal(dur("2.5"), 2500);
+	assert_int_equal(dur("2.5s"), 2500);
+	assert_int_equal(dur(".5"), 500);
+	assert_int_equal(dur("5."), 5000);
+	assert_int_equal(dur("250ms"), 250);
+	assert_int_equal(dur("1.5ms"), 2); /* nearest, half up */
+	assert_int_equal(dur("1.4ms"), 1);
+	assert_int_equal(dur("0.0005"), 1);
+	assert_int_equal(dur("2m"), 120000);
+	assert_int_equal(dur("1.5m"), 90000);
+	assert_int_equal(dur("1h"), 3600000);
+	assert_int_equal(dur("0.0000009h"), 3);
+	assert_int_equal(dur("1.9999999999999s"), 2000);
+	assert_true(dur("1000000000000000ms") == DURATION_MAX_MS);
+	assert_true(dur("277777.7h") == 999999720000ull);
+	const char *bad[] = {"", ".", "s", "ms", "-1", "+1", " 1", "1 ", "1e3", "0x10", "1..2",
+			     "1.2.3", "5d", "1S", "1sec", "inf", "nan", "1mss", NULL};
+	for (const char **b = bad; *b; b++) {
+		uint64_t ms = 7;
+		if (cli_parse_duration(*b, &ms) != -EINVAL)
+			fail_msg("'%s' accepted", *b);
+		assert_int_equal(ms, 7);
+	}
+	uint64_t ms;
+	assert_int_equal(cli_parse_duration("1000000000000001ms", &ms), -ERANGE);
+	assert_int_equal(cli_parse_duration("1000000000001s", &ms), -ERANGE);
+	assert_int_equal(cli_parse_duration("300000000h", &ms), -ERANGE);
+	assert_int_equal(cli_parse_duration("99999999999999999999999999", &ms), -ERANGE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hashmap),
 		cmocka_unit_test(test_fnv1a),
+		cmocka_unit_test(test_duration),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,21 @@
+/*
+ * duration.h - the one duration grammar of evmon (init's -t, the config's
+ * DURATION keys): a decimal number, optionally with a fraction, then
+ * optionally a unit: ms, s (the default), m or h. "2", "2.5", ".5s",
+ * "250ms", "1.5m", "1h". No sign, no exponent, no blanks.
+ */
+#ifndef EVMON_DURATION_H
+#define EVMON_DURATION_H
+
+#include <stdint.h>
+
+#define DURATION_MAX_MS 1000000000000000ull /* 10^15 ms, about 31,700 years */
+
+/*
+ * Parse s into milliseconds, rounded to the nearest (digits of the fraction
+ * beyond the ninth are ignored). Returns 0, -EINVAL when s is not a
+ * duration, or -ERANGE above DURATION_MAX_MS.
+ */
+int cli_parse_duration(const char *s, uint64_t *ms);
+
+#endif
