@@ -18,7 +18,8 @@ INIT_STATIC_DIR := $(BUILD)/static
 INIT_STATIC_CFLAGS := -std=c11 -Os -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables
 INIT_STATIC_LIB_OBJ := $(LIB_SRC:src/lib/%.c=$(INIT_STATIC_DIR)/lib/%.o)
-INIT_STATIC_CLI_SRC := $(wildcard src/init/*.c) src/common/signame.c src/common/duration.c
+INIT_STATIC_CLI_SRC := $(wildcard src/init/*.c) src/common/signame.c src/common/duration.c \
+	src/common/pathfind.c
 INIT_STATIC_CLI_OBJ := $(INIT_STATIC_CLI_SRC:src/%.c=$(INIT_STATIC_DIR)/%.o)
 INIT_SOAK_ORPHANS ?= 1000000
 INIT_COMPAT := evmon tini dumb-init

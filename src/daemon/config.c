@@ -19,6 +19,7 @@
 #include "argv.h"
 #include "cli.h"
 #include "duration.h"
+#include "pathfind.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -534,12 +535,6 @@ static void set_key(struct ctx *c, const char *k, const char *v)
 
 /* ------------------------------------------------------- validation */
 
-static bool is_executable(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
-}
-
 static const char *env_get(char **env, const char *name)
 {
 	size_t n = strlen(name);
@@ -549,7 +544,7 @@ static const char *env_get(char **env, const char *name)
 	return NULL;
 }
 
-/* The command must name an executable file, as execvp would find it. */
+/* The command must name an executable file, as the library's exec would find it. */
 static void check_command(struct ctx *c, struct svc_conf *s)
 {
 	const char *prog = s->argv[0];
@@ -557,26 +552,13 @@ static void check_command(struct ctx *c, struct svc_conf *s)
 	c->line = c->l_command ? c->l_command : c->line;
 	if (strchr(prog, '/')) {
 		char *full = prog[0] == '/' || !s->directory ? strdup(prog) : abs_path(s->directory, prog);
-		if (full && !is_executable(full))
+		if (full && !cli_path_executable(full))
 			bad(c, "%s: %s", prog, access(full, F_OK) ? strerror(errno) : "not an executable file");
 		free(full);
 		return;
 	}
-	const char *path = env_get(s->env, "PATH");
-	if (!path)
-		path = getenv("PATH");
-	if (!path)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	char *dup = strdup(path), *save = NULL;
-	bool found = false;
-	for (char *d = dup ? strtok_r(dup, ":", &save) : NULL; d && !found; d = strtok_r(NULL, ":", &save)) {
-		char *full = NULL;
-		if (asprintf(&full, "%s/%s", *d ? d : ".", prog) >= 0)
-			found = is_executable(full);
-		free(full);
-	}
-	free(dup);
-	if (!found)
+	char buf[PATH_MAX];
+	if (!cli_path_find(prog, env_get(s->env, "PATH"), buf, sizeof(buf)))
 		bad(c, "%s: not found in PATH", prog);
 }
 

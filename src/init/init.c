@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "duration.h"
 #include "init.h"
+#include "pathfind.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -24,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -345,32 +345,6 @@ static int make_loop(struct init *in)
 	return 0;
 }
 
-/*
- * The file execvp would have run for CMD (the first executable candidate in
- * PATH), for the /bin/sh fallback below. NULL if there is none.
- */
-static const char *resolve(const char *file, char *buf, size_t len)
-{
-	if (strchr(file, '/'))
-		return file;
-	const char *path = getenv("PATH");
-	if (!path)
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	for (const char *p = path;;) {
-		const char *end = strchrnul(p, ':');
-		/* an empty PATH element is the current directory */
-		int n = end == p ? snprintf(buf, len, "./%s", file)
-				 : snprintf(buf, len, "%.*s/%s", (int)(end - p), p, file);
-		struct stat st;
-		if (n > 0 && (size_t)n < len && stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
-		    access(buf, X_OK) == 0)
-			return buf;
-		if (!*end)
-			return NULL;
-		p = end + 1;
-	}
-}
-
 static int spawn_child(struct init *in)
 {
 	struct evm_spawn_error err = {0};
@@ -394,7 +368,8 @@ static int spawn_child(struct init *in)
 	if (r == -ENOEXEC && err.stage == EVM_STAGE_EXEC) {
 		/* a file without #!: execvp (so tini and dumb-init) runs it with /bin/sh */
 		char buf[PATH_MAX];
-		const char *path = resolve(in->argv[0], buf, sizeof(buf));
+		/* the file execvp ran: the first executable candidate in PATH */
+		const char *path = cli_path_find(in->argv[0], NULL, buf, sizeof(buf));
 		size_t n = 0;
 		while (in->argv[n])
 			n++;

@@ -1,6 +1,6 @@
 /*
  * test_common.c - what the evmon command's programs share (src/common):
- * the hash table, the duration grammar.
+ * the hash table, the duration grammar, the PATH walk.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,12 +11,15 @@
 
 #include "duration.h"
 #include "hashmap.h"
+#include "pathfind.h"
 
 #include <errno.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct item {
 	char name[16];
@@ -126,12 +129,68 @@ static void test_duration(void **state)
 	assert_int_equal(cli_parse_duration("99999999999999999999999999", &ms), -ERANGE);
 }
 
+static void touch(const char *path, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_pathfind(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/evmon-test-path-XXXXXX", a[64], b[64], buf[256], search[160];
+	assert_non_null(mkdtemp(dir));
+	snprintf(a, sizeof(a), "%s/a", dir);
+	snprintf(b, sizeof(b), "%s/b", dir);
+	assert_int_equal(mkdir(a, 0700), 0);
+	assert_int_equal(mkdir(b, 0700), 0);
+	char plain[96], ex_a[96], ex_b[96], sub[96];
+	snprintf(plain, sizeof(plain), "%s/prog", a); /* not executable: skipped, as exec does */
+	snprintf(ex_b, sizeof(ex_b), "%s/prog", b);
+	snprintf(ex_a, sizeof(ex_a), "%s/only-a", a);
+	snprintf(sub, sizeof(sub), "%s/dir", b); /* a directory is not a program */
+	touch(plain, 0644);
+	touch(ex_b, 0755);
+	touch(ex_a, 0700);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	snprintf(search, sizeof(search), "/nonexistent:%s:%s", a, b);
+	assert_string_equal(cli_path_find("prog", search, buf, sizeof(buf)), ex_b);
+	assert_string_equal(cli_path_find("only-a", search, buf, sizeof(buf)), ex_a);
+	assert_null(cli_path_find("dir", search, buf, sizeof(buf)));
+	assert_null(cli_path_find("missing", search, buf, sizeof(buf)));
+	/* a slash: the name itself, whatever it is */
+	assert_string_equal(cli_path_find("./x/y", search, buf, sizeof(buf)), "./x/y");
+	/* an empty element is the current directory */
+	char cwd[256];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(b), 0);
+	assert_string_equal(cli_path_find("prog", "/nonexistent:", buf, sizeof(buf)), "./prog");
+	assert_string_equal(cli_path_find("prog", ":/nonexistent", buf, sizeof(buf)), "./prog");
+	assert_int_equal(chdir(cwd), 0);
+	/* too long for the buffer: not found rather than truncated */
+	char small[8];
+	assert_null(cli_path_find("prog", b, small, sizeof(small)));
+	assert_true(cli_path_executable(ex_b));
+	assert_false(cli_path_executable(plain));
+	assert_false(cli_path_executable(sub));
+	unlink(plain);
+	unlink(ex_a);
+	unlink(ex_b);
+	rmdir(sub);
+	rmdir(a);
+	rmdir(b);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hashmap),
 		cmocka_unit_test(test_fnv1a),
 		cmocka_unit_test(test_duration),
+		cmocka_unit_test(test_pathfind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
