@@ -6,9 +6,13 @@
  * the raw lines as well, because inih's handler gets no line numbers and is
  * not called for section headers (so empty or repeated sections would go
  * unnoticed) nor for lines it cannot parse (it reports only the first).
- * Interpreting: [evmon] first (its policy keys are defaults, wherever the
- * section is in the file), then each [service:NAME]. Nothing stops at the
+ * Interpreting (the key table of confkeys.c): [evmon] first (its policy keys
+ * are defaults, wherever the section is in the file), then each
+ * [service:NAME]. Nothing stops at the
  * first mistake: all of them are collected with file:line.
+ *
+ * A NUL byte anywhere is a mistake (reported with its file:line): a text
+ * reader would see the line end there and drop the rest unnoticed.
  *
  * Inline comments are off (like Python 3's configparser): "a ; b" in a
  * command stays a command. Comments are lines starting with ; or #.
@@ -16,19 +20,11 @@
  */
 #include "config.h"
 
-#include "argv.h"
-#include "cli.h"
-#include "duration.h"
-#include "pathfind.h"
+#include "confkeys.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <grp.h>
 #include <ini.h>
-#include <limits.h>
-#include <pwd.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,19 +32,13 @@
 #include <unistd.h>
 
 #define MAX_LINE 65536
-#define MAX_INSTANCES 100000
 
 /* ------------------------------------------------------------- reading */
-
-struct rkv {
-	char *key, *val;
-	int line;
-};
 
 struct rsec {
 	char *name;
 	int line;
-	struct rkv *kv;
+	struct conf_pair *kv; /* key and value: our copies */
 	size_t n, cap;
 };
 
@@ -61,6 +51,7 @@ struct reader {
 	bool at_start;	     /* the next piece starts a line */
 	size_t line_len;     /* bytes of the current line so far */
 	bool too_long;	     /* current line already reported */
+	bool nul;	     /* current line has a NUL byte (reported) */
 	bool continuation;   /* current line continues the previous value */
 	bool have_prev_key;  /* inih would treat an indented line as continuation */
 	int first_syntax;    /* first syntax error line we reported, 0 if none */
@@ -133,10 +124,30 @@ static void look_at_line(struct reader *r, const char *s)
 	r->have_prev_key = true;
 }
 
+/*
+ * fgets for inih, except that a NUL byte is not the end of the line: it
+ * is reported (a config with one is refused) and read as a blank, so that
+ * "command = x\0 y" can never quietly run "x".
+ */
+static char *get_piece(char *buf, int size, FILE *f, bool *nul)
+{
+	int n = 0, ch = 0;
+	while (n < size - 1 && ch != '\n' && (ch = getc_unlocked(f)) != EOF) {
+		if (ch == '\0') {
+			*nul = true;
+			ch = ' ';
+		}
+		buf[n++] = (char)ch;
+	}
+	buf[n] = '\0';
+	return n ? buf : NULL;
+}
+
 static char *read_piece(char *buf, int size, void *stream)
 {
 	struct reader *r = stream;
-	char *s = fgets(buf, size, r->f);
+	bool nul = false;
+	char *s = get_piece(buf, size, r->f, &nul);
 	if (!s)
 		return NULL;
 	size_t len = strlen(s);
@@ -144,7 +155,12 @@ static char *read_piece(char *buf, int size, void *stream)
 		r->line = r->lines_done + 1;
 		r->line_len = 0;
 		r->too_long = false;
+		r->nul = false;
 		look_at_line(r, s);
+	}
+	if (nul && !r->nul) {
+		r->nul = true;
+		errlist_add(r->errs, r->path, r->line, "NUL byte in the line: a config file is text");
 	}
 	r->line_len += len;
 	if (r->line_len >= MAX_LINE - 2 && !r->too_long) {
@@ -172,19 +188,19 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	}
 	struct rsec *s = &r->secs[r->nsecs - 1];
 	if (r->continuation && s->n > 0 && !strcmp(s->kv[s->n - 1].key, name)) {
-		struct rkv *kv = &s->kv[s->n - 1];
+		struct conf_pair *kv = &s->kv[s->n - 1];
 		char *joined = NULL;
-		if (asprintf(&joined, "%s %s", kv->val, value) < 0) {
+		if (asprintf(&joined, "%s %s", kv->value, value) < 0) {
 			r->oom = true;
 			return 1;
 		}
-		free(kv->val);
-		kv->val = joined;
+		free((char *)kv->value);
+		kv->value = joined;
 		return 1;
 	}
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 8;
-		struct rkv *kv = realloc(s->kv, cap * sizeof(*kv));
+		struct conf_pair *kv = realloc(s->kv, cap * sizeof(*kv));
 		if (!kv) {
 			r->oom = true;
 			return 1;
@@ -192,17 +208,14 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		s->kv = kv;
 		s->cap = cap;
 	}
-	struct rkv *kv = &s->kv[s->n];
-	kv->key = strdup(name);
-	kv->val = strdup(value ? value : "");
-	kv->line = r->line;
-	if (!kv->key || !kv->val) {
-		free(kv->key);
-		free(kv->val);
+	char *k = strdup(name), *v = strdup(value ? value : "");
+	if (!k || !v) {
+		free(k);
+		free(v);
 		r->oom = true;
 		return 1;
 	}
-	s->n++;
+	s->kv[s->n++] = (struct conf_pair){.key = k, .value = v, .line = r->line};
 	return 1;
 }
 
@@ -210,507 +223,13 @@ static void free_sections(struct rsec *secs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < secs[i].n; j++) {
-			free(secs[i].kv[j].key);
-			free(secs[i].kv[j].val);
+			free((char *)secs[i].kv[j].key);
+			free((char *)secs[i].kv[j].value);
 		}
 		free(secs[i].kv);
 		free(secs[i].name);
 	}
 	free(secs);
-}
-
-/* ------------------------------------------------------ value parsers */
-
-static bool parse_bool(const char *s, bool *out)
-{
-	static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
-	for (size_t i = 0; i < 4; i++) {
-		if (!strcasecmp(s, yes[i])) {
-			*out = true;
-			return true;
-		}
-		if (!strcasecmp(s, no[i])) {
-			*out = false;
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || *end || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
-/* "65536", "64k", "4M", "1G" -> bytes */
-static bool parse_size(const char *s, size_t *out)
-{
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	unsigned shift = 0;
-	if (*end == 'k' || *end == 'K')
-		shift = 10;
-	else if (*end == 'm' || *end == 'M')
-		shift = 20;
-	else if (*end == 'g' || *end == 'G')
-		shift = 30;
-	if (shift)
-		end++;
-	if (errno || *end || v > (1ull << 40) >> shift)
-		return false;
-	*out = (size_t)(v << shift);
-	return true;
-}
-
-static bool parse_codes(const char *s, uint64_t codes[4])
-{
-	memset(codes, 0, 4 * sizeof(codes[0]));
-	char *dup = strdup(s), *save = NULL;
-	bool any = false, ok = dup != NULL;
-	for (char *t = dup ? strtok_r(dup, ", \t", &save) : NULL; t && ok;
-	     t = strtok_r(NULL, ", \t", &save)) {
-		unsigned long v;
-		if (!parse_uint(t, 255, &v))
-			ok = false;
-		else
-			codes[v / 64] |= 1ull << (v % 64), any = true;
-	}
-	free(dup);
-	return ok && any;
-}
-
-static bool parse_restart(const char *s, struct svc_policy *p)
-{
-	static const struct {
-		const char *name;
-		enum evm_restart r;
-	} t[] = {{"on-failure", EVM_RESTART_ON_FAILURE}, {"always", EVM_RESTART_ALWAYS},
-		 {"never", EVM_RESTART_NEVER},		 {"no", EVM_RESTART_NEVER},
-		 {"unless-stopped", EVM_RESTART_UNLESS_STOPPED}};
-	if (!strncmp(s, "on-failure:", 11)) {
-		unsigned long n;
-		if (!parse_uint(s + 11, UINT_MAX, &n))
-			return false;
-		p->restart = EVM_RESTART_ON_FAILURE;
-		p->max_retries = (unsigned)n;
-		p->set |= EVM_SVC_MAX_RETRIES;
-		return true;
-	}
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		if (!strcmp(s, t[i].name)) {
-			p->restart = t[i].r;
-			return true;
-		}
-	}
-	return false;
-}
-
-const char *config_restart_name(enum evm_restart r)
-{
-	switch (r) {
-	case EVM_RESTART_ON_FAILURE: return "on-failure";
-	case EVM_RESTART_ALWAYS: return "always";
-	case EVM_RESTART_NEVER: return "never";
-	case EVM_RESTART_UNLESS_STOPPED: return "unless-stopped";
-	}
-	return "?";
-}
-
-static bool parse_out(const char *s, bool is_stderr, enum out_mode *m)
-{
-	if (!strcmp(s, "inherit"))
-		*m = OUT_INHERIT;
-	else if (!strcmp(s, "null"))
-		*m = OUT_NULL;
-	else if (!strcmp(s, "log"))
-		*m = OUT_LOG;
-	else if (is_stderr && !strcmp(s, "stdout"))
-		*m = OUT_STDOUT;
-	else
-		return false;
-	return true;
-}
-
-/* ------------------------------------------------------------- keys */
-
-enum scope { S_SERVICE = 1, S_EVMON = 2, S_BOTH = 3 };
-
-struct ctx {
-	const char *file; /* for messages */
-	const char *base; /* directory for relative paths, or NULL */
-	struct errlist *errs;
-	struct svc_policy *pol;
-	struct svc_conf *svc;	 /* NULL in [evmon] */
-	struct config *cfg;	 /* [evmon] only */
-	bool command_seen;	 /* a command key was given (maybe a bad one) */
-	/* lines of the keys checked after the section is read (0: not given) */
-	int l_command, l_directory, l_user, l_group, l_out;
-	int line;
-	const char *key;
-};
-
-static void bad(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bad(struct ctx *c, const char *fmt, ...)
-{
-	char msg[900];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	errlist_add(c->errs, c->file, c->line, "%s: %s", c->key, msg);
-}
-
-static char *abs_path(const char *base, const char *p)
-{
-	char *out = NULL;
-	if (p[0] == '/' || !base)
-		return strdup(p);
-	return asprintf(&out, "%s/%s", base, p) < 0 ? NULL : out;
-}
-
-static void k_duration(struct ctx *c, const char *v, uint64_t *field, unsigned flag)
-{
-	uint64_t ms = 0;
-	if (cli_parse_duration(v, &ms) < 0)
-		bad(c, "'%s' is not a duration (seconds, or a number with ms, s, m or h)", v);
-	*field = ms;
-	c->pol->set |= flag;
-}
-
-static void k_count(struct ctx *c, const char *v, unsigned long max, unsigned *field, unsigned flag)
-{
-	unsigned long n = 0;
-	if (!parse_uint(v, max, &n))
-		bad(c, "'%s' is not a whole number from 0 to %lu", v, max);
-	*field = (unsigned)n;
-	c->pol->set |= flag;
-}
-
-static void k_bool(struct ctx *c, const char *v, bool *field)
-{
-	if (!parse_bool(v, field))
-		bad(c, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)", v);
-}
-
-static void set_key(struct ctx *c, const char *k, const char *v)
-{
-	struct svc_policy *p = c->pol;
-	struct svc_conf *s = c->svc;
-	const char *err = NULL;
-	if (!strcmp(k, "restart")) {
-		if (!parse_restart(v, p))
-			bad(c, "'%s' is not one of on-failure, on-failure:N, always, never, "
-			       "unless-stopped", v);
-	} else if (!strcmp(k, "exit_codes")) {
-		if (!parse_codes(v, p->codes))
-			bad(c, "'%s' is not a list of exit codes 0-255 (e.g. 0,2)", v);
-		p->codes_set = true;
-	} else if (!strcmp(k, "start_secs")) {
-		k_duration(c, v, &p->start_ms, EVM_SVC_START_MS);
-	} else if (!strcmp(k, "start_retries")) {
-		k_count(c, v, 1000000, &p->start_retries, EVM_SVC_START_RETRIES);
-	} else if (!strcmp(k, "backoff_initial")) {
-		k_duration(c, v, &p->backoff_initial_ms, EVM_SVC_BACKOFF_INITIAL);
-	} else if (!strcmp(k, "backoff_max")) {
-		k_duration(c, v, &p->backoff_max_ms, EVM_SVC_BACKOFF_MAX);
-	} else if (!strcmp(k, "backoff_jitter")) {
-		k_count(c, v, 100, &p->backoff_jitter, 0);
-	} else if (!strcmp(k, "stable_secs")) {
-		k_duration(c, v, &p->stable_ms, EVM_SVC_STABLE_MS);
-	} else if (!strcmp(k, "max_retries")) {
-		k_count(c, v, UINT_MAX, &p->max_retries, EVM_SVC_MAX_RETRIES);
-	} else if (!strcmp(k, "stop_signal")) {
-		int sig = cli_parse_signal(v, false);
-		if (sig < 0)
-			bad(c, "'%s' is not a signal", v);
-		p->stop_signal = sig < 0 ? 0 : sig;
-	} else if (!strcmp(k, "stop_timeout")) {
-		k_duration(c, v, &p->stop_timeout_ms, EVM_SVC_STOP_TIMEOUT);
-	} else if (!strcmp(k, "kill_group")) {
-		k_bool(c, v, &p->kill_group);
-	} else if (!strcmp(k, "autostart")) {
-		k_bool(c, v, &p->autostart);
-	} else if (!strcmp(k, "umask")) {
-		unsigned long m;
-		char *end;
-		errno = 0;
-		m = strtoul(v, &end, 8);
-		if (!*v || *end || errno || m > 0777)
-			bad(c, "'%s' is not an octal umask (e.g. 022)", v);
-		p->umask = (mode_t)m;
-		p->set_umask = true;
-	} else if (!strcmp(k, "stdout") || !strcmp(k, "stderr")) {
-		bool is_err = k[3] == 'e';
-		c->l_out = c->line;
-		if (!parse_out(v, is_err, &p->out[is_err]))
-			bad(c, "'%s' is not one of inherit, null, log%s", v, is_err ? ", stdout" : "");
-	} else if (!strcmp(k, "log_max_bytes")) {
-		size_t n = 0;
-		if (!parse_size(v, &n))
-			bad(c, "'%s' is not a size (bytes, or with k, M, G; 0: never rotate)", v);
-		p->log_max_bytes = n;
-	} else if (!strcmp(k, "log_backups")) {
-		k_count(c, v, 1000, &p->log_backups, 0);
-	} else if (!strcmp(k, "log_timestamps")) {
-		k_bool(c, v, &p->log_timestamps);
-	} else if (s && !strcmp(k, "command")) {
-		c->command_seen = true;
-		c->l_command = c->line;
-		int n = cli_split(v, &s->argv, &err);
-		if (n < 0)
-			bad(c, "%s", err);
-		else if (n == 0) {
-			/* no argv[0] to check or run: as if there were no command */
-			bad(c, "empty command");
-			free(s->argv);
-			s->argv = NULL;
-		}
-	} else if (s && !strcmp(k, "environment")) {
-		int n = cli_split(v, &s->env, &err);
-		if (n < 0)
-			bad(c, "%s", err);
-		for (int i = 0; i < n; i++) {
-			const char *eq = strchr(s->env[i], '=');
-			if (!eq || eq == s->env[i])
-				bad(c, "'%s' is not KEY=VALUE", s->env[i]);
-		}
-		if (n == 0) {
-			free(s->env);
-			s->env = NULL;
-		}
-	} else if (s && !strcmp(k, "directory")) {
-		c->l_directory = c->line;
-		free(s->directory);
-		s->directory = abs_path(c->base, v);
-	} else if (s && !strcmp(k, "user")) {
-		c->l_user = c->line;
-		free(s->user);
-		s->user = strdup(v);
-	} else if (s && !strcmp(k, "group")) {
-		c->l_group = c->line;
-		free(s->group);
-		s->group = strdup(v);
-	} else if (s && !strcmp(k, "instances")) {
-		unsigned long n = 0;
-		if (!parse_uint(v, MAX_INSTANCES, &n) || n == 0)
-			bad(c, "'%s' is not a number from 1 to %d", v, MAX_INSTANCES);
-		s->instances = n ? (unsigned)n : 1;
-	} else if (!s && !strcmp(k, "socket")) {
-		free(c->cfg->socket);
-		c->cfg->socket = abs_path(c->base, v);
-	} else if (!s && !strcmp(k, "max_clients")) {
-		unsigned long n = 0;
-		if (!parse_uint(v, 100000, &n) || n == 0)
-			bad(c, "'%s' is not a number from 1 to 100000", v);
-		c->cfg->max_clients = (unsigned)n;
-	} else if (!s && !strcmp(k, "client_buffer")) {
-		if (!parse_size(v, &c->cfg->client_buffer) || c->cfg->client_buffer < 4096)
-			bad(c, "'%s' is not a size of at least 4k (bytes, or with k, M, G)", v);
-	} else if (!s && !strcmp(k, "log_dir")) {
-		free(c->cfg->log_dir);
-		c->cfg->log_dir = abs_path(c->base, v);
-	} else if (!s && (!strcmp(k, "command") || !strcmp(k, "environment") ||
-			  !strcmp(k, "directory") || !strcmp(k, "user") || !strcmp(k, "group") ||
-			  !strcmp(k, "instances"))) {
-		errlist_add(c->errs, c->file, c->line,
-			    "%s: only allowed in a [service:NAME] section", k);
-	} else if (s && (!strcmp(k, "socket") || !strcmp(k, "log_dir") || !strcmp(k, "max_clients") ||
-			 !strcmp(k, "client_buffer"))) {
-		errlist_add(c->errs, c->file, c->line, "%s: only allowed in [evmon]", k);
-	} else {
-		errlist_add(c->errs, c->file, c->line, "unknown key '%s'", k);
-	}
-}
-
-/* ------------------------------------------------------- validation */
-
-static const char *env_get(char **env, const char *name)
-{
-	size_t n = strlen(name);
-	for (char **e = env; e && *e; e++)
-		if (!strncmp(*e, name, n) && (*e)[n] == '=')
-			return *e + n + 1;
-	return NULL;
-}
-
-/* The command must name an executable file, as the library's exec would find it. */
-static void check_command(struct ctx *c, struct svc_conf *s)
-{
-	const char *prog = s->argv[0];
-	c->key = "command";
-	c->line = c->l_command ? c->l_command : c->line;
-	if (strchr(prog, '/')) {
-		char *full = prog[0] == '/' || !s->directory ? strdup(prog) : abs_path(s->directory, prog);
-		if (full && !cli_path_executable(full))
-			bad(c, "%s: %s", prog, access(full, F_OK) ? strerror(errno) : "not an executable file");
-		free(full);
-		return;
-	}
-	char buf[PATH_MAX];
-	if (!cli_path_find(prog, env_get(s->env, "PATH"), buf, sizeof(buf)))
-		bad(c, "%s: not found in PATH", prog);
-}
-
-static void resolve_ids(struct ctx *c, struct svc_conf *s)
-{
-	const char *uname = NULL;
-	int line0 = c->line;
-	if (s->user) {
-		c->key = "user";
-		c->line = c->l_user ? c->l_user : c->line;
-		struct passwd *pw = getpwnam(s->user);
-		unsigned long n;
-		if (pw) {
-			s->uid = pw->pw_uid;
-			s->gid = pw->pw_gid;
-			uname = pw->pw_name;
-			s->set_uid = s->set_gid = true;
-		} else if (parse_uint(s->user, UINT_MAX - 1, &n)) {
-			s->uid = (uid_t)n;
-			s->set_uid = true;
-			if (!s->group)
-				bad(c, "uid %s has no passwd entry: also give group", s->user);
-		} else {
-			bad(c, "unknown user '%s'", s->user);
-			return;
-		}
-	}
-	if (s->group) {
-		c->key = "group";
-		c->line = c->l_group ? c->l_group : c->line;
-		struct group *gr = getgrnam(s->group);
-		unsigned long n;
-		if (gr) {
-			s->gid = gr->gr_gid;
-		} else if (parse_uint(s->group, UINT_MAX - 1, &n)) {
-			s->gid = (gid_t)n;
-		} else {
-			bad(c, "unknown group '%s'", s->group);
-			return;
-		}
-		s->set_gid = true;
-	}
-	if (!s->set_uid && !s->set_gid)
-		return;
-	/* initgroups semantics: the user's groups plus the chosen gid */
-	int ng = 64;
-	gid_t *g = malloc((size_t)ng * sizeof(*g));
-	if (g && uname && getgrouplist(uname, s->gid, g, &ng) < 0) {
-		gid_t *g2 = realloc(g, (size_t)ng * sizeof(*g));
-		if (g2)
-			g = g2;
-		if (!g2 || getgrouplist(uname, s->gid, g, &ng) < 0)
-			ng = 0;
-	} else if (g && !uname) {
-		g[0] = s->gid;
-		ng = 1;
-	}
-	s->groups = g;
-	s->ngroups = g ? (size_t)ng : 0;
-	uid_t me = geteuid();
-	if (me != 0 && ((s->set_uid && s->uid != me) || (s->set_gid && s->gid != getegid()))) {
-		c->key = s->user ? "user" : "group";
-		c->line = (s->user ? c->l_user : c->l_group) ? (s->user ? c->l_user : c->l_group) : line0;
-		bad(c, "the daemon runs as uid %u and cannot switch to another user or group",
-		    (unsigned)me);
-	}
-}
-
-bool config_valid_name(const char *name)
-{
-	size_t n = strlen(name);
-	if (n == 0 || n > 128)
-		return false;
-	for (const char *p = name; *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("_.@-", *p))
-			return false;
-	return true;
-}
-
-static void default_policy(struct svc_policy *p)
-{
-	memset(p, 0, sizeof(*p));
-	p->autostart = true;
-	p->log_max_bytes = 10u << 20;
-	p->log_backups = 5;
-}
-
-static struct svc_conf *service_new(const char *name, const struct svc_policy *defaults, int line)
-{
-	struct svc_conf *s = calloc(1, sizeof(*s));
-	if (!s || !(s->name = strdup(name))) {
-		free(s);
-		return NULL;
-	}
-	s->refs = 1;
-	s->line = line;
-	s->instances = 1;
-	s->pol = *defaults;
-	return s;
-}
-
-static void check_service(struct ctx *c, struct svc_conf *s, const char *log_dir, int line)
-{
-	c->line = line;
-	if (!s->argv) {
-		if (!c->command_seen)
-			errlist_add(c->errs, c->file, line, "service %s: missing 'command'", s->name);
-		return;
-	}
-	if (s->directory) {
-		struct stat st;
-		c->key = "directory";
-		c->line = c->l_directory ? c->l_directory : line;
-		if (stat(s->directory, &st) < 0)
-			bad(c, "%s: %s", s->directory, strerror(errno));
-		else if (!S_ISDIR(st.st_mode))
-			bad(c, "%s: not a directory", s->directory);
-	}
-	c->line = line;
-	resolve_ids(c, s);
-	c->line = line;
-	check_command(c, s);
-	/* the library caps every delay at backoff_max: a longer initial delay would be ignored */
-	uint64_t initial = s->pol.set & EVM_SVC_BACKOFF_INITIAL ? s->pol.backoff_initial_ms : 100;
-	uint64_t max = s->pol.set & EVM_SVC_BACKOFF_MAX ? s->pol.backoff_max_ms : 30000;
-	if (initial > max)
-		errlist_add(c->errs, c->file, line,
-			    "service %s: backoff_initial (%llu ms) is longer than backoff_max "
-			    "(%llu ms): every restart would wait backoff_max",
-			    s->name, (unsigned long long)initial, (unsigned long long)max);
-	if ((s->pol.out[0] == OUT_LOG || s->pol.out[1] == OUT_LOG) && !log_dir)
-		errlist_add(c->errs, c->file, c->l_out ? c->l_out : line,
-			    "service %s: stdout/stderr = log needs log_dir in [evmon]", s->name);
-}
-
-/* every key of a section, in order; a repeated key is a mistake */
-static void apply_section(struct ctx *c, const struct rsec *sec)
-{
-	for (size_t i = 0; i < sec->n; i++) {
-		for (size_t j = 0; j < i; j++) {
-			if (!strcmp(sec->kv[j].key, sec->kv[i].key)) {
-				errlist_add(c->errs, c->file, sec->kv[i].line,
-					    "duplicate key '%s' (first set on line %d)", sec->kv[i].key,
-					    sec->kv[j].line);
-				goto next;
-			}
-		}
-		c->line = sec->kv[i].line;
-		c->key = sec->kv[i].key;
-		set_key(c, sec->kv[i].key, sec->kv[i].val);
-next:;
-	}
 }
 
 static char *dir_of(const char *path)
@@ -792,7 +311,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 		errlist_add(errs, path, 0, "out of memory");
 		return -1;
 	}
-	default_policy(&cfg->defaults);
+	conf_default_policy(&cfg->defaults);
 
 	/* inih's settings are process globals (Debian builds them as variables) */
 	ini_use_stack = false;
@@ -815,7 +334,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	else if (rc < 0 || r.oom)
 		errlist_add(errs, path, 0, "out of memory");
 
-	struct ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg};
+	struct conf_ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg};
 	struct hashmap names = {0}; /* the services so far */
 	size_t cap = 0;
 	/* [evmon] first: its policy keys are every service's defaults */
@@ -830,7 +349,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 		}
 		evmon_line = r.secs[i].line;
 		c.pol = &cfg->defaults;
-		apply_section(&c, &r.secs[i]);
+		conf_apply(&c, r.secs[i].kv, r.secs[i].n);
 	}
 	for (size_t i = 0; i < r.nsecs; i++) {
 		const struct rsec *sec = &r.secs[i];
@@ -853,17 +372,15 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 				    name, HMAP_ENTRY(first, struct svc_conf, node)->line);
 			continue;
 		}
-		struct svc_conf *s = service_new(name, &cfg->defaults, sec->line);
+		struct svc_conf *s = conf_service_new(name, &cfg->defaults, sec->line);
 		if (!s || push_service(cfg, &cap, s) < 0 || hmap_add(&names, &s->node, s->name) < 0) {
 			errlist_add(errs, path, sec->line, "out of memory");
 			continue;
 		}
 		c.svc = s;
 		c.pol = &s->pol;
-		c.command_seen = false;
-		c.l_command = c.l_directory = c.l_user = c.l_group = c.l_out = 0;
-		apply_section(&c, sec);
-		check_service(&c, s, cfg->log_dir, sec->line);
+		conf_apply(&c, sec->kv, sec->n);
+		conf_check_service(&c, s, cfg->log_dir, sec->line);
 		c.svc = NULL;
 		cfg->ninstances += s->instances;
 	}
@@ -891,27 +408,22 @@ struct svc_conf *config_service(const struct config *cfg, const char *name, cons
 	if (cfg)
 		defaults = cfg->defaults;
 	else
-		default_policy(&defaults);
-	struct svc_conf *s = service_new(name, &defaults, 0);
-	if (!s) {
+		conf_default_policy(&defaults);
+	struct svc_conf *s = conf_service_new(name, &defaults, 0);
+	struct conf_pair *pairs = calloc(nkv ? nkv : 1, sizeof(*pairs));
+	if (!s || !pairs) {
+		svc_conf_unref(s);
+		free(pairs);
 		errlist_add(errs, where, 0, "out of memory");
 		return NULL;
 	}
-	struct ctx c = {.file = where, .base = cfg ? cfg->dir : NULL, .errs = errs, .svc = s,
-			.pol = &s->pol};
-	for (size_t i = 0; i < nkv; i++) {
-		bool dup = false;
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = !strcmp(kv[i].key, kv[j].key);
-		if (dup) {
-			/* reported and not applied, as in a file: a second command would leak the first */
-			errlist_add(errs, where, 0, "duplicate key '%s'", kv[i].key);
-			continue;
-		}
-		c.key = kv[i].key;
-		set_key(&c, kv[i].key, kv[i].value);
-	}
-	check_service(&c, s, cfg ? cfg->log_dir : NULL, 0);
+	for (size_t i = 0; i < nkv; i++)
+		pairs[i] = (struct conf_pair){.key = kv[i].key, .value = kv[i].value};
+	struct conf_ctx c = {.file = where, .base = cfg ? cfg->dir : NULL, .errs = errs, .svc = s,
+			     .pol = &s->pol};
+	conf_apply(&c, pairs, nkv);
+	free(pairs);
+	conf_check_service(&c, s, cfg ? cfg->log_dir : NULL, 0);
 	if (errs->n > nerr0) {
 		svc_conf_unref(s);
 		return NULL;

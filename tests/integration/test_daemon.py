@@ -133,6 +133,25 @@ def test_every_mistake_is_reported_in_file_order(procs, tmp_path):
     assert r.returncode == 1 and f"{tmp_path}: Is a directory" in r.stderr, r
 
 
+def test_nul_byte_is_refused_with_file_and_line(procs, tmp_path):
+    """A NUL byte would end the line for a text reader: `command = echo visible\\0
+    hidden` must not quietly run `echo visible` (issue 18.10)."""
+    cfg = tmp_path / "nul.ini"
+    cfg.write_bytes(b"[service:a]\n"
+                    b"command = /bin/echo visible\0 hidden-arg\n"
+                    b"[service:b]\n"
+                    b"command = /bin/true\n"
+                    b"environment = A=\0\0B\n")
+    for argv in ([EVMON, "daemon", "--check", "-c", str(cfg)],
+                 [EVMON, "daemon", "-c", str(cfg), "-S", str(tmp_path / "s.sock")]):
+        r = procs.run(argv, timeout=20)
+        assert r.returncode == 1, r
+        got = r.stderr.splitlines()
+        assert got[:2] == [f"{cfg}:2: NUL byte in the line: a config file is text",
+                           f"{cfg}:5: NUL byte in the line: a config file is text"], got
+        assert not os.path.exists(tmp_path / "s.sock")
+
+
 def test_check_output_and_warnings(procs, tmp_path):
     cfg = tmp_path / "c.ini"
     logs = tmp_path / "logs"

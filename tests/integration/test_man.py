@@ -205,10 +205,10 @@ def test_libevmon3_example_builds_and_runs(tmp_path):
 
 
 def config_keys():
-    """The keys config.c accepts: the names it compares a key with."""
-    with open(os.path.join(ROOT, "src/daemon/config.c")) as f:
+    """The keys the daemon accepts: the names in the key table of confkeys.c."""
+    with open(os.path.join(ROOT, "src/daemon/confkeys.c")) as f:
         src = f.read()
-    return set(re.findall(r'strcmp\(k, "([a-z_]+)"\)', src))
+    return set(re.findall(r'\[CK_[A-Z_]+\] = \{"([a-z_]+)"', src))
 
 
 def test_evmon_ini5_documents_every_key():

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "confkeys.h"
 
 #include <limits.h>
 #include <pwd.h>
@@ -428,6 +429,60 @@ static void test_from_pairs(void **state)
 	errlist_free(&errs);
 }
 
+static void test_nul_byte(void **state)
+{
+	(void)state;
+	/* fputs would stop at the NUL: write the bytes */
+	static const char text[] = "[service:a]\ncommand = /bin/echo visible\0 hidden\n"
+				   "[service:b]\ncommand = /bin/true\n#\0\0\n";
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, sizeof(text) - 1, f), sizeof(text) - 1);
+	fclose(f);
+	struct errlist errs = {0};
+	struct config *cfg = (struct config *)1;
+	assert_int_equal(config_load(path, &cfg, &errs), -1);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 2); /* one per line, however many NULs */
+	expect_msg(&errs, 2, "NUL byte in the line");
+	expect_msg(&errs, 5, "NUL byte in the line");
+	errlist_free(&errs);
+}
+
+/* Every key of the table is documented in evmon.ini(5) as "*key* = ...". */
+static void test_keys_documented(void **state)
+{
+	(void)state;
+	FILE *f = fopen("man/evmon.ini.5.scd", "r");
+	if (!f)
+		skip(); /* not run from the source tree */
+	static char man[65536];
+	size_t n = fread(man, 1, sizeof(man) - 1, f);
+	fclose(f);
+	man[n] = '\0';
+	for (int k = 0; k < CK_COUNT; k++) {
+		char want[64];
+		snprintf(want, sizeof(want), "\n*%s* = ", conf_key_name((enum conf_key)k));
+		if (!strstr(man, want))
+			fail_msg("key %s is not documented in man/evmon.ini.5.scd", conf_key_name(k));
+	}
+	assert_null(conf_key_name(CK_COUNT));
+}
+
+static void test_pairs_repeated(void **state)
+{
+	(void)state;
+	struct errlist errs = {0};
+	const struct conf_kv kv[] = {{"command", "sleep 5"}, {"wat", "1"}, {"command", "x"},
+				     {"wat", "2"}};
+	assert_null(config_service(NULL, "x", kv, 4, "add", &errs));
+	assert_int_equal(errs.n, 3);
+	assert_string_equal(errs.msgs[0], "add: unknown key 'wat'");
+	assert_string_equal(errs.msgs[1], "add: duplicate key 'command'");
+	assert_string_equal(errs.msgs[2], "add: duplicate key 'wat'");
+	errlist_free(&errs);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -458,6 +513,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_equal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_from_pairs, setup, teardown),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test_setup_teardown(test_nul_byte, setup, teardown),
+		cmocka_unit_test(test_keys_documented),
+		cmocka_unit_test(test_pairs_repeated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,59 @@
+/*
+ * confkeys.h - the keys of the daemon's configuration (confkeys.c): one
+ * table that says for each key its section, how its value is read and
+ * where it goes; applying a section's keys; the checks of a service once
+ * all its keys are known. config.c feeds it from two sources: the sections
+ * of a file and the key/value pairs of `evmon ctl add`.
+ */
+#ifndef EVMON_CONFKEYS_H
+#define EVMON_CONFKEYS_H
+
+#include "config.h"
+
+/* One key = value, with the line it is on (0: not from a file). */
+struct conf_pair {
+	const char *key;
+	const char *value;
+	int line;
+};
+
+enum conf_key {
+	CK_RESTART, CK_EXIT_CODES, CK_START_SECS, CK_START_RETRIES, CK_BACKOFF_INITIAL,
+	CK_BACKOFF_MAX, CK_BACKOFF_JITTER, CK_STABLE_SECS, CK_MAX_RETRIES, CK_STOP_SIGNAL,
+	CK_STOP_TIMEOUT, CK_KILL_GROUP, CK_AUTOSTART, CK_UMASK, CK_STDOUT, CK_STDERR,
+	CK_LOG_MAX_BYTES, CK_LOG_BACKUPS, CK_LOG_TIMESTAMPS,
+	CK_COMMAND, CK_ENVIRONMENT, CK_DIRECTORY, CK_USER, CK_GROUP, CK_INSTANCES,
+	CK_SOCKET, CK_LOG_DIR, CK_MAX_CLIENTS, CK_CLIENT_BUFFER,
+	CK_COUNT
+};
+
+/* Where the keys of one section go, and what was seen of them. */
+struct conf_ctx {
+	const char *file;	 /* for messages */
+	const char *base;	 /* directory for relative paths, or NULL */
+	struct errlist *errs;
+	struct svc_policy *pol;	 /* the service's, or [evmon]'s defaults */
+	struct svc_conf *svc;	 /* NULL in [evmon] */
+	struct config *cfg;	 /* [evmon] only */
+	bool seen[CK_COUNT];	 /* given in this section (maybe with a bad value) */
+	int line_of[CK_COUNT];	 /* and on which line (0: not from a file) */
+	int line;		 /* of the key being read or checked, for messages */
+	const char *key;
+};
+
+/*
+ * Every pair, in order, into the section c is set up for (seen and line_of
+ * are reset first). A repeated key is a mistake and is not applied.
+ */
+void conf_apply(struct conf_ctx *c, const struct conf_pair *kv, size_t n);
+
+/* What can only be checked with every key of service s known; line: its section's. */
+void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line);
+
+void conf_default_policy(struct svc_policy *p);
+struct svc_conf *conf_service_new(const char *name, const struct svc_policy *defaults, int line);
+
+/* The name of key k as written in a file (for tests and documentation checks). */
+const char *conf_key_name(enum conf_key k);
+
+#endif
