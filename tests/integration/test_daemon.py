@@ -655,9 +655,11 @@ start_secs = 0
     # running with start_secs = 0 comes before the helper ignores SIGTERM
     wait_for(lambda: ignoring.exists(), what="stubborn ignores SIGTERM")
     fam = d.status("family")["family"]["pid"]
-    grandkids = wait_for(lambda: [int(p) for p in open(f"/proc/{fam}/task/{fam}/children")
-                                  .read().split()] or None, what="family's children")
-    assert len(grandkids) == 2
+    def children():  # the shell starts its two sleeps one after the other: wait for both
+        kids = [int(p) for p in open(f"/proc/{fam}/task/{fam}/children").read().split()]
+        return kids if len(kids) == 2 else None
+
+    grandkids = wait_for(children, what="family's two children")
     d.stop(signal.SIGINT)
     assert not any(alive(p) for p in grandkids)
     log = d.log()
