@@ -559,6 +559,218 @@ enum {
  */
 EVM_API int evm_shutdown(struct evm_loop *loop, unsigned flags);
 
+/* --------------------------------------------------------------- cgroups */
+
+/*
+ * cgroup v2 containment: a process tree placed in its own cgroup cannot
+ * escape it (fork, setsid, double fork), can be listed, signalled and killed
+ * as a whole, and tells when it is empty.
+ *
+ * A struct evm_cgroup names one directory of the cgroup2 hierarchy (the
+ * mount is found in /proc/self/mountinfo: /sys/fs/cgroup, or
+ * /sys/fs/cgroup/unified on a hybrid host). It holds an O_PATH fd of the
+ * directory (evm_cgroup_fd), to spawn children straight into it. The caller owns
+ * it (evm_cgroup_free); freeing it never removes the cgroup. These functions
+ * do not touch a loop and may be called from any thread, but not on the same
+ * handle at once; only the watch functions need the loop thread.
+ *
+ * The kernel's rules apply: a cgroup with processes of its own cannot enable
+ * controllers for children (the no-internal-process rule; the root is
+ * exempt), so a supervisor moves itself into a leaf first, e.g.
+ *   base = <own cgroup>/evmon.<instance>, self -> base/evmon.daemon,
+ *   services -> base/<name>.service
+ * (evm_cgroup_create, evm_cgroup_attach(leaf, 0), evm_cgroup_enable).
+ * Do not spawn into a frozen cgroup: the spawn would block until it thaws.
+ */
+struct evm_cgroup;
+struct evm_cgroup_watch;
+
+/* Controllers, as bits. Others (cpuset, hugetlb, ...) are not tracked here. */
+enum {
+	EVM_CGROUP_CPU = 1u << 0,
+	EVM_CGROUP_IO = 1u << 1,
+	EVM_CGROUP_MEMORY = 1u << 2,
+	EVM_CGROUP_PIDS = 1u << 3,
+};
+
+/* "cpu", "io", "memory", "pids" for one bit; "unknown" otherwise. Static string. */
+EVM_API const char *evm_cgroup_controller_name(unsigned controller);
+
+/*
+ * Copy the cgroup2 mount point into buf. -ENOENT when cgroup2 is not
+ * mounted (cgroup v1 only), -ERANGE when buf is too small.
+ */
+EVM_API int evm_cgroup_mount(char *buf, size_t size);
+
+/*
+ * Open the cgroup of the calling process (the "0::" line of
+ * /proc/self/cgroup). -ENOENT when there is no cgroup2 mount or our cgroup
+ * is not visible under it. On success the caller owns *out.
+ */
+EVM_API int evm_cgroup_open_self(struct evm_cgroup **out);
+
+/* Open the cgroup at an absolute path of a cgroup2 mount (-ENOTDIR, -EINVAL
+ * when it is not one). The caller owns *out. */
+EVM_API int evm_cgroup_open(const char *path, struct evm_cgroup **out);
+
+/*
+ * Create the child cgroup name of parent, or open it when it exists:
+ * returns 0 when created, 1 when it existed (it may still hold processes of
+ * an earlier run). name is one path component, not "cgroup.*". The caller
+ * owns *out.
+ */
+EVM_API int evm_cgroup_create(struct evm_cgroup *parent, const char *name,
+			      struct evm_cgroup **out);
+
+/* Close the handle (the cgroup stays). NULL is a no-op. */
+EVM_API void evm_cgroup_free(struct evm_cgroup *cg);
+
+/* The cgroup's filesystem path. Valid while the handle is. */
+EVM_API const char *evm_cgroup_path(const struct evm_cgroup *cg);
+
+/* The O_PATH directory fd (to spawn into the cgroup). Borrowed: the handle owns it. */
+EVM_API int evm_cgroup_fd(const struct evm_cgroup *cg);
+
+/*
+ * 0 when this process may create child cgroups in cg and move processes
+ * into them (root on the host, systemd Delegate=yes, a container with its
+ * own cgroup namespace), else -EACCES, -EROFS, ...
+ */
+EVM_API int evm_cgroup_writable(const struct evm_cgroup *cg);
+
+/* The controllers cg can use (its cgroup.controllers) as EVM_CGROUP_* bits. */
+EVM_API int evm_cgroup_controllers(const struct evm_cgroup *cg, unsigned *out);
+
+/*
+ * Enable controllers for cg's children (cgroup.subtree_control), those of
+ * the wanted ones that cg has. *enabled (optional) receives what is enabled
+ * afterwards. Returns 0 even when some wanted controller is not available
+ * (compare *enabled); -EBUSY when cg holds processes (move them to a leaf).
+ */
+EVM_API int evm_cgroup_enable(struct evm_cgroup *cg, unsigned controllers, unsigned *enabled);
+
+/* Move process pid (0: the calling process, all its threads) into cg. */
+EVM_API int evm_cgroup_attach(struct evm_cgroup *cg, pid_t pid);
+
+/*
+ * The processes in cg itself (cgroup.procs, not its descendants): up to cap
+ * pids are stored in pids (may be NULL when cap is 0). Returns how many
+ * there are, which may exceed cap, or -errno.
+ */
+EVM_API int evm_cgroup_procs(const struct evm_cgroup *cg, pid_t *pids, size_t cap);
+
+/* 1 when cg or a descendant has a live process (zombies do not count), 0 if not, or -errno. */
+EVM_API int evm_cgroup_populated(const struct evm_cgroup *cg);
+
+/*
+ * Send sig to every process in cg and its descendants. Each pid read from
+ * cgroup.procs is opened as a pidfd and checked to be still in the cgroup
+ * before the signal, so a reused pid is never hit. Returns the number of
+ * processes signalled, or -errno when none could be (e.g. -EPERM). Processes
+ * forked meanwhile may be missed: use evm_cgroup_kill to end a tree.
+ */
+EVM_API int evm_cgroup_signal(struct evm_cgroup *cg, int sig);
+
+/*
+ * SIGKILL every process in cg and its descendants, atomically with respect
+ * to fork (cgroup.kill, Linux 5.14). Without cgroup.kill (or with
+ * EVM_CGROUP_NO_KILL=1 in the environment) it signals the members again and
+ * again until a pass finds no process it has not killed yet: a killed process
+ * cannot fork, so this ends even for a fork bomb. Returns at once: the
+ * processes may still be exiting (wait for populated 0). The caller must not
+ * be in cg.
+ */
+EVM_API int evm_cgroup_kill(struct evm_cgroup *cg);
+
+/*
+ * Remove cg and its descendant cgroups (rmdir, deepest first). They must
+ * be empty: up to timeout_ms (-1: no limit) it waits for them to empty (it
+ * kills nothing) and retries while the kernel reports them busy; then
+ * -EBUSY. A cgroup already gone counts as removed. The handle stays the
+ * caller's to free.
+ */
+EVM_API int evm_cgroup_remove(struct evm_cgroup *cg, int timeout_ms);
+
+/* Resource limits (the file each one writes, and its controller). */
+enum evm_cgroup_limit {
+	EVM_CGROUP_MEMORY_MAX = 1, /* memory.max: bytes, K/M/G suffixes, or "max" */
+	EVM_CGROUP_MEMORY_HIGH,	   /* memory.high: the same; throttles instead of OOM */
+	EVM_CGROUP_PIDS_MAX,	   /* pids.max: a number or "max" */
+	EVM_CGROUP_CPU_WEIGHT,	   /* cpu.weight: 1-10000, default 100 */
+	EVM_CGROUP_CPU_MAX,	   /* cpu.max: "QUOTA PERIOD" in us, or "max" */
+	EVM_CGROUP_IO_WEIGHT,	   /* io.weight: 1-10000, default 100 */
+};
+
+/* "memory.max", ... for a limit; NULL when out of range. Static string. */
+EVM_API const char *evm_cgroup_limit_file(enum evm_cgroup_limit limit);
+/* The EVM_CGROUP_* controller a limit needs; 0 when out of range. */
+EVM_API unsigned evm_cgroup_limit_controller(enum evm_cgroup_limit limit);
+
+/*
+ * Write value (in the kernel's syntax, see the enum) to the limit's file.
+ * -EOPNOTSUPP when the controller is not available to cg (not enabled in its
+ * parent's cgroup.subtree_control: evm_cgroup_limit_controller names it),
+ * -EINVAL for a value the kernel refuses, -ENOENT when cg is gone.
+ */
+EVM_API int evm_cgroup_set_limit(struct evm_cgroup *cg, enum evm_cgroup_limit limit,
+				 const char *value);
+
+/* Read a limit back into buf (without the newline); errors as evm_cgroup_set_limit, -ERANGE. */
+EVM_API int evm_cgroup_get_limit(const struct evm_cgroup *cg, enum evm_cgroup_limit limit,
+				 char *buf, size_t size);
+
+/* Which evm_cgroup_stats fields were readable. */
+enum {
+	EVM_CGROUP_STAT_CPU = 1u << 0,	   /* cpu.stat: always there */
+	EVM_CGROUP_STAT_MEMORY = 1u << 1,  /* memory.current */
+	EVM_CGROUP_STAT_PEAK = 1u << 2,	   /* memory.peak (Linux 5.19) */
+	EVM_CGROUP_STAT_OOM = 1u << 3,	   /* memory.events */
+	EVM_CGROUP_STAT_PIDS = 1u << 4,	   /* pids.current */
+	EVM_CGROUP_STAT_PROCS = 1u << 5,   /* cgroup.procs */
+};
+
+struct evm_cgroup_stats {
+	unsigned have;		 /* EVM_CGROUP_STAT_*; fields not in it are 0 */
+	uint64_t cpu_usage_usec; /* cpu.stat, cg and its descendants */
+	uint64_t cpu_user_usec;
+	uint64_t cpu_system_usec;
+	uint64_t memory_current; /* bytes */
+	uint64_t memory_peak;	 /* bytes */
+	uint64_t oom;		 /* memory.events: times the limit made reclaim fail */
+	uint64_t oom_kill;	 /* memory.events: processes the OOM killer killed */
+	uint64_t pids_current;	 /* tasks (threads), cg and its descendants */
+	uint64_t procs;		 /* processes in cg itself */
+};
+
+/*
+ * Read what is readable. Missing controller files are not errors (see
+ * have); -ENOENT when cg is gone. An OOM kill shows as oom_kill growing: read
+ * it when a process starts and when it exits.
+ */
+EVM_API int evm_cgroup_stats(const struct evm_cgroup *cg, struct evm_cgroup_stats *out);
+
+typedef void (*evm_cgroup_cb)(struct evm_cgroup_watch *w, bool populated, void *data);
+
+/*
+ * Watch cg's "populated" flag (cgroup.events) in the loop: cb runs when it
+ * changes, with the new value. The initial value is evm_cgroup_watch_populated;
+ * quick changes may coalesce (cb sees the current value when it differs
+ * from the last one reported). populated goes 0 when the last process
+ * exits, which may be before its parent has reaped it. The watch keeps what
+ * it needs: cg may be freed first. The loop owns the watch until
+ * evm_cgroup_unwatch or evm_loop_free; *out is optional. All the watches of
+ * a loop share one inotify fd; -ENOSPC when fs.inotify.max_user_watches is
+ * reached. Loop thread.
+ */
+EVM_API int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg,
+			     evm_cgroup_cb cb, void *data, struct evm_cgroup_watch **out);
+
+/* The last value seen (what the last callback said, or the initial one). */
+EVM_API bool evm_cgroup_watch_populated(const struct evm_cgroup_watch *w);
+
+/* Stop watching and free the watch (also from its own callback). */
+EVM_API void evm_cgroup_unwatch(struct evm_cgroup_watch *w);
+
 #ifdef __cplusplus
 }
 #endif

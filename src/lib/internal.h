@@ -255,6 +255,30 @@ struct evm__svclist {
 EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
 EVM_HIDDEN void evm__services_sweep(struct evm_loop *loop);
 
+/* --------------------------------------------------------------- cgroups */
+
+struct evm_cgroup {
+	int dfd;    /* O_PATH | O_DIRECTORY */
+	char *path; /* filesystem path */
+	char *rel;  /* as in /proc/PID/cgroup; NULL when the mount does not show it */
+};
+
+/* interface files: never created (O_CREAT); -errno */
+EVM_HIDDEN ssize_t evm__cg_read(int dfd, const char *name, char *buf, size_t cap);
+EVM_HIDDEN ssize_t evm__cg_read_all(int dfd, const char *name, char **out); /* malloc'ed */
+EVM_HIDDEN int evm__cg_write(int dfd, const char *name, const char *s);
+/* after ENOENT on an interface file: -ENOENT (cgroup gone) or -EOPNOTSUPP (controller off) */
+EVM_HIDDEN int evm__cg_missing(int dfd);
+EVM_HIDDEN bool evm__cg_key(const char *text, const char *key, uint64_t *out);
+EVM_HIDDEN const char *evm__cg_next_line(const char *l);
+/* the part of path below prefix ("" for prefix itself), or NULL */
+EVM_HIDDEN const char *evm__cg_below(const char *path, const char *prefix);
+EVM_HIDDEN int evm__cgroup_populated_at(int dfd, const char *events); /* 1, 0, -errno */
+EVM_HIDDEN int evm__cgroup_kill_loop(struct evm_cgroup *cg); /* kill without cgroup.kill */
+
+struct evm__cgwatchers; /* the loop's inotify fd and its watches (cgwatch.c) */
+EVM_HIDDEN void evm__cgwatch_free_all(struct evm_loop *loop);
+
 /* ------------------------------------------------------------------ loop */
 
 enum evm__spawn_mode { EVM__SPAWN_AUTO, EVM__SPAWN_DIRECT, EVM__SPAWN_HELPER };
@@ -341,6 +365,8 @@ struct evm_loop {
 	struct evm__svclist svcs;
 	struct evm_service *dead_svcs; /* removed this iteration */
 	bool shutting_down;	       /* evm_shutdown runs: no restarts */
+
+	struct evm__cgwatchers *cgw; /* cgroup populated watches, on first use */
 };
 
 EVM_HIDDEN void evm__defer_unref(struct evm_loop *loop, struct evm_proc *proc);

@@ -264,6 +264,7 @@ void evm_loop_free(struct evm_loop *loop)
 	evm__spawner_stop(loop);
 	evm__reap_fini(loop);
 	evm__io_free_all(loop);
+	evm__cgwatch_free_all(loop);
 	evm__timers_free(loop);
 	evm__mux_free(loop);
 	evm__pidmap_free(&loop->pids);

@@ -1,0 +1,239 @@
+/*
+ * cgkill.c - ending what runs in a cgroup: signalling its members without
+ * hitting a reused pid, killing the whole tree (cgroup.kill, or a loop of
+ * SIGKILLs where the kernel has none), and removing the cgroups.
+ *
+ * cgroup.procs lists pids, which may be reused between the read and the
+ * signal. So each pid is opened as a pidfd, which pins the process, and
+ * its /proc/PID/cgroup is checked before the signal goes through the pidfd.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Is pid (which must be pinned by a pidfd) in the cgroup rel or below it? */
+static bool still_member(pid_t pid, const char *rel)
+{
+	if (!rel)
+		return true; /* cannot tell: trust cgroup.procs */
+	char path[48], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	ssize_t n = evm__cg_read(AT_FDCWD, path, buf, sizeof(buf));
+	if (n <= 0)
+		return false;
+	for (char *l = buf; l; l = (char *)evm__cg_next_line(l)) {
+		if (strncmp(l, "0::", 3) != 0)
+			continue;
+		l[strcspn(l, "\n")] = 0;
+		return evm__cg_below(l + 3, rel) != NULL;
+	}
+	return false;
+}
+
+struct sigwalk {
+	const char *rel; /* the top cgroup's */
+	int sig;
+	int sent;
+	int error;		   /* the first failure other than ESRCH */
+	struct evm__pidmap *seen;  /* kill loop: pids already killed */
+	int fresh;		   /* kill loop: pids not seen before */
+};
+
+static void signal_pid(struct sigwalk *sw, pid_t pid)
+{
+	if (sw->seen) {
+		/*
+		 * Met once is enough, signalled or not (gone, moved out,
+		 * EPERM): the kill loop ends when a pass meets nobody new.
+		 */
+		if (evm__pidmap_get(sw->seen, pid))
+			return;
+		sw->fresh++;
+		if (evm__pidmap_reserve(sw->seen) == 0)
+			evm__pidmap_put(sw->seen, pid, (struct evm_proc *)sw);
+	}
+	/*
+	 * The pidfd pins the process: if it is still a member now, the signal
+	 * reaches that member, even if the pid was reused after we read it.
+	 */
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0) {
+		if (errno != ESRCH && !sw->error)
+			sw->error = -errno;
+		return;
+	}
+	if (still_member(pid, sw->rel)) {
+		if (syscall(SYS_pidfd_send_signal, fd, sw->sig, NULL, 0) == 0)
+			sw->sent++;
+		else if (errno != ESRCH && !sw->error)
+			sw->error = -errno;
+	}
+	close(fd);
+}
+
+/* Signal the members of dfd, then of its child cgroups, depth first. */
+static int signal_tree(struct sigwalk *sw, int dfd, int depth)
+{
+	char *text;
+	ssize_t len = evm__cg_read_all(dfd, "cgroup.procs", &text);
+	if (len < 0)
+		return (int)len;
+	for (char *s = text, *end; *s; s = end + strspn(end, "\n")) {
+		long v = strtol(s, &end, 10);
+		if (end == s)
+			break;
+		if (v > 0)
+			signal_pid(sw, (pid_t)v);
+	}
+	free(text);
+	if (depth > 64)
+		return 0;
+	int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+	if (!d) {
+		if (lfd >= 0)
+			close(lfd);
+		return 0;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_type != DT_DIR || e->d_name[0] == '.')
+			continue;
+		int cfd = openat(dirfd(d), e->d_name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (cfd >= 0) {
+			signal_tree(sw, cfd, depth + 1);
+			close(cfd);
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+int evm_cgroup_signal(struct evm_cgroup *cg, int sig)
+{
+	if (!cg || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	struct sigwalk sw = {.rel = cg->rel, .sig = sig};
+	int r = signal_tree(&sw, cg->dfd, 0);
+	if (r < 0)
+		return r;
+	return sw.sent || !sw.error ? sw.sent : sw.error;
+}
+
+#define KILL_PASSES 1000
+
+/* Without cgroup.kill: SIGKILL until a pass meets nobody new. */
+int evm__cgroup_kill_loop(struct evm_cgroup *cg)
+{
+	struct evm__pidmap seen = {0};
+	struct sigwalk sw = {.rel = cg->rel, .sig = SIGKILL, .seen = &seen};
+	int r = -EAGAIN;
+	for (int pass = 0; pass < KILL_PASSES; pass++) {
+		sw.fresh = 0;
+		int e = signal_tree(&sw, cg->dfd, 0);
+		if (e < 0) {
+			r = e;
+			break;
+		}
+		if (sw.fresh == 0) {
+			r = sw.sent || !sw.error ? 0 : sw.error;
+			break;
+		}
+	}
+	evm__pidmap_free(&seen);
+	return r;
+}
+
+int evm_cgroup_kill(struct evm_cgroup *cg)
+{
+	if (!cg)
+		return -EINVAL;
+	const char *force = secure_getenv("EVM_CGROUP_NO_KILL");
+	if (!force || !*force || !strcmp(force, "0")) {
+		int r = evm__cg_write(cg->dfd, "cgroup.kill", "1");
+		if (r != -ENOENT)
+			return r;
+		if (evm__cg_missing(cg->dfd) == -ENOENT)
+			return -ENOENT; /* the cgroup is gone, not the file */
+	}
+	return evm__cgroup_kill_loop(cg);
+}
+
+/* -------------------------------------------------------------- removal */
+
+/* rmdir the child cgroups of dfd, deepest first; the first error */
+static int remove_children(int dfd, int depth)
+{
+	int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lfd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	DIR *d = fdopendir(lfd);
+	if (!d) {
+		close(lfd);
+		return -ENOMEM;
+	}
+	int r = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_type != DT_DIR || e->d_name[0] == '.')
+			continue;
+		int cfd = openat(dirfd(d), e->d_name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		int c = cfd < 0 ? 0 : depth > 64 ? -ELOOP : remove_children(cfd, depth + 1);
+		if (cfd >= 0)
+			close(cfd);
+		if (c == 0 && unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			c = -errno;
+		if (c < 0 && r == 0)
+			r = c;
+	}
+	closedir(d);
+	return r;
+}
+
+/* Wait up to ms (-1: forever) for populated 0 (cgroup.events raises POLLPRI on change). */
+static void wait_empty(struct evm_cgroup *cg, int ms)
+{
+	int fd = openat(cg->dfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char buf[256];
+	uint64_t v = 1;
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n > 0) {
+		buf[n] = 0;
+		evm__cg_key(buf, "populated", &v);
+	}
+	struct pollfd pfd = {.fd = fd, .events = POLLPRI};
+	/* empty but still busy (a child's removal in flight): a short pause */
+	poll(v ? &pfd : NULL, v ? 1 : 0, v ? ms : (ms < 0 || ms > 10 ? 10 : ms));
+	close(fd);
+}
+
+int evm_cgroup_remove(struct evm_cgroup *cg, int timeout_ms)
+{
+	if (!cg)
+		return -EINVAL;
+	uint64_t deadline = evm__mono_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+	for (;;) {
+		int r = remove_children(cg->dfd, 0);
+		if (r == 0 && rmdir(cg->path) < 0 && errno != ENOENT)
+			r = -errno;
+		if (r != -EBUSY)
+			return r;
+		uint64_t now = evm__mono_ns();
+		if (timeout_ms >= 0 && now >= deadline)
+			return -EBUSY;
+		int left = timeout_ms < 0 ? -1 : (int)((deadline - now + 999999) / 1000000);
+		wait_empty(cg, left);
+	}
+}
+

@@ -1,0 +1,259 @@
+/*
+ * cgwatch.c - the populated watch: a callback when a cgroup's "populated"
+ * flag (cgroup.events) goes 0 or 1.
+ *
+ * One inotify fd per loop, in epoll, serves every watch: the kernel reports
+ * a change of cgroup.events as IN_MODIFY, and we re-read the file to learn
+ * the new value. The alternative, one cgroup.events fd per cgroup in epoll
+ * with EPOLLPRI (kernfs raises it on change; a pread re-arms it), costs an
+ * fd and an epoll registration per cgroup: 10,000 services would add
+ * 10,000 fds to a table every direct spawn copies. inotify costs one fd,
+ * and a watch descriptor per cgroup (counted against
+ * fs.inotify.max_user_watches). Two watches on one file share the kernel's
+ * watch descriptor, so the table maps a descriptor to a chain of watches.
+ *
+ * The kernel sends no IN_IGNORED when a watched cgroup is removed, so a
+ * watch lives until evm_cgroup_unwatch, whatever happens to its cgroup.
+ *
+ * Callbacks may unwatch anything: a watch unwatched during a dispatch is
+ * marked dead and freed when the outermost dispatch ends.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+struct evm_cgroup_watch {
+	struct evm__cgwatchers *set;
+	char *events;	/* path of cgroup.events */
+	int wd;
+	bool populated;
+	bool dead;
+	evm_cgroup_cb cb;
+	void *data;
+	struct evm_cgroup_watch *hnext; /* same bucket */
+	struct evm_cgroup_watch *dnext; /* dead, waiting for the dispatch to end */
+};
+
+struct evm__cgwatchers {
+	struct evm__watch w; /* the inotify fd readable */
+	struct evm_loop *loop;
+	int ifd;
+	struct evm_cgroup_watch **buckets; /* by wd; cap is a power of 2 */
+	size_t cap, n;
+	struct evm_cgroup_watch *dead;
+	unsigned dispatching;
+};
+
+static struct evm_cgroup_watch **bucket(struct evm__cgwatchers *s, int wd)
+{
+	return &s->buckets[(unsigned)wd & (s->cap - 1)];
+}
+
+static int grow(struct evm__cgwatchers *s)
+{
+	size_t cap = s->cap ? s->cap * 2 : 64;
+	struct evm_cgroup_watch **nb = calloc(cap, sizeof(*nb));
+	if (!nb)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->cap; i++) {
+		while (s->buckets[i]) {
+			struct evm_cgroup_watch *w = s->buckets[i];
+			s->buckets[i] = w->hnext;
+			w->hnext = nb[(unsigned)w->wd & (cap - 1)];
+			nb[(unsigned)w->wd & (cap - 1)] = w;
+		}
+	}
+	free(s->buckets);
+	s->buckets = nb;
+	s->cap = cap;
+	return 0;
+}
+
+static void unlink_watch(struct evm__cgwatchers *s, struct evm_cgroup_watch *w)
+{
+	for (struct evm_cgroup_watch **pp = bucket(s, w->wd); *pp; pp = &(*pp)->hnext) {
+		if (*pp == w) {
+			*pp = w->hnext;
+			s->n--;
+			return;
+		}
+	}
+}
+
+static void free_watch(struct evm_cgroup_watch *w)
+{
+	free(w->events);
+	free(w);
+}
+
+/* Re-read the flag; call back if it changed. */
+static void check(struct evm_cgroup_watch *w)
+{
+	int p = evm__cgroup_populated_at(AT_FDCWD, w->events);
+	/* a cgroup that is gone holds no process */
+	bool now = p > 0;
+	if (p < 0 && p != -ENOENT && p != -ENODEV)
+		return;
+	if (now == w->populated)
+		return;
+	w->populated = now;
+	w->cb(w, now, w->data);
+}
+
+static void check_all(struct evm__cgwatchers *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		for (struct evm_cgroup_watch *w = s->buckets[i]; w; w = w->hnext)
+			if (!w->dead)
+				check(w);
+}
+
+static void on_inotify(struct evm_loop *loop, struct evm__watch *ww, uint32_t events)
+{
+	struct evm__cgwatchers *s = (struct evm__cgwatchers *)ww;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	(void)loop;
+	(void)events;
+	s->dispatching++;
+	for (;;) {
+		ssize_t n = read(s->ifd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				check_all(s); /* events were lost: look at everything */
+				continue;
+			}
+			if (!(ev->mask & IN_MODIFY) || !s->cap)
+				continue;
+			/* a callback may unlink watches of this chain: they stay, marked dead */
+			for (struct evm_cgroup_watch *w = *bucket(s, ev->wd); w; w = w->hnext)
+				if (w->wd == ev->wd && !w->dead)
+					check(w);
+		}
+	}
+	if (--s->dispatching == 0) {
+		while (s->dead) {
+			struct evm_cgroup_watch *w = s->dead;
+			s->dead = w->dnext;
+			unlink_watch(s, w);
+			free_watch(w);
+		}
+	}
+}
+
+static int watchers(struct evm_loop *loop, struct evm__cgwatchers **out)
+{
+	if (loop->cgw) {
+		*out = loop->cgw;
+		return 0;
+	}
+	struct evm__cgwatchers *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	s->w.cb = on_inotify;
+	s->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	int r = s->ifd < 0 ? -errno : evm__epoll_add(loop, s->ifd, EPOLLIN, &s->w);
+	if (r < 0) {
+		if (s->ifd >= 0)
+			close(s->ifd);
+		free(s);
+		return r;
+	}
+	*out = loop->cgw = s;
+	return 0;
+}
+
+int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg, evm_cgroup_cb cb,
+		     void *data, struct evm_cgroup_watch **out)
+{
+	if (!loop || !cg || !cb)
+		return -EINVAL;
+	struct evm__cgwatchers *s;
+	int r = watchers(loop, &s);
+	if (r < 0)
+		return r;
+	/* no rehash while a dispatch walks a chain: chains just get longer */
+	if ((!s->cap || (s->n + 1 > s->cap && !s->dispatching)) && (r = grow(s)) < 0)
+		return r;
+	struct evm_cgroup_watch *w = calloc(1, sizeof(*w));
+	size_t len = strlen(cg->path);
+	if (!w || !(w->events = malloc(len + sizeof("/cgroup.events")))) {
+		free(w);
+		return -ENOMEM;
+	}
+	memcpy(w->events, cg->path, len);
+	memcpy(w->events + len, "/cgroup.events", sizeof("/cgroup.events"));
+	w->set = s;
+	w->cb = cb;
+	w->data = data;
+	/* watch first, then read: a change in between is reported, not lost */
+	w->wd = inotify_add_watch(s->ifd, w->events, IN_MODIFY);
+	r = w->wd < 0 ? -errno : evm__cgroup_populated_at(AT_FDCWD, w->events);
+	if (r < 0) {
+		/* another watch may share the wd: leave the kernel's watch alone */
+		free_watch(w);
+		return r;
+	}
+	w->populated = r > 0;
+	w->hnext = *bucket(s, w->wd);
+	*bucket(s, w->wd) = w;
+	s->n++;
+	if (out)
+		*out = w;
+	return 0;
+}
+
+bool evm_cgroup_watch_populated(const struct evm_cgroup_watch *w)
+{
+	return w && w->populated;
+}
+
+void evm_cgroup_unwatch(struct evm_cgroup_watch *w)
+{
+	if (!w || w->dead)
+		return;
+	struct evm__cgwatchers *s = w->set;
+	w->dead = true;
+	bool shared = false;
+	for (struct evm_cgroup_watch *o = *bucket(s, w->wd); o && !shared; o = o->hnext)
+		shared = o != w && o->wd == w->wd && !o->dead;
+	if (!shared)
+		inotify_rm_watch(s->ifd, w->wd);
+	if (s->dispatching) {
+		w->dnext = s->dead;
+		s->dead = w;
+		return;
+	}
+	unlink_watch(s, w);
+	free_watch(w);
+}
+
+void evm__cgwatch_free_all(struct evm_loop *loop)
+{
+	struct evm__cgwatchers *s = loop->cgw;
+	if (!s)
+		return;
+	loop->cgw = NULL;
+	for (size_t i = 0; i < s->cap; i++) {
+		while (s->buckets[i]) {
+			struct evm_cgroup_watch *w = s->buckets[i];
+			s->buckets[i] = w->hnext;
+			free_watch(w);
+		}
+	}
+	free(s->buckets);
+	evm__epoll_del(loop, s->ifd);
+	close(s->ifd);
+	free(s);
+}

@@ -1,0 +1,741 @@
+/*
+ * test_cgroup.c - cgroup v2 containment: discovery, creating and removing
+ * cgroups, members, signals, kill (cgroup.kill and the fallback loop),
+ * limits and stats (with and without controllers), the populated watch, a
+ * process moving itself into a leaf.
+ *
+ * Needs a writable cgroup v2 hierarchy (root on the host, Delegate=yes, a
+ * container with a cgroup namespace); otherwise every test is skipped and
+ * says why. Each test works under its own cgroup evmtest.<pid>.<n> below
+ * ours, which its teardown kills and removes even when the test failed;
+ * leftovers of a binary that died (SIGALRM) are removed by the next run.
+ * Tests whose processes fork run a reaper loop, so orphans are reaped here.
+ */
+#include "evmtest.h"
+
+#include <sys/inotify.h>
+
+static struct evm_cgroup *self_cg; /* NULL: tests skip */
+static char skip_reason[256];
+static volatile int kill_fd = -1; /* cgroup.kill of the running test's cgroup */
+
+/* A test that hangs dies of SIGALRM without its teardown: take its processes along. */
+static void on_alarm(int sig)
+{
+	if (kill_fd >= 0) {
+		ssize_t w = write(kill_fd, "1", 1);
+		(void)w;
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+struct cfx {
+	struct t_fx *fx;
+	struct evm_cgroup *base;
+};
+
+static void need_cgroup(void)
+{
+	if (!self_cg) {
+		print_message("SKIP: %s\n", skip_reason);
+		skip();
+	}
+}
+
+static int cg_setup_flags(void **state, unsigned flags)
+{
+	static struct cfx c;
+	static int seq;
+	memset(&c, 0, sizeof(c));
+	if (t_setup_flags(state, flags) < 0)
+		return -1;
+	c.fx = *state;
+	if (self_cg) {
+		char name[64];
+		snprintf(name, sizeof(name), "evmtest.%d.%d", (int)getpid(), ++seq);
+		int r = evm_cgroup_create(self_cg, name, &c.base);
+		if (r != 0) {
+			fprintf(stderr, "create %s: %s\n", name, strerror(r < 0 ? -r : EEXIST));
+			return -1;
+		}
+		kill_fd = openat(evm_cgroup_fd(c.base), "cgroup.kill", O_WRONLY | O_CLOEXEC);
+		signal(SIGALRM, on_alarm);
+	}
+	*state = &c;
+	return 0;
+}
+
+static int cg_setup(void **state)
+{
+	return cg_setup_flags(state, 0);
+}
+
+static int cg_setup_reaper(void **state)
+{
+	return cg_setup_flags(state, EVM_LOOP_REAPER);
+}
+
+/*
+ * Kill what is left, remove the cgroups (which waits until they are empty),
+ * free the loop (which reaps its own children), then check for leaks like
+ * t_teardown. Killed orphans of a failed test are zombies of ours: they are
+ * reaped here and fail this teardown, not every later one.
+ */
+static int cg_teardown(void **state)
+{
+	struct cfx *c = *state;
+	int r = 0;
+	if (c->base) {
+		evm_cgroup_kill(c->base);
+		if (kill_fd >= 0)
+			close(kill_fd);
+		kill_fd = -1;
+		if (evm_cgroup_remove(c->base, 10000) < 0) {
+			fprintf(stderr, "teardown: cannot remove %s\n", evm_cgroup_path(c->base));
+			r = -1;
+		}
+		evm_cgroup_free(c->base);
+		c->base = NULL;
+	}
+	evm_loop_free(c->fx->loop);
+	c->fx->loop = NULL;
+	siginfo_t si;
+	int orphans = 0;
+	while (memset(&si, 0, sizeof(si)), waitid(P_ALL, 0, &si, WEXITED | WNOHANG) == 0 && si.si_pid)
+		orphans++;
+	int kids = t_count_children(), fds = t_count_fds();
+	alarm(0);
+	if (orphans || kids || fds != c->fx->fds0) {
+		fprintf(stderr, "teardown: %d orphans reaped, %d children left, %d fds (was %d)\n",
+			orphans, kids, fds, c->fx->fds0);
+		r = -1;
+	}
+	return r;
+}
+
+#define LOOP(state) (((struct cfx *)*(state))->fx->loop)
+#define BASE(state) (((struct cfx *)*(state))->base)
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Read one line from fd into buf (without the newline); fail after ms. */
+static void read_line(int fd, char *buf, size_t cap, int ms)
+{
+	size_t len = 0;
+	uint64_t dl = t_now_ms() + (uint64_t)ms;
+	while (len + 1 < cap) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int left = (int)(dl > t_now_ms() ? dl - t_now_ms() : 0);
+		int r = poll(&pfd, 1, left);
+		if (r == 0)
+			fail_msg("timed out reading a line (%zu bytes so far)", len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		char ch;
+		ssize_t k = read(fd, &ch, 1);
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		assert_int_equal(k, 1);
+		if (ch == '\n')
+			break;
+		buf[len++] = ch;
+	}
+	buf[len] = 0;
+}
+
+static bool proc_in(pid_t pid, const struct evm_cgroup *cg)
+{
+	pid_t pids[256];
+	int n = evm_cgroup_procs(cg, pids, 256);
+	assert_true(n >= 0 && n <= 256);
+	for (int i = 0; i < n; i++)
+		if (pids[i] == pid)
+			return true;
+	return false;
+}
+
+static bool gone(pid_t pid)
+{
+	char s = t_proc_state(pid);
+	return s == 0;
+}
+
+/*
+ * A helper held by its stdin (cat) until we have moved it into cg, then
+ * running cmds; returns it with *out_fd its stdout.
+ */
+static struct evm_proc *held_helper(struct evm_loop *loop, struct evm_cgroup *cg, char *const *argv,
+				    int *out_fd, struct t_exit *x)
+{
+	struct evm_spawn_opts o = {.on_exit = x ? t_on_exit : NULL, .data = x};
+	o.stdio[0].mode = EVM_STDIO_PIPE;
+	o.stdio[1].mode = EVM_STDIO_PIPE;
+	struct evm_proc *p = t_spawn_opts(loop, argv, &o);
+	assert_int_equal(evm_cgroup_attach(cg, evm_proc_pid(p)), 0);
+	close(evm_proc_stdio_fd(p, 0)); /* cat sees EOF: the rest runs in cg */
+	*out_fd = evm_proc_stdio_fd(p, 1);
+	assert_true(*out_fd >= 0);
+	return p;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_discovery(void **state)
+{
+	(void)state;
+	need_cgroup();
+	char mnt[PATH_MAX], small[4];
+	assert_int_equal(evm_cgroup_mount(mnt, sizeof(mnt)), 0);
+	assert_int_equal(evm_cgroup_mount(small, sizeof(small)), -ERANGE);
+	assert_int_equal(evm_cgroup_mount(NULL, 1), -EINVAL);
+	/* our cgroup is below the mount, and opening it by path gives the same */
+	const char *path = evm_cgroup_path(self_cg);
+	assert_int_equal(strncmp(path, mnt, strlen(mnt)), 0);
+	struct evm_cgroup *again;
+	assert_int_equal(evm_cgroup_open(path, &again), 0);
+	assert_string_equal(evm_cgroup_path(again), path);
+	assert_int_equal(evm_cgroup_writable(again), 0);
+	assert_true(evm_cgroup_fd(again) >= 0);
+	struct stat a, b;
+	assert_int_equal(fstat(evm_cgroup_fd(again), &a), 0);
+	assert_int_equal(fstat(evm_cgroup_fd(self_cg), &b), 0);
+	assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	evm_cgroup_free(again);
+	/* not a cgroup, or not absolute */
+	assert_int_equal(evm_cgroup_open("/tmp", &again), -EINVAL);
+	assert_int_equal(evm_cgroup_open("tmp", &again), -EINVAL);
+	assert_int_equal(evm_cgroup_open("/nonexistent/x", &again), -ENOENT);
+	assert_int_equal(evm_cgroup_open_self(NULL), -EINVAL);
+	evm_cgroup_free(NULL);
+	assert_string_equal(evm_cgroup_controller_name(EVM_CGROUP_MEMORY), "memory");
+	assert_string_equal(evm_cgroup_controller_name(EVM_CGROUP_PIDS | EVM_CGROUP_IO), "unknown");
+}
+
+static void test_create_idempotent(void **state)
+{
+	need_cgroup();
+	struct evm_cgroup *base = BASE(state), *a, *b;
+	assert_int_equal(evm_cgroup_create(base, "svc.service", &a), 0);
+	assert_int_equal(evm_cgroup_create(base, "svc.service", &b), 1);
+	assert_string_equal(evm_cgroup_path(a), evm_cgroup_path(b));
+	char want[PATH_MAX + 32];
+	snprintf(want, sizeof(want), "%s/svc.service", evm_cgroup_path(base));
+	assert_string_equal(evm_cgroup_path(a), want);
+	struct stat st;
+	assert_int_equal(stat(want, &st), 0);
+	/* a grandchild, so removal has to go deepest first */
+	struct evm_cgroup *c;
+	assert_int_equal(evm_cgroup_create(a, "inner", &c), 0);
+	evm_cgroup_free(c);
+
+	static const char *const bad[] = {"", ".", "..", "a/b", "cgroup.procs", "cgroup.x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(evm_cgroup_create(base, bad[i], &c), -EINVAL);
+	assert_int_equal(evm_cgroup_create(base, NULL, &c), -EINVAL);
+	/* an interface file's name that does not start with cgroup. */
+	assert_int_equal(evm_cgroup_create(base, "cpu.stat", &c), -EEXIST);
+
+	assert_int_equal(evm_cgroup_remove(a, 0), 0);
+	assert_int_equal(stat(want, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(evm_cgroup_remove(b, 0), 0); /* gone already: removed */
+	assert_int_equal(evm_cgroup_populated(b), -ENOENT);
+	evm_cgroup_free(a);
+	evm_cgroup_free(b);
+}
+
+static void test_attach_procs_populated(void **state)
+{
+	need_cgroup();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "a", &cg), 0);
+	assert_int_equal(evm_cgroup_populated(cg), 0);
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 0), 0);
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 1), -EINVAL);
+
+	struct t_exit x[2];
+	memset(x, 0, sizeof(x));
+	struct evm_proc *p[2];
+	for (int i = 0; i < 2; i++) {
+		p[i] = t_spawn(loop, HARGV("pause"), &x[i]);
+		assert_int_equal(evm_cgroup_attach(cg, evm_proc_pid(p[i])), 0);
+	}
+	assert_int_equal(evm_cgroup_attach(cg, -1), -EINVAL);
+	assert_int_equal(evm_cgroup_attach(cg, 999999999), -ESRCH);
+	assert_int_equal(evm_cgroup_populated(cg), 1);
+	assert_int_equal(evm_cgroup_populated(BASE(state)), 1); /* counts descendants */
+	pid_t one;
+	assert_int_equal(evm_cgroup_procs(cg, &one, 1), 2); /* how many there are */
+	assert_true(proc_in(evm_proc_pid(p[0]), cg) && proc_in(evm_proc_pid(p[1]), cg));
+	assert_int_equal(evm_cgroup_procs(BASE(state), NULL, 0), 0); /* not recursive */
+
+	struct evm_cgroup_stats st;
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_true(st.have & EVM_CGROUP_STAT_PROCS);
+	assert_int_equal(st.procs, 2);
+
+	evm_proc_signal(p[0], SIGKILL);
+	RUN_UNTIL(loop, x[0].n == 1, 10000);
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 0), 1);
+	evm_proc_signal(p[1], SIGKILL);
+	RUN_UNTIL(loop, x[1].n == 1, 10000);
+	assert_int_equal(evm_cgroup_populated(cg), 0);
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 0), 0);
+	for (int i = 0; i < 2; i++)
+		evm_proc_unref(p[i]);
+	evm_cgroup_free(cg);
+}
+
+static void test_signal_members(void **state)
+{
+	need_cgroup();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg, *sub;
+	assert_int_equal(evm_cgroup_create(BASE(state), "a", &cg), 0);
+	assert_int_equal(evm_cgroup_create(cg, "sub", &sub), 0);
+	assert_int_equal(evm_cgroup_signal(cg, SIGTERM), 0); /* nobody there */
+	struct t_exit x[3];
+	memset(x, 0, sizeof(x));
+	struct evm_proc *p[3];
+	for (int i = 0; i < 3; i++) {
+		p[i] = t_spawn(loop, HARGV("pause"), &x[i]);
+		/* one in the child cgroup: signals reach descendants too */
+		assert_int_equal(evm_cgroup_attach(i == 2 ? sub : cg, evm_proc_pid(p[i])), 0);
+	}
+	/* signal 0 checks: it reaches all, harms none */
+	assert_int_equal(evm_cgroup_signal(cg, 0), 3);
+	assert_int_equal(evm_cgroup_signal(sub, 0), 1);
+	assert_int_equal(evm_cgroup_signal(cg, NSIG), -EINVAL);
+	assert_int_equal(evm_cgroup_signal(cg, SIGTERM), 3);
+	for (int i = 0; i < 3; i++) {
+		RUN_UNTIL(loop, x[i].n == 1, 10000);
+		assert_int_equal(x[i].rec.signal, SIGTERM);
+		evm_proc_unref(p[i]);
+	}
+	assert_int_equal(evm_cgroup_populated(cg), 0);
+	evm_cgroup_free(sub);
+	evm_cgroup_free(cg);
+}
+
+/* A process that forks n grandchildren ignoring SIGTERM, all in cg; then kill. */
+static void kill_tree(void **state, bool fallback)
+{
+	need_cgroup();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "tree", &cg), 0);
+	struct t_exit x = {0};
+	int out;
+	struct evm_proc *p = held_helper(loop, cg, HARGV("cat", "group", "8", "print", "ready", "pause"),
+					 &out, &x);
+	pid_t gc[8];
+	char line[128];
+	for (int i = 0; i < 8; i++) {
+		read_line(out, line, sizeof(line), 10000);
+		assert_int_equal(sscanf(line, "grandchild %d", &gc[i]), 1);
+	}
+	read_line(out, line, sizeof(line), 10000);
+	assert_string_equal(line, "ready");
+	close(out);
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 0), 9);
+	for (int i = 0; i < 8; i++)
+		assert_true(proc_in(gc[i], cg));
+	/* SIGTERM is ignored by the grandchildren: they stay */
+	assert_int_equal(evm_cgroup_signal(cg, SIGTERM), 9);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(evm_cgroup_populated(cg), 1);
+
+	if (fallback) {
+		setenv("EVM_CGROUP_NO_KILL", "1", 1);
+		assert_int_equal(evm_cgroup_kill(cg), 0);
+		unsetenv("EVM_CGROUP_NO_KILL");
+	} else {
+		assert_int_equal(evm_cgroup_kill(cg), 0);
+	}
+	/* the orphans are ours (reaper loop): reaped here */
+	for (int i = 0; i < 8; i++)
+		RUN_UNTIL(loop, gone(gc[i]), 10000);
+	assert_int_equal(evm_cgroup_populated(cg), 0);
+	assert_int_equal(evm_cgroup_remove(cg, 5000), 0);
+	assert_int_equal(evm_cgroup_kill(cg), -ENOENT); /* gone */
+	evm_proc_unref(p);
+	evm_cgroup_free(cg);
+}
+
+static void test_kill_tree(void **state)
+{
+	kill_tree(state, false);
+}
+
+static void test_kill_tree_fallback(void **state)
+{
+	kill_tree(state, true);
+}
+
+/* The fallback against a shell that forks without end: a killed process cannot fork. */
+static void test_kill_fallback_forkbomb(void **state)
+{
+	need_cgroup();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "bomb", &cg), 0);
+	struct t_exit x = {0};
+	struct evm_spawn_opts o = {.on_exit = t_on_exit, .data = &x};
+	o.stdio[0].mode = EVM_STDIO_PIPE;
+	struct evm_proc *p = t_spawn_opts(
+		loop,
+		(char *[]){"/bin/sh", "-c", "read x; i=0; while [ $i -lt 2000 ]; do sleep 100 & i=$((i+1)); done; wait",
+			   NULL},
+		&o);
+	assert_int_equal(evm_cgroup_attach(cg, evm_proc_pid(p)), 0);
+	close(evm_proc_stdio_fd(p, 0));
+	RUN_UNTIL(loop, evm_cgroup_procs(cg, NULL, 0) >= 20, 10000);
+	assert_int_equal(evm__cgroup_kill_loop(cg), 0);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.signal, SIGKILL);
+	RUN_UNTIL(loop, evm_cgroup_populated(cg) == 0, 10000);
+	evm_proc_unref(p);
+	evm_cgroup_free(cg);
+}
+
+static void test_remove_waits_until_empty(void **state)
+{
+	need_cgroup();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg, *sub;
+	assert_int_equal(evm_cgroup_create(BASE(state), "r", &cg), 0);
+	assert_int_equal(evm_cgroup_create(cg, "sub", &sub), 0);
+	struct t_exit x = {0};
+	struct evm_proc *p = t_spawn(loop, HARGV("sleep", "300"), &x);
+	assert_int_equal(evm_cgroup_attach(sub, evm_proc_pid(p)), 0);
+	/* busy: it does not kill */
+	assert_int_equal(evm_cgroup_remove(cg, 0), -EBUSY);
+	assert_int_equal(evm_cgroup_remove(cg, 20), -EBUSY);
+	assert_int_equal(evm_cgroup_populated(cg), 1);
+	/* the process exits on its own while remove waits (the loop reaps later) */
+	assert_int_equal(evm_cgroup_remove(cg, 10000), 0);
+	assert_int_equal(access(evm_cgroup_path(cg), F_OK), -1);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.code, 0);
+	evm_proc_unref(p);
+	evm_cgroup_free(sub);
+	evm_cgroup_free(cg);
+}
+
+static const enum evm_cgroup_limit all_limits[] = {
+	EVM_CGROUP_MEMORY_MAX, EVM_CGROUP_MEMORY_HIGH, EVM_CGROUP_PIDS_MAX,
+	EVM_CGROUP_CPU_WEIGHT, EVM_CGROUP_CPU_MAX,     EVM_CGROUP_IO_WEIGHT,
+};
+
+static void test_limits(void **state)
+{
+	need_cgroup();
+	struct evm_cgroup *base = BASE(state), *cg;
+	unsigned want = EVM_CGROUP_CPU | EVM_CGROUP_IO | EVM_CGROUP_MEMORY | EVM_CGROUP_PIDS, on = ~0u;
+	unsigned have_base;
+	assert_int_equal(evm_cgroup_controllers(base, &have_base), 0);
+	assert_int_equal(evm_cgroup_enable(base, want, &on), 0);
+	assert_int_equal(on & ~have_base, 0); /* only what base has */
+	assert_int_equal(evm_cgroup_enable(base, 1u << 4, NULL), -EINVAL);
+	assert_int_equal(evm_cgroup_create(base, "lim", &cg), 0);
+	unsigned have;
+	assert_int_equal(evm_cgroup_controllers(cg, &have), 0);
+	assert_int_equal(have, on);
+	print_message("controllers for the test cgroup: 0x%x\n", have);
+
+	static const char *const good[] = {
+		[EVM_CGROUP_MEMORY_MAX] = "67108864", [EVM_CGROUP_MEMORY_HIGH] = "max",
+		[EVM_CGROUP_PIDS_MAX] = "100",	      [EVM_CGROUP_CPU_WEIGHT] = "50",
+		[EVM_CGROUP_CPU_MAX] = "50000 100000", [EVM_CGROUP_IO_WEIGHT] = "default 50",
+	};
+	for (size_t i = 0; i < sizeof(all_limits) / sizeof(all_limits[0]); i++) {
+		enum evm_cgroup_limit l = all_limits[i];
+		const char *file = evm_cgroup_limit_file(l);
+		unsigned ctl = evm_cgroup_limit_controller(l);
+		assert_non_null(file);
+		assert_int_equal(strncmp(file, evm_cgroup_controller_name(ctl),
+					 strlen(evm_cgroup_controller_name(ctl))),
+				 0);
+		char buf[128];
+		if (!(have & ctl)) {
+			assert_int_equal(evm_cgroup_set_limit(cg, l, good[l]), -EOPNOTSUPP);
+			assert_int_equal(evm_cgroup_get_limit(cg, l, buf, sizeof(buf)), -EOPNOTSUPP);
+			/* never created by the attempt */
+			assert_int_equal(faccessat(evm_cgroup_fd(cg), file, F_OK, 0), -1);
+			continue;
+		}
+		assert_int_equal(evm_cgroup_set_limit(cg, l, good[l]), 0);
+		assert_int_equal(evm_cgroup_get_limit(cg, l, buf, sizeof(buf)), 0);
+		assert_non_null(strstr(buf, l == EVM_CGROUP_IO_WEIGHT ? "50" : good[l]));
+		assert_int_equal(evm_cgroup_set_limit(cg, l, "garbage"), -EINVAL);
+	}
+	assert_int_equal(evm_cgroup_set_limit(cg, 0, "1"), -EINVAL);
+	assert_int_equal(evm_cgroup_set_limit(cg, EVM_CGROUP_PIDS_MAX, "1\n2"), -EINVAL);
+	assert_int_equal(evm_cgroup_set_limit(cg, EVM_CGROUP_PIDS_MAX, ""), -EINVAL);
+	assert_null(evm_cgroup_limit_file(99));
+	assert_int_equal(evm_cgroup_limit_controller(0), 0);
+	/* a cgroup that is gone is not a missing controller */
+	assert_int_equal(evm_cgroup_remove(cg, 0), 0);
+	assert_int_equal(evm_cgroup_set_limit(cg, EVM_CGROUP_PIDS_MAX, "10"), -ENOENT);
+	assert_int_equal(evm_cgroup_set_limit(cg, EVM_CGROUP_MEMORY_MAX, "10M"), -ENOENT);
+	struct evm_cgroup_stats st;
+	assert_int_equal(evm_cgroup_stats(cg, &st), -ENOENT);
+	evm_cgroup_free(cg);
+}
+
+static void test_stats(void **state)
+{
+	need_cgroup();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "st", &cg), 0);
+	unsigned have;
+	assert_int_equal(evm_cgroup_controllers(cg, &have), 0);
+	struct t_exit x = {0};
+	int out;
+	/* some CPU in the cgroup: a few thousand lines through a pipe */
+	struct evm_proc *p =
+		held_helper(loop, cg, HARGV("cat", "lines", "20000", "closeout", "pause"), &out, &x);
+	static char buf[1 << 20];
+	t_read_all(out, buf, sizeof(buf), 10000);
+	assert_non_null(strstr(buf, "line 20000\n"));
+	close(out);
+	struct evm_cgroup_stats st;
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_true(st.have & EVM_CGROUP_STAT_CPU);
+	assert_true(st.cpu_usage_usec > 0);
+	assert_true(st.cpu_usage_usec >= st.cpu_user_usec);
+	assert_int_equal(st.procs, 1);
+	assert_int_equal(!!(st.have & EVM_CGROUP_STAT_MEMORY), !!(have & EVM_CGROUP_MEMORY));
+	assert_int_equal(!!(st.have & EVM_CGROUP_STAT_OOM), !!(have & EVM_CGROUP_MEMORY));
+	assert_int_equal(!!(st.have & EVM_CGROUP_STAT_PIDS), !!(have & EVM_CGROUP_PIDS));
+	if (have & EVM_CGROUP_MEMORY)
+		assert_true(st.memory_current > 0);
+	if (have & EVM_CGROUP_PIDS)
+		assert_int_equal(st.pids_current, 1);
+	if (!(have & EVM_CGROUP_MEMORY))
+		assert_true(st.memory_current == 0 && st.oom_kill == 0);
+	evm_proc_signal(p, SIGKILL);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	evm_proc_unref(p);
+	evm_cgroup_free(cg);
+}
+
+/* ---------------------------------------------------------------- watch */
+
+struct wrec {
+	int n;		/* callbacks */
+	bool last;	/* the last value */
+	struct evm_cgroup_watch *w;
+	bool unwatch_self;
+	struct evm_cgroup_watch *unwatch_other;
+};
+
+static void on_pop(struct evm_cgroup_watch *w, bool populated, void *data)
+{
+	struct wrec *r = data;
+	assert_ptr_equal(w, r->w);
+	r->n++;
+	r->last = populated;
+	if (r->unwatch_other) {
+		evm_cgroup_unwatch(r->unwatch_other);
+		r->unwatch_other = NULL;
+	}
+	if (r->unwatch_self)
+		evm_cgroup_unwatch(w);
+}
+
+static void test_watch_populated(void **state)
+{
+	need_cgroup();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "w", &cg), 0);
+	struct wrec a = {0}, b = {0};
+	assert_int_equal(evm_cgroup_watch(loop, cg, on_pop, &a, &a.w), 0);
+	/* two watches on one cgroup share the kernel's watch */
+	assert_int_equal(evm_cgroup_watch(loop, cg, on_pop, &b, &b.w), 0);
+	assert_false(evm_cgroup_watch_populated(a.w));
+	assert_int_equal(evm_cgroup_watch(NULL, cg, on_pop, &a, NULL), -EINVAL);
+	assert_int_equal(evm_cgroup_watch(loop, cg, NULL, &a, NULL), -EINVAL);
+
+	struct t_exit x = {0};
+	int out;
+	struct evm_proc *p = held_helper(loop, cg, HARGV("cat", "print", "in", "pause"), &out, &x);
+	RUN_UNTIL(loop, a.n == 1 && b.n == 1, 10000);
+	assert_true(a.last && b.last && evm_cgroup_watch_populated(a.w));
+	close(out);
+	/* b goes away; a must keep working on the shared kernel watch */
+	evm_cgroup_unwatch(b.w);
+	evm_proc_signal(p, SIGKILL);
+	RUN_UNTIL(loop, a.n == 2, 10000);
+	assert_false(a.last);
+	assert_false(evm_cgroup_watch_populated(a.w));
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	evm_proc_unref(p);
+	/* the watch keeps its own copy: the handle may go */
+	evm_cgroup_free(cg);
+	/* again: a second process, and a watch that unwatches itself in its callback */
+	assert_int_equal(evm_cgroup_open(evm_cgroup_path(BASE(state)), &cg), 0);
+	struct evm_cgroup *w2;
+	assert_int_equal(evm_cgroup_create(cg, "w", &w2), 1);
+	struct wrec c = {.unwatch_self = true};
+	assert_int_equal(evm_cgroup_watch(loop, w2, on_pop, &c, &c.w), 0);
+	memset(&x, 0, sizeof(x));
+	p = held_helper(loop, w2, HARGV("cat", "pause"), &out, &x);
+	close(out);
+	RUN_UNTIL(loop, a.n == 3 && c.n == 1, 10000);
+	assert_true(a.last && c.last);
+	evm_proc_signal(p, SIGKILL);
+	RUN_UNTIL(loop, x.n == 1 && a.n == 4, 10000);
+	assert_false(a.last);
+	assert_int_equal(c.n, 1); /* unwatched itself after the first */
+	evm_proc_unref(p);
+	evm_cgroup_unwatch(a.w);
+	evm_cgroup_free(w2);
+	evm_cgroup_free(cg);
+}
+
+/* Many cgroups, one inotify fd; a callback unwatching another watch of the same batch. */
+static void test_watch_many(void **state)
+{
+	need_cgroup();
+	enum { N = 100 };
+	struct evm_loop *loop = LOOP(state);
+	static struct evm_cgroup *cg[N];
+	static struct wrec r[N];
+	static struct t_exit x[N];
+	static struct evm_proc *p[N];
+	memset(r, 0, sizeof(r));
+	memset(x, 0, sizeof(x));
+	int fds = t_count_fds();
+	for (int i = 0; i < N; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "m%d", i);
+		assert_int_equal(evm_cgroup_create(BASE(state), name, &cg[i]), 0);
+		assert_int_equal(evm_cgroup_watch(loop, cg[i], on_pop, &r[i], &r[i].w), 0);
+	}
+	/* one fd per handle, and one inotify fd for all the watches */
+	assert_int_equal(t_count_fds(), fds + N + 1);
+	for (int i = 0; i < N; i++) {
+		p[i] = t_spawn(loop, HARGV("pause"), &x[i]);
+		assert_int_equal(evm_cgroup_attach(cg[i], evm_proc_pid(p[i])), 0);
+	}
+	for (int i = 0; i < N; i++)
+		RUN_UNTIL(loop, r[i].n == 1, 10000);
+	/* the last one's callback unwatches the first: it may or may not have fired */
+	r[N - 1].unwatch_other = r[0].w;
+	assert_int_equal(evm_cgroup_kill(BASE(state)), 0);
+	for (int i = 1; i < N; i++) {
+		RUN_UNTIL(loop, r[i].n == 2, 10000);
+		assert_false(r[i].last);
+	}
+	assert_true(r[0].n == 1 || r[0].n == 2);
+	for (int i = 0; i < N; i++) {
+		RUN_UNTIL(loop, x[i].n == 1, 10000);
+		evm_proc_unref(p[i]);
+		evm_cgroup_free(cg[i]);
+	}
+	/* the others are still watched: evm_loop_free (teardown) frees them */
+}
+
+/* ------------------------------------------------------ moving ourselves */
+
+static void move_self(void *arg)
+{
+	struct evm_cgroup *base = arg, *leaf, *me;
+	CHECK(evm_cgroup_create(base, "evmon.daemon", &leaf) == 0);
+	CHECK(evm_cgroup_attach(leaf, 0) == 0);
+	CHECK(evm_cgroup_open_self(&me) == 0);
+	CHECK(!strcmp(evm_cgroup_path(me), evm_cgroup_path(leaf)));
+	CHECK(evm_cgroup_procs(leaf, NULL, 0) == 1);
+	/* base holds no process now: controllers can be enabled for its children */
+	unsigned on;
+	CHECK(evm_cgroup_enable(base, EVM_CGROUP_CPU | EVM_CGROUP_MEMORY | EVM_CGROUP_PIDS, &on) == 0);
+	struct evm_cgroup *svc;
+	CHECK(evm_cgroup_create(base, "web.service", &svc) == 0);
+	unsigned have;
+	CHECK(evm_cgroup_controllers(svc, &have) == 0 && have == on);
+	evm_cgroup_free(svc);
+	evm_cgroup_free(me);
+	evm_cgroup_free(leaf);
+}
+
+static void test_move_self_to_leaf(void **state)
+{
+	need_cgroup();
+	t_forked(move_self, BASE(state));
+	/* the fork has exited: its leaf is empty */
+	struct evm_cgroup *leaf;
+	assert_int_equal(evm_cgroup_create(BASE(state), "evmon.daemon", &leaf), 1);
+	assert_int_equal(evm_cgroup_populated(leaf), 0);
+	evm_cgroup_free(leaf);
+}
+
+/* -------------------------------------------------------------------- main */
+
+/* Remove what a run that died left behind: evmtest.<pid>.* of pids that are gone. */
+static void sweep_stale(void)
+{
+	DIR *d = opendir(evm_cgroup_path(self_cg));
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int pid;
+		if (sscanf(e->d_name, "evmtest.%d.", &pid) != 1 || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		struct evm_cgroup *cg;
+		if (evm_cgroup_create(self_cg, e->d_name, &cg) == 1) {
+			evm_cgroup_kill(cg);
+			evm_cgroup_remove(cg, 5000);
+			evm_cgroup_free(cg);
+		}
+	}
+	closedir(d);
+}
+
+static void find_cgroup(void)
+{
+	int r = evm_cgroup_open_self(&self_cg);
+	if (r < 0) {
+		snprintf(skip_reason, sizeof(skip_reason), "no cgroup v2 hierarchy: %s", strerror(-r));
+		return;
+	}
+	if ((r = evm_cgroup_writable(self_cg)) < 0) {
+		snprintf(skip_reason, sizeof(skip_reason), "cgroup %s is not writable: %s",
+			 evm_cgroup_path(self_cg), strerror(-r));
+		evm_cgroup_free(self_cg);
+		self_cg = NULL;
+		return;
+	}
+	sweep_stale();
+}
+
+int main(void)
+{
+	t_init();
+	find_cgroup();
+	if (!self_cg)
+		print_message("cgroup tests skip: %s\n", skip_reason);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_discovery, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_create_idempotent, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_attach_procs_populated, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_signal_members, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_tree, cg_setup_reaper, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_tree_fallback, cg_setup_reaper, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_fallback_forkbomb, cg_setup_reaper, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_remove_waits_until_empty, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_limits, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_stats, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_populated, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_many, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_move_self_to_leaf, cg_setup, cg_teardown),
+	};
+	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
+	evm_cgroup_free(self_cg);
+	return failed;
+}
