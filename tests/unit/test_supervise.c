@@ -3,24 +3,11 @@
  * backoff, stop escalation, process groups, shutdown, and a crash-loop herd.
  *
  * Tests assert on the sequence of EVM_EV_SERVICE events and on the delays the
- * engine scheduled (ev->delay_ms), never on how long something took.
+ * engine scheduled (ev->delay_ms), never on how long something took. Every
+ * wait has a deadline; the fixture (evmtest.h) checks that no child and no
+ * fd outlive a test.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
-
-#include <errno.h>
-#include <evmon.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include "evmtest.h"
 
 #define MAXEV 4096
 
@@ -39,7 +26,6 @@ struct rec {
 
 static struct rec evs[MAXEV];
 static size_t nev;
-static char helper[512];
 
 static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
 {
@@ -62,23 +48,16 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	snprintf(r->msg, sizeof(r->msg), "%s", ev->message ? ev->message : "");
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* run the loop until svc reaches state (counting matches), or fail after timeout_ms */
 static void run_until_state(struct evm_loop *loop, struct evm_service *s, enum evm_state st,
 			    int timeout_ms)
 {
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = t_now_ms() + (uint64_t)timeout_ms;
 	while (evm_service_state(s) != st) {
-		if (now_ms() > end)
+		if (t_now_ms() > end)
 			fail_msg("timed out waiting for %s to be %s (is %s)", evm_service_name(s),
 				 evm_state_name(st), evm_state_name(evm_service_state(s)));
-		evm_loop_run_once(loop, 50);
+		assert_true(evm_loop_run_once(loop, 50) >= 0);
 	}
 }
 
@@ -101,37 +80,25 @@ static const struct rec *last_of(const char *name, enum evm_state st)
 	return &evs[0];
 }
 
+/* the shared fixture, plus a subscriber recording every service event */
 static int setup(void **state)
 {
-	(void)state;
 	nev = 0;
-	const char *b = getenv("EVMON_BUILD");
-	snprintf(helper, sizeof(helper), "%s/tests/evm-helper", b ? b : "build/cc");
-	if (access(helper, X_OK) != 0)
-		fail_msg("%s not built", helper);
-	struct evm_loop *loop;
-	assert_int_equal(evm_loop_new(&loop, NULL), 0);
-	assert_int_equal(evm_subscribe(loop, EVM_EV_SERVICE, on_event, NULL, NULL), 0);
-	*state = loop;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	evm_loop_free(*state);
-	return 0;
+	if (t_setup(state) < 0)
+		return -1;
+	return evm_subscribe(T_LOOP(state), EVM_EV_SERVICE, on_event, NULL, NULL) < 0 ? -1 : 0;
 }
 
 /* a service running evm-helper with the given behaviour */
 static struct evm_service *svc(struct evm_loop *loop, const char *name, enum evm_restart restart,
 			       char **args, void (*tweak)(struct evm_service_opts *))
 {
-	char *argv[16] = {helper};
+	char *argv[16] = {t_helper};
 	for (int i = 0; args[i] && i < 14; i++)
 		argv[i + 1] = args[i];
 	struct evm_service_opts o = {
 		.name = name,
-		.spawn = {.argv = argv},
+		.spawn = {.argv = argv, .pdeath_signal = SIGKILL},
 		.restart = restart,
 		.set = EVM_SVC_BACKOFF_INITIAL | EVM_SVC_START_MS,
 		.backoff_initial_ms = 10,
@@ -160,7 +127,7 @@ static char *PAUSE[] = {"pause", NULL};
 
 static void test_never_policy(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_NEVER, EXIT3, NULL);
 	evm_service_start(a);
 	run_until_state(loop, a, EVM_STATE_EXITED, 5000);
@@ -173,7 +140,7 @@ static void test_never_policy(void **state)
 
 static void test_on_failure_success_exits(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT0, NULL);
 	evm_service_start(a);
 	run_until_state(loop, a, EVM_STATE_EXITED, 5000);
@@ -188,7 +155,7 @@ static void retries3(struct evm_service_opts *o)
 
 static void test_on_failure_restarts_until_max_retries(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT3, retries3);
 	evm_service_start(a);
 	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
@@ -203,7 +170,7 @@ static void test_on_failure_restarts_until_max_retries(void **state)
 /* max_retries counts failures in a row: a success in between starts the count again */
 static void test_max_retries_counts_failures_in_a_row(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	char file[] = "/tmp/evmon-test-rowXXXXXX";
 	int fd = mkstemp(file);
 	assert_true(fd >= 0);
@@ -227,12 +194,8 @@ static void test_max_retries_counts_failures_in_a_row(void **state)
 	struct evm_service *s = NULL;
 	assert_int_equal(evm_service_new(loop, &o, &s), 0);
 	evm_service_start(s);
-	uint64_t end = now_ms() + 20000;
-	while (count_state("row", EVM_STATE_RUNNING) < 9 && evm_service_state(s) != EVM_STATE_FATAL) {
-		if (now_ms() > end)
-			fail_msg("9 runs did not come in 20 s");
-		evm_loop_run_once(loop, 50);
-	}
+	RUN_UNTIL(loop, count_state("row", EVM_STATE_RUNNING) >= 9 || evm_service_state(s) == EVM_STATE_FATAL,
+		  20000);
 	assert_int_equal(count_state("row", EVM_STATE_FATAL), 0);
 	evm_service_stop(s);
 	unlink(file);
@@ -240,7 +203,7 @@ static void test_max_retries_counts_failures_in_a_row(void **state)
 
 static void test_on_failure_signal_is_failure(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, KILL9, retries3);
 	evm_service_start(a);
 	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
@@ -257,7 +220,7 @@ static void codes_0_3(struct evm_service_opts *o)
 
 static void test_success_codes(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT3, codes_0_3);
 	evm_service_start(a);
 	run_until_state(loop, a, EVM_STATE_EXITED, 5000);
@@ -266,11 +229,10 @@ static void test_success_codes(void **state)
 
 static void test_always_restarts_after_success(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT0, NULL);
 	evm_service_start(a);
-	while (count_state("a", EVM_STATE_RUNNING) < 5)
-		evm_loop_run_once(loop, 100);
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_RUNNING) >= 5, 10000);
 	assert_true(count_state("a", EVM_STATE_BACKOFF) >= 4);
 	assert_int_equal(count_state("a", EVM_STATE_FATAL), 0);
 	evm_service_stop(a);
@@ -280,11 +242,10 @@ static void test_always_restarts_after_success(void **state)
 
 static void test_unless_stopped(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_UNLESS_STOPPED, EXIT3, NULL);
 	evm_service_start(a);
-	while (count_state("a", EVM_STATE_BACKOFF) < 2)
-		evm_loop_run_once(loop, 100);
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_BACKOFF) >= 2, 10000);
 	evm_service_stop(a);
 	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
 	struct evm_service_info info;
@@ -293,7 +254,7 @@ static void test_unless_stopped(void **state)
 	/* stays down */
 	size_t before = count_state("a", EVM_STATE_RUNNING);
 	for (int i = 0; i < 5; i++)
-		evm_loop_run_once(loop, 20);
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
 	assert_int_equal(count_state("a", EVM_STATE_RUNNING), before);
 }
 
@@ -306,11 +267,10 @@ static void backoff_opts(struct evm_service_opts *o)
 
 static void test_backoff_grows_and_caps(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, backoff_opts);
 	evm_service_start(a);
-	while (count_state("a", EVM_STATE_BACKOFF) < 6)
-		evm_loop_run_once(loop, 100);
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_BACKOFF) >= 6, 10000);
 	uint64_t want[] = {100, 200, 400, 800, 800, 800};
 	size_t k = 0;
 	for (size_t i = 0; i < nev && k < 6; i++)
@@ -335,15 +295,10 @@ static void jitter_opts(struct evm_service_opts *o)
 /* jitter adds 0-50% to each delay of the doubling sequence, and does vary */
 static void test_backoff_jitter_stays_in_bounds(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *s = svc(loop, "j", EVM_RESTART_ALWAYS, EXIT3, jitter_opts);
 	evm_service_start(s);
-	uint64_t end = now_ms() + 20000;
-	while (count_state("j", EVM_STATE_BACKOFF) < 8) {
-		if (now_ms() > end)
-			fail_msg("8 backoffs did not come in 20 s");
-		evm_loop_run_once(loop, 50);
-	}
+	RUN_UNTIL(loop, count_state("j", EVM_STATE_BACKOFF) >= 8, 20000);
 	evm_service_stop(s);
 	size_t k = 0, varied = 0;
 	for (size_t i = 0; i < nev && k < 8; i++) {
@@ -359,11 +314,10 @@ static void test_backoff_jitter_stays_in_bounds(void **state)
 
 static void test_zero_initial_backoff_still_doubles(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, zero_initial);
 	evm_service_start(a);
-	while (count_state("a", EVM_STATE_BACKOFF) < 5)
-		evm_loop_run_once(loop, 100);
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_BACKOFF) >= 5, 10000);
 	uint64_t want[] = {0, 10, 20, 40, 40};
 	size_t k = 0;
 	for (size_t i = 0; i < nev && k < 5; i++)
@@ -383,12 +337,11 @@ static char *SLEEP200_EXIT3[] = {"sleep", "200", "exit", "3", NULL};
 
 static void test_backoff_resets_after_stable_run(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	/* runs 200 ms (> stable 150 ms) each time: every restart waits the initial delay */
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, SLEEP200_EXIT3, stable_opts);
 	evm_service_start(a);
-	while (count_state("a", EVM_STATE_BACKOFF) < 3)
-		evm_loop_run_once(loop, 100);
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_BACKOFF) >= 3, 10000);
 	for (size_t i = 0; i < nev; i++)
 		if (evs[i].state == EVM_STATE_BACKOFF)
 			assert_int_equal(evs[i].delay_ms, 20);
@@ -402,7 +355,7 @@ static void grace_opts(struct evm_service_opts *o)
 
 static void test_start_retries_to_fatal(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT0, grace_opts);
 	evm_service_start(a);
 	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
@@ -419,7 +372,7 @@ static void test_start_retries_to_fatal(void **state)
 
 static void test_start_grace_reaches_running(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, grace_opts);
 	evm_service_start(a);
 	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
@@ -432,7 +385,7 @@ static void test_start_grace_reaches_running(void **state)
 
 static void test_missing_binary_goes_fatal_with_error(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	char *argv[] = {"/nonexistent/evmon-test-binary", NULL};
 	struct evm_service_opts o = {.name = "m",
 				     .spawn = {.argv = argv},
@@ -463,10 +416,10 @@ static void fast_stop(struct evm_service_opts *o)
 
 static void test_stop_escalates_to_sigkill(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	int pp[2];
 	assert_int_equal(pipe(pp), 0);
-	char *argv[] = {helper, "ignore", "15", "print", "ready", "pause", NULL};
+	char *argv[] = {t_helper, "ignore", "15", "print", "ready", "pause", NULL};
 	struct evm_service_opts o = {.name = "a",
 				     .spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
 				     .set = EVM_SVC_START_MS};
@@ -485,8 +438,6 @@ static void test_stop_escalates_to_sigkill(void **state)
 	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
 }
 
-static char *GROUP3[] = {"group", "3", "pause", NULL};
-
 static void group_opts(struct evm_service_opts *o)
 {
 	o->kill_group = true;
@@ -495,11 +446,10 @@ static void group_opts(struct evm_service_opts *o)
 
 static void test_kill_group_kills_grandchildren(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	int pp[2];
 	assert_int_equal(pipe(pp), 0);
-	char *argv[] = {helper, "group", "3", "pause", NULL};
-	(void)GROUP3;
+	char *argv[] = {t_helper, "group", "3", "pause", NULL};
 	struct evm_service_opts o = {.name = "g",
 				     .spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
 				     .restart = EVM_RESTART_NEVER};
@@ -519,30 +469,18 @@ static void test_kill_group_kills_grandchildren(void **state)
 		assert_int_equal(getpgid(gc[i]), info.pid);
 	evm_service_stop(g);
 	run_until_state(loop, g, EVM_STATE_STOPPED, 5000);
-	/* grandchildren ignore SIGTERM; they are not our children: poll until gone */
-	uint64_t end = now_ms() + 5000;
-	for (int i = 0; i < 3; i++) {
-		while (kill(gc[i], 0) == 0) {
-			/* a zombie reparented to init counts as gone */
-			char path[64], st;
-			snprintf(path, sizeof(path), "/proc/%d/stat", (int)gc[i]);
-			FILE *s = fopen(path, "r");
-			int n = s ? fscanf(s, "%*d %*s %c", &st) : 0;
-			if (s)
-				fclose(s);
-			if (n == 1 && st == 'Z')
-				break;
-			if (now_ms() > end)
-				fail_msg("grandchild %d survived the stop", (int)gc[i]);
-			usleep(10000);
-		}
-	}
+	/*
+	 * Grandchildren ignore SIGTERM; they are not our children: poll until
+	 * gone (a zombie reparented to init counts as gone).
+	 */
+	for (int i = 0; i < 3; i++)
+		WAIT_FOR(t_proc_state(gc[i]) == 0 || t_proc_state(gc[i]) == 'Z', 5000);
 	fclose(f);
 }
 
 static void test_restart_resets_count(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, NULL);
 	evm_service_start(a);
 	pid_t first = evm_proc_pid(evm_service_proc(a));
@@ -559,7 +497,7 @@ static void test_restart_resets_count(void **state)
 
 static void test_remove_running_service(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, NULL);
 	evm_service_start(a);
 	pid_t pid = evm_proc_pid(evm_service_proc(a));
@@ -569,8 +507,7 @@ static void test_remove_running_service(void **state)
 	struct evm_service *b = svc(loop, "a", EVM_RESTART_NEVER, PAUSE, NULL);
 	assert_non_null(b);
 	evm_service_start(b);
-	while (!(nev && evs[nev - 1].removed))
-		evm_loop_run_once(loop, 100);
+	RUN_UNTIL(loop, nev && evs[nev - 1].removed, 10000);
 	const struct rec *r = &evs[nev - 1];
 	assert_int_equal(r->state, EVM_STATE_STOPPED);
 	assert_true(r->has_exit);
@@ -588,7 +525,7 @@ static void test_remove_running_service(void **state)
 
 static void test_find_many(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	enum { N = 3000 };
 	static struct evm_service *all[N];
 	char name[32];
@@ -616,7 +553,7 @@ static void test_find_many(void **state)
 
 static void test_new_rejects_bad_options(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	char *argv[] = {"true", NULL};
 	struct evm_service_opts o = {.name = "x", .spawn = {.argv = argv}};
 	struct evm_service *s;
@@ -639,7 +576,7 @@ static void test_new_rejects_bad_options(void **state)
 
 static void test_shutdown_stops_everything(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	pid_t pids[4];
 	struct evm_service *s[3];
 	s[0] = svc(loop, "s0", EVM_RESTART_ALWAYS, PAUSE, NULL);
@@ -647,12 +584,12 @@ static void test_shutdown_stops_everything(void **state)
 	s[2] = svc(loop, "s2", EVM_RESTART_ALWAYS, EXIT3, NULL); /* crash-looping */
 	for (int i = 0; i < 3; i++)
 		evm_service_start(s[i]);
-	char *argv[] = {helper, "pause", NULL};
-	struct evm_spawn_opts po = {.argv = argv};
+	char *argv[] = {t_helper, "pause", NULL};
+	struct evm_spawn_opts po = {.argv = argv, .pdeath_signal = SIGKILL};
 	struct evm_proc *plain;
 	assert_int_equal(evm_spawn(loop, &po, &plain), 0);
 	for (int i = 0; i < 5; i++)
-		evm_loop_run_once(loop, 20);
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
 	pids[0] = evm_proc_pid(evm_service_proc(s[0]));
 	pids[1] = evm_proc_pid(evm_service_proc(s[1]));
 	pids[2] = evm_proc_pid(plain);
@@ -670,7 +607,7 @@ static void test_shutdown_stops_everything(void **state)
 
 static void test_shutdown_reverse_order(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *s[3];
 	char name[16];
 	for (int i = 0; i < 3; i++) {
@@ -711,7 +648,7 @@ static void self_removing(struct evm_service_opts *o)
 /* stop from outside the loop; the service's callback removes it (ASan: no use after free) */
 static void test_remove_from_own_event_outside_the_loop(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *s = svc(loop, "x", EVM_RESTART_NEVER, EXIT0, self_removing);
 	evm_service_start(s);
 	run_until_state(loop, s, EVM_STATE_EXITED, 5000);
@@ -727,7 +664,7 @@ static void test_remove_from_own_event_outside_the_loop(void **state)
 /* shutdown: a callback removing the service being stopped does not end the pass early */
 static void test_shutdown_survives_a_removal_in_a_callback(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, self_removing);
 	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, PAUSE, NULL);
 	evm_service_start(a);
@@ -743,7 +680,7 @@ static void test_shutdown_survives_a_removal_in_a_callback(void **state)
 /* a restart under way when the shutdown begins does not start a new process */
 static void test_shutdown_drops_a_pending_restart(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	struct evm_service *s = svc(loop, "p", EVM_RESTART_ALWAYS, PAUSE, NULL);
 	evm_service_start(s);
 	run_until_state(loop, s, EVM_STATE_RUNNING, 5000);
@@ -763,7 +700,7 @@ static void spawn_when_stopping(struct evm_loop *loop, const struct evm_event *e
 	(void)data;
 	if (ev->type != EVM_EV_SERVICE || ev->state != EVM_STATE_STOPPING || late)
 		return;
-	char *argv[] = {helper, "pause", NULL};
+	char *argv[] = {t_helper, "pause", NULL};
 	struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
 	assert_int_equal(evm_spawn(loop, &o, &late), 0);
 }
@@ -776,7 +713,7 @@ static void spawner_opts(struct evm_service_opts *o)
 /* a process spawned while the shutdown runs is stopped too, not waited for forever */
 static void test_shutdown_stops_a_process_spawned_meanwhile(void **state)
 {
-	struct evm_loop *loop = *state;
+	struct evm_loop *loop = T_LOOP(state);
 	late = NULL;
 	struct evm_service *s = svc(loop, "sp", EVM_RESTART_ALWAYS, PAUSE, spawner_opts);
 	evm_service_start(s);
@@ -806,8 +743,9 @@ static void herd_opts(struct evm_service_opts *o)
 
 static void test_crash_loop_herd_stays_responsive(void **state)
 {
-	struct evm_loop *loop = *state;
-	int n = getenv("EVMON_SAN") && *getenv("EVMON_SAN") ? 200 : 1000;
+	struct evm_loop *loop = T_LOOP(state);
+	int n = T_SAN ? 200 : 1000;
+	alarm(T_ALARM + 120); /* the churn below has its own 120 s deadline */
 	char name[16];
 	for (int i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "h%d", i);
@@ -819,21 +757,16 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 	 */
 	int pongs = 0;
 	size_t backoffs = 0;
-	uint64_t deadline = now_ms() + 120000;
+	uint64_t deadline = t_now_ms() + 120000;
 	for (int round = 0; round < 10 || backoffs < (size_t)n; round++) {
 		int before = pongs;
-		evm_timer_add(loop, 1, ping_cb, &pongs, NULL);
-		uint64_t end = now_ms() + 5000;
-		while (pongs == before) {
-			if (now_ms() > end)
-				fail_msg("loop did not answer a ping within 5 s");
-			evm_loop_run_once(loop, 100);
-		}
+		assert_int_equal(evm_timer_add(loop, 1, ping_cb, &pongs, NULL), 0);
+		RUN_UNTIL(loop, pongs != before, 5000);
 		backoffs = 0;
 		for (size_t i = 0; i < nev; i++)
 			if (evs[i].state == EVM_STATE_BACKOFF)
 				backoffs++;
-		if (now_ms() > deadline)
+		if (t_now_ms() > deadline)
 			fail_msg("%zu backoffs of %d services in 120 s", backoffs, n);
 	}
 	assert_int_equal(evm_shutdown(loop, 0), 0);
@@ -841,36 +774,36 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 
 int main(void)
 {
-	signal(SIGPIPE, SIG_IGN);
+	t_init();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_never_policy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_on_failure_success_exits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_on_failure_restarts_until_max_retries, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_max_retries_counts_failures_in_a_row, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_on_failure_signal_is_failure, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_success_codes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_find_many, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_reverse_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remove_from_own_event_outside_the_loop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_survives_a_removal_in_a_callback, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_drops_a_pending_restart, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_never_policy, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_success_exits, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_restarts_until_max_retries, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_max_retries_counts_failures_in_a_row, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_signal_is_failure, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_success_codes, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_find_many, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_reverse_order, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_remove_from_own_event_outside_the_loop, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_survives_a_removal_in_a_callback, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_drops_a_pending_restart, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, t_teardown),
 	};
 	return cmocka_run_group_tests_name("supervise", tests, NULL, NULL);
 }
