@@ -293,15 +293,17 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(c, "group")) {
 			int n = atoi(a);
+			/* ignored before the fork: once its line is printed, SIGTERM cannot kill it */
+			void (*was)(int) = signal(SIGTERM, SIG_IGN);
 			for (int k = 0; k < n; k++) {
 				pid_t p = fork();
 				if (p == 0) {
-					signal(SIGTERM, SIG_IGN);
 					for (;;)
 						pause();
 				}
 				printf("grandchild %d\n", (int)p);
 			}
+			signal(SIGTERM, was);
 			i++;
 		} else if (!strcmp(c, "daemonize")) {
 			fflush(NULL);

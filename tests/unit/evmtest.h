@@ -49,8 +49,71 @@
 #define T_SAN 0
 #endif
 
+/*
+ * One slowness factor for every deadline: EVMON_TEST_SLOW=N (a whole number,
+ * default 1) for a loaded or slow machine, times 3 in a sanitizer build.
+ * Deadlines only bound waits for something that must happen; a test never
+ * asserts that something was fast.
+ */
+static inline int t_slow(void)
+{
+	static int slow;
+	if (!slow) {
+		const char *s = getenv("EVMON_TEST_SLOW");
+		int n = s && *s ? atoi(s) : 1;
+		slow = (n < 1 ? 1 : n) * (T_SAN ? 3 : 1);
+	}
+	return slow;
+}
+
+/* a deadline of ms milliseconds on an unloaded machine, scaled */
+#define T_MS(ms) ((uint64_t)(ms) * (uint64_t)t_slow())
+
 /* seconds a single test may take before SIGALRM kills the binary */
-#define T_ALARM (T_SAN ? 240 : 120)
+#define T_ALARM (120 * t_slow())
+
+/*
+ * EVMON_TEST_SCALE=1 (make test-scale): a binary with a scale group (10,000
+ * children, 1,000 services) runs only that group; without it only the
+ * functional groups, which must pass on a loaded 2-core machine.
+ */
+static inline bool t_scale(void)
+{
+	const char *s = getenv("EVMON_TEST_SCALE");
+	return s && *s && strcmp(s, "0");
+}
+
+/*
+ * Root with every uid mapped: other uids and gids exist. Not the root of a
+ * user namespace, which is what tests/isolate.sh gives a non-root user.
+ */
+static inline bool t_real_root(void)
+{
+	if (geteuid() != 0)
+		return false;
+	char buf[128] = "";
+	int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true; /* no user namespaces at all */
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	unsigned long inside, outside, count;
+	buf[k > 0 ? k : 0] = 0;
+	return sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+	       outside == 0 && count == 4294967295ul;
+}
+
+/*
+ * Skip the running test, saying why: tests/run-units.sh lists these lines
+ * in its summary next to the skipped test's name.
+ */
+#define T_SKIP(...)                                                                      \
+	do {                                                                             \
+		print_message("SKIP %s: ", __func__);                                    \
+		print_message(__VA_ARGS__);                                              \
+		print_message("\n");                                                     \
+		skip();                                                                  \
+	} while (0)
 
 static char t_helper[PATH_MAX + 32]; /* absolute path of evm-helper */
 static char t_build[PATH_MAX];	/* absolute build directory */
@@ -90,11 +153,11 @@ static inline uint64_t t_now_ms(void)
 /* Run the loop until cond holds; fail the test after ms milliseconds. */
 #define RUN_UNTIL(loop, cond, ms)                                                        \
 	do {                                                                             \
-		uint64_t t_dl_ = t_now_ms() + (ms);                                      \
+		uint64_t t_dl_ = t_now_ms() + T_MS(ms);                                  \
 		while (!(cond)) {                                                        \
 			if (t_now_ms() > t_dl_)                                          \
-				fail_msg("timed out after %d ms waiting for: %s", (int)(ms), \
-					 #cond);                                         \
+				fail_msg("timed out after %d ms waiting for: %s",        \
+					 (int)T_MS(ms), #cond);                          \
 			int t_r_ = evm_loop_run_once((loop), 20);                        \
 			if (t_r_ < 0)                                                    \
 				fail_msg("evm_loop_run_once: %s", strerror(-t_r_));      \
@@ -104,11 +167,11 @@ static inline uint64_t t_now_ms(void)
 /* Poll a plain condition (no loop), e.g. a /proc state; fail after ms. */
 #define WAIT_FOR(cond, ms)                                                               \
 	do {                                                                             \
-		uint64_t t_dl_ = t_now_ms() + (ms);                                      \
+		uint64_t t_dl_ = t_now_ms() + T_MS(ms);                                  \
 		while (!(cond)) {                                                        \
 			if (t_now_ms() > t_dl_)                                          \
-				fail_msg("timed out after %d ms waiting for: %s", (int)(ms), \
-					 #cond);                                         \
+				fail_msg("timed out after %d ms waiting for: %s",        \
+					 (int)T_MS(ms), #cond);                          \
 			usleep(2000);                                                    \
 		}                                                                        \
 	} while (0)
@@ -227,7 +290,7 @@ static inline const char *t_fd_target(pid_t pid, int fd, char *buf, size_t cap)
 static inline size_t t_read_all(int fd, char *buf, size_t cap, int ms)
 {
 	size_t len = 0;
-	uint64_t dl = t_now_ms() + (uint64_t)ms;
+	uint64_t dl = t_now_ms() + T_MS(ms);
 	for (;;) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int left = (int)(dl > t_now_ms() ? dl - t_now_ms() : 0);
@@ -435,7 +498,7 @@ static inline void t_forked(void (*fn)(void *), void *arg)
 /* In a forked sub-test: run the loop until cond or ms pass (then exit 1). */
 #define CHILD_RUN_UNTIL(loop, cond, ms)                                                  \
 	do {                                                                             \
-		uint64_t t_dl_ = t_now_ms() + (ms);                                      \
+		uint64_t t_dl_ = t_now_ms() + T_MS(ms);                                  \
 		while (!(cond)) {                                                        \
 			CHECK(t_now_ms() <= t_dl_);                                      \
 			CHECK(evm_loop_run_once((loop), 20) >= 0);                       \

@@ -257,8 +257,10 @@ static void test_user(void **state)
 {
 	(void)state;
 	struct passwd *pw = getpwnam("nobody");
-	if (!pw)
+	if (!pw) {
+		print_message("SKIP test_user: no user nobody\n");
 		skip();
+	}
 	struct config *cfg = NULL;
 	struct errlist errs = {0};
 	write_file("[service:a]\ncommand = true\nuser = nobody\n");

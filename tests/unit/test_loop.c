@@ -116,7 +116,7 @@ static void test_loop_fd_exit(void **state)
 	int fd = evm_loop_fd(loop);
 	struct t_exit x = {0};
 	struct evm_proc *p = t_spawn(loop, HARGV("sleep", "20", "exit", "4"), &x);
-	uint64_t dl = t_now_ms() + 10000;
+	uint64_t dl = t_now_ms() + T_MS(10000);
 	while (x.n == 0) {
 		assert_true(t_now_ms() < dl);
 		if (readable(fd, 1000))

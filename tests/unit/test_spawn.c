@@ -80,7 +80,7 @@ static void test_file_and_argv0(void **state)
 	 * its exec, but the new argv appears in /proc a moment later.
 	 */
 	ssize_t k = 0;
-	uint64_t dl = t_now_ms() + 10000;
+	uint64_t dl = t_now_ms() + T_MS(10000);
 	while (k <= 0) {
 		assert_true(t_now_ms() < dl);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -832,7 +832,7 @@ static void test_signal_group(void **state)
 	int out = evm_proc_stdio_fd(p, 1);
 	char buf[256] = "";
 	size_t len = 0;
-	uint64_t dl = t_now_ms() + 10000;
+	uint64_t dl = t_now_ms() + T_MS(10000);
 	while (!strstr(buf, "ready\n")) {
 		assert_true(t_now_ms() < dl);
 		struct pollfd pfd = {.fd = out, .events = POLLIN};
@@ -912,7 +912,7 @@ static void test_helper_killed_mid_spawn(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
 	if (!helper_mode() || strcmp(mode->nopidfd, "0"))
-		skip();
+		T_SKIP("only through the spawn helper with pidfds (mode %s)", mode->name);
 	char log[PATH_MAX + 64];
 	snprintf(log, sizeof(log), "%s/tests/helper-killed.%d", t_build, (int)getpid());
 	unlink(log);
@@ -948,8 +948,8 @@ static void test_helper_killed_mid_spawn(void **state)
 static void test_credentials(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
-	if (geteuid() != 0)
-		skip();
+	if (!t_real_root())
+		T_SKIP("needs root: other uids and gids");
 	char out[512];
 	gid_t groups[] = {65534, 100, 4};
 	struct evm_spawn_opts o = {.flags = EVM_SPAWN_SETUID | EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS,
@@ -1027,8 +1027,8 @@ static void unprivileged(void *arg)
 static void test_unprivileged_failures(void **state)
 {
 	(void)state;
-	if (geteuid() != 0)
-		skip();
+	if (!t_real_root())
+		T_SKIP("needs root: other uids and gids");
 	struct cred_arg a = {mode};
 	t_forked(unprivileged, &a);
 }

@@ -52,7 +52,7 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 static void run_until_state(struct evm_loop *loop, struct evm_service *s, enum evm_state st,
 			    int timeout_ms)
 {
-	uint64_t end = t_now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = t_now_ms() + T_MS(timeout_ms);
 	while (evm_service_state(s) != st) {
 		if (t_now_ms() > end)
 			fail_msg("timed out waiting for %s to be %s (is %s)", evm_service_name(s),
@@ -406,8 +406,6 @@ static void test_missing_binary_goes_fatal_with_error(void **state)
 	assert_int_equal(info.last_error.error, ENOENT);
 }
 
-static char *IGNORE_TERM[] = {"ignore", "15", "pause", NULL};
-
 
 static void fast_stop(struct evm_service_opts *o)
 {
@@ -574,16 +572,34 @@ static void test_new_rejects_bad_options(void **state)
 	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
 }
 
+/* s1 of the shutdown test: says "ready" on ready_fd once it ignores SIGTERM */
+static int ready_fd = -1;
+static char *IGNORE_TERM_READY[] = {"ignore", "15", "print", "ready", "pause", NULL};
+
+static void fast_stop_ready(struct evm_service_opts *o)
+{
+	fast_stop(o);
+	o->spawn.stdio[1] = (struct evm_stdio){EVM_STDIO_FD, ready_fd};
+}
+
 static void test_shutdown_stops_everything(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
 	pid_t pids[4];
 	struct evm_service *s[3];
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	ready_fd = pp[1];
 	s[0] = svc(loop, "s0", EVM_RESTART_ALWAYS, PAUSE, NULL);
-	s[1] = svc(loop, "s1", EVM_RESTART_ALWAYS, IGNORE_TERM, fast_stop);
+	s[1] = svc(loop, "s1", EVM_RESTART_ALWAYS, IGNORE_TERM_READY, fast_stop_ready);
 	s[2] = svc(loop, "s2", EVM_RESTART_ALWAYS, EXIT3, NULL); /* crash-looping */
 	for (int i = 0; i < 3; i++)
 		evm_service_start(s[i]);
+	close(pp[1]);
+	/* running (start_ms 0) comes before the helper's sigaction: wait for its word */
+	char buf[7]; /* "ready\n" fills it: t_read_all returns without waiting for EOF */
+	assert_int_equal(t_read_all(pp[0], buf, sizeof(buf), 10000), 6);
+	close(pp[0]);
 	char *argv[] = {t_helper, "pause", NULL};
 	struct evm_spawn_opts po = {.argv = argv, .pdeath_signal = SIGKILL};
 	struct evm_proc *plain;
@@ -599,6 +615,7 @@ static void test_shutdown_stops_everything(void **state)
 		assert_true(st == EVM_STATE_STOPPED || st == EVM_STATE_EXITED || st == EVM_STATE_FATAL);
 	}
 	assert_true(evm_proc_exited(plain));
+	assert_int_equal(last_of("s1", EVM_STATE_STOPPED)->signal, SIGKILL); /* escalated */
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(kill(pids[i], 0), -1);
 	assert_int_equal(evm_loop_alive(loop), 0);
@@ -727,7 +744,10 @@ static void test_shutdown_stops_a_process_spawned_meanwhile(void **state)
 	assert_false(evm_loop_alive(loop));
 }
 
-/* 1,000 services crash-looping at a capped backoff: the loop still answers */
+/*
+ * A herd of services crash-looping at a capped backoff: the loop still
+ * answers. 50 services; 1,000 in the scale group (200 under ASan).
+ */
 static void ping_cb(struct evm_timer *t, void *data)
 {
 	(void)t;
@@ -744,8 +764,8 @@ static void herd_opts(struct evm_service_opts *o)
 static void test_crash_loop_herd_stays_responsive(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
-	int n = T_SAN ? 200 : 1000;
-	alarm(T_ALARM + 120); /* the churn below has its own 120 s deadline */
+	int n = t_scale() ? (T_SAN ? 200 : 1000) : 50;
+	alarm(T_ALARM + (unsigned)T_MS(120)); /* the churn below has its own deadline */
 	char name[16];
 	for (int i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "h%d", i);
@@ -757,7 +777,7 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 	 */
 	int pongs = 0;
 	size_t backoffs = 0;
-	uint64_t deadline = t_now_ms() + 120000;
+	uint64_t deadline = t_now_ms() + T_MS(120000);
 	for (int round = 0; round < 10 || backoffs < (size_t)n; round++) {
 		int before = pongs;
 		assert_int_equal(evm_timer_add(loop, 1, ping_cb, &pongs, NULL), 0);
@@ -767,7 +787,8 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 			if (evs[i].state == EVM_STATE_BACKOFF)
 				backoffs++;
 		if (t_now_ms() > deadline)
-			fail_msg("%zu backoffs of %d services in 120 s", backoffs, n);
+			fail_msg("%zu backoffs of %d services in %d s", backoffs, n,
+				 (int)T_MS(120000) / 1000);
 	}
 	assert_int_equal(evm_shutdown(loop, 0), 0);
 }
@@ -805,5 +826,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, t_teardown),
 	};
+	/* make test-scale (EVMON_TEST_SCALE=1) */
+	const struct CMUnitTest scale[] = {
+		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, t_teardown),
+	};
+	if (t_scale())
+		return cmocka_run_group_tests_name("supervise scale", scale, NULL, NULL);
 	return cmocka_run_group_tests_name("supervise", tests, NULL, NULL);
 }
