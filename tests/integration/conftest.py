@@ -4,10 +4,34 @@ The tests drive the real binaries from the build directory named by
 EVMON_BUILD (set by `make test`; defaults to build/cc). Every process a test
 starts is started in its own session through `spawn()`, and killed with its
 whole process group when the test ends, pass or fail.
+
+Nothing a test starts outlives it, or the runner:
+- `make test` runs pytest in its own PID namespace (tests/isolate.sh): when
+  the runner dies, even by kill -9, or make does, the kernel kills every
+  process left in it.
+- The runner is a child subreaper, so whatever a test leaves behind (a
+  daemon's services, orphans, double-forked processes) stays its descendant;
+  after each test every descendant is ended (end_descendants), so a failing
+  test leaks nothing into the next ones. The summary names the tests that
+  left processes behind.
+- Run directly (python3 -m pytest, not isolated), SIGTERM/SIGHUP and the
+  normal exit end every descendant, and a watchdog process ends whatever
+  still carries this run's EVMON_TEST_RUN in its environment once the runner
+  is gone, kill -9 included.
+
+Deadlines scale with one factor, SLOW: EVMON_TEST_SLOW=N (a loaded machine),
+times 3 under the sanitizers. Tests that need real root (other uids, chown,
+setuid services) call needs_root(why), which skips with the reason as any
+other user and in a user namespace (tests/isolate.sh as non-root).
+The scale tests (thousands of processes) are marked `scale`: `make test`
+deselects them, `make test-scale` runs only them.
 """
+import atexit
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -17,6 +41,39 @@ BUILD = os.environ.get("EVMON_BUILD") or os.path.join(ROOT, "build", "cc")
 EVMON = os.path.join(BUILD, "evmon")
 HELPER = os.path.join(BUILD, "tests", "evm-helper")
 SAN = bool(os.environ.get("EVMON_SAN"))
+# the slowness factor: every deadline is a multiple of it (tests/unit/evmtest.h: t_slow)
+SLOW = max(1, int(os.environ.get("EVMON_TEST_SLOW") or 1)) * (3 if SAN else 1)
+# make test-scale
+SCALE = os.environ.get("EVMON_TEST_SCALE", "0") not in ("", "0")
+
+
+def _real_root():
+    """uid 0 with every uid mapped: not the root of a user namespace."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split()[:3] == ["0", "0", "4294967295"]
+    except OSError:
+        return True
+
+
+REAL_ROOT = _real_root()
+# argv prefix: run as PID 1 of a new PID namespace (a non-root user needs a user
+# namespace for that: unshare -r, where it is root of a single uid)
+PID_NS = ["unshare"] + ([] if os.geteuid() == 0 else ["-r"]) + ["--pid", "--fork", "--mount-proc"]
+
+
+def needs_root(why):
+    """Skip the calling test unless we are really root, saying why."""
+    __tracebackhide__ = True  # the skip is reported at the caller's line
+    if not REAL_ROOT:
+        pytest.skip(f"needs root: {why}")
+
+
+def requires_root(why):
+    """The same as a mark, for a test or a module (pytestmark)."""
+    return pytest.mark.skipif(not REAL_ROOT, reason=f"needs root: {why}")
 
 
 def binary(name):
@@ -38,8 +95,10 @@ class Procs:
         self.procs.append(p)
         return p
 
-    def run(self, argv, timeout=30, **kw):
-        """Run to completion; returns CompletedProcess-like (rc, out, err as str)."""
+    def run(self, argv, timeout=None, **kw):
+        """Run to completion; returns CompletedProcess-like (rc, out, err as str).
+        timeout: seconds (default 30 * SLOW)."""
+        timeout = timeout or 30 * SLOW
         p = self.spawn(argv, **kw)
         try:
             out, err = p.communicate(timeout=timeout)
@@ -82,8 +141,10 @@ def procs():
     ps.cleanup()
 
 
-def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
-    """Poll pred() until it is truthy; fail the test after timeout seconds."""
+def wait_for(pred, timeout=None, interval=0.02, what="condition"):
+    """Poll pred() until it is truthy; fail the test after timeout seconds
+    (default 10 * SLOW)."""
+    timeout = timeout or 10.0 * SLOW
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
@@ -150,6 +211,131 @@ def helper():
     return HELPER
 
 
+# ------------------------------------------------------------ no leftovers
+
+PR_SET_CHILD_SUBREAPER = 36
+RUN_TAG = f"EVMON_TEST_RUN={os.getpid()}"
+os.environ["EVMON_TEST_RUN"] = str(os.getpid())
+_watchdog = None
+_leaky = []  # (test, number of processes it left)
+
+
+def _stat(pid):
+    """(state, ppid) of pid, or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    rest = st[st.rfind(")") + 2:].split()
+    return rest[0], int(rest[1])
+
+
+def descendants(root=None):
+    """{pid: state} of every process below root (default: this runner), but the watchdog."""
+    root = root or os.getpid()
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(d)
+            if st:
+                kids.setdefault(st[1], []).append((int(d), st[0]))
+    out, todo = {}, [root]
+    while todo:
+        for pid, state in kids.get(todo.pop(), ()):
+            if _watchdog is None or pid != _watchdog.pid:
+                out[pid] = state
+                todo.append(pid)
+    return out
+
+
+def end_descendants():
+    """SIGKILL every descendant of the runner, until none is left, and reap the
+    zombies re-parented to it (it is a subreaper). Returns how many it ended."""
+    ended = set()
+    for _ in range(100):
+        live = [p for p, st in descendants().items() if st not in ("Z", "X")]
+        if not live:
+            break
+        for pid in live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                ended.add(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+    for pid, st in descendants().items():
+        if st == "Z" and _stat(pid) and _stat(pid)[1] == os.getpid():
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    return len(ended)
+
+
+_WATCHDOG = r"""
+import os, signal, sys, time
+fd, tag = int(sys.argv[1]), sys.argv[2].encode()
+while os.read(fd, 1):
+    pass
+for _ in range(100):  # the runner is gone: end what it started
+    found = False
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if tag in env:
+            found = True
+            try:
+                os.kill(int(d), signal.SIGKILL)
+            except OSError:
+                pass
+    if not found:
+        break
+    time.sleep(0.02)
+"""
+
+
+def _start_watchdog():
+    """A process that outlives a runner killed with kill -9 and ends what carries
+    its tag; only needed when no PID namespace does it (not under tests/isolate.sh)."""
+    global _watchdog
+    r, w = os.pipe()  # w stays open in the runner only: EOF means it is gone
+    env = {k: v for k, v in os.environ.items() if k != "EVMON_TEST_RUN"}
+    _watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(r), RUN_TAG], pass_fds=(r,),
+                                 env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    os.close(r)
+    globals()["_watchdog_pipe"] = w
+
+
+def _on_term(sig, frame):
+    end_descendants()
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "scale: a scale test (thousands of processes): make test-scale")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if os.environ.get("EVMON_ISOLATED") not in ("pid", "userns"):
+        _start_watchdog()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_term)
+    atexit.register(end_descendants)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _leaky:
+        terminalreporter.write_line(f"processes left behind and ended after {len(_leaky)} tests:")
+        for name, n in _leaky:
+            terminalreporter.write_line(f"  {name}: {n}")
+
+
 _test_tags = iter(range(1, 1 << 62))
 
 
@@ -168,13 +354,18 @@ def _tagged(tag):
     return out
 
 
+def _left(tag):
+    """pids still alive that the test started: tagged, or below the runner."""
+    return set(_tagged(tag)) | {p for p, st in descendants().items() if st not in ("Z", "X")}
+
+
 @pytest.fixture(autouse=True)
-def _no_leftovers():
-    """Each test's processes carry EVMON_TEST_TAG in their environment, and services
-    inherit it from the daemon. A daemon killed by Procs.cleanup (a test that failed
-    half-way) leaves its services running in their own sessions: whatever still has
-    the test's tag when the test ends is killed, so one failure does not leave
-    hundreds of processes for the rest of the run."""
+def _no_leftovers(request):
+    """After each test, pass or fail: every descendant of the runner is ended
+    (end_descendants), and so is whatever carries the test's EVMON_TEST_TAG
+    in its environment (services inherit it from the daemon) wherever it was
+    re-parented, so one failure does not leave hundreds of processes for the
+    rest of the run."""
     tag = f"{os.getpid()}.{next(_test_tags)}"
     old = os.environ.get("EVMON_TEST_TAG")
     os.environ["EVMON_TEST_TAG"] = tag
@@ -183,8 +374,15 @@ def _no_leftovers():
         os.environ.pop("EVMON_TEST_TAG", None)
     else:
         os.environ["EVMON_TEST_TAG"] = old
-    for pid in _tagged(tag):
+    left = _left(tag)
+    if left:  # what was already dying (a SIGKILL just sent) is not counted
+        time.sleep(0.05)
+        left = _left(tag)
+    for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    end_descendants()
+    if left:
+        _leaky.append((request.node.nodeid, len(left)))

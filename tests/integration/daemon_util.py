@@ -10,9 +10,7 @@ import subprocess
 import textwrap
 import time
 
-from conftest import EVMON, HELPER, SAN, children_of, proc_state, wait_for
-
-SLOW = 3 if SAN else 1  # timeouts scale under the sanitizers
+from conftest import EVMON, HELPER, SLOW, children_of, proc_state, wait_for  # noqa: F401 (SLOW: for importers)
 
 
 def alive(pid):

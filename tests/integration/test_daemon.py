@@ -8,7 +8,7 @@ import subprocess
 import time
 
 
-from conftest import EVMON, HELPER, wait_for
+from conftest import EVMON, HELPER, PID_NS, wait_for
 from daemon_util import SLOW, Daemon, LineReader, alive
 
 BASIC = """
@@ -728,8 +728,8 @@ start_secs = 0
 [service:web]
 command = HELPER pause
 """, start=False)
-    p = procs.spawn(["unshare", "--pid", "--fork", "--mount-proc", EVMON, "daemon", "-c", d.cfg,
-                     "-S", d.sock], stdout=open(d.logpath, "ab"), stderr=subprocess.STDOUT)
+    p = procs.spawn(PID_NS + [EVMON, "daemon", "-c", d.cfg, "-S", d.sock],
+                    stdout=open(d.logpath, "ab"), stderr=subprocess.STDOUT)
     wait_for(d.answers, timeout=20 * SLOW, what="the daemon in its namespace")
     assert d.request({"cmd": "ping"})["pid"] == 1
     wait_for(lambda: d.log().count("reaped orphan") >= 3, timeout=10 * SLOW, what="orphans reaped")

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from conftest import EVMON, HELPER, children_of, proc_state, wait_for, zombies_of
+from conftest import EVMON, HELPER, children_of, proc_state, requires_root, wait_for, zombies_of
 from daemon_util import SLOW, Daemon, LineReader, alive
 from reliability_util import ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (rlimits of other uids, namespaces)")
+pytestmark = requires_root("rlimits of other uids, namespaces")
 
 
 def uid_procs(uid):
@@ -342,14 +342,16 @@ stop_timeout = 2
     d.stop()
 
 
+@pytest.mark.parametrize("n", [100, pytest.param(1000, marks=pytest.mark.scale)])
 @pytest.mark.parametrize("reaper", [False, True])
-def test_child_that_forks_1000_grandchildren_and_exits(procs, tmp_path, reaper):
-    """With --reaper the daemon is their subreaper: it reaps all 1,000 (one orphan event
-    each) and no zombie is left. Without, they are not its children at all; either
-    way the service's own exit is reported once and the daemon is unaffected."""
-    d = Daemon(procs, tmp_path, """
+def test_child_that_forks_grandchildren_and_exits(procs, tmp_path, reaper, n):
+    """With --reaper the daemon is their subreaper: it reaps all 100 (1,000 in make
+    test-scale; one orphan event each) and no zombie is left. Without, they are not its
+    children at all; either way the service's own exit is reported once and the daemon
+    is unaffected."""
+    d = Daemon(procs, tmp_path, f"""
 [service:forker]
-command = HELPER orphans 1000 exit 0
+command = HELPER orphans {n} exit 0
 restart = never
 start_secs = 0
 """, args=["--reaper"] if reaper else [], start=False)
@@ -360,28 +362,31 @@ start_secs = 0
     assert d.request({"cmd": "start", "names": ["forker"]})["ok"]
     exits = orphans = 0
     deadline = time.monotonic() + 60 * SLOW
-    while time.monotonic() < deadline and (exits < 1 or (reaper and orphans < 1000)):
+    while time.monotonic() < deadline and (exits < 1 or (reaper and orphans < n)):
         ev = rd.next(timeout=60)
         exits += ev.get("event") == "exit"
         orphans += ev.get("event") == "orphan"
     assert exits == 1
-    assert orphans == (1000 if reaper else 0)
+    assert orphans == (n if reaper else 0)
     wait_for(lambda: not zombies_of(d.p.pid), what="no zombies")
     assert d.status("forker")["forker"]["state"] == "exited"
     s.close()
     d.stop()
 
 
-def test_kill_group_takes_1000_grandchildren_that_ignore_sigterm(procs, tmp_path):
-    d = Daemon(procs, tmp_path, """
+@pytest.mark.parametrize("n", [100, pytest.param(1000, marks=pytest.mark.scale)])
+def test_kill_group_takes_grandchildren_that_ignore_sigterm(procs, tmp_path, n):
+    """100 grandchildren (1,000 in make test-scale) that ignore SIGTERM: a stop with
+    kill_group takes them all."""
+    d = Daemon(procs, tmp_path, f"""
 [service:tree]
-command = HELPER group 1000 pause
+command = HELPER group {n} pause
 kill_group = true
 start_secs = 0
 stop_timeout = 1
 """)
     pid = d.wait_state("tree", "running")["pid"]
-    wait_for(lambda: len(children_of(pid)) == 1000, timeout=30 * SLOW, what="1000 grandchildren")
+    wait_for(lambda: len(children_of(pid)) == n, timeout=30 * SLOW, what=f"{n} grandchildren")
     group = children_of(pid)
     r = d.request({"cmd": "stop", "names": ["tree"], "wait": True, "timeout": 30}, timeout=60)
     assert r["ok"], r

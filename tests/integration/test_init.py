@@ -28,12 +28,12 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import (BUILD, EVMON, HELPER, ROOT, SAN, children_of, proc_state, wait_for,  # noqa: E402
-                      zombies_of)
+from conftest import (BUILD, EVMON, HELPER, PID_NS, ROOT, SAN, SLOW, children_of, proc_state,  # noqa: E402
+                      wait_for, zombies_of)
 
 IMPL = os.environ.get("EVMON_INIT_IMPL", "evmon")  # evmon | tini | dumb-init
-T = 30.0 if SAN else 10.0  # generous bound for things that must happen
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+T = 10.0 * SLOW  # generous bound for things that must happen
+UNSHARE = PID_NS
 MODES = ["pid1", "sub"]
 
 
@@ -526,9 +526,13 @@ def settle(r, mode):
     wait_for(quiet, T * 3, what="every orphan reaped")
 
 
-@pytest.mark.parametrize("make,n", [("orphans", 2000), ("burst", 500)], ids=["storm-2000", "burst-500"])
+@pytest.mark.parametrize("make,n", [
+    ("orphans", 200), ("burst", 100),
+    pytest.param("orphans", 2000, marks=pytest.mark.scale), pytest.param("burst", 500, marks=pytest.mark.scale),
+], ids=["storm-200", "burst-100", "storm-2000", "burst-500"])
 def test_orphans_reaped(run, mode, make, n):
-    """Orphan storms: 2,000 orphans, and 500 dying at the same instant; zero zombies left"""
+    """Orphan storms: 200 orphans, and 100 dying at the same instant (2,000 and 500 in
+    make test-scale); zero zombies left"""
     r = run(init_cmd(storm_cmd(make, n), mode, subreaper=True, warn=IMPL != "dumb-init"), mode)
     r.expect("spawned", timeout=T * 3)
     settle(r, mode)
@@ -632,6 +636,7 @@ def test_dumb_init_debug_env(run):
     assert spawn_reported(r), r.out.text + r.err.text
 
 
+@pytest.mark.scale
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's memory only")
 def test_memory_flat(run):
     """Init's memory does not grow with orphans reaped (RSS before/after 20,000)"""

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import EVMON, HELPER, wait_for
+from conftest import EVMON, HELPER, needs_root, wait_for
 from daemon_util import SLOW, Daemon, LineReader
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -486,12 +486,15 @@ log_dir = {d}
 log_timestamps = {ts}
 
 [service:w]
-command = sh -c 'trap "echo hup" HUP; while :; do sleep 0.05; done'
+command = sh -c 'trap "echo hup" HUP; echo trapped; while :; do sleep 0.05; done'
 stdout = log
 kill_group = true
 """
     d = Daemon(procs, tmp_path, conf.format(d=logs, ts="false"))
     pid = d.wait_state("w", "running")["pid"]
+    # running (start_secs) says nothing of the trap: its line does
+    wait_for(lambda: (logs / "w.log").exists() and b"trapped\n" in (logs / "w.log").read_bytes(),
+             what="the HUP trap set")
     d.ctl("signal", "w", "HUP")
     wait_for(lambda: b"\nhup\n" in (logs / "w.log").read_bytes(), what="plain line")
     d.write(conf.format(d=logs2, ts="true"))
@@ -588,6 +591,7 @@ stdout = log
 
 
 def test_planted_files_are_refused(procs, tmp_path):
+    needs_root("a file owned by another uid (chown)")
     logs = logdir(tmp_path)
     target = tmp_path / "target"
     target.write_text("precious\n")
@@ -647,8 +651,7 @@ stdout = log
 
 
 def test_log_dir_owned_by_another_user_refused_for_root(procs, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("root only")
+    needs_root("a root daemon, a directory owned by another uid (chown)")
     logs = logdir(tmp_path)
     os.chown(logs, 65534, 65534)
     d = Daemon(procs, tmp_path, f"""

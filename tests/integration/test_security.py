@@ -14,12 +14,12 @@ import threading
 
 import pytest
 
-from conftest import EVMON, HELPER, SAN, wait_for
+from conftest import EVMON, HELPER, SAN, requires_root, wait_for
 from daemon_util import SLOW, Daemon, LineReader, read_line
 from reliability_util import (ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, fds, ppid_of, rss_kb,
                               status_fields)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (other uids, setuid services)")
+pytestmark = requires_root("other uids, setuid services")
 
 PAUSE = """
 [service:web]
@@ -72,7 +72,6 @@ def strace_order(path, pid):
     return calls
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the check is a root daemon's")
 @pytest.mark.parametrize("mode,owner,why", [
     (0o644, 0, None),
     (0o600, 0, None),

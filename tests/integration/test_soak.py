@@ -1,6 +1,7 @@
 """Soak: short-lived services restarting through `evmon daemon` until
-EVMON_SOAK_EXITS processes (10,000 by default, 3,000 under the sanitizers;
-`make soak` asks for 1,000,000) have exited, with every exit counted on the daemon's event stream.
+EVMON_SOAK_EXITS processes have exited (by default 2,000 in `make test`, 1,000
+under the sanitizers; 10,000 and 3,000 in `make test-scale`; `make soak` asks for
+1,000,000), with every exit counted on the daemon's event stream.
 
 What must hold at the end:
 - every process the stream says was started has exactly one exit event
@@ -21,11 +22,16 @@ import os
 import threading
 import time
 
+import pytest
+
 from conftest import SAN, wait_for, zombies_of
 from daemon_util import SLOW, Daemon
 from reliability_util import fds, rss_kb
 
-EXITS = int(os.environ.get("EVMON_SOAK_EXITS", "3000" if SAN else "10000"))
+if os.environ.get("EVMON_SOAK_EXITS"):
+    RUNS = [int(os.environ["EVMON_SOAK_EXITS"])]
+else:
+    RUNS = [1000 if SAN else 2000, pytest.param(3000 if SAN else 10000, marks=pytest.mark.scale)]
 INSTANCES = 16
 
 
@@ -95,7 +101,8 @@ class Stream(threading.Thread):
             self.error(f"warning: {ev}")
 
 
-def test_soak(procs, tmp_path):
+@pytest.mark.parametrize("total", RUNS)
+def test_soak(procs, tmp_path, total):
     pidlog = tmp_path / "pids"
     d = Daemon(procs, tmp_path, f"""
 [evmon]
@@ -115,7 +122,7 @@ stderr = null
 autostart = false
 """, start=False)
     # the daemon's log would be three lines per exit: not kept for the long run
-    if EXITS > 100000:
+    if total > 100000:
         d.logpath = os.devnull
     d.start()
     pid = d.p.pid
@@ -133,7 +140,7 @@ autostart = false
     # /proc status fd, buffers) is there before the figures are taken
     t0 = time.monotonic()
     assert d.request({"cmd": "start", "names": ["churn"]})["ok"]
-    warm = max(1000, EXITS // 20)
+    warm = max(1000, total // 20)
     wait_for(lambda: stream.exits >= warm, timeout=(warm / 50 + 120) * SLOW, interval=0.1,
              what=f"{warm} exits")
     assert d.request({"cmd": "stop", "names": ["churn"], "wait": True, "timeout": 60}, timeout=90)["ok"]
@@ -143,8 +150,8 @@ autostart = false
     wait_for(lambda: stream.running, what="restarted")
     rss0, fd_max = rss_kb(pid), len(fds(pid))
     rss_max = rss0
-    deadline = time.monotonic() + (EXITS / 50 + 300) * SLOW
-    while stream.exits < EXITS:
+    deadline = time.monotonic() + (total / 50 + 300) * SLOW
+    while stream.exits < total:
         assert time.monotonic() < deadline, f"only {stream.exits} exits"
         assert d.p.poll() is None, "the daemon died"
         assert not stream.closed, "the daemon dropped the event stream"
