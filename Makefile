@@ -1,7 +1,10 @@
 # evmon - top-level build.
 #
 #   make              build the library, the evmon binary, examples, test programs
-#   make test         build, then run the unit and integration tests
+#   make test         build, then run the unit and integration tests: the functional
+#                     suite, a few minutes on a loaded 2-core machine
+#   make test-scale   the scale tests: 10,000-child storms, 20,000 orphans, 1,000-process
+#                     trees, a 1,000-service crash-loop herd (slow; .ci/run runs it)
 #   make run          build, then start the supervisor on examples/demo.ini
 #   make SAN=1 test   the same under AddressSanitizer + UBSan (separate build dir)
 #   make CC=clang     build with clang (separate build dir)
@@ -56,7 +59,7 @@ SHARED_LIB := $(BUILD)/libevmon.so.$(MAJOR).$(MINOR)
 EVMON := $(BUILD)/evmon
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test unit integration run clean
+.PHONY: all deps test unit integration test-scale unit-scale integration-scale run clean
 .DEFAULT_GOAL := all
 
 all: $(DEPS_STAMP) $(STATIC_LIB) $(SHARED_LIB) $(if $(CLI_SRC),$(EVMON)) $(HELPER_BIN) $(EXAMPLE_BIN) $(UNIT_BIN)
@@ -98,16 +101,31 @@ $(BUILD)/examples/%: examples/%.c $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC_LIB) -lpthread
 
-# Unit tests run one after the other; each has its own cmocka timeout guard.
+# Every test program runs in its own PID namespace (tests/isolate.sh): whatever
+# it starts dies with it, and with make (even on kill -9). tests/run-units.sh
+# runs every unit binary, then lists all failures and skip reasons. Deadlines
+# scale with EVMON_TEST_SLOW=N (x3 under SAN=1). `exec` makes the runner
+# make's own child, so that it dies with make.
+TEST_ENV = EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN)
+# binaries with a scale group (EVMON_TEST_SCALE=1 runs only that group)
+SCALE_UNITS := test_reap test_supervise
+PYTEST_ARGS := -q -p no:cacheprovider -rs
+
 unit: all
-	@set -e; for t in $(UNIT_BIN); do \
-		echo "== $$t"; EVMON_BUILD=$(BUILD) timeout 300 $$t; \
-	done
+	@$(TEST_ENV) exec tests/run-units.sh $(UNIT_BIN)
 
 integration: all
-	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -p no:cacheprovider tests/integration
+	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) -m "not scale" tests/integration
 
 test: unit integration
+
+unit-scale: all
+	@$(TEST_ENV) EVMON_TEST_SCALE=1 exec tests/run-units.sh $(SCALE_UNITS:%=$(BUILD)/tests/%)
+
+integration-scale: all
+	$(TEST_ENV) EVMON_TEST_SCALE=1 exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) -m scale tests/integration
+
+test-scale: unit-scale integration-scale
 
 clean:
 	rm -rf build
