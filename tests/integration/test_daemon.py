@@ -198,7 +198,9 @@ def test_demo_config(procs, tmp_path):
              and d.status("crashy")["crashy"]["state"] in ("backoff", "running"),
              timeout=20 * SLOW, what="crashy restarted")
     assert "backoff" in d.log() and "fatal" not in d.status("crashy")["crashy"]["state"]
-    # worker stops on its stop_signal (INT) and exits 0 from its trap
+    # worker stops on its stop_signal (INT) and exits 0 from its trap, which is
+    # set once it has said its queue (running after start_secs does not say so)
+    wait_for(lambda: "worker: queue=jobs" in d.log(), what="the worker's INT trap")
     r = d.ctl("stop", "worker")
     assert r.returncode == 0, r.stderr
     w = d.status("worker")["worker"]

@@ -456,8 +456,10 @@ static void test_keys_documented(void **state)
 {
 	(void)state;
 	FILE *f = fopen("man/evmon.ini.5.scd", "r");
-	if (!f)
-		skip(); /* not run from the source tree */
+	if (!f) {
+		print_message("SKIP test_keys_documented: man/evmon.ini.5.scd not found (not run from the source tree)\n");
+		skip();
+	}
 	static char man[65536];
 	size_t n = fread(man, 1, sizeof(man) - 1, f);
 	fclose(f);
