@@ -1,11 +1,17 @@
 /*
  * control.c - the control socket server (see control.h).
  *
- * Everything is non-blocking and on the loop. Memory per client is bounded:
+ * Everything is non-blocking and on the loop, and nothing re-enters: a
+ * client is read, answered and written only from its own callback, a
+ * reply (even a late one) only joins its output, and a client dropped
+ * from elsewhere is shut down and closed by its own callback (so no
+ * reference counts, and no "dispatching" or "busy" guards).
+ *
+ * Memory per client is bounded:
  * the input buffer holds at most one request line (PROTO_MAX_REQUEST; a
  * longer one is answered with an error and skipped up to its newline), and
- * we stop reading a client while its output is above OUT_SOFT or a deferred
- * reply is pending, so a client that sends without reading only fills its
+ * we stop reading a client while its output is above OUT_SOFT or a reply is
+ * pending, so a client that sends without reading only fills its
  * own socket buffer. Event lines are pushed whatever the client does, so a
  * subscriber whose unread output passes max_pending is dropped. Writes use
  * MSG_NOSIGNAL: a vanished client is an EPIPE, never a SIGPIPE.
@@ -44,15 +50,17 @@ struct client {
 	struct evm_io *io;
 	unsigned events; /* what io watches */
 	struct linebuf in, out;
-	unsigned refs;
-	bool closed, busy, eof, discarding, dispatching;
-	bool resume; /* a late reply came: look at queued requests again */
-	cJSON *req_id; /* "id" of the current request, echoed in the reply */
+	bool eof, discarding;
+	bool pending;	 /* a request has no reply yet: the next ones wait */
+	bool aborted;	 /* dropped: closed at its next callback (see client_abort) */
+	cJSON *req_id;	 /* "id" of the current request, echoed in the reply */
+	control_gone_cb defer_gone; /* a deferred reply's owner, told if we close first */
+	void *defer_data;
 	bool subscribed;
 	char **patterns;
 	size_t npatterns;
 	/* raw stream (control_raw) */
-	bool raw, raw_done, pumping;
+	bool raw, raw_done;
 	control_fill_cb fill;
 	control_gone_cb gone;
 	void *raw_data;
@@ -67,7 +75,6 @@ struct control {
 	struct control_opts o;
 	struct client *clients;
 	unsigned nclients, next_id;
-	struct evm_timer *resume_timer;
 };
 
 static void logf_(struct control *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -85,34 +92,18 @@ static void logf_(struct control *ctl, const char *fmt, ...)
 
 /* ------------------------------------------------------------ clients */
 
-static void client_free(struct client *cl)
-{
-	linebuf_free(&cl->in);
-	linebuf_free(&cl->out);
-	cJSON_Delete(cl->req_id);
-	for (size_t i = 0; i < cl->npatterns; i++)
-		free(cl->patterns[i]);
-	free(cl->patterns);
-	free(cl);
-}
-
-void control_client_unref(struct client *cl)
-{
-	if (cl && --cl->refs == 0)
-		client_free(cl);
-}
-
+/*
+ * The end of a client: only from its own callback (on_client), or when the
+ * server closes. Whoever holds it for later (a deferred reply, a raw
+ * stream) is told first.
+ */
 static void client_close(struct client *cl)
 {
-	if (cl->closed)
-		return;
-	cl->closed = true;
 	struct control *ctl = cl->ctl;
-	if (cl->gone) {
-		control_gone_cb gone = cl->gone;
-		cl->gone = NULL;
-		gone(cl->raw_data);
-	}
+	if (cl->gone)
+		cl->gone(cl->raw_data);
+	if (cl->defer_gone)
+		cl->defer_gone(cl->defer_data);
 	evm_io_free(cl->io);
 	close(cl->fd);
 	if (ctl->o.fd_closed)
@@ -124,12 +115,33 @@ static void client_close(struct client *cl)
 	if (cl->next)
 		cl->next->prev = cl->prev;
 	ctl->nclients--;
-	control_client_unref(cl);
+	linebuf_free(&cl->in);
+	linebuf_free(&cl->out);
+	cJSON_Delete(cl->req_id);
+	for (size_t i = 0; i < cl->npatterns; i++)
+		free(cl->patterns[i]);
+	free(cl->patterns);
+	free(cl);
+}
+
+/*
+ * Drop a client from anywhere, even from inside its own request: its
+ * output is discarded and the socket shut down both ways, which the kernel
+ * reports as a hang-up, so its callback closes it from the loop. Nothing
+ * is freed here, so no caller up the stack is left holding a freed client.
+ */
+static void client_abort(struct client *cl)
+{
+	if (cl->aborted)
+		return;
+	cl->aborted = true;
+	linebuf_free(&cl->out);
+	shutdown(cl->fd, SHUT_RDWR);
 }
 
 bool control_client_closed(const struct client *cl)
 {
-	return cl->closed;
+	return cl->aborted;
 }
 
 unsigned control_client_id(const struct client *cl)
@@ -142,77 +154,62 @@ unsigned control_clients(const struct control *ctl)
 	return ctl->nclients;
 }
 
-/* Watch for what we can do next; close when there is nothing left to do. */
+/* Nothing left to do: the connection can close. */
+static bool client_done(const struct client *cl)
+{
+	if (cl->raw)
+		return cl->raw_done && !cl->out.len;
+	return cl->eof && !cl->pending && !cl->out.len && !cl->in.len;
+}
+
+/* Watch for what we can do next (a finished client is written to: its callback closes it). */
 static void client_update(struct client *cl)
 {
-	if (cl->closed)
+	if (cl->aborted)
 		return;
-	if ((cl->eof && !cl->busy && cl->out.len == 0 && cl->in.len == 0) ||
-	    (cl->raw && cl->raw_done && cl->out.len == 0)) {
-		client_close(cl);
-		return;
-	}
 	unsigned ev = 0;
-	if (!cl->eof && !cl->busy && cl->out.len < OUT_SOFT)
+	if (!cl->eof && !cl->pending && !cl->raw && cl->out.len < OUT_SOFT)
 		ev |= EVM_READ;
-	if (cl->out.len)
+	if (cl->out.len || client_done(cl))
 		ev |= EVM_WRITE;
 	if (ev != cl->events && evm_io_modify(cl->io, ev) == 0)
 		cl->events = ev;
 }
 
-static void raw_pump(struct client *cl);
-
-static void client_flush(struct client *cl)
+/* Send what the socket takes now. */
+static void client_send(struct client *cl)
 {
-	while (!cl->closed && cl->out.len) {
+	while (!cl->aborted && cl->out.len) {
 		ssize_t w = send(cl->fd, linebuf_start(&cl->out), cl->out.len,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w > 0) {
+		if (w > 0)
 			linebuf_consume(&cl->out, (size_t)w);
-		} else if (w < 0 && errno == EINTR) {
+		else if (w < 0 && errno == EINTR)
 			continue;
-		} else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		} else {
-			client_close(cl); /* EPIPE, ECONNRESET: it went away */
-			return;
-		}
+		else
+			client_abort(cl); /* EPIPE, ECONNRESET: it went away */
 	}
-	if (cl->raw && !cl->pumping) {
-		raw_pump(cl); /* it flushes and updates */
-		return;
-	}
-	client_update(cl);
 }
 
 /* Refill a raw stream while the client keeps taking it, without blocking. */
 static void raw_pump(struct client *cl)
 {
-	cl->pumping = true;
-	cl->refs++;
-	for (;;) {
-		client_flush(cl); /* sends what it can, then client_update (may close) */
-		if (cl->closed || cl->raw_done || cl->out.len >= RAW_LOW)
-			break; /* done, or full: EVM_WRITE brings us back */
+	client_send(cl);
+	while (!cl->aborted && !cl->raw_done && cl->out.len < RAW_LOW) {
 		size_t before = cl->out.len;
 		if (!cl->fill(cl, RAW_LOW - cl->out.len, cl->raw_data))
 			cl->raw_done = true;
-		if (cl->closed)
-			break;
-		if (cl->out.len == before) {
-			client_update(cl); /* nothing more for now; closes a finished stream */
-			break;
-		}
+		if (cl->out.len == before)
+			break; /* nothing more for now */
+		client_send(cl);
 	}
-	cl->pumping = false;
-	control_client_unref(cl);
 }
 
 void control_raw(struct client *cl, control_fill_cb fill, control_gone_cb gone, void *data)
 {
-	cl->raw = true;
-	cl->busy = true; /* no more requests: what follows on the connection is not read */
+	cl->raw = true; /* no more requests: what follows on the connection is not read */
 	cl->fill = fill;
 	cl->gone = gone;
 	cl->raw_data = data;
@@ -222,7 +219,7 @@ void control_raw(struct client *cl, control_fill_cb fill, control_gone_cb gone, 
 
 int control_raw_write(struct client *cl, const void *p, size_t n)
 {
-	if (cl->closed)
+	if (cl->aborted)
 		return 0;
 	char *dst = linebuf_space(&cl->out, n);
 	if (!dst)
@@ -234,16 +231,18 @@ int control_raw_write(struct client *cl, const void *p, size_t n)
 
 void control_raw_kick(struct client *cl)
 {
-	if (!cl->closed && cl->raw && !cl->pumping)
-		raw_pump(cl);
+	if (cl->aborted || !cl->raw)
+		return;
+	raw_pump(cl);
+	client_update(cl);
 }
 
 void control_drop(struct client *cl, const char *why)
 {
-	if (cl->closed)
+	if (cl->aborted)
 		return;
 	logf_(cl->ctl, "client %u (pid %d): dropped: %s", cl->id, (int)cl->pid, why);
-	client_close(cl);
+	client_abort(cl);
 }
 
 size_t control_max_pending(const struct client *cl)
@@ -253,10 +252,11 @@ size_t control_max_pending(const struct client *cl)
 
 static void client_send_line(struct client *cl, const char *s, size_t n)
 {
+	if (cl->aborted)
+		return;
 	char *dst = linebuf_space(&cl->out, n + 1);
 	if (!dst) {
-		logf_(cl->ctl, "client %u: out of memory for a reply: closing it", cl->id);
-		client_close(cl);
+		control_drop(cl, "out of memory for its output");
 		return;
 	}
 	memcpy(dst, s, n);
@@ -264,30 +264,15 @@ static void client_send_line(struct client *cl, const char *s, size_t n)
 	cl->out.len += n + 1;
 }
 
-static void process_input(struct client *cl);
-
-static void on_resume(struct evm_timer *t, void *data)
-{
-	struct control *ctl = data;
-	(void)t;
-	ctl->resume_timer = NULL;
-	/* a request may close any client: start over after each */
-	for (bool again = true; again;) {
-		again = false;
-		for (struct client *cl = ctl->clients; cl; cl = cl->next) {
-			if (cl->resume) {
-				cl->resume = false;
-				process_input(cl);
-				again = true;
-				break;
-			}
-		}
-	}
-}
-
+/*
+ * The reply only joins the client's output: it is sent from the client's
+ * callback (at the end of the request, or, for a late reply, when the loop
+ * sees the socket writable), which then reads the requests queued behind
+ * it. So replying never re-enters request handling.
+ */
 void control_reply(struct client *cl, cJSON *resp)
 {
-	if (cl->closed)
+	if (cl->aborted)
 		return;
 	if (cl->req_id) {
 		cJSON_DeleteItemFromObjectCaseSensitive(resp, "id");
@@ -302,25 +287,15 @@ void control_reply(struct client *cl, cJSON *resp)
 		client_send_line(cl, s, strlen(s));
 		cJSON_free(s);
 	}
-	cl->busy = false;
-	client_flush(cl);
-	if (!cl->dispatching && !cl->closed && cl->in.len) {
-		/* a late reply: queued requests go on from the loop, not from inside our caller */
-		cl->resume = true;
-		if (!cl->ctl->resume_timer)
-			evm_timer_add(cl->ctl->loop, 0, on_resume, cl->ctl, &cl->ctl->resume_timer);
-	}
+	cl->pending = false;
+	cl->defer_gone = NULL;
+	cl->defer_data = NULL;
+	client_update(cl);
 }
 
-void control_defer(struct client *cl)
+void control_reply_error(struct client *cl, const char *fmt, ...)
 {
-	cl->refs++;
-}
-
-static void reply_error(struct client *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply_error(struct client *cl, const char *fmt, ...)
-{
-	char msg[256];
+	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -332,6 +307,12 @@ static void reply_error(struct client *cl, const char *fmt, ...)
 	cJSON_Delete(r);
 }
 
+void control_defer(struct client *cl, control_gone_cb gone, void *data)
+{
+	cl->defer_gone = gone;
+	cl->defer_data = data;
+}
+
 static void handle_line(struct client *cl, const char *p, size_t n)
 {
 	size_t i = 0;
@@ -339,18 +320,18 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 		i++;
 	if (i == n)
 		return; /* blank lines are ignored */
-	cl->busy = true;
+	cl->pending = true;
 	cJSON *req = cJSON_ParseWithLength(p, n);
 	if (!req) {
 		const char *at = cJSON_GetErrorPtr();
 		long off = at && at >= p && at <= p + n ? (long)(at - p) : -1;
-		reply_error(cl, "malformed JSON (at byte %ld): a request is one JSON object per line",
-			    off);
+		control_reply_error(cl, "malformed JSON (at byte %ld): a request is one JSON object "
+				    "per line", off);
 		return;
 	}
 	if (!cJSON_IsObject(req)) {
 		cJSON_Delete(req);
-		reply_error(cl, "a request is a JSON object, e.g. {\"cmd\":\"status\"}");
+		control_reply_error(cl, "a request is a JSON object, e.g. {\"cmd\":\"status\"}");
 		return;
 	}
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
@@ -360,11 +341,10 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 	cJSON_Delete(req);
 }
 
+/* The complete request lines, in order, while each is answered at once. */
 static void process_input(struct client *cl)
 {
-	cl->refs++;
-	cl->dispatching = true;
-	while (!cl->closed && !cl->busy && cl->out.len < OUT_SOFT && cl->in.len) {
+	while (!cl->aborted && !cl->pending && !cl->raw && cl->out.len < OUT_SOFT && cl->in.len) {
 		ssize_t n = linebuf_line(&cl->in);
 		size_t take;
 		if (n < 0) {
@@ -375,7 +355,8 @@ static void process_input(struct client *cl)
 			if (cl->in.len > PROTO_MAX_REQUEST) {
 				cl->discarding = true;
 				linebuf_consume(&cl->in, cl->in.len);
-				reply_error(cl, "request line longer than %d bytes", PROTO_MAX_REQUEST);
+				cl->pending = true;
+				control_reply_error(cl, "request line longer than %d bytes", PROTO_MAX_REQUEST);
 				continue;
 			}
 			if (!cl->eof)
@@ -392,50 +373,52 @@ static void process_input(struct client *cl)
 		}
 		if ((size_t)n > PROTO_MAX_REQUEST) {
 			linebuf_consume(&cl->in, take);
-			reply_error(cl, "request line longer than %d bytes", PROTO_MAX_REQUEST);
+			cl->pending = true;
+			control_reply_error(cl, "request line longer than %d bytes", PROTO_MAX_REQUEST);
 			continue;
 		}
 		/* the callback may reply into out, never touches in: parse in place */
 		handle_line(cl, linebuf_start(&cl->in), (size_t)n);
 		linebuf_consume(&cl->in, take);
 	}
-	cl->dispatching = false;
-	if (!cl->closed)
-		client_flush(cl);
-	control_client_unref(cl);
 }
 
+static void client_read(struct client *cl)
+{
+	char *dst = linebuf_space(&cl->in, READ_CHUNK);
+	ssize_t r = dst ? read(cl->fd, dst, READ_CHUNK) : -1;
+	if (r > 0)
+		cl->in.len += (size_t)r;
+	else if (r == 0)
+		cl->eof = true;
+	else if (!dst || (errno != EAGAIN && errno != EINTR))
+		client_abort(cl);
+}
+
+/*
+ * Everything a client does happens here, once per readiness: send, read,
+ * answer the complete requests (or refill a raw stream), send again. The
+ * client is closed only at the end, when it is finished or was dropped.
+ */
 static void on_client(struct evm_io *io, int fd, unsigned revents, void *data)
 {
 	struct client *cl = data;
 	(void)io;
-	cl->refs++;
-	if (revents & (EVM_ERROR | EVM_HANGUP)) {
+	(void)fd;
+	if (revents & (EVM_ERROR | EVM_HANGUP))
+		client_abort(cl);
+	client_send(cl); /* first: requests wait while the output is high */
+	if (!cl->aborted && (revents & EVM_READ) && (cl->events & EVM_READ))
+		client_read(cl);
+	if (cl->raw)
+		raw_pump(cl);
+	else
+		process_input(cl);
+	client_send(cl);
+	if (cl->aborted || client_done(cl))
 		client_close(cl);
-	} else {
-		if (revents & EVM_WRITE) {
-			client_flush(cl);
-			/* requests held back while the output was high */
-			if (!cl->closed && !cl->busy && cl->in.len && cl->out.len < OUT_SOFT)
-				process_input(cl);
-		}
-		if (!cl->closed && (revents & EVM_READ) && (cl->events & EVM_READ)) {
-			char *dst = linebuf_space(&cl->in, READ_CHUNK);
-			ssize_t r = dst ? read(fd, dst, READ_CHUNK) : -1;
-			if (r > 0) {
-				cl->in.len += (size_t)r;
-			} else if (r == 0) {
-				cl->eof = true;
-			} else if (!dst || (errno != EAGAIN && errno != EINTR)) {
-				client_close(cl);
-			}
-			if (!cl->closed) {
-				process_input(cl);
-				client_update(cl);
-			}
-		}
-	}
-	control_client_unref(cl);
+	else
+		client_update(cl);
 }
 
 int control_subscribe(struct client *cl, const char *const *patterns, size_t n)
@@ -477,18 +460,18 @@ static bool wants(const struct client *cl, const char *service)
 void control_publish(struct control *ctl, const char *service, const char *line)
 {
 	size_t n = strlen(line);
-	for (struct client *cl = ctl->clients, *next; cl; cl = next) {
-		next = cl->next;
-		if (!cl->subscribed || !wants(cl, service))
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		if (!cl->subscribed || cl->aborted || !wants(cl, service))
 			continue;
 		if (cl->out.len + n + 1 > ctl->o.max_pending) {
 			logf_(ctl, "client %u (pid %d): dropped: %zu bytes of events not read", cl->id,
 			      (int)cl->pid, cl->out.len);
-			client_close(cl);
+			client_abort(cl);
 			continue;
 		}
 		client_send_line(cl, line, n);
-		client_flush(cl);
+		client_send(cl);
+		client_update(cl);
 	}
 }
 
@@ -534,7 +517,6 @@ static void accept_one(struct control *ctl, int fd)
 	cl->uid = cr.uid;
 	cl->pid = cr.pid;
 	cl->id = ++ctl->next_id;
-	cl->refs = 1;
 	cl->events = EVM_READ;
 	if (evm_io_add(ctl->loop, fd, EVM_READ, on_client, cl, &cl->io) < 0) {
 		free(cl);
@@ -718,15 +700,13 @@ void control_close(struct control *ctl)
 		return;
 	while (ctl->clients) {
 		struct client *cl = ctl->clients;
-		if (cl->out.len) {
+		if (cl->out.len && !cl->aborted) {
 			ssize_t w = send(cl->fd, linebuf_start(&cl->out), cl->out.len,
 					 MSG_NOSIGNAL | MSG_DONTWAIT);
 			(void)w;
 		}
 		client_close(cl);
 	}
-	if (ctl->resume_timer)
-		evm_timer_cancel(ctl->resume_timer);
 	evm_io_free(ctl->io);
 	close(ctl->fd);
 	unlink(ctl->path);

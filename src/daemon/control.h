@@ -23,6 +23,8 @@ struct client;
 
 /* req is borrowed for the call. The callback must reply or defer. */
 typedef void (*control_request_cb)(struct client *cl, const cJSON *req, void *data);
+/* Whoever keeps a client for later is told when it closes; cl is invalid after. */
+typedef void (*control_gone_cb)(void *data);
 /* A line for the daemon's log ("client 3 (uid 0): ..."). */
 typedef void (*control_log_cb)(const char *msg, void *data);
 
@@ -49,12 +51,21 @@ int control_open(struct evm_loop *loop, const struct control_opts *opts, struct 
 /* Flush what can be flushed without blocking, close every client, remove the socket. */
 void control_close(struct control *ctl);
 
-/* Answer the client's current request (resp is borrowed; its "id" is set). No-op for a closed client. */
+/*
+ * Answer the client's current request (resp is borrowed; its "id" is set).
+ * The reply joins the client's output and is sent from the loop: calling
+ * this never re-enters the request callback. No-op for a dropped client.
+ */
 void control_reply(struct client *cl, cJSON *resp);
-/* Inside the request callback: the reply will come later. Takes a reference. */
-void control_defer(struct client *cl);
-/* Drop the reference control_defer took (after the late reply). */
-void control_client_unref(struct client *cl);
+/* {"ok":false,"error":"..."} */
+void control_reply_error(struct client *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Inside the request callback: the reply will come later (control_reply).
+ * If the client closes before, gone(data) is called instead, and cl must
+ * not be used again.
+ */
+void control_defer(struct client *cl, control_gone_cb gone, void *data);
+/* Dropped: it takes no more output and is closed by the loop. */
 bool control_client_closed(const struct client *cl);
 unsigned control_client_id(const struct client *cl);
 
@@ -84,12 +95,11 @@ unsigned control_clients(const struct control *ctl);
  * connection closes, for whatever reason; cl is invalid after it.
  */
 typedef bool (*control_fill_cb)(struct client *cl, size_t want, void *data);
-typedef void (*control_gone_cb)(void *data);
 void control_raw(struct client *cl, control_fill_cb fill, control_gone_cb gone, void *data);
 int control_raw_write(struct client *cl, const void *p, size_t n); /* 0 or -ENOMEM */
 /* There may be more to send: call fill now if the client has room. */
 void control_raw_kick(struct client *cl);
-/* Close a client now, saying why in the daemon's log. */
+/* Drop a client, saying why in the daemon's log (closed by the loop, after). */
 void control_drop(struct client *cl, const char *why);
 /* The configured max_pending (client_buffer): what a stream may queue for a client. */
 size_t control_max_pending(const struct client *cl);

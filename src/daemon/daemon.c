@@ -16,6 +16,7 @@
 #include "fdreserve.h"
 #include "notify.h"
 #include "proto.h"
+#include "waits.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -35,178 +36,31 @@
 
 static void status_changed(struct daemon *d);
 
-void daemon_add_time(cJSON *obj, const char *key, const struct timespec *ts)
-{
-	char buf[40];
-	cJSON_AddStringToObject(obj, key, proto_time(ts, buf, sizeof(buf)));
-}
-
-void daemon_publish(struct daemon *d, const char *service, cJSON *ev)
-{
-	if (!cJSON_GetObjectItemCaseSensitive(ev, "time")) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		daemon_add_time(ev, "time", &ts);
-	}
-	char line[1024];
-	proto_event_line(ev, line, sizeof(line));
-	dlog("%s", line);
-	if (d->ctl) {
-		char *s = cJSON_PrintUnformatted(ev);
-		if (s) {
-			control_publish(d->ctl, service, s);
-			cJSON_free(s);
-		}
-	}
-	cJSON_Delete(ev);
-}
-
-void daemon_log_event(struct daemon *d, const char *service, const char *file, int error,
-		      const char *msg)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "event", "log");
-	if (service)
-		cJSON_AddStringToObject(o, "service", service);
-	if (file)
-		cJSON_AddStringToObject(o, "file", file);
-	if (error)
-		cJSON_AddStringToObject(o, "error", strerror(-error));
-	cJSON_AddStringToObject(o, "message", msg);
-	daemon_publish(d, service, o);
-}
-
 static void on_log_report(const char *service, const char *file, int error, const char *msg,
 			  void *data)
 {
-	daemon_log_event(data, service, file, error, msg);
+	events_log(data, service, file, error, msg);
 }
 
-static void add_exit(cJSON *o, const struct evm_exit *x)
-{
-	if (x->signal || x->status_unknown)
-		cJSON_AddNullToObject(o, "code");
-	else
-		cJSON_AddNumberToObject(o, "code", x->code);
-	if (x->signal) {
-		const char *n = cli_signal_name(x->signal);
-		cJSON_AddNumberToObject(o, "signal", x->signal);
-		cJSON_AddStringToObject(o, "signal_name", n ? n : "?");
-	} else {
-		cJSON_AddNullToObject(o, "signal");
-	}
-	if (x->core_dumped)
-		cJSON_AddTrueToObject(o, "core_dumped");
-	if (x->status_unknown)
-		cJSON_AddTrueToObject(o, "status_unknown");
-}
-
-static void on_service_event(struct daemon *d, const struct evm_event *ev)
-{
-	const char *name = ev->name ? ev->name : "?";
-	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
-	units_on_event(d, ev, u);
-
-	/* the exit that caused this transition (the library says: exactly one event has it) */
-	if (ev->exit) {
-		cJSON *x = cJSON_CreateObject();
-		cJSON_AddStringToObject(x, "event", "exit");
-		daemon_add_time(x, "time", &ev->exit->end_time);
-		cJSON_AddStringToObject(x, "service", name);
-		cJSON_AddNumberToObject(x, "pid", ev->exit->pid);
-		add_exit(x, ev->exit);
-		cJSON_AddNumberToObject(x, "runtime_ms", (double)(ev->exit->runtime_ns / 1000000));
-		daemon_publish(d, name, x);
-	}
-
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "event", "state");
-	daemon_add_time(o, "time", &ev->time);
-	cJSON_AddStringToObject(o, "service", name);
-	cJSON_AddStringToObject(o, "state", evm_state_name(ev->state));
-	cJSON_AddStringToObject(o, "old_state", evm_state_name(ev->old_state));
-	if (ev->pid > 0)
-		cJSON_AddNumberToObject(o, "pid", ev->pid);
-	cJSON_AddNumberToObject(o, "restarts", ev->restarts);
-	if (ev->state == EVM_STATE_BACKOFF)
-		cJSON_AddNumberToObject(o, "delay_ms", (double)ev->delay_ms);
-	if (ev->error) {
-		char err[256];
-		if (ev->stage != EVM_STAGE_NONE)
-			snprintf(err, sizeof(err), "%s: %s", evm_spawn_stage_name(ev->stage),
-				 strerror(-ev->error));
-		else
-			snprintf(err, sizeof(err), "%s", strerror(-ev->error));
-		cJSON_AddStringToObject(o, "error", err);
-	}
-	if (ev->message)
-		cJSON_AddStringToObject(o, "message", ev->message);
-	if (ev->removed)
-		cJSON_AddTrueToObject(o, "removed");
-	daemon_publish(d, name, o);
-	if (d->waiters)
-		waiters_check(d);
-	status_changed(d);
-}
-
+/*
+ * Everything the library reports: the unit's counters first (waits read
+ * them), then the records, then the waits and STATUS= that may be over.
+ */
 static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
 {
 	struct daemon *d = data;
 	(void)loop;
+	if (ev->type == EVM_EV_SERVICE)
+		units_on_event(d, ev);
+	events_from_library(d, ev);
 	if (ev->type == EVM_EV_SERVICE) {
-		on_service_event(d, ev);
-		return;
+		if (d->waiters)
+			waiters_check(d);
+		status_changed(d);
 	}
-	cJSON *o = cJSON_CreateObject();
-	if (ev->type == EVM_EV_ORPHAN && ev->exit) {
-		cJSON_AddStringToObject(o, "event", "orphan");
-		daemon_add_time(o, "time", &ev->exit->end_time);
-		cJSON_AddNumberToObject(o, "pid", ev->exit->pid);
-		add_exit(o, ev->exit);
-	} else {
-		cJSON_AddStringToObject(o, "event", "warning");
-		daemon_add_time(o, "time", &ev->time);
-		if (ev->message)
-			cJSON_AddStringToObject(o, "message", ev->message);
-		if (ev->error)
-			cJSON_AddStringToObject(o, "error", strerror(-ev->error));
-		if (ev->name)
-			cJSON_AddStringToObject(o, "service", ev->name);
-	}
-	daemon_publish(d, ev->name, o);
 }
 
-/* ------------------------------------------------------ service manager */
-
-/* "12 services: 10 running, 1 backoff, 1 fatal" for STATUS= */
-void daemon_summary(struct daemon *d, char *buf, size_t len)
-{
-	size_t count[EVM_STATE_FATAL + 1] = {0}, none = 0;
-	for (struct unit *u = d->first; u; u = u->next) {
-		if (!u->svc) {
-			none++;
-			continue;
-		}
-		enum evm_state st = evm_service_state(u->svc);
-		if ((unsigned)st <= EVM_STATE_FATAL)
-			count[st]++;
-	}
-	int n = snprintf(buf, len, "%zu service%s", d->nunits, d->nunits == 1 ? "" : "s");
-	const char *sep = ": ";
-	static const enum evm_state order[] = {EVM_STATE_RUNNING, EVM_STATE_STARTING,
-					       EVM_STATE_BACKOFF,  EVM_STATE_STOPPING,
-					       EVM_STATE_EXITED,  EVM_STATE_FATAL,
-					       EVM_STATE_STOPPED};
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-		if (!count[order[i]] || n < 0 || (size_t)n >= len)
-			continue;
-		n += snprintf(buf + n, len - (size_t)n, "%s%zu %s", sep, count[order[i]],
-			      evm_state_name(order[i]));
-		sep = ", ";
-	}
-	if (none && n >= 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, "%s%zu not created", sep, none);
-}
+/* ------------------------------------------------------------ sd_notify */
 
 static void on_status_timer(struct evm_timer *t, void *data)
 {
@@ -216,7 +70,7 @@ static void on_status_timer(struct evm_timer *t, void *data)
 	d->status_timer = NULL;
 	if (d->stopping)
 		return;
-	daemon_summary(d, sum, sizeof(sum));
+	events_summary(d, sum, sizeof(sum));
 	notify_send("STATUS=%s", sum);
 }
 
@@ -403,79 +257,63 @@ static int check_only(const char *path, const char *sock_opt)
 	return 0;
 }
 
-int cmd_daemon(int argc, char **argv)
+struct options {
+	const char *cfg_path, *socket;
+	bool reaper, check;
+};
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 'S'},
 		{"reaper", no_argument, NULL, 'r'},	  {"check", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
 	};
-	const char *cfg_path = NULL, *sock_opt = NULL;
-	bool reaper = getpid() == 1, check = false;
 	int c;
+	*o = (struct options){.reaper = getpid() == 1};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+c:S:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'c': cfg_path = optarg; break;
-		case 'S': sock_opt = optarg; break;
-		case 'r': reaper = true; break;
-		case 'C': check = true; break;
+		case 'c': o->cfg_path = optarg; break;
+		case 'S': o->socket = optarg; break;
+		case 'r': o->reaper = true; break;
+		case 'C': o->check = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind < argc || !cfg_path) {
+	if (optind < argc || !o->cfg_path) {
 		fprintf(stderr, optind < argc ? "evmon daemon: unexpected argument '%s'\n"
 					      : "evmon daemon: no config file (-c FILE)%s\n",
 			optind < argc ? argv[optind] : "");
 		usage(stderr);
 		return 2;
 	}
-	if (check)
-		return check_only(cfg_path, sock_opt);
+	return -1;
+}
 
-	/*
-	 * Fixed malloc thresholds: glibc raises them after each big free, so
-	 * the buffers of a large status answer would stay in the heap for
-	 * good. Fixed, big buffers are mmap'ed and returned when freed.
-	 */
-	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-	mallopt(M_TRIM_THRESHOLD, 256 * 1024);
-
-	/* before any thread or child exists, so every thread inherits the mask */
-	sigset_t set;
-	signal_set(&set);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	struct daemon d = {.cfg_path = cfg_path, .reaper = reaper};
+/* The config, the loop, the signals, the socket, the logs: 0, or -1 (said on stderr). */
+static int daemon_open(struct daemon *d, const struct options *o, const sigset_t *set)
+{
 	struct errlist errs = {0};
-	if (config_load(cfg_path, &d.cfg, &errs) < 0) {
+	if (config_load(o->cfg_path, &d->cfg, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "evmon: %s: %zu error%s: not starting\n", cfg_path, errs.n,
+		fprintf(stderr, "evmon: %s: %zu error%s: not starting\n", o->cfg_path, errs.n,
 			errs.n == 1 ? "" : "s");
 		errlist_free(&errs);
-		return 1;
+		return -1;
 	}
-	d.socket = sock_opt ? sock_opt : d.cfg->socket ? d.cfg->socket : proto_default_socket();
-	char nerr[400];
+	d->socket = o->socket ? o->socket : d->cfg->socket ? d->cfg->socket : proto_default_socket();
+	char err[512], nerr[400];
 	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
-
-	struct evm_loop_opts lo = {.flags = reaper ? EVM_LOOP_REAPER : 0};
-	int r = evm_loop_new(&d.loop, &lo);
+	struct evm_loop_opts lo = {.flags = o->reaper ? EVM_LOOP_REAPER : 0};
+	int r = evm_loop_new(&d->loop, &lo);
 	if (r < 0) {
 		fprintf(stderr, "evmon: daemon: cannot create the loop: %s\n", strerror(-r));
-		notify_free();
-		config_free(d.cfg);
-		return 1;
+		return -1;
 	}
-	int rc = 1;
-	char err[512];
-	struct control_opts co = {.path = d.socket, .max_clients = d.cfg->max_clients,
-				  .max_pending = d.cfg->client_buffer, .on_request = requests_handle,
-				  .on_log = control_log, .need_fd = control_need_fd,
-				  .fd_closed = control_fd_closed, .data = &d};
 	/*
 	 * Before any pipe or pidfd: whatever takes the rest of the descriptors,
 	 * `evmon ctl` and the log files keep a few (fdreserve.h).
@@ -483,36 +321,44 @@ int cmd_daemon(int argc, char **argv)
 	struct rlimit nofile;
 	rlim_t hard = getrlimit(RLIMIT_NOFILE, &nofile) == 0 ? nofile.rlim_max : 1024;
 	fdres_init(hard / 8 < FD_RESERVE_MAX ? (unsigned)(hard / 8) : FD_RESERVE_MAX);
-	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	struct evm_io *sio = NULL;
-	if (sfd < 0 || evm_io_add(d.loop, sfd, EVM_READ, on_signal, &d, &sio) < 0) {
+	d->sigfd = signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (d->sigfd < 0 || evm_io_add(d->loop, d->sigfd, EVM_READ, on_signal, d, &d->sigio) < 0) {
 		fprintf(stderr, "evmon: daemon: signalfd: %s\n", strerror(errno));
-		goto out;
+		return -1;
 	}
-	if (control_open(d.loop, &co, &d.ctl, err, sizeof(err)) < 0) {
+	struct control_opts co = {.path = d->socket, .max_clients = d->cfg->max_clients,
+				  .max_pending = d->cfg->client_buffer, .on_request = requests_handle,
+				  .on_log = control_log, .need_fd = control_need_fd,
+				  .fd_closed = control_fd_closed, .data = d};
+	if (control_open(d->loop, &co, &d->ctl, err, sizeof(err)) < 0) {
 		fprintf(stderr, "evmon: daemon: control socket %s\n", err);
-		goto out;
+		return -1;
 	}
-	dlog_attach(d.loop);
+	dlog_attach(d->loop);
 	if (notify < 0)
 		dlog("%s", nerr);
-	struct evm_sub *sub = NULL;
-	evm_subscribe(d.loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, &d, &sub);
-	d.logs = logs_new(d.loop, on_log_report, &d);
-	if (!d.logs) {
+	evm_subscribe(d->loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, d, &d->sub);
+	d->logs = logs_new(d->loop, on_log_report, d);
+	if (!d->logs) {
 		fprintf(stderr, "evmon: daemon: out of memory\n");
-		goto out;
+		return -1;
 	}
-	if (d.cfg->log_dir && (r = logs_set_dir(d.logs, d.cfg->log_dir, err, sizeof(err))) < 0) {
+	if (d->cfg->log_dir && (r = logs_set_dir(d->logs, d->cfg->log_dir, err, sizeof(err))) < 0) {
 		char msg[700];
 		snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr = log "
 			 "is discarded until it can be written", err);
-		daemon_log_event(&d, NULL, NULL, r, msg);
+		events_log(d, NULL, NULL, r, msg);
 	}
-	if (units_load(&d) < 0)
+	return 0;
+}
+
+/* Start the services, serve until asked to stop, stop them all. The exit code. */
+static int daemon_run(struct daemon *d, const struct options *o)
+{
+	if (units_load(d) < 0)
 		dlog("out of memory creating the services");
 	dlog("daemon %d started: %zu services from %s, control socket %s%s", (int)getpid(),
-	     d.nunits, cfg_path, d.socket, reaper ? ", reaping orphans" : "");
+	     d->nunits, o->cfg_path, d->socket, o->reaper ? ", reaping orphans" : "");
 	/*
 	 * Ready: the control socket listens and every autostart service has
 	 * been spawned (or failed to be). Not "every service is RUNNING": a
@@ -521,44 +367,74 @@ int cmd_daemon(int argc, char **argv)
 	 * one service up waits for it: evmon ctl start NAME.
 	 */
 	char sum[256];
-	daemon_summary(&d, sum, sizeof(sum));
-	d.ready = true;
+	events_summary(d, sum, sizeof(sum));
+	d->ready = true;
 	notify_send("READY=1\nSTATUS=%s", sum);
 	if (notify_watchdog_ms())
-		on_watchdog(NULL, &d);
+		on_watchdog(NULL, d);
 
-	r = evm_loop_run(d.loop);
+	int r = evm_loop_run(d->loop);
 	if (r < 0)
 		dlog("loop failed: %s: stopping every service", strerror(-r));
-	if (!d.stopping) /* the loop failed: the shutdown was not announced */
-		notify_send("STOPPING=1\nSTATUS=stopping %zu services", d.nunits);
-	d.stopping = true;
-	if (d.status_timer)
-		evm_timer_cancel(d.status_timer);
-	d.status_timer = NULL;
-	r = evm_shutdown(d.loop, 0);
+	if (!d->stopping) /* the loop failed: the shutdown was not announced */
+		notify_send("STOPPING=1\nSTATUS=stopping %zu services", d->nunits);
+	d->stopping = true;
+	if (d->status_timer)
+		evm_timer_cancel(d->status_timer);
+	d->status_timer = NULL;
+	r = evm_shutdown(d->loop, 0);
 	if (r < 0)
 		dlog("shutdown: %s", strerror(-r));
-	waiters_finish(&d);
-	if (d.watchdog_timer) /* kept through the shutdown: stopping services can take a while */
-		evm_timer_cancel(d.watchdog_timer);
-	d.watchdog_timer = NULL;
+	waiters_finish(d);
+	if (d->watchdog_timer) /* kept through the shutdown: stopping services can take a while */
+		evm_timer_cancel(d->watchdog_timer);
+	d->watchdog_timer = NULL;
 	dlog("all services stopped: exiting");
-	rc = r < 0 ? 1 : 0;
-	evm_unsubscribe(sub); /* freeing the units below is not news */
-out:
-	control_close(d.ctl);
-	d.ctl = NULL;
-	units_free(&d);
-	logs_free(d.logs);
-	if (sio)
-		evm_io_free(sio);
-	if (sfd >= 0)
-		close(sfd);
+	evm_unsubscribe(d->sub); /* freeing the units below is not news */
+	d->sub = NULL;
+	return r < 0 ? 1 : 0;
+}
+
+static void daemon_close(struct daemon *d)
+{
+	events_free(d);
+	control_close(d->ctl);
+	d->ctl = NULL;
+	units_free(d);
+	logs_free(d->logs);
+	evm_io_free(d->sigio);
+	if (d->sigfd >= 0)
+		close(d->sigfd);
 	dlog_detach();
-	evm_loop_free(d.loop);
+	evm_loop_free(d->loop);
 	fdres_free();
 	notify_free();
-	config_free(d.cfg);
+	config_free(d->cfg);
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	struct options o;
+	int rc = parse_options(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (o.check)
+		return check_only(o.cfg_path, o.socket);
+	/*
+	 * Fixed malloc thresholds: glibc raises them after each big free, so
+	 * the buffers of a large status answer would stay in the heap for
+	 * good. Fixed, big buffers are mmap'ed and returned when freed.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+	/* before any thread or child exists, so every thread inherits the mask */
+	sigset_t set;
+	signal_set(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct daemon d = {.cfg_path = o.cfg_path, .reaper = o.reaper, .sigfd = -1};
+	rc = daemon_open(&d, &o, &set) < 0 ? 1 : daemon_run(&d, &o);
+	daemon_close(&d);
 	return rc;
 }

@@ -2,12 +2,20 @@
  * daemon.h - what the files of `evmon daemon` share: the daemon, its units
  * (one per service instance: config + library service + output capture),
  * and the entry points of units.c and requests.c.
+ *
+ *   daemon.c    startup, signals, sd_notify, shutdown
+ *   units.c     the table of units, creating them, reload
+ *   requests.c  the control requests      waits.c   their deferred replies
+ *   events.c    event and status records, publishing, the summary
+ *   control.c   the socket server         config.c, confkeys.c  the config
+ *   output.c, logfile.c, logtail.c  the services' output and its files
  */
 #ifndef EVMON_DAEMON_H
 #define EVMON_DAEMON_H
 
 #include "config.h"
 #include "control.h"
+#include "events.h"
 #include "hashmap.h"
 #include "logfile.h"
 #include "output.h"
@@ -40,6 +48,9 @@ struct daemon {
 	const char *cfg_path;
 	const char *socket;
 	struct control *ctl;
+	int sigfd;		/* TERM, INT, HUP, USR1 */
+	struct evm_io *sigio;
+	struct evm_sub *sub;	/* the library's events */
 	bool reaper;
 	bool stopping; /* shutdown requested */
 	bool defer_start; /* creating every unit first: start them afterwards */
@@ -47,6 +58,7 @@ struct daemon {
 	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
 	struct evm_timer *watchdog_timer; /* next WATCHDOG=1, or NULL */
 	struct logs *logs; /* the log directory and files */
+	struct event_queue events; /* the fan-out held back during a request */
 
 	struct unit *first, *last;
 	struct hashmap units; /* by name */
@@ -56,14 +68,7 @@ struct daemon {
 };
 
 /* daemon.c */
-void daemon_publish(struct daemon *d, const char *service, cJSON *ev); /* log + stream; takes ev */
 void daemon_request_shutdown(struct daemon *d, const char *why);
-void daemon_add_time(cJSON *obj, const char *key, const struct timespec *ts);
-/* "N services: R running, ..." (for STATUS= and the reload line) */
-void daemon_summary(struct daemon *d, char *buf, size_t len);
-/* A "log" event: a problem (error < 0) or recovery of the output of service (or NULL). */
-void daemon_log_event(struct daemon *d, const char *service, const char *file, int error,
-		      const char *msg);
 
 /* units.c */
 struct unit *unit_find(struct daemon *d, const char *name);
@@ -79,12 +84,9 @@ int units_reload(struct daemon *d, cJSON *resp);
 int units_reopen_logs(struct daemon *d, char *err, size_t errlen);
 void units_free(struct daemon *d);
 /* Called for every service event: the unit's transition counters. */
-void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u);
+void units_on_event(struct daemon *d, const struct evm_event *ev);
 
-/* requests.c */
+/* requests.c: the control_request_cb of the socket */
 void requests_handle(struct client *cl, const cJSON *req, void *data);
-cJSON *unit_status(const struct unit *u);
-void waiters_check(struct daemon *d);
-void waiters_finish(struct daemon *d); /* answer every waiting client now */
 
 #endif

@@ -35,9 +35,9 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
 
 /* ------------------------------------------------------------- counters */
 
-void units_on_event(struct daemon *d, const struct evm_event *ev, struct unit *u)
+void units_on_event(struct daemon *d, const struct evm_event *ev)
 {
-	(void)d;
+	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
 	if (!u || u->svc != ev->service)
 		return;
 	u->transitions++;
@@ -69,7 +69,7 @@ static void unit_output(struct daemon *d, struct unit *u)
 		if (!u->out) {
 			snprintf(msg, sizeof(msg), "cannot capture its output: %s: it goes to /dev/null",
 				 err);
-			daemon_log_event(d, u->name, NULL, e, msg);
+			events_log(d, u->name, NULL, e, msg);
 		}
 	}
 	if (u->out)
@@ -217,7 +217,7 @@ int units_reopen_logs(struct daemon *d, char *err, size_t errlen)
 		char msg[700];
 		snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr = log "
 			 "is discarded until it can be written", err);
-		daemon_log_event(d, NULL, NULL, n, msg);
+		events_log(d, NULL, NULL, n, msg);
 		return -1;
 	}
 	if (logs_dir(d->logs))
@@ -305,7 +305,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 		cJSON_AddStringToObject(ev, "message", msg);
 		cJSON_AddStringToObject(ev, "error", errs.msgs[0]);
 		cJSON_AddItemToObject(ev, "errors", cJSON_Duplicate(arr, 1));
-		daemon_publish(d, NULL, ev);
+		events_publish(d, NULL, ev);
 		notify_send("READY=1\nSTATUS=reload failed: %s", errs.msgs[0]);
 		cJSON_AddFalseToObject(resp, "ok");
 		cJSON_AddStringToObject(resp, "error", errs.msgs[0]);
@@ -327,7 +327,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 		if (r < 0) {
 			snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr "
 				 "= log is discarded until it can be written", err);
-			daemon_log_event(d, NULL, NULL, r, msg);
+			events_log(d, NULL, NULL, r, msg);
 		}
 	}
 	for (struct unit *u = d->first; u; u = u->next)
@@ -400,8 +400,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 	cJSON_AddItemToObject(ev, "removed", cJSON_Duplicate(removed, 1));
 	cJSON_AddItemToObject(ev, "changed", cJSON_Duplicate(changed, 1));
 	cJSON_AddNumberToObject(ev, "unchanged", unchanged);
-	daemon_publish(d, NULL, ev);
-	daemon_summary(d, status, sizeof(status));
+	events_publish(d, NULL, ev);
+	events_summary(d, status, sizeof(status));
 	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %u unchanged; %s",
 		    na, nr, nc, unchanged, status);
 	return 0;

@@ -600,6 +600,31 @@ def test_events_stream_content_and_order(procs, tmp_path):
     s.close()
 
 
+def test_reply_comes_before_the_events_it_causes(procs, tmp_path):
+    """A subscriber's own request: its reply first, then the events the request
+    caused (the fan-out waits until the reply is written)."""
+    d = Daemon(procs, tmp_path, BASIC)
+    d.wait_state("web", "running")
+    s = d.connect()
+    rd = LineReader(s)
+    s.sendall(b'{"cmd":"events","names":["web","idle"]}\n')
+    assert rd.next() == {"ok": True, "events": True}
+    s.sendall(b'{"cmd":"stop","names":["web"],"id":1}\n{"cmd":"start","names":["idle"],"id":2}\n')
+    first, second = rd.next(), rd.next()
+    assert first.get("id") == 1 and first["ok"] is True, (first, second)
+    assert first["services"][0]["state"] == "stopping"
+    assert second.get("event") == "state" and second["old_state"] == "running", second
+    # the second request's reply comes after the first's events, before its own
+    got = [rd.next() for _ in range(4)]
+    replies = [i for i, e in enumerate(got) if e.get("id") == 2]
+    assert replies, got
+    own = [e for e in got[replies[0]:] if e.get("service") == "idle"]
+    before = [e for e in got[:replies[0]] if e.get("service") == "idle"]
+    assert before == [] and own, got
+    s.close()
+    d.stop()
+
+
 def test_events_include_spawn_failures_and_crashes(procs, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("#!/bin/sh\nexit 7\n")

@@ -34,6 +34,7 @@ struct fx {
 	struct client *deferred;
 	struct evm_timer *defer_timer;
 	unsigned requests;
+	unsigned gone; /* deferred clients that closed first */
 };
 
 static struct fx F;
@@ -48,8 +49,18 @@ static void late_reply(struct evm_timer *t, void *data)
 	cJSON_AddStringToObject(r, "echo", "late");
 	control_reply(F.deferred, r);
 	cJSON_Delete(r);
-	control_client_unref(F.deferred);
 	F.deferred = NULL;
+}
+
+/* the deferred client closed before its late reply */
+static void deferred_gone(void *data)
+{
+	(void)data;
+	if (F.defer_timer)
+		evm_timer_cancel(F.defer_timer);
+	F.defer_timer = NULL;
+	F.deferred = NULL;
+	F.gone++;
 }
 
 /* echo {"cmd":X} as {"ok":true,"echo":X}; "defer" answers 50 ms later; "sub" subscribes */
@@ -60,14 +71,23 @@ static void on_request(struct client *cl, const cJSON *req, void *data)
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "cmd");
 	const char *cmd = cJSON_IsString(c) ? c->valuestring : "?";
 	if (!strcmp(cmd, "defer")) {
-		control_defer(cl);
+		control_defer(cl, deferred_gone, NULL);
 		F.deferred = cl;
 		evm_timer_add(F.loop, 50, late_reply, NULL, &F.defer_timer);
 		return;
 	}
-	if (!strcmp(cmd, "sub")) {
+	if (!strcmp(cmd, "sub") || !strcmp(cmd, "flood")) {
 		const char *pats[] = {"web"};
 		assert_int_equal(control_subscribe(cl, pats, 1), 0);
+	}
+	if (!strcmp(cmd, "flood")) {
+		/* events for itself, more than it may have pending: dropped inside its own request */
+		char line[1024];
+		memset(line, 'f', sizeof(line) - 1);
+		line[sizeof(line) - 1] = 0;
+		for (int i = 0; i < 200; i++)
+			control_publish(F.ctl, "web", line);
+		assert_true(control_client_closed(cl));
 	}
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddTrueToObject(r, "ok");
@@ -105,11 +125,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	control_close(F.ctl); /* tells a deferred client's owner */
 	if (F.defer_timer)
 		evm_timer_cancel(F.defer_timer);
-	if (F.deferred)
-		control_client_unref(F.deferred);
-	control_close(F.ctl);
 	evm_loop_free(F.loop);
 	char lock[160];
 	snprintf(lock, sizeof(lock), "%s.lock", F.path);
@@ -315,9 +333,10 @@ static void test_vanished_client(void **state)
 	int fd = connect_client();
 	send_all(fd, "{\"cmd\":\"defer\"}\n", 16);
 	run_a_bit(10);
-	close(fd); /* gone before its late reply: the reply must not crash anything */
+	close(fd); /* gone before its late reply: its owner is told, and cancels it */
 	run_a_bit(100);
 	assert_null(F.deferred);
+	assert_int_equal(F.gone, 1);
 	assert_int_equal(control_clients(F.ctl), 0);
 }
 
@@ -352,6 +371,28 @@ static void test_slow_subscriber_dropped(void **state)
 	close(quiet);
 }
 
+static void test_dropped_inside_its_own_request(void **state)
+{
+	(void)state;
+	control_close(F.ctl);
+	char err[256];
+	assert_int_equal(open_ctl(0, 64 * 1024, err, sizeof(err)), 0);
+	int fd = connect_client();
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	send_all(fd, "{\"cmd\":\"flood\"}\n{\"cmd\":\"never\"}\n", 32);
+	for (int i = 0; i < 400 && (!F.requests || control_clients(F.ctl)); i++)
+		evm_loop_run_once(F.loop, 5);
+	assert_int_equal(control_clients(F.ctl), 0);
+	assert_int_equal(F.requests, 1); /* what it queued behind is not served */
+	char buf[65536];
+	ssize_t r;
+	while ((r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		;
+	assert_int_equal(r, 0); /* closed */
+	close(fd);
+}
+
 static void test_client_limit(void **state)
 {
 	(void)state;
@@ -381,6 +422,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_last_request_without_newline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vanished_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_subscriber_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dropped_inside_its_own_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

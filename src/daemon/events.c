@@ -1,0 +1,292 @@
+/*
+ * events.c - the daemon's event records, status records and publishing
+ * (see events.h).
+ *
+ * Every exit record is built by one function (add_exit), whether it goes
+ * into an "exit" or "orphan" event or into a status's "last_exit", so the
+ * three always say the same thing the same way.
+ *
+ * The daemon's log gets each line when the event happens, in the order
+ * things happened; subscribers get the same records, after the reply of
+ * the request that caused them (the queue below holds them meanwhile).
+ */
+#include "events.h"
+
+#include "cli.h"
+#include "daemon.h"
+#include "daemonlog.h"
+#include "proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct queued_event {
+	struct queued_event *next;
+	char *service; /* NULL: for every subscriber */
+	char *line;
+};
+
+void events_add_time(cJSON *obj, const char *key, const struct timespec *ts)
+{
+	char buf[40];
+	cJSON_AddStringToObject(obj, key, proto_time(ts, buf, sizeof(buf)));
+}
+
+/* ---------------------------------------------------------- publishing */
+
+static void fan_out(struct daemon *d, const char *service, char *line)
+{
+	struct queued_event *q = d->events.hold ? malloc(sizeof(*q)) : NULL;
+	if (q) {
+		q->next = NULL;
+		q->line = line;
+		q->service = service ? strdup(service) : NULL;
+		if (!service || q->service) {
+			if (d->events.last)
+				d->events.last->next = q;
+			else
+				d->events.first = q;
+			d->events.last = q;
+			return;
+		}
+		free(q);
+	}
+	/* not held, or no memory to queue it: late is better than lost */
+	control_publish(d->ctl, service, line);
+	cJSON_free(line);
+}
+
+void events_publish(struct daemon *d, const char *service, cJSON *ev)
+{
+	if (!cJSON_GetObjectItemCaseSensitive(ev, "time")) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		events_add_time(ev, "time", &ts);
+	}
+	char line[1024];
+	proto_event_line(ev, line, sizeof(line));
+	dlog("%s", line);
+	char *s = d->ctl ? cJSON_PrintUnformatted(ev) : NULL;
+	if (s)
+		fan_out(d, service, s);
+	cJSON_Delete(ev);
+}
+
+void events_hold(struct daemon *d)
+{
+	d->events.hold++;
+}
+
+static void drop_queue(struct daemon *d, bool send)
+{
+	while (d->events.first) {
+		struct queued_event *q = d->events.first;
+		d->events.first = q->next;
+		if (send && d->ctl)
+			control_publish(d->ctl, q->service, q->line);
+		cJSON_free(q->line);
+		free(q->service);
+		free(q);
+	}
+	d->events.last = NULL;
+}
+
+void events_release(struct daemon *d)
+{
+	if (d->events.hold && --d->events.hold == 0)
+		drop_queue(d, true);
+}
+
+void events_free(struct daemon *d)
+{
+	drop_queue(d, false);
+	d->events.hold = 0;
+}
+
+/* ------------------------------------------------------------- records */
+
+/* pid, code or signal, core_dumped, status_unknown: the same in every record */
+static void add_exit(cJSON *o, const struct evm_exit *x)
+{
+	cJSON_AddNumberToObject(o, "pid", x->pid);
+	if (x->signal || x->status_unknown)
+		cJSON_AddNullToObject(o, "code");
+	else
+		cJSON_AddNumberToObject(o, "code", x->code);
+	if (x->signal) {
+		const char *n = cli_signal_name(x->signal);
+		cJSON_AddNumberToObject(o, "signal", x->signal);
+		cJSON_AddStringToObject(o, "signal_name", n ? n : "?");
+	} else {
+		cJSON_AddNullToObject(o, "signal");
+	}
+	if (x->core_dumped)
+		cJSON_AddTrueToObject(o, "core_dumped");
+	if (x->status_unknown)
+		cJSON_AddTrueToObject(o, "status_unknown");
+}
+
+static void add_runtime(cJSON *o, const struct evm_exit *x)
+{
+	cJSON_AddNumberToObject(o, "runtime_ms", (double)(x->runtime_ns / 1000000));
+}
+
+/* "exec: No such file or directory" */
+static void add_error(cJSON *o, enum evm_spawn_stage stage, int error)
+{
+	char err[256];
+	if (stage != EVM_STAGE_NONE)
+		snprintf(err, sizeof(err), "%s: %s", evm_spawn_stage_name(stage), strerror(error));
+	else
+		snprintf(err, sizeof(err), "%s", strerror(error));
+	cJSON_AddStringToObject(o, "error", err);
+}
+
+static void service_event(struct daemon *d, const struct evm_event *ev)
+{
+	const char *name = ev->name ? ev->name : "?";
+	/* the exit that caused this transition (the library says: exactly one event has it) */
+	if (ev->exit) {
+		cJSON *x = cJSON_CreateObject();
+		cJSON_AddStringToObject(x, "event", "exit");
+		events_add_time(x, "time", &ev->exit->end_time);
+		cJSON_AddStringToObject(x, "service", name);
+		add_exit(x, ev->exit);
+		add_runtime(x, ev->exit);
+		events_publish(d, name, x);
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", "state");
+	events_add_time(o, "time", &ev->time);
+	cJSON_AddStringToObject(o, "service", name);
+	cJSON_AddStringToObject(o, "state", evm_state_name(ev->state));
+	cJSON_AddStringToObject(o, "old_state", evm_state_name(ev->old_state));
+	if (ev->pid > 0)
+		cJSON_AddNumberToObject(o, "pid", ev->pid);
+	cJSON_AddNumberToObject(o, "restarts", ev->restarts);
+	if (ev->state == EVM_STATE_BACKOFF)
+		cJSON_AddNumberToObject(o, "delay_ms", (double)ev->delay_ms);
+	if (ev->error)
+		add_error(o, ev->stage, -ev->error);
+	if (ev->message)
+		cJSON_AddStringToObject(o, "message", ev->message);
+	if (ev->removed)
+		cJSON_AddTrueToObject(o, "removed");
+	events_publish(d, name, o);
+}
+
+void events_from_library(struct daemon *d, const struct evm_event *ev)
+{
+	if (ev->type == EVM_EV_SERVICE) {
+		service_event(d, ev);
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	if (ev->type == EVM_EV_ORPHAN && ev->exit) {
+		cJSON_AddStringToObject(o, "event", "orphan");
+		events_add_time(o, "time", &ev->exit->end_time);
+		add_exit(o, ev->exit);
+	} else {
+		cJSON_AddStringToObject(o, "event", "warning");
+		events_add_time(o, "time", &ev->time);
+		if (ev->message)
+			cJSON_AddStringToObject(o, "message", ev->message);
+		if (ev->error)
+			cJSON_AddStringToObject(o, "error", strerror(-ev->error));
+		if (ev->name)
+			cJSON_AddStringToObject(o, "service", ev->name);
+	}
+	events_publish(d, ev->name, o);
+}
+
+void events_log(struct daemon *d, const char *service, const char *file, int error,
+		const char *msg)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", "log");
+	if (service)
+		cJSON_AddStringToObject(o, "service", service);
+	if (file)
+		cJSON_AddStringToObject(o, "file", file);
+	if (error)
+		cJSON_AddStringToObject(o, "error", strerror(-error));
+	cJSON_AddStringToObject(o, "message", msg);
+	events_publish(d, service, o);
+}
+
+/* -------------------------------------------------------------- status */
+
+cJSON *events_status(const struct unit *u)
+{
+	struct evm_service_info info;
+	memset(&info, 0, sizeof(info));
+	if (u->svc)
+		evm_service_info(u->svc, &info);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", u->name);
+	if (u->conf->instances > 1) {
+		cJSON_AddStringToObject(o, "group", u->conf->name);
+		cJSON_AddNumberToObject(o, "instance", u->instance);
+	}
+	cJSON_AddStringToObject(o, "state", evm_state_name(info.state));
+	if (info.pid > 0)
+		cJSON_AddNumberToObject(o, "pid", info.pid);
+	else
+		cJSON_AddNullToObject(o, "pid");
+	cJSON_AddNumberToObject(o, "uptime_ms", (double)info.uptime_ms);
+	cJSON_AddNumberToObject(o, "restarts", info.restarts);
+	cJSON_AddNumberToObject(o, "failures", info.failures);
+	if (info.since.tv_sec)
+		events_add_time(o, "since", &info.since);
+	cJSON_AddStringToObject(o, "restart", config_restart_name(u->conf->pol.restart));
+	cJSON_AddBoolToObject(o, "autostart", u->conf->pol.autostart);
+	if (u->added)
+		cJSON_AddTrueToObject(o, "added");
+	if (info.has_exit) {
+		cJSON *x = cJSON_AddObjectToObject(o, "last_exit");
+		add_exit(x, &info.last_exit);
+		events_add_time(x, "time", &info.last_exit.end_time);
+		add_runtime(x, &info.last_exit);
+	}
+	if (info.state == EVM_STATE_BACKOFF)
+		cJSON_AddNumberToObject(o, "next_start_ms", (double)info.next_start_ms);
+	if (!u->svc && u->create_error) {
+		char err[256];
+		snprintf(err, sizeof(err), "not created: %s", strerror(-u->create_error));
+		cJSON_AddStringToObject(o, "error", err);
+	} else if (info.last_error.stage != EVM_STAGE_NONE) {
+		add_error(o, info.last_error.stage, info.last_error.error);
+	}
+	return o;
+}
+
+/* "12 services: 10 running, 1 backoff, 1 fatal" */
+void events_summary(struct daemon *d, char *buf, size_t len)
+{
+	size_t count[EVM_STATE_FATAL + 1] = {0}, none = 0;
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (!u->svc) {
+			none++;
+			continue;
+		}
+		enum evm_state st = evm_service_state(u->svc);
+		if ((unsigned)st <= EVM_STATE_FATAL)
+			count[st]++;
+	}
+	int n = snprintf(buf, len, "%zu service%s", d->nunits, d->nunits == 1 ? "" : "s");
+	const char *sep = ": ";
+	static const enum evm_state order[] = {EVM_STATE_RUNNING, EVM_STATE_STARTING,
+					       EVM_STATE_BACKOFF,  EVM_STATE_STOPPING,
+					       EVM_STATE_EXITED,  EVM_STATE_FATAL,
+					       EVM_STATE_STOPPED};
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		if (!count[order[i]] || n < 0 || (size_t)n >= len)
+			continue;
+		n += snprintf(buf + n, len - (size_t)n, "%s%zu %s", sep, count[order[i]],
+			      evm_state_name(order[i]));
+		sep = ", ";
+	}
+	if (none && n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "%s%zu not created", sep, none);
+}

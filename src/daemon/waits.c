@@ -1,0 +1,238 @@
+/*
+ * waits.c - the deferred replies of start/stop/restart/add with "wait"
+ * (see waits.h).
+ *
+ * A waiter keeps the names (units may be removed meanwhile) and is checked
+ * after every service event. Its scan position only moves forward, so
+ * waiting for 10,000 services costs O(N) over the whole wait, not per
+ * event. A client that goes away takes its waiter with it (control_defer's
+ * gone callback).
+ */
+#include "waits.h"
+
+#include "daemon.h"
+#include "events.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_WAIT_MS 120000
+#define MAX_WAIT_S 1000000000ull /* 31 years */
+
+struct waiter {
+	struct daemon *d;
+	struct client *cl;
+	enum wait_kind kind;
+	struct wait_entry *e;
+	size_t n, pos;
+	cJSON *errors; /* per-service failures of the request itself */
+	struct evm_timer *timer;
+	bool timed_out;
+	struct waiter *next;
+};
+
+static bool is_active(enum evm_state s)
+{
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING;
+}
+
+static bool settled(const struct waiter *w, const struct wait_entry *e, struct unit *u)
+{
+	if (!u || !u->svc)
+		return true; /* removed, or cannot be created */
+	enum evm_state s = evm_service_state(u->svc);
+	if (w->kind == W_STOP)
+		return s == EVM_STATE_STOPPED || s == EVM_STATE_EXITED || s == EVM_STATE_FATAL;
+	if (s == EVM_STATE_RUNNING && e->was_active)
+		return true;
+	/* states older than the request must not end the wait; nor the stop half of a restart */
+	if (s == EVM_STATE_FATAL)
+		return u->transitions != e->transitions;
+	return u->starts != e->starts && (s == EVM_STATE_RUNNING || s == EVM_STATE_EXITED ||
+					  s == EVM_STATE_STOPPED);
+}
+
+static bool exit_ok(const struct unit *u, const struct evm_service_info *info)
+{
+	if (!info->has_exit || info->last_exit.signal || info->last_exit.code < 0)
+		return !info->has_exit;
+	int c = info->last_exit.code;
+	if (!u->conf->pol.codes_set)
+		return c == 0;
+	return c < 256 && (u->conf->pol.codes[c / 64] & (1ull << (c % 64)));
+}
+
+/* Out of the list, its timer stopped, freed (the reply is the caller's business). */
+static void waiter_free(struct waiter *w)
+{
+	for (struct waiter **pp = &w->d->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	if (w->timer)
+		evm_timer_cancel(w->timer);
+	for (size_t i = 0; i < w->n; i++)
+		free(w->e[i].name);
+	free(w->e);
+	free(w);
+}
+
+/* The client went away before its answer. */
+static void waiter_gone(void *data)
+{
+	struct waiter *w = data;
+	cJSON_Delete(w->errors);
+	waiter_free(w);
+}
+
+static void waiter_finish(struct waiter *w)
+{
+	struct daemon *d = w->d;
+	cJSON *r = cJSON_CreateObject();
+	cJSON *arr = cJSON_CreateArray();
+	char failed[512] = "";
+	size_t nfailed = 0;
+	for (size_t i = 0; i < w->n; i++) {
+		struct unit *u = unit_find(d, w->e[i].name);
+		if (!u)
+			continue;
+		cJSON_AddItemToArray(arr, events_status(u));
+		struct evm_service_info info;
+		memset(&info, 0, sizeof(info));
+		if (u->svc)
+			evm_service_info(u->svc, &info);
+		bool bad = w->kind == W_START && (!u->svc || info.state == EVM_STATE_FATAL ||
+						  info.state == EVM_STATE_STOPPED ||
+						  (info.state == EVM_STATE_EXITED && !exit_ok(u, &info)));
+		if (w->timed_out && !settled(w, &w->e[i], u))
+			bad = true;
+		if (bad && nfailed++ < 8) {
+			size_t l = strlen(failed);
+			snprintf(failed + l, sizeof(failed) - l, "%s%s (%s)", l ? ", " : "", u->name,
+				 u->svc ? evm_state_name(info.state) : "not created");
+		}
+	}
+	cJSON_AddItemToObject(r, "services", arr);
+	int nerr = cJSON_GetArraySize(w->errors);
+	if (nerr)
+		cJSON_AddItemToObject(r, "errors", w->errors);
+	else
+		cJSON_Delete(w->errors);
+	if (nfailed || nerr || w->timed_out) {
+		char msg[700];
+		snprintf(msg, sizeof(msg), "%s%s%s%s", w->timed_out ? "timed out waiting: " : "",
+			 nfailed ? (w->kind == W_START ? "not running: " : "not stopped: ") : "",
+			 failed, nerr && !nfailed ? "some services failed" : "");
+		cJSON_AddFalseToObject(r, "ok");
+		cJSON_AddStringToObject(r, "error", msg);
+	} else {
+		cJSON_AddTrueToObject(r, "ok");
+	}
+	control_reply(w->cl, r);
+	cJSON_Delete(r);
+	waiter_free(w);
+}
+
+static bool waiter_done(struct waiter *w)
+{
+	while (w->pos < w->n) {
+		struct unit *u = unit_find(w->d, w->e[w->pos].name);
+		if (!settled(w, &w->e[w->pos], u))
+			return false;
+		w->pos++;
+	}
+	return true;
+}
+
+void waiters_check(struct daemon *d)
+{
+	for (struct waiter *w = d->waiters, *next; w; w = next) {
+		next = w->next;
+		if (waiter_done(w))
+			waiter_finish(w);
+	}
+}
+
+void waiters_finish(struct daemon *d)
+{
+	while (d->waiters)
+		waiter_finish(d->waiters);
+}
+
+static void on_wait_timeout(struct evm_timer *t, void *data)
+{
+	struct waiter *w = data;
+	(void)t;
+	w->timer = NULL;
+	w->timed_out = true;
+	waiter_finish(w);
+}
+
+struct wait_entry wait_snapshot(const struct unit *u, bool restart)
+{
+	return (struct wait_entry){
+		.transitions = u->transitions,
+		.starts = u->starts,
+		.was_active = !restart && u->svc && is_active(evm_service_state(u->svc)),
+	};
+}
+
+void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wait_kind kind,
+		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors)
+{
+	const cJSON *wait = cJSON_GetObjectItemCaseSensitive(req, "wait");
+	if (!cJSON_IsTrue(wait)) {
+		cJSON *r = cJSON_CreateObject();
+		cJSON *arr = cJSON_AddArrayToObject(r, "services");
+		for (size_t i = 0; i < n; i++)
+			cJSON_AddItemToArray(arr, events_status(units[i]));
+		if (cJSON_GetArraySize(errors)) {
+			cJSON_AddFalseToObject(r, "ok");
+			cJSON_AddStringToObject(r, "error",
+						cJSON_GetArrayItem(errors, 0)->valuestring);
+			cJSON_AddItemToObject(r, "errors", errors);
+		} else {
+			cJSON_Delete(errors);
+		}
+		if (!cJSON_GetObjectItemCaseSensitive(r, "ok"))
+			cJSON_AddTrueToObject(r, "ok");
+		control_reply(cl, r);
+		cJSON_Delete(r);
+		return;
+	}
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (w)
+		w->e = calloc(n ? n : 1, sizeof(*w->e));
+	if (!w || !w->e) {
+		free(w);
+		cJSON_Delete(errors);
+		control_reply_error(cl, "out of memory");
+		return;
+	}
+	w->d = d;
+	w->cl = cl;
+	w->kind = kind;
+	w->errors = errors;
+	for (size_t i = 0; i < n; i++) {
+		w->e[w->n] = snap[i];
+		w->e[w->n].name = strdup(units[i]->name);
+		if (w->e[w->n].name)
+			w->n++;
+	}
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "timeout");
+	uint64_t ms = DEFAULT_WAIT_MS;
+	/* bounded before the cast: 1e999 parses as inf, and a double out of range is UB */
+	if (cJSON_IsNumber(t) && t->valuedouble > 0)
+		ms = t->valuedouble < MAX_WAIT_S ? (uint64_t)(t->valuedouble * 1000) : MAX_WAIT_S * 1000;
+	control_defer(cl, waiter_gone, w);
+	w->next = d->waiters;
+	d->waiters = w;
+	if (waiter_done(w)) {
+		waiter_finish(w);
+		return;
+	}
+	evm_timer_add(d->loop, ms, on_wait_timeout, w, &w->timer);
+}

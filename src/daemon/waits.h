@@ -1,0 +1,44 @@
+/*
+ * waits.h - start, stop, restart and add with "wait" (waits.c): the reply
+ * is deferred until every selected service has settled, or the wait's
+ * timeout.
+ */
+#ifndef EVMON_WAITS_H
+#define EVMON_WAITS_H
+
+#include "control.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct daemon;
+struct unit;
+
+enum wait_kind { W_START, W_STOP };
+
+/* A unit as it was when the request began (its counters only move forward). */
+struct wait_entry {
+	char *name;
+	unsigned transitions;
+	unsigned starts;
+	bool was_active; /* starting or running */
+};
+
+/* The snapshot of u for a wait; a restart never counts as already running. */
+struct wait_entry wait_snapshot(const struct unit *u, bool restart);
+
+/*
+ * Reply to cl now with the status of units (and errors, taken: the failures
+ * of the request itself), or, if req says "wait", once they have settled.
+ * snap[i] is units[i] before the request.
+ */
+void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wait_kind kind,
+		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors);
+
+/* After any change of state: answer the waits that are over. */
+void waiters_check(struct daemon *d);
+/* Answer every wait now (shutting down). */
+void waiters_finish(struct daemon *d);
+
+#endif
