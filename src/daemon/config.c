@@ -284,35 +284,31 @@ static int push_service(struct config *cfg, size_t *cap, struct svc_conf *s)
 	return 0;
 }
 
-int config_load(const char *path, struct config **out, struct errlist *errs)
+/* The file, if it may be read (not a directory; a root daemon's is root's alone). */
+static FILE *open_config(const char *path, struct errlist *errs)
 {
-	*out = NULL;
-	size_t nerr0 = errs->n;
 	FILE *f = fopen(path, "re");
 	if (!f) {
 		errlist_add(errs, path, 0, "%s", strerror(errno));
-		return -1;
+		return NULL;
 	}
 	struct stat fst;
 	if (fstat(fileno(f), &fst) == 0 && S_ISDIR(fst.st_mode)) {
 		/* fopen takes a directory and reading it fails: it would look empty */
 		errlist_add(errs, path, 0, "%s", strerror(EISDIR));
 		fclose(f);
-		return -1;
+		return NULL;
 	}
 	if (!trusted(f, path, errs)) {
 		fclose(f);
-		return -1;
+		return NULL;
 	}
-	struct config *cfg = calloc(1, sizeof(*cfg));
-	if (!cfg || !(cfg->path = strdup(path)) || !(cfg->dir = dir_of(path))) {
-		fclose(f);
-		config_free(cfg);
-		errlist_add(errs, path, 0, "out of memory");
-		return -1;
-	}
-	conf_default_policy(&cfg->defaults);
+	return f;
+}
 
+/* Every section and key = value of f into r (which owns them after), and the syntax errors. */
+static void read_sections(FILE *f, const char *path, struct reader *r, struct errlist *errs)
+{
 	/* inih's settings are process globals (Debian builds them as variables) */
 	ini_use_stack = false;
 	ini_allow_realloc = true;
@@ -323,68 +319,98 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	ini_stop_on_first_error = false;
 	ini_allow_no_value = false;
 
-	struct reader r = {.f = f, .path = path, .errs = errs, .at_start = true};
-	int rc = ini_parse_stream(read_piece, &r, on_pair, &r);
+	*r = (struct reader){.f = f, .path = path, .errs = errs, .at_start = true};
+	int rc = ini_parse_stream(read_piece, r, on_pair, r);
 	if (ferror(f)) /* a read error ends the file early: what came before is not all of it */
-		errlist_add(errs, path, 0, "read error after line %d: %s", r.lines_done,
+		errlist_add(errs, path, 0, "read error after line %d: %s", r->lines_done,
 			    strerror(errno));
-	fclose(f);
-	if (rc > 0 && !r.first_syntax)
+	if (rc > 0 && !r->first_syntax)
 		errlist_add(errs, path, rc, "syntax error");
-	else if (rc < 0 || r.oom)
+	else if (rc < 0 || r->oom)
 		errlist_add(errs, path, 0, "out of memory");
+}
 
-	struct conf_ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg};
-	struct hashmap names = {0}; /* the services so far */
-	size_t cap = 0;
-	/* [evmon] first: its policy keys are every service's defaults */
+/* [evmon], at most once: its policy keys are every service's defaults, wherever it is. */
+static void apply_evmon(struct conf_ctx *c, const struct reader *r)
+{
 	int evmon_line = 0;
-	for (size_t i = 0; i < r.nsecs; i++) {
-		if (strcmp(r.secs[i].name, "evmon"))
+	for (size_t i = 0; i < r->nsecs; i++) {
+		if (strcmp(r->secs[i].name, "evmon"))
 			continue;
 		if (evmon_line) {
-			errlist_add(errs, path, r.secs[i].line,
+			errlist_add(c->errs, c->file, r->secs[i].line,
 				    "duplicate section [evmon] (first on line %d)", evmon_line);
 			continue;
 		}
-		evmon_line = r.secs[i].line;
-		c.pol = &cfg->defaults;
-		conf_apply(&c, r.secs[i].kv, r.secs[i].n);
+		evmon_line = r->secs[i].line;
+		c->pol = &c->cfg->defaults;
+		conf_apply(c, r->secs[i].kv, r->secs[i].n);
 	}
-	for (size_t i = 0; i < r.nsecs; i++) {
-		const struct rsec *sec = &r.secs[i];
+}
+
+/* Every [service:NAME], in file order, into c->cfg. */
+static void apply_services(struct conf_ctx *c, const struct reader *r)
+{
+	struct config *cfg = c->cfg;
+	struct hashmap names = {0}; /* the services so far */
+	size_t cap = 0;
+	for (size_t i = 0; i < r->nsecs; i++) {
+		const struct rsec *sec = &r->secs[i];
+		const char *name = sec->name + 8;
 		if (!strcmp(sec->name, "evmon"))
 			continue;
 		if (strncmp(sec->name, "service:", 8)) {
-			errlist_add(errs, path, sec->line,
+			errlist_add(c->errs, c->file, sec->line,
 				    "unknown section [%s] (expected [evmon] or [service:NAME])", sec->name);
 			continue;
 		}
-		const char *name = sec->name + 8;
 		if (!config_valid_name(name)) {
-			errlist_add(errs, path, sec->line,
+			errlist_add(c->errs, c->file, sec->line,
 				    "bad service name '%s' (1-128 letters, digits, _ . @ -)", name);
 			continue;
 		}
 		struct hnode *first = hmap_get(&names, name);
 		if (first) {
-			errlist_add(errs, path, sec->line, "duplicate service '%s' (first on line %d)",
+			errlist_add(c->errs, c->file, sec->line, "duplicate service '%s' (first on line %d)",
 				    name, HMAP_ENTRY(first, struct svc_conf, node)->line);
 			continue;
 		}
 		struct svc_conf *s = conf_service_new(name, &cfg->defaults, sec->line);
 		if (!s || push_service(cfg, &cap, s) < 0 || hmap_add(&names, &s->node, s->name) < 0) {
-			errlist_add(errs, path, sec->line, "out of memory");
+			errlist_add(c->errs, c->file, sec->line, "out of memory");
 			continue;
 		}
-		c.svc = s;
-		c.pol = &s->pol;
-		conf_apply(&c, sec->kv, sec->n);
-		conf_check_service(&c, s, cfg->log_dir, sec->line);
-		c.svc = NULL;
+		c->svc = s;
+		c->pol = &s->pol;
+		conf_apply(c, sec->kv, sec->n);
+		conf_check_service(c, s, cfg->log_dir, sec->line);
+		c->svc = NULL;
 		cfg->ninstances += s->instances;
 	}
 	hmap_clear(&names);
+}
+
+int config_load(const char *path, struct config **out, struct errlist *errs)
+{
+	*out = NULL;
+	size_t nerr0 = errs->n;
+	FILE *f = open_config(path, errs);
+	if (!f)
+		return -1;
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (!cfg || !(cfg->path = strdup(path)) || !(cfg->dir = dir_of(path))) {
+		fclose(f);
+		config_free(cfg);
+		errlist_add(errs, path, 0, "out of memory");
+		return -1;
+	}
+	conf_default_policy(&cfg->defaults);
+	struct reader r;
+	read_sections(f, path, &r, errs);
+	fclose(f);
+	struct conf_ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg};
+	apply_evmon(&c, &r);
+	apply_services(&c, &r);
 	free_sections(r.secs, r.nsecs);
 	if (errs->n > nerr0) {
 		errlist_sort(errs, nerr0);

@@ -16,13 +16,12 @@
  * subscriber whose unread output passes max_pending is dropped. Writes use
  * MSG_NOSIGNAL: a vanished client is an EPIPE, never a SIGPIPE.
  *
- * Liveness of the socket file: a lock file (PATH.lock) is flock'ed for the
- * daemon's lifetime. Holding the lock, a leftover socket is stale (its
- * daemon died) and is replaced; failing to take it means a live daemon.
+ * The socket file and its lock are sockfile.c's.
  */
 #include "control.h"
 
 #include "proto.h"
+#include "sockfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,10 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define OUT_SOFT (256 * 1024) /* stop reading requests above this much unsent output */
@@ -69,8 +65,8 @@ struct client {
 
 struct control {
 	struct evm_loop *loop;
-	char *path, *lock_path;
-	int fd, lockfd, reserve_fd;
+	struct sockfile sf;	/* the socket and its lock file */
+	int reserve_fd;
 	struct evm_io *io;
 	struct control_opts o;
 	struct client *clients;
@@ -558,140 +554,40 @@ static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data)
 	}
 }
 
-static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/* Take the lock that says "a daemon serves this path". */
-static int take_lock(struct control *ctl, char *err, size_t errlen)
-{
-	ctl->lockfd = open(ctl->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (ctl->lockfd < 0)
-		return fail(err, errlen, "%s: %s", ctl->lock_path, strerror(errno));
-	if (flock(ctl->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		char pid[32] = "";
-		ssize_t n = pread(ctl->lockfd, pid, sizeof(pid) - 1, 0);
-		pid[n > 0 ? n : 0] = '\0';
-		pid[strcspn(pid, "\n")] = '\0';
-		int e = errno;
-		close(ctl->lockfd);
-		ctl->lockfd = -1;
-		if (e == EWOULDBLOCK)
-			return fail(err, errlen, "%s: another evmon daemon is running (pid %s)",
-				    ctl->path, *pid ? pid : "?");
-		return fail(err, errlen, "%s: %s", ctl->lock_path, strerror(e));
-	}
-	char pid[32];
-	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (ftruncate(ctl->lockfd, 0) < 0 || pwrite(ctl->lockfd, pid, (size_t)n, 0) < 0) {
-		/* the pid is only for the message above */
-	}
-	return 0;
-}
-
-/* Something that answers on the path without our lock is not ours to replace. */
-static bool someone_listens(const struct sockaddr_un *sa)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return false;
-	bool live = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
-	close(fd);
-	return live;
-}
-
 int control_open(struct evm_loop *loop, const struct control_opts *opts, struct control **out,
 		 char *err, size_t errlen)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char tmp[sizeof(sa.sun_path) + 32];
 	*out = NULL;
-	if (strlen(opts->path) >= sizeof(sa.sun_path))
-		return fail(err, errlen, "%s: socket path longer than %zu bytes", opts->path,
-			    sizeof(sa.sun_path) - 1);
-	strcpy(sa.sun_path, opts->path);
 	struct control *ctl = calloc(1, sizeof(*ctl));
-	if (!ctl)
-		return fail(err, errlen, "out of memory");
+	if (!ctl) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	ctl->loop = loop;
 	ctl->o = *opts;
 	if (!ctl->o.max_clients)
 		ctl->o.max_clients = 1024;
 	if (!ctl->o.max_pending)
 		ctl->o.max_pending = 4u << 20;
-	ctl->fd = ctl->lockfd = ctl->reserve_fd = -1;
-	ctl->path = strdup(opts->path);
-	if (!ctl->path || asprintf(&ctl->lock_path, "%s.lock", opts->path) < 0) {
-		ctl->lock_path = NULL;
-		fail(err, errlen, "out of memory");
-		goto bad;
+	if (sockfile_open(&ctl->sf, opts->path, err, errlen) < 0) {
+		free(ctl);
+		return -1;
 	}
-	ctl->o.path = ctl->path;
-	if (take_lock(ctl, err, errlen) < 0)
-		goto bad;
-
-	struct stat st;
-	if (lstat(ctl->path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			fail(err, errlen, "%s: exists and is not a socket", ctl->path);
-			goto bad;
-		}
-		if (someone_listens(&sa)) {
-			fail(err, errlen, "%s: another process is listening on it", ctl->path);
-			goto bad;
-		}
-	}
-
-	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (ctl->fd < 0) {
-		fail(err, errlen, "socket: %s", strerror(errno));
-		goto bad;
-	}
-	/* bind a private name 0600 from the start, then rename it over the path */
-	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", ctl->path, (int)getpid());
-	struct sockaddr_un ta = {.sun_family = AF_UNIX};
-	if (strlen(tmp) >= sizeof(ta.sun_path)) {
-		fail(err, errlen, "%s: socket path too long", ctl->path);
-		goto bad;
-	}
-	strcpy(ta.sun_path, tmp);
-	unlink(tmp);
-	mode_t old = umask(0177);
-	int r = bind(ctl->fd, (struct sockaddr *)&ta, sizeof(ta));
-	umask(old);
+	ctl->o.path = ctl->sf.path;
+	int r = evm_io_add(loop, ctl->sf.fd, EVM_READ, on_listen, ctl, &ctl->io);
 	if (r < 0) {
-		fail(err, errlen, "%s: bind: %s", tmp, strerror(errno));
-		goto bad;
-	}
-	if (listen(ctl->fd, SOMAXCONN) < 0 || rename(tmp, ctl->path) < 0) {
-		fail(err, errlen, "%s: %s", ctl->path, strerror(errno));
-		unlink(tmp);
-		goto bad;
-	}
-	r = evm_io_add(loop, ctl->fd, EVM_READ, on_listen, ctl, &ctl->io);
-	if (r < 0) {
-		fail(err, errlen, "%s: cannot watch the socket: %s", ctl->path, strerror(-r));
-		unlink(ctl->path);
-		goto bad;
+		snprintf(err, errlen, "%s: cannot watch the socket: %s", ctl->sf.path, strerror(-r));
+		unlink(ctl->sf.path);
+		close(ctl->sf.fd);
+		close(ctl->sf.lockfd);
+		free(ctl->sf.path);
+		free(ctl->sf.lock_path);
+		free(ctl);
+		return -1;
 	}
 	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*out = ctl;
 	return 0;
-bad:
-	if (ctl->fd >= 0)
-		close(ctl->fd);
-	if (ctl->lockfd >= 0)
-		close(ctl->lockfd);
-	free(ctl->path);
-	free(ctl->lock_path);
-	free(ctl);
-	return -1;
 }
 
 void control_close(struct control *ctl)
@@ -708,13 +604,8 @@ void control_close(struct control *ctl)
 		client_close(cl);
 	}
 	evm_io_free(ctl->io);
-	close(ctl->fd);
-	unlink(ctl->path);
-	unlink(ctl->lock_path);
-	close(ctl->lockfd);
+	sockfile_close(&ctl->sf);
 	if (ctl->reserve_fd >= 0)
 		close(ctl->reserve_fd);
-	free(ctl->path);
-	free(ctl->lock_path);
 	free(ctl);
 }

@@ -265,144 +265,176 @@ static const char *name_list(const cJSON *arr, char *buf, size_t len)
 	return buf;
 }
 
-int units_reload(struct daemon *d, cJSON *resp)
+/* The new config, unless it has mistakes or takes a name `ctl add` took. */
+static int reload_read(struct daemon *d, struct config **out, struct errlist *errs)
 {
-	struct errlist errs = {0};
+	char name[256];
 	struct config *cfg;
-	char name[256], status[700];
-	snprintf(status, sizeof(status), "reloading %s", d->cfg_path);
-	notify_reloading(status);
-	if (config_load(d->cfg_path, &cfg, &errs) == 0) {
-		/* a name taken by a service added at run time is a conflict, not a takeover */
-		for (size_t k = 0; k < cfg->nsvcs; k++) {
-			struct svc_conf *c = cfg->svcs[k];
-			for (unsigned i = 0; i < c->instances; i++) {
-				unit_instance_name(c, i, name, sizeof(name));
-				struct unit *u = unit_find(d, name);
-				if (u && u->added)
-					errlist_add(&errs, cfg->path, c->line,
-						    "service %s: a service of that name was added with "
-						    "`evmon ctl add`: remove it first",
-						    name);
-			}
-		}
-		if (errs.n) {
-			config_free(cfg);
-			cfg = NULL;
-		}
-	}
-	if (errs.n) {
-		cJSON *arr = cJSON_AddArrayToObject(resp, "errors");
-		for (size_t i = 0; i < errs.n; i++) {
-			dlog("reload: %s", errs.msgs[i]);
-			add_name(arr, errs.msgs[i]);
-		}
-		cJSON *ev = cJSON_CreateObject();
-		cJSON_AddStringToObject(ev, "event", "reload");
-		char msg[900];
-		snprintf(msg, sizeof(msg), "%s: %zu error%s, the running configuration is kept: %s",
-			 d->cfg_path, errs.n, errs.n == 1 ? "" : "s", errs.msgs[0]);
-		cJSON_AddStringToObject(ev, "message", msg);
-		cJSON_AddStringToObject(ev, "error", errs.msgs[0]);
-		cJSON_AddItemToObject(ev, "errors", cJSON_Duplicate(arr, 1));
-		events_publish(d, NULL, ev);
-		notify_send("READY=1\nSTATUS=reload failed: %s", errs.msgs[0]);
-		cJSON_AddFalseToObject(resp, "ok");
-		cJSON_AddStringToObject(resp, "error", errs.msgs[0]);
-		errlist_free(&errs);
+	if (config_load(d->cfg_path, &cfg, errs) < 0)
 		return -1;
-	}
-	if (!same_str(cfg->socket, d->cfg->socket))
-		dlog("reload: the control socket changes at the next start of the daemon");
-
-	cJSON *added = cJSON_CreateArray(), *removed = cJSON_CreateArray(),
-	      *changed = cJSON_CreateArray();
-	unsigned unchanged = 0;
-	if (!same_str(cfg->log_dir, d->cfg->log_dir)) {
-		/* the services keep running: only where their lines go changes */
-		char err[400], msg[700];
-		int r = logs_set_dir(d->logs, cfg->log_dir, err, sizeof(err));
-		dlog("reload: log_dir %s -> %s", d->cfg->log_dir ? d->cfg->log_dir : "(none)",
-		     cfg->log_dir ? cfg->log_dir : "(none)");
-		if (r < 0) {
-			snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr "
-				 "= log is discarded until it can be written", err);
-			events_log(d, NULL, NULL, r, msg);
-		}
-	}
-	for (struct unit *u = d->first; u; u = u->next)
-		u->mark = false;
-	struct config *old = d->cfg;
-	d->cfg = cfg; /* new log_dir for the services created below */
+	/* a name taken by a service added at run time is a conflict, not a takeover */
 	for (size_t k = 0; k < cfg->nsvcs; k++) {
 		struct svc_conf *c = cfg->svcs[k];
 		for (unsigned i = 0; i < c->instances; i++) {
 			unit_instance_name(c, i, name, sizeof(name));
 			struct unit *u = unit_find(d, name);
-			if (!u) {
-				u = unit_add(d, c, i, false);
-				if (u)
-					u->mark = true;
-				add_name(added, name);
-				continue;
-			}
-			u->mark = true;
-			if (svc_conf_equal(u->conf, c)) {
-				svc_conf_unref(u->conf); /* same content: adopt the new copy */
-				u->conf = svc_conf_ref(c);
-				if (u->out)
-					output_configure(u->out, c); /* log settings apply live */
-				unchanged++;
-				continue;
-			}
-			/* unless-stopped: a service the user stopped stays down */
-			struct evm_service_info info;
-			evm_service_info(u->svc, &info);
-			bool keep_down = u->svc && info.stopped_by_user &&
-					 u->conf->pol.restart == EVM_RESTART_UNLESS_STOPPED;
-			unit_release(d, u);
-			svc_conf_unref(u->conf);
-			u->conf = svc_conf_ref(c);
-			u->instance = i;
-			u->want_start = c->pol.autostart && !keep_down;
-			unit_create(d, u);
-			add_name(changed, name);
+			if (u && u->added)
+				errlist_add(errs, cfg->path, c->line,
+					    "service %s: a service of that name was added with "
+					    "`evmon ctl add`: remove it first",
+					    name);
 		}
 	}
+	if (errs->n) {
+		config_free(cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+static void reload_refused(struct daemon *d, cJSON *resp, struct errlist *errs)
+{
+	cJSON *arr = cJSON_AddArrayToObject(resp, "errors");
+	for (size_t i = 0; i < errs->n; i++) {
+		dlog("reload: %s", errs->msgs[i]);
+		add_name(arr, errs->msgs[i]);
+	}
+	cJSON *ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "event", "reload");
+	char msg[900];
+	snprintf(msg, sizeof(msg), "%s: %zu error%s, the running configuration is kept: %s",
+		 d->cfg_path, errs->n, errs->n == 1 ? "" : "s", errs->msgs[0]);
+	cJSON_AddStringToObject(ev, "message", msg);
+	cJSON_AddStringToObject(ev, "error", errs->msgs[0]);
+	cJSON_AddItemToObject(ev, "errors", cJSON_Duplicate(arr, 1));
+	events_publish(d, NULL, ev);
+	notify_send("READY=1\nSTATUS=reload failed: %s", errs->msgs[0]);
+	cJSON_AddFalseToObject(resp, "ok");
+	cJSON_AddStringToObject(resp, "error", errs->msgs[0]);
+}
+
+/* The services keep running: only where their lines go changes. */
+static void reload_log_dir(struct daemon *d, const struct config *cfg)
+{
+	if (same_str(cfg->log_dir, d->cfg->log_dir))
+		return;
+	char err[400], msg[700];
+	int r = logs_set_dir(d->logs, cfg->log_dir, err, sizeof(err));
+	dlog("reload: log_dir %s -> %s", d->cfg->log_dir ? d->cfg->log_dir : "(none)",
+	     cfg->log_dir ? cfg->log_dir : "(none)");
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "%s: the output of services with stdout or stderr "
+			 "= log is discarded until it can be written", err);
+		events_log(d, NULL, NULL, r, msg);
+	}
+}
+
+/* What a reload did, by name. */
+struct reload_diff {
+	cJSON *added, *removed, *changed;
+	unsigned unchanged;
+};
+
+/* Instance i of the new definition c: added, kept (unchanged) or replaced (changed). */
+static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct reload_diff *r)
+{
+	char name[256];
+	unit_instance_name(c, i, name, sizeof(name));
+	struct unit *u = unit_find(d, name);
+	if (!u) {
+		u = unit_add(d, c, i, false);
+		if (u)
+			u->mark = true;
+		add_name(r->added, name);
+		return;
+	}
+	u->mark = true;
+	if (svc_conf_equal(u->conf, c)) {
+		svc_conf_unref(u->conf); /* same content: adopt the new copy */
+		u->conf = svc_conf_ref(c);
+		if (u->out)
+			output_configure(u->out, c); /* log settings apply live */
+		r->unchanged++;
+		return;
+	}
+	/* unless-stopped: a service the user stopped stays down */
+	struct evm_service_info info;
+	memset(&info, 0, sizeof(info));
+	if (u->svc)
+		evm_service_info(u->svc, &info);
+	bool keep_down = u->svc && info.stopped_by_user &&
+			 u->conf->pol.restart == EVM_RESTART_UNLESS_STOPPED;
+	unit_release(d, u);
+	svc_conf_unref(u->conf);
+	u->conf = svc_conf_ref(c);
+	u->instance = i;
+	u->want_start = c->pol.autostart && !keep_down;
+	unit_create(d, u);
+	add_name(r->changed, name);
+}
+
+/* The answer, the event (its log line shows the first few names), STATUS=. */
+static void reload_report(struct daemon *d, cJSON *resp, struct reload_diff *r)
+{
+	int na = cJSON_GetArraySize(r->added), nr = cJSON_GetArraySize(r->removed),
+	    nc = cJSON_GetArraySize(r->changed);
+	cJSON *ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "event", "reload");
+	char msg[900], l_add[220], l_rem[220], l_chg[220], status[700];
+	snprintf(msg, sizeof(msg), "%s: %d added%s, %d removed%s, %d changed%s, %u unchanged",
+		 d->cfg_path, na, name_list(r->added, l_add, sizeof(l_add)), nr,
+		 name_list(r->removed, l_rem, sizeof(l_rem)), nc,
+		 name_list(r->changed, l_chg, sizeof(l_chg)), r->unchanged);
+	cJSON_AddStringToObject(ev, "message", msg);
+	cJSON_AddItemToObject(ev, "added", cJSON_Duplicate(r->added, 1));
+	cJSON_AddItemToObject(ev, "removed", cJSON_Duplicate(r->removed, 1));
+	cJSON_AddItemToObject(ev, "changed", cJSON_Duplicate(r->changed, 1));
+	cJSON_AddNumberToObject(ev, "unchanged", r->unchanged);
+	cJSON_AddTrueToObject(resp, "ok");
+	cJSON_AddItemToObject(resp, "added", r->added);
+	cJSON_AddItemToObject(resp, "removed", r->removed);
+	cJSON_AddItemToObject(resp, "changed", r->changed);
+	cJSON_AddNumberToObject(resp, "unchanged", r->unchanged);
+	events_publish(d, NULL, ev);
+	events_summary(d, status, sizeof(status));
+	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %u unchanged; %s",
+		    na, nr, nc, r->unchanged, status);
+}
+
+int units_reload(struct daemon *d, cJSON *resp)
+{
+	struct errlist errs = {0};
+	struct config *cfg = NULL;
+	char status[700];
+	snprintf(status, sizeof(status), "reloading %s", d->cfg_path);
+	notify_reloading(status);
+	if (reload_read(d, &cfg, &errs) < 0) {
+		reload_refused(d, resp, &errs);
+		errlist_free(&errs);
+		return -1;
+	}
+	if (!same_str(cfg->socket, d->cfg->socket))
+		dlog("reload: the control socket changes at the next start of the daemon");
+	reload_log_dir(d, cfg);
+	struct reload_diff r = {cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(), 0};
+	for (struct unit *u = d->first; u; u = u->next)
+		u->mark = false;
+	struct config *old = d->cfg;
+	d->cfg = cfg; /* new log_dir for the services created below */
+	for (size_t k = 0; k < cfg->nsvcs; k++)
+		for (unsigned i = 0; i < cfg->svcs[k]->instances; i++)
+			reload_unit(d, cfg->svcs[k], i, &r);
 	for (struct unit *u = d->first, *next; u; u = next) {
 		next = u->next;
 		if (!u->mark && !u->added) {
-			add_name(removed, u->name);
+			add_name(r.removed, u->name);
 			unit_remove(d, u);
 		} else {
 			u->mark = false; /* scratch: selections expect it clear */
 		}
 	}
 	config_free(old);
-	int na = cJSON_GetArraySize(added), nr = cJSON_GetArraySize(removed),
-	    nc = cJSON_GetArraySize(changed);
-	cJSON_AddTrueToObject(resp, "ok");
-	cJSON_AddItemToObject(resp, "added", added);
-	cJSON_AddItemToObject(resp, "removed", removed);
-	cJSON_AddItemToObject(resp, "changed", changed);
-	cJSON_AddNumberToObject(resp, "unchanged", unchanged);
-
-	/* the event names what was done (the log line shows the first few names) */
-	cJSON *ev = cJSON_CreateObject();
-	cJSON_AddStringToObject(ev, "event", "reload");
-	char msg[900], l_add[220], l_rem[220], l_chg[220];
-	snprintf(msg, sizeof(msg), "%s: %d added%s, %d removed%s, %d changed%s, %u unchanged",
-		 d->cfg_path, na, name_list(added, l_add, sizeof(l_add)), nr,
-		 name_list(removed, l_rem, sizeof(l_rem)), nc,
-		 name_list(changed, l_chg, sizeof(l_chg)), unchanged);
-	cJSON_AddStringToObject(ev, "message", msg);
-	cJSON_AddItemToObject(ev, "added", cJSON_Duplicate(added, 1));
-	cJSON_AddItemToObject(ev, "removed", cJSON_Duplicate(removed, 1));
-	cJSON_AddItemToObject(ev, "changed", cJSON_Duplicate(changed, 1));
-	cJSON_AddNumberToObject(ev, "unchanged", unchanged);
-	events_publish(d, NULL, ev);
-	events_summary(d, status, sizeof(status));
-	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %u unchanged; %s",
-		    na, nr, nc, unchanged, status);
+	reload_report(d, resp, &r);
 	return 0;
 }

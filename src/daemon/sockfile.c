@@ -1,0 +1,149 @@
+/*
+ * sockfile.c - the control socket's file (see sockfile.h).
+ *
+ * Holding the lock, a leftover socket is stale (its daemon died) and is
+ * replaced; failing to take it means a live daemon. Something that answers
+ * on the path without the lock is not ours to replace either. The socket is
+ * bound under a private name with umask 0177, so it is 0600 from the start,
+ * then renamed over the path: no moment where others could connect.
+ */
+#include "sockfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Take the lock that says "a daemon serves this path". */
+static int take_lock(struct sockfile *sf, char *err, size_t errlen)
+{
+	sf->lockfd = open(sf->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (sf->lockfd < 0)
+		return fail(err, errlen, "%s: %s", sf->lock_path, strerror(errno));
+	if (flock(sf->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		char pid[32] = "";
+		ssize_t n = pread(sf->lockfd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		int e = errno;
+		close(sf->lockfd);
+		sf->lockfd = -1;
+		if (e == EWOULDBLOCK)
+			return fail(err, errlen, "%s: another evmon daemon is running (pid %s)",
+				    sf->path, *pid ? pid : "?");
+		return fail(err, errlen, "%s: %s", sf->lock_path, strerror(e));
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(sf->lockfd, 0) < 0 || pwrite(sf->lockfd, pid, (size_t)n, 0) < 0) {
+		/* the pid is only for the message above */
+	}
+	return 0;
+}
+
+/* Something that answers on the path without our lock is not ours to replace. */
+static bool someone_listens(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool live = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return live;
+}
+
+/* Bind a private name 0600 from the start, then rename it over the path. */
+static int bind_listen(struct sockfile *sf, char *err, size_t errlen)
+{
+	sf->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (sf->fd < 0)
+		return fail(err, errlen, "socket: %s", strerror(errno));
+	struct sockaddr_un ta = {.sun_family = AF_UNIX};
+	char tmp[sizeof(ta.sun_path) + 32];
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", sf->path, (int)getpid());
+	if (strlen(tmp) >= sizeof(ta.sun_path))
+		return fail(err, errlen, "%s: socket path too long", sf->path);
+	strcpy(ta.sun_path, tmp);
+	unlink(tmp);
+	mode_t old = umask(0177);
+	int r = bind(sf->fd, (struct sockaddr *)&ta, sizeof(ta));
+	umask(old);
+	if (r < 0)
+		return fail(err, errlen, "%s: bind: %s", tmp, strerror(errno));
+	if (listen(sf->fd, SOMAXCONN) < 0 || rename(tmp, sf->path) < 0) {
+		fail(err, errlen, "%s: %s", sf->path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	*sf = (struct sockfile){.fd = -1, .lockfd = -1};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return fail(err, errlen, "%s: socket path longer than %zu bytes", path,
+			    sizeof(sa.sun_path) - 1);
+	strcpy(sa.sun_path, path);
+	sf->path = strdup(path);
+	if (!sf->path || asprintf(&sf->lock_path, "%s.lock", path) < 0) {
+		sf->lock_path = NULL;
+		fail(err, errlen, "out of memory");
+		goto bad;
+	}
+	if (take_lock(sf, err, errlen) < 0)
+		goto bad;
+	struct stat st;
+	if (lstat(sf->path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			fail(err, errlen, "%s: exists and is not a socket", sf->path);
+			goto bad;
+		}
+		if (someone_listens(&sa)) {
+			fail(err, errlen, "%s: another process is listening on it", sf->path);
+			goto bad;
+		}
+	}
+	if (bind_listen(sf, err, errlen) < 0)
+		goto bad;
+	return 0;
+bad:
+	if (sf->fd >= 0)
+		close(sf->fd);
+	if (sf->lockfd >= 0)
+		close(sf->lockfd);
+	free(sf->path);
+	free(sf->lock_path);
+	*sf = (struct sockfile){.fd = -1, .lockfd = -1};
+	return -1;
+}
+
+void sockfile_close(struct sockfile *sf)
+{
+	close(sf->fd);
+	unlink(sf->path);
+	unlink(sf->lock_path);
+	close(sf->lockfd);
+	free(sf->path);
+	free(sf->lock_path);
+	*sf = (struct sockfile){.fd = -1, .lockfd = -1};
+}

@@ -1,0 +1,27 @@
+/*
+ * sockfile.h - the control socket's file (sockfile.c): a Unix stream
+ * socket bound 0600 under a private name and renamed into place, and a
+ * lock file beside it (PATH.lock, flock'ed for the daemon's lifetime) that
+ * tells a live daemon from a stale socket.
+ */
+#ifndef EVMON_SOCKFILE_H
+#define EVMON_SOCKFILE_H
+
+#include <stddef.h>
+
+struct sockfile {
+	char *path, *lock_path;
+	int fd;	    /* listening, non-blocking, close-on-exec */
+	int lockfd;
+};
+
+/*
+ * Take the lock, replace a stale socket (refusing anything else at path),
+ * listen. Returns 0, or -1 with the reason in err (nothing is left open).
+ */
+int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errlen);
+
+/* Close the socket and remove both files. */
+void sockfile_close(struct sockfile *sf);
+
+#endif
