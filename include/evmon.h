@@ -192,6 +192,21 @@ enum {
 	 * so select()-based programs keep working.
 	 */
 	EVM_SPAWN_KEEP_NOFILE = 1u << 7,
+	/*
+	 * Keep the caller's fds above 2 that are not close-on-exec open in the
+	 * child, as fork+exec would (an init passing on a runtime's
+	 * --preserve-fds or socket activation's LISTEN_FDS). By default the
+	 * child gets only 0-2. Every fd libevmon opens is close-on-exec, so
+	 * none of the loop's leaks. Such spawns never go through the spawn
+	 * helper, which does not hold the caller's fds.
+	 */
+	EVM_SPAWN_INHERIT_FDS = 1u << 8,
+	/*
+	 * Set LISTEN_PID to the child's own pid in its environment (replacing
+	 * any LISTEN_PID), for socket activation, where sd_listen_fds(3)
+	 * checks it; the pid is written between clone and exec.
+	 */
+	EVM_SPAWN_LISTEN_PID = 1u << 9,
 };
 
 /* Where a failed spawn failed (see struct evm_spawn_error). */

@@ -17,7 +17,9 @@
 #include "init.h"
 #include "pathfind.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -82,7 +84,9 @@ static void usage(FILE *f)
 		"\n"
 		"Signals are names or numbers (TERM, SIGTERM, 15, RTMIN+3). DURATION: 2.5, 2.5s, 500ms, 1m.\n"
 		"Environment: TINI_SUBREAPER (as -s), TINI_KILL_PROCESS_GROUP (as -g),\n"
-		"TINI_VERBOSITY=N, DUMB_INIT_SETSID=0 (as -c), DUMB_INIT_DEBUG=1 (as -vv).\n"
+		"TINI_VERBOSITY=N, DUMB_INIT_SETSID=0 (as -c), DUMB_INIT_DEBUG=1 (as -vv);\n"
+		"LISTEN_PID, LISTEN_FDS: when LISTEN_PID is ours, CMD gets its own pid there.\n"
+		"Inherited fds above 2 pass to CMD.\n"
 		"Exec failures exit 127 (not found) or 126 (cannot execute). See evmon-init(1).\n",
 		prog);
 }
@@ -345,6 +349,25 @@ static int make_loop(struct init *in)
 	return 0;
 }
 
+/*
+ * After the spawn, drop our copies of what CMD inherited (catatonit does
+ * too): a pipe's reader then sees EOF when CMD closes its end, not when we
+ * exit. Every fd above 2 without close-on-exec is inherited: ours all have it.
+ */
+static void close_inherited(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name), fl = fcntl(fd, F_GETFD);
+		if (fd > 2 && fd != dirfd(d) && fl >= 0 && !(fl & FD_CLOEXEC))
+			close(fd);
+	}
+	closedir(d);
+}
+
 static int spawn_child(struct init *in)
 {
 	struct evm_spawn_error err = {0};
@@ -363,6 +386,16 @@ static int spawn_child(struct init *in)
 	 * terminal's foreground group (see signals.c).
 	 */
 	o.flags = in->group && !in->tty ? EVM_SPAWN_SETSID : EVM_SPAWN_SETPGID;
+	/*
+	 * What we inherited above 2 is CMD's (a runtime's --preserve-fds,
+	 * socket activation); our own fds are all close-on-exec. Sockets
+	 * activated for us (LISTEN_PID is ours) are CMD's: LISTEN_PID becomes
+	 * its pid, as catatonit does, or sd_listen_fds(3) would ignore them.
+	 */
+	o.flags |= EVM_SPAWN_INHERIT_FDS;
+	const char *lp = getenv("LISTEN_PID");
+	if (lp && getenv("LISTEN_FDS") && strtol(lp, NULL, 10) == (long)getpid())
+		o.flags |= EVM_SPAWN_LISTEN_PID;
 	int r = evm_spawn(in->loop, &o, &in->child);
 	char **shargv = NULL;
 	if (r == -ENOEXEC && err.stage == EVM_STAGE_EXEC) {
@@ -390,6 +423,7 @@ static int spawn_child(struct init *in)
 	if (r == 0) {
 		in->child_pid = in->pgid = evm_proc_pid(in->child);
 		init_log(in, V_INFO, "spawned %s as pid %d", in->argv[0], (int)in->child_pid);
+		close_inherited();
 		return 0;
 	}
 	if (err.stage == EVM_STAGE_EXEC) {

@@ -212,9 +212,21 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 		fail(r, EVM_STAGE_CWD);
 
 	setup_stdio(r);
-	/* every fd beyond stdio is closed by the exec, CLOEXEC or not */
-	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+	/* every fd beyond stdio is closed by the exec, CLOEXEC or not, unless asked */
+	if (!(r->flags & EVM_SPAWN_INHERIT_FDS) &&
+	    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		syscall(SYS_close_range, 3U, ~0U, 0U);
+
+	if (r->listen_pid) {
+		/* only now is our pid known: no snprintf here, digits by hand */
+		char digits[16];
+		int n = 0;
+		for (unsigned v = (unsigned)getpid(); v || !n; v /= 10)
+			digits[n++] = (char)('0' + v % 10);
+		for (int i = 0; i < n; i++)
+			r->listen_pid[i] = digits[n - 1 - i];
+		r->listen_pid[n] = '\0';
+	}
 
 	if (r->pdeath_signal) {
 		if (prctl(PR_SET_PDEATHSIG, r->pdeath_signal, 0, 0, 0) < 0)

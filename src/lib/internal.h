@@ -174,6 +174,7 @@ struct evm__spawn_req {
 	bool reset_signals; /* set every disposition to SIG_DFL (not needed from the helper) */
 	int cwd_fd;	/* helper path: our cwd (O_PATH), to fchdir before chdir(cwd) */
 	int errfd;	/* clone() fallback: the child writes {errno, stage} here */
+	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
 	/* written by the child when it fails */
 	volatile int err;
 	volatile int stage;

@@ -58,7 +58,8 @@ const char *evm_spawn_stage_name(enum evm_spawn_stage stage)
 
 static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_SPAWN_SETUID |
 				    EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS | EVM_SPAWN_UMASK |
-				    EVM_SPAWN_NO_PATH | EVM_SPAWN_KEEP_NOFILE;
+				    EVM_SPAWN_NO_PATH | EVM_SPAWN_KEEP_NOFILE | EVM_SPAWN_INHERIT_FDS |
+				    EVM_SPAWN_LISTEN_PID;
 
 static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 {
@@ -385,8 +386,10 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 	return pid;
 }
 
-static bool use_helper(struct evm_loop *loop)
+static bool use_helper(struct evm_loop *loop, unsigned flags)
 {
+	if (flags & EVM_SPAWN_INHERIT_FDS)
+		return false; /* the helper does not have the caller's fds */
 	switch (loop->spawn_mode) {
 	case EVM__SPAWN_DIRECT:
 		return false;
@@ -433,13 +436,23 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.errfd = -1,
 	};
 	char **merged = NULL;
-	if (o->env_extra) {
-		if (!(merged = merge_env(req.envp, o->env_extra))) {
+	/* EVM_SPAWN_LISTEN_PID: the child writes its pid after the '=' (room for any pid_t) */
+	char listen_pid[sizeof("LISTEN_PID=") + 11] = "LISTEN_PID=";
+	char *const lp_extra[] = {listen_pid, NULL};
+	for (int k = 0; k < 2; k++) {
+		char *const *extra = k == 0 ? o->env_extra : (o->flags & EVM_SPAWN_LISTEN_PID) ? lp_extra : NULL;
+		if (!extra)
+			continue;
+		char **m = merge_env(req.envp, extra); /* points to req.envp's strings, not the array */
+		free(merged);
+		if (!(merged = m)) {
 			err->error = ENOMEM;
 			return -ENOMEM;
 		}
 		req.envp = merged;
 	}
+	if (o->flags & EVM_SPAWN_LISTEN_PID)
+		req.listen_pid = listen_pid + sizeof("LISTEN_PID=") - 1;
 	req.path = (o->flags & EVM_SPAWN_NO_PATH) ? NULL : find_path(req.envp);
 	req.restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
 	for (size_t i = 0; i < o->nrlimits; i++)
@@ -501,7 +514,7 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	p->start_mono = evm__mono_ns();
 	p->start_real = evm__real_ns();
 	pid = -ENOTCONN;
-	if (use_helper(loop))
+	if (use_helper(loop, o->flags))
 		pid = clone_helper(loop, &req, &pidfd, err);
 	if (pid == -ENOTCONN) /* no helper after all */
 		pid = clone_direct(loop, &req, &pidfd, err);

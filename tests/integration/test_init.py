@@ -783,6 +783,77 @@ def test_no_fd_leak(run, mode):
     assert sorted(r.out.text.split("\n")) == ["", "fd 0", "fd 1", "fd 2"], r.out.text
 
 
+def with_fds(path, argv, listen_pid=None):
+    """bash opening fds 3-5 without close-on-exec (as runc --preserve-fds or socket
+    activation leave them), then exec'ing argv, so the init has bash's pid.
+    listen_pid: None (no LISTEN_*), "self" (the init's pid) or a number."""
+    env = ""
+    if listen_pid is not None:
+        env = "export LISTEN_FDS=3 LISTEN_FDNAMES=a:b:c LISTEN_PID=%s; " % (
+            "$$" if listen_pid == "self" else listen_pid)
+    return ["bash", "-c", 'exec 3<"$0" 4>>"$0" 5<&0; ' + env + 'exec "$@"', str(path)] + argv
+
+
+@pytest.mark.parametrize("listen", [False, True], ids=["plain", "LISTEN_FDS"])
+def test_inherited_fds_reach_cmd(run, mode, tmp_path, listen):
+    """Fds inherited above 2 without close-on-exec reach the child at the same numbers
+    (runc --preserve-fds, socket activation's LISTEN_FDS)"""
+    f = tmp_path / "fds"
+    f.write_text("first line\n")
+    lp = "self" if listen else None
+    r = run(with_fds(f, init_cmd(H("fds"), mode), lp), mode)
+    assert r.wait() == 0, r.err.text
+    assert r.out.text == "fd 0\nfd 1\nfd 2\nfd 3\nfd 4\nfd 5\n", r.err.text
+    sh = ['read l <&3; echo "fd 3: $l"; echo "via fd 4" >&4']
+    r = run(with_fds(f, init_cmd(["sh", "-c"] + sh, mode), lp), mode)
+    assert r.wait() == 0, r.err.text
+    assert r.out.text == "fd 3: first line\n"
+    assert f.read_text() == "first line\nvia fd 4\n"
+
+
+@differs(tini="tini keeps its copies of the fds it passed on until it exits",
+         dumb_init="dumb-init keeps its copies of the fds it passed on until it exits")
+def test_inherited_fds_not_held_by_init(run, mode, tmp_path):
+    """Init closes its copies of the fds the child inherited once it runs, as catatonit does
+    (a pipe's reader sees EOF when the child closes its end, not when init exits)"""
+    f = tmp_path / "fds"
+    f.write_text("")
+    r = run(with_fds(f, init_cmd(H("fds", "print", "ready", "pause"), mode)), mode)
+    r.expect("ready")
+    assert r.out.text.startswith("fd 0\nfd 1\nfd 2\nfd 3\nfd 4\nfd 5\n"), r.out.text
+
+    def held():
+        out = []
+        for fd in os.listdir(f"/proc/{r.pid}/fd"):
+            try:
+                out.append(os.readlink(f"/proc/{r.pid}/fd/{fd}"))
+            except OSError:
+                pass
+        return [t for t in out if t == str(f)]
+    # the drop follows the spawn: wait for it rather than race it
+    wait_for(lambda: held() == [], T, what=f"init to close its copies of {f}")
+    r.kill(signal.SIGTERM)
+    assert r.wait() == 143, r.err.text
+
+
+@differs(tini="tini leaves LISTEN_PID as it is (its own pid), so the program's sd_listen_fds() "
+         "ignores the sockets", dumb_init="dumb-init leaves LISTEN_PID as it is (its own pid), so the "
+         "program's sd_listen_fds() ignores the sockets")
+def test_listen_pid_rewritten(run, mode, tmp_path):
+    """Socket activation: LISTEN_PID, when it is init's pid, becomes the child's pid (catatonit)
+    when LISTEN_FDS is set; another LISTEN_PID is left alone"""
+    f = tmp_path / "fds"
+    f.write_text("")
+    probe = H("pgid", "env", "LISTEN_PID", "env", "LISTEN_FDS", "env", "LISTEN_FDNAMES")
+    r = run(with_fds(f, init_cmd(probe, mode), "self"), mode)
+    assert r.wait() == 0, r.err.text
+    pid = re.search(r"^pid (\d+)", r.out.text, re.M).group(1)
+    assert f"LISTEN_PID={pid}\nLISTEN_FDS=3\nLISTEN_FDNAMES=a:b:c\n" in r.out.text, r.out.text
+    r = run(with_fds(f, init_cmd(probe, mode), 4194304), mode)
+    assert r.wait() == 0, r.err.text
+    assert "LISTEN_PID=4194304\nLISTEN_FDS=3\n" in r.out.text, r.out.text
+
+
 def test_sigpipe_on_stderr_not_forwarded(run, mode):
     """Init writing to a closed stderr does not forward its own SIGPIPE to the child"""
     if IMPL != "evmon":
@@ -1004,8 +1075,8 @@ def test_invoked_as_evmon_init(run, tmp_path):
 
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's binary name")
 def test_invoked_as_runtime_init(run, mode, tmp_path):
-    """As podman's --init-path (run as /run/podman-init -- CMD, any name) or as `evmon -- CMD`,
-    the binary is `evmon init`; messages begin with the name it was called by"""
+    """Called by another name (podman's /run/podman-init) or as `evmon -- CMD`, the binary is `evmon init`
+    (podman --init-path); messages begin with the name it was called by"""
     link = tmp_path / "podman-init"
     link.symlink_to(EVMON)
     r = run([str(link), "--"] + H("trap-exit", 10, "print", "ready", "pause"), mode)

@@ -14,6 +14,7 @@ fail; the runtime's own processes are the procs fixture's.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -97,13 +98,14 @@ class Runc:
             json.dump(c, f)
         return b
 
-    def start(self, args, **kw):
-        """`runc run` in the foreground: its stdio are the container's."""
+    def start(self, args, wrap=(), run_args=(), **kw):
+        """`runc run` in the foreground: its stdio are the container's. wrap: a command that
+        execs the runtime (to hand it fds); run_args: options of `runc run`."""
         Runc.seq += 1
         cid = f"evmon-test-{os.getpid()}-{Runc.seq}"
         self.ids.append(cid)
         b = self.bundle(args, **kw)
-        return cid, self.procs.spawn([self.runtime, "run", "--bundle", str(b), cid],
+        return cid, self.procs.spawn(list(wrap) + [self.runtime, "run", *run_args, "--bundle", str(b), cid],
                                      stdin=subprocess.DEVNULL)
 
     def run(self, args, timeout=60, **kw):
@@ -183,6 +185,45 @@ def test_main_exits_while_grandchildren_run(runc, init):
     rc, out, err = runc.run(INITS[init] + ["sh", "-c", "sleep 1000 & sleep 1000 & echo started; exit 3"])
     assert rc == 3, err
     assert "started" in out
+
+
+def with_fds(*paths, listen=False):
+    """bash opening paths as fds 3, 4, ... without close-on-exec, then exec'ing the runtime
+    (listen: as systemd's socket activation would hand them to it: LISTEN_PID its pid)."""
+    opens = " ".join(f'{3 + i}<>"${i + 1}"' for i in range(len(paths)))
+    env = f"export LISTEN_FDS={len(paths)} LISTEN_PID=$$; " if listen else ""
+    return ["bash", "-c", f'exec {opens}; {env}shift {len(paths)}; exec "$@"', "bash", *map(str, paths)]
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_preserve_fds(runc, init, tmp_path):
+    """`runc run --preserve-fds 2`: the runtime's fds 3 and 4 reach the program through the init."""
+    fin, fout = tmp_path / "in", tmp_path / "out"
+    fin.write_text("from the host\n")
+    fout.write_text("")
+    script = 'read l <&3 && echo "fd 3: $l" && echo "via fd 4" >&4'
+    cid, p = runc.start(INITS[init] + ["sh", "-c", script], wrap=with_fds(fin, fout),
+                        run_args=["--preserve-fds", "2"])
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, (out, err)
+    assert out.decode() == "fd 3: from the host\n"
+    assert fout.read_text() == "via fd 4\n"
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_socket_activation(runc, init, tmp_path):
+    """Socket activation through runc, which passes LISTEN_FDS fds on with LISTEN_PID=1 (the init):
+    evmon sets LISTEN_PID to the program's pid (as catatonit), tini leaves it at 1, which
+    sd_listen_fds() in the program takes for someone else's."""
+    fin = tmp_path / "in"
+    fin.write_text("activated\n")
+    script = 'read l <&3 && echo "fd 3: $l pid=$$ LISTEN_PID=$LISTEN_PID LISTEN_FDS=$LISTEN_FDS"'
+    cid, p = runc.start(INITS[init] + ["sh", "-c", script], wrap=with_fds(fin, listen=True))
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, (out, err)
+    m = re.fullmatch(r"fd 3: activated pid=(\d+) LISTEN_PID=(\d+) LISTEN_FDS=1\n", out.decode())
+    assert m, (out, err)
+    assert m.group(2) == (m.group(1) if init == "evmon" else "1")
 
 
 def test_evmon_init_forwards_every_signal_it_documents(runc):

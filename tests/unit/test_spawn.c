@@ -627,6 +627,83 @@ static void test_no_fd_leak_into_child(void **state)
 	assert_string_equal(out, "fd 0\nfd 1\nfd 2\n");
 }
 
+/*
+ * EVM_SPAWN_INHERIT_FDS: our fds without CLOEXEC reach the child, at their
+ * numbers (also in helper mode: such spawns are direct); a CLOEXEC one and
+ * every fd of the loop's (epoll, pidfds, signalfd, the helper's socket) do not.
+ */
+static void test_inherit_fds(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int keep[4];
+	keep[0] = open("/dev/null", O_RDONLY); /* no O_CLOEXEC on purpose */
+	assert_int_equal(pipe(keep + 1), 0);
+	keep[3] = fcntl(keep[0], F_DUPFD, 700);
+	int cloexec = fcntl(keep[0], F_DUPFD_CLOEXEC, 3);
+	/* a few children first: the loop holds pidfds (and the helper) while we spawn */
+	struct t_exit x = {0};
+	struct evm_proc *bg[3];
+	for (int i = 0; i < 3; i++)
+		bg[i] = t_spawn(loop, HARGV("sleep", "10000"), &x);
+	/* ours, and whatever our own parent left us without CLOEXEC */
+	char with[4096], without[4096], want[4096] = "fd 0\nfd 1\nfd 2\n";
+	for (int fd = 3; fd < 1024; fd++) {
+		int fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && !(fl & FD_CLOEXEC))
+			snprintf(want + strlen(want), sizeof(want) - strlen(want), "fd %d\n", fd);
+	}
+	struct evm_spawn_opts o = {.flags = EVM_SPAWN_INHERIT_FDS};
+	o.stdio[0].mode = EVM_STDIO_NULL;
+	t_output(loop, HARGV("fds"), &o, with, sizeof(with), NULL);
+	o.flags = 0;
+	t_output(loop, HARGV("fds"), &o, without, sizeof(without), NULL);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(evm_proc_signal(bg[i], SIGKILL), 0);
+		evm_proc_unref(bg[i]);
+	}
+	RUN_UNTIL(loop, x.n == 3, 10000);
+	for (int i = 0; i < 4; i++)
+		close(keep[i]);
+	close(cloexec);
+	assert_true(keep[0] >= 3 && keep[1] >= 3 && keep[2] >= 3 && keep[3] == 700 && cloexec >= 3);
+	char line[32];
+	for (int i = 0; i < 4; i++) {
+		snprintf(line, sizeof(line), "fd %d\n", keep[i]);
+		assert_non_null(strstr(want, line));
+	}
+	snprintf(line, sizeof(line), "fd %d\n", cloexec);
+	assert_null(strstr(want, line));
+	assert_string_equal(with, want);
+	assert_string_equal(without, "fd 0\nfd 1\nfd 2\n");
+}
+
+/* EVM_SPAWN_LISTEN_PID: LISTEN_PID is the child's own pid, whatever envp and env_extra say. */
+static void test_listen_pid(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	char out[4096];
+	char *envp[] = {"LISTEN_PID=1", "LISTEN_FDS=2", NULL};
+	char *extra[] = {"EVT_X=1", "LISTEN_PID=7", NULL};
+	for (int k = 0; k < 3; k++) {
+		struct evm_spawn_opts o = {.flags = EVM_SPAWN_LISTEN_PID};
+		if (k >= 1)
+			o.envp = envp;
+		if (k == 2)
+			o.env_extra = extra;
+		t_output(loop, HARGV("pgid", "env", "LISTEN_PID", "env", "LISTEN_FDS", "env", "EVT_X"), &o, out,
+			 sizeof(out), NULL);
+		int pid = 0, lp = -1;
+		assert_int_equal(sscanf(out, "pid %d", &pid), 1);
+		char *at = strstr(out, "LISTEN_PID=");
+		assert_non_null(at);
+		assert_int_equal(sscanf(at, "LISTEN_PID=%d\n", &lp), 1);
+		assert_true(pid > 0);
+		assert_int_equal(lp, pid);
+		assert_non_null(strstr(out, k >= 1 ? "LISTEN_FDS=2\n" : "LISTEN_FDS unset\n"));
+		assert_non_null(strstr(out, k == 2 ? "EVT_X=1\n" : "EVT_X unset\n"));
+	}
+}
+
 /* --------------------------------------------------------- signal state */
 
 struct sig_arg {
@@ -1214,6 +1291,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stdio_swap, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_inherit_cloexec, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_inherit_fds, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_listen_pid, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state_changed_in_callback, setup,
 						t_teardown),
