@@ -1,7 +1,7 @@
 /*
  * fuzz_event.c - the client side of the control protocol: what `evmon ctl`
- * makes of a line from the daemon (src/ctl/ctl.c, included here for its
- * static printers, and proto_event_line of src/common/proto.c). The daemon is
+ * makes of a line from the daemon (the printers of src/ctl/show.c, and
+ * proto_event_line of src/common/proto.c). The daemon is
  * trusted, but a line is still bytes from a socket: any JSON value, any
  * number, any missing field must print something and never crash.
  *
@@ -11,7 +11,12 @@
  */
 #include "fuzz.h"
 
-#include "../src/ctl/ctl.c"
+#include "proto.h"
+#include "show.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -40,13 +45,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = len; i < sizeof(small); i++)
 		FUZZ_CHECK(small[i] == 'x');
 
-	print_table(cJSON_GetObjectItemCaseSensitive(j, "services"));
-	print_services(j);
+	show_status(j);
+	show_services(j);
 	show_reload(j);
 	show_signal(j);
 	show_removed(j);
 	show_ping(j);
-	report_failure(j);
+	show_reopened(j);
+	show_failure(j, show_services);
 	cJSON_Delete(j);
 	return 0;
 }

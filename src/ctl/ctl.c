@@ -1,7 +1,13 @@
 /*
  * ctl.c - `evmon ctl`: send one request to a running daemon and show the
- * answer (a table, a line per service, or the raw JSON with --json);
- * `events` follows the stream until interrupted.
+ * answer (show.c: a table, a line per service; or the raw JSON with
+ * --json); `events` follows the stream until interrupted.
+ *
+ * Options go anywhere (GNU style: `ctl status --json`, `ctl logs web -n 3`):
+ * the global ones (-S, --json, -t) before or after the command, the
+ * command's own after it. For `add`, the options end at the command to run
+ * (its first word after NAME, or what follows --), whose own options are
+ * its business.
  *
  * Exit codes: 0 done, 1 the daemon reported a failure, 2 usage,
  * 3 no daemon to talk to (or the connection broke).
@@ -10,6 +16,7 @@
 
 #include "argv.h"
 #include "proto.h"
+#include "show.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,9 +30,6 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-
-/* a JSON number is cast only when in range: 1e999 parses as inf, and such a cast is UB */
-#define MAX_MS 1e15
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -80,6 +84,8 @@ static void usage(FILE *f)
 		"                      for root, else $XDG_RUNTIME_DIR/evmon.sock)\n"
 		"      --json          print the daemon's JSON answer as it is\n"
 		"  -t, --timeout SECS  how long start/stop/restart wait (default 120; 0: do not wait)\n"
+		"Options may also follow the command (evmon ctl status --json); for add, they\n"
+		"end at the command to run.\n"
 		"\n"
 		"exit status: 0 done, 1 failed, 2 usage error, 3 no daemon\n");
 }
@@ -218,157 +224,87 @@ static int call(struct ctl *c, cJSON *req, cJSON **resp, const char **raw, int t
 	return 0;
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
+/* ------------------------------------------------------------- options */
 
-static double jnum(const cJSON *o, const char *k, double dflt)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
+enum { OPT_JSON = 0x100, OPT_NO_START, OPT_SERVICE_JSON };
 
-/* The daemon said no: print its message(s). */
-static int report_failure(const cJSON *resp)
-{
-	const cJSON *errs = cJSON_GetObjectItemCaseSensitive(resp, "errors"), *it;
-	if (cJSON_IsArray(errs) && cJSON_GetArraySize(errs) > 0) {
-		cJSON_ArrayForEach(it, errs)
-			if (cJSON_IsString(it))
-				fprintf(stderr, "evmon ctl: %s\n", it->valuestring);
-		const char *e = jstr(resp, "error");
-		const cJSON *first = cJSON_GetArrayItem(errs, 0);
-		if (e && cJSON_GetArraySize(errs) == 1 && cJSON_IsString(first) &&
-		    !strcmp(e, first->valuestring))
-			return EXIT_FAILED;
-	}
-	const char *e = jstr(resp, "error");
-	fprintf(stderr, "evmon ctl: %s\n", e ? e : "request failed");
-	return EXIT_FAILED;
-}
+#define GLOBAL_SHORT "S:t:h"
+/* and --json, which add takes with an argument */
+#define GLOBAL_LONG                                                                        \
+	{"socket", required_argument, NULL, 'S'}, {"timeout", required_argument, NULL, 't'}, \
+		{"help", no_argument, NULL, 'h'}
+#define JSON_FLAG {"json", no_argument, NULL, OPT_JSON}
 
-/* ------------------------------------------------------------ output */
-
-static void last_exit(const cJSON *s, char *buf, size_t len)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(s, "last_exit");
-	if (!cJSON_IsObject(x)) {
-		snprintf(buf, len, "-");
-		return;
-	}
-	const char *sn = jstr(x, "signal_name");
-	if (sn)
-		snprintf(buf, len, "signal %s", sn);
-	else if (jnum(x, "code", -1) >= 0 && jnum(x, "code", -1) <= INT_MAX)
-		snprintf(buf, len, "code %d", (int)jnum(x, "code", -1));
-	else
-		snprintf(buf, len, "unknown");
-}
-
-static void info_text(const cJSON *s, char *buf, size_t len)
-{
-	const char *err = jstr(s, "error");
-	double next = jnum(s, "next_start_ms", -1);
-	char d[32];
-	if (next >= 0 && next <= MAX_MS)
-		snprintf(buf, len, "next start in %s%s%s", proto_duration((uint64_t)next, d, sizeof(d)),
-			 err ? "; " : "", err ? err : "");
-	else
-		snprintf(buf, len, "%s", err ? err : "");
-}
-
-struct row {
-	char name[160], state[16], pid[16], uptime[24], restarts[16], exit[32], info[300];
+/* A command's own options, besides the global ones; handle returns 0, or an exit code. */
+struct cmd_opts {
+	const char *shorts;
+	const struct option *longs; /* GLOBAL_LONG, then the command's (and JSON_FLAG) */
+	int (*handle)(struct ctl *c, int opt, const char *arg, void *data);
+	void *data;
+	int last_operand; /* after this many operands the rest is taken as it is (0: never) */
 };
 
-static void print_table(const cJSON *services)
+/* -S, --json, -t, -h: 0 to go on, else the exit code. */
+static int global_option(struct ctl *c, int opt, const char *arg)
 {
-	size_t n = (size_t)cJSON_GetArraySize(services), i = 0;
-	struct row *rows = calloc(n + 1, sizeof(*rows));
-	if (!rows)
-		return;
-	snprintf(rows[0].name, sizeof(rows[0].name), "NAME");
-	snprintf(rows[0].state, sizeof(rows[0].state), "STATE");
-	snprintf(rows[0].pid, sizeof(rows[0].pid), "PID");
-	snprintf(rows[0].uptime, sizeof(rows[0].uptime), "UPTIME");
-	snprintf(rows[0].restarts, sizeof(rows[0].restarts), "RESTARTS");
-	snprintf(rows[0].exit, sizeof(rows[0].exit), "LAST EXIT");
-	snprintf(rows[0].info, sizeof(rows[0].info), "INFO");
-	const cJSON *s;
-	cJSON_ArrayForEach(s, services) {
-		struct row *r = &rows[++i];
-		const char *name = jstr(s, "name"), *state = jstr(s, "state");
-		snprintf(r->name, sizeof(r->name), "%s", name ? name : "?");
-		snprintf(r->state, sizeof(r->state), "%s", state ? state : "?");
-		double pid = jnum(s, "pid", 0);
-		snprintf(r->pid, sizeof(r->pid), pid > 0 ? "%.0f" : "-", pid);
-		double up = jnum(s, "uptime_ms", 0);
-		if (up > 0 && up <= MAX_MS)
-			proto_duration((uint64_t)up, r->uptime, sizeof(r->uptime));
-		else
-			snprintf(r->uptime, sizeof(r->uptime), "-");
-		snprintf(r->restarts, sizeof(r->restarts), "%.0f", jnum(s, "restarts", 0));
-		last_exit(s, r->exit, sizeof(r->exit));
-		info_text(s, r->info, sizeof(r->info));
-	}
-	int w[6] = {0};
-	for (size_t k = 0; k <= n; k++) {
-		const char *cols[6] = {rows[k].name, rows[k].state, rows[k].pid, rows[k].uptime,
-				       rows[k].restarts, rows[k].exit};
-		for (int j = 0; j < 6; j++) {
-			int l = (int)strlen(cols[j]);
-			if (l > w[j])
-				w[j] = l;
+	char *end;
+	switch (opt) {
+	case 'S': c->socket = arg; return 0;
+	case OPT_JSON: c->json = true; return 0;
+	case 't':
+		c->timeout = strtod(arg, &end);
+		if (*end || c->timeout < 0 || c->timeout > 86400) {
+			fprintf(stderr, "evmon ctl: bad timeout '%s'\n", arg);
+			return EXIT_USAGE;
 		}
-	}
-	for (size_t k = 0; k <= n; k++) {
-		struct row *r = &rows[k];
-		char line[1024];
-		snprintf(line, sizeof(line), "%-*s  %-*s  %*s  %*s  %*s  %-*s  %s", w[0], r->name, w[1],
-			 r->state, w[2], r->pid, w[3], r->uptime, w[4], r->restarts, w[5], r->exit,
-			 r->info);
-		size_t l = strlen(line);
-		while (l && line[l - 1] == ' ')
-			line[--l] = '\0';
-		puts(line);
-	}
-	free(rows);
-}
-
-/* "web: running, pid 42" for each service of an answer */
-static void print_services(const cJSON *resp)
-{
-	const cJSON *s;
-	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(resp, "services")) {
-		const char *name = jstr(s, "name"), *state = jstr(s, "state");
-		char info[300], ex[32];
-		double pid = jnum(s, "pid", 0);
-		info_text(s, info, sizeof(info));
-		last_exit(s, ex, sizeof(ex));
-		printf("%s: %s", name ? name : "?", state ? state : "?");
-		if (pid > 0)
-			printf(", pid %.0f", pid);
-		if (state && (!strcmp(state, "exited") || !strcmp(state, "fatal")) && strcmp(ex, "-"))
-			printf(", last exit: %s", ex);
-		if (*info)
-			printf(" (%s)", info);
-		putchar('\n');
+		return 0;
+	case 'h': usage(stdout); return -1;
+	default: usage(stderr); return EXIT_USAGE;
 	}
 }
 
-static void print_names(const char *label, const cJSON *arr)
+/*
+ * The operands of argv[1..] into ops (*n of them), the options handled
+ * wherever they are: "-" makes getopt hand back each operand in order, so
+ * the options between them are seen too, whatever POSIXLY_CORRECT says.
+ * "--" ends the options, and so does operand number last_operand; *at is
+ * where that one is in argv (argc if there is none). Returns -1 to go on,
+ * else the exit code.
+ */
+static int parse_args(struct ctl *c, int argc, char **argv, const struct cmd_opts *co, char **ops,
+		      int *n, int *at)
 {
-	const cJSON *it;
-	if (!cJSON_GetArraySize(arr))
-		return;
-	printf("%s:", label);
-	cJSON_ArrayForEach(it, arr)
-		if (cJSON_IsString(it))
-			printf(" %s", it->valuestring);
-	putchar('\n');
+	char shorts[64];
+	snprintf(shorts, sizeof(shorts), "-%s%s", GLOBAL_SHORT, co->shorts ? co->shorts : "");
+	int o;
+	*n = 0;
+	*at = argc;
+	optind = 0; /* a full restart of getopt: each command parses afresh */
+	while ((o = getopt_long(argc, argv, shorts, co->longs, NULL)) != -1) {
+		int rc = 0;
+		if (o == 1) {
+			ops[(*n)++] = optarg;
+			if (co->last_operand && *n == co->last_operand) {
+				*at = optind - 1;
+				break;
+			}
+		} else if (o == 'S' || o == 't' || o == 'h' || o == '?' || o == OPT_JSON ||
+			   !co->handle) {
+			rc = global_option(c, o, optarg);
+		} else {
+			rc = co->handle(c, o, optarg, co->data);
+		}
+		if (rc)
+			return rc < 0 ? 0 : rc;
+	}
+	if (co->last_operand && *n < co->last_operand && optind + co->last_operand - 1 - *n < argc)
+		*at = optind + co->last_operand - 1 - *n; /* after "--" */
+	while (optind < argc)
+		ops[(*n)++] = argv[optind++];
+	return -1;
 }
+
+static const struct option global_longs[] = {GLOBAL_LONG, JSON_FLAG, {NULL, 0, NULL, 0}};
 
 /* ------------------------------------------------------------ commands */
 
@@ -390,16 +326,14 @@ static int timeout_ms(const struct ctl *c, bool waits)
 	return waits ? (int)(c->timeout * 1000) + 30000 : 60000;
 }
 
-static int finish(struct ctl *c, cJSON *resp, const char *raw, int (*show)(const cJSON *))
+static int finish(struct ctl *c, cJSON *resp, const char *raw, show_fn show)
 {
 	int rc = 0;
 	if (c->json) {
 		puts(raw);
 		rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")) ? 0 : EXIT_FAILED;
 	} else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
-		if (show)
-			show(resp);
-		rc = report_failure(resp);
+		rc = show_failure(resp, show);
 	} else if (show) {
 		rc = show(resp);
 	}
@@ -407,50 +341,7 @@ static int finish(struct ctl *c, cJSON *resp, const char *raw, int (*show)(const
 	return rc;
 }
 
-static int show_status(const cJSON *resp)
-{
-	print_table(cJSON_GetObjectItemCaseSensitive(resp, "services"));
-	return 0;
-}
-
-static int show_services(const cJSON *resp)
-{
-	print_services(resp);
-	return 0;
-}
-
-static int show_reload(const cJSON *resp)
-{
-	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")))
-		return 0;
-	print_names("added", cJSON_GetObjectItemCaseSensitive(resp, "added"));
-	print_names("removed", cJSON_GetObjectItemCaseSensitive(resp, "removed"));
-	print_names("changed", cJSON_GetObjectItemCaseSensitive(resp, "changed"));
-	printf("unchanged: %.0f\n", jnum(resp, "unchanged", 0));
-	return 0;
-}
-
-static int show_signal(const cJSON *resp)
-{
-	print_names("signaled", cJSON_GetObjectItemCaseSensitive(resp, "signaled"));
-	return 0;
-}
-
-static int show_removed(const cJSON *resp)
-{
-	print_names("removed", cJSON_GetObjectItemCaseSensitive(resp, "removed"));
-	return 0;
-}
-
-static int show_ping(const cJSON *resp)
-{
-	const char *v = jstr(resp, "version"), *cfg = jstr(resp, "config");
-	printf("evmon daemon %s, pid %.0f, %.0f services, config %s\n", v ? v : "?",
-	       jnum(resp, "pid", 0), jnum(resp, "services", 0), cfg ? cfg : "?");
-	return 0;
-}
-
-static int simple(struct ctl *c, cJSON *req, bool waits, int (*show)(const cJSON *))
+static int simple(struct ctl *c, cJSON *req, bool waits, show_fn show)
 {
 	cJSON *resp;
 	const char *raw;
@@ -458,33 +349,38 @@ static int simple(struct ctl *c, cJSON *req, bool waits, int (*show)(const cJSON
 	return rc ? rc : finish(c, resp, raw, show);
 }
 
-static int do_startstop(struct ctl *c, const char *cmd, int argc, char **argv)
+/* start/stop/restart/add: wait for the services unless -t 0 */
+static void add_wait(const struct ctl *c, cJSON *req)
 {
-	if (argc < 1) {
-		fprintf(stderr, "evmon ctl %s: which service? (a name, or a glob like 'web:*')\n", cmd);
-		return EXIT_USAGE;
-	}
-	cJSON *req = request(cmd, argv, argc);
-	bool waits = c->timeout > 0;
-	if (waits) {
+	if (c->timeout > 0) {
 		cJSON_AddTrueToObject(req, "wait");
 		cJSON_AddNumberToObject(req, "timeout", c->timeout);
 	}
-	return simple(c, req, waits, show_services);
 }
 
-static int do_signal(struct ctl *c, int argc, char **argv)
+static int do_startstop(struct ctl *c, const char *cmd, char **names, int n)
 {
-	if (argc < 2) {
+	if (n < 1) {
+		fprintf(stderr, "evmon ctl %s: which service? (a name, or a glob like 'web:*')\n", cmd);
+		return EXIT_USAGE;
+	}
+	cJSON *req = request(cmd, names, n);
+	add_wait(c, req);
+	return simple(c, req, c->timeout > 0, show_services);
+}
+
+static int do_signal(struct ctl *c, char **args, int n)
+{
+	if (n < 2) {
 		fprintf(stderr, "evmon ctl signal: usage: signal NAME... SIGNAL\n");
 		return EXIT_USAGE;
 	}
-	const char *sig = argv[argc - 1];
+	const char *sig = args[n - 1];
 	if (cli_parse_signal(sig, true) < 0) {
 		fprintf(stderr, "evmon ctl signal: '%s' is not a signal\n", sig);
 		return EXIT_USAGE;
 	}
-	cJSON *req = request("signal", argv, argc - 1);
+	cJSON *req = request("signal", args, n - 1);
 	cJSON_AddStringToObject(req, "signal", sig);
 	return simple(c, req, false, show_signal);
 }
@@ -503,105 +399,110 @@ static int add_kv(cJSON *svc, const char *kv)
 	return 0;
 }
 
-static int do_add(struct ctl *c, int argc, char **argv)
+struct add_opts {
+	cJSON *svc, *env;
+	cJSON *fromjson; /* --json SERVICE-JSON */
+};
+
+static int add_option(struct ctl *c, int opt, const char *arg, void *data)
 {
-	static const struct option opts[] = {
+	struct add_opts *a = data;
+	(void)c;
+	switch (opt) {
+	case 'r': cJSON_AddStringToObject(a->svc, "restart", arg); return 0;
+	case 'e': cJSON_AddItemToArray(a->env, cJSON_CreateString(arg)); return 0;
+	case 'u': cJSON_AddStringToObject(a->svc, "user", arg); return 0;
+	case 'n': cJSON_AddStringToObject(a->svc, "instances", arg); return 0;
+	case OPT_NO_START: cJSON_AddFalseToObject(a->svc, "autostart"); return 0;
+	case 's': return add_kv(a->svc, arg) < 0 ? EXIT_USAGE : 0;
+	case 'w': {
+		char *abs = NULL, *cwd = getcwd(NULL, 0);
+		if (arg[0] != '/' && cwd && asprintf(&abs, "%s/%s", cwd, arg) < 0)
+			abs = NULL;
+		cJSON_AddStringToObject(a->svc, "directory", abs ? abs : arg);
+		free(abs);
+		free(cwd);
+		return 0;
+	}
+	case OPT_SERVICE_JSON:
+		cJSON_Delete(a->fromjson);
+		a->fromjson = cJSON_Parse(arg);
+		if (!cJSON_IsObject(a->fromjson)) {
+			fprintf(stderr, "evmon ctl add: --json needs a JSON object\n");
+			return EXIT_USAGE;
+		}
+		return 0;
+	default: usage(stderr); return EXIT_USAGE;
+	}
+}
+
+/* NAME, then the command (its words as they are) into a->svc. */
+static int add_command(struct add_opts *a, char **ops, int n)
+{
+	if (a->fromjson) {
+		if (n) {
+			fprintf(stderr, "evmon ctl add: --json takes no other arguments\n");
+			return EXIT_USAGE;
+		}
+		cJSON_Delete(a->svc);
+		a->svc = a->fromjson;
+		a->fromjson = NULL;
+		return 0;
+	}
+	if (n < 2) {
+		fprintf(stderr, n ? "evmon ctl add: no command\n"
+				  : "evmon ctl add: usage: add [OPTIONS] NAME [--] COMMAND [ARG...]\n");
+		return EXIT_USAGE;
+	}
+	cJSON_AddStringToObject(a->svc, "name", ops[0]);
+	cJSON *cmd = cJSON_AddArrayToObject(a->svc, "command");
+	for (int i = 1; i < n; i++)
+		cJSON_AddItemToArray(cmd, cJSON_CreateString(ops[i]));
+	if (cJSON_GetArraySize(a->env)) {
+		cJSON_AddItemToObject(a->svc, "environment", a->env);
+		a->env = NULL;
+	}
+	return 0;
+}
+
+static int do_add(struct ctl *c, int argc, char **argv, char **ops)
+{
+	static const struct option longs[] = {
+		GLOBAL_LONG,
 		{"restart", required_argument, NULL, 'r'}, {"env", required_argument, NULL, 'e'},
 		{"workdir", required_argument, NULL, 'w'}, {"user", required_argument, NULL, 'u'},
 		{"set", required_argument, NULL, 's'},	   {"instances", required_argument, NULL, 'n'},
-		{"no-start", no_argument, NULL, 'N'},	   {"json", required_argument, NULL, 'j'},
+		{"no-start", no_argument, NULL, OPT_NO_START},
+		{"json", required_argument, NULL, OPT_SERVICE_JSON}, /* not --json's meaning here */
 		{NULL, 0, NULL, 0},
 	};
-	cJSON *svc = cJSON_CreateObject(), *env = cJSON_CreateArray();
-	cJSON *fromjson = NULL;
-	int o, rc = EXIT_USAGE;
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "+r:e:w:u:s:n:", opts, NULL)) != -1) {
-		switch (o) {
-		case 'r': cJSON_AddStringToObject(svc, "restart", optarg); break;
-		case 'e': cJSON_AddItemToArray(env, cJSON_CreateString(optarg)); break;
-		case 'u': cJSON_AddStringToObject(svc, "user", optarg); break;
-		case 'n': cJSON_AddStringToObject(svc, "instances", optarg); break;
-		case 'N': cJSON_AddFalseToObject(svc, "autostart"); break;
-		case 'w': {
-			char *abs = NULL;
-			char *cwd = getcwd(NULL, 0);
-			if (optarg[0] != '/' && cwd && asprintf(&abs, "%s/%s", cwd, optarg) < 0)
-				abs = NULL;
-			cJSON_AddStringToObject(svc, "directory", abs ? abs : optarg);
-			free(abs);
-			free(cwd);
-			break;
-		}
-		case 's':
-			if (add_kv(svc, optarg) < 0)
-				goto out;
-			break;
-		case 'j':
-			fromjson = cJSON_Parse(optarg);
-			if (!cJSON_IsObject(fromjson)) {
-				fprintf(stderr, "evmon ctl add: --json needs a JSON object\n");
-				goto out;
-			}
-			break;
-		default: goto out;
-		}
+	struct add_opts a = {cJSON_CreateObject(), cJSON_CreateArray(), NULL};
+	/* the options end at the command's first word: its own options are its */
+	struct cmd_opts co = {"r:e:w:u:s:n:", longs, add_option, &a, 2};
+	int n, at, rc = parse_args(c, argc, argv, &co, ops, &n, &at);
+	if (rc < 0 && (rc = add_command(&a, ops, n)) == 0) {
+		cJSON *req = cJSON_CreateObject();
+		cJSON_AddStringToObject(req, "cmd", "add");
+		cJSON_AddItemToObject(req, "service", a.svc);
+		a.svc = NULL;
+		add_wait(c, req);
+		rc = simple(c, req, c->timeout > 0, show_services);
 	}
-	if (fromjson) {
-		if (optind < argc) {
-			fprintf(stderr, "evmon ctl add: --json takes no other arguments\n");
-			goto out;
-		}
-		cJSON_Delete(svc);
-		svc = fromjson;
-		fromjson = NULL;
-	} else {
-		if (optind + 1 >= argc) {
-			fprintf(stderr, "evmon ctl add: usage: add [OPTIONS] NAME [--] COMMAND [ARG...]\n");
-			goto out;
-		}
-		cJSON_AddStringToObject(svc, "name", argv[optind++]);
-		if (!strcmp(argv[optind], "--"))
-			optind++;
-		if (optind >= argc) {
-			fprintf(stderr, "evmon ctl add: no command\n");
-			goto out;
-		}
-		cJSON *cmd = cJSON_CreateArray();
-		for (int i = optind; i < argc; i++)
-			cJSON_AddItemToArray(cmd, cJSON_CreateString(argv[i]));
-		cJSON_AddItemToObject(svc, "command", cmd);
-		if (cJSON_GetArraySize(env)) {
-			cJSON_AddItemToObject(svc, "environment", env);
-			env = NULL;
-		}
-	}
-	cJSON *req = cJSON_CreateObject();
-	cJSON_AddStringToObject(req, "cmd", "add");
-	cJSON_AddItemToObject(req, "service", svc);
-	svc = NULL;
-	bool waits = c->timeout > 0;
-	if (waits) {
-		cJSON_AddTrueToObject(req, "wait");
-		cJSON_AddNumberToObject(req, "timeout", c->timeout);
-	}
-	rc = simple(c, req, waits, show_services);
-out:
-	cJSON_Delete(svc);
-	cJSON_Delete(env);
-	cJSON_Delete(fromjson);
+	cJSON_Delete(a.svc);
+	cJSON_Delete(a.env);
+	cJSON_Delete(a.fromjson);
 	return rc;
 }
 
-static int do_events(struct ctl *c, int argc, char **argv)
+static int do_events(struct ctl *c, char **names, int n)
 {
 	cJSON *resp;
 	const char *raw;
-	int rc = call(c, request("events", argv, argc), &resp, &raw, 60000);
+	int rc = call(c, request("events", names, n), &resp, &raw, 60000);
 	if (rc)
 		return rc;
 	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
-		rc = c->json ? (puts(raw), EXIT_FAILED) : report_failure(resp);
+		rc = c->json ? (puts(raw), EXIT_FAILED) : show_failure(resp, NULL);
 		cJSON_Delete(resp);
 		return rc;
 	}
@@ -618,7 +519,7 @@ static int do_events(struct ctl *c, int argc, char **argv)
 		cJSON *ev = cJSON_Parse(line);
 		char text[1024];
 		proto_event_line(ev, text, sizeof(text));
-		const char *t = jstr(ev, "time");
+		const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "time"));
 		printf("%s %s\n", t ? t : "-", text);
 		cJSON_Delete(ev);
 	}
@@ -639,57 +540,8 @@ static int write_out(const char *p, size_t n)
 }
 
 /* After the answer, the connection carries the log file's bytes: copy them as they are. */
-static int do_logs(struct ctl *c, int argc, char **argv)
+static int copy_stream(struct ctl *c)
 {
-	static const struct option opts[] = {
-		{"lines", required_argument, NULL, 'n'}, {"follow", no_argument, NULL, 'f'},
-		{"stderr", no_argument, NULL, 'e'},	 {NULL, 0, NULL, 0},
-	};
-	long lines = 10;
-	bool follow = false, err = false;
-	int o;
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "+n:fe", opts, NULL)) != -1) {
-		switch (o) {
-		case 'n': {
-			char *end;
-			errno = 0;
-			lines = strtol(optarg, &end, 10);
-			if (*end || errno || lines < 0 || lines > 1000000000) {
-				fprintf(stderr, "evmon ctl logs: bad number of lines '%s'\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		}
-		case 'f': follow = true; break;
-		case 'e': err = true; break;
-		default: return EXIT_USAGE;
-		}
-	}
-	if (optind + 1 != argc) {
-		fprintf(stderr, "evmon ctl logs: usage: logs [-n LINES] [-f] [--stderr] NAME\n");
-		return EXIT_USAGE;
-	}
-	cJSON *req = cJSON_CreateObject();
-	cJSON_AddStringToObject(req, "cmd", "logs");
-	cJSON_AddStringToObject(req, "name", argv[optind]);
-	cJSON_AddNumberToObject(req, "lines", (double)lines);
-	if (follow)
-		cJSON_AddTrueToObject(req, "follow");
-	if (err)
-		cJSON_AddStringToObject(req, "stream", "stderr");
-	cJSON *resp;
-	const char *raw;
-	int rc = call(c, req, &resp, &raw, 60000);
-	if (rc)
-		return rc;
-	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
-	if (!ok) {
-		rc = c->json ? (puts(raw), EXIT_FAILED) : report_failure(resp);
-		cJSON_Delete(resp);
-		return rc;
-	}
-	cJSON_Delete(resp);
 	/* what came with the answer, then the rest */
 	linebuf_consume(&c->in, c->last);
 	c->last = 0;
@@ -705,100 +557,149 @@ static int do_logs(struct ctl *c, int argc, char **argv)
 			fprintf(stderr, "evmon ctl: %s: %s\n", c->socket, strerror(errno));
 			return EXIT_NODAEMON;
 		}
-		if (n == 0)
-			return 0;
-		if (write_out(buf, (size_t)n) < 0)
+		if (n == 0 || write_out(buf, (size_t)n) < 0)
 			return 0;
 	}
 }
 
-static int show_reopened(const cJSON *resp)
+struct logs_opts {
+	long lines;
+	bool follow, err;
+};
+
+static int logs_option(struct ctl *c, int opt, const char *arg, void *data)
 {
-	const char *dir = jstr(resp, "log_dir");
-	if (dir)
-		printf("closed %.0f open log files; they are created again in %s at the next write\n",
-		       jnum(resp, "closed", 0), dir);
-	else
-		printf("no log_dir: nothing to reopen\n");
-	return 0;
+	struct logs_opts *l = data;
+	char *end;
+	(void)c;
+	switch (opt) {
+	case 'n':
+		errno = 0;
+		l->lines = strtol(arg, &end, 10);
+		if (*end || errno || l->lines < 0 || l->lines > 1000000000) {
+			fprintf(stderr, "evmon ctl logs: bad number of lines '%s'\n", arg);
+			return EXIT_USAGE;
+		}
+		return 0;
+	case 'f': l->follow = true; return 0;
+	case 'e': l->err = true; return 0;
+	default: usage(stderr); return EXIT_USAGE;
+	}
+}
+
+static int do_logs(struct ctl *c, int argc, char **argv, char **ops)
+{
+	static const struct option longs[] = {
+		GLOBAL_LONG, JSON_FLAG,
+		{"lines", required_argument, NULL, 'n'}, {"follow", no_argument, NULL, 'f'},
+		{"stderr", no_argument, NULL, 'e'},	 {NULL, 0, NULL, 0},
+	};
+	struct logs_opts l = {.lines = 10};
+	struct cmd_opts co = {"n:fe", longs, logs_option, &l, 0};
+	int n, at, rc = parse_args(c, argc, argv, &co, ops, &n, &at);
+	if (rc >= 0)
+		return rc;
+	if (n != 1) {
+		fprintf(stderr, "evmon ctl logs: usage: logs [-n LINES] [-f] [--stderr] NAME\n");
+		return EXIT_USAGE;
+	}
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "logs");
+	cJSON_AddStringToObject(req, "name", ops[0]);
+	cJSON_AddNumberToObject(req, "lines", (double)l.lines);
+	if (l.follow)
+		cJSON_AddTrueToObject(req, "follow");
+	if (l.err)
+		cJSON_AddStringToObject(req, "stream", "stderr");
+	cJSON *resp;
+	const char *raw;
+	rc = call(c, req, &resp, &raw, 60000);
+	if (rc)
+		return rc;
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
+		rc = c->json ? (puts(raw), EXIT_FAILED) : show_failure(resp, NULL);
+		cJSON_Delete(resp);
+		return rc;
+	}
+	cJSON_Delete(resp);
+	return copy_stream(c);
+}
+
+/* The commands with no options of their own: the operands are names (or nothing). */
+static int do_simple(struct ctl *c, const char *cmd, char **ops, int n)
+{
+	static const struct {
+		const char *name;
+		show_fn show;
+		int min, max; /* operands */
+	} t[] = {
+		{"status", show_status, 0, INT_MAX},	{"remove", show_removed, 1, INT_MAX},
+		{"reload", show_reload, 0, 0},		{"shutdown", NULL, 0, 0},
+		{"ping", show_ping, 0, 0},		{"reopen-logs", show_reopened, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (strcmp(cmd, t[i].name))
+			continue;
+		if (n < t[i].min) {
+			fprintf(stderr, "evmon ctl %s: which service?\n", cmd);
+			return EXIT_USAGE;
+		}
+		if (n > t[i].max) {
+			fprintf(stderr, "evmon ctl %s: takes no arguments\n", cmd);
+			return EXIT_USAGE;
+		}
+		return simple(c, request(cmd, ops, n), false, t[i].show);
+	}
+	fprintf(stderr, "evmon ctl: unknown command '%s' (try: evmon ctl --help)\n", cmd);
+	return EXIT_USAGE;
+}
+
+/* argv[0] is the command; its operands go to ops (room for argc). */
+static int run_command(struct ctl *c, int argc, char **argv, char **ops)
+{
+	const char *cmd = argv[0];
+	if (!strcmp(cmd, "add"))
+		return do_add(c, argc, argv, ops);
+	if (!strcmp(cmd, "logs"))
+		return do_logs(c, argc, argv, ops);
+	struct cmd_opts co = {NULL, global_longs, NULL, NULL, 0};
+	int n, at, rc = parse_args(c, argc, argv, &co, ops, &n, &at);
+	if (rc >= 0)
+		return rc;
+	if (!strcmp(cmd, "start") || !strcmp(cmd, "stop") || !strcmp(cmd, "restart"))
+		return do_startstop(c, cmd, ops, n);
+	if (!strcmp(cmd, "signal"))
+		return do_signal(c, ops, n);
+	if (!strcmp(cmd, "events"))
+		return do_events(c, ops, n);
+	return do_simple(c, cmd, ops, n);
 }
 
 int cmd_ctl(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'J'},
-		{"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct ctl c = {.timeout = 120, .fd = -1};
-	int o;
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "+S:t:h", opts, NULL)) != -1) {
-		switch (o) {
-		case 'S': c.socket = optarg; break;
-		case 'J': c.json = true; break;
-		case 't': {
-			char *end;
-			c.timeout = strtod(optarg, &end);
-			if (*end || c.timeout < 0 || c.timeout > 86400) {
-				fprintf(stderr, "evmon ctl: bad timeout '%s'\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		}
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
-		}
+	char **ops = calloc((size_t)argc + 1, sizeof(*ops));
+	if (!ops) {
+		fprintf(stderr, "evmon ctl: out of memory\n");
+		return EXIT_FAILED;
 	}
-	if (optind >= argc) {
+	/* the global options before the command; the command takes the rest */
+	struct cmd_opts co = {NULL, global_longs, NULL, NULL, 1};
+	int n, at, rc = parse_args(&c, argc, argv, &co, ops, &n, &at);
+	if (rc < 0 && n == 0) {
 		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!c.socket)
-		c.socket = proto_default_socket();
-	signal(SIGPIPE, SIG_IGN);
-	const char *cmd = argv[optind];
-	int n = argc - optind - 1;
-	char **args = argv + optind + 1;
-	int rc;
-	if (!strcmp(cmd, "status"))
-		rc = simple(&c, request("status", args, n), false, show_status);
-	else if (!strcmp(cmd, "start") || !strcmp(cmd, "stop") || !strcmp(cmd, "restart"))
-		rc = do_startstop(&c, cmd, n, args);
-	else if (!strcmp(cmd, "signal"))
-		rc = do_signal(&c, n, args);
-	else if (!strcmp(cmd, "add"))
-		rc = do_add(&c, n + 1, args - 1);
-	else if (!strcmp(cmd, "remove")) {
-		if (n < 1) {
-			fprintf(stderr, "evmon ctl remove: which service?\n");
-			return EXIT_USAGE;
-		}
-		rc = simple(&c, request("remove", args, n), false, show_removed);
-	} else if (!strcmp(cmd, "reload") || !strcmp(cmd, "shutdown") || !strcmp(cmd, "ping")) {
-		if (n > 0) {
-			fprintf(stderr, "evmon ctl %s: takes no arguments\n", cmd);
-			return EXIT_USAGE;
-		}
-		rc = simple(&c, request(cmd, NULL, 0), false,
-			    !strcmp(cmd, "reload") ? show_reload : !strcmp(cmd, "ping") ? show_ping : NULL);
-	} else if (!strcmp(cmd, "events"))
-		rc = do_events(&c, n, args);
-	else if (!strcmp(cmd, "logs"))
-		rc = do_logs(&c, n + 1, args - 1);
-	else if (!strcmp(cmd, "reopen-logs")) {
-		if (n > 0) {
-			fprintf(stderr, "evmon ctl %s: takes no arguments\n", cmd);
-			return EXIT_USAGE;
-		}
-		rc = simple(&c, request(cmd, NULL, 0), false, show_reopened);
-	}
-	else {
-		fprintf(stderr, "evmon ctl: unknown command '%s' (try: evmon ctl --help)\n", cmd);
 		rc = EXIT_USAGE;
+	}
+	if (rc < 0) {
+		if (!c.socket)
+			c.socket = proto_default_socket();
+		signal(SIGPIPE, SIG_IGN);
+		/* the command and what follows it, with the command as argv[0] */
+		rc = run_command(&c, argc - at, argv + at, ops);
 	}
 	if (c.fd >= 0)
 		close(c.fd);
 	linebuf_free(&c.in);
+	free(ops);
 	return rc;
 }

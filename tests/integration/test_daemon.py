@@ -403,6 +403,90 @@ def test_ping_and_shutdown_command(procs, tmp_path):
     assert not os.path.exists(d.sock)
 
 
+def test_ctl_options_anywhere(procs, tmp_path):
+    """Options after the command and its names, as systemctl, docker and kubectl
+    take them (issue 18.14); for add, the options end at the command to run."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+stdout = log
+restart = never
+start_secs = 0
+
+[service:web]
+command = HELPER print one print two print three pause
+
+[service:idle]
+command = HELPER pause
+autostart = false
+""")
+    d.wait_state("web", "running")
+
+    def logged(name, text):
+        f = logs / f"{name}.log"
+        return f.exists() and text in f.read_text()
+
+    wait_for(lambda: logged("web", "three"), what="web's lines in its log")
+    env = dict(os.environ, POSIXLY_CORRECT="1")  # no difference: the order is ours
+
+    def run(*args):
+        return procs.run([EVMON, "ctl"] + list(args), timeout=60 * SLOW, env=env)
+
+    r = run("status", "--json", "-S", d.sock)
+    assert r.returncode == 0, r.stderr
+    assert {s["name"] for s in json.loads(r.stdout)["services"]} == {"web", "idle"}
+    r = run("status", "web", "-S", d.sock, "--json")
+    assert [s["name"] for s in json.loads(r.stdout)["services"]] == ["web"]
+    r = run("logs", "web", "-n", "2", "-S", d.sock)
+    assert r.returncode == 0 and r.stdout.splitlines()[-2:] == ["two", "three"], r
+    r = run("-S", d.sock, "logs", "--lines=1", "web")
+    assert r.stdout.splitlines() == ["three"], r
+    r = run("start", "idle", "-t", "0", "-S", d.sock)
+    assert r.returncode == 0, r.stderr
+    # add: options before NAME and after it; what follows the command's first word
+    # (or --) is the command's own
+    r = run("add", "-S", d.sock, "echoer", "-r", "never", "--", HELPER, "argv", "--json", "-t")
+    assert r.returncode == 0, r.stderr
+    r = run("add", "lister", "-S", d.sock, "--restart=never", HELPER, "argv", "-x", "--y")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: logged("echoer", "-t") and logged("lister", "--y"), what="their argv")
+    assert (logs / "echoer.log").read_text().count("[6] --json\n[2] -t\n") == 1
+    assert (logs / "lister.log").read_text().count("[2] -x\n[3] --y\n") == 1
+    r = run("status", "-Q", "-S", d.sock)
+    assert r.returncode == 2 and "usage" in r.stderr
+    d.stop()
+
+
+def test_ctl_prints_only_the_error_on_refusal(procs, tmp_path):
+    """A refused request prints its error, not a table header or made-up values
+    (issue 18.15); a request that acted on services still shows them."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+max_clients = 1
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+""")
+    r = d.ctl("status", "nosuch")
+    assert r.returncode == 1 and r.stdout == "", r
+    assert "no such service: nosuch" in r.stderr
+    r = d.ctl("signal", "nosuch", "HUP")
+    assert r.returncode == 1 and r.stdout == "" and "no such service" in r.stderr, r
+    # the one client allowed is connected first (the daemon accepts in order)
+    with d.connect():
+        r = d.ctl("ping")
+        assert r.returncode == 1 and r.stdout == "", r
+        assert "too many clients" in r.stderr
+    # once the daemon has seen that client go
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(d.ctl("ping")),
+                 what="ping answered")
+    assert f"pid {d.p.pid}" in r.stdout
+    d.stop()
+
+
 # ------------------------------------------------------------------ reload
 
 
