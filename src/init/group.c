@@ -2,17 +2,23 @@
  * group.c - the end: the main child has exited; what is left of its
  * process group gets SIGTERM, then SIGKILL after the grace, and we exit when
  * no live process is left in the group (or shortly after the SIGKILL).
+ * With -a the same holds for every other process: as PID 1 the whole PID
+ * namespace, otherwise our descendants (we are their subreaper), so a
+ * daemon that left the group with setsid is waited for too.
  *
  * tini exits at once and dumb-init sends SIGTERM and exits at once; as PID 1
  * either way means the kernel SIGKILLs the rest, with no time to clean up.
- * We give the rest the grace first (-t 0 restores dumb-init's behaviour).
+ * We give the rest the grace first (-t 0 restores dumb-init's behaviour;
+ * -c without -t or -a, tini's).
  *
- * Knowing when the group is empty: members need not be our children (a
+ * Knowing when they are gone: the rest need not be our children (a
  * grandchild's exit goes to its own parent), and a zombie still counts for
- * kill(-pgid, 0). So we list the live members from /proc once, watch each
+ * kill(-pgid, 0). So we list the live ones from /proc once, watch each
  * through a pidfd (readable when it exits, child or not), and list again
- * when all of them have exited, since members can fork. The lists and
- * watchers exist only during the end, and are freed before exit.
+ * when all of them have exited, since they can fork. With -a, signals go
+ * through those pidfds too: each listing signals what it finds, so a
+ * process forked after one listing gets its signal from the next. The lists
+ * and watchers exist only during the end, and are freed before exit.
  */
 #include "cli.h"
 #include "init.h"
@@ -28,10 +34,18 @@
 
 #define KILL_WAIT_MS 1000 /* after SIGKILL: a process stuck in the kernel may not die */
 #define POLL_MS 50	  /* when some member could not be watched (no fd left) */
+#define PF_KTHREAD 0x00200000 /* /proc/PID/stat flags: a kernel thread (PID 1 of a host) */
 
 struct member {
 	int pidfd;
 	struct evm_io *io;
+};
+
+/* what a /proc/PID/stat says about a process */
+struct pstat {
+	pid_t pid, ppid, pgrp;
+	bool live;
+	bool ours; /* -a, not PID 1: a descendant of ours */
 };
 
 struct init_group {
@@ -42,16 +56,19 @@ struct init_group {
 	struct evm_timer *poll;	 /* blind: recheck every POLL_MS */
 	bool killed;
 	bool blind;
+	pid_t self;
+	char what[48]; /* "process group N", for messages */
 };
 
 static void finish(struct init_group *g, const char *why)
 {
-	init_log(g->in, V_INFO, "process group %d: %s", (int)g->in->pgid, why);
+	init_log(g->in, V_INFO, "%s: %s", g->what, why);
 	g->in->done = true;
 }
 
-/* "pid (comm) S ppid pgrp ...": is it a live member of pgid? */
-static bool live_member(pid_t pid, pid_t pgid)
+/* "pid (comm) S ppid pgrp ... flags ... num_threads" (no sscanf: it would
+   double the size of the static evmon-init) */
+static bool read_stat(pid_t pid, struct pstat *st)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -63,31 +80,33 @@ static bool live_member(pid_t pid, pid_t pgid)
 	if (n <= 0)
 		return false;
 	buf[n] = '\0';
-	/* fields after the comm: 3 state, 4 ppid, 5 pgrp, ..., 20 num_threads (no sscanf:
-	   it would double the size of the static evmon-init) */
 	char *p = strrchr(buf, ')');
 	if (!p)
 		return false;
+	long f[21] = {0};
 	char state = 0;
-	long pgrp = 0, threads = 0;
 	int field = 2;
-	for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
-		field++;
-		if (field == 3)
-			state = tok[0];
-		else if (field == 5)
-			pgrp = strtol(tok, NULL, 10);
-		else if (field == 20) {
-			threads = strtol(tok, NULL, 10);
-			break;
-		}
+	for (p++; *p && field < 20;) {
+		while (*p == ' ')
+			p++;
+		if (++field == 3)
+			state = *p;
+		else
+			f[field] = strtol(p, NULL, 10);
+		while (*p && *p != ' ')
+			p++;
 	}
-	if (field != 20)
+	if (field < 20)
 		return false;
-	if (pgrp != pgid)
-		return false;
-	/* a zombie leader with live threads is still a running process */
-	return (state != 'Z' && state != 'X') || threads > 1;
+	*st = (struct pstat){.pid = pid, .ppid = (pid_t)f[4], .pgrp = (pid_t)f[5]};
+	/* a zombie leader with live threads is still running; kernel threads never exit */
+	st->live = ((state != 'Z' && state != 'X') || f[20] > 1) && !(f[9] & PF_KTHREAD);
+	return true;
+}
+
+static int end_signal(const struct init_group *g)
+{
+	return g->killed ? SIGKILL : SIGTERM;
 }
 
 static void unwatch(struct member *m)
@@ -107,7 +126,7 @@ static void unwatch_all(struct init_group *g)
 	g->n = g->live = 0;
 }
 
-static void recheck(struct init_group *g);
+static void recheck(struct init_group *g, bool signal);
 
 static void on_member_exit(struct evm_io *io, int fd, unsigned revents, void *data)
 {
@@ -118,25 +137,42 @@ static void on_member_exit(struct evm_io *io, int fd, unsigned revents, void *da
 		if (g->m[i].pidfd == fd) {
 			unwatch(&g->m[i]);
 			if (--g->live == 0)
-				recheck(g);
+				recheck(g, true); /* what is found now was forked since */
 			return;
 		}
 	}
 }
 
-static void watch(struct init_group *g, pid_t pid)
+/* Is it (still) one of those we wait for? was: what the listing said. */
+static bool still_member(const struct init_group *g, const struct pstat *was)
 {
-	int fd = pidfd_open(pid, 0);
+	struct pstat now;
+	if (!read_stat(was->pid, &now) || !now.live)
+		return false;
+	if (!g->in->all)
+		return now.pgrp == g->in->pgid;
+	/* the same descendant, or re-parented to us since: not a stranger that reused the pid */
+	return g->in->pid1 || now.ppid == was->ppid || now.ppid == g->self;
+}
+
+static void watch(struct init_group *g, const struct pstat *st, bool signal)
+{
+	int fd = pidfd_open(st->pid, 0);
 	if (fd < 0) {
-		if (errno != ESRCH)
+		if (errno != ESRCH) {
 			g->blind = true; /* out of fds: fall back to polling */
+			if (signal && g->in->all)
+				kill(st->pid, end_signal(g)); /* just listed: the pid is hardly reused yet */
+		}
 		return;
 	}
-	/* the pid was read before the pidfd pinned it: make sure it is still a member */
-	if (!live_member(pid, g->in->pgid)) {
+	/* the pid was read before the pidfd pinned it: make sure it is still one of them */
+	if (!still_member(g, st)) {
 		close(fd);
 		return;
 	}
+	if (signal && g->in->all)
+		pidfd_send_signal(fd, end_signal(g), NULL, 0);
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 16;
 		struct member *m = realloc(g->m, cap * sizeof(*m));
@@ -159,8 +195,31 @@ static void watch(struct init_group *g, pid_t pid)
 	g->live++;
 }
 
-/* List and watch the live members; returns how many there are. */
-static size_t scan(struct init_group *g)
+static int by_pid(const void *a, const void *b)
+{
+	pid_t x = ((const struct pstat *)a)->pid, y = ((const struct pstat *)b)->pid;
+	return (x > y) - (x < y);
+}
+
+/* -a when not PID 1: mark our descendants (live processes have live parents, or us) */
+static void mark_ours(struct pstat *t, size_t n, pid_t self)
+{
+	qsort(t, n, sizeof(*t), by_pid);
+	for (bool more = true; more;) {
+		more = false;
+		for (size_t i = 0; i < n; i++) {
+			if (t[i].ours)
+				continue;
+			struct pstat key = {.pid = t[i].ppid};
+			const struct pstat *parent = bsearch(&key, t, n, sizeof(*t), by_pid);
+			if (t[i].ppid == self || (parent && parent->ours))
+				more = t[i].ours = true;
+		}
+	}
+}
+
+/* List and watch the live ones (with -a and signal, signal them); returns how many. */
+static size_t scan(struct init_group *g, bool signal)
 {
 	unwatch_all(g);
 	g->blind = false;
@@ -169,16 +228,36 @@ static size_t scan(struct init_group *g)
 		g->blind = true;
 		return 0;
 	}
+	struct pstat *t = NULL, st;
+	size_t n = 0, cap = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		char *end;
 		long pid = strtol(e->d_name, &end, 10);
-		if (*end || pid <= 0 || pid == getpid())
+		if (*end || pid <= 0 || pid == g->self || !read_stat((pid_t)pid, &st) || !st.live)
 			continue;
-		if (live_member((pid_t)pid, g->in->pgid))
-			watch(g, (pid_t)pid);
+		if (!g->in->all) {
+			if (st.pgrp == g->in->pgid)
+				watch(g, &st, signal);
+			continue;
+		}
+		if (n == cap) {
+			struct pstat *bigger = realloc(t, (cap = cap ? cap * 2 : 64) * sizeof(*t));
+			if (!bigger) {
+				g->blind = true;
+				break;
+			}
+			t = bigger;
+		}
+		t[n++] = st;
 	}
 	closedir(d);
+	if (g->in->all && !g->in->pid1)
+		mark_ours(t, n, g->self);
+	for (size_t i = 0; i < n; i++)
+		if (g->in->pid1 || t[i].ours)
+			watch(g, &t[i], signal);
+	free(t);
 	return g->live;
 }
 
@@ -187,19 +266,19 @@ static void on_poll(struct evm_timer *t, void *data)
 	struct init_group *g = data;
 	(void)t;
 	g->poll = NULL;
-	recheck(g);
+	recheck(g, false); /* blind: the members are listed again, not signalled again */
 }
 
-static void recheck(struct init_group *g)
+static void recheck(struct init_group *g, bool signal)
 {
 	if (g->in->done)
 		return;
-	size_t n = scan(g);
+	size_t n = scan(g, signal);
 	if (n == 0 && !g->blind) {
 		finish(g, g->killed ? "empty after SIGKILL" : "empty");
 		return;
 	}
-	init_log(g->in, V_TRACE, "process group %d: %zu live members watched%s", (int)g->in->pgid, n,
+	init_log(g->in, V_TRACE, "%s: %zu live processes watched%s", g->what, n,
 		 g->blind ? ", some unwatchable" : "");
 	if (g->blind && !g->poll)
 		evm_timer_add(g->in->loop, POLL_MS, on_poll, g, &g->poll);
@@ -211,40 +290,42 @@ static void on_timer(struct evm_timer *t, void *data)
 	(void)t;
 	g->timer = NULL;
 	if (g->killed) {
-		init_log(g->in, V_WARN, "process group %d: members left %d ms after SIGKILL; exiting anyway",
-			 (int)g->in->pgid, KILL_WAIT_MS);
+		init_log(g->in, V_WARN, "%s: processes left %d ms after SIGKILL; exiting anyway", g->what,
+			 KILL_WAIT_MS);
 		finish(g, "given up");
 		return;
 	}
 	g->killed = true;
-	init_log(g->in, V_INFO, "process group %d: grace of %llu ms over, sending SIGKILL", (int)g->in->pgid,
+	init_log(g->in, V_INFO, "%s: grace of %llu ms over, sending SIGKILL", g->what,
 		 (unsigned long long)g->in->grace_ms);
-	if (killpg(g->in->pgid, SIGKILL) < 0 && errno == ESRCH) {
+	if (!g->in->all && killpg(g->in->pgid, SIGKILL) < 0 && errno == ESRCH) {
 		finish(g, "empty");
 		return;
 	}
+	if (g->in->all && g->in->pid1)
+		kill(-1, SIGKILL); /* all at once, also what forked since the last listing */
 	if (evm_timer_add(g->in->loop, KILL_WAIT_MS, on_timer, g, &g->timer) < 0) {
 		finish(g, "no timer to wait after SIGKILL");
 		return;
 	}
-	recheck(g);
+	recheck(g, true); /* with -a, SIGKILL to each one listed */
 }
 
 void init_group_end(struct init *in)
 {
+	if (in->end_at_once) {
+		init_log(in, V_INFO, "exiting at once, leaving the rest as they are (-c without -t)");
+		in->done = true;
+		return;
+	}
 	/*
 	 * The leader is reaped, but its pid stays reserved while any process
 	 * still uses it as a process group id, so killpg cannot hit a stranger
 	 * here unless the group is empty and the pid was reused within
 	 * microseconds, which would take a wrap-around of the pid space.
 	 */
-	if (killpg(in->pgid, SIGTERM) < 0) {
+	if (!in->all && killpg(in->pgid, SIGTERM) < 0) {
 		init_log(in, V_TRACE, "process group %d: empty", (int)in->pgid);
-		in->done = true;
-		return;
-	}
-	if (in->grace_ms == 0) {
-		init_log(in, V_INFO, "process group %d: sent SIGTERM, not waiting (-t 0)", (int)in->pgid);
 		in->done = true;
 		return;
 	}
@@ -255,17 +336,31 @@ void init_group_end(struct init *in)
 		return;
 	}
 	g->in = in;
+	g->self = getpid();
 	in->ending = g;
-	size_t n = scan(g);
+	if (!in->all)
+		snprintf(g->what, sizeof(g->what), "process group %d", (int)in->pgid);
+	else
+		snprintf(g->what, sizeof(g->what), in->pid1 ? "the other processes" : "our descendants");
+	size_t n = scan(g, true); /* with -a, SIGTERM to each */
+	if (in->grace_ms == 0) {
+		init_log(in, V_INFO, "%s: sent SIGTERM, not waiting (-t 0)", g->what);
+		in->done = true;
+		return;
+	}
 	if (n == 0 && !g->blind) {
 		finish(g, "empty");
 		return;
 	}
-	init_log(in, V_INFO, "process group %d: sent SIGTERM to %zu remaining processes; SIGKILL in %llu ms",
-		 (int)in->pgid, n, (unsigned long long)in->grace_ms);
+	init_log(in, V_INFO, "%s: sent SIGTERM to %zu remaining processes; SIGKILL in %llu ms", g->what, n,
+		 (unsigned long long)in->grace_ms);
 	if (evm_timer_add(in->loop, in->grace_ms, on_timer, g, &g->timer) < 0) {
 		/* no way to end the wait: end it now */
-		killpg(in->pgid, SIGKILL);
+		g->killed = true;
+		if (!in->all)
+			killpg(in->pgid, SIGKILL);
+		else
+			scan(g, true);
 		finish(g, "SIGKILL at once (no timer)");
 		return;
 	}
@@ -278,7 +373,7 @@ void init_group_poke(struct init *in)
 	/* a reaped orphan may have been the last (zombie-holding) member */
 	struct init_group *g = in->ending;
 	if (g && g->blind && !in->done)
-		recheck(g);
+		recheck(g, false);
 }
 
 void init_group_free(struct init *in)

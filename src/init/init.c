@@ -75,7 +75,10 @@ static void usage(FILE *f)
 		"  -p, --pdeath-signal SIG  get SIG (and forward it) when our parent dies\n"
 		"  -e, --remap-exit CODE    exit 0 when CMD's exit code is CODE (repeatable)\n"
 		"  -t, --grace DURATION     after CMD exits, SIGTERM the rest of its group and\n"
-		"                           SIGKILL it after DURATION (default 3s; 0: no wait)\n"
+		"                           SIGKILL it after DURATION (default 3s; 0: no wait;\n"
+		"                           with -c only when given: else exit at once, as tini)\n"
+		"  -a, --all                the same for every other process, not only CMD's group\n"
+		"                           (as PID 1: the PID namespace; else our descendants)\n"
 		"  -w, --warn-reap          warn for every zombie reaped that we did not spawn\n"
 		"  -v, --verbose            more messages (repeat: info, debug, trace)\n"
 		"  -l, --license            version and license information\n"
@@ -138,13 +141,14 @@ static int parse_args(struct init *in, int argc, char **argv, bool *single, bool
 		{"remap-exit", required_argument, NULL, 'e'},
 		{"warn-reap", no_argument, NULL, 'w'},
 		{"grace", required_argument, NULL, 't'},
+		{"all", no_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0},
 	};
 	int c, code;
 	opterr = 0;
 	optind = 0; /* full re-initialisation of getopt */
 	/* '+': options end at CMD, so CMD's own options are never taken for ours */
-	while ((c = getopt_long(argc, argv, "+hVlvsgcr:p:e:wt:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hVlvsgcr:p:e:wt:a", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -205,6 +209,10 @@ static int parse_args(struct init *in, int argc, char **argv, bool *single, bool
 				init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms, 1m)", optarg);
 				return 1;
 			}
+			in->grace_given = true;
+			break;
+		case 'a':
+			in->all = true;
 			break;
 		default:
 			if (optopt && strchr("rpet", optopt))
@@ -522,6 +530,8 @@ int cmd_init(int argc, char **argv)
 		return code;
 	parse_env(&in, &single, &group);
 	in.group = group || !single;
+	/* tini's path (-c) exits with CMD, unless the end is asked for */
+	in.end_at_once = !in.group && !in.grace_given && !in.all;
 	if (in.group) {
 		/* dumb-init: job-control signals stop the whole group (see signals.c) */
 		static const int jc[] = {SIGTSTP, SIGTTIN, SIGTTOU};

@@ -5,7 +5,8 @@
  *   init.c        command line, environment, setup, the main child, exit code
  *   signals.c     the signalfd: forwarding, -r rewrites, job control, the tty
  *   group.c       after the main child: SIGTERM to what is left of its process
- *                 group, SIGKILL after the grace, wait until the group is empty
+ *                 group (-a: of every other process), SIGKILL after the grace,
+ *                 wait until none is left
  *   standalone.c  main() of the standalone static evmon-init
  */
 #ifndef EVMON_CLI_INIT_H
@@ -33,6 +34,9 @@ struct init {
 	uint32_t remap[8];	 /* -e: exit codes reported as 0 (bitmap of 0..255) */
 	int rewrite[NSIG];	 /* -r: -1 as is, 0 drop, else the signal to send */
 	uint64_t grace_ms;	 /* -t: SIGTERM to SIGKILL for what is left of the group */
+	bool grace_given;	 /* -t was on the command line */
+	bool all;		 /* -a: the end covers every other process, not the group only */
+	bool end_at_once;	 /* -c without -t or -a: exit when CMD does, as tini */
 	char **argv;		 /* CMD [ARGS...] */
 
 	/* run state */

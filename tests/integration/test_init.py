@@ -719,6 +719,65 @@ def test_end_no_wait_with_grace_zero(run, mode, tmp_path):
     assert "bye" not in f.read_text()  # the grandchild is still in its 300 ms
 
 
+def detached(f, code, *helper):
+    """sh whose background helper leaves its group and session (setsid -f) and runs helper
+    (printing "ready" into f), then exits with code."""
+    return ["sh", "-c", 'setsid -f "$0" "$@" print ready pause > "%s"; '
+            'until grep -q ready "%s"; do sleep 0.01; done; exit %d' % (f, f, code), HELPER,
+            *map(str, helper)]
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's -a only")
+def test_end_all_waits_for_those_that_left_the_group(run, mode, tmp_path):
+    """-a: init also waits for processes that left the group (setsid), after SIGTERM
+    (as PID 1 every other process of the namespace, otherwise our descendants); without -a
+    they are left alone"""
+    f = tmp_path / "gc.out"
+    r = run(init_cmd(detached(f, 7, "linger", 300), mode, evmon_opts=["-a"]), mode)
+    assert r.p.wait(T) == 7, r.err.text
+    assert f.read_text() == "ready\nterm\nbye\n"  # as init exits, not later
+    # a double fork: re-parented to init (PID 1 or subreaper), still waited for
+    f = tmp_path / "gc2.out"
+    r = run(init_cmd(detached(f, 6, "daemonize", "linger", 300), mode, evmon_opts=["-a"]), mode)
+    assert r.p.wait(T) == 6, r.err.text
+    assert f.read_text() == "ready\nterm\nbye\n"
+    f = tmp_path / "gc3.out"
+    r = run(init_cmd(detached(f, 5, "linger", 300), mode), mode)
+    assert r.p.wait(T) == 5, r.err.text
+    assert f.read_text() == "ready\n"  # no SIGTERM (as PID 1: the kernel's SIGKILL as init exits)
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's -a only")
+def test_end_all_kills_stubborn(run, mode, tmp_path):
+    """-a: processes outside the group ignoring SIGTERM get SIGKILL after the grace; none is left"""
+    f, pids = tmp_path / "gc.out", tmp_path / "pids"
+    helper = ["ignore", 15, "pidlog", pids]
+    r = run(init_cmd(detached(f, 4, *helper), mode, evmon_opts=["-a", "-t", "0.2"]), mode)
+    assert r.p.wait(T) == 4, r.err.text
+    assert f.read_text() == "ready\n"
+    if mode == "sub":  # as PID 1 the pid is the namespace's; the namespace is gone anyway
+        pid = int(pids.read_text())
+        assert not alive(pid)
+
+
+def test_single_child_exits_at_once(run, mode, tmp_path):
+    """-c (tini's default): init exits when the child does, and signals nothing to the rest"""
+    f = tmp_path / "gc.out"
+    r = run(init_cmd(lingering(f, 7), mode, fwd="child"), mode)
+    assert r.p.wait(T) == 7, r.err.text
+    assert f.read_text() == "ready\n"  # no SIGTERM (as PID 1: the kernel's SIGKILL as init exits)
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's -t only")
+def test_single_child_grace_when_asked(run, mode, tmp_path):
+    """-c with -t or -a: the rest gets SIGTERM and the grace, as without -c"""
+    for i, opts in enumerate((["-t", "2"], ["-a"])):
+        f = tmp_path / f"gc{i}.out"
+        r = run(init_cmd(lingering(f, 7), mode, fwd="child", evmon_opts=opts), mode)
+        assert r.p.wait(T) == 7, r.err.text
+        assert f.read_text() == "ready\nterm\nbye\n", opts
+
+
 # ------------------------------------------------------------ exec, argv, stdio
 
 ODD_ARGS = ["a b", "", "*", "$HOME", "'\"`", "back\\slash", "line1\nline2", "tab\there", "-v", "--",
