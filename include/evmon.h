@@ -17,7 +17,10 @@
  *  - Unless a function says "any thread", call it on the loop thread (the
  *    thread running evm_loop_run / evm_loop_run_once, or the creator while the
  *    loop is not running). Callbacks run on the loop thread and may call any
- *    function here, including ones that free the object being dispatched.
+ *    function here, including ones that free the object being dispatched
+ *    (it is freed when the dispatch ends), but never run the loop inside
+ *    itself: evm_loop_run, evm_loop_run_once and evm_shutdown return
+ *    -EDEADLK from a callback, and evm_loop_free must not be called there.
  *  - The library never prints and never exits the process.
  */
 #ifndef EVMON_H
@@ -87,13 +90,17 @@ EVM_API int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts
  */
 EVM_API void evm_loop_free(struct evm_loop *loop);
 
-/* Run until evm_loop_stop. Returns 0, or -errno if the loop failed. */
+/*
+ * Run until evm_loop_stop. Returns 0, or -errno if the loop failed; -EDEADLK
+ * from a callback of this loop (the loop never runs inside itself).
+ */
 EVM_API int evm_loop_run(struct evm_loop *loop);
 
 /*
  * Wait up to timeout_ms (-1: forever, 0: do not block) for work, run it, and
  * return the number of events handled (>= 0; internal ones included) or
- * -errno. evm_loop_stop wakes it; it does not otherwise affect it.
+ * -errno (-EDEADLK from a callback of this loop). evm_loop_stop wakes it; it
+ * does not otherwise affect it.
  */
 EVM_API int evm_loop_run_once(struct evm_loop *loop, int timeout_ms);
 
@@ -571,6 +578,9 @@ enum {
  * process the loop spawned (SIGTERM, then SIGKILL after 10 s), run the loop
  * until all of them have exited and been reported, then return 0. Nothing
  * started through the loop is left running.
+ *
+ * A top-level call, like evm_loop_run: from a callback it returns -EDEADLK
+ * (call evm_loop_stop there, and evm_shutdown once evm_loop_run returned).
  */
 EVM_API int evm_shutdown(struct evm_loop *loop, unsigned flags);
 

@@ -242,6 +242,8 @@ EVM_HIDDEN void evm__wake(struct evm_loop *loop);
 EVM_HIDDEN bool evm__on_loop_thread(const struct evm_loop *loop);
 /* the loop this thread is dispatching callbacks of (innermost), or NULL */
 EVM_HIDDEN extern _Thread_local struct evm_loop *evm__tls_dispatching;
+EVM_HIDDEN void evm__dispatch_enter(struct evm_loop *loop);
+EVM_HIDDEN void evm__dispatch_leave(struct evm_loop *loop); /* the outermost sweeps */
 EVM_HIDDEN void evm__proc_signal_done(struct evm_proc *proc);
 
 /* ------------------------------------------------------------ services */
@@ -289,7 +291,8 @@ struct evm_loop {
 	unsigned flags;
 	_Atomic(pthread_t) thread; /* the loop thread (read by any thread) */
 	uint64_t now;	  /* cached CLOCK_MONOTONIC ns */
-	int depth;	  /* nesting of run_once (evm_shutdown runs the loop inside callbacks) */
+	unsigned dispatching; /* evm__dispatch_enter nesting: callbacks may run */
+	struct evm_loop *tls_outer; /* evm__tls_dispatching before the outermost enter */
 
 	/* cross-thread wake-ups and stop (any thread) */
 	int wakefd;
@@ -360,7 +363,6 @@ struct evm_loop {
 	size_t nroutes, caproutes;
 	struct evm_sub *subs;
 	bool subs_dirty;
-	unsigned emitting; /* nesting of evm__emit */
 
 	/* services */
 	struct evm__svclist svcs;

@@ -145,9 +145,6 @@ void evm__defer_unref(struct evm_loop *loop, struct evm_proc *proc)
 
 static void sweep(struct evm_loop *loop)
 {
-	/* inner iterations (evm_shutdown) leave freeing to the outermost */
-	if (loop->depth > 1)
-		return;
 	for (size_t i = 0; i < loop->ndead; i++)
 		evm__proc_release(loop->dead[i]);
 	loop->ndead = 0;
@@ -156,27 +153,46 @@ static void sweep(struct evm_loop *loop)
 	evm__services_sweep(loop);
 }
 
+/*
+ * Callbacks run between evm__dispatch_enter and evm__dispatch_leave: one
+ * iteration, and the public calls that emit events or walk lists a callback
+ * may change. What a callback frees stays allocated until the outermost
+ * leave, so no caller up the stack is left holding freed memory, and the
+ * loop never runs inside itself (run_once from a callback: -EDEADLK).
+ */
+void evm__dispatch_enter(struct evm_loop *loop)
+{
+	if (loop->dispatching++ > 0)
+		return;
+	/* for evm_proc_wait, which must not read the loop */
+	loop->tls_outer = evm__tls_dispatching;
+	evm__tls_dispatching = loop;
+}
+
+void evm__dispatch_leave(struct evm_loop *loop)
+{
+	if (--loop->dispatching > 0)
+		return;
+	evm__tls_dispatching = loop->tls_outer;
+	sweep(loop);
+}
+
 int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 {
 	if (!loop)
 		return -EINVAL;
+	if (loop->dispatching)
+		return -EDEADLK;
 	atomic_store(&loop->thread, pthread_self());
-	loop->depth++;
-	struct evm_loop *outer = evm__tls_dispatching;
-	evm__tls_dispatching = loop;
+	evm__dispatch_enter(loop);
 	loop->now = evm__mono_ns();
 	int dispatched = evm__epoll_wait(loop, evm__timers_wait_ms(loop, timeout_ms));
-	if (dispatched < 0) {
-		evm__tls_dispatching = outer;
-		loop->depth--;
-		return dispatched;
+	if (dispatched >= 0) {
+		loop->now = evm__mono_ns();
+		dispatched += evm__timers_run(loop);
+		evm__timerfd_sync(loop);
 	}
-	loop->now = evm__mono_ns();
-	dispatched += evm__timers_run(loop);
-	evm__timerfd_sync(loop);
-	sweep(loop);
-	evm__tls_dispatching = outer;
-	loop->depth--;
+	evm__dispatch_leave(loop);
 	return dispatched;
 }
 
@@ -184,6 +200,8 @@ int evm_loop_run(struct evm_loop *loop)
 {
 	if (!loop)
 		return -EINVAL;
+	if (loop->dispatching)
+		return -EDEADLK;
 	while (!atomic_load(&loop->stop)) {
 		int r = evm_loop_run_once(loop, -1);
 		if (r < 0)
@@ -245,7 +263,7 @@ void evm_loop_free(struct evm_loop *loop)
 {
 	if (!loop)
 		return;
-	loop->depth++; /* no deferred sweeps from here on: we free directly */
+	loop->dispatching++; /* no sweeps from here on: we free directly */
 	evm__services_free(loop);
 	/*
 	 * Closing before the kills: their exits are not reported, and other

@@ -187,7 +187,7 @@ void evm_unsubscribe(struct evm_sub *s)
 		return;
 	s->dead = true;
 	s->loop->subs_dirty = true;
-	if (s->loop->depth == 0 && s->loop->emitting == 0)
+	if (s->loop->dispatching == 0)
 		evm__subs_sweep(s->loop);
 }
 
@@ -211,11 +211,9 @@ void evm__emit(struct evm_loop *loop, struct evm_event *ev)
 {
 	if (!ev->time.tv_sec && !ev->time.tv_nsec)
 		ev->time = evm__ns_to_ts(evm__real_ns());
-	loop->emitting++;
+	evm__dispatch_enter(loop);
 	for (struct evm_sub *s = loop->subs; s; s = s->next)
 		if (!s->dead && (s->mask & ev->type))
 			s->cb(loop, ev, s->data);
-	loop->emitting--;
-	if (loop->depth == 0 && loop->emitting == 0)
-		evm__subs_sweep(loop);
+	evm__dispatch_leave(loop);
 }

@@ -250,15 +250,9 @@ static void scan(struct evm_loop *loop)
 	/* owned mode: only our own pidfd-less children, one by one */
 	for (struct evm_proc *p = loop->live, *next; p && loop->nnopidfd; p = next) {
 		next = p->next;
+		/* p's callbacks cannot reap next: the loop does not run inside them */
 		if (p->flags & EVM__P_NOPIDFD)
 			reap_one_pid(p);
-		/*
-		 * p's callbacks may have run a nested iteration (evm_shutdown
-		 * does) that reaped next too: it is unlinked now, and reaping
-		 * it again would report it twice. Start over from the list.
-		 */
-		if (next && (next->flags & EVM__P_EXITED))
-			next = loop->live;
 	}
 }
 

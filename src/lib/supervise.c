@@ -66,7 +66,8 @@ struct evm_service {
 	bool stopped_by_user;
 	bool start_after_stop; /* restart(), or start() while STOPPING */
 	bool removing;	       /* free once stopped */
-	bool dead;	       /* unlinked; freed at the end of the iteration */
+	bool dead;	       /* unlinked; freed at the outermost evm__dispatch_leave */
+	struct evm_service *next_dead;
 	bool has_exit;
 	struct evm_exit last_exit;
 	struct evm_spawn_error last_error;
@@ -220,14 +221,14 @@ static void emit(struct evm_service *s, enum evm_state old, const struct evm_exi
 		.removed = removed,
 	};
 	ev.time = evm__ns_to_ts(evm__real_ns());
-	/* a callback that removes s must not free it under us: freed at the next sweep */
+	/* a callback that removes s must not free it under us: freed at the outermost leave */
 	struct evm_loop *loop = s->loop;
-	loop->emitting++;
+	evm__dispatch_enter(loop);
 	if (s->on_event)
 		s->on_event(loop, &ev, s->data);
 	evm__emit(loop, &ev);
 	s->msg[0] = 0;
-	loop->emitting--;
+	evm__dispatch_leave(loop);
 }
 
 static void set_state(struct evm_service *s, enum evm_state st, const struct evm_exit *exit,
@@ -558,10 +559,8 @@ struct evm_service *evm_service_find(struct evm_loop *loop, const char *name)
 	return index_get(&loop->svcs, name);
 }
 
-int evm_service_start(struct evm_service *s)
+static int svc_start(struct evm_service *s)
 {
-	if (!s || s->dead)
-		return -EINVAL;
 	if (s->removing)
 		return -ESHUTDOWN;
 	switch (s->state) {
@@ -586,10 +585,8 @@ int evm_service_start(struct evm_service *s)
 	return 0;
 }
 
-int evm_service_stop(struct evm_service *s)
+static int svc_stop(struct evm_service *s)
 {
-	if (!s || s->dead)
-		return -EINVAL;
 	s->start_after_stop = false;
 	s->stopped_by_user = true;
 	switch (s->state) {
@@ -622,20 +619,18 @@ int evm_service_stop(struct evm_service *s)
 	return 0;
 }
 
-int evm_service_restart(struct evm_service *s)
+static int svc_restart(struct evm_service *s)
 {
-	if (!s || s->dead)
-		return -EINVAL;
 	if (s->removing)
 		return -ESHUTDOWN;
 	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING ||
 	    s->state == EVM_STATE_STOPPING) {
-		evm_service_stop(s);
+		svc_stop(s);
 		s->stopped_by_user = false;
 		s->start_after_stop = true;
 		return 0;
 	}
-	return evm_service_start(s);
+	return svc_start(s);
 }
 
 int evm_service_signal(struct evm_service *s, int sig)
@@ -662,37 +657,69 @@ static void unlink_svc(struct evm_service *s, const struct evm_exit *exit)
 		l->last = s->prev;
 	l->n--;
 	s->dead = true;
-	/* callers up the stack may still hold it: free when the iteration ends */
-	s->next = s->loop->dead_svcs;
-	s->prev = NULL;
+	/*
+	 * Callers up the stack may still hold it, or walk on from it: its links
+	 * stay as they are, and it is freed at the outermost dispatch leave.
+	 */
+	s->next_dead = s->loop->dead_svcs;
 	s->loop->dead_svcs = s;
 }
 
-void evm_service_remove(struct evm_service *s)
+static int svc_remove(struct evm_service *s)
 {
-	if (!s || s->dead)
-		return;
 	if (!s->removing)
 		index_del(&s->loop->svcs, s); /* the name is free at once */
 	s->removing = true;
 	s->start_after_stop = false;
-	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING) {
-		evm_service_stop(s);
-		return;
-	}
+	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING)
+		return svc_stop(s);
 	if (s->state == EVM_STATE_STOPPING)
-		return;
+		return 0;
 	cancel_timer(s);
 	unlink_svc(s, NULL);
-	if (s->loop->depth == 0 && s->loop->emitting == 0)
-		evm__services_sweep(s->loop);
+	return 0;
+}
+
+/*
+ * The public calls hold the dispatch: a callback of theirs may remove the
+ * service, which then stays allocated until they return.
+ */
+static int call(struct evm_service *s, int (*fn)(struct evm_service *))
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	struct evm_loop *loop = s->loop;
+	evm__dispatch_enter(loop);
+	int r = fn(s);
+	evm__dispatch_leave(loop);
+	return r;
+}
+
+int evm_service_start(struct evm_service *s)
+{
+	return call(s, svc_start);
+}
+
+int evm_service_stop(struct evm_service *s)
+{
+	return call(s, svc_stop);
+}
+
+int evm_service_restart(struct evm_service *s)
+{
+	return call(s, svc_restart);
+}
+
+void evm_service_remove(struct evm_service *s)
+{
+	call(s, svc_remove);
 }
 
 void evm__services_sweep(struct evm_loop *loop)
 {
 	while (loop->dead_svcs) {
 		struct evm_service *s = loop->dead_svcs;
-		loop->dead_svcs = s->next;
+		loop->dead_svcs = s->next_dead;
 		svc_free(s);
 	}
 }
@@ -745,11 +772,13 @@ void evm_service_foreach(struct evm_loop *loop, void (*fn)(struct evm_service *,
 {
 	if (!loop || !fn)
 		return;
+	evm__dispatch_enter(loop); /* fn may remove any service: they stay allocated */
 	for (struct evm_service *s = loop->svcs.first, *next; s; s = next) {
-		next = s->next; /* fn may remove s */
+		next = s->next; /* a service fn creates is not visited */
 		if (!s->dead && !s->removing)
 			fn(s, data);
 	}
+	evm__dispatch_leave(loop);
 }
 
 const char *evm_state_name(enum evm_state st)
@@ -807,6 +836,31 @@ static void shutdown_kill_procs(struct evm_timer *t, void *data)
 }
 
 /*
+ * (Re)issue the stops: a policy must not restart anything meanwhile. True if
+ * a service is still to be waited for. A callback may remove any service:
+ * the removed ones stay allocated, with their links, until the leave.
+ */
+static bool shutdown_pass(struct evm_loop *loop, bool reverse)
+{
+	bool waiting = false;
+	evm__dispatch_enter(loop);
+	for (struct evm_service *s = reverse ? loop->svcs.last : loop->svcs.first, *next; s; s = next) {
+		next = reverse ? s->prev : s->next;
+		if (s->dead)
+			continue;
+		if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
+			svc_stop(s);
+		if (!s->dead && svc_busy(s)) {
+			waiting = true;
+			if (reverse)
+				break; /* one at a time, last created first */
+		}
+	}
+	evm__dispatch_leave(loop);
+	return waiting;
+}
+
+/*
  * Plain processes (not a service's): SIGTERM once, SIGKILL when the timer
  * fires; also those a callback spawns while the shutdown runs. True if any
  * is left.
@@ -832,34 +886,14 @@ int evm_shutdown(struct evm_loop *loop, unsigned flags)
 {
 	if (!loop || (flags & ~(unsigned)EVM_SHUTDOWN_REVERSE))
 		return -EINVAL;
+	if (loop->dispatching)
+		return -EDEADLK; /* it runs the loop: top level only */
 	struct evm_timer *kt = NULL;
 	term_plain(loop, &kt);
 	loop->shutting_down = true;
 	int r = 0;
 	for (;;) {
-		/* (re)issue stops: a policy must not restart anything meanwhile */
-		bool waiting = false;
-		/*
-		 * A callback may remove the service being stopped: its links then
-		 * lead into the dead list, so the pass starts over (the list is
-		 * shorter each time).
-		 */
-		bool reverse = flags & EVM_SHUTDOWN_REVERSE;
-		for (struct evm_service *s = reverse ? loop->svcs.last : loop->svcs.first; s;) {
-			if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
-				evm_service_stop(s);
-			if (s->dead) {
-				waiting = false;
-				s = reverse ? loop->svcs.last : loop->svcs.first;
-				continue;
-			}
-			if (svc_busy(s)) {
-				waiting = true;
-				if (reverse)
-					break; /* one at a time, last created first */
-			}
-			s = reverse ? s->prev : s->next;
-		}
+		bool waiting = shutdown_pass(loop, flags & EVM_SHUTDOWN_REVERSE);
 		bool plain_left = term_plain(loop, &kt);
 		if (!waiting && !plain_left)
 			break;

@@ -4,7 +4,7 @@
  * children exiting at the same instant), owned mode never reaping what is
  * not ours, exits reaped by someone else, running out of fds for pidfds,
  * reaper mode as a subreaper (orphans, storms of them), and the races of
- * callbacks that run nested iterations or meet a dead spawn helper.
+ * callbacks that kill the next child of a scan or meet a dead spawn helper.
  *
  * Mode-dependent tests run once per spawn/watch mode (see evmtest.h).
  * Process-wide changes (rlimits, subreaper, dispositions) happen in forks.
@@ -780,7 +780,7 @@ static void test_reaper_orphan_storm(void **state)
 	t_forked(reaper, &a);
 }
 
-/* ---------------------------------------- nested iterations, dead helper */
+/* ----------------------------------- a scan's next child, dead helper */
 
 static struct evm_proc *nest_b;
 static int nest_n[3];
@@ -793,21 +793,23 @@ static void nest_cb(struct evm_proc *p, const struct evm_exit *e, void *data)
 	if (i != 2)
 		return;
 	/*
-	 * While C's exit is being dispatched, B exits and a nested iteration
-	 * (as evm_shutdown runs) reports it.
+	 * While C's exit is being dispatched, B exits. The loop does not run
+	 * inside a callback (it would report B under the scan's feet).
 	 */
 	struct evm_loop *loop = p->loop;
 	CHECK(evm_proc_signal(nest_b, SIGKILL) == 0);
 	while (t_proc_state(evm_proc_pid(nest_b)) != 'Z')
 		usleep(1000);
-	CHILD_RUN_UNTIL(loop, nest_n[1] == 1, 10000);
+	CHECK(evm_loop_run_once(loop, 0) == -EDEADLK);
+	CHECK(evm_loop_run(loop) == -EDEADLK);
+	CHECK(evm_shutdown(loop, 0) == -EDEADLK);
+	CHECK(nest_n[1] == 0);
 }
 
 /*
  * SIGCHLD mode: a scan of our pidfd-less children dispatches C's exit; its
- * callback runs a nested iteration that reaps B, the next child the scan
- * was going to look at. B must not be reported twice, and the other
- * children must stay watched.
+ * callback kills B, the next child the scan looks at, and cannot run the
+ * loop. B is reported once, and the other children stay watched.
  */
 static void nested_scan(void *arg)
 {
@@ -850,7 +852,7 @@ static void nested_scan(void *arg)
 	evm_loop_free(loop);
 }
 
-static void test_nested_iteration_during_scan(void **state)
+static void test_callback_kills_the_next_child_of_a_scan(void **state)
 {
 	(void)state;
 	t_forked(nested_scan, NULL);
@@ -947,7 +949,7 @@ int main(void)
 		cmocka_unit_test(test_nofile_hard_exhausted),
 		cmocka_unit_test(test_reaper_subreaper),
 		cmocka_unit_test(test_reaper_orphan_storm),
-		cmocka_unit_test(test_nested_iteration_during_scan),
+		cmocka_unit_test(test_callback_kills_the_next_child_of_a_scan),
 		cmocka_unit_test(test_helper_dies_during_batch),
 		cmocka_unit_test(test_storm),
 	};

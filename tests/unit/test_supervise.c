@@ -744,6 +744,34 @@ static void test_shutdown_stops_a_process_spawned_meanwhile(void **state)
 	assert_false(evm_loop_alive(loop));
 }
 
+/* evm_shutdown and run_once from a callback are refused, in a top-level call and in the loop */
+static int deadlk_seen;
+
+static void run_from_callback(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)data;
+	if (ev->type == EVM_EV_SERVICE && evm_shutdown(loop, 0) == -EDEADLK &&
+	    evm_loop_run_once(loop, 0) == -EDEADLK && evm_loop_run(loop) == -EDEADLK)
+		deadlk_seen++;
+}
+
+static void deadlk_opts(struct evm_service_opts *o)
+{
+	o->on_event = run_from_callback;
+}
+
+static void test_no_loop_run_from_a_callback(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	deadlk_seen = 0;
+	struct evm_service *s = svc(loop, "d", EVM_RESTART_NEVER, EXIT0, deadlk_opts);
+	assert_int_equal(evm_service_start(s), 0); /* RUNNING, reported inside the call */
+	assert_int_equal(deadlk_seen, 1);
+	run_until_state(loop, s, EVM_STATE_EXITED, 5000); /* reported by the loop */
+	assert_int_equal(deadlk_seen, 2);
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+}
+
 /*
  * A herd of services crash-looping at a capped backoff: the loop still
  * answers. 50 services; 1,000 in the scale group (200 under ASan).
@@ -824,6 +852,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutdown_survives_a_removal_in_a_callback, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_drops_a_pending_restart, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_no_loop_run_from_a_callback, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, t_teardown),
 	};
 	/* make test-scale (EVMON_TEST_SCALE=1) */
