@@ -249,13 +249,14 @@ struct evm_spawn_opts {
 	char *const *argv;    /* required, NULL-terminated, argv[0] required */
 	char *const *envp;    /* NULL: inherit environ at spawn time */
 	char *const *env_extra; /* "KEY=VALUE" entries added to envp (or the inherited
-				   environ), replacing entries with the same KEY */
+				   environ), replacing entries with the same KEY;
+				   an entry without '=': -EINVAL */
 	const char *cwd;      /* NULL: inherit */
 	struct evm_stdio stdio[3];
 	unsigned flags;	      /* EVM_SPAWN_* */
 	pid_t pgid;	      /* EVM_SPAWN_SETPGID */
-	uid_t uid;	      /* EVM_SPAWN_SETUID */
-	gid_t gid;	      /* EVM_SPAWN_SETGID */
+	uid_t uid;	      /* EVM_SPAWN_SETUID; (uid_t)-1: -EINVAL */
+	gid_t gid;	      /* EVM_SPAWN_SETGID; (gid_t)-1: -EINVAL */
 	const gid_t *groups;  /* EVM_SPAWN_SETGROUPS */
 	size_t ngroups;
 	mode_t umask;	      /* EVM_SPAWN_UMASK */
@@ -380,6 +381,8 @@ EVM_API int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *o
  * every name without a better match. Registering a pattern again replaces
  * its handler; cb NULL removes it. Routing happens at exit time. The
  * pattern is copied.
+ * An exit whose name no pattern matches goes to no handler; the first one of
+ * each name emits an EVM_EV_WARNING (error -ENOENT, name, pid, proc).
  */
 EVM_API int evm_handle(struct evm_loop *loop, const char *pattern, evm_exit_cb cb, void *data);
 

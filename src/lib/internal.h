@@ -361,6 +361,8 @@ struct evm_loop {
 	/* mux and subscribers */
 	struct evm__route **routes;
 	size_t nroutes, caproutes;
+	char **unrouted; /* handler names already warned about (mux.c) */
+	size_t nunrouted, capunrouted;
 	struct evm_sub *subs;
 	bool subs_dirty;
 

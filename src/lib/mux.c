@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,45 @@ const char *evm__route_name(const struct evm__route *r)
 	return r->name;
 }
 
+/*
+ * An exit named a handler nobody registered: say so once per name (a typo
+ * would otherwise drop exits silently). Names are remembered up to a bound,
+ * so a program naming every job differently cannot grow this without limit.
+ */
+#define UNROUTED_MAX 1024
+
+static void warn_unrouted(struct evm_loop *loop, const char *name, struct evm_proc *proc)
+{
+	for (size_t i = 0; i < loop->nunrouted; i++)
+		if (!strcmp(loop->unrouted[i], name))
+			return;
+	if (loop->nunrouted == UNROUTED_MAX)
+		return;
+	if (loop->nunrouted == loop->capunrouted) {
+		size_t cap = loop->capunrouted ? loop->capunrouted * 2 : 8;
+		char **u = realloc(loop->unrouted, cap * sizeof(*u));
+		if (!u)
+			return;
+		loop->unrouted = u;
+		loop->capunrouted = cap;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return;
+	loop->unrouted[loop->nunrouted++] = copy;
+	char msg[256];
+	snprintf(msg, sizeof(msg), "exit of pid %d: no handler registered for \"%s\"%s",
+		 (int)proc->pid, name,
+		 loop->nunrouted == UNROUTED_MAX ? " (names after this one are not reported)" : "");
+	struct evm_event ev = {.type = EVM_EV_WARNING,
+			       .pid = proc->pid,
+			       .proc = proc,
+			       .name = name,
+			       .error = -ENOENT,
+			       .message = msg};
+	evm__emit(loop, &ev);
+}
+
 void evm__route_dispatch(struct evm_loop *loop, struct evm__route *r, struct evm_proc *proc,
 			 const struct evm_exit *exit)
 {
@@ -127,6 +167,8 @@ void evm__route_dispatch(struct evm_loop *loop, struct evm__route *r, struct evm
 		h = NULL;
 	if (h)
 		h->cb(proc, exit, h->data);
+	else
+		warn_unrouted(loop, r->name, proc);
 }
 
 int evm_handle(struct evm_loop *loop, const char *pattern, evm_exit_cb cb, void *data)
@@ -151,6 +193,11 @@ void evm__mux_free(struct evm_loop *loop)
 	free(loop->routes);
 	loop->routes = NULL;
 	loop->nroutes = loop->caproutes = 0;
+	for (size_t i = 0; i < loop->nunrouted; i++)
+		free(loop->unrouted[i]);
+	free(loop->unrouted);
+	loop->unrouted = NULL;
+	loop->nunrouted = loop->capunrouted = 0;
 	while (loop->subs) {
 		struct evm_sub *s = loop->subs;
 		loop->subs = s->next;

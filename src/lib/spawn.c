@@ -75,6 +75,14 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 		return -EINVAL;
 	if (o->file && !*o->file)
 		return -ENOENT;
+	/* (uid_t)-1 means "no change" to setresuid: the child would keep our ids */
+	if ((o->flags & EVM_SPAWN_SETUID) && o->uid == (uid_t)-1)
+		return -EINVAL;
+	if ((o->flags & EVM_SPAWN_SETGID) && o->gid == (gid_t)-1)
+		return -EINVAL;
+	for (char *const *e = o->env_extra; e && *e; e++)
+		if (!strchr(*e, '='))
+			return -EINVAL;
 	for (int i = 0; i < 3; i++) {
 		switch (o->stdio[i].mode) {
 		case EVM_STDIO_INHERIT:

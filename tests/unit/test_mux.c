@@ -331,6 +331,42 @@ static void test_warning_event(void **state)
 	assert_int_equal(t_count_children(), 0);
 }
 
+/* An exit routed to a name nobody registered: one WARNING per name, not per exit. */
+static void sub_log_warning(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)loop;
+	(void)data;
+	assert_int_equal(ev->type, EVM_EV_WARNING);
+	assert_int_equal(ev->error, -ENOENT);
+	assert_non_null(ev->proc);
+	assert_int_equal(ev->pid, evm_proc_pid(ev->proc));
+	assert_non_null(strstr(ev->message, ev->name));
+	logf_("w:%s:%s", "unrouted", ev->name);
+}
+
+static void test_unrouted_warning(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	assert_int_equal(evm_subscribe(loop, EVM_EV_WARNING, sub_log_warning, NULL, NULL), 0);
+	assert_int_equal(evm_handle(loop, "db", handler, "db"), 0);
+	struct evm_proc *p[] = {spawn_named(loop, "typo", "0"), spawn_named(loop, "typo", "1"),
+				spawn_named(loop, "db", "0"), spawn_named(loop, "other", "0")};
+	run_exits(loop, p, 4);
+	assert_true(logged("h:db:db"));
+	assert_true(logged("w:unrouted:typo"));
+	assert_true(logged("w:unrouted:other"));
+	assert_int_equal(lg.n, 3); /* typo once, though two of its exits were dropped */
+	/* still once per name in later iterations; a default handler routes everything */
+	struct evm_proc *q = spawn_named(loop, "typo", "0");
+	run_exits(loop, &q, 1);
+	assert_int_equal(lg.n, 3);
+	assert_int_equal(evm_handle(loop, "", handler, "default"), 0);
+	q = spawn_named(loop, "third", "0");
+	run_exits(loop, &q, 1);
+	assert_true(logged("h:default:third"));
+	assert_int_equal(lg.n, 4);
+}
+
 /* The handler name lives until the end of the iteration that reported the exit. */
 static char seen_name[32];
 
@@ -368,6 +404,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_subscribe_args, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_event_fields, setup, t_teardown),
 		cmocka_unit_test(test_warning_event),
+		cmocka_unit_test_setup_teardown(test_unrouted_warning, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_handler_name_lifetime, setup, t_teardown),
 	};
 	return cmocka_run_group_tests_name("mux", tests, NULL, NULL);

@@ -287,6 +287,16 @@ static void test_exec_failures(void **state)
 	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "bad pdeath signal");
 	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0"), .file = ""};
 	expect_fail(loop, &o, ENOENT, EVM_STAGE_SETUP, "empty file");
+	/* (uid_t)-1 would mean "no change" to setresuid: refused, as setuid(2) does */
+	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0"), .flags = EVM_SPAWN_SETUID,
+				    .uid = (uid_t)-1};
+	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "uid -1");
+	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0"), .flags = EVM_SPAWN_SETGID,
+				    .gid = (gid_t)-1};
+	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "gid -1");
+	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0"),
+				    .env_extra = (char *[]){"A=1", "NOEQUALS", NULL}};
+	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "env_extra entry without '='");
 	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0")};
 	o.stdio[2].mode = (enum evm_stdio_mode)77;
 	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "bad stdio mode");
