@@ -214,6 +214,13 @@ enum {
 	 * checks it; the pid is written between clone and exec.
 	 */
 	EVM_SPAWN_LISTEN_PID = 1u << 9,
+	/*
+	 * Start the child in the cgroup v2 cgroup_fd (evm_cgroup_fd), with
+	 * clone3 CLONE_INTO_CGROUP (Linux 5.7): it is in the cgroup from its
+	 * first instruction, so nothing it forks can escape. Where the kernel
+	 * cannot, the child moves itself before it runs anything else.
+	 */
+	EVM_SPAWN_CGROUP = 1u << 10,
 };
 
 /* Where a failed spawn failed (see struct evm_spawn_error). */
@@ -231,6 +238,9 @@ enum evm_spawn_stage {
 	EVM_STAGE_STDIO,     /* dup2 onto 0/1/2 */
 	EVM_STAGE_PDEATHSIG, /* prctl(PR_SET_PDEATHSIG) */
 	EVM_STAGE_EXEC,	     /* execve (ENOENT, EACCES, ENOEXEC, ...) */
+	EVM_STAGE_CGROUP,    /* placing it in cgroup_fd (EBADF, ENODEV: removed, EBUSY:
+				controllers on and children below, EOPNOTSUPP: threaded,
+				EACCES) */
 };
 
 /* A short name for a stage ("exec", "chdir", ...). Static string. */
@@ -271,6 +281,13 @@ struct evm_spawn_opts {
 
 	/* Optional out: on failure, where it failed and why. */
 	struct evm_spawn_error *error;
+
+	/*
+	 * EVM_SPAWN_CGROUP: an fd of the cgroup's directory (O_PATH is enough).
+	 * Borrowed; a service borrows it at each start, so keep it open while
+	 * the service exists (like an EVM_STDIO_FD fd).
+	 */
+	int cgroup_fd;
 };
 
 /*
@@ -289,7 +306,8 @@ struct evm_spawn_opts {
  * snapshot of this one (see README): the child gets this process's current
  * environment, cwd, umask and RLIMIT_NOFILE, but other process attributes
  * (nice, CPU affinity, cgroup, other rlimits) as they were when the helper
- * started.
+ * started. So a process that moves itself to another cgroup should give
+ * EVM_SPAWN_CGROUP (or move before its first spawn).
  */
 EVM_API int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 		      struct evm_proc **out);
@@ -597,7 +615,7 @@ EVM_API int evm_shutdown(struct evm_loop *loop, unsigned flags);
  * A struct evm_cgroup names one directory of the cgroup2 hierarchy (the
  * mount is found in /proc/self/mountinfo: /sys/fs/cgroup, or
  * /sys/fs/cgroup/unified on a hybrid host). It holds an O_PATH fd of the
- * directory (evm_cgroup_fd), to spawn children straight into it. The caller owns
+ * directory, for evm_spawn_opts.cgroup_fd (EVM_SPAWN_CGROUP). The caller owns
  * it (evm_cgroup_free); freeing it never removes the cgroup. These functions
  * do not touch a loop and may be called from any thread, but not on the same
  * handle at once; only the watch functions need the loop thread.
@@ -656,7 +674,7 @@ EVM_API void evm_cgroup_free(struct evm_cgroup *cg);
 /* The cgroup's filesystem path. Valid while the handle is. */
 EVM_API const char *evm_cgroup_path(const struct evm_cgroup *cg);
 
-/* The O_PATH directory fd (to spawn into the cgroup). Borrowed: the handle owns it. */
+/* The O_PATH directory fd, for evm_spawn_opts.cgroup_fd. Borrowed: the handle owns it. */
 EVM_API int evm_cgroup_fd(const struct evm_cgroup *cg);
 
 /*
@@ -706,7 +724,9 @@ EVM_API int evm_cgroup_signal(struct evm_cgroup *cg, int sig);
  * again until a pass finds no process it has not killed yet: a killed process
  * cannot fork, so this ends even for a fork bomb. Returns at once: the
  * processes may still be exiting (wait for populated 0). The caller must not
- * be in cg.
+ * be in cg. After a cgroup.kill, Linux (6.18 at least) SIGKILLs at birth every
+ * child cloned into cg with CLONE_INTO_CGROUP; evm_spawn notices (the child
+ * never ran) and starts it again, the child moving itself in.
  */
 EVM_API int evm_cgroup_kill(struct evm_cgroup *cg);
 

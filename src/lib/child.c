@@ -159,6 +159,19 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 {
 	struct evm__spawn_req *r = arg;
 
+	r->started = 1; /* not killed at birth (see evm__spawn_local) */
+	/*
+	 * Without CLONE_INTO_CGROUP (clone(), or a kernel before 5.7): move
+	 * ourselves first, before we can fork anything and with the
+	 * privileges we were started with. "0" means the writer.
+	 */
+	if (r->cgroup_in_child) {
+		int fd = openat(r->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			fail(r, EVM_STAGE_CGROUP);
+		close(fd);
+	}
+
 	/*
 	 * SIG_IGN survives exec. Resetting all 62 is one cheap syscall each and
 	 * exact; finding out which are ignored (a /proc/self/status read) cost

@@ -9,6 +9,7 @@
 
 #include "evmon.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -170,12 +171,15 @@ struct evm__spawn_req {
 	bool user_nofile; /* RLIMIT_NOFILE is among rlimits */
 	struct rlimit nofile;
 	int pdeath_signal;
+	int cgroup_fd;	    /* EVM_SPAWN_CGROUP, else -1 */
+	bool cgroup_in_child; /* no CLONE_INTO_CGROUP: the child moves itself */
 	pid_t parent_pid;
 	bool reset_signals; /* set every disposition to SIG_DFL (not needed from the helper) */
 	int cwd_fd;	/* helper path: our cwd (O_PATH), to fchdir before chdir(cwd) */
 	int errfd;	/* clone() fallback: the child writes {errno, stage} here */
 	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
-	/* written by the child when it fails */
+	/* written by the child: that it ran at all, and why it failed */
+	volatile int started;
 	volatile int err;
 	volatile int stage;
 	/*
@@ -191,6 +195,13 @@ struct evm__spawn_req {
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
 EVM_HIDDEN void evm__sig_default(int sig);  /* SIG_DFL, glibc's own signals included */
 
+/* a clone3 error that is about the CLONE_INTO_CGROUP target, not the fork */
+static inline bool evm__cgroup_errno(int e)
+{
+	return e == EBADF || e == ENODEV || e == ENOENT || e == EACCES || e == EPERM ||
+	       e == EBUSY || e == EOPNOTSUPP;
+}
+
 /* struct clone_args of clone3(2), the kernel's stable layout (v2) */
 struct clone_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
@@ -198,6 +209,9 @@ struct clone_args {
 };
 #ifndef CLONE_CLEAR_SIGHAND
 #define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 /* child runs fn(arg) on args->stack; pid, or -errno (-ENOSYS: no trampoline here) */
 EVM_HIDDEN pid_t evm__clone3(struct clone_args *args, int (*fn)(void *), void *arg);

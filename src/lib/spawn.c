@@ -15,6 +15,12 @@
  * If no fd is left for a pidfd even after raising RLIMIT_NOFILE to its hard
  * limit, the child is still started and watched through SIGCHLD (one
  * warning event says so), rather than failing the spawn.
+ *
+ * EVM_SPAWN_CGROUP: clone3(CLONE_INTO_CGROUP) places the child in its cgroup
+ * at birth, on both paths (the helper receives the cgroup fd with the
+ * request). Without it (clone(), kernels before 5.7, and a kernel quirk after
+ * cgroup.kill, see evm__spawn_local) the child writes itself into
+ * cgroup.procs before anything else: still before it can fork.
  */
 #include "internal.h"
 
@@ -49,7 +55,7 @@ const char *evm_spawn_stage_name(enum evm_spawn_stage stage)
 		[EVM_STAGE_GROUPS] = "setgroups", [EVM_STAGE_GID] = "setgid",
 		[EVM_STAGE_UID] = "setuid",	 [EVM_STAGE_CWD] = "chdir",
 		[EVM_STAGE_STDIO] = "stdio",	 [EVM_STAGE_PDEATHSIG] = "pdeathsig",
-		[EVM_STAGE_EXEC] = "exec",
+		[EVM_STAGE_EXEC] = "exec",	 [EVM_STAGE_CGROUP] = "cgroup",
 	};
 	if ((unsigned)stage >= sizeof(names) / sizeof(names[0]))
 		return "unknown";
@@ -59,7 +65,7 @@ const char *evm_spawn_stage_name(enum evm_spawn_stage stage)
 static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_SPAWN_SETUID |
 				    EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS | EVM_SPAWN_UMASK |
 				    EVM_SPAWN_NO_PATH | EVM_SPAWN_KEEP_NOFILE | EVM_SPAWN_INHERIT_FDS |
-				    EVM_SPAWN_LISTEN_PID;
+				    EVM_SPAWN_LISTEN_PID | EVM_SPAWN_CGROUP;
 
 static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 {
@@ -284,17 +290,24 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			/* the kernel clears our handlers in the child: no need to block
 			 * signals around the clone */
 			req->reset_signals = true;
+			bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
 			struct clone_args a = {
 				.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND |
-					 (want_pidfd ? CLONE_PIDFD : 0),
+					 (want_pidfd ? CLONE_PIDFD : 0) | (into ? CLONE_INTO_CGROUP : 0),
 				.pidfd = (uint64_t)(uintptr_t)pidfd,
 				.exit_signal = SIGCHLD,
 				.stack = (uint64_t)(uintptr_t)loop->stack,
 				.stack_size = loop->stack_size,
+				.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
 			};
 			pid = evm__clone3(&a, evm__spawn_child, req);
 			if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
 				loop->no_clone3 = true; /* old kernel or architecture */
+				continue;
+			}
+			if (into && (pid == -EINVAL || pid == -E2BIG)) {
+				/* clone3 without CLONE_INTO_CGROUP (5.3-5.6): the child moves itself */
+				req->cgroup_in_child = true;
 				continue;
 			}
 			if (pid > 0)
@@ -312,6 +325,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			pthread_sigmask(SIG_SETMASK, &all, &old);
 			req->reset_signals = true;
 			req->errfd = ep[1];
+			req->cgroup_in_child = req->cgroup_fd >= 0;
 			int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (want_pidfd ? CLONE_PIDFD : 0);
 			pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
 			e = errno;
@@ -333,7 +347,8 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 				want_pidfd = false;
 			continue;
 		}
-		err->stage = EVM_STAGE_FORK;
+		err->stage = req->cgroup_fd >= 0 && evm__cgroup_errno(e) ? EVM_STAGE_CGROUP
+								  : EVM_STAGE_FORK;
 		return -e;
 	}
 }
@@ -380,6 +395,7 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 		close(cwd_fd);
 	req->err = hreq.err;
 	req->stage = hreq.stage;
+	req->started = hreq.started;
 	*pidfd = -1;
 	if (slot < 0) {
 		if (fd >= 0)
@@ -412,12 +428,27 @@ static bool use_helper(struct evm_loop *loop, unsigned flags)
 	return evm__spawner_start(loop) == 0;
 }
 
+static pid_t clone_child(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			 struct evm_spawn_error *err)
+{
+	pid_t pid = -ENOTCONN;
+	if (use_helper(loop, req->flags))
+		pid = clone_helper(loop, req, pidfd, err);
+	if (pid == -ENOTCONN) /* no helper after all */
+		pid = clone_direct(loop, req, pidfd, err);
+	return pid;
+}
+
 int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm_proc **out)
 {
 	struct evm_spawn_error errbuf = {0}, *err = o && o->error ? o->error : &errbuf;
 	err->stage = EVM_STAGE_SETUP;
 	err->error = 0;
 	int r = check_opts(o, out != NULL);
+	if (r == 0 && (o->flags & EVM_SPAWN_CGROUP) && o->cgroup_fd < 0) {
+		err->stage = EVM_STAGE_CGROUP;
+		r = -EBADF;
+	}
 	if (r < 0) {
 		err->error = -r;
 		return r;
@@ -438,6 +469,7 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.rlimits = o->rlimits,
 		.nrlimits = o->nrlimits,
 		.pdeath_signal = o->pdeath_signal,
+		.cgroup_fd = (o->flags & EVM_SPAWN_CGROUP) ? o->cgroup_fd : -1,
 		.parent_pid = loop->pid,
 		.fds = {-1, -1, -1},
 		.cwd_fd = -1,
@@ -521,11 +553,19 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	/* the child's time starts now: evm_spawn may take a while to return */
 	p->start_mono = evm__mono_ns();
 	p->start_real = evm__real_ns();
-	pid = -ENOTCONN;
-	if (use_helper(loop, o->flags))
-		pid = clone_helper(loop, &req, &pidfd, err);
-	if (pid == -ENOTCONN) /* no helper after all */
-		pid = clone_direct(loop, &req, &pidfd, err);
+	pid = clone_child(loop, &req, &pidfd, err);
+	if (pid > 0 && req.cgroup_fd >= 0 && !req.cgroup_in_child && !req.started && !req.err) {
+		/*
+		 * Killed before its first instruction: after a cgroup.kill of
+		 * the target, Linux (6.18 at least) compares its kill counter
+		 * with that of *our* cgroup and SIGKILLs every child cloned
+		 * into it. A child that moves itself is not affected, and it
+		 * still moves before it can fork anything.
+		 */
+		reap_failed(pid, pidfd);
+		req.cgroup_in_child = true;
+		pid = clone_child(loop, &req, &pidfd, err);
+	}
 	if (pid < 0) {
 		r = pid;
 		goto fail;

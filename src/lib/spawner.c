@@ -136,7 +136,7 @@ EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 
 	for (;;) {
 		struct evm__spawn_req *req;
-		int fds[4];
+		int fds[5];
 		union {
 			char buf[CMSG_SPACE(sizeof(fds))];
 			struct cmsghdr align;
@@ -153,7 +153,7 @@ EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < nfds && i < 4; i++)
+			for (int i = 0; i < nfds && i < 5; i++)
 				fds[i] = ((int *)CMSG_DATA(c))[i];
 		}
 		/* in the request, fds >= 0 stand for the attached ones, in order */
@@ -163,10 +163,16 @@ EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 				req->fds[i] = k < nfds ? fds[k++] : -2;
 		if (req->cwd_fd >= 0)
 			req->cwd_fd = k < nfds ? fds[k++] : -1;
+		bool cg = req->cgroup_fd >= 0;
+		if (cg)
+			req->cgroup_fd = k < nfds ? fds[k++] : -1;
+		bool into = cg && !req->cgroup_in_child;
 		int pidfd = -1;
 		struct clone_args a = {
 			.flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD |
-				 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
+				 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID |
+				 (into ? CLONE_INTO_CGROUP : 0),
+			.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
 			.pidfd = (uint64_t)(uintptr_t)&pidfd,
 			.parent_tid = (uint64_t)(uintptr_t)&req->child_pid,
 			.child_tid = (uint64_t)(uintptr_t)&req->in_mm,
@@ -174,7 +180,9 @@ EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 			.stack = (uint64_t)(uintptr_t)sp->cstack,
 			.stack_size = CHILD_STACK,
 		};
-		int32_t reply = evm__clone3(&a, evm__spawn_child, req);
+		/* never start a child outside the cgroup it was meant for */
+		int32_t reply = cg && req->cgroup_fd < 0 ? -EBADF
+							 : evm__clone3(&a, evm__spawn_child, req);
 		for (int i = 0; i < nfds; i++)
 			raw(SYS_close, fds[i], 0, 0, 0, 0);
 		helper_reply(s, reply, pidfd);
@@ -315,7 +323,8 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 		return -ENOTCONN;
 
 	/* the fds travel with the request; inherit means "our current fd i" */
-	int fds[4], nfds = 0;
+	int fds[5], nfds = 0;
+	bool cg = req->cgroup_fd >= 0;
 	for (int i = 0; i < 3; i++) {
 		int fd = req->fds[i];
 		if (fd < 0 && fcntl(i, F_GETFD) >= 0)
@@ -330,6 +339,10 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 	if (req->cwd_fd >= 0) {
 		fds[nfds++] = req->cwd_fd;
 		req->cwd_fd = 0; /* attached, after the stdio ones */
+	}
+	if (cg) {
+		fds[nfds++] = req->cgroup_fd;
+		req->cgroup_fd = 0; /* attached, last */
 	}
 	req->child_pid = 0;
 	req->in_mm = 1;
@@ -381,6 +394,10 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 		evm__spawner_stop(loop); /* restarted on next use */
 		return -ENOTCONN;
 	}
+	if (cg && (reply == -EINVAL || reply == -E2BIG)) {
+		/* no CLONE_INTO_CGROUP in this kernel: the direct path copes */
+		return -ENOTCONN;
+	}
 	if (reply == -ENOSYS || reply == -EINVAL) {
 		/* no clone3 in this kernel: spawn directly from now on */
 		loop->no_helper = true;
@@ -388,7 +405,7 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 		return -ENOTCONN;
 	}
 	if (reply < 0) {
-		err->stage = EVM_STAGE_FORK;
+		err->stage = cg && evm__cgroup_errno(-reply) ? EVM_STAGE_CGROUP : EVM_STAGE_FORK;
 		return reply;
 	}
 	return reply; /* a failed child wrote its error into req itself */

@@ -6,16 +6,21 @@
  *
  * Needs a writable cgroup v2 hierarchy (root on the host, Delegate=yes, a
  * container with a cgroup namespace); otherwise every test is skipped and
- * says why. Each test works under its own cgroup evmtest.<pid>.<n> below
- * ours, which its teardown kills and removes even when the test failed;
- * leftovers of a binary that died (SIGALRM) are removed by the next run.
+ * says why. A run owns a cgroup evmtest.<random> below ours, held with
+ * flock(2) while it runs; each test works in its own child of it, which its
+ * teardown kills and removes even when the test failed. Runs of a binary
+ * that died (their lock is free) are removed by the next run.
  * Tests whose processes fork run a reaper loop, so orphans are reaped here.
  */
 #include "evmtest.h"
 
+#include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 
 static struct evm_cgroup *self_cg; /* NULL: tests skip */
+static struct evm_cgroup *run_cg;  /* evmtest.<random>, locked while we run */
+static int run_lock = -1;
 static char skip_reason[256];
 static volatile int kill_fd = -1; /* cgroup.kill of the running test's cgroup */
 
@@ -35,13 +40,12 @@ struct cfx {
 	struct evm_cgroup *base;
 };
 
-static void need_cgroup(void)
-{
-	if (!self_cg) {
-		print_message("SKIP: %s\n", skip_reason);
-		skip();
-	}
-}
+/* Skip the test (saying why) without a writable cgroup v2 hierarchy. */
+#define NEED_CGROUP()                                   \
+	do {                                            \
+		if (!self_cg)                           \
+			T_SKIP("%s", skip_reason);      \
+	} while (0)
 
 static int cg_setup_flags(void **state, unsigned flags)
 {
@@ -53,8 +57,8 @@ static int cg_setup_flags(void **state, unsigned flags)
 	c.fx = *state;
 	if (self_cg) {
 		char name[64];
-		snprintf(name, sizeof(name), "evmtest.%d.%d", (int)getpid(), ++seq);
-		int r = evm_cgroup_create(self_cg, name, &c.base);
+		snprintf(name, sizeof(name), "t%d", ++seq);
+		int r = evm_cgroup_create(run_cg, name, &c.base);
 		if (r != 0) {
 			fprintf(stderr, "create %s: %s\n", name, strerror(r < 0 ? -r : EEXIST));
 			return -1;
@@ -76,11 +80,34 @@ static int cg_setup_reaper(void **state)
 	return cg_setup_flags(state, EVM_LOOP_REAPER);
 }
 
+/* SIGKILL and reap every child this process still has; how many there were. */
+static int kill_children(void)
+{
+	int n = 0;
+	for (int round = 0; round < 100 && t_count_children() > 0; round++) {
+		char buf[4096];
+		int fd = open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC);
+		ssize_t k = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		buf[k > 0 ? k : 0] = 0;
+		for (char *t = strtok(buf, " \n"); t; t = strtok(NULL, " \n"))
+			kill(atoi(t), SIGKILL);
+		siginfo_t si;
+		while (memset(&si, 0, sizeof(si)), waitid(P_ALL, 0, &si, WEXITED | WNOHANG) == 0 &&
+		       si.si_pid)
+			n++;
+		usleep(1000);
+	}
+	return n;
+}
+
 /*
  * Kill what is left, remove the cgroups (which waits until they are empty),
  * free the loop (which reaps its own children), then check for leaks like
- * t_teardown. Killed orphans of a failed test are zombies of ours: they are
- * reaped here and fail this teardown, not every later one.
+ * t_teardown. Orphans a failed test left (killed or not: a process that
+ * escaped the cgroup) are ours: they are killed and reaped here, and fail
+ * this teardown, not every later one.
  */
 static int cg_teardown(void **state)
 {
@@ -100,10 +127,8 @@ static int cg_teardown(void **state)
 	}
 	evm_loop_free(c->fx->loop);
 	c->fx->loop = NULL;
-	siginfo_t si;
-	int orphans = 0;
-	while (memset(&si, 0, sizeof(si)), waitid(P_ALL, 0, &si, WEXITED | WNOHANG) == 0 && si.si_pid)
-		orphans++;
+	/* escaped grandchildren of a failed test are ours (subreaper): end them too */
+	int orphans = kill_children();
 	int kids = t_count_children(), fds = t_count_fds();
 	alarm(0);
 	if (orphans || kids || fds != c->fx->fds0) {
@@ -184,7 +209,7 @@ static struct evm_proc *held_helper(struct evm_loop *loop, struct evm_cgroup *cg
 static void test_discovery(void **state)
 {
 	(void)state;
-	need_cgroup();
+	NEED_CGROUP();
 	char mnt[PATH_MAX], small[4];
 	assert_int_equal(evm_cgroup_mount(mnt, sizeof(mnt)), 0);
 	assert_int_equal(evm_cgroup_mount(small, sizeof(small)), -ERANGE);
@@ -214,7 +239,7 @@ static void test_discovery(void **state)
 
 static void test_create_idempotent(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_cgroup *base = BASE(state), *a, *b;
 	assert_int_equal(evm_cgroup_create(base, "svc.service", &a), 0);
 	assert_int_equal(evm_cgroup_create(base, "svc.service", &b), 1);
@@ -247,7 +272,7 @@ static void test_create_idempotent(void **state)
 
 static void test_attach_procs_populated(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_loop *loop = LOOP(state);
 	struct evm_cgroup *cg;
 	assert_int_equal(evm_cgroup_create(BASE(state), "a", &cg), 0);
@@ -290,7 +315,7 @@ static void test_attach_procs_populated(void **state)
 
 static void test_signal_members(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_loop *loop = LOOP(state);
 	struct evm_cgroup *cg, *sub;
 	assert_int_equal(evm_cgroup_create(BASE(state), "a", &cg), 0);
@@ -322,7 +347,7 @@ static void test_signal_members(void **state)
 /* A process that forks n grandchildren ignoring SIGTERM, all in cg; then kill. */
 static void kill_tree(void **state, bool fallback)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_loop *loop = LOOP(state);
 	struct evm_cgroup *cg;
 	assert_int_equal(evm_cgroup_create(BASE(state), "tree", &cg), 0);
@@ -377,7 +402,7 @@ static void test_kill_tree_fallback(void **state)
 /* The fallback against a shell that forks without end: a killed process cannot fork. */
 static void test_kill_fallback_forkbomb(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_loop *loop = LOOP(state);
 	struct evm_cgroup *cg;
 	assert_int_equal(evm_cgroup_create(BASE(state), "bomb", &cg), 0);
@@ -402,7 +427,7 @@ static void test_kill_fallback_forkbomb(void **state)
 
 static void test_remove_waits_until_empty(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_loop *loop = LOOP(state);
 	struct evm_cgroup *cg, *sub;
 	assert_int_equal(evm_cgroup_create(BASE(state), "r", &cg), 0);
@@ -431,7 +456,7 @@ static const enum evm_cgroup_limit all_limits[] = {
 
 static void test_limits(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_cgroup *base = BASE(state), *cg;
 	unsigned want = EVM_CGROUP_CPU | EVM_CGROUP_IO | EVM_CGROUP_MEMORY | EVM_CGROUP_PIDS, on = ~0u;
 	unsigned have_base;
@@ -487,7 +512,7 @@ static void test_limits(void **state)
 
 static void test_stats(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_loop *loop = LOOP(state);
 	struct evm_cgroup *cg;
 	assert_int_equal(evm_cgroup_create(BASE(state), "st", &cg), 0);
@@ -549,7 +574,7 @@ static void on_pop(struct evm_cgroup_watch *w, bool populated, void *data)
 
 static void test_watch_populated(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	struct evm_loop *loop = LOOP(state);
 	struct evm_cgroup *cg;
 	assert_int_equal(evm_cgroup_create(BASE(state), "w", &cg), 0);
@@ -601,7 +626,7 @@ static void test_watch_populated(void **state)
 /* Many cgroups, one inotify fd; a callback unwatching another watch of the same batch. */
 static void test_watch_many(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	enum { N = 100 };
 	struct evm_loop *loop = LOOP(state);
 	static struct evm_cgroup *cg[N];
@@ -665,7 +690,7 @@ static void move_self(void *arg)
 
 static void test_move_self_to_leaf(void **state)
 {
-	need_cgroup();
+	NEED_CGROUP();
 	t_forked(move_self, BASE(state));
 	/* the fork has exited: its leaf is empty */
 	struct evm_cgroup *leaf;
@@ -674,9 +699,176 @@ static void test_move_self_to_leaf(void **state)
 	evm_cgroup_free(leaf);
 }
 
+/* ------------------------------------------------------- spawning into */
+
+/* "direct" (clone3 CLONE_INTO_CGROUP), "helper" (the same, via the spawn helper),
+ * "clone" (clone() without clone3: the child moves itself before exec) */
+static const char *spawn_path;
+
+static int cg_setup_spawn(void **state)
+{
+	setenv("EVM_SPAWN_MODE", strcmp(spawn_path, "helper") ? "direct" : "helper", 1);
+	int r = cg_setup_flags(state, EVM_LOOP_REAPER);
+	unsetenv("EVM_SPAWN_MODE");
+	if (r == 0 && !strcmp(spawn_path, "clone"))
+		LOOP(state)->no_clone3 = true; /* as under valgrind or before Linux 5.5 */
+	return r;
+}
+
+static void on_pop_stop(struct evm_cgroup_watch *w, bool populated, void *data)
+{
+	on_pop(w, populated, data);
+}
+
+/* A child that forks grandchildren: all in the cgroup; cgroup.kill ends them; the watch fires. */
+static void test_spawn_into_cgroup(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "svc.service", &cg), 0);
+	struct t_exit x = {0};
+	struct evm_spawn_opts o = {.on_exit = t_on_exit, .data = &x, .flags = EVM_SPAWN_CGROUP,
+				   .cgroup_fd = evm_cgroup_fd(cg)};
+	o.stdio[1].mode = EVM_STDIO_PIPE;
+	struct evm_proc *p = t_spawn_opts(loop, HARGV("group", "5", "print", "ready", "pause"), &o);
+	int out = evm_proc_stdio_fd(p, 1);
+	pid_t gc[5];
+	char line[128];
+	for (int i = 0; i < 5; i++) {
+		read_line(out, line, sizeof(line), 10000);
+		assert_int_equal(sscanf(line, "grandchild %d", &gc[i]), 1);
+	}
+	read_line(out, line, sizeof(line), 10000);
+	assert_string_equal(line, "ready");
+	close(out);
+	assert_true(proc_in(evm_proc_pid(p), cg));
+	for (int i = 0; i < 5; i++)
+		assert_true(proc_in(gc[i], cg));
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 0), 6);
+	assert_int_equal(evm_cgroup_procs(BASE(state), NULL, 0), 0);
+
+	struct wrec w = {0};
+	assert_int_equal(evm_cgroup_watch(loop, cg, on_pop_stop, &w, &w.w), 0);
+	assert_true(evm_cgroup_watch_populated(w.w));
+	assert_int_equal(evm_cgroup_kill(cg), 0);
+	RUN_UNTIL(loop, w.n == 1 && x.n == 1, 10000);
+	assert_false(w.last);
+	assert_int_equal(x.rec.signal, SIGKILL);
+	for (int i = 0; i < 5; i++)
+		RUN_UNTIL(loop, gone(gc[i]), 10000);
+	evm_proc_unref(p);
+	/* after cgroup.kill the cgroup takes new children (Linux would kill them at birth) */
+	memset(&x, 0, sizeof(x));
+	o.stdio[1].mode = EVM_STDIO_INHERIT;
+	p = t_spawn_opts(loop, HARGV("exit", "7"), &o);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.code, 7);
+	/* 1 then 0 again, unless both came before one read (they may coalesce) */
+	RUN_UNTIL(loop, evm_cgroup_populated(cg) == 0, 10000);
+	RUN_UNTIL(loop, !w.last, 10000);
+	evm_cgroup_unwatch(w.w);
+	evm_proc_unref(p);
+	evm_cgroup_free(cg);
+}
+
+static void spawn_fails(struct evm_loop *loop, int fd, int want)
+{
+	struct evm_spawn_error err = {0};
+	struct evm_spawn_opts o = {.argv = HARGV("exit", "0"), .flags = EVM_SPAWN_CGROUP,
+				   .cgroup_fd = fd, .error = &err, .pdeath_signal = SIGKILL};
+	struct evm_proc *p = NULL;
+	int r = evm_spawn(loop, &o, &p);
+	assert_true(r < 0);
+	assert_null(p);
+	if (want)
+		assert_int_equal(r, want);
+	assert_int_equal(err.error, -r);
+	assert_int_equal(err.stage, EVM_STAGE_CGROUP);
+	assert_string_equal(evm_spawn_stage_name(err.stage), "cgroup");
+}
+
+static void test_spawn_into_cgroup_errors(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	bool in_child = !strcmp(spawn_path, "clone");
+	spawn_fails(loop, -1, -EBADF);
+	/* a directory that is not a cgroup */
+	int tmp = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(tmp >= 0);
+	spawn_fails(loop, tmp, in_child ? -ENOENT : -EBADF);
+	close(tmp);
+	/* a cgroup removed meanwhile */
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "gone", &cg), 0);
+	assert_int_equal(evm_cgroup_remove(cg, 0), 0);
+	spawn_fails(loop, evm_cgroup_fd(cg), 0);
+	evm_cgroup_free(cg);
+	/* a cgroup with a domain controller on for its children takes no process */
+	assert_int_equal(evm_cgroup_create(BASE(state), "inner", &cg), 0);
+	struct evm_cgroup *leaf;
+	assert_int_equal(evm_cgroup_create(cg, "leaf", &leaf), 0);
+	/* any controller will do (here often only hugetlb): on down from our run's cgroup */
+	char ctl[256], cmd[260];
+	ssize_t n = evm__cg_read(evm_cgroup_fd(run_cg), "cgroup.controllers", ctl, sizeof(ctl));
+	assert_true(n >= 0);
+	ctl[strcspn(ctl, " \n")] = 0;
+	snprintf(cmd, sizeof(cmd), "+%s", ctl);
+	if (*ctl && evm__cg_write(evm_cgroup_fd(run_cg), "cgroup.subtree_control", cmd) == 0 &&
+	    evm__cg_write(evm_cgroup_fd(BASE(state)), "cgroup.subtree_control", cmd) == 0 &&
+	    evm__cg_write(evm_cgroup_fd(cg), "cgroup.subtree_control", cmd) == 0) {
+		spawn_fails(loop, evm_cgroup_fd(cg), -EBUSY);
+	} else {
+		print_message("(no controller to enable: the EBUSY case is not checked)\n");
+	}
+	/* its leaf still works, and nothing was left behind by the failures */
+	struct t_exit x = {0};
+	struct evm_spawn_opts o = {.on_exit = t_on_exit, .data = &x, .flags = EVM_SPAWN_CGROUP,
+				   .cgroup_fd = evm_cgroup_fd(leaf)};
+	struct evm_proc *p = t_spawn_opts(loop, HARGV("exit", "7"), &o);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.code, 7);
+	assert_int_equal(evm_cgroup_populated(BASE(state)), 0);
+	evm_proc_unref(p);
+	evm_cgroup_free(leaf);
+	evm_cgroup_free(cg);
+}
+
+/* A service started into a cgroup: every start lands there. */
+static void test_service_into_cgroup(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "web.service", &cg), 0);
+	struct evm_service_opts so = {
+		.name = "web",
+		.spawn = {.argv = HARGV("pause"), .flags = EVM_SPAWN_CGROUP,
+			  .cgroup_fd = evm_cgroup_fd(cg), .pdeath_signal = SIGKILL},
+		.restart = EVM_RESTART_ALWAYS,
+		.set = EVM_SVC_BACKOFF_INITIAL,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, evm_service_proc(svc) != NULL, 10000);
+	pid_t first = evm_proc_pid(evm_service_proc(svc));
+	assert_true(proc_in(first, cg));
+	assert_int_equal(evm_cgroup_kill(cg), 0);
+	RUN_UNTIL(loop,
+		  evm_service_proc(svc) && evm_proc_pid(evm_service_proc(svc)) != first, 10000);
+	pid_t second = evm_proc_pid(evm_service_proc(svc));
+	assert_true(proc_in(second, cg));
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 0), 1);
+	evm_service_remove(svc);
+	RUN_UNTIL(loop, evm_cgroup_populated(cg) == 0, 15000);
+	evm_cgroup_free(cg);
+}
+
 /* -------------------------------------------------------------------- main */
 
-/* Remove what a run that died left behind: evmtest.<pid>.* of pids that are gone. */
+/* Remove the cgroups of runs that died: evmtest.* whose lock is free. */
 static void sweep_stale(void)
 {
 	DIR *d = opendir(evm_cgroup_path(self_cg));
@@ -684,15 +876,18 @@ static void sweep_stale(void)
 		return;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		int pid;
-		if (sscanf(e->d_name, "evmtest.%d.", &pid) != 1 || kill(pid, 0) == 0 || errno != ESRCH)
+		if (strncmp(e->d_name, "evmtest.", 8) != 0)
+			continue;
+		int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
 			continue;
 		struct evm_cgroup *cg;
-		if (evm_cgroup_create(self_cg, e->d_name, &cg) == 1) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && evm_cgroup_create(self_cg, e->d_name, &cg) == 1) {
 			evm_cgroup_kill(cg);
 			evm_cgroup_remove(cg, 5000);
 			evm_cgroup_free(cg);
 		}
+		close(fd);
 	}
 	closedir(d);
 }
@@ -712,6 +907,21 @@ static void find_cgroup(void)
 		return;
 	}
 	sweep_stale();
+	/* a name no other run (another PID namespace, say) can have */
+	uint64_t rnd;
+	char name[40];
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint64_t)t_now_ms() ^ ((uint64_t)getpid() << 32);
+	snprintf(name, sizeof(name), "evmtest.%016llx", (unsigned long long)rnd);
+	if ((r = evm_cgroup_create(self_cg, name, &run_cg)) != 0) {
+		fprintf(stderr, "create %s: %s\n", name, strerror(r < 0 ? -r : EEXIST));
+		exit(1);
+	}
+	run_lock = openat(evm_cgroup_fd(self_cg), name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (run_lock < 0 || flock(run_lock, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "lock %s: %s\n", name, strerror(errno));
+		exit(1);
+	}
 }
 
 int main(void)
@@ -735,7 +945,30 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_watch_many, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_move_self_to_leaf, cg_setup, cg_teardown),
 	};
+	const struct CMUnitTest spawn_tests[] = {
+		cmocka_unit_test_setup_teardown(test_spawn_into_cgroup, cg_setup_spawn, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_into_cgroup_errors, cg_setup_spawn,
+						cg_teardown),
+		cmocka_unit_test_setup_teardown(test_service_into_cgroup, cg_setup_spawn, cg_teardown),
+	};
 	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
+	static const char *const paths[] = {"direct", "helper", "clone"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		char name[64];
+		spawn_path = paths[i];
+		snprintf(name, sizeof(name), "cgroup spawn [%s]", spawn_path);
+		failed += _cmocka_run_group_tests(name, spawn_tests,
+						  sizeof(spawn_tests) / sizeof(spawn_tests[0]), NULL, NULL);
+	}
+	if (run_cg) {
+		evm_cgroup_kill(run_cg);
+		if (evm_cgroup_remove(run_cg, 10000) < 0) {
+			fprintf(stderr, "cannot remove %s\n", evm_cgroup_path(run_cg));
+			failed++;
+		}
+		evm_cgroup_free(run_cg);
+		close(run_lock);
+	}
 	evm_cgroup_free(self_cg);
 	return failed;
 }
