@@ -45,13 +45,13 @@ $(INIT_STATIC): $(INIT_STATIC_CLI_OBJ) $(INIT_STATIC_DIR)/libevmon.a
 	$(CC) -static -Wl,--gc-sections -s -o $@ $(INIT_STATIC_CLI_OBJ) $(INIT_STATIC_DIR)/libevmon.a -lpthread
 
 init-test: all
-	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -p no:cacheprovider tests/integration/test_init.py
+	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) -m "not scale" tests/integration/test_init.py
 
 compat: all
 	@bash scripts/deps.sh tini dumb-init
 	@set -e; for impl in $(INIT_COMPAT); do \
 		echo "== init tests against $$impl"; \
-		EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) EVMON_INIT_IMPL=$$impl $(PYTEST) -q \
+		$(TEST_ENV) EVMON_INIT_IMPL=$$impl tests/isolate.sh $(PYTEST) -q \
 			-p no:cacheprovider tests/integration/test_init.py \
 			--junitxml=$(BUILD)/compat-$$impl.xml || true; \
 	done
@@ -64,8 +64,8 @@ init-footprint: $(INIT_STATIC) all
 		--footprint docs/INIT.md $(INIT_STATIC)
 
 init-soak: all
-	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) EVMON_INIT_SOAK_ORPHANS=$(INIT_SOAK_ORPHANS) \
-		$(PYTEST) -q -s -p no:cacheprovider tests/integration/test_init.py -k test_memory_flat
+	$(TEST_ENV) EVMON_INIT_SOAK_ORPHANS=$(INIT_SOAK_ORPHANS) \
+		exec tests/isolate.sh $(PYTEST) -q -s -p no:cacheprovider tests/integration/test_init.py -k test_memory_flat
 
 # The OCI runtime tests (tests/integration/test_runtimes.py) put the static init in a
 # busybox rootfs next to tini-static; `make test` builds it so they do not skip.
@@ -73,5 +73,4 @@ integration: $(INIT_STATIC)
 
 runtime-test: all $(INIT_STATIC)
 	@bash scripts/deps.sh runc busybox-static tini podman
-	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -rs -p no:cacheprovider \
-		tests/integration/test_runtimes.py
+	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) tests/integration/test_runtimes.py

@@ -16,8 +16,6 @@ LIBTEST_UNITS := $(addprefix $(BUILD)/tests/,test_loop test_timer test_io test_s
 
 .PHONY: test-lib
 test-lib: all
-	@set -e; for t in $(LIBTEST_UNITS); do \
-		echo "== $$t"; EVMON_BUILD=$(BUILD) timeout 300 $$t; \
-	done
-	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -p no:cacheprovider \
+	@$(TEST_ENV) exec tests/run-units.sh $(LIBTEST_UNITS)
+	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) -m "not scale" \
 		$(wildcard tests/integration/test_lib*.py)

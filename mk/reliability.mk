@@ -64,19 +64,16 @@ $(TSAN_BUILD)/tests/test_%: tests/tsan/test_%.c tests/tsan/tsan.h $(TSAN_BUILD)/
 tsan-build: $(TSAN_BINS) $(TSAN_BUILD)/tests/evm-helper
 
 tsan-test: tsan-build
-	@set -e; for t in $(TSAN_BINS); do \
-		echo "== $$t (ThreadSanitizer)"; \
-		EVMON_BUILD=$(TSAN_BUILD) TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" timeout 900 $$t; \
-	done
+	@EVMON_BUILD=$(TSAN_BUILD) TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" UNIT_TIMEOUT=900 \
+		exec tests/run-units.sh $(TSAN_BINS)
 
 soak: all
-	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) EVMON_SOAK_EXITS=$(SOAK_EXITS) \
-		EVMON_SOAK_REPORT=$(abspath $(BUILD))/soak.json \
-		$(PYTEST) -q -s -p no:cacheprovider tests/integration/test_soak.py
+	$(TEST_ENV) EVMON_SOAK_EXITS=$(SOAK_EXITS) EVMON_SOAK_REPORT=$(abspath $(BUILD))/soak.json \
+		exec tests/isolate.sh $(PYTEST) -q -s -p no:cacheprovider tests/integration/test_soak.py
 	@cat $(BUILD)/soak.json
 
 reliability-test: all
-	EVMON_BUILD=$(abspath $(BUILD)) EVMON_SAN=$(SAN) $(PYTEST) -q -p no:cacheprovider $(RELIABILITY_TESTS)
+	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) -m "not scale" $(RELIABILITY_TESTS)
 
 # The tests find evmon in $EVMON_BUILD: a directory whose evmon is a script running the
 # real one under valgrind (the helpers, the children, are not). Every evmon process
@@ -90,6 +87,7 @@ valgrind-test: all
 	sed -e 's|@REAL@|$(abspath $(EVMON))|' -e 's|@DIR@|$(abspath $(VALGRIND_DIR))|g' \
 		-e 's|@FLAGS@|$(VALGRIND_FLAGS)|' tests/integration/valgrind-wrapper.sh > $(VALGRIND_DIR)/evmon
 	chmod +x $(VALGRIND_DIR)/evmon
-	-EVMON_BUILD=$(abspath $(VALGRIND_DIR)) EVMON_SAN=1 EVMON_VALGRIND=1 $(PYTEST) -q -p no:cacheprovider \
-		$(VALGRIND_TESTS) $(VALGRIND_DESELECT) 2>&1 | tee $(VALGRIND_DIR)/pytest.log
+	-EVMON_BUILD=$(abspath $(VALGRIND_DIR)) EVMON_SAN=1 EVMON_VALGRIND=1 tests/isolate.sh $(PYTEST) \
+		-q -p no:cacheprovider -m "not scale" $(VALGRIND_TESTS) $(VALGRIND_DESELECT) 2>&1 \
+		| tee $(VALGRIND_DIR)/pytest.log
 	/usr/bin/python3 tests/integration/valgrind_report.py $(VALGRIND_DIR)/logs $(VALGRIND_DIR)/pytest.log
