@@ -9,7 +9,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* The private directory of a non-root user's default socket, or NULL when the default is elsewhere. */
+const char *proto_default_dir(void)
+{
+	static char buf[PATH_MAX];
+	const char *env = getenv("EVMON_SOCKET"), *xdg = getenv("XDG_RUNTIME_DIR");
+	if ((env && *env) || geteuid() == 0 || (xdg && *xdg))
+		return NULL;
+	const char *tmp = getenv("TMPDIR");
+	snprintf(buf, sizeof(buf), "%s/evmon-%u", tmp && *tmp == '/' ? tmp : "/tmp",
+		 (unsigned)geteuid());
+	return buf;
+}
 
 const char *proto_default_socket(void)
 {
@@ -23,8 +37,34 @@ const char *proto_default_socket(void)
 	if (xdg && *xdg)
 		snprintf(buf, sizeof(buf), "%s/evmon.sock", xdg);
 	else
-		snprintf(buf, sizeof(buf), "/tmp/evmon-%u.sock", (unsigned)geteuid());
+		snprintf(buf, sizeof(buf), "%s/evmon.sock", proto_default_dir());
 	return buf;
+}
+
+int proto_private_dir(const char *dir, bool create, char *err, size_t len)
+{
+	if (create && mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, len, "%s: cannot create it: %s", dir, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (lstat(dir, &st) < 0) {
+		int e = errno;
+		snprintf(err, len, "%s: %s", dir, strerror(e));
+		return -e;
+	}
+	/* someone else's directory (or a link to one) would let them squat or impersonate */
+	if (!S_ISDIR(st.st_mode))
+		snprintf(err, len, "%s: not a directory: refusing to use it", dir);
+	else if (st.st_uid != geteuid())
+		snprintf(err, len, "%s: owned by uid %u, not by you (uid %u): refusing to use it",
+			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+	else if (st.st_mode & 077)
+		snprintf(err, len, "%s: mode %04o, not private (0700): refusing to use it", dir,
+			 (unsigned)(st.st_mode & 07777));
+	else
+		return 0;
+	return -EPERM;
 }
 
 char *proto_time(const struct timespec *ts, char *buf, size_t len)

@@ -17,10 +17,20 @@
 
 /*
  * The socket path when none is given: $EVMON_SOCKET, else /run/evmon.sock
- * for root, else $XDG_RUNTIME_DIR/evmon.sock, else /tmp/evmon-UID.sock.
- * Static buffer.
+ * for root, else $XDG_RUNTIME_DIR/evmon.sock, else evmon.sock in the
+ * user's private directory ${TMPDIR:-/tmp}/evmon-UID. Static buffer.
  */
 const char *proto_default_socket(void);
+
+/* That private directory when the default socket is in one, else NULL. Static buffer. */
+const char *proto_default_dir(void);
+
+/*
+ * dir is a directory that the caller's euid owns with mode 0700 (made so
+ * when create and it is missing): 0, else -errno with the reason in err
+ * (-EPERM: it exists but is not private; -ENOENT: missing).
+ */
+int proto_private_dir(const char *dir, bool create, char *err, size_t len);
 
 /* "2026-01-31T12:00:00.123Z" into buf (>= 32 bytes); returns buf. */
 char *proto_time(const struct timespec *ts, char *buf, size_t len);

@@ -16,6 +16,7 @@
 
 #include "argv.h"
 #include "proto.h"
+#include "safe.h"
 #include "show.h"
 
 #include <errno.h>
@@ -81,7 +82,8 @@ static void usage(FILE *f)
 		"or a glob ('web:*'); logs takes one service.\n"
 		"\n"
 		"  -S, --socket PATH   the daemon's socket (default: $EVMON_SOCKET, /run/evmon.sock\n"
-		"                      for root, else $XDG_RUNTIME_DIR/evmon.sock)\n"
+		"                      for root, else $XDG_RUNTIME_DIR/evmon.sock, else\n"
+		"                      ${TMPDIR:-/tmp}/evmon-UID/evmon.sock)\n"
 		"      --json          print the daemon's JSON answer as it is\n"
 		"  -t, --timeout SECS  how long start/stop/restart wait (default 120; 0: do not wait)\n"
 		"Options may also follow the command (evmon ctl status --json); for add, they\n"
@@ -115,6 +117,20 @@ static int connect_daemon(struct ctl *c)
 		else
 			fprintf(stderr, "evmon ctl: cannot connect to %s: %s\n", c->socket,
 				strerror(e));
+		close(c->fd);
+		c->fd = -1;
+		return -1;
+	}
+	/*
+	 * Nothing (an add's secrets) goes to a server that is neither root nor
+	 * us; root may talk to any user's daemon, on the path it names.
+	 */
+	struct ucred cr = {.uid = (uid_t)-1};
+	socklen_t crlen = sizeof(cr);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 ||
+	    (cr.uid != 0 && cr.uid != geteuid() && geteuid() != 0)) {
+		fprintf(stderr, "evmon ctl: %s: served by uid %u, neither root nor you (uid %u): "
+			"refusing to talk to it\n", c->socket, (unsigned)cr.uid, (unsigned)geteuid());
 		close(c->fd);
 		c->fd = -1;
 		return -1;
@@ -166,6 +182,7 @@ static int read_line(struct ctl *c, char **line, int timeout_ms)
 		if (n >= 0) {
 			*line = linebuf_start(&c->in);
 			(*line)[n] = '\0';
+			safe_line(*line, (size_t)n);
 			c->last = (size_t)n + 1;
 			return 0;
 		}
@@ -214,6 +231,7 @@ static int call(struct ctl *c, cJSON *req, cJSON **resp, const char **raw, int t
 		return EXIT_NODAEMON;
 	*raw = line;
 	*resp = cJSON_Parse(line);
+	safe_tree(*resp);
 	if (!cJSON_IsObject(*resp)) {
 		fprintf(stderr, "evmon ctl: %s: not a JSON object from the daemon: %.200s\n",
 			c->socket, line);
@@ -517,6 +535,7 @@ static int do_events(struct ctl *c, char **names, int n)
 			continue;
 		}
 		cJSON *ev = cJSON_Parse(line);
+		safe_tree(ev);
 		char text[1024];
 		proto_event_line(ev, text, sizeof(text));
 		const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "time"));
@@ -690,9 +709,16 @@ int cmd_ctl(int argc, char **argv)
 		usage(stderr);
 		rc = EXIT_USAGE;
 	}
+	if (rc < 0 && !c.socket) {
+		c.socket = proto_default_socket();
+		const char *dir = proto_default_dir();
+		char err[600];
+		if (dir && proto_private_dir(dir, false, err, sizeof(err)) == -EPERM) {
+			fprintf(stderr, "evmon ctl: %s\n", err);
+			rc = EXIT_NODAEMON;
+		}
+	}
 	if (rc < 0) {
-		if (!c.socket)
-			c.socket = proto_default_socket();
 		signal(SIGPIPE, SIG_IGN);
 		/* the command and what follows it, with the command as argv[0] */
 		rc = run_command(&c, argc - at, argv + at, ops);

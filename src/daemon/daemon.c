@@ -189,7 +189,8 @@ static void usage(FILE *f)
 		"\n"
 		"  -c, --config FILE   the configuration (INI; see examples/demo.ini)\n"
 		"  -S, --socket PATH   control socket (default: [evmon] socket, $EVMON_SOCKET,\n"
-		"                      /run/evmon.sock for root, else $XDG_RUNTIME_DIR/evmon.sock)\n"
+		"                      /run/evmon.sock for root, else $XDG_RUNTIME_DIR/evmon.sock,\n"
+		"                      else ${TMPDIR:-/tmp}/evmon-UID/evmon.sock)\n"
 		"      --reaper        reap orphaned descendants (child subreaper); on as PID 1\n"
 		"      --check         validate FILE, print the mistakes (and warnings about\n"
 		"                      log_dir and the socket's directory), and exit\n"
@@ -220,6 +221,17 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 			n++;
 		}
 		logs_free(L);
+	}
+	/* the default socket's private directory: the daemon makes it, but not over someone else's */
+	const char *pdir = proto_default_dir();
+	if (pdir && !strcmp(socket, proto_default_socket())) {
+		char err[600];
+		if (proto_private_dir(pdir, false, err, sizeof(err)) == -EPERM) {
+			fprintf(stderr, "evmon: %s: warning: control socket %s: %s: the daemon would "
+				"not start\n", cfg->path, socket, err);
+			n++;
+		}
+		return n;
 	}
 	/* the socket's directory: the daemon creates the socket, not its parents */
 	char *dir = strdup(socket);
@@ -307,6 +319,13 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	}
 	d->socket = o->socket ? o->socket : d->cfg->socket ? d->cfg->socket : proto_default_socket();
 	char err[512], nerr[400];
+	const char *pdir = proto_default_dir();
+	if (!o->socket && !d->cfg->socket && pdir && proto_private_dir(pdir, true, err, sizeof(err)) < 0) {
+		fprintf(stderr, "evmon: daemon: control socket %s: %s\n"
+			"evmon: daemon: remove it, or choose a socket with -S PATH or $EVMON_SOCKET\n",
+			d->socket, err);
+		return -1;
+	}
 	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
 	struct evm_loop_opts lo = {.flags = o->reaper ? EVM_LOOP_REAPER : 0};
 	int r = evm_loop_new(&d->loop, &lo);

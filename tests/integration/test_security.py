@@ -8,6 +8,7 @@ run as nobody, 100 concurrent clients, an events subscriber that never reads
 and the basic malformed requests; these tests go further.)"""
 import json
 import os
+import subprocess
 import re
 import socket
 import threading
@@ -54,8 +55,13 @@ def test_socket_is_private_to_the_daemons_user(procs):
         r = ctl_as(d, 65534, "status")
         assert r.returncode == 3 and "Permission denied" in r.stderr, r
         os.chmod(d.sock, 0o666)
+        # ctl itself refuses a server of another uid (issue 18.12); a raw client is refused by the daemon
         r = ctl_as(d, 65534, "status")
-        assert r.returncode == 1 and "permission denied" in r.stderr, r
+        assert r.returncode == 3 and "refusing to talk to it" in r.stderr, r
+        raw = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+               "print(s.makefile().readline())")  # the refusal comes unasked
+        r = d.procs.run(as_uid(65534) + ["/usr/bin/python3", "-c", raw, d.sock], timeout=30 * SLOW)
+        assert "permission denied" in r.stdout, r
         assert "uid 65534 is neither root nor the daemon's uid" in d.log()
         # a refused client changed nothing, and the daemon still serves
         assert d.status()["web"]["state"] == "running"
@@ -325,3 +331,138 @@ stop_timeout = 2
     assert d.ctl("status").returncode == 0
     print(f"\nrequests: RSS {rss0} -> {rss1} kB, fds {fd0} -> {fd1} -> {len(fds(d.p.pid))}")
     d.stop()
+
+
+# ---------------------------------------------------------------- issue 18.12
+
+def default_env(tmpdir):
+    """An ordinary user's environment with no socket chosen: the default applies."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "EVMON_SOCKET")}
+    env["TMPDIR"] = str(tmpdir)
+    return env
+
+
+def test_default_socket_lives_in_a_private_directory(procs):
+    """Without XDG_RUNTIME_DIR a user's daemon makes TMPDIR/evmon-UID (0700, its own)
+    and serves evmon.sock there; ctl finds it with no -S."""
+    with OpenDir() as top:
+        os.chmod(top, 0o1777)
+        cfg = top / "d.ini"
+        cfg.write_text(PAUSE.replace("HELPER", HELPER))
+        env = default_env(top)
+        p = procs.spawn(as_uid(ODD_UID) + [EVMON, "daemon", "-c", str(cfg)], env=env)
+        home = top / f"evmon-{ODD_UID}"
+        wait_for(lambda: (home / "evmon.sock").exists() or p.poll() is not None,
+                 timeout=20 * SLOW, what="the socket")
+        assert p.poll() is None
+        st = os.lstat(home)
+        assert (st.st_uid, st.st_mode & 0o7777) == (ODD_UID, 0o700)
+        r = procs.run(as_uid(ODD_UID) + [EVMON, "ctl", "ping"], env=env, timeout=30 * SLOW)
+        assert r.returncode == 0 and "evmon daemon" in r.stdout, r
+        r = procs.run(as_uid(ODD_UID) + [EVMON, "ctl", "shutdown"], env=env, timeout=30 * SLOW)
+        assert r.returncode == 0, r
+        assert p.wait(timeout=30 * SLOW) == 0
+
+
+@pytest.mark.parametrize("owner,mode", [(65534, 0o700), (ODD_UID, 0o777), (ODD_UID, 0o750)])
+def test_a_squatted_socket_directory_is_refused(procs, owner, mode):
+    """Another user's TMPDIR/evmon-UID (or one others can enter or write): the daemon
+    refuses to start and ctl refuses to talk there, both saying why."""
+    with OpenDir() as top:
+        os.chmod(top, 0o1777)
+        cfg = top / "d.ini"
+        cfg.write_text(PAUSE.replace("HELPER", HELPER))
+        home = top / f"evmon-{ODD_UID}"
+        home.mkdir()
+        os.chown(home, owner, owner)
+        os.chmod(home, mode)
+        env = default_env(top)
+        r = procs.run(as_uid(ODD_UID) + [EVMON, "daemon", "-c", str(cfg)], env=env, timeout=30 * SLOW)
+        assert r.returncode != 0 and "refusing to use it" in r.stderr, r
+        assert str(home) in r.stderr
+        assert not (home / "evmon.sock").exists()
+        r = procs.run(as_uid(ODD_UID) + [EVMON, "daemon", "--check", "-c", str(cfg)], env=env,
+                      timeout=30 * SLOW)
+        assert "refusing to use it" in r.stderr, r
+        r = procs.run(as_uid(ODD_UID) + [EVMON, "ctl", "status"], env=env, timeout=30 * SLOW)
+        assert r.returncode == 3 and "refusing to use it" in r.stderr, r
+
+
+class Impostor:
+    """A server on path run as uid (a thread with a forked listener is not possible
+    for another uid, so a small Python child); records what it received."""
+
+    CODE = r"""
+import os, socket, sys
+path, got, reply = sys.argv[1], sys.argv[2], sys.argv[3].encode("latin-1")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+os.chmod(path, 0o777)
+s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    data = b""
+    try:
+        while not data.endswith(b"\n"):
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError:
+        pass
+    with open(got, "ab") as f:
+        f.write(data)
+    try:
+        c.sendall(reply)
+    except OSError:
+        pass
+    c.close()
+"""
+
+    def __init__(self, procs, top, uid, reply):
+        self.path = str(top / "fake.sock")
+        self.got = top / "got"
+        self.got.touch()
+        os.chmod(self.got, 0o666)
+        self.p = procs.spawn(as_uid(uid) + ["/usr/bin/python3", "-c", self.CODE, self.path,
+                                            str(self.got), reply],
+                             stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout.readline().strip() == "ready"
+
+
+def test_ctl_sends_nothing_to_an_impostor(procs):
+    """A socket served by another uid (not root), ctl run as an ordinary user: ctl refuses before sending a byte, so
+    an add's secrets never leave it."""
+    with OpenDir() as top:
+        os.chmod(top, 0o1777)
+        fake = Impostor(procs, top, 65534, '{"ok":true,"services":[]}\n')
+        r = procs.run(as_uid(ODD_UID) + [EVMON, "ctl", "-S", fake.path, "add", "-e",
+                                         "API_TOKEN=s3cret", "x", "--", "/bin/true"], timeout=30 * SLOW)
+        assert r.returncode == 3 and "refusing to talk to it" in r.stderr, r
+        assert "uid 65534" in r.stderr
+        assert fake.got.read_bytes() == b""
+
+
+ESC = '\x1b]0;owned\x07\x1b[2J\x9b31m'
+
+
+@pytest.mark.parametrize("args,reply", [
+    (["ping"], '{"ok":false,"error":%s}\n' % json.dumps(ESC)),
+    (["status"], '{"ok":true,"services":[{"name":%s,"state":"running","error":%s}]}\n'
+     % (json.dumps("web" + ESC), json.dumps(ESC))),
+    (["start", "web"], '{"ok":true,"services":[{"name":"web","state":%s}]}\n' % json.dumps(ESC)),
+    (["events"], '{"ok":true}\n{"event":"log","message":%s}\n' % json.dumps(ESC)),
+    (["--json", "ping"], '{"ok":true,"version":"\x1b[2J\x07"}\n'),
+])
+def test_ctl_escapes_control_characters_of_an_answer(procs, args, reply):
+    """Whatever the server says (escaped in JSON or raw), ctl prints no control
+    character: an escape sequence cannot retitle or clear the terminal."""
+    with OpenDir() as top:
+        fake = Impostor(procs, top, 0, reply)
+        r = procs.run([EVMON, "ctl", "-S", fake.path, "-t", "0"] + args, timeout=30 * SLOW)
+        out = r.stdout + r.stderr
+        assert "owned" in out or "2J" in out, r
+        bad = [c for c in out if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
+        assert not bad, repr(out)

@@ -1,0 +1,21 @@
+/*
+ * safe.h - what ctl takes from the socket reaches the terminal without
+ * control characters: a server may be an impostor or echo a service's
+ * bytes, and an escape sequence can rewrite the screen or the title.
+ */
+#ifndef EVMON_CTL_SAFE_H
+#define EVMON_CTL_SAFE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+/* Raw control bytes of a received line become '?' (the daemon's JSON never holds any). */
+void safe_line(char *line, size_t n);
+
+/*
+ * Every string in the tree with a C0/C1 control character or DEL gets it
+ * escaped (\n, \t, \x1b, \u009b) in place; the strings stay valid UTF-8.
+ */
+void safe_tree(cJSON *item);
+
+#endif
