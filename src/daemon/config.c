@@ -398,6 +398,8 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	if (!f)
 		return -1;
 	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (cfg)
+		cfg->idle_timeout_ms = CONFIG_IDLE_TIMEOUT_MS;
 	if (!cfg || !(cfg->path = strdup(path)) || !(cfg->dir = dir_of(path))) {
 		fclose(f);
 		config_free(cfg);

@@ -69,6 +69,8 @@ struct svc_conf {
 	struct hnode node;	/* by name, while its file is read */
 };
 
+#define CONFIG_IDLE_TIMEOUT_MS 10000 /* idle_timeout's default */
+
 struct config {
 	char *path;
 	char *dir;		/* directory of path: base of relative paths */
@@ -76,6 +78,7 @@ struct config {
 	char *log_dir;		/* absolute, or NULL */
 	unsigned max_clients;	/* control connections at once; 0: default */
 	size_t client_buffer;	/* unread event bytes before a client is dropped; 0: default */
+	uint64_t idle_timeout_ms; /* a connection with no request for this long closes; 0: never */
 	struct svc_policy defaults;
 	struct svc_conf **svcs; /* in file order */
 	size_t nsvcs;

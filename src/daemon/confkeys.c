@@ -399,6 +399,8 @@ static const struct keydef keys[CK_COUNT] = {
 			    "control connections at once"},
 	[CK_CLIENT_BUFFER] = {"client_buffer", S_EVMON, CFG(client_buffer), set_buffer_size, 4096, 0,
 			      "unread events before a client is dropped"},
+	[CK_IDLE_TIMEOUT] = {"idle_timeout", S_EVMON, CFG(idle_timeout_ms), set_duration, 0, 0,
+			     "close a connection with no request for this long"},
 };
 
 const char *conf_key_name(enum conf_key k)

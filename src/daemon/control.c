@@ -16,6 +16,11 @@
  * subscriber whose unread output passes max_pending is dropped. Writes use
  * MSG_NOSIGNAL: a vanished client is an EPIPE, never a SIGPIPE.
  *
+ * A client waiting for a request of its own holds a slot and an fd, so it
+ * may wait only idle_ms (then it is told and closed): a thousand idle
+ * connections cannot lock ctl out. Subscribers, raw streams and clients
+ * awaiting a reply are not idle; a partial line is not a request.
+ *
  * The socket file and its lock are sockfile.c's.
  */
 #include "control.h"
@@ -53,6 +58,7 @@ struct client {
 	control_gone_cb defer_gone; /* a deferred reply's owner, told if we close first */
 	void *defer_data;
 	bool subscribed;
+	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	char **patterns;
 	size_t npatterns;
 	/* raw stream (control_raw) */
@@ -100,6 +106,8 @@ static void client_close(struct client *cl)
 		cl->gone(cl->raw_data);
 	if (cl->defer_gone)
 		cl->defer_gone(cl->defer_data);
+	if (cl->idle)
+		evm_timer_cancel(cl->idle);
 	evm_io_free(cl->io);
 	close(cl->fd);
 	if (ctl->o.fd_closed)
@@ -158,11 +166,43 @@ static bool client_done(const struct client *cl)
 	return cl->eof && !cl->pending && !cl->out.len && !cl->in.len;
 }
 
+static void on_idle(struct evm_timer *t, void *data)
+{
+	struct client *cl = data;
+	(void)t;
+	cl->idle = NULL; /* the loop frees a timer that fired */
+	if (cl->aborted)
+		return;
+	char line[160];
+	int n = snprintf(line, sizeof(line), "{\"ok\":false,\"error\":\"idle: no request in %llu ms\"}\n",
+			 (unsigned long long)cl->ctl->o.idle_ms);
+	if (!cl->out.len) { /* a courtesy for people typing into socat; the close is what matters */
+		ssize_t w = send(cl->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)w;
+	}
+	control_drop(cl, "idle: no request");
+}
+
+/* Waiting for its next request: the idle clock runs (restarted by each request). */
+static void idle_update(struct client *cl)
+{
+	bool waits = !cl->subscribed && !cl->raw && !cl->pending;
+	if (!cl->ctl->o.idle_ms || waits == (cl->idle != NULL))
+		return;
+	if (!waits) {
+		evm_timer_cancel(cl->idle);
+		cl->idle = NULL;
+	} else if (evm_timer_add(cl->ctl->loop, cl->ctl->o.idle_ms, on_idle, cl, &cl->idle) < 0) {
+		cl->idle = NULL; /* no timer: it just is not timed out */
+	}
+}
+
 /* Watch for what we can do next (a finished client is written to: its callback closes it). */
 static void client_update(struct client *cl)
 {
 	if (cl->aborted)
 		return;
+	idle_update(cl);
 	unsigned ev = 0;
 	if (!cl->eof && !cl->pending && !cl->raw && cl->out.len < OUT_SOFT)
 		ev |= EVM_READ;
@@ -317,6 +357,7 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 	if (i == n)
 		return; /* blank lines are ignored */
 	cl->pending = true;
+	idle_update(cl); /* a request: the next idle time counts from its reply */
 	cJSON *req = cJSON_ParseWithLength(p, n);
 	if (!req) {
 		const char *at = cJSON_GetErrorPtr();
@@ -524,6 +565,7 @@ static void accept_one(struct control *ctl, int fd)
 		cl->next->prev = cl;
 	ctl->clients = cl;
 	ctl->nclients++;
+	idle_update(cl);
 }
 
 static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data)

@@ -32,6 +32,11 @@ struct control_opts {
 	const char *path;
 	unsigned max_clients;	   /* default 1024 */
 	size_t max_pending;	   /* unread output that drops an events subscriber; default 4 MiB */
+	/*
+	 * A client with no request for this long is closed (0: never), unless
+	 * it subscribed to events, carries a raw stream or awaits a reply.
+	 */
+	uint64_t idle_ms;
 	control_request_cb on_request;
 	control_log_cb on_log;
 	/*

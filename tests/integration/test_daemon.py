@@ -9,7 +9,7 @@ import time
 
 
 from conftest import EVMON, HELPER, PID_NS, wait_for
-from daemon_util import SLOW, Daemon, LineReader, alive
+from daemon_util import SLOW, Daemon, LineReader, alive, read_line
 
 BASIC = """
 [evmon]
@@ -880,3 +880,50 @@ restart = never
     wait_for(lambda: "to-out" in out.read_text(), what="output in the new file")
     d.stop()
     assert "should-not-appear" not in d.log()
+
+
+# ------------------------------------------------------------ idle clients
+
+def test_idle_clients_are_closed_but_not_subscribers_or_waiters(procs, tmp_path):
+    """A connection with no request for idle_timeout is told and closed, so
+    max_clients idle connections lock ctl out only until then (issue 18.3); an
+    events subscriber and a client awaiting a deferred reply are not idle."""
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+max_clients = 8
+idle_timeout = {SLOW}s
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+
+[service:slow]
+command = HELPER pause
+start_secs = 1h
+autostart = false
+""")
+    d.wait_state("web", "running")
+    sub = d.connect()
+    sub.sendall(b'{"cmd":"events"}\n')
+    events = LineReader(sub)
+    assert events.next()["ok"]
+    waiter = d.connect()
+    waiter.sendall(b'{"cmd":"start","names":["slow"],"wait":true,"timeout":3600}\n')
+    d.wait_state("slow", "starting")
+    idle = [d.connect() for _ in range(6)]  # with sub and waiter: all 8 slots
+    r = d.ctl("ping")
+    assert r.returncode == 1 and "too many clients" in r.stderr, r
+    for c in idle:  # each is told why, then closed
+        c.settimeout(60 * SLOW)
+        line = read_line(c)
+        assert "idle" in json.loads(line)["error"], line
+        assert c.recv(100) == b""
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(d.ctl("ping")),
+                 what="ping answered once the idle clients are gone")
+    # the subscriber and the waiter outlived every idle client
+    assert d.ctl("stop", "slow").returncode == 0
+    reply = LineReader(waiter).next(60)
+    assert "services" in reply or "error" in reply, reply
+    assert any(events.next(60).get("service") == "slow" for _ in range(2)), "an event of slow"
+    assert "idle" in d.log()
+    d.stop()

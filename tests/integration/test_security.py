@@ -260,6 +260,8 @@ def test_requests_cannot_exhaust_memory_or_fds(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
 [evmon]
 max_clients = 16
+# the client that never reads must keep its slot for the whole test, however slow the machine
+idle_timeout = 1h
 
 [service:web]
 command = HELPER pause
