@@ -26,6 +26,36 @@ static bool is_meta(char c)
  * Tokenize s. With buf NULL only count; else write words (NUL-terminated)
  * to buf and their starts to words[]. Returns the word count or -1.
  */
+/*
+ * The inside of "...", from after the opening quote: literal except for
+ * \" \\ \$ \` and backslash-newline. Appends to buf (when not NULL) at
+ * *len; returns where the word goes on after the closing quote, or NULL.
+ */
+static const char *double_quoted(const char *p, char *buf, size_t *len, const char **err)
+{
+	for (;;) {
+		char d = *p;
+		if (!d) {
+			*err = "unterminated double quote";
+			return NULL;
+		}
+		if (d == '"')
+			return p + 1;
+		if (d == '\\' && p[1] && strchr("\"\\$`\n", p[1])) {
+			p++;
+			d = *p;
+			if (d == '\n') {
+				p++;
+				continue;
+			}
+		}
+		if (buf)
+			buf[*len] = d;
+		(*len)++;
+		p++;
+	}
+}
+
 static int tokenize(const char *s, char *buf, char **words, size_t *bytes, const char **err)
 {
 	int n = 0;
@@ -54,30 +84,8 @@ static int tokenize(const char *s, char *buf, char **words, size_t *bytes, const
 				len += k;
 				p = end + 1;
 			} else if (c == '"') {
-				p++;
-				for (;;) {
-					char d = *p;
-					if (!d) {
-						*err = "unterminated double quote";
-						return -1;
-					}
-					if (d == '"') {
-						p++;
-						break;
-					}
-					if (d == '\\' && p[1] && strchr("\"\\$`\n", p[1])) {
-						p++;
-						d = *p;
-						if (d == '\n') {
-							p++;
-							continue;
-						}
-					}
-					if (buf)
-						buf[len] = d;
-					len++;
-					p++;
-				}
+				if (!(p = double_quoted(p + 1, buf, &len, err)))
+					return -1;
 			} else if (c == '\\') {
 				if (!p[1]) {
 					*err = "backslash at the end of the line";

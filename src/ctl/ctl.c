@@ -15,6 +15,7 @@
 #include "cli.h"
 
 #include "argv.h"
+#include "conn.h"
 #include "proto.h"
 #include "safe.h"
 #include "show.h"
@@ -22,28 +23,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
-#define EXIT_NODAEMON 3
-
-struct ctl {
-	const char *socket;
-	bool json;
-	double timeout; /* seconds to wait for services with start/stop/restart; 0: no wait */
-	int fd;
-	struct linebuf in;
-	size_t last;	/* bytes of in taken by the line read_line returned */
-};
+#define EXIT_NODAEMON CTL_EXIT_NODAEMON
 
 static void usage(FILE *f)
 {
@@ -90,156 +78,6 @@ static void usage(FILE *f)
 		"end at the command to run.\n"
 		"\n"
 		"exit status: 0 done, 1 failed, 2 usage error, 3 no daemon\n");
-}
-
-/* ----------------------------------------------------------- talking */
-
-static int connect_daemon(struct ctl *c)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(c->socket) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "evmon ctl: %s: socket path too long\n", c->socket);
-		return -1;
-	}
-	strcpy(sa.sun_path, c->socket);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		fprintf(stderr, "evmon ctl: socket: %s\n", strerror(errno));
-		return -1;
-	}
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-		if (e == ENOENT || e == ECONNREFUSED)
-			fprintf(stderr,
-				"evmon ctl: no daemon at %s: %s\n"
-				"evmon ctl: start one with: evmon daemon -c FILE [-S %s]\n",
-				c->socket, strerror(e), c->socket);
-		else
-			fprintf(stderr, "evmon ctl: cannot connect to %s: %s\n", c->socket,
-				strerror(e));
-		close(c->fd);
-		c->fd = -1;
-		return -1;
-	}
-	/*
-	 * Nothing (an add's secrets) goes to a server that is neither root nor
-	 * us; root may talk to any user's daemon, on the path it names.
-	 */
-	struct ucred cr = {.uid = (uid_t)-1};
-	socklen_t crlen = sizeof(cr);
-	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 ||
-	    (cr.uid != 0 && cr.uid != geteuid() && geteuid() != 0)) {
-		fprintf(stderr, "evmon ctl: %s: served by uid %u, neither root nor you (uid %u): "
-			"refusing to talk to it\n", c->socket, (unsigned)cr.uid, (unsigned)geteuid());
-		close(c->fd);
-		c->fd = -1;
-		return -1;
-	}
-	return 0;
-}
-
-static int send_request(struct ctl *c, cJSON *req)
-{
-	char *s = cJSON_PrintUnformatted(req);
-	if (!s)
-		return -1;
-	int rc = 0;
-	struct part {
-		const char *p;
-		size_t n;
-	} parts[2] = {{s, strlen(s)}, {"\n", 1}};
-	for (int i = 0; i < 2 && rc == 0; i++) {
-		size_t off = 0;
-		while (off < parts[i].n) {
-			ssize_t w = send(c->fd, parts[i].p + off, parts[i].n - off, MSG_NOSIGNAL);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				rc = -1; /* reported if no answer explains it */
-				break;
-			}
-			off += (size_t)w;
-		}
-	}
-	cJSON_free(s);
-	return rc;
-}
-
-/*
- * Read one line into *line (NUL-terminated in the buffer, valid until the
- * next call). timeout_ms < 0: forever. 0 ok, -1 error or EOF (reported).
- */
-static int read_line(struct ctl *c, char **line, int timeout_ms)
-{
-	if (c->last) {
-		linebuf_consume(&c->in, c->last);
-		c->last = 0;
-	}
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		ssize_t n = linebuf_line(&c->in);
-		if (n >= 0) {
-			*line = linebuf_start(&c->in);
-			(*line)[n] = '\0';
-			safe_line(*line, (size_t)n);
-			c->last = (size_t)n + 1;
-			return 0;
-		}
-		int wait = -1;
-		if (timeout_ms >= 0) {
-			struct timespec t;
-			clock_gettime(CLOCK_MONOTONIC, &t);
-			long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-			wait = el >= timeout_ms ? 0 : timeout_ms - (int)el;
-		}
-		struct pollfd p = {.fd = c->fd, .events = POLLIN};
-		int r = poll(&p, 1, wait);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r == 0) {
-			fprintf(stderr, "evmon ctl: %s: no answer after %d s\n", c->socket,
-				timeout_ms / 1000);
-			return -1;
-		}
-		char *dst = linebuf_space(&c->in, 65536);
-		ssize_t k = dst ? read(c->fd, dst, 65536) : -1;
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			fprintf(stderr, "evmon ctl: %s: %s\n", c->socket,
-				k == 0 ? "the daemon closed the connection" : strerror(errno));
-			return -1;
-		}
-		c->in.len += (size_t)k;
-	}
-}
-
-/* Send req (taken), read the answer into *resp. Returns 0, or an exit code. */
-static int call(struct ctl *c, cJSON *req, cJSON **resp, const char **raw, int timeout_ms)
-{
-	*resp = NULL;
-	if (connect_daemon(c) < 0) {
-		cJSON_Delete(req);
-		return EXIT_NODAEMON;
-	}
-	int r = send_request(c, req);
-	cJSON_Delete(req);
-	char *line;
-	/* a refused connection gets its reason before the daemon hangs up: read it anyway */
-	if (read_line(c, &line, r < 0 ? 1000 : timeout_ms) < 0)
-		return EXIT_NODAEMON;
-	*raw = line;
-	*resp = cJSON_Parse(line);
-	safe_tree(*resp);
-	if (!cJSON_IsObject(*resp)) {
-		fprintf(stderr, "evmon ctl: %s: not a JSON object from the daemon: %.200s\n",
-			c->socket, line);
-		cJSON_Delete(*resp);
-		*resp = NULL;
-		return EXIT_NODAEMON;
-	}
-	return 0;
 }
 
 /* ------------------------------------------------------------- options */
@@ -363,8 +201,26 @@ static int simple(struct ctl *c, cJSON *req, bool waits, show_fn show)
 {
 	cJSON *resp;
 	const char *raw;
-	int rc = call(c, req, &resp, &raw, timeout_ms(c, waits));
+	int rc = ctl_call(c, req, &resp, &raw, timeout_ms(c, waits));
 	return rc ? rc : finish(c, resp, raw, show);
+}
+
+/*
+ * A request whose answer opens a stream (events, logs): -1 when the daemon
+ * said yes (what follows on the connection is the stream), else the exit code.
+ */
+static int open_stream(struct ctl *c, cJSON *req)
+{
+	cJSON *resp;
+	const char *raw;
+	int rc = ctl_call(c, req, &resp, &raw, 60000);
+	if (rc)
+		return rc;
+	rc = -1;
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")))
+		rc = c->json ? (puts(raw), EXIT_FAILED) : show_failure(resp, NULL);
+	cJSON_Delete(resp);
+	return rc;
 }
 
 /* start/stop/restart/add: wait for the services unless -t 0 */
@@ -514,21 +370,13 @@ static int do_add(struct ctl *c, int argc, char **argv, char **ops)
 
 static int do_events(struct ctl *c, char **names, int n)
 {
-	cJSON *resp;
-	const char *raw;
-	int rc = call(c, request("events", names, n), &resp, &raw, 60000);
-	if (rc)
+	int rc = open_stream(c, request("events", names, n));
+	if (rc >= 0)
 		return rc;
-	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
-		rc = c->json ? (puts(raw), EXIT_FAILED) : show_failure(resp, NULL);
-		cJSON_Delete(resp);
-		return rc;
-	}
-	cJSON_Delete(resp);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (;;) {
 		char *line;
-		if (read_line(c, &line, -1) < 0)
+		if (ctl_read_line(c, &line, -1) < 0)
 			return EXIT_NODAEMON;
 		if (c->json) {
 			puts(line);
@@ -630,18 +478,8 @@ static int do_logs(struct ctl *c, int argc, char **argv, char **ops)
 		cJSON_AddTrueToObject(req, "follow");
 	if (l.err)
 		cJSON_AddStringToObject(req, "stream", "stderr");
-	cJSON *resp;
-	const char *raw;
-	rc = call(c, req, &resp, &raw, 60000);
-	if (rc)
-		return rc;
-	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
-		rc = c->json ? (puts(raw), EXIT_FAILED) : show_failure(resp, NULL);
-		cJSON_Delete(resp);
-		return rc;
-	}
-	cJSON_Delete(resp);
-	return copy_stream(c);
+	rc = open_stream(c, req);
+	return rc >= 0 ? rc : copy_stream(c);
 }
 
 /* The commands with no options of their own: the operands are names (or nothing). */

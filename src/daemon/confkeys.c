@@ -502,48 +502,57 @@ static void check_command(struct conf_ctx *c, struct svc_conf *s)
 		bad(c, "%s: not found in PATH", prog);
 }
 
-static void resolve_ids(struct conf_ctx *c, struct svc_conf *s)
+/* The line of key k, or of the section when the key came from elsewhere. */
+static int key_line(const struct conf_ctx *c, enum conf_key k, int section_line)
 {
-	const char *uname = NULL;
-	int line0 = c->line;
-	if (s->user) {
-		c->key = "user";
-		c->line = c->line_of[CK_USER] ? c->line_of[CK_USER] : c->line;
-		struct passwd *pw = getpwnam(s->user);
-		unsigned long n;
-		if (pw) {
-			s->uid = pw->pw_uid;
-			s->gid = pw->pw_gid;
-			uname = pw->pw_name;
-			s->set_uid = s->set_gid = true;
-		} else if (parse_uint(s->user, UINT_MAX - 1, &n)) {
-			s->uid = (uid_t)n;
-			s->set_uid = true;
-			if (!s->group)
-				bad(c, "uid %s has no passwd entry: also give group", s->user);
-		} else {
-			bad(c, "unknown user '%s'", s->user);
-			return;
-		}
+	return c->line_of[k] ? c->line_of[k] : section_line;
+}
+
+/* user = NAME or UID: the uid, and the user's gid unless group says otherwise. */
+static bool resolve_user(struct conf_ctx *c, struct svc_conf *s, int line, const char **uname)
+{
+	unsigned long n;
+	c->key = "user";
+	c->line = key_line(c, CK_USER, line);
+	struct passwd *pw = getpwnam(s->user);
+	if (pw) {
+		s->uid = pw->pw_uid;
+		s->gid = pw->pw_gid;
+		*uname = pw->pw_name;
+		s->set_uid = s->set_gid = true;
+	} else if (parse_uint(s->user, UINT_MAX - 1, &n)) {
+		s->uid = (uid_t)n;
+		s->set_uid = true;
+		if (!s->group)
+			bad(c, "uid %s has no passwd entry: also give group", s->user);
+	} else {
+		bad(c, "unknown user '%s'", s->user);
+		return false;
 	}
-	if (s->group) {
-		c->key = "group";
-		c->line = c->line_of[CK_GROUP] ? c->line_of[CK_GROUP] : c->line;
-		struct group *gr = getgrnam(s->group);
-		unsigned long n;
-		if (gr) {
-			s->gid = gr->gr_gid;
-		} else if (parse_uint(s->group, UINT_MAX - 1, &n)) {
-			s->gid = (gid_t)n;
-		} else {
-			bad(c, "unknown group '%s'", s->group);
-			return;
-		}
-		s->set_gid = true;
+	return true;
+}
+
+static bool resolve_group(struct conf_ctx *c, struct svc_conf *s, int line)
+{
+	unsigned long n;
+	c->key = "group";
+	c->line = key_line(c, CK_GROUP, line);
+	struct group *gr = getgrnam(s->group);
+	if (gr) {
+		s->gid = gr->gr_gid;
+	} else if (parse_uint(s->group, UINT_MAX - 1, &n)) {
+		s->gid = (gid_t)n;
+	} else {
+		bad(c, "unknown group '%s'", s->group);
+		return false;
 	}
-	if (!s->set_uid && !s->set_gid)
-		return;
-	/* initgroups semantics: the user's groups plus the chosen gid */
+	s->set_gid = true;
+	return true;
+}
+
+/* initgroups semantics: the user's groups plus the chosen gid (only that gid without a user). */
+static void supplementary_groups(struct svc_conf *s, const char *uname)
+{
 	int ng = 64;
 	gid_t *g = malloc((size_t)ng * sizeof(*g));
 	if (g && uname && getgrouplist(uname, s->gid, g, &ng) < 0) {
@@ -558,11 +567,23 @@ static void resolve_ids(struct conf_ctx *c, struct svc_conf *s)
 	}
 	s->groups = g;
 	s->ngroups = g ? (size_t)ng : 0;
+}
+
+static void resolve_ids(struct conf_ctx *c, struct svc_conf *s)
+{
+	const char *uname = NULL;
+	int line0 = c->line;
+	if (s->user && !resolve_user(c, s, line0, &uname))
+		return;
+	if (s->group && !resolve_group(c, s, c->line))
+		return;
+	if (!s->set_uid && !s->set_gid)
+		return;
+	supplementary_groups(s, uname);
 	uid_t me = geteuid();
 	if (me != 0 && ((s->set_uid && s->uid != me) || (s->set_gid && s->gid != getegid()))) {
 		c->key = s->user ? "user" : "group";
-		int at = c->line_of[s->user ? CK_USER : CK_GROUP];
-		c->line = at ? at : line0;
+		c->line = key_line(c, s->user ? CK_USER : CK_GROUP, line0);
 		bad(c, "the daemon runs as uid %u and cannot switch to another user or group",
 		    (unsigned)me);
 	}

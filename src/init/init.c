@@ -124,6 +124,92 @@ static bool parse_rewrite(struct init *in, const char *arg)
 	return true;
 }
 
+static void print_license(void)
+{
+	printf("evmon init %s (libevmon %s)\n"
+	       "A container init compatible with tini's and dumb-init's command lines,\n"
+	       "built on libevmon.\n\n"
+	       "MIT License. Copyright (c) 2026 The evmon authors.\n"
+	       "Permission is granted, free of charge, to deal in the software without\n"
+	       "restriction, provided the copyright and permission notice are kept in all\n"
+	       "copies. THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND.\n"
+	       "Full text: the LICENSE file of the evmon sources.\n",
+	       evm_version(), evm_version());
+}
+
+/* One option c (getopt's answer; last: the argument it was in). -1 to go on, else the exit code. */
+static int take_option(struct init *in, int c, const char *last, bool *single, bool *group)
+{
+	int code;
+	switch (c) {
+	case 'h':
+		usage(stdout);
+		return 0;
+	case 'V':
+		printf("evmon init %s\n", evm_version());
+		return 0;
+	case 'l':
+		print_license();
+		return 0;
+	case 'v':
+		in->verbosity++;
+		return -1;
+	case 's':
+		in->subreaper_required = true;
+		return -1;
+	case OPT_NO_SUBREAPER:
+		in->no_subreaper = true;
+		return -1;
+	case 'g':
+		*group = true;
+		return -1;
+	case 'c':
+		*single = true;
+		return -1;
+	case 'r':
+		if (!parse_rewrite(in, optarg)) {
+			init_log(in, V_FATAL, "-r %s: expected FROM:TO, two signals (TO may be 0)", optarg);
+			return 1;
+		}
+		return -1;
+	case 'p':
+		if ((in->pdeath_signal = cli_parse_signal(optarg, false)) < 0) {
+			init_log(in, V_FATAL, "-p %s: not a signal", optarg);
+			return 1;
+		}
+		return -1;
+	case 'e':
+		if ((code = parse_code(optarg)) < 0) {
+			init_log(in, V_FATAL, "-e %s: expected an exit code from 0 to 255", optarg);
+			return 1;
+		}
+		in->remap[code / 32] |= 1u << (code % 32);
+		return -1;
+	case 'w':
+		in->warn_reap = true;
+		return -1;
+	case 't':
+		if (cli_parse_duration(optarg, &in->grace_ms) < 0) {
+			init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms, 1m)", optarg);
+			return 1;
+		}
+		in->grace_given = true;
+		return -1;
+	case 'a':
+		in->all = true;
+		return -1;
+	default:
+		if (optopt && strchr("rpet", optopt))
+			init_log(in, V_FATAL, "option -%c needs an argument", optopt);
+		else if (optopt)
+			init_log(in, V_FATAL, "unknown option -%c", optopt);
+		else
+			init_log(in, V_FATAL, "unknown option %s", last);
+		usage(stderr);
+		return 1;
+	}
+}
+
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(struct init *in, int argc, char **argv, bool *single, bool *group)
 {
@@ -144,87 +230,13 @@ static int parse_args(struct init *in, int argc, char **argv, bool *single, bool
 		{"all", no_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0},
 	};
-	int c, code;
+	int c, r;
 	opterr = 0;
 	optind = 0; /* full re-initialisation of getopt */
 	/* '+': options end at CMD, so CMD's own options are never taken for ours */
-	while ((c = getopt_long(argc, argv, "+hVlvsgcr:p:e:wt:a", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("evmon init %s\n", evm_version());
-			return 0;
-		case 'l':
-			printf("evmon init %s (libevmon %s)\n"
-			       "A container init compatible with tini's and dumb-init's command lines,\n"
-			       "built on libevmon.\n\n"
-			       "MIT License. Copyright (c) 2026 The evmon authors.\n"
-			       "Permission is granted, free of charge, to deal in the software without\n"
-			       "restriction, provided the copyright and permission notice are kept in all\n"
-			       "copies. THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND.\n"
-			       "Full text: the LICENSE file of the evmon sources.\n",
-			       evm_version(), evm_version());
-			return 0;
-		case 'v':
-			in->verbosity++;
-			break;
-		case 's':
-			in->subreaper_required = true;
-			break;
-		case OPT_NO_SUBREAPER:
-			in->no_subreaper = true;
-			break;
-		case 'g':
-			*group = true;
-			break;
-		case 'c':
-			*single = true;
-			break;
-		case 'r':
-			if (!parse_rewrite(in, optarg)) {
-				init_log(in, V_FATAL, "-r %s: expected FROM:TO, two signals (TO may be 0)", optarg);
-				return 1;
-			}
-			break;
-		case 'p':
-			if ((in->pdeath_signal = cli_parse_signal(optarg, false)) < 0) {
-				init_log(in, V_FATAL, "-p %s: not a signal", optarg);
-				return 1;
-			}
-			break;
-		case 'e':
-			if ((code = parse_code(optarg)) < 0) {
-				init_log(in, V_FATAL, "-e %s: expected an exit code from 0 to 255", optarg);
-				return 1;
-			}
-			in->remap[code / 32] |= 1u << (code % 32);
-			break;
-		case 'w':
-			in->warn_reap = true;
-			break;
-		case 't':
-			if (cli_parse_duration(optarg, &in->grace_ms) < 0) {
-				init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms, 1m)", optarg);
-				return 1;
-			}
-			in->grace_given = true;
-			break;
-		case 'a':
-			in->all = true;
-			break;
-		default:
-			if (optopt && strchr("rpet", optopt))
-				init_log(in, V_FATAL, "option -%c needs an argument", optopt);
-			else if (optopt)
-				init_log(in, V_FATAL, "unknown option -%c", optopt);
-			else
-				init_log(in, V_FATAL, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return 1;
-		}
-	}
+	while ((c = getopt_long(argc, argv, "+hVlvsgcr:p:e:wt:a", longopts, NULL)) != -1)
+		if ((r = take_option(in, c, argv[optind - 1], single, group)) >= 0)
+			return r;
 	if (optind >= argc) {
 		init_log(in, V_FATAL, "no command given");
 		usage(stderr);

@@ -462,14 +462,7 @@ autostart = false
 def test_ctl_prints_only_the_error_on_refusal(procs, tmp_path):
     """A refused request prints its error, not a table header or made-up values
     (issue 18.15); a request that acted on services still shows them."""
-    d = Daemon(procs, tmp_path, """
-[evmon]
-max_clients = 1
-
-[service:web]
-command = HELPER pause
-start_secs = 0
-""")
+    d = Daemon(procs, tmp_path, BASIC.replace("[evmon]\n", "[evmon]\nmax_clients = 1\n"))
     r = d.ctl("status", "nosuch")
     assert r.returncode == 1 and r.stdout == "", r
     assert "no such service: nosuch" in r.stderr

@@ -97,21 +97,19 @@ static uint64_t dur(const char *s)
 static void test_duration(void **state)
 {
 	(void)state;
-	assert_int_equal(dur("0"), 0);
-	assert_int_equal(dur("2"), 2000);
-	assert_int_equal(dur("2.5"), 2500);
-	assert_int_equal(dur("2.5s"), 2500);
-	assert_int_equal(dur(".5"), 500);
-	assert_int_equal(dur("5."), 5000);
-	assert_int_equal(dur("250ms"), 250);
-	assert_int_equal(dur("1.5ms"), 2); /* nearest, half up */
-	assert_int_equal(dur("1.4ms"), 1);
-	assert_int_equal(dur("0.0005"), 1);
-	assert_int_equal(dur("2m"), 120000);
-	assert_int_equal(dur("1.5m"), 90000);
-	assert_int_equal(dur("1h"), 3600000);
-	assert_int_equal(dur("0.0000009h"), 3);
-	assert_int_equal(dur("1.9999999999999s"), 2000);
+	static const struct {
+		const char *s;
+		uint64_t ms;
+	} good[] = {
+		{"0", 0},	    {"2", 2000},	{"2.5", 2500},	   {"2.5s", 2500},
+		{".5", 500},	    {"5.", 5000},	{"250ms", 250},	   {"1.5ms", 2}, /* half up */
+		{"1.4ms", 1},	    {"0.0005", 1},	{"2m", 120000},	   {"1.5m", 90000},
+		{"1h", 3600000},    {"0.0000009h", 3},	{"1.9999999999999s", 2000},
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (dur(good[i].s) != good[i].ms)
+			fail_msg("'%s': %llu ms, not %llu", good[i].s, (unsigned long long)dur(good[i].s),
+				 (unsigned long long)good[i].ms);
 	assert_true(dur("1000000000000000ms") == DURATION_MAX_MS);
 	assert_true(dur("277777.7h") == 999999720000ull);
 	const char *bad[] = {"", ".", "s", "ms", "-1", "+1", " 1", "1 ", "1e3", "0x10", "1..2",

@@ -340,15 +340,22 @@ static void test_vanished_client(void **state)
 	assert_int_equal(control_clients(F.ctl), 0);
 }
 
-static void test_slow_subscriber_dropped(void **state)
+/* A server that drops a client with 64 KiB unread, and a client that reads little. */
+static int small_reader(void)
 {
-	(void)state;
 	control_close(F.ctl);
 	char err[256];
 	assert_int_equal(open_ctl(0, 64 * 1024, err, sizeof(err)), 0);
 	int fd = connect_client();
 	int small = 4096;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	return fd;
+}
+
+static void test_slow_subscriber_dropped(void **state)
+{
+	(void)state;
+	int fd = small_reader();
 	send_all(fd, "{\"cmd\":\"sub\"}\n", 14);
 	expect_reply(fd, "\"echo\":\"sub\"");
 	int quiet = connect_client();
@@ -374,12 +381,7 @@ static void test_slow_subscriber_dropped(void **state)
 static void test_dropped_inside_its_own_request(void **state)
 {
 	(void)state;
-	control_close(F.ctl);
-	char err[256];
-	assert_int_equal(open_ctl(0, 64 * 1024, err, sizeof(err)), 0);
-	int fd = connect_client();
-	int small = 4096;
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	int fd = small_reader();
 	send_all(fd, "{\"cmd\":\"flood\"}\n{\"cmd\":\"never\"}\n", 32);
 	for (int i = 0; i < 400 && (!F.requests || control_clients(F.ctl)); i++)
 		evm_loop_run_once(F.loop, 5);

@@ -1,0 +1,38 @@
+/*
+ * conn.h - `evmon ctl`'s connection to the daemon (conn.c): connect, send
+ * one request, read the answer's lines.
+ */
+#ifndef EVMON_CTL_CONN_H
+#define EVMON_CTL_CONN_H
+
+#include "proto.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CTL_EXIT_NODAEMON 3 /* no daemon to talk to, or the connection broke */
+
+struct ctl {
+	const char *socket;
+	bool json;
+	double timeout; /* seconds to wait for services with start/stop/restart; 0: no wait */
+	int fd;
+	struct linebuf in;
+	size_t last;	/* bytes of in taken by the line ctl_read_line returned */
+};
+
+/*
+ * Connect, send req (taken), read the answer into *resp (a JSON object;
+ * *raw is its line, valid until the next read). Returns 0, or the exit
+ * code after saying what went wrong on stderr.
+ */
+int ctl_call(struct ctl *c, cJSON *req, cJSON **resp, const char **raw, int timeout_ms);
+
+/*
+ * Read one line into *line (NUL-terminated in the buffer, valid until the
+ * next call). timeout_ms < 0: forever. 0 ok, -1 error or EOF (reported).
+ */
+int ctl_read_line(struct ctl *c, char **line, int timeout_ms);
+
+#endif
