@@ -57,6 +57,76 @@ static void fan_out(struct daemon *d, const char *service, char *line)
 	cJSON_free(line);
 }
 
+#define EVENT_MAX (64 * 1024) /* bytes of one event line, at most a quarter of client_buffer */
+
+/* Cut strings longer than lim at a UTF-8 boundary, saying how much went. */
+static void cut_strings(cJSON *it, size_t lim)
+{
+	for (; it; it = it->next) {
+		cut_strings(it->child, lim);
+		size_t n = cJSON_IsString(it) && it->valuestring ? strlen(it->valuestring) : 0;
+		if (n <= lim)
+			continue;
+		size_t k = lim;
+		while (k > 0 && ((unsigned char)it->valuestring[k] & 0xc0) == 0x80)
+			k--;
+		char *s = cJSON_malloc(k + 48);
+		if (!s)
+			continue;
+		snprintf(s, k + 48, "%.*s... [%zu bytes cut]", (int)k, it->valuestring, n - k);
+		cJSON_free(it->valuestring);
+		it->valuestring = s;
+	}
+}
+
+/* Keep the first keep items of arr in one pass (deleting one by one from the end is quadratic). */
+static int keep_first(cJSON *arr, int keep)
+{
+	if (keep == 0) {
+		cJSON_Delete(arr->child); /* the whole chain */
+		arr->child = NULL;
+		return 0;
+	}
+	cJSON *last = cJSON_GetArrayItem(arr, keep - 1);
+	cJSON *rest = last->next;
+	last->next = NULL;
+	arr->child->prev = last;
+	if (rest) {
+		rest->prev = NULL;
+		cJSON_Delete(rest);
+	}
+	return keep;
+}
+
+/*
+ * One event must fit a reader that keeps up (a reload refused with 5 MB of
+ * errors dropped every subscriber): long strings are cut and the error
+ * list is halved until the line fits, with "errors_omitted" saying how many.
+ */
+static char *print_capped(const struct daemon *d, cJSON *ev)
+{
+	size_t cap = EVENT_MAX, buf = d->cfg ? d->cfg->client_buffer : 0;
+	if (buf && buf / 4 < cap)
+		cap = buf / 4;
+	char *s = cJSON_PrintUnformatted(ev);
+	if (!s || strlen(s) <= cap)
+		return s;
+	cJSON_free(s);
+	cut_strings(ev->child, cap / 8);
+	cJSON *errs = cJSON_GetObjectItemCaseSensitive(ev, "errors");
+	int total = cJSON_IsArray(errs) ? cJSON_GetArraySize(errs) : 0;
+	for (;;) {
+		s = cJSON_PrintUnformatted(ev);
+		int n = cJSON_IsArray(errs) ? cJSON_GetArraySize(errs) : 0;
+		if (!s || strlen(s) <= cap || n == 0)
+			return s;
+		cJSON_free(s);
+		n = keep_first(errs, n / 2);
+		cJSON_DeleteItemFromObjectCaseSensitive(ev, "errors_omitted");
+		cJSON_AddNumberToObject(ev, "errors_omitted", total - n);
+	}
+}
+
 void events_publish(struct daemon *d, const char *service, cJSON *ev)
 {
 	if (!cJSON_GetObjectItemCaseSensitive(ev, "time")) {
@@ -67,7 +137,7 @@ void events_publish(struct daemon *d, const char *service, cJSON *ev)
 	char line[1024];
 	proto_event_line(ev, line, sizeof(line));
 	dlog("%s", line);
-	char *s = d->ctl ? cJSON_PrintUnformatted(ev) : NULL;
+	char *s = d->ctl ? print_capped(d, ev) : NULL;
 	if (s)
 		fan_out(d, service, s);
 	cJSON_Delete(ev);

@@ -920,3 +920,39 @@ autostart = false
     assert any(events.next(60).get("service") == "slow" for _ in range(2)), "an event of slow"
     assert "idle" in d.log()
     d.stop()
+
+
+def test_a_huge_event_is_capped_and_keeps_its_readers(procs, tmp_path):
+    """A reload refused with ~1.7 MB of errors (more than client_buffer) publishes one
+    capped event (errors_omitted says how many were left out) and a subscriber that
+    keeps up stays connected (issue 18.7)."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+client_buffer = 1M
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+""")
+    d.wait_state("web", "running")
+    sub = d.connect()
+    sub.sendall(b'{"cmd":"events"}\n')
+    events = LineReader(sub)
+    assert events.next()["ok"]
+    good = open(d.cfg).read()
+    with open(d.cfg, "a") as f:
+        for i in range(12000):
+            f.write(f"no_such_key_{i:05d}_to_make_a_long_error_message_for_the_reload = 1\n")
+    r = d.ctl("reload", timeout=120)
+    assert r.returncode == 1, r.returncode
+    ev = events.next(120)
+    while ev.get("event") != "reload":
+        ev = events.next(120)
+    assert ev["errors_omitted"] > 0 and len(ev["errors"]) + ev["errors_omitted"] == 12000, \
+        {k: v for k, v in ev.items() if k != "errors"}
+    assert len(json.dumps(ev)) <= 64 * 1024
+    with open(d.cfg, "w") as f:
+        f.write(good)
+    assert d.ctl("stop", "web").returncode == 0
+    assert any(events.next(60).get("service") == "web" for _ in range(3)), "the reader still gets events"
+    d.stop()
