@@ -340,7 +340,7 @@ def test_start_reports_failure(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
 [service:bad]
 command = HELPER exit 3
-start_secs = 1
+start_secs = 10
 start_retries = 1
 backoff_initial = 10ms
 autostart = false
