@@ -15,8 +15,9 @@
  * The kernel sends no IN_IGNORED when a watched cgroup is removed, so a
  * watch lives until evm_cgroup_unwatch, whatever happens to its cgroup.
  *
- * Callbacks may unwatch anything: a watch unwatched during a dispatch is
- * marked dead and freed when the outermost dispatch ends.
+ * Callbacks may unwatch anything: an unwatched watch is marked dead at once,
+ * and unlinked and freed through the loop's release queue (when the
+ * outermost dispatch ends).
  */
 #include "internal.h"
 
@@ -36,7 +37,7 @@ struct evm_cgroup_watch {
 	evm_cgroup_cb cb;
 	void *data;
 	struct evm_cgroup_watch *hnext; /* same bucket */
-	struct evm_cgroup_watch *dnext; /* dead, waiting for the dispatch to end */
+	struct evm__release rel;
 };
 
 struct evm__cgwatchers {
@@ -45,8 +46,6 @@ struct evm__cgwatchers {
 	int ifd;
 	struct evm_cgroup_watch **buckets; /* by wd; cap is a power of 2 */
 	size_t cap, n;
-	struct evm_cgroup_watch *dead;
-	unsigned dispatching;
 };
 
 static struct evm_cgroup_watch **bucket(struct evm__cgwatchers *s, int wd)
@@ -119,7 +118,6 @@ static void on_inotify(struct evm_loop *loop, struct evm__watch *ww, uint32_t ev
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	(void)loop;
 	(void)events;
-	s->dispatching++;
 	for (;;) {
 		ssize_t n = read(s->ifd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
@@ -139,14 +137,6 @@ static void on_inotify(struct evm_loop *loop, struct evm__watch *ww, uint32_t ev
 			for (struct evm_cgroup_watch *w = *bucket(s, ev->wd); w; w = w->hnext)
 				if (w->wd == ev->wd && !w->dead)
 					check(w);
-		}
-	}
-	if (--s->dispatching == 0) {
-		while (s->dead) {
-			struct evm_cgroup_watch *w = s->dead;
-			s->dead = w->dnext;
-			unlink_watch(s, w);
-			free_watch(w);
 		}
 	}
 }
@@ -184,7 +174,7 @@ int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg, evm_cgr
 	if (r < 0)
 		return r;
 	/* no rehash while a dispatch walks a chain: chains just get longer */
-	if ((!s->cap || (s->n + 1 > s->cap && !s->dispatching)) && (r = grow(s)) < 0)
+	if ((!s->cap || (s->n + 1 > s->cap && !loop->dispatching)) && (r = grow(s)) < 0)
 		return r;
 	struct evm_cgroup_watch *w = calloc(1, sizeof(*w));
 	size_t len = strlen(cg->path);
@@ -219,6 +209,13 @@ bool evm_cgroup_watch_populated(const struct evm_cgroup_watch *w)
 	return w && w->populated;
 }
 
+static void watch_released(struct evm__release *r)
+{
+	struct evm_cgroup_watch *w = evm__container_of(r, struct evm_cgroup_watch, rel);
+	unlink_watch(w->set, w);
+	free_watch(w);
+}
+
 void evm_cgroup_unwatch(struct evm_cgroup_watch *w)
 {
 	if (!w || w->dead)
@@ -230,13 +227,7 @@ void evm_cgroup_unwatch(struct evm_cgroup_watch *w)
 		shared = o != w && o->wd == w->wd && !o->dead;
 	if (!shared)
 		inotify_rm_watch(s->ifd, w->wd);
-	if (s->dispatching) {
-		w->dnext = s->dead;
-		s->dead = w;
-		return;
-	}
-	unlink_watch(s, w);
-	free_watch(w);
+	evm__release(s->loop, &w->rel, watch_released);
 }
 
 void evm__cgwatch_free_all(struct evm_loop *loop)

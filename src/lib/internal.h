@@ -29,6 +29,25 @@
 #define EVM_CHILD_CODE __attribute__((no_sanitize_address, no_sanitize_undefined)) __attribute__((noinline))
 #endif
 
+/* --------------------------------------------------------- deferred release */
+
+/*
+ * Objects a callback frees (a proc's loop reference, an I/O watcher, a
+ * subscription, a service, a cgroup watch) may still be named up the stack
+ * or in this iteration's events array. They are marked dead at once and
+ * released through this node when the outermost dispatch ends (at once when
+ * none runs): the one deferred-free path of the library.
+ */
+struct evm__release {
+	struct evm__release *next;
+	void (*fn)(struct evm__release *r);
+};
+EVM_HIDDEN void evm__release(struct evm_loop *loop, struct evm__release *r,
+			     void (*fn)(struct evm__release *r));
+/* run the queue now (evm_loop_free) */
+EVM_HIDDEN void evm__release_all(struct evm_loop *loop);
+#define evm__container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
 /* ---------------------------------------------------------------- watches */
 
 /* Every epoll registrant starts with this, so data.ptr dispatches anything. */
@@ -54,7 +73,6 @@ EVM_HIDDEN int evm__epoll_mod(struct evm_loop *loop, int fd, uint32_t events, st
 EVM_HIDDEN void evm__epoll_del(struct evm_loop *loop, int fd);
 /* wait up to timeout_ms, dispatch by priority; returns watches run, or -errno */
 EVM_HIDDEN int evm__epoll_wait(struct evm_loop *loop, int timeout_ms);
-EVM_HIDDEN void evm__io_sweep(struct evm_loop *loop);
 EVM_HIDDEN void evm__io_free_all(struct evm_loop *loop);
 
 /* ----------------------------------------------------------------- timers */
@@ -113,13 +131,13 @@ struct evm_proc {
 	void *owner;
 	struct evm_exit *exit; /* allocated at exit */
 	struct evm_proc *prev, *next; /* live list */
+	struct evm__release rel; /* drops the loop's reference */
 };
 
 EVM_HIDDEN struct evm_proc *evm__proc_new(struct evm_loop *loop);
 EVM_HIDDEN void evm__proc_attach(struct evm_proc *proc, pid_t pid, int pidfd);
 /* Reaped: report it to everyone. si/ru NULL for unknown status. */
 EVM_HIDDEN void evm__proc_exited(struct evm_proc *proc, const siginfo_t *si, const struct rusage *ru);
-EVM_HIDDEN void evm__proc_release(struct evm_proc *proc);
 EVM_HIDDEN void evm__fill_status(struct evm_exit *rec, const siginfo_t *si);
 
 /* pid -> proc map (open addressing, linear probing) */
@@ -244,7 +262,6 @@ EVM_HIDDEN void evm__mux_free(struct evm_loop *loop);
 EVM_HIDDEN void evm__emit(struct evm_loop *loop, struct evm_event *ev);
 EVM_HIDDEN void evm__warn(struct evm_loop *loop, int error, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-EVM_HIDDEN void evm__subs_sweep(struct evm_loop *loop);
 
 /* ------------------------------------------------------- cross-thread */
 
@@ -257,7 +274,7 @@ EVM_HIDDEN bool evm__on_loop_thread(const struct evm_loop *loop);
 /* the loop this thread is dispatching callbacks of (innermost), or NULL */
 EVM_HIDDEN extern _Thread_local struct evm_loop *evm__tls_dispatching;
 EVM_HIDDEN void evm__dispatch_enter(struct evm_loop *loop);
-EVM_HIDDEN void evm__dispatch_leave(struct evm_loop *loop); /* the outermost sweeps */
+EVM_HIDDEN void evm__dispatch_leave(struct evm_loop *loop); /* the outermost releases */
 EVM_HIDDEN void evm__proc_signal_done(struct evm_proc *proc);
 
 /* ------------------------------------------------------------ services */
@@ -270,7 +287,6 @@ struct evm__svclist {
 	size_t icap, ilen;
 };
 EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
-EVM_HIDDEN void evm__services_sweep(struct evm_loop *loop);
 
 /* --------------------------------------------------------------- cgroups */
 
@@ -306,6 +322,7 @@ struct evm_loop {
 	_Atomic(pthread_t) thread; /* the loop thread (read by any thread) */
 	uint64_t now;	  /* cached CLOCK_MONOTONIC ns */
 	unsigned dispatching; /* evm__dispatch_enter nesting: callbacks may run */
+	struct evm__release *releasing, **release_tail; /* FIFO, run at the outermost leave */
 	struct evm_loop *tls_outer; /* evm__tls_dispatching before the outermost enter */
 
 	/* cross-thread wake-ups and stop (any thread) */
@@ -331,8 +348,6 @@ struct evm_loop {
 	struct evm_proc *live; /* doubly linked */
 	size_t nlive;
 	struct evm__pidmap pids;
-	struct evm_proc **dead; /* reaped this iteration: the loop's refs to drop */
-	size_t ndead, capdead;
 	size_t nnopidfd; /* live children without a pidfd */
 
 	/* reaping */
@@ -368,9 +383,8 @@ struct evm_loop {
 	 */
 	struct evm__watch spawner_w;
 
-	/* io watchers: all of them, and those freed during this iteration */
+	/* io watchers, for evm_loop_free */
 	struct evm_io *ios;
-	struct evm_io *dead_io;
 
 	/* mux and subscribers */
 	struct evm__route **routes;
@@ -378,16 +392,13 @@ struct evm_loop {
 	char **unrouted; /* handler names already warned about (mux.c) */
 	size_t nunrouted, capunrouted;
 	struct evm_sub *subs;
-	bool subs_dirty;
 
 	/* services */
 	struct evm__svclist svcs;
-	struct evm_service *dead_svcs; /* removed this iteration */
 	bool shutting_down;	       /* evm_shutdown runs: no restarts */
 
 	struct evm__cgwatchers *cgw; /* cgroup populated watches, on first use */
 };
 
-EVM_HIDDEN void evm__defer_unref(struct evm_loop *loop, struct evm_proc *proc);
 
 #endif

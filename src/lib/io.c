@@ -2,8 +2,8 @@
  * io.c - the public I/O watchers, on the epoll backend (epoll.c).
  *
  * A watcher freed during an iteration may still be named in the events
- * array of that iteration, so it is removed from epoll at once but freed
- * only when the iteration ends (evm__io_sweep).
+ * array of that iteration, so it is removed from epoll and marked dead at
+ * once, and freed through the loop's release queue.
  */
 #include "internal.h"
 
@@ -18,8 +18,8 @@ struct evm_io {
 	bool dead;
 	evm_io_cb cb;
 	void *data;
-	struct evm_io *next_dead;
 	struct evm_io *prev, *next; /* every watcher of the loop, for evm_loop_free */
+	struct evm__release rel;
 };
 
 static uint32_t to_epoll(unsigned events)
@@ -85,6 +85,11 @@ int evm_io_modify(struct evm_io *io, unsigned events)
 	return r;
 }
 
+static void io_released(struct evm__release *r)
+{
+	free(evm__container_of(r, struct evm_io, rel));
+}
+
 void evm_io_free(struct evm_io *io)
 {
 	if (!io || io->dead)
@@ -97,22 +102,11 @@ void evm_io_free(struct evm_io *io)
 		io->loop->ios = io->next;
 	if (io->next)
 		io->next->prev = io->prev;
-	io->next_dead = io->loop->dead_io;
-	io->loop->dead_io = io;
-}
-
-void evm__io_sweep(struct evm_loop *loop)
-{
-	while (loop->dead_io) {
-		struct evm_io *io = loop->dead_io;
-		loop->dead_io = io->next_dead;
-		free(io);
-	}
+	evm__release(io->loop, &io->rel, io_released);
 }
 
 void evm__io_free_all(struct evm_loop *loop)
 {
 	while (loop->ios)
 		evm_io_free(loop->ios);
-	evm__io_sweep(loop);
 }

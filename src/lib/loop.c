@@ -75,6 +75,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	if (!loop)
 		return -ENOMEM;
 	loop->flags = flags;
+	loop->release_tail = &loop->releasing;
 	atomic_init(&loop->thread, pthread_self());
 	loop->epfd = loop->wakefd = loop->sigfd = loop->timerfd = -1;
 	loop->devnull = loop->reserve_fd = loop->statusfd = -1;
@@ -128,29 +129,27 @@ fail:
 	return r;
 }
 
-void evm__defer_unref(struct evm_loop *loop, struct evm_proc *proc)
+void evm__release(struct evm_loop *loop, struct evm__release *r, void (*fn)(struct evm__release *))
 {
-	if (loop->ndead == loop->capdead) {
-		size_t cap = loop->capdead ? loop->capdead * 2 : 64;
-		struct evm_proc **d = realloc(loop->dead, cap * sizeof(*d));
-		if (!d) {
-			/* cannot defer: leak rather than free something still in use */
-			return;
-		}
-		loop->dead = d;
-		loop->capdead = cap;
+	r->fn = fn;
+	if (loop->dispatching == 0) {
+		fn(r);
+		return;
 	}
-	loop->dead[loop->ndead++] = proc;
+	r->next = NULL;
+	*loop->release_tail = r;
+	loop->release_tail = &r->next;
 }
 
-static void sweep(struct evm_loop *loop)
+void evm__release_all(struct evm_loop *loop)
 {
-	for (size_t i = 0; i < loop->ndead; i++)
-		evm__proc_release(loop->dead[i]);
-	loop->ndead = 0;
-	evm__io_sweep(loop);
-	evm__subs_sweep(loop);
-	evm__services_sweep(loop);
+	/* a release may queue another (a service's drops its proc): FIFO to the end */
+	while (loop->releasing) {
+		struct evm__release *r = loop->releasing;
+		if (!(loop->releasing = r->next))
+			loop->release_tail = &loop->releasing;
+		r->fn(r);
+	}
 }
 
 /*
@@ -174,7 +173,7 @@ void evm__dispatch_leave(struct evm_loop *loop)
 	if (--loop->dispatching > 0)
 		return;
 	evm__tls_dispatching = loop->tls_outer;
-	sweep(loop);
+	evm__release_all(loop);
 }
 
 int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
@@ -263,7 +262,7 @@ void evm_loop_free(struct evm_loop *loop)
 {
 	if (!loop)
 		return;
-	loop->dispatching++; /* no sweeps from here on: we free directly */
+	loop->dispatching++; /* what is released below waits for evm__release_all */
 	evm__services_free(loop);
 	/*
 	 * Closing before the kills: their exits are not reported, and other
@@ -276,12 +275,11 @@ void evm_loop_free(struct evm_loop *loop)
 	/* nothing is left behind: kill and reap every child we still watch */
 	while (loop->live)
 		evm__reap_kill_sync(loop->live);
-	for (size_t i = 0; i < loop->ndead; i++)
-		evm__proc_release(loop->dead[i]);
-	free(loop->dead);
 	evm__spawner_stop(loop);
 	evm__reap_fini(loop);
 	evm__io_free_all(loop);
+	/* before the routes, subscribers and cgroup watches it may unlink are freed */
+	evm__release_all(loop);
 	evm__cgwatch_free_all(loop);
 	evm__timers_free(loop);
 	evm__mux_free(loop);

@@ -6,8 +6,9 @@
  * registered for it or a live process names it; processes resolve their
  * route at spawn (O(log n)) and are dispatched at exit by it: the exact
  * name's handler, else the longest registered "prefix/" pattern, else "".
- * Subscribers are a list; unsubscribing during a dispatch only marks the
- * subscription, which is unlinked when the iteration ends.
+ * Subscribers are a list; an unsubscribed one is marked dead at once and
+ * unlinked through the loop's release queue, so an emit walking the list
+ * never meets a freed one.
  */
 #include "internal.h"
 
@@ -29,7 +30,8 @@ struct evm_sub {
 	evm_event_cb cb;
 	void *data;
 	struct evm_loop *loop;
-	struct evm_sub *next;
+	struct evm_sub *prev, *next;
+	struct evm__release rel;
 };
 
 /* index of name, or -(insertion point) - 1 */
@@ -220,12 +222,26 @@ int evm_subscribe(struct evm_loop *loop, unsigned mask, evm_event_cb cb, void *d
 	s->data = data;
 	s->loop = loop;
 	struct evm_sub **tail = &loop->subs;
-	while (*tail)
+	while (*tail) {
+		s->prev = *tail;
 		tail = &(*tail)->next;
+	}
 	*tail = s;
 	if (out)
 		*out = s;
 	return 0;
+}
+
+static void sub_released(struct evm__release *r)
+{
+	struct evm_sub *s = evm__container_of(r, struct evm_sub, rel);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		s->loop->subs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s);
 }
 
 void evm_unsubscribe(struct evm_sub *s)
@@ -233,25 +249,7 @@ void evm_unsubscribe(struct evm_sub *s)
 	if (!s || s->dead)
 		return;
 	s->dead = true;
-	s->loop->subs_dirty = true;
-	if (s->loop->dispatching == 0)
-		evm__subs_sweep(s->loop);
-}
-
-void evm__subs_sweep(struct evm_loop *loop)
-{
-	if (!loop->subs_dirty)
-		return;
-	loop->subs_dirty = false;
-	for (struct evm_sub **pp = &loop->subs; *pp;) {
-		struct evm_sub *s = *pp;
-		if (s->dead) {
-			*pp = s->next;
-			free(s);
-		} else {
-			pp = &s->next;
-		}
-	}
+	evm__release(s->loop, &s->rel, sub_released);
 }
 
 void evm__emit(struct evm_loop *loop, struct evm_event *ev)

@@ -119,6 +119,21 @@ void evm__fill_status(struct evm_exit *rec, const siginfo_t *si)
 	}
 }
 
+/*
+ * The loop drops its reference at the end of the dispatch that reported the
+ * exit. What ties the proc to the loop goes with it, so the caller's last
+ * unref, from any thread, never touches the loop.
+ */
+static void proc_released(struct evm__release *r)
+{
+	struct evm_proc *p = evm__container_of(r, struct evm_proc, rel);
+	if (p->route) {
+		evm__route_put(p->loop, p->route);
+		p->route = NULL;
+	}
+	evm_proc_unref(p);
+}
+
 void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusage *ru)
 {
 	struct evm_loop *loop = p->loop;
@@ -169,21 +184,7 @@ void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusa
 		p->owner_cb(p, rec, p->owner);
 	evm__proc_signal_done(p);
 	/* callbacks later in this iteration may still look at it */
-	evm__defer_unref(loop, p);
-}
-
-/*
- * The loop drops its reference at the end of the iteration that reported the
- * exit. What ties the proc to the loop goes with it, so the caller's last
- * unref, from any thread, never touches the loop.
- */
-void evm__proc_release(struct evm_proc *p)
-{
-	if (p->route) {
-		evm__route_put(p->loop, p->route);
-		p->route = NULL;
-	}
-	evm_proc_unref(p);
+	evm__release(loop, &p->rel, proc_released);
 }
 
 pid_t evm_proc_pid(const struct evm_proc *p)

@@ -66,8 +66,8 @@ struct evm_service {
 	bool stopped_by_user;
 	bool start_after_stop; /* restart(), or start() while STOPPING */
 	bool removing;	       /* free once stopped */
-	bool dead;	       /* unlinked; freed at the outermost evm__dispatch_leave */
-	struct evm_service *next_dead;
+	bool dead;	       /* unlinked; freed through the loop's release queue */
+	struct evm__release rel;
 	bool has_exit;
 	struct evm_exit last_exit;
 	struct evm_spawn_error last_error;
@@ -191,6 +191,11 @@ static void svc_free(struct evm_service *s)
 	free(s->groups);
 	free(s->rlimits);
 	free(s);
+}
+
+static void svc_released(struct evm__release *r)
+{
+	svc_free(evm__container_of(r, struct evm_service, rel));
 }
 
 static void cancel_timer(struct evm_service *s)
@@ -659,10 +664,9 @@ static void unlink_svc(struct evm_service *s, const struct evm_exit *exit)
 	s->dead = true;
 	/*
 	 * Callers up the stack may still hold it, or walk on from it: its links
-	 * stay as they are, and it is freed at the outermost dispatch leave.
+	 * stay as they are, and it is freed when the outermost dispatch ends.
 	 */
-	s->next_dead = s->loop->dead_svcs;
-	s->loop->dead_svcs = s;
+	evm__release(s->loop, &s->rel, svc_released);
 }
 
 static int svc_remove(struct evm_service *s)
@@ -713,15 +717,6 @@ int evm_service_restart(struct evm_service *s)
 void evm_service_remove(struct evm_service *s)
 {
 	call(s, svc_remove);
-}
-
-void evm__services_sweep(struct evm_loop *loop)
-{
-	while (loop->dead_svcs) {
-		struct evm_service *s = loop->dead_svcs;
-		loop->dead_svcs = s->next_dead;
-		svc_free(s);
-	}
 }
 
 void evm_service_info(const struct evm_service *s, struct evm_service_info *info)
@@ -815,7 +810,6 @@ void evm__services_free(struct evm_loop *loop)
 	free(loop->svcs.index);
 	loop->svcs.index = NULL;
 	loop->svcs.icap = loop->svcs.ilen = 0;
-	evm__services_sweep(loop);
 }
 
 /* ------------------------------------------------------------- shutdown */

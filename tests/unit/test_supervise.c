@@ -669,13 +669,13 @@ static void test_remove_from_own_event_outside_the_loop(void **state)
 	struct evm_service *s = svc(loop, "x", EVM_RESTART_NEVER, EXIT0, self_removing);
 	evm_service_start(s);
 	run_until_state(loop, s, EVM_STATE_EXITED, 5000);
-	assert_int_equal(evm_service_stop(s), 0); /* EXITED -> STOPPED -> removed, at depth 0 */
+	assert_int_equal(evm_service_stop(s), 0); /* EXITED -> STOPPED -> removed, outside the loop */
 	assert_null(evm_service_find(loop, "x"));
 	bool removed = false;
 	for (size_t i = 0; i < nev; i++)
 		removed |= !strcmp(evs[i].name, "x") && evs[i].removed;
 	assert_true(removed);
-	assert_int_equal(evm_loop_run_once(loop, 0) >= 0, 1); /* the sweep frees it */
+	assert_int_equal(evm_loop_run_once(loop, 0) >= 0, 1);
 }
 
 /* shutdown: a callback removing the service being stopped does not end the pass early */
