@@ -78,6 +78,7 @@ struct config {
 	char *log_dir;		/* absolute, or NULL */
 	unsigned max_clients;	/* control connections at once; 0: default */
 	size_t client_buffer;	/* unread event bytes before a client is dropped; 0: default */
+	size_t events_buffer_total; /* unread event bytes of all clients together; 0: default */
 	uint64_t idle_timeout_ms; /* a connection with no request for this long closes; 0: never */
 	struct svc_policy defaults;
 	struct svc_conf **svcs; /* in file order */

@@ -401,6 +401,9 @@ static const struct keydef keys[CK_COUNT] = {
 			      "unread events before a client is dropped"},
 	[CK_IDLE_TIMEOUT] = {"idle_timeout", S_EVMON, CFG(idle_timeout_ms), set_duration, 0, 0,
 			     "close a connection with no request for this long"},
+	[CK_EVENTS_BUFFER_TOTAL] = {"events_buffer_total", S_EVMON, CFG(events_buffer_total),
+				    set_buffer_size, 4096, 0,
+				    "unread events of all clients before the slowest is dropped"},
 };
 
 const char *conf_key_name(enum conf_key k)

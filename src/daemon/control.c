@@ -494,21 +494,50 @@ static bool wants(const struct client *cl, const char *service)
 	return false;
 }
 
+/* Unread event bytes of all subscribers; the slowest one (most behind) in *worst. */
+static size_t subscribers_pending(struct control *ctl, struct client **worst)
+{
+	size_t total = 0;
+	*worst = NULL;
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		if (!cl->subscribed || cl->aborted)
+			continue;
+		total += cl->out.len;
+		if (!*worst || cl->out.len > (*worst)->out.len)
+			*worst = cl;
+	}
+	return total;
+}
+
 void control_publish(struct control *ctl, const char *service, const char *line)
 {
 	size_t n = strlen(line);
+	struct client *worst;
+	size_t total = subscribers_pending(ctl, &worst);
 	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
 		if (!cl->subscribed || cl->aborted || !wants(cl, service))
 			continue;
 		if (cl->out.len + n + 1 > ctl->o.max_pending) {
 			logf_(ctl, "client %u (pid %d): dropped: %zu bytes of events not read", cl->id,
 			      (int)cl->pid, cl->out.len);
+			total -= cl->out.len;
 			client_abort(cl);
 			continue;
 		}
+		size_t before = cl->out.len;
 		client_send_line(cl, line, n);
 		client_send(cl);
 		client_update(cl);
+		total = total - before + (cl->aborted ? 0 : cl->out.len);
+		/* all subscribers together: the one furthest behind goes first */
+		while (total > ctl->o.max_total && subscribers_pending(ctl, &worst) > ctl->o.max_total &&
+		       worst) {
+			logf_(ctl, "client %u (pid %d): dropped: the slowest of the subscribers, who "
+			      "hold %zu bytes of unread events in all (limit %zu)", worst->id,
+			      (int)worst->pid, total, ctl->o.max_total);
+			total -= worst->out.len;
+			client_abort(worst);
+		}
 	}
 }
 
@@ -611,6 +640,8 @@ int control_open(struct evm_loop *loop, const struct control_opts *opts, struct 
 		ctl->o.max_clients = 1024;
 	if (!ctl->o.max_pending)
 		ctl->o.max_pending = 4u << 20;
+	if (!ctl->o.max_total)
+		ctl->o.max_total = (size_t)64 << 20;
 	if (sockfile_open(&ctl->sf, opts->path, err, errlen) < 0) {
 		free(ctl);
 		return -1;

@@ -347,7 +347,8 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	}
 	struct control_opts co = {.path = d->socket, .max_clients = d->cfg->max_clients,
 				  .max_pending = d->cfg->client_buffer,
-				  .idle_ms = d->cfg->idle_timeout_ms, .on_request = requests_handle,
+				  .idle_ms = d->cfg->idle_timeout_ms,
+				  .max_total = d->cfg->events_buffer_total, .on_request = requests_handle,
 				  .on_log = control_log, .need_fd = control_need_fd,
 				  .fd_closed = control_fd_closed, .data = d};
 	if (control_open(d->loop, &co, &d->ctl, err, sizeof(err)) < 0) {
