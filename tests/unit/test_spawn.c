@@ -979,13 +979,32 @@ static void *helper_killer(void *arg)
 		/* the loop runs on the main thread: the helper is its child */
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", getpid(), getpid());
 		read_proc(path, buf, sizeof(buf));
+		/*
+		 * Our children with our comm are the helper and the children it is
+		 * cloning (ours by CLONE_PARENT, not yet exec'd). Kill only the
+		 * helper, the oldest of them: a child can exec between our reading
+		 * its comm and our kill, and a run killed after it logged would
+		 * count as a second run.
+		 */
+		pid_t helper = 0;
+		unsigned long long oldest = ~0ULL;
 		for (char *save, *s = strtok_r(buf, " \n", &save); s; s = strtok_r(NULL, " \n", &save)) {
-			char comm[32];
+			char comm[32], stat[1024];
 			snprintf(path, sizeof(path), "/proc/%s/comm", s);
 			read_proc(path, comm, sizeof(comm));
-			if (!strcmp(comm, k->comm) && t_proc_state(atoi(s)) != 'Z' && kill(atoi(s), SIGKILL) == 0)
-				k->kills++;
+			snprintf(path, sizeof(path), "/proc/%s/stat", s);
+			read_proc(path, stat, sizeof(stat));
+			const char *f = strrchr(stat, ')'); /* then: state ... field 22 starttime */
+			unsigned long long start = 0;
+			if (f && sscanf(f + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+					   "%*d %*d %*d %*d %llu", &start) == 1 && !strcmp(comm, k->comm) &&
+			    t_proc_state(atoi(s)) != 'Z' && start < oldest) {
+				oldest = start;
+				helper = atoi(s);
+			}
 		}
+		if (helper > 0 && kill(helper, SIGKILL) == 0)
+			k->kills++;
 	}
 	return NULL;
 }
