@@ -275,7 +275,8 @@ struct evm_spawn_opts {
 	int pdeath_signal;    /* 0: none. Sent when the loop's thread exits */
 
 	/* Exit reporting. All optional. */
-	evm_exit_cb on_exit;  /* called first, with data */
+	evm_exit_cb on_exit;  /* called first, with data, on the loop thread:
+				 possibly before evm_spawn returns on another */
 	void *data;
 	const char *handler;  /* name routed through evm_handle() (copied) */
 
@@ -299,8 +300,15 @@ struct evm_spawn_opts {
  * Any thread. The loop thread is the one that created the loop until another
  * thread runs it (evm_loop_run/run_once), then the last one that ran it. From
  * any other thread the request is carried out by the loop thread, which must
- * be running the loop, and this call blocks until it is done: start the
- * thread running the loop before other threads spawn through it.
+ * be running the loop, and this call blocks until it is done. The creator may
+ * hand the loop to a new thread and spawn at once, with no handshake: until
+ * that thread's first iteration the spawn runs here, and the iteration waits
+ * for it; after, the spawn is carried out by that thread.
+ *
+ * Order: opts->on_exit (and handlers, subscribers) run on the loop thread.
+ * Called from another thread, evm_spawn may return after on_exit has already
+ * run for a child that exited at once; *out is valid either way (it holds a
+ * reference), but data on_exit needs must be set up before the call.
  *
  * With many children, spawns go through a helper process created from a
  * snapshot of this one (see README): the child gets this process's current
@@ -376,9 +384,11 @@ EVM_API void evm_proc_unref(struct evm_proc *proc);
 /*
  * Block until the process has exited and copy its record into *out
  * (optional). timeout_ms -1 waits forever. For threads other than the one
- * running the loop: the exit is reported by that thread. -EDEADLK from a
- * callback of the loop; needs a reference held by the caller; -ETIMEDOUT on
- * timeout. The loop may be freed meanwhile (evm_loop_free kills and reaps
+ * running the loop: the exit is reported by that thread. -EDEADLK, whatever
+ * the timeout, when nobody could report the exit: from a callback of the
+ * loop, on the loop thread while the loop is not running, or on the creator
+ * before any thread has run the loop if it is the process's only thread.
+ * Needs a reference held by the caller; -ETIMEDOUT on timeout. The loop may be freed meanwhile (evm_loop_free kills and reaps
  * every child, so the wait returns with that exit).
  */
 EVM_API int evm_proc_wait(struct evm_proc *proc, struct evm_exit *out, int timeout_ms);
@@ -386,6 +396,7 @@ EVM_API int evm_proc_wait(struct evm_proc *proc, struct evm_exit *out, int timeo
 /*
  * fork+exec+waitpid through the loop: spawn, wait for the exit, fill *out.
  * Any thread but the loop's; the loop thread must be running the loop.
+ * -EDEADLK where evm_proc_wait would return it (nothing is spawned).
  */
 EVM_API int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 			   struct evm_exit *out);

@@ -271,6 +271,10 @@ EVM_HIDDEN int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opt
 EVM_HIDDEN void evm__xreq_run_all(struct evm_loop *loop);
 EVM_HIDDEN void evm__wake(struct evm_loop *loop);
 EVM_HIDDEN bool evm__on_loop_thread(const struct evm_loop *loop);
+/* would this thread wait forever for an exit of loop? (loop must be alive) */
+EVM_HIDDEN bool evm__wait_would_hang(struct evm_loop *loop);
+/* evm_loop_free: every proc of the loop is done; waiters stop reading it */
+EVM_HIDDEN void evm__exit_barrier(void);
 /* the loop this thread is dispatching callbacks of (innermost), or NULL */
 EVM_HIDDEN extern _Thread_local struct evm_loop *evm__tls_dispatching;
 EVM_HIDDEN void evm__dispatch_enter(struct evm_loop *loop);
@@ -319,7 +323,15 @@ enum evm__spawn_mode { EVM__SPAWN_AUTO, EVM__SPAWN_DIRECT, EVM__SPAWN_HELPER };
 struct evm_loop {
 	int epfd;
 	unsigned flags;
-	_Atomic(pthread_t) thread; /* the loop thread (read by any thread) */
+	/*
+	 * The loop thread (read by any thread): the creator until a thread runs
+	 * the loop (bound), then the last thread that ran it. The creator's
+	 * spawns before that hold claim_mu, which a thread's first iteration
+	 * takes to bind, so a loop handed to a new thread is never used by two.
+	 */
+	_Atomic(pthread_t) thread;
+	atomic_bool bound;
+	pthread_mutex_t claim_mu; /* recursive: a spawn's callbacks may spawn */
 	uint64_t now;	  /* cached CLOCK_MONOTONIC ns */
 	unsigned dispatching; /* evm__dispatch_enter nesting: callbacks may run */
 	struct evm__release *releasing, **release_tail; /* FIFO, run at the outermost leave */

@@ -93,6 +93,11 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&loop->mu, NULL);
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&loop->claim_mu, &ma);
+	pthread_mutexattr_destroy(&ma);
 	pthread_cond_init(&loop->cv, &ca);
 	pthread_condattr_destroy(&ca);
 
@@ -176,13 +181,27 @@ void evm__dispatch_leave(struct evm_loop *loop)
 	evm__release_all(loop);
 }
 
+/*
+ * The thread running the loop becomes the loop thread, before it reads any
+ * loop state: it waits for a spawn the creator has under way (evm_spawn).
+ */
+static void bind_thread(struct evm_loop *loop)
+{
+	if (atomic_load(&loop->bound) && evm__on_loop_thread(loop))
+		return;
+	pthread_mutex_lock(&loop->claim_mu);
+	atomic_store(&loop->thread, pthread_self());
+	atomic_store(&loop->bound, true);
+	pthread_mutex_unlock(&loop->claim_mu);
+}
+
 int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 {
 	if (!loop)
 		return -EINVAL;
+	bind_thread(loop);
 	if (loop->dispatching)
 		return -EDEADLK;
-	atomic_store(&loop->thread, pthread_self());
 	evm__dispatch_enter(loop);
 	loop->now = evm__mono_ns();
 	int dispatched = evm__epoll_wait(loop, evm__timers_wait_ms(loop, timeout_ms));
@@ -199,6 +218,7 @@ int evm_loop_run(struct evm_loop *loop)
 {
 	if (!loop)
 		return -EINVAL;
+	bind_thread(loop);
 	if (loop->dispatching)
 		return -EDEADLK;
 	while (!atomic_load(&loop->stop)) {
@@ -275,6 +295,7 @@ void evm_loop_free(struct evm_loop *loop)
 	/* nothing is left behind: kill and reap every child we still watch */
 	while (loop->live)
 		evm__reap_kill_sync(loop->live);
+	evm__exit_barrier();
 	evm__spawner_stop(loop);
 	evm__reap_fini(loop);
 	evm__io_free_all(loop);
@@ -306,5 +327,6 @@ void evm_loop_free(struct evm_loop *loop)
 		munmap(loop->stack, loop->stack_size);
 	pthread_cond_destroy(&loop->cv);
 	pthread_mutex_destroy(&loop->mu);
+	pthread_mutex_destroy(&loop->claim_mu);
 	free(loop);
 }

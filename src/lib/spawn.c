@@ -626,7 +626,25 @@ int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct e
 {
 	if (!loop)
 		return -EINVAL;
-	if (evm__on_loop_thread(loop))
-		return evm__spawn_local(loop, opts, out);
+	if (atomic_load(&loop->bound)) {
+		if (evm__on_loop_thread(loop))
+			return evm__spawn_local(loop, opts, out);
+		return evm__xreq_spawn(loop, opts, out);
+	}
+	if (!evm__on_loop_thread(loop))
+		return evm__xreq_spawn(loop, opts, out);
+	/*
+	 * The creator, and no thread has run the loop yet: one may be starting
+	 * to (main creates the loop, starts a thread running it, spawns at
+	 * once). Spawn here under claim_mu, which that thread's first iteration
+	 * waits for; once it has bound the loop, queue to it instead.
+	 */
+	pthread_mutex_lock(&loop->claim_mu);
+	if (!atomic_load(&loop->bound)) {
+		int r = evm__spawn_local(loop, opts, out);
+		pthread_mutex_unlock(&loop->claim_mu);
+		return r;
+	}
+	pthread_mutex_unlock(&loop->claim_mu);
 	return evm__xreq_spawn(loop, opts, out);
 }

@@ -11,8 +11,11 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 struct evm__xreq {
 	const struct evm_spawn_opts *opts; /* borrowed from the blocked caller */
@@ -70,11 +73,42 @@ int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, st
 	return x.result;
 }
 
+/* 1 if this process has one thread, 0 if more or unknown */
+static int single_threaded(void)
+{
+	char buf[1024];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	const char *t = strstr(buf, "\nThreads:");
+	return t && atoi(t + sizeof("\nThreads:") - 1) == 1;
+}
+
+/*
+ * Only the loop thread reports exits. Waiting there outside a callback
+ * (the loop is not running) never returns. Before any thread has run the
+ * loop its creator counts as the loop thread, but a thread it started may
+ * be about to run it: the wait is hopeless only if there is no other thread.
+ */
+bool evm__wait_would_hang(struct evm_loop *loop)
+{
+	if (evm__tls_dispatching == loop)
+		return true;
+	if (!evm__on_loop_thread(loop))
+		return false;
+	return atomic_load(&loop->bound) || single_threaded() == 1;
+}
+
 int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct evm_exit *out)
 {
 	if (!loop)
 		return -EINVAL;
-	if (evm__on_loop_thread(loop))
+	if (evm__wait_would_hang(loop))
 		return -EDEADLK;
 	struct evm_proc *p;
 	int r = evm_spawn(loop, opts, &p);
@@ -103,6 +137,12 @@ static void exit_cv_init(void)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&exit_cv, &ca);
 	pthread_condattr_destroy(&ca);
+}
+
+void evm__exit_barrier(void)
+{
+	pthread_mutex_lock(&exit_mu);
+	pthread_mutex_unlock(&exit_mu);
 }
 
 void evm__proc_signal_done(struct evm_proc *p)
@@ -155,6 +195,14 @@ int evm_proc_wait(struct evm_proc *p, struct evm_exit *out, int timeout_ms)
 	int r = 0;
 	pthread_once(&exit_once, exit_cv_init);
 	pthread_mutex_lock(&exit_mu);
+	/*
+	 * The loop is alive here: evm_loop_free marks every proc done, then
+	 * takes exit_mu (evm__exit_barrier) before it frees the loop.
+	 */
+	if (!atomic_load(&p->done) && evm__wait_would_hang(p->loop)) {
+		pthread_mutex_unlock(&exit_mu);
+		return -EDEADLK;
+	}
 	atomic_fetch_add(&exit_waiters, 1);
 	while (!atomic_load(&p->done)) {
 		if (timeout_ms < 0) {

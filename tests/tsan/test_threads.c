@@ -3,7 +3,8 @@
  * for ThreadSanitizer (make tsan-test): evm_spawn + evm_proc_wait and
  * evm_spawn_wait from 8 threads, references taken and dropped on several
  * threads around the exit, and evm_loop_stop called from another thread
- * all the while (the loop thread runs the loop again each time it stops).
+ * all the while (the loop thread runs the loop again each time it stops);
+ * and a loop handed to a new thread while its creator spawns at once.
  * Every exit code must come back to the thread that asked for it.
  */
 #include "tsan.h"
@@ -150,11 +151,52 @@ static void test_threads(void **state)
 	pthread_mutex_destroy(&s.lock);
 }
 
+/*
+ * The natural hand-off, 20 rounds: main creates the loop, starts a thread
+ * that runs it and spawns at once, before or while that thread's first
+ * iteration starts (issue 20: the loop thread was decided by whichever ran
+ * the loop last, so both used the loop at once). Then it waits for the exits.
+ */
+static void *run_until_stopped(void *arg)
+{
+	evm_loop_run(arg);
+	return NULL;
+}
+
+static void test_handoff(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 20; round++) {
+		struct evm_loop *loop;
+		assert_int_equal(evm_loop_new(&loop, NULL), 0);
+		pthread_t th;
+		assert_int_equal(pthread_create(&th, NULL, run_until_stopped, loop), 0);
+		struct evm_proc *p[4];
+		for (int i = 0; i < 4; i++) {
+			char code[8];
+			snprintf(code, sizeof(code), "%d", round + i);
+			char *argv[] = {t_helper, "exit", code, NULL};
+			struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+			assert_int_equal(evm_spawn(loop, &o, &p[i]), 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			struct evm_exit e;
+			assert_int_equal(evm_proc_wait(p[i], &e, -1), 0);
+			assert_int_equal(e.code, round + i);
+			evm_proc_unref(p[i]);
+		}
+		evm_loop_stop(loop);
+		pthread_join(th, NULL);
+		evm_loop_free(loop);
+	}
+}
+
 int main(void)
 {
 	t_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_threads, t_setup, t_teardown),
+		cmocka_unit_test(test_handoff),
 	};
 	int failed = 0;
 	for (int i = 0; i < 4; i++) {
