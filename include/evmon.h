@@ -139,13 +139,23 @@ typedef void (*evm_timer_cb)(struct evm_timer *timer, void *data);
 
 /*
  * One-shot timer firing after delay_ms on CLOCK_MONOTONIC. The loop owns the
- * timer; it is freed after its callback returns or when cancelled. *out
- * (optional) is valid until then.
+ * timer; it is freed after its callback returns or when cancelled.
+ *
+ * out (optional) is where you keep the handle, and the library keeps it
+ * right: *out is set to the timer, and back to NULL when the timer fires
+ * (before its callback runs, so the callback may add a new timer under the
+ * same handle) or is cancelled, and on failure. So evm_timer_cancel(*out) is
+ * always safe. *out must stay valid while the timer is pending (keep it next
+ * to the data the callback uses); evm_loop_free does not clear it.
  */
 EVM_API int evm_timer_add(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb,
 			  void *data, struct evm_timer **out);
 
-/* Cancel and free a pending timer. Must not be called after it fired. */
+/*
+ * Cancel and free a pending timer, and clear its handle. NULL, and the timer
+ * whose callback is running, are no-ops. Pass the handle kept through out
+ * (cleared when the timer is gone), not a copy of it taken earlier.
+ */
 EVM_API void evm_timer_cancel(struct evm_timer *timer);
 
 /* ------------------------------------------------------------- I/O watchers */

@@ -82,6 +82,7 @@ struct evm_timer {
 	uint64_t deadline; /* CLOCK_MONOTONIC ns */
 	uint64_t seq;	   /* FIFO among equal deadlines */
 	size_t idx;	   /* position in the heap, SIZE_MAX when not in it */
+	struct evm_timer **owner; /* the caller's handle (out), cleared when it is gone */
 	evm_timer_cb cb;
 	void *data;
 };
@@ -351,7 +352,6 @@ struct evm_loop {
 	struct evm_timer **heap;
 	size_t nheap, capheap;
 	uint64_t timer_seq;
-	struct evm_timer *firing; /* the timer whose callback runs */
 	int timerfd; /* -1 until evm_loop_fd() asks for it */
 	struct evm__watch timer_w;
 	uint64_t timerfd_armed; /* deadline it is armed for, UINT64_MAX: disarmed */

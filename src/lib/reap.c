@@ -193,10 +193,7 @@ int evm__reap_init(struct evm_loop *loop)
 
 void evm__reap_fini(struct evm_loop *loop)
 {
-	if (loop->scan_timer) {
-		evm_timer_cancel(loop->scan_timer);
-		loop->scan_timer = NULL;
-	}
+	evm_timer_cancel(loop->scan_timer);
 	chld_unwatch(loop);
 	if (loop->sigfd >= 0) {
 		evm__epoll_del(loop, loop->sigfd);
@@ -260,7 +257,6 @@ static void scan_later(struct evm_timer *t, void *data)
 {
 	struct evm_loop *loop = data;
 	(void)t;
-	loop->scan_timer = NULL;
 	scan(loop);
 }
 

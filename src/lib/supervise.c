@@ -198,14 +198,6 @@ static void svc_released(struct evm__release *r)
 	svc_free(evm__container_of(r, struct evm_service, rel));
 }
 
-static void cancel_timer(struct evm_service *s)
-{
-	if (s->timer) {
-		evm_timer_cancel(s->timer);
-		s->timer = NULL;
-	}
-}
-
 static void emit(struct evm_service *s, enum evm_state old, const struct evm_exit *exit, int error,
 		 uint64_t delay_ms, bool removed)
 {
@@ -284,7 +276,6 @@ static void backoff_fire(struct evm_timer *t, void *data)
 {
 	struct evm_service *s = data;
 	(void)t;
-	s->timer = NULL;
 	s->restarts++;
 	spawn_now(s);
 }
@@ -334,7 +325,6 @@ static void start_grace_done(struct evm_timer *t, void *data)
 {
 	struct evm_service *s = data;
 	(void)t;
-	s->timer = NULL;
 	s->start_failures = 0;
 	set_state(s, EVM_STATE_RUNNING, NULL, 0, 0);
 }
@@ -343,7 +333,6 @@ static void kill_timeout(struct evm_timer *t, void *data)
 {
 	struct evm_service *s = data;
 	(void)t;
-	s->timer = NULL;
 	send_signal(s, SIGKILL);
 }
 
@@ -352,7 +341,7 @@ static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *own
 	struct evm_service *s = owner;
 	enum evm_state was = s->state;
 	uint64_t ran_ms = e->runtime_ns / 1000000;
-	cancel_timer(s);
+	evm_timer_cancel(s->timer);
 	if (s->kill_group && (p->flags & EVM__P_GROUP))
 		killpg(p->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
 	s->proc = NULL;
@@ -448,8 +437,8 @@ static void spawn_now(struct evm_service *s)
 		set_state(s, EVM_STATE_RUNNING, NULL, 0, 0);
 		return;
 	}
-	if (evm_timer_add(s->loop, s->start_ms, start_grace_done, s, &s->timer) < 0)
-		s->timer = NULL; /* no timer: it stays STARTING until it exits */
+	/* no timer (out of memory): it stays STARTING until it exits */
+	evm_timer_add(s->loop, s->start_ms, start_grace_done, s, &s->timer);
 	set_state(s, EVM_STATE_STARTING, NULL, 0, 0);
 }
 
@@ -576,7 +565,7 @@ static int svc_start(struct evm_service *s)
 		s->start_after_stop = true;
 		return 0;
 	case EVM_STATE_BACKOFF:
-		cancel_timer(s);
+		evm_timer_cancel(s->timer);
 		break;
 	default:
 		break;
@@ -599,7 +588,7 @@ static int svc_stop(struct evm_service *s)
 	case EVM_STATE_RUNNING:
 		break;
 	case EVM_STATE_BACKOFF:
-		cancel_timer(s);
+		evm_timer_cancel(s->timer);
 		set_state(s, EVM_STATE_STOPPED, NULL, 0, 0);
 		return 0;
 	case EVM_STATE_EXITED:
@@ -609,7 +598,7 @@ static int svc_stop(struct evm_service *s)
 	default:
 		return 0; /* STOPPED, or already STOPPING */
 	}
-	cancel_timer(s);
+	evm_timer_cancel(s->timer);
 	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
 		send_signal(s, SIGKILL);
 	} else {
@@ -679,7 +668,7 @@ static int svc_remove(struct evm_service *s)
 		return svc_stop(s);
 	if (s->state == EVM_STATE_STOPPING)
 		return 0;
-	cancel_timer(s);
+	evm_timer_cancel(s->timer);
 	unlink_svc(s, NULL);
 	return 0;
 }
@@ -793,7 +782,7 @@ void evm__services_free(struct evm_loop *loop)
 {
 	/* the loop kills and reaps the processes next; nothing may call back here */
 	for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
-		cancel_timer(s);
+		evm_timer_cancel(s->timer);
 		if (s->proc) {
 			s->proc->owner_cb = NULL;
 			evm_proc_unref(s->proc);
@@ -823,7 +812,6 @@ static bool svc_busy(const struct evm_service *s)
 static void shutdown_kill_procs(struct evm_timer *t, void *data)
 {
 	struct evm_loop *loop = t->loop;
-	*(struct evm_timer **)data = NULL;
 	for (struct evm_proc *p = loop->live; p; p = p->next)
 		if (!p->owner_cb)
 			evm_proc_signal(p, SIGKILL);
@@ -872,7 +860,7 @@ static bool term_plain(struct evm_loop *loop, struct evm_timer **kt)
 		}
 	}
 	if (left && !*kt)
-		evm_timer_add(loop, SHUTDOWN_PROC_TIMEOUT_MS, shutdown_kill_procs, kt, kt);
+		evm_timer_add(loop, SHUTDOWN_PROC_TIMEOUT_MS, shutdown_kill_procs, NULL, kt);
 	return left;
 }
 
@@ -896,8 +884,7 @@ int evm_shutdown(struct evm_loop *loop, unsigned flags)
 			break;
 		r = 0;
 	}
-	if (kt)
-		evm_timer_cancel(kt);
+	evm_timer_cancel(kt);
 	loop->shutting_down = false;
 	return r;
 }

@@ -6,6 +6,11 @@
  * Invariants: heap[i]->idx == i; a parent is due no later than its children
  * (ties broken by creation order, so equal deadlines fire FIFO). Nothing
  * here ever polls: the loop sleeps until the root's deadline, or forever.
+ *
+ * A timer can always be cancelled through the handle it was created with:
+ * the library clears that handle (*owner) when the timer fires, before the
+ * callback, and when it is cancelled, so a kept handle is either pending or
+ * NULL, and evm_timer_cancel(NULL) does nothing.
  */
 #include "internal.h"
 
@@ -92,9 +97,20 @@ uint64_t evm__heap_next(const struct evm_loop *loop)
 	return loop->nheap ? loop->heap[0]->deadline : UINT64_MAX;
 }
 
+/* The timer is gone (fired or cancelled): its handle must not name it any more. */
+static void disown(struct evm_timer *t)
+{
+	/* unless the caller has since put another timer there */
+	if (t->owner && *t->owner == t)
+		*t->owner = NULL;
+	t->owner = NULL;
+}
+
 int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb, void *data,
 		      struct evm_timer **out)
 {
+	if (out)
+		*out = NULL;
 	if (!loop || !cb)
 		return -EINVAL;
 	if (loop->nheap == loop->capheap) {
@@ -109,6 +125,7 @@ int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
 	if (!t)
 		return -ENOMEM;
 	t->loop = loop;
+	t->owner = out;
 	/* the deadline is taken from a fresh clock: a timer added late in a long
 	 * iteration must not fire early */
 	uint64_t now = evm__mono_ns();
@@ -137,15 +154,12 @@ void evm_timer_cancel(struct evm_timer *t)
 {
 	if (!t)
 		return;
-	/*
-	 * Out of the heap means its callback is running, maybe in an outer
-	 * iteration with a nested one in between (loop->firing then names
-	 * another timer): evm__timers_run frees it when the callback returns.
-	 */
+	/* out of the heap: its callback runs, and evm__timers_run frees it after */
 	if (t->idx == SIZE_MAX)
 		return;
 	bool first = t->idx == 0;
 	heap_remove(t->loop, t);
+	disown(t);
 	if (first)
 		evm__timerfd_sync(t->loop);
 	free(t);
@@ -160,15 +174,15 @@ int evm__timers_run(struct evm_loop *loop)
 	while (loop->nheap && loop->heap[0]->deadline <= now) {
 		struct evm_timer *t = loop->heap[0];
 		heap_remove(loop, t);
-		loop->firing = t;
+		disown(t); /* before the callback, which may add a timer under the same handle */
 		t->cb(t, t->data);
-		loop->firing = NULL;
 		free(t);
 		n++;
 	}
 	return n;
 }
 
+/* evm_loop_free: the handles are not cleared (their memory may be gone) */
 void evm__timers_free(struct evm_loop *loop)
 {
 	for (size_t i = 0; i < loop->nheap; i++)

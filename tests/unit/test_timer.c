@@ -1,6 +1,7 @@
 /*
  * test_timer.c - timers: deadline order, FIFO among equal deadlines, cancel
- * (before, from its own callback, of another timer from a callback), timers
+ * (before, from its own callback, of another timer from a callback, through
+ * a handle the library cleared when the timer went), timers
  * added from callbacks, the heap under random insert/cancel, the loop's
  * timeout, and the timerfd behind evm_loop_fd.
  *
@@ -163,10 +164,8 @@ static struct evm_timer *victims[2];
 static void cancel_others(struct evm_timer *t, void *data)
 {
 	record(t, data);
-	for (int i = 0; i < 2; i++) {
-		evm_timer_cancel(victims[i]);
-		victims[i] = NULL;
-	}
+	for (int i = 0; i < 2; i++)
+		evm_timer_cancel(victims[i]); /* clears victims[i] */
 }
 
 /* A callback cancels a timer due in the same iteration and one due later. */
@@ -182,6 +181,54 @@ static void test_cancel_other(void **state)
 	evm__timers_run(loop);
 	assert_int_equal(fired.n, 1);
 	assert_int_equal(fired.id[0], 1);
+	assert_null(victims[0]);
+	assert_null(victims[1]);
+	assert_int_equal(evm_loop_alive(loop), 0);
+}
+
+static struct evm_timer *periodic;
+static int periodic_n;
+
+static void tick(struct evm_timer *t, void *data)
+{
+	record(t, data);
+	assert_null(periodic); /* cleared before the callback runs */
+	if (++periodic_n < 3)
+		assert_int_equal(evm_timer_add(t->loop, 0, tick, data, &periodic), 0);
+}
+
+/* The handle kept through out is cleared when the timer is gone: cancelling it is always safe. */
+static void test_handle_cleared(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_timer *h;
+	assert_int_equal(evm_timer_add(loop, 0, record, (void *)1, &h), 0);
+	assert_non_null(h);
+	RUN_UNTIL(loop, fired.n == 1, 5000);
+	assert_null(h);
+	evm_timer_cancel(h); /* after it fired: a no-op, no use after free */
+	assert_int_equal(evm_timer_add(loop, 60000, record, (void *)2, &h), 0);
+	evm_timer_cancel(h);
+	assert_null(h);
+	evm_timer_cancel(h);
+	/* a failed add clears it too */
+	h = (struct evm_timer *)&h;
+	assert_int_equal(evm_timer_add(loop, 1, NULL, NULL, &h), -EINVAL);
+	assert_null(h);
+	/* a callback may add the next timer under its own handle */
+	periodic_n = 0;
+	assert_int_equal(evm_timer_add(loop, 0, tick, (void *)3, &periodic), 0);
+	RUN_UNTIL(loop, periodic_n == 3, 5000);
+	assert_null(periodic);
+	/* a handle overwritten by a newer timer keeps naming the newer one */
+	assert_int_equal(evm_timer_add(loop, 0, record, (void *)4, &h), 0);
+	struct evm_timer *older = h;
+	assert_int_equal(evm_timer_add(loop, 60000, record, (void *)5, &h), 0);
+	assert_ptr_not_equal(h, older);
+	RUN_UNTIL(loop, fired.id[fired.n - 1] == 4, 5000);
+	assert_non_null(h);
+	evm_timer_cancel(h);
+	assert_null(h);
 	assert_int_equal(evm_loop_alive(loop), 0);
 }
 
@@ -321,6 +368,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_heap_random, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_pending, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_self, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_handle_cleared, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_other, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_readd_zero, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_no_nested_run_and_cancel_self, setup, t_teardown),
