@@ -143,8 +143,8 @@ def procs():
 
 def wait_for(pred, timeout=None, interval=0.02, what="condition"):
     """Poll pred() until it is truthy; fail the test after timeout seconds
-    (default 10 * SLOW)."""
-    timeout = timeout or 10.0 * SLOW
+    (default 30 * SLOW: only a failing test waits it out)."""
+    timeout = timeout or 30.0 * SLOW
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
