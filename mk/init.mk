@@ -15,8 +15,13 @@
 
 INIT_STATIC := $(BUILD)/evmon-init
 INIT_STATIC_DIR := $(BUILD)/static
+# The init runs one thread and spawns one child: libevmon without its spawn
+# helper and locks (EVM_NO_SPAWN_HELPER, EVM_SINGLE_THREAD: src/lib/internal.h),
+# 64 epoll events a wait (EVM_MAX_EVENTS), and link-time optimisation, so that
+# it is no bigger than tini-static, on disk and in memory (docs/INIT.md).
 INIT_STATIC_CFLAGS := -std=c11 -Os -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-	-ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables
+	-ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -flto \
+	-DEVM_NO_SPAWN_HELPER -DEVM_SINGLE_THREAD -DEVM_MAX_EVENTS=64
 INIT_STATIC_LIB_OBJ := $(LIB_SRC:src/lib/%.c=$(INIT_STATIC_DIR)/lib/%.o)
 INIT_STATIC_CLI_SRC := $(wildcard src/init/*.c) src/common/signame.c src/common/duration.c \
 	src/common/pathfind.c
@@ -42,7 +47,7 @@ $(INIT_STATIC_DIR)/libevmon.a: $(INIT_STATIC_LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(INIT_STATIC): $(INIT_STATIC_CLI_OBJ) $(INIT_STATIC_DIR)/libevmon.a
-	$(CC) -static -Wl,--gc-sections -s -o $@ $(INIT_STATIC_CLI_OBJ) $(INIT_STATIC_DIR)/libevmon.a -lpthread
+	$(CC) -static -flto -Os -Wl,--gc-sections -s -o $@ $(INIT_STATIC_CLI_OBJ) $(INIT_STATIC_DIR)/libevmon.a
 
 init-test: all
 	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) -m "not scale" tests/integration/test_init.py

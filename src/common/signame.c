@@ -3,16 +3,15 @@
  */
 #include "cli.h"
 
-#include <ctype.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+/* names in place, not pointers: a table of pointers is relocated data (size of the static init) */
 static const struct {
-	const char *name;
-	int sig;
+	char name[7];
+	unsigned char sig;
 } table[] = {
 	{"HUP", SIGHUP},   {"INT", SIGINT},	  {"QUIT", SIGQUIT},   {"ILL", SIGILL},
 	{"TRAP", SIGTRAP}, {"ABRT", SIGABRT},	  {"IOT", SIGIOT},     {"BUS", SIGBUS},
@@ -25,12 +24,26 @@ static const struct {
 	{"PWR", SIGPWR},   {"SYS", SIGSYS},
 };
 
+/*
+ * ASCII case-insensitive: is s the n characters of upper (n 0: all of it,
+ * and nothing more)? No strncasecmp: its copies for each CPU add 25 kB to
+ * the static evmon-init.
+ */
+static bool is(const char *s, const char *upper, size_t n)
+{
+	size_t i = 0;
+	for (; upper[i] && (!n || i < n); i++)
+		if (s[i] != upper[i] && !(upper[i] >= 'A' && upper[i] <= 'Z' && s[i] == upper[i] - 'A' + 'a'))
+			return false;
+	return n || !s[i];
+}
+
 static int parse_uint(const char *s)
 {
 	if (!*s || strlen(s) > 3)
 		return -1;
 	for (const char *c = s; *c; c++)
-		if (!isdigit((unsigned char)*c))
+		if (*c < '0' || *c > '9')
 			return -1;
 	return atoi(s);
 }
@@ -42,13 +55,13 @@ int cli_parse_signal(const char *s, bool allow_zero)
 	int n = parse_uint(s);
 	if (n >= 0)
 		return (n == 0 && !allow_zero) || n >= NSIG ? -1 : n;
-	if (strncasecmp(s, "SIG", 3) == 0)
+	if (is(s, "SIG", 3))
 		s += 3;
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-		if (strcasecmp(s, table[i].name) == 0)
+		if (is(s, table[i].name, 0))
 			return table[i].sig;
-	if (strncasecmp(s, "RTMIN", 5) == 0 || strncasecmp(s, "RTMAX", 5) == 0) {
-		bool min = strncasecmp(s, "RTMIN", 5) == 0;
+	if (is(s, "RTMIN", 5) || is(s, "RTMAX", 5)) {
+		bool min = is(s, "RTMIN", 5);
 		const char *rest = s + 5;
 		int off = 0;
 		if (*rest) {

@@ -218,46 +218,73 @@ static void mark_ours(struct pstat *t, size_t n, pid_t self)
 	}
 }
 
+bool init_list_proc(const char *dir, void (*fn)(long n, void *data), void *data)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char buf[1024] __attribute__((aligned(8)));
+	ssize_t len;
+	while ((len = getdents64(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < len;) {
+			struct dirent64 *e = (struct dirent64 *)(buf + off);
+			char *end;
+			long n = strtol(e->d_name, &end, 10);
+			off += e->d_reclen;
+			if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && !*end)
+				fn(n, data);
+		}
+	}
+	close(fd);
+	return len == 0;
+}
+
+struct listing {
+	struct init_group *g;
+	bool signal;
+	struct pstat *t; /* -a: every live process, to find the members among */
+	size_t n, cap;
+};
+
+static void list_one(long pid, void *data)
+{
+	struct listing *l = data;
+	struct init_group *g = l->g;
+	struct pstat st;
+	if (pid <= 0 || pid == g->self || !read_stat((pid_t)pid, &st) || !st.live)
+		return;
+	if (!g->in->all) {
+		if (st.pgrp == g->in->pgid)
+			watch(g, &st, l->signal);
+		return;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct pstat *bigger = realloc(l->t, cap * sizeof(*bigger));
+		if (!bigger) {
+			g->blind = true;
+			return;
+		}
+		l->t = bigger;
+		l->cap = cap;
+	}
+	l->t[l->n++] = st;
+}
+
 /* List and watch the live ones (with -a and signal, signal them); returns how many. */
 static size_t scan(struct init_group *g, bool signal)
 {
 	unwatch_all(g);
 	g->blind = false;
-	DIR *d = opendir("/proc");
-	if (!d) {
+	struct listing l = {.g = g, .signal = signal};
+	if (!init_list_proc("/proc", list_one, &l))
 		g->blind = true;
-		return 0;
-	}
-	struct pstat *t = NULL, st;
-	size_t n = 0, cap = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		char *end;
-		long pid = strtol(e->d_name, &end, 10);
-		if (*end || pid <= 0 || pid == g->self || !read_stat((pid_t)pid, &st) || !st.live)
-			continue;
-		if (!g->in->all) {
-			if (st.pgrp == g->in->pgid)
-				watch(g, &st, signal);
-			continue;
-		}
-		if (n == cap) {
-			struct pstat *bigger = realloc(t, (cap = cap ? cap * 2 : 64) * sizeof(*t));
-			if (!bigger) {
-				g->blind = true;
-				break;
-			}
-			t = bigger;
-		}
-		t[n++] = st;
-	}
-	closedir(d);
 	if (g->in->all && !g->in->pid1)
-		mark_ours(t, n, g->self);
-	for (size_t i = 0; i < n; i++)
-		if (g->in->pid1 || t[i].ours)
-			watch(g, &t[i], signal);
-	free(t);
+		mark_ours(l.t, l.n, g->self);
+	for (size_t i = 0; i < l.n; i++)
+		if (g->in->pid1 || l.t[i].ours)
+			watch(g, &l.t[i], signal);
+	free(l.t);
 	return g->live;
 }
 

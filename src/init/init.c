@@ -17,10 +17,8 @@
 #include "init.h"
 #include "pathfind.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +26,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_GRACE_MS 3000
@@ -126,19 +125,36 @@ static bool parse_rewrite(struct init *in, const char *arg)
 
 static void print_license(void)
 {
-	printf("evmon init %s (libevmon %s)\n"
-	       "A container init compatible with tini's and dumb-init's command lines,\n"
-	       "built on libevmon.\n\n"
-	       "MIT License. Copyright (c) 2026 The evmon authors.\n"
-	       "Permission is granted, free of charge, to deal in the software without\n"
-	       "restriction, provided the copyright and permission notice are kept in all\n"
-	       "copies. THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND.\n"
-	       "Full text: the LICENSE file of the evmon sources.\n",
+	printf("evmon init %s (libevmon %s): a container init compatible with tini and dumb-init.\n"
+	       "MIT License. Copyright (c) 2026 The evmon authors. Provided \"as is\", without\n"
+	       "warranty of any kind. Full text: the LICENSE file of the evmon sources.\n",
 	       evm_version(), evm_version());
 }
 
-/* One option c (getopt's answer; last: the argument it was in). -1 to go on, else the exit code. */
-static int take_option(struct init *in, int c, const char *last, bool *single, bool *group)
+/* our options (no getopt_long: it adds 4 kB to the static evmon-init) */
+static const struct option {
+	short c;
+	bool arg;
+	char name[14]; /* in place: a pointer would be relocated data */
+} options[] = {
+	{'h', false, "help"},
+	{'V', false, "version"},
+	{'l', false, "license"},
+	{'v', false, "verbose"},
+	{'s', false, "subreaper"},
+	{OPT_NO_SUBREAPER, false, "no-subreaper"},
+	{'g', false, "group"},
+	{'c', false, "single-child"},
+	{'r', true, "rewrite"},
+	{'p', true, "pdeath-signal"},
+	{'e', true, "remap-exit"},
+	{'w', false, "warn-reap"},
+	{'t', true, "grace"},
+	{'a', false, "all"},
+};
+
+/* One option c with its argument arg (or NULL). Returns -1 to go on, else the exit code. */
+static int apply(struct init *in, int c, const char *arg, bool *single, bool *group)
 {
 	int code;
 	switch (c) {
@@ -153,97 +169,130 @@ static int take_option(struct init *in, int c, const char *last, bool *single, b
 		return 0;
 	case 'v':
 		in->verbosity++;
-		return -1;
+		break;
 	case 's':
 		in->subreaper_required = true;
-		return -1;
+		break;
 	case OPT_NO_SUBREAPER:
 		in->no_subreaper = true;
-		return -1;
+		break;
 	case 'g':
 		*group = true;
-		return -1;
+		break;
 	case 'c':
 		*single = true;
-		return -1;
+		break;
 	case 'r':
-		if (!parse_rewrite(in, optarg)) {
-			init_log(in, V_FATAL, "-r %s: expected FROM:TO, two signals (TO may be 0)", optarg);
+		if (!parse_rewrite(in, arg)) {
+			init_log(in, V_FATAL, "-r %s: expected FROM:TO, two signals (TO may be 0)", arg);
 			return 1;
 		}
-		return -1;
+		break;
 	case 'p':
-		if ((in->pdeath_signal = cli_parse_signal(optarg, false)) < 0) {
-			init_log(in, V_FATAL, "-p %s: not a signal", optarg);
+		if ((in->pdeath_signal = cli_parse_signal(arg, false)) < 0) {
+			init_log(in, V_FATAL, "-p %s: not a signal", arg);
 			return 1;
 		}
-		return -1;
+		break;
 	case 'e':
-		if ((code = parse_code(optarg)) < 0) {
-			init_log(in, V_FATAL, "-e %s: expected an exit code from 0 to 255", optarg);
+		if ((code = parse_code(arg)) < 0) {
+			init_log(in, V_FATAL, "-e %s: expected an exit code from 0 to 255", arg);
 			return 1;
 		}
 		in->remap[code / 32] |= 1u << (code % 32);
-		return -1;
+		break;
 	case 'w':
 		in->warn_reap = true;
-		return -1;
+		break;
 	case 't':
-		if (cli_parse_duration(optarg, &in->grace_ms) < 0) {
-			init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms, 1m)", optarg);
+		if (cli_parse_duration(arg, &in->grace_ms) < 0) {
+			init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms, 1m)", arg);
 			return 1;
 		}
 		in->grace_given = true;
-		return -1;
+		break;
 	case 'a':
 		in->all = true;
-		return -1;
-	default:
-		if (optopt && strchr("rpet", optopt))
-			init_log(in, V_FATAL, "option -%c needs an argument", optopt);
-		else if (optopt)
-			init_log(in, V_FATAL, "unknown option -%c", optopt);
-		else
-			init_log(in, V_FATAL, "unknown option %s", last);
-		usage(stderr);
-		return 1;
+		break;
 	}
+	return -1;
 }
 
-/* Returns -1 to go on, else the exit code. */
+/* --NAME or an unambiguous prefix of it, up to a '=' */
+static const struct option *long_option(const char *a)
+{
+	size_t n = strcspn(a, "=");
+	const struct option *found = NULL;
+	for (size_t k = 0; k < sizeof(options) / sizeof(options[0]); k++) {
+		if (strncmp(options[k].name, a, n))
+			continue;
+		if (!options[k].name[n])
+			return &options[k]; /* exact */
+		if (found)
+			return NULL; /* ambiguous */
+		found = &options[k];
+	}
+	return found;
+}
+
+/*
+ * getopt_long's rules, in '+' mode: options end at CMD (the first argument
+ * that is not one) or after "--", so CMD's own options are never taken for
+ * ours; -abc clusters, -t3 or -t 3, --grace=3 or --grace 3.
+ * Returns -1 to go on, else the exit code.
+ */
 static int parse_args(struct init *in, int argc, char **argv, bool *single, bool *group)
 {
-	static const struct option longopts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{"license", no_argument, NULL, 'l'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"subreaper", no_argument, NULL, 's'},
-		{"no-subreaper", no_argument, NULL, OPT_NO_SUBREAPER},
-		{"group", no_argument, NULL, 'g'},
-		{"single-child", no_argument, NULL, 'c'},
-		{"rewrite", required_argument, NULL, 'r'},
-		{"pdeath-signal", required_argument, NULL, 'p'},
-		{"remap-exit", required_argument, NULL, 'e'},
-		{"warn-reap", no_argument, NULL, 'w'},
-		{"grace", required_argument, NULL, 't'},
-		{"all", no_argument, NULL, 'a'},
-		{NULL, 0, NULL, 0},
-	};
-	int c, r;
-	opterr = 0;
-	optind = 0; /* full re-initialisation of getopt */
-	/* '+': options end at CMD, so CMD's own options are never taken for ours */
-	while ((c = getopt_long(argc, argv, "+hVlvsgcr:p:e:wt:a", longopts, NULL)) != -1)
-		if ((r = take_option(in, c, argv[optind - 1], single, group)) >= 0)
-			return r;
-	if (optind >= argc) {
-		init_log(in, V_FATAL, "no command given");
-		usage(stderr);
-		return 1;
+	int i = 1, r;
+	while (i < argc && argv[i][0] == '-' && argv[i][1]) {
+		const char *a = argv[i++];
+		if (!strcmp(a, "--"))
+			break;
+		if (a[1] == '-') {
+			const struct option *o = long_option(a + 2);
+			const char *eq = strchr(a, '=');
+			if (!o || (eq && !o->arg)) {
+				init_log(in, V_FATAL, "unknown option %s", a);
+				goto bad;
+			}
+			const char *arg = !o->arg ? NULL : eq ? eq + 1 : i < argc ? argv[i++] : NULL;
+			if (o->arg && !arg) {
+				init_log(in, V_FATAL, "option --%s needs an argument", o->name);
+				goto bad;
+			}
+			if ((r = apply(in, o->c, arg, single, group)) >= 0)
+				return r;
+			continue;
+		}
+		for (const char *p = a + 1; *p; p++) {
+			const struct option *o = NULL;
+			for (size_t k = 0; k < sizeof(options) / sizeof(options[0]) && !o; k++)
+				if (options[k].c == *p)
+					o = &options[k];
+			if (!o) {
+				init_log(in, V_FATAL, "unknown option -%c", *p);
+				goto bad;
+			}
+			const char *arg = !o->arg ? NULL : p[1] ? p + 1 : i < argc ? argv[i++] : NULL;
+			if (o->arg && !arg) {
+				init_log(in, V_FATAL, "option -%c needs an argument", *p);
+				goto bad;
+			}
+			if ((r = apply(in, o->c, arg, single, group)) >= 0)
+				return r;
+			if (arg)
+				break; /* the rest of this argument was the option's */
+		}
 	}
-	in->argv = argv + optind;
+	if (i >= argc) {
+		init_log(in, V_FATAL, "no command given");
+		goto bad;
+	}
+	in->argv = argv + i;
 	return -1;
+bad:
+	usage(stderr);
+	return 1;
 }
 
 /* tini's and dumb-init's variables, read after the command line as they do */
@@ -298,25 +347,14 @@ static void on_child_exit(struct evm_proc *proc, const struct evm_exit *e, void 
 	init_group_end(in);
 }
 
-static void describe(char *buf, size_t len, const struct evm_exit *e)
-{
-	if (e->status_unknown)
-		snprintf(buf, len, "status unknown");
-	else if (e->signal)
-		snprintf(buf, len, "killed by signal %d", e->signal);
-	else
-		snprintf(buf, len, "exit code %d", e->code);
-}
-
 static void orphan_reaped(struct init *in, const struct evm_exit *e)
 {
-	char how[64];
 	in->orphans++;
-	describe(how, sizeof(how), e);
-	if (in->warn_reap)
-		init_log(in, V_WARN, "reaped zombie process %d (%s)", (int)e->pid, how);
-	else
-		init_log(in, V_DEBUG, "reaped orphan %d (%s)", (int)e->pid, how);
+	/* "(exit code N)", "(killed by signal N)" or "(status unknown)": no number then */
+	init_log(in, in->warn_reap ? V_WARN : V_DEBUG, "%s %d (%s%.*d)",
+		 in->warn_reap ? "reaped zombie process" : "reaped orphan", (int)e->pid,
+		 e->status_unknown ? "status unknown" : e->signal ? "killed by signal " : "exit code ",
+		 e->status_unknown ? 0 : -1, e->status_unknown ? 0 : e->signal ? e->signal : e->code);
 }
 
 static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
@@ -374,18 +412,47 @@ static int make_loop(struct init *in)
  * too): a pipe's reader then sees EOF when CMD closes its end, not when we
  * exit. Every fd above 2 without close-on-exec is inherited: ours all have it.
  */
+static void close_fd_inherited(long fd, void *data)
+{
+	int fl = fcntl((int)fd, F_GETFD);
+	(void)data;
+	if (fd > 2 && fl >= 0 && !(fl & FD_CLOEXEC)) /* the listing's own fd is CLOEXEC */
+		close((int)fd);
+}
+
 static void close_inherited(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		int fd = atoi(e->d_name), fl = fcntl(fd, F_GETFD);
-		if (fd > 2 && fd != dirfd(d) && fl >= 0 && !(fl & FD_CLOEXEC))
-			close(fd);
-	}
-	closedir(d);
+	init_list_proc("/proc/self/fd", close_fd_inherited, NULL);
+}
+
+/*
+ * A file without #!: execvp (so tini and dumb-init) runs it with /bin/sh.
+ * Not inlined: its PATH_MAX buffer would push every spawn's stack frames a
+ * page deeper (RSS).
+ */
+__attribute__((noinline)) static int spawn_with_sh(struct init *in, struct evm_spawn_opts *o)
+{
+	char buf[PATH_MAX];
+	/* the file execvp ran: the first executable candidate in PATH */
+	const char *path = cli_path_find(in->argv[0], NULL, buf, sizeof(buf));
+	size_t n = 0;
+	while (in->argv[n])
+		n++;
+	char **shargv = path ? calloc(n + 2, sizeof(*shargv)) : NULL;
+	if (!shargv)
+		return -ENOEXEC;
+	shargv[0] = "/bin/sh";
+	shargv[1] = (char *)path;
+	for (size_t i = 1; i < n; i++)
+		shargv[i + 1] = in->argv[i];
+	o->argv = shargv;
+	o->file = "/bin/sh";
+	init_log(in, V_DEBUG, "%s has no #! line: running it with /bin/sh", path);
+	int r = evm_spawn(in->loop, o, &in->child);
+	free(shargv);
+	if (r < 0 && o->error->stage == EVM_STAGE_EXEC)
+		r = -ENOEXEC; /* report the original problem, not /bin/sh's */
+	return r;
 }
 
 static int spawn_child(struct init *in)
@@ -417,29 +484,8 @@ static int spawn_child(struct init *in)
 	if (lp && getenv("LISTEN_FDS") && strtol(lp, NULL, 10) == (long)getpid())
 		o.flags |= EVM_SPAWN_LISTEN_PID;
 	int r = evm_spawn(in->loop, &o, &in->child);
-	char **shargv = NULL;
-	if (r == -ENOEXEC && err.stage == EVM_STAGE_EXEC) {
-		/* a file without #!: execvp (so tini and dumb-init) runs it with /bin/sh */
-		char buf[PATH_MAX];
-		/* the file execvp ran: the first executable candidate in PATH */
-		const char *path = cli_path_find(in->argv[0], NULL, buf, sizeof(buf));
-		size_t n = 0;
-		while (in->argv[n])
-			n++;
-		if (path && (shargv = calloc(n + 2, sizeof(*shargv)))) {
-			shargv[0] = "/bin/sh";
-			shargv[1] = (char *)path;
-			for (size_t i = 1; i < n; i++)
-				shargv[i + 1] = in->argv[i];
-			o.argv = shargv;
-			o.file = "/bin/sh";
-			init_log(in, V_DEBUG, "%s has no #! line: running it with /bin/sh", path);
-			r = evm_spawn(in->loop, &o, &in->child);
-			if (r < 0 && err.stage == EVM_STAGE_EXEC)
-				r = -ENOEXEC; /* report the original problem, not /bin/sh's */
-		}
-	}
-	free(shargv);
+	if (r == -ENOEXEC && err.stage == EVM_STAGE_EXEC)
+		r = spawn_with_sh(in, &o);
 	if (r == 0) {
 		in->child_pid = in->pgid = evm_proc_pid(in->child);
 		init_log(in, V_INFO, "spawned %s as pid %d", in->argv[0], (int)in->child_pid);
@@ -511,7 +557,7 @@ static int run(struct init *in)
 		if (r < 0) {
 			/* never die in the loop: say it, back off, go on */
 			init_log(in, V_WARN, "event loop: %s", strerror(-r));
-			usleep(10000);
+			nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
 		}
 	}
 	init_tty_restore(in);

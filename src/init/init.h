@@ -71,6 +71,13 @@ int init_forward(struct init *in, int sig);    /* to the child or its group */
 /* a signal we received (from: sender pid, code: si_code): rewrite, forward, job control */
 void init_signal_handle(struct init *in, int sig, pid_t from, int code);
 
+/*
+ * group.c: fn(n, data) for each numeric entry of a /proc directory. No
+ * opendir: its 32 kB buffer would stay in our heap after closedir (RSS).
+ * Returns false if the directory could not be read (entirely).
+ */
+bool init_list_proc(const char *dir, void (*fn)(long n, void *data), void *data);
+
 /* group.c: the main child has exited; sets in->done when all is over */
 void init_group_end(struct init *in);
 void init_group_free(struct init *in);

@@ -49,7 +49,37 @@ EVM_CHILD_CODE static size_t slen(const char *s)
 	return n;
 }
 
-/* execvpe without malloc, and without its ENOEXEC fallback to /bin/sh */
+/* execve of dir (dlen bytes; empty: the current directory) + "/" + file, built in buf */
+EVM_CHILD_CODE static void exec_in(struct evm__spawn_req *r, char *buf, size_t cap, const char *dir,
+				   size_t dlen, size_t flen)
+{
+	if (dlen + 1 + flen + 1 > cap) {
+		errno = ENAMETOOLONG;
+		return;
+	}
+	size_t k = 0;
+	if (dlen == 0)
+		buf[k++] = '.'; /* an empty PATH element is the current directory */
+	for (size_t i = 0; i < dlen; i++)
+		buf[k++] = dir[i];
+	buf[k++] = '/';
+	for (size_t i = 0; i <= flen; i++)
+		buf[k++] = r->file[i];
+	execve(buf, r->argv, r->envp);
+}
+
+/* a candidate too long for exec_search's buffer: rare, so its PATH_MAX stays off the usual stack */
+EVM_CHILD_CODE static void exec_long(struct evm__spawn_req *r, const char *dir, size_t dlen, size_t flen)
+{
+	char buf[PATH_MAX];
+	exec_in(r, buf, sizeof(buf), dir, dlen, flen);
+}
+
+/*
+ * execvpe without malloc, and without its ENOEXEC fallback to /bin/sh.
+ * Candidates are built in a small buffer: the child's stack pages count in
+ * the caller's memory (it runs in the caller's), and one page does usually.
+ */
 EVM_CHILD_CODE static void exec_search(struct evm__spawn_req *r)
 {
 	const char *file = r->file;
@@ -63,7 +93,7 @@ EVM_CHILD_CODE static void exec_search(struct evm__spawn_req *r)
 		execve(file, r->argv, r->envp);
 		return;
 	}
-	char buf[PATH_MAX];
+	char buf[256];
 	size_t flen = slen(file);
 	bool eacces = false;
 	for (const char *p = r->path;;) {
@@ -71,32 +101,23 @@ EVM_CHILD_CODE static void exec_search(struct evm__spawn_req *r)
 		while (*end && *end != ':')
 			end++;
 		size_t dlen = (size_t)(end - p);
-		if (dlen + 1 + flen + 1 <= sizeof(buf)) {
-			size_t k = 0;
-			if (dlen == 0) {
-				buf[k++] = '.'; /* an empty PATH element is the current directory */
-			} else {
-				for (size_t i = 0; i < dlen; i++)
-					buf[k++] = p[i];
-			}
-			buf[k++] = '/';
-			for (size_t i = 0; i <= flen; i++)
-				buf[k++] = file[i];
-			execve(buf, r->argv, r->envp);
-			switch (errno) {
-			case EACCES:
-				eacces = true;
-				break;
-			case ENOENT:
-			case ENOTDIR:
-			case ESTALE:
-			case ENODEV:
-			case ETIMEDOUT:
-			case ENAMETOOLONG:
-				break;
-			default:
-				return; /* found but not runnable (ENOEXEC, E2BIG, ...) */
-			}
+		if (dlen + 1 + flen + 1 <= sizeof(buf))
+			exec_in(r, buf, sizeof(buf), p, dlen, flen);
+		else
+			exec_long(r, p, dlen, flen);
+		switch (errno) {
+		case EACCES:
+			eacces = true;
+			break;
+		case ENOENT:
+		case ENOTDIR:
+		case ESTALE:
+		case ENODEV:
+		case ETIMEDOUT:
+		case ENAMETOOLONG:
+			break;
+		default:
+			return; /* found but not runnable (ENOEXEC, E2BIG, ...) */
 		}
 		if (!*end)
 			break;

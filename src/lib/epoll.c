@@ -13,7 +13,11 @@
 #include <errno.h>
 #include <unistd.h>
 
-#define MAX_EVENTS 1024
+/* events per epoll_wait, on the stack; the static evmon-init, which watches a
+   handful of fds, builds with fewer: 12 kB less stack (RSS) */
+#ifndef EVM_MAX_EVENTS
+#define EVM_MAX_EVENTS 1024
+#endif
 
 int evm__epoll_open(struct evm_loop *loop)
 {
@@ -48,8 +52,8 @@ void evm__epoll_del(struct evm_loop *loop, int fd)
 
 int evm__epoll_wait(struct evm_loop *loop, int timeout_ms)
 {
-	struct epoll_event events[MAX_EVENTS];
-	int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout_ms);
+	struct epoll_event events[EVM_MAX_EVENTS];
+	int n = epoll_wait(loop->epfd, events, EVM_MAX_EVENTS, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	loop->now = evm__mono_ns();

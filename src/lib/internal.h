@@ -19,6 +19,51 @@
 
 #define EVM_HIDDEN __attribute__((visibility("hidden")))
 
+#ifdef EVM_SINGLE_THREAD
+/*
+ * Built for a program with one thread (the static evmon-init of `make
+ * static`): the locks compile away, and with them glibc's mutex and
+ * condition variable code (16 kB of a static binary). Nothing could wake a
+ * blocking wait there (evm_proc_wait of a running process, evm_spawn_wait),
+ * so one aborts instead of hanging. (EVM_NO_SPAWN_HELPER, spawn.c, and
+ * EVM_MAX_EVENTS, epoll.c, are the static init's other build knobs.)
+ */
+#include <stdlib.h>
+static inline int evm__st_nothing(const void *p)
+{
+	(void)p;
+	return 0;
+}
+static inline int evm__st_same(void)
+{
+	return 1;
+}
+static inline int evm__st_block(void)
+{
+	abort();
+}
+static inline int evm__st_once(pthread_once_t *once, void (*fn)(void))
+{
+	if (!*once) {
+		*once = 1;
+		fn();
+	}
+	return 0;
+}
+#define pthread_mutex_init(m, a) evm__st_nothing(m)
+#define pthread_mutex_destroy(m) evm__st_nothing(m)
+#define pthread_mutex_lock(m) evm__st_nothing(m)
+#define pthread_mutex_unlock(m) evm__st_nothing(m)
+#define pthread_cond_init(c, a) evm__st_nothing(c)
+#define pthread_cond_destroy(c) evm__st_nothing(c)
+#define pthread_cond_broadcast(c) evm__st_nothing(c)
+#define pthread_cond_signal(c) evm__st_nothing(c)
+#define pthread_cond_wait(c, m) evm__st_block()
+#define pthread_cond_timedwait(c, m, t) evm__st_block()
+#define pthread_once(o, f) evm__st_once(o, f)
+#define pthread_equal(a, b) evm__st_same() /* every call is on the loop thread */
+#endif
+
 /*
  * Code that runs in a vfork-style child shares the parent's memory and runs
  * on a small private stack: keep sanitizers out of it.

@@ -412,6 +412,9 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 
 static bool use_helper(struct evm_loop *loop, unsigned flags)
 {
+#ifdef EVM_NO_SPAWN_HELPER
+	return false; /* built without it: the static evmon-init spawns one child */
+#endif
 	if (flags & EVM_SPAWN_INHERIT_FDS)
 		return false; /* the helper does not have the caller's fds */
 	switch (loop->spawn_mode) {

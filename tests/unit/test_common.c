@@ -1,6 +1,6 @@
 /*
  * test_common.c - what the evmon command's programs share (src/common):
- * the hash table, the duration grammar, the PATH walk.
+ * the hash table, the duration grammar, the PATH walk, signal names.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,11 +9,13 @@
 
 #include <cmocka.h>
 
+#include "cli.h"
 #include "duration.h"
 #include "hashmap.h"
 #include "pathfind.h"
 
 #include <errno.h>
+#include <signal.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,6 +184,28 @@ static void test_pathfind(void **state)
 	rmdir(dir);
 }
 
+/* signal names in any case, with or without SIG; nothing else (digits are not letters) */
+static void test_signal_names(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		int sig;
+	} ok[] = {{"TERM", SIGTERM}, {"term", SIGTERM}, {"SigTerm", SIGTERM}, {"sigterm", SIGTERM},
+		  {"15", SIGTERM},   {"usr1", SIGUSR1},	 {"SIGUSR2", SIGUSR2},	 {"cld", SIGCHLD},
+		  {"io", SIGIO},     {"VtAlrm", SIGVTALRM}};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		assert_int_equal(cli_parse_signal(ok[i].s, false), ok[i].sig);
+	assert_int_equal(cli_parse_signal("rtmin", false), SIGRTMIN);
+	assert_int_equal(cli_parse_signal("SIGrtmin+3", false), SIGRTMIN + 3);
+	assert_int_equal(cli_parse_signal("RTMAX-1", false), SIGRTMAX - 1);
+	static const char *const bad[] = {"", "SIG", "TER", "TERMX", "USRQ", "USR", "usr3", "SIGSIGTERM",
+					  "rtmin-1", "RTMAX+1", "RTMIN+99", " TERM", "TERM ", "t\xc9rm", "0"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(cli_parse_signal(bad[i], false), -1);
+	assert_int_equal(cli_parse_signal("0", true), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -189,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_fnv1a),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_pathfind),
+		cmocka_unit_test(test_signal_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,6 +155,40 @@ static void test_path_search(void **state)
 	t_output(loop, argv, &npc, out, sizeof(out), &rec);
 	assert_string_equal(out, "found\n");
 
+	/* PATH elements longer than the child's small buffer, and one longer than PATH_MAX (skipped) */
+	char longdir[PATH_MAX], link[PATH_MAX + 32];
+	snprintf(longdir, sizeof(longdir), "/tmp/evt-path-XXXXXX");
+	assert_non_null(mkdtemp(longdir));
+	char *top = strdup(longdir);
+	for (int i = 0; i < 3; i++) {
+		size_t n = strlen(longdir);
+		snprintf(longdir + n, sizeof(longdir) - n, "/%0120d", i);
+		assert_int_equal(mkdir(longdir, 0700), 0);
+	}
+	snprintf(link, sizeof(link), "%s/evm-helper", longdir);
+	assert_int_equal(symlink(t_helper, link), 0);
+	char *huge = malloc(PATH_MAX + 1024);
+	memset(huge, 'x', PATH_MAX + 1000);
+	int hn = snprintf(huge, PATH_MAX + 1024, "PATH=/");
+	huge[hn] = 'x';
+	snprintf(huge + PATH_MAX + 900, 100, ":%s", "/nonexistent");
+	char *lp = malloc(strlen(huge) + strlen(longdir) + 2);
+	sprintf(lp, "%s:%s", huge, longdir);
+	char *envp_long[] = {lp, NULL};
+	struct evm_spawn_opts ol = {.envp = envp_long};
+	t_output(loop, argv, &ol, out, sizeof(out), &rec);
+	unlink(link);
+	for (int i = 0; i < 3; i++) {
+		rmdir(longdir);
+		*strrchr(longdir, '/') = 0;
+	}
+	rmdir(top);
+	free(top);
+	free(huge);
+	free(lp);
+	assert_true(strlen(link) > 300);
+	assert_string_equal(out, "found\n");
+
 	/* our own PATH when envp has none */
 	char *argv_true[] = {"true", NULL};
 	char *envp_nopath[] = {"X=1", NULL};
