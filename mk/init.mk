@@ -7,7 +7,8 @@
 #                        (installed if missing); regenerates the compatibility table
 #                        in docs/INIT.md and fails on an undocumented difference
 #   make init-footprint  binary sizes and RSS of a running init, evmon-init next to
-#                        tini, dumb-init and catatonit, into docs/INIT.md
+#                        tini, dumb-init and catatonit, into docs/INIT.md; then init-size
+#   make init-size       fails if the static evmon-init is bigger than Debian's tini-static
 #   make runtime-test    evmon-init and tini-static under runc, crun and podman; evmon daemon
 #                        as a container's PID 1 (tests/integration/test_runtimes.py)
 #   make init-soak       1,000,000 orphans reaped by one init; its RSS must not grow
@@ -29,7 +30,7 @@ INIT_STATIC_CLI_OBJ := $(INIT_STATIC_CLI_SRC:src/%.c=$(INIT_STATIC_DIR)/%.o)
 INIT_SOAK_ORPHANS ?= 1000000
 INIT_COMPAT := evmon tini dumb-init
 
-.PHONY: static init-test compat init-footprint init-soak runtime-test
+.PHONY: static init-test compat init-footprint init-size init-soak runtime-test
 
 static: $(INIT_STATIC)
 	@size=$$(stat -c %s $(INIT_STATIC)); echo "$(INIT_STATIC): static, stripped, $$size bytes"
@@ -67,6 +68,10 @@ init-footprint: $(INIT_STATIC) all
 	@bash scripts/deps.sh tini dumb-init catatonit
 	EVMON_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/integration/test_init.py \
 		--footprint docs/INIT.md $(INIT_STATIC)
+
+init-size: $(INIT_STATIC)
+	@bash scripts/deps.sh tini
+	@/usr/bin/python3 tests/integration/test_init.py --size $(INIT_STATIC)
 
 init-soak: all
 	$(TEST_ENV) EVMON_INIT_SOAK_ORPHANS=$(INIT_SOAK_ORPHANS) \
