@@ -5,6 +5,8 @@
 #   make bench FULL=1     the full run (< 30 minutes on 2 cores)
 #   make bench-build      only build the harnesses
 #   make bench-report     regenerate the doc from the CSVs already in bench/results/
+#   make bench-runtimes   S9: `runc run` with evmon-init, tini-static and no init, 30
+#                         interleaved runs each (root, runc), into docs/BENCHMARKS.md
 #
 # The peers come from Debian (installed here if missing). Harnesses are built
 # into $(BUILD)/bench/; the runner is bench/run.py (stdlib Python).
@@ -19,7 +21,7 @@ BENCH_TINY_CFLAGS := -std=c11 -O2 -Wall -Wextra -Werror -static -nostdlib -ffree
 BENCH_BINS := $(BENCH_DIR)/tiny $(BENCH_DIR)/evmon_bench $(BENCH_DIR)/raw_bench \
 	$(BENCH_DIR)/uv_bench $(BENCH_DIR)/go_bench
 
-.PHONY: bench bench-build bench-report bench-deps
+.PHONY: bench bench-build bench-report bench-deps bench-runtimes
 
 bench-deps: $(BENCH_STAMP)
 $(BENCH_STAMP): mk/bench.mk scripts/deps.sh
@@ -60,3 +62,7 @@ bench: bench-build
 
 bench-report:
 	/usr/bin/python3 bench/report.py
+
+bench-runtimes: $(BUILD)/evmon-init
+	@bash scripts/deps.sh runc busybox-static tini
+	/usr/bin/python3 bench/runtimes.py --build $(BUILD) --doc docs/BENCHMARKS.md
