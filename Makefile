@@ -136,9 +136,11 @@ clean:
 # every service and exits). Talk to it from another terminal with evmon ctl.
 DEMO_SOCK = $(abspath $(BUILD))/demo.sock
 run: all
-	@echo "evmon daemon on examples/demo.ini; from another terminal:"
+	@mkdir -p build/demo-logs
+	@echo "evmon daemon on examples/demo.ini (logs in build/demo-logs); from another terminal:"
 	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) status"
 	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) events"
+	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) logs web:0 -f"
 	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) restart web"
 	@echo "  $(abspath $(EVMON)) ctl -S $(DEMO_SOCK) add hello -- sleep 600"
 	@echo "Ctrl-C stops every service and the daemon."

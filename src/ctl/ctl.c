@@ -10,7 +10,10 @@
  * its business.
  *
  * Exit codes: 0 done, 1 the daemon reported a failure, 2 usage,
- * 3 no daemon to talk to (or the connection broke).
+ * 3 no daemon to talk to (or the connection broke). `status NAME...` and
+ * `is-active NAME...` answer with the state instead, as an LSB init
+ * script's status and systemctl is-active do: 0 running, 3 not running,
+ * 4 unknown (no such service, no daemon).
  */
 #include "cli.h"
 
@@ -21,6 +24,7 @@
 #include "show.h"
 
 #include <errno.h>
+#include <evmon.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -32,6 +36,8 @@
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 #define EXIT_NODAEMON CTL_EXIT_NODAEMON
+#define EXIT_NOT_RUNNING 3 /* status NAME, is-active: LSB's "program is not running" */
+#define EXIT_UNKNOWN 4	   /* LSB's "program or service status is unknown" */
 
 static void usage(FILE *f)
 {
@@ -40,6 +46,7 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  status [NAME...]          state of every (or the named) service\n"
+		"  is-active NAME...         print the state of each (running, stopped, ...)\n"
 		"  start NAME...             start, and wait until running or failed\n"
 		"  stop NAME...              stop, and wait until stopped\n"
 		"  restart NAME...           stop then start, and wait\n"
@@ -74,21 +81,24 @@ static void usage(FILE *f)
 		"                      ${TMPDIR:-/tmp}/evmon-UID/evmon.sock)\n"
 		"      --json          print the daemon's JSON answer as it is\n"
 		"  -t, --timeout SECS  how long start/stop/restart wait (default 120; 0: do not wait)\n"
+		"  -V, --version       print the version\n"
 		"Options may also follow the command (evmon ctl status --json); for add, they\n"
 		"end at the command to run.\n"
 		"\n"
-		"exit status: 0 done, 1 failed, 2 usage error, 3 no daemon\n");
+		"exit status: 0 done, 1 failed, 2 usage error, 3 no daemon; status NAME... and\n"
+		"is-active: 0 every one is running, 3 one is not, 4 unknown (no such service,\n"
+		"no daemon)\n");
 }
 
 /* ------------------------------------------------------------- options */
 
 enum { OPT_JSON = 0x100, OPT_NO_START, OPT_SERVICE_JSON };
 
-#define GLOBAL_SHORT "S:t:h"
+#define GLOBAL_SHORT "S:t:hV"
 /* and --json, which add takes with an argument */
 #define GLOBAL_LONG                                                                        \
 	{"socket", required_argument, NULL, 'S'}, {"timeout", required_argument, NULL, 't'}, \
-		{"help", no_argument, NULL, 'h'}
+		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}
 #define JSON_FLAG {"json", no_argument, NULL, OPT_JSON}
 
 /* A command's own options, besides the global ones; handle returns 0, or an exit code. */
@@ -100,7 +110,7 @@ struct cmd_opts {
 	int last_operand; /* after this many operands the rest is taken as it is (0: never) */
 };
 
-/* -S, --json, -t, -h: 0 to go on, else the exit code. */
+/* -S, --json, -t, -h, -V: 0 to go on, else the exit code (-1: done, exit 0). */
 static int global_option(struct ctl *c, int opt, const char *arg)
 {
 	char *end;
@@ -115,6 +125,7 @@ static int global_option(struct ctl *c, int opt, const char *arg)
 		}
 		return 0;
 	case 'h': usage(stdout); return -1;
+	case 'V': printf("evmon ctl %s\n", evm_version()); return -1;
 	default: usage(stderr); return EXIT_USAGE;
 	}
 }
@@ -144,7 +155,7 @@ static int parse_args(struct ctl *c, int argc, char **argv, const struct cmd_opt
 				*at = optind - 1;
 				break;
 			}
-		} else if (o == 'S' || o == 't' || o == 'h' || o == '?' || o == OPT_JSON ||
+		} else if (o == 'S' || o == 't' || o == 'h' || o == 'V' || o == '?' || o == OPT_JSON ||
 			   !co->handle) {
 			rc = global_option(c, o, optarg);
 		} else {
@@ -482,6 +493,50 @@ static int do_logs(struct ctl *c, int argc, char **argv, char **ops)
 	return rc >= 0 ? rc : copy_stream(c);
 }
 
+static void print_states(const cJSON *resp)
+{
+	const cJSON *s;
+	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(resp, "services")) {
+		const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "state"));
+		puts(st ? st : "?");
+	}
+}
+
+/*
+ * status NAME... and is-active NAME...: the exit code is the state, so a
+ * script can ask (0 every named service is running, 3 one is not, 4 the
+ * state is unknown: no such service, no daemon, a refused request).
+ */
+static int do_state(struct ctl *c, const char *cmd, char **names, int n)
+{
+	if (n < 1) {
+		fprintf(stderr, "evmon ctl %s: which service?\n", cmd);
+		return EXIT_USAGE;
+	}
+	cJSON *resp;
+	const char *raw;
+	if (ctl_call(c, request("status", names, n), &resp, &raw, 60000))
+		return EXIT_UNKNOWN;
+	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
+	const cJSON *svcs = cJSON_GetObjectItemCaseSensitive(resp, "services"), *s;
+	int rc = ok && cJSON_GetArraySize(svcs) > 0 ? 0 : EXIT_UNKNOWN;
+	cJSON_ArrayForEach(s, svcs) {
+		const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "state"));
+		if (!rc && (!st || strcmp(st, "running")))
+			rc = EXIT_NOT_RUNNING;
+	}
+	if (c->json)
+		puts(raw);
+	else if (!ok)
+		show_failure(resp, NULL);
+	else if (!strcmp(cmd, "is-active"))
+		print_states(resp);
+	else
+		show_status(resp);
+	cJSON_Delete(resp);
+	return rc;
+}
+
 /* The commands with no options of their own: the operands are names (or nothing). */
 static int do_simple(struct ctl *c, const char *cmd, char **ops, int n)
 {
@@ -529,6 +584,8 @@ static int run_command(struct ctl *c, int argc, char **argv, char **ops)
 		return do_signal(c, ops, n);
 	if (!strcmp(cmd, "events"))
 		return do_events(c, ops, n);
+	if ((!strcmp(cmd, "status") && n > 0) || !strcmp(cmd, "is-active"))
+		return do_state(c, cmd, ops, n);
 	return do_simple(c, cmd, ops, n);
 }
 

@@ -650,11 +650,7 @@ int control_open(struct evm_loop *loop, const struct control_opts *opts, struct 
 	int r = evm_io_add(loop, ctl->sf.fd, EVM_READ, on_listen, ctl, &ctl->io);
 	if (r < 0) {
 		snprintf(err, errlen, "%s: cannot watch the socket: %s", ctl->sf.path, strerror(-r));
-		unlink(ctl->sf.path);
-		close(ctl->sf.fd);
-		close(ctl->sf.lockfd);
-		free(ctl->sf.path);
-		free(ctl->sf.lock_path);
+		sockfile_close(&ctl->sf);
 		free(ctl);
 		return -1;
 	}

@@ -195,6 +195,7 @@ static void usage(FILE *f)
 		"      --check         validate FILE, print the mistakes (and warnings about\n"
 		"                      log_dir and the socket's directory), and exit\n"
 		"  -h, --help          this help\n"
+		"  -V, --version       print the version\n"
 		"\n"
 		"Signals: TERM/INT stop every service and exit 0; HUP reloads FILE;\n"
 		"USR1 reopens the services' log files.\n");
@@ -215,7 +216,7 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 		char err[400];
 		struct logs *L = logs_new(NULL, NULL, NULL); /* no file is opened: no loop needed */
 		if (L && logs_set_dir(L, cfg->log_dir, err, sizeof(err)) < 0) {
-			fprintf(stderr, "evmon: %s: warning: %s: the output of %zu service%s with "
+			fprintf(stderr, "evmon daemon: %s: warning: %s: the output of %zu service%s with "
 				"stdout or stderr = log would be discarded\n", cfg->path, err, logged,
 				logged == 1 ? "" : "s");
 			n++;
@@ -227,7 +228,7 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 	if (pdir && !strcmp(socket, proto_default_socket())) {
 		char err[600];
 		if (proto_private_dir(pdir, false, err, sizeof(err)) == -EPERM) {
-			fprintf(stderr, "evmon: %s: warning: control socket %s: %s: the daemon would "
+			fprintf(stderr, "evmon daemon: %s: warning: control socket %s: %s: the daemon would "
 				"not start\n", cfg->path, socket, err);
 			n++;
 		}
@@ -239,7 +240,7 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 	if (slash && slash != dir) {
 		*slash = '\0';
 		if (access(dir, W_OK | X_OK) < 0) {
-			fprintf(stderr, "evmon: %s: warning: control socket %s: %s: %s: the daemon "
+			fprintf(stderr, "evmon daemon: %s: warning: control socket %s: %s: %s: the daemon "
 				"would not start\n", cfg->path, socket, dir, strerror(errno));
 			n++;
 		}
@@ -254,8 +255,8 @@ static int check_only(const char *path, const char *sock_opt)
 	struct config *cfg;
 	if (config_load(path, &cfg, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "evmon: %s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
+			fprintf(stderr, "evmon daemon: %s\n", errs.msgs[i]);
+		fprintf(stderr, "evmon daemon: %s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
 		errlist_free(&errs);
 		return 1;
 	}
@@ -280,18 +281,20 @@ static int parse_options(int argc, char **argv, struct options *o)
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 'S'},
 		{"reaper", no_argument, NULL, 'r'},	  {"check", no_argument, NULL, 'C'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	*o = (struct options){.reaper = getpid() == 1};
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+c:S:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:S:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': o->cfg_path = optarg; break;
 		case 'S': o->socket = optarg; break;
 		case 'r': o->reaper = true; break;
 		case 'C': o->check = true; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("evmon daemon %s\n", evm_version()); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -311,8 +314,8 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	struct errlist errs = {0};
 	if (config_load(o->cfg_path, &d->cfg, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "evmon: %s: %zu error%s: not starting\n", o->cfg_path, errs.n,
+			fprintf(stderr, "evmon daemon: %s\n", errs.msgs[i]);
+		fprintf(stderr, "evmon daemon: %s: %zu error%s: not starting\n", o->cfg_path, errs.n,
 			errs.n == 1 ? "" : "s");
 		errlist_free(&errs);
 		return -1;
@@ -321,8 +324,8 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	char err[512], nerr[400];
 	const char *pdir = proto_default_dir();
 	if (!o->socket && !d->cfg->socket && pdir && proto_private_dir(pdir, true, err, sizeof(err)) < 0) {
-		fprintf(stderr, "evmon: daemon: control socket %s: %s\n"
-			"evmon: daemon: remove it, or choose a socket with -S PATH or $EVMON_SOCKET\n",
+		fprintf(stderr, "evmon daemon: control socket %s: %s\n"
+			"evmon daemon: remove it, or choose a socket with -S PATH or $EVMON_SOCKET\n",
 			d->socket, err);
 		return -1;
 	}
@@ -330,7 +333,7 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	struct evm_loop_opts lo = {.flags = o->reaper ? EVM_LOOP_REAPER : 0};
 	int r = evm_loop_new(&d->loop, &lo);
 	if (r < 0) {
-		fprintf(stderr, "evmon: daemon: cannot create the loop: %s\n", strerror(-r));
+		fprintf(stderr, "evmon daemon: cannot create the loop: %s\n", strerror(-r));
 		return -1;
 	}
 	/*
@@ -342,7 +345,7 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	fdres_init(hard / 8 < FD_RESERVE_MAX ? (unsigned)(hard / 8) : FD_RESERVE_MAX);
 	d->sigfd = signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (d->sigfd < 0 || evm_io_add(d->loop, d->sigfd, EVM_READ, on_signal, d, &d->sigio) < 0) {
-		fprintf(stderr, "evmon: daemon: signalfd: %s\n", strerror(errno));
+		fprintf(stderr, "evmon daemon: signalfd: %s\n", strerror(errno));
 		return -1;
 	}
 	struct control_opts co = {.path = d->socket, .max_clients = d->cfg->max_clients,
@@ -352,7 +355,7 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 				  .on_log = control_log, .need_fd = control_need_fd,
 				  .fd_closed = control_fd_closed, .data = d};
 	if (control_open(d->loop, &co, &d->ctl, err, sizeof(err)) < 0) {
-		fprintf(stderr, "evmon: daemon: control socket %s\n", err);
+		fprintf(stderr, "evmon daemon: control socket %s\n", err);
 		return -1;
 	}
 	dlog_attach(d->loop);
@@ -361,7 +364,7 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	evm_subscribe(d->loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, d, &d->sub);
 	d->logs = logs_new(d->loop, on_log_report, d);
 	if (!d->logs) {
-		fprintf(stderr, "evmon: daemon: out of memory\n");
+		fprintf(stderr, "evmon daemon: out of memory\n");
 		return -1;
 	}
 	if (d->cfg->log_dir && (r = logs_set_dir(d->logs, d->cfg->log_dir, err, sizeof(err))) < 0) {

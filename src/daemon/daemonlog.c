@@ -92,7 +92,8 @@ static void flush_pending(void)
 		linebuf_consume(&L.pending, (size_t)w);
 		if (!L.pending.len && L.dropped) {
 			char msg[96];
-			int n = snprintf(msg, sizeof(msg), "evmon: %lu log lines dropped: stderr was not read\n",
+			int n = snprintf(msg, sizeof(msg),
+					 "evmon daemon: %lu log lines dropped: stderr was not read\n",
 					 L.dropped);
 			L.dropped = 0;
 			linebuf_append(&L.pending, msg, (size_t)n);
@@ -130,7 +131,7 @@ void dlog(const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	proto_time(&ts, line, 40);
 	size_t n = strlen(line);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, " evmon: ");
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " evmon daemon: ");
 	va_list ap;
 	va_start(ap, fmt);
 	int k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);

@@ -129,8 +129,10 @@ int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errle
 bad:
 	if (sf->fd >= 0)
 		close(sf->fd);
-	if (sf->lockfd >= 0)
+	if (sf->lockfd >= 0) { /* ours (a live daemon's lock was never taken): a refused start leaves none */
+		unlink(sf->lock_path);
 		close(sf->lockfd);
+	}
 	free(sf->path);
 	free(sf->lock_path);
 	*sf = (struct sockfile){.fd = -1, .lockfd = -1};

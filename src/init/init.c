@@ -42,8 +42,7 @@ void init_log(const struct init *in, int level, const char *fmt, ...)
 	if ((level > in->verbosity && level != V_FATAL) || stderr_gone)
 		return;
 	char line[1024];
-	int n = snprintf(line, sizeof(line), "%s: %s", !strcmp(prog, "evmon init") ? "evmon: init" : prog,
-			 level == V_WARN ? "warning: " : "");
+	int n = snprintf(line, sizeof(line), "%s: %s", prog, level == V_WARN ? "warning: " : "");
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

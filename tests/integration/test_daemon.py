@@ -123,10 +123,10 @@ def test_every_mistake_is_reported_in_file_order(procs, tmp_path):
     r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=20)
     assert r.returncode == 1, r
     got = r.stderr.splitlines()
-    assert got[-1] == f"evmon: {cfg}: {len(want)} errors", got
+    assert got[-1] == f"evmon daemon: {cfg}: {len(want)} errors", got
     assert len(got) == len(want) + 1, got
     for (line, msg), out in zip(want, got):
-        assert out.startswith(f"{cfg}:{line}: ") and msg in out, (line, msg, out)
+        assert out.startswith(f"evmon daemon: {cfg}:{line}: ") and msg in out, (line, msg, out)
     assert r.stdout == ""
 
     # a directory is not an empty config
@@ -148,8 +148,8 @@ def test_nul_byte_is_refused_with_file_and_line(procs, tmp_path):
         r = procs.run(argv, timeout=20)
         assert r.returncode == 1, r
         got = r.stderr.splitlines()
-        assert got[:2] == [f"{cfg}:2: NUL byte in the line: a config file is text",
-                           f"{cfg}:5: NUL byte in the line: a config file is text"], got
+        assert got[:2] == [f"evmon daemon: {cfg}:2: NUL byte in the line: a config file is text",
+                           f"evmon daemon: {cfg}:5: NUL byte in the line: a config file is text"], got
         assert not os.path.exists(tmp_path / "s.sock")
 
 
@@ -167,9 +167,9 @@ def test_check_output_and_warnings(procs, tmp_path):
                         f"log_dir {logs} (see the warnings)\n")
     warn = r.stderr.splitlines()
     assert warn == [
-        f"evmon: {cfg}: warning: log_dir {logs}: No such file or directory: the output of 3 "
+        f"evmon daemon: {cfg}: warning: log_dir {logs}: No such file or directory: the output of 3 "
         "services with stdout or stderr = log would be discarded",
-        f"evmon: {cfg}: warning: control socket {sock}: {sock.parent}: No such file or "
+        f"evmon daemon: {cfg}: warning: control socket {sock}: {sock.parent}: No such file or "
         "directory: the daemon would not start"], warn
     logs.mkdir()
     sock.parent.mkdir()
@@ -183,12 +183,26 @@ def test_check_output_and_warnings(procs, tmp_path):
 
 
 def test_demo_config(procs, tmp_path):
-    """examples/demo.ini (what `make run` starts) shows what it says it shows."""
-    demo = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "demo.ini")
-    r = procs.run([EVMON, "daemon", "--check", "-c", demo], timeout=20)
+    """examples/demo.ini (what `make run` starts) shows what it says it shows,
+    and `evmon ctl logs NAME` works for its services (issue 18.21)."""
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "demo.ini")
+    # the same layout as the source tree: examples/demo.ini, its logs in build/demo-logs
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "build" / "demo-logs").mkdir(parents=True)
+    demo = tmp_path / "examples" / "demo.ini"
+    with open(src) as f:
+        demo.write_text(f.read())
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(demo)], timeout=20)
     assert r.returncode == 0 and "OK: 5 services from 4 definitions" in r.stdout, r
+    assert f"log_dir {tmp_path}/examples/../build/demo-logs" in r.stdout, r
+    # what the comments at its top and `make run` say to type
+    with open(src) as f:
+        head = f.read().split("[evmon]")[0]
+    mk = open(os.path.join(os.path.dirname(src), "..", "Makefile")).read()
+    assert "-S build/cc/demo.sock" in head and "DEMO_SOCK = $(abspath $(BUILD))/demo.sock" in mk
+    assert "mkdir -p build/demo-logs" in head and "mkdir -p build/demo-logs" in mk
     d = Daemon(procs, tmp_path, "", start=False)
-    d.cfg = demo
+    d.cfg = str(demo)
     d.start()
     for n in ("web:0", "web:1", "worker"):
         d.wait_state(n, "running")
@@ -201,13 +215,17 @@ def test_demo_config(procs, tmp_path):
     assert "backoff" in d.log() and "fatal" not in d.status("crashy")["crashy"]["state"]
     # worker stops on its stop_signal (INT) and exits 0 from its trap, which is
     # set once it has said its queue (running after start_secs does not say so)
-    wait_for(lambda: "worker: queue=jobs" in d.log(), what="the worker's INT trap")
+    wait_for(lambda: "worker: queue=jobs" in d.ctl("logs", "worker").stdout,
+             what="the worker's INT trap")
     r = d.ctl("stop", "worker")
     assert r.returncode == 0, r.stderr
     w = d.status("worker")["worker"]
     assert w["state"] == "stopped" and w["last_exit"]["code"] == 0, w
-    log = d.log()
-    assert "web 0 up" in log and "worker: queue=jobs" in log and "worker: bye" in log
+    for name, text in (("web:0", "web 0 up"), ("web:1", "web 1 up"), ("migrate", "migrate: done"),
+                       ("crashy", "crashy: failing in 1 s"), ("worker", "worker: bye")):
+        r = d.ctl("logs", name, "-n", "100")
+        assert r.returncode == 0 and text in r.stdout, (name, r)
+    assert "worker: queue=jobs" in d.ctl("logs", "worker").stdout
     d.stop()
 
 
@@ -294,7 +312,7 @@ def test_status_table_and_json(procs, tmp_path):
     assert o["ok"] and [s["name"] for s in o["services"]] == ["web"]
     s = o["services"][0]
     assert s["state"] == "running" and s["pid"] > 0 and s["restarts"] == 0
-    assert d.ctl("status", "nope").returncode == 1
+    assert d.ctl("status", "nope").returncode == 4  # unknown: LSB's code (issue 18.21)
     d.stop()
 
 
@@ -465,7 +483,7 @@ def test_ctl_prints_only_the_error_on_refusal(procs, tmp_path):
     (issue 18.15); a request that acted on services still shows them."""
     d = Daemon(procs, tmp_path, BASIC)
     r = d.ctl("status", "nosuch")
-    assert r.returncode == 1 and r.stdout == "", r
+    assert r.returncode == 4 and r.stdout == "", r  # status NAME: LSB's "unknown"
     assert "no such service: nosuch" in r.stderr
     r = d.ctl("signal", "nosuch", "HUP")
     assert r.returncode == 1 and r.stdout == "" and "no such service" in r.stderr, r
@@ -577,7 +595,7 @@ def test_reload_event_and_log_line_name_what_changed(procs, tmp_path):
         ["new"], ["gone"], ["changed"], 1), ev
     line = f"{d.cfg}: 1 added (new), 1 removed (gone), 1 changed (changed), 1 unchanged"
     assert ev["message"] == line and "error" not in ev
-    wait_for(lambda: f"evmon: reload: {line}" in d.log(), what="the reload line")
+    wait_for(lambda: f"evmon daemon: reload: {line}" in d.log(), what="the reload line")
 
     # a failed reload is an event too, with every mistake
     d.write(RELOAD_B + "\n[service:broken]\nrestart = never\ncolour = red\n")

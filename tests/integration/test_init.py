@@ -1155,7 +1155,7 @@ def test_invoked_as_runtime_init(run, mode, tmp_path):
     assert r.wait() == 4, r.err.text
     r = run([EVMON, "--", "/nonexistent/evm-cmd"], mode)
     assert r.wait() == 127
-    assert r.err.text == "evmon: init: exec /nonexistent/evm-cmd: No such file or directory\n"
+    assert r.err.text == "evmon init: exec /nonexistent/evm-cmd: No such file or directory\n"
     # a subcommand's name is CMD under any other name (an empty PATH: no daemon(1) found)
     r = run([str(link), "daemon"], "sub", env={"PATH": str(tmp_path / "empty")})
     assert r.wait() == 127 and r.err.text == "podman-init: exec daemon: No such file or directory\n"
