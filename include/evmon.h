@@ -133,6 +133,45 @@ EVM_API uint64_t evm_loop_now(const struct evm_loop *loop);
  */
 EVM_API size_t evm_loop_alive(const struct evm_loop *loop);
 
+/* ------------------------------------------------- from other threads */
+
+/*
+ * Thread rules, in one place. Any thread: evm_loop_stop, evm_loop_post,
+ * evm_async_send (also from a signal handler), evm_spawn, evm_spawn_wait,
+ * evm_proc_signal, evm_proc_signal_group, evm_proc_wait, evm_proc_ref and
+ * evm_proc_unref, evm_proc_pid, evm_proc_exited, and the cgroup functions
+ * that take no loop. Everything else: the loop thread, which is where posted
+ * functions run, so a worker thread reaches the rest of the API through
+ * evm_loop_post.
+ */
+
+typedef void (*evm_post_cb)(struct evm_loop *loop, void *data);
+
+/*
+ * Run fn(loop, data) once on the loop thread, in its next iteration (posts
+ * run in the order they were made). Any thread, but not a signal handler (it
+ * allocates: use an evm_async there). -ENOMEM, or -ECANCELED once
+ * evm_loop_free has begun. Posts still pending when evm_loop_free starts run
+ * there, first, so data they own is never leaked.
+ */
+EVM_API int evm_loop_post(struct evm_loop *loop, evm_post_cb fn, void *data);
+
+struct evm_async;
+
+/*
+ * An async handle, like uv_async_t: evm_async_send from any thread or from a
+ * signal handler makes cb(loop, data) run on the loop thread. Sends coalesce:
+ * several before the callback runs give one call; a send while the callback
+ * runs gives another call later. Create and free it on the loop thread
+ * (evm_loop_free frees what is left); free it only once no thread can send.
+ */
+EVM_API int evm_async_new(struct evm_loop *loop, evm_post_cb cb, void *data,
+			  struct evm_async **out);
+/* Any thread; async-signal-safe (two atomic flags and a write(2) to an eventfd). */
+EVM_API void evm_async_send(struct evm_async *async);
+/* Loop thread, also from its own callback. NULL is a no-op. */
+EVM_API void evm_async_free(struct evm_async *async);
+
 /* ---------------------------------------------------------------- timers */
 
 typedef void (*evm_timer_cb)(struct evm_timer *timer, void *data);
@@ -376,14 +415,16 @@ EVM_API int evm_proc_stdio_fd(struct evm_proc *proc, int slot);
 
 /*
  * Send sig (0 only checks) with pidfd_send_signal: it can never reach another
- * process that reused the pid. -ESRCH once the process has exited.
+ * process that reused the pid. -ESRCH once the process has been reaped. Any
+ * thread (a worker may kill the child it asked for): the loop thread does
+ * not reap it meanwhile.
  */
 EVM_API int evm_proc_signal(struct evm_proc *proc, int sig);
 
 /*
  * Send sig to the process group the process leads (spawned with SETSID or
  * SETPGID 0). -ESRCH when the group is gone, -EPERM when the process does
- * not lead a group of its own.
+ * not lead a group of its own. Any thread.
  */
 EVM_API int evm_proc_signal_group(struct evm_proc *proc, int sig);
 

@@ -15,7 +15,7 @@
 TSAN_BUILD ?= build/tsan
 TSAN_CC ?= clang
 TSAN_CFLAGS := $(CSTD) -O1 -g -fno-omit-frame-pointer $(WARN) -fsanitize=thread
-TSAN_UNITS ?= test_wait test_loop test_spawn test_threads
+TSAN_UNITS ?= test_wait test_loop test_spawn test_threads test_post
 TSAN_LIB_OBJ := $(LIB_SRC:src/lib/%.c=$(TSAN_BUILD)/lib/%.o)
 TSAN_BINS := $(TSAN_UNITS:%=$(TSAN_BUILD)/tests/%)
 # Fail at the first race. No thread-leak reports: a child that fails its exec

@@ -176,6 +176,7 @@ struct evm_proc {
 	void (*owner_cb)(struct evm_proc *proc, const struct evm_exit *exit, void *owner);
 	void *owner;
 	struct evm_exit *exit; /* allocated at exit */
+	bool gone;	       /* under evm__sig_mu: reaped, its pid may be reused */
 	struct evm_proc *prev, *next; /* live list */
 	struct evm__release rel; /* drops the loop's reference */
 };
@@ -185,6 +186,13 @@ EVM_HIDDEN void evm__proc_attach(struct evm_proc *proc, pid_t pid, int pidfd);
 /* Reaped: report it to everyone. si/ru NULL for unknown status. */
 EVM_HIDDEN void evm__proc_exited(struct evm_proc *proc, const siginfo_t *si, const struct rusage *ru);
 EVM_HIDDEN void evm__fill_status(struct evm_exit *rec, const siginfo_t *si);
+/*
+ * evm_proc_signal runs on any thread: it holds evm__sig_mu while it uses a
+ * proc's pid or pidfd, and every waitid that may reap a tracked child holds
+ * it too and marks the proc gone before the lock is dropped, so no signal
+ * reaches a reused pid or a closed (reused) pidfd number.
+ */
+EVM_HIDDEN extern pthread_mutex_t evm__sig_mu;
 
 /* pid -> proc map (open addressing, linear probing) */
 struct evm__pidmap {
@@ -312,6 +320,7 @@ EVM_HIDDEN void evm__warn(struct evm_loop *loop, int error, const char *fmt, ...
 /* ------------------------------------------------------- cross-thread */
 
 struct evm__xreq; /* a spawn request posted from another thread */
+struct evm__post;
 EVM_HIDDEN int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 			       struct evm_proc **out);
 EVM_HIDDEN void evm__xreq_run_all(struct evm_loop *loop);
@@ -326,6 +335,11 @@ EVM_HIDDEN extern _Thread_local struct evm_loop *evm__tls_dispatching;
 EVM_HIDDEN void evm__dispatch_enter(struct evm_loop *loop);
 EVM_HIDDEN void evm__dispatch_leave(struct evm_loop *loop); /* the outermost releases */
 EVM_HIDDEN void evm__proc_signal_done(struct evm_proc *proc);
+/* post.c: run what other threads posted and asyncs sent (on a wake-up) */
+EVM_HIDDEN void evm__post_run(struct evm_loop *loop);
+/* evm_loop_free: run the posts left and refuse new ones */
+EVM_HIDDEN void evm__post_close(struct evm_loop *loop);
+EVM_HIDDEN void evm__async_free_all(struct evm_loop *loop);
 
 /* ------------------------------------------------------------ services */
 
@@ -392,6 +406,10 @@ struct evm_loop {
 	atomic_uint nwaiters;	    /* threads in evm_spawn from another thread */
 	struct evm__xreq *xreqs;    /* under mu */
 	bool closing;		    /* under mu: evm_loop_free has begun */
+	struct evm__post *posts, **posts_tail; /* under mu: evm_loop_post's FIFO */
+	bool posts_closed;	    /* under mu: evm_loop_free ran the last posts */
+	atomic_bool async_pending;  /* any thread: some evm_async was sent */
+	struct evm_async *asyncs;   /* loop thread */
 
 	/* timers */
 	struct evm_timer **heap;

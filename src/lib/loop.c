@@ -51,6 +51,7 @@ static void on_wake(struct evm_loop *loop, struct evm__watch *w, uint32_t events
 	while (read(loop->wakefd, &v, sizeof(v)) > 0)
 		;
 	evm__xreq_run_all(loop);
+	evm__post_run(loop);
 }
 
 static int spawn_mode_from_env(void)
@@ -76,6 +77,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 		return -ENOMEM;
 	loop->flags = flags;
 	loop->release_tail = &loop->releasing;
+	loop->posts_tail = &loop->posts;
 	atomic_init(&loop->thread, pthread_self());
 	loop->epfd = loop->wakefd = loop->sigfd = loop->timerfd = -1;
 	loop->devnull = loop->reserve_fd = loop->statusfd = -1;
@@ -153,6 +155,7 @@ void evm__release_all(struct evm_loop *loop)
 		struct evm__release *r = loop->releasing;
 		if (!(loop->releasing = r->next))
 			loop->release_tail = &loop->releasing;
+	loop->posts_tail = &loop->posts;
 		r->fn(r);
 	}
 }
@@ -282,6 +285,10 @@ void evm_loop_free(struct evm_loop *loop)
 {
 	if (!loop)
 		return;
+	/* what other threads posted runs first, as if in one last iteration */
+	evm__dispatch_enter(loop);
+	evm__post_close(loop);
+	evm__dispatch_leave(loop);
 	loop->dispatching++; /* what is released below waits for evm__release_all */
 	evm__services_free(loop);
 	/*
@@ -301,6 +308,7 @@ void evm_loop_free(struct evm_loop *loop)
 	evm__io_free_all(loop);
 	/* before the routes, subscribers and cgroup watches it may unlink are freed */
 	evm__release_all(loop);
+	evm__async_free_all(loop);
 	evm__cgwatch_free_all(loop);
 	evm__timers_free(loop);
 	evm__mux_free(loop);

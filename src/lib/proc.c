@@ -21,6 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+pthread_mutex_t evm__sig_mu = PTHREAD_MUTEX_INITIALIZER;
+
 struct evm_proc *evm__proc_new(struct evm_loop *loop)
 {
 	struct evm_proc *p = calloc(1, sizeof(*p));
@@ -70,6 +72,9 @@ void evm__proc_attach(struct evm_proc *p, pid_t pid, int pidfd)
 static void detach(struct evm_proc *p)
 {
 	struct evm_loop *loop = p->loop;
+	pthread_mutex_lock(&evm__sig_mu);
+	p->gone = true; /* before the pidfd number can be reused */
+	pthread_mutex_unlock(&evm__sig_mu);
 	if (p->pidfd >= 0) {
 		/*
 		 * Closing our fd ends the epoll registration only if no other copy
@@ -225,29 +230,36 @@ int evm_proc_signal(struct evm_proc *p, int sig)
 {
 	if (!p || sig < 0 || sig >= NSIG)
 		return -EINVAL;
-	if (p->flags & EVM__P_EXITED)
-		return -ESRCH;
 	int r = -1;
 	errno = ENOSYS;
+	/* any thread: the loop thread cannot reap it or close its pidfd meanwhile */
+	pthread_mutex_lock(&evm__sig_mu);
+	if (p->gone) {
+		pthread_mutex_unlock(&evm__sig_mu);
+		return -ESRCH;
+	}
 	if (p->pidfd >= 0)
 		r = pidfd_send_signal(p->pidfd, sig, NULL, 0);
 	/* no pidfd, or a sandbox (valgrind, old seccomp) without pidfd_send_signal:
 	 * the child is unreaped, so its pid cannot have been reused yet */
 	if (r < 0 && errno == ENOSYS)
 		r = kill(p->pid, sig);
-	return r < 0 ? -errno : 0;
+	int e = r < 0 ? -errno : 0;
+	pthread_mutex_unlock(&evm__sig_mu);
+	return e;
 }
 
 int evm_proc_signal_group(struct evm_proc *p, int sig)
 {
 	if (!p || sig < 0 || sig >= NSIG)
 		return -EINVAL;
-	if (p->flags & EVM__P_EXITED)
-		return -ESRCH;
-	if (!(p->flags & EVM__P_GROUP))
+	if (!(p->flags & EVM__P_GROUP)) /* set before the proc is handed out, never changed */
 		return -EPERM;
+	pthread_mutex_lock(&evm__sig_mu);
 	/* the leader is unreaped, so its pid, which is the group id, is pinned */
-	return killpg(p->pid, sig) < 0 ? -errno : 0;
+	int r = p->gone ? -ESRCH : killpg(p->pid, sig) < 0 ? -errno : 0;
+	pthread_mutex_unlock(&evm__sig_mu);
+	return r;
 }
 
 struct evm_proc *evm_proc_ref(struct evm_proc *p)

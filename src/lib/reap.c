@@ -143,6 +143,26 @@ static int waitid_ru(idtype_t type, id_t id, siginfo_t *si, int options, struct 
 	return r < 0 ? -errno : 0;
 }
 
+/*
+ * waitid that may reap a tracked child, under evm__sig_mu: the proc is
+ * marked gone before another thread's evm_proc_signal could use its pid.
+ * p NULL: P_ALL, the proc (if any) is looked up in the map.
+ */
+static int reap_locked(struct evm_loop *loop, struct evm_proc *p, idtype_t type, id_t id,
+		       siginfo_t *si, int options, struct rusage *ru, struct evm_proc **who)
+{
+	pthread_mutex_lock(&evm__sig_mu);
+	int r = waitid_ru(type, id, si, options, ru);
+	if (r == 0 && si->si_pid && !p)
+		p = evm__pidmap_get(&loop->pids, si->si_pid);
+	if (r == 0 && si->si_pid && p)
+		p->gone = true;
+	pthread_mutex_unlock(&evm__sig_mu);
+	if (who)
+		*who = r == 0 && si->si_pid ? p : NULL;
+	return r;
+}
+
 int evm__sigchld_enable(struct evm_loop *loop)
 {
 	if (loop->sigfd >= 0)
@@ -221,7 +241,7 @@ static void reap_one_pid(struct evm_proc *p)
 {
 	siginfo_t si;
 	struct rusage ru;
-	int r = waitid_ru(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | __WALL, &ru);
+	int r = reap_locked(p->loop, p, P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | __WALL, &ru, NULL);
 	if (r == 0 && si.si_pid)
 		evm__proc_exited(p, &si, &ru);
 	else if (r == -ECHILD)
@@ -235,8 +255,9 @@ static void scan(struct evm_loop *loop)
 		siginfo_t si;
 		struct rusage ru;
 		/* no __WALL: our spawn helper (exit signal 0) is not for this loop */
-		while (waitid_ru(P_ALL, 0, &si, WEXITED | WNOHANG, &ru) == 0 && si.si_pid) {
-			struct evm_proc *p = evm__pidmap_get(&loop->pids, si.si_pid);
+		struct evm_proc *p;
+		while (reap_locked(loop, NULL, P_ALL, 0, &si, WEXITED | WNOHANG, &ru, &p) == 0 &&
+		       si.si_pid) {
 			if (p)
 				evm__proc_exited(p, &si, &ru);
 			else
@@ -310,7 +331,8 @@ void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uint32_t event
 	if (p->flags & EVM__P_EXITED)
 		return; /* reaped by a scan earlier in this iteration */
 	p->flags |= EVM__P_FIRED;
-	int r = waitid_ru(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | __WALL, &ru);
+	int r = reap_locked(loop, p, P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | __WALL, &ru,
+			    NULL);
 	if (r == 0 && si.si_pid) {
 		evm__proc_exited(p, &si, &ru);
 	} else if (r == -ECHILD) {
@@ -325,8 +347,11 @@ void evm__reap_kill_sync(struct evm_proc *p)
 	siginfo_t si;
 	struct rusage ru;
 	evm_proc_signal(p, SIGKILL);
-	int r = p->pidfd >= 0 ? waitid_ru(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | __WALL, &ru)
-			      : waitid_ru(P_PID, (id_t)p->pid, &si, WEXITED | __WALL, &ru);
+	idtype_t type = p->pidfd >= 0 ? P_PIDFD : P_PID;
+	id_t id = p->pidfd >= 0 ? (id_t)p->pidfd : (id_t)p->pid;
+	/* wait for the death outside the lock, then reap under it */
+	waitid_ru(type, id, &si, WEXITED | WNOWAIT | __WALL, &ru);
+	int r = reap_locked(p->loop, p, type, id, &si, WEXITED | WNOHANG | __WALL, &ru, NULL);
 	if (r == 0 && si.si_pid)
 		evm__proc_exited(p, &si, &ru);
 	else
