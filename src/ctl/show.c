@@ -187,6 +187,7 @@ int show_reload(const cJSON *resp)
 	print_names("added", cJSON_GetObjectItemCaseSensitive(resp, "added"));
 	print_names("removed", cJSON_GetObjectItemCaseSensitive(resp, "removed"));
 	print_names("changed", cJSON_GetObjectItemCaseSensitive(resp, "changed"));
+	print_names("updated", cJSON_GetObjectItemCaseSensitive(resp, "updated"));
 	printf("unchanged: %.0f\n", jnum(resp, "unchanged", 0));
 	return 0;
 }

@@ -512,6 +512,7 @@ static bool words_eq(char **a, char **b)
 	return !*a && !*b;
 }
 
+/* What decides the service's fate: evm_service_set_policy changes it in place. */
 static bool policy_eq(const struct svc_policy *a, const struct svc_policy *b)
 {
 	return a->restart == b->restart && a->set == b->set && a->max_retries == b->max_retries &&
@@ -520,20 +521,25 @@ static bool policy_eq(const struct svc_policy *a, const struct svc_policy *b)
 	       a->backoff_initial_ms == b->backoff_initial_ms &&
 	       a->backoff_max_ms == b->backoff_max_ms && a->backoff_jitter == b->backoff_jitter &&
 	       a->stable_ms == b->stable_ms && a->stop_signal == b->stop_signal &&
-	       a->stop_timeout_ms == b->stop_timeout_ms && a->kill_group == b->kill_group &&
-	       a->autostart == b->autostart && a->set_umask == b->set_umask &&
-	       a->umask == b->umask && a->out[0] == b->out[0] && a->out[1] == b->out[1];
+	       a->stop_timeout_ms == b->stop_timeout_ms && a->autostart == b->autostart;
 	/* log_max_bytes, log_backups, log_timestamps: applied to the running service */
 }
 
-bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
+bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 {
 	return words_eq(a->argv, b->argv) && words_eq(a->env, b->env) &&
 	       str_eq(a->directory, b->directory) && a->set_uid == b->set_uid &&
 	       a->set_gid == b->set_gid && a->uid == b->uid && a->gid == b->gid &&
 	       a->ngroups == b->ngroups &&
 	       (!a->ngroups || !memcmp(a->groups, b->groups, a->ngroups * sizeof(gid_t))) &&
-	       policy_eq(&a->pol, &b->pol);
+	       a->pol.set_umask == b->pol.set_umask && a->pol.umask == b->pol.umask &&
+	       a->pol.out[0] == b->pol.out[0] && a->pol.out[1] == b->pol.out[1] &&
+	       a->pol.kill_group == b->pol.kill_group;
+}
+
+bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
+{
+	return svc_conf_same_run(a, b) && policy_eq(&a->pol, &b->pol);
 }
 
 /* ------------------------------------------------------------ building */

@@ -107,8 +107,14 @@ void config_free(struct config *cfg);
 struct svc_conf *config_service(const struct config *cfg, const char *name, const struct conf_kv *kv,
 				size_t nkv, const char *where, struct errlist *errs);
 
-/* True when two definitions would start the same process the same way. */
+/* True when two definitions are the same (but for the log_* keys, which apply live). */
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b);
+/*
+ * True when they would start the same process the same way (command,
+ * environment, directory, user, group, umask, stdout/stderr, kill_group):
+ * then the rest (the policy keys) can change without a restart.
+ */
+bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b);
 
 struct svc_conf *svc_conf_ref(struct svc_conf *c);
 void svc_conf_unref(struct svc_conf *c);

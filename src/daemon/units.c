@@ -332,9 +332,23 @@ static void reload_log_dir(struct daemon *d, const struct config *cfg)
 
 /* What a reload did, by name. */
 struct reload_diff {
-	cJSON *added, *removed, *changed;
+	cJSON *added, *removed, *changed, *updated;
 	unsigned unchanged;
 };
+
+/* Only policy keys differ: the new policy applies to the running service, which stays. */
+static int reload_policy(struct daemon *d, struct unit *u, struct svc_conf *c, unsigned i)
+{
+	struct svc_build b;
+	int r = config_build(c, i, &b);
+	if (r == 0) {
+		r = evm_service_set_policy(u->svc, &b.opts);
+		config_build_free(&b);
+	}
+	if (r < 0)
+		dlog("service %s: cannot change its policy: %s: restarting it", u->name, strerror(-r));
+	return r;
+}
 
 /* Instance i of the new definition c: added, kept (unchanged) or replaced (changed). */
 static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct reload_diff *r)
@@ -350,12 +364,16 @@ static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct
 		return;
 	}
 	u->mark = true;
-	if (svc_conf_equal(u->conf, c)) {
-		svc_conf_unref(u->conf); /* same content: adopt the new copy */
+	bool same = svc_conf_equal(u->conf, c);
+	if (same || (u->svc && svc_conf_same_run(u->conf, c) && reload_policy(d, u, c, i) == 0)) {
+		svc_conf_unref(u->conf); /* the same process: adopt the new copy */
 		u->conf = svc_conf_ref(c);
 		if (u->out)
 			output_configure(u->out, c); /* log settings apply live */
-		r->unchanged++;
+		if (same)
+			r->unchanged++;
+		else
+			add_name(r->updated, name);
 		return;
 	}
 	/* unless-stopped: a service the user stopped stays down */
@@ -378,28 +396,36 @@ static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct
 static void reload_report(struct daemon *d, cJSON *resp, struct reload_diff *r)
 {
 	int na = cJSON_GetArraySize(r->added), nr = cJSON_GetArraySize(r->removed),
-	    nc = cJSON_GetArraySize(r->changed);
+	    nc = cJSON_GetArraySize(r->changed), nu = cJSON_GetArraySize(r->updated);
 	cJSON *ev = cJSON_CreateObject();
 	cJSON_AddStringToObject(ev, "event", "reload");
-	char msg[900], l_add[220], l_rem[220], l_chg[220], status[700];
-	snprintf(msg, sizeof(msg), "%s: %d added%s, %d removed%s, %d changed%s, %u unchanged",
+	char msg[1200], l_add[220], l_rem[220], l_chg[220], l_upd[260], status[700];
+	l_upd[0] = '\0';
+	if (nu) { /* ", 2 updated (a, b)": only when a policy changed in place */
+		char names[220];
+		snprintf(l_upd, sizeof(l_upd), ", %d updated%s", nu,
+			 name_list(r->updated, names, sizeof(names)));
+	}
+	snprintf(msg, sizeof(msg), "%s: %d added%s, %d removed%s, %d changed%s%s, %u unchanged",
 		 d->cfg_path, na, name_list(r->added, l_add, sizeof(l_add)), nr,
 		 name_list(r->removed, l_rem, sizeof(l_rem)), nc,
-		 name_list(r->changed, l_chg, sizeof(l_chg)), r->unchanged);
+		 name_list(r->changed, l_chg, sizeof(l_chg)), l_upd, r->unchanged);
 	cJSON_AddStringToObject(ev, "message", msg);
 	cJSON_AddItemToObject(ev, "added", cJSON_Duplicate(r->added, 1));
 	cJSON_AddItemToObject(ev, "removed", cJSON_Duplicate(r->removed, 1));
 	cJSON_AddItemToObject(ev, "changed", cJSON_Duplicate(r->changed, 1));
+	cJSON_AddItemToObject(ev, "updated", cJSON_Duplicate(r->updated, 1));
 	cJSON_AddNumberToObject(ev, "unchanged", r->unchanged);
 	cJSON_AddTrueToObject(resp, "ok");
 	cJSON_AddItemToObject(resp, "added", r->added);
 	cJSON_AddItemToObject(resp, "removed", r->removed);
 	cJSON_AddItemToObject(resp, "changed", r->changed);
+	cJSON_AddItemToObject(resp, "updated", r->updated);
 	cJSON_AddNumberToObject(resp, "unchanged", r->unchanged);
 	events_publish(d, NULL, ev);
 	events_summary(d, status, sizeof(status));
-	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %u unchanged; %s",
-		    na, nr, nc, r->unchanged, status);
+	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %d updated, "
+		    "%u unchanged; %s", na, nr, nc, nu, r->unchanged, status);
 }
 
 int units_reload(struct daemon *d, cJSON *resp)
@@ -417,7 +443,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 	if (!same_str(cfg->socket, d->cfg->socket))
 		dlog("reload: the control socket changes at the next start of the daemon");
 	reload_log_dir(d, cfg);
-	struct reload_diff r = {cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(), 0};
+	struct reload_diff r = {cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(),
+				cJSON_CreateArray(), 0};
 	for (struct unit *u = d->first; u; u = u->next)
 		u->mark = false;
 	struct config *old = d->cfg;

@@ -480,32 +480,23 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 	return 0;
 }
 
-int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, struct evm_service **out)
+static bool policy_valid(const struct evm_service_opts *o)
 {
-	if (!loop || !o || !o->name || !*o->name || !o->spawn.argv || !o->spawn.argv[0])
-		return -EINVAL;
 	if ((unsigned)o->restart > EVM_RESTART_UNLESS_STOPPED || o->backoff_jitter > 100 ||
 	    o->stop_signal < 0 || o->stop_signal >= NSIG || (o->nsuccess_codes && !o->success_codes))
-		return -EINVAL;
-	for (int i = 0; i < 3; i++)
-		if (o->spawn.stdio[i].mode == EVM_STDIO_PIPE)
-			return -EINVAL; /* a new pipe per restart: use EVM_STDIO_FD with your own */
+		return false;
 	for (size_t i = 0; i < o->nsuccess_codes; i++)
 		if (o->success_codes[i] < 0 || o->success_codes[i] > 255)
-			return -EINVAL;
-	if (evm_service_find(loop, o->name))
-		return -EEXIST;
+			return false;
+	return true;
+}
 
-	struct evm_service *s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->loop = loop;
-	if (!(s->name = strdup(o->name)) || copy_opts(s, o) < 0) {
-		svc_free(s);
-		return -ENOMEM;
-	}
+/* What decides the service's fate, not what it runs: may change while it runs. */
+static void set_policy(struct evm_service *s, const struct evm_service_opts *o)
+{
 	s->restart = o->restart;
 	s->max_retries = o->max_retries;
+	memset(s->success, 0, sizeof(s->success));
 	if (o->nsuccess_codes) {
 		for (size_t i = 0; i < o->nsuccess_codes; i++)
 			s->success[o->success_codes[i] / 32] |= 1u << (o->success_codes[i] % 32);
@@ -522,6 +513,29 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 #undef PICK
 	s->jitter = o->backoff_jitter;
 	s->stop_signal = o->stop_signal ? o->stop_signal : SIGTERM;
+}
+
+int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, struct evm_service **out)
+{
+	if (!loop || !o || !o->name || !*o->name || !o->spawn.argv || !o->spawn.argv[0])
+		return -EINVAL;
+	if (!policy_valid(o))
+		return -EINVAL;
+	for (int i = 0; i < 3; i++)
+		if (o->spawn.stdio[i].mode == EVM_STDIO_PIPE)
+			return -EINVAL; /* a new pipe per restart: use EVM_STDIO_FD with your own */
+	if (evm_service_find(loop, o->name))
+		return -EEXIST;
+
+	struct evm_service *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	if (!(s->name = strdup(o->name)) || copy_opts(s, o) < 0) {
+		svc_free(s);
+		return -ENOMEM;
+	}
+	set_policy(s, o);
 	s->kill_group = o->kill_group;
 	s->on_event = o->on_event;
 	s->data = o->data;
@@ -543,6 +557,14 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	l->n++;
 	if (out)
 		*out = s;
+	return 0;
+}
+
+int evm_service_set_policy(struct evm_service *s, const struct evm_service_opts *o)
+{
+	if (!s || s->dead || !o || !policy_valid(o))
+		return -EINVAL;
+	set_policy(s, o);
 	return 0;
 }
 

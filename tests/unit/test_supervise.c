@@ -240,6 +240,33 @@ static void test_always_restarts_after_success(void **state)
 	assert_true(stopped_by_user(a));
 }
 
+/* a running process keeps running; its next exit follows the new policy */
+static void test_set_policy_in_place(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	pid_t pid = evm_proc_pid(evm_service_proc(a));
+	struct evm_service_opts bad = {.restart = 99};
+	assert_int_equal(evm_service_set_policy(a, &bad), -EINVAL);
+	assert_int_equal(evm_service_set_policy(NULL, &bad), -EINVAL);
+	int codes[] = {9};
+	struct evm_service_opts o = {.restart = EVM_RESTART_ON_FAILURE, .set = EVM_SVC_START_MS,
+				     .success_codes = codes, .nsuccess_codes = 1};
+	assert_int_equal(evm_service_set_policy(a, &o), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	assert_int_equal(evm_proc_pid(evm_service_proc(a)), pid);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	/* on-failure: a death by signal is a failure, restarted */
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_RUNNING) >= 2, 10000);
+	o.restart = EVM_RESTART_NEVER;
+	assert_int_equal(evm_service_set_policy(a, &o), 0);
+	assert_int_equal(evm_service_signal(a, SIGKILL), 0);
+	run_until_state(loop, a, EVM_STATE_EXITED, 5000);
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 2);
+}
+
 static void test_unless_stopped(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -833,6 +860,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_success_codes, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, t_teardown),

@@ -1,0 +1,92 @@
+"""`evmon daemon` when things go wrong around it (issue 18): a reload that
+changes only policy keys, services whose environment is broken at start,
+spawns that fail, a start with thousands of services, few descriptors."""
+import os
+import signal
+
+from conftest import wait_for
+from daemon_util import Daemon, LineReader, alive
+
+# ------------------------------------------------- reload: policy in place
+
+POLICY_A = """
+[evmon]
+stop_timeout = 10s
+
+[service:pol]
+command = HELPER pause
+start_secs = 0
+restart = always
+
+[service:dflt]
+command = HELPER pause
+start_secs = 0
+
+[service:cmd]
+command = HELPER pause
+start_secs = 0
+"""
+
+POLICY_B = """
+[evmon]
+stop_timeout = 3s
+
+[service:pol]
+command = HELPER pause
+start_secs = 0
+restart = never
+backoff_max = 5s
+stop_signal = INT
+autostart = false
+
+[service:dflt]
+command = HELPER pause
+start_secs = 0
+
+[service:cmd]
+command = HELPER sleep 100000
+start_secs = 0
+"""
+
+
+def test_reload_applies_policy_changes_in_place(procs, tmp_path):
+    d = Daemon(procs, tmp_path, POLICY_A)
+    for n in ("pol", "dflt", "cmd"):
+        d.wait_state(n, "running")
+    before = {n: s["pid"] for n, s in d.status().items()}
+    s = d.connect()
+    s.sendall(b'{"cmd":"events"}\n')
+    rd = LineReader(s)
+    assert rd.next() == {"ok": True, "events": True}
+
+    d.write(POLICY_B)
+    r = d.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    # a policy key of the service, or a default of [evmon]: the process stays
+    assert "updated: pol dflt" in r.stdout and "changed: cmd" in r.stdout, r.stdout
+    ev = rd.next()
+    while ev["event"] != "reload":
+        assert ev.get("service") not in ("pol", "dflt"), f"touched by the reload: {ev}"
+        ev = rd.next()
+    assert (ev["updated"], ev["changed"], ev["unchanged"]) == (["pol", "dflt"], ["cmd"], 0), ev
+    assert ", 2 updated (pol, dflt), 0 unchanged" in ev["message"], ev["message"]
+    now = d.status()
+    assert now["pol"]["pid"] == before["pol"] and now["pol"]["state"] == "running"
+    assert now["dflt"]["pid"] == before["dflt"] and now["dflt"]["state"] == "running"
+    # what is executed changed: a new process
+    after = d.wait_state("cmd", "running")
+    assert after["pid"] != before["cmd"]
+
+    # the new policy is the one in force: restart = never, so a death is final
+    os.kill(before["pol"], signal.SIGKILL)
+    d.wait_state("pol", "exited")
+    assert d.status("pol")["pol"]["restarts"] == 0
+    # and stop_signal = INT (the helper's pause dies of it)
+    assert d.ctl("start", "pol").returncode == 0
+    pid = d.wait_state("pol", "running")["pid"]
+    assert d.ctl("stop", "pol").returncode == 0
+    st = d.wait_state("pol", "stopped")
+    assert st["last_exit"]["signal_name"] == "INT", st
+    assert not alive(pid)
+    s.close()
+    d.stop()
