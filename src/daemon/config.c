@@ -414,6 +414,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	apply_evmon(&c, &r);
 	apply_services(&c, &r);
 	free_sections(r.secs, r.nsecs);
+	config_check_deps(cfg, errs);
 	if (errs->n > nerr0) {
 		errlist_sort(errs, nerr0);
 		config_free(cfg);
@@ -478,6 +479,8 @@ void svc_conf_unref(struct svc_conf *c)
 	free(c->user);
 	free(c->group);
 	free(c->groups);
+	free(c->requires);
+	free(c->after);
 	free(c);
 }
 

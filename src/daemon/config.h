@@ -66,6 +66,10 @@ struct svc_conf {
 	gid_t *groups;		/* supplementary groups when set_uid/set_gid */
 	size_t ngroups;
 	struct svc_policy pol;
+	/* dependencies (deps.c): words "NAME" or "NAME:ready" (requires), "NAME" (after) */
+	char **requires;	/* start these first, and wait until they are ready */
+	char **after;		/* ordering only: if they start too, after they are ready */
+	int dep_line[2];	/* lines of requires and after (0: not from a file) */
 	struct hnode node;	/* by name, while its file is read */
 };
 
@@ -131,6 +135,17 @@ struct svc_build {
 };
 int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *b);
 void config_build_free(struct svc_build *b);
+
+/*
+ * The dependencies of every service of cfg (confdeps.c): unknown names, a
+ * service that names itself, conditions other than :ready, and cycles
+ * (through requires and after) are mistakes, at the line of the key.
+ */
+void config_check_deps(const struct config *cfg, struct errlist *errs);
+/* "db:ready" -> 2 (the length of the name); -1 if the condition is unknown. */
+int config_dep_name_len(const char *word, bool after);
+/* The condition of a requires word: "ready" (the default), ... */
+const char *config_dep_cond(const char *word);
 
 /* "on-failure" etc. */
 const char *config_restart_name(enum evm_restart r);

@@ -322,6 +322,21 @@ static void set_environment(struct conf_ctx *c, const struct keydef *k, const ch
 	}
 }
 
+/* requires/after: service names, split like a command; the line is kept for later checks. */
+static void set_deps(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	char ***words = field;
+	const char *err = NULL;
+	int n = cli_split(v, words, &err);
+	if (n < 0)
+		bad(c, "%s", err);
+	if (n == 0) {
+		free(*words);
+		*words = NULL;
+	}
+	c->svc->dep_line[k->arg] = c->line;
+}
+
 /* A path, relative to the config file's directory. */
 static void set_path(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
@@ -392,6 +407,10 @@ static const struct keydef keys[CK_COUNT] = {
 	[CK_GROUP] = {"group", S_SERVICE, SVC(group), set_name, 0, 0, "run as this group"},
 	[CK_INSTANCES] = {"instances", S_SERVICE, SVC(instances), set_positive, MAX_INSTANCES, 0,
 			  "copies NAME:0 .. NAME:N-1"},
+	[CK_REQUIRES] = {"requires", S_SERVICE, SVC(requires), set_deps, 0, 0,
+			 "start these first, once they are ready (NAME or NAME:ready)"},
+	[CK_AFTER] = {"after", S_SERVICE, SVC(after), set_deps, 1, 0,
+		      "start after these when they start too (ordering only)"},
 	[CK_SOCKET] = {"socket", S_EVMON, CFG(socket), set_path, 0, 0, "the control socket"},
 	[CK_LOG_DIR] = {"log_dir", S_EVMON, CFG(log_dir), set_path, 0, 0,
 			"where stdout/stderr = log go"},

@@ -23,6 +23,7 @@ enum conf_key {
 	CK_STOP_TIMEOUT, CK_KILL_GROUP, CK_AUTOSTART, CK_UMASK, CK_STDOUT, CK_STDERR,
 	CK_LOG_MAX_BYTES, CK_LOG_BACKUPS, CK_LOG_TIMESTAMPS,
 	CK_COMMAND, CK_ENVIRONMENT, CK_DIRECTORY, CK_USER, CK_GROUP, CK_INSTANCES,
+	CK_REQUIRES, CK_AFTER,
 	CK_SOCKET, CK_LOG_DIR, CK_MAX_CLIENTS, CK_CLIENT_BUFFER, CK_IDLE_TIMEOUT, CK_EVENTS_BUFFER_TOTAL,
 	CK_COUNT
 };
@@ -49,6 +50,7 @@ void conf_apply(struct conf_ctx *c, const struct conf_pair *kv, size_t n);
 
 /* What can only be checked with every key of service s known; line: its section's. */
 void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line);
+
 
 void conf_default_policy(struct svc_policy *p);
 struct svc_conf *conf_service_new(const char *name, const struct svc_policy *defaults, int line);

@@ -44,7 +44,8 @@ static void on_log_report(const char *service, const char *file, int error, cons
 
 /*
  * Everything the library reports: the unit's counters first (waits read
- * them), then the records, then the waits and STATUS= that may be over.
+ * them), then the records, then the dependents it lets start or stop, then
+ * the waits and STATUS= that may be over.
  */
 static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
 {
@@ -53,6 +54,9 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	if (ev->type == EVM_EV_SERVICE)
 		units_on_event(d, ev);
 	events_from_library(d, ev);
+	struct unit *u = ev->type == EVM_EV_SERVICE && ev->name ? unit_find(d, ev->name) : NULL;
+	if (u && u->svc == ev->service)
+		deps_changed(d, u); /* after its record: a dependent's start is told after */
 	if (ev->type == EVM_EV_SERVICE) {
 		if (d->waiters)
 			waiters_check(d);
@@ -406,6 +410,7 @@ static int daemon_run(struct daemon *d, const struct options *o)
 	if (d->status_timer)
 		evm_timer_cancel(d->status_timer);
 	d->status_timer = NULL;
+	deps_stop_all(d); /* dependents first; the loop still serves the socket */
 	r = evm_shutdown(d->loop, 0);
 	if (r < 0)
 		dlog("shutdown: %s", strerror(-r));

@@ -36,6 +36,14 @@ struct unit {
 	int create_error;	 /* -errno of the last failed creation, else 0 */
 	unsigned transitions;	 /* state changes seen */
 	unsigned starts;	 /* of which from not running to STARTING or RUNNING */
+	/* dependencies (deps.c), resolved from conf->requires/after while deps_gen is current */
+	struct dep *deps;	 /* what it requires or starts after */
+	size_t ndeps;
+	struct unit **rdeps;	 /* who requires it or starts after it */
+	size_t nrdeps;
+	bool pending;		 /* to start once its dependencies allow */
+	bool want_stop;		 /* to stop once its dependents are down */
+	char *blocked;		 /* why a dependency kept it from starting, or NULL */
 	struct unit *prev, *next; /* creation order */
 	struct hnode node;	 /* in daemon.units, by name */
 };
@@ -65,6 +73,8 @@ struct daemon {
 	size_t nunits;
 
 	struct waiter *waiters;
+	bool deps_dirty; /* units came or went: the dependencies are resolved again */
+	unsigned deps_gen; /* counts the resolutions */
 };
 
 /* daemon.c */
@@ -85,6 +95,31 @@ int units_reopen_logs(struct daemon *d, char *err, size_t errlen);
 void units_free(struct daemon *d);
 /* Called for every service event: the unit's transition counters. */
 void units_on_event(struct daemon *d, const struct evm_event *ev);
+
+/* deps.c: starting and stopping in the order of requires and after */
+enum dep_kind { DEP_AFTER, DEP_READY };
+struct dep {
+	struct unit *u;
+	enum dep_kind kind;
+};
+/* Start u once what it requires is ready (starting that first); 0 or -errno. */
+int deps_start(struct daemon *d, struct unit *u);
+/* Start every unit with want_start, each as soon as its dependencies allow. */
+void deps_start_wanted(struct daemon *d);
+/* Stop u after its dependents (those that require it are stopped too). */
+int deps_stop(struct daemon *d, struct unit *u);
+/* Stop every unit, dependents first, running the loop until all are down. */
+void deps_stop_all(struct daemon *d);
+/* A state of u changed: start or stop who waited for it. */
+void deps_changed(struct daemon *d, struct unit *u);
+/* u leaves the table (or a unit joins it): resolve again before the next use. */
+void deps_forget(struct daemon *d, struct unit *u);
+/* The names c (from `ctl add`) depends on must be services (errors to errs). */
+void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist *errs);
+/* "waiting" for a unit waiting for its dependencies, else the library's state name */
+const char *deps_state_name(const struct unit *u);
+/* Add the dependency fields of u to its status record. */
+void deps_status(const struct unit *u, cJSON *o);
 
 /* requests.c: the control_request_cb of the socket */
 void requests_handle(struct client *cl, const cJSON *req, void *data);

@@ -299,7 +299,7 @@ cJSON *events_status(const struct unit *u)
 		cJSON_AddStringToObject(o, "group", u->conf->name);
 		cJSON_AddNumberToObject(o, "instance", u->instance);
 	}
-	cJSON_AddStringToObject(o, "state", evm_state_name(info.state));
+	cJSON_AddStringToObject(o, "state", deps_state_name(u));
 	if (info.pid > 0)
 		cJSON_AddNumberToObject(o, "pid", info.pid);
 	else
@@ -321,7 +321,9 @@ cJSON *events_status(const struct unit *u)
 	}
 	if (info.state == EVM_STATE_BACKOFF)
 		cJSON_AddNumberToObject(o, "next_start_ms", (double)info.next_start_ms);
-	if (!u->svc && u->create_error) {
+	if (u->blocked || u->pending) {
+		deps_status(u, o);
+	} else if (!u->svc && u->create_error) {
 		char err[256];
 		snprintf(err, sizeof(err), "not created: %s", strerror(-u->create_error));
 		cJSON_AddStringToObject(o, "error", err);

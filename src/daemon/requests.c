@@ -222,13 +222,12 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 		int r = 0;
 		if (stop) {
 			u->want_start = false;
-			if (u->svc)
-				r = evm_service_stop(u->svc);
+			r = deps_stop(d, u);
 		} else if (!u->svc) {
 			u->want_start = true;
 			r = unit_create(d, u); /* it failed before: try again */
 		} else {
-			r = restart ? evm_service_restart(u->svc) : evm_service_start(u->svc);
+			r = restart ? evm_service_restart(u->svc) : deps_start(d, u);
 		}
 		if (r < 0)
 			add_error(errors, u->name, r, NULL);
@@ -374,6 +373,8 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 	free(texts);
 	free(kv);
 	char name[256];
+	if (c)
+		deps_check_added(d, c, &errs);
 	for (unsigned i = 0; c && i < c->instances && !errs.n; i++) {
 		unit_instance_name(c, i, name, sizeof(name));
 		if (unit_find(d, name))
@@ -398,6 +399,7 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 	struct unit **units = calloc(c->instances, sizeof(*units));
 	struct wait_entry *snap = calloc(c->instances, sizeof(*snap));
 	size_t nu = 0;
+	d->defer_start = true; /* each instance once all exist */
 	for (unsigned i = 0; units && snap && i < c->instances; i++) {
 		struct unit *u = unit_add(d, c, i, true);
 		if (u) {
@@ -405,6 +407,8 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 			units[nu++] = u;
 		}
 	}
+	d->defer_start = false;
+	deps_start_wanted(d);
 	/* zero counters: the creation itself counts as the start to wait for */
 	waits_reply(d, cl, req, c->pol.autostart ? W_START : W_STOP, units, nu, snap,
 		      cJSON_CreateArray());

@@ -102,7 +102,7 @@ int unit_create(struct daemon *d, struct unit *u)
 	u->create_error = 0;
 	if (u->want_start && !d->defer_start) {
 		u->want_start = false;
-		r = evm_service_start(u->svc);
+		r = deps_start(d, u);
 		if (r < 0)
 			dlog("service %s: cannot start it: %s", u->name, strerror(-r));
 	}
@@ -132,6 +132,7 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 		d->first = u;
 	d->last = u;
 	d->nunits++;
+	deps_forget(d, u);
 	unit_create(d, u);
 	return u;
 }
@@ -147,6 +148,8 @@ static void unit_release(struct daemon *d, struct unit *u)
 
 void unit_remove(struct daemon *d, struct unit *u)
 {
+	deps_forget(d, u);
+	u->pending = u->want_stop = false;
 	unit_release(d, u);
 	output_unref(u->out);
 	u->out = NULL;
@@ -160,7 +163,9 @@ void unit_remove(struct daemon *d, struct unit *u)
 		d->last = u->prev;
 	hmap_del(&d->units, &u->node);
 	d->nunits--;
+	deps_forget(d, u); /* its removal's events may have resolved it again */
 	svc_conf_unref(u->conf);
+	free(u->blocked);
 	free(u->name);
 	free(u);
 }
@@ -192,14 +197,7 @@ int units_load(struct daemon *d)
 		     "1 per running process): RLIMIT_NOFILE is %llu; raise it (LimitNOFILE= of the "
 		     "unit, ulimit -n)%s", d->nunits, pipes, need, (unsigned long long)rl.rlim_max,
 		     pipes > d->nunits ? ", or merge stderr into stdout (stderr = stdout)" : "");
-	for (struct unit *u = d->first; u; u = u->next) {
-		if (u->svc && u->want_start) {
-			u->want_start = false;
-			int e = evm_service_start(u->svc);
-			if (e < 0)
-				dlog("service %s: cannot start it: %s", u->name, strerror(-e));
-		}
-	}
+	deps_start_wanted(d);
 	return r;
 }
 
@@ -449,6 +447,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 		u->mark = false;
 	struct config *old = d->cfg;
 	d->cfg = cfg; /* new log_dir for the services created below */
+	d->defer_start = true; /* started once all exist: a new service may require another */
 	for (size_t k = 0; k < cfg->nsvcs; k++)
 		for (unsigned i = 0; i < cfg->svcs[k]->instances; i++)
 			reload_unit(d, cfg->svcs[k], i, &r);
@@ -461,6 +460,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 			u->mark = false; /* scratch: selections expect it clear */
 		}
 	}
+	d->defer_start = false;
+	deps_start_wanted(d);
 	config_free(old);
 	reload_report(d, resp, &r);
 	return 0;

@@ -46,6 +46,8 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 		return s == EVM_STATE_STOPPED || s == EVM_STATE_EXITED || s == EVM_STATE_FATAL;
 	if (s == EVM_STATE_RUNNING && e->was_active)
 		return true;
+	if (u->blocked && u->transitions != e->transitions)
+		return true; /* a dependency kept it from starting */
 	/* states older than the request must not end the wait; nor the stop half of a restart */
 	if (s == EVM_STATE_FATAL)
 		return u->transitions != e->transitions;

@@ -1,0 +1,450 @@
+/*
+ * deps.c - starting and stopping services in the order of their
+ * dependencies (requires and after, config.h).
+ *
+ * A unit to start is "pending" until every service it requires is ready
+ * (running; or exited with a success code: a job that has done its work)
+ * and every service it starts after has settled (is not starting); then
+ * it is started. A required service that cannot become ready (fatal,
+ * exited with a failure, stopped, not started itself) keeps it from
+ * starting: it is "blocked", with the reason in its status. Nothing polls:
+ * a pending unit is looked at again when one of its dependencies changes
+ * state (deps_changed, from every service event).
+ *
+ * Stopping is the reverse: a unit to stop ("want_stop") is stopped once
+ * every dependent being stopped too is down. `ctl stop A` stops what
+ * requires A first; the shutdown stops everything that way, so
+ * independent services stop in parallel and chains from their end.
+ *
+ * The graph is resolved from the names of the config into unit pointers
+ * (deps, rdeps) lazily, after units came or went (deps_forget). Names are
+ * definitions: requiring a definition with instances requires all of them.
+ */
+#include "daemon.h"
+
+#include "daemonlog.h"
+#include "events.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ the graph */
+
+static void drop_graph(struct daemon *d)
+{
+	for (struct unit *u = d->first; u; u = u->next) {
+		free(u->deps);
+		free(u->rdeps);
+		u->deps = NULL;
+		u->rdeps = NULL;
+		u->ndeps = u->nrdeps = 0;
+	}
+}
+
+static int push_dep(struct unit *u, struct unit *t, enum dep_kind kind, size_t *cap)
+{
+	if (u->ndeps == *cap) {
+		size_t n = *cap ? *cap * 2 : 4;
+		struct dep *v = realloc(u->deps, n * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		u->deps = v;
+		*cap = n;
+	}
+	u->deps[u->ndeps++] = (struct dep){t, kind};
+	t->nrdeps++; /* counted now, filled in the second pass */
+	return 0;
+}
+
+/* Every unit of the definition a word names (NAME, or NAME:0 .. NAME:N-1). */
+static int resolve_word(struct daemon *d, struct unit *u, const char *w, enum dep_kind kind,
+			size_t *cap)
+{
+	int len = config_dep_name_len(w, kind == DEP_AFTER);
+	char name[300];
+	if (len < 0 || len > 128)
+		return 0; /* the config check said so */
+	snprintf(name, sizeof(name), "%.*s", len, w);
+	struct unit *t = unit_find(d, name);
+	if (t && t->conf->instances <= 1)
+		return t == u ? 0 : push_dep(u, t, kind, cap);
+	snprintf(name, sizeof(name), "%.*s:0", len, w);
+	t = unit_find(d, name);
+	unsigned n = t ? t->conf->instances : 0;
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%.*s:%u", len, w, i);
+		t = unit_find(d, name);
+		if (t && t != u && push_dep(u, t, kind, cap) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int build_graph(struct daemon *d)
+{
+	for (struct unit *u = d->first; u; u = u->next) {
+		size_t cap = 0;
+		for (char **w = u->conf->requires; w && *w; w++)
+			if (resolve_word(d, u, *w, DEP_READY, &cap) < 0)
+				return -ENOMEM;
+		for (char **w = u->conf->after; w && *w; w++)
+			if (resolve_word(d, u, *w, DEP_AFTER, &cap) < 0)
+				return -ENOMEM;
+	}
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (u->nrdeps && !(u->rdeps = calloc(u->nrdeps, sizeof(*u->rdeps))))
+			return -ENOMEM;
+		u->nrdeps = 0;
+	}
+	for (struct unit *u = d->first; u; u = u->next)
+		for (size_t i = 0; i < u->ndeps; i++)
+			u->deps[i].u->rdeps[u->deps[i].u->nrdeps++] = u;
+	return 0;
+}
+
+static void ensure_graph(struct daemon *d)
+{
+	if (!d->deps_dirty)
+		return;
+	drop_graph(d);
+	d->deps_dirty = false;
+	d->deps_gen++;
+	if (build_graph(d) < 0) {
+		drop_graph(d); /* out of memory: every service as if it had no dependencies */
+		dlog("out of memory resolving the dependencies: they are not followed");
+	}
+}
+
+void deps_forget(struct daemon *d, struct unit *u)
+{
+	(void)u;
+	drop_graph(d); /* no pointer to a unit that goes may stay behind */
+	d->deps_dirty = true;
+	d->deps_gen++; /* loops over the arrays just freed stop */
+}
+
+void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist *errs)
+{
+	static const char *const key[2] = {"requires", "after"};
+	char **lists[2] = {c->requires, c->after};
+	char name[300];
+	for (int k = 0; k < 2; k++) {
+		for (char **w = lists[k]; w && *w; w++) {
+			int len = config_dep_name_len(*w, k == 1);
+			if (len < 0 || len > 128) {
+				errlist_add(errs, "add", 0, "%s: '%s': %s", key[k], *w,
+					    k ? "after takes names only" : "the condition can be :ready");
+				continue;
+			}
+			snprintf(name, sizeof(name), "%.*s", len, *w);
+			if (!strcmp(name, c->name))
+				errlist_add(errs, "add", 0, "%s: service %s depends on itself", key[k],
+					    c->name);
+			else if (!unit_find(d, name) && !(strcat(name, ":0"), unit_find(d, name)))
+				errlist_add(errs, "add", 0, "%s: unknown service '%.*s'", key[k], len, *w);
+		}
+	}
+}
+
+/* -------------------------------------------------------------- states */
+
+static enum evm_state state(const struct unit *u)
+{
+	return u->svc ? evm_service_state(u->svc) : EVM_STATE_STOPPED;
+}
+
+static bool active(const struct unit *u)
+{
+	enum evm_state s = state(u);
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING || s == EVM_STATE_BACKOFF ||
+	       s == EVM_STATE_STOPPING;
+}
+
+/* Stopped for good, exited, fatal or never created: nothing to wait for. */
+static bool down(const struct unit *u)
+{
+	return !u->pending && !active(u);
+}
+
+static bool exited_ok(const struct unit *u)
+{
+	struct evm_service_info info;
+	evm_service_info(u->svc, &info);
+	if (!info.has_exit || info.last_exit.signal || info.last_exit.status_unknown)
+		return false;
+	int c = info.last_exit.code;
+	if (!u->conf->pol.codes_set)
+		return c == 0;
+	return c >= 0 && c < 256 && (u->conf->pol.codes[c / 64] & (1ull << (c % 64)));
+}
+
+const char *deps_state_name(const struct unit *u)
+{
+	return u->pending ? "waiting" : evm_state_name(state(u));
+}
+
+/* ------------------------------------------------------------- events */
+
+static void publish_state(struct daemon *d, struct unit *u, const char *st, const char *old,
+			  const char *key, const char *text)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", "state");
+	cJSON_AddStringToObject(o, "service", u->name);
+	cJSON_AddStringToObject(o, "state", st);
+	cJSON_AddStringToObject(o, "old_state", old);
+	if (text)
+		cJSON_AddStringToObject(o, key, text);
+	events_publish(d, u->name, o);
+}
+
+/* ------------------------------------------------------------- starting */
+
+enum verdict { GO, WAIT, FAIL };
+
+/* May t let u start? Says why not (to buf) when never. */
+static enum verdict judge(const struct dep *dp, char *buf, size_t len)
+{
+	const struct unit *t = dp->u;
+	enum evm_state s = state(t);
+	if (dp->kind == DEP_AFTER)
+		return t->pending || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF ||
+				       s == EVM_STATE_STOPPING
+			       ? WAIT
+			       : GO;
+	if (t->pending || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF || s == EVM_STATE_STOPPING)
+		return WAIT;
+	if (s == EVM_STATE_RUNNING || (s == EVM_STATE_EXITED && exited_ok(t)))
+		return GO;
+	if (!t->svc)
+		snprintf(buf, len, "requires %s, which could not be created", t->name);
+	else if (t->blocked)
+		snprintf(buf, len, "requires %s, which was not started: %s", t->name, t->blocked);
+	else
+		snprintf(buf, len, "requires %s, which is %s", t->name, evm_state_name(s));
+	return FAIL;
+}
+
+static void set_blocked(struct daemon *d, struct unit *u, const char *why)
+{
+	free(u->blocked);
+	u->blocked = NULL;
+	if (asprintf(&u->blocked, "not started: %s", why) < 0)
+		u->blocked = NULL;
+	u->transitions++; /* a start that ended: waits see it */
+	publish_state(d, u, evm_state_name(state(u)), "waiting", "error",
+		      u->blocked ? u->blocked : why);
+}
+
+/* A pending unit: start it, leave it waiting, or block it. */
+static void try_start(struct daemon *d, struct unit *u)
+{
+	char why[400] = "";
+	enum verdict v = GO;
+	for (size_t i = 0; i < u->ndeps && v != FAIL; i++) {
+		enum verdict x = judge(&u->deps[i], why, sizeof(why));
+		if (x != GO)
+			v = x;
+	}
+	if (v == WAIT)
+		return;
+	u->pending = false;
+	if (v == FAIL) {
+		set_blocked(d, u, why);
+		return;
+	}
+	int r = u->svc ? evm_service_start(u->svc) : -ENOENT;
+	if (r < 0)
+		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
+}
+
+void deps_status(const struct unit *u, cJSON *o)
+{
+	if (u->pending) {
+		cJSON *arr = cJSON_AddArrayToObject(o, "waiting_for");
+		for (size_t i = 0; i < u->ndeps; i++) {
+			char why[8];
+			if (judge(&u->deps[i], why, sizeof(why)) == WAIT)
+				cJSON_AddItemToArray(arr, cJSON_CreateString(u->deps[i].u->name));
+		}
+	}
+	if (u->blocked)
+		cJSON_AddStringToObject(o, "error", u->blocked);
+}
+
+/* The units made pending by one request, to announce and try once all are marked. */
+struct batch {
+	struct unit **v;
+	size_t n, cap;
+	bool oom;
+};
+
+/* u becomes pending: what it requires is asked to start too (not what it starts after). */
+static void make_pending(struct batch *b, struct unit *u)
+{
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		struct unit **v = realloc(b->v, cap * sizeof(*v));
+		if (!v) {
+			b->oom = true;
+			return;
+		}
+		b->v = v;
+		b->cap = cap;
+	}
+	b->v[b->n++] = u;
+	u->pending = true;
+	u->want_stop = false;
+	free(u->blocked);
+	u->blocked = NULL;
+	for (size_t i = 0; i < u->ndeps; i++) {
+		struct unit *t = u->deps[i].u;
+		if (u->deps[i].kind != DEP_AFTER && t->svc && !t->pending && !active(t) &&
+		    !(state(t) == EVM_STATE_EXITED && exited_ok(t)))
+			make_pending(b, t); /* no cycle: the config has none, and pending ends it */
+	}
+}
+
+/* Say who waits, then start what may start (which may start the others in turn). */
+static void run_batch(struct daemon *d, struct batch *b)
+{
+	if (b->oom)
+		dlog("out of memory ordering the starts: some services wait for a dependency "
+		     "that changes state");
+	for (size_t i = 0; i < b->n; i++)
+		if (b->v[i]->pending && b->v[i]->ndeps)
+			publish_state(d, b->v[i], "waiting", evm_state_name(state(b->v[i])), NULL, NULL);
+	unsigned gen = d->deps_gen;
+	for (size_t i = 0; i < b->n && gen == d->deps_gen; i++)
+		if (b->v[i]->pending)
+			try_start(d, b->v[i]);
+	free(b->v);
+}
+
+int deps_start(struct daemon *d, struct unit *u)
+{
+	ensure_graph(d);
+	u->want_stop = false;
+	if (!u->ndeps || active(u)) {
+		free(u->blocked);
+		u->blocked = NULL;
+		return u->svc ? evm_service_start(u->svc) : -ENOENT;
+	}
+	if (u->pending)
+		return 0;
+	struct batch b = {0};
+	make_pending(&b, u);
+	run_batch(d, &b);
+	return 0;
+}
+
+/*
+ * Every unit with want_start becomes pending, then each is started when it
+ * may: independent units at once, the others as their dependencies become
+ * ready (deps_changed).
+ */
+void deps_start_wanted(struct daemon *d)
+{
+	ensure_graph(d);
+	struct batch b = {0};
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (u->want_start && u->svc) {
+			u->want_start = false;
+			if (!active(u) && !u->pending)
+				make_pending(&b, u);
+			else if (active(u))
+				evm_service_start(u->svc); /* STOPPING: started again after */
+		}
+	}
+	run_batch(d, &b);
+}
+
+/* ------------------------------------------------------------- stopping */
+
+/* Stop u now if no dependent being stopped is still up. */
+static void try_stop(struct daemon *d, struct unit *u)
+{
+	(void)d;
+	for (size_t i = 0; i < u->nrdeps; i++) {
+		const struct unit *v = u->rdeps[i];
+		if (!down(v) && (v->want_stop || state(v) == EVM_STATE_STOPPING))
+			return;
+	}
+	u->want_stop = false;
+	if (u->svc)
+		evm_service_stop(u->svc);
+}
+
+static void mark_stop(struct unit *u)
+{
+	if (u->want_stop)
+		return;
+	u->want_stop = true;
+	u->want_start = false;
+	u->pending = false;
+	for (size_t i = 0; i < u->nrdeps; i++) {
+		struct unit *v = u->rdeps[i];
+		for (size_t k = 0; k < v->ndeps; k++)
+			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER && (active(v) || v->pending))
+				mark_stop(v);
+	}
+}
+
+int deps_stop(struct daemon *d, struct unit *u)
+{
+	ensure_graph(d);
+	bool was_pending = u->pending;
+	mark_stop(u);
+	if (was_pending)
+		publish_state(d, u, evm_state_name(state(u)), "waiting", "message",
+			      "not started: stopped while waiting");
+	/* the dependents first: they may be down already */
+	for (struct unit *v = d->first; v; v = v->next)
+		if (v->want_stop && v != u)
+			try_stop(d, v);
+	if (u->want_stop)
+		try_stop(d, u);
+	return 0;
+}
+
+void deps_stop_all(struct daemon *d)
+{
+	ensure_graph(d);
+	for (struct unit *u = d->first; u; u = u->next) {
+		u->pending = false;
+		u->want_start = false;
+		u->want_stop = u->svc && active(u);
+	}
+	for (struct unit *u = d->first; u; u = u->next)
+		if (u->want_stop)
+			try_stop(d, u);
+	for (;;) {
+		bool left = false;
+		for (struct unit *u = d->first; u && !left; u = u->next)
+			left = u->want_stop || (u->svc && state(u) == EVM_STATE_STOPPING);
+		if (!left || evm_loop_run_once(d->loop, -1) < 0)
+			break;
+	}
+}
+
+/* ------------------------------------------------------------- changes */
+
+void deps_changed(struct daemon *d, struct unit *u)
+{
+	ensure_graph(d);
+	unsigned gen = d->deps_gen;
+	/* who waits to start: a dependency moved (a start below may resolve again) */
+	for (size_t i = 0; i < u->nrdeps && gen == d->deps_gen; i++) {
+		struct unit *v = u->rdeps[i];
+		if (v->pending && !d->stopping)
+			try_start(d, v);
+	}
+	if (gen != d->deps_gen || !down(u))
+		return;
+	/* who waits to stop: one of its dependents is down */
+	for (size_t i = 0; i < u->ndeps && gen == d->deps_gen; i++)
+		if (u->deps[i].u->want_stop)
+			try_stop(d, u->deps[i].u);
+}

@@ -1,0 +1,247 @@
+"""Dependencies between services (requires, after): config errors, start
+order with parallelism, a failed dependency, `ctl start` pulling in what a
+service requires, `ctl stop` and the shutdown stopping dependents first.
+
+Order is read from the daemon's log, where every event has its line in the
+order it happened; no assertion depends on how long anything takes."""
+import re
+
+from conftest import EVMON
+from daemon_util import Daemon, wait_for, SLOW
+
+TRANS = re.compile(r"evmon(?: daemon)?: service (\S+): (\w+) -> (\w+)")
+
+
+def transitions(d):
+    return [m.groups() for m in map(TRANS.search, d.log().splitlines()) if m]
+
+
+def index(tr, name, new, old=None, start=0):
+    """Position of the first transition of name into state new (from old) at or after start."""
+    for i, (n, o, s) in enumerate(tr):
+        if i >= start and n == name and s == new and (old is None or o == old):
+            return i
+    raise AssertionError(f"no {name} -> {new} in {tr}")
+
+
+def check(procs, tmp_path, text):
+    cfg = tmp_path / "c.ini"
+    cfg.write_text(text)
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=30 * SLOW)
+    return r.returncode, r.stderr
+
+
+def test_dependency_mistakes_are_config_errors_with_file_and_line(procs, tmp_path):
+    rc, err = check(procs, tmp_path,
+                    "[service:a]\n"              # 1
+                    "command = true\n"           # 2
+                    "requires = nosuch\n"        # 3
+                    "[service:b]\n"              # 4
+                    "command = true\n"           # 5
+                    "after = b\n"                # 6
+                    "[service:c]\n"              # 7
+                    "command = true\n"           # 8
+                    "requires = a:sometime\n"    # 9
+                    "[service:d]\n"              # 10
+                    "command = true\n"           # 11
+                    "after = a:ready\n")         # 12
+    assert rc == 1
+    path = str(tmp_path / "c.ini")
+    assert f"{path}:3: requires: unknown service 'nosuch'" in err, err
+    assert f"{path}:6: after: service b depends on itself" in err, err
+    assert f"{path}:9: requires: 'a:sometime': the condition can be :ready" in err, err
+    assert f"{path}:12: after: 'a:ready': after takes names only" in err, err
+
+
+def test_a_cycle_is_a_config_error_naming_it(procs, tmp_path):
+    rc, err = check(procs, tmp_path,
+                    "[service:a]\n"             # 1
+                    "command = true\n"          # 2
+                    "requires = b\n"            # 3
+                    "[service:b]\n"             # 4
+                    "command = true\n"          # 5
+                    "after = ok c\n"            # 6
+                    "[service:c]\n"             # 7
+                    "command = true\n"          # 8
+                    "requires = ok a:ready\n"   # 9
+                    "[service:ok]\n"            # 10
+                    "command = true\n")         # 11
+    assert rc == 1
+    path = str(tmp_path / "c.ini")
+    assert f"{path}:9: requires: dependency cycle: a -> b -> c -> a" in err, err
+    assert err.count("dependency cycle") == 1, err
+    # the same graph without the edge that closes it is fine
+    rc, err = check(procs, tmp_path, "[service:a]\ncommand = true\nrequires = b\n"
+                    "[service:b]\ncommand = true\nafter = ok c\n"
+                    "[service:c]\ncommand = true\nrequires = ok\n[service:ok]\ncommand = true\n")
+    assert rc == 0, err
+
+
+DIAMOND = """
+[evmon]
+stop_timeout = 10
+start_secs = 0.3
+
+[service:d]
+command = HELPER linger 50 pause
+requires = b c
+
+[service:b]
+command = HELPER linger 50 pause
+requires = a
+
+[service:c]
+command = HELPER linger 50 pause
+requires = a:ready
+
+[service:a]
+command = HELPER linger 50 pause
+
+[service:free]
+command = HELPER pause
+"""
+
+
+def test_diamond_starts_in_order_with_parallelism_and_stops_in_reverse(procs, tmp_path):
+    d = Daemon(procs, tmp_path, DIAMOND)
+    d.wait_state("d", "running")
+    tr = transitions(d)
+    # independent services start at once, the others wait
+    assert index(tr, "d", "waiting") < index(tr, "a", "starting")
+    assert index(tr, "free", "starting") < index(tr, "a", "running")
+    a_up = index(tr, "a", "running")
+    # b and c both start as a becomes ready, before either of them is ready
+    assert {tr[a_up + 1][0], tr[a_up + 2][0]} == {"b", "c"}, tr
+    assert tr[a_up + 1][2] == tr[a_up + 2][2] == "starting", tr
+    assert index(tr, "d", "starting") > max(index(tr, "b", "running"), index(tr, "c", "running"))
+    st = d.status()
+    assert all(s["state"] == "running" for s in st.values()), st
+    n = len(tr)
+    d.stop()
+    tr = transitions(d)
+    # d stops first; a only once b and c are down; free at once
+    assert index(tr, "d", "stopping", start=n) < index(tr, "b", "stopping", start=n)
+    assert index(tr, "d", "stopped", start=n) < index(tr, "c", "stopping", start=n)
+    assert index(tr, "free", "stopping", start=n) < index(tr, "b", "stopping", start=n)
+    assert index(tr, "a", "stopping", start=n) > max(index(tr, "b", "stopped", start=n),
+                                                        index(tr, "c", "stopped", start=n))
+
+
+def test_a_failed_dependency_keeps_the_service_from_starting_and_says_why(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+        [service:db]
+        command = HELPER exit 3
+        restart = never
+        start_secs = 0.5
+
+        [service:web]
+        command = HELPER pause
+        requires = db
+        start_secs = 0
+        """)
+    st = wait_for(lambda: (s := d.status("web")["web"]).get("error") and s, timeout=15 * SLOW,
+                  what="web blocked")
+    assert st["state"] == "stopped"
+    assert st["error"] == "not started: requires db, which is exited", st
+    assert st["pid"] is None
+    assert "web: waiting -> stopped" in d.log()
+    # asking again fails the same way, with the reason (db is started again and fails again)
+    r = d.ctl("start", "web", "-t", 30)
+    assert r.returncode == 1, r
+    assert "web (stopped)" in r.stderr and "requires db" in r.stdout + r.stderr, r
+    d.stop()
+
+
+def test_ctl_start_starts_what_is_required_and_stop_stops_dependents_first(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+        [evmon]
+        autostart = false
+        start_secs = 0.2
+        stop_timeout = 10
+
+        [service:db]
+        command = HELPER linger 100 pause
+
+        [service:api]
+        command = HELPER linger 50 pause
+        requires = db
+
+        [service:web]
+        command = HELPER pause
+        requires = api
+
+        [service:side]
+        command = HELPER pause
+        after = db
+        """)
+    r = d.ctl("start", "web")
+    assert r.returncode == 0, r
+    st = d.status()
+    assert st["web"]["state"] == st["api"]["state"] == st["db"]["state"] == "running", st
+    assert st["side"]["state"] == "stopped"  # after is ordering only: not pulled in
+    tr = transitions(d)
+    assert index(tr, "db", "running") < index(tr, "api", "starting")
+    assert index(tr, "api", "running") < index(tr, "web", "starting")
+    n = len(tr)
+    r = d.ctl("stop", "db")
+    assert r.returncode == 0, r
+    st = d.status()
+    assert st["web"]["state"] == st["api"]["state"] == st["db"]["state"] == "stopped", st
+    tr = transitions(d)
+    assert index(tr, "web", "stopped", start=n) < index(tr, "api", "stopping", start=n)
+    assert index(tr, "api", "stopped", start=n) < index(tr, "db", "stopping", start=n)
+    d.stop()
+
+
+def test_after_waits_for_a_service_that_starts_too_but_not_for_its_success(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+        [service:migrate]
+        command = HELPER exit 1
+        restart = never
+        start_secs = 0.3
+
+        [service:app]
+        command = HELPER pause
+        after = migrate
+        start_secs = 0
+        """)
+    d.wait_state("app", "running")
+    tr = transitions(d)
+    assert index(tr, "migrate", "exited") < index(tr, "app", "running")
+    d.stop()
+
+
+def test_a_job_that_exited_successfully_satisfies_requires(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+        [service:migrate]
+        command = HELPER sleep 100 exit 0
+        restart = never
+        start_secs = 30
+
+        [service:app]
+        command = HELPER pause
+        requires = migrate
+        start_secs = 0
+        """)
+    d.wait_state("app", "running")
+    tr = transitions(d)
+    assert index(tr, "migrate", "exited") < index(tr, "app", "running")
+    d.stop()
+
+
+def test_ctl_add_checks_and_follows_requires(procs, tmp_path):
+    d = Daemon(procs, tmp_path, """
+        [service:db]
+        command = HELPER pause
+        start_secs = 0.2
+        autostart = false
+        """)
+    r = d.ctl("add", "-s", "requires=nosuch", "x", "--", "true")
+    assert r.returncode == 1 and "requires: unknown service 'nosuch'" in r.stderr, r
+    r = d.ctl("add", "-s", "requires=db", "-s", "start_secs=0", "app", "--", d.cfg and "sleep", "1000")
+    assert r.returncode == 0, r
+    st = d.status()
+    assert st["db"]["state"] == st["app"]["state"] == "running", st
+    tr = transitions(d)
+    assert index(tr, "db", "running") < index(tr, "app", "running")
+    d.stop()
