@@ -75,6 +75,9 @@ struct svc_conf {
 
 #define CONFIG_IDLE_TIMEOUT_MS 10000 /* idle_timeout's default */
 
+/* [evmon] cgroup: a cgroup v2 per service (cgroups.h) */
+enum cgroup_mode { CGROUP_AUTO = 0, CGROUP_YES, CGROUP_NO };
+
 struct config {
 	char *path;
 	char *dir;		/* directory of path: base of relative paths */
@@ -84,6 +87,7 @@ struct config {
 	size_t client_buffer;	/* unread event bytes before a client is dropped; 0: default */
 	size_t events_buffer_total; /* unread event bytes of all clients together; 0: default */
 	uint64_t idle_timeout_ms; /* a connection with no request for this long closes; 0: never */
+	enum cgroup_mode cgroup; /* per-service cgroups: when possible, required, never */
 	struct svc_policy defaults;
 	struct svc_conf **svcs; /* in file order */
 	size_t nsvcs;

@@ -356,6 +356,20 @@ static void set_name(struct conf_ctx *c, const struct keydef *k, const char *v, 
 	*p = strdup(v);
 }
 
+static void set_cgroup_mode(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	static const char *const names[] = {[CGROUP_AUTO] = "auto", [CGROUP_YES] = "yes",
+					    [CGROUP_NO] = "no"};
+	for (int i = 0; i < 3; i++) {
+		if (!strcmp(v, names[i])) {
+			*(enum cgroup_mode *)field = (enum cgroup_mode)i;
+			return;
+		}
+	}
+	bad(c, "'%s' is not one of auto, yes, no", v);
+}
+
 #define POL(f) IN_POLICY, offsetof(struct svc_policy, f)
 #define SVC(f) IN_SERVICE, offsetof(struct svc_conf, f)
 #define CFG(f) IN_CONFIG, offsetof(struct config, f)
@@ -423,6 +437,8 @@ static const struct keydef keys[CK_COUNT] = {
 	[CK_EVENTS_BUFFER_TOTAL] = {"events_buffer_total", S_EVMON, CFG(events_buffer_total),
 				    set_buffer_size, 4096, 0,
 				    "unread events of all clients before the slowest is dropped"},
+	[CK_CGROUP] = {"cgroup", S_EVMON, CFG(cgroup), set_cgroup_mode, 0, 0,
+		       "a cgroup v2 per service: auto, yes, no"},
 };
 
 const char *conf_key_name(enum conf_key k)

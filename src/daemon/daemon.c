@@ -11,6 +11,7 @@
  */
 #include "daemon.h"
 
+#include "cgroups.h"
 #include "cli.h"
 #include "daemonlog.h"
 #include "fdreserve.h"
@@ -312,6 +313,22 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return -1;
 }
 
+/*
+ * The services' cgroups (cgroups.h). After the socket: the base is named
+ * after it, and only one live daemon holds it.
+ */
+static int daemon_cgroups(struct daemon *d)
+{
+	char why[600];
+	if (cgroups_open(d->cfg->cgroup, d->socket, &d->cg, why, sizeof(why)) < 0) {
+		fprintf(stderr, "evmon: daemon: cgroup = yes: %s\n", why);
+		return -1;
+	}
+	if (!d->cg && d->cfg->cgroup == CGROUP_AUTO)
+		dlog("no cgroups: %s: a service's processes are tracked by process group", why);
+	return 0;
+}
+
 /* The config, the loop, the signals, the socket, the logs: 0, or -1 (said on stderr). */
 static int daemon_open(struct daemon *d, const struct options *o, const sigset_t *set)
 {
@@ -377,7 +394,7 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 			 "is discarded until it can be written", err);
 		events_log(d, NULL, NULL, r, msg);
 	}
-	return 0;
+	return daemon_cgroups(d);
 }
 
 /* Start the services, serve until asked to stop, stop them all. The exit code. */
@@ -385,8 +402,9 @@ static int daemon_run(struct daemon *d, const struct options *o)
 {
 	if (units_load(d) < 0)
 		dlog("out of memory creating the services");
-	dlog("daemon %d started: %zu services from %s, control socket %s%s", (int)getpid(),
-	     d->nunits, o->cfg_path, d->socket, o->reaper ? ", reaping orphans" : "");
+	dlog("daemon %d started: %zu services from %s, control socket %s%s%s%s", (int)getpid(),
+	     d->nunits, o->cfg_path, d->socket, o->reaper ? ", reaping orphans" : "",
+	     d->cg ? ", cgroup " : "", d->cg ? cgroups_base(d->cg) : "");
 	/*
 	 * Ready: the control socket listens and every autostart service has
 	 * been spawned (or failed to be). Not "every service is RUNNING": a
@@ -436,6 +454,7 @@ static void daemon_close(struct daemon *d)
 		close(d->sigfd);
 	dlog_detach();
 	evm_loop_free(d->loop);
+	cgroups_close(d->cg); /* after the loop: its spawn helper may be in our leaf */
 	fdres_free();
 	notify_free();
 	config_free(d->cfg);

@@ -30,6 +30,7 @@ struct unit {
 	unsigned instance;
 	struct evm_service *svc; /* NULL when it could not be created */
 	struct svc_output *out;	 /* the capture of its output, or NULL (output.h) */
+	struct evm_cgroup *cg;	 /* its cgroup (cgroups.h), kept across re-creations, or NULL */
 	bool added;		 /* from `ctl add`, not from the config file */
 	bool want_start;	 /* start as soon as it is created */
 	bool mark;		 /* scratch, for selections and reload */
@@ -49,6 +50,7 @@ struct unit {
 };
 
 struct waiter;
+struct cgroups;
 
 struct daemon {
 	struct evm_loop *loop;
@@ -66,6 +68,7 @@ struct daemon {
 	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
 	struct evm_timer *watchdog_timer; /* next WATCHDOG=1, or NULL */
 	struct logs *logs; /* the log directory and files */
+	struct cgroups *cg; /* the services' cgroups, or NULL when off (cgroups.h) */
 	struct event_queue events; /* the fan-out held back during a request */
 
 	struct unit *first, *last;

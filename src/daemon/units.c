@@ -10,6 +10,7 @@
  */
 #include "daemon.h"
 
+#include "cgroups.h"
 #include "daemonlog.h"
 #include "notify.h"
 
@@ -76,13 +77,33 @@ static void unit_output(struct daemon *d, struct unit *u)
 		output_configure(u->out, u->conf);
 }
 
+/* Its cgroup, made once: a re-created service starts in the same one. */
+static void unit_cgroup(struct daemon *d, struct unit *u)
+{
+	if (!d->cg || u->cg)
+		return;
+	int r = cgroups_service(d->cg, u->name, &u->cg);
+	if (r < 0) {
+		char msg[200];
+		u->cg = NULL;
+		snprintf(msg, sizeof(msg), "cannot create its cgroup in %s: it runs without one",
+			 cgroups_base(d->cg));
+		events_log(d, u->name, NULL, r, msg);
+	}
+}
+
 int unit_create(struct daemon *d, struct unit *u)
 {
 	unit_output(d, u);
+	unit_cgroup(d, u);
 	struct svc_build b;
 	int r = config_build(u->conf, u->instance, &b);
 	if (r == 0) {
 		output_stdio(u->out, u->conf, b.opts.spawn.stdio);
+		if (u->cg) {
+			b.opts.spawn.flags |= EVM_SPAWN_CGROUP;
+			b.opts.spawn.cgroup_fd = evm_cgroup_fd(u->cg);
+		}
 		if (u->out) {
 			b.opts.on_event = output_on_event;
 			b.opts.data = output_ref(u->out); /* dropped with the service's last event */
@@ -153,6 +174,7 @@ void unit_remove(struct daemon *d, struct unit *u)
 	unit_release(d, u);
 	output_unref(u->out);
 	u->out = NULL;
+	evm_cgroup_free(u->cg); /* the cgroup stays: cgroups_close removes it */
 	if (u->prev)
 		u->prev->next = u->next;
 	else

@@ -359,8 +359,38 @@ def _left(tag):
     return set(_tagged(tag)) | {p for p, st in descendants().items() if st not in ("Z", "X")}
 
 
+def _own_cgroup_dir():
+    """The runner's cgroup v2 directory, or None."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mnt = next((ln.split(" - ")[0].split()[4] for ln in f
+                        if ln.partition(" - ")[2].startswith("cgroup2 ")), None)
+        with open("/proc/self/cgroup") as f:
+            rel = next((ln.strip()[3:] for ln in f if ln.startswith("0::")), None)
+    except OSError:
+        return None
+    return os.path.join(mnt, rel.lstrip("/")) if mnt and rel is not None else None
+
+
+def _remove_daemon_cgroups(basetemp):
+    """The cgroups of daemons of this run that were killed (evmon.<socket>, see
+    cgroups.h): their processes are ended by then; rmdir the empty trees."""
+    home = _own_cgroup_dir()
+    prefix = "evmon." + str(basetemp).lstrip("/").replace("/", "-")
+    try:
+        names = [n for n in os.listdir(home) if n.startswith(prefix)] if home else []
+    except OSError:
+        return
+    for n in names:
+        for dirpath, _, _ in sorted(os.walk(os.path.join(home, n)), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
 @pytest.fixture(autouse=True)
-def _no_leftovers(request):
+def _no_leftovers(request, tmp_path_factory):
     """After each test, pass or fail: every descendant of the runner is ended
     (end_descendants), and so is whatever carries the test's EVMON_TEST_TAG
     in its environment (services inherit it from the daemon) wherever it was
@@ -384,5 +414,6 @@ def _no_leftovers(request):
         except (ProcessLookupError, PermissionError):
             pass
     end_descendants()
+    _remove_daemon_cgroups(tmp_path_factory.getbasetemp())
     if left:
         _leaky.append((request.node.nodeid, len(left)))

@@ -1,0 +1,194 @@
+/*
+ * cgroups.c - the daemon's cgroup v2 tree (see cgroups.h).
+ *
+ * Possible when our own cgroup is on a cgroup2 mount (/sys/fs/cgroup, or
+ * /sys/fs/cgroup/unified on a hybrid host) and writable: root on the host,
+ * systemd's Delegate=yes, a container with its own cgroup namespace.
+ *
+ * A base left by an earlier run of the same daemon (killed before it could
+ * clean up) still holds that run's services: they are killed, or two copies
+ * of every service would run. The base's name comes from the socket, which
+ * only one live daemon can hold, so it is never another live daemon's.
+ */
+#include "cgroups.h"
+
+#include "daemonlog.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BASE_NAME_MAX 200
+#define REMOVE_TIMEOUT_MS 5000
+#define ALL_CONTROLLERS (EVM_CGROUP_CPU | EVM_CGROUP_IO | EVM_CGROUP_MEMORY | EVM_CGROUP_PIDS)
+
+struct cgroups {
+	struct evm_cgroup *home; /* where the daemon was: it goes back at exit */
+	struct evm_cgroup *base; /* evmon.<socket name> */
+	struct evm_cgroup *leaf; /* base/evmon.daemon, the daemon itself */
+	unsigned controllers;	 /* enabled in the base for the services */
+};
+
+/*
+ * "evmon.run-evmon.sock" for /run/evmon.sock (the path with '/' as '-', like
+ * systemd's unit names); a long path keeps its end plus a hash of the whole.
+ */
+static void base_name(const char *socket, char *buf, size_t len)
+{
+	char esc[BASE_NAME_MAX + 1];
+	const char *s = socket;
+	while (*s == '/')
+		s++;
+	size_t n = strlen(s);
+	if (n > BASE_NAME_MAX - 20) {
+		uint32_t h = 2166136261u; /* FNV-1a */
+		for (const char *p = socket; *p; p++)
+			h = (h ^ (unsigned char)*p) * 16777619u;
+		snprintf(esc, sizeof(esc), "%08x-%s", (unsigned)h, s + n - (BASE_NAME_MAX - 30));
+	} else {
+		snprintf(esc, sizeof(esc), "%s", s);
+	}
+	for (char *p = esc; *p; p++)
+		if (*p == '/')
+			*p = '-';
+	snprintf(buf, len, "evmon.%s", esc);
+}
+
+/* Kill what an earlier run left in the base, and remove it (made again after). */
+static void clean_stale(struct evm_cgroup *base)
+{
+	if (evm_cgroup_populated(base) > 0) {
+		int r = evm_cgroup_kill(base);
+		dlog("cgroup %s: processes of an earlier run are still there: killed them%s%s",
+		     evm_cgroup_path(base), r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
+	}
+	int r = evm_cgroup_remove(base, REMOVE_TIMEOUT_MS);
+	if (r < 0)
+		dlog("cgroup %s: cannot remove what an earlier run left: %s", evm_cgroup_path(base),
+		     strerror(-r));
+}
+
+/* The base and the leaf, with the daemon moved in. 0, or -errno with why. */
+static int build(struct cgroups *g, const char *socket, char *why, size_t whylen)
+{
+	char name[BASE_NAME_MAX + 16];
+	base_name(socket, name, sizeof(name));
+	int r = evm_cgroup_create(g->home, name, &g->base);
+	if (r < 0) {
+		snprintf(why, whylen, "cannot create %s/%s: %s", evm_cgroup_path(g->home), name,
+			 strerror(-r));
+		return r;
+	}
+	if (r == 1) {
+		clean_stale(g->base);
+		/* a removed base is made again */
+		evm_cgroup_free(g->base);
+		g->base = NULL;
+		if ((r = evm_cgroup_create(g->home, name, &g->base)) < 0) {
+			snprintf(why, whylen, "cannot create %s/%s: %s", evm_cgroup_path(g->home),
+				 name, strerror(-r));
+			return r;
+		}
+	}
+	if ((r = evm_cgroup_create(g->base, "evmon.daemon", &g->leaf)) < 0 ||
+	    (r = evm_cgroup_attach(g->leaf, 0)) < 0) {
+		snprintf(why, whylen, "cannot move the daemon into %s/evmon.daemon: %s",
+			 evm_cgroup_path(g->base), strerror(-r));
+		return r;
+	}
+	/* what the base's parent delegates: the services' limits need it */
+	unsigned have = 0;
+	if (evm_cgroup_controllers(g->base, &have) == 0 && have)
+		evm_cgroup_enable(g->base, have & ALL_CONTROLLERS, &g->controllers);
+	return 0;
+}
+
+/* Why our own cgroup cannot hold the tree, or 0. */
+static int unusable(struct cgroups *g, char *why, size_t whylen)
+{
+	char mnt[512];
+	int r = evm_cgroup_mount(mnt, sizeof(mnt));
+	if (r < 0) {
+		snprintf(why, whylen, "no cgroup2 mount (cgroup v1 only?): %s", strerror(-r));
+		return r;
+	}
+	if ((r = evm_cgroup_open_self(&g->home)) < 0) {
+		snprintf(why, whylen, "our own cgroup is not visible under %s: %s", mnt, strerror(-r));
+		return r;
+	}
+	if ((r = evm_cgroup_writable(g->home)) < 0) {
+		snprintf(why, whylen, "our cgroup %s is not writable: %s (systemd: Delegate=yes)",
+			 evm_cgroup_path(g->home), strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+int cgroups_open(enum cgroup_mode mode, const char *socket, struct cgroups **out, char *why,
+		 size_t whylen)
+{
+	*out = NULL;
+	why[0] = '\0';
+	if (mode == CGROUP_NO)
+		return 0;
+	struct cgroups *g = calloc(1, sizeof(*g));
+	if (!g) {
+		snprintf(why, whylen, "out of memory");
+		return mode == CGROUP_YES ? -1 : 0;
+	}
+	int r = unusable(g, why, whylen);
+	if (r == 0)
+		r = build(g, socket, why, whylen);
+	if (r < 0) {
+		cgroups_close(g);
+		return mode == CGROUP_YES ? -1 : 0;
+	}
+	*out = g;
+	return 0;
+}
+
+const char *cgroups_base(const struct cgroups *g)
+{
+	return g ? evm_cgroup_path(g->base) : NULL;
+}
+
+unsigned cgroups_controllers(const struct cgroups *g)
+{
+	return g ? g->controllers : 0;
+}
+
+int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out)
+{
+	char name[300];
+	/* cgroupfs reserves "cgroup.*" for its own files */
+	snprintf(name, sizeof(name), "%s%s.service", strncmp(unit, "cgroup.", 7) ? "" : "_", unit);
+	int r = evm_cgroup_create(g->base, name, out);
+	return r < 0 ? r : 0;
+}
+
+void cgroups_close(struct cgroups *g)
+{
+	if (!g)
+		return;
+	if (g->leaf && g->home) {
+		int r = evm_cgroup_attach(g->home, 0);
+		if (r < 0)
+			dlog("cgroup: cannot move back to %s: %s", evm_cgroup_path(g->home),
+			     strerror(-r));
+	}
+	if (g->base) {
+		/* the services are stopped: what is left escaped their stop */
+		int pop = evm_cgroup_populated(g->base);
+		if (pop > 0 && evm_cgroup_kill(g->base) >= 0)
+			dlog("cgroup %s: killed the processes left in it", evm_cgroup_path(g->base));
+		int r = evm_cgroup_remove(g->base, REMOVE_TIMEOUT_MS);
+		if (r < 0)
+			dlog("cgroup %s: cannot remove it: %s", evm_cgroup_path(g->base), strerror(-r));
+	}
+	evm_cgroup_free(g->leaf);
+	evm_cgroup_free(g->base);
+	evm_cgroup_free(g->home);
+	free(g);
+}

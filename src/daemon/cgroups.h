@@ -1,0 +1,47 @@
+/*
+ * cgroups.h - the daemon's cgroup v2 tree ([evmon] cgroup = auto|yes|no):
+ *
+ *   <the daemon's own cgroup>/evmon.<socket name>/    the base, ours
+ *       evmon.daemon/                               the daemon itself
+ *       <service>.service/                          one per service, created once
+ *
+ * The daemon moves into the leaf evmon.daemon so the base may enable
+ * controllers for the services (the kernel's no-internal-process rule).
+ * At exit it moves back, kills whatever is left in the base and removes
+ * every cgroup it made: nothing of it stays behind.
+ */
+#ifndef EVMON_CGROUPS_H
+#define EVMON_CGROUPS_H
+
+#include "config.h"
+
+#include <evmon.h>
+#include <stddef.h>
+
+struct cgroups;
+
+/*
+ * Set up the tree for a daemon whose control socket is socket. Returns 0
+ * with *out set, or 0 with *out NULL when cgroups are off: mode no, or
+ * mode auto and not possible (why says why). Mode yes and not possible:
+ * -1, with why.
+ */
+int cgroups_open(enum cgroup_mode mode, const char *socket, struct cgroups **out, char *why,
+		 size_t whylen);
+
+/* The base's path, for messages. */
+const char *cgroups_base(const struct cgroups *g);
+
+/* The controllers the services' cgroups can use (EVM_CGROUP_* bits). */
+unsigned cgroups_controllers(const struct cgroups *g);
+
+/*
+ * The cgroup of service unit (created, or opened when it is there): the
+ * caller owns *out. 0 or -errno.
+ */
+int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out);
+
+/* Back to the daemon's own cgroup; kill what is left; remove the tree. NULL is a no-op. */
+void cgroups_close(struct cgroups *g);
+
+#endif

@@ -1,0 +1,187 @@
+"""`evmon daemon` with a cgroup v2 per service ([evmon] cgroup = auto|yes|no):
+the daemon moves into <own cgroup>/evmon.<socket>/evmon.daemon, each service
+runs in <base>/<name>.service from its first instruction, and at exit the
+daemon leaves zero processes and zero cgroups behind.
+
+Needs a writable cgroup2 hierarchy (root on a host with cgroup2 mounted at
+/sys/fs/cgroup or /sys/fs/cgroup/unified): skipped with the reason elsewhere."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import EVMON, SLOW, wait_for
+from daemon_util import Daemon, alive
+
+
+def _cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] == "cgroup2":
+                return left.split()[4]
+    return None
+
+
+def _own_cgroup():
+    mnt = _cgroup2_mount()
+    if not mnt:
+        return None, "no cgroup2 mount (cgroup v1 only)"
+    with open("/proc/self/cgroup") as f:
+        rel = next((line.strip()[3:] for line in f if line.startswith("0::")), None)
+    if rel is None:
+        return None, "no cgroup2 line in /proc/self/cgroup"
+    path = os.path.join(mnt, rel.lstrip("/"))
+    if not os.path.isdir(path) or not os.access(path, os.W_OK) or \
+            not os.access(os.path.join(path, "cgroup.procs"), os.W_OK):
+        return None, f"our cgroup {path} is not writable"
+    return path, None
+
+
+HOME, WHY = _own_cgroup()
+pytestmark = pytest.mark.skipif(HOME is None, reason=f"needs a writable cgroup v2: {WHY}")
+
+
+def base_of(d):
+    return os.path.join(HOME, "evmon." + d.sock.lstrip("/").replace("/", "-"))
+
+
+def procs_in(path):
+    """Every pid in the cgroup at path and its descendants."""
+    out = []
+    for dirpath, _, files in os.walk(path):
+        if "cgroup.procs" in files:
+            try:
+                with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    out += [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def cgroup_of(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        return next(line.strip()[3:] for line in f if line.startswith("0::"))
+
+
+def rel(path):
+    return "/" + os.path.relpath(path, _cgroup2_mount()) if path != _cgroup2_mount() else "/"
+
+
+# every shape of process tree that escapes a plain process-group kill
+TREES = """
+[evmon]
+start_secs = 0
+stop_timeout = 2
+[service:bg]
+command = sh -c 'sleep 400101 & sleep 400102 & wait'
+[service:escapee]
+command = sh -c 'setsid sleep 400103 & wait'
+[service:forker]
+command = sh -c "trap '' TERM; while :; do sleep 400104 & sleep 0.05; done"
+[service:daemonizes]
+command = sh -c '(setsid sleep 400105 &)'
+restart = never
+[service:stubborn]
+command = sh -c "trap '' TERM; sh -c \\"trap '' TERM; sleep 400106\\" & sleep 400107 & wait"
+"""
+
+
+def test_each_service_in_its_own_cgroup(procs, tmp_path):
+    d = Daemon(procs, tmp_path, TREES)
+    base = base_of(d)
+    # the socket answers (its backlog) before the daemon has moved
+    wait_for(lambda: cgroup_of(d.p.pid) == rel(os.path.join(base, "evmon.daemon")),
+             what="the daemon in evmon.daemon")
+    for name in ("bg", "escapee", "forker", "stubborn"):
+        d.wait_state(name, "running")
+        cg = os.path.join(base, name + ".service")
+        pid = d.status(name)[name]["pid"]
+        assert cgroup_of(pid) == rel(cg)
+    # the descendants are in their service's cgroup, setsid or not
+    wait_for(lambda: len(procs_in(os.path.join(base, "bg.service"))) == 3, what="bg's 3 processes")
+    wait_for(lambda: len(procs_in(os.path.join(base, "escapee.service"))) == 2,
+             what="escapee's 2 processes")
+    wait_for(lambda: len(procs_in(os.path.join(base, "daemonizes.service"))) == 1,
+             what="the daemonized sleep")
+    d.wait_state("daemonizes", "exited")
+    d.stop()
+
+
+def test_shutdown_leaves_no_process_and_no_cgroup(procs, tmp_path):
+    d = Daemon(procs, tmp_path, TREES)
+    base = base_of(d)
+    for name in ("bg", "escapee", "forker", "stubborn"):
+        d.wait_state(name, "running")
+    wait_for(lambda: len(procs_in(os.path.join(base, "stubborn.service"))) == 4,
+             what="stubborn's 4 processes")
+    wait_for(lambda: len(procs_in(os.path.join(base, "daemonizes.service"))) == 1,
+             what="the daemonized sleep")
+    everything = set(procs_in(base))
+    assert len(everything) >= 10
+    d.stop()
+    left = [p for p in everything if alive(p)]
+    assert not left, f"left behind: {left}"
+    assert not os.path.exists(base), os.listdir(base)
+
+
+def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
+    """A daemon killed with SIGKILL leaves its tree; the next one on the same
+    socket kills what is left (or every service would run twice)."""
+    d = Daemon(procs, tmp_path, TREES)
+    base = base_of(d)
+    d.wait_state("bg", "running")
+    wait_for(lambda: len(procs_in(os.path.join(base, "bg.service"))) == 3, what="bg's processes")
+    old = set(procs_in(base)) - {d.p.pid}
+    d.p.kill()
+    d.p.wait()
+    d.logf.close()
+    os.unlink(d.sock)
+    assert any(alive(p) for p in old)
+    d2 = Daemon(procs, tmp_path, TREES, name="d")
+    assert "processes of an earlier run are still there: killed them" in d2.log()
+    wait_for(lambda: not any(alive(p) for p in old), what="the old run's processes to die")
+    d2.stop()
+    assert not os.path.exists(base)
+
+
+def test_cgroup_no_makes_none(procs, tmp_path):
+    d = Daemon(procs, tmp_path, "[evmon]\ncgroup = no\n[service:a]\ncommand = sleep 400110\n")
+    d.wait_state("a", "running")  # the state answers once the daemon is set up
+    assert not os.path.exists(base_of(d))
+    assert cgroup_of(d.p.pid) == cgroup_of(os.getpid())
+    d.stop()
+
+
+def _without_cgroup2(argv):
+    """argv in a mount namespace where no cgroup2 is mounted."""
+    mnt = _cgroup2_mount()
+    script = f'umount -l {mnt} && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh"] + argv
+
+
+def test_cgroup_yes_fails_clearly_when_impossible(procs, tmp_path):
+    cfg = tmp_path / "y.ini"
+    cfg.write_text("[evmon]\ncgroup = yes\n[service:a]\ncommand = sleep 400111\n")
+    r = procs.run(_without_cgroup2([EVMON, "daemon", "-c", str(cfg), "-S", str(tmp_path / "y.sock")]))
+    assert r.returncode == 1
+    assert "evmon: daemon: cgroup = yes: no cgroup2 mount" in r.stderr, r.stderr
+    assert not os.path.exists(tmp_path / "y.sock")
+
+
+def test_cgroup_auto_runs_without_when_impossible(procs, tmp_path):
+    cfg = tmp_path / "a.ini"
+    cfg.write_text("[service:a]\ncommand = sleep 400112\n")
+    sock = str(tmp_path / "a.sock")
+    log = open(tmp_path / "a.log", "wb")
+    p = procs.spawn(_without_cgroup2([EVMON, "daemon", "-c", str(cfg), "-S", sock]),
+                    stdout=log, stderr=subprocess.STDOUT)
+    wait_for(lambda: "daemon" in (tmp_path / "a.log").read_text() and
+             "started" in (tmp_path / "a.log").read_text() or p.poll() is not None,
+             timeout=20 * SLOW, what="the daemon's start")
+    text = (tmp_path / "a.log").read_text()
+    assert "no cgroups: no cgroup2 mount" in text, text
+    assert p.poll() is None
+    p.terminate()
+    assert p.wait(timeout=30 * SLOW) == 0
+    log.close()
