@@ -139,7 +139,9 @@ def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
     os.unlink(d.sock)
     assert any(alive(p) for p in old)
     d2 = Daemon(procs, tmp_path, TREES, name="d")
-    assert "processes of an earlier run are still there: killed them" in d2.log()
+    # said once the daemon is set up, which may be after its socket answers
+    wait_for(lambda: "processes of an earlier run are still there: killed them" in d2.log(),
+             what="the cleanup of the earlier run")
     wait_for(lambda: not any(alive(p) for p in old), what="the old run's processes to die")
     d2.stop()
     assert not os.path.exists(base)
