@@ -338,6 +338,18 @@ struct evm_spawn_opts {
 	 * the service exists (like an EVM_STDIO_FD fd).
 	 */
 	int cgroup_fd;
+
+	/*
+	 * A deadline, like Go's exec.CommandContext with WaitDelay: timeout_ms
+	 * after the start the child gets timeout_signal (0: SIGTERM), and
+	 * SIGKILL timeout_kill_ms later (0: 5000) if it is still running. Both
+	 * go to its process group when it leads one (SETSID, SETPGID 0). Its
+	 * exit record then has timed_out set. 0: no deadline. A service applies
+	 * it to each run.
+	 */
+	uint64_t timeout_ms;
+	int timeout_signal;
+	uint64_t timeout_kill_ms;
 };
 
 /*
@@ -378,6 +390,7 @@ struct evm_exit {
 	int signal;	      /* terminating signal, or 0 */
 	bool core_dumped;
 	bool status_unknown;  /* reaped by someone else (SIGCHLD ignored, foreign waitpid) */
+	bool timed_out;	      /* its spawn's timeout_ms passed and it was signalled for it */
 	struct rusage rusage; /* the child's resource usage (zero for unknown status) */
 	struct timespec start_time; /* CLOCK_REALTIME at spawn; zero for orphans */
 	struct timespec end_time;   /* CLOCK_REALTIME when the exit was observed */

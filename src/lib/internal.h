@@ -177,6 +177,11 @@ struct evm_proc {
 	void *owner;
 	struct evm_exit *exit; /* allocated at exit */
 	bool gone;	       /* under evm__sig_mu: reaped, its pid may be reused */
+	/* timeout_ms: the pending deadline (then the kill), the signals, whether it fired */
+	struct evm_timer *deadline;
+	int timeout_signal;
+	uint64_t timeout_kill_ms;
+	bool timed_out;
 	struct evm_proc *prev, *next; /* live list */
 	struct evm__release rel; /* drops the loop's reference */
 };
@@ -186,6 +191,8 @@ EVM_HIDDEN void evm__proc_attach(struct evm_proc *proc, pid_t pid, int pidfd);
 /* Reaped: report it to everyone. si/ru NULL for unknown status. */
 EVM_HIDDEN void evm__proc_exited(struct evm_proc *proc, const siginfo_t *si, const struct rusage *ru);
 EVM_HIDDEN void evm__fill_status(struct evm_exit *rec, const siginfo_t *si);
+/* arm opts->timeout_ms for a started child; -ENOMEM (the caller kills it) */
+EVM_HIDDEN int evm__proc_timeout(struct evm_proc *proc, const struct evm_spawn_opts *opts);
 /*
  * evm_proc_signal runs on any thread: it holds evm__sig_mu while it uses a
  * proc's pid or pidfd, and every waitid that may reap a tracked child holds

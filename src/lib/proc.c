@@ -139,9 +139,44 @@ static void proc_released(struct evm__release *r)
 	evm_proc_unref(p);
 }
 
+/* the deadline's signal to the child, or to the group it leads */
+static void timeout_signal(struct evm_proc *p, int sig)
+{
+	if (p->flags & EVM__P_GROUP)
+		evm_proc_signal_group(p, sig);
+	else
+		evm_proc_signal(p, sig);
+}
+
+static void timeout_kill(struct evm_timer *t, void *data)
+{
+	(void)t;
+	timeout_signal(data, SIGKILL);
+}
+
+static void timeout_fired(struct evm_timer *t, void *data)
+{
+	struct evm_proc *p = data;
+	(void)t;
+	p->timed_out = true;
+	timeout_signal(p, p->timeout_signal);
+	if (p->timeout_signal != SIGKILL)
+		evm_timer_add(p->loop, p->timeout_kill_ms, timeout_kill, p, &p->deadline);
+}
+
+int evm__proc_timeout(struct evm_proc *p, const struct evm_spawn_opts *o)
+{
+	if (!o->timeout_ms)
+		return 0;
+	p->timeout_signal = o->timeout_signal ? o->timeout_signal : SIGTERM;
+	p->timeout_kill_ms = o->timeout_kill_ms ? o->timeout_kill_ms : 5000;
+	return evm_timer_add(p->loop, o->timeout_ms, timeout_fired, p, &p->deadline);
+}
+
 void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusage *ru)
 {
 	struct evm_loop *loop = p->loop;
+	evm_timer_cancel(p->deadline); /* the timer names p, which the loop releases soon */
 	detach(p);
 	p->flags |= EVM__P_EXITED;
 
@@ -159,6 +194,7 @@ void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusa
 	}
 	if (ru)
 		rec->rusage = *ru;
+	rec->timed_out = p->timed_out;
 	int64_t end_real = evm__real_ns();
 	uint64_t end_mono = evm__mono_ns();
 	rec->start_time = evm__ns_to_ts(p->start_real);

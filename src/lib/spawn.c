@@ -79,6 +79,8 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 		return -EINVAL;
 	if (o->pdeath_signal < 0 || o->pdeath_signal >= NSIG)
 		return -EINVAL;
+	if (o->timeout_signal < 0 || o->timeout_signal >= NSIG)
+		return -EINVAL;
 	if (o->file && !*o->file)
 		return -ENOENT;
 	/* (uid_t)-1 means "no change" to setresuid: the child would keep our ids */
@@ -556,6 +558,9 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	/* the child's time starts now: evm_spawn may take a while to return */
 	p->start_mono = evm__mono_ns();
 	p->start_real = evm__real_ns();
+	/* armed before the child exists: it cannot fire before we return to the loop */
+	if ((r = evm__proc_timeout(p, o)) < 0)
+		goto fail;
 	pid = clone_child(loop, &req, &pidfd, err);
 	if (pid > 0 && req.cgroup_fd >= 0 && !req.cgroup_in_child && !req.started && !req.err) {
 		/*
@@ -617,6 +622,7 @@ fail:
 			close(theirs[i]);
 	}
 	if (p) {
+		evm_timer_cancel(p->deadline);
 		if (p->route)
 			evm__route_put(loop, p->route);
 		p->route = NULL;

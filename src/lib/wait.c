@@ -168,6 +168,7 @@ static void copy_record(const struct evm_proc *p, struct evm_exit *out)
 		out->status = p->status;
 		out->code = WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
 		out->signal = WIFSIGNALED(p->status) ? WTERMSIG(p->status) : 0;
+		out->timed_out = p->timed_out;
 	}
 }
 

@@ -10,3 +10,15 @@ def test_worker_example(procs):
     r = procs.run([binary("examples/worker")], timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "worker: sleep 30 ended by signal 15\n", r.stdout
+
+
+def test_timeout_example(procs):
+    """Each command's deadline: an exit before it, SIGTERM at it, SIGKILL after the grace."""
+    r = procs.run([binary("examples/timeout")], timeout=30)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["true: exit 0", "sleep 10: timed out (signal 15)"], r.stdout
+    # the shell ignores SIGTERM once its trap has run: SIGKILL after the grace; on a
+    # machine so loaded that it had not run it within 200 ms, SIGTERM ended it
+    assert lines[2] in ("stubborn: timed out (signal 9)", "stubborn: timed out (signal 15)"), r.stdout
+    assert len(lines) == 3, r.stdout
