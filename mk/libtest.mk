@@ -19,3 +19,11 @@ test-lib: all
 	@$(TEST_ENV) exec tests/run-units.sh $(LIBTEST_UNITS)
 	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) -m "not scale" \
 		$(wildcard tests/integration/test_lib*.py)
+
+# test_supervise checks the table text at the top of supervise.c against the
+# table itself, so it reads the source; `make supervise-table` prints the text.
+$(BUILD)/tests/test_supervise: private CPPFLAGS += -DT_SRCDIR=\"$(CURDIR)\"
+
+.PHONY: supervise-table
+supervise-table: $(BUILD)/tests/test_supervise
+	@$< --table

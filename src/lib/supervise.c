@@ -2,13 +2,64 @@
  * supervise.c - services: a process plus a policy that decides what happens
  * after it dies (restart, back off, give up), and how it is stopped.
  *
- *            start                 start_ms up                 exit, policy: restart
- *  STOPPED --------> STARTING ---------------> RUNNING -----------------------> BACKOFF
- *  EXITED            |  exit (failed start)      |  exit, policy: done           |  timer
- *  FATAL             +---> BACKOFF / FATAL       +---> EXITED / FATAL            +--> STARTING
+ * Every change of state is one cell of a state x event table (sv_table
+ * below), and every event goes through one function, evm__sv_dispatch: the
+ * public calls, the process's exit, the three timers and a failed spawn. A
+ * cell's action does the work and enters one of the states the cell names
+ * (a test counts any other transition); an action may raise an event of its
+ * own (a start whose spawn fails raises "spawn failed"), dispatched as the
+ * cell of the state the service is in then. Other events are ignored. An
+ * exit while evm_shutdown runs ends in STOPPED, whatever the policy.
  *
- *  stop: STARTING/RUNNING -> STOPPING (stop_signal, SIGKILL after stop_timeout)
- *        -> STOPPED on exit; BACKOFF -> STOPPED at once.
+ * The table as text (`make supervise-table` prints it from sv_table;
+ * test_supervise fails when this block and the table disagree):
+ *
+ * TABLE-BEGIN
+ * state     event              next                          what
+ * STOPPED   start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ *           stop            -> (stays)                       noted: stopped by the user
+ *           remove          -> (removed)                     removed at once
+ *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
+ * STARTING  start           -> (stays)                       nothing: it runs
+ *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
+ *           restart         -> STOPPING                      stop, then start after the exit
+ *           remove          -> STOPPING                      stop, then removed after the exit
+ *           exit            -> STOPPED|BACKOFF|EXITED|FATAL  failed start, unless policy is done
+ *           start_ms up     -> RUNNING                       started
+ * RUNNING   start           -> (stays)                       nothing: it runs
+ *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
+ *           restart         -> STOPPING                      stop, then start after the exit
+ *           remove          -> STOPPING                      stop, then removed after the exit
+ *           exit            -> STOPPED|BACKOFF|EXITED|FATAL  restart policy and max_retries
+ * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ *           stop            -> STOPPED                       cancel the restart
+ *           remove          -> (removed)                     removed at once
+ *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
+ *           backoff up      -> STARTING|RUNNING              spawn again
+ * STOPPING  start           -> (stays)                       start after the exit
+ *           stop            -> (stays)                       no start after the exit
+ *           restart         -> (stays)                       start after the exit
+ *           remove          -> (stays)                       removed after the exit
+ *           exit            -> STOPPED|(removed)             removed, or started again, if asked
+ *           stop_timeout    -> (stays)                       SIGKILL
+ * EXITED    start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ *           stop            -> STOPPED                       stopped by the user
+ *           remove          -> (removed)                     removed at once
+ *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
+ * FATAL     start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ *           stop            -> STOPPED                       stopped by the user
+ *           remove          -> (removed)                     removed at once
+ *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
+ * TABLE-END
+ *
+ * To add a state (ready, healthy, adopted, ...): add it to enum evm_state,
+ * evm_state_name and EVM__SV_NSTATES, then write its row in sv_table. To add
+ * an event (a readiness notice, a health check result, the cgroup emptied):
+ * add it to enum evm__sv_event and evm__sv_event_names, raise it with
+ * evm__sv_dispatch where it happens, and fill its cells in the rows where it
+ * means something. A condition to wait for (stopped only once the cgroup is
+ * empty) is a state that waits plus the event that ends it. Then paste the
+ * new text above.
  *
  * One timer per service at most: the start grace (STARTING), the backoff
  * (BACKOFF) or the kill escalation (STOPPING). A service never spins: every
@@ -17,7 +68,7 @@
  * and may call anything here, including evm_service_remove on this service
  * (freed at the end of the iteration).
  */
-#include "internal.h"
+#include "service.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -66,7 +117,9 @@ struct evm_service {
 	bool stopped_by_user;
 	bool start_after_stop; /* restart(), or start() while STOPPING */
 	bool removing;	       /* free once stopped */
+	bool gone;	       /* its removal is under way: every event is ignored */
 	bool dead;	       /* unlinked; freed through the loop's release queue */
+	const struct evm__sv_cell *cell; /* the cell running; NULL once it changed the state */
 	struct evm__release rel;
 	bool has_exit;
 	struct evm_exit last_exit;
@@ -75,6 +128,7 @@ struct evm_service {
 
 	struct evm_service *prev, *next;
 };
+
 
 static void spawn_now(struct evm_service *s);
 static void unlink_svc(struct evm_service *s, const struct evm_exit *exit);
@@ -238,6 +292,29 @@ static void set_state(struct evm_service *s, enum evm_state st, const struct evm
 	emit(s, old, exit, error, delay_ms, false);
 }
 
+/* ------------------------------------------------------------ transitions */
+
+unsigned long evm__sv_off_table;
+
+/*
+ * Every transition is checked against the cell running: one per cell (a
+ * later one belongs to an event of its own), to a state the cell names.
+ */
+static void on_table(struct evm_service *s, unsigned to)
+{
+	if (!s->cell || !(s->cell->to & to))
+		__atomic_fetch_add(&evm__sv_off_table, 1, __ATOMIC_RELAXED);
+	s->cell = NULL;
+}
+
+/* the one way a service changes state */
+static void enter(struct evm_service *s, enum evm_state st, const struct evm_exit *exit, int error,
+		  uint64_t delay_ms)
+{
+	on_table(s, EVM__SV_TO(st));
+	set_state(s, st, exit, error, delay_ms);
+}
+
 static int send_signal(struct evm_service *s, int sig)
 {
 	if (!s->proc)
@@ -274,10 +351,7 @@ static uint64_t backoff_delay(struct evm_service *s)
 
 static void backoff_fire(struct evm_timer *t, void *data)
 {
-	struct evm_service *s = data;
-	(void)t;
-	s->restarts++;
-	spawn_now(s);
+	evm__sv_dispatch(data, EVM__SV_BACKOFF_DONE, NULL);
 }
 
 /* The process is gone (or never started): restart later, or give up. */
@@ -287,10 +361,10 @@ static void schedule_restart(struct evm_service *s, const struct evm_exit *exit,
 	s->next_start_mono = evm__mono_ns() + delay * 1000000;
 	if (evm_timer_add(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
 		snprintf(s->msg, sizeof(s->msg), "cannot schedule a restart: out of memory");
-		set_state(s, EVM_STATE_FATAL, exit, -ENOMEM, 0);
+		enter(s, EVM_STATE_FATAL, exit, -ENOMEM, 0);
 		return;
 	}
-	set_state(s, EVM_STATE_BACKOFF, exit, error, delay);
+	enter(s, EVM_STATE_BACKOFF, exit, error, delay);
 }
 
 /*
@@ -313,7 +387,7 @@ static void failed_start(struct evm_service *s, const struct evm_exit *exit, int
 		size_t n = strlen(s->msg);
 		snprintf(s->msg + n, sizeof(s->msg) - n, "%sgave up after %u failed starts in a row",
 			 n ? "; " : "", s->start_failures);
-		set_state(s, EVM_STATE_FATAL, exit, error, 0);
+		enter(s, EVM_STATE_FATAL, exit, error, 0);
 		return;
 	}
 	schedule_restart(s, exit, error);
@@ -321,26 +395,20 @@ static void failed_start(struct evm_service *s, const struct evm_exit *exit, int
 
 /* --------------------------------------------------------------- running */
 
-static void start_grace_done(struct evm_timer *t, void *data)
+static void grace_fire(struct evm_timer *t, void *data)
 {
-	struct evm_service *s = data;
-	(void)t;
-	s->start_failures = 0;
-	set_state(s, EVM_STATE_RUNNING, NULL, 0, 0);
+	evm__sv_dispatch(data, EVM__SV_GRACE, NULL);
 }
 
-static void kill_timeout(struct evm_timer *t, void *data)
+static void kill_fire(struct evm_timer *t, void *data)
 {
-	struct evm_service *s = data;
-	(void)t;
-	send_signal(s, SIGKILL);
+	evm__sv_dispatch(data, EVM__SV_STOP_TIMEOUT, NULL);
 }
 
+/* What every exit leaves behind, whatever the state: then the cell decides. */
 static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner)
 {
 	struct evm_service *s = owner;
-	enum evm_state was = s->state;
-	uint64_t ran_ms = e->runtime_ns / 1000000;
 	evm_timer_cancel(s->timer);
 	if (s->kill_group && (p->flags & EVM__P_GROUP))
 		killpg(p->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
@@ -350,69 +418,11 @@ static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *own
 	s->last_exit = *e;
 	s->last_error.stage = EVM_STAGE_NONE;
 	s->last_error.error = 0;
-	if (ran_ms >= s->stable_ms) {
+	if (e->runtime_ns / 1000000 >= s->stable_ms) {
 		s->backoff_step = 0;
 		s->failures = 0;
 	}
-
-	if (was == EVM_STATE_STOPPING) {
-		if (s->removing) {
-			unlink_svc(s, e);
-			return;
-		}
-		set_state(s, EVM_STATE_STOPPED, e, 0, 0);
-		if (s->start_after_stop) {
-			s->start_after_stop = false;
-			if (!s->loop->shutting_down && !s->dead)
-				evm_service_start(s); /* a restart asked before the shutdown */
-		}
-		return;
-	}
-
-	if (s->loop->shutting_down) {
-		set_state(s, EVM_STATE_STOPPED, e, 0, 0);
-		return;
-	}
-	bool ok = !e->status_unknown && e->signal == 0 && success_code(s, e->code);
-	bool again;
-	switch (s->restart) {
-	case EVM_RESTART_ALWAYS:
-	case EVM_RESTART_UNLESS_STOPPED:
-		again = true;
-		break;
-	case EVM_RESTART_NEVER:
-		again = false;
-		break;
-	case EVM_RESTART_ON_FAILURE:
-	default:
-		again = !ok;
-		break;
-	}
-
-	if (was == EVM_STATE_STARTING && (again || !ok)) {
-		snprintf(s->msg, sizeof(s->msg), "exited during its start period (%llu ms)",
-			 (unsigned long long)ran_ms);
-		if (again) {
-			failed_start(s, e, 0);
-		} else {
-			set_state(s, EVM_STATE_EXITED, e, 0, 0);
-		}
-		return;
-	}
-	if (!again) {
-		set_state(s, EVM_STATE_EXITED, e, 0, 0);
-		return;
-	}
-	if (ok)
-		s->failures = 0; /* "in a row" */
-	else
-		s->failures++;
-	if (!ok && s->max_retries && s->failures > s->max_retries) {
-		snprintf(s->msg, sizeof(s->msg), "gave up after %u failures in a row", s->failures);
-		set_state(s, EVM_STATE_FATAL, e, 0, 0);
-		return;
-	}
-	schedule_restart(s, e, 0);
+	evm__sv_dispatch(s, EVM__SV_EXIT, &(struct evm__sv_arg){.exit = e});
 }
 
 static void spawn_now(struct evm_service *s)
@@ -425,7 +435,7 @@ static void spawn_now(struct evm_service *s)
 		const char *what = s->file ? s->file : s->argv[0];
 		snprintf(s->msg, sizeof(s->msg), "%s %s: %s", evm_spawn_stage_name(s->last_error.stage),
 			 s->last_error.stage == EVM_STAGE_CWD && s->cwd ? s->cwd : what, strerror(-r));
-		failed_start(s, NULL, r);
+		evm__sv_dispatch(s, EVM__SV_SPAWN_FAILED, &(struct evm__sv_arg){.error = r});
 		return;
 	}
 	p->owner_cb = on_proc_exit;
@@ -434,13 +444,301 @@ static void spawn_now(struct evm_service *s)
 	s->started_mono = evm__mono_ns();
 	if (s->start_ms == 0) {
 		s->start_failures = 0;
-		set_state(s, EVM_STATE_RUNNING, NULL, 0, 0);
+		enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
 		return;
 	}
 	/* no timer (out of memory): it stays STARTING until it exits */
-	evm_timer_add(s->loop, s->start_ms, start_grace_done, s, &s->timer);
-	set_state(s, EVM_STATE_STARTING, NULL, 0, 0);
+	evm_timer_add(s->loop, s->start_ms, grace_fire, s, &s->timer);
+	enter(s, EVM_STATE_STARTING, NULL, 0, 0);
 }
+
+/* ----------------------------------------------------------- the actions */
+
+static int act_start(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	evm_timer_cancel(s->timer); /* the backoff's */
+	s->restarts = 0;
+	s->failures = 0;
+	s->start_failures = 0;
+	s->backoff_step = 0;
+	s->stopped_by_user = false;
+	spawn_now(s);
+	return 0;
+}
+
+static int act_start_after_stop(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	s->start_after_stop = true;
+	return 0;
+}
+
+static int act_stop_noted(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	s->start_after_stop = false;
+	s->stopped_by_user = true;
+	return 0;
+}
+
+static int act_stop_idle(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	act_stop_noted(s, a);
+	evm_timer_cancel(s->timer); /* the backoff's */
+	enter(s, EVM_STATE_STOPPED, NULL, 0, 0);
+	return 0;
+}
+
+static int act_stop_proc(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	act_stop_noted(s, a);
+	evm_timer_cancel(s->timer);
+	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
+		send_signal(s, SIGKILL);
+	} else {
+		send_signal(s, s->stop_signal);
+		/* a stopped (SIGSTOP) process would sit on the signal until continued */
+		if (s->stop_signal != SIGCONT)
+			send_signal(s, SIGCONT);
+		if (evm_timer_add(s->loop, s->stop_timeout_ms, kill_fire, s, &s->timer) < 0)
+			send_signal(s, SIGKILL);
+	}
+	enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
+	return 0;
+}
+
+static int act_restart_proc(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	act_stop_proc(s, a);
+	s->stopped_by_user = false;
+	s->start_after_stop = true;
+	return 0;
+}
+
+static int act_restart_after_stop(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	s->stopped_by_user = false;
+	s->start_after_stop = true;
+	return 0;
+}
+
+static void mark_removing(struct evm_service *s)
+{
+	if (!s->removing)
+		index_del(&s->loop->svcs, s); /* the name is free at once */
+	s->removing = true;
+	s->start_after_stop = false;
+}
+
+static int act_remove_idle(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	mark_removing(s);
+	evm_timer_cancel(s->timer);
+	unlink_svc(s, NULL);
+	return 0;
+}
+
+static int act_remove_proc(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	mark_removing(s);
+	return act_stop_proc(s, a);
+}
+
+static int act_remove_after_stop(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	mark_removing(s);
+	return 0;
+}
+
+static int act_spawn_failed(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	failed_start(s, NULL, a->error);
+	return 0;
+}
+
+/* does the policy restart after this exit? */
+static bool policy_again(const struct evm_service *s, bool ok)
+{
+	switch (s->restart) {
+	case EVM_RESTART_ALWAYS:
+	case EVM_RESTART_UNLESS_STOPPED:
+		return true;
+	case EVM_RESTART_NEVER:
+		return false;
+	case EVM_RESTART_ON_FAILURE:
+	default:
+		return !ok;
+	}
+}
+
+static bool exit_ok(const struct evm_service *s, const struct evm_exit *e)
+{
+	return !e->status_unknown && e->signal == 0 && success_code(s, e->code);
+}
+
+static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	const struct evm_exit *e = a->exit;
+	if (s->loop->shutting_down) {
+		enter(s, EVM_STATE_STOPPED, e, 0, 0);
+		return 0;
+	}
+	bool ok = exit_ok(s, e), again = policy_again(s, ok);
+	if (again || !ok)
+		snprintf(s->msg, sizeof(s->msg), "exited during its start period (%llu ms)",
+			 (unsigned long long)(e->runtime_ns / 1000000));
+	if (again)
+		failed_start(s, e, 0);
+	else
+		enter(s, EVM_STATE_EXITED, e, 0, 0);
+	return 0;
+}
+
+static int act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	const struct evm_exit *e = a->exit;
+	if (s->loop->shutting_down) {
+		enter(s, EVM_STATE_STOPPED, e, 0, 0);
+		return 0;
+	}
+	bool ok = exit_ok(s, e);
+	if (!policy_again(s, ok)) {
+		enter(s, EVM_STATE_EXITED, e, 0, 0);
+		return 0;
+	}
+	if (ok)
+		s->failures = 0; /* "in a row" */
+	else
+		s->failures++;
+	if (!ok && s->max_retries && s->failures > s->max_retries) {
+		snprintf(s->msg, sizeof(s->msg), "gave up after %u failures in a row", s->failures);
+		enter(s, EVM_STATE_FATAL, e, 0, 0);
+		return 0;
+	}
+	schedule_restart(s, e, 0);
+	return 0;
+}
+
+static int act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->removing) {
+		unlink_svc(s, a->exit);
+		return 0;
+	}
+	enter(s, EVM_STATE_STOPPED, a->exit, 0, 0);
+	if (s->start_after_stop) {
+		s->start_after_stop = false;
+		if (!s->loop->shutting_down)
+			evm__sv_dispatch(s, EVM__SV_START, NULL); /* a restart asked before the shutdown */
+	}
+	return 0;
+}
+
+static int act_grace(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	evm_timer_cancel(s->timer); /* fired already, unless a test dispatched the event */
+	s->start_failures = 0;
+	enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+	return 0;
+}
+
+static int act_backoff_done(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	evm_timer_cancel(s->timer); /* likewise */
+	s->restarts++;
+	spawn_now(s);
+	return 0;
+}
+
+static int act_kill(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	send_signal(s, SIGKILL);
+	return 0;
+}
+
+/* ------------------------------------------------------------ the table */
+
+const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
+	[EVM__SV_START] = "start",
+	[EVM__SV_STOP] = "stop",
+	[EVM__SV_RESTART] = "restart",
+	[EVM__SV_REMOVE] = "remove",
+	[EVM__SV_SPAWN_FAILED] = "spawn failed",
+	[EVM__SV_EXIT] = "exit",
+	[EVM__SV_GRACE] = "start_ms up",
+	[EVM__SV_BACKOFF_DONE] = "backoff up",
+	[EVM__SV_STOP_TIMEOUT] = "stop_timeout",
+};
+
+#define TO(st) EVM__SV_TO(EVM_STATE_##st)
+#define GONE EVM__SV_TO(EVM__SV_REMOVED)
+#define SPAWNS TO(STARTING) | TO(RUNNING)
+#define RETRIES TO(BACKOFF) | TO(FATAL)
+#define POLICY TO(STOPPED) | TO(BACKOFF) | TO(EXITED) | TO(FATAL)
+
+/* the cells every state without a process shares */
+#define IDLE_ROW(stop_act, stop_to, stop_what)                                                     \
+	[EVM__SV_START] = {act_start, SPAWNS, "spawn (RUNNING if start_ms is 0)"},         \
+	[EVM__SV_STOP] = {stop_act, stop_to, stop_what},                                           \
+	[EVM__SV_RESTART] = {act_start, SPAWNS, "spawn (RUNNING if start_ms is 0)"},       \
+	[EVM__SV_REMOVE] = {act_remove_idle, GONE, "removed at once"},                             \
+	[EVM__SV_SPAWN_FAILED] = {act_spawn_failed, RETRIES, "FATAL past start_retries"}
+
+/* and those of a state with a process, STARTING and RUNNING */
+#define PROC_ROW                                                                                   \
+	[EVM__SV_START] = {NULL, 0, "nothing: it runs"},                                           \
+	[EVM__SV_STOP] = {act_stop_proc, TO(STOPPING), "stop_signal; SIGKILL at stop_timeout"}, \
+	[EVM__SV_RESTART] = {act_restart_proc, TO(STOPPING), "stop, then start after the exit"},   \
+	[EVM__SV_REMOVE] = {act_remove_proc, TO(STOPPING), "stop, then removed after the exit"}
+
+const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
+	[EVM_STATE_STOPPED] = {IDLE_ROW(act_stop_noted, 0, "noted: stopped by the user")},
+	[EVM_STATE_STARTING] = {
+		PROC_ROW,
+		[EVM__SV_EXIT] = {act_exit_starting, POLICY, "failed start, unless policy is done"},
+		[EVM__SV_GRACE] = {act_grace, TO(RUNNING), "started"},
+	},
+	[EVM_STATE_RUNNING] = {
+		PROC_ROW,
+		[EVM__SV_EXIT] = {act_exit_running, POLICY, "restart policy and max_retries"},
+	},
+	[EVM_STATE_BACKOFF] = {
+		IDLE_ROW(act_stop_idle, TO(STOPPED), "cancel the restart"),
+		[EVM__SV_BACKOFF_DONE] = {act_backoff_done, SPAWNS, "spawn again"},
+	},
+	[EVM_STATE_STOPPING] = {
+		[EVM__SV_START] = {act_start_after_stop, 0, "start after the exit"},
+		[EVM__SV_STOP] = {act_stop_noted, 0, "no start after the exit"},
+		[EVM__SV_RESTART] = {act_restart_after_stop, 0, "start after the exit"},
+		[EVM__SV_REMOVE] = {act_remove_after_stop, 0, "removed after the exit"},
+		[EVM__SV_EXIT] = {act_exit_stopping, TO(STOPPED) | GONE, "removed, or started again, if asked"},
+		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL"},
+	},
+	[EVM_STATE_EXITED] = {IDLE_ROW(act_stop_idle, TO(STOPPED), "stopped by the user")},
+	[EVM_STATE_FATAL] = {IDLE_ROW(act_stop_idle, TO(STOPPED), "stopped by the user")},
+};
+
+int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev, const struct evm__sv_arg *a)
+{
+	static const struct evm__sv_arg none;
+	/* a service on its way out starts no more; its removal is its last event */
+	if (s->removing && (ev == EVM__SV_START || ev == EVM__SV_RESTART))
+		return -ESHUTDOWN;
+	if (s->gone || (unsigned)s->state >= EVM__SV_NSTATES || (unsigned)ev >= EVM__SV_NEVENTS)
+		return 0;
+	const struct evm__sv_cell *c = &evm__sv_table[s->state][ev];
+	if (!c->act)
+		return 0;
+	/* an action's callbacks may remove s: it stays allocated until the leave */
+	struct evm_loop *loop = s->loop;
+	const struct evm__sv_cell *outer = s->cell;
+	evm__dispatch_enter(loop);
+	s->cell = c;
+	int r = c->act(s, a ? a : &none);
+	s->cell = outer;
+	evm__dispatch_leave(loop);
+	return r;
+}
+
+/* ---------------------------------------------------------------- public */
 
 /* ---------------------------------------------------------------- public */
 
@@ -575,91 +873,13 @@ struct evm_service *evm_service_find(struct evm_loop *loop, const char *name)
 	return index_get(&loop->svcs, name);
 }
 
-static int svc_start(struct evm_service *s)
-{
-	if (s->removing)
-		return -ESHUTDOWN;
-	switch (s->state) {
-	case EVM_STATE_STARTING:
-	case EVM_STATE_RUNNING:
-		return 0;
-	case EVM_STATE_STOPPING:
-		s->start_after_stop = true;
-		return 0;
-	case EVM_STATE_BACKOFF:
-		evm_timer_cancel(s->timer);
-		break;
-	default:
-		break;
-	}
-	s->restarts = 0;
-	s->failures = 0;
-	s->start_failures = 0;
-	s->backoff_step = 0;
-	s->stopped_by_user = false;
-	spawn_now(s);
-	return 0;
-}
-
-static int svc_stop(struct evm_service *s)
-{
-	s->start_after_stop = false;
-	s->stopped_by_user = true;
-	switch (s->state) {
-	case EVM_STATE_STARTING:
-	case EVM_STATE_RUNNING:
-		break;
-	case EVM_STATE_BACKOFF:
-		evm_timer_cancel(s->timer);
-		set_state(s, EVM_STATE_STOPPED, NULL, 0, 0);
-		return 0;
-	case EVM_STATE_EXITED:
-	case EVM_STATE_FATAL:
-		set_state(s, EVM_STATE_STOPPED, NULL, 0, 0);
-		return 0;
-	default:
-		return 0; /* STOPPED, or already STOPPING */
-	}
-	evm_timer_cancel(s->timer);
-	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
-		send_signal(s, SIGKILL);
-	} else {
-		send_signal(s, s->stop_signal);
-		/* a stopped (SIGSTOP) process would sit on the signal until continued */
-		if (s->stop_signal != SIGCONT)
-			send_signal(s, SIGCONT);
-		if (evm_timer_add(s->loop, s->stop_timeout_ms, kill_timeout, s, &s->timer) < 0)
-			send_signal(s, SIGKILL);
-	}
-	set_state(s, EVM_STATE_STOPPING, NULL, 0, 0);
-	return 0;
-}
-
-static int svc_restart(struct evm_service *s)
-{
-	if (s->removing)
-		return -ESHUTDOWN;
-	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING ||
-	    s->state == EVM_STATE_STOPPING) {
-		svc_stop(s);
-		s->stopped_by_user = false;
-		s->start_after_stop = true;
-		return 0;
-	}
-	return svc_start(s);
-}
-
-int evm_service_signal(struct evm_service *s, int sig)
-{
-	if (!s || s->dead || sig < 0 || sig >= NSIG)
-		return -EINVAL;
-	return send_signal(s, sig);
-}
 
 /* The end of a removed service: its last event, then freed when the iteration ends. */
 static void unlink_svc(struct evm_service *s, const struct evm_exit *exit)
 {
 	enum evm_state old = s->state;
+	on_table(s, EVM__SV_TO(EVM__SV_REMOVED));
+	s->gone = true;
 	s->state = EVM_STATE_STOPPED;
 	emit(s, old, exit, 0, 0, true);
 	struct evm__svclist *l = &s->loop->svcs;
@@ -680,56 +900,41 @@ static void unlink_svc(struct evm_service *s, const struct evm_exit *exit)
 	evm__release(s->loop, &s->rel, svc_released);
 }
 
-static int svc_remove(struct evm_service *s)
-{
-	if (!s->removing)
-		index_del(&s->loop->svcs, s); /* the name is free at once */
-	s->removing = true;
-	s->start_after_stop = false;
-	if (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING)
-		return svc_stop(s);
-	if (s->state == EVM_STATE_STOPPING)
-		return 0;
-	evm_timer_cancel(s->timer);
-	unlink_svc(s, NULL);
-	return 0;
-}
-
-/*
- * The public calls hold the dispatch: a callback of theirs may remove the
- * service, which then stays allocated until they return.
- */
-static int call(struct evm_service *s, int (*fn)(struct evm_service *))
+static int call(struct evm_service *s, enum evm__sv_event ev)
 {
 	if (!s || s->dead)
 		return -EINVAL;
-	struct evm_loop *loop = s->loop;
-	evm__dispatch_enter(loop);
-	int r = fn(s);
-	evm__dispatch_leave(loop);
-	return r;
+	return evm__sv_dispatch(s, ev, NULL);
 }
 
 int evm_service_start(struct evm_service *s)
 {
-	return call(s, svc_start);
+	return call(s, EVM__SV_START);
 }
 
 int evm_service_stop(struct evm_service *s)
 {
-	return call(s, svc_stop);
+	return call(s, EVM__SV_STOP);
 }
 
 int evm_service_restart(struct evm_service *s)
 {
-	return call(s, svc_restart);
+	return call(s, EVM__SV_RESTART);
 }
 
 void evm_service_remove(struct evm_service *s)
 {
-	call(s, svc_remove);
+	call(s, EVM__SV_REMOVE);
 }
 
+int evm_service_signal(struct evm_service *s, int sig)
+{
+	if (!s || s->dead || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	return send_signal(s, sig);
+}
+
+/* The end of a removed service: its last event, then freed when the iteration ends. */
 void evm_service_info(const struct evm_service *s, struct evm_service_info *info)
 {
 	memset(info, 0, sizeof(*info));
@@ -853,7 +1058,7 @@ static bool shutdown_pass(struct evm_loop *loop, bool reverse)
 		if (s->dead)
 			continue;
 		if (s->state == EVM_STATE_BACKOFF || (svc_busy(s) && s->state != EVM_STATE_STOPPING))
-			svc_stop(s);
+			evm__sv_dispatch(s, EVM__SV_STOP, NULL);
 		if (!s->dead && svc_busy(s)) {
 			waiting = true;
 			if (reverse)

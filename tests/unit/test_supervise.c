@@ -8,6 +8,7 @@
  * fd outlive a test.
  */
 #include "evmtest.h"
+#include "service.h"
 
 #define MAXEV 4096
 
@@ -26,6 +27,7 @@ struct rec {
 
 static struct rec evs[MAXEV];
 static size_t nev;
+static unsigned long off_table0; /* evm__sv_off_table when the test began */
 
 static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
 {
@@ -61,6 +63,18 @@ static void run_until_state(struct evm_loop *loop, struct evm_service *s, enum e
 	}
 }
 
+/* the fixture's checks, and that every transition was one its table cell names */
+static int teardown(void **state)
+{
+	unsigned long off = evm__sv_off_table - off_table0;
+	int r = t_teardown(state);
+	if (off) {
+		fprintf(stderr, "teardown: %lu transitions no cell of the state table names\n", off);
+		return -1;
+	}
+	return r;
+}
+
 static size_t count_state(const char *name, enum evm_state st)
 {
 	size_t n = 0;
@@ -84,6 +98,7 @@ static const struct rec *last_of(const char *name, enum evm_state st)
 static int setup(void **state)
 {
 	nev = 0;
+	off_table0 = evm__sv_off_table;
 	if (t_setup(state) < 0)
 		return -1;
 	return evm_subscribe(T_LOOP(state), EVM_EV_SERVICE, on_event, NULL, NULL) < 0 ? -1 : 0;
@@ -848,44 +863,268 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 	assert_int_equal(evm_shutdown(loop, 0), 0);
 }
 
-int main(void)
+/* ------------------------------------------------------ the state table */
+
+static const char *state_text(unsigned st)
 {
+	static const char *const names[] = {"STOPPED", "STARTING", "RUNNING", "BACKOFF",
+					    "STOPPING", "EXITED",   "FATAL"};
+	_Static_assert(sizeof(names) / sizeof(names[0]) == EVM__SV_NSTATES, "a name per state");
+	return st == EVM__SV_REMOVED ? "(removed)" : names[st];
+}
+
+static void targets_text(unsigned to, char *buf, size_t n)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (unsigned st = 0; st <= EVM__SV_REMOVED; st++)
+		if (to & EVM__SV_TO(st))
+			len += (size_t)snprintf(buf + len, len < n ? n - len : 0, "%s%s", len ? "|" : "",
+						state_text(st));
+	if (!to)
+		snprintf(buf, n, "(stays)");
+}
+
+static bool same_cell(const struct evm__sv_cell *a, const struct evm__sv_cell *b)
+{
+	return a->act == b->act && a->to == b->to &&
+	       !strcmp(a->what ? a->what : "", b->what ? b->what : "");
+}
+
+/*
+ * The table's text, as supervise.c's header shows it: a line a cell that
+ * does something (or says what it does not), alike cells of a row merged.
+ */
+static char *table_text(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	fprintf(f, " * TABLE-BEGIN\n * %-9s %-15s    %-29s %s\n", "state", "event", "next", "what");
+	for (unsigned st = 0; st < EVM__SV_NSTATES; st++) {
+		bool done[EVM__SV_NEVENTS] = {false}, first = true;
+		for (unsigned ev = 0; ev < EVM__SV_NEVENTS; ev++) {
+			const struct evm__sv_cell *c = &evm__sv_table[st][ev];
+			if (done[ev] || (!c->act && !c->what))
+				continue;
+			char names[64] = "", to[128];
+			size_t n = 0;
+			for (unsigned e2 = ev; e2 < EVM__SV_NEVENTS; e2++) {
+				if (done[e2] || !same_cell(c, &evm__sv_table[st][e2]))
+					continue;
+				done[e2] = true;
+				n += (size_t)snprintf(names + n, n < sizeof(names) ? sizeof(names) - n : 0, "%s%s",
+						      n ? ", " : "", evm__sv_event_names[e2]);
+			}
+			targets_text(c->to, to, sizeof(to));
+			fprintf(f, " * %-9s %-15s -> %-29s %s\n", first ? state_text(st) : "", names, to,
+				c->what ? c->what : "");
+			first = false;
+		}
+	}
+	fprintf(f, " * TABLE-END\n");
+	fclose(f);
+	return buf;
+}
+
+/* the text at the top of supervise.c is the table's: `make supervise-table` prints it anew */
+static void test_table_text_matches_the_table(void **state)
+{
+	char *want = table_text();
+	FILE *f = fopen(T_SRCDIR "/src/lib/supervise.c", "r");
+	if (!f)
+		fail_msg("%s/src/lib/supervise.c: %s", T_SRCDIR, strerror(errno));
+	char line[512], *have = NULL;
+	size_t len = 0;
+	FILE *h = open_memstream(&have, &len);
+	bool in = false;
+	while (fgets(line, sizeof(line), f)) {
+		in = in || !strcmp(line, " * TABLE-BEGIN\n");
+		if (in)
+			fputs(line, h);
+		if (in && !strcmp(line, " * TABLE-END\n"))
+			break;
+	}
+	fclose(f);
+	fclose(h);
+	if (strcmp(have, want) != 0)
+		fail_msg("supervise.c's table text is not the table's (make supervise-table):\n%s", want);
+	free(have);
+	free(want);
+}
+
+/* the states the cell test starts from, each reached with a service of its own */
+static void long_grace(struct evm_service_opts *o)
+{
+	o->start_ms = 600000;
+}
+
+static void long_backoff(struct evm_service_opts *o)
+{
+	o->backoff_initial_ms = 600000;
+	o->backoff_max_ms = 600000;
+}
+
+static void slow_stop(struct evm_service_opts *o)
+{
+	o->stop_signal = SIGWINCH; /* ignored: it stays STOPPING until killed */
+	o->set |= EVM_SVC_STOP_TIMEOUT;
+	o->stop_timeout_ms = 600000;
+}
+
+static void no_start_retries(struct evm_service_opts *o)
+{
+	long_grace(o);
+	o->set |= EVM_SVC_START_RETRIES;
+	o->start_retries = 0;
+}
+
+static struct evm_service *reach(struct evm_loop *loop, const char *name, enum evm_state st)
+{
+	static const struct {
+		char **args;
+		enum evm_restart restart;
+		void (*tweak)(struct evm_service_opts *);
+	} how[EVM__SV_NSTATES] = {
+		[EVM_STATE_STOPPED] = {PAUSE, EVM_RESTART_ON_FAILURE, NULL},
+		[EVM_STATE_STARTING] = {PAUSE, EVM_RESTART_ON_FAILURE, long_grace},
+		[EVM_STATE_RUNNING] = {PAUSE, EVM_RESTART_ON_FAILURE, NULL},
+		[EVM_STATE_BACKOFF] = {EXIT3, EVM_RESTART_ON_FAILURE, long_backoff},
+		[EVM_STATE_STOPPING] = {PAUSE, EVM_RESTART_ON_FAILURE, slow_stop},
+		[EVM_STATE_EXITED] = {EXIT0, EVM_RESTART_NEVER, NULL},
+		[EVM_STATE_FATAL] = {EXIT3, EVM_RESTART_ON_FAILURE, no_start_retries},
+	};
+	struct evm_service *s = svc(loop, name, how[st].restart, how[st].args, how[st].tweak);
+	if (st != EVM_STATE_STOPPED)
+		assert_int_equal(evm_service_start(s), 0);
+	if (st == EVM_STATE_STOPPING)
+		assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == st, 10000);
+	return s;
+}
+
+static bool removed(const char *name)
+{
+	for (size_t i = 0; i < nev; i++)
+		if (evs[i].removed && !strcmp(evs[i].name, name))
+			return true;
+	return false;
+}
+
+/* raise ev as it happens: the public call, the process's death, or the timer's dispatch */
+static void fire(struct evm_loop *loop, struct evm_service *s, enum evm__sv_event ev, size_t before)
+{
+	const struct evm__sv_cell *c = &evm__sv_table[evm_service_state(s)][ev];
+	struct evm_exit e = {0};
+	switch (ev) {
+	case EVM__SV_START:
+		assert_int_equal(evm_service_start(s), 0);
+		break;
+	case EVM__SV_STOP:
+		assert_int_equal(evm_service_stop(s), 0);
+		break;
+	case EVM__SV_RESTART:
+		assert_int_equal(evm_service_restart(s), 0);
+		break;
+	case EVM__SV_REMOVE:
+		evm_service_remove(s);
+		break;
+	case EVM__SV_EXIT:
+		if (c->act) {
+			assert_int_equal(evm_service_signal(s, SIGKILL), 0);
+			RUN_UNTIL(loop, nev > before, 10000);
+		} else { /* no process to die: what a stray exit would do */
+			assert_int_equal(evm__sv_dispatch(s, ev, &(struct evm__sv_arg){.exit = &e}), 0);
+		}
+		break;
+	default:
+		assert_int_equal(evm__sv_dispatch(s, ev, &(struct evm__sv_arg){.error = -ENOENT}), 0);
+		break;
+	}
+}
+
+/* every (state, event) cell: the service enters a state the cell names, or stays */
+static void test_every_cell_does_what_the_table_says(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	for (unsigned st = 0; st < EVM__SV_NSTATES; st++) {
+		for (unsigned ev = 0; ev < EVM__SV_NEVENTS; ev++) {
+			char name[32];
+			snprintf(name, sizeof(name), "cell-%u-%u", st, ev);
+			struct evm_service *s = reach(loop, name, st);
+			const struct evm__sv_cell *c = &evm__sv_table[st][ev];
+			size_t before = nev;
+			fire(loop, s, ev, before);
+			if (!c->to) {
+				if (nev != before || evm_service_state(s) != st)
+					fail_msg("%s on %s: no transition expected, got %s", state_text(st),
+						 evm__sv_event_names[ev], evm_state_name(evm_service_state(s)));
+			} else {
+				assert_true(nev > before);
+				const struct rec *r = &evs[before];
+				unsigned got = r->removed ? EVM__SV_REMOVED : (unsigned)r->state;
+				if (strcmp(r->name, name) || r->old != st || !(c->to & EVM__SV_TO(got)))
+					fail_msg("%s on %s: went %s -> %s", state_text(st),
+						 evm__sv_event_names[ev], evm_state_name(r->old),
+						 state_text(got));
+			}
+			if (!removed(name)) {
+				evm_service_signal(s, SIGKILL);
+				evm_service_remove(s);
+			}
+			RUN_UNTIL(loop, removed(name), 10000);
+			nev = 0;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--table")) {
+		char *text = table_text();
+		fputs(text, stdout);
+		free(text);
+		return 0;
+	}
 	t_init();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_never_policy, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_on_failure_success_exits, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_on_failure_restarts_until_max_retries, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_max_retries_counts_failures_in_a_row, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_on_failure_signal_is_failure, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_success_codes, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_find_many, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_reverse_order, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_remove_from_own_event_outside_the_loop, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_survives_a_removal_in_a_callback, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_drops_a_pending_restart, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_no_loop_run_from_a_callback, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_never_policy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_success_exits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_restarts_until_max_retries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_retries_counts_failures_in_a_row, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_on_failure_signal_is_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_success_codes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_find_many, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_reverse_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_from_own_event_outside_the_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_survives_a_removal_in_a_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_drops_a_pending_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_loop_run_from_a_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_table_text_matches_the_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_cell_does_what_the_table_says, setup, teardown),
 	};
 	/* make test-scale (EVMON_TEST_SCALE=1) */
 	const struct CMUnitTest scale[] = {
-		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
 	};
 	if (t_scale())
 		return cmocka_run_group_tests_name("supervise scale", scale, NULL, NULL);
