@@ -37,6 +37,7 @@ struct unit {
 	int create_error;	 /* -errno of the last failed creation, else 0 */
 	unsigned transitions;	 /* state changes seen */
 	unsigned starts;	 /* of which from not running to STARTING or RUNNING */
+	unsigned spawn_failures; /* into BACKOFF because a spawn failed (waits.c) */
 	/* dependencies (deps.c), resolved from conf->requires/after while deps_gen is current */
 	struct dep *deps;	 /* what it requires or starts after */
 	size_t ndeps;

@@ -46,6 +46,8 @@ void units_on_event(struct daemon *d, const struct evm_event *ev)
 	bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING;
 	if (is && !was)
 		u->starts++;
+	if (ev->state == EVM_STATE_BACKOFF && ev->error && !ev->exit)
+		u->spawn_failures++;
 }
 
 /* ------------------------------------------------------------ lifecycle */

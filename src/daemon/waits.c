@@ -51,6 +51,12 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 	/* states older than the request must not end the wait; nor the stop half of a restart */
 	if (s == EVM_STATE_FATAL)
 		return u->transitions != e->transitions;
+	/*
+	 * A spawn that failed: said at once, although the policy retries it
+	 * (for EAGAIN or EMFILE, for as long as the machine is short).
+	 */
+	if (s == EVM_STATE_BACKOFF && u->spawn_failures != e->spawn_failures)
+		return true;
 	return u->starts != e->starts && (s == EVM_STATE_RUNNING || s == EVM_STATE_EXITED ||
 					  s == EVM_STATE_STOPPED);
 }
@@ -95,7 +101,7 @@ static void waiter_finish(struct waiter *w)
 	struct daemon *d = w->d;
 	cJSON *r = cJSON_CreateObject();
 	cJSON *arr = cJSON_CreateArray();
-	char failed[512] = "";
+	char failed[1024] = "";
 	size_t nfailed = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		struct unit *u = unit_find(d, w->e[i].name);
@@ -108,13 +114,19 @@ static void waiter_finish(struct waiter *w)
 			evm_service_info(u->svc, &info);
 		bool bad = w->kind == W_START && (!u->svc || info.state == EVM_STATE_FATAL ||
 						  info.state == EVM_STATE_STOPPED ||
+						  info.state == EVM_STATE_BACKOFF ||
 						  (info.state == EVM_STATE_EXITED && !exit_ok(u, &info)));
 		if (w->timed_out && !settled(w, &w->e[i], u))
 			bad = true;
 		if (bad && nfailed++ < 8) {
 			size_t l = strlen(failed);
-			snprintf(failed + l, sizeof(failed) - l, "%s%s (%s)", l ? ", " : "", u->name,
-				 u->svc ? evm_state_name(info.state) : "not created");
+			char why[200] = "";
+			if (u->svc && info.last_error.stage != EVM_STAGE_NONE)
+				snprintf(why, sizeof(why), ": %s: %s",
+					 evm_spawn_stage_name(info.last_error.stage),
+					 strerror(info.last_error.error));
+			snprintf(failed + l, sizeof(failed) - l, "%s%s (%s%s)", l ? ", " : "", u->name,
+				 u->svc ? evm_state_name(info.state) : "not created", why);
 		}
 	}
 	cJSON_AddItemToObject(r, "services", arr);
@@ -124,7 +136,7 @@ static void waiter_finish(struct waiter *w)
 	else
 		cJSON_Delete(w->errors);
 	if (nfailed || nerr || w->timed_out) {
-		char msg[700];
+		char msg[1200];
 		snprintf(msg, sizeof(msg), "%s%s%s%s", w->timed_out ? "timed out waiting: " : "",
 			 nfailed ? (w->kind == W_START ? "not running: " : "not stopped: ") : "",
 			 failed, nerr && !nfailed ? "some services failed" : "");
@@ -178,6 +190,7 @@ struct wait_entry wait_snapshot(const struct unit *u, bool restart)
 	return (struct wait_entry){
 		.transitions = u->transitions,
 		.starts = u->starts,
+		.spawn_failures = u->spawn_failures,
 		.was_active = !restart && u->svc && is_active(evm_service_state(u->svc)),
 	};
 }

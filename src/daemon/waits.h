@@ -22,6 +22,7 @@ struct wait_entry {
 	char *name;
 	unsigned transitions;
 	unsigned starts;
+	unsigned spawn_failures;
 	bool was_active; /* starting or running */
 };
 

@@ -18,6 +18,17 @@ ODD_UID = 47113
 VALGRIND = bool(os.environ.get("EVMON_VALGRIND"))
 
 
+def set_nproc(pid, soft):
+    """The soft RLIMIT_NPROC of a process of ODD_UID ("hard": up to its hard limit), set
+    by that uid: root here may lack CAP_SYS_RESOURCE, which changing another uid's
+    limits needs."""
+    if soft == "hard":
+        with open(f"/proc/{pid}/limits") as f:
+            soft = [l.split()[3] for l in f if l.startswith("Max processes")][0]
+    subprocess.run(["setpriv", f"--reuid={ODD_UID}", f"--regid={ODD_UID}", "--clear-groups",
+                    "prlimit", "--pid", str(pid), f"--nproc={soft}:"], check=True)
+
+
 class PrefixedDaemon(Daemon):
     """A Daemon whose command line starts with prefix (e.g. ["prlimit", "--nofile=64"])."""
 

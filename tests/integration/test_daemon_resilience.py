@@ -4,8 +4,9 @@ spawns that fail, a start with thousands of services, few descriptors."""
 import os
 import signal
 
-from conftest import wait_for
+from conftest import requires_root, wait_for
 from daemon_util import Daemon, LineReader, alive
+from reliability_util import ODD_UID, OpenDir, PrefixedDaemon, set_nproc
 
 # ------------------------------------------------- reload: policy in place
 
@@ -90,3 +91,42 @@ def test_reload_applies_policy_changes_in_place(procs, tmp_path):
     assert not alive(pid)
     s.close()
     d.stop()
+
+
+# ------------------------------------------- a start whose spawn fails
+
+
+@requires_root("RLIMIT_NPROC of another uid")
+def test_start_reports_a_failed_spawn_at_once(procs):
+    """Forks fail with EAGAIN (RLIMIT_NPROC of the daemon's uid at 1): `ctl restart`
+    and `ctl start` answer as soon as the first attempt failed, with the reason (the
+    service stays in backoff, retried), not when the wait times out."""
+    with OpenDir(owner=ODD_UID) as top:
+        d = PrefixedDaemon(procs, top, """
+[evmon]
+start_secs = 0
+backoff_initial = 20ms
+backoff_max = 200ms
+stop_timeout = 2
+
+[service:web]
+command = HELPER pause
+
+[service:idle]
+command = HELPER pause
+autostart = false
+""", prefix=["setpriv", f"--reuid={ODD_UID}", f"--regid={ODD_UID}", "--clear-groups"])
+        pid = d.daemon_pid()
+        d.wait_state("web", "running")
+        set_nproc(pid, "1")
+        # the wait would last an hour: only the failure can end it
+        for cmd, name in (("restart", "web"), ("start", "idle")):
+            r = d.ctl("-t", "3600", cmd, name)
+            assert r.returncode == 1, (r.stdout, r.stderr)
+            assert f"not running: {name} (backoff: fork: Resource temporarily unavailable)" \
+                in r.stderr, r.stderr
+            assert d.status(name)[name]["state"] == "backoff"
+        set_nproc(pid, "hard")
+        d.wait_state("web", "running")
+        d.wait_state("idle", "running")
+        d.stop()

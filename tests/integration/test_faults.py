@@ -14,7 +14,8 @@ import pytest
 
 from conftest import EVMON, HELPER, children_of, proc_state, requires_root, wait_for, zombies_of
 from daemon_util import SLOW, Daemon, LineReader, alive
-from reliability_util import ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of
+from reliability_util import (ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of,
+                              set_nproc)
 
 pytestmark = requires_root("rlimits of other uids, namespaces")
 
@@ -29,17 +30,6 @@ def uid_procs(uid):
             except OSError:
                 pass
     return n
-
-
-def set_nproc(pid, soft):
-    """The soft RLIMIT_NPROC of a process of ODD_UID ("hard": up to its hard limit), set
-    by that uid: root here may lack CAP_SYS_RESOURCE, which changing another uid's
-    limits needs."""
-    if soft == "hard":
-        with open(f"/proc/{pid}/limits") as f:
-            soft = [l.split()[3] for l in f if l.startswith("Max processes")][0]
-    subprocess.run(["setpriv", f"--reuid={ODD_UID}", f"--regid={ODD_UID}", "--clear-groups",
-                    "prlimit", "--pid", str(pid), f"--nproc={soft}:"], check=True)
 
 
 def events(d):
