@@ -126,6 +126,9 @@ EVM_API int evm_loop_timeout(struct evm_loop *loop);
 /* The loop's cached CLOCK_MONOTONIC time in nanoseconds (updated each iteration). */
 EVM_API uint64_t evm_loop_now(const struct evm_loop *loop);
 
+/* Iterations evm_loop_run_once has made (evm_loop_run's included): a counter for metrics. */
+EVM_API uint64_t evm_loop_iterations(const struct evm_loop *loop);
+
 /*
  * The number of things keeping the loop busy: live processes, services not
  * stopped, pending timers. 0 means nothing will ever happen unless you add

@@ -70,6 +70,7 @@ static void usage(FILE *f)
 		"      -e, --stderr          its stderr log (with stderr = log), not stdout's\n"
 		"  reopen-logs               close the log files; the next lines create them\n"
 		"                            again (after logrotate; like SIGUSR1)\n"
+		"  metrics                   the daemon's and services' metrics (Prometheus text)\n"
 		"  shutdown                  stop every service and the daemon\n"
 		"  ping                      is the daemon there?\n"
 		"\n"
@@ -548,6 +549,7 @@ static int do_simple(struct ctl *c, const char *cmd, char **ops, int n)
 		{"status", show_status, 0, INT_MAX},	{"remove", show_removed, 1, INT_MAX},
 		{"reload", show_reload, 0, 0},		{"shutdown", NULL, 0, 0},
 		{"ping", show_ping, 0, 0},		{"reopen-logs", show_reopened, 0, 0},
+		{"metrics", show_metrics, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		if (strcmp(cmd, t[i].name))

@@ -207,8 +207,21 @@ int show_removed(const cJSON *resp)
 int show_ping(const cJSON *resp)
 {
 	const char *v = jstr(resp, "version"), *cfg = jstr(resp, "config");
-	printf("evmon daemon %s, pid %.0f, %.0f services, config %s\n", v ? v : "?",
-	       jnum(resp, "pid", 0), jnum(resp, "services", 0), cfg ? cfg : "?");
+	const char *m = jstr(resp, "metrics");
+	printf("evmon daemon %s, pid %.0f, %.0f services, config %s%s%s%s\n", v ? v : "?",
+	       jnum(resp, "pid", 0), jnum(resp, "services", 0), cfg ? cfg : "?",
+	       m ? ", metrics on http://" : "", m ? m : "", m ? "/metrics" : "");
+	return 0;
+}
+
+int show_metrics(const cJSON *resp)
+{
+	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(resp, "lines"), *l;
+	if (!cJSON_IsArray(lines))
+		return 1;
+	cJSON_ArrayForEach(l, lines)
+		if (cJSON_IsString(l))
+			printf("%s\n", l->valuestring);
 	return 0;
 }
 

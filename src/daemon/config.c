@@ -495,6 +495,7 @@ void config_free(struct config *cfg)
 	free(cfg->dir);
 	free(cfg->socket);
 	free(cfg->log_dir);
+	free(cfg->metrics_listen);
 	free(cfg);
 }
 

@@ -88,6 +88,7 @@ struct config {
 	size_t events_buffer_total; /* unread event bytes of all clients together; 0: default */
 	uint64_t idle_timeout_ms; /* a connection with no request for this long closes; 0: never */
 	enum cgroup_mode cgroup; /* per-service cgroups: when possible, required, never */
+	char *metrics_listen;	/* "ADDR:PORT" of the metrics endpoint, or NULL */
 	struct svc_policy defaults;
 	struct svc_conf **svcs; /* in file order */
 	size_t nsvcs;

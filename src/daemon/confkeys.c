@@ -13,6 +13,7 @@
 #include "argv.h"
 #include "cli.h"
 #include "duration.h"
+#include "listenaddr.h"
 #include "pathfind.h"
 
 #include <ctype.h>
@@ -346,6 +347,21 @@ static void set_path(struct conf_ctx *c, const struct keydef *k, const char *v, 
 	*p = abs_path(c->base, v);
 }
 
+/* ADDR:PORT, checked now: the daemon binds it at start. */
+static void set_listen(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	char **p = field, err[200];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (listen_addr_parse(v, &ss, &len, err, sizeof(err)) < 0) {
+		bad(c, "%s", err);
+		return;
+	}
+	free(*p);
+	*p = strdup(v);
+}
+
 /* A name, resolved when the service is checked. */
 static void set_name(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
@@ -439,6 +455,8 @@ static const struct keydef keys[CK_COUNT] = {
 				    "unread events of all clients before the slowest is dropped"},
 	[CK_CGROUP] = {"cgroup", S_EVMON, CFG(cgroup), set_cgroup_mode, 0, 0,
 		       "a cgroup v2 per service: auto, yes, no"},
+	[CK_METRICS_LISTEN] = {"metrics_listen", S_EVMON, CFG(metrics_listen), set_listen, 0, 0,
+			       "serve Prometheus metrics over HTTP on ADDR:PORT"},
 };
 
 const char *conf_key_name(enum conf_key k)

@@ -77,6 +77,7 @@ struct control {
 	struct control_opts o;
 	struct client *clients;
 	unsigned nclients, next_id;
+	uint64_t dropped, dropped_bytes; /* subscribers dropped for unread events, and those bytes */
 };
 
 static void logf_(struct control *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -156,6 +157,12 @@ unsigned control_client_id(const struct client *cl)
 unsigned control_clients(const struct control *ctl)
 {
 	return ctl->nclients;
+}
+
+uint64_t control_dropped(const struct control *ctl, uint64_t *bytes)
+{
+	*bytes = ctl->dropped_bytes;
+	return ctl->dropped;
 }
 
 /* Nothing left to do: the connection can close. */
@@ -521,6 +528,8 @@ void control_publish(struct control *ctl, const char *service, const char *line)
 			logf_(ctl, "client %u (pid %d): dropped: %zu bytes of events not read", cl->id,
 			      (int)cl->pid, cl->out.len);
 			total -= cl->out.len;
+			ctl->dropped++;
+			ctl->dropped_bytes += cl->out.len;
 			client_abort(cl);
 			continue;
 		}
@@ -536,6 +545,8 @@ void control_publish(struct control *ctl, const char *service, const char *line)
 			      "hold %zu bytes of unread events in all (limit %zu)", worst->id,
 			      (int)worst->pid, total, ctl->o.max_total);
 			total -= worst->out.len;
+			ctl->dropped++;
+			ctl->dropped_bytes += worst->out.len;
 			client_abort(worst);
 		}
 	}

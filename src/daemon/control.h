@@ -90,6 +90,8 @@ void control_publish(struct control *ctl, const char *service, const char *line)
 
 /* Number of connected clients. */
 unsigned control_clients(const struct control *ctl);
+/* Subscribers dropped for unread events so far; *bytes: the unread bytes they held. */
+uint64_t control_dropped(const struct control *ctl, uint64_t *bytes);
 
 /*
  * Raw streams (`evmon ctl logs`): after its reply, a client may be switched

@@ -382,6 +382,10 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	dlog_attach(d->loop);
 	if (notify < 0)
 		dlog("%s", nerr);
+	/* not fatal: the services matter more than their metrics */
+	if (d->cfg->metrics_listen &&
+	    metrics_http_open(d, d->cfg->metrics_listen, &d->metrics, err, sizeof(err)) < 0)
+		dlog("metrics_listen %s: no metrics endpoint", err);
 	evm_subscribe(d->loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, d, &d->sub);
 	d->logs = logs_new(d->loop, on_log_report, d);
 	if (!d->logs) {
@@ -402,9 +406,10 @@ static int daemon_run(struct daemon *d, const struct options *o)
 {
 	if (units_load(d) < 0)
 		dlog("out of memory creating the services");
-	dlog("daemon %d started: %zu services from %s, control socket %s%s%s%s", (int)getpid(),
+	dlog("daemon %d started: %zu services from %s, control socket %s%s%s%s%s%s", (int)getpid(),
 	     d->nunits, o->cfg_path, d->socket, o->reaper ? ", reaping orphans" : "",
-	     d->cg ? ", cgroup " : "", d->cg ? cgroups_base(d->cg) : "");
+	     d->cg ? ", cgroup " : "", d->cg ? cgroups_base(d->cg) : "",
+	     d->metrics ? ", metrics on http://" : "", d->metrics ? metrics_http_address(d->metrics) : "");
 	/*
 	 * Ready: the control socket listens and every autostart service has
 	 * been spawned (or failed to be). Not "every service is RUNNING": a
@@ -445,6 +450,8 @@ static int daemon_run(struct daemon *d, const struct options *o)
 static void daemon_close(struct daemon *d)
 {
 	events_free(d);
+	metrics_http_close(d->metrics);
+	d->metrics = NULL;
 	control_close(d->ctl);
 	d->ctl = NULL;
 	units_free(d);

@@ -18,6 +18,7 @@
 #include "events.h"
 #include "hashmap.h"
 #include "logfile.h"
+#include "metrics.h"
 #include "output.h"
 
 #include <cjson/cJSON.h>
@@ -59,6 +60,7 @@ struct daemon {
 	const char *cfg_path;
 	const char *socket;
 	struct control *ctl;
+	struct metrics_http *metrics; /* the metrics endpoint, or NULL */
 	int sigfd;		/* TERM, INT, HUP, USR1 */
 	struct evm_io *sigio;
 	struct evm_sub *sub;	/* the library's events */

@@ -575,12 +575,41 @@ static void cmd_reopen_logs(struct daemon *d, struct client *cl)
 	reply_ok(cl, r);
 }
 
+/*
+ * {"lines": the Prometheus exposition as the HTTP endpoint serves it, one
+ * string a line}: lines, not one text, because ctl escapes control
+ * characters (newlines included) in what it prints.
+ */
+static void cmd_metrics(struct daemon *d, struct client *cl)
+{
+	size_t len;
+	char *text = metrics_render(d, &len);
+	cJSON *r = cJSON_CreateObject(), *lines = cJSON_AddArrayToObject(r, "lines");
+	for (char *p = text, *nl; p && lines && (nl = strchr(p, '\n')); p = nl + 1) {
+		*nl = '\0';
+		cJSON *s = cJSON_CreateString(p);
+		if (!s || !cJSON_AddItemToArray(lines, s)) {
+			cJSON_Delete(s);
+			lines = NULL;
+		}
+	}
+	free(text);
+	if (!text || !lines) {
+		cJSON_Delete(r);
+		control_reply_error(cl, "out of memory");
+		return;
+	}
+	reply_ok(cl, r);
+	if (len >= 256 * 1024) /* as for a big status */
+		malloc_trim(0);
+}
+
 static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "cmd");
 	if (!cJSON_IsString(c)) {
 		control_reply_error(cl, "missing \"cmd\" (status, start, stop, restart, signal, add, remove, "
-				"reload, events, logs, reopen-logs, shutdown, ping)");
+				"reload, events, logs, reopen-logs, metrics, shutdown, ping)");
 		return;
 	}
 	const char *cmd = c->valuestring;
@@ -615,6 +644,8 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 		cJSON_AddNumberToObject(r, "pid", getpid());
 		reply_ok(cl, r);
 		daemon_request_shutdown(d, "shutdown requested by a client");
+	} else if (!strcmp(cmd, "metrics")) {
+		cmd_metrics(d, cl);
 	} else if (!strcmp(cmd, "ping")) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "version", evm_version());
@@ -622,6 +653,8 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 		cJSON_AddNumberToObject(r, "services", (double)d->nunits);
 		cJSON_AddNumberToObject(r, "clients", control_clients(d->ctl));
 		cJSON_AddStringToObject(r, "config", d->cfg_path);
+		if (d->metrics)
+			cJSON_AddStringToObject(r, "metrics", metrics_http_address(d->metrics));
 		reply_ok(cl, r);
 	} else {
 		control_reply_error(cl, "unknown command \"%.64s\"", cmd);

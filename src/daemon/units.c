@@ -464,6 +464,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 	}
 	if (!same_str(cfg->socket, d->cfg->socket))
 		dlog("reload: the control socket changes at the next start of the daemon");
+	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen))
+		dlog("reload: metrics_listen changes at the next start of the daemon");
 	reload_log_dir(d, cfg);
 	struct reload_diff r = {cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(),
 				cJSON_CreateArray(), 0};

@@ -400,6 +400,7 @@ struct evm_loop {
 	atomic_bool bound;
 	pthread_mutex_t claim_mu; /* recursive: a spawn's callbacks may spawn */
 	uint64_t now;	  /* cached CLOCK_MONOTONIC ns */
+	uint64_t iterations; /* evm_loop_run_once calls that ran (metrics) */
 	unsigned dispatching; /* evm__dispatch_enter nesting: callbacks may run */
 	struct evm__release *releasing, **release_tail; /* FIFO, run at the outermost leave */
 	struct evm_loop *tls_outer; /* evm__tls_dispatching before the outermost enter */

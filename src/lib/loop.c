@@ -206,6 +206,7 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 	if (loop->dispatching)
 		return -EDEADLK;
 	evm__dispatch_enter(loop);
+	loop->iterations++;
 	loop->now = evm__mono_ns();
 	int dispatched = evm__epoll_wait(loop, evm__timers_wait_ms(loop, timeout_ms));
 	if (dispatched >= 0) {
@@ -260,6 +261,11 @@ int evm_loop_timeout(struct evm_loop *loop)
 uint64_t evm_loop_now(const struct evm_loop *loop)
 {
 	return loop ? loop->now : 0;
+}
+
+uint64_t evm_loop_iterations(const struct evm_loop *loop)
+{
+	return loop ? loop->iterations : 0;
 }
 
 size_t evm_loop_alive(const struct evm_loop *loop)

@@ -34,7 +34,9 @@ static void test_new_args(void **state)
 static void test_run_once_timeout(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
+	uint64_t it = evm_loop_iterations(loop);
 	assert_int_equal(evm_loop_run_once(loop, 0), 0);
+	assert_true(evm_loop_iterations(loop) == it + 1);
 	uint64_t t0 = t_now_ms();
 	assert_int_equal(evm_loop_run_once(loop, 30), 0);
 	assert_true(t_now_ms() - t0 >= 29); /* slept, did not spin */

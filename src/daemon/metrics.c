@@ -1,0 +1,213 @@
+/*
+ * metrics.c - the daemon's metrics in the Prometheus text exposition format
+ * (version 0.0.4): what `evmon ctl metrics` prints and what the HTTP
+ * endpoint (metricshttp.c) serves.
+ *
+ * Every family is written whole (# HELP, # TYPE, then its samples), as the
+ * format requires, so the services are read once into a table and walked
+ * once per family. Label values are escaped (\\, ", newline). A service that
+ * could not be created has no process: its state is "none".
+ */
+#include "metrics.h"
+
+#include "daemon.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct text {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+	for (int tries = 0; tries < 2 && !t->failed; tries++) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = true;
+			return;
+		}
+		if (t->p && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap ? t->cap : 4096;
+		while (cap <= t->len + (size_t)n)
+			cap *= 2;
+		char *p = realloc(t->p, cap);
+		if (!p) {
+			t->failed = true;
+			return;
+		}
+		t->p = p;
+		t->cap = cap;
+	}
+}
+
+/* A label value: \ " and newline escaped (service names cannot hold them, but stay safe). */
+static const char *label(const char *s, char *buf, size_t len)
+{
+	size_t j = 0;
+	for (; *s && j + 3 < len; s++) {
+		if (*s == '\\' || *s == '"' || *s == '\n') {
+			buf[j++] = '\\';
+			buf[j++] = *s == '\n' ? 'n' : *s;
+		} else {
+			buf[j++] = *s;
+		}
+	}
+	buf[j] = '\0';
+	return buf;
+}
+
+struct row {
+	const struct unit *u;
+	struct evm_service_info info;
+	bool has_info;
+};
+
+static void family(struct text *t, const char *name, const char *type, const char *help)
+{
+	put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static double seconds(const struct timespec *ts)
+{
+	return (double)ts->tv_sec + (double)ts->tv_nsec / 1e9;
+}
+
+static void daemon_families(struct text *t, struct daemon *d, const struct row *rows, size_t n)
+{
+	family(t, "evmon_build_info", "gauge", "The evmon version, as a label; always 1.");
+	put(t, "evmon_build_info{version=\"%s\"} 1\n", evm_version());
+	family(t, "evmon_services", "gauge", "Services (instances counted one by one).");
+	put(t, "evmon_services %zu\n", d->nunits);
+	family(t, "evmon_services_state", "gauge", "Services in each state.");
+	size_t count[EVM_STATE_FATAL + 1] = {0}, none = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].has_info)
+			none++;
+		else if ((unsigned)rows[i].info.state <= EVM_STATE_FATAL)
+			count[rows[i].info.state]++;
+	}
+	for (unsigned s = 0; s <= EVM_STATE_FATAL; s++)
+		put(t, "evmon_services_state{state=\"%s\"} %zu\n", evm_state_name((enum evm_state)s),
+		    count[s]);
+	put(t, "evmon_services_state{state=\"none\"} %zu\n", none);
+	family(t, "evmon_clients", "gauge", "Control socket connections.");
+	put(t, "evmon_clients %u\n", d->ctl ? control_clients(d->ctl) : 0);
+	uint64_t bytes = 0, dropped = d->ctl ? control_dropped(d->ctl, &bytes) : 0;
+	family(t, "evmon_subscribers_dropped_total", "counter",
+	       "Event subscribers dropped because they did not read their events.");
+	put(t, "evmon_subscribers_dropped_total %llu\n", (unsigned long long)dropped);
+	family(t, "evmon_events_dropped_bytes_total", "counter",
+	       "Bytes of events that dropped subscribers had not read.");
+	put(t, "evmon_events_dropped_bytes_total %llu\n", (unsigned long long)bytes);
+	family(t, "evmon_loop_iterations_total", "counter", "Iterations of the daemon's event loop.");
+	put(t, "evmon_loop_iterations_total %llu\n", (unsigned long long)evm_loop_iterations(d->loop));
+}
+
+enum svc_metric { M_UP, M_STATE, M_RESTARTS, M_STARTS, M_FAILURES, M_UPTIME, M_EXIT_CODE, M_EXIT_SIGNAL,
+		  M_EXIT_TIME, M_COUNT };
+
+static const struct {
+	const char *name, *type, *help;
+} svc_metrics[M_COUNT] = {
+	[M_UP] = {"evmon_service_up", "gauge", "1 if the service is running (RUNNING), else 0."},
+	[M_STATE] = {"evmon_service_state", "gauge",
+		     "The service's state, as a label; one sample per service, always 1."},
+	[M_RESTARTS] = {"evmon_service_restarts_total", "counter",
+			"Automatic restarts since the last explicit start."},
+	[M_STARTS] = {"evmon_service_starts_total", "counter",
+		      "Starts since the service was created (explicit and automatic)."},
+	[M_FAILURES] = {"evmon_service_failures", "gauge", "Failures in a row (reset by a stable run)."},
+	[M_UPTIME] = {"evmon_service_uptime_seconds", "gauge",
+		      "Time since the current process started (0 when not running)."},
+	[M_EXIT_CODE] = {"evmon_service_last_exit_code", "gauge",
+			 "Exit code of the last process (-1 if a signal killed it)."},
+	[M_EXIT_SIGNAL] = {"evmon_service_last_exit_signal", "gauge",
+			   "Signal that killed the last process (0 if it exited)."},
+	[M_EXIT_TIME] = {"evmon_service_last_exit_time_seconds", "gauge",
+			 "When the last process ended (Unix time)."},
+};
+
+static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, const char *name)
+{
+	const struct evm_service_info *i = &r->info;
+	switch (m) {
+	case M_UP:
+		put(t, "%s{service=\"%s\"} %d\n", svc_metrics[m].name, name,
+		    r->has_info && i->state == EVM_STATE_RUNNING);
+		break;
+	case M_STATE:
+		put(t, "%s{service=\"%s\",state=\"%s\"} 1\n", svc_metrics[m].name, name,
+		    r->has_info ? evm_state_name(i->state) : "none");
+		break;
+	case M_RESTARTS:
+		put(t, "%s{service=\"%s\"} %u\n", svc_metrics[m].name, name, i->restarts);
+		break;
+	case M_STARTS:
+		put(t, "%s{service=\"%s\"} %u\n", svc_metrics[m].name, name, r->u->starts);
+		break;
+	case M_FAILURES:
+		put(t, "%s{service=\"%s\"} %u\n", svc_metrics[m].name, name, i->failures);
+		break;
+	case M_UPTIME:
+		put(t, "%s{service=\"%s\"} %.3f\n", svc_metrics[m].name, name, (double)i->uptime_ms / 1e3);
+		break;
+	case M_EXIT_CODE:
+		if (i->has_exit)
+			put(t, "%s{service=\"%s\"} %d\n", svc_metrics[m].name, name,
+			    i->last_exit.signal ? -1 : i->last_exit.code);
+		break;
+	case M_EXIT_SIGNAL:
+		if (i->has_exit)
+			put(t, "%s{service=\"%s\"} %d\n", svc_metrics[m].name, name, i->last_exit.signal);
+		break;
+	case M_EXIT_TIME:
+		if (i->has_exit)
+			put(t, "%s{service=\"%s\"} %.3f\n", svc_metrics[m].name, name,
+			    seconds(&i->last_exit.end_time));
+		break;
+	case M_COUNT:
+		break;
+	}
+}
+
+char *metrics_render(struct daemon *d, size_t *len)
+{
+	struct text t = {0};
+	struct row *rows = calloc(d->nunits ? d->nunits : 1, sizeof(*rows));
+	if (!rows)
+		return NULL;
+	size_t n = 0;
+	for (struct unit *u = d->first; u && n < d->nunits; u = u->next, n++) {
+		rows[n].u = u;
+		if (u->svc) {
+			evm_service_info(u->svc, &rows[n].info);
+			rows[n].has_info = true;
+		}
+	}
+	daemon_families(&t, d, rows, n);
+	char name[2 * 160];
+	for (int m = 0; m < M_COUNT; m++) {
+		family(&t, svc_metrics[m].name, svc_metrics[m].type, svc_metrics[m].help);
+		for (size_t i = 0; i < n; i++)
+			svc_sample(&t, (enum svc_metric)m, &rows[i], label(rows[i].u->name, name, sizeof(name)));
+	}
+	free(rows);
+	if (t.failed) {
+		free(t.p);
+		return NULL;
+	}
+	*len = t.len;
+	return t.p;
+}

@@ -1,0 +1,29 @@
+/*
+ * metrics.h - the daemon's metrics, in the Prometheus text format:
+ * rendered by metrics.c (`evmon ctl metrics`, the endpoint's body) and
+ * served over HTTP on metrics_listen by metricshttp.c, from the loop.
+ */
+#ifndef EVMON_METRICS_H
+#define EVMON_METRICS_H
+
+#include <evmon.h>
+#include <stddef.h>
+
+struct daemon;
+struct metrics_http;
+
+/* The exposition text (malloc'd, NUL-terminated, *len bytes), or NULL out of memory. */
+char *metrics_render(struct daemon *d, size_t *len);
+
+/*
+ * Serve GET /metrics on addr ("IPv4:PORT" or "[IPv6]:PORT"; port 0 picks
+ * one) from d's loop: libmicrohttpd in its external-event-loop mode, no
+ * thread. Returns 0, or -1 with a message in err.
+ */
+int metrics_http_open(struct daemon *d, const char *addr, struct metrics_http **out, char *err,
+		      size_t errlen);
+/* "127.0.0.1:9100", with the port actually bound. */
+const char *metrics_http_address(const struct metrics_http *m);
+void metrics_http_close(struct metrics_http *m);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * metricshttp.c - GET /metrics over HTTP on metrics_listen, from the
+ * daemon's own loop (metrics.h).
+ *
+ * The HTTP side is libmicrohttpd's, in its external-event-loop mode with
+ * epoll and no thread: its epoll fd sits in our loop, which calls MHD_run
+ * when it is readable or when MHD's own timeout (idle connections) is due.
+ * Requests are answered inside MHD_run, on the loop thread, so the body is
+ * rendered from the live state with no lock. MHD's sockets and its epoll fd
+ * are close-on-exec: services do not inherit them.
+ */
+#include "metrics.h"
+
+#include "daemon.h"
+#include "daemonlog.h"
+#include "listenaddr.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METRICS_CONNECTIONS 64 /* at once: scrapers are few */
+#define METRICS_IDLE_SECS 10   /* a connection silent this long is closed */
+
+struct metrics_http {
+	struct daemon *d;
+	struct MHD_Daemon *mhd;
+	struct evm_io *io;
+	struct evm_timer *timer; /* MHD's next timeout, or NULL */
+	char addr[80];
+	char last_error[300]; /* MHD's last message, for a failed start */
+};
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+			     enum MHD_ResponseMemoryMode mode, const char *type)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+	if (!r) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	enum MHD_Result ok = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_len, void **con_cls)
+{
+	struct metrics_http *m = cls;
+	static char not_found[] = "evmon: not found: the metrics are at /metrics\n";
+	static char not_allowed[] = "evmon: only GET and HEAD\n";
+	(void)version;
+	(void)upload;
+	(void)con_cls;
+	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, not_allowed, sizeof(not_allowed) - 1,
+			     MHD_RESPMEM_PERSISTENT, "text/plain; charset=utf-8");
+	if (*upload_len) /* a body with a GET: ignore it */
+		*upload_len = 0;
+	if (strcmp(url, "/metrics"))
+		return reply(c, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1, MHD_RESPMEM_PERSISTENT,
+			     "text/plain; charset=utf-8");
+	size_t len = 0;
+	char *body = metrics_render(m->d, &len);
+	if (!body)
+		return MHD_NO; /* out of memory: close the connection */
+	return reply(c, MHD_HTTP_OK, body, len, MHD_RESPMEM_MUST_FREE,
+		     "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static void on_timer(struct evm_timer *t, void *data);
+
+/* MHD wants to run again within its timeout (0: at once), or only on I/O. */
+static void schedule(struct metrics_http *m)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	evm_timer_cancel(m->timer); /* clears m->timer */
+	if (MHD_get_timeout(m->mhd, &ms) == MHD_YES &&
+	    evm_timer_add(m->d->loop, ms, on_timer, m, &m->timer) < 0)
+		dlog("metrics: cannot arm a timer: idle connections close at the next request");
+}
+
+static void run(struct metrics_http *m)
+{
+	MHD_run(m->mhd);
+	schedule(m);
+}
+
+static void on_timer(struct evm_timer *t, void *data)
+{
+	(void)t;
+	run(data);
+}
+
+static void on_io(struct evm_io *io, int fd, unsigned revents, void *data)
+{
+	(void)io;
+	(void)fd;
+	(void)revents;
+	run(data);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct metrics_http *m = cls;
+	vsnprintf(m->last_error, sizeof(m->last_error), fmt, ap);
+	m->last_error[strcspn(m->last_error, "\n")] = '\0';
+	if (m->io) /* running: a start failure is the caller's to say */
+		dlog("metrics: %s", m->last_error);
+}
+
+static void bound_address(struct metrics_http *m, const struct sockaddr_storage *ss)
+{
+	const union MHD_DaemonInfo *pi = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	unsigned port = pi ? pi->port : 0;
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof(host));
+		snprintf(m->addr, sizeof(m->addr), "[%s]:%u", host, port);
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof(host));
+		snprintf(m->addr, sizeof(m->addr), "%s:%u", host, port);
+	}
+}
+
+int metrics_http_open(struct daemon *d, const char *addr, struct metrics_http **out, char *err,
+		      size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	if (listen_addr_parse(addr, &ss, &sl, err, errlen) < 0)
+		return -1;
+	struct metrics_http *m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	m->d = d;
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+	uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						      : ((struct sockaddr_in *)&ss)->sin_port);
+	m->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_SECS,
+				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_END);
+	const union MHD_DaemonInfo *ei = m->mhd ? MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+	if (!ei || evm_io_add(d->loop, ei->epoll_fd, EVM_READ, on_io, m, &m->io) < 0) {
+		snprintf(err, errlen, "%s: %s", addr, m->last_error[0] ? m->last_error : "cannot listen");
+		metrics_http_close(m);
+		return -1;
+	}
+	bound_address(m, &ss);
+	schedule(m);
+	*out = m;
+	return 0;
+}
+
+const char *metrics_http_address(const struct metrics_http *m)
+{
+	return m->addr;
+}
+
+void metrics_http_close(struct metrics_http *m)
+{
+	if (!m)
+		return;
+	evm_timer_cancel(m->timer);
+	evm_io_free(m->io);
+	if (m->mhd)
+		MHD_stop_daemon(m->mhd);
+	free(m);
+}

@@ -1,0 +1,264 @@
+"""`evmon daemon` metrics (issue 19.5): the Prometheus text exposition of
+`evmon ctl metrics` and of the HTTP endpoint on metrics_listen, served from
+the daemon's loop by libmicrohttpd. The text is checked against the format's
+rules with a strict parser, and its values against the daemon's status."""
+import datetime
+import re
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import EVMON, HELPER
+from daemon_util import SLOW, Daemon, wait_for
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+SAMPLE = re.compile(rf"^({NAME})(\{{(.*)\}})? (\S+)$")
+LABEL = re.compile(rf'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+
+
+def parse(text):
+    """{family: {"type", "help", "samples": [(labels dict, float)]}}, checking the
+    text format 0.0.4: HELP and TYPE once each before the family's samples, every
+    family's samples together, valid names, labels and values, a final newline."""
+    assert text.endswith("\n")
+    fams, order, current = {}, [], None
+    for line in text[:-1].split("\n"):
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            kind, name, rest = line[2:6], *line[7:].split(" ", 1)
+            assert re.fullmatch(NAME, name), line
+            f = fams.setdefault(name, {"samples": []})
+            if name not in order:
+                order.append(name)
+            assert current in (None, name) or not f["samples"], f"{name} split: {line}"
+            assert kind.lower() not in f, f"second {kind} for {name}"
+            f[kind.lower()] = rest
+            current = name
+            continue
+        assert not line.startswith("#") and line, repr(line)
+        m = SAMPLE.match(line)
+        assert m, repr(line)
+        name, labels, value = m.group(1), m.group(3), m.group(4)
+        assert name == current, f"{name} outside its family ({current}): {line}"
+        assert fams[name].get("type") in ("gauge", "counter"), line
+        if fams[name]["type"] == "counter":
+            assert name.endswith("_total"), name
+        got = {}
+        pos = 0
+        while labels and pos < len(labels):
+            lm = LABEL.match(labels, pos)
+            assert lm, f"bad labels: {line}"
+            assert lm.group(1) not in got
+            got[lm.group(1)] = lm.group(2)
+            pos = lm.end()
+        fams[name]["samples"].append((got, float(value)))
+    for name in order:
+        assert "help" in fams[name] and "type" in fams[name], name
+    # one series per label set
+    for name, f in fams.items():
+        keys = [tuple(sorted(s[0].items())) for s in f["samples"]]
+        assert len(keys) == len(set(keys)), name
+    return fams
+
+
+def by_service(fams, name):
+    return {s[0]["service"]: s[1] for s in fams[name]["samples"]}
+
+
+def http(url, method="GET"):
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30 * SLOW) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def endpoint(d):
+    r = d.request({"cmd": "ping"})
+    assert r["ok"] and "metrics" in r, r
+    return f"http://{r['metrics']}/metrics"
+
+
+CONFIG = f"""
+[evmon]
+metrics_listen = 127.0.0.1:0
+
+[service:web]
+command = {HELPER} pause
+start_secs = 0
+
+[service:crash]
+command = {HELPER} exit 3
+restart = never
+start_secs = 0
+
+[service:killed]
+command = {HELPER} kill 9
+restart = never
+start_secs = 0
+
+[service:pool]
+command = {HELPER} pause
+instances = 2
+start_secs = 0
+
+[service:idle]
+command = {HELPER} pause
+autostart = false
+"""
+
+
+def test_scrape_format_and_values(procs, tmp_path):
+    """GET /metrics: the text format 0.0.4, one series per service, values as status says"""
+    d = Daemon(procs, tmp_path, CONFIG)
+    d.wait_state("web", "running")
+    d.wait_state("crash", "exited")
+    d.wait_state("killed", "exited")
+    d.wait_state("pool:1", "running")
+    url = endpoint(d)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/metrics", url)
+    assert f"metrics on {url}" in d.ctl("ping").stdout
+    code, headers, text = http(url)
+    assert code == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    fams = parse(text)
+    services = {"web", "crash", "killed", "pool:0", "pool:1", "idle"}
+    assert fams["evmon_services"]["samples"] == [({}, 6.0)]
+    assert fams["evmon_build_info"]["samples"][0][0]["version"]
+    states = {s[0]["state"]: s[1] for s in fams["evmon_services_state"]["samples"]}
+    assert states["running"] == 3 and states["exited"] == 2 and states["stopped"] == 1
+    assert sum(states.values()) == 6
+    assert by_service(fams, "evmon_service_up") == {"web": 1, "crash": 0, "killed": 0, "pool:0": 1,
+                                                     "pool:1": 1, "idle": 0}
+    st = {s[0]["service"]: s[0]["state"] for s in fams["evmon_service_state"]["samples"]}
+    assert st == {n: s["state"] for n, s in d.status().items()}
+    assert set(by_service(fams, "evmon_service_starts_total")) == services
+    assert by_service(fams, "evmon_service_starts_total")["idle"] == 0
+    assert by_service(fams, "evmon_service_starts_total")["web"] == 1
+    # exits: only the services that have one; a signal is code -1
+    assert by_service(fams, "evmon_service_last_exit_code") == {"crash": 3, "killed": -1}
+    assert by_service(fams, "evmon_service_last_exit_signal") == {"crash": 0, "killed": 9}
+    status = d.status()
+    for name in ("crash", "killed"):
+        t = by_service(fams, "evmon_service_last_exit_time_seconds")[name]
+        iso = datetime.datetime.fromisoformat(status[name]["last_exit"]["time"].replace("Z", "+00:00"))
+        assert abs(t - iso.timestamp()) < 0.002, (t, status[name]["last_exit"])
+    assert by_service(fams, "evmon_service_uptime_seconds")["idle"] == 0
+    assert by_service(fams, "evmon_service_uptime_seconds")["web"] > 0
+    it1 = fams["evmon_loop_iterations_total"]["samples"][0][1]
+    assert it1 > 0
+    # the same families through the control socket; the loop went round again
+    r = d.ctl("metrics")
+    assert r.returncode == 0, r.stderr
+    again = parse(r.stdout)
+    assert list(again) == list(fams)
+    assert again["evmon_loop_iterations_total"]["samples"][0][1] > it1
+    assert again["evmon_clients"]["samples"] == [({}, 1.0)]  # ctl itself
+    # the endpoint's refusals
+    code, _, body = http(url.replace("/metrics", "/other"))
+    assert code == 404 and "/metrics" in body
+    code, headers, _ = http(url, method="POST")
+    assert code == 405 and headers["Allow"] == "GET, HEAD"
+    code, _, body = http(url, method="HEAD")
+    assert code == 200 and body == ""
+    d.stop()
+
+
+def test_1000_services(procs, tmp_path):
+    """1,000 services (stopped: no processes needed) in one scrape, over HTTP and ctl"""
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+metrics_listen = 127.0.0.1:0
+
+[service:s]
+command = {HELPER} pause
+instances = 1000
+autostart = false
+
+[service:one]
+command = {HELPER} pause
+start_secs = 0
+""")
+    d.wait_state("one", "running")
+    code, _, text = http(endpoint(d))
+    assert code == 200
+    fams = parse(text)
+    names = {f"s:{i}" for i in range(1000)} | {"one"}
+    for fam in ("evmon_service_up", "evmon_service_state", "evmon_service_restarts_total",
+                "evmon_service_starts_total", "evmon_service_failures", "evmon_service_uptime_seconds"):
+        assert set(by_service(fams, fam)) == names, fam
+    assert sum(by_service(fams, "evmon_service_up").values()) == 1
+    assert fams["evmon_services"]["samples"] == [({}, 1001.0)]
+    r = d.ctl("metrics")
+    assert r.returncode == 0 and len(parse(r.stdout)["evmon_service_up"]["samples"]) == 1001
+    d.stop()
+
+
+def test_services_do_not_inherit_the_endpoint(procs, tmp_path):
+    """a service started with the endpoint open has only its stdio"""
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+metrics_listen = 127.0.0.1:0
+
+[service:fds]
+command = {HELPER} fds print done pause
+start_secs = 0
+""")
+    http(endpoint(d))  # a connection was accepted: MHD has made its fds by now
+    d.ctl("restart", "fds")
+    wait_for(lambda: d.log().count("done") >= 2, timeout=20 * SLOW, what="the second run's fds")
+    last = d.log().split("done")[-2]
+    fds = sorted(int(x) for x in re.findall(r"^fd (\d+)$", last, re.M))
+    assert fds == [0, 1, 2], last
+    d.stop()
+
+
+def test_metrics_listen_values(procs, tmp_path):
+    """bad ADDR:PORT values are config errors; a port in use is logged, not fatal"""
+    for bad, why in (("localhost:9100", "'localhost' is not a numeric IPv4 address"),
+                     ("127.0.0.1", "is not ADDR:PORT"), ("127.0.0.1:70000", "is not ADDR:PORT"),
+                     ("::1:9100", "write an IPv6 address in brackets"),
+                     ("[127.0.0.1]:9100", "is not a numeric IPv6 address")):
+        cfg = tmp_path / "bad.ini"
+        cfg.write_text(f"[evmon]\nmetrics_listen = {bad}\n")
+        r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", str(tmp_path / "x.sock")])
+        assert r.returncode != 0 and "metrics_listen" in r.stderr and why in r.stderr, (bad, r.stderr)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        d = Daemon(procs, tmp_path, f"""
+[evmon]
+metrics_listen = 127.0.0.1:{port}
+
+[service:web]
+command = {HELPER} pause
+start_secs = 0
+""")
+        d.wait_state("web", "running")
+        assert f"metrics_listen 127.0.0.1:{port}: " in d.log() and "no metrics endpoint" in d.log()
+        assert "metrics" not in d.request({"cmd": "ping"})
+        assert d.ctl("metrics").returncode == 0  # the socket still has them
+        d.stop()
+    finally:
+        busy.close()
+
+
+@pytest.mark.parametrize("addr", ["[::1]:0"])
+def test_ipv6(procs, tmp_path, addr):
+    """an IPv6 listener, where the host has ::1"""
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    d = Daemon(procs, tmp_path, f"[evmon]\nmetrics_listen = {addr}\n")
+    url = endpoint(d)
+    assert url.startswith("http://[::1]:")
+    code, _, text = http(url)
+    assert code == 200 and parse(text)["evmon_services"]["samples"] == [({}, 0.0)]
+    d.stop()
