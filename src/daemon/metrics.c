@@ -6,7 +6,9 @@
  * Every family is written whole (# HELP, # TYPE, then its samples), as the
  * format requires, so the services are read once into a table and walked
  * once per family. Label values are escaped (\\, ", newline). A service that
- * could not be created has no process: its state is "none".
+ * could not be created has no process: its state is "none". CPU and memory
+ * come from the service's cgroup, for services that have one ([evmon]
+ * cgroup): a service without one has no such samples.
  */
 #include "metrics.h"
 
@@ -72,6 +74,7 @@ struct row {
 	const struct unit *u;
 	struct evm_service_info info;
 	bool has_info;
+	struct evm_cgroup_stats cg; /* cg.have: 0 without a cgroup */
 };
 
 static void family(struct text *t, const char *name, const char *type, const char *help)
@@ -116,7 +119,7 @@ static void daemon_families(struct text *t, struct daemon *d, const struct row *
 }
 
 enum svc_metric { M_UP, M_STATE, M_RESTARTS, M_STARTS, M_FAILURES, M_UPTIME, M_EXIT_CODE, M_EXIT_SIGNAL,
-		  M_EXIT_TIME, M_COUNT };
+		  M_EXIT_TIME, M_CPU, M_MEMORY, M_OOM_KILLS, M_TASKS, M_COUNT };
 
 static const struct {
 	const char *name, *type, *help;
@@ -137,6 +140,12 @@ static const struct {
 			   "Signal that killed the last process (0 if it exited)."},
 	[M_EXIT_TIME] = {"evmon_service_last_exit_time_seconds", "gauge",
 			 "When the last process ended (Unix time)."},
+	[M_CPU] = {"evmon_service_cpu_seconds_total", "counter",
+		   "CPU time (user + system) of the service's cgroup."},
+	[M_MEMORY] = {"evmon_service_memory_bytes", "gauge", "memory.current of the service's cgroup."},
+	[M_OOM_KILLS] = {"evmon_service_oom_kills_total", "counter",
+			 "Processes of the service's cgroup the OOM killer killed."},
+	[M_TASKS] = {"evmon_service_tasks", "gauge", "Tasks (threads) in the service's cgroup."},
 };
 
 static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, const char *name)
@@ -177,6 +186,26 @@ static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, c
 			put(t, "%s{service=\"%s\"} %.3f\n", svc_metrics[m].name, name,
 			    seconds(&i->last_exit.end_time));
 		break;
+	case M_CPU:
+		if (r->cg.have & EVM_CGROUP_STAT_CPU)
+			put(t, "%s{service=\"%s\"} %.6f\n", svc_metrics[m].name, name,
+			    (double)r->cg.cpu_usage_usec / 1e6);
+		break;
+	case M_MEMORY:
+		if (r->cg.have & EVM_CGROUP_STAT_MEMORY)
+			put(t, "%s{service=\"%s\"} %llu\n", svc_metrics[m].name, name,
+			    (unsigned long long)r->cg.memory_current);
+		break;
+	case M_OOM_KILLS:
+		if (r->cg.have & EVM_CGROUP_STAT_OOM)
+			put(t, "%s{service=\"%s\"} %llu\n", svc_metrics[m].name, name,
+			    (unsigned long long)r->cg.oom_kill);
+		break;
+	case M_TASKS:
+		if (r->cg.have & EVM_CGROUP_STAT_PIDS)
+			put(t, "%s{service=\"%s\"} %llu\n", svc_metrics[m].name, name,
+			    (unsigned long long)r->cg.pids_current);
+		break;
 	case M_COUNT:
 		break;
 	}
@@ -195,6 +224,8 @@ char *metrics_render(struct daemon *d, size_t *len)
 			evm_service_info(u->svc, &rows[n].info);
 			rows[n].has_info = true;
 		}
+		if (u->cg && evm_cgroup_stats(u->cg, &rows[n].cg) < 0)
+			rows[n].cg.have = 0;
 	}
 	daemon_families(&t, d, rows, n);
 	char name[2 * 160];

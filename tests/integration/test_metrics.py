@@ -262,3 +262,35 @@ def test_ipv6(procs, tmp_path, addr):
     code, _, text = http(url)
     assert code == 200 and parse(text)["evmon_services"]["samples"] == [({}, 0.0)]
     d.stop()
+
+
+def test_cgroup_metrics(procs, tmp_path):
+    """with a cgroup per service: its CPU time, memory and tasks"""
+    from test_cgroup import HOME, WHY, base_of
+    if HOME is None:
+        pytest.skip(f"needs a writable cgroup v2: {WHY}")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+cgroup = yes
+metrics_listen = 127.0.0.1:0
+
+[service:spin]
+command = sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo spun; exec sleep 400200'
+start_secs = 0
+
+[service:idle]
+command = {HELPER} pause
+autostart = false
+""")
+    wait_for(lambda: "spun" in d.log(), timeout=30 * SLOW, what="the spin loop")
+    fams = parse(http(endpoint(d))[2])
+    cpu = by_service(fams, "evmon_service_cpu_seconds_total")
+    assert cpu["spin"] > 0.0, cpu
+    with open(f"{base_of(d)}/spin.service/cpu.stat") as f:
+        usec = int(re.search(r"^usage_usec (\d+)", f.read(), re.M).group(1))
+    assert abs(cpu["spin"] - usec / 1e6) < 0.05  # sh has exec'd sleep: hardly moves
+    if "evmon_service_tasks" in fams and by_service(fams, "evmon_service_tasks"):
+        assert by_service(fams, "evmon_service_tasks")["spin"] == 1  # sleep
+    mem = by_service(fams, "evmon_service_memory_bytes")
+    assert mem.get("spin", 1) > 0
+    d.stop()
