@@ -359,6 +359,11 @@ void deps_start_wanted(struct daemon *d)
 		}
 	}
 	run_batch(d, &b);
+	/* after a reload, those still waiting may wait for less */
+	unsigned gen = d->deps_gen;
+	for (struct unit *u = d->first; u && gen == d->deps_gen; u = u->next)
+		if (u->pending)
+			try_start(d, u);
 }
 
 /* ------------------------------------------------------------- stopping */

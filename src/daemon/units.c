@@ -487,6 +487,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 		}
 	}
 	d->defer_start = false;
+	deps_forget(d, NULL); /* kept services may depend on others now */
 	deps_start_wanted(d);
 	config_free(old);
 	reload_report(d, resp, &r);

@@ -245,3 +245,27 @@ def test_ctl_add_checks_and_follows_requires(procs, tmp_path):
     tr = transitions(d)
     assert index(tr, "db", "running") < index(tr, "app", "running")
     d.stop()
+
+
+def test_reload_applies_new_dependencies_without_restarting(procs, tmp_path):
+    conf = """
+        [service:db]
+        command = HELPER pause
+        start_secs = 0
+        autostart = false
+
+        [service:app]
+        command = HELPER pause
+        start_secs = 0
+        autostart = false
+        """
+    d = Daemon(procs, tmp_path, conf)
+    with open(d.cfg, "a") as f:
+        f.write("requires = db\n")
+    r = d.ctl("reload")
+    assert r.returncode == 0, r
+    r = d.ctl("start", "app")
+    assert r.returncode == 0, r
+    st = d.status()
+    assert st["db"]["state"] == st["app"]["state"] == "running", st
+    d.stop()
