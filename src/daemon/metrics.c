@@ -7,8 +7,8 @@
  * format requires, so the services are read once into a table and walked
  * once per family. Label values are escaped (\\, ", newline). A service that
  * could not be created has no process: its state is "none". CPU and memory
- * come from the service's cgroup, for services that have one ([evmon]
- * cgroup): a service without one has no such samples.
+ * come from the service's cgroup, for running services that have one
+ * ([evmon] cgroup): other services have no such samples.
  */
 #include "metrics.h"
 
@@ -224,7 +224,8 @@ char *metrics_render(struct daemon *d, size_t *len)
 			evm_service_info(u->svc, &rows[n].info);
 			rows[n].has_info = true;
 		}
-		if (u->cg && evm_cgroup_stats(u->cg, &rows[n].cg) < 0)
+		/* a few files each: only where a process runs (10,000 stopped ones cost 1.5 s) */
+		if (u->cg && rows[n].info.pid > 0 && evm_cgroup_stats(u->cg, &rows[n].cg) < 0)
 			rows[n].cg.have = 0;
 	}
 	daemon_families(&t, d, rows, n);

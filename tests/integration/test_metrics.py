@@ -293,4 +293,5 @@ autostart = false
         assert by_service(fams, "evmon_service_tasks")["spin"] == 1  # sleep
     mem = by_service(fams, "evmon_service_memory_bytes")
     assert mem.get("spin", 1) > 0
+    assert "idle" not in cpu  # not running: its cgroup is not read
     d.stop()
