@@ -262,8 +262,13 @@ command = HELPER pause
 start_secs = 0
 """)
     pid = d.wait_state("env", "running")["pid"]
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        argv = f.read().split(b"\0")[:-1]
+
+    def cmdline():
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[:-1]
+    # start_secs = 0 reports running as the spawn returns: the exec may still be under way
+    wait_for(lambda: cmdline()[1:2] == [b"pause"], what="the helper's exec")
+    argv = cmdline()
     assert argv[1:] == [b"pause", b"two words", b'a "quoted" one', b"back slash"], argv
     assert os.readlink(f"/proc/{pid}/cwd") == str(work)
     with open(f"/proc/{pid}/environ", "rb") as f:

@@ -670,7 +670,8 @@ log_dir = {logs}
 command = sh -c 'echo hi; exec {HELPER} pause'
 stdout = log
 """)
-    assert "is owned by uid 65534: as root, the daemon writes logs only into a directory owned by root" in d.log()
+    msg = "is owned by uid 65534: as root, the daemon writes logs only into a directory owned by root"
+    wait_for(lambda: msg in d.log(), what="the refusal in the daemon's log")
     d.stop()
     assert os.listdir(logs) == []
 
