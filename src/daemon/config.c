@@ -478,6 +478,8 @@ void svc_conf_unref(struct svc_conf *c)
 	free(c->directory);
 	free(c->user);
 	free(c->group);
+	for (size_t i = 0; i < sizeof(c->limits) / sizeof(c->limits[0]); i++)
+		free(c->limits[i]);
 	free(c->groups);
 	free(c->requires);
 	free(c->after);
@@ -529,6 +531,14 @@ static bool policy_eq(const struct svc_policy *a, const struct svc_policy *b)
 	/* log_max_bytes, log_backups, log_timestamps: applied to the running service */
 }
 
+static bool limits_eq(const struct svc_conf *a, const struct svc_conf *b)
+{
+	for (size_t i = 0; i < sizeof(a->limits) / sizeof(a->limits[0]); i++)
+		if (!str_eq(a->limits[i], b->limits[i]))
+			return false;
+	return true;
+}
+
 bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 {
 	return words_eq(a->argv, b->argv) && words_eq(a->env, b->env) &&
@@ -538,7 +548,7 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 	       (!a->ngroups || !memcmp(a->groups, b->groups, a->ngroups * sizeof(gid_t))) &&
 	       a->pol.set_umask == b->pol.set_umask && a->pol.umask == b->pol.umask &&
 	       a->pol.out[0] == b->pol.out[0] && a->pol.out[1] == b->pol.out[1] &&
-	       a->pol.kill_group == b->pol.kill_group;
+	       a->pol.kill_group == b->pol.kill_group && limits_eq(a, b);
 }
 
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)

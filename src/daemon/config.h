@@ -60,6 +60,7 @@ struct svc_conf {
 	char *directory;	/* absolute, or NULL */
 	char *user;		/* as written, or NULL */
 	char *group;		/* as written, or NULL */
+	char *limits[EVM_CGROUP_IO_WEIGHT + 1]; /* by enum evm_cgroup_limit: memory_max ..., or NULL */
 	bool set_uid, set_gid;
 	uid_t uid;
 	gid_t gid;

@@ -386,6 +386,49 @@ static void set_cgroup_mode(struct conf_ctx *c, const struct keydef *k, const ch
 	bad(c, "'%s' is not one of auto, yes, no", v);
 }
 
+/* A number, or "max" when max_ok; then an optional unit (K, M, G) when units. */
+static bool limit_word(const char *v, bool units, const char **end)
+{
+	if (!strncmp(v, "max", 3)) {
+		*end = v + 3;
+		return true;
+	}
+	*end = v + strspn(v, "0123456789");
+	if (*end == v)
+		return false;
+	if (units && **end && strchr("KMG", **end))
+		(*end)++;
+	return true;
+}
+
+/* A cgroup limit (arg: enum evm_cgroup_limit), kept as written: the kernel's syntax. */
+static void set_limit(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	static const char *const want[] = {
+		[EVM_CGROUP_MEMORY_MAX] = "bytes (with K, M, G) or max",
+		[EVM_CGROUP_MEMORY_HIGH] = "bytes (with K, M, G) or max",
+		[EVM_CGROUP_PIDS_MAX] = "a number or max",
+		[EVM_CGROUP_CPU_WEIGHT] = "a weight from 1 to 10000",
+		[EVM_CGROUP_CPU_MAX] = "max, or QUOTA PERIOD in microseconds",
+		[EVM_CGROUP_IO_WEIGHT] = "a weight from 1 to 10000",
+	};
+	char **p = field;
+	const char *e;
+	bool weight = k->arg == EVM_CGROUP_CPU_WEIGHT || k->arg == EVM_CGROUP_IO_WEIGHT;
+	bool ok = limit_word(v, k->arg <= EVM_CGROUP_MEMORY_HIGH, &e);
+	if (ok && k->arg == EVM_CGROUP_CPU_MAX && *e == ' ') /* the period: a number */
+		ok = limit_word(e + 1, false, &e) && strncmp(e - 3, "max", 3);
+	if (ok && weight) {
+		unsigned long n = 0;
+		ok = parse_uint(v, 10000, &n) && n >= 1;
+	}
+	ok = ok && !*e;
+	if (!ok)
+		bad(c, "'%s' is not %s", v, want[k->arg]);
+	free(*p);
+	*p = ok ? strdup(v) : NULL;
+}
+
 #define POL(f) IN_POLICY, offsetof(struct svc_policy, f)
 #define SVC(f) IN_SERVICE, offsetof(struct svc_conf, f)
 #define CFG(f) IN_CONFIG, offsetof(struct config, f)
@@ -457,6 +500,13 @@ static const struct keydef keys[CK_COUNT] = {
 		       "a cgroup v2 per service: auto, yes, no"},
 	[CK_METRICS_LISTEN] = {"metrics_listen", S_EVMON, CFG(metrics_listen), set_listen, 0, 0,
 			       "serve Prometheus metrics over HTTP on ADDR:PORT"},
+#define LIMIT(ck, name, l, doc) [ck] = {name, S_SERVICE, SVC(limits[l]), set_limit, l, 0, doc}
+	LIMIT(CK_MEMORY_MAX, "memory_max", EVM_CGROUP_MEMORY_MAX, "cgroup memory.max"),
+	LIMIT(CK_MEMORY_HIGH, "memory_high", EVM_CGROUP_MEMORY_HIGH, "cgroup memory.high"),
+	LIMIT(CK_PIDS_MAX, "pids_max", EVM_CGROUP_PIDS_MAX, "cgroup pids.max"),
+	LIMIT(CK_CPU_WEIGHT, "cpu_weight", EVM_CGROUP_CPU_WEIGHT, "cgroup cpu.weight"),
+	LIMIT(CK_CPU_MAX, "cpu_max", EVM_CGROUP_CPU_MAX, "cgroup cpu.max"),
+	LIMIT(CK_IO_WEIGHT, "io_weight", EVM_CGROUP_IO_WEIGHT, "cgroup io.weight"),
 };
 
 const char *conf_key_name(enum conf_key k)

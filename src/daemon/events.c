@@ -287,6 +287,25 @@ void events_log(struct daemon *d, const char *service, const char *file, int err
 
 /* -------------------------------------------------------------- status */
 
+/* Its cgroup and what it holds: what is readable (the controllers it has) */
+static void add_cgroup(cJSON *o, const struct evm_cgroup *cg)
+{
+	struct evm_cgroup_stats st;
+	cJSON_AddStringToObject(o, "cgroup", evm_cgroup_path(cg));
+	if (evm_cgroup_stats(cg, &st) < 0)
+		return;
+	if (st.have & EVM_CGROUP_STAT_PROCS)
+		cJSON_AddNumberToObject(o, "processes", (double)st.procs);
+	if (st.have & EVM_CGROUP_STAT_CPU)
+		cJSON_AddNumberToObject(o, "cpu_usage_usec", (double)st.cpu_usage_usec);
+	if (st.have & EVM_CGROUP_STAT_MEMORY)
+		cJSON_AddNumberToObject(o, "memory_current", (double)st.memory_current);
+	if (st.have & EVM_CGROUP_STAT_PIDS)
+		cJSON_AddNumberToObject(o, "pids_current", (double)st.pids_current);
+	if (st.have & EVM_CGROUP_STAT_OOM)
+		cJSON_AddNumberToObject(o, "oom_kills", (double)st.oom_kill);
+}
+
 cJSON *events_status(const struct unit *u)
 {
 	struct evm_service_info info;
@@ -321,6 +340,8 @@ cJSON *events_status(const struct unit *u)
 	}
 	if (info.state == EVM_STATE_BACKOFF)
 		cJSON_AddNumberToObject(o, "next_start_ms", (double)info.next_start_ms);
+	if (u->cg)
+		add_cgroup(o, u->cg);
 	if (u->blocked || u->pending) {
 		deps_status(u, o);
 	} else if (!u->svc && u->create_error) {

@@ -79,19 +79,44 @@ static void unit_output(struct daemon *d, struct unit *u)
 		output_configure(u->out, u->conf);
 }
 
+/*
+ * The limits of its definition, on its cgroup. One that cannot be applied
+ * is said (the service runs without it): no cgroups, or a controller the
+ * daemon's cgroup does not delegate.
+ */
+static void unit_limits(struct daemon *d, struct unit *u)
+{
+	char msg[400];
+	for (int l = EVM_CGROUP_MEMORY_MAX; l <= EVM_CGROUP_IO_WEIGHT; l++) {
+		const char *v = u->conf->limits[l], *file = evm_cgroup_limit_file(l);
+		int r = v && u->cg ? evm_cgroup_set_limit(u->cg, l, v) : 0;
+		if (v && !u->cg)
+			snprintf(msg, sizeof(msg), "%s = %s not applied: no cgroup (%s)", file, v,
+				 d->cg ? "it could not be made" : "cgroups are off: see the daemon's start");
+		else if (r == -EOPNOTSUPP)
+			snprintf(msg, sizeof(msg), "%s = %s not applied: controller %s not available "
+				 "(not in %s/cgroup.controllers: delegate it to the daemon's cgroup)", file,
+				 v, evm_cgroup_controller_name(evm_cgroup_limit_controller(l)),
+				 cgroups_base(d->cg));
+		else if (r < 0)
+			snprintf(msg, sizeof(msg), "%s = %s not applied", file, v);
+		if (v && (!u->cg || r < 0))
+			events_log(d, u->name, NULL, u->cg ? r : -EOPNOTSUPP, msg);
+	}
+}
+
 /* Its cgroup, made once: a re-created service starts in the same one. */
 static void unit_cgroup(struct daemon *d, struct unit *u)
 {
-	if (!d->cg || u->cg)
-		return;
-	int r = cgroups_service(d->cg, u->name, &u->cg);
+	int r = d->cg && !u->cg ? cgroups_service(d->cg, u->name, &u->cg) : 0;
 	if (r < 0) {
 		char msg[200];
-		u->cg = NULL;
 		snprintf(msg, sizeof(msg), "cannot create its cgroup in %s: it runs without one",
 			 cgroups_base(d->cg));
 		events_log(d, u->name, NULL, r, msg);
+		u->cg = NULL;
 	}
+	unit_limits(d, u);
 }
 
 int unit_create(struct daemon *d, struct unit *u)
