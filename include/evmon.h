@@ -71,6 +71,14 @@ enum {
 
 struct evm_loop_opts {
 	unsigned flags; /* EVM_LOOP_* */
+	/*
+	 * Fairness for a loop embedded in another one: one evm_loop_run_once
+	 * handles at most budget ready fds (exits, I/O, wake-ups), at most
+	 * budget due timers (restarts included) and reaps at most budget
+	 * orphans; the rest waits for the next call, and evm_loop_fd stays
+	 * readable meanwhile. 0: 1,024 fds and every due timer.
+	 */
+	unsigned budget;
 };
 
 /*
@@ -100,7 +108,7 @@ EVM_API int evm_loop_run(struct evm_loop *loop);
  * Wait up to timeout_ms (-1: forever, 0: do not block) for work, run it, and
  * return the number of events handled (>= 0; internal ones included) or
  * -errno (-EDEADLK from a callback of this loop). evm_loop_stop wakes it; it
- * does not otherwise affect it.
+ * does not otherwise affect it. evm_loop_opts.budget bounds one call.
  */
 EVM_API int evm_loop_run_once(struct evm_loop *loop, int timeout_ms);
 

@@ -53,7 +53,9 @@ void evm__epoll_del(struct evm_loop *loop, int fd)
 int evm__epoll_wait(struct evm_loop *loop, int timeout_ms)
 {
 	struct epoll_event events[EVM_MAX_EVENTS];
-	int n = epoll_wait(loop->epfd, events, EVM_MAX_EVENTS, timeout_ms);
+	/* the kernel hands out the rest (and rotates level-triggered ones) next time */
+	int max = loop->budget && loop->budget < EVM_MAX_EVENTS ? (int)loop->budget : EVM_MAX_EVENTS;
+	int n = epoll_wait(loop->epfd, events, max, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	loop->now = evm__mono_ns();

@@ -140,7 +140,7 @@ EVM_HIDDEN int evm__timers_wait_ms(const struct evm_loop *loop, int timeout_ms);
 EVM_HIDDEN void evm__timerfd_sync(struct evm_loop *loop);
 EVM_HIDDEN int evm__timerfd_start(struct evm_loop *loop);
 EVM_HIDDEN void evm__timerfd_close(struct evm_loop *loop);
-EVM_HIDDEN int evm__timers_run(struct evm_loop *loop);		 /* returns callbacks run */
+EVM_HIDDEN int evm__timers_run(struct evm_loop *loop); /* returns callbacks run (<= budget) */
 EVM_HIDDEN void evm__timers_free(struct evm_loop *loop);
 EVM_HIDDEN int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
 				 void *data, struct evm_timer **out);
@@ -224,6 +224,7 @@ EVM_HIDDEN int evm__sigchld_enable(struct evm_loop *loop); /* lazily, for NOPIDF
 EVM_HIDDEN void evm__reap_fini(struct evm_loop *loop);
 EVM_HIDDEN void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
 EVM_HIDDEN void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
+EVM_HIDDEN void evm__reap_scan(struct evm_loop *loop); /* reap what is reapable, up to the budget */
 /* Kill (SIGKILL) and reap synchronously; for loop teardown and failed spawns. */
 EVM_HIDDEN void evm__reap_kill_sync(struct evm_proc *proc);
 
@@ -333,6 +334,8 @@ EVM_HIDDEN int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opt
 EVM_HIDDEN void evm__xreq_run_all(struct evm_loop *loop);
 EVM_HIDDEN void evm__wake(struct evm_loop *loop);
 EVM_HIDDEN bool evm__on_loop_thread(const struct evm_loop *loop);
+/* 1 if this process has one thread, 0 if more or unknown */
+EVM_HIDDEN int evm__single_threaded(void);
 /* would this thread wait forever for an exit of loop? (loop must be alive) */
 EVM_HIDDEN bool evm__wait_would_hang(struct evm_loop *loop);
 /* evm_loop_free: every proc of the loop is done; waiters stop reading it */
@@ -390,6 +393,9 @@ enum evm__spawn_mode { EVM__SPAWN_AUTO, EVM__SPAWN_DIRECT, EVM__SPAWN_HELPER };
 struct evm_loop {
 	int epfd;
 	unsigned flags;
+	unsigned budget; /* evm_loop_opts.budget, 0: none */
+	unsigned call_reaps; /* reaped by scans in this evm_loop_run_once */
+	bool scan_pending; /* the budget cut a scan short: the next wake-up scans */
 	/*
 	 * The loop thread (read by any thread): the creator until a thread runs
 	 * the loop (bound), then the last thread that ran it. The creator's
@@ -457,6 +463,7 @@ struct evm_loop {
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
 	bool no_helper;	    /* the spawn helper cannot work here (valgrind, old kernel) */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */
+	int pidfd_max;	    /* pidfds below this number leave the application its reserve */
 	struct rlimit nofile0; /* RLIMIT_NOFILE when the loop was created */
 	bool nofile_raised;
 	struct evm__spawner *spawner;

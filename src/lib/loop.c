@@ -52,6 +52,10 @@ static void on_wake(struct evm_loop *loop, struct evm__watch *w, uint32_t events
 		;
 	evm__xreq_run_all(loop);
 	evm__post_run(loop);
+	if (loop->scan_pending) {
+		loop->scan_pending = false;
+		evm__reap_scan(loop);
+	}
 }
 
 static int spawn_mode_from_env(void)
@@ -69,6 +73,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	if (!out)
 		return -EINVAL;
 	unsigned flags = opts ? opts->flags : 0;
+	unsigned budget = opts ? opts->budget : 0;
 	if (flags & ~(unsigned)(EVM_LOOP_REAPER | EVM_LOOP_NO_SUBREAPER))
 		return -EINVAL;
 
@@ -76,6 +81,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	if (!loop)
 		return -ENOMEM;
 	loop->flags = flags;
+	loop->budget = budget;
 	loop->release_tail = &loop->releasing;
 	loop->posts_tail = &loop->posts;
 	atomic_init(&loop->thread, pthread_self());
@@ -208,6 +214,7 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 	evm__dispatch_enter(loop);
 	loop->iterations++;
 	loop->now = evm__mono_ns();
+	loop->call_reaps = 0;
 	int dispatched = evm__epoll_wait(loop, evm__timers_wait_ms(loop, timeout_ms));
 	if (dispatched >= 0) {
 		loop->now = evm__mono_ns();

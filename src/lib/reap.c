@@ -188,7 +188,7 @@ int evm__sigchld_enable(struct evm_loop *loop)
 	loop->sigfd = fd;
 	/* best effort: without it (no fd left), SIGCHLD must not reach another thread */
 	int e = chld_watch(loop);
-	if (e < 0)
+	if (e < 0 && evm__single_threaded() != 1)
 		evm__warn(loop, e, "SIGCHLD: cannot hear of it from other threads; "
 			  "block SIGCHLD in every thread");
 	return 0;
@@ -237,7 +237,8 @@ static void report_orphan(struct evm_loop *loop, const siginfo_t *si, const stru
 	evm__emit(loop, &ev);
 }
 
-static void reap_one_pid(struct evm_proc *p)
+/* 1 if it was reaped (and reported) */
+static int reap_one_pid(struct evm_proc *p)
 {
 	siginfo_t si;
 	struct rusage ru;
@@ -246,9 +247,25 @@ static void reap_one_pid(struct evm_proc *p)
 		evm__proc_exited(p, &si, &ru);
 	else if (r == -ECHILD)
 		evm__proc_exited(p, NULL, NULL);
+	return (r == 0 && si.si_pid) || r == -ECHILD;
 }
 
-/* Reap everything reapable now. */
+/*
+ * evm_loop_opts.budget: may this call of evm_loop_run_once reap one more? If
+ * not, the loop wakes itself (its fd stays readable) and the next call scans.
+ */
+static bool reap_budget(struct evm_loop *loop)
+{
+	if (!loop->budget || loop->call_reaps < loop->budget)
+		return true;
+	if (!loop->scan_pending) {
+		loop->scan_pending = true;
+		evm__wake(loop);
+	}
+	return false;
+}
+
+/* Reap everything reapable now (up to the budget). */
 static void scan(struct evm_loop *loop)
 {
 	if (loop->flags & EVM_LOOP_REAPER) {
@@ -256,8 +273,10 @@ static void scan(struct evm_loop *loop)
 		struct rusage ru;
 		/* no __WALL: our spawn helper (exit signal 0) is not for this loop */
 		struct evm_proc *p;
-		while (reap_locked(loop, NULL, P_ALL, 0, &si, WEXITED | WNOHANG, &ru, &p) == 0 &&
+		while (reap_budget(loop) &&
+		       reap_locked(loop, NULL, P_ALL, 0, &si, WEXITED | WNOHANG, &ru, &p) == 0 &&
 		       si.si_pid) {
+			loop->call_reaps++;
 			if (p)
 				evm__proc_exited(p, &si, &ru);
 			else
@@ -269,9 +288,17 @@ static void scan(struct evm_loop *loop)
 	for (struct evm_proc *p = loop->live, *next; p && loop->nnopidfd; p = next) {
 		next = p->next;
 		/* p's callbacks cannot reap next: the loop does not run inside them */
-		if (p->flags & EVM__P_NOPIDFD)
-			reap_one_pid(p);
+		if (!(p->flags & EVM__P_NOPIDFD))
+			continue;
+		if (!reap_budget(loop))
+			break;
+		loop->call_reaps += reap_one_pid(p);
 	}
+}
+
+void evm__reap_scan(struct evm_loop *loop)
+{
+	scan(loop);
 }
 
 static void scan_later(struct evm_timer *t, void *data)
@@ -294,7 +321,8 @@ void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t eve
 			if (!p) {
 				now = true; /* an orphan, or a child reaped earlier */
 			} else if (p->flags & EVM__P_NOPIDFD) {
-				reap_one_pid(p);
+				if (reap_budget(loop))
+					loop->call_reaps += reap_one_pid(p);
 				later = true;
 			} else {
 				later = true; /* its pidfd reports it; check for others soon */

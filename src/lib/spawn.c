@@ -188,6 +188,36 @@ static bool raise_nofile(struct evm_loop *loop)
 	return true;
 }
 
+/*
+ * Fds kept free for the application: pidfds stop this far short of
+ * RLIMIT_NOFILE (1/16 of it, 16 to 256), and further children are watched
+ * through SIGCHLD, so a program with a low hard limit still gets its own
+ * open()s, and the loop its signalfd and eventfd.
+ */
+static int nofile_reserve(rlim_t cur)
+{
+	rlim_t r = cur / 16;
+	return r < 16 ? 16 : r > 256 ? 256 : (int)r;
+}
+
+/* May a pidfd take fd number fd? Not inside the reserve (the soft limit is raised once first). */
+static bool pidfd_room(struct evm_loop *loop, int fd)
+{
+	if (fd < loop->pidfd_max)
+		return true;
+	for (;;) {
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+			return true;
+		loop->pidfd_max = rl.rlim_cur > (rlim_t)nofile_reserve(rl.rlim_cur)
+				  ? (int)(rl.rlim_cur - (rlim_t)nofile_reserve(rl.rlim_cur)) : 0;
+		if (fd < loop->pidfd_max)
+			return true;
+		if (!raise_nofile(loop))
+			return false;
+	}
+}
+
 /* Out of fds for pidfds: watch further children through SIGCHLD. */
 static int go_nopidfd(struct evm_loop *loop)
 {
@@ -207,8 +237,9 @@ static int go_nopidfd(struct evm_loop *loop)
 			evm__warn(loop, 0, "EVM_NO_PIDFD is set: watching children through SIGCHLD");
 		else
 			evm__warn(loop, -EMFILE,
-				  "out of file descriptors for pidfds (RLIMIT_NOFILE %llu): watching further children through SIGCHLD",
-				  (unsigned long long)rl.rlim_cur);
+				  "file descriptors are running out (RLIMIT_NOFILE %llu, %d kept free "
+				  "for the program): watching further children through SIGCHLD instead of pidfds",
+				  (unsigned long long)rl.rlim_cur, nofile_reserve(rl.rlim_cur));
 		struct sigaction sa;
 		if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
 		    (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
@@ -217,6 +248,15 @@ static int go_nopidfd(struct evm_loop *loop)
 				  "without a pidfd itself, and their exits cannot be reported");
 	}
 	return 0;
+}
+
+/* A pidfd inside the reserve: watch this child through SIGCHLD instead. */
+static void pidfd_check_room(struct evm_loop *loop, int *pidfd)
+{
+	if (*pidfd >= 0 && !pidfd_room(loop, *pidfd) && go_nopidfd(loop) == 0) {
+		close(*pidfd);
+		*pidfd = -1;
+	}
 }
 
 /* Reap a child that failed before exec (it has _exit'ed or is about to). */
@@ -341,8 +381,10 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			}
 			close(ep[0]);
 		}
-		if (pid > 0)
+		if (pid > 0) {
+			pidfd_check_room(loop, pidfd);
 			return pid;
+		}
 		if (e == EMFILE && want_pidfd) {
 			/* no fd for the pidfd: raise the limit once, else go without */
 			if (!raise_nofile(loop))
@@ -364,6 +406,10 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 		slot = fcntl(loop->epfd, F_DUPFD_CLOEXEC, 0);
 		if (slot < 0 && errno == EMFILE && raise_nofile(loop))
 			slot = fcntl(loop->epfd, F_DUPFD_CLOEXEC, 0);
+		if (slot >= 0 && !pidfd_room(loop, slot)) {
+			close(slot); /* inside the application's reserve */
+			slot = -1;
+		}
 	}
 	if (slot < 0 && go_nopidfd(loop) < 0) {
 		err->stage = EVM_STAGE_PIDFD;

@@ -171,7 +171,8 @@ int evm__timers_run(struct evm_loop *loop)
 	/* only timers due at the start: a callback re-adding a 0 ms timer
 	 * must not starve I/O */
 	uint64_t now = loop->now;
-	while (loop->nheap && loop->heap[0]->deadline <= now) {
+	while (loop->nheap && loop->heap[0]->deadline <= now &&
+	       (!loop->budget || (unsigned)n < loop->budget)) {
 		struct evm_timer *t = loop->heap[0];
 		heap_remove(loop, t);
 		disown(t); /* before the callback, which may add a timer under the same handle */

@@ -73,8 +73,7 @@ int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, st
 	return x.result;
 }
 
-/* 1 if this process has one thread, 0 if more or unknown */
-static int single_threaded(void)
+int evm__single_threaded(void)
 {
 	char buf[1024];
 	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
@@ -101,7 +100,7 @@ bool evm__wait_would_hang(struct evm_loop *loop)
 		return true;
 	if (!evm__on_loop_thread(loop))
 		return false;
-	return atomic_load(&loop->bound) || single_threaded() == 1;
+	return atomic_load(&loop->bound) || evm__single_threaded() == 1;
 }
 
 int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct evm_exit *out)
