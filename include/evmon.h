@@ -400,8 +400,10 @@ struct evm_exit {
 	int code;	      /* exit code, or -1 if killed by a signal */
 	int signal;	      /* terminating signal, or 0 */
 	bool core_dumped;
-	bool status_unknown;  /* reaped by someone else (SIGCHLD ignored, foreign waitpid) */
+	bool status_unknown;  /* reaped by someone else (SIGCHLD ignored, foreign waitpid,
+				 an adopted process whose parent we are not) */
 	bool timed_out;	      /* its spawn's timeout_ms passed and it was signalled for it */
+	bool adopted;	      /* the process was taken over with evm_proc_adopt */
 	struct rusage rusage; /* the child's resource usage (zero for unknown status) */
 	struct timespec start_time; /* CLOCK_REALTIME at spawn; zero for orphans */
 	struct timespec end_time;   /* CLOCK_REALTIME when the exit was observed */
@@ -475,6 +477,62 @@ EVM_API int evm_proc_wait(struct evm_proc *proc, struct evm_exit *out, int timeo
  */
 EVM_API int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 			   struct evm_exit *out);
+
+/* ------------------------------------------------------------- adoption */
+
+/*
+ * Take over a process the loop did not spawn: a survivor of a supervisor
+ * that crashed, or one's own child across an exec of oneself (a re-exec
+ * keeps the pid, so children stay children). Its exit is watched through a
+ * pidfd and reported like a spawned child's, with exit->adopted set: with
+ * its status when this process is its parent, else (its parent reaps it)
+ * with status_unknown. Signals go through the pidfd, so a reused pid is
+ * never hit.
+ */
+enum {
+	EVM_ADOPT_PIDFD = 1u << 0,	/* pidfd is a pidfd of pid: taken over on success */
+	EVM_ADOPT_START_TIME = 1u << 1, /* refuse it (-ESRCH) unless it started at start_time */
+};
+
+struct evm_adopt_opts {
+	pid_t pid;	     /* required */
+	unsigned flags;	     /* EVM_ADOPT_* */
+	int pidfd;	     /* EVM_ADOPT_PIDFD (e.g. kept open across exec); else pidfd_open */
+	uint64_t start_time; /* EVM_ADOPT_START_TIME: as evm_proc_start_time gave it */
+	evm_exit_cb on_exit; /* optional, as in evm_spawn_opts */
+	void *data;
+	const char *handler; /* copied */
+};
+
+/*
+ * Adopt opts->pid. The identity check is race-free (the pidfd is opened
+ * before /proc/PID/stat is read, and the process is seen alive through it
+ * after). -ESRCH: no such process, or another one (start time differs, or a
+ * given pidfd's process is gone); -EEXIST: the loop already tracks that pid;
+ * -EINVAL: a given pidfd names another pid. On failure a given pidfd stays
+ * the caller's. *out (optional) gets a reference, as from evm_spawn. A
+ * process that leads its own process group can be signalled as a group.
+ * Loop thread.
+ */
+EVM_API int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *opts,
+			   struct evm_proc **out);
+
+/*
+ * The start time of process pid: field 22 of /proc/PID/stat (clock ticks
+ * since boot). With the pid it names one process for as long as the
+ * machine runs. -ESRCH when there is no such process. Any thread.
+ */
+EVM_API int evm_proc_start_time(pid_t pid, uint64_t *out);
+
+/* True for a process taken over with evm_proc_adopt. */
+EVM_API bool evm_proc_adopted(const struct evm_proc *proc);
+
+/*
+ * The pidfd the loop watches the process with (borrowed: the loop closes it
+ * once the exit is reported), or -EBADF (none, or exited). E.g. to keep it
+ * across an exec (clear FD_CLOEXEC just before) and adopt with it after.
+ */
+EVM_API int evm_proc_pidfd(const struct evm_proc *proc);
 
 /* ------------------------------------------------------- named handlers */
 

@@ -12,7 +12,7 @@ $(BUILD)/tests/evm-reaper: tests/helpers/evm-reaper.c $(STATIC_LIB)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC_LIB) -lpthread
 
 LIBTEST_UNITS := $(addprefix $(BUILD)/tests/,test_loop test_timer test_io test_spawn test_reap \
-	test_mux test_wait test_pidmap)
+	test_mux test_wait test_pidmap test_adopt)
 
 .PHONY: test-lib
 test-lib: all

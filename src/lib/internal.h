@@ -153,6 +153,8 @@ enum {
 	EVM__P_GROUP = 1u << 2,	   /* leads its own process group */
 	EVM__P_FIRED = 1u << 3,	   /* its one-shot pidfd event came: epoll has disarmed it */
 	EVM__P_TERMED = 1u << 4,   /* sent SIGTERM by evm_shutdown */
+	EVM__P_ADOPTED = 1u << 5,  /* evm_proc_adopt: not spawned by this loop */
+	EVM__P_FOREIGN = 1u << 6,  /* adopted and not our child: someone else reaps it */
 };
 
 struct evm__route;
@@ -227,6 +229,8 @@ EVM_HIDDEN void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uin
 EVM_HIDDEN void evm__reap_scan(struct evm_loop *loop); /* reap what is reapable, up to the budget */
 /* Kill (SIGKILL) and reap synchronously; for loop teardown and failed spawns. */
 EVM_HIDDEN void evm__reap_kill_sync(struct evm_proc *proc);
+/* the same for an adopted process that is not our child (adopt.c) */
+EVM_HIDDEN void evm__adopt_kill_sync(struct evm_proc *proc);
 
 /* ---------------------------------------------------------------- spawning */
 

@@ -186,6 +186,7 @@ void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusa
 		rec = &stackrec;
 	}
 	rec->pid = p->pid;
+	rec->adopted = p->flags & EVM__P_ADOPTED;
 	if (si) {
 		evm__fill_status(rec, si);
 	} else {
@@ -277,8 +278,9 @@ int evm_proc_signal(struct evm_proc *p, int sig)
 	if (p->pidfd >= 0)
 		r = pidfd_send_signal(p->pidfd, sig, NULL, 0);
 	/* no pidfd, or a sandbox (valgrind, old seccomp) without pidfd_send_signal:
-	 * the child is unreaped, so its pid cannot have been reused yet */
-	if (r < 0 && errno == ENOSYS)
+	 * the child is unreaped, so its pid cannot have been reused yet (not so
+	 * for an adopted process someone else reaps) */
+	if (r < 0 && errno == ENOSYS && !(p->flags & EVM__P_FOREIGN))
 		r = kill(p->pid, sig);
 	int e = r < 0 ? -errno : 0;
 	pthread_mutex_unlock(&evm__sig_mu);
@@ -292,8 +294,22 @@ int evm_proc_signal_group(struct evm_proc *p, int sig)
 	if (!(p->flags & EVM__P_GROUP)) /* set before the proc is handed out, never changed */
 		return -EPERM;
 	pthread_mutex_lock(&evm__sig_mu);
-	/* the leader is unreaped, so its pid, which is the group id, is pinned */
-	int r = p->gone ? -ESRCH : killpg(p->pid, sig) < 0 ? -errno : 0;
+	/*
+	 * The leader is unreaped, so its pid, which is the group id, is pinned.
+	 * An adopted leader we do not reap is checked alive through its pidfd
+	 * first: the group id cannot be reused while the group has a member,
+	 * so only a leader reaped (and a whole group gone, and the id taken by
+	 * a new group) between the check and killpg could be missed.
+	 */
+	int r = p->gone ? -ESRCH : 0;
+	if (r == 0 && (p->flags & EVM__P_FOREIGN)) {
+		if (p->pidfd < 0)
+			r = -ESRCH;
+		else if (pidfd_send_signal(p->pidfd, 0, NULL, 0) < 0 && errno != EPERM)
+			r = -ESRCH;
+	}
+	if (r == 0 && killpg(p->pid, sig) < 0)
+		r = -errno;
 	pthread_mutex_unlock(&evm__sig_mu);
 	return r;
 }

@@ -374,6 +374,10 @@ void evm__reap_kill_sync(struct evm_proc *p)
 {
 	siginfo_t si;
 	struct rusage ru;
+	if (p->flags & EVM__P_FOREIGN) {
+		evm__adopt_kill_sync(p);
+		return;
+	}
 	evm_proc_signal(p, SIGKILL);
 	idtype_t type = p->pidfd >= 0 ? P_PIDFD : P_PID;
 	id_t id = p->pidfd >= 0 ? (id_t)p->pidfd : (id_t)p->pid;

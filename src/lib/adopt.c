@@ -1,0 +1,226 @@
+/*
+ * adopt.c - taking over a process the loop did not spawn: a survivor of a
+ * supervisor that crashed, or our own child across an exec of ourselves.
+ *
+ * Identity: a pid alone names nothing (it may have been reused), so the
+ * caller gives the start time it recorded (field 22 of /proc/PID/stat, clock
+ * ticks since boot), and the check is made race-free by a pidfd opened first:
+ * while the pidfd's process is alive (a zombie included) its pid cannot be
+ * reused, so a stat read between pidfd_open and a successful liveness check
+ * through the pidfd describes that very process.
+ *
+ * The exit is watched through the pidfd, as for a spawned child. When we are
+ * the parent (the adopter exec'd itself), waitid(P_PIDFD) reaps it with its
+ * status; otherwise the real parent reaps it and waitid says ECHILD: the
+ * exit record then has status_unknown and adopted set.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <time.h>
+#include <unistd.h>
+
+struct stat_fields {
+	pid_t ppid, pgid;
+	uint64_t start; /* clock ticks since boot */
+};
+
+/* Fields 4 (ppid), 5 (pgrp) and 22 (starttime) of /proc/PID/stat. */
+static int read_stat(pid_t pid, struct stat_fields *out)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	int e = errno;
+	close(fd);
+	if (k < 0)
+		return e == ESRCH ? -ESRCH : -e;
+	buf[k] = 0;
+	/* comm (field 2) may hold spaces and ')': the fields start after the last ')' */
+	char *s = strrchr(buf, ')');
+	if (!s)
+		return -EIO;
+	s++;
+	/* s is " S ppid pgrp ...": field 3 is the state */
+	char state;
+	int ppid, pgid;
+	if (sscanf(s, " %c %d %d", &state, &ppid, &pgid) != 3)
+		return -EIO;
+	for (int field = 3; field < 22; field++) {
+		s = strchr(s + 1, ' ');
+		if (!s)
+			return -EIO;
+	}
+	uint64_t start;
+	if (sscanf(s, " %" SCNu64, &start) != 1)
+		return -EIO;
+	out->ppid = ppid;
+	out->pgid = pgid;
+	out->start = start;
+	return 0;
+}
+
+int evm_proc_start_time(pid_t pid, uint64_t *out)
+{
+	if (pid <= 0 || !out)
+		return -EINVAL;
+	struct stat_fields f;
+	int r = read_stat(pid, &f);
+	if (r == 0)
+		*out = f.start;
+	return r;
+}
+
+/* The pid a pidfd refers to (its fdinfo: -1 once reaped) in *pid; 0 or -errno. */
+static int pidfd_pid(int pidfd, pid_t *pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (k <= 0)
+		return -EIO;
+	buf[k] = 0;
+	const char *p = strstr(buf, "\nPid:");
+	if (!p)
+		return -EINVAL; /* not a pidfd */
+	*pid = (pid_t)atoi(p + 5);
+	return 0;
+}
+
+/* The process behind pidfd is alive or a zombie (its pid is pinned). */
+static int pidfd_alive(int pidfd)
+{
+	if (pidfd_send_signal(pidfd, 0, NULL, 0) == 0 || errno == EPERM)
+		return 0;
+	return errno == ESRCH ? -ESRCH : -errno;
+}
+
+/* When it started, on our clocks, from its start time in ticks since boot. */
+static void set_start(struct evm_proc *p, uint64_t ticks)
+{
+	struct timespec bt;
+	long hz = sysconf(_SC_CLK_TCK);
+	uint64_t mono = evm__mono_ns();
+	int64_t real = evm__real_ns();
+	p->start_mono = mono;
+	p->start_real = real;
+	if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &bt) < 0)
+		return;
+	uint64_t boot_ns = (uint64_t)bt.tv_sec * 1000000000u + (uint64_t)bt.tv_nsec;
+	uint64_t start_ns = ticks / (uint64_t)hz * 1000000000u +
+			    ticks % (uint64_t)hz * (1000000000u / (uint64_t)hz);
+	uint64_t age = boot_ns > start_ns ? boot_ns - start_ns : 0;
+	if (age < mono) /* CLOCK_MONOTONIC leaves out suspends: never before its 0 */
+		p->start_mono = mono - age;
+	p->start_real = real - (int64_t)age;
+}
+
+/* Check who pidfd names; fills *f. 0 or -errno (-ESRCH: gone or not it). */
+static int check_identity(const struct evm_adopt_opts *o, int pidfd, struct stat_fields *f)
+{
+	if (o->flags & EVM_ADOPT_PIDFD) {
+		pid_t who = 0;
+		int r = pidfd_pid(pidfd, &who);
+		if (r < 0)
+			return r == -ENOENT ? -EBADF : r;
+		if (who != o->pid)
+			return who <= 0 ? -ESRCH : -EINVAL; /* -1: it was reaped */
+	}
+	int r = read_stat(o->pid, f);
+	if (r < 0)
+		return r;
+	/* alive after the read: the stat was that of the pidfd's process */
+	if ((r = pidfd_alive(pidfd)) < 0)
+		return r;
+	if ((o->flags & EVM_ADOPT_START_TIME) && f->start != o->start_time)
+		return -ESRCH;
+	return 0;
+}
+
+int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct evm_proc **out)
+{
+	if (out)
+		*out = NULL;
+	if (!loop || !o || o->pid <= 0 ||
+	    (o->flags & ~(unsigned)(EVM_ADOPT_PIDFD | EVM_ADOPT_START_TIME)) ||
+	    ((o->flags & EVM_ADOPT_PIDFD) && o->pidfd < 0))
+		return -EINVAL;
+	if (evm__pidmap_get(&loop->pids, o->pid))
+		return -EEXIST;
+	int pidfd = o->pidfd;
+	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = pidfd_open(o->pid, 0)) < 0)
+		return errno == ESRCH ? -ESRCH : -errno;
+	struct stat_fields f;
+	int r = check_identity(o, pidfd, &f);
+	struct evm_proc *p = NULL;
+	if (r == 0 && (evm__pidmap_reserve(&loop->pids) < 0 || !(p = evm__proc_new(loop))))
+		r = -ENOMEM;
+	if (r == 0 && o->handler && !(p->route = evm__route_get(loop, o->handler)))
+		r = -ENOMEM;
+	if (r < 0) {
+		if (!(o->flags & EVM_ADOPT_PIDFD))
+			close(pidfd);
+		if (p)
+			evm_proc_unref(p);
+		return r;
+	}
+	p->cb = o->on_exit;
+	p->data = o->data;
+	p->flags |= EVM__P_ADOPTED;
+	if (f.ppid != getpid())
+		p->flags |= EVM__P_FOREIGN;
+	if (f.pgid == o->pid)
+		p->flags |= EVM__P_GROUP;
+	set_start(p, f.start);
+	evm__proc_attach(p, o->pid, pidfd);
+	if (p->pidfd < 0) {
+		/* no epoll slot: a foreign process cannot be watched through SIGCHLD */
+		if (p->flags & EVM__P_FOREIGN)
+			evm__warn(loop, -ENOMEM, "pid %d: adopted, but its exit cannot be watched",
+				  (int)o->pid);
+	}
+	if (out)
+		*out = evm_proc_ref(p);
+	return 0;
+}
+
+bool evm_proc_adopted(const struct evm_proc *p)
+{
+	return p && (p->flags & EVM__P_ADOPTED);
+}
+
+int evm_proc_pidfd(const struct evm_proc *p)
+{
+	if (!p || p->pidfd < 0 || p->gone)
+		return -EBADF;
+	return p->pidfd;
+}
+
+/*
+ * evm_loop_free of a process we cannot reap: SIGKILL, then wait (through
+ * the pidfd) until it is dead, so nothing is left running on return.
+ */
+void evm__adopt_kill_sync(struct evm_proc *p)
+{
+	if (p->pidfd >= 0 && evm_proc_signal(p, SIGKILL) == 0) {
+		struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
+		while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+			;
+	}
+	evm__proc_exited(p, NULL, NULL);
+}

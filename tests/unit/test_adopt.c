@@ -1,0 +1,296 @@
+/*
+ * test_adopt.c - evm_proc_adopt: our own child (reaped with its status, also
+ * as a zombie, also in reaper mode), another process's child (status
+ * unknown, adopted), the identity checks (start time, given pidfd, pid
+ * already tracked), signals, and evm_loop_free of an adopted process.
+ */
+#include "evmtest.h"
+
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+
+/* A child outside the loop that exits with code once go is written (or closed). */
+struct kid {
+	pid_t pid;
+	int go; /* write end */
+};
+
+static struct kid fork_kid(int code)
+{
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(p[1]);
+		char c;
+		ssize_t k = read(p[0], &c, 1);
+		(void)k;
+		_exit(code);
+	}
+	close(p[0]);
+	return (struct kid){pid, p[1]};
+}
+
+static void test_adopt_own_child_reaped_with_code(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct kid k = fork_kid(7);
+	uint64_t st;
+	assert_int_equal(evm_proc_start_time(k.pid, &st), 0);
+	struct t_exit x = {0};
+	struct evm_adopt_opts o = {.pid = k.pid, .flags = EVM_ADOPT_START_TIME, .start_time = st,
+				   .on_exit = t_on_exit, .data = &x};
+	struct evm_proc *p;
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), 0);
+	assert_true(evm_proc_adopted(p));
+	assert_int_equal(evm_proc_pid(p), k.pid);
+	assert_true(evm_proc_pidfd(p) >= 0);
+	assert_true(evm_loop_alive(loop) >= 1);
+	close(k.go);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_true(x.rec.adopted);
+	assert_false(x.rec.status_unknown);
+	assert_int_equal(x.rec.code, 7);
+	assert_int_equal(x.rec.pid, k.pid);
+	assert_true(x.rec.start_time.tv_sec > 0);
+	assert_int_equal(evm_proc_pidfd(p), -EBADF);
+	evm_proc_unref(p);
+}
+
+/* Exited before the adoption (as during an exec of the adopter): reported at once, with code. */
+static void test_adopt_zombie_child(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct kid k = fork_kid(5);
+	uint64_t st;
+	assert_int_equal(evm_proc_start_time(k.pid, &st), 0);
+	close(k.go);
+	WAIT_FOR(t_proc_state(k.pid) == 'Z', 10000);
+	struct t_exit x = {0};
+	struct evm_adopt_opts o = {.pid = k.pid, .flags = EVM_ADOPT_START_TIME, .start_time = st,
+				   .on_exit = t_on_exit, .data = &x};
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), 0);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.code, 5);
+	assert_true(x.rec.adopted);
+}
+
+/* A reaper loop's scan must not take an adopted zombie for an orphan. */
+static void on_orphan(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)loop;
+	(void)ev;
+	(*(int *)data)++;
+}
+
+static void test_adopt_zombie_child_reaper(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int orphans = 0;
+	assert_int_equal(evm_subscribe(loop, EVM_EV_ORPHAN, on_orphan, &orphans, NULL), 0);
+	struct kid k = fork_kid(9);
+	close(k.go);
+	WAIT_FOR(t_proc_state(k.pid) == 'Z', 10000);
+	struct t_exit x = {0};
+	struct evm_adopt_opts o = {.pid = k.pid, .on_exit = t_on_exit, .data = &x};
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), 0);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.code, 9);
+	assert_int_equal(orphans, 0);
+}
+
+/* P, a child of ours outside the loop, whose child C the loop adopts. */
+struct foreign {
+	pid_t parent, child;
+};
+
+static struct foreign fork_foreign(void)
+{
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t parent = fork();
+	assert_true(parent >= 0);
+	if (parent == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(p[0]);
+		pid_t c = fork();
+		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			/* a group of its own, so it can be signalled as one */
+			setpgid(0, 0);
+			for (;;)
+				pause();
+		}
+		ssize_t w = write(p[1], &c, sizeof(c));
+		(void)w;
+		int st;
+		waitpid(c, &st, 0);
+		_exit(WIFSIGNALED(st) ? 100 + WTERMSIG(st) : 1);
+	}
+	close(p[1]);
+	pid_t child = 0;
+	assert_int_equal(read(p[0], &child, sizeof(child)), (ssize_t)sizeof(child));
+	close(p[0]);
+	/* the child's setpgid may come later than its pid */
+	WAIT_FOR(getpgid(child) == child, 10000);
+	return (struct foreign){parent, child};
+}
+
+static int reap(pid_t pid)
+{
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_adopt_foreign_status_unknown(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct foreign f = fork_foreign();
+	struct t_exit x = {0};
+	struct evm_adopt_opts o = {.pid = f.child, .on_exit = t_on_exit, .data = &x};
+	struct evm_proc *p;
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), 0);
+	assert_int_equal(evm_proc_signal(p, 0), 0);
+	assert_int_equal(evm_proc_signal_group(p, SIGTERM), 0);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_true(x.rec.adopted);
+	assert_true(x.rec.status_unknown);
+	assert_int_equal(x.rec.code, -1);
+	assert_int_equal(evm_exit_shell_code(&x.rec), -1);
+	assert_int_equal(evm_proc_signal(p, SIGTERM), -ESRCH);
+	/* its real parent saw the SIGTERM the group got */
+	assert_int_equal(reap(f.parent), 100 + SIGTERM);
+	evm_proc_unref(p);
+}
+
+/* evm_loop_free kills what it adopted and returns once it is dead. */
+static void test_adopt_foreign_killed_by_loop_free(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct foreign f = fork_foreign();
+	struct evm_adopt_opts o = {.pid = f.child};
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), 0);
+	int pidfd = pidfd_open(f.child, 0);
+	assert_true(pidfd >= 0);
+	evm_loop_free(loop);
+	((struct t_fx *)*state)->loop = NULL;
+	/* dead already: its pidfd is readable without waiting */
+	struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 0), 1);
+	close(pidfd);
+	assert_int_equal(reap(f.parent), 100 + SIGKILL);
+	assert_int_equal(evm_loop_new(&((struct t_fx *)*state)->loop, NULL), 0);
+}
+
+/* A record naming a pid now used by another process: nothing is touched. */
+static void test_adopt_start_time_mismatch(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct kid k = fork_kid(0);
+	uint64_t st;
+	assert_int_equal(evm_proc_start_time(k.pid, &st), 0);
+	int fds = t_count_fds();
+	struct evm_adopt_opts o = {.pid = k.pid, .flags = EVM_ADOPT_START_TIME, .start_time = st + 1};
+	struct evm_proc *p = (struct evm_proc *)1;
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), -ESRCH);
+	assert_null(p);
+	assert_int_equal(t_count_fds(), fds);
+	assert_int_equal(evm_loop_alive(loop), 0);
+	/* still running, still ours to reap */
+	assert_int_equal(kill(k.pid, 0), 0);
+	close(k.go);
+	assert_int_equal(reap(k.pid), 0);
+	/* and once gone, its pid names nothing */
+	assert_int_equal(evm_proc_start_time(k.pid, &st), -ESRCH);
+	o.flags = 0;
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -ESRCH);
+}
+
+static void test_adopt_given_pidfd(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct kid a = fork_kid(3), b = fork_kid(4);
+	int pfa = pidfd_open(a.pid, 0);
+	assert_true(pfa >= 0);
+	/* a pidfd of another process */
+	struct evm_adopt_opts o = {.pid = b.pid, .flags = EVM_ADOPT_PIDFD, .pidfd = pfa};
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EINVAL);
+	/* not a pidfd at all */
+	o.pidfd = a.go;
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EINVAL);
+	assert_int_equal(fcntl(pfa, F_GETFD), FD_CLOEXEC); /* still the caller's */
+	struct t_exit x = {0};
+	o = (struct evm_adopt_opts){.pid = a.pid, .flags = EVM_ADOPT_PIDFD, .pidfd = pfa,
+				    .on_exit = t_on_exit, .data = &x};
+	struct evm_proc *p;
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), 0);
+	assert_int_equal(evm_proc_pidfd(p), pfa); /* taken over */
+	/* the same pid twice */
+	o.flags = 0;
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EEXIST);
+	close(a.go);
+	close(b.go);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.code, 3);
+	assert_int_equal(reap(b.pid), 4);
+	evm_proc_unref(p);
+}
+
+static void test_adopt_spawned_pid_is_tracked(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct t_exit x = {0};
+	struct evm_proc *p = t_spawn(loop, HARGV("sleep", "30"), &x);
+	struct evm_adopt_opts o = {.pid = evm_proc_pid(p)};
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EEXIST);
+	assert_false(evm_proc_adopted(p));
+	assert_int_equal(evm_proc_signal(p, SIGKILL), 0);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_false(x.rec.adopted);
+	evm_proc_unref(p);
+}
+
+static void test_adopt_bad_args(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_adopt_opts o = {.pid = 0};
+	uint64_t st;
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EINVAL);
+	assert_int_equal(evm_proc_adopt(loop, NULL, NULL), -EINVAL);
+	o.pid = getpid();
+	o.flags = 1u << 30;
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EINVAL);
+	o.flags = EVM_ADOPT_PIDFD;
+	o.pidfd = -1;
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EINVAL);
+	assert_int_equal(evm_proc_start_time(0, &st), -EINVAL);
+	assert_int_equal(evm_proc_start_time(getpid(), NULL), -EINVAL);
+	assert_int_equal(evm_proc_start_time(getpid(), &st), 0);
+	assert_false(evm_proc_adopted(NULL));
+	assert_int_equal(evm_proc_pidfd(NULL), -EBADF);
+}
+
+static int setup_reaper(void **state)
+{
+	return t_setup_flags(state, EVM_LOOP_REAPER);
+}
+
+int main(void)
+{
+	t_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_adopt_own_child_reaped_with_code, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_zombie_child, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_zombie_child_reaper, setup_reaper, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_foreign_status_unknown, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_foreign_killed_by_loop_free, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_start_time_mismatch, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_given_pidfd, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_spawned_pid_is_tracked, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_bad_args, t_setup, t_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
