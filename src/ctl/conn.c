@@ -87,6 +87,23 @@ static int send_request(struct ctl *c, cJSON *req)
 
 int ctl_read_line(struct ctl *c, char **line, int timeout_ms)
 {
+	int r = ctl_read_line_quiet(c, line, timeout_ms);
+	if (r == -2)
+		fprintf(stderr, "evmon ctl: %s: no answer after %d s\n", c->socket, timeout_ms / 1000);
+	return r < 0 ? -1 : 0;
+}
+
+int ctl_send(struct ctl *c, cJSON *req)
+{
+	int r = send_request(c, req);
+	cJSON_Delete(req);
+	if (r < 0)
+		fprintf(stderr, "evmon ctl: %s: %s\n", c->socket, strerror(errno));
+	return r;
+}
+
+int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
+{
 	if (c->last) {
 		linebuf_consume(&c->in, c->last);
 		c->last = 0;
@@ -113,11 +130,8 @@ int ctl_read_line(struct ctl *c, char **line, int timeout_ms)
 		int r = poll(&p, 1, wait);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r == 0) {
-			fprintf(stderr, "evmon ctl: %s: no answer after %d s\n", c->socket,
-				timeout_ms / 1000);
-			return -1;
-		}
+		if (r == 0)
+			return -2;
 		char *dst = linebuf_space(&c->in, 65536);
 		ssize_t k = dst ? read(c->fd, dst, 65536) : -1;
 		if (k < 0 && errno == EINTR)

@@ -34,5 +34,9 @@ int ctl_call(struct ctl *c, cJSON *req, cJSON **resp, const char **raw, int time
  * next call). timeout_ms < 0: forever. 0 ok, -1 error or EOF (reported).
  */
 int ctl_read_line(struct ctl *c, char **line, int timeout_ms);
+/* The same, but a timeout returns -2 and says nothing. */
+int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms);
+/* Send req (taken) on the connection ctl_call opened: 0, or -1 (said on stderr). */
+int ctl_send(struct ctl *c, cJSON *req);
 
 #endif

@@ -22,6 +22,7 @@
 #include "proto.h"
 #include "safe.h"
 #include "show.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <evmon.h>
@@ -72,6 +73,10 @@ static void usage(FILE *f)
 		"                            again (after logrotate; like SIGUSR1)\n"
 		"  metrics                   the daemon's and services' metrics (Prometheus text)\n"
 		"  shutdown                  stop every service and the daemon\n"
+		"  wait NAME... [--for STATE]  until each is running (default), ready, healthy,\n"
+		"                            stopped or exited: 0 reached, 1 it cannot be\n"
+		"                            (fatal, exited, stopped, blocked), 3 after -t SECONDS\n"
+		"  health NAME               0 healthy (or ready, without a health check), else 1\n"
 		"  ping                      is the daemon there?\n"
 		"\n"
 		"NAME is a service, the NAME of a definition with instances (all of them),\n"
@@ -538,6 +543,39 @@ static int do_state(struct ctl *c, const char *cmd, char **names, int n)
 	return rc;
 }
 
+static int wait_option(struct ctl *c, int opt, const char *arg, void *data)
+{
+	int *t = data;
+	(void)c;
+	if (opt != 'f')
+		return EXIT_USAGE;
+	*t = ctl_wait_target(arg);
+	if (*t < 0) {
+		fprintf(stderr, "evmon ctl wait: --for %s: one of running, ready, healthy, stopped, "
+			"exited\n", arg);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int do_wait(struct ctl *c, int argc, char **argv, char **ops)
+{
+	static const struct option longs[] = {
+		GLOBAL_LONG, JSON_FLAG, {"for", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0},
+	};
+	int t = WAIT_RUNNING;
+	struct cmd_opts co = {"f:", longs, wait_option, &t, 0};
+	int n, at, rc = parse_args(c, argc, argv, &co, ops, &n, &at);
+	if (rc >= 0)
+		return rc;
+	if (n < 1) {
+		fprintf(stderr, "evmon ctl wait: usage: wait NAME... [--for running|ready|healthy|"
+			"stopped|exited] [-t SECONDS]\n");
+		return EXIT_USAGE;
+	}
+	return ctl_wait(c, ops, n, (enum wait_for)t);
+}
+
 /* The commands with no options of their own: the operands are names (or nothing). */
 static int do_simple(struct ctl *c, const char *cmd, char **ops, int n)
 {
@@ -576,6 +614,8 @@ static int run_command(struct ctl *c, int argc, char **argv, char **ops)
 		return do_add(c, argc, argv, ops);
 	if (!strcmp(cmd, "logs"))
 		return do_logs(c, argc, argv, ops);
+	if (!strcmp(cmd, "wait"))
+		return do_wait(c, argc, argv, ops);
 	struct cmd_opts co = {NULL, global_longs, NULL, NULL, 0};
 	int n, at, rc = parse_args(c, argc, argv, &co, ops, &n, &at);
 	if (rc >= 0)
@@ -586,6 +626,13 @@ static int run_command(struct ctl *c, int argc, char **argv, char **ops)
 		return do_signal(c, ops, n);
 	if (!strcmp(cmd, "events"))
 		return do_events(c, ops, n);
+	if (!strcmp(cmd, "health")) {
+		if (n != 1) {
+			fprintf(stderr, "evmon ctl health: usage: health NAME\n");
+			return EXIT_USAGE;
+		}
+		return ctl_health(c, ops[0]);
+	}
 	if ((!strcmp(cmd, "status") && n > 0) || !strcmp(cmd, "is-active"))
 		return do_state(c, cmd, ops, n);
 	return do_simple(c, cmd, ops, n);

@@ -1,0 +1,101 @@
+"""`evmon ctl wait NAME... --for STATE` and `evmon ctl health NAME`: exit 0
+when reached, 1 when it can no longer be reached, 3 at the timeout. The
+waits end on events; the only timeout used is the one under test."""
+import subprocess
+
+from conftest import EVMON
+from daemon_util import Daemon
+
+CONF = """
+[evmon]
+stop_timeout = 5
+
+[service:slow]
+command = HELPER pause
+start_secs = 3600
+
+[service:quick]
+command = HELPER pause
+start_secs = 0.2
+
+[service:job]
+command = HELPER sleep 200 exit 0
+restart = never
+start_secs = 0
+
+[service:broken]
+command = HELPER exit 1
+restart = never
+start_secs = 0.5
+
+[service:after_broken]
+command = HELPER pause
+requires = broken
+start_secs = 0
+
+[service:idle]
+command = HELPER pause
+autostart = false
+"""
+
+
+def test_wait_for_each_state_and_the_exit_codes(procs, tmp_path):
+    d = Daemon(procs, tmp_path, CONF)
+    r = d.ctl("wait", "quick", "--for", "ready")
+    assert r.returncode == 0, r
+    assert d.status("quick")["quick"]["state"] == "running"
+    r = d.ctl("wait", "slow", "quick")  # running: starting counts
+    assert r.returncode == 0, r
+    r = d.ctl("wait", "job", "--for", "exited")
+    assert r.returncode == 0, r
+    assert d.status("job")["job"]["state"] == "exited"
+    r = d.ctl("wait", "idle", "--for", "stopped")
+    assert r.returncode == 0, r
+    # the timeout: slow stays starting for an hour
+    r = d.ctl("wait", "slow", "--for", "ready", "-t", "0.5")
+    assert r.returncode == 3, r
+    assert "timed out after 0.5 s: slow is starting (waiting for ready)" in r.stderr, r
+    # cannot be reached: exited with a failure, or kept from starting by it
+    r = d.ctl("wait", "broken", "--for", "ready", "-t", "60")
+    assert r.returncode == 1, r
+    assert "broken is exited: it cannot become ready" in r.stderr, r
+    r = d.ctl("wait", "after_broken", "-t", "60")
+    assert r.returncode == 1, r
+    assert "after_broken is stopped: not started: requires broken" in r.stderr, r
+    r = d.ctl("wait", "nosuch", "-t", "60")
+    assert r.returncode == 1 and "no such service: nosuch" in r.stderr, r
+    r = d.ctl("wait", "quick", "--for", "sometime")
+    assert r.returncode == 2, r
+    d.stop()
+
+
+def test_wait_follows_events_after_it_began(procs, tmp_path):
+    d = Daemon(procs, tmp_path, CONF)
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "wait", "idle", "--for", "ready", "-t", "120"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # idle is started (1 s of start_secs) while the wait waits or just began: only the
+    # event of its end of start period (after the wait's status) can end the wait
+    r = d.ctl("start", "idle")
+    assert r.returncode == 0, r
+    assert p.wait(timeout=60) == 0, p.stderr.read()
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "wait", "quick", "--for", "ready", "-t", "120"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.wait(timeout=60) == 0
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "wait", "idle", "--for", "stopped", "-t", "120"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    r = d.ctl("stop", "idle")
+    assert r.returncode == 0, r
+    assert p.wait(timeout=60) == 0, p.stderr.read()
+    d.stop()
+
+
+def test_health_is_ready_without_a_health_check(procs, tmp_path):
+    d = Daemon(procs, tmp_path, CONF)
+    d.wait_state("quick", "running")
+    r = d.ctl("health", "quick")
+    assert r.returncode == 0 and r.stdout == "quick: ready (no health check)\n", r
+    r = d.ctl("health", "idle")
+    assert r.returncode == 1 and r.stdout == "idle: stopped\n", r
+    r = d.ctl("health", "nosuch")
+    assert r.returncode == 1 and "no such service" in r.stderr, r
+    d.stop()
