@@ -1,6 +1,8 @@
 /*
- * service.h - what supervise.c (the state machine) shares with its table's
- * test: the events a service reacts to and the state x event table.
+ * service.h - what service.c (a service's definition: options, list, name
+ * index, accessors) and supervise.c (its state machine) share, and what the
+ * table's test sees: the events a service reacts to and the state x event
+ * table.
  *
  * Every change of a service's state is one cell of evm__sv_table, run by
  * evm__sv_dispatch; supervise.c's header shows the table as text.
@@ -9,6 +11,55 @@
 #define EVM_SERVICE_H
 
 #include "internal.h"
+
+struct evm__sv_cell;
+
+struct evm_service {
+	struct evm_loop *loop;
+	char *name;
+
+	/* what to run: a deep copy of the caller's spawn options */
+	struct evm_spawn_opts spawn;
+	char **argv, **envp, **env_extra, *file, *cwd;
+	gid_t *groups;
+	struct evm_rlimit *rlimits;
+
+	/* policy */
+	enum evm_restart restart;
+	unsigned max_retries;
+	uint32_t success[8]; /* bitmap of exit codes 0..255 */
+	uint64_t start_ms, backoff_initial_ms, backoff_max_ms, stable_ms, stop_timeout_ms;
+	unsigned start_retries, jitter;
+	int stop_signal;
+	bool kill_group;
+	evm_event_cb on_event;
+	void *data;
+
+	/* state */
+	enum evm_state state;
+	struct evm_proc *proc; /* our reference while it runs */
+	struct evm_timer *timer;
+	unsigned restarts, failures, start_failures, backoff_step;
+	uint64_t started_mono, since_mono, next_start_mono;
+	int64_t since_real;
+	bool stopped_by_user;
+	bool start_after_stop; /* restart(), or start() while STOPPING */
+	bool removing;	       /* free once stopped */
+	bool gone;	       /* its removal is under way: every event is ignored */
+	bool dead;	       /* unlinked; freed through the loop's release queue */
+	const struct evm__sv_cell *cell; /* the cell running; NULL once it changed the state */
+	struct evm__release rel;
+	bool has_exit;
+	struct evm_exit last_exit;
+	struct evm_spawn_error last_error;
+	char msg[160];
+
+	struct evm_service *prev, *next;
+};
+
+/* service.c: off the list, freed at the outermost leave; its name off the index */
+EVM_HIDDEN void evm__svc_unlink(struct evm_service *s);
+EVM_HIDDEN void evm__svc_unindex(struct evm_service *s);
 
 /* what can happen to a service: a column of the table each */
 enum evm__sv_event {

@@ -1,0 +1,391 @@
+/*
+ * service.c - what a service is, apart from its state machine: a deep copy
+ * of the caller's options and policy, the loop's list of services and its
+ * name index, and the accessors. supervise.c drives the states.
+ *
+ * A service is on the list from evm_service_new until its removal event;
+ * its name leaves the index when the removal is asked (a new service may
+ * take it at once). It is freed through the loop's release queue, never
+ * under a caller that may still hold it.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEF_START_MS 1000
+#define DEF_START_RETRIES 3
+#define DEF_BACKOFF_INITIAL_MS 100
+#define DEF_BACKOFF_MAX_MS 30000
+#define DEF_STABLE_MS 10000
+#define DEF_STOP_TIMEOUT_MS 10000
+
+/* ------------------------------------------------------------ name index */
+
+static size_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return (size_t)h;
+}
+
+static size_t index_slot(const struct evm__svclist *l, const char *name)
+{
+	size_t mask = l->icap - 1, i = name_hash(name) & mask;
+	while (l->index[i] && strcmp(l->index[i]->name, name) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static int index_put(struct evm__svclist *l, struct evm_service *s)
+{
+	if ((l->ilen + 1) * 2 > l->icap) {
+		size_t cap = l->icap ? l->icap * 2 : 64;
+		struct evm_service **old = l->index;
+		size_t oldcap = l->icap;
+		if (!(l->index = calloc(cap, sizeof(*l->index)))) {
+			l->index = old;
+			return -ENOMEM;
+		}
+		l->icap = cap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i])
+				l->index[index_slot(l, old[i]->name)] = old[i];
+		free(old);
+	}
+	l->index[index_slot(l, s->name)] = s;
+	l->ilen++;
+	return 0;
+}
+
+static struct evm_service *index_get(const struct evm__svclist *l, const char *name)
+{
+	return l->icap ? l->index[index_slot(l, name)] : NULL;
+}
+
+static void index_del(struct evm__svclist *l, struct evm_service *s)
+{
+	if (!l->icap)
+		return;
+	size_t mask = l->icap - 1, hole = index_slot(l, s->name);
+	if (l->index[hole] != s)
+		return;
+	l->ilen--;
+	/* backward shift: no tombstones */
+	for (size_t j = (hole + 1) & mask; l->index[j]; j = (j + 1) & mask) {
+		size_t home = name_hash(l->index[j]->name) & mask;
+		bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+		if (!stays) {
+			l->index[hole] = l->index[j];
+			hole = j;
+		}
+	}
+	l->index[hole] = NULL;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static char **dup_vec(char *const *v)
+{
+	if (!v)
+		return NULL;
+	size_t n = 0;
+	while (v[n])
+		n++;
+	char **d = calloc(n + 1, sizeof(*d));
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!(d[i] = strdup(v[i]))) {
+			while (i--)
+				free(d[i]);
+			free(d);
+			return NULL;
+		}
+	}
+	return d;
+}
+
+static void free_vec(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+static void svc_free(struct evm_service *s)
+{
+	free(s->name);
+	free_vec(s->argv);
+	free_vec(s->envp);
+	free_vec(s->env_extra);
+	free(s->file);
+	free(s->cwd);
+	free(s->groups);
+	free(s->rlimits);
+	free(s);
+}
+
+static void svc_released(struct evm__release *r)
+{
+	svc_free(evm__container_of(r, struct evm_service, rel));
+}
+
+/* ------------------------------------------------------------- creation */
+
+static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
+{
+	const struct evm_spawn_opts *so = &o->spawn;
+	s->spawn = *so;
+	s->spawn.on_exit = NULL;
+	s->spawn.data = NULL;
+	s->spawn.handler = NULL;
+	s->spawn.error = NULL;
+	if (!(s->argv = dup_vec(so->argv)) || (so->envp && !(s->envp = dup_vec(so->envp))) ||
+	    (so->env_extra && !(s->env_extra = dup_vec(so->env_extra))) ||
+	    (so->file && !(s->file = strdup(so->file))) || (so->cwd && !(s->cwd = strdup(so->cwd))))
+		return -ENOMEM;
+	if (so->ngroups) {
+		if (!(s->groups = malloc(so->ngroups * sizeof(gid_t))))
+			return -ENOMEM;
+		memcpy(s->groups, so->groups, so->ngroups * sizeof(gid_t));
+	}
+	if (so->nrlimits) {
+		if (!(s->rlimits = malloc(so->nrlimits * sizeof(*s->rlimits))))
+			return -ENOMEM;
+		memcpy(s->rlimits, so->rlimits, so->nrlimits * sizeof(*s->rlimits));
+	}
+	s->spawn.argv = s->argv;
+	s->spawn.envp = s->envp;
+	s->spawn.env_extra = s->env_extra;
+	s->spawn.file = s->file;
+	s->spawn.cwd = s->cwd;
+	s->spawn.groups = s->groups;
+	s->spawn.rlimits = s->rlimits;
+	if (o->kill_group && !(so->flags & EVM_SPAWN_SETSID)) {
+		s->spawn.flags |= EVM_SPAWN_SETPGID;
+		s->spawn.pgid = 0;
+	}
+	return 0;
+}
+
+static bool policy_valid(const struct evm_service_opts *o)
+{
+	if ((unsigned)o->restart > EVM_RESTART_UNLESS_STOPPED || o->backoff_jitter > 100 ||
+	    o->stop_signal < 0 || o->stop_signal >= NSIG || (o->nsuccess_codes && !o->success_codes))
+		return false;
+	for (size_t i = 0; i < o->nsuccess_codes; i++)
+		if (o->success_codes[i] < 0 || o->success_codes[i] > 255)
+			return false;
+	return true;
+}
+
+/* What decides the service's fate, not what it runs: may change while it runs. */
+static void set_policy(struct evm_service *s, const struct evm_service_opts *o)
+{
+	s->restart = o->restart;
+	s->max_retries = o->max_retries;
+	memset(s->success, 0, sizeof(s->success));
+	if (o->nsuccess_codes) {
+		for (size_t i = 0; i < o->nsuccess_codes; i++)
+			s->success[o->success_codes[i] / 32] |= 1u << (o->success_codes[i] % 32);
+	} else {
+		s->success[0] = 1; /* exit 0 */
+	}
+#define PICK(field, flag, def) (((o->set & (flag)) || o->field) ? o->field : (def))
+	s->start_ms = PICK(start_ms, EVM_SVC_START_MS, DEF_START_MS);
+	s->start_retries = PICK(start_retries, EVM_SVC_START_RETRIES, DEF_START_RETRIES);
+	s->backoff_initial_ms = PICK(backoff_initial_ms, EVM_SVC_BACKOFF_INITIAL, DEF_BACKOFF_INITIAL_MS);
+	s->backoff_max_ms = PICK(backoff_max_ms, EVM_SVC_BACKOFF_MAX, DEF_BACKOFF_MAX_MS);
+	s->stable_ms = PICK(stable_ms, EVM_SVC_STABLE_MS, DEF_STABLE_MS);
+	s->stop_timeout_ms = PICK(stop_timeout_ms, EVM_SVC_STOP_TIMEOUT, DEF_STOP_TIMEOUT_MS);
+#undef PICK
+	s->jitter = o->backoff_jitter;
+	s->stop_signal = o->stop_signal ? o->stop_signal : SIGTERM;
+}
+
+int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, struct evm_service **out)
+{
+	if (!loop || !o || !o->name || !*o->name || !o->spawn.argv || !o->spawn.argv[0])
+		return -EINVAL;
+	if (!policy_valid(o))
+		return -EINVAL;
+	for (int i = 0; i < 3; i++)
+		if (o->spawn.stdio[i].mode == EVM_STDIO_PIPE)
+			return -EINVAL; /* a new pipe per restart: use EVM_STDIO_FD with your own */
+	if (evm_service_find(loop, o->name))
+		return -EEXIST;
+
+	struct evm_service *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	if (!(s->name = strdup(o->name)) || copy_opts(s, o) < 0) {
+		svc_free(s);
+		return -ENOMEM;
+	}
+	set_policy(s, o);
+	s->kill_group = o->kill_group;
+	s->on_event = o->on_event;
+	s->data = o->data;
+	s->state = EVM_STATE_STOPPED;
+	s->since_mono = evm__mono_ns();
+	s->since_real = evm__real_ns();
+
+	struct evm__svclist *l = &loop->svcs;
+	if (index_put(l, s) < 0) {
+		svc_free(s);
+		return -ENOMEM;
+	}
+	s->prev = l->last;
+	if (l->last)
+		l->last->next = s;
+	else
+		l->first = s;
+	l->last = s;
+	l->n++;
+	if (out)
+		*out = s;
+	return 0;
+}
+
+int evm_service_set_policy(struct evm_service *s, const struct evm_service_opts *o)
+{
+	if (!s || s->dead || !o || !policy_valid(o))
+		return -EINVAL;
+	set_policy(s, o);
+	return 0;
+}
+
+struct evm_service *evm_service_find(struct evm_loop *loop, const char *name)
+{
+	if (!loop || !name)
+		return NULL;
+	return index_get(&loop->svcs, name);
+}
+
+/* Off the list; freed when the outermost dispatch ends. */
+void evm__svc_unlink(struct evm_service *s)
+{
+	struct evm__svclist *l = &s->loop->svcs;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->first = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		l->last = s->prev;
+	l->n--;
+	s->dead = true;
+	/*
+	 * Callers up the stack may still hold it, or walk on from it: its links
+	 * stay as they are, and it is freed when the outermost dispatch ends.
+	 */
+	evm__release(s->loop, &s->rel, svc_released);
+}
+
+void evm__svc_unindex(struct evm_service *s)
+{
+	index_del(&s->loop->svcs, s);
+}
+
+/* ------------------------------------------------------------ accessors */
+
+void evm_service_info(const struct evm_service *s, struct evm_service_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	if (!s)
+		return;
+	uint64_t now = evm__mono_ns();
+	info->name = s->name;
+	info->state = s->state;
+	info->pid = s->proc ? evm_proc_pid(s->proc) : 0;
+	info->restarts = s->restarts;
+	info->failures = s->failures;
+	info->start_failures = s->start_failures;
+	info->stopped_by_user = s->stopped_by_user;
+	info->since = evm__ns_to_ts(s->since_real);
+	if (s->proc)
+		info->uptime_ms = (now - s->started_mono) / 1000000;
+	info->has_exit = s->has_exit;
+	if (s->has_exit)
+		info->last_exit = s->last_exit;
+	info->last_error = s->last_error;
+	if (s->state == EVM_STATE_BACKOFF && s->next_start_mono > now)
+		info->next_start_ms = (s->next_start_mono - now + 999999) / 1000000;
+}
+
+void *evm_service_data(const struct evm_service *s)
+{
+	return s ? s->data : NULL;
+}
+
+enum evm_state evm_service_state(const struct evm_service *s)
+{
+	return s ? s->state : EVM_STATE_STOPPED;
+}
+
+const char *evm_service_name(const struct evm_service *s)
+{
+	return s ? s->name : NULL;
+}
+
+struct evm_proc *evm_service_proc(const struct evm_service *s)
+{
+	return s ? s->proc : NULL;
+}
+
+void evm_service_foreach(struct evm_loop *loop, void (*fn)(struct evm_service *, void *), void *data)
+{
+	if (!loop || !fn)
+		return;
+	evm__dispatch_enter(loop); /* fn may remove any service: they stay allocated */
+	for (struct evm_service *s = loop->svcs.first, *next; s; s = next) {
+		next = s->next; /* a service fn creates is not visited */
+		if (!s->dead && !s->removing)
+			fn(s, data);
+	}
+	evm__dispatch_leave(loop);
+}
+
+const char *evm_state_name(enum evm_state st)
+{
+	static const char *const names[] = {
+		[EVM_STATE_STOPPED] = "stopped", [EVM_STATE_STARTING] = "starting",
+		[EVM_STATE_RUNNING] = "running", [EVM_STATE_BACKOFF] = "backoff",
+		[EVM_STATE_STOPPING] = "stopping", [EVM_STATE_EXITED] = "exited",
+		[EVM_STATE_FATAL] = "fatal",
+	};
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
+}
+
+/* ---------------------------------------------------------- loop hooks */
+
+void evm__services_free(struct evm_loop *loop)
+{
+	/* the loop kills and reaps the processes next; nothing may call back here */
+	for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
+		evm_timer_cancel(s->timer);
+		if (s->proc) {
+			s->proc->owner_cb = NULL;
+			evm_proc_unref(s->proc);
+			s->proc = NULL;
+		}
+	}
+	while (loop->svcs.first) {
+		struct evm_service *s = loop->svcs.first;
+		loop->svcs.first = s->next;
+		svc_free(s);
+	}
+	loop->svcs.last = NULL;
+	loop->svcs.n = 0;
+	free(loop->svcs.index);
+	loop->svcs.index = NULL;
+	loop->svcs.icap = loop->svcs.ilen = 0;
+}
