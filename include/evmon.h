@@ -659,6 +659,18 @@ struct evm_service_opts {
 	/* Optional per-service event callback (EVM_EV_SERVICE events of this service). */
 	evm_event_cb on_event;
 	void *data;
+	/*
+	 * Optional: called before each spawn of the service (start, restart,
+	 * retry) with this attempt's copy of the spawn options, which it may
+	 * change (what it points them to must stay valid until it returns
+	 * again or the service is freed). A -errno fails the attempt like a
+	 * failed spawn (stage EVM_STAGE_SETUP), which the policy retries; msg
+	 * (msglen bytes) then says why in the event's message. It must not
+	 * start, stop or remove the service.
+	 */
+	int (*before_spawn)(struct evm_service *svc, struct evm_spawn_opts *spawn, char *msg,
+			    size_t msglen, void *data);
+	void *before_spawn_data;
 };
 
 /*

@@ -410,7 +410,8 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	struct reader r;
 	read_sections(f, path, &r, errs);
 	fclose(f);
-	struct conf_ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg};
+	struct conf_ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg,
+			     .problems = &cfg->problems};
 	apply_evmon(&c, &r);
 	apply_services(&c, &r);
 	free_sections(r.secs, r.nsecs);
@@ -420,6 +421,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 		config_free(cfg);
 		return -1;
 	}
+	errlist_sort(&cfg->problems, 0);
 	*out = cfg;
 	return 0;
 }
@@ -481,6 +483,7 @@ void svc_conf_unref(struct svc_conf *c)
 	for (size_t i = 0; i < sizeof(c->limits) / sizeof(c->limits[0]); i++)
 		free(c->limits[i]);
 	free(c->groups);
+	free(c->problem);
 	free(c->requires);
 	free(c->after);
 	free(c);
@@ -498,6 +501,7 @@ void config_free(struct config *cfg)
 	free(cfg->socket);
 	free(cfg->log_dir);
 	free(cfg->metrics_listen);
+	errlist_free(&cfg->problems);
 	free(cfg);
 }
 
@@ -548,7 +552,9 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 	       (!a->ngroups || !memcmp(a->groups, b->groups, a->ngroups * sizeof(gid_t))) &&
 	       a->pol.set_umask == b->pol.set_umask && a->pol.umask == b->pol.umask &&
 	       a->pol.out[0] == b->pol.out[0] && a->pol.out[1] == b->pol.out[1] &&
-	       a->pol.kill_group == b->pol.kill_group && limits_eq(a, b);
+	       a->pol.kill_group == b->pol.kill_group && limits_eq(a, b) &&
+	       a->ids_unresolved == b->ids_unresolved &&
+	       (!a->ids_unresolved || (str_eq(a->user, b->user) && str_eq(a->group, b->group)));
 }
 
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)

@@ -71,6 +71,13 @@ struct svc_conf {
 	char **requires;	/* start these first, and wait until they are ready */
 	char **after;		/* ordering only: if they start too, after they are ready */
 	int dep_line[2];	/* lines of requires and after (0: not from a file) */
+	/*
+	 * The first environment problem found when the file was read ("user:
+	 * unknown user 'www'"), or NULL. ids_unresolved: user or group could
+	 * not be looked up; they are again before each spawn (units.c).
+	 */
+	char *problem;
+	bool ids_unresolved;
 	struct hnode node;	/* by name, while its file is read */
 };
 
@@ -94,6 +101,12 @@ struct config {
 	struct svc_conf **svcs; /* in file order */
 	size_t nsvcs;
 	size_t ninstances;	/* services once instances are expanded */
+	/*
+	 * Environment problems ("FILE:LINE: ..."): a missing program or
+	 * directory, an unknown user or group. Not mistakes: those services
+	 * start in a failed state, the others normally.
+	 */
+	struct errlist problems;
 };
 
 /* A key = value pair, for definitions that do not come from a file (ctl add). */

@@ -167,6 +167,28 @@ static void bad(struct conf_ctx *c, const char *fmt, ...)
 	errlist_add(c->errs, c->file, c->line, "%s: %s", c->key, msg);
 }
 
+/*
+ * An environment problem (a missing program or directory, an unknown user
+ * or group): the file is right but the machine is not, yet. With a list
+ * for them (a config file), the service starts in a failed state and its
+ * policy retries it; without (`ctl add`), a mistake like any other.
+ */
+static void env_bad(struct conf_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void env_bad(struct conf_ctx *c, const char *fmt, ...)
+{
+	char msg[900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	errlist_add(c->problems ? c->problems : c->errs, c->file, c->line, "%s: %s", c->key, msg);
+	if (c->problems && c->svc && !c->svc->problem) {
+		char *p = NULL;
+		if (asprintf(&p, "%s: %s", c->key, msg) >= 0)
+			c->svc->problem = p;
+	}
+}
+
 static char *abs_path(const char *base, const char *p)
 {
 	char *out = NULL;
@@ -599,13 +621,14 @@ static void check_command(struct conf_ctx *c, struct svc_conf *s)
 	if (strchr(prog, '/')) {
 		char *full = prog[0] == '/' || !s->directory ? strdup(prog) : abs_path(s->directory, prog);
 		if (full && !cli_path_executable(full))
-			bad(c, "%s: %s", prog, access(full, F_OK) ? strerror(errno) : "not an executable file");
+			env_bad(c, "%s: %s", prog,
+				access(full, F_OK) ? strerror(errno) : "not an executable file");
 		free(full);
 		return;
 	}
 	char buf[PATH_MAX];
 	if (!cli_path_find(prog, env_get(s->env, "PATH"), buf, sizeof(buf)))
-		bad(c, "%s: not found in PATH", prog);
+		env_bad(c, "%s: not found in PATH", prog);
 }
 
 /* The line of key k, or of the section when the key came from elsewhere. */
@@ -632,7 +655,8 @@ static bool resolve_user(struct conf_ctx *c, struct svc_conf *s, int line, const
 		if (!s->group)
 			bad(c, "uid %s has no passwd entry: also give group", s->user);
 	} else {
-		bad(c, "unknown user '%s'", s->user);
+		env_bad(c, "unknown user '%s'", s->user);
+		s->ids_unresolved = true;
 		return false;
 	}
 	return true;
@@ -649,7 +673,8 @@ static bool resolve_group(struct conf_ctx *c, struct svc_conf *s, int line)
 	} else if (parse_uint(s->group, UINT_MAX - 1, &n)) {
 		s->gid = (gid_t)n;
 	} else {
-		bad(c, "unknown group '%s'", s->group);
+		env_bad(c, "unknown group '%s'", s->group);
+		s->ids_unresolved = true;
 		return false;
 	}
 	s->set_gid = true;
@@ -695,6 +720,27 @@ static void resolve_ids(struct conf_ctx *c, struct svc_conf *s)
 	}
 }
 
+int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len)
+{
+	struct errlist errs = {0};
+	struct conf_ctx c = {.file = "", .errs = &errs, .svc = s, .pol = &s->pol};
+	free(s->groups);
+	s->groups = NULL;
+	s->ngroups = 0;
+	s->set_uid = s->set_gid = s->ids_unresolved = false;
+	resolve_ids(&c, s);
+	int r = 0;
+	if (errs.n || s->ids_unresolved) {
+		/* "": the message without the file */
+		snprintf(msg, len, "%s", errs.n ? errs.msgs[0] + (errs.msgs[0][0] == ':' ? 2 : 0) : "?");
+		s->set_uid = s->set_gid = false;
+		s->ids_unresolved = true;
+		r = -ENOENT;
+	}
+	errlist_free(&errs);
+	return r;
+}
+
 void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line)
 {
 	c->line = line;
@@ -708,9 +754,9 @@ void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_
 		c->key = "directory";
 		c->line = c->line_of[CK_DIRECTORY] ? c->line_of[CK_DIRECTORY] : line;
 		if (stat(s->directory, &st) < 0)
-			bad(c, "%s: %s", s->directory, strerror(errno));
+			env_bad(c, "%s: %s", s->directory, strerror(errno));
 		else if (!S_ISDIR(st.st_mode))
-			bad(c, "%s: not a directory", s->directory);
+			env_bad(c, "%s: not a directory", s->directory);
 	}
 	c->line = line;
 	resolve_ids(c, s);

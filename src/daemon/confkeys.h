@@ -35,6 +35,7 @@ struct conf_ctx {
 	const char *file;	 /* for messages */
 	const char *base;	 /* directory for relative paths, or NULL */
 	struct errlist *errs;
+	struct errlist *problems; /* environment problems (or NULL: mistakes, in errs) */
 	struct svc_policy *pol;	 /* the service's, or [evmon]'s defaults */
 	struct svc_conf *svc;	 /* NULL in [evmon] */
 	struct config *cfg;	 /* [evmon] only */
@@ -53,6 +54,12 @@ void conf_apply(struct conf_ctx *c, const struct conf_pair *kv, size_t n);
 /* What can only be checked with every key of service s known; line: its section's. */
 void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line);
 
+
+/*
+ * Look s's user and group up again (a service whose ids_unresolved): 0 with
+ * s's uid, gid and groups set, or -ENOENT with the reason in msg.
+ */
+int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len);
 
 void conf_default_policy(struct svc_policy *p);
 struct svc_conf *conf_service_new(const char *name, const struct svc_policy *defaults, int line);

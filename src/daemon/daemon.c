@@ -187,8 +187,8 @@ static void control_fd_closed(void *data)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: evmon daemon -c FILE [-S SOCKET] [--reaper]\n"
-		"       evmon daemon --check -c FILE [-S SOCKET]\n"
+		"usage: evmon daemon -c FILE [-S SOCKET] [--reaper] [--strict]\n"
+		"       evmon daemon --check [--strict] -c FILE [-S SOCKET]\n"
 		"\n"
 		"Supervise the services of FILE in the foreground; control it with evmon ctl.\n"
 		"\n"
@@ -198,7 +198,10 @@ static void usage(FILE *f)
 		"                      else ${TMPDIR:-/tmp}/evmon-UID/evmon.sock)\n"
 		"      --reaper        reap orphaned descendants (child subreaper); on as PID 1\n"
 		"      --check         validate FILE, print the mistakes (and warnings about\n"
-		"                      log_dir and the socket's directory), and exit\n"
+		"                      log_dir, the socket's directory, and services whose\n"
+		"                      program, directory, user or group is missing), and exit\n"
+		"      --strict        those missing things are errors too (else such a\n"
+		"                      service starts in a failed state, the others normally)\n"
 		"  -h, --help          this help\n"
 		"  -V, --version       print the version\n"
 		"\n"
@@ -254,7 +257,16 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 	return n;
 }
 
-static int check_only(const char *path, const char *sock_opt)
+/* The environment problems of cfg, on stderr; with strict, they are errors. */
+static void print_problems(const struct config *cfg, bool strict)
+{
+	for (size_t i = 0; i < cfg->problems.n; i++)
+		fprintf(stderr, "evmon daemon: %s%s%s\n", strict ? "" : "warning: ",
+			cfg->problems.msgs[i],
+			strict ? "" : " (the service starts in a failed state; its policy retries it)");
+}
+
+static int check_only(const char *path, const char *sock_opt, bool strict)
 {
 	struct errlist errs = {0};
 	struct config *cfg;
@@ -265,8 +277,15 @@ static int check_only(const char *path, const char *sock_opt)
 		errlist_free(&errs);
 		return 1;
 	}
+	print_problems(cfg, strict);
+	if (strict && cfg->problems.n) {
+		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict)\n", path, cfg->problems.n,
+			cfg->problems.n == 1 ? "" : "s");
+		config_free(cfg);
+		return 1;
+	}
 	const char *socket = sock_opt ? sock_opt : cfg->socket ? cfg->socket : proto_default_socket();
-	unsigned warnings = check_environment(cfg, socket);
+	unsigned warnings = check_environment(cfg, socket) + (unsigned)cfg->problems.n;
 	printf("%s: OK: %zu service%s from %zu definition%s; control socket %s; log_dir %s%s\n",
 	       path, cfg->ninstances, cfg->ninstances == 1 ? "" : "s", cfg->nsvcs,
 	       cfg->nsvcs == 1 ? "" : "s", socket, cfg->log_dir ? cfg->log_dir : "(none)",
@@ -277,7 +296,7 @@ static int check_only(const char *path, const char *sock_opt)
 
 struct options {
 	const char *cfg_path, *socket;
-	bool reaper, check;
+	bool reaper, check, strict;
 };
 
 /* Returns -1 to go on, else the exit code. */
@@ -287,6 +306,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 'S'},
 		{"reaper", no_argument, NULL, 'r'},	  {"check", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
+		{"strict", no_argument, NULL, 's'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -298,6 +318,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'S': o->socket = optarg; break;
 		case 'r': o->reaper = true; break;
 		case 'C': o->check = true; break;
+		case 's': o->strict = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("evmon daemon %s\n", evm_version()); return 0;
 		default: usage(stderr); return 2;
@@ -339,6 +360,12 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 		fprintf(stderr, "evmon daemon: %s: %zu error%s: not starting\n", o->cfg_path, errs.n,
 			errs.n == 1 ? "" : "s");
 		errlist_free(&errs);
+		return -1;
+	}
+	print_problems(d->cfg, o->strict);
+	if (o->strict && d->cfg->problems.n) {
+		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict): not starting\n",
+			o->cfg_path, d->cfg->problems.n, d->cfg->problems.n == 1 ? "" : "s");
 		return -1;
 	}
 	d->socket = o->socket ? o->socket : d->cfg->socket ? d->cfg->socket : proto_default_socket();
@@ -474,7 +501,7 @@ int cmd_daemon(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (o.check)
-		return check_only(o.cfg_path, o.socket);
+		return check_only(o.cfg_path, o.socket, o.strict);
 	/*
 	 * Fixed malloc thresholds: glibc raises them after each big free, so
 	 * the buffers of a large status answer would stay in the heap for

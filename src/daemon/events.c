@@ -348,6 +348,9 @@ cJSON *events_status(const struct unit *u)
 		char err[256];
 		snprintf(err, sizeof(err), "not created: %s", strerror(-u->create_error));
 		cJSON_AddStringToObject(o, "error", err);
+	} else if (info.last_error.stage == EVM_STAGE_SETUP && u->conf->ids_unresolved &&
+		   u->conf->problem) {
+		cJSON_AddStringToObject(o, "error", u->conf->problem); /* "user: unknown user 'x'" */
 	} else if (info.last_error.stage != EVM_STAGE_NONE) {
 		add_error(o, info.last_error.stage, info.last_error.error);
 	}

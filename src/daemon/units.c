@@ -11,6 +11,7 @@
 #include "daemon.h"
 
 #include "cgroups.h"
+#include "confkeys.h"
 #include "daemonlog.h"
 #include "notify.h"
 
@@ -119,6 +120,31 @@ static void unit_cgroup(struct daemon *d, struct unit *u)
 	unit_limits(d, u);
 }
 
+/*
+ * A user or group unknown when the file was read: looked up again before
+ * each attempt, which fails (and the policy retries) until it resolves.
+ */
+static int unit_before_spawn(struct evm_service *svc, struct evm_spawn_opts *o, char *msg,
+			     size_t len, void *data)
+{
+	struct unit *u = data;
+	struct svc_conf *c = u->conf;
+	(void)svc;
+	if (c->ids_unresolved && conf_resolve_ids(c, msg, len) < 0)
+		return -ENOENT;
+	if (c->set_uid) {
+		o->flags |= EVM_SPAWN_SETUID;
+		o->uid = c->uid;
+	}
+	if (c->set_gid) {
+		o->flags |= EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS;
+		o->gid = c->gid;
+		o->groups = c->groups;
+		o->ngroups = c->ngroups;
+	}
+	return 0;
+}
+
 int unit_create(struct daemon *d, struct unit *u)
 {
 	unit_output(d, u);
@@ -134,6 +160,10 @@ int unit_create(struct daemon *d, struct unit *u)
 		if (u->out) {
 			b.opts.on_event = output_on_event;
 			b.opts.data = output_ref(u->out); /* dropped with the service's last event */
+		}
+		if (u->conf->ids_unresolved) {
+			b.opts.before_spawn = unit_before_spawn;
+			b.opts.before_spawn_data = u;
 		}
 		r = evm_service_new(d->loop, &b.opts, &u->svc);
 		if (r < 0 && u->out)
@@ -487,6 +517,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 		errlist_free(&errs);
 		return -1;
 	}
+	for (size_t i = 0; i < cfg->problems.n; i++)
+		dlog("reload: warning: %s (the service starts in a failed state)", cfg->problems.msgs[i]);
 	if (!same_str(cfg->socket, d->cfg->socket))
 		dlog("reload: the control socket changes at the next start of the daemon");
 	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen))

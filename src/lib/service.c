@@ -233,6 +233,8 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	s->kill_group = o->kill_group;
 	s->on_event = o->on_event;
 	s->data = o->data;
+	s->before_spawn = o->before_spawn;
+	s->before_spawn_data = o->before_spawn_data;
 	s->state = EVM_STATE_STOPPED;
 	s->since_mono = evm__mono_ns();
 	s->since_real = evm__real_ns();

@@ -34,6 +34,8 @@ struct evm_service {
 	bool kill_group;
 	evm_event_cb on_event;
 	void *data;
+	int (*before_spawn)(struct evm_service *, struct evm_spawn_opts *, char *, size_t, void *);
+	void *before_spawn_data;
 
 	/* state */
 	enum evm_state state;

@@ -268,6 +268,17 @@ static void spawn_now(struct evm_service *s)
 {
 	struct evm_spawn_opts o = s->spawn;
 	struct evm_proc *p = NULL;
+	if (s->before_spawn) {
+		char why[sizeof(s->msg)] = "";
+		int r = s->before_spawn(s, &o, why, sizeof(why), s->before_spawn_data);
+		if (r < 0) {
+			s->last_error.stage = EVM_STAGE_SETUP;
+			s->last_error.error = -r;
+			snprintf(s->msg, sizeof(s->msg), "%s", why[0] ? why : strerror(-r));
+			evm__sv_dispatch(s, EVM__SV_SPAWN_FAILED, &(struct evm__sv_arg){.error = r});
+			return;
+		}
+	}
 	o.error = &s->last_error;
 	int r = evm__spawn_local(s->loop, &o, &p);
 	if (r < 0) {

@@ -56,16 +56,15 @@ def test_config_errors_are_reported_with_file_and_line(procs, tmp_path):
         (5, "unknown key 'colour'"),
         (6, "duplicate service 'a' (first on line 3)"),
         (8, "service b: missing 'command'"),
-        (12, "unknown user 'no-such-user-for-evmon'"),
-        (14, "no-such-program-for-evmon: not found in PATH"),
     ]
+    # lines 12 and 14: what the machine lacks is not a mistake (test_daemon_resilience.py)
     for argv in ([EVMON, "daemon", "--check", "-c", str(cfg)],
                  [EVMON, "daemon", "-c", str(cfg), "-S", str(tmp_path / "s.sock")]):
         r = procs.run(argv, timeout=20)
         assert r.returncode == 1, r
         for line, msg in want:
             assert f"{cfg}:{line}: " in r.stderr and msg in r.stderr, (line, msg, r.stderr)
-        assert "6 errors" in r.stderr
+        assert "4 errors" in r.stderr and "no-such" not in r.stderr
         assert not os.path.exists(tmp_path / "s.sock")
 
     good = tmp_path / "good.ini"
@@ -93,11 +92,11 @@ BAD_LINES = [
     ("exit_codes = 0,x", "exit_codes: '0,x' is not a list of exit codes"),
     ("stdout = file", "stdout: 'file' is not one of inherit, null, log"),
     ("autostart = maybe", "autostart: 'maybe' is not a boolean"),
-    ("group = no-such-group-for-evmon", "group: unknown group 'no-such-group-for-evmon'"),
+    ("group = no-such-group-for-evmon", None),  # not a mistake: test_daemon_resilience.py
     ("start_secs = -1", "start_secs: '-1' is not a duration"),
     ("log_backups = -3", "log_backups: '-3' is not a whole number"),
     ("environment = NOEQUALS", "environment: 'NOEQUALS' is not KEY=VALUE"),
-    ("directory = no/such/dir", "directory: DIR/no/such/dir: No such file or directory"),
+    ("directory = no/such/dir", None),
     ("command = false", "duplicate key 'command' (first set on line 10)"),
     ("no equals here", "expected 'key = value', '[section]' or a comment"),
     ("[service:d]", None),

@@ -4,7 +4,7 @@ spawns that fail, a start with thousands of services, few descriptors."""
 import os
 import signal
 
-from conftest import requires_root, wait_for
+from conftest import EVMON, HELPER, requires_root
 from daemon_util import Daemon, LineReader, alive
 from reliability_util import ODD_UID, OpenDir, PrefixedDaemon, set_nproc
 
@@ -130,3 +130,84 @@ autostart = false
         d.wait_state("web", "running")
         d.wait_state("idle", "running")
         d.stop()
+
+
+# ------------------------------------- what the machine lacks at start
+
+ENV_PROBLEMS = """
+[evmon]
+start_secs = 0
+backoff_initial = 10ms
+backoff_max = 20ms
+
+[service:good]
+command = HELPER pause
+
+[service:noprog]
+command = DIR/later/prog pause
+start_retries = 2
+
+[service:nouser]
+command = HELPER pause
+user = no-such-user-for-evmon
+start_retries = 1
+
+[service:nodir]
+command = HELPER pause
+directory = DIR/nowhere
+start_retries = 1
+"""
+
+
+def test_environment_problems_do_not_stop_the_others(procs, tmp_path):
+    """A missing program, an unknown user, a missing directory: the daemon starts,
+    every other service runs, those end fatal with the reason (status, events, log)
+    after their policy's retries; --check warns (exit 0), --strict refuses; a reload
+    is not blocked by them; the program appearing and `ctl start` bring it up."""
+    cfg = ENV_PROBLEMS.replace("DIR", str(tmp_path))
+    d = Daemon(procs, tmp_path, cfg, start=False)
+    r = procs.run([EVMON, "daemon", "--check",
+                   "-c", d.cfg], timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert "OK: 4 services" in r.stdout and "(see the warnings)" in r.stdout
+    for line, msg in ((11, f"command: {tmp_path}/later/prog: No such file or directory"),
+                      (16, "user: unknown user 'no-such-user-for-evmon'"),
+                      (21, f"directory: {tmp_path}/nowhere: No such file or directory")):
+        assert f"evmon daemon: warning: {d.cfg}:{line}: {msg} (the service starts in a failed " \
+            "state" in r.stderr, (msg, r.stderr)
+    strict = procs.run([EVMON, "daemon", "--check", "--strict", "-c", d.cfg],
+                       timeout=20)
+    assert strict.returncode == 1 and f"{d.cfg}: 3 errors (--strict)" in strict.stderr, strict
+
+    d.start()
+    d.wait_state("good", "running")
+    fatal = {n: d.wait_state(n, "fatal") for n in ("noprog", "nouser", "nodir")}
+    assert fatal["noprog"]["error"] == "exec: No such file or directory", fatal
+    assert fatal["nouser"]["error"] == "user: unknown user 'no-such-user-for-evmon'", fatal
+    assert fatal["nodir"]["error"].startswith("chdir: No such file or directory"), fatal
+    assert fatal["noprog"]["failures"] == 3 and fatal["nouser"]["failures"] == 2
+    log = d.log()
+    assert "unknown user 'no-such-user-for-evmon'" in log and "gave up after" in log
+    assert "warning:" in log and "not starting" not in log
+
+    # a reload is not blocked by them (and does not restart them: the same definitions)
+    d.write(cfg + "\n[service:more]\ncommand = HELPER pause\n")
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "added: more" in r.stdout, (r.stdout, r.stderr)
+    d.wait_state("more", "running")
+
+    # the program appears: a start brings the service up
+    (tmp_path / "later").mkdir()
+    os.symlink(HELPER, tmp_path / "later" / "prog")
+    r = d.ctl("start", "noprog")
+    assert r.returncode == 0, r.stderr
+    assert d.status("noprog")["noprog"]["state"] == "running"
+    d.stop()
+
+
+def test_strict_daemon_does_not_start(procs, tmp_path):
+    d = Daemon(procs, tmp_path, ENV_PROBLEMS.replace("DIR", str(tmp_path)), start=False)
+    r = procs.run([EVMON, "daemon", "--strict", "-c", d.cfg, "-S", d.sock],
+                  timeout=20)
+    assert r.returncode == 1 and "3 errors (--strict): not starting" in r.stderr, r.stderr
+    assert not os.path.exists(d.sock)

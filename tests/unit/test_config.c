@@ -12,6 +12,7 @@
 #include "config.h"
 #include "confkeys.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -337,17 +338,63 @@ static void test_every_mistake_with_line(void **state)
 	expect_msg(&e, 14, "duplicate key 'command' (first set on line 5)");
 	expect_msg(&e, 15, "duplicate service 'a' (first on line 4)");
 	expect_msg(&e, 17, "service b: missing 'command'");
-	expect_msg(&e, 21, "unknown user 'no-such-user-evmon'");
-	expect_msg(&e, 23, "no-such-program-evmon: not found in PATH");
 	expect_msg(&e, 25, "sh -c");
 	expect_msg(&e, 26, "unknown section [srv:f]");
 	expect_msg(&e, 27, "bad service name 'bad/name'");
-	expect_msg(&e, 29, "/etc/passwd: not an executable file");
-	expect_msg(&e, 30, "/no/such/dir: No such file or directory");
 	expect_msg(&e, 31, "expected 'key = value'");
 	expect_msg(&e, 34, "needs log_dir");
 	expect_msg(&e, 35, "socket: only allowed in [evmon]");
 	errlist_free(&e);
+}
+
+/*
+ * What the machine lacks is not a mistake: the file loads, each problem is
+ * listed with its line, and the service knows its first one.
+ */
+static void test_environment_problems(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok("[service:ok]\n"			       /* 1 */
+				     "command = true\n"			       /* 2 */
+				     "[service:c]\n"				       /* 3 */
+				     "command = true\n"			       /* 4 */
+				     "user = no-such-user-evmon\n"		       /* 5 */
+				     "[service:d]\n"				       /* 6 */
+				     "command = no-such-program-evmon --x\n"	       /* 7 */
+				     "[service:g]\n"				       /* 8 */
+				     "command = /etc/passwd\n"		       /* 9 */
+				     "directory = /no/such/dir\n"		       /* 10 */
+				     "[service:h]\n"				       /* 11 */
+				     "command = true\n"			       /* 12 */
+				     "group = no-such-group-evmon\n");	       /* 13 */
+	const struct errlist *e = &cfg->problems;
+	expect_msg(e, 5, "user: unknown user 'no-such-user-evmon'");
+	expect_msg(e, 7, "no-such-program-evmon: not found in PATH");
+	expect_msg(e, 9, "/etc/passwd: not an executable file");
+	expect_msg(e, 10, "/no/such/dir: No such file or directory");
+	expect_msg(e, 13, "group: unknown group 'no-such-group-evmon'");
+	assert_int_equal(e->n, 5);
+	assert_null(cfg->svcs[0]->problem);
+	assert_false(cfg->svcs[0]->ids_unresolved);
+	assert_string_equal(cfg->svcs[1]->problem, "user: unknown user 'no-such-user-evmon'");
+	assert_true(cfg->svcs[1]->ids_unresolved);
+	assert_false(cfg->svcs[1]->set_uid);
+	assert_false(cfg->svcs[2]->ids_unresolved);
+	assert_non_null(strstr(cfg->svcs[3]->problem, "directory: /no/such/dir"));
+	assert_true(cfg->svcs[4]->ids_unresolved);
+	/* looked up again: still unknown, with the reason */
+	char msg[200];
+	assert_int_equal(conf_resolve_ids(cfg->svcs[1], msg, sizeof(msg)), -ENOENT);
+	assert_string_equal(msg, "user: unknown user 'no-such-user-evmon'");
+	assert_true(cfg->svcs[1]->ids_unresolved);
+	/* a user that exists now resolves */
+	free(cfg->svcs[1]->user);
+	cfg->svcs[1]->user = strdup("root");
+	assert_int_equal(conf_resolve_ids(cfg->svcs[1], msg, sizeof(msg)), 0);
+	assert_false(cfg->svcs[1]->ids_unresolved);
+	assert_true(cfg->svcs[1]->set_uid);
+	assert_int_equal(cfg->svcs[1]->uid, 0);
+	config_free(cfg);
 }
 
 static void test_syntax_errors(void **state)
@@ -512,6 +559,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_mistake_with_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_environment_problems, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_equal, setup, teardown),

@@ -282,6 +282,42 @@ static void test_set_policy_in_place(void **state)
 	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 2);
 }
 
+/* before_spawn fails the first attempt (with its reason), then lets the next one run */
+static int calls;
+static int fail_once(struct evm_service *svc, struct evm_spawn_opts *o, char *msg, size_t len,
+		     void *data)
+{
+	(void)svc;
+	(void)o;
+	assert_ptr_equal(data, &calls);
+	if (calls++ == 0) {
+		snprintf(msg, len, "user: unknown user 'x'");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void with_hook(struct evm_service_opts *o)
+{
+	o->before_spawn = fail_once;
+	o->before_spawn_data = &calls;
+}
+
+static void test_before_spawn_can_fail_an_attempt(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	calls = 0;
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, with_hook);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	const struct rec *r = last_of("a", EVM_STATE_BACKOFF);
+	assert_int_equal(r->error, -ENOENT);
+	assert_string_equal(r->msg, "user: unknown user 'x'");
+	assert_int_equal(calls, 2);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
 static void test_unless_stopped(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -1098,6 +1134,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_before_spawn_can_fail_an_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
