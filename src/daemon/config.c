@@ -501,6 +501,7 @@ void config_free(struct config *cfg)
 	free(cfg->socket);
 	free(cfg->log_dir);
 	free(cfg->metrics_listen);
+	free(cfg->console_prefix);
 	errlist_free(&cfg->problems);
 	free(cfg);
 }

@@ -22,7 +22,12 @@
 #include <sys/types.h>
 
 /* Where a stream goes. OUT_STDOUT is for stderr only: wherever stdout goes, merged. */
-enum out_mode { OUT_INHERIT = 0, OUT_NULL, OUT_LOG, OUT_STDOUT };
+enum out_mode { OUT_INHERIT = 0, OUT_NULL, OUT_LOG, OUT_STDOUT, OUT_CONSOLE };
+
+#define OUT_PREFIX_MAX 64 /* console_prefix, before {name} is replaced */
+
+/* captured through a pipe the daemon reads (output.c) */
+#define OUT_CAPTURED(m) ((m) == OUT_LOG || (m) == OUT_CONSOLE)
 
 /* What [evmon] may default for every service. */
 struct svc_policy {
@@ -97,6 +102,7 @@ struct config {
 	uint64_t idle_timeout_ms; /* a connection with no request for this long closes; 0: never */
 	enum cgroup_mode cgroup; /* per-service cgroups: when possible, required, never */
 	char *metrics_listen;	/* "ADDR:PORT" of the metrics endpoint, or NULL */
+	char *console_prefix;	/* before each line of stdout/stderr = console; NULL: "{name} | " */
 	struct svc_policy defaults;
 	struct svc_conf **svcs; /* in file order */
 	size_t nsvcs;

@@ -147,6 +147,8 @@ static bool parse_out(const char *s, bool is_stderr, enum out_mode *m)
 		*m = OUT_NULL;
 	else if (!strcmp(s, "log"))
 		*m = OUT_LOG;
+	else if (!strcmp(s, "console"))
+		*m = OUT_CONSOLE;
 	else if (is_stderr && !strcmp(s, "stdout"))
 		*m = OUT_STDOUT;
 	else
@@ -291,7 +293,7 @@ static void set_output(struct conf_ctx *c, const struct keydef *k, const char *v
 {
 	bool is_err = k->arg;
 	if (!parse_out(v, is_err, field))
-		bad(c, "'%s' is not one of inherit, null, log%s", v, is_err ? ", stdout" : "");
+		bad(c, "'%s' is not one of inherit, null, log, console%s", v, is_err ? ", stdout" : "");
 }
 
 static void set_log_size(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
@@ -367,6 +369,29 @@ static void set_path(struct conf_ctx *c, const struct keydef *k, const char *v, 
 	char **p = field;
 	free(*p);
 	*p = abs_path(c->base, v);
+}
+
+/* Text; in double quotes to keep spaces at its ends ("{name} | "). */
+static void set_prefix(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	char **p = field;
+	size_t n = strlen(v);
+	if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+		v++;
+		n -= 2;
+	}
+	if (n > OUT_PREFIX_MAX) {
+		bad(c, "longer than %d bytes", OUT_PREFIX_MAX);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
+			bad(c, "control characters are not allowed");
+			return;
+		}
+	free(*p);
+	*p = strndup(v, n);
 }
 
 /* ADDR:PORT, checked now: the daemon binds it at start. */
@@ -484,8 +509,9 @@ static const struct keydef keys[CK_COUNT] = {
 	[CK_AUTOSTART] = {"autostart", S_BOTH, POL(autostart), set_bool, 0, 0,
 			  "start with the daemon"},
 	[CK_UMASK] = {"umask", S_BOTH, POL(umask), set_umask, 0, 0, "octal file mode mask"},
-	[CK_STDOUT] = {"stdout", S_BOTH, POL(out[0]), set_output, 0, 0, "inherit, null, log"},
-	[CK_STDERR] = {"stderr", S_BOTH, POL(out[1]), set_output, 1, 0, "inherit, null, log, stdout"},
+	[CK_STDOUT] = {"stdout", S_BOTH, POL(out[0]), set_output, 0, 0, "inherit, null, log, console"},
+	[CK_STDERR] = {"stderr", S_BOTH, POL(out[1]), set_output, 1, 0,
+		       "inherit, null, log, console, stdout"},
 	[CK_LOG_MAX_BYTES] = {"log_max_bytes", S_BOTH, POL(log_max_bytes), set_log_size, 0, 0,
 			      "rotate the log beyond this size"},
 	[CK_LOG_BACKUPS] = {"log_backups", S_BOTH, POL(log_backups), set_count, 1000, 0,
@@ -522,6 +548,8 @@ static const struct keydef keys[CK_COUNT] = {
 		       "a cgroup v2 per service: auto, yes, no"},
 	[CK_METRICS_LISTEN] = {"metrics_listen", S_EVMON, CFG(metrics_listen), set_listen, 0, 0,
 			       "serve Prometheus metrics over HTTP on ADDR:PORT"},
+	[CK_CONSOLE_PREFIX] = {"console_prefix", S_EVMON, CFG(console_prefix), set_prefix, 0, 0,
+			       "before each console line; {name} is the service"},
 #define LIMIT(ck, name, l, doc) [ck] = {name, S_SERVICE, SVC(limits[l]), set_limit, l, 0, doc}
 	LIMIT(CK_MEMORY_MAX, "memory_max", EVM_CGROUP_MEMORY_MAX, "cgroup memory.max"),
 	LIMIT(CK_MEMORY_HIGH, "memory_high", EVM_CGROUP_MEMORY_HIGH, "cgroup memory.high"),

@@ -21,6 +21,13 @@
  * Descriptors: 2 per pipe, 1 pipe per service when stderr is merged into
  * stdout (2 when kept apart); files are opened only while output flows
  * (logfile.c).
+ *
+ * Console (stdout/stderr = console, for a container's PID 1): the same
+ * capture, but the lines go to the daemon's own stdout (or stderr), each
+ * with the service's prefix ("web | "), coloured when that is a terminal.
+ * The daemon has one thread and writes whole lines only, each buffer in
+ * full before the next, so two services' lines never mix. evmon's own
+ * lines are the daemon's log there already: they are not repeated.
  */
 #include "output.h"
 
@@ -29,6 +36,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +55,10 @@ struct capture {
 	struct svc_output *o;
 	int rfd, wfd;		/* -1 when this stream is not captured */
 	struct evm_io *io;
-	struct logfile *file;
+	struct logfile *file;	/* NULL for the console */
+	int console;		/* 1 or 2: the daemon's fd the lines go to; -1: a log file */
+	char *prefix;		/* the console's prefix, colour included, or NULL */
+	size_t prefix_len;
 	char *part;		/* an unfinished line */
 	uint32_t plen;
 	bool grown;		/* F_SETPIPE_SZ done */
@@ -60,16 +71,16 @@ struct svc_output {
 	struct capture cap[2];	/* stdout (or both, merged), stderr */
 };
 
-enum { SHAPE_OUT = 1, SHAPE_ERR = 2, SHAPE_MERGED = 4 };
+enum { SHAPE_OUT = 1, SHAPE_ERR = 2, SHAPE_MERGED = 4, SHAPE_CON_OUT = 8, SHAPE_CON_ERR = 16 };
 
 static unsigned shape_of(const struct svc_conf *c)
 {
 	unsigned s = 0;
-	if (c->pol.out[0] == OUT_LOG)
-		s |= SHAPE_OUT;
-	if (c->pol.out[1] == OUT_LOG)
-		s |= SHAPE_ERR;
-	if (c->pol.out[0] == OUT_LOG && c->pol.out[1] == OUT_STDOUT)
+	if (OUT_CAPTURED(c->pol.out[0]))
+		s |= SHAPE_OUT | (c->pol.out[0] == OUT_CONSOLE ? SHAPE_CON_OUT : 0);
+	if (OUT_CAPTURED(c->pol.out[1]))
+		s |= SHAPE_ERR | (c->pol.out[1] == OUT_CONSOLE ? SHAPE_CON_ERR : 0);
+	if (OUT_CAPTURED(c->pol.out[0]) && c->pol.out[1] == OUT_STDOUT)
 		s |= SHAPE_MERGED;
 	return s;
 }
@@ -86,28 +97,55 @@ bool output_fits(const struct svc_output *o, const struct svc_conf *c)
 
 /* ------------------------------------------------------------ writing */
 
-/* Lines with a timestamp prefix are assembled here; the daemon has one loop, one buffer. */
+#define PREFIX_BYTES (OUT_PREFIX_MAX + 160 + 16) /* the name and the colour codes */
+
+/* Whole lines to the daemon's fd, all of them: a short write is finished before anything else. */
+static void console_write(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			poll(&pfd, 1, 1000);
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* the console is gone (EPIPE, EIO): the lines are lost, nothing else */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Lines with a timestamp or a prefix are assembled here; the daemon has one loop, one buffer. */
 static struct {
-	char buf[TS_LEN + 1 + LINE_MAX_BYTES + CHUNK + 1];
+	char buf[PREFIX_BYTES + TS_LEN + 1 + LINE_MAX_BYTES + CHUNK + 1];
 	size_t len;
-	struct logfile *f;
+	struct capture *c;
 } ob;
 
 static void ob_flush(void)
 {
-	if (ob.len)
-		logfile_write(ob.f, ob.buf, ob.len);
+	if (ob.len && ob.c->console >= 0)
+		console_write(ob.c->console, ob.buf, ob.len);
+	else if (ob.len)
+		logfile_write(ob.c->file, ob.buf, ob.len);
 	ob.len = 0;
 }
 
-/* One line (p without its newline) into the buffer, with ts (or NULL) in front. */
-static void ob_line(struct logfile *f, const char *ts, const char *p, size_t n)
+/* One line (p without its newline) into the buffer, with c's prefix and ts (or NULL) in front. */
+static void ob_line(struct capture *c, const char *ts, const char *p, size_t n)
 {
-	size_t need = (ts ? TS_LEN + 1 : 0) + n + 1;
-	if (ob.len && (ob.f != f || ob.len + need > sizeof(ob.buf)))
+	size_t need = c->prefix_len + (ts ? TS_LEN + 1 : 0) + n + 1;
+	if (ob.len && (ob.c != c || ob.len + need > sizeof(ob.buf)))
 		ob_flush();
-	ob.f = f;
+	ob.c = c;
 	char *d = ob.buf + ob.len;
+	if (c->prefix_len) {
+		memcpy(d, c->prefix, c->prefix_len);
+		d += c->prefix_len;
+	}
 	if (ts) {
 		memcpy(d, ts, TS_LEN);
 		d[TS_LEN] = ' ';
@@ -121,7 +159,7 @@ static void ob_line(struct logfile *f, const char *ts, const char *p, size_t n)
 /* Whole lines p[0..n) (n > 0, p[n-1] == '\n'). */
 static void emit(struct capture *c, const char *p, size_t n, const char *ts)
 {
-	if (!ts) {
+	if (!ts && !c->prefix_len) {
 		ob_flush();
 		logfile_write(c->file, p, n);
 		return;
@@ -129,7 +167,7 @@ static void emit(struct capture *c, const char *p, size_t n, const char *ts)
 	while (n) {
 		const char *nl = memchr(p, '\n', n);
 		size_t k = (size_t)(nl - p);
-		ob_line(c->file, ts, p, k);
+		ob_line(c, ts, p, k);
 		p += k + 1;
 		n -= k + 1;
 	}
@@ -147,7 +185,7 @@ static void keep(struct capture *c, const char *p, size_t n)
 	char *q = realloc(c->part, n);
 	if (!q) {
 		/* no memory to hold it: better written cut than lost */
-		ob_line(c->file, NULL, p, n);
+		ob_line(c, NULL, p, n);
 		ob_flush();
 		free(c->part);
 		c->part = NULL;
@@ -179,13 +217,13 @@ static void take(struct capture *c, char *buf, size_t len)
 		/* only the first line, the held one, can be longer than LINE_MAX: cut it the same way */
 		size_t first = (size_t)((const char *)memchr(buf, '\n', whole) - buf);
 		for (; first - off > LINE_MAX_BYTES; off += LINE_MAX_BYTES)
-			ob_line(c->file, ts, buf + off, LINE_MAX_BYTES);
+			ob_line(c, ts, buf + off, LINE_MAX_BYTES);
 		emit(c, buf + off, whole - off, ts);
 	}
 	const char *rest = buf + whole;
 	size_t rlen = len - whole;
 	for (; rlen >= LINE_MAX_BYTES; rest += LINE_MAX_BYTES, rlen -= LINE_MAX_BYTES)
-		ob_line(c->file, ts, rest, LINE_MAX_BYTES);
+		ob_line(c, ts, rest, LINE_MAX_BYTES);
 	ob_flush();
 	keep(c, rest, rlen);
 }
@@ -196,7 +234,7 @@ static void flush_partial(struct capture *c)
 	if (!c->plen)
 		return;
 	char tsb[40];
-	ob_line(c->file, timestamp(c->o, tsb, sizeof(tsb)), c->part, c->plen);
+	ob_line(c, timestamp(c->o, tsb, sizeof(tsb)), c->part, c->plen);
 	ob_flush();
 	keep(c, NULL, 0);
 }
@@ -266,6 +304,8 @@ static void note(struct svc_output *o, const struct timespec *when, const char *
 static void note(struct svc_output *o, const struct timespec *when, const char *fmt, ...)
 {
 	struct logfile *f = main_file(o);
+	if (!f) /* console only: the daemon's log says it */
+		return;
 	char line[768], t[40];
 	int n = snprintf(line, sizeof(line) - 1, "%s evmon: ", proto_time(when, t, sizeof(t)));
 	va_list ap;
@@ -358,13 +398,52 @@ static void capture_close(struct capture *c)
 		close(c->wfd);
 	}
 	free(c->part);
-	logfile_put(c->file);
+	free(c->prefix);
+	if (c->file)
+		logfile_put(c->file);
 	memset(c, 0, sizeof(*c));
 	c->rfd = c->wfd = -1;
+	c->console = -1;
+}
+
+/*
+ * tmpl with {name} replaced, in one of six colours (by the name, so a
+ * service keeps its colour) when fd is a terminal and NO_COLOR is unset.
+ */
+static int console_prefix(struct capture *c, const char *tmpl, const char *name, int fd)
+{
+	char buf[PREFIX_BYTES];
+	size_t n = 0;
+	bool colour = isatty(fd) && !getenv("NO_COLOR");
+	if (colour) {
+		unsigned h = 5381;
+		for (const char *s = name; *s && *s != ':'; s++) /* instances share one */
+			h = h * 33 + (unsigned char)*s;
+		n += (size_t)snprintf(buf, sizeof(buf), "\033[%um", 31 + h % 6);
+	}
+	for (const char *s = tmpl ? tmpl : "{name} | "; *s && n < sizeof(buf) - 8;) {
+		if (!strncmp(s, "{name}", 6)) {
+			int w = snprintf(buf + n, sizeof(buf) - 8 - n, "%s", name);
+			n = w < 0 ? n : n + (size_t)w < sizeof(buf) - 8 ? n + (size_t)w : sizeof(buf) - 9;
+			s += 6;
+		} else {
+			buf[n++] = *s++;
+		}
+	}
+	if (colour)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\033[0m");
+	c->prefix = malloc(n + 1);
+	if (!c->prefix)
+		return -ENOMEM;
+	memcpy(c->prefix, buf, n);
+	c->prefix[n] = '\0';
+	c->prefix_len = n;
+	return 0;
 }
 
 static int capture_open(struct capture *c, struct evm_loop *loop, struct logs *logs,
-			const char *name, bool err, char *msg, size_t len)
+			const char *name, bool err, int console, const char *prefix, char *msg,
+			size_t len)
 {
 	int p[2];
 	char fname[256];
@@ -377,9 +456,17 @@ static int capture_open(struct capture *c, struct evm_loop *loop, struct logs *l
 	c->wfd = p[1];
 	/* the read end only: it is a file description of its own, the child's end stays blocking */
 	fcntl(c->rfd, F_SETFL, O_NONBLOCK);
-	snprintf(fname, sizeof(fname), "%s%s", name, err ? ".err.log" : ".log");
-	c->file = logfile_get(logs, fname, name);
-	int r = c->file ? evm_io_add(loop, c->rfd, EVM_READ, on_readable, c, &c->io) : -ENOMEM;
+	int r = 0;
+	c->console = console;
+	if (console >= 0) {
+		r = console_prefix(c, prefix, name, console);
+	} else {
+		snprintf(fname, sizeof(fname), "%s%s", name, err ? ".err.log" : ".log");
+		c->file = logfile_get(logs, fname, name);
+		r = c->file ? 0 : -ENOMEM;
+	}
+	if (r == 0)
+		r = evm_io_add(loop, c->rfd, EVM_READ, on_readable, c, &c->io);
 	if (r < 0) {
 		snprintf(msg, len, "cannot watch the pipe: %s", strerror(-r));
 		return r;
@@ -388,7 +475,7 @@ static int capture_open(struct capture *c, struct evm_loop *loop, struct logs *l
 }
 
 struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const struct svc_conf *c,
-			      const char *name, int *error, char *msg, size_t len)
+			      const char *name, const char *prefix, int *error, char *msg, size_t len)
 {
 	struct svc_output *o = calloc(1, sizeof(*o));
 	if (!o) {
@@ -401,11 +488,14 @@ struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const st
 	for (int i = 0; i < 2; i++) {
 		o->cap[i].o = o;
 		o->cap[i].rfd = o->cap[i].wfd = -1;
+		o->cap[i].console = -1;
 	}
 	for (int i = 0; i < 2; i++) {
 		if (!(o->shape & (i ? SHAPE_ERR : SHAPE_OUT)))
 			continue;
-		int r = capture_open(&o->cap[i], loop, logs, name, i == 1, msg, len);
+		bool con = o->shape & (i ? SHAPE_CON_ERR : SHAPE_CON_OUT);
+		int r = capture_open(&o->cap[i], loop, logs, name, i == 1, con ? i + 1 : -1, prefix, msg,
+				     len);
 		if (r < 0) {
 			*error = r;
 			output_unref(o);
@@ -445,6 +535,7 @@ void output_stdio(const struct svc_output *o, const struct svc_conf *c, struct e
 			}
 			break;
 		case OUT_LOG:
+		case OUT_CONSOLE:
 			if (o && o->cap[i_src].wfd >= 0) {
 				s->mode = EVM_STDIO_FD;
 				s->fd = o->cap[i_src].wfd;

@@ -3,8 +3,9 @@
  * daemon, /dev/null, stderr merged into stdout, or captured: a pipe the
  * loop reads, written line by line into LOG_DIR/NAME.log (stdout, or both
  * when merged) and LOG_DIR/NAME.err.log (stderr on its own), with evmon's
- * own lines (start, exit, restart) between the service's. stdin is
- * /dev/null.
+ * own lines (start, exit, restart) between the service's; or, for
+ * console, to the daemon's own stdout/stderr, each line behind the prefix
+ * (console_prefix: "{name} | "). stdin is /dev/null.
  *
  * A capture belongs to a unit and outlives the library services created
  * for it: the pipes are made once and their write ends handed to every new
@@ -22,7 +23,7 @@
 
 struct svc_output;
 
-/* Does c capture a stream (stdout or stderr = log)? */
+/* Does c capture a stream (stdout or stderr = log or console)? */
 bool output_captures(const struct svc_conf *c);
 
 /* Can o serve c (the same streams captured, merged or not)? */
@@ -34,7 +35,7 @@ bool output_fits(const struct svc_output *o, const struct svc_conf *c);
  * reason in msg.
  */
 struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const struct svc_conf *c,
-			      const char *name, int *error, char *msg, size_t len);
+			      const char *name, const char *prefix, int *error, char *msg, size_t len);
 
 /* Take c's log settings (rotation, timestamps): they apply at once. */
 void output_configure(struct svc_output *o, const struct svc_conf *c);

@@ -459,6 +459,7 @@ static const char *out_name(enum out_mode m)
 	case OUT_INHERIT: return "inherit";
 	case OUT_NULL: return "null";
 	case OUT_LOG: return "log";
+	case OUT_CONSOLE: return "console";
 	case OUT_STDOUT: return "stdout";
 	}
 	return "?";

@@ -69,7 +69,8 @@ static void unit_output(struct daemon *d, struct unit *u)
 	if (!u->out && output_captures(u->conf)) {
 		char err[300], msg[400];
 		int e = 0;
-		u->out = output_new(d->loop, d->logs, u->conf, u->name, &e, err, sizeof(err));
+		u->out = output_new(d->loop, d->logs, u->conf, u->name, d->cfg->console_prefix, &e, err,
+				    sizeof(err));
 		if (!u->out) {
 			snprintf(msg, sizeof(msg), "cannot capture its output: %s: it goes to /dev/null",
 				 err);
@@ -262,7 +263,7 @@ int units_load(struct daemon *d)
 	d->defer_start = true;
 	for (size_t k = 0; k < d->cfg->nsvcs && r == 0; k++) {
 		struct svc_conf *c = d->cfg->svcs[k];
-		pipes += (size_t)c->instances * ((c->pol.out[0] == OUT_LOG) + (c->pol.out[1] == OUT_LOG));
+		pipes += (size_t)c->instances * (OUT_CAPTURED(c->pol.out[0]) + OUT_CAPTURED(c->pol.out[1]));
 		for (unsigned i = 0; i < c->instances && r == 0; i++)
 			if (!unit_add(d, c, i, false))
 				r = -ENOMEM;
