@@ -26,7 +26,7 @@
 
 static size_t name_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	uint64_t h = 14695981039346656037ull; /* FNV-1a (common/hashmap.c is above the library) */
 	while (*s)
 		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
 	return (size_t)h;

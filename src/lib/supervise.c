@@ -355,19 +355,17 @@ static int act_stop_proc(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
-static int act_restart_proc(struct evm_service *s, const struct evm__sv_arg *a)
-{
-	act_stop_proc(s, a);
-	s->stopped_by_user = false;
-	s->start_after_stop = true;
-	return 0;
-}
-
 static int act_restart_after_stop(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	s->stopped_by_user = false;
 	s->start_after_stop = true;
 	return 0;
+}
+
+static int act_restart_proc(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	act_stop_proc(s, a);
+	return act_restart_after_stop(s, a);
 }
 
 static void mark_removing(struct evm_service *s)
