@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
 
-pkgs=(gcc make pkg-config libcmocka-dev libinih-dev libcjson-dev libmicrohttpd-dev python3 python3-pytest
+pkgs=(gcc make pkg-config libcmocka-dev libinih-dev libcjson-dev libmicrohttpd-dev python3 python3-pytest python3-yaml
       procps util-linux "$@")
 pkgs+=(scdoc man-db bash-completion) # man pages (make man), their test, the completion test
 
