@@ -83,6 +83,7 @@ struct svc_conf {
 	 */
 	char *problem;
 	bool ids_unresolved;
+	enum essential { ESS_NO, ESS_FAIL, ESS_EXIT } essential; /* its end ends the daemon */
 	struct hnode node;	/* by name, while its file is read */
 };
 

@@ -362,6 +362,19 @@ static void set_deps(struct conf_ctx *c, const struct keydef *k, const char *v, 
 	c->svc->dep_line[k->arg] = c->line;
 }
 
+/* essential = true (when it fails for good) | exit (whenever it exits) | false */
+static void set_essential(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	bool b;
+	if (!strcmp(v, "exit"))
+		*(enum essential *)field = ESS_EXIT;
+	else if (parse_bool(v, &b))
+		*(enum essential *)field = b ? ESS_FAIL : ESS_NO;
+	else
+		bad(c, "'%s' is not true, false or exit", v);
+}
+
 /* A path, relative to the config file's directory. */
 static void set_path(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
@@ -532,6 +545,8 @@ static const struct keydef keys[CK_COUNT] = {
 			 "start these first, once they are ready (NAME or NAME:ready)"},
 	[CK_AFTER] = {"after", S_SERVICE, SVC(after), set_deps, 1, 0,
 		      "start after these when they start too (ordering only)"},
+	[CK_ESSENTIAL] = {"essential", S_SERVICE, SVC(essential), set_essential, 0, 0,
+			  "its end stops every service and the daemon, with its exit code"},
 	[CK_SOCKET] = {"socket", S_EVMON, CFG(socket), set_path, 0, 0, "the control socket"},
 	[CK_LOG_DIR] = {"log_dir", S_EVMON, CFG(log_dir), set_path, 0, 0,
 			"where stdout/stderr = log go"},

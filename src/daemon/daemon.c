@@ -36,6 +36,7 @@
 /* ------------------------------------------------------------- events */
 
 static void status_changed(struct daemon *d);
+static void essential_check(struct daemon *d, struct unit *u, const struct evm_event *ev);
 
 static void on_log_report(const char *service, const char *file, int error, const char *msg,
 			  void *data)
@@ -56,13 +57,50 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 		units_on_event(d, ev);
 	events_from_library(d, ev);
 	struct unit *u = ev->type == EVM_EV_SERVICE && ev->name ? unit_find(d, ev->name) : NULL;
-	if (u && u->svc == ev->service)
+	if (u && u->svc == ev->service) {
 		deps_changed(d, u); /* after its record: a dependent's start is told after */
+		if (u->conf->essential)
+			essential_check(d, u, ev);
+	}
 	if (ev->type == EVM_EV_SERVICE) {
 		if (d->waiters)
 			waiters_check(d);
 		status_changed(d);
 	}
+}
+
+/*
+ * An essential service ended: every service is stopped in order and the
+ * daemon exits with its code (128+N for signal N), like s6-overlay's
+ * stage 2 or compose's --abort-on-container-exit. essential = true: when
+ * it fails for good (fatal) or exits and its policy does not restart it;
+ * essential = exit: whenever its process exits, but for a stop that was
+ * asked for.
+ */
+static void essential_check(struct daemon *d, struct unit *u, const struct evm_event *ev)
+{
+	bool end = ev->state == EVM_STATE_FATAL || ev->state == EVM_STATE_EXITED ||
+		   (u->conf->essential == ESS_EXIT && ev->exit && ev->old_state != EVM_STATE_STOPPING);
+	if (!end || d->stopping || d->exit_code >= 0)
+		return;
+	struct evm_service_info info;
+	evm_service_info(u->svc, &info);
+	const struct evm_exit *x = ev->exit ? ev->exit : info.has_exit ? &info.last_exit : NULL;
+	char why[300];
+	if (x && x->signal) {
+		d->exit_code = 128 + x->signal;
+		snprintf(why, sizeof(why), "essential service %s was killed by signal %d (%s)",
+			 u->name, x->signal, evm_state_name(ev->state));
+	} else if (x && !x->status_unknown) {
+		d->exit_code = x->code & 0xff;
+		snprintf(why, sizeof(why), "essential service %s exited with code %d (%s)", u->name,
+			 x->code, evm_state_name(ev->state));
+	} else {
+		d->exit_code = 1; /* never ran: the spawn failed */
+		snprintf(why, sizeof(why), "essential service %s is %s", u->name,
+			 evm_state_name(ev->state));
+	}
+	daemon_request_shutdown(d, why);
 }
 
 /* ------------------------------------------------------------ sd_notify */
@@ -471,7 +509,7 @@ static int daemon_run(struct daemon *d, const struct options *o)
 	dlog("all services stopped: exiting");
 	evm_unsubscribe(d->sub); /* freeing the units below is not news */
 	d->sub = NULL;
-	return r < 0 ? 1 : 0;
+	return r < 0 ? 1 : d->exit_code >= 0 ? d->exit_code : 0;
 }
 
 static void daemon_close(struct daemon *d)
@@ -515,7 +553,7 @@ int cmd_daemon(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct daemon d = {.cfg_path = o.cfg_path, .reaper = o.reaper, .sigfd = -1};
+	struct daemon d = {.cfg_path = o.cfg_path, .reaper = o.reaper, .sigfd = -1, .exit_code = -1};
 	rc = daemon_open(&d, &o, &set) < 0 ? 1 : daemon_run(&d, &o);
 	daemon_close(&d);
 	return rc;

@@ -66,6 +66,7 @@ struct daemon {
 	struct evm_sub *sub;	/* the library's events */
 	bool reaper;
 	bool stopping; /* shutdown requested */
+	int exit_code; /* the daemon's, set by an essential service that ended (-1: none) */
 	bool defer_start; /* creating every unit first: start them afterwards */
 	bool ready;	   /* READY=1 sent (notify.h): state changes update STATUS= */
 	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
