@@ -245,6 +245,12 @@ struct evm_rlimit {
 	struct rlimit limit;
 };
 
+/* An extra fd for the child (Go's ExtraFiles): our fd becomes its fd target. */
+struct evm_fd_map {
+	int fd;	    /* ours, borrowed (dup'ed in the child) */
+	int target; /* its number in the child, >= 3 */
+};
+
 enum {
 	EVM_SPAWN_SETSID = 1u << 0,    /* new session (implies a new process group) */
 	EVM_SPAWN_SETPGID = 1u << 1,   /* join process group pgid (0: a new group of its own) */
@@ -361,6 +367,18 @@ struct evm_spawn_opts {
 	uint64_t timeout_ms;
 	int timeout_signal;
 	uint64_t timeout_kill_ms;
+
+	/*
+	 * Extra fds: extra_fds[i].fd is open in the child as extra_fds[i].target
+	 * (not close-on-exec); every other fd above 2 is still closed (unless
+	 * EVM_SPAWN_INHERIT_FDS). Up to 1,024, targets >= 3 and distinct, sources open:
+	 * else -EINVAL / -EBADF before anything starts; a failed dup2 in the
+	 * child is stage "stdio". Such spawns never go through the spawn
+	 * helper. Borrowed; a service borrows the array and its fds at each
+	 * start, so keep them while the service exists.
+	 */
+	const struct evm_fd_map *extra_fds;
+	size_t nextra_fds;
 };
 
 /*

@@ -165,6 +165,59 @@ EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
 }
 
 /*
+ * extra_fds: each source onto its target, not close-on-exec. Sources first
+ * move above every target (a source may sit on another's target), and so
+ * does the error pipe, which a target may take.
+ */
+EVM_CHILD_CODE static void setup_extra(struct evm__spawn_req *r)
+{
+	if (!r->nextra)
+		return;
+	int top = 3;
+	for (size_t i = 0; i < r->nextra; i++)
+		if (r->extra[i].target >= top)
+			top = r->extra[i].target + 1;
+	if (r->errfd >= 0 && r->errfd < top)
+		r->errfd = fcntl(r->errfd, F_DUPFD_CLOEXEC, top); /* -1: errors still go through memory */
+	/* the moved sources live on our stack: vfork-style, nothing may allocate */
+	int moved[r->nextra];
+	for (size_t i = 0; i < r->nextra; i++)
+		if ((moved[i] = fcntl(r->extra[i].fd, F_DUPFD_CLOEXEC, top)) < 0)
+			fail(r, EVM_STAGE_STDIO);
+	for (size_t i = 0; i < r->nextra; i++)
+		if (dup2(moved[i], r->extra[i].target) < 0)
+			fail(r, EVM_STAGE_STDIO);
+}
+
+/* close (or mark close-on-exec) every fd above 2 but the extra fds' targets */
+EVM_CHILD_CODE static void close_range_from(unsigned lo, unsigned hi)
+{
+	if (lo > hi)
+		return;
+	if (syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) < 0)
+		syscall(SYS_close_range, lo, hi, 0U);
+}
+
+EVM_CHILD_CODE static void close_above_stdio(struct evm__spawn_req *r)
+{
+	unsigned lo = 3;
+	for (;;) {
+		/* the lowest target at or above lo (a handful: quadratic is fine) */
+		unsigned next = ~0U;
+		for (size_t i = 0; i < r->nextra; i++)
+			if ((unsigned)r->extra[i].target >= lo && (unsigned)r->extra[i].target < next)
+				next = (unsigned)r->extra[i].target;
+		if (next == ~0U) {
+			close_range_from(lo, ~0U);
+			return;
+		}
+		if (next > lo)
+			close_range_from(lo, next - 1);
+		lo = next + 1;
+	}
+}
+
+/*
  * SIG_DFL through the raw syscall: glibc's sigaction() refuses its internal
  * signals 32 and 33, yet a SIG_IGN on them survives exec like any other (GNU
  * make leaves both ignored in every command it runs). An all-zero kernel
@@ -246,10 +299,10 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 		fail(r, EVM_STAGE_CWD);
 
 	setup_stdio(r);
+	setup_extra(r);
 	/* every fd beyond stdio is closed by the exec, CLOEXEC or not, unless asked */
-	if (!(r->flags & EVM_SPAWN_INHERIT_FDS) &&
-	    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-		syscall(SYS_close_range, 3U, ~0U, 0U);
+	if (!(r->flags & EVM_SPAWN_INHERIT_FDS))
+		close_above_stdio(r);
 
 	if (r->listen_pid) {
 		/* only now is our pid known: no snprintf here, digits by hand */

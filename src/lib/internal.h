@@ -242,6 +242,8 @@ struct evm__spawn_req {
 	const char *path; /* PATH to search when file has no '/', or NULL */
 	const char *cwd;
 	int fds[3];	  /* source fd for 0/1/2; -1 inherit, -2 close */
+	const struct evm_fd_map *extra; /* extra_fds */
+	size_t nextra;
 	unsigned flags;
 	pid_t pgid;
 	uid_t uid;

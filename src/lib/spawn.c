@@ -91,6 +91,18 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 	for (char *const *e = o->env_extra; e && *e; e++)
 		if (!strchr(*e, '='))
 			return -EINVAL;
+	/* the child keeps a copy of each on its small stack */
+	if ((o->nextra_fds && !o->extra_fds) || o->nextra_fds > 1024)
+		return -EINVAL;
+	for (size_t i = 0; i < o->nextra_fds; i++) {
+		if (o->extra_fds[i].target < 3)
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (o->extra_fds[j].target == o->extra_fds[i].target)
+				return -EINVAL;
+		if (o->extra_fds[i].fd < 0 || fcntl(o->extra_fds[i].fd, F_GETFD) < 0)
+			return -EBADF;
+	}
 	for (int i = 0; i < 3; i++) {
 		switch (o->stdio[i].mode) {
 		case EVM_STDIO_INHERIT:
@@ -458,12 +470,12 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 	return pid;
 }
 
-static bool use_helper(struct evm_loop *loop, unsigned flags)
+static bool use_helper(struct evm_loop *loop, unsigned flags, size_t nextra)
 {
 #ifdef EVM_NO_SPAWN_HELPER
 	return false; /* built without it: the static evmon-init spawns one child */
 #endif
-	if (flags & EVM_SPAWN_INHERIT_FDS)
+	if ((flags & EVM_SPAWN_INHERIT_FDS) || nextra)
 		return false; /* the helper does not have the caller's fds */
 	switch (loop->spawn_mode) {
 	case EVM__SPAWN_DIRECT:
@@ -483,7 +495,7 @@ static pid_t clone_child(struct evm_loop *loop, struct evm__spawn_req *req, int 
 			 struct evm_spawn_error *err)
 {
 	pid_t pid = -ENOTCONN;
-	if (use_helper(loop, req->flags))
+	if (use_helper(loop, req->flags, req->nextra))
 		pid = clone_helper(loop, req, pidfd, err);
 	if (pid == -ENOTCONN) /* no helper after all */
 		pid = clone_direct(loop, req, pidfd, err);
@@ -521,6 +533,8 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.nrlimits = o->nrlimits,
 		.pdeath_signal = o->pdeath_signal,
 		.cgroup_fd = (o->flags & EVM_SPAWN_CGROUP) ? o->cgroup_fd : -1,
+		.extra = o->extra_fds,
+		.nextra = o->nextra_fds,
 		.parent_pid = loop->pid,
 		.fds = {-1, -1, -1},
 		.cwd_fd = -1,

@@ -25,6 +25,7 @@
  *   argv              print each argument after "argv" as "[len] value"
  *   print TEXT        write TEXT and a newline to stdout
  *   eprint TEXT       write TEXT and a newline to stderr
+ *   fdprint N TEXT    write TEXT and a newline to fd N
  *   cat               copy stdin to stdout until EOF
  *   lines N           print N numbered lines
  *   bytes N           write N bytes of 'x' (no newline) to stdout
@@ -256,6 +257,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(c, "print")) {
 			printf("%s\n", a);
 			i++;
+		} else if (!strcmp(c, "fdprint")) {
+			dprintf(atoi(a), "%s\n", i + 2 < argc ? argv[i + 2] : "");
+			i += 2;
 		} else if (!strcmp(c, "eprint")) {
 			fprintf(stderr, "%s\n", a);
 			i++;

@@ -22,3 +22,10 @@ def test_timeout_example(procs):
     # machine so loaded that it had not run it within 200 ms, SIGTERM ended it
     assert lines[2] in ("stubborn: timed out (signal 9)", "stubborn: timed out (signal 15)"), r.stdout
     assert len(lines) == 3, r.stdout
+
+
+def test_extrafds_example(procs):
+    """A pipe's write end is the child's fd 3; what it writes there reaches the loop."""
+    r = procs.run([binary("examples/extrafds")], timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "fd 3 said: ready\nchild exited 0\n", r.stdout
