@@ -287,6 +287,8 @@ enum {
 	 * cannot, the child moves itself before it runs anything else.
 	 */
 	EVM_SPAWN_CGROUP = 1u << 10,
+	EVM_SPAWN_NICE = 1u << 11,	    /* setpriority(PRIO_PROCESS) to nice */
+	EVM_SPAWN_OOM_SCORE_ADJ = 1u << 12, /* /proc/self/oom_score_adj = oom_score_adj */
 };
 
 /* Where a failed spawn failed (see struct evm_spawn_error). */
@@ -307,6 +309,9 @@ enum evm_spawn_stage {
 	EVM_STAGE_CGROUP,    /* placing it in cgroup_fd (EBADF, ENODEV: removed, EBUSY:
 				controllers on and children below, EOPNOTSUPP: threaded,
 				EACCES) */
+	EVM_STAGE_NICE,	     /* setpriority (EACCES: a lower nice needs privilege) */
+	EVM_STAGE_OOM_SCORE_ADJ, /* writing /proc/self/oom_score_adj (EACCES: lowering it
+				    needs privilege) */
 };
 
 /* A short name for a stage ("exec", "chdir", ...). Static string. */
@@ -338,6 +343,12 @@ struct evm_spawn_opts {
 	mode_t umask;	      /* EVM_SPAWN_UMASK */
 	const struct evm_rlimit *rlimits;
 	size_t nrlimits;
+	/*
+	 * Set like rlimits, before the credentials change (lowering either
+	 * needs privilege): nice -20..19, oom_score_adj -1000..1000.
+	 */
+	int nice;	      /* EVM_SPAWN_NICE */
+	int oom_score_adj;    /* EVM_SPAWN_OOM_SCORE_ADJ */
 	int pdeath_signal;    /* 0: none. Sent when the loop's thread exits */
 
 	/* Exit reporting. All optional. */

@@ -20,17 +20,17 @@ void errlist_add(struct errlist *e, const char *file, int line, const char *fmt,
 		if (!m)
 			return;
 		e->msgs = m;
-		int *l = realloc(e->lines, cap * sizeof(*l));
+		long long *l = realloc(e->keys, cap * sizeof(*l));
 		if (!l)
 			return;
-		e->lines = l;
+		e->keys = l;
 		e->cap = cap;
 	}
 	char *s = NULL;
 	int r = line > 0 ? asprintf(&s, "%s:%d: %s", file, line, msg)
 			 : asprintf(&s, "%s: %s", file, msg);
 	if (r >= 0) {
-		e->lines[e->n] = line;
+		e->keys[e->n] = (long long)e->rank << 32 | (unsigned)line;
 		e->msgs[e->n++] = s;
 	}
 }
@@ -44,14 +44,14 @@ void errlist_sort(struct errlist *e, size_t from)
 {
 	for (size_t i = from + 1; i < e->n; i++) {
 		char *m = e->msgs[i];
-		int l = e->lines[i];
+		long long k = e->keys[i];
 		size_t j = i;
-		for (; j > from && e->lines[j - 1] > l; j--) {
+		for (; j > from && e->keys[j - 1] > k; j--) {
 			e->msgs[j] = e->msgs[j - 1];
-			e->lines[j] = e->lines[j - 1];
+			e->keys[j] = e->keys[j - 1];
 		}
 		e->msgs[j] = m;
-		e->lines[j] = l;
+		e->keys[j] = k;
 	}
 }
 
@@ -60,8 +60,9 @@ void errlist_free(struct errlist *e)
 	for (size_t i = 0; i < e->n; i++)
 		free(e->msgs[i]);
 	free(e->msgs);
-	free(e->lines);
+	free(e->keys);
 	e->msgs = NULL;
-	e->lines = NULL;
+	e->keys = NULL;
 	e->n = e->cap = 0;
+	e->rank = 0;
 }

@@ -61,14 +61,14 @@ static void check_words(const struct config *cfg, const struct hashmap *m, const
 				int len = config_dep_name_len(*w, k == 1);
 				long t = word_target(m, nodes, *w, k == 1);
 				if (len < 0)
-					errlist_add(errs, cfg->path, s->dep_line[k],
+					errlist_add(errs, s->file ? s->file : cfg->path, s->dep_line[k],
 						    "%s: '%s': %s", key[k], *w, k ? "after takes "
 						    "names only" : "the condition can be :ready");
 				else if (t < 0)
-					errlist_add(errs, cfg->path, s->dep_line[k],
+					errlist_add(errs, s->file ? s->file : cfg->path, s->dep_line[k],
 						    "%s: unknown service '%.*s'", key[k], len, *w);
 				else if ((size_t)t == i)
-					errlist_add(errs, cfg->path, s->dep_line[k],
+					errlist_add(errs, s->file ? s->file : cfg->path, s->dep_line[k],
 						    "%s: service %s depends on itself", key[k], s->name);
 			}
 		}

@@ -1,271 +1,24 @@
 /*
  * config.c - the daemon's INI configuration (see config.h).
  *
- * Two phases. Reading: libinih tokenizes the file and we keep every
- * key = value with its line, per section, untouched; our line reader watches
- * the raw lines as well, because inih's handler gets no line numbers and is
- * not called for section headers (so empty or repeated sections would go
- * unnoticed) nor for lines it cannot parse (it reports only the first).
- * Interpreting (the key table of confkeys.c): [evmon] first (its policy keys
- * are defaults, wherever the section is in the file), then each
- * [service:NAME]. Nothing stops at the
+ * Two phases. Reading (confread.c): the file and the files it includes
+ * into sections of key = value with their file:line. Interpreting (the key
+ * table of confkeys.c): [evmon] first (its policy keys are defaults,
+ * wherever the section is), then each [service:NAME]. Nothing stops at the
  * first mistake: all of them are collected with file:line.
- *
- * A NUL byte anywhere is a mistake (reported with its file:line): a text
- * reader would see the line end there and drop the rest unnoticed.
- *
- * Inline comments are off (like Python 3's configparser): "a ; b" in a
- * command stays a command. Comments are lines starting with ; or #.
- * An indented line continues the previous value (joined with a space).
  */
 #include "config.h"
 
 #include "confkeys.h"
+#include "confread.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define MAX_LINE 65536
-
-/* ------------------------------------------------------------- reading */
-
-struct rsec {
-	char *name;
-	int line;
-	struct conf_pair *kv; /* key and value: our copies */
-	size_t n, cap;
-};
-
-struct reader {
-	FILE *f;
-	const char *path;
-	struct errlist *errs;
-	int line;	     /* line of the text being parsed */
-	int lines_done;	     /* newlines consumed */
-	bool at_start;	     /* the next piece starts a line */
-	size_t line_len;     /* bytes of the current line so far */
-	bool too_long;	     /* current line already reported */
-	bool nul;	     /* current line has a NUL byte (reported) */
-	bool continuation;   /* current line continues the previous value */
-	bool have_prev_key;  /* inih would treat an indented line as continuation */
-	int first_syntax;    /* first syntax error line we reported, 0 if none */
-	struct rsec *secs;
-	size_t nsecs, capsecs;
-	bool oom;
-};
-
-static struct rsec *new_section(struct reader *r, const char *name, size_t len, int line)
-{
-	if (r->nsecs == r->capsecs) {
-		size_t cap = r->capsecs ? r->capsecs * 2 : 16;
-		struct rsec *s = realloc(r->secs, cap * sizeof(*s));
-		if (!s) {
-			r->oom = true;
-			return NULL;
-		}
-		r->secs = s;
-		r->capsecs = cap;
-	}
-	struct rsec *s = &r->secs[r->nsecs];
-	memset(s, 0, sizeof(*s));
-	s->name = strndup(name, len);
-	if (!s->name) {
-		r->oom = true;
-		return NULL;
-	}
-	s->line = line;
-	r->nsecs++;
-	return s;
-}
-
-/* Look at a raw line the way inih will (ini.c: comment, continuation, section, pair). */
-static void look_at_line(struct reader *r, const char *s)
-{
-	const char *p = s;
-	if (r->line == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
-	    (unsigned char)p[2] == 0xBF)
-		p += 3;
-	const char *start = p;
-	while (*start && isspace((unsigned char)*start))
-		start++;
-	r->continuation = false;
-	if (!*start || *start == ';' || *start == '#')
-		return;
-	if (start > p && r->have_prev_key) {
-		r->continuation = true;
-		return;
-	}
-	if (*start == '[') {
-		const char *end = strchr(start + 1, ']');
-		if (!end) {
-			errlist_add(r->errs, r->path, r->line, "section header without ']'");
-			if (!r->first_syntax)
-				r->first_syntax = r->line;
-			return;
-		}
-		new_section(r, start + 1, (size_t)(end - start - 1), r->line);
-		r->have_prev_key = false;
-		return;
-	}
-	if (!strpbrk(start, "=:")) {
-		errlist_add(r->errs, r->path, r->line,
-			    "expected 'key = value', '[section]' or a comment, got '%.*s'",
-			    (int)strcspn(start, "\r\n"), start);
-		if (!r->first_syntax)
-			r->first_syntax = r->line;
-		return;
-	}
-	r->have_prev_key = true;
-}
-
-/*
- * fgets for inih, except that a NUL byte is not the end of the line: it
- * is reported (a config with one is refused) and read as a blank, so that
- * "command = x\0 y" can never quietly run "x".
- */
-static char *get_piece(char *buf, int size, FILE *f, bool *nul)
-{
-	int n = 0, ch = 0;
-	while (n < size - 1 && ch != '\n' && (ch = getc_unlocked(f)) != EOF) {
-		if (ch == '\0') {
-			*nul = true;
-			ch = ' ';
-		}
-		buf[n++] = (char)ch;
-	}
-	buf[n] = '\0';
-	return n ? buf : NULL;
-}
-
-static char *read_piece(char *buf, int size, void *stream)
-{
-	struct reader *r = stream;
-	bool nul = false;
-	char *s = get_piece(buf, size, r->f, &nul);
-	if (!s)
-		return NULL;
-	size_t len = strlen(s);
-	if (r->at_start) {
-		r->line = r->lines_done + 1;
-		r->line_len = 0;
-		r->too_long = false;
-		r->nul = false;
-		look_at_line(r, s);
-	}
-	if (nul && !r->nul) {
-		r->nul = true;
-		errlist_add(r->errs, r->path, r->line, "NUL byte in the line: a config file is text");
-	}
-	r->line_len += len;
-	if (r->line_len >= MAX_LINE - 2 && !r->too_long) {
-		r->too_long = true;
-		errlist_add(r->errs, r->path, r->line, "line longer than %d bytes", MAX_LINE - 3);
-		if (!r->first_syntax)
-			r->first_syntax = r->line;
-	}
-	r->at_start = len > 0 && s[len - 1] == '\n';
-	if (r->at_start)
-		r->lines_done++;
-	return s;
-}
-
-static int on_pair(void *user, const char *section, const char *name, const char *value)
-{
-	struct reader *r = user;
-	(void)section; /* we track sections ourselves, with their lines */
-	if (r->too_long)
-		return 1;
-	if (r->nsecs == 0) {
-		errlist_add(r->errs, r->path, r->line,
-			    "'%s' outside of any section (start with [evmon] or [service:NAME])", name);
-		return 1;
-	}
-	struct rsec *s = &r->secs[r->nsecs - 1];
-	if (r->continuation && s->n > 0 && !strcmp(s->kv[s->n - 1].key, name)) {
-		struct conf_pair *kv = &s->kv[s->n - 1];
-		char *joined = NULL;
-		if (asprintf(&joined, "%s %s", kv->value, value) < 0) {
-			r->oom = true;
-			return 1;
-		}
-		free((char *)kv->value);
-		kv->value = joined;
-		return 1;
-	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 8;
-		struct conf_pair *kv = realloc(s->kv, cap * sizeof(*kv));
-		if (!kv) {
-			r->oom = true;
-			return 1;
-		}
-		s->kv = kv;
-		s->cap = cap;
-	}
-	char *k = strdup(name), *v = strdup(value ? value : "");
-	if (!k || !v) {
-		free(k);
-		free(v);
-		r->oom = true;
-		return 1;
-	}
-	s->kv[s->n++] = (struct conf_pair){.key = k, .value = v, .line = r->line};
-	return 1;
-}
-
-static void free_sections(struct rsec *secs, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < secs[i].n; j++) {
-			free((char *)secs[i].kv[j].key);
-			free((char *)secs[i].kv[j].value);
-		}
-		free(secs[i].kv);
-		free(secs[i].name);
-	}
-	free(secs);
-}
-
-static char *dir_of(const char *path)
-{
-	char *abs = realpath(path, NULL);
-	if (!abs)
-		return NULL;
-	char *slash = strrchr(abs, '/');
-	if (slash == abs)
-		slash[1] = '\0';
-	else
-		*slash = '\0';
-	return abs;
-}
-
-/*
- * A root daemon runs the commands of its config as whoever the config says:
- * a config someone else can change is a way to root (sshd's StrictModes).
- */
-static bool trusted(FILE *f, const char *path, struct errlist *errs)
-{
-	struct stat st;
-	if (geteuid() != 0 || fstat(fileno(f), &st) < 0)
-		return true;
-	if (st.st_uid != 0)
-		errlist_add(errs, path, 0, "is owned by uid %u, not root: a root daemon runs only "
-			    "a config that root alone can change", (unsigned)st.st_uid);
-	else if (st.st_mode & (S_IWGRP | S_IWOTH))
-		errlist_add(errs, path, 0, "is writable by %s (mode %04o): a root daemon runs only "
-			    "a config that root alone can change",
-			    st.st_mode & S_IWOTH ? "every user" : "its group",
-			    (unsigned)(st.st_mode & 07777));
-	else
-		return true;
-	return false;
-}
 
 /* Append s to cfg's services (which take it), growing the array by doubling. */
 static int push_service(struct config *cfg, size_t *cap, struct svc_conf *s)
@@ -284,81 +37,60 @@ static int push_service(struct config *cfg, size_t *cap, struct svc_conf *s)
 	return 0;
 }
 
-/* The file, if it may be read (not a directory; a root daemon's is root's alone). */
-static FILE *open_config(const char *path, struct errlist *errs)
+/* The keys of section i go to the file it is in: messages, relative paths, the sort rank. */
+static void in_section(struct conf_ctx *c, const struct conf_read *r, size_t i)
 {
-	FILE *f = fopen(path, "re");
-	if (!f) {
-		errlist_add(errs, path, 0, "%s", strerror(errno));
-		return NULL;
-	}
-	struct stat fst;
-	if (fstat(fileno(f), &fst) == 0 && S_ISDIR(fst.st_mode)) {
-		/* fopen takes a directory and reading it fails: it would look empty */
-		errlist_add(errs, path, 0, "%s", strerror(EISDIR));
-		fclose(f);
-		return NULL;
-	}
-	if (!trusted(f, path, errs)) {
-		fclose(f);
-		return NULL;
-	}
-	return f;
-}
-
-/* Every section and key = value of f into r (which owns them after), and the syntax errors. */
-static void read_sections(FILE *f, const char *path, struct reader *r, struct errlist *errs)
-{
-	/* inih's settings are process globals (Debian builds them as variables) */
-	ini_use_stack = false;
-	ini_allow_realloc = true;
-	ini_initial_alloc = 4096;
-	ini_max_line = MAX_LINE;
-	ini_allow_multiline = true;
-	ini_allow_inline_comments = false;
-	ini_stop_on_first_error = false;
-	ini_allow_no_value = false;
-
-	*r = (struct reader){.f = f, .path = path, .errs = errs, .at_start = true};
-	int rc = ini_parse_stream(read_piece, r, on_pair, r);
-	if (ferror(f)) /* a read error ends the file early: what came before is not all of it */
-		errlist_add(errs, path, 0, "read error after line %d: %s", r->lines_done,
-			    strerror(errno));
-	if (rc > 0 && !r->first_syntax)
-		errlist_add(errs, path, rc, "syntax error");
-	else if (rc < 0 || r->oom)
-		errlist_add(errs, path, 0, "out of memory");
+	const struct conf_file *f = &r->files[r->secs[i].file];
+	c->file = f->path;
+	c->base = f->dir;
+	c->errs->rank = (int)r->secs[i].file;
 }
 
 /* [evmon], at most once: its policy keys are every service's defaults, wherever it is. */
-static void apply_evmon(struct conf_ctx *c, const struct reader *r)
+static void apply_evmon(struct conf_ctx *c, const struct conf_read *r)
 {
-	int evmon_line = 0;
+	size_t first = (size_t)-1;
 	for (size_t i = 0; i < r->nsecs; i++) {
 		if (strcmp(r->secs[i].name, "evmon"))
 			continue;
-		if (evmon_line) {
+		in_section(c, r, i);
+		if (first != (size_t)-1) {
+			char where[600];
+			conf_read_where(r, r->secs[i].file, r->secs[first].file, r->secs[first].line,
+					where, sizeof(where));
 			errlist_add(c->errs, c->file, r->secs[i].line,
-				    "duplicate section [evmon] (first on line %d)", evmon_line);
+				    "duplicate section [evmon] (first %s)", where);
 			continue;
 		}
-		evmon_line = r->secs[i].line;
+		first = i;
 		c->pol = &c->cfg->defaults;
 		conf_apply(c, r->secs[i].kv, r->secs[i].n);
 	}
 }
 
+/* Where the first [service:NAME] is (an error path: a walk is fine). */
+static void first_service(const struct conf_read *r, size_t dup, char *buf, size_t len)
+{
+	for (size_t i = 0; i < dup; i++)
+		if (!strcmp(r->secs[i].name, r->secs[dup].name)) {
+			conf_read_where(r, r->secs[dup].file, r->secs[i].file, r->secs[i].line, buf, len);
+			return;
+		}
+	snprintf(buf, len, "before");
+}
+
 /* Every [service:NAME], in file order, into c->cfg. */
-static void apply_services(struct conf_ctx *c, const struct reader *r)
+static void apply_services(struct conf_ctx *c, const struct conf_read *r)
 {
 	struct config *cfg = c->cfg;
 	struct hashmap names = {0}; /* the services so far */
 	size_t cap = 0;
 	for (size_t i = 0; i < r->nsecs; i++) {
-		const struct rsec *sec = &r->secs[i];
+		const struct conf_section *sec = &r->secs[i];
 		const char *name = sec->name + 8;
 		if (!strcmp(sec->name, "evmon"))
 			continue;
+		in_section(c, r, i);
 		if (strncmp(sec->name, "service:", 8)) {
 			errlist_add(c->errs, c->file, sec->line,
 				    "unknown section [%s] (expected [evmon] or [service:NAME])", sec->name);
@@ -369,10 +101,11 @@ static void apply_services(struct conf_ctx *c, const struct reader *r)
 				    "bad service name '%s' (1-128 letters, digits, _ . @ -)", name);
 			continue;
 		}
-		struct hnode *first = hmap_get(&names, name);
-		if (first) {
-			errlist_add(c->errs, c->file, sec->line, "duplicate service '%s' (first on line %d)",
-				    name, HMAP_ENTRY(first, struct svc_conf, node)->line);
+		if (hmap_get(&names, name)) {
+			char where[600];
+			first_service(r, i, where, sizeof(where));
+			errlist_add(c->errs, c->file, sec->line, "duplicate service '%s' (first %s)",
+				    name, where);
 			continue;
 		}
 		struct svc_conf *s = conf_service_new(name, &cfg->defaults, sec->line);
@@ -380,6 +113,8 @@ static void apply_services(struct conf_ctx *c, const struct reader *r)
 			errlist_add(c->errs, c->file, sec->line, "out of memory");
 			continue;
 		}
+		if (sec->file && !(s->file = strdup(c->file)))
+			errlist_add(c->errs, c->file, sec->line, "out of memory");
 		c->svc = s;
 		c->pol = &s->pol;
 		conf_apply(c, sec->kv, sec->n);
@@ -394,28 +129,29 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 {
 	*out = NULL;
 	size_t nerr0 = errs->n;
-	FILE *f = open_config(path, errs);
-	if (!f)
+	int rank0 = errs->rank;
+	struct conf_read r;
+	if (conf_read(path, &r, errs) < 0) {
+		conf_read_free(&r);
 		return -1;
+	}
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	if (cfg)
 		cfg->idle_timeout_ms = CONFIG_IDLE_TIMEOUT_MS;
-	if (!cfg || !(cfg->path = strdup(path)) || !(cfg->dir = dir_of(path))) {
-		fclose(f);
+	if (!cfg || !(cfg->path = strdup(path)) || !(cfg->dir = strdup(r.files[0].dir))) {
+		conf_read_free(&r);
 		config_free(cfg);
 		errlist_add(errs, path, 0, "out of memory");
 		return -1;
 	}
 	conf_default_policy(&cfg->defaults);
-	struct reader r;
-	read_sections(f, path, &r, errs);
-	fclose(f);
 	struct conf_ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg,
 			     .problems = &cfg->problems};
 	apply_evmon(&c, &r);
 	apply_services(&c, &r);
-	free_sections(r.secs, r.nsecs);
+	conf_read_free(&r);
 	config_check_deps(cfg, errs);
+	errs->rank = rank0;
 	if (errs->n > nerr0) {
 		errlist_sort(errs, nerr0);
 		config_free(cfg);
@@ -475,8 +211,11 @@ void svc_conf_unref(struct svc_conf *c)
 	if (!c || --c->refs > 0)
 		return;
 	free(c->name);
+	free(c->file);
 	free(c->argv);
 	free(c->env);
+	free(c->env_files);
+	free(c->rlimits);
 	free(c->directory);
 	free(c->user);
 	free(c->group);
@@ -555,7 +294,11 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 	       a->pol.out[0] == b->pol.out[0] && a->pol.out[1] == b->pol.out[1] &&
 	       a->pol.kill_group == b->pol.kill_group && limits_eq(a, b) &&
 	       a->ids_unresolved == b->ids_unresolved &&
-	       (!a->ids_unresolved || (str_eq(a->user, b->user) && str_eq(a->group, b->group)));
+	       (!a->ids_unresolved || (str_eq(a->user, b->user) && str_eq(a->group, b->group))) &&
+	       a->nrlimits == b->nrlimits &&
+	       (!a->nrlimits || !memcmp(a->rlimits, b->rlimits, a->nrlimits * sizeof(*a->rlimits))) &&
+	       a->set_nice == b->set_nice && a->nice == b->nice && a->set_oom == b->set_oom &&
+	       a->oom_score_adj == b->oom_score_adj;
 }
 
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
@@ -643,6 +386,11 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 		o->spawn.flags |= EVM_SPAWN_UMASK;
 		o->spawn.umask = p->umask;
 	}
+	o->spawn.rlimits = c->rlimits;
+	o->spawn.nrlimits = c->nrlimits;
+	o->spawn.flags |= (c->set_nice ? EVM_SPAWN_NICE : 0) | (c->set_oom ? EVM_SPAWN_OOM_SCORE_ADJ : 0);
+	o->spawn.nice = c->nice;
+	o->spawn.oom_score_adj = c->oom_score_adj;
 	o->restart = p->restart;
 	o->set = p->set;
 	o->max_retries = p->max_retries;

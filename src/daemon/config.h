@@ -59,9 +59,15 @@ struct svc_conf {
 	unsigned refs;
 	char *name;		/* NAME of [service:NAME] (or of `ctl add`) */
 	int line;		/* line of its section, 0 when added at run time */
+	char *file;		/* the included file its section is in, or NULL: the config's */
 	unsigned instances;	/* 1: one service called NAME; N: NAME:0..N-1 */
 	char **argv;		/* one block (cli_split) */
-	char **env;		/* KEY=VALUE overrides, one block, or NULL */
+	char **env;		/* KEY=VALUE overrides (env_file's merged in), one block, or NULL */
+	char **env_files;	/* env_file's words ("-PATH": may be missing), one block, or NULL */
+	struct evm_rlimit *rlimits; /* limit_* keys, in the order given, or NULL */
+	size_t nrlimits;
+	bool set_nice, set_oom;
+	int nice, oom_score_adj;
 	char *directory;	/* absolute, or NULL */
 	char *user;		/* as written, or NULL */
 	char *group;		/* as written, or NULL */

@@ -13,6 +13,7 @@
 #include "argv.h"
 #include "cli.h"
 #include "duration.h"
+#include "envfile.h"
 #include "listenaddr.h"
 #include "pathfind.h"
 
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -489,6 +491,99 @@ static void set_limit(struct conf_ctx *c, const struct keydef *k, const char *v,
 	*p = ok ? strdup(v) : NULL;
 }
 
+/* env_file = PATH...: words (quoted like environment), read when the service is checked */
+static void set_words(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	char ***words = field;
+	const char *err = NULL;
+	if (cli_split(v, words, &err) < 0)
+		bad(c, "%s", err);
+	else if (!**words)
+		bad(c, "no file named");
+}
+
+/* nice = -20..19, oom_score_adj = -1000..1000 (arg: which) */
+static void set_adjust(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	int lo = k->arg ? -1000 : -20, hi = k->arg ? 1000 : 19;
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (!*v || *end || errno || n < lo || n > hi) {
+		bad(c, "'%s' is not a number from %d to %d", v, lo, hi);
+		return;
+	}
+	*(int *)field = (int)n;
+	*(k->arg ? &c->svc->set_oom : &c->svc->set_nice) = true;
+}
+
+static const struct {
+	const char *name;
+	int resource;
+} rlimit_names[] = {
+	{"as", RLIMIT_AS},	   {"core", RLIMIT_CORE},     {"cpu", RLIMIT_CPU},
+	{"data", RLIMIT_DATA},	   {"fsize", RLIMIT_FSIZE},   {"locks", RLIMIT_LOCKS},
+	{"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+	{"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},   {"rss", RLIMIT_RSS},
+	{"rtprio", RLIMIT_RTPRIO}, {"rttime", RLIMIT_RTTIME}, {"sigpending", RLIMIT_SIGPENDING},
+	{"stack", RLIMIT_STACK},
+};
+
+static bool parse_rlim(const char *s, size_t len, rlim_t *out)
+{
+	char buf[32];
+	size_t n;
+	if (len >= sizeof(buf))
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (!strcmp(buf, "infinity") || !strcmp(buf, "unlimited")) {
+		*out = RLIM_INFINITY;
+		return true;
+	}
+	if (!parse_size(buf, &n))
+		return false;
+	*out = (rlim_t)n;
+	return true;
+}
+
+/* limit_RESOURCE = N | SOFT:HARD (a number, with k, M or G, or infinity): systemd's LimitRESOURCE= */
+static void set_rlimit(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	(void)field;
+	const char *res = c->key + 6;
+	size_t i = 0;
+	while (i < sizeof(rlimit_names) / sizeof(rlimit_names[0]) && strcmp(rlimit_names[i].name, res))
+		i++;
+	if (i == sizeof(rlimit_names) / sizeof(rlimit_names[0])) {
+		errlist_add(c->errs, c->file, c->line, "unknown key '%s' (limit_ is followed by one of "
+			    "as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, "
+			    "rss, rtprio, rttime, sigpending, stack)", c->key);
+		return;
+	}
+	const char *colon = strchr(v, ':');
+	struct rlimit rl;
+	if (!parse_rlim(v, colon ? (size_t)(colon - v) : strlen(v), &rl.rlim_cur) ||
+	    !parse_rlim(colon ? colon + 1 : v, strlen(colon ? colon + 1 : v), &rl.rlim_max) ||
+	    rl.rlim_cur > rl.rlim_max) {
+		bad(c, "'%s' is not a limit (N or SOFT:HARD, SOFT <= HARD: numbers with k, M or G, "
+		    "or infinity)", v);
+		return;
+	}
+	struct svc_conf *s = c->svc;
+	struct evm_rlimit *a = realloc(s->rlimits, (s->nrlimits + 1) * sizeof(*a));
+	if (!a) {
+		bad(c, "out of memory");
+		return;
+	}
+	s->rlimits = a;
+	memset(&a[s->nrlimits], 0, sizeof(*a)); /* compared with memcmp: no stray padding */
+	a[s->nrlimits].resource = rlimit_names[i].resource;
+	a[s->nrlimits++].limit = rl;
+}
+
 #define POL(f) IN_POLICY, offsetof(struct svc_policy, f)
 #define SVC(f) IN_SERVICE, offsetof(struct svc_conf, f)
 #define CFG(f) IN_CONFIG, offsetof(struct config, f)
@@ -547,6 +642,13 @@ static const struct keydef keys[CK_COUNT] = {
 		      "start after these when they start too (ordering only)"},
 	[CK_ESSENTIAL] = {"essential", S_SERVICE, SVC(essential), set_essential, 0, 0,
 			  "its end stops every service and the daemon, with its exit code"},
+	[CK_ENV_FILE] = {"env_file", S_SERVICE, SVC(env_files), set_words, 0, 0,
+			 "KEY=VALUE lines (systemd's EnvironmentFile=); -PATH: may be missing"},
+	[CK_NICE] = {"nice", S_SERVICE, SVC(nice), set_adjust, 0, 0, "its nice value, -20..19"},
+	[CK_OOM_SCORE_ADJ] = {"oom_score_adj", S_SERVICE, SVC(oom_score_adj), set_adjust, 1, 0,
+			      "its OOM killer adjustment, -1000..1000"},
+	[CK_RLIMIT] = {"limit_*", S_SERVICE, SVC(rlimits), set_rlimit, 0, 0,
+		      "a resource limit (limit_nofile, limit_core, ...)"},
 	[CK_SOCKET] = {"socket", S_EVMON, CFG(socket), set_path, 0, 0, "the control socket"},
 	[CK_LOG_DIR] = {"log_dir", S_EVMON, CFG(log_dir), set_path, 0, 0,
 			"where stdout/stderr = log go"},
@@ -579,10 +681,17 @@ const char *conf_key_name(enum conf_key k)
 	return (unsigned)k < CK_COUNT ? keys[k].name : NULL;
 }
 
+/* A family ("limit_*") takes every key with its prefix; its setter knows the rest. */
+static bool is_family(int idx)
+{
+	return idx >= 0 && keys[idx].name[strlen(keys[idx].name) - 1] == '*';
+}
+
 static int key_index(const char *name)
 {
 	for (int i = 0; i < CK_COUNT; i++)
-		if (!strcmp(keys[i].name, name))
+		if (!strcmp(keys[i].name, name) ||
+		    (is_family(i) && !strncmp(keys[i].name, name, strlen(keys[i].name) - 1)))
 			return i;
 	return -1;
 }
@@ -599,10 +708,10 @@ static void *key_field(struct conf_ctx *c, const struct keydef *k)
 static bool repeated(struct conf_ctx *c, int idx, const struct conf_pair *kv, size_t i)
 {
 	int first = -1;
-	if (idx >= 0 && c->seen[idx]) {
+	if (idx >= 0 && !is_family(idx) && c->seen[idx]) {
 		first = c->line_of[idx];
-	} else if (idx < 0) {
-		/* unknown keys are rare: look back */
+	} else if (idx < 0 || is_family(idx)) {
+		/* unknown keys and families are rare: look back */
 		for (size_t j = 0; j < i && first < 0; j++)
 			if (!strcmp(kv[j].key, kv[i].key))
 				first = kv[j].line;
@@ -784,6 +893,27 @@ int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len)
 	return r;
 }
 
+/* env_file: each file's variables over environment's, in order (systemd's rule) */
+static void read_env_files(struct conf_ctx *c, struct svc_conf *s, int line)
+{
+	c->key = "env_file";
+	c->line = key_line(c, CK_ENV_FILE, line);
+	for (char **f = s->env_files; f && *f; f++) {
+		bool optional = (*f)[0] == '-';
+		char *path = abs_path(c->base, *f + optional), err[400] = "out of memory", **vars = NULL;
+		int r = path ? envfile_read(path, &vars, err, sizeof(err)) : -ENOMEM;
+		char **merged = r >= 0 ? envfile_merge(s->env, vars) : NULL;
+		if (r >= 0 && merged) {
+			free(s->env);
+			s->env = merged;
+		} else if (!(r == -ENOENT && optional)) {
+			bad(c, "%s: %s", path ? path : *f + optional, r >= 0 ? "out of memory" : err);
+		}
+		free(vars);
+		free(path);
+	}
+}
+
 void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line)
 {
 	c->line = line;
@@ -801,6 +931,8 @@ void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_
 		else if (!S_ISDIR(st.st_mode))
 			env_bad(c, "%s: not a directory", s->directory);
 	}
+	c->line = line;
+	read_env_files(c, s, line);
 	c->line = line;
 	resolve_ids(c, s);
 	c->line = line;

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -39,6 +40,26 @@ EVM_CHILD_CODE static void fail(struct evm__spawn_req *r, int stage)
 		(void)w;
 	}
 	_exit(127);
+}
+
+/* "-1000".."1000" into /proc/self/oom_score_adj, the digits by hand (no stdio here) */
+EVM_CHILD_CODE static void oom_score_adj(struct evm__spawn_req *r)
+{
+	char buf[8];
+	int n = 0, v = r->oom_score_adj < 0 ? -r->oom_score_adj : r->oom_score_adj;
+	char digits[8];
+	int k = 0;
+	do
+		digits[k++] = (char)('0' + v % 10);
+	while ((v /= 10) && k < 7);
+	if (r->oom_score_adj < 0)
+		buf[n++] = '-';
+	while (k)
+		buf[n++] = digits[--k];
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, buf, (size_t)n) != n)
+		fail(r, EVM_STAGE_OOM_SCORE_ADJ);
+	close(fd);
 }
 
 EVM_CHILD_CODE static size_t slen(const char *s)
@@ -270,6 +291,11 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	for (size_t i = 0; i < r->nrlimits; i++)
 		if (setrlimit((__rlimit_resource_t)r->rlimits[i].resource, &r->rlimits[i].limit) < 0)
 			fail(r, EVM_STAGE_RLIMIT);
+	/* before the credentials change: lowering either takes privilege we may drop */
+	if ((r->flags & EVM_SPAWN_NICE) && setpriority(PRIO_PROCESS, 0, r->nice) < 0)
+		fail(r, EVM_STAGE_NICE);
+	if (r->flags & EVM_SPAWN_OOM_SCORE_ADJ)
+		oom_score_adj(r);
 
 	if (r->flags & EVM_SPAWN_UMASK)
 		umask(r->umask);

@@ -256,6 +256,8 @@ struct evm__spawn_req {
 	bool restore_nofile;
 	bool user_nofile; /* RLIMIT_NOFILE is among rlimits */
 	struct rlimit nofile;
+	int nice;	  /* EVM_SPAWN_NICE */
+	int oom_score_adj; /* EVM_SPAWN_OOM_SCORE_ADJ */
 	int pdeath_signal;
 	int cgroup_fd;	    /* EVM_SPAWN_CGROUP, else -1 */
 	bool cgroup_in_child; /* no CLONE_INTO_CGROUP: the child moves itself */

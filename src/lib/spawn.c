@@ -56,6 +56,7 @@ const char *evm_spawn_stage_name(enum evm_spawn_stage stage)
 		[EVM_STAGE_UID] = "setuid",	 [EVM_STAGE_CWD] = "chdir",
 		[EVM_STAGE_STDIO] = "stdio",	 [EVM_STAGE_PDEATHSIG] = "pdeathsig",
 		[EVM_STAGE_EXEC] = "exec",	 [EVM_STAGE_CGROUP] = "cgroup",
+		[EVM_STAGE_NICE] = "nice",	 [EVM_STAGE_OOM_SCORE_ADJ] = "oom_score_adj",
 	};
 	if ((unsigned)stage >= sizeof(names) / sizeof(names[0]))
 		return "unknown";
@@ -65,7 +66,8 @@ const char *evm_spawn_stage_name(enum evm_spawn_stage stage)
 static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_SPAWN_SETUID |
 				    EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS | EVM_SPAWN_UMASK |
 				    EVM_SPAWN_NO_PATH | EVM_SPAWN_KEEP_NOFILE | EVM_SPAWN_INHERIT_FDS |
-				    EVM_SPAWN_LISTEN_PID | EVM_SPAWN_CGROUP;
+				    EVM_SPAWN_LISTEN_PID | EVM_SPAWN_CGROUP | EVM_SPAWN_NICE |
+				    EVM_SPAWN_OOM_SCORE_ADJ;
 
 static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 {
@@ -80,6 +82,10 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 	if (o->pdeath_signal < 0 || o->pdeath_signal >= NSIG)
 		return -EINVAL;
 	if (o->timeout_signal < 0 || o->timeout_signal >= NSIG)
+		return -EINVAL;
+	if ((o->flags & EVM_SPAWN_NICE) && (o->nice < -20 || o->nice > 19))
+		return -EINVAL;
+	if ((o->flags & EVM_SPAWN_OOM_SCORE_ADJ) && (o->oom_score_adj < -1000 || o->oom_score_adj > 1000))
 		return -EINVAL;
 	if (o->file && !*o->file)
 		return -ENOENT;
@@ -531,6 +537,8 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.umask = o->umask,
 		.rlimits = o->rlimits,
 		.nrlimits = o->nrlimits,
+		.nice = o->nice,
+		.oom_score_adj = o->oom_score_adj,
 		.pdeath_signal = o->pdeath_signal,
 		.cgroup_fd = (o->flags & EVM_SPAWN_CGROUP) ? o->cgroup_fd : -1,
 		.extra = o->extra_fds,

@@ -1,0 +1,248 @@
+/*
+ * envfile.c - env_file = PATH (see envfile.h), in systemd's
+ * EnvironmentFile= syntax, so the files written for a unit (or
+ * /etc/default/NAME files of KEY=VALUE lines) work as they are.
+ */
+#include "envfile.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct parse {
+	const char *p, *end;
+	int line;
+	char *err;
+	size_t errlen;
+};
+
+static int fail(struct parse *ps, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct parse *ps, int line, const char *fmt, ...)
+{
+	int n = snprintf(ps->err, ps->errlen, "line %d: ", line);
+	va_list ap;
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < ps->errlen)
+		vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* The file's bytes, NUL-terminated; a root daemon reads only root's own. */
+static int slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	struct stat st;
+	int e = 0;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		e = errno;
+	} else if (!S_ISREG(st.st_mode)) {
+		e = EINVAL;
+		snprintf(err, errlen, "not a regular file");
+	} else if (st.st_size > ENVFILE_MAX_BYTES) {
+		e = EFBIG;
+		snprintf(err, errlen, "larger than %d bytes", ENVFILE_MAX_BYTES);
+	} else if (geteuid() == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+		/* it sets LD_PRELOAD as well as anything: whoever may change it runs code */
+		e = EPERM;
+		snprintf(err, errlen, "%s: a root daemon reads only an env_file that root alone can change",
+			 st.st_uid != 0 ? "not owned by root" : "writable by others");
+	}
+	if (!e && !(*buf = malloc((size_t)st.st_size + 1)))
+		e = ENOMEM;
+	size_t n = 0;
+	while (!e && n < (size_t)st.st_size) {
+		ssize_t r = read(fd, *buf + n, (size_t)st.st_size - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			e = r < 0 ? errno : 0;
+			break;
+		}
+		n += (size_t)r;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (e) {
+		if (e != EINVAL && e != EFBIG && e != EPERM)
+			snprintf(err, errlen, "%s", strerror(e));
+		if (*buf)
+			free(*buf);
+		*buf = NULL;
+		return -e;
+	}
+	(*buf)[n] = '\0';
+	*len = n;
+	return 0;
+}
+
+/* The value from ps->p to the end of its (last continued) line, unquoted, into out. */
+static int value(struct parse *ps, char *out, size_t *outlen)
+{
+	const char *p = ps->p;
+	size_t n = 0, keep = 0; /* keep: length without unquoted trailing blanks */
+	int start = ps->line;
+	char q = 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	for (; p < ps->end; p++) {
+		char ch = *p;
+		if (q && ch == '\n')
+			ps->line++; /* a quoted value goes on */
+		if (q == '\'') {
+			if (ch == '\'')
+				q = 0;
+			else
+				out[n++] = ch;
+			keep = n;
+		} else if (q == '"') {
+			if (ch == '"') {
+				q = 0;
+			} else if (ch == '\\' && p + 1 < ps->end && strchr("\"\\`$\n", p[1])) {
+				if (*++p == '\n')
+					ps->line++;
+				else
+					out[n++] = *p;
+			} else {
+				out[n++] = ch;
+			}
+			keep = n;
+		} else if (ch == '\n') {
+			break;
+		} else if (ch == '\'' || ch == '"') {
+			q = ch;
+		} else if (ch == '\\' && p + 1 < ps->end) {
+			if (*++p == '\n')
+				ps->line++; /* continued on the next line */
+			else
+				out[n++] = *p, keep = n;
+		} else if (ch != '\\') {
+			out[n++] = ch;
+			if (ch != ' ' && ch != '\t' && ch != '\r')
+				keep = n;
+		}
+	}
+	if (q)
+		return fail(ps, start, "unterminated %s quote", q == '"' ? "double" : "single");
+	ps->p = p < ps->end ? p + 1 : p;
+	ps->line++;
+	*outlen = keep;
+	return 0;
+}
+
+/* One KEY=VALUE into out as "KEY=VALUE"; 1, or 0 for a blank or comment line. */
+static int entry(struct parse *ps, char *out)
+{
+	const char *p = ps->p;
+	while (p < ps->end && isspace((unsigned char)*p) && *p != '\n')
+		p++;
+	if (p == ps->end || *p == '\n' || *p == '#' || *p == ';') {
+		const char *nl = memchr(p, '\n', (size_t)(ps->end - p));
+		ps->p = nl ? nl + 1 : ps->end;
+		ps->line++;
+		return 0;
+	}
+	const char *k = p;
+	while (p < ps->end && (isalnum((unsigned char)*p) || *p == '_'))
+		p++;
+	size_t klen = (size_t)(p - k);
+	while (p < ps->end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (!klen || isdigit((unsigned char)*k) || p == ps->end || *p != '=')
+		return fail(ps, ps->line, "'%.*s' is not KEY=VALUE (KEY: letters, digits, _)",
+			    (int)strcspn(k, "\n"), k);
+	memcpy(out, k, klen);
+	out[klen] = '=';
+	ps->p = p + 1;
+	size_t vlen = 0;
+	int r = value(ps, out + klen + 1, &vlen);
+	if (r < 0)
+		return r;
+	out[klen + 1 + vlen] = '\0';
+	return 1;
+}
+
+int envfile_read(const char *path, char ***out, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	*out = NULL;
+	int r = slurp(path, &buf, &len, err, errlen);
+	if (r < 0)
+		return r;
+	/* no entry is longer than the file: pointers, then the strings */
+	size_t max = len / 2 + 2;
+	char **v = malloc(max * sizeof(*v) + len + max);
+	if (!v) {
+		free(buf);
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	char *store = (char *)(v + max);
+	struct parse ps = {.p = buf, .end = buf + len, .line = 1, .err = err, .errlen = errlen};
+	int n = 0;
+	while (ps.p < ps.end) {
+		if (memchr(ps.p, '\0', (size_t)(ps.end - ps.p))) {
+			r = fail(&ps, ps.line, "NUL byte: an env_file is text");
+			break;
+		}
+		r = entry(&ps, store);
+		if (r < 0)
+			break;
+		if (r > 0) {
+			v[n++] = store;
+			store += strlen(store) + 1;
+		}
+	}
+	free(buf);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	v[n] = NULL;
+	*out = v;
+	return n;
+}
+
+static size_t key_len(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+char **envfile_merge(char **env, char **add)
+{
+	size_t n = 0, bytes = 0;
+	for (char **e = env; e && *e; e++, n++)
+		bytes += strlen(*e) + 1;
+	for (char **e = add; e && *e; e++, n++)
+		bytes += strlen(*e) + 1;
+	char **v = malloc((n + 1) * sizeof(*v) + bytes);
+	if (!v)
+		return NULL;
+	char *store = (char *)(v + n + 1);
+	size_t k = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (char **e = pass ? add : env; e && *e; e++) {
+			size_t kl = key_len(*e), i = 0;
+			/* a handful of variables: a walk beats a table */
+			while (i < k && !(key_len(v[i]) == kl && !strncmp(v[i], *e, kl)))
+				i++;
+			size_t l = strlen(*e) + 1;
+			memcpy(store, *e, l);
+			v[i] = store;
+			store += l;
+			if (i == k)
+				k++;
+		}
+	}
+	v[k] = NULL;
+	return v;
+}

@@ -1,0 +1,313 @@
+/*
+ * test_confread.c - what a config reads besides its own lines (issue 18.22):
+ * include (globs sorted, each file's FILE:LINE in messages, loops refused),
+ * env_file (systemd's EnvironmentFile= syntax), and the keys of the
+ * process's limits: limit_*, nice, oom_score_adj.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "envfile.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[PATH_MAX];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/evmon-test-confread-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* dir/name with text; returns the path (static: one at a time) */
+static const char *put(const char *name, const char *text)
+{
+	static char p[PATH_MAX + 64];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	char *slash = strrchr(p, '/');
+	*slash = '\0';
+	mkdir(p, 0755);
+	*slash = '/';
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return p;
+}
+
+static struct config *load(const char *main_text, struct errlist *errs)
+{
+	char p[PATH_MAX + 16];
+	snprintf(p, sizeof(p), "%s", put("main.ini", main_text));
+	struct config *cfg = NULL;
+	config_load(p, &cfg, errs);
+	return cfg;
+}
+
+static struct config *load_ok(const char *main_text)
+{
+	struct errlist errs = {0};
+	struct config *cfg = load(main_text, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		print_message("unexpected: %s\n", errs.msgs[i]);
+	assert_int_equal(errs.n, 0);
+	assert_non_null(cfg);
+	return cfg;
+}
+
+/* message i is "DIR/file:line: ...fragment..." */
+static void expect(const struct errlist *e, size_t i, const char *file, int line, const char *fragment)
+{
+	char prefix[PATH_MAX + 80];
+	snprintf(prefix, sizeof(prefix), "%s/%s:%d: ", dir, file, line);
+	if (i >= e->n || strncmp(e->msgs[i], prefix, strlen(prefix)) || !strstr(e->msgs[i], fragment)) {
+		for (size_t k = 0; k < e->n; k++)
+			print_message("got %zu: %s\n", k, e->msgs[k]);
+		fail_msg("message %zu is not '%s...%s'", i, prefix, fragment);
+	}
+}
+
+static const char *env_of(const struct svc_conf *s, const char *key)
+{
+	size_t n = strlen(key);
+	for (char **e = s->env; e && *e; e++)
+		if (!strncmp(*e, key, n) && (*e)[n] == '=')
+			return *e + n + 1;
+	return NULL;
+}
+
+static void test_include_sorted_after_the_includer(void **state)
+{
+	(void)state;
+	put("conf.d/20-b.ini", "[service:b]\ncommand = true\n");
+	put("conf.d/10-a.ini", "[service:a]\ncommand = true\n");
+	put("conf.d/notes.txt", "not ini\n");
+	put("more.ini", "include = sub/*.ini\n[service:m]\ncommand = true\ndirectory = sub\n");
+	put("sub/x.ini", "[service:x]\ncommand = true\n");
+	struct config *cfg = load_ok("[evmon]\ninclude = conf.d/*.ini more.ini none.d/*.ini\n"
+				     "stop_timeout = 2\n[service:main]\ncommand = true\n");
+	const char *want[] = {"main", "a", "b", "m", "x"};
+	assert_int_equal(cfg->nsvcs, 5);
+	for (size_t i = 0; i < 5; i++)
+		assert_string_equal(cfg->svcs[i]->name, want[i]);
+	/* [evmon]'s defaults reach them; relative paths are the included file's */
+	assert_int_equal(cfg->svcs[1]->pol.stop_timeout_ms, 2000);
+	char sub[PATH_MAX + 8];
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	assert_string_equal(cfg->svcs[3]->directory, sub);
+	config_free(cfg);
+}
+
+static void test_include_mistakes_name_their_file(void **state)
+{
+	(void)state;
+	put("conf.d/a.ini", "[service:a]\ncommand = true\nbogus = 1\n");
+	put("conf.d/b.ini", "include = ../main.ini\n[service:main]\ncommand = true\n");
+	put("conf.d/c.ini", "[service:c]\ncommand = true\ninclude = x.ini\n");
+	struct errlist errs = {0};
+	struct config *cfg = load("[evmon]\ninclude = conf.d/*.ini missing.ini\n"
+				  "[service:main]\ncommand = true\nwat = 2\n", &errs);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 6);
+	/* file by file, in the order read; each file's by line */
+	expect(&errs, 0, "main.ini", 2, "include: ");
+	assert_non_null(strstr(errs.msgs[0], "missing.ini: No such file or directory"));
+	expect(&errs, 1, "main.ini", 5, "unknown key 'wat'");
+	expect(&errs, 2, "conf.d/a.ini", 3, "unknown key 'bogus'");
+	expect(&errs, 3, "conf.d/b.ini", 1, "include loop: ");
+	char first[PATH_MAX + 80];
+	snprintf(first, sizeof(first), "duplicate service 'main' (first at %s/main.ini:3)", dir);
+	expect(&errs, 4, "conf.d/b.ini", 2, first);
+	expect(&errs, 5, "conf.d/c.ini", 3, "include: only allowed in [evmon] or before");
+	errlist_free(&errs);
+}
+
+static void test_include_twice_and_self(void **state)
+{
+	(void)state;
+	put("one.ini", "[service:one]\ncommand = true\n");
+	struct errlist errs = {0};
+	assert_null(load("include = one.ini\ninclude = one.ini main.ini\n[evmon]\n", &errs));
+	assert_int_equal(errs.n, 2);
+	expect(&errs, 0, "main.ini", 2, "already read (as ");
+	expect(&errs, 1, "main.ini", 2, "include loop: ");
+	errlist_free(&errs);
+	put("deep.ini", "include = deep2.ini\n");
+	put("deep2.ini", "include = deep.ini\n");
+	assert_null(load("include = deep.ini\n", &errs));
+	assert_int_equal(errs.n, 1);
+	expect(&errs, 0, "deep2.ini", 1, "include loop: ");
+	errlist_free(&errs);
+	assert_null(load("include =\n", &errs));
+	expect(&errs, 0, "main.ini", 1, "include: no file named");
+	errlist_free(&errs);
+}
+
+static void test_env_file_syntax(void **state)
+{
+	(void)state;
+	const char *p = put("web.env", "# a comment\n"
+				       "; another\n"
+				       "\n"
+				       "PLAIN=value\n"
+				       "  SPACED = two words  \n"
+				       "SQ='it''s $HOME \\n'\n"
+				       "DQ=\"say \\\"hi\\\" \\\\ \\$x \\n\"\n"
+				       "JOIN=a\"b c\"'d'e\\ f\n"
+				       "CONT=first \\\n"
+				       "second\n"
+				       "MULTI=\"line1\n"
+				       "line2\"\n"
+				       "EMPTY=\n"
+				       "PLAIN=again\n"
+				       "CRLF=x\r\n");
+	char **v, err[200];
+	int n = envfile_read(p, &v, err, sizeof(err));
+	assert_int_equal(n, 10);
+	const char *want[] = {"PLAIN=value", "SPACED=two words", "SQ=its $HOME \\n",
+			      "DQ=say \"hi\" \\ $x \\n", "JOIN=ab cde f", "CONT=first second",
+			      "MULTI=line1\nline2", "EMPTY=", "PLAIN=again", "CRLF=x"};
+	for (int i = 0; i < n; i++)
+		assert_string_equal(v[i], want[i]);
+	assert_null(v[n]);
+	/* merged over environment: replaced in place, the rest appended; the last wins */
+	char *base[] = {"PLAIN=env", "KEEP=1", NULL};
+	char **m = envfile_merge(base, v);
+	assert_string_equal(m[0], "PLAIN=again");
+	assert_string_equal(m[1], "KEEP=1");
+	assert_string_equal(m[2], "SPACED=two words");
+	size_t k = 0;
+	while (m[k])
+		k++;
+	assert_int_equal(k, 10);
+	free(m);
+	free(v);
+
+	struct {
+		const char *text, *why;
+	} bad[] = {
+		{"A=1\nnot a pair\n", "line 2: 'not a pair' is not KEY=VALUE"},
+		{"1X=2\n", "line 1: '1X=2' is not KEY=VALUE"},
+		{"A=1\nB=\"open\n\nC=3\n", "line 2: unterminated double quote"},
+		{"A='x\n", "line 1: unterminated single quote"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = put("bad.env", bad[i].text);
+		assert_int_equal(envfile_read(p, &v, err, sizeof(err)), -EINVAL);
+		assert_null(v);
+		if (strncmp(err, bad[i].why, strlen(bad[i].why)))
+			fail_msg("'%s' does not start with '%s'", err, bad[i].why);
+	}
+	char missing[PATH_MAX + 16];
+	snprintf(missing, sizeof(missing), "%s/nope.env", dir);
+	assert_int_equal(envfile_read(missing, &v, err, sizeof(err)), -ENOENT);
+	assert_string_equal(err, "No such file or directory");
+}
+
+static void test_env_file_key(void **state)
+{
+	(void)state;
+	put("e/web.env", "QUEUE=fromfile\nPATH=/nonexistent-evmon-dir\n");
+	put("e/more.env", "QUEUE=second\n");
+	struct errlist errs = {0};
+	/* PATH from the file is the one the command is looked up in (a problem, not a mistake) */
+	struct config *cfg = load_ok("[service:w]\ncommand = true\nenvironment = QUEUE=env A=1\n"
+				     "env_file = e/web.env\n");
+	expect(&cfg->problems, 0, "main.ini", 2, "true: not found in PATH");
+	config_free(cfg);
+	put("e/web.env", "QUEUE=fromfile\n");
+	cfg = load_ok("[service:w]\ncommand = true\nenvironment = QUEUE=env A=1\n"
+				     "env_file = e/web.env -e/missing.env 'e/more.env'\n");
+	assert_string_equal(env_of(cfg->svcs[0], "QUEUE"), "second");
+	assert_string_equal(env_of(cfg->svcs[0], "A"), "1");
+	config_free(cfg);
+	assert_null(load("[service:w]\ncommand = true\nenv_file = e/missing.env\n", &errs));
+	expect(&errs, 0, "main.ini", 3, "env_file: ");
+	assert_non_null(strstr(errs.msgs[0], "e/missing.env: No such file or directory"));
+	errlist_free(&errs);
+	put("e/bad.env", "OK=1\nbroken line\n");
+	assert_null(load("[service:w]\ncommand = true\nenv_file = e/bad.env\n", &errs));
+	expect(&errs, 0, "main.ini", 3, "e/bad.env: line 2: 'broken line' is not KEY=VALUE");
+	errlist_free(&errs);
+}
+
+static void test_limits_nice_oom(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok("[service:w]\ncommand = true\nlimit_nofile = 1k\n"
+				     "limit_core = 0:infinity\nlimit_cpu = unlimited\nnice = -5\n"
+				     "oom_score_adj = 500\n[service:plain]\ncommand = true\n");
+	const struct svc_conf *s = cfg->svcs[0];
+	assert_int_equal(s->nrlimits, 3);
+	assert_int_equal(s->rlimits[0].resource, RLIMIT_NOFILE);
+	assert_true(s->rlimits[0].limit.rlim_cur == 1024 && s->rlimits[0].limit.rlim_max == 1024);
+	assert_int_equal(s->rlimits[1].resource, RLIMIT_CORE);
+	assert_true(s->rlimits[1].limit.rlim_cur == 0 && s->rlimits[1].limit.rlim_max == RLIM_INFINITY);
+	assert_true(s->rlimits[2].limit.rlim_cur == RLIM_INFINITY);
+	assert_true(s->set_nice && s->nice == -5 && s->set_oom && s->oom_score_adj == 500);
+	assert_false(cfg->svcs[1]->set_nice || cfg->svcs[1]->set_oom || cfg->svcs[1]->nrlimits);
+	struct svc_build b;
+	assert_int_equal(config_build(s, 0, &b), 0);
+	assert_true(b.opts.spawn.flags & EVM_SPAWN_NICE);
+	assert_true(b.opts.spawn.flags & EVM_SPAWN_OOM_SCORE_ADJ);
+	assert_int_equal(b.opts.spawn.nice, -5);
+	assert_int_equal(b.opts.spawn.oom_score_adj, 500);
+	assert_int_equal(b.opts.spawn.nrlimits, 3);
+	config_build_free(&b);
+	/* a changed limit is another way to run it */
+	assert_false(svc_conf_equal(cfg->svcs[0], cfg->svcs[1]));
+	config_free(cfg);
+
+	struct errlist errs = {0};
+	assert_null(load("[service:w]\ncommand = true\n"
+			 "limit_nofile = 10:5\n"	     /* 3 */
+			 "limit_bogus = 1\n"		     /* 4 */
+			 "limit_core = lots\n"		     /* 5 */
+			 "nice = 20\n"			     /* 6 */
+			 "oom_score_adj = -1001\n"	     /* 7 */
+			 "limit_nofile = 5\n"		     /* 8 */
+			 "[evmon]\nnice = 1\n", &errs));     /* 10 */
+	assert_int_equal(errs.n, 7);
+	expect(&errs, 0, "main.ini", 3, "limit_nofile: '10:5' is not a limit");
+	expect(&errs, 1, "main.ini", 4, "unknown key 'limit_bogus' (limit_ is followed by one of as,");
+	expect(&errs, 2, "main.ini", 5, "limit_core: 'lots' is not a limit");
+	expect(&errs, 3, "main.ini", 6, "nice: '20' is not a number from -20 to 19");
+	expect(&errs, 4, "main.ini", 7, "oom_score_adj: '-1001' is not a number from -1000 to 1000");
+	expect(&errs, 5, "main.ini", 8, "duplicate key 'limit_nofile' (first set on line 3)");
+	expect(&errs, 6, "main.ini", 10, "nice: only allowed in a [service:NAME] section");
+	errlist_free(&errs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_include_sorted_after_the_includer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_include_mistakes_name_their_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_include_twice_and_self, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_file_syntax, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_file_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limits_nice_oom, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
