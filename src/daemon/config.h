@@ -109,6 +109,7 @@ struct config {
 	uint64_t idle_timeout_ms; /* a connection with no request for this long closes; 0: never */
 	enum cgroup_mode cgroup; /* per-service cgroups: when possible, required, never */
 	char *metrics_listen;	/* "ADDR:PORT" of the metrics endpoint, or NULL */
+	uint64_t shutdown_timeout_ms; /* the whole shutdown; past it every service gets SIGKILL; 0: none */
 	char *console_prefix;	/* before each line of stdout/stderr = console; NULL: "{name} | " */
 	struct svc_policy defaults;
 	struct svc_conf **svcs; /* in file order */

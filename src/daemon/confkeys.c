@@ -665,6 +665,8 @@ static const struct keydef keys[CK_COUNT] = {
 		       "a cgroup v2 per service: auto, yes, no"},
 	[CK_METRICS_LISTEN] = {"metrics_listen", S_EVMON, CFG(metrics_listen), set_listen, 0, 0,
 			       "serve Prometheus metrics over HTTP on ADDR:PORT"},
+	[CK_SHUTDOWN_TIMEOUT] = {"shutdown_timeout", S_EVMON, CFG(shutdown_timeout_ms), set_duration, 0, 0,
+				 "the whole shutdown: then SIGKILL to every service left"},
 	[CK_CONSOLE_PREFIX] = {"console_prefix", S_EVMON, CFG(console_prefix), set_prefix, 0, 0,
 			       "before each console line; {name} is the service"},
 #define LIMIT(ck, name, l, doc) [ck] = {name, S_SERVICE, SVC(limits[l]), set_limit, l, 0, doc}

@@ -466,6 +466,26 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	return daemon_cgroups(d);
 }
 
+/*
+ * shutdown_timeout passed: whatever is still running gets SIGKILL (stopped
+ * first, so that no policy restarts it), so the container's runtime, which
+ * kills everything at its own deadline, finds the daemon gone already.
+ */
+static void on_shutdown_timeout(struct evm_timer *t, void *data)
+{
+	struct daemon *d = data;
+	char dur[32];
+	(void)t;
+	dlog("shutdown_timeout (%s) passed: SIGKILL to every service still running",
+	     proto_duration(d->cfg->shutdown_timeout_ms, dur, sizeof(dur)));
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (!u->svc || evm_service_state(u->svc) == EVM_STATE_STOPPED)
+			continue;
+		evm_service_stop(u->svc);
+		evm_service_signal(u->svc, SIGKILL);
+	}
+}
+
 /* Start the services, serve until asked to stop, stop them all. The exit code. */
 static int daemon_run(struct daemon *d, const struct options *o)
 {
@@ -498,8 +518,13 @@ static int daemon_run(struct daemon *d, const struct options *o)
 	if (d->status_timer)
 		evm_timer_cancel(d->status_timer);
 	d->status_timer = NULL;
+	if (d->cfg->shutdown_timeout_ms &&
+	    evm_timer_add(d->loop, d->cfg->shutdown_timeout_ms, on_shutdown_timeout, d,
+			  &d->shutdown_timer) < 0)
+		dlog("shutdown_timeout: cannot arm its timer: each service's stop_timeout applies alone");
 	deps_stop_all(d); /* dependents first; the loop still serves the socket */
 	r = evm_shutdown(d->loop, 0);
+	evm_timer_cancel(d->shutdown_timer); /* clears it */
 	if (r < 0)
 		dlog("shutdown: %s", strerror(-r));
 	waiters_finish(d);

@@ -71,6 +71,7 @@ struct daemon {
 	bool ready;	   /* READY=1 sent (notify.h): state changes update STATUS= */
 	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
 	struct evm_timer *watchdog_timer; /* next WATCHDOG=1, or NULL */
+	struct evm_timer *shutdown_timer; /* shutdown_timeout, while shutting down, or NULL */
 	struct logs *logs; /* the log directory and files */
 	struct cgroups *cg; /* the services' cgroups, or NULL when off (cgroups.h) */
 	struct event_queue events; /* the fan-out held back during a request */

@@ -94,7 +94,7 @@ start_secs = 0
     d.wait_state("w", "exited")
     wait_for(lambda: outputs(d)[0].count("hi") == 2, timeout=20 * SLOW, what="pool's lines")
     out = outputs(d)[0]
-    assert "[w] one\n[w] last\n" in out
+    assert [line for line in out.splitlines() if line.startswith("[w] ")] == ["[w] one", "[w] last"]
     assert "[pool:0] hi\n" in out and "[pool:1] hi\n" in out
     d.stop()
 
@@ -140,3 +140,30 @@ def test_console_values(procs, tmp_path):
         cfg.write_text(body)
         r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", str(tmp_path / "x.sock")])
         assert r.returncode != 0 and why in r.stderr, (body, r.stderr)
+
+
+def test_shutdown_timeout_bounds_the_whole_shutdown(procs, tmp_path):
+    """SIGTERM with shutdown_timeout = 1s: a service that ignores TERM, with an hour of
+    stop_timeout, is killed after the total grace, and the daemon exits 0"""
+    d = start(procs, tmp_path, f"""
+[evmon]
+shutdown_timeout = 1s
+
+[service:stubborn]
+command = {HELPER} ignore 15 print up pause
+stdout = console
+stop_timeout = 1h
+start_secs = 0
+
+[service:polite]
+command = {HELPER} pause
+stdout = console
+start_secs = 0
+""")
+    d.wait_state("stubborn", "running")
+    wait_for(lambda: "stubborn | up" in outputs(d)[0], timeout=20 * SLOW, what="stubborn's TERM ignored")
+    pid = d.status("stubborn")["stubborn"]["pid"]
+    d.stop()  # SIGTERM; must exit 0 long before the hour, with nothing left
+    err = outputs(d)[1]
+    assert "shutdown_timeout (1.0s) passed: SIGKILL to every service still running" in err, err
+    assert f"pid {pid} killed by signal KILL" in err, err
