@@ -731,6 +731,18 @@ EVM_API struct evm_service *evm_service_find(struct evm_loop *loop, const char *
 EVM_API int evm_service_start(struct evm_service *svc);
 
 /*
+ * Take over a running process as the service's (a survivor of a supervisor
+ * that died, or a child kept across an exec of ourselves; see
+ * evm_proc_adopt, whose on_exit, data and handler are ignored here): from
+ * STOPPED straight to RUNNING, with message "adopted pid N". Its exit then
+ * goes through the restart policy like any other (with status_unknown when
+ * we are not its parent). -EBUSY unless STOPPED; evm_proc_adopt's errors
+ * (-ESRCH: gone, or another process now has the pid), the service staying
+ * STOPPED.
+ */
+EVM_API int evm_service_adopt(struct evm_service *svc, const struct evm_adopt_opts *opts);
+
+/*
  * Stop: stop_signal, then SIGKILL after stop_timeout_ms. Cancels a pending
  * restart. The service ends in STOPPED. A no-op when not running.
  */

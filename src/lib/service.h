@@ -74,6 +74,7 @@ enum evm__sv_event {
 	EVM__SV_GRACE,	      /* start_ms elapsed: the start succeeded */
 	EVM__SV_BACKOFF_DONE, /* the backoff elapsed: start again */
 	EVM__SV_STOP_TIMEOUT, /* stop_timeout elapsed: SIGKILL */
+	EVM__SV_ADOPT,	      /* evm_service_adopt (arg: adopt) */
 	EVM__SV_NEVENTS
 };
 
@@ -86,6 +87,7 @@ enum evm__sv_event {
 struct evm__sv_arg {
 	const struct evm_exit *exit;
 	int error;
+	const struct evm_adopt_opts *adopt;
 };
 
 /*

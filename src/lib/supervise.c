@@ -22,6 +22,7 @@
  *           stop            -> (stays)                       noted: stopped by the user
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
+ *           adopt           -> RUNNING                       take over a running process
  * STARTING  start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
@@ -304,6 +305,34 @@ static void spawn_now(struct evm_service *s)
 
 /* ----------------------------------------------------------- the actions */
 
+/*
+ * A process left running (by a supervisor that died, or across an exec of
+ * ourselves) becomes the service's: RUNNING at once, as it has been up for
+ * who knows how long. Refused (-ESRCH, ...) it stays STOPPED.
+ */
+static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (!a->adopt)
+		return -EINVAL;
+	struct evm_adopt_opts o = *a->adopt;
+	o.on_exit = NULL;
+	o.data = NULL;
+	o.handler = NULL;
+	struct evm_proc *p = NULL;
+	int r = evm_proc_adopt(s->loop, &o, &p);
+	if (r < 0)
+		return r;
+	p->owner_cb = on_proc_exit;
+	p->owner = s;
+	s->proc = p;
+	s->started_mono = p->start_mono;
+	s->stopped_by_user = false;
+	s->start_failures = 0;
+	snprintf(s->msg, sizeof(s->msg), "adopted pid %d", (int)p->pid);
+	enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+	return 0;
+}
+
 static int act_start(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	evm_timer_cancel(s->timer); /* the backoff's */
@@ -514,6 +543,7 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_GRACE] = "start_ms up",
 	[EVM__SV_BACKOFF_DONE] = "backoff up",
 	[EVM__SV_STOP_TIMEOUT] = "stop_timeout",
+	[EVM__SV_ADOPT] = "adopt",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -538,7 +568,10 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_REMOVE] = {act_remove_proc, TO(STOPPING), "stop, then removed after the exit"}
 
 const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
-	[EVM_STATE_STOPPED] = {IDLE_ROW(act_stop_noted, 0, "noted: stopped by the user")},
+	[EVM_STATE_STOPPED] = {
+		IDLE_ROW(act_stop_noted, 0, "noted: stopped by the user"),
+		[EVM__SV_ADOPT] = {act_adopt, TO(RUNNING), "take over a running process"},
+	},
 	[EVM_STATE_STARTING] = {
 		PROC_ROW,
 		[EVM__SV_EXIT] = {act_exit_starting, POLICY, "failed start, unless policy is done"},
@@ -609,6 +642,15 @@ static int call(struct evm_service *s, enum evm__sv_event ev)
 int evm_service_start(struct evm_service *s)
 {
 	return call(s, EVM__SV_START);
+}
+
+int evm_service_adopt(struct evm_service *s, const struct evm_adopt_opts *opts)
+{
+	if (!s || !opts)
+		return -EINVAL;
+	if (s->state != EVM_STATE_STOPPED || s->removing)
+		return -EBUSY;
+	return evm__sv_dispatch(s, EVM__SV_ADOPT, &(struct evm__sv_arg){.adopt = opts});
 }
 
 int evm_service_stop(struct evm_service *s)

@@ -273,6 +273,42 @@ static void test_adopt_bad_args(void **state)
 	assert_int_equal(evm_proc_pidfd(NULL), -EBADF);
 }
 
+static void on_svc(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)loop;
+	if (ev->type == EVM_EV_SERVICE && ev->state == EVM_STATE_STOPPED && ev->exit)
+		*(struct evm_exit *)data = *ev->exit;
+}
+
+/* A service takes over a survivor: RUNNING at once, stopped like its own. */
+static void test_service_adopts_foreign(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct foreign f = fork_foreign();
+	struct evm_exit last = {0};
+	struct evm_service_opts so = {.name = "web", .spawn = {.argv = HARGV("exit", "0")},
+				      .restart = EVM_RESTART_ALWAYS, .kill_group = true,
+				      .on_event = on_svc, .data = &last};
+	struct evm_service *s;
+	assert_int_equal(evm_service_new(loop, &so, &s), 0);
+	uint64_t st;
+	assert_int_equal(evm_proc_start_time(f.child, &st), 0);
+	struct evm_adopt_opts o = {.pid = f.child, .flags = EVM_ADOPT_START_TIME, .start_time = st + 5};
+	assert_int_equal(evm_service_adopt(s, &o), -ESRCH);
+	assert_int_equal(evm_service_state(s), EVM_STATE_STOPPED);
+	o.start_time = st;
+	assert_int_equal(evm_service_adopt(s, &o), 0);
+	assert_int_equal(evm_service_state(s), EVM_STATE_RUNNING);
+	assert_int_equal(evm_proc_pid(evm_service_proc(s)), f.child);
+	assert_int_equal(evm_service_adopt(s, &o), -EBUSY);
+	assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 10000);
+	assert_true(last.adopted);
+	assert_true(last.status_unknown);
+	assert_int_equal(reap(f.parent), 100 + SIGTERM);
+	evm_service_remove(s);
+}
+
 static int setup_reaper(void **state)
 {
 	return t_setup_flags(state, EVM_LOOP_REAPER);
@@ -291,6 +327,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_given_pidfd, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_spawned_pid_is_tracked, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_bad_args, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_service_adopts_foreign, t_setup, t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

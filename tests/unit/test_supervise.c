@@ -8,6 +8,8 @@
  * fd outlive a test.
  */
 #include "evmtest.h"
+
+#include <sys/prctl.h>
 #include "service.h"
 
 #define MAXEV 4096
@@ -1074,6 +1076,26 @@ static void fire(struct evm_loop *loop, struct evm_service *s, enum evm__sv_even
 			assert_int_equal(evm__sv_dispatch(s, ev, &(struct evm__sv_arg){.exit = &e}), 0);
 		}
 		break;
+	case EVM__SV_ADOPT: {
+		/* a process the loop did not spawn (our child: the teardown reaps it) */
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (;;)
+				pause();
+		}
+		int r = evm_service_adopt(s, &(struct evm_adopt_opts){.pid = pid});
+		if (c->act) {
+			assert_int_equal(r, 0);
+			assert_int_equal(evm_proc_pid(evm_service_proc(s)), pid);
+		} else {
+			assert_int_equal(r, -EBUSY);
+			kill(pid, SIGKILL);
+			assert_int_equal(waitpid(pid, NULL, 0), pid);
+		}
+		break;
+	}
 	default:
 		assert_int_equal(evm__sv_dispatch(s, ev, &(struct evm__sv_arg){.error = -ENOENT}), 0);
 		break;
