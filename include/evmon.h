@@ -233,6 +233,7 @@ enum evm_stdio_mode {
 	EVM_STDIO_NULL,	       /* /dev/null */
 	EVM_STDIO_FD,	       /* the caller's fd (borrowed; it is dup'ed in the child) */
 	EVM_STDIO_PIPE,	       /* a pipe; our end is returned by evm_proc_stdio_fd */
+	EVM_STDIO_CAPTURE,     /* stdout/stderr only: the loop collects it (evm_proc_output) */
 };
 
 struct evm_stdio {
@@ -390,6 +391,8 @@ struct evm_spawn_opts {
 	 */
 	const struct evm_fd_map *extra_fds;
 	size_t nextra_fds;
+	/* EVM_STDIO_CAPTURE: bytes kept per stream, the rest dropped (0: 1 MiB) */
+	size_t capture_max;
 };
 
 /*
@@ -444,6 +447,35 @@ struct evm_exit {
  * unknown status.
  */
 EVM_API int evm_exit_shell_code(const struct evm_exit *exit);
+
+/*
+ * What an EVM_STDIO_CAPTURE slot (1 or 2) collected: its bytes (not
+ * NUL-terminated) and their number in *len, *truncated when more than
+ * capture_max came. Once the exit is reported (on_exit, handlers, after
+ * evm_proc_wait); NULL before, and for a slot not captured. Valid while the
+ * proc is. Everything the child wrote before it exited is in it; a
+ * grandchild still holding the pipe is not waited for.
+ */
+EVM_API const char *evm_proc_output(const struct evm_proc *proc, int slot, size_t *len,
+				    bool *truncated);
+
+struct evm_run_result {
+	struct evm_exit exit;
+	char *out, *err; /* NUL-terminated (may hold NULs), or NULL when not captured */
+	size_t out_len, err_len;
+	bool out_truncated, err_truncated;
+};
+
+/*
+ * For simple callers (Go's cmd.Output/CombinedOutput, Python's
+ * subprocess.run): run one command on a private loop and wait for it.
+ * stdout and stderr left at EVM_STDIO_INHERIT are captured (capture_max
+ * each); on_exit and handler are ignored. Returns 0 with the exit record
+ * and the output in *res (evm_run_result_free it), or the spawn's -errno
+ * (opts->error says the stage). Any thread; blocks.
+ */
+EVM_API int evm_run(const struct evm_spawn_opts *opts, struct evm_run_result *res);
+EVM_API void evm_run_result_free(struct evm_run_result *res);
 
 /* ------------------------------------------------------------- processes */
 

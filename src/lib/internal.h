@@ -169,6 +169,7 @@ struct evm_proc {
 	atomic_bool done;  /* any thread: exit record is final */
 	int status;	   /* wait status, kept even when exit is not allocated */
 	int pipes[3];	   /* our pipe ends not yet taken, or -1 */
+	struct evm__capture *cap[3]; /* EVM_STDIO_CAPTURE slots 1, 2 (capture.c) */
 	uint64_t start_mono;
 	int64_t start_real; /* ns since the epoch */
 	evm_exit_cb cb;
@@ -193,6 +194,11 @@ EVM_HIDDEN void evm__proc_attach(struct evm_proc *proc, pid_t pid, int pidfd);
 /* Reaped: report it to everyone. si/ru NULL for unknown status. */
 EVM_HIDDEN void evm__proc_exited(struct evm_proc *proc, const siginfo_t *si, const struct rusage *ru);
 EVM_HIDDEN void evm__fill_status(struct evm_exit *rec, const siginfo_t *si);
+struct evm__capture;
+/* capture.c: watch our end fd of slot's pipe; read the rest and close at the exit; free */
+EVM_HIDDEN int evm__capture_start(struct evm_proc *proc, int slot, int fd, size_t max);
+EVM_HIDDEN void evm__capture_drain(struct evm_proc *proc);
+EVM_HIDDEN void evm__capture_free(struct evm_proc *proc);
 /* arm opts->timeout_ms for a started child; -ENOMEM (the caller kills it) */
 EVM_HIDDEN int evm__proc_timeout(struct evm_proc *proc, const struct evm_spawn_opts *opts);
 /*

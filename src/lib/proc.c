@@ -178,6 +178,7 @@ void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusa
 	struct evm_loop *loop = p->loop;
 	evm_timer_cancel(p->deadline); /* the timer names p, which the loop releases soon */
 	detach(p);
+	evm__capture_drain(p); /* before the callbacks, which may read it */
 	p->flags |= EVM__P_EXITED;
 
 	struct evm_exit stackrec, *rec = calloc(1, sizeof(*rec));
@@ -328,6 +329,7 @@ void evm_proc_unref(struct evm_proc *p)
 	for (int i = 0; i < 3; i++)
 		if (p->pipes[i] >= 0)
 			close(p->pipes[i]);
+	evm__capture_free(p);
 	free(p->exit);
 	free(p);
 }

@@ -122,6 +122,10 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 			if (!have_out)
 				return -EINVAL;
 			break;
+		case EVM_STDIO_CAPTURE:
+			if (i == 0)
+				return -EINVAL;
+			break;
 		default:
 			return -EINVAL;
 		}
@@ -608,7 +612,8 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		case EVM_STDIO_FD:
 			req.fds[i] = o->stdio[i].fd;
 			break;
-		case EVM_STDIO_PIPE: {
+		case EVM_STDIO_PIPE:
+		case EVM_STDIO_CAPTURE: {
 			int pp[2];
 			if (pipe2(pp, O_CLOEXEC) < 0) {
 				r = -errno;
@@ -657,7 +662,10 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	for (int i = 0; i < 3; i++) {
 		if (theirs[i] >= 0)
 			close(theirs[i]);
-		p->pipes[i] = ours[i];
+		if (o->stdio[i].mode == EVM_STDIO_CAPTURE && evm__capture_start(p, i, ours[i], o->capture_max) < 0)
+			ours[i] = (close(ours[i]), -1); /* no memory: the child gets EPIPE */
+		else if (o->stdio[i].mode != EVM_STDIO_CAPTURE)
+			p->pipes[i] = ours[i];
 	}
 	p->cb = o->on_exit;
 	p->data = o->data;
