@@ -108,8 +108,9 @@ static void report_cycle(const struct config *cfg, const size_t *stack, size_t d
 		used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s -> ",
 					 cfg->svcs[stack[k]]->name);
 	snprintf(msg + used, sizeof(msg) - used, "%s", cfg->svcs[t]->name);
-	errlist_add(errs, cfg->path, line, "%s: dependency cycle: %s", after ? "after" : "requires",
-		    msg);
+	const struct svc_conf *last = cfg->svcs[stack[depth - 1]]; /* whose key closes it */
+	errlist_add(errs, last->file ? last->file : cfg->path, line, "%s: dependency cycle: %s",
+		    after ? "after" : "requires", msg);
 }
 
 /* Depth first, without recursion (a chain of 10,000 services is fine). */
