@@ -486,13 +486,11 @@ static void on_shutdown_timeout(struct evm_timer *t, void *data)
 	}
 }
 
-/* Start the services, serve until asked to stop, stop them all. The exit code. */
-static int daemon_run(struct daemon *d, const struct options *o)
+void daemon_started(struct daemon *d)
 {
-	if (units_load(d) < 0)
-		dlog("out of memory creating the services");
+	d->started = true;
 	dlog("daemon %d started: %zu services from %s, control socket %s%s%s%s%s%s", (int)getpid(),
-	     d->nunits, o->cfg_path, d->socket, o->reaper ? ", reaping orphans" : "",
+	     d->nunits, d->cfg_path, d->socket, d->reaper ? ", reaping orphans" : "",
 	     d->cg ? ", cgroup " : "", d->cg ? cgroups_base(d->cg) : "",
 	     d->metrics ? ", metrics on http://" : "", d->metrics ? metrics_http_address(d->metrics) : "");
 	/*
@@ -508,10 +506,22 @@ static int daemon_run(struct daemon *d, const struct options *o)
 	notify_send("READY=1\nSTATUS=%s", sum);
 	if (notify_watchdog_ms())
 		on_watchdog(NULL, d);
+}
 
+/* Start the services, serve until asked to stop, stop them all. The exit code. */
+static int daemon_run(struct daemon *d, const struct options *o)
+{
+	(void)o;
+	/* the services start from the loop, a batch at a time; then daemon_started */
+	if (units_load(d) < 0)
+		dlog("out of memory creating the services");
 	int r = evm_loop_run(d->loop);
 	if (r < 0)
 		dlog("loop failed: %s: stopping every service", strerror(-r));
+	if (d->start_timer) /* stopped while starting: the rest stay stopped */
+		evm_timer_cancel(d->start_timer);
+	d->start_timer = NULL;
+	d->start_next = NULL;
 	if (!d->stopping) /* the loop failed: the shutdown was not announced */
 		notify_send("STOPPING=1\nSTATUS=stopping %zu services", d->nunits);
 	d->stopping = true;

@@ -68,6 +68,10 @@ struct daemon {
 	bool stopping; /* shutdown requested */
 	int exit_code; /* the daemon's, set by an essential service that ended (-1: none) */
 	bool defer_start; /* creating every unit first: start them afterwards */
+	/* the start of the daemon, a batch per loop iteration (units.c): the next unit, or NULL */
+	struct unit *start_next;
+	struct evm_timer *start_timer;
+	bool started;	  /* every autostart service has been started: "started" logged */
 	bool ready;	   /* READY=1 sent (notify.h): state changes update STATUS= */
 	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
 	struct evm_timer *watchdog_timer; /* next WATCHDOG=1, or NULL */
@@ -87,6 +91,8 @@ struct daemon {
 
 /* daemon.c */
 void daemon_request_shutdown(struct daemon *d, const char *why);
+/* Every autostart service has been started (units.c): log it, READY=1. */
+void daemon_started(struct daemon *d);
 
 /* units.c */
 struct unit *unit_find(struct daemon *d, const char *name);
@@ -95,7 +101,9 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 int unit_create(struct daemon *d, struct unit *u);
 void unit_remove(struct daemon *d, struct unit *u);
 void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len);
-int units_load(struct daemon *d); /* every unit of d->cfg */
+int units_load(struct daemon *d); /* every unit of d->cfg; they start from the loop */
+/* The next batch of the daemon's start (a timer callback; t may be NULL). */
+void units_start_batch(struct evm_timer *t, void *data);
 /* Re-read the config and apply the difference. Fills resp; returns 0 or -1. */
 int units_reload(struct daemon *d, cJSON *resp);
 /* Close every log file and open the directory again; -1 with err when it cannot be. */

@@ -120,7 +120,9 @@ static void ensure_graph(struct daemon *d)
 void deps_forget(struct daemon *d, struct unit *u)
 {
 	(void)u;
-	drop_graph(d); /* no pointer to a unit that goes may stay behind */
+	/* no pointer to a unit that goes may stay behind; once dropped, nothing is (O(1) per unit) */
+	if (!d->deps_dirty)
+		drop_graph(d);
 	d->deps_dirty = true;
 	d->deps_gen++; /* loops over the arrays just freed stop */
 }

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#define START_BATCH 64 /* services started per loop iteration at the daemon's start */
+
 struct unit *unit_find(struct daemon *d, const char *name)
 {
 	struct hnode *n = hmap_get(&d->units, name);
@@ -227,6 +229,8 @@ static void unit_release(struct daemon *d, struct unit *u)
 
 void unit_remove(struct daemon *d, struct unit *u)
 {
+	if (d->start_next == u)
+		d->start_next = u->next;
 	deps_forget(d, u);
 	u->pending = u->want_stop = false;
 	unit_release(d, u);
@@ -277,8 +281,61 @@ int units_load(struct daemon *d)
 		     "1 per running process): RLIMIT_NOFILE is %llu; raise it (LimitNOFILE= of the "
 		     "unit, ulimit -n)%s", d->nunits, pipes, need, (unsigned long long)rl.rlim_max,
 		     pipes > d->nunits ? ", or merge stderr into stdout (stderr = stdout)" : "");
-	deps_start_wanted(d);
+	/*
+	 * With dependencies anywhere, deps.c orders every start (an "after"
+	 * needs to know what starts too): all at once, as before. Without, in
+	 * batches from the loop.
+	 */
+	bool deps = false;
+	for (size_t k = 0; k < d->cfg->nsvcs && !deps; k++)
+		deps = d->cfg->svcs[k]->requires || d->cfg->svcs[k]->after;
+	if (deps) {
+		deps_start_wanted(d);
+		daemon_started(d);
+		return r;
+	}
+	d->start_next = d->first;
+	units_start_batch(NULL, d);
 	return r;
+}
+
+/*
+ * The start of the daemon, START_BATCH services per loop iteration: between
+ * two batches the loop serves the control socket, signals and exits, so a
+ * daemon with 10,000 services answers `ctl ping` and stops on SIGTERM while
+ * it starts them. Services with requires or after start last, in the order
+ * their dependencies allow (deps.c). Then the daemon is "started" (READY=1).
+ */
+void units_start_batch(struct evm_timer *t, void *data)
+{
+	struct daemon *d = data;
+	(void)t;
+	d->start_timer = NULL;
+	for (unsigned n = 0; d->start_next && !d->stopping && n < START_BATCH;) {
+		struct unit *u = d->start_next;
+		d->start_next = u->next;
+		if (!u->want_start || !u->svc || u->conf->requires || u->conf->after)
+			continue;
+		u->want_start = false;
+		struct evm_service_info info;
+		evm_service_info(u->svc, &info);
+		/* started, or stopped by a request meanwhile */
+		if (info.state != EVM_STATE_STOPPED || info.stopped_by_user)
+			continue;
+		n++;
+		int e = evm_service_start(u->svc);
+		if (e < 0)
+			dlog("service %s: cannot start it: %s", u->name, strerror(-e));
+	}
+	if (d->stopping) {
+		d->start_next = NULL;
+		return;
+	}
+	if (d->start_next && evm_timer_add(d->loop, 0, units_start_batch, d, &d->start_timer) == 0)
+		return;
+	d->start_next = NULL; /* out of memory for the timer: the rest at once, below */
+	deps_start_wanted(d);
+	daemon_started(d);
 }
 
 void units_free(struct daemon *d)

@@ -4,7 +4,9 @@ spawns that fail, a start with thousands of services, few descriptors."""
 import os
 import signal
 
-from conftest import EVMON, HELPER, requires_root
+import pytest
+
+from conftest import EVMON, HELPER, children_of, requires_root, wait_for
 from daemon_util import Daemon, LineReader, alive
 from reliability_util import ODD_UID, OpenDir, PrefixedDaemon, set_nproc
 
@@ -211,3 +213,46 @@ def test_strict_daemon_does_not_start(procs, tmp_path):
                   timeout=20)
     assert r.returncode == 1 and "3 errors (--strict): not starting" in r.stderr, r.stderr
     assert not os.path.exists(d.sock)
+
+
+# ------------------------------------------- serving while it starts
+
+
+def many(n):
+    return f"""
+[evmon]
+start_secs = 0
+stop_timeout = 5
+
+[service:s]
+command = HELPER pause
+instances = {n}
+"""
+
+
+@pytest.mark.parametrize("n", [1000, pytest.param(10000, marks=pytest.mark.scale)])
+def test_serves_while_it_starts(procs, tmp_path, n):
+    """The services start from the loop, a batch at a time: the first request is
+    answered while some are still to be started, and "started" (READY=1) comes once
+    they all are (docs/RELIABILITY.md has the times)."""
+    d = Daemon(procs, tmp_path, many(n))
+    first = d.status()
+    states = [s["state"] for s in first.values()]
+    assert len(states) == n and states.count("stopped") > 0, "every service had started already"
+    assert "started:" not in d.log()
+    wait_for(lambda: "started: %d services" % n in d.log(), timeout=300, what="the start's end")
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()), timeout=300,
+             what="every service running")
+    d.stop(timeout=300)
+
+
+@pytest.mark.parametrize("n", [1000, pytest.param(10000, marks=pytest.mark.scale)])
+def test_sigterm_while_it_starts(procs, tmp_path, n):
+    """SIGTERM as soon as the socket answers: the start stops where it is (the rest
+    is never started), what was started is stopped, and the daemon exits 0."""
+    d = Daemon(procs, tmp_path, many(n))
+    d.p.send_signal(signal.SIGTERM)
+    assert d.p.wait(timeout=300) == 0, d.log()
+    log = d.log()
+    assert "received SIGTERM" in log and "started:" not in log, log[-2000:]
+    assert "all services stopped: exiting" in log
