@@ -419,8 +419,13 @@ def test_daemon_killed_outside_a_namespace_leaves_its_services_running(procs, tm
     re-parented to init or the nearest subreaper) and keep running unsupervised; a
     new daemon replaces the stale socket and starts its own copies. This is the
     documented behaviour (docs/RELIABILITY.md): whoever restarts the daemon should
-    kill the old services' process groups first (a systemd unit does: KillMode)."""
+    kill the old services' process groups first (a systemd unit does: KillMode).
+    Without cgroups, that is: with them, the new daemon ends what the killed one
+    left in its tree (test_cgroup.py)."""
     d = Daemon(procs, tmp_path, """
+[evmon]
+cgroup = no
+
 [service:web]
 command = HELPER pause
 start_secs = 0
