@@ -73,7 +73,7 @@ static void on_request(struct client *cl, const cJSON *req, void *data)
 	if (!strcmp(cmd, "defer")) {
 		control_defer(cl, deferred_gone, NULL);
 		F.deferred = cl;
-		evm_timer_add(F.loop, 50, late_reply, NULL, &F.defer_timer);
+		evm_timer_add(F.loop, 1000, late_reply, NULL, &F.defer_timer); /* long enough for test_vanished_client to close first, even on a loaded machine */
 		return;
 	}
 	if (!strcmp(cmd, "sub") || !strcmp(cmd, "flood")) {
@@ -327,14 +327,27 @@ static void test_last_request_without_newline(void **state)
 	assert_int_equal(control_clients(F.ctl), 0);
 }
 
+/* Run the loop until cond holds; fail after 30 s. */
+#define RUN_WHILE_NOT(cond)                                                              \
+	do {                                                                             \
+		struct timespec t0_, t_;                                                 \
+		clock_gettime(CLOCK_MONOTONIC, &t0_);                                    \
+		while (!(cond)) {                                                        \
+			evm_loop_run_once(F.loop, 5);                                    \
+			clock_gettime(CLOCK_MONOTONIC, &t_);                             \
+			if (t_.tv_sec - t0_.tv_sec > 30)                                 \
+				fail_msg("timed out waiting for: %s", #cond);            \
+		}                                                                        \
+	} while (0)
+
 static void test_vanished_client(void **state)
 {
 	(void)state;
 	int fd = connect_client();
 	send_all(fd, "{\"cmd\":\"defer\"}\n", 16);
-	run_a_bit(10);
+	RUN_WHILE_NOT(F.deferred != NULL);
 	close(fd); /* gone before its late reply: its owner is told, and cancels it */
-	run_a_bit(100);
+	RUN_WHILE_NOT(F.gone == 1);
 	assert_null(F.deferred);
 	assert_int_equal(F.gone, 1);
 	assert_int_equal(control_clients(F.ctl), 0);
