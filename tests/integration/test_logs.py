@@ -747,25 +747,22 @@ start_secs = 0
         b"hi\n" in (logs / f"s:{i}.log").read_bytes() for i in range(300)), timeout=60 * SLOW,
         what="300 logs")
 
-    def files():
+    def open_under(prefix):
         n = 0
         for fd in fds_of(d.p.pid):
             try:
-                n += os.readlink(f"/proc/{d.p.pid}/fd/{fd}").startswith(str(logs) + "/")
+                n += os.readlink(f"/proc/{d.p.pid}/fd/{fd}").startswith(prefix)
             except FileNotFoundError:
                 pass  # closed meanwhile
         return n
+
+    def files():
+        return open_under(str(logs) + "/")
     # at most 256 open at once, all closed once the output stops
     assert files() <= 256
     wait_for(lambda: files() == 0, timeout=15 * SLOW, what="idle files closed")
     def cgroup_dirs():
-        n = 0
-        for fd in fds_of(d.p.pid):
-            try:
-                n += os.readlink(f"/proc/{d.p.pid}/fd/{fd}").startswith("/sys/fs/cgroup")
-            except FileNotFoundError:
-                pass
-        return n
+        return open_under("/sys/fs/cgroup")
     # 2 per service (the pipe), 1 pidfd per process, and the daemon's own; with
     # cgroups (cgroup = auto, as root) also its cgroup's directory, 1 per service
     assert cgroup_dirs() <= 300 + 8
