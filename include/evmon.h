@@ -622,8 +622,8 @@ enum evm_event_type {
 
 enum evm_state {
 	EVM_STATE_STOPPED = 0, /* not running, not asked to run */
-	EVM_STATE_STARTING,    /* running, not yet for start_ms */
-	EVM_STATE_RUNNING,     /* running for at least start_ms */
+	EVM_STATE_STARTING,    /* running, not ready yet (start_ms not up, or not declared) */
+	EVM_STATE_RUNNING,     /* running and ready */
 	EVM_STATE_BACKOFF,     /* waiting before the next start attempt */
 	EVM_STATE_STOPPING,    /* stop signal sent, waiting for the exit */
 	EVM_STATE_EXITED,      /* exited and the policy says not to restart */
@@ -678,6 +678,13 @@ enum evm_restart {
 				       evm_service_info's stopped_by_user says to leave it down */
 };
 
+/* When a service counts as ready (STARTING -> RUNNING). */
+enum evm_ready {
+	EVM_READY_STARTED = 0, /* once up for start_ms (supervisord's startsecs) */
+	EVM_READY_DECLARED,    /* once evm_service_ready says so (sd_notify READY=1, s6's
+				  notification fd, a check that passed: the caller's to watch) */
+};
+
 /* Which evm_service_opts fields are set even when zero. */
 enum {
 	EVM_SVC_START_MS = 1u << 0,
@@ -713,6 +720,18 @@ struct evm_service_opts {
 	uint64_t stable_ms;	  /* up this long resets the backoff; default 10000 */
 	int stop_signal;	  /* default SIGTERM */
 	uint64_t stop_timeout_ms; /* then SIGKILL; default 10000 */
+	/*
+	 * Readiness. With EVM_READY_DECLARED start_ms is not used: the service
+	 * is STARTING until evm_service_ready; past ready_timeout_ms (0: no
+	 * limit) it is stopped (stop_signal, SIGKILL at stop_timeout_ms) and its
+	 * exit is a failed start, retried by start_retries. watchdog_ms (0: none,
+	 * any ready mode): once RUNNING, a service that lets that long pass
+	 * without evm_service_watchdog is stopped the same way and its exit is a
+	 * failure for the restart policy (systemd's WatchdogSec).
+	 */
+	enum evm_ready ready;
+	uint64_t ready_timeout_ms;
+	uint64_t watchdog_ms;
 	bool kill_group;	  /* signal the whole process group (implies SETPGID 0
 				     unless the spawn options ask for SETSID); when the
 				     main process exits, what is left of its group gets
@@ -787,6 +806,26 @@ EVM_API int evm_service_stop(struct evm_service *svc);
  */
 EVM_API int evm_service_restart(struct evm_service *svc);
 
+/*
+ * The service is ready: STARTING -> RUNNING (whatever its ready mode; a
+ * ready=started service may say so before start_ms is up). 0 also when it
+ * is RUNNING already; -ESRCH when it has no process or is stopping.
+ */
+EVM_API int evm_service_ready(struct evm_service *svc);
+
+/*
+ * The service is alive (sd_notify WATCHDOG=1): the watchdog deadline is
+ * watchdog_ms from now. Cheap (no timer moved); a no-op without watchdog_ms.
+ */
+EVM_API int evm_service_watchdog(struct evm_service *svc);
+
+/*
+ * More time (sd_notify EXTEND_TIMEOUT_USEC): a STARTING service's ready
+ * timeout, or a STOPPING one's kill, is at least ms from now. -ESRCH when no
+ * such deadline runs.
+ */
+EVM_API int evm_service_extend_timeout(struct evm_service *svc, uint64_t ms);
+
 /* Send sig to the running process (or its group with kill_group). -ESRCH when not running. */
 EVM_API int evm_service_signal(struct evm_service *svc, int sig);
 
@@ -809,6 +848,7 @@ struct evm_service_info {
 	unsigned restarts;	/* automatic restarts since the last explicit start */
 	unsigned failures;	/* failures in a row (reset by a stable run) */
 	unsigned start_failures; /* failed starts in a row (reset on reaching RUNNING) */
+	enum evm_ready ready;	/* the ready mode (STARTING means not declared ready yet) */
 	bool stopped_by_user;	/* the last stop was evm_service_stop, not the policy */
 	struct timespec since;	/* CLOCK_REALTIME of the last state change */
 	uint64_t uptime_ms;	/* time in STARTING/RUNNING, else 0 */

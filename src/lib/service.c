@@ -177,6 +177,7 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 static bool policy_valid(const struct evm_service_opts *o)
 {
 	if ((unsigned)o->restart > EVM_RESTART_UNLESS_STOPPED || o->backoff_jitter > 100 ||
+	    (unsigned)o->ready > EVM_READY_DECLARED ||
 	    o->stop_signal < 0 || o->stop_signal >= NSIG || (o->nsuccess_codes && !o->success_codes))
 		return false;
 	for (size_t i = 0; i < o->nsuccess_codes; i++)
@@ -206,6 +207,9 @@ static void set_policy(struct evm_service *s, const struct evm_service_opts *o)
 	s->stop_timeout_ms = PICK(stop_timeout_ms, EVM_SVC_STOP_TIMEOUT, DEF_STOP_TIMEOUT_MS);
 #undef PICK
 	s->jitter = o->backoff_jitter;
+	s->ready = o->ready;
+	s->ready_timeout_ms = o->ready_timeout_ms;
+	s->watchdog_ms = o->watchdog_ms;
 	s->stop_signal = o->stop_signal ? o->stop_signal : SIGTERM;
 }
 
@@ -311,6 +315,7 @@ void evm_service_info(const struct evm_service *s, struct evm_service_info *info
 	info->restarts = s->restarts;
 	info->failures = s->failures;
 	info->start_failures = s->start_failures;
+	info->ready = s->ready;
 	info->stopped_by_user = s->stopped_by_user;
 	info->since = evm__ns_to_ts(s->since_real);
 	if (s->proc)

@@ -30,6 +30,8 @@ struct evm_service {
 	uint32_t success[8]; /* bitmap of exit codes 0..255 */
 	uint64_t start_ms, backoff_initial_ms, backoff_max_ms, stable_ms, stop_timeout_ms;
 	unsigned start_retries, jitter;
+	enum evm_ready ready;
+	uint64_t ready_timeout_ms, watchdog_ms;
 	int stop_signal;
 	bool kill_group;
 	evm_event_cb on_event;
@@ -44,6 +46,9 @@ struct evm_service {
 	unsigned restarts, failures, start_failures, backoff_step;
 	uint64_t started_mono, since_mono, next_start_mono;
 	int64_t since_real;
+	uint64_t deadline_mono;	/* of the ready timeout (STARTING) or the kill (STOPPING) */
+	uint64_t alive_mono;	/* the last evm_service_watchdog (RUNNING) */
+	uint8_t failing;	/* stopped by us (not ready in time, watchdog): its exit fails */
 	bool stopped_by_user;
 	bool start_after_stop; /* restart(), or start() while STOPPING */
 	bool removing;	       /* free once stopped */
@@ -75,6 +80,9 @@ enum evm__sv_event {
 	EVM__SV_BACKOFF_DONE, /* the backoff elapsed: start again */
 	EVM__SV_STOP_TIMEOUT, /* stop_timeout elapsed: SIGKILL */
 	EVM__SV_ADOPT,	      /* evm_service_adopt (arg: adopt) */
+	EVM__SV_READY,	      /* evm_service_ready: the service says it is ready */
+	EVM__SV_READY_TIMEOUT, /* ready_timeout_ms elapsed before it was ready */
+	EVM__SV_WATCHDOG,     /* watchdog_ms elapsed without evm_service_watchdog */
 	EVM__SV_NEVENTS
 };
 

@@ -18,7 +18,7 @@
  *
  * TABLE-BEGIN
  * state     event              next                          what
- * STOPPED   start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ * STOPPED   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
  *           stop            -> (stays)                       noted: stopped by the user
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
@@ -28,13 +28,18 @@
  *           restart         -> STOPPING                      stop, then start after the exit
  *           remove          -> STOPPING                      stop, then removed after the exit
  *           exit            -> STOPPED|BACKOFF|EXITED|FATAL  failed start, unless policy is done
- *           start_ms up     -> RUNNING                       started
+ *           start_ms up     -> RUNNING                       ready (ready = started)
+ *           stop_timeout    -> (stays)                       SIGKILL (not ready, stopped)
+ *           ready           -> RUNNING                       ready
+ *           ready_timeout   -> (stays)                       stop; its exit is a failed start
  * RUNNING   start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
  *           remove          -> STOPPING                      stop, then removed after the exit
  *           exit            -> STOPPED|BACKOFF|EXITED|FATAL  restart policy and max_retries
- * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ *           stop_timeout    -> (stays)                       SIGKILL (watchdog, stopped)
+ *           watchdog up     -> (stays)                       stop; its exit is a failure
+ * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
  *           stop            -> STOPPED                       cancel the restart
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
@@ -45,11 +50,11 @@
  *           remove          -> (stays)                       removed after the exit
  *           exit            -> STOPPED|(removed)             removed, or started again, if asked
  *           stop_timeout    -> (stays)                       SIGKILL
- * EXITED    start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ * EXITED    start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
  *           stop            -> STOPPED                       stopped by the user
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
- * FATAL     start, restart  -> STARTING|RUNNING              spawn (RUNNING if start_ms is 0)
+ * FATAL     start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
  *           stop            -> STOPPED                       stopped by the user
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
@@ -64,8 +69,16 @@
  * empty) is a state that waits plus the event that ends it. Then paste the
  * new text above.
  *
- * One timer per service at most: the start grace (STARTING), the backoff
- * (BACKOFF) or the kill escalation (STOPPING). A service never spins: every
+ * Readiness: a service is STARTING until it is ready, RUNNING after. With
+ * ready = started that is start_ms up (the grace timer); with ready =
+ * declared the caller says so (evm_service_ready), within ready_timeout_ms
+ * or it is stopped and its exit is a failed start. The watchdog (RUNNING)
+ * stops a service that gives no sign of life for watchdog_ms; its exit is a
+ * failure. Either way `failing` says why, and the exit's cell reads it.
+ *
+ * One timer per service at most: the start grace or the ready timeout
+ * (STARTING), the watchdog (RUNNING), the backoff (BACKOFF) or the kill
+ * escalation (STOPPING, or STARTING/RUNNING once stopped as failing). A service never spins: every
  * restart goes through the backoff, which doubles from at least 10 ms.
  * Events are emitted after the state changed, so a callback sees the new state
  * and may call anything here, including evm_service_remove on this service
@@ -82,7 +95,12 @@
 
 #define MIN_DOUBLING_MS 10
 
+/* why we stopped a service that did not stop by itself: its exit is a failure */
+enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG };
+
 static void spawn_now(struct evm_service *s);
+static void became_ready(struct evm_service *s);
+static void ready_timeout_fire(struct evm_timer *t, void *data);
 static void unlink_svc(struct evm_service *s, const struct evm_exit *exit);
 
 /* ------------------------------------------------------------- helpers */
@@ -245,6 +263,57 @@ static void kill_fire(struct evm_timer *t, void *data)
 	evm__sv_dispatch(data, EVM__SV_STOP_TIMEOUT, NULL);
 }
 
+static void ready_timeout_fire(struct evm_timer *t, void *data)
+{
+	evm__sv_dispatch(data, EVM__SV_READY_TIMEOUT, NULL);
+}
+
+/*
+ * The watchdog's timer is armed once per period, not per sign of life: a
+ * service that says it is alive only moves alive_mono, and the timer, when
+ * it fires early, waits for the rest.
+ */
+static void watchdog_fire(struct evm_timer *t, void *data)
+{
+	struct evm_service *s = data;
+	uint64_t now = evm__mono_ns(), due = s->alive_mono + s->watchdog_ms * 1000000;
+	if (due > now) {
+		/* out of memory: no watchdog for this run rather than a false alarm */
+		evm_timer_add(s->loop, (due - now + 999999) / 1000000, watchdog_fire, s, &s->timer);
+		return;
+	}
+	evm__sv_dispatch(s, EVM__SV_WATCHDOG, NULL);
+}
+
+/* STARTING (or STOPPED, adopting) -> RUNNING: the start succeeded */
+static void became_ready(struct evm_service *s)
+{
+	evm_timer_cancel(s->timer); /* the start grace's or the ready timeout's */
+	s->start_failures = 0;
+	if (s->watchdog_ms) {
+		s->alive_mono = evm__mono_ns();
+		evm_timer_add(s->loop, s->watchdog_ms, watchdog_fire, s, &s->timer);
+	}
+	enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+}
+
+/* stop_signal now, SIGKILL at stop_timeout (kill_fire); the caller changes the state */
+static void send_stop(struct evm_service *s)
+{
+	evm_timer_cancel(s->timer);
+	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
+		send_signal(s, SIGKILL);
+		return;
+	}
+	send_signal(s, s->stop_signal);
+	/* a stopped (SIGSTOP) process would sit on the signal until continued */
+	if (s->stop_signal != SIGCONT)
+		send_signal(s, SIGCONT);
+	s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
+	if (evm_timer_add(s->loop, s->stop_timeout_ms, kill_fire, s, &s->timer) < 0)
+		send_signal(s, SIGKILL);
+}
+
 /* What every exit leaves behind, whatever the state: then the cell decides. */
 static void on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner)
 {
@@ -293,9 +362,18 @@ static void spawn_now(struct evm_service *s)
 	p->owner = s;
 	s->proc = p;
 	s->started_mono = evm__mono_ns();
+	s->failing = FAILING_NO;
+	if (s->ready == EVM_READY_DECLARED) {
+		/* no timer (out of memory): it waits for its word without a limit */
+		if (s->ready_timeout_ms) {
+			s->deadline_mono = s->started_mono + s->ready_timeout_ms * 1000000;
+			evm_timer_add(s->loop, s->ready_timeout_ms, ready_timeout_fire, s, &s->timer);
+		}
+		enter(s, EVM_STATE_STARTING, NULL, 0, 0);
+		return;
+	}
 	if (s->start_ms == 0) {
-		s->start_failures = 0;
-		enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+		became_ready(s);
 		return;
 	}
 	/* no timer (out of memory): it stays STARTING until it exits */
@@ -328,8 +406,9 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->started_mono = p->start_mono;
 	s->stopped_by_user = false;
 	s->start_failures = 0;
+	s->failing = FAILING_NO;
 	snprintf(s->msg, sizeof(s->msg), "adopted pid %d", (int)p->pid);
-	enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+	became_ready(s);
 	return 0;
 }
 
@@ -369,17 +448,7 @@ static int act_stop_idle(struct evm_service *s, const struct evm__sv_arg *a)
 static int act_stop_proc(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	act_stop_noted(s, a);
-	evm_timer_cancel(s->timer);
-	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
-		send_signal(s, SIGKILL);
-	} else {
-		send_signal(s, s->stop_signal);
-		/* a stopped (SIGSTOP) process would sit on the signal until continued */
-		if (s->stop_signal != SIGCONT)
-			send_signal(s, SIGCONT);
-		if (evm_timer_add(s->loop, s->stop_timeout_ms, kill_fire, s, &s->timer) < 0)
-			send_signal(s, SIGKILL);
-	}
+	send_stop(s);
 	enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
 	return 0;
 }
@@ -458,9 +527,13 @@ static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
 		enter(s, EVM_STATE_STOPPED, e, 0, 0);
 		return 0;
 	}
-	bool ok = exit_ok(s, e), again = policy_again(s, ok);
-	if (again || !ok)
-		snprintf(s->msg, sizeof(s->msg), "exited during its start period (%llu ms)",
+	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
+	if (s->failing)
+		snprintf(s->msg, sizeof(s->msg), "not ready within ready_timeout (%llu ms)",
+			 (unsigned long long)s->ready_timeout_ms);
+	else if (again || !ok)
+		snprintf(s->msg, sizeof(s->msg), "exited %s (%llu ms)",
+			 s->ready == EVM_READY_DECLARED ? "before it was ready" : "during its start period",
 			 (unsigned long long)(e->runtime_ns / 1000000));
 	if (again)
 		failed_start(s, e, 0);
@@ -476,7 +549,10 @@ static int act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 		enter(s, EVM_STATE_STOPPED, e, 0, 0);
 		return 0;
 	}
-	bool ok = exit_ok(s, e);
+	bool ok = exit_ok(s, e) && !s->failing;
+	if (s->failing)
+		snprintf(s->msg, sizeof(s->msg), "watchdog: no sign of life for %llu ms",
+			 (unsigned long long)s->watchdog_ms);
 	if (!policy_again(s, ok)) {
 		enter(s, EVM_STATE_EXITED, e, 0, 0);
 		return 0;
@@ -509,11 +585,20 @@ static int act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
-static int act_grace(struct evm_service *s, const struct evm__sv_arg *a)
+/* start_ms up, or the service said it is ready */
+static int act_ready(struct evm_service *s, const struct evm__sv_arg *a)
 {
-	evm_timer_cancel(s->timer); /* fired already, unless a test dispatched the event */
-	s->start_failures = 0;
-	enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+	if (s->failing)
+		return 0; /* too late: it is being stopped */
+	became_ready(s);
+	return 0;
+}
+
+/* not ready in time, or no sign of life: stopped, and its exit is a failure */
+static int act_stop_failing(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	s->failing = s->state == EVM_STATE_STARTING ? FAILING_NOT_READY : FAILING_WATCHDOG;
+	send_stop(s);
 	return 0;
 }
 
@@ -544,6 +629,9 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_BACKOFF_DONE] = "backoff up",
 	[EVM__SV_STOP_TIMEOUT] = "stop_timeout",
 	[EVM__SV_ADOPT] = "adopt",
+	[EVM__SV_READY] = "ready",
+	[EVM__SV_READY_TIMEOUT] = "ready_timeout",
+	[EVM__SV_WATCHDOG] = "watchdog up",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -554,9 +642,9 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 
 /* the cells every state without a process shares */
 #define IDLE_ROW(stop_act, stop_to, stop_what)                                                     \
-	[EVM__SV_START] = {act_start, SPAWNS, "spawn (RUNNING if start_ms is 0)"},         \
+	[EVM__SV_START] = {act_start, SPAWNS, "spawn (RUNNING: started, start_ms 0)"},         \
 	[EVM__SV_STOP] = {stop_act, stop_to, stop_what},                                           \
-	[EVM__SV_RESTART] = {act_start, SPAWNS, "spawn (RUNNING if start_ms is 0)"},       \
+	[EVM__SV_RESTART] = {act_start, SPAWNS, "spawn (RUNNING: started, start_ms 0)"},       \
 	[EVM__SV_REMOVE] = {act_remove_idle, GONE, "removed at once"},                             \
 	[EVM__SV_SPAWN_FAILED] = {act_spawn_failed, RETRIES, "FATAL past start_retries"}
 
@@ -575,11 +663,16 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_STARTING] = {
 		PROC_ROW,
 		[EVM__SV_EXIT] = {act_exit_starting, POLICY, "failed start, unless policy is done"},
-		[EVM__SV_GRACE] = {act_grace, TO(RUNNING), "started"},
+		[EVM__SV_GRACE] = {act_ready, TO(RUNNING), "ready (ready = started)"},
+		[EVM__SV_READY] = {act_ready, TO(RUNNING), "ready"},
+		[EVM__SV_READY_TIMEOUT] = {act_stop_failing, 0, "stop; its exit is a failed start"},
+		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (not ready, stopped)"},
 	},
 	[EVM_STATE_RUNNING] = {
 		PROC_ROW,
 		[EVM__SV_EXIT] = {act_exit_running, POLICY, "restart policy and max_retries"},
+		[EVM__SV_WATCHDOG] = {act_stop_failing, 0, "stop; its exit is a failure"},
+		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
 	},
 	[EVM_STATE_BACKOFF] = {
 		IDLE_ROW(act_stop_idle, TO(STOPPED), "cancel the restart"),
@@ -666,6 +759,43 @@ int evm_service_restart(struct evm_service *s)
 void evm_service_remove(struct evm_service *s)
 {
 	call(s, EVM__SV_REMOVE);
+}
+
+int evm_service_ready(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (!s->proc || s->state == EVM_STATE_STOPPING)
+		return -ESRCH;
+	return evm__sv_dispatch(s, EVM__SV_READY, NULL);
+}
+
+int evm_service_watchdog(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	s->alive_mono = evm__mono_ns();
+	return 0;
+}
+
+/* not an event: the state stays, only the deadline of the timer it has moves */
+int evm_service_extend_timeout(struct evm_service *s, uint64_t ms)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	bool ready_wait = s->state == EVM_STATE_STARTING && s->ready == EVM_READY_DECLARED &&
+			  !s->failing && s->ready_timeout_ms;
+	bool kill_wait = s->state == EVM_STATE_STOPPING || s->failing;
+	if (!s->timer || !(ready_wait || kill_wait))
+		return -ESRCH;
+	uint64_t now = evm__mono_ns();
+	if (ms > UINT64_MAX / 2000000)
+		ms = UINT64_MAX / 2000000;
+	if (now + ms * 1000000 <= s->deadline_mono)
+		return 0;
+	evm_timer_cancel(s->timer);
+	s->deadline_mono = now + ms * 1000000;
+	return evm_timer_add(s->loop, ms, ready_wait ? ready_timeout_fire : kill_fire, s, &s->timer);
 }
 
 int evm_service_signal(struct evm_service *s, int sig)

@@ -463,6 +463,127 @@ static void test_start_grace_reaches_running(void **state)
 	assert_int_equal(r->signal, SIGTERM);
 }
 
+static void declared(struct evm_service_opts *o)
+{
+	o->ready = EVM_READY_DECLARED;
+}
+
+/* ready = declared: STARTING however long it runs, RUNNING on its word */
+static void test_declared_ready_waits_for_its_word(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, declared);
+	assert_int_equal(evm_service_ready(a), -ESRCH); /* no process yet */
+	evm_service_start(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
+	/* start_ms is 0: a ready = started service would be RUNNING by now */
+	for (int i = 0; i < 5; i++)
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
+	assert_int_equal(evm_service_extend_timeout(a, 1000), -ESRCH); /* no ready_timeout */
+	assert_int_equal(evm_service_ready(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	assert_int_equal(evm_service_ready(a), 0); /* again: nothing happens */
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 1);
+	struct evm_service_info info;
+	evm_service_info(a, &info);
+	assert_int_equal(info.ready, EVM_READY_DECLARED);
+	evm_service_stop(a);
+	assert_int_equal(evm_service_ready(a), -ESRCH);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
+static void exits_unready(struct evm_service_opts *o)
+{
+	declared(o);
+	o->set |= EVM_SVC_START_RETRIES;
+	o->start_retries = 1;
+}
+
+/* an exit before the word is a failed start, whatever the code */
+static void test_exit_before_ready_is_a_failed_start(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT3, exits_unready);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_FATAL, 5000);
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 0);
+	assert_non_null(strstr(last_of("a", EVM_STATE_BACKOFF)->msg, "exited before it was ready"));
+}
+
+static void ready_timeout(struct evm_service_opts *o)
+{
+	exits_unready(o);
+	o->ready_timeout_ms = 50;
+	o->stop_timeout_ms = 5000;
+}
+
+/* not ready in time: stopped (stop_signal), a failed start, retried, then FATAL */
+static void test_ready_timeout_fails_the_start(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, ready_timeout);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_FATAL, 10000);
+	assert_int_equal(count_state("a", EVM_STATE_STARTING), 2); /* start_retries = 1 */
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 0);
+	const struct rec *b = last_of("a", EVM_STATE_BACKOFF);
+	assert_int_equal(b->signal, SIGTERM);
+	assert_non_null(strstr(b->msg, "not ready within ready_timeout (50 ms)"));
+	assert_non_null(strstr(last_of("a", EVM_STATE_FATAL)->msg, "not ready within"));
+}
+
+/* more time asked for (EXTEND_TIMEOUT_USEC): the ready timeout moves */
+static void test_extend_timeout_moves_the_ready_deadline(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, ready_timeout);
+	evm_service_start(a);
+	assert_int_equal(evm_service_extend_timeout(a, 600000), 0);
+	/* four times the 50 ms it had: a deadline left where it was would have fired */
+	uint64_t end = t_now_ms() + 200;
+	while (t_now_ms() < end)
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
+	assert_int_equal(evm_service_extend_timeout(a, 10), 0); /* never shortens */
+	assert_int_equal(evm_service_ready(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	assert_int_equal(evm_service_extend_timeout(a, 10), -ESRCH);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
+static void watchdog(struct evm_service_opts *o)
+{
+	o->watchdog_ms = 300;
+	o->stop_signal = SIGKILL;
+}
+
+/* alive within watchdog_ms keeps it RUNNING; silence is a failure the policy restarts */
+static void test_watchdog_miss_restarts(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, PAUSE, watchdog);
+	evm_service_start(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	/* signs of life every loop turn for three periods: no restart */
+	uint64_t end = t_now_ms() + 900;
+	while (t_now_ms() < end) {
+		assert_int_equal(evm_service_watchdog(a), 0);
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	}
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
+	/* silence */
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	const struct rec *b = last_of("a", EVM_STATE_BACKOFF);
+	assert_int_equal(b->signal, SIGKILL);
+	assert_non_null(strstr(b->msg, "watchdog: no sign of life for 300 ms"));
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000); /* restarted by the policy */
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
 static void test_missing_binary_goes_fatal_with_error(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -1076,6 +1197,12 @@ static void fire(struct evm_loop *loop, struct evm_service *s, enum evm__sv_even
 			assert_int_equal(evm__sv_dispatch(s, ev, &(struct evm__sv_arg){.exit = &e}), 0);
 		}
 		break;
+	case EVM__SV_READY: {
+		int r = evm_service_ready(s);
+		if (c->act)
+			assert_int_equal(r, 0);
+		break;
+	}
 	case EVM__SV_ADOPT: {
 		/* a process the loop did not spawn (our child: the teardown reaps it) */
 		pid_t pid = fork();
@@ -1163,6 +1290,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_declared_ready_waits_for_its_word, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exit_before_ready_is_a_failed_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ready_timeout_fails_the_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extend_timeout_moves_the_ready_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watchdog_miss_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
