@@ -1,9 +1,10 @@
 /*
- * confkeys.h - the keys of the daemon's configuration (confkeys.c): one
- * table that says for each key its section, how its value is read and
- * where it goes; applying a section's keys; the checks of a service once
- * all its keys are known. config.c feeds it from two sources: the sections
- * of a file and the key/value pairs of `evmon ctl add`.
+ * confkeys.h - the keys of the daemon's configuration: one table that says
+ * for each key its section, how its value is read (a grammar of
+ * confvalue.c) and where it goes, and applying a section's keys
+ * (confkeys.c); the checks of a service once all its keys are known
+ * (confcheck.c). config.c feeds it from two sources: the sections of a
+ * file and the key/value pairs of `evmon ctl add`.
  */
 #ifndef EVMON_CONFKEYS_H
 #define EVMON_CONFKEYS_H
@@ -52,9 +53,20 @@ struct conf_ctx {
  */
 void conf_apply(struct conf_ctx *c, const struct conf_pair *kv, size_t n);
 
-/* What can only be checked with every key of service s known; line: its section's. */
-void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line);
+/*
+ * A mistake in the value of the key being read (c->key at c->line):
+ * "KEY: message" into c->errs.
+ */
+void conf_bad(struct conf_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* p relative to base (a config file's directory; NULL: as is), malloc'ed. */
+char *conf_abs_path(const char *base, const char *p);
+
+/*
+ * What can only be checked with every key of service s known; line: its
+ * section's (confcheck.c).
+ */
+void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line);
 
 /*
  * Look s's user and group up again (a service whose ids_unresolved): 0 with

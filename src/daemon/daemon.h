@@ -7,7 +7,9 @@
  *   units.c     the table of units, creating them, reload
  *   requests.c  the control requests      waits.c   their deferred replies
  *   events.c    event and status records, publishing, the summary
- *   control.c   the socket server         config.c, confkeys.c  the config
+ *   control.c   the socket server
+ *   config.c, confread.c, confkeys.c (the key table), confvalue.c (value
+ *   grammars), confcheck.c (whole-service checks), confdeps.c  the config
  *   output.c, logfile.c, logtail.c  the services' output and its files
  */
 #ifndef EVMON_DAEMON_H

@@ -1,0 +1,245 @@
+/*
+ * confcheck.c - what can only be checked of a service once all its keys
+ * are read (see confkeys.h): its directory and program exist, its
+ * env_file lines are read into its environment, its user and group are
+ * known (looked up again before each start while they are not), its
+ * backoff and output keys agree. A missing program, directory, user or
+ * group is an environment problem (env_bad), not a mistake.
+ */
+#include "confkeys.h"
+#include "confvalue.h"
+
+#include "envfile.h"
+#include "pathfind.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*
+ * An environment problem (a missing program or directory, an unknown user
+ * or group): the file is right but the machine is not, yet. With a list
+ * for them (a config file), the service starts in a failed state and its
+ * policy retries it; without (`ctl add`), a mistake like any other.
+ */
+static void env_bad(struct conf_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void env_bad(struct conf_ctx *c, const char *fmt, ...)
+{
+	char msg[900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	errlist_add(c->problems ? c->problems : c->errs, c->file, c->line, "%s: %s", c->key, msg);
+	if (c->problems && c->svc && !c->svc->problem) {
+		char *p = NULL;
+		if (asprintf(&p, "%s: %s", c->key, msg) >= 0)
+			c->svc->problem = p;
+	}
+}
+
+static const char *env_get(char **env, const char *name)
+{
+	size_t n = strlen(name);
+	for (char **e = env; e && *e; e++)
+		if (!strncmp(*e, name, n) && (*e)[n] == '=')
+			return *e + n + 1;
+	return NULL;
+}
+
+/* The command must name an executable file, as the library's exec would find it. */
+static void check_command(struct conf_ctx *c, struct svc_conf *s)
+{
+	const char *prog = s->argv[0];
+	c->key = "command";
+	c->line = c->line_of[CK_COMMAND] ? c->line_of[CK_COMMAND] : c->line;
+	if (strchr(prog, '/')) {
+		char *full = prog[0] == '/' || !s->directory ? strdup(prog) : conf_abs_path(s->directory, prog);
+		if (full && !cli_path_executable(full))
+			env_bad(c, "%s: %s", prog,
+				access(full, F_OK) ? strerror(errno) : "not an executable file");
+		free(full);
+		return;
+	}
+	char buf[PATH_MAX];
+	if (!cli_path_find(prog, env_get(s->env, "PATH"), buf, sizeof(buf)))
+		env_bad(c, "%s: not found in PATH", prog);
+}
+
+/* The line of key k, or of the section when the key came from elsewhere. */
+static int key_line(const struct conf_ctx *c, enum conf_key k, int section_line)
+{
+	return c->line_of[k] ? c->line_of[k] : section_line;
+}
+
+/* user = NAME or UID: the uid, and the user's gid unless group says otherwise. */
+static bool resolve_user(struct conf_ctx *c, struct svc_conf *s, int line, const char **uname)
+{
+	unsigned long n;
+	c->key = "user";
+	c->line = key_line(c, CK_USER, line);
+	struct passwd *pw = getpwnam(s->user);
+	if (pw) {
+		s->uid = pw->pw_uid;
+		s->gid = pw->pw_gid;
+		*uname = pw->pw_name;
+		s->set_uid = s->set_gid = true;
+	} else if (conf_parse_uint(s->user, UINT_MAX - 1, &n)) {
+		s->uid = (uid_t)n;
+		s->set_uid = true;
+		if (!s->group)
+			conf_bad(c, "uid %s has no passwd entry: also give group", s->user);
+	} else {
+		env_bad(c, "unknown user '%s'", s->user);
+		s->ids_unresolved = true;
+		return false;
+	}
+	return true;
+}
+
+static bool resolve_group(struct conf_ctx *c, struct svc_conf *s, int line)
+{
+	unsigned long n;
+	c->key = "group";
+	c->line = key_line(c, CK_GROUP, line);
+	struct group *gr = getgrnam(s->group);
+	if (gr) {
+		s->gid = gr->gr_gid;
+	} else if (conf_parse_uint(s->group, UINT_MAX - 1, &n)) {
+		s->gid = (gid_t)n;
+	} else {
+		env_bad(c, "unknown group '%s'", s->group);
+		s->ids_unresolved = true;
+		return false;
+	}
+	s->set_gid = true;
+	return true;
+}
+
+/* initgroups semantics: the user's groups plus the chosen gid (only that gid without a user). */
+static void supplementary_groups(struct svc_conf *s, const char *uname)
+{
+	int ng = 64;
+	gid_t *g = malloc((size_t)ng * sizeof(*g));
+	if (g && uname && getgrouplist(uname, s->gid, g, &ng) < 0) {
+		gid_t *g2 = realloc(g, (size_t)ng * sizeof(*g));
+		if (g2)
+			g = g2;
+		if (!g2 || getgrouplist(uname, s->gid, g, &ng) < 0)
+			ng = 0;
+	} else if (g && !uname) {
+		g[0] = s->gid;
+		ng = 1;
+	}
+	s->groups = g;
+	s->ngroups = g ? (size_t)ng : 0;
+}
+
+static void resolve_ids(struct conf_ctx *c, struct svc_conf *s)
+{
+	const char *uname = NULL;
+	int line0 = c->line;
+	if (s->user && !resolve_user(c, s, line0, &uname))
+		return;
+	if (s->group && !resolve_group(c, s, c->line))
+		return;
+	if (!s->set_uid && !s->set_gid)
+		return;
+	supplementary_groups(s, uname);
+	uid_t me = geteuid();
+	if (me != 0 && ((s->set_uid && s->uid != me) || (s->set_gid && s->gid != getegid()))) {
+		c->key = s->user ? "user" : "group";
+		c->line = key_line(c, s->user ? CK_USER : CK_GROUP, line0);
+		conf_bad(c, "the daemon runs as uid %u and cannot switch to another user or group",
+		    (unsigned)me);
+	}
+}
+
+int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len)
+{
+	struct errlist errs = {0};
+	struct conf_ctx c = {.file = "", .errs = &errs, .svc = s, .pol = &s->pol};
+	free(s->groups);
+	s->groups = NULL;
+	s->ngroups = 0;
+	s->set_uid = s->set_gid = s->ids_unresolved = false;
+	resolve_ids(&c, s);
+	int r = 0;
+	if (errs.n || s->ids_unresolved) {
+		/* "": the message without the file */
+		snprintf(msg, len, "%s", errs.n ? errs.msgs[0] + (errs.msgs[0][0] == ':' ? 2 : 0) : "?");
+		s->set_uid = s->set_gid = false;
+		s->ids_unresolved = true;
+		r = -ENOENT;
+	}
+	errlist_free(&errs);
+	return r;
+}
+
+/* env_file: each file's variables over environment's, in order (systemd's rule) */
+static void read_env_files(struct conf_ctx *c, struct svc_conf *s, int line)
+{
+	c->key = "env_file";
+	c->line = key_line(c, CK_ENV_FILE, line);
+	for (char **f = s->env_files; f && *f; f++) {
+		bool optional = (*f)[0] == '-';
+		char *path = conf_abs_path(c->base, *f + optional), err[400] = "out of memory", **vars = NULL;
+		int r = path ? envfile_read(path, &vars, err, sizeof(err)) : -ENOMEM;
+		char **merged = r >= 0 ? envfile_merge(s->env, vars) : NULL;
+		if (r >= 0 && merged) {
+			free(s->env);
+			s->env = merged;
+		} else if (!(r == -ENOENT && optional)) {
+			conf_bad(c, "%s: %s", path ? path : *f + optional, r >= 0 ? "out of memory" : err);
+		}
+		free(vars);
+		free(path);
+	}
+}
+
+void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line)
+{
+	c->line = line;
+	if (!s->argv) {
+		if (!c->seen[CK_COMMAND])
+			errlist_add(c->errs, c->file, line, "service %s: missing 'command'", s->name);
+		return;
+	}
+	if (s->directory) {
+		struct stat st;
+		c->key = "directory";
+		c->line = c->line_of[CK_DIRECTORY] ? c->line_of[CK_DIRECTORY] : line;
+		if (stat(s->directory, &st) < 0)
+			env_bad(c, "%s: %s", s->directory, strerror(errno));
+		else if (!S_ISDIR(st.st_mode))
+			env_bad(c, "%s: not a directory", s->directory);
+	}
+	c->line = line;
+	read_env_files(c, s, line);
+	c->line = line;
+	resolve_ids(c, s);
+	c->line = line;
+	check_command(c, s);
+	/* the library caps every delay at backoff_max: a longer initial delay would be ignored */
+	uint64_t initial = s->pol.set & EVM_SVC_BACKOFF_INITIAL ? s->pol.backoff_initial_ms : 100;
+	uint64_t max = s->pol.set & EVM_SVC_BACKOFF_MAX ? s->pol.backoff_max_ms : 30000;
+	if (initial > max)
+		errlist_add(c->errs, c->file, line,
+			    "service %s: backoff_initial (%llu ms) is longer than backoff_max "
+			    "(%llu ms): every restart would wait backoff_max",
+			    s->name, (unsigned long long)initial, (unsigned long long)max);
+	/* the later of stdout and stderr */
+	int out_line = c->line_of[CK_STDOUT] > c->line_of[CK_STDERR] ? c->line_of[CK_STDOUT]
+								      : c->line_of[CK_STDERR];
+	if ((s->pol.out[0] == OUT_LOG || s->pol.out[1] == OUT_LOG) && !log_dir)
+		errlist_add(c->errs, c->file, out_line ? out_line : line,
+			    "service %s: stdout/stderr = log needs log_dir in [evmon]", s->name);
+}
+
