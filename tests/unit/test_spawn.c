@@ -901,6 +901,55 @@ static void test_child_signal_state_changed_in_callback(void **state)
 	t_forked(sig_state_in_iteration, &a);
 }
 
+/*
+ * The child learns what to reset from its own /proc/self/status (one read
+ * instead of 62 rt_sigaction): the parser finds each mask, refuses a cut
+ * or malformed line (the child then resets everything), and agrees with
+ * sigaction() on our own status.
+ */
+static void test_status_mask(void **state)
+{
+	(void)state;
+	static const char text[] = "Name:\tx\nSigQ:\t0/100\nSigBlk:\t0000000000010000\n"
+				   "SigIgn:\t0000000180001000\nSigCgt:\t00000000000004ec\nCap";
+	uint64_t v = 0;
+	size_t n = sizeof(text) - 1;
+	assert_true(evm__status_mask(text, n, "SigBlk:", &v));
+	assert_true(v == 0x10000);
+	assert_true(evm__status_mask(text, n, "SigIgn:", &v));
+	assert_true(v == 0x180001000ULL);
+	assert_true(evm__status_mask(text, n, "SigCgt:", &v));
+	assert_true(v == 0x4ec);
+	assert_false(evm__status_mask(text, n, "SigPnd:", &v));
+	assert_false(evm__status_mask(text, n, "Sig", &v));
+	/* the read stopped inside the line */
+	const char *cut = strstr(text, "SigCgt:") + 12;
+	assert_false(evm__status_mask(text, (size_t)(cut - text), "SigCgt:", &v));
+	static const char bad[] = "x\nSigIgn:\t00000000000g0000\n";
+	assert_false(evm__status_mask(bad, sizeof(bad) - 1, "SigIgn:", &v));
+
+	struct sigaction old;
+	assert_int_equal(sigaction(SIGURG, NULL, &old), 0);
+	signal(SIGURG, SIG_IGN);
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		sigaction(SIGURG, &old, NULL);
+		T_SKIP("no /proc/self/status");
+	}
+	ssize_t got = read(fd, buf, sizeof(buf));
+	close(fd);
+	assert_true(got > 0);
+	assert_true(evm__status_mask(buf, (size_t)got, "SigIgn:", &v));
+	for (int sig = 1; sig < 32; sig++) {
+		struct sigaction sa;
+		assert_int_equal(sigaction(sig, NULL, &sa), 0);
+		assert_int_equal((int)(v >> (sig - 1) & 1), sa.sa_handler == SIG_IGN);
+	}
+	assert_true(v >> (SIGURG - 1) & 1);
+	sigaction(SIGURG, &old, NULL);
+}
+
 /* --------------------------------------------------- sessions and groups */
 
 static void parse_pgid(const char *out, int *pid, int *ppid, int *pgid, int *sid)
@@ -1359,6 +1408,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_child_signal_state, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state_changed_in_callback, setup,
 						t_teardown),
+		cmocka_unit_test(test_status_mask),
 		cmocka_unit_test_setup_teardown(test_session_and_groups, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_group, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_helper_killed_mid_spawn, setup, t_teardown),
