@@ -41,6 +41,7 @@
 #define OUT_SOFT (256 * 1024) /* stop reading requests above this much unsent output */
 #define READ_CHUNK 16384
 #define RAW_LOW (128 * 1024)  /* a raw stream is refilled below this much unsent output */
+#define RESUME_MS 250	      /* accepting paused for want of fds: tried again this often */
 
 struct client {
 	struct control *ctl;
@@ -75,6 +76,8 @@ struct control {
 	int reserve_fd;
 	struct evm_io *io;
 	struct control_opts o;
+	struct evm_timer *resume; /* armed while accepting is paused: no fd to take a client */
+	bool starved;		  /* that was logged (once per episode) */
 	struct client *clients;
 	unsigned nclients, next_id;
 	uint64_t dropped, dropped_bytes; /* subscribers dropped for unread events, and those bytes */
@@ -608,6 +611,54 @@ static void accept_one(struct control *ctl, int fd)
 	idle_update(cl);
 }
 
+static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data);
+
+static void on_resume(struct evm_timer *t, void *data)
+{
+	struct control *ctl = data;
+	(void)t;
+	ctl->resume = NULL;
+	evm_io_modify(ctl->io, EVM_READ);
+}
+
+/*
+ * No descriptor for a client, not even the spare one to refuse it (the
+ * limit was lowered below what we hold): a readable listening socket would
+ * wake the loop at once, forever. Stop watching it for RESUME_MS instead;
+ * the client waits in the backlog until an fd is free.
+ */
+static void pause_accept(struct control *ctl)
+{
+	if (!ctl->starved)
+		logf_(ctl, "control: out of file descriptors, not even one to refuse a client: "
+			   "accepting again every %d ms until one is free", RESUME_MS);
+	ctl->starved = true;
+	if (ctl->resume || evm_timer_add(ctl->loop, RESUME_MS, on_resume, ctl, &ctl->resume) < 0)
+		return; /* no timer: keep watching (spinning beats never accepting again) */
+	evm_io_modify(ctl->io, 0);
+}
+
+/* accept failed for want of fds: true when a new try may succeed */
+static bool out_of_fds(struct control *ctl, int lfd, int e)
+{
+	if (e == EMFILE && ctl->o.need_fd && ctl->o.need_fd(ctl->o.data))
+		return true;
+	if (ctl->reserve_fd >= 0) {
+		/* free our spare one to accept and refuse */
+		close(ctl->reserve_fd);
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			refuse(fd, "daemon out of file descriptors");
+		ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			logf_(ctl, "control: out of file descriptors: refused a client");
+			return false; /* the next one at the next readiness */
+		}
+	}
+	pause_accept(ctl);
+	return false;
+}
+
 static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data)
 {
 	struct control *ctl = data;
@@ -616,22 +667,16 @@ static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data)
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd >= 0) {
+			if (ctl->starved)
+				logf_(ctl, "control: accepting clients again");
+			ctl->starved = false;
 			accept_one(ctl, fd);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
-		if (errno == EMFILE && ctl->o.need_fd && ctl->o.need_fd(ctl->o.data))
+		if ((errno == EMFILE || errno == ENFILE) && out_of_fds(ctl, lfd, errno))
 			continue;
-		if ((errno == EMFILE || errno == ENFILE) && ctl->reserve_fd >= 0) {
-			/* out of fds: free our spare one to accept and refuse, or we would spin */
-			close(ctl->reserve_fd);
-			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			if (fd >= 0)
-				refuse(fd, "daemon out of file descriptors");
-			ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			logf_(ctl, "control: out of file descriptors: refused a client");
-		}
 		break;
 	}
 }
@@ -683,6 +728,7 @@ void control_close(struct control *ctl)
 		}
 		client_close(cl);
 	}
+	evm_timer_cancel(ctl->resume);
 	evm_io_free(ctl->io);
 	sockfile_close(&ctl->sf);
 	if (ctl->reserve_fd >= 0)

@@ -11,7 +11,8 @@
 static struct {
 	int fd[MAX_RESERVE];
 	unsigned n, want;
-} R;
+	int devnull;
+} R = {.devnull = -1};
 
 void fdres_take(void)
 {
@@ -25,6 +26,8 @@ void fdres_take(void)
 
 void fdres_init(unsigned n)
 {
+	if (R.devnull < 0)
+		R.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	R.want = n < MAX_RESERVE ? n : MAX_RESERVE;
 	fdres_take();
 }
@@ -42,4 +45,12 @@ void fdres_free(void)
 	R.want = 0;
 	while (fdres_give())
 		;
+	if (R.devnull >= 0)
+		close(R.devnull);
+	R.devnull = -1;
+}
+
+int fdres_devnull(void)
+{
+	return R.devnull;
 }

@@ -8,6 +8,11 @@
  * needs a descriptor and none is left; closing one of its own takes a
  * placeholder back. When descriptors are plentiful this costs nothing but
  * the placeholders.
+ *
+ * A spawn needs no descriptor of its own but the child's pidfd (without
+ * one the library watches through SIGCHLD): a service's stdin, and any
+ * stream that goes nowhere, is one /dev/null held from the start, so a
+ * daemon at its fd limit still starts every service.
  */
 #ifndef EVMON_FDRESERVE_H
 #define EVMON_FDRESERVE_H
@@ -21,5 +26,7 @@ bool fdres_give(void);
 /* After closing a descriptor of ours: take placeholders back up to n. */
 void fdres_take(void);
 void fdres_free(void);
+/* /dev/null, read-write, opened by fdres_init and kept: -1 if that failed. */
+int fdres_devnull(void);
 
 #endif

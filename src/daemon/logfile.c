@@ -226,10 +226,16 @@ static int open_checked(struct logs *L, const char *name, int flags, char *msg, 
 	flags |= O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 	int fd = openat(L->dirfd, name, flags, 0640);
 	for (int i = 0; i < 2 && fd < 0 && errno == EMFILE; i++) {
-		/* out of descriptors: one of the reserve, or the least recently written file's */
-		if (!fdres_give() && L->lru_last) {
+		/*
+		 * Out of descriptors: the least recently written file's, else
+		 * (none open) one of the reserve. Log files never hold more
+		 * than one of the reserve: the rest is for ctl and the spawns.
+		 */
+		if (L->lru_last) {
 			close_file(L->lru_last); /* its descriptor goes back to the reserve... */
 			fdres_give();		 /* ...and comes out for us */
+		} else if (!fdres_give()) {
+			break;
 		}
 		fd = openat(L->dirfd, name, flags, 0640);
 	}

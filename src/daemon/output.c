@@ -32,6 +32,7 @@
 #include "output.h"
 
 #include "cli.h"
+#include "fdreserve.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -514,9 +515,17 @@ void output_configure(struct svc_output *o, const struct svc_conf *c)
 			logfile_set_limits(o->cap[i].file, c->pol.log_max_bytes, c->pol.log_backups);
 }
 
+/* Nowhere: the daemon's own /dev/null, so a spawn at the fd limit needs none (fdreserve.h). */
+static void to_null(struct evm_stdio *s)
+{
+	int fd = fdres_devnull();
+	s->mode = fd >= 0 ? EVM_STDIO_FD : EVM_STDIO_NULL;
+	s->fd = fd;
+}
+
 void output_stdio(const struct svc_output *o, const struct svc_conf *c, struct evm_stdio stdio[3])
 {
-	stdio[0].mode = EVM_STDIO_NULL;
+	to_null(&stdio[0]);
 	for (int i = 0; i < 2; i++) {
 		struct evm_stdio *s = &stdio[i + 1];
 		enum out_mode m = c->pol.out[i];
@@ -540,12 +549,12 @@ void output_stdio(const struct svc_output *o, const struct svc_conf *c, struct e
 				s->mode = EVM_STDIO_FD;
 				s->fd = o->cap[i_src].wfd;
 			} else {
-				s->mode = EVM_STDIO_NULL; /* the capture could not be made (reported) */
+				to_null(s); /* the capture could not be made (reported) */
 			}
 			break;
 		case OUT_NULL:
 		case OUT_STDOUT:
-			s->mode = EVM_STDIO_NULL;
+			to_null(s);
 			break;
 		}
 	}

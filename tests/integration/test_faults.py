@@ -6,6 +6,7 @@ running and serving `evmon ctl`, report what happened as events, and recover
 when the fault goes away."""
 import json
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -172,6 +173,74 @@ command = HELPER pause
     assert all(x["state"] == "stopped" for x in d.status().values())
     ctl.close()
     s.close()
+    d.stop()
+
+
+@pytest.mark.skipif(VALGRIND, reason="valgrind keeps fds of its own at the top of the limit")
+def test_low_fd_limit_every_logged_service_starts(procs, tmp_path):
+    """RLIMIT_NOFILE of 64 and 12 services with stdout and stderr logged apart: the
+    pipes alone would need 48 fds. Captures that cannot be made go to /dev/null with
+    an event, and every service still runs: a spawn needs no fd of its own (stdin and
+    the streams that go nowhere are the daemon's one /dev/null), and the log files
+    with evmon's lines about failures cannot take the descriptors the spawns need."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    services = "".join(f"""
+[service:s{i}]
+command = HELPER print out{i} pause
+stdout = log
+stderr = log
+""" for i in range(12))
+    d = PrefixedDaemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+start_secs = 0
+stop_timeout = 2
+{services}""", prefix=["prlimit", "--nofile=64:64"])
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()),
+             timeout=20 * SLOW, what="every service running")
+    assert len(d.status()) == 12
+    assert "it goes to /dev/null" in d.log()
+    assert "Too many open files" not in "".join(s.get("error", "") for s in d.status().values())
+    # the services whose output is captured write their log files
+    wait_for(lambda: any("out" in p.read_text() for p in logs.iterdir()), what="logged output")
+    assert len(fds(d.p.pid)) <= 64
+    assert d.ctl("ping").returncode == 0
+    r = d.request({"cmd": "stop", "names": ["*"], "wait": True, "timeout": 30})
+    assert r["ok"], r
+    d.stop()
+
+
+def test_fd_limit_below_use_no_busy_loop(procs, tmp_path):
+    """The fd limit lowered below what the daemon holds (prlimit on the running
+    daemon): not even the spare fd kept to refuse a client can be had. The daemon
+    stops watching its socket and tries again every 250 ms instead of waking up for
+    the waiting client over and over (it burned a CPU before); once the limit is
+    back, the waiting client is answered."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+start_secs = 0
+
+[service:web]
+command = HELPER pause
+""")
+    d.wait_state("web", "running")
+    pid = d.p.pid
+    limit = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, limit[1]))
+    c = d.connect()
+    c.sendall(b'{"cmd":"ping"}\n')
+    wait_for(lambda: "not even one to refuse a client" in d.log(), what="accepting paused")
+    t0 = cpu_ticks(pid)
+    time.sleep(2)
+    # a daemon woken by the waiting client without end would burn a CPU: allow a tenth
+    assert cpu_ticks(pid) - t0 < os.sysconf("SC_CLK_TCK") // 5 * SLOW
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
+    rd = LineReader(c)
+    r = rd.next(timeout=20 * SLOW)
+    assert r["ok"] and r["pid"] == pid, r
+    wait_for(lambda: "accepting clients again" in d.log(), what="accepting again")
+    c.close()
     d.stop()
 
 
