@@ -16,6 +16,9 @@
  * recently written is closed first), so 10,000 logged services do not hold
  * 10,000 files.
  *
+ * Whole lines only: a write cut short (a full disk) is cut back out of the
+ * file, so the next line, or the note of what was discarded, starts a line.
+ *
  * Writes are synchronous and whole: the page cache takes them, and when it
  * cannot keep up the write blocks, the daemon reads the service's pipe less
  * often, and the service blocks on its own full pipe. That is the
@@ -33,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +56,7 @@ struct logfile {
 	unsigned backups;
 	uint64_t last_write;	/* loop time (ns) of the last write or open */
 	bool failing;		/* output is being discarded */
+	bool partial;		/* the file ends in the middle of a line (unwrite failed) */
 	uint64_t retry_at;	/* loop time of the next attempt while failing */
 	uint64_t dropped;	/* bytes discarded while failing */
 	char *fail_msg;		/* why, while failing */
@@ -275,20 +280,47 @@ static int open_checked(struct logs *L, const char *name, int flags, char *msg, 
 	return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+/* *done: how much went in, also when it fails (a full disk takes part of a write) */
+static int write_all(int fd, struct iovec *iov, int cnt, size_t *done)
 {
-	while (n) {
-		ssize_t w = write(fd, p, n);
+	*done = 0;
+	while (cnt) {
+		ssize_t w = writev(fd, iov, cnt);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
 			return -errno;
 		if (w == 0)
 			return -EIO;
-		p += w;
-		n -= (size_t)w;
+		*done += (size_t)w;
+		size_t k = (size_t)w;
+		while (cnt && k >= iov->iov_len) {
+			k -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt) {
+			iov->iov_base = (char *)iov->iov_base + k;
+			iov->iov_len -= k;
+		}
 	}
 	return 0;
+}
+
+/*
+ * A write that failed half-way left part of a line: cut the file back to
+ * where the write began, so it holds whole lines only (no one else appends
+ * to it). Should that fail too, the next line written starts a line of its own.
+ */
+static void unwrite(struct logfile *f, size_t done)
+{
+	struct stat st;
+	if (!done)
+		return;
+	if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size >= done &&
+	    ftruncate(f->fd, st.st_size - (off_t)done) == 0)
+		return;
+	f->partial = true;
 }
 
 /* Start discarding (or keep on): report once per episode, try again later. */
@@ -315,20 +347,72 @@ static void notify(struct logfile *f, const char *p, size_t n)
 	}
 }
 
+/* The line that ends an episode: how much was lost, and why. */
+static size_t discarded_note(const struct logfile *f, char *line, size_t len)
+{
+	char t[40];
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int n = snprintf(line, len, "%s evmon: %llu bytes of output were discarded: %s\n",
+			 proto_time(&ts, t, sizeof(t)), (unsigned long long)f->dropped,
+			 f->fail_msg ? f->fail_msg : "?");
+	if (n < 0)
+		return 0;
+	if ((size_t)n >= len) { /* cut: still one line */
+		n = (int)len - 1;
+		line[n - 1] = '\n';
+	}
+	return (size_t)n;
+}
+
+static void end_episode(struct logfile *f)
+{
+	char m[400];
+	f->failing = false;
+	free(f->fail_msg);
+	f->fail_msg = NULL;
+	snprintf(m, sizeof(m), "%s/%s: writing again; %llu bytes of output were discarded",
+		 f->L->dir, f->name, (unsigned long long)f->dropped);
+	tell(f, 0, m);
+}
+
+/*
+ * p[0..n) (whole lines) in one write, after the note of an episode that
+ * ends: note and lines go in together or not at all, so a disk with room
+ * for the note only (what a cut-back write left in its last block) goes on
+ * with the same episode instead of ending it and starting another.
+ */
 static int append(struct logfile *f, const char *p, size_t n)
 {
-	int r = write_all(f->fd, p, n);
+	char note[400];
+	struct iovec iov[3];
+	int cnt = 0;
+	size_t nlen = f->failing ? discarded_note(f, note, sizeof(note)) : 0, done;
+	if (f->partial)
+		iov[cnt++] = (struct iovec){.iov_base = (char *)"\n", .iov_len = 1};
+	if (nlen)
+		iov[cnt++] = (struct iovec){.iov_base = note, .iov_len = nlen};
+	iov[cnt++] = (struct iovec){.iov_base = (char *)p, .iov_len = n};
+	int r = write_all(f->fd, iov, cnt, &done);
 	if (r < 0) {
+		unwrite(f, done);
 		char msg[300];
 		snprintf(msg, sizeof(msg), "%s/%s: write: %s", f->L->dir, f->name, strerror(-r));
 		fail(f, r, msg);
 		return r;
 	}
-	f->size += n;
+	if (f->partial)
+		notify(f, "\n", 1);
+	f->partial = false;
+	f->size += done;
 	f->last_write = now_ns(f->L);
 	if (f->L->lru_first != f) {
 		lru_unlink(f);
 		lru_front(f);
+	}
+	if (nlen) {
+		notify(f, note, nlen);
+		end_episode(f);
 	}
 	notify(f, p, n);
 	return 0;
@@ -347,6 +431,8 @@ static int open_for_append(struct logfile *f)
 	}
 	struct stat st;
 	f->size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+	if (!f->size)
+		f->partial = false; /* a new file */
 	if (L->nopen >= MAX_OPEN)
 		close_file(L->lru_last);
 	f->fd = fd;
@@ -354,24 +440,7 @@ static int open_for_append(struct logfile *f)
 	lru_front(f);
 	L->nopen++;
 	arm_idle(L);
-	if (f->failing) {
-		char line[400], t[40], m[400];
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		int n = snprintf(line, sizeof(line), "%s evmon: %llu bytes of output were discarded: %s\n",
-				 proto_time(&ts, t, sizeof(t)), (unsigned long long)f->dropped,
-				 f->fail_msg ? f->fail_msg : "?");
-		/* still failing here: a disk still full goes on with the same episode (fail()) */
-		if (append(f, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1) < 0)
-			return -EIO;
-		f->failing = false;
-		free(f->fail_msg);
-		f->fail_msg = NULL;
-		snprintf(m, sizeof(m), "%s/%s: writing again; %llu bytes of output were discarded",
-			 L->dir, f->name, (unsigned long long)f->dropped);
-		tell(f, 0, m);
-	}
-	return 0;
+	return 0; /* an episode ends with the next write (append) */
 }
 
 /* Make room: NAME.log.(N-1) -> .N, ..., NAME.log -> .1; or truncate with no backups. */
@@ -383,6 +452,7 @@ static int rotate(struct logfile *f)
 	if (f->backups == 0) {
 		if (ftruncate(f->fd, 0) == 0) {
 			f->size = 0;
+			f->partial = false;
 			return 0;
 		}
 		e = errno;

@@ -249,8 +249,11 @@ def test_disk_full_for_logs(procs, tmp_path):
     of it taken by a filler file. The service writes lines without pause: once the
     disk is full its output is discarded (the pipe is still drained, so it never
     blocks), one event tells it, ctl keeps working. A retry while the disk is still
-    full is the same episode (no second event). Once the filler is removed, logging
-    resumes: the file says how many bytes were lost, and the lines go on."""
+    full is the same episode (no second event). The file holds whole lines only: the
+    write the disk cut short is cut back out. Once the filler is removed, logging
+    resumes: the file says how many bytes were lost, on a line of its own written
+    together with the next lines (alone, it would fit into what the cut left of the
+    last block and end the episode early), and the lines go on."""
     import re
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -277,34 +280,46 @@ start_secs = 0
     e = next_log_event()
     assert e["error"] == "No space left on device", e
     assert "output is discarded until it can be written" in e["message"], e
+    daemon = d.daemon_pid()
+
+    def log_text():
+        r = subprocess.run(["nsenter", "-t", str(daemon), "-m", "cat", f"{logs}/w.log"],
+                           capture_output=True, timeout=10)
+        return r.stdout.decode(errors="replace")
+
+    def whole_lines(text):
+        """The numbers of a log that holds whole lines only: evmon's first line, then 0, 1, ..."""
+        lines = text.split("\n")
+        assert lines[-1] == "", f"the log ends in the middle of a line: {text[-200:]!r}"
+        assert "evmon: started pid" in lines[0], lines[0]
+        nums = [int(x) for x in lines[1:-1]]  # a cut line would not be a number in sequence
+        assert nums == list(range(len(nums))), text[-2000:]
+        return nums
+    # the write that found the disk full was cut back: the file ends with a whole line
+    assert len(whole_lines(log_text())) > 1000
     pid = d.status("w")["w"]["pid"]
     assert d.request({"cmd": "ping"})["ok"]
     # a retry on a disk still full (reopen-logs makes it happen now): no new event
     assert d.ctl("reopen-logs").returncode == 0
     time.sleep(0.5)  # lets the service write into the full disk again
     assert d.request({"cmd": "ping"})["ok"]
-    daemon = d.daemon_pid()
     subprocess.run(["nsenter", "-t", str(daemon), "-m", "rm", f"{logs}/filler"], check=True,
                    timeout=10)
     assert d.ctl("reopen-logs").returncode == 0
     e = next_log_event()
     assert "writing again" in e["message"] and "error" not in e, e
     assert d.status("w")["w"]["pid"] == pid  # the service never noticed
-
-    def log_text():
-        r = subprocess.run(["nsenter", "-t", str(daemon), "-m", "cat", f"{logs}/w.log"],
-                           capture_output=True, timeout=10)
-        return r.stdout.decode(errors="replace")
     ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     pat = ts + r" evmon: (\d+) bytes of output were discarded: \S+/w\.log: write: No space left on device\n"
     wait_for(lambda: re.search(pat + r"(\d+\n){100}", log_text()), what="lines after the gap")
     text = log_text()
     m = re.search(pat, text)
-    assert len(re.findall(pat, text)) == 1, text[-2000:]
+    assert len(re.findall(pat, text)) == 1, re.findall(ts + " evmon: .*", text)
     assert int(m.group(1)) > 0
-    before = [int(x) for x in text[:m.start()].split("\n")[:-1] if x.isdigit()]
+    # the notice starts a line of its own, after the last whole line written before the gap
+    before = whole_lines(text[:m.start()])
     after = [int(x) for x in text[m.end():].split("\n")[:-1]]
-    assert before[:3] == [0, 1, 2] and len(before) > 1000
+    assert len(before) > 1000
     assert after[0] > before[-1] + 1 and after == list(range(after[0], after[0] + len(after)))
     ev.close()
     d.stop()
