@@ -180,6 +180,16 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 		if (n >= 0 && (size_t)n < len && count(ev, "runtime_ms", MAX_MS, &v))
 			snprintf(buf + n, len - (size_t)n, " after %s",
 				 proto_duration(v, d, sizeof(d)));
+	} else if (!strcmp(type, "health")) {
+		/* "service db: health starting -> unhealthy: exit 1: <its first line>" */
+		const char *st = str(ev, "health"), *old = str(ev, "old_health");
+		const char *out = str(ev, "output");
+		int n = snprintf(buf, len, "service %s: health %s%s%s", svc ? svc : "?", old ? old : "",
+				 old ? " -> " : "", st ? st : "?");
+		if (n >= 0 && (size_t)n < len && count(ev, "exit_code", INT_MAX, &v) && v > 0)
+			n += snprintf(buf + n, len - (size_t)n, ": exit %d", (int)v);
+		if (n >= 0 && (size_t)n < len && out && *out && st && strcmp(st, "healthy"))
+			snprintf(buf + n, len - (size_t)n, ": %.*s", (int)strcspn(out, "\n"), out);
 	} else if (!strcmp(type, "orphan")) {
 		how(ev, h, sizeof(h));
 		snprintf(buf, len, "reaped orphan pid %d: %s", (int)pid, h);

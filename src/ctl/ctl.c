@@ -538,7 +538,7 @@ static int do_state(struct ctl *c, const char *cmd, char **names, int n)
 	else if (!strcmp(cmd, "is-active"))
 		print_states(resp);
 	else
-		show_status(resp);
+		show_status(resp), show_health_checks(resp);
 	cJSON_Delete(resp);
 	return rc;
 }

@@ -65,14 +65,16 @@ static void last_exit(const cJSON *s, char *buf, size_t len)
 
 static void info_text(const cJSON *s, char *buf, size_t len)
 {
-	const char *err = jstr(s, "error");
+	const char *err = jstr(s, "error"), *health = jstr(s, "health");
 	double next = jnum(s, "next_start_ms", -1);
-	char d[32];
+	char d[32], h[32] = "";
+	if (health) /* "healthy; ..." like docker ps's "Up 2 minutes (healthy)" */
+		snprintf(h, sizeof(h), "%s%s", health, err || next >= 0 ? "; " : "");
 	if (next >= 0 && next <= MAX_MS)
-		snprintf(buf, len, "next start in %s%s%s", proto_duration((uint64_t)next, d, sizeof(d)),
-			 err ? "; " : "", err ? err : "");
+		snprintf(buf, len, "%snext start in %s%s%s", h,
+			 proto_duration((uint64_t)next, d, sizeof(d)), err ? "; " : "", err ? err : "");
 	else
-		snprintf(buf, len, "%s", err ? err : "");
+		snprintf(buf, len, "%s%s", h, err ? err : "");
 }
 
 struct row {
@@ -172,6 +174,49 @@ int show_status(const cJSON *resp)
 {
 	print_table(cJSON_GetObjectItemCaseSensitive(resp, "services"));
 	return 0;
+}
+
+/*
+ * The last health check of each service that has one, below the table of
+ * `status NAME`:
+ *   web: health check: unhealthy, 3 failures in a row; last: exit 1, 12 ms, at TIME
+ *     <its output, indented>
+ */
+void show_health_checks(const cJSON *resp)
+{
+	const cJSON *s;
+	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(resp, "services")) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(s, "health_check");
+		if (!cJSON_IsObject(c))
+			continue;
+		const char *name = jstr(s, "name"), *health = jstr(s, "health");
+		double streak = jnum(c, "failing_streak", 0);
+		printf("%s: health check: %s, %.0f failure%s in a row", name ? name : "?",
+		       health ? health : "not running", streak, streak == 1 ? "" : "s");
+		const cJSON *l = cJSON_GetObjectItemCaseSensitive(c, "last");
+		if (!cJSON_IsObject(l)) {
+			printf("; not run yet\n");
+			continue;
+		}
+		const char *t = jstr(l, "time"), *out = jstr(l, "output");
+		double code = jnum(l, "exit_code", -1);
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "timed_out")))
+			printf("; last: timed out");
+		else if (code >= 0)
+			printf("; last: exit %.0f", code);
+		else
+			printf("; last: failed");
+		printf(", %.0f ms%s%s%s\n", jnum(l, "duration_ms", 0), t ? ", at " : "", t ? t : "",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "output_truncated"))
+			       ? " (output truncated)" : "");
+		/* one line each: its newlines arrive escaped, as \n (safe.h) */
+		for (const char *p = out; p && *p;) {
+			const char *nl = strstr(p, "\\n");
+			int n = nl ? (int)(nl - p) : (int)strlen(p);
+			printf("    %.*s\n", n, p);
+			p += n + (nl ? 2 : 0);
+		}
+	}
 }
 
 int show_services(const cJSON *resp)

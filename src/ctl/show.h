@@ -13,6 +13,8 @@
 typedef int (*show_fn)(const cJSON *resp);
 
 int show_status(const cJSON *resp);   /* the table of "services" */
+/* Each service's last health check and its output (status NAME). */
+void show_health_checks(const cJSON *resp);
 int show_services(const cJSON *resp); /* "web: running, pid 42" per service */
 int show_reload(const cJSON *resp);
 int show_signal(const cJSON *resp);

@@ -5,7 +5,7 @@
  * would leave each of its services waiting for another forever).
  *
  * A word is NAME (a definition: with instances, all of them) or, in
- * requires, NAME:COND with COND the state to wait for (ready).
+ * requires, NAME:COND with COND the state to wait for (ready, healthy).
  */
 #include "config.h"
 
@@ -18,7 +18,7 @@ int config_dep_name_len(const char *word, bool after)
 	const char *colon = strchr(word, ':');
 	if (!colon)
 		return (int)strlen(word);
-	if (after || strcmp(colon + 1, "ready"))
+	if (after || (strcmp(colon + 1, "ready") && strcmp(colon + 1, "healthy")))
 		return -1;
 	return (int)(colon - word);
 }
@@ -63,7 +63,7 @@ static void check_words(const struct config *cfg, const struct hashmap *m, const
 				if (len < 0)
 					errlist_add(errs, s->file ? s->file : cfg->path, s->dep_line[k],
 						    "%s: '%s': %s", key[k], *w, k ? "after takes "
-						    "names only" : "the condition can be :ready");
+						    "names only" : "the condition can be :ready or :healthy");
 				else if (t < 0)
 					errlist_add(errs, s->file ? s->file : cfg->path, s->dep_line[k],
 						    "%s: unknown service '%.*s'", key[k], len, *w);

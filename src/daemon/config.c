@@ -225,6 +225,7 @@ void svc_conf_unref(struct svc_conf *c)
 	free(c->problem);
 	free(c->requires);
 	free(c->after);
+	free(c->health.argv);
 	free(c);
 }
 
@@ -301,9 +302,18 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 	       a->oom_score_adj == b->oom_score_adj;
 }
 
+/* The health keys: applied to the running service too (health_configure). */
+static bool health_eq(const struct health_conf *a, const struct health_conf *b)
+{
+	return words_eq(a->argv, b->argv) && a->interval_ms == b->interval_ms &&
+	       a->timeout_ms == b->timeout_ms && a->start_period_ms == b->start_period_ms &&
+	       a->retries == b->retries && a->action == b->action;
+}
+
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
 {
-	return svc_conf_same_run(a, b) && policy_eq(&a->pol, &b->pol);
+	return svc_conf_same_run(a, b) && policy_eq(&a->pol, &b->pol) &&
+	       health_eq(&a->health, &b->health);
 }
 
 /* ------------------------------------------------------------ building */

@@ -55,6 +55,23 @@ struct svc_policy {
 	bool log_timestamps;	   /* prefix each line with an RFC 3339 time */
 };
 
+/* What an unhealthy service gets (health.h). */
+enum health_action { HEALTH_ACTION_NONE = 0, HEALTH_ACTION_RESTART, HEALTH_ACTION_STOP };
+
+/* health_* keys: Docker's HEALTHCHECK (health.c); applied to a running service in place */
+struct health_conf {
+	char **argv;		  /* health_cmd, split like command (one block), or NULL: no check */
+	uint64_t interval_ms;	  /* from the end of a check to the next one */
+	uint64_t timeout_ms;	  /* a check running longer is killed (its process group) and fails */
+	uint64_t start_period_ms; /* failures this long after the start do not count, until a success */
+	unsigned retries;	  /* failures in a row that make it unhealthy */
+	enum health_action action;
+};
+
+#define HEALTH_DEFAULT_INTERVAL_MS 30000 /* Docker's defaults */
+#define HEALTH_DEFAULT_TIMEOUT_MS 30000
+#define HEALTH_DEFAULT_RETRIES 3
+
 struct svc_conf {
 	unsigned refs;
 	char *name;		/* NAME of [service:NAME] (or of `ctl add`) */
@@ -78,7 +95,7 @@ struct svc_conf {
 	gid_t *groups;		/* supplementary groups when set_uid/set_gid */
 	size_t ngroups;
 	struct svc_policy pol;
-	/* dependencies (deps.c): words "NAME" or "NAME:ready" (requires), "NAME" (after) */
+	/* dependencies (deps.c): words "NAME", "NAME:ready", "NAME:healthy" (requires), "NAME" (after) */
 	char **requires;	/* start these first, and wait until they are ready */
 	char **after;		/* ordering only: if they start too, after they are ready */
 	int dep_line[2];	/* lines of requires and after (0: not from a file) */
@@ -90,6 +107,7 @@ struct svc_conf {
 	char *problem;
 	bool ids_unresolved;
 	enum essential { ESS_NO, ESS_FAIL, ESS_EXIT } essential; /* its end ends the daemon */
+	struct health_conf health;
 	struct hnode node;	/* by name, while its file is read */
 };
 
@@ -175,9 +193,9 @@ void config_build_free(struct svc_build *b);
  * (through requires and after) are mistakes, at the line of the key.
  */
 void config_check_deps(const struct config *cfg, struct errlist *errs);
-/* "db:ready" -> 2 (the length of the name); -1 if the condition is unknown. */
+/* "db:ready", "db:healthy" -> 2 (the length of the name); -1 if the condition is unknown. */
 int config_dep_name_len(const char *word, bool after);
-/* The condition of a requires word: "ready" (the default), ... */
+/* The condition of a requires word: "ready" (the default) or "healthy" */
 const char *config_dep_cond(const char *word);
 
 /* "on-failure" etc. */

@@ -223,6 +223,29 @@ static void set_essential(struct conf_ctx *c, const struct keydef *k, const char
 		conf_bad(c, "'%s' is not true, false or exit", v);
 }
 
+/* A duration above 0 (an interval of 0 would run checks back to back). */
+static void set_period(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	uint64_t ms = 0;
+	if (cli_parse_duration(v, &ms) < 0 || ms == 0)
+		conf_bad(c, "'%s' is not a duration above 0 (seconds, or a number with ms, s, m or h)", v);
+	else
+		*(uint64_t *)field = ms;
+}
+
+/* health_action = none | restart | stop */
+static void set_health_action(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	static const char *const words[] = {"none", "restart", "stop"};
+	(void)k;
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(v, words[i])) {
+			*(enum health_action *)field = (enum health_action)i;
+			return;
+		}
+	conf_bad(c, "'%s' is not none, restart or stop", v);
+}
+
 /* A path, relative to the config file's directory. */
 static void set_path(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
@@ -438,6 +461,19 @@ static const struct keydef keys[CK_COUNT] = {
 				 "the whole shutdown: then SIGKILL to every service left"},
 	[CK_CONSOLE_PREFIX] = {"console_prefix", S_EVMON, CFG(console_prefix), set_prefix, 0, 0,
 			       "before each console line; {name} is the service"},
+	[CK_HEALTH_CMD] = {"health_cmd", S_SERVICE, SVC(health.argv), set_command, 0, 0,
+			   "the health check, split like command; exit 0: healthy"},
+	[CK_HEALTH_INTERVAL] = {"health_interval", S_SERVICE, SVC(health.interval_ms), set_period, 0, 0,
+				"from the end of a check to the next (30s)"},
+	[CK_HEALTH_TIMEOUT] = {"health_timeout", S_SERVICE, SVC(health.timeout_ms), set_period, 0, 0,
+			       "a check running longer is killed and fails (30s)"},
+	[CK_HEALTH_RETRIES] = {"health_retries", S_SERVICE, SVC(health.retries), set_positive, 1000000,
+			       0, "failures in a row that make it unhealthy (3)"},
+	[CK_HEALTH_START_PERIOD] = {"health_start_period", S_SERVICE, SVC(health.start_period_ms),
+				    set_duration, 0, 0,
+				    "failures this long after the start do not count (0)"},
+	[CK_HEALTH_ACTION] = {"health_action", S_SERVICE, SVC(health.action), set_health_action, 0, 0,
+			      "when unhealthy: none, restart, stop"},
 #define LIMIT(ck, name, l, doc) [ck] = {name, S_SERVICE, SVC(limits[l]), set_limit, l, 0, doc}
 	LIMIT(CK_MEMORY_MAX, "memory_max", EVM_CGROUP_MEMORY_MAX, "cgroup memory.max"),
 	LIMIT(CK_MEMORY_HIGH, "memory_high", EVM_CGROUP_MEMORY_HIGH, "cgroup memory.high"),
@@ -558,5 +594,8 @@ struct svc_conf *conf_service_new(const char *name, const struct svc_policy *def
 	s->line = line;
 	s->instances = 1;
 	s->pol = *defaults;
+	s->health.interval_ms = HEALTH_DEFAULT_INTERVAL_MS;
+	s->health.timeout_ms = HEALTH_DEFAULT_TIMEOUT_MS;
+	s->health.retries = HEALTH_DEFAULT_RETRIES;
 	return s;
 }

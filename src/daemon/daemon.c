@@ -55,9 +55,14 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	(void)loop;
 	if (ev->type == EVM_EV_SERVICE)
 		units_on_event(d, ev);
-	events_from_library(d, ev);
 	struct unit *u = ev->type == EVM_EV_SERVICE && ev->name ? unit_find(d, ev->name) : NULL;
-	if (u && u->svc == ev->service) {
+	if (u && u->svc != ev->service)
+		u = NULL;
+	if (u)
+		health_on_event(d, u, ev); /* its record carries the new health */
+	events_from_library(d, ev);
+	if (u) {
+		health_announce(d, u);
 		deps_changed(d, u); /* after its record: a dependent's start is told after */
 		if (u->conf->essential)
 			essential_check(d, u, ev);
@@ -555,6 +560,7 @@ static void daemon_close(struct daemon *d)
 	control_close(d->ctl);
 	d->ctl = NULL;
 	units_free(d);
+	health_free_all(d);
 	logs_free(d->logs);
 	evm_io_free(d->sigio);
 	if (d->sigfd >= 0)

@@ -19,6 +19,7 @@
 #include "control.h"
 #include "events.h"
 #include "hashmap.h"
+#include "health.h"
 #include "logfile.h"
 #include "metrics.h"
 #include "output.h"
@@ -49,12 +50,14 @@ struct unit {
 	bool pending;		 /* to start once its dependencies allow */
 	bool want_stop;		 /* to stop once its dependents are down */
 	char *blocked;		 /* why a dependency kept it from starting, or NULL */
+	struct health *health;	 /* its health check (health.h), or NULL without health_cmd */
 	struct unit *prev, *next; /* creation order */
 	struct hnode node;	 /* in daemon.units, by name */
 };
 
 struct waiter;
 struct cgroups;
+struct health;
 
 struct daemon {
 	struct evm_loop *loop;
@@ -87,6 +90,7 @@ struct daemon {
 	size_t nunits;
 
 	struct waiter *waiters;
+	struct health *health_orphans; /* of units gone while their check ran (health.c) */
 	bool deps_dirty; /* units came or went: the dependencies are resolved again */
 	unsigned deps_gen; /* counts the resolutions */
 };
@@ -115,7 +119,7 @@ void units_free(struct daemon *d);
 void units_on_event(struct daemon *d, const struct evm_event *ev);
 
 /* deps.c: starting and stopping in the order of requires and after */
-enum dep_kind { DEP_AFTER, DEP_READY };
+enum dep_kind { DEP_AFTER, DEP_READY, DEP_HEALTHY };
 struct dep {
 	struct unit *u;
 	enum dep_kind kind;

@@ -3,7 +3,9 @@
  * dependencies (requires and after, config.h).
  *
  * A unit to start is "pending" until every service it requires is ready
- * (running; or exited with a success code: a job that has done its work)
+ * (running; or exited with a success code: a job that has done its work;
+ * NAME:healthy: running and its health check passed, health.c; unhealthy
+ * is a failure, like compose's service_healthy)
  * and every service it starts after has settled (is not starting); then
  * it is started. A required service that cannot become ready (fatal,
  * exited with a failure, stopped, not started itself) keeps it from
@@ -87,7 +89,8 @@ static int build_graph(struct daemon *d)
 	for (struct unit *u = d->first; u; u = u->next) {
 		size_t cap = 0;
 		for (char **w = u->conf->requires; w && *w; w++)
-			if (resolve_word(d, u, *w, DEP_READY, &cap) < 0)
+			if (resolve_word(d, u, *w, strcmp(config_dep_cond(*w), "healthy") ? DEP_READY
+							   : DEP_HEALTHY, &cap) < 0)
 				return -ENOMEM;
 		for (char **w = u->conf->after; w && *w; w++)
 			if (resolve_word(d, u, *w, DEP_AFTER, &cap) < 0)
@@ -137,7 +140,8 @@ void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist
 			int len = config_dep_name_len(*w, k == 1);
 			if (len < 0 || len > 128) {
 				errlist_add(errs, "add", 0, "%s: '%s': %s", key[k], *w,
-					    k ? "after takes names only" : "the condition can be :ready");
+					    k ? "after takes names only"
+						      : "the condition can be :ready or :healthy");
 				continue;
 			}
 			snprintf(name, sizeof(name), "%.*s", len, *w);
@@ -218,6 +222,16 @@ static enum verdict judge(const struct dep *dp, char *buf, size_t len)
 			       : GO;
 	if (t->pending || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF || s == EVM_STATE_STOPPING)
 		return WAIT;
+	if (s == EVM_STATE_RUNNING && dp->kind == DEP_HEALTHY) {
+		/* healthy: its check passed (without a check, ready is enough) */
+		enum health_status h = health_of(t);
+		if (h == HEALTH_HEALTHY || (h == HEALTH_NONE && !t->health))
+			return GO;
+		if (h != HEALTH_UNHEALTHY)
+			return WAIT;
+		snprintf(buf, len, "requires %s to be healthy, which is unhealthy", t->name);
+		return FAIL;
+	}
 	if (s == EVM_STATE_RUNNING || (s == EVM_STATE_EXITED && exited_ok(t)))
 		return GO;
 	if (!t->svc)

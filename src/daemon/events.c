@@ -243,6 +243,10 @@ static void service_event(struct daemon *d, const struct evm_event *ev)
 		cJSON_AddStringToObject(o, "message", ev->message);
 	if (ev->removed)
 		cJSON_AddTrueToObject(o, "removed");
+	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
+	const char *health = u && u->svc == ev->service ? health_status_name(health_of(u)) : NULL;
+	if (health)
+		cJSON_AddStringToObject(o, "health", health);
 	events_publish(d, name, o);
 }
 
@@ -342,6 +346,7 @@ cJSON *events_status(const struct unit *u)
 		cJSON_AddNumberToObject(o, "next_start_ms", (double)info.next_start_ms);
 	if (u->cg)
 		add_cgroup(o, u->cg);
+	health_status(u, o);
 	if (u->blocked || u->pending) {
 		deps_status(u, o);
 	} else if (!u->svc && u->create_error) {

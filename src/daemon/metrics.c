@@ -119,7 +119,8 @@ static void daemon_families(struct text *t, struct daemon *d, const struct row *
 }
 
 enum svc_metric { M_UP, M_STATE, M_RESTARTS, M_STARTS, M_FAILURES, M_UPTIME, M_EXIT_CODE, M_EXIT_SIGNAL,
-		  M_EXIT_TIME, M_CPU, M_MEMORY, M_OOM_KILLS, M_TASKS, M_COUNT };
+		  M_EXIT_TIME, M_CPU, M_MEMORY, M_OOM_KILLS, M_TASKS, M_HEALTHY, M_HEALTH_CHECKS,
+		  M_HEALTH_FAILED, M_COUNT };
 
 static const struct {
 	const char *name, *type, *help;
@@ -146,6 +147,13 @@ static const struct {
 	[M_OOM_KILLS] = {"evmon_service_oom_kills_total", "counter",
 			 "Processes of the service's cgroup the OOM killer killed."},
 	[M_TASKS] = {"evmon_service_tasks", "gauge", "Tasks (threads) in the service's cgroup."},
+	[M_HEALTHY] = {"evmon_service_healthy", "gauge",
+		       "1 if the service's health check passed last (healthy), else 0; "
+		       "services with health_cmd only."},
+	[M_HEALTH_CHECKS] = {"evmon_service_health_checks_total", "counter",
+			     "Health checks run (services with health_cmd only)."},
+	[M_HEALTH_FAILED] = {"evmon_service_health_checks_failed_total", "counter",
+			     "Health checks that failed, timed out or could not run."},
 };
 
 static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, const char *name)
@@ -205,6 +213,17 @@ static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, c
 		if (r->cg.have & EVM_CGROUP_STAT_PIDS)
 			put(t, "%s{service=\"%s\"} %llu\n", svc_metrics[m].name, name,
 			    (unsigned long long)r->cg.pids_current);
+		break;
+	case M_HEALTHY:
+	case M_HEALTH_CHECKS:
+	case M_HEALTH_FAILED:
+		if (r->u->health) {
+			unsigned long long runs, failed;
+			health_counts(r->u, &runs, &failed);
+			put(t, "%s{service=\"%s\"} %llu\n", svc_metrics[m].name, name,
+			    m == M_HEALTHY ? health_of(r->u) == HEALTH_HEALTHY : m == M_HEALTH_CHECKS ? runs
+			    : failed);
+		}
 		break;
 	case M_COUNT:
 		break;

@@ -181,6 +181,7 @@ int unit_create(struct daemon *d, struct unit *u)
 		return r;
 	}
 	u->create_error = 0;
+	health_configure(d, u);
 	if (u->want_start && !d->defer_start) {
 		u->want_start = false;
 		r = deps_start(d, u);
@@ -233,6 +234,7 @@ void unit_remove(struct daemon *d, struct unit *u)
 		d->start_next = u->next;
 	deps_forget(d, u);
 	u->pending = u->want_stop = false;
+	health_unit_gone(d, u);
 	unit_release(d, u);
 	output_unref(u->out);
 	u->out = NULL;
@@ -505,6 +507,7 @@ static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct
 		u->conf = svc_conf_ref(c);
 		if (u->out)
 			output_configure(u->out, c); /* log settings apply live */
+		health_configure(d, u);		     /* so do the health keys */
 		if (same)
 			r->unchanged++;
 		else

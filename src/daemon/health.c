@@ -1,0 +1,482 @@
+/*
+ * health.c - health checks (see health.h), Docker's HEALTHCHECK in the
+ * daemon's one loop.
+ *
+ * A check is a child of the loop like the services (evm_spawn: no thread,
+ * no blocking), with the service's environment, directory, user and
+ * cgroup, in a session of its own so that its timeout kills the whole
+ * process group (SIGKILL: a check has nothing to clean up). Its stdout and
+ * stderr are captured by the loop, bounded (HEALTH_OUTPUT_MAX), and the
+ * last check's output is kept for the status and the events.
+ *
+ * One check at a time per service; the next one is due health_interval
+ * after the last one ended. When the process goes down the running check
+ * is killed and marked stale (its result is dropped); nothing runs until
+ * the process is up again. A unit that goes while its check still runs
+ * leaves the struct behind (an orphan) until that check's exit comes.
+ *
+ * The daemon hears of each verdict: a "health" event when the status
+ * changes, the dependents waiting for healthy (deps.c), and
+ * health_action for a service that became unhealthy.
+ */
+#include "health.h"
+
+#include "daemon.h"
+#include "daemonlog.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HEALTH_OUTPUT_MAX 4096 /* bytes of a check's output kept, like Docker's */
+
+struct health {
+	struct daemon *d;
+	struct unit *u;		  /* NULL once the unit is gone and its check still runs */
+	enum health_status status;
+	enum health_status announced; /* the last status a "health" event told */
+	bool up;		  /* the service's process is up: checks are scheduled */
+	pid_t pid;		  /* that process */
+	unsigned streak;	  /* failures in a row */
+	uint64_t up_since_ms;	  /* CLOCK_MONOTONIC of its start: health_start_period */
+	uint64_t interval_ms;	  /* the one the pending timer was armed with */
+	struct evm_timer *timer;  /* the next check, or NULL */
+	struct evm_proc *check;	  /* the check running, or NULL */
+	bool stale;		  /* that check is for a process that went down: dropped */
+	bool due;		  /* a check is due once the stale one has ended */
+	/* the last check */
+	bool has_last;
+	int last_code;		  /* exit code; -1: killed, timed out or could not run */
+	bool last_timed_out;
+	struct timespec last_time; /* CLOCK_REALTIME of its end */
+	uint64_t last_ms;	  /* how long it ran */
+	char *output;		  /* its stdout then stderr, NUL-terminated, or NULL */
+	bool truncated;
+	unsigned long long runs, failed;
+	struct health *next_orphan;
+};
+
+static const char *const names[] = {NULL, "starting", "healthy", "unhealthy"};
+
+const char *health_status_name(enum health_status s)
+{
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : NULL;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void run_check(struct health *h);
+
+static void on_timer(struct evm_timer *t, void *data)
+{
+	struct health *h = data;
+	(void)t;
+	if (!h->up)
+		return;
+	if (h->check) { /* the last process's check is still dying: right after it */
+		h->due = true;
+		return;
+	}
+	run_check(h);
+}
+
+static void schedule(struct health *h)
+{
+	if (!h->up || h->timer || !h->u)
+		return;
+	h->interval_ms = h->u->conf->health.interval_ms;
+	if (evm_timer_add(h->d->loop, h->interval_ms, on_timer, h, &h->timer) < 0)
+		dlog("service %s: out of memory: its health check stops", h->u->name);
+}
+
+/* ------------------------------------------------------------- verdicts */
+
+/* A "health" event when the status differs from the last one told (none is not told). */
+static void announce(struct health *h)
+{
+	if (h->status == h->announced || h->status == HEALTH_NONE || !h->u) {
+		if (h->status == HEALTH_NONE)
+			h->announced = HEALTH_NONE;
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", "health");
+	cJSON_AddStringToObject(o, "service", h->u->name);
+	cJSON_AddStringToObject(o, "health", names[h->status]);
+	if (h->announced != HEALTH_NONE)
+		cJSON_AddStringToObject(o, "old_health", names[h->announced]);
+	cJSON_AddNumberToObject(o, "failing_streak", h->streak);
+	if (h->has_last && h->status != HEALTH_STARTING) {
+		if (h->last_code >= 0)
+			cJSON_AddNumberToObject(o, "exit_code", h->last_code);
+		else
+			cJSON_AddNullToObject(o, "exit_code");
+		cJSON_AddStringToObject(o, "output", h->output ? h->output : "");
+	}
+	h->announced = h->status;
+	events_publish(h->d, h->u->name, o);
+}
+
+/* The status changed: tell, let dependents move, act on unhealthy. */
+static void changed(struct health *h)
+{
+	struct daemon *d = h->d;
+	struct unit *u = h->u;
+	announce(h);
+	if (h->status != HEALTH_UNHEALTHY || d->stopping || !u->svc) {
+		deps_changed(d, u);
+		return;
+	}
+	/* first the action: a dependent waiting for healthy then sees it restart, not fail */
+	switch (u->conf->health.action) {
+	case HEALTH_ACTION_NONE:
+		break;
+	case HEALTH_ACTION_RESTART:
+		dlog("service %s: unhealthy: restarting it (health_action = restart)", u->name);
+		evm_service_restart(u->svc);
+		break;
+	case HEALTH_ACTION_STOP:
+		dlog("service %s: unhealthy: stopping it (health_action = stop)", u->name);
+		deps_stop(d, u);
+		break;
+	}
+	if (u->health) /* still there: the action's events did not remove it */
+		deps_changed(d, u);
+}
+
+static void verdict(struct health *h, bool ok)
+{
+	const struct health_conf *hc = &h->u->conf->health;
+	enum health_status old = h->status;
+	h->runs++;
+	if (ok) {
+		h->streak = 0;
+		h->status = HEALTH_HEALTHY;
+	} else {
+		h->failed++;
+		/* Docker: while starting, failures in the start period do not count */
+		bool grace = h->status == HEALTH_STARTING && now_ms() - h->up_since_ms < hc->start_period_ms;
+		if (!grace && ++h->streak >= hc->retries)
+			h->status = HEALTH_UNHEALTHY;
+	}
+	if (h->status != old)
+		changed(h);
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* Cut a UTF-8 sequence that the bound split, and NULs (the record is a C string). */
+static void clean_text(char *s, size_t *len)
+{
+	size_t n = *len, k = 0;
+	while (k < 4 && k < n && ((unsigned char)s[n - 1 - k] & 0xc0) == 0x80)
+		k++;
+	if (k < n) {
+		unsigned char lead = (unsigned char)s[n - 1 - k];
+		size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+		if (lead >= 0xc0 && need > k + 1)
+			n -= k + 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!s[i])
+			s[i] = ' ';
+	s[n] = '\0';
+	*len = n;
+}
+
+/* stdout then stderr, HEALTH_OUTPUT_MAX bytes at most; prefix (or NULL) first. */
+static void keep_output(struct health *h, const struct evm_proc *p, const char *prefix)
+{
+	free(h->output);
+	h->output = NULL;
+	h->truncated = false;
+	char *buf = malloc(HEALTH_OUTPUT_MAX + 1);
+	if (!buf)
+		return;
+	size_t len = prefix ? (size_t)snprintf(buf, HEALTH_OUTPUT_MAX + 1, "%s", prefix) : 0;
+	if (len > HEALTH_OUTPUT_MAX)
+		len = HEALTH_OUTPUT_MAX;
+	for (int slot = 1; p && slot <= 2; slot++) {
+		size_t n = 0;
+		bool cut = false;
+		const char *s = evm_proc_output(p, slot, &n, &cut);
+		h->truncated |= cut;
+		if (!s)
+			continue;
+		if (n > HEALTH_OUTPUT_MAX - len) {
+			n = HEALTH_OUTPUT_MAX - len;
+			h->truncated = true;
+		}
+		memcpy(buf + len, s, n);
+		len += n;
+	}
+	clean_text(buf, &len);
+	h->output = buf;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static void drop_orphan(struct daemon *d, struct health *h)
+{
+	for (struct health **pp = &d->health_orphans; *pp; pp = &(*pp)->next_orphan)
+		if (*pp == h) {
+			*pp = h->next_orphan;
+			break;
+		}
+}
+
+static void free_health(struct health *h)
+{
+	evm_timer_cancel(h->timer);
+	evm_proc_unref(h->check);
+	free(h->output);
+	free(h);
+}
+
+static void on_check_exit(struct evm_proc *p, const struct evm_exit *x, void *data)
+{
+	struct health *h = data;
+	if (!h->u) { /* its unit is gone */
+		drop_orphan(h->d, h);
+		free_health(h);
+		return;
+	}
+	h->check = NULL;
+	if (h->stale) {
+		h->stale = false;
+		evm_proc_unref(p);
+		if (h->due && h->up && !h->d->stopping) {
+			h->due = false;
+			run_check(h);
+		} else {
+			schedule(h);
+		}
+		return;
+	}
+	const struct health_conf *hc = &h->u->conf->health;
+	char msg[160];
+	bool ok = !x->timed_out && !x->signal && !x->status_unknown && x->code == 0;
+	h->has_last = true;
+	h->last_code = x->signal || x->status_unknown || x->timed_out ? -1 : x->code;
+	h->last_timed_out = x->timed_out;
+	h->last_time = x->end_time;
+	h->last_ms = x->runtime_ns / 1000000;
+	if (x->timed_out)
+		snprintf(msg, sizeof(msg), "health check timed out after %llu ms: killed\n",
+			 (unsigned long long)hc->timeout_ms);
+	else if (x->signal)
+		snprintf(msg, sizeof(msg), "health check killed by signal %d\n", x->signal);
+	keep_output(h, p, x->timed_out || x->signal ? msg : NULL);
+	evm_proc_unref(p);
+	verdict(h, ok);
+	schedule(h); /* not when the verdict's action took the process down */
+}
+
+/* A check that could not run is a failed check, with the reason as its output. */
+static void spawn_failed(struct health *h, const struct evm_spawn_error *e, int r)
+{
+	char msg[300];
+	snprintf(msg, sizeof(msg), "cannot run the health check: %s%s%s", e->stage ?
+		 evm_spawn_stage_name(e->stage) : "", e->stage ? ": " : "", strerror(-r));
+	h->has_last = true;
+	h->last_code = -1;
+	h->last_timed_out = false;
+	clock_gettime(CLOCK_REALTIME, &h->last_time);
+	h->last_ms = 0;
+	keep_output(h, NULL, msg);
+	verdict(h, false);
+	schedule(h);
+}
+
+static void run_check(struct health *h)
+{
+	struct unit *u = h->u;
+	const struct health_conf *hc = &u->conf->health;
+	struct evm_spawn_error err = {0};
+	struct svc_build b;
+	int r = config_build(u->conf, u->instance, &b);
+	if (r == 0) {
+		/* what the service runs with (environment, directory, user, limits), but: */
+		struct evm_spawn_opts o = b.opts.spawn;
+		o.file = NULL;
+		o.argv = hc->argv;
+		o.stdio[0].mode = EVM_STDIO_NULL;
+		o.stdio[1].mode = o.stdio[2].mode = EVM_STDIO_CAPTURE;
+		o.capture_max = HEALTH_OUTPUT_MAX;
+		o.flags = (o.flags & ~(unsigned)EVM_SPAWN_SETPGID) | EVM_SPAWN_SETSID;
+		o.timeout_ms = hc->timeout_ms;
+		o.timeout_signal = SIGKILL; /* to its group: what it started dies with it */
+		o.on_exit = on_check_exit;
+		o.data = h;
+		o.error = &err;
+		if (u->cg) {
+			o.flags |= EVM_SPAWN_CGROUP;
+			o.cgroup_fd = evm_cgroup_fd(u->cg);
+		}
+		r = evm_spawn(h->d->loop, &o, &h->check);
+		config_build_free(&b);
+	}
+	if (r < 0) {
+		h->check = NULL;
+		spawn_failed(h, &err, r);
+	}
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* The service's process came up: a new health, starting. */
+static void start(struct health *h, pid_t pid)
+{
+	h->up = true;
+	h->pid = pid;
+	h->status = HEALTH_STARTING;
+	h->streak = 0;
+	h->up_since_ms = now_ms();
+	h->due = false;
+	evm_timer_cancel(h->timer);
+	schedule(h);
+}
+
+/* Its process went down: no health, and the running check is killed. */
+static void stop(struct health *h)
+{
+	h->up = false;
+	h->status = HEALTH_NONE;
+	h->streak = 0;
+	h->due = false;
+	evm_timer_cancel(h->timer);
+	if (h->check && !h->stale) {
+		h->stale = true;
+		if (evm_proc_signal_group(h->check, SIGKILL) == -EPERM)
+			evm_proc_signal(h->check, SIGKILL);
+	}
+}
+
+static bool process_up(enum evm_state s)
+{
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING;
+}
+
+void health_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev)
+{
+	struct health *h = u->health;
+	(void)d;
+	if (!h)
+		return;
+	bool up = process_up(ev->state);
+	if (up && (!h->up || (ev->pid > 0 && ev->pid != h->pid)))
+		start(h, ev->pid);
+	else if (!up && h->up)
+		stop(h);
+}
+
+void health_announce(struct daemon *d, struct unit *u)
+{
+	(void)d;
+	if (u->health)
+		announce(u->health);
+}
+
+void health_configure(struct daemon *d, struct unit *u)
+{
+	struct health *h = u->health;
+	if (!u->conf->health.argv) {
+		if (h) /* health_cmd dropped by a reload */
+			health_unit_gone(d, u);
+		return;
+	}
+	if (!h) {
+		if (!(h = calloc(1, sizeof(*h)))) {
+			dlog("service %s: out of memory: no health check", u->name);
+			return;
+		}
+		h->d = d;
+		h->u = u;
+		u->health = h;
+		if (u->svc && process_up(evm_service_state(u->svc))) {
+			struct evm_service_info info;
+			evm_service_info(u->svc, &info);
+			start(h, info.pid);
+			announce(h);
+		}
+		return;
+	}
+	/* a new interval applies from now; a new command or timeout from the next check */
+	if (h->timer && h->interval_ms != u->conf->health.interval_ms) {
+		evm_timer_cancel(h->timer);
+		schedule(h);
+	}
+}
+
+void health_unit_gone(struct daemon *d, struct unit *u)
+{
+	struct health *h = u->health;
+	if (!h)
+		return;
+	u->health = NULL;
+	stop(h);
+	if (!h->check) {
+		free_health(h);
+		return;
+	}
+	h->u = NULL; /* freed when its check's exit comes */
+	h->next_orphan = d->health_orphans;
+	d->health_orphans = h;
+}
+
+void health_free_all(struct daemon *d)
+{
+	while (d->health_orphans) {
+		struct health *h = d->health_orphans;
+		d->health_orphans = h->next_orphan;
+		free_health(h);
+	}
+}
+
+/* ------------------------------------------------------------- reading */
+
+enum health_status health_of(const struct unit *u)
+{
+	return u->health ? u->health->status : HEALTH_NONE;
+}
+
+void health_counts(const struct unit *u, unsigned long long *runs, unsigned long long *failed)
+{
+	*runs = u->health ? u->health->runs : 0;
+	*failed = u->health ? u->health->failed : 0;
+}
+
+void health_status(const struct unit *u, cJSON *o)
+{
+	const struct health *h = u->health;
+	if (!h)
+		return;
+	if (h->status != HEALTH_NONE)
+		cJSON_AddStringToObject(o, "health", names[h->status]);
+	cJSON *c = cJSON_AddObjectToObject(o, "health_check");
+	cJSON_AddNumberToObject(c, "failing_streak", h->streak);
+	cJSON_AddNumberToObject(c, "runs", (double)h->runs);
+	cJSON_AddNumberToObject(c, "failures", (double)h->failed);
+	if (!h->has_last)
+		return;
+	cJSON *l = cJSON_AddObjectToObject(c, "last");
+	events_add_time(l, "time", &h->last_time);
+	if (h->last_code >= 0)
+		cJSON_AddNumberToObject(l, "exit_code", h->last_code);
+	else
+		cJSON_AddNullToObject(l, "exit_code");
+	if (h->last_timed_out)
+		cJSON_AddTrueToObject(l, "timed_out");
+	cJSON_AddNumberToObject(l, "duration_ms", (double)h->last_ms);
+	cJSON_AddStringToObject(l, "output", h->output ? h->output : "");
+	if (h->truncated)
+		cJSON_AddTrueToObject(l, "output_truncated");
+}

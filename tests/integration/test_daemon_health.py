@@ -1,0 +1,442 @@
+"""Health checks (issue 16.3), Docker's HEALTHCHECK semantics: health_cmd,
+health_interval, health_timeout, health_retries, health_start_period,
+health_action; `requires = X:healthy`, `ctl wait --for healthy`, `ctl health`.
+
+Each check is a script that reads a file the test writes (0: pass, else the
+exit code), and appends a line to a file per run, so a test decides every
+verdict and counts runs; nothing asserts on how long anything takes. Order
+is read from the health events (on a subscription, or the daemon's log)."""
+import os
+import re
+import signal
+
+from conftest import EVMON
+from daemon_util import Daemon, LineReader, alive, wait_for, SLOW
+
+HEALTH = re.compile(r"evmon daemon: service (\S+): health (?:(\w+) -> )?(\w+)")
+
+
+def check_script(tmp_path, name="check", extra=""):
+    """A check that exits with the number in NAME.state and logs each run to NAME.runs."""
+    state, runs = tmp_path / f"{name}.state", tmp_path / f"{name}.runs"
+    state.write_text("0\n")
+    path = tmp_path / f"{name}.sh"
+    path.write_text(f"""#!/bin/sh
+echo run >> {runs}
+{extra}
+s=$(cat {state})
+echo "check says $s"
+echo "to stderr" >&2
+exit $s
+""")
+    path.chmod(0o755)
+    return path, state, runs
+
+
+def runs_of(path):
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def health_log(d, name):
+    return [m.groups()[1:] for m in map(HEALTH.search, d.log().splitlines()) if m and m[1] == name]
+
+
+def health(d, name):
+    return d.status(name)[name].get("health")
+
+
+def wait_health(d, name, want, timeout=30):
+    return wait_for(lambda: health(d, name) == want and d.status(name)[name], timeout=timeout * SLOW,
+                    what=f"{name} {want}")
+
+
+def subscribe(d, *names):
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":[%s]}\n' % ",".join(f'"{n}"' for n in names).encode())
+    rd = LineReader(s)
+    assert rd.next() == {"ok": True, "events": True}
+    return s, rd
+
+
+def next_health(rd):
+    while True:
+        ev = rd.next(timeout=30)
+        if ev["event"] == "health":
+            return ev
+
+
+def test_transitions_and_retries(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:db]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+health_retries = 3
+""")
+    wait_health(d, "db", "healthy")
+    assert ("starting", "healthy") in health_log(d, "db"), d.log()
+    s, rd = subscribe(d, "db")  # healthy was told: what comes is new
+    # failures: still healthy until the third in a row
+    n0 = runs_of(runs)
+    state.write_text("1\n")
+    ev = next_health(rd)
+    assert ev["health"] == "unhealthy" and ev["old_health"] == "healthy", ev
+    assert ev["failing_streak"] == 3 and ev["exit_code"] == 1, ev
+    assert ev["output"] == "check says 1\nto stderr\n", ev
+    assert runs_of(runs) - n0 >= 3
+    st = d.status("db")["db"]
+    assert st["health"] == "unhealthy" and st["state"] == "running"
+    assert st["health_check"]["last"]["exit_code"] == 1
+    # one success is enough to be healthy again
+    state.write_text("0\n")
+    ev = next_health(rd)
+    assert ev["health"] == "healthy" and ev["old_health"] == "unhealthy" and ev["failing_streak"] == 0
+    assert ("healthy", "unhealthy") in health_log(d, "db") and ("unhealthy", "healthy") in health_log(d, "db")
+    r = d.ctl("status", "db")
+    assert r.returncode == 0
+    assert re.search(r"db +running .* healthy$", r.stdout.splitlines()[1]), r.stdout
+    assert "db: health check: healthy, 0 failures in a row; last: exit 0" in r.stdout, r.stdout
+    assert "    check says 0\n    to stderr\n" in r.stdout, r.stdout
+    s.close()
+    d.stop()
+
+
+def test_start_period_failures_do_not_count_until_a_success(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path)
+    state.write_text("1\n")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:slow]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+health_retries = 1
+health_start_period = 1h
+""")
+    wait_for(lambda: d.status("slow")["slow"]["health_check"]["failures"] >= 4, timeout=30 * SLOW,
+             what="4 failed checks")
+    st = d.status("slow")["slow"]
+    assert st["health"] == "starting" and st["health_check"]["failing_streak"] == 0, st
+    r = d.ctl("health", "slow")
+    assert r.returncode == 1 and "slow: starting" in r.stdout, r
+    state.write_text("0\n")
+    wait_health(d, "slow", "healthy")
+    # the start period ends with the first success: one failure (retries = 1) now counts
+    state.write_text("1\n")
+    st = wait_health(d, "slow", "unhealthy")
+    assert st["health_check"]["failing_streak"] >= 1
+    d.stop()
+
+
+def test_action_restart(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:web]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+health_retries = 2
+health_action = restart
+""")
+    first = wait_health(d, "web", "healthy")["pid"]
+    s, rd = subscribe(d, "web")
+    state.write_text("1\n")
+    seen = []
+    while True:  # unhealthy, then the restart: a new process, whose health starts again
+        ev = rd.next(timeout=30)
+        seen.append((ev["event"], ev["health"] if ev["event"] == "health" else ev.get("state")))
+        if ev["event"] == "state" and ev["state"] == "running" and ev["pid"] != first:
+            break
+    assert seen.index(("health", "unhealthy")) < seen.index(("state", "stopping")), seen
+    assert ev.get("health") == "starting", ev
+    assert not alive(first)
+    assert "web: unhealthy: restarting it (health_action = restart)" in d.log()
+    state.write_text("0\n")
+    st = wait_health(d, "web", "healthy")
+    assert st["pid"] != first
+    s.close()
+    d.stop()
+
+
+def test_action_stop_stops_dependents_first_and_no_check_runs_after(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path)
+    wchk, _, wruns = check_script(tmp_path, "witness")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:db]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+health_retries = 1
+health_action = stop
+[service:app]
+command = HELPER pause
+start_secs = 0
+requires = db:healthy
+[service:witness]
+command = HELPER pause
+start_secs = 0
+health_cmd = {wchk}
+health_interval = 50ms
+""")
+    d.wait_state("app", "running")
+    state.write_text("1\n")
+    d.wait_state("db", "stopped")
+    assert d.status("app")["app"]["state"] == "stopped"
+    log = d.log()
+    assert log.index("service app: running -> stopping") < log.index("service db: running -> stopping")
+    st = d.status("db")["db"]
+    assert "health" not in st and st["health_check"]["last"]["exit_code"] == 1, st
+    # no check runs for a service that is down: the witness's checks go on meanwhile
+    n = runs_of(runs)
+    w = runs_of(wruns)
+    wait_for(lambda: runs_of(wruns) >= w + 5, timeout=30 * SLOW, what="5 witness checks")
+    assert runs_of(runs) == n
+    d.stop()
+
+
+def test_a_hanging_check_is_killed_with_its_children(procs, tmp_path):
+    pids = tmp_path / "pids"
+    chk, state, runs = check_script(tmp_path, extra=f"echo $$ >> {pids}\nsleep 1000 &\necho $! >> {pids}\nwait")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:hang]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+health_timeout = 300ms
+health_retries = 2
+health_action = stop
+""")
+    d.wait_state("hang", "stopped", timeout=60)
+    st = d.status("hang")["hang"]
+    last = st["health_check"]["last"]
+    assert last["timed_out"] is True and last["exit_code"] is None, st
+    assert last["output"].startswith("health check timed out after 300 ms: killed"), last
+    assert st["health_check"]["failures"] == 2
+    got = [int(p) for p in pids.read_text().split()]
+    assert len(got) == 4, got  # two checks: the shell and its sleep each
+    wait_for(lambda: not any(alive(p) for p in got), timeout=10 * SLOW, what="the checks' processes gone")
+    d.stop()
+
+
+def test_output_is_bounded(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path, extra="head -c 10000 /dev/zero | tr '\\0' x")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:big]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+""")
+    st = wait_health(d, "big", "healthy")
+    last = st["health_check"]["last"]
+    assert len(last["output"]) == 4096 and last["output"] == "x" * 4096, len(last["output"])
+    assert last["output_truncated"] is True
+    d.stop()
+
+
+def test_a_check_that_cannot_run_fails_with_the_reason(procs, tmp_path):
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:nocheck]
+command = HELPER pause
+start_secs = 0
+health_cmd = {tmp_path}/no-such-check
+health_interval = 50ms
+health_retries = 1
+""")
+    st = wait_health(d, "nocheck", "unhealthy")
+    assert "cannot run the health check: exec: No such file or directory" in \
+        st["health_check"]["last"]["output"], st
+    d.stop()
+
+
+def test_requires_healthy(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path)
+    bchk, bstate, _ = check_script(tmp_path, "bad")
+    state.write_text("1\n")
+    bstate.write_text("1\n")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:db]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+health_start_period = 1h
+[service:app]
+command = HELPER pause
+start_secs = 0
+requires = db:healthy
+[service:plain]
+command = HELPER pause
+start_secs = 0
+requires = db
+[service:bad]
+command = HELPER pause
+start_secs = 0
+health_cmd = {bchk}
+health_interval = 50ms
+health_retries = 1
+[service:blocked]
+command = HELPER pause
+start_secs = 0
+requires = bad:healthy
+""")
+    # ready is enough for plain; app waits for db's check
+    d.wait_state("plain", "running")
+    wait_for(lambda: runs_of(runs) >= 3, timeout=30 * SLOW, what="3 checks of db")
+    st = d.status("app")["app"]
+    assert st["state"] == "waiting" and st["waiting_for"] == ["db"], st
+    r = d.ctl("wait", "db", "--for", "healthy", "-t", "0.3")
+    assert r.returncode == 3 and "db is running" in r.stderr, r
+    r = d.ctl("health", "db")
+    assert r.returncode == 1, r
+    state.write_text("0\n")
+    d.wait_state("app", "running")
+    log = d.log()
+    assert log.index("service db: health starting -> healthy") < log.index("service app: stopped -> running")
+    r = d.ctl("wait", "db", "app", "--for", "healthy")
+    assert r.returncode == 0, r
+    r = d.ctl("health", "db")
+    assert r.returncode == 0 and r.stdout == "db: healthy\n", r
+    r = d.ctl("health", "app")  # no check: ready is enough
+    assert r.returncode == 0 and "ready (no health check)" in r.stdout, r
+    # an unhealthy requirement keeps its dependent from starting, like compose's service_healthy
+    st = d.wait_state("blocked", "stopped")
+    assert st["error"] == "not started: requires bad to be healthy, which is unhealthy", st
+    r = d.ctl("wait", "bad", "--for", "healthy", "-t", "0.3")
+    assert r.returncode == 3, r
+    d.stop()
+
+
+def test_check_config_mistakes(procs, tmp_path):
+    cfg = tmp_path / "c.ini"
+    cfg.write_text("[service:a]\n"                 # 1
+                   "command = true\n"              # 2
+                   "health_cmd =\n"                # 3
+                   "health_interval = 0\n"         # 4
+                   "health_retries = 0\n"          # 5
+                   "health_action = reboot\n"      # 6
+                   "health_timeout = soon\n"       # 7
+                   "[service:b]\n"                 # 8
+                   "command = true\n"              # 9
+                   "requires = a:healthy\n")       # 10
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=30 * SLOW)
+    assert r.returncode == 1
+    p = str(cfg)
+    for line, msg in [(3, "health_cmd: empty command"),
+                      (4, "health_interval: '0' is not a duration above 0"),
+                      (5, "health_retries: '0' is not a number from 1"),
+                      (6, "health_action: 'reboot' is not none, restart or stop"),
+                      (7, "health_timeout: 'soon' is not a duration above 0")]:
+        assert f"{p}:{line}: {msg}" in r.stderr, r.stderr
+    assert ":10:" not in r.stderr, r.stderr
+
+
+def test_reload_changes_health_keys_in_place(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path)
+    chk2, state2, runs2 = check_script(tmp_path, "other")
+    base = """
+[evmon]
+stop_timeout = 5
+[service:web]
+command = HELPER pause
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, base)
+    pid = d.wait_state("web", "running")["pid"]
+    assert "health" not in d.status("web")["web"]
+    # a check added: the running process stays, its health starts
+    d.write(base + f"health_cmd = {chk}\nhealth_interval = 50ms\n")
+    r = d.request({"cmd": "reload"})
+    assert r["ok"] and r["updated"] == ["web"], r
+    assert wait_health(d, "web", "healthy")["pid"] == pid
+    # another command and retries: used from the next check
+    state2.write_text("3\n")
+    d.write(base + f"health_cmd = {chk2}\nhealth_interval = 50ms\nhealth_retries = 1\n")
+    r = d.request({"cmd": "reload"})
+    assert r["ok"] and r["updated"] == ["web"], r
+    st = wait_health(d, "web", "unhealthy")
+    assert st["pid"] == pid and st["health_check"]["last"]["exit_code"] == 3, st
+    assert runs_of(runs2) >= 1
+    # dropped: no health any more
+    d.write(base)
+    r = d.request({"cmd": "reload"})
+    assert r["ok"] and r["updated"] == ["web"], r
+    st = d.status("web")["web"]
+    assert "health" not in st and "health_check" not in st and st["pid"] == pid, st
+    d.stop()
+
+
+def test_metrics(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:db]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+[service:plain]
+command = HELPER pause
+start_secs = 0
+""")
+    wait_health(d, "db", "healthy")
+    r = d.ctl("metrics")
+    assert r.returncode == 0
+    assert 'evmon_service_healthy{service="db"} 1' in r.stdout, r.stdout
+    assert 'evmon_service_healthy{service="plain"}' not in r.stdout
+    m = re.search(r'evmon_service_health_checks_total\{service="db"\} (\d+)', r.stdout)
+    assert m and int(m[1]) >= 1, r.stdout
+    d.stop()
+
+
+def test_check_runs_as_the_service_with_its_environment(procs, tmp_path):
+    chk, state, runs = check_script(tmp_path, extra="echo \"env $EVMON_SERVICE $FOO $(pwd)\"")
+    (tmp_path / "work").mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:web]
+command = HELPER pause
+start_secs = 0
+environment = FOO=bar
+directory = {tmp_path}/work
+health_cmd = {chk}
+health_interval = 50ms
+""")
+    st = wait_health(d, "web", "healthy")
+    out = st["health_check"]["last"]["output"]
+    assert out.startswith(f"env web bar {tmp_path}/work\n"), out
+    # in the service's cgroup when it has one
+    if st.get("cgroup"):
+        chk.write_text(chk.read_text().replace("exit $s", "cat /proc/self/cgroup; exit $s"))
+        d.ctl("restart", "web")
+        st = wait_for(lambda: (s := d.status("web")["web"]).get("health") == "healthy"
+                      and "0::" in s["health_check"]["last"]["output"] and s, timeout=30 * SLOW)
+        cg = st["health_check"]["last"]["output"].split("0::", 1)[1].split()[0]
+        assert st["cgroup"].endswith(cg), (st["cgroup"], cg)
+    d.stop()
