@@ -22,6 +22,20 @@
  *    itself: evm_loop_run, evm_loop_run_once and evm_shutdown return
  *    -EDEADLK from a callback, and evm_loop_free must not be called there.
  *  - The library never prints and never exits the process.
+ *
+ * ABI
+ *  - The SONAME is libevmon.so.MAJOR (MAJOR of the VERSION file). Struct
+ *    layouts are part of the ABI: option structs are allocated by the
+ *    caller, so a binary built against an older header passes a smaller
+ *    one. Hence: new fields are only ever appended at the end of a struct
+ *    (never inserted, never reordered, never removed), enum values only
+ *    appended, and every release that appends a field to a struct or
+ *    changes a prototype bumps MAJOR. A release that only adds functions,
+ *    flags or enum values keeps it.
+ *  - SONAME 1 (VERSION 1.0.0) is the first under this rule: SONAME 0 had
+ *    fields inserted into evm_spawn_opts (cgroup_fd, timeout_*, extra_fds,
+ *    capture_max, nice, oom_score_adj) without a bump, so nothing built
+ *    against a 0.x header may run with it.
  */
 #ifndef EVMON_H
 #define EVMON_H
@@ -290,6 +304,12 @@ enum {
 	EVM_SPAWN_CGROUP = 1u << 10,
 	EVM_SPAWN_NICE = 1u << 11,	    /* setpriority(PRIO_PROCESS) to nice */
 	EVM_SPAWN_OOM_SCORE_ADJ = 1u << 12, /* /proc/self/oom_score_adj = oom_score_adj */
+	/*
+	 * Make the child's fd ctty (0-2 or an extra_fds target, a terminal)
+	 * its controlling terminal, like Go's SysProcAttr.Setctty + Ctty:
+	 * TIOCSCTTY after the fds are in place. Implies EVM_SPAWN_SETSID.
+	 */
+	EVM_SPAWN_SETCTTY = 1u << 13,
 };
 
 /* Where a failed spawn failed (see struct evm_spawn_error). */
@@ -313,6 +333,15 @@ enum evm_spawn_stage {
 	EVM_STAGE_NICE,	     /* setpriority (EACCES: a lower nice needs privilege) */
 	EVM_STAGE_OOM_SCORE_ADJ, /* writing /proc/self/oom_score_adj (EACCES: lowering it
 				    needs privilege) */
+	EVM_STAGE_NAMESPACE, /* the clone could not make the namespaces asked for (EPERM:
+				no privilege, ENOSPC/EUSERS: a limit of
+				/proc/sys/user, EINVAL: not in this kernel) */
+	EVM_STAGE_IDMAP,     /* writing the child's uid_map, setgroups or gid_map (EPERM:
+				a mapping this process may not make) */
+	EVM_STAGE_SETNS,     /* setns of a setns_fds entry (EPERM, EINVAL) */
+	EVM_STAGE_HOSTNAME,  /* sethostname */
+	EVM_STAGE_CTTY,	     /* ioctl TIOCSCTTY (ENOTTY: not a terminal, EPERM: it is
+				another session's controlling terminal) */
 };
 
 /* A short name for a stage ("exec", "chdir", ...). Static string. */
@@ -321,6 +350,13 @@ EVM_API const char *evm_spawn_stage_name(enum evm_spawn_stage stage);
 struct evm_spawn_error {
 	enum evm_spawn_stage stage;
 	int error; /* positive errno */
+};
+
+/* One line of a user namespace's uid_map or gid_map (Go's SysProcIDMap). */
+struct evm_id_map {
+	uint32_t inside;  /* first id in the new namespace */
+	uint32_t outside; /* the id it stands for in ours */
+	uint32_t count;	  /* how many ids from there */
 };
 
 struct evm_exit;
@@ -393,6 +429,49 @@ struct evm_spawn_opts {
 	size_t nextra_fds;
 	/* EVM_STDIO_CAPTURE: bytes kept per stream, the rest dropped (0: 1 MiB) */
 	size_t capture_max;
+
+	/*
+	 * Fields from here on were added in SONAME 1 (see ABI at the top).
+	 *
+	 * Namespaces (Go's SysProcAttr.Cloneflags): CLONE_NEWPID, CLONE_NEWNS,
+	 * CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER and
+	 * CLONE_NEWCGROUP bits of <sched.h>, made by the clone itself (any
+	 * other bit: -EINVAL). In a new PID namespace the child is its pid 1;
+	 * its pid in the exit record and evm_proc_pid is the one we see.
+	 * Without CLONE_NEWUSER most need CAP_SYS_ADMIN. A refusal is stage
+	 * EVM_STAGE_NAMESPACE.
+	 */
+	unsigned namespaces;
+	/*
+	 * CLONE_NEWUSER: the maps (up to 340 lines each) are written by us
+	 * before the child runs anything, so it starts with its ids mapped
+	 * (unmapped, it is uid/gid 65534 there). With a gid_map, the child's
+	 * /proc/PID/setgroups is set to "deny" first (what an unprivileged
+	 * process must do, and then setgroups fails inside) unless flags has
+	 * EVM_SPAWN_SETGROUPS. Such spawns wait for the child's exec (no
+	 * vfork sharing) and never go through the spawn helper. Failures are
+	 * stage EVM_STAGE_IDMAP. Arrays borrowed (copied by a service).
+	 */
+	const struct evm_id_map *uid_map;
+	size_t nuid_map;
+	const struct evm_id_map *gid_map;
+	size_t ngid_map;
+	/*
+	 * The child's host name, set before exec: needs CLONE_NEWUTS or a UTS
+	 * namespace among setns_fds (never the host's own): else -EINVAL.
+	 */
+	const char *hostname;
+	/*
+	 * Join existing namespaces (fds of /proc/PID/ns/ files): setns in the
+	 * child, in order, first thing after the clone, so after the new
+	 * namespaces above are made. Not a user namespace (a vfork-style child
+	 * cannot enter one: -EINVAL). A joined PID namespace applies to the
+	 * child's children, not to itself. Such spawns never go through the
+	 * spawn helper. Fds borrowed; the array is copied by a service.
+	 */
+	const int *setns_fds;
+	size_t nsetns_fds;
+	int ctty; /* EVM_SPAWN_SETCTTY: the child's fd number */
 };
 
 /*

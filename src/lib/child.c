@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -307,11 +308,37 @@ EVM_CHILD_CODE static void reset_signals(bool *blocked)
 	*blocked = !known || blk != 0;
 }
 
+/*
+ * Namespaces: a new user namespace waits for the maps our parent writes
+ * (EOF: they failed, and the parent reports why); then the joins and the
+ * host name, before anything else runs in them.
+ */
+EVM_CHILD_CODE static void enter_namespaces(struct evm__spawn_req *r)
+{
+	if (r->syncfd >= 0) {
+		char c;
+		ssize_t n;
+		close(r->syncfd_w); /* our copy of the parent's end: EOF must mean the parent's is closed */
+		while ((n = read(r->syncfd, &c, 1)) < 0 && errno == EINTR)
+			;
+		if (n != 1)
+			_exit(127);
+		close(r->syncfd);
+	}
+	for (size_t i = 0; i < r->nsetns; i++)
+		if (syscall(SYS_setns, r->setns_fds[i], 0) < 0)
+			fail(r, EVM_STAGE_SETNS);
+	if (r->hostname && sethostname(r->hostname, slen(r->hostname)) < 0)
+		fail(r, EVM_STAGE_HOSTNAME);
+}
+
 EVM_CHILD_CODE int evm__spawn_child(void *arg)
 {
 	struct evm__spawn_req *r = arg;
 
 	r->started = 1; /* not killed at birth (see evm__spawn_local) */
+	if (r->syncfd >= 0 || r->nsetns || r->hostname)
+		enter_namespaces(r);
 	/*
 	 * Without CLONE_INTO_CGROUP (clone(), or a kernel before 5.7): move
 	 * ourselves first, before we can fork anything and with the
@@ -332,7 +359,7 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	bool blocked = true; /* unknown: unblock everything at the end */
 	if (r->reset_signals)
 		reset_signals(&blocked);
-	if (r->flags & EVM_SPAWN_SETSID) {
+	if (r->flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) {
 		if (setsid() < 0)
 			fail(r, EVM_STAGE_SESSION);
 	} else if (r->flags & EVM_SPAWN_SETPGID) {
@@ -362,7 +389,8 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	if (r->flags & EVM_SPAWN_SETGROUPS) {
 		if (syscall(SYS_setgroups, r->ngroups, r->groups) < 0)
 			fail(r, EVM_STAGE_GROUPS);
-	} else if ((r->flags & (EVM_SPAWN_SETUID | EVM_SPAWN_SETGID)) && geteuid() == 0) {
+	} else if ((r->flags & (EVM_SPAWN_SETUID | EVM_SPAWN_SETGID)) && geteuid() == 0 &&
+		   !r->setgroups_denied) {
 		/* dropping privileges must not keep root's supplementary groups */
 		if (syscall(SYS_setgroups, 0, NULL) < 0)
 			fail(r, EVM_STAGE_GROUPS);
@@ -380,6 +408,9 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 
 	setup_stdio(r);
 	setup_extra(r);
+	/* after the fds are in place: ctty is a number in the child */
+	if ((r->flags & EVM_SPAWN_SETCTTY) && ioctl(r->ctty, TIOCSCTTY, 0) < 0)
+		fail(r, EVM_STAGE_CTTY);
 	/* every fd beyond stdio is closed by the exec, CLOEXEC or not, unless asked */
 	if (!(r->flags & EVM_SPAWN_INHERIT_FDS))
 		close_above_stdio(r);
@@ -398,7 +429,8 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	if (r->pdeath_signal) {
 		if (prctl(PR_SET_PDEATHSIG, r->pdeath_signal, 0, 0, 0) < 0)
 			fail(r, EVM_STAGE_PDEATHSIG);
-		if (getppid() != r->parent_pid)
+		/* in a new PID namespace our parent is outside it: getppid() is 0 */
+		if (!(r->ns & CLONE_NEWPID) && getppid() != r->parent_pid)
 			kill(getpid(), r->pdeath_signal); /* the parent is already gone */
 	}
 

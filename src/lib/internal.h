@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -272,6 +273,16 @@ struct evm__spawn_req {
 	int cwd_fd;	/* helper path: our cwd (O_PATH), to fchdir before chdir(cwd) */
 	int errfd;	/* clone() fallback: the child writes {errno, stage} here */
 	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
+	/* namespaces (ns.c): CLONE_NEW* for the clone, then joins, host name, ctty */
+	unsigned ns;
+	const struct evm_id_map *uid_map, *gid_map;
+	size_t nuid_map, ngid_map;
+	int syncfd, syncfd_w;  /* CLONE_NEWUSER: the child reads a byte once its maps are written */
+	bool setgroups_denied; /* we wrote "deny" to its setgroups */
+	const int *setns_fds;
+	size_t nsetns;
+	const char *hostname;
+	int ctty; /* EVM_SPAWN_SETCTTY */
 	/* written by the child: that it ran at all, and why it failed */
 	volatile int started;
 	volatile int err;
@@ -296,6 +307,24 @@ static inline bool evm__cgroup_errno(int e)
 {
 	return e == EBADF || e == ENODEV || e == ENOENT || e == EACCES || e == EPERM ||
 	       e == EBUSY || e == EOPNOTSUPP;
+}
+
+/* ns.c: namespace options, checked in the parent; the uid/gid maps written for the child */
+EVM_HIDDEN int evm__ns_check(const struct evm_spawn_opts *o);
+/* the spawn helper cannot do it: a user namespace's maps, or fds to join */
+static inline bool evm__ns_direct_only(const struct evm__spawn_req *r)
+{
+	return (r->ns & CLONE_NEWUSER) || r->nsetns;
+}
+EVM_HIDDEN int evm__userns_pipe(struct evm__spawn_req *r, int *sync_w);
+EVM_HIDDEN int evm__userns_release(pid_t pid, struct evm__spawn_req *r, int sync_w);
+
+/* the stage of a failed clone: the cgroup or the namespaces it was asked for, or the fork */
+static inline enum evm_spawn_stage evm__clone_stage(unsigned ns, bool cgroup, int e)
+{
+	if (ns && (e == EPERM || e == EINVAL || e == ENOSPC || e == EUSERS))
+		return EVM_STAGE_NAMESPACE;
+	return cgroup && evm__cgroup_errno(e) ? EVM_STAGE_CGROUP : EVM_STAGE_FORK;
 }
 
 /* struct clone_args of clone3(2), the kernel's stable layout (v2) */

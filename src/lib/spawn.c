@@ -57,6 +57,9 @@ const char *evm_spawn_stage_name(enum evm_spawn_stage stage)
 		[EVM_STAGE_STDIO] = "stdio",	 [EVM_STAGE_PDEATHSIG] = "pdeathsig",
 		[EVM_STAGE_EXEC] = "exec",	 [EVM_STAGE_CGROUP] = "cgroup",
 		[EVM_STAGE_NICE] = "nice",	 [EVM_STAGE_OOM_SCORE_ADJ] = "oom_score_adj",
+		[EVM_STAGE_NAMESPACE] = "namespace", [EVM_STAGE_IDMAP] = "idmap",
+		[EVM_STAGE_SETNS] = "setns",	 [EVM_STAGE_HOSTNAME] = "sethostname",
+		[EVM_STAGE_CTTY] = "ctty",
 	};
 	if ((unsigned)stage >= sizeof(names) / sizeof(names[0]))
 		return "unknown";
@@ -67,7 +70,7 @@ static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_S
 				    EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS | EVM_SPAWN_UMASK |
 				    EVM_SPAWN_NO_PATH | EVM_SPAWN_KEEP_NOFILE | EVM_SPAWN_INHERIT_FDS |
 				    EVM_SPAWN_LISTEN_PID | EVM_SPAWN_CGROUP | EVM_SPAWN_NICE |
-				    EVM_SPAWN_OOM_SCORE_ADJ;
+				    EVM_SPAWN_OOM_SCORE_ADJ | EVM_SPAWN_SETCTTY;
 
 static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 {
@@ -109,6 +112,9 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 		if (o->extra_fds[i].fd < 0 || fcntl(o->extra_fds[i].fd, F_GETFD) < 0)
 			return -EBADF;
 	}
+	int r = evm__ns_check(o);
+	if (r < 0)
+		return r;
 	for (int i = 0; i < 3; i++) {
 		switch (o->stdio[i].mode) {
 		case EVM_STDIO_INHERIT:
@@ -350,13 +356,14 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 		*pidfd = -1;
 		pid_t pid;
 		int e;
-		if (!loop->no_clone3) {
+		/* a user namespace's child waits for its maps: clone() without CLONE_VFORK */
+		if (!loop->no_clone3 && !(req->ns & CLONE_NEWUSER)) {
 			/* the kernel clears our handlers in the child: no need to block
 			 * signals around the clone */
 			req->reset_signals = true;
 			bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
 			struct clone_args a = {
-				.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND |
+				.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND | req->ns |
 					 (want_pidfd ? CLONE_PIDFD : 0) | (into ? CLONE_INTO_CGROUP : 0),
 				.pidfd = (uint64_t)(uintptr_t)pidfd,
 				.exit_signal = SIGCHLD,
@@ -378,8 +385,14 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 				loop->clone3_worked = true;
 			e = pid < 0 ? -pid : 0;
 		} else {
-			int ep[2];
+			int ep[2], sync = -1;
 			if ((e = -error_pipe(ep)) != 0) {
+				err->stage = EVM_STAGE_SETUP;
+				return -e;
+			}
+			if ((req->ns & CLONE_NEWUSER) && (e = -evm__userns_pipe(req, &sync)) != 0) {
+				close(ep[0]);
+				close(ep[1]);
 				err->stage = EVM_STAGE_SETUP;
 				return -e;
 			}
@@ -390,9 +403,12 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			req->reset_signals = true;
 			req->errfd = ep[1];
 			req->cgroup_in_child = req->cgroup_fd >= 0;
-			int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (want_pidfd ? CLONE_PIDFD : 0);
+			int flags = CLONE_VM | (sync >= 0 ? 0 : CLONE_VFORK) | SIGCHLD | (int)req->ns |
+				    (want_pidfd ? CLONE_PIDFD : 0);
 			pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
 			e = errno;
+			if (sync >= 0)
+				evm__userns_release(pid, req, sync);
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			req->errfd = -1;
 			close(ep[1]);
@@ -402,6 +418,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 				req->stage = msg[1];
 			}
 			close(ep[0]);
+			req->syncfd = -1; /* the child is past it */
 		}
 		if (pid > 0) {
 			pidfd_check_room(loop, pidfd);
@@ -413,8 +430,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 				want_pidfd = false;
 			continue;
 		}
-		err->stage = req->cgroup_fd >= 0 && evm__cgroup_errno(e) ? EVM_STAGE_CGROUP
-								  : EVM_STAGE_FORK;
+		err->stage = evm__clone_stage(req->ns, req->cgroup_fd >= 0, e);
 		return -e;
 	}
 }
@@ -480,13 +496,13 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 	return pid;
 }
 
-static bool use_helper(struct evm_loop *loop, unsigned flags, size_t nextra)
+static bool use_helper(struct evm_loop *loop, const struct evm__spawn_req *req)
 {
 #ifdef EVM_NO_SPAWN_HELPER
 	return false; /* built without it: the static evmon-init spawns one child */
 #endif
-	if ((flags & EVM_SPAWN_INHERIT_FDS) || nextra)
-		return false; /* the helper does not have the caller's fds */
+	if ((req->flags & EVM_SPAWN_INHERIT_FDS) || req->nextra || evm__ns_direct_only(req))
+		return false; /* the helper does not have the caller's fds, nor writes maps */
 	switch (loop->spawn_mode) {
 	case EVM__SPAWN_DIRECT:
 		return false;
@@ -505,7 +521,7 @@ static pid_t clone_child(struct evm_loop *loop, struct evm__spawn_req *req, int 
 			 struct evm_spawn_error *err)
 {
 	pid_t pid = -ENOTCONN;
-	if (use_helper(loop, req->flags, req->nextra))
+	if (use_helper(loop, req))
 		pid = clone_helper(loop, req, pidfd, err);
 	if (pid == -ENOTCONN) /* no helper after all */
 		pid = clone_direct(loop, req, pidfd, err);
@@ -547,6 +563,16 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.cgroup_fd = (o->flags & EVM_SPAWN_CGROUP) ? o->cgroup_fd : -1,
 		.extra = o->extra_fds,
 		.nextra = o->nextra_fds,
+		.ns = o->namespaces,
+		.uid_map = o->uid_map,
+		.nuid_map = o->nuid_map,
+		.gid_map = o->gid_map,
+		.ngid_map = o->ngid_map,
+		.syncfd = -1,
+		.setns_fds = o->setns_fds,
+		.nsetns = o->nsetns_fds,
+		.hostname = o->hostname,
+		.ctty = o->ctty,
 		.parent_pid = loop->pid,
 		.fds = {-1, -1, -1},
 		.cwd_fd = -1,
@@ -669,7 +695,8 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	}
 	p->cb = o->on_exit;
 	p->data = o->data;
-	if ((o->flags & EVM_SPAWN_SETSID) || ((o->flags & EVM_SPAWN_SETPGID) && o->pgid == 0))
+	if ((o->flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) ||
+	    ((o->flags & EVM_SPAWN_SETPGID) && o->pgid == 0))
 		p->flags |= EVM__P_GROUP;
 	if (pidfd >= 0)
 		loop->high_fd = pidfd;

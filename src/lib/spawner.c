@@ -170,7 +170,7 @@ EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 		int pidfd = -1;
 		struct clone_args a = {
 			.flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD |
-				 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID |
+				 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | req->ns |
 				 (into ? CLONE_INTO_CGROUP : 0),
 			.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
 			.pidfd = (uint64_t)(uintptr_t)&pidfd,
@@ -398,6 +398,8 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 		/* no CLONE_INTO_CGROUP in this kernel: the direct path copes */
 		return -ENOTCONN;
 	}
+	if (req->ns && reply == -EINVAL)
+		return -ENOTCONN; /* maybe a namespace this kernel lacks: the direct path says */
 	if (reply == -ENOSYS || reply == -EINVAL) {
 		/* no clone3 in this kernel: spawn directly from now on */
 		loop->no_helper = true;
@@ -405,7 +407,7 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 		return -ENOTCONN;
 	}
 	if (reply < 0) {
-		err->stage = cg && evm__cgroup_errno(-reply) ? EVM_STAGE_CGROUP : EVM_STAGE_FORK;
+		err->stage = evm__clone_stage(req->ns, cg, -reply);
 		return reply;
 	}
 	return reply; /* a failed child wrote its error into req itself */

@@ -17,6 +17,9 @@
  *   fds               print "fd N" for each open fd but the dir listing it
  *   ids               print "uid U gid G groups A,B,..."
  *   pgid              print "pid P ppid Q pgid G sid S"
+ *   hostname          print the host name
+ *   ctty              print "ctty yes" when /dev/tty opens and is stdin's
+ *                     terminal, whose session is ours; else "ctty no"
  *   cwd               print the working directory
  *   umask             print the umask in octal
  *   rlimit R          print "rlimit R SOFT HARD" (R: nofile, nproc, core, as)
@@ -56,6 +59,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +67,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -228,6 +233,16 @@ int main(int argc, char **argv)
 		} else if (!strcmp(c, "pgid")) {
 			printf("pid %d ppid %d pgid %d sid %d\n", (int)getpid(), (int)getppid(),
 			       (int)getpgrp(), (int)getsid(0));
+		} else if (!strcmp(c, "hostname")) {
+			char h[256] = "?";
+			gethostname(h, sizeof(h) - 1);
+			printf("%s\n", h);
+		} else if (!strcmp(c, "ctty")) {
+			int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+			bool yes = fd >= 0 && tcgetsid(0) == getsid(0);
+			printf("ctty %s\n", yes ? "yes" : "no");
+			if (fd >= 0)
+				close(fd);
 		} else if (!strcmp(c, "cwd")) {
 			char buf[PATH_MAX];
 			printf("%s\n", getcwd(buf, sizeof(buf)) ? buf : "?");
