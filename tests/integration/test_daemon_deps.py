@@ -6,6 +6,8 @@ Order is read from the daemon's log, where every event has its line in the
 order it happened; no assertion depends on how long anything takes."""
 import re
 
+import pytest
+
 from conftest import EVMON
 from daemon_util import Daemon, wait_for, SLOW
 
@@ -269,3 +271,33 @@ def test_reload_applies_new_dependencies_without_restarting(procs, tmp_path):
     st = d.status()
     assert st["db"]["state"] == st["app"]["state"] == "running", st
     d.stop()
+
+
+@pytest.mark.parametrize("n", [100, pytest.param(1000, marks=pytest.mark.scale)])
+def test_a_graph_of_chains_all_become_ready_in_order(procs, tmp_path, n):
+    """n services in chains of 10 (issue 16.7): every one ready, each after the one it
+    requires; the shutdown stops each chain from its end."""
+    chains = n // 10
+    conf = ["[evmon]\nstop_timeout = 10\n"]
+    for c in range(chains):
+        for i in range(10):
+            conf.append(f"[service:c{c}_{i}]\ncommand = HELPER pause\nstart_secs = 0\n"
+                        + (f"requires = c{c}_{i - 1}\n" if i else ""))
+    d = Daemon(procs, tmp_path, "\n".join(conf))
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()),
+             timeout=120 * SLOW, what=f"{n} services running")
+    st = d.status()
+    assert len(st) == n and len({s["pid"] for s in st.values()}) == n
+    tr = transitions(d)
+    up = {name: i for i, (name, old, new) in enumerate(tr) if new == "running"}
+    for c in range(chains):
+        for i in range(1, 10):
+            assert up[f"c{c}_{i - 1}"] < up[f"c{c}_{i}"], (c, i)
+    m = len(tr)
+    d.stop(timeout=120)
+    tr = transitions(d)
+    down = {name: i for i, (name, old, new) in enumerate(tr) if i >= m and new == "stopped"}
+    stopping = {name: i for i, (name, old, new) in enumerate(tr) if i >= m and new == "stopping"}
+    for c in range(chains):
+        for i in range(1, 10):
+            assert down[f"c{c}_{i}"] < stopping[f"c{c}_{i - 1}"], (c, i)
