@@ -830,6 +830,16 @@ struct evm_service_opts {
 	int (*before_spawn)(struct evm_service *svc, struct evm_spawn_opts *spawn, char *msg,
 			    size_t msglen, void *data);
 	void *before_spawn_data;
+	/*
+	 * Optional: the service's own cgroup v2 (borrowed: keep it while the
+	 * service exists). Its processes start in it (EVM_SPAWN_CGROUP), a stop
+	 * sends stop_signal to every process in it and cgroup.kill at
+	 * stop_timeout, and the service is STOPPED only once the cgroup is empty
+	 * (nothing it started is left: background children, setsid, double
+	 * forks). A stop of an EXITED, FATAL or BACKOFF service whose cgroup
+	 * still holds processes goes through STOPPING too.
+	 */
+	struct evm_cgroup *cgroup;
 };
 
 /*

@@ -35,6 +35,7 @@ struct unit {
 	struct evm_service *svc; /* NULL when it could not be created */
 	struct svc_output *out;	 /* the capture of its output, or NULL (output.h) */
 	struct evm_cgroup *cg;	 /* its cgroup (cgroups.h), kept across re-creations, or NULL */
+	struct evm_service *old; /* a replaced service still stopping in cg: start after it */
 	bool added;		 /* from `ctl add`, not from the config file */
 	bool want_start;	 /* start as soon as it is created */
 	bool mark;		 /* scratch, for selections and reload */

@@ -366,7 +366,7 @@ void deps_start_wanted(struct daemon *d)
 	ensure_graph(d);
 	struct batch b = {0};
 	for (struct unit *u = d->first; u; u = u->next) {
-		if (u->want_start && u->svc) {
+		if (u->want_start && u->svc && !u->old) { /* u->old: units_on_event starts it */
 			u->want_start = false;
 			if (!active(u) && !u->pending)
 				make_pending(&b, u);

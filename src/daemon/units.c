@@ -42,6 +42,17 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
 void units_on_event(struct daemon *d, const struct evm_event *ev)
 {
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
+	if (u && ev->removed && u->old == ev->service) {
+		/* the replaced service left the cgroup: its successor may start in it */
+		u->old = NULL;
+		if (u->want_start && u->svc && !d->defer_start) {
+			u->want_start = false;
+			int r = deps_start(d, u);
+			if (r < 0)
+				dlog("service %s: cannot start it: %s", u->name, strerror(-r));
+		}
+		return;
+	}
 	if (!u || u->svc != ev->service)
 		return;
 	u->transitions++;
@@ -156,10 +167,7 @@ int unit_create(struct daemon *d, struct unit *u)
 	int r = config_build(u->conf, u->instance, &b);
 	if (r == 0) {
 		output_stdio(u->out, u->conf, b.opts.spawn.stdio);
-		if (u->cg) {
-			b.opts.spawn.flags |= EVM_SPAWN_CGROUP;
-			b.opts.spawn.cgroup_fd = evm_cgroup_fd(u->cg);
-		}
+		b.opts.cgroup = u->cg;
 		if (u->out) {
 			b.opts.on_event = output_on_event;
 			b.opts.data = output_ref(u->out); /* dropped with the service's last event */
@@ -182,7 +190,7 @@ int unit_create(struct daemon *d, struct unit *u)
 	}
 	u->create_error = 0;
 	health_configure(d, u);
-	if (u->want_start && !d->defer_start) {
+	if (u->want_start && !d->defer_start && !u->old) {
 		u->want_start = false;
 		r = deps_start(d, u);
 		if (r < 0)
@@ -223,9 +231,15 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 static void unit_release(struct daemon *d, struct unit *u)
 {
 	(void)d;
-	if (u->svc)
-		evm_service_remove(u->svc);
+	struct evm_service *s = u->svc;
 	u->svc = NULL;
+	if (!s)
+		return;
+	/* its stop ends every process of the cgroup: a successor waits for its removal */
+	enum evm_state st = evm_service_state(s);
+	if (u->cg && (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_STOPPING))
+		u->old = s;
+	evm_service_remove(s);
 }
 
 void unit_remove(struct daemon *d, struct unit *u)

@@ -120,6 +120,7 @@ static void free_vec(char **v)
 
 static void svc_free(struct evm_service *s)
 {
+	evm_cgroup_unwatch(s->cgw); /* a failed creation's: else gone at the unlink */
 	free(s->name);
 	free_vec(s->argv);
 	free_vec(s->envp);
@@ -137,6 +138,25 @@ static void svc_released(struct evm__release *r)
 }
 
 /* ------------------------------------------------------------- creation */
+
+static void on_cgroup(struct evm_cgroup_watch *w, bool populated, void *data)
+{
+	(void)w;
+	if (!populated)
+		evm__sv_dispatch(data, EVM__SV_EMPTIED, NULL);
+}
+
+/* Its processes start in cg, and its emptying is an event. */
+static int watch_cgroup(struct evm_service *s, struct evm_cgroup *cg)
+{
+	int r = evm_cgroup_watch(s->loop, cg, on_cgroup, s, &s->cgw);
+	if (r < 0)
+		return r;
+	s->cg = cg;
+	s->spawn.flags |= EVM_SPAWN_CGROUP;
+	s->spawn.cgroup_fd = evm_cgroup_fd(cg);
+	return 0;
+}
 
 static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 {
@@ -235,6 +255,11 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	}
 	set_policy(s, o);
 	s->kill_group = o->kill_group;
+	int r = o->cgroup ? watch_cgroup(s, o->cgroup) : 0;
+	if (r < 0) {
+		svc_free(s);
+		return r;
+	}
 	s->on_event = o->on_event;
 	s->data = o->data;
 	s->before_spawn = o->before_spawn;
@@ -289,6 +314,8 @@ void evm__svc_unlink(struct evm_service *s)
 		l->last = s->prev;
 	l->n--;
 	s->dead = true;
+	evm_cgroup_unwatch(s->cgw);
+	s->cgw = NULL;
 	/*
 	 * Callers up the stack may still hold it, or walk on from it: its links
 	 * stay as they are, and it is freed when the outermost dispatch ends.
@@ -379,6 +406,8 @@ void evm__services_free(struct evm_loop *loop)
 	/* the loop kills and reaps the processes next; nothing may call back here */
 	for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
 		evm_timer_cancel(s->timer);
+		evm_cgroup_unwatch(s->cgw);
+		s->cgw = NULL;
 		if (s->proc) {
 			s->proc->owner_cb = NULL;
 			evm_proc_unref(s->proc);

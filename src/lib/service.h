@@ -34,6 +34,9 @@ struct evm_service {
 	uint64_t ready_timeout_ms, watchdog_ms;
 	int stop_signal;
 	bool kill_group;
+	struct evm_cgroup *cg;		/* borrowed, or NULL */
+	struct evm_cgroup_watch *cgw;	/* its populated flag */
+	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */
 	evm_event_cb on_event;
 	void *data;
 	int (*before_spawn)(struct evm_service *, struct evm_spawn_opts *, char *, size_t, void *);
@@ -83,6 +86,7 @@ enum evm__sv_event {
 	EVM__SV_READY,	      /* evm_service_ready: the service says it is ready */
 	EVM__SV_READY_TIMEOUT, /* ready_timeout_ms elapsed before it was ready */
 	EVM__SV_WATCHDOG,     /* watchdog_ms elapsed without evm_service_watchdog */
+	EVM__SV_EMPTIED,      /* its cgroup has no process left */
 	EVM__SV_NEVENTS
 };
 
@@ -91,6 +95,8 @@ enum evm__sv_event {
 /* in a cell's targets, besides the states: the service is removed (freed) */
 #define EVM__SV_REMOVED EVM__SV_NSTATES
 #define EVM__SV_TO(st) (1u << (st))
+/* in a cell's targets: it may also stay where it is (waiting for another event) */
+#define EVM__SV_STAYS EVM__SV_TO(EVM__SV_REMOVED + 1)
 
 struct evm__sv_arg {
 	const struct evm_exit *exit;

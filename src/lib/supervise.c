@@ -40,7 +40,7 @@
  *           stop_timeout    -> (stays)                       SIGKILL (watchdog, stopped)
  *           watchdog up     -> (stays)                       stop; its exit is a failure
  * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
- *           stop            -> STOPPED                       cancel the restart
+ *           stop            -> STOPPED|STOPPING              cancel the restart; stop what is left
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  *           backoff up      -> STARTING|RUNNING              spawn again
@@ -48,14 +48,15 @@
  *           stop            -> (stays)                       no start after the exit
  *           restart         -> (stays)                       start after the exit
  *           remove          -> (stays)                       removed after the exit
- *           exit            -> STOPPED|(removed)             removed, or started again, if asked
- *           stop_timeout    -> (stays)                       SIGKILL
+ *           exit            -> STOPPED|(removed)|(stays)     and its cgroup empty: removed, or restarted, if asked
+ *           stop_timeout    -> (stays)                       SIGKILL (cgroup.kill)
+ *           cgroup empty    -> STOPPED|(removed)|(stays)     after the exit: as the exit
  * EXITED    start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
- *           stop            -> STOPPED                       stopped by the user
+ *           stop            -> STOPPED|STOPPING              STOPPING while its cgroup holds processes
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  * FATAL     start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
- *           stop            -> STOPPED                       stopped by the user
+ *           stop            -> STOPPED|STOPPING              STOPPING while its cgroup holds processes
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  * TABLE-END
@@ -185,6 +186,20 @@ static int send_signal(struct evm_service *s, int sig)
 	return evm_proc_signal(s->proc, sig);
 }
 
+/* Some process of it is left in its cgroup (read now: the watch may lag). */
+static bool cg_busy(const struct evm_service *s)
+{
+	return s->cg && evm_cgroup_populated(s->cg) > 0;
+}
+
+/* A stop's signal: every process of its cgroup, else the process (or group). */
+static void stop_send(struct evm_service *s, int sig)
+{
+	int r = !s->cg ? -1 : sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
+	if (r <= 0 || sig == SIGKILL) /* the main process was not among them */
+		send_signal(s, sig);
+}
+
 /* ------------------------------------------------------------ backoff */
 
 static uint64_t backoff_delay(struct evm_service *s)
@@ -297,21 +312,30 @@ static void became_ready(struct evm_service *s)
 	enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
 }
 
+/* SIGKILL at deadline_mono: (again) after an exit that left the cgroup busy */
+static void arm_kill(struct evm_service *s)
+{
+	uint64_t now = evm__mono_ns();
+	uint64_t ms = s->deadline_mono > now ? (s->deadline_mono - now + 999999) / 1000000 : 0;
+	if (evm_timer_add(s->loop, ms, kill_fire, s, &s->timer) < 0)
+		stop_send(s, SIGKILL);
+}
+
 /* stop_signal now, SIGKILL at stop_timeout (kill_fire); the caller changes the state */
 static void send_stop(struct evm_service *s)
 {
 	evm_timer_cancel(s->timer);
+	s->exit_held = false;
 	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
-		send_signal(s, SIGKILL);
+		stop_send(s, SIGKILL);
 		return;
 	}
-	send_signal(s, s->stop_signal);
+	stop_send(s, s->stop_signal);
 	/* a stopped (SIGSTOP) process would sit on the signal until continued */
 	if (s->stop_signal != SIGCONT)
-		send_signal(s, SIGCONT);
+		stop_send(s, SIGCONT);
 	s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
-	if (evm_timer_add(s->loop, s->stop_timeout_ms, kill_fire, s, &s->timer) < 0)
-		send_signal(s, SIGKILL);
+	arm_kill(s);
 }
 
 /* What every exit leaves behind, whatever the state: then the cell decides. */
@@ -453,6 +477,14 @@ static int act_stop_proc(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
+/* No process, but its cgroup holds some (left by an exit): stopped like a running one. */
+static int act_stop_idle_cg(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (cg_busy(s))
+		return act_stop_proc(s, a);
+	return act_stop_idle(s, a);
+}
+
 static int act_restart_after_stop(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	s->stopped_by_user = false;
@@ -572,6 +604,15 @@ static int act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 
 static int act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a)
 {
+	if (cg_busy(s)) {
+		/* stopped once the cgroup is empty; the kill still comes at stop_timeout */
+		s->exit_held = a->exit != NULL;
+		if (s->stop_timeout_ms && s->stop_signal != SIGKILL)
+			arm_kill(s);
+		return 0;
+	}
+	evm_timer_cancel(s->timer);
+	s->exit_held = false;
 	if (s->removing) {
 		unlink_svc(s, a->exit);
 		return 0;
@@ -612,8 +653,17 @@ static int act_backoff_done(struct evm_service *s, const struct evm__sv_arg *a)
 
 static int act_kill(struct evm_service *s, const struct evm__sv_arg *a)
 {
-	send_signal(s, SIGKILL);
+	stop_send(s, SIGKILL);
 	return 0;
+}
+
+/* The last process of its cgroup is gone: the stop is over once the main one is reaped. */
+static int act_emptied(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->proc)
+		return 0; /* its exit, still to come, ends the stop */
+	struct evm__sv_arg held = {.exit = s->exit_held ? &s->last_exit : NULL};
+	return act_exit_stopping(s, &held);
 }
 
 /* ------------------------------------------------------------ the table */
@@ -632,6 +682,7 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_READY] = "ready",
 	[EVM__SV_READY_TIMEOUT] = "ready_timeout",
 	[EVM__SV_WATCHDOG] = "watchdog up",
+	[EVM__SV_EMPTIED] = "cgroup empty",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -675,7 +726,7 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
 	},
 	[EVM_STATE_BACKOFF] = {
-		IDLE_ROW(act_stop_idle, TO(STOPPED), "cancel the restart"),
+		IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING), "cancel the restart; stop what is left"),
 		[EVM__SV_BACKOFF_DONE] = {act_backoff_done, SPAWNS, "spawn again"},
 	},
 	[EVM_STATE_STOPPING] = {
@@ -683,11 +734,16 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_STOP] = {act_stop_noted, 0, "no start after the exit"},
 		[EVM__SV_RESTART] = {act_restart_after_stop, 0, "start after the exit"},
 		[EVM__SV_REMOVE] = {act_remove_after_stop, 0, "removed after the exit"},
-		[EVM__SV_EXIT] = {act_exit_stopping, TO(STOPPED) | GONE, "removed, or started again, if asked"},
-		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL"},
+		[EVM__SV_EXIT] = {act_exit_stopping, TO(STOPPED) | GONE | EVM__SV_STAYS,
+				  "and its cgroup empty: removed, or restarted, if asked"},
+		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (cgroup.kill)"},
+		[EVM__SV_EMPTIED] = {act_emptied, TO(STOPPED) | GONE | EVM__SV_STAYS,
+				     "after the exit: as the exit"},
 	},
-	[EVM_STATE_EXITED] = {IDLE_ROW(act_stop_idle, TO(STOPPED), "stopped by the user")},
-	[EVM_STATE_FATAL] = {IDLE_ROW(act_stop_idle, TO(STOPPED), "stopped by the user")},
+	[EVM_STATE_EXITED] = {IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING),
+				       "STOPPING while its cgroup holds processes")},
+	[EVM_STATE_FATAL] = {IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING),
+				      "STOPPING while its cgroup holds processes")},
 };
 
 int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev, const struct evm__sv_arg *a)

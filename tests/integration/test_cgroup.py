@@ -228,3 +228,21 @@ def test_limit_values_checked(procs, tmp_path):
     assert "memory_max: '12X' is not bytes (with K, M, G) or max" in r.stderr, r.stderr
     assert "cpu_weight: '0' is not a weight from 1 to 10000" in r.stderr
     assert "cpu_max" not in r.stderr
+
+
+@pytest.mark.parametrize("name", ["bg", "escapee", "forker", "stubborn", "daemonizes"])
+def test_stop_ends_the_whole_tree(procs, tmp_path, name):
+    """stop_signal to every process of the cgroup, cgroup.kill at stop_timeout
+    (stubborn's grandchildren and the forker ignore TERM), and `stopped` only
+    once the cgroup is empty: nothing is left when ctl stop returns."""
+    d = Daemon(procs, tmp_path, TREES)
+    cg = os.path.join(base_of(d), name + ".service")
+    want = {"bg": 3, "escapee": 2, "forker": 3, "stubborn": 4, "daemonizes": 1}[name]
+    wait_for(lambda: len(procs_in(cg)) >= want, what=f"{name}'s processes")
+    before = procs_in(cg)
+    r = d.ctl("stop", name)
+    assert r.returncode == 0, r.stderr
+    assert d.status(name)[name]["state"] == "stopped"
+    assert procs_in(cg) == []
+    assert not [p for p in before if alive(p)]
+    d.stop()
