@@ -837,7 +837,9 @@ struct evm_service_opts {
 	 * stop_timeout, and the service is STOPPED only once the cgroup is empty
 	 * (nothing it started is left: background children, setsid, double
 	 * forks). A stop of an EXITED, FATAL or BACKOFF service whose cgroup
-	 * still holds processes goes through STOPPING too.
+	 * still holds processes goes through STOPPING too. When no fd is left
+	 * to watch it (EMFILE), the processes still start in it but the service
+	 * is stopped by its process, as without a cgroup.
 	 */
 	struct evm_cgroup *cgroup;
 };

@@ -256,7 +256,15 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	set_policy(s, o);
 	s->kill_group = o->kill_group;
 	int r = o->cgroup ? watch_cgroup(s, o->cgroup) : 0;
-	if (r < 0) {
+	if (r == -EMFILE || r == -ENFILE) {
+		/*
+		 * No fd to read cgroup.events (the limit is reached): its processes
+		 * still start in the cgroup, but it is stopped by its process, as
+		 * without one, rather than not created at all.
+		 */
+		s->spawn.flags |= EVM_SPAWN_CGROUP;
+		s->spawn.cgroup_fd = evm_cgroup_fd(o->cgroup);
+	} else if (r < 0) {
 		svc_free(s);
 		return r;
 	}
