@@ -831,8 +831,9 @@ struct evm_service_opts {
 			    size_t msglen, void *data);
 	void *before_spawn_data;
 	/*
-	 * Optional: the service's own cgroup v2 (borrowed: keep it while the
-	 * service exists). Its processes start in it (EVM_SPAWN_CGROUP), a stop
+	 * Optional: the service's own cgroup v2. The service keeps a reference
+	 * of its own until it is gone (a removal still stopping), so the
+	 * caller may free its handle at any time. Its processes start in it (EVM_SPAWN_CGROUP), a stop
 	 * sends stop_signal to every process in it and cgroup.kill at
 	 * stop_timeout, and the service is STOPPED only once the cgroup is empty
 	 * (nothing it started is left: background children, setsid, double
@@ -1038,7 +1039,9 @@ EVM_API int evm_cgroup_open(const char *path, struct evm_cgroup **out);
 EVM_API int evm_cgroup_create(struct evm_cgroup *parent, const char *name,
 			      struct evm_cgroup **out);
 
-/* Close the handle (the cgroup stays). NULL is a no-op. */
+/* Close the handle (the cgroup stays). NULL is a no-op. A service given it
+ * (evm_service_opts.cgroup) holds its own reference: the handle is closed
+ * when the last of them is gone. */
 EVM_API void evm_cgroup_free(struct evm_cgroup *cg);
 
 /* The cgroup's filesystem path. Valid while the handle is. */

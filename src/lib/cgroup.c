@@ -278,6 +278,7 @@ static int make(const char *path, const char *rel, struct evm_cgroup **out)
 	struct evm_cgroup *cg = calloc(1, sizeof(*cg));
 	if (!cg)
 		return -ENOMEM;
+	atomic_init(&cg->refs, 1);
 	cg->dfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (cg->dfd < 0) {
 		int e = errno;
@@ -383,9 +384,15 @@ int evm_cgroup_create(struct evm_cgroup *parent, const char *name, struct evm_cg
 	return r < 0 ? r : existed ? 1 : 0;
 }
 
+struct evm_cgroup *evm__cgroup_ref(struct evm_cgroup *cg)
+{
+	atomic_fetch_add(&cg->refs, 1);
+	return cg;
+}
+
 void evm_cgroup_free(struct evm_cgroup *cg)
 {
-	if (!cg)
+	if (!cg || atomic_fetch_sub(&cg->refs, 1) > 1)
 		return;
 	if (cg->dfd >= 0)
 		close(cg->dfd);

@@ -410,11 +410,14 @@ EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
 /* --------------------------------------------------------------- cgroups */
 
 struct evm_cgroup {
+	atomic_uint refs; /* the owner's, and each service's using it */
 	int dfd;    /* O_PATH | O_DIRECTORY */
 	char *path; /* filesystem path */
 	char *rel;  /* as in /proc/PID/cgroup; NULL when the mount does not show it */
 };
 
+/* another reference to cg (dropped by evm_cgroup_free): a service keeps its cgroup */
+EVM_HIDDEN struct evm_cgroup *evm__cgroup_ref(struct evm_cgroup *cg);
 /* interface files: never created (O_CREAT); -errno */
 EVM_HIDDEN ssize_t evm__cg_read(int dfd, const char *name, char *buf, size_t cap);
 EVM_HIDDEN ssize_t evm__cg_read_all(int dfd, const char *name, char **out); /* malloc'ed */

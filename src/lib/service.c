@@ -121,6 +121,7 @@ static void free_vec(char **v)
 static void svc_free(struct evm_service *s)
 {
 	evm_cgroup_unwatch(s->cgw); /* a failed creation's: else gone at the unlink */
+	evm_cgroup_free(s->cg);	    /* its own reference */
 	free(s->name);
 	free_vec(s->argv);
 	free_vec(s->envp);
@@ -146,16 +147,23 @@ static void on_cgroup(struct evm_cgroup_watch *w, bool populated, void *data)
 		evm__sv_dispatch(data, EVM__SV_EMPTIED, NULL);
 }
 
-/* Its processes start in cg, and its emptying is an event. */
-static int watch_cgroup(struct evm_service *s, struct evm_cgroup *cg)
+/*
+ * Its processes start in cg, and its emptying is an event. The service
+ * holds its own reference: a stop still ending the cgroup's processes
+ * outlives the caller's handle (a removed daemon unit frees its own).
+ */
+static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg)
 {
-	int r = evm_cgroup_watch(s->loop, cg, on_cgroup, s, &s->cgw);
-	if (r < 0)
-		return r;
-	s->cg = cg;
+	s->cg = evm__cgroup_ref(cg);
 	s->spawn.flags |= EVM_SPAWN_CGROUP;
 	s->spawn.cgroup_fd = evm_cgroup_fd(cg);
-	return 0;
+	int r = evm_cgroup_watch(s->loop, cg, on_cgroup, s, &s->cgw);
+	/*
+	 * No fd to read cgroup.events (the limit is reached): its processes
+	 * still start in the cgroup, but it is stopped by its process, as
+	 * without one, rather than not created at all.
+	 */
+	return r == -EMFILE || r == -ENFILE ? 0 : r;
 }
 
 static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
@@ -255,16 +263,8 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	}
 	set_policy(s, o);
 	s->kill_group = o->kill_group;
-	int r = o->cgroup ? watch_cgroup(s, o->cgroup) : 0;
-	if (r == -EMFILE || r == -ENFILE) {
-		/*
-		 * No fd to read cgroup.events (the limit is reached): its processes
-		 * still start in the cgroup, but it is stopped by its process, as
-		 * without one, rather than not created at all.
-		 */
-		s->spawn.flags |= EVM_SPAWN_CGROUP;
-		s->spawn.cgroup_fd = evm_cgroup_fd(o->cgroup);
-	} else if (r < 0) {
+	int r = o->cgroup ? use_cgroup(s, o->cgroup) : 0;
+	if (r < 0) {
 		svc_free(s);
 		return r;
 	}

@@ -34,8 +34,8 @@ struct evm_service {
 	uint64_t ready_timeout_ms, watchdog_ms;
 	int stop_signal;
 	bool kill_group;
-	struct evm_cgroup *cg;		/* borrowed, or NULL */
-	struct evm_cgroup_watch *cgw;	/* its populated flag */
+	struct evm_cgroup *cg;		/* its own reference, or NULL */
+	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
 	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */
 	evm_event_cb on_event;
 	void *data;

@@ -186,10 +186,13 @@ static int send_signal(struct evm_service *s, int sig)
 	return evm_proc_signal(s->proc, sig);
 }
 
-/* Some process of it is left in its cgroup (read now: the watch may lag). */
+/*
+ * Some process of it is left in its cgroup (read now: the watch may lag).
+ * Unwatched (no fd was left), nothing would tell when it empties.
+ */
 static bool cg_busy(const struct evm_service *s)
 {
-	return s->cg && evm_cgroup_populated(s->cg) > 0;
+	return s->cgw && evm_cgroup_populated(s->cg) > 0;
 }
 
 /* A stop's signal: every process of its cgroup, else the process (or group). */

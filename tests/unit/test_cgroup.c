@@ -866,6 +866,48 @@ static void test_service_into_cgroup(void **state)
 	evm_cgroup_free(cg);
 }
 
+/*
+ * A service given its cgroup (evm_service_opts.cgroup) ends every process
+ * of it at a stop, and keeps the cgroup's handle while it is still
+ * stopping: the caller frees its own right after the removal (as the
+ * daemon's `ctl remove` does), the grandchildren ignore SIGTERM, and the
+ * removal still ends them with cgroup.kill at stop_timeout.
+ */
+static void on_removed(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)loop;
+	if (ev->removed)
+		*(int *)data = 1;
+}
+
+static void test_service_removed_keeps_its_cgroup(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "db.service", &cg), 0);
+	int removed = 0;
+	struct evm_service_opts so = {
+		.name = "db",
+		.spawn = {.argv = HARGV("group", "2", "pause")},
+		.cgroup = cg,
+		.stop_timeout_ms = 200,
+		.set = EVM_SVC_STOP_TIMEOUT,
+		.on_event = on_removed,
+		.data = &removed,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, evm_cgroup_procs(cg, NULL, 0) == 3, 10000);
+	evm_service_remove(svc);
+	evm_cgroup_free(cg); /* ours; the service holds its own */
+	RUN_UNTIL(loop, removed, 15000);
+	assert_int_equal(evm_cgroup_create(BASE(state), "db.service", &cg), 1);
+	assert_int_equal(evm_cgroup_populated(cg), 0); /* zombies do not count */
+	evm_cgroup_free(cg);
+}
+
 /* -------------------------------------------------------------------- main */
 
 /* Remove the cgroups of runs that died: evmtest.* whose lock is free. */
@@ -950,6 +992,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spawn_into_cgroup_errors, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_service_into_cgroup, cg_setup_spawn, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_service_removed_keeps_its_cgroup, cg_setup_spawn,
+						cg_teardown),
 	};
 	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
 	static const char *const paths[] = {"direct", "helper", "clone"};
