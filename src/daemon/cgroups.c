@@ -7,13 +7,16 @@
  *
  * A base left by an earlier run of the same daemon (killed before it could
  * clean up) still holds that run's services: they are killed, or two copies
- * of every service would run. The base's name comes from the socket, which
+ * of every service would run (unless a state record lets the next daemon
+ * take them over: then only what no record claims is killed, state.c).
+ * The base's name comes from the socket, which
  * only one live daemon can hold, so it is never another live daemon's.
  */
 #include "cgroups.h"
 
 #include "daemonlog.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +32,7 @@ struct cgroups {
 	struct evm_cgroup *base; /* evmon.<socket name> */
 	struct evm_cgroup *leaf; /* base/evmon.daemon, the daemon itself */
 	unsigned controllers;	 /* enabled in the base for the services */
+	bool kept;		 /* an earlier run's tree, kept for a takeover */
 };
 
 /*
@@ -71,7 +75,7 @@ static void clean_stale(struct evm_cgroup *base)
 }
 
 /* The base and the leaf, with the daemon moved in. 0, or -errno with why. */
-static int build(struct cgroups *g, const char *socket, char *why, size_t whylen)
+static int build(struct cgroups *g, const char *socket, bool keep, char *why, size_t whylen)
 {
 	char name[BASE_NAME_MAX + 16];
 	base_name(socket, name, sizeof(name));
@@ -81,7 +85,9 @@ static int build(struct cgroups *g, const char *socket, char *why, size_t whylen
 			 strerror(-r));
 		return r;
 	}
-	if (r == 1) {
+	if (r == 1 && keep) {
+		g->kept = true;
+	} else if (r == 1) {
 		clean_stale(g->base);
 		/* a removed base is made again */
 		evm_cgroup_free(g->base);
@@ -106,7 +112,7 @@ static int build(struct cgroups *g, const char *socket, char *why, size_t whylen
 }
 
 /* Why our own cgroup cannot hold the tree, or 0. */
-static int unusable(struct cgroups *g, char *why, size_t whylen)
+static int unusable(struct cgroups *g, const char *home, char *why, size_t whylen)
 {
 	char mnt[512];
 	int r = evm_cgroup_mount(mnt, sizeof(mnt));
@@ -114,7 +120,11 @@ static int unusable(struct cgroups *g, char *why, size_t whylen)
 		snprintf(why, whylen, "no cgroup2 mount (cgroup v1 only?): %s", strerror(-r));
 		return r;
 	}
-	if ((r = evm_cgroup_open_self(&g->home)) < 0) {
+	if (home && (r = evm_cgroup_open(home, &g->home)) < 0) {
+		snprintf(why, whylen, "cgroup %s: %s", home, strerror(-r));
+		return r;
+	}
+	if (!home && (r = evm_cgroup_open_self(&g->home)) < 0) {
 		snprintf(why, whylen, "our own cgroup is not visible under %s: %s", mnt, strerror(-r));
 		return r;
 	}
@@ -126,8 +136,8 @@ static int unusable(struct cgroups *g, char *why, size_t whylen)
 	return 0;
 }
 
-int cgroups_open(enum cgroup_mode mode, const char *socket, struct cgroups **out, char *why,
-		 size_t whylen)
+int cgroups_open(enum cgroup_mode mode, const char *socket, const char *home, bool keep,
+		 struct cgroups **out, char *why, size_t whylen)
 {
 	*out = NULL;
 	why[0] = '\0';
@@ -138,9 +148,9 @@ int cgroups_open(enum cgroup_mode mode, const char *socket, struct cgroups **out
 		snprintf(why, whylen, "out of memory");
 		return mode == CGROUP_YES ? -1 : 0;
 	}
-	int r = unusable(g, why, whylen);
+	int r = unusable(g, home, why, whylen);
 	if (r == 0)
-		r = build(g, socket, why, whylen);
+		r = build(g, socket, keep, why, whylen);
 	if (r < 0) {
 		cgroups_close(g);
 		return mode == CGROUP_YES ? -1 : 0;
@@ -152,6 +162,51 @@ int cgroups_open(enum cgroup_mode mode, const char *socket, struct cgroups **out
 const char *cgroups_base(const struct cgroups *g)
 {
 	return g ? evm_cgroup_path(g->base) : NULL;
+}
+
+const char *cgroups_home(const struct cgroups *g)
+{
+	return g ? evm_cgroup_path(g->home) : NULL;
+}
+
+bool cgroups_kept(const struct cgroups *g)
+{
+	return g && g->kept;
+}
+
+/* "web.service" -> "web", "_cgroup.x.service" -> "cgroup.x" (cgroups_service); NULL: not one */
+static const char *unit_of(const char *dir, char *buf, size_t len)
+{
+	size_t n = strlen(dir);
+	if (n <= 8 || strcmp(dir + n - 8, ".service") || n - 8 >= len)
+		return NULL;
+	if (!strncmp(dir, "_cgroup.", 8))
+		dir++, n--;
+	memcpy(buf, dir, n - 8);
+	buf[n - 8] = '\0';
+	return buf;
+}
+
+void cgroups_sweep(struct cgroups *g, int (*decide)(const char *unit, void *data), void *data)
+{
+	DIR *dir = g ? opendir(evm_cgroup_path(g->base)) : NULL;
+	struct dirent *e;
+	char name[300];
+	while (dir && (e = readdir(dir))) {
+		const char *unit = e->d_type == DT_DIR ? unit_of(e->d_name, name, sizeof(name)) : NULL;
+		int what = unit ? decide(unit, data) : CGROUPS_SWEEP_KEEP;
+		struct evm_cgroup *cg;
+		if (what == CGROUPS_SWEEP_KEEP || evm_cgroup_create(g->base, e->d_name, &cg) < 0)
+			continue;
+		if (evm_cgroup_populated(cg) > 0 && evm_cgroup_kill(cg) >= 0)
+			dlog("cgroup %s: processes of an earlier run no record claims: killed them",
+			     evm_cgroup_path(cg));
+		if (what == CGROUPS_SWEEP_REMOVE)
+			evm_cgroup_remove(cg, REMOVE_TIMEOUT_MS);
+		evm_cgroup_free(cg);
+	}
+	if (dir)
+		closedir(dir);
 }
 
 unsigned cgroups_controllers(const struct cgroups *g)

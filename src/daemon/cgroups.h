@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <evmon.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct cgroups;
@@ -24,10 +25,26 @@ struct cgroups;
  * Set up the tree for a daemon whose control socket is socket. Returns 0
  * with *out set, or 0 with *out NULL when cgroups are off: mode no, or
  * mode auto and not possible (why says why). Mode yes and not possible:
- * -1, with why.
+ * -1, with why. home: the cgroup to go back to at exit, when it is not the
+ * one we are in (a re-exec starts in the leaf), else NULL. keep: a tree
+ * left by an earlier run is kept (its services are taken over, then
+ * cgroups_sweep), else what is in it is killed.
  */
-int cgroups_open(enum cgroup_mode mode, const char *socket, struct cgroups **out, char *why,
-		 size_t whylen);
+int cgroups_open(enum cgroup_mode mode, const char *socket, const char *home, bool keep,
+		 struct cgroups **out, char *why, size_t whylen);
+
+/* The path of the cgroup the daemon goes back to at exit. */
+const char *cgroups_home(const struct cgroups *g);
+
+/* True when the tree of an earlier run was there and kept. */
+bool cgroups_kept(const struct cgroups *g);
+
+/*
+ * After a takeover: decide(unit, data) for each service cgroup of the base
+ * (unit: the service's name) says what becomes of it and its processes.
+ */
+enum { CGROUPS_SWEEP_KEEP, CGROUPS_SWEEP_KILL, CGROUPS_SWEEP_REMOVE };
+void cgroups_sweep(struct cgroups *g, int (*decide)(const char *unit, void *data), void *data);
 
 /* The base's path, for messages. */
 const char *cgroups_base(const struct cgroups *g);

@@ -46,6 +46,7 @@ struct svc_policy {
 	uint64_t stop_timeout_ms;
 	bool kill_group;
 	bool autostart;
+	bool adopt;		   /* taken over by a daemon started after a crash (state.h) */
 	bool set_umask;
 	mode_t umask;
 	enum out_mode out[2];	   /* stdout, stderr */

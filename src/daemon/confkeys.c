@@ -408,6 +408,8 @@ static const struct keydef keys[CK_COUNT] = {
 			   "signal its whole process group"},
 	[CK_AUTOSTART] = {"autostart", S_BOTH, POL(autostart), set_bool, 0, 0,
 			  "start with the daemon"},
+	[CK_ADOPT] = {"adopt", S_BOTH, POL(adopt), set_bool, 0, 0,
+		      "after a crash of the daemon, take its process over (else kill it)"},
 	[CK_UMASK] = {"umask", S_BOTH, POL(umask), set_umask, 0, 0, "octal file mode mask"},
 	[CK_STDOUT] = {"stdout", S_BOTH, POL(out[0]), set_output, 0, 0, "inherit, null, log, console"},
 	[CK_STDERR] = {"stderr", S_BOTH, POL(out[1]), set_output, 1, 0,
@@ -579,6 +581,7 @@ void conf_default_policy(struct svc_policy *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->autostart = true;
+	p->adopt = true;
 	p->log_max_bytes = 10u << 20;
 	p->log_backups = 5;
 }

@@ -17,6 +17,7 @@
 #include "fdreserve.h"
 #include "notify.h"
 #include "proto.h"
+#include "state.h"
 #include "waits.h"
 
 #include <errno.h>
@@ -68,6 +69,7 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 			essential_check(d, u, ev);
 	}
 	if (ev->type == EVM_EV_SERVICE) {
+		state_changed(d);
 		if (d->waiters)
 			waiters_check(d);
 		status_changed(d);
@@ -384,12 +386,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 static int daemon_cgroups(struct daemon *d)
 {
 	char why[600];
-	if (cgroups_open(d->cfg->cgroup, d->socket, &d->cg, why, sizeof(why)) < 0) {
+	struct record *rec = d->rec;
+	if (cgroups_open(d->cfg->cgroup, d->socket, rec ? rec->cg_home : NULL, rec != NULL, &d->cg,
+			 why, sizeof(why)) < 0) {
 		fprintf(stderr, "evmon: daemon: cgroup = yes: %s\n", why);
 		return -1;
 	}
 	if (!d->cg && d->cfg->cgroup == CGROUP_AUTO)
 		dlog("no cgroups: %s: a service's processes are tracked by process group", why);
+	d->cg_kept = cgroups_kept(d->cg);
 	return 0;
 }
 
@@ -439,6 +444,10 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 		fprintf(stderr, "evmon daemon: signalfd: %s\n", strerror(errno));
 		return -1;
 	}
+	if (state_init(d) < 0) {
+		fprintf(stderr, "evmon daemon: out of memory\n");
+		return -1;
+	}
 	struct control_opts co = {.path = d->socket, .max_clients = d->cfg->max_clients,
 				  .max_pending = d->cfg->client_buffer,
 				  .idle_ms = d->cfg->idle_timeout_ms,
@@ -452,6 +461,7 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	dlog_attach(d->loop);
 	if (notify < 0)
 		dlog("%s", nerr);
+	state_load(d); /* holding the socket's lock: the record is ours */
 	/* not fatal: the services matter more than their metrics */
 	if (d->cfg->metrics_listen &&
 	    metrics_http_open(d, d->cfg->metrics_listen, &d->metrics, err, sizeof(err)) < 0)
@@ -546,6 +556,7 @@ static int daemon_run(struct daemon *d, const struct options *o)
 	if (d->watchdog_timer) /* kept through the shutdown: stopping services can take a while */
 		evm_timer_cancel(d->watchdog_timer);
 	d->watchdog_timer = NULL;
+	state_fini(d); /* every service is down: nothing to take over */
 	dlog("all services stopped: exiting");
 	evm_unsubscribe(d->sub); /* freeing the units below is not news */
 	d->sub = NULL;
@@ -554,6 +565,10 @@ static int daemon_run(struct daemon *d, const struct options *o)
 
 static void daemon_close(struct daemon *d)
 {
+	evm_timer_cancel(d->state_timer);
+	d->state_closed = true;
+	free(d->state_path);
+	record_free(d->rec);
 	events_free(d);
 	metrics_http_close(d->metrics);
 	d->metrics = NULL;

@@ -11,6 +11,7 @@
  *   config.c, confread.c, confkeys.c (the key table), confvalue.c (value
  *   grammars), confcheck.c (whole-service checks), confdeps.c  the config
  *   output.c, logfile.c, logtail.c  the services' output and its files
+ *   state.c     the state record: taking over services after a crash
  */
 #ifndef EVMON_DAEMON_H
 #define EVMON_DAEMON_H
@@ -52,6 +53,10 @@ struct unit {
 	bool want_stop;		 /* to stop once its dependents are down */
 	char *blocked;		 /* why a dependency kept it from starting, or NULL */
 	struct health *health;	 /* its health check (health.h), or NULL without health_cmd */
+	/* the state record (state.h) */
+	pid_t rec_pid;		 /* the pid last written, and its start time */
+	uint64_t rec_start;
+	bool adopted;		 /* its process was taken over at the daemon's start */
 	struct unit *prev, *next; /* creation order */
 	struct hnode node;	 /* in daemon.units, by name */
 };
@@ -59,6 +64,7 @@ struct unit {
 struct waiter;
 struct cgroups;
 struct health;
+struct record;
 
 struct daemon {
 	struct evm_loop *loop;
@@ -84,6 +90,14 @@ struct daemon {
 	struct evm_timer *shutdown_timer; /* shutdown_timeout, while shutting down, or NULL */
 	struct logs *logs; /* the log directory and files */
 	struct cgroups *cg; /* the services' cgroups, or NULL when off (cgroups.h) */
+	bool cg_kept;	    /* an earlier run's cgroups were kept for the takeover */
+	/* the state record (state.h) */
+	char *state_path;	  /* SOCKET.state */
+	struct record *rec;	  /* what an earlier daemon left, until the takeover is done */
+	struct evm_timer *state_timer; /* the pending write, or NULL */
+	uint64_t state_delay_ms;  /* between writes: grows with the time a write takes */
+	bool state_failed;	  /* the last write failed (said once) */
+	bool state_closed;	  /* no more writes */
 	struct event_queue events; /* the fan-out held back during a request */
 
 	struct unit *first, *last;

@@ -195,6 +195,8 @@ static void add_exit(cJSON *o, const struct evm_exit *x)
 		cJSON_AddTrueToObject(o, "core_dumped");
 	if (x->status_unknown)
 		cJSON_AddTrueToObject(o, "status_unknown");
+	if (x->adopted)
+		cJSON_AddTrueToObject(o, "adopted");
 }
 
 static void add_runtime(cJSON *o, const struct evm_exit *x)
@@ -334,6 +336,8 @@ cJSON *events_status(const struct unit *u)
 		events_add_time(o, "since", &info.since);
 	cJSON_AddStringToObject(o, "restart", config_restart_name(u->conf->pol.restart));
 	cJSON_AddBoolToObject(o, "autostart", u->conf->pol.autostart);
+	if (u->svc && evm_proc_adopted(evm_service_proc(u->svc)))
+		cJSON_AddTrueToObject(o, "adopted"); /* taken over after a crash or a re-exec */
 	if (u->added)
 		cJSON_AddTrueToObject(o, "added");
 	if (info.has_exit) {

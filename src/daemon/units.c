@@ -14,6 +14,7 @@
 #include "confkeys.h"
 #include "daemonlog.h"
 #include "notify.h"
+#include "state.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -289,6 +290,7 @@ int units_load(struct daemon *d)
 				r = -ENOMEM;
 	}
 	d->defer_start = false;
+	state_take_over(d); /* before any start: a survivor is never started twice */
 	struct rlimit rl;
 	size_t need = 2 * pipes + d->nunits + 128;
 	if (pipes && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&

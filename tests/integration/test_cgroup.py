@@ -137,6 +137,7 @@ def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
     d.p.wait()
     d.logf.close()
     os.unlink(d.sock)
+    os.unlink(d.sock + ".state")  # no record to take the services over from (test_continuity.py)
     assert any(alive(p) for p in old)
     d2 = Daemon(procs, tmp_path, TREES, name="d")
     # said once the daemon is set up, which may be after its socket answers
@@ -144,6 +145,43 @@ def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
              what="the cleanup of the earlier run")
     wait_for(lambda: not any(alive(p) for p in old), what="the old run's processes to die")
     d2.stop()
+    assert not os.path.exists(base)
+
+
+def test_killed_daemon_services_adopted_in_their_cgroups(procs, tmp_path):
+    """With the record a killed daemon left, the next one takes its services
+    over in their cgroups (their children stay too), and kills only what no
+    record claims: here what the exited service daemonizes left behind."""
+    d = Daemon(procs, tmp_path, TREES)
+    base = base_of(d)
+    for name in ("bg", "escapee", "forker", "stubborn"):
+        d.wait_state(name, "running")
+    d.wait_state("daemonizes", "exited")
+    wait_for(lambda: len(procs_in(os.path.join(base, "bg.service"))) == 3, what="bg's processes")
+    wait_for(lambda: len(procs_in(os.path.join(base, "daemonizes.service"))) == 1,
+             what="the daemonized sleep")
+    stray = procs_in(os.path.join(base, "daemonizes.service"))
+    bg = set(procs_in(os.path.join(base, "bg.service")))
+    mains = {n: d.status(n)[n]["pid"] for n in ("bg", "escapee", "stubborn")}
+    wait_for(lambda: all(f" {p} " in open(d.sock + ".state").read() for p in mains.values()) and
+             "service daemonizes 0 0 " in open(d.sock + ".state").read(), what="the record")
+    d.p.kill()
+    d.p.wait()
+    d.logf.close()
+    d2 = Daemon(procs, tmp_path, TREES, name="d")
+    wait_for(lambda: "no record claims: killed them" in d2.log(), what="the stray killed")
+    wait_for(lambda: not any(alive(p) for p in stray), what="the stray to die")
+    for name, pid in mains.items():
+        st = d2.status(name)[name]
+        assert st["pid"] == pid and st["adopted"] and st["state"] == "running", st
+        assert cgroup_of(pid) == rel(os.path.join(base, name + ".service"))
+    assert set(procs_in(os.path.join(base, "bg.service"))) == bg
+    # it was over (exited, restart = never): not run again
+    assert d2.status("daemonizes")["daemonizes"]["state"] == "stopped"
+    assert not procs_in(os.path.join(base, "daemonizes.service"))
+    everything = set(procs_in(base)) - {d2.p.pid}
+    d2.stop()
+    assert not any(alive(p) for p in everything)
     assert not os.path.exists(base)
 
 

@@ -501,11 +501,9 @@ start_secs = 0
 def test_daemon_killed_outside_a_namespace_leaves_its_services_running(procs, tmp_path):
     """Not PID 1: the services outlive a SIGKILLed daemon (each in its own session,
     re-parented to init or the nearest subreaper) and keep running unsupervised; a
-    new daemon replaces the stale socket and starts its own copies. This is the
-    documented behaviour (docs/RELIABILITY.md): whoever restarts the daemon should
-    kill the old services' process groups first (a systemd unit does: KillMode).
-    Without cgroups, that is: with them, the new daemon ends what the killed one
-    left in its tree (test_cgroup.py)."""
+    new daemon replaces the stale socket and, from the state record the killed one
+    left, adopts them instead of starting its own copies (test_continuity.py);
+    its shutdown stops them."""
     d = Daemon(procs, tmp_path, """
 [evmon]
 cgroup = no
@@ -515,6 +513,7 @@ command = HELPER pause
 start_secs = 0
 """)
     old = d.wait_state("web", "running")["pid"]
+    wait_for(lambda: f" {old} " in open(d.sock + ".state").read(), what="the record")
     os.kill(d.p.pid, signal.SIGKILL)
     d.p.wait()
     try:
@@ -522,9 +521,10 @@ start_secs = 0
         assert os.getpgid(old) == old  # its own group: one killpg ends it
         assert os.path.exists(d.sock)
         d.start()
-        new = d.wait_state("web", "running")["pid"]
-        assert new != old and alive(old)
+        st = d.wait_state("web", "running")
+        assert st["pid"] == old and st["adopted"]
         d.stop()
-        assert alive(old)  # not the new daemon's: untouched by its shutdown
+        assert not alive(old)  # adopted: stopped with the rest
     finally:
-        os.killpg(old, signal.SIGKILL)
+        if alive(old):
+            os.killpg(old, signal.SIGKILL)

@@ -1,0 +1,442 @@
+/*
+ * state.c - the state record (see state.h): writing it as services change,
+ * reading it at start, and taking over what it names.
+ *
+ * A pid alone could name a process that reused it, so each line has the
+ * process's start time too, and the library's adoption checks both through
+ * a pidfd (evm_proc_adopt): an unrelated process is never touched. What a
+ * crash loses anyway: the exit status of a survivor (reported unknown: we
+ * are not its parent) and its output pipe (the read end died with the
+ * daemon: see evmon.ini(5), CRASHES AND RE-EXEC).
+ */
+#include "state.h"
+
+#include "cgroups.h"
+#include "daemon.h"
+#include "daemonlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATE_MAGIC "evmon-state 1"
+#define KILL_WAIT_MS 5000
+#define REEXEC_ENV "EVMON_REEXEC_STATE"
+
+/* ------------------------------------------------------------ identity */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211u;
+	return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+	return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}
+
+uint64_t state_ident(const struct svc_conf *c)
+{
+	uint64_t h = 14695981039346656037u;
+	for (char **w = c->argv; w && *w; w++)
+		h = fnv_str(h, *w);
+	h = fnv_str(h, "\1env");
+	for (char **w = c->env; w && *w; w++)
+		h = fnv_str(h, *w);
+	h = fnv_str(h, c->directory);
+	h = fnv_str(h, c->user);
+	h = fnv_str(h, c->group);
+	int nums[] = {c->set_uid, (int)c->uid, c->set_gid, (int)c->gid, c->pol.set_umask,
+		      (int)c->pol.umask, (int)c->pol.out[0], (int)c->pol.out[1]};
+	return fnv(h, nums, sizeof(nums));
+}
+
+/* ------------------------------------------------------------- reading */
+
+void record_free(struct record *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		free(r->svcs[i].name);
+	free(r->svcs);
+	free(r->cg_home);
+	free(r);
+}
+
+static int parse_flags(const char *w, enum rec_flags *out)
+{
+	static const char *const names[] = {"run", "stopping", "down"};
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(w, names[i])) {
+			*out = (enum rec_flags)i;
+			return 0;
+		}
+	return -1;
+}
+
+static struct rec_svc *rec_push(struct record *r)
+{
+	if ((r->n & (r->n - 1)) == 0 || !r->n) {
+		size_t cap = r->n ? r->n * 2 : 16;
+		struct rec_svc *s = realloc(r->svcs, cap * sizeof(*s));
+		if (!s)
+			return NULL;
+		r->svcs = s;
+	}
+	struct rec_svc *s = &r->svcs[r->n];
+	memset(s, 0, sizeof(*s));
+	s->fds[0] = s->fds[1] = s->fds[2] = s->fds[3] = -1;
+	return s;
+}
+
+/* One line of the record into r; exec: the reexec lines are allowed. 0 or -1. */
+static int parse_line(struct record *r, char *line, bool exec)
+{
+	char name[300], flags[16], path[PATH_MAX];
+	int pid, a, b, f[4];
+	uint64_t start, ident;
+	if (sscanf(line, "service %299s %d %" SCNu64 " %" SCNx64 " %15s", name, &pid, &start,
+		   &ident, flags) == 5) {
+		struct rec_svc *s = rec_push(r);
+		if (!s || pid < 0 || parse_flags(flags, &s->flags) < 0 || !(s->name = strdup(name)))
+			return -1;
+		s->pid = pid;
+		s->start = start;
+		s->ident = ident;
+		r->n++;
+		return 0;
+	}
+	if (sscanf(line, "daemon %d", &pid) == 1) {
+		r->daemon = pid;
+		return 0;
+	}
+	if (!exec)
+		return -1;
+	if (sscanf(line, "exec ctl %d %d", &a, &b) == 2) {
+		r->ctl_fd = a;
+		r->lock_fd = b;
+		return 0;
+	}
+	if (sscanf(line, "exec cghome %4095s", path) == 1)
+		return (r->cg_home = strdup(path)) ? 0 : -1;
+	if (sscanf(line, "exec pipe %299s %d %d %d %d", name, &f[0], &f[1], &f[2], &f[3]) == 5) {
+		for (size_t i = 0; i < r->n; i++)
+			if (!strcmp(r->svcs[i].name, name)) {
+				memcpy(r->svcs[i].fds, f, sizeof(f));
+				return 0;
+			}
+		return -1;
+	}
+	return -1;
+}
+
+/*
+ * The record in f: NULL with why when it is not a whole one (a bad magic,
+ * a line that does not parse, no "end N" or the wrong N: truncated).
+ */
+static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
+{
+	struct record *r = calloc(1, sizeof(*r));
+	char line[PATH_MAX + 64];
+	unsigned lineno = 1;
+	size_t end = SIZE_MAX;
+	if (!r) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	r->ctl_fd = r->lock_fd = -1;
+	r->reexec = exec;
+	if (!fgets(line, sizeof(line), f) || strcmp(line, STATE_MAGIC "\n")) {
+		snprintf(why, whylen, "line 1: not '%s'", STATE_MAGIC);
+		goto bad;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		size_t len = strlen(line);
+		if (!len || line[len - 1] != '\n') {
+			snprintf(why, whylen, "line %u: cut short", lineno);
+			goto bad;
+		}
+		if (end != SIZE_MAX) {
+			snprintf(why, whylen, "line %u: after the end", lineno);
+			goto bad;
+		}
+		if (sscanf(line, "end %zu", &end) == 1)
+			continue;
+		if (parse_line(r, line, exec) < 0) {
+			line[len - 1] = '\0';
+			snprintf(why, whylen, "line %u: cannot read '%.80s'", lineno, line);
+			goto bad;
+		}
+	}
+	if (end != r->n) {
+		snprintf(why, whylen, "%s", end == SIZE_MAX ? "truncated (no end line)"
+				      : "truncated (fewer services than its end line says)");
+		goto bad;
+	}
+	return r;
+bad:
+	record_free(r);
+	return NULL;
+}
+
+/* The state a reexec passed us (its memfd, named in the environment), or NULL. */
+static struct record *read_reexec(struct daemon *d)
+{
+	const char *e = getenv(REEXEC_ENV);
+	if (!e)
+		return NULL;
+	int fd = atoi(e);
+	unsetenv(REEXEC_ENV); /* the services must not inherit it */
+	FILE *f = fd > 2 && lseek(fd, 0, SEEK_SET) == 0 ? fdopen(fd, "re") : NULL;
+	if (!f) {
+		dlog("reexec: cannot read the state passed in %s=%s: %s: services still running "
+		     "are taken over from %s", REEXEC_ENV, e, strerror(errno), d->state_path);
+		return NULL;
+	}
+	char why[200];
+	struct record *r = record_parse(f, true, why, sizeof(why));
+	fclose(f);
+	if (!r)
+		dlog("reexec: the state passed in %s: %s: services still running are taken over "
+		     "from %s", REEXEC_ENV, why, d->state_path);
+	return r;
+}
+
+int state_init(struct daemon *d)
+{
+	if (asprintf(&d->state_path, "%s.state", d->socket) < 0) {
+		d->state_path = NULL;
+		return -1;
+	}
+	d->rec = read_reexec(d);
+	return 0;
+}
+
+void state_load(struct daemon *d)
+{
+	if (d->rec || !d->state_path)
+		return;
+	FILE *f = fopen(d->state_path, "re");
+	if (!f) {
+		if (errno != ENOENT)
+			dlog("state record %s: %s: services left running by a daemon that died (if "
+			     "any) are not taken over", d->state_path, strerror(errno));
+		return;
+	}
+	char why[200];
+	d->rec = record_parse(f, false, why, sizeof(why));
+	fclose(f);
+	if (!d->rec)
+		dlog("state record %s: %s: ignored; services left running by a daemon that died "
+		     "(if any) are not taken over", d->state_path, why);
+	else
+		dlog("state record %s: left by daemon %d, which died: taking over its %zu "
+		     "service%s", d->state_path, (int)d->rec->daemon, d->rec->n,
+		     d->rec->n == 1 ? "" : "s");
+}
+
+struct rec_svc *state_find(struct daemon *d, const char *name)
+{
+	if (!d->rec)
+		return NULL;
+	for (size_t i = 0; i < d->rec->n; i++)
+		if (!d->rec->svcs[i].used && !strcmp(d->rec->svcs[i].name, name))
+			return &d->rec->svcs[i];
+	return NULL;
+}
+
+/* ----------------------------------------------------------- take over */
+
+/* SIGKILL a survivor (its group when it leads one) and wait for its death. */
+static int kill_survivor(struct daemon *d, pid_t pid, uint64_t start)
+{
+	struct evm_adopt_opts o = {.pid = pid, .flags = EVM_ADOPT_START_TIME, .start_time = start};
+	struct evm_proc *p;
+	int r = evm_proc_adopt(d->loop, &o, &p);
+	if (r < 0)
+		return r;
+	if (evm_proc_signal_group(p, SIGKILL) < 0)
+		r = evm_proc_signal(p, SIGKILL);
+	struct pollfd pfd = {.fd = evm_proc_pidfd(p), .events = POLLIN};
+	if (r == 0 && pfd.fd >= 0)
+		poll(&pfd, 1, KILL_WAIT_MS); /* before a fresh copy starts (its port, its files) */
+	evm_proc_unref(p); /* its exit (status unknown) is reported by the loop */
+	return r;
+}
+
+static void kill_one(struct daemon *d, struct rec_svc *s, const char *why)
+{
+	int r = kill_survivor(d, s->pid, s->start);
+	if (r == 0)
+		dlog("service %s: pid %d, left running by daemon %d, killed (%s)", s->name,
+		     (int)s->pid, (int)d->rec->daemon, why);
+	else if (r != -ESRCH)
+		dlog("service %s: pid %d, left running by daemon %d: cannot kill it: %s", s->name,
+		     (int)s->pid, (int)d->rec->daemon, strerror(-r));
+}
+
+static void take_over_one(struct daemon *d, struct rec_svc *s)
+{
+	struct unit *u = unit_find(d, s->name);
+	bool same = u && u->svc && state_ident(u->conf) == s->ident;
+	if (same && s->flags == REC_DOWN) {
+		u->want_start = false; /* stopped by a user, or over: it stays stopped */
+		return;
+	}
+	if (!s->pid)
+		return;
+	if (!same || !u->conf->pol.adopt) {
+		kill_one(d, s, !u || !u->svc ? "it is not in the config"
+			       : !same	     ? "its definition changed"
+					     : "adopt = no");
+		return;
+	}
+	struct evm_adopt_opts o = {.pid = s->pid, .flags = EVM_ADOPT_START_TIME,
+				   .start_time = s->start};
+	int r = evm_service_adopt(u->svc, &o);
+	if (r == 0) {
+		u->want_start = false;
+		u->adopted = true;
+		u->rec_pid = s->pid;
+		u->rec_start = s->start;
+		if (d->rec->reexec)
+			dlog("service %s: pid %d kept across the re-exec", s->name, (int)s->pid);
+		else
+			dlog("service %s: adopted pid %d, left running by daemon %d (its exit status "
+			     "will be unknown)", s->name, (int)s->pid, (int)d->rec->daemon);
+		if (s->flags == REC_STOPPING)
+			evm_service_stop(u->svc);
+	} else if (r == -ESRCH) {
+		dlog("service %s: pid %d of the record is gone (or is another process now): "
+		     "started again", s->name, (int)s->pid);
+	} else {
+		dlog("service %s: cannot adopt pid %d: %s", s->name, (int)s->pid, strerror(-r));
+	}
+}
+
+/* A cgroup of the base: kept if an adopted service's, else its processes are killed. */
+static int sweep_decide(const char *unit, void *data)
+{
+	struct daemon *d = data;
+	struct unit *u = unit_find(d, unit);
+	if (!u)
+		return CGROUPS_SWEEP_REMOVE;
+	return u->adopted ? CGROUPS_SWEEP_KEEP : CGROUPS_SWEEP_KILL;
+}
+
+void state_take_over(struct daemon *d)
+{
+	if (d->rec)
+		for (size_t i = 0; i < d->rec->n; i++) {
+			d->rec->svcs[i].used = true;
+			take_over_one(d, &d->rec->svcs[i]);
+		}
+	if (d->cg && d->cg_kept)
+		cgroups_sweep(d->cg, sweep_decide, d);
+	record_free(d->rec); /* the file stays until our first record replaces it */
+	d->rec = NULL;
+	state_changed(d);
+}
+
+/* ------------------------------------------------------------- writing */
+
+static void record_print(struct daemon *d, FILE *f)
+{
+	size_t n = 0;
+	fprintf(f, "%s\ndaemon %d\n", STATE_MAGIC, (int)getpid());
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (!u->svc)
+			continue;
+		struct evm_service_info info;
+		evm_service_info(u->svc, &info);
+		pid_t pid = info.pid;
+		if (pid > 0 && pid != u->rec_pid && evm_proc_start_time(pid, &u->rec_start) < 0)
+			pid = 0; /* gone already: its exit is on its way */
+		u->rec_pid = pid;
+		/* down: stopped by a user, or over (exited, fatal): not started again */
+		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
+			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
+		const char *flags = info.state == EVM_STATE_STOPPING ? "stopping" : down ? "down" : "run";
+		fprintf(f, "service %s %d %" PRIu64 " %016" PRIx64 " %s\n", u->name, (int)pid,
+			pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags);
+		n++;
+	}
+	fprintf(f, "end %zu\n", n);
+}
+
+int state_write_now(struct daemon *d)
+{
+	char tmp[PATH_MAX];
+	int e = 0;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", d->state_path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		e = errno;
+		if (fd >= 0)
+			close(fd);
+	} else {
+		record_print(d, f);
+		bool ok = fflush(f) == 0 && !ferror(f);
+		e = errno;
+		ok = fclose(f) == 0 && ok;
+		if (ok && rename(tmp, d->state_path) == 0)
+			e = 0;
+		else if (!e)
+			e = errno ? errno : EIO;
+		if (e)
+			unlink(tmp);
+	}
+	if (e && !d->state_failed)
+		dlog("state record %s: %s: a daemon started after a crash may start services a "
+		     "second time", d->state_path, strerror(e));
+	d->state_failed = e != 0;
+	/*
+	 * A big record costs (10,000 services: ~0.5 MB): the writes of a busy
+	 * daemon are spaced by 1 ms per 100 services, so a crash-looping 10,000
+	 * does not rewrite it every iteration. The gap is a window in which a
+	 * crash forgets a new pid; with cgroups that process is still found
+	 * (and killed, not duplicated) by the sweep.
+	 */
+	d->state_delay_ms = d->nunits / 100 < 1000 ? d->nunits / 100 : 1000;
+	return -e;
+}
+
+static void on_state_timer(struct evm_timer *t, void *data)
+{
+	(void)t;
+	state_write_now(data);
+}
+
+void state_changed(struct daemon *d)
+{
+	if (!d->state_path || d->state_timer || d->state_closed)
+		return;
+	/* one write per iteration, however many services changed in it */
+	if (evm_timer_add(d->loop, d->state_delay_ms, on_state_timer, d, &d->state_timer) < 0)
+		state_write_now(d);
+}
+
+void state_fini(struct daemon *d)
+{
+	evm_timer_cancel(d->state_timer);
+	d->state_closed = true;
+	if (d->state_path)
+		unlink(d->state_path);
+	free(d->state_path);
+	d->state_path = NULL;
+	record_free(d->rec);
+	d->rec = NULL;
+}

@@ -1,0 +1,97 @@
+/*
+ * state.h - the daemon's state record: SOCKET.state, beside the control
+ * socket, naming each service's process (pid + start time) and the
+ * identity of its definition, so that a daemon started after a crash
+ * (kill -9, OOM) takes over what still runs instead of starting a second
+ * copy of it. The same text, with the descriptors to keep, carries the
+ * state across `evmon ctl reexec` (reexec.c).
+ *
+ *   evmon-state 1
+ *   daemon PID
+ *   service NAME PID STARTTIME IDENTITY FLAGS    one per service
+ *   end N                                        N service lines: not truncated
+ *
+ * PID is 0 for a service with no process; STARTTIME is field 22 of
+ * /proc/PID/stat; IDENTITY a hash of what runs (command, environment,
+ * directory, user, group, umask, stdout/stderr); FLAGS one of run,
+ * stopping, down (stopped by a user, exited or fatal: it stays stopped).
+ *
+ * Written atomically (a temporary file renamed over it) at most once per
+ * loop iteration in which a service changed, never fsync'ed: it is for a
+ * crash of the daemon, and a crash of the machine takes the services with
+ * it. Read at start, never deleted then (a second crash during the takeover
+ * still finds it): it is overwritten by the new daemon's first record, and
+ * removed at a clean exit. Only the daemon holding SOCKET.lock reads or
+ * writes it, so a record found at start was left by a daemon that died.
+ */
+#ifndef EVMON_STATE_H
+#define EVMON_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct daemon;
+struct svc_conf;
+
+enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN };
+
+struct rec_svc {
+	char *name;
+	pid_t pid;
+	uint64_t start;
+	uint64_t ident;
+	enum rec_flags flags;
+	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
+	bool used;
+};
+
+struct record {
+	pid_t daemon;		/* who wrote it */
+	struct rec_svc *svcs;
+	size_t n;
+	/* reexec only */
+	bool reexec;
+	int ctl_fd, lock_fd;	/* the control socket's listener and lock */
+	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
+};
+
+/* The identity of what c runs (not its policy): a changed one is not adopted. */
+uint64_t state_ident(const struct svc_conf *c);
+
+/*
+ * Where the record lives, and the state a reexec passed (before the control
+ * socket is opened: its listener may be in it). 0, or -1 out of memory.
+ */
+int state_init(struct daemon *d);
+
+/*
+ * Holding the socket's lock: the record a daemon that died left (a bad one
+ * is said and ignored), unless a reexec passed the state.
+ */
+void state_load(struct daemon *d);
+
+/* The entry of service name in d's record (not taken over yet), or NULL. */
+struct rec_svc *state_find(struct daemon *d, const char *name);
+
+/*
+ * Every unit is created, none started: adopt the survivors the record names
+ * (or with adopt = no, or a changed definition, kill them), one log line
+ * each; a service stopped by a user stays stopped. Then, with cgroups, kill
+ * what no adopted service owns.
+ */
+void state_take_over(struct daemon *d);
+
+/* A service changed: write the record (at the end of this iteration). */
+void state_changed(struct daemon *d);
+
+/* Write the record now (before a reexec); 0 or -errno. */
+int state_write_now(struct daemon *d);
+
+/* Clean exit, every service stopped: no record left behind. */
+void state_fini(struct daemon *d);
+
+void record_free(struct record *r);
+
+#endif
