@@ -332,33 +332,21 @@ EVM_CHILD_CODE static void enter_namespaces(struct evm__spawn_req *r)
 		fail(r, EVM_STAGE_HOSTNAME);
 }
 
-EVM_CHILD_CODE int evm__spawn_child(void *arg)
+/*
+ * Without CLONE_INTO_CGROUP (clone(), or a kernel before 5.7): move
+ * ourselves first, before we can fork anything and with the privileges we
+ * were started with. "0" means the writer.
+ */
+EVM_CHILD_CODE static void move_to_cgroup(struct evm__spawn_req *r)
 {
-	struct evm__spawn_req *r = arg;
+	int fd = openat(r->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		fail(r, EVM_STAGE_CGROUP);
+	close(fd);
+}
 
-	r->started = 1; /* not killed at birth (see evm__spawn_local) */
-	if (r->syncfd >= 0 || r->nsetns || r->hostname)
-		enter_namespaces(r);
-	/*
-	 * Without CLONE_INTO_CGROUP (clone(), or a kernel before 5.7): move
-	 * ourselves first, before we can fork anything and with the
-	 * privileges we were started with. "0" means the writer.
-	 */
-	if (r->cgroup_in_child) {
-		int fd = openat(r->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, "0", 1) != 1)
-			fail(r, EVM_STAGE_CGROUP);
-		close(fd);
-	}
-
-	/*
-	 * SIG_IGN survives exec, and without CLONE_CLEAR_SIGHAND (clone()) so do
-	 * our handlers. Children of the spawn helper skip this: its dispositions
-	 * are all default already.
-	 */
-	bool blocked = true; /* unknown: unblock everything at the end */
-	if (r->reset_signals)
-		reset_signals(&blocked);
+EVM_CHILD_CODE static void set_session(struct evm__spawn_req *r)
+{
 	if (r->flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) {
 		if (setsid() < 0)
 			fail(r, EVM_STAGE_SESSION);
@@ -366,26 +354,32 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 		if (setpgid(0, r->pgid) < 0)
 			fail(r, EVM_STAGE_SESSION);
 	}
+}
 
+/* rlimits, nice, oom_score_adj, umask: before the credentials change, as
+ * lowering the first three takes privilege we may drop */
+EVM_CHILD_CODE static void set_limits(struct evm__spawn_req *r)
+{
 	if (r->restore_nofile)
 		setrlimit(RLIMIT_NOFILE, &r->nofile); /* best effort: lowering cannot fail */
 	for (size_t i = 0; i < r->nrlimits; i++)
 		if (setrlimit((__rlimit_resource_t)r->rlimits[i].resource, &r->rlimits[i].limit) < 0)
 			fail(r, EVM_STAGE_RLIMIT);
-	/* before the credentials change: lowering either takes privilege we may drop */
 	if ((r->flags & EVM_SPAWN_NICE) && setpriority(PRIO_PROCESS, 0, r->nice) < 0)
 		fail(r, EVM_STAGE_NICE);
 	if (r->flags & EVM_SPAWN_OOM_SCORE_ADJ)
 		oom_score_adj(r);
-
 	if (r->flags & EVM_SPAWN_UMASK)
 		umask(r->umask);
+}
 
-	/*
-	 * Raw syscalls: glibc's set*id wrappers signal every thread of the
-	 * process so they all change credentials, which must not happen from
-	 * a child sharing the parent's memory.
-	 */
+/*
+ * Raw syscalls: glibc's set*id wrappers signal every thread of the process
+ * so they all change credentials, which must not happen from a child
+ * sharing the parent's memory.
+ */
+EVM_CHILD_CODE static void set_credentials(struct evm__spawn_req *r)
+{
 	if (r->flags & EVM_SPAWN_SETGROUPS) {
 		if (syscall(SYS_setgroups, r->ngroups, r->groups) < 0)
 			fail(r, EVM_STAGE_GROUPS);
@@ -399,8 +393,52 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 		fail(r, EVM_STAGE_GID);
 	if ((r->flags & EVM_SPAWN_SETUID) && syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0)
 		fail(r, EVM_STAGE_UID);
+}
 
-	/* from the helper: start from the loop's cwd, which may have changed since */
+/* only now is our pid known: no snprintf here, digits by hand */
+EVM_CHILD_CODE static void write_listen_pid(struct evm__spawn_req *r)
+{
+	char digits[16];
+	int n = 0;
+	for (unsigned v = (unsigned)getpid(); v || !n; v /= 10)
+		digits[n++] = (char)('0' + v % 10);
+	for (int i = 0; i < n; i++)
+		r->listen_pid[i] = digits[n - 1 - i];
+	r->listen_pid[n] = '\0';
+}
+
+EVM_CHILD_CODE static void set_pdeath(struct evm__spawn_req *r)
+{
+	if (prctl(PR_SET_PDEATHSIG, r->pdeath_signal, 0, 0, 0) < 0)
+		fail(r, EVM_STAGE_PDEATHSIG);
+	/* in a new PID namespace our parent is outside it: getppid() is 0 */
+	if (!(r->ns & CLONE_NEWPID) && getppid() != r->parent_pid)
+		kill(getpid(), r->pdeath_signal); /* the parent is already gone */
+}
+
+EVM_CHILD_CODE int evm__spawn_child(void *arg)
+{
+	struct evm__spawn_req *r = arg;
+
+	r->started = 1; /* not killed at birth (see evm__spawn_local) */
+	if (r->syncfd >= 0 || r->nsetns || r->hostname)
+		enter_namespaces(r);
+	if (r->cgroup_in_child)
+		move_to_cgroup(r);
+	/*
+	 * SIG_IGN survives exec, and without CLONE_CLEAR_SIGHAND (clone()) so do
+	 * our handlers. Children of the spawn helper skip this: its dispositions
+	 * are all default already.
+	 */
+	bool blocked = true; /* unknown: unblock everything at the end */
+	if (r->reset_signals)
+		reset_signals(&blocked);
+	set_session(r);
+	set_limits(r);
+	set_credentials(r);
+
+	/* after the credentials change, so the new user's permissions apply;
+	 * from the helper: start from the loop's cwd, which may have changed since */
 	if (r->cwd_fd >= 0 && fchdir(r->cwd_fd) < 0)
 		fail(r, EVM_STAGE_CWD);
 	if (r->cwd && chdir(r->cwd) < 0)
@@ -414,26 +452,10 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	/* every fd beyond stdio is closed by the exec, CLOEXEC or not, unless asked */
 	if (!(r->flags & EVM_SPAWN_INHERIT_FDS))
 		close_above_stdio(r);
-
-	if (r->listen_pid) {
-		/* only now is our pid known: no snprintf here, digits by hand */
-		char digits[16];
-		int n = 0;
-		for (unsigned v = (unsigned)getpid(); v || !n; v /= 10)
-			digits[n++] = (char)('0' + v % 10);
-		for (int i = 0; i < n; i++)
-			r->listen_pid[i] = digits[n - 1 - i];
-		r->listen_pid[n] = '\0';
-	}
-
-	if (r->pdeath_signal) {
-		if (prctl(PR_SET_PDEATHSIG, r->pdeath_signal, 0, 0, 0) < 0)
-			fail(r, EVM_STAGE_PDEATHSIG);
-		/* in a new PID namespace our parent is outside it: getppid() is 0 */
-		if (!(r->ns & CLONE_NEWPID) && getppid() != r->parent_pid)
-			kill(getpid(), r->pdeath_signal); /* the parent is already gone */
-	}
-
+	if (r->listen_pid)
+		write_listen_pid(r);
+	if (r->pdeath_signal) /* after the credentials change, which clears it */
+		set_pdeath(r);
 	if (blocked) {
 		sigset_t none;
 		sigemptyset(&none);

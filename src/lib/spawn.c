@@ -528,22 +528,10 @@ static pid_t clone_child(struct evm_loop *loop, struct evm__spawn_req *req, int 
 	return pid;
 }
 
-int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm_proc **out)
+/* The request the child reads: our options, in the form it needs them. */
+static void req_init(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm__spawn_req *req)
 {
-	struct evm_spawn_error errbuf = {0}, *err = o && o->error ? o->error : &errbuf;
-	err->stage = EVM_STAGE_SETUP;
-	err->error = 0;
-	int r = check_opts(o, out != NULL);
-	if (r == 0 && (o->flags & EVM_SPAWN_CGROUP) && o->cgroup_fd < 0) {
-		err->stage = EVM_STAGE_CGROUP;
-		r = -EBADF;
-	}
-	if (r < 0) {
-		err->error = -r;
-		return r;
-	}
-
-	struct evm__spawn_req req = {
+	*req = (struct evm__spawn_req){
 		.file = o->file ? o->file : o->argv[0],
 		.argv = o->argv,
 		.envp = o->envp ? o->envp : environ,
@@ -578,90 +566,78 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.cwd_fd = -1,
 		.errfd = -1,
 	};
-	char **merged = NULL;
-	/* EVM_SPAWN_LISTEN_PID: the child writes its pid after the '=' (room for any pid_t) */
-	char listen_pid[sizeof("LISTEN_PID=") + 11] = "LISTEN_PID=";
+	req->restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
+	for (size_t i = 0; i < o->nrlimits; i++)
+		if (o->rlimits[i].resource == RLIMIT_NOFILE)
+			req->user_nofile = true;
+	if (req->user_nofile)
+		req->restore_nofile = false;
+	req->nofile = loop->nofile0;
+}
+
+/*
+ * env_extra and LISTEN_PID merged into the environment (*merged, to free;
+ * it points to the strings, not copies), then PATH looked up in the result.
+ * listen_pid is the caller's buffer "LISTEN_PID=" with room for the digits.
+ */
+static int req_env(const struct evm_spawn_opts *o, struct evm__spawn_req *req, char *listen_pid,
+		   char ***merged)
+{
 	char *const lp_extra[] = {listen_pid, NULL};
+	*merged = NULL;
 	for (int k = 0; k < 2; k++) {
 		char *const *extra = k == 0 ? o->env_extra : (o->flags & EVM_SPAWN_LISTEN_PID) ? lp_extra : NULL;
 		if (!extra)
 			continue;
-		char **m = merge_env(req.envp, extra); /* points to req.envp's strings, not the array */
-		free(merged);
-		if (!(merged = m)) {
-			err->error = ENOMEM;
+		char **m = merge_env(req->envp, extra);
+		free(*merged);
+		if (!(*merged = m))
 			return -ENOMEM;
-		}
-		req.envp = merged;
+		req->envp = *merged;
 	}
 	if (o->flags & EVM_SPAWN_LISTEN_PID)
-		req.listen_pid = listen_pid + sizeof("LISTEN_PID=") - 1;
-	req.path = (o->flags & EVM_SPAWN_NO_PATH) ? NULL : find_path(req.envp);
-	req.restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
-	for (size_t i = 0; i < o->nrlimits; i++)
-		if (o->rlimits[i].resource == RLIMIT_NOFILE)
-			req.user_nofile = true;
-	if (req.user_nofile)
-		req.restore_nofile = false;
-	req.nofile = loop->nofile0;
+		req->listen_pid = listen_pid + sizeof("LISTEN_PID=") - 1;
+	req->path = (o->flags & EVM_SPAWN_NO_PATH) ? NULL : find_path(req->envp);
+	return 0;
+}
 
-	int ours[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1};
-	pid_t pid = -1;
-	int pidfd = -1;
-	struct evm_proc *p = evm__proc_new(loop);
-	if (!p) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	if (o->handler && !(p->route = evm__route_get(loop, o->handler))) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	/*
-	 * Room in the pid map before there is a child: a child we could not
-	 * look up by pid would be taken for an orphan by a reaper's scan.
-	 */
-	if (evm__pidmap_reserve(&loop->pids) < 0) {
-		r = -ENOMEM;
-		goto fail;
-	}
+/* The child's stdio: /dev/null, a given fd, or one end of a new pipe (ours[i] keeps the other). */
+static int stdio_prepare(struct evm_loop *loop, const struct evm_spawn_opts *o,
+			 struct evm__spawn_req *req, int ours[3], int theirs[3])
+{
 	for (int i = 0; i < 3; i++) {
 		switch (o->stdio[i].mode) {
 		case EVM_STDIO_INHERIT:
 			break;
 		case EVM_STDIO_NULL:
-			if ((req.fds[i] = devnull(loop)) < 0) {
-				r = -errno;
-				goto fail;
-			}
+			if ((req->fds[i] = devnull(loop)) < 0)
+				return -errno;
 			break;
 		case EVM_STDIO_FD:
-			req.fds[i] = o->stdio[i].fd;
+			req->fds[i] = o->stdio[i].fd;
 			break;
 		case EVM_STDIO_PIPE:
 		case EVM_STDIO_CAPTURE: {
 			int pp[2];
-			if (pipe2(pp, O_CLOEXEC) < 0) {
-				r = -errno;
-				goto fail;
-			}
+			if (pipe2(pp, O_CLOEXEC) < 0)
+				return -errno;
 			ours[i] = i == 0 ? pp[1] : pp[0];
 			theirs[i] = i == 0 ? pp[0] : pp[1];
 			fcntl(ours[i], F_SETFL, O_NONBLOCK);
-			req.fds[i] = theirs[i];
+			req->fds[i] = theirs[i];
 			break;
 		}
 		}
 	}
+	return 0;
+}
 
-	/* the child's time starts now: evm_spawn may take a while to return */
-	p->start_mono = evm__mono_ns();
-	p->start_real = evm__real_ns();
-	/* armed before the child exists: it cannot fire before we return to the loop */
-	if ((r = evm__proc_timeout(p, o)) < 0)
-		goto fail;
-	pid = clone_child(loop, &req, &pidfd, err);
-	if (pid > 0 && req.cgroup_fd >= 0 && !req.cgroup_in_child && !req.started && !req.err) {
+/* Clone the child (again without CLONE_INTO_CGROUP if Linux killed it at birth); its pid or -errno. */
+static pid_t start_child(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			 struct evm_spawn_error *err)
+{
+	pid_t pid = clone_child(loop, req, pidfd, err);
+	if (pid > 0 && req->cgroup_fd >= 0 && !req->cgroup_in_child && !req->started && !req->err) {
 		/*
 		 * Killed before its first instruction: after a cgroup.kill of
 		 * the target, Linux (6.18 at least) compares its kill counter
@@ -669,22 +645,23 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		 * into it. A child that moves itself is not affected, and it
 		 * still moves before it can fork anything.
 		 */
-		reap_failed(pid, pidfd);
-		req.cgroup_in_child = true;
-		pid = clone_child(loop, &req, &pidfd, err);
+		reap_failed(pid, *pidfd);
+		req->cgroup_in_child = true;
+		pid = clone_child(loop, req, pidfd, err);
 	}
-	if (pid < 0) {
-		r = pid;
-		goto fail;
-	}
-	if (req.err) {
+	if (pid > 0 && req->err) {
 		/* the child failed between clone and exec and told us why */
-		reap_failed(pid, pidfd);
-		err->stage = req.stage;
-		r = -req.err;
-		goto fail;
+		reap_failed(pid, *pidfd);
+		err->stage = req->stage;
+		return -req->err;
 	}
+	return pid;
+}
 
+/* The child runs: our ends of its pipes, its callback, and the pid map and epoll. */
+static void proc_attach(struct evm_loop *loop, struct evm_proc *p, const struct evm_spawn_opts *o,
+			pid_t pid, int pidfd, int ours[3], int theirs[3])
+{
 	for (int i = 0; i < 3; i++) {
 		if (theirs[i] >= 0)
 			close(theirs[i]);
@@ -701,6 +678,81 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	if (pidfd >= 0)
 		loop->high_fd = pidfd;
 	evm__proc_attach(p, pid, pidfd);
+}
+
+/* A spawn that failed: close what it opened and drop the proc. */
+static void spawn_undo(struct evm_loop *loop, struct evm_proc *p, int ours[3], int theirs[3])
+{
+	for (int i = 0; i < 3; i++) {
+		if (ours[i] >= 0)
+			close(ours[i]);
+		if (theirs[i] >= 0)
+			close(theirs[i]);
+	}
+	if (p) {
+		evm_timer_cancel(p->deadline);
+		if (p->route)
+			evm__route_put(loop, p->route);
+		p->route = NULL;
+		evm_proc_unref(p);
+	}
+}
+
+int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm_proc **out)
+{
+	struct evm_spawn_error errbuf = {0}, *err = o && o->error ? o->error : &errbuf;
+	err->stage = EVM_STAGE_SETUP;
+	err->error = 0;
+	int r = check_opts(o, out != NULL);
+	if (r == 0 && (o->flags & EVM_SPAWN_CGROUP) && o->cgroup_fd < 0) {
+		err->stage = EVM_STAGE_CGROUP;
+		r = -EBADF;
+	}
+	if (r < 0) {
+		err->error = -r;
+		return r;
+	}
+
+	struct evm__spawn_req req;
+	req_init(loop, o, &req);
+	char **merged;
+	/* EVM_SPAWN_LISTEN_PID: the child writes its pid after the '=' (room for any pid_t) */
+	char listen_pid[sizeof("LISTEN_PID=") + 11] = "LISTEN_PID=";
+	if ((r = req_env(o, &req, listen_pid, &merged)) < 0) {
+		err->error = -r;
+		return r;
+	}
+
+	int ours[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1};
+	int pidfd = -1;
+	struct evm_proc *p = evm__proc_new(loop);
+	if (!p || (o->handler && !(p->route = evm__route_get(loop, o->handler)))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	/*
+	 * Room in the pid map before there is a child: a child we could not
+	 * look up by pid would be taken for an orphan by a reaper's scan.
+	 */
+	if (evm__pidmap_reserve(&loop->pids) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = stdio_prepare(loop, o, &req, ours, theirs)) < 0)
+		goto fail;
+
+	/* the child's time starts now: evm_spawn may take a while to return */
+	p->start_mono = evm__mono_ns();
+	p->start_real = evm__real_ns();
+	/* armed before the child exists: it cannot fire before we return to the loop */
+	if ((r = evm__proc_timeout(p, o)) < 0)
+		goto fail;
+	pid_t pid = start_child(loop, &req, &pidfd, err);
+	if (pid < 0) {
+		r = pid;
+		goto fail;
+	}
+	proc_attach(loop, p, o, pid, pidfd, ours, theirs);
 	err->stage = EVM_STAGE_NONE;
 
 	struct evm_event ev = {.type = EVM_EV_SPAWN,
@@ -718,19 +770,7 @@ fail:
 	if (err->stage == EVM_STAGE_NONE || err->stage == EVM_STAGE_SETUP)
 		err->stage = EVM_STAGE_SETUP;
 	err->error = -r;
-	for (int i = 0; i < 3; i++) {
-		if (ours[i] >= 0)
-			close(ours[i]);
-		if (theirs[i] >= 0)
-			close(theirs[i]);
-	}
-	if (p) {
-		evm_timer_cancel(p->deadline);
-		if (p->route)
-			evm__route_put(loop, p->route);
-		p->route = NULL;
-		evm_proc_unref(p);
-	}
+	spawn_undo(loop, p, ours, theirs);
 	return r;
 }
 

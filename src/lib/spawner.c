@@ -314,40 +314,42 @@ static pid_t orphaned_child(struct evm_loop *loop, struct evm__spawn_req *req, i
 	return pid; /* an exec error is in req->err, as usual */
 }
 
-pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
-			 struct evm_spawn_error *err, int *pidfd)
+/*
+ * The fds travel with the request: req's stdio, cwd and cgroup fds become
+ * indexes into fds ("one of the attached fds"), in that order. Inherit means
+ * "our current fd i"; one we do not have open is closed in the child too.
+ */
+static int attach_fds(struct evm__spawn_req *req, int fds[5])
 {
-	*pidfd = -1;
-	struct evm__spawner *sp = loop->spawner;
-	if (!sp)
-		return -ENOTCONN;
-
-	/* the fds travel with the request; inherit means "our current fd i" */
-	int fds[5], nfds = 0;
-	bool cg = req->cgroup_fd >= 0;
+	int nfds = 0;
 	for (int i = 0; i < 3; i++) {
 		int fd = req->fds[i];
 		if (fd < 0 && fcntl(i, F_GETFD) >= 0)
 			fd = i;
 		if (fd >= 0) {
 			fds[nfds++] = fd;
-			req->fds[i] = 0; /* "one of the attached fds" */
+			req->fds[i] = 0;
 		} else {
-			req->fds[i] = -2; /* ours is closed: close it in the child too */
+			req->fds[i] = -2;
 		}
 	}
 	if (req->cwd_fd >= 0) {
 		fds[nfds++] = req->cwd_fd;
 		req->cwd_fd = 0; /* attached, after the stdio ones */
 	}
-	if (cg) {
+	if (req->cgroup_fd >= 0) {
 		fds[nfds++] = req->cgroup_fd;
 		req->cgroup_fd = 0; /* attached, last */
 	}
-	req->child_pid = 0;
-	req->in_mm = 1;
+	return nfds;
+}
+
+/* The request (a pointer: the helper shares our memory) with its fds. */
+static ssize_t send_request(struct evm__spawner *sp, struct evm__spawn_req *req, const int *fds,
+			    int nfds)
+{
 	union {
-		char buf[CMSG_SPACE(sizeof(fds))];
+		char buf[CMSG_SPACE(5 * sizeof(int))];
 		struct cmsghdr align;
 	} cm;
 	memset(&cm, 0, sizeof(cm));
@@ -365,29 +367,53 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 	ssize_t n;
 	while ((n = sendmsg(sp->sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
 		;
+	return n;
+}
+
+/* The helper's reply: the pid or -errno, and the child's pidfd attached (*pidfd, or -1). */
+static int32_t recv_reply(struct evm__spawner *sp, int *pidfd)
+{
 	int32_t reply = -ENOTCONN;
-	if (n > 0) {
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} rcm;
-		struct iovec riov = {.iov_base = &reply, .iov_len = sizeof(reply)};
-		struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rcm.buf,
-				     .msg_controllen = sizeof(rcm.buf)};
-		while ((n = recvmsg(sp->sock, &rmh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-			;
-		/* no pidfd attached (MSG_CTRUNC: no fd was free for it): the caller copes */
-		struct cmsghdr *rc = n > 0 ? CMSG_FIRSTHDR(&rmh) : NULL;
-		if (rc && rc->cmsg_level == SOL_SOCKET && rc->cmsg_type == SCM_RIGHTS &&
-		    rc->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(pidfd, CMSG_DATA(rc), sizeof(int));
-		if (n != sizeof(reply))
-			reply = -ENOTCONN;
-		if (reply <= 0 && *pidfd >= 0) {
-			close(*pidfd);
-			*pidfd = -1;
-		}
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} rcm;
+	struct iovec riov = {.iov_base = &reply, .iov_len = sizeof(reply)};
+	struct msghdr rmh = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rcm.buf,
+			     .msg_controllen = sizeof(rcm.buf)};
+	ssize_t n;
+	while ((n = recvmsg(sp->sock, &rmh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	/* no pidfd attached (MSG_CTRUNC: no fd was free for it): the caller copes */
+	struct cmsghdr *rc = n > 0 ? CMSG_FIRSTHDR(&rmh) : NULL;
+	if (rc && rc->cmsg_level == SOL_SOCKET && rc->cmsg_type == SCM_RIGHTS &&
+	    rc->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(pidfd, CMSG_DATA(rc), sizeof(int));
+	if (n != sizeof(reply))
+		reply = -ENOTCONN;
+	if (reply <= 0 && *pidfd >= 0) {
+		close(*pidfd);
+		*pidfd = -1;
 	}
+	return reply;
+}
+
+pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
+			 struct evm_spawn_error *err, int *pidfd)
+{
+	*pidfd = -1;
+	struct evm__spawner *sp = loop->spawner;
+	if (!sp)
+		return -ENOTCONN;
+
+	bool cg = req->cgroup_fd >= 0;
+	int fds[5];
+	int nfds = attach_fds(req, fds);
+	req->child_pid = 0;
+	req->in_mm = 1;
+	int32_t reply = -ENOTCONN;
+	if (send_request(sp, req, fds, nfds) > 0)
+		reply = recv_reply(sp, pidfd);
 	if (reply == -ENOTCONN && req->child_pid > 0)
 		return orphaned_child(loop, req, pidfd);
 	if (reply == -ENOTCONN) {
@@ -406,9 +432,7 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 		evm__spawner_stop(loop);
 		return -ENOTCONN;
 	}
-	if (reply < 0) {
+	if (reply < 0)
 		err->stage = evm__clone_stage(req->ns, cg, -reply);
-		return reply;
-	}
 	return reply; /* a failed child wrote its error into req itself */
 }
