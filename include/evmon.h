@@ -674,6 +674,17 @@ EVM_API bool evm_proc_adopted(const struct evm_proc *proc);
  */
 EVM_API int evm_proc_pidfd(const struct evm_proc *proc);
 
+/*
+ * Before exec'ing oneself in place (a re-exec that keeps its children: they
+ * keep their pids and stay ours, to adopt with evm_proc_adopt after): stops
+ * the spawn helper, which would otherwise outlive the exec as a stray
+ * child. Nothing else changes; if the exec fails the loop carries on (the
+ * helper starts again when needed). Keep the pidfds you want across the
+ * exec yourself (clear FD_CLOEXEC); every other fd of the loop is
+ * close-on-exec. Loop thread. 0 or -EINVAL.
+ */
+EVM_API int evm_loop_prepare_exec(struct evm_loop *loop);
+
 /* ------------------------------------------------------- named handlers */
 
 /*

@@ -73,6 +73,8 @@ static void usage(FILE *f)
 		"                            again (after logrotate; like SIGUSR1)\n"
 		"  metrics                   the daemon's and services' metrics (Prometheus text)\n"
 		"  shutdown                  stop every service and the daemon\n"
+		"  reexec                    the daemon execs its binary again (an upgrade) in\n"
+		"                            place: every service keeps running (like SIGUSR2)\n"
 		"  wait NAME... [--for STATE]  until each is running (default), ready, healthy,\n"
 		"                            stopped or exited: 0 reached, 1 it cannot be\n"
 		"                            (fatal, exited, stopped, blocked), 3 after -t SECONDS\n"
@@ -587,7 +589,7 @@ static int do_simple(struct ctl *c, const char *cmd, char **ops, int n)
 		{"status", show_status, 0, INT_MAX},	{"remove", show_removed, 1, INT_MAX},
 		{"reload", show_reload, 0, 0},		{"shutdown", NULL, 0, 0},
 		{"ping", show_ping, 0, 0},		{"reopen-logs", show_reopened, 0, 0},
-		{"metrics", show_metrics, 0, 0},
+		{"metrics", show_metrics, 0, 0},	{"reexec", show_reexec, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		if (strcmp(cmd, t[i].name))

@@ -259,6 +259,14 @@ int show_ping(const cJSON *resp)
 	return 0;
 }
 
+int show_reexec(const cJSON *resp)
+{
+	const char *v = jstr(resp, "version");
+	printf("re-executed: evmon daemon %s, pid %.0f, %.0f of %.0f services kept running\n",
+	       v ? v : "?", jnum(resp, "pid", 0), jnum(resp, "kept", 0), jnum(resp, "services", 0));
+	return 0;
+}
+
 int show_metrics(const cJSON *resp)
 {
 	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(resp, "lines"), *l;

@@ -20,6 +20,7 @@ int show_reload(const cJSON *resp);
 int show_signal(const cJSON *resp);
 int show_removed(const cJSON *resp);
 int show_ping(const cJSON *resp);
+int show_reexec(const cJSON *resp);
 int show_metrics(const cJSON *resp);
 int show_reopened(const cJSON *resp);
 

@@ -698,12 +698,15 @@ int control_open(struct evm_loop *loop, const struct control_opts *opts, struct 
 		ctl->o.max_pending = 4u << 20;
 	if (!ctl->o.max_total)
 		ctl->o.max_total = (size_t)64 << 20;
-	if (sockfile_open(&ctl->sf, opts->path, err, errlen) < 0) {
+	int r = opts->inherit ? sockfile_inherit(&ctl->sf, opts->path, opts->inherit_fd,
+						 opts->inherit_lock, err, errlen)
+			      : sockfile_open(&ctl->sf, opts->path, err, errlen);
+	if (r < 0) {
 		free(ctl);
 		return -1;
 	}
 	ctl->o.path = ctl->sf.path;
-	int r = evm_io_add(loop, ctl->sf.fd, EVM_READ, on_listen, ctl, &ctl->io);
+	r = evm_io_add(loop, ctl->sf.fd, EVM_READ, on_listen, ctl, &ctl->io);
 	if (r < 0) {
 		snprintf(err, errlen, "%s: cannot watch the socket: %s", ctl->sf.path, strerror(-r));
 		sockfile_close(&ctl->sf);
@@ -713,6 +716,17 @@ int control_open(struct evm_loop *loop, const struct control_opts *opts, struct 
 	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*out = ctl;
 	return 0;
+}
+
+void control_fds(const struct control *ctl, int *listen_fd, int *lock_fd)
+{
+	*listen_fd = ctl->sf.fd;
+	*lock_fd = ctl->sf.lockfd;
+}
+
+int control_client_fd(const struct client *cl)
+{
+	return cl && !cl->aborted ? cl->fd : -1;
 }
 
 void control_close(struct control *ctl)

@@ -48,6 +48,9 @@ struct control_opts {
 	bool (*need_fd)(void *data);
 	void (*fd_closed)(void *data);
 	void *data;
+	/* inherit: serve the listener inherit_fd (locked by inherit_lock) kept across an exec */
+	bool inherit;
+	int inherit_fd, inherit_lock;
 };
 
 /* Create the socket and start serving. Returns 0, or -1 with a message in err. */
@@ -56,6 +59,12 @@ int control_open(struct evm_loop *loop, const struct control_opts *opts, struct 
 
 /* Flush what can be flushed without blocking, close every client, remove the socket. */
 void control_close(struct control *ctl);
+
+/* The listener and its lock's descriptors, to keep across an exec of ourselves. */
+void control_fds(const struct control *ctl, int *listen_fd, int *lock_fd);
+
+/* The connection's descriptor (to hand it over across an exec), or -1. */
+int control_client_fd(const struct client *cl);
 
 /*
  * Answer the client's current request (resp is borrowed; its "id" is set).

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,7 +148,7 @@ static void on_watchdog(struct evm_timer *t, void *data)
 
 /* ------------------------------------------------------------ signals */
 
-static const int handled[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+static const int handled[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
 
 static void signal_set(sigset_t *set)
 {
@@ -202,6 +203,12 @@ static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
 			units_reopen_logs(d, err, sizeof(err));
 			break;
 		}
+		case SIGUSR2: {
+			char err[PATH_MAX + 200];
+			dlog("%s: re-executing", why);
+			daemon_reexec(d, NULL, err, sizeof(err)); /* returns only when it failed */
+			break;
+		}
 		}
 	}
 }
@@ -251,7 +258,8 @@ static void usage(FILE *f)
 		"  -V, --version       print the version\n"
 		"\n"
 		"Signals: TERM/INT stop every service and exit 0; HUP reloads FILE;\n"
-		"USR1 reopens the services' log files.\n");
+		"USR1 reopens the services' log files; USR2 re-executes the daemon's binary\n"
+		"in place (evmon ctl reexec), every service kept running.\n");
 }
 
 /*
@@ -454,10 +462,17 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 				  .max_total = d->cfg->events_buffer_total, .on_request = requests_handle,
 				  .on_log = control_log, .need_fd = control_need_fd,
 				  .fd_closed = control_fd_closed, .data = d};
+	if (d->rec && d->rec->reexec && d->rec->ctl_fd >= 0) { /* the listener never closed */
+		co.inherit = true;
+		co.inherit_fd = d->rec->ctl_fd;
+		co.inherit_lock = d->rec->lock_fd;
+	}
 	if (control_open(d->loop, &co, &d->ctl, err, sizeof(err)) < 0) {
 		fprintf(stderr, "evmon daemon: control socket %s\n", err);
 		return -1;
 	}
+	if (d->rec)
+		d->rec->ctl_fd = d->rec->lock_fd = -1; /* the control's now */
 	dlog_attach(d->loop);
 	if (notify < 0)
 		dlog("%s", nerr);

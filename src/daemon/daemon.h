@@ -158,6 +158,14 @@ const char *deps_state_name(const struct unit *u);
 /* Add the dependency fields of u to its status record. */
 void deps_status(const struct unit *u, cJSON *o);
 
+/*
+ * reexec.c: exec our binary in place, every service kept (cl: who asked, or
+ * NULL). Returns only when it failed: -1 with why in err, the daemon as it was.
+ */
+int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen);
+/* The new image took over kept of the services: answer the client on fd, close it. */
+void reexec_answer(struct daemon *d, int fd, size_t kept);
+
 /* requests.c: the control_request_cb of the socket */
 void requests_handle(struct client *cl, const cJSON *req, void *data);
 

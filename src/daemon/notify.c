@@ -149,6 +149,26 @@ void notify_reloading(const char *status)
 		    status);
 }
 
+void notify_export(bool set)
+{
+	char usec[32], pid[32];
+	if (!set) {
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("WATCHDOG_USEC");
+		unsetenv("WATCHDOG_PID");
+		return;
+	}
+	if (N.fd < 0)
+		return;
+	setenv("NOTIFY_SOCKET", N.where, 1);
+	if (N.watchdog_usec) {
+		snprintf(usec, sizeof(usec), "%llu", (unsigned long long)N.watchdog_usec);
+		snprintf(pid, sizeof(pid), "%d", (int)getpid());
+		setenv("WATCHDOG_USEC", usec, 1);
+		setenv("WATCHDOG_PID", pid, 1);
+	}
+}
+
 void notify_free(void)
 {
 	if (N.fd >= 0)

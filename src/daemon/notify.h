@@ -22,6 +22,12 @@ uint64_t notify_watchdog_ms(void);
 void notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* RELOADING=1 with MONOTONIC_USEC= (now) and STATUS=status. */
 void notify_reloading(const char *status);
+/*
+ * Before an exec of ourselves (set): $NOTIFY_SOCKET and the watchdog back in
+ * the environment, for the new image's notify_init; after a failed one
+ * (!set): out again, before any service can inherit them.
+ */
+void notify_export(bool set);
 void notify_free(void);
 
 #endif

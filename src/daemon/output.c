@@ -382,7 +382,8 @@ void output_on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 		note(o, &ev->time, "cannot start it: %s; %s",
 		     ev->message ? ev->message : strerror(-ev->error), next);
 	} else if (is_up(ev->state) && !is_up(ev->old_state) && ev->pid > 0) {
-		note(o, &ev->time, "started pid %d", (int)ev->pid);
+		bool adopted = ev->message && !strncmp(ev->message, "adopted", 7);
+		note(o, &ev->time, "%s pid %d", adopted ? "adopted" : "started", (int)ev->pid);
 	}
 	if (ev->removed)
 		output_unref(o);
@@ -443,12 +444,16 @@ static int console_prefix(struct capture *c, const char *tmpl, const char *name,
 }
 
 static int capture_open(struct capture *c, struct evm_loop *loop, struct logs *logs,
-			const char *name, bool err, int console, const char *prefix, char *msg,
-			size_t len)
+			const char *name, bool err, int console, const char *prefix,
+			const int *kept, char *msg, size_t len)
 {
-	int p[2];
+	int p[2] = {kept ? kept[0] : -1, kept ? kept[1] : -1};
 	char fname[256];
-	if (pipe2(p, O_CLOEXEC) < 0) {
+	if (p[0] >= 0 && p[1] >= 0) {
+		/* kept across an exec of ourselves: what the service wrote meanwhile is in it */
+		fcntl(p[0], F_SETFD, FD_CLOEXEC);
+		fcntl(p[1], F_SETFD, FD_CLOEXEC);
+	} else if (pipe2(p, O_CLOEXEC) < 0) {
 		int e = errno;
 		snprintf(msg, len, "pipe: %s", strerror(e));
 		return -e;
@@ -476,7 +481,8 @@ static int capture_open(struct capture *c, struct evm_loop *loop, struct logs *l
 }
 
 struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const struct svc_conf *c,
-			      const char *name, const char *prefix, int *error, char *msg, size_t len)
+			      const char *name, const char *prefix, const int *kept, int *error,
+			      char *msg, size_t len)
 {
 	struct svc_output *o = calloc(1, sizeof(*o));
 	if (!o) {
@@ -492,11 +498,15 @@ struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const st
 		o->cap[i].console = -1;
 	}
 	for (int i = 0; i < 2; i++) {
-		if (!(o->shape & (i ? SHAPE_ERR : SHAPE_OUT)))
+		if (!(o->shape & (i ? SHAPE_ERR : SHAPE_OUT))) {
+			for (int k = 0; kept && k < 2; k++) /* kept pipes are ours: one not needed now */
+				if (kept[2 * i + k] >= 0)
+					close(kept[2 * i + k]);
 			continue;
+		}
 		bool con = o->shape & (i ? SHAPE_CON_ERR : SHAPE_CON_OUT);
-		int r = capture_open(&o->cap[i], loop, logs, name, i == 1, con ? i + 1 : -1, prefix, msg,
-				     len);
+		int r = capture_open(&o->cap[i], loop, logs, name, i == 1, con ? i + 1 : -1, prefix,
+				     kept ? kept + 2 * i : NULL, msg, len);
 		if (r < 0) {
 			*error = r;
 			output_unref(o);
@@ -505,6 +515,18 @@ struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const st
 	}
 	output_configure(o, c);
 	return o;
+}
+
+void output_fds(struct svc_output *o, int fds[4])
+{
+	for (int i = 0; i < 2; i++) {
+		struct capture *c = &o->cap[i];
+		fds[2 * i] = c->rfd;
+		fds[2 * i + 1] = c->wfd;
+		if (c->rfd >= 0)
+			drain(c); /* what it holds, and an unfinished line: nothing stays in our memory */
+	}
+	ob_flush();
 }
 
 void output_configure(struct svc_output *o, const struct svc_conf *c)

@@ -30,12 +30,21 @@ bool output_captures(const struct svc_conf *c);
 bool output_fits(const struct svc_output *o, const struct svc_conf *c);
 
 /*
- * The capture of service name as c asks: one pipe per captured stream.
+ * The capture of service name as c asks: one pipe per captured stream
+ * (kept: the 4 ends output_fds gave before an exec of ourselves, taken
+ * over: those not needed are closed; else NULL).
  * Returns the caller's reference, or NULL with -errno in *error and the
  * reason in msg.
  */
 struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const struct svc_conf *c,
-			      const char *name, const char *prefix, int *error, char *msg, size_t len);
+			      const char *name, const char *prefix, const int *kept, int *error,
+			      char *msg, size_t len);
+
+/*
+ * Before an exec of ourselves: the pipes' ends (stdout read, write, stderr
+ * read, write; -1 when not captured), the unfinished lines written out.
+ */
+void output_fds(struct svc_output *o, int fds[4]);
 
 /* Take c's log settings (rotation, timestamps): they apply at once. */
 void output_configure(struct svc_output *o, const struct svc_conf *c);

@@ -18,6 +18,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fnmatch.h>
 #include <malloc.h>
 #include <stdarg.h>
@@ -613,7 +614,7 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "cmd");
 	if (!cJSON_IsString(c)) {
 		control_reply_error(cl, "missing \"cmd\" (status, start, stop, restart, signal, add, remove, "
-				"reload, events, logs, reopen-logs, metrics, shutdown, ping)");
+				"reload, events, logs, reopen-logs, metrics, shutdown, ping, reexec)");
 		return;
 	}
 	const char *cmd = c->valuestring;
@@ -650,6 +651,11 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 		daemon_request_shutdown(d, "shutdown requested by a client");
 	} else if (!strcmp(cmd, "metrics")) {
 		cmd_metrics(d, cl);
+	} else if (!strcmp(cmd, "reexec")) {
+		char err[PATH_MAX + 200];
+		/* on success the new image answers on this connection */
+		daemon_reexec(d, cl, err, sizeof(err));
+		control_reply_error(cl, "%s", err);
 	} else if (!strcmp(cmd, "ping")) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "version", evm_version());

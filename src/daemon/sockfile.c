@@ -139,6 +139,31 @@ bad:
 	return -1;
 }
 
+int sockfile_inherit(struct sockfile *sf, const char *path, int fd, int lockfd, char *err,
+		     size_t errlen)
+{
+	int type = 0, listening = 0;
+	socklen_t l1 = sizeof(type), l2 = sizeof(listening);
+	*sf = (struct sockfile){.fd = -1, .lockfd = -1};
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l2) < 0 || type != SOCK_STREAM ||
+	    !listening || fcntl(lockfd, F_GETFD) < 0)
+		return fail(err, errlen, "%s: the listener passed across the re-exec (fd %d, lock %d) "
+			    "is not one", path, fd, lockfd);
+	sf->path = strdup(path);
+	if (!sf->path || asprintf(&sf->lock_path, "%s.lock", path) < 0) {
+		free(sf->path);
+		sf->path = NULL;
+		return fail(err, errlen, "out of memory");
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	fcntl(lockfd, F_SETFD, FD_CLOEXEC);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	sf->fd = fd;
+	sf->lockfd = lockfd;
+	return 0;
+}
+
 void sockfile_close(struct sockfile *sf)
 {
 	close(sf->fd);

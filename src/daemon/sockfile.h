@@ -21,6 +21,13 @@ struct sockfile {
  */
 int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errlen);
 
+/*
+ * Take over a listener and its lock kept open across an exec of ourselves
+ * (evmon ctl reexec): no moment without a listener. 0, or -1 with err.
+ */
+int sockfile_inherit(struct sockfile *sf, const char *path, int fd, int lockfd, char *err,
+		     size_t errlen);
+
 /* Close the socket and remove both files. */
 void sockfile_close(struct sockfile *sf);
 

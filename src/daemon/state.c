@@ -67,8 +67,19 @@ void record_free(struct record *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n; i++) {
+		for (int k = 0; k < 4; k++) /* a reexec's pipes no service took */
+			if (r->svcs[i].fds[k] >= 0)
+				close(r->svcs[i].fds[k]);
 		free(r->svcs[i].name);
+	}
+	if (r->ctl_fd >= 0)
+		close(r->ctl_fd);
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
+	if (r->client_fd >= 0)
+		close(r->client_fd);
+	hmap_clear(&r->idx);
 	free(r->svcs);
 	free(r->cg_home);
 	free(r);
@@ -128,12 +139,17 @@ static int parse_line(struct record *r, char *line, bool exec)
 		r->lock_fd = b;
 		return 0;
 	}
+	if (sscanf(line, "exec client %d", &a) == 1) {
+		r->client_fd = a;
+		return 0;
+	}
 	if (sscanf(line, "exec cghome %4095s", path) == 1)
 		return (r->cg_home = strdup(path)) ? 0 : -1;
 	if (sscanf(line, "exec pipe %299s %d %d %d %d", name, &f[0], &f[1], &f[2], &f[3]) == 5) {
-		for (size_t i = 0; i < r->n; i++)
-			if (!strcmp(r->svcs[i].name, name)) {
-				memcpy(r->svcs[i].fds, f, sizeof(f));
+		/* written in the order of the service lines: the search resumes where it stopped */
+		for (size_t k = 0; k < r->n; k++, r->pipe_at = (r->pipe_at + 1) % r->n)
+			if (!strcmp(r->svcs[r->pipe_at].name, name)) {
+				memcpy(r->svcs[r->pipe_at].fds, f, sizeof(f));
 				return 0;
 			}
 		return -1;
@@ -155,7 +171,7 @@ static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
 		snprintf(why, whylen, "out of memory");
 		return NULL;
 	}
-	r->ctl_fd = r->lock_fd = -1;
+	r->ctl_fd = r->lock_fd = r->client_fd = -1;
 	r->reexec = exec;
 	if (!fgets(line, sizeof(line), f) || strcmp(line, STATE_MAGIC "\n")) {
 		snprintf(why, whylen, "line 1: not '%s'", STATE_MAGIC);
@@ -185,6 +201,11 @@ static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
 				      : "truncated (fewer services than its end line says)");
 		goto bad;
 	}
+	for (size_t i = 0; i < r->n; i++) /* the array moves no more */
+		if (hmap_add(&r->idx, &r->svcs[i].node, r->svcs[i].name) < 0) {
+			snprintf(why, whylen, "out of memory");
+			goto bad;
+		}
 	return r;
 bad:
 	record_free(r);
@@ -249,12 +270,9 @@ void state_load(struct daemon *d)
 
 struct rec_svc *state_find(struct daemon *d, const char *name)
 {
-	if (!d->rec)
-		return NULL;
-	for (size_t i = 0; i < d->rec->n; i++)
-		if (!d->rec->svcs[i].used && !strcmp(d->rec->svcs[i].name, name))
-			return &d->rec->svcs[i];
-	return NULL;
+	struct hnode *n = d->rec ? hmap_get(&d->rec->idx, name) : NULL;
+	struct rec_svc *s = n ? HMAP_ENTRY(n, struct rec_svc, node) : NULL;
+	return s && !s->used ? s : NULL;
 }
 
 /* ----------------------------------------------------------- take over */
@@ -338,13 +356,20 @@ static int sweep_decide(const char *unit, void *data)
 
 void state_take_over(struct daemon *d)
 {
+	size_t kept = 0;
 	if (d->rec)
 		for (size_t i = 0; i < d->rec->n; i++) {
 			d->rec->svcs[i].used = true;
 			take_over_one(d, &d->rec->svcs[i]);
 		}
+	for (struct unit *u = d->first; d->rec && u; u = u->next)
+		kept += u->adopted;
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
+	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */
+		reexec_answer(d, d->rec->client_fd, kept);
+		d->rec->client_fd = -1;
+	}
 	record_free(d->rec); /* the file stays until our first record replaces it */
 	d->rec = NULL;
 	state_changed(d);
@@ -352,7 +377,7 @@ void state_take_over(struct daemon *d)
 
 /* ------------------------------------------------------------- writing */
 
-static void record_print(struct daemon *d, FILE *f)
+size_t state_print(struct daemon *d, FILE *f)
 {
 	size_t n = 0;
 	fprintf(f, "%s\ndaemon %d\n", STATE_MAGIC, (int)getpid());
@@ -373,7 +398,7 @@ static void record_print(struct daemon *d, FILE *f)
 			pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags);
 		n++;
 	}
-	fprintf(f, "end %zu\n", n);
+	return n;
 }
 
 int state_write_now(struct daemon *d)
@@ -388,7 +413,7 @@ int state_write_now(struct daemon *d)
 		if (fd >= 0)
 			close(fd);
 	} else {
-		record_print(d, f);
+		fprintf(f, "end %zu\n", state_print(d, f));
 		bool ok = fflush(f) == 0 && !ferror(f);
 		e = errno;
 		ok = fclose(f) == 0 && ok;

@@ -27,9 +27,12 @@
 #ifndef EVMON_STATE_H
 #define EVMON_STATE_H
 
+#include "hashmap.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct daemon;
@@ -45,15 +48,19 @@ struct rec_svc {
 	enum rec_flags flags;
 	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
 	bool used;
+	struct hnode node; /* in record.idx, by name */
 };
 
 struct record {
 	pid_t daemon;		/* who wrote it */
 	struct rec_svc *svcs;
 	size_t n;
+	struct hashmap idx;	/* the svcs by name */
+	size_t pipe_at;		/* reading: where the last "exec pipe" line's service was */
 	/* reexec only */
 	bool reexec;
 	int ctl_fd, lock_fd;	/* the control socket's listener and lock */
+	int client_fd;		/* the connection that asked for it, answered at the end */
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
 };
 
@@ -85,6 +92,9 @@ void state_take_over(struct daemon *d);
 
 /* A service changed: write the record (at the end of this iteration). */
 void state_changed(struct daemon *d);
+
+/* The record's lines but the end line into f; returns the services written. */
+size_t state_print(struct daemon *d, FILE *f);
 
 /* Write the record now (before a reexec); 0 or -errno. */
 int state_write_now(struct daemon *d);

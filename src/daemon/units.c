@@ -83,8 +83,11 @@ static void unit_output(struct daemon *d, struct unit *u)
 	if (!u->out && output_captures(u->conf)) {
 		char err[300], msg[400];
 		int e = 0;
-		u->out = output_new(d->loop, d->logs, u->conf, u->name, d->cfg->console_prefix, &e, err,
-				    sizeof(err));
+		struct rec_svc *rs = state_find(d, u->name); /* its pipes, across a reexec */
+		u->out = output_new(d->loop, d->logs, u->conf, u->name, d->cfg->console_prefix,
+				    rs && rs->fds[0] >= 0 ? rs->fds : NULL, &e, err, sizeof(err));
+		if (rs)
+			rs->fds[0] = rs->fds[1] = rs->fds[2] = rs->fds[3] = -1; /* ours now, or closed */
 		if (!u->out) {
 			snprintf(msg, sizeof(msg), "cannot capture its output: %s: it goes to /dev/null",
 				 err);

@@ -211,6 +211,14 @@ int evm_proc_pidfd(const struct evm_proc *p)
 	return p->pidfd;
 }
 
+int evm_loop_prepare_exec(struct evm_loop *loop)
+{
+	if (!loop)
+		return -EINVAL;
+	evm__spawner_stop(loop);
+	return 0;
+}
+
 /*
  * evm_loop_free of a process we cannot reap: SIGKILL, then wait (through
  * the pidfd) until it is dead, so nothing is left running on return.

@@ -2,14 +2,19 @@
 daemon on the same socket takes over the services still running (the state
 record SOCKET.state: pid + start time + identity of the definition) instead
 of starting a second copy; `adopt = no` kills and restarts them; a record
-naming a reused pid, or a corrupt one, never touches an unrelated process."""
+naming a reused pid, or a corrupt one, never touches an unrelated process.
+`evmon ctl reexec` execs the daemon's binary in place: same pids, the
+listener and the log pipes kept, a broken binary refused with the daemon
+carrying on."""
 import os
 import random
 import signal
+import subprocess
+import threading
 
 import pytest
 
-from conftest import SLOW, wait_for
+from conftest import EVMON, ROOT, SLOW, wait_for
 from daemon_util import Daemon, alive
 
 
@@ -188,3 +193,177 @@ def test_bad_record_is_said_and_ignored(procs, tmp_path, marker, text, why):
     # replaced by a good one
     wait_for(lambda: open(d.sock + ".state").read().endswith("end 1\n"), what="a new record")
     d.stop()
+
+
+# ------------------------------------------------------------------ reexec
+
+TALKER = """
+[service:talk]
+command = sh -c 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.005; done'
+stdout = log
+"""
+
+
+def talk_lines(d):
+    """The talker's numbered lines, in the order of its log."""
+    with open(os.path.join(str(d.dir), "logs", "talk.log")) as f:
+        return [int(l.split()[1]) for l in f if l.startswith("line ")]
+
+
+def reexec_config(marker, n):
+    return config(marker, n=n, cgroup="auto", extra="log_dir = logs") + TALKER
+
+
+def own_copy(tmp_path, version=None):
+    """A copy of evmon for the daemon to run (and to replace: an upgrade),
+    optionally with another version string."""
+    with open(EVMON, "rb") as f:
+        data = f.read()
+    if version:
+        old = open(os.path.join(ROOT, "VERSION")).read().strip().encode() + b"\0"
+        assert data.count(old) == 1 and len(version) == len(old) - 1
+        data = data.replace(old, version.encode() + b"\0")
+    path = str(tmp_path / "bin" / "evmon")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, path)  # over a running one: its inode stays, the path names the new one
+    return path
+
+
+def start_with(d, exe):
+    d.logf = open(d.logpath, "ab")
+    d.p = d.procs.spawn([exe, "daemon", "-c", d.cfg, "-S", d.sock] + d.args,
+                        stdout=d.logf, stderr=subprocess.STDOUT, env=d.env)
+    wait_for(lambda: d.answers() or d.p.poll() is not None, timeout=20 * SLOW, what="the socket")
+    assert d.p.poll() is None, d.log()
+
+
+class Pinger(threading.Thread):
+    """Connects and pings in a loop: a refused connection is a failure; a
+    connection the exec closed before its answer is retried."""
+
+    def __init__(self, d):
+        super().__init__(daemon=True)
+        self.d, self.stop, self.refused, self.answers, self.pids = d, False, [], 0, set()
+
+    def run(self):
+        while not self.stop:
+            try:
+                r = self.d.request({"cmd": "ping"}, timeout=30)
+                self.answers += 1
+                self.pids.add(r["pid"])
+            except (ConnectionRefusedError, FileNotFoundError) as e:
+                self.refused.append(repr(e))
+            except (EOFError, ConnectionResetError, BrokenPipeError):
+                pass
+
+
+def test_reexec_keeps_every_service_and_line(procs, tmp_path, marker):
+    n = 100
+    d = Daemon(procs, tmp_path, reexec_config(marker, n), start=False)
+    os.makedirs(tmp_path / "logs")
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    before = wait_for(lambda: all_running(d, n + 1), timeout=60 * SLOW, what="all running")
+    wait_for(lambda: len(talk_lines(d)) > 20, what="the talker's lines")
+    pinger = Pinger(d)
+    pinger.start()
+    try:
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r.stderr + d.log()
+        assert f"{n + 1} of {n + 1} services kept running" in r.stdout
+        after = d.status()
+        # the same processes, none restarted, all taken over
+        assert {k: v["pid"] for k, v in after.items()} == {k: v["pid"] for k, v in before.items()}
+        assert all(v["restarts"] == 0 and v["state"] == "running" and v.get("adopted")
+                   for v in after.values()), after
+        assert len(marker_pids(marker)) == n
+        count = len(talk_lines(d))
+        wait_for(lambda: len(talk_lines(d)) > count + 20, what="lines after the reexec")
+    finally:
+        pinger.stop = True
+        pinger.join()
+    assert not pinger.refused, pinger.refused  # the listener never closed
+    assert pinger.answers > 0 and pinger.pids == {d.p.pid}
+    lines = talk_lines(d)
+    assert lines == list(range(1, len(lines) + 1))  # no line lost or repeated
+    # still supervised, now with exit codes (the services are still our children)
+    victim = after["w:7"]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    st = wait_for(lambda: (s := d.status("w:7")["w:7"])["pid"] != victim and
+                  s["state"] == "running" and s, what="w:7 restarted")
+    assert st["last_exit"]["signal_name"] == "KILL" and not st["last_exit"].get("status_unknown")
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+def test_reexec_into_an_upgrade(procs, tmp_path, marker):
+    d = Daemon(procs, tmp_path, reexec_config(marker, 3), start=False)
+    os.makedirs(tmp_path / "logs")
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    before = wait_for(lambda: all_running(d, 4), what="all running")
+    own_copy(tmp_path, version="9.9.9")
+    r = d.ctl("reexec")
+    assert r.returncode == 0 and "evmon daemon 9.9.9" in r.stdout, r.stdout + r.stderr
+    assert d.request({"cmd": "ping"})["version"] == "9.9.9"
+    assert {k: v["pid"] for k, v in d.status().items()} == \
+        {k: v["pid"] for k, v in before.items()}
+    d.stop()
+
+
+@pytest.mark.parametrize("broken", ["missing", "not an executable"])
+def test_reexec_into_a_broken_binary_fails_cleanly(procs, tmp_path, marker, broken):
+    d = Daemon(procs, tmp_path, reexec_config(marker, 3), start=False)
+    os.makedirs(tmp_path / "logs")
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    before = wait_for(lambda: all_running(d, 4), what="all running")
+    if broken == "missing":
+        os.unlink(exe)
+    else:
+        with open(exe + ".new", "wb") as f:
+            f.write(b"\x7fELF garbage")
+        os.chmod(exe + ".new", 0o755)
+        os.rename(exe + ".new", exe)
+    r = d.ctl("reexec")
+    assert r.returncode == 1
+    assert ("cannot re-execute" if broken == "missing" else "Exec format error") in r.stderr
+    assert "the daemon carries on" in r.stderr
+    # the same daemon, every service, and what it keeps across an exec is close-on-exec again
+    assert d.p.poll() is None and d.request({"cmd": "ping"})["pid"] == d.p.pid
+    now = d.status()
+    assert all(now[k]["pid"] == v["pid"] and now[k]["restarts"] == 0 for k, v in before.items())
+    count = len(talk_lines(d))
+    wait_for(lambda: len(talk_lines(d)) > count + 10, what="the talker still logged")
+    # a working binary again: the next reexec works
+    own_copy(tmp_path)
+    assert d.ctl("reexec").returncode == 0
+    assert all(d.status()[k]["pid"] == v["pid"] for k, v in before.items())
+    d.stop()
+
+
+def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
+    """The binary at the path execs but dies at once: the services live on,
+    and the next daemon takes them over from the record written before the exec."""
+    d = Daemon(procs, tmp_path, config(marker, n=3), start=False)
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    pids = sorted(v["pid"] for v in wait_for(lambda: all_running(d, 3), what="3 running").values())
+    with open(exe + ".new", "w") as f:
+        f.write("#!/bin/sh\nexit 7\n")
+    os.chmod(exe + ".new", 0o755)
+    os.rename(exe + ".new", exe)
+    r = d.ctl("reexec")
+    assert r.returncode != 0
+    assert d.p.wait(timeout=20 * SLOW) == 7
+    d.logf.close()
+    assert marker_pids(marker) == pids
+    d.start()
+    after = wait_for(lambda: all_running(d, 3), what="3 running again")
+    assert sorted(v["pid"] for v in after.values()) == pids and all(v["adopted"] for v in after.values())
+    d.stop()
+    assert marker_pids(marker) == []

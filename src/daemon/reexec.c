@@ -1,0 +1,177 @@
+/*
+ * reexec.c - `evmon ctl reexec` and SIGUSR2: the daemon execs its binary
+ * (the one now at its path: an upgrade) in place, and every service keeps
+ * running, with its pid.
+ *
+ * The exec keeps the pid, so the services stay our children: the new image
+ * adopts them (evm_proc_adopt) and reaps their exits with their status,
+ * those that happened during the exec included (zombies wait for it). What
+ * crosses the exec: the state record (state.h) in a memfd named by
+ * $EVMON_REEXEC_STATE, plus the descriptors it names, whose FD_CLOEXEC is
+ * cleared just before: the control socket's listener and lock (connections
+ * that arrive meanwhile wait in its backlog: it never refuses one), the
+ * services' output pipes (what they write meanwhile waits in the pipe: no
+ * line is lost), and the requesting client's connection, which the new image
+ * answers. Everything else is close-on-exec and made again: the other
+ * clients' connections close (events followers see EOF), the metrics
+ * listener is bound again, the log files are opened again at the next line.
+ *
+ * An exec that fails (the binary is gone, not executable) returns here: the
+ * descriptors are close-on-exec again and the daemon carries on, with an
+ * error in the reply. The spawn helper is stopped first (it would outlive
+ * the exec as a stray child) and starts again when needed.
+ */
+#include "daemon.h"
+
+#include "cgroups.h"
+#include "daemonlog.h"
+#include "notify.h"
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Our binary: the path /proc/self/exe names (what is there now, after an upgrade). */
+static int exe_path(char *buf, size_t len, char *err, size_t errlen)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	if (n < 0) {
+		snprintf(err, errlen, "/proc/self/exe: %s", strerror(errno));
+		return -1;
+	}
+	buf[n] = '\0';
+	/* replaced by an upgrade: the old file is gone, its path holds the new one */
+	static const char deleted[] = " (deleted)";
+	size_t dl = sizeof(deleted) - 1;
+	if ((size_t)n > dl && !strcmp(buf + n - dl, deleted))
+		buf[n - dl] = '\0';
+	if (access(buf, X_OK) < 0) {
+		snprintf(err, errlen, "cannot re-execute %s: %s: the daemon carries on", buf,
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+struct keep {
+	int *fds;
+	size_t n, cap;
+};
+
+static void keep_add(struct keep *k, int fd)
+{
+	if (fd < 0)
+		return;
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 64;
+		int *p = realloc(k->fds, cap * sizeof(*p));
+		if (!p)
+			return; /* that pipe is lost to the new image: its service gets a new one */
+		k->fds = p;
+		k->cap = cap;
+	}
+	k->fds[k->n++] = fd;
+}
+
+static void keep_cloexec(const struct keep *k, bool on)
+{
+	for (size_t i = 0; i < k->n; i++)
+		fcntl(k->fds[i], F_SETFD, on ? FD_CLOEXEC : 0);
+}
+
+/* The state and the descriptors it names into f; the ones to keep into k. */
+static void write_state(struct daemon *d, FILE *f, int client, struct keep *k)
+{
+	int lfd, lockfd;
+	size_t n = state_print(d, f);
+	control_fds(d->ctl, &lfd, &lockfd);
+	fprintf(f, "exec ctl %d %d\n", lfd, lockfd);
+	keep_add(k, lfd);
+	keep_add(k, lockfd);
+	if (client >= 0) {
+		fprintf(f, "exec client %d\n", client);
+		keep_add(k, client);
+	}
+	if (d->cg)
+		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
+	for (struct unit *u = d->first; u; u = u->next) {
+		int fds[4];
+		if (!u->out || !u->svc)
+			continue;
+		output_fds(u->out, fds);
+		fprintf(f, "exec pipe %s %d %d %d %d\n", u->name, fds[0], fds[1], fds[2], fds[3]);
+		for (int i = 0; i < 4; i++)
+			keep_add(k, fds[i]);
+	}
+	fprintf(f, "end %zu\n", n);
+}
+
+int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
+{
+	char exe[PATH_MAX], env[32];
+	if (d->stopping || !d->started) {
+		snprintf(err, errlen, "the daemon is %s: not re-executing",
+			 d->stopping ? "shutting down" : "still starting its services");
+		return -1;
+	}
+	if (exe_path(exe, sizeof(exe), err, errlen) < 0)
+		return -1;
+	int mfd = memfd_create("evmon-state", MFD_CLOEXEC);
+	FILE *f = mfd >= 0 ? fdopen(dup(mfd), "w") : NULL;
+	if (!f) {
+		snprintf(err, errlen, "memfd: %s: the daemon carries on", strerror(errno));
+		if (mfd >= 0)
+			close(mfd);
+		return -1;
+	}
+	struct keep k = {0};
+	int client = control_client_fd(cl);
+	write_state(d, f, client, &k);
+	bool ok = fflush(f) == 0 && !ferror(f);
+	ok = fclose(f) == 0 && ok;
+	if (!ok) {
+		snprintf(err, errlen, "memfd: cannot write the state: the daemon carries on");
+		close(mfd);
+		free(k.fds);
+		return -1;
+	}
+	keep_add(&k, mfd);
+	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
+	char *argv[] = {"evmon", "daemon", "-c", (char *)d->cfg_path, "-S", (char *)d->socket,
+			d->reaper ? "--reaper" : NULL, NULL};
+	snprintf(env, sizeof(env), "%d", mfd);
+	setenv("EVMON_REEXEC_STATE", env, 1);
+	notify_export(true);
+	evm_loop_prepare_exec(d->loop);
+	dlog("re-executing %s: %zu services keep running", exe, d->nunits);
+	fflush(NULL);
+	keep_cloexec(&k, false);
+	execv(exe, argv);
+	int e = errno;
+	keep_cloexec(&k, true);
+	unsetenv("EVMON_REEXEC_STATE");
+	notify_export(false);
+	close(mfd);
+	free(k.fds);
+	snprintf(err, errlen, "exec %s: %s: the daemon carries on", exe, strerror(e));
+	dlog("re-exec: %s", err);
+	return -1;
+}
+
+void reexec_answer(struct daemon *d, int fd, size_t kept)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf), "{\"ok\":true,\"pid\":%d,\"version\":\"%s\",\"services\":%zu,"
+			 "\"kept\":%zu}\n", (int)getpid(), evm_version(), d->nunits, kept);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	ssize_t w = write(fd, buf, (size_t)n); /* a few bytes to an empty socket: whole or lost */
+	(void)w;
+	close(fd);
+	dlog("re-executed: evmon %s, %zu of %zu services kept running", evm_version(), kept, d->nunits);
+}
