@@ -422,8 +422,8 @@ struct evm_spawn_opts {
 	 * EVM_SPAWN_INHERIT_FDS). Up to 1,024, targets >= 3 and distinct, sources open:
 	 * else -EINVAL / -EBADF before anything starts; a failed dup2 in the
 	 * child is stage "stdio". Such spawns never go through the spawn
-	 * helper. Borrowed; a service borrows the array and its fds at each
-	 * start, so keep them while the service exists.
+	 * helper. Borrowed; a service copies the array but borrows the fds
+	 * at each start, so keep those open while the service exists.
 	 */
 	const struct evm_fd_map *extra_fds;
 	size_t nextra_fds;
@@ -788,7 +788,16 @@ enum {
 
 struct evm_service_opts {
 	const char *name; /* required, copied */
-	/* How to start it. on_exit, data, handler and error are ignored. */
+	/*
+	 * How to start it. on_exit, data, handler and error are ignored.
+	 * Ownership: evm_service_new copies every string and array spawn
+	 * points to (argv, envp, env_extra, file, cwd, groups, rlimits,
+	 * extra_fds, uid_map, gid_map, setns_fds, hostname): free yours when it
+	 * returns. The fds are not copied: stdio[].fd, extra_fds[].fd,
+	 * setns_fds[] and cgroup_fd are borrowed at each start, so they must
+	 * stay open, on the same files, while the service exists (the cgroup
+	 * field below is not: the service holds a reference of its own).
+	 */
 	struct evm_spawn_opts spawn;
 	enum evm_restart restart;
 	unsigned set;		  /* EVM_SVC_*: fields below that are set even when 0 */

@@ -130,6 +130,11 @@ static void svc_free(struct evm_service *s)
 	free(s->cwd);
 	free(s->groups);
 	free(s->rlimits);
+	free(s->extra_fds);
+	free(s->uid_map);
+	free(s->gid_map);
+	free(s->setns_fds);
+	free(s->hostname);
 	free(s);
 }
 
@@ -166,6 +171,19 @@ static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg)
 	return r == -EMFILE || r == -ENFILE ? 0 : r;
 }
 
+/* a copy of n elements of size sz into *to (NULL when n is 0); false: no memory */
+static bool dup_array(void *to, const void *from, size_t n, size_t sz)
+{
+	void *d = NULL;
+	if (n && from) {
+		if (!(d = malloc(n * sz)))
+			return false;
+		memcpy(d, from, n * sz);
+	}
+	memcpy(to, &d, sizeof(d));
+	return true;
+}
+
 static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 {
 	const struct evm_spawn_opts *so = &o->spawn;
@@ -178,16 +196,14 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 	    (so->env_extra && !(s->env_extra = dup_vec(so->env_extra))) ||
 	    (so->file && !(s->file = strdup(so->file))) || (so->cwd && !(s->cwd = strdup(so->cwd))))
 		return -ENOMEM;
-	if (so->ngroups) {
-		if (!(s->groups = malloc(so->ngroups * sizeof(gid_t))))
-			return -ENOMEM;
-		memcpy(s->groups, so->groups, so->ngroups * sizeof(gid_t));
-	}
-	if (so->nrlimits) {
-		if (!(s->rlimits = malloc(so->nrlimits * sizeof(*s->rlimits))))
-			return -ENOMEM;
-		memcpy(s->rlimits, so->rlimits, so->nrlimits * sizeof(*s->rlimits));
-	}
+	if (!dup_array(&s->groups, so->groups, so->ngroups, sizeof(gid_t)) ||
+	    !dup_array(&s->rlimits, so->rlimits, so->nrlimits, sizeof(*s->rlimits)) ||
+	    !dup_array(&s->extra_fds, so->extra_fds, so->nextra_fds, sizeof(*s->extra_fds)) ||
+	    !dup_array(&s->uid_map, so->uid_map, so->nuid_map, sizeof(*s->uid_map)) ||
+	    !dup_array(&s->gid_map, so->gid_map, so->ngid_map, sizeof(*s->gid_map)) ||
+	    !dup_array(&s->setns_fds, so->setns_fds, so->nsetns_fds, sizeof(*s->setns_fds)) ||
+	    (so->hostname && !(s->hostname = strdup(so->hostname))))
+		return -ENOMEM;
 	s->spawn.argv = s->argv;
 	s->spawn.envp = s->envp;
 	s->spawn.env_extra = s->env_extra;
@@ -195,6 +211,11 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 	s->spawn.cwd = s->cwd;
 	s->spawn.groups = s->groups;
 	s->spawn.rlimits = s->rlimits;
+	s->spawn.extra_fds = s->extra_fds;
+	s->spawn.uid_map = s->uid_map;
+	s->spawn.gid_map = s->gid_map;
+	s->spawn.setns_fds = s->setns_fds;
+	s->spawn.hostname = s->hostname;
 	if (o->kill_group && !(so->flags & EVM_SPAWN_SETSID)) {
 		s->spawn.flags |= EVM_SPAWN_SETPGID;
 		s->spawn.pgid = 0;

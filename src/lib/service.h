@@ -23,6 +23,10 @@ struct evm_service {
 	char **argv, **envp, **env_extra, *file, *cwd;
 	gid_t *groups;
 	struct evm_rlimit *rlimits;
+	struct evm_fd_map *extra_fds; /* the arrays only: the fds in them stay the caller's */
+	struct evm_id_map *uid_map, *gid_map;
+	int *setns_fds;
+	char *hostname;
 
 	/* policy */
 	enum evm_restart restart;

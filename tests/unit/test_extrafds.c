@@ -133,6 +133,63 @@ static void test_extra_fds_service(void **state)
 	close(a[0]);
 }
 
+/*
+ * A service deep-copies what its spawn options point to: the caller's
+ * arrays and strings, scribbled over and freed right after evm_service_new,
+ * are not read again by its starts and restarts (only the fds are borrowed).
+ */
+static void test_extra_fds_service_copies(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int a[2];
+	assert_int_equal(pipe_hi(a, 90), 0);
+	struct evm_fd_map *m = calloc(1, sizeof(*m));
+	struct evm_rlimit *rl = calloc(1, sizeof(*rl));
+	char **argv = calloc(4, sizeof(*argv)), **extra = calloc(2, sizeof(*extra));
+	assert_true(m && rl && argv && extra);
+	*m = (struct evm_fd_map){a[1], 4};
+	*rl = (struct evm_rlimit){RLIMIT_CORE, {0, 0}};
+	argv[0] = strdup("/bin/sh");
+	argv[1] = strdup("-c");
+	argv[2] = strdup("echo \"$WORD\" >&4");
+	extra[0] = strdup("WORD=run");
+	struct evm_service_opts so = {.name = "x", .restart = EVM_RESTART_NEVER};
+	so.spawn.argv = argv;
+	so.spawn.env_extra = extra;
+	so.spawn.pdeath_signal = SIGKILL;
+	so.spawn.extra_fds = m;
+	so.spawn.nextra_fds = 1;
+	so.spawn.rlimits = rl;
+	so.spawn.nrlimits = 1;
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	for (int i = 0; i < 3; i++) {
+		memset(argv[i], 'z', strlen(argv[i]));
+		free(argv[i]);
+	}
+	memset(extra[0], 'z', strlen(extra[0]));
+	free(extra[0]);
+	*m = (struct evm_fd_map){-1, 2};
+	*rl = (struct evm_rlimit){-1, {0, 0}};
+	free(argv);
+	free(extra);
+	free(m);
+	free(rl);
+	for (int run = 0; run < 2; run++) {
+		assert_int_equal(evm_service_start(svc), 0);
+		struct evm_service_info info;
+		RUN_UNTIL(loop, (evm_service_info(svc, &info), info.state == EVM_STATE_EXITED), 10000);
+		assert_int_equal(info.last_error.stage, EVM_STAGE_NONE);
+	}
+	evm_service_remove(svc);
+	RUN_UNTIL(loop, evm_loop_alive(loop) == 0, 10000);
+	close(a[1]);
+	char buf[64];
+	t_read_all(a[0], buf, sizeof(buf), 10000);
+	assert_string_equal(buf, "run\nrun\n");
+	close(a[0]);
+}
+
 int main(void)
 {
 	t_init();
@@ -142,6 +199,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_extra_fds_exec_error, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_extra_fds_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_extra_fds_service, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_extra_fds_service_copies, t_setup, t_teardown),
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(t_modes) / sizeof(t_modes[0]); i++) {

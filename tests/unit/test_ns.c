@@ -316,6 +316,46 @@ static void test_ns_clone_fallback(void **state)
 	assert_non_null(strstr(buf, "\nold\n"));
 }
 
+/* A service copies the namespace options (its host name here), freed by the caller after evm_service_new. */
+static void test_ns_service_copies(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int out[2];
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	char *name = strdup("svc-host");
+	struct evm_service_opts so = {.name = "ns", .restart = EVM_RESTART_NEVER};
+	so.spawn.argv = HARGV("hostname");
+	so.spawn.namespaces = CLONE_NEWUTS;
+	so.spawn.hostname = name;
+	so.spawn.pdeath_signal = SIGKILL;
+	so.spawn.stdio[1] = (struct evm_stdio){EVM_STDIO_FD, out[1]};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	memset(name, 'z', strlen(name));
+	free(name);
+	for (int run = 0; run < 2; run++) {
+		assert_int_equal(evm_service_start(svc), 0);
+		struct evm_service_info info;
+		RUN_UNTIL(loop, (evm_service_info(svc, &info), info.state != EVM_STATE_STARTING &&
+				 info.state != EVM_STATE_RUNNING), 10000);
+		if (info.last_error.stage == EVM_STAGE_NAMESPACE) {
+			evm_service_remove(svc);
+			RUN_UNTIL(loop, evm_loop_alive(loop) == 0, 10000);
+			close(out[0]);
+			close(out[1]);
+			T_SKIP("the kernel refused a UTS namespace: %s", strerror(info.last_error.error));
+		}
+		assert_int_equal(info.state, EVM_STATE_EXITED);
+	}
+	evm_service_remove(svc);
+	RUN_UNTIL(loop, evm_loop_alive(loop) == 0, 10000);
+	close(out[1]);
+	char buf[64];
+	t_read_all(out[0], buf, sizeof(buf), 10000);
+	assert_string_equal(buf, "svc-host\nsvc-host\n");
+	close(out[0]);
+}
+
 int main(void)
 {
 	t_init();
@@ -330,6 +370,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ns_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_ctty, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_ns_clone_fallback, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_ns_service_copies, t_setup, t_teardown),
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(t_modes) / sizeof(t_modes[0]); i++) {
