@@ -43,6 +43,7 @@
 #define IDLE_MS 5000
 #define MAX_OPEN 256
 #define RETRY_MS 5000
+#define DIR_CHECK_MS 1000
 #define NS_PER_MS 1000000ull
 
 struct logfile {
@@ -75,6 +76,10 @@ struct logs {
 	char dir_msg[300];	/* why it failed */
 	int dir_err;
 	uint64_t dir_retry_at;
+	dev_t dir_dev;		/* the directory held, to see it moved or removed */
+	ino_t dir_ino;
+	mode_t dir_mode;
+	uint64_t dir_checked_at; /* loop time of the last look (check_dir) */
 	struct hashmap files;	/* every logfile, by name */
 	struct logfile *lru_first, *lru_last;
 	unsigned nopen;
@@ -137,7 +142,55 @@ static int open_dir(struct logs *L)
 		return L->dir_err;
 	}
 	L->dirfd = fd;
+	L->dir_dev = st.st_dev;
+	L->dir_ino = st.st_ino;
+	L->dir_mode = st.st_mode & 07777;
+	L->dir_checked_at = now_ns(L);
 	return 0;
+}
+
+static unsigned close_all(struct logs *L);
+
+/*
+ * Is the directory we hold still the one at log_dir? Looked at as lines
+ * are written, once a second at most. Removed or renamed, it is made again
+ * (one level, the mode it had; the checks of open_dir apply) and the next
+ * lines create new files there; if that cannot be done, output is counted
+ * and discarded as with a missing log_dir, and the directory is tried
+ * again every RETRY_MS. A directory put in its place is used as it is.
+ */
+static void check_dir(struct logs *L)
+{
+	uint64_t now = now_ns(L);
+	if (L->dirfd < 0 || now < L->dir_checked_at + DIR_CHECK_MS * NS_PER_MS)
+		return;
+	L->dir_checked_at = now;
+	struct stat held, there;
+	bool removed = fstat(L->dirfd, &held) == 0 && held.st_nlink == 0;
+	int r = lstat(L->dir, &there);
+	if (!removed && r == 0 && there.st_dev == L->dir_dev && there.st_ino == L->dir_ino)
+		return;
+	const char *what = removed ? "was removed" : r < 0 ? "was renamed or moved away"
+					 : "was replaced by another file or directory";
+	close_all(L);
+	close(L->dirfd);
+	L->dirfd = -1;
+	bool made = r < 0 && errno == ENOENT && mkdir(L->dir, L->dir_mode) == 0;
+	if (made)
+		chmod(L->dir, L->dir_mode); /* mkdir took the umask off */
+	int e = open_dir(L);
+	L->dir_retry_at = now + RETRY_MS * NS_PER_MS;
+	char msg[700];
+	if (e < 0)
+		snprintf(msg, sizeof(msg), "log_dir %s %s while the daemon ran: %s: the output of "
+			 "services with stdout or stderr = log is discarded until it can be written",
+			 L->dir, what, L->dir_msg);
+	else
+		snprintf(msg, sizeof(msg), "log_dir %s %s while the daemon ran: %s; the files "
+			 "open there are closed and the next lines create new ones", L->dir, what,
+			 made ? "made it again" : "using the directory now there");
+	if (L->report)
+		L->report(NULL, NULL, e, msg, L->data);
 }
 
 /* ------------------------------------------------------------ open files */
@@ -503,6 +556,7 @@ static size_t fit(const struct logfile *f, const char *p, size_t n)
 
 void logfile_write(struct logfile *f, const char *p, size_t n)
 {
+	check_dir(f->L);
 	while (n) {
 		if (f->fd < 0 && open_for_append(f) < 0) {
 			f->dropped += n;

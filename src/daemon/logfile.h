@@ -4,11 +4,12 @@
  * appended whole lines at a time, rotated by size (NAME.log.1 .. .N), kept
  * open only while output flows, and watched by `evmon ctl logs -f`.
  *
- * A file that cannot be written (directory missing or read-only, a symlink
- * or someone else's file in the way, disk full) never blocks a service:
- * its output is counted and discarded, reported once through the report
- * callback, retried every few seconds, and the count is written into the
- * file when it works again.
+ * The directory is the one at the path: removed or renamed while we run, it
+ * is made again (logfile.c, check_dir). A file that cannot be written
+ * (directory missing or read-only, a symlink or someone else's file in the
+ * way, disk full) never blocks a service: its output is counted and
+ * discarded, reported once through the report callback, retried every few
+ * seconds, and the count is written into the file when it works again.
  */
 #ifndef EVMON_LOGFILE_H
 #define EVMON_LOGFILE_H

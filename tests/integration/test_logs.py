@@ -563,6 +563,82 @@ autostart = false
     d.stop()
 
 
+def test_log_dir_renamed_or_removed_while_running(procs, tmp_path):
+    """log_dir names a place: the directory renamed away, then removed, while a
+    service writes. The daemon notices at its next line (a second at most), says so
+    in a log event, makes the directory again with the mode it had, and the lines go
+    on in a new file there (before, they went on into the moved or deleted file).
+    When it cannot be made (its parent is gone too), the output is discarded and
+    counted until the directory is back."""
+    import shutil
+    top = tmp_path / "top"
+    logs = top / "logs"
+    logs.mkdir(parents=True)
+    os.chmod(logs, 0o750)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+
+[service:w]
+command = sh -c 'i=0; while :; do echo $i; i=$((i+1)); sleep 0.02; done'
+stdout = log
+kill_group = true
+start_secs = 0
+""")
+    ev = d.connect()
+    ev.sendall(b'{"cmd":"events"}\n')
+    rd = LineReader(ev)
+    assert rd.next()["ok"]
+
+    def dir_event():
+        e = rd.next(timeout=20 * SLOW)
+        while e.get("event") != "log" or "service" in e:
+            e = rd.next(timeout=20 * SLOW)
+        return e
+
+    def numbers(p):
+        """The service's lines in file p (evmon's own are left out)."""
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            return []
+        return [int(x) for x in text.split("\n")[:-1] if "evmon:" not in x]
+    f = logs / "w.log"
+    wait_for(lambda: len(numbers(f)) > 10, what="lines in the log")
+
+    # renamed: made again; every line is in the old file or the new one, in order
+    os.rename(logs, top / "old")
+    e = dir_event()
+    assert "was renamed or moved away while the daemon ran: made it again" in e["message"], e
+    assert "error" not in e, e
+    wait_for(lambda: len(numbers(f)) > 10, what="lines in the new log")
+    assert os.stat(logs).st_mode & 0o7777 == 0o750
+    old, new = numbers(top / "old" / "w.log"), numbers(f)
+    assert old == list(range(len(old))) and new[0] == old[-1] + 1, (old[-3:], new[:3])
+    assert new == list(range(new[0], new[0] + len(new)))
+
+    # removed: made again, the lines go on
+    shutil.rmtree(logs)
+    e = dir_event()
+    assert "was removed while the daemon ran: made it again" in e["message"], e
+    wait_for(lambda: len(numbers(f)) > 10, what="lines in the log made again")
+    assert numbers(f)[0] > new[-1]
+
+    # removed with its parent: cannot be made; discarded and counted until it is back
+    shutil.rmtree(top)
+    e = dir_event()
+    assert e["error"] == "No such file or directory", e
+    assert "output of services with stdout or stderr = log is discarded" in e["message"], e
+    assert d.status("w")["w"]["state"] == "running"
+    logs.mkdir(parents=True)
+    pat = TS + r" evmon: (\d+) bytes of output were discarded: log_dir \S+: No such file or directory\n"
+    wait_for(lambda: f.exists() and re.match(pat, f.read_text()), timeout=20 * SLOW,
+             what="writing again, the loss counted")
+    assert int(re.match(pat, f.read_text()).group(1)) > 0
+    ev.close()
+    d.stop()
+
+
 def test_read_only_log_dir(procs, tmp_path):
     """Root writes anywhere, but not on a read-only mount."""
     logs = logdir(tmp_path)
