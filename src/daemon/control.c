@@ -504,7 +504,11 @@ static bool wants(const struct client *cl, const char *service)
 	return false;
 }
 
-/* Unread event bytes of all subscribers; the slowest one (most behind) in *worst. */
+/*
+ * The memory of all subscribers' unsent output: their buffers' sizes, not
+ * the bytes in them (a buffer grows by doubling, so 1,000 stuck ones held
+ * half again as much as their bytes). The slowest one (most behind) in *worst.
+ */
 static size_t subscribers_pending(struct control *ctl, struct client **worst)
 {
 	size_t total = 0;
@@ -512,7 +516,7 @@ static size_t subscribers_pending(struct control *ctl, struct client **worst)
 	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
 		if (!cl->subscribed || cl->aborted)
 			continue;
-		total += cl->out.len;
+		total += cl->out.cap;
 		if (!*worst || cl->out.len > (*worst)->out.len)
 			*worst = cl;
 	}
@@ -536,18 +540,18 @@ void control_publish(struct control *ctl, const char *service, const char *line)
 			client_abort(cl);
 			continue;
 		}
-		size_t before = cl->out.len;
+		size_t before = cl->out.cap;
 		client_send_line(cl, line, n);
 		client_send(cl);
 		client_update(cl);
-		total = total - before + (cl->aborted ? 0 : cl->out.len);
+		total = total - before + (cl->aborted ? 0 : cl->out.cap);
 		/* all subscribers together: the one furthest behind goes first */
 		while (total > ctl->o.max_total && subscribers_pending(ctl, &worst) > ctl->o.max_total &&
 		       worst) {
 			logf_(ctl, "client %u (pid %d): dropped: the slowest of the subscribers, who "
 			      "hold %zu bytes of unread events in all (limit %zu)", worst->id,
 			      (int)worst->pid, total, ctl->o.max_total);
-			total -= worst->out.len;
+			total -= worst->out.cap;
 			ctl->dropped++;
 			ctl->dropped_bytes += worst->out.len;
 			client_abort(worst);

@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from conftest import EVMON, HELPER, needs_root, wait_for
+from conftest import EVMON, HELPER, SAN, needs_root, wait_for
 from daemon_util import SLOW, Daemon, LineReader, alive, read_line
 
 SIMPLE = """
@@ -216,3 +216,97 @@ def test_config_loading_is_linear(tmp_path):
     _check_cpu(small)  # warm the page cache
     ratio = min(_check_cpu(big) for _ in range(2)) / max(min(_check_cpu(small) for _ in range(2)), 0.005)
     assert ratio < 24, f"32,000 services cost {ratio:.1f}x the CPU of 4,000"
+
+
+def _kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+@pytest.mark.skipif(SAN or os.environ.get("EVMON_VALGRIND"),
+                    reason="the sanitizers' and valgrind's own memory hide the daemon's")
+@pytest.mark.parametrize("n, cap_mib", [(200, 8), pytest.param(1000, 64, marks=pytest.mark.scale)])
+def test_stuck_subscribers_hold_the_daemon_under_the_total_cap(procs, tmp_path, n, cap_mib):
+    """Issue 18.6 at scale: n event subscribers that never read (1,000 with the
+    default events_buffer_total of 64 MiB in make test-scale) and a flood of ~64 KiB
+    events (refused reloads), many times the cap in all. The daemon's peak RSS grows
+    by no more than the cap and a little per client (before the cap, 300 stuck
+    subscribers took it to 1.14 GB); the slowest are dropped, and a subscriber that
+    reads gets every event."""
+    import threading
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < n + 100:
+        pytest.skip(f"RLIMIT_NOFILE {hard} is below {n + 100}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    stuck = []
+    try:
+        cap = "" if cap_mib == 64 else f"events_buffer_total = {cap_mib}M"  # 64M: the default
+        d = Daemon(procs, tmp_path, f"""
+[evmon]
+max_clients = {n + 24}
+{cap}
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+""")
+        d.wait_state("web", "running")
+        good = open(d.cfg).read()
+        reader = d.connect()
+        reader.sendall(b'{"cmd":"events"}\n')
+        events = LineReader(reader)
+        assert events.next()["ok"]
+        got = []
+
+        def read_all():
+            try:
+                while True:
+                    ev = events.next(300)
+                    if ev.get("event") == "reload":
+                        got.append(ev)
+            except (EOFError, OSError):
+                pass
+        t = threading.Thread(target=read_all, daemon=True)
+        t.start()
+        for _ in range(n):
+            s = d.connect()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b'{"cmd":"events"}\n')
+            assert LineReader(s).next()["ok"]  # subscribed; never read again
+            stuck.append(s)
+        base = _kib(d.p.pid, "VmRSS")
+        with open(d.cfg, "a") as f:  # each refused reload publishes an event of ~64 KiB
+            for i in range(3000):
+                f.write(f"no_such_key_{i:05d}_to_make_a_long_error_message_for_the_reload = 1\n")
+        # every subscriber's share of the cap is a few events: flood until drops, then more
+        reloads = 0
+        while "the slowest of the subscribers" not in d.log():
+            assert d.ctl("reload", timeout=120).returncode == 1
+            reloads += 1
+            assert reloads < 400, "no subscriber dropped"
+        for _ in range(10):
+            assert d.ctl("reload", timeout=120).returncode == 1
+            reloads += 1
+        peak = _kib(d.p.pid, "VmHWM")
+        sent = reloads * 64 * n  # KiB published to the stuck subscribers, about
+        # the cap, plus per client its structures and what malloc keeps around
+        allowed = cap_mib * 1024 + 8 * 1024 + 16 * n
+        assert sent > 2 * cap_mib * 1024
+        assert peak - base < allowed, f"peak RSS {peak} KiB, {base} KiB before ({sent} KiB sent)"
+        assert "bytes of events not read" not in d.log()  # none passed client_buffer alone
+        with open(d.cfg, "w") as f:
+            f.write(good)
+        assert d.ctl("reload").returncode == 0
+        wait_for(lambda: len(got) >= reloads + 1, timeout=60 * SLOW, what="every reload event read")
+        assert t.is_alive(), "the reader that keeps up was dropped"
+        print(f"{n} stuck subscribers, cap {cap_mib} MiB: {reloads} events of ~64 KiB "
+              f"(~{sent // 1024} MiB published), RSS {base} KiB before, peak {peak} KiB "
+              f"(+{(peak - base) // 1024} MiB)")
+        d.stop()
+    finally:
+        for s in stuck:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
