@@ -875,9 +875,10 @@ EVM_API int evm_service_new(struct evm_loop *loop, const struct evm_service_opts
 /*
  * Change the policy of a service in place, whatever its state: restart,
  * set, max_retries, success_codes, start_ms, start_retries, the backoff
- * fields, stable_ms, stop_signal and stop_timeout_ms of opts (the rest is
- * ignored: what it runs, kill_group, on_event and data stay). A timer
- * already running (start grace, backoff delay, stop escalation) keeps its
+ * fields, stable_ms, stop_signal, stop_timeout_ms, ready, ready_timeout_ms
+ * and watchdog_ms of opts (the rest is ignored: what it runs, kill_group,
+ * on_event and data stay). A timer already running (start grace, ready
+ * timeout, watchdog, backoff delay, stop escalation) keeps its
  * deadline; the next one uses the new values. -EINVAL for bad options.
  */
 EVM_API int evm_service_set_policy(struct evm_service *svc, const struct evm_service_opts *opts);

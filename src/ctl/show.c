@@ -75,6 +75,13 @@ static void info_text(const cJSON *s, char *buf, size_t len)
 			 proto_duration((uint64_t)next, d, sizeof(d)), err ? "; " : "", err ? err : "");
 	else
 		snprintf(buf, len, "%s%s", h, err ? err : "");
+	/* what a ready = notify service says of itself (RELOADING=1, STATUS=) */
+	const char *note = jstr(s, "notify"), *text = jstr(s, "status_text");
+	size_t n = strlen(buf);
+	if (note && n < len)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "; " : "", note);
+	if (text && n < len)
+		snprintf(buf + n, len - n, "%s%s", n ? "; " : "", text);
 }
 
 struct row {

@@ -204,6 +204,30 @@ static void read_env_files(struct conf_ctx *c, struct svc_conf *s, int line)
 	}
 }
 
+/* the readiness keys that mean nothing for this service's kind of ready */
+static void check_ready(struct conf_ctx *c, struct svc_conf *s, int line)
+{
+	static const struct {
+		enum conf_key k;
+		const char *name, *needs;
+		bool ok[4]; /* by enum ready_kind */
+	} only[] = {
+		{CK_READY_TIMEOUT, "ready_timeout", "notify, fd:N or exec: (started: start_secs)",
+		 {false, true, true, true}},
+		{CK_READY_INTERVAL, "ready_interval", "exec:", {false, false, false, true}},
+		{CK_READY_CHECK_TIMEOUT, "ready_check_timeout", "exec:", {false, false, false, true}},
+		{CK_WATCHDOG_SEC, "watchdog_sec", "notify", {false, true, false, false}},
+	};
+	for (size_t i = 0; i < sizeof(only) / sizeof(only[0]); i++)
+		if (c->seen[only[i].k] && !only[i].ok[s->ready])
+			errlist_add(c->errs, c->file, c->line_of[only[i].k] ? c->line_of[only[i].k] : line,
+				    "service %s: %s needs ready = %s", s->name, only[i].name,
+				    only[i].needs);
+	if (s->ready == READY_EXEC && !s->ready_interval_ms)
+		errlist_add(c->errs, c->file, c->line_of[CK_READY_INTERVAL] ? c->line_of[CK_READY_INTERVAL] : line,
+			    "service %s: ready_interval must be more than 0", s->name);
+}
+
 void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line)
 {
 	c->line = line;
@@ -235,6 +259,7 @@ void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_
 			    "service %s: backoff_initial (%llu ms) is longer than backoff_max "
 			    "(%llu ms): every restart would wait backoff_max",
 			    s->name, (unsigned long long)initial, (unsigned long long)max);
+	check_ready(c, s, line);
 	/* the later of stdout and stderr */
 	int out_line = c->line_of[CK_STDOUT] > c->line_of[CK_STDERR] ? c->line_of[CK_STDOUT]
 								      : c->line_of[CK_STDERR];

@@ -213,6 +213,7 @@ void svc_conf_unref(struct svc_conf *c)
 	free(c->name);
 	free(c->file);
 	free(c->argv);
+	free(c->ready_check);
 	free(c->env);
 	free(c->env_files);
 	free(c->rlimits);
@@ -299,7 +300,12 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 	       a->nrlimits == b->nrlimits &&
 	       (!a->nrlimits || !memcmp(a->rlimits, b->rlimits, a->nrlimits * sizeof(*a->rlimits))) &&
 	       a->set_nice == b->set_nice && a->nice == b->nice && a->set_oom == b->set_oom &&
-	       a->oom_score_adj == b->oom_score_adj;
+	       a->oom_score_adj == b->oom_score_adj && a->ready == b->ready &&
+	       a->ready_fd == b->ready_fd && words_eq(a->ready_check, b->ready_check) &&
+	       a->ready_timeout_ms == b->ready_timeout_ms &&
+	       a->ready_interval_ms == b->ready_interval_ms &&
+	       a->ready_check_timeout_ms == b->ready_check_timeout_ms &&
+	       a->watchdog_ms == b->watchdog_ms;
 }
 
 /* The health keys: applied to the running service too (health_configure). */
@@ -411,6 +417,12 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 				b->codes[n++] = i;
 		o->success_codes = b->codes;
 		o->nsuccess_codes = n;
+	}
+	/* the other kinds are watched by ready.c, which declares the service ready */
+	if (c->ready != READY_STARTED) {
+		o->ready = EVM_READY_DECLARED;
+		o->ready_timeout_ms = c->ready_timeout_ms;
+		o->watchdog_ms = c->watchdog_ms;
 	}
 	o->start_ms = p->start_ms;
 	o->start_retries = p->start_retries;

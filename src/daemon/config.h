@@ -109,10 +109,21 @@ struct svc_conf {
 	bool ids_unresolved;
 	enum essential { ESS_NO, ESS_FAIL, ESS_EXIT } essential; /* its end ends the daemon */
 	struct health_conf health;
+	/* readiness (ready.h): STARTING until the sign, RUNNING after */
+	enum ready_kind { READY_STARTED = 0, READY_NOTIFY, READY_FD, READY_EXEC } ready;
+	int ready_fd;		/* fd:N */
+	char **ready_check;	/* exec:COMMAND, one block (cli_split), or NULL */
+	uint64_t ready_timeout_ms; /* not ready by then: a failed start; 0: no limit */
+	uint64_t ready_interval_ms; /* exec: between two checks */
+	uint64_t ready_check_timeout_ms; /* exec: a check running longer is killed */
+	uint64_t watchdog_ms;	/* notify: WATCHDOG=1 at least this often; 0: none */
 	struct hnode node;	/* by name, while its file is read */
 };
 
 #define CONFIG_IDLE_TIMEOUT_MS 10000 /* idle_timeout's default */
+#define READY_TIMEOUT_DEFAULT_MS 90000 /* systemd's TimeoutStartSec= */
+#define READY_INTERVAL_DEFAULT_MS 1000
+#define READY_CHECK_TIMEOUT_DEFAULT_MS 5000
 
 /* [evmon] cgroup: a cgroup v2 per service (cgroups.h) */
 enum cgroup_mode { CGROUP_AUTO = 0, CGROUP_YES, CGROUP_NO };

@@ -246,6 +246,41 @@ static void set_health_action(struct conf_ctx *c, const struct keydef *k, const 
 	conf_bad(c, "'%s' is not none, restart or stop", v);
 }
 
+/* ready = started | notify | fd:N | exec:COMMAND */
+static void set_ready(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	struct svc_conf *s = c->svc;
+	unsigned long n = 0;
+	free(s->ready_check);
+	s->ready_check = NULL;
+	if (!strcmp(v, "started")) {
+		s->ready = READY_STARTED;
+	} else if (!strcmp(v, "notify")) {
+		s->ready = READY_NOTIFY;
+	} else if (!strncmp(v, "fd:", 3)) {
+		s->ready = READY_FD;
+		if (!conf_parse_uint(v + 3, 1023, &n) || n < 3)
+			conf_bad(c, "fd:%s: the notification fd is a number from 3 to 1023", v + 3);
+		s->ready_fd = (int)n;
+	} else if (!strncmp(v, "exec:", 5)) {
+		const char *err = NULL;
+		s->ready = READY_EXEC;
+		int w = cli_split(v + 5, &s->ready_check, &err);
+		if (w < 0)
+			conf_bad(c, "exec: %s", err);
+		else if (w == 0)
+			conf_bad(c, "exec: needs a command");
+		if (w <= 0) {
+			free(s->ready_check);
+			s->ready_check = NULL;
+		}
+	} else {
+		conf_bad(c, "'%s' is not started, notify, fd:N or exec:COMMAND", v);
+	}
+	(void)field;
+}
+
 /* A path, relative to the config file's directory. */
 static void set_path(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
@@ -443,6 +478,16 @@ static const struct keydef keys[CK_COUNT] = {
 			      "its OOM killer adjustment, -1000..1000"},
 	[CK_RLIMIT] = {"limit_*", S_SERVICE, SVC(rlimits), set_rlimit, 0, 0,
 		      "a resource limit (limit_nofile, limit_core, ...)"},
+	[CK_READY] = {"ready", S_SERVICE, SVC(ready), set_ready, 0, 0,
+		      "when it is ready: started, notify, fd:N, exec:COMMAND"},
+	[CK_READY_TIMEOUT] = {"ready_timeout", S_SERVICE, SVC(ready_timeout_ms), set_duration, 0, 0,
+			      "not ready by then: a failed start (0: no limit)"},
+	[CK_READY_INTERVAL] = {"ready_interval", S_SERVICE, SVC(ready_interval_ms), set_duration, 0,
+			       0, "exec: between two checks"},
+	[CK_READY_CHECK_TIMEOUT] = {"ready_check_timeout", S_SERVICE, SVC(ready_check_timeout_ms),
+				    set_duration, 0, 0, "exec: a check running longer is killed"},
+	[CK_WATCHDOG_SEC] = {"watchdog_sec", S_SERVICE, SVC(watchdog_ms), set_duration, 0, 0,
+			     "notify: WATCHDOG=1 at least this often, or it is restarted"},
 	[CK_SOCKET] = {"socket", S_EVMON, CFG(socket), set_path, 0, 0, "the control socket"},
 	[CK_LOG_DIR] = {"log_dir", S_EVMON, CFG(log_dir), set_path, 0, 0,
 			"where stdout/stderr = log go"},
@@ -600,5 +645,8 @@ struct svc_conf *conf_service_new(const char *name, const struct svc_policy *def
 	s->health.interval_ms = HEALTH_DEFAULT_INTERVAL_MS;
 	s->health.timeout_ms = HEALTH_DEFAULT_TIMEOUT_MS;
 	s->health.retries = HEALTH_DEFAULT_RETRIES;
+	s->ready_timeout_ms = READY_TIMEOUT_DEFAULT_MS;
+	s->ready_interval_ms = READY_INTERVAL_DEFAULT_MS;
+	s->ready_check_timeout_ms = READY_CHECK_TIMEOUT_DEFAULT_MS;
 	return s;
 }

@@ -16,7 +16,9 @@
 #include "daemonlog.h"
 #include "fdreserve.h"
 #include "notify.h"
+#include "notifysock.h"
 #include "proto.h"
+#include "ready.h"
 #include "state.h"
 #include "waits.h"
 
@@ -591,6 +593,8 @@ static void daemon_close(struct daemon *d)
 	d->ctl = NULL;
 	units_free(d);
 	health_free_all(d);
+	ready_checks_free();
+	notifysock_close(d);
 	logs_free(d->logs);
 	evm_io_free(d->sigio);
 	if (d->sigfd >= 0)

@@ -37,6 +37,7 @@ struct unit {
 	struct svc_output *out;	 /* the capture of its output, or NULL (output.h) */
 	struct evm_cgroup *cg;	 /* its cgroup (cgroups.h), kept across re-creations, or NULL */
 	struct evm_service *old; /* a replaced service still stopping in cg: start after it */
+	struct ready *rd;	 /* how it becomes ready (ready.h); NULL: ready = started */
 	bool added;		 /* from `ctl add`, not from the config file */
 	bool want_start;	 /* start as soon as it is created */
 	bool mark;		 /* scratch, for selections and reload */
@@ -65,6 +66,7 @@ struct waiter;
 struct cgroups;
 struct health;
 struct record;
+struct ready;
 
 struct daemon {
 	struct evm_loop *loop;

@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "daemonlog.h"
 #include "proto.h"
+#include "ready.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +352,7 @@ cJSON *events_status(const struct unit *u)
 	if (u->cg)
 		add_cgroup(o, u->cg);
 	health_status(u, o);
+	ready_status(u, o);
 	if (u->blocked || u->pending) {
 		deps_status(u, o);
 	} else if (!u->svc && u->create_error) {

@@ -15,6 +15,7 @@
 #include "daemonlog.h"
 #include "fdreserve.h"
 #include "notify.h"
+#include "ready.h"
 #include "state.h"
 
 #include <errno.h>
@@ -66,6 +67,7 @@ void units_on_event(struct daemon *d, const struct evm_event *ev)
 		u->starts++;
 	if (ev->state == EVM_STATE_BACKOFF && ev->error && !ev->exit)
 		u->spawn_failures++;
+	ready_on_event(d, u, ev);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -153,6 +155,9 @@ static int unit_before_spawn(struct evm_service *svc, struct evm_spawn_opts *o, 
 	(void)svc;
 	if (c->ids_unresolved && conf_resolve_ids(c, msg, len) < 0)
 		return -ENOENT;
+	int r = ready_before_spawn(u, o, msg, len);
+	if (r < 0)
+		return r;
 	if (c->set_uid) {
 		o->flags |= EVM_SPAWN_SETUID;
 		o->uid = c->uid;
@@ -171,15 +176,18 @@ int unit_create(struct daemon *d, struct unit *u)
 	unit_output(d, u);
 	unit_cgroup(d, u);
 	struct svc_build b;
-	int r = config_build(u->conf, u->instance, &b);
+	int r = ready_unit_init(d, u);
+	if (r == 0)
+		r = config_build(u->conf, u->instance, &b);
 	if (r == 0) {
+		ready_service_opts(d, u, &b.opts);
 		output_stdio(u->out, u->conf, b.opts.spawn.stdio);
 		b.opts.cgroup = u->cg;
 		if (u->out) {
 			b.opts.on_event = output_on_event;
 			b.opts.data = output_ref(u->out); /* dropped with the service's last event */
 		}
-		if (u->conf->ids_unresolved) {
+		if (u->conf->ids_unresolved || u->conf->ready == READY_FD) {
 			b.opts.before_spawn = unit_before_spawn;
 			b.opts.before_spawn_data = u;
 		}
@@ -240,6 +248,7 @@ static void unit_release(struct daemon *d, struct unit *u)
 	(void)d;
 	struct evm_service *s = u->svc;
 	u->svc = NULL;
+	ready_unit_free(u); /* made again for the next definition's kind */
 	if (!s)
 		return;
 	/* its stop ends every process of the cgroup: a successor waits for its removal */

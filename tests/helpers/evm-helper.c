@@ -49,10 +49,14 @@
  *                     (we reap the children only); prints "storm N" at the end
  *   pidlog FILE       append "PID\n" to FILE in one write (O_APPEND): a record,
  *                     independent of the monitor, of every process that ran
+ *   notify MSG        send MSG ("\n" written as backslash-n) to $NOTIFY_SOCKET
+ *   notify-fds MSG K  the same with K fds (of /dev/null) attached (FDSTORE)
+ *   notify-child MSG  a child sends MSG, prints "sent", then pauses until we die
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <stddef.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +69,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -185,6 +191,60 @@ static int rlimit_res(const char *name)
 	return -1;
 }
 
+/* sd_notify(3) by hand: MSG with "\\n" for newlines, K fds attached; exits 1 on failure */
+static void notify(const char *msg, int nfds)
+{
+	const char *e = getenv("NOTIFY_SOCKET");
+	if (!e || !*e) {
+		fprintf(stderr, "notify: no NOTIFY_SOCKET\n");
+		exit(1);
+	}
+	char buf[8192];
+	size_t n = 0;
+	for (const char *p = msg; *p && n < sizeof(buf) - 1; p++) {
+		if (p[0] == '\\' && p[1] == 'n') {
+			buf[n++] = '\n';
+			p++;
+		} else {
+			buf[n++] = *p;
+		}
+	}
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	size_t l = strlen(e);
+	if (l >= sizeof(a.sun_path))
+		exit(1);
+	memcpy(a.sun_path, e, l);
+	if (a.sun_path[0] == '@')
+		a.sun_path[0] = 0;
+	socklen_t al = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + l + (e[0] == '@' ? 0 : 1));
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct iovec iov = {.iov_base = buf, .iov_len = n};
+	struct msghdr mh = {.msg_name = &a, .msg_namelen = al, .msg_iov = &iov, .msg_iovlen = 1};
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int) * 64)];
+	} ctl;
+	if (nfds > 0) {
+		if (nfds > 64)
+			nfds = 64;
+		mh.msg_control = &ctl;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		for (int k = 0; k < nfds; k++) {
+			int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			memcpy(CMSG_DATA(c) + k * sizeof(int), &f, sizeof(int));
+		}
+	}
+	if (fd < 0 || sendmsg(fd, &mh, 0) < 0) {
+		fprintf(stderr, "notify: %s\n", strerror(errno));
+		exit(1);
+	}
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -271,6 +331,26 @@ int main(int argc, char **argv)
 				printf("[%zu] %s\n", strlen(argv[i]), argv[i]);
 		} else if (!strcmp(c, "print")) {
 			printf("%s\n", a);
+			i++;
+		} else if (!strcmp(c, "notify")) {
+			notify(a, 0);
+			i++;
+		} else if (!strcmp(c, "notify-fds")) {
+			notify(a, i + 2 < argc ? atoi(argv[i + 2]) : 0);
+			i += 2;
+		} else if (!strcmp(c, "notify-child")) {
+			pid_t parent = getpid();
+			pid_t p = fork();
+			if (p == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				if (getppid() != parent)
+					_exit(0);
+				notify(a, 0);
+				printf("sent\n");
+				fflush(stdout);
+				for (;;)
+					pause();
+			}
 			i++;
 		} else if (!strcmp(c, "fdprint")) {
 			dprintf(atoi(a), "%s\n", i + 2 < argc ? argv[i + 2] : "");

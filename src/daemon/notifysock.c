@@ -1,0 +1,290 @@
+/*
+ * notifysock.c - the sd_notify socket of the services (ready = notify).
+ *
+ * One AF_UNIX datagram socket for the whole daemon, with SO_PASSCRED, bound
+ * to an autobound abstract name ("@" + 5 hex digits: no file to leave, no
+ * directory a service's user must reach). Only services with ready =
+ * notify get NOTIFY_SOCKET in their environment.
+ *
+ * Who sent a message is the kernel's word, never the message's: the pid of
+ * SCM_CREDENTIALS names the sender, and the sender belongs to a service when
+ * it is in that service's cgroup (cgroups on), or when the service's main
+ * process (or the MAINPID= it gave) is the sender or one of its parents.
+ * Anything else (another service's pid, a forged MAINPID, a process that
+ * exited before we looked) is dropped and counted; the count is logged at
+ * 1, 2, 4, 8, ... so a flood costs a few lines.
+ *
+ * A hostile sender cannot grow memory nor stall the loop: each message is
+ * read into one fixed buffer (a bigger one is cut by the kernel and
+ * dropped), at most BUDGET per loop iteration (the socket stays readable,
+ * the loop comes back after serving the rest), and file descriptors sent
+ * along (FDSTORE=1) are closed at once; those beyond the control buffer
+ * are closed by the kernel (MSG_CTRUNC).
+ */
+#include "notifysock.h"
+
+#include "cgroups.h"
+#include "daemon.h"
+#include "daemonlog.h"
+#include "ready.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MSG_MAX 4096	/* systemd's NOTIFY_BUFFER_MAX */
+#define FDS_MAX 16	/* received in one go, then closed */
+#define BUDGET 64	/* messages per loop iteration */
+#define TREE_DEPTH 64	/* parents walked up from a sender */
+
+static struct {
+	int fd;
+	struct evm_io *io;
+	char name[16];	    /* "@xxxxx" */
+	char base[4096];    /* the services' cgroup base as /proc/PID/cgroup shows it, or "" */
+	unsigned long dropped;
+	bool failed;	    /* could not open: said once */
+} S = {.fd = -1};
+
+/* ------------------------------------------------------------ attribution */
+
+/* The "0::PATH" line of /proc/pid/cgroup into buf; false when pid is gone. */
+static bool pid_cgroup(pid_t pid, char *buf, size_t cap)
+{
+	char path[64], data[4096];
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool ok = false;
+	while (!ok && fgets(data, sizeof(data), f)) {
+		if (strncmp(data, "0::", 3))
+			continue;
+		data[strcspn(data, "\n")] = 0;
+		snprintf(buf, cap, "%s", data + 3);
+		ok = true;
+	}
+	fclose(f);
+	return ok;
+}
+
+/* base/<NAME>.service[/...] -> the unit NAME */
+static struct unit *unit_of_cgroup(struct daemon *d, pid_t pid)
+{
+	char cg[4096], name[300];
+	size_t bl = strlen(S.base);
+	if (!pid_cgroup(pid, cg, sizeof(cg)) || strncmp(cg, S.base, bl) || cg[bl] != '/')
+		return NULL;
+	const char *leaf = cg + bl + 1;
+	size_t n = strcspn(leaf, "/");
+	if (n <= 8 || n >= sizeof(name) || strncmp(leaf + n - 8, ".service", 8))
+		return NULL;
+	memcpy(name, leaf, n - 8);
+	name[n - 8] = 0;
+	return unit_find(d, name);
+}
+
+/* The parent of pid from /proc/pid/stat (after the command's last ')'), or 0. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], data[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(data, 1, sizeof(data) - 1, f);
+	fclose(f);
+	data[n] = 0;
+	char *p = strrchr(data, ')');
+	int ppid = 0;
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return 0;
+	return (pid_t)ppid;
+}
+
+/* A notify unit whose main process (or MAINPID=) is pid. */
+static struct unit *unit_of_main(struct daemon *d, pid_t pid)
+{
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (!u->rd || u->conf->ready != READY_NOTIFY || !u->svc)
+			continue;
+		struct evm_proc *p = evm_service_proc(u->svc);
+		if (p && evm_proc_pid(p) == pid)
+			return u;
+	}
+	return ready_unit_of_mainpid(d, pid);
+}
+
+struct unit *notifysock_unit_of(struct daemon *d, pid_t pid)
+{
+	struct unit *u = NULL;
+	if (S.base[0]) {
+		u = unit_of_cgroup(d, pid);
+	} else {
+		pid_t self = getpid();
+		for (int i = 0; i < TREE_DEPTH && pid > 1 && pid != self && !u; i++) {
+			u = unit_of_main(d, pid);
+			pid = parent_of(pid);
+		}
+	}
+	if (!u || !u->rd || u->conf->ready != READY_NOTIFY || !u->svc || !evm_service_proc(u->svc))
+		return NULL;
+	return u;
+}
+
+/* ------------------------------------------------------------ receiving */
+
+static void dropped(pid_t pid, const char *why)
+{
+	S.dropped++;
+	if (S.dropped & (S.dropped - 1))
+		return; /* logged at 1, 2, 4, 8, ... */
+	dlog("notify socket: message from pid %d ignored: %s (%lu ignored so far)", (int)pid, why,
+	     S.dropped);
+}
+
+/* One message: 1 read, 0 nothing left. */
+static int receive_one(struct daemon *d)
+{
+	static char buf[MSG_MAX + 1];
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * FDS_MAX)];
+	} ctl;
+	struct iovec iov = {.iov_base = buf, .iov_len = MSG_MAX};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+			    .msg_controllen = sizeof(ctl)};
+	ssize_t n = recvmsg(S.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+	if (n < 0)
+		return errno == EINTR ? 1 : 0;
+	struct ucred cred = {0};
+	bool have_cred = false;
+	int nfds = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET)
+			continue;
+		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(cred))) {
+			memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+			have_cred = true;
+		} else if (c->cmsg_type == SCM_RIGHTS) {
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+				close(fd); /* FDSTORE: never kept */
+			}
+			nfds += (int)k;
+		}
+	}
+	if (!have_cred || cred.pid <= 0) {
+		dropped(0, "no sender credentials");
+		return 1;
+	}
+	if ((size_t)n > MSG_MAX) {
+		dropped(cred.pid, "longer than 4096 bytes");
+		return 1;
+	}
+	struct unit *u = notifysock_unit_of(d, cred.pid);
+	if (!u) {
+		dropped(cred.pid, "not a process of a service with ready = notify");
+		return 1;
+	}
+	buf[n] = 0;
+	ready_notify(d, u, cred.pid, buf, (size_t)n, nfds);
+	return 1;
+}
+
+static void on_readable(struct evm_io *io, int fd, unsigned ev, void *data)
+{
+	(void)io;
+	(void)fd;
+	(void)ev;
+	for (int i = 0; i < BUDGET && receive_one(data); i++)
+		;
+}
+
+/* ------------------------------------------------------------ the socket */
+
+/* The base of the services' cgroups as /proc/PID/cgroup shows it: our own cgroup's parent. */
+static void find_base(struct daemon *d)
+{
+	S.base[0] = 0;
+	if (!d->cg || !pid_cgroup(getpid(), S.base, sizeof(S.base)))
+		return;
+	char *slash = strrchr(S.base, '/');
+	if (slash && !strcmp(slash, "/evmon.daemon"))
+		*slash = 0;
+	else
+		S.base[0] = 0; /* not where cgroups.c puts us: by parents then */
+}
+
+static int open_socket(struct daemon *d, char *err, size_t len)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, len, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	socklen_t al = sizeof(a);
+	/* autobind: an address length of just the family picks a free abstract name */
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(sa_family_t)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) < 0) {
+		snprintf(err, len, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	size_t nl = al - offsetof(struct sockaddr_un, sun_path);
+	if (nl < 2 || nl > sizeof(S.name) - 1 || a.sun_path[0]) {
+		snprintf(err, len, "unexpected address");
+		close(fd);
+		return -1;
+	}
+	S.name[0] = '@';
+	memcpy(S.name + 1, a.sun_path + 1, nl - 1);
+	S.name[nl] = 0;
+	if (evm_io_add(d->loop, fd, EVM_READ, on_readable, d, &S.io) < 0) {
+		snprintf(err, len, "cannot watch it: out of memory");
+		close(fd);
+		return -1;
+	}
+	S.fd = fd;
+	find_base(d);
+	return 0;
+}
+
+void notifysock_use(struct daemon *d)
+{
+	char err[200];
+	if (S.fd >= 0 || S.failed)
+		return;
+	if (open_socket(d, err, sizeof(err)) < 0) {
+		S.failed = true;
+		dlog("notify socket: %s: services with ready = notify are ready at ready_timeout, "
+		     "if at all", err);
+	}
+}
+
+const char *notifysock_name(struct daemon *d)
+{
+	(void)d;
+	return S.fd >= 0 ? S.name : NULL;
+}
+
+void notifysock_close(struct daemon *d)
+{
+	(void)d;
+	evm_io_free(S.io);
+	S.io = NULL;
+	if (S.fd >= 0)
+		close(S.fd);
+	S.fd = -1;
+	S.failed = false;
+	S.dropped = 0;
+}

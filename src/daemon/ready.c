@@ -1,0 +1,462 @@
+/*
+ * ready.c - a service's readiness beyond start_ms (see ready.h): the
+ * notification fd of s6 (fd:N), a check run until it succeeds (exec:), and
+ * what an sd_notify message attributed to a service means (notify).
+ *
+ * The library service of such a unit has EVM_READY_DECLARED: it stays
+ * STARTING until evm_service_ready, and ready_timeout (the library's timer)
+ * bounds the wait. What watches for the sign lives from the STARTING event
+ * of a run to its end (or until ready): a pipe's read end, or a timer and
+ * at most one check process. Nothing polls: the pipe is a watched fd, and
+ * the check is a child of the loop, its exit an event.
+ */
+#include "ready.h"
+
+#include "argv.h"
+#include "daemon.h"
+#include "daemonlog.h"
+#include "notifysock.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATUS_MAX 256	    /* STATUS= kept, bytes */
+#define CHECK_KILL_MS 1000  /* a check past its timeout: SIGTERM, then SIGKILL this much later */
+
+/* a check process in flight; it outlives the unit when the unit goes first */
+struct check {
+	struct ready *rd; /* NULL once the unit let go of it */
+	struct evm_proc *proc;
+	struct check *prev, *next;
+};
+
+/* every check in flight: the loop does not report exits while it is freed */
+static struct check *checks;
+
+static void check_unlink(struct check *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		checks = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	evm_proc_unref(c->proc);
+	free(c);
+}
+
+void ready_checks_free(void)
+{
+	while (checks)
+		check_unlink(checks);
+}
+
+struct ready {
+	struct daemon *d;
+	struct unit *u;
+	/* fd:N */
+	int rfd, wfd;		/* the pipe of the run being started: ours, and the child's */
+	struct evm_io *io;
+	struct evm_fd_map map;
+	/* exec: */
+	struct check *check;
+	struct evm_timer *timer; /* the next check */
+	/* notify */
+	char **env;		/* the service's env_extra plus NOTIFY_SOCKET, WATCHDOG_USEC */
+	char status[STATUS_MAX]; /* STATUS=, printable */
+	const char *note;	/* "reloading", "stopping", or NULL */
+	pid_t main_pid;		/* MAINPID=, in the service's tree; 0: none */
+	bool fdstore_said;	/* FDSTORE fds closed: logged once per unit */
+};
+
+static enum ready_kind kind(const struct unit *u)
+{
+	return u->conf->ready;
+}
+
+/* ------------------------------------------------------------ fd:N */
+
+static void pipe_close(struct ready *rd)
+{
+	evm_io_free(rd->io);
+	rd->io = NULL;
+	if (rd->rfd >= 0)
+		close(rd->rfd);
+	rd->rfd = -1;
+}
+
+static void wfd_close(struct ready *rd)
+{
+	if (rd->wfd >= 0)
+		close(rd->wfd);
+	rd->wfd = -1;
+}
+
+/* A newline is the sign (s6: anything before it is ignored); EOF: it never came. */
+static void on_pipe(struct evm_io *io, int fd, unsigned ev, void *data)
+{
+	struct ready *rd = data;
+	char buf[512];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	bool ready = n > 0 && memchr(buf, '\n', (size_t)n);
+	if (n > 0 && !ready)
+		return;
+	pipe_close(rd); /* the sign, or EOF: nothing more to read (ready_timeout decides) */
+	if (ready && rd->u->svc)
+		evm_service_ready(rd->u->svc);
+}
+
+int ready_before_spawn(struct unit *u, struct evm_spawn_opts *o, char *msg, size_t len)
+{
+	struct ready *rd = u->rd;
+	if (!rd || kind(u) != READY_FD)
+		return 0;
+	pipe_close(rd);
+	wfd_close(rd);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		int e = errno;
+		snprintf(msg, len, "ready = fd:%d: pipe: %s", u->conf->ready_fd, strerror(e));
+		return -e;
+	}
+	/* the child's end blocks, as a service expects of its fds */
+	fcntl(p[1], F_SETFL, 0);
+	rd->rfd = p[0];
+	rd->wfd = p[1];
+	rd->map = (struct evm_fd_map){.fd = p[1], .target = u->conf->ready_fd};
+	o->extra_fds = &rd->map;
+	o->nextra_fds = 1;
+	return 0;
+}
+
+static void pipe_watch(struct ready *rd)
+{
+	wfd_close(rd); /* the child has its copy: EOF when it and its children close theirs */
+	if (rd->rfd >= 0 && !rd->io &&
+	    evm_io_add(rd->d->loop, rd->rfd, EVM_READ, on_pipe, rd, &rd->io) < 0) {
+		events_log(rd->d, rd->u->name, NULL, -ENOMEM,
+			   "cannot watch its notification fd: it is ready at ready_timeout, if at all");
+		pipe_close(rd);
+	}
+}
+
+/* ------------------------------------------------------------ exec: */
+
+static void check_schedule(struct ready *rd, uint64_t ms);
+
+static void on_check_exit(struct evm_proc *p, const struct evm_exit *e, void *data)
+{
+	struct check *c = data;
+	struct ready *rd = c->rd;
+	check_unlink(c);
+	if (!rd)
+		return; /* its unit is gone */
+	rd->check = NULL;
+	struct unit *u = rd->u;
+	if (!u->svc || evm_service_state(u->svc) != EVM_STATE_STARTING)
+		return;
+	if (!e->status_unknown && !e->signal && e->code == 0) {
+		evm_service_ready(u->svc);
+		return;
+	}
+	check_schedule(rd, u->conf->ready_interval_ms);
+}
+
+static void check_run(struct evm_timer *t, void *data)
+{
+	struct ready *rd = data;
+	struct unit *u = rd->u;
+	const struct svc_conf *c = u->conf;
+	(void)t;
+	if (rd->check || !u->svc || evm_service_state(u->svc) != EVM_STATE_STARTING)
+		return;
+	struct check *ck = calloc(1, sizeof(*ck));
+	if (!ck) {
+		check_schedule(rd, c->ready_interval_ms);
+		return;
+	}
+	ck->rd = rd;
+	struct evm_spawn_opts o = {
+		.argv = c->ready_check,
+		.env_extra = c->env,
+		.cwd = c->directory,
+		.flags = EVM_SPAWN_SETSID,
+		.stdio = {{.mode = EVM_STDIO_NULL}, {.mode = EVM_STDIO_NULL}, {.mode = EVM_STDIO_NULL}},
+		.timeout_ms = c->ready_check_timeout_ms,
+		.timeout_kill_ms = CHECK_KILL_MS,
+		.on_exit = on_check_exit,
+		.data = ck,
+	};
+	if (c->set_uid) {
+		o.flags |= EVM_SPAWN_SETUID;
+		o.uid = c->uid;
+	}
+	if (c->set_gid) {
+		o.flags |= EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS;
+		o.gid = c->gid;
+		o.groups = c->groups;
+		o.ngroups = c->ngroups;
+	}
+	int r = evm_spawn(rd->d->loop, &o, &ck->proc);
+	if (r < 0) {
+		free(ck);
+		char msg[300];
+		snprintf(msg, sizeof(msg), "ready check %s: %s", c->ready_check[0], strerror(-r));
+		events_log(rd->d, u->name, NULL, r, msg);
+		check_schedule(rd, c->ready_interval_ms);
+		return;
+	}
+	rd->check = ck;
+	ck->next = checks;
+	if (checks)
+		checks->prev = ck;
+	checks = ck;
+}
+
+static void check_schedule(struct ready *rd, uint64_t ms)
+{
+	evm_timer_cancel(rd->timer);
+	/* no timer (out of memory): ready_timeout ends the wait */
+	evm_timer_add(rd->d->loop, ms, check_run, rd, &rd->timer);
+}
+
+/* The check in flight is killed (its exit is reported to no one); no next one. */
+static void check_stop(struct ready *rd)
+{
+	evm_timer_cancel(rd->timer);
+	if (rd->check) {
+		evm_proc_signal_group(rd->check->proc, SIGKILL);
+		evm_proc_signal(rd->check->proc, SIGKILL);
+		rd->check->rd = NULL;
+		rd->check = NULL;
+	}
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int ready_unit_init(struct daemon *d, struct unit *u)
+{
+	if (kind(u) == READY_STARTED || u->rd)
+		return 0;
+	struct ready *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	rd->d = d;
+	rd->u = u;
+	rd->rfd = rd->wfd = -1;
+	u->rd = rd;
+	if (kind(u) == READY_NOTIFY)
+		notifysock_use(d);
+	return 0;
+}
+
+static void watch_stop(struct ready *rd)
+{
+	pipe_close(rd);
+	wfd_close(rd);
+	check_stop(rd);
+}
+
+void ready_unit_free(struct unit *u)
+{
+	struct ready *rd = u->rd;
+	if (!rd)
+		return;
+	watch_stop(rd);
+	free(rd->env);
+	free(rd);
+	u->rd = NULL;
+}
+
+void ready_service_opts(struct daemon *d, struct unit *u, struct evm_service_opts *o)
+{
+	struct ready *rd = u->rd;
+	const struct svc_conf *c = u->conf;
+	if (!rd || kind(u) != READY_NOTIFY)
+		return;
+	/* the environment: the service's, NOTIFY_SOCKET and WATCHDOG_USEC (one block) */
+	char own[2][128];
+	size_t n = 0, nown = 0, bytes = 0;
+	const char *sock = notifysock_name(d);
+	if (sock)
+		snprintf(own[nown++], sizeof(own[0]), "NOTIFY_SOCKET=%s", sock);
+	if (c->watchdog_ms)
+		snprintf(own[nown++], sizeof(own[0]), "WATCHDOG_USEC=%llu",
+			 (unsigned long long)c->watchdog_ms * 1000);
+	for (char *const *e = o->spawn.env_extra; e && *e; e++)
+		n++;
+	for (size_t i = 0; i < nown; i++)
+		bytes += strlen(own[i]) + 1;
+	free(rd->env);
+	rd->env = malloc((n + nown + 1) * sizeof(char *) + bytes);
+	if (!rd->env)
+		return; /* no NOTIFY_SOCKET: it is not ready before ready_timeout */
+	char *store = (char *)(rd->env + n + nown + 1);
+	size_t k = 0;
+	for (char *const *e = o->spawn.env_extra; e && *e; e++)
+		rd->env[k++] = *e;
+	for (size_t i = 0; i < nown; i++) {
+		size_t l = strlen(own[i]) + 1;
+		memcpy(store, own[i], l);
+		rd->env[k++] = store;
+		store += l;
+	}
+	rd->env[k] = NULL;
+	o->spawn.env_extra = rd->env;
+}
+
+void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev)
+{
+	struct ready *rd = u->rd;
+	if (!rd)
+		return;
+	wfd_close(rd); /* after the spawn, whatever became of it */
+	if (ev->state == EVM_STATE_STARTING && ev->old_state != EVM_STATE_STARTING) {
+		/* a new run: what the last one said is void */
+		rd->status[0] = 0;
+		rd->note = NULL;
+		rd->main_pid = 0;
+		if (kind(u) == READY_FD)
+			pipe_watch(rd);
+		else if (kind(u) == READY_EXEC)
+			check_schedule(rd, 0);
+		return;
+	}
+	if (ev->state != EVM_STATE_STARTING)
+		watch_stop(rd);
+	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING) {
+		rd->note = NULL;
+		rd->main_pid = 0;
+	}
+}
+
+void ready_status(const struct unit *u, cJSON *o)
+{
+	const struct ready *rd = u->rd;
+	if (!rd)
+		return;
+	if (rd->status[0])
+		cJSON_AddStringToObject(o, "status_text", rd->status);
+	if (rd->note)
+		cJSON_AddStringToObject(o, "notify", rd->note);
+	if (rd->main_pid > 0)
+		cJSON_AddNumberToObject(o, "main_pid", rd->main_pid);
+}
+
+/* ------------------------------------------------------------ notify */
+
+struct unit *ready_unit_of_mainpid(struct daemon *d, pid_t pid)
+{
+	for (struct unit *u = d->first; u; u = u->next)
+		if (u->rd && u->rd->main_pid == pid && pid > 0)
+			return u;
+	return NULL;
+}
+
+static void publish_note(struct daemon *d, struct unit *u, pid_t pid, const char *what)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", "notify");
+	cJSON_AddStringToObject(o, "service", u->name);
+	cJSON_AddNumberToObject(o, "pid", pid);
+	cJSON_AddStringToObject(o, "notify", what);
+	if (u->rd->status[0])
+		cJSON_AddStringToObject(o, "status_text", u->rd->status);
+	events_publish(d, u->name, o);
+}
+
+/* STATUS= as shown: printable bytes only, at most STATUS_MAX - 1 */
+static void set_status(struct ready *rd, const char *v)
+{
+	size_t i = 0;
+	for (; v[i] && i < sizeof(rd->status) - 1; i++)
+		rd->status[i] = isprint((unsigned char)v[i]) ? v[i] : '?';
+	rd->status[i] = 0;
+}
+
+static bool parse_u64(const char *s, unsigned long long *out)
+{
+	if (!isdigit((unsigned char)*s))
+		return false;
+	char *end;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return !errno && !*end;
+}
+
+/* MAINPID=N: kept only when N is in the service's own tree (or cgroup) */
+static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char *v)
+{
+	unsigned long long n;
+	char msg[200];
+	if (!parse_u64(v, &n) || n < 2 || n > (unsigned long long)INT32_MAX) {
+		snprintf(msg, sizeof(msg), "notify from pid %d: MAINPID=%.20s ignored: not a pid",
+			 (int)from, v);
+		events_log(d, u->name, NULL, -EINVAL, msg);
+		return;
+	}
+	if (notifysock_unit_of(d, (pid_t)n) != u) {
+		snprintf(msg, sizeof(msg), "notify from pid %d: MAINPID=%llu ignored: not a process "
+			 "of this service", (int)from, n);
+		events_log(d, u->name, NULL, -EPERM, msg);
+		return;
+	}
+	u->rd->main_pid = (pid_t)n;
+}
+
+void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t len, int nfds)
+{
+	struct ready *rd = u->rd;
+	const char *note = rd->note;
+	bool ready = false;
+	for (char *line = msg, *end = msg + len, *nl; line < end; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(end - line));
+		if (!nl)
+			nl = end;
+		*nl = 0;
+		char *eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		const char *k = line, *v = eq + 1;
+		unsigned long long n;
+		if (!strcmp(k, "READY") && !strcmp(v, "1")) {
+			ready = true;
+		} else if (!strcmp(k, "RELOADING") && !strcmp(v, "1")) {
+			rd->note = "reloading";
+		} else if (!strcmp(k, "STOPPING") && !strcmp(v, "1")) {
+			rd->note = "stopping";
+		} else if (!strcmp(k, "STATUS")) {
+			set_status(rd, v);
+		} else if (!strcmp(k, "MAINPID")) {
+			set_mainpid(d, u, pid, v);
+		} else if (!strcmp(k, "WATCHDOG") && !strcmp(v, "1")) {
+			evm_service_watchdog(u->svc);
+		} else if (!strcmp(k, "EXTEND_TIMEOUT_USEC") && parse_u64(v, &n)) {
+			evm_service_extend_timeout(u->svc, n / 1000);
+		}
+	}
+	if (nfds && !rd->fdstore_said) {
+		rd->fdstore_said = true;
+		events_log(d, u->name, NULL, -EOPNOTSUPP,
+			   "notify: file descriptors sent (FDSTORE) are closed: evmon keeps none");
+	}
+	if (ready) {
+		if (rd->note && strcmp(rd->note, "stopping"))
+			rd->note = NULL; /* a reload is over */
+		if (evm_service_state(u->svc) == EVM_STATE_STARTING)
+			evm_service_ready(u->svc); /* its state event says so */
+		else if (note && !rd->note)
+			publish_note(d, u, pid, "ready");
+	}
+	if (rd->note && rd->note != note)
+		publish_note(d, u, pid, rd->note);
+}

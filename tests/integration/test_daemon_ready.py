@@ -1,0 +1,256 @@
+"""Readiness beyond start_secs (issue 16.1): ready = notify (the daemon's
+sd_notify socket, messages attributed by the sender's pid, never by what they
+say), fd:N (s6's notification fd), exec:COMMAND (a check until it succeeds),
+ready_timeout, watchdog_sec, FDSTORE fds closed. A service is `starting`
+until it is ready, `running` after; what requires it waits for that.
+
+The waits end on states and log lines; the only deadlines are the ones
+under test (ready_timeout, watchdog_sec, a check's timeout)."""
+import os
+import socket
+
+import pytest
+
+from conftest import EVMON, wait_for
+from daemon_util import SLOW, Daemon
+
+KINDS = """
+[evmon]
+stop_timeout = 5
+
+[service:n]
+command = HELPER notify "STATUS=warming up\\nREADY=1" pause
+ready = notify
+
+[service:f]
+command = HELPER fdprint 5 "" pause
+ready = fd:5
+
+[service:e]
+command = HELPER pause
+ready = exec:/bin/sh -c "test -e FLAG"
+ready_interval = 50ms
+
+[service:silent]
+command = HELPER pause
+ready = notify
+ready_timeout = 0
+start_secs = 0
+restart = RESTART
+
+[service:app]
+command = HELPER pause
+requires = n f e
+start_secs = 0
+"""
+
+
+def test_each_kind_and_what_requires_it(procs, tmp_path):
+    flag = tmp_path / "flag"
+    conf = KINDS.replace("FLAG", str(flag))
+    d = Daemon(procs, tmp_path, conf.replace("RESTART", "on-failure"))
+    r = d.ctl("wait", "n", "f", "--for", "ready")
+    assert r.returncode == 0, r
+    st = d.status()
+    assert st["n"]["status_text"] == "warming up", st["n"]
+    # the check fails until the file exists: e is starting, app waits for it
+    assert st["e"]["state"] == "starting", st["e"]
+    assert st["app"]["state"] == "waiting", st["app"]
+    r = d.ctl("status")
+    assert "warming up" in r.stdout, r
+    flag.write_text("")
+    r = d.ctl("wait", "e", "app", "--for", "ready")
+    assert r.returncode == 0, r
+    # never a word from silent (no ready_timeout): starting, however long
+    assert d.status("silent")["silent"]["state"] == "starting"
+    r = d.ctl("wait", "silent", "--for", "ready", "-t", "0.3")
+    assert r.returncode == 3, r
+    # a reload that changes its policy only (applied in place) keeps it waiting for its word
+    d.write(conf.replace("RESTART", "always"))
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "updated: silent" in r.stdout, r
+    old = d.status("silent")["silent"]["pid"]
+    r = d.ctl("restart", "silent", "-t", "0")
+    assert r.returncode == 0, r
+    # its new process, seen in the state it entered at its spawn (start_secs is 0)
+    st = wait_for(lambda: (lambda s: s["pid"] not in (None, old) and s)(d.status("silent")["silent"]),
+                  what="silent's new process")
+    assert st["state"] == "starting", st
+    d.stop()
+
+
+TREE = """
+[evmon]
+stop_timeout = 5
+cgroup = CGROUP
+
+[service:kid]
+command = HELPER notify-child "READY=1" pause
+ready = notify
+kill_group = true
+
+[service:victim]
+command = HELPER pidlog PIDFILE pause
+ready = notify
+ready_timeout = 0
+
+[service:liar]
+command = /bin/sh -c 'exec HELPER notify "MAINPID=$(cat PIDFILE)\\nREADY=1" pause'
+ready = notify
+autostart = false
+"""
+
+
+# by cgroup when the daemon has them (auto), by the parents of the sender without
+@pytest.mark.parametrize("cgroup", ["auto", "no"])
+def test_attributed_by_the_sender_not_by_the_message(procs, tmp_path, cgroup):
+    pidfile = tmp_path / "victim.pid"
+    d = Daemon(procs, tmp_path, TREE.replace("PIDFILE", str(pidfile)).replace("CGROUP", cgroup))
+    # a child of the service says READY=1: the service is ready
+    r = d.ctl("wait", "kid", "--for", "ready")
+    assert r.returncode == 0, r
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="victim's pid")
+    victim = int(pidfile.read_text())
+    # liar says READY=1 with victim's pid as its MAINPID: the message is liar's
+    r = d.ctl("start", "liar")
+    assert r.returncode == 0, r
+    r = d.ctl("wait", "liar", "--for", "ready")
+    assert r.returncode == 0, r
+    wait_for(lambda: f"MAINPID={victim} ignored: not a process of this service" in d.log(),
+             what="the MAINPID refusal")
+    st = d.status()
+    assert "main_pid" not in st["liar"], st["liar"]
+    assert st["victim"]["state"] == "starting", st["victim"]
+    # a process outside every service (this test) forges READY=1: ignored
+    sock = notify_socket(d, "victim")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b"READY=1\nMAINPID=%d\n" % victim, "\0" + sock[1:])
+    s.close()
+    wait_for(lambda: f"message from pid {os.getpid()} ignored: not a process of a service"
+             in d.log(), what="the forged message's refusal")
+    assert d.status("victim")["victim"]["state"] == "starting"
+    d.stop()
+
+
+def notify_socket(d, name):
+    """$NOTIFY_SOCKET of service name, from its environment."""
+    pid = d.status(name)[name]["pid"]
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    v = env[b"NOTIFY_SOCKET"].decode()
+    assert v.startswith("@"), v
+    return v
+
+
+TIMEOUTS = """
+[evmon]
+stop_timeout = 5
+
+[service:late]
+command = HELPER pause
+ready = notify
+ready_timeout = 300ms
+start_retries = 1
+backoff_initial = 10ms
+
+[service:dog]
+command = HELPER env WATCHDOG_USEC notify READY=1 pause
+ready = notify
+watchdog_sec = 300ms
+backoff_initial = 10ms
+max_retries = 1
+
+[service:hang]
+command = HELPER pause
+ready = exec:HELPER pidlog CHECKS sleep 100000
+ready_check_timeout = 1s
+ready_interval = 10ms
+ready_timeout = 8s
+start_retries = 0
+"""
+
+
+def test_ready_timeout_watchdog_and_a_hanging_check(procs, tmp_path):
+    checks = tmp_path / "checks"
+    d = Daemon(procs, tmp_path, TIMEOUTS.replace("CHECKS", str(checks)))
+    # not ready in time: stopped, a failed start, retried once, then fatal
+    r = d.ctl("wait", "late", "--for", "ready", "-t", "120")
+    assert r.returncode == 1, r
+    st = d.wait_state("late", "fatal")
+    assert "not ready within ready_timeout (300 ms)" in d.log()
+    assert st["last_exit"]["signal_name"] == "TERM", st
+    # ready, then silent: restarted by its policy (on-failure), fatal after max_retries
+    st = d.wait_state("dog", "fatal", timeout=60)
+    assert st["restarts"] >= 1, st
+    assert "watchdog: no sign of life for 300 ms" in d.log()
+    # its environment has WATCHDOG_USEC, as sd_watchdog_enabled(3) expects (its stdout: our log)
+    assert "WATCHDOG_USEC=300000\n" in d.log()
+    # each check hangs and is killed at 1 s; a new one runs; none is left at the end
+    d.wait_state("hang", "fatal", timeout=60)
+    pids = [int(p) for p in checks.read_text().split()]
+    assert len(pids) >= 2, pids
+    wait_for(lambda: not [p for p in pids if os.path.exists(f"/proc/{p}")],
+             what="every check process gone")
+    d.stop()
+
+
+FDSTORE = """
+[evmon]
+stop_timeout = 5
+
+[service:plain]
+command = HELPER notify READY=1 pause
+ready = notify
+autostart = false
+
+[service:store]
+command = HELPER notify-fds "FDSTORE=1\\nREADY=1" 20 pause
+ready = notify
+autostart = false
+"""
+
+
+def test_fdstore_fds_are_closed(procs, tmp_path):
+    d = Daemon(procs, tmp_path, FDSTORE)
+
+    def fds():
+        return len(os.listdir(f"/proc/{d.p.pid}/fd"))
+
+    for name in ("plain", "store"):
+        r = d.ctl("start", name)
+        assert r.returncode == 0, r
+        r = d.ctl("wait", name, "--for", "ready")
+        assert r.returncode == 0, r
+        if name == "plain":
+            base = fds()
+            r = d.ctl("stop", name)
+            assert r.returncode == 0, r
+    wait_for(lambda: "FDSTORE) are closed" in d.log(), what="the FDSTORE line")
+    # (a control connection just closed may still be open in the daemon for a moment)
+    wait_for(lambda: fds() <= base, what=f"the daemon's fds back to {base} (20 were sent)")
+    d.stop()
+
+
+def test_bad_ready_keys_are_config_errors(procs, tmp_path):
+    bad = """
+    [service:a]
+    command = HELPER pause
+    ready = fd:2
+    [service:b]
+    command = HELPER pause
+    watchdog_sec = 1
+    [service:c]
+    command = HELPER pause
+    ready = exec:
+    [service:d]
+    command = HELPER pause
+    ready = sometime
+    """
+    d = Daemon(procs, tmp_path, bad, start=False)
+    r = d.procs.run([EVMON, "daemon", "--check", "-c", d.cfg], timeout=30 * SLOW)
+    assert r.returncode != 0, r
+    out = r.stderr
+    assert "fd:2: the notification fd is a number from 3 to 1023" in out, out
+    assert "service b: watchdog_sec needs ready = notify" in out, out
+    assert "exec: needs a command" in out, out
+    assert "'sometime' is not started, notify, fd:N or exec:COMMAND" in out, out
