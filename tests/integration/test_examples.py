@@ -29,3 +29,16 @@ def test_extrafds_example(procs):
     r = procs.run([binary("examples/extrafds")], timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "fd 3 said: ready\nchild exited 0\n", r.stdout
+
+
+def test_output_example(procs):
+    """evm_run like Go's cmd.Output(): env, cwd, both outputs, the exit code, a deadline, an exec error."""
+    r = procs.run([binary("examples/output")], timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "stdout: hello from /",
+        "stderr: oops",
+        "exit 3",
+        "sleep 10: timed out by signal 15",
+        "no-such-program: exec: No such file or directory",
+    ], r.stdout
