@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define HEALTH_OUTPUT_MAX 4096 /* bytes of a check's output kept, like Docker's */
@@ -296,6 +297,17 @@ static void spawn_failed(struct health *h, const struct evm_spawn_error *e, int 
 	schedule(h);
 }
 
+/* The daemon's umask: it never changes it after its start. */
+static mode_t daemon_umask(void)
+{
+	static mode_t mask = (mode_t)-1;
+	if (mask == (mode_t)-1) {
+		mask = umask(022);
+		umask(mask);
+	}
+	return mask;
+}
+
 static void run_check(struct health *h)
 {
 	struct unit *u = h->u;
@@ -320,6 +332,11 @@ static void run_check(struct health *h)
 		if (u->cg) {
 			o.flags |= EVM_SPAWN_CGROUP;
 			o.cgroup_fd = evm_cgroup_fd(u->cg);
+		}
+		if (!(o.flags & EVM_SPAWN_UMASK)) {
+			/* said, or the library reads /proc/self/status at each spawn for it */
+			o.flags |= EVM_SPAWN_UMASK;
+			o.umask = daemon_umask();
 		}
 		r = evm_spawn(h->d->loop, &o, &h->check);
 		config_build_free(&b);
