@@ -433,6 +433,12 @@ void health_configure(struct daemon *d, struct unit *u)
 	}
 }
 
+void health_released(struct unit *u)
+{
+	if (u->health && u->health->up)
+		stop(u->health);
+}
+
 void health_unit_gone(struct daemon *d, struct unit *u)
 {
 	struct health *h = u->health;

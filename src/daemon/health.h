@@ -48,6 +48,9 @@ enum health_status health_of(const struct unit *u);
 /* Add "health" and "health_check" to u's status record (none without a check). */
 void health_status(const struct unit *u, cJSON *o);
 
+/* u's service is let go (replaced or removed): its check stops like at an exit. */
+void health_released(struct unit *u);
+
 /* u leaves: its check (if one runs) is killed; nothing of it stays. */
 void health_unit_gone(struct daemon *d, struct unit *u);
 

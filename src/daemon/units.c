@@ -251,6 +251,7 @@ static void unit_release(struct daemon *d, struct unit *u)
 	ready_unit_free(u); /* made again for the next definition's kind */
 	if (!s)
 		return;
+	health_released(u); /* its events no longer reach the unit: no check for it */
 	/* its stop ends every process of the cgroup: a successor waits for its removal */
 	enum evm_state st = evm_service_state(s);
 	if (u->cg && (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_STOPPING))

@@ -387,6 +387,13 @@ start_secs = 0
     assert r["ok"] and r["updated"] == ["web"], r
     st = d.status("web")["web"]
     assert "health" not in st and "health_check" not in st and st["pid"] == pid, st
+    # a new command and a check: the new process's health starts over
+    d.write(base.replace("HELPER pause", "HELPER sleep 3600000 pause") + f"health_cmd = {chk}\nhealth_interval = 50ms\n")
+    r = d.request({"cmd": "reload"})
+    assert r["ok"] and r["changed"] == ["web"], r
+    st = wait_for(lambda: (s := d.status("web")["web"]).get("health") == "healthy" and s["pid"] != pid and s,
+                  timeout=30 * SLOW, what="the new web healthy")
+    assert st["health_check"]["failing_streak"] == 0
     d.stop()
 
 
