@@ -786,6 +786,28 @@ enum {
 	EVM_SVC_MAX_RETRIES = 1u << 6,
 };
 
+/*
+ * What a stop (stop_signal, then SIGKILL at stop_timeout_ms) reaches:
+ *   PROCESS  the main process only; the service is STOPPED when it exits,
+ *            whatever it started lives on.
+ *   GROUP    the main process's process group (it gets one: SETPGID 0
+ *            unless the spawn asks for SETSID); when the main process
+ *            exits, what is left of the group gets SIGKILL. Misses what
+ *            left the group (setsid, setpgid: a double-forking daemon).
+ *   TREE     with evm_service_opts.cgroup: every process of the cgroup,
+ *            cgroup.kill at stop_timeout, and STOPPED only once it is empty
+ *            (nothing escapes: setsid, double forks, fork bombs). Without a
+ *            cgroup, as GROUP.
+ * evm_service_signal reaches the process group with GROUP, else the main
+ * process.
+ */
+enum evm_kill_mode {
+	EVM_KILL_AUTO = 0,
+	EVM_KILL_PROCESS,
+	EVM_KILL_GROUP,
+	EVM_KILL_TREE,
+};
+
 struct evm_service_opts {
 	const char *name; /* required, copied */
 	/*
@@ -834,7 +856,7 @@ struct evm_service_opts {
 	bool kill_group;	  /* signal the whole process group (implies SETPGID 0
 				     unless the spawn options ask for SETSID); when the
 				     main process exits, what is left of its group gets
-				     SIGKILL */
+				     SIGKILL: kill_mode EVM_KILL_GROUP, which wins */
 	/* Optional per-service event callback (EVM_EV_SERVICE events of this service). */
 	evm_event_cb on_event;
 	void *data;
@@ -863,6 +885,11 @@ struct evm_service_opts {
 	 * is stopped by its process, as without a cgroup.
 	 */
 	struct evm_cgroup *cgroup;
+	/*
+	 * What a stop ends (evm_kill_mode). EVM_KILL_AUTO (0): kill_group ?
+	 * GROUP : cgroup ? TREE : PROCESS, as before this field existed.
+	 */
+	enum evm_kill_mode kill_mode;
 };
 
 /*
@@ -939,7 +966,7 @@ EVM_API int evm_service_watchdog(struct evm_service *svc);
  */
 EVM_API int evm_service_extend_timeout(struct evm_service *svc, uint64_t ms);
 
-/* Send sig to the running process (or its group with kill_group). -ESRCH when not running. */
+/* Send sig to the running process (its group with EVM_KILL_GROUP). -ESRCH when not running. */
 EVM_API int evm_service_signal(struct evm_service *svc, int sig);
 
 /*

@@ -294,7 +294,7 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 	       (!a->ngroups || !memcmp(a->groups, b->groups, a->ngroups * sizeof(gid_t))) &&
 	       a->pol.set_umask == b->pol.set_umask && a->pol.umask == b->pol.umask &&
 	       a->pol.out[0] == b->pol.out[0] && a->pol.out[1] == b->pol.out[1] &&
-	       a->pol.kill_group == b->pol.kill_group && limits_eq(a, b) &&
+	       a->pol.kill_mode == b->pol.kill_mode && limits_eq(a, b) &&
 	       a->ids_unresolved == b->ids_unresolved &&
 	       (!a->ids_unresolved || (str_eq(a->user, b->user) && str_eq(a->group, b->group))) &&
 	       a->nrlimits == b->nrlimits &&
@@ -432,7 +432,7 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 	o->stable_ms = p->stable_ms;
 	o->stop_signal = p->stop_signal;
 	o->stop_timeout_ms = p->stop_timeout_ms;
-	o->kill_group = p->kill_group;
+	o->kill_mode = p->kill_mode ? p->kill_mode : EVM_KILL_TREE;
 	return 0;
 }
 

@@ -44,7 +44,7 @@ struct svc_policy {
 	uint64_t stable_ms;
 	int stop_signal;	   /* 0: library default */
 	uint64_t stop_timeout_ms;
-	bool kill_group;
+	enum evm_kill_mode kill_mode; /* AUTO (unset): tree */
 	bool autostart;
 	bool adopt;		   /* taken over by a daemon started after a crash (state.h) */
 	bool set_umask;
@@ -178,7 +178,7 @@ struct svc_conf *config_service(const struct config *cfg, const char *name, cons
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b);
 /*
  * True when they would start the same process the same way (command,
- * environment, directory, user, group, umask, stdout/stderr, kill_group):
+ * environment, directory, user, group, umask, stdout/stderr, kill_mode):
  * then the rest (the policy keys) can change without a restart.
  */
 bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b);

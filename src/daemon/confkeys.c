@@ -104,6 +104,31 @@ static void set_bool(struct conf_ctx *c, const struct keydef *k, const char *v, 
 		conf_bad(c, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)", v);
 }
 
+/* kill_group, the older spelling: true is kill_mode = group, false process */
+static void set_kill_group(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	bool b;
+	if (!conf_parse_bool(v, &b))
+		conf_bad(c, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)", v);
+	else
+		*(enum evm_kill_mode *)field = b ? EVM_KILL_GROUP : EVM_KILL_PROCESS;
+}
+
+static void set_kill_mode(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	static const char *const names[] = {[EVM_KILL_PROCESS] = "process",
+					    [EVM_KILL_GROUP] = "group", [EVM_KILL_TREE] = "tree"};
+	for (int i = EVM_KILL_PROCESS; i <= EVM_KILL_TREE; i++) {
+		if (!strcmp(v, names[i])) {
+			*(enum evm_kill_mode *)field = (enum evm_kill_mode)i;
+			return;
+		}
+	}
+	conf_bad(c, "'%s' is not one of process, group, tree", v);
+}
+
 static void set_restart(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
 	(void)k;
@@ -439,8 +464,10 @@ static const struct keydef keys[CK_COUNT] = {
 			    "the signal that stops it"},
 	[CK_STOP_TIMEOUT] = {"stop_timeout", S_BOTH, POL(stop_timeout_ms), set_duration, 0,
 			     EVM_SVC_STOP_TIMEOUT, "stop_signal to SIGKILL"},
-	[CK_KILL_GROUP] = {"kill_group", S_BOTH, POL(kill_group), set_bool, 0, 0,
-			   "signal its whole process group"},
+	[CK_KILL_GROUP] = {"kill_group", S_BOTH, POL(kill_mode), set_kill_group, 0, 0,
+			   "true: kill_mode = group, false: process"},
+	[CK_KILL_MODE] = {"kill_mode", S_BOTH, POL(kill_mode), set_kill_mode, 0, 0,
+			  "what a stop ends: process, group, tree"},
 	[CK_AUTOSTART] = {"autostart", S_BOTH, POL(autostart), set_bool, 0, 0,
 			  "start with the daemon"},
 	[CK_ADOPT] = {"adopt", S_BOTH, POL(adopt), set_bool, 0, 0,

@@ -162,6 +162,8 @@ static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg)
 	s->cg = evm__cgroup_ref(cg);
 	s->spawn.flags |= EVM_SPAWN_CGROUP;
 	s->spawn.cgroup_fd = evm_cgroup_fd(cg);
+	if (s->kill_mode != EVM_KILL_TREE)
+		return 0; /* placed in it, but a stop does not wait for it */
 	int r = evm_cgroup_watch(s->loop, cg, on_cgroup, s, &s->cgw);
 	/*
 	 * No fd to read cgroup.events (the limit is reached): its processes
@@ -216,7 +218,7 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 	s->spawn.gid_map = s->gid_map;
 	s->spawn.setns_fds = s->setns_fds;
 	s->spawn.hostname = s->hostname;
-	if (o->kill_group && !(so->flags & EVM_SPAWN_SETSID)) {
+	if (s->kill_group && !(so->flags & EVM_SPAWN_SETSID)) {
 		s->spawn.flags |= EVM_SPAWN_SETPGID;
 		s->spawn.pgid = 0;
 	}
@@ -226,6 +228,7 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 static bool policy_valid(const struct evm_service_opts *o)
 {
 	if ((unsigned)o->restart > EVM_RESTART_UNLESS_STOPPED || o->backoff_jitter > 100 ||
+	    (unsigned)o->kill_mode > EVM_KILL_TREE ||
 	    (unsigned)o->ready > EVM_READY_DECLARED ||
 	    o->stop_signal < 0 || o->stop_signal >= NSIG || (o->nsuccess_codes && !o->success_codes))
 		return false;
@@ -278,12 +281,17 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	if (!s)
 		return -ENOMEM;
 	s->loop = loop;
+	s->kill_mode = o->kill_mode    ? o->kill_mode
+		       : o->kill_group ? EVM_KILL_GROUP
+		       : o->cgroup     ? EVM_KILL_TREE
+				       : EVM_KILL_PROCESS;
+	/* a tree without a cgroup is its process group */
+	s->kill_group = s->kill_mode == EVM_KILL_GROUP || (s->kill_mode == EVM_KILL_TREE && !o->cgroup);
 	if (!(s->name = strdup(o->name)) || copy_opts(s, o) < 0) {
 		svc_free(s);
 		return -ENOMEM;
 	}
 	set_policy(s, o);
-	s->kill_group = o->kill_group;
 	int r = o->cgroup ? use_cgroup(s, o->cgroup) : 0;
 	if (r < 0) {
 		svc_free(s);

@@ -37,7 +37,8 @@ struct evm_service {
 	enum evm_ready ready;
 	uint64_t ready_timeout_ms, watchdog_ms;
 	int stop_signal;
-	bool kill_group;
+	bool kill_group;		/* a stop signals the group; its stragglers die with the main */
+	enum evm_kill_mode kill_mode;	/* resolved: never AUTO */
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
 	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */

@@ -174,16 +174,22 @@ static void enter(struct evm_service *s, enum evm_state st, const struct evm_exi
 	set_state(s, st, exit, error, delay_ms);
 }
 
-static int send_signal(struct evm_service *s, int sig)
+static int signal_to(struct evm_service *s, int sig, bool group)
 {
 	if (!s->proc)
 		return -ESRCH;
-	if (s->kill_group) {
+	if (group) {
 		int r = evm_proc_signal_group(s->proc, sig);
 		if (r != -EPERM)
 			return r;
 	}
 	return evm_proc_signal(s->proc, sig);
+}
+
+/* A stop's signal to the process, or to its group (GROUP, TREE without a cgroup) */
+static int send_signal(struct evm_service *s, int sig)
+{
+	return signal_to(s, sig, s->kill_group);
 }
 
 /*
@@ -195,10 +201,10 @@ static bool cg_busy(const struct evm_service *s)
 	return s->cgw && evm_cgroup_populated(s->cg) > 0;
 }
 
-/* A stop's signal: every process of its cgroup, else the process (or group). */
+/* A stop's signal: every process of its cgroup (TREE), else the process (or group). */
 static void stop_send(struct evm_service *s, int sig)
 {
-	int r = !s->cg ? -1 : sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
+	int r = !s->cg || s->kill_mode != EVM_KILL_TREE ? -1 : sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
 	if (r <= 0 || sig == SIGKILL) /* the main process was not among them */
 		send_signal(s, sig);
 }
@@ -861,5 +867,5 @@ int evm_service_signal(struct evm_service *s, int sig)
 {
 	if (!s || s->dead || sig < 0 || sig >= NSIG)
 		return -EINVAL;
-	return send_signal(s, sig);
+	return signal_to(s, sig, s->kill_mode == EVM_KILL_GROUP);
 }

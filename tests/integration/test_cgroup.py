@@ -284,3 +284,52 @@ def test_stop_ends_the_whole_tree(procs, tmp_path, name):
     assert procs_in(cg) == []
     assert not [p for p in before if alive(p)]
     d.stop()
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+KILL_MODES = """
+[evmon]
+start_secs = 0
+stop_timeout = 2
+[service:proc]
+command = sh -c 'sleep 400111 & setsid sleep 400112 & wait'
+kill_mode = process
+[service:grp]
+command = sh -c 'sleep 400113 & setsid sleep 400114 & wait'
+kill_mode = group
+[service:tree]
+command = sh -c 'sleep 400115 & setsid sleep 400116 & wait'
+[service:old]
+command = sh -c 'sleep 400117 & setsid sleep 400118 & wait'
+kill_group = true
+"""
+
+
+@pytest.mark.parametrize("name,left", [("proc", ["sleep 400111", "sleep 400112"]),
+                                       ("grp", ["sleep 400114"]), ("old", ["sleep 400118"]),
+                                       ("tree", [])])
+def test_kill_mode_decides_what_a_stop_ends(procs, tmp_path, name, left):
+    """process: the main process only; group (kill_group = true too): its
+    process group, not the setsid escapee; tree (the default): the whole
+    cgroup. Every service is stopped once its main process is gone; the
+    daemon's exit ends the rest."""
+    d = Daemon(procs, tmp_path, KILL_MODES)
+    cg = os.path.join(base_of(d), name + ".service")
+    wait_for(lambda: len(procs_in(cg)) == 3, what=f"{name}'s 3 processes")
+    main = d.status(name)[name]["pid"]
+    r = d.ctl("stop", name)
+    assert r.returncode == 0, r.stderr
+    assert d.status(name)[name]["state"] == "stopped"
+    assert not alive(main)
+    # group: the group's other members got the signal but may still be dying
+    wait_for(lambda: sorted(cmdline(p) for p in procs_in(cg)) == left,
+             what=f"only {left} left in {name}'s cgroup")
+    d.stop()
+    assert procs_in(base_of(d)) == []

@@ -801,6 +801,38 @@ start_secs = 0
     assert re.search(r"service stubborn: pid \d+ killed by signal KILL", log), log
 
 
+def test_stop_ends_the_process_group_without_cgroups(procs, tmp_path):
+    """kill_mode = tree (the default) without a cgroup is the process group:
+    the shell's background children end with it; kill_mode = process leaves
+    them running (without a cgroup nothing ends them after that: we do)."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+cgroup = no
+start_secs = 0
+[service:tree]
+command = sh -c 'sleep 400131 & sleep 400132 & wait'
+[service:proc]
+command = sh -c 'sleep 400133 & sleep 400134 & wait'
+kill_mode = process
+""")
+    kids = {}
+    for n in ("tree", "proc"):
+        pid = d.wait_state(n, "running")["pid"]
+
+        def children():  # the shell starts its two sleeps one after the other
+            k = [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+            return k if len(k) == 2 else None
+
+        kids[n] = wait_for(children, what=f"{n}'s two children")
+    for n in ("tree", "proc"):
+        assert d.ctl("stop", n).returncode == 0
+    wait_for(lambda: not any(alive(p) for p in kids["tree"]), what="tree's children gone")
+    assert all(alive(p) for p in kids["proc"])
+    for p in kids["proc"]:
+        os.kill(p, signal.SIGKILL)
+    d.stop()
+
+
 def test_terminal_signals_do_not_reach_services(procs, tmp_path):
     """Ctrl-C hits the daemon's whole process group; services get their stop_signal only."""
     out = tmp_path / "sigs.txt"

@@ -118,6 +118,7 @@ static void test_minimal(void **state)
 	assert_string_equal(b.opts.name, "web");
 	assert_string_equal(b.opts.spawn.env_extra[0], "EVMON_SERVICE=web");
 	assert_null(b.opts.spawn.env_extra[1]);
+	assert_int_equal(b.opts.kill_mode, EVM_KILL_TREE); /* a stop ends the whole tree */
 	assert_null(b.opts.spawn.envp); /* the daemon's environment is inherited, not copied */
 	assert_int_equal(b.opts.spawn.flags & EVM_SPAWN_SETSID, EVM_SPAWN_SETSID);
 	config_build_free(&b);
@@ -179,7 +180,7 @@ static void test_all_keys(void **state)
 	assert_int_equal(p->stable_ms, 0);
 	assert_int_equal(p->stop_signal, SIGINT);
 	assert_int_equal(p->stop_timeout_ms, 3600000);
-	assert_true(p->kill_group);
+	assert_int_equal(p->kill_mode, EVM_KILL_GROUP); /* kill_group = yes */
 	assert_false(p->autostart);
 	assert_int_equal(c->instances, 3);
 	assert_int_equal(cfg->ninstances, 3);
@@ -198,7 +199,7 @@ static void test_all_keys(void **state)
 	assert_int_equal(b.opts.success_codes[2], 3);
 	assert_int_equal(b.opts.spawn.flags & EVM_SPAWN_UMASK, EVM_SPAWN_UMASK);
 	assert_int_equal(b.opts.stop_signal, SIGINT);
-	assert_true(b.opts.kill_group);
+	assert_int_equal(b.opts.kill_mode, EVM_KILL_GROUP);
 	char *const *e = b.opts.spawn.env_extra;
 	assert_non_null(e);
 	assert_string_equal(e[0], "A=1");
@@ -222,6 +223,29 @@ static void test_defaults_from_evmon(void **state)
 	assert_int_equal(cfg->svcs[1]->pol.stop_timeout_ms, 1000);
 	assert_int_equal(cfg->svcs[1]->pol.restart, EVM_RESTART_ALWAYS);
 	config_free(cfg);
+}
+
+/* kill_mode, its default in [evmon], and kill_group as its older spelling */
+static void test_kill_mode(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok("[evmon]\nkill_mode = process\n"
+				     "[service:a]\ncommand = true\n"
+				     "[service:b]\ncommand = true\nkill_mode = tree\n"
+				     "[service:c]\ncommand = true\nkill_mode = group\n"
+				     "[service:d]\ncommand = true\nkill_group = false\n");
+	static const enum evm_kill_mode want[] = {EVM_KILL_PROCESS, EVM_KILL_TREE, EVM_KILL_GROUP,
+						  EVM_KILL_PROCESS};
+	for (int i = 0; i < 4; i++) {
+		struct svc_build b;
+		assert_int_equal(config_build(cfg->svcs[i], 0, &b), 0);
+		assert_int_equal(b.opts.kill_mode, want[i]);
+		config_build_free(&b);
+	}
+	config_free(cfg);
+	struct errlist e = load_bad("[service:a]\ncommand = true\nkill_mode = all\n");
+	expect_msg(&e, 3, "kill_mode: 'all' is not one of process, group, tree");
+	errlist_free(&e);
 }
 
 static void test_continuation_and_comments(void **state)
@@ -560,6 +584,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_minimal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_all_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_defaults_from_evmon, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_continuation_and_comments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user, setup, teardown),
