@@ -20,6 +20,7 @@
 #include "proto.h"
 #include "ready.h"
 #include "state.h"
+#include "stdsink.h"
 #include "waits.h"
 
 #include <errno.h>
@@ -475,7 +476,7 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	}
 	if (d->rec)
 		d->rec->ctl_fd = d->rec->lock_fd = -1; /* the control's now */
-	dlog_attach(d->loop);
+	stdsink_attach(d->loop);
 	if (notify < 0)
 		dlog("%s", nerr);
 	state_load(d); /* holding the socket's lock: the record is ours */
@@ -599,7 +600,7 @@ static void daemon_close(struct daemon *d)
 	evm_io_free(d->sigio);
 	if (d->sigfd >= 0)
 		close(d->sigfd);
-	dlog_detach();
+	stdsink_detach();
 	evm_loop_free(d->loop);
 	cgroups_close(d->cg); /* after the loop: its spawn helper may be in our leaf */
 	fdres_free();

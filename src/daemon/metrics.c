@@ -13,6 +13,7 @@
 #include "metrics.h"
 
 #include "daemon.h"
+#include "stdsink.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -114,6 +115,12 @@ static void daemon_families(struct text *t, struct daemon *d, const struct row *
 	family(t, "evmon_events_dropped_bytes_total", "counter",
 	       "Bytes of events that dropped subscribers had not read.");
 	put(t, "evmon_events_dropped_bytes_total %llu\n", (unsigned long long)bytes);
+	family(t, "evmon_console_dropped_bytes_total", "counter",
+	       "Bytes of the daemon's stdout/stderr (console lines, its log) dropped: not read.");
+	put(t, "evmon_console_dropped_bytes_total{stream=\"stdout\"} %llu\n",
+	    (unsigned long long)stdsink_dropped(1));
+	put(t, "evmon_console_dropped_bytes_total{stream=\"stderr\"} %llu\n",
+	    (unsigned long long)stdsink_dropped(2));
 	family(t, "evmon_loop_iterations_total", "counter", "Iterations of the daemon's event loop.");
 	put(t, "evmon_loop_iterations_total %llu\n", (unsigned long long)evm_loop_iterations(d->loop));
 }

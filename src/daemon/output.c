@@ -25,8 +25,9 @@
  * Console (stdout/stderr = console, for a container's PID 1): the same
  * capture, but the lines go to the daemon's own stdout (or stderr), each
  * with the service's prefix ("web | "), coloured when that is a terminal.
- * The daemon has one thread and writes whole lines only, each buffer in
- * full before the next, so two services' lines never mix. evmon's own
+ * They go through the fd's sink (stdsink.c), in whole lines only, so two
+ * services' lines never mix and a reader that does not keep up costs
+ * dropped lines (counted, and said), never a blocked loop. evmon's own
  * lines are the daemon's log there already: they are not repeated.
  */
 #include "output.h"
@@ -34,10 +35,10 @@
 #include "cli.h"
 #include "fdreserve.h"
 #include "proto.h"
+#include "stdsink.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,25 +101,6 @@ bool output_fits(const struct svc_output *o, const struct svc_conf *c)
 
 #define PREFIX_BYTES (OUT_PREFIX_MAX + 160 + 16) /* the name and the colour codes */
 
-/* Whole lines to the daemon's fd, all of them: a short write is finished before anything else. */
-static void console_write(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EAGAIN) {
-			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-			poll(&pfd, 1, 1000);
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return; /* the console is gone (EPIPE, EIO): the lines are lost, nothing else */
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 /* Lines with a timestamp or a prefix are assembled here; the daemon has one loop, one buffer. */
 static struct {
 	char buf[PREFIX_BYTES + TS_LEN + 1 + LINE_MAX_BYTES + CHUNK + 1];
@@ -129,7 +111,7 @@ static struct {
 static void ob_flush(void)
 {
 	if (ob.len && ob.c->console >= 0)
-		console_write(ob.c->console, ob.buf, ob.len);
+		stdsink_write(ob.c->console, ob.buf, ob.len);
 	else if (ob.len)
 		logfile_write(ob.c->file, ob.buf, ob.len);
 	ob.len = 0;
@@ -160,7 +142,7 @@ static void ob_line(struct capture *c, const char *ts, const char *p, size_t n)
 /* Whole lines p[0..n) (n > 0, p[n-1] == '\n'). */
 static void emit(struct capture *c, const char *p, size_t n, const char *ts)
 {
-	if (!ts && !c->prefix_len) {
+	if (!ts && !c->prefix_len && c->console < 0) {
 		ob_flush();
 		logfile_write(c->file, p, n);
 		return;

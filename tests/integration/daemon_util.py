@@ -18,6 +18,22 @@ def alive(pid):
     return proc_state(pid) not in (None, "Z")
 
 
+def ini(evmon=None, **services):
+    """A config file's text: [evmon] with the keys of the dict evmon, then one
+    [service:NAME] per keyword, its value the command or a dict of its keys
+    (command first). A service gets start_secs = 0 (running as soon as it is
+    spawned) unless it says otherwise. HELPER stands for the helper binary, as
+    in any config given to Daemon."""
+    def keys(d):
+        return "".join(f"{k} = {v}\n" for k, v in d.items())
+    parts = ["[evmon]\n" + keys(evmon)] if evmon else []
+    for name, svc in services.items():
+        svc = {"command": svc} if isinstance(svc, str) else dict(svc)
+        svc.setdefault("start_secs", 0)
+        parts.append(f"[service:{name}]\n" + keys(svc))
+    return "\n".join(parts)
+
+
 class Daemon:
     def __init__(self, procs, tmp_path, config, args=(), name="d", start=True, env=None):
         self.procs = procs

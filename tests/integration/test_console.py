@@ -9,8 +9,8 @@ import select
 import subprocess
 import time
 
-from conftest import EVMON, HELPER
-from daemon_util import SLOW, Daemon, wait_for
+from conftest import EVMON
+from daemon_util import SLOW, Daemon, ini, wait_for
 
 
 def outputs(d):
@@ -18,42 +18,32 @@ def outputs(d):
     return open(d.dir / "out.txt", errors="replace").read(), open(d.dir / "err.txt", errors="replace").read()
 
 
-def start(procs, tmp_path, config, env=None):
+def start(procs, tmp_path, config, stdout=None):
+    """A daemon whose stdout is out.txt (or stdout), its stderr err.txt (its log)."""
     d = Daemon(procs, tmp_path, config, start=False)
-    out, err = open(tmp_path / "out.txt", "wb"), open(tmp_path / "err.txt", "wb")
-    d.logf = err
-    d.p = procs.spawn([EVMON, "daemon", "-c", d.cfg, "-S", d.sock], stdout=out, stderr=err, env=env)
+    out = stdout if stdout is not None else open(tmp_path / "out.txt", "wb")
+    d.logf = open(tmp_path / "err.txt", "wb")
     d.logpath = str(tmp_path / "err.txt")
+    d.p = procs.spawn([EVMON, "daemon", "-c", d.cfg, "-S", d.sock], stdout=out, stderr=d.logf)
     wait_for(lambda: d.answers() or d.p.poll() is not None, timeout=20 * SLOW, what="the socket")
-    assert d.p.poll() is None, outputs(d)
+    assert d.p.poll() is None, d.log()
     return d
+
+
+def console(command, **keys):
+    """A service's keys with stdout = console."""
+    return {"command": command, "stdout": "console", **keys}
 
 
 def test_lines_are_whole_and_prefixed(procs, tmp_path):
     """two services writing 5,000 lines each at once: every line whole, behind its own prefix, in order"""
-    d = start(procs, tmp_path, f"""
-[service:alpha]
-command = {HELPER} lines 5000 pause
-stdout = console
-start_secs = 0
-
-[service:b]
-command = {HELPER} lines 5000 pause
-stdout = console
-start_secs = 0
-
-[service:slow]
-command = sh -c 'printf "half "; sleep 0.3; echo whole; echo to-err >&2; exec sleep 400300'
-stdout = console
-stderr = stdout
-start_secs = 0
-
-[service:errs]
-command = sh -c 'echo err-only >&2; echo on-stdout; exec sleep 400301'
-stdout = null
-stderr = console
-start_secs = 0
-""")
+    d = start(procs, tmp_path, ini(
+        alpha=console("HELPER lines 5000 pause"),
+        b=console("HELPER lines 5000 pause"),
+        slow=console("""sh -c 'printf "half "; sleep 0.3; echo whole; echo to-err >&2; exec sleep 400300'""",
+                     stderr="stdout"),
+        errs={"command": "sh -c 'echo err-only >&2; echo on-stdout; exec sleep 400301'",
+              "stdout": "null", "stderr": "console"}))
     wait_for(lambda: outputs(d)[0].count("\n") >= 10002 and "err-only" in outputs(d)[1],
              timeout=60 * SLOW, what="every line")
     out, err = outputs(d)
@@ -75,22 +65,10 @@ start_secs = 0
 
 def test_custom_prefix_and_exit_flush(procs, tmp_path):
     """console_prefix with {name}; an unfinished last line is written with a newline at the exit"""
-    d = start(procs, tmp_path, f"""
-[evmon]
-console_prefix = "[{{name}}] "
-
-[service:w]
-command = sh -c 'echo one; printf last'
-stdout = console
-restart = never
-start_secs = 0
-
-[service:pool]
-command = sh -c 'echo hi; exec sleep 400302'
-instances = 2
-stdout = console
-start_secs = 0
-""")
+    d = start(procs, tmp_path, ini(
+        {"console_prefix": '"[{name}] "'},
+        w=console("sh -c 'echo one; printf last'", restart="never"),
+        pool=console("sh -c 'echo hi; exec sleep 400302'", instances=2)))
     d.wait_state("w", "exited")
     wait_for(lambda: outputs(d)[0].count("hi") == 2, timeout=20 * SLOW, what="pool's lines")
     out = outputs(d)[0]
@@ -145,21 +123,10 @@ def test_console_values(procs, tmp_path):
 def test_shutdown_timeout_bounds_the_whole_shutdown(procs, tmp_path):
     """SIGTERM with shutdown_timeout = 1s: a service that ignores TERM, with an hour of
     stop_timeout, is killed after the total grace, and the daemon exits 0"""
-    d = start(procs, tmp_path, f"""
-[evmon]
-shutdown_timeout = 1s
-
-[service:stubborn]
-command = {HELPER} ignore 15 print up pause
-stdout = console
-stop_timeout = 1h
-start_secs = 0
-
-[service:polite]
-command = {HELPER} pause
-stdout = console
-start_secs = 0
-""")
+    d = start(procs, tmp_path, ini(
+        {"shutdown_timeout": "1s"},
+        stubborn=console("HELPER ignore 15 print up pause", stop_timeout="1h"),
+        polite=console("HELPER pause")))
     d.wait_state("stubborn", "running")
     wait_for(lambda: "stubborn | up" in outputs(d)[0], timeout=20 * SLOW, what="stubborn's TERM ignored")
     pid = d.status("stubborn")["stubborn"]["pid"]
@@ -167,3 +134,79 @@ start_secs = 0
     err = outputs(d)[1]
     assert "shutdown_timeout (1.0s) passed: SIGKILL to every service still running" in err, err
     assert f"pid {pid} killed by signal KILL" in err, err
+
+
+def start_unread(procs, tmp_path, config):
+    """A daemon whose stdout is a pipe nobody reads yet; returns (daemon, the read end)."""
+    r, w = os.pipe()
+    d = start(procs, tmp_path, config, stdout=w)
+    os.close(w)
+    return d, r
+
+
+FLOOD = console("HELPER lines 300000", restart="never")
+
+
+def test_a_console_nobody_reads_never_blocks_the_loop(procs, tmp_path):
+    """stdout is a pipe nobody reads (docker logs paused) and a service writes 4 MB of lines:
+    the daemon goes on answering; what does not fit its buffer is dropped in whole lines,
+    and once the pipe is read a line says how much; received + dropped = written"""
+    d, r = start_unread(procs, tmp_path, ini(flood=FLOOD))
+    # exited: the daemon read all of it (at the exit, to the end) while nobody read its stdout
+    d.wait_state("flood", "exited", timeout=60)
+    for _ in range(5):
+        p = d.ctl("ping", timeout=10)
+        assert p.returncode == 0, p.stderr
+    dropped = d.ctl("metrics").stdout
+    m = re.search(r'^evmon_console_dropped_bytes_total\{stream="stdout"\} (\d+)$', dropped, re.M)
+    assert m and int(m.group(1)) > 0, dropped
+    # now read: the buffered lines come, then the notice
+    os.set_blocking(r, False)
+    got = b""
+    notice = re.compile(rb"\d{4}-\d\d-\d\dT[\d:.]+Z evmon daemon: (\d+) bytes \((\d+) lines\) "
+                        rb"dropped: stdout was not read\n")
+
+    def read_all():
+        nonlocal got
+        try:
+            while chunk := os.read(r, 65536):
+                got += chunk
+        except BlockingIOError:
+            pass
+        return notice.search(got)
+    wait_for(read_all, timeout=30 * SLOW, what="the dropped-bytes notice")
+    numbers, lost_bytes, lost_lines = [], 0, 0
+    for line in got.splitlines(keepends=True):
+        n = notice.fullmatch(line)
+        if n:
+            lost_bytes += int(n.group(1))
+            lost_lines += int(n.group(2))
+            continue
+        k = re.fullmatch(rb"flood \| line (\d+)\n", line)
+        assert k, line  # whole lines only
+        numbers.append(int(k.group(1)))
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert numbers[0] == 1 and lost_lines > 0
+    assert len(numbers) + lost_lines == 300000
+    written = sum(len(f"flood | line {k}\n") for k in range(1, 300001))
+    assert sum(len(f"flood | line {k}\n") for k in numbers) + lost_bytes == written
+    assert lost_bytes == int(m.group(1))
+    os.close(r)
+    d.stop()
+
+
+def test_shutdown_with_a_console_nobody_reads(procs, tmp_path):
+    """SIGTERM while the daemon's stdout is full and unread: it still exits, 0, at once"""
+    d, r = start_unread(procs, tmp_path, ini(flood=FLOOD, other=console("HELPER pause")))
+    d.wait_state("flood", "exited", timeout=60)
+    d.stop()
+    os.close(r)
+
+
+def test_empty_console_prefix(procs, tmp_path):
+    """console_prefix = "": the lines as they are"""
+    d = start(procs, tmp_path, ini({"console_prefix": '""'},
+                                   bare=console("sh -c 'echo plain; exec sleep 400304'")))
+    wait_for(lambda: "plain" in outputs(d)[0], timeout=20 * SLOW, what="the line")
+    assert outputs(d)[0] == "plain\n"
+    d.stop()
