@@ -335,6 +335,70 @@ static char *value_text(const cJSON *v)
 	return out;
 }
 
+/*
+ * The definition of an add request's "service" object, checked as a config
+ * section would be, plus what only the running daemon knows (its
+ * dependencies, names in use); NULL with the reasons in errs.
+ */
+static struct svc_conf *add_conf(struct daemon *d, const cJSON *svc, const char *name,
+				 struct errlist *errs)
+{
+	size_t n = (size_t)cJSON_GetArraySize(svc), k = 0;
+	struct conf_kv *kv = calloc(n ? n : 1, sizeof(*kv));
+	char **texts = calloc(n ? n : 1, sizeof(*texts));
+	const cJSON *it;
+	cJSON_ArrayForEach(it, svc) {
+		if (!kv || !texts || !strcmp(it->string, "name") || cJSON_IsNull(it))
+			continue;
+		texts[k] = value_text(it);
+		if (!texts[k]) {
+			errlist_add(errs, "add", 0, "%s: unsupported value", it->string);
+			continue;
+		}
+		kv[k].key = it->string;
+		kv[k].value = texts[k];
+		k++;
+	}
+	struct svc_conf *c = NULL;
+	if (!kv || !texts)
+		errlist_add(errs, "add", 0, "out of memory");
+	else if (!errs->n)
+		c = config_service(d->cfg, name, kv, k, "add", errs);
+	for (size_t i = 0; i < k; i++)
+		free(texts[i]);
+	free(texts);
+	free(kv);
+	if (c)
+		deps_check_added(d, c, errs);
+	char uname[256];
+	for (unsigned i = 0; c && i < c->instances && !errs->n; i++) {
+		unit_instance_name(c, i, uname, sizeof(uname));
+		if (unit_find(d, uname))
+			errlist_add(errs, "add", 0, "service %s already exists", uname);
+	}
+	if (errs->n) {
+		svc_conf_unref(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* {"ok": false, "error": the first, "errors": [every one]}, without the "add: " of each. */
+static void reply_add_errors(struct client *cl, const struct errlist *errs)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddFalseToObject(r, "ok");
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; i < errs->n; i++) {
+		const char *m = errs->msgs[i];
+		cJSON_AddItemToArray(arr, cJSON_CreateString(strncmp(m, "add: ", 5) ? m : m + 5));
+	}
+	cJSON_AddStringToObject(r, "error", cJSON_GetArrayItem(arr, 0)->valuestring);
+	cJSON_AddItemToObject(r, "errors", arr);
+	control_reply(cl, r);
+	cJSON_Delete(r);
+}
+
 static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	if (d->stopping) {
@@ -347,54 +411,11 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 		control_reply_error(cl, "add needs \"service\": {\"name\": ..., \"command\": ...}");
 		return;
 	}
-	size_t n = (size_t)cJSON_GetArraySize(svc), k = 0;
-	struct conf_kv *kv = calloc(n ? n : 1, sizeof(*kv));
-	char **texts = calloc(n ? n : 1, sizeof(*texts));
 	struct errlist errs = {0};
-	const cJSON *it;
-	cJSON_ArrayForEach(it, svc) {
-		if (!kv || !texts || !strcmp(it->string, "name") || cJSON_IsNull(it))
-			continue;
-		texts[k] = value_text(it);
-		if (!texts[k]) {
-			errlist_add(&errs, "add", 0, "%s: unsupported value", it->string);
-			continue;
-		}
-		kv[k].key = it->string;
-		kv[k].value = texts[k];
-		k++;
-	}
-	struct svc_conf *c = NULL;
-	if (!kv || !texts)
-		errlist_add(&errs, "add", 0, "out of memory");
-	else if (!errs.n)
-		c = config_service(d->cfg, nm->valuestring, kv, k, "add", &errs);
-	for (size_t i = 0; i < k; i++)
-		free(texts[i]);
-	free(texts);
-	free(kv);
-	char name[256];
-	if (c)
-		deps_check_added(d, c, &errs);
-	for (unsigned i = 0; c && i < c->instances && !errs.n; i++) {
-		unit_instance_name(c, i, name, sizeof(name));
-		if (unit_find(d, name))
-			errlist_add(&errs, "add", 0, "service %s already exists", name);
-	}
-	if (errs.n) {
-		cJSON *r = cJSON_CreateObject();
-		cJSON_AddFalseToObject(r, "ok");
-		cJSON *arr = cJSON_CreateArray();
-		for (size_t i = 0; i < errs.n; i++) {
-			const char *m = errs.msgs[i]; /* "add: msg" -> "msg" */
-			cJSON_AddItemToArray(arr, cJSON_CreateString(strncmp(m, "add: ", 5) ? m : m + 5));
-		}
-		cJSON_AddStringToObject(r, "error", cJSON_GetArrayItem(arr, 0)->valuestring);
-		cJSON_AddItemToObject(r, "errors", arr);
-		control_reply(cl, r);
-		cJSON_Delete(r);
+	struct svc_conf *c = add_conf(d, svc, nm->valuestring, &errs);
+	if (!c) {
+		reply_add_errors(cl, &errs);
 		errlist_free(&errs);
-		svc_conf_unref(c);
 		return;
 	}
 	struct unit **units = calloc(c->instances, sizeof(*units));
