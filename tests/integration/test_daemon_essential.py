@@ -3,7 +3,7 @@ service (dependents first) and the daemon exits with its code, 128+N for a
 signal."""
 import re
 
-from daemon_util import SLOW, Daemon, alive
+from daemon_util import SLOW, Daemon, alive, ini
 
 TRANS = re.compile(r"evmon(?: daemon)?: service (\S+): (\w+) -> (\w+)")
 
@@ -15,25 +15,12 @@ def ended(d):
 
 
 def test_essential_fails_for_good_and_the_daemon_exits_with_its_code(procs, tmp_path):
-    d = Daemon(procs, tmp_path, """
-        [evmon]
-        stop_timeout = 10
-
-        [service:db]
-        command = HELPER linger 50 pause
-        start_secs = 0
-
-        [service:app]
-        command = HELPER linger 50 sleep 300 exit 3
-        restart = never
-        start_secs = 0
-        requires = db
-        essential = true
-
-        [service:side]
-        command = HELPER pause
-        start_secs = 0
-        """)
+    d = Daemon(procs, tmp_path, ini(
+        {"stop_timeout": 10},
+        db="HELPER linger 50 pause",
+        app={"command": "HELPER linger 50 sleep 300 exit 3", "restart": "never", "requires": "db",
+             "essential": "true"},
+        side="HELPER pause"))
     pids = d.pids()
     assert ended(d) == 3, d.log()
     log = d.log()
@@ -44,17 +31,9 @@ def test_essential_fails_for_good_and_the_daemon_exits_with_its_code(procs, tmp_
 
 
 def test_essential_exit_by_signal_is_128_plus_n(procs, tmp_path):
-    d = Daemon(procs, tmp_path, """
-        [service:main]
-        command = HELPER sleep 300 kill 9
-        restart = always
-        start_secs = 0
-        essential = exit
-
-        [service:other]
-        command = HELPER pause
-        start_secs = 0
-        """)
+    d = Daemon(procs, tmp_path, ini(
+        main={"command": "HELPER sleep 300 kill 9", "restart": "always", "essential": "exit"},
+        other="HELPER pause"))
     assert ended(d) == 128 + 9, d.log()
     assert "essential service main was killed by signal 9 (backoff)" in d.log()
 
@@ -76,12 +55,7 @@ def test_essential_restarting_service_ends_only_when_fatal(procs, tmp_path):
 
 
 def test_stopping_an_essential_service_by_hand_is_not_its_end(procs, tmp_path):
-    d = Daemon(procs, tmp_path, """
-        [service:main]
-        command = HELPER pause
-        start_secs = 0
-        essential = exit
-        """)
+    d = Daemon(procs, tmp_path, ini(main={"command": "HELPER pause", "essential": "exit"}))
     r = d.ctl("stop", "main")
     assert r.returncode == 0, r
     assert d.ctl("ping").returncode == 0

@@ -3,12 +3,7 @@
  * loop: the socket file, framing, errors that keep the connection usable,
  * ordered (and deferred) replies, bounded buffers, and client limits.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
+#include "evmtest.h"
 
 #include "control.h"
 #include "proto.h"
@@ -118,7 +113,7 @@ static int setup(void **state)
 		print_message("control_open: %s\n", err);
 		return -1;
 	}
-	alarm(60);
+	alarm(T_ALARM);
 	return 0;
 }
 
@@ -158,14 +153,13 @@ static void send_all(int fd, const char *s, size_t n)
 	}
 }
 
+/* Let the server read what was sent so far (no condition to wait for: it holds it). */
 static void run_a_bit(int ms)
 {
-	struct timespec t0, t;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
+	uint64_t end = t_now_ms() + (uint64_t)ms;
+	do
 		evm_loop_run_once(F.loop, 5);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+	while (t_now_ms() < end);
 }
 
 /* Run the loop until fd has a whole line; return it (static buffer per fd call). */
@@ -173,8 +167,7 @@ static char *read_reply(int fd)
 {
 	static char buf[200000];
 	size_t len = 0;
-	struct timespec t0, t;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t deadline = t_now_ms() + T_MS(10000);
 	for (;;) {
 		char c;
 		ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
@@ -190,9 +183,8 @@ static char *read_reply(int fd)
 		if (r == 0)
 			return NULL; /* closed */
 		evm_loop_run_once(F.loop, 5);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (t.tv_sec - t0.tv_sec > 10)
-			fail_msg("no reply within 10 s");
+		if (t_now_ms() > deadline)
+			fail_msg("no reply within %d ms", (int)T_MS(10000));
 	}
 }
 
@@ -323,31 +315,17 @@ static void test_last_request_without_newline(void **state)
 	expect_reply(fd, "\"echo\":\"eof\"");
 	assert_null(read_reply(fd)); /* then the daemon closes */
 	close(fd);
-	run_a_bit(10);
-	assert_int_equal(control_clients(F.ctl), 0);
+	RUN_UNTIL(F.loop, control_clients(F.ctl) == 0, 10000);
 }
-
-/* Run the loop until cond holds; fail after 30 s. */
-#define RUN_WHILE_NOT(cond)                                                              \
-	do {                                                                             \
-		struct timespec t0_, t_;                                                 \
-		clock_gettime(CLOCK_MONOTONIC, &t0_);                                    \
-		while (!(cond)) {                                                        \
-			evm_loop_run_once(F.loop, 5);                                    \
-			clock_gettime(CLOCK_MONOTONIC, &t_);                             \
-			if (t_.tv_sec - t0_.tv_sec > 30)                                 \
-				fail_msg("timed out waiting for: %s", #cond);            \
-		}                                                                        \
-	} while (0)
 
 static void test_vanished_client(void **state)
 {
 	(void)state;
 	int fd = connect_client();
 	send_all(fd, "{\"cmd\":\"defer\"}\n", 16);
-	RUN_WHILE_NOT(F.deferred != NULL);
+	RUN_UNTIL(F.loop, F.deferred != NULL, 30000);
 	close(fd); /* gone before its late reply: its owner is told, and cancels it */
-	RUN_WHILE_NOT(F.gone == 1);
+	RUN_UNTIL(F.loop, F.gone == 1, 30000);
 	assert_null(F.deferred);
 	assert_int_equal(F.gone, 1);
 	assert_int_equal(control_clients(F.ctl), 0);
@@ -372,8 +350,7 @@ static void test_slow_subscriber_dropped(void **state)
 	send_all(fd, "{\"cmd\":\"sub\"}\n", 14);
 	expect_reply(fd, "\"echo\":\"sub\"");
 	int quiet = connect_client();
-	run_a_bit(10);
-	assert_int_equal(control_clients(F.ctl), 2);
+	RUN_UNTIL(F.loop, control_clients(F.ctl) == 2, 10000);
 	char line[200];
 	memset(line, 'e', sizeof(line) - 1);
 	line[sizeof(line) - 1] = 0;
@@ -396,9 +373,7 @@ static void test_dropped_inside_its_own_request(void **state)
 	(void)state;
 	int fd = small_reader();
 	send_all(fd, "{\"cmd\":\"flood\"}\n{\"cmd\":\"never\"}\n", 32);
-	for (int i = 0; i < 400 && (!F.requests || control_clients(F.ctl)); i++)
-		evm_loop_run_once(F.loop, 5);
-	assert_int_equal(control_clients(F.ctl), 0);
+	RUN_UNTIL(F.loop, F.requests && !control_clients(F.ctl), 10000);
 	assert_int_equal(F.requests, 1); /* what it queued behind is not served */
 	char buf[65536];
 	ssize_t r;
@@ -415,7 +390,7 @@ static void test_client_limit(void **state)
 	char err[256];
 	assert_int_equal(open_ctl(2, 0, err, sizeof(err)), 0);
 	int a = connect_client(), b = connect_client();
-	run_a_bit(10);
+	RUN_UNTIL(F.loop, control_clients(F.ctl) == 2, 10000); /* both accepted before the third */
 	int c = connect_client();
 	expect_reply(c, "too many clients");
 	assert_null(read_reply(c));
