@@ -12,6 +12,7 @@
  *   grammars), confcheck.c (whole-service checks), confdeps.c  the config
  *   output.c, logfile.c, logtail.c  the services' output and its files
  *   state.c     the state record: taking over services after a crash
+ *   stdsink.c   the daemon's stdout/stderr (console lines, daemonlog.c's log)
  */
 #ifndef EVMON_DAEMON_H
 #define EVMON_DAEMON_H
