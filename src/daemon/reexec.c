@@ -27,6 +27,7 @@
 #include "daemonlog.h"
 #include "notify.h"
 #include "state.h"
+#include "stdsink.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -150,6 +151,7 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 	notify_export(true);
 	evm_loop_prepare_exec(d->loop);
 	dlog("re-executing %s: %zu services keep running", exe, d->nunits);
+	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */
 	fflush(NULL);
 	keep_cloexec(&k, false);
 	execv(exe, argv);

@@ -242,14 +242,8 @@ void stdsink_attach(struct evm_loop *loop)
 		flush(&S.s[i]);
 }
 
-void stdsink_detach(void)
+void stdsink_flush(void)
 {
-	for (int i = 0; i < 2; i++) {
-		evm_io_free(S.s[i].io);
-		S.s[i].io = NULL;
-	}
-	S.loop = NULL;
-	/* at exit, wait a little for a slow reader, never forever */
 	for (int round = 0; round < 20 && (S.s[0].pending.len || S.s[1].pending.len); round++) {
 		struct pollfd pfd[2];
 		nfds_t n = 0;
@@ -262,6 +256,16 @@ void stdsink_detach(void)
 		for (int i = 0; i < 2; i++)
 			flush(&S.s[i]);
 	}
+}
+
+void stdsink_detach(void)
+{
+	for (int i = 0; i < 2; i++) {
+		evm_io_free(S.s[i].io);
+		S.s[i].io = NULL;
+	}
+	S.loop = NULL;
+	stdsink_flush();
 	for (int i = 0; i < 2; i++)
 		linebuf_free(&S.s[i].pending);
 }

@@ -30,6 +30,12 @@ void stdsink_attach(struct evm_loop *loop);
 /* Back to direct writes: flush what waits, waiting a little for a slow reader, never forever. */
 void stdsink_detach(void);
 
+/*
+ * What waits, written now, waiting for a slow reader up to about a second
+ * (before an exec of the daemon: the new image does not have it).
+ */
+void stdsink_flush(void);
+
 /* Bytes dropped on fd (1 or 2) so far (on stdout's count when they are one file). */
 uint64_t stdsink_dropped(int fd);
 
