@@ -638,9 +638,13 @@ start_secs = 0
 """)
     d.wait_state("w:1", "running")
     p0 = d.status("w:0")["w:0"]["pid"]
-    with open(f"/proc/{p0}/environ", "rb") as f:
-        env = f.read().split(b"\0")
-    assert b"EVMON_INSTANCE=0" in env and b"EVMON_SERVICE=w:0" in env
+
+    def environ():
+        with open(f"/proc/{p0}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    # the environment is read once the helper runs, not at the first moment the pid exists
+    wait_for(lambda: b"EVMON_SERVICE=w:0" in environ(), what="w:0's environment")
+    assert b"EVMON_INSTANCE=0" in environ()
     d.write("""
 [service:w]
 command = HELPER pause
