@@ -106,6 +106,7 @@ struct daemon {
 	struct unit *first, *last;
 	struct hashmap units; /* by name */
 	size_t nunits;
+	struct hashmap draining; /* removed services still stopping in their cgroup, by name */
 
 	struct waiter *waiters;
 	struct health *health_orphans; /* of units gone while their check ran (health.c) */

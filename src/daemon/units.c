@@ -44,8 +44,52 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
 
 /* ------------------------------------------------------------- counters */
 
+/*
+ * A service removed while processes of its cgroup live on stops in the
+ * background, and its stop ends every process of <name>.service. A service
+ * of the same name added meanwhile (ctl remove then ctl add, or two reloads)
+ * gets that cgroup again: it must not start in it before the old one is
+ * gone, or the old stop would kill the new processes.
+ */
+struct draining {
+	struct hnode node;
+	struct evm_service *svc;
+	char name[];
+};
+
+static void draining_add(struct daemon *d, const char *name, struct evm_service *svc)
+{
+	size_t len = strlen(name) + 1;
+	struct draining *g = malloc(sizeof(*g) + len);
+	if (!g) {
+		dlog("service %s: out of memory: a service of that name may start before it stopped", name);
+		return;
+	}
+	g->svc = svc;
+	memcpy(g->name, name, len);
+	if (hmap_add(&d->draining, &g->node, g->name) < 0)
+		free(g);
+}
+
+static struct draining *draining_find(struct daemon *d, const char *name)
+{
+	struct hnode *n = hmap_get(&d->draining, name);
+	return n ? HMAP_ENTRY(n, struct draining, node) : NULL;
+}
+
+static void draining_done(struct daemon *d, const struct evm_event *ev)
+{
+	struct draining *g = ev->name ? draining_find(d, ev->name) : NULL;
+	if (g && g->svc == ev->service) {
+		hmap_del(&d->draining, &g->node);
+		free(g);
+	}
+}
+
 void units_on_event(struct daemon *d, const struct evm_event *ev)
 {
+	if (ev->removed)
+		draining_done(d, ev);
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
 	if (u && ev->removed && u->old == ev->service) {
 		/* the replaced service left the cgroup: its successor may start in it */
@@ -238,6 +282,9 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	d->last = u;
 	d->nunits++;
 	deps_forget(d, u);
+	struct draining *g = draining_find(d, u->name);
+	if (g)
+		u->old = g->svc; /* started at its removal (units_on_event) */
 	unit_create(d, u);
 	return u;
 }
@@ -267,6 +314,8 @@ void unit_remove(struct daemon *d, struct unit *u)
 	u->pending = u->want_stop = false;
 	health_unit_gone(d, u);
 	unit_release(d, u);
+	if (u->old)
+		draining_add(d, u->name, u->old);
 	output_unref(u->out);
 	u->out = NULL;
 	evm_cgroup_free(u->cg); /* the cgroup stays: cgroups_close removes it */
@@ -387,6 +436,12 @@ void units_free(struct daemon *d)
 	while (d->first)
 		unit_remove(d, d->first);
 	hmap_clear(&d->units);
+	struct hnode *n;
+	while ((n = hmap_next(&d->draining, NULL))) {
+		hmap_del(&d->draining, n);
+		free(HMAP_ENTRY(n, struct draining, node));
+	}
+	hmap_clear(&d->draining);
 }
 
 int units_reopen_logs(struct daemon *d, char *err, size_t errlen)

@@ -333,3 +333,31 @@ def test_kill_mode_decides_what_a_stop_ends(procs, tmp_path, name, left):
              what=f"only {left} left in {name}'s cgroup")
     d.stop()
     assert procs_in(base_of(d)) == []
+
+
+def test_removed_then_added_again_waits_for_the_old_stop(procs, tmp_path):
+    """ctl remove of a service whose processes ignore SIGTERM, then ctl add of
+    the same name at once: both use <name>.service, so the new one starts
+    only once the old stop (cgroup.kill at stop_timeout) has emptied it;
+    started earlier, it would be killed by the old one's stop."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+start_secs = 0
+stop_timeout = 2
+[service:again]
+command = sh -c "trap '' TERM; sleep 400131 & wait"
+""")
+    cg = os.path.join(base_of(d), "again.service")
+    wait_for(lambda: len(procs_in(cg)) == 2, what="again's 2 processes")
+    old = procs_in(cg)
+    assert d.ctl("remove", "again").returncode == 0
+    r = d.ctl("add", "again", "--", "sleep", "400132")
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in old if alive(p)], "started before the old cgroup was empty"
+    new = d.status("again")["again"]["pid"]
+    assert cmdline(new) == "sleep 400132" and cgroup_of(new) == rel(cg)
+    # nothing of the old stop reaches it later
+    d.wait_state("again", "running")
+    assert d.status("again")["again"]["pid"] == new and alive(new)
+    assert d.status("again")["again"].get("restarts", 0) == 0
+    d.stop()
