@@ -322,7 +322,12 @@ def test_kill_mode_decides_what_a_stop_ends(procs, tmp_path, name, left):
     daemon's exit ends the rest."""
     d = Daemon(procs, tmp_path, KILL_MODES)
     cg = os.path.join(base_of(d), name + ".service")
-    wait_for(lambda: len(procs_in(cg)) == 3, what=f"{name}'s 3 processes")
+    # both sleeps exec'd: the escapee's setsid has run (counting 3 processes
+    # could catch it before, still in the group, and the stop would kill it)
+    first = {"proc": 400111, "grp": 400113, "tree": 400115, "old": 400117}[name]
+    sleeps = [f"sleep {first}", f"sleep {first + 1}"]
+    wait_for(lambda: all(s in [cmdline(p) for p in procs_in(cg)] for s in sleeps),
+             what=f"{name}'s two sleeps")
     main = d.status(name)[name]["pid"]
     r = d.ctl("stop", name)
     assert r.returncode == 0, r.stderr
