@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "daemonlog.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -344,6 +345,44 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	}
 }
 
+/*
+ * After a re-exec every child of the old image is still ours: the services
+ * just adopted, and what no record names (health and readiness checks under
+ * way, services added with ctl add). Nobody would wait for those: they are
+ * killed (their group: checks lead their own) and the loop reaps them. The
+ * adopted ones are refused with -EEXIST. Without /proc/PID/task/TID/children
+ * (CONFIG_PROC_CHILDREN) they are left, as before.
+ */
+static size_t end_strays(struct daemon *d)
+{
+	size_t n = 0;
+	DIR *tasks = opendir("/proc/self/task");
+	struct dirent *t;
+	while (tasks && (t = readdir(tasks))) {
+		char path[64];
+		if (t->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%.20s/children", t->d_name);
+		FILE *f = fopen(path, "re");
+		int pid;
+		while (f && fscanf(f, "%d", &pid) == 1) {
+			struct evm_adopt_opts o = {.pid = pid};
+			struct evm_proc *p;
+			if (evm_proc_adopt(d->loop, &o, &p) < 0)
+				continue; /* -EEXIST: a service's; -ESRCH: gone */
+			if (evm_proc_signal_group(p, SIGKILL) < 0)
+				evm_proc_signal(p, SIGKILL);
+			evm_proc_unref(p);
+			n++;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (tasks)
+		closedir(tasks);
+	return n;
+}
+
 /* A cgroup of the base: kept if an adopted service's, else its processes are killed. */
 static int sweep_decide(const char *unit, void *data)
 {
@@ -364,6 +403,10 @@ void state_take_over(struct daemon *d)
 		}
 	for (struct unit *u = d->first; d->rec && u; u = u->next)
 		kept += u->adopted;
+	size_t strays = d->rec && d->rec->reexec ? end_strays(d) : 0;
+	if (strays)
+		dlog("%zu processes of the previous image that no record names (checks under way, "
+		     "services added with ctl add) killed", strays);
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */

@@ -367,3 +367,34 @@ def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
     assert sorted(v["pid"] for v in after.values()) == pids and all(v["adopted"] for v in after.values())
     d.stop()
     assert marker_pids(marker) == []
+
+
+def gone(pid):
+    """Not even a zombie: reaped."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def test_reexec_ends_what_no_record_names(procs, tmp_path, marker):
+    """A health check under way and a service added with ctl add are children
+    of the old image that no record names: the new image kills and reaps them
+    (before, they stayed: the check as a zombie nobody waited for, the added
+    service running unsupervised). The recorded services keep their pids."""
+    d = Daemon(procs, tmp_path, config(marker, n=1) + f"""
+[service:checked]
+command = sleep {marker}
+health_cmd = sleep {marker}
+health_interval = 50ms
+health_timeout = 1h
+""")
+    wait_for(lambda: len(marker_pids(marker)) == 3, what="two services and a check")
+    mains = {k: v["pid"] for k, v in d.status().items()}
+    check = [p for p in marker_pids(marker) if p not in mains.values()]
+    assert len(check) == 1
+    assert d.ctl("add", "extra", "--", "sleep", marker).returncode == 0
+    extra = d.status("extra")["extra"]["pid"]
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: gone(check[0]) and gone(extra), what="the check and the added service reaped")
+    assert all(alive(p) for p in mains.values())
+    assert {k: d.status(k)[k]["pid"] for k in mains} == mains
+    d.stop()
