@@ -400,6 +400,13 @@ static void test_kill_tree_fallback(void **state)
 }
 
 /* The fallback against a shell that forks without end: a killed process cannot fork. */
+/* a child of ours (an orphan handed to us, the subreaper) has exited and waits to be reaped */
+static bool zombie_child(void)
+{
+	siginfo_t si = {0};
+	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0;
+}
+
 static void test_kill_fallback_forkbomb(void **state)
 {
 	NEED_CGROUP();
@@ -421,6 +428,8 @@ static void test_kill_fallback_forkbomb(void **state)
 	RUN_UNTIL(loop, x.n == 1, 10000);
 	assert_int_equal(x.rec.signal, SIGKILL);
 	RUN_UNTIL(loop, evm_cgroup_populated(cg) == 0, 10000);
+	/* empty once they exited, not once reaped: the orphaned sleeps are ours to reap */
+	RUN_UNTIL(loop, !zombie_child(), 10000);
 	evm_proc_unref(p);
 	evm_cgroup_free(cg);
 }
