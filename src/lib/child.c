@@ -293,10 +293,11 @@ EVM_CHILD_CODE static void reset_signals(bool *blocked)
 	char buf[2048]; /* SigIgn is about 720 bytes in */
 	uint64_t ign = 0, cgt = 0, blk = 0;
 	bool known = false;
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	/* raw syscalls: a sanitizer's open/read/close interceptors take locks another thread may hold */
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-		close(fd); /* it may sit on 0-2, which setup_stdio hands on */
+		ssize_t n = syscall(SYS_read, fd, buf, sizeof(buf));
+		syscall(SYS_close, fd); /* it may sit on 0-2, which setup_stdio hands on */
 		known = n > 0 && evm__status_mask(buf, (size_t)n, "SigBlk:", &blk) &&
 			evm__status_mask(buf, (size_t)n, "SigIgn:", &ign) &&
 			evm__status_mask(buf, (size_t)n, "SigCgt:", &cgt);
