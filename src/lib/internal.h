@@ -317,6 +317,7 @@ static inline bool evm__ns_direct_only(const struct evm__spawn_req *r)
 	return (r->ns & CLONE_NEWUSER) || r->nsetns;
 }
 EVM_HIDDEN int evm__userns_pipe(struct evm__spawn_req *r, int *sync_w);
+EVM_HIDDEN int evm__pipe_above_stdio(int p[2]); /* spawn.c: O_CLOEXEC, both ends >= 3 */
 EVM_HIDDEN int evm__userns_release(pid_t pid, struct evm__spawn_req *r, int sync_w);
 
 /* the stage of a failed clone: the cgroup or the namespaces it was asked for, or the fork */

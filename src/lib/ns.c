@@ -76,23 +76,9 @@ int evm__ns_check(const struct evm_spawn_opts *o)
 int evm__userns_pipe(struct evm__spawn_req *r, int *sync_w)
 {
 	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	/* the child's read end must survive its dup2 onto 0-2 (it reads first, but still) */
-	for (int i = 0; i < 2; i++) {
-		if (p[i] < 3) {
-			int fd = fcntl(p[i], F_DUPFD_CLOEXEC, 3);
-			close(p[i]);
-			p[i] = fd;
-		}
-	}
-	if (p[0] < 0 || p[1] < 0) {
-		if (p[0] >= 0)
-			close(p[0]);
-		if (p[1] >= 0)
-			close(p[1]);
-		return -EMFILE;
-	}
+	int e = evm__pipe_above_stdio(p); /* the child's read end must survive its dup2 onto 0-2 */
+	if (e < 0)
+		return e;
 	r->syncfd = p[0];
 	r->syncfd_w = *sync_w = p[1];
 	return 0;

@@ -321,9 +321,13 @@ static mode_t current_umask(struct evm_loop *loop)
 	return mask;
 }
 
-/* clone() without CLONE_CLEAR_SIGHAND: an exec error may not come back through
- * shared memory (valgrind turns CLONE_VM|CLONE_VFORK into a fork), so also a pipe */
-static int error_pipe(int p[2])
+/*
+ * A close-on-exec pipe whose ends are above 0-2, so they survive the child's
+ * dup2 onto its stdio. Used for the exec error pipe (clone() without
+ * CLONE_CLEAR_SIGHAND: an exec error may not come back through shared memory,
+ * valgrind turns CLONE_VM|CLONE_VFORK into a fork) and a user namespace's sync.
+ */
+int evm__pipe_above_stdio(int p[2])
 {
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
@@ -386,7 +390,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			e = pid < 0 ? -pid : 0;
 		} else {
 			int ep[2], sync = -1;
-			if ((e = -error_pipe(ep)) != 0) {
+			if ((e = -evm__pipe_above_stdio(ep)) != 0) {
 				err->stage = EVM_STAGE_SETUP;
 				return -e;
 			}
