@@ -2,7 +2,9 @@
  * test_adopt.c - evm_proc_adopt: our own child (reaped with its status, also
  * as a zombie, also in reaper mode), another process's child (status
  * unknown, adopted), the identity checks (start time, given pidfd, pid
- * already tracked), signals, and evm_loop_free of an adopted process.
+ * already tracked), signals, and evm_loop_free of an adopted process; and
+ * evm_loop_prepare_exec, which stops the spawn helper before an exec of
+ * oneself (else it outlives the exec as a stray child).
  */
 #include "evmtest.h"
 
@@ -309,6 +311,142 @@ static void test_service_adopts_foreign(void **state)
 	evm_service_remove(s);
 }
 
+/* ------------------------------------------------- evm_loop_prepare_exec */
+
+/* The pids listed in /proc/PID/task/PID/children (a single-threaded process), 0-ended. */
+static int children_of(pid_t pid, pid_t *out, int max)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[k > 0 ? k : 0] = 0;
+	int n = 0;
+	for (char *s = strtok(buf, " \n"); s && n < max; s = strtok(NULL, " \n"))
+		out[n++] = atoi(s);
+	out[n] = 0;
+	return n;
+}
+
+static int setup_helper(void **state)
+{
+	setenv("EVM_SPAWN_MODE", "helper", 1);
+	int r = t_setup(state);
+	unsetenv("EVM_SPAWN_MODE");
+	return r;
+}
+
+static void kill_and_reap(struct evm_loop *loop, struct evm_proc *p, struct t_exit *x)
+{
+	assert_int_equal(evm_proc_signal(p, SIGKILL), 0);
+	RUN_UNTIL(loop, x->n == 1, 10000);
+	assert_int_equal(x->rec.signal, SIGKILL);
+	evm_proc_unref(p);
+}
+
+/*
+ * In the process itself: the helper (a child of ours while it runs) is
+ * stopped and reaped, the children it spawned stay, and the next spawn
+ * starts a new helper.
+ */
+static void test_prepare_exec_stops_the_helper(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct t_exit xa = {0}, xb = {0};
+	struct evm_proc *a = t_spawn(loop, HARGV("pause"), &xa);
+	pid_t kids[8];
+	if (!loop->spawner)
+		T_SKIP("no spawn helper on this machine (valgrind, or not x86_64/aarch64)");
+	assert_int_equal(children_of(getpid(), kids, 7), 2); /* the helper and a */
+	pid_t helper = kids[0] == evm_proc_pid(a) ? kids[1] : kids[0];
+	assert_int_equal(evm_loop_prepare_exec(loop), 0);
+	assert_null(loop->spawner);
+	assert_int_equal(children_of(getpid(), kids, 7), 1);
+	assert_int_equal(kids[0], evm_proc_pid(a));
+	assert_int_equal(kill(helper, 0), -1); /* reaped, not a zombie */
+	assert_int_equal(errno, ESRCH);
+	assert_int_equal(evm_proc_signal(a, 0), 0); /* a is still ours and watched */
+	/* the loop carries on (the exec may fail): a spawn starts a new helper */
+	struct evm_proc *b = t_spawn(loop, HARGV("pause"), &xb);
+	assert_non_null(loop->spawner);
+	assert_int_equal(children_of(getpid(), kids, 7), 3);
+	assert_int_equal(evm_loop_prepare_exec(loop), 0);
+	assert_int_equal(evm_loop_prepare_exec(loop), 0); /* nothing to stop: a no-op */
+	kill_and_reap(loop, a, &xa);
+	kill_and_reap(loop, b, &xb);
+	assert_int_equal(evm_loop_prepare_exec(NULL), -EINVAL);
+}
+
+/* Not reaped: gone once its parent is (we may be its subreaper: reap it then). */
+static void wait_gone(pid_t pid)
+{
+	WAIT_FOR((waitpid(pid, NULL, WNOHANG), kill(pid, 0) < 0 && errno == ESRCH), 10000);
+}
+
+/*
+ * Across a real exec: a process with a loop in helper mode spawns a child,
+ * prepares and execs evm-helper; the new image has that child (same pid,
+ * still its own) and no helper. Without evm_loop_prepare_exec the helper is
+ * there too, a second child the new image knows nothing of.
+ */
+static void test_prepare_exec_then_exec(void **state)
+{
+	(void)state;
+	for (int prepare = 0; prepare < 2; prepare++) {
+		int p[2];
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		pid_t c = fork();
+		assert_true(c >= 0);
+		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			setenv("EVM_SPAWN_MODE", "helper", 1);
+			struct evm_loop *loop;
+			struct evm_proc *kid;
+			char *argv[] = {t_helper, "pause", NULL};
+			struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+			pid_t info[2] = {0, 0};
+			if (evm_loop_new(&loop, NULL) < 0 || evm_spawn(loop, &o, &kid) < 0)
+				_exit(2);
+			pid_t kids[8];
+			info[0] = evm_proc_pid(kid);
+			if (loop->spawner && children_of(getpid(), kids, 7) == 2) /* kid, the helper */
+				info[1] = kids[0] == info[0] ? kids[1] : kids[0];
+			if (prepare && evm_loop_prepare_exec(loop) < 0)
+				_exit(3);
+			if (write(p[1], info, sizeof(info)) != sizeof(info))
+				_exit(4);
+			unsetenv("EVM_SPAWN_MODE");
+			execv(t_helper, (char *[]){"evm-helper", "pause", NULL});
+			_exit(5);
+		}
+		close(p[1]);
+		pid_t info[2] = {0, 0};
+		assert_int_equal(read(p[0], info, sizeof(info)), sizeof(info));
+		char c1;
+		assert_int_equal(read(p[0], &c1, 1), 0); /* EOF: the exec happened (close-on-exec) */
+		close(p[0]);
+		pid_t kids[8];
+		int n = children_of(c, kids, 7);
+		if (!info[1]) {
+			T_SKIP("no spawn helper on this machine (valgrind, or not x86_64/aarch64)");
+		} else if (prepare) {
+			assert_int_equal(n, 1);
+			assert_int_equal(kids[0], info[0]);
+		} else { /* the control: what the function prevents */
+			assert_int_equal(n, 2);
+			assert_true((kids[0] == info[1] && kids[1] == info[0]) ||
+				    (kids[0] == info[0] && kids[1] == info[1]));
+		}
+		kill(c, SIGKILL); /* its children die with it (pdeath; the helper: EOF or pdeath) */
+		assert_int_equal(reap(c), -1);
+		wait_gone(info[0]);
+		if (info[1])
+			wait_gone(info[1]);
+	}
+}
+
 static int setup_reaper(void **state)
 {
 	return t_setup_flags(state, EVM_LOOP_REAPER);
@@ -328,6 +466,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_spawned_pid_is_tracked, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_bad_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_service_adopts_foreign, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_prepare_exec_stops_the_helper, setup_helper, t_teardown),
+		cmocka_unit_test_setup_teardown(test_prepare_exec_then_exec, t_setup, t_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
