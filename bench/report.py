@@ -528,6 +528,69 @@ def generic(d, scenario, title, intro):
     return out + [table(["case", "N", "monitor"] + metrics, trows), ""]
 
 
+# ------------------------------------------------------------------- S10
+
+S10_PEERS = ("s6", "runit", "supervisord")
+
+
+def s10(d, t):
+    out = ["## S10 — daemon scale", "",
+           "`evmon daemon` starting N services (one `[service:sI]` section each, `cgroup = no`) "
+           "against s6-svscan, runsvdir and supervisord with the same N services (the service "
+           "directories and `numprocs` of S2), and the library launching N children "
+           "(`evmon_bench scale`, as in S2), one after the other in each round, the first of "
+           "the round rotating. Every service runs `tiny p`. Start: from the exec of the "
+           "monitor until all N run (evmon daemon: its READY=1 on NOTIFY_SOCKET, sent once "
+           "every service has been spawned, i.e. has exec'd; the supervisors: all N processes "
+           "seen, polled every 0.2 s; the library: its own clock around the N spawns). CPU: "
+           "user + system time of the monitor's processes (not of the services) when all are "
+           "up, steadier than wall time on a shared machine. PSS per service = (PSS at N − PSS "
+           "with no services) / N, over every monitor process (s6/runit: one supervisor per "
+           "service). `ctl status`: wall time of `evmon ctl status` of all N, median of 10.", ""]
+    if not d.sel("S10"):
+        return out + ["*Not run.*", ""]
+    pend = [r for r in d.sel("S10") if r["status"] == "pending"]
+    out += [f"*Pending — {r['monitor']}: {r['note']}.*" for r in pend] + ([""] if pend else [])
+    for n in [n for n in d.ns("S10") if n]:
+        rows = []
+        for m in d.monitors("S10", n=n):
+            fail = d.failure("S10", "start", n, m)
+            if fail:
+                rows.append([f"`{m}`", "failed: " + fail] + [""] * 7)
+                continue
+            g = lambda k: d.by_rep("S10", "start", n, m, k)
+            base = d.by_rep("S10", "start", 0, m, "pss_kib")
+            launch, cpu, pss = g("launch_us_per_child"), g("cpu_ms_up"), g("pss_kib")
+            per = [(pss[i] - base.get(i, med(base.values()) or 0)) / n for i in pss]
+            rows.append([f"`{m}`", cell([v * n / 1e6 for v in launch.values()], 2),
+                         cell(launch.values(), 0), cell(cpu.values(), 0),
+                         cell([v * 1e3 / n for v in cpu.values()], 0),
+                         cell([v / 1024 for v in pss.values()], 1), cell(per, 2),
+                         cell(g("procs").values(), 0), cell(g("status_ms").values(), 1)])
+        out += [f"### N = {n:,}", "",
+                table(["monitor", "start (s)", "start per service (µs)", "CPU to start (ms)",
+                       "CPU per service (µs)", "PSS (MiB)", "PSS per service (KiB)", "processes",
+                       "ctl status (ms)"], rows), ""]
+        dm = d.by_rep("S10", "start", n, "evmon daemon", "launch_us_per_child")
+        lib = d.by_rep("S10", "start", n, "evmon", "launch_us_per_child")
+        if dm and lib:
+            r = med(pairwise(dm, lib))
+            rc = med(pairwise(d.by_rep("S10", "start", n, "evmon daemon", "cpu_ms_up"),
+                              d.by_rep("S10", "start", n, "evmon", "cpu_ms_up")))
+            t.add(r <= 1.5, f"S10: evmon daemon starts {n:,} services within 1.5x the library's "
+                  f"launch time per child: {r:.2f}x ({med(dm.values()):,.0f} vs "
+                  f"{med(lib.values()):,.0f} µs; CPU {fmt(rc, 2)}x)")
+        peers = {p: d.by_rep("S10", "start", n, p, "launch_us_per_child") for p in S10_PEERS}
+        peers = {p: v for p, v in peers.items() if v}
+        if dm and peers:
+            best = min(peers, key=lambda p: med(peers[p].values()))
+            r = med(pairwise(peers[best], dm))
+            t.add(r >= 5, f"S10: evmon daemon starts {n:,} services >= 5x faster than the fastest "
+                  f"peer ({best}): {r:.1f}x ({med(dm.values()):,.0f} vs "
+                  f"{med(peers[best].values()):,.0f} µs per service)")
+    return out
+
+
 def machine_section(meta):
     m = meta.get("machine", {})
     pk = m.get("packages", {})
@@ -589,6 +652,7 @@ def main():
     body += s6_section(d)
     body += s7_section(d, t)
     body += s8_section(d, t)
+    body += s10(d, t)
     body += runtimes_section()
     body += profile_section()
     head = ["# evmon benchmarks", "",
@@ -599,7 +663,7 @@ def main():
     head += ["```", ""]
     pending = [f"- {r['scenario']} {r['child'] or r['monitor']}: {r['monitor']} — {r['note']}"
                for r in rows if r["status"] == "pending"]
-    pending += [f"- {sc}: not run in this run" for sc in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8")
+    pending += [f"- {sc}: not run in this run" for sc in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S10")
                 if not d.sel(sc)]
     if pending:
         head += ["Pending:", ""] + pending + [""]

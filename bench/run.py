@@ -38,13 +38,14 @@ QUICK = dict(reps=3, s1_runs={"tiny": 1000, "true": 1000}, s1_slow_runs=1000,
              s2_sizes=[1000, 10000], s2_reps=1, s2_idle=3, s2_peer_sizes=[1000],
              s3_sizes=[1000, 10000], s4_idle_n=300, s4_storm_n=[1000],
              s5_runs=200, s6_services=[1000], s7_services=1000, s7_secs=5, s7_caps=[1000],
-             s8_mb=200)
+             s8_mb=200, s10_sizes=[1000])
 FULL = dict(reps=3, s1_runs={"tiny": 20000, "true": 5000}, s1_slow_runs=5000,
             s1_inflight=[1, 16, 64, 256], s1_variants=True,
             s2_sizes=[1000, 5000, 10000, 15000], s2_reps=1, s2_idle=10,
             s2_peer_sizes=[1000, 10000], s3_sizes=[1000, 5000, 10000, 15000],
             s4_idle_n=1000, s4_storm_n=[1000, 10000], s5_runs=1000, s6_services=[1000, 10000],
-            s7_services=1000, s7_secs=10, s7_caps=[1000, 30000], s8_mb=1000)
+            s7_services=1000, s7_secs=10, s7_caps=[1000, 30000], s8_mb=1000,
+            s10_sizes=[1000, 10000])
 
 
 def log(*a):
@@ -359,7 +360,7 @@ def measure_idle(root, idle):
     mons, work = split_tree(root, TINY)
     b = sample(mons)
     hz = os.sysconf("SC_CLK_TCK")
-    return dict(alive=len(work), procs=len(mons), threads=b["threads"],
+    return dict(alive=len(work), procs=len(mons), threads=b["threads"], cpu_ms_up=a["ticks"] * 1000.0 / hz,
                 wakeups=b["ctx"] - a["ctx"], cpu_ms=(b["ticks"] - a["ticks"]) * 1000.0 / hz,
                 pss_kib=b["pss_kb"], rss_kib=b["rss_kb"])
 
@@ -807,6 +808,123 @@ def s7(cfg, reps):
     return res
 
 
+# ------------------------------------------------------------------- S10
+
+def notify_socket(path):
+    """A datagram socket for NOTIFY_SOCKET: the daemon says READY=1 on it once every
+    autostart service has been spawned (exec'd: a spawn returns after the exec)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    s.bind(path)
+    return s
+
+
+def daemon_scale(n, idle, tmp, status_runs):
+    """`evmon daemon` with n services, one [service:sI] section each (the config a user
+    writes for n different programs), every one running `tiny p`, cgroup = no like the
+    peers. Start = from the exec of the daemon to its READY=1."""
+    d = os.path.join(tmp, f"daemon-{n}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    sock, conf = os.path.join(d, "sock"), os.path.join(d, "evmon.ini")
+    with open(conf, "w") as f:
+        f.write(f"[evmon]\nsocket = {sock}\ncgroup = no\n\n")
+        f.writelines(f"[service:s{i}]\ncommand = {TINY} p\n\n" for i in range(n))
+    ns = notify_socket(os.path.join(d, "notify"))
+    err = open(os.path.join(d, "daemon.log"), "wb")
+    env = dict(os.environ, NOTIFY_SOCKET=os.path.join(d, "notify"))
+    t0 = time.monotonic()
+    p = subprocess.Popen([EVMON, "daemon", "-c", conf, "-S", sock], env=env,
+                         stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    try:
+        deadline = t0 + 600
+        while True:
+            r, _, _ = select.select([ns], [], [], 0.5)
+            if r and b"READY=1" in ns.recv(4096):
+                break
+            if p.poll() is not None or time.monotonic() > deadline:
+                err.flush()
+                why = first_error(open(err.name, "rb").read()[-65536:].decode(errors="replace"))
+                raise Failed(f"no READY=1 (exit {p.returncode}): {why}")
+        launch = time.monotonic() - t0
+        cpu_ready = sample([p.pid])["ticks"] * 1000.0 / os.sysconf("SC_CLK_TCK")
+        m = measure_idle(p.pid, idle)
+        if m["alive"] < n:
+            raise Failed(f"{m['alive']} of {n} services up after READY=1 and the idle window")
+        m["launch_us_per_child"] = launch * 1e6 / n if n else 0
+        m["launch_s"] = launch
+        m["cpu_ms_up"] = cpu_ready
+        lat = []
+        for _ in range(status_runs if n else 0):
+            t = time.monotonic()
+            r = subprocess.run([EVMON, "ctl", "-S", sock, "status"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+            lat.append((time.monotonic() - t) * 1e3)
+            if r.returncode != 0:
+                raise Failed("ctl status: " + last_line(r.stderr.decode(errors="replace")))
+        if lat:
+            m["status_ms"] = sorted(lat)[len(lat) // 2]
+        return m
+    finally:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_tree(p.pid, TINY)
+        if p.poll() is None:
+            p.wait()
+        ns.close()
+        err.close()
+        cleanup_strays()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def s10(cfg, reps):
+    """Daemon scale: `evmon daemon` against s6-svscan, runsvdir and supervisord starting
+    the same n services, and the library (evmon_bench scale) launching n children, in
+    one round each (A B C ...), with no services too (the base of PSS per service)."""
+    res = Results("S10")
+    why = daemon_available()
+    mons = ["evmon", "evmon daemon", "s6", "runit", "supervisord"]
+    if why:
+        mons.remove("evmon daemon")
+        res.add("start", 0, "evmon daemon", 0, "pending", "", "pending", why)
+    lib = lib_monitors(False)["evmon"]
+    idle = 2
+    tmp = tempfile.mkdtemp(prefix="evmon-bench-")
+    try:
+        for rep in range(reps):
+            for n in [0] + cfg["s10_sizes"]:
+                order = mons[rep % len(mons):] + mons[:rep % len(mons)]  # who goes first rotates
+                for name in order:
+                    if name in ("s6", "runit", "supervisord") and 2 * n + 1000 > pid_budget():
+                        res.fail("start", n, name, rep, f"needs {2 * n} processes, beyond pid_max")
+                        continue
+                    try:
+                        if name == "evmon":
+                            m = scale_lib(lib[0], lib[1], n, idle)
+                        elif name == "evmon daemon":
+                            m = daemon_scale(n, idle, tmp, 10)
+                        else:
+                            m = scale_external(name, n, idle, tmp)
+                    except Failed as e:
+                        res.fail("start", n, name, rep, str(e))
+                        log(f"S10 n={n} {name}: failed: {e}")
+                        continue
+                    for k in ("launch_us_per_child", "cpu_ms_up", "pss_kib", "procs", "alive", "status_ms"):
+                        if k in m:
+                            res.add("start", n, name, rep, k, m[k])
+                    log(f"S10 n={n} {name} rep {rep + 1}/{reps}: " + " ".join(
+                        f"{k}={m[k]:g}" for k in ("launch_us_per_child", "cpu_ms_up", "pss_kib", "status_ms")
+                        if k in m))
+                    res.save()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
 # --------------------------------------------------------------- machine
 
 def sh(argv):
@@ -844,7 +962,8 @@ def s8(cfg, reps):
     return logbench.s8(cfg, reps)
 
 
-SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7, "S8": s8}
+SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7, "S8": s8,
+             "S10": s10}
 
 
 def main():
