@@ -664,6 +664,21 @@ EVM_API int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o
  */
 EVM_API int evm_proc_start_time(pid_t pid, uint64_t *out);
 
+/*
+ * Signal a process tree found in /proc, for when there is no cgroup: with
+ * sid > 0 every process of session sid (a service that leads its own
+ * session: the main process's pid) and every descendant of those by parent
+ * pid; with sid 0 every descendant of the caller (a subreaper's re-parented
+ * orphans included). Never the caller. With SIGKILL the search repeats
+ * until a pass finds nobody new, so a fork bomb cannot outrun it (a killed
+ * process cannot fork). Each process is pinned with a pidfd and its start
+ * time checked before the signal: a reused pid is never hit. Cannot find a
+ * process that called setsid and whose parent was gone before the search
+ * (nothing links it to the session any more). Returns how many were
+ * signalled, or -errno (the first error when none was). Any thread.
+ */
+EVM_API int evm_tree_signal(pid_t sid, int sig);
+
 /* True for a process taken over with evm_proc_adopt. */
 EVM_API bool evm_proc_adopted(const struct evm_proc *proc);
 

@@ -28,55 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
-struct stat_fields {
-	pid_t ppid, pgid;
-	uint64_t start; /* clock ticks since boot */
-};
-
-/* Fields 4 (ppid), 5 (pgrp) and 22 (starttime) of /proc/PID/stat. */
-static int read_stat(pid_t pid, struct stat_fields *out)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ESRCH : -errno;
-	ssize_t k = read(fd, buf, sizeof(buf) - 1);
-	int e = errno;
-	close(fd);
-	if (k < 0)
-		return e == ESRCH ? -ESRCH : -e;
-	buf[k] = 0;
-	/* comm (field 2) may hold spaces and ')': the fields start after the last ')' */
-	char *s = strrchr(buf, ')');
-	if (!s)
-		return -EIO;
-	s++;
-	/* s is " S ppid pgrp ...": field 3 is the state */
-	char state;
-	int ppid, pgid;
-	if (sscanf(s, " %c %d %d", &state, &ppid, &pgid) != 3)
-		return -EIO;
-	for (int field = 3; field < 22; field++) {
-		s = strchr(s + 1, ' ');
-		if (!s)
-			return -EIO;
-	}
-	uint64_t start;
-	if (sscanf(s, " %" SCNu64, &start) != 1)
-		return -EIO;
-	out->ppid = ppid;
-	out->pgid = pgid;
-	out->start = start;
-	return 0;
-}
-
 int evm_proc_start_time(pid_t pid, uint64_t *out)
 {
 	if (pid <= 0 || !out)
 		return -EINVAL;
-	struct stat_fields f;
-	int r = read_stat(pid, &f);
+	struct evm__pstat f;
+	int r = evm__proc_stat(pid, &f);
 	if (r == 0)
 		*out = f.start;
 	return r;
@@ -131,7 +88,7 @@ static void set_start(struct evm_proc *p, uint64_t ticks)
 }
 
 /* Check who pidfd names; fills *f. 0 or -errno (-ESRCH: gone or not it). */
-static int check_identity(const struct evm_adopt_opts *o, int pidfd, struct stat_fields *f)
+static int check_identity(const struct evm_adopt_opts *o, int pidfd, struct evm__pstat *f)
 {
 	if (o->flags & EVM_ADOPT_PIDFD) {
 		pid_t who = 0;
@@ -141,7 +98,7 @@ static int check_identity(const struct evm_adopt_opts *o, int pidfd, struct stat
 		if (who != o->pid)
 			return who <= 0 ? -ESRCH : -EINVAL; /* -1: it was reaped */
 	}
-	int r = read_stat(o->pid, f);
+	int r = evm__proc_stat(o->pid, f);
 	if (r < 0)
 		return r;
 	/* alive after the read: the stat was that of the pidfd's process */
@@ -165,7 +122,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	int pidfd = o->pidfd;
 	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = pidfd_open(o->pid, 0)) < 0)
 		return errno == ESRCH ? -ESRCH : -errno;
-	struct stat_fields f;
+	struct evm__pstat f;
 	int r = check_identity(o, pidfd, &f);
 	struct evm_proc *p = NULL;
 	if (r == 0 && (evm__pidmap_reserve(&loop->pids) < 0 || !(p = evm__proc_new(loop))))

@@ -226,6 +226,16 @@ EVM_HIDDEN struct evm_proc *evm__pidmap_get(const struct evm__pidmap *m, pid_t p
 EVM_HIDDEN void evm__pidmap_del(struct evm__pidmap *m, pid_t pid);
 EVM_HIDDEN void evm__pidmap_free(struct evm__pidmap *m);
 
+/* what /proc/PID/stat says of a process (session.c) */
+struct evm__pstat {
+	pid_t pid, ppid, pgid, sid;
+	char state;
+	uint64_t start; /* field 22: clock ticks since boot */
+};
+
+/* -ESRCH when there is no such process */
+EVM_HIDDEN int evm__proc_stat(pid_t pid, struct evm__pstat *out);
+
 /* ----------------------------------------------------------------- reaping */
 
 EVM_HIDDEN int evm__reap_init(struct evm_loop *loop);

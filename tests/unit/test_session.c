@@ -1,0 +1,206 @@
+/*
+ * test_session.c - evm_tree_signal: a process tree found in /proc without a
+ * cgroup (a session and the descendants of its members, or the caller's
+ * descendants), a fork bomb killed to the last process, and what it cannot
+ * find (a setsid whose parent was gone). The loop is a reaper, so the
+ * orphans come to this process and are reaped here.
+ */
+#include "evmtest.h"
+
+#include <sys/prctl.h>
+
+struct tagged {
+	int tag, pid;
+};
+
+static void report(int fd, char tag)
+{
+	struct tagged t = {tag, (int)getpid()};
+	if (write(fd, &t, sizeof(t)) != (ssize_t)sizeof(t))
+		_exit(1);
+}
+
+static pid_t child(void)
+{
+	pid_t p = fork();
+	if (p == 0)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return p;
+}
+
+static void hold(void)
+{
+	for (;;)
+		pause();
+}
+
+/*
+ * A leads a session; B runs in it; C calls setsid under A (found through its
+ * parent); E is in it, its parent D gone; F calls setsid, its parent gone.
+ */
+static pid_t make_tree(int fd)
+{
+	pid_t a = child();
+	assert_true(a >= 0);
+	if (a)
+		return a;
+	setsid();
+	if (child() == 0) {
+		report(fd, 'B');
+		hold();
+	}
+	if (child() == 0) {
+		setsid();
+		report(fd, 'C');
+		hold();
+	}
+	/* E and F outlive their parent: no pdeath signal (isolate.sh's namespace ends them) */
+	if (child() == 0) {
+		if (fork() == 0) {
+			report(fd, 'E');
+			hold();
+		}
+		_exit(0);
+	}
+	if (child() == 0) {
+		if (fork() == 0) {
+			setsid();
+			report(fd, 'F');
+			hold();
+		}
+		_exit(0);
+	}
+	report(fd, 'A');
+	hold();
+	return 0;
+}
+
+static pid_t ppid_of(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[k > 0 ? k : 0] = 0;
+	char *rp = strrchr(buf, ')');
+	int ppid = -1;
+	if (rp)
+		sscanf(rp + 1, " %*c %d", &ppid);
+	return ppid;
+}
+
+static bool gone(pid_t pid)
+{
+	return t_proc_state(pid) == 0;
+}
+
+static void test_session_and_its_descendants(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t a = make_tree(p[1]);
+	close(p[1]);
+	pid_t pid['Z'] = {0};
+	for (int i = 0; i < 5; i++) {
+		struct tagged t;
+		assert_int_equal(read(p[0], &t, sizeof(t)), (ssize_t)sizeof(t));
+		assert_true(t.tag >= 'A' && t.tag <= 'F');
+		pid[t.tag] = t.pid;
+	}
+	close(p[0]);
+	assert_int_equal(pid['A'], a);
+	/* F's parent has exited: F is ours now (the loop's subreaper), in a session of its own */
+	WAIT_FOR(ppid_of(pid['F']) == getpid(), 10000);
+	assert_int_equal(evm_tree_signal(-1, SIGKILL), -EINVAL);
+	assert_int_equal(evm_tree_signal(a, NSIG), -EINVAL);
+	/* signal 0 reaches, harms none: A, B, C, E (and D if not reaped yet) */
+	assert_true(evm_tree_signal(a, 0) >= 4);
+	assert_true(evm_tree_signal(a, SIGKILL) >= 4);
+	for (int c = 'A'; c <= 'E'; c++)
+		if (pid[c])
+			RUN_UNTIL(loop, gone(pid[c]), 10000);
+	/* what it cannot find: F left the session, and no parent links it to it */
+	assert_true(t_proc_state(pid['F']) != 0 && t_proc_state(pid['F']) != 'Z');
+	/* our descendants (sid 0): F is one */
+	assert_int_equal(evm_tree_signal(0, SIGKILL), 1);
+	RUN_UNTIL(loop, gone(pid['F']), 10000);
+}
+
+/* processes of session sid now, zombies included */
+static int session_size(pid_t sid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d))) {
+		char path[300], buf[512];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		int fd = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+		if (fd < 0)
+			continue;
+		ssize_t k = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[k > 0 ? k : 0] = 0;
+		char *rp = strrchr(buf, ')');
+		int s = -1;
+		if (rp && sscanf(rp + 1, " %*c %*d %*d %d", &s) == 1 && s == sid)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* A session that forks without end (bounded: 3 x 150 processes); killed to the last. */
+static void test_forkbomb(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t a = child();
+	assert_true(a >= 0);
+	if (a == 0) {
+		setsid();
+		report(p[1], 'A');
+		for (int i = 0; i < 150; i++) {
+			if (child() == 0) {
+				/* each child forks too, so the kill races two generations */
+				if (child() == 0)
+					hold();
+				if (child() == 0)
+					hold();
+				hold();
+			}
+			usleep(1000);
+		}
+		hold();
+	}
+	close(p[1]);
+	struct tagged t;
+	assert_int_equal(read(p[0], &t, sizeof(t)), (ssize_t)sizeof(t));
+	close(p[0]);
+	WAIT_FOR(session_size(a) > 30, 10000);
+	assert_true(evm_tree_signal(a, SIGKILL) > 30);
+	/* every member got SIGKILL: none can fork again; the zombies are reaped here */
+	RUN_UNTIL(loop, session_size(a) == 0, 10000);
+}
+
+static int t_setup_reaper(void **state)
+{
+	return t_setup_flags(state, EVM_LOOP_REAPER);
+}
+
+int main(void)
+{
+	t_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_session_and_its_descendants, t_setup_reaper,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_forkbomb, t_setup_reaper, t_teardown),
+	};
+	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
+}
