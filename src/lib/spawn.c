@@ -351,7 +351,7 @@ int evm__pipe_above_stdio(int p[2])
 static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 			  struct evm_spawn_error *err)
 {
-	bool want_pidfd = !loop->force_nopidfd;
+	bool want_pidfd = !loop->force_nopidfd, plain_clone = false;
 	for (;;) {
 		if (!want_pidfd && go_nopidfd(loop) < 0) {
 			err->stage = EVM_STAGE_PIDFD;
@@ -361,7 +361,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 		pid_t pid;
 		int e;
 		/* a user namespace's child waits for its maps: clone() without CLONE_VFORK */
-		if (!loop->no_clone3 && !(req->ns & CLONE_NEWUSER)) {
+		if (!loop->no_clone3 && !plain_clone && !(req->ns & CLONE_NEWUSER)) {
 			/* the kernel clears our handlers in the child: no need to block
 			 * signals around the clone */
 			req->reset_signals = true;
@@ -377,7 +377,14 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 			};
 			pid = evm__clone3(&a, evm__spawn_child, req);
 			if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
-				loop->no_clone3 = true; /* old kernel or architecture */
+				/* before any clone3 worked, EINVAL is the kernel's (no
+				 * CLONE_CLEAR_SIGHAND before 5.5) only for a plain request;
+				 * with a namespace or a cgroup it may be the request's:
+				 * clone() decides this one and clone3 stays in use */
+				if (pid == -ENOSYS || (!req->ns && !into))
+					loop->no_clone3 = true; /* old kernel or architecture */
+				else
+					plain_clone = true;
 				continue;
 			}
 			if (into && (pid == -EINVAL || pid == -E2BIG)) {

@@ -2,6 +2,8 @@
 do what their header comments say."""
 import re
 
+import pytest
+
 from conftest import binary
 
 
@@ -42,3 +44,15 @@ def test_output_example(procs):
         "sleep 10: timed out by signal 15",
         "no-such-program: exec: No such file or directory",
     ], r.stdout
+
+
+def test_sandbox_example(procs):
+    """A shell in new user, PID and UTS namespaces: root inside, pid 1, its own host name."""
+    r = procs.run([binary("examples/sandbox")], timeout=30)
+    if r.returncode == 2 and r.stderr.startswith("sandbox: namespace:"):
+        pytest.skip("the kernel refused the namespaces: " + r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "inside: pid 1, uid 0, host sandbox", r.stdout
+    assert re.fullmatch(r"outside: pid [1-9][0-9]* exited 0", lines[1]), r.stdout
+    assert len(lines) == 2, r.stdout

@@ -9,7 +9,13 @@
  */
 #include "evmtest.h"
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 /* Spawn argv with o, stdout on a pipe; its output into buf. Skips when the kernel refuses. */
 static void ns_output(struct evm_loop *loop, char *const *argv, struct evm_spawn_opts *o,
@@ -316,6 +322,76 @@ static void test_ns_clone_fallback(void **state)
 	assert_non_null(strstr(buf, "\nold\n"));
 }
 
+/*
+ * Before any clone3 worked, its EINVAL may be about the request (a namespace
+ * or CLONE_INTO_CGROUP the kernel lacks), not about clone3: such a spawn goes
+ * through clone() and clone3 stays in use; only a plain request's EINVAL
+ * turns it off. A seccomp filter makes every clone3 fail with EINVAL here, in
+ * a child process so the filter dies with it.
+ */
+static void count_clean_exit(struct evm_proc *p, const struct evm_exit *e, void *data)
+{
+	(void)p;
+	*(int *)data += e->code == 0 && e->signal == 0;
+}
+
+static int einval_child(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+		return 77;
+	struct evm_loop *loop;
+	if (evm_loop_new(&loop, NULL) < 0)
+		return 10;
+	loop->spawn_mode = EVM__SPAWN_DIRECT; /* the helper would be under the filter too */
+	int exits = 0;
+	struct evm_spawn_opts o = {.argv = HARGV("exit", "0"), .namespaces = CLONE_NEWUTS,
+				   .hostname = "x", .pdeath_signal = SIGKILL,
+				   .on_exit = count_clean_exit, .data = &exits};
+	struct evm_spawn_error err = {0};
+	o.error = &err;
+	int r = evm_spawn(loop, &o, NULL);
+	if (r < 0)
+		return err.stage == EVM_STAGE_NAMESPACE ? 77 : 11;
+	if (loop->no_clone3)
+		return 12; /* the namespace request's EINVAL turned clone3 off */
+	o.namespaces = 0;
+	o.hostname = NULL;
+	if (evm_spawn(loop, &o, NULL) < 0)
+		return 13;
+	if (!loop->no_clone3)
+		return 14; /* a plain request's EINVAL is the kernel's: off for good */
+	for (int i = 0; i < 100 && evm_loop_alive(loop); i++)
+		evm_loop_run_once(loop, 100);
+	if (exits != 2)
+		return 15;
+	evm_loop_free(loop);
+	return 0;
+}
+
+static void test_ns_clone3_einval_is_the_requests(void **state)
+{
+	(void)state;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(einval_child());
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		T_SKIP("no seccomp filter or no UTS namespace here");
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* A service copies the namespace options (its host name here), freed by the caller after evm_service_new. */
 static void test_ns_service_copies(void **state)
 {
@@ -370,6 +446,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ns_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_ctty, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_ns_clone_fallback, t_setup, t_teardown),
+		cmocka_unit_test(test_ns_clone3_einval_is_the_requests),
 		cmocka_unit_test_setup_teardown(test_ns_service_copies, t_setup, t_teardown),
 	};
 	int failed = 0;
