@@ -1,8 +1,8 @@
 /*
  * service.h - what service.c (a service's definition: options, list, name
- * index, accessors) and supervise.c (its state machine) share, and what the
- * table's test sees: the events a service reacts to and the state x event
- * table.
+ * index, accessors) and supervise.c, svstart.c, svstop.c, svcalls.c (its
+ * state machine) share, and what the table's test sees: the events a service
+ * reacts to and the state x event table.
  *
  * Every change of a service's state is one cell of evm__sv_table, run by
  * evm__sv_dispatch; supervise.c's header shows the table as text.
@@ -128,5 +128,36 @@ EVM_HIDDEN extern unsigned long evm__sv_off_table;
 /* the one way an event reaches a service; a = NULL for none */
 EVM_HIDDEN int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev,
 				const struct evm__sv_arg *a);
+
+/*
+ * The steps the table's actions take: supervise.c (the table, its actions,
+ * the transitions), svstart.c (a run: spawn, readiness, the exit, backoff)
+ * and svstop.c (a stop's signals and its kill escalation).
+ */
+
+/* why we stopped a service that did not stop by itself: its exit is a failure */
+enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG };
+
+/* supervise.c: the one way a service changes state */
+EVM_HIDDEN void evm__sv_enter(struct evm_service *s, enum evm_state st,
+			      const struct evm_exit *exit, int error, uint64_t delay_ms);
+
+/* svstart.c */
+EVM_HIDDEN void evm__sv_spawn(struct evm_service *s);
+EVM_HIDDEN void evm__sv_became_ready(struct evm_service *s);
+EVM_HIDDEN void evm__sv_failed_start(struct evm_service *s, const struct evm_exit *exit,
+				     int error);
+EVM_HIDDEN void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit,
+					 int error);
+EVM_HIDDEN void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner);
+EVM_HIDDEN void evm__sv_ready_timeout_fire(struct evm_timer *t, void *data);
+
+/* svstop.c */
+EVM_HIDDEN int evm__sv_signal_to(struct evm_service *s, int sig, bool group);
+EVM_HIDDEN bool evm__sv_cg_busy(const struct evm_service *s);
+EVM_HIDDEN void evm__sv_stop_send(struct evm_service *s, int sig);
+EVM_HIDDEN void evm__sv_arm_kill(struct evm_service *s);
+EVM_HIDDEN void evm__sv_send_stop(struct evm_service *s);
+EVM_HIDDEN void evm__sv_kill_fire(struct evm_timer *t, void *data);
 
 #endif

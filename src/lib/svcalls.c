@@ -1,0 +1,91 @@
+/*
+ * svcalls.c - the public calls that drive a service: each is one event of
+ * the table (evm__sv_dispatch), refused (-EINVAL) for a NULL or removed
+ * service. evm_service_watchdog, evm_service_extend_timeout and
+ * evm_service_signal are not events: they move a deadline or send a
+ * signal, and the state stays.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <signal.h>
+
+static int call(struct evm_service *s, enum evm__sv_event ev)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	return evm__sv_dispatch(s, ev, NULL);
+}
+
+int evm_service_start(struct evm_service *s)
+{
+	return call(s, EVM__SV_START);
+}
+
+int evm_service_adopt(struct evm_service *s, const struct evm_adopt_opts *opts)
+{
+	if (!s || !opts)
+		return -EINVAL;
+	if (s->state != EVM_STATE_STOPPED || s->removing)
+		return -EBUSY;
+	return evm__sv_dispatch(s, EVM__SV_ADOPT, &(struct evm__sv_arg){.adopt = opts});
+}
+
+int evm_service_stop(struct evm_service *s)
+{
+	return call(s, EVM__SV_STOP);
+}
+
+int evm_service_restart(struct evm_service *s)
+{
+	return call(s, EVM__SV_RESTART);
+}
+
+void evm_service_remove(struct evm_service *s)
+{
+	call(s, EVM__SV_REMOVE);
+}
+
+int evm_service_ready(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (!s->proc || s->state == EVM_STATE_STOPPING)
+		return -ESRCH;
+	return evm__sv_dispatch(s, EVM__SV_READY, NULL);
+}
+
+int evm_service_watchdog(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	s->alive_mono = evm__mono_ns();
+	return 0;
+}
+
+/* not an event: the state stays, only the deadline of the timer it has moves */
+int evm_service_extend_timeout(struct evm_service *s, uint64_t ms)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	bool ready_wait = s->state == EVM_STATE_STARTING && s->ready == EVM_READY_DECLARED &&
+			  !s->failing && s->ready_timeout_ms;
+	bool kill_wait = s->state == EVM_STATE_STOPPING || s->failing;
+	if (!s->timer || !(ready_wait || kill_wait))
+		return -ESRCH;
+	uint64_t now = evm__mono_ns();
+	if (ms > UINT64_MAX / 2000000)
+		ms = UINT64_MAX / 2000000;
+	if (now + ms * 1000000 <= s->deadline_mono)
+		return 0;
+	evm_timer_cancel(s->timer);
+	s->deadline_mono = now + ms * 1000000;
+	return evm_timer_add(s->loop, ms, ready_wait ? evm__sv_ready_timeout_fire : evm__sv_kill_fire, s, &s->timer);
+}
+
+int evm_service_signal(struct evm_service *s, int sig)
+{
+	if (!s || s->dead || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	return evm__sv_signal_to(s, sig, s->kill_mode == EVM_KILL_GROUP);
+}

@@ -1,0 +1,195 @@
+/*
+ * svstart.c - a service's run, as the table's actions drive it: the spawn,
+ * the timer of its start (the start grace, or the ready timeout), the
+ * watchdog once it runs, what its exit leaves behind, and the restart
+ * backoff. No step here picks a state on its own: it enters one of the
+ * states of the cell that runs (evm__sv_enter, supervise.c), or raises an
+ * event through evm__sv_dispatch (a timer fired, the exit, a failed spawn).
+ *
+ * A service has one timer at most (s->timer), cancelled before another is
+ * armed, here or by the action that calls in. Every restart goes through
+ * the backoff, which doubles from at least MIN_DOUBLING_MS: no spinning.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_DOUBLING_MS 10
+
+/* ------------------------------------------------------------ backoff */
+
+static uint64_t backoff_delay(struct evm_service *s)
+{
+	uint64_t d = s->backoff_initial_ms;
+	if (s->backoff_step > 0) {
+		uint64_t base = d < MIN_DOUBLING_MS ? MIN_DOUBLING_MS : d;
+		unsigned shift = s->backoff_step - 1 + (d < MIN_DOUBLING_MS ? 0 : 1);
+		d = shift >= 64 || base > (UINT64_MAX >> shift) ? UINT64_MAX : base << shift;
+	}
+	if (d > s->backoff_max_ms)
+		d = s->backoff_max_ms;
+	if (s->jitter && d) {
+		/* spread a herd of services that crashed together */
+		uint64_t span = d * s->jitter / 100;
+		if (span)
+			d += (uint64_t)random() % (span + 1);
+	}
+	s->backoff_step++;
+	return d;
+}
+
+static void backoff_fire(struct evm_timer *t, void *data)
+{
+	evm__sv_dispatch(data, EVM__SV_BACKOFF_DONE, NULL);
+}
+
+/* The process is gone (or never started): restart later, or give up. */
+void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit, int error)
+{
+	uint64_t delay = backoff_delay(s);
+	s->next_start_mono = evm__mono_ns() + delay * 1000000;
+	if (evm_timer_add(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
+		snprintf(s->msg, sizeof(s->msg), "cannot schedule a restart: out of memory");
+		evm__sv_enter(s, EVM_STATE_FATAL, exit, -ENOMEM, 0);
+		return;
+	}
+	evm__sv_enter(s, EVM_STATE_BACKOFF, exit, error, delay);
+}
+
+/*
+ * A spawn that failed for want of processes, memory or fds (EAGAIN under
+ * RLIMIT_NPROC, ENOMEM, EMFILE, ENFILE) says nothing about the service: the
+ * machine is short. Retry with backoff for as long as it lasts, never FATAL.
+ */
+static bool machine_short(const struct evm_exit *exit, int error)
+{
+	return !exit && (error == -EAGAIN || error == -ENOMEM || error == -EMFILE || error == -ENFILE);
+}
+
+/* A failed start (died during start_ms, or could not be spawned). */
+void evm__sv_failed_start(struct evm_service *s, const struct evm_exit *exit, int error)
+{
+	s->failures++;
+	if (!machine_short(exit, error))
+		s->start_failures++;
+	if (s->start_failures > s->start_retries) {
+		size_t n = strlen(s->msg);
+		snprintf(s->msg + n, sizeof(s->msg) - n, "%sgave up after %u failed starts in a row",
+			 n ? "; " : "", s->start_failures);
+		evm__sv_enter(s, EVM_STATE_FATAL, exit, error, 0);
+		return;
+	}
+	evm__sv_schedule_restart(s, exit, error);
+}
+
+/* --------------------------------------------------------------- running */
+
+static void grace_fire(struct evm_timer *t, void *data)
+{
+	evm__sv_dispatch(data, EVM__SV_GRACE, NULL);
+}
+
+void evm__sv_ready_timeout_fire(struct evm_timer *t, void *data)
+{
+	evm__sv_dispatch(data, EVM__SV_READY_TIMEOUT, NULL);
+}
+
+/*
+ * The watchdog's timer is armed once per period, not per sign of life: a
+ * service that says it is alive only moves alive_mono, and the timer, when
+ * it fires early, waits for the rest.
+ */
+static void watchdog_fire(struct evm_timer *t, void *data)
+{
+	struct evm_service *s = data;
+	uint64_t now = evm__mono_ns(), due = s->alive_mono + s->watchdog_ms * 1000000;
+	if (due > now) {
+		/* out of memory: no watchdog for this run rather than a false alarm */
+		evm_timer_add(s->loop, (due - now + 999999) / 1000000, watchdog_fire, s, &s->timer);
+		return;
+	}
+	evm__sv_dispatch(s, EVM__SV_WATCHDOG, NULL);
+}
+
+/* STARTING (or STOPPED, adopting) -> RUNNING: the start succeeded */
+void evm__sv_became_ready(struct evm_service *s)
+{
+	evm_timer_cancel(s->timer); /* the start grace's or the ready timeout's */
+	s->start_failures = 0;
+	if (s->watchdog_ms) {
+		s->alive_mono = evm__mono_ns();
+		evm_timer_add(s->loop, s->watchdog_ms, watchdog_fire, s, &s->timer);
+	}
+	evm__sv_enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+}
+
+/* What every exit leaves behind, whatever the state: then the cell decides. */
+void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner)
+{
+	struct evm_service *s = owner;
+	evm_timer_cancel(s->timer);
+	if (s->kill_group && (p->flags & EVM__P_GROUP))
+		killpg(p->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
+	s->proc = NULL;
+	evm_proc_unref(p);
+	s->has_exit = true;
+	s->last_exit = *e;
+	s->last_error.stage = EVM_STAGE_NONE;
+	s->last_error.error = 0;
+	if (e->runtime_ns / 1000000 >= s->stable_ms) {
+		s->backoff_step = 0;
+		s->failures = 0;
+	}
+	evm__sv_dispatch(s, EVM__SV_EXIT, &(struct evm__sv_arg){.exit = e});
+}
+
+void evm__sv_spawn(struct evm_service *s)
+{
+	struct evm_spawn_opts o = s->spawn;
+	struct evm_proc *p = NULL;
+	if (s->before_spawn) {
+		char why[sizeof(s->msg)] = "";
+		int r = s->before_spawn(s, &o, why, sizeof(why), s->before_spawn_data);
+		if (r < 0) {
+			s->last_error.stage = EVM_STAGE_SETUP;
+			s->last_error.error = -r;
+			snprintf(s->msg, sizeof(s->msg), "%s", why[0] ? why : strerror(-r));
+			evm__sv_dispatch(s, EVM__SV_SPAWN_FAILED, &(struct evm__sv_arg){.error = r});
+			return;
+		}
+	}
+	o.error = &s->last_error;
+	int r = evm__spawn_local(s->loop, &o, &p);
+	if (r < 0) {
+		const char *what = s->file ? s->file : s->argv[0];
+		snprintf(s->msg, sizeof(s->msg), "%s %s: %s", evm_spawn_stage_name(s->last_error.stage),
+			 s->last_error.stage == EVM_STAGE_CWD && s->cwd ? s->cwd : what, strerror(-r));
+		evm__sv_dispatch(s, EVM__SV_SPAWN_FAILED, &(struct evm__sv_arg){.error = r});
+		return;
+	}
+	p->owner_cb = evm__sv_on_proc_exit;
+	p->owner = s;
+	s->proc = p;
+	s->started_mono = evm__mono_ns();
+	s->failing = FAILING_NO;
+	if (s->ready == EVM_READY_DECLARED) {
+		/* no timer (out of memory): it waits for its word without a limit */
+		if (s->ready_timeout_ms) {
+			s->deadline_mono = s->started_mono + s->ready_timeout_ms * 1000000;
+			evm_timer_add(s->loop, s->ready_timeout_ms, evm__sv_ready_timeout_fire, s, &s->timer);
+		}
+		evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
+		return;
+	}
+	if (s->start_ms == 0) {
+		evm__sv_became_ready(s);
+		return;
+	}
+	/* no timer (out of memory): it stays STARTING until it exits */
+	evm_timer_add(s->loop, s->start_ms, grace_fire, s, &s->timer);
+	evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
+}

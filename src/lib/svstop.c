@@ -1,0 +1,78 @@
+/*
+ * svstop.c - how a service is stopped: stop_signal to its process, its
+ * process group or every process of its cgroup (kill_mode), SIGCONT after
+ * it, and SIGKILL at stop_timeout (cgroup.kill with a cgroup). A stop
+ * enters no state on its own: the cell that calls it enters STOPPING, and
+ * the exit (with a cgroup, and its emptying) ends the stop.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <signal.h>
+
+/* sig to the process, or first to its group (refused there: to the process) */
+int evm__sv_signal_to(struct evm_service *s, int sig, bool group)
+{
+	if (!s->proc)
+		return -ESRCH;
+	if (group) {
+		int r = evm_proc_signal_group(s->proc, sig);
+		if (r != -EPERM)
+			return r;
+	}
+	return evm_proc_signal(s->proc, sig);
+}
+
+/* A stop's signal to the process, or to its group (GROUP, TREE without a cgroup) */
+static int send_signal(struct evm_service *s, int sig)
+{
+	return evm__sv_signal_to(s, sig, s->kill_group);
+}
+
+/*
+ * Some process of it is left in its cgroup (read now: the watch may lag).
+ * Unwatched (no fd was left), nothing would tell when it empties.
+ */
+bool evm__sv_cg_busy(const struct evm_service *s)
+{
+	return s->cgw && evm_cgroup_populated(s->cg) > 0;
+}
+
+/* A stop's signal: every process of its cgroup (TREE), else the process (or group). */
+void evm__sv_stop_send(struct evm_service *s, int sig)
+{
+	int r = !s->cg || s->kill_mode != EVM_KILL_TREE ? -1 : sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
+	if (r <= 0 || sig == SIGKILL) /* the main process was not among them */
+		send_signal(s, sig);
+}
+
+void evm__sv_kill_fire(struct evm_timer *t, void *data)
+{
+	evm__sv_dispatch(data, EVM__SV_STOP_TIMEOUT, NULL);
+}
+
+/* SIGKILL at deadline_mono: (again) after an exit that left the cgroup busy */
+void evm__sv_arm_kill(struct evm_service *s)
+{
+	uint64_t now = evm__mono_ns();
+	uint64_t ms = s->deadline_mono > now ? (s->deadline_mono - now + 999999) / 1000000 : 0;
+	if (evm_timer_add(s->loop, ms, evm__sv_kill_fire, s, &s->timer) < 0)
+		evm__sv_stop_send(s, SIGKILL);
+}
+
+/* stop_signal now, SIGKILL at stop_timeout (evm__sv_kill_fire); the caller changes the state */
+void evm__sv_send_stop(struct evm_service *s)
+{
+	evm_timer_cancel(s->timer);
+	s->exit_held = false;
+	if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
+		evm__sv_stop_send(s, SIGKILL);
+		return;
+	}
+	evm__sv_stop_send(s, s->stop_signal);
+	/* a stopped (SIGSTOP) process would sit on the signal until continued */
+	if (s->stop_signal != SIGCONT)
+		evm__sv_stop_send(s, SIGCONT);
+	s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
+	evm__sv_arm_kill(s);
+}
