@@ -38,10 +38,11 @@ def build_tiny(tmp):
     return out
 
 
-def cpu_ticks(pid):
+def cpu_ticks(pid, children=False):
+    """utime + stime of pid, or with children its reaped children's (cutime + cstime)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime
+    return int(fields[13]) + int(fields[14]) if children else int(fields[11]) + int(fields[12])
 
 
 def helpers_of(pid, exe):
@@ -61,7 +62,7 @@ def helpers_of(pid, exe):
 
 
 class Daemon:
-    def __init__(self, evmon, tmp, name, conf):
+    def __init__(self, evmon, tmp, name, conf, env=None):
         self.evmon, self.sock = evmon, os.path.join(tmp, f"{name}.sock")
         cfg = os.path.join(tmp, f"{name}.ini")
         with open(cfg, "w") as f:
@@ -70,7 +71,7 @@ class Daemon:
         self.log = open(self.logpath, "wb")
         self.t0 = datetime.datetime.now(datetime.timezone.utc)
         self.p = subprocess.Popen([evmon, "daemon", "-c", cfg, "-S", self.sock],
-                                  stdout=self.log, stderr=subprocess.STDOUT)
+                                  stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def ctl(self, *args, timeout=600):
         return subprocess.run([self.evmon, "ctl", "-S", self.sock, *args], capture_output=True,
@@ -88,35 +89,107 @@ class Daemon:
         self.log.close()
 
 
+def raw_floor(tmp, tiny, runs=2000):
+    """The bare loop's CPU per spawn here (raw_bench clone3-epoll, one at a time): what
+    a process per check costs at the least on this machine, before any monitor logic."""
+    exe = os.path.join(tmp, "raw_bench")
+    subprocess.run(["cc", "-std=c11", "-O2", "-D_GNU_SOURCE", "-o", exe,
+                    os.path.join(ROOT, "bench/harness/raw_bench.c")], check=True)
+    out = subprocess.run([exe, "clone3-epoll", "spawn", tiny, str(runs), "1"], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"self_cpu_us=([\d.]+)", out)
+    return float(m[1]) / runs if m else None
+
+
+def health_checks_run(d):
+    m = d.ctl("metrics").stdout
+    return sum(int(x) for x in re.findall(r"^evmon_service_health_checks_total\{[^}]*\} (\d+)", m, re.M))
+
+
+def health_window(args, d, exe):
+    """One window: checks/s that ran, the CPU of the daemon, of its spawn helper and of the
+    checks themselves (the daemon's reaped children: the services never exit here)."""
+    pids = [d.p.pid] + helpers_of(d.p.pid, exe)
+    before = {p: cpu_ticks(p) for p in pids}
+    kids0 = cpu_ticks(d.p.pid, children=True)
+    r0 = health_checks_run(d)
+    t = time.monotonic()
+    time.sleep(args.window)
+    el = time.monotonic() - t
+    after = {p: cpu_ticks(p) for p in pids if os.path.exists(f"/proc/{p}")}
+    kids = cpu_ticks(d.p.pid, children=True) - kids0
+    checks = health_checks_run(d) - r0
+    own = (after[d.p.pid] - before[d.p.pid]) / TICK
+    helper = sum(after[p] - before[p] for p in after if p != d.p.pid) / TICK
+    return {"rate": checks / el, "checks": checks, "daemon": own / el * 100,
+            "helper": helper / el * 100, "kids": kids / TICK / el * 100,
+            "us": (own + helper) / max(checks, 1) * 1e6, "el": el}
+
+
+def health_line(label, w):
+    at_1000 = w["us"] * 1000 / 1e6 * 100
+    return (f"{label}{w['rate']:.0f} checks/s; daemon CPU {w['daemon']:.1f}% of a core, with its "
+            f"spawn helper {w['daemon'] + w['helper']:.1f}% = {w['us']:.0f} us a check "
+            f"({at_1000:.1f}% at 1,000 checks/s; target < 5%); the checks themselves "
+            f"{w['kids']:.1f}% (window {w['el']:.0f} s)")
+
+
 def health(args, tiny, tmp):
+    """N services checked every second. With --compare B: one daemon, its binary swapped
+    between A (--evmon) and B in place with ctl reexec before each window (A B A B ...:
+    the same services, the same machine minutes), a ratio per pair."""
+    bindir = os.path.join(tmp, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    exe = os.path.join(bindir, "evmon")  # the one path the daemon runs (and re-execs)
+
+    def install(src):
+        subprocess.run(["cp", src, exe + ".new"], check=True)
+        os.replace(exe + ".new", exe)
+
+    install(args.evmon)
     conf = ["[evmon]\nstop_timeout = 5\n"]
     for i in range(args.n):
         conf.append(f"[service:s{i}]\ncommand = {tiny} p\nstart_secs = 0\nhealth_cmd = {tiny}\n"
                     "health_interval = 1s\nhealth_timeout = 10s\n")
-    d = Daemon(args.evmon, tmp, "health", "\n".join(conf))
+    env = dict(os.environ)
+    if args.spawn_mode:
+        env["EVM_SPAWN_MODE"] = args.spawn_mode
+    d = Daemon(exe, tmp, "health", "\n".join(conf), env=env)
     d.wait_socket()
     names = [f"s{i}" for i in range(args.n)]
-    r = d.ctl("wait", *names, "--for", "healthy", "-t", "300")
-    if r.returncode:
-        sys.exit(f"not all healthy: {r.stderr}")
-    exe = os.path.realpath(args.evmon)
-    time.sleep(2)  # past the first round of checks
-    pids = [d.p.pid] + helpers_of(d.p.pid, exe)
-    before = {p: cpu_ticks(p) for p in pids}
-    m0 = d.ctl("metrics").stdout
-    t = time.monotonic()
-    time.sleep(args.window)
-    el = time.monotonic() - t
-    after = {p: cpu_ticks(p) for p in pids}
-    m1 = d.ctl("metrics").stdout
-    runs = [sum(int(x) for x in re.findall(r"^evmon_service_health_checks_total\{[^}]*\} (\d+)", m, re.M))
-            for m in (m0, m1)]
+
+    def settle():
+        r = d.ctl("wait", *names, "--for", "healthy", "-t", "300")
+        if r.returncode:
+            sys.exit(f"not all healthy: {r.stderr}")
+        time.sleep(2)  # past the first round of checks
+
+    settle()
+    floor = raw_floor(tmp, tiny)
+    print(f"health: {args.n} services, health_interval 1s, spawn mode {args.spawn_mode or 'auto'}; "
+          f"the bare clone3+exec+waitid loop costs {floor or 0:.0f} us of CPU a spawn here "
+          "(raw_bench clone3-epoll, its own CPU)")
+    builds = [("A", args.evmon)] + ([("B", args.compare)] if args.compare else [])
+    res = {k: [] for k, _ in builds}
+    for rep in range(args.reps if args.compare else 1):
+        for key, path in builds:
+            if args.compare:
+                install(path)
+                r = d.ctl("reexec")
+                if r.returncode:
+                    sys.exit(f"reexec: {r.stdout}{r.stderr}")
+                settle()
+            w = health_window(args, d, os.path.realpath(exe))
+            res[key].append(w)
+            print(health_line(f"  {key} run {rep + 1}: " if args.compare else "  ", w), flush=True)
     d.stop()
-    own = (after[d.p.pid] - before[d.p.pid]) / TICK / el * 100
-    total = sum(after[p] - before[p] for p in pids) / TICK / el * 100
-    print(f"health: {args.n} services, health_interval 1s: {(runs[1] - runs[0]) / el:.0f} checks/s; "
-          f"daemon CPU {own:.1f}% of a core, with its spawn helper {total:.1f}% "
-          f"(window {el:.0f} s; target < 5%)")
+    if args.compare:
+        for key, path in builds:
+            print(f"  {key} = {path}: median {statistics.median(w['us'] for w in res[key]):.0f} us "
+                  f"a check, {statistics.median(w['rate'] for w in res[key]):.0f} checks/s")
+        ratios = [b["us"] / a["us"] for a, b in zip(res["A"], res["B"])]
+        print(f"  B/A CPU a check: {statistics.median(ratios):.2f} (median of pairs: "
+              f"{', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 def all_running_at(path, n):
@@ -173,6 +246,10 @@ def main():
     ap.add_argument("--window", type=float, default=20)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", choices=["health", "graph"])
+    ap.add_argument("--compare", metavar="EVMON_B",
+                    help="health: alternate windows between --evmon and this binary (ctl reexec)")
+    ap.add_argument("--spawn-mode", choices=["auto", "direct", "helper"],
+                    help="health: EVM_SPAWN_MODE for the daemon")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="evmon-lifecycle-") as tmp:
         tiny = args.tiny or build_tiny(tmp)

@@ -248,6 +248,8 @@ enum evm_stdio_mode {
 	EVM_STDIO_FD,	       /* the caller's fd (borrowed; it is dup'ed in the child) */
 	EVM_STDIO_PIPE,	       /* a pipe; our end is returned by evm_proc_stdio_fd */
 	EVM_STDIO_CAPTURE,     /* stdout/stderr only: the loop collects it (evm_proc_output) */
+	EVM_STDIO_STDOUT,      /* stderr only: where stdout goes, like 2>&1 (one pipe, one capture
+				* in slot 1 with both, in the order written) */
 };
 
 struct evm_stdio {

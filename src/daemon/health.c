@@ -6,7 +6,8 @@
  * no blocking), with the service's environment, directory, user and
  * cgroup, in a session of its own so that its timeout kills the whole
  * process group (SIGKILL: a check has nothing to clean up). Its stdout and
- * stderr are captured by the loop, bounded (HEALTH_OUTPUT_MAX), and the
+ * stderr go into one pipe (2>&1: one capture, in the order written, like
+ * Docker's one buffer) read by the loop, bounded (HEALTH_OUTPUT_MAX), and the
  * last check's output is kept for the status and the events.
  *
  * One check at a time per service; the next one is due health_interval
@@ -54,7 +55,7 @@ struct health {
 	bool last_timed_out;
 	struct timespec last_time; /* CLOCK_REALTIME of its end */
 	uint64_t last_ms;	  /* how long it ran */
-	char *output;		  /* its stdout then stderr, NUL-terminated, or NULL */
+	char *output;		  /* its stdout and stderr, NUL-terminated, or NULL */
 	bool truncated;
 	unsigned long long runs, failed;
 	struct health *next_orphan;
@@ -193,32 +194,29 @@ static void clean_text(char *s, size_t *len)
 	*len = n;
 }
 
-/* stdout then stderr, HEALTH_OUTPUT_MAX bytes at most; prefix (or NULL) first. */
+/* stdout and stderr (one capture), HEALTH_OUTPUT_MAX bytes at most; prefix (or NULL) first. */
 static void keep_output(struct health *h, const struct evm_proc *p, const char *prefix)
 {
-	free(h->output);
-	h->output = NULL;
 	h->truncated = false;
-	char *buf = malloc(HEALTH_OUTPUT_MAX + 1);
+	/* the buffer stays from one check to the next: no allocation per check */
+	char *buf = h->output ? h->output : malloc(HEALTH_OUTPUT_MAX + 1);
+	h->output = NULL;
 	if (!buf)
 		return;
 	size_t len = prefix ? (size_t)snprintf(buf, HEALTH_OUTPUT_MAX + 1, "%s", prefix) : 0;
 	if (len > HEALTH_OUTPUT_MAX)
 		len = HEALTH_OUTPUT_MAX;
-	for (int slot = 1; p && slot <= 2; slot++) {
-		size_t n = 0;
-		bool cut = false;
-		const char *s = evm_proc_output(p, slot, &n, &cut);
-		h->truncated |= cut;
-		if (!s)
-			continue;
-		if (n > HEALTH_OUTPUT_MAX - len) {
-			n = HEALTH_OUTPUT_MAX - len;
-			h->truncated = true;
-		}
-		memcpy(buf + len, s, n);
-		len += n;
+	size_t n = 0;
+	bool cut = false;
+	const char *s = p ? evm_proc_output(p, 1, &n, &cut) : NULL;
+	h->truncated = cut;
+	if (s && n > HEALTH_OUTPUT_MAX - len) {
+		n = HEALTH_OUTPUT_MAX - len;
+		h->truncated = true;
 	}
+	if (s)
+		memcpy(buf + len, s, n);
+	len += s ? n : 0;
 	clean_text(buf, &len);
 	h->output = buf;
 }
@@ -321,7 +319,8 @@ static void run_check(struct health *h)
 		o.file = NULL;
 		o.argv = hc->argv;
 		o.stdio[0].mode = EVM_STDIO_NULL;
-		o.stdio[1].mode = o.stdio[2].mode = EVM_STDIO_CAPTURE;
+		o.stdio[1].mode = EVM_STDIO_CAPTURE;
+		o.stdio[2].mode = EVM_STDIO_STDOUT; /* one pipe, one capture */
 		o.capture_max = HEALTH_OUTPUT_MAX;
 		o.flags = (o.flags & ~(unsigned)EVM_SPAWN_SETPGID) | EVM_SPAWN_SETSID;
 		o.timeout_ms = hc->timeout_ms;

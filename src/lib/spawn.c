@@ -132,6 +132,10 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 			if (i == 0)
 				return -EINVAL;
 			break;
+		case EVM_STDIO_STDOUT:
+			if (i != 2)
+				return -EINVAL;
+			break;
 		default:
 			return -EINVAL;
 		}
@@ -638,6 +642,10 @@ static int stdio_prepare(struct evm_loop *loop, const struct evm_spawn_opts *o,
 			req->fds[i] = theirs[i];
 			break;
 		}
+		case EVM_STDIO_STDOUT:
+			/* after slot 1: its fd, or our fd 1 it inherits (-2: closed, as that one) */
+			req->fds[i] = req->fds[1] >= 0 ? req->fds[1] : fcntl(1, F_GETFD) >= 0 ? 1 : -2;
+			break;
 		}
 	}
 	return 0;

@@ -324,7 +324,7 @@ static int attach_fds(struct evm__spawn_req *req, int fds[5])
 	int nfds = 0;
 	for (int i = 0; i < 3; i++) {
 		int fd = req->fds[i];
-		if (fd < 0 && fcntl(i, F_GETFD) >= 0)
+		if (fd == -1 && fcntl(i, F_GETFD) >= 0)
 			fd = i;
 		if (fd >= 0) {
 			fds[nfds++] = fd;
