@@ -227,6 +227,7 @@ void svc_conf_unref(struct svc_conf *c)
 	free(c->requires);
 	free(c->after);
 	free(c->health.argv);
+	free(c->added_def);
 	free(c);
 }
 

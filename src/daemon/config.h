@@ -117,6 +117,7 @@ struct svc_conf {
 	uint64_t ready_interval_ms; /* exec: between two checks */
 	uint64_t ready_check_timeout_ms; /* exec: a check running longer is killed */
 	uint64_t watchdog_ms;	/* notify: WATCHDOG=1 at least this often; 0: none */
+	char *added_def;	/* `ctl add`: its "service" object as JSON (the state record's), or NULL */
 	struct hnode node;	/* by name, while its file is read */
 };
 

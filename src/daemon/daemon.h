@@ -172,5 +172,12 @@ void reexec_answer(struct daemon *d, int fd, size_t kept);
 
 /* requests.c: the control_request_cb of the socket */
 void requests_handle(struct client *cl, const cJSON *req, void *data);
+/*
+ * The definition of an add request's "service" object (svc, named name),
+ * checked as a config section would be, plus what only the running daemon
+ * knows (its dependencies, names in use); NULL with the reasons in errs.
+ */
+struct svc_conf *requests_add_conf(struct daemon *d, const cJSON *svc, const char *name,
+				   struct errlist *errs);
 
 #endif

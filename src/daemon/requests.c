@@ -335,13 +335,9 @@ static char *value_text(const cJSON *v)
 	return out;
 }
 
-/*
- * The definition of an add request's "service" object, checked as a config
- * section would be, plus what only the running daemon knows (its
- * dependencies, names in use); NULL with the reasons in errs.
- */
-static struct svc_conf *add_conf(struct daemon *d, const cJSON *svc, const char *name,
-				 struct errlist *errs)
+/* daemon.h; also the state record's definitions of added services (state.c) */
+struct svc_conf *requests_add_conf(struct daemon *d, const cJSON *svc, const char *name,
+				   struct errlist *errs)
 {
 	size_t n = (size_t)cJSON_GetArraySize(svc), k = 0;
 	struct conf_kv *kv = calloc(n ? n : 1, sizeof(*kv));
@@ -412,7 +408,12 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 		return;
 	}
 	struct errlist errs = {0};
-	struct svc_conf *c = add_conf(d, svc, nm->valuestring, &errs);
+	struct svc_conf *c = requests_add_conf(d, svc, nm->valuestring, &errs);
+	if (c && !(c->added_def = cJSON_PrintUnformatted(svc))) {
+		svc_conf_unref(c);
+		c = NULL;
+		errlist_add(&errs, "add", 0, "out of memory");
+	}
 	if (!c) {
 		reply_add_errors(cl, &errs);
 		errlist_free(&errs);

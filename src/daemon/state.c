@@ -27,7 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define STATE_MAGIC "evmon-state 1"
+#define STATE_MAGIC "evmon-state 2"
+#define STATE_MAGIC_V1 "evmon-state 1" /* read too: no "added" lines */
 #define KILL_WAIT_MS 5000
 #define REEXEC_ENV "EVMON_REEXEC_STATE"
 
@@ -80,6 +81,9 @@ void record_free(struct record *r)
 		close(r->lock_fd);
 	if (r->client_fd >= 0)
 		close(r->client_fd);
+	for (size_t i = 0; i < r->nadded; i++)
+		free(r->added[i]);
+	free(r->added);
 	hmap_clear(&r->idx);
 	free(r->svcs);
 	free(r->cg_home);
@@ -112,9 +116,24 @@ static struct rec_svc *rec_push(struct record *r)
 	return s;
 }
 
+/* "added JSON": the definition of a service added with ctl add */
+static int parse_added(struct record *r, const char *json)
+{
+	char **a = realloc(r->added, (r->nadded + 1) * sizeof(*a));
+	if (!a)
+		return -1;
+	r->added = a;
+	if (!(a[r->nadded] = strdup(json)))
+		return -1;
+	r->nadded++;
+	return 0;
+}
+
 /* One line of the record into r; exec: the reexec lines are allowed. 0 or -1. */
 static int parse_line(struct record *r, char *line, bool exec)
 {
+	if (!strncmp(line, "added {", 7) && r->version >= 2)
+		return parse_added(r, line + 6);
 	char name[300], flags[16], path[PATH_MAX];
 	int pid, a, b, f[4];
 	uint64_t start, ident;
@@ -165,7 +184,9 @@ static int parse_line(struct record *r, char *line, bool exec)
 static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
 {
 	struct record *r = calloc(1, sizeof(*r));
-	char line[PATH_MAX + 64];
+	char *line = NULL; /* an added service's definition may be long */
+	size_t cap = 0;
+	ssize_t got;
 	unsigned lineno = 1;
 	size_t end = SIZE_MAX;
 	if (!r) {
@@ -174,14 +195,16 @@ static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
 	}
 	r->ctl_fd = r->lock_fd = r->client_fd = -1;
 	r->reexec = exec;
-	if (!fgets(line, sizeof(line), f) || strcmp(line, STATE_MAGIC "\n")) {
-		snprintf(why, whylen, "line 1: not '%s'", STATE_MAGIC);
+	got = getline(&line, &cap, f);
+	r->version = got < 0 ? 0 : !strcmp(line, STATE_MAGIC "\n") ? 2 : !strcmp(line, STATE_MAGIC_V1 "\n");
+	if (!r->version) {
+		snprintf(why, whylen, "line 1: not '%s' (nor '%s')", STATE_MAGIC, STATE_MAGIC_V1);
 		goto bad;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	while ((got = getline(&line, &cap, f)) >= 0) {
 		lineno++;
-		size_t len = strlen(line);
-		if (!len || line[len - 1] != '\n') {
+		size_t len = (size_t)got;
+		if (!len || line[len - 1] != '\n' || strlen(line) != len) {
 			snprintf(why, whylen, "line %u: cut short", lineno);
 			goto bad;
 		}
@@ -207,8 +230,10 @@ static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
 			snprintf(why, whylen, "out of memory");
 			goto bad;
 		}
+	free(line);
 	return r;
 bad:
+	free(line);
 	record_free(r);
 	return NULL;
 }
@@ -277,6 +302,46 @@ struct rec_svc *state_find(struct daemon *d, const char *name)
 }
 
 /* ----------------------------------------------------------- take over */
+
+/*
+ * The services added with ctl add, from their definitions in the record:
+ * the config file does not have them. Only the instances the record names
+ * (one removed since is not made again); none starts here: the takeover
+ * adopts the running ones, and those the record says are down stay down.
+ */
+static void readd_one(struct daemon *d, const char *def)
+{
+	struct errlist errs = {0};
+	cJSON *svc = cJSON_Parse(def);
+	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(svc, "name");
+	struct svc_conf *c = NULL;
+	if (cJSON_IsObject(svc) && cJSON_IsString(nm))
+		c = requests_add_conf(d, svc, nm->valuestring, &errs);
+	else
+		errlist_add(&errs, "add", 0, "not a definition");
+	if (c && !(c->added_def = strdup(def)))
+		errlist_add(&errs, "add", 0, "out of memory");
+	char name[256];
+	for (unsigned i = 0; c && !errs.n && i < c->instances; i++) {
+		unit_instance_name(c, i, name, sizeof(name));
+		if (state_find(d, name) && unit_add(d, c, i, true))
+			dlog("service %s: added with ctl add before the %s: made again", name,
+			     d->rec->reexec ? "re-exec" : "crash");
+	}
+	if (errs.n)
+		dlog("service %s: added with ctl add before the %s: cannot make it again: %s",
+		     cJSON_IsString(nm) ? nm->valuestring : "?", d->rec->reexec ? "re-exec" : "crash",
+		     errs.msgs[0]);
+	svc_conf_unref(c);
+	cJSON_Delete(svc);
+	errlist_free(&errs);
+}
+
+void state_readd(struct daemon *d)
+{
+	for (size_t i = 0; d->rec && i < d->rec->nadded; i++)
+		readd_one(d, d->rec->added[i]);
+}
 
 /* SIGKILL a survivor (its group when it leads one) and wait for its death. */
 static int kill_survivor(struct daemon *d, pid_t pid, uint64_t start)
@@ -347,8 +412,9 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 
 /*
  * After a re-exec every child of the old image is still ours: the services
- * just adopted, and what no record names (health and readiness checks under
- * way, services added with ctl add). Nobody would wait for those: they are
+ * just adopted (those added with ctl add too: state_readd), and what no
+ * record names (health and readiness checks under way, a service whose
+ * definition could not be made again). Nobody would wait for those: they are
  * killed (their group: checks lead their own) and the loop reaps them. The
  * adopted ones are refused with -EEXIST. Without /proc/PID/task/TID/children
  * (CONFIG_PROC_CHILDREN) they are left, as before.
@@ -406,7 +472,7 @@ void state_take_over(struct daemon *d)
 	size_t strays = d->rec && d->rec->reexec ? end_strays(d) : 0;
 	if (strays)
 		dlog("%zu processes of the previous image that no record names (checks under way, "
-		     "services added with ctl add) killed", strays);
+		     "services not made again) killed", strays);
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */
@@ -440,6 +506,9 @@ size_t state_print(struct daemon *d, FILE *f)
 		fprintf(f, "service %s %d %" PRIu64 " %016" PRIx64 " %s\n", u->name, (int)pid,
 			pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags);
 		n++;
+		/* the instances of one added definition are next to each other: once */
+		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))
+			fprintf(f, "added %s\n", u->conf->added_def);
 	}
 	return n;
 }

@@ -6,15 +6,20 @@
  * copy of it. The same text, with the descriptors to keep, carries the
  * state across `evmon ctl reexec` (reexec.c).
  *
- *   evmon-state 1
+ *   evmon-state 2
  *   daemon PID
  *   service NAME PID STARTTIME IDENTITY FLAGS    one per service
+ *   added JSON                                   a definition from ctl add
  *   end N                                        N service lines: not truncated
  *
  * PID is 0 for a service with no process; STARTTIME is field 22 of
  * /proc/PID/stat; IDENTITY a hash of what runs (command, environment,
  * directory, user, group, umask, stdout/stderr); FLAGS one of run,
  * stopping, down (stopped by a user, exited or fatal: it stays stopped).
+ * JSON is the "service" object of a `ctl add` (one line), after the
+ * service line of its first instance: the config file does not have it,
+ * so the next daemon makes those services again from it (version 1, read
+ * too, has no such lines).
  *
  * Written atomically (a temporary file renamed over it) at most once per
  * loop iteration in which a service changed, never fsync'ed: it is for a
@@ -57,6 +62,9 @@ struct record {
 	size_t n;
 	struct hashmap idx;	/* the svcs by name */
 	size_t pipe_at;		/* reading: where the last "exec pipe" line's service was */
+	int version;		/* of the format: 1 or 2 */
+	char **added;		/* the "added" lines' definitions (JSON) */
+	size_t nadded;
 	/* reexec only */
 	bool reexec;
 	int ctl_fd, lock_fd;	/* the control socket's listener and lock */
@@ -78,6 +86,12 @@ int state_init(struct daemon *d);
  * is said and ignored), unless a reexec passed the state.
  */
 void state_load(struct daemon *d);
+
+/*
+ * Make the services added with `ctl add` the record names again (before
+ * the takeover, none started), one log line each.
+ */
+void state_readd(struct daemon *d);
 
 /* The entry of service name in d's record (not taken over yet), or NULL. */
 struct rec_svc *state_find(struct daemon *d, const char *name);

@@ -354,6 +354,7 @@ int units_load(struct daemon *d)
 			if (!unit_add(d, c, i, false))
 				r = -ENOMEM;
 	}
+	state_readd(d); /* what ctl add added, from the record */
 	d->defer_start = false;
 	state_take_over(d); /* before any start: a survivor is never started twice */
 	struct rlimit rl;
@@ -370,8 +371,8 @@ int units_load(struct daemon *d)
 	 * batches from the loop.
 	 */
 	bool deps = false;
-	for (size_t k = 0; k < d->cfg->nsvcs && !deps; k++)
-		deps = d->cfg->svcs[k]->requires || d->cfg->svcs[k]->after;
+	for (struct unit *u = d->first; u && !deps; u = u->next)
+		deps = u->conf->requires || u->conf->after;
 	if (deps) {
 		deps_start_wanted(d);
 		daemon_started(d);

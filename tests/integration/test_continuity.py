@@ -180,7 +180,8 @@ def test_reused_pid_is_not_adopted(procs, tmp_path, marker):
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\n", "truncated (no end line)"),
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\nend 2\n", "fewer services"),
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 ru", "cut short"),
-    ("garbage\n", "not 'evmon-state 1'"),
+    ("garbage\n", "not 'evmon-state 2' (nor 'evmon-state 1')"),
+    ("evmon-state 1\ndaemon 1\nadded {}\nend 0\n", "cannot read 'added {}'"),
     ("evmon-state 1\nservice w one 5 0 run\nend 1\n", "cannot read"),
 ])
 def test_bad_record_is_said_and_ignored(procs, tmp_path, marker, text, why):
@@ -375,10 +376,9 @@ def gone(pid):
 
 
 def test_reexec_ends_what_no_record_names(procs, tmp_path, marker):
-    """A health check under way and a service added with ctl add are children
-    of the old image that no record names: the new image kills and reaps them
-    (before, they stayed: the check as a zombie nobody waited for, the added
-    service running unsupervised). The recorded services keep their pids."""
+    """A health check under way is a child of the old image that no record
+    names: the new image kills and reaps it (before, it stayed as a zombie
+    nobody waited for). The recorded services keep their pids."""
     d = Daemon(procs, tmp_path, config(marker, n=1) + f"""
 [service:checked]
 command = sleep {marker}
@@ -390,11 +390,88 @@ health_timeout = 1h
     mains = {k: v["pid"] for k, v in d.status().items()}
     check = [p for p in marker_pids(marker) if p not in mains.values()]
     assert len(check) == 1
-    assert d.ctl("add", "extra", "--", "sleep", marker).returncode == 0
-    extra = d.status("extra")["extra"]["pid"]
     r = d.ctl("reexec")
     assert r.returncode == 0, r.stdout + r.stderr
-    wait_for(lambda: gone(check[0]) and gone(extra), what="the check and the added service reaped")
+    wait_for(lambda: gone(check[0]), what="the check reaped")
     assert all(alive(p) for p in mains.values())
     assert {k: d.status(k)[k]["pid"] for k in mains} == mains
+    d.stop()
+
+
+def added_config(marker):
+    return config(marker, n=1, cgroup="auto")
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_added_services_survive(procs, tmp_path, marker, how):
+    """Services added with ctl add are in the record with their definition:
+    a re-exec (or a daemon started after a crash) makes them again and keeps
+    their processes, supervised; an instance removed since and one stopped by
+    a user stay so; a service the definition of which is kept there is
+    supervised after (a kill restarts it with its environment)."""
+    d = Daemon(procs, tmp_path, added_config(marker))
+    wait_for(lambda: all_running(d, 1), what="w running")
+    r = d.ctl("add", "-n", "3", "-e", "WHO=x", "-s", "restart=always", "-s",
+              "backoff_initial=0.05", "extra", "--", "sleep", marker)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert d.ctl("add", "--no-start", "idle", "--", "sleep", marker).returncode == 0
+    assert d.ctl("remove", "extra:1").returncode == 0
+    assert d.ctl("stop", "extra:2").returncode == 0
+    before = wait_for(lambda: (st := d.status()) and st["extra:0"]["state"] == "running" and
+                      st["extra:2"]["state"] == "stopped" and "extra:1" not in st and st,
+                      what="extra:0 running, extra:2 stopped")
+    wait_for(lambda: os.path.exists(d.sock + ".state") and
+             (rec := open(d.sock + ".state").read()).count("\nadded {") == 2 and
+             f" {before['extra:0']['pid']} " in rec and "service extra:2 0 0" in rec,
+             what="the record of the added services")
+    if how == "reexec":
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r.stdout + r.stderr
+    else:
+        crash(d)
+        d.start()
+    after = wait_for(lambda: (st := d.status()) and st.get("extra:0", {}).get("state") == "running"
+                     and st, what="extra:0 again")
+    assert set(after) == {"w", "extra:0", "extra:2", "idle"}, after
+    assert after["extra:0"]["pid"] == before["extra:0"]["pid"] and after["extra:0"]["adopted"]
+    assert after["extra:0"].get("added") and after["idle"].get("added")
+    assert after["extra:2"]["state"] == "stopped" and after["idle"]["state"] == "stopped"
+    assert after["w"]["pid"] == before["w"]["pid"]
+    assert len(marker_pids(marker)) == 2  # w and extra:0: nothing started twice
+    assert d.log().count("added with ctl add before the") == 3
+    # supervised, by the definition of the add: restarted with its environment
+    victim = after["extra:0"]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    new = wait_for(lambda: (s := d.status("extra:0")["extra:0"])["state"] == "running" and
+                   s["pid"] != victim and s, what="extra:0 restarted")
+    with open(f"/proc/{new['pid']}/environ", "rb") as f:
+        assert b"WHO=x" in f.read().split(b"\0")
+    # and started by hand like any other
+    assert d.ctl("start", "extra:2").returncode == 0
+    assert len(marker_pids(marker)) == 3
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+def test_added_definition_that_cannot_be_made_again(procs, tmp_path, marker):
+    """The config now has a service of the added one's name: the record's
+    definition is refused (said), the config's service takes the name, and
+    the added one's process, whose definition is not the config's, is killed
+    rather than left unsupervised."""
+    d = Daemon(procs, tmp_path, added_config(marker))
+    wait_for(lambda: all_running(d, 1), what="w running")
+    assert d.ctl("add", "extra", "--", "sleep", marker).returncode == 0
+    extra = d.status("extra")["extra"]["pid"]
+    wait_for(lambda: "\nadded {" in open(d.sock + ".state").read(), what="the record")
+    crash(d)
+    d.write(added_config(marker) + f"""
+[service:extra]
+command = sleep {marker}1
+""")
+    d.start()
+    st = wait_for(lambda: all_running(d, 2), what="w and the config's extra")
+    assert "service extra: added with ctl add before the crash: cannot make it again" in d.log()
+    assert not st["extra"].get("added") and st["extra"]["pid"] != extra
+    wait_for(lambda: not alive(extra), what="the added one killed")
+    assert "killed (its definition changed)" in d.log()
     d.stop()
