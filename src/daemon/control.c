@@ -42,6 +42,7 @@
 #define READ_CHUNK 16384
 #define RAW_LOW (128 * 1024)  /* a raw stream is refilled below this much unsent output */
 #define RESUME_MS 250	      /* accepting paused for want of fds: tried again this often */
+#define CALM_MS 5000	      /* no pause for this long after an accept: the episode is over */
 
 struct client {
 	struct control *ctl;
@@ -77,7 +78,10 @@ struct control {
 	struct evm_io *io;
 	struct control_opts o;
 	struct evm_timer *resume; /* armed while accepting is paused: no fd to take a client */
-	bool starved;		  /* that was logged (once per episode) */
+	struct evm_timer *calm;	  /* armed after an accept while starved (see pause_accept) */
+	bool starved;		  /* an episode of pauses: its first was logged */
+	unsigned pauses;	  /* in this episode */
+	uint64_t starved_ns, last_ns; /* when it began, its last pause (loop time) */
 	struct client *clients;
 	unsigned nclients, next_id;
 	uint64_t dropped, dropped_bytes; /* subscribers dropped for unread events, and those bytes */
@@ -570,30 +574,38 @@ static void refuse(int fd, const char *msg)
 	close(fd);
 }
 
+/* A refused client's fd may have come from the reserve: it goes back there. */
+static void refuse_client(struct control *ctl, int fd, const char *msg)
+{
+	refuse(fd, msg);
+	if (ctl->o.fd_closed)
+		ctl->o.fd_closed(ctl->o.data);
+}
+
 static void accept_one(struct control *ctl, int fd)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
 		logf_(ctl, "control: SO_PEERCRED: %s: refusing the client", strerror(errno));
-		refuse(fd, "cannot check your credentials");
+		refuse_client(ctl, fd, "cannot check your credentials");
 		return;
 	}
 	if (cr.uid != 0 && cr.uid != geteuid()) {
 		logf_(ctl, "control: refused pid %d: uid %u is neither root nor the daemon's uid %u",
 		      (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid());
-		refuse(fd, "permission denied: only root and the daemon's user may use this socket");
+		refuse_client(ctl, fd, "permission denied: only root and the daemon's user may use this socket");
 		return;
 	}
 	if (ctl->nclients >= ctl->o.max_clients) {
 		logf_(ctl, "control: refused pid %d: %u clients already connected", (int)cr.pid,
 		      ctl->nclients);
-		refuse(fd, "too many clients");
+		refuse_client(ctl, fd, "too many clients");
 		return;
 	}
 	struct client *cl = calloc(1, sizeof(*cl));
 	if (!cl) {
-		refuse(fd, "out of memory");
+		refuse_client(ctl, fd, "out of memory");
 		return;
 	}
 	cl->ctl = ctl;
@@ -604,7 +616,7 @@ static void accept_one(struct control *ctl, int fd)
 	cl->events = EVM_READ;
 	if (evm_io_add(ctl->loop, fd, EVM_READ, on_client, cl, &cl->io) < 0) {
 		free(cl);
-		refuse(fd, "daemon cannot watch the connection");
+		refuse_client(ctl, fd, "daemon cannot watch the connection");
 		return;
 	}
 	cl->next = ctl->clients;
@@ -625,18 +637,38 @@ static void on_resume(struct evm_timer *t, void *data)
 	evm_io_modify(ctl->io, EVM_READ);
 }
 
+static void on_calm(struct evm_timer *t, void *data)
+{
+	struct control *ctl = data;
+	(void)t;
+	ctl->calm = NULL;
+	ctl->starved = false;
+	logf_(ctl, "control: accepting clients again (out of file descriptors for %.1f s: "
+		   "paused %u times)",
+	      (double)(ctl->last_ns - ctl->starved_ns) / 1e9 + RESUME_MS / 1e3, ctl->pauses);
+}
+
 /*
  * No descriptor for a client, not even the spare one to refuse it (the
  * limit was lowered below what we hold): a readable listening socket would
  * wake the loop at once, forever. Stop watching it for RESUME_MS instead;
- * the client waits in the backlog until an fd is free.
+ * the client waits in the backlog until an fd is free. At the limit an
+ * accept often succeeds between two pauses (an fd came free): the episode
+ * is logged once when it begins and once CALM_MS after its last pause.
  */
 static void pause_accept(struct control *ctl)
 {
-	if (!ctl->starved)
+	if (!ctl->starved) {
 		logf_(ctl, "control: out of file descriptors, not even one to refuse a client: "
 			   "accepting again every %d ms until one is free", RESUME_MS);
+		ctl->pauses = 0;
+		ctl->starved_ns = evm_loop_now(ctl->loop);
+	}
 	ctl->starved = true;
+	ctl->pauses++;
+	ctl->last_ns = evm_loop_now(ctl->loop);
+	evm_timer_cancel(ctl->calm);
+	ctl->calm = NULL;
 	if (ctl->resume || evm_timer_add(ctl->loop, RESUME_MS, on_resume, ctl, &ctl->resume) < 0)
 		return; /* no timer: keep watching (spinning beats never accepting again) */
 	evm_io_modify(ctl->io, 0);
@@ -671,9 +703,11 @@ static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data)
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd >= 0) {
-			if (ctl->starved)
-				logf_(ctl, "control: accepting clients again");
-			ctl->starved = false;
+			if (ctl->starved && !ctl->calm &&
+			    evm_timer_add(ctl->loop, CALM_MS, on_calm, ctl, &ctl->calm) < 0)
+				on_calm(NULL, ctl); /* no timer: said at once */
+			if (ctl->reserve_fd < 0) /* lost when the limit was below our use */
+				ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 			accept_one(ctl, fd);
 			continue;
 		}
@@ -747,6 +781,7 @@ void control_close(struct control *ctl)
 		client_close(cl);
 	}
 	evm_timer_cancel(ctl->resume);
+	evm_timer_cancel(ctl->calm);
 	evm_io_free(ctl->io);
 	sockfile_close(&ctl->sf);
 	if (ctl->reserve_fd >= 0)

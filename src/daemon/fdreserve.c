@@ -50,6 +50,16 @@ void fdres_free(void)
 	R.devnull = -1;
 }
 
+unsigned fdres_held(void)
+{
+	return R.n;
+}
+
+unsigned fdres_wanted(void)
+{
+	return R.want;
+}
+
 int fdres_devnull(void)
 {
 	return R.devnull;

@@ -6,7 +6,9 @@
  * no longer accept an `evmon ctl` connection nor open a log file. So it
  * holds a few placeholders (/dev/null) and gives one up exactly when it
  * needs a descriptor and none is left; closing one of its own takes a
- * placeholder back. When descriptors are plentiful this costs nothing but
+ * placeholder back, and so does every spawn of a service first: a pidfd
+ * would otherwise take for good the descriptor the reserve gave away
+ * (a refused client, a restart at the limit). When descriptors are plentiful this costs nothing but
  * the placeholders.
  *
  * A spawn needs no descriptor of its own but the child's pidfd (without
@@ -26,6 +28,9 @@ bool fdres_give(void);
 /* After closing a descriptor of ours: take placeholders back up to n. */
 void fdres_take(void);
 void fdres_free(void);
+/* Placeholders held now, and how many are wanted (metrics). */
+unsigned fdres_held(void);
+unsigned fdres_wanted(void);
 /* /dev/null, read-write, opened by fdres_init and kept: -1 if that failed. */
 int fdres_devnull(void);
 

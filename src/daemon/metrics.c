@@ -13,6 +13,7 @@
 #include "metrics.h"
 
 #include "daemon.h"
+#include "fdreserve.h"
 #include "stdsink.h"
 
 #include <stdarg.h>
@@ -121,6 +122,11 @@ static void daemon_families(struct text *t, struct daemon *d, const struct row *
 	    (unsigned long long)stdsink_dropped(1));
 	put(t, "evmon_console_dropped_bytes_total{stream=\"stderr\"} %llu\n",
 	    (unsigned long long)stdsink_dropped(2));
+	family(t, "evmon_fd_reserve", "gauge",
+	       "Descriptors held back for ctl clients and log files at the fd limit, "
+	       "and how many are wanted.");
+	put(t, "evmon_fd_reserve{held=\"now\"} %u\nevmon_fd_reserve{held=\"wanted\"} %u\n",
+	    fdres_held(), fdres_wanted());
 	family(t, "evmon_loop_iterations_total", "counter", "Iterations of the daemon's event loop.");
 	put(t, "evmon_loop_iterations_total %llu\n", (unsigned long long)evm_loop_iterations(d->loop));
 }

@@ -188,8 +188,9 @@ static void unit_cgroup(struct daemon *d, struct unit *u)
 }
 
 /*
- * A user or group unknown when the file was read: looked up again before
- * each attempt, which fails (and the policy retries) until it resolves.
+ * Before each attempt (the first, a restart, ctl start): the fd reserve is
+ * topped up, and a user or group unknown when the file was read is looked
+ * up again, which fails (and the policy retries) until it resolves.
  */
 static int unit_before_spawn(struct evm_service *svc, struct evm_spawn_opts *o, char *msg,
 			     size_t len, void *data)
@@ -197,6 +198,7 @@ static int unit_before_spawn(struct evm_service *svc, struct evm_spawn_opts *o, 
 	struct unit *u = data;
 	struct svc_conf *c = u->conf;
 	(void)svc;
+	fdres_take(); /* what was freed goes back to the reserve, not to this child's pidfd */
 	if (c->ids_unresolved && conf_resolve_ids(c, msg, len) < 0)
 		return -ENOENT;
 	int r = ready_before_spawn(u, o, msg, len);
@@ -231,10 +233,8 @@ int unit_create(struct daemon *d, struct unit *u)
 			b.opts.on_event = output_on_event;
 			b.opts.data = output_ref(u->out); /* dropped with the service's last event */
 		}
-		if (u->conf->ids_unresolved || u->conf->ready == READY_FD) {
-			b.opts.before_spawn = unit_before_spawn;
-			b.opts.before_spawn_data = u;
-		}
+		b.opts.before_spawn = unit_before_spawn;
+		b.opts.before_spawn_data = u;
 		r = evm_service_new(d->loop, &b.opts, &u->svc);
 		if (r < 0 && u->out)
 			output_unref(u->out);
@@ -416,7 +416,6 @@ void units_start_batch(struct evm_timer *t, void *data)
 		if (info.state != EVM_STATE_STOPPED || info.stopped_by_user)
 			continue;
 		n++;
-		fdres_take(); /* what was freed goes back to the reserve, not to this child's pidfd */
 		int e = evm_service_start(u->svc);
 		if (e < 0)
 			dlog("service %s: cannot start it: %s", u->name, strerror(-e));

@@ -6,6 +6,7 @@ running and serving `evmon ctl`, report what happened as events, and recover
 when the fault goes away."""
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -137,6 +138,8 @@ command = HELPER pause
         if ev.get("event") == "warning":
             warning = ev
     assert "SIGCHLD" in warning["message"], warning
+    # the daemon has no other thread: nobody else could take a SIGCHLD
+    assert "other threads" not in d.log()
     # connections until the daemon has no fd left
     conns, refused = [], 0
     for _ in range(60):
@@ -211,12 +214,75 @@ stop_timeout = 2
     d.stop()
 
 
+@pytest.mark.skipif(VALGRIND, reason="valgrind keeps fds of its own at the top of the limit")
+def test_restarts_at_the_fd_limit_keep_the_reserve(procs, tmp_path):
+    """RLIMIT_NOFILE of 64, pidfds up to the library's limit, services that exit at
+    once and restart over and over, 18 clients holding the daemon's last free
+    descriptors and a few of its reserve, and more clients that are accepted on a
+    reserve descriptor only to be refused (max_clients). What a refused client had
+    must go back to the reserve, not to the next restart's pidfd for good: the
+    reserve never runs dry (it drained to 0 in a second before), and is whole once
+    the clients leave."""
+    services = "".join(f"""
+[service:p{i}]
+command = HELPER pause
+""" for i in range(44)) + "".join(f"""
+[service:r{i}]
+command = HELPER exit 1
+restart = always
+backoff_initial = 10ms
+backoff_max = 20ms
+""" for i in range(6))
+    d = PrefixedDaemon(procs, tmp_path, f"""
+[evmon]
+start_secs = 0
+stop_timeout = 2
+max_clients = 19
+idle_timeout = 0
+cgroup = no
+{services}""", prefix=["prlimit", "--nofile=64:64"])
+    wait_for(lambda: all(s["state"] == "running" for n, s in d.status().items() if n[0] == "p"),
+             timeout=20 * SLOW, what="the pausing services running")
+    # asked on a connection made while fds are free: a new one could take a reserve fd
+    ctl = d.connect()
+    ctlrd = LineReader(ctl)
+
+    def reserve():
+        ctl.sendall(b'{"cmd":"metrics"}\n')
+        lines = ctlrd.next(timeout=30)["lines"]
+        return {m.group(1): int(m.group(2)) for m in
+                (re.fullmatch(r'evmon_fd_reserve\{held="(\w+)"\} (\d+)', x) for x in lines) if m}
+    assert reserve() == {"now": 64 // 8, "wanted": 64 // 8}
+    held = [d.connect() for _ in range(18)]
+    for c in held:  # each answered: accepted
+        c.sendall(b'{"cmd":"ping"}\n')
+        assert LineReader(c).next(timeout=30)["ok"]
+    seen = []
+    for _ in range(30):
+        for _ in range(5):
+            try:
+                d.connect().close()
+            except OSError:
+                pass
+        time.sleep(0.05)
+        seen.append(reserve()["now"])
+    assert min(seen) > 0 and min(seen) < 64 // 8, seen
+    for c in held:
+        c.close()
+    wait_for(lambda: reserve()["now"] == 64 // 8, timeout=10 * SLOW, what="the reserve whole again")
+    ctl.close()
+    assert d.ctl("ping").returncode == 0
+    d.stop()
+
+
 def test_fd_limit_below_use_no_busy_loop(procs, tmp_path):
     """The fd limit lowered below what the daemon holds (prlimit on the running
     daemon): not even the spare fd kept to refuse a client can be had. The daemon
     stops watching its socket and tries again every 250 ms instead of waking up for
     the waiting client over and over (it burned a CPU before); once the limit is
-    back, the waiting client is answered."""
+    back, the waiting client is answered. When an fd comes free now and then, the
+    log says when the episode began and when it ended (how long, how many pauses),
+    not each pause and each accept in between (two lines every 250 ms before)."""
     d = Daemon(procs, tmp_path, """
 [evmon]
 start_secs = 0
@@ -235,12 +301,29 @@ command = HELPER pause
     time.sleep(2)
     # a daemon woken by the waiting client without end would burn a CPU: allow a tenth
     assert cpu_ticks(pid) - t0 < os.sysconf("SC_CLK_TCK") // 5 * SLOW
+    # an fd comes free now and then: each lets one client in between pauses
+    for _ in range(3):
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
+        r = LineReader(c).next(timeout=20 * SLOW)
+        assert r["ok"] and r["pid"] == pid, r
+        c.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, limit[1]))
+        c = d.connect()
+        c.sendall(b'{"cmd":"ping"}\n')
+        time.sleep(0.3)  # not asserted on: time to pause again
     resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
     rd = LineReader(c)
     r = rd.next(timeout=20 * SLOW)
     assert r["ok"] and r["pid"] == pid, r
+    # the episode is told once as it begins and once as it ends, not at every pause
     wait_for(lambda: "accepting clients again" in d.log(), what="accepting again")
+    log = d.log()
+    assert log.count("not even one to refuse a client") == 1, log
+    assert log.count("accepting clients again") == 1, log
+    assert re.search(r"accepting clients again \(out of file descriptors for [\d.]+ s: "
+                     r"paused \d+ times\)", log), log
     c.close()
+    assert d.ctl("ping").returncode == 0
     d.stop()
 
 

@@ -314,6 +314,58 @@ static void test_free_releases_threads(void **state)
 	assert_int_equal(t_count_children(), 0);
 }
 
+/* Threads: in /proc/self/status, read while descriptors are plentiful. */
+static int proc_threads(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	int n = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Threads:", 8))
+			n = atoi(line + 8);
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static void *linger(void *arg)
+{
+	atomic_bool *stop = arg;
+	while (!atomic_load(stop))
+		usleep(1000);
+	return NULL;
+}
+
+/*
+ * The thread count behind the SIGCHLD warning (no other thread, nobody to
+ * take the signal: no warning) needs no descriptor: with none free it still
+ * tells one thread from two. It read /proc and said "not alone" before.
+ */
+static void threads_at_fd_limit(void *arg)
+{
+	(void)arg;
+	int single = proc_threads() == 1;
+	struct rlimit rl;
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	struct rlimit low = {3, rl.rlim_max};
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(open("/dev/null", O_RDONLY | O_CLOEXEC) < 0 && errno == EMFILE);
+	CHECK(evm__single_threaded() == single);
+	atomic_bool stop = false;
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, linger, &stop) == 0);
+	CHECK(evm__single_threaded() == 0);
+	atomic_store(&stop, true);
+	pthread_join(t, NULL);
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+}
+
+static void test_single_threaded_at_fd_limit(void **state)
+{
+	(void)state;
+	t_forked(threads_at_fd_limit, NULL);
+}
+
 int main(void)
 {
 	t_init();
@@ -324,6 +376,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_proc_wait_on_loop_thread, t_setup, t_teardown),
 		cmocka_unit_test(test_handoff_spawn_at_once),
 		cmocka_unit_test(test_free_releases_threads),
+		cmocka_unit_test(test_single_threaded_at_fd_limit),
 	};
 	int failed = 0;
 	/* the cross-thread paths in both spawn paths */
