@@ -314,7 +314,7 @@ static bool health_eq(const struct health_conf *a, const struct health_conf *b)
 {
 	return words_eq(a->argv, b->argv) && a->interval_ms == b->interval_ms &&
 	       a->timeout_ms == b->timeout_ms && a->start_period_ms == b->start_period_ms &&
-	       a->retries == b->retries && a->action == b->action;
+	       a->start_interval_ms == b->start_interval_ms && a->retries == b->retries && a->action == b->action;
 }
 
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)

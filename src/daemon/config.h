@@ -65,6 +65,7 @@ struct health_conf {
 	uint64_t interval_ms;	  /* from the end of a check to the next one */
 	uint64_t timeout_ms;	  /* a check running longer is killed (its process group) and fails */
 	uint64_t start_period_ms; /* failures this long after the start do not count, until a success */
+	uint64_t start_interval_ms; /* the interval while starting in the start period; 0: default */
 	unsigned retries;	  /* failures in a row that make it unhealthy */
 	enum health_action action;
 };
@@ -72,6 +73,7 @@ struct health_conf {
 #define HEALTH_DEFAULT_INTERVAL_MS 30000 /* Docker's defaults */
 #define HEALTH_DEFAULT_TIMEOUT_MS 30000
 #define HEALTH_DEFAULT_RETRIES 3
+#define HEALTH_DEFAULT_START_INTERVAL_MS 5000 /* Docker 25's, or health_interval if shorter */
 
 struct svc_conf {
 	unsigned refs;

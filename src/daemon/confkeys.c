@@ -546,6 +546,9 @@ static const struct keydef keys[CK_COUNT] = {
 	[CK_HEALTH_START_PERIOD] = {"health_start_period", S_SERVICE, SVC(health.start_period_ms),
 				    set_duration, 0, 0,
 				    "failures this long after the start do not count (0)"},
+	[CK_HEALTH_START_INTERVAL] = {"health_start_interval", S_SERVICE, SVC(health.start_interval_ms),
+				      set_period, 0, 0,
+				      "between checks while starting, in the start period (5s)"},
 	[CK_HEALTH_ACTION] = {"health_action", S_SERVICE, SVC(health.action), set_health_action, 0, 0,
 			      "when unhealthy: none, restart, stop"},
 #define LIMIT(ck, name, l, doc) [ck] = {name, S_SERVICE, SVC(limits[l]), set_limit, l, 0, doc}

@@ -11,7 +11,8 @@
  * last check's output is kept for the status and the events.
  *
  * One check at a time per service; the next one is due health_interval
- * after the last one ended. When the process goes down the running check
+ * (health_start_interval while starting in the start period) after the
+ * last one ended. When the process goes down the running check
  * is killed and marked stale (its result is dropped); nothing runs until
  * the process is up again. A unit that goes while its check still runs
  * leaves the struct behind (an orphan) until that check's exit comes.
@@ -90,11 +91,27 @@ static void on_timer(struct evm_timer *t, void *data)
 	run_check(h);
 }
 
+/*
+ * Docker 25's start_interval: while it is starting, inside the start
+ * period, checks come this often, so a dependent waiting for healthy is not
+ * held a whole health_interval after the service is up.
+ */
+static uint64_t next_interval(const struct health *h)
+{
+	const struct health_conf *hc = &h->u->conf->health;
+	if (h->status != HEALTH_STARTING || now_ms() - h->up_since_ms >= hc->start_period_ms)
+		return hc->interval_ms;
+	if (hc->start_interval_ms)
+		return hc->start_interval_ms;
+	return hc->interval_ms < HEALTH_DEFAULT_START_INTERVAL_MS ? hc->interval_ms
+								   : HEALTH_DEFAULT_START_INTERVAL_MS;
+}
+
 static void schedule(struct health *h)
 {
 	if (!h->up || h->timer || !h->u)
 		return;
-	h->interval_ms = h->u->conf->health.interval_ms;
+	h->interval_ms = next_interval(h);
 	if (evm_timer_add(h->d->loop, h->interval_ms, on_timer, h, &h->timer) < 0)
 		dlog("service %s: out of memory: its health check stops", h->u->name);
 }
@@ -426,7 +443,7 @@ void health_configure(struct daemon *d, struct unit *u)
 		return;
 	}
 	/* a new interval applies from now; a new command or timeout from the next check */
-	if (h->timer && h->interval_ms != u->conf->health.interval_ms) {
+	if (h->timer && h->interval_ms != next_interval(h)) {
 		evm_timer_cancel(h->timer);
 		schedule(h);
 	}
@@ -487,6 +504,8 @@ void health_status(const struct unit *u, cJSON *o)
 	cJSON_AddNumberToObject(c, "failing_streak", h->streak);
 	cJSON_AddNumberToObject(c, "runs", (double)h->runs);
 	cJSON_AddNumberToObject(c, "failures", (double)h->failed);
+	if (h->up) /* the interval now: health_start_interval or health_interval */
+		cJSON_AddNumberToObject(c, "interval_ms", (double)next_interval(h));
 	if (!h->has_last)
 		return;
 	cJSON *l = cJSON_AddObjectToObject(c, "last");

@@ -137,6 +137,62 @@ health_start_period = 1h
     d.stop()
 
 
+def test_start_interval_checks_often_while_starting(procs, tmp_path):
+    """Docker 25's start_interval: during the start period a starting service is checked at
+    health_start_interval (default 5s, or health_interval if shorter), then at health_interval."""
+    chk, state, runs = check_script(tmp_path)
+    state.write_text("1\n")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:db]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 1h
+health_start_period = 1h
+health_start_interval = 50ms
+[service:app]
+command = HELPER pause
+start_secs = 0
+requires = db:healthy
+[service:dflt]
+command = HELPER pause
+start_secs = 0
+health_cmd = /bin/false
+health_interval = 1h
+health_start_period = 1h
+[service:short]
+command = HELPER pause
+start_secs = 0
+health_cmd = /bin/false
+health_interval = 40ms
+health_start_period = 1h
+[service:noperiod]
+command = HELPER pause
+start_secs = 0
+health_cmd = /bin/true
+health_interval = 1h
+""")
+    # a 1h interval, yet failed checks come one after the other while it starts
+    wait_for(lambda: runs_of(runs) >= 3, timeout=30 * SLOW, what="3 checks of db")
+    st = d.status("db")["db"]
+    assert st["health"] == "starting" and st["health_check"]["interval_ms"] == 50, st
+    assert d.status("app")["app"]["state"] == "waiting"
+    state.write_text("0\n")
+    d.wait_state("app", "running", timeout=30)
+    st = wait_health(d, "db", "healthy")
+    wait_for(lambda: d.status("db")["db"]["health_check"].get("interval_ms") == 3600000,
+             timeout=10 * SLOW, what="db's next check at health_interval")
+    # failing checks keep dflt and short starting: their interval stays the start one
+    for name, want in (("dflt", 5000), ("short", 40), ("noperiod", 3600000)):
+        d.wait_state(name, "running")
+        hc = wait_for(lambda: d.status(name)[name]["health_check"].get("interval_ms"),
+                      timeout=10 * SLOW, what=f"{name}'s check scheduled")
+        assert hc == want, (name, hc)
+    d.stop()
+
+
 def test_action_restart(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
     d = Daemon(procs, tmp_path, f"""
