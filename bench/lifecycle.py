@@ -155,34 +155,36 @@ def health(args, tiny, tmp):
     if args.spawn_mode:
         env["EVM_SPAWN_MODE"] = args.spawn_mode
     d = Daemon(exe, tmp, "health", "\n".join(conf), env=env)
-    d.wait_socket()
-    names = [f"s{i}" for i in range(args.n)]
+    try:
+        d.wait_socket()
+        names = [f"s{i}" for i in range(args.n)]
 
-    def settle():
-        r = d.ctl("wait", *names, "--for", "healthy", "-t", "300")
-        if r.returncode:
-            sys.exit(f"not all healthy: {r.stderr}")
-        time.sleep(2)  # past the first round of checks
+        def settle():
+            r = d.ctl("wait", *names, "--for", "healthy", "-t", "600")
+            if r.returncode:
+                sys.exit(f"not all healthy: {r.stderr}")
+            time.sleep(2)  # past the first round of checks
 
-    settle()
-    floor = raw_floor(tmp, tiny)
-    print(f"health: {args.n} services, health_interval 1s, spawn mode {args.spawn_mode or 'auto'}; "
-          f"the bare clone3+exec+waitid loop costs {floor or 0:.0f} us of CPU a spawn here "
-          "(raw_bench clone3-epoll, its own CPU)")
-    builds = [("A", args.evmon)] + ([("B", args.compare)] if args.compare else [])
-    res = {k: [] for k, _ in builds}
-    for rep in range(args.reps if args.compare else 1):
-        for key, path in builds:
-            if args.compare:
-                install(path)
-                r = d.ctl("reexec")
-                if r.returncode:
-                    sys.exit(f"reexec: {r.stdout}{r.stderr}")
-                settle()
-            w = health_window(args, d, os.path.realpath(exe))
-            res[key].append(w)
-            print(health_line(f"  {key} run {rep + 1}: " if args.compare else "  ", w), flush=True)
-    d.stop()
+        settle()
+        floor = raw_floor(tmp, tiny)
+        print(f"health: {args.n} services, health_interval 1s, spawn mode {args.spawn_mode or 'auto'}; "
+              f"the bare clone3+exec+waitid loop costs {floor or 0:.0f} us of CPU a spawn here "
+              "(raw_bench clone3-epoll, its own CPU)")
+        builds = [("A", args.evmon)] + ([("B", args.compare)] if args.compare else [])
+        res = {k: [] for k, _ in builds}
+        for rep in range(args.reps if args.compare else 1):
+            for key, path in builds:
+                if args.compare:
+                    install(path)
+                    r = d.ctl("reexec")
+                    if r.returncode:
+                        sys.exit(f"reexec: {r.stdout}{r.stderr}")
+                    settle()
+                w = health_window(args, d, os.path.realpath(exe))
+                res[key].append(w)
+                print(health_line(f"  {key} run {rep + 1}: " if args.compare else "  ", w), flush=True)
+    finally:
+        d.stop()  # also when it failed: no daemon left running
     if args.compare:
         for key, path in builds:
             print(f"  {key} = {path}: median {statistics.median(w['us'] for w in res[key]):.0f} us "

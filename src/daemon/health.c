@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HEALTH_OUTPUT_MAX 4096 /* bytes of a check's output kept, like Docker's */
 
@@ -323,6 +324,23 @@ static mode_t daemon_umask(void)
 	return mask;
 }
 
+/*
+ * The daemon's directory, absolute (it never changes it): a check without
+ * a directory of its own gets it by path, so the spawn helper's path does
+ * not open and close "." at each check to hand it over. NULL if unknown,
+ * or once that path failed (the directory was removed or renamed: the
+ * inherited one still works).
+ */
+static int cwd_state; /* 0: not read yet, 1: in cwd_buf, -1: inherit it */
+static char cwd_buf[4096];
+
+static const char *daemon_cwd(void)
+{
+	if (!cwd_state)
+		cwd_state = getcwd(cwd_buf, sizeof(cwd_buf)) && cwd_buf[0] == '/' ? 1 : -1;
+	return cwd_state > 0 ? cwd_buf : NULL;
+}
+
 static void run_check(struct health *h)
 {
 	struct unit *u = h->u;
@@ -335,6 +353,8 @@ static void run_check(struct health *h)
 		struct evm_spawn_opts o = b.opts.spawn;
 		o.file = NULL;
 		o.argv = hc->argv;
+		if (!o.cwd)
+			o.cwd = daemon_cwd();
 		o.stdio[0].mode = EVM_STDIO_NULL;
 		o.stdio[1].mode = EVM_STDIO_CAPTURE;
 		o.stdio[2].mode = EVM_STDIO_STDOUT; /* one pipe, one capture */
@@ -355,6 +375,11 @@ static void run_check(struct health *h)
 			o.umask = daemon_umask();
 		}
 		r = evm_spawn(h->d->loop, &o, &h->check);
+		if (r < 0 && err.stage == EVM_STAGE_CWD && o.cwd == cwd_buf) {
+			cwd_state = -1; /* our directory is no longer at that path */
+			o.cwd = NULL;
+			r = evm_spawn(h->d->loop, &o, &h->check);
+		}
 		config_build_free(&b);
 	}
 	if (r < 0) {

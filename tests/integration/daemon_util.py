@@ -35,7 +35,7 @@ def ini(evmon=None, **services):
 
 
 class Daemon:
-    def __init__(self, procs, tmp_path, config, args=(), name="d", start=True, env=None):
+    def __init__(self, procs, tmp_path, config, args=(), name="d", start=True, env=None, cwd=None):
         self.procs = procs
         self.dir = tmp_path
         self.sock = str(tmp_path / f"{name}.sock")
@@ -43,6 +43,7 @@ class Daemon:
         self.logpath = str(tmp_path / f"{name}.log")
         self.args = list(args)
         self.env = env
+        self.cwd = cwd
         self.p = None
         self.write(config)
         if start:
@@ -55,7 +56,8 @@ class Daemon:
     def start(self):
         self.logf = open(self.logpath, "ab")
         self.p = self.procs.spawn([EVMON, "daemon", "-c", self.cfg, "-S", self.sock] + self.args,
-                                  stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
+                                  stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
+                                  cwd=self.cwd)
         wait_for(lambda: self.answers() or self.p.poll() is not None,
                  timeout=20 * SLOW, what="the control socket")
         assert self.p.poll() is None, f"daemon exited: {self.log()}"

@@ -477,6 +477,30 @@ start_secs = 0
     d.stop()
 
 
+def test_check_in_the_daemons_directory_even_once_renamed(procs, tmp_path):
+    """A service without a directory runs in the daemon's: its checks too (handed over by
+    path), and still once that directory was renamed (the inherited one then)."""
+    chk, state, runs = check_script(tmp_path, extra='echo "pwd $(pwd)"')
+    (tmp_path / "here").mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+[service:web]
+command = HELPER pause
+start_secs = 0
+health_cmd = {chk}
+health_interval = 50ms
+""", cwd=tmp_path / "here")
+    st = wait_health(d, "web", "healthy")
+    assert st["health_check"]["last"]["output"].startswith(f"pwd {tmp_path}/here\n"), st
+    (tmp_path / "here").rename(tmp_path / "moved")
+    st = wait_for(lambda: (s := d.status("web")["web"])["health_check"]["last"]["output"]
+                  .startswith(f"pwd {tmp_path}/moved\n") and s, timeout=30 * SLOW,
+                  what="a check in the renamed directory")
+    assert st["health"] == "healthy" and st["health_check"]["failures"] == 0, st
+    d.stop()
+
+
 def test_check_runs_as_the_service_with_its_environment(procs, tmp_path):
     chk, state, runs = check_script(tmp_path, extra="echo \"env $EVMON_SERVICE $FOO $(pwd)\"")
     (tmp_path / "work").mkdir()
