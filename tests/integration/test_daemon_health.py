@@ -90,7 +90,8 @@ health_retries = 3
     assert ev["health"] == "unhealthy" and ev["old_health"] == "healthy", ev
     assert ev["failing_streak"] == 3 and ev["exit_code"] == 1, ev
     assert ev["output"] == "check says 1\nto stderr\n", ev
-    assert runs_of(runs) - n0 >= 3
+    # three failures ran; the first may have started (and logged its run) before n0 was read
+    assert runs_of(runs) - n0 >= 2
     st = d.status("db")["db"]
     assert st["health"] == "unhealthy" and st["state"] == "running"
     assert st["health_check"]["last"]["exit_code"] == 1
