@@ -160,7 +160,7 @@ def health(args, tiny, tmp):
         names = [f"s{i}" for i in range(args.n)]
 
         def settle():
-            r = d.ctl("wait", *names, "--for", "healthy", "-t", "600")
+            r = d.ctl("wait", *names, "--for", "healthy", "-t", "600", timeout=660)
             if r.returncode:
                 sys.exit(f"not all healthy: {r.stderr}")
             time.sleep(2)  # past the first round of checks
