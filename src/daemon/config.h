@@ -109,6 +109,8 @@ struct svc_conf {
 	 */
 	char *problem;
 	bool ids_unresolved;
+	/* state_ident's hash of the strings above (fixed once built), 0 until computed */
+	uint64_t ident_strings;
 	enum essential { ESS_NO, ESS_FAIL, ESS_EXIT } essential; /* its end ends the daemon */
 	struct health_conf health;
 	/* readiness (ready.h): STARTING until the sign, RUNNING after */

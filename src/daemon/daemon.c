@@ -533,6 +533,7 @@ void daemon_started(struct daemon *d)
 	 * (and everything ordered after it) until it times out. Whoever needs
 	 * one service up waits for it: evmon ctl start NAME.
 	 */
+	state_started(d);
 	char sum[256];
 	events_summary(d, sum, sizeof(sum));
 	d->ready = true;

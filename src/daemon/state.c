@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STATE_MAGIC "evmon-state 2"
@@ -47,17 +48,27 @@ static uint64_t fnv_str(uint64_t h, const char *s)
 	return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
 }
 
-uint64_t state_ident(const struct svc_conf *c)
+/*
+ * The strings do not change once the definition is built, the ids may
+ * (an unknown user is looked up again before each start): the strings'
+ * hash is kept in the definition, as each record write hashes every
+ * service (at the start of 10,000 it was a tenth of the daemon's CPU).
+ */
+uint64_t state_ident(struct svc_conf *c)
 {
-	uint64_t h = 14695981039346656037u;
-	for (char **w = c->argv; w && *w; w++)
-		h = fnv_str(h, *w);
-	h = fnv_str(h, "\1env");
-	for (char **w = c->env; w && *w; w++)
-		h = fnv_str(h, *w);
-	h = fnv_str(h, c->directory);
-	h = fnv_str(h, c->user);
-	h = fnv_str(h, c->group);
+	uint64_t h = c->ident_strings;
+	if (!h) {
+		h = 14695981039346656037u;
+		for (char **w = c->argv; w && *w; w++)
+			h = fnv_str(h, *w);
+		h = fnv_str(h, "\1env");
+		for (char **w = c->env; w && *w; w++)
+			h = fnv_str(h, *w);
+		h = fnv_str(h, c->directory);
+		h = fnv_str(h, c->user);
+		h = fnv_str(h, c->group);
+		c->ident_strings = h;
+	}
 	int nums[] = {c->set_uid, (int)c->uid, c->set_gid, (int)c->gid, c->pol.set_umask,
 		      (int)c->pol.umask, (int)c->pol.out[0], (int)c->pol.out[1]};
 	return fnv(h, nums, sizeof(nums));
@@ -486,6 +497,31 @@ void state_take_over(struct daemon *d)
 
 /* ------------------------------------------------------------- writing */
 
+/* " PID START IDENT FLAGS\n" as "%d %" PRIu64 " %016" PRIx64 " %s" would: every service at each write */
+static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags)
+{
+	char buf[80], *p = buf + sizeof(buf);
+	*--p = '\n';
+	for (size_t n = strlen(flags); n;)
+		*--p = flags[--n];
+	*--p = ' ';
+	for (int k = 0; k < 16; k++, ident >>= 4)
+		*--p = "0123456789abcdef"[ident & 15];
+	*--p = ' ';
+	do
+		*--p = (char)('0' + start % 10);
+	while (start /= 10);
+	*--p = ' ';
+	unsigned long v = pid < 0 ? 0ul - (unsigned long)pid : (unsigned long)pid;
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	if (pid < 0)
+		*--p = '-';
+	*--p = ' ';
+	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), f);
+}
+
 size_t state_print(struct daemon *d, FILE *f)
 {
 	size_t n = 0;
@@ -503,8 +539,9 @@ size_t state_print(struct daemon *d, FILE *f)
 		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
 			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
 		const char *flags = info.state == EVM_STATE_STOPPING ? "stopping" : down ? "down" : "run";
-		fprintf(f, "service %s %d %" PRIu64 " %016" PRIx64 " %s\n", u->name, (int)pid,
-			pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags);
+		fputs("service ", f);
+		fputs(u->name, f);
+		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags);
 		n++;
 		/* the instances of one added definition are next to each other: once */
 		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))
@@ -513,10 +550,18 @@ size_t state_print(struct daemon *d, FILE *f)
 	return n;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 int state_write_now(struct daemon *d)
 {
 	char tmp[PATH_MAX];
 	int e = 0;
+	uint64_t t0 = mono_us();
 	snprintf(tmp, sizeof(tmp), "%s.tmp", d->state_path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -541,13 +586,20 @@ int state_write_now(struct daemon *d)
 		     "second time", d->state_path, strerror(e));
 	d->state_failed = e != 0;
 	/*
-	 * A big record costs (10,000 services: ~0.5 MB): the writes of a busy
-	 * daemon are spaced by 1 ms per 100 services, so a crash-looping 10,000
-	 * does not rewrite it every iteration. The gap is a window in which a
-	 * crash forgets a new pid; with cgroups that process is still found
-	 * (and killed, not duplicated) by the sweep.
+	 * A big record costs (10,000 services: ~0.5 MB, a file created and
+	 * renamed): the writes of a busy daemon are spaced by 1 ms per 100
+	 * services, so a crash-looping 10,000 does not rewrite it every
+	 * iteration; while the daemon starts its services, also by 10 times
+	 * what this write took (at the start of 1,000 services on a loaded
+	 * machine the record took as much of the daemon's time as the spawns),
+	 * and the record is written at once when all have started
+	 * (state_started). The gap is a window in which a crash forgets a new
+	 * pid; with cgroups that process is still found (and killed, not
+	 * duplicated) by the sweep.
 	 */
-	d->state_delay_ms = d->nunits / 100 < 1000 ? d->nunits / 100 : 1000;
+	uint64_t took_ms = d->started ? 0 : (mono_us() - t0) / 100; /* 10 times, in ms */
+	uint64_t delay = d->nunits / 100 > took_ms ? d->nunits / 100 : took_ms;
+	d->state_delay_ms = delay < 1000 ? delay : 1000;
 	return -e;
 }
 
@@ -564,6 +616,14 @@ void state_changed(struct daemon *d)
 	/* one write per iteration, however many services changed in it */
 	if (evm_timer_add(d->loop, d->state_delay_ms, on_state_timer, d, &d->state_timer) < 0)
 		state_write_now(d);
+}
+
+void state_started(struct daemon *d)
+{
+	if (!d->state_path || d->state_closed)
+		return;
+	evm_timer_cancel(d->state_timer);
+	state_write_now(d);
 }
 
 void state_fini(struct daemon *d)

@@ -73,7 +73,7 @@ struct record {
 };
 
 /* The identity of what c runs (not its policy): a changed one is not adopted. */
-uint64_t state_ident(const struct svc_conf *c);
+uint64_t state_ident(struct svc_conf *c);
 
 /*
  * Where the record lives, and the state a reexec passed (before the control
@@ -106,6 +106,9 @@ void state_take_over(struct daemon *d);
 
 /* A service changed: write the record (at the end of this iteration). */
 void state_changed(struct daemon *d);
+
+/* Every autostart service started: the record now, not after the start's spacing. */
+void state_started(struct daemon *d);
 
 /* The record's lines but the end line into f; returns the services written. */
 size_t state_print(struct daemon *d, FILE *f);
