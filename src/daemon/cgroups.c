@@ -136,6 +136,17 @@ static int unusable(struct cgroups *g, const char *home, char *why, size_t whyle
 	return 0;
 }
 
+bool cgroups_possible(enum cgroup_mode mode)
+{
+	if (mode == CGROUP_NO)
+		return false;
+	struct cgroups g = {0};
+	char why[256];
+	bool ok = unusable(&g, NULL, why, sizeof(why)) == 0;
+	evm_cgroup_free(g.home);
+	return ok;
+}
+
 int cgroups_open(enum cgroup_mode mode, const char *socket, const char *home, bool keep,
 		 struct cgroups **out, char *why, size_t whylen)
 {

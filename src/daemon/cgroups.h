@@ -33,6 +33,12 @@ struct cgroups;
 int cgroups_open(enum cgroup_mode mode, const char *socket, const char *home, bool keep,
 		 struct cgroups **out, char *why, size_t whylen);
 
+/*
+ * Whether cgroups_open could use our own cgroup (a cheap look, before the
+ * loop: without cgroups the daemon is a subreaper instead). False for no.
+ */
+bool cgroups_possible(enum cgroup_mode mode);
+
 /* The path of the cgroup the daemon goes back to at exit. */
 const char *cgroups_home(const struct cgroups *g);
 

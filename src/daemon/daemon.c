@@ -404,7 +404,8 @@ static int daemon_cgroups(struct daemon *d)
 		return -1;
 	}
 	if (!d->cg && d->cfg->cgroup == CGROUP_AUTO)
-		dlog("no cgroups: %s: a service's processes are tracked by process group", why);
+		dlog("no cgroups: %s: a service's processes are tracked by session%s", why,
+		     d->reaper ? " (the daemon is their subreaper)" : "");
 	d->cg_kept = cgroups_kept(d->cg);
 	return 0;
 }
@@ -437,7 +438,9 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 		return -1;
 	}
 	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
-	struct evm_loop_opts lo = {.flags = o->reaper ? EVM_LOOP_REAPER : 0};
+	/* without cgroups, what a service leaves behind is re-parented to us (tree, below) */
+	d->reaper = o->reaper || !cgroups_possible(d->cfg->cgroup);
+	struct evm_loop_opts lo = {.flags = d->reaper ? EVM_LOOP_REAPER : 0};
 	int r = evm_loop_new(&d->loop, &lo);
 	if (r < 0) {
 		fprintf(stderr, "evmon daemon: cannot create the loop: %s\n", strerror(-r));
@@ -497,6 +500,22 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 		events_log(d, NULL, NULL, r, msg);
 	}
 	return daemon_cgroups(d);
+}
+
+/*
+ * Without cgroups the services are stopped by session: what escaped it
+ * (setsid, then re-parented to us) is still our descendant, and ends
+ * with us, as the cgroups' leftovers do in cgroups_close. Its zombie is
+ * reaped by whoever reaps us.
+ */
+static void end_escapees(struct daemon *d)
+{
+	if (d->cg || !d->reaper)
+		return;
+	int n = evm_tree_signal(0, SIGKILL);
+	if (n > 0)
+		dlog("killed %d process%s the services left behind (out of their sessions)", n,
+		     n == 1 ? "" : "es");
 }
 
 /*
@@ -603,6 +622,7 @@ static void daemon_close(struct daemon *d)
 		close(d->sigfd);
 	stdsink_detach();
 	evm_loop_free(d->loop);
+	end_escapees(d); /* after the loop: its own children (spawn helper, checks) are gone */
 	cgroups_close(d->cg); /* after the loop: its spawn helper may be in our leaf */
 	fdres_free();
 	notify_free();
