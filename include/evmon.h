@@ -814,7 +814,11 @@ enum {
  *   TREE     with evm_service_opts.cgroup: every process of the cgroup,
  *            cgroup.kill at stop_timeout, and STOPPED only once it is empty
  *            (nothing escapes: setsid, double forks, fork bombs). Without a
- *            cgroup, as GROUP.
+ *            cgroup, the session the main process leads (SETSID is added
+ *            unless the spawn sets SETSID or SETPGID): evm_tree_signal on
+ *            it at the stop, and SIGKILL when the main process exits and at
+ *            stop_timeout. Misses what called setsid and lost its parent
+ *            first; a loop in reaper mode at least reaps it.
  * evm_service_signal reaches the process group with GROUP, else the main
  * process.
  */

@@ -218,7 +218,11 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 	s->spawn.gid_map = s->gid_map;
 	s->spawn.setns_fds = s->setns_fds;
 	s->spawn.hostname = s->hostname;
-	if (s->kill_group && !(so->flags & EVM_SPAWN_SETSID)) {
+	/* a tree without a cgroup is the session its main process leads (svstop.c) */
+	bool own_group = so->flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID);
+	if (s->kill_mode == EVM_KILL_TREE && !o->cgroup && !own_group)
+		s->spawn.flags |= EVM_SPAWN_SETSID;
+	else if (s->kill_group && !(so->flags & EVM_SPAWN_SETSID)) {
 		s->spawn.flags |= EVM_SPAWN_SETPGID;
 		s->spawn.pgid = 0;
 	}

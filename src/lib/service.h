@@ -38,6 +38,8 @@ struct evm_service {
 	uint64_t ready_timeout_ms, watchdog_ms;
 	int stop_signal;
 	bool kill_group;		/* a stop signals the group; its stragglers die with the main */
+	pid_t sid;			/* TREE without a cgroup: the session the last main process
+					   led (svstop.c), 0: none; kept after its exit */
 	enum evm_kill_mode kill_mode;	/* resolved: never AUTO */
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
@@ -156,6 +158,8 @@ EVM_HIDDEN void evm__sv_ready_timeout_fire(struct evm_timer *t, void *data);
 EVM_HIDDEN int evm__sv_signal_to(struct evm_service *s, int sig, bool group);
 EVM_HIDDEN bool evm__sv_cg_busy(const struct evm_service *s);
 EVM_HIDDEN void evm__sv_stop_send(struct evm_service *s, int sig);
+/* a new main process p (spawned, or adopted): the session it leads, if it is the tree */
+EVM_HIDDEN void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted);
 EVM_HIDDEN void evm__sv_arm_kill(struct evm_service *s);
 EVM_HIDDEN void evm__sv_send_stop(struct evm_service *s);
 EVM_HIDDEN void evm__sv_kill_fire(struct evm_timer *t, void *data);

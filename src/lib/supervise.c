@@ -199,6 +199,7 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	p->owner_cb = evm__sv_on_proc_exit;
 	p->owner = s;
 	s->proc = p;
+	evm__sv_note_session(s, p, true);
 	s->started_mono = p->start_mono;
 	s->stopped_by_user = false;
 	s->start_failures = 0;

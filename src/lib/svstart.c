@@ -134,6 +134,8 @@ void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *ow
 	evm_timer_cancel(s->timer);
 	if (s->kill_group && (p->flags & EVM__P_GROUP))
 		killpg(p->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
+	if (s->sid && !s->cg)
+		evm_tree_signal(s->sid, SIGKILL); /* and of its session, wherever they went */
 	s->proc = NULL;
 	evm_proc_unref(p);
 	s->has_exit = true;
@@ -174,6 +176,7 @@ void evm__sv_spawn(struct evm_service *s)
 	p->owner_cb = evm__sv_on_proc_exit;
 	p->owner = s;
 	s->proc = p;
+	evm__sv_note_session(s, p, false);
 	s->started_mono = evm__mono_ns();
 	s->failing = FAILING_NO;
 	if (s->ready == EVM_READY_DECLARED) {

@@ -1,6 +1,7 @@
 /*
  * svstop.c - how a service is stopped: stop_signal to its process, its
- * process group or every process of its cgroup (kill_mode), SIGCONT after
+ * process group or every process of its cgroup, or of its session without
+ * one (kill_mode), SIGCONT after
  * it, and SIGKILL at stop_timeout (cgroup.kill with a cgroup). A stop
  * enters no state on its own: the cell that calls it enters STOPPING, and
  * the exit (with a cgroup, and its emptying) ends the stop.
@@ -38,10 +39,30 @@ bool evm__sv_cg_busy(const struct evm_service *s)
 	return s->cgw && evm_cgroup_populated(s->cg) > 0;
 }
 
-/* A stop's signal: every process of its cgroup (TREE), else the process (or group). */
+/*
+ * TREE without a cgroup: the service's tree is the session its main process
+ * leads (a spawn with SETSID, or an adopted session leader), found in /proc
+ * when a stop needs it (evm_tree_signal): its members wherever they were
+ * re-parented, and their descendants. What called setsid and lost its
+ * parent before that is out of reach.
+ */
+void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted)
+{
+	s->sid = 0;
+	if (s->cg || s->kill_mode != EVM_KILL_TREE)
+		return;
+	struct evm__pstat st;
+	if (adopted ? evm__proc_stat(p->pid, &st) == 0 && st.sid == p->pid
+		    : (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) != 0)
+		s->sid = p->pid;
+}
+
+/* A stop's signal: every process of its cgroup or session (TREE), else the process (or group). */
 void evm__sv_stop_send(struct evm_service *s, int sig)
 {
-	int r = !s->cg || s->kill_mode != EVM_KILL_TREE ? -1 : sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
+	int r = !s->cg && s->sid ? evm_tree_signal(s->sid, sig)
+		: !s->cg || s->kill_mode != EVM_KILL_TREE ? -1
+		: sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
 	if (r <= 0 || sig == SIGKILL) /* the main process was not among them */
 		send_signal(s, sig);
 }
