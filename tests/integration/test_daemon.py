@@ -806,7 +806,7 @@ start_secs = 0
 
 
 def test_stop_ends_the_process_group_without_cgroups(procs, tmp_path):
-    """kill_mode = tree (the default) without a cgroup is the process group:
+    """kill_mode = tree (the default) without a cgroup is the session (test_subreaper.py):
     the shell's background children end with it; kill_mode = process leaves
     them running (without a cgroup nothing ends them after that: we do)."""
     d = Daemon(procs, tmp_path, """
