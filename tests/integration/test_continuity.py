@@ -66,6 +66,21 @@ def all_running(d, n):
     return len(st) == n and all(s["state"] == "running" for s in st.values()) and st
 
 
+def recorded_pids(d):
+    """The pids of the daemon's state record's service lines (none before it is written)."""
+    try:
+        with open(d.sock + ".state") as f:
+            return sorted(int(l.split()[2]) for l in f if l.startswith("service "))
+    except FileNotFoundError:
+        return []
+
+
+def wait_recorded(d, pids):
+    """Until the record names exactly these pids: while services start, the
+    daemon spaces its writes, so a record may exist before it names them all."""
+    wait_for(lambda: recorded_pids(d) == sorted(pids), what=f"the record of pids {sorted(pids)}")
+
+
 @pytest.fixture
 def marker():
     m = "86400.%d" % random.randrange(1 << 40)  # a sleep as long as any, told apart by its digits
@@ -82,9 +97,7 @@ def test_crash_then_restart_adopts_without_duplicates(procs, tmp_path, marker, c
     d = Daemon(procs, tmp_path, config(marker, cgroup=cgroup))
     before = wait_for(lambda: all_running(d, 10), timeout=30 * SLOW, what="10 running")
     pids = sorted(s["pid"] for s in before.values())
-    wait_for(lambda: os.path.exists(d.sock + ".state") and
-             sorted(int(l.split()[2]) for l in open(d.sock + ".state") if l.startswith("service "))
-             == pids, what="the record of the 10 pids")
+    wait_recorded(d, pids)
     crash(d)
     assert marker_pids(marker) == pids
     d.start()
@@ -109,7 +122,7 @@ def test_crash_then_restart_adopts_without_duplicates(procs, tmp_path, marker, c
 def test_adopt_no_kills_and_starts_fresh(procs, tmp_path, marker):
     d = Daemon(procs, tmp_path, config(marker, n=3, extra="adopt = no"))
     pids = sorted(s["pid"] for s in wait_for(lambda: all_running(d, 3), what="3 running").values())
-    wait_for(lambda: os.path.exists(d.sock + ".state"), what="the record")
+    wait_recorded(d, pids)
     crash(d)
     d.start()
     after = wait_for(lambda: all_running(d, 3), timeout=30 * SLOW, what="3 running again")
@@ -123,7 +136,7 @@ def test_adopt_no_kills_and_starts_fresh(procs, tmp_path, marker):
 def test_changed_definition_is_not_adopted(procs, tmp_path, marker):
     d = Daemon(procs, tmp_path, config(marker, n=2))
     pids = sorted(s["pid"] for s in wait_for(lambda: all_running(d, 2), what="2 running").values())
-    wait_for(lambda: os.path.exists(d.sock + ".state"), what="the record")
+    wait_recorded(d, pids)
     crash(d)
     d.write(config(marker + "1", n=2))
     d.start()
@@ -151,8 +164,8 @@ def test_reused_pid_is_not_adopted(procs, tmp_path, marker):
     """A record naming a live process with another start time (the pid was
     reused): that process is neither adopted nor killed."""
     d = Daemon(procs, tmp_path, config(marker, n=1))
-    wait_for(lambda: all_running(d, 1), what="w running")
-    wait_for(lambda: os.path.exists(d.sock + ".state"), what="the record")
+    st = wait_for(lambda: all_running(d, 1), what="w running")
+    wait_recorded(d, [st["w"]["pid"]])
     line = next(l for l in open(d.sock + ".state") if l.startswith("service w "))
     ident = line.split()[4]  # the identity of w's definition, as this daemon computes it
     d.stop()
@@ -444,6 +457,8 @@ def test_added_services_survive(procs, tmp_path, marker, how):
     os.kill(victim, signal.SIGKILL)
     new = wait_for(lambda: (s := d.status("extra:0")["extra:0"])["state"] == "running" and
                    s["pid"] != victim and s, what="extra:0 restarted")
+    # start_secs = 0 reports running as the spawn returns: the exec may still be under way
+    wait_for(lambda: new["pid"] in marker_pids(marker), what="the restarted extra:0's exec")
     with open(f"/proc/{new['pid']}/environ", "rb") as f:
         assert b"WHO=x" in f.read().split(b"\0")
     # and started by hand like any other
