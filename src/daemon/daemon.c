@@ -535,6 +535,8 @@ static void on_shutdown_timeout(struct evm_timer *t, void *data)
 			continue;
 		evm_service_stop(u->svc);
 		evm_service_signal(u->svc, SIGKILL);
+		if (u->cg) /* what left the process group too */
+			evm_cgroup_kill(u->cg);
 	}
 }
 
@@ -585,7 +587,9 @@ static int daemon_run(struct daemon *d, const struct options *o)
 	    evm_timer_add(d->loop, d->cfg->shutdown_timeout_ms, on_shutdown_timeout, d,
 			  &d->shutdown_timer) < 0)
 		dlog("shutdown_timeout: cannot arm its timer: each service's stop_timeout applies alone");
-	deps_stop_all(d); /* dependents first; the loop still serves the socket */
+	else if (d->cfg->shutdown_timeout_ms)
+		d->shutdown_end_ns = evm_loop_now(d->loop) + d->cfg->shutdown_timeout_ms * 1000000u;
+	deps_stop_all(d); /* dependents first, sharing shutdown_timeout; the loop still serves */
 	r = evm_shutdown(d->loop, 0);
 	evm_timer_cancel(d->shutdown_timer); /* clears it */
 	if (r < 0)

@@ -53,6 +53,8 @@ struct unit {
 	size_t nrdeps;
 	bool pending;		 /* to start once its dependencies allow */
 	bool want_stop;		 /* to stop once its dependents are down */
+	unsigned stop_chain;	 /* the shutdown: it and what stops after it, longest chain */
+	struct evm_timer *grace_timer; /* its share of shutdown_timeout (deps.c), or NULL */
 	char *blocked;		 /* why a dependency kept it from starting, or NULL */
 	struct health *health;	 /* its health check (health.h), or NULL without health_cmd */
 	/* the state record (state.h) */
@@ -91,6 +93,7 @@ struct daemon {
 	struct evm_timer *status_timer; /* pending STATUS= update, or NULL */
 	struct evm_timer *watchdog_timer; /* next WATCHDOG=1, or NULL */
 	struct evm_timer *shutdown_timer; /* shutdown_timeout, while shutting down, or NULL */
+	uint64_t shutdown_end_ns; /* when it passes (loop time), 0 without one */
 	struct logs *logs; /* the log directory and files */
 	struct cgroups *cg; /* the services' cgroups, or NULL when off (cgroups.h) */
 	bool cg_kept;	    /* an earlier run's cgroups were kept for the takeover */

@@ -17,6 +17,9 @@
  * every dependent being stopped too is down. `ctl stop A` stops what
  * requires A first; the shutdown stops everything that way, so
  * independent services stop in parallel and chains from their end.
+ * Within shutdown_timeout, a unit stopped with a chain of N units still to
+ * stop after it (itself included) gets at most 1/N of the time left before
+ * SIGKILL: the dependencies' turn comes before the deadline, not with it.
  *
  * The graph is resolved from the names of the config into unit pointers
  * (deps, rdeps) lazily, after units came or went (deps_forget). Names are
@@ -28,6 +31,7 @@
 #include "events.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,18 +388,63 @@ void deps_start_wanted(struct daemon *d)
 
 /* ------------------------------------------------------------- stopping */
 
+static void grace_kill(struct evm_timer *t, void *data)
+{
+	struct unit *u = data;
+	(void)t;
+	u->grace_timer = NULL;
+	if (!u->svc || state(u) == EVM_STATE_STOPPED)
+		return;
+	dlog("service %s: its share of shutdown_timeout passed: SIGKILL (%u to stop after it)",
+	     u->name, u->stop_chain - 1);
+	evm_service_signal(u->svc, SIGKILL);
+	if (u->cg) /* what left the process group too */
+		evm_cgroup_kill(u->cg);
+}
+
+/* While shutting down within shutdown_timeout: SIGKILL at u's share of what is left. */
+static void grace_arm(struct daemon *d, struct unit *u)
+{
+	if (!d->shutdown_end_ns || u->stop_chain < 2 || !u->svc || state(u) != EVM_STATE_STOPPING)
+		return; /* the last of its chain: shutdown_timeout itself */
+	uint64_t now = evm_loop_now(d->loop);
+	uint64_t left = d->shutdown_end_ns > now ? d->shutdown_end_ns - now : 0;
+	uint64_t share = left / u->stop_chain / 1000000u;
+	uint64_t own = u->conf->pol.stop_timeout_ms ? u->conf->pol.stop_timeout_ms : 10000;
+	if (share < own && !u->grace_timer &&
+	    evm_timer_add(d->loop, share, grace_kill, u, &u->grace_timer) < 0)
+		u->grace_timer = NULL; /* out of memory: shutdown_timeout still ends it */
+}
+
 /* Stop u now if no dependent being stopped is still up. */
 static void try_stop(struct daemon *d, struct unit *u)
 {
-	(void)d;
 	for (size_t i = 0; i < u->nrdeps; i++) {
 		const struct unit *v = u->rdeps[i];
 		if (!down(v) && (v->want_stop || state(v) == EVM_STATE_STOPPING))
 			return;
 	}
 	u->want_stop = false;
-	if (u->svc)
+	if (u->svc) {
 		evm_service_stop(u->svc);
+		grace_arm(d, u);
+	}
+}
+
+/* Units stopping after u, itself included, along its longest chain (memoized). */
+static unsigned stop_chain(struct unit *u, unsigned depth)
+{
+	if (u->stop_chain)
+		return u->stop_chain;
+	unsigned n = 1;
+	for (size_t i = 0; i < u->ndeps && depth < 1000; i++) {
+		struct unit *v = u->deps[i].u;
+		if (v->want_stop) {
+			unsigned k = 1 + stop_chain(v, depth + 1);
+			n = k > n ? k : n;
+		}
+	}
+	return u->stop_chain = n;
 }
 
 static void mark_stop(struct unit *u)
@@ -437,7 +486,11 @@ void deps_stop_all(struct daemon *d)
 		u->pending = false;
 		u->want_start = false;
 		u->want_stop = u->svc && active(u);
+		u->stop_chain = 0;
 	}
+	for (struct unit *u = d->first; u; u = u->next)
+		if (u->want_stop)
+			stop_chain(u, 0);
 	for (struct unit *u = d->first; u; u = u->next)
 		if (u->want_stop)
 			try_stop(d, u);
@@ -464,6 +517,8 @@ void deps_changed(struct daemon *d, struct unit *u)
 	}
 	if (gen != d->deps_gen || !down(u))
 		return;
+	evm_timer_cancel(u->grace_timer); /* stopped within its share */
+	u->grace_timer = NULL;
 	/* who waits to stop: one of its dependents is down */
 	for (size_t i = 0; i < u->ndeps && gen == d->deps_gen; i++)
 		if (u->deps[i].u->want_stop)

@@ -312,6 +312,8 @@ void unit_remove(struct daemon *d, struct unit *u)
 		d->start_next = u->next;
 	deps_forget(d, u);
 	u->pending = u->want_stop = false;
+	evm_timer_cancel(u->grace_timer);
+	u->grace_timer = NULL;
 	health_unit_gone(d, u);
 	unit_release(d, u);
 	if (u->old)

@@ -4,7 +4,9 @@ service requires, `ctl stop` and the shutdown stopping dependents first.
 
 Order is read from the daemon's log, where every event has its line in the
 order it happened; no assertion depends on how long anything takes."""
+import os
 import re
+import time
 
 import pytest
 
@@ -301,3 +303,48 @@ def test_a_graph_of_chains_all_become_ready_in_order(procs, tmp_path, n):
     for c in range(chains):
         for i in range(1, 10):
             assert down[f"c{c}_{i}"] < stopping[f"c{c}_{i - 1}"], (c, i)
+
+
+def test_shutdown_timeout_is_shared_along_a_chain(procs, tmp_path):
+    """shutdown_timeout = 2s and a chain c requires b requires a, each ignoring SIGTERM
+    with an hour of stop_timeout: each gets SIGKILL at its share of the time left (a
+    third for c, then half of the rest for b, a the rest), so c is down before b is
+    asked to stop and b before a, and the daemon exits with all three dead long before
+    any stop_timeout. Before, all three got SIGKILL together at 2 s, a first."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    svc = """
+command = HELPER ignore 15 print up pause
+stdout = log
+stop_timeout = 1h
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+shutdown_timeout = 2s
+log_dir = {logs}
+
+[service:a]{svc}
+[service:b]{svc}requires = a
+
+[service:c]{svc}requires = b
+""")
+    for name in "abc":
+        d.wait_state(name, "running")
+        wait_for(lambda: "up" in (logs / f"{name}.log").read_text(errors="replace")
+                 if (logs / f"{name}.log").exists() else False,
+                 timeout=20 * SLOW, what=f"{name}'s TERM ignored")
+    pids = [s["pid"] for s in d.status().values()]
+    n = len(transitions(d))
+    t0 = time.monotonic()
+    d.stop()  # SIGTERM; exit 0 with nothing left (Daemon.stop checks both)
+    # far below the hour of stop_timeout; 2 s of grace plus slack for a loaded machine
+    assert time.monotonic() - t0 < 2 + 10 * SLOW
+    tr = transitions(d)
+    assert index(tr, "c", "stopped", start=n) < index(tr, "b", "stopping", start=n), tr[n:]
+    assert index(tr, "b", "stopped", start=n) < index(tr, "a", "stopping", start=n), tr[n:]
+    log = d.log()
+    assert "service c: its share of shutdown_timeout passed: SIGKILL (2 to stop after it)" in log
+    assert "service b: its share of shutdown_timeout passed: SIGKILL (1 to stop after it)" in log
+    assert "shutdown_timeout (2.0s) passed" in log
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")]
