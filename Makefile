@@ -34,7 +34,8 @@ ALL_CFLAGS = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 LIB_CFLAGS := -fPIC -fvisibility=hidden -DEVM_BUILDING_LIBRARY
 
-PKG_LIBS := $(shell pkg-config --libs inih libcjson libmicrohttpd 2>/dev/null || echo -linih -lcjson -lmicrohttpd)
+# libmicrohttpd is opened at run time, by metrics_listen only (src/daemon/metricshttp.c)
+PKG_LIBS := $(shell pkg-config --libs inih libcjson 2>/dev/null || echo -linih -lcjson) -ldl
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 PYTEST := /usr/bin/python3 -m pytest
 

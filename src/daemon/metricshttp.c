@@ -8,6 +8,11 @@
  * Requests are answered inside MHD_run, on the loop thread, so the body is
  * rendered from the live state with no lock. MHD's sockets and its epoll fd
  * are close-on-exec: services do not inherit them.
+ *
+ * libmicrohttpd is opened (dlopen) when metrics_listen asks for it, not
+ * linked: it brings GnuTLS, p11-kit, nettle, gmp and six more libraries
+ * whose loading and constructors (GnuTLS reads its system configuration)
+ * every `evmon init`, `evmon ctl` and daemon without metrics paid at exec.
  */
 #include "metrics.h"
 
@@ -16,6 +21,7 @@
 #include "listenaddr.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -25,6 +31,40 @@
 
 #define METRICS_CONNECTIONS 64 /* at once: scrapers are few */
 #define METRICS_IDLE_SECS 10   /* a connection silent this long is closed */
+
+/* the functions of libmicrohttpd used here, from its dlopen */
+#define MHD_FUNCS(X)                                                                               \
+	X(MHD_start_daemon) X(MHD_stop_daemon) X(MHD_run) X(MHD_get_timeout)                       \
+	X(MHD_get_daemon_info) X(MHD_create_response_from_buffer) X(MHD_add_response_header)       \
+	X(MHD_queue_response) X(MHD_destroy_response)
+#define MHD_FIELD(f) __typeof__(f) *f;
+static struct {
+	void *lib;
+	MHD_FUNCS(MHD_FIELD)
+} mhd;
+
+/* Open libmicrohttpd once (kept open: the daemon may listen again after a reload). */
+static int mhd_load(char *err, size_t errlen)
+{
+	if (mhd.lib)
+		return 0;
+	void *lib = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+	if (!lib)
+		lib = dlopen("libmicrohttpd.so", RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(err, errlen, "libmicrohttpd: %s (install libmicrohttpd12)", dlerror());
+		return -1;
+	}
+#define MHD_LOAD(f)                                                                                \
+	if (!(*(void **)&mhd.f = dlsym(lib, #f))) {                                                \
+		snprintf(err, errlen, "libmicrohttpd: no %s", #f);                                 \
+		dlclose(lib);                                                                      \
+		return -1;                                                                         \
+	}
+	MHD_FUNCS(MHD_LOAD)
+	mhd.lib = lib;
+	return 0;
+}
 
 struct metrics_http {
 	struct daemon *d;
@@ -38,17 +78,17 @@ struct metrics_http {
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
 			     enum MHD_ResponseMemoryMode mode, const char *type)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+	struct MHD_Response *r = mhd.MHD_create_response_from_buffer(len, body, mode);
 	if (!r) {
 		if (mode == MHD_RESPMEM_MUST_FREE)
 			free(body);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	mhd.MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-	enum MHD_Result ok = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
+		mhd.MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	enum MHD_Result ok = mhd.MHD_queue_response(c, status, r);
+	mhd.MHD_destroy_response(r);
 	return ok;
 }
 
@@ -85,14 +125,14 @@ static void schedule(struct metrics_http *m)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
 	evm_timer_cancel(m->timer); /* clears m->timer */
-	if (MHD_get_timeout(m->mhd, &ms) == MHD_YES &&
+	if (mhd.MHD_get_timeout(m->mhd, &ms) == MHD_YES &&
 	    evm_timer_add(m->d->loop, ms, on_timer, m, &m->timer) < 0)
 		dlog("metrics: cannot arm a timer: idle connections close at the next request");
 }
 
 static void run(struct metrics_http *m)
 {
-	MHD_run(m->mhd);
+	mhd.MHD_run(m->mhd);
 	schedule(m);
 }
 
@@ -121,7 +161,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void bound_address(struct metrics_http *m, const struct sockaddr_storage *ss)
 {
-	const union MHD_DaemonInfo *pi = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	const union MHD_DaemonInfo *pi = mhd.MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	unsigned port = pi ? pi->port : 0;
 	char host[INET6_ADDRSTRLEN] = "?";
 	if (ss->ss_family == AF_INET6) {
@@ -138,7 +178,7 @@ int metrics_http_open(struct daemon *d, const char *addr, struct metrics_http **
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	if (listen_addr_parse(addr, &ss, &sl, err, errlen) < 0)
+	if (listen_addr_parse(addr, &ss, &sl, err, errlen) < 0 || mhd_load(err, errlen) < 0)
 		return -1;
 	struct metrics_http *m = calloc(1, sizeof(*m));
 	if (!m) {
@@ -149,11 +189,11 @@ int metrics_http_open(struct daemon *d, const char *addr, struct metrics_http **
 	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
 	uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						      : ((struct sockaddr_in *)&ss)->sin_port);
-	m->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
+	m->mhd = mhd.MHD_start_daemon(flags, port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_SECS,
 				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_END);
-	const union MHD_DaemonInfo *ei = m->mhd ? MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+	const union MHD_DaemonInfo *ei = m->mhd ? mhd.MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	if (!ei || evm_io_add(d->loop, ei->epoll_fd, EVM_READ, on_io, m, &m->io) < 0) {
 		snprintf(err, errlen, "%s: %s", addr, m->last_error[0] ? m->last_error : "cannot listen");
 		metrics_http_close(m);
@@ -177,6 +217,6 @@ void metrics_http_close(struct metrics_http *m)
 	evm_timer_cancel(m->timer);
 	evm_io_free(m->io);
 	if (m->mhd)
-		MHD_stop_daemon(m->mhd);
+		mhd.MHD_stop_daemon(m->mhd);
 	free(m);
 }
