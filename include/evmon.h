@@ -1054,8 +1054,9 @@ EVM_API int evm_shutdown(struct evm_loop *loop, unsigned flags);
  *
  * A struct evm_cgroup names one directory of the cgroup2 hierarchy (the
  * mount is found in /proc/self/mountinfo: /sys/fs/cgroup, or
- * /sys/fs/cgroup/unified on a hybrid host). It holds an O_PATH fd of the
- * directory, for evm_spawn_opts.cgroup_fd (EVM_SPAWN_CGROUP). The caller owns
+ * /sys/fs/cgroup/unified on a hybrid host) by its path: it holds no fd of
+ * the directory unless evm_cgroup_fd is asked for one, so 10,000 handles
+ * cost no fds (each call opens the directory for itself). The caller owns
  * it (evm_cgroup_free); freeing it never removes the cgroup. These functions
  * do not touch a loop and may be called from any thread, but not on the same
  * handle at once; only the watch functions need the loop thread.
@@ -1108,6 +1109,18 @@ EVM_API int evm_cgroup_open(const char *path, struct evm_cgroup **out);
 EVM_API int evm_cgroup_create(struct evm_cgroup *parent, const char *name,
 			      struct evm_cgroup **out);
 
+/*
+ * A handle for the child cgroup name of parent, made (mkdir) only when
+ * something needs its directory: evm_cgroup_fd, evm_cgroup_open_dir (a
+ * service's spawn), evm_cgroup_set_limit, evm_cgroup_attach. Until then it
+ * reads as an empty cgroup, at no syscall (the others see -ENOENT, as for a
+ * removed one). For a supervisor with thousands of services: a mkdir costs
+ * 50-250 us, paid at each one's first start instead of all at once. One that
+ * exists already is used as it is. 0 or -errno; the caller owns *out.
+ */
+EVM_API int evm_cgroup_create_later(struct evm_cgroup *parent, const char *name,
+				    struct evm_cgroup **out);
+
 /* Close the handle (the cgroup stays). NULL is a no-op. A service given it
  * (evm_service_opts.cgroup) holds its own reference: the handle is closed
  * when the last of them is gone. */
@@ -1116,8 +1129,20 @@ EVM_API void evm_cgroup_free(struct evm_cgroup *cg);
 /* The cgroup's filesystem path. Valid while the handle is. */
 EVM_API const char *evm_cgroup_path(const struct evm_cgroup *cg);
 
-/* The O_PATH directory fd, for evm_spawn_opts.cgroup_fd. Borrowed: the handle owns it. */
+/*
+ * The O_PATH directory fd, for evm_spawn_opts.cgroup_fd: opened at the
+ * first call and held by the handle from then on (borrowed: the handle owns
+ * it). -errno when the directory cannot be opened (gone: -ENOENT).
+ */
 EVM_API int evm_cgroup_fd(const struct evm_cgroup *cg);
+
+/*
+ * A new O_PATH fd of the cgroup's directory, the caller's to close: for one
+ * spawn into it (evm_spawn_opts.cgroup_fd, needed only until evm_spawn
+ * returns) without the handle holding an fd. A service opens one this way
+ * for each of its spawns. -errno as evm_cgroup_fd.
+ */
+EVM_API int evm_cgroup_open_dir(const struct evm_cgroup *cg);
 
 /*
  * 0 when this process may create child cgroups in cg and move processes

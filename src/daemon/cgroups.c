@@ -230,8 +230,8 @@ int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out
 	char name[300];
 	/* cgroupfs reserves "cgroup.*" for its own files */
 	snprintf(name, sizeof(name), "%s%s.service", strncmp(unit, "cgroup.", 7) ? "" : "_", unit);
-	int r = evm_cgroup_create(g->base, name, out);
-	return r < 0 ? r : 0;
+	/* made at its first start (or limit): not 3,000 mkdirs before the socket answers */
+	return evm_cgroup_create_later(g->base, name, out);
 }
 
 void cgroups_close(struct cgroups *g)

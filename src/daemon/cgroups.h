@@ -3,7 +3,7 @@
  *
  *   <the daemon's own cgroup>/evmon.<socket name>/    the base, ours
  *       evmon.daemon/                               the daemon itself
- *       <service>.service/                          one per service, created once
+ *       <service>.service/                          one per service, made at its first start
  *
  * The daemon moves into the leaf evmon.daemon so the base may enable
  * controllers for the services (the kernel's no-internal-process rule).
@@ -59,8 +59,8 @@ const char *cgroups_base(const struct cgroups *g);
 unsigned cgroups_controllers(const struct cgroups *g);
 
 /*
- * The cgroup of service unit (created, or opened when it is there): the
- * caller owns *out. 0 or -errno.
+ * The cgroup of service unit (opened when it is there, else made at the
+ * service's first start or limit): the caller owns *out. 0 or -errno.
  */
 int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out);
 

@@ -365,9 +365,9 @@ static void run_check(struct health *h)
 		o.on_exit = on_check_exit;
 		o.data = h;
 		o.error = &err;
-		if (u->cg) {
+		if (u->cg) { /* an fd for this spawn: 10,000 services hold none */
 			o.flags |= EVM_SPAWN_CGROUP;
-			o.cgroup_fd = evm_cgroup_fd(u->cg);
+			o.cgroup_fd = evm_cgroup_open_dir(u->cg);
 		}
 		if (!(o.flags & EVM_SPAWN_UMASK)) {
 			/* said, or the library reads /proc/self/status at each spawn for it */
@@ -380,6 +380,8 @@ static void run_check(struct health *h)
 			o.cwd = NULL;
 			r = evm_spawn(h->d->loop, &o, &h->check);
 		}
+		if (u->cg && o.cgroup_fd >= 0)
+			close(o.cgroup_fd);
 		config_build_free(&b);
 	}
 	if (r < 0) {

@@ -123,7 +123,11 @@ int evm_cgroup_signal(struct evm_cgroup *cg, int sig)
 	if (!cg || sig < 0 || sig >= NSIG)
 		return -EINVAL;
 	struct sigwalk sw = {.rel = cg->rel, .sig = sig};
-	int r = signal_tree(&sw, cg->dfd, 0);
+	int dfd = evm__cg_dir(cg);
+	if (dfd < 0)
+		return dfd;
+	int r = signal_tree(&sw, dfd, 0);
+	evm__cg_dir_done(cg, dfd);
 	if (r < 0)
 		return r;
 	return sw.sent || !sw.error ? sw.sent : sw.error;
@@ -136,10 +140,12 @@ int evm__cgroup_kill_loop(struct evm_cgroup *cg)
 {
 	struct evm__pidmap seen = {0};
 	struct sigwalk sw = {.rel = cg->rel, .sig = SIGKILL, .seen = &seen};
-	int r = -EAGAIN;
+	int r = -EAGAIN, dfd = evm__cg_dir(cg);
+	if (dfd < 0)
+		return dfd;
 	for (int pass = 0; pass < KILL_PASSES; pass++) {
 		sw.fresh = 0;
-		int e = signal_tree(&sw, cg->dfd, 0);
+		int e = signal_tree(&sw, dfd, 0);
 		if (e < 0) {
 			r = e;
 			break;
@@ -150,6 +156,7 @@ int evm__cgroup_kill_loop(struct evm_cgroup *cg)
 		}
 	}
 	evm__pidmap_free(&seen);
+	evm__cg_dir_done(cg, dfd);
 	return r;
 }
 
@@ -159,11 +166,15 @@ int evm_cgroup_kill(struct evm_cgroup *cg)
 		return -EINVAL;
 	const char *force = secure_getenv("EVM_CGROUP_NO_KILL");
 	if (!force || !*force || !strcmp(force, "0")) {
-		int r = evm__cg_write(cg->dfd, "cgroup.kill", "1");
-		if (r != -ENOENT)
+		int dfd = evm__cg_dir(cg);
+		if (dfd < 0)
+			return dfd;
+		int r = evm__cg_write(dfd, "cgroup.kill", "1");
+		/* ENOENT: the cgroup is gone, or a kernel without the file */
+		bool gone = r == -ENOENT && evm__cg_missing(dfd) == -ENOENT;
+		evm__cg_dir_done(cg, dfd);
+		if (r != -ENOENT || gone)
 			return r;
-		if (evm__cg_missing(cg->dfd) == -ENOENT)
-			return -ENOENT; /* the cgroup is gone, not the file */
 	}
 	return evm__cgroup_kill_loop(cg);
 }
@@ -200,9 +211,9 @@ static int remove_children(int dfd, int depth)
 }
 
 /* Wait up to ms (-1: forever) for populated 0 (cgroup.events raises POLLPRI on change). */
-static void wait_empty(struct evm_cgroup *cg, int ms)
+static void wait_empty(int dfd, int ms)
 {
-	int fd = openat(cg->dfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+	int fd = openat(dfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	char buf[256];
@@ -223,17 +234,21 @@ int evm_cgroup_remove(struct evm_cgroup *cg, int timeout_ms)
 	if (!cg)
 		return -EINVAL;
 	uint64_t deadline = evm__mono_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+	int dfd = evm__cg_dir(cg);
+	if (dfd < 0)
+		return dfd == -ENOENT ? 0 : dfd; /* removed already */
+	int r;
 	for (;;) {
-		int r = remove_children(cg->dfd, 0);
+		r = remove_children(dfd, 0);
 		if (r == 0 && rmdir(cg->path) < 0 && errno != ENOENT)
 			r = -errno;
-		if (r != -EBUSY)
-			return r;
 		uint64_t now = evm__mono_ns();
-		if (timeout_ms >= 0 && now >= deadline)
-			return -EBUSY;
+		if (r != -EBUSY || (timeout_ms >= 0 && now >= deadline))
+			break;
 		int left = timeout_ms < 0 ? -1 : (int)((deadline - now + 999999) / 1000000);
-		wait_empty(cg, left);
+		wait_empty(dfd, left);
 	}
+	evm__cg_dir_done(cg, dfd);
+	return r;
 }
 

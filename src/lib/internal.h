@@ -422,11 +422,16 @@ EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
 
 struct evm_cgroup {
 	atomic_uint refs; /* the owner's, and each service's using it */
-	int dfd;    /* O_PATH | O_DIRECTORY */
+	atomic_int dfd; /* O_PATH | O_DIRECTORY once evm_cgroup_fd asked for it, else -1 */
+	atomic_bool unmade; /* evm_cgroup_create_later's, until its directory is made */
 	char *path; /* filesystem path */
 	char *rel;  /* as in /proc/PID/cgroup; NULL when the mount does not show it */
 };
 
+/* its directory: the handle's fd or one opened now; give it back to evm__cg_dir_done */
+EVM_HIDDEN int evm__cg_dir(const struct evm_cgroup *cg);   /* -ENOENT: not made yet */
+EVM_HIDDEN int evm__cg_dir_made(const struct evm_cgroup *cg); /* made first if it was not */
+EVM_HIDDEN void evm__cg_dir_done(const struct evm_cgroup *cg, int fd);
 /* another reference to cg (dropped by evm_cgroup_free): a service keeps its cgroup */
 EVM_HIDDEN struct evm_cgroup *evm__cgroup_ref(struct evm_cgroup *cg);
 /* interface files: never created (O_CREAT); -errno */

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEF_START_MS 1000
 #define DEF_START_RETRIES 3
@@ -152,6 +153,23 @@ static void on_cgroup(struct evm_cgroup_watch *w, bool populated, void *data)
 		evm__sv_dispatch(data, EVM__SV_EMPTIED, NULL);
 }
 
+static int watch_cgroup(struct evm_service *s)
+{
+	s->cgw_later = false;
+	if (s->kill_mode != EVM_KILL_TREE)
+		return 0; /* placed in it, but a stop does not wait for it */
+	/* not made yet (evm_cgroup_create_later): empty until a spawn makes it */
+	int r = atomic_load(&s->cg->unmade) ? -ENOENT
+					    : evm_cgroup_watch(s->loop, s->cg, on_cgroup, s, &s->cgw);
+	s->cgw_later = r == -ENOENT;
+	/*
+	 * No fd to read cgroup.events (the limit is reached): its processes
+	 * still start in the cgroup, but it is stopped by its process, as
+	 * without one, rather than not created at all.
+	 */
+	return r == -EMFILE || r == -ENFILE || r == -ENOENT ? 0 : r;
+}
+
 /*
  * Its processes start in cg, and its emptying is an event. The service
  * holds its own reference: a stop still ending the cgroup's processes
@@ -160,17 +178,34 @@ static void on_cgroup(struct evm_cgroup_watch *w, bool populated, void *data)
 static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg)
 {
 	s->cg = evm__cgroup_ref(cg);
-	s->spawn.flags |= EVM_SPAWN_CGROUP;
-	s->spawn.cgroup_fd = evm_cgroup_fd(cg);
-	if (s->kill_mode != EVM_KILL_TREE)
-		return 0; /* placed in it, but a stop does not wait for it */
-	int r = evm_cgroup_watch(s->loop, cg, on_cgroup, s, &s->cgw);
-	/*
-	 * No fd to read cgroup.events (the limit is reached): its processes
-	 * still start in the cgroup, but it is stopped by its process, as
-	 * without one, rather than not created at all.
-	 */
-	return r == -EMFILE || r == -ENFILE ? 0 : r;
+	return watch_cgroup(s);
+}
+
+/*
+ * An fd of its cgroup's directory for one spawn, in o (EVM_SPAWN_CGROUP):
+ * CLONE_INTO_CGROUP needs it at the clone and nothing after, so the
+ * service holds none between spawns (evm__svc_spawn_done closes it).
+ * Without a cgroup, o is left as it is. 0 or -errno (o->error says cgroup).
+ */
+int evm__svc_spawn_cgroup(struct evm_service *s, struct evm_spawn_opts *o)
+{
+	if (!s->cg)
+		return 0;
+	int fd = evm_cgroup_open_dir(s->cg); /* makes it, the first time */
+	int r = fd < 0 ? fd : s->cgw_later ? watch_cgroup(s) : 0;
+	o->flags |= EVM_SPAWN_CGROUP;
+	o->cgroup_fd = fd < 0 ? -1 : fd;
+	if (r < 0 && o->error) {
+		o->error->stage = EVM_STAGE_CGROUP;
+		o->error->error = -r;
+	}
+	return r;
+}
+
+void evm__svc_spawn_done(struct evm_service *s, struct evm_spawn_opts *o)
+{
+	if (s->cg && o->cgroup_fd >= 0)
+		close(o->cgroup_fd);
 }
 
 /* a copy of n elements of size sz into *to (NULL when n is 0); false: no memory */

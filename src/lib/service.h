@@ -43,6 +43,7 @@ struct evm_service {
 	enum evm_kill_mode kill_mode;	/* resolved: never AUTO */
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
+	bool cgw_later;			/* cgroup not made yet: watched once a spawn made it */
 	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */
 	evm_event_cb on_event;
 	void *data;
@@ -77,6 +78,9 @@ struct evm_service {
 /* service.c: off the list, freed at the outermost leave; its name off the index */
 EVM_HIDDEN void evm__svc_unlink(struct evm_service *s);
 EVM_HIDDEN void evm__svc_unindex(struct evm_service *s);
+/* its cgroup's fd for one spawn into o, closed by evm__svc_spawn_done after it */
+EVM_HIDDEN int evm__svc_spawn_cgroup(struct evm_service *s, struct evm_spawn_opts *o);
+EVM_HIDDEN void evm__svc_spawn_done(struct evm_service *s, struct evm_spawn_opts *o);
 
 /* what can happen to a service: a column of the table each */
 enum evm__sv_event {

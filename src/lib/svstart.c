@@ -165,7 +165,10 @@ void evm__sv_spawn(struct evm_service *s)
 		}
 	}
 	o.error = &s->last_error;
-	int r = evm__spawn_local(s->loop, &o, &p);
+	int r = evm__svc_spawn_cgroup(s, &o);
+	if (r == 0)
+		r = evm__spawn_local(s->loop, &o, &p);
+	evm__svc_spawn_done(s, &o);
 	if (r < 0) {
 		const char *what = s->file ? s->file : s->argv[0];
 		snprintf(s->msg, sizeof(s->msg), "%s %s: %s", evm_spawn_stage_name(s->last_error.stage),

@@ -837,12 +837,10 @@ start_secs = 0
     # at most 256 open at once, all closed once the output stops
     assert files() <= 256
     wait_for(lambda: files() == 0, timeout=15 * SLOW, what="idle files closed")
-    def cgroup_dirs():
-        return open_under("/sys/fs/cgroup")
     # 2 per service (the pipe), 1 pidfd per process, and the daemon's own; with
-    # cgroups (cgroup = auto, as root) also its cgroup's directory, 1 per service
-    assert cgroup_dirs() <= 300 + 8
-    assert len(fds_of(d.p.pid)) - cgroup_dirs() <= 300 * 3 + 64 + 32  # + the reserve (fdreserve.h)
+    # cgroups (cgroup = auto, as root) no fd of a service's cgroup is kept
+    assert open_under("/sys/fs/cgroup") <= 8
+    assert len(fds_of(d.p.pid)) <= 300 * 3 + 64 + 32  # + the reserve (fdreserve.h)
     d.stop()
 
 
@@ -884,7 +882,6 @@ def test_out_of_descriptors_ctl_and_logs_keep_working(procs, tmp_path):
             assert self.p.poll() is None, self.log()
             return self
 
-    # without cgroups: each service's cgroup directory would take one more descriptor
     d = Limited(procs, tmp_path, f"""
 [evmon]
 log_dir = {logs}

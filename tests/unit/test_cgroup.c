@@ -651,8 +651,8 @@ static void test_watch_many(void **state)
 		assert_int_equal(evm_cgroup_create(BASE(state), name, &cg[i]), 0);
 		assert_int_equal(evm_cgroup_watch(loop, cg[i], on_pop, &r[i], &r[i].w), 0);
 	}
-	/* one fd per handle, and one inotify fd for all the watches */
-	assert_int_equal(t_count_fds(), fds + N + 1);
+	/* no fd per handle, and one inotify fd for all the watches */
+	assert_int_equal(t_count_fds(), fds + 1);
 	for (int i = 0; i < N; i++) {
 		p[i] = t_spawn(loop, HARGV("pause"), &x[i]);
 		assert_int_equal(evm_cgroup_attach(cg[i], evm_proc_pid(p[i])), 0);
@@ -914,6 +914,121 @@ static void test_service_removed_keeps_its_cgroup(void **state)
 	RUN_UNTIL(loop, removed, 15000);
 	assert_int_equal(evm_cgroup_create(BASE(state), "db.service", &cg), 1);
 	assert_int_equal(evm_cgroup_populated(cg), 0); /* zombies do not count */
+	RUN_UNTIL(loop, !zombie_child(), 10000);       /* the orphans are ours to reap */
+	evm_cgroup_free(cg);
+}
+
+/* How many of our fds are open on the directory at path. */
+static int fds_on(const char *path)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char target[PATH_MAX];
+		ssize_t len = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = 0;
+			n += !strcmp(target, path);
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * A service holds no fd of its cgroup's directory, running or not: each
+ * spawn opens one for the clone and closes it (10,000 services would
+ * otherwise hold 10,000 of them). The handle opens one only when asked.
+ */
+static void test_service_holds_no_cgroup_fd(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "lean.service", &cg), 0);
+	const char *path = evm_cgroup_path(cg);
+	assert_int_equal(fds_on(path), 0);
+	struct evm_service_opts so = {
+		.name = "lean",
+		.spawn = {.argv = HARGV("pause"), .pdeath_signal = SIGKILL},
+		.cgroup = cg,
+		.restart = EVM_RESTART_ALWAYS,
+		.set = EVM_SVC_BACKOFF_INITIAL,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, evm_service_proc(svc) != NULL, 10000);
+	pid_t first = evm_proc_pid(evm_service_proc(svc));
+	assert_true(proc_in(first, cg));
+	assert_int_equal(fds_on(path), 0);
+	/* a restart spawns into it again */
+	assert_int_equal(evm_cgroup_kill(cg), 0);
+	RUN_UNTIL(loop,
+		  evm_service_proc(svc) && evm_proc_pid(evm_service_proc(svc)) != first, 10000);
+	assert_true(proc_in(evm_proc_pid(evm_service_proc(svc)), cg));
+	assert_int_equal(fds_on(path), 0);
+	/* a new fd at each open_dir; the handle keeps the one evm_cgroup_fd opened */
+	int a = evm_cgroup_open_dir(cg), b = evm_cgroup_open_dir(cg);
+	assert_true(a >= 0 && b >= 0 && a != b);
+	close(a);
+	close(b);
+	int fd = evm_cgroup_fd(cg);
+	assert_true(fd >= 0);
+	assert_int_equal(evm_cgroup_fd(cg), fd);
+	assert_int_equal(fds_on(path), 1);
+	evm_service_remove(svc);
+	RUN_UNTIL(loop, evm_cgroup_populated(cg) == 0, 15000);
+	evm_cgroup_free(cg);
+}
+
+/*
+ * A cgroup made later: no directory until the service's first spawn, read
+ * as empty until then; once made, its processes are in it and the stop
+ * waits for it to empty (the watch is armed when the spawn makes it: the
+ * grandchildren ignore SIGTERM, so STOPPED comes after cgroup.kill).
+ */
+static void test_create_later(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg, *lim;
+	assert_int_equal(evm_cgroup_create_later(BASE(state), "later.service", &cg), 0);
+	assert_int_equal(evm_cgroup_create_later(BASE(state), "a/b", &lim), -EINVAL);
+	struct stat st;
+	assert_int_equal(stat(evm_cgroup_path(cg), &st), -1);
+	assert_int_equal(evm_cgroup_populated(cg), -ENOENT);
+	struct evm_cgroup_stats cs;
+	assert_int_equal(evm_cgroup_stats(cg, &cs), 0);
+	assert_true((cs.have & EVM_CGROUP_STAT_PROCS) && cs.procs == 0);
+	struct evm_service_opts so = {
+		.name = "later",
+		.spawn = {.argv = HARGV("group", "2", "pause"), .pdeath_signal = SIGKILL},
+		.cgroup = cg,
+		.stop_timeout_ms = 200,
+		.set = EVM_SVC_STOP_TIMEOUT,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(stat(evm_cgroup_path(cg), &st), -1); /* a service does not make it */
+	assert_int_equal(evm_service_start(svc), 0);
+	assert_int_equal(stat(evm_cgroup_path(cg), &st), 0);
+	RUN_UNTIL(loop, evm_cgroup_procs(cg, NULL, 0) == 3, 10000);
+	assert_true(proc_in(evm_proc_pid(evm_service_proc(svc)), cg));
+	assert_int_equal(evm_service_stop(svc), 0);
+	RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_STOPPED, 15000);
+	assert_int_equal(evm_cgroup_populated(cg), 0);
+	assert_int_equal(evm_cgroup_procs(cg, NULL, 0), 0);
+	RUN_UNTIL(loop, !zombie_child(), 10000); /* the killed grandchildren, ours to reap */
+	evm_service_remove(svc);
+	/* a limit makes it too (the controller may be off: the directory is there) */
+	assert_int_equal(evm_cgroup_create_later(BASE(state), "limited.service", &lim), 0);
+	int r = evm_cgroup_set_limit(lim, EVM_CGROUP_PIDS_MAX, "10");
+	assert_true(r == 0 || r == -EOPNOTSUPP);
+	assert_int_equal(stat(evm_cgroup_path(lim), &st), 0);
+	evm_cgroup_free(lim);
 	evm_cgroup_free(cg);
 }
 
@@ -968,6 +1083,7 @@ static void find_cgroup(void)
 		fprintf(stderr, "create %s: %s\n", name, strerror(r < 0 ? -r : EEXIST));
 		exit(1);
 	}
+	evm_cgroup_fd(run_cg); /* held from now on: tests count fds after it */
 	run_lock = openat(evm_cgroup_fd(self_cg), name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (run_lock < 0 || flock(run_lock, LOCK_EX | LOCK_NB) < 0) {
 		fprintf(stderr, "lock %s: %s\n", name, strerror(errno));
@@ -1003,6 +1119,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_service_into_cgroup, cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_service_removed_keeps_its_cgroup, cg_setup_spawn,
 						cg_teardown),
+		cmocka_unit_test_setup_teardown(test_service_holds_no_cgroup_fd, cg_setup_spawn,
+						cg_teardown),
+		cmocka_unit_test_setup_teardown(test_create_later, cg_setup_spawn, cg_teardown),
 	};
 	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
 	static const char *const paths[] = {"direct", "helper", "clone"};
