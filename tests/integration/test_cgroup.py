@@ -366,3 +366,45 @@ command = sh -c "trap '' TERM; sleep 400131 & wait"
     assert d.status("again")["again"]["pid"] == new and alive(new)
     assert d.status("again")["again"].get("restarts", 0) == 0
     d.stop()
+
+
+@pytest.mark.parametrize("n", [100, pytest.param(1000, marks=pytest.mark.scale)])
+def test_many_services_each_in_its_own_cgroup(procs, tmp_path, n):
+    """n services with a background child each, every one in its own cgroup: they
+    all run there, the daemon holds no descriptor of their cgroups (a pidfd per
+    service, as without cgroups), and its stop leaves zero processes and zero
+    cgroups."""
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+start_secs = 0
+stop_timeout = 10
+[service:s]
+command = sh -c 'HELPER pause & exec HELPER pause'
+instances = {n}
+""")
+    base = base_of(d)
+    wait_for(lambda: all(s["state"] == "running" for s in d.status().values()),
+             timeout=(60 + n // 10) * SLOW, what=f"{n} services running")
+    def services():  # the daemon's leaf holds the daemon (and its spawn helper)
+        return set(procs_in(base)) - set(procs_in(os.path.join(base, "evmon.daemon")))
+    wait_for(lambda: len(services()) == 2 * n, timeout=(30 + n // 20) * SLOW,
+             what=f"{2 * n} processes")
+    for name, s in d.status().items():
+        cg = os.path.join(base, name + ".service")
+        assert cgroup_of(s["pid"]) == rel(cg)
+        assert len(procs_in(cg)) == 2, name
+    fds = os.listdir(f"/proc/{d.p.pid}/fd")
+    on_cgroups = []
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{d.p.pid}/fd/{fd}").startswith(_cgroup2_mount()):
+                on_cgroups.append(fd)
+        except FileNotFoundError:
+            pass  # closed meanwhile
+    assert len(on_cgroups) <= 4, on_cgroups
+    assert len(fds) <= n + 160
+    everything = services()
+    d.stop(timeout=60 + n // 10)
+    left = [p for p in everything if alive(p)]
+    assert not left, f"left behind: {left[:20]}"
+    assert not os.path.exists(base), os.listdir(base)[:20]
