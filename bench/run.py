@@ -955,6 +955,73 @@ def machine():
                 evmon_dirty=bool(sh(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "include"])))
 
 
+# ------------------------------------------------------------------- S11
+
+def own_cgroup():
+    """Our cgroup v2 directory if we may make children in it, else (None, why)."""
+    mnt = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] == "cgroup2":
+                mnt = left.split()[4]
+                break
+    if not mnt:
+        return None, "no cgroup2 mount"
+    with open("/proc/self/cgroup") as f:
+        rel = next((line.strip()[3:] for line in f if line.startswith("0::")), "")
+    path = os.path.join(mnt, rel.lstrip("/"))
+    if not os.access(path, os.W_OK) or not os.access(os.path.join(path, "cgroup.procs"), os.W_OK):
+        return None, f"our cgroup {path} is not writable"
+    return path, None
+
+
+def s11(cfg, reps):
+    """spawn+reap into a cgroup at birth (clone3 CLONE_INTO_CGROUP) against the same
+    without (issue 14's target: within 1.2x): evmon_bench spawn as in S1, the two
+    alternated within each round so the machine's load falls on both alike."""
+    res = Results("S11")
+    home, why = own_cgroup()
+    if not home:
+        log(f"S11 skipped: {why}")
+        return res
+    cg = os.path.join(home, f"evmon-bench.{os.getpid()}")
+    os.mkdir(cg)
+    mons = {"evmon": {"EVM_SPAWN_MODE": "auto"},
+            "evmon-cgroup": {"EVM_SPAWN_MODE": "auto", "EVMON_BENCH_CGROUP": cg}}
+    try:
+        for child, path in (("tiny", TINY), ("true", TRUE)):
+            runs = cfg["s1_runs"][child]
+            for k in cfg["s1_inflight"]:
+                for rep in range(reps):
+                    got = {}
+                    for name in (mons if rep % 2 == 0 else reversed(list(mons))):
+                        try:
+                            r = run_harness([f"{BENCH}/evmon_bench", "spawn", path, str(runs), str(k)],
+                                            mons[name])
+                            got[name] = (r["per_sec"], r["_cpu_s"] * 1e6 / runs)
+                            res.add(child, k, name, rep, "per_sec", r["per_sec"])
+                            res.add(child, k, name, rep, "cpu_us_per_child", got[name][1])
+                        except Failed as e:
+                            res.fail(child, k, name, rep, str(e))
+                    if len(got) == 2:
+                        ratio = got["evmon"][0] / got["evmon-cgroup"][0]
+                        res.add(child, k, "evmon-cgroup", rep, "slowdown", ratio)
+                        log(f"S11 {child} inflight={k} rep {rep + 1}/{reps}: "
+                            f"{got['evmon'][0]:.0f}/s ({got['evmon'][1]:.0f} us CPU) without, "
+                            f"{got['evmon-cgroup'][0]:.0f}/s ({got['evmon-cgroup'][1]:.0f} us CPU) "
+                            f"into a cgroup: {ratio:.3f}x")
+                    res.save()
+    finally:
+        for _ in range(100):  # the last children may still be leaving it
+            try:
+                os.rmdir(cg)
+                break
+            except OSError:
+                time.sleep(0.05)
+    return res
+
+
 def s8(cfg, reps):
     """Log throughput against supervisord, s6-log and svlogd: bench/logbench.py."""
     import logbench
@@ -963,7 +1030,7 @@ def s8(cfg, reps):
 
 
 SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7, "S8": s8,
-             "S10": s10}
+             "S10": s10, "S11": s11}
 
 
 def main():

@@ -17,6 +17,9 @@
  *
  * EVM_SPAWN_MODE (direct|helper|auto) and EVM_NO_PIDFD are read by the
  * library itself, so the runner measures each path with the same binary.
+ * EVMON_BENCH_CGROUP=PATH (a cgroup v2 directory) spawns every child into
+ * that cgroup (evm_spawn_opts.cgroup_fd: clone3 CLONE_INTO_CGROUP), for the
+ * cost of placing children in a cgroup at birth (S11).
  */
 #include "common.h"
 
@@ -329,6 +332,16 @@ int main(int argc, char **argv)
 	}
 	child_argv[0] = argv[2];
 	sopts.argv = child_argv;
+	const char *cgpath = getenv("EVMON_BENCH_CGROUP");
+	struct evm_cgroup *cg = NULL;
+	if (cgpath && *cgpath) {
+		if ((r = evm_cgroup_open(cgpath, &cg)) < 0 || (r = evm_cgroup_fd(cg)) < 0) {
+			fprintf(stderr, "bench: evmon: cgroup %s: %s\n", cgpath, strerror(-r));
+			return 2;
+		}
+		sopts.flags |= EVM_SPAWN_CGROUP;
+		sopts.cgroup_fd = r;
+	}
 	const char *cmd = argv[1];
 	long n = atol(argv[3]);
 	if (strcmp(cmd, "spawn") == 0 && argc == 5)
@@ -347,5 +360,6 @@ int main(int argc, char **argv)
 		usage(argv[0]);
 	fflush(stdout);
 	evm_loop_free(loop);
+	evm_cgroup_free(cg);
 	return r;
 }
