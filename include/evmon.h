@@ -955,6 +955,29 @@ EVM_API int evm_service_start(struct evm_service *svc);
 EVM_API int evm_service_adopt(struct evm_service *svc, const struct evm_adopt_opts *opts);
 
 /*
+ * What a service carries over from an earlier supervisor of it (one's own
+ * image before a re-exec, or one that crashed): its counters, and where its
+ * policy had got to, so that a re-exec neither restarts a service in
+ * backoff at once nor gives a crash-looping one a fresh count.
+ */
+struct evm_service_resume {
+	enum evm_state state;	/* STOPPED (counters only), BACKOFF, EXITED or FATAL */
+	unsigned restarts, failures, start_failures, backoff_step; /* as evm_service_info's */
+	uint64_t delay_ms;	/* BACKOFF: ms until its next start (0: in the next iteration) */
+	const char *message;	/* the state event's message, or NULL */
+};
+
+/*
+ * Resume a service just created (STOPPED, never started): set its counters
+ * and enter state (an event, old state STOPPED); from BACKOFF it starts
+ * after delay_ms as after any backoff, EXITED and FATAL stay until started.
+ * To carry on with a running process: resume with STOPPED, then
+ * evm_service_adopt (which keeps the counters). -EINVAL (another state),
+ * -EBUSY unless STOPPED and never started, -ENOMEM.
+ */
+EVM_API int evm_service_resume(struct evm_service *svc, const struct evm_service_resume *r);
+
+/*
  * Stop: stop_signal, then SIGKILL after stop_timeout_ms. Cancels a pending
  * restart. The service ends in STOPPED. A no-op when not running.
  */
@@ -1017,6 +1040,7 @@ struct evm_service_info {
 	struct evm_exit last_exit;
 	struct evm_spawn_error last_error; /* last spawn failure, stage 0 if none */
 	uint64_t next_start_ms; /* BACKOFF: ms until the next start */
+	unsigned backoff_step;	/* restarts the backoff has doubled for (evm_service_resume) */
 };
 
 /* Fill *info. Strings are valid while the service is. */

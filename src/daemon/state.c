@@ -140,6 +140,22 @@ static int parse_added(struct record *r, const char *json)
 	return 0;
 }
 
+static enum evm_state state_by_name(const char *name)
+{
+	for (int i = EVM_STATE_STOPPED; i <= EVM_STATE_FATAL; i++)
+		if (!strcmp(evm_state_name((enum evm_state)i), name))
+			return (enum evm_state)i;
+	return (enum evm_state)-1;
+}
+
+/* CLOCK_BOOTTIME in ms: the same clock before and after an exec, or a crash */
+static uint64_t boot_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* One line of the record into r; exec: the reexec lines are allowed. 0 or -1. */
 static int parse_line(struct record *r, char *line, bool exec)
 {
@@ -148,8 +164,12 @@ static int parse_line(struct record *r, char *line, bool exec)
 	char name[300], flags[16], path[PATH_MAX];
 	int pid, a, b, f[4];
 	uint64_t start, ident;
-	if (sscanf(line, "service %299s %d %" SCNu64 " %" SCNx64 " %15s", name, &pid, &start,
-		   &ident, flags) == 5) {
+	char st[16];
+	unsigned c[4];
+	uint64_t next;
+	int got = sscanf(line, "service %299s %d %" SCNu64 " %" SCNx64 " %15s %15s %u %u %u %u %" SCNu64,
+		       name, &pid, &start, &ident, flags, st, &c[0], &c[1], &c[2], &c[3], &next);
+	if (got == 5 || (got == 11 && r->version >= 2)) {
 		struct rec_svc *s = rec_push(r);
 		if (!s || pid < 0 || parse_flags(flags, &s->flags) < 0 || !(s->name = strdup(name)))
 			return -1;
@@ -157,6 +177,14 @@ static int parse_line(struct record *r, char *line, bool exec)
 		s->start = start;
 		s->ident = ident;
 		r->n++;
+		if (got == 11 && (int)(s->state = state_by_name(st)) < 0)
+			return -1;
+		s->has_policy = got == 11;
+		s->restarts = c[0];
+		s->failures = c[1];
+		s->start_failures = c[2];
+		s->backoff_step = c[3];
+		s->next_start = next;
 		return 0;
 	}
 	if (sscanf(line, "daemon %d", &pid) == 1) {
@@ -382,16 +410,45 @@ static void kill_one(struct daemon *d, struct rec_svc *s, const char *why)
 		     (int)s->pid, (int)d->rec->daemon, strerror(-r));
 }
 
+/*
+ * Carry on where the policy had got to: its counters, and a backoff, an
+ * exited or fatal state (as: into that state, or STOPPED for the counters
+ * only). The backoff's deadline is on CLOCK_BOOTTIME: what is left of it.
+ */
+static void resume_one(struct daemon *d, struct unit *u, const struct rec_svc *s, enum evm_state as)
+{
+	if (!s->has_policy)
+		return;
+	uint64_t now = boot_ms();
+	struct evm_service_resume r = {
+		.state = as, .restarts = s->restarts, .failures = s->failures,
+		.start_failures = s->start_failures, .backoff_step = s->backoff_step,
+		.delay_ms = s->next_start > now ? s->next_start - now : 0,
+		.message = d->rec->reexec ? "carried over across the re-exec"
+					  : "carried over from the daemon that died",
+	};
+	int e = evm_service_resume(u->svc, &r);
+	if (e < 0)
+		dlog("service %s: cannot carry over its restart counters: %s", u->name, strerror(-e));
+	else if (as != EVM_STATE_STOPPED)
+		u->want_start = false;
+}
+
 static void take_over_one(struct daemon *d, struct rec_svc *s)
 {
 	struct unit *u = unit_find(d, s->name);
 	bool same = u && u->svc && state_ident(u->conf) == s->ident;
 	if (same && s->flags == REC_DOWN) {
 		u->want_start = false; /* stopped by a user, or over: it stays stopped */
+		bool over = s->state == EVM_STATE_EXITED || s->state == EVM_STATE_FATAL;
+		resume_one(d, u, s, over ? s->state : EVM_STATE_STOPPED);
 		return;
 	}
-	if (!s->pid)
+	if (!s->pid) {
+		if (same && s->flags == REC_RUN && s->state == EVM_STATE_BACKOFF)
+			resume_one(d, u, s, EVM_STATE_BACKOFF); /* not started at once */
 		return;
+	}
 	if (!same || !u->conf->pol.adopt) {
 		kill_one(d, s, !u || !u->svc ? "it is not in the config"
 			       : !same	     ? "its definition changed"
@@ -400,6 +457,7 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	}
 	struct evm_adopt_opts o = {.pid = s->pid, .flags = EVM_ADOPT_START_TIME,
 				   .start_time = s->start};
+	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
 	int r = evm_service_adopt(u->svc, &o);
 	if (r == 0) {
 		u->want_start = false;
@@ -497,21 +555,44 @@ void state_take_over(struct daemon *d)
 
 /* ------------------------------------------------------------- writing */
 
-/* " PID START IDENT FLAGS\n" as "%d %" PRIu64 " %016" PRIx64 " %s" would: every service at each write */
-static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags)
+/* " V" before p (the line is built from its end) */
+static char *put_dec(char *p, uint64_t v)
 {
-	char buf[80], *p = buf + sizeof(buf);
-	*--p = '\n';
-	for (size_t n = strlen(flags); n;)
-		*--p = flags[--n];
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
 	*--p = ' ';
+	return p;
+}
+
+static char *put_word(char *p, const char *w)
+{
+	for (size_t n = strlen(w); n;)
+		*--p = w[--n];
+	*--p = ' ';
+	return p;
+}
+
+/*
+ * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT\n"
+ * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
+ */
+static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
+			  const struct evm_service_info *info, uint64_t next)
+{
+	char buf[160], *p = buf + sizeof(buf);
+	*--p = '\n';
+	p = put_dec(p, next);
+	p = put_dec(p, info->backoff_step);
+	p = put_dec(p, info->start_failures);
+	p = put_dec(p, info->failures);
+	p = put_dec(p, info->restarts);
+	p = put_word(p, evm_state_name(info->state));
+	p = put_word(p, flags);
 	for (int k = 0; k < 16; k++, ident >>= 4)
 		*--p = "0123456789abcdef"[ident & 15];
 	*--p = ' ';
-	do
-		*--p = (char)('0' + start % 10);
-	while (start /= 10);
-	*--p = ' ';
+	p = put_dec(p, start);
 	unsigned long v = pid < 0 ? 0ul - (unsigned long)pid : (unsigned long)pid;
 	do
 		*--p = (char)('0' + v % 10);
@@ -539,9 +620,11 @@ size_t state_print(struct daemon *d, FILE *f)
 		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
 			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
 		const char *flags = info.state == EVM_STATE_STOPPING ? "stopping" : down ? "down" : "run";
+		uint64_t next = info.state == EVM_STATE_BACKOFF ? boot_ms() + info.next_start_ms : 0;
 		fputs("service ", f);
 		fputs(u->name, f);
-		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags);
+		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags, &info,
+			      next);
 		n++;
 		/* the instances of one added definition are next to each other: once */
 		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))

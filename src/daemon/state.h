@@ -8,7 +8,8 @@
  *
  *   evmon-state 2
  *   daemon PID
- *   service NAME PID STARTTIME IDENTITY FLAGS    one per service
+ *   service NAME PID STARTTIME IDENTITY FLAGS STATE RESTARTS FAILURES
+ *           START_FAILURES BACKOFF_STEP NEXT_START  one per service (one line)
  *   added JSON                                   a definition from ctl add
  *   end N                                        N service lines: not truncated
  *
@@ -16,6 +17,11 @@
  * /proc/PID/stat; IDENTITY a hash of what runs (command, environment,
  * directory, user, group, umask, stdout/stderr); FLAGS one of run,
  * stopping, down (stopped by a user, exited or fatal: it stays stopped).
+ * The rest (version 2) is where its policy had got to, resumed by the next
+ * daemon (evm_service_resume): its state's name, its counters, and in
+ * backoff the CLOCK_BOOTTIME (ms) of its next start, which holds across an
+ * exec and a crash alike (a crash's record is the last one written, at most
+ * an iteration old); version 1 lines end after FLAGS.
  * JSON is the "service" object of a `ctl add` (one line), after the
  * service line of its first instance: the config file does not have it,
  * so the next daemon makes those services again from it (version 1, read
@@ -34,6 +40,8 @@
 
 #include "hashmap.h"
 
+#include <evmon.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +59,11 @@ struct rec_svc {
 	uint64_t start;
 	uint64_t ident;
 	enum rec_flags flags;
+	/* version 2: where its policy had got to (evm_service_resume) */
+	bool has_policy;
+	enum evm_state state;
+	unsigned restarts, failures, start_failures, backoff_step;
+	uint64_t next_start; /* BACKOFF: CLOCK_BOOTTIME ms of its next start, else 0 */
 	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
 	bool used;
 	struct hnode node; /* in record.idx, by name */

@@ -429,6 +429,7 @@ void evm_service_info(const struct evm_service *s, struct evm_service_info *info
 	info->last_error = s->last_error;
 	if (s->state == EVM_STATE_BACKOFF && s->next_start_mono > now)
 		info->next_start_ms = (s->next_start_mono - now + 999999) / 1000000;
+	info->backoff_step = s->backoff_step;
 }
 
 void *evm_service_data(const struct evm_service *s)

@@ -98,6 +98,7 @@ enum evm__sv_event {
 	EVM__SV_READY_TIMEOUT, /* ready_timeout_ms elapsed before it was ready */
 	EVM__SV_WATCHDOG,     /* watchdog_ms elapsed without evm_service_watchdog */
 	EVM__SV_EMPTIED,      /* its cgroup has no process left */
+	EVM__SV_RESUME,	      /* evm_service_resume (arg: resume) */
 	EVM__SV_NEVENTS
 };
 
@@ -113,6 +114,7 @@ struct evm__sv_arg {
 	const struct evm_exit *exit;
 	int error;
 	const struct evm_adopt_opts *adopt;
+	const struct evm_service_resume *resume;
 };
 
 /*
@@ -155,6 +157,8 @@ EVM_HIDDEN void evm__sv_failed_start(struct evm_service *s, const struct evm_exi
 				     int error);
 EVM_HIDDEN void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit,
 					 int error);
+/* BACKOFF with its next start in delay_ms, the step unchanged (a resume); 0 or -ENOMEM */
+EVM_HIDDEN int evm__sv_backoff_for(struct evm_service *s, uint64_t delay_ms);
 EVM_HIDDEN void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner);
 EVM_HIDDEN void evm__sv_ready_timeout_fire(struct evm_timer *t, void *data);
 

@@ -27,6 +27,7 @@
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  *           adopt           -> RUNNING                       take over a running process
+ *           resume          -> BACKOFF|EXITED|FATAL|(stays)  counters and state of an earlier supervisor
  * STARTING  start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
@@ -206,6 +207,25 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->failing = FAILING_NO;
 	snprintf(s->msg, sizeof(s->msg), "adopted pid %d", (int)p->pid);
 	evm__sv_became_ready(s);
+	return 0;
+}
+
+/* carry on where an earlier supervisor left it: counters, then its state */
+static int act_resume(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	const struct evm_service_resume *r = a->resume;
+	if (!r)
+		return -EINVAL;
+	s->restarts = r->restarts;
+	s->failures = r->failures;
+	s->start_failures = r->start_failures;
+	s->backoff_step = r->backoff_step;
+	if (r->state == EVM_STATE_STOPPED)
+		return 0;
+	snprintf(s->msg, sizeof(s->msg), "%s", r->message ? r->message : "");
+	if (r->state == EVM_STATE_BACKOFF)
+		return evm__sv_backoff_for(s, r->delay_ms);
+	evm__sv_enter(s, r->state, NULL, 0, 0);
 	return 0;
 }
 
@@ -456,6 +476,7 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_READY_TIMEOUT] = "ready_timeout",
 	[EVM__SV_WATCHDOG] = "watchdog up",
 	[EVM__SV_EMPTIED] = "cgroup empty",
+	[EVM__SV_RESUME] = "resume",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -483,6 +504,8 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_STOPPED] = {
 		IDLE_ROW(act_stop_noted, 0, "noted: stopped by the user"),
 		[EVM__SV_ADOPT] = {act_adopt, TO(RUNNING), "take over a running process"},
+		[EVM__SV_RESUME] = {act_resume, TO(BACKOFF) | TO(EXITED) | TO(FATAL) | EVM__SV_STAYS,
+				    "counters and state of an earlier supervisor"},
 	},
 	[EVM_STATE_STARTING] = {
 		PROC_ROW,

@@ -31,6 +31,18 @@ int evm_service_adopt(struct evm_service *s, const struct evm_adopt_opts *opts)
 	return evm__sv_dispatch(s, EVM__SV_ADOPT, &(struct evm__sv_arg){.adopt = opts});
 }
 
+int evm_service_resume(struct evm_service *s, const struct evm_service_resume *r)
+{
+	if (!s || !r || s->dead)
+		return -EINVAL;
+	if (r->state != EVM_STATE_STOPPED && r->state != EVM_STATE_BACKOFF &&
+	    r->state != EVM_STATE_EXITED && r->state != EVM_STATE_FATAL)
+		return -EINVAL;
+	if (s->state != EVM_STATE_STOPPED || s->removing)
+		return -EBUSY;
+	return evm__sv_dispatch(s, EVM__SV_RESUME, &(struct evm__sv_arg){.resume = r});
+}
+
 int evm_service_stop(struct evm_service *s)
 {
 	return call(s, EVM__SV_STOP);

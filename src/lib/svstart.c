@@ -60,6 +60,15 @@ void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit
 	evm__sv_enter(s, EVM_STATE_BACKOFF, exit, error, delay);
 }
 
+int evm__sv_backoff_for(struct evm_service *s, uint64_t delay_ms)
+{
+	s->next_start_mono = evm__mono_ns() + delay_ms * 1000000;
+	if (evm_timer_add(s->loop, delay_ms, backoff_fire, s, &s->timer) < 0)
+		return -ENOMEM;
+	evm__sv_enter(s, EVM_STATE_BACKOFF, NULL, 0, delay_ms);
+	return 0;
+}
+
 /*
  * A spawn that failed for want of processes, memory or fds (EAGAIN under
  * RLIMIT_NPROC, ENOMEM, EMFILE, ENFILE) says nothing about the service: the

@@ -151,7 +151,8 @@ def test_user_stopped_service_stays_stopped(procs, tmp_path, marker):
     d = Daemon(procs, tmp_path, config(marker, n=2))
     wait_for(lambda: all_running(d, 2), what="2 running")
     assert d.ctl("stop", "w:1").returncode == 0
-    wait_for(lambda: " down\n" in open(d.sock + ".state").read(), what="w:1 recorded down")
+    wait_for(lambda: any(l.split()[1:2] == ["w:1"] and l.split()[5] == "down"
+                         for l in open(d.sock + ".state")), what="w:1 recorded down")
     crash(d)
     d.start()
     d.wait_state("w:0", "running")
@@ -489,4 +490,49 @@ command = sleep {marker}1
     assert not st["extra"].get("added") and st["extra"]["pid"] != extra
     wait_for(lambda: not alive(extra), what="the added one killed")
     assert "killed (its definition changed)" in d.log()
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_backoff_and_counters_carry_over(procs, tmp_path, marker, how):
+    """A crash-looping service in a 30 s backoff is not started again by a
+    re-exec (nor by a daemon started after a crash): it stays in backoff
+    until the same deadline, with its restart count; one that exited stays
+    exited. Each run appends to a file: the external record of its starts."""
+    runs = tmp_path / "runs"
+    d = Daemon(procs, tmp_path, config(marker, n=1) + f"""
+[service:loop]
+command = sh -c 'echo run >> {runs}; exit 1'
+restart = always
+backoff_initial = 30
+backoff_max = 60
+
+[service:once]
+command = sh -c 'exit 3'
+restart = never
+""")
+    wait_for(lambda: (st := d.status()) and st["loop"]["state"] == "backoff" and
+             st["once"]["state"] == "exited", what="loop in backoff, once exited")
+    # 2 s into the backoff (so that a fresh one would be longer than what is left)
+    before = wait_for(lambda: (s := d.status("loop")["loop"]) and s["state"] == "backoff" and
+                      s["next_start_ms"] < 28000 and s, timeout=30 * SLOW, what="2 s of backoff")
+    wait_for(lambda: " run backoff 0 1 " in open(d.sock + ".state").read(),
+             what="the record of the backoff (0 restarts done, 1 failure)")
+    if how == "reexec":
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r.stdout + r.stderr
+    else:
+        crash(d)
+        d.start()
+    after = wait_for(lambda: (st := d.status()) and st["loop"]["state"] != "stopped" and st,
+                     what="loop taken over")
+    assert after["loop"]["state"] == "backoff", after["loop"]
+    assert after["loop"]["next_start_ms"] <= before["next_start_ms"], (before, after["loop"])
+    assert (after["loop"]["restarts"], after["loop"]["failures"]) == (0, 1) == \
+        (before["restarts"], before["failures"])
+    assert after["once"]["state"] == "exited"
+    assert open(runs).read() == "run\n"  # ran once: not started again
+    carried = "carried over across the re-exec" if how == "reexec" else \
+        "carried over from the daemon that died"
+    assert f"service loop: stopped -> backoff" in d.log() and carried in d.log()
     d.stop()

@@ -360,6 +360,71 @@ static void test_backoff_grows_and_caps(void **state)
 	assert_int_equal(last_of("a", EVM_STATE_BACKOFF)->restarts, 5);
 }
 
+/*
+ * evm_service_resume: the counters and the backoff step carry on (the next
+ * delay doubles from where the earlier supervisor was), BACKOFF starts
+ * after the delay given, EXITED and FATAL stay until started; only a
+ * STOPPED service resumes.
+ */
+static void test_resume_carries_counters_and_backoff(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, backoff_opts);
+	struct evm_service_resume r = {.state = EVM_STATE_BACKOFF, .restarts = 4, .failures = 4,
+				       .backoff_step = 2, .delay_ms = 150, .message = "resumed"};
+	assert_int_equal(evm_service_resume(a, &(struct evm_service_resume){.state = EVM_STATE_RUNNING}),
+			 -EINVAL);
+	assert_int_equal(evm_service_resume(a, &r), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_BACKOFF);
+	const struct rec *b = last_of("a", EVM_STATE_BACKOFF);
+	assert_int_equal(b->old, EVM_STATE_STOPPED);
+	assert_int_equal(b->delay_ms, 150);
+	assert_int_equal(b->restarts, 4);
+	struct evm_service_info info;
+	evm_service_info(a, &info);
+	assert_in_range(info.next_start_ms, 1, 150);
+	assert_int_equal(info.backoff_step, 2);
+	assert_int_equal(evm_service_resume(a, &r), -EBUSY);
+	/* the start comes after the delay, its exit's backoff is the step after 2: 400 ms */
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_BACKOFF) >= 2, 10000);
+	b = last_of("a", EVM_STATE_BACKOFF);
+	assert_int_equal(b->delay_ms, 400);
+	assert_int_equal(b->restarts, 5);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+
+	/* FATAL (or EXITED) stays, with its counters, until a start */
+	struct evm_service *f = svc(loop, "f", EVM_RESTART_ALWAYS, EXIT3, NULL);
+	size_t before = count_state("f", EVM_STATE_STARTING) + count_state("f", EVM_STATE_RUNNING);
+	r = (struct evm_service_resume){.state = EVM_STATE_FATAL, .restarts = 7, .start_failures = 3};
+	assert_int_equal(evm_service_resume(f, &r), 0);
+	assert_int_equal(evm_service_state(f), EVM_STATE_FATAL);
+	for (int i = 0; i < 5; i++)
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(count_state("f", EVM_STATE_STARTING) + count_state("f", EVM_STATE_RUNNING),
+			 before);
+	evm_service_info(f, &info);
+	assert_int_equal(info.restarts, 7);
+	assert_int_equal(info.start_failures, 3);
+	assert_int_equal(evm_service_start(f), 0); /* a start asked for counts afresh */
+	evm_service_info(f, &info);
+	assert_int_equal(info.restarts, 0);
+	evm_service_stop(f);
+	run_until_state(loop, f, EVM_STATE_STOPPED, 5000);
+
+	/* STOPPED: counters only, no event */
+	struct evm_service *c = svc(loop, "c", EVM_RESTART_ALWAYS, EXIT3, NULL);
+	size_t n0 = nev;
+	assert_int_equal(evm_service_resume(c, &(struct evm_service_resume){.restarts = 2}), 0);
+	assert_int_equal(nev, n0);
+	evm_service_info(c, &info);
+	assert_int_equal(info.restarts, 2);
+	assert_int_equal(info.state, EVM_STATE_STOPPED);
+	evm_service_remove(a);
+	evm_service_remove(f);
+	evm_service_remove(c);
+}
+
 static void zero_initial(struct evm_service_opts *o)
 {
 	o->backoff_initial_ms = 0;
@@ -1234,6 +1299,11 @@ static void fire(struct evm_loop *loop, struct evm_service *s, enum evm__sv_even
 		}
 		break;
 	}
+	case EVM__SV_RESUME: {
+		struct evm_service_resume r = {.state = EVM_STATE_BACKOFF, .delay_ms = 60000};
+		assert_int_equal(evm_service_resume(s, &r), c->act ? 0 : -EBUSY);
+		break;
+	}
 	default:
 		assert_int_equal(evm__sv_dispatch(s, ev, &(struct evm__sv_arg){.error = -ENOENT}), 0);
 		break;
@@ -1296,6 +1366,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_before_spawn_can_fail_an_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_carries_counters_and_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
