@@ -582,10 +582,45 @@ static void refuse_client(struct control *ctl, int fd, const char *msg)
 		ctl->o.fd_closed(ctl->o.data);
 }
 
+/* A client on fd, from a peer with credentials cr; NULL with why (fd not closed). */
+static struct client *client_new(struct control *ctl, int fd, const struct ucred *cr,
+				 const char **why)
+{
+	if (ctl->nclients >= ctl->o.max_clients) {
+		logf_(ctl, "control: refused pid %d: %u clients already connected", (int)cr->pid,
+		      ctl->nclients);
+		*why = "too many clients";
+		return NULL;
+	}
+	struct client *cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		*why = "out of memory";
+		return NULL;
+	}
+	cl->ctl = ctl;
+	cl->fd = fd;
+	cl->uid = cr->uid;
+	cl->pid = cr->pid;
+	cl->id = ++ctl->next_id;
+	cl->events = EVM_READ;
+	if (evm_io_add(ctl->loop, fd, EVM_READ, on_client, cl, &cl->io) < 0) {
+		free(cl);
+		*why = "daemon cannot watch the connection";
+		return NULL;
+	}
+	cl->next = ctl->clients;
+	if (cl->next)
+		cl->next->prev = cl;
+	ctl->clients = cl;
+	ctl->nclients++;
+	return cl;
+}
+
 static void accept_one(struct control *ctl, int fd)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
+	const char *why = NULL;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
 		logf_(ctl, "control: SO_PEERCRED: %s: refusing the client", strerror(errno));
 		refuse_client(ctl, fd, "cannot check your credentials");
@@ -597,34 +632,41 @@ static void accept_one(struct control *ctl, int fd)
 		refuse_client(ctl, fd, "permission denied: only root and the daemon's user may use this socket");
 		return;
 	}
-	if (ctl->nclients >= ctl->o.max_clients) {
-		logf_(ctl, "control: refused pid %d: %u clients already connected", (int)cr.pid,
-		      ctl->nclients);
-		refuse_client(ctl, fd, "too many clients");
-		return;
-	}
-	struct client *cl = calloc(1, sizeof(*cl));
+	struct client *cl = client_new(ctl, fd, &cr, &why);
 	if (!cl) {
-		refuse_client(ctl, fd, "out of memory");
+		refuse_client(ctl, fd, why);
 		return;
 	}
-	cl->ctl = ctl;
-	cl->fd = fd;
-	cl->uid = cr.uid;
-	cl->pid = cr.pid;
-	cl->id = ++ctl->next_id;
-	cl->events = EVM_READ;
-	if (evm_io_add(ctl->loop, fd, EVM_READ, on_client, cl, &cl->io) < 0) {
-		free(cl);
-		refuse_client(ctl, fd, "daemon cannot watch the connection");
-		return;
-	}
-	cl->next = ctl->clients;
-	if (cl->next)
-		cl->next->prev = cl;
-	ctl->clients = cl;
-	ctl->nclients++;
 	idle_update(cl);
+}
+
+void control_followers(struct control *ctl, control_follower_cb fn, void *data)
+{
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		client_send(cl);
+		/* only between requests, with nothing unsent: a request or line would be cut */
+		if (!cl->subscribed || cl->aborted || cl->raw || cl->pending || cl->in.len ||
+		    cl->out.len || cl->eof)
+			continue;
+		fn(cl->fd, (const char *const *)cl->patterns, cl->npatterns, data);
+	}
+}
+
+int control_take_follower(struct control *ctl, int fd, const char *const *patterns, size_t n)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	const char *why = NULL;
+	struct client *cl = NULL;
+	int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ? -errno : 0;
+	if (r == 0 && !(cl = client_new(ctl, fd, &cr, &why)))
+		r = -ENOMEM;
+	if (r == 0 && (r = control_subscribe(cl, patterns, n)) < 0)
+		client_abort(cl); /* closed by its callback */
+	if (cl)
+		return r;
+	close(fd);
+	return r;
 }
 
 static void on_listen(struct evm_io *io, int lfd, unsigned revents, void *data);

@@ -67,6 +67,20 @@ void control_fds(const struct control *ctl, int *listen_fd, int *lock_fd);
 int control_client_fd(const struct client *cl);
 
 /*
+ * Before an exec of ourselves: fn for each event follower that can be
+ * handed over (subscribed, between requests, its output all sent; the
+ * others close with the exec), with its descriptor and its patterns.
+ */
+typedef void (*control_follower_cb)(int fd, const char *const *patterns, size_t n, void *data);
+void control_followers(struct control *ctl, control_follower_cb fn, void *data);
+
+/*
+ * After the exec: the follower on fd (kept open across it) is a client
+ * again, subscribed to patterns. 0, or -errno with fd closed.
+ */
+int control_take_follower(struct control *ctl, int fd, const char *const *patterns, size_t n);
+
+/*
  * Answer the client's current request (resp is borrowed; its "id" is set).
  * The reply joins the client's output and is sent from the loop: calling
  * this never re-enters the request callback. No-op for a dropped client.

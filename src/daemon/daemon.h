@@ -172,6 +172,8 @@ void deps_status(const struct unit *u, cJSON *o);
 int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen);
 /* The new image took over kept of the services: answer the client on fd, close it. */
 void reexec_answer(struct daemon *d, int fd, size_t kept);
+/* Then: follow on the events followers r hands over, and tell them (a "reexec" event). */
+void reexec_done(struct daemon *d, struct record *r, size_t kept);
 
 /* requests.c: the control_request_cb of the socket */
 void requests_handle(struct client *cl, const cJSON *req, void *data);

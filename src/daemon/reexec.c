@@ -12,9 +12,11 @@
  * that arrive meanwhile wait in its backlog: it never refuses one), the
  * services' output pipes (what they write meanwhile waits in the pipe: no
  * line is lost), and the requesting client's connection, which the new image
- * answers. Everything else is close-on-exec and made again: the other
- * clients' connections close (events followers see EOF), the metrics
- * listener is bound again, the log files are opened again at the next line.
+ * answers, and the events followers (ctl events, ctl wait) between two
+ * requests, with their patterns: the new image follows them on, after a
+ * "reexec" event. Everything else is close-on-exec and made again: the
+ * other clients' connections close, the metrics listener is bound again,
+ * the log files are opened again at the next line.
  *
  * An exec that fails (the binary is gone, not executable) returns here: the
  * descriptors are close-on-exec again and the daemon carries on, with an
@@ -86,6 +88,25 @@ static void keep_cloexec(const struct keep *k, bool on)
 		fcntl(k->fds[i], F_SETFD, on ? FD_CLOEXEC : 0);
 }
 
+struct followers {
+	FILE *f;
+	struct keep *k;
+};
+
+/* "exec follower FD [PATTERN, ...]": an events follower, to go on after the exec */
+static void write_follower(int fd, const char *const *patterns, size_t n, void *data)
+{
+	struct followers *w = data;
+	cJSON *a = n ? cJSON_CreateStringArray(patterns, (int)n) : cJSON_CreateArray();
+	char *s = a ? cJSON_PrintUnformatted(a) : NULL;
+	if (s) {
+		fprintf(w->f, "exec follower %d %s\n", fd, s);
+		keep_add(w->k, fd);
+	}
+	free(s);
+	cJSON_Delete(a);
+}
+
 /* The state and the descriptors it names into f; the ones to keep into k. */
 static void write_state(struct daemon *d, FILE *f, int client, struct keep *k)
 {
@@ -101,6 +122,7 @@ static void write_state(struct daemon *d, FILE *f, int client, struct keep *k)
 	}
 	if (d->cg)
 		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
+	control_followers(d->ctl, write_follower, &(struct followers){f, k});
 	for (struct unit *u = d->first; u; u = u->next) {
 		int fds[4];
 		if (!u->out || !u->svc)
@@ -175,5 +197,37 @@ void reexec_answer(struct daemon *d, int fd, size_t kept)
 	ssize_t w = write(fd, buf, (size_t)n); /* a few bytes to an empty socket: whole or lost */
 	(void)w;
 	close(fd);
-	dlog("re-executed: evmon %s, %zu of %zu services kept running", evm_version(), kept, d->nunits);
+}
+
+void reexec_done(struct daemon *d, struct record *r, size_t kept)
+{
+	size_t followers = 0;
+	for (size_t i = 0; i < r->nfollowers; i++) {
+		cJSON *a = cJSON_Parse(r->followers[i].patterns);
+		int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+		const char **p = n > 0 ? calloc((size_t)n, sizeof(*p)) : NULL;
+		for (int k = 0; p && k < n; k++)
+			p[k] = cJSON_GetStringValue(cJSON_GetArrayItem(a, k));
+		int fd = r->followers[i].fd;
+		r->followers[i].fd = -1; /* ours now, or closed */
+		if (n == 0 || p)
+			followers += control_take_follower(d->ctl, fd, p, (size_t)n) == 0;
+		else
+			close(fd);
+		free(p);
+		cJSON_Delete(a);
+	}
+	/* what the followers see first: the exec itself (no service changed) */
+	char msg[200];
+	snprintf(msg, sizeof(msg), "re-executed: evmon %s, %zu of %zu services kept running",
+		 evm_version(), kept, d->nunits);
+	cJSON *ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "event", "reexec");
+	cJSON_AddStringToObject(ev, "message", msg);
+	cJSON_AddNumberToObject(ev, "pid", getpid());
+	cJSON_AddStringToObject(ev, "version", evm_version());
+	cJSON_AddNumberToObject(ev, "services", (double)d->nunits);
+	cJSON_AddNumberToObject(ev, "kept", (double)kept);
+	cJSON_AddNumberToObject(ev, "followers", (double)followers);
+	events_publish(d, NULL, ev);
 }

@@ -94,6 +94,12 @@ void record_free(struct record *r)
 		close(r->client_fd);
 	for (size_t i = 0; i < r->nadded; i++)
 		free(r->added[i]);
+	for (size_t i = 0; i < r->nfollowers; i++) {
+		if (r->followers[i].fd >= 0)
+			close(r->followers[i].fd);
+		free(r->followers[i].patterns);
+	}
+	free(r->followers);
 	free(r->added);
 	hmap_clear(&r->idx);
 	free(r->svcs);
@@ -156,6 +162,20 @@ static uint64_t boot_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* "exec follower FD JSON": an events follower handed over */
+static int parse_follower(struct record *r, int fd, const char *json)
+{
+	struct rec_follower *f = realloc(r->followers, (r->nfollowers + 1) * sizeof(*f));
+	if (!f)
+		return -1;
+	r->followers = f;
+	f[r->nfollowers].fd = fd;
+	if (!(f[r->nfollowers].patterns = strndup(json, strcspn(json, "\n"))))
+		return -1;
+	r->nfollowers++;
+	return 0;
+}
+
 /* One line of the record into r; exec: the reexec lines are allowed. 0 or -1. */
 static int parse_line(struct record *r, char *line, bool exec)
 {
@@ -202,6 +222,8 @@ static int parse_line(struct record *r, char *line, bool exec)
 		r->client_fd = a;
 		return 0;
 	}
+	if (sscanf(line, "exec follower %d %n", &a, &b) == 1 && line[b] == '[')
+		return parse_follower(r, a, line + b);
 	if (sscanf(line, "exec cghome %4095s", path) == 1)
 		return (r->cg_home = strdup(path)) ? 0 : -1;
 	if (sscanf(line, "exec pipe %299s %d %d %d %d", name, &f[0], &f[1], &f[2], &f[3]) == 5) {
@@ -548,6 +570,8 @@ void state_take_over(struct daemon *d)
 		reexec_answer(d, d->rec->client_fd, kept);
 		d->rec->client_fd = -1;
 	}
+	if (d->rec && d->rec->reexec)
+		reexec_done(d, d->rec, kept);
 	record_free(d->rec); /* the file stays until our first record replaces it */
 	d->rec = NULL;
 	state_changed(d);

@@ -83,6 +83,11 @@ struct record {
 	int ctl_fd, lock_fd;	/* the control socket's listener and lock */
 	int client_fd;		/* the connection that asked for it, answered at the end */
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
+	struct rec_follower {
+		int fd;		/* an events follower's connection, or -1 once taken */
+		char *patterns;	/* its patterns, a JSON array */
+	} *followers;
+	size_t nfollowers;
 };
 
 /* The identity of what c runs (not its policy): a changed one is not adopted. */

@@ -6,6 +6,7 @@ naming a reused pid, or a corrupt one, never touches an unrelated process.
 `evmon ctl reexec` execs the daemon's binary in place: same pids, the
 listener and the log pipes kept, a broken binary refused with the daemon
 carrying on."""
+import json
 import os
 import random
 import signal
@@ -15,7 +16,7 @@ import threading
 import pytest
 
 from conftest import EVMON, ROOT, SLOW, wait_for
-from daemon_util import Daemon, alive
+from daemon_util import Daemon, LineReader, alive
 
 
 def marker_pids(marker):
@@ -535,4 +536,48 @@ restart = never
     carried = "carried over across the re-exec" if how == "reexec" else \
         "carried over from the daemon that died"
     assert f"service loop: stopped -> backoff" in d.log() and carried in d.log()
+    d.stop()
+
+
+class Follower(LineReader):
+    """An events subscriber on its own connection."""
+
+    def __init__(self, d, names=()):
+        super().__init__(d.connect())
+        self.s.sendall(json.dumps({"cmd": "events", "names": list(names)}).encode() + b"\n")
+        assert self.next()["ok"]
+
+    def until(self, pred):
+        seen = []
+        while True:
+            seen.append(self.next(timeout=30))
+            if pred(seen[-1]):
+                return seen
+
+
+def test_followers_go_on_across_reexec(procs, tmp_path, marker):
+    """Events followers are handed over to the new image: each gets a
+    'reexec' event on the same connection, then the events after it, still
+    filtered by its names; the adoption is not told as state changes."""
+    d = Daemon(procs, tmp_path, config(marker, n=3))
+    st = wait_for(lambda: all_running(d, 3), what="3 running")
+    everything, only1 = Follower(d), Follower(d, ["w:1"])
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for f in (everything, only1):
+        ev = f.next()  # the first line after the exec: nothing else came before it
+        assert ev["event"] == "reexec" and ev["pid"] == d.p.pid, ev
+        assert ev["kept"] == 3 and ev["followers"] == 2, ev
+    os.kill(st["w:0"]["pid"], signal.SIGKILL)
+    os.kill(st["w:1"]["pid"], signal.SIGKILL)
+    seen = everything.until(lambda e: e.get("service") == "w:1" and e.get("state") == "running")
+    assert any(e.get("service") == "w:0" and e["event"] == "exit" for e in seen)
+    seen = only1.until(lambda e: e.get("service") == "w:1" and e.get("state") == "running")
+    assert {e.get("service") for e in seen} == {"w:1"}, seen
+    exits = [e for e in seen if e["event"] == "exit"]
+    assert len(exits) == 1 and exits[0]["signal_name"] == "KILL"
+    assert "reexec: re-executed" in d.log()
+    # a second re-exec: the same connections go on again
+    assert d.ctl("reexec").returncode == 0
+    assert only1.next()["event"] == "reexec"
     d.stop()
