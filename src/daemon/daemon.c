@@ -65,7 +65,9 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 		u = NULL;
 	if (u)
 		health_on_event(d, u, ev); /* its record carries the new health */
-	events_from_library(d, ev);
+	/* a re-exec's adoptions change nothing: one line says how many were kept */
+	if (!(d->quiet_adopt && ev->state == EVM_STATE_RUNNING && ev->old_state == EVM_STATE_STOPPED))
+		events_from_library(d, ev);
 	if (u) {
 		health_announce(d, u);
 		deps_changed(d, u); /* after its record: a dependent's start is told after */

@@ -105,6 +105,7 @@ struct daemon {
 	bool state_failed;	  /* the last write failed (said once) */
 	bool state_closed;	  /* no more writes */
 	struct event_queue events; /* the fan-out held back during a request */
+	bool quiet_adopt;	  /* a re-exec's takeover: adoptions are not events */
 
 	struct unit *first, *last;
 	struct hashmap units; /* by name */

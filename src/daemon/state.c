@@ -486,9 +486,7 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		u->adopted = true;
 		u->rec_pid = s->pid;
 		u->rec_start = s->start;
-		if (d->rec->reexec)
-			dlog("service %s: pid %d kept across the re-exec", s->name, (int)s->pid);
-		else
+		if (!d->rec->reexec) /* a re-exec's are counted in one line */
 			dlog("service %s: adopted pid %d, left running by daemon %d (its exit status "
 			     "will be unknown)", s->name, (int)s->pid, (int)d->rec->daemon);
 		if (s->flags == REC_STOPPING)
@@ -553,11 +551,13 @@ static int sweep_decide(const char *unit, void *data)
 void state_take_over(struct daemon *d)
 {
 	size_t kept = 0;
+	d->quiet_adopt = d->rec && d->rec->reexec;
 	if (d->rec)
 		for (size_t i = 0; i < d->rec->n; i++) {
 			d->rec->svcs[i].used = true;
 			take_over_one(d, &d->rec->svcs[i]);
 		}
+	d->quiet_adopt = false;
 	for (struct unit *u = d->first; d->rec && u; u = u->next)
 		kept += u->adopted;
 	size_t strays = d->rec && d->rec->reexec ? end_strays(d) : 0;
