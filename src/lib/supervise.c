@@ -32,18 +32,20 @@
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
  *           remove          -> STOPPING                      stop, then removed after the exit
- *           exit            -> STOPPED|BACKOFF|EXITED|FATAL  failed start, unless policy is done
+ *           exit            -> STOPPED|BACKOFF|EXITED|FATAL|(stays) failed start, unless policy is done; a restart waits for an empty cgroup
  *           start_ms up     -> RUNNING                       ready (ready = started)
  *           stop_timeout    -> (stays)                       SIGKILL (not ready, stopped)
  *           ready           -> RUNNING                       ready
  *           ready_timeout   -> (stays)                       stop; its exit is a failed start
+ *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
  * RUNNING   start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
  *           remove          -> STOPPING                      stop, then removed after the exit
- *           exit            -> STOPPED|BACKOFF|EXITED|FATAL  restart policy and max_retries
+ *           exit            -> STOPPED|BACKOFF|EXITED|FATAL|(stays) restart policy and max_retries; a restart waits for an empty cgroup
  *           stop_timeout    -> (stays)                       SIGKILL (watchdog, stopped)
  *           watchdog up     -> (stays)                       stop; its exit is a failure
+ *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
  * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
  *           stop            -> STOPPED|STOPPING              cancel the restart; stop what is left
  *           remove          -> (removed)                     removed at once
@@ -345,6 +347,25 @@ static bool exit_ok(const struct evm_service *s, const struct evm_exit *e)
 	return !e->status_unknown && e->signal == 0 && success_code(s, e->code);
 }
 
+/*
+ * A restart waits for the cgroup to be empty, as a stop does: what the run
+ * left (a watchdog's or ready timeout's stop under way, children of a main
+ * process that exited) would otherwise run beside the next one. The rest
+ * is stopped (a stop under way keeps its deadline; else stop_signal, and
+ * SIGKILL at stop_timeout) and the exit waits for "cgroup empty".
+ */
+static bool held_for_empty(struct evm_service *s, bool again)
+{
+	if (!again || !evm__sv_cg_busy(s))
+		return false;
+	if (s->failing)
+		evm__sv_arm_kill(s);
+	else
+		evm__sv_send_stop(s);
+	s->exit_held = true;
+	return true;
+}
+
 static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	const struct evm_exit *e = a->exit;
@@ -353,6 +374,8 @@ static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
 		return 0;
 	}
 	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
+	if (held_for_empty(s, again))
+		return 0;
 	if (s->failing)
 		snprintf(s->msg, sizeof(s->msg), "not ready within ready_timeout (%llu ms)",
 			 (unsigned long long)s->ready_timeout_ms);
@@ -375,6 +398,8 @@ static int act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 		return 0;
 	}
 	bool ok = exit_ok(s, e) && !s->failing;
+	if (held_for_empty(s, policy_again(s, ok)))
+		return 0;
 	if (s->failing)
 		snprintf(s->msg, sizeof(s->msg), "watchdog: no sign of life for %llu ms",
 			 (unsigned long long)s->watchdog_ms);
@@ -459,6 +484,18 @@ static int act_emptied(struct evm_service *s, const struct evm__sv_arg *a)
 	return act_exit_stopping(s, &held);
 }
 
+/* STARTING, RUNNING: the cgroup an exit waited for is empty: the exit's cell now */
+static int act_emptied_held(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->proc || !s->exit_held)
+		return 0;
+	evm_timer_cancel(s->timer);
+	s->exit_held = false;
+	struct evm__sv_arg held = {.exit = &s->last_exit};
+	return s->state == EVM_STATE_STARTING ? act_exit_starting(s, &held)
+					      : act_exit_running(s, &held);
+}
+
 /* ------------------------------------------------------------ the table */
 
 const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
@@ -509,7 +546,9 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_STARTING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {act_exit_starting, POLICY, "failed start, unless policy is done"},
+		[EVM__SV_EXIT] = {act_exit_starting, POLICY | EVM__SV_STAYS,
+				  "failed start, unless policy is done; a restart waits for an empty cgroup"},
+		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
 		[EVM__SV_GRACE] = {act_ready, TO(RUNNING), "ready (ready = started)"},
 		[EVM__SV_READY] = {act_ready, TO(RUNNING), "ready"},
 		[EVM__SV_READY_TIMEOUT] = {act_stop_failing, 0, "stop; its exit is a failed start"},
@@ -517,7 +556,9 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_RUNNING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {act_exit_running, POLICY, "restart policy and max_retries"},
+		[EVM__SV_EXIT] = {act_exit_running, POLICY | EVM__SV_STAYS,
+				  "restart policy and max_retries; a restart waits for an empty cgroup"},
+		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
 		[EVM__SV_WATCHDOG] = {act_stop_failing, 0, "stop; its exit is a failure"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
 	},

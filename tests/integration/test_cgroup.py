@@ -408,3 +408,31 @@ instances = {n}
     left = [p for p in everything if alive(p)]
     assert not left, f"left behind: {left[:20]}"
     assert not os.path.exists(base), os.listdir(base)[:20]
+
+
+def test_restart_waits_for_an_empty_cgroup(procs, tmp_path):
+    """Not ready within ready_timeout: the stop's SIGTERM ends the main
+    process, not its child (it ignores TERM); the restart waits until the
+    cgroup is empty (SIGKILL at stop_timeout), so the new run never meets
+    the old run's child."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+stop_timeout = 1
+[service:slow]
+command = sh -c "(trap '' TERM; exec sleep 400141) & exec sleep 400142"
+ready = notify
+ready_timeout = 1
+start_retries = 100
+backoff_initial = 0
+""")
+    cg = os.path.join(base_of(d), "slow.service")
+    wait_for(lambda: sorted(cmdline(p) for p in procs_in(cg)) == ["sleep 400141", "sleep 400142"],
+             what="the first run's two sleeps")
+    first = d.status("slow")["slow"]["pid"]
+    (child,) = [p for p in procs_in(cg) if cmdline(p) == "sleep 400141"]
+    # the next run's main process exists only once the cgroup was empty
+    second = wait_for(lambda: (d.status("slow")["slow"].get("pid") or first) != first and
+                      d.status("slow")["slow"]["pid"], what="the second run")
+    assert not alive(child), "the restart came before the old run's child was gone"
+    d.stop()
+    assert procs_in(base_of(d)) == []
