@@ -175,10 +175,16 @@ static void check_dir(struct logs *L)
 	close_all(L);
 	close(L->dirfd);
 	L->dirfd = -1;
+	/* EEXIST: someone made it first (mv logs logs.old && mkdir logs): used as it is */
 	bool made = r < 0 && errno == ENOENT && mkdir(L->dir, L->dir_mode) == 0;
-	if (made)
-		chmod(L->dir, L->dir_mode); /* mkdir took the umask off */
+	mode_t mode = L->dir_mode;
 	int e = open_dir(L);
+	/*
+	 * mkdir took the umask off. Through the fd open_dir checked, not the
+	 * path: chmod would follow a symbolic link put there meanwhile.
+	 */
+	if (made && e == 0 && fchmod(L->dirfd, mode) == 0)
+		L->dir_mode = mode;
 	L->dir_retry_at = now + RETRY_MS * NS_PER_MS;
 	char msg[700];
 	if (e < 0)

@@ -912,3 +912,36 @@ start_secs = 0
     d.ctl("signal", kept[0], "HUP")
     wait_for(lambda: b"signal 1\n" in (logs / f"{kept[0]}.log").read_bytes(), what="a line written")
     d.stop()
+
+
+def test_log_dir_moved_aside_and_made_again_by_an_admin(procs, tmp_path):
+    """`mv logs logs.old && mkdir -m 700 logs` while a service writes: the daemon
+    uses the admin's new directory as it is (its mode kept, no second mkdir over
+    it), and once the event says so, nothing more is written into logs.old."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    os.chmod(logs, 0o750)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+
+[service:w]
+command = sh -c 'i=0; while :; do echo $i; i=$((i+1)); sleep 0.02; done'
+stdout = log
+start_secs = 0
+""")
+    wait_for(lambda: (logs / "w.log").exists() and (logs / "w.log").stat().st_size > 0,
+             what="the first lines")
+    old = tmp_path / "logs.old"
+    os.rename(logs, old)
+    os.mkdir(logs, 0o700)
+    wait_for(lambda: "using the directory now there" in d.log(), timeout=20 * SLOW,
+             what="the daemon on the new directory")
+    wait_for(lambda: (logs / "w.log").exists() and (logs / "w.log").stat().st_size > 0,
+             what="lines in the new directory")
+    size = (old / "w.log").stat().st_size
+    n = (logs / "w.log").stat().st_size
+    wait_for(lambda: (logs / "w.log").stat().st_size > n + 100, what="more lines")
+    assert (old / "w.log").stat().st_size == size
+    assert os.stat(logs).st_mode & 0o7777 == 0o700
+    d.stop()
