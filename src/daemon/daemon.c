@@ -412,8 +412,8 @@ static int daemon_cgroups(struct daemon *d)
 	return 0;
 }
 
-/* The config, the loop, the signals, the socket, the logs: 0, or -1 (said on stderr). */
-static int daemon_open(struct daemon *d, const struct options *o, const sigset_t *set)
+/* The config, checked (--strict: its problems are errors): 0, or -1 (said on stderr). */
+static int open_config(struct daemon *d, const struct options *o)
 {
 	struct errlist errs = {0};
 	if (config_load(o->cfg_path, &d->cfg, &errs) < 0) {
@@ -430,8 +430,14 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 			o->cfg_path, d->cfg->problems.n, d->cfg->problems.n == 1 ? "" : "s");
 		return -1;
 	}
+	return 0;
+}
+
+/* The socket's path; the default one's directory made private to us first. */
+static int choose_socket(struct daemon *d, const struct options *o)
+{
+	char err[512];
 	d->socket = o->socket ? o->socket : d->cfg->socket ? d->cfg->socket : proto_default_socket();
-	char err[512], nerr[400];
 	const char *pdir = proto_default_dir();
 	if (!o->socket && !d->cfg->socket && pdir && proto_private_dir(pdir, true, err, sizeof(err)) < 0) {
 		fprintf(stderr, "evmon daemon: control socket %s: %s\n"
@@ -439,7 +445,12 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 			d->socket, err);
 		return -1;
 	}
-	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
+	return 0;
+}
+
+/* The loop, the fd reserve and the signals (set: blocked, read through a signalfd). */
+static int open_loop(struct daemon *d, const struct options *o, const sigset_t *set)
+{
 	/* without cgroups, what a service leaves behind is re-parented to us (tree, below) */
 	d->reaper = o->reaper || !cgroups_possible(d->cfg->cgroup);
 	struct evm_loop_opts lo = {.flags = d->reaper ? EVM_LOOP_REAPER : 0};
@@ -460,10 +471,13 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 		fprintf(stderr, "evmon daemon: signalfd: %s\n", strerror(errno));
 		return -1;
 	}
-	if (state_init(d) < 0) {
-		fprintf(stderr, "evmon daemon: out of memory\n");
-		return -1;
-	}
+	return 0;
+}
+
+/* The control socket: made, or after a re-exec the listener the old image left open. */
+static int open_control(struct daemon *d)
+{
+	char err[512];
 	struct control_opts co = {.path = d->socket, .max_clients = d->cfg->max_clients,
 				  .max_pending = d->cfg->client_buffer,
 				  .idle_ms = d->cfg->idle_timeout_ms,
@@ -481,15 +495,14 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	}
 	if (d->rec)
 		d->rec->ctl_fd = d->rec->lock_fd = -1; /* the control's now */
-	stdsink_attach(d->loop);
-	if (notify < 0)
-		dlog("%s", nerr);
-	state_load(d); /* holding the socket's lock: the record is ours */
-	/* not fatal: the services matter more than their metrics */
-	if (d->cfg->metrics_listen &&
-	    metrics_http_open(d, d->cfg->metrics_listen, &d->metrics, err, sizeof(err)) < 0)
-		dlog("metrics_listen %s: no metrics endpoint", err);
-	evm_subscribe(d->loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, d, &d->sub);
+	return 0;
+}
+
+/* The services' log files; a log_dir that cannot be used now is said, not fatal. */
+static int open_logs(struct daemon *d)
+{
+	char err[512];
+	int r;
 	d->logs = logs_new(d->loop, on_log_report, d);
 	if (!d->logs) {
 		fprintf(stderr, "evmon daemon: out of memory\n");
@@ -501,6 +514,35 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 			 "is discarded until it can be written", err);
 		events_log(d, NULL, NULL, r, msg);
 	}
+	return 0;
+}
+
+/* The config, the loop, the signals, the socket, the logs: 0, or -1 (said on stderr). */
+static int daemon_open(struct daemon *d, const struct options *o, const sigset_t *set)
+{
+	char err[512], nerr[400];
+	if (open_config(d, o) < 0 || choose_socket(d, o) < 0)
+		return -1;
+	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
+	if (open_loop(d, o, set) < 0)
+		return -1;
+	if (state_init(d) < 0) {
+		fprintf(stderr, "evmon daemon: out of memory\n");
+		return -1;
+	}
+	if (open_control(d) < 0)
+		return -1;
+	stdsink_attach(d->loop);
+	if (notify < 0)
+		dlog("%s", nerr);
+	state_load(d); /* holding the socket's lock: the record is ours */
+	/* not fatal: the services matter more than their metrics */
+	if (d->cfg->metrics_listen &&
+	    metrics_http_open(d, d->cfg->metrics_listen, &d->metrics, err, sizeof(err)) < 0)
+		dlog("metrics_listen %s: no metrics endpoint", err);
+	evm_subscribe(d->loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, d, &d->sub);
+	if (open_logs(d) < 0)
+		return -1;
 	return daemon_cgroups(d);
 }
 
