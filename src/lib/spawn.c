@@ -352,6 +352,89 @@ int evm__pipe_above_stdio(int p[2])
 	return 0;
 }
 
+/*
+ * clone3 with CLONE_VFORK (the kernel clears our handlers in the child: no
+ * need to block signals around it): the pid, -errno, or 0 to try again
+ * (clone3 turned off, *plain_clone, or the child moves itself to its cgroup).
+ */
+static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			  bool want_pidfd, bool *plain_clone)
+{
+	req->reset_signals = true;
+	bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
+	struct clone_args a = {
+		.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND | req->ns |
+			 (want_pidfd ? CLONE_PIDFD : 0) | (into ? CLONE_INTO_CGROUP : 0),
+		.pidfd = (uint64_t)(uintptr_t)pidfd,
+		.exit_signal = SIGCHLD,
+		.stack = (uint64_t)(uintptr_t)loop->stack,
+		.stack_size = loop->stack_size,
+		.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
+	};
+	pid_t pid = evm__clone3(&a, evm__spawn_child, req);
+	if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
+		/* before any clone3 worked, EINVAL is the kernel's (no
+		 * CLONE_CLEAR_SIGHAND before 5.5) only for a plain request;
+		 * with a namespace or a cgroup it may be the request's:
+		 * clone() decides this one and clone3 stays in use */
+		if (pid == -ENOSYS || (!req->ns && !into))
+			loop->no_clone3 = true; /* old kernel or architecture */
+		else
+			*plain_clone = true;
+		return 0;
+	}
+	if (into && (pid == -EINVAL || pid == -E2BIG)) {
+		/* clone3 without CLONE_INTO_CGROUP (5.3-5.6): the child moves itself */
+		req->cgroup_in_child = true;
+		return 0;
+	}
+	if (pid > 0)
+		loop->clone3_worked = true;
+	return pid;
+}
+
+/*
+ * clone() with every signal blocked around it, the exec error through a pipe
+ * (and a user namespace's child waiting on a second one for its maps): the
+ * pid, -1 with *e the clone's errno, or 0 with *e the errno of its setup.
+ */
+static pid_t clone_plain(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			 bool want_pidfd, int *e)
+{
+	int ep[2], sync = -1;
+	if ((*e = -evm__pipe_above_stdio(ep)) != 0)
+		return 0;
+	if ((req->ns & CLONE_NEWUSER) && (*e = -evm__userns_pipe(req, &sync)) != 0) {
+		close(ep[0]);
+		close(ep[1]);
+		return 0;
+	}
+	sigset_t all, old;
+	sigfillset(&all);
+	/* the child must not run our handlers before it resets them */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	req->reset_signals = true;
+	req->errfd = ep[1];
+	req->cgroup_in_child = req->cgroup_fd >= 0;
+	int flags = CLONE_VM | (sync >= 0 ? 0 : CLONE_VFORK) | SIGCHLD | (int)req->ns |
+		    (want_pidfd ? CLONE_PIDFD : 0);
+	pid_t pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
+	*e = errno;
+	if (sync >= 0)
+		evm__userns_release(pid, req, sync);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	req->errfd = -1;
+	close(ep[1]);
+	int msg[2];
+	if (pid > 0 && read(ep[0], msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
+		req->err = msg[0];
+		req->stage = msg[1];
+	}
+	close(ep[0]);
+	req->syncfd = -1; /* the child is past it */
+	return pid;
+}
+
 static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 			  struct evm_spawn_error *err)
 {
@@ -366,74 +449,16 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 		int e;
 		/* a user namespace's child waits for its maps: clone() without CLONE_VFORK */
 		if (!loop->no_clone3 && !plain_clone && !(req->ns & CLONE_NEWUSER)) {
-			/* the kernel clears our handlers in the child: no need to block
-			 * signals around the clone */
-			req->reset_signals = true;
-			bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
-			struct clone_args a = {
-				.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND | req->ns |
-					 (want_pidfd ? CLONE_PIDFD : 0) | (into ? CLONE_INTO_CGROUP : 0),
-				.pidfd = (uint64_t)(uintptr_t)pidfd,
-				.exit_signal = SIGCHLD,
-				.stack = (uint64_t)(uintptr_t)loop->stack,
-				.stack_size = loop->stack_size,
-				.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
-			};
-			pid = evm__clone3(&a, evm__spawn_child, req);
-			if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
-				/* before any clone3 worked, EINVAL is the kernel's (no
-				 * CLONE_CLEAR_SIGHAND before 5.5) only for a plain request;
-				 * with a namespace or a cgroup it may be the request's:
-				 * clone() decides this one and clone3 stays in use */
-				if (pid == -ENOSYS || (!req->ns && !into))
-					loop->no_clone3 = true; /* old kernel or architecture */
-				else
-					plain_clone = true;
+			pid = clone_vfork3(loop, req, pidfd, want_pidfd, &plain_clone);
+			if (pid == 0)
 				continue;
-			}
-			if (into && (pid == -EINVAL || pid == -E2BIG)) {
-				/* clone3 without CLONE_INTO_CGROUP (5.3-5.6): the child moves itself */
-				req->cgroup_in_child = true;
-				continue;
-			}
-			if (pid > 0)
-				loop->clone3_worked = true;
 			e = pid < 0 ? -pid : 0;
 		} else {
-			int ep[2], sync = -1;
-			if ((e = -evm__pipe_above_stdio(ep)) != 0) {
+			pid = clone_plain(loop, req, pidfd, want_pidfd, &e);
+			if (pid == 0) {
 				err->stage = EVM_STAGE_SETUP;
 				return -e;
 			}
-			if ((req->ns & CLONE_NEWUSER) && (e = -evm__userns_pipe(req, &sync)) != 0) {
-				close(ep[0]);
-				close(ep[1]);
-				err->stage = EVM_STAGE_SETUP;
-				return -e;
-			}
-			sigset_t all, old;
-			sigfillset(&all);
-			/* the child must not run our handlers before it resets them */
-			pthread_sigmask(SIG_SETMASK, &all, &old);
-			req->reset_signals = true;
-			req->errfd = ep[1];
-			req->cgroup_in_child = req->cgroup_fd >= 0;
-			int flags = CLONE_VM | (sync >= 0 ? 0 : CLONE_VFORK) | SIGCHLD | (int)req->ns |
-				    (want_pidfd ? CLONE_PIDFD : 0);
-			pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
-			e = errno;
-			if (sync >= 0)
-				evm__userns_release(pid, req, sync);
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
-			req->errfd = -1;
-			close(ep[1]);
-			int msg[2];
-			if (pid > 0 && read(ep[0], msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
-				req->err = msg[0];
-				req->stage = msg[1];
-			}
-			close(ep[0]);
-			req->syncfd = -1; /* the child is past it */
 		}
 		if (pid > 0) {
 			pidfd_check_room(loop, pidfd);
