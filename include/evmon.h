@@ -1004,6 +1004,24 @@ EVM_API int evm_service_ready(struct evm_service *svc);
 EVM_API int evm_service_watchdog(struct evm_service *svc);
 
 /*
+ * The service says it failed (sd_notify WATCHDOG=trigger): stopped at once
+ * as for a missed watchdog deadline (stop_signal, SIGKILL at
+ * stop_timeout_ms), with or without watchdog_ms; its exit is a failure
+ * for the restart policy (a failed start when it was STARTING). -ESRCH
+ * unless STARTING or RUNNING. Loop thread.
+ */
+EVM_API int evm_service_watchdog_trigger(struct evm_service *svc);
+
+/*
+ * A new watchdog period for this run (sd_notify WATCHDOG_USEC=): the
+ * deadline is ms from now (0: no watchdog for the rest of the run); the
+ * next start goes back to watchdog_ms. Works without watchdog_ms too. In
+ * STARTING it applies once ready. -ESRCH unless STARTING or RUNNING and
+ * not being stopped. Loop thread.
+ */
+EVM_API int evm_service_set_watchdog(struct evm_service *svc, uint64_t ms);
+
+/*
  * More time (sd_notify EXTEND_TIMEOUT_USEC): a STARTING service's ready
  * timeout, or a STOPPING one's kill, is at least ms from now. -ESRCH when no
  * such deadline runs.

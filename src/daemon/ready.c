@@ -416,7 +416,7 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 {
 	struct ready *rd = u->rd;
 	const char *note = rd->note;
-	bool ready = false;
+	bool ready = false, trigger = false;
 	for (char *line = msg, *end = msg + len, *nl; line < end; line = nl + 1) {
 		nl = memchr(line, '\n', (size_t)(end - line));
 		if (!nl)
@@ -440,6 +440,11 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 			set_mainpid(d, u, pid, v);
 		} else if (!strcmp(k, "WATCHDOG") && !strcmp(v, "1")) {
 			evm_service_watchdog(u->svc);
+		} else if (!strcmp(k, "WATCHDOG") && !strcmp(v, "trigger")) {
+			trigger = true; /* after the rest of the message (its STATUS=) */
+		} else if (!strcmp(k, "WATCHDOG_USEC") && parse_u64(v, &n)) {
+			/* a new period from now (0: none) for this run; 1 us is 1 ms */
+			evm_service_set_watchdog(u->svc, n ? (n + 999) / 1000 : 0);
 		} else if (!strcmp(k, "EXTEND_TIMEOUT_USEC") && parse_u64(v, &n)) {
 			evm_service_extend_timeout(u->svc, n / 1000);
 		}
@@ -459,4 +464,6 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 	}
 	if (rd->note && rd->note != note)
 		publish_note(d, u, pid, rd->note);
+	if (trigger && evm_service_watchdog_trigger(u->svc) == 0)
+		publish_note(d, u, pid, "watchdog-trigger");
 }

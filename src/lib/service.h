@@ -59,6 +59,7 @@ struct evm_service {
 	int64_t since_real;
 	uint64_t deadline_mono;	/* of the ready timeout (STARTING) or the kill (STOPPING) */
 	uint64_t alive_mono;	/* the last evm_service_watchdog (RUNNING) */
+	uint64_t watchdog_run_ms; /* this run's: watchdog_ms at the spawn, or evm_service_set_watchdog's */
 	uint8_t failing;	/* stopped by us (not ready in time, watchdog): its exit fails */
 	bool stopped_by_user;
 	bool start_after_stop; /* restart(), or start() while STOPPING */
@@ -99,6 +100,7 @@ enum evm__sv_event {
 	EVM__SV_WATCHDOG,     /* watchdog_ms elapsed without evm_service_watchdog */
 	EVM__SV_EMPTIED,      /* its cgroup has no process left */
 	EVM__SV_RESUME,	      /* evm_service_resume (arg: resume) */
+	EVM__SV_TRIGGER,      /* evm_service_watchdog_trigger: the service says it failed */
 	EVM__SV_NEVENTS
 };
 
@@ -144,7 +146,7 @@ EVM_HIDDEN int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev,
  */
 
 /* why we stopped a service that did not stop by itself: its exit is a failure */
-enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG };
+enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG, FAILING_TRIGGERED };
 
 /* supervise.c: the one way a service changes state */
 EVM_HIDDEN void evm__sv_enter(struct evm_service *s, enum evm_state st,
@@ -161,6 +163,7 @@ EVM_HIDDEN void evm__sv_schedule_restart(struct evm_service *s, const struct evm
 EVM_HIDDEN int evm__sv_backoff_for(struct evm_service *s, uint64_t delay_ms);
 EVM_HIDDEN void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner);
 EVM_HIDDEN void evm__sv_ready_timeout_fire(struct evm_timer *t, void *data);
+EVM_HIDDEN void evm__sv_watchdog_fire(struct evm_timer *t, void *data);
 
 /* svstop.c */
 EVM_HIDDEN int evm__sv_signal_to(struct evm_service *s, int sig, bool group);

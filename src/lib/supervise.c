@@ -38,6 +38,7 @@
  *           ready           -> RUNNING                       ready
  *           ready_timeout   -> (stays)                       stop; its exit is a failed start
  *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
+ *           trigger         -> (stays)                       stop; its exit is a failed start
  * RUNNING   start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
@@ -46,6 +47,7 @@
  *           stop_timeout    -> (stays)                       SIGKILL (watchdog, stopped)
  *           watchdog up     -> (stays)                       stop; its exit is a failure
  *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
+ *           trigger         -> (stays)                       stop; its exit is a failure
  * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
  *           stop            -> STOPPED|STOPPING              cancel the restart; stop what is left
  *           remove          -> (removed)                     removed at once
@@ -207,6 +209,7 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->stopped_by_user = false;
 	s->start_failures = 0;
 	s->failing = FAILING_NO;
+	s->watchdog_run_ms = s->watchdog_ms;
 	snprintf(s->msg, sizeof(s->msg), "adopted pid %d", (int)p->pid);
 	evm__sv_became_ready(s);
 	return 0;
@@ -366,6 +369,19 @@ static bool held_for_empty(struct evm_service *s, bool again)
 	return true;
 }
 
+/* why we stopped it (s->failing), for its exit's event */
+static void failing_msg(struct evm_service *s)
+{
+	if (s->failing == FAILING_NOT_READY)
+		snprintf(s->msg, sizeof(s->msg), "not ready within ready_timeout (%llu ms)",
+			 (unsigned long long)s->ready_timeout_ms);
+	else if (s->failing == FAILING_WATCHDOG)
+		snprintf(s->msg, sizeof(s->msg), "watchdog: no sign of life for %llu ms",
+			 (unsigned long long)s->watchdog_run_ms);
+	else if (s->failing == FAILING_TRIGGERED)
+		snprintf(s->msg, sizeof(s->msg), "watchdog: the service said it failed");
+}
+
 static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	const struct evm_exit *e = a->exit;
@@ -377,8 +393,7 @@ static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
 	if (held_for_empty(s, again))
 		return 0;
 	if (s->failing)
-		snprintf(s->msg, sizeof(s->msg), "not ready within ready_timeout (%llu ms)",
-			 (unsigned long long)s->ready_timeout_ms);
+		failing_msg(s);
 	else if (again || !ok)
 		snprintf(s->msg, sizeof(s->msg), "exited %s (%llu ms)",
 			 s->ready == EVM_READY_DECLARED ? "before it was ready" : "during its start period",
@@ -401,8 +416,7 @@ static int act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 	if (held_for_empty(s, policy_again(s, ok)))
 		return 0;
 	if (s->failing)
-		snprintf(s->msg, sizeof(s->msg), "watchdog: no sign of life for %llu ms",
-			 (unsigned long long)s->watchdog_ms);
+		failing_msg(s);
 	if (!policy_again(s, ok)) {
 		evm__sv_enter(s, EVM_STATE_EXITED, e, 0, 0);
 		return 0;
@@ -461,6 +475,16 @@ static int act_stop_failing(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
+/* the service says it failed (sd_notify WATCHDOG=trigger): stopped, its exit a failure */
+static int act_trigger(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->failing)
+		return 0; /* being stopped already */
+	s->failing = FAILING_TRIGGERED;
+	evm__sv_send_stop(s);
+	return 0;
+}
+
 static int act_backoff_done(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	evm_timer_cancel(s->timer); /* likewise */
@@ -514,6 +538,7 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_WATCHDOG] = "watchdog up",
 	[EVM__SV_EMPTIED] = "cgroup empty",
 	[EVM__SV_RESUME] = "resume",
+	[EVM__SV_TRIGGER] = "trigger",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -553,6 +578,7 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_READY] = {act_ready, TO(RUNNING), "ready"},
 		[EVM__SV_READY_TIMEOUT] = {act_stop_failing, 0, "stop; its exit is a failed start"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (not ready, stopped)"},
+		[EVM__SV_TRIGGER] = {act_trigger, 0, "stop; its exit is a failed start"},
 	},
 	[EVM_STATE_RUNNING] = {
 		PROC_ROW,
@@ -561,6 +587,7 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
 		[EVM__SV_WATCHDOG] = {act_stop_failing, 0, "stop; its exit is a failure"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
+		[EVM__SV_TRIGGER] = {act_trigger, 0, "stop; its exit is a failure"},
 	},
 	[EVM_STATE_BACKOFF] = {
 		IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING), "cancel the restart; stop what is left"),

@@ -1,8 +1,8 @@
 /*
  * svcalls.c - the public calls that drive a service: each is one event of
  * the table (evm__sv_dispatch), refused (-EINVAL) for a NULL or removed
- * service. evm_service_watchdog, evm_service_extend_timeout and
- * evm_service_signal are not events: they move a deadline or send a
+ * service. evm_service_watchdog, evm_service_set_watchdog,
+ * evm_service_extend_timeout and evm_service_signal are not events: they move a deadline or send a
  * signal, and the state stays.
  */
 #include "service.h"
@@ -73,6 +73,32 @@ int evm_service_watchdog(struct evm_service *s)
 		return -EINVAL;
 	s->alive_mono = evm__mono_ns();
 	return 0;
+}
+
+int evm_service_watchdog_trigger(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (!s->proc || (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING))
+		return -ESRCH;
+	return evm__sv_dispatch(s, EVM__SV_TRIGGER, NULL);
+}
+
+/* not an event: the watchdog's period for this run, from now */
+int evm_service_set_watchdog(struct evm_service *s, uint64_t ms)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (!s->proc || s->failing ||
+	    (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING))
+		return -ESRCH;
+	s->watchdog_run_ms = ms;
+	s->alive_mono = evm__mono_ns();
+	if (s->state != EVM_STATE_RUNNING)
+		return 0; /* armed when it is ready */
+	/* RUNNING and not failing: the watchdog's is the only timer it may have */
+	evm_timer_cancel(s->timer);
+	return ms ? evm_timer_add(s->loop, ms, evm__sv_watchdog_fire, s, &s->timer) : 0;
 }
 
 /* not an event: the state stays, only the deadline of the timer it has moves */

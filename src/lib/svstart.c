@@ -112,13 +112,16 @@ void evm__sv_ready_timeout_fire(struct evm_timer *t, void *data)
  * service that says it is alive only moves alive_mono, and the timer, when
  * it fires early, waits for the rest.
  */
-static void watchdog_fire(struct evm_timer *t, void *data)
+void evm__sv_watchdog_fire(struct evm_timer *t, void *data)
 {
 	struct evm_service *s = data;
-	uint64_t now = evm__mono_ns(), due = s->alive_mono + s->watchdog_ms * 1000000;
+	uint64_t now = evm__mono_ns(), due = s->alive_mono + s->watchdog_run_ms * 1000000;
+	if (!s->watchdog_run_ms)
+		return; /* turned off for this run */
 	if (due > now) {
 		/* out of memory: no watchdog for this run rather than a false alarm */
-		evm_timer_add(s->loop, (due - now + 999999) / 1000000, watchdog_fire, s, &s->timer);
+		evm_timer_add(s->loop, (due - now + 999999) / 1000000, evm__sv_watchdog_fire, s,
+			      &s->timer);
 		return;
 	}
 	evm__sv_dispatch(s, EVM__SV_WATCHDOG, NULL);
@@ -129,9 +132,9 @@ void evm__sv_became_ready(struct evm_service *s)
 {
 	evm_timer_cancel(s->timer); /* the start grace's or the ready timeout's */
 	s->start_failures = 0;
-	if (s->watchdog_ms) {
+	if (s->watchdog_run_ms) {
 		s->alive_mono = evm__mono_ns();
-		evm_timer_add(s->loop, s->watchdog_ms, watchdog_fire, s, &s->timer);
+		evm_timer_add(s->loop, s->watchdog_run_ms, evm__sv_watchdog_fire, s, &s->timer);
 	}
 	evm__sv_enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
 }
@@ -191,6 +194,7 @@ void evm__sv_spawn(struct evm_service *s)
 	evm__sv_note_session(s, p, false);
 	s->started_mono = evm__mono_ns();
 	s->failing = FAILING_NO;
+	s->watchdog_run_ms = s->watchdog_ms;
 	if (s->ready == EVM_READY_DECLARED) {
 		/* no timer (out of memory): it waits for its word without a limit */
 		if (s->ready_timeout_ms) {

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from conftest import EVMON, wait_for
-from daemon_util import SLOW, Daemon
+from daemon_util import SLOW, Daemon, LineReader
 
 KINDS = """
 [evmon]
@@ -191,6 +191,50 @@ def test_ready_timeout_watchdog_and_a_hanging_check(procs, tmp_path):
     assert len(pids) >= 2, pids
     wait_for(lambda: not [p for p in pids if os.path.exists(f"/proc/{p}")],
              what="every check process gone")
+    d.stop()
+
+
+WATCHDOG = """
+[evmon]
+stop_timeout = 5
+
+[service:trig]
+command = HELPER notify READY=1 notify "STATUS=broken\\nWATCHDOG=trigger" pause
+ready = notify
+backoff_initial = 10ms
+max_retries = 1
+
+[service:shorter]
+command = HELPER notify READY=1 notify WATCHDOG_USEC=300000 pause
+ready = notify
+watchdog_sec = 1h
+backoff_initial = 10ms
+max_retries = 1
+"""
+
+
+def test_watchdog_trigger_and_watchdog_usec(procs, tmp_path):
+    """sd_notify(3): WATCHDOG=trigger fails the service at once (no watchdog_sec needed);
+    WATCHDOG_USEC= sets this run's watchdog period (1h configured, 300 ms asked)."""
+    d = Daemon(procs, tmp_path, WATCHDOG)
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":["trig"]}\n')
+    rd = LineReader(s)
+    assert rd.next() == {"ok": True, "events": True}
+    st = d.wait_state("trig", "fatal", timeout=60)
+    assert st["restarts"] >= 1 and st["last_exit"]["signal_name"] == "TERM", st
+    assert "watchdog: the service said it failed" in d.log()
+    seen = []
+    while not seen or seen[-1] != ("state", "fatal"):
+        ev = rd.next(timeout=30)
+        seen.append((ev["event"], ev.get("notify") or ev.get("state")))
+    # told, then its exit (stopped by its stop_signal), then the policy
+    i = seen.index(("notify", "watchdog-trigger"))
+    assert ("state", "backoff") in seen[i:], seen
+    st = d.wait_state("shorter", "fatal", timeout=60)
+    assert st["restarts"] >= 1, st
+    assert "watchdog: no sign of life for 300 ms" in d.log()
+    s.close()
     d.stop()
 
 

@@ -660,6 +660,66 @@ static void test_watchdog_miss_restarts(void **state)
 	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
 }
 
+static void no_watchdog(struct evm_service_opts *o)
+{
+	o->stop_signal = SIGKILL;
+	o->set |= EVM_SVC_START_RETRIES;
+	o->start_retries = 0;
+}
+
+/* WATCHDOG=trigger: stopped at once, without watchdog_ms; a failure (a failed start if STARTING) */
+static void test_watchdog_trigger_fails_at_once(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, PAUSE, no_watchdog);
+	assert_int_equal(evm_service_watchdog_trigger(a), -ESRCH); /* no process */
+	evm_service_start(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	assert_int_equal(evm_service_watchdog_trigger(a), 0);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	const struct rec *b = last_of("a", EVM_STATE_BACKOFF);
+	assert_int_equal(b->signal, SIGKILL);
+	assert_non_null(strstr(b->msg, "watchdog: the service said it failed"));
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000); /* restarted by the policy */
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+
+	/* while STARTING: a failed start, retried by start_retries */
+	struct evm_service *b2 = svc(loop, "b", EVM_RESTART_ON_FAILURE, PAUSE, declared);
+	evm_service_start(b2);
+	assert_int_equal(evm_service_state(b2), EVM_STATE_STARTING);
+	assert_int_equal(evm_service_watchdog_trigger(b2), 0);
+	assert_int_equal(evm_service_ready(b2), 0); /* too late: it is being stopped */
+	run_until_state(loop, b2, EVM_STATE_BACKOFF, 5000);
+	assert_int_equal(count_state("b", EVM_STATE_RUNNING), 0);
+	assert_non_null(strstr(last_of("b", EVM_STATE_BACKOFF)->msg, "the service said it failed"));
+	evm_service_stop(b2);
+	run_until_state(loop, b2, EVM_STATE_STOPPED, 5000);
+}
+
+/* WATCHDOG_USEC=: a period for this run, from now, without watchdog_ms; the next run has none */
+static void test_set_watchdog_for_the_run(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, PAUSE, no_watchdog);
+	evm_service_start(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	assert_int_equal(evm_service_set_watchdog(a, 100), 0);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	assert_non_null(strstr(last_of("a", EVM_STATE_BACKOFF)->msg, "no sign of life for 100 ms"));
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	/* the new run is back to watchdog_ms (none): a period set and then turned off */
+	assert_int_equal(evm_service_set_watchdog(a, 100), 0);
+	assert_int_equal(evm_service_set_watchdog(a, 0), 0);
+	uint64_t end = t_now_ms() + 400;
+	while (t_now_ms() < end)
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 1);
+	evm_service_stop(a);
+	assert_int_equal(evm_service_set_watchdog(a, 100), -ESRCH); /* stopping */
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
 static void test_missing_binary_goes_fatal_with_error(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -1376,6 +1436,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_exit_before_ready_is_a_failed_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ready_timeout_fails_the_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extend_timeout_moves_the_ready_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watchdog_trigger_fails_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_watchdog_for_the_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watchdog_miss_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
