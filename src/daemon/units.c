@@ -199,6 +199,8 @@ static int unit_before_spawn(struct evm_service *svc, struct evm_spawn_opts *o, 
 	struct svc_conf *c = u->conf;
 	(void)svc;
 	fdres_take(); /* what was freed goes back to the reserve, not to this child's pidfd */
+	if (u->cg)
+		fdres_give(); /* the spawn opens its cgroup's directory for the clone, then closes it */
 	if (c->ids_unresolved && conf_resolve_ids(c, msg, len) < 0)
 		return -ENOENT;
 	int r = ready_before_spawn(u, o, msg, len);
