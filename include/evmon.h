@@ -676,7 +676,8 @@ EVM_API int evm_proc_start_time(pid_t pid, uint64_t *out);
  * process cannot fork). Each process is pinned with a pidfd and its start
  * time checked before the signal: a reused pid is never hit. Cannot find a
  * process that called setsid and whose parent was gone before the search
- * (nothing links it to the session any more). Returns how many were
+ * (nothing links it to the session any more). Zombies are skipped (over
+ * already), so sig 0 counts the tree's live processes. Returns how many were
  * signalled, or -errno (the first error when none was). Any thread.
  */
 EVM_API int evm_tree_signal(pid_t sid, int sig);

@@ -560,6 +560,9 @@ static void end_escapees(struct daemon *d)
 	if (n > 0)
 		dlog("killed %d process%s the services left behind (out of their sessions)", n,
 		     n == 1 ? "" : "es");
+	/* gone before we are: whoever waits for our exit finds none of them running */
+	for (int i = 0; n > 0 && i < 200 && evm_tree_signal(0, 0) > 0; i++)
+		usleep(10000);
 }
 
 /*

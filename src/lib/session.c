@@ -141,7 +141,9 @@ static int signal_pinned(const struct evm__pstat *p, int sig)
 		return errno == ESRCH ? 0 : -errno;
 	struct evm__pstat now;
 	int r = 0;
-	if (evm__proc_stat(p->pid, &now) == 0 && now.start == p->start)
+	/* a zombie (or one being reaped) is over: nothing to signal, nothing to count */
+	if (evm__proc_stat(p->pid, &now) == 0 && now.start == p->start && now.state != 'Z' &&
+	    now.state != 'X')
 		r = syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) == 0 ? 1 : errno == ESRCH ? 0 : -errno;
 	close(fd);
 	return r;

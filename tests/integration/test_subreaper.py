@@ -7,6 +7,7 @@ all of them, a fork bomb included. What it cannot catch: a process that
 called setsid and lost its parent before the stop looked (the daemonizing
 sleep below); that one ends with the daemon. Runs on any machine."""
 import os
+import re
 
 import pytest
 
@@ -139,7 +140,8 @@ def test_setsid_without_parent_escapes_the_stop_not_the_daemon(procs, tmp_path):
         everything |= tree_of(d.status(name)[name]["pid"])
     d.stop()
     assert not alive(sleep)
-    assert "killed 1 process the services left behind" in d.log(), d.log()
+    # the sleep, and any process of another service's stop still dying then
+    assert re.search(r"killed \d+ process(es)? the services left behind", d.log()), d.log()
     assert not [p for p in everything if alive(p)]
 
 
