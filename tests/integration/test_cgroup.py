@@ -176,8 +176,8 @@ def test_killed_daemon_services_adopted_in_their_cgroups(procs, tmp_path):
         assert st["pid"] == pid and st["adopted"] and st["state"] == "running", st
         assert cgroup_of(pid) == rel(os.path.join(base, name + ".service"))
     assert set(procs_in(os.path.join(base, "bg.service"))) == bg
-    # it was over (exited, restart = never): not run again
-    assert d2.status("daemonizes")["daemonizes"]["state"] == "stopped"
+    # it was over (exited, restart = never): not run again, and still shown as exited
+    assert d2.status("daemonizes")["daemonizes"]["state"] == "exited"
     assert not procs_in(os.path.join(base, "daemonizes.service"))
     everything = set(procs_in(base)) - {d2.p.pid}
     d2.stop()
