@@ -76,21 +76,17 @@ int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, st
 
 /*
  * 1 when the caller is the process's only thread, else 0 (also: unknown).
- * unshare(CLONE_THREAD) fails with EINVAL exactly when the thread group has
- * other threads and does nothing otherwise: it needs no descriptor, so it
- * answers at the fd limit too (the SIGCHLD warning then fits the program).
- * /proc/self/status where a seccomp filter refuses unshare.
+ * From /proc/self/status; where it cannot be opened (no fd left at the
+ * limit) unshare(CLONE_THREAD), which needs none: it fails with EINVAL
+ * exactly when the thread group has other threads and does nothing
+ * otherwise (the SIGCHLD warning then fits the program).
  */
 int evm__single_threaded(void)
 {
-	if (unshare(CLONE_THREAD) == 0)
-		return 1;
-	if (errno == EINVAL)
-		return 0;
 	char buf[1024];
 	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return unshare(CLONE_THREAD) == 0;
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
