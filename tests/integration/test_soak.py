@@ -165,11 +165,6 @@ autostart = false
     # the stop's own exits reach us too; then the stream is quiet
     wait_for(lambda: not stream.running, timeout=30 * SLOW, what="the last exits")
     fd_end = files(pid)
-    # the one inotify that watches every service's cgroup.events comes and goes
-    # with the watched cgroups: there or not at either count, but never two
-    assert fd_idle.count("anon_inode:inotify") <= 1 and fd_end.count("anon_inode:inotify") <= 1
-    fd_idle = [f for f in fd_idle if f != "anon_inode:inotify"]
-    fd_end = [f for f in fd_end if f != "anon_inode:inotify"]  # (fd_max's bound adds it back)
     with stream.lock:
         spawns, exits, errors = stream.spawns, stream.exits, list(stream.errors)
         code0 = collections.Counter(stream.code0)
@@ -199,7 +194,7 @@ autostart = false
     assert sum((ran - code0).values()) <= 2 * INSTANCES
     # at most: a pidfd per running instance, plus what is open for a moment: a spawn's
     # error pipe (2), the state record's temporary file, a /proc read, a client's socket
-    assert fd_end == fd_idle and fd_max <= len(fd_idle) + 1 + INSTANCES + 6, (fd_idle, fd_end, figures)
+    assert fd_end == fd_idle and fd_max <= len(fd_idle) + INSTANCES + 6, (fd_idle, fd_end, figures)
     if not SAN:  # ASan's quarantine holds freed memory on purpose
         assert rss1 - rss0 <= max(1024, rss0 // 10), figures
     assert not zombies
