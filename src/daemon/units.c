@@ -88,6 +88,13 @@ static void draining_done(struct daemon *d, const struct evm_event *ev)
 
 void units_on_event(struct daemon *d, const struct evm_event *ev)
 {
+	/*
+	 * A cgroup service's spawn was given a placeholder for its directory,
+	 * closed again once the clone is done: the reserve is made whole here
+	 * (every spawn and failed spawn is an event), not at the next spawn,
+	 * where a client accepted meanwhile would have kept it one short.
+	 */
+	fdres_take();
 	if (ev->removed)
 		draining_done(d, ev);
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
