@@ -591,6 +591,42 @@ def s10(d, t):
     return out
 
 
+# ------------------------------------------------------------------- S11
+
+def s11(d, t):
+    out = ["## S11 — spawn into a cgroup at birth", "",
+           "`evmon_bench spawn` as in S1 (default spawn mode), once as it is and once with every "
+           "child started in a cgroup of its own making (clone3 `CLONE_INTO_CGROUP`, "
+           "`EVMON_BENCH_CGROUP`), the two alternated within each round. Slowdown = "
+           "throughput without / with, pair by pair; CPU = user + system time of the monitor "
+           "per child, the steadier view on a shared machine. Issue 14's target: within 1.2x.", ""]
+    if not d.sel("S11"):
+        return out + ["*Not run (it needs a cgroup v2 directory this user may write to).*", ""]
+    rows, worst = [], {}
+    for child in ("tiny", "true"):
+        for n in d.ns("S11", child=child):
+            g = lambda m, k: d.by_rep("S11", child, n, m, k)
+            fails = [f for f in (d.failure("S11", child, n, m) for m in ("evmon", "evmon-cgroup")) if f]
+            if fails:
+                rows.append([child, f"{n:,}", "failed: " + fails[0]] + [""] * 5)
+                continue
+            slow = list(g("evmon-cgroup", "slowdown").values())
+            cpu = pairwise(g("evmon-cgroup", "cpu_us_per_child"), g("evmon", "cpu_us_per_child"))
+            rows.append([child, f"{n:,}", cell(g("evmon", "per_sec").values()),
+                         cell(g("evmon-cgroup", "per_sec").values()), ratio_cell(slow),
+                         cell(g("evmon", "cpu_us_per_child").values(), 1),
+                         cell(g("evmon-cgroup", "cpu_us_per_child").values(), 1), ratio_cell(cpu)])
+            for name, rs in (("throughput", slow), ("CPU", cpu)):
+                if rs and med(rs) > worst.get(name, (0, ""))[0]:
+                    worst[name] = med(rs), f"{child} at {n:,} in flight"
+    out += [table(["child", "in flight", "children/s", "children/s (cgroup)", "slowdown",
+                   "CPU µs per child", "CPU µs per child (cgroup)", "CPU ratio"], rows), ""]
+    for name, (r, where) in sorted(worst.items()):
+        t.add(r <= 1.2, f"S11: spawn+reap into a cgroup within 1.2x of without, by {name}: "
+              f"worst median {r:.2f}x ({where})")
+    return out
+
+
 def machine_section(meta):
     m = meta.get("machine", {})
     pk = m.get("packages", {})
@@ -653,6 +689,7 @@ def main():
     body += s7_section(d, t)
     body += s8_section(d, t)
     body += s10(d, t)
+    body += s11(d, t)
     body += runtimes_section()
     body += profile_section()
     head = ["# evmon benchmarks", "",
@@ -663,7 +700,7 @@ def main():
     head += ["```", ""]
     pending = [f"- {r['scenario']} {r['child'] or r['monitor']}: {r['monitor']} — {r['note']}"
                for r in rows if r["status"] == "pending"]
-    pending += [f"- {sc}: not run in this run" for sc in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S10")
+    pending += [f"- {sc}: not run in this run" for sc in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S10", "S11")
                 if not d.sel(sc)]
     if pending:
         head += ["Pending:", ""] + pending + [""]
