@@ -421,7 +421,7 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 {
 	struct evm__spawn_req *r = arg;
 
-	r->started = 1; /* not killed at birth (see evm__spawn_local) */
+	r->started = 1; /* not killed at birth (see evm__spawn_clone) */
 	if (r->syncfd >= 0 || r->nsetns || r->hostname)
 		enter_namespaces(r);
 	if (r->cgroup_in_child)

@@ -26,7 +26,7 @@
  * static`): the locks compile away, and with them glibc's mutex and
  * condition variable code (16 kB of a static binary). Nothing could wake a
  * blocking wait there (evm_proc_wait of a running process, evm_spawn_wait),
- * so one aborts instead of hanging. (EVM_NO_SPAWN_HELPER, spawn.c, and
+ * so one aborts instead of hanging. (EVM_NO_SPAWN_HELPER, spawnclone.c, and
  * EVM_MAX_EVENTS, epoll.c, are the static init's other build knobs.)
  */
 #include <stdlib.h>
@@ -327,7 +327,10 @@ static inline bool evm__ns_direct_only(const struct evm__spawn_req *r)
 	return (r->ns & CLONE_NEWUSER) || r->nsetns;
 }
 EVM_HIDDEN int evm__userns_pipe(struct evm__spawn_req *r, int *sync_w);
-EVM_HIDDEN int evm__pipe_above_stdio(int p[2]); /* spawn.c: O_CLOEXEC, both ends >= 3 */
+EVM_HIDDEN int evm__pipe_above_stdio(int p[2]); /* spawnclone.c: O_CLOEXEC, both ends >= 3 */
+/* spawnclone.c: clone the child of req (direct or through the helper); its pid or -errno */
+EVM_HIDDEN pid_t evm__spawn_clone(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+				  struct evm_spawn_error *err);
 EVM_HIDDEN int evm__userns_release(pid_t pid, struct evm__spawn_req *r, int sync_w);
 
 /* the stage of a failed clone: the cgroup or the namespaces it was asked for, or the fork */

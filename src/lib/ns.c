@@ -1,7 +1,7 @@
 /*
  * ns.c - namespaces for a new child: the checks, and a user namespace's maps.
  *
- * New namespaces are clone flags (spawn.c, spawner.c); joins, the host name
+ * New namespaces are clone flags (spawnclone.c, spawner.c); joins, the host name
  * and the controlling terminal are a syscall each in the child (child.c).
  * This file holds what the parent does.
  *

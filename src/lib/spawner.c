@@ -1,6 +1,6 @@
 /*
  * spawner.c - the spawn helper: a small process that clones our children
- * once our own fd table is large (see spawn.c for why).
+ * once our own fd table is large (see spawnclone.c for why).
  *
  * It is cloned from the loop thread with CLONE_VM but without CLONE_FILES:
  * it shares our memory (so it costs no copy of our heap, and reads a spawn

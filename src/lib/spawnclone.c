@@ -1,0 +1,440 @@
+/*
+ * spawnclone.c - the clone of a spawn: direct or through the spawn helper,
+ * with or without a pidfd, into its cgroup at birth or not.
+ *
+ * Fast path: clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) from the loop thread:
+ * no copy of our memory, the pidfd comes with the child, and we resume when
+ * the child has exec'd or failed, so an exec error is returned here with its
+ * errno (the child writes it into the request it shares with us).
+ *
+ * But clone copies the caller's whole fd table, which holds one pidfd per
+ * child: with 10,000 children every spawn would copy 10,000 fds. Once our
+ * table is large, spawns go through the spawn helper (spawner.c), a small
+ * process with a tiny fd table that clones with CLONE_PARENT, so children
+ * are still ours. Either way the cost of a spawn does not grow with N.
+ *
+ * If no fd is left for a pidfd even after raising RLIMIT_NOFILE to its hard
+ * limit, the child is still started and watched through SIGCHLD (one
+ * warning event says so), rather than failing the spawn.
+ *
+ * EVM_SPAWN_CGROUP: clone3(CLONE_INTO_CGROUP) places the child in its cgroup
+ * at birth, on both paths (the helper receives the cgroup fd with the
+ * request). Without it (clone(), kernels before 5.7, and a kernel quirk after
+ * cgroup.kill, see evm__spawn_clone) the child writes itself into
+ * cgroup.procs before anything else: still before it can fork.
+ *
+ * Invariants: a started child is always watched (its pidfd, or SIGCHLD once
+ * go_nopidfd ran) and a child that failed before exec is reaped here; pidfds
+ * never take the last fds of RLIMIT_NOFILE (nofile_reserve).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Past this many fds, a clone's copy of our fd table costs more than a round
+ * trip to the spawn helper (measured: bench/README.md). */
+#define HELPER_LIVE_THRESHOLD 512
+#define HELPER_FD_THRESHOLD 1024
+
+/* Raise RLIMIT_NOFILE's soft limit to the hard limit, once. */
+static bool raise_nofile(struct evm_loop *loop)
+{
+	if (loop->nofile_raised)
+		return false;
+	loop->nofile_raised = true;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return false;
+	rlim_t old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return false;
+	evm__warn(loop, 0, "raised RLIMIT_NOFILE soft limit from %llu to %llu for pidfds",
+		  (unsigned long long)old, (unsigned long long)rl.rlim_max);
+	return true;
+}
+
+/*
+ * Fds kept free for the application: pidfds stop this far short of
+ * RLIMIT_NOFILE (1/16 of it, 16 to 256), and further children are watched
+ * through SIGCHLD, so a program with a low hard limit still gets its own
+ * open()s, and the loop its signalfd and eventfd.
+ */
+static int nofile_reserve(rlim_t cur)
+{
+	rlim_t r = cur / 16;
+	return r < 16 ? 16 : r > 256 ? 256 : (int)r;
+}
+
+/* May a pidfd take fd number fd? Not inside the reserve (the soft limit is raised once first). */
+static bool pidfd_room(struct evm_loop *loop, int fd)
+{
+	if (fd < loop->pidfd_max)
+		return true;
+	for (;;) {
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+			return true;
+		loop->pidfd_max = rl.rlim_cur > (rlim_t)nofile_reserve(rl.rlim_cur)
+				  ? (int)(rl.rlim_cur - (rlim_t)nofile_reserve(rl.rlim_cur)) : 0;
+		if (fd < loop->pidfd_max)
+			return true;
+		if (!raise_nofile(loop))
+			return false;
+	}
+}
+
+/* Out of fds for pidfds: watch further children through SIGCHLD. */
+static int go_nopidfd(struct evm_loop *loop)
+{
+	if (loop->sigfd < 0 && loop->reserve_fd >= 0) {
+		/* the reserve fd is there so this works when no fd is left */
+		close(loop->reserve_fd);
+		loop->reserve_fd = -1;
+	}
+	int r = evm__sigchld_enable(loop);
+	if (r < 0)
+		return r;
+	if (!loop->warned_nopidfd) {
+		loop->warned_nopidfd = true;
+		struct rlimit rl;
+		getrlimit(RLIMIT_NOFILE, &rl);
+		if (loop->force_nopidfd)
+			evm__warn(loop, 0, "EVM_NO_PIDFD is set: watching children through SIGCHLD");
+		else
+			evm__warn(loop, -EMFILE,
+				  "file descriptors are running out (RLIMIT_NOFILE %llu, %d kept free "
+				  "for the program): watching further children through SIGCHLD instead of pidfds",
+				  (unsigned long long)rl.rlim_cur, nofile_reserve(rl.rlim_cur));
+		struct sigaction sa;
+		if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
+		    (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
+			evm__warn(loop, -ECHILD,
+				  "SIGCHLD is ignored (SIG_IGN or SA_NOCLDWAIT): the kernel reaps children "
+				  "without a pidfd itself, and their exits cannot be reported");
+	}
+	return 0;
+}
+
+/* A pidfd inside the reserve: watch this child through SIGCHLD instead. */
+static void pidfd_check_room(struct evm_loop *loop, int *pidfd)
+{
+	if (*pidfd >= 0 && !pidfd_room(loop, *pidfd) && go_nopidfd(loop) == 0) {
+		close(*pidfd);
+		*pidfd = -1;
+	}
+}
+
+/* Reap a child that failed before exec (it has _exit'ed or is about to). */
+static void reap_failed(pid_t pid, int pidfd)
+{
+	siginfo_t si;
+	int r;
+	do
+		r = pidfd >= 0 ? waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL)
+			       : waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL);
+	while (r < 0 && errno == EINTR);
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+/*
+ * The process's umask, for children of the spawn helper (which has the umask
+ * of when it started): Umask of /proc/self/status, or the racy way without /proc.
+ */
+static mode_t current_umask(struct evm_loop *loop)
+{
+	if (loop->statusfd < 0)
+		loop->statusfd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	char buf[4096];
+	ssize_t n = loop->statusfd >= 0 ? pread(loop->statusfd, buf, sizeof(buf) - 1, 0) : -1;
+	if (n > 0) {
+		buf[n] = 0;
+		char *at = strstr(buf, "\nUmask:");
+		if (at)
+			return (mode_t)strtoul(at + 7, NULL, 8);
+	}
+	mode_t mask = umask(022);
+	umask(mask);
+	return mask;
+}
+
+/*
+ * A close-on-exec pipe whose ends are above 0-2, so they survive the child's
+ * dup2 onto its stdio. Used for the exec error pipe (clone() without
+ * CLONE_CLEAR_SIGHAND: an exec error may not come back through shared memory,
+ * valgrind turns CLONE_VM|CLONE_VFORK into a fork) and a user namespace's sync.
+ */
+int evm__pipe_above_stdio(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		if (p[i] < 3) { /* must survive the child's dup2 onto 0-2 */
+			int fd = fcntl(p[i], F_DUPFD_CLOEXEC, 3);
+			close(p[i]);
+			p[i] = fd;
+		}
+	}
+	if (p[0] < 0 || p[1] < 0) {
+		if (p[0] >= 0)
+			close(p[0]);
+		if (p[1] >= 0)
+			close(p[1]);
+		return -EMFILE;
+	}
+	return 0;
+}
+
+/*
+ * clone3 with CLONE_VFORK (the kernel clears our handlers in the child: no
+ * need to block signals around it): the pid, -errno, or 0 to try again
+ * (clone3 turned off, *plain_clone, or the child moves itself to its cgroup).
+ */
+static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			  bool want_pidfd, bool *plain_clone)
+{
+	req->reset_signals = true;
+	bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
+	struct clone_args a = {
+		.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND | req->ns |
+			 (want_pidfd ? CLONE_PIDFD : 0) | (into ? CLONE_INTO_CGROUP : 0),
+		.pidfd = (uint64_t)(uintptr_t)pidfd,
+		.exit_signal = SIGCHLD,
+		.stack = (uint64_t)(uintptr_t)loop->stack,
+		.stack_size = loop->stack_size,
+		.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
+	};
+	pid_t pid = evm__clone3(&a, evm__spawn_child, req);
+	if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
+		/* before any clone3 worked, EINVAL is the kernel's (no
+		 * CLONE_CLEAR_SIGHAND before 5.5) only for a plain request;
+		 * with a namespace or a cgroup it may be the request's:
+		 * clone() decides this one and clone3 stays in use */
+		if (pid == -ENOSYS || (!req->ns && !into))
+			loop->no_clone3 = true; /* old kernel or architecture */
+		else
+			*plain_clone = true;
+		return 0;
+	}
+	if (into && (pid == -EINVAL || pid == -E2BIG)) {
+		/* clone3 without CLONE_INTO_CGROUP (5.3-5.6): the child moves itself */
+		req->cgroup_in_child = true;
+		return 0;
+	}
+	if (pid > 0)
+		loop->clone3_worked = true;
+	return pid;
+}
+
+/*
+ * clone() with every signal blocked around it, the exec error through a pipe
+ * (and a user namespace's child waiting on a second one for its maps): the
+ * pid, -1 with *e the clone's errno, or 0 with *e the errno of its setup.
+ */
+static pid_t clone_plain(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			 bool want_pidfd, int *e)
+{
+	int ep[2], sync = -1;
+	if ((*e = -evm__pipe_above_stdio(ep)) != 0)
+		return 0;
+	if ((req->ns & CLONE_NEWUSER) && (*e = -evm__userns_pipe(req, &sync)) != 0) {
+		close(ep[0]);
+		close(ep[1]);
+		return 0;
+	}
+	sigset_t all, old;
+	sigfillset(&all);
+	/* the child must not run our handlers before it resets them */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	req->reset_signals = true;
+	req->errfd = ep[1];
+	req->cgroup_in_child = req->cgroup_fd >= 0;
+	int flags = CLONE_VM | (sync >= 0 ? 0 : CLONE_VFORK) | SIGCHLD | (int)req->ns |
+		    (want_pidfd ? CLONE_PIDFD : 0);
+	pid_t pid = clone(evm__spawn_child, loop->stack + loop->stack_size, flags, req, pidfd);
+	*e = errno;
+	if (sync >= 0)
+		evm__userns_release(pid, req, sync);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	req->errfd = -1;
+	close(ep[1]);
+	int msg[2];
+	if (pid > 0 && read(ep[0], msg, sizeof(msg)) == (ssize_t)sizeof(msg)) {
+		req->err = msg[0];
+		req->stage = msg[1];
+	}
+	close(ep[0]);
+	req->syncfd = -1; /* the child is past it */
+	return pid;
+}
+
+static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			  struct evm_spawn_error *err)
+{
+	bool want_pidfd = !loop->force_nopidfd, plain_clone = false;
+	for (;;) {
+		if (!want_pidfd && go_nopidfd(loop) < 0) {
+			err->stage = EVM_STAGE_PIDFD;
+			return -EMFILE;
+		}
+		*pidfd = -1;
+		pid_t pid;
+		int e;
+		/* a user namespace's child waits for its maps: clone() without CLONE_VFORK */
+		if (!loop->no_clone3 && !plain_clone && !(req->ns & CLONE_NEWUSER)) {
+			pid = clone_vfork3(loop, req, pidfd, want_pidfd, &plain_clone);
+			if (pid == 0)
+				continue;
+			e = pid < 0 ? -pid : 0;
+		} else {
+			pid = clone_plain(loop, req, pidfd, want_pidfd, &e);
+			if (pid == 0) {
+				err->stage = EVM_STAGE_SETUP;
+				return -e;
+			}
+		}
+		if (pid > 0) {
+			pidfd_check_room(loop, pidfd);
+			return pid;
+		}
+		if (e == EMFILE && want_pidfd) {
+			/* no fd for the pidfd: raise the limit once, else go without */
+			if (!raise_nofile(loop))
+				want_pidfd = false;
+			continue;
+		}
+		err->stage = evm__clone_stage(req->ns, req->cgroup_fd >= 0, e);
+		return -e;
+	}
+}
+
+static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			  struct evm_spawn_error *err)
+{
+	/* make sure a slot is free for the pidfd before the child runs: no undoing a started child */
+	int slot = -1;
+	if (!loop->force_nopidfd) {
+		slot = fcntl(loop->epfd, F_DUPFD_CLOEXEC, 0);
+		if (slot < 0 && errno == EMFILE && raise_nofile(loop))
+			slot = fcntl(loop->epfd, F_DUPFD_CLOEXEC, 0);
+		if (slot >= 0 && !pidfd_room(loop, slot)) {
+			close(slot); /* inside the application's reserve */
+			slot = -1;
+		}
+	}
+	if (slot < 0 && go_nopidfd(loop) < 0) {
+		err->stage = EVM_STAGE_PIDFD;
+		return -EMFILE;
+	}
+	/*
+	 * The helper is a snapshot of the process when it started: hand over
+	 * what commonly changes since (cwd, umask, the fd limit). Other process
+	 * attributes (nice, affinity, cgroup, other rlimits) are the snapshot's.
+	 */
+	struct evm__spawn_req hreq = *req;
+	hreq.reset_signals = false; /* the helper's dispositions are all default */
+	if (!(hreq.flags & EVM_SPAWN_UMASK)) {
+		hreq.flags |= EVM_SPAWN_UMASK;
+		hreq.umask = current_umask(loop);
+	}
+	if (!hreq.user_nofile) {
+		hreq.restore_nofile = true;
+		if (hreq.flags & EVM_SPAWN_KEEP_NOFILE)
+			getrlimit(RLIMIT_NOFILE, &hreq.nofile);
+	}
+	int cwd_fd = -1;
+	if (!hreq.cwd || hreq.cwd[0] != '/')
+		cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	hreq.cwd_fd = cwd_fd; /* the spawner rewrites the field: keep our copy */
+	if (slot >= 0)
+		close(slot); /* the pidfd arrives with the helper's reply and takes it */
+	int fd;
+	pid_t pid = evm__spawner_spawn(loop, &hreq, err, &fd);
+	if (cwd_fd >= 0)
+		close(cwd_fd);
+	req->err = hreq.err;
+	req->stage = hreq.stage;
+	req->started = hreq.started;
+	*pidfd = -1;
+	if (slot < 0) {
+		if (fd >= 0)
+			close(fd); /* watched through SIGCHLD, as asked */
+	} else if (pid > 0 && (*pidfd = fd) < 0 && go_nopidfd(loop) < 0) {
+		/* another thread took the slot and nothing can watch the child */
+		kill(pid, SIGKILL);
+		reap_failed(pid, -1);
+		err->stage = EVM_STAGE_PIDFD;
+		return -EMFILE;
+	}
+	return pid;
+}
+
+static bool use_helper(struct evm_loop *loop, const struct evm__spawn_req *req)
+{
+#ifdef EVM_NO_SPAWN_HELPER
+	return false; /* built without it: the static evmon-init spawns one child */
+#endif
+	if ((req->flags & EVM_SPAWN_INHERIT_FDS) || req->nextra || evm__ns_direct_only(req))
+		return false; /* the helper does not have the caller's fds, nor writes maps */
+	switch (loop->spawn_mode) {
+	case EVM__SPAWN_DIRECT:
+		return false;
+	case EVM__SPAWN_HELPER:
+		break;
+	case EVM__SPAWN_AUTO:
+		/* our table holds a pidfd per child, and maybe many fds of the caller's */
+		if (loop->nlive < HELPER_LIVE_THRESHOLD && loop->high_fd < HELPER_FD_THRESHOLD)
+			return false;
+		break;
+	}
+	return evm__spawner_start(loop) == 0;
+}
+
+static pid_t clone_child(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			 struct evm_spawn_error *err)
+{
+	pid_t pid = -ENOTCONN;
+	if (use_helper(loop, req))
+		pid = clone_helper(loop, req, pidfd, err);
+	if (pid == -ENOTCONN) /* no helper after all */
+		pid = clone_direct(loop, req, pidfd, err);
+	return pid;
+}
+
+/* Clone the child (again without CLONE_INTO_CGROUP if Linux killed it at birth); its pid or -errno. */
+pid_t evm__spawn_clone(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+			struct evm_spawn_error *err)
+{
+	pid_t pid = clone_child(loop, req, pidfd, err);
+	if (pid > 0 && req->cgroup_fd >= 0 && !req->cgroup_in_child && !req->started && !req->err) {
+		/*
+		 * Killed before its first instruction: after a cgroup.kill of
+		 * the target, Linux (6.18 at least) compares its kill counter
+		 * with that of *our* cgroup and SIGKILLs every child cloned
+		 * into it. A child that moves itself is not affected, and it
+		 * still moves before it can fork anything.
+		 */
+		reap_failed(pid, *pidfd);
+		req->cgroup_in_child = true;
+		pid = clone_child(loop, req, pidfd, err);
+	}
+	if (pid > 0 && req->err) {
+		/* the child failed between clone and exec and told us why */
+		reap_failed(pid, *pidfd);
+		err->stage = req->stage;
+		return -req->err;
+	}
+	return pid;
+}
