@@ -1,0 +1,76 @@
+/*
+ * controlint.h - what the control socket's files share (control.c: the
+ * clients; controlaccept.c: the listening socket; controlsub.c: events
+ * subscriptions and publishing). Nothing outside them includes it.
+ *
+ * Invariants: a client is freed only by control__client_close, called from
+ * its own callback or by control_close; anything else that ends a client
+ * calls control__client_abort (shut down, closed by its callback), so no
+ * caller up the stack holds a freed client.
+ */
+#ifndef EVMON_CONTROLINT_H
+#define EVMON_CONTROLINT_H
+
+#include "control.h"
+
+#include "proto.h"
+#include "sockfile.h"
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct client {
+	struct control *ctl;
+	unsigned id;
+	int fd;
+	uid_t uid;
+	pid_t pid;
+	struct evm_io *io;
+	unsigned events; /* what io watches */
+	struct linebuf in, out;
+	bool eof, discarding;
+	bool pending;	 /* a request has no reply yet: the next ones wait */
+	bool aborted;	 /* dropped: closed at its next callback (see client_abort) */
+	cJSON *req_id;	 /* "id" of the current request, echoed in the reply */
+	control_gone_cb defer_gone; /* a deferred reply's owner, told if we close first */
+	void *defer_data;
+	bool subscribed;
+	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
+	char **patterns;
+	size_t npatterns;
+	/* raw stream (control_raw) */
+	bool raw, raw_done;
+	control_fill_cb fill;
+	control_gone_cb gone;
+	void *raw_data;
+	struct client *prev, *next;
+};
+
+struct control {
+	struct evm_loop *loop;
+	struct sockfile sf;	/* the socket and its lock file */
+	int reserve_fd;
+	struct evm_io *io;
+	struct control_opts o;
+	struct evm_timer *resume; /* armed while accepting is paused: no fd to take a client */
+	struct evm_timer *calm;	  /* armed after an accept while starved (see pause_accept) */
+	bool starved;		  /* an episode of pauses: its first was logged */
+	unsigned pauses;	  /* in this episode */
+	uint64_t starved_ns, last_ns; /* when it began, its last pause (loop time) */
+	struct client *clients;
+	unsigned nclients, next_id;
+	uint64_t dropped, dropped_bytes; /* subscribers dropped for unread events, and those bytes */
+};
+
+void control__log(struct control *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A client on fd, from a peer with credentials cr; NULL with why (fd not closed). */
+struct client *control__client_new(struct control *ctl, int fd, const struct ucred *cr,
+				   const char **why);
+void control__client_close(struct client *cl);
+void control__client_abort(struct client *cl);
+void control__client_send(struct client *cl);
+void control__client_update(struct client *cl);
+void control__client_line(struct client *cl, const char *s, size_t n);
+void control__idle_update(struct client *cl);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * controlsub.c - events subscriptions on the control socket: a subscriber's
+ * patterns, publishing a line to those who want it, and the followers
+ * handed over across a re-exec.
+ *
+ * Publishing never blocks and never waits for a reader: a subscriber whose
+ * unread output passes max_pending is dropped, and while all of them
+ * together hold more than max_total the one furthest behind is dropped
+ * (control__client_abort: closed by its own callback, never here).
+ */
+#include "controlint.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int control_subscribe(struct client *cl, const char *const *patterns, size_t n)
+{
+	char **p = n ? calloc(n, sizeof(*p)) : NULL;
+	if (n && !p)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!(p[i] = strdup(patterns[i]))) {
+			while (i--)
+				free(p[i]);
+			free(p);
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < cl->npatterns; i++)
+		free(cl->patterns[i]);
+	free(cl->patterns);
+	cl->patterns = p;
+	cl->npatterns = n;
+	cl->subscribed = true;
+	return 0;
+}
+
+static bool wants(const struct client *cl, const char *service)
+{
+	if (!cl->npatterns || !service)
+		return true; /* daemon-level events go to every subscriber */
+	for (size_t i = 0; i < cl->npatterns; i++) {
+		const char *p = cl->patterns[i];
+		size_t pl = strlen(p);
+		/* "web" also follows the instances web:0, web:1, ... */
+		if (!fnmatch(p, service, 0) || (!strncmp(service, p, pl) && service[pl] == ':'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The memory of all subscribers' unsent output: their buffers' sizes, not
+ * the bytes in them (a buffer grows by doubling, so 1,000 stuck ones held
+ * half again as much as their bytes). The slowest one (most behind) in *worst.
+ */
+static size_t subscribers_pending(struct control *ctl, struct client **worst)
+{
+	size_t total = 0;
+	*worst = NULL;
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		if (!cl->subscribed || cl->aborted)
+			continue;
+		total += cl->out.cap;
+		if (!*worst || cl->out.len > (*worst)->out.len)
+			*worst = cl;
+	}
+	return total;
+}
+
+void control_publish(struct control *ctl, const char *service, const char *line)
+{
+	size_t n = strlen(line);
+	struct client *worst;
+	size_t total = subscribers_pending(ctl, &worst);
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		if (!cl->subscribed || cl->aborted || !wants(cl, service))
+			continue;
+		if (cl->out.len + n + 1 > ctl->o.max_pending) {
+			control__log(ctl, "client %u (pid %d): dropped: %zu bytes of events not read", cl->id,
+			             (int)cl->pid, cl->out.len);
+			total -= cl->out.len;
+			ctl->dropped++;
+			ctl->dropped_bytes += cl->out.len;
+			control__client_abort(cl);
+			continue;
+		}
+		size_t before = cl->out.cap;
+		control__client_line(cl, line, n);
+		control__client_send(cl);
+		control__client_update(cl);
+		total = total - before + (cl->aborted ? 0 : cl->out.cap);
+		/* all subscribers together: the one furthest behind goes first */
+		while (total > ctl->o.max_total && subscribers_pending(ctl, &worst) > ctl->o.max_total &&
+		       worst) {
+			control__log(ctl, "client %u (pid %d): dropped: the slowest of the subscribers, who "
+			             "hold %zu bytes of unread events in all (limit %zu)", worst->id,
+			             (int)worst->pid, total, ctl->o.max_total);
+			total -= worst->out.cap;
+			ctl->dropped++;
+			ctl->dropped_bytes += worst->out.len;
+			control__client_abort(worst);
+		}
+	}
+}
+
+void control_followers(struct control *ctl, control_follower_cb fn, void *data)
+{
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		control__client_send(cl);
+		/* only between requests, with nothing unsent: a request or line would be cut */
+		if (!cl->subscribed || cl->aborted || cl->raw || cl->pending || cl->in.len ||
+		    cl->out.len || cl->eof)
+			continue;
+		fn(cl->fd, (const char *const *)cl->patterns, cl->npatterns, data);
+	}
+}
+
+int control_take_follower(struct control *ctl, int fd, const char *const *patterns, size_t n)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	const char *why = NULL;
+	struct client *cl = NULL;
+	int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ? -errno : 0;
+	if (r == 0 && !(cl = control__client_new(ctl, fd, &cr, &why)))
+		r = -ENOMEM;
+	if (r == 0 && (r = control_subscribe(cl, patterns, n)) < 0)
+		control__client_abort(cl); /* closed by its callback */
+	if (cl)
+		return r;
+	close(fd);
+	return r;
+}
