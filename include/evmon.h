@@ -1033,6 +1033,25 @@ EVM_API int evm_service_extend_timeout(struct evm_service *svc, uint64_t ms);
 EVM_API int evm_service_signal(struct evm_service *svc, int sig);
 
 /*
+ * Another process of the service is its main process from now on: its pid
+ * is the service's, signals and stops go to it, and its exit is the
+ * service's exit (with status_unknown when we are not its parent nor its
+ * subreaper). For sd_notify's MAINPID= and for a pidfile (a daemon that
+ * forked and whose first process exits): daemons should go through this
+ * call, which checks the pid. Only a process of the service's own tree is
+ * taken: with a cgroup, one of that cgroup or below it; without one, one of
+ * the session the service leads (kill_mode tree), else of the current main
+ * process's session. The pid is pinned by a pidfd before it is checked, so
+ * a reused pid is never taken. The old main process runs on as any other
+ * process of the service. An EVM_EV_SERVICE event of the same state says
+ * "main process is now pid N (was M)". 0 (also when pid is the main
+ * process already); -ESRCH: not STARTING or RUNNING with a process, or no
+ * such pid; -EPERM: pid is not the service's (or is the caller); -EEXIST:
+ * the loop tracks pid already (another service's). Loop thread.
+ */
+EVM_API int evm_service_set_main(struct evm_service *svc, pid_t pid);
+
+/*
  * Stop the service if needed and free it once it has stopped. Its name is
  * released at once: evm_service_find no longer finds it, foreach skips it,
  * and a new service may take the name while the old one is still stopping.

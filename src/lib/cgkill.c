@@ -25,6 +25,11 @@ static bool still_member(pid_t pid, const char *rel)
 {
 	if (!rel)
 		return true; /* cannot tell: trust cgroup.procs */
+	return evm__cg_member(pid, rel);
+}
+
+bool evm__cg_member(pid_t pid, const char *rel)
+{
 	char path[48], buf[4096];
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
 	ssize_t n = evm__cg_read(AT_FDCWD, path, buf, sizeof(buf));

@@ -435,6 +435,8 @@ struct evm_cgroup {
 EVM_HIDDEN int evm__cg_dir(const struct evm_cgroup *cg);   /* -ENOENT: not made yet */
 EVM_HIDDEN int evm__cg_dir_made(const struct evm_cgroup *cg); /* made first if it was not */
 EVM_HIDDEN void evm__cg_dir_done(const struct evm_cgroup *cg, int fd);
+/* is pid (pinned by a pidfd) in the cgroup rel (as /proc/PID/cgroup names it) or below? */
+EVM_HIDDEN bool evm__cg_member(pid_t pid, const char *rel);
 /* another reference to cg (dropped by evm_cgroup_free): a service keeps its cgroup */
 EVM_HIDDEN struct evm_cgroup *evm__cgroup_ref(struct evm_cgroup *cg);
 /* interface files: never created (O_CREAT); -errno */

@@ -152,6 +152,12 @@ enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG, FAILING_TRIGGERED };
 EVM_HIDDEN void evm__sv_enter(struct evm_service *s, enum evm_state st,
 			      const struct evm_exit *exit, int error, uint64_t delay_ms);
 
+/* supervise.c: an event of the state it is in (what changed is in s->msg) */
+EVM_HIDDEN void evm__sv_tell(struct evm_service *s);
+
+/* svmain.c: pid (of its tree) is the main process now: 1, 0 (it was), or -errno */
+EVM_HIDDEN int evm__sv_take_main(struct evm_service *s, pid_t pid);
+
 /* svstart.c */
 EVM_HIDDEN void evm__sv_spawn(struct evm_service *s);
 EVM_HIDDEN void evm__sv_became_ready(struct evm_service *s);

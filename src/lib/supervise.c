@@ -148,6 +148,12 @@ static void set_state(struct evm_service *s, enum evm_state st, const struct evm
 	emit(s, old, exit, error, delay_ms, false);
 }
 
+/* not a transition: the state stays, its event tells what changed (s->msg) */
+void evm__sv_tell(struct evm_service *s)
+{
+	emit(s, s->state, NULL, 0, 0, false);
+}
+
 /* ------------------------------------------------------------ transitions */
 
 unsigned long evm__sv_off_table;

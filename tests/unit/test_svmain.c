@@ -1,0 +1,152 @@
+/*
+ * test_svmain.c - evm_service_set_main: another process of a service's
+ * tree becomes its main process (its pid, its stop, its exit), and a pid
+ * outside the tree is refused. Without a cgroup here (the session the
+ * service leads); the cgroup case is in tests/integration/test_track.py.
+ * The loop is a reaper, so the orphaned new main is reaped here, with its
+ * status.
+ */
+#include "evmtest.h"
+
+#include <sys/prctl.h>
+
+struct rec {
+	enum evm_state state;
+	bool has_exit;
+	pid_t pid;
+	int signal;
+	char msg[160];
+};
+
+static struct rec evs[64];
+static size_t nev;
+
+static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	if (ev->type != EVM_EV_SERVICE || nev >= 64)
+		return;
+	struct rec *r = &evs[nev++];
+	r->state = ev->state;
+	r->has_exit = ev->exit != NULL;
+	r->pid = ev->exit ? ev->exit->pid : ev->pid;
+	r->signal = ev->exit ? ev->exit->signal : 0;
+	snprintf(r->msg, sizeof(r->msg), "%s", ev->message ? ev->message : "");
+}
+
+static int setup(void **state)
+{
+	nev = 0;
+	if (t_setup_flags(state, EVM_LOOP_REAPER) < 0)
+		return -1;
+	return evm_subscribe(T_LOOP(state), EVM_EV_SERVICE, on_event, NULL, NULL) < 0 ? -1 : 0;
+}
+
+/* a service in its own session whose main process forked a child that ignores SIGTERM */
+static struct evm_service *session_svc(struct evm_loop *loop, pid_t *main, pid_t *child)
+{
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	char *argv[] = {t_helper, "group", "1", "pause", NULL};
+	struct evm_service_opts o = {
+		.name = "m",
+		.spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
+		.restart = EVM_RESTART_NEVER,
+		.set = EVM_SVC_START_MS | EVM_SVC_STOP_TIMEOUT,
+		.start_ms = 0,
+		.stop_timeout_ms = 100,
+		.kill_mode = EVM_KILL_TREE,
+	};
+	struct evm_service *s = NULL;
+	assert_int_equal(evm_service_new(loop, &o, &s), 0);
+	assert_int_equal(evm_service_start(s), 0);
+	close(pp[1]);
+	FILE *f = fdopen(pp[0], "r");
+	assert_int_equal(fscanf(f, " grandchild %d", child), 1);
+	fclose(f);
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	*main = info.pid;
+	assert_int_equal(info.state, EVM_STATE_RUNNING);
+	return s;
+}
+
+static void test_set_main_takes_a_process_of_its_session(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t main, child;
+	struct evm_service *s = session_svc(loop, &main, &child);
+	assert_int_equal(evm_service_set_main(s, main), 0); /* already: nothing changes */
+	size_t before = nev;
+	assert_int_equal(evm_service_set_main(s, child), 0);
+	assert_int_equal(nev, before + 1);
+	assert_int_equal(evs[before].state, EVM_STATE_RUNNING);
+	assert_int_equal(evs[before].pid, child);
+	char want[160];
+	snprintf(want, sizeof(want), "main process is now pid %d (was %d)", (int)child, (int)main);
+	assert_string_equal(evs[before].msg, want);
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	assert_int_equal(info.pid, child);
+
+	/* the old main's exit is not the service's */
+	assert_int_equal(kill(main, SIGKILL), 0);
+	RUN_UNTIL(loop, t_proc_state(main) == 0, 5000);
+	assert_int_equal(evm_service_state(s), EVM_STATE_RUNNING);
+	assert_int_equal(nev, before + 1);
+
+	/* the stop reaches the new main (SIGTERM ignored: SIGKILL), and its exit ends it */
+	assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 5000);
+	const struct rec *r = &evs[nev - 1];
+	assert_true(r->has_exit);
+	assert_int_equal(r->pid, child);
+	assert_int_equal(r->signal, SIGKILL);
+	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
+	evm_service_remove(s);
+}
+
+static void test_set_main_refuses_what_is_not_its_own(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t main, child;
+	struct evm_service *s = session_svc(loop, &main, &child);
+	/* a process of another session: ours */
+	pid_t other = fork();
+	assert_true(other >= 0);
+	if (other == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		setsid();
+		for (;;)
+			pause();
+	}
+	WAIT_FOR(getsid(other) == other, 5000);
+	assert_int_equal(evm_service_set_main(s, other), -EPERM);
+	assert_int_equal(evm_service_set_main(s, getpid()), -EPERM);
+	assert_int_equal(kill(other, SIGKILL), 0);
+	assert_int_equal(waitpid(other, NULL, 0), other);
+	assert_int_equal(evm_service_set_main(s, other), -ESRCH); /* gone */
+	assert_int_equal(evm_service_set_main(s, 0), -EINVAL);
+	assert_int_equal(evm_service_set_main(NULL, child), -EINVAL);
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	assert_int_equal(info.pid, main);
+
+	assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 5000);
+	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
+	/* not running: nothing to replace */
+	assert_int_equal(evm_service_set_main(s, child), -ESRCH);
+	evm_service_remove(s);
+}
+
+int main(void)
+{
+	t_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_set_main_takes_a_process_of_its_session, setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_set_main_refuses_what_is_not_its_own, setup,
+						t_teardown),
+	};
+	return cmocka_run_group_tests_name("svmain", tests, NULL, NULL);
+}
