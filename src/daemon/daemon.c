@@ -246,6 +246,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: evmon daemon -c FILE [-S SOCKET] [--reaper] [--strict]\n"
 		"       evmon daemon --check [--strict] -c FILE [-S SOCKET]\n"
+		"       evmon daemon --state-format\n"
 		"\n"
 		"Supervise the services of FILE in the foreground; control it with evmon ctl.\n"
 		"\n"
@@ -259,6 +260,8 @@ static void usage(FILE *f)
 		"                      program, directory, user or group is missing), and exit\n"
 		"      --strict        those missing things are errors too (else such a\n"
 		"                      service starts in a failed state, the others normally)\n"
+		"      --state-format  print the newest state record format this binary\n"
+		"                      reads (a re-exec asks the new binary first)\n"
 		"  -h, --help          this help\n"
 		"  -V, --version       print the version\n"
 		"\n"
@@ -364,7 +367,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 'S'},
 		{"reaper", no_argument, NULL, 'r'},	  {"check", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
-		{"strict", no_argument, NULL, 's'},
+		{"strict", no_argument, NULL, 's'},	  {"state-format", no_argument, NULL, 'F'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -379,6 +382,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 's': o->strict = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("evmon daemon %s\n", evm_version()); return 0;
+		case 'F': printf("%d\n", STATE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -526,16 +530,15 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
 	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
 	if (open_loop(d, o, set) < 0)
 		return -1;
-	if (state_init(d) < 0) {
-		fprintf(stderr, "evmon daemon: out of memory\n");
+	if (state_init(d) < 0)
 		return -1;
-	}
 	if (open_control(d) < 0)
 		return -1;
 	stdsink_attach(d->loop);
 	if (notify < 0)
 		dlog("%s", nerr);
-	state_load(d); /* holding the socket's lock: the record is ours */
+	if (state_load(d) < 0) /* holding the socket's lock: the record is ours */
+		return -1;
 	/* not fatal: the services matter more than their metrics */
 	if (d->cfg->metrics_listen &&
 	    metrics_http_open(d, d->cfg->metrics_listen, &d->metrics, err, sizeof(err)) < 0)
@@ -550,11 +553,12 @@ static int daemon_open(struct daemon *d, const struct options *o, const sigset_t
  * Without cgroups the services are stopped by session: what escaped it
  * (setsid, then re-parented to us) is still our descendant, and ends
  * with us, as the cgroups' leftovers do in cgroups_close. Its zombie is
- * reaped by whoever reaps us.
+ * reaped by whoever reaps us. Not after refusing a newer state record:
+ * what runs then belongs to the evmon that wrote it.
  */
 static void end_escapees(struct daemon *d)
 {
-	if (d->cg || !d->reaper)
+	if (d->cg || !d->reaper || d->state_newer)
 		return;
 	int n = evm_tree_signal(0, SIGKILL);
 	if (n > 0)

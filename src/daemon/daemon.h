@@ -104,6 +104,7 @@ struct daemon {
 	uint64_t state_delay_ms;  /* between writes: grows with the time a write takes */
 	bool state_failed;	  /* the last write failed (said once) */
 	bool state_closed;	  /* no more writes */
+	bool state_newer;	  /* refused a newer state: what runs is left alone */
 	struct event_queue events; /* the fan-out held back during a request */
 	bool quiet_adopt;	  /* a re-exec's takeover: adoptions are not events */
 

@@ -20,7 +20,9 @@
  *
  * An exec that fails (the binary is gone, not executable) returns here: the
  * descriptors are close-on-exec again and the daemon carries on, with an
- * error in the reply. The spawn helper is stopped first (it would outlive
+ * error in the reply. So does a binary that cannot read the state we would
+ * pass (a downgrade): it is asked first (`evmon daemon --state-format`,
+ * which a binary older than the question does not know either). The spawn helper is stopped first (it would outlive
  * the exec as a stray child) and starts again when needed.
  */
 #include "daemon.h"
@@ -60,6 +62,42 @@ static int exe_path(char *buf, size_t len, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Can the binary at exe read the state we pass? It says which format it
+ * reads up to; one that cannot tell (too old to know the option, broken) is
+ * not exec'ed either: an older image could ignore the state and start every
+ * service a second time. The loop waits for it (a few ms, at most 5 s).
+ */
+static int check_format(const char *exe, char *err, size_t errlen)
+{
+	char *argv[] = {(char *)exe, "daemon", "--state-format", NULL};
+	struct evm_spawn_error se = {0};
+	struct evm_spawn_opts o = {.argv = argv, .timeout_ms = 5000, .capture_max = 64,
+				   .error = &se};
+	o.stdio[0].mode = EVM_STDIO_NULL;
+	o.stdio[2].mode = EVM_STDIO_NULL;
+	struct evm_run_result res;
+	int r = evm_run(&o, &res);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot run %s to ask its state format: %s: %s: the daemon "
+			 "carries on", exe, evm_spawn_stage_name(se.stage), strerror(-r));
+		return -1;
+	}
+	int v = 0, end = 0;
+	bool said = res.exit.code == 0 && res.out &&
+		    sscanf(res.out, "%d%n", &v, &end) == 1 && res.out[end] == '\n';
+	evm_run_result_free(&res);
+	if (!said)
+		snprintf(err, errlen, "%s does not say which state format it reads (older than "
+			 "evmon's --state-format?): not re-executing it, it could start second copies "
+			 "of the services: the daemon carries on", exe);
+	else if (v < STATE_VERSION)
+		snprintf(err, errlen, "%s reads state format %d, older than this daemon's (%d): not "
+			 "re-executing it (a downgrade would lose the state): the daemon carries on",
+			 exe, v, STATE_VERSION);
+	return said && v >= STATE_VERSION ? 0 : -1;
 }
 
 struct keep {
@@ -143,8 +181,10 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 			 d->stopping ? "shutting down" : "still starting its services");
 		return -1;
 	}
-	if (exe_path(exe, sizeof(exe), err, errlen) < 0)
+	if (exe_path(exe, sizeof(exe), err, errlen) < 0 || check_format(exe, err, errlen) < 0) {
+		dlog("re-exec: %s", err);
 		return -1;
+	}
 	int mfd = memfd_create("evmon-state", MFD_CLOEXEC);
 	FILE *f = mfd >= 0 ? fdopen(dup(mfd), "w") : NULL;
 	if (!f) {

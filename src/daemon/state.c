@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STATE_MAGIC "evmon-state 2"
+#define STATE_MAGIC "evmon-state 2" /* STATE_VERSION */
 #define STATE_MAGIC_V1 "evmon-state 1" /* read too: no "added" lines */
 #define KILL_WAIT_MS 5000
 #define REEXEC_ENV "EVMON_REEXEC_STATE"
@@ -240,9 +240,10 @@ static int parse_line(struct record *r, char *line, bool exec)
 
 /*
  * The record in f: NULL with why when it is not a whole one (a bad magic,
- * a line that does not parse, no "end N" or the wrong N: truncated).
+ * a line that does not parse, no "end N" or the wrong N: truncated), and
+ * *newer its format's version when that is newer than ours, else 0.
  */
-static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
+static struct record *record_parse(FILE *f, bool exec, int *newer, char *why, size_t whylen)
 {
 	struct record *r = calloc(1, sizeof(*r));
 	char *line = NULL; /* an added service's definition may be long */
@@ -258,6 +259,13 @@ static struct record *record_parse(FILE *f, bool exec, char *why, size_t whylen)
 	r->reexec = exec;
 	got = getline(&line, &cap, f);
 	r->version = got < 0 ? 0 : !strcmp(line, STATE_MAGIC "\n") ? 2 : !strcmp(line, STATE_MAGIC_V1 "\n");
+	int v;
+	*newer = 0;
+	if (!r->version && got > 0 && sscanf(line, "evmon-state %d", &v) == 1 && v > STATE_VERSION) {
+		*newer = v;
+		snprintf(why, whylen, "format %d, newer than this evmon's (%d)", v, STATE_VERSION);
+		goto bad;
+	}
 	if (!r->version) {
 		snprintf(why, whylen, "line 1: not '%s' (nor '%s')", STATE_MAGIC, STATE_MAGIC_V1);
 		goto bad;
@@ -299,8 +307,23 @@ bad:
 	return NULL;
 }
 
-/* The state a reexec passed us (its memfd, named in the environment), or NULL. */
-static struct record *read_reexec(struct daemon *d)
+/*
+ * What a daemon does with a record it cannot read because it is newer (a
+ * downgrade): its services may be running, so it does not start them again.
+ */
+static void refuse_newer(const char *what, int version)
+{
+	fprintf(stderr, "evmon daemon: %s is of state format %d, newer than this evmon %s reads "
+		"(%d): the services it names may still be running, and are not started a second "
+		"time: not starting; run the evmon that wrote it (or, if its services are gone, "
+		"remove the record)\n", what, version, evm_version(), STATE_VERSION);
+}
+
+/*
+ * The state a reexec passed us (its memfd, named in the environment), or
+ * NULL; *newer as record_parse's.
+ */
+static struct record *read_reexec(struct daemon *d, int *newer)
 {
 	const char *e = getenv(REEXEC_ENV);
 	if (!e)
@@ -314,9 +337,9 @@ static struct record *read_reexec(struct daemon *d)
 		return NULL;
 	}
 	char why[200];
-	struct record *r = record_parse(f, true, why, sizeof(why));
+	struct record *r = record_parse(f, true, newer, why, sizeof(why));
 	fclose(f);
-	if (!r)
+	if (!r && !*newer)
 		dlog("reexec: the state passed in %s: %s: services still running are taken over "
 		     "from %s", REEXEC_ENV, why, d->state_path);
 	return r;
@@ -324,28 +347,43 @@ static struct record *read_reexec(struct daemon *d)
 
 int state_init(struct daemon *d)
 {
+	int newer = 0;
 	if (asprintf(&d->state_path, "%s.state", d->socket) < 0) {
 		d->state_path = NULL;
+		fprintf(stderr, "evmon daemon: out of memory\n");
 		return -1;
 	}
-	d->rec = read_reexec(d);
+	d->rec = read_reexec(d, &newer);
+	if (newer) { /* the old image asked us (--state-format) unless it is older than that */
+		refuse_newer("the state passed by the re-exec", newer);
+		d->state_newer = true; /* the services are our children: they live on */
+		return -1;
+	}
 	return 0;
 }
 
-void state_load(struct daemon *d)
+int state_load(struct daemon *d)
 {
+	int newer = 0;
 	if (d->rec || !d->state_path)
-		return;
+		return 0;
 	FILE *f = fopen(d->state_path, "re");
 	if (!f) {
 		if (errno != ENOENT)
 			dlog("state record %s: %s: services left running by a daemon that died (if "
 			     "any) are not taken over", d->state_path, strerror(errno));
-		return;
+		return 0;
 	}
 	char why[200];
-	d->rec = record_parse(f, false, why, sizeof(why));
+	d->rec = record_parse(f, false, &newer, why, sizeof(why));
 	fclose(f);
+	if (newer) {
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "state record %s", d->state_path);
+		refuse_newer(what, newer);
+		d->state_newer = true;
+		return -1;
+	}
 	if (!d->rec)
 		dlog("state record %s: %s: ignored; services left running by a daemon that died "
 		     "(if any) are not taken over", d->state_path, why);
@@ -353,6 +391,7 @@ void state_load(struct daemon *d)
 		dlog("state record %s: left by daemon %d, which died: taking over its %zu "
 		     "service%s", d->state_path, (int)d->rec->daemon, d->rec->n,
 		     d->rec->n == 1 ? "" : "s");
+	return 0;
 }
 
 struct rec_svc *state_find(struct daemon *d, const char *name)

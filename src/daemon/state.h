@@ -34,6 +34,12 @@
  * still finds it): it is overwritten by the new daemon's first record, and
  * removed at a clean exit. Only the daemon holding SOCKET.lock reads or
  * writes it, so a record found at start was left by a daemon that died.
+ *
+ * A record of a newer format than STATE_VERSION (an older binary after a
+ * downgrade) is not ignored: its services may still run, and ignoring it
+ * would start second copies; the daemon refuses to start instead. A re-exec
+ * asks the binary first (`evmon daemon --state-format`) and does not exec
+ * one that cannot read what it would pass.
  */
 #ifndef EVMON_STATE_H
 #define EVMON_STATE_H
@@ -50,6 +56,9 @@
 
 struct daemon;
 struct svc_conf;
+
+/* The format written, and the newest one read (older ones are read too). */
+#define STATE_VERSION 2
 
 enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN };
 
@@ -75,7 +84,7 @@ struct record {
 	size_t n;
 	struct hashmap idx;	/* the svcs by name */
 	size_t pipe_at;		/* reading: where the last "exec pipe" line's service was */
-	int version;		/* of the format: 1 or 2 */
+	int version;		/* of the format: 1 to STATE_VERSION */
 	char **added;		/* the "added" lines' definitions (JSON) */
 	size_t nadded;
 	/* reexec only */
@@ -95,15 +104,18 @@ uint64_t state_ident(struct svc_conf *c);
 
 /*
  * Where the record lives, and the state a reexec passed (before the control
- * socket is opened: its listener may be in it). 0, or -1 out of memory.
+ * socket is opened: its listener may be in it). 0, or -1 (said on stderr):
+ * out of memory, or that state is of a newer format than ours.
  */
 int state_init(struct daemon *d);
 
+
 /*
  * Holding the socket's lock: the record a daemon that died left (a bad one
- * is said and ignored), unless a reexec passed the state.
+ * is said and ignored), unless a reexec passed the state. -1 (said on
+ * stderr) for a record of a newer format: the daemon must not start.
  */
-void state_load(struct daemon *d);
+int state_load(struct daemon *d);
 
 /*
  * Make the services added with `ctl add` the record names again (before

@@ -369,8 +369,8 @@ def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
     exe = own_copy(tmp_path)
     start_with(d, exe)
     pids = sorted(v["pid"] for v in wait_for(lambda: all_running(d, 3), what="3 running").values())
-    with open(exe + ".new", "w") as f:
-        f.write("#!/bin/sh\nexit 7\n")
+    with open(exe + ".new", "w") as f:  # it says it reads the state, then dies
+        f.write('#!/bin/sh\n[ "$2" = --state-format ] && echo 2 && exit 0\nexit 7\n')
     os.chmod(exe + ".new", 0o755)
     os.rename(exe + ".new", exe)
     r = d.ctl("reexec")
@@ -383,6 +383,57 @@ def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
     assert sorted(v["pid"] for v in after.values()) == pids and all(v["adopted"] for v in after.values())
     d.stop()
     assert marker_pids(marker) == []
+
+
+@pytest.mark.parametrize("older", [
+    ("1", "reads state format 1, older than this daemon's (2)"),
+    ("unknown", "does not say which state format it reads"),
+])
+def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
+    """A downgrade to a binary that cannot read the state (or cannot say
+    whether it can: older than --state-format) is not exec'ed: it would
+    ignore the state and start every service a second time."""
+    answer, why = older
+    d = Daemon(procs, tmp_path, config(marker, n=3), start=False)
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    before = wait_for(lambda: all_running(d, 3), what="3 running")
+    said = "echo 1; exit 0" if answer == "1" else "echo \"unrecognized option\" >&2; exit 2"
+    with open(exe + ".new", "w") as f:  # a real daemon if exec'ed: it would not be refused
+        f.write(f'#!/bin/sh\n[ "$2" = --state-format ] && {{ {said}; }}\nexec {EVMON} "$@"\n')
+    os.chmod(exe + ".new", 0o755)
+    os.rename(exe + ".new", exe)
+    r = d.ctl("reexec")
+    assert r.returncode == 1 and why in r.stderr and "the daemon carries on" in r.stderr, r.stderr
+    assert d.p.poll() is None and d.request({"cmd": "ping"})["pid"] == d.p.pid
+    assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
+    assert len(marker_pids(marker)) == 3
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+@pytest.mark.parametrize("how", ["record", "reexec"])
+def test_newer_state_format_refuses_to_start(procs, tmp_path, marker, how):
+    """An older evmon finding a record (or a re-exec's state) of a newer
+    format refuses to start rather than start what it names a second time,
+    and leaves the record for the evmon that wrote it."""
+    d = Daemon(procs, tmp_path, config(marker, n=2), start=False)
+    text = "evmon-state 99\ndaemon 1\nsomething we cannot read\nend 2\n"
+    path = d.sock + ".state" if how == "record" else str(tmp_path / "passed")
+    with open(path, "w") as f:
+        f.write(text)
+    env, fds = None, ()
+    if how == "reexec":
+        fd = os.open(path, os.O_RDONLY)
+        env, fds = dict(os.environ, EVMON_REEXEC_STATE=str(fd)), (fd,)
+    p = procs.spawn([EVMON, "daemon", "-c", d.cfg, "-S", d.sock], env=env, pass_fds=fds)
+    out, err = p.communicate(timeout=20 * SLOW)
+    assert p.returncode == 1, err
+    assert "state format 99, newer than this evmon" in err.decode(), err
+    assert "not started a second time" in err.decode()
+    assert marker_pids(marker) == []  # none started
+    with open(path) as f:
+        assert f.read() == text  # left as it was
 
 
 def gone(pid):
