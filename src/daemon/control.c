@@ -9,7 +9,8 @@
  *
  * Memory per client is bounded:
  * the input buffer holds at most one request line (PROTO_MAX_REQUEST; a
- * longer one is answered with an error and skipped up to its newline), and
+ * longer one is answered with an error and the connection closed: a client
+ * sending megabytes without a newline is not read to its end), and
  * we stop reading a client while its output is above OUT_SOFT or a reply is
  * pending, so a client that sends without reading only fills its
  * own socket buffer. Event lines are pushed whatever the client does, so a
@@ -130,6 +131,8 @@ static bool client_done(const struct client *cl)
 {
 	if (cl->raw)
 		return cl->raw_done && !cl->out.len;
+	if (cl->closing)
+		return !cl->out.len;
 	return cl->eof && !cl->pending && !cl->out.len && !cl->in.len;
 }
 
@@ -171,7 +174,7 @@ void control__client_update(struct client *cl)
 		return;
 	control__idle_update(cl);
 	unsigned ev = 0;
-	if (!cl->eof && !cl->pending && !cl->raw && cl->out.len < OUT_SOFT)
+	if (!cl->eof && !cl->pending && !cl->raw && !cl->closing && cl->out.len < OUT_SOFT)
 		ev |= EVM_READ;
 	if (cl->out.len || client_done(cl))
 		ev |= EVM_WRITE;
@@ -345,23 +348,34 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 	cJSON_Delete(req);
 }
 
+/*
+ * A line longer than any request: answered with an error, and the connection
+ * closed once that is sent. Reading on to its newline would let one client
+ * keep the daemon reading (100 MB without a newline) for as long as it likes.
+ */
+static void refuse_long_line(struct client *cl)
+{
+	control__log(cl->ctl, "client %u (pid %d): request line longer than %d bytes: closing "
+			      "the connection", cl->id, (int)cl->pid, PROTO_MAX_REQUEST);
+	linebuf_consume(&cl->in, cl->in.len);
+	linebuf_free(&cl->in);
+	cl->closing = true;
+	cl->pending = true;
+	control_reply_error(cl, "request line longer than %d bytes: closing the connection",
+			    PROTO_MAX_REQUEST);
+}
+
 /* The complete request lines, in order, while each is answered at once. */
 static void process_input(struct client *cl)
 {
-	while (!cl->aborted && !cl->pending && !cl->raw && cl->out.len < OUT_SOFT && cl->in.len) {
+	while (!cl->aborted && !cl->pending && !cl->raw && !cl->closing && cl->out.len < OUT_SOFT &&
+	       cl->in.len) {
 		ssize_t n = linebuf_line(&cl->in);
 		size_t take;
 		if (n < 0) {
-			if (cl->discarding) {
-				linebuf_consume(&cl->in, cl->in.len);
-				break;
-			}
 			if (cl->in.len > PROTO_MAX_REQUEST) {
-				cl->discarding = true;
-				linebuf_consume(&cl->in, cl->in.len);
-				cl->pending = true;
-				control_reply_error(cl, "request line longer than %d bytes", PROTO_MAX_REQUEST);
-				continue;
+				refuse_long_line(cl);
+				break;
 			}
 			if (!cl->eof)
 				break;
@@ -370,16 +384,9 @@ static void process_input(struct client *cl)
 		} else {
 			take = (size_t)n + 1;
 		}
-		if (cl->discarding) {
-			cl->discarding = false;
-			linebuf_consume(&cl->in, take);
-			continue;
-		}
 		if ((size_t)n > PROTO_MAX_REQUEST) {
-			linebuf_consume(&cl->in, take);
-			cl->pending = true;
-			control_reply_error(cl, "request line longer than %d bytes", PROTO_MAX_REQUEST);
-			continue;
+			refuse_long_line(cl);
+			break;
 		}
 		/* the callback may reply into out, never touches in: parse in place */
 		handle_line(cl, linebuf_start(&cl->in), (size_t)n);

@@ -28,7 +28,8 @@ struct client {
 	struct evm_io *io;
 	unsigned events; /* what io watches */
 	struct linebuf in, out;
-	bool eof, discarding;
+	bool eof;
+	bool closing;	 /* sent a line too long: closed once its error is sent */
 	bool pending;	 /* a request has no reply yet: the next ones wait */
 	bool aborted;	 /* dropped: closed at its next callback (see client_abort) */
 	cJSON *req_id;	 /* "id" of the current request, echoed in the reply */

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,44 @@ static int fail(char *err, size_t len, const char *fmt, ...)
 	return -1;
 }
 
+/*
+ * The lock file must be our own plain file with one name: another user's
+ * (it could hold the lock forever), a symbolic or hard link (we truncate
+ * and write it: a root daemon would overwrite what it points to), or a
+ * device or FIFO is refused, and left as it is.
+ */
+static int lock_is_ours(int fd, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return fail(err, errlen, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(err, errlen, "%s: not a regular file: refusing to use it as the lock", path);
+	if (st.st_uid != geteuid())
+		return fail(err, errlen, "%s: owned by uid %u, not by the daemon's uid %u: refusing "
+			    "to use it as the lock", path, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_nlink != 1)
+		return fail(err, errlen, "%s: has %ju links (a hard link to another file?): refusing "
+			    "to use it as the lock", path, (uintmax_t)st.st_nlink);
+	return 0;
+}
+
 /* Take the lock that says "a daemon serves this path". */
 static int take_lock(struct sockfile *sf, char *err, size_t errlen)
 {
-	sf->lockfd = open(sf->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (sf->lockfd < 0)
+	/* O_NONBLOCK | O_NOCTTY: opening a FIFO or a device put there must not block or act */
+	int fd = open(sf->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
+		      0600);
+	if (fd < 0 && errno == ELOOP)
+		return fail(err, errlen, "%s: a symbolic link: refusing to use it as the lock",
+			    sf->lock_path);
+	if (fd < 0)
 		return fail(err, errlen, "%s: %s", sf->lock_path, strerror(errno));
+	if (lock_is_ours(fd, sf->lock_path, err, errlen) < 0) {
+		close(fd); /* not ours: not removed either */
+		return -1;
+	}
+	sf->lockfd = fd;
 	if (flock(sf->lockfd, LOCK_EX | LOCK_NB) < 0) {
 		char pid[32] = "";
 		ssize_t n = pread(sf->lockfd, pid, sizeof(pid) - 1, 0);
@@ -115,7 +148,8 @@ int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errle
 	struct stat st;
 	if (lstat(sf->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
-			fail(err, errlen, "%s: exists and is not a socket", sf->path);
+			fail(err, errlen, "%s: exists and is not a socket%s: refusing to replace it",
+			     sf->path, S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
 			goto bad;
 		}
 		if (someone_listens(&sa)) {

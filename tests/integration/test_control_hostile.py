@@ -1,0 +1,200 @@
+"""The control socket against a hostile local client (issue 18 item e): slow
+senders, a request of 100 MB without a newline, a flood of connections, and
+files planted where the daemon puts its socket and lock. (A subscriber that
+never reads is test_daemon_load.py's test_client_that_never_reads and the
+total cap's tests; other uids are test_security.py's and test_daemon_load.py's
+test_peer_uid_is_checked.)"""
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import EVMON, SAN, needs_root, wait_for
+from daemon_util import SLOW, Daemon, read_line
+from reliability_util import ODD_UID, fds, rss_kb
+
+PAUSE = """
+[evmon]
+idle_timeout = IDLE
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+stop_timeout = 2
+"""
+
+
+def pause_daemon(procs, tmp_path, idle="10s"):
+    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", idle))
+    d.wait_state("web", "running")
+    for _ in range(10):
+        d.status()  # the daemon's buffers as after ordinary use
+    wait_for(lambda: clients(d) == 1, what="the daemon to close our earlier connections")
+    return d
+
+
+def clients(d):
+    """The daemon's count of connections, this one's included."""
+    return d.request({"cmd": "ping"})["clients"]
+
+
+def read_until_closed(s, timeout):
+    """Every line the daemon sends until it closes the connection (EOF, or a reset:
+    closing with our unread bytes in its buffer resets the connection)."""
+    s.settimeout(timeout)
+    buf = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except ConnectionResetError:
+        pass
+    return [json.loads(line) for line in buf.split(b"\n") if line]
+
+
+def test_slow_senders_are_closed_and_do_not_hold_others_up(procs, tmp_path):
+    """Twenty clients that each send a request one byte at a time, never finishing it
+    (slowloris): ctl is served meanwhile, and each is told 'idle' and closed once
+    idle_timeout passes: a partial line does not restart the idle clock."""
+    d = pause_daemon(procs, tmp_path, idle="2s")
+    fd0 = len(fds(d.p.pid))
+    stop = threading.Event()
+    results = {}
+
+    def slow(i):
+        s = d.connect()
+        s.sendall(b'{"cmd":"status","x":"')
+        try:
+            while not stop.is_set():
+                s.sendall(b"x")
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed by the daemon
+        results[i] = read_until_closed(s, 30 * SLOW)
+        s.close()
+
+    ts = [threading.Thread(target=slow, args=(i,)) for i in range(20)]
+    for t in ts:
+        t.start()
+    try:
+        for _ in range(5):
+            r = d.ctl("ping")
+            assert r.returncode == 0, r
+        wait_for(lambda: len(results) == 20, timeout=120 * SLOW, what="every slow sender closed")
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    for i, lines in results.items():
+        assert [x.get("error", "")[:5] for x in lines] == ["idle:"], (i, lines)
+    assert d.log().count("dropped: idle: no request") >= 20
+    wait_for(lambda: len(fds(d.p.pid)) <= fd0, what="the daemon's fds back to where they were")
+    d.stop()
+
+
+def test_a_huge_request_is_refused_and_the_connection_closed(procs, tmp_path):
+    """100 MB without a newline: one error saying why, then the daemon closes the
+    connection instead of reading on (the sender cannot get the 100 MB in), and its
+    memory is back to where it was."""
+    d = pause_daemon(procs, tmp_path, idle="1h")  # only the size may end the connection
+    rss0 = rss_kb(d.p.pid)
+    s = d.connect(timeout=120)
+    sent = [0]
+
+    def flood():
+        chunk = b"x" * (1 << 20)
+        try:
+            for _ in range(100):
+                s.sendall(chunk)
+                sent[0] += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    t = threading.Thread(target=flood)
+    t.start()
+    lines = read_until_closed(s, 120 * SLOW)
+    t.join()
+    s.close()
+    assert len(lines) == 1 and not lines[0]["ok"], lines
+    assert lines[0]["error"] == "request line longer than 65536 bytes: closing the connection"
+    assert sent[0] < 100 << 20, "the daemon read the whole 100 MB"
+    assert "request line longer than 65536 bytes: closing the connection" in d.log()
+    bound = 64 * 1024 if SAN else 8 * 1024
+    assert rss_kb(d.p.pid) - rss0 < bound, f"RSS {rss0} kB -> {rss_kb(d.p.pid)} kB"
+    assert d.ctl("ping").returncode == 0
+    d.stop()
+
+
+def test_a_flood_of_connections_while_ctl_is_served(procs, tmp_path):
+    """200 connections opened at once, none saying anything: ctl still answers, then
+    each of them is answered too, and once they close the daemon's fds are back."""
+    d = pause_daemon(procs, tmp_path, idle="1h")
+    fd0 = len(fds(d.p.pid))
+    conns = [None] * 200
+
+    def connect(i):
+        conns[i] = d.connect(timeout=60)
+    ts = [threading.Thread(target=connect, args=(i,)) for i in range(200)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(conns)
+    r = d.ctl("ping")
+    assert r.returncode == 0, r
+    wait_for(lambda: clients(d) == 201, what="all 200 accepted")
+    for i, c in enumerate(conns):
+        c.sendall(json.dumps({"cmd": "ping", "id": i}).encode() + b"\n")
+    for i, c in enumerate(conns):
+        r = json.loads(read_line(c))
+        assert r["ok"] and r["id"] == i, r
+        c.close()
+    wait_for(lambda: len(fds(d.p.pid)) <= fd0, what="the daemon's fds back to where they were")
+    d.stop()
+
+
+def plant(kind, path, victim):
+    if kind == "symlink":
+        os.symlink(victim, path)
+    elif kind == "hardlink":
+        os.link(victim, path)
+    elif kind == "fifo":
+        os.mkfifo(path, 0o600)
+    elif kind == "foreign":
+        with open(path, "w") as f:
+            f.write("")
+        os.chown(path, ODD_UID, ODD_UID)
+        os.chmod(path, 0o666)
+
+
+@pytest.mark.parametrize("what,kind,why", [
+    ("lock", "symlink", "a symbolic link: refusing to use it as the lock"),
+    ("lock", "hardlink", "has 2 links (a hard link to another file?): refusing to use it as the lock"),
+    ("lock", "fifo", "not a regular file: refusing to use it as the lock"),
+    ("lock", "foreign", f"owned by uid {ODD_UID}, not by the daemon's uid 0: refusing"),
+    ("sock", "symlink", "exists and is not a socket (a symbolic link): refusing to replace it"),
+])
+def test_planted_files_at_the_socket_or_lock_are_refused(procs, tmp_path, what, kind, why):
+    """What another user could leave at SOCK.lock or SOCK (where -S points into a shared
+    directory): the daemon does not start, says why, and leaves it and what it points
+    to as they were (a root daemon used to truncate and write its pid through a hard
+    link, and opened a FIFO as its lock)."""
+    if kind in ("hardlink", "foreign"):
+        needs_root("a file of another uid")
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", "10s"), start=False)
+    path = d.sock + ".lock" if what == "lock" else d.sock
+    plant(kind, path, victim)
+    before = os.lstat(path)
+    r = procs.run([EVMON, "daemon", "-c", d.cfg, "-S", d.sock], timeout=30 * SLOW)
+    assert r.returncode != 0, r
+    assert f"{path}: {why}" in r.stderr, r.stderr
+    assert victim.read_text() == "precious\n"
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode, after.st_uid) == (before.st_ino, before.st_mode, before.st_uid)
+    assert what == "sock" or not os.path.exists(d.sock)
