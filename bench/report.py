@@ -476,7 +476,7 @@ def s5(d, t):
                      f"{size / 1024:,.0f} KiB" if size else "",
                      one("static") or "", fmt(rss, 0) if rss else "", fmt(pss, 0) if pss else ""])
     out += [table(["init", "run /bin/true (µs)", "overhead (µs)", "binary", "static", "RSS (KiB)", "PSS (KiB)"], rows), ""]
-    for name in ("evmon init", "evmon-init (static)"):
+    for name in ("evmon init", "evmon-init (dynamic)", "evmon-init (static)"):
         if d.sel("S5", monitor=name, status="pending") or not d.sel("S5", monitor=name):
             t.add(None, f"S5: {name} startup overhead and RSS no worse than tini's: not available yet")
             continue

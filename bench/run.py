@@ -576,6 +576,9 @@ def inits():
     out = {}
     if EVMON and os.path.exists(EVMON) and probe([EVMON, "init", "--", TRUE]):
         out["evmon init"] = [EVMON, "init", "--"]
+    dynamic = os.path.join(BUILD, "dynamic", "evmon-init")  # make init-dynamic: what make install installs
+    if os.path.exists(dynamic) and probe([dynamic, "--", TRUE]):
+        out["evmon-init (dynamic)"] = [dynamic, "--"]
     static = os.path.join(BUILD, "evmon-init")
     if os.path.exists(static) and probe([static, "--", TRUE]):
         out["evmon-init (static)"] = [static, "--"]
@@ -648,7 +651,7 @@ def s5(cfg, reps):
             res.add("", 0, name, 0, "pss_kib", pss)
         except Failed as e:
             res.fail("", 0, name, 0, str(e))
-    missing = [k for k in ("evmon init", "evmon-init (static)") if k not in ins]
+    missing = [k for k in ("evmon init", "evmon-init (dynamic)", "evmon-init (static)") if k not in ins]
     for k in missing:
         res.add("", 0, k, 0, "pending", "", "pending", "not available yet")
     res.save()

@@ -51,13 +51,15 @@ $(BENCH_DIR)/go_bench: bench/peers/go_bench.go | $(BENCH_STAMP)
 
 bench-build: $(BENCH_BINS)
 
-# S5 and S6 need the evmon binary (and S5 the static evmon-init of `make static`); what
-# does not build is reported as "not available yet" and skipped.
+# S5 and S6 need the evmon binary (and S5 the evmon-init of `make static` and of `make
+# init-dynamic`); what does not build is reported as "not available yet" and skipped.
 bench: bench-build
 	@$(MAKE) --no-print-directory $(EVMON) >/dev/null 2>&1 || \
 		echo "bench: $(EVMON) does not build: S5 (evmon init) and S6 (daemon) will be skipped"
 	@$(MAKE) --no-print-directory static >/dev/null 2>&1 || \
 		echo "bench: no static evmon-init (make static): S5 measures the dynamic evmon init only"
+	@$(MAKE) --no-print-directory init-dynamic >/dev/null 2>&1 || \
+		echo "bench: no dynamic evmon-init (make init-dynamic): S5 skips it"
 	/usr/bin/python3 bench/run.py --build $(BUILD) $(if $(FULL),--full) $(BENCH_ARGS)
 
 bench-report:

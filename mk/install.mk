@@ -10,7 +10,7 @@
 # BASHCOMPDIR. DESTDIR is prepended to all of them when copying, never written
 # into the installed files (evmon.pc names the final paths), as packagers expect.
 #
-# Installed: evmon (and the evmon-init name for it), libevmon.so.MAJOR.MINOR with its
+# Installed: evmon, evmon-init (the small dynamic build of `evmon init`, mk/init.mk), libevmon.so.MAJOR.MINOR with its
 # SONAME link libevmon.so.MAJOR and the dev link libevmon.so, libevmon.a, evmon.h,
 # evmon.pc, the man pages, and the bash completion.
 
@@ -63,10 +63,10 @@ D_COMP := $(DESTDIR)$(BASHCOMPDIR)
 # The section of a page is the last suffix of its name: evmon.ini.5 -> 5.
 man_section = $(lastword $(subst ., ,$(notdir $(1))))
 
-install: $(EVMON) $(SHARED_LIB) $(STATIC_LIB) $(MAN_PAGES) $(PC_FILE) include/evmon.h completion/evmon
+install: $(EVMON) $(INIT_DYNAMIC) $(SHARED_LIB) $(STATIC_LIB) $(MAN_PAGES) $(PC_FILE) include/evmon.h completion/evmon
 	$(INSTALL) -d $(D_BIN) $(D_LIB) $(D_INC) $(D_PC) $(D_COMP)
 	$(INSTALL) -m 0755 $(EVMON) $(D_BIN)/evmon
-	ln -sf evmon $(D_BIN)/evmon-init
+	$(INSTALL) -m 0755 $(INIT_DYNAMIC) $(D_BIN)/evmon-init
 	$(INSTALL) -m 0755 $(SHARED_LIB) $(D_LIB)/$(notdir $(SHARED_LIB))
 	ln -sf $(notdir $(SHARED_LIB)) $(D_LIB)/$(SONAME)
 	ln -sf $(SONAME) $(D_LIB)/libevmon.so

@@ -1166,26 +1166,32 @@ def test_invoked_as_runtime_init(run, mode, tmp_path):
 @pytest.fixture(scope="module")
 def static_init():
     """$EVMON_BUILD/evmon-init, built by `make static` (-Os, no sanitizers, whatever the build)."""
+    return _make_init("static", os.path.join(BUILD, "evmon-init"), r"evmon-init: static, stripped, \d+ bytes")
+
+
+def _make_init(target, path, pattern):
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    r = subprocess.run(["make", "-s", "-C", ROOT, f"BUILD={BUILD}", "static"], env=env,
+    r = subprocess.run(["make", "-s", "-C", ROOT, f"BUILD={BUILD}", target], env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    path = os.path.join(BUILD, "evmon-init")
-    assert re.search(r"evmon-init: static, stripped, \d+ bytes", r.stdout), r.stdout
+    assert re.search(pattern, r.stdout), r.stdout
     return path
 
 
-@pytest.mark.skipif(IMPL != "evmon", reason="evmon's static build")
-def test_static_build(run, static_init):
-    """make static: a static evmon-init that is evmon init (exit codes, forwarding, reaping as PID 1)"""
-    assert _is_static(static_init)
-    r = subprocess.run(["readelf", "-d", static_init], capture_output=True, text=True, timeout=30)
-    assert "NEEDED" not in r.stdout, r.stdout
+@pytest.fixture(scope="module")
+def dynamic_init():
+    """$EVMON_BUILD/dynamic/evmon-init, built by `make init-dynamic` (make install's evmon-init)."""
+    return _make_init("init-dynamic", os.path.join(BUILD, "dynamic", "evmon-init"),
+                      r"evmon-init: dynamic \(libc only\), stripped, \d+ bytes")
+
+
+def _check_standalone(run, init_bin):
+    """The standalone evmon-init is evmon init: version, exit codes, forwarding, reaping as PID 1."""
     with open(os.path.join(ROOT, "VERSION")) as f:
         version = f.read().strip()
-    r = subprocess.run([static_init, "--version"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run([init_bin, "--version"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout == f"evmon init {version}\n", r.stdout + r.stderr
-    init = [static_init, "-w", "--"]
+    init = [init_bin, "-w", "--"]
     assert run(init + H("exit", 42), "pid1").wait() == 42
     assert run(init + H("kill", 9), "pid1").wait() == 137
     r = run(init + ["/nonexistent/evm-cmd"], "pid1")
@@ -1203,7 +1209,26 @@ def test_static_build(run, static_init):
     assert reap_warnings(r.err.text) == 100
 
 
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's static build")
+def test_static_build(run, static_init):
+    """make static: a static evmon-init that is evmon init (exit codes, forwarding, reaping as PID 1)"""
+    assert _is_static(static_init)
+    r = subprocess.run(["readelf", "-d", static_init], capture_output=True, text=True, timeout=30)
+    assert "NEEDED" not in r.stdout, r.stdout
+    _check_standalone(run, static_init)
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's dynamic init build")
+def test_dynamic_build(run, dynamic_init):
+    """make init-dynamic: an evmon-init that needs libc alone and is evmon init (as PID 1)"""
+    assert not _is_static(dynamic_init)
+    r = subprocess.run(["readelf", "-d", dynamic_init], capture_output=True, text=True, timeout=30)
+    assert re.findall(r"\(NEEDED\)\s+Shared library: \[(\S+)\]", r.stdout) == ["libc.so.6"], r.stdout
+    _check_standalone(run, dynamic_init)
+
+
 test_static_build.runs_as = "pid1"  # for the compat table
+test_dynamic_build.runs_as = "pid1"
 
 
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's static build")
@@ -1336,6 +1361,7 @@ def _rss(argv, runs=5):
 def _footprint(static_bin):
     import shutil
     rows = [("evmon-init (make static)", [os.path.abspath(static_bin), "--"]),
+            ("evmon-init (make init-dynamic)", [os.path.join(BUILD, "dynamic", "evmon-init"), "--"]),
             ("evmon init", [EVMON, "init", "--"]),
             ("tini", ["tini", "--"]), ("tini-static", ["tini-static", "--"]),
             ("dumb-init", ["dumb-init", "--"]), ("catatonit", ["catatonit", "--"])]
