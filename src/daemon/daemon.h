@@ -7,10 +7,11 @@
  *   units.c     the table of units, creating them, reload
  *   requests.c  the control requests      waits.c   their deferred replies
  *   events.c    event and status records, publishing, the summary
- *   control.c   the socket server
+ *   control.c   the socket server's clients; controlaccept.c accepting,
+ *               controlsub.c events subscriptions (controlint.h)
  *   config.c, confread.c, confkeys.c (the key table), confvalue.c (value
  *   grammars), confcheck.c (whole-service checks), confdeps.c  the config
- *   output.c, logfile.c, logtail.c  the services' output and its files
+ *   output.c, logfile.c, logdir.c, logtail.c  the services' output and its files
  *   state.c     the state record: taking over services after a crash
  *   stdsink.c   the daemon's stdout/stderr (console lines, daemonlog.c's log)
  */

@@ -1,14 +1,11 @@
 /*
- * logfile.c - the services' log files (see logfile.h).
+ * logfile.c - the services' log files (see logfile.h): appending, rotation,
+ * discarding while a file cannot be written, open files, the table by name.
  *
- * Safety: the directory is opened once (O_DIRECTORY|O_NOFOLLOW) and checked:
- * not writable by every user unless sticky, owned by root when we are root.
- * Every file is created relative to that fd with O_NOFOLLOW (a symlink
- * planted as NAME.log is refused, not followed) and O_NONBLOCK (a FIFO
- * planted there cannot block the open), then fstat'ed: a regular file,
- * ours, with one link (a hard link to someone else's file is refused).
- * Rotation renames within the directory fd, so a directory swapped under
- * us cannot redirect it.
+ * Files are opened only through logdir.c (logs__open_checked: relative to
+ * the checked directory fd, nothing planted there followed). Rotation
+ * renames within the directory fd, so a directory swapped under us cannot
+ * redirect it.
  *
  * Descriptors: a file is open only while output flows into it. It is
  * closed after IDLE_MS without writes (one timer, armed only while some
@@ -24,7 +21,7 @@
  * often, and the service blocks on its own full pipe. That is the
  * backpressure; nothing is queued here.
  */
-#include "logfile.h"
+#include "logfileint.h"
 
 #include "fdreserve.h"
 #include "hashmap.h"
@@ -42,162 +39,6 @@
 
 #define IDLE_MS 5000
 #define MAX_OPEN 256
-#define RETRY_MS 5000
-#define DIR_CHECK_MS 1000
-#define NS_PER_MS 1000000ull
-
-struct logfile {
-	struct logs *L;
-	char *name;		/* NAME.log, in the log directory */
-	char *service;		/* for reports */
-	unsigned refs;
-	int fd;			/* -1 while closed */
-	uint64_t size;		/* of the open file: fstat at open, then our writes */
-	uint64_t max_bytes;
-	unsigned backups;
-	uint64_t last_write;	/* loop time (ns) of the last write or open */
-	bool failing;		/* output is being discarded */
-	bool partial;		/* the file ends in the middle of a line (unwrite failed) */
-	uint64_t retry_at;	/* loop time of the next attempt while failing */
-	uint64_t dropped;	/* bytes discarded while failing */
-	char *fail_msg;		/* why, while failing */
-	uint64_t rotate_retry_at; /* a failed rotation is not retried before this */
-	struct logwatch *watchers;
-	struct hnode node;	/* in logs.files, by name */
-	struct logfile *lprev, *lnext; /* open files, most recently written first */
-};
-
-struct logs {
-	struct evm_loop *loop;
-	logs_report_cb report;
-	void *data;
-	char *dir;		/* the configured path, or NULL */
-	int dirfd;		/* -1 when there is none or it failed */
-	char dir_msg[300];	/* why it failed */
-	int dir_err;
-	uint64_t dir_retry_at;
-	dev_t dir_dev;		/* the directory held, to see it moved or removed */
-	ino_t dir_ino;
-	mode_t dir_mode;
-	uint64_t dir_checked_at; /* loop time of the last look (check_dir) */
-	struct hashmap files;	/* every logfile, by name */
-	struct logfile *lru_first, *lru_last;
-	unsigned nopen;
-	struct evm_timer *idle;
-};
-
-static uint64_t now_ns(const struct logs *L)
-{
-	return evm_loop_now(L->loop);
-}
-
-/* ------------------------------------------------------------ directory */
-
-static int open_dir(struct logs *L)
-{
-	if (L->dirfd >= 0)
-		close(L->dirfd);
-	L->dirfd = -1;
-	L->dir_err = 0;
-	if (!L->dir) {
-		L->dir_err = -ENOENT;
-		snprintf(L->dir_msg, sizeof(L->dir_msg), "no log_dir configured");
-		return L->dir_err;
-	}
-	int fd = open(L->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	int e = 0;
-	const char *why = NULL; /* a phrase ("is ...") or, with sep ": ", an error */
-	const char *sep = ": ";
-	char buf[160];
-	if (fd < 0) {
-		e = errno;
-		why = strerror(e);
-		if (e == ELOOP) {
-			why = "is a symbolic link (give the directory it points to)";
-			sep = " ";
-		}
-	} else if (fstat(fd, &st) < 0) {
-		e = errno;
-		why = strerror(e);
-	} else if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
-		e = EPERM;
-		why = "is writable by every user and not sticky: anyone could plant files in it";
-		sep = " ";
-	} else if (geteuid() == 0 && st.st_uid != 0) {
-		e = EPERM;
-		snprintf(buf, sizeof(buf), "is owned by uid %u: as root, the daemon writes logs only "
-			 "into a directory owned by root", (unsigned)st.st_uid);
-		why = buf;
-		sep = " ";
-	} else if (faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
-		e = errno;
-		why = strerror(e);
-	}
-	if (e) {
-		if (fd >= 0)
-			close(fd);
-		L->dir_err = -e;
-		snprintf(L->dir_msg, sizeof(L->dir_msg), "log_dir %s%s%s", L->dir, sep, why);
-		return L->dir_err;
-	}
-	L->dirfd = fd;
-	L->dir_dev = st.st_dev;
-	L->dir_ino = st.st_ino;
-	L->dir_mode = st.st_mode & 07777;
-	L->dir_checked_at = now_ns(L);
-	return 0;
-}
-
-static unsigned close_all(struct logs *L);
-
-/*
- * Is the directory we hold still the one at log_dir? Looked at as lines
- * are written, once a second at most. Removed or renamed, it is made again
- * (one level, the mode it had; the checks of open_dir apply) and the next
- * lines create new files there; if that cannot be done, output is counted
- * and discarded as with a missing log_dir, and the directory is tried
- * again every RETRY_MS. A directory put in its place is used as it is.
- */
-static void check_dir(struct logs *L)
-{
-	uint64_t now = now_ns(L);
-	if (L->dirfd < 0 || now < L->dir_checked_at + DIR_CHECK_MS * NS_PER_MS)
-		return;
-	L->dir_checked_at = now;
-	struct stat held, there;
-	bool removed = fstat(L->dirfd, &held) == 0 && held.st_nlink == 0;
-	int r = lstat(L->dir, &there);
-	if (!removed && r == 0 && there.st_dev == L->dir_dev && there.st_ino == L->dir_ino)
-		return;
-	const char *what = removed ? "was removed" : r < 0 ? "was renamed or moved away"
-					 : "was replaced by another file or directory";
-	close_all(L);
-	close(L->dirfd);
-	L->dirfd = -1;
-	/* EEXIST: someone made it first (mv logs logs.old && mkdir logs): used as it is */
-	bool made = r < 0 && errno == ENOENT && mkdir(L->dir, L->dir_mode) == 0;
-	mode_t mode = L->dir_mode;
-	int e = open_dir(L);
-	/*
-	 * mkdir took the umask off. Through the fd open_dir checked, not the
-	 * path: chmod would follow a symbolic link put there meanwhile.
-	 */
-	if (made && e == 0 && fchmod(L->dirfd, mode) == 0)
-		L->dir_mode = mode;
-	L->dir_retry_at = now + RETRY_MS * NS_PER_MS;
-	char msg[700];
-	if (e < 0)
-		snprintf(msg, sizeof(msg), "log_dir %s %s while the daemon ran: %s: the output of "
-			 "services with stdout or stderr = log is discarded until it can be written",
-			 L->dir, what, L->dir_msg);
-	else
-		snprintf(msg, sizeof(msg), "log_dir %s %s while the daemon ran: %s; the files "
-			 "open there are closed and the next lines create new ones", L->dir, what,
-			 made ? "made it again" : "using the directory now there");
-	if (L->report)
-		L->report(NULL, NULL, e, msg, L->data);
-}
 
 /* ------------------------------------------------------------ open files */
 
@@ -226,7 +67,7 @@ static void lru_front(struct logfile *f)
 	L->lru_first = f;
 }
 
-static void close_file(struct logfile *f)
+void logs__close_file(struct logfile *f)
 {
 	if (f->fd < 0)
 		return;
@@ -256,7 +97,7 @@ static void on_idle(struct evm_timer *t, void *data)
 	L->idle = NULL;
 	uint64_t now = now_ns(L);
 	while (L->lru_last && L->lru_last->last_write + IDLE_MS * NS_PER_MS <= now)
-		close_file(L->lru_last);
+		logs__close_file(L->lru_last);
 	arm_idle(L);
 }
 
@@ -264,79 +105,6 @@ static void tell(struct logfile *f, int error, const char *msg)
 {
 	if (f->L->report)
 		f->L->report(f->service, f->name, error, msg, f->L->data);
-}
-
-/* Something else in the way of NAME.log: say what, in words ("DIR/NAME" + this). */
-static const char *open_error(int e)
-{
-	switch (e) {
-	case ELOOP: return " is a symbolic link: refusing to follow it";
-	case ENXIO: return " is a FIFO or a socket, not a regular file";
-	default: return NULL;
-	}
-}
-
-/* Open name (flags O_WRONLY... or O_RDONLY) in the directory with every check. */
-static int open_checked(struct logs *L, const char *name, int flags, char *msg, size_t len)
-{
-	if (L->dirfd < 0 && (!L->dir_retry_at || now_ns(L) >= L->dir_retry_at)) {
-		open_dir(L);
-		L->dir_retry_at = now_ns(L) + RETRY_MS * NS_PER_MS;
-	}
-	if (L->dirfd < 0) {
-		snprintf(msg, len, "%s", L->dir_msg);
-		return L->dir_err;
-	}
-	flags |= O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-	int fd = openat(L->dirfd, name, flags, 0640);
-	for (int i = 0; i < 2 && fd < 0 && errno == EMFILE; i++) {
-		/*
-		 * Out of descriptors: the least recently written file's, else
-		 * (none open) one of the reserve. Log files never hold more
-		 * than one of the reserve: the rest is for ctl and the spawns.
-		 */
-		if (L->lru_last) {
-			close_file(L->lru_last); /* its descriptor goes back to the reserve... */
-			fdres_give();		 /* ...and comes out for us */
-		} else if (!fdres_give()) {
-			break;
-		}
-		fd = openat(L->dirfd, name, flags, 0640);
-	}
-	if (fd < 0) {
-		int e = errno;
-		const char *why = open_error(e);
-		snprintf(msg, len, "%s/%s%s%s", L->dir, name, why ? "" : ": ", why ? why : strerror(e));
-		return -e;
-	}
-	struct stat st;
-	char why[160] = "";
-	int e = 0;
-	if (fstat(fd, &st) < 0) {
-		e = errno;
-		snprintf(why, sizeof(why), ": %s", strerror(e));
-	} else if (!S_ISREG(st.st_mode)) {
-		e = EPERM;
-		snprintf(why, sizeof(why), " is not a regular file");
-	} else if (st.st_uid != geteuid()) {
-		e = EPERM;
-		snprintf(why, sizeof(why), " is owned by uid %u, not by the daemon's uid %u",
-			 (unsigned)st.st_uid, (unsigned)geteuid());
-	} else if (st.st_nlink > 1) {
-		e = EPERM;
-		snprintf(why, sizeof(why), " has %lu hard links: refusing to write through them",
-			 (unsigned long)st.st_nlink);
-	}
-	if (e) {
-		close(fd);
-		snprintf(msg, len, "%s/%s%s", L->dir, name, why);
-		return -e;
-	}
-	/* regular files ignore it, but a filesystem that honours it must not fail our writes */
-	int fl = fcntl(fd, F_GETFL);
-	if (fl >= 0)
-		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	return fd;
 }
 
 /* *done: how much went in, also when it fails (a full disk takes part of a write) */
@@ -385,7 +153,7 @@ static void unwrite(struct logfile *f, size_t done)
 /* Start discarding (or keep on): report once per episode, try again later. */
 static void fail(struct logfile *f, int error, const char *msg)
 {
-	close_file(f);
+	logs__close_file(f);
 	f->retry_at = now_ns(f->L) + RETRY_MS * NS_PER_MS;
 	if (f->failing)
 		return;
@@ -483,7 +251,7 @@ static int open_for_append(struct logfile *f)
 	if (f->failing && now_ns(L) < f->retry_at)
 		return -EAGAIN;
 	char msg[400];
-	int fd = open_checked(L, f->name, O_WRONLY | O_APPEND | O_CREAT, msg, sizeof(msg));
+	int fd = logs__open_checked(L, f->name, O_WRONLY | O_APPEND | O_CREAT, msg, sizeof(msg));
 	if (fd < 0) {
 		fail(f, fd, msg);
 		return fd;
@@ -493,7 +261,7 @@ static int open_for_append(struct logfile *f)
 	if (!f->size)
 		f->partial = false; /* a new file */
 	if (L->nopen >= MAX_OPEN)
-		close_file(L->lru_last);
+		logs__close_file(L->lru_last);
 	f->fd = fd;
 	f->last_write = now_ns(L);
 	lru_front(f);
@@ -540,7 +308,7 @@ static int rotate(struct logfile *f)
 		tell(f, -e, msg);
 		return -e;
 	}
-	close_file(f); /* the next write creates NAME.log */
+	logs__close_file(f); /* the next write creates NAME.log */
 	return 0;
 }
 
@@ -562,7 +330,7 @@ static size_t fit(const struct logfile *f, const char *p, size_t n)
 
 void logfile_write(struct logfile *f, const char *p, size_t n)
 {
-	check_dir(f->L);
+	logs__check_dir(f->L);
 	while (n) {
 		if (f->fd < 0 && open_for_append(f) < 0) {
 			f->dropped += n;
@@ -596,7 +364,7 @@ int logfile_open_read(struct logfile *f, unsigned backup, char *err, size_t errl
 		snprintf(name, sizeof(name), "%s.%u", f->name, backup);
 	else
 		snprintf(name, sizeof(name), "%s", f->name);
-	return open_checked(f->L, name, O_RDONLY, err, errlen);
+	return logs__open_checked(f->L, name, O_RDONLY, err, errlen);
 }
 
 /* ------------------------------------------------------------- the table */
@@ -637,7 +405,7 @@ void logfile_put(struct logfile *f)
 	if (!f || --f->refs > 0)
 		return;
 	struct logs *L = f->L;
-	close_file(f);
+	logs__close_file(f);
 	hmap_del(&L->files, &f->node);
 	free(f->name);
 	free(f->service);
@@ -697,11 +465,11 @@ struct logs *logs_new(struct evm_loop *loop, logs_report_cb report, void *data)
 	return L;
 }
 
-static unsigned close_all(struct logs *L)
+unsigned logs__close_all(struct logs *L)
 {
 	unsigned n = L->nopen;
 	while (L->lru_last)
-		close_file(L->lru_last);
+		logs__close_file(L->lru_last);
 	/* a file that failed is tried again at its next write */
 	for (struct hnode *h = hmap_next(&L->files, NULL); h; h = hmap_next(&L->files, h)) {
 		struct logfile *f = HMAP_ENTRY(h, struct logfile, node);
@@ -711,53 +479,19 @@ static unsigned close_all(struct logs *L)
 	return n;
 }
 
-int logs_set_dir(struct logs *L, const char *path, char *err, size_t errlen)
-{
-	close_all(L);
-	char *dup = path ? strdup(path) : NULL;
-	if (path && !dup) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	free(L->dir);
-	L->dir = dup;
-	int r = open_dir(L);
-	if (r < 0 && path)
-		snprintf(err, errlen, "%s", L->dir_msg);
-	return path ? r : 0;
-}
-
-int logs_reopen(struct logs *L, char *err, size_t errlen)
-{
-	unsigned n = close_all(L);
-	if (!L->dir)
-		return (int)n;
-	int r = open_dir(L);
-	if (r < 0) {
-		snprintf(err, errlen, "%s", L->dir_msg);
-		return r;
-	}
-	return (int)n;
-}
-
 bool logs_close_one(struct logs *L)
 {
 	if (!L->lru_last)
 		return false;
-	close_file(L->lru_last);
+	logs__close_file(L->lru_last);
 	return true;
-}
-
-const char *logs_dir(const struct logs *L)
-{
-	return L->dir;
 }
 
 void logs_free(struct logs *L)
 {
 	if (!L)
 		return;
-	close_all(L);
+	logs__close_all(L);
 	if (L->idle)
 		evm_timer_cancel(L->idle);
 	if (L->dirfd >= 0)

@@ -5,7 +5,7 @@
  * open only while output flows, and watched by `evmon ctl logs -f`.
  *
  * The directory is the one at the path: removed or renamed while we run, it
- * is made again (logfile.c, check_dir). A file that cannot be written
+ * is made again (logdir.c, logs__check_dir). A file that cannot be written
  * (directory missing or read-only, a symlink or someone else's file in the
  * way, disk full) never blocks a service: its output is counted and
  * discarded, reported once through the report callback, retried every few
