@@ -6,6 +6,7 @@
  *   daemon.c    startup, signals, sd_notify, shutdown
  *   units.c     the table of units, creating them, reload
  *   requests.c  the control requests      waits.c   their deferred replies
+ *   selection.c which services a request names
  *   events.c    event and status records, publishing, the summary
  *   control.c   the socket server's clients; controlaccept.c accepting,
  *               controlsub.c events subscriptions (controlint.h)

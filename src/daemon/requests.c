@@ -1,7 +1,8 @@
 /*
  * requests.c - what the daemon does for each control request
  * (docs/PROTOCOL.md): which services a request names, and each command.
- * Waits (start/stop/restart/add with "wait") are waits.c's.
+ * Which services a request names is selection.c's; waits (start/stop/
+ * restart/add with "wait") are waits.c's.
  *
  * A request is a straight line: it acts, replies (now, or later through a
  * wait), and the events it caused are sent to subscribers after the reply.
@@ -9,6 +10,7 @@
 #include "daemon.h"
 
 #include "events.h"
+#include "selection.h"
 #include "waits.h"
 
 #include "argv.h"
@@ -37,133 +39,6 @@ static void reply_ok(struct client *cl, cJSON *r)
 	cJSON_Delete(r);
 }
 
-/* --------------------------------------------------------- selections */
-
-static bool has_glob(const char *s)
-{
-	return strpbrk(s, "*?[") != NULL;
-}
-
-struct selection {
-	struct unit **u;
-	size_t n, cap;
-};
-
-static int sel_push(struct selection *s, struct unit *u)
-{
-	if (u->mark)
-		return 0;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		struct unit **v = realloc(s->u, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		s->u = v;
-		s->cap = cap;
-	}
-	u->mark = true;
-	s->u[s->n++] = u;
-	return 0;
-}
-
-/* The patterns of a request: "names": [...] or "name": "...". */
-static int patterns(const cJSON *req, const char ***out, size_t *n)
-{
-	const cJSON *names = cJSON_GetObjectItemCaseSensitive(req, "names");
-	const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "name");
-	*out = NULL;
-	*n = 0;
-	if (cJSON_IsString(name)) {
-		*out = malloc(sizeof(char *));
-		if (!*out)
-			return -ENOMEM;
-		(*out)[0] = name->valuestring;
-		*n = 1;
-		return 0;
-	}
-	if (name && !cJSON_IsNull(name))
-		return -EINVAL;
-	if (!names || cJSON_IsNull(names))
-		return 0;
-	if (!cJSON_IsArray(names))
-		return -EINVAL;
-	size_t k = (size_t)cJSON_GetArraySize(names);
-	*out = calloc(k ? k : 1, sizeof(char *));
-	if (!*out)
-		return -ENOMEM;
-	const cJSON *it;
-	cJSON_ArrayForEach(it, names) {
-		if (!cJSON_IsString(it)) {
-			free(*out);
-			*out = NULL;
-			return -EINVAL;
-		}
-		(*out)[(*n)++] = it->valuestring;
-	}
-	return 0;
-}
-
-/*
- * Resolve a request's names: an exact service name, the NAME of a definition
- * with instances (all of them), or a glob ("web:*", "*"). Every name must
- * match something. No names: all services if all_if_none, else an error.
- */
-static int select_units(struct daemon *d, struct client *cl, const cJSON *req, bool all_if_none,
-			struct selection *sel)
-{
-	const char **pats;
-	size_t np;
-	memset(sel, 0, sizeof(*sel));
-	int r = patterns(req, &pats, &np);
-	if (r == -EINVAL) {
-		control_reply_error(cl, "\"names\" must be an array of strings (or \"name\" a string)");
-		return -1;
-	}
-	if (r < 0) {
-		control_reply_error(cl, "out of memory");
-		return -1;
-	}
-	if (np == 0 && !all_if_none) {
-		free(pats);
-		control_reply_error(cl, "which service? give \"names\"");
-		return -1;
-	}
-	for (size_t i = 0; i < np && r == 0; i++) {
-		const char *p = pats[i];
-		struct unit *u = unit_find(d, p);
-		if (u) {
-			r = sel_push(sel, u);
-			continue;
-		}
-		bool any = false, glob = has_glob(p);
-		for (u = d->first; u && r == 0; u = u->next) {
-			if (glob ? !fnmatch(p, u->name, 0)
-				 : (u->conf->instances > 1 && !strcmp(u->conf->name, p))) {
-				any = true;
-				r = sel_push(sel, u);
-			}
-		}
-		if (!any && r == 0) {
-			control_reply_error(cl, "no such service: %s", p);
-			r = -1;
-		}
-	}
-	if (np == 0)
-		for (struct unit *u = d->first; u && r == 0; u = u->next)
-			r = sel_push(sel, u);
-	for (size_t i = 0; i < sel->n; i++)
-		sel->u[i]->mark = false;
-	free(pats);
-	if (r == -ENOMEM)
-		control_reply_error(cl, "out of memory");
-	if (r < 0) {
-		free(sel->u);
-		sel->u = NULL;
-		return -1;
-	}
-	return 0;
-}
-
 static cJSON *statuses(struct unit **u, size_t n)
 {
 	cJSON *arr = cJSON_CreateArray();
@@ -184,7 +59,7 @@ static void add_error(cJSON *errors, const char *name, int err, const char *what
 static void cmd_status(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	struct selection sel;
-	if (select_units(d, cl, req, true, &sel) < 0)
+	if (selection_get(d, cl, req, true, &sel) < 0)
 		return;
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddItemToObject(r, "services", statuses(sel.u, sel.n));
@@ -207,7 +82,7 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 		control_reply_error(cl, "the daemon is shutting down");
 		return;
 	}
-	if (select_units(d, cl, req, false, &sel) < 0)
+	if (selection_get(d, cl, req, false, &sel) < 0)
 		return;
 	struct wait_entry *snap = calloc(sel.n ? sel.n : 1, sizeof(*snap));
 	cJSON *errors = cJSON_CreateArray();
@@ -254,7 +129,7 @@ static void cmd_signal(struct daemon *d, struct client *cl, const cJSON *req)
 		return;
 	}
 	struct selection sel;
-	if (select_units(d, cl, req, false, &sel) < 0)
+	if (selection_get(d, cl, req, false, &sel) < 0)
 		return;
 	cJSON *errors = cJSON_CreateArray(), *done = cJSON_CreateArray();
 	for (size_t i = 0; i < sel.n; i++) {
@@ -443,7 +318,7 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	struct selection sel;
-	if (select_units(d, cl, req, false, &sel) < 0)
+	if (selection_get(d, cl, req, false, &sel) < 0)
 		return;
 	cJSON *r = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(r, "removed");
@@ -461,7 +336,7 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 	const char **pats;
 	size_t np;
 	(void)d;
-	if (patterns(req, &pats, &np) < 0) {
+	if (selection_patterns(req, &pats, &np) < 0) {
 		control_reply_error(cl, "\"names\" must be an array of strings");
 		return;
 	}
