@@ -3,7 +3,7 @@
  * (one per service instance: config + library service + output capture),
  * and the entry points of units.c and requests.c.
  *
- *   daemon.c    startup, signals, sd_notify, shutdown
+ *   daemon.c    startup, signals, sd_notify, shutdown; daemonargs.c its options, --check
  *   units.c     the table of units, creating them, reload
  *   requests.c  the control requests      waits.c   their deferred replies
  *   selection.c which services a request names
