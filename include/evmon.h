@@ -736,6 +736,7 @@ enum evm_state {
 	EVM_STATE_STOPPING,    /* stop signal sent, waiting for the exit */
 	EVM_STATE_EXITED,      /* exited and the policy says not to restart */
 	EVM_STATE_FATAL,       /* gave up: too many failed starts or retries */
+	EVM_STATE_RELOADING,   /* running, reloading its configuration (RELOADING=1) */
 };
 
 /* "stopped", "starting", ... Static string; "unknown" out of range. */
@@ -1023,8 +1024,28 @@ EVM_API int evm_service_watchdog_trigger(struct evm_service *svc);
 EVM_API int evm_service_set_watchdog(struct evm_service *svc, uint64_t ms);
 
 /*
+ * The service reloads (sd_notify RELOADING=1, systemd's Type=notify-reload):
+ * RUNNING -> RELOADING until evm_service_ready says it is done (-> RUNNING),
+ * or timeout_ms (0: no limit) passes (-> RUNNING, the event's error
+ * -ETIMEDOUT: the reload failed). The watchdog still applies; an exit is
+ * an exit of a running service. 0 also when RELOADING already; -ESRCH
+ * unless RUNNING or RELOADING. Loop thread.
+ */
+EVM_API int evm_service_reloading(struct evm_service *svc, uint64_t timeout_ms);
+
+/*
+ * Ask a RUNNING service to reload: sig (0: none) to its main process, then
+ * RELOADING as evm_service_reloading, done at the first evm_service_ready
+ * after the service's own evm_service_reloading (a READY=1 sent before it
+ * is not this reload's). -ESRCH unless RUNNING, -EBUSY when RELOADING
+ * already, or the signal's error (the state stays). Loop thread.
+ */
+EVM_API int evm_service_reload(struct evm_service *svc, int sig, uint64_t timeout_ms);
+
+/*
  * More time (sd_notify EXTEND_TIMEOUT_USEC): a STARTING service's ready
- * timeout, or a STOPPING one's kill, is at least ms from now. -ESRCH when no
+ * timeout, a RELOADING one's reload timeout, or a STOPPING one's kill, is
+ * at least ms from now. -ESRCH when no
  * such deadline runs.
  */
 EVM_API int evm_service_extend_timeout(struct evm_service *svc, uint64_t ms);
@@ -1045,7 +1066,7 @@ EVM_API int evm_service_signal(struct evm_service *svc, int sig);
  * a reused pid is never taken. The old main process runs on as any other
  * process of the service. An EVM_EV_SERVICE event of the same state says
  * "main process is now pid N (was M)". 0 (also when pid is the main
- * process already); -ESRCH: not STARTING or RUNNING with a process, or no
+ * process already); -ESRCH: not STARTING, RUNNING or RELOADING with a process, or no
  * such pid; -EPERM: pid is not the service's (or is the caller); -EEXIST:
  * the loop tracks pid already (another service's). Loop thread.
  */

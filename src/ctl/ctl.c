@@ -64,6 +64,8 @@ static void usage(FILE *f)
 		"  add --json SERVICE-JSON   add from a JSON object (see docs/PROTOCOL.md)\n"
 		"  remove NAME...            stop and forget services\n"
 		"  reload                    re-read the config file (like SIGHUP)\n"
+		"  reload NAME...            send each its reload_signal (default HUP); with\n"
+		"                            ready = notify, wait for its RELOADING=1, READY=1\n"
 		"  events [NAME...]          follow state changes and exits as they happen\n"
 		"  logs [OPTIONS] NAME       the last lines of a service's log (stdout = log)\n"
 		"      -n, --lines N         this many lines (default 10; 0: none)\n"
@@ -530,7 +532,7 @@ static int do_state(struct ctl *c, const char *cmd, char **names, int n)
 	int rc = ok && cJSON_GetArraySize(svcs) > 0 ? 0 : EXIT_UNKNOWN;
 	cJSON_ArrayForEach(s, svcs) {
 		const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "state"));
-		if (!rc && (!st || strcmp(st, "running")))
+		if (!rc && (!st || (strcmp(st, "running") && strcmp(st, "reloading"))))
 			rc = EXIT_NOT_RUNNING;
 	}
 	if (c->json)
@@ -622,7 +624,8 @@ static int run_command(struct ctl *c, int argc, char **argv, char **ops)
 	int n, at, rc = parse_args(c, argc, argv, &co, ops, &n, &at);
 	if (rc >= 0)
 		return rc;
-	if (!strcmp(cmd, "start") || !strcmp(cmd, "stop") || !strcmp(cmd, "restart"))
+	if (!strcmp(cmd, "start") || !strcmp(cmd, "stop") || !strcmp(cmd, "restart") ||
+	    (!strcmp(cmd, "reload") && n > 0))
 		return do_startstop(c, cmd, ops, n);
 	if (!strcmp(cmd, "signal"))
 		return do_signal(c, ops, n);

@@ -49,10 +49,11 @@ static bool is(const char *st, const char *a, const char *b, const char *c)
 static bool reached(const struct watched *w, enum wait_for t)
 {
 	switch (t) {
-	case WAIT_RUNNING: return is(w->state, "starting", "running", NULL);
-	case WAIT_READY: return is(w->state, "running", NULL, NULL);
+	/* reloading: ready, and serving, while it reloads (systemd: still active) */
+	case WAIT_RUNNING: return is(w->state, "starting", "running", "reloading");
+	case WAIT_READY: return is(w->state, "running", "reloading", NULL);
 	case WAIT_HEALTHY:
-		return is(w->state, "running", NULL, NULL) &&
+		return is(w->state, "running", "reloading", NULL) &&
 		       (!w->health[0] || !strcmp(w->health, "healthy"));
 	case WAIT_STOPPED: return is(w->state, "stopped", "exited", "fatal");
 	case WAIT_EXITED: return is(w->state, "exited", "fatal", NULL);

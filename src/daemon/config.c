@@ -274,7 +274,8 @@ static bool policy_eq(const struct svc_policy *a, const struct svc_policy *b)
 	       a->backoff_initial_ms == b->backoff_initial_ms &&
 	       a->backoff_max_ms == b->backoff_max_ms && a->backoff_jitter == b->backoff_jitter &&
 	       a->stable_ms == b->stable_ms && a->stop_signal == b->stop_signal &&
-	       a->stop_timeout_ms == b->stop_timeout_ms && a->autostart == b->autostart;
+	       a->stop_timeout_ms == b->stop_timeout_ms && a->autostart == b->autostart &&
+	       a->reload_signal == b->reload_signal;
 	/* log_max_bytes, log_backups, log_timestamps: applied to the running service */
 }
 

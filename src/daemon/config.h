@@ -43,6 +43,7 @@ struct svc_policy {
 	unsigned backoff_jitter;
 	uint64_t stable_ms;
 	int stop_signal;	   /* 0: library default */
+	int reload_signal;	   /* ctl reload NAME; 0: SIGHUP */
 	uint64_t stop_timeout_ms;
 	enum evm_kill_mode kill_mode; /* AUTO (unset): tree */
 	bool autostart;

@@ -72,6 +72,8 @@ static const struct keydef keys[CK_COUNT] = {
 			    EVM_SVC_MAX_RETRIES, "failures in a row before fatal"},
 	[CK_STOP_SIGNAL] = {"stop_signal", S_BOTH, POL(stop_signal), conf_set_signal, 0, 0,
 			    "the signal that stops it"},
+	[CK_RELOAD_SIGNAL] = {"reload_signal", S_BOTH, POL(reload_signal), conf_set_signal, 0, 0,
+			      "the signal ctl reload NAME sends (default HUP)"},
 	[CK_STOP_TIMEOUT] = {"stop_timeout", S_BOTH, POL(stop_timeout_ms), conf_set_duration, 0,
 			     EVM_SVC_STOP_TIMEOUT, "stop_signal to SIGKILL"},
 	[CK_KILL_GROUP] = {"kill_group", S_BOTH, POL(kill_mode), conf_set_kill_group, 0, 0,

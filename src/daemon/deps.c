@@ -168,8 +168,8 @@ static enum evm_state state(const struct unit *u)
 static bool active(const struct unit *u)
 {
 	enum evm_state s = state(u);
-	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING || s == EVM_STATE_BACKOFF ||
-	       s == EVM_STATE_STOPPING;
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING || s == EVM_STATE_RELOADING ||
+	       s == EVM_STATE_BACKOFF || s == EVM_STATE_STOPPING;
 }
 
 /* Stopped for good, exited, fatal or never created: nothing to wait for. */
@@ -226,6 +226,8 @@ static enum verdict judge(const struct dep *dp, char *buf, size_t len)
 			       : GO;
 	if (t->pending || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF || s == EVM_STATE_STOPPING)
 		return WAIT;
+	if (s == EVM_STATE_RELOADING)
+		s = EVM_STATE_RUNNING; /* still ready: it serves while it reloads */
 	if (s == EVM_STATE_RUNNING && dp->kind == DEP_HEALTHY) {
 		/* healthy: its check passed (without a check, ready is enough) */
 		enum health_status h = health_of(t);

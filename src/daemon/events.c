@@ -371,19 +371,19 @@ cJSON *events_status(const struct unit *u)
 /* "12 services: 10 running, 1 backoff, 1 fatal" */
 void events_summary(struct daemon *d, char *buf, size_t len)
 {
-	size_t count[EVM_STATE_FATAL + 1] = {0}, none = 0;
+	size_t count[EVM_STATE_RELOADING + 1] = {0}, none = 0;
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc) {
 			none++;
 			continue;
 		}
 		enum evm_state st = evm_service_state(u->svc);
-		if ((unsigned)st <= EVM_STATE_FATAL)
+		if ((unsigned)st <= EVM_STATE_RELOADING)
 			count[st]++;
 	}
 	int n = snprintf(buf, len, "%zu service%s", d->nunits, d->nunits == 1 ? "" : "s");
 	const char *sep = ": ";
-	static const enum evm_state order[] = {EVM_STATE_RUNNING, EVM_STATE_STARTING,
+	static const enum evm_state order[] = {EVM_STATE_RUNNING, EVM_STATE_RELOADING, EVM_STATE_STARTING,
 					       EVM_STATE_BACKOFF,  EVM_STATE_STOPPING,
 					       EVM_STATE_EXITED,  EVM_STATE_FATAL,
 					       EVM_STATE_STOPPED};

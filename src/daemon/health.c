@@ -422,7 +422,7 @@ static void stop(struct health *h)
 
 static bool process_up(enum evm_state s)
 {
-	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING;
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING || s == EVM_STATE_RELOADING;
 }
 
 void health_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev)

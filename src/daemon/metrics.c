@@ -96,14 +96,14 @@ static void daemon_families(struct text *t, struct daemon *d, const struct row *
 	family(t, "evmon_services", "gauge", "Services (instances counted one by one).");
 	put(t, "evmon_services %zu\n", d->nunits);
 	family(t, "evmon_services_state", "gauge", "Services in each state.");
-	size_t count[EVM_STATE_FATAL + 1] = {0}, none = 0;
+	size_t count[EVM_STATE_RELOADING + 1] = {0}, none = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!rows[i].has_info)
 			none++;
-		else if ((unsigned)rows[i].info.state <= EVM_STATE_FATAL)
+		else if ((unsigned)rows[i].info.state <= EVM_STATE_RELOADING)
 			count[rows[i].info.state]++;
 	}
-	for (unsigned s = 0; s <= EVM_STATE_FATAL; s++)
+	for (unsigned s = 0; s <= EVM_STATE_RELOADING; s++)
 		put(t, "evmon_services_state{state=\"%s\"} %zu\n", evm_state_name((enum evm_state)s),
 		    count[s]);
 	put(t, "evmon_services_state{state=\"none\"} %zu\n", none);
@@ -175,7 +175,7 @@ static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, c
 	switch (m) {
 	case M_UP:
 		put(t, "%s{service=\"%s\"} %d\n", svc_metrics[m].name, name,
-		    r->has_info && i->state == EVM_STATE_RUNNING);
+		    r->has_info && (i->state == EVM_STATE_RUNNING || i->state == EVM_STATE_RELOADING));
 		break;
 	case M_STATE:
 		put(t, "%s{service=\"%s\",state=\"%s\"} 1\n", svc_metrics[m].name, name,

@@ -305,7 +305,7 @@ static void note(struct svc_output *o, const struct timespec *when, const char *
 
 static bool is_up(enum evm_state s)
 {
-	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING;
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING || s == EVM_STATE_RELOADING;
 }
 
 /* "exited with code 1", "killed by signal TERM (core dumped)" */
@@ -359,6 +359,8 @@ void output_on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 		next_step(ev, next, sizeof(next));
 		note(o, &ev->exit->end_time, "pid %d %s after %s; %s", (int)ev->exit->pid, h,
 		     proto_duration(ev->exit->runtime_ns / 1000000, d, sizeof(d)), next);
+	} else if (ev->old_state == EVM_STATE_RELOADING && ev->state == EVM_STATE_RUNNING) {
+		note(o, &ev->time, "%s", ev->message ? ev->message : "reloaded");
 	} else if (ev->error) {
 		next_step(ev, next, sizeof(next));
 		note(o, &ev->time, "cannot start it: %s; %s",

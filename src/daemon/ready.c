@@ -332,7 +332,8 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 	}
 	if (ev->state != EVM_STATE_STARTING)
 		watch_stop(rd);
-	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING) {
+	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
+	    ev->state != EVM_STATE_RELOADING) {
 		rd->note = NULL;
 		rd->main_pid = 0;
 	}
@@ -416,7 +417,7 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 {
 	struct ready *rd = u->rd;
 	const char *note = rd->note;
-	bool ready = false, trigger = false;
+	bool ready = false, trigger = false, reloading = false;
 	for (char *line = msg, *end = msg + len, *nl; line < end; line = nl + 1) {
 		nl = memchr(line, '\n', (size_t)(end - line));
 		if (!nl)
@@ -432,6 +433,7 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 			ready = true;
 		} else if (!strcmp(k, "RELOADING") && !strcmp(v, "1")) {
 			rd->note = "reloading";
+			reloading = true;
 		} else if (!strcmp(k, "STOPPING") && !strcmp(v, "1")) {
 			rd->note = "stopping";
 		} else if (!strcmp(k, "STATUS")) {
@@ -454,10 +456,14 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 		events_log(d, u->name, NULL, -EOPNOTSUPP,
 			   "notify: file descriptors sent (FDSTORE) are closed: evmon keeps none");
 	}
+	/* RUNNING -> RELOADING until READY=1, within ready_timeout (notify-reload) */
+	if (reloading)
+		evm_service_reloading(u->svc, u->conf->ready_timeout_ms);
 	if (ready) {
 		if (rd->note && strcmp(rd->note, "stopping"))
 			rd->note = NULL; /* a reload is over */
-		if (evm_service_state(u->svc) == EVM_STATE_STARTING)
+		enum evm_state st = evm_service_state(u->svc);
+		if (st == EVM_STATE_STARTING || st == EVM_STATE_RELOADING)
 			evm_service_ready(u->svc); /* its state event says so */
 		else if (note && !rd->note)
 			publish_note(d, u, pid, "ready");

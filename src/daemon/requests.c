@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <fnmatch.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,53 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 			add_error(errors, u->name, r, NULL);
 	}
 	waits_reply(d, cl, req, stop ? W_STOP : W_START, sel.u, sel.n, snap, errors);
+	free(snap);
+	free(sel.u);
+}
+
+/*
+ * reload NAME...: the service's reload_signal (default SIGHUP); a ready =
+ * notify service is RELOADING until its RELOADING=1 then READY=1 (within
+ * ready_timeout), and the reply waits for it (systemd's notify-reload).
+ */
+static int reload_one(struct unit *u)
+{
+	int sig = u->conf->pol.reload_signal ? u->conf->pol.reload_signal : SIGHUP;
+	if (!u->svc)
+		return -ESRCH;
+	if (u->conf->ready == READY_NOTIFY)
+		return evm_service_reload(u->svc, sig, u->conf->ready_timeout_ms);
+	enum evm_state s = evm_service_state(u->svc);
+	if (s != EVM_STATE_RUNNING && s != EVM_STATE_STARTING)
+		return -ESRCH;
+	return evm_service_signal(u->svc, sig);
+}
+
+static void cmd_reload_services(struct daemon *d, struct client *cl, const cJSON *req)
+{
+	struct selection sel;
+	if (select_units(d, cl, req, false, &sel) < 0)
+		return;
+	struct wait_entry *snap = calloc(sel.n ? sel.n : 1, sizeof(*snap));
+	cJSON *errors = cJSON_CreateArray();
+	if (!snap) {
+		free(sel.u);
+		cJSON_Delete(errors);
+		control_reply_error(cl, "out of memory");
+		return;
+	}
+	size_t n = 0; /* the reloads under way, waited for; the others are errors */
+	for (size_t i = 0; i < sel.n; i++) {
+		struct unit *u = sel.u[i];
+		snap[n] = wait_snapshot(u, false);
+		int r = reload_one(u);
+		if (r < 0)
+			add_error(errors, u->name, r,
+				  r == -ESRCH ? "not running" : r == -EBUSY ? "reloading already" : NULL);
+		else
+			sel.u[n++] = u;
+	}
+	waits_reply(d, cl, req, W_RELOAD, sel.u, n, snap, errors);
 	free(snap);
 	free(sel.u);
 }
@@ -528,6 +576,11 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 	} else if (!strcmp(cmd, "reload")) {
 		if (d->stopping) {
 			control_reply_error(cl, "the daemon is shutting down");
+			return;
+		}
+		if (cJSON_GetObjectItemCaseSensitive(req, "names") ||
+		    cJSON_GetObjectItemCaseSensitive(req, "name")) {
+			cmd_reload_services(d, cl, req);
 			return;
 		}
 		cJSON *r = cJSON_CreateObject();

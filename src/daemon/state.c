@@ -148,7 +148,7 @@ static int parse_added(struct record *r, const char *json)
 
 static enum evm_state state_by_name(const char *name)
 {
-	for (int i = EVM_STATE_STOPPED; i <= EVM_STATE_FATAL; i++)
+	for (int i = EVM_STATE_STOPPED; i <= EVM_STATE_RELOADING; i++)
 		if (!strcmp(evm_state_name((enum evm_state)i), name))
 			return (enum evm_state)i;
 	return (enum evm_state)-1;

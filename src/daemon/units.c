@@ -112,12 +112,16 @@ void units_on_event(struct daemon *d, const struct evm_event *ev)
 	if (!u || u->svc != ev->service)
 		return;
 	u->transitions++;
-	bool was = ev->old_state == EVM_STATE_STARTING || ev->old_state == EVM_STATE_RUNNING;
-	bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING;
+	bool was = ev->old_state == EVM_STATE_STARTING || ev->old_state == EVM_STATE_RUNNING ||
+		   ev->old_state == EVM_STATE_RELOADING;
+	bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING ||
+		  ev->state == EVM_STATE_RELOADING;
 	if (is && !was)
 		u->starts++;
 	if (ev->state == EVM_STATE_BACKOFF && ev->error && !ev->exit)
 		u->spawn_failures++;
+	if (ev->old_state == EVM_STATE_RELOADING && ev->state == EVM_STATE_RUNNING && ev->error)
+		u->reload_failures++;
 	ready_on_event(d, u, ev);
 }
 
@@ -310,7 +314,8 @@ static void unit_release(struct daemon *d, struct unit *u)
 	health_released(u); /* its events no longer reach the unit: no check for it */
 	/* its stop ends every process of the cgroup: a successor waits for its removal */
 	enum evm_state st = evm_service_state(s);
-	if (u->cg && (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_STOPPING))
+	if (u->cg && (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING ||
+		      st == EVM_STATE_RELOADING || st == EVM_STATE_STOPPING))
 		u->old = s;
 	evm_service_remove(s);
 }

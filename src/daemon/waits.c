@@ -34,7 +34,7 @@ struct waiter {
 
 static bool is_active(enum evm_state s)
 {
-	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING;
+	return s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING || s == EVM_STATE_RELOADING;
 }
 
 static bool settled(const struct waiter *w, const struct wait_entry *e, struct unit *u)
@@ -42,9 +42,11 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 	if (!u || !u->svc)
 		return true; /* removed, or cannot be created */
 	enum evm_state s = evm_service_state(u->svc);
+	if (w->kind == W_RELOAD)
+		return s != EVM_STATE_RELOADING; /* a reload asked of it is over, one way or another */
 	if (w->kind == W_STOP)
 		return s == EVM_STATE_STOPPED || s == EVM_STATE_EXITED || s == EVM_STATE_FATAL;
-	if (s == EVM_STATE_RUNNING && e->was_active)
+	if ((s == EVM_STATE_RUNNING || s == EVM_STATE_RELOADING) && e->was_active)
 		return true;
 	if (u->blocked && u->transitions != e->transitions)
 		return true; /* a dependency kept it from starting */
@@ -116,6 +118,9 @@ static void waiter_finish(struct waiter *w)
 						  info.state == EVM_STATE_STOPPED ||
 						  info.state == EVM_STATE_BACKOFF ||
 						  (info.state == EVM_STATE_EXITED && !exit_ok(u, &info)));
+		if (w->kind == W_RELOAD)
+			bad = !u->svc || (info.state != EVM_STATE_RUNNING && info.state != EVM_STATE_STARTING) ||
+			      u->reload_failures != w->e[i].reload_failures;
 		if (w->timed_out && !settled(w, &w->e[i], u))
 			bad = true;
 		if (bad && nfailed++ < 8) {
@@ -138,7 +143,8 @@ static void waiter_finish(struct waiter *w)
 	if (nfailed || nerr || w->timed_out) {
 		char msg[1200];
 		snprintf(msg, sizeof(msg), "%s%s%s%s", w->timed_out ? "timed out waiting: " : "",
-			 nfailed ? (w->kind == W_START ? "not running: " : "not stopped: ") : "",
+			 !nfailed ? "" : w->kind == W_START ? "not running: " :
+			 w->kind == W_RELOAD ? "not reloaded: " : "not stopped: ",
 			 failed, nerr && !nfailed ? "some services failed" : "");
 		cJSON_AddFalseToObject(r, "ok");
 		cJSON_AddStringToObject(r, "error", msg);
@@ -191,6 +197,7 @@ struct wait_entry wait_snapshot(const struct unit *u, bool restart)
 		.transitions = u->transitions,
 		.starts = u->starts,
 		.spawn_failures = u->spawn_failures,
+		.reload_failures = u->reload_failures,
 		.was_active = !restart && u->svc && is_active(evm_service_state(u->svc)),
 	};
 }

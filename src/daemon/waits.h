@@ -15,7 +15,7 @@
 struct daemon;
 struct unit;
 
-enum wait_kind { W_START, W_STOP };
+enum wait_kind { W_START, W_STOP, W_RELOAD };
 
 /* A unit as it was when the request began (its counters only move forward). */
 struct wait_entry {
@@ -23,6 +23,7 @@ struct wait_entry {
 	unsigned transitions;
 	unsigned starts;
 	unsigned spawn_failures;
+	unsigned reload_failures;
 	bool was_active; /* starting or running */
 };
 

@@ -471,7 +471,7 @@ const char *evm_state_name(enum evm_state st)
 		[EVM_STATE_STOPPED] = "stopped", [EVM_STATE_STARTING] = "starting",
 		[EVM_STATE_RUNNING] = "running", [EVM_STATE_BACKOFF] = "backoff",
 		[EVM_STATE_STOPPING] = "stopping", [EVM_STATE_EXITED] = "exited",
-		[EVM_STATE_FATAL] = "fatal",
+		[EVM_STATE_FATAL] = "fatal", [EVM_STATE_RELOADING] = "reloading",
 	};
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
 }
@@ -483,6 +483,7 @@ void evm__services_free(struct evm_loop *loop)
 	/* the loop kills and reaps the processes next; nothing may call back here */
 	for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
 		evm_timer_cancel(s->timer);
+		evm_timer_cancel(s->reload_timer);
 		evm_cgroup_unwatch(s->cgw);
 		s->cgw = NULL;
 		if (s->proc) {

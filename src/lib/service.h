@@ -61,6 +61,11 @@ struct evm_service {
 	uint64_t alive_mono;	/* the last evm_service_watchdog (RUNNING) */
 	uint64_t watchdog_run_ms; /* this run's: watchdog_ms at the spawn, or evm_service_set_watchdog's */
 	uint8_t failing;	/* stopped by us (not ready in time, watchdog): its exit fails */
+	/* RELOADING: its own timer (the watchdog's s->timer still runs), and whether the
+	   service said RELOADING itself (a ready before that is not the reload's) */
+	struct evm_timer *reload_timer;
+	uint64_t reload_deadline_mono;
+	bool reload_noted;
 	bool stopped_by_user;
 	bool start_after_stop; /* restart(), or start() while STOPPING */
 	bool removing;	       /* free once stopped */
@@ -101,11 +106,14 @@ enum evm__sv_event {
 	EVM__SV_EMPTIED,      /* its cgroup has no process left */
 	EVM__SV_RESUME,	      /* evm_service_resume (arg: resume) */
 	EVM__SV_TRIGGER,      /* evm_service_watchdog_trigger: the service says it failed */
+	EVM__SV_RELOAD,	      /* evm_service_reload (arg: sig, timeout) */
+	EVM__SV_RELOADING,    /* evm_service_reloading (arg: timeout) */
+	EVM__SV_RELOAD_TIMEOUT, /* the reload's timeout elapsed before its ready */
 	EVM__SV_NEVENTS
 };
 
 /* a row each: the last enum evm_state + 1 */
-#define EVM__SV_NSTATES (EVM_STATE_FATAL + 1)
+#define EVM__SV_NSTATES (EVM_STATE_RELOADING + 1)
 /* in a cell's targets, besides the states: the service is removed (freed) */
 #define EVM__SV_REMOVED EVM__SV_NSTATES
 #define EVM__SV_TO(st) (1u << (st))
@@ -117,6 +125,8 @@ struct evm__sv_arg {
 	int error;
 	const struct evm_adopt_opts *adopt;
 	const struct evm_service_resume *resume;
+	int sig;		/* reload: the signal asking for it (0: none) */
+	uint64_t timeout_ms;	/* reload, reloading: 0 for no limit */
 };
 
 /*
@@ -159,6 +169,9 @@ EVM_HIDDEN void evm__sv_tell(struct evm_service *s);
 EVM_HIDDEN int evm__sv_take_main(struct evm_service *s, pid_t pid);
 
 /* svstart.c */
+/* RELOADING: its timer from now (timeout_ms 0: none), and the timer's end */
+EVM_HIDDEN int evm__sv_reload_arm(struct evm_service *s, uint64_t timeout_ms);
+EVM_HIDDEN void evm__sv_reload_fire(struct evm_timer *t, void *data);
 EVM_HIDDEN void evm__sv_spawn(struct evm_service *s);
 EVM_HIDDEN void evm__sv_became_ready(struct evm_service *s);
 EVM_HIDDEN void evm__sv_failed_start(struct evm_service *s, const struct evm_exit *exit,

@@ -15,7 +15,7 @@
 static bool svc_busy(const struct evm_service *s)
 {
 	return s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING ||
-	       s->state == EVM_STATE_STOPPING;
+	       s->state == EVM_STATE_RELOADING || s->state == EVM_STATE_STOPPING;
 }
 
 static void shutdown_kill_procs(struct evm_timer *t, void *data)

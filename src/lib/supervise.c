@@ -48,6 +48,8 @@
  *           watchdog up     -> (stays)                       stop; its exit is a failure
  *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
  *           trigger         -> (stays)                       stop; its exit is a failure
+ *           reload          -> RELOADING                     its reload signal; wait for reloading, ready
+ *           reloading       -> RELOADING                     the service reloads
  * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
  *           stop            -> STOPPED|STOPPING              cancel the restart; stop what is left
  *           remove          -> (removed)                     removed at once
@@ -68,6 +70,19 @@
  *           stop            -> STOPPED|STOPPING              STOPPING while its cgroup holds processes
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
+ * RELOADING start           -> (stays)                       nothing: it runs
+ *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
+ *           restart         -> STOPPING                      stop, then start after the exit
+ *           remove          -> STOPPING                      stop, then removed after the exit
+ *           exit            -> STOPPED|BACKOFF|EXITED|FATAL|(stays) as RUNNING's exit
+ *           stop_timeout    -> (stays)                       SIGKILL (watchdog, stopped)
+ *           ready           -> RUNNING|(stays)               reloaded, if it said reloading (else an earlier ready)
+ *           watchdog up     -> (stays)                       stop; its exit is a failure
+ *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
+ *           trigger         -> (stays)                       stop; its exit is a failure
+ *           reload          -> (stays)                       refused (-EBUSY): it reloads
+ *           reloading       -> (stays)                       noted: its next ready ends it
+ *           reload timeout  -> RUNNING                       running again, the reload failed
  * TABLE-END
  *
  * To add a state (ready, healthy, adopted, ...): add it to enum evm_state,
@@ -85,6 +100,13 @@
  * or it is stopped and its exit is a failed start. The watchdog (RUNNING)
  * stops a service that gives no sign of life for watchdog_ms; its exit is a
  * failure. Either way `failing` says why, and the exit's cell reads it.
+ *
+ * Reloading (systemd's notify-reload): RELOADING is RUNNING while the
+ * service reloads, entered by its own word (evm_service_reloading) or by a
+ * reload asked of it (evm_service_reload: its signal, then a ready counts
+ * only once it said it reloads); ready ends it, and its own timer
+ * (reload_timer, beside the watchdog's s->timer, which still runs) ends it
+ * as a failed reload, the service left running.
  *
  * One timer per service at most: the start grace or the ready timeout
  * (STARTING), the watchdog (RUNNING), the backoff (BACKOFF) or the kill
@@ -174,6 +196,8 @@ void evm__sv_enter(struct evm_service *s, enum evm_state st, const struct evm_ex
 		   int error, uint64_t delay_ms)
 {
 	on_table(s, EVM__SV_TO(st));
+	if (st != EVM_STATE_RELOADING)
+		evm_timer_cancel(s->reload_timer); /* the reload is over, one way or another */
 	set_state(s, st, exit, error, delay_ms);
 }
 
@@ -491,6 +515,61 @@ static int act_trigger(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
+/* RUNNING: ask for a reload (its signal), then wait for its RELOADING and READY */
+static int act_reload(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (a->sig > 0) {
+		int r = evm__sv_signal_to(s, a->sig, false);
+		if (r < 0)
+			return r;
+	}
+	s->reload_noted = false;
+	evm__sv_reload_arm(s, a->timeout_ms); /* no timer (out of memory): no limit */
+	if (a->sig > 0)
+		snprintf(s->msg, sizeof(s->msg), "reload asked (signal %d)", a->sig);
+	else
+		snprintf(s->msg, sizeof(s->msg), "reload asked");
+	evm__sv_enter(s, EVM_STATE_RELOADING, NULL, 0, 0);
+	return 0;
+}
+
+static int act_reload_busy(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	return -EBUSY;
+}
+
+/* the service says it reloads (RELOADING=1): its next ready ends the reload */
+static int act_reloading(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	s->reload_noted = true;
+	if (s->state == EVM_STATE_RELOADING)
+		return 0; /* asked by a reload: its timer runs already */
+	evm__sv_reload_arm(s, a->timeout_ms);
+	evm__sv_enter(s, EVM_STATE_RELOADING, NULL, 0, 0);
+	return 0;
+}
+
+/* RELOADING: ready again; a ready before the service's own RELOADING is an earlier one */
+static int act_reloaded(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->failing || !s->reload_noted)
+		return 0;
+	snprintf(s->msg, sizeof(s->msg), "reloaded");
+	evm__sv_enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+	return 0;
+}
+
+/* RELOADING too long: running as it was, the reload failed (systemd does not stop it either) */
+static int act_reload_timeout(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->failing || !s->proc)
+		return 0;
+	snprintf(s->msg, sizeof(s->msg), "reload not done in %llu ms",
+		 (unsigned long long)((evm__mono_ns() - s->since_mono) / 1000000));
+	evm__sv_enter(s, EVM_STATE_RUNNING, NULL, -ETIMEDOUT, 0);
+	return 0;
+}
+
 static int act_backoff_done(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	evm_timer_cancel(s->timer); /* likewise */
@@ -523,7 +602,7 @@ static int act_emptied_held(struct evm_service *s, const struct evm__sv_arg *a)
 	s->exit_held = false;
 	struct evm__sv_arg held = {.exit = &s->last_exit};
 	return s->state == EVM_STATE_STARTING ? act_exit_starting(s, &held)
-					      : act_exit_running(s, &held);
+					      : act_exit_running(s, &held); /* RUNNING, RELOADING */
 }
 
 /* ------------------------------------------------------------ the table */
@@ -545,6 +624,9 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_EMPTIED] = "cgroup empty",
 	[EVM__SV_RESUME] = "resume",
 	[EVM__SV_TRIGGER] = "trigger",
+	[EVM__SV_RELOAD] = "reload",
+	[EVM__SV_RELOADING] = "reloading",
+	[EVM__SV_RELOAD_TIMEOUT] = "reload timeout",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -591,6 +673,21 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_EXIT] = {act_exit_running, POLICY | EVM__SV_STAYS,
 				  "restart policy and max_retries; a restart waits for an empty cgroup"},
 		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_WATCHDOG] = {act_stop_failing, 0, "stop; its exit is a failure"},
+		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
+		[EVM__SV_TRIGGER] = {act_trigger, 0, "stop; its exit is a failure"},
+		[EVM__SV_RELOAD] = {act_reload, TO(RELOADING), "its reload signal; wait for reloading, ready"},
+		[EVM__SV_RELOADING] = {act_reloading, TO(RELOADING), "the service reloads"},
+	},
+	[EVM_STATE_RELOADING] = {
+		PROC_ROW,
+		[EVM__SV_EXIT] = {act_exit_running, POLICY | EVM__SV_STAYS, "as RUNNING's exit"},
+		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_READY] = {act_reloaded, TO(RUNNING) | EVM__SV_STAYS,
+				   "reloaded, if it said reloading (else an earlier ready)"},
+		[EVM__SV_RELOADING] = {act_reloading, EVM__SV_STAYS, "noted: its next ready ends it"},
+		[EVM__SV_RELOAD] = {act_reload_busy, 0, "refused (-EBUSY): it reloads"},
+		[EVM__SV_RELOAD_TIMEOUT] = {act_reload_timeout, TO(RUNNING), "running again, the reload failed"},
 		[EVM__SV_WATCHDOG] = {act_stop_failing, 0, "stop; its exit is a failure"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
 		[EVM__SV_TRIGGER] = {act_trigger, 0, "stop; its exit is a failure"},

@@ -79,7 +79,8 @@ int evm_service_watchdog_trigger(struct evm_service *s)
 {
 	if (!s || s->dead)
 		return -EINVAL;
-	if (!s->proc || (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING))
+	if (!s->proc || (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING &&
+			 s->state != EVM_STATE_RELOADING))
 		return -ESRCH;
 	return evm__sv_dispatch(s, EVM__SV_TRIGGER, NULL);
 }
@@ -90,15 +91,51 @@ int evm_service_set_watchdog(struct evm_service *s, uint64_t ms)
 	if (!s || s->dead)
 		return -EINVAL;
 	if (!s->proc || s->failing ||
-	    (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING))
+	    (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING &&
+	     s->state != EVM_STATE_RELOADING))
 		return -ESRCH;
 	s->watchdog_run_ms = ms;
 	s->alive_mono = evm__mono_ns();
-	if (s->state != EVM_STATE_RUNNING)
+	if (s->state == EVM_STATE_STARTING)
 		return 0; /* armed when it is ready */
-	/* RUNNING and not failing: the watchdog's is the only timer it may have */
+	/* RUNNING or RELOADING and not failing: s->timer can only be the watchdog's */
 	evm_timer_cancel(s->timer);
 	return ms ? evm_timer_add(s->loop, ms, evm__sv_watchdog_fire, s, &s->timer) : 0;
+}
+
+int evm_service_reload(struct evm_service *s, int sig, uint64_t timeout_ms)
+{
+	if (!s || s->dead || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	if (s->state == EVM_STATE_RELOADING)
+		return -EBUSY;
+	if (!s->proc || s->failing || s->state != EVM_STATE_RUNNING)
+		return -ESRCH;
+	return evm__sv_dispatch(s, EVM__SV_RELOAD,
+				&(struct evm__sv_arg){.sig = sig, .timeout_ms = timeout_ms});
+}
+
+int evm_service_reloading(struct evm_service *s, uint64_t timeout_ms)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (!s->proc || s->failing ||
+	    (s->state != EVM_STATE_RUNNING && s->state != EVM_STATE_RELOADING))
+		return -ESRCH;
+	return evm__sv_dispatch(s, EVM__SV_RELOADING, &(struct evm__sv_arg){.timeout_ms = timeout_ms});
+}
+
+/* a RELOADING service's reload timeout, at least ms from now */
+static int extend_reload(struct evm_service *s, uint64_t ms)
+{
+	if (!s->reload_timer)
+		return -ESRCH;
+	uint64_t now = evm__mono_ns();
+	if (ms > UINT64_MAX / 2000000)
+		ms = UINT64_MAX / 2000000;
+	if (now + ms * 1000000 <= s->reload_deadline_mono)
+		return 0;
+	return evm__sv_reload_arm(s, ms);
 }
 
 /* not an event: the state stays, only the deadline of the timer it has moves */
@@ -106,6 +143,8 @@ int evm_service_extend_timeout(struct evm_service *s, uint64_t ms)
 {
 	if (!s || s->dead)
 		return -EINVAL;
+	if (s->state == EVM_STATE_RELOADING && !s->failing)
+		return extend_reload(s, ms);
 	bool ready_wait = s->state == EVM_STATE_STARTING && s->ready == EVM_READY_DECLARED &&
 			  !s->failing && s->ready_timeout_ms;
 	bool kill_wait = s->state == EVM_STATE_STOPPING || s->failing;

@@ -93,7 +93,8 @@ int evm_service_set_main(struct evm_service *s, pid_t pid)
 {
 	if (!s || s->dead || pid <= 0)
 		return -EINVAL;
-	if (!s->proc || (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING))
+	if (!s->proc || (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING &&
+			 s->state != EVM_STATE_RELOADING))
 		return -ESRCH;
 	int r = evm__sv_take_main(s, pid);
 	if (r > 0)

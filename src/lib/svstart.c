@@ -7,7 +7,8 @@
  * event through evm__sv_dispatch (a timer fired, the exit, a failed spawn).
  *
  * A service has one timer at most (s->timer), cancelled before another is
- * armed, here or by the action that calls in. Every restart goes through
+ * armed, here or by the action that calls in; RELOADING has its own
+ * (reload_timer) beside the watchdog's. Every restart goes through
  * the backoff, which doubles from at least MIN_DOUBLING_MS: no spinning.
  */
 #include "service.h"
@@ -127,6 +128,23 @@ void evm__sv_watchdog_fire(struct evm_timer *t, void *data)
 	evm__sv_dispatch(s, EVM__SV_WATCHDOG, NULL);
 }
 
+void evm__sv_reload_fire(struct evm_timer *t, void *data)
+{
+	evm__sv_dispatch(data, EVM__SV_RELOAD_TIMEOUT, NULL);
+}
+
+/* RELOADING's own timer: the watchdog keeps s->timer */
+int evm__sv_reload_arm(struct evm_service *s, uint64_t timeout_ms)
+{
+	evm_timer_cancel(s->reload_timer);
+	if (!timeout_ms)
+		return 0;
+	if (timeout_ms > UINT64_MAX / 2000000)
+		timeout_ms = UINT64_MAX / 2000000;
+	s->reload_deadline_mono = evm__mono_ns() + timeout_ms * 1000000;
+	return evm_timer_add(s->loop, timeout_ms, evm__sv_reload_fire, s, &s->reload_timer);
+}
+
 /* STARTING (or STOPPED, adopting) -> RUNNING: the start succeeded */
 void evm__sv_became_ready(struct evm_service *s)
 {
@@ -144,6 +162,7 @@ void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *ow
 {
 	struct evm_service *s = owner;
 	evm_timer_cancel(s->timer);
+	evm_timer_cancel(s->reload_timer); /* a reload ends with the process */
 	if (s->kill_group && (p->flags & EVM__P_GROUP))
 		killpg(p->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
 	if (s->sid && !s->cg)

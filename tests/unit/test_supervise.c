@@ -720,6 +720,79 @@ static void test_set_watchdog_for_the_run(void **state)
 	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
 }
 
+/*
+ * A reload (systemd's notify-reload): its signal, RELOADING until the
+ * service's own RELOADING then READY (a READY before it is an earlier one's);
+ * the process stays the same throughout.
+ */
+static void test_reload_waits_for_reloading_then_ready(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, PAUSE, no_watchdog);
+	/* SIGWINCH: ignored by default, so it cannot kill the process before it runs */
+	assert_int_equal(evm_service_reload(a, SIGWINCH, 0), -ESRCH); /* no process */
+	evm_service_start(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	pid_t pid = evm_proc_pid(evm_service_proc(a));
+	assert_int_equal(evm_service_reload(a, SIGWINCH, 600000), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING);
+	assert_non_null(strstr(last_of("a", EVM_STATE_RELOADING)->msg, "reload asked (signal 28)"));
+	assert_int_equal(evm_service_reload(a, SIGWINCH, 600000), -EBUSY);
+	assert_int_equal(evm_service_ready(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING); /* not after its RELOADING */
+	assert_int_equal(evm_service_reloading(a, 0), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING);
+	assert_int_equal(evm_service_ready(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	const struct rec *r = last_of("a", EVM_STATE_RUNNING);
+	assert_int_equal(r->old, EVM_STATE_RELOADING);
+	assert_int_equal(r->error, 0);
+	assert_string_equal(r->msg, "reloaded");
+	/* the same process runs */
+	assert_int_equal(evm_proc_pid(evm_service_proc(a)), pid);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
+
+	/* the service's own RELOADING, no READY within its timeout: running again, failed */
+	assert_int_equal(evm_service_reloading(a, 50), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	r = last_of("a", EVM_STATE_RUNNING);
+	assert_int_equal(r->error, -ETIMEDOUT);
+	assert_non_null(strstr(r->msg, "reload not done in"));
+	assert_int_equal(evm_proc_pid(evm_service_proc(a)), pid);
+
+	/* EXTEND_TIMEOUT_USEC moves the reload's deadline */
+	assert_int_equal(evm_service_reloading(a, 50), 0);
+	assert_int_equal(evm_service_extend_timeout(a, 600000), 0);
+	uint64_t end = t_now_ms() + 200;
+	while (t_now_ms() < end)
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING);
+
+	/* an exit while reloading is a running service's exit: the policy restarts it */
+	assert_int_equal(evm_service_signal(a, SIGKILL), 0);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	assert_int_equal(last_of("a", EVM_STATE_BACKOFF)->old, EVM_STATE_RELOADING);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
+/* the watchdog still applies while reloading (systemd): a miss is a failure */
+static void test_watchdog_applies_while_reloading(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, PAUSE, watchdog);
+	evm_service_start(a);
+	assert_int_equal(evm_service_reloading(a, 600000), 0);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	const struct rec *b = last_of("a", EVM_STATE_BACKOFF);
+	assert_int_equal(b->old, EVM_STATE_RELOADING);
+	assert_non_null(strstr(b->msg, "watchdog: no sign of life for 300 ms"));
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
 static void test_missing_binary_goes_fatal_with_error(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -1163,7 +1236,7 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 static const char *state_text(unsigned st)
 {
 	static const char *const names[] = {"STOPPED", "STARTING", "RUNNING", "BACKOFF",
-					    "STOPPING", "EXITED",   "FATAL"};
+					    "STOPPING", "EXITED",   "FATAL",   "RELOADING"};
 	_Static_assert(sizeof(names) / sizeof(names[0]) == EVM__SV_NSTATES, "a name per state");
 	return st == EVM__SV_REMOVED ? "(removed)" : st > EVM__SV_REMOVED ? "(stays)" : names[st];
 }
@@ -1289,12 +1362,15 @@ static struct evm_service *reach(struct evm_loop *loop, const char *name, enum e
 		[EVM_STATE_STOPPING] = {PAUSE, EVM_RESTART_ON_FAILURE, slow_stop},
 		[EVM_STATE_EXITED] = {EXIT0, EVM_RESTART_NEVER, NULL},
 		[EVM_STATE_FATAL] = {EXIT3, EVM_RESTART_ON_FAILURE, no_start_retries},
+		[EVM_STATE_RELOADING] = {PAUSE, EVM_RESTART_ON_FAILURE, NULL},
 	};
 	struct evm_service *s = svc(loop, name, how[st].restart, how[st].args, how[st].tweak);
 	if (st != EVM_STATE_STOPPED)
 		assert_int_equal(evm_service_start(s), 0);
 	if (st == EVM_STATE_STOPPING)
 		assert_int_equal(evm_service_stop(s), 0);
+	if (st == EVM_STATE_RELOADING)
+		assert_int_equal(evm_service_reloading(s, 600000), 0);
 	RUN_UNTIL(loop, evm_service_state(s) == st, 10000);
 	return s;
 }
@@ -1357,6 +1433,18 @@ static void fire(struct evm_loop *loop, struct evm_service *s, enum evm__sv_even
 			kill(pid, SIGKILL);
 			assert_int_equal(waitpid(pid, NULL, 0), pid);
 		}
+		break;
+	}
+	case EVM__SV_RELOAD: {
+		int r = evm_service_reload(s, 0, 600000);
+		if (c->act)
+			assert_int_equal(r, c->to ? 0 : -EBUSY);
+		break;
+	}
+	case EVM__SV_RELOADING: {
+		int r = evm_service_reloading(s, 600000);
+		if (c->act)
+			assert_int_equal(r, 0);
 		break;
 	}
 	case EVM__SV_RESUME: {
@@ -1437,6 +1525,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_ready_timeout_fails_the_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extend_timeout_moves_the_ready_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watchdog_trigger_fails_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_waits_for_reloading_then_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watchdog_applies_while_reloading, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_watchdog_for_the_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watchdog_miss_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
