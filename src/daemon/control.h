@@ -67,18 +67,23 @@ void control_fds(const struct control *ctl, int *listen_fd, int *lock_fd);
 int control_client_fd(const struct client *cl);
 
 /*
- * Before an exec of ourselves: fn for each event follower that can be
- * handed over (subscribed, between requests, its output all sent; the
- * others close with the exec), with its descriptor and its patterns.
+ * Before an exec of ourselves: fn for each connection that can be handed
+ * over: between requests, its output all sent (waited for, up to a second
+ * in all), its request not half read; the others close with the exec. An
+ * events follower comes with its patterns (subscribed), any other with
+ * none: a client between two requests, or whose next one waits unread in
+ * the socket, which the new image answers.
  */
-typedef void (*control_follower_cb)(int fd, const char *const *patterns, size_t n, void *data);
+typedef void (*control_follower_cb)(int fd, bool subscribed, const char *const *patterns,
+				    size_t n, void *data);
 void control_followers(struct control *ctl, control_follower_cb fn, void *data);
 
 /*
- * After the exec: the follower on fd (kept open across it) is a client
- * again, subscribed to patterns. 0, or -errno with fd closed.
+ * After the exec: the connection on fd (kept open across it) is a client
+ * again, subscribed to patterns if it was. 0, or -errno with fd closed.
  */
-int control_take_follower(struct control *ctl, int fd, const char *const *patterns, size_t n);
+int control_take_follower(struct control *ctl, int fd, bool subscribed,
+			  const char *const *patterns, size_t n);
 
 /*
  * Answer the client's current request (resp is borrowed; its "id" is set).

@@ -12,8 +12,10 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int control_subscribe(struct client *cl, const char *const *patterns, size_t n)
@@ -107,19 +109,38 @@ void control_publish(struct control *ctl, const char *service, const char *line)
 	}
 }
 
-void control_followers(struct control *ctl, control_follower_cb fn, void *data)
+/* Send what cl has unsent, waiting for it until deadline (CLOCK_MONOTONIC ms). */
+static void flush_until(struct client *cl, int64_t deadline)
 {
-	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+	control__client_send(cl);
+	while (!cl->aborted && cl->out.len) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int64_t left = deadline - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		struct pollfd p = {.fd = cl->fd, .events = POLLOUT};
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return;
 		control__client_send(cl);
-		/* only between requests, with nothing unsent: a request or line would be cut */
-		if (!cl->subscribed || cl->aborted || cl->raw || cl->pending || cl->in.len ||
-		    cl->out.len || cl->eof)
-			continue;
-		fn(cl->fd, (const char *const *)cl->patterns, cl->npatterns, data);
 	}
 }
 
-int control_take_follower(struct control *ctl, int fd, const char *const *patterns, size_t n)
+void control_followers(struct control *ctl, control_follower_cb fn, void *data)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* a follower behind on its events gets them before the exec, up to a second in all */
+	int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1000;
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		flush_until(cl, deadline);
+		/* only between requests, with nothing unsent: a request or line would be cut */
+		if (cl->aborted || cl->raw || cl->pending || cl->in.len || cl->out.len || cl->eof)
+			continue;
+		fn(cl->fd, cl->subscribed, (const char *const *)cl->patterns, cl->npatterns, data);
+	}
+}
+
+int control_take_follower(struct control *ctl, int fd, bool subscribed,
+			  const char *const *patterns, size_t n)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
@@ -128,7 +149,7 @@ int control_take_follower(struct control *ctl, int fd, const char *const *patter
 	int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ? -errno : 0;
 	if (r == 0 && !(cl = control__client_new(ctl, fd, &cr, &why)))
 		r = -ENOMEM;
-	if (r == 0 && (r = control_subscribe(cl, patterns, n)) < 0)
+	if (r == 0 && subscribed && (r = control_subscribe(cl, patterns, n)) < 0)
 		control__client_abort(cl); /* closed by its callback */
 	if (cl)
 		return r;

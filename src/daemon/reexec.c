@@ -14,7 +14,8 @@
  * line is lost), and the requesting client's connection, which the new image
  * answers, and the events followers (ctl events, ctl wait) between two
  * requests, with their patterns: the new image follows them on, after a
- * "reexec" event. Everything else is close-on-exec and made again: the
+ * "reexec" event; so do the other clients between two requests (a request
+ * sent meanwhile waits in the socket, answered by the new image). Everything else is close-on-exec and made again: the
  * other clients' connections close, the metrics listener is bound again,
  * the log files are opened again at the next line.
  *
@@ -129,12 +130,24 @@ static void keep_cloexec(const struct keep *k, bool on)
 struct followers {
 	FILE *f;
 	struct keep *k;
+	int except;
 };
 
-/* "exec follower FD [PATTERN, ...]": an events follower, to go on after the exec */
-static void write_follower(int fd, const char *const *patterns, size_t n, void *data)
+/*
+ * "exec follower FD [PATTERN, ...]": an events follower, to go on after the
+ * exec; "exec conn FD": a client between requests, answered by the new image
+ */
+static void write_follower(int fd, bool subscribed, const char *const *patterns, size_t n,
+			   void *data)
 {
 	struct followers *w = data;
+	if (fd == w->except) /* the one asking: "exec client" */
+		return;
+	if (!subscribed) {
+		fprintf(w->f, "exec conn %d\n", fd);
+		keep_add(w->k, fd);
+		return;
+	}
 	cJSON *a = n ? cJSON_CreateStringArray(patterns, (int)n) : cJSON_CreateArray();
 	char *s = a ? cJSON_PrintUnformatted(a) : NULL;
 	if (s) {
@@ -160,7 +173,7 @@ static void write_state(struct daemon *d, FILE *f, int client, struct keep *k)
 	}
 	if (d->cg)
 		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
-	control_followers(d->ctl, write_follower, &(struct followers){f, k});
+	control_followers(d->ctl, write_follower, &(struct followers){f, k, client});
 	for (struct unit *u = d->first; u; u = u->next) {
 		int fds[4];
 		if (!u->out || !u->svc)
@@ -243,15 +256,19 @@ void reexec_done(struct daemon *d, struct record *r, size_t kept)
 {
 	size_t followers = 0;
 	for (size_t i = 0; i < r->nfollowers; i++) {
+		int fd = r->followers[i].fd;
+		r->followers[i].fd = -1; /* ours now, or closed */
+		if (!r->followers[i].patterns) { /* a client between requests */
+			control_take_follower(d->ctl, fd, false, NULL, 0);
+			continue;
+		}
 		cJSON *a = cJSON_Parse(r->followers[i].patterns);
 		int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
 		const char **p = n > 0 ? calloc((size_t)n, sizeof(*p)) : NULL;
 		for (int k = 0; p && k < n; k++)
 			p[k] = cJSON_GetStringValue(cJSON_GetArrayItem(a, k));
-		int fd = r->followers[i].fd;
-		r->followers[i].fd = -1; /* ours now, or closed */
 		if (n == 0 || p)
-			followers += control_take_follower(d->ctl, fd, p, (size_t)n) == 0;
+			followers += control_take_follower(d->ctl, fd, true, p, (size_t)n) == 0;
 		else
 			close(fd);
 		free(p);

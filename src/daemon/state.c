@@ -162,7 +162,7 @@ static uint64_t boot_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* "exec follower FD JSON": an events follower handed over */
+/* "exec follower FD JSON": an events follower handed over; json NULL: "exec conn FD" */
 static int parse_follower(struct record *r, int fd, const char *json)
 {
 	struct rec_follower *f = realloc(r->followers, (r->nfollowers + 1) * sizeof(*f));
@@ -170,7 +170,8 @@ static int parse_follower(struct record *r, int fd, const char *json)
 		return -1;
 	r->followers = f;
 	f[r->nfollowers].fd = fd;
-	if (!(f[r->nfollowers].patterns = strndup(json, strcspn(json, "\n"))))
+	f[r->nfollowers].patterns = NULL;
+	if (json && !(f[r->nfollowers].patterns = strndup(json, strcspn(json, "\n"))))
 		return -1;
 	r->nfollowers++;
 	return 0;
@@ -224,6 +225,8 @@ static int parse_line(struct record *r, char *line, bool exec)
 	}
 	if (sscanf(line, "exec follower %d %n", &a, &b) == 1 && line[b] == '[')
 		return parse_follower(r, a, line + b);
+	if (sscanf(line, "exec conn %d", &a) == 1)
+		return parse_follower(r, a, NULL);
 	if (sscanf(line, "exec cghome %4095s", path) == 1)
 		return (r->cg_home = strdup(path)) ? 0 : -1;
 	if (sscanf(line, "exec pipe %299s %d %d %d %d", name, &f[0], &f[1], &f[2], &f[3]) == 5) {

@@ -94,7 +94,7 @@ struct record {
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
 	struct rec_follower {
 		int fd;		/* an events follower's connection, or -1 once taken */
-		char *patterns;	/* its patterns, a JSON array */
+		char *patterns;	/* its patterns, a JSON array; NULL: a client between requests */
 	} *followers;
 	size_t nfollowers;
 };

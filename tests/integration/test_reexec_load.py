@@ -1,0 +1,204 @@
+"""Re-exec under load (issue 15 item 5): N services crash-looping and L
+services writing numbered log lines while `evmon ctl reexec` runs K times
+and clients keep pinging (50/5/5 in `make test`, 1,000/100/100 in
+`make test-scale`).
+
+What must hold at the end:
+- one event stream, followed across every re-exec: each process it says
+  was started has exactly one exit event, in order per service (none lost
+  or reported twice), and the exits are, pid for pid, the processes that
+  really ran (each appends its pid to a file first: a record kept outside
+  the daemon; compared as multisets, pids being reused);
+- every exit reaped by the daemon carries its status (the services stay its
+  children across the exec): none is "status unknown";
+- each logger's lines are 1, 2, 3, ... with none missing or repeated;
+- every ping sent was answered, by the same daemon pid, and no connection
+  was refused."""
+import collections
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from conftest import HELPER, SAN, wait_for
+from daemon_util import SLOW, Daemon
+
+RUNS = [(50, 5, 5), pytest.param(1000, 100, 100, marks=pytest.mark.scale)]
+PINGERS = 3
+
+
+class Stream(threading.Thread):
+    """The event stream, checked as it goes; it must stay open across re-execs."""
+
+    def __init__(self, sock):
+        super().__init__(daemon=True)
+        self.sock, self.lock = sock, threading.Lock()
+        self.running = {}  # service -> pid started and not yet exited
+        self.spawns = self.exits = self.reexecs = 0
+        self.exited = collections.Counter()  # pid -> exits
+        self.unknown = []
+        self.errors = []
+        self.closed = False
+
+    def run(self):
+        buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                with self.lock:
+                    for line in lines:
+                        self.take(json.loads(line))
+        except OSError:
+            pass
+        self.closed = True
+
+    def error(self, msg):
+        if len(self.errors) < 20:
+            self.errors.append(msg)
+
+    def take(self, ev):
+        kind, svc = ev.get("event"), ev.get("service")
+        if kind == "reexec":
+            self.reexecs += 1
+        elif kind == "state" and svc and svc.startswith("churn"):
+            active = ("starting", "running")
+            if ev["state"] in active and ev["old_state"] not in active:
+                if svc in self.running:
+                    self.error(f"{svc}: pid {ev.get('pid')} started before {self.running[svc]} exited")
+                self.running[svc] = ev["pid"]
+                self.spawns += 1
+        elif kind == "exit" and svc and svc.startswith("churn"):
+            pid = ev["pid"]
+            if self.running.get(svc) != pid:
+                self.error(f"{svc}: exit of pid {pid}, the running one is {self.running.get(svc)}")
+            self.running.pop(svc, None)
+            self.exits += 1
+            self.exited[pid] += 1
+            if ev.get("status_unknown"):
+                self.unknown.append(ev)
+
+
+class Pinger(threading.Thread):
+    """Pings on a fresh connection each time: every one must be answered."""
+
+    def __init__(self, d):
+        super().__init__(daemon=True)
+        self.d, self.stop = d, False
+        self.sent = self.answered = 0
+        self.failures, self.pids = [], set()
+
+    def run(self):
+        while not self.stop:
+            self.sent += 1
+            try:
+                r = self.d.request({"cmd": "ping"}, timeout=60)
+                self.answered += 1
+                self.pids.add(r["pid"])
+            except Exception as e:  # refused, closed unanswered, timed out: all failures
+                self.failures.append(repr(e))
+            time.sleep(0.005)
+
+
+def talk_lines(path):
+    with open(path) as f:
+        return [int(l.split()[1]) for l in f if l.startswith("line ")]
+
+
+def reexec(d):
+    """ctl reexec, once the daemon has started every service (it refuses before)."""
+    def once():
+        r = d.ctl("reexec", timeout=120)
+        return ("still starting" not in r.stderr) and r
+    return wait_for(once, timeout=60 * SLOW, interval=0.1, what="a re-exec")
+
+
+@pytest.mark.parametrize("n,loggers,reexecs", RUNS)
+def test_reexec_under_churn(procs, tmp_path, n, loggers, reexecs):
+    pidlog, logs = tmp_path / "pids", tmp_path / "logs"
+    os.makedirs(logs)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+client_buffer = 1G
+cgroup = no
+log_dir = {logs}
+start_secs = 0
+stable_secs = 0
+backoff_initial = 0.05
+backoff_max = 0.2
+stop_timeout = 5
+
+[service:churn]
+command = {HELPER} pidlog {pidlog} sleep 50 exit 1
+restart = always
+instances = {n}
+stdout = null
+stderr = null
+autostart = false
+
+[service:talk]
+command = sh -c 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.01; done'
+instances = {loggers}
+stdout = log
+""", start=False)
+    d.logpath = os.devnull if n > 100 else d.logpath  # lines per exit: not kept at scale
+    d.start()
+    s = d.connect()
+    s.settimeout(None)
+    s.sendall(b'{"cmd":"events"}\n')
+    first = b""
+    while not first.endswith(b"\n"):
+        first += s.recv(1)
+    assert json.loads(first)["ok"]
+    stream = Stream(s)
+    stream.start()
+    assert d.request({"cmd": "start", "names": ["churn"]})["ok"]  # followed from its first start
+    pingers = [Pinger(d) for _ in range(PINGERS)]
+    for p in pingers:
+        p.start()
+    try:
+        wait_for(lambda: stream.exits >= n, timeout=120 * SLOW, what=f"{n} exits")
+        for i in range(reexecs):
+            before = stream.exits
+            r = reexec(d)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert d.p.poll() is None
+            # churn goes on between two: some exits after this one
+            wait_for(lambda: stream.exits > before + n // 10, timeout=120 * SLOW,
+                     what=f"exits after re-exec {i + 1}")
+        wait_for(lambda: stream.reexecs == reexecs, what="every reexec event")
+    finally:
+        for p in pingers:
+            p.stop = True
+        for p in pingers:
+            p.join()
+    assert not stream.closed, "the event stream was closed"
+    r = d.request({"cmd": "stop", "names": ["churn", "talk"], "wait": True, "timeout": 60},
+                  timeout=120)
+    assert r["ok"], r
+    wait_for(lambda: not stream.running, timeout=30 * SLOW, what="the last exits")
+    with stream.lock:
+        errors, exited, spawns, exits = list(stream.errors), stream.exited.copy(), \
+            stream.spawns, stream.exits
+    ran = collections.Counter(int(l) for l in pidlog.read_text().split())
+    print(f"\nreexec load: {reexecs} re-execs, {exits} exits, {sum(p.answered for p in pingers)} pings")
+    assert not errors, errors
+    assert spawns == exits
+    # every process that ran exited once on the stream, and nothing else did; the
+    # stop may kill one between its spawn and its pidlog
+    assert not ran - exited, ran - exited
+    assert sum((exited - ran).values()) <= n, exited - ran
+    assert not stream.unknown, stream.unknown[:3]
+    for i in range(loggers):
+        lines = talk_lines(logs / f"talk:{i}.log")
+        assert len(lines) > 10 and lines == list(range(1, len(lines) + 1)), \
+            f"talk:{i}: lines lost or repeated"
+    for p in pingers:
+        assert not p.failures, p.failures[:5]
+        assert p.answered == p.sent and p.pids == {d.p.pid}
+    d.stop()
