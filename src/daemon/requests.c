@@ -135,7 +135,7 @@ static int reload_one(struct unit *u)
 static void cmd_reload_services(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	struct selection sel;
-	if (select_units(d, cl, req, false, &sel) < 0)
+	if (selection_get(d, cl, req, false, &sel) < 0)
 		return;
 	struct wait_entry *snap = calloc(sel.n ? sel.n : 1, sizeof(*snap));
 	cJSON *errors = cJSON_CreateArray();
