@@ -42,6 +42,7 @@ struct unit {
 	struct evm_service *old; /* a replaced service still stopping in cg: start after it */
 	struct ready *rd;	 /* how it becomes ready (ready.h); NULL: ready = started */
 	bool added;		 /* from `ctl add`, not from the config file */
+	uint64_t seq;		 /* its place in the order units were made (metrics.c) */
 	bool want_start;	 /* start as soon as it is created */
 	bool mark;		 /* scratch, for selections and reload */
 	int create_error;	 /* -errno of the last failed creation, else 0 */
@@ -120,6 +121,7 @@ struct daemon {
 	struct health *health_orphans; /* of units gone while their check ran (health.c) */
 	bool deps_dirty; /* units came or went: the dependencies are resolved again */
 	unsigned deps_gen; /* counts the resolutions */
+	uint64_t units_made; /* unit.seq of the last one */
 };
 
 /* daemon.c */

@@ -72,10 +72,16 @@ static const char *label(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * What a scrape knows of one service: a copy, since a scrape built across
+ * loop iterations may outlive the unit (removed by a reload meanwhile).
+ */
 struct row {
-	const struct unit *u;
+	char name[160]; /* the label value: names are at most 128 bytes + ":N" */
 	struct evm_service_info info;
-	bool has_info;
+	bool has_info, has_health, healthy;
+	unsigned starts;
+	unsigned long long checks, checks_failed;
 	struct evm_cgroup_stats cg; /* cg.have: 0 without a cgroup */
 };
 
@@ -94,7 +100,7 @@ static void daemon_families(struct text *t, struct daemon *d, const struct row *
 	family(t, "evmon_build_info", "gauge", "The evmon version, as a label; always 1.");
 	put(t, "evmon_build_info{version=\"%s\"} 1\n", evm_version());
 	family(t, "evmon_services", "gauge", "Services (instances counted one by one).");
-	put(t, "evmon_services %zu\n", d->nunits);
+	put(t, "evmon_services %zu\n", n); /* those of this scrape */
 	family(t, "evmon_services_state", "gauge", "Services in each state.");
 	size_t count[EVM_STATE_RELOADING + 1] = {0}, none = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -169,8 +175,9 @@ static const struct {
 			     "Health checks that failed, timed out or could not run."},
 };
 
-static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, const char *name)
+static void svc_sample(struct text *t, enum svc_metric m, const struct row *r)
 {
+	const char *name = r->name;
 	const struct evm_service_info *i = &r->info;
 	switch (m) {
 	case M_UP:
@@ -185,7 +192,7 @@ static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, c
 		put(t, "%s{service=\"%s\"} %u\n", svc_metrics[m].name, name, i->restarts);
 		break;
 	case M_STARTS:
-		put(t, "%s{service=\"%s\"} %u\n", svc_metrics[m].name, name, r->u->starts);
+		put(t, "%s{service=\"%s\"} %u\n", svc_metrics[m].name, name, r->starts);
 		break;
 	case M_FAILURES:
 		put(t, "%s{service=\"%s\"} %u\n", svc_metrics[m].name, name, i->failures);
@@ -230,13 +237,10 @@ static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, c
 	case M_HEALTHY:
 	case M_HEALTH_CHECKS:
 	case M_HEALTH_FAILED:
-		if (r->u->health) {
-			unsigned long long runs, failed;
-			health_counts(r->u, &runs, &failed);
+		if (r->has_health)
 			put(t, "%s{service=\"%s\"} %llu\n", svc_metrics[m].name, name,
-			    m == M_HEALTHY ? health_of(r->u) == HEALTH_HEALTHY : m == M_HEALTH_CHECKS ? runs
-			    : failed);
-		}
+			    m == M_HEALTHY ? (unsigned long long)r->healthy
+			    : m == M_HEALTH_CHECKS ? r->checks : r->checks_failed);
 		break;
 	case M_COUNT:
 		break;
@@ -244,67 +248,183 @@ static void svc_sample(struct text *t, enum svc_metric m, const struct row *r, c
 }
 
 /*
- * The rows of the last scrape stay allocated for the next: at 10,000
- * services they are megabytes, which malloc would map and unmap (and the
- * kernel fault in again) on every scrape. The daemon is single-threaded.
+ * A scrape is built in steps (metrics_scrape_read), each reading at most
+ * STEP_ROWS services and writing about as much text as it is asked for,
+ * so the endpoint's scrape of 10,000 services is spread over the loop
+ * iterations that send it rather than holding one for tens of ms (issue
+ * 19: exits not delayed by more than 10 ms). The services are read (and
+ * their cgroup files) while the first family is written; the daemon's
+ * families, which count them, come last. Units added after the scrape
+ * began are left for the next (a reload's replacement would repeat a
+ * name); one removed meanwhile moves the cursor on (metrics_unit_gone).
  */
-static struct row *rows_cache;
-static size_t rows_cap;
-static size_t last_len; /* the last text's length: the next starts that big */
+#define STEP_ROWS 64
 
-static struct row *rows_get(size_t n)
+struct metrics_scrape {
+	struct daemon *d;
+	struct row *rows;
+	size_t n, cap;
+	struct unit *next;   /* the next unit to read; NULL once all are read */
+	uint64_t seq;	     /* units up to this one (unit.seq) are in this scrape */
+	int m;		     /* the family being written; M_COUNT: the daemon's */
+	size_t i;	     /* its next row */
+	bool header, done;
+	struct text t;	     /* written, from off on not yet given out */
+	size_t off;
+	struct metrics_scrape *prev_s, *next_s; /* the scrapes under way */
+};
+
+static struct metrics_scrape *scrapes;
+/*
+ * The last scrape's rows stay allocated for the next: at 10,000 services
+ * they are megabytes, which malloc would map (and the kernel fault in)
+ * on every scrape. The daemon is single-threaded.
+ */
+static struct row *spare_rows;
+static size_t spare_cap;
+static size_t last_len; /* the last whole text's length: metrics_render starts that big */
+
+void metrics_unit_gone(struct unit *u)
 {
-	if (n > rows_cap) {
-		free(rows_cache);
-		rows_cap = 0;
-		if (!(rows_cache = malloc(n * sizeof(*rows_cache))))
-			return NULL;
-		rows_cap = n;
-	}
-	return rows_cache;
+	for (struct metrics_scrape *s = scrapes; s; s = s->next_s)
+		if (s->next == u)
+			s->next = u->next;
 }
 
-/* The label value of a row's name: the name itself unless it needs escaping. */
-static const char *row_name(const struct row *r, char *buf, size_t len)
+struct metrics_scrape *metrics_scrape_new(struct daemon *d)
 {
-	return strpbrk(r->u->name, "\\\"\n") ? label(r->u->name, buf, len) : r->u->name;
+	struct metrics_scrape *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	size_t want = d->nunits ? d->nunits : 1;
+	if (spare_rows && spare_cap >= want) {
+		s->rows = spare_rows;
+		s->cap = spare_cap;
+		spare_rows = NULL;
+	} else if (!(s->rows = malloc(want * sizeof(*s->rows)))) {
+		free(s);
+		return NULL;
+	} else {
+		s->cap = want;
+	}
+	s->d = d;
+	s->next = d->first;
+	s->seq = d->last ? d->last->seq : 0;
+	if ((s->next_s = scrapes))
+		scrapes->prev_s = s;
+	scrapes = s;
+	return s;
+}
+
+void metrics_scrape_free(struct metrics_scrape *s)
+{
+	if (!s)
+		return;
+	if (s->prev_s)
+		s->prev_s->next_s = s->next_s;
+	else
+		scrapes = s->next_s;
+	if (s->next_s)
+		s->next_s->prev_s = s->prev_s;
+	if (!spare_rows || s->cap > spare_cap) {
+		free(spare_rows);
+		spare_rows = s->rows;
+		spare_cap = s->cap;
+	} else {
+		free(s->rows);
+	}
+	free(s->t.p);
+	free(s);
+}
+
+static void row_fill(struct row *r, struct unit *u)
+{
+	if (strpbrk(u->name, "\\\"\n"))
+		label(u->name, r->name, sizeof(r->name));
+	else
+		snprintf(r->name, sizeof(r->name), "%s", u->name);
+	r->has_info = u->svc != NULL;
+	if (u->svc)
+		evm_service_info(u->svc, &r->info);
+	else
+		memset(&r->info, 0, sizeof(r->info));
+	r->starts = u->starts;
+	r->has_health = u->health != NULL;
+	if (r->has_health) {
+		r->healthy = health_of(u) == HEALTH_HEALTHY;
+		health_counts(u, &r->checks, &r->checks_failed);
+	}
+	r->cg.have = 0;
+	/* a few files each: only where a process runs (10,000 stopped ones cost 1.5 s) */
+	if (u->cg && r->info.pid > 0 && evm_cgroup_stats(u->cg, &r->cg) < 0)
+		r->cg.have = 0;
+}
+
+/* The next unit of the scrape into a new row: false once all are read. */
+static bool read_next(struct metrics_scrape *s)
+{
+	struct unit *u = s->next;
+	if (!u || u->seq > s->seq || s->n == s->cap) {
+		s->next = NULL;
+		return false;
+	}
+	row_fill(&s->rows[s->n++], u);
+	s->next = u->next;
+	return true;
+}
+
+/* More text: up to STEP_ROWS samples of the current family, its header, or the end. */
+static void step(struct metrics_scrape *s)
+{
+	if (s->m == M_COUNT) {
+		daemon_families(&s->t, s->d, s->rows, s->n);
+		s->done = true;
+		return;
+	}
+	if (!s->header) {
+		family(&s->t, svc_metrics[s->m].name, svc_metrics[s->m].type, svc_metrics[s->m].help);
+		s->header = true;
+	}
+	for (unsigned k = 0; k < STEP_ROWS; k++) {
+		if (s->i == s->n && (s->m != 0 || !read_next(s))) {
+			s->m++;
+			s->i = 0;
+			s->header = false;
+			return;
+		}
+		svc_sample(&s->t, (enum svc_metric)s->m, &s->rows[s->i++]);
+	}
+}
+
+ssize_t metrics_scrape_read(struct metrics_scrape *s, char *buf, size_t max)
+{
+	size_t n0 = s->n;
+	while (s->t.len - s->off < max && !s->done && !s->t.failed && s->n - n0 < STEP_ROWS)
+		step(s);
+	if (s->t.failed)
+		return -1;
+	size_t k = s->t.len - s->off < max ? s->t.len - s->off : max;
+	memcpy(buf, s->t.p + s->off, k);
+	s->off += k;
+	if (s->off == s->t.len)
+		s->off = s->t.len = 0; /* the buffer is written again from its start */
+	return (ssize_t)k;
 }
 
 char *metrics_render(struct daemon *d, size_t *len)
 {
-	struct text t = {0};
-	if (last_len && (t.p = malloc(last_len + last_len / 8)))
-		t.cap = last_len + last_len / 8;
-	struct row *rows = rows_get(d->nunits ? d->nunits : 1);
-	if (!rows) {
-		free(t.p);
+	struct metrics_scrape *s = metrics_scrape_new(d);
+	if (!s)
 		return NULL;
+	if (last_len && (s->t.p = malloc(last_len + last_len / 8)))
+		s->t.cap = last_len + last_len / 8;
+	while (!s->done && !s->t.failed)
+		step(s);
+	char *p = s->t.failed ? NULL : s->t.p;
+	if (p) {
+		*len = last_len = s->t.len;
+		s->t.p = NULL;
 	}
-	size_t n = 0;
-	for (struct unit *u = d->first; u && n < d->nunits; u = u->next, n++) {
-		struct row *r = &rows[n];
-		r->u = u;
-		r->has_info = u->svc != NULL;
-		if (u->svc)
-			evm_service_info(u->svc, &r->info);
-		else
-			memset(&r->info, 0, sizeof(r->info));
-		r->cg.have = 0;
-		/* a few files each: only where a process runs (10,000 stopped ones cost 1.5 s) */
-		if (u->cg && r->info.pid > 0 && evm_cgroup_stats(u->cg, &r->cg) < 0)
-			r->cg.have = 0;
-	}
-	daemon_families(&t, d, rows, n);
-	char name[2 * 160];
-	for (int m = 0; m < M_COUNT; m++) {
-		family(&t, svc_metrics[m].name, svc_metrics[m].type, svc_metrics[m].help);
-		for (size_t i = 0; i < n; i++)
-			svc_sample(&t, (enum svc_metric)m, &rows[i], row_name(&rows[i], name, sizeof(name)));
-	}
-	if (t.failed) {
-		free(t.p);
-		return NULL;
-	}
-	*len = last_len = t.len;
-	return t.p;
+	metrics_scrape_free(s);
+	return p;
 }

@@ -8,12 +8,27 @@
 
 #include <evmon.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct daemon;
 struct metrics_http;
 
 /* The exposition text (malloc'd, NUL-terminated, *len bytes), or NULL out of memory. */
 char *metrics_render(struct daemon *d, size_t *len);
+
+/*
+ * The same text built in pieces as it is read (the HTTP endpoint): each
+ * read takes at most a bounded number of services, so no loop iteration
+ * holds the whole scrape. metrics_scrape_read gives the next bytes (at
+ * most max; 0 at the end, -1 out of memory).
+ */
+struct metrics_scrape;
+struct unit;
+struct metrics_scrape *metrics_scrape_new(struct daemon *d);
+ssize_t metrics_scrape_read(struct metrics_scrape *s, char *buf, size_t max);
+void metrics_scrape_free(struct metrics_scrape *s);
+/* u is about to be freed: scrapes under way move past it. */
+void metrics_unit_gone(struct unit *u);
 
 /*
  * Serve GET /metrics on addr ("IPv4:PORT" or "[IPv6]:PORT"; port 0 picks

@@ -31,12 +31,13 @@
 
 #define METRICS_CONNECTIONS 64 /* at once: scrapers are few */
 #define METRICS_IDLE_SECS 10   /* a connection silent this long is closed */
+#define SCRAPE_BLOCK (16 * 1024) /* the body's pieces: one per connection and loop iteration */
 
 /* the functions of libmicrohttpd used here, from its dlopen */
 #define MHD_FUNCS(X)                                                                               \
 	X(MHD_start_daemon) X(MHD_stop_daemon) X(MHD_run) X(MHD_get_timeout)                       \
 	X(MHD_get_daemon_info) X(MHD_create_response_from_buffer) X(MHD_add_response_header)       \
-	X(MHD_queue_response) X(MHD_destroy_response)
+	X(MHD_queue_response) X(MHD_destroy_response) X(MHD_create_response_from_callback)
 #define MHD_FIELD(f) __typeof__(f) *f;
 static struct {
 	void *lib;
@@ -75,21 +76,37 @@ struct metrics_http {
 	char last_error[300]; /* MHD's last message, for a failed start */
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
-			     enum MHD_ResponseMemoryMode mode, const char *type)
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
+			     const char *type)
 {
-	struct MHD_Response *r = mhd.MHD_create_response_from_buffer(len, body, mode);
-	if (!r) {
-		if (mode == MHD_RESPMEM_MUST_FREE)
-			free(body);
+	if (!r)
 		return MHD_NO;
-	}
 	mhd.MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		mhd.MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	enum MHD_Result ok = mhd.MHD_queue_response(c, status, r);
 	mhd.MHD_destroy_response(r);
 	return ok;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+			     const char *type)
+{
+	return queue(c, status, mhd.MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT),
+		     type);
+}
+
+/* The body, a piece each time MHD has room for one (at most one per loop iteration). */
+static ssize_t body_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	ssize_t n = metrics_scrape_read(cls, buf, max);
+	return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void body_free(void *cls)
+{
+	metrics_scrape_free(cls);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -104,18 +121,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	(void)con_cls;
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, not_allowed, sizeof(not_allowed) - 1,
-			     MHD_RESPMEM_PERSISTENT, "text/plain; charset=utf-8");
+			     "text/plain; charset=utf-8");
 	if (*upload_len) /* a body with a GET: ignore it */
 		*upload_len = 0;
 	if (strcmp(url, "/metrics"))
-		return reply(c, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1, MHD_RESPMEM_PERSISTENT,
+		return reply(c, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1,
 			     "text/plain; charset=utf-8");
-	size_t len = 0;
-	char *body = metrics_render(m->d, &len);
-	if (!body)
+	/* built as it is sent (metrics.h): 10,000 services in one go held the loop 40-80 ms */
+	struct metrics_scrape *s = metrics_scrape_new(m->d);
+	if (!s)
 		return MHD_NO; /* out of memory: close the connection */
-	return reply(c, MHD_HTTP_OK, body, len, MHD_RESPMEM_MUST_FREE,
-		     "text/plain; version=0.0.4; charset=utf-8");
+	struct MHD_Response *r = mhd.MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SCRAPE_BLOCK,
+								       body_read, s, body_free);
+	if (!r)
+		metrics_scrape_free(s);
+	return queue(c, MHD_HTTP_OK, r, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void on_timer(struct evm_timer *t, void *data);

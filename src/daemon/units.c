@@ -286,6 +286,7 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	u->conf = svc_conf_ref(c);
 	u->instance = i;
 	u->added = added;
+	u->seq = ++d->units_made;
 	u->want_start = c->pol.autostart;
 	u->prev = d->last;
 	if (d->last)
@@ -324,6 +325,7 @@ void unit_remove(struct daemon *d, struct unit *u)
 {
 	if (d->start_next == u)
 		d->start_next = u->next;
+	metrics_unit_gone(u);
 	deps_forget(d, u);
 	u->pending = u->want_stop = false;
 	evm_timer_cancel(u->grace_timer);

@@ -295,3 +295,34 @@ autostart = false
     assert mem.get("spin", 1) > 0
     assert "idle" not in cpu  # not running: its cgroup is not read
     d.stop()
+
+
+def test_a_scrape_is_built_as_it_is_read(procs, tmp_path):
+    """The endpoint builds a scrape of 10,000 services in pieces, one per loop
+    iteration as the scraper's connection takes them, rather than in one iteration
+    that holds up everything else (exits, ctl; issue 19: 40-80 ms here): the loop
+    goes round many times between the scrape's start and the end of its text, where
+    evmon_loop_iterations_total is written. Nothing else happens meanwhile (every
+    service stopped), so built in one go it would be a handful."""
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+metrics_listen = 127.0.0.1:0
+
+[service:s]
+command = {HELPER} pause
+instances = 10000
+autostart = false
+""")
+    url = endpoint(d)
+    before = parse(d.ctl("metrics").stdout)["evmon_loop_iterations_total"]["samples"][0][1]
+    code, headers, text = http(url)
+    assert code == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    fams = parse(text)
+    up = by_service(fams, "evmon_service_up")
+    assert len(up) == 10000 and sum(up.values()) == 0
+    assert fams["evmon_services"]["samples"] == [({}, 10000.0)]
+    during = fams["evmon_loop_iterations_total"]["samples"][0][1] - before
+    # 2.8 MB in pieces of at most 16 KiB: at least 170 iterations
+    assert during >= 100, f"the scrape took {during:.0f} loop iterations"
+    print(f"\nscrape of 10,000 services: {len(text)} bytes over {during:.0f} loop iterations")
+    d.stop()
