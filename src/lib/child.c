@@ -280,29 +280,80 @@ EVM_CHILD_CODE bool evm__status_mask(const char *buf, size_t n, const char *key,
 	return false;
 }
 
+/* "\nKEY\tDIGITS\n" in buf[0..n), DIGITS the decimal of v (child-safe: no snprintf) */
+EVM_CHILD_CODE bool evm__status_is(const char *buf, size_t n, const char *key, unsigned long v)
+{
+	char line[48];
+	size_t k = 0, klen = slen(key);
+	if (klen > sizeof(line) - 24)
+		return false;
+	line[k++] = '\n';
+	for (size_t i = 0; i < klen; i++)
+		line[k++] = key[i];
+	line[k++] = '\t';
+	char digits[20];
+	int d = 0;
+	do
+		digits[d++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (d)
+		line[k++] = digits[--d];
+	line[k++] = '\n';
+	for (size_t i = 0; i + k <= n; i++) {
+		size_t j = 0;
+		while (j < k && buf[i + j] == line[j])
+			j++;
+		if (j == k)
+			return true;
+	}
+	return false;
+}
+
+/* the three masks of a status text, or false if one is missing or cut */
+EVM_CHILD_CODE static bool status_masks(const char *buf, ssize_t n, uint64_t *blk, uint64_t *ign,
+					uint64_t *cgt)
+{
+	return n > 0 && evm__status_mask(buf, (size_t)n, "SigBlk:", blk) &&
+	       evm__status_mask(buf, (size_t)n, "SigIgn:", ign) &&
+	       evm__status_mask(buf, (size_t)n, "SigCgt:", cgt);
+}
+
 /*
  * Set what is ignored or caught back to SIG_DFL. Which those are, and which
- * signals are blocked, we read from our own /proc/self/status: the copy the
- * kernel made at clone, so exact whatever another thread of the parent did
- * meanwhile, in 3 syscalls instead of 62 rt_sigaction (each about 1 us with
- * page-table isolation, most of a tiny child's spawn). Without /proc, or
+ * signals are blocked, we read from /proc, in 1 or 3 syscalls instead of 62
+ * rt_sigaction (each 1-3 us with page-table isolation, most of a tiny
+ * child's spawn):
+ * - parent_statusfd (a CLONE_VFORK spawn): our parent's status, already
+ *   open, when it says the parent has one thread, and so the one waiting
+ *   for our exec: nothing can change its dispositions or that thread's mask
+ *   until then, so they are still the ones we were cloned with;
+ * - else our own /proc/self/status: the copy the kernel made at clone,
+ *   exact whatever another thread of the parent does meanwhile.
+ * After CLONE_CLEAR_SIGHAND the parent's handlers are not ours (the kernel
+ * set them to SIG_DFL): only what is ignored is reset. Without /proc, or
  * with a status too long to read here, every disposition is reset.
  */
-EVM_CHILD_CODE static void reset_signals(bool *blocked)
+EVM_CHILD_CODE static void reset_signals(struct evm__spawn_req *r, bool *blocked)
 {
-	char buf[2048]; /* SigIgn is about 720 bytes in */
+	char buf[2048]; /* SigIgn is about 700 bytes in */
 	uint64_t ign = 0, cgt = 0, blk = 0;
 	bool known = false;
 	/* raw syscalls: a sanitizer's open/read/close interceptors take locks another thread may hold */
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = syscall(SYS_read, fd, buf, sizeof(buf));
-		syscall(SYS_close, fd); /* it may sit on 0-2, which setup_stdio hands on */
-		known = n > 0 && evm__status_mask(buf, (size_t)n, "SigBlk:", &blk) &&
-			evm__status_mask(buf, (size_t)n, "SigIgn:", &ign) &&
-			evm__status_mask(buf, (size_t)n, "SigCgt:", &cgt);
+	if (r->parent_statusfd >= 0) {
+		ssize_t n = syscall(SYS_pread64, r->parent_statusfd, buf, sizeof(buf), 0);
+		known = n > 0 && evm__status_is(buf, (size_t)n, "Threads:", 1) &&
+			evm__status_is(buf, (size_t)n, "Tgid:", (unsigned long)r->parent_pid) &&
+			status_masks(buf, n, &blk, &ign, &cgt);
 	}
-	uint64_t reset = known ? ign | cgt : ~(uint64_t)0;
+	if (!known) {
+		int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = syscall(SYS_read, fd, buf, sizeof(buf));
+			syscall(SYS_close, fd); /* it may sit on 0-2, which setup_stdio hands on */
+			known = status_masks(buf, n, &blk, &ign, &cgt);
+		}
+	}
+	uint64_t reset = !known ? ~(uint64_t)0 : r->handlers_cleared ? ign : ign | cgt;
 	for (int s = 1; s < NSIG && s <= 64; s++)
 		if (s != SIGKILL && s != SIGSTOP && (reset >> (s - 1) & 1))
 			evm__sig_default(s);
@@ -433,7 +484,7 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	 */
 	bool blocked = true; /* unknown: unblock everything at the end */
 	if (r->reset_signals)
-		reset_signals(&blocked);
+		reset_signals(r, &blocked);
 	set_session(r);
 	set_limits(r);
 	set_credentials(r);

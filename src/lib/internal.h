@@ -280,6 +280,8 @@ struct evm__spawn_req {
 	bool cgroup_in_child; /* no CLONE_INTO_CGROUP: the child moves itself */
 	pid_t parent_pid;
 	bool reset_signals; /* ignored and caught signals back to SIG_DFL (not needed from the helper) */
+	bool handlers_cleared; /* CLONE_CLEAR_SIGHAND: only the ignored ones are left to reset */
+	int parent_statusfd;   /* CLONE_VFORK: the loop's /proc/self/status, else -1 (child.c) */
 	int cwd_fd;	/* helper path: our cwd (O_PATH), to fchdir before chdir(cwd) */
 	int errfd;	/* clone() fallback: the child writes {errno, stage} here */
 	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
@@ -311,6 +313,8 @@ EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
 EVM_HIDDEN void evm__sig_default(int sig);  /* SIG_DFL, glibc's own signals included */
 /* a "KEY:\t%016llx" mask line of /proc/PID/status in buf[0..n) (child-safe) */
 EVM_HIDDEN bool evm__status_mask(const char *buf, size_t n, const char *key, uint64_t *out);
+/* a "KEY:\t%lu" line of /proc/PID/status with that value in buf[0..n) (child-safe) */
+EVM_HIDDEN bool evm__status_is(const char *buf, size_t n, const char *key, unsigned long v);
 
 /* a clone3 error that is about the CLONE_INTO_CGROUP target, not the fork */
 static inline bool evm__cgroup_errno(int e)

@@ -221,6 +221,7 @@ static void req_init(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.fds = {-1, -1, -1},
 		.cwd_fd = -1,
 		.errfd = -1,
+		.parent_statusfd = -1,
 	};
 	req->restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
 	for (size_t i = 0; i < o->nrlimits; i++)

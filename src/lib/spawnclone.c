@@ -150,13 +150,31 @@ static void reap_failed(pid_t pid, int pidfd)
 }
 
 /*
+ * Our /proc/self/status, kept open (-1 without /proc or an fd); above 0-2,
+ * where a program that closed its stdio would hand it to a child that
+ * inherits them.
+ */
+static int status_fd(struct evm_loop *loop)
+{
+	if (loop->statusfd < 0) {
+		int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && fd < 3) {
+			int up = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+			close(fd);
+			fd = up;
+		}
+		loop->statusfd = fd;
+	}
+	return loop->statusfd;
+}
+
+/*
  * The process's umask, for children of the spawn helper (which has the umask
  * of when it started): Umask of /proc/self/status, or the racy way without /proc.
  */
 static mode_t current_umask(struct evm_loop *loop)
 {
-	if (loop->statusfd < 0)
-		loop->statusfd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	status_fd(loop);
 	char buf[4096];
 	ssize_t n = loop->statusfd >= 0 ? pread(loop->statusfd, buf, sizeof(buf) - 1, 0) : -1;
 	if (n > 0) {
@@ -206,6 +224,8 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 			  bool want_pidfd, bool *plain_clone)
 {
 	req->reset_signals = true;
+	req->handlers_cleared = true;
+	req->parent_statusfd = status_fd(loop); /* we wait for its exec (child.c's reset_signals) */
 	bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
 	struct clone_args a = {
 		.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND | req->ns |
@@ -259,6 +279,9 @@ static pid_t clone_plain(struct evm_loop *loop, struct evm__spawn_req *req, int 
 	/* the child must not run our handlers before it resets them */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	req->reset_signals = true;
+	req->handlers_cleared = false;
+	/* our status tells the child what it has only while we wait for its exec */
+	req->parent_statusfd = sync >= 0 ? -1 : status_fd(loop);
 	req->errfd = ep[1];
 	req->cgroup_in_child = req->cgroup_fd >= 0;
 	int flags = CLONE_VM | (sync >= 0 ? 0 : CLONE_VFORK) | SIGCHLD | (int)req->ns |

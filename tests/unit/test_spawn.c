@@ -649,6 +649,54 @@ static void test_stdio_inherit_cloexec(void **state)
 	t_forked(inherit_cloexec_stdio, &a);
 }
 
+/*
+ * Our stdin closed after the loop started: the descriptors the loop opens at
+ * its first spawn (its /proc/self/status) stay above 2, so a child that
+ * inherits stdin finds it closed, not one of ours.
+ */
+static void closed_stdin_stays_closed(void *arg)
+{
+	struct swap_arg *a = arg;
+	t_set_mode(a->m);
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	if (!strcmp(a->m->spawn, "helper")) {
+		/* not yet: the socket to the helper, made at the first spawn, takes fd 0 */
+		evm_loop_free(loop);
+		return;
+	}
+	int pipes[2][2];
+	for (int i = 0; i < 2; i++)
+		CHECK(pipe2(pipes[i], O_CLOEXEC) == 0);
+	close(0); /* the lowest free fd from now on */
+	for (int i = 0; i < 2; i++) {
+		int *pp = pipes[i];
+		char *argv[] = {t_helper, "fds", NULL};
+		struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+		o.stdio[1] = (struct evm_stdio){EVM_STDIO_FD, pp[1]};
+		struct evm_proc *p;
+		CHECK(evm_spawn(loop, &o, &p) == 0);
+		close(pp[1]);
+		char buf[512];
+		drain(pp[0], buf, sizeof(buf));
+		close(pp[0]);
+		CHILD_RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+		evm_proc_unref(p);
+		if (strstr(buf, "fd 0\n") || !strstr(buf, "fd 1\n")) {
+			fprintf(stderr, "spawn %d: the child's fds:\n%s", i, buf);
+			CHECK(!"stdin closed, stdout ours");
+		}
+	}
+	evm_loop_free(loop);
+}
+
+static void test_closed_stdin_stays_closed(void **state)
+{
+	(void)state;
+	struct swap_arg a = {mode};
+	t_forked(closed_stdin_stays_closed, &a);
+}
+
 /* No fd of ours but 0/1/2 reaches a child, CLOEXEC or not. */
 static void test_no_fd_leak_into_child(void **state)
 {
@@ -837,6 +885,48 @@ static void test_child_signal_state(void **state)
 	t_forked(sig_state, &a);
 }
 
+static void *park(void *arg)
+{
+	char c;
+	(void)!read(*(int *)arg, &c, 1); /* until the pipe's write end closes */
+	return NULL;
+}
+
+/*
+ * With a second thread the child cannot take its parent's status for its
+ * own (that thread could change a disposition before the exec): it reads
+ * its own, and still starts with nothing ignored and nothing blocked.
+ */
+static void sig_state_threaded(void *arg)
+{
+	struct sig_arg *a = arg;
+	int pp[2];
+	CHECK(pipe2(pp, O_CLOEXEC) == 0);
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, park, &pp[0]) == 0);
+	ignore_raw(33);
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0);
+	t_set_mode(a->m);
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	check_child_signals(loop);
+	evm_loop_free(loop);
+	close(pp[1]);
+	CHECK(pthread_join(th, NULL) == 0);
+	close(pp[0]);
+}
+
+static void test_child_signal_state_threaded(void **state)
+{
+	(void)state;
+	struct sig_arg a = {mode};
+	t_forked(sig_state_threaded, &a);
+}
+
 struct two_spawns {
 	struct evm_loop *loop;
 	struct evm_proc *p[2];
@@ -948,6 +1038,36 @@ static void test_status_mask(void **state)
 	}
 	assert_true(v >> (SIGURG - 1) & 1);
 	sigaction(SIGURG, &old, NULL);
+}
+
+/* whether the parent's status may stand for the child's: its Threads and Tgid lines */
+static void test_status_is(void **state)
+{
+	(void)state;
+	static const char text[] = "Name:\tx\nTgid:\t4321\nPid:\t4321\nThreads:\t1\nSigQ:\t0/9\n";
+	size_t n = sizeof(text) - 1;
+	assert_true(evm__status_is(text, n, "Threads:", 1));
+	assert_true(evm__status_is(text, n, "Tgid:", 4321));
+	assert_false(evm__status_is(text, n, "Tgid:", 432));
+	assert_false(evm__status_is(text, n, "Tgid:", 43210));
+	assert_false(evm__status_is(text, n, "Threads:", 2));
+	assert_false(evm__status_is(text, n, "Name:", 0));
+	/* "Threads:\t12" is not one thread, and a line cut before its end says nothing */
+	static const char twelve[] = "x\nThreads:\t12\nSigQ:\t0/9\n";
+	assert_false(evm__status_is(twelve, sizeof(twelve) - 1, "Threads:", 1));
+	const char *cut = strstr(text, "Threads:") + 10;
+	assert_false(evm__status_is(text, (size_t)(cut - text), "Threads:", 1));
+	assert_true(evm__status_is(text, (size_t)(cut - text) + 1, "Threads:", 1));
+	/* and our own status agrees with getpid() */
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		T_SKIP("no /proc/self/status");
+	ssize_t got = read(fd, buf, sizeof(buf));
+	close(fd);
+	assert_true(got > 0);
+	assert_true(evm__status_is(buf, (size_t)got, "Tgid:", (unsigned long)getpid()));
+	assert_false(evm__status_is(buf, (size_t)got, "Tgid:", (unsigned long)getpid() + 1));
 }
 
 /* --------------------------------------------------- sessions and groups */
@@ -1403,12 +1523,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stdio_swap, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_inherit_cloexec, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_closed_stdin_stays_closed, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_inherit_fds, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_pid, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state_changed_in_callback, setup,
 						t_teardown),
+		cmocka_unit_test_setup_teardown(test_child_signal_state_threaded, setup, t_teardown),
 		cmocka_unit_test(test_status_mask),
+		cmocka_unit_test(test_status_is),
 		cmocka_unit_test_setup_teardown(test_session_and_groups, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_group, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_helper_killed_mid_spawn, setup, t_teardown),
