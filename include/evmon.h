@@ -831,6 +831,32 @@ enum evm_kill_mode {
 	EVM_KILL_TREE,
 };
 
+/*
+ * What the service's life is (systemd's Type=forking, with or without
+ * PIDFile=):
+ *   MAIN  its main process: its exit is the service's exit.
+ *   TREE  with a watched cgroup and kill_mode TREE: a successful exit of
+ *         the main process while the cgroup holds processes (a daemon that
+ *         forked and whose first process returned) is held: the service
+ *         stays STARTING/RUNNING, with no main process, until the cgroup
+ *         is empty, and the held exit is then decided by the policy (a
+ *         restart starts a fresh tree). A failed exit is decided at once
+ *         (a restart still waits for an empty cgroup). Without a watched
+ *         cgroup nothing tells when the tree ends: as MAIN, but for the
+ *         pidfile below.
+ * With a pidfile (either mode), a successful exit of the first main
+ * process makes the service read the file (retried every 20 ms for up to
+ * 5 s while its tree lives) and take its pid as the main process
+ * (evm_service_set_main: only a process of its cgroup, or without one of
+ * its session); that process's exit is then the service's. A pid not the
+ * service's is refused and said in the event's message.
+ */
+enum evm_track {
+	EVM_TRACK_AUTO = 0, /* MAIN */
+	EVM_TRACK_MAIN,
+	EVM_TRACK_TREE,
+};
+
 struct evm_service_opts {
 	const char *name; /* required, copied */
 	/*
@@ -913,6 +939,10 @@ struct evm_service_opts {
 	 * GROUP : cgroup ? TREE : PROCESS, as before this field existed.
 	 */
 	enum evm_kill_mode kill_mode;
+	/* What ends the service: its main process or its tree (evm_track); default MAIN */
+	enum evm_track track;
+	/* Optional (copied): the file a forking daemon writes its pid into (evm_track) */
+	const char *pidfile;
 };
 
 /*

@@ -218,6 +218,7 @@ void svc_conf_unref(struct svc_conf *c)
 	free(c->env_files);
 	free(c->rlimits);
 	free(c->directory);
+	free(c->pidfile);
 	free(c->user);
 	free(c->group);
 	for (size_t i = 0; i < sizeof(c->limits) / sizeof(c->limits[0]); i++)
@@ -296,7 +297,8 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 	       (!a->ngroups || !memcmp(a->groups, b->groups, a->ngroups * sizeof(gid_t))) &&
 	       a->pol.set_umask == b->pol.set_umask && a->pol.umask == b->pol.umask &&
 	       a->pol.out[0] == b->pol.out[0] && a->pol.out[1] == b->pol.out[1] &&
-	       a->pol.kill_mode == b->pol.kill_mode && limits_eq(a, b) &&
+	       a->pol.kill_mode == b->pol.kill_mode && a->pol.track == b->pol.track &&
+	       str_eq(a->pidfile, b->pidfile) && limits_eq(a, b) &&
 	       a->ids_unresolved == b->ids_unresolved &&
 	       (!a->ids_unresolved || (str_eq(a->user, b->user) && str_eq(a->group, b->group))) &&
 	       a->nrlimits == b->nrlimits &&
@@ -435,6 +437,8 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 	o->stop_signal = p->stop_signal;
 	o->stop_timeout_ms = p->stop_timeout_ms;
 	o->kill_mode = p->kill_mode ? p->kill_mode : EVM_KILL_TREE;
+	o->track = p->track ? p->track : EVM_TRACK_TREE;
+	o->pidfile = c->pidfile;
 	return 0;
 }
 

@@ -46,6 +46,7 @@ struct svc_policy {
 	int reload_signal;	   /* ctl reload NAME; 0: SIGHUP */
 	uint64_t stop_timeout_ms;
 	enum evm_kill_mode kill_mode; /* AUTO (unset): tree */
+	enum evm_track track;	   /* AUTO (unset): tree (as main without a cgroup) */
 	bool autostart;
 	bool adopt;		   /* taken over by a daemon started after a crash (state.h) */
 	bool set_umask;
@@ -90,6 +91,7 @@ struct svc_conf {
 	bool set_nice, set_oom;
 	int nice, oom_score_adj;
 	char *directory;	/* absolute, or NULL */
+	char *pidfile;		/* absolute, or NULL: a forking daemon's (evm_track) */
 	char *user;		/* as written, or NULL */
 	char *group;		/* as written, or NULL */
 	char *limits[EVM_CGROUP_IO_WEIGHT + 1]; /* by enum evm_cgroup_limit: memory_max ..., or NULL */

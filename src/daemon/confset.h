@@ -66,6 +66,7 @@ CONF_SETTER(conf_set_codes);
 CONF_SETTER(conf_set_signal);
 CONF_SETTER(conf_set_kill_group);
 CONF_SETTER(conf_set_kill_mode);
+CONF_SETTER(conf_set_track);
 CONF_SETTER(conf_set_deps);
 CONF_SETTER(conf_set_essential);
 CONF_SETTER(conf_set_ready);

@@ -63,6 +63,15 @@ void conf_set_kill_mode(struct conf_ctx *c, const struct keydef *k, const char *
 	conf_bad(c, "'%s' is not one of process, group, tree", v);
 }
 
+void conf_set_track(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	(void)k;
+	if (!strcmp(v, "main") || !strcmp(v, "tree"))
+		*(enum evm_track *)field = v[0] == 'm' ? EVM_TRACK_MAIN : EVM_TRACK_TREE;
+	else
+		conf_bad(c, "'%s' is not one of main, tree", v);
+}
+
 /* requires/after: service names, split like a command; the line is kept for later checks. */
 void conf_set_deps(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {

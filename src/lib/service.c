@@ -136,6 +136,7 @@ static void svc_free(struct evm_service *s)
 	free(s->gid_map);
 	free(s->setns_fds);
 	free(s->hostname);
+	free(s->pidfile);
 	free(s);
 }
 
@@ -267,7 +268,8 @@ static int copy_opts(struct evm_service *s, const struct evm_service_opts *o)
 static bool policy_valid(const struct evm_service_opts *o)
 {
 	if ((unsigned)o->restart > EVM_RESTART_UNLESS_STOPPED || o->backoff_jitter > 100 ||
-	    (unsigned)o->kill_mode > EVM_KILL_TREE ||
+	    (unsigned)o->kill_mode > EVM_KILL_TREE || (unsigned)o->track > EVM_TRACK_TREE ||
+	    (o->pidfile && !*o->pidfile) ||
 	    (unsigned)o->ready > EVM_READY_DECLARED ||
 	    o->stop_signal < 0 || o->stop_signal >= NSIG || (o->nsuccess_codes && !o->success_codes))
 		return false;
@@ -326,7 +328,9 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 				       : EVM_KILL_PROCESS;
 	/* a tree without a cgroup is its process group */
 	s->kill_group = s->kill_mode == EVM_KILL_GROUP || (s->kill_mode == EVM_KILL_TREE && !o->cgroup);
-	if (!(s->name = strdup(o->name)) || copy_opts(s, o) < 0) {
+	s->track = o->track == EVM_TRACK_TREE ? EVM_TRACK_TREE : EVM_TRACK_MAIN;
+	if (!(s->name = strdup(o->name)) || copy_opts(s, o) < 0 ||
+	    (o->pidfile && !(s->pidfile = strdup(o->pidfile)))) {
 		svc_free(s);
 		return -ENOMEM;
 	}
@@ -390,6 +394,7 @@ void evm__svc_unlink(struct evm_service *s)
 		l->last = s->prev;
 	l->n--;
 	s->dead = true;
+	evm_timer_cancel(s->main_timer);
 	evm_cgroup_unwatch(s->cgw);
 	s->cgw = NULL;
 	/*
@@ -484,6 +489,7 @@ void evm__services_free(struct evm_loop *loop)
 	for (struct evm_service *s = loop->svcs.first; s; s = s->next) {
 		evm_timer_cancel(s->timer);
 		evm_timer_cancel(s->reload_timer);
+		evm_timer_cancel(s->main_timer);
 		evm_cgroup_unwatch(s->cgw);
 		s->cgw = NULL;
 		if (s->proc) {

@@ -45,6 +45,13 @@ struct evm_service {
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
 	bool cgw_later;			/* cgroup not made yet: watched once a spawn made it */
 	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */
+	enum evm_track track;		/* resolved: never AUTO */
+	char *pidfile;			/* or NULL */
+	uint8_t main_wait;		/* STARTING/RUNNING without a main process: MAIN_WAIT_* */
+	bool handed_over;		/* this run's main came from the pidfile: its exit is final */
+	bool exit_group;		/* the exited main led its process group */
+	struct evm_timer *main_timer;	/* the pidfile's retries */
+	uint64_t pidfile_until;		/* CLOCK_MONOTONIC ns: the retries end */
 	evm_event_cb on_event;
 	void *data;
 	int (*before_spawn)(struct evm_service *, struct evm_spawn_opts *, char *, size_t, void *);
@@ -167,6 +174,17 @@ EVM_HIDDEN void evm__sv_tell(struct evm_service *s);
 
 /* svmain.c: pid (of its tree) is the main process now: 1, 0 (it was), or -errno */
 EVM_HIDDEN int evm__sv_take_main(struct evm_service *s, pid_t pid);
+
+/* why a STARTING/RUNNING service has no main process: its exit is held meanwhile */
+enum { MAIN_WAIT_NO, MAIN_WAIT_PIDFILE, MAIN_WAIT_TREE };
+/* svmain.c: the main process exited: 1 if it is held (the pidfile is looked for) */
+EVM_HIDDEN bool evm__sv_pidfile_wait(struct evm_service *s);
+/* svmain.c: in an exit's cell: a successful exit held while the tree lives (track TREE) */
+EVM_HIDDEN bool evm__sv_tree_hold(struct evm_service *s, bool ok);
+/* svstart.c: the held or fresh exit (s->last_exit) to its cell, its leftovers killed */
+EVM_HIDDEN void evm__sv_exit_decide(struct evm_service *s);
+/* svstart.c: a run's timer again (start grace, ready timeout, watchdog) with what is left */
+EVM_HIDDEN void evm__sv_rearm(struct evm_service *s);
 
 /* svstart.c */
 /* RELOADING: its timer from now (timeout_ms 0: none), and the timer's end */

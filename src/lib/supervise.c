@@ -420,7 +420,7 @@ static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
 		return 0;
 	}
 	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
-	if (held_for_empty(s, again))
+	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, again))
 		return 0;
 	if (s->failing)
 		failing_msg(s);
@@ -443,7 +443,7 @@ static int act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 		return 0;
 	}
 	bool ok = exit_ok(s, e) && !s->failing;
-	if (held_for_empty(s, policy_again(s, ok)))
+	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, policy_again(s, ok)))
 		return 0;
 	if (s->failing)
 		failing_msg(s);

@@ -9,6 +9,13 @@
  * session the service leads (kill_mode tree), or else of the current main
  * process's session. The pid is pinned by a pidfd before /proc is read, so
  * the process checked is the one adopted (adopt.c), never a reused pid.
+ *
+ * And a main process that exits while its tree lives on (a daemon that
+ * forked, evm_track): with a pidfile, the exit is held while the file is
+ * looked for (a timer of its own, main_timer, so a stop meanwhile keeps its
+ * kill deadline), then its pid is the main process; with track TREE and a
+ * watched cgroup, a successful exit is held until the cgroup is empty
+ * ("cgroup empty" ends it, as for a restart's wait).
  */
 #include "service.h"
 
@@ -18,7 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#define PIDFILE_STEP_MS 20
+#define PIDFILE_WAIT_MS 5000
 
 /* Is pid (pinned) in the service's cgroup, or in no cgroup we can tell? 0, -EPERM */
 static int in_cgroup(const struct evm_service *s, pid_t pid)
@@ -54,6 +65,14 @@ static int belongs(const struct evm_service *s, pid_t pid)
 	return -EPERM; /* nothing to check it against */
 }
 
+/* what is left of a wait for the main process: the caller has a new one, or gives up */
+static void wait_over(struct evm_service *s)
+{
+	evm_timer_cancel(s->main_timer);
+	s->main_wait = MAIN_WAIT_NO;
+	s->exit_held = false;
+}
+
 int evm__sv_take_main(struct evm_service *s, pid_t pid)
 {
 	if (s->proc && s->proc->pid == pid)
@@ -76,6 +95,10 @@ int evm__sv_take_main(struct evm_service *s, pid_t pid)
 		return r;
 	}
 	struct evm_proc *old = s->proc;
+	if (!old) {
+		wait_over(s); /* its run goes on with this one */
+		evm__sv_rearm(s);
+	}
 	p->owner_cb = evm__sv_on_proc_exit;
 	p->owner = s;
 	s->proc = p;
@@ -93,11 +116,127 @@ int evm_service_set_main(struct evm_service *s, pid_t pid)
 {
 	if (!s || s->dead || pid <= 0)
 		return -EINVAL;
-	if (!s->proc || (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING &&
-			 s->state != EVM_STATE_RELOADING))
+	if ((!s->proc && !s->main_wait) ||
+	    (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING &&
+	     s->state != EVM_STATE_RELOADING))
 		return -ESRCH;
 	int r = evm__sv_take_main(s, pid);
 	if (r > 0)
 		evm__sv_tell(s);
 	return r < 0 ? r : 0;
+}
+
+/* ------------------------------------------------------------ pidfile */
+
+/* the pid in path: a regular file (a FIFO would block), one decimal number */
+static int read_pidfile(const char *path, pid_t *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	char buf[32];
+	ssize_t n = fstat(fd, &st) < 0 ? -1 : !S_ISREG(st.st_mode) ? (errno = EINVAL, -1)
+									: read(fd, buf, sizeof(buf) - 1);
+	int err = errno;
+	close(fd);
+	if (n < 0)
+		return -err;
+	buf[n] = 0;
+	char *end;
+	long v = strtol(buf, &end, 10);
+	while (*end == '\n' || *end == ' ' || *end == '\t' || *end == '\r')
+		end++;
+	if (end == buf || *end || v <= 0 || v > 0x3fffffff)
+		return -EINVAL; /* empty (being written), or not a pid */
+	*out = (pid_t)v;
+	return 0;
+}
+
+/* the pidfile's pid as the main process: 1 taken, else -errno with why in s->msg */
+static int try_pidfile(struct evm_service *s)
+{
+	pid_t pid = 0;
+	int r = read_pidfile(s->pidfile, &pid);
+	if (r == 0)
+		r = evm__sv_take_main(s, pid);
+	if (r > 0) {
+		s->handed_over = true;
+		size_t n = strlen(s->msg);
+		snprintf(s->msg + n, sizeof(s->msg) - n, " from pidfile %s", s->pidfile);
+	} else if (r == -EPERM || r == -EEXIST) {
+		snprintf(s->msg, sizeof(s->msg), "pidfile %s: pid %d is not the service's: refused",
+			 s->pidfile, (int)pid);
+	} else if (r < 0) {
+		snprintf(s->msg, sizeof(s->msg), "pidfile %s: %s", s->pidfile,
+			 pid ? "its pid is gone" : r == -EINVAL ? "no pid in it" : strerror(-r));
+	}
+	return r;
+}
+
+/* some process of the service outlives its main one */
+static bool tree_lives(struct evm_service *s)
+{
+	if (s->cg)
+		return evm__sv_cg_busy(s) || (!s->cgw && evm_cgroup_populated(s->cg) > 0);
+	return s->sid && evm_tree_signal(s->sid, 0) > 0;
+}
+
+static void pidfile_retry(struct evm_timer *t, void *data)
+{
+	struct evm_service *s = data;
+	bool running = s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING;
+	if (running && !s->failing && try_pidfile(s) > 0) {
+		evm__sv_tell(s);
+		return;
+	}
+	if (running && !s->failing && tree_lives(s) && evm__mono_ns() < s->pidfile_until &&
+	    evm_timer_add(s->loop, PIDFILE_STEP_MS, pidfile_retry, s, &s->main_timer) == 0)
+		return;
+	/* given up, or stopped meanwhile: the first process's exit is decided as it is */
+	wait_over(s);
+	if (!running && s->state != EVM_STATE_STOPPING)
+		return; /* its stop is over already (the cgroup emptied) */
+	if (!running || s->failing)
+		s->msg[0] = 0;
+	evm__sv_exit_decide(s);
+}
+
+bool evm__sv_pidfile_wait(struct evm_service *s)
+{
+	const struct evm_exit *e = &s->last_exit;
+	bool ok = !e->status_unknown && !e->signal && e->code >= 0 && e->code < 256 &&
+		  (s->success[e->code / 32] >> (e->code % 32) & 1u);
+	if (!s->pidfile || s->handed_over || !ok || s->failing || s->loop->shutting_down ||
+	    (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING))
+		return false;
+	if (try_pidfile(s) > 0) {
+		evm__sv_tell(s);
+		return true;
+	}
+	if (!tree_lives(s) ||
+	    evm_timer_add(s->loop, PIDFILE_STEP_MS, pidfile_retry, s, &s->main_timer) < 0)
+		return false; /* its message says why */
+	s->pidfile_until = evm__mono_ns() + (uint64_t)PIDFILE_WAIT_MS * 1000000;
+	s->main_wait = MAIN_WAIT_PIDFILE;
+	s->exit_held = true;
+	return true;
+}
+
+/* ------------------------------------------------------------- track tree */
+
+bool evm__sv_tree_hold(struct evm_service *s, bool ok)
+{
+	if (s->track != EVM_TRACK_TREE || !ok || s->failing || s->handed_over || !s->cgw ||
+	    s->kill_mode != EVM_KILL_TREE || s->loop->shutting_down || !evm__sv_cg_busy(s))
+		return false;
+	s->main_wait = MAIN_WAIT_TREE;
+	s->exit_held = true;
+	size_t n = strlen(s->msg);
+	snprintf(s->msg + n, sizeof(s->msg) - n,
+		 "%smain process %d exited (code %d): it runs on while its cgroup has processes",
+		 n ? "; " : "", (int)s->last_exit.pid, s->last_exit.code);
+	evm__sv_rearm(s);
+	evm__sv_tell(s);
+	return true;
 }

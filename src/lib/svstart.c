@@ -163,21 +163,50 @@ void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *ow
 	struct evm_service *s = owner;
 	evm_timer_cancel(s->timer);
 	evm_timer_cancel(s->reload_timer); /* a reload ends with the process */
-	if (s->kill_group && (p->flags & EVM__P_GROUP))
-		killpg(p->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
-	if (s->sid && !s->cg)
-		evm_tree_signal(s->sid, SIGKILL); /* and of its session, wherever they went */
+	s->exit_group = (p->flags & EVM__P_GROUP) != 0;
 	s->proc = NULL;
 	evm_proc_unref(p);
 	s->has_exit = true;
 	s->last_exit = *e;
 	s->last_error.stage = EVM_STAGE_NONE;
 	s->last_error.error = 0;
+	if (evm__sv_pidfile_wait(s))
+		return; /* the daemon it forked may be the main process now: its leftovers live */
+	evm__sv_exit_decide(s);
+}
+
+void evm__sv_exit_decide(struct evm_service *s)
+{
+	const struct evm_exit *e = &s->last_exit;
+	if (s->kill_group && s->exit_group)
+		killpg(e->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
+	if (s->sid && !s->cg)
+		evm_tree_signal(s->sid, SIGKILL); /* and of its session, wherever they went */
 	if (e->runtime_ns / 1000000 >= s->stable_ms) {
 		s->backoff_step = 0;
 		s->failures = 0;
 	}
 	evm__sv_dispatch(s, EVM__SV_EXIT, &(struct evm__sv_arg){.exit = e});
+}
+
+/* A run's timer with what is left of it: the main process changed, or left its tree running. */
+void evm__sv_rearm(struct evm_service *s)
+{
+	uint64_t now = evm__mono_ns();
+	evm_timer_cancel(s->timer);
+	if (s->failing)
+		return; /* the kill's: armed by the stop */
+	if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_DECLARED) {
+		if (s->ready_timeout_ms)
+			evm_timer_add(s->loop, s->deadline_mono > now ? (s->deadline_mono - now) / 1000000 : 0,
+				      evm__sv_ready_timeout_fire, s, &s->timer);
+	} else if (s->state == EVM_STATE_STARTING) {
+		uint64_t end = s->started_mono + s->start_ms * 1000000;
+		evm_timer_add(s->loop, end > now ? (end - now) / 1000000 : 0, grace_fire, s, &s->timer);
+	} else if (s->state == EVM_STATE_RUNNING && s->watchdog_run_ms) {
+		s->alive_mono = now;
+		evm_timer_add(s->loop, s->watchdog_run_ms, evm__sv_watchdog_fire, s, &s->timer);
+	}
 }
 
 void evm__sv_spawn(struct evm_service *s)
@@ -210,6 +239,8 @@ void evm__sv_spawn(struct evm_service *s)
 	p->owner_cb = evm__sv_on_proc_exit;
 	p->owner = s;
 	s->proc = p;
+	s->main_wait = MAIN_WAIT_NO;
+	s->handed_over = false;
 	evm__sv_note_session(s, p, false);
 	s->started_mono = evm__mono_ns();
 	s->failing = FAILING_NO;

@@ -82,6 +82,7 @@ command = sh -c "trap '' TERM; while :; do sleep 400104 & sleep 0.05; done"
 [service:daemonizes]
 command = sh -c '(setsid sleep 400105 &)'
 restart = never
+track = main
 [service:stubborn]
 command = sh -c "trap '' TERM; sh -c \\"trap '' TERM; sleep 400106\\" & sleep 400107 & wait"
 """

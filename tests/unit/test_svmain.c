@@ -139,6 +139,103 @@ static void test_set_main_refuses_what_is_not_its_own(void **state)
 	evm_service_remove(s);
 }
 
+static char pidfile[64];
+
+static struct evm_service *forking_svc(struct evm_loop *loop, char **args)
+{
+	char *argv[8] = {t_helper};
+	for (int i = 0; args[i] && i < 6; i++)
+		argv[i + 1] = args[i];
+	struct evm_service_opts o = {
+		.name = "d",
+		.spawn = {.argv = argv},
+		.restart = EVM_RESTART_NEVER,
+		.set = EVM_SVC_START_MS | EVM_SVC_STOP_TIMEOUT,
+		.start_ms = 0,
+		.stop_timeout_ms = 2000,
+		.kill_mode = EVM_KILL_TREE,
+		.pidfile = pidfile,
+	};
+	struct evm_service *s = NULL;
+	assert_int_equal(evm_service_new(loop, &o, &s), 0);
+	assert_int_equal(evm_service_start(s), 0);
+	return s;
+}
+
+static const struct rec *find_msg(const char *part)
+{
+	for (size_t i = 0; i < nev; i++)
+		if (strstr(evs[i].msg, part))
+			return &evs[i];
+	return NULL;
+}
+
+/* a daemon that forks, its first process exiting 0: the pid it writes is the main one */
+static void test_pidfile_names_the_new_main(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	snprintf(pidfile, sizeof(pidfile), "/tmp/evm-svmain-%d.pid", (int)getpid());
+	unlink(pidfile);
+	char *args[] = {"daemonize", "pidlog", pidfile, "pause", NULL};
+	struct evm_service *s = forking_svc(loop, args);
+	RUN_UNTIL(loop, find_msg("from pidfile") != NULL, 10000);
+	FILE *f = fopen(pidfile, "r");
+	int daemon_pid = 0;
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &daemon_pid), 1);
+	fclose(f);
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	assert_int_equal(info.state, EVM_STATE_RUNNING);
+	assert_int_equal(info.pid, daemon_pid);
+	assert_true(info.has_exit); /* the first process's */
+	assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 10000);
+	const struct rec *r = &evs[nev - 1];
+	assert_true(r->has_exit);
+	assert_int_equal(r->pid, daemon_pid);
+	assert_int_equal(r->signal, SIGTERM);
+	unlink(pidfile);
+	evm_service_remove(s);
+}
+
+/* a pidfile naming a process that is not the service's: never taken, never signalled */
+static void test_pidfile_naming_a_foreign_pid_is_refused(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t other = fork();
+	assert_true(other >= 0);
+	if (other == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		setsid();
+		for (;;)
+			pause();
+	}
+	WAIT_FOR(getsid(other) == other, 5000);
+	snprintf(pidfile, sizeof(pidfile), "/tmp/evm-svmain-%d.pid", (int)getpid());
+	FILE *f = fopen(pidfile, "w");
+	assert_non_null(f);
+	fprintf(f, "%d\n", (int)other);
+	fclose(f);
+	char *args[] = {"daemonize", "pause", NULL};
+	struct evm_service *s = forking_svc(loop, args);
+	/* refused until the wait ends, then the first exit is the service's: its session killed */
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_EXITED, 20000);
+	char want[128];
+	snprintf(want, sizeof(want), "pidfile %s: pid %d is not the service's: refused", pidfile,
+		 (int)other);
+	const struct rec *r = find_msg(want);
+	assert_non_null(r);
+	assert_int_equal(r->state, EVM_STATE_EXITED);
+	assert_null(find_msg("main process is now"));
+	assert_int_equal(t_proc_state(other) != 0 && t_proc_state(other) != 'Z', 1);
+	assert_int_equal(kill(other, SIGKILL), 0);
+	assert_int_equal(waitpid(other, NULL, 0), other);
+	RUN_UNTIL(loop, t_count_children() == 0, 5000); /* the daemon child, killed and reaped here */
+	unlink(pidfile);
+	evm_service_remove(s);
+}
+
 int main(void)
 {
 	t_init();
@@ -146,6 +243,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_set_main_takes_a_process_of_its_session, setup,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_set_main_refuses_what_is_not_its_own, setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_pidfile_names_the_new_main, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_pidfile_naming_a_foreign_pid_is_refused, setup,
 						t_teardown),
 	};
 	return cmocka_run_group_tests_name("svmain", tests, NULL, NULL);

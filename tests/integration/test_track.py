@@ -1,0 +1,156 @@
+"""track = main | tree and pidfile (issue 14.3, systemd's Type=forking): a
+daemon that forks and whose first process exits 0 stays supervised. With a
+cgroup (track = tree, the default) the service is running while its cgroup
+holds processes and is restarted by policy once it is empty; a pidfile names
+the new main process (its pid in status, its exit the service's), taken only
+from the service's own cgroup (or, without cgroups, its session). Every
+process a test starts is gone when it ends."""
+import os
+import signal
+
+import pytest
+
+from conftest import wait_for
+from daemon_util import Daemon, alive
+from test_cgroup import HOME, WHY, base_of, procs_in
+
+needs_cgroup = pytest.mark.skipif(HOME is None, reason=f"needs a writable cgroup v2: {WHY}")
+
+
+def pid_in(path):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return 0
+
+
+@needs_cgroup
+def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
+    """The first process exits 0, its child lives on: running (no main pid),
+    not exited; the child's death empties the cgroup and restart = always
+    starts one fresh tree (never two side by side); a stop leaves nothing."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+start_secs = 0
+stop_timeout = 2
+[service:fork]
+command = HELPER daemonize pidlog PIDS pause
+restart = always
+backoff_initial = 0
+""".replace("PIDS", str(tmp_path / "pids")))
+    cg = os.path.join(base_of(d), "fork.service")
+    pids = tmp_path / "pids"
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, what="the daemon's child")
+    child = int(pids.read_text().split()[0])
+    wait_for(lambda: procs_in(cg) == [child], what="only the child left in the cgroup")
+    s = d.status("fork")["fork"]
+    assert s["state"] == "running", s
+    assert not s.get("pid"), s
+    assert "runs on while its cgroup has processes" in d.log()
+    os.kill(child, signal.SIGKILL)
+    wait_for(lambda: len(pids.read_text().split()) == 2, what="the restart's child")
+    second = int(pids.read_text().split()[1])
+    assert not alive(child)
+    wait_for(lambda: procs_in(cg) == [second], what="only the second child in the cgroup")
+    assert d.status("fork")["fork"]["state"] == "running"
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r.stderr
+    assert d.status("fork")["fork"]["state"] == "stopped"
+    assert procs_in(cg) == []
+    assert not alive(second)
+    d.stop()
+
+
+@needs_cgroup
+def test_track_main_ends_with_the_first_process(procs, tmp_path):
+    """track = main: the first process's exit is the service's (exited), what
+    it left in the cgroup is ended by a stop."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+start_secs = 0
+stop_timeout = 2
+[service:fork]
+command = HELPER daemonize pidlog PIDS pause
+restart = never
+track = main
+""".replace("PIDS", str(tmp_path / "pids")))
+    cg = os.path.join(base_of(d), "fork.service")
+    d.wait_state("fork", "exited")
+    pids = tmp_path / "pids"
+    wait_for(lambda: pids.exists() and pids.read_text().strip(), what="the child's pid")
+    child = int(pids.read_text().split()[0])
+    assert procs_in(cg) == [child]
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r.stderr
+    assert procs_in(cg) == []
+    assert not alive(child)
+    d.stop()
+
+
+PIDFILE = """
+[evmon]
+start_secs = 0
+stop_timeout = 2
+CGROUP
+[service:fork]
+command = sh -c 'rm -f PIDFILE; exec HELPER daemonize pidlog PIDFILE pause'
+pidfile = PIDFILE
+restart = always
+backoff_initial = 0
+"""
+
+
+@pytest.mark.parametrize("cgroup", [pytest.param("yes", marks=needs_cgroup), "no"])
+def test_pidfile_names_the_main_process(procs, tmp_path, cgroup):
+    """The pid in the pidfile is the main process: status shows it, its death
+    is the service's exit (restarted by policy), and a stop ends it. Without
+    cgroups it is taken from the service's session."""
+    pidfile = tmp_path / "fork.pid"
+    d = Daemon(procs, tmp_path, PIDFILE.replace("PIDFILE", str(pidfile))
+               .replace("CGROUP", f"cgroup = {cgroup}"))
+    first = wait_for(lambda: pid_in(pidfile), what="the pidfile")
+    wait_for(lambda: d.status("fork")["fork"].get("pid") == first, what="the pidfile's pid as main")
+    assert d.status("fork")["fork"]["state"] == "running"
+    assert f"main process is now pid {first}" in d.log()
+    os.kill(first, signal.SIGKILL)
+    second = wait_for(lambda: pid_in(pidfile) not in (0, first) and
+                      d.status("fork")["fork"].get("pid") == pid_in(pidfile) and pid_in(pidfile),
+                      what="the restart's pidfile pid as main")
+    assert not alive(first)
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r.stderr
+    assert d.status("fork")["fork"]["state"] == "stopped"
+    assert not alive(second)
+    d.stop()
+
+
+@pytest.mark.parametrize("cgroup", [pytest.param("yes", marks=needs_cgroup), "no"])
+def test_pidfile_naming_a_foreign_pid_is_refused(procs, tmp_path, cgroup):
+    """A pidfile naming a process that is not the service's (here the test's
+    own sleep) is refused: never shown as the service's pid, never signalled,
+    alive after the service's stop."""
+    foreign = procs.spawn(["sleep", "400301"])
+    pidfile = tmp_path / "fork.pid"
+    pidfile.write_text(f"{foreign.pid}\n")
+    d = Daemon(procs, tmp_path, """
+[evmon]
+start_secs = 0
+stop_timeout = 2
+CGROUP
+[service:fork]
+command = HELPER daemonize pidlog PIDS pause
+pidfile = PIDFILE
+restart = never
+""".replace("PIDFILE", str(pidfile)).replace("PIDS", str(tmp_path / "pids"))
+               .replace("CGROUP", f"cgroup = {cgroup}"))
+    wait_for(lambda: f"pid {foreign.pid} is not the service's: refused" in d.log(),
+             what="the refusal")
+    assert d.status("fork")["fork"].get("pid") != foreign.pid
+    d.ctl("stop", "fork")
+    d.wait_state("fork", "stopped")
+    child = int((tmp_path / "pids").read_text().split()[0])
+    wait_for(lambda: not alive(child), what="the service's own child gone")
+    assert foreign.poll() is None, "the foreign process was signalled"
+    d.stop()
+    assert foreign.poll() is None
