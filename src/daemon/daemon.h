@@ -4,7 +4,7 @@
  * and the entry points of units.c and requests.c.
  *
  *   daemon.c    startup, signals, sd_notify, shutdown; daemonargs.c its options, --check
- *   units.c     the table of units, creating them, reload
+ *   units.c     the table of units, creating them; reload.c reload
  *   requests.c  the control requests      waits.c   their deferred replies
  *   selection.c which services a request names
  *   events.c    event and status records, publishing, the summary
@@ -135,6 +135,8 @@ struct unit *unit_find(struct daemon *d, const char *name);
 struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool added);
 int unit_create(struct daemon *d, struct unit *u);
 void unit_remove(struct daemon *d, struct unit *u);
+/* Let go of the library service (it stops and is freed in the background). */
+void unit_release(struct daemon *d, struct unit *u);
 void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len);
 int units_load(struct daemon *d); /* every unit of d->cfg; they start from the loop */
 /* The next batch of the daemon's start (a timer callback; t may be NULL). */
