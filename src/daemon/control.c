@@ -41,6 +41,8 @@
 #define OUT_SOFT (256 * 1024) /* stop reading requests above this much unsent output */
 #define READ_CHUNK 16384
 #define RAW_LOW (128 * 1024)  /* a raw stream is refilled below this much unsent output */
+#define STREAM_LOW (64 * 1024) /* a reply in pieces: the next when less than this is unsent */
+#define STREAM_PIECE (16 * 1024)
 
 void control__log(struct control *ctl, const char *fmt, ...)
 {
@@ -176,8 +178,8 @@ void control__client_update(struct client *cl)
 	unsigned ev = 0;
 	if (!cl->eof && !cl->pending && !cl->raw && !cl->closing && cl->out.len < OUT_SOFT)
 		ev |= EVM_READ;
-	if (cl->out.len || client_done(cl))
-		ev |= EVM_WRITE;
+	if (cl->out.len || client_done(cl) || cl->stream)
+		ev |= EVM_WRITE; /* a reply in pieces: its next piece when the socket has room */
 	if (ev != cl->events && evm_io_modify(cl->io, ev) == 0)
 		cl->events = ev;
 }
@@ -241,6 +243,50 @@ void control_raw_kick(struct client *cl)
 		return;
 	raw_pump(cl);
 	control__client_update(cl);
+}
+
+/*
+ * A reply in pieces: one piece per callback (so per loop iteration, which
+ * then serves everyone else), and only while the client has taken most of
+ * the last: one that does not read holds at most STREAM_LOW + a piece.
+ */
+static void stream_pump(struct client *cl)
+{
+	control__client_send(cl);
+	if (cl->aborted || cl->out.len >= STREAM_LOW)
+		return;
+	if (cl->fill(cl, STREAM_PIECE, cl->raw_data))
+		return;
+	if (cl->aborted)
+		return; /* its gone is called at the close */
+	control__client_line(cl, "", 0); /* the newline that ends the reply */
+	control_gone_cb gone = cl->gone;
+	cl->stream = false;
+	cl->gone = NULL;
+	cl->fill = NULL;
+	cl->pending = false;
+	gone(cl->raw_data);
+	control__client_send(cl);
+}
+
+void control_reply_stream(struct client *cl, control_fill_cb fill, control_gone_cb gone,
+			  void *data)
+{
+	char *id = cl->req_id ? cJSON_PrintUnformatted(cl->req_id) : NULL;
+	cl->stream = true;
+	cl->fill = fill;
+	cl->gone = gone;
+	cl->raw_data = data;
+	cl->defer_gone = NULL;
+	cl->defer_data = NULL;
+	if ((cl->req_id && !id) || control_raw_write(cl, "{", 1) < 0 ||
+	    (id && (control_raw_write(cl, "\"id\":", 5) < 0 || control_raw_write(cl, id, strlen(id)) < 0 ||
+		    control_raw_write(cl, ",", 1) < 0)))
+		control_drop(cl, "out of memory for its reply");
+	cJSON_free(id);
+	cJSON_Delete(cl->req_id);
+	cl->req_id = NULL;
+	control__client_update(cl); /* pieces from the loop, as it is writable */
 }
 
 void control_drop(struct client *cl, const char *why)
@@ -423,8 +469,10 @@ static void on_client(struct evm_io *io, int fd, unsigned revents, void *data)
 		client_read(cl);
 	if (cl->raw)
 		raw_pump(cl);
-	else
-		process_input(cl);
+	else if (cl->stream)
+		stream_pump(cl);
+	if (!cl->raw && !cl->stream)
+		process_input(cl); /* also right after a reply in pieces ends */
 	control__client_send(cl);
 	if (cl->aborted || client_done(cl))
 		control__client_close(cl);

@@ -135,6 +135,21 @@ void control_raw(struct client *cl, control_fill_cb fill, control_gone_cb gone, 
 int control_raw_write(struct client *cl, const void *p, size_t n); /* 0 or -ENOMEM */
 /* There may be more to send: call fill now if the client has room. */
 void control_raw_kick(struct client *cl);
+/*
+ * A reply too big to build in one loop iteration (`ctl metrics` at 10,000
+ * services): one JSON line like any other, written in pieces as the client
+ * takes it. The line starts with '{' and the request's "id" member (if it
+ * had one, followed by ','); then, at most once per loop iteration and
+ * while the client has taken most of what was sent, fill(cl, want, data)
+ * appends about want more bytes with control_raw_write: the remaining
+ * members and the closing '}' (no newline), returning false once it has
+ * written them. The newline ends the reply, and the client's next request
+ * is read. gone(data) is called once, when the reply has ended or the
+ * connection closed before (cl is invalid after it). A fill that cannot go
+ * on calls control_drop.
+ */
+void control_reply_stream(struct client *cl, control_fill_cb fill, control_gone_cb gone,
+			  void *data);
 /* Drop a client, saying why in the daemon's log (closed by the loop, after). */
 void control_drop(struct client *cl, const char *why);
 /* The configured max_pending (client_buffer): what a stream may queue for a client. */

@@ -39,8 +39,9 @@ struct client {
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	char **patterns;
 	size_t npatterns;
-	/* raw stream (control_raw) */
+	/* raw stream (control_raw), or a reply built in pieces (control_reply_stream) */
 	bool raw, raw_done;
+	bool stream;
 	control_fill_cb fill;
 	control_gone_cb gone;
 	void *raw_data;

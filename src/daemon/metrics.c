@@ -282,7 +282,6 @@ static struct metrics_scrape *scrapes;
  */
 static struct row *spare_rows;
 static size_t spare_cap;
-static size_t last_len; /* the last whole text's length: metrics_render starts that big */
 
 void metrics_unit_gone(struct unit *u)
 {
@@ -409,22 +408,4 @@ ssize_t metrics_scrape_read(struct metrics_scrape *s, char *buf, size_t max)
 	if (s->off == s->t.len)
 		s->off = s->t.len = 0; /* the buffer is written again from its start */
 	return (ssize_t)k;
-}
-
-char *metrics_render(struct daemon *d, size_t *len)
-{
-	struct metrics_scrape *s = metrics_scrape_new(d);
-	if (!s)
-		return NULL;
-	if (last_len && (s->t.p = malloc(last_len + last_len / 8)))
-		s->t.cap = last_len + last_len / 8;
-	while (!s->done && !s->t.failed)
-		step(s);
-	char *p = s->t.failed ? NULL : s->t.p;
-	if (p) {
-		*len = last_len = s->t.len;
-		s->t.p = NULL;
-	}
-	metrics_scrape_free(s);
-	return p;
 }

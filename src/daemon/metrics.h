@@ -13,11 +13,9 @@
 struct daemon;
 struct metrics_http;
 
-/* The exposition text (malloc'd, NUL-terminated, *len bytes), or NULL out of memory. */
-char *metrics_render(struct daemon *d, size_t *len);
-
 /*
- * The same text built in pieces as it is read (the HTTP endpoint): each
+ * The exposition text, built in pieces as it is read (the HTTP endpoint,
+ * `ctl metrics`): each
  * read takes at most a bounded number of services, so no loop iteration
  * holds the whole scrape. metrics_scrape_read gives the next bytes (at
  * most max; 0 at the end, -1 out of memory).
@@ -29,6 +27,10 @@ ssize_t metrics_scrape_read(struct metrics_scrape *s, char *buf, size_t max);
 void metrics_scrape_free(struct metrics_scrape *s);
 /* u is about to be freed: scrapes under way move past it. */
 void metrics_unit_gone(struct unit *u);
+
+/* Answer `ctl metrics` on cl: the same text as JSON lines, in pieces (metricsctl.c). */
+struct client;
+void metrics_ctl_reply(struct daemon *d, struct client *cl);
 
 /*
  * Serve GET /metrics on addr ("IPv4:PORT" or "[IPv6]:PORT"; port 0 picks

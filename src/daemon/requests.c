@@ -522,38 +522,6 @@ static void cmd_reopen_logs(struct daemon *d, struct client *cl)
 	reply_ok(cl, r);
 }
 
-/*
- * {"lines": the Prometheus exposition as the HTTP endpoint serves it, one
- * string a line}: lines, not one text, because ctl escapes control
- * characters (newlines included) in what it prints.
- */
-static void cmd_metrics(struct daemon *d, struct client *cl)
-{
-	size_t len;
-	char *text = metrics_render(d, &len);
-	cJSON *r = cJSON_CreateObject(), *lines = cJSON_AddArrayToObject(r, "lines");
-	/* references into text, not copies (130,000 lines at 10,000 services): text
-	 * outlives r, which reply_ok prints and frees before we free text */
-	for (char *p = text, *nl; p && lines && (nl = strchr(p, '\n')); p = nl + 1) {
-		*nl = '\0';
-		cJSON *s = cJSON_CreateStringReference(p);
-		if (!s || !cJSON_AddItemToArray(lines, s)) {
-			cJSON_Delete(s);
-			lines = NULL;
-		}
-	}
-	if (!text || !lines) {
-		cJSON_Delete(r);
-		free(text);
-		control_reply_error(cl, "out of memory");
-		return;
-	}
-	reply_ok(cl, r);
-	free(text);
-	if (len >= 256 * 1024) /* as for a big status */
-		malloc_trim(0);
-}
-
 static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "cmd");
@@ -600,7 +568,7 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 		reply_ok(cl, r);
 		daemon_request_shutdown(d, "shutdown requested by a client");
 	} else if (!strcmp(cmd, "metrics")) {
-		cmd_metrics(d, cl);
+		metrics_ctl_reply(d, cl);
 	} else if (!strcmp(cmd, "reexec")) {
 		char err[PATH_MAX + 200];
 		/* on success the new image answers on this connection */
