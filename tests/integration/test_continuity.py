@@ -516,7 +516,7 @@ def test_added_services_survive(procs, tmp_path, marker, how):
         assert b"WHO=x" in f.read().split(b"\0")
     # and started by hand like any other
     assert d.ctl("start", "extra:2").returncode == 0
-    assert len(marker_pids(marker)) == 3
+    wait_for(lambda: len(marker_pids(marker)) == 3, what="extra:2's exec")  # start_secs = 0: as above
     d.stop()
     assert marker_pids(marker) == []
 
