@@ -1,7 +1,7 @@
 /*
  * service.h - what service.c (a service's definition: options, list, name
- * index, accessors) and supervise.c, svstart.c, svstop.c, svcalls.c (its
- * state machine) share, and what the table's test sees: the events a service
+ * index, accessors) and supervise.c, svexit.c, svstart.c, svstop.c,
+ * svcalls.c (its state machine) share, and what the table's test sees: the events a service
  * reacts to and the state x event table.
  *
  * Every change of a service's state is one cell of evm__sv_table, run by
@@ -158,8 +158,9 @@ EVM_HIDDEN int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev,
 
 /*
  * The steps the table's actions take: supervise.c (the table, its actions,
- * the transitions), svstart.c (a run: spawn, readiness, the exit, backoff)
- * and svstop.c (a stop's signals and its kill escalation).
+ * the transitions), svexit.c (what an exit decides: the restart policy),
+ * svstart.c (a run: spawn, readiness, the exit, backoff) and svstop.c (a
+ * stop's signals and its kill escalation).
  */
 
 /* why we stopped a service that did not stop by itself: its exit is a failure */
@@ -171,6 +172,16 @@ EVM_HIDDEN void evm__sv_enter(struct evm_service *s, enum evm_state st,
 
 /* supervise.c: an event of the state it is in (what changed is in s->msg) */
 EVM_HIDDEN void evm__sv_tell(struct evm_service *s);
+/* supervise.c: a removed service's last event; freed when the iteration ends */
+EVM_HIDDEN void evm__sv_unlink(struct evm_service *s, const struct evm_exit *exit);
+
+/* svexit.c: the cells of an exit (STARTING; RUNNING and RELOADING; STOPPING) */
+EVM_HIDDEN int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a);
+EVM_HIDDEN int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a);
+EVM_HIDDEN int evm__sv_act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a);
+/* svexit.c: "cgroup empty" in STOPPING, and after a held exit (STARTING, RUNNING, RELOADING) */
+EVM_HIDDEN int evm__sv_act_emptied(struct evm_service *s, const struct evm__sv_arg *a);
+EVM_HIDDEN int evm__sv_act_emptied_held(struct evm_service *s, const struct evm__sv_arg *a);
 
 /* svmain.c: pid (of its tree) is the main process now: 1, 0 (it was), or -errno */
 EVM_HIDDEN int evm__sv_take_main(struct evm_service *s, pid_t pid);

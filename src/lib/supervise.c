@@ -1,7 +1,9 @@
 /*
  * supervise.c - a service's state machine: the state x event table, the
  * actions of its cells, and the one way a service changes state
- * (evm__sv_enter). The steps the actions take live beside it: svstart.c runs
+ * (evm__sv_enter). The steps the actions take live beside it: svexit.c
+ * decides what an exit means (the cells of "exit" and "cgroup empty": the
+ * restart policy, max_retries, the hold for an empty cgroup), svstart.c runs
  * the process (spawn, readiness timers, its exit, the restart backoff),
  * svstop.c stops it (signals to the process, group or cgroup; SIGKILL at
  * stop_timeout) and svcalls.c holds the public calls, an event each. What a
@@ -125,11 +127,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static bool success_code(const struct evm_service *s, int code)
-{
-	return code >= 0 && code < 256 && (s->success[code / 32] >> (code % 32) & 1u);
-}
-
 static void emit(struct evm_service *s, enum evm_state old, const struct evm_exit *exit, int error,
 		 uint64_t delay_ms, bool removed)
 {
@@ -202,7 +199,7 @@ void evm__sv_enter(struct evm_service *s, enum evm_state st, const struct evm_ex
 }
 
 /* The end of a removed service: its last event, then freed when the iteration ends. */
-static void unlink_svc(struct evm_service *s, const struct evm_exit *exit)
+void evm__sv_unlink(struct evm_service *s, const struct evm_exit *exit)
 {
 	enum evm_state old = s->state;
 	on_table(s, EVM__SV_TO(EVM__SV_REMOVED));
@@ -338,7 +335,7 @@ static int act_remove_idle(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	mark_removing(s);
 	evm_timer_cancel(s->timer);
-	unlink_svc(s, NULL);
+	evm__sv_unlink(s, NULL);
 	return 0;
 }
 
@@ -357,134 +354,6 @@ static int act_remove_after_stop(struct evm_service *s, const struct evm__sv_arg
 static int act_spawn_failed(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	evm__sv_failed_start(s, NULL, a->error);
-	return 0;
-}
-
-/* does the policy restart after this exit? */
-static bool policy_again(const struct evm_service *s, bool ok)
-{
-	switch (s->restart) {
-	case EVM_RESTART_ALWAYS:
-	case EVM_RESTART_UNLESS_STOPPED:
-		return true;
-	case EVM_RESTART_NEVER:
-		return false;
-	case EVM_RESTART_ON_FAILURE:
-	default:
-		return !ok;
-	}
-}
-
-static bool exit_ok(const struct evm_service *s, const struct evm_exit *e)
-{
-	return !e->status_unknown && e->signal == 0 && success_code(s, e->code);
-}
-
-/*
- * A restart waits for the cgroup to be empty, as a stop does: what the run
- * left (a watchdog's or ready timeout's stop under way, children of a main
- * process that exited) would otherwise run beside the next one. The rest
- * is stopped (a stop under way keeps its deadline; else stop_signal, and
- * SIGKILL at stop_timeout) and the exit waits for "cgroup empty".
- */
-static bool held_for_empty(struct evm_service *s, bool again)
-{
-	if (!again || !evm__sv_cg_busy(s))
-		return false;
-	if (s->failing)
-		evm__sv_arm_kill(s);
-	else
-		evm__sv_send_stop(s);
-	s->exit_held = true;
-	return true;
-}
-
-/* why we stopped it (s->failing), for its exit's event */
-static void failing_msg(struct evm_service *s)
-{
-	if (s->failing == FAILING_NOT_READY)
-		snprintf(s->msg, sizeof(s->msg), "not ready within ready_timeout (%llu ms)",
-			 (unsigned long long)s->ready_timeout_ms);
-	else if (s->failing == FAILING_WATCHDOG)
-		snprintf(s->msg, sizeof(s->msg), "watchdog: no sign of life for %llu ms",
-			 (unsigned long long)s->watchdog_run_ms);
-	else if (s->failing == FAILING_TRIGGERED)
-		snprintf(s->msg, sizeof(s->msg), "watchdog: the service said it failed");
-}
-
-static int act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
-{
-	const struct evm_exit *e = a->exit;
-	if (s->loop->shutting_down) {
-		evm__sv_enter(s, EVM_STATE_STOPPED, e, 0, 0);
-		return 0;
-	}
-	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
-	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, again))
-		return 0;
-	if (s->failing)
-		failing_msg(s);
-	else if (again || !ok)
-		snprintf(s->msg, sizeof(s->msg), "exited %s (%llu ms)",
-			 s->ready == EVM_READY_DECLARED ? "before it was ready" : "during its start period",
-			 (unsigned long long)(e->runtime_ns / 1000000));
-	if (again)
-		evm__sv_failed_start(s, e, 0);
-	else
-		evm__sv_enter(s, EVM_STATE_EXITED, e, 0, 0);
-	return 0;
-}
-
-static int act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
-{
-	const struct evm_exit *e = a->exit;
-	if (s->loop->shutting_down) {
-		evm__sv_enter(s, EVM_STATE_STOPPED, e, 0, 0);
-		return 0;
-	}
-	bool ok = exit_ok(s, e) && !s->failing;
-	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, policy_again(s, ok)))
-		return 0;
-	if (s->failing)
-		failing_msg(s);
-	if (!policy_again(s, ok)) {
-		evm__sv_enter(s, EVM_STATE_EXITED, e, 0, 0);
-		return 0;
-	}
-	if (ok)
-		s->failures = 0; /* "in a row" */
-	else
-		s->failures++;
-	if (!ok && s->max_retries && s->failures > s->max_retries) {
-		snprintf(s->msg, sizeof(s->msg), "gave up after %u failures in a row", s->failures);
-		evm__sv_enter(s, EVM_STATE_FATAL, e, 0, 0);
-		return 0;
-	}
-	evm__sv_schedule_restart(s, e, 0);
-	return 0;
-}
-
-static int act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a)
-{
-	if (evm__sv_cg_busy(s)) {
-		/* stopped once the cgroup is empty; the kill still comes at stop_timeout */
-		s->exit_held = a->exit != NULL;
-		if (s->stop_timeout_ms && s->stop_signal != SIGKILL)
-			evm__sv_arm_kill(s);
-		return 0;
-	}
-	evm_timer_cancel(s->timer);
-	s->exit_held = false;
-	if (s->removing) {
-		unlink_svc(s, a->exit);
-		return 0;
-	}
-	evm__sv_enter(s, EVM_STATE_STOPPED, a->exit, 0, 0);
-	if (s->start_after_stop) {
-		s->start_after_stop = false;
-		if (!s->loop->shutting_down)
-			evm__sv_dispatch(s, EVM__SV_START, NULL); /* a restart asked before the shutdown */
-	}
 	return 0;
 }
 
@@ -584,27 +453,6 @@ static int act_kill(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
-/* The last process of its cgroup is gone: the stop is over once the main one is reaped. */
-static int act_emptied(struct evm_service *s, const struct evm__sv_arg *a)
-{
-	if (s->proc)
-		return 0; /* its exit, still to come, ends the stop */
-	struct evm__sv_arg held = {.exit = s->exit_held ? &s->last_exit : NULL};
-	return act_exit_stopping(s, &held);
-}
-
-/* STARTING, RUNNING: the cgroup an exit waited for is empty: the exit's cell now */
-static int act_emptied_held(struct evm_service *s, const struct evm__sv_arg *a)
-{
-	if (s->proc || !s->exit_held)
-		return 0;
-	evm_timer_cancel(s->timer);
-	s->exit_held = false;
-	struct evm__sv_arg held = {.exit = &s->last_exit};
-	return s->state == EVM_STATE_STARTING ? act_exit_starting(s, &held)
-					      : act_exit_running(s, &held); /* RUNNING, RELOADING */
-}
-
 /* ------------------------------------------------------------ the table */
 
 const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
@@ -659,9 +507,9 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_STARTING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {act_exit_starting, POLICY | EVM__SV_STAYS,
+		[EVM__SV_EXIT] = {evm__sv_act_exit_starting, POLICY | EVM__SV_STAYS,
 				  "failed start, unless policy is done; a restart waits for an empty cgroup"},
-		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
 		[EVM__SV_GRACE] = {act_ready, TO(RUNNING), "ready (ready = started)"},
 		[EVM__SV_READY] = {act_ready, TO(RUNNING), "ready"},
 		[EVM__SV_READY_TIMEOUT] = {act_stop_failing, 0, "stop; its exit is a failed start"},
@@ -670,9 +518,9 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_RUNNING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {act_exit_running, POLICY | EVM__SV_STAYS,
+		[EVM__SV_EXIT] = {evm__sv_act_exit_running, POLICY | EVM__SV_STAYS,
 				  "restart policy and max_retries; a restart waits for an empty cgroup"},
-		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
 		[EVM__SV_WATCHDOG] = {act_stop_failing, 0, "stop; its exit is a failure"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
 		[EVM__SV_TRIGGER] = {act_trigger, 0, "stop; its exit is a failure"},
@@ -681,8 +529,8 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_RELOADING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {act_exit_running, POLICY | EVM__SV_STAYS, "as RUNNING's exit"},
-		[EVM__SV_EMPTIED] = {act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_EXIT] = {evm__sv_act_exit_running, POLICY | EVM__SV_STAYS, "as RUNNING's exit"},
+		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
 		[EVM__SV_READY] = {act_reloaded, TO(RUNNING) | EVM__SV_STAYS,
 				   "reloaded, if it said reloading (else an earlier ready)"},
 		[EVM__SV_RELOADING] = {act_reloading, EVM__SV_STAYS, "noted: its next ready ends it"},
@@ -701,10 +549,10 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_STOP] = {act_stop_noted, 0, "no start after the exit"},
 		[EVM__SV_RESTART] = {act_restart_after_stop, 0, "start after the exit"},
 		[EVM__SV_REMOVE] = {act_remove_after_stop, 0, "removed after the exit"},
-		[EVM__SV_EXIT] = {act_exit_stopping, TO(STOPPED) | GONE | EVM__SV_STAYS,
+		[EVM__SV_EXIT] = {evm__sv_act_exit_stopping, TO(STOPPED) | GONE | EVM__SV_STAYS,
 				  "and its cgroup empty: removed, or restarted, if asked"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (cgroup.kill)"},
-		[EVM__SV_EMPTIED] = {act_emptied, TO(STOPPED) | GONE | EVM__SV_STAYS,
+		[EVM__SV_EMPTIED] = {evm__sv_act_emptied, TO(STOPPED) | GONE | EVM__SV_STAYS,
 				     "after the exit: as the exit"},
 	},
 	[EVM_STATE_EXITED] = {IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING),

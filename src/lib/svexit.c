@@ -1,0 +1,172 @@
+/*
+ * svexit.c - what a service's exit decides, the cells of the exit and of
+ * "cgroup empty" in supervise.c's table: whether the restart policy starts
+ * it again (policy_again, with success_codes and a stop as failing), after
+ * the backoff or FATAL past max_retries; EXITED when it does not; STOPPED
+ * (or removed, or started again if asked) when a stop ends.
+ *
+ * Invariants: an exit while evm_shutdown runs ends in STOPPED, whatever the
+ * policy. A restart, like a stop, waits for the service's cgroup to be empty
+ * (the exit is held: s->exit_held, s->last_exit) and "cgroup empty" then
+ * runs the exit's cell; nothing here spawns (svstart.c does, through the
+ * backoff or a START event). Every state change goes through evm__sv_enter
+ * or, for a removed service, evm__sv_unlink (supervise.c).
+ */
+#include "service.h"
+
+#include <signal.h>
+#include <stdio.h>
+
+static bool success_code(const struct evm_service *s, int code)
+{
+	return code >= 0 && code < 256 && (s->success[code / 32] >> (code % 32) & 1u);
+}
+
+/* does the policy restart after this exit? */
+static bool policy_again(const struct evm_service *s, bool ok)
+{
+	switch (s->restart) {
+	case EVM_RESTART_ALWAYS:
+	case EVM_RESTART_UNLESS_STOPPED:
+		return true;
+	case EVM_RESTART_NEVER:
+		return false;
+	case EVM_RESTART_ON_FAILURE:
+	default:
+		return !ok;
+	}
+}
+
+static bool exit_ok(const struct evm_service *s, const struct evm_exit *e)
+{
+	return !e->status_unknown && e->signal == 0 && success_code(s, e->code);
+}
+
+/*
+ * A restart waits for the cgroup to be empty, as a stop does: what the run
+ * left (a watchdog's or ready timeout's stop under way, children of a main
+ * process that exited) would otherwise run beside the next one. The rest
+ * is stopped (a stop under way keeps its deadline; else stop_signal, and
+ * SIGKILL at stop_timeout) and the exit waits for "cgroup empty".
+ */
+static bool held_for_empty(struct evm_service *s, bool again)
+{
+	if (!again || !evm__sv_cg_busy(s))
+		return false;
+	if (s->failing)
+		evm__sv_arm_kill(s);
+	else
+		evm__sv_send_stop(s);
+	s->exit_held = true;
+	return true;
+}
+
+/* why we stopped it (s->failing), for its exit's event */
+static void failing_msg(struct evm_service *s)
+{
+	if (s->failing == FAILING_NOT_READY)
+		snprintf(s->msg, sizeof(s->msg), "not ready within ready_timeout (%llu ms)",
+			 (unsigned long long)s->ready_timeout_ms);
+	else if (s->failing == FAILING_WATCHDOG)
+		snprintf(s->msg, sizeof(s->msg), "watchdog: no sign of life for %llu ms",
+			 (unsigned long long)s->watchdog_run_ms);
+	else if (s->failing == FAILING_TRIGGERED)
+		snprintf(s->msg, sizeof(s->msg), "watchdog: the service said it failed");
+}
+
+int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	const struct evm_exit *e = a->exit;
+	if (s->loop->shutting_down) {
+		evm__sv_enter(s, EVM_STATE_STOPPED, e, 0, 0);
+		return 0;
+	}
+	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
+	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, again))
+		return 0;
+	if (s->failing)
+		failing_msg(s);
+	else if (again || !ok)
+		snprintf(s->msg, sizeof(s->msg), "exited %s (%llu ms)",
+			 s->ready == EVM_READY_DECLARED ? "before it was ready" : "during its start period",
+			 (unsigned long long)(e->runtime_ns / 1000000));
+	if (again)
+		evm__sv_failed_start(s, e, 0);
+	else
+		evm__sv_enter(s, EVM_STATE_EXITED, e, 0, 0);
+	return 0;
+}
+
+int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	const struct evm_exit *e = a->exit;
+	if (s->loop->shutting_down) {
+		evm__sv_enter(s, EVM_STATE_STOPPED, e, 0, 0);
+		return 0;
+	}
+	bool ok = exit_ok(s, e) && !s->failing;
+	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, policy_again(s, ok)))
+		return 0;
+	if (s->failing)
+		failing_msg(s);
+	if (!policy_again(s, ok)) {
+		evm__sv_enter(s, EVM_STATE_EXITED, e, 0, 0);
+		return 0;
+	}
+	if (ok)
+		s->failures = 0; /* "in a row" */
+	else
+		s->failures++;
+	if (!ok && s->max_retries && s->failures > s->max_retries) {
+		snprintf(s->msg, sizeof(s->msg), "gave up after %u failures in a row", s->failures);
+		evm__sv_enter(s, EVM_STATE_FATAL, e, 0, 0);
+		return 0;
+	}
+	evm__sv_schedule_restart(s, e, 0);
+	return 0;
+}
+
+int evm__sv_act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (evm__sv_cg_busy(s)) {
+		/* stopped once the cgroup is empty; the kill still comes at stop_timeout */
+		s->exit_held = a->exit != NULL;
+		if (s->stop_timeout_ms && s->stop_signal != SIGKILL)
+			evm__sv_arm_kill(s);
+		return 0;
+	}
+	evm_timer_cancel(s->timer);
+	s->exit_held = false;
+	if (s->removing) {
+		evm__sv_unlink(s, a->exit);
+		return 0;
+	}
+	evm__sv_enter(s, EVM_STATE_STOPPED, a->exit, 0, 0);
+	if (s->start_after_stop) {
+		s->start_after_stop = false;
+		if (!s->loop->shutting_down)
+			evm__sv_dispatch(s, EVM__SV_START, NULL); /* a restart asked before the shutdown */
+	}
+	return 0;
+}
+
+/* The last process of its cgroup is gone: the stop is over once the main one is reaped. */
+int evm__sv_act_emptied(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->proc)
+		return 0; /* its exit, still to come, ends the stop */
+	struct evm__sv_arg held = {.exit = s->exit_held ? &s->last_exit : NULL};
+	return evm__sv_act_exit_stopping(s, &held);
+}
+
+/* STARTING, RUNNING: the cgroup an exit waited for is empty: the exit's cell now */
+int evm__sv_act_emptied_held(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (s->proc || !s->exit_held)
+		return 0;
+	evm_timer_cancel(s->timer);
+	s->exit_held = false;
+	struct evm__sv_arg held = {.exit = &s->last_exit};
+	return s->state == EVM_STATE_STARTING ? evm__sv_act_exit_starting(s, &held)
+					      : evm__sv_act_exit_running(s, &held); /* RUNNING, RELOADING */
+}
