@@ -1,6 +1,8 @@
 /*
- * cgroup.c - cgroup v2 handles: discovery, creation, membership, signals,
- * kill, removal, limits and statistics (the populated watch is cgwatch.c).
+ * cgroup.c - cgroup v2 handles: discovery, creation, controllers and
+ * membership. Beside it: cgfile.c (the interface files, read and written),
+ * cglimit.c (limits), cgstats.c (statistics), cgkill.c (signals, kill,
+ * removal) and cgwatch.c (the populated watch).
  *
  * A handle is two names: the cgroup's filesystem path, and its path as
  * /proc/PID/cgroup shows it ("rel"), which is what tells whether a pid read
@@ -17,10 +19,7 @@
  * then it reads as an empty cgroup at no syscall. A mkdir costs 50-250 us
  * here: 3,000 services made at once kept a daemon from answering for 0.6 s.
  *
- * Interface files are opened without O_CREAT, ever: on cgroupfs a missing
- * controller file means "controller not enabled", and creating it fails
- * with a misleading EACCES. So ENOENT on a controller file is EOPNOTSUPP,
- * unless the cgroup itself is gone.
+ * Interface files are opened without O_CREAT, ever (see cgfile.c).
  */
 #include "internal.h"
 
@@ -50,141 +49,6 @@ const char *evm_cgroup_controller_name(unsigned controller)
 		if (controller == 1u << i)
 			return ctl_names[i];
 	return "unknown";
-}
-
-/* ------------------------------------------------------------ file access */
-
-/* Read a whole (small) file into buf, NUL-terminated: length or -errno. */
-ssize_t evm__cg_read(int dfd, const char *name, char *buf, size_t cap)
-{
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	size_t len = 0;
-	while (len < cap - 1) {
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			close(fd);
-			return -e;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = 0;
-	return (ssize_t)len;
-}
-
-/* Read a file of any size into a malloc'ed string (*out); length or -errno. */
-ssize_t evm__cg_read_all(int dfd, const char *name, char **out)
-{
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap);
-	ssize_t r = -ENOMEM;
-	while (buf) {
-		if (len + 1 >= cap) {
-			char *nb = realloc(buf, cap * 2);
-			if (!nb)
-				break;
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		if (n == 0) {
-			buf[len] = 0;
-			*out = buf;
-			close(fd);
-			return (ssize_t)len;
-		}
-		len += (size_t)n;
-	}
-	free(buf);
-	close(fd);
-	return r;
-}
-
-/* One write of s to an existing file (never O_CREAT). */
-int evm__cg_write(int dfd, const char *name, const char *s)
-{
-	int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	size_t len = strlen(s);
-	ssize_t n;
-	while ((n = write(fd, s, len)) < 0 && errno == EINTR)
-		;
-	int r = n < 0 ? -errno : (size_t)n == len ? 0 : -EIO;
-	close(fd);
-	return r;
-}
-
-/* ENOENT on an interface file: the cgroup is gone, or the file's controller is off. */
-int evm__cg_missing(int dfd)
-{
-	return faccessat(dfd, "cgroup.procs", F_OK, 0) < 0 ? -ENOENT : -EOPNOTSUPP;
-}
-
-/* The next line of text after l, or NULL at the end. */
-const char *evm__cg_next_line(const char *l)
-{
-	const char *nl = strchr(l, '\n');
-	return nl && nl[1] ? nl + 1 : NULL;
-}
-
-/* "key value" lines (cpu.stat, memory.events, cgroup.events): the value of key. */
-bool evm__cg_key(const char *text, const char *key, uint64_t *out)
-{
-	size_t kl = strlen(key);
-	for (const char *l = *text ? text : NULL; l; l = evm__cg_next_line(l)) {
-		if (strncmp(l, key, kl) == 0 && l[kl] == ' ') {
-			*out = strtoull(l + kl + 1, NULL, 10);
-			return true;
-		}
-	}
-	return false;
-}
-
-/* The directory: the fd the handle holds, else one opened now (-errno). */
-int evm__cg_dir(const struct evm_cgroup *cg)
-{
-	int fd = atomic_load(&cg->dfd);
-	if (fd >= 0)
-		return fd;
-	if (atomic_load(&cg->unmade))
-		return -ENOENT;
-	fd = open(cg->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
-/* The directory, made first when it is a handle's to make later. */
-int evm__cg_dir_made(const struct evm_cgroup *cg)
-{
-	if (atomic_load(&cg->unmade)) {
-		if (mkdir(cg->path, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		atomic_store(&((struct evm_cgroup *)cg)->unmade, false);
-	}
-	return evm__cg_dir(cg);
-}
-
-/* Done with what evm__cg_dir gave: closed unless the handle holds it. */
-void evm__cg_dir_done(const struct evm_cgroup *cg, int fd)
-{
-	if (fd >= 0 && fd != atomic_load(&cg->dfd))
-		close(fd);
 }
 
 static int cg_write(const struct evm_cgroup *cg, const char *name, const char *s)
@@ -606,28 +470,6 @@ int evm_cgroup_attach(struct evm_cgroup *cg, pid_t pid)
 	return cg_write(cg, "cgroup.procs", buf);
 }
 
-/* cgroup.procs of dfd, parsed: count (pids up to cap), or -errno */
-static int procs_at(int dfd, pid_t *pids, size_t cap)
-{
-	char *text;
-	ssize_t len = evm__cg_read_all(dfd, "cgroup.procs", &text);
-	if (len < 0)
-		return (int)len;
-	int n = 0;
-	for (char *s = text, *end; *s; s = end + strspn(end, "\n")) {
-		long v = strtol(s, &end, 10);
-		if (end == s)
-			break;
-		if (v > 0) { /* 0: a process outside our pid namespace */
-			if ((size_t)n < cap)
-				pids[n] = (pid_t)v;
-			n++;
-		}
-	}
-	free(text);
-	return n;
-}
-
 int evm_cgroup_procs(const struct evm_cgroup *cg, pid_t *pids, size_t cap)
 {
 	if (!cg || (cap && !pids))
@@ -635,7 +477,7 @@ int evm_cgroup_procs(const struct evm_cgroup *cg, pid_t *pids, size_t cap)
 	int dfd = evm__cg_dir(cg);
 	if (dfd < 0)
 		return dfd;
-	int r = procs_at(dfd, pids, cap);
+	int r = evm__cg_procs_at(dfd, pids, cap);
 	evm__cg_dir_done(cg, dfd);
 	return r;
 }
@@ -658,128 +500,6 @@ int evm_cgroup_populated(const struct evm_cgroup *cg)
 	if (dfd < 0)
 		return dfd;
 	int r = evm__cgroup_populated_at(dfd, "cgroup.events");
-	evm__cg_dir_done(cg, dfd);
-	return r;
-}
-
-/* --------------------------------------------------------------- limits */
-
-static const struct {
-	const char *file;
-	unsigned controller;
-} limits[] = {
-	[EVM_CGROUP_MEMORY_MAX] = {"memory.max", EVM_CGROUP_MEMORY},
-	[EVM_CGROUP_MEMORY_HIGH] = {"memory.high", EVM_CGROUP_MEMORY},
-	[EVM_CGROUP_PIDS_MAX] = {"pids.max", EVM_CGROUP_PIDS},
-	[EVM_CGROUP_CPU_WEIGHT] = {"cpu.weight", EVM_CGROUP_CPU},
-	[EVM_CGROUP_CPU_MAX] = {"cpu.max", EVM_CGROUP_CPU},
-	[EVM_CGROUP_IO_WEIGHT] = {"io.weight", EVM_CGROUP_IO},
-};
-#define NLIMITS (sizeof(limits) / sizeof(limits[0]))
-
-const char *evm_cgroup_limit_file(enum evm_cgroup_limit limit)
-{
-	return (unsigned)limit < NLIMITS ? limits[limit].file : NULL;
-}
-
-unsigned evm_cgroup_limit_controller(enum evm_cgroup_limit limit)
-{
-	return (unsigned)limit < NLIMITS ? limits[limit].controller : 0;
-}
-
-int evm_cgroup_set_limit(struct evm_cgroup *cg, enum evm_cgroup_limit limit, const char *value)
-{
-	const char *file = evm_cgroup_limit_file(limit);
-	if (!cg || !file || !value || !*value || strchr(value, '\n'))
-		return -EINVAL;
-	int dfd = evm__cg_dir_made(cg);
-	if (dfd < 0)
-		return dfd;
-	int r = evm__cg_write(dfd, file, value);
-	if (r == -ENOENT)
-		r = evm__cg_missing(dfd);
-	evm__cg_dir_done(cg, dfd);
-	return r == -ERANGE ? -EINVAL : r;
-}
-
-int evm_cgroup_get_limit(const struct evm_cgroup *cg, enum evm_cgroup_limit limit, char *buf,
-			 size_t size)
-{
-	const char *file = evm_cgroup_limit_file(limit);
-	char tmp[256];
-	if (!cg || !file || !buf || !size)
-		return -EINVAL;
-	int dfd = evm__cg_dir(cg);
-	if (dfd < 0)
-		return dfd;
-	ssize_t n = evm__cg_read(dfd, file, tmp, sizeof(tmp));
-	if (n == -ENOENT)
-		n = evm__cg_missing(dfd);
-	evm__cg_dir_done(cg, dfd);
-	if (n < 0)
-		return (int)n;
-	tmp[strcspn(tmp, "\n")] = 0;
-	if (strlen(tmp) + 1 > size)
-		return -ERANGE;
-	strcpy(buf, tmp);
-	return 0;
-}
-
-/* ---------------------------------------------------------------- stats */
-
-static bool read_u64(int dfd, const char *file, uint64_t *out)
-{
-	char buf[64];
-	if (evm__cg_read(dfd, file, buf, sizeof(buf)) <= 0)
-		return false;
-	*out = strtoull(buf, NULL, 10);
-	return true;
-}
-
-static int stats_at(int dfd, struct evm_cgroup_stats *out)
-{
-	memset(out, 0, sizeof(*out));
-	char buf[2048];
-	if (evm__cg_read(dfd, "cpu.stat", buf, sizeof(buf)) > 0 &&
-	    evm__cg_key(buf, "usage_usec", &out->cpu_usage_usec)) {
-		evm__cg_key(buf, "user_usec", &out->cpu_user_usec);
-		evm__cg_key(buf, "system_usec", &out->cpu_system_usec);
-		out->have |= EVM_CGROUP_STAT_CPU;
-	}
-	if (read_u64(dfd, "memory.current", &out->memory_current))
-		out->have |= EVM_CGROUP_STAT_MEMORY;
-	if (read_u64(dfd, "memory.peak", &out->memory_peak))
-		out->have |= EVM_CGROUP_STAT_PEAK;
-	if (evm__cg_read(dfd, "memory.events", buf, sizeof(buf)) > 0) {
-		evm__cg_key(buf, "oom", &out->oom);
-		evm__cg_key(buf, "oom_kill", &out->oom_kill);
-		out->have |= EVM_CGROUP_STAT_OOM;
-	}
-	if (read_u64(dfd, "pids.current", &out->pids_current))
-		out->have |= EVM_CGROUP_STAT_PIDS;
-	int n = procs_at(dfd, NULL, 0);
-	if (n >= 0) {
-		out->procs = (uint64_t)n;
-		out->have |= EVM_CGROUP_STAT_PROCS;
-	}
-	if (!out->have && evm__cg_missing(dfd) == -ENOENT)
-		return -ENOENT;
-	return 0;
-}
-
-int evm_cgroup_stats(const struct evm_cgroup *cg, struct evm_cgroup_stats *out)
-{
-	if (!cg || !out)
-		return -EINVAL;
-	int dfd = evm__cg_dir(cg);
-	if (dfd == -ENOENT && atomic_load(&cg->unmade)) {
-		memset(out, 0, sizeof(*out)); /* not made yet: empty */
-		out->have = EVM_CGROUP_STAT_PROCS;
-		return 0;
-	}
-	if (dfd < 0)
-		return dfd;
-	int r = stats_at(dfd, out);
 	evm__cg_dir_done(cg, dfd);
 	return r;
 }

@@ -443,7 +443,7 @@ EVM_HIDDEN void evm__cg_dir_done(const struct evm_cgroup *cg, int fd);
 EVM_HIDDEN bool evm__cg_member(pid_t pid, const char *rel);
 /* another reference to cg (dropped by evm_cgroup_free): a service keeps its cgroup */
 EVM_HIDDEN struct evm_cgroup *evm__cgroup_ref(struct evm_cgroup *cg);
-/* interface files: never created (O_CREAT); -errno */
+/* interface files (cgfile.c): never created (O_CREAT); -errno */
 EVM_HIDDEN ssize_t evm__cg_read(int dfd, const char *name, char *buf, size_t cap);
 EVM_HIDDEN ssize_t evm__cg_read_all(int dfd, const char *name, char **out); /* malloc'ed */
 EVM_HIDDEN int evm__cg_write(int dfd, const char *name, const char *s);
@@ -451,6 +451,8 @@ EVM_HIDDEN int evm__cg_write(int dfd, const char *name, const char *s);
 EVM_HIDDEN int evm__cg_missing(int dfd);
 EVM_HIDDEN bool evm__cg_key(const char *text, const char *key, uint64_t *out);
 EVM_HIDDEN const char *evm__cg_next_line(const char *l);
+/* cgroup.procs of dfd, parsed: count (pids up to cap), or -errno (cgfile.c) */
+EVM_HIDDEN int evm__cg_procs_at(int dfd, pid_t *pids, size_t cap);
 /* the part of path below prefix ("" for prefix itself), or NULL */
 EVM_HIDDEN const char *evm__cg_below(const char *path, const char *prefix);
 EVM_HIDDEN int evm__cgroup_populated_at(int dfd, const char *events); /* 1, 0, -errno */
