@@ -13,7 +13,8 @@
  *   config.c, confread.c, confkeys.c (the key table), confvalue.c (value
  *   grammars), confcheck.c (whole-service checks), confdeps.c  the config
  *   output.c, logfile.c, logdir.c, logtail.c  the services' output and its files
- *   state.c     the state record: taking over services after a crash
+ *   state.c     the state record: reading it; statewrite.c writing it,
+ *               takeover.c taking over services after a crash or a re-exec
  *   stdsink.c   the daemon's stdout/stderr (console lines, daemonlog.c's log)
  */
 #ifndef EVMON_DAEMON_H

@@ -59,6 +59,8 @@ struct svc_conf;
 
 /* The format written, and the newest one read (older ones are read too). */
 #define STATE_VERSION 2
+#define STATE_MAGIC "evmon-state 2" /* STATE_VERSION */
+#define STATE_MAGIC_V1 "evmon-state 1" /* read too: no "added" lines */
 
 enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN };
 
@@ -102,6 +104,9 @@ struct record {
 /* The identity of what c runs (not its policy): a changed one is not adopted. */
 uint64_t state_ident(struct svc_conf *c);
 
+/* CLOCK_BOOTTIME in ms: the same clock before and after an exec, or a crash */
+uint64_t state_boot_ms(void);
+
 /*
  * Where the record lives, and the state a reexec passed (before the control
  * socket is opened: its listener may be in it). 0, or -1 (said on stderr):
@@ -117,14 +122,16 @@ int state_init(struct daemon *d);
  */
 int state_load(struct daemon *d);
 
+/* The entry of service name in d's record (not taken over yet), or NULL. */
+struct rec_svc *state_find(struct daemon *d, const char *name);
+
+/* takeover.c */
+
 /*
  * Make the services added with `ctl add` the record names again (before
  * the takeover, none started), one log line each.
  */
 void state_readd(struct daemon *d);
-
-/* The entry of service name in d's record (not taken over yet), or NULL. */
-struct rec_svc *state_find(struct daemon *d, const char *name);
 
 /*
  * Every unit is created, none started: adopt the survivors the record names
@@ -133,6 +140,8 @@ struct rec_svc *state_find(struct daemon *d, const char *name);
  * what no adopted service owns.
  */
 void state_take_over(struct daemon *d);
+
+/* statewrite.c */
 
 /* A service changed: write the record (at the end of this iteration). */
 void state_changed(struct daemon *d);
@@ -149,6 +158,7 @@ int state_write_now(struct daemon *d);
 /* Clean exit, every service stopped: no record left behind. */
 void state_fini(struct daemon *d);
 
+/* state.c */
 void record_free(struct record *r);
 
 #endif

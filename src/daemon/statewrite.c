@@ -1,0 +1,190 @@
+/*
+ * statewrite.c - writing the state record (state.h): a line per service
+ * built without printf (every service at every write), written to a
+ * temporary file renamed over the record, at most once per loop iteration
+ * in which a service changed (state_changed arms a timer), spaced further
+ * for a big record; removed at a clean exit (state_fini).
+ *
+ * Never fsync'ed: the record is for a crash of the daemon, and a crash of
+ * the machine takes the services with it. A write that fails is logged once
+ * (until one succeeds again); the daemon runs on.
+ */
+#include "state.h"
+
+#include "daemon.h"
+#include "daemonlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* " V" before p (the line is built from its end) */
+static char *put_dec(char *p, uint64_t v)
+{
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	*--p = ' ';
+	return p;
+}
+
+static char *put_word(char *p, const char *w)
+{
+	for (size_t n = strlen(w); n;)
+		*--p = w[--n];
+	*--p = ' ';
+	return p;
+}
+
+/*
+ * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT\n"
+ * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
+ */
+static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
+			  const struct evm_service_info *info, uint64_t next)
+{
+	char buf[160], *p = buf + sizeof(buf);
+	*--p = '\n';
+	p = put_dec(p, next);
+	p = put_dec(p, info->backoff_step);
+	p = put_dec(p, info->start_failures);
+	p = put_dec(p, info->failures);
+	p = put_dec(p, info->restarts);
+	p = put_word(p, evm_state_name(info->state));
+	p = put_word(p, flags);
+	for (int k = 0; k < 16; k++, ident >>= 4)
+		*--p = "0123456789abcdef"[ident & 15];
+	*--p = ' ';
+	p = put_dec(p, start);
+	unsigned long v = pid < 0 ? 0ul - (unsigned long)pid : (unsigned long)pid;
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	if (pid < 0)
+		*--p = '-';
+	*--p = ' ';
+	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), f);
+}
+
+size_t state_print(struct daemon *d, FILE *f)
+{
+	size_t n = 0;
+	fprintf(f, "%s\ndaemon %d\n", STATE_MAGIC, (int)getpid());
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (!u->svc)
+			continue;
+		struct evm_service_info info;
+		evm_service_info(u->svc, &info);
+		pid_t pid = info.pid;
+		if (pid > 0 && pid != u->rec_pid && evm_proc_start_time(pid, &u->rec_start) < 0)
+			pid = 0; /* gone already: its exit is on its way */
+		u->rec_pid = pid;
+		/* down: stopped by a user, or over (exited, fatal): not started again */
+		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
+			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
+		const char *flags = info.state == EVM_STATE_STOPPING ? "stopping" : down ? "down" : "run";
+		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
+		fputs("service ", f);
+		fputs(u->name, f);
+		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags, &info,
+			      next);
+		n++;
+		/* the instances of one added definition are next to each other: once */
+		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))
+			fprintf(f, "added %s\n", u->conf->added_def);
+	}
+	return n;
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int state_write_now(struct daemon *d)
+{
+	char tmp[PATH_MAX];
+	int e = 0;
+	uint64_t t0 = mono_us();
+	snprintf(tmp, sizeof(tmp), "%s.tmp", d->state_path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		e = errno;
+		if (fd >= 0)
+			close(fd);
+	} else {
+		fprintf(f, "end %zu\n", state_print(d, f));
+		bool ok = fflush(f) == 0 && !ferror(f);
+		e = errno;
+		ok = fclose(f) == 0 && ok;
+		if (ok && rename(tmp, d->state_path) == 0)
+			e = 0;
+		else if (!e)
+			e = errno ? errno : EIO;
+		if (e)
+			unlink(tmp);
+	}
+	if (e && !d->state_failed)
+		dlog("state record %s: %s: a daemon started after a crash may start services a "
+		     "second time", d->state_path, strerror(e));
+	d->state_failed = e != 0;
+	/*
+	 * A big record costs (10,000 services: ~0.5 MB, a file created and
+	 * renamed): the writes of a busy daemon are spaced by 1 ms per 100
+	 * services, so a crash-looping 10,000 does not rewrite it every
+	 * iteration; while the daemon starts its services, also by 10 times
+	 * what this write took (at the start of 1,000 services on a loaded
+	 * machine the record took as much of the daemon's time as the spawns),
+	 * and the record is written at once when all have started
+	 * (state_started). The gap is a window in which a crash forgets a new
+	 * pid; with cgroups that process is still found (and killed, not
+	 * duplicated) by the sweep.
+	 */
+	uint64_t took_ms = d->started ? 0 : (mono_us() - t0) / 100; /* 10 times, in ms */
+	uint64_t delay = d->nunits / 100 > took_ms ? d->nunits / 100 : took_ms;
+	d->state_delay_ms = delay < 1000 ? delay : 1000;
+	return -e;
+}
+
+static void on_state_timer(struct evm_timer *t, void *data)
+{
+	(void)t;
+	state_write_now(data);
+}
+
+void state_changed(struct daemon *d)
+{
+	if (!d->state_path || d->state_timer || d->state_closed)
+		return;
+	/* one write per iteration, however many services changed in it */
+	if (evm_timer_add(d->loop, d->state_delay_ms, on_state_timer, d, &d->state_timer) < 0)
+		state_write_now(d);
+}
+
+void state_started(struct daemon *d)
+{
+	if (!d->state_path || d->state_closed)
+		return;
+	evm_timer_cancel(d->state_timer);
+	state_write_now(d);
+}
+
+void state_fini(struct daemon *d)
+{
+	evm_timer_cancel(d->state_timer);
+	d->state_closed = true;
+	if (d->state_path)
+		unlink(d->state_path);
+	free(d->state_path);
+	d->state_path = NULL;
+	record_free(d->rec);
+	d->rec = NULL;
+}

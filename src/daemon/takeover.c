@@ -1,0 +1,247 @@
+/*
+ * takeover.c - taking over what the state record names (state.h), every
+ * unit created and none started: the services added with ctl add made
+ * again, the survivors adopted, where their policy had got to resumed, and
+ * what may not be adopted killed; after a re-exec the old image's other
+ * children killed; with cgroups, the cgroups no adopted service owns swept.
+ *
+ * A pid alone could name a process that reused it, so each line has the
+ * process's start time too, and the library's adoption checks both through
+ * a pidfd (evm_proc_adopt): an unrelated process is never touched. What a
+ * crash loses anyway: the exit status of a survivor (reported unknown: we
+ * are not its parent) and its output pipe (the read end died with the
+ * daemon: see evmon.ini(5), CRASHES AND RE-EXEC).
+ *
+ * A survivor that may not be adopted (not in the config, its definition
+ * changed, adopt = no) is killed, and waited for (up to KILL_WAIT_MS) before
+ * a fresh copy starts. The record is freed at the end; its file stays until
+ * the new daemon's first record replaces it.
+ */
+#include "state.h"
+
+#include "cgroups.h"
+#include "daemon.h"
+#include "daemonlog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KILL_WAIT_MS 5000
+
+/*
+ * The services added with ctl add, from their definitions in the record:
+ * the config file does not have them. Only the instances the record names
+ * (one removed since is not made again); none starts here: the takeover
+ * adopts the running ones, and those the record says are down stay down.
+ */
+static void readd_one(struct daemon *d, const char *def)
+{
+	struct errlist errs = {0};
+	cJSON *svc = cJSON_Parse(def);
+	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(svc, "name");
+	struct svc_conf *c = NULL;
+	if (cJSON_IsObject(svc) && cJSON_IsString(nm))
+		c = requests_add_conf(d, svc, nm->valuestring, &errs);
+	else
+		errlist_add(&errs, "add", 0, "not a definition");
+	if (c && !(c->added_def = strdup(def)))
+		errlist_add(&errs, "add", 0, "out of memory");
+	char name[256];
+	for (unsigned i = 0; c && !errs.n && i < c->instances; i++) {
+		unit_instance_name(c, i, name, sizeof(name));
+		if (state_find(d, name) && unit_add(d, c, i, true))
+			dlog("service %s: added with ctl add before the %s: made again", name,
+			     d->rec->reexec ? "re-exec" : "crash");
+	}
+	if (errs.n)
+		dlog("service %s: added with ctl add before the %s: cannot make it again: %s",
+		     cJSON_IsString(nm) ? nm->valuestring : "?", d->rec->reexec ? "re-exec" : "crash",
+		     errs.msgs[0]);
+	svc_conf_unref(c);
+	cJSON_Delete(svc);
+	errlist_free(&errs);
+}
+
+void state_readd(struct daemon *d)
+{
+	for (size_t i = 0; d->rec && i < d->rec->nadded; i++)
+		readd_one(d, d->rec->added[i]);
+}
+
+/* SIGKILL a survivor (its group when it leads one) and wait for its death. */
+static int kill_survivor(struct daemon *d, pid_t pid, uint64_t start)
+{
+	struct evm_adopt_opts o = {.pid = pid, .flags = EVM_ADOPT_START_TIME, .start_time = start};
+	struct evm_proc *p;
+	int r = evm_proc_adopt(d->loop, &o, &p);
+	if (r < 0)
+		return r;
+	if (evm_proc_signal_group(p, SIGKILL) < 0)
+		r = evm_proc_signal(p, SIGKILL);
+	struct pollfd pfd = {.fd = evm_proc_pidfd(p), .events = POLLIN};
+	if (r == 0 && pfd.fd >= 0)
+		poll(&pfd, 1, KILL_WAIT_MS); /* before a fresh copy starts (its port, its files) */
+	evm_proc_unref(p); /* its exit (status unknown) is reported by the loop */
+	return r;
+}
+
+static void kill_one(struct daemon *d, struct rec_svc *s, const char *why)
+{
+	int r = kill_survivor(d, s->pid, s->start);
+	if (r == 0)
+		dlog("service %s: pid %d, left running by daemon %d, killed (%s)", s->name,
+		     (int)s->pid, (int)d->rec->daemon, why);
+	else if (r != -ESRCH)
+		dlog("service %s: pid %d, left running by daemon %d: cannot kill it: %s", s->name,
+		     (int)s->pid, (int)d->rec->daemon, strerror(-r));
+}
+
+/*
+ * Carry on where the policy had got to: its counters, and a backoff, an
+ * exited or fatal state (as: into that state, or STOPPED for the counters
+ * only). The backoff's deadline is on CLOCK_BOOTTIME: what is left of it.
+ */
+static void resume_one(struct daemon *d, struct unit *u, const struct rec_svc *s, enum evm_state as)
+{
+	if (!s->has_policy)
+		return;
+	uint64_t now = state_boot_ms();
+	struct evm_service_resume r = {
+		.state = as, .restarts = s->restarts, .failures = s->failures,
+		.start_failures = s->start_failures, .backoff_step = s->backoff_step,
+		.delay_ms = s->next_start > now ? s->next_start - now : 0,
+		.message = d->rec->reexec ? "carried over across the re-exec"
+					  : "carried over from the daemon that died",
+	};
+	int e = evm_service_resume(u->svc, &r);
+	if (e < 0)
+		dlog("service %s: cannot carry over its restart counters: %s", u->name, strerror(-e));
+	else if (as != EVM_STATE_STOPPED)
+		u->want_start = false;
+}
+
+static void take_over_one(struct daemon *d, struct rec_svc *s)
+{
+	struct unit *u = unit_find(d, s->name);
+	bool same = u && u->svc && state_ident(u->conf) == s->ident;
+	if (same && s->flags == REC_DOWN) {
+		u->want_start = false; /* stopped by a user, or over: it stays stopped */
+		bool over = s->state == EVM_STATE_EXITED || s->state == EVM_STATE_FATAL;
+		resume_one(d, u, s, over ? s->state : EVM_STATE_STOPPED);
+		return;
+	}
+	if (!s->pid) {
+		if (same && s->flags == REC_RUN && s->state == EVM_STATE_BACKOFF)
+			resume_one(d, u, s, EVM_STATE_BACKOFF); /* not started at once */
+		return;
+	}
+	if (!same || !u->conf->pol.adopt) {
+		kill_one(d, s, !u || !u->svc ? "it is not in the config"
+			       : !same	     ? "its definition changed"
+					     : "adopt = no");
+		return;
+	}
+	struct evm_adopt_opts o = {.pid = s->pid, .flags = EVM_ADOPT_START_TIME,
+				   .start_time = s->start};
+	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
+	int r = evm_service_adopt(u->svc, &o);
+	if (r == 0) {
+		u->want_start = false;
+		u->adopted = true;
+		u->rec_pid = s->pid;
+		u->rec_start = s->start;
+		if (!d->rec->reexec) /* a re-exec's are counted in one line */
+			dlog("service %s: adopted pid %d, left running by daemon %d (its exit status "
+			     "will be unknown)", s->name, (int)s->pid, (int)d->rec->daemon);
+		if (s->flags == REC_STOPPING)
+			evm_service_stop(u->svc);
+	} else if (r == -ESRCH) {
+		dlog("service %s: pid %d of the record is gone (or is another process now): "
+		     "started again", s->name, (int)s->pid);
+	} else {
+		dlog("service %s: cannot adopt pid %d: %s", s->name, (int)s->pid, strerror(-r));
+	}
+}
+
+/*
+ * After a re-exec every child of the old image is still ours: the services
+ * just adopted (those added with ctl add too: state_readd), and what no
+ * record names (health and readiness checks under way, a service whose
+ * definition could not be made again). Nobody would wait for those: they are
+ * killed (their group: checks lead their own) and the loop reaps them. The
+ * adopted ones are refused with -EEXIST. Without /proc/PID/task/TID/children
+ * (CONFIG_PROC_CHILDREN) they are left, as before.
+ */
+static size_t end_strays(struct daemon *d)
+{
+	size_t n = 0;
+	DIR *tasks = opendir("/proc/self/task");
+	struct dirent *t;
+	while (tasks && (t = readdir(tasks))) {
+		char path[64];
+		if (t->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%.20s/children", t->d_name);
+		FILE *f = fopen(path, "re");
+		int pid;
+		while (f && fscanf(f, "%d", &pid) == 1) {
+			struct evm_adopt_opts o = {.pid = pid};
+			struct evm_proc *p;
+			if (evm_proc_adopt(d->loop, &o, &p) < 0)
+				continue; /* -EEXIST: a service's; -ESRCH: gone */
+			if (evm_proc_signal_group(p, SIGKILL) < 0)
+				evm_proc_signal(p, SIGKILL);
+			evm_proc_unref(p);
+			n++;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (tasks)
+		closedir(tasks);
+	return n;
+}
+
+/* A cgroup of the base: kept if an adopted service's, else its processes are killed. */
+static int sweep_decide(const char *unit, void *data)
+{
+	struct daemon *d = data;
+	struct unit *u = unit_find(d, unit);
+	if (!u)
+		return CGROUPS_SWEEP_REMOVE;
+	return u->adopted ? CGROUPS_SWEEP_KEEP : CGROUPS_SWEEP_KILL;
+}
+
+void state_take_over(struct daemon *d)
+{
+	size_t kept = 0;
+	d->quiet_adopt = d->rec && d->rec->reexec;
+	if (d->rec)
+		for (size_t i = 0; i < d->rec->n; i++) {
+			d->rec->svcs[i].used = true;
+			take_over_one(d, &d->rec->svcs[i]);
+		}
+	d->quiet_adopt = false;
+	for (struct unit *u = d->first; d->rec && u; u = u->next)
+		kept += u->adopted;
+	size_t strays = d->rec && d->rec->reexec ? end_strays(d) : 0;
+	if (strays)
+		dlog("%zu processes of the previous image that no record names (checks under way, "
+		     "services not made again) killed", strays);
+	if (d->cg && d->cg_kept)
+		cgroups_sweep(d->cg, sweep_decide, d);
+	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */
+		reexec_answer(d, d->rec->client_fd, kept);
+		d->rec->client_fd = -1;
+	}
+	if (d->rec && d->rec->reexec)
+		reexec_done(d, d->rec, kept);
+	record_free(d->rec); /* the file stays until our first record replaces it */
+	d->rec = NULL;
+	state_changed(d);
+}
