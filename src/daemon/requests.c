@@ -75,6 +75,27 @@ static void cmd_status(struct daemon *d, struct client *cl, const cJSON *req)
 		malloc_trim(0);
 }
 
+/*
+ * The services req names, with a snapshot slot each for the reply's wait
+ * (waits.c) and an array for the errors: 0, or -1 with the reply sent.
+ */
+static int select_to_wait(struct daemon *d, struct client *cl, const cJSON *req,
+			  struct selection *sel, struct wait_entry **snap, cJSON **errors)
+{
+	if (selection_get(d, cl, req, false, sel) < 0)
+		return -1;
+	*snap = calloc(sel->n ? sel->n : 1, sizeof(**snap));
+	*errors = cJSON_CreateArray();
+	if (!*snap || !*errors) {
+		free(sel->u);
+		free(*snap);
+		cJSON_Delete(*errors);
+		control_reply_error(cl, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req, const char *cmd)
 {
 	struct selection sel;
@@ -83,16 +104,10 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 		control_reply_error(cl, "the daemon is shutting down");
 		return;
 	}
-	if (selection_get(d, cl, req, false, &sel) < 0)
+	struct wait_entry *snap;
+	cJSON *errors;
+	if (select_to_wait(d, cl, req, &sel, &snap, &errors) < 0)
 		return;
-	struct wait_entry *snap = calloc(sel.n ? sel.n : 1, sizeof(*snap));
-	cJSON *errors = cJSON_CreateArray();
-	if (!snap) {
-		free(sel.u);
-		cJSON_Delete(errors);
-		control_reply_error(cl, "out of memory");
-		return;
-	}
 	for (size_t i = 0; i < sel.n; i++) {
 		struct unit *u = sel.u[i];
 		snap[i] = wait_snapshot(u, restart);
@@ -135,16 +150,10 @@ static int reload_one(struct unit *u)
 static void cmd_reload_services(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	struct selection sel;
-	if (selection_get(d, cl, req, false, &sel) < 0)
+	struct wait_entry *snap;
+	cJSON *errors;
+	if (select_to_wait(d, cl, req, &sel, &snap, &errors) < 0)
 		return;
-	struct wait_entry *snap = calloc(sel.n ? sel.n : 1, sizeof(*snap));
-	cJSON *errors = cJSON_CreateArray();
-	if (!snap) {
-		free(sel.u);
-		cJSON_Delete(errors);
-		control_reply_error(cl, "out of memory");
-		return;
-	}
 	size_t n = 0; /* the reloads under way, waited for; the others are errors */
 	for (size_t i = 0; i < sel.n; i++) {
 		struct unit *u = sel.u[i];
