@@ -1,12 +1,16 @@
-"""What the reliability tests (test_security.py, test_faults.py, test_soak.py)
-share: a Daemon started behind a command prefix (setpriv, prlimit, strace,
-unshare), a directory any user can reach, and the figures read from /proc
-(resident memory, open fds, states, ids)."""
+"""What the reliability tests (test_security.py, test_faults.py, test_soak.py,
+test_reexec_load.py) share: a Daemon started behind a command prefix (setpriv,
+prlimit, strace, unshare), a directory any user can reach, the figures read from
+/proc (resident memory, open fds, states, ids), and an event stream checked as it
+is read."""
+import collections
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from conftest import EVMON, children_of, wait_for
@@ -118,3 +122,64 @@ def cpu_ticks(pid):
         st = f.read()
     rest = st[st.rfind(")") + 2:].split()
     return int(rest[11]) + int(rest[12])
+
+
+class EventStream(threading.Thread):
+    """Reads a daemon's event stream (`ctl events` lines on sock) and checks it as it
+    goes: per watched service a process starts, then exits, then the next one starts
+    (no exit lost or reported twice). spawns, exits, exited (pid -> exits) and errors
+    (the first 20) hold what it saw, under lock. A subclass adds checks in take()
+    and on_exit(ev)."""
+
+    def __init__(self, sock):
+        super().__init__(daemon=True)
+        self.sock, self.lock = sock, threading.Lock()
+        self.running = {}  # service -> pid started and not yet exited
+        self.spawns = self.exits = 0
+        self.exited = collections.Counter()  # pid -> exits
+        self.errors = []
+        self.closed = False
+
+    def run(self):
+        buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                with self.lock:
+                    for line in lines:
+                        self.take(json.loads(line))
+        except OSError:
+            pass
+        self.closed = True
+
+    def error(self, msg):
+        if len(self.errors) < 20:
+            self.errors.append(msg)
+
+    def watched(self, svc):
+        return True
+
+    def on_exit(self, ev):
+        pass
+
+    def take(self, ev):
+        kind, svc = ev.get("event"), ev.get("service")
+        if kind == "state" and self.watched(svc):
+            active = ("starting", "running")
+            if ev["state"] in active and ev["old_state"] not in active:
+                if svc in self.running:
+                    self.error(f"{svc}: pid {ev.get('pid')} started before {self.running[svc]} exited")
+                self.running[svc] = ev["pid"]
+                self.spawns += 1
+        elif kind == "exit" and self.watched(svc):
+            pid = ev["pid"]
+            if self.running.get(svc) != pid:
+                self.error(f"{svc}: exit of pid {pid}, the running one is {self.running.get(svc)}")
+            self.running.pop(svc, None)
+            self.exits += 1
+            self.exited[pid] += 1
+            self.on_exit(ev)

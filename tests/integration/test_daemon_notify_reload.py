@@ -53,32 +53,18 @@ while True:
     signal.pause()
 """
 
-CONF = """
-[evmon]
-stop_timeout = 5
+def service(name, mode, *lines, flag="none"):
+    """A section running svc.py in mode, its log DIR/NAME.log, its flag file DIR/FLAG."""
+    return (f"\n[service:{name}]\ncommand = PY SVC {mode} DIR/{name}.log DIR/{flag}\n"
+            + "".join(line + "\n" for line in lines))
 
-[service:good]
-command = PY SVC good DIR/good.log DIR/none
-ready = notify
 
-[service:noready]
-command = PY SVC noready DIR/noready.log DIR/none
-ready = notify
-ready_timeout = 2s
-
-[service:slow]
-command = PY SVC slow DIR/slow.log DIR/flag
-ready = notify
-ready_timeout = 0
-
-[service:plain]
-command = PY SVC plain DIR/plain.log DIR/none
-reload_signal = USR1
-
-[service:off]
-command = PY SVC plain DIR/off.log DIR/none
-autostart = false
-"""
+CONF = ("[evmon]\nstop_timeout = 5\n"
+        + service("good", "good", "ready = notify")
+        + service("noready", "noready", "ready = notify", "ready_timeout = 2s")
+        + service("slow", "slow", "ready = notify", "ready_timeout = 0", flag="flag")
+        + service("plain", "plain", "reload_signal = USR1")
+        + service("off", "plain", "autostart = false"))
 
 
 def lines(path):

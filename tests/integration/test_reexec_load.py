@@ -24,6 +24,7 @@ import pytest
 
 from conftest import HELPER, SAN, wait_for
 from daemon_util import SLOW, Daemon
+from reliability_util import EventStream
 
 # The 1,000-service run fails today: 1,000 crash-looping services (cgroup = no) do not
 # reach 1,000 exits in 120 s here, a daemon throughput problem under churn (issue 15
@@ -35,59 +36,26 @@ RUNS = [(50, 5, 5), pytest.param(1000, 100, 100, marks=[
 PINGERS = 3
 
 
-class Stream(threading.Thread):
-    """The event stream, checked as it goes; it must stay open across re-execs."""
+class Stream(EventStream):
+    """The churn services' stream, which must stay open across re-execs: also the
+    reexec events, and the exits whose status is unknown."""
 
     def __init__(self, sock):
-        super().__init__(daemon=True)
-        self.sock, self.lock = sock, threading.Lock()
-        self.running = {}  # service -> pid started and not yet exited
-        self.spawns = self.exits = self.reexecs = 0
-        self.exited = collections.Counter()  # pid -> exits
+        super().__init__(sock)
+        self.reexecs = 0
         self.unknown = []
-        self.errors = []
-        self.closed = False
 
-    def run(self):
-        buf = b""
-        try:
-            while True:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
-                    break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                with self.lock:
-                    for line in lines:
-                        self.take(json.loads(line))
-        except OSError:
-            pass
-        self.closed = True
+    def watched(self, svc):
+        return bool(svc) and svc.startswith("churn")
 
-    def error(self, msg):
-        if len(self.errors) < 20:
-            self.errors.append(msg)
+    def on_exit(self, ev):
+        if ev.get("status_unknown"):
+            self.unknown.append(ev)
 
     def take(self, ev):
-        kind, svc = ev.get("event"), ev.get("service")
-        if kind == "reexec":
+        if ev.get("event") == "reexec":
             self.reexecs += 1
-        elif kind == "state" and svc and svc.startswith("churn"):
-            active = ("starting", "running")
-            if ev["state"] in active and ev["old_state"] not in active:
-                if svc in self.running:
-                    self.error(f"{svc}: pid {ev.get('pid')} started before {self.running[svc]} exited")
-                self.running[svc] = ev["pid"]
-                self.spawns += 1
-        elif kind == "exit" and svc and svc.startswith("churn"):
-            pid = ev["pid"]
-            if self.running.get(svc) != pid:
-                self.error(f"{svc}: exit of pid {pid}, the running one is {self.running.get(svc)}")
-            self.running.pop(svc, None)
-            self.exits += 1
-            self.exited[pid] += 1
-            if ev.get("status_unknown"):
-                self.unknown.append(ev)
+        super().take(ev)
 
 
 class Pinger(threading.Thread):

@@ -19,14 +19,13 @@ With EVMON_SOAK_REPORT=FILE the figures are also written there as JSON
 import collections
 import json
 import os
-import threading
 import time
 
 import pytest
 
 from conftest import SAN, wait_for, zombies_of
 from daemon_util import SLOW, Daemon
-from reliability_util import fds, rss_kb
+from reliability_util import EventStream, fds, rss_kb
 
 if os.environ.get("EVMON_SOAK_EXITS"):
     RUNS = [int(os.environ["EVMON_SOAK_EXITS"])]
@@ -48,64 +47,24 @@ def fd_diff(before, after):
             if before.get(n) != after.get(n)}
 
 
-class Stream(threading.Thread):
-    """Reads the event stream and checks it as it goes."""
+class Stream(EventStream):
+    """The soak's stream: also the exits with code 0 (pid -> exits), the lines read,
+    and a warning event is an error."""
 
     def __init__(self, sock):
-        super().__init__(daemon=True)
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.running = {}  # service -> pid started and not yet exited
-        self.spawns = 0
-        self.exits = 0
+        super().__init__(sock)
         self.code0 = collections.Counter()  # pid -> exits with code 0
-        self.anyexit = collections.Counter()  # pid -> exits
-        self.errors = []
         self.lines = 0
-        self.closed = False
 
-    def run(self):
-        buf = b""
-        try:
-            while True:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
-                    break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                with self.lock:
-                    for line in lines:
-                        self.take(json.loads(line))
-        except OSError:
-            pass
-        self.closed = True
-
-    def error(self, msg):
-        if len(self.errors) < 20:
-            self.errors.append(msg)
+    def on_exit(self, ev):
+        if ev.get("code") == 0:
+            self.code0[ev["pid"]] += 1
 
     def take(self, ev):
         self.lines += 1
-        kind = ev.get("event")
-        svc = ev.get("service")
-        if kind == "state":
-            active = ("starting", "running")
-            if ev["state"] in active and ev["old_state"] not in active:
-                if svc in self.running:
-                    self.error(f"{svc}: started pid {ev.get('pid')} before pid {self.running[svc]} exited")
-                self.running[svc] = ev["pid"]
-                self.spawns += 1
-        elif kind == "exit":
-            pid = ev["pid"]
-            if self.running.get(svc) != pid:
-                self.error(f"{svc}: exit of pid {pid}, but the running one is {self.running.get(svc)}")
-            self.running.pop(svc, None)
-            self.exits += 1
-            self.anyexit[pid] += 1
-            if ev.get("code") == 0:
-                self.code0[pid] += 1
-        elif kind == "warning":
+        if ev.get("event") == "warning":
             self.error(f"warning: {ev}")
+        super().take(ev)
 
 
 @pytest.mark.parametrize("total", RUNS)
@@ -175,7 +134,7 @@ autostart = false
     with stream.lock:
         spawns, exits, errors = stream.spawns, stream.exits, list(stream.errors)
         code0 = collections.Counter(stream.code0)
-        anyexit = collections.Counter(stream.anyexit)
+        anyexit = collections.Counter(stream.exited)
     ran = collections.Counter(int(line) for line in pidlog.read_text().split())
     zombies = zombies_of(pid)
     figures = {

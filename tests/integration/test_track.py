@@ -25,20 +25,23 @@ def pid_in(path):
         return 0
 
 
+def forking(procs, tmp_path, *lines, cgroup=None):
+    """A daemon with one service, fork, whose first process daemonizes (the child
+    appends its pid to tmp_path/pids, then pauses), with lines added to its section;
+    cgroup: the daemon's cgroup key, if given."""
+    conf = ("[evmon]\nstart_secs = 0\nstop_timeout = 2\n"
+            + (f"cgroup = {cgroup}\n" if cgroup else "")
+            + f"[service:fork]\ncommand = HELPER daemonize pidlog {tmp_path / 'pids'} pause\n"
+            + "".join(line + "\n" for line in lines))
+    return Daemon(procs, tmp_path, conf)
+
+
 @needs_cgroup
 def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
     """The first process exits 0, its child lives on: running (no main pid),
     not exited; the child's death empties the cgroup and restart = always
     starts one fresh tree (never two side by side); a stop leaves nothing."""
-    d = Daemon(procs, tmp_path, """
-[evmon]
-start_secs = 0
-stop_timeout = 2
-[service:fork]
-command = HELPER daemonize pidlog PIDS pause
-restart = always
-backoff_initial = 0
-""".replace("PIDS", str(tmp_path / "pids")))
+    d = forking(procs, tmp_path, "restart = always", "backoff_initial = 0")
     cg = os.path.join(base_of(d), "fork.service")
     pids = tmp_path / "pids"
     wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, what="the daemon's child")
@@ -66,15 +69,7 @@ backoff_initial = 0
 def test_track_main_ends_with_the_first_process(procs, tmp_path):
     """track = main: the first process's exit is the service's (exited), what
     it left in the cgroup is ended by a stop."""
-    d = Daemon(procs, tmp_path, """
-[evmon]
-start_secs = 0
-stop_timeout = 2
-[service:fork]
-command = HELPER daemonize pidlog PIDS pause
-restart = never
-track = main
-""".replace("PIDS", str(tmp_path / "pids")))
+    d = forking(procs, tmp_path, "restart = never", "track = main")
     cg = os.path.join(base_of(d), "fork.service")
     d.wait_state("fork", "exited")
     pids = tmp_path / "pids"
@@ -133,17 +128,7 @@ def test_pidfile_naming_a_foreign_pid_is_refused(procs, tmp_path, cgroup):
     foreign = procs.spawn(["sleep", "400301"])
     pidfile = tmp_path / "fork.pid"
     pidfile.write_text(f"{foreign.pid}\n")
-    d = Daemon(procs, tmp_path, """
-[evmon]
-start_secs = 0
-stop_timeout = 2
-CGROUP
-[service:fork]
-command = HELPER daemonize pidlog PIDS pause
-pidfile = PIDFILE
-restart = never
-""".replace("PIDFILE", str(pidfile)).replace("PIDS", str(tmp_path / "pids"))
-               .replace("CGROUP", f"cgroup = {cgroup}"))
+    d = forking(procs, tmp_path, f"pidfile = {pidfile}", "restart = never", cgroup=cgroup)
     wait_for(lambda: f"pid {foreign.pid} is not the service's: refused" in d.log(),
              what="the refusal")
     assert d.status("fork")["fork"].get("pid") != foreign.pid
