@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import textwrap
+import threading
 import time
 
 from conftest import EVMON, HELPER, SLOW, children_of, proc_state, wait_for  # noqa: F401 (SLOW: for importers)
@@ -148,3 +149,50 @@ class LineReader:
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
+
+
+def follow_reloads(d, timeout):
+    """A subscriber that keeps up: on a connection of its own, a thread reads d's events
+    (each within timeout s) and collects the reload events. (their list, the thread)."""
+    s = d.connect()
+    s.sendall(b'{"cmd":"events"}\n')
+    events = LineReader(s)
+    assert events.next()["ok"]
+    got = []
+
+    def read_all():
+        try:
+            while True:
+                ev = events.next(timeout)
+                if ev.get("event") == "reload":
+                    got.append(ev)
+        except (EOFError, OSError):
+            pass
+    t = threading.Thread(target=read_all, daemon=True)
+    t.start()
+    return got, t
+
+
+def stuck_subscriber(d):
+    """A connection subscribed to d's events (a 4 KiB receive buffer), never read again."""
+    s = d.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b'{"cmd":"events"}\n')
+    assert LineReader(s).next()["ok"]
+    return s
+
+
+def reload_until_dropped(d, most):
+    """Every reload refused with an event of ~64 KiB (3,000 bad keys appended to d's
+    config), reloaded until d drops the slowest subscriber (at most `most` times): the
+    reloads done, and the config as it was."""
+    good = open(d.cfg).read()
+    with open(d.cfg, "a") as f:
+        for i in range(3000):
+            f.write(f"no_such_key_{i:05d}_to_make_a_long_error_message_for_the_reload = 1\n")
+    reloads = 0
+    while "the slowest of the subscribers" not in d.log():
+        assert d.ctl("reload", timeout=120).returncode == 1
+        reloads += 1
+        assert reloads < most, "no subscriber dropped"
+    return reloads, good

@@ -4,13 +4,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
 
 from conftest import EVMON, HELPER, PID_NS, wait_for
-from daemon_util import SLOW, Daemon, LineReader, alive, read_line
+from daemon_util import (SLOW, Daemon, LineReader, alive, follow_reloads, read_line,
+                         reload_until_dropped, stuck_subscriber)
 
 BASIC = """
 [evmon]
@@ -1028,7 +1028,6 @@ def test_stuck_subscribers_are_bounded_in_total(procs, tmp_path):
     """Subscribers that never read hold at most events_buffer_total together: past it
     the one furthest behind is dropped (issue 18.6), each while still under
     client_buffer; a subscriber that reads keeps everything."""
-    import threading
     d = Daemon(procs, tmp_path, """
 [evmon]
 client_buffer = 4M
@@ -1039,38 +1038,9 @@ command = HELPER pause
 start_secs = 0
 """)
     d.wait_state("web", "running")
-    good = open(d.cfg).read()
-    reader = d.connect()
-    reader.sendall(b'{"cmd":"events"}\n')
-    events = LineReader(reader)
-    assert events.next()["ok"]
-    got = []
-
-    def read_all():
-        try:
-            while True:
-                ev = events.next(120)
-                if ev.get("event") == "reload":
-                    got.append(ev)
-        except (EOFError, OSError):
-            pass
-    t = threading.Thread(target=read_all, daemon=True)
-    t.start()
-    stuck = []
-    for _ in range(3):
-        s = d.connect()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.sendall(b'{"cmd":"events"}\n')
-        stuck.append(s)
-    with open(d.cfg, "a") as f:  # each refused reload publishes an event of ~64 KiB
-        for i in range(3000):
-            f.write(f"no_such_key_{i:05d}_to_make_a_long_error_message_for_the_reload = 1\n")
-    wait_for(lambda: d.status()["web"]["state"] == "running", what="status")  # all 3 subscribed
-    reloads = 0
-    while "the slowest of the subscribers" not in d.log():
-        assert d.ctl("reload", timeout=120).returncode == 1
-        reloads += 1
-        assert reloads < 200, "no subscriber dropped"
+    got, t = follow_reloads(d, 120)
+    stuck = [stuck_subscriber(d) for _ in range(3)]
+    reloads, good = reload_until_dropped(d, 200)
     assert "bytes of events not read" not in d.log()  # none passed client_buffer alone
     with open(d.cfg, "w") as f:
         f.write(good)
@@ -1078,3 +1048,5 @@ start_secs = 0
     wait_for(lambda: len(got) >= reloads + 1, timeout=60 * SLOW, what="every reload event read")
     assert t.is_alive(), "the reader that keeps up was dropped"
     d.stop()
+    for s in stuck:
+        s.close()

@@ -13,7 +13,8 @@ import tempfile
 import pytest
 
 from conftest import EVMON, HELPER, SAN, needs_root, wait_for
-from daemon_util import SLOW, Daemon, LineReader, alive, read_line
+from daemon_util import (SLOW, Daemon, LineReader, alive, follow_reloads, read_line,
+                         reload_until_dropped, stuck_subscriber)
 
 SIMPLE = """
 [service:web]
@@ -241,7 +242,6 @@ def test_stuck_subscribers_hold_the_daemon_under_the_total_cap(procs, tmp_path, 
     by no more than the cap and a little per client (before the cap, 300 stuck
     subscribers took it to 1.14 GB); the slowest are dropped, and a subscriber that
     reads gets every event."""
-    import threading
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < n + 100:
         pytest.skip(f"RLIMIT_NOFILE {hard} is below {n + 100}")
@@ -259,39 +259,11 @@ command = HELPER pause
 start_secs = 0
 """)
         d.wait_state("web", "running")
-        good = open(d.cfg).read()
-        reader = d.connect()
-        reader.sendall(b'{"cmd":"events"}\n')
-        events = LineReader(reader)
-        assert events.next()["ok"]
-        got = []
-
-        def read_all():
-            try:
-                while True:
-                    ev = events.next(300)
-                    if ev.get("event") == "reload":
-                        got.append(ev)
-            except (EOFError, OSError):
-                pass
-        t = threading.Thread(target=read_all, daemon=True)
-        t.start()
-        for _ in range(n):
-            s = d.connect()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.sendall(b'{"cmd":"events"}\n')
-            assert LineReader(s).next()["ok"]  # subscribed; never read again
-            stuck.append(s)
+        got, t = follow_reloads(d, 300)
+        stuck.extend(stuck_subscriber(d) for _ in range(n))
         base = _kib(d.p.pid, "VmRSS")
-        with open(d.cfg, "a") as f:  # each refused reload publishes an event of ~64 KiB
-            for i in range(3000):
-                f.write(f"no_such_key_{i:05d}_to_make_a_long_error_message_for_the_reload = 1\n")
         # every subscriber's share of the cap is a few events: flood until drops, then more
-        reloads = 0
-        while "the slowest of the subscribers" not in d.log():
-            assert d.ctl("reload", timeout=120).returncode == 1
-            reloads += 1
-            assert reloads < 400, "no subscriber dropped"
+        reloads, good = reload_until_dropped(d, 400)
         for _ in range(10):
             assert d.ctl("reload", timeout=120).returncode == 1
             reloads += 1

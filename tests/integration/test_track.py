@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from conftest import wait_for
-from daemon_util import Daemon, alive
+from daemon_util import Daemon, alive, ini
 from test_cgroup import HOME, WHY, base_of, procs_in
 
 needs_cgroup = pytest.mark.skipif(HOME is None, reason=f"needs a writable cgroup v2: {WHY}")
@@ -25,15 +25,13 @@ def pid_in(path):
         return 0
 
 
-def forking(procs, tmp_path, *lines, cgroup=None):
+def forking(procs, tmp_path, cgroup=None, **keys):
     """A daemon with one service, fork, whose first process daemonizes (the child
-    appends its pid to tmp_path/pids, then pauses), with lines added to its section;
+    appends its pid to tmp_path/pids, then pauses), with keys added to its section;
     cgroup: the daemon's cgroup key, if given."""
-    conf = ("[evmon]\nstart_secs = 0\nstop_timeout = 2\n"
-            + (f"cgroup = {cgroup}\n" if cgroup else "")
-            + f"[service:fork]\ncommand = HELPER daemonize pidlog {tmp_path / 'pids'} pause\n"
-            + "".join(line + "\n" for line in lines))
-    return Daemon(procs, tmp_path, conf)
+    evmon = {"start_secs": 0, "stop_timeout": 2, **({"cgroup": cgroup} if cgroup else {})}
+    command = f"HELPER daemonize pidlog {tmp_path / 'pids'} pause"
+    return Daemon(procs, tmp_path, ini(evmon, fork={"command": command, **keys}))
 
 
 @needs_cgroup
@@ -41,7 +39,7 @@ def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
     """The first process exits 0, its child lives on: running (no main pid),
     not exited; the child's death empties the cgroup and restart = always
     starts one fresh tree (never two side by side); a stop leaves nothing."""
-    d = forking(procs, tmp_path, "restart = always", "backoff_initial = 0")
+    d = forking(procs, tmp_path, restart="always", backoff_initial=0)
     cg = os.path.join(base_of(d), "fork.service")
     pids = tmp_path / "pids"
     wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, what="the daemon's child")
@@ -69,7 +67,7 @@ def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
 def test_track_main_ends_with_the_first_process(procs, tmp_path):
     """track = main: the first process's exit is the service's (exited), what
     it left in the cgroup is ended by a stop."""
-    d = forking(procs, tmp_path, "restart = never", "track = main")
+    d = forking(procs, tmp_path, restart="never", track="main")
     cg = os.path.join(base_of(d), "fork.service")
     d.wait_state("fork", "exited")
     pids = tmp_path / "pids"
@@ -128,7 +126,7 @@ def test_pidfile_naming_a_foreign_pid_is_refused(procs, tmp_path, cgroup):
     foreign = procs.spawn(["sleep", "400301"])
     pidfile = tmp_path / "fork.pid"
     pidfile.write_text(f"{foreign.pid}\n")
-    d = forking(procs, tmp_path, f"pidfile = {pidfile}", "restart = never", cgroup=cgroup)
+    d = forking(procs, tmp_path, cgroup=cgroup, pidfile=pidfile, restart="never")
     wait_for(lambda: f"pid {foreign.pid} is not the service's: refused" in d.log(),
              what="the refusal")
     assert d.status("fork")["fork"].get("pid") != foreign.pid
