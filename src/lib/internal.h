@@ -332,6 +332,13 @@ static inline bool evm__ns_direct_only(const struct evm__spawn_req *r)
 }
 EVM_HIDDEN int evm__userns_pipe(struct evm__spawn_req *r, int *sync_w);
 EVM_HIDDEN int evm__pipe_above_stdio(int p[2]); /* spawnclone.c: O_CLOEXEC, both ends >= 3 */
+/*
+ * spawnclone.c: fd itself if it is above 0-2 (or < 0), else a close-on-exec
+ * copy >= 3 with fd closed (-1 and errno if none). A descriptor of ours on
+ * 0-2, where a program that closed its stdio left a hole, would be what a
+ * child inheriting that stdio gets.
+ */
+EVM_HIDDEN int evm__above_stdio(int fd);
 /* spawnclone.c: clone the child of req (direct or through the helper); its pid or -errno */
 EVM_HIDDEN pid_t evm__spawn_clone(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 				  struct evm_spawn_error *err);

@@ -180,7 +180,7 @@ static char **merge_env(char *const *base, char *const *extra)
 static int devnull(struct evm_loop *loop)
 {
 	if (loop->devnull < 0)
-		loop->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+		loop->devnull = evm__above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC)); /* kept */
 	return loop->devnull;
 }
 

@@ -157,13 +157,7 @@ static void reap_failed(pid_t pid, int pidfd)
 static int status_fd(struct evm_loop *loop)
 {
 	if (loop->statusfd < 0) {
-		int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 && fd < 3) {
-			int up = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-			close(fd);
-			fd = up;
-		}
-		loop->statusfd = fd;
+		loop->statusfd = evm__above_stdio(open("/proc/self/status", O_RDONLY | O_CLOEXEC));
 	}
 	return loop->statusfd;
 }
@@ -194,17 +188,23 @@ static mode_t current_umask(struct evm_loop *loop)
  * CLONE_CLEAR_SIGHAND: an exec error may not come back through shared memory,
  * valgrind turns CLONE_VM|CLONE_VFORK into a fork) and a user namespace's sync.
  */
+int evm__above_stdio(int fd)
+{
+	if (fd < 0 || fd > 2)
+		return fd;
+	int up = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return up;
+}
+
 int evm__pipe_above_stdio(int p[2])
 {
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	for (int i = 0; i < 2; i++) {
-		if (p[i] < 3) { /* must survive the child's dup2 onto 0-2 */
-			int fd = fcntl(p[i], F_DUPFD_CLOEXEC, 3);
-			close(p[i]);
-			p[i] = fd;
-		}
-	}
+	for (int i = 0; i < 2; i++)
+		p[i] = evm__above_stdio(p[i]); /* must survive the child's dup2 onto 0-2 */
 	if (p[0] < 0 || p[1] < 0) {
 		if (p[0] >= 0)
 			close(p[0]);
@@ -379,7 +379,7 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 	}
 	int cwd_fd = -1;
 	if (!hreq.cwd || hreq.cwd[0] != '/')
-		cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		cwd_fd = evm__above_stdio(open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)); /* not stdin */
 	hreq.cwd_fd = cwd_fd; /* the spawner rewrites the field: keep our copy */
 	if (slot >= 0)
 		close(slot); /* the pidfd arrives with the helper's reply and takes it */
@@ -433,6 +433,17 @@ static pid_t clone_child(struct evm_loop *loop, struct evm__spawn_req *req, int 
 		pid = clone_helper(loop, req, pidfd, err);
 	if (pid == -ENOTCONN) /* no helper after all */
 		pid = clone_direct(loop, req, pidfd, err);
+	/*
+	 * A pidfd on 0-2 (a program that closed its stdin) would be the stdin
+	 * of the next child that inherits it: above them, if there is room.
+	 */
+	if (pid > 0 && *pidfd >= 0 && *pidfd < 3) {
+		int up = fcntl(*pidfd, F_DUPFD_CLOEXEC, 3);
+		if (up >= 0) {
+			close(*pidfd);
+			*pidfd = up;
+		}
+	}
 	return pid;
 }
 

@@ -250,9 +250,16 @@ int evm__spawner_start(struct evm_loop *loop)
 		goto fail_errno;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		goto fail_errno;
-	sp->sock = sv[0];
-	sp->peer = sv[1];
-	sp->peer_open = true;
+	/*
+	 * Above 0-2, both ends: a program that closed its stdin before its
+	 * first spawn would otherwise find the helper's end at the helper's
+	 * fd 0, which every child inheriting stdin got.
+	 */
+	sp->sock = evm__above_stdio(sv[0]);
+	sp->peer = evm__above_stdio(sv[1]);
+	sp->peer_open = sp->peer >= 0;
+	if (sp->sock < 0 || sp->peer < 0)
+		goto fail_errno;
 	/* no exit signal: our children inherit it via CLONE_PARENT until exec,
 	 * and the helper's own exit is seen through its pidfd */
 	sp->pid = clone(helper_main, sp->hstack + HELPER_STACK, CLONE_VM | CLONE_PIDFD, sp, &sp->pidfd);
@@ -263,6 +270,13 @@ int evm__spawner_start(struct evm_loop *loop)
 	}
 	close(sp->peer); /* the helper has its own fd table, with its copy */
 	sp->peer_open = false;
+	if (sp->pidfd < 3) { /* above 0-2 too if there is room (the helper never sees it) */
+		int up = fcntl(sp->pidfd, F_DUPFD_CLOEXEC, 3);
+		if (up >= 0) {
+			close(sp->pidfd);
+			sp->pidfd = up;
+		}
+	}
 	r = evm__epoll_add(loop, sp->pidfd, EPOLLIN, &loop->spawner_w);
 	loop->spawner = sp;
 	if (r < 0) {

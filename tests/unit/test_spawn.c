@@ -651,8 +651,10 @@ static void test_stdio_inherit_cloexec(void **state)
 
 /*
  * Our stdin closed after the loop started: the descriptors the loop opens at
- * its first spawn (its /proc/self/status) stay above 2, so a child that
- * inherits stdin finds it closed, not one of ours.
+ * its first spawn (its /proc/self/status, /dev/null, the spawn helper's
+ * socket, the cwd sent to it) and the pidfd of a child still running stay
+ * above 2, so a child that inherits stdin finds it closed, not one of ours,
+ * in every spawn mode.
  */
 static void closed_stdin_stays_closed(void *arg)
 {
@@ -660,15 +662,15 @@ static void closed_stdin_stays_closed(void *arg)
 	t_set_mode(a->m);
 	struct evm_loop *loop;
 	CHECK(evm_loop_new(&loop, NULL) == 0);
-	if (!strcmp(a->m->spawn, "helper")) {
-		/* not yet: the socket to the helper, made at the first spawn, takes fd 0 */
-		evm_loop_free(loop);
-		return;
-	}
 	int pipes[2][2];
 	for (int i = 0; i < 2; i++)
 		CHECK(pipe2(pipes[i], O_CLOEXEC) == 0);
 	close(0); /* the lowest free fd from now on */
+	char *pause_argv[] = {t_helper, "pause", NULL};
+	struct evm_spawn_opts po = {.argv = pause_argv, .pdeath_signal = SIGKILL};
+	po.stdio[0] = (struct evm_stdio){EVM_STDIO_NULL, -1};
+	struct evm_proc *first; /* running through both spawns: its pidfd stays open */
+	CHECK(evm_spawn(loop, &po, &first) == 0);
 	for (int i = 0; i < 2; i++) {
 		int *pp = pipes[i];
 		char *argv[] = {t_helper, "fds", NULL};
@@ -687,6 +689,9 @@ static void closed_stdin_stays_closed(void *arg)
 			CHECK(!"stdin closed, stdout ours");
 		}
 	}
+	CHECK(evm_proc_signal(first, SIGKILL) == 0);
+	CHILD_RUN_UNTIL(loop, evm_proc_exited(first), 10000);
+	evm_proc_unref(first);
 	evm_loop_free(loop);
 }
 
