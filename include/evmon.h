@@ -922,6 +922,19 @@ struct evm_service_opts {
 			    size_t msglen, void *data);
 	void *before_spawn_data;
 	/*
+	 * Optional: called when the main process has exited (reaped, its
+	 * record in exit), before that exit is the service's: the last chance
+	 * to hear what the process said before it exited and the loop has not
+	 * read yet (a datagram of the sd_notify protocol saying MAINPID= of
+	 * the child it forked, queued before the exit was seen). If it calls
+	 * evm_service_set_main (which takes a process of the service's tree
+	 * even now), the exit is not the service's: it goes on under its new
+	 * main process. It may call any evm_service_* function on any
+	 * service, as an event callback may.
+	 */
+	void (*before_exit)(struct evm_service *svc, const struct evm_exit *exit, void *data);
+	void *before_exit_data;
+	/*
 	 * Optional: the service's own cgroup v2. The service keeps a reference
 	 * of its own until it is gone (a removal still stopping), so the
 	 * caller may free its handle at any time. Its processes start in it (EVM_SPAWN_CGROUP), a stop
@@ -1095,7 +1108,8 @@ EVM_API int evm_service_signal(struct evm_service *svc, int sig);
  * process's session. The pid is pinned by a pidfd before it is checked, so
  * a reused pid is never taken. The old main process runs on as any other
  * process of the service. An EVM_EV_SERVICE event of the same state says
- * "main process is now pid N (was M)". 0 (also when pid is the main
+ * "main process is now pid N (was M)" (", which exited with code C" when
+ * called from before_exit). 0 (also when pid is the main
  * process already); -ESRCH: not STARTING, RUNNING or RELOADING with a process, or no
  * such pid; -EPERM: pid is not the service's (or is the caller); -EEXIST:
  * the loop tracks pid already (another service's). Loop thread.

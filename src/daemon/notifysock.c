@@ -9,7 +9,8 @@
  * Who sent a message is the kernel's word, never the message's: the pid of
  * SCM_CREDENTIALS names the sender, and the sender belongs to a service when
  * it is in that service's cgroup (cgroups on), or when the service's main
- * process (or the MAINPID= it gave) is the sender or one of its parents.
+ * process (which a MAINPID= may have changed) is the sender or one of its
+ * parents.
  * Anything else (another service's pid, a forged MAINPID, a process that
  * exited before we looked) is dropped and counted; the count is logged at
  * 1, 2, 4, 8, ... so a flood costs a few lines.
@@ -20,6 +21,14 @@
  * the loop comes back after serving the rest), and file descriptors sent
  * along (FDSTORE=1) are closed at once; those beyond the control buffer
  * are closed by the kernel (MSG_CTRUNC).
+ *
+ * Before the exit of a notify service's main process is applied, the socket
+ * is read to its end (notifysock_drain, from the service's before_exit): a
+ * forking daemon sends MAINPID= of its child and exits at once, and the
+ * loop may see the exit first (its pidfd ready in the same wait, or the
+ * datagram behind BUDGET others). Its sender is then still the service's
+ * main process (the exit is not applied yet), so the message is attributed
+ * and the MAINPID= taken before the exit could end the service.
  */
 #include "notifysock.h"
 
@@ -39,6 +48,8 @@
 #define MSG_MAX 4096	/* systemd's NOTIFY_BUFFER_MAX */
 #define FDS_MAX 16	/* received in one go, then closed */
 #define BUDGET 64	/* messages per loop iteration */
+#define DRAIN_MAX 1024	/* messages read before a main process's exit (the kernel queues 512
+			   by default: net.unix.max_dgram_qlen) */
 #define TREE_DEPTH 64	/* parents walked up from a sender */
 
 static struct {
@@ -106,7 +117,7 @@ static pid_t parent_of(pid_t pid)
 	return (pid_t)ppid;
 }
 
-/* A notify unit whose main process (or MAINPID=) is pid. */
+/* A notify unit whose main process (the one it started, or a MAINPID= taken) is pid. */
 static struct unit *unit_of_main(struct daemon *d, pid_t pid)
 {
 	for (struct unit *u = d->first; u; u = u->next) {
@@ -116,14 +127,17 @@ static struct unit *unit_of_main(struct daemon *d, pid_t pid)
 		if (p && evm_proc_pid(p) == pid)
 			return u;
 	}
-	return ready_unit_of_mainpid(d, pid);
+	return NULL;
 }
 
 struct unit *notifysock_unit_of(struct daemon *d, pid_t pid)
 {
 	struct unit *u = NULL;
 	if (S.base[0]) {
+		/* a main process reaped already (its exit held for notifysock_drain) has no cgroup */
 		u = unit_of_cgroup(d, pid);
+		if (!u)
+			u = unit_of_main(d, pid);
 	} else {
 		pid_t self = getpid();
 		for (int i = 0; i < TREE_DEPTH && pid > 1 && pid != self && !u; i++) {
@@ -205,6 +219,18 @@ static void on_readable(struct evm_io *io, int fd, unsigned ev, void *data)
 	(void)ev;
 	for (int i = 0; i < BUDGET && receive_one(data); i++)
 		;
+}
+
+void notifysock_drain(struct daemon *d)
+{
+	static bool draining;
+	if (S.fd < 0 || draining)
+		return;
+	draining = true; /* never inside itself: messages are handled in the order sent */
+
+	for (int i = 0; i < DRAIN_MAX && receive_one(d); i++)
+		;
+	draining = false;
 }
 
 /* ------------------------------------------------------------ the socket */

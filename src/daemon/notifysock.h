@@ -18,9 +18,11 @@ const char *notifysock_name(struct daemon *d);
 /*
  * The unit with ready = notify whose process pid is: by its cgroup when
  * cgroups are on, else by its parents up to the service's main process
- * (or a MAINPID= it gave). NULL: none.
+ * (which a MAINPID= may have changed). NULL: none.
  */
 struct unit *notifysock_unit_of(struct daemon *d, pid_t pid);
+/* Read every message queued (up to 1024) now: before a main process's exit is applied. */
+void notifysock_drain(struct daemon *d);
 void notifysock_close(struct daemon *d);
 
 #endif

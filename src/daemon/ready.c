@@ -71,7 +71,6 @@ struct ready {
 	char **env;		/* the service's env_extra plus NOTIFY_SOCKET, WATCHDOG_USEC */
 	char status[STATUS_MAX]; /* STATUS=, printable */
 	const char *note;	/* "reloading", "stopping", or NULL */
-	pid_t main_pid;		/* MAINPID=, in the service's tree; 0: none */
 	bool fdstore_said;	/* FDSTORE fds closed: logged once per unit */
 };
 
@@ -276,12 +275,26 @@ void ready_unit_free(struct unit *u)
 	u->rd = NULL;
 }
 
+/*
+ * Its main process exited: what the service sent before that is read first
+ * (MAINPID=). data is the daemon, not the unit: a released service (a
+ * removal, a reload that replaced it) stops after its unit is gone.
+ */
+static void before_exit(struct evm_service *svc, const struct evm_exit *e, void *data)
+{
+	(void)svc;
+	(void)e;
+	notifysock_drain(data);
+}
+
 void ready_service_opts(struct daemon *d, struct unit *u, struct evm_service_opts *o)
 {
 	struct ready *rd = u->rd;
 	const struct svc_conf *c = u->conf;
 	if (!rd || kind(u) != READY_NOTIFY)
 		return;
+	o->before_exit = before_exit;
+	o->before_exit_data = d;
 	/* the environment: the service's, NOTIFY_SOCKET and WATCHDOG_USEC (one block) */
 	char own[2][128];
 	size_t n = 0, nown = 0, bytes = 0;
@@ -323,7 +336,6 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 		/* a new run: what the last one said is void */
 		rd->status[0] = 0;
 		rd->note = NULL;
-		rd->main_pid = 0;
 		if (kind(u) == READY_FD)
 			pipe_watch(rd);
 		else if (kind(u) == READY_EXEC)
@@ -333,10 +345,8 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 	if (ev->state != EVM_STATE_STARTING)
 		watch_stop(rd);
 	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
-	    ev->state != EVM_STATE_RELOADING) {
+	    ev->state != EVM_STATE_RELOADING)
 		rd->note = NULL;
-		rd->main_pid = 0;
-	}
 }
 
 void ready_status(const struct unit *u, cJSON *o)
@@ -348,19 +358,9 @@ void ready_status(const struct unit *u, cJSON *o)
 		cJSON_AddStringToObject(o, "status_text", rd->status);
 	if (rd->note)
 		cJSON_AddStringToObject(o, "notify", rd->note);
-	if (rd->main_pid > 0)
-		cJSON_AddNumberToObject(o, "main_pid", rd->main_pid);
 }
 
 /* ------------------------------------------------------------ notify */
-
-struct unit *ready_unit_of_mainpid(struct daemon *d, pid_t pid)
-{
-	for (struct unit *u = d->first; u; u = u->next)
-		if (u->rd && u->rd->main_pid == pid && pid > 0)
-			return u;
-	return NULL;
-}
 
 static void publish_note(struct daemon *d, struct unit *u, pid_t pid, const char *what)
 {
@@ -393,7 +393,12 @@ static bool parse_u64(const char *s, unsigned long long *out)
 	return !errno && !*end;
 }
 
-/* MAINPID=N: kept only when N is in the service's own tree (or cgroup) */
+/*
+ * MAINPID=N: N is the service's main process from now on (its pid, stops,
+ * exit), through the library's checks: a process of the service's cgroup,
+ * or without cgroups of its session, pinned by a pidfd. Anything else is
+ * refused and said; a refused pid is never signalled.
+ */
 static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char *v)
 {
 	unsigned long long n;
@@ -404,13 +409,18 @@ static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char
 		events_log(d, u->name, NULL, -EINVAL, msg);
 		return;
 	}
-	if (notifysock_unit_of(d, (pid_t)n) != u) {
-		snprintf(msg, sizeof(msg), "notify from pid %d: MAINPID=%llu ignored: not a process "
-			 "of this service", (int)from, n);
-		events_log(d, u->name, NULL, -EPERM, msg);
-		return;
-	}
-	u->rd->main_pid = (pid_t)n;
+	int r = evm_service_set_main(u->svc, (pid_t)n);
+	if (r == 0)
+		return; /* the service's event says "main process is now pid N" */
+	enum evm_state st = evm_service_state(u->svc);
+	bool up = st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_RELOADING;
+	const char *why = r == -EPERM	 ? "not a process of this service"
+			  : r == -EEXIST ? "the process of another service"
+			  : r != -ESRCH	 ? strerror(-r)
+			  : up		 ? "no such process"
+					 : "the service is not starting or running";
+	snprintf(msg, sizeof(msg), "notify from pid %d: MAINPID=%llu ignored: %s", (int)from, n, why);
+	events_log(d, u->name, NULL, r, msg);
 }
 
 void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t len, int nfds)

@@ -32,7 +32,7 @@ void ready_service_opts(struct daemon *d, struct unit *u, struct evm_service_opt
 int ready_before_spawn(struct unit *u, struct evm_spawn_opts *o, char *msg, size_t len);
 /* Every library event of the unit's service: watch from STARTING, stop when it ends. */
 void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev);
-/* Its fields in the status record: status_text, notify state, main_pid. */
+/* Its fields in the status record: status_text, notify state. */
 void ready_status(const struct unit *u, cJSON *o);
 
 /*
@@ -42,7 +42,5 @@ void ready_status(const struct unit *u, cJSON *o);
 void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t len, int nfds);
 /* The checks still running, at the daemon's end, before the loop is freed. */
 void ready_checks_free(void);
-/* Is pid the MAINPID= a service of kind notify gave? Returns that unit, or NULL. */
-struct unit *ready_unit_of_mainpid(struct daemon *d, pid_t pid);
 
 #endif

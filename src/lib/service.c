@@ -344,6 +344,8 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	s->data = o->data;
 	s->before_spawn = o->before_spawn;
 	s->before_spawn_data = o->before_spawn_data;
+	s->before_exit = o->before_exit;
+	s->before_exit_data = o->before_exit_data;
 	s->state = EVM_STATE_STOPPED;
 	s->since_mono = evm__mono_ns();
 	s->since_real = evm__real_ns();

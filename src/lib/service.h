@@ -56,6 +56,9 @@ struct evm_service {
 	void *data;
 	int (*before_spawn)(struct evm_service *, struct evm_spawn_opts *, char *, size_t, void *);
 	void *before_spawn_data;
+	void (*before_exit)(struct evm_service *, const struct evm_exit *, void *);
+	void *before_exit_data;
+	const struct evm_exit *exiting; /* in before_exit: the main process's exit */
 
 	/* state */
 	enum evm_state state;

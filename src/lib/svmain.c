@@ -108,7 +108,16 @@ int evm__sv_take_main(struct evm_service *s, pid_t pid)
 		old->owner = NULL;
 		evm_proc_unref(old);
 	}
-	snprintf(s->msg, sizeof(s->msg), "main process is now pid %d (was %d)", (int)pid, (int)was);
+	const struct evm_exit *e = old ? s->exiting : NULL; /* in before_exit: old has exited */
+	int n = snprintf(s->msg, sizeof(s->msg), "main process is now pid %d (was %d", (int)pid,
+			 (int)was);
+	size_t k = n > 0 && (size_t)n < sizeof(s->msg) ? (size_t)n : 0;
+	if (e && !e->status_unknown && e->signal)
+		snprintf(s->msg + k, sizeof(s->msg) - k, ", killed by signal %d)", e->signal);
+	else if (e && !e->status_unknown)
+		snprintf(s->msg + k, sizeof(s->msg) - k, ", which exited with code %d)", e->code);
+	else
+		snprintf(s->msg + k, sizeof(s->msg) - k, e ? ", which exited)" : ")");
 	return 1;
 }
 

@@ -161,6 +161,19 @@ void evm__sv_became_ready(struct evm_service *s)
 void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *owner)
 {
 	struct evm_service *s = owner;
+	if (s->before_exit && !s->gone && !s->dead) {
+		/*
+		 * What it said before it exited and the loop has not read yet is
+		 * heard first (a forking daemon's MAINPID= of its child, then its
+		 * exit: both queued when the loop looks): a new main process takes
+		 * this exit off the service (evm__sv_take_main let go of p).
+		 */
+		s->exiting = e;
+		s->before_exit(s, e, s->before_exit_data);
+		s->exiting = NULL;
+		if (s->proc != p)
+			return;
+	}
 	evm_timer_cancel(s->timer);
 	evm_timer_cancel(s->reload_timer); /* a reload ends with the process */
 	s->exit_group = (p->flags & EVM__P_GROUP) != 0;

@@ -52,6 +52,8 @@
  *   notify MSG        send MSG ("\n" written as backslash-n) to $NOTIFY_SOCKET
  *   notify-fds MSG K  the same with K fds (of /dev/null) attached (FDSTORE)
  *   notify-child MSG  a child sends MSG, prints "sent", then pauses until we die
+ *   notify-fork F MSG fork: the child carries on; the parent waits for file F ("-": no
+ *                     wait), sends "MAINPID=<child>\nMSG" and exits 0 (a forking daemon)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -404,6 +406,28 @@ int main(int argc, char **argv)
 			}
 			signal(SIGTERM, was);
 			i++;
+		} else if (!strcmp(c, "notify-fork")) {
+			/*
+			 * a forking daemon that says so: the child goes on with the
+			 * rest; the parent waits until file a exists (unless "-"),
+			 * sends MAINPID=<child> and the message, and exits 0 at once
+			 */
+			const char *rest = i + 2 < argc ? argv[i + 2] : "";
+			fflush(NULL);
+			pid_t child = fork();
+			if (child < 0) {
+				perror("evm-helper: fork");
+				return 1;
+			}
+			if (child > 0) {
+				while (strcmp(a, "-") && access(a, F_OK) != 0)
+					usleep(10000);
+				char msg[4096];
+				snprintf(msg, sizeof(msg), "MAINPID=%d\\n%s", (int)child, rest);
+				notify(msg, 0);
+				_exit(0);
+			}
+			i += 2;
 		} else if (!strcmp(c, "daemonize")) {
 			fflush(NULL);
 			if (fork() > 0)

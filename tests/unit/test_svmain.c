@@ -9,6 +9,7 @@
 #include "evmtest.h"
 
 #include <sys/prctl.h>
+#include <sys/socket.h>
 
 struct rec {
 	enum evm_state state;
@@ -41,8 +42,39 @@ static int setup(void **state)
 	return evm_subscribe(T_LOOP(state), EVM_EV_SERVICE, on_event, NULL, NULL) < 0 ? -1 : 0;
 }
 
+/*
+ * A datagram socket standing for the daemon's notify socket: the test queues
+ * a pid (a MAINPID=) before the main process's exit reaches the loop, and
+ * only before_exit reads it, as the daemon drains its socket.
+ */
+static int q[2] = {-1, -1};
+static int hook_calls, hook_result;
+static pid_t hook_exit_pid;
+
+static void hook(struct evm_service *svc, const struct evm_exit *e, void *data)
+{
+	assert_ptr_equal(data, &q);
+	hook_calls++;
+	hook_exit_pid = e->pid;
+	/* the process is reaped, its exit not the service's yet */
+	assert_int_not_equal(evm_service_state(svc), EVM_STATE_EXITED);
+	assert_int_equal(evm_proc_pid(evm_service_proc(svc)), e->pid);
+	pid_t pid;
+	if (recv(q[0], &pid, sizeof(pid), MSG_DONTWAIT) == (ssize_t)sizeof(pid))
+		hook_result = evm_service_set_main(svc, pid);
+}
+
+static struct evm_service *service_with(struct evm_loop *loop, pid_t *main, pid_t *child,
+					 bool with_hook);
+
 /* a service in its own session whose main process forked a child that ignores SIGTERM */
 static struct evm_service *session_svc(struct evm_loop *loop, pid_t *main, pid_t *child)
+{
+	return service_with(loop, main, child, false);
+}
+
+static struct evm_service *service_with(struct evm_loop *loop, pid_t *main, pid_t *child,
+					 bool with_hook)
 {
 	int pp[2];
 	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
@@ -56,6 +88,10 @@ static struct evm_service *session_svc(struct evm_loop *loop, pid_t *main, pid_t
 		.stop_timeout_ms = 100,
 		.kill_mode = EVM_KILL_TREE,
 	};
+	if (with_hook) {
+		o.before_exit = hook;
+		o.before_exit_data = &q;
+	}
 	struct evm_service *s = NULL;
 	assert_int_equal(evm_service_new(loop, &o, &s), 0);
 	assert_int_equal(evm_service_start(s), 0);
@@ -136,6 +172,95 @@ static void test_set_main_refuses_what_is_not_its_own(void **state)
 	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
 	/* not running: nothing to replace */
 	assert_int_equal(evm_service_set_main(s, child), -ESRCH);
+	evm_service_remove(s);
+}
+
+static int hook_setup(void **state)
+{
+	hook_calls = 0;
+	hook_result = 1;
+	hook_exit_pid = 0;
+	if (setup(state) < 0)
+		return -1;
+	return socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, q);
+}
+
+static int hook_teardown(void **state)
+{
+	close(q[0]);
+	close(q[1]);
+	return t_teardown(state);
+}
+
+/*
+ * The race MAINPID= has with the exit of the process that sent it: the new
+ * main's pid is queued before the old main dies, and nothing but
+ * before_exit reads it. The service runs on under its new main; without
+ * the hook's set_main taking the exit off it, it would be exited.
+ */
+static void test_before_exit_hands_the_exit_to_a_new_main(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t main, child;
+	struct evm_service *s = service_with(loop, &main, &child, true);
+	assert_int_equal(send(q[1], &child, sizeof(child), 0), (ssize_t)sizeof(child));
+	size_t before = nev;
+	assert_int_equal(kill(main, SIGKILL), 0);
+	RUN_UNTIL(loop, hook_calls == 1, 5000);
+	assert_int_equal(hook_exit_pid, main);
+	assert_int_equal(hook_result, 0);
+	assert_int_equal(evm_service_state(s), EVM_STATE_RUNNING);
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	assert_int_equal(info.pid, child);
+	assert_int_equal(nev, before + 1); /* "main process is now", no exit */
+	assert_false(evs[before].has_exit);
+	char want[160];
+	snprintf(want, sizeof(want), "main process is now pid %d (was %d, killed by signal %d)",
+		 (int)child, (int)main, SIGKILL);
+	assert_string_equal(evs[before].msg, want);
+
+	/* the new main's stop and exit are the service's (SIGTERM ignored: SIGKILL) */
+	assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 5000);
+	const struct rec *r = &evs[nev - 1];
+	assert_true(r->has_exit);
+	assert_int_equal(r->pid, child);
+	assert_int_equal(r->signal, SIGKILL);
+	assert_int_equal(hook_calls, 2); /* and the hook heard that one too */
+	assert_int_equal(hook_exit_pid, child);
+	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
+	evm_service_remove(s);
+}
+
+/* nothing queued, or a pid that is not the service's: the exit is the service's as ever */
+static void test_before_exit_without_a_new_main(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t main, child;
+	struct evm_service *s = service_with(loop, &main, &child, true);
+	pid_t self = getpid(); /* never the service's */
+	assert_int_equal(send(q[1], &self, sizeof(self), 0), (ssize_t)sizeof(self));
+	assert_int_equal(kill(main, SIGKILL), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_EXITED, 5000);
+	assert_int_equal(hook_calls, 1);
+	assert_int_equal(hook_result, -EPERM);
+	const struct rec *r = &evs[nev - 1];
+	assert_true(r->has_exit);
+	assert_int_equal(r->pid, main);
+	assert_int_equal(r->signal, SIGKILL);
+	/* its session's stragglers die with it, as without a hook */
+	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
+	evm_service_remove(s);
+
+	/* an empty queue: the same */
+	hook_result = 1;
+	s = service_with(loop, &main, &child, true);
+	assert_int_equal(kill(main, SIGKILL), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_EXITED, 5000);
+	assert_int_equal(hook_calls, 2);
+	assert_int_equal(hook_result, 1); /* set_main never called */
+	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
 	evm_service_remove(s);
 }
 
@@ -244,6 +369,10 @@ int main(void)
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_set_main_refuses_what_is_not_its_own, setup,
 						t_teardown),
+		cmocka_unit_test_setup_teardown(test_before_exit_hands_the_exit_to_a_new_main,
+						hook_setup, hook_teardown),
+		cmocka_unit_test_setup_teardown(test_before_exit_without_a_new_main, hook_setup,
+						hook_teardown),
 		cmocka_unit_test_setup_teardown(test_pidfile_names_the_new_main, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_pidfile_naming_a_foreign_pid_is_refused, setup,
 						t_teardown),

@@ -1,0 +1,191 @@
+"""sd_notify MAINPID= (issue 16.1): a notify service names another process
+of its own as its main process; the daemon takes it through
+evm_service_set_main (a process of the service's cgroup, or without cgroups
+of its session, pinned by a pidfd), so status, stops and the exit are the
+new main's. The classic forking daemon sends MAINPID= of its child and exits
+at once: the daemon reads its notify socket before it applies that exit, so
+the service runs on instead of being reported exited, even when the exit is
+seen first. A MAINPID= naming a process not the service's is refused (and
+never signalled); a message from a process not in the service is ignored.
+
+track = main everywhere: with a cgroup and track = tree the first exit would
+be held while the cgroup lives anyway, which would hide a lost MAINPID=."""
+import os
+import signal
+import socket
+
+import pytest
+
+from conftest import proc_state, wait_for
+from daemon_util import Daemon, alive
+
+CGROUPS = ["auto", "no"]
+
+FORKING = """
+[evmon]
+stop_timeout = 5
+cgroup = CGROUP
+
+[service:fork]
+command = HELPER notify-fork TRIGGER "READY=1" pidlog PIDS pause
+ready = notify
+track = main
+restart = never
+"""
+
+
+def forking(procs, tmp_path, cgroup, trigger="-"):
+    pids = tmp_path / "pids"
+    conf = (FORKING.replace("CGROUP", cgroup).replace("TRIGGER", str(trigger))
+            .replace("PIDS", str(pids)))
+    return Daemon(procs, tmp_path, conf), pids
+
+
+def child_of(pids):
+    return int(wait_for(lambda: pids.exists() and pids.read_text().strip(), what="the child's pid"))
+
+
+def handed_over(d, child):
+    """The service runs under child: ready, its pid, no exit of the first process."""
+    r = d.ctl("wait", "fork", "--for", "ready")
+    assert r.returncode == 0, (r, d.log())
+    st = wait_for(lambda: (lambda s: s.get("pid") == child and s)(d.status("fork")["fork"]),
+                  what="the child as the main process")
+    assert st["state"] == "running", st
+    assert f"main process is now pid {child}" in d.log()
+    return st
+
+
+def stop_kills_the_new_main(d, child):
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r
+    st = d.status("fork")["fork"]
+    assert st["state"] == "stopped", st
+    assert not alive(child)
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_forking_daemon_runs_on_under_the_pid_it_names(procs, tmp_path, cgroup):
+    d, pids = forking(procs, tmp_path, cgroup)
+    child = child_of(pids)
+    handed_over(d, child)
+    # ctl signal reaches the new main, not the (gone) first process
+    r = d.ctl("signal", "fork", "STOP")
+    assert r.returncode == 0, r
+    wait_for(lambda: proc_state(child) == "T", what="the child stopped by ctl signal")
+    r = d.ctl("signal", "fork", "CONT")
+    assert r.returncode == 0, r
+    stop_kills_the_new_main(d, child)
+    d.stop()
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_the_exit_seen_before_the_message(procs, tmp_path, cgroup):
+    """Forces the race. The daemon is a subreaper (--reaper; cgroup = no is
+    one anyway), and the SIGCHLD of an orphan it adopted makes it reap every
+    zombie it has (waitid P_ALL) before anything else it has to read. It is
+    stopped (SIGSTOP) while such an orphan dies, then the forking daemon
+    sends MAINPID= + READY=1 and exits (a zombie of the stopped daemon).
+    Woken, the daemon reaps both before it reads its notify socket: only the
+    drain before an exit is applied keeps the service running."""
+    trigger = tmp_path / "go"
+    pids, opids = tmp_path / "pids", tmp_path / "orphan"
+    conf = (FORKING.replace("CGROUP", cgroup).replace("TRIGGER", str(trigger))
+            .replace("PIDS", str(pids)) + ORPHAN.replace("PIDS", str(opids)))
+    d = Daemon(procs, tmp_path, conf, args=["--reaper"])
+    child, orphan = child_of(pids), child_of(opids)
+    d.wait_state("orphan", "exited")
+    st = d.status("fork")["fork"]
+    assert st["state"] == "starting", st
+    first = st["pid"]
+    d.p.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: proc_state(d.p.pid) == "T", what="the daemon stopped")
+        os.kill(orphan, signal.SIGKILL)
+        wait_for(lambda: proc_state(orphan) == "Z", what="the orphan a zombie of the daemon")
+        trigger.write_text("")
+        # the first process sent its message and exited; the stopped daemon cannot reap it
+        wait_for(lambda: proc_state(first) == "Z", what="the first process a zombie")
+    finally:
+        d.p.send_signal(signal.SIGCONT)
+    handed_over(d, child)
+    stop_kills_the_new_main(d, child)
+    d.stop()
+
+
+# its first process exits at once, leaving an orphan the daemon adopts (subreaper)
+ORPHAN = """
+[service:orphan]
+command = HELPER daemonize pidlog PIDS pause
+restart = never
+track = main
+kill_mode = process
+start_secs = 0
+"""
+
+
+FOREIGN = """
+[evmon]
+stop_timeout = 5
+cgroup = CGROUP
+
+[service:liar]
+command = HELPER notify "MAINPID=VICTIM\\nREADY=1" pause
+ready = notify
+restart = never
+"""
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_a_mainpid_not_the_services_is_refused(procs, tmp_path, cgroup):
+    """MAINPID= of a process outside the service (one this test started) is
+    refused and said; the service keeps its own process, and stopping it
+    never touches the named one."""
+    victim = procs.spawn(["sleep", "600"])
+    d = Daemon(procs, tmp_path, FOREIGN.replace("CGROUP", cgroup)
+               .replace("VICTIM", str(victim.pid)))
+    r = d.ctl("wait", "liar", "--for", "ready")
+    assert r.returncode == 0, r
+    wait_for(lambda: f"MAINPID={victim.pid} ignored: not a process of this service" in d.log(),
+             what="the refusal")
+    st = d.status("liar")["liar"]
+    assert st["pid"] != victim.pid, st
+    own = st["pid"]
+    r = d.ctl("stop", "liar")
+    assert r.returncode == 0, r
+    assert not alive(own)
+    assert alive(victim.pid) and victim.poll() is None
+    d.stop()
+    victim.kill()
+    victim.wait()
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_a_mainpid_from_outside_the_service_is_ignored(procs, tmp_path, cgroup):
+    """A process not in the service (this test) sends MAINPID= of the
+    service's own child: ignored, whatever it names; the service keeps the
+    main process it has."""
+    trigger = tmp_path / "never"
+    d, pids = forking(procs, tmp_path, cgroup, trigger)
+    child = child_of(pids)
+    first = d.status("fork")["fork"]["pid"]
+    sock = notify_socket(first)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b"MAINPID=%d\nREADY=1\n" % child, "\0" + sock[1:])
+    s.close()
+    wait_for(lambda: f"message from pid {os.getpid()} ignored: not a process of a service"
+             in d.log(), what="the stranger's message ignored")
+    st = d.status("fork")["fork"]
+    assert st["pid"] == first and st["state"] == "starting", st
+    assert "main process is now" not in d.log()
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r
+    assert not alive(first) and not alive(child)
+    d.stop()
+
+
+def notify_socket(pid):
+    """$NOTIFY_SOCKET of process pid, from its environment."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    return env[b"NOTIFY_SOCKET"].decode()
