@@ -165,9 +165,8 @@ def proc_state(pid):
     return st[st.rfind(")") + 2]
 
 
-def zombies_of(pid):
-    """pids of zombie children of pid (from /proc)."""
-    out = []
+def _processes():
+    """(pid, [state, ppid, ...]) of every process, from /proc/PID/stat (after the name)."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -176,27 +175,26 @@ def zombies_of(pid):
                 st = f.read()
         except OSError:
             continue
-        rest = st[st.rfind(")") + 2:].split()
-        if rest[0] == "Z" and int(rest[1]) == pid:
-            out.append(int(d))
-    return out
+        yield int(d), st[st.rfind(")") + 2:].split()
+
+
+def zombies_of(pid):
+    """pids of zombie children of pid (from /proc)."""
+    return [p for p, rest in _processes() if rest[0] == "Z" and int(rest[1]) == pid]
 
 
 def children_of(pid):
     """pids whose parent is pid (from /proc)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        rest = st[st.rfind(")") + 2:].split()
-        if int(rest[1]) == pid:
-            out.append(int(d))
-    return out
+    return [p for p, rest in _processes() if int(rest[1]) == pid]
+
+
+def cmdline(pid):
+    """pid's command line, its arguments joined by spaces; "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 @pytest.fixture(scope="session")

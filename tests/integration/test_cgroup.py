@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import EVMON, SLOW, wait_for
+from conftest import EVMON, SLOW, cmdline, wait_for
 from daemon_util import Daemon, alive
 
 
@@ -285,14 +285,6 @@ def test_stop_ends_the_whole_tree(procs, tmp_path, name):
     assert procs_in(cg) == []
     assert not [p for p in before if alive(p)]
     d.stop()
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode().strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
 
 
 KILL_MODES = """

@@ -6,12 +6,10 @@ Each check is a script that reads a file the test writes (0: pass, else the
 exit code), and appends a line to a file per run, so a test decides every
 verdict and counts runs; nothing asserts on how long anything takes. Order
 is read from the health events (on a subscription, or the daemon's log)."""
-import os
 import re
-import signal
 
 from conftest import EVMON
-from daemon_util import Daemon, LineReader, alive, wait_for, SLOW
+from daemon_util import SLOW, Daemon, LineReader, alive, ini, wait_for
 
 HEALTH = re.compile(r"evmon daemon: service (\S+): health (?:(\w+) -> )?(\w+)")
 
@@ -68,18 +66,16 @@ def next_health(rd):
             return ev
 
 
+def paused(procs, tmp_path, cwd=None, **services):
+    """A daemon (stop_timeout = 5) whose services each run HELPER pause (start_secs = 0),
+    their other keys given as dicts."""
+    return Daemon(procs, tmp_path, ini({"stop_timeout": 5}, **{
+        name: {"command": "HELPER pause", **keys} for name, keys in services.items()}), cwd=cwd)
+
+
 def test_transitions_and_retries(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:db]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-health_retries = 3
-""")
+    d = paused(procs, tmp_path, db=dict(health_cmd=chk, health_interval="50ms", health_retries=3))
     wait_health(d, "db", "healthy")
     assert ("starting", "healthy") in health_log(d, "db"), d.log()
     s, rd = subscribe(d, "db")  # healthy was told: what comes is new
@@ -112,17 +108,9 @@ health_retries = 3
 def test_start_period_failures_do_not_count_until_a_success(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
     state.write_text("1\n")
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:slow]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-health_retries = 1
-health_start_period = 1h
-""")
+    d = paused(procs, tmp_path,
+               slow=dict(health_cmd=chk, health_interval="50ms", health_retries=1,
+                         health_start_period="1h"))
     wait_for(lambda: d.status("slow")["slow"]["health_check"]["failures"] >= 4, timeout=30 * SLOW,
              what="4 failed checks")
     st = d.status("slow")["slow"]
@@ -143,38 +131,14 @@ def test_start_interval_checks_often_while_starting(procs, tmp_path):
     health_start_interval (default 5s, or health_interval if shorter), then at health_interval."""
     chk, state, runs = check_script(tmp_path)
     state.write_text("1\n")
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:db]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 1h
-health_start_period = 1h
-health_start_interval = 50ms
-[service:app]
-command = HELPER pause
-start_secs = 0
-requires = db:healthy
-[service:dflt]
-command = HELPER pause
-start_secs = 0
-health_cmd = /bin/false
-health_interval = 1h
-health_start_period = 1h
-[service:short]
-command = HELPER pause
-start_secs = 0
-health_cmd = /bin/false
-health_interval = 40ms
-health_start_period = 1h
-[service:noperiod]
-command = HELPER pause
-start_secs = 0
-health_cmd = /bin/true
-health_interval = 1h
-""")
+    d = paused(procs, tmp_path,
+               db=dict(health_cmd=chk, health_interval="1h", health_start_period="1h",
+                       health_start_interval="50ms"),
+               app=dict(requires="db:healthy"),
+               dflt=dict(health_cmd="/bin/false", health_interval="1h", health_start_period="1h"),
+               short=dict(health_cmd="/bin/false", health_interval="40ms",
+                          health_start_period="1h"),
+               noperiod=dict(health_cmd="/bin/true", health_interval="1h"))
     # a 1h interval, yet failed checks come one after the other while it starts
     wait_for(lambda: runs_of(runs) >= 3, timeout=30 * SLOW, what="3 checks of db")
     st = d.status("db")["db"]
@@ -196,17 +160,9 @@ health_interval = 1h
 
 def test_action_restart(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:web]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-health_retries = 2
-health_action = restart
-""")
+    d = paused(procs, tmp_path,
+               web=dict(health_cmd=chk, health_interval="50ms", health_retries=2,
+                        health_action="restart"))
     first = wait_health(d, "web", "healthy")["pid"]
     s, rd = subscribe(d, "web")
     state.write_text("1\n")
@@ -230,26 +186,11 @@ health_action = restart
 def test_action_stop_stops_dependents_first_and_no_check_runs_after(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
     wchk, _, wruns = check_script(tmp_path, "witness")
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:db]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-health_retries = 1
-health_action = stop
-[service:app]
-command = HELPER pause
-start_secs = 0
-requires = db:healthy
-[service:witness]
-command = HELPER pause
-start_secs = 0
-health_cmd = {wchk}
-health_interval = 50ms
-""")
+    d = paused(procs, tmp_path,
+               db=dict(health_cmd=chk, health_interval="50ms", health_retries=1,
+                       health_action="stop"),
+               app=dict(requires="db:healthy"),
+               witness=dict(health_cmd=wchk, health_interval="50ms"))
     d.wait_state("app", "running")
     state.write_text("1\n")
     d.wait_state("db", "stopped")
@@ -269,18 +210,9 @@ health_interval = 50ms
 def test_a_hanging_check_is_killed_with_its_children(procs, tmp_path):
     pids = tmp_path / "pids"
     chk, state, runs = check_script(tmp_path, extra=f"echo $$ >> {pids}\nsleep 1000 &\necho $! >> {pids}\nwait")
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:hang]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-health_timeout = 300ms
-health_retries = 2
-health_action = stop
-""")
+    d = paused(procs, tmp_path,
+               hang=dict(health_cmd=chk, health_interval="50ms", health_timeout="300ms",
+                         health_retries=2, health_action="stop"))
     d.wait_state("hang", "stopped", timeout=60)
     st = d.status("hang")["hang"]
     last = st["health_check"]["last"]
@@ -295,15 +227,7 @@ health_action = stop
 
 def test_output_is_bounded(procs, tmp_path):
     chk, state, runs = check_script(tmp_path, extra="head -c 10000 /dev/zero | tr '\\0' x")
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:big]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-""")
+    d = paused(procs, tmp_path, big=dict(health_cmd=chk, health_interval="50ms"))
     st = wait_health(d, "big", "healthy")
     last = st["health_check"]["last"]
     assert len(last["output"]) == 4096 and last["output"] == "x" * 4096, len(last["output"])
@@ -312,16 +236,9 @@ health_interval = 50ms
 
 
 def test_a_check_that_cannot_run_fails_with_the_reason(procs, tmp_path):
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:nocheck]
-command = HELPER pause
-start_secs = 0
-health_cmd = {tmp_path}/no-such-check
-health_interval = 50ms
-health_retries = 1
-""")
+    d = paused(procs, tmp_path,
+               nocheck=dict(health_cmd=f"{tmp_path}/no-such-check", health_interval="50ms",
+                            health_retries=1))
     st = wait_health(d, "nocheck", "unhealthy")
     assert "cannot run the health check: exec: No such file or directory" in \
         st["health_check"]["last"]["output"], st
@@ -333,34 +250,12 @@ def test_requires_healthy(procs, tmp_path):
     bchk, bstate, _ = check_script(tmp_path, "bad")
     state.write_text("1\n")
     bstate.write_text("1\n")
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:db]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-health_start_period = 1h
-[service:app]
-command = HELPER pause
-start_secs = 0
-requires = db:healthy
-[service:plain]
-command = HELPER pause
-start_secs = 0
-requires = db
-[service:bad]
-command = HELPER pause
-start_secs = 0
-health_cmd = {bchk}
-health_interval = 50ms
-health_retries = 1
-[service:blocked]
-command = HELPER pause
-start_secs = 0
-requires = bad:healthy
-""")
+    d = paused(procs, tmp_path,
+               db=dict(health_cmd=chk, health_interval="50ms", health_start_period="1h"),
+               app=dict(requires="db:healthy"),
+               plain=dict(requires="db"),
+               bad=dict(health_cmd=bchk, health_interval="50ms", health_retries=1),
+               blocked=dict(requires="bad:healthy"))
     # ready is enough for plain; app waits for db's check
     d.wait_state("plain", "running")
     wait_for(lambda: runs_of(runs) >= 3, timeout=30 * SLOW, what="3 checks of db")
@@ -456,18 +351,7 @@ start_secs = 0
 
 def test_metrics(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:db]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-[service:plain]
-command = HELPER pause
-start_secs = 0
-""")
+    d = paused(procs, tmp_path, db=dict(health_cmd=chk, health_interval="50ms"), plain=dict())
     wait_health(d, "db", "healthy")
     r = d.ctl("metrics")
     assert r.returncode == 0
@@ -483,15 +367,8 @@ def test_check_in_the_daemons_directory_even_once_renamed(procs, tmp_path):
     path), and still once that directory was renamed (the inherited one then)."""
     chk, state, runs = check_script(tmp_path, extra='echo "pwd $(pwd)"')
     (tmp_path / "here").mkdir()
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:web]
-command = HELPER pause
-start_secs = 0
-health_cmd = {chk}
-health_interval = 50ms
-""", cwd=tmp_path / "here")
+    d = paused(procs, tmp_path, web=dict(health_cmd=chk, health_interval="50ms"),
+               cwd=tmp_path / "here")
     st = wait_health(d, "web", "healthy")
     assert st["health_check"]["last"]["output"].startswith(f"pwd {tmp_path}/here\n"), st
     (tmp_path / "here").rename(tmp_path / "moved")
@@ -505,17 +382,9 @@ health_interval = 50ms
 def test_check_runs_as_the_service_with_its_environment(procs, tmp_path):
     chk, state, runs = check_script(tmp_path, extra="echo \"env $EVMON_SERVICE $FOO $(pwd)\"")
     (tmp_path / "work").mkdir()
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-stop_timeout = 5
-[service:web]
-command = HELPER pause
-start_secs = 0
-environment = FOO=bar
-directory = {tmp_path}/work
-health_cmd = {chk}
-health_interval = 50ms
-""")
+    d = paused(procs, tmp_path,
+               web=dict(environment="FOO=bar", directory=f"{tmp_path}/work", health_cmd=chk,
+                        health_interval="50ms"))
     st = wait_health(d, "web", "healthy")
     out = st["health_check"]["last"]["output"]
     assert out.startswith(f"env web bar {tmp_path}/work\n"), out

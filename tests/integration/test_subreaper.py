@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conftest import wait_for
+from conftest import cmdline, wait_for
 from daemon_util import Daemon, alive
 
 TREES = """
@@ -63,14 +63,6 @@ def tree_of(main):
         found |= new
         more = bool(new)
     return found
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode().strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
 
 
 def with_cmd(prefix):
