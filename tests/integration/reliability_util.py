@@ -140,6 +140,21 @@ class EventStream(threading.Thread):
         self.errors = []
         self.closed = False
 
+    @classmethod
+    def follow(cls, d):
+        """One reading d's events from now on: connected, subscribed (the answer read a
+        byte at a time, leaving the events to the thread) and started."""
+        s = d.connect()
+        s.settimeout(None)
+        s.sendall(b'{"cmd":"events"}\n')
+        first = b""
+        while not first.endswith(b"\n"):
+            first += s.recv(1)
+        assert json.loads(first)["ok"]
+        stream = cls(s)
+        stream.start()
+        return stream
+
     def run(self):
         buf = b""
         try:

@@ -15,14 +15,13 @@ What must hold at the end:
 - every ping sent was answered, by the same daemon pid, and no connection
   was refused."""
 import collections
-import json
 import os
 import threading
 import time
 
 import pytest
 
-from conftest import HELPER, SAN, wait_for
+from conftest import HELPER, wait_for
 from daemon_util import SLOW, Daemon
 from reliability_util import EventStream
 
@@ -122,15 +121,7 @@ stdout = log
 """, start=False)
     d.logpath = os.devnull if n > 100 else d.logpath  # lines per exit: not kept at scale
     d.start()
-    s = d.connect()
-    s.settimeout(None)
-    s.sendall(b'{"cmd":"events"}\n')
-    first = b""
-    while not first.endswith(b"\n"):
-        first += s.recv(1)
-    assert json.loads(first)["ok"]
-    stream = Stream(s)
-    stream.start()
+    stream = Stream.follow(d)
     assert d.request({"cmd": "start", "names": ["churn"]})["ok"]  # followed from its first start
     pingers = [Pinger(d) for _ in range(PINGERS)]
     for p in pingers:

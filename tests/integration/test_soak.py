@@ -92,15 +92,7 @@ autostart = false
         d.logpath = os.devnull
     d.start()
     pid = d.p.pid
-    s = d.connect()
-    s.settimeout(None)
-    s.sendall(b'{"cmd":"events"}\n')
-    first = b""
-    while not first.endswith(b"\n"):
-        first += s.recv(1)
-    assert json.loads(first)["ok"]
-    stream = Stream(s)
-    stream.start()
+    stream = Stream.follow(d)
 
     # a first 5% as warm-up: what the daemon opens or allocates once (its /dev/null,
     # /proc status fd, buffers) is there before the figures are taken
@@ -165,5 +157,5 @@ autostart = false
     if not SAN:  # ASan's quarantine holds freed memory on purpose
         assert rss1 - rss0 <= max(1024, rss0 // 10), figures
     assert not zombies
-    s.close()
+    stream.sock.close()
     d.stop()

@@ -150,31 +150,31 @@ static inline uint64_t t_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Run the loop until cond holds; fail the test after ms milliseconds. */
-#define RUN_UNTIL(loop, cond, ms)                                                        \
+/* Until cond holds, step after step; fail the test after ms milliseconds. */
+#define T_UNTIL_(cond, text, ms, step)                                                   \
 	do {                                                                             \
 		uint64_t t_dl_ = t_now_ms() + T_MS(ms);                                  \
 		while (!(cond)) {                                                        \
 			if (t_now_ms() > t_dl_)                                          \
 				fail_msg("timed out after %d ms waiting for: %s",        \
-					 (int)T_MS(ms), #cond);                          \
-			int t_r_ = evm_loop_run_once((loop), 20);                        \
-			if (t_r_ < 0)                                                    \
-				fail_msg("evm_loop_run_once: %s", strerror(-t_r_));      \
+					 (int)T_MS(ms), text);                           \
+			step;                                                            \
 		}                                                                        \
 	} while (0)
 
+/* One loop iteration of RUN_UNTIL's (at most 20 ms): an error fails the test. */
+static inline void t_run_step(struct evm_loop *loop)
+{
+	int r = evm_loop_run_once(loop, 20);
+	if (r < 0)
+		fail_msg("evm_loop_run_once: %s", strerror(-r));
+}
+
+/* Run the loop until cond holds; fail the test after ms milliseconds. */
+#define RUN_UNTIL(loop, cond, ms) T_UNTIL_(cond, #cond, ms, t_run_step(loop))
+
 /* Poll a plain condition (no loop), e.g. a /proc state; fail after ms. */
-#define WAIT_FOR(cond, ms)                                                               \
-	do {                                                                             \
-		uint64_t t_dl_ = t_now_ms() + T_MS(ms);                                  \
-		while (!(cond)) {                                                        \
-			if (t_now_ms() > t_dl_)                                          \
-				fail_msg("timed out after %d ms waiting for: %s",        \
-					 (int)T_MS(ms), #cond);                          \
-			usleep(2000);                                                    \
-		}                                                                        \
-	} while (0)
+#define WAIT_FOR(cond, ms) T_UNTIL_(cond, #cond, ms, usleep(2000))
 
 /* ------------------------------------------------------------ exit records */
 

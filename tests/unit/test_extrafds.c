@@ -105,6 +105,27 @@ static void test_extra_fds_args(void **state)
 	close(a[1]);
 }
 
+/*
+ * Start svc twice, each run to its exit (a clean one), then remove it: the
+ * pipe a (its write end the service's extra fd) holds "run" from each.
+ */
+static void run_twice(struct evm_loop *loop, struct evm_service *svc, int a[2])
+{
+	for (int run = 0; run < 2; run++) {
+		assert_int_equal(evm_service_start(svc), 0);
+		struct evm_service_info info;
+		RUN_UNTIL(loop, (evm_service_info(svc, &info), info.state == EVM_STATE_EXITED), 10000);
+		assert_int_equal(info.last_error.stage, EVM_STAGE_NONE);
+	}
+	evm_service_remove(svc);
+	RUN_UNTIL(loop, evm_loop_alive(loop) == 0, 10000);
+	close(a[1]);
+	char buf[64];
+	t_read_all(a[0], buf, sizeof(buf), 10000);
+	assert_string_equal(buf, "run\nrun\n");
+	close(a[0]);
+}
+
 /* A service borrows the map at each start. */
 static void test_extra_fds_service(void **state)
 {
@@ -119,18 +140,7 @@ static void test_extra_fds_service(void **state)
 	so.spawn.nextra_fds = 1;
 	struct evm_service *svc;
 	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
-	for (int run = 0; run < 2; run++) {
-		assert_int_equal(evm_service_start(svc), 0);
-		struct evm_service_info info;
-		RUN_UNTIL(loop, (evm_service_info(svc, &info), info.state == EVM_STATE_EXITED), 10000);
-	}
-	evm_service_remove(svc);
-	RUN_UNTIL(loop, evm_loop_alive(loop) == 0, 10000);
-	close(a[1]);
-	char buf[64];
-	t_read_all(a[0], buf, sizeof(buf), 10000);
-	assert_string_equal(buf, "run\nrun\n");
-	close(a[0]);
+	run_twice(loop, svc, a);
 }
 
 /*
@@ -175,19 +185,7 @@ static void test_extra_fds_service_copies(void **state)
 	free(extra);
 	free(m);
 	free(rl);
-	for (int run = 0; run < 2; run++) {
-		assert_int_equal(evm_service_start(svc), 0);
-		struct evm_service_info info;
-		RUN_UNTIL(loop, (evm_service_info(svc, &info), info.state == EVM_STATE_EXITED), 10000);
-		assert_int_equal(info.last_error.stage, EVM_STAGE_NONE);
-	}
-	evm_service_remove(svc);
-	RUN_UNTIL(loop, evm_loop_alive(loop) == 0, 10000);
-	close(a[1]);
-	char buf[64];
-	t_read_all(a[0], buf, sizeof(buf), 10000);
-	assert_string_equal(buf, "run\nrun\n");
-	close(a[0]);
+	run_twice(loop, svc, a);
 }
 
 int main(void)
