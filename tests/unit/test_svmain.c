@@ -106,6 +106,17 @@ static struct evm_service *service_with(struct evm_loop *loop, pid_t *main, pid_
 	return s;
 }
 
+/* Stop s: the stop ends with the exit of pid (it ignores SIGTERM: SIGKILL), its last event */
+static void stop_kills(struct evm_loop *loop, struct evm_service *s, pid_t pid)
+{
+	assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 5000);
+	const struct rec *r = &evs[nev - 1];
+	assert_true(r->has_exit);
+	assert_int_equal(r->pid, pid);
+	assert_int_equal(r->signal, SIGKILL);
+}
+
 static void test_set_main_takes_a_process_of_its_session(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -131,22 +142,14 @@ static void test_set_main_takes_a_process_of_its_session(void **state)
 	assert_int_equal(nev, before + 1);
 
 	/* the stop reaches the new main (SIGTERM ignored: SIGKILL), and its exit ends it */
-	assert_int_equal(evm_service_stop(s), 0);
-	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 5000);
-	const struct rec *r = &evs[nev - 1];
-	assert_true(r->has_exit);
-	assert_int_equal(r->pid, child);
-	assert_int_equal(r->signal, SIGKILL);
+	stop_kills(loop, s, child);
 	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
 	evm_service_remove(s);
 }
 
-static void test_set_main_refuses_what_is_not_its_own(void **state)
+/* A child of the test's in a session of its own (no service's), killed with the test */
+static pid_t foreign_session(void)
 {
-	struct evm_loop *loop = T_LOOP(state);
-	pid_t main, child;
-	struct evm_service *s = session_svc(loop, &main, &child);
-	/* a process of another session: ours */
 	pid_t other = fork();
 	assert_true(other >= 0);
 	if (other == 0) {
@@ -156,6 +159,16 @@ static void test_set_main_refuses_what_is_not_its_own(void **state)
 			pause();
 	}
 	WAIT_FOR(getsid(other) == other, 5000);
+	return other;
+}
+
+static void test_set_main_refuses_what_is_not_its_own(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t main, child;
+	struct evm_service *s = session_svc(loop, &main, &child);
+	/* a process of another session: ours */
+	pid_t other = foreign_session();
 	assert_int_equal(evm_service_set_main(s, other), -EPERM);
 	assert_int_equal(evm_service_set_main(s, getpid()), -EPERM);
 	assert_int_equal(kill(other, SIGKILL), 0);
@@ -221,12 +234,7 @@ static void test_before_exit_hands_the_exit_to_a_new_main(void **state)
 	assert_string_equal(evs[before].msg, want);
 
 	/* the new main's stop and exit are the service's (SIGTERM ignored: SIGKILL) */
-	assert_int_equal(evm_service_stop(s), 0);
-	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 5000);
-	const struct rec *r = &evs[nev - 1];
-	assert_true(r->has_exit);
-	assert_int_equal(r->pid, child);
-	assert_int_equal(r->signal, SIGKILL);
+	stop_kills(loop, s, child);
 	assert_int_equal(hook_calls, 2); /* and the hook heard that one too */
 	assert_int_equal(hook_exit_pid, child);
 	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
@@ -328,15 +336,7 @@ static void test_pidfile_names_the_new_main(void **state)
 static void test_pidfile_naming_a_foreign_pid_is_refused(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
-	pid_t other = fork();
-	assert_true(other >= 0);
-	if (other == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		setsid();
-		for (;;)
-			pause();
-	}
-	WAIT_FOR(getsid(other) == other, 5000);
+	pid_t other = foreign_session();
 	snprintf(pidfile, sizeof(pidfile), "/tmp/evm-svmain-%d.pid", (int)getpid());
 	FILE *f = fopen(pidfile, "w");
 	assert_non_null(f);
