@@ -519,3 +519,9 @@ int control_client_fd(const struct client *cl)
 {
 	return cl && !cl->aborted ? cl->fd : -1;
 }
+
+const char *control_client_input(const struct client *cl, size_t *len)
+{
+	*len = cl->in.len;
+	return linebuf_start(&cl->in);
+}

@@ -65,25 +65,39 @@ void control_fds(const struct control *ctl, int *listen_fd, int *lock_fd);
 
 /* The connection's descriptor (to hand it over across an exec), or -1. */
 int control_client_fd(const struct client *cl);
+/* What it sent that no request has taken yet (a request half read), *len bytes. */
+const char *control_client_input(const struct client *cl, size_t *len);
+
+/* A connection handed over across an exec of ourselves. */
+struct control_handover {
+	int fd;
+	bool subscribed;		/* an events follower, with its patterns */
+	const char *const *patterns;
+	size_t n;
+	const char *input;		/* what it sent that no request took yet */
+	size_t inlen;			/* (a request half read), or 0 */
+};
 
 /*
  * Before an exec of ourselves: fn for each connection that can be handed
  * over: between requests, its output all sent (waited for, up to a second
- * in all), its request not half read; the others close with the exec. An
- * events follower comes with its patterns (subscribed), any other with
- * none: a client between two requests, or whose next one waits unread in
- * the socket, which the new image answers.
+ * in all); what it sent of its next request comes along (the new image
+ * reads on from there). The others close with the exec. An events
+ * follower comes with its patterns (subscribed), any other with none: a
+ * client between two requests, or whose next one waits in the socket or is
+ * half read, which the new image answers.
  */
-typedef void (*control_follower_cb)(int fd, bool subscribed, const char *const *patterns,
-				    size_t n, void *data);
+typedef void (*control_follower_cb)(const struct control_handover *h, void *data);
 void control_followers(struct control *ctl, control_follower_cb fn, void *data);
 
 /*
- * After the exec: the connection on fd (kept open across it) is a client
- * again, subscribed to patterns if it was. 0, or -errno with fd closed.
+ * After the exec: the connection h->fd (kept open across it) is a client
+ * again, subscribed to h->patterns if it was, its input read on from
+ * h->input. 0 and the client in *out (may be NULL), or -errno with the
+ * descriptor closed.
  */
-int control_take_follower(struct control *ctl, int fd, bool subscribed,
-			  const char *const *patterns, size_t n);
+int control_take_follower(struct control *ctl, const struct control_handover *h,
+			  struct client **out);
 
 /*
  * Answer the client's current request (resp is borrowed; its "id" is set).

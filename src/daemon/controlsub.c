@@ -132,27 +132,48 @@ void control_followers(struct control *ctl, control_follower_cb fn, void *data)
 	int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1000;
 	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
 		flush_until(cl, deadline);
-		/* only between requests, with nothing unsent: a request or line would be cut */
-		if (cl->aborted || cl->raw || cl->pending || cl->in.len || cl->out.len || cl->eof)
+		/* only between requests, with nothing unsent: a reply or a line would be cut */
+		if (cl->aborted || cl->raw || cl->pending || cl->out.len || cl->eof || cl->closing)
 			continue;
-		fn(cl->fd, cl->subscribed, (const char *const *)cl->patterns, cl->npatterns, data);
+		struct control_handover h = {.fd = cl->fd, .subscribed = cl->subscribed,
+					     .patterns = (const char *const *)cl->patterns,
+					     .n = cl->npatterns, .input = linebuf_start(&cl->in),
+					     .inlen = cl->in.len};
+		fn(&h, data);
 	}
 }
 
-int control_take_follower(struct control *ctl, int fd, bool subscribed,
-			  const char *const *patterns, size_t n)
+int control_take_follower(struct control *ctl, const struct control_handover *h,
+			  struct client **out)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	const char *why = NULL;
 	struct client *cl = NULL;
-	int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ? -errno : 0;
-	if (r == 0 && !(cl = control__client_new(ctl, fd, &cr, &why)))
+	int r = getsockopt(h->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ? -errno : 0;
+	if (out)
+		*out = NULL;
+	if (r == 0 && !(cl = control__client_new(ctl, h->fd, &cr, &why)))
 		r = -ENOMEM;
-	if (r == 0 && subscribed && (r = control_subscribe(cl, patterns, n)) < 0)
+	if (r == 0 && h->inlen && linebuf_append(&cl->in, h->input, h->inlen) < 0)
+		r = -ENOMEM;
+	if (r == 0 && h->subscribed)
+		r = control_subscribe(cl, h->patterns, h->n);
+	if (cl && r < 0) {
 		control__client_abort(cl); /* closed by its callback */
-	if (cl)
 		return r;
-	close(fd);
-	return r;
+	}
+	if (!cl) {
+		close(h->fd);
+		return r;
+	}
+	/*
+	 * Whole requests in what it had sent are answered from the loop, even
+	 * if nothing more comes: its callback runs once the socket is writable
+	 */
+	if (h->inlen && memchr(h->input, '\n', h->inlen) && evm_io_modify(cl->io, EVM_READ | EVM_WRITE) == 0)
+		cl->events = EVM_READ | EVM_WRITE;
+	if (out)
+		*out = cl;
+	return 0;
 }

@@ -212,7 +212,7 @@ static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
 		case SIGUSR2: {
 			char err[PATH_MAX + 200];
 			dlog("%s: re-executing", why);
-			daemon_reexec(d, NULL, err, sizeof(err)); /* returns only when it failed */
+			daemon_reexec(d, NULL, err, sizeof(err)); /* a failure is logged */
 			break;
 		}
 		}
@@ -373,6 +373,7 @@ static int daemon_open(struct daemon *d, const struct daemon_options *o, const s
 	char err[512], nerr[400];
 	if (open_config(d, o) < 0 || choose_socket(d, o) < 0)
 		return -1;
+	d->t_config = mono_ns();
 	int notify = notify_init(nerr, sizeof(nerr)); /* before anything can inherit NOTIFY_SOCKET */
 	if (open_loop(d, o, set) < 0)
 		return -1;
@@ -470,6 +471,7 @@ static int daemon_run(struct daemon *d, const struct daemon_options *o)
 	int r = evm_loop_run(d->loop);
 	if (r < 0)
 		dlog("loop failed: %s: stopping every service", strerror(-r));
+	reexec_cancel(d); /* its client is told while the loop serves the shutdown */
 	if (d->start_timer) /* stopped while starting: the rest stay stopped */
 		evm_timer_cancel(d->start_timer);
 	d->start_timer = NULL;
@@ -504,6 +506,7 @@ static int daemon_run(struct daemon *d, const struct daemon_options *o)
 
 static void daemon_close(struct daemon *d)
 {
+	reexec_cancel(d);
 	evm_timer_cancel(d->state_timer);
 	d->state_closed = true;
 	free(d->state_path);
@@ -523,6 +526,7 @@ static void daemon_close(struct daemon *d)
 		close(d->sigfd);
 	stdsink_detach();
 	evm_loop_free(d->loop);
+	reexec_release(d);
 	end_escapees(d); /* after the loop: its own children (spawn helper, checks) are gone */
 	cgroups_close(d->cg); /* after the loop: its spawn helper may be in our leaf */
 	fdres_free();
@@ -532,6 +536,7 @@ static void daemon_close(struct daemon *d)
 
 int cmd_daemon(int argc, char **argv)
 {
+	uint64_t t_main = mono_ns();
 	struct daemon_options o;
 	int rc = daemon_parse_options(argc, argv, &o);
 	if (rc >= 0)
@@ -551,7 +556,8 @@ int cmd_daemon(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct daemon d = {.cfg_path = o.cfg_path, .reaper = o.reaper, .sigfd = -1, .exit_code = -1};
+	struct daemon d = {.cfg_path = o.cfg_path, .reaper = o.reaper, .sigfd = -1, .exit_code = -1,
+			   .t_main = t_main};
 	rc = daemon_open(&d, &o, &set) < 0 ? 1 : daemon_run(&d, &o);
 	daemon_close(&d);
 	return rc;

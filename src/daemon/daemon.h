@@ -32,6 +32,15 @@
 #include <cjson/cJSON.h>
 #include <evmon.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct unit {
 	char *name;		 /* NAME, or NAME:i for instances */
@@ -74,6 +83,7 @@ struct waiter;
 struct cgroups;
 struct health;
 struct record;
+struct reexec;
 struct ready;
 
 struct daemon {
@@ -112,6 +122,9 @@ struct daemon {
 	bool state_newer;	  /* refused a newer state: what runs is left alone */
 	struct event_queue events; /* the fan-out held back during a request */
 	bool quiet_adopt;	  /* a re-exec's takeover: adoptions are not events */
+	struct reexec *reexec;	  /* a re-exec under way (reexec.c), or NULL */
+	/* CLOCK_MONOTONIC ns of the start's steps, for the re-exec's pause (reexec.c) */
+	uint64_t t_main, t_config, t_read, t_units;
 
 	struct unit *first, *last;
 	struct hashmap units; /* by name */
@@ -177,11 +190,17 @@ void deps_status(const struct unit *u, cJSON *o);
 
 /*
  * reexec.c: exec our binary in place, every service kept (cl: who asked, or
- * NULL). Returns only when it failed: -1 with why in err, the daemon as it was.
+ * NULL). The binary is asked its state format first, while the loop serves
+ * on: 0, under way (cl's reply is deferred: the new image answers it, or
+ * this one with why not), or -1 with why in err, nothing under way.
  */
 int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen);
-/* The new image took over kept of the services: answer the client on fd, close it. */
-void reexec_answer(struct daemon *d, int fd, size_t kept);
+/* The daemon shuts down: a re-exec under way is given up (its client told). */
+void reexec_cancel(struct daemon *d);
+/* After the loop is freed: what a cancelled one left. */
+void reexec_release(struct daemon *d);
+/* The new image took over kept of the services: answer the client who asked (r->client_fd). */
+void reexec_answer(struct daemon *d, struct record *r, size_t kept);
 /* Then: follow on the events followers r hands over, and tell them (a "reexec" event). */
 void reexec_done(struct daemon *d, struct record *r, size_t kept);
 

@@ -4,27 +4,31 @@
  * running, with its pid.
  *
  * The exec keeps the pid, so the services stay our children: the new image
- * adopts them (evm_proc_adopt) and reaps their exits with their status,
- * those that happened during the exec included (zombies wait for it). What
- * crosses the exec: the state record (state.h) in a memfd named by
- * $EVMON_REEXEC_STATE, plus the descriptors it names, whose FD_CLOEXEC is
- * cleared just before: the control socket's listener and lock (connections
- * that arrive meanwhile wait in its backlog: it never refuses one), the
- * services' output pipes (what they write meanwhile waits in the pipe: no
- * line is lost), and the requesting client's connection, which the new image
- * answers, and the events followers (ctl events, ctl wait) between two
- * requests, with their patterns: the new image follows them on, after a
- * "reexec" event; so do the other clients between two requests (a request
- * sent meanwhile waits in the socket, answered by the new image). Everything else is close-on-exec and made again: the
- * other clients' connections close, the metrics listener is bound again,
- * the log files are opened again at the next line.
+ * adopts them and reaps their exits with their status, those that happened
+ * during the exec included (zombies wait for it). What crosses the exec:
+ * the state record (state.h) in a memfd named by $EVMON_REEXEC_STATE, plus
+ * the descriptors it names, whose FD_CLOEXEC is cleared just before: the
+ * control socket's listener and lock (connections that arrive meanwhile
+ * wait in its backlog: it never refuses one), the services' output pipes
+ * (what they write meanwhile waits in the pipe: no line is lost), the
+ * pidfd of each service's process (the new image adopts through it with
+ * EVM_ADOPT_KEPT: no /proc read per service), the requesting client's
+ * connection, which the new image answers, and every other client between
+ * two requests: events followers with their patterns (they follow on after
+ * a "reexec" event), and the others, each with what it sent that no
+ * request took yet (a request half read: the new image reads on). The
+ * clients with a request under way close with the exec; the metrics
+ * listener is bound again, the log files are opened again at the next line.
  *
- * An exec that fails (the binary is gone, not executable) returns here: the
- * descriptors are close-on-exec again and the daemon carries on, with an
- * error in the reply. So does a binary that cannot read the state we would
- * pass (a downgrade): it is asked first (`evmon daemon --state-format`,
- * which a binary older than the question does not know either). The spawn helper is stopped first (it would outlive
- * the exec as a stray child) and starts again when needed.
+ * The pause (the loop serves nobody) runs from the exec timer's turn to the
+ * new image's first turn; the new image logs its parts. Before it, the
+ * binary is asked whether it can read the state we pass (`evmon daemon
+ * --state-format`: a downgrade, or a binary older than the question, is
+ * refused) by a child of the loop, which serves on meanwhile. An exec that
+ * fails (the binary is gone, not executable) returns here: the descriptors
+ * are close-on-exec again and the daemon carries on, with an error in the
+ * reply. The spawn helper is stopped first (it would outlive the exec as a
+ * stray child) and starts again when needed.
  */
 #include "daemon.h"
 
@@ -36,7 +40,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,39 +72,184 @@ static int exe_path(char *buf, size_t len, char *err, size_t errlen)
 }
 
 /*
- * Can the binary at exe read the state we pass? It says which format it
- * reads up to; one that cannot tell (too old to know the option, broken) is
- * not exec'ed either: an older image could ignore the state and start every
- * service a second time. The loop waits for it (a few ms, at most 5 s).
+ * A re-exec under way: the binary at exe is asked which state format it
+ * reads (`evmon daemon --state-format`) while the loop goes on serving (a
+ * binary that starts in 30 ms on a loaded machine held every client that
+ * long); its answer execs it, from a timer of the loop (after every exit
+ * reaped in that iteration has been dispatched), or answers why not.
  */
-static int check_format(const char *exe, char *err, size_t errlen)
+struct reexec {
+	struct daemon *d;
+	struct client *cl;	 /* who asked (answered by the new image), or NULL */
+	struct evm_proc *check;	 /* the format question, while it runs */
+	struct evm_timer *timer; /* the exec, once the answer is in */
+	bool cancelled;		 /* the daemon shuts down: the check was killed */
+	uint64_t t_req;		 /* CLOCK_MONOTONIC ns: the request */
+	char exe[PATH_MAX];
+	char err[PATH_MAX + 200];
+};
+
+#define CHECK_TIMEOUT_MS 5000
+
+static void reexec_free(struct reexec *rx)
 {
-	char *argv[] = {(char *)exe, "daemon", "--state-format", NULL};
+	evm_timer_cancel(rx->timer);
+	evm_proc_unref(rx->check);
+	free(rx);
+}
+
+/* A re-exec that did not happen: why, to the log and to who asked. */
+static void reexec_failed(struct reexec *rx, const char *err)
+{
+	dlog("re-exec: %s", err);
+	if (rx->cl)
+		control_reply_error(rx->cl, "%s", err);
+	rx->cl = NULL;
+}
+
+static void reexec_end(struct reexec *rx)
+{
+	rx->d->reexec = NULL;
+	reexec_free(rx);
+}
+
+static void requester_gone(void *data)
+{
+	struct reexec *rx = data;
+	rx->cl = NULL; /* the re-exec goes on, as one asked for by a signal */
+}
+
+/*
+ * Can the binary read the state we pass? It says which format it reads up
+ * to; one that cannot tell (too old to know the option, broken) is not
+ * exec'ed either: an older image could ignore the state and start every
+ * service a second time.
+ */
+static bool format_ok(struct reexec *rx, struct evm_proc *p, const struct evm_exit *x)
+{
+	size_t n = 0;
+	const char *out = evm_proc_output(p, 1, &n, NULL);
+	char buf[64];
+	int v = 0, end = 0;
+	bool said = false;
+	if (out && n < sizeof(buf) && !x->signal && !x->status_unknown && x->code == 0) {
+		memcpy(buf, out, n);
+		buf[n] = '\0';
+		said = sscanf(buf, "%d%n", &v, &end) == 1 && end > 0 && !strcmp(buf + end, "\n");
+	}
+	if (!said)
+		snprintf(rx->err, sizeof(rx->err), "%s does not say which state format it reads "
+			 "(older than evmon's --state-format?%s): not re-executing it, it could start "
+			 "second copies of the services: the daemon carries on", rx->exe,
+			 x->timed_out ? " no answer in 5 s" : "");
+	else if (v < STATE_VERSION)
+		snprintf(rx->err, sizeof(rx->err), "%s reads state format %d, older than this "
+			 "daemon's (%d): not re-executing it (a downgrade would lose the state): the "
+			 "daemon carries on", rx->exe, v, STATE_VERSION);
+	return said && v >= STATE_VERSION;
+}
+
+static int exec_now(struct daemon *d, struct client *cl, const char *exe, uint64_t t_req,
+		    char *err, size_t errlen);
+
+static void on_exec_timer(struct evm_timer *t, void *data)
+{
+	struct reexec *rx = data;
+	(void)t;
+	rx->timer = NULL; /* the loop frees a timer that fired */
+	exec_now(rx->d, rx->cl, rx->exe, rx->t_req, rx->err, sizeof(rx->err));
+	reexec_failed(rx, rx->err); /* returns only when it failed */
+	reexec_end(rx);
+}
+
+static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
+{
+	struct reexec *rx = data;
+	rx->check = NULL;
+	bool ok = !rx->cancelled && format_ok(rx, p, x);
+	evm_proc_unref(p);
+	if (rx->cancelled) {
+		reexec_end(rx);
+		return;
+	}
+	if (!ok) {
+		reexec_failed(rx, rx->err);
+		reexec_end(rx);
+		return;
+	}
+	if (evm_timer_add(rx->d->loop, 0, on_exec_timer, rx, &rx->timer) < 0) {
+		rx->timer = NULL;
+		reexec_failed(rx, "out of memory for a timer: not re-executing: the daemon carries on");
+		reexec_end(rx);
+	}
+}
+
+/* Ask exe its state format; on_format carries on. 0, or -1 with err. */
+static int ask_format(struct reexec *rx, char *err, size_t errlen)
+{
+	char *argv[] = {rx->exe, "daemon", "--state-format", NULL};
 	struct evm_spawn_error se = {0};
-	struct evm_spawn_opts o = {.argv = argv, .timeout_ms = 5000, .capture_max = 64,
-				   .error = &se};
+	struct evm_spawn_opts o = {.argv = argv, .timeout_ms = CHECK_TIMEOUT_MS,
+				   .timeout_signal = SIGKILL, .capture_max = 64,
+				   .on_exit = on_format, .data = rx, .error = &se};
 	o.stdio[0].mode = EVM_STDIO_NULL;
+	o.stdio[1].mode = EVM_STDIO_CAPTURE;
 	o.stdio[2].mode = EVM_STDIO_NULL;
-	struct evm_run_result res;
-	int r = evm_run(&o, &res);
+	int r = evm_spawn(rx->d->loop, &o, &rx->check);
 	if (r < 0) {
+		rx->check = NULL;
 		snprintf(err, errlen, "cannot run %s to ask its state format: %s: %s: the daemon "
-			 "carries on", exe, evm_spawn_stage_name(se.stage), strerror(-r));
+			 "carries on", rx->exe, evm_spawn_stage_name(se.stage), strerror(-r));
 		return -1;
 	}
-	int v = 0, end = 0;
-	bool said = res.exit.code == 0 && res.out &&
-		    sscanf(res.out, "%d%n", &v, &end) == 1 && res.out[end] == '\n';
-	evm_run_result_free(&res);
-	if (!said)
-		snprintf(err, errlen, "%s does not say which state format it reads (older than "
-			 "evmon's --state-format?): not re-executing it, it could start second copies "
-			 "of the services: the daemon carries on", exe);
-	else if (v < STATE_VERSION)
-		snprintf(err, errlen, "%s reads state format %d, older than this daemon's (%d): not "
-			 "re-executing it (a downgrade would lose the state): the daemon carries on",
-			 exe, v, STATE_VERSION);
-	return said && v >= STATE_VERSION ? 0 : -1;
+	return 0;
+}
+
+int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
+{
+	if (d->stopping || !d->started || d->reexec) {
+		snprintf(err, errlen, "%s: not re-executing", d->reexec ? "a re-exec is under way"
+			 : d->stopping ? "the daemon is shutting down"
+				       : "the daemon is still starting its services");
+		return -1;
+	}
+	struct reexec *rx = calloc(1, sizeof(*rx));
+	if (!rx) {
+		snprintf(err, errlen, "out of memory: the daemon carries on");
+		return -1;
+	}
+	rx->d = d;
+	rx->t_req = mono_ns();
+	if (exe_path(rx->exe, sizeof(rx->exe), err, errlen) < 0 || ask_format(rx, err, errlen) < 0) {
+		dlog("re-exec: %s", err);
+		free(rx);
+		return -1;
+	}
+	rx->cl = cl;
+	if (cl)
+		control_defer(cl, requester_gone, rx);
+	d->reexec = rx;
+	return 0;
+}
+
+void reexec_cancel(struct daemon *d)
+{
+	struct reexec *rx = d->reexec;
+	if (!rx || rx->cancelled)
+		return;
+	reexec_failed(rx, "the daemon is shutting down: not re-executing");
+	if (!rx->check) {
+		reexec_end(rx);
+		return;
+	}
+	rx->cancelled = true; /* on_format ends it, or reexec_release after the loop */
+	evm_proc_signal(rx->check, SIGKILL);
+}
+
+void reexec_release(struct daemon *d)
+{
+	if (d->reexec)
+		reexec_end(d->reexec);
 }
 
 struct keep {
@@ -133,71 +284,105 @@ struct followers {
 	int except;
 };
 
+/* "exec input FD HEX": what the connection on fd sent that no request took yet */
+static void write_input(FILE *f, int fd, const char *p, size_t n)
+{
+	if (!n)
+		return;
+	fprintf(f, "exec input %d ", fd);
+	for (size_t i = 0; i < n; i++) {
+		fputc("0123456789abcdef"[(unsigned char)p[i] >> 4], f);
+		fputc("0123456789abcdef"[(unsigned char)p[i] & 15], f);
+	}
+	fputc('\n', f);
+}
+
 /*
  * "exec follower FD [PATTERN, ...]": an events follower, to go on after the
  * exec; "exec conn FD": a client between requests, answered by the new image
  */
-static void write_follower(int fd, bool subscribed, const char *const *patterns, size_t n,
-			   void *data)
+static void write_follower(const struct control_handover *h, void *data)
 {
 	struct followers *w = data;
-	if (fd == w->except) /* the one asking: "exec client" */
+	if (h->fd == w->except) /* the one asking: "exec client" */
 		return;
-	if (!subscribed) {
-		fprintf(w->f, "exec conn %d\n", fd);
-		keep_add(w->k, fd);
+	if (!h->subscribed) {
+		fprintf(w->f, "exec conn %d\n", h->fd);
+		keep_add(w->k, h->fd);
+		write_input(w->f, h->fd, h->input, h->inlen);
 		return;
 	}
-	cJSON *a = n ? cJSON_CreateStringArray(patterns, (int)n) : cJSON_CreateArray();
+	cJSON *a = h->n ? cJSON_CreateStringArray(h->patterns, (int)h->n) : cJSON_CreateArray();
 	char *s = a ? cJSON_PrintUnformatted(a) : NULL;
 	if (s) {
-		fprintf(w->f, "exec follower %d %s\n", fd, s);
-		keep_add(w->k, fd);
+		fprintf(w->f, "exec follower %d %s\n", h->fd, s);
+		keep_add(w->k, h->fd);
+		write_input(w->f, h->fd, h->input, h->inlen);
 	}
 	free(s);
 	cJSON_Delete(a);
 }
 
 /* The state and the descriptors it names into f; the ones to keep into k. */
-static void write_state(struct daemon *d, FILE *f, int client, struct keep *k)
+static void write_state(struct daemon *d, FILE *f, struct client *cl, struct keep *k,
+			const uint64_t times[3])
 {
+	int client = control_client_fd(cl);
 	int lfd, lockfd;
-	size_t n = state_print(d, f);
+	size_t n = state_print(d, f, true);
+	fprintf(f, "exec times %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", times[0], times[1], times[2]);
 	control_fds(d->ctl, &lfd, &lockfd);
 	fprintf(f, "exec ctl %d %d\n", lfd, lockfd);
 	keep_add(k, lfd);
 	keep_add(k, lockfd);
 	if (client >= 0) {
+		size_t inlen;
+		const char *in = control_client_input(cl, &inlen); /* requests sent after reexec */
 		fprintf(f, "exec client %d\n", client);
 		keep_add(k, client);
+		write_input(f, client, in, inlen);
 	}
 	if (d->cg)
 		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
 	control_followers(d->ctl, write_follower, &(struct followers){f, k, client});
 	for (struct unit *u = d->first; u; u = u->next) {
 		int fds[4];
-		if (!u->out || !u->svc)
+		if (!u->svc)
 			continue;
-		output_fds(u->out, fds);
-		fprintf(f, "exec pipe %s %d %d %d %d\n", u->name, fds[0], fds[1], fds[2], fds[3]);
-		for (int i = 0; i < 4; i++)
-			keep_add(k, fds[i]);
+		if (u->out) {
+			output_fds(u->out, fds);
+			fprintf(f, "exec pipe %s %d %d %d %d\n", u->name, fds[0], fds[1], fds[2],
+				fds[3]);
+			for (int i = 0; i < 4; i++)
+				keep_add(k, fds[i]);
+		}
+		/*
+		 * The pidfd of the process its line names: the new image adopts it
+		 * without opening another or reading /proc (EVM_ADOPT_KEPT)
+		 */
+		struct evm_proc *p = evm_service_proc(u->svc);
+		int pidfd = p && u->rec_pid > 0 && evm_proc_pid(p) == u->rec_pid ? evm_proc_pidfd(p) : -1;
+		if (pidfd >= 0) {
+			fprintf(f, "exec pidfd %s %d %d\n", u->name, (int)u->rec_pid, pidfd);
+			keep_add(k, pidfd);
+		}
 	}
 	fprintf(f, "end %zu\n", n);
 }
 
-int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
+/*
+ * Exec exe, every service kept: returns only when it failed (err says why,
+ * the daemon as it was). The loop serves nobody from here until the new
+ * image's takeover is done: the pause a re-exec costs, which the new image
+ * logs with its parts.
+ */
+static int exec_now(struct daemon *d, struct client *cl, const char *exe, uint64_t t_req,
+		    char *err, size_t errlen)
 {
-	char exe[PATH_MAX], env[32];
-	if (d->stopping || !d->started) {
-		snprintf(err, errlen, "the daemon is %s: not re-executing",
-			 d->stopping ? "shutting down" : "still starting its services");
-		return -1;
-	}
-	if (exe_path(exe, sizeof(exe), err, errlen) < 0 || check_format(exe, err, errlen) < 0) {
-		dlog("re-exec: %s", err);
-		return -1;
-	}
+	char env[32];
+	uint64_t t_stop = mono_ns();
+	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
+	evm_loop_prepare_exec(d->loop);
 	int mfd = memfd_create("evmon-state", MFD_CLOEXEC);
 	FILE *f = mfd >= 0 ? fdopen(dup(mfd), "w") : NULL;
 	if (!f) {
@@ -207,8 +392,8 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 		return -1;
 	}
 	struct keep k = {0};
-	int client = control_client_fd(cl);
-	write_state(d, f, client, &k);
+	uint64_t times[3] = {t_req, t_stop, mono_ns()};
+	write_state(d, f, cl, &k, times);
 	bool ok = fflush(f) == 0 && !ferror(f);
 	ok = fclose(f) == 0 && ok;
 	if (!ok) {
@@ -218,13 +403,11 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 		return -1;
 	}
 	keep_add(&k, mfd);
-	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
 	char *argv[] = {"evmon", "daemon", "-c", (char *)d->cfg_path, "-S", (char *)d->socket,
 			d->reaper ? "--reaper" : NULL, NULL};
 	snprintf(env, sizeof(env), "%d", mfd);
 	setenv("EVMON_REEXEC_STATE", env, 1);
 	notify_export(true);
-	evm_loop_prepare_exec(d->loop);
 	dlog("re-executing %s: %zu services keep running", exe, d->nunits);
 	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */
 	fflush(NULL);
@@ -237,19 +420,50 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 	close(mfd);
 	free(k.fds);
 	snprintf(err, errlen, "exec %s: %s: the daemon carries on", exe, strerror(e));
-	dlog("re-exec: %s", err);
 	return -1;
 }
 
-void reexec_answer(struct daemon *d, int fd, size_t kept)
+void reexec_answer(struct daemon *d, struct record *r, size_t kept)
 {
-	char buf[256];
-	int n = snprintf(buf, sizeof(buf), "{\"ok\":true,\"pid\":%d,\"version\":\"%s\",\"services\":%zu,"
-			 "\"kept\":%zu}\n", (int)getpid(), evm_version(), d->nunits, kept);
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	ssize_t w = write(fd, buf, (size_t)n); /* a few bytes to an empty socket: whole or lost */
-	(void)w;
-	close(fd);
+	struct control_handover h = {.fd = r->client_fd, .input = r->client_in,
+				     .inlen = r->client_inlen};
+	struct client *cl;
+	r->client_fd = -1; /* ours now, or closed */
+	if (control_take_follower(d->ctl, &h, &cl) < 0)
+		return;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddTrueToObject(o, "ok");
+	cJSON_AddNumberToObject(o, "pid", getpid());
+	cJSON_AddStringToObject(o, "version", evm_version());
+	cJSON_AddNumberToObject(o, "services", (double)d->nunits);
+	cJSON_AddNumberToObject(o, "kept", (double)kept);
+	control_reply(cl, o); /* sent from the loop; then its next requests, if it sent any */
+	cJSON_Delete(o);
+}
+
+/*
+ * Where the pause went: the times of the re-exec's steps (CLOCK_MONOTONIC,
+ * the same clock on both sides of the exec), logged once the new image's
+ * first turn has served what waited.
+ */
+struct pause {
+	uint64_t t[8]; /* request, last turn, memfd, main, config, state, units, takeover */
+};
+
+static void on_served(struct evm_timer *tm, void *data)
+{
+	struct pause *p = data;
+	uint64_t *t = p->t, now = mono_ns();
+	(void)tm;
+#define MS(a, b) (((b) > (a) ? (b) - (a) : 0) / 1e6)
+	dlog("re-exec: the loop served again %.1f ms after its last turn (the state written "
+	     "%.1f, exec and start %.1f, config read %.1f, state read %.1f, services made %.1f, "
+	     "takeover %.1f, first turn %.1f ms); %.1f ms before it, asking the binary its state "
+	     "format, the loop served on", MS(t[1], now), MS(t[1], t[2]), MS(t[2], t[3]),
+	     MS(t[3], t[4]), MS(t[4], t[5]), MS(t[5], t[6]), MS(t[6], t[7]), MS(t[7], now),
+	     MS(t[0], t[1]));
+#undef MS
+	free(p);
 }
 
 void reexec_done(struct daemon *d, struct record *r, size_t kept)
@@ -258,8 +472,10 @@ void reexec_done(struct daemon *d, struct record *r, size_t kept)
 	for (size_t i = 0; i < r->nfollowers; i++) {
 		int fd = r->followers[i].fd;
 		r->followers[i].fd = -1; /* ours now, or closed */
+		struct control_handover h = {.fd = fd, .input = r->followers[i].input,
+					     .inlen = r->followers[i].inlen};
 		if (!r->followers[i].patterns) { /* a client between requests */
-			control_take_follower(d->ctl, fd, false, NULL, 0);
+			control_take_follower(d->ctl, &h, NULL);
 			continue;
 		}
 		cJSON *a = cJSON_Parse(r->followers[i].patterns);
@@ -267,8 +483,11 @@ void reexec_done(struct daemon *d, struct record *r, size_t kept)
 		const char **p = n > 0 ? calloc((size_t)n, sizeof(*p)) : NULL;
 		for (int k = 0; p && k < n; k++)
 			p[k] = cJSON_GetStringValue(cJSON_GetArrayItem(a, k));
+		h.subscribed = true;
+		h.patterns = p;
+		h.n = (size_t)n;
 		if (n == 0 || p)
-			followers += control_take_follower(d->ctl, fd, true, p, (size_t)n) == 0;
+			followers += control_take_follower(d->ctl, &h, NULL) == 0;
 		else
 			close(fd);
 		free(p);
@@ -287,4 +506,12 @@ void reexec_done(struct daemon *d, struct record *r, size_t kept)
 	cJSON_AddNumberToObject(ev, "kept", (double)kept);
 	cJSON_AddNumberToObject(ev, "followers", (double)followers);
 	events_publish(d, NULL, ev);
+	struct pause *p = r->t_stop ? malloc(sizeof(*p)) : NULL;
+	if (p) {
+		uint64_t t[] = {r->t_req, r->t_stop, r->t_write, d->t_main, d->t_config, d->t_read,
+				d->t_units, mono_ns()};
+		memcpy(p->t, t, sizeof(t));
+		if (evm_timer_add(d->loop, 0, on_served, p, NULL) < 0)
+			free(p);
+	}
 }

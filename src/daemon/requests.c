@@ -580,9 +580,9 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 		metrics_ctl_reply(d, cl);
 	} else if (!strcmp(cmd, "reexec")) {
 		char err[PATH_MAX + 200];
-		/* on success the new image answers on this connection */
-		daemon_reexec(d, cl, err, sizeof(err));
-		control_reply_error(cl, "%s", err);
+		/* under way: the new image answers on this connection (or this one, why not) */
+		if (daemon_reexec(d, cl, err, sizeof(err)) < 0)
+			control_reply_error(cl, "%s", err);
 	} else if (!strcmp(cmd, "ping")) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "version", evm_version());

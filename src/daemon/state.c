@@ -93,6 +93,8 @@ void record_free(struct record *r)
 		for (int k = 0; k < 4; k++) /* a reexec's pipes no service took */
 			if (r->svcs[i].fds[k] >= 0)
 				close(r->svcs[i].fds[k]);
+		if (r->svcs[i].pidfd >= 0) /* and pidfds */
+			close(r->svcs[i].pidfd);
 		free(r->svcs[i].name);
 	}
 	if (r->ctl_fd >= 0)
@@ -107,7 +109,9 @@ void record_free(struct record *r)
 		if (r->followers[i].fd >= 0)
 			close(r->followers[i].fd);
 		free(r->followers[i].patterns);
+		free(r->followers[i].input);
 	}
+	free(r->client_in);
 	free(r->followers);
 	free(r->added);
 	hmap_clear(&r->idx);
@@ -139,6 +143,7 @@ static struct rec_svc *rec_push(struct record *r)
 	struct rec_svc *s = &r->svcs[r->n];
 	memset(s, 0, sizeof(*s));
 	s->fds[0] = s->fds[1] = s->fds[2] = s->fds[3] = -1;
+	s->pidfd = -1;
 	return s;
 }
 
@@ -173,10 +178,56 @@ static int parse_follower(struct record *r, int fd, const char *json)
 	r->followers = f;
 	f[r->nfollowers].fd = fd;
 	f[r->nfollowers].patterns = NULL;
+	f[r->nfollowers].input = NULL;
+	f[r->nfollowers].inlen = 0;
 	if (json && !(f[r->nfollowers].patterns = strndup(json, strcspn(json, "\n"))))
 		return -1;
 	r->nfollowers++;
 	return 0;
+}
+
+static int unhex(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* "exec input FD HEX": the unread input of the connection on fd (handed over above) */
+static int parse_input(struct record *r, int fd, const char *hex)
+{
+	size_t n = strcspn(hex, "\n");
+	char **dst = NULL;
+	size_t *len = NULL;
+	if (fd >= 0 && fd == r->client_fd) {
+		dst = &r->client_in;
+		len = &r->client_inlen;
+	}
+	for (size_t i = r->nfollowers; !dst && i-- > 0;)
+		if (r->followers[i].fd == fd) {
+			dst = &r->followers[i].input;
+			len = &r->followers[i].inlen;
+		}
+	if (!dst || *dst || !n || n % 2 || !(*dst = malloc(n / 2)))
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		(*dst)[i] = (char)(hi << 4 | lo);
+	}
+	*len = n / 2;
+	return 0;
+}
+
+/*
+ * The service of an "exec" line: they are written in the order of the
+ * service lines, so the search resumes where the last one stopped.
+ */
+static struct rec_svc *exec_svc(struct record *r, const char *name)
+{
+	for (size_t k = 0; k < r->n; k++, r->pipe_at = (r->pipe_at + 1) % r->n)
+		if (!strcmp(r->svcs[r->pipe_at].name, name))
+			return &r->svcs[r->pipe_at];
+	return NULL;
 }
 
 /* One line of the record into r; exec: the reexec lines are allowed. 0 or -1. */
@@ -221,6 +272,9 @@ static int parse_line(struct record *r, char *line, bool exec)
 		r->lock_fd = b;
 		return 0;
 	}
+	if (r->version >= 3 && sscanf(line, "exec times %" SCNu64 " %" SCNu64 " %" SCNu64,
+				      &r->t_req, &r->t_stop, &r->t_write) == 3)
+		return 0;
 	if (sscanf(line, "exec client %d", &a) == 1) {
 		r->client_fd = a;
 		return 0;
@@ -229,16 +283,22 @@ static int parse_line(struct record *r, char *line, bool exec)
 		return parse_follower(r, a, line + b);
 	if (sscanf(line, "exec conn %d", &a) == 1)
 		return parse_follower(r, a, NULL);
+	if (r->version >= 3 && sscanf(line, "exec input %d %n", &a, &b) == 1 && b > 0)
+		return parse_input(r, a, line + b);
 	if (sscanf(line, "exec cghome %4095s", path) == 1)
 		return (r->cg_home = strdup(path)) ? 0 : -1;
+	struct rec_svc *s;
 	if (sscanf(line, "exec pipe %299s %d %d %d %d", name, &f[0], &f[1], &f[2], &f[3]) == 5) {
-		/* written in the order of the service lines: the search resumes where it stopped */
-		for (size_t k = 0; k < r->n; k++, r->pipe_at = (r->pipe_at + 1) % r->n)
-			if (!strcmp(r->svcs[r->pipe_at].name, name)) {
-				memcpy(r->svcs[r->pipe_at].fds, f, sizeof(f));
-				return 0;
-			}
-		return -1;
+		if (!(s = exec_svc(r, name)))
+			return -1;
+		memcpy(s->fds, f, sizeof(f));
+		return 0;
+	}
+	if (r->version >= 3 && sscanf(line, "exec pidfd %299s %d %d", name, &a, &b) == 3) {
+		if (!(s = exec_svc(r, name)) || s->pid != a || b < 0)
+			return -1;
+		s->pidfd = b;
+		return 0;
 	}
 	return -1;
 }
@@ -263,7 +323,10 @@ static struct record *record_parse(FILE *f, bool exec, int *newer, char *why, si
 	r->ctl_fd = r->lock_fd = r->client_fd = -1;
 	r->reexec = exec;
 	got = getline(&line, &cap, f);
-	r->version = got < 0 ? 0 : !strcmp(line, STATE_MAGIC "\n") ? 2 : !strcmp(line, STATE_MAGIC_V1 "\n");
+	r->version = got < 0			       ? 0
+		     : !strcmp(line, STATE_MAGIC "\n")    ? 3
+		     : !strcmp(line, STATE_MAGIC_V2 "\n") ? 2
+							  : !strcmp(line, STATE_MAGIC_V1 "\n");
 	int v;
 	*newer = 0;
 	if (!r->version && got > 0 && sscanf(line, "evmon-state %d", &v) == 1 && v > STATE_VERSION) {
@@ -272,7 +335,8 @@ static struct record *record_parse(FILE *f, bool exec, int *newer, char *why, si
 		goto bad;
 	}
 	if (!r->version) {
-		snprintf(why, whylen, "line 1: not '%s' (nor '%s')", STATE_MAGIC, STATE_MAGIC_V1);
+		snprintf(why, whylen, "line 1: not '%s' (nor '%s', '%s')", STATE_MAGIC,
+			 STATE_MAGIC_V2, STATE_MAGIC_V1);
 		goto bad;
 	}
 	while ((got = getline(&line, &cap, f)) >= 0) {
@@ -359,6 +423,7 @@ int state_init(struct daemon *d)
 		return -1;
 	}
 	d->rec = read_reexec(d, &newer);
+	d->t_read = mono_ns();
 	if (newer) { /* the old image asked us (--state-format) unless it is older than that */
 		refuse_newer("the state passed by the re-exec", newer);
 		d->state_newer = true; /* the services are our children: they live on */

@@ -57,9 +57,15 @@
 struct daemon;
 struct svc_conf;
 
-/* The format written, and the newest one read (older ones are read too). */
-#define STATE_VERSION 2
-#define STATE_MAGIC "evmon-state 2" /* STATE_VERSION */
+/*
+ * The newest format read (older ones are read too), in which a re-exec
+ * passes the state. The record on disk is written in format 2: what it
+ * holds has not changed since, so an older evmon started after a crash
+ * still reads it; version 3 added lines only a re-exec writes.
+ */
+#define STATE_VERSION 3
+#define STATE_MAGIC "evmon-state 3" /* STATE_VERSION: a re-exec's state */
+#define STATE_MAGIC_V2 "evmon-state 2" /* the record on disk: no "exec" lines */
 #define STATE_MAGIC_V1 "evmon-state 1" /* read too: no "added" lines */
 
 enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN };
@@ -76,6 +82,7 @@ struct rec_svc {
 	unsigned restarts, failures, start_failures, backoff_step;
 	uint64_t next_start; /* BACKOFF: CLOCK_BOOTTIME ms of its next start, else 0 */
 	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
+	int pidfd;  /* reexec only: the old image's pidfd of pid, else -1 */
 	bool used;
 	struct hnode node; /* in record.idx, by name */
 };
@@ -93,10 +100,16 @@ struct record {
 	bool reexec;
 	int ctl_fd, lock_fd;	/* the control socket's listener and lock */
 	int client_fd;		/* the connection that asked for it, answered at the end */
+	char *client_in;	/* what it sent after its request (not read yet) */
+	size_t client_inlen;
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
+	/* CLOCK_MONOTONIC ns: the request, the old loop's last turn, the memfd written */
+	uint64_t t_req, t_stop, t_write;
 	struct rec_follower {
 		int fd;		/* an events follower's connection, or -1 once taken */
 		char *patterns;	/* its patterns, a JSON array; NULL: a client between requests */
+		char *input;	/* what it sent that no request took yet, or NULL */
+		size_t inlen;
 	} *followers;
 	size_t nfollowers;
 };
@@ -149,8 +162,11 @@ void state_changed(struct daemon *d);
 /* Every autostart service started: the record now, not after the start's spacing. */
 void state_started(struct daemon *d);
 
-/* The record's lines but the end line into f; returns the services written. */
-size_t state_print(struct daemon *d, FILE *f);
+/*
+ * The record's lines but the end line into f (exec: a re-exec's, in format
+ * STATE_VERSION, else the record on disk's); returns the services written.
+ */
+size_t state_print(struct daemon *d, FILE *f, bool exec);
 
 /* Write the record now (before a reexec); 0 or -errno. */
 int state_write_now(struct daemon *d);

@@ -71,10 +71,10 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), f);
 }
 
-size_t state_print(struct daemon *d, FILE *f)
+size_t state_print(struct daemon *d, FILE *f, bool exec)
 {
 	size_t n = 0;
-	fprintf(f, "%s\ndaemon %d\n", STATE_MAGIC, (int)getpid());
+	fprintf(f, "%s\ndaemon %d\n", exec ? STATE_MAGIC : STATE_MAGIC_V2, (int)getpid());
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc)
 			continue;
@@ -121,7 +121,7 @@ int state_write_now(struct daemon *d)
 		if (fd >= 0)
 			close(fd);
 	} else {
-		fprintf(f, "end %zu\n", state_print(d, f));
+		fprintf(f, "end %zu\n", state_print(d, f, false));
 		bool ok = fflush(f) == 0 && !ferror(f);
 		e = errno;
 		ok = fclose(f) == 0 && ok;

@@ -148,8 +148,14 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	}
 	struct evm_adopt_opts o = {.pid = s->pid, .flags = EVM_ADOPT_START_TIME,
 				   .start_time = s->start};
+	if (s->pidfd >= 0) { /* the old image's own, across the exec: no check needed */
+		o.flags |= EVM_ADOPT_PIDFD | EVM_ADOPT_KEPT;
+		o.pidfd = s->pidfd;
+	}
 	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
 	int r = evm_service_adopt(u->svc, &o);
+	if (r == 0 || s->pidfd < 0)
+		s->pidfd = -1; /* the loop's now */
 	if (r == 0) {
 		u->want_start = false;
 		u->adopted = true;
@@ -236,7 +242,7 @@ void state_take_over(struct daemon *d)
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */
-		reexec_answer(d, d->rec->client_fd, kept);
+		reexec_answer(d, d->rec, kept);
 		d->rec->client_fd = -1;
 	}
 	if (d->rec && d->rec->reexec)

@@ -374,6 +374,7 @@ int units_load(struct daemon *d)
 	}
 	state_readd(d); /* what ctl add added, from the record */
 	d->defer_start = false;
+	d->t_units = mono_ns();
 	state_take_over(d); /* before any start: a survivor is never started twice */
 	struct rlimit rl;
 	size_t need = 2 * pipes + d->nunits + 128;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,13 +110,43 @@ static int check_identity(const struct evm_adopt_opts *o, int pidfd, struct evm_
 	return 0;
 }
 
+/*
+ * EVM_ADOPT_KEPT: the caller's own pidfd of pid, kept across its exec, and
+ * the start time it recorded: nothing to check, nothing read from /proc
+ * (two files per process made most of a re-exec's takeover). What the
+ * stat would have said comes from system calls on the pinned pid: whether
+ * it is our child (waitid without reaping: ECHILD if not), its group and
+ * its session.
+ */
+static int kept_identity(const struct evm_adopt_opts *o, int pidfd, struct evm__pstat *f)
+{
+	siginfo_t si = {0};
+	f->pid = o->pid;
+	f->start = o->start_time;
+	f->state = 'S';
+	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+		f->ppid = getpid();
+	else if (errno == ECHILD)
+		f->ppid = 0; /* another's child: its exit status will be unknown */
+	else
+		return errno == EBADF ? -EBADF : -errno;
+	/* a zombie keeps its ids until it is reaped: our child's is ours to reap */
+	f->pgid = getpgid(o->pid);
+	f->sid = getsid(o->pid);
+	if (f->pgid < 0 || f->sid < 0)
+		return -ESRCH; /* reaped by another: gone */
+	return 0;
+}
+
 int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct evm_proc **out)
 {
+	const unsigned kept = EVM_ADOPT_KEPT | EVM_ADOPT_PIDFD | EVM_ADOPT_START_TIME;
 	if (out)
 		*out = NULL;
 	if (!loop || !o || o->pid <= 0 ||
-	    (o->flags & ~(unsigned)(EVM_ADOPT_PIDFD | EVM_ADOPT_START_TIME)) ||
-	    ((o->flags & EVM_ADOPT_PIDFD) && o->pidfd < 0))
+	    (o->flags & ~(unsigned)(EVM_ADOPT_PIDFD | EVM_ADOPT_START_TIME | EVM_ADOPT_KEPT)) ||
+	    ((o->flags & EVM_ADOPT_PIDFD) && o->pidfd < 0) ||
+	    ((o->flags & EVM_ADOPT_KEPT) && (o->flags & kept) != kept))
 		return -EINVAL;
 	if (evm__pidmap_get(&loop->pids, o->pid))
 		return -EEXIST;
@@ -123,7 +154,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = pidfd_open(o->pid, 0)) < 0)
 		return errno == ESRCH ? -ESRCH : -errno;
 	struct evm__pstat f;
-	int r = check_identity(o, pidfd, &f);
+	int r = o->flags & EVM_ADOPT_KEPT ? kept_identity(o, pidfd, &f) : check_identity(o, pidfd, &f);
 	struct evm_proc *p = NULL;
 	if (r == 0 && (evm__pidmap_reserve(&loop->pids) < 0 || !(p = evm__proc_new(loop))))
 		r = -ENOMEM;
@@ -143,6 +174,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 		p->flags |= EVM__P_FOREIGN;
 	if (f.pgid == o->pid)
 		p->flags |= EVM__P_GROUP;
+	p->adopt_sid = f.sid;
 	set_start(p, f.start);
 	evm__proc_attach(p, o->pid, pidfd);
 	if (p->pidfd < 0) {

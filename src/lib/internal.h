@@ -186,6 +186,7 @@ struct evm_proc {
 	int timeout_signal;
 	uint64_t timeout_kill_ms;
 	bool timed_out;
+	pid_t adopt_sid; /* adopted: the session it was in then (evm__sv_note_session) */
 	struct evm_proc *prev, *next; /* live list */
 	struct evm__release rel; /* drops the loop's reference */
 };

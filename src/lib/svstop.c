@@ -51,8 +51,7 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 	s->sid = 0;
 	if (s->cg || s->kill_mode != EVM_KILL_TREE)
 		return;
-	struct evm__pstat st;
-	if (adopted ? evm__proc_stat(p->pid, &st) == 0 && st.sid == p->pid
+	if (adopted ? p->adopt_sid == p->pid
 		    : (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) != 0)
 		s->sid = p->pid;
 }

@@ -195,7 +195,7 @@ def test_reused_pid_is_not_adopted(procs, tmp_path, marker):
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\n", "truncated (no end line)"),
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\nend 2\n", "fewer services"),
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 ru", "cut short"),
-    ("garbage\n", "not 'evmon-state 2' (nor 'evmon-state 1')"),
+    ("garbage\n", "not 'evmon-state 3' (nor 'evmon-state 2', 'evmon-state 1')"),
     ("evmon-state 1\ndaemon 1\nadded {}\nend 0\n", "cannot read 'added {}'"),
     ("evmon-state 1\nservice w one 5 0 run\nend 1\n", "cannot read"),
 ])
@@ -370,7 +370,7 @@ def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
     start_with(d, exe)
     pids = sorted(v["pid"] for v in wait_for(lambda: all_running(d, 3), what="3 running").values())
     with open(exe + ".new", "w") as f:  # it says it reads the state, then dies
-        f.write('#!/bin/sh\n[ "$2" = --state-format ] && echo 2 && exit 0\nexit 7\n')
+        f.write('#!/bin/sh\n[ "$2" = --state-format ] && echo 3 && exit 0\nexit 7\n')
     os.chmod(exe + ".new", 0o755)
     os.rename(exe + ".new", exe)
     r = d.ctl("reexec")
@@ -386,7 +386,7 @@ def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
 
 
 @pytest.mark.parametrize("older", [
-    ("1", "reads state format 1, older than this daemon's (2)"),
+    ("2", "reads state format 2, older than this daemon's (3)"),
     ("unknown", "does not say which state format it reads"),
 ])
 def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
@@ -398,7 +398,7 @@ def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
     exe = own_copy(tmp_path)
     start_with(d, exe)
     before = wait_for(lambda: all_running(d, 3), what="3 running")
-    said = "echo 1; exit 0" if answer == "1" else "echo \"unrecognized option\" >&2; exit 2"
+    said = "echo 2; exit 0" if answer == "2" else "echo \"unrecognized option\" >&2; exit 2"
     with open(exe + ".new", "w") as f:  # a real daemon if exec'ed: it would not be refused
         f.write(f'#!/bin/sh\n[ "$2" = --state-format ] && {{ {said}; }}\nexec {EVMON} "$@"\n')
     os.chmod(exe + ".new", 0o755)

@@ -2,7 +2,8 @@
  * test_adopt.c - evm_proc_adopt: our own child (reaped with its status, also
  * as a zombie, also in reaper mode), another process's child (status
  * unknown, adopted), the identity checks (start time, given pidfd, pid
- * already tracked), signals, and evm_loop_free of an adopted process; and
+ * already tracked), EVM_ADOPT_KEPT (a pidfd kept across one's exec: taken
+ * as it is), signals, and evm_loop_free of an adopted process; and
  * evm_loop_prepare_exec, which stops the spawn helper before an exec of
  * oneself (else it outlives the exec as a stray child).
  */
@@ -241,6 +242,68 @@ static void test_adopt_given_pidfd(void **state)
 	evm_proc_unref(p);
 }
 
+/*
+ * EVM_ADOPT_KEPT: the caller's own pidfd and recorded start time are taken
+ * as they are (no /proc): what the stat would say comes from the pinned
+ * pid. Our child is reaped with its code.
+ */
+static void test_adopt_kept_own_child(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct kid k = fork_kid(6);
+	uint64_t st;
+	assert_int_equal(evm_proc_start_time(k.pid, &st), 0);
+	int pfd = pidfd_open(k.pid, 0);
+	assert_true(pfd >= 0);
+	struct evm_adopt_opts o = {.pid = k.pid, .flags = EVM_ADOPT_KEPT, .pidfd = pfd,
+				   .start_time = st};
+	/* only with both: the pidfd, and the start time it goes with */
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EINVAL);
+	o.flags = EVM_ADOPT_KEPT | EVM_ADOPT_PIDFD;
+	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -EINVAL);
+	assert_int_equal(fcntl(pfd, F_GETFD), FD_CLOEXEC); /* still the caller's */
+	struct t_exit x = {0};
+	o.flags = EVM_ADOPT_KEPT | EVM_ADOPT_PIDFD | EVM_ADOPT_START_TIME;
+	o.on_exit = t_on_exit;
+	o.data = &x;
+	struct evm_proc *p;
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), 0);
+	assert_int_equal(evm_proc_pidfd(p), pfd); /* taken over */
+	assert_true(evm_proc_adopted(p));
+	/* fork_kid's child leads no group: no group signal */
+	assert_int_equal(evm_proc_signal_group(p, 0), -EPERM);
+	close(k.go);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_true(x.rec.adopted);
+	assert_false(x.rec.status_unknown); /* our child: waitid said so */
+	assert_int_equal(x.rec.code, 6);
+	assert_true(x.rec.start_time.tv_sec > 0);
+	evm_proc_unref(p);
+}
+
+/* Kept, but another's child: status unknown; its group (getpgid) can be signalled. */
+static void test_adopt_kept_foreign(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct foreign f = fork_foreign();
+	uint64_t st;
+	assert_int_equal(evm_proc_start_time(f.child, &st), 0);
+	int pfd = pidfd_open(f.child, 0);
+	assert_true(pfd >= 0);
+	struct t_exit x = {0};
+	struct evm_adopt_opts o = {.pid = f.child, .pidfd = pfd, .start_time = st,
+				   .flags = EVM_ADOPT_KEPT | EVM_ADOPT_PIDFD | EVM_ADOPT_START_TIME,
+				   .on_exit = t_on_exit, .data = &x};
+	struct evm_proc *p;
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), 0);
+	assert_int_equal(evm_proc_signal_group(p, SIGTERM), 0);
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_true(x.rec.adopted);
+	assert_true(x.rec.status_unknown);
+	assert_int_equal(reap(f.parent), 100 + SIGTERM);
+	evm_proc_unref(p);
+}
+
 static void test_adopt_spawned_pid_is_tracked(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -463,6 +526,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_foreign_killed_by_loop_free, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_start_time_mismatch, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_given_pidfd, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_kept_own_child, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_kept_foreign, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_spawned_pid_is_tracked, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_bad_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_service_adopts_foreign, t_setup, t_teardown),

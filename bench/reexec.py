@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The re-exec pause (issue 15): how long `evmon ctl reexec` keeps the daemon
+from serving, with N services running.
+
+One daemon runs N `evm-helper pause` services. A pinger thread sends `ping`
+after `ping` on one connection (handed over by every re-exec) and notes when
+each answer arrives. Each run sends `reexec` on another connection; the pause
+is the longest gap between two answers from just before the request to well
+after the re-exec's answer: from the last request served by the old image to
+the first served by the new one. Also printed: the daemon's CPU per re-exec
+(its utime + stime across the run, less what answering the pings
+costs in the same time) and the phases the new image logs
+("re-exec: ... ms"). Prints, asserts nothing; needs a quiet machine for
+numbers to publish (note `uptime` with them).
+
+    bench/reexec.py --build build/cc [--n 1000] [--runs 5] [--cgroup no|auto]
+                    [--stdout null|log]
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def connect(path, timeout=60):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    return s
+
+
+def request(path, obj, timeout=120):
+    with connect(path, timeout) as s:
+        s.sendall(json.dumps(obj).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise EOFError("closed")
+            buf += chunk
+        return json.loads(buf)
+
+
+class Pinger(threading.Thread):
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.s = connect(path)
+        self.stop = False
+        self.answers = []  # monotonic time of each answer
+        self.error = None
+
+    def run(self):
+        buf = b""
+        try:
+            while not self.stop:
+                self.s.sendall(b'{"cmd":"ping"}\n')
+                while b"\n" not in buf:
+                    chunk = self.s.recv(4096)
+                    if not chunk:
+                        raise EOFError("the ping connection closed")
+                    buf += chunk
+                buf = buf[buf.index(b"\n") + 1:]
+                self.answers.append(time.monotonic())
+        except Exception as e:  # noqa: BLE001 (reported)
+            self.error = repr(e)
+
+
+def cpu_ms(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build/cc")
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--cgroup", default="no")
+    ap.add_argument("--stdout", default="null", help="the services' stdout: null or log (pipes)")
+    ap.add_argument("--perf", metavar="FILE", help="perf record the daemon across the runs into FILE")
+    ap.add_argument("--no-ping", action="store_true", help="no pinger (to profile the re-exec alone)")
+    a = ap.parse_args()
+    evmon = os.path.abspath(os.path.join(a.build, "evmon"))
+    helper = os.path.abspath(os.path.join(a.build, "tests", "evm-helper"))
+    tmp = tempfile.mkdtemp(prefix="evmon-reexec-")
+    sock, cfg, log = (os.path.join(tmp, f) for f in ("d.sock", "d.ini", "d.log"))
+    with open(cfg, "w") as f:
+        f.write(f"[evmon]\ncgroup = {a.cgroup}\nlog_dir = {tmp}/logs\nstart_secs = 0\n\n"
+                f"[service:p]\ncommand = {helper} pause\ninstances = {a.n}\n"
+                f"stdout = {a.stdout}\nstderr = stdout\n")
+    logf = open(log, "wb")
+    d = subprocess.Popen([evmon, "daemon", "-c", cfg, "-S", sock], stdout=logf,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while True:
+            if d.poll() is not None:
+                sys.exit(f"daemon exited: {open(log).read()[-2000:]}")
+            try:
+                st = request(sock, {"cmd": "status"})
+                if sum(s["state"] == "running" for s in st["services"]) == a.n:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        print(f"{a.n} services running after {time.monotonic() - t0:.1f} s; "
+              f"load {os.getloadavg()[0]:.1f}")
+        p = Pinger(sock)
+        if a.no_ping:
+            p.answers.append(0.0)
+            p.stop = True
+        p.start()
+        perf = subprocess.Popen(["perf", "record", "-F", "2000", "--call-graph", "dwarf,16384", "-o", a.perf, "-p",
+                                 str(d.pid)], stdout=subprocess.DEVNULL) if a.perf else None
+        pauses, cpus = [], []
+        for i in range(a.runs):
+            # the daemon's CPU while it only answers pings: taken off the re-exec's
+            b0, bt = cpu_ms(d.pid), time.monotonic()
+            time.sleep(1)
+            c0, at = cpu_ms(d.pid), time.monotonic()
+            rate = (c0 - b0) / (at - bt)
+            r = request(sock, {"cmd": "reexec"})
+            done = time.monotonic()
+            if not r.get("ok"):
+                sys.exit(f"reexec: {r}")
+            time.sleep(1)
+            cpus.append(cpu_ms(d.pid) - c0 - rate * (time.monotonic() - at))
+            if p.error:
+                sys.exit(f"pinger: {p.error}")
+            got = [t for t in p.answers if at - 0.05 <= t <= done + 0.4]
+            gap = max((b - c for c, b in zip(got, got[1:])), default=float("nan"))
+            pauses.append(gap * 1000)
+            print(f"run {i + 1}: pause {gap * 1000:.1f} ms, reexec answered in "
+                  f"{(done - at) * 1000:.1f} ms, daemon CPU {cpus[-1]:.0f} ms, "
+                  f"load {os.getloadavg()[0]:.1f}")
+        p.stop = True
+        p.join(5)
+        if perf:
+            perf.send_signal(2)
+            perf.wait(60)
+        phases = re.findall(r"re-exec: .*ms.*", open(log, errors="replace").read())
+        for line in phases[-a.runs:]:
+            print("  " + line)
+        print(f"n={a.n} cgroup={a.cgroup} stdout={a.stdout}: pause median "
+              f"{statistics.median(pauses):.1f} ms (min {min(pauses):.1f}, max {max(pauses):.1f}), "
+              f"daemon CPU median {statistics.median(cpus):.0f} ms; load {os.getloadavg()[0]:.1f}")
+    finally:
+        d.terminate()
+        try:
+            d.wait(300)
+        except subprocess.TimeoutExpired:
+            d.kill()
+            d.wait()
+        logf.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""What control clients see around `evmon ctl reexec` (issue 15): the loop
+serves on while the new binary is asked its state format (a gate holds that
+question open here), a second reexec meanwhile is refused, a shutdown
+meanwhile answers the requester; a connection with a request half sent at
+the exec is handed over with what it sent, and the new image answers it
+once the rest comes (before, it was closed)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+from conftest import EVMON, SLOW, wait_for
+from daemon_util import Daemon, read_line
+from test_continuity import all_running, config, marker, marker_pids, own_copy, start_with  # noqa: F401 (marker: a fixture)
+
+
+def gated_copy(tmp_path):
+    """The daemon's binary at its path, behind a script that holds the
+    --state-format question until the gate FIFO is written to (and says
+    when it is waiting there by creating the file 'asked')."""
+    real = own_copy(tmp_path)
+    inner = str(tmp_path / "inner" / "evmon")  # what the gate runs (called evmon: not init)
+    os.makedirs(os.path.dirname(inner))
+    shutil.copy(real, inner)
+    gate, asked = str(tmp_path / "gate"), str(tmp_path / "asked")
+    os.mkfifo(gate)
+    exe = str(tmp_path / "bin" / "evmon-gated")
+    with open(exe, "w") as f:
+        f.write(f'#!/bin/sh\nif [ "$2" = --state-format ]; then : > {asked}; read x < {gate}; fi\n'
+                f'exec {inner} "$@"\n')
+    os.chmod(exe, 0o755)
+    return real, exe, gate, asked
+
+
+def start_gated(procs, tmp_path, marker, n=3):
+    d = Daemon(procs, tmp_path, config(marker, n=n), start=False)
+    real, exe, gate, asked = gated_copy(tmp_path)
+    start_with(d, real)
+    before = wait_for(lambda: all_running(d, n), what=f"{n} running")
+    os.rename(exe, real)  # the path the daemon re-executes is the gate now
+    return d, before, gate, asked
+
+
+def open_gate(gate):
+    fd = os.open(gate, os.O_WRONLY)  # the script waits on the other end
+    os.write(fd, b"go\n")
+    os.close(fd)
+
+
+def test_served_while_the_binary_is_asked(procs, tmp_path, marker):
+    d, before, gate, asked = start_gated(procs, tmp_path, marker)
+    r = procs.spawn([EVMON, "ctl", "-S", d.sock, "reexec"], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE)
+    wait_for(lambda: os.path.exists(asked), what="the binary asked its state format")
+    # the question is open: the loop answers (before, it waited for the answer)
+    assert d.request({"cmd": "ping"})["pid"] == d.p.pid
+    assert d.status()["w:0"]["pid"] == before["w:0"]["pid"]
+    again = d.request({"cmd": "reexec"})
+    assert not again["ok"] and "a re-exec is under way" in again["error"], again
+    assert r.poll() is None  # the first one waits for its answer
+    open_gate(gate)
+    out, err = r.communicate(timeout=30 * SLOW)
+    assert r.returncode == 0, out + err
+    assert b"3 of 3 services kept running" in out
+    assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
+    assert "re-exec: the loop served again" in d.log()
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+def test_shutdown_while_the_binary_is_asked(procs, tmp_path, marker):
+    d, before, gate, asked = start_gated(procs, tmp_path, marker)
+    s = d.connect()
+    s.sendall(b'{"cmd":"reexec","id":7}\n')
+    wait_for(lambda: os.path.exists(asked), what="the binary asked its state format")
+    d.p.send_signal(signal.SIGTERM)
+    reply = json.loads(read_line(s))
+    assert not reply["ok"] and "shutting down: not re-executing" in reply["error"], reply
+    assert reply["id"] == 7
+    assert d.p.wait(timeout=60 * SLOW) == 0, d.log()  # the question was killed, not waited for
+    assert marker_pids(marker) == []
+
+
+def test_requester_gone_while_the_binary_is_asked(procs, tmp_path, marker):
+    """The re-exec goes on without whoever asked for it (as for SIGUSR2)."""
+    d, before, gate, asked = start_gated(procs, tmp_path, marker)
+    s = d.connect()
+    s.sendall(b'{"cmd":"reexec"}\n')
+    wait_for(lambda: os.path.exists(asked), what="the binary asked its state format")
+    s.close()
+    open_gate(gate)
+    wait_for(lambda: "re-exec: the loop served again" in d.log(), what="the re-exec")
+    assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
+    d.stop()
+
+
+def test_half_sent_request_is_answered_after_the_exec(procs, tmp_path, marker):
+    """A request cut in two around the exec: its first half read by the old
+    image, its second by the new one, which answers it. And a follower with
+    half a request of its own keeps both its stream and the request."""
+    d = Daemon(procs, tmp_path, config(marker, n=2))
+    wait_for(lambda: all_running(d, 2), what="2 running")
+    half = d.connect()
+    half.sendall(b'{"cmd":"status","names":["w:1"],')
+    follower = d.connect()
+    follower.sendall(b'{"cmd":"events"}\n')
+    assert json.loads(read_line(follower))["ok"]
+    follower.sendall(b'{"cmd":"pi')
+    # sent before this ping: read in the same turn of the loop as it, or an earlier one
+    assert d.request({"cmd": "ping"})["ok"]
+    pid = d.p.pid
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    half.sendall(b'"id":"x"}\n')
+    reply = json.loads(read_line(half))
+    assert reply["ok"] and reply["id"] == "x" and [s["name"] for s in reply["services"]] == ["w:1"]
+    follower.sendall(b'ng"}\n')
+    lines = []
+    while not lines or "event" in lines[-1]:  # events, then the ping's answer
+        lines += [json.loads(l) for l in read_line(follower).splitlines()]
+    assert any(l.get("event") == "reexec" for l in lines), lines
+    assert lines[-1]["ok"] and lines[-1]["pid"] == pid, lines
+    half.close()
+    follower.close()
+    d.stop()
+
+
+def test_requests_pipelined_after_reexec_are_answered(procs, tmp_path, marker):
+    """Requests sent on the reexec's connection behind it: the new image
+    answers the reexec, then them (before, the connection closed)."""
+    d = Daemon(procs, tmp_path, config(marker, n=1))
+    wait_for(lambda: all_running(d, 1), what="w running")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"reexec"}\n{"cmd":"ping","id":1}\n{"cmd":"st')
+        first = s.makefile("rb")
+        reexec = json.loads(first.readline())
+        assert reexec["ok"] and reexec["kept"] == 1, reexec
+        ping = json.loads(first.readline())
+        assert ping["ok"] and ping["id"] == 1
+        s.sendall(b'atus"}\n')
+        status = json.loads(first.readline())
+        assert status["ok"] and [x["name"] for x in status["services"]] == ["w"]
+    d.stop()
