@@ -7,14 +7,9 @@
  *
  * A record is read whole or not at all: a line that does not parse, or an
  * end line missing or wrong (truncated), and it is ignored with its reason
- * logged; one of a newer format stops the daemon instead (state.h).
- *
- * A pid alone could name a process that reused it, so each line has the
- * process's start time too, and the library's adoption checks both through
- * a pidfd (evm_proc_adopt): an unrelated process is never touched. What a
- * crash loses anyway: the exit status of a survivor (reported unknown: we
- * are not its parent) and its output pipe (the read end died with the
- * daemon: see evmon.ini(5), CRASHES AND RE-EXEC).
+ * logged; one of a newer format stops the daemon instead (state.h). A
+ * service line names a process by pid and start time: takeover.c adopts it
+ * only if both still match.
  */
 #include "state.h"
 

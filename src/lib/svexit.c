@@ -1,8 +1,9 @@
 /*
  * svexit.c - what a service's exit decides, the cells of the exit and of
  * "cgroup empty" in supervise.c's table: whether the restart policy starts
- * it again (policy_again, with success_codes and a stop as failing), after
- * the backoff or FATAL past max_retries; EXITED when it does not; STOPPED
+ * it again (policy_again; an exit is a success by its success codes, never
+ * when we stopped it as failing: watchdog, ready timeout, trigger), after
+ * the backoff, or FATAL past max_retries; EXITED when it does not; STOPPED
  * (or removed, or started again if asked) when a stop ends.
  *
  * Invariants: an exit while evm_shutdown runs ends in STOPPED, whatever the
