@@ -62,6 +62,17 @@ def crash(d):
     d.logf.close()
 
 
+def hand_over(d, how):
+    """A new daemon takes over d's services: by `ctl reexec` (how == "reexec"), or
+    started again after a kill -9."""
+    if how == "reexec":
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r.stdout + r.stderr
+    else:
+        crash(d)
+        d.start()
+
+
 def all_running(d, n):
     st = d.status()
     return len(st) == n and all(s["state"] == "running" for s in st.values()) and st
@@ -490,12 +501,7 @@ def test_added_services_survive(procs, tmp_path, marker, how):
              (rec := open(d.sock + ".state").read()).count("\nadded {") == 2 and
              f" {before['extra:0']['pid']} " in rec and "service extra:2 0 0" in rec,
              what="the record of the added services")
-    if how == "reexec":
-        r = d.ctl("reexec")
-        assert r.returncode == 0, r.stdout + r.stderr
-    else:
-        crash(d)
-        d.start()
+    hand_over(d, how)
     after = wait_for(lambda: (st := d.status()) and st.get("extra:0", {}).get("state") == "running"
                      and st, what="extra:0 again")
     assert set(after) == {"w", "extra:0", "extra:2", "idle"}, after
@@ -570,12 +576,7 @@ restart = never
                       s["next_start_ms"] < 28000 and s, timeout=30 * SLOW, what="2 s of backoff")
     wait_for(lambda: " run backoff 0 1 " in open(d.sock + ".state").read(),
              what="the record of the backoff (0 restarts done, 1 failure)")
-    if how == "reexec":
-        r = d.ctl("reexec")
-        assert r.returncode == 0, r.stdout + r.stderr
-    else:
-        crash(d)
-        d.start()
+    hand_over(d, how)
     after = wait_for(lambda: (st := d.status()) and st["loop"]["state"] != "stopped" and st,
                      what="loop taken over")
     assert after["loop"]["state"] == "backoff", after["loop"]
