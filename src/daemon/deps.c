@@ -481,6 +481,16 @@ int deps_stop(struct daemon *d, struct unit *u)
 	return 0;
 }
 
+/* the first stops of deps_stop_all: whatever no active unit depends on */
+static void stop_wave(struct evm_loop *loop, void *data)
+{
+	struct daemon *d = data;
+	(void)loop;
+	for (struct unit *u = d->first; u; u = u->next)
+		if (u->want_stop)
+			try_stop(d, u);
+}
+
 void deps_stop_all(struct daemon *d)
 {
 	ensure_graph(d);
@@ -493,9 +503,12 @@ void deps_stop_all(struct daemon *d)
 	for (struct unit *u = d->first; u; u = u->next)
 		if (u->want_stop)
 			stop_chain(u, 0);
-	for (struct unit *u = d->first; u; u = u->next)
-		if (u->want_stop)
-			try_stop(d, u);
+	/*
+	 * From the loop: the stops then share one dispatch, so services without
+	 * a cgroup share one read of /proc (each stop its own: quadratic).
+	 */
+	if (evm_loop_post(d->loop, stop_wave, d) < 0)
+		stop_wave(d->loop, d);
 	for (;;) {
 		bool left = false;
 		for (struct unit *u = d->first; u && !left; u = u->next)

@@ -237,6 +237,19 @@ struct evm__pstat {
 /* -ESRCH when there is no such process */
 EVM_HIDDEN int evm__proc_stat(pid_t pid, struct evm__pstat *out);
 
+/*
+ * session.c, for services' trees without a cgroup: one /proc read per
+ * dispatch shared by every stop signal sent in it (single pass: a process
+ * forked after the read is not signalled, as with any read), and SIGKILL
+ * to sessions queued and sent at the end of the dispatch, every queued
+ * session in each read (repeated until a read meets nobody new).
+ */
+EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig);
+EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid);
+EVM_HIDDEN void evm__trees_free(struct evm_loop *loop);
+/* reads of /proc those two made for loop's services (for tests) */
+EVM_HIDDEN uint64_t evm__tree_reads(const struct evm_loop *loop);
+
 /* ----------------------------------------------------------------- reaping */
 
 EVM_HIDDEN int evm__reap_init(struct evm_loop *loop);
@@ -571,6 +584,7 @@ struct evm_loop {
 	bool shutting_down;	       /* evm_shutdown runs: no restarts */
 
 	struct evm__cgwatchers *cgw; /* cgroup populated watches, on first use */
+	struct evm__trees *trees;    /* session.c's shared /proc read and kill queue, on first use */
 };
 
 

@@ -321,6 +321,7 @@ void evm_loop_free(struct evm_loop *loop)
 	evm__io_free_all(loop);
 	/* before the routes, subscribers and cgroup watches it may unlink are freed */
 	evm__release_all(loop);
+	evm__trees_free(loop);
 	evm__async_free_all(loop);
 	evm__cgwatch_free_all(loop);
 	evm__timers_free(loop);

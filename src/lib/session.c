@@ -69,6 +69,7 @@ struct ptable {
 	struct evm__pstat *p;
 	bool *in;
 	size_t n, cap;
+	uint64_t reads; /* table_read calls */
 };
 
 static int table_add(struct ptable *t, pid_t pid)
@@ -95,6 +96,7 @@ static int table_read(struct ptable *t)
 	int r = 0;
 	struct dirent *e;
 	t->n = 0;
+	t->reads++;
 	while (r == 0 && (e = readdir(d))) {
 		char *end;
 		long v = strtol(e->d_name, &end, 10);
@@ -109,14 +111,15 @@ static int table_read(struct ptable *t)
 }
 
 /*
- * Mark the tree: sid > 0, the session's members, else the caller's
- * children; then, until nothing changes, whoever's parent is marked.
+ * Mark the trees: with sids, the members of those sessions, else the
+ * caller's children; then, until nothing changes, whoever's parent is marked.
  */
-static void table_mark(struct ptable *t, pid_t sid, pid_t self)
+static void table_mark(struct ptable *t, const struct evm__pidmap *sids, pid_t self)
 {
 	struct evm__pidmap m = {0};
 	for (size_t i = 0; i < t->n; i++) {
-		t->in[i] = t->p[i].pid != self && (sid > 0 ? t->p[i].sid == sid : t->p[i].ppid == self);
+		t->in[i] = t->p[i].pid != self &&
+			   (sids ? evm__pidmap_get(sids, t->p[i].sid) != NULL : t->p[i].ppid == self);
 		if (t->in[i] && evm__pidmap_reserve(&m) == 0)
 			evm__pidmap_put(&m, t->p[i].pid, (struct evm_proc *)t);
 	}
@@ -149,27 +152,28 @@ static int signal_pinned(const struct evm__pstat *p, int sig)
 	return r;
 }
 
-int evm_tree_signal(pid_t sid, int sig)
+/*
+ * sig to every process of the sessions in sids (NULL: of our descendants).
+ * t holds a read of /proc already when have: the first pass uses it.
+ */
+static int signal_trees(struct ptable *t, bool have, const struct evm__pidmap *sids, int sig)
 {
-	if (sid < 0 || sig < 0 || sig >= NSIG)
-		return -EINVAL;
-	struct ptable t = {0};
 	struct evm__pidmap seen = {0};
 	pid_t self = getpid();
 	int sent = 0, error = 0, r = 0;
 	/* SIGKILL: again until a pass meets nobody new (a killed process cannot fork) */
 	for (int pass = 0; pass < (sig == SIGKILL ? KILL_PASSES : 1); pass++) {
-		if ((r = table_read(&t)) < 0)
+		if ((pass > 0 || !have) && (r = table_read(t)) < 0)
 			break;
-		table_mark(&t, sid, self);
+		table_mark(t, sids, self);
 		int fresh = 0;
-		for (size_t i = 0; i < t.n; i++) {
-			if (!t.in[i] || evm__pidmap_get(&seen, t.p[i].pid))
+		for (size_t i = 0; i < t->n; i++) {
+			if (!t->in[i] || evm__pidmap_get(&seen, t->p[i].pid))
 				continue;
 			fresh++;
 			if (evm__pidmap_reserve(&seen) == 0)
-				evm__pidmap_put(&seen, t.p[i].pid, (struct evm_proc *)&t);
-			int e = signal_pinned(&t.p[i], sig);
+				evm__pidmap_put(&seen, t->p[i].pid, (struct evm_proc *)t);
+			int e = signal_pinned(&t->p[i], sig);
 			if (e > 0)
 				sent++;
 			else if (e < 0 && !error)
@@ -178,10 +182,156 @@ int evm_tree_signal(pid_t sid, int sig)
 		if (!fresh)
 			break;
 	}
-	free(t.p);
-	free(t.in);
 	evm__pidmap_free(&seen);
 	if (r < 0)
 		return r;
 	return sent || !error ? sent : error;
+}
+
+/* the set {sid} in m */
+static int one_sid(struct evm__pidmap *m, pid_t sid)
+{
+	int r = evm__pidmap_reserve(m);
+	if (r == 0)
+		r = evm__pidmap_put(m, sid, (struct evm_proc *)m);
+	return r;
+}
+
+int evm_tree_signal(pid_t sid, int sig)
+{
+	if (sid < 0 || sig < 0 || sig >= NSIG)
+		return -EINVAL;
+	struct ptable t = {0};
+	struct evm__pidmap sids = {0};
+	int r = sid > 0 ? one_sid(&sids, sid) : 0;
+	if (r == 0)
+		r = signal_trees(&t, false, sid > 0 ? &sids : NULL, sig);
+	free(t.p);
+	free(t.in);
+	evm__pidmap_free(&sids);
+	return r;
+}
+
+/*
+ * A loop's services stopping without cgroups: stopping 1,000 of them, or
+ * their 1,000 exits, cost one read of /proc each (each read a few thousand
+ * syscalls: quadratic, 2.5 min for 500 services here). Within one dispatch
+ * (an iteration of the loop, or one public call) the stop signals share one
+ * read, and the SIGKILL sweeps wait for its end, where one read per pass
+ * serves every session queued.
+ */
+struct evm__trees {
+	struct evm_loop *loop;
+	struct ptable snap; /* read in this dispatch (valid): stop signals */
+	bool valid;
+	pid_t *kill; /* sessions to sweep at the end of the dispatch */
+	size_t nkill, capkill;
+	bool queued; /* rel is queued */
+	struct evm__release rel;
+	uint64_t reads; /* of /proc, all passes: what the batching saves */
+};
+
+/* sig to sids' trees, tr->snap the table (read once here unless have) */
+static int trees_signal(struct evm__trees *tr, bool have, const struct evm__pidmap *sids, int sig)
+{
+	uint64_t before = tr->snap.reads;
+	int r = signal_trees(&tr->snap, have, sids, sig);
+	tr->reads += tr->snap.reads - before;
+	return r;
+}
+
+static void trees_release(struct evm__release *rel)
+{
+	struct evm__trees *tr = evm__container_of(rel, struct evm__trees, rel);
+	struct evm__pidmap sids = {0};
+	size_t n = 0;
+	tr->queued = false;
+	tr->valid = false;
+	for (size_t i = 0; i < tr->nkill; i++) {
+		/*
+		 * A pid is not reused while a process has it as its session id:
+		 * one of ours with it now means that session is over.
+		 */
+		if (evm__pidmap_get(&tr->loop->pids, tr->kill[i]))
+			continue;
+		if (one_sid(&sids, tr->kill[i]) < 0) {
+			evm_tree_signal(tr->kill[i], SIGKILL);
+			continue;
+		}
+		n++;
+	}
+	tr->nkill = 0;
+	/* read now: every exit that queued a session came before it */
+	if (n)
+		trees_signal(tr, false, &sids, SIGKILL);
+	evm__pidmap_free(&sids);
+}
+
+static struct evm__trees *trees_of(struct evm_loop *loop)
+{
+	if (!loop->trees && (loop->trees = calloc(1, sizeof(*loop->trees))))
+		loop->trees->loop = loop;
+	return loop->trees;
+}
+
+/* the read and the queue end with the dispatch (at once outside of one) */
+static void trees_arm(struct evm__trees *tr)
+{
+	if (tr->queued)
+		return;
+	tr->queued = true;
+	evm__release(tr->loop, &tr->rel, trees_release);
+}
+
+int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig)
+{
+	struct evm__trees *tr = trees_of(loop);
+	if (!tr || sid <= 0 || sig == SIGKILL)
+		return evm_tree_signal(sid, sig);
+	struct evm__pidmap sids = {0};
+	int r = one_sid(&sids, sid);
+	if (r == 0) {
+		r = trees_signal(tr, tr->valid, &sids, sig);
+		tr->valid = r >= 0;
+	}
+	evm__pidmap_free(&sids);
+	if (tr->valid)
+		trees_arm(tr);
+	return r;
+}
+
+void evm__tree_kill_later(struct evm_loop *loop, pid_t sid)
+{
+	struct evm__trees *tr = trees_of(loop);
+	if (tr && tr->nkill == tr->capkill) {
+		size_t cap = tr->capkill ? tr->capkill * 2 : 16;
+		pid_t *k = realloc(tr->kill, cap * sizeof(*k));
+		if (k) {
+			tr->kill = k;
+			tr->capkill = cap;
+		}
+	}
+	if (!tr || tr->nkill == tr->capkill) {
+		evm_tree_signal(sid, SIGKILL); /* out of memory: now, alone */
+		return;
+	}
+	tr->kill[tr->nkill++] = sid;
+	trees_arm(tr);
+}
+
+void evm__trees_free(struct evm_loop *loop)
+{
+	struct evm__trees *tr = loop->trees;
+	if (!tr)
+		return;
+	free(tr->snap.p);
+	free(tr->snap.in);
+	free(tr->kill);
+	free(tr);
+	loop->trees = NULL;
+}
+
+uint64_t evm__tree_reads(const struct evm_loop *loop)
+{
+	return loop->trees ? loop->trees->reads : 0;
 }

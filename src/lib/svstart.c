@@ -193,8 +193,8 @@ void evm__sv_exit_decide(struct evm_service *s)
 	const struct evm_exit *e = &s->last_exit;
 	if (s->kill_group && s->exit_group)
 		killpg(e->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
-	if (s->sid && !s->cg)
-		evm_tree_signal(s->sid, SIGKILL); /* and of its session, wherever they went */
+	if (s->sid && !s->cg) /* and of its session, wherever they went (end of the dispatch) */
+		evm__tree_kill_later(s->loop, s->sid);
 	if (e->runtime_ns / 1000000 >= s->stable_ms) {
 		s->backoff_step = 0;
 		s->failures = 0;

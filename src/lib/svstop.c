@@ -56,12 +56,20 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 		s->sid = p->pid;
 }
 
-/* A stop's signal: every process of its cgroup or session (TREE), else the process (or group). */
+/*
+ * A stop's signal: every process of its cgroup or session (TREE), else the
+ * process (or group). A session's SIGKILL goes at the end of the dispatch,
+ * with every other session's (session.c): the process's and group's now.
+ */
 void evm__sv_stop_send(struct evm_service *s, int sig)
 {
-	int r = !s->cg && s->sid ? evm_tree_signal(s->sid, sig)
-		: !s->cg || s->kill_mode != EVM_KILL_TREE ? -1
-		: sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
+	int r = -1;
+	if (!s->cg && s->sid && sig == SIGKILL)
+		evm__tree_kill_later(s->loop, s->sid);
+	else if (!s->cg && s->sid)
+		r = evm__tree_signal_shared(s->loop, s->sid, sig);
+	else if (s->cg && s->kill_mode == EVM_KILL_TREE)
+		r = sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
 	if (r <= 0 || sig == SIGKILL) /* the main process was not among them */
 		send_signal(s, sig);
 }

@@ -2,7 +2,8 @@
  * test_session.c - evm_tree_signal: a process tree found in /proc without a
  * cgroup (a session and the descendants of its members, or the caller's
  * descendants), a fork bomb killed to the last process, and what it cannot
- * find (a setsid whose parent was gone). The loop is a reaper, so the
+ * find (a setsid whose parent was gone); services stopping together share
+ * their reads of /proc. The loop is a reaper, so the
  * orphans come to this process and are reaped here.
  */
 #include "evmtest.h"
@@ -204,6 +205,75 @@ static int t_setup_reaper(void **state)
 	return t_setup_flags(state, EVM_LOOP_REAPER);
 }
 
+#define NSVC 12
+
+static void stop_all(struct evm_loop *loop, void *data)
+{
+	struct evm_service **svc = data;
+	for (int i = 0; i < NSVC; i++)
+		assert_int_equal(evm_service_stop(svc[i]), 0);
+}
+
+/*
+ * Services without a cgroup stopped together: their stop signals share one
+ * read of /proc, and the SIGKILL sweeps of their sessions (each main's
+ * child ignores SIGTERM and outlives it) are made at the end of each
+ * iteration, every session in each read, not one read per service (1,000
+ * services: 1,000 reads of 1,000 processes, 6 min to shut down).
+ */
+static void test_services_share_reads(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *svc[NSVC];
+	pid_t main[NSVC], kid[NSVC];
+	for (int i = 0; i < NSVC; i++) {
+		int pp[2];
+		assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+		/* "ready": the main takes SIGTERM again (its child ignores it) */
+		char *argv[] = {t_helper, "group", "1", "print", "ready", "pause", NULL};
+		char name[16];
+		snprintf(name, sizeof(name), "s%d", i);
+		struct evm_service_opts o = {
+			.name = name,
+			.spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
+			.restart = EVM_RESTART_NEVER,
+			.set = EVM_SVC_START_MS | EVM_SVC_STOP_TIMEOUT,
+			.start_ms = 0,
+			.stop_timeout_ms = 60000,
+			.kill_mode = EVM_KILL_TREE,
+		};
+		assert_int_equal(evm_service_new(loop, &o, &svc[i]), 0);
+		assert_int_equal(evm_service_start(svc[i]), 0);
+		close(pp[1]);
+		FILE *f = fdopen(pp[0], "r");
+		assert_int_equal(fscanf(f, " grandchild %d ready", &kid[i]), 1);
+		fclose(f);
+		struct evm_service_info info;
+		evm_service_info(svc[i], &info);
+		main[i] = info.pid;
+	}
+	uint64_t reads = evm__tree_reads(loop);
+	/* one dispatch stops them all: SIGTERM and SIGCONT to 12 sessions, one read */
+	assert_int_equal(evm_loop_post(loop, stop_all, svc), 0);
+	RUN_UNTIL(loop, evm_service_state(svc[NSVC - 1]) != EVM_STATE_RUNNING, 5000);
+	assert_int_equal(evm__tree_reads(loop), reads + 1);
+	/* the mains die of SIGTERM; each iteration that saw exits sweeps all their sessions at once */
+	reads = evm__tree_reads(loop);
+	uint64_t iterations = evm_loop_iterations(loop);
+	for (int i = 0; i < NSVC; i++)
+		RUN_UNTIL(loop, evm_service_state(svc[i]) == EVM_STATE_STOPPED, 10000);
+	for (int i = 0; i < NSVC; i++) {
+		RUN_UNTIL(loop, gone(kid[i]), 10000);
+		assert_int_equal(session_size(main[i]), 0);
+		evm_service_remove(svc[i]);
+	}
+	/* a read finds the survivors, one more meets nobody new */
+	uint64_t sweeps = evm__tree_reads(loop) - reads;
+	assert_true(sweeps >= 1);
+	assert_true(sweeps <= 2 * (evm_loop_iterations(loop) - iterations));
+	assert_true(sweeps < 2 * NSVC || evm_loop_iterations(loop) - iterations >= NSVC);
+}
+
 int main(void)
 {
 	t_init();
@@ -211,6 +281,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_session_and_its_descendants, t_setup_reaper,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_forkbomb, t_setup_reaper, t_teardown),
+		cmocka_unit_test_setup_teardown(test_services_share_reads, t_setup_reaper, t_teardown),
 	};
 	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
