@@ -517,6 +517,13 @@ struct evm_exit {
 				 an adopted process whose parent we are not) */
 	bool timed_out;	      /* its spawn's timeout_ms passed and it was signalled for it */
 	bool adopted;	      /* the process was taken over with evm_proc_adopt */
+	/*
+	 * A service's exit (evm_service): its cgroup's memory.events oom_kill
+	 * grew during the run (read at the spawn and at the exit, when the
+	 * memory controller is enabled): the OOM killer killed its main process
+	 * or another of its tree. Always false elsewhere.
+	 */
+	bool oom_killed;
 	struct rusage rusage; /* the child's resource usage (zero for unknown status) */
 	struct timespec start_time; /* CLOCK_REALTIME at spawn; zero for orphans */
 	struct timespec end_time;   /* CLOCK_REALTIME when the exit was observed */
@@ -1396,7 +1403,10 @@ struct evm_cgroup_stats {
 /*
  * Read what is readable. Missing controller files are not errors (see
  * have); -ENOENT when cg is gone. An OOM kill shows as oom_kill growing: read
- * it when a process starts and when it exits.
+ * it when a process starts and when it exits (a service's exit says it:
+ * evm_exit.oom_killed). A file found missing (its controller not enabled)
+ * is not opened again for 30 s: a controller enabled meanwhile shows up
+ * within that time.
  */
 EVM_API int evm_cgroup_stats(const struct evm_cgroup *cg, struct evm_cgroup_stats *out);
 

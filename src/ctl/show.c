@@ -61,6 +61,9 @@ static void last_exit(const cJSON *s, char *buf, size_t len)
 		snprintf(buf, len, "code %d", (int)jnum(x, "code", -1));
 	else
 		snprintf(buf, len, "unknown");
+	const char *why = jstr(x, "reason");
+	if (why && !strcmp(why, "oom")) /* "signal KILL (oom)" */
+		snprintf(buf + strlen(buf), len - strlen(buf), " (oom)");
 }
 
 static void info_text(const cJSON *s, char *buf, size_t len)

@@ -198,6 +198,8 @@ static void add_exit(cJSON *o, const struct evm_exit *x)
 		cJSON_AddTrueToObject(o, "status_unknown");
 	if (x->adopted)
 		cJSON_AddTrueToObject(o, "adopted");
+	if (x->oom_killed) /* the OOM killer killed in its cgroup during the run (Docker's "oom") */
+		cJSON_AddStringToObject(o, "reason", "oom");
 }
 
 static void add_runtime(cJSON *o, const struct evm_exit *x)

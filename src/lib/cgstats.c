@@ -6,26 +6,74 @@
  * Each figure is there only if its file could be read (out->have says which:
  * a controller not enabled leaves its figures out, it is no error); a cgroup
  * that is gone is -ENOENT, and a handle not made yet reads as empty (no
- * syscall). Nothing is cached: every call reads the files again.
+ * syscall). Every call reads the files again, but for those found absent
+ * (a controller not enabled), which are tried again only every
+ * EVM__CG_ABSENT_SECS.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-static bool read_u64(int dfd, const char *file, uint64_t *out)
+/*
+ * The files of controllers that are not enabled (memory.*, pids.current on a
+ * hierarchy without them, as on this kind of host) are absent; a failed open
+ * is most of what a read of a service's figures cost (four of six opens,
+ * ~50 us a running service a scrape). So an absent one is remembered on the
+ * handle and skipped, and all are tried again every EVM__CG_ABSENT_SECS.
+ */
+static unsigned absent_now(const struct evm_cgroup *cg, long long now)
+{
+	long long at = atomic_load(&cg->absent_at);
+	return at && now - at < EVM__CG_ABSENT_SECS ? atomic_load(&cg->absent) : 0;
+}
+
+static void absent_set(const struct evm_cgroup *cg, unsigned absent, long long now, bool checked)
+{
+	struct evm_cgroup *w = (struct evm_cgroup *)cg; /* a cache: the handle is logically const */
+	atomic_store(&w->absent, absent);
+	if (checked || !atomic_load(&w->absent_at))
+		atomic_store(&w->absent_at, now ? now : 1);
+}
+
+static long long mono_secs(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec;
+}
+
+/* One controller file (bit) unless known absent: its text's length, or -errno (absent: added). */
+static ssize_t read_file(int dfd, const char *file, unsigned bit, unsigned skip, unsigned *absent,
+			 char *buf, size_t cap)
+{
+	if (skip & bit) {
+		*absent |= bit;
+		return -ENOENT;
+	}
+	ssize_t n = evm__cg_read(dfd, file, buf, cap);
+	if (n == -ENOENT)
+		*absent |= bit;
+	return n;
+}
+
+static bool read_u64(int dfd, const char *file, unsigned bit, unsigned skip, unsigned *absent,
+		     uint64_t *out)
 {
 	char buf[64];
-	if (evm__cg_read(dfd, file, buf, sizeof(buf)) <= 0)
+	if (read_file(dfd, file, bit, skip, absent, buf, sizeof(buf)) <= 0)
 		return false;
 	*out = strtoull(buf, NULL, 10);
 	return true;
 }
 
-static int stats_at(int dfd, struct evm_cgroup_stats *out)
+static int stats_at(const struct evm_cgroup *cg, int dfd, struct evm_cgroup_stats *out)
 {
 	memset(out, 0, sizeof(*out));
+	long long now = mono_secs();
+	unsigned skip = absent_now(cg, now), absent = 0;
 	char buf[2048];
 	if (evm__cg_read(dfd, "cpu.stat", buf, sizeof(buf)) > 0 &&
 	    evm__cg_key(buf, "usage_usec", &out->cpu_usage_usec)) {
@@ -33,16 +81,16 @@ static int stats_at(int dfd, struct evm_cgroup_stats *out)
 		evm__cg_key(buf, "system_usec", &out->cpu_system_usec);
 		out->have |= EVM_CGROUP_STAT_CPU;
 	}
-	if (read_u64(dfd, "memory.current", &out->memory_current))
+	if (read_u64(dfd, "memory.current", EVM_CGROUP_STAT_MEMORY, skip, &absent, &out->memory_current))
 		out->have |= EVM_CGROUP_STAT_MEMORY;
-	if (read_u64(dfd, "memory.peak", &out->memory_peak))
+	if (read_u64(dfd, "memory.peak", EVM_CGROUP_STAT_PEAK, skip, &absent, &out->memory_peak))
 		out->have |= EVM_CGROUP_STAT_PEAK;
-	if (evm__cg_read(dfd, "memory.events", buf, sizeof(buf)) > 0) {
+	if (read_file(dfd, "memory.events", EVM_CGROUP_STAT_OOM, skip, &absent, buf, sizeof(buf)) > 0) {
 		evm__cg_key(buf, "oom", &out->oom);
 		evm__cg_key(buf, "oom_kill", &out->oom_kill);
 		out->have |= EVM_CGROUP_STAT_OOM;
 	}
-	if (read_u64(dfd, "pids.current", &out->pids_current))
+	if (read_u64(dfd, "pids.current", EVM_CGROUP_STAT_PIDS, skip, &absent, &out->pids_current))
 		out->have |= EVM_CGROUP_STAT_PIDS;
 	int n = evm__cg_procs_at(dfd, NULL, 0);
 	if (n >= 0) {
@@ -50,7 +98,31 @@ static int stats_at(int dfd, struct evm_cgroup_stats *out)
 		out->have |= EVM_CGROUP_STAT_PROCS;
 	}
 	if (!out->have && evm__cg_missing(dfd) == -ENOENT)
-		return -ENOENT;
+		return -ENOENT; /* gone: its files tell nothing about its controllers */
+	absent_set(cg, absent, now, !skip);
+	return 0;
+}
+
+int evm__cg_oom_kills(const struct evm_cgroup *cg, uint64_t *out)
+{
+	*out = 0;
+	long long now = mono_secs();
+	unsigned skip = absent_now(cg, now), absent = skip & ~EVM_CGROUP_STAT_OOM;
+	if (skip & EVM_CGROUP_STAT_OOM)
+		return -EOPNOTSUPP;
+	int dfd = evm__cg_dir(cg);
+	if (dfd < 0)
+		return dfd;
+	char buf[512];
+	ssize_t n = read_file(dfd, "memory.events", EVM_CGROUP_STAT_OOM, 0, &absent, buf, sizeof(buf));
+	if (n == -ENOENT)
+		n = evm__cg_missing(dfd);
+	if (n == -EOPNOTSUPP)
+		absent_set(cg, absent, now, false);
+	evm__cg_dir_done(cg, dfd);
+	if (n < 0)
+		return (int)n;
+	evm__cg_key(buf, "oom_kill", out);
 	return 0;
 }
 
@@ -66,7 +138,7 @@ int evm_cgroup_stats(const struct evm_cgroup *cg, struct evm_cgroup_stats *out)
 	}
 	if (dfd < 0)
 		return dfd;
-	int r = stats_at(dfd, out);
+	int r = stats_at(cg, dfd, out);
 	evm__cg_dir_done(cg, dfd);
 	return r;
 }

@@ -454,7 +454,18 @@ struct evm_cgroup {
 	atomic_bool unmade; /* evm_cgroup_create_later's, until its directory is made */
 	char *path; /* filesystem path */
 	char *rel;  /* as in /proc/PID/cgroup; NULL when the mount does not show it */
+	/*
+	 * cgstats.c: the controller files found absent (EVM_CGROUP_STAT_* bits:
+	 * the controller is not enabled), not opened again until absent_at
+	 * (CLOCK_MONOTONIC s) + EVM__CG_ABSENT_SECS (controllers are enabled
+	 * rarely, by an administrator); 0 when not read yet.
+	 */
+	atomic_uint absent;
+	atomic_llong absent_at;
 };
+#define EVM__CG_ABSENT_SECS 30
+/* memory.events oom_kill through the directory (cgstats.c): 0, or -errno (-EOPNOTSUPP: absent) */
+EVM_HIDDEN int evm__cg_oom_kills(const struct evm_cgroup *cg, uint64_t *out);
 
 /* its directory: the handle's fd or one opened now; give it back to evm__cg_dir_done */
 EVM_HIDDEN int evm__cg_dir(const struct evm_cgroup *cg);   /* -ENOENT: not made yet */

@@ -42,6 +42,8 @@ struct evm_service {
 					   led (svstop.c), 0: none; kept after its exit */
 	enum evm_kill_mode kill_mode;	/* resolved: never AUTO */
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
+	uint64_t oom_base;		/* its memory.events oom_kill when the run began */
+	bool oom_known;			/* oom_base was read (memory controller enabled) */
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
 	bool cgw_later;			/* cgroup not made yet: watched once a spawn made it */
 	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */

@@ -181,6 +181,10 @@ void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *ow
 	evm_proc_unref(p);
 	s->has_exit = true;
 	s->last_exit = *e;
+	uint64_t kills;
+	s->last_exit.oom_killed = s->oom_known && evm__cg_oom_kills(s->cg, &kills) == 0 &&
+				  kills > s->oom_base;
+	s->oom_known = false;
 	s->last_error.stage = EVM_STAGE_NONE;
 	s->last_error.error = 0;
 	if (evm__sv_pidfile_wait(s))
@@ -239,6 +243,8 @@ void evm__sv_spawn(struct evm_service *s)
 	}
 	o.error = &s->last_error;
 	int r = evm__svc_spawn_cgroup(s, &o);
+	/* before the run can begin: an OOM kill is oom_kill growing from here */
+	s->oom_known = r == 0 && s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
 	if (r == 0)
 		r = evm__spawn_local(s->loop, &o, &p);
 	evm__svc_spawn_done(s, &o);

@@ -429,3 +429,29 @@ backoff_initial = 0
     assert not alive(child), "the restart came before the old run's child was gone"
     d.stop()
     assert procs_in(base_of(d)) == []
+
+
+def test_oom_kill_is_the_exit_reason(procs, tmp_path):
+    """A service the OOM killer kills (memory_max 16M, 256 MB asked for) shows
+    reason "oom" in its exit event and in status's last_exit, like Docker's oom
+    event: its cgroup's memory.events oom_kill grew during the run. Needs the
+    memory controller delegated to the daemon's cgroup (the unit test
+    test_oom_kills_fake covers the reading with a fake directory)."""
+    d = Daemon(procs, tmp_path, """
+[service:hog]
+command = python3 -c "b = bytearray(256 << 20); import time; time.sleep(60)"
+memory_max = 16M
+restart = never
+start_secs = 0
+""")
+    base = base_of(d)
+    with open(os.path.join(base, "cgroup.controllers")) as f:
+        have = f.read().split()
+    if "memory" not in have:
+        d.stop()
+        pytest.skip(f"the memory controller is not enabled in {base} (cgroup.controllers: "
+                    f"{' '.join(have) or 'none'}): no OOM kill to see")
+    st = wait_for(lambda: (s := d.status("hog")["hog"]).get("last_exit") and s, what="hog's exit")
+    assert st["last_exit"].get("reason") == "oom", st
+    assert st["last_exit"]["signal_name"] == "KILL", st
+    d.stop()

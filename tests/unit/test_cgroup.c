@@ -1091,6 +1091,115 @@ static void find_cgroup(void)
 	}
 }
 
+/*
+ * A handle on a fake cgroup: a plain directory (tmpfs or not) with the files
+ * the test writes, for what needs no real cgroup: reading memory.events'
+ * oom_kill at a service's spawn and exit, and remembering absent files.
+ */
+static struct evm_cgroup *fake_cg(char *dir)
+{
+	assert_non_null(mkdtemp(dir));
+	struct evm_cgroup *cg = calloc(1, sizeof(*cg));
+	assert_non_null(cg);
+	atomic_init(&cg->refs, 1);
+	atomic_init(&cg->unmade, false);
+	cg->path = strdup(dir);
+	atomic_init(&cg->dfd, open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC));
+	assert_true(atomic_load(&cg->dfd) >= 0);
+	return cg;
+}
+
+static void fake_write(const char *dir, const char *file, const char *text)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void fake_free(struct evm_cgroup *cg, const char *dir)
+{
+	static const char *const files[] = {"cgroup.procs", "cpu.stat", "memory.events",
+					    "memory.current", "pids.current"};
+	char path[PATH_MAX];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+	evm_cgroup_free(cg);
+}
+
+/* a time long enough ago that every absent file is tried again */
+static void fake_age(struct evm_cgroup *cg)
+{
+	atomic_store(&cg->absent_at, atomic_load(&cg->absent_at) - EVM__CG_ABSENT_SECS - 1);
+}
+
+static void test_oom_kills_fake(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/evm-fakecg-XXXXXX";
+	struct evm_cgroup *cg = fake_cg(dir);
+	fake_write(dir, "cgroup.procs", "");
+	uint64_t n = 99;
+	/* no memory controller: absent, and remembered */
+	assert_int_equal(evm__cg_oom_kills(cg, &n), -EOPNOTSUPP);
+	assert_int_equal(n, 0);
+	fake_write(dir, "memory.events", "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n");
+	assert_int_equal(evm__cg_oom_kills(cg, &n), -EOPNOTSUPP); /* not opened again yet */
+	fake_age(cg);
+	assert_int_equal(evm__cg_oom_kills(cg, &n), 0);
+	assert_int_equal(n, 1);
+	/* the test's "OOM kill": the counter grows */
+	fake_write(dir, "memory.events", "low 0\nhigh 0\nmax 3\noom 3\noom_kill 2\n");
+	assert_int_equal(evm__cg_oom_kills(cg, &n), 0);
+	assert_int_equal(n, 2);
+	/* the cgroup gone: -ENOENT, not "absent" */
+	fake_free(cg, dir);
+	char dir2[] = "/tmp/evm-fakecg-XXXXXX", path[PATH_MAX];
+	cg = fake_cg(dir2);
+	fake_write(dir2, "memory.events", "oom_kill 0\n");
+	assert_int_equal(evm__cg_oom_kills(cg, &n), 0);
+	snprintf(path, sizeof(path), "%s/memory.events", dir2);
+	unlink(path);
+	assert_int_equal(evm__cg_oom_kills(cg, &n), -ENOENT); /* no cgroup.procs either */
+	assert_int_equal(atomic_load(&cg->absent), 0);
+	fake_free(cg, dir2);
+}
+
+static void test_stats_skip_absent_files(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/evm-fakecg-XXXXXX";
+	struct evm_cgroup *cg = fake_cg(dir);
+	fake_write(dir, "cgroup.procs", "1\n");
+	fake_write(dir, "cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\n");
+	struct evm_cgroup_stats st;
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_PROCS);
+	assert_int_equal(st.cpu_usage_usec, 10);
+	assert_int_equal(atomic_load(&cg->absent), EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_PEAK |
+							   EVM_CGROUP_STAT_OOM | EVM_CGROUP_STAT_PIDS);
+	/* a controller enabled now: not seen until the absent files are tried again */
+	fake_write(dir, "memory.current", "4096\n");
+	fake_write(dir, "pids.current", "3\n");
+	fake_write(dir, "cpu.stat", "usage_usec 20\nuser_usec 6\nsystem_usec 14\n");
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_PROCS);
+	assert_int_equal(st.cpu_usage_usec, 20); /* present files are read every time */
+	fake_age(cg);
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_PROCS |
+				  EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_PIDS);
+	assert_int_equal(st.memory_current, 4096);
+	assert_int_equal(st.pids_current, 3);
+	assert_int_equal(atomic_load(&cg->absent), EVM_CGROUP_STAT_PEAK | EVM_CGROUP_STAT_OOM);
+	fake_free(cg, dir);
+}
+
 int main(void)
 {
 	t_init();
@@ -1123,7 +1232,12 @@ int main(void)
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_create_later, cg_setup_spawn, cg_teardown),
 	};
+	const struct CMUnitTest fake_tests[] = {
+		cmocka_unit_test(test_oom_kills_fake),
+		cmocka_unit_test(test_stats_skip_absent_files),
+	};
 	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("cgroup files (a fake directory)", fake_tests, NULL, NULL);
 	static const char *const paths[] = {"direct", "helper", "clone"};
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
 		char name[64];
