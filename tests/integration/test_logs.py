@@ -530,8 +530,11 @@ stdout = log
 kill_group = true
 autostart = false
 """)
-    assert re.search(r"log: log_dir \S+later: No such file or directory: the output of services "
-                     r"with stdout or stderr = log is discarded until it can be written", d.log())
+    # the socket listens before the logs are opened (it serves while the daemon
+    # starts): the line may come just after the first connection is accepted
+    wait_for(lambda: re.search(r"log: log_dir \S+later: No such file or directory: the output of "
+                               r"services with stdout or stderr = log is discarded until it can "
+                               r"be written", d.log()), what="the log_dir line")
     ev = d.connect()
     ev.sendall(b'{"cmd":"events","names":["w"]}\n')
     rd = LineReader(ev)
