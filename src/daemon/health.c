@@ -432,10 +432,13 @@ void health_on_event(struct daemon *d, struct unit *u, const struct evm_event *e
 	if (!h)
 		return;
 	bool up = process_up(ev->state);
-	if (up && (!h->up || (ev->pid > 0 && ev->pid != h->pid)))
+	if (up && !h->up)
 		start(h, ev->pid);
 	else if (!up && h->up)
 		stop(h);
+	else if (up && ev->pid > 0)
+		h->pid = ev->pid; /* a new main process of the same run (MAINPID=, a pidfile):
+				     its health goes on (a new run always passes a state down) */
 }
 
 void health_announce(struct daemon *d, struct unit *u)

@@ -11,6 +11,7 @@ never signalled); a message from a process not in the service is ignored.
 track = main everywhere: with a cgroup and track = tree the first exit would
 be held while the cgroup lives anyway, which would hide a lost MAINPID=."""
 import os
+import re
 import signal
 import socket
 
@@ -122,6 +123,44 @@ track = main
 kill_mode = process
 start_secs = 0
 """
+
+
+HEALTHY = """
+[evmon]
+stop_timeout = 5
+cgroup = CGROUP
+
+[service:fork]
+command = HELPER notify READY=1 notify-fork TRIGGER "" pidlog PIDS pause
+ready = notify
+track = main
+restart = never
+health_cmd = /bin/true
+health_start_interval = 50ms
+health_start_period = 1h
+health_interval = 1h
+"""
+
+HEALTH = re.compile(r"evmon daemon: service fork: health (?:(\w+) -> )?(\w+)")
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_a_new_main_keeps_its_health(procs, tmp_path, cgroup):
+    """A healthy service whose main process changes later (MAINPID=, same
+    run) stays healthy: its health is not started over as for a new run."""
+    trigger, pids = tmp_path / "go", tmp_path / "pids"
+    d = Daemon(procs, tmp_path, HEALTHY.replace("CGROUP", cgroup)
+               .replace("TRIGGER", str(trigger)).replace("PIDS", str(pids)))
+    child = child_of(pids)
+    wait_for(lambda: d.status("fork")["fork"].get("health") == "healthy", what="healthy")
+    trigger.write_text("")
+    handed_over(d, child)
+    st = d.status("fork")["fork"]
+    assert st["health"] == "healthy", st
+    said = [m.groups() for m in map(HEALTH.search, d.log().splitlines()) if m]
+    assert said == [(None, "starting"), ("starting", "healthy")], said
+    stop_kills_the_new_main(d, child)
+    d.stop()
 
 
 FOREIGN = """
