@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import EVMON, ROOT, SLOW, wait_for
+from conftest import EVMON, ROOT, SLOW, proc_state, wait_for
 from daemon_util import Daemon, LineReader, alive
 
 
@@ -140,7 +140,9 @@ def test_adopt_no_kills_and_starts_fresh(procs, tmp_path, marker):
     after = wait_for(lambda: all_running(d, 3), timeout=30 * SLOW, what="3 running again")
     assert not set(s["pid"] for s in after.values()) & set(pids)
     assert not any(alive(p) for p in pids)
-    assert len(marker_pids(marker)) == 3
+    # failed once or twice under load in session 7 with no detail: say which
+    found = {p: proc_state(p) for p in marker_pids(marker)}
+    assert len(found) == 3, (found, pids, after, d.log())
     assert d.log().count("killed (adopt = no)") == 3
     d.stop()
 
