@@ -289,6 +289,11 @@ void control_reply_stream(struct client *cl, control_fill_cb fill, control_gone_
 	control__client_update(cl); /* pieces from the loop, as it is writable */
 }
 
+bool control_subscribed(const struct client *cl)
+{
+	return cl->subscribed;
+}
+
 void control_drop(struct client *cl, const char *why)
 {
 	if (cl->aborted)
@@ -324,8 +329,12 @@ void control__client_line(struct client *cl, const char *s, size_t n)
  */
 void control_reply(struct client *cl, cJSON *resp)
 {
-	if (cl->aborted)
+	if (cl->aborted) {
+		/* the request is answered as far as its owner goes: no call back at the close */
+		cl->defer_gone = NULL;
+		cl->defer_data = NULL;
 		return;
+	}
 	if (cl->req_id) {
 		cJSON_DeleteItemFromObjectCaseSensitive(resp, "id");
 		cJSON_AddItemToObject(resp, "id", cl->req_id);

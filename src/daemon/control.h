@@ -113,6 +113,9 @@ void control_reply_error(struct client *cl, const char *fmt, ...) __attribute__(
  * not be used again.
  */
 void control_defer(struct client *cl, control_gone_cb gone, void *data);
+
+/* True if cl follows events (its output carries event lines between replies). */
+bool control_subscribed(const struct client *cl);
 /* Dropped: it takes no more output and is closed by the loop. */
 bool control_client_closed(const struct client *cl);
 unsigned control_client_id(const struct client *cl);

@@ -11,6 +11,7 @@
 #include "controlint.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -153,6 +154,9 @@ int control_take_follower(struct control *ctl, const struct control_handover *h,
 	int r = getsockopt(h->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ? -errno : 0;
 	if (out)
 		*out = NULL;
+	/* it crossed an exec without FD_CLOEXEC: a later exec must not keep it unnamed */
+	if (r == 0 && fcntl(h->fd, F_SETFD, FD_CLOEXEC) < 0)
+		r = -errno;
 	if (r == 0 && !(cl = control__client_new(ctl, h->fd, &cr, &why)))
 		r = -ENOMEM;
 	if (r == 0 && h->inlen && linebuf_append(&cl->in, h->input, h->inlen) < 0)

@@ -89,6 +89,12 @@ static void gone(void *data)
 
 void metrics_ctl_reply(struct daemon *d, struct client *cl)
 {
+	/* a reply written over many loop turns: event lines would land inside it */
+	if (control_subscribed(cl)) {
+		control_reply_error(cl, "this connection follows events: ask for metrics on another "
+				    "connection");
+		return;
+	}
 	struct ctl_scrape *c = calloc(1, sizeof(*c));
 	if (c && !(c->s = metrics_scrape_new(d))) {
 		free(c);

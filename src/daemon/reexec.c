@@ -157,6 +157,11 @@ static void on_exec_timer(struct evm_timer *t, void *data)
 	struct reexec *rx = data;
 	(void)t;
 	rx->timer = NULL; /* the loop frees a timer that fired */
+	if (rx->d->stopping) { /* asked in the same loop turn: the shutdown wins */
+		reexec_failed(rx, "the daemon is shutting down: not re-executing");
+		reexec_end(rx);
+		return;
+	}
 	exec_now(rx->d, rx->cl, rx->exe, rx->t_req, rx->err, sizeof(rx->err));
 	reexec_failed(rx, rx->err); /* returns only when it failed */
 	reexec_end(rx);
@@ -169,6 +174,11 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 	bool ok = !rx->cancelled && format_ok(rx, p, x);
 	evm_proc_unref(p);
 	if (rx->cancelled) {
+		reexec_end(rx);
+		return;
+	}
+	if (rx->d->stopping) { /* reexec_cancel has not run yet: the shutdown wins */
+		reexec_failed(rx, "the daemon is shutting down: not re-executing");
 		reexec_end(rx);
 		return;
 	}

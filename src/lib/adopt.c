@@ -124,7 +124,7 @@ static int kept_identity(const struct evm_adopt_opts *o, int pidfd, struct evm__
 	f->pid = o->pid;
 	f->start = o->start_time;
 	f->state = 'S';
-	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0)
 		f->ppid = getpid();
 	else if (errno == ECHILD)
 		f->ppid = 0; /* another's child: its exit status will be unknown */
@@ -176,6 +176,9 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 		p->flags |= EVM__P_GROUP;
 	p->adopt_sid = f.sid;
 	set_start(p, f.start);
+	/* ours now; one kept across an exec came without FD_CLOEXEC */
+	if (o->flags & EVM_ADOPT_PIDFD)
+		(void)fcntl(pidfd, F_SETFD, FD_CLOEXEC);
 	evm__proc_attach(p, o->pid, pidfd);
 	if (p->pidfd < 0) {
 		/* no epoll slot: a foreign process cannot be watched through SIGCHLD */

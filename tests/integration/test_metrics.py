@@ -422,3 +422,27 @@ autostart = false
     stuck.close()
     assert d.request({"cmd": "ping"})["ok"]
     d.stop()
+
+
+def test_ctl_metrics_on_a_following_connection_is_refused(procs, tmp_path):
+    """A connection that follows events gets event lines between its replies;
+    the metrics reply is written over many loop turns, so an event published
+    meanwhile would land inside it (a broken reply and a broken event): metrics
+    are refused there with the reason, and the connection goes on following."""
+    d = Daemon(procs, tmp_path, f"""
+[service:s]
+command = {HELPER} pause
+autostart = false
+""")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"events"}\n')
+        lines = LineReader(s)
+        assert lines.next()["ok"]
+        s.sendall(b'{"cmd":"metrics","id":3}\n')
+        m = lines.next()
+        assert not m["ok"] and m["id"] == 3 and "follows events" in m["error"], m
+        assert d.ctl("start", "s").returncode == 0
+        ev = lines.next()
+        assert ev.get("service") == "s", ev
+    assert d.ctl("metrics").returncode == 0  # another connection has them
+    d.stop()

@@ -142,3 +142,41 @@ def test_requests_pipelined_after_reexec_are_answered(procs, tmp_path, marker):
         status = json.loads(first.readline())
         assert status["ok"] and [x["name"] for x in status["services"]] == ["w"]
     d.stop()
+
+
+def cloexec_missing(pid):
+    """The daemon's descriptors above 2 without FD_CLOEXEC, with what they are."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = next(int(l.split()[1], 8) for l in f if l.startswith("flags:"))
+            what = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if int(fd) > 2 and not flags & 0o2000000:
+            out.append((int(fd), what))
+    return sorted(out)
+
+
+def test_what_crossed_the_exec_is_close_on_exec_again(procs, tmp_path, marker):
+    """What crosses the exec has its FD_CLOEXEC cleared for it; the new image
+    sets it again on all of it (handed-over clients and pidfds included), or
+    a second re-exec would carry, unnamed, whatever the first handed over and
+    the second did not (a client with a request under way hangs forever)."""
+    d = Daemon(procs, tmp_path, config(marker, n=2, extra=f"log_dir = {tmp_path}/logs")
+               + "stdout = log\n")
+    wait_for(lambda: all_running(d, 2), what="2 running")
+    follower = d.connect()
+    follower.sendall(b'{"cmd":"events"}\n')
+    assert json.loads(read_line(follower))["ok"]
+    half = d.connect()
+    half.sendall(b'{"cmd":"pi')
+    assert d.request({"cmd": "ping"})["ok"]
+    assert cloexec_missing(d.p.pid) == []
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert cloexec_missing(d.p.pid) == []
+    follower.close()
+    half.close()
+    d.stop()
