@@ -151,7 +151,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	if (evm__pidmap_get(&loop->pids, o->pid))
 		return -EEXIST;
 	int pidfd = o->pidfd;
-	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = pidfd_open(o->pid, 0)) < 0)
+	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = evm__above_stdio(pidfd_open(o->pid, 0))) < 0)
 		return errno == ESRCH ? -ESRCH : -errno;
 	struct evm__pstat f;
 	int r = o->flags & EVM_ADOPT_KEPT ? kept_identity(o, pidfd, &f) : check_identity(o, pidfd, &f);

@@ -161,7 +161,6 @@ void evm__release_all(struct evm_loop *loop)
 		struct evm__release *r = loop->releasing;
 		if (!(loop->releasing = r->next))
 			loop->release_tail = &loop->releasing;
-	loop->posts_tail = &loop->posts;
 		r->fn(r);
 	}
 }

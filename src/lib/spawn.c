@@ -275,9 +275,10 @@ static int stdio_prepare(struct evm_loop *loop, const struct evm_spawn_opts *o,
 			break;
 		case EVM_STDIO_PIPE:
 		case EVM_STDIO_CAPTURE: {
-			int pp[2];
-			if (pipe2(pp, O_CLOEXEC) < 0)
-				return -errno;
+			int pp[2], pe;
+			/* not on 0-2 (a program that closed its stdin): a later child would inherit it */
+			if ((pe = evm__pipe_above_stdio(pp)) < 0)
+				return pe;
 			ours[i] = i == 0 ? pp[1] : pp[0];
 			theirs[i] = i == 0 ? pp[0] : pp[1];
 			fcntl(ours[i], F_SETFL, O_NONBLOCK);

@@ -80,7 +80,7 @@ int evm__sv_take_main(struct evm_service *s, pid_t pid)
 	pid_t was = s->proc ? s->proc->pid : s->last_exit.pid;
 	if (pid == getpid())
 		return -EPERM;
-	int pidfd = pidfd_open(pid, 0);
+	int pidfd = evm__above_stdio(pidfd_open(pid, 0));
 	if (pidfd < 0)
 		return errno == ESRCH ? -ESRCH : -errno;
 	int r = belongs(s, pid);

@@ -184,7 +184,7 @@ void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *ow
 	uint64_t kills;
 	s->last_exit.oom_killed = s->oom_known && evm__cg_oom_kills(s->cg, &kills) == 0 &&
 				  kills > s->oom_base;
-	s->oom_known = false;
+	/* oom_known stays: a pidfile's daemon may carry the run on (the next spawn resets it) */
 	s->last_error.stage = EVM_STAGE_NONE;
 	s->last_error.error = 0;
 	if (evm__sv_pidfile_wait(s))

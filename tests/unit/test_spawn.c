@@ -669,7 +669,8 @@ static void closed_stdin_stays_closed(void *arg)
 	char *pause_argv[] = {t_helper, "pause", NULL};
 	struct evm_spawn_opts po = {.argv = pause_argv, .pdeath_signal = SIGKILL};
 	po.stdio[0] = (struct evm_stdio){EVM_STDIO_NULL, -1};
-	struct evm_proc *first; /* running through both spawns: its pidfd stays open */
+	po.stdio[1] = (struct evm_stdio){EVM_STDIO_PIPE, -1}; /* our read end: not on fd 0 either */
+	struct evm_proc *first; /* running through both spawns: its pidfd and pipe stay open */
 	CHECK(evm_spawn(loop, &po, &first) == 0);
 	for (int i = 0; i < 2; i++) {
 		int *pp = pipes[i];
