@@ -8,6 +8,9 @@
  *                   trigger is the harness closing the pipe's write end)
  *   tiny t          write a record {pid, CLOCK_MONOTONIC ns} to fd 1, exit (S4)
  *   tiny w          'w'ait for EOF on fd 0 like s, then write the record like t
+ *   tiny c          as w, and the record's pid also carries the CPU the child
+ *                   ran on when it stamped, in bits 32-47 (S4 traced:
+ *                   bench/stormtrace.py)
  *
  * The record is 16 bytes written with one write(2); on an O_APPEND file or a
  * pipe that is atomic, so many children can share one file.
@@ -22,6 +25,7 @@
 #define NR_exit_group 231
 #define NR_clock_gettime 228
 #define NR_ppoll 271
+#define NR_getcpu 309
 
 static long sys3(long n, long a, long b, long c)
 {
@@ -50,6 +54,7 @@ __asm__(".text\n.globl _start\n_start:\n"
 #define NR_exit_group 94
 #define NR_clock_gettime 113
 #define NR_ppoll 73
+#define NR_getcpu 168
 
 static long sys4(long n, long a, long b, long c, long d)
 {
@@ -94,12 +99,15 @@ static void wait_eof(void)
 	}
 }
 
-static void stamp(void)
+static void stamp(int with_cpu)
 {
 	struct ts t;
 	int64_t rec[2];
+	unsigned cpu = 0;
+	if (with_cpu)
+		sys3(NR_getcpu, (long)&cpu, 0, 0);
 	sys3(NR_clock_gettime, 1 /* CLOCK_MONOTONIC */, (long)&t, 0);
-	rec[0] = sys3(NR_getpid, 0, 0, 0);
+	rec[0] = sys3(NR_getpid, 0, 0, 0) | (int64_t)(cpu & 0xffff) << 32;
 	rec[1] = (int64_t)t.sec * 1000000000 + t.nsec;
 	if (sys3(NR_write, 1, (long)rec, sizeof(rec)) != (long)sizeof(rec))
 		die(4);
@@ -119,11 +127,12 @@ __attribute__((noreturn, used)) void tiny_main(long *sp)
 		wait_eof();
 		die(0);
 	case 'w':
+	case 'c':
 		wait_eof();
-		stamp();
+		stamp(mode[0] == 'c');
 		die(0);
 	case 't':
-		stamp();
+		stamp(0);
 		die(0);
 	default:
 		die(0);

@@ -33,6 +33,7 @@ static char *child_argv[3];
 static struct evm_spawn_opts sopts;
 static long started, finished, target;
 static struct seen_rec *seen;
+static struct trace tr; /* EVMON_BENCH_TRACE: see common.h */
 
 static void spawn_one(void)
 {
@@ -58,6 +59,7 @@ static void on_exit_count(struct evm_proc *p, const struct evm_exit *e, void *da
 	if (seen) {
 		seen[finished].pid = e->pid;
 		seen[finished].ns = (int64_t)now_ns();
+		trace_exit(&tr, finished, e->pid, seen[finished].ns, (long)evm_loop_iterations(loop));
 	}
 	if (++finished == target)
 		evm_loop_stop(loop);
@@ -148,6 +150,7 @@ static int cmd_storm(long n)
 	evm_timer_add(loop, 60000, stop_on_timer, NULL, NULL);
 	run_loop();
 	double secs = (double)(now_ns() - t0) / 1e9;
+	storm_releaser_reap();
 	printf("ok n=%ld observed=%ld lost=%ld secs=%.6f us_per_exit=%.3f spawn_secs=%.6f\n", n,
 	       finished, n - finished, secs, secs * 1e6 / (double)n, (double)spawn_ns / 1e9);
 	return 0;
@@ -176,10 +179,16 @@ static int cmd_latency(long n, const char *how, const char *file)
 		}
 	} else {
 		uint64_t spawn_ns;
-		int w = start_blocked(n, mode_w, &spawn_ns);
+		char *mode = mode_w;
+		trace_init(&tr, n, &mode);
+		int w = start_blocked(n, mode, &spawn_ns);
+		trace_release0(&tr);
 		close(w);
+		trace_release1(&tr);
 		evm_timer_add(loop, 60000, stop_on_timer, NULL, NULL);
 		run_loop();
+		trace_write(&tr, file, finished);
+		storm_releaser_reap();
 	}
 	fwrite(seen, sizeof(*seen), (size_t)finished, mf);
 	fclose(mf);

@@ -220,6 +220,7 @@ static int cmd_spawn(enum method m, long runs, long inflight)
 
 static long observed;
 static struct seen_rec *seen;
+static struct trace tr; /* EVMON_BENCH_TRACE: see common.h */
 
 /*
  * Start a child with vfork. Its pidfd is opened later (watch_all): opening
@@ -261,6 +262,7 @@ static void watch_all(void)
 static void drain(long until, uint64_t deadline)
 {
 	struct epoll_event evs[1024];
+	static long waits;
 	while (observed < until) {
 		uint64_t now = now_ns();
 		if (now >= deadline)
@@ -268,6 +270,7 @@ static void drain(long until, uint64_t deadline)
 		int n = epoll_wait(epfd, evs, 1024, (int)((deadline - now) / 1000000 + 1));
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait");
+		waits++;
 		for (int i = 0; i < n; i++) {
 			siginfo_t si;
 			si.si_pid = 0;
@@ -279,6 +282,7 @@ static void drain(long until, uint64_t deadline)
 			if (seen) {
 				seen[observed].pid = si.si_pid;
 				seen[observed].ns = (int64_t)now_ns();
+				trace_exit(&tr, observed, si.si_pid, seen[observed].ns, waits);
 			}
 			observed++;
 		}
@@ -293,6 +297,7 @@ static int cmd_storm(long n, bool latency, const char *file)
 	storm_pipe(p);
 	child_argv[1] = latency ? mode_w : mode_s;
 	if (latency) {
+		trace_init(&tr, n, &child_argv[1]);
 		out = open_child_file(file);
 		mf = open_mon_file(file);
 		seen = calloc((size_t)n, sizeof(*seen));
@@ -304,11 +309,15 @@ static int cmd_storm(long n, bool latency, const char *file)
 	watch_all();
 	uint64_t spawn_ns = now_ns() - t0;
 	close(p[0]);
+	trace_release0(&tr);
 	t0 = now_ns();
 	close(p[1]);
+	trace_release1(&tr);
 	drain(n, t0 + 60 * 1000000000ull);
 	double secs = (double)(now_ns() - t0) / 1e9;
+	storm_releaser_reap();
 	if (latency) {
+		trace_write(&tr, file, observed);
 		fwrite(seen, sizeof(*seen), (size_t)observed, mf);
 		fclose(mf);
 		printf("ok n=%ld observed=%ld\n", n, observed);
