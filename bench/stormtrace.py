@@ -28,8 +28,7 @@ runnable but waiting for a CPU (and how it got there: woken, or preempted),
 and asleep; the longest wait, and how many other tasks ran on its CPU while it
 waited. --release child has a forked process close the pipe instead of the
 monitor (EVMON_BENCH_RELEASE=child): the wake-up of N children is then not the
-monitor's CPU time. --monitor-nice N gives the monitor's thread alone nice N
-just before the release (EVMON_BENCH_MONITOR_NICE), its children keep 0. Prints, asserts nothing; numbers to publish need a quiet machine.
+monitor's CPU time. Prints, asserts nothing; numbers to publish need a quiet machine.
 """
 import argparse
 import collections
@@ -189,9 +188,6 @@ def main():
     ap.add_argument("--release", choices=("monitor", "child"), default="monitor",
                     help="who closes the pipe that wakes every child: the monitor (as S4), "
                     "or a forked process (EVMON_BENCH_RELEASE=child)")
-    ap.add_argument("--monitor-nice", type=int, default=None,
-                    help="the monitor's thread alone takes this nice value just before the "
-                    "release (EVMON_BENCH_MONITOR_NICE; below 0 needs root)")
     ap.add_argument("--keep", default="", help="keep every run's files in this directory")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
@@ -207,7 +203,7 @@ def main():
             sys.exit(f"stormtrace: unknown monitor {m} (known: {', '.join(mons)})")
     run.become_subreaper()
     run.raise_nofile()
-    print(f"# n={a.n} reps={a.reps} release={a.release} monitor-nice={a.monitor_nice} load={os.getloadavg()[0]:.1f} kernel={os.uname().release}")
+    print(f"# n={a.n} reps={a.reps} release={a.release} load={os.getloadavg()[0]:.1f} kernel={os.uname().release}")
     res = collections.defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="evmon-stormtrace-", dir="/dev/shm") as tmp:
         out_dir = a.keep or tmp
@@ -226,8 +222,6 @@ def main():
                     env = dict(env, EVMON_BENCH_TRACE="1")
                     if a.release == "child":
                         env["EVMON_BENCH_RELEASE"] = "child"
-                    if a.monitor_nice is not None:
-                        env["EVMON_BENCH_MONITOR_NICE"] = str(a.monitor_nice)
                     run.run_harness(cmd, env)
                     an = analyze(path)
                 except (run.Failed, OSError, KeyError, ValueError) as e:

@@ -210,16 +210,9 @@ static inline void trace_init(struct trace *t, long n, char **child_mode)
 	*child_mode = mode_c;
 }
 
-/*
- * Just before the release (the close that wakes every child).
- * EVMON_BENCH_MONITOR_NICE=N (an experiment of bench/stormtrace.py): the
- * monitor's thread alone takes nice N now, its children keep theirs.
- */
+/* Just before the release (the close that wakes every child). */
 static inline void trace_release0(struct trace *t)
 {
-	const char *nice = getenv("EVMON_BENCH_MONITOR_NICE");
-	if (nice && *nice && setpriority(PRIO_PROCESS, 0, atoi(nice)) < 0)
-		die("setpriority");
 	if (!t->rec)
 		return;
 	trace_sched(t->sched0, sizeof(t->sched0), "_0");
