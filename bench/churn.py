@@ -26,11 +26,9 @@ load printed with them).
 (isolate.sh: nothing the run starts outlives it, even if it is interrupted.)
 """
 import argparse
-import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,54 +36,7 @@ import tempfile
 import threading
 import time
 
-
-def connect(path, timeout=120):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(path)
-    return s
-
-
-def request(path, obj, timeout=120):
-    with connect(path, timeout) as s:
-        s.sendall(json.dumps(obj).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                raise EOFError("closed")
-            buf += chunk
-        return json.loads(buf)
-
-
-class Pinger(threading.Thread):
-    """ping after ping on one connection; rtts (seconds) while measuring is set."""
-
-    def __init__(self, path):
-        super().__init__(daemon=True)
-        self.s = connect(path)
-        self.stop = False
-        self.measuring = False
-        self.rtts = []
-        self.error = None
-
-    def run(self):
-        buf = b""
-        try:
-            while not self.stop:
-                t0 = time.monotonic()
-                self.s.sendall(b'{"cmd":"ping"}\n')
-                while b"\n" not in buf:
-                    chunk = self.s.recv(4096)
-                    if not chunk:
-                        raise EOFError("the ping connection closed")
-                    buf += chunk
-                buf = buf[buf.index(b"\n") + 1:]
-                if self.measuring:
-                    self.rtts.append(time.monotonic() - t0)
-                time.sleep(0.01)
-        except Exception as e:  # noqa: BLE001 (reported)
-            self.error = repr(e)
+from daemonclient import Pinger, connect, request
 
 
 class Exits(threading.Thread):
@@ -210,7 +161,7 @@ def main():
                 time.sleep(0.1)
         ex = Exits(sock)
         ex.start()
-        p = Pinger(sock)
+        p = Pinger(sock, interval=0.01, measuring=False)
         p.start()
         time.sleep(a.warmup)
         e0, c0, t0 = ex.exits, ticks(d.pid), time.monotonic()

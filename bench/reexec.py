@@ -18,59 +18,15 @@ numbers to publish (note `uptime` with them).
                     [--stdout null|log]
 """
 import argparse
-import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-
-def connect(path, timeout=60):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(path)
-    return s
-
-
-def request(path, obj, timeout=120):
-    with connect(path, timeout) as s:
-        s.sendall(json.dumps(obj).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                raise EOFError("closed")
-            buf += chunk
-        return json.loads(buf)
-
-
-class Pinger(threading.Thread):
-    def __init__(self, path):
-        super().__init__(daemon=True)
-        self.s = connect(path)
-        self.stop = False
-        self.answers = []  # monotonic time of each answer
-        self.error = None
-
-    def run(self):
-        buf = b""
-        try:
-            while not self.stop:
-                self.s.sendall(b'{"cmd":"ping"}\n')
-                while b"\n" not in buf:
-                    chunk = self.s.recv(4096)
-                    if not chunk:
-                        raise EOFError("the ping connection closed")
-                    buf += chunk
-                buf = buf[buf.index(b"\n") + 1:]
-                self.answers.append(time.monotonic())
-        except Exception as e:  # noqa: BLE001 (reported)
-            self.error = repr(e)
+from daemonclient import Pinger, request
 
 
 def cpu_ms(pid):
@@ -114,7 +70,7 @@ def main():
             time.sleep(0.2)
         print(f"{a.n} services running after {time.monotonic() - t0:.1f} s; "
               f"load {os.getloadavg()[0]:.1f}")
-        p = Pinger(sock)
+        p = Pinger(sock, timeout=60)
         if a.no_ping:
             p.answers.append(0.0)
             p.stop = True
