@@ -2,7 +2,7 @@
 #
 #   make bench            quick run (a few minutes): results in bench/results/,
 #                         then docs/BENCHMARKS.md and docs/bench-*.png regenerated
-#   make bench FULL=1     the full run (< 30 minutes on 2 cores)
+#   make bench FULL=1     the full run (35 min to ~2 h on 2 cores, by host)
 #   make bench-build      only build the harnesses
 #   make bench-report     regenerate the doc from the CSVs already in bench/results/
 #   make bench-runtimes   S9: `runc run` with evmon-init, tini-static and no init, 30
