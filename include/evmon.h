@@ -1410,6 +1410,15 @@ struct evm_cgroup_stats {
  */
 EVM_API int evm_cgroup_stats(const struct evm_cgroup *cg, struct evm_cgroup_stats *out);
 
+/*
+ * evm_cgroup_stats reading only the files of the figures in want
+ * (EVM_CGROUP_STAT_*): each is a file opened and read per call, which adds
+ * up when many cgroups are read in a row (a metrics scrape). have is a subset
+ * of want; a file not wanted is neither read nor remembered as absent.
+ */
+EVM_API int evm_cgroup_stats_only(const struct evm_cgroup *cg, unsigned want,
+				  struct evm_cgroup_stats *out);
+
 typedef void (*evm_cgroup_cb)(struct evm_cgroup_watch *w, bool populated, void *data);
 
 /*

@@ -336,6 +336,10 @@ void metrics_scrape_free(struct metrics_scrape *s)
 	free(s);
 }
 
+/* The cgroup figures the exposition has (cgroup.procs is not one: a file fewer a service) */
+#define METRICS_CG_WANT                                                                             \
+	(EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_OOM | EVM_CGROUP_STAT_PIDS)
+
 static void row_fill(struct row *r, struct unit *u)
 {
 	if (strpbrk(u->name, "\\\"\n"))
@@ -355,7 +359,7 @@ static void row_fill(struct row *r, struct unit *u)
 	}
 	r->cg.have = 0;
 	/* a few files each: only where a process runs (10,000 stopped ones cost 1.5 s) */
-	if (u->cg && r->info.pid > 0 && evm_cgroup_stats(u->cg, &r->cg) < 0)
+	if (u->cg && r->info.pid > 0 && evm_cgroup_stats_only(u->cg, METRICS_CG_WANT, &r->cg) < 0)
 		r->cg.have = 0;
 }
 

@@ -8,7 +8,9 @@
  * that is gone is -ENOENT, and a handle not made yet reads as empty (no
  * syscall). Every call reads the files again, but for those found absent
  * (a controller not enabled), which are tried again only every
- * EVM__CG_ABSENT_SECS.
+ * EVM__CG_ABSENT_SECS, and those the caller did not ask for
+ * (evm_cgroup_stats_only: a metrics scrape of 10,000 cgroups reads two
+ * files of each, and cgroup.procs is one it has no use for).
  */
 #include "internal.h"
 
@@ -69,13 +71,16 @@ static bool read_u64(int dfd, const char *file, unsigned bit, unsigned skip, uns
 	return true;
 }
 
-static int stats_at(const struct evm_cgroup *cg, int dfd, struct evm_cgroup_stats *out)
+static int stats_at(const struct evm_cgroup *cg, int dfd, unsigned want,
+		    struct evm_cgroup_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	long long now = mono_secs();
-	unsigned skip = absent_now(cg, now), absent = 0;
+	unsigned known = absent_now(cg, now), absent = 0;
+	/* a file not wanted is skipped like an absent one, but not marked absent */
+	unsigned skip = known | ~want;
 	char buf[2048];
-	if (evm__cg_read(dfd, "cpu.stat", buf, sizeof(buf)) > 0 &&
+	if ((want & EVM_CGROUP_STAT_CPU) && evm__cg_read(dfd, "cpu.stat", buf, sizeof(buf)) > 0 &&
 	    evm__cg_key(buf, "usage_usec", &out->cpu_usage_usec)) {
 		evm__cg_key(buf, "user_usec", &out->cpu_user_usec);
 		evm__cg_key(buf, "system_usec", &out->cpu_system_usec);
@@ -92,14 +97,15 @@ static int stats_at(const struct evm_cgroup *cg, int dfd, struct evm_cgroup_stat
 	}
 	if (read_u64(dfd, "pids.current", EVM_CGROUP_STAT_PIDS, skip, &absent, &out->pids_current))
 		out->have |= EVM_CGROUP_STAT_PIDS;
-	int n = evm__cg_procs_at(dfd, NULL, 0);
+	int n = want & EVM_CGROUP_STAT_PROCS ? evm__cg_procs_at(dfd, NULL, 0) : -1;
 	if (n >= 0) {
 		out->procs = (uint64_t)n;
 		out->have |= EVM_CGROUP_STAT_PROCS;
 	}
 	if (!out->have && evm__cg_missing(dfd) == -ENOENT)
 		return -ENOENT; /* gone: its files tell nothing about its controllers */
-	absent_set(cg, absent, now, !skip);
+	/* what was tried, and what was known of the rest */
+	absent_set(cg, (absent & want) | (known & ~want), now, !known);
 	return 0;
 }
 
@@ -128,17 +134,22 @@ int evm__cg_oom_kills(const struct evm_cgroup *cg, uint64_t *out)
 
 int evm_cgroup_stats(const struct evm_cgroup *cg, struct evm_cgroup_stats *out)
 {
+	return evm_cgroup_stats_only(cg, ~0u, out);
+}
+
+int evm_cgroup_stats_only(const struct evm_cgroup *cg, unsigned want, struct evm_cgroup_stats *out)
+{
 	if (!cg || !out)
 		return -EINVAL;
 	int dfd = evm__cg_dir(cg);
 	if (dfd == -ENOENT && atomic_load(&cg->unmade)) {
 		memset(out, 0, sizeof(*out)); /* not made yet: empty */
-		out->have = EVM_CGROUP_STAT_PROCS;
+		out->have = want & EVM_CGROUP_STAT_PROCS;
 		return 0;
 	}
 	if (dfd < 0)
 		return dfd;
-	int r = stats_at(cg, dfd, out);
+	int r = stats_at(cg, dfd, want, out);
 	evm__cg_dir_done(cg, dfd);
 	return r;
 }

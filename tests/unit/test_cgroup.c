@@ -1200,6 +1200,49 @@ static void test_stats_skip_absent_files(void **state)
 	fake_free(cg, dir);
 }
 
+/* evm_cgroup_stats_only: only the files asked for, and the absent ones still remembered */
+static void test_stats_only(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/evm-fakecg-XXXXXX";
+	struct evm_cgroup *cg = fake_cg(dir);
+	fake_write(dir, "cgroup.procs", "1\n2\n");
+	fake_write(dir, "cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\n");
+	struct evm_cgroup_stats st;
+	assert_int_equal(evm_cgroup_stats_only(cg, EVM_CGROUP_STAT_CPU, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU);
+	assert_int_equal(st.procs, 0); /* not read */
+	assert_int_equal(st.cpu_usage_usec, 10);
+	assert_int_equal(atomic_load(&cg->absent), 0); /* nothing else tried: nothing learnt */
+	assert_int_equal(evm_cgroup_stats_only(cg, EVM_CGROUP_STAT_PROCS, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_PROCS);
+	assert_int_equal(st.procs, 2);
+	assert_int_equal(st.cpu_usage_usec, 0);
+	/* what the metrics scrape asks: the absent memory and pids files learnt */
+	unsigned want = EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_PIDS;
+	assert_int_equal(evm_cgroup_stats_only(cg, want, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU);
+	assert_int_equal(atomic_load(&cg->absent), EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_PIDS);
+	/* a full read adds what it finds absent and keeps what was known */
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_PROCS);
+	assert_int_equal(atomic_load(&cg->absent), EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_PEAK |
+							   EVM_CGROUP_STAT_OOM | EVM_CGROUP_STAT_PIDS);
+	/* a partial read while they are known keeps them all */
+	fake_write(dir, "memory.current", "4096\n");
+	assert_int_equal(evm_cgroup_stats_only(cg, EVM_CGROUP_STAT_MEMORY, &st), 0);
+	assert_int_equal(st.have, 0); /* still known absent: not opened */
+	assert_int_equal(atomic_load(&cg->absent), EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_PEAK |
+							   EVM_CGROUP_STAT_OOM | EVM_CGROUP_STAT_PIDS);
+	fake_age(cg);
+	assert_int_equal(evm_cgroup_stats_only(cg, EVM_CGROUP_STAT_MEMORY, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_MEMORY);
+	assert_int_equal(st.memory_current, 4096);
+	assert_int_equal(evm_cgroup_stats_only(cg, 0, &st), 0); /* nothing asked: nothing read */
+	assert_int_equal(st.have, 0);
+	fake_free(cg, dir);
+}
+
 int main(void)
 {
 	t_init();
@@ -1235,6 +1278,7 @@ int main(void)
 	const struct CMUnitTest fake_tests[] = {
 		cmocka_unit_test(test_oom_kills_fake),
 		cmocka_unit_test(test_stats_skip_absent_files),
+		cmocka_unit_test(test_stats_only),
 	};
 	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("cgroup files (a fake directory)", fake_tests, NULL, NULL);
