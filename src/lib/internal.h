@@ -187,6 +187,7 @@ struct evm_proc {
 	uint64_t timeout_kill_ms;
 	bool timed_out;
 	pid_t adopt_sid; /* adopted: the session it was in then (evm__sv_note_session) */
+	uint64_t serial; /* loop->proc_serial when the loop began tracking it (session.c) */
 	struct evm_proc *prev, *next; /* live list */
 	struct evm__release rel; /* drops the loop's reference */
 };
@@ -545,6 +546,7 @@ struct evm_loop {
 	size_t nlive;
 	struct evm__pidmap pids;
 	size_t nnopidfd; /* live children without a pidfd */
+	uint64_t proc_serial; /* processes tracked so far: each one's serial */
 
 	/* reaping */
 	int sigfd; /* SIGCHLD signalfd, -1 when not needed */

@@ -43,6 +43,7 @@ void evm__proc_attach(struct evm_proc *p, pid_t pid, int pidfd)
 	struct evm_loop *loop = p->loop;
 	p->pid = pid;
 	p->pidfd = pidfd;
+	p->serial = ++loop->proc_serial;
 	if (!p->start_mono) {
 		p->start_mono = evm__mono_ns();
 		p->start_real = evm__real_ns();

@@ -224,7 +224,10 @@ struct evm__trees {
 	struct evm_loop *loop;
 	struct ptable snap; /* read in this dispatch (valid): stop signals */
 	bool valid;
-	pid_t *kill; /* sessions to sweep at the end of the dispatch */
+	struct tree_kill {
+		pid_t sid;
+		uint64_t since; /* loop->proc_serial when it was queued */
+	} *kill; /* sessions to sweep at the end of the dispatch */
 	size_t nkill, capkill;
 	bool queued; /* rel is queued */
 	struct evm__release rel;
@@ -249,13 +252,21 @@ static void trees_release(struct evm__release *rel)
 	tr->valid = false;
 	for (size_t i = 0; i < tr->nkill; i++) {
 		/*
-		 * A pid is not reused while a process has it as its session id:
-		 * one of ours with it now means that session is over.
+		 * A pid is not reused while a process has it as its session id,
+		 * and when the sweep was queued the session was one of a live
+		 * service's (the number was held). So a process of ours with the
+		 * number that we began tracking since then has reused it: that
+		 * session is over, and this one is another service's (or the next
+		 * run's). One tracked from before is the session's leader, still
+		 * alive (a main that handed over with MAINPID=, one stuck in D
+		 * state): its session is swept, the leader with it.
 		 */
-		if (evm__pidmap_get(&tr->loop->pids, tr->kill[i]))
+		pid_t sid = tr->kill[i].sid;
+		struct evm_proc *p = evm__pidmap_get(&tr->loop->pids, sid);
+		if (p && p->serial > tr->kill[i].since)
 			continue;
-		if (one_sid(&sids, tr->kill[i]) < 0) {
-			evm_tree_signal(tr->kill[i], SIGKILL);
+		if (one_sid(&sids, sid) < 0) {
+			evm_tree_signal(sid, SIGKILL);
 			continue;
 		}
 		n++;
@@ -305,7 +316,7 @@ void evm__tree_kill_later(struct evm_loop *loop, pid_t sid)
 	struct evm__trees *tr = trees_of(loop);
 	if (tr && tr->nkill == tr->capkill) {
 		size_t cap = tr->capkill ? tr->capkill * 2 : 16;
-		pid_t *k = realloc(tr->kill, cap * sizeof(*k));
+		struct tree_kill *k = realloc(tr->kill, cap * sizeof(*k));
 		if (k) {
 			tr->kill = k;
 			tr->capkill = cap;
@@ -315,7 +326,8 @@ void evm__tree_kill_later(struct evm_loop *loop, pid_t sid)
 		evm_tree_signal(sid, SIGKILL); /* out of memory: now, alone */
 		return;
 	}
-	tr->kill[tr->nkill++] = sid;
+	tr->kill[tr->nkill].sid = sid;
+	tr->kill[tr->nkill++].since = loop->proc_serial;
 	trees_arm(tr);
 }
 

@@ -64,8 +64,21 @@ static void hook(struct evm_service *svc, const struct evm_exit *e, void *data)
 		hook_result = evm_service_set_main(svc, pid);
 }
 
+/* how a test's service runs: kill_mode TREE when 0, SIGTERM kills its main unless ignore_term */
+struct how {
+	bool hook, ignore_term;
+	enum evm_kill_mode kill_mode;
+	unsigned flags; /* spawn flags */
+};
+
+static struct evm_service *service_how(struct evm_loop *loop, pid_t *main, pid_t *child,
+				       const struct how *how);
+
 static struct evm_service *service_with(struct evm_loop *loop, pid_t *main, pid_t *child,
-					 bool with_hook);
+					 bool with_hook)
+{
+	return service_how(loop, main, child, &(struct how){.hook = with_hook});
+}
 
 /* a service in its own session whose main process forked a child that ignores SIGTERM */
 static struct evm_service *session_svc(struct evm_loop *loop, pid_t *main, pid_t *child)
@@ -73,22 +86,25 @@ static struct evm_service *session_svc(struct evm_loop *loop, pid_t *main, pid_t
 	return service_with(loop, main, child, false);
 }
 
-static struct evm_service *service_with(struct evm_loop *loop, pid_t *main, pid_t *child,
-					 bool with_hook)
+static struct evm_service *service_how(struct evm_loop *loop, pid_t *main, pid_t *child,
+				       const struct how *how)
 {
 	int pp[2];
 	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
 	char *argv[] = {t_helper, "group", "1", "pause", NULL};
+	char *ignoring[] = {t_helper, "ignore", "15", "group", "1", "pause", NULL};
 	struct evm_service_opts o = {
 		.name = "m",
-		.spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
+		.spawn = {.argv = how->ignore_term ? ignoring : argv,
+			  .flags = how->flags,
+			  .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
 		.restart = EVM_RESTART_NEVER,
 		.set = EVM_SVC_START_MS | EVM_SVC_STOP_TIMEOUT,
 		.start_ms = 0,
 		.stop_timeout_ms = 100,
-		.kill_mode = EVM_KILL_TREE,
+		.kill_mode = how->kill_mode ? how->kill_mode : EVM_KILL_TREE,
 	};
-	if (with_hook) {
+	if (how->hook) {
 		o.before_exit = hook;
 		o.before_exit_data = &q;
 	}
@@ -143,6 +159,27 @@ static void test_set_main_takes_a_process_of_its_session(void **state)
 
 	/* the stop reaches the new main (SIGTERM ignored: SIGKILL), and its exit ends it */
 	stop_kills(loop, s, child);
+	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
+	evm_service_remove(s);
+}
+
+/*
+ * The old main, alive after handing over and leading the service's session,
+ * is still a process the loop tracks: a stop's SIGKILL sweep of the session
+ * takes it too (it was skipped as if its pid had been reused), with
+ * everything else of the session, though it ignores SIGTERM.
+ */
+static void test_stop_kills_the_old_main_it_handed_over_from(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t main, child;
+	struct evm_service *s = service_how(loop, &main, &child, &(struct how){.ignore_term = true});
+	assert_int_equal(evm_service_set_main(s, child), 0);
+	/* its parent (the old main) does not reap it: its status is unknown to us */
+	assert_int_equal(evm_service_stop(s), 0);
+	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 5000);
+	assert_int_equal(evs[nev - 1].pid, child);
+	RUN_UNTIL(loop, t_proc_state(main) == 0, 5000); /* reaped here: the loop is its parent */
 	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
 	evm_service_remove(s);
 }
@@ -368,6 +405,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_set_main_takes_a_process_of_its_session, setup,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_set_main_refuses_what_is_not_its_own, setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_kills_the_old_main_it_handed_over_from, setup,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_before_exit_hands_the_exit_to_a_new_main,
 						hook_setup, hook_teardown),
