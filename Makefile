@@ -70,7 +70,7 @@ $(DEPS_STAMP): scripts/deps.sh
 	@bash scripts/deps.sh
 	@mkdir -p $(dir $@) && touch $@
 
-$(BUILD)/src/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_STAMP)
+$(BUILD)/src/lib/%.o: src/lib/%.c include/evmon.h $(wildcard src/lib/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 
