@@ -1120,7 +1120,9 @@ EVM_API int evm_service_signal(struct evm_service *svc, int sig);
  * forked and whose first process exits): daemons should go through this
  * call, which checks the pid. Only a process of the service's own tree is
  * taken: with a cgroup, one of that cgroup or below it; without one, one of
- * the session the service leads (kill_mode tree), else of the current main
+ * the session the service leads (kill_mode tree), else of the session or
+ * process group the main process leads (spawned with SETSID or SETPGID: this
+ * holds in before_exit too, after the main's exit), else of the current main
  * process's session. The pid is pinned by a pidfd before it is checked, so
  * a reused pid is never taken. The old main process runs on as any other
  * process of the service. An EVM_EV_SERVICE event of the same state says

@@ -40,6 +40,7 @@ struct evm_service {
 	bool kill_group;		/* a stop signals the group; its stragglers die with the main */
 	pid_t sid;			/* TREE without a cgroup: the session the last main process
 					   led (svstop.c), 0: none; kept after its exit */
+	uint8_t main_leads;		/* what the main process leads: MAIN_LEADS_* (svmain.c) */
 	enum evm_kill_mode kill_mode;	/* resolved: never AUTO */
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
 	uint64_t oom_base;		/* its memory.events oom_kill when the run began */
@@ -190,6 +191,13 @@ EVM_HIDDEN int evm__sv_act_emptied_held(struct evm_service *s, const struct evm_
 
 /* svmain.c: pid (of its tree) is the main process now: 1, 0 (it was), or -errno */
 EVM_HIDDEN int evm__sv_take_main(struct evm_service *s, pid_t pid);
+
+/*
+ * The session or process group the main process leads (spawned with SETSID or
+ * SETPGID, or found so when adopted): what of the service outlives it
+ * (svmain.c's MAINPID= check in before_exit, after its exit)
+ */
+enum { MAIN_LEADS_NOTHING, MAIN_LEADS_SESSION, MAIN_LEADS_GROUP };
 
 /* why a STARTING/RUNNING service has no main process: its exit is held meanwhile */
 enum { MAIN_WAIT_NO, MAIN_WAIT_PIDFILE, MAIN_WAIT_TREE };

@@ -6,9 +6,11 @@
  *
  * A pid is only ever taken from the service's own tree: with a cgroup, a
  * process of that cgroup (or below it); without one, a process of the
- * session the service leads (kill_mode tree), or else of the current main
- * process's session. The pid is pinned by a pidfd before /proc is read, so
- * the process checked is the one adopted (adopt.c), never a reused pid.
+ * session the service leads (kill_mode tree), or else of the session or
+ * process group the main process leads (before_exit: the one that just
+ * exited), or else of the current main process's session. The pid is
+ * pinned by a pidfd before /proc is read, so the process checked is the
+ * one adopted (adopt.c), never a reused pid.
  *
  * And a main process that exits while its tree lives on (a daemon that
  * forked, evm_track): with a pidfile, the exit is held while the file is
@@ -49,19 +51,24 @@ static int in_cgroup(const struct evm_service *s, pid_t pid)
 	return r;
 }
 
-/* pid (pinned) belongs to the service's tree: 0, or -EPERM (-ESRCH: gone) */
-static int belongs(const struct evm_service *s, pid_t pid)
+/*
+ * pid (pinned, its /proc/PID/stat in st) belongs to the service's tree: 0,
+ * or -EPERM. The session or group the main process leads outlives it, so
+ * this holds in before_exit too, once the main has exited: the number is
+ * not reused while pid (or any process) is in that session or group.
+ */
+static int belongs(const struct evm_service *s, const struct evm__pstat *st)
 {
-	if (s->cg)
-		return in_cgroup(s, pid);
-	struct evm__pstat st, main;
-	int r = evm__proc_stat(pid, &st);
-	if (r < 0)
-		return r;
+	const struct evm_proc *m = s->proc;
+	struct evm__pstat main;
 	if (s->sid)
-		return st.sid == s->sid ? 0 : -EPERM;
-	if (s->proc && !s->proc->gone && evm__proc_stat(s->proc->pid, &main) == 0)
-		return st.sid == main.sid ? 0 : -EPERM;
+		return st->sid == s->sid ? 0 : -EPERM;
+	if (m && s->main_leads == MAIN_LEADS_SESSION)
+		return st->sid == m->pid ? 0 : -EPERM;
+	if (m && s->main_leads == MAIN_LEADS_GROUP)
+		return st->pgid == m->pid ? 0 : -EPERM;
+	if (m && !m->gone && evm__proc_stat(m->pid, &main) == 0)
+		return st->sid == main.sid ? 0 : -EPERM;
 	return -EPERM; /* nothing to check it against */
 }
 
@@ -83,7 +90,10 @@ int evm__sv_take_main(struct evm_service *s, pid_t pid)
 	int pidfd = evm__above_stdio(pidfd_open(pid, 0));
 	if (pidfd < 0)
 		return errno == ESRCH ? -ESRCH : -errno;
-	int r = belongs(s, pid);
+	struct evm__pstat st;
+	int r = s->cg ? in_cgroup(s, pid) : evm__proc_stat(pid, &st);
+	if (r == 0 && !s->cg)
+		r = belongs(s, &st);
 	struct evm_proc *p = NULL;
 	if (r == 0)
 		r = evm_proc_adopt(s->loop,
@@ -102,6 +112,9 @@ int evm__sv_take_main(struct evm_service *s, pid_t pid)
 	p->owner_cb = evm__sv_on_proc_exit;
 	p->owner = s;
 	s->proc = p;
+	s->main_leads = p->adopt_sid == pid		? MAIN_LEADS_SESSION
+			: p->flags & EVM__P_GROUP	? MAIN_LEADS_GROUP
+							: MAIN_LEADS_NOTHING;
 	if (old) {
 		/* it runs on as any process of the service; its exit is no longer the service's */
 		old->owner_cb = NULL;

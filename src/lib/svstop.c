@@ -48,11 +48,15 @@ bool evm__sv_cg_busy(const struct evm_service *s)
  */
 void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted)
 {
+	bool leads = adopted ? p->adopt_sid == p->pid
+			     : (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) != 0;
+	s->main_leads = leads			  ? MAIN_LEADS_SESSION
+			: p->flags & EVM__P_GROUP ? MAIN_LEADS_GROUP
+						  : MAIN_LEADS_NOTHING;
 	s->sid = 0;
 	if (s->cg || s->kill_mode != EVM_KILL_TREE)
 		return;
-	if (adopted ? p->adopt_sid == p->pid
-		    : (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) != 0)
+	if (leads)
 		s->sid = p->pid;
 }
 

@@ -278,6 +278,43 @@ static void test_before_exit_hands_the_exit_to_a_new_main(void **state)
 	evm_service_remove(s);
 }
 
+/* how's service: MAINPID= of its child in before_exit keeps it running under the child */
+static void hand_over_at_exit(struct evm_loop *loop, const struct how *how)
+{
+	pid_t main, child;
+	int calls = hook_calls;
+	hook_result = 1;
+	struct evm_service *s = service_how(loop, &main, &child, how);
+	assert_int_equal(send(q[1], &child, sizeof(child), 0), (ssize_t)sizeof(child));
+	assert_int_equal(kill(main, SIGKILL), 0);
+	RUN_UNTIL(loop, hook_calls == calls + 1, 5000);
+	assert_int_equal(hook_result, 0);
+	assert_int_equal(evm_service_state(s), EVM_STATE_RUNNING);
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	assert_int_equal(info.pid, child);
+	stop_kills(loop, s, child);
+	RUN_UNTIL(loop, t_proc_state(child) == 0, 5000);
+	evm_service_remove(s);
+}
+
+/*
+ * Not kill_mode tree (no session of the service's is kept): in before_exit
+ * the main has exited, and the session or process group it led is what the
+ * new main must be in (it was refused: nothing left to compare with).
+ */
+static void test_before_exit_hands_over_without_a_tree(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	/* the library's group: the main leads a process group (SETPGID) */
+	hand_over_at_exit(loop, &(struct how){.hook = true, .kill_mode = EVM_KILL_GROUP});
+	/* the daemon's kill_mode = group and process: every service leads its own session */
+	hand_over_at_exit(loop, &(struct how){.hook = true, .kill_mode = EVM_KILL_GROUP,
+					      .flags = EVM_SPAWN_SETSID});
+	hand_over_at_exit(loop, &(struct how){.hook = true, .kill_mode = EVM_KILL_PROCESS,
+					      .flags = EVM_SPAWN_SETSID});
+}
+
 /* nothing queued, or a pid that is not the service's: the exit is the service's as ever */
 static void test_before_exit_without_a_new_main(void **state)
 {
@@ -411,6 +448,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_before_exit_hands_the_exit_to_a_new_main,
 						hook_setup, hook_teardown),
 		cmocka_unit_test_setup_teardown(test_before_exit_without_a_new_main, hook_setup,
+						hook_teardown),
+		cmocka_unit_test_setup_teardown(test_before_exit_hands_over_without_a_tree, hook_setup,
 						hook_teardown),
 		cmocka_unit_test_setup_teardown(test_pidfile_names_the_new_main, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_pidfile_naming_a_foreign_pid_is_refused, setup,
