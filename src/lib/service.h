@@ -185,6 +185,8 @@ EVM_HIDDEN void evm__sv_unlink(struct evm_service *s, const struct evm_exit *exi
 EVM_HIDDEN int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a);
 EVM_HIDDEN int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a);
 EVM_HIDDEN int evm__sv_act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a);
+/* svexit.c: a held exit's OOM kill (its cgroup's oom_kill grew since the run began) */
+EVM_HIDDEN void evm__sv_held_oom(struct evm_service *s);
 /* svexit.c: "cgroup empty" in STOPPING, and after a held exit (STARTING, RUNNING, RELOADING) */
 EVM_HIDDEN int evm__sv_act_emptied(struct evm_service *s, const struct evm__sv_arg *a);
 EVM_HIDDEN int evm__sv_act_emptied_held(struct evm_service *s, const struct evm__sv_arg *a);

@@ -151,11 +151,25 @@ int evm__sv_act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a
 	return 0;
 }
 
+/*
+ * A held exit is decided now: an OOM kill in its cgroup since the main's
+ * exit (of a process its tree kept running) is its reason too.
+ */
+void evm__sv_held_oom(struct evm_service *s)
+{
+	uint64_t kills;
+	if (s->oom_known && !s->last_exit.oom_killed && evm__cg_oom_kills(s->cg, &kills) == 0 &&
+	    kills > s->oom_base)
+		s->last_exit.oom_killed = true;
+}
+
 /* The last process of its cgroup is gone: the stop is over once the main one is reaped. */
 int evm__sv_act_emptied(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	if (s->proc)
 		return 0; /* its exit, still to come, ends the stop */
+	if (s->exit_held)
+		evm__sv_held_oom(s);
 	struct evm__sv_arg held = {.exit = s->exit_held ? &s->last_exit : NULL};
 	return evm__sv_act_exit_stopping(s, &held);
 }
@@ -167,6 +181,7 @@ int evm__sv_act_emptied_held(struct evm_service *s, const struct evm__sv_arg *a)
 		return 0;
 	evm_timer_cancel(s->timer);
 	s->exit_held = false;
+	evm__sv_held_oom(s);
 	struct evm__sv_arg held = {.exit = &s->last_exit};
 	return s->state == EVM_STATE_STARTING ? evm__sv_act_exit_starting(s, &held)
 					      : evm__sv_act_exit_running(s, &held); /* RUNNING, RELOADING */

@@ -221,6 +221,7 @@ static void pidfile_retry(struct evm_timer *t, void *data)
 		return; /* its stop is over already (the cgroup emptied) */
 	if (!running || s->failing)
 		s->msg[0] = 0;
+	evm__sv_held_oom(s);
 	evm__sv_exit_decide(s);
 }
 

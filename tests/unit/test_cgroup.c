@@ -13,6 +13,7 @@
  * Tests whose processes fork run a reaper loop, so orphans are reaped here.
  */
 #include "evmtest.h"
+#include "service.h"
 
 #include <sys/file.h>
 #include <sys/inotify.h>
@@ -1243,6 +1244,55 @@ static void test_stats_only(void **state)
 	fake_free(cg, dir);
 }
 
+/*
+ * track = tree: the main process exited 0 and its daemon runs on in the
+ * cgroup, so the exit is held until the cgroup is empty. An OOM kill
+ * meanwhile (the daemon's) is the held exit's reason too: it was decided
+ * with the flag read at the main's exit. The memory controller is not
+ * enabled here, so the service reads a fake memory.events during the hold.
+ */
+static void test_oom_kill_while_the_exit_is_held(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "oom.service", &cg), 0);
+	struct evm_service_opts so = {
+		.name = "oom",
+		.spawn = {.argv = HARGV("daemonize", "pause")},
+		.cgroup = cg,
+		.kill_mode = EVM_KILL_TREE,
+		.track = EVM_TRACK_TREE,
+		.restart = EVM_RESTART_NEVER,
+		.set = EVM_SVC_START_MS,
+		.start_ms = 0,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, svc->main_wait == MAIN_WAIT_TREE, 10000);
+	pid_t daemon;
+	assert_int_equal(evm_cgroup_procs(cg, &daemon, 1), 1);
+	char dir[] = "/tmp/evm-fakecg-XXXXXX";
+	struct evm_cgroup *fake = fake_cg(dir), *real = svc->cg;
+	fake_write(dir, "memory.events", "oom 0\noom_kill 0\n");
+	svc->cg = fake;
+	assert_int_equal(evm__cg_oom_kills(svc->cg, &svc->oom_base), 0); /* as at a spawn */
+	svc->oom_known = true;
+	fake_write(dir, "memory.events", "oom 1\noom_kill 1\n"); /* the kernel's OOM kill */
+	assert_int_equal(kill(daemon, SIGKILL), 0);
+	RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_EXITED, 10000);
+	svc->cg = real;
+	struct evm_service_info info;
+	evm_service_info(svc, &info);
+	assert_true(info.has_exit);
+	assert_int_equal(info.last_exit.code, 0); /* the main's exit, held */
+	assert_true(info.last_exit.oom_killed);
+	evm_service_remove(svc);
+	fake_free(fake, dir);
+	evm_cgroup_free(cg);
+}
+
 int main(void)
 {
 	t_init();
@@ -1274,6 +1324,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_service_holds_no_cgroup_fd, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_create_later, cg_setup_spawn, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_oom_kill_while_the_exit_is_held, cg_setup_spawn,
+						cg_teardown),
 	};
 	const struct CMUnitTest fake_tests[] = {
 		cmocka_unit_test(test_oom_kills_fake),
