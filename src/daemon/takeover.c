@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KILL_WAIT_MS 5000
 
@@ -174,18 +175,51 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	}
 }
 
+static int pid_cmp(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The sessions of the adopted services' main processes (not ours), sorted; NULL: none */
+static pid_t *adopted_sessions(struct daemon *d, size_t *n)
+{
+	size_t cap = 0;
+	*n = 0;
+	for (struct unit *u = d->first; u; u = u->next)
+		cap += u->adopted;
+	pid_t *sids = cap ? malloc(cap * sizeof(*sids)) : NULL, own = getsid(0);
+	for (struct unit *u = d->first; sids && u; u = u->next) {
+		struct evm_proc *p = u->adopted && u->svc ? evm_service_proc(u->svc) : NULL;
+		pid_t sid = p ? getsid(evm_proc_pid(p)) : -1;
+		if (sid > 0 && sid != own)
+			sids[(*n)++] = sid;
+	}
+	if (sids)
+		qsort(sids, *n, sizeof(*sids), pid_cmp);
+	return sids;
+}
+
 /*
  * After a re-exec every child of the old image is still ours: the services
  * just adopted (those added with ctl add too: state_readd), and what no
  * record names (health and readiness checks under way, a service whose
- * definition could not be made again). Nobody would wait for those: they are
- * killed (their group: checks lead their own) and the loop reaps them. The
- * adopted ones are refused with -EEXIST. Without /proc/PID/task/TID/children
- * (CONFIG_PROC_CHILDREN) they are left, as before.
+ * definition could not be made again, an old main process that stayed after
+ * it handed over with MAINPID=). An old main is in the session of its
+ * service's main process (every service makes its own session): it is kept,
+ * tracked by the loop as before the exec, and a stop of the service ends it
+ * with the rest. Nobody would wait for the others: they are killed (their
+ * group: checks lead their own, in sessions of their own) and the loop reaps
+ * them. The adopted ones are refused with -EEXIST. Without
+ * /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN) they are left, as before.
+ * Not told apart: an old main whose new main left its session (setsid), with
+ * cgroups; it is killed, with its group (which the new main left too).
  */
-static size_t end_strays(struct daemon *d)
+static size_t end_strays(struct daemon *d, size_t *kept)
 {
-	size_t n = 0;
+	size_t n = 0, nsids = 0;
+	pid_t *sids = NULL;
+	bool looked = false;
 	DIR *tasks = opendir("/proc/self/task");
 	struct dirent *t;
 	while (tasks && (t = readdir(tasks))) {
@@ -200,6 +234,16 @@ static size_t end_strays(struct daemon *d)
 			struct evm_proc *p;
 			if (evm_proc_adopt(d->loop, &o, &p) < 0)
 				continue; /* -EEXIST: a service's; -ESRCH: gone */
+			if (!looked) {
+				sids = adopted_sessions(d, &nsids);
+				looked = true;
+			}
+			pid_t sid = getsid(pid);
+			if (sid > 0 && nsids && bsearch(&sid, sids, nsids, sizeof(*sids), pid_cmp)) {
+				evm_proc_unref(p); /* tracked as any process of the service */
+				(*kept)++;
+				continue;
+			}
 			if (evm_proc_signal_group(p, SIGKILL) < 0)
 				evm_proc_signal(p, SIGKILL);
 			evm_proc_unref(p);
@@ -210,6 +254,7 @@ static size_t end_strays(struct daemon *d)
 	}
 	if (tasks)
 		closedir(tasks);
+	free(sids);
 	return n;
 }
 
@@ -235,10 +280,14 @@ void state_take_over(struct daemon *d)
 	d->quiet_adopt = false;
 	for (struct unit *u = d->first; d->rec && u; u = u->next)
 		kept += u->adopted;
-	size_t strays = d->rec && d->rec->reexec ? end_strays(d) : 0;
+	size_t others = 0, strays = d->rec && d->rec->reexec ? end_strays(d, &others) : 0;
 	if (strays)
 		dlog("%zu processes of the previous image that no record names (checks under way, "
 		     "services not made again) killed", strays);
+	if (others)
+		dlog("%zu processes of the previous image kept as processes of adopted services "
+		     "(in their sessions: a main process that handed over with MAINPID= and stayed)",
+		     others);
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <unistd.h>
 
 /* sig to the process, or first to its group (refused there: to the process) */
 int evm__sv_signal_to(struct evm_service *s, int sig, bool group)
@@ -44,7 +45,10 @@ bool evm__sv_cg_busy(const struct evm_service *s)
  * leads (a spawn with SETSID, or an adopted session leader), found in /proc
  * when a stop needs it (evm_tree_signal): its members wherever they were
  * re-parented, and their descendants. What called setsid and lost its
- * parent before that is out of reach.
+ * parent before that is out of reach. An adopted main that does not lead
+ * its session (one an earlier main handed over to: MAINPID=, a pidfile,
+ * then a re-exec or a crash of ours) is in the session the service's first
+ * main made, when the service's spawns make their own (never ours).
  */
 void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted)
 {
@@ -58,6 +62,9 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 		return;
 	if (leads)
 		s->sid = p->pid;
+	else if (adopted && p->adopt_sid > 0 &&
+		 (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) && p->adopt_sid != getsid(0))
+		s->sid = p->adopt_sid;
 }
 
 /*

@@ -54,6 +54,8 @@
  *   notify-child MSG  a child sends MSG, prints "sent", then pauses until we die
  *   notify-fork F MSG fork: the child carries on; the parent waits for file F ("-": no
  *                     wait), sends "MAINPID=<child>\nMSG" and exits 0 (a forking daemon)
+ *   notify-fork-stays MSG  fork: the child carries on; the parent sends
+ *                     "MAINPID=<child>\nMSG" and pauses (an old main that stays)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -428,6 +430,26 @@ int main(int argc, char **argv)
 				_exit(0);
 			}
 			i += 2;
+		} else if (!strcmp(c, "notify-fork-stays")) {
+			/*
+			 * a main process that hands over and stays: the child goes
+			 * on with the rest; the parent sends MAINPID=<child> and
+			 * the message a, then pauses (one more process of the service)
+			 */
+			fflush(NULL);
+			pid_t child = fork();
+			if (child < 0) {
+				perror("evm-helper: fork");
+				return 1;
+			}
+			if (child > 0) {
+				char msg[4096];
+				snprintf(msg, sizeof(msg), "MAINPID=%d\\n%s", (int)child, a);
+				notify(msg, 0);
+				for (;;)
+					pause();
+			}
+			i++;
 		} else if (!strcmp(c, "daemonize")) {
 			fflush(NULL);
 			if (fork() > 0)

@@ -163,6 +163,70 @@ def test_a_new_main_keeps_its_health(procs, tmp_path, cgroup):
     d.stop()
 
 
+STAYS = """
+[evmon]
+stop_timeout = 1
+cgroup = CGROUP
+
+[service:fork]
+command = HELPER ignore 15 notify-fork-stays READY=1 pidlog PIDS pause
+ready = notify
+track = main
+restart = never
+"""
+
+WAS = re.compile(r"main process is now pid (\d+) \(was (\d+)\)")
+
+
+def stays(procs, tmp_path, cgroup):
+    """A service whose first process hands over to its child with MAINPID=
+    and stays, both ignoring SIGTERM: (the daemon, the old main, the child)."""
+    pids = tmp_path / "pids"
+    d = Daemon(procs, tmp_path, STAYS.replace("CGROUP", cgroup).replace("PIDS", str(pids)))
+    child = child_of(pids)
+    handed_over(d, child)
+    m = WAS.search(d.log())
+    assert m and int(m.group(1)) == child, d.log()
+    first = int(m.group(2))
+    assert alive(first)
+    return d, first, child
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_a_stop_ends_the_old_main_too(procs, tmp_path, cgroup):
+    """The old main process that stays after MAINPID= is one more process of
+    the service: a stop ends it with the rest (at stop_timeout: SIGTERM is
+    ignored). Without cgroups it leads the service's session, and the
+    session's SIGKILL sweep skipped it (and so the session) as if its pid
+    had been reused."""
+    d, first, child = stays(procs, tmp_path, cgroup)
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r
+    assert d.status("fork")["fork"]["state"] == "stopped"
+    wait_for(lambda: not alive(first) and not alive(child), what="the old main and the child gone")
+    d.stop()
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_a_reexec_keeps_the_old_main(procs, tmp_path, cgroup):
+    """After `ctl reexec` the old main (a child of the daemon that no record
+    line names) is a process of the adopted service's tree, not a stray of
+    the old image: it was SIGKILLed with its process group, the new main in
+    it, and the service exited. It runs on, and the stop still ends it."""
+    d, first, child = stays(procs, tmp_path, cgroup)
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = d.status("fork")["fork"]
+    assert st["state"] == "running" and st["pid"] == child, (st, d.log())
+    assert alive(first) and alive(child), d.log()
+    assert "no record names" not in d.log()
+    assert "1 processes of the previous image kept as processes of adopted services" in d.log()
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r
+    wait_for(lambda: not alive(first) and not alive(child), what="the old main and the child gone")
+    d.stop()
+
+
 FOREIGN = """
 [evmon]
 stop_timeout = 5
