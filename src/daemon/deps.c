@@ -16,7 +16,10 @@
  * Stopping is the reverse: a unit to stop ("want_stop") is stopped once
  * every dependent being stopped too is down. `ctl stop A` stops what
  * requires A first; the shutdown stops everything that way, so
- * independent services stop in parallel and chains from their end.
+ * independent services stop in parallel and chains from their end. A unit
+ * waiting for a restart (BACKOFF) is stopped at once, whether it was there
+ * when asked or went there while its dependents stopped: it has no process
+ * to keep up, and its backoff timer would start it again meanwhile.
  * Within shutdown_timeout, a unit stopped with a chain of N units still to
  * stop after it (itself included) gets at most 1/N of the time left before
  * SIGKILL: the dependencies' turn comes before the deadline, not with it.
@@ -418,10 +421,14 @@ static void grace_arm(struct daemon *d, struct unit *u)
 		u->grace_timer = NULL; /* out of memory: shutdown_timeout still ends it */
 }
 
-/* Stop u now if no dependent being stopped is still up. */
+/*
+ * Stop u now if no dependent being stopped is still up. One waiting for a
+ * restart (BACKOFF) has no process to keep up for them: it is stopped at
+ * once, or its backoff would start it again while they stop.
+ */
 static void try_stop(struct daemon *d, struct unit *u)
 {
-	for (size_t i = 0; i < u->nrdeps; i++) {
+	for (size_t i = 0; i < u->nrdeps && state(u) != EVM_STATE_BACKOFF; i++) {
 		const struct unit *v = u->rdeps[i];
 		if (!down(v) && (v->want_stop || state(v) == EVM_STATE_STOPPING))
 			return;
@@ -503,9 +510,13 @@ void deps_stop_all(struct daemon *d)
 	for (struct unit *u = d->first; u; u = u->next)
 		if (u->want_stop)
 			stop_chain(u, 0);
+	/* no restart from here on: a pending one would come before the wave below */
+	for (struct unit *u = d->first; u; u = u->next)
+		if (u->want_stop && state(u) == EVM_STATE_BACKOFF)
+			try_stop(d, u);
 	/*
-	 * From the loop: the stops then share one dispatch, so services without
-	 * a cgroup share one read of /proc (each stop its own: quadratic).
+	 * The others from the loop: the stops then share one dispatch, so services
+	 * without a cgroup share one read of /proc (each stop its own: quadratic).
 	 */
 	if (evm_loop_post(d->loop, stop_wave, d) < 0)
 		stop_wave(d->loop, d);
@@ -530,7 +541,14 @@ void deps_changed(struct daemon *d, struct unit *u)
 		if (v->pending && !d->stopping)
 			try_start(d, v);
 	}
-	if (gen != d->deps_gen || !down(u))
+	if (gen != d->deps_gen)
+		return;
+	if (u->want_stop && state(u) == EVM_STATE_BACKOFF) {
+		/* its process ended while it waited for its dependents: no restart */
+		try_stop(d, u);
+		return;
+	}
+	if (!down(u))
 		return;
 	evm_timer_cancel(u->grace_timer); /* stopped within its share */
 	u->grace_timer = NULL;

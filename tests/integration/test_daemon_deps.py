@@ -6,12 +6,13 @@ Order is read from the daemon's log, where every event has its line in the
 order it happened; no assertion depends on how long anything takes."""
 import os
 import re
+import signal
 import time
 
 import pytest
 
 from conftest import EVMON
-from daemon_util import Daemon, wait_for, SLOW
+from daemon_util import Daemon, alive, wait_for, SLOW
 
 TRANS = re.compile(r"evmon(?: daemon)?: service (\S+): (\w+) -> (\w+)")
 
@@ -348,3 +349,63 @@ log_dir = {logs}
     assert "service b: its share of shutdown_timeout passed: SIGKILL (1 to stop after it)" in log
     assert "shutdown_timeout (2.0s) passed" in log
     assert not [p for p in pids if os.path.exists(f"/proc/{p}")]
+
+
+CRASHING_DEPENDENCY = """
+[service:db]
+command = HELPER exit 1
+restart = always
+backoff_initial = 100ms
+backoff_max = 100ms
+start_secs = 0
+
+[service:app]
+command = HELPER ignore 15 pidlog {up} pause
+requires = db
+stop_timeout = 1h
+start_secs = 0
+"""
+
+
+@pytest.mark.parametrize("how", ["shutdown", "ctl stop"])
+def test_a_restarting_dependency_is_not_started_again_while_its_dependents_stop(procs, tmp_path,
+                                                                                how):
+    """db crash-loops (restarts every 100 ms, so it is mostly in backoff) under app, which
+    requires it and ignores SIGTERM (held in stopping until the test kills it). Stopping
+    both (the daemon's shutdown, or `ctl stop db`) stops app first, and db waits for app
+    to be down; but db has no process to stop: its restart is cancelled at once (backoff
+    -> stopped), and it is not started again while app is still stopping. Before, its
+    backoff timer kept firing and db ran again and again during the stop."""
+    up = tmp_path / "app.up"
+    d = Daemon(procs, tmp_path, CRASHING_DEPENDENCY.format(up=up))
+    wait_for(up.exists, timeout=20 * SLOW, what="app ignoring SIGTERM")
+    app = d.status("app")["app"]["pid"]
+    wait_for(lambda: sum(1 for t in transitions(d) if t[0] == "db" and t[2] == "running") >= 3,
+             timeout=20 * SLOW, what="db restarting")
+    n0 = len(transitions(d))
+    if how == "shutdown":
+        d.p.send_signal(signal.SIGTERM)
+    else:
+        ctl = procs.spawn([EVMON, "ctl", "-S", d.sock, "stop", "db"])
+    wait_for(lambda: ("app", "running", "stopping") in transitions(d)[n0:], what="app stopping")
+    n = transitions(d).index(("app", "running", "stopping"), n0)
+
+    def db_stopped():  # at once (it was in backoff) or once its run ended
+        return [t for t in transitions(d)[n0:] if t[0] == "db" and t[2] == "stopped"]
+
+    def db_started():  # after app was asked to stop
+        return [t for t in transitions(d)[n:] if t[0] == "db" and t[2] in ("running", "starting")]
+    wait_for(lambda: db_stopped() or db_started(), what="db stopped (or started again)")
+    assert db_started() == [], transitions(d)[n0:]
+    assert db_stopped(), transitions(d)[n0:]
+    assert alive(app), "app (held in stopping) is gone: the test proved nothing"
+    os.kill(app, signal.SIGKILL)
+    if how == "shutdown":
+        assert d.p.wait(timeout=30 * SLOW) == 0, d.log()
+        d.logf.close()
+    else:
+        assert ctl.wait(timeout=30 * SLOW) == 0
+        d.wait_state("app", "stopped")
+        assert d.status("db")["db"]["state"] == "stopped"
+        d.stop()
+    assert db_started() == [], transitions(d)[n0:]
