@@ -1,5 +1,6 @@
 """A client of `evmon daemon`'s control socket for the bench scripts
-(churn.py, reexec.py, startup.py, metrics.py): one request per connection, and a pinger thread."""
+(churn.py, reexec.py, startup.py, metrics.py, containment.py): one request per
+connection, and a pinger thread."""
 import json
 import socket
 import threading
