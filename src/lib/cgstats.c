@@ -102,8 +102,13 @@ static int stats_at(const struct evm_cgroup *cg, int dfd, unsigned want,
 		out->procs = (uint64_t)n;
 		out->have |= EVM_CGROUP_STAT_PROCS;
 	}
-	if (!out->have && evm__cg_missing(dfd) == -ENOENT)
-		return -ENOENT; /* gone: its files tell nothing about its controllers */
+	/*
+	 * Gone, or removed between two reads (a service's cgroup at its exit): its
+	 * missing files tell nothing about its controllers, and remembering them
+	 * absent would hide a re-made cgroup's figures for EVM__CG_ABSENT_SECS.
+	 */
+	if ((!out->have || absent) && evm__cg_missing(dfd) == -ENOENT)
+		return -ENOENT;
 	/* what was tried, and what was known of the rest */
 	absent_set(cg, (absent & want) | (known & ~want), now, !known);
 	return 0;

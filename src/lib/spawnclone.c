@@ -378,8 +378,19 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 			getrlimit(RLIMIT_NOFILE, &hreq.nofile);
 	}
 	int cwd_fd = -1;
-	if (!hreq.cwd || hreq.cwd[0] != '/')
+	if (!hreq.cwd || hreq.cwd[0] != '/') {
 		cwd_fd = evm__above_stdio(open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)); /* not stdin */
+		if (cwd_fd < 0 && errno == EMFILE && raise_nofile(loop))
+			cwd_fd = evm__above_stdio(open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+		if (cwd_fd < 0) {
+			/* without it the child would start in the helper's cwd, not ours */
+			int e = errno;
+			if (slot >= 0)
+				close(slot);
+			err->stage = EVM_STAGE_SETUP;
+			return -e;
+		}
+	}
 	hreq.cwd_fd = cwd_fd; /* the spawner rewrites the field: keep our copy */
 	if (slot >= 0)
 		close(slot); /* the pidfd arrives with the helper's reply and takes it */

@@ -1293,6 +1293,28 @@ static void test_oom_kill_while_the_exit_is_held(void **state)
 	evm_cgroup_free(cg);
 }
 
+/*
+ * A cgroup removed between two of the reads (cpu.stat read, the rest gone):
+ * -ENOENT, and nothing remembered absent, so the figures of the cgroup made
+ * again at the same path (the service's next run) are read at once.
+ */
+static void test_stats_removed_between_reads(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/evm-fakecg-XXXXXX";
+	struct evm_cgroup *cg = fake_cg(dir);
+	fake_write(dir, "cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\n"); /* no cgroup.procs */
+	struct evm_cgroup_stats st;
+	assert_int_equal(evm_cgroup_stats(cg, &st), -ENOENT);
+	assert_int_equal(atomic_load(&cg->absent), 0);
+	fake_write(dir, "cgroup.procs", "1\n");
+	fake_write(dir, "memory.current", "4096\n");
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_true(st.have & EVM_CGROUP_STAT_MEMORY);
+	assert_int_equal(st.memory_current, 4096);
+	fake_free(cg, dir);
+}
+
 int main(void)
 {
 	t_init();
@@ -1330,6 +1352,7 @@ int main(void)
 	const struct CMUnitTest fake_tests[] = {
 		cmocka_unit_test(test_oom_kills_fake),
 		cmocka_unit_test(test_stats_skip_absent_files),
+		cmocka_unit_test(test_stats_removed_between_reads),
 		cmocka_unit_test(test_stats_only),
 	};
 	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);

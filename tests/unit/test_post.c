@@ -47,6 +47,13 @@ static void *post_many(void *arg)
 	return NULL;
 }
 
+static void *post_one(void *arg)
+{
+	struct poster *p = arg;
+	atomic_store(&p->result, evm_loop_post(p->loop, record, &p->items[0]));
+	return NULL;
+}
+
 /* Posts from another thread run on the loop thread, once each, in order. */
 static void test_post_from_thread(void **state)
 {
@@ -196,6 +203,46 @@ static void test_async_free_in_callback(void **state)
 	/* `other` is left for evm_loop_free (teardown checks nothing leaks) */
 }
 
+struct release_race {
+	struct evm_async *doomed;
+	struct item first, second;
+	bool ran;
+};
+
+static void post_then_release(struct evm_loop *loop, void *data)
+{
+	struct release_race *rr = data;
+	assert_int_equal(evm_loop_post(loop, record, &rr->first), 0); /* queued for the next wake-up */
+	evm_async_free(rr->doomed); /* released when this dispatch ends, with the post still queued */
+	rr->ran = true;
+}
+
+/*
+ * A post queued when the dispatch's releases run survives them: a post made
+ * after them (from this or another thread) runs after it, not instead of it
+ * (evm__release_all once reset the post queue's tail, outside its lock, and
+ * the next post overwrote the queued one, lost and leaked).
+ */
+static void test_post_survives_releases(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct rec r = {.loop_thread = pthread_self()};
+	struct release_race rr = {.first = {&r, 1}, .second = {&r, 2}};
+	assert_int_equal(evm_async_new(loop, count_async, NULL, &rr.doomed), 0);
+	/* a post's posts wait for the next wake-up: the first stays queued past this iteration */
+	assert_int_equal(evm_loop_post(loop, post_then_release, &rr), 0);
+	RUN_UNTIL(loop, rr.ran, 10000); /* no iteration after it: the first post is still queued */
+	struct poster p = {.loop = loop, .items = {rr.second}};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, post_one, &p), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(atomic_load(&p.result), 0);
+	RUN_UNTIL(loop, atomic_load(&r.n) >= 1 && r.order[atomic_load(&r.n) - 1] == 2, 10000);
+	assert_int_equal(atomic_load(&r.n), 2);
+	assert_int_equal(r.order[0], 1);
+	assert_int_equal(r.order[1], 2);
+}
+
 struct killer {
 	struct evm_proc *proc;
 	int sig;
@@ -281,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_post_pending_at_free),
 		cmocka_unit_test_setup_teardown(test_async, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_async_free_in_callback, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_post_survives_releases, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_from_thread, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_races_reap, t_setup, t_teardown),
 	};

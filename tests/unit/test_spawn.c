@@ -435,6 +435,70 @@ static void test_cwd_umask_inherited_at_spawn_time(void **state)
 	assert_int_equal(a.umasks[1], 077);
 }
 
+static size_t drain(int fd, char *buf, size_t cap);
+
+/*
+ * Through the helper, with no fd left to send it our cwd: the spawn fails
+ * (EMFILE, in the parent's setup) or the child starts in our cwd, never in
+ * the helper's (it started in "/", we are in /tmp by then).
+ */
+static void cwd_without_fds(void *arg)
+{
+	const struct t_mode *m = arg;
+	t_set_mode(m);
+	CHECK(chdir("/") == 0);
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	char *true_argv[] = {t_helper, "exit", "0", NULL};
+	struct evm_spawn_opts to = {.argv = true_argv, .pdeath_signal = SIGKILL};
+	struct evm_proc *p;
+	CHECK(evm_spawn(loop, &to, &p) == 0); /* the helper starts, in "/" */
+	CHILD_RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+	evm_proc_unref(p);
+	CHECK(chdir("/tmp") == 0);
+	int pp[2];
+	CHECK(pipe2(pp, O_CLOEXEC) == 0);
+	/* every fd taken, and no higher limit to raise to */
+	int top = 0;
+	for (int fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			top = fd + 1;
+	struct rlimit rl = {(rlim_t)top + 8, (rlim_t)top + 8};
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	while (open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0)
+		;
+	CHECK(errno == EMFILE);
+	char *argv[] = {t_helper, "cwd", NULL};
+	struct evm_spawn_error err = {0};
+	struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL, .error = &err};
+	o.stdio[1] = (struct evm_stdio){EVM_STDIO_FD, pp[1]};
+	int r = evm_spawn(loop, &o, &p);
+	close(pp[1]);
+	if (r < 0) {
+		if (r != -EMFILE || err.stage != EVM_STAGE_SETUP)
+			fprintf(stderr, "spawn: %s, stage %d\n", strerror(-r), (int)err.stage);
+		CHECK(r == -EMFILE && err.stage == EVM_STAGE_SETUP);
+	} else {
+		char buf[PATH_MAX + 8];
+		drain(pp[0], buf, sizeof(buf));
+		if (strcmp(buf, "/tmp\n"))
+			fprintf(stderr, "the child's cwd: %s", buf);
+		CHECK(!strcmp(buf, "/tmp\n"));
+		CHILD_RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+		evm_proc_unref(p);
+	}
+	close(pp[0]);
+	evm_loop_free(loop);
+}
+
+static void test_cwd_without_fds(void **state)
+{
+	(void)state;
+	if (!helper_mode())
+		skip(); /* a direct child inherits our cwd: nothing to send */
+	t_forked(cwd_without_fds, (void *)mode);
+}
+
 static void test_umask_option(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -1522,6 +1586,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exec_failures, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_cwd, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_cwd_umask_inherited_at_spawn_time, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_cwd_without_fds, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_umask_option, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_modes, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_pipes, setup, t_teardown),
