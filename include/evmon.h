@@ -1404,8 +1404,9 @@ struct evm_cgroup_stats {
 
 /*
  * Read what is readable. Missing controller files are not errors (see
- * have); -ENOENT when cg is gone (or went during the call). An OOM kill shows as oom_kill growing: read
- * it when a process starts and when it exits (a service's exit says it:
+ * have); -ENOENT when cg is gone (or went during the call). An OOM kill
+ * shows as oom_kill growing: read it when a process starts and when it
+ * exits (a service's exit says it:
  * evm_exit.oom_killed). A file found missing (its controller not enabled)
  * is not opened again for 30 s: a controller enabled meanwhile shows up
  * within that time.

@@ -537,6 +537,7 @@ static void daemon_close(struct daemon *d)
 int cmd_daemon(int argc, char **argv)
 {
 	uint64_t t_main = mono_ns();
+	fdres_stdio();
 	struct daemon_options o;
 	int rc = daemon_parse_options(argc, argv, &o);
 	if (rc >= 0)

@@ -3,6 +3,7 @@
  */
 #include "fdreserve.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,6 +14,17 @@ static struct {
 	unsigned n, want;
 	int devnull;
 } R = {.devnull = -1};
+
+void fdres_stdio(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", O_RDWR | O_NOCTTY); /* the lowest free number: fd */
+		if (n > 2)
+			close(n);
+	}
+}
 
 void fdres_take(void)
 {

@@ -21,6 +21,14 @@
 
 #include <stdbool.h>
 
+/*
+ * Before any descriptor of ours: /dev/null on each of 0-2 that whoever
+ * started us left closed, so that nothing of ours (the socket, a log file,
+ * the loop's) lands there, to become a service's inherited stdin or what
+ * our messages to stderr are written into. Inherited by services and
+ * across a re-exec, as 0-2 are.
+ */
+void fdres_stdio(void);
 /* Hold n placeholders (at most 256). */
 void fdres_init(unsigned n);
 /* Close one placeholder so that the next open succeeds: false when none is left. */

@@ -24,6 +24,7 @@
 #include "init.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -139,8 +140,14 @@ int init_signals_open(struct init *in)
 	sigset_t set;
 	sigfillset(&set);
 	sigdelset(&set, SIGCHLD); /* libevmon's: taking it would steal its exit notices */
-	in->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (in->sigfd < 0)
+	int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd >= 0 && fd < 3) {
+		/* on a stdin we were started without, the program would get it as its stdin */
+		int up = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		close(fd);
+		fd = up;
+	}
+	if ((in->sigfd = fd) < 0)
 		return -errno;
 	int r = evm_io_add(in->loop, in->sigfd, EVM_READ, on_signals, in, &in->sigio);
 	if (r < 0) {

@@ -132,7 +132,7 @@ int evm__cg_dir(const struct evm_cgroup *cg)
 		return fd;
 	if (atomic_load(&cg->unmade))
 		return -ENOENT;
-	fd = open(cg->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	fd = evm__above_stdio(open(cg->path, O_PATH | O_DIRECTORY | O_CLOEXEC)); /* may be kept */
 	return fd < 0 ? -errno : fd;
 }
 

@@ -152,7 +152,7 @@ static int watchers(struct evm_loop *loop, struct evm__cgwatchers **out)
 		return -ENOMEM;
 	s->loop = loop;
 	s->w.cb = on_inotify;
-	s->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	s->ifd = evm__above_stdio(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
 	int r = s->ifd < 0 ? -errno : evm__epoll_add(loop, s->ifd, EPOLLIN, &s->w);
 	if (r < 0) {
 		if (s->ifd >= 0)

@@ -21,7 +21,7 @@
 
 int evm__epoll_open(struct evm_loop *loop)
 {
-	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	loop->epfd = evm__above_stdio(epoll_create1(EPOLL_CLOEXEC));
 	return loop->epfd < 0 ? -errno : 0;
 }
 

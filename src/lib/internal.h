@@ -351,7 +351,11 @@ EVM_HIDDEN int evm__pipe_above_stdio(int p[2]); /* spawnclone.c: O_CLOEXEC, both
  * spawnclone.c: fd itself if it is above 0-2 (or < 0), else a close-on-exec
  * copy >= 3 with fd closed (-1 and errno if none). A descriptor of ours on
  * 0-2, where a program that closed its stdio left a hole, would be what a
- * child inheriting that stdio gets.
+ * child inheriting that stdio gets (and what the program's writes to stdout
+ * reach). The rule for every fd the library keeps past a call: epoll, the
+ * eventfds, the signalfd, the timerfd, inotify, pidfds, pipes, cgroup
+ * directories, the spawn helper's socket (test_loop's
+ * test_internal_fds_above_stdio).
  */
 EVM_HIDDEN int evm__above_stdio(int fd);
 /* spawnclone.c: clone the child of req (direct or through the helper); its pid or -errno */

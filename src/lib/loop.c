@@ -121,14 +121,14 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 
 	if ((r = evm__epoll_open(loop)) < 0)
 		goto fail;
-	loop->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	loop->wakefd = evm__above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (loop->wakefd < 0)
 		goto fail_errno;
 	loop->wake_w.cb = on_wake;
 	r = evm__epoll_add(loop, loop->wakefd, EPOLLIN, &loop->wake_w);
 	if (r < 0)
 		goto fail;
-	loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	loop->reserve_fd = evm__above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
 	r = evm__reap_init(loop);
 	if (r < 0)
 		goto fail;

@@ -75,7 +75,7 @@ static int chld_watch(struct evm_loop *loop)
 	pthread_mutex_lock(&chld_mu);
 	int r = 0;
 	if (atomic_load(&chld_evfd) < 0) {
-		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		int fd = evm__above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 		if (fd < 0)
 			r = -errno;
 		atomic_store(&chld_evfd, fd);
@@ -175,7 +175,7 @@ int evm__sigchld_enable(struct evm_loop *loop)
 	if (r)
 		return -r;
 	loop->sigmask_changed = true;
-	int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	int fd = evm__above_stdio(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
 	if (fd < 0)
 		return -errno;
 	loop->sig_w.cb = evm__reap_sigchld;

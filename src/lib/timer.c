@@ -246,7 +246,7 @@ int evm__timerfd_start(struct evm_loop *loop)
 {
 	if (loop->timerfd >= 0)
 		return 0;
-	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	int fd = evm__above_stdio(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
 	if (fd < 0)
 		return -errno;
 	loop->timer_w.cb = on_timerfd;

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from conftest import EVMON, HELPER, children_of, requires_root, wait_for
-from daemon_util import Daemon, LineReader, alive
+from daemon_util import Daemon, LineReader, alive, ini
 from reliability_util import ODD_UID, OpenDir, PrefixedDaemon, set_nproc
 
 # ------------------------------------------------- reload: policy in place
@@ -256,3 +256,28 @@ def test_sigterm_while_it_starts(procs, tmp_path, n):
     log = d.log()
     assert "received SIGTERM" in log and "started:" not in log, log[-2000:]
     assert "all services stopped: exiting" in log
+
+
+# ------------------------------------------------- started with 0-2 closed
+
+def fd_flags(pid, fd):
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        return int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
+
+
+def test_closed_stdio_gets_dev_null(procs, tmp_path):
+    """Started with stdin and stdout closed (`<&- >&-`), the daemon opens /dev/null there,
+    read-write and inherited, before anything else: none of its own descriptors (its fd
+    reserve's read-only placeholders, which it closes when fds run short, the socket, a log
+    file) lands on 0 or 1, where every service's stdout (inherit, the default) would be it"""
+    d = PrefixedDaemon(procs, tmp_path, ini(out=f"{HELPER} pause"),
+                       prefix=["bash", "-c", 'exec "$@" <&- >&-', "bash"])
+    pid = d.daemon_pid()
+    svc = d.wait_state("out", "running")["pid"]
+    for fd in (0, 1):
+        assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
+        flags = fd_flags(pid, fd)
+        assert flags & os.O_ACCMODE == os.O_RDWR and not flags & os.O_CLOEXEC, (fd, oct(flags))
+    assert os.readlink(f"/proc/{svc}/fd/1") == "/dev/null"
+    assert fd_flags(svc, 1) & os.O_ACCMODE != os.O_RDONLY  # the service can write its output
+    d.stop()

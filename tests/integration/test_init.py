@@ -846,6 +846,14 @@ def test_no_fd_leak(run, mode):
     assert sorted(r.out.text.split("\n")) == ["", "fd 0", "fd 1", "fd 2"], r.out.text
 
 
+def test_closed_stdin_stays_closed(run, mode):
+    """Started with stdin closed, the child finds it closed too: none of init's own
+    descriptors (its signalfd, the loop's) takes fd 0 to become the child's stdin"""
+    r = run(["bash", "-c", 'exec "$@" <&-', "bash"] + init_cmd(H("fds"), mode), mode)
+    assert r.wait() == 0, r.err.text
+    assert sorted(r.out.text.split("\n")) == ["", "fd 1", "fd 2"], r.out.text
+
+
 def with_fds(path, argv, listen_pid=None):
     """bash opening fds 3-5 without close-on-exec (as runc --preserve-fds or socket
     activation leave them), then exec'ing argv, so the init has bash's pid.

@@ -238,6 +238,101 @@ static void test_free_with_respawning_callback(void **state)
 	t_forked(free_respawning, NULL);
 }
 
+static void ignore_populated(struct evm_cgroup_watch *w, bool populated, void *data)
+{
+	(void)w;
+	(void)populated;
+	(void)data;
+}
+
+/* 0-2 still closed; else say what is there (on err, our stderr's copy). */
+static bool stdio_still_closed(int err, const char *when)
+{
+	bool ok = true;
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) < 0)
+			continue;
+		char path[32], to[256] = "?";
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, to, sizeof(to) - 1);
+		to[n > 0 ? n : 1] = 0;
+		dprintf(err, "%s: fd %d is %s\n", when, fd, to);
+		ok = false;
+	}
+	return ok;
+}
+
+/*
+ * A program that closed 0-2 never gets one of the library's own fds there,
+ * whenever it is made: epoll, the wake-up eventfd and the fd reserve
+ * (evm_loop_new), evm_loop_fd's timerfd, reaper mode's signalfd and SIGCHLD eventfd, a spawn's
+ * /dev/null, /proc/self/status and helper socket, a cgroup's directory and
+ * the inotify fd of the first cgroup watch. On 0-2 it would be the stdin
+ * (or stdout) of every child that inherits ours, and what our writes to
+ * stdout go to.
+ */
+/* CHECK, said on err_fd: stderr is closed */
+static int err_fd = 2;
+#define ECHECK(c)                                                                          \
+	do {                                                                               \
+		if (!(c)) {                                                                \
+			dprintf(err_fd, "%s:%d: check failed: %s (errno %s)\n", __FILE__,    \
+				__LINE__, #c, strerror(errno));                            \
+			_exit(1);                                                          \
+		}                                                                          \
+	} while (0)
+
+static void internal_fds(void *arg)
+{
+	(void)arg;
+	int err = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	CHECK(err >= 0);
+	err_fd = err;
+	for (int fd = 0; fd < 3; fd++)
+		close(fd);
+	bool ok = true;
+	for (size_t m = 0; m < sizeof(t_modes) / sizeof(t_modes[0]); m++) {
+		t_set_mode(&t_modes[m]);
+		struct evm_loop *loop;
+		struct evm_loop_opts lo = {.flags = EVM_LOOP_REAPER};
+		ECHECK(evm_loop_new(&loop, &lo) == 0);
+		ECHECK(evm_loop_fd(loop) >= 3); /* and its timerfd, for embedding */
+		ok &= stdio_still_closed(err, "evm_loop_new");
+		struct evm_spawn_opts o = {.argv = HARGV("exit", "0"), .pdeath_signal = SIGKILL};
+		struct evm_proc *p;
+		ECHECK(evm_spawn(loop, &o, &p) == 0);
+		CHILD_RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+		evm_proc_unref(p);
+		ok &= stdio_still_closed(err, t_modes[m].name);
+		/* a cgroup of our own (the root has no cgroup.events), if we may make one */
+		struct evm_cgroup *self = NULL, *cg;
+		char name[48];
+		snprintf(name, sizeof(name), "evmtest-fds.%d.%zu", (int)getpid(), m);
+		if (evm_cgroup_open_self(&self) == 0 && evm_cgroup_writable(self) == 0 &&
+		    evm_cgroup_create(self, name, &cg) == 0) {
+			struct evm_cgroup_watch *w;
+			ECHECK(evm_cgroup_fd(cg) >= 0);
+			ECHECK(evm_cgroup_watch(loop, cg, ignore_populated, NULL, &w) == 0);
+			ok &= stdio_still_closed(err, "cgroup");
+			evm_cgroup_unwatch(w);
+			ECHECK(evm_cgroup_remove(cg, 1000) == 0);
+			evm_cgroup_free(cg);
+		} else if (m == 0) {
+			dprintf(err, "(no cgroup of our own: its fds not checked)\n");
+		}
+		if (self)
+			evm_cgroup_free(self);
+		evm_loop_free(loop);
+	}
+	ECHECK(ok);
+}
+
+static void test_internal_fds_above_stdio(void **state)
+{
+	(void)state;
+	t_forked(internal_fds, NULL);
+}
+
 int main(void)
 {
 	t_init();
@@ -251,6 +346,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_alive, t_setup, t_teardown),
 		cmocka_unit_test(test_free_kills_children),
 		cmocka_unit_test(test_free_with_respawning_callback),
+		cmocka_unit_test(test_internal_fds_above_stdio),
 	};
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
