@@ -142,7 +142,7 @@ static const struct keydef keys[CK_COUNT] = {
 			     "close a connection with no request for this long"},
 	[CK_EVENTS_BUFFER_TOTAL] = {"events_buffer_total", S_EVMON, CFG(events_buffer_total),
 				    conf_set_buffer_size, 4096, 0,
-				    "unread events of all clients before the slowest is dropped"},
+				    "unread output of all clients before the slowest reader is dropped"},
 	[CK_CGROUP] = {"cgroup", S_EVMON, CFG(cgroup), conf_set_cgroup_mode, 0, 0,
 		       "a cgroup v2 per service: auto, yes, no"},
 	[CK_METRICS_LISTEN] = {"metrics_listen", S_EVMON, CFG(metrics_listen), conf_set_listen, 0, 0,

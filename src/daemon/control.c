@@ -14,8 +14,12 @@
  * we stop reading a client while its output is above OUT_SOFT or a reply is
  * pending, so a client that sends without reading only fills its
  * own socket buffer. Event lines are pushed whatever the client does, so a
- * subscriber whose unread output passes max_pending is dropped. Writes use
- * MSG_NOSIGNAL: a vanished client is an EPIPE, never a SIGPIPE.
+ * subscriber whose unread output passes max_pending is dropped. And all
+ * clients' unsent output together (events, replies: a status of 10,000
+ * services is megabytes, and a client may ask and never read) stays under
+ * max_total: every change of a client's output keeps the sum (ctl->held),
+ * and past the limit the slowest reader is dropped (hold_total). Writes
+ * use MSG_NOSIGNAL: a vanished client is an EPIPE, never a SIGPIPE.
  *
  * A client waiting for a request of its own holds a slot and an fd, so it
  * may wait only idle_ms (then it is told and closed): a thousand idle
@@ -83,6 +87,7 @@ void control__client_close(struct client *cl)
 	if (cl->next)
 		cl->next->prev = cl->prev;
 	ctl->nclients--;
+	ctl->held -= control__held(cl);
 	linebuf_free(&cl->in);
 	linebuf_free(&cl->out);
 	cJSON_Delete(cl->req_id);
@@ -102,6 +107,7 @@ void control__client_abort(struct client *cl)
 {
 	if (cl->aborted)
 		return;
+	cl->ctl->held -= control__held(cl);
 	cl->aborted = true;
 	linebuf_free(&cl->out);
 	shutdown(cl->fd, SHUT_RDWR);
@@ -190,14 +196,91 @@ void control__client_send(struct client *cl)
 	while (!cl->aborted && cl->out.len) {
 		ssize_t w = send(cl->fd, linebuf_start(&cl->out), cl->out.len,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w > 0)
+		if (w > 0) {
+			size_t before = control__held(cl);
 			linebuf_consume(&cl->out, (size_t)w);
-		else if (w < 0 && errno == EINTR)
+			cl->ctl->held = cl->ctl->held - before + control__held(cl);
+		} else if (w < 0 && errno == EINTR)
 			continue;
 		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		else
 			control__client_abort(cl); /* EPIPE, ECONNRESET: it went away */
+	}
+}
+
+/*
+ * Whether a goes before b when all hold too much: the slower reader is the
+ * one behind for longer (its output not empty since an earlier loop
+ * iteration), so a reply just made, or a subscriber that keeps up, goes
+ * last, and one that takes a byte now and then to look alive does not save
+ * itself. Behind since the same iteration (an event that leaves stuck
+ * subscribers behind, and the reply to the request that published it):
+ * events before a reply, which its client has just asked for, then the one
+ * holding most.
+ */
+static bool slower(const struct client *a, const struct client *b)
+{
+	if (a->behind_since != b->behind_since)
+		return a->behind_since < b->behind_since;
+	if (a->subscribed != b->subscribed)
+		return a->subscribed;
+	return a->out.len > b->out.len;
+}
+
+/*
+ * The client to drop first; NULL when fewer than two hold output: one
+ * client's, however big (a status it asked for), is always kept, and a
+ * subscriber's alone is bounded by max_pending anyway.
+ */
+static struct client *slowest(struct control *ctl)
+{
+	struct client *worst = NULL;
+	unsigned holders = 0;
+	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
+		if (!control__held(cl))
+			continue;
+		holders++;
+		if (!worst || slower(cl, worst))
+			worst = cl;
+	}
+	return holders > 1 ? worst : NULL;
+}
+
+/* While all clients' unsent output passes max_total, drop the slowest reader. */
+static void hold_total(struct control *ctl)
+{
+	struct client *worst;
+	while (ctl->held > ctl->o.max_total && (worst = slowest(ctl))) {
+		uint64_t ms = (evm_loop_now(ctl->loop) - worst->behind_since) / 1000000;
+		control__log(ctl, "client %u (pid %d): dropped: the slowest reader (%zu bytes unsent, "
+			     "behind for %llu ms): all clients hold %zu bytes of unsent output (limit %zu)",
+			     worst->id, (int)worst->pid, worst->out.len, (unsigned long long)ms, ctl->held,
+			     ctl->o.max_total);
+		if (worst->subscribed) { /* the metrics count subscribers and their events */
+			ctl->dropped++;
+			ctl->dropped_bytes += worst->out.len;
+		}
+		control__client_abort(worst);
+	}
+}
+
+/*
+ * n bytes joined cl's output, which held before: the sum of all clients'
+ * kept in step. Over the limit, cl first sends what its socket takes (a
+ * reader that keeps up is not behind), then the slowest readers are
+ * dropped (perhaps cl: a caller that goes on writing finds it aborted).
+ */
+static void out_grew(struct client *cl, size_t before, size_t n)
+{
+	struct control *ctl = cl->ctl;
+	if (!cl->out.len)
+		cl->behind_since = evm_loop_now(ctl->loop); /* it had taken everything */
+	cl->out.len += n;
+	ctl->held = ctl->held - before + control__held(cl);
+	if (ctl->held > ctl->o.max_total) {
+		control__client_send(cl);
+		hold_total(ctl);
 	}
 }
 
@@ -229,11 +312,12 @@ int control_raw_write(struct client *cl, const void *p, size_t n)
 {
 	if (cl->aborted)
 		return 0;
+	size_t before = control__held(cl);
 	char *dst = linebuf_space(&cl->out, n);
 	if (!dst)
 		return -ENOMEM;
 	memcpy(dst, p, n);
-	cl->out.len += n;
+	out_grew(cl, before, n);
 	return 0;
 }
 
@@ -311,6 +395,7 @@ void control__client_line(struct client *cl, const char *s, size_t n)
 {
 	if (cl->aborted)
 		return;
+	size_t before = control__held(cl);
 	char *dst = linebuf_space(&cl->out, n + 1);
 	if (!dst) {
 		control_drop(cl, "out of memory for its output");
@@ -318,7 +403,7 @@ void control__client_line(struct client *cl, const char *s, size_t n)
 	}
 	memcpy(dst, s, n);
 	dst[n] = '\n';
-	cl->out.len += n + 1;
+	out_grew(cl, before, n + 1);
 }
 
 /*

@@ -37,7 +37,7 @@ struct control_opts {
 	 * it subscribed to events, carries a raw stream or awaits a reply.
 	 */
 	uint64_t idle_ms;
-	size_t max_total; /* unread event bytes of all subscribers together; default 64 MiB */
+	size_t max_total; /* unread output (events, replies) of all clients together; default 64 MiB */
 	control_request_cb on_request;
 	control_log_cb on_log;
 	/*

@@ -28,6 +28,7 @@ struct client {
 	struct evm_io *io;
 	unsigned events; /* what io watches */
 	struct linebuf in, out;
+	uint64_t behind_since; /* loop ns: its output has not been empty since (out.len > 0) */
 	bool eof;
 	bool closing;	 /* sent a line too long: closed once its error is sent */
 	bool pending;	 /* a request has no reply yet: the next ones wait */
@@ -62,7 +63,14 @@ struct control {
 	struct client *clients;
 	unsigned nclients, next_id;
 	uint64_t dropped, dropped_bytes; /* subscribers dropped for unread events, and those bytes */
+	size_t held; /* the sum of control__held() over the clients: kept by every change of an out */
 };
+
+/* The memory cl's unsent output holds: its buffer's size, not the bytes in it. */
+static inline size_t control__held(const struct client *cl)
+{
+	return cl->aborted || !cl->out.len ? 0 : cl->out.cap;
+}
 
 void control__log(struct control *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A client on fd, from a peer with credentials cr; NULL with why (fd not closed). */

@@ -4,9 +4,10 @@
  * handed over across a re-exec.
  *
  * Publishing never blocks and never waits for a reader: a subscriber whose
- * unread output passes max_pending is dropped, and while all of them
- * together hold more than max_total the one furthest behind is dropped
- * (control__client_abort: closed by its own callback, never here).
+ * unread output passes max_pending is dropped, and while all clients
+ * together hold more than max_total unsent (events, and the replies of
+ * those that do not read theirs) the slowest reader is dropped (control.c;
+ * control__client_abort: closed by its own callback, never here).
  */
 #include "controlint.h"
 
@@ -55,58 +56,23 @@ static bool wants(const struct client *cl, const char *service)
 	return false;
 }
 
-/*
- * The memory of all subscribers' unsent output: their buffers' sizes, not
- * the bytes in them (a buffer grows by doubling, so 1,000 stuck ones held
- * half again as much as their bytes). The slowest one (most behind) in *worst.
- */
-static size_t subscribers_pending(struct control *ctl, struct client **worst)
-{
-	size_t total = 0;
-	*worst = NULL;
-	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
-		if (!cl->subscribed || cl->aborted)
-			continue;
-		total += cl->out.cap;
-		if (!*worst || cl->out.len > (*worst)->out.len)
-			*worst = cl;
-	}
-	return total;
-}
-
 void control_publish(struct control *ctl, const char *service, const char *line)
 {
 	size_t n = strlen(line);
-	struct client *worst;
-	size_t total = subscribers_pending(ctl, &worst);
 	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
 		if (!cl->subscribed || cl->aborted || !wants(cl, service))
 			continue;
 		if (cl->out.len + n + 1 > ctl->o.max_pending) {
 			control__log(ctl, "client %u (pid %d): dropped: %zu bytes of events not read", cl->id,
 			             (int)cl->pid, cl->out.len);
-			total -= cl->out.len;
 			ctl->dropped++;
 			ctl->dropped_bytes += cl->out.len;
 			control__client_abort(cl);
 			continue;
 		}
-		size_t before = cl->out.cap;
-		control__client_line(cl, line, n);
+		control__client_line(cl, line, n); /* all clients together: control.c hold_total */
 		control__client_send(cl);
 		control__client_update(cl);
-		total = total - before + (cl->aborted ? 0 : cl->out.cap);
-		/* all subscribers together: the one furthest behind goes first */
-		while (total > ctl->o.max_total && subscribers_pending(ctl, &worst) > ctl->o.max_total &&
-		       worst) {
-			control__log(ctl, "client %u (pid %d): dropped: the slowest of the subscribers, who "
-			             "hold %zu bytes of unread events in all (limit %zu)", worst->id,
-			             (int)worst->pid, total, ctl->o.max_total);
-			total -= worst->out.cap;
-			ctl->dropped++;
-			ctl->dropped_bytes += worst->out.len;
-			control__client_abort(worst);
-		}
 	}
 }
 

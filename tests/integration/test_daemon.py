@@ -1026,8 +1026,8 @@ start_secs = 0
 
 def test_stuck_subscribers_are_bounded_in_total(procs, tmp_path):
     """Subscribers that never read hold at most events_buffer_total together: past it
-    the one furthest behind is dropped (issue 18.6), each while still under
-    client_buffer; a subscriber that reads keeps everything."""
+    the slowest reader (behind for longest) is dropped (issue 18.6), each while still
+    under client_buffer; a subscriber that reads keeps everything."""
     d = Daemon(procs, tmp_path, """
 [evmon]
 client_buffer = 4M

@@ -3,6 +3,7 @@ never read, malformed and oversized requests, and 2,000 services."""
 import json
 import os
 import pwd
+import re
 import resource
 import shutil
 import signal
@@ -287,3 +288,54 @@ start_secs = 0
         for s in stuck:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(SAN or os.environ.get("EVMON_VALGRIND"),
+                    reason="the sanitizers' and valgrind's own memory hide the daemon's")
+def test_big_replies_not_read_are_under_the_total_cap(procs, tmp_path):
+    """One-shot replies count in the total cap as events do (issue 18.6): 80 clients
+    ask for a status of 3,000 services (over 512 KiB each) and never read it. The
+    daemon's peak RSS grows by no more than the cap and a little per client (without
+    it: every reply), the slowest readers (asked first) are dropped first, the last
+    one still gets its whole reply, and every other client is served, a full status
+    included."""
+    n, cap_mib, services = 80, 8, 3000
+    body = "".join(f"[service:s{i:04d}]\ncommand = HELPER pause\nautostart = false\n\n"
+                   for i in range(services))
+    # idle_timeout = 0: the stuck clients are dropped by the cap, never for idling
+    d = Daemon(procs, tmp_path, f"[evmon]\nevents_buffer_total = {cap_mib}M\nidle_timeout = 0\n\n"
+               + body)
+    big = json.dumps({"cmd": "status"}).encode() + b"\n"
+    with d.connect() as s:  # the reply's size, and the daemon's heap after building one
+        s.sendall(big)
+        size = len(read_line(s))
+    assert size > 512 * 1024, size
+    base = _kib(d.p.pid, "VmRSS")
+    with open(f"/proc/{d.p.pid}/clear_refs", "w") as f:
+        f.write("5")  # VmHWM from here: the start's own peak is not the replies'
+    stuck, ids = [], []
+    try:
+        for _ in range(n):
+            s = d.connect()
+            s.sendall(big)
+            stuck.append(s)
+            r = d.request({"cmd": "ping"})  # served, after the reply was built and held
+            assert r["ok"]
+        peak = _kib(d.p.pid, "VmHWM")
+        allowed = cap_mib * 1024 + 8 * 1024 + 16 * n
+        assert n * size // 1024 > 2 * allowed  # what they asked for, in all: far more
+        assert peak - base < allowed, f"peak RSS {peak} KiB, {base} KiB before ({n} x {size} B asked)"
+        ids = [int(m) for m in re.findall(r"client (\d+) \(pid \d+\): dropped: the slowest reader",
+                                          d.log())]
+        assert len(ids) >= n // 2, d.log()[-2000:]
+        assert ids == sorted(ids), ids  # the one behind for longest first
+        last = json.loads(read_line(stuck[-1]))  # kept: it gets every byte, late as it reads
+        assert len(last["services"]) == services
+        assert len(d.status()) == services  # a client that reads gets its whole reply
+        print(f"{n} clients not reading a {size // 1024} KiB reply, cap {cap_mib} MiB: "
+              f"RSS {base} KiB before, peak {peak} KiB (+{(peak - base) // 1024} MiB), "
+              f"{len(ids)} dropped")
+        d.stop()
+    finally:
+        for s in stuck:
+            s.close()

@@ -34,6 +34,8 @@ struct fx {
 
 static struct fx F;
 
+#define BIG_REPLY (600 * 1024) /* its buffer: 1 MiB */
+
 static void late_reply(struct evm_timer *t, void *data)
 {
 	(void)t;
@@ -87,6 +89,14 @@ static void on_request(struct client *cl, const cJSON *req, void *data)
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddTrueToObject(r, "ok");
 	cJSON_AddStringToObject(r, "echo", cmd);
+	if (!strcmp(cmd, "big")) { /* a reply bigger than the socket takes at once */
+		char *big = malloc(BIG_REPLY + 1);
+		assert_non_null(big);
+		memset(big, 'b', BIG_REPLY);
+		big[BIG_REPLY] = 0;
+		cJSON_AddStringToObject(r, "big", big);
+		free(big);
+	}
 	control_reply(cl, r);
 	cJSON_Delete(r);
 }
@@ -402,6 +412,78 @@ static void test_client_limit(void **state)
 	close(b);
 }
 
+/* Bytes up to and including the first newline of fd (running the loop meanwhile); 0 if closed first. */
+static size_t read_whole_reply(int fd)
+{
+	static char buf[65536];
+	size_t n = 0;
+	uint64_t deadline = t_now_ms() + T_MS(10000);
+	for (;;) {
+		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r == 0)
+			return 0;
+		if (r > 0) {
+			char *nl = memchr(buf, '\n', (size_t)r);
+			if (nl)
+				return n + (size_t)(nl - buf) + 1;
+			n += (size_t)r;
+			continue;
+		}
+		evm_loop_run_once(F.loop, 5);
+		if (t_now_ms() > deadline)
+			fail_msg("no whole reply within %d ms", (int)T_MS(10000));
+	}
+}
+
+/*
+ * Replies count in max_total as events do (a client may ask for a status of
+ * 10,000 services and never read it). Past the total, the client behind for
+ * longest is dropped: one that takes a little now and then (a) is still
+ * behind since its reply was made, before b's; the last one holding output
+ * keeps it, however big.
+ */
+static void test_replies_count_in_the_total(void **state)
+{
+	(void)state;
+	control_close(F.ctl);
+	char err[256];
+	struct control_opts o = {.path = F.path, .max_total = 5 * 512 * 1024, .on_request = on_request};
+	assert_int_equal(control_open(F.loop, &o, &F.ctl, err, sizeof(err)), 0);
+	int a = connect_client(), b = connect_client(), c = connect_client();
+	RUN_UNTIL(F.loop, control_clients(F.ctl) == 3, 10000);
+	send_all(a, "{\"cmd\":\"big\"}\n", 14);
+	RUN_UNTIL(F.loop, F.requests == 1, 10000);
+	send_all(b, "{\"cmd\":\"big\"}\n", 14);
+	RUN_UNTIL(F.loop, F.requests == 2, 10000);
+	run_a_bit(20);
+	assert_int_equal(control_clients(F.ctl), 3); /* 2 MiB held: under the total */
+	/* a takes what its socket holds, and the server sends it more: it is still behind */
+	char buf[65536];
+	size_t took = 0;
+	ssize_t r;
+	while ((r = recv(a, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		took += (size_t)r;
+	assert_true(took > 0 && took < BIG_REPLY);
+	run_a_bit(20);
+	send_all(c, "{\"cmd\":\"big\"}\n", 14);
+	RUN_UNTIL(F.loop, control_clients(F.ctl) == 2, 10000); /* 3 MiB: one goes */
+	assert_true(read_whole_reply(b) > BIG_REPLY);
+	assert_true(read_whole_reply(c) > BIG_REPLY);
+	assert_int_equal(control_clients(F.ctl), 2);
+	assert_int_equal(read_whole_reply(a), 0); /* a went: what its socket held, then the end */
+	close(a);
+	/* alone, one client keeps a reply bigger than the total */
+	control_close(F.ctl);
+	o.max_total = 4096;
+	assert_int_equal(control_open(F.loop, &o, &F.ctl, err, sizeof(err)), 0);
+	close(b);
+	close(c);
+	a = connect_client();
+	send_all(a, "{\"cmd\":\"big\"}\n", 14);
+	assert_true(read_whole_reply(a) > BIG_REPLY);
+	close(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,6 +497,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_subscriber_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dropped_inside_its_own_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replies_count_in_the_total, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
