@@ -6,9 +6,21 @@
  * no blocking), with the service's environment, directory, user and
  * cgroup, in a session of its own so that its timeout kills the whole
  * process group (SIGKILL: a check has nothing to clean up). Its stdout and
- * stderr go into one pipe (2>&1: one capture, in the order written, like
- * Docker's one buffer) read by the loop, bounded (HEALTH_OUTPUT_MAX), and the
- * last check's output is kept for the status and the events.
+ * stderr go into one pipe (2>&1: in the order written, like Docker's one
+ * buffer) read by the loop, bounded (HEALTH_OUTPUT_MAX), and the last
+ * check's output is kept for the status and the events.
+ *
+ * What a check costs the daemon besides the clone (bench/README.md): while
+ * the service's process is up, its health keeps the pipe (read end watched
+ * once, not per check) and its cgroup's directory (for CLONE_INTO_CGROUP),
+ * so a check opens, registers and closes nothing. A check's output is read
+ * as it comes and once more at its exit; what comes while no check runs is
+ * from something a check left behind: that pipe is dropped (its writes fail,
+ * as they did when each check had its own pipe) and a new one made for the
+ * next check. (What such a process writes while a later check runs is read
+ * as that check's output: nothing tells its writes from the check's.) These fds are kept only while the daemon's table is below
+ * half of RLIMIT_NOFILE (10,000 checked services would need 30,000): past
+ * that a check opens its directory and gets a pipe of its own, as before.
  *
  * One check at a time per service; the next one is due health_interval
  * (health_start_interval while starting in the start period) after the
@@ -27,10 +39,12 @@
 #include "daemonlog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +65,14 @@ struct health {
 	struct evm_proc *check;	  /* the check running, or NULL */
 	bool stale;		  /* that check is for a process that went down: dropped */
 	bool due;		  /* a check is due once the stale one has ended */
+	/* kept while the process is up (see the top): -1 and NULL when not */
+	int cg_fd;		  /* its cgroup's directory */
+	int out_r, out_w;	  /* the checks' stdout and stderr: read end, write end */
+	struct evm_io *out_io;	  /* out_r, watched */
+	bool out_kept;		  /* the pipe outlives the check (else closed at its exit) */
+	char *cur;		  /* the running check's output so far (out_r), or NULL */
+	size_t cur_len;
+	bool cur_cut;		  /* more came than HEALTH_OUTPUT_MAX */
 	/* the last check */
 	bool has_last;
 	int last_code;		  /* exit code; -1: killed, timed out or could not run */
@@ -212,8 +234,8 @@ static void clean_text(char *s, size_t *len)
 	*len = n;
 }
 
-/* stdout and stderr (one capture), HEALTH_OUTPUT_MAX bytes at most; prefix (or NULL) first. */
-static void keep_output(struct health *h, const struct evm_proc *p, const char *prefix)
+/* The check's output (s, n bytes; cut: more came), HEALTH_OUTPUT_MAX bytes at most; prefix (or NULL) first. */
+static void keep_output(struct health *h, const char *s, size_t n, bool cut, const char *prefix)
 {
 	h->truncated = false;
 	/* the buffer stays from one check to the next: no allocation per check */
@@ -224,9 +246,6 @@ static void keep_output(struct health *h, const struct evm_proc *p, const char *
 	size_t len = prefix ? (size_t)snprintf(buf, HEALTH_OUTPUT_MAX + 1, "%s", prefix) : 0;
 	if (len > HEALTH_OUTPUT_MAX)
 		len = HEALTH_OUTPUT_MAX;
-	size_t n = 0;
-	bool cut = false;
-	const char *s = p ? evm_proc_output(p, 1, &n, &cut) : NULL;
 	h->truncated = cut;
 	if (s && n > HEALTH_OUTPUT_MAX - len) {
 		n = HEALTH_OUTPUT_MAX - len;
@@ -237,6 +256,139 @@ static void keep_output(struct health *h, const struct evm_proc *p, const char *
 	len += s ? n : 0;
 	clean_text(buf, &len);
 	h->output = buf;
+}
+
+/* ------------------------------------------------------ the kept fds */
+
+/*
+ * May the health keep fd (just opened) for the checks to come? Not once the
+ * daemon's table is half full: services need their pidfds, clients and log
+ * files more than a check needs to save an open.
+ */
+static bool may_keep(int fd)
+{
+	struct rlimit rl;
+	return getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rl.rlim_cur == RLIM_INFINITY ||
+						     (rlim_t)fd < rl.rlim_cur / 2);
+}
+
+/* Read what is in the pipe now: kept up to HEALTH_OUTPUT_MAX (if keep), the rest dropped. */
+static void read_output(struct health *h, bool keep)
+{
+	char buf[16384];
+	for (;;) {
+		ssize_t n = read(h->out_r, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* EAGAIN: empty (its write end is ours: no EOF) */
+		size_t k = keep ? HEALTH_OUTPUT_MAX - h->cur_len : 0;
+		if (k > (size_t)n)
+			k = (size_t)n;
+		if (k && !h->cur && !(h->cur = malloc(HEALTH_OUTPUT_MAX)))
+			k = 0; /* out of memory: dropped, said truncated */
+		if (k)
+			memcpy(h->cur + h->cur_len, buf, k);
+		h->cur_len += k;
+		if (keep && k < (size_t)n)
+			h->cur_cut = true;
+		if ((size_t)n < sizeof(buf))
+			return; /* empty now: no read for the EAGAIN */
+	}
+}
+
+static void drop_output(struct health *h)
+{
+	free(h->cur);
+	h->cur = NULL;
+	h->cur_len = 0;
+	h->cur_cut = false;
+}
+
+static void close_pipe(struct health *h)
+{
+	evm_io_free(h->out_io);
+	h->out_io = NULL;
+	if (h->out_r >= 0)
+		close(h->out_r);
+	if (h->out_w >= 0)
+		close(h->out_w);
+	h->out_r = h->out_w = -1;
+}
+
+static void on_output(struct evm_io *io, int fd, unsigned revents, void *data)
+{
+	struct health *h = data;
+	(void)io;
+	(void)fd;
+	if (h->check) {
+		read_output(h, !h->stale);
+		return;
+	}
+	/* no check runs: read at its exit already, or written by what one left behind */
+	size_t had = h->cur_len;
+	bool cut = h->cur_cut;
+	read_output(h, true);
+	if (h->cur_len != had || h->cur_cut != cut || (revents & EVM_ERROR))
+		close_pipe(h); /* its writes fail from now on; the next check gets a new pipe */
+	drop_output(h);
+}
+
+/* The pipe for the next check: the kept one, or a new one (kept if there is room). */
+static int open_pipe(struct health *h)
+{
+	if (h->out_w >= 0)
+		return 0;
+	int p[2], r = 0;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++)
+		if (p[i] < 3) { /* not on 0-2 (a daemon started with one closed) */
+			int k = fcntl(p[i], F_DUPFD_CLOEXEC, 3);
+			if (k < 0 && !r)
+				r = -errno;
+			close(p[i]);
+			p[i] = k;
+		}
+	/* our end only: the check's stdout stays blocking */
+	if (!r && fcntl(p[0], F_SETFL, O_NONBLOCK) < 0)
+		r = -errno;
+	if (!r)
+		r = evm_io_add(h->d->loop, p[0], EVM_READ, on_output, h, &h->out_io);
+	if (r < 0) {
+		h->out_io = NULL;
+		for (int i = 0; i < 2; i++)
+			if (p[i] >= 0)
+				close(p[i]);
+		return r;
+	}
+	h->out_r = p[0];
+	h->out_w = p[1];
+	h->out_kept = may_keep(p[1]);
+	return 0;
+}
+
+/* The cgroup directory for the next check: kept if there is room (-1: none, the spawn opens it). */
+static int cgroup_dir(struct health *h, bool *kept)
+{
+	*kept = h->cg_fd >= 0;
+	if (h->cg_fd >= 0)
+		return h->cg_fd;
+	int fd = evm_cgroup_open_dir(h->u->cg);
+	if (fd >= 0 && may_keep(fd)) {
+		h->cg_fd = fd;
+		*kept = true;
+	}
+	return fd;
+}
+
+static void close_kept(struct health *h)
+{
+	close_pipe(h);
+	drop_output(h);
+	if (h->cg_fd >= 0)
+		close(h->cg_fd);
+	h->cg_fd = -1;
 }
 
 /* ---------------------------------------------------------------- checks */
@@ -254,6 +406,7 @@ static void free_health(struct health *h)
 {
 	evm_timer_cancel(h->timer);
 	evm_proc_unref(h->check);
+	close_kept(h);
 	free(h->output);
 	free(h);
 }
@@ -269,6 +422,7 @@ static void on_check_exit(struct evm_proc *p, const struct evm_exit *x, void *da
 	h->check = NULL;
 	if (h->stale) {
 		h->stale = false;
+		drop_output(h); /* its pipe was closed with the process's stop */
 		evm_proc_unref(p);
 		if (h->due && h->up && !h->d->stopping) {
 			h->due = false;
@@ -291,7 +445,13 @@ static void on_check_exit(struct evm_proc *p, const struct evm_exit *x, void *da
 			 (unsigned long long)hc->timeout_ms);
 	else if (x->signal)
 		snprintf(msg, sizeof(msg), "health check killed by signal %d\n", x->signal);
-	keep_output(h, p, x->timed_out || x->signal ? msg : NULL);
+	if (h->out_r >= 0) /* what the check wrote before its exit is in the pipe */
+		read_output(h, true);
+	keep_output(h, h->cur ? h->cur : "", h->cur_len, h->cur_cut,
+		    x->timed_out || x->signal ? msg : NULL);
+	drop_output(h);
+	if (!h->out_kept)
+		close_pipe(h);
 	evm_proc_unref(p);
 	verdict(h, ok);
 	schedule(h); /* not when the verdict's action took the process down */
@@ -308,7 +468,7 @@ static void spawn_failed(struct health *h, const struct evm_spawn_error *e, int 
 	h->last_timed_out = false;
 	clock_gettime(CLOCK_REALTIME, &h->last_time);
 	h->last_ms = 0;
-	keep_output(h, NULL, msg);
+	keep_output(h, NULL, 0, false, msg);
 	verdict(h, false);
 	schedule(h);
 }
@@ -347,8 +507,10 @@ static void run_check(struct health *h)
 	const struct health_conf *hc = &u->conf->health;
 	struct evm_spawn_error err = {0};
 	struct svc_build b;
-	int r = config_build(u->conf, u->instance, &b);
-	if (r == 0) {
+	int r = open_pipe(h);
+	if (r < 0)
+		err.stage = EVM_STAGE_SETUP;
+	else if ((r = config_build(u->conf, u->instance, &b)) == 0) {
 		/* what the service runs with (environment, directory, user, limits), but: */
 		struct evm_spawn_opts o = b.opts.spawn;
 		o.file = NULL;
@@ -356,18 +518,19 @@ static void run_check(struct health *h)
 		if (!o.cwd)
 			o.cwd = daemon_cwd();
 		o.stdio[0].mode = EVM_STDIO_NULL;
-		o.stdio[1].mode = EVM_STDIO_CAPTURE;
-		o.stdio[2].mode = EVM_STDIO_STDOUT; /* one pipe, one capture */
-		o.capture_max = HEALTH_OUTPUT_MAX;
+		o.stdio[1].mode = EVM_STDIO_FD; /* read by on_output */
+		o.stdio[1].fd = h->out_w;
+		o.stdio[2].mode = EVM_STDIO_STDOUT; /* one pipe */
 		o.flags = (o.flags & ~(unsigned)EVM_SPAWN_SETPGID) | EVM_SPAWN_SETSID;
 		o.timeout_ms = hc->timeout_ms;
 		o.timeout_signal = SIGKILL; /* to its group: what it started dies with it */
 		o.on_exit = on_check_exit;
 		o.data = h;
 		o.error = &err;
-		if (u->cg) { /* an fd for this spawn: 10,000 services hold none */
+		bool kept = false;
+		if (u->cg) {
 			o.flags |= EVM_SPAWN_CGROUP;
-			o.cgroup_fd = evm_cgroup_open_dir(u->cg);
+			o.cgroup_fd = cgroup_dir(h, &kept);
 		}
 		if (!(o.flags & EVM_SPAWN_UMASK)) {
 			/* said, or the library reads /proc/self/status at each spawn for it */
@@ -380,12 +543,22 @@ static void run_check(struct health *h)
 			o.cwd = NULL;
 			r = evm_spawn(h->d->loop, &o, &h->check);
 		}
-		if (u->cg && o.cgroup_fd >= 0)
+		if (r < 0 && err.stage == EVM_STAGE_CGROUP && kept) {
+			/* the kept directory is not the cgroup's any more: open it again */
+			close(h->cg_fd);
+			h->cg_fd = -1;
+			o.cgroup_fd = cgroup_dir(h, &kept);
+			err = (struct evm_spawn_error){0};
+			r = evm_spawn(h->d->loop, &o, &h->check);
+		}
+		if (u->cg && !kept && o.cgroup_fd >= 0)
 			close(o.cgroup_fd);
 		config_build_free(&b);
 	}
 	if (r < 0) {
 		h->check = NULL;
+		if (!h->out_kept)
+			close_pipe(h);
 		spawn_failed(h, &err, r);
 	}
 }
@@ -418,6 +591,7 @@ static void stop(struct health *h)
 		if (evm_proc_signal_group(h->check, SIGKILL) == -EPERM)
 			evm_proc_signal(h->check, SIGKILL);
 	}
+	close_kept(h); /* no check until it is up again: a down service holds no fd */
 }
 
 static bool process_up(enum evm_state s)
@@ -463,6 +637,7 @@ void health_configure(struct daemon *d, struct unit *u)
 		}
 		h->d = d;
 		h->u = u;
+		h->cg_fd = h->out_r = h->out_w = -1;
 		u->health = h;
 		if (u->svc && process_up(evm_service_state(u->svc))) {
 			struct evm_service_info info;

@@ -36,8 +36,11 @@ def ini(evmon=None, **services):
 
 
 class Daemon:
-    def __init__(self, procs, tmp_path, config, args=(), name="d", start=True, env=None, cwd=None):
+    def __init__(self, procs, tmp_path, config, args=(), name="d", start=True, env=None, cwd=None,
+                 wrap=()):
+        """wrap: a command that runs the daemon (e.g. prlimit and its options), exec'ing it."""
         self.procs = procs
+        self.wrap = list(wrap)
         self.dir = tmp_path
         self.sock = str(tmp_path / f"{name}.sock")
         self.cfg = str(tmp_path / f"{name}.ini")
@@ -56,7 +59,7 @@ class Daemon:
 
     def start(self):
         self.logf = open(self.logpath, "ab")
-        self.p = self.procs.spawn([EVMON, "daemon", "-c", self.cfg, "-S", self.sock] + self.args,
+        self.p = self.procs.spawn(self.wrap + [EVMON, "daemon", "-c", self.cfg, "-S", self.sock] + self.args,
                                   stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
                                   cwd=self.cwd)
         wait_for(lambda: self.answers() or self.p.poll() is not None,

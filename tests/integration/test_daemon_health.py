@@ -6,9 +6,12 @@ Each check is a script that reads a file the test writes (0: pass, else the
 exit code), and appends a line to a file per run, so a test decides every
 verdict and counts runs; nothing asserts on how long anything takes. Order
 is read from the health events (on a subscription, or the daemon's log)."""
+import os
 import re
 
-from conftest import EVMON
+import pytest
+
+from conftest import EVMON, children_of
 from daemon_util import SLOW, Daemon, LineReader, alive, ini, wait_for
 
 HEALTH = re.compile(r"evmon daemon: service (\S+): health (?:(\w+) -> )?(\w+)")
@@ -396,4 +399,76 @@ def test_check_runs_as_the_service_with_its_environment(procs, tmp_path):
                       and "0::" in s["health_check"]["last"]["output"] and s, timeout=30 * SLOW)
         cg = st["health_check"]["last"]["output"].split("0::", 1)[1].split()[0]
         assert st["cgroup"].endswith(cg), (st["cgroup"], cg)
+    d.stop()
+
+
+def daemon_fds(d):
+    """What the daemon's fds are (pipes counted, not told apart), once its checks are
+    reaped (a check killed by the stop holds its pidfd until then); sockets left out: a
+    control connection just closed may not be read yet."""
+    wait_for(lambda: not children_of(d.p.pid), timeout=30 * SLOW, what="the checks reaped")
+    kinds = []
+    for fd in os.listdir(f"/proc/{d.p.pid}/fd"):
+        try:
+            t = os.readlink(f"/proc/{d.p.pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if not t.startswith("socket:"):
+            kinds.append(re.sub(r"^(pipe|anon_inode):.*", r"\1", t))
+    return sorted(kinds)
+
+
+@pytest.mark.parametrize("nofile", [None, 96])
+def test_checks_leak_no_fd_and_a_down_service_holds_none(procs, tmp_path, nofile):
+    """While a service is up the daemon keeps its checks' pipe and cgroup directory (no
+    open, epoll registration or close per check); past half of RLIMIT_NOFILE (nofile = 96:
+    the later services' fds are past 48) each check gets a pipe of its own instead. Either
+    way a check has fds 0-2 only, its output is read whole, and once the services are
+    stopped the daemon holds exactly the fds it held after the first round (that round
+    opens what the daemon keeps for every spawn: /dev/null, its /proc status, the cgroup
+    watch)."""
+    n = 1 if nofile is None else 12
+    names = [f"s{i}" for i in range(n)]
+    d = Daemon(procs, tmp_path, ini({"autostart": "false", "stop_timeout": 5}, **{
+        name: {"command": "HELPER pause", "health_cmd": "HELPER fds print done",
+               "health_interval": "20ms"} for name in names}),
+        wrap=["prlimit", f"--nofile={nofile}:{nofile}"] if nofile else ())
+    base = None
+    for _ in range(2):
+        runs = {name: st.get("health_check", {}).get("runs", 0)
+                for name, st in d.status(*names).items()}
+        assert d.ctl("start", *names).returncode == 0
+        wait_for(lambda: all(s.get("health_check", {}).get("runs", 0) >= runs[name] + 10
+                             for name, s in d.status(*names).items()),
+                 timeout=60 * SLOW, what="10 checks each")
+        for name, st in d.status(*names).items():
+            assert st["health"] == "healthy", st
+            assert st["health_check"]["last"]["output"] == "fd 0\nfd 1\nfd 2\ndone\n", st
+        assert d.ctl("stop", *names).returncode == 0
+        if base is None:
+            base = daemon_fds(d)
+    assert daemon_fds(d) == base
+    d.stop()
+
+
+def test_what_a_check_left_behind_cannot_write_into_later_checks(procs, tmp_path):
+    """A check leaves a process behind that writes on the check's stdout forever. Its
+    writes after the check's exit find the pipe gone (the daemon drops the pipe it keeps
+    for the checks when something writes while no check runs), so it dies of SIGPIPE, as
+    when each check had a pipe of its own; the checks after that have their own output."""
+    pidf = tmp_path / "leftover.pid"
+    chk, state, runs = check_script(tmp_path, extra=f"""if [ ! -e {pidf} ]; then
+  (while echo leftover; do sleep 0.02; done) &
+  echo $! > {pidf}
+fi""")
+    d = paused(procs, tmp_path, web=dict(health_cmd=chk, health_interval="50ms"))
+    wait_for(lambda: pidf.exists() and pidf.read_text().strip(), timeout=30 * SLOW, what="the leftover")
+    left = int(pidf.read_text())
+    wait_for(lambda: not alive(left), timeout=30 * SLOW, what="the leftover dead of SIGPIPE")
+    n = d.status("web")["web"]["health_check"]["runs"]
+    wait_for(lambda: d.status("web")["web"]["health_check"]["runs"] >= n + 2, timeout=30 * SLOW,
+             what="two more checks")
+    st = d.status("web")["web"]
+    assert st["health"] == "healthy", st
+    assert st["health_check"]["last"]["output"] == "check says 0\nto stderr\n", st
     d.stop()
