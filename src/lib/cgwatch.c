@@ -209,6 +209,19 @@ bool evm_cgroup_watch_populated(const struct evm_cgroup_watch *w)
 	return w && w->populated;
 }
 
+/*
+ * Its owner read the flag itself (evm_cgroup_populated) and saw it set. The
+ * change that set it may not be reported yet (kernfs notifies from a work
+ * item), and if the cgroup empties before that report is read, the kernel's
+ * two IN_MODIFY merge into one that reads 0, the value we had: the emptying
+ * would be lost. From now on a 0 read is a change, and is reported.
+ */
+void evm__cgwatch_saw_populated(struct evm_cgroup_watch *w)
+{
+	if (w && !w->dead)
+		w->populated = true;
+}
+
 static void watch_released(struct evm__release *r)
 {
 	struct evm_cgroup_watch *w = evm__container_of(r, struct evm_cgroup_watch, rel);

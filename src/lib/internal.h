@@ -497,6 +497,8 @@ EVM_HIDDEN int evm__cgroup_kill_loop(struct evm_cgroup *cg); /* kill without cgr
 
 struct evm__cgwatchers; /* the loop's inotify fd and its watches (cgwatch.c) */
 EVM_HIDDEN void evm__cgwatch_free_all(struct evm_loop *loop);
+/* cgwatch.c: the owner read populated = 1 itself: a later 0 is reported (a change) */
+EVM_HIDDEN void evm__cgwatch_saw_populated(struct evm_cgroup_watch *w);
 
 /* ------------------------------------------------------------------ loop */
 

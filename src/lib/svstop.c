@@ -33,11 +33,16 @@ static int send_signal(struct evm_service *s, int sig)
 
 /*
  * Some process of it is left in its cgroup (read now: the watch may lag).
- * Unwatched (no fd was left), nothing would tell when it empties.
+ * Unwatched (no fd was left), nothing would tell when it empties. Busy, the
+ * watch is told: an exit held until the cgroup empties waits for its report,
+ * which must come even if the report of the filling was not read yet.
  */
 bool evm__sv_cg_busy(const struct evm_service *s)
 {
-	return s->cgw && evm_cgroup_populated(s->cg) > 0;
+	if (!s->cgw || evm_cgroup_populated(s->cg) <= 0)
+		return false;
+	evm__cgwatch_saw_populated(s->cgw);
+	return true;
 }
 
 /*

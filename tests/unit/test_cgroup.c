@@ -18,6 +18,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/random.h>
+#include <sys/wait.h>
 
 static struct evm_cgroup *self_cg; /* NULL: tests skip */
 static struct evm_cgroup *run_cg;  /* evmtest.<random>, locked while we run */
@@ -634,6 +635,43 @@ static void test_watch_populated(void **state)
 }
 
 /* Many cgroups, one inotify fd; a callback unwatching another watch of the same batch. */
+/*
+ * A process comes and goes before the loop reads the watch's reports: the
+ * kernel's two IN_MODIFY merge into one that reads populated 0, the value
+ * the watch had, so nothing is reported (right for the watch alone). But a
+ * service that read populated 1 itself meanwhile (an exit held until the
+ * cgroup empties: evm__sv_cg_busy) waits for that emptying: once it told the
+ * watch (evm__cgwatch_saw_populated), the 0 is reported. Without it the held
+ * exit waited forever (test_oom_kill_while_the_exit_is_held hung once).
+ */
+static void test_watch_told_it_saw_populated(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "told", &cg), 0);
+	struct wrec a = {0};
+	assert_int_equal(evm_cgroup_watch(loop, cg, on_pop, &a, &a.w), 0);
+	assert_false(evm_cgroup_watch_populated(a.w));
+	/* in and out of the cgroup while the loop does not run */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	assert_int_equal(evm_cgroup_attach(cg, pid), 0);
+	assert_int_equal(evm_cgroup_populated(cg), 1);
+	evm__cgwatch_saw_populated(a.w); /* what evm__sv_cg_busy does on that read */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	RUN_UNTIL(loop, a.n == 1, 10000);
+	assert_false(a.last);
+	assert_false(evm_cgroup_watch_populated(a.w));
+	evm_cgroup_unwatch(a.w);
+	evm_cgroup_free(cg);
+}
+
 static void test_watch_many(void **state)
 {
 	NEED_CGROUP();
@@ -1333,6 +1371,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_limits, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_stats, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_watch_populated, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_told_it_saw_populated, cg_setup,
+						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_watch_many, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_move_self_to_leaf, cg_setup, cg_teardown),
 	};
