@@ -17,6 +17,7 @@ exits 0 at once), built here unless --tiny names one.
 """
 import argparse
 import datetime
+import json
 import os
 import re
 import signal
@@ -101,24 +102,36 @@ def raw_floor(tmp, tiny, runs=2000):
     return float(m[1]) / runs if m else None
 
 
-def health_checks_run(d):
-    m = d.ctl("metrics").stdout
-    return sum(int(x) for x in re.findall(r"^evmon_service_health_checks_total\{[^}]*\} (\d+)", m, re.M))
+def health_checks_run(d, n):
+    """The checks run so far, all services together (health_check.runs of `ctl status
+    --json`: one reply, built at once). Not `ctl metrics`, whose reply is streamed a piece
+    per loop turn: with 1,000 services checked every second it took 60 s and more (ctl gave
+    up: exit 3, nothing on stdout), then 29 s, then 0.8 s, while this took 2.6-3.7 s (load
+    8-13, 2026-12-04); the empty answer read as "0 checks/s" (issue 16's closing notes)."""
+    r = d.ctl("--json", "status")
+    if r.returncode:
+        sys.exit(f"ctl status: exit {r.returncode}: {r.stderr.strip()}")
+    svcs = json.loads(r.stdout)["services"]
+    if len(svcs) != n:
+        sys.exit(f"ctl status: {len(svcs)} services, not {n}")
+    return sum(s.get("health_check", {}).get("runs", 0) for s in svcs)
 
 
 def health_window(args, d, exe):
     """One window: checks/s that ran, the CPU of the daemon, of its spawn helper and of the
     checks themselves (the daemon's reaped children: the services never exit here)."""
+    r0 = health_checks_run(d, args.n)  # before the CPU is read: its reply is not a check's
     pids = [d.p.pid] + helpers_of(d.p.pid, exe)
     before = {p: cpu_ticks(p) for p in pids}
     kids0 = cpu_ticks(d.p.pid, children=True)
-    r0 = health_checks_run(d)
     t = time.monotonic()
     time.sleep(args.window)
     el = time.monotonic() - t
     after = {p: cpu_ticks(p) for p in pids if os.path.exists(f"/proc/{p}")}
     kids = cpu_ticks(d.p.pid, children=True) - kids0
-    checks = health_checks_run(d) - r0
+    checks = health_checks_run(d, args.n) - r0
+    if checks <= 0:
+        sys.exit(f"no health check ran in {time.monotonic() - t:.0f} s: nothing to measure")
     own = (after[d.p.pid] - before[d.p.pid]) / TICK
     helper = sum(after[p] - before[p] for p in after if p != d.p.pid) / TICK
     return {"rate": checks / el, "checks": checks, "daemon": own / el * 100,
@@ -216,14 +229,16 @@ def graph_run(args, tiny, tmp, deps, rep):
             conf.append(f"[service:c{c}_{i}]\ncommand = {tiny} p\nstart_secs = 0\n"
                         + (f"requires = c{c}_{i - 1}\n" if deps and i else ""))
     d = Daemon(args.evmon, tmp, f"graph{int(deps)}_{rep}", "\n".join(conf))
-    d.wait_socket()
-    n = args.n // 10 * 10
-    deadline = time.monotonic() + 300
-    while (t1 := all_running_at(d.logpath, n)) is None:
-        if time.monotonic() > deadline:
-            sys.exit("not all running")
-        time.sleep(0.1)
-    d.stop()
+    try:
+        d.wait_socket()
+        n = args.n // 10 * 10
+        deadline = time.monotonic() + 300
+        while (t1 := all_running_at(d.logpath, n)) is None:
+            if time.monotonic() > deadline:
+                sys.exit("not all running")
+            time.sleep(0.1)
+    finally:
+        d.stop()  # also when it failed: no daemon left running
     return (t1 - d.t0).total_seconds()
 
 
