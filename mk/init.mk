@@ -20,11 +20,13 @@ INIT_STATIC := $(BUILD)/evmon-init
 INIT_STATIC_DIR := $(BUILD)/static
 # The init runs one thread and spawns one child: libevmon without its spawn
 # helper and locks (EVM_NO_SPAWN_HELPER, EVM_SINGLE_THREAD: src/lib/internal.h),
-# 64 epoll events a wait (EVM_MAX_EVENTS), and link-time optimisation, so that
-# it is no bigger than tini-static, on disk and in memory (docs/INIT.md).
+# 64 epoll events a wait (EVM_MAX_EVENTS), the spawn stack's pages given back
+# after the child's exec (EVM_RELEASE_SPAWN_STACK), and link-time optimisation,
+# so that it is no bigger than tini-static, on disk and in memory, and the
+# dynamic one no bigger than tini in RSS (docs/INIT.md).
 INIT_STATIC_CFLAGS := -std=c11 -Os -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -flto \
-	-DEVM_NO_SPAWN_HELPER -DEVM_SINGLE_THREAD -DEVM_MAX_EVENTS=64
+	-DEVM_NO_SPAWN_HELPER -DEVM_SINGLE_THREAD -DEVM_MAX_EVENTS=64 -DEVM_RELEASE_SPAWN_STACK
 INIT_STATIC_LIB_OBJ := $(LIB_SRC:src/lib/%.c=$(INIT_STATIC_DIR)/lib/%.o)
 INIT_STATIC_CLI_SRC := $(wildcard src/init/*.c) src/common/signame.c src/common/duration.c \
 	src/common/pathfind.c

@@ -26,8 +26,9 @@
  * static`): the locks compile away, and with them glibc's mutex and
  * condition variable code (16 kB of a static binary). Nothing could wake a
  * blocking wait there (evm_proc_wait of a running process, evm_spawn_wait),
- * so one aborts instead of hanging. (EVM_NO_SPAWN_HELPER, spawnclone.c, and
- * EVM_MAX_EVENTS, epoll.c, are the static init's other build knobs.)
+ * so one aborts instead of hanging. (EVM_NO_SPAWN_HELPER and
+ * EVM_RELEASE_SPAWN_STACK, spawnclone.c, and EVM_MAX_EVENTS, epoll.c, are
+ * the init's other build knobs.)
  */
 #include <stdlib.h>
 static inline int evm__st_nothing(const void *p)
@@ -63,6 +64,23 @@ static inline int evm__st_once(pthread_once_t *once, void (*fn)(void))
 #define pthread_cond_timedwait(c, m, t) evm__st_block()
 #define pthread_once(o, f) evm__st_once(o, f)
 #define pthread_equal(a, b) evm__st_same() /* every call is on the loop thread */
+/*
+ * The attributes of locks that are not there, the one thread's id and
+ * mask: no call into glibc's thread code at all, whose pages a program
+ * with one thread would otherwise map only for these (RSS, docs/INIT.md).
+ */
+static inline int evm__st_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	return sigprocmask(how, set, old) < 0 ? errno : 0;
+}
+#define pthread_mutexattr_init(a) evm__st_nothing(a)
+#define pthread_mutexattr_settype(a, t) evm__st_nothing(a)
+#define pthread_mutexattr_destroy(a) evm__st_nothing(a)
+#define pthread_condattr_init(a) evm__st_nothing(a)
+#define pthread_condattr_setclock(a, c) evm__st_nothing(a)
+#define pthread_condattr_destroy(a) evm__st_nothing(a)
+#define pthread_self() ((pthread_t)0)
+#define pthread_sigmask(h, s, o) evm__st_sigmask(h, s, o)
 #endif
 
 /*

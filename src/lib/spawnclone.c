@@ -36,6 +36,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -442,8 +443,13 @@ static pid_t clone_child(struct evm_loop *loop, struct evm__spawn_req *req, int 
 	pid_t pid = -ENOTCONN;
 	if (use_helper(loop, req))
 		pid = clone_helper(loop, req, pidfd, err);
-	if (pid == -ENOTCONN) /* no helper after all */
+	if (pid == -ENOTCONN) { /* no helper after all */
 		pid = clone_direct(loop, req, pidfd, err);
+#ifdef EVM_RELEASE_SPAWN_STACK
+		/* the child is past its exec: what it touched of the stack goes back (an init spawns once) */
+		madvise(loop->stack + 4096, loop->stack_size - 4096, MADV_DONTNEED);
+#endif
+	}
 	/*
 	 * A pidfd on 0-2 (a program that closed its stdin) would be the stdin
 	 * of the next child that inherits it: above them, if there is room.
