@@ -614,8 +614,18 @@ int control_client_fd(const struct client *cl)
 	return cl && !cl->aborted ? cl->fd : -1;
 }
 
-const char *control_client_input(const struct client *cl, size_t *len)
+bool control_client_handover(const struct client *cl, struct control_handover *h)
 {
-	*len = cl->in.len;
-	return linebuf_start(&cl->in);
+	if (!cl || cl->aborted)
+		return false;
+	*h = (struct control_handover){.fd = cl->fd, .subscribed = cl->subscribed,
+				       .patterns = (const char *const *)cl->patterns,
+				       .n = cl->npatterns, .input = linebuf_start(&cl->in),
+				       .inlen = cl->in.len};
+	return true;
+}
+
+const cJSON *control_client_request_id(const struct client *cl)
+{
+	return cl->req_id;
 }

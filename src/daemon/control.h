@@ -65,8 +65,6 @@ void control_fds(const struct control *ctl, int *listen_fd, int *lock_fd);
 
 /* The connection's descriptor (to hand it over across an exec), or -1. */
 int control_client_fd(const struct client *cl);
-/* What it sent that no request has taken yet (a request half read), *len bytes. */
-const char *control_client_input(const struct client *cl, size_t *len);
 
 /* A connection handed over across an exec of ourselves. */
 struct control_handover {
@@ -79,22 +77,33 @@ struct control_handover {
 };
 
 /*
+ * The client asking for the exec, as control_followers would describe it
+ * (valid until it changes): false when there is none to hand over (NULL,
+ * or dropped).
+ */
+bool control_client_handover(const struct client *cl, struct control_handover *h);
+/* The "id" of its request under way (echoed in the reply), or NULL. */
+const cJSON *control_client_request_id(const struct client *cl);
+
+/*
  * Before an exec of ourselves: fn for each connection that can be handed
  * over: between requests, its output all sent (waited for, up to a second
  * in all); what it sent of its next request comes along (the new image
  * reads on from there). The others close with the exec. An events
  * follower comes with its patterns (subscribed), any other with none: a
  * client between two requests, or whose next one waits in the socket or is
- * half read, which the new image answers.
+ * half read, which the new image answers. The client except (who asked) is
+ * left out.
  */
 typedef void (*control_follower_cb)(const struct control_handover *h, void *data);
-void control_followers(struct control *ctl, control_follower_cb fn, void *data);
+void control_followers(struct control *ctl, const struct client *except, control_follower_cb fn,
+		       void *data);
 
 /*
  * After the exec: the connection h->fd (kept open across it) is a client
  * again, subscribed to h->patterns if it was, its input read on from
- * h->input. 0 and the client in *out (may be NULL), or -errno with the
- * descriptor closed.
+ * h->input, its idle time counted again (unless it follows events). 0 and
+ * the client in *out (may be NULL), or -errno with the descriptor closed.
  */
 int control_take_follower(struct control *ctl, const struct control_handover *h,
 			  struct client **out);

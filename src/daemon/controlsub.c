@@ -91,21 +91,24 @@ static void flush_until(struct client *cl, int64_t deadline)
 	}
 }
 
-void control_followers(struct control *ctl, control_follower_cb fn, void *data)
+void control_followers(struct control *ctl, const struct client *except, control_follower_cb fn,
+		       void *data)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* a follower behind on its events gets them before the exec, up to a second in all */
 	int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1000;
 	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
-		flush_until(cl, deadline);
-		/* only between requests, with nothing unsent: a reply or a line would be cut */
-		if (cl->aborted || cl->raw || cl->pending || cl->out.len || cl->eof || cl->closing)
+		if (cl->aborted)
 			continue;
-		struct control_handover h = {.fd = cl->fd, .subscribed = cl->subscribed,
-					     .patterns = (const char *const *)cl->patterns,
-					     .n = cl->npatterns, .input = linebuf_start(&cl->in),
-					     .inlen = cl->in.len};
+		flush_until(cl, deadline); /* who asked too: the events it follows come first */
+		if (cl == except)
+			continue;
+		/* only between requests, with nothing unsent: a reply or a line would be cut */
+		struct control_handover h;
+		if (cl->aborted || cl->raw || cl->pending || cl->out.len || cl->eof || cl->closing ||
+		    !control_client_handover(cl, &h))
+			continue;
 		fn(&h, data);
 	}
 }
@@ -137,6 +140,7 @@ int control_take_follower(struct control *ctl, const struct control_handover *h,
 		close(h->fd);
 		return r;
 	}
+	control__idle_update(cl); /* as for a client just accepted: it may not wait for ever */
 	/*
 	 * Whole requests in what it had sent are answered from the loop, even
 	 * if nothing more comes: its callback runs once the socket is writable

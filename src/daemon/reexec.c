@@ -13,12 +13,17 @@
  * (what they write meanwhile waits in the pipe: no line is lost), the
  * pidfd of each service's process (the new image adopts through it with
  * EVM_ADOPT_KEPT: no /proc read per service), the requesting client's
- * connection, which the new image answers, and every other client between
- * two requests: events followers with their patterns (they follow on after
- * a "reexec" event), and the others, each with what it sent that no
- * request took yet (a request half read: the new image reads on). The
- * clients with a request under way close with the exec; the metrics
- * listener is bound again, the log files are opened again at the next line.
+ * connection, which the new image answers (with its request's id, and its
+ * events subscription), and every other client between two requests:
+ * events followers with their patterns (they follow on after a "reexec"
+ * event), and the others, each with what it sent that no request took yet
+ * (a request half read: the new image reads on). The clients with a
+ * request under way close with the exec; the metrics listener is bound
+ * again, the log files are opened again at the next line.
+ *
+ * The state is passed in the newest format both binaries read (the new
+ * one's answer, down to STATE_REEXEC_OLDEST), without the lines and what
+ * only they could carry (write_state).
  *
  * The pause (the loop serves nobody) runs from the exec timer's turn to the
  * new image's first turn; the new image logs its parts. Before it, the
@@ -84,6 +89,7 @@ struct reexec {
 	struct evm_proc *check;	 /* the format question, while it runs */
 	struct evm_timer *timer; /* the exec, once the answer is in */
 	bool cancelled;		 /* the daemon shuts down: the check was killed */
+	int format;		 /* of the state to pass: the newest both binaries read */
 	uint64_t t_req;		 /* CLOCK_MONOTONIC ns: the request */
 	char exe[PATH_MAX];
 	char err[PATH_MAX + 200];
@@ -142,15 +148,16 @@ static bool format_ok(struct reexec *rx, struct evm_proc *p, const struct evm_ex
 			 "(older than evmon's --state-format?%s): not re-executing it, it could start "
 			 "second copies of the services: the daemon carries on", rx->exe,
 			 x->timed_out ? " no answer in 5 s" : "");
-	else if (v < STATE_VERSION)
-		snprintf(rx->err, sizeof(rx->err), "%s reads state format %d, older than this "
-			 "daemon's (%d): not re-executing it (a downgrade would lose the state): the "
-			 "daemon carries on", rx->exe, v, STATE_VERSION);
-	return said && v >= STATE_VERSION;
+	else if (v < STATE_REEXEC_OLDEST)
+		snprintf(rx->err, sizeof(rx->err), "%s reads state format %d, older than any a "
+			 "re-exec can pass (%d to %d): not re-executing it (it would lose the state): "
+			 "the daemon carries on", rx->exe, v, STATE_REEXEC_OLDEST, STATE_VERSION);
+	/* a downgrade gets the state in its own format, without what that format lacks */
+	rx->format = v < STATE_VERSION ? v : STATE_VERSION;
+	return said && v >= STATE_REEXEC_OLDEST;
 }
 
-static int exec_now(struct daemon *d, struct client *cl, const char *exe, uint64_t t_req,
-		    char *err, size_t errlen);
+static int exec_now(struct reexec *rx);
 
 static void on_exec_timer(struct evm_timer *t, void *data)
 {
@@ -162,7 +169,7 @@ static void on_exec_timer(struct evm_timer *t, void *data)
 		reexec_end(rx);
 		return;
 	}
-	exec_now(rx->d, rx->cl, rx->exe, rx->t_req, rx->err, sizeof(rx->err));
+	exec_now(rx);
 	reexec_failed(rx, rx->err); /* returns only when it failed */
 	reexec_end(rx);
 }
@@ -291,7 +298,7 @@ static void keep_cloexec(const struct keep *k, bool on)
 struct followers {
 	FILE *f;
 	struct keep *k;
-	int except;
+	int format;
 };
 
 /* "exec input FD HEX": what the connection on fd sent that no request took yet */
@@ -307,6 +314,15 @@ static void write_input(FILE *f, int fd, const char *p, size_t n)
 	fputc('\n', f);
 }
 
+/* The patterns of an events subscriber as one JSON array (malloc'ed), or NULL. */
+static char *patterns_json(const struct control_handover *h)
+{
+	cJSON *a = h->n ? cJSON_CreateStringArray(h->patterns, (int)h->n) : cJSON_CreateArray();
+	char *s = a ? cJSON_PrintUnformatted(a) : NULL;
+	cJSON_Delete(a);
+	return s;
+}
+
 /*
  * "exec follower FD [PATTERN, ...]": an events follower, to go on after the
  * exec; "exec conn FD": a client between requests, answered by the new image
@@ -314,47 +330,65 @@ static void write_input(FILE *f, int fd, const char *p, size_t n)
 static void write_follower(const struct control_handover *h, void *data)
 {
 	struct followers *w = data;
-	if (h->fd == w->except) /* the one asking: "exec client" */
+	/* format 2 cannot carry a request half read: that connection closes, as it did then */
+	if (h->inlen && w->format < 3)
 		return;
-	if (!h->subscribed) {
-		fprintf(w->f, "exec conn %d\n", h->fd);
-		keep_add(w->k, h->fd);
-		write_input(w->f, h->fd, h->input, h->inlen);
-		return;
-	}
-	cJSON *a = h->n ? cJSON_CreateStringArray(h->patterns, (int)h->n) : cJSON_CreateArray();
-	char *s = a ? cJSON_PrintUnformatted(a) : NULL;
-	if (s) {
+	char *s = h->subscribed ? patterns_json(h) : NULL;
+	if (h->subscribed && !s)
+		return; /* out of memory: it closes with the exec */
+	if (s)
 		fprintf(w->f, "exec follower %d %s\n", h->fd, s);
-		keep_add(w->k, h->fd);
-		write_input(w->f, h->fd, h->input, h->inlen);
-	}
-	free(s);
-	cJSON_Delete(a);
+	else
+		fprintf(w->f, "exec conn %d\n", h->fd);
+	keep_add(w->k, h->fd);
+	write_input(w->f, h->fd, h->input, h->inlen);
+	cJSON_free(s);
 }
 
-/* The state and the descriptors it names into f; the ones to keep into k. */
-static void write_state(struct daemon *d, FILE *f, struct client *cl, struct keep *k,
-			const uint64_t times[3])
+/*
+ * "exec client FD": who asked, answered by the new image; from format 3
+ * with what it sent behind its request, from 4 with the request's "id"
+ * ("exec client-id JSON") and its events subscription ("exec client-sub
+ * [PATTERN, ...]"). Format 2's image answers it and closes it.
+ */
+static void write_client(FILE *f, struct client *cl, struct keep *k, int format)
 {
-	int client = control_client_fd(cl);
+	struct control_handover h;
+	if (!control_client_handover(cl, &h))
+		return;
+	fprintf(f, "exec client %d\n", h.fd);
+	keep_add(k, h.fd);
+	if (format >= 3)
+		write_input(f, h.fd, h.input, h.inlen); /* requests sent after reexec */
+	const cJSON *id = format >= 4 ? control_client_request_id(cl) : NULL;
+	char *s = id ? cJSON_PrintUnformatted(id) : NULL;
+	if (s)
+		fprintf(f, "exec client-id %s\n", s);
+	cJSON_free(s);
+	s = format >= 4 && h.subscribed ? patterns_json(&h) : NULL;
+	if (s)
+		fprintf(f, "exec client-sub %s\n", s);
+	cJSON_free(s);
+}
+
+/* The state and the descriptors it names into f, in format v; the ones to keep into k. */
+static void write_state(struct daemon *d, FILE *f, struct client *cl, struct keep *k,
+			const uint64_t times[3], int v)
+{
 	int lfd, lockfd;
-	size_t n = state_print(d, f, true);
-	fprintf(f, "exec times %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", times[0], times[1], times[2]);
+	size_t n = state_print(d, f, v);
+	if (v >= 3)
+		fprintf(f, "exec times %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", times[0], times[1],
+			times[2]);
 	control_fds(d->ctl, &lfd, &lockfd);
 	fprintf(f, "exec ctl %d %d\n", lfd, lockfd);
 	keep_add(k, lfd);
 	keep_add(k, lockfd);
-	if (client >= 0) {
-		size_t inlen;
-		const char *in = control_client_input(cl, &inlen); /* requests sent after reexec */
-		fprintf(f, "exec client %d\n", client);
-		keep_add(k, client);
-		write_input(f, client, in, inlen);
-	}
+	if (cl)
+		write_client(f, cl, k, v);
 	if (d->cg)
 		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
-	control_followers(d->ctl, write_follower, &(struct followers){f, k, client});
+	control_followers(d->ctl, cl, write_follower, &(struct followers){f, k, v});
 	for (struct unit *u = d->first; u; u = u->next) {
 		int fds[4];
 		if (!u->svc)
@@ -368,11 +402,12 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 		}
 		/*
 		 * The pidfd of the process its line names: the new image adopts it
-		 * without opening another or reading /proc (EVM_ADOPT_KEPT)
+		 * without opening another or reading /proc (EVM_ADOPT_KEPT); format
+		 * 2's opens its own and checks the start time.
 		 */
 		struct evm_proc *p = evm_service_proc(u->svc);
 		int pidfd = p && u->rec_pid > 0 && evm_proc_pid(p) == u->rec_pid ? evm_proc_pidfd(p) : -1;
-		if (pidfd >= 0) {
+		if (pidfd >= 0 && v >= 3) {
 			fprintf(f, "exec pidfd %s %d %d\n", u->name, (int)u->rec_pid, pidfd);
 			keep_add(k, pidfd);
 		}
@@ -381,14 +416,14 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 }
 
 /*
- * Exec exe, every service kept: returns only when it failed (err says why,
- * the daemon as it was). The loop serves nobody from here until the new
- * image's takeover is done: the pause a re-exec costs, which the new image
- * logs with its parts.
+ * Exec rx->exe, every service kept: returns only when it failed (rx->err
+ * says why, the daemon as it was). The loop serves nobody from here until
+ * the new image's takeover is done: the pause a re-exec costs, which the
+ * new image logs with its parts.
  */
-static int exec_now(struct daemon *d, struct client *cl, const char *exe, uint64_t t_req,
-		    char *err, size_t errlen)
+static int exec_now(struct reexec *rx)
 {
+	struct daemon *d = rx->d;
 	char env[32];
 	uint64_t t_stop = mono_ns();
 	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
@@ -396,18 +431,18 @@ static int exec_now(struct daemon *d, struct client *cl, const char *exe, uint64
 	int mfd = memfd_create("evmon-state", MFD_CLOEXEC);
 	FILE *f = mfd >= 0 ? fdopen(dup(mfd), "w") : NULL;
 	if (!f) {
-		snprintf(err, errlen, "memfd: %s: the daemon carries on", strerror(errno));
+		snprintf(rx->err, sizeof(rx->err), "memfd: %s: the daemon carries on", strerror(errno));
 		if (mfd >= 0)
 			close(mfd);
 		return -1;
 	}
 	struct keep k = {0};
-	uint64_t times[3] = {t_req, t_stop, mono_ns()};
-	write_state(d, f, cl, &k, times);
+	uint64_t times[3] = {rx->t_req, t_stop, mono_ns()};
+	write_state(d, f, rx->cl, &k, times, rx->format);
 	bool ok = fflush(f) == 0 && !ferror(f);
 	ok = fclose(f) == 0 && ok;
 	if (!ok) {
-		snprintf(err, errlen, "memfd: cannot write the state: the daemon carries on");
+		snprintf(rx->err, sizeof(rx->err), "memfd: cannot write the state: the daemon carries on");
 		close(mfd);
 		free(k.fds);
 		return -1;
@@ -418,28 +453,70 @@ static int exec_now(struct daemon *d, struct client *cl, const char *exe, uint64
 	snprintf(env, sizeof(env), "%d", mfd);
 	setenv("EVMON_REEXEC_STATE", env, 1);
 	notify_export(true);
-	dlog("re-executing %s: %zu services keep running", exe, d->nunits);
+	if (rx->format < STATE_VERSION)
+		dlog("re-executing %s: %zu services keep running (state format %d, the newest it "
+		     "reads: without %s)", rx->exe, d->nunits, rx->format, rx->format < 3
+		     ? "the pidfds (it checks each process in /proc), the connections with a request "
+		       "half read (closed) and the times"
+		     : "the requester's request id and events subscription");
+	else
+		dlog("re-executing %s: %zu services keep running", rx->exe, d->nunits);
 	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */
 	fflush(NULL);
 	keep_cloexec(&k, false);
-	execv(exe, argv);
+	execv(rx->exe, argv);
 	int e = errno;
 	keep_cloexec(&k, true);
 	unsetenv("EVMON_REEXEC_STATE");
 	notify_export(false);
 	close(mfd);
 	free(k.fds);
-	snprintf(err, errlen, "exec %s: %s: the daemon carries on", exe, strerror(e));
+	snprintf(rx->err, sizeof(rx->err), "exec %s: %s: the daemon carries on", rx->exe, strerror(e));
 	return -1;
+}
+
+/* A handed-over subscriber's patterns, parsed from their JSON array. */
+struct patterns {
+	cJSON *a;
+	const char **p;
+};
+
+/* json's patterns into h (subscribed): false when they cannot be read. */
+static bool patterns_take(const char *json, struct control_handover *h, struct patterns *ps)
+{
+	ps->a = cJSON_Parse(json);
+	int n = cJSON_IsArray(ps->a) ? cJSON_GetArraySize(ps->a) : -1;
+	ps->p = n > 0 ? calloc((size_t)n, sizeof(*ps->p)) : NULL;
+	bool ok = n == 0 || ps->p;
+	for (int k = 0; ps->p && k < n; k++)
+		ok = (ps->p[k] = cJSON_GetStringValue(cJSON_GetArrayItem(ps->a, k))) && ok;
+	h->subscribed = true;
+	h->patterns = ps->p;
+	h->n = n > 0 ? (size_t)n : 0;
+	return ok;
+}
+
+static void patterns_free(struct patterns *ps)
+{
+	free(ps->p);
+	cJSON_Delete(ps->a);
 }
 
 void reexec_answer(struct daemon *d, struct record *r, size_t kept)
 {
 	struct control_handover h = {.fd = r->client_fd, .input = r->client_in,
 				     .inlen = r->client_inlen};
+	struct patterns ps = {0};
 	struct client *cl;
 	r->client_fd = -1; /* ours now, or closed */
-	if (control_take_follower(d->ctl, &h, &cl) < 0)
+	/* it followed events before it asked: it goes on following them */
+	if (r->client_sub && !patterns_take(r->client_sub, &h, &ps)) {
+		dlog("re-exec: cannot read the events patterns of who asked: it follows none now");
+		h.subscribed = false;
+	}
+	int e = control_take_follower(d->ctl, &h, &cl);
+	patterns_free(&ps);
+	if (e < 0)
 		return;
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddTrueToObject(o, "ok");
@@ -447,6 +524,9 @@ void reexec_answer(struct daemon *d, struct record *r, size_t kept)
 	cJSON_AddStringToObject(o, "version", evm_version());
 	cJSON_AddNumberToObject(o, "services", (double)d->nunits);
 	cJSON_AddNumberToObject(o, "kept", (double)kept);
+	cJSON *id = r->client_id ? cJSON_Parse(r->client_id) : NULL; /* echoed, as in every reply */
+	if (id)
+		cJSON_AddItemToObject(o, "id", id);
 	control_reply(cl, o); /* sent from the loop; then its next requests, if it sent any */
 	cJSON_Delete(o);
 }
@@ -480,28 +560,16 @@ void reexec_done(struct daemon *d, struct record *r, size_t kept)
 {
 	size_t followers = 0;
 	for (size_t i = 0; i < r->nfollowers; i++) {
-		int fd = r->followers[i].fd;
-		r->followers[i].fd = -1; /* ours now, or closed */
-		struct control_handover h = {.fd = fd, .input = r->followers[i].input,
-					     .inlen = r->followers[i].inlen};
-		if (!r->followers[i].patterns) { /* a client between requests */
-			control_take_follower(d->ctl, &h, NULL);
-			continue;
+		struct rec_follower *rf = &r->followers[i];
+		struct control_handover h = {.fd = rf->fd, .input = rf->input, .inlen = rf->inlen};
+		struct patterns ps = {0};
+		rf->fd = -1; /* ours now, or closed */
+		if (rf->patterns && !patterns_take(rf->patterns, &h, &ps)) {
+			close(h.fd);
+		} else if (control_take_follower(d->ctl, &h, NULL) == 0) {
+			followers += h.subscribed;
 		}
-		cJSON *a = cJSON_Parse(r->followers[i].patterns);
-		int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
-		const char **p = n > 0 ? calloc((size_t)n, sizeof(*p)) : NULL;
-		for (int k = 0; p && k < n; k++)
-			p[k] = cJSON_GetStringValue(cJSON_GetArrayItem(a, k));
-		h.subscribed = true;
-		h.patterns = p;
-		h.n = (size_t)n;
-		if (n == 0 || p)
-			followers += control_take_follower(d->ctl, &h, NULL) == 0;
-		else
-			close(fd);
-		free(p);
-		cJSON_Delete(a);
+		patterns_free(&ps);
 	}
 	/* what the followers see first: the exec itself (no service changed) */
 	char msg[200];

@@ -107,6 +107,8 @@ void record_free(struct record *r)
 		free(r->followers[i].input);
 	}
 	free(r->client_in);
+	free(r->client_id);
+	free(r->client_sub);
 	free(r->followers);
 	free(r->added);
 	hmap_clear(&r->idx);
@@ -270,6 +272,12 @@ static int parse_line(struct record *r, char *line, bool exec)
 	if (r->version >= 3 && sscanf(line, "exec times %" SCNu64 " %" SCNu64 " %" SCNu64,
 				      &r->t_req, &r->t_stop, &r->t_write) == 3)
 		return 0;
+	if (r->version >= 4 && !strncmp(line, "exec client-id ", 15))
+		return r->client_id || !(r->client_id = strndup(line + 15, strcspn(line + 15, "\n")))
+			       ? -1 : 0;
+	if (r->version >= 4 && !strncmp(line, "exec client-sub [", 17))
+		return r->client_sub || !(r->client_sub = strndup(line + 16, strcspn(line + 16, "\n")))
+			       ? -1 : 0;
 	if (sscanf(line, "exec client %d", &a) == 1) {
 		r->client_fd = a;
 		return 0;
@@ -318,20 +326,18 @@ static struct record *record_parse(FILE *f, bool exec, int *newer, char *why, si
 	r->ctl_fd = r->lock_fd = r->client_fd = -1;
 	r->reexec = exec;
 	got = getline(&line, &cap, f);
-	r->version = got < 0			       ? 0
-		     : !strcmp(line, STATE_MAGIC "\n")    ? 3
-		     : !strcmp(line, STATE_MAGIC_V2 "\n") ? 2
-							  : !strcmp(line, STATE_MAGIC_V1 "\n");
-	int v;
+	int v = 0, at = 0;
 	*newer = 0;
-	if (!r->version && got > 0 && sscanf(line, "evmon-state %d", &v) == 1 && v > STATE_VERSION) {
+	if (got > 0 && sscanf(line, "evmon-state %d%n", &v, &at) == 1 && !strcmp(line + at, "\n") &&
+	    v >= 1 && v <= STATE_VERSION)
+		r->version = v;
+	if (!r->version && v > STATE_VERSION) {
 		*newer = v;
 		snprintf(why, whylen, "format %d, newer than this evmon's (%d)", v, STATE_VERSION);
 		goto bad;
 	}
 	if (!r->version) {
-		snprintf(why, whylen, "line 1: not '%s' (nor '%s', '%s')", STATE_MAGIC,
-			 STATE_MAGIC_V2, STATE_MAGIC_V1);
+		snprintf(why, whylen, "line 1: not 'evmon-state N' (N from 1 to %d)", STATE_VERSION);
 		goto bad;
 	}
 	while ((got = getline(&line, &cap, f)) >= 0) {

@@ -6,7 +6,7 @@
  * copy of it. The same text, with the descriptors to keep, carries the
  * state across `evmon ctl reexec` (reexec.c).
  *
- *   evmon-state 2
+ *   evmon-state 2                                the format (a re-exec's: 2 to 4)
  *   daemon PID
  *   service NAME PID STARTTIME IDENTITY FLAGS STATE RESTARTS FAILURES
  *           START_FAILURES BACKOFF_STEP NEXT_START  one per service (one line)
@@ -58,15 +58,19 @@ struct daemon;
 struct svc_conf;
 
 /*
- * The newest format read (older ones are read too), in which a re-exec
- * passes the state. The record on disk is written in format 2: what it
- * holds has not changed since, so an older evmon started after a crash
- * still reads it; version 3 added lines only a re-exec writes.
+ * The newest format read (every older one is read too), and what each
+ * added: 2 the policy fields and "added" lines, 3 the re-exec's "exec
+ * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id" and
+ * "exec client-sub" lines. A re-exec passes the state in the newest format
+ * both binaries read (the new one's --state-format), down to
+ * STATE_REEXEC_OLDEST, leaving out the lines that format lacks (and what
+ * only they could carry: reexec.c). The record on disk is written in
+ * format 2: what it holds has not changed since, so an older evmon started
+ * after a crash still reads it.
  */
-#define STATE_VERSION 3
-#define STATE_MAGIC "evmon-state 3" /* STATE_VERSION: a re-exec's state */
-#define STATE_MAGIC_V2 "evmon-state 2" /* the record on disk: no "exec" lines */
-#define STATE_MAGIC_V1 "evmon-state 1" /* read too: no "added" lines */
+#define STATE_VERSION 4
+#define STATE_DISK_VERSION 2
+#define STATE_REEXEC_OLDEST 2
 
 enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN };
 
@@ -102,6 +106,8 @@ struct record {
 	int client_fd;		/* the connection that asked for it, answered at the end */
 	char *client_in;	/* what it sent after its request (not read yet) */
 	size_t client_inlen;
+	char *client_id;	/* its request's "id" (JSON), or NULL */
+	char *client_sub;	/* its events patterns (a JSON array) if it followed them, or NULL */
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
 	/* CLOCK_MONOTONIC ns: the request, the old loop's last turn, the memfd written */
 	uint64_t t_req, t_stop, t_write;
@@ -163,10 +169,10 @@ void state_changed(struct daemon *d);
 void state_started(struct daemon *d);
 
 /*
- * The record's lines but the end line into f (exec: a re-exec's, in format
- * STATE_VERSION, else the record on disk's); returns the services written.
+ * The record's lines but the end line into f, in format version (a
+ * re-exec's, or STATE_DISK_VERSION); returns the services written.
  */
-size_t state_print(struct daemon *d, FILE *f, bool exec);
+size_t state_print(struct daemon *d, FILE *f, int version);
 
 /* Write the record now (before a reexec); 0 or -errno. */
 int state_write_now(struct daemon *d);

@@ -71,10 +71,11 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), f);
 }
 
-size_t state_print(struct daemon *d, FILE *f, bool exec)
+size_t state_print(struct daemon *d, FILE *f, int version)
 {
 	size_t n = 0;
-	fprintf(f, "%s\ndaemon %d\n", exec ? STATE_MAGIC : STATE_MAGIC_V2, (int)getpid());
+	/* what formats 2 to 4 write here is the same: their differences are "exec" lines */
+	fprintf(f, "evmon-state %d\ndaemon %d\n", version, (int)getpid());
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc)
 			continue;
@@ -121,7 +122,7 @@ int state_write_now(struct daemon *d)
 		if (fd >= 0)
 			close(fd);
 	} else {
-		fprintf(f, "end %zu\n", state_print(d, f, false));
+		fprintf(f, "end %zu\n", state_print(d, f, STATE_DISK_VERSION));
 		bool ok = fflush(f) == 0 && !ferror(f);
 		e = errno;
 		ok = fclose(f) == 0 && ok;

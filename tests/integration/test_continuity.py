@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from conftest import EVMON, ROOT, SLOW, proc_state, wait_for
-from daemon_util import Daemon, LineReader, alive
+from daemon_util import Daemon, LineReader, alive, read_line
 
 
 def marker_pids(marker):
@@ -208,7 +208,7 @@ def test_reused_pid_is_not_adopted(procs, tmp_path, marker):
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\n", "truncated (no end line)"),
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\nend 2\n", "fewer services"),
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 ru", "cut short"),
-    ("garbage\n", "not 'evmon-state 3' (nor 'evmon-state 2', 'evmon-state 1')"),
+    ("garbage\n", "line 1: not 'evmon-state N' (N from 1 to "),
     ("evmon-state 1\ndaemon 1\nadded {}\nend 0\n", "cannot read 'added {}'"),
     ("evmon-state 1\nservice w one 5 0 run\nend 1\n", "cannot read"),
 ])
@@ -399,19 +399,20 @@ def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
 
 
 @pytest.mark.parametrize("older", [
-    ("2", "reads state format 2, older than this daemon's (3)"),
+    ("1", "reads state format 1, older than any a re-exec can pass (2 to "),
     ("unknown", "does not say which state format it reads"),
 ])
 def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
-    """A downgrade to a binary that cannot read the state (or cannot say
-    whether it can: older than --state-format) is not exec'ed: it would
-    ignore the state and start every service a second time."""
+    """A downgrade to a binary that cannot read any state a re-exec passes
+    (or cannot say whether it can: older than --state-format) is not
+    exec'ed: it would ignore the state and start every service a second time."""
     answer, why = older
     d = Daemon(procs, tmp_path, config(marker, n=3), start=False)
     exe = own_copy(tmp_path)
     start_with(d, exe)
     before = wait_for(lambda: all_running(d, 3), what="3 running")
-    said = "echo 2; exit 0" if answer == "2" else "echo \"unrecognized option\" >&2; exit 2"
+    said = f"echo {answer}; exit 0" if answer != "unknown" else \
+        "echo \"unrecognized option\" >&2; exit 2"
     with open(exe + ".new", "w") as f:  # a real daemon if exec'ed: it would not be refused
         f.write(f'#!/bin/sh\n[ "$2" = --state-format ] && {{ {said}; }}\nexec {EVMON} "$@"\n')
     os.chmod(exe + ".new", 0o755)
@@ -421,6 +422,69 @@ def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
     assert d.p.poll() is None and d.request({"cmd": "ping"})["pid"] == d.p.pid
     assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
     assert len(marker_pids(marker)) == 3
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_reexec_into_an_older_format(procs, tmp_path, marker, fmt):
+    """A binary that reads an older state format (the previous releases: 2
+    before pidfds and half-read requests crossed the exec, 3 before the
+    requester's id and subscription did) is passed the state in its format,
+    without the lines it would refuse: the services are kept, by pid. The
+    binary here is a wrapper that says it reads only fmt, keeps a copy of
+    the state it is passed, and runs this evmon, which reads every format."""
+    d = Daemon(procs, tmp_path, config(marker, n=3), start=False)
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    before = wait_for(lambda: all_running(d, 3), what="3 running")
+    passed = tmp_path / "passed"
+    with open(exe + ".new", "w") as f:
+        f.write(f'#!/bin/sh\n[ "$2" = --state-format ] && {{ echo {fmt}; exit 0; }}\n'
+                f'cat /proc/self/fd/$EVMON_REEXEC_STATE > {passed}\nexec {EVMON} "$@"\n')
+    os.chmod(exe + ".new", 0o755)
+    os.rename(exe + ".new", exe)
+    follower = LineReader(d.connect())
+    follower.s.sendall(b'{"cmd":"events"}\n')
+    assert follower.next()["ok"]
+    between = d.connect()  # between two requests: handed over in every format
+    half = d.connect()  # half a request: format 2 cannot carry it
+    half.sendall(b'{"cmd":"pi')
+    assert d.request({"cmd": "ping"})["ok"]  # both read by now
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"reexec","id":5}\n')
+        reply = json.loads(read_line(s))
+    assert reply["ok"] and reply["kept"] == 3, reply
+    assert "id" not in reply  # the older image's answer: it does not know the id
+    lines = open(passed).read().splitlines()
+    assert lines[0] == f"evmon-state {fmt}" and lines[-1] == "end 3", lines
+    newer = ("exec client-id", "exec client-sub", "exec cgwatch", "exec cg ") + \
+        (("exec pidfd", "exec input", "exec times") if fmt == 2 else ())
+    assert not [l for l in lines if l.startswith(newer)], lines
+    assert fmt == 2 or [l for l in lines if l.startswith("exec pidfd")], lines
+    assert f"(state format {fmt}, the newest it reads" in d.log()
+    after = d.status()
+    assert {k: v["pid"] for k, v in after.items()} == {k: v["pid"] for k, v in before.items()}
+    assert all(v.get("adopted") and v["restarts"] == 0 for v in after.values()), after
+    assert len(marker_pids(marker)) == 3
+    between.sendall(b'{"cmd":"ping","id":1}\n')
+    assert json.loads(read_line(between))["id"] == 1
+    if fmt == 2:  # closed at the exec, as that release did
+        with pytest.raises((EOFError, ConnectionResetError, BrokenPipeError)):
+            half.sendall(b'ng"}\n')
+            read_line(half)
+    else:
+        half.sendall(b'ng"}\n')
+        assert json.loads(read_line(half))["ok"]
+    ev = follower.next()
+    assert ev["event"] == "reexec", ev
+    # still our children: an exit has its status
+    os.kill(before["w:1"]["pid"], signal.SIGKILL)
+    st = wait_for(lambda: (s := d.status("w:1")["w:1"])["pid"] != before["w:1"]["pid"] and
+                  s["state"] == "running" and s, what="w:1 restarted")
+    assert st["last_exit"]["signal_name"] == "KILL" and not st["last_exit"].get("status_unknown")
+    for s in (follower.s, between, half):
+        s.close()
     d.stop()
     assert marker_pids(marker) == []
 

@@ -10,8 +10,10 @@ import shutil
 import signal
 import subprocess
 
+import pytest
+
 from conftest import EVMON, SLOW, wait_for
-from daemon_util import Daemon, read_line
+from daemon_util import Daemon, LineReader, read_line
 from test_continuity import all_running, config, marker, marker_pids, own_copy, start_with  # noqa: F401 (marker: a fixture)
 
 
@@ -180,3 +182,61 @@ def test_what_crossed_the_exec_is_close_on_exec_again(procs, tmp_path, marker):
     follower.close()
     half.close()
     d.stop()
+
+
+def test_reexec_reply_has_the_id_and_the_requester_keeps_following(procs, tmp_path, marker):
+    """The new image's answer to `reexec` echoes the request's "id", as every
+    reply does (before, it had none); a requester that followed events
+    before it asked follows them after (before, the subscription was lost):
+    the 'reexec' event comes to it behind the answer, then its next reply."""
+    d = Daemon(procs, tmp_path, config(marker, n=2))
+    wait_for(lambda: all_running(d, 2), what="2 running")
+    r = LineReader(d.connect())
+    r.s.sendall(b'{"cmd":"events","names":["w:1"]}\n')
+    assert r.next()["ok"]
+    r.s.sendall(b'{"cmd":"reexec","id":{"n":42}}\n')
+    reply = r.next(timeout=30)
+    while "event" in reply:  # events before the exec (none expected: all are running)
+        reply = r.next(timeout=30)
+    assert reply["ok"] and reply["id"] == {"n": 42} and reply["kept"] == 2, reply
+    r.s.sendall(b'{"cmd":"ping","id":2}\n')
+    ev = r.next()
+    assert ev.get("event") == "reexec" and ev["pid"] == d.p.pid, ev  # still a follower
+    ping = r.next()
+    assert ping["ok"] and ping["id"] == 2, ping
+    # with its names: w:0's exit is not sent to it, w:1's is
+    os.kill(d.status("w:0")["w:0"]["pid"], signal.SIGKILL)
+    wait_for(lambda: d.status("w:0")["w:0"]["restarts"] == 1, what="w:0 restarted")
+    os.kill(d.status("w:1")["w:1"]["pid"], signal.SIGKILL)
+    seen = [r.next()]
+    while not (seen[-1].get("service") == "w:1" and seen[-1].get("state") == "running"):
+        seen.append(r.next())
+    assert {e.get("service") for e in seen} == {"w:1"}, seen
+    r.s.close()
+    d.stop()
+
+
+def test_handed_over_idle_client_is_timed_out(procs, tmp_path, marker):
+    """A client between requests handed over to the new image counts its
+    idle time there too (before, it had no idle timer until its first
+    callback: one that never sent again held its slot for ever). Its idle
+    clock restarts at the exec, so the old image's cannot have closed it."""
+    idle = 5 * SLOW
+    d = Daemon(procs, tmp_path, config(marker, n=1, extra=f"idle_timeout = {idle}s"))
+    wait_for(lambda: all_running(d, 1), what="w running")
+    quiet = d.connect(timeout=60)
+    quiet.sendall(b'{"cmd":"ping"}\n')
+    assert json.loads(read_line(quiet))["ok"]  # its idle clock starts again here
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: "re-exec: the loop served again" in d.log(), what="the re-exec")
+    assert "dropped: idle" not in d.log(), d.log()  # not timed out before the exec
+    line = json.loads(read_line(quiet))  # waits up to 60 * SLOW s: about idle
+    assert not line["ok"] and line["error"].startswith("idle: no request in"), line
+    with pytest.raises(EOFError):
+        read_line(quiet)
+    log = d.log()
+    assert log.index("re-exec: the loop served again") < log.index("dropped: idle"), log
+    quiet.close()
+    d.stop()
+
