@@ -135,7 +135,13 @@ static int kept_identity(const struct evm_adopt_opts *o, int pidfd, struct evm__
 	f->sid = getsid(o->pid);
 	if (f->pgid < 0 || f->sid < 0)
 		return -ESRCH; /* reaped by another: gone */
-	return 0;
+	/*
+	 * Another's child (one adopted after a crash, then kept across an
+	 * exec) is not pinned by its zombie for us: reaped by its parent
+	 * meanwhile, its pid may name another process by the reads above.
+	 * Alive (or a zombie) after them: they were its.
+	 */
+	return f->ppid ? 0 : pidfd_alive(pidfd);
 }
 
 int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct evm_proc **out)

@@ -125,10 +125,45 @@ def test_crash_then_restart_adopts_without_duplicates(procs, tmp_path, marker, c
                    s["pid"] != victim and s, what="w:3 restarted")
     assert new["restarts"] == 1 and not new.get("adopted")
     assert new["last_exit"].get("adopted") and new["last_exit"]["pid"] == victim
+    # start_secs = 0 reports running as the spawn returns: the exec may still be under way
+    wait_for(lambda: new["pid"] in marker_pids(marker), what="the restarted w:3's exec")
     assert len(marker_pids(marker)) == 10
     d.stop()  # stops the adopted ones too
     assert marker_pids(marker) == []
     assert not os.path.exists(d.sock + ".state")
+
+
+@pytest.mark.parametrize("cgroup", ["no", "auto"])
+def test_adopted_after_a_crash_then_reexec(procs, tmp_path, marker, cgroup):
+    """Services adopted after a crash are not the daemon's children: a
+    re-exec passes their pidfds all the same, and the new image takes them
+    over as what they are (EVM_ADOPT_KEPT: another's child, so an exit of
+    unknown status, never reaped by us); they are restarted by their policy
+    and stopped with the daemon like any other."""
+    d = Daemon(procs, tmp_path, config(marker, n=3, cgroup=cgroup))
+    pids = sorted(s["pid"] for s in wait_for(lambda: all_running(d, 3), what="3 running").values())
+    wait_recorded(d, pids)
+    crash(d)
+    d.start()
+    adopted = wait_for(lambda: all_running(d, 3), what="3 adopted")
+    assert sorted(s["pid"] for s in adopted.values()) == pids
+    r = d.ctl("reexec")
+    assert r.returncode == 0 and "3 of 3 services kept running" in r.stdout, r.stdout + r.stderr
+    after = d.status()
+    assert {k: v["pid"] for k, v in after.items()} == {k: v["pid"] for k, v in adopted.items()}
+    assert all(v.get("adopted") and v["state"] == "running" for v in after.values()), after
+    assert marker_pids(marker) == pids
+    victim = after["w:1"]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    new = wait_for(lambda: (s := d.status("w:1")["w:1"])["state"] == "running" and
+                   s["pid"] != victim and s, what="w:1 restarted")
+    last = new["last_exit"]
+    assert last["pid"] == victim and last.get("adopted") and last.get("status_unknown"), last
+    assert new["restarts"] == 1 and not new.get("adopted")
+    wait_for(lambda: new["pid"] in marker_pids(marker), what="the restarted w:1's exec")
+    assert len(marker_pids(marker)) == 3
+    d.stop()
+    assert marker_pids(marker) == []
 
 
 def test_adopt_no_kills_and_starts_fresh(procs, tmp_path, marker):
