@@ -175,7 +175,8 @@ def test_adopt_no_kills_and_starts_fresh(procs, tmp_path, marker):
     after = wait_for(lambda: all_running(d, 3), timeout=30 * SLOW, what="3 running again")
     assert not set(s["pid"] for s in after.values()) & set(pids)
     assert not any(alive(p) for p in pids)
-    # failed once or twice under load in session 7 with no detail: say which
+    # start_secs = 0 reports running as the spawn returns: the exec may still be under way
+    wait_for(lambda: len(marker_pids(marker)) >= 3, what="the 3 new processes' exec")
     found = {p: proc_state(p) for p in marker_pids(marker)}
     assert len(found) == 3, (found, pids, after, d.log())
     assert d.log().count("killed (adopt = no)") == 3
@@ -192,6 +193,7 @@ def test_changed_definition_is_not_adopted(procs, tmp_path, marker):
     wait_for(lambda: all_running(d, 2), timeout=30 * SLOW, what="2 running again")
     assert not any(alive(p) for p in pids)
     assert "killed (its definition changed)" in d.log()
+    wait_for(lambda: len(marker_pids(marker + "1")) >= 2, what="the 2 new processes' exec")
     assert len(marker_pids(marker + "1")) == 2
     d.stop()
 
@@ -206,6 +208,7 @@ def test_user_stopped_service_stays_stopped(procs, tmp_path, marker):
     d.start()
     d.wait_state("w:0", "running")
     assert d.status("w:1")["w:1"]["state"] == "stopped"
+    wait_for(lambda: marker_pids(marker), what="w:0's exec")
     assert len(marker_pids(marker)) == 1
     d.stop()
 
