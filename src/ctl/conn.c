@@ -138,7 +138,9 @@ int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
 			continue;
 		if (k <= 0) {
 			fprintf(stderr, "evmon ctl: %s: %s\n", c->socket,
-				k == 0 ? "the daemon closed the connection" : strerror(errno));
+				k == 0 ? "the daemon closed the connection before it answered "
+					 "(it stopped, or cut the reply: see its log)"
+				       : strerror(errno));
 			return -1;
 		}
 		c->in.len += (size_t)k;

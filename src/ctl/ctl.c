@@ -428,7 +428,7 @@ static int write_out(const char *p, size_t n)
 }
 
 /* After the answer, the connection carries the log file's bytes: copy them as they are. */
-static int copy_stream(struct ctl *c)
+static int copy_stream(struct ctl *c, bool follow)
 {
 	/* what came with the answer, then the rest */
 	linebuf_consume(&c->in, c->last);
@@ -443,6 +443,13 @@ static int copy_stream(struct ctl *c)
 			continue;
 		if (n < 0) {
 			fprintf(stderr, "evmon ctl: %s: %s\n", c->socket, strerror(errno));
+			return EXIT_NODAEMON;
+		}
+		if (n == 0 && follow) {
+			/* tail -f ends only when it is told to: say why it did */
+			fprintf(stderr, "evmon ctl: %s: the daemon ended the stream (it stopped or "
+				"re-executed itself, or this reader fell behind: see its log; follow "
+				"again)\n", c->socket);
 			return EXIT_NODAEMON;
 		}
 		if (n == 0 || write_out(buf, (size_t)n) < 0)
@@ -500,7 +507,7 @@ static int do_logs(struct ctl *c, int argc, char **argv, char **ops)
 	if (l.err)
 		cJSON_AddStringToObject(req, "stream", "stderr");
 	rc = open_stream(c, req);
-	return rc >= 0 ? rc : copy_stream(c);
+	return rc >= 0 ? rc : copy_stream(c, l.follow);
 }
 
 static void print_states(const cJSON *resp)

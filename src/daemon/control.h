@@ -74,6 +74,12 @@ struct control_handover {
 	size_t n;
 	const char *input;		/* what it sent that no request took yet */
 	size_t inlen;			/* (a request half read), or 0 */
+	/*
+	 * A request whose reply waits (start/stop/... with "wait"): the new
+	 * image answers it (with its "id") that the wait was cut
+	 */
+	bool waiting;
+	const cJSON *id;
 };
 
 /*
@@ -87,17 +93,18 @@ const cJSON *control_client_request_id(const struct client *cl);
 
 /*
  * Before an exec of ourselves: fn for each connection that can be handed
- * over: between requests, its output all sent (waited for, up to a second
- * in all); what it sent of its next request comes along (the new image
- * reads on from there). The others close with the exec. An events
+ * over: its output all sent (waited for, up to a second in all), between
+ * requests or with a reply deferred (waiting); what it sent of its next
+ * request comes along (the new image reads on from there). An events
  * follower comes with its patterns (subscribed), any other with none: a
  * client between two requests, or whose next one waits in the socket or is
- * half read, which the new image answers. The client except (who asked) is
- * left out.
+ * half read, which the new image answers. The others close with the exec
+ * (a raw stream, a reply in pieces, output it did not read): their number
+ * is returned. The client except (who asked) is left out.
  */
 typedef void (*control_follower_cb)(const struct control_handover *h, void *data);
-void control_followers(struct control *ctl, const struct client *except, control_follower_cb fn,
-		       void *data);
+unsigned control_followers(struct control *ctl, const struct client *except,
+			   control_follower_cb fn, void *data);
 
 /*
  * After the exec: the connection h->fd (kept open across it) is a client

@@ -91,10 +91,11 @@ static void flush_until(struct client *cl, int64_t deadline)
 	}
 }
 
-void control_followers(struct control *ctl, const struct client *except, control_follower_cb fn,
-		       void *data)
+unsigned control_followers(struct control *ctl, const struct client *except,
+			   control_follower_cb fn, void *data)
 {
 	struct timespec ts;
+	unsigned closing = 0;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* a follower behind on its events gets them before the exec, up to a second in all */
 	int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1000;
@@ -104,13 +105,22 @@ void control_followers(struct control *ctl, const struct client *except, control
 		flush_until(cl, deadline); /* who asked too: the events it follows come first */
 		if (cl == except)
 			continue;
-		/* only between requests, with nothing unsent: a reply or a line would be cut */
-		struct control_handover h;
-		if (cl->aborted || cl->raw || cl->pending || cl->out.len || cl->eof || cl->closing ||
-		    !control_client_handover(cl, &h))
+		/* a deferred reply (a wait): answered by the new image (it may have half-closed) */
+		bool waiting = cl->pending && !cl->stream && !cl->closing && cl->defer_gone;
+		/* else only between requests, with nothing unsent: a reply or a line would be cut */
+		if (cl->aborted || cl->raw || cl->stream || cl->out.len || cl->closing ||
+		    (!waiting && (cl->pending || cl->eof))) {
+			closing += !cl->aborted && (cl->raw || cl->stream || cl->pending || cl->out.len);
 			continue;
-		fn(&h, data);
+		}
+		struct control_handover h;
+		if (control_client_handover(cl, &h)) {
+			h.waiting = waiting;
+			h.id = waiting ? cl->req_id : NULL;
+			fn(&h, data);
+		}
 	}
+	return closing;
 }
 
 int control_take_follower(struct control *ctl, const struct control_handover *h,

@@ -17,9 +17,11 @@
  * events subscription), and every other client between two requests:
  * events followers with their patterns (they follow on after a "reexec"
  * event), and the others, each with what it sent that no request took yet
- * (a request half read: the new image reads on). The clients with a
- * request under way close with the exec; the metrics listener is bound
- * again, the log files are opened again at the next line.
+ * (a request half read: the new image reads on). A client whose reply
+ * waits (a wait) crosses too, and the new image says its wait was cut.
+ * The clients in a stream (logs -f), a reply in pieces, or with output
+ * not read yet close with the exec; the metrics listener is bound again,
+ * the log files are opened again at the next line.
  *
  * The state is passed in the newest format both binaries read (the new
  * one's answer, down to STATE_REEXEC_OLDEST), without the lines and what
@@ -333,6 +335,9 @@ static void write_follower(const struct control_handover *h, void *data)
 	/* format 2 cannot carry a request half read: that connection closes, as it did then */
 	if (h->inlen && w->format < 3)
 		return;
+	/* nor can 3 a reply that waits: it closes too, as it did then */
+	if (h->waiting && w->format < 4)
+		return;
 	char *s = h->subscribed ? patterns_json(h) : NULL;
 	if (h->subscribed && !s)
 		return; /* out of memory: it closes with the exec */
@@ -343,6 +348,12 @@ static void write_follower(const struct control_handover *h, void *data)
 	keep_add(w->k, h->fd);
 	write_input(w->f, h->fd, h->input, h->inlen);
 	cJSON_free(s);
+	/* "exec cut FD ID": its reply waits (a wait): the new image says the wait was cut */
+	if (h->waiting) {
+		s = h->id ? cJSON_PrintUnformatted(h->id) : NULL;
+		fprintf(w->f, "exec cut %d %s\n", h->fd, s ? s : "null");
+		cJSON_free(s);
+	}
 }
 
 /*
@@ -388,7 +399,11 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 		write_client(f, cl, k, v);
 	if (d->cg)
 		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
-	control_followers(d->ctl, cl, write_follower, &(struct followers){f, k, v});
+	unsigned closing = control_followers(d->ctl, cl, write_follower, &(struct followers){f, k, v});
+	if (closing)
+		dlog("re-exec: %u connection%s with a stream or a reply under way (ctl logs -f, "
+		     "ctl metrics, output not read yet) close with the exec", closing,
+		     closing == 1 ? "" : "s");
 	for (struct unit *u = d->first; u; u = u->next) {
 		int fds[4];
 		if (!u->svc)
@@ -458,7 +473,8 @@ static int exec_now(struct reexec *rx)
 		     "reads: without %s)", rx->exe, d->nunits, rx->format, rx->format < 3
 		     ? "the pidfds (it checks each process in /proc), the connections with a request "
 		       "half read (closed) and the times"
-		     : "the requester's request id and events subscription");
+		     : "the requester's request id and events subscription, and the requests "
+		       "waiting for their services (closed)");
 	else
 		dlog("re-executing %s: %zu services keep running", rx->exe, d->nunits);
 	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */
@@ -556,6 +572,27 @@ static void on_served(struct evm_timer *tm, void *data)
 	free(p);
 }
 
+/*
+ * A request that waited for its reply across the exec (start/stop/... with
+ * "wait"): its action was done, its wait is not carried over: said, with
+ * its id, before whatever it sent after it is answered.
+ */
+static void answer_cut(struct client *cl, const char *id)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddFalseToObject(o, "ok");
+	cJSON_AddStringToObject(o, "error", "the daemon re-executed itself (evmon ctl reexec) while "
+				"this request waited for its services: what it asked for was done, its "
+				"wait was not carried over (evmon ctl status shows where they are)");
+	cJSON *j = cJSON_Parse(id);
+	if (j && !cJSON_IsNull(j))
+		cJSON_AddItemToObject(o, "id", j);
+	else
+		cJSON_Delete(j);
+	control_reply(cl, o);
+	cJSON_Delete(o);
+}
+
 void reexec_done(struct daemon *d, struct record *r, size_t kept)
 {
 	size_t followers = 0;
@@ -563,11 +600,14 @@ void reexec_done(struct daemon *d, struct record *r, size_t kept)
 		struct rec_follower *rf = &r->followers[i];
 		struct control_handover h = {.fd = rf->fd, .input = rf->input, .inlen = rf->inlen};
 		struct patterns ps = {0};
+		struct client *cl = NULL;
 		rf->fd = -1; /* ours now, or closed */
 		if (rf->patterns && !patterns_take(rf->patterns, &h, &ps)) {
 			close(h.fd);
-		} else if (control_take_follower(d->ctl, &h, NULL) == 0) {
+		} else if (control_take_follower(d->ctl, &h, &cl) == 0) {
 			followers += h.subscribed;
+			if (rf->cut_id)
+				answer_cut(cl, rf->cut_id);
 		}
 		patterns_free(&ps);
 	}

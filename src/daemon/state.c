@@ -105,6 +105,7 @@ void record_free(struct record *r)
 			close(r->followers[i].fd);
 		free(r->followers[i].patterns);
 		free(r->followers[i].input);
+		free(r->followers[i].cut_id);
 	}
 	free(r->client_in);
 	free(r->client_id);
@@ -177,6 +178,7 @@ static int parse_follower(struct record *r, int fd, const char *json)
 	f[r->nfollowers].patterns = NULL;
 	f[r->nfollowers].input = NULL;
 	f[r->nfollowers].inlen = 0;
+	f[r->nfollowers].cut_id = NULL;
 	if (json && !(f[r->nfollowers].patterns = strndup(json, strcspn(json, "\n"))))
 		return -1;
 	r->nfollowers++;
@@ -213,6 +215,15 @@ static int parse_input(struct record *r, int fd, const char *hex)
 	}
 	*len = n / 2;
 	return 0;
+}
+
+/* "exec cut FD ID": the connection on fd (handed over above) waited for a reply */
+static int parse_cut(struct record *r, int fd, const char *id)
+{
+	for (size_t i = r->nfollowers; i-- > 0;)
+		if (r->followers[i].fd == fd && !r->followers[i].cut_id)
+			return (r->followers[i].cut_id = strndup(id, strcspn(id, "\n"))) ? 0 : -1;
+	return -1;
 }
 
 /*
@@ -288,6 +299,8 @@ static int parse_line(struct record *r, char *line, bool exec)
 		return parse_follower(r, a, NULL);
 	if (r->version >= 3 && sscanf(line, "exec input %d %n", &a, &b) == 1 && b > 0)
 		return parse_input(r, a, line + b);
+	if (r->version >= 4 && sscanf(line, "exec cut %d %n", &a, &b) == 1 && b > 0)
+		return parse_cut(r, a, line + b);
 	if (sscanf(line, "exec cghome %4095s", path) == 1)
 		return (r->cg_home = strdup(path)) ? 0 : -1;
 	struct rec_svc *s;

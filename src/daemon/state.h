@@ -60,8 +60,8 @@ struct svc_conf;
 /*
  * The newest format read (every older one is read too), and what each
  * added: 2 the policy fields and "added" lines, 3 the re-exec's "exec
- * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id" and
- * "exec client-sub" lines. A re-exec passes the state in the newest format
+ * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id",
+ * "exec client-sub" and "exec cut" lines. A re-exec passes the state in the newest format
  * both binaries read (the new one's --state-format), down to
  * STATE_REEXEC_OLDEST, leaving out the lines that format lacks (and what
  * only they could carry: reexec.c). The record on disk is written in
@@ -116,6 +116,7 @@ struct record {
 		char *patterns;	/* its patterns, a JSON array; NULL: a client between requests */
 		char *input;	/* what it sent that no request took yet, or NULL */
 		size_t inlen;
+		char *cut_id;	/* its request waited for its reply: the "id" (JSON), or NULL */
 	} *followers;
 	size_t nfollowers;
 };

@@ -240,3 +240,58 @@ def test_handed_over_idle_client_is_timed_out(procs, tmp_path, marker):
     quiet.close()
     d.stop()
 
+
+def test_waiting_request_is_answered_after_the_exec(procs, tmp_path, marker):
+    """A request waiting for its services at the exec (start with "wait")
+    crosses it: the new image answers it at once, with its id, that its
+    wait was cut (before, the connection closed with no word), then answers
+    what was sent behind it; the service started keeps its process."""
+    d = Daemon(procs, tmp_path, config(marker, n=1) + f"""
+[service:slow]
+command = sleep {marker}
+start_secs = 3600
+autostart = no
+""")
+    wait_for(lambda: d.status("w")["w"]["state"] == "running", what="w running")
+    s = d.connect()
+    s.sendall(b'{"cmd":"start","names":["slow"],"wait":true,"id":"w1"}\n')
+    st = wait_for(lambda: (x := d.status("slow")["slow"])["state"] == "starting" and x,
+                  what="slow starting")
+    s.sendall(b'{"cmd":"ping","id":"p"}\n')  # waits behind the start
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = LineReader(s)  # the two answers may come in one read
+    cut = lines.next()
+    assert not cut["ok"] and cut["id"] == "w1", cut
+    assert "its wait was not carried over" in cut["error"], cut
+    ping = lines.next()
+    assert ping["ok"] and ping["id"] == "p", ping
+    after = d.status("slow")["slow"]
+    # its process kept (the start period is not carried across an exec: it is adopted running)
+    assert after["pid"] == st["pid"] and after.get("adopted"), after
+    s.close()
+    d.stop()
+
+
+def test_logs_follow_is_told_the_stream_ended(procs, tmp_path, marker):
+    """`ctl logs -f` cannot cross the exec: it is closed, and ctl says so
+    (exit status 3) instead of ending as if the log had; the old image logs it."""
+    d = Daemon(procs, tmp_path, config(marker, n=1, extra="log_dir = logs") + """
+[service:talk]
+command = sh -c 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.01; done'
+stdout = log
+""", start=False)
+    os.makedirs(tmp_path / "logs")
+    d.start()
+    wait_for(lambda: d.status("talk")["talk"]["state"] == "running", what="talk running")
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "logs", "-f", "talk"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: d.request({"cmd": "ping"})["clients"] == 2, what="the follower connected")
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out, err = p.communicate(timeout=30 * SLOW)
+    assert p.returncode == 3, (out[-200:], err)
+    assert b"the daemon ended the stream" in err, err
+    assert b"line " in out
+    assert "re-exec: 1 connection with a stream or a reply under way" in d.log()
+    d.stop()
