@@ -73,9 +73,20 @@ def hand_over(d, how):
         d.start()
 
 
+def execd(pid):
+    """The process has exec'd its command: with start_secs = 0 a service is
+    reported running as the spawn returns, while its child may still be the
+    daemon's fork (whose cmdline a marker count would miss)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe") != os.path.realpath(EVMON)
+    except OSError:
+        return False
+
+
 def all_running(d, n):
     st = d.status()
-    return len(st) == n and all(s["state"] == "running" for s in st.values()) and st
+    return (len(st) == n and all(s["state"] == "running" and execd(s["pid"]) for s in st.values())
+            and st)
 
 
 def recorded_pids(d):
