@@ -1444,6 +1444,57 @@ EVM_API bool evm_cgroup_watch_populated(const struct evm_cgroup_watch *w);
 /* Stop watching and free the watch (also from its own callback). */
 EVM_API void evm_cgroup_unwatch(struct evm_cgroup_watch *w);
 
+/*
+ * Across an exec of ourselves that keeps the services (evm_loop_prepare_exec),
+ * what the old image knew of each service's cgroup, so that the new one
+ * neither reads the cgroup nor watches it again (a stat, an inotify watch,
+ * cgroup.events and memory.events read: per service, most of what a
+ * re-exec with cgroups cost). The old image keeps the inotify fd of its
+ * watches open across the exec (evm_cgroup_watch_fd, FD_CLOEXEC cleared
+ * just before) and writes down evm_service_cgroup_export of each service;
+ * the new one gives the fd to its loop (evm_cgroup_watch_inherit) before
+ * any watch, and each record to the service's cgroup handle (evm_cgroup_keep)
+ * before making the service with it. A change of a cgroup during the exec
+ * is not lost: it waits in the kept fd, and is read at the new loop's first
+ * turn.
+ */
+struct evm_cgroup_kept {
+	unsigned flags;	    /* EVM_CGROUP_KEPT_* */
+	int wd;		    /* EVM_CGROUP_KEPT_WATCH: its watch's descriptor in the kept fd */
+	uint64_t oom_kills; /* EVM_CGROUP_KEPT_OOM: memory.events oom_kill when its run began */
+};
+enum {
+	EVM_CGROUP_KEPT_MADE = 1u << 0,	     /* its directory exists (else: not made yet) */
+	EVM_CGROUP_KEPT_WATCH = 1u << 1,     /* its emptying is watched: wd */
+	EVM_CGROUP_KEPT_POPULATED = 1u << 2, /* with WATCH: it held processes, last it was read */
+	EVM_CGROUP_KEPT_OOM = 1u << 3,	     /* oom_kills is known (the memory controller is on) */
+};
+
+/* The inotify fd of the loop's cgroup watches (borrowed), or -ENOENT (none yet). */
+EVM_API int evm_cgroup_watch_fd(struct evm_loop *loop);
+
+/*
+ * Before the loop's first cgroup watch: its watches use fd, the old
+ * image's evm_cgroup_watch_fd kept across the exec (the loop owns it on
+ * success, and sets its FD_CLOEXEC again; on failure the caller still
+ * does). -EBUSY when the loop watches already, -EINVAL when fd is not an
+ * inotify fd, -ENOMEM. Loop thread.
+ */
+EVM_API int evm_cgroup_watch_inherit(struct evm_loop *loop, int fd);
+
+/* What svc knows of its cgroup, into out. 0, -ENOENT (it has none), -EINVAL. */
+EVM_API int evm_service_cgroup_export(const struct evm_service *svc, struct evm_cgroup_kept *out);
+
+/*
+ * k (copied) is what an earlier image knew of cg (evm_service_cgroup_export):
+ * whether its directory exists is taken from it at once; the next service
+ * made with cg (evm_service_opts.cgroup) takes its watch from k (wd must be
+ * a watch of the inherited fd: without evm_cgroup_watch_inherit it watches
+ * anew) and, when it adopts its process, its OOM baseline. -EINVAL for
+ * unknown flags, WATCH or POPULATED without MADE, WATCH with wd < 0.
+ */
+EVM_API int evm_cgroup_keep(struct evm_cgroup *cg, const struct evm_cgroup_kept *k);
+
 #ifdef __cplusplus
 }
 #endif

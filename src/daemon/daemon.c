@@ -259,6 +259,19 @@ static int daemon_cgroups(struct daemon *d)
 		dlog("no cgroups: %s: a service's processes are tracked by session%s", why,
 		     d->reaper ? " (the daemon is their subreaper)" : "");
 	d->cg_kept = cgroups_kept(d->cg);
+	/* after a re-exec, the old image's cgroup watches, before any is made */
+	if (d->cg && rec && rec->cgw_fd >= 0) {
+		int r = evm_cgroup_watch_inherit(d->loop, rec->cgw_fd);
+		if (r == 0)
+			rec->cgw_fd = -1; /* the loop's now */
+		else
+			dlog("re-exec: cannot take over the cgroup watches: %s: each service's cgroup "
+			     "is watched anew", strerror(-r));
+	}
+	if (rec && rec->cgw_fd >= 0) { /* not taken (or no cgroups now): no child may inherit it */
+		close(rec->cgw_fd);
+		rec->cgw_fd = -1;
+	}
 	return 0;
 }
 

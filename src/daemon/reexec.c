@@ -12,7 +12,9 @@
  * wait in its backlog: it never refuses one), the services' output pipes
  * (what they write meanwhile waits in the pipe: no line is lost), the
  * pidfd of each service's process (the new image adopts through it with
- * EVM_ADOPT_KEPT: no /proc read per service), the requesting client's
+ * EVM_ADOPT_KEPT: no /proc read per service), the inotify fd of the
+ * cgroup watches with what each service knew of its cgroup (the new image
+ * neither reads nor watches a cgroup again), the requesting client's
  * connection, which the new image answers (with its request's id, and its
  * events subscription), and every other client between two requests:
  * events followers with their patterns (they follow on after a "reexec"
@@ -382,6 +384,21 @@ static void write_client(FILE *f, struct client *cl, struct keep *k, int format)
 	cJSON_free(s);
 }
 
+/* "exec cg NAME made WD POPULATED OOM" or "exec cg NAME unmade" (evm_cgroup_kept) */
+static void write_cg(FILE *f, const char *name, const struct evm_cgroup_kept *k)
+{
+	if (!(k->flags & EVM_CGROUP_KEPT_MADE)) {
+		fprintf(f, "exec cg %s unmade\n", name);
+		return;
+	}
+	fprintf(f, "exec cg %s made %d %d ", name, k->flags & EVM_CGROUP_KEPT_WATCH ? k->wd : -1,
+		k->flags & EVM_CGROUP_KEPT_POPULATED ? 1 : 0);
+	if (k->flags & EVM_CGROUP_KEPT_OOM)
+		fprintf(f, "%" PRIu64 "\n", k->oom_kills);
+	else
+		fputs("-\n", f);
+}
+
 /* The state and the descriptors it names into f, in format v; the ones to keep into k. */
 static void write_state(struct daemon *d, FILE *f, struct client *cl, struct keep *k,
 			const uint64_t times[3], int v)
@@ -404,6 +421,12 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 		dlog("re-exec: %u connection%s with a stream or a reply under way (ctl logs -f, "
 		     "ctl metrics, output not read yet) close with the exec", closing,
 		     closing == 1 ? "" : "s");
+	/* the cgroup watches, with what each service knew of its cgroup (below) */
+	int ifd = v >= 4 && d->cg ? evm_cgroup_watch_fd(d->loop) : -1;
+	if (ifd >= 0) {
+		fprintf(f, "exec cgwatch %d\n", ifd);
+		keep_add(k, ifd);
+	}
 	for (struct unit *u = d->first; u; u = u->next) {
 		int fds[4];
 		if (!u->svc)
@@ -426,6 +449,9 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 			fprintf(f, "exec pidfd %s %d %d\n", u->name, (int)u->rec_pid, pidfd);
 			keep_add(k, pidfd);
 		}
+		struct evm_cgroup_kept kc;
+		if (v >= 4 && d->cg && evm_service_cgroup_export(u->svc, &kc) == 0)
+			write_cg(f, u->name, &kc);
 	}
 	fprintf(f, "end %zu\n", n);
 }
@@ -470,11 +496,12 @@ static int exec_now(struct reexec *rx)
 	notify_export(true);
 	if (rx->format < STATE_VERSION)
 		dlog("re-executing %s: %zu services keep running (state format %d, the newest it "
-		     "reads: without %s)", rx->exe, d->nunits, rx->format, rx->format < 3
-		     ? "the pidfds (it checks each process in /proc), the connections with a request "
-		       "half read (closed) and the times"
-		     : "the requester's request id and events subscription, and the requests "
-		       "waiting for their services (closed)");
+		     "reads: without %sthe requester's request id and events subscription, the "
+		     "requests waiting for their services (closed) and the cgroup watches (each "
+		     "cgroup is read and watched anew))", rx->exe, d->nunits, rx->format,
+		     rx->format < 3 ? "the pidfds (it checks each process in /proc), the "
+				      "connections with a request half read (closed), the times, "
+				    : "");
 	else
 		dlog("re-executing %s: %zu services keep running", rx->exe, d->nunits);
 	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */

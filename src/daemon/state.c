@@ -98,6 +98,8 @@ void record_free(struct record *r)
 		close(r->lock_fd);
 	if (r->client_fd >= 0)
 		close(r->client_fd);
+	if (r->cgw_fd >= 0)
+		close(r->cgw_fd);
 	for (size_t i = 0; i < r->nadded; i++)
 		free(r->added[i]);
 	for (size_t i = 0; i < r->nfollowers; i++) {
@@ -238,6 +240,43 @@ static struct rec_svc *exec_svc(struct record *r, const char *name)
 	return NULL;
 }
 
+/*
+ * "exec cg NAME made WD POPULATED OOM" (WD -1: not watched; OOM "-":
+ * unknown) or "exec cg NAME unmade": what the old image knew of its cgroup
+ */
+static int parse_cg(struct record *r, const char *line)
+{
+	char name[300], made[8], oom[24];
+	int wd, pop, at = 0;
+	struct evm_cgroup_kept k = {0};
+	if (sscanf(line, "%299s unmade%n", name, &at) == 1 && at && line[at] == '\n') {
+		/* not made: no flag */
+	} else if (sscanf(line, "%299s %7s %d %d %23s", name, made, &wd, &pop, oom) == 5 &&
+		   !strcmp(made, "made") && wd >= -1 && (pop == 0 || pop == 1)) {
+		k.flags = EVM_CGROUP_KEPT_MADE;
+		if (wd >= 0) {
+			k.flags |= EVM_CGROUP_KEPT_WATCH | (pop ? EVM_CGROUP_KEPT_POPULATED : 0);
+			k.wd = wd;
+		}
+		if (strcmp(oom, "-")) {
+			char *end;
+			errno = 0;
+			k.oom_kills = strtoull(oom, &end, 10);
+			if (errno || *end || end == oom)
+				return -1;
+			k.flags |= EVM_CGROUP_KEPT_OOM;
+		}
+	} else {
+		return -1;
+	}
+	struct rec_svc *s = exec_svc(r, name);
+	if (!s || s->has_cg)
+		return -1;
+	s->has_cg = true;
+	s->cg = k;
+	return 0;
+}
+
 /* One line of the record into r; exec: the reexec lines are allowed. 0 or -1. */
 static int parse_line(struct record *r, char *line, bool exec)
 {
@@ -316,6 +355,14 @@ static int parse_line(struct record *r, char *line, bool exec)
 		s->pidfd = b;
 		return 0;
 	}
+	if (r->version >= 4 && sscanf(line, "exec cgwatch %d", &a) == 1) {
+		if (r->cgw_fd >= 0 || a < 0)
+			return -1;
+		r->cgw_fd = a;
+		return 0;
+	}
+	if (r->version >= 4 && !strncmp(line, "exec cg ", 8))
+		return parse_cg(r, line + 8);
 	return -1;
 }
 
@@ -336,7 +383,7 @@ static struct record *record_parse(FILE *f, bool exec, int *newer, char *why, si
 		snprintf(why, whylen, "out of memory");
 		return NULL;
 	}
-	r->ctl_fd = r->lock_fd = r->client_fd = -1;
+	r->ctl_fd = r->lock_fd = r->client_fd = r->cgw_fd = -1;
 	r->reexec = exec;
 	got = getline(&line, &cap, f);
 	int v = 0, at = 0;

@@ -61,12 +61,12 @@ struct svc_conf;
  * The newest format read (every older one is read too), and what each
  * added: 2 the policy fields and "added" lines, 3 the re-exec's "exec
  * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id",
- * "exec client-sub" and "exec cut" lines. A re-exec passes the state in the newest format
- * both binaries read (the new one's --state-format), down to
- * STATE_REEXEC_OLDEST, leaving out the lines that format lacks (and what
- * only they could carry: reexec.c). The record on disk is written in
- * format 2: what it holds has not changed since, so an older evmon started
- * after a crash still reads it.
+ * "exec client-sub", "exec cut", "exec cgwatch" and "exec cg" lines. A
+ * re-exec passes the state in the newest format both binaries read (the
+ * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
+ * lines that format lacks (and what only they could carry: reexec.c). The
+ * record on disk is written in format 2: what it holds has not changed
+ * since, so an older evmon started after a crash still reads it.
  */
 #define STATE_VERSION 4
 #define STATE_DISK_VERSION 2
@@ -87,6 +87,8 @@ struct rec_svc {
 	uint64_t next_start; /* BACKOFF: CLOCK_BOOTTIME ms of its next start, else 0 */
 	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
 	int pidfd;  /* reexec only: the old image's pidfd of pid, else -1 */
+	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_cgroup_keep) */
+	struct evm_cgroup_kept cg;
 	bool used;
 	struct hnode node; /* in record.idx, by name */
 };
@@ -109,6 +111,7 @@ struct record {
 	char *client_id;	/* its request's "id" (JSON), or NULL */
 	char *client_sub;	/* its events patterns (a JSON array) if it followed them, or NULL */
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
+	int cgw_fd;		/* the inotify fd of the cgroup watches (format 4), or -1 */
 	/* CLOCK_MONOTONIC ns: the request, the old loop's last turn, the memfd written */
 	uint64_t t_req, t_stop, t_write;
 	struct rec_follower {

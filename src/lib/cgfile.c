@@ -124,13 +124,26 @@ bool evm__cg_key(const char *text, const char *key, uint64_t *out)
 	return false;
 }
 
+bool evm__cg_unmade(const struct evm_cgroup *cg)
+{
+	int made = atomic_load(&cg->made);
+	if (made < 0) { /* another thread may look at the same time: both see the same */
+		struct stat st;
+		int unknown = -1;
+		atomic_compare_exchange_strong(&((struct evm_cgroup *)cg)->made, &unknown,
+					       stat(cg->path, &st) == 0);
+		made = atomic_load(&cg->made);
+	}
+	return made == 0;
+}
+
 /* The directory: the fd the handle holds, else one opened now (-errno). */
 int evm__cg_dir(const struct evm_cgroup *cg)
 {
 	int fd = atomic_load(&cg->dfd);
 	if (fd >= 0)
 		return fd;
-	if (atomic_load(&cg->unmade))
+	if (evm__cg_unmade(cg))
 		return -ENOENT;
 	fd = evm__above_stdio(open(cg->path, O_PATH | O_DIRECTORY | O_CLOEXEC)); /* may be kept */
 	return fd < 0 ? -errno : fd;
@@ -139,10 +152,10 @@ int evm__cg_dir(const struct evm_cgroup *cg)
 /* The directory, made first when it is a handle's to make later. */
 int evm__cg_dir_made(const struct evm_cgroup *cg)
 {
-	if (atomic_load(&cg->unmade)) {
+	if (evm__cg_unmade(cg)) {
 		if (mkdir(cg->path, 0755) < 0 && errno != EEXIST)
 			return -errno;
-		atomic_store(&((struct evm_cgroup *)cg)->unmade, false);
+		atomic_store(&((struct evm_cgroup *)cg)->made, 1);
 	}
 	return evm__cg_dir(cg);
 }

@@ -147,7 +147,7 @@ int evm_cgroup_stats_only(const struct evm_cgroup *cg, unsigned want, struct evm
 	if (!cg || !out)
 		return -EINVAL;
 	int dfd = evm__cg_dir(cg);
-	if (dfd == -ENOENT && atomic_load(&cg->unmade)) {
+	if (dfd == -ENOENT && evm__cg_unmade(cg)) {
 		memset(out, 0, sizeof(*out)); /* not made yet: empty */
 		out->have = want & EVM_CGROUP_STAT_PROCS;
 		return 0;

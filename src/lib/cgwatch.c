@@ -15,6 +15,13 @@
  * The kernel sends no IN_IGNORED when a watched cgroup is removed, so a
  * watch lives until evm_cgroup_unwatch, whatever happens to its cgroup.
  *
+ * Across an exec of ourselves the inotify fd can be kept (evm_cgroup_watch_fd,
+ * evm_cgroup_watch_inherit): its watches live on in the kernel, and so do
+ * the changes they saw that were not read yet; the new image takes each
+ * watch back by its descriptor and last value (evm__cgroup_watch_kept),
+ * with no system call. A watch no service takes back (a service gone from
+ * the config) stays in the kernel, unreported, until the fd closes.
+ *
  * Callbacks may unwatch anything: an unwatched watch is marked dead at once,
  * and unlinked and freed through the loop's release queue (when the
  * outermost dispatch ends).
@@ -23,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -46,6 +54,7 @@ struct evm__cgwatchers {
 	int ifd;
 	struct evm_cgroup_watch **buckets; /* by wd; cap is a power of 2 */
 	size_t cap, n;
+	bool inherited; /* ifd was kept across an exec: its watches may be taken back */
 };
 
 static struct evm_cgroup_watch **bucket(struct evm__cgwatchers *s, int wd)
@@ -164,6 +173,37 @@ static int watchers(struct evm_loop *loop, struct evm__cgwatchers **out)
 	return 0;
 }
 
+/* A watch of cg, not in the table yet (w->wd to set): NULL when out of memory. */
+static struct evm_cgroup_watch *watch_new(struct evm_loop *loop, struct evm__cgwatchers *s,
+					  const struct evm_cgroup *cg, evm_cgroup_cb cb, void *data)
+{
+	/* no rehash while a dispatch walks a chain: chains just get longer */
+	if ((!s->cap || (s->n + 1 > s->cap && !loop->dispatching)) && grow(s) < 0)
+		return NULL;
+	struct evm_cgroup_watch *w = calloc(1, sizeof(*w));
+	size_t len = strlen(cg->path);
+	if (!w || !(w->events = malloc(len + sizeof("/cgroup.events")))) {
+		free(w);
+		return NULL;
+	}
+	memcpy(w->events, cg->path, len);
+	memcpy(w->events + len, "/cgroup.events", sizeof("/cgroup.events"));
+	w->set = s;
+	w->cb = cb;
+	w->data = data;
+	return w;
+}
+
+static void watch_insert(struct evm__cgwatchers *s, struct evm_cgroup_watch *w,
+			 struct evm_cgroup_watch **out)
+{
+	w->hnext = *bucket(s, w->wd);
+	*bucket(s, w->wd) = w;
+	s->n++;
+	if (out)
+		*out = w;
+}
+
 int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg, evm_cgroup_cb cb,
 		     void *data, struct evm_cgroup_watch **out)
 {
@@ -173,20 +213,9 @@ int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg, evm_cgr
 	int r = watchers(loop, &s);
 	if (r < 0)
 		return r;
-	/* no rehash while a dispatch walks a chain: chains just get longer */
-	if ((!s->cap || (s->n + 1 > s->cap && !loop->dispatching)) && (r = grow(s)) < 0)
-		return r;
-	struct evm_cgroup_watch *w = calloc(1, sizeof(*w));
-	size_t len = strlen(cg->path);
-	if (!w || !(w->events = malloc(len + sizeof("/cgroup.events")))) {
-		free(w);
+	struct evm_cgroup_watch *w = watch_new(loop, s, cg, cb, data);
+	if (!w)
 		return -ENOMEM;
-	}
-	memcpy(w->events, cg->path, len);
-	memcpy(w->events + len, "/cgroup.events", sizeof("/cgroup.events"));
-	w->set = s;
-	w->cb = cb;
-	w->data = data;
 	/* watch first, then read: a change in between is reported, not lost */
 	w->wd = inotify_add_watch(s->ifd, w->events, IN_MODIFY);
 	r = w->wd < 0 ? -errno : evm__cgroup_populated_at(AT_FDCWD, w->events);
@@ -196,11 +225,73 @@ int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg, evm_cgr
 		return r;
 	}
 	w->populated = r > 0;
-	w->hnext = *bucket(s, w->wd);
-	*bucket(s, w->wd) = w;
-	s->n++;
-	if (out)
-		*out = w;
+	watch_insert(s, w, out);
+	return 0;
+}
+
+int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, int wd,
+			   bool populated, evm_cgroup_cb cb, void *data,
+			   struct evm_cgroup_watch **out)
+{
+	struct evm__cgwatchers *s = loop->cgw;
+	if (!s || !s->inherited || wd < 0)
+		return -ENOENT; /* not the fd that wd is of: watch anew */
+	struct evm_cgroup_watch *w = watch_new(loop, s, cg, cb, data);
+	if (!w)
+		return -ENOMEM;
+	/*
+	 * The watch never stopped: a change since the old image read the
+	 * file waits in the fd, and is compared with this value when read
+	 */
+	w->wd = wd;
+	w->populated = populated;
+	watch_insert(s, w, out);
+	return 0;
+}
+
+int evm__cgwatch_wd(const struct evm_cgroup_watch *w)
+{
+	return w->dead ? -1 : w->wd;
+}
+
+int evm_cgroup_watch_fd(struct evm_loop *loop)
+{
+	if (!loop)
+		return -EINVAL;
+	return loop->cgw ? loop->cgw->ifd : -ENOENT;
+}
+
+int evm_cgroup_watch_inherit(struct evm_loop *loop, int fd)
+{
+	char what[64];
+	char path[64];
+	if (!loop || fd < 0)
+		return -EINVAL;
+	if (loop->cgw)
+		return -EBUSY;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, what, sizeof(what) - 1);
+	if (n < 0)
+		return errno == ENOENT ? -EINVAL : -errno;
+	what[n] = '\0';
+	if (strcmp(what, "anon_inode:inotify"))
+		return -EINVAL;
+	struct evm__cgwatchers *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	s->w.cb = on_inotify;
+	s->ifd = fd;
+	s->inherited = true;
+	int fl = fcntl(fd, F_GETFL);
+	int r = fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno
+								  : evm__epoll_add(loop, fd, EPOLLIN, &s->w);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC); /* a later exec must not carry it unnamed */
+	loop->cgw = s;
 	return 0;
 }
 

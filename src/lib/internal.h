@@ -474,7 +474,12 @@ EVM_HIDDEN void evm__services_free(struct evm_loop *loop);
 struct evm_cgroup {
 	atomic_uint refs; /* the owner's, and each service's using it */
 	atomic_int dfd; /* O_PATH | O_DIRECTORY once evm_cgroup_fd asked for it, else -1 */
-	atomic_bool unmade; /* evm_cgroup_create_later's, until its directory is made */
+	/*
+	 * 1: its directory exists; 0: evm_cgroup_create_later's, not made yet;
+	 * -1: not looked at yet (evm__cg_unmade stats it the first time it matters)
+	 */
+	atomic_int made;
+	struct evm_cgroup_kept kept; /* evm_cgroup_keep's, for the next service given it */
 	char *path; /* filesystem path */
 	char *rel;  /* as in /proc/PID/cgroup; NULL when the mount does not show it */
 	/*
@@ -487,6 +492,8 @@ struct evm_cgroup {
 	atomic_llong absent_at;
 };
 #define EVM__CG_ABSENT_SECS 30
+/* evm_cgroup_create_later's, not made yet (cgfile.c) */
+EVM_HIDDEN bool evm__cg_unmade(const struct evm_cgroup *cg);
 /* memory.events oom_kill through the directory (cgstats.c): 0, or -errno (-EOPNOTSUPP: absent) */
 EVM_HIDDEN int evm__cg_oom_kills(const struct evm_cgroup *cg, uint64_t *out);
 
@@ -517,6 +524,15 @@ struct evm__cgwatchers; /* the loop's inotify fd and its watches (cgwatch.c) */
 EVM_HIDDEN void evm__cgwatch_free_all(struct evm_loop *loop);
 /* cgwatch.c: the owner read populated = 1 itself: a later 0 is reported (a change) */
 EVM_HIDDEN void evm__cgwatch_saw_populated(struct evm_cgroup_watch *w);
+/*
+ * A watch of cg taken back from the inherited fd by its descriptor and last
+ * value (evm_cgroup_keep): 0, -ENOENT (no inherited fd: watch anew), -ENOMEM
+ */
+EVM_HIDDEN int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, int wd,
+				      bool populated, evm_cgroup_cb cb, void *data,
+				      struct evm_cgroup_watch **out);
+/* Its descriptor, or -1 once unwatched. */
+EVM_HIDDEN int evm__cgwatch_wd(const struct evm_cgroup_watch *w);
 
 /* ------------------------------------------------------------------ loop */
 

@@ -154,14 +154,24 @@ static void on_cgroup(struct evm_cgroup_watch *w, bool populated, void *data)
 		evm__sv_dispatch(data, EVM__SV_EMPTIED, NULL);
 }
 
-static int watch_cgroup(struct evm_service *s)
+/* k: what an earlier image's watch was (evm_cgroup_keep), or NULL */
+static int watch_cgroup(struct evm_service *s, const struct evm_cgroup_kept *k)
 {
 	s->cgw_later = false;
 	if (s->kill_mode != EVM_KILL_TREE)
 		return 0; /* placed in it, but a stop does not wait for it */
-	/* not made yet (evm_cgroup_create_later): empty until a spawn makes it */
-	int r = atomic_load(&s->cg->unmade) ? -ENOENT
-					    : evm_cgroup_watch(s->loop, s->cg, on_cgroup, s, &s->cgw);
+	int r;
+	if (evm__cg_unmade(s->cg)) {
+		r = -ENOENT; /* not made yet (evm_cgroup_create_later): empty until a spawn makes it */
+	} else {
+		r = k && (k->flags & EVM_CGROUP_KEPT_WATCH)
+			    ? evm__cgroup_watch_kept(s->loop, s->cg, k->wd,
+						     k->flags & EVM_CGROUP_KEPT_POPULATED, on_cgroup,
+						     s, &s->cgw)
+			    : -ENOENT;
+		if (r == -ENOENT) /* none to take back: a watch of its own */
+			r = evm_cgroup_watch(s->loop, s->cg, on_cgroup, s, &s->cgw);
+	}
 	s->cgw_later = r == -ENOENT;
 	/*
 	 * No fd to read cgroup.events (the limit is reached): its processes
@@ -179,7 +189,36 @@ static int watch_cgroup(struct evm_service *s)
 static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg)
 {
 	s->cg = evm__cgroup_ref(cg);
-	return watch_cgroup(s);
+	struct evm_cgroup_kept k = cg->kept;
+	cg->kept.flags = 0; /* for one service */
+	if (k.flags & EVM_CGROUP_KEPT_OOM) { /* taken at the adoption of its process */
+		s->oom_kept = true;
+		s->oom_kept_base = k.oom_kills;
+	}
+	return watch_cgroup(s, k.flags ? &k : NULL);
+}
+
+int evm_service_cgroup_export(const struct evm_service *s, struct evm_cgroup_kept *out)
+{
+	if (!s || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (!s->cg)
+		return -ENOENT;
+	if (!evm__cg_unmade(s->cg))
+		out->flags |= EVM_CGROUP_KEPT_MADE;
+	int wd = s->cgw ? evm__cgwatch_wd(s->cgw) : -1;
+	if (wd >= 0 && (out->flags & EVM_CGROUP_KEPT_MADE)) {
+		out->flags |= EVM_CGROUP_KEPT_WATCH;
+		out->wd = wd;
+		if (evm_cgroup_watch_populated(s->cgw))
+			out->flags |= EVM_CGROUP_KEPT_POPULATED;
+	}
+	if (s->oom_known) {
+		out->flags |= EVM_CGROUP_KEPT_OOM;
+		out->oom_kills = s->oom_base;
+	}
+	return 0;
 }
 
 /*
@@ -193,7 +232,7 @@ int evm__svc_spawn_cgroup(struct evm_service *s, struct evm_spawn_opts *o)
 	if (!s->cg)
 		return 0;
 	int fd = evm_cgroup_open_dir(s->cg); /* makes it, the first time */
-	int r = fd < 0 ? fd : s->cgw_later ? watch_cgroup(s) : 0;
+	int r = fd < 0 ? fd : s->cgw_later ? watch_cgroup(s, NULL) : 0;
 	o->flags |= EVM_SPAWN_CGROUP;
 	o->cgroup_fd = fd < 0 ? -1 : fd;
 	if (r < 0 && o->error) {

@@ -45,6 +45,8 @@ struct evm_service {
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
 	uint64_t oom_base;		/* its memory.events oom_kill when the run began */
 	bool oom_known;			/* oom_base was read (memory controller enabled) */
+	bool oom_kept;			/* an earlier image's oom_base (evm_cgroup_keep): */
+	uint64_t oom_kept_base;		/* taken at the adoption of its process, not read */
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
 	bool cgw_later;			/* cgroup not made yet: watched once a spawn made it */
 	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */

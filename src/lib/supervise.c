@@ -233,8 +233,17 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->proc = p;
 	evm__sv_note_session(s, p, true);
 	s->started_mono = p->start_mono;
-	/* OOM kills from now on (those before the take-over are not seen) */
-	s->oom_known = s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
+	/*
+	 * OOM kills from now on (those before the take-over are not seen), or,
+	 * across an exec of ourselves, since the run began (the old image's base)
+	 */
+	if (s->oom_kept) {
+		s->oom_known = true;
+		s->oom_base = s->oom_kept_base;
+		s->oom_kept = false;
+	} else {
+		s->oom_known = s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
+	}
 	s->stopped_by_user = false;
 	s->start_failures = 0;
 	s->failing = FAILING_NO;

@@ -245,6 +245,7 @@ void evm__sv_spawn(struct evm_service *s)
 	int r = evm__svc_spawn_cgroup(s, &o);
 	/* before the run can begin: an OOM kill is oom_kill growing from here */
 	s->oom_known = r == 0 && s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
+	s->oom_kept = false; /* an earlier image's base is for the run it adopts, not a new one */
 	if (r == 0)
 		r = evm__spawn_local(s->loop, &o, &p);
 	evm__svc_spawn_done(s, &o);

@@ -393,6 +393,54 @@ def test_reexec_into_an_upgrade(procs, tmp_path, marker):
     d.stop()
 
 
+def inotify_fds(pid):
+    """The inotify fds of pid, each with the descriptors of its watches."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                out[int(fd)] = sorted(int(l.split()[1][3:], 16) for l in f
+                                      if l.startswith("inotify wd:"))
+        except OSError:  # closed meanwhile
+            pass
+    return out
+
+
+def test_reexec_keeps_the_cgroup_watches(procs, tmp_path, marker):
+    """With cgroups, the new image takes the old one's cgroup watches over
+    (the inotify fd kept across the exec, each watch by its descriptor)
+    instead of watching every cgroup again: the same fd with the same
+    watches after the exec, a gap left by a removed service included (a
+    fresh inotify fd would number them 1, 2, 3). The watches still work: a
+    service killed after the exec is restarted and a stop waits for every
+    cgroup to empty; no service inherits the fd."""
+    d = Daemon(procs, tmp_path, config(marker, n=2, cgroup="auto"))
+    wait_for(lambda: all_running(d, 2), what="all running")
+    assert d.ctl("add", "gone", "--", "sleep", marker).returncode == 0
+    assert d.ctl("remove", "gone").returncode == 0
+    assert d.ctl("add", "kept", "--", "sleep", marker).returncode == 0
+    before = wait_for(lambda: all_running(d, 3), what="w:0, w:1 and kept running")
+    fds = inotify_fds(d.p.pid)
+    assert len(fds) == 1 and len(next(iter(fds.values()))) == 3, fds
+    assert next(iter(fds.values())) != [1, 2, 3], fds  # the gap: else the test proves nothing
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr + d.log()
+    assert inotify_fds(d.p.pid) == fds, d.log()
+    assert "cannot take over the cgroup watches" not in d.log()
+    after = d.status()
+    assert {k: v["pid"] for k, v in after.items()} == {k: v["pid"] for k, v in before.items()}
+    victim = after["kept"]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    new = wait_for(lambda: (s := d.status("kept")["kept"])["state"] == "running" and
+                   s["pid"] != victim and execd(s["pid"]) and s, what="kept restarted")
+    assert not inotify_fds(new["pid"]) and not inotify_fds(after["w:0"]["pid"])
+    assert inotify_fds(d.p.pid) == fds
+    d.stop()
+    assert marker_pids(marker) == []
+
+
 @pytest.mark.parametrize("broken", ["missing", "not an executable"])
 def test_reexec_into_a_broken_binary_fails_cleanly(procs, tmp_path, marker, broken):
     d = Daemon(procs, tmp_path, reexec_config(marker, 3), start=False)

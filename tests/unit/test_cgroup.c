@@ -1071,6 +1071,109 @@ static void test_create_later(void **state)
 	evm_cgroup_free(cg);
 }
 
+/*
+ * Across an exec of ourselves (here: a second loop in the same process),
+ * a service takes its cgroup back as the old image knew it: the inotify fd
+ * of the watches kept (evm_cgroup_watch_inherit), and its watch, its last
+ * populated value and its OOM base from evm_service_cgroup_export, with no
+ * look at the cgroup (the value given is taken as it is, even when it is no
+ * longer true). A change during the "exec" waits in the kept fd, and is
+ * read by the new loop.
+ */
+static void test_cgroup_kept_across_exec(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state), *next, *other;
+	struct evm_cgroup *cg, *again;
+	assert_int_equal(evm_cgroup_create(BASE(state), "kept.service", &cg), 0);
+	assert_int_equal(evm_cgroup_watch_fd(loop), -ENOENT); /* no watch yet */
+	struct evm_service_opts so = {
+		.name = "kept",
+		.spawn = {.argv = HARGV("pause"), .pdeath_signal = SIGKILL},
+		.cgroup = cg,
+		/*
+		 * killed below, its exit read by this loop after the other one
+		 * took the change from the shared fd: no restart to wait for
+		 */
+		.restart = EVM_RESTART_NEVER,
+	};
+	struct evm_service *svc, *svc2;
+	struct evm_cgroup_kept k;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, evm_service_cgroup_export(svc, &k) == 0 &&
+			(k.flags & EVM_CGROUP_KEPT_POPULATED), 10000);
+	assert_true((k.flags & EVM_CGROUP_KEPT_MADE) && (k.flags & EVM_CGROUP_KEPT_WATCH));
+	assert_true(k.wd >= 0);
+	pid_t pid = evm_proc_pid(evm_service_proc(svc));
+	int ifd = evm_cgroup_watch_fd(loop);
+	assert_true(ifd >= 0);
+
+	/* the new image: its loop takes the fd over, the service its watch */
+	int kept = fcntl(ifd, F_DUPFD_CLOEXEC, 3);
+	assert_true(kept >= 0);
+	struct evm_loop_opts lo = {0};
+	assert_int_equal(evm_loop_new(&next, &lo), 0);
+	int pipefd[2];
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	assert_int_equal(evm_cgroup_watch_inherit(next, pipefd[0]), -EINVAL); /* not inotify */
+	close(pipefd[0]);
+	close(pipefd[1]);
+	fcntl(kept, F_SETFD, 0); /* as an exec leaves it */
+	assert_int_equal(evm_cgroup_watch_inherit(next, kept), 0);
+	assert_int_equal(fcntl(kept, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	assert_int_equal(evm_cgroup_watch_inherit(next, kept), -EBUSY);
+	assert_int_equal(evm_cgroup_watch_fd(next), kept);
+	assert_int_equal(evm_cgroup_create_later(BASE(state), "kept.service", &again), 0);
+	struct evm_cgroup_kept bad = {.flags = EVM_CGROUP_KEPT_WATCH, .wd = k.wd};
+	assert_int_equal(evm_cgroup_keep(again, &bad), -EINVAL); /* watched but not made */
+	bad.flags = 1u << 9;
+	assert_int_equal(evm_cgroup_keep(again, &bad), -EINVAL);
+	struct evm_cgroup_kept told = k;
+	told.flags |= EVM_CGROUP_KEPT_OOM;
+	told.oom_kills = 7;
+	assert_int_equal(evm_cgroup_keep(again, &told), 0);
+	so.cgroup = again;
+	so.name = "kept2";
+	assert_int_equal(evm_service_new(next, &so, &svc2), 0);
+	struct evm_cgroup_kept k2;
+	assert_int_equal(evm_service_cgroup_export(svc2, &k2), 0);
+	/* its watch is the same kernel watch; OOM is taken at an adoption only */
+	assert_int_equal(k2.flags, k.flags & ~EVM_CGROUP_KEPT_OOM);
+	assert_int_equal(k2.wd, k.wd);
+
+	/* the process dies during the "exec": the new loop reads the change from the fd */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	RUN_UNTIL(next, evm_service_cgroup_export(svc2, &k2) == 0 &&
+			!(k2.flags & EVM_CGROUP_KEPT_POPULATED), 10000);
+	assert_true(k2.flags & EVM_CGROUP_KEPT_WATCH);
+	evm_service_remove(svc2);
+	evm_loop_run_once(next, 0);
+	evm_loop_free(next); /* closes kept */
+	evm_cgroup_free(cg);
+	evm_cgroup_free(again);
+
+	/* a loop that inherits nothing makes its own watches of a kept handle */
+	assert_int_equal(evm_loop_new(&other, &lo), 0);
+	assert_int_equal(evm_cgroup_create_later(BASE(state), "kept.service", &again), 0);
+	assert_int_equal(evm_cgroup_keep(again, &k), 0);
+	so.cgroup = again;
+	so.name = "kept3";
+	assert_int_equal(evm_service_new(other, &so, &svc2), 0);
+	assert_int_equal(evm_service_cgroup_export(svc2, &k2), 0);
+	assert_true((k2.flags & EVM_CGROUP_KEPT_WATCH) && !(k2.flags & EVM_CGROUP_KEPT_POPULATED));
+	assert_true(evm_cgroup_watch_fd(other) >= 0 && evm_cgroup_watch_fd(other) != ifd);
+	evm_service_remove(svc2);
+	evm_loop_run_once(other, 0);
+	evm_loop_free(other);
+	evm_cgroup_free(again);
+
+	/* the old loop reaps its child, as the exec'ed image would */
+	RUN_UNTIL(loop, evm_service_state(svc) != EVM_STATE_RUNNING, 10000);
+	evm_service_remove(svc);
+	RUN_UNTIL(loop, evm_service_find(loop, "kept") == NULL, 10000);
+}
+
 /* -------------------------------------------------------------------- main */
 
 /* Remove the cgroups of runs that died: evmtest.* whose lock is free. */
@@ -1141,7 +1244,7 @@ static struct evm_cgroup *fake_cg(char *dir)
 	struct evm_cgroup *cg = calloc(1, sizeof(*cg));
 	assert_non_null(cg);
 	atomic_init(&cg->refs, 1);
-	atomic_init(&cg->unmade, false);
+	atomic_init(&cg->made, 1);
 	cg->path = strdup(dir);
 	atomic_init(&cg->dfd, open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC));
 	assert_true(atomic_load(&cg->dfd) >= 0);
@@ -1387,6 +1490,8 @@ int main(void)
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_create_later, cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_oom_kill_while_the_exit_is_held, cg_setup_spawn,
+						cg_teardown),
+		cmocka_unit_test_setup_teardown(test_cgroup_kept_across_exec, cg_setup_spawn,
 						cg_teardown),
 	};
 	const struct CMUnitTest fake_tests[] = {
