@@ -1418,6 +1418,7 @@ EVM_API int evm_cgroup_stats(const struct evm_cgroup *cg, struct evm_cgroup_stat
  * (EVM_CGROUP_STAT_*): each is a file opened and read per call, which adds
  * up when many cgroups are read in a row (a metrics scrape). have is a subset
  * of want; a file not wanted is neither read nor remembered as absent.
+ * -EINVAL for a bit that is not an EVM_CGROUP_STAT_* value.
  */
 EVM_API int evm_cgroup_stats_only(const struct evm_cgroup *cg, unsigned want,
 				  struct evm_cgroup_stats *out);

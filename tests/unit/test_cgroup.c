@@ -1382,6 +1382,7 @@ static void test_stats_only(void **state)
 	assert_int_equal(st.memory_current, 4096);
 	assert_int_equal(evm_cgroup_stats_only(cg, 0, &st), 0); /* nothing asked: nothing read */
 	assert_int_equal(st.have, 0);
+	assert_int_equal(evm_cgroup_stats_only(cg, 1u << 20, &st), -EINVAL);
 	fake_free(cg, dir);
 }
 
@@ -1456,6 +1457,39 @@ static void test_stats_removed_between_reads(void **state)
 	fake_free(cg, dir);
 }
 
+/* a handle that holds no directory fd (most, past a few thousand): one file is read by its path */
+static void test_stats_by_path(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/evm-fakecg-XXXXXX";
+	struct evm_cgroup *cg = fake_cg(dir);
+	close(atomic_load(&cg->dfd));
+	atomic_store(&cg->dfd, -1);
+	fake_write(dir, "cgroup.procs", "1\n");
+	fake_write(dir, "cpu.stat", "usage_usec 30\nuser_usec 10\nsystem_usec 20\n");
+	struct evm_cgroup_stats st;
+	assert_int_equal(evm_cgroup_stats_only(cg, EVM_CGROUP_STAT_CPU, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU);
+	assert_int_equal(st.cpu_usage_usec, 30);
+	assert_int_equal(st.cpu_system_usec, 20);
+	/* several files: through the directory, the absent ones learnt */
+	assert_int_equal(evm_cgroup_stats(cg, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_PROCS);
+	assert_int_equal(st.procs, 1);
+	/* now one file again (the rest known absent), by path; then the cgroup gone */
+	unsigned want = EVM_CGROUP_STAT_CPU | EVM_CGROUP_STAT_MEMORY | EVM_CGROUP_STAT_PIDS;
+	assert_int_equal(evm_cgroup_stats_only(cg, want, &st), 0);
+	assert_int_equal(st.have, EVM_CGROUP_STAT_CPU);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/cpu.stat", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	unlink(path);
+	assert_int_equal(evm_cgroup_stats_only(cg, want, &st), -ENOENT);
+	assert_int_equal(evm_cgroup_stats_only(cg, EVM_CGROUP_STAT_CPU, &st), -ENOENT);
+	fake_free(cg, dir);
+}
+
 int main(void)
 {
 	t_init();
@@ -1499,6 +1533,7 @@ int main(void)
 		cmocka_unit_test(test_stats_skip_absent_files),
 		cmocka_unit_test(test_stats_removed_between_reads),
 		cmocka_unit_test(test_stats_only),
+		cmocka_unit_test(test_stats_by_path),
 	};
 	int failed = cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("cgroup files (a fake directory)", fake_tests, NULL, NULL);
