@@ -187,7 +187,7 @@ int evm_cgroup_stats_only(const struct evm_cgroup *cg, unsigned want, struct evm
 	 */
 	unsigned files = want & ~known & ~(unsigned)EVM_CGROUP_STAT_PROCS & EVM__CG_STAT_FILES;
 	if (!(want & EVM_CGROUP_STAT_PROCS) && (files & (files - 1)) == 0 &&
-	    atomic_load(&cg->dfd) < 0 && !atomic_load(&cg->unmade) &&
+	    atomic_load(&cg->dfd) < 0 && !evm__cg_unmade(cg) &&
 	    strlen(cg->path) + sizeof("/memory.current") <= sizeof(a.path))
 		return stats_at(cg, &a, want, known, now, out);
 	int dfd = evm__cg_dir(cg);
