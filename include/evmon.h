@@ -1469,6 +1469,11 @@ enum {
 	EVM_CGROUP_KEPT_WATCH = 1u << 1,     /* its emptying is watched: wd */
 	EVM_CGROUP_KEPT_POPULATED = 1u << 2, /* with WATCH: it held processes, last it was read */
 	EVM_CGROUP_KEPT_OOM = 1u << 3,	     /* oom_kills is known (the memory controller is on) */
+	/*
+	 * its run counts no OOM kill (no memory.events when it began): its
+	 * adoption does not look again (OOM and NO_OOM: neither is kept)
+	 */
+	EVM_CGROUP_KEPT_NO_OOM = 1u << 4,
 };
 
 /* The inotify fd of the loop's cgroup watches (borrowed), or -ENOENT (none yet). */
@@ -1491,8 +1496,10 @@ EVM_API int evm_service_cgroup_export(const struct evm_service *svc, struct evm_
  * whether its directory exists is taken from it at once; the next service
  * made with cg (evm_service_opts.cgroup) takes its watch from k (wd must be
  * a watch of the inherited fd: without evm_cgroup_watch_inherit it watches
- * anew) and, when it adopts its process, its OOM baseline. -EINVAL for
- * unknown flags, WATCH or POPULATED without MADE, WATCH with wd < 0.
+ * anew) and, when it adopts its process, its OOM baseline (OOM) or that it
+ * has none (NO_OOM; with neither, memory.events is read at the adoption).
+ * -EINVAL for unknown flags, WATCH or POPULATED without MADE, WATCH with
+ * wd < 0, OOM with NO_OOM.
  */
 EVM_API int evm_cgroup_keep(struct evm_cgroup *cg, const struct evm_cgroup_kept *k);
 

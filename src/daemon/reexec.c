@@ -384,7 +384,10 @@ static void write_client(FILE *f, struct client *cl, struct keep *k, int format)
 	cJSON_free(s);
 }
 
-/* "exec cg NAME made WD POPULATED OOM" or "exec cg NAME unmade" (evm_cgroup_kept) */
+/*
+ * "exec cg NAME made WD POPULATED OOM" or "exec cg NAME unmade" (evm_cgroup_kept);
+ * OOM: its run's base, "-" none (no memory.events when it began), "?" unknown
+ */
 static void write_cg(FILE *f, const char *name, const struct evm_cgroup_kept *k)
 {
 	if (!(k->flags & EVM_CGROUP_KEPT_MADE)) {
@@ -396,7 +399,7 @@ static void write_cg(FILE *f, const char *name, const struct evm_cgroup_kept *k)
 	if (k->flags & EVM_CGROUP_KEPT_OOM)
 		fprintf(f, "%" PRIu64 "\n", k->oom_kills);
 	else
-		fputs("-\n", f);
+		fputs(k->flags & EVM_CGROUP_KEPT_NO_OOM ? "-\n" : "?\n", f);
 }
 
 /* The state and the descriptors it names into f, in format v; the ones to keep into k. */

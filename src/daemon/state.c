@@ -241,8 +241,10 @@ static struct rec_svc *exec_svc(struct record *r, const char *name)
 }
 
 /*
- * "exec cg NAME made WD POPULATED OOM" (WD -1: not watched; OOM "-":
- * unknown) or "exec cg NAME unmade": what the old image knew of its cgroup
+ * "exec cg NAME made WD POPULATED OOM" (WD -1: not watched; OOM "-": its
+ * run counts none, no memory.events when it began; "?": unknown, read at
+ * the adoption) or "exec cg NAME unmade": what the old image knew of its
+ * cgroup
  */
 static int parse_cg(struct record *r, const char *line)
 {
@@ -258,7 +260,9 @@ static int parse_cg(struct record *r, const char *line)
 			k.flags |= EVM_CGROUP_KEPT_WATCH | (pop ? EVM_CGROUP_KEPT_POPULATED : 0);
 			k.wd = wd;
 		}
-		if (strcmp(oom, "-")) {
+		if (!strcmp(oom, "-")) {
+			k.flags |= EVM_CGROUP_KEPT_NO_OOM;
+		} else if (strcmp(oom, "?")) {
 			char *end;
 			errno = 0;
 			k.oom_kills = strtoull(oom, &end, 10);

@@ -118,14 +118,15 @@ static int check_identity(const struct evm_adopt_opts *o, int pidfd, struct evm_
  * it is our child (waitid without reaping: ECHILD if not), its group and
  * its session.
  */
-static int kept_identity(const struct evm_adopt_opts *o, int pidfd, struct evm__pstat *f)
+static int kept_identity(const struct evm_adopt_opts *o, int pidfd, pid_t self,
+			 struct evm__pstat *f)
 {
 	siginfo_t si = {0};
 	f->pid = o->pid;
 	f->start = o->start_time;
 	f->state = 'S';
 	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0)
-		f->ppid = getpid();
+		f->ppid = self;
 	else if (errno == ECHILD)
 		f->ppid = 0; /* another's child: its exit status will be unknown */
 	else
@@ -160,7 +161,9 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = evm__above_stdio(pidfd_open(o->pid, 0))) < 0)
 		return errno == ESRCH ? -ESRCH : -errno;
 	struct evm__pstat f;
-	int r = o->flags & EVM_ADOPT_KEPT ? kept_identity(o, pidfd, &f) : check_identity(o, pidfd, &f);
+	pid_t self = getpid(); /* once: a re-exec adopts thousands */
+	int r = o->flags & EVM_ADOPT_KEPT ? kept_identity(o, pidfd, self, &f)
+					  : check_identity(o, pidfd, &f);
 	struct evm_proc *p = NULL;
 	if (r == 0 && (evm__pidmap_reserve(&loop->pids) < 0 || !(p = evm__proc_new(loop))))
 		r = -ENOMEM;
@@ -176,7 +179,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	p->cb = o->on_exit;
 	p->data = o->data;
 	p->flags |= EVM__P_ADOPTED;
-	if (f.ppid != getpid())
+	if (f.ppid != self)
 		p->flags |= EVM__P_FOREIGN;
 	if (f.pgid == o->pid)
 		p->flags |= EVM__P_GROUP;

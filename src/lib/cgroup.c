@@ -335,8 +335,10 @@ int evm_cgroup_create_later(struct evm_cgroup *parent, const char *name, struct 
 int evm_cgroup_keep(struct evm_cgroup *cg, const struct evm_cgroup_kept *k)
 {
 	const unsigned all = EVM_CGROUP_KEPT_MADE | EVM_CGROUP_KEPT_WATCH |
-			     EVM_CGROUP_KEPT_POPULATED | EVM_CGROUP_KEPT_OOM;
+			     EVM_CGROUP_KEPT_POPULATED | EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
 	if (!cg || !k || (k->flags & ~all) ||
+	    (k->flags & (EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM)) ==
+		    (EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM) ||
 	    ((k->flags & (EVM_CGROUP_KEPT_WATCH | EVM_CGROUP_KEPT_POPULATED)) &&
 	     !(k->flags & EVM_CGROUP_KEPT_MADE)) ||
 	    ((k->flags & EVM_CGROUP_KEPT_WATCH) && k->wd < 0))

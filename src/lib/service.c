@@ -191,9 +191,10 @@ static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg)
 	s->cg = evm__cgroup_ref(cg);
 	struct evm_cgroup_kept k = cg->kept;
 	cg->kept.flags = 0; /* for one service */
-	if (k.flags & EVM_CGROUP_KEPT_OOM) { /* taken at the adoption of its process */
+	if (k.flags & (EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM)) { /* taken at the adoption */
 		s->oom_kept = true;
-		s->oom_kept_base = k.oom_kills;
+		s->oom_kept_known = k.flags & EVM_CGROUP_KEPT_OOM;
+		s->oom_kept_base = s->oom_kept_known ? k.oom_kills : 0;
 	}
 	return watch_cgroup(s, k.flags ? &k : NULL);
 }
@@ -217,6 +218,8 @@ int evm_service_cgroup_export(const struct evm_service *s, struct evm_cgroup_kep
 	if (s->oom_known) {
 		out->flags |= EVM_CGROUP_KEPT_OOM;
 		out->oom_kills = s->oom_base;
+	} else if (s->proc) {
+		out->flags |= EVM_CGROUP_KEPT_NO_OOM; /* its run began with no memory.events */
 	}
 	return 0;
 }

@@ -46,7 +46,8 @@ struct evm_service {
 	uint64_t oom_base;		/* its memory.events oom_kill when the run began */
 	bool oom_known;			/* oom_base was read (memory controller enabled) */
 	bool oom_kept;			/* an earlier image's oom_base (evm_cgroup_keep): */
-	uint64_t oom_kept_base;		/* taken at the adoption of its process, not read */
+	bool oom_kept_known;		/* taken at the adoption of its process, not read */
+	uint64_t oom_kept_base;		/* (known false: it had none, no memory.events) */
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */
 	bool cgw_later;			/* cgroup not made yet: watched once a spawn made it */
 	bool exit_held;			/* STOPPING: the exit waits for the cgroup to empty */

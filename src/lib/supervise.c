@@ -238,7 +238,7 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	 * across an exec of ourselves, since the run began (the old image's base)
 	 */
 	if (s->oom_kept) {
-		s->oom_known = true;
+		s->oom_known = s->oom_kept_known;
 		s->oom_base = s->oom_kept_base;
 		s->oom_kept = false;
 	} else {

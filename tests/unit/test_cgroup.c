@@ -17,7 +17,9 @@
 
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 static struct evm_cgroup *self_cg; /* NULL: tests skip */
@@ -1130,7 +1132,9 @@ static void test_cgroup_kept_across_exec(void **state)
 	bad.flags = 1u << 9;
 	assert_int_equal(evm_cgroup_keep(again, &bad), -EINVAL);
 	struct evm_cgroup_kept told = k;
-	told.flags |= EVM_CGROUP_KEPT_OOM;
+	told.flags |= EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
+	assert_int_equal(evm_cgroup_keep(again, &told), -EINVAL); /* a base and none */
+	told.flags &= ~(unsigned)EVM_CGROUP_KEPT_NO_OOM;
 	told.oom_kills = 7;
 	assert_int_equal(evm_cgroup_keep(again, &told), 0);
 	so.cgroup = again;
@@ -1139,7 +1143,7 @@ static void test_cgroup_kept_across_exec(void **state)
 	struct evm_cgroup_kept k2;
 	assert_int_equal(evm_service_cgroup_export(svc2, &k2), 0);
 	/* its watch is the same kernel watch; OOM is taken at an adoption only */
-	assert_int_equal(k2.flags, k.flags & ~EVM_CGROUP_KEPT_OOM);
+	assert_int_equal(k2.flags, k.flags & ~(unsigned)(EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM));
 	assert_int_equal(k2.wd, k.wd);
 
 	/* the process dies during the "exec": the new loop reads the change from the fd */
@@ -1310,6 +1314,78 @@ static void test_oom_kills_fake(void **state)
 	assert_int_equal(evm__cg_oom_kills(cg, &n), -ENOENT); /* no cgroup.procs either */
 	assert_int_equal(atomic_load(&cg->absent), 0);
 	fake_free(cg, dir2);
+}
+
+/* A child of ours outside any loop, paused until killed; with its pidfd. */
+static pid_t kept_child(int *pidfd)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			pause();
+	}
+	*pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	assert_true(*pidfd >= 0);
+	return pid;
+}
+
+/*
+ * A re-exec's adoption takes the OOM base its run began with from the old
+ * image, or that it had none (the memory controller off then:
+ * EVM_CGROUP_KEPT_NO_OOM): memory.events is not read again, so an oom_kill
+ * count that is there now (a controller enabled since, kills before the
+ * exec) is not taken for this run's. With neither flag it is read at the
+ * adoption, and a kill after it is an OOM kill.
+ */
+static void test_kept_oom_base_at_adoption(void **state)
+{
+	(void)state;
+	static const unsigned how[] = {EVM_CGROUP_KEPT_NO_OOM, EVM_CGROUP_KEPT_OOM, 0};
+	for (size_t i = 0; i < sizeof(how) / sizeof(how[0]); i++) {
+		char dir[] = "/tmp/evm-fakecg-XXXXXX";
+		struct evm_cgroup *cg = fake_cg(dir);
+		fake_write(dir, "cgroup.procs", "");
+		fake_write(dir, "memory.events", "oom_kill 4\n"); /* there now, not at the run's start */
+		struct evm_loop *loop;
+		struct evm_loop_opts lo = {0};
+		assert_int_equal(evm_loop_new(&loop, &lo), 0);
+		struct evm_cgroup_kept k = {.flags = EVM_CGROUP_KEPT_MADE | how[i], .oom_kills = 4};
+		assert_int_equal(evm_cgroup_keep(cg, &k), 0);
+		struct evm_service_opts so = {
+			.name = "oomkept",
+			.spawn = {.argv = (char *const[]){"true", NULL}},
+			.cgroup = cg,
+			.kill_mode = EVM_KILL_PROCESS, /* no cgroup.events to watch here */
+			.restart = EVM_RESTART_NEVER,
+		};
+		struct evm_service *svc;
+		assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+		int pidfd;
+		pid_t pid = kept_child(&pidfd);
+		struct evm_adopt_opts o = {
+			.pid = pid, .pidfd = pidfd,
+			.flags = EVM_ADOPT_PIDFD | EVM_ADOPT_KEPT | EVM_ADOPT_START_TIME,
+		};
+		assert_int_equal(evm_proc_start_time(pid, &o.start_time), 0);
+		assert_int_equal(evm_service_adopt(svc, &o), 0);
+		/* an OOM kill during the run (by the count): the next exit is one, if counted */
+		fake_write(dir, "memory.events", "oom_kill 5\n");
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_EXITED ||
+				evm_service_state(svc) == EVM_STATE_STOPPED, 10000);
+		struct evm_service_info info;
+		evm_service_info(svc, &info);
+		if (how[i] == EVM_CGROUP_KEPT_NO_OOM)
+			assert_false(info.last_exit.oom_killed); /* none counted for this run */
+		else
+			assert_true(info.last_exit.oom_killed); /* 5 > 4: kept, or read at adoption */
+		evm_service_remove(svc);
+		evm_loop_run_once(loop, 0);
+		evm_loop_free(loop);
+		fake_free(cg, dir);
+	}
 }
 
 static void test_stats_skip_absent_files(void **state)
@@ -1530,6 +1606,7 @@ int main(void)
 	};
 	const struct CMUnitTest fake_tests[] = {
 		cmocka_unit_test(test_oom_kills_fake),
+		cmocka_unit_test(test_kept_oom_base_at_adoption),
 		cmocka_unit_test(test_stats_skip_absent_files),
 		cmocka_unit_test(test_stats_removed_between_reads),
 		cmocka_unit_test(test_stats_only),
