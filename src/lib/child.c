@@ -252,70 +252,96 @@ EVM_CHILD_CODE void evm__sig_default(int sig)
 	syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)(_NSIG - 1) / 8);
 }
 
-/* the 16 hex digits after "\nKEY\t" in buf (KEY with its colon, e.g. "SigIgn:"), or false */
-EVM_CHILD_CODE bool evm__status_mask(const char *buf, size_t n, const char *key, uint64_t *out)
+/* decimal digits up to the line's end; false if none, too many or the line is cut */
+EVM_CHILD_CODE static bool status_dec(const char *p, const char *end, unsigned long *out)
 {
-	size_t klen = slen(key);
-	for (size_t i = 0; i + 1 + klen + 1 + 16 <= n; i++) {
-		if (buf[i] != '\n')
-			continue;
-		size_t k = 0;
-		while (k < klen && buf[i + 1 + k] == key[k])
-			k++;
-		if (k < klen || buf[i + 1 + klen] != '\t')
-			continue;
-		uint64_t v = 0;
-		const char *h = buf + i + 2 + klen;
-		for (int d = 0; d < 16; d++) {
-			char c = h[d];
-			unsigned x = c >= '0' && c <= '9' ? (unsigned)(c - '0')
-				     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
-			if (x == 16)
-				return false;
-			v = v << 4 | x;
-		}
-		*out = v;
-		return true;
-	}
-	return false;
-}
-
-/* "\nKEY\tDIGITS\n" in buf[0..n), DIGITS the decimal of v (child-safe: no snprintf) */
-EVM_CHILD_CODE bool evm__status_is(const char *buf, size_t n, const char *key, unsigned long v)
-{
-	char line[48];
-	size_t k = 0, klen = slen(key);
-	if (klen > sizeof(line) - 24)
-		return false;
-	line[k++] = '\n';
-	for (size_t i = 0; i < klen; i++)
-		line[k++] = key[i];
-	line[k++] = '\t';
-	char digits[20];
+	unsigned long v = 0;
 	int d = 0;
-	do
-		digits[d++] = (char)('0' + v % 10);
-	while ((v /= 10));
-	while (d)
-		line[k++] = digits[--d];
-	line[k++] = '\n';
-	for (size_t i = 0; i + k <= n; i++) {
-		size_t j = 0;
-		while (j < k && buf[i + j] == line[j])
-			j++;
-		if (j == k)
-			return true;
-	}
-	return false;
+	for (; p < end && *p >= '0' && *p <= '9'; p++, d++)
+		v = v * 10 + (unsigned long)(*p - '0');
+	if (d == 0 || d > 19 || p >= end || *p != '\n')
+		return false;
+	*out = v;
+	return true;
 }
 
-/* the three masks of a status text, or false if one is missing or cut */
-EVM_CHILD_CODE static bool status_masks(const char *buf, ssize_t n, uint64_t *blk, uint64_t *ign,
-					uint64_t *cgt)
+/* exactly 16 hex digits, then the line's end (or the text's end: the last line) */
+EVM_CHILD_CODE static bool status_hex(const char *p, const char *end, uint64_t *out)
 {
-	return n > 0 && evm__status_mask(buf, (size_t)n, "SigBlk:", blk) &&
-	       evm__status_mask(buf, (size_t)n, "SigIgn:", ign) &&
-	       evm__status_mask(buf, (size_t)n, "SigCgt:", cgt);
+	if (end - p < 16)
+		return false;
+	uint64_t v = 0;
+	for (int d = 0; d < 16; d++) {
+		char c = p[d];
+		unsigned x = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+			     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+		if (x == 16)
+			return false;
+		v = v << 4 | x;
+	}
+	if (p + 16 < end && p[16] != '\n')
+		return false;
+	*out = v;
+	return true;
+}
+
+/* does the line at p start with key (its colon and tab included)? */
+EVM_CHILD_CODE static bool status_key(const char *p, const char *end, const char *key, size_t klen)
+{
+	if ((size_t)(end - p) < klen)
+		return false;
+	for (size_t i = 0; i < klen; i++)
+		if (p[i] != key[i])
+			return false;
+	return true;
+}
+
+/*
+ * The lines of a /proc/PID/status text reset_signals needs, in one pass
+ * that stops at the last of them (SigCgt, about 1,000 bytes in): it runs
+ * between clone and exec, while the parent waits. Lines are told apart by
+ * their first letter and skipped to the next newline otherwise. True when
+ * all five were found whole and well-formed; a cut or malformed line makes
+ * the child reset everything.
+ */
+EVM_CHILD_CODE bool evm__status_parse(const char *buf, size_t n, struct evm__status *st)
+{
+	enum { TGID = 1, THREADS = 2, BLK = 4, IGN = 8, CGT = 16, ALL = 31 };
+	const char *p = buf, *end = buf + n;
+	unsigned seen = 0, bad = 0;
+	while (p < end && seen != ALL) {
+		if (*p == 'T') {
+			if (status_key(p, end, "Tgid:\t", 6)) {
+				seen |= TGID;
+				bad |= !status_dec(p + 6, end, &st->tgid);
+			} else if (status_key(p, end, "Threads:\t", 9)) {
+				seen |= THREADS;
+				bad |= !status_dec(p + 9, end, &st->threads);
+			}
+		} else if (*p == 'S' && status_key(p, end, "Sig", 3) && end - p > 7 && p[6] == ':' &&
+			   p[7] == '\t') {
+			uint64_t *m = NULL;
+			unsigned bit = 0;
+			if (p[3] == 'B' && p[4] == 'l' && p[5] == 'k') {
+				m = &st->blk;
+				bit = BLK;
+			} else if (p[3] == 'I' && p[4] == 'g' && p[5] == 'n') {
+				m = &st->ign;
+				bit = IGN;
+			} else if (p[3] == 'C' && p[4] == 'g' && p[5] == 't') {
+				m = &st->cgt;
+				bit = CGT;
+			}
+			if (m) {
+				seen |= bit;
+				bad |= !status_hex(p + 8, end, m);
+			}
+		}
+		while (p < end && *p != '\n')
+			p++;
+		p++; /* past the newline: the next line's first letter */
+	}
+	return seen == ALL && !bad;
 }
 
 /*
@@ -335,24 +361,24 @@ EVM_CHILD_CODE static bool status_masks(const char *buf, ssize_t n, uint64_t *bl
  */
 EVM_CHILD_CODE static void reset_signals(struct evm__spawn_req *r, bool *blocked)
 {
-	char buf[2048]; /* SigIgn is about 700 bytes in */
-	uint64_t ign = 0, cgt = 0, blk = 0;
+	char buf[2048]; /* SigCgt is about 1,000 bytes in */
+	struct evm__status st = {0};
 	bool known = false;
 	/* raw syscalls: a sanitizer's open/read/close interceptors take locks another thread may hold */
 	if (r->parent_statusfd >= 0) {
 		ssize_t n = syscall(SYS_pread64, r->parent_statusfd, buf, sizeof(buf), 0);
-		known = n > 0 && evm__status_is(buf, (size_t)n, "Threads:", 1) &&
-			evm__status_is(buf, (size_t)n, "Tgid:", (unsigned long)r->parent_pid) &&
-			status_masks(buf, n, &blk, &ign, &cgt);
+		known = n > 0 && evm__status_parse(buf, (size_t)n, &st) && st.threads == 1 &&
+			st.tgid == (unsigned long)r->parent_pid;
 	}
 	if (!known) {
 		int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
 			ssize_t n = syscall(SYS_read, fd, buf, sizeof(buf));
 			syscall(SYS_close, fd); /* it may sit on 0-2, which setup_stdio hands on */
-			known = status_masks(buf, n, &blk, &ign, &cgt);
+			known = n > 0 && evm__status_parse(buf, (size_t)n, &st);
 		}
 	}
+	uint64_t ign = st.ign, cgt = st.cgt, blk = st.blk;
 	uint64_t reset = !known ? ~(uint64_t)0 : r->handlers_cleared ? ign : ign | cgt;
 	for (int s = 1; s < NSIG && s <= 64; s++)
 		if (s != SIGKILL && s != SIGSTOP && (reset >> (s - 1) & 1))

@@ -344,10 +344,13 @@ struct evm__spawn_req {
 
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
 EVM_HIDDEN void evm__sig_default(int sig);  /* SIG_DFL, glibc's own signals included */
-/* a "KEY:\t%016llx" mask line of /proc/PID/status in buf[0..n) (child-safe) */
-EVM_HIDDEN bool evm__status_mask(const char *buf, size_t n, const char *key, uint64_t *out);
-/* a "KEY:\t%lu" line of /proc/PID/status with that value in buf[0..n) (child-safe) */
-EVM_HIDDEN bool evm__status_is(const char *buf, size_t n, const char *key, unsigned long v);
+/* what a child reads of /proc/PID/status to reset its signal state */
+struct evm__status {
+	unsigned long tgid, threads; /* Tgid:, Threads: */
+	uint64_t blk, ign, cgt;	     /* SigBlk:, SigIgn:, SigCgt: */
+};
+/* all five lines of buf[0..n), whole and well-formed, in one pass (child-safe) */
+EVM_HIDDEN bool evm__status_parse(const char *buf, size_t n, struct evm__status *st);
 
 /* a clone3 error that is about the CLONE_INTO_CGROUP target, not the fork */
 static inline bool evm__cgroup_errno(int e)

@@ -254,7 +254,8 @@ static int req_env(const struct evm_spawn_opts *o, struct evm__spawn_req *req, c
 	}
 	if (o->flags & EVM_SPAWN_LISTEN_PID)
 		req->listen_pid = listen_pid + sizeof("LISTEN_PID=") - 1;
-	req->path = (o->flags & EVM_SPAWN_NO_PATH) ? NULL : find_path(req->envp);
+	/* a file with a slash is run as it is (child.c's exec_search): no PATH to find */
+	req->path = (o->flags & EVM_SPAWN_NO_PATH) || strchr(req->file, '/') ? NULL : find_path(req->envp);
 	return 0;
 }
 

@@ -1062,32 +1062,59 @@ static void test_child_signal_state_changed_in_callback(void **state)
 }
 
 /*
- * The child learns what to reset from its own /proc/self/status (one read
- * instead of 62 rt_sigaction): the parser finds each mask, refuses a cut
- * or malformed line (the child then resets everything), and agrees with
- * sigaction() on our own status.
+ * The child learns what to reset from a /proc/PID/status text (one read
+ * instead of 62 rt_sigaction), in one pass: the parser finds each of the
+ * five lines, refuses a missing, cut or malformed one (the child then
+ * resets everything), and agrees with sigaction() and getpid() on our own
+ * status.
  */
-static void test_status_mask(void **state)
+static const char status_text[] = "Name:\tx\nTgid:\t4321\nPid:\t4321\nThreads:\t1\nSigQ:\t0/100\n"
+				  "SigPnd:\t0000000000000000\nSigBlk:\t0000000000010000\n"
+				  "SigIgn:\t0000000180001000\nSigCgt:\t00000000000004ec\nCap";
+
+/* status_text with `from` (its first occurrence) replaced by `to` */
+static bool parse_edited(const char *from, const char *to, struct evm__status *st)
+{
+	char buf[512];
+	const char *at = strstr(status_text, from);
+	assert_non_null(at);
+	int n = snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - status_text), status_text, to,
+			 at + strlen(from));
+	return evm__status_parse(buf, (size_t)n, st);
+}
+
+static void test_status_parse(void **state)
 {
 	(void)state;
-	static const char text[] = "Name:\tx\nSigQ:\t0/100\nSigBlk:\t0000000000010000\n"
-				   "SigIgn:\t0000000180001000\nSigCgt:\t00000000000004ec\nCap";
-	uint64_t v = 0;
-	size_t n = sizeof(text) - 1;
-	assert_true(evm__status_mask(text, n, "SigBlk:", &v));
-	assert_true(v == 0x10000);
-	assert_true(evm__status_mask(text, n, "SigIgn:", &v));
-	assert_true(v == 0x180001000ULL);
-	assert_true(evm__status_mask(text, n, "SigCgt:", &v));
-	assert_true(v == 0x4ec);
-	assert_false(evm__status_mask(text, n, "SigPnd:", &v));
-	assert_false(evm__status_mask(text, n, "Sig", &v));
-	/* the read stopped inside the line */
-	const char *cut = strstr(text, "SigCgt:") + 12;
-	assert_false(evm__status_mask(text, (size_t)(cut - text), "SigCgt:", &v));
-	static const char bad[] = "x\nSigIgn:\t00000000000g0000\n";
-	assert_false(evm__status_mask(bad, sizeof(bad) - 1, "SigIgn:", &v));
+	struct evm__status st;
+	size_t n = sizeof(status_text) - 1;
+	memset(&st, 0, sizeof(st));
+	assert_true(evm__status_parse(status_text, n, &st));
+	assert_true(st.tgid == 4321 && st.threads == 1);
+	assert_true(st.blk == 0x10000 && st.ign == 0x180001000ULL && st.cgt == 0x4ec);
+	/* each line missing, malformed or cut makes the whole text unusable */
+	assert_false(parse_edited("SigCgt:", "SigXyz:", &st));
+	assert_false(parse_edited("Tgid:", "TGID:", &st));
+	assert_false(parse_edited("Threads:\t1", "Threads:\t", &st));
+	assert_false(parse_edited("Threads:\t1\n", "Threads:\t1x\n", &st));
+	assert_false(parse_edited("0000000180001000", "00000000000g0000", &st));
+	assert_false(parse_edited("0000000180001000", "000000018000100", &st));
+	assert_false(parse_edited("0000000180001000", "00000001800010000", &st));
+	const char *cut = strstr(status_text, "SigCgt:") + 12;
+	assert_false(evm__status_parse(status_text, (size_t)(cut - status_text), &st));
+	cut = strstr(status_text, "Threads:") + 10; /* "Threads:\t1" without its newline */
+	assert_false(evm__status_parse(status_text, (size_t)(cut - status_text), &st));
+	/* the mask line may end the text: found whole */
+	cut = strstr(status_text, "SigCgt:") + 8 + 16;
+	assert_true(evm__status_parse(status_text, (size_t)(cut - status_text), &st));
+	/* "Threads:\t12" is read as 12, not 1 */
+	assert_true(parse_edited("Threads:\t1\n", "Threads:\t12\n", &st));
+	assert_true(st.threads == 12);
+	/* another line starting alike is not taken for one of ours */
+	assert_true(parse_edited("SigQ:", "Tgidx:\t9\nSigQ:", &st));
+	assert_true(st.tgid == 4321);
 
+	/* our own status, with a signal ignored for the test */
 	struct sigaction old;
 	assert_int_equal(sigaction(SIGURG, NULL, &old), 0);
 	signal(SIGURG, SIG_IGN);
@@ -1099,45 +1126,18 @@ static void test_status_mask(void **state)
 	}
 	ssize_t got = read(fd, buf, sizeof(buf));
 	close(fd);
+	sigaction(SIGURG, &old, NULL);
 	assert_true(got > 0);
-	assert_true(evm__status_mask(buf, (size_t)got, "SigIgn:", &v));
+	assert_true(evm__status_parse(buf, (size_t)got, &st));
+	assert_true(st.tgid == (unsigned long)getpid());
+	assert_true(st.ign >> (SIGURG - 1) & 1);
 	for (int sig = 1; sig < 32; sig++) {
 		struct sigaction sa;
+		if (sig == SIGURG)
+			continue;
 		assert_int_equal(sigaction(sig, NULL, &sa), 0);
-		assert_int_equal((int)(v >> (sig - 1) & 1), sa.sa_handler == SIG_IGN);
+		assert_int_equal((int)(st.ign >> (sig - 1) & 1), sa.sa_handler == SIG_IGN);
 	}
-	assert_true(v >> (SIGURG - 1) & 1);
-	sigaction(SIGURG, &old, NULL);
-}
-
-/* whether the parent's status may stand for the child's: its Threads and Tgid lines */
-static void test_status_is(void **state)
-{
-	(void)state;
-	static const char text[] = "Name:\tx\nTgid:\t4321\nPid:\t4321\nThreads:\t1\nSigQ:\t0/9\n";
-	size_t n = sizeof(text) - 1;
-	assert_true(evm__status_is(text, n, "Threads:", 1));
-	assert_true(evm__status_is(text, n, "Tgid:", 4321));
-	assert_false(evm__status_is(text, n, "Tgid:", 432));
-	assert_false(evm__status_is(text, n, "Tgid:", 43210));
-	assert_false(evm__status_is(text, n, "Threads:", 2));
-	assert_false(evm__status_is(text, n, "Name:", 0));
-	/* "Threads:\t12" is not one thread, and a line cut before its end says nothing */
-	static const char twelve[] = "x\nThreads:\t12\nSigQ:\t0/9\n";
-	assert_false(evm__status_is(twelve, sizeof(twelve) - 1, "Threads:", 1));
-	const char *cut = strstr(text, "Threads:") + 10;
-	assert_false(evm__status_is(text, (size_t)(cut - text), "Threads:", 1));
-	assert_true(evm__status_is(text, (size_t)(cut - text) + 1, "Threads:", 1));
-	/* and our own status agrees with getpid() */
-	char buf[4096];
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		T_SKIP("no /proc/self/status");
-	ssize_t got = read(fd, buf, sizeof(buf));
-	close(fd);
-	assert_true(got > 0);
-	assert_true(evm__status_is(buf, (size_t)got, "Tgid:", (unsigned long)getpid()));
-	assert_false(evm__status_is(buf, (size_t)got, "Tgid:", (unsigned long)getpid() + 1));
 }
 
 /* --------------------------------------------------- sessions and groups */
@@ -1601,8 +1601,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_child_signal_state_changed_in_callback, setup,
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state_threaded, setup, t_teardown),
-		cmocka_unit_test(test_status_mask),
-		cmocka_unit_test(test_status_is),
+		cmocka_unit_test(test_status_parse),
 		cmocka_unit_test_setup_teardown(test_session_and_groups, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_group, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_helper_killed_mid_spawn, setup, t_teardown),
