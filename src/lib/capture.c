@@ -83,14 +83,15 @@ static void on_readable(struct evm_loop *loop, struct evm__watch *w, uint32_t ev
 
 int evm__capture_start(struct evm_proc *p, int slot, int fd, size_t max)
 {
-	struct evm__capture *c = calloc(1, sizeof(*c));
+	struct evm__proc_more *m = evm__proc_more(p);
+	struct evm__capture *c = m ? calloc(1, sizeof(*c)) : NULL;
 	if (!c)
 		return -ENOMEM;
 	c->w.cb = on_readable;
 	c->loop = p->loop;
 	c->fd = fd;
 	c->max = max ? max : DEFAULT_MAX;
-	p->cap[slot] = c;
+	m->cap[slot] = c;
 	/* without a watch (no epoll memory) the pipe is read at the exit only */
 	evm__epoll_add(p->loop, fd, EPOLLIN, &c->w);
 	return 0;
@@ -98,8 +99,8 @@ int evm__capture_start(struct evm_proc *p, int slot, int fd, size_t max)
 
 void evm__capture_drain(struct evm_proc *p)
 {
-	for (int i = 1; i < 3; i++) {
-		struct evm__capture *c = p->cap[i];
+	for (int i = 1; i < 3 && p->more; i++) {
+		struct evm__capture *c = p->more->cap[i];
 		if (c && c->fd >= 0) {
 			read_some(c);
 			close_capture(c);
@@ -109,22 +110,22 @@ void evm__capture_drain(struct evm_proc *p)
 
 void evm__capture_free(struct evm_proc *p)
 {
-	for (int i = 1; i < 3; i++) {
-		struct evm__capture *c = p->cap[i];
+	for (int i = 1; i < 3 && p->more; i++) {
+		struct evm__capture *c = p->more->cap[i];
 		if (!c)
 			continue;
 		if (c->fd >= 0)
 			close(c->fd); /* not reached through the loop: its loop is gone */
 		free(c->buf);
 		free(c);
-		p->cap[i] = NULL;
+		p->more->cap[i] = NULL;
 	}
 }
 
 const char *evm_proc_output(const struct evm_proc *p, int slot, size_t *len, bool *truncated)
 {
-	const struct evm__capture *c = p && slot >= 1 && slot <= 2 && evm_proc_exited(p)
-					       ? p->cap[slot] : NULL;
+	const struct evm__capture *c = p && slot >= 1 && slot <= 2 && evm_proc_exited(p) && p->more
+					       ? p->more->cap[slot] : NULL;
 	if (len)
 		*len = c ? c->len : 0;
 	if (truncated)
@@ -134,7 +135,7 @@ const char *evm_proc_output(const struct evm_proc *p, int slot, size_t *len, boo
 
 static char *take(struct evm_proc *p, int slot, size_t *len, bool *truncated)
 {
-	struct evm__capture *c = p->cap[slot];
+	struct evm__capture *c = p->more ? p->more->cap[slot] : NULL;
 	*len = 0;
 	*truncated = false;
 	if (!c)

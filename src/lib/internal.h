@@ -178,6 +178,19 @@ enum {
 
 struct evm__route;
 
+/*
+ * What few procs use (a captured stdio, a timeout_ms), allocated on first
+ * use so that every other child's proc stays small (bench S2).
+ */
+struct evm__proc_more {
+	struct evm__capture *cap[3]; /* EVM_STDIO_CAPTURE slots 1, 2 (capture.c) */
+	/* timeout_ms: the pending deadline (then the kill), and the signals */
+	struct evm_timer *deadline;
+	uint64_t timeout_kill_ms;
+	int timeout_signal;
+};
+
+/* Ordered by size, no holes: 176 bytes on 64-bit (a 192-byte malloc chunk). */
 struct evm_proc {
 	struct evm__watch w; /* pidfd readable */
 	struct evm_loop *loop;
@@ -185,10 +198,12 @@ struct evm_proc {
 	int pidfd; /* -1 with EVM__P_NOPIDFD or after the exit */
 	unsigned flags;
 	atomic_uint refs;  /* any thread */
-	atomic_bool done;  /* any thread: exit record is final */
 	int status;	   /* wait status, kept even when exit is not allocated */
+	pid_t adopt_sid;   /* adopted: the session it was in then (evm__sv_note_session) */
 	int pipes[3];	   /* our pipe ends not yet taken, or -1 */
-	struct evm__capture *cap[3]; /* EVM_STDIO_CAPTURE slots 1, 2 (capture.c) */
+	atomic_bool done;  /* any thread: exit record is final */
+	bool gone;	   /* under evm__sig_mu: reaped, its pid may be reused */
+	bool timed_out;	   /* its timeout_ms fired */
 	uint64_t start_mono;
 	int64_t start_real; /* ns since the epoch */
 	evm_exit_cb cb;
@@ -198,20 +213,17 @@ struct evm_proc {
 	void (*owner_cb)(struct evm_proc *proc, const struct evm_exit *exit, void *owner);
 	void *owner;
 	struct evm_exit *exit; /* allocated at exit */
-	bool gone;	       /* under evm__sig_mu: reaped, its pid may be reused */
-	/* timeout_ms: the pending deadline (then the kill), the signals, whether it fired */
-	struct evm_timer *deadline;
-	int timeout_signal;
-	uint64_t timeout_kill_ms;
-	bool timed_out;
-	pid_t adopt_sid; /* adopted: the session it was in then (evm__sv_note_session) */
+	struct evm__proc_more *more; /* NULL until a capture or a timeout needs it */
 	uint64_t serial; /* loop->proc_serial when the loop began tracking it (session.c) */
 	struct evm_proc *prev, *next; /* live list */
 	struct evm__release rel; /* drops the loop's reference */
 };
 
+
 EVM_HIDDEN struct evm_proc *evm__proc_new(struct evm_loop *loop);
 EVM_HIDDEN void evm__proc_attach(struct evm_proc *proc, pid_t pid, int pidfd);
+/* proc->more, allocated if need be; NULL when out of memory */
+EVM_HIDDEN struct evm__proc_more *evm__proc_more(struct evm_proc *proc);
 /* Reaped: report it to everyone. si/ru NULL for unknown status. */
 EVM_HIDDEN void evm__proc_exited(struct evm_proc *proc, const siginfo_t *si, const struct rusage *ru);
 EVM_HIDDEN void evm__fill_status(struct evm_exit *rec, const siginfo_t *si);

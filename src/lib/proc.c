@@ -37,6 +37,13 @@ struct evm_proc *evm__proc_new(struct evm_loop *loop)
 	return p;
 }
 
+struct evm__proc_more *evm__proc_more(struct evm_proc *p)
+{
+	if (!p->more)
+		p->more = calloc(1, sizeof(*p->more));
+	return p->more;
+}
+
 /* Track a running child. Takes ownership of pidfd (-1: watch through SIGCHLD). */
 void evm__proc_attach(struct evm_proc *p, pid_t pid, int pidfd)
 {
@@ -160,24 +167,28 @@ static void timeout_fired(struct evm_timer *t, void *data)
 	struct evm_proc *p = data;
 	(void)t;
 	p->timed_out = true;
-	timeout_signal(p, p->timeout_signal);
-	if (p->timeout_signal != SIGKILL)
-		evm_timer_add(p->loop, p->timeout_kill_ms, timeout_kill, p, &p->deadline);
+	timeout_signal(p, p->more->timeout_signal);
+	if (p->more->timeout_signal != SIGKILL)
+		evm_timer_add(p->loop, p->more->timeout_kill_ms, timeout_kill, p, &p->more->deadline);
 }
 
 int evm__proc_timeout(struct evm_proc *p, const struct evm_spawn_opts *o)
 {
 	if (!o->timeout_ms)
 		return 0;
-	p->timeout_signal = o->timeout_signal ? o->timeout_signal : SIGTERM;
-	p->timeout_kill_ms = o->timeout_kill_ms ? o->timeout_kill_ms : 5000;
-	return evm_timer_add(p->loop, o->timeout_ms, timeout_fired, p, &p->deadline);
+	struct evm__proc_more *m = evm__proc_more(p);
+	if (!m)
+		return -ENOMEM;
+	m->timeout_signal = o->timeout_signal ? o->timeout_signal : SIGTERM;
+	m->timeout_kill_ms = o->timeout_kill_ms ? o->timeout_kill_ms : 5000;
+	return evm_timer_add(p->loop, o->timeout_ms, timeout_fired, p, &m->deadline);
 }
 
 void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusage *ru)
 {
 	struct evm_loop *loop = p->loop;
-	evm_timer_cancel(p->deadline); /* the timer names p, which the loop releases soon */
+	if (p->more) /* the timer names p, which the loop releases soon */
+		evm_timer_cancel(p->more->deadline);
 	detach(p);
 	evm__capture_drain(p); /* before the callbacks, which may read it */
 	p->flags |= EVM__P_EXITED;
@@ -331,6 +342,7 @@ void evm_proc_unref(struct evm_proc *p)
 		if (p->pipes[i] >= 0)
 			close(p->pipes[i]);
 	evm__capture_free(p);
+	free(p->more);
 	free(p->exit);
 	free(p);
 }

@@ -328,7 +328,8 @@ static void spawn_undo(struct evm_loop *loop, struct evm_proc *p, int ours[3], i
 			close(theirs[i]);
 	}
 	if (p) {
-		evm_timer_cancel(p->deadline);
+		if (p->more)
+			evm_timer_cancel(p->more->deadline);
 		if (p->route)
 			evm__route_put(loop, p->route);
 		p->route = NULL;

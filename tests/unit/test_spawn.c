@@ -1140,6 +1140,18 @@ static void test_status_parse(void **state)
 	}
 }
 
+/*
+ * Bench S2 counts the bytes per child: a proc is 176 bytes on 64-bit (a
+ * 192-byte malloc chunk), what few use (capture, timeout) allocated aside.
+ */
+static void test_proc_size(void **state)
+{
+	(void)state;
+	if (sizeof(void *) != 8)
+		T_SKIP("sizes are for 64-bit");
+	assert_true(sizeof(struct evm_proc) <= 176);
+}
+
 /* --------------------------------------------------- sessions and groups */
 
 static void parse_pgid(const char *out, int *pid, int *ppid, int *pgid, int *sid)
@@ -1602,6 +1614,7 @@ int main(void)
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_signal_state_threaded, setup, t_teardown),
 		cmocka_unit_test(test_status_parse),
+		cmocka_unit_test(test_proc_size),
 		cmocka_unit_test_setup_teardown(test_session_and_groups, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_group, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_helper_killed_mid_spawn, setup, t_teardown),
