@@ -64,12 +64,20 @@ struct control {
 	unsigned nclients, next_id;
 	uint64_t dropped, dropped_bytes; /* subscribers dropped for unread events, and those bytes */
 	size_t held; /* the sum of control__held() over the clients: kept by every change of an out */
+	unsigned holders; /* the clients whose control__held() is not 0: kept with held */
 };
 
 /* The memory cl's unsent output holds: its buffer's size, not the bytes in it. */
 static inline size_t control__held(const struct client *cl)
 {
 	return cl->aborted || !cl->out.len ? 0 : cl->out.cap;
+}
+
+/* A client's control__held() went from before to after: keep held and holders. */
+static inline void control__held_moved(struct control *ctl, size_t before, size_t after)
+{
+	ctl->held = ctl->held - before + after;
+	ctl->holders = ctl->holders - (before != 0) + (after != 0);
 }
 
 void control__log(struct control *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
