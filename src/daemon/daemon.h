@@ -68,6 +68,7 @@ struct unit {
 	bool pending;		 /* to start once its dependencies allow */
 	bool want_stop;		 /* to stop once its dependents are down */
 	unsigned stop_chain;	 /* the shutdown: it and what stops after it, longest chain */
+	unsigned stop_seen;	 /* deps_stop_over's walk was here (its d->stop_walks) */
 	struct evm_timer *grace_timer; /* its share of shutdown_timeout (deps.c), or NULL */
 	char *blocked;		 /* why a dependency kept it from starting, or NULL */
 	struct health *health;	 /* its health check (health.h), or NULL without health_cmd */
@@ -135,6 +136,7 @@ struct daemon {
 	struct health *health_orphans; /* of units gone while their check ran (health.c) */
 	bool deps_dirty; /* units came or went: the dependencies are resolved again */
 	unsigned deps_gen; /* counts the resolutions */
+	unsigned stop_walks; /* deps_stop_over's walks, to mark the units each one saw */
 	uint64_t units_made; /* unit.seq of the last one */
 };
 
@@ -175,6 +177,11 @@ int deps_start(struct daemon *d, struct unit *u);
 void deps_start_wanted(struct daemon *d);
 /* Stop u after its dependents (those that require it are stopped too). */
 int deps_stop(struct daemon *d, struct unit *u);
+/*
+ * u's stop is over for its waiters: what it took down with it (its
+ * dependents, theirs...) is down too. u itself is checked by the caller.
+ */
+bool deps_stop_over(struct daemon *d, struct unit *u);
 /* Stop every unit, dependents first, running the loop until all are down. */
 void deps_stop_all(struct daemon *d);
 /* A state of u changed: start or stop who waited for it. */

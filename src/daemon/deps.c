@@ -440,6 +440,34 @@ static void try_stop(struct daemon *d, struct unit *u)
 	}
 }
 
+/*
+ * A dependent still to stop keeps a unit from stopping (try_stop), so
+ * usually u down means they are. Not when u was in BACKOFF: stopped at
+ * once, before them (and so may be a dependent of theirs): the walk goes
+ * through every dependent that is down, each unit once (a diamond is not
+ * walked twice), and finds any still stopping.
+ */
+static bool stop_over(struct daemon *d, struct unit *u, unsigned depth)
+{
+	u->stop_seen = d->stop_walks;
+	for (size_t i = 0; i < u->nrdeps; i++) {
+		struct unit *v = u->rdeps[i];
+		if (!down(v) && (v->want_stop || state(v) == EVM_STATE_STOPPING))
+			return false;
+		if (down(v) && v->stop_seen != d->stop_walks && depth < 1000 &&
+		    !stop_over(d, v, depth + 1))
+			return false;
+	}
+	return true;
+}
+
+bool deps_stop_over(struct daemon *d, struct unit *u)
+{
+	ensure_graph(d);
+	d->stop_walks++;
+	return stop_over(d, u, 0);
+}
+
 /* Units stopping after u, itself included, along its longest chain (memoized). */
 static unsigned stop_chain(struct unit *u, unsigned depth)
 {

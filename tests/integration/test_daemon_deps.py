@@ -399,6 +399,10 @@ def test_a_restarting_dependency_is_not_started_again_while_its_dependents_stop(
     assert db_started() == [], transitions(d)[n0:]
     assert db_stopped(), transitions(d)[n0:]
     assert alive(app), "app (held in stopping) is gone: the test proved nothing"
+    if how == "ctl stop":
+        # db is down, app is not: `ctl stop db` waits for what it took down, app included
+        assert d.status("app")["app"]["state"] == "stopping"
+        assert ctl.poll() is None, "ctl stop db returned while app, stopped with it, was stopping"
     os.kill(app, signal.SIGKILL)
     if how == "shutdown":
         assert d.p.wait(timeout=30 * SLOW) == 0, d.log()
