@@ -20,6 +20,7 @@ numbers to publish (note `uptime` with them).
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,9 @@ def cpu_ms(pid):
 
 
 def main():
+    # SIGTERM (timeout(1), a CI job) ends us through the finally below, which stops the daemon
+    # and its N services: Python's default would leave them running
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build/cc")
     ap.add_argument("--n", type=int, default=1000)
