@@ -260,6 +260,13 @@ void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_
 			    "(%llu ms): every restart would wait backoff_max",
 			    s->name, (unsigned long long)initial, (unsigned long long)max);
 	check_ready(c, s, line);
+	if (s->health.argv && s->health.probe.kind) {
+		enum conf_key k = s->health.probe.kind == PROBE_TCP ? CK_HEALTH_TCP : CK_HEALTH_HTTP;
+		int later = c->line_of[k] > c->line_of[CK_HEALTH_CMD] ? c->line_of[k] : c->line_of[CK_HEALTH_CMD];
+		errlist_add(c->errs, c->file, later ? later : line,
+			    "service %s: a service has one health check: health_cmd, health_tcp or "
+			    "health_http", s->name);
+	}
 	/* the later of stdout and stderr */
 	int out_line = c->line_of[CK_STDOUT] > c->line_of[CK_STDERR] ? c->line_of[CK_STDOUT]
 								      : c->line_of[CK_STDERR];

@@ -228,6 +228,7 @@ void svc_conf_unref(struct svc_conf *c)
 	free(c->requires);
 	free(c->after);
 	free(c->health.argv);
+	probe_target_free(&c->health.probe);
 	free(c->added_def);
 	free(c);
 }
@@ -315,7 +316,8 @@ bool svc_conf_same_run(const struct svc_conf *a, const struct svc_conf *b)
 /* The health keys: applied to the running service too (health_configure). */
 static bool health_eq(const struct health_conf *a, const struct health_conf *b)
 {
-	return words_eq(a->argv, b->argv) && a->interval_ms == b->interval_ms &&
+	return words_eq(a->argv, b->argv) && probe_target_eq(&a->probe, &b->probe) &&
+	       a->interval_ms == b->interval_ms &&
 	       a->timeout_ms == b->timeout_ms && a->start_period_ms == b->start_period_ms &&
 	       a->start_interval_ms == b->start_interval_ms && a->retries == b->retries && a->action == b->action;
 }

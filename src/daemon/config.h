@@ -15,6 +15,7 @@
 
 #include "errlist.h"
 #include "hashmap.h"
+#include "probe.h"
 
 #include <evmon.h>
 #include <stdbool.h>
@@ -63,7 +64,8 @@ enum health_action { HEALTH_ACTION_NONE = 0, HEALTH_ACTION_RESTART, HEALTH_ACTIO
 
 /* health_* keys: Docker's HEALTHCHECK (health.c); applied to a running service in place */
 struct health_conf {
-	char **argv;		  /* health_cmd, split like command (one block), or NULL: no check */
+	char **argv;		  /* health_cmd, split like command (one block), or NULL */
+	struct probe_target probe; /* health_tcp, health_http (probe.h), or kind PROBE_NONE */
 	uint64_t interval_ms;	  /* from the end of a check to the next one */
 	uint64_t timeout_ms;	  /* a check running longer is killed (its process group) and fails */
 	uint64_t start_period_ms; /* failures this long after the start do not count, until a success */

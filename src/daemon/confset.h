@@ -71,6 +71,7 @@ CONF_SETTER(conf_set_deps);
 CONF_SETTER(conf_set_essential);
 CONF_SETTER(conf_set_ready);
 CONF_SETTER(conf_set_health_action);
+CONF_SETTER(conf_set_health_probe);
 
 /* confsetdaemon.c: keys of [evmon] alone */
 CONF_SETTER(conf_set_prefix);

@@ -135,6 +135,19 @@ void conf_set_ready(struct conf_ctx *c, const struct keydef *k, const char *v, v
 	(void)field;
 }
 
+/* health_tcp = HOST:PORT, health_http = http://HOST[:PORT][/PATH] (k->arg: which) */
+void conf_set_health_probe(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	struct probe_target *t = field;
+	char err[300];
+	if (t->kind) { /* the other one was given too: confcheck says so */
+		conf_bad(c, "a service has one health check: health_cmd, health_tcp or health_http");
+		return;
+	}
+	if (probe_target_parse((enum probe_kind)k->arg, v, t, err, sizeof(err)) < 0)
+		conf_bad(c, "%s", err);
+}
+
 /* health_action = none | restart | stop */
 void conf_set_health_action(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {

@@ -63,6 +63,7 @@ struct health {
 	uint64_t interval_ms;	  /* the one the pending timer was armed with */
 	struct evm_timer *timer;  /* the next check, or NULL */
 	struct evm_proc *check;	  /* the check running, or NULL */
+	struct probe *probe;	  /* the probe running (health_tcp, health_http), or NULL */
 	bool stale;		  /* that check is for a process that went down: dropped */
 	bool due;		  /* a check is due once the stale one has ended */
 	/* kept while the process is up (see the top): -1 and NULL when not */
@@ -172,12 +173,12 @@ static void on_queue(struct evm_timer *t, void *data)
 	queue_kick(d);
 }
 
-/* h is due: its check now, or in a later iteration. */
+/* h is due: its check now, or in a later iteration (a probe, which spawns nothing: now). */
 static void check_due(struct health *h)
 {
 	if (h->queued)
 		return;
-	if (!queue_head && turn_allows(h->d)) {
+	if (h->u->conf->health.probe.kind || (!queue_head && turn_allows(h->d))) {
 		run_check(h);
 		return;
 	}
@@ -191,7 +192,7 @@ static void on_timer(struct evm_timer *t, void *data)
 {
 	struct health *h = data;
 	(void)t;
-	if (!h->up)
+	if (!h->up || h->probe)
 		return;
 	if (h->check) { /* the last process's check is still dying: right after it */
 		h->due = true;
@@ -491,6 +492,7 @@ static void drop_orphan(struct daemon *d, struct health *h)
 static void free_health(struct health *h)
 {
 	unqueue(h);
+	probe_cancel(h->probe);
 	evm_timer_cancel(h->timer);
 	evm_proc_unref(h->check);
 	close_kept(h);
@@ -588,11 +590,41 @@ static const char *daemon_cwd(void)
 	return cwd_state > 0 ? cwd_buf : NULL;
 }
 
+/* A probe's verdict (probe.c): like a check's exit; exit code 0 healthy, 1 not, null timed out. */
+static void on_probe_done(struct probe *p, const struct probe_result *r, void *data)
+{
+	struct health *h = data;
+	(void)p;
+	h->probe = NULL;
+	h->has_last = true;
+	h->last_code = r->timed_out ? -1 : r->ok ? 0 : 1;
+	h->last_timed_out = r->timed_out;
+	clock_gettime(CLOCK_REALTIME, &h->last_time);
+	h->last_ms = r->ms;
+	keep_output(h, r->output, r->len, r->truncated, NULL);
+	verdict(h, r->ok);
+	schedule(h);
+}
+
+static void run_probe(struct health *h)
+{
+	const struct health_conf *hc = &h->u->conf->health;
+	int r = probe_start(h->d->loop, &hc->probe, hc->timeout_ms, on_probe_done, h, &h->probe);
+	if (r < 0) {
+		h->probe = NULL;
+		spawn_failed(h, &(struct evm_spawn_error){0}, r);
+	}
+}
+
 static void run_check(struct health *h)
 {
 	struct unit *u = h->u;
 	const struct health_conf *hc = &u->conf->health;
 	struct evm_spawn_error err = {0};
+	if (hc->probe.kind) {
+		run_probe(h);
+		return;
+	}
 	struct svc_build b;
 	int r = open_pipe(h);
 	if (r < 0)
@@ -674,6 +706,8 @@ static void stop(struct health *h)
 	h->due = false;
 	evm_timer_cancel(h->timer);
 	unqueue(h);
+	probe_cancel(h->probe); /* nothing of it stays: no result comes */
+	h->probe = NULL;
 	if (h->check && !h->stale) {
 		h->stale = true;
 		if (evm_proc_signal_group(h->check, SIGKILL) == -EPERM)
@@ -713,8 +747,8 @@ void health_announce(struct daemon *d, struct unit *u)
 void health_configure(struct daemon *d, struct unit *u)
 {
 	struct health *h = u->health;
-	if (!u->conf->health.argv) {
-		if (h) /* health_cmd dropped by a reload */
+	if (!u->conf->health.argv && !u->conf->health.probe.kind) {
+		if (h) /* the check dropped by a reload */
 			health_unit_gone(d, u);
 		return;
 	}
@@ -735,7 +769,10 @@ void health_configure(struct daemon *d, struct unit *u)
 		}
 		return;
 	}
-	/* a new interval applies from now; a new command or timeout from the next check */
+	/* now a probe: the checks' pipe and cgroup directory are not needed any more */
+	if (u->conf->health.probe.kind && !h->check)
+		close_kept(h);
+	/* a new interval applies from now; a new command, probe or timeout from the next check */
 	if (h->timer && h->interval_ms != next_interval(h)) {
 		evm_timer_cancel(h->timer);
 		schedule(h);
@@ -796,6 +833,12 @@ void health_status(const struct unit *u, cJSON *o)
 	if (h->status != HEALTH_NONE)
 		cJSON_AddStringToObject(o, "health", names[h->status]);
 	cJSON *c = cJSON_AddObjectToObject(o, "health_check");
+	if (h->u) {
+		const struct probe_target *t = &h->u->conf->health.probe;
+		cJSON_AddStringToObject(c, "kind", t->kind ? probe_kind_name(t->kind) : "cmd");
+		if (t->kind)
+			cJSON_AddStringToObject(c, "target", t->text);
+	}
 	cJSON_AddNumberToObject(c, "failing_streak", h->streak);
 	cJSON_AddNumberToObject(c, "runs", (double)h->runs);
 	cJSON_AddNumberToObject(c, "failures", (double)h->failed);

@@ -168,9 +168,9 @@ static const struct {
 	[M_TASKS] = {"evmon_service_tasks", "gauge", "Tasks (threads) in the service's cgroup."},
 	[M_HEALTHY] = {"evmon_service_healthy", "gauge",
 		       "1 if the service's health check passed last (healthy), else 0; "
-		       "services with health_cmd only."},
+		       "services with a health check only."},
 	[M_HEALTH_CHECKS] = {"evmon_service_health_checks_total", "counter",
-			     "Health checks run (services with health_cmd only)."},
+			     "Health checks run (services with a health check only)."},
 	[M_HEALTH_FAILED] = {"evmon_service_health_checks_failed_total", "counter",
 			     "Health checks that failed, timed out or could not run."},
 };
