@@ -4,7 +4,10 @@ nothing is asserted; it prints what it measured).
 
   health   N services, each with a health check every second: the CPU time of
            the daemon (and of its spawn helper) over a window once all are
-           healthy, as a percentage of one core. Target: under 5%.
+           healthy, as a percentage of one core. Target: under 5%. Each kind
+           of check in turn (--kinds, alternated over --reps): health_cmd (a
+           process per check), health_tcp and health_http (probes the daemon
+           makes itself, to a small server in this process).
   graph    N services in chains of 10 (each requires the one before) vs the
            same N services without dependencies, each ready at once
            (start_secs = 0): the time from the daemon's start to the last
@@ -20,11 +23,14 @@ import datetime
 import json
 import os
 import re
+import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,6 +153,115 @@ def health_line(label, w):
             f"{w['kids']:.1f}% (window {w['el']:.0f} s)")
 
 
+class ProbeServer:
+    """What the probes of --kinds tcp/http talk to: a listener on 127.0.0.1 served by one
+    thread (selectors): a connection is read until its request ends (or closed at its EOF:
+    a TCP probe closes at once) and answered 200. Its CPU is not the daemon's."""
+
+    REPLY = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+
+    def __init__(self):
+        self.s = socket.socket()
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(4096)
+        self.s.setblocking(False)
+        self.port = self.s.getsockname()[1]
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.s, selectors.EVENT_READ)
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        bufs = {}
+        while not self.stop:
+            for key, _ in self.sel.select(0.2):
+                if key.fileobj is self.s:
+                    while True:
+                        try:
+                            c, _ = self.s.accept()
+                        except (BlockingIOError, OSError):
+                            break
+                        c.setblocking(False)
+                        bufs[c] = b""
+                        self.sel.register(c, selectors.EVENT_READ)
+                    continue
+                c = key.fileobj
+                try:
+                    data = c.recv(4096)
+                except OSError:
+                    data = b""
+                bufs[c] += data
+                if data and b"\r\n\r\n" not in bufs[c]:
+                    continue
+                if data:
+                    try:
+                        c.send(self.REPLY)
+                    except OSError:
+                        pass
+                self.sel.unregister(c)
+                del bufs[c]
+                c.close()
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.s.close()
+
+
+def health_kinds(args, tiny, tmp):
+    """Each kind of check of --kinds in turn, a daemon of N services each, alternated
+    over --reps: the CPU a check costs the daemon (with its spawn helper)."""
+    kinds = args.kinds.split(",")
+    srv = ProbeServer() if set(kinds) & {"tcp", "http"} else None
+    check = {"cmd": f"health_cmd = {tiny}\n",
+             "tcp": f"health_tcp = 127.0.0.1:{srv.port if srv else 0}\n",
+             "http": f"health_http = http://127.0.0.1:{srv.port if srv else 0}/healthz\n"}
+    exe = os.path.realpath(args.evmon)
+    res = {k: [] for k in kinds}
+    try:
+        floor = raw_floor(tmp, tiny)
+        print(f"health: {args.n} services, health_interval 1s, kinds {', '.join(kinds)}; the bare "
+              f"clone3+exec+waitid loop costs {floor or 0:.0f} us of CPU a spawn here (raw_bench "
+              "clone3-epoll, its own CPU)", flush=True)
+        for rep in range(args.reps):
+            for kind in kinds:
+                conf = ["[evmon]\nstop_timeout = 5\n"]
+                for i in range(args.n):
+                    conf.append(f"[service:s{i}]\ncommand = {tiny} p\nstart_secs = 0\n{check[kind]}"
+                                "health_interval = 1s\nhealth_timeout = 10s\n")
+                env = dict(os.environ, **({"EVM_SPAWN_MODE": args.spawn_mode} if args.spawn_mode else {}))
+                d = Daemon(args.evmon, tmp, f"health_{kind}_{rep}", "\n".join(conf), env=env)
+                try:
+                    d.wait_socket()
+                    r = d.ctl("wait", *[f"s{i}" for i in range(args.n)], "--for", "healthy", "-t", "600",
+                              timeout=660)
+                    if r.returncode:
+                        sys.exit(f"{kind}: not all healthy: {r.stderr}")
+                    time.sleep(2)  # past the first round of checks
+                    w = health_window(args, d, exe)
+                finally:
+                    d.stop()
+                res[kind].append(w)
+                print(health_line(f"  {kind:4} run {rep + 1}: ", w), flush=True)
+    finally:
+        if srv:
+            srv.close()
+    for kind in kinds:
+        ws = res[kind]
+        print(f"  {kind}: median {statistics.median(w['us'] for w in ws):.1f} us a check, "
+              f"{statistics.median(w['rate'] for w in ws):.0f} checks/s, daemon + helper "
+              f"{statistics.median(w['daemon'] + w['helper'] for w in ws):.2f}% of a core "
+              f"= {statistics.median(w['us'] for w in ws) / 10:.2f}% at 1,000 checks/s")
+    if "cmd" in res:
+        for kind in kinds:
+            if kind != "cmd":
+                ratios = [b["us"] / a["us"] for a, b in zip(res["cmd"], res[kind])]
+                print(f"  {kind}/cmd CPU a check: {statistics.median(ratios):.3f} (pairs: "
+                      f"{', '.join(f'{x:.3f}' for x in ratios)})")
+
+
 def health(args, tiny, tmp):
     """N services checked every second. With --compare B: one daemon, its binary swapped
     between A (--evmon) and B in place with ctl reexec before each window (A B A B ...:
@@ -265,6 +380,8 @@ def main():
     ap.add_argument("--only", choices=["health", "graph"])
     ap.add_argument("--compare", metavar="EVMON_B",
                     help="health: alternate windows between --evmon and this binary (ctl reexec)")
+    ap.add_argument("--kinds", default="cmd,tcp,http",
+                    help="health: the kinds of check, in turn (cmd: health_cmd; tcp, http: probes)")
     ap.add_argument("--spawn-mode", choices=["auto", "direct", "helper"],
                     help="health: EVM_SPAWN_MODE for the daemon")
     args = ap.parse_args()
@@ -273,7 +390,10 @@ def main():
         if args.only in (None, "graph"):
             graph(args, tiny, tmp)
         if args.only in (None, "health"):
-            health(args, tiny, tmp)
+            if args.compare:
+                health(args, tiny, tmp)
+            else:
+                health_kinds(args, tiny, tmp)
 
 
 if __name__ == "__main__":

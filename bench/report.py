@@ -605,7 +605,7 @@ def s11(d, t):
            "per child, the steadier view on a shared machine. Issue 14's target: within 1.2x.", ""]
     if not d.sel("S11"):
         return out + ["*Not run (it needs a cgroup v2 directory this user may write to).*", ""] \
-            + containment_block()
+            + containment_block() + health_block()
     rows, worst = [], {}
     for child in ("tiny", "true"):
         for n in d.ns("S11", child=child):
@@ -628,7 +628,7 @@ def s11(d, t):
     for name, (r, where) in sorted(worst.items()):
         t.add(r <= 1.2, f"S11: spawn+reap into a cgroup within 1.2x of without, by {name}: "
               f"worst median {r:.2f}x ({where})")
-    return out + containment_block()
+    return out + containment_block() + health_block()
 
 
 def containment_block():
@@ -638,6 +638,15 @@ def containment_block():
     return ["### Containment: a big tree's stop, 10,000 cgroups", "",
             kept("<!-- containment: written from bench/containment.py, kept by bench/report.py -->",
                  "<!-- end of containment -->", "Not measured yet: `bench/containment.py`."), ""]
+
+
+def health_block():
+    """Issue 16's health check cost (a process per check vs the daemon's own TCP/HTTP
+    probes) comes from bench/lifecycle.py, not from run.py: its block in the current
+    document is kept as it is."""
+    return ["### Health checks: a process per check, or a probe in the daemon", "",
+            kept("<!-- health: written from bench/lifecycle.py, kept by bench/report.py -->",
+                 "<!-- end of health -->", "Not measured yet: `bench/lifecycle.py --only health`."), ""]
 
 
 def machine_section(meta):

@@ -189,7 +189,7 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 		if (n >= 0 && (size_t)n < len && count(ev, "exit_code", INT_MAX, &v) && v > 0)
 			n += snprintf(buf + n, len - (size_t)n, ": exit %d", (int)v);
 		if (n >= 0 && (size_t)n < len && out && *out && st && strcmp(st, "healthy"))
-			snprintf(buf + n, len - (size_t)n, ": %.*s", (int)strcspn(out, "\n"), out);
+			snprintf(buf + n, len - (size_t)n, ": %.*s", (int)strcspn(out, "\r\n"), out);
 	} else if (!strcmp(type, "orphan")) {
 		how(ev, h, sizeof(h));
 		snprintf(buf, len, "reaped orphan pid %d: %s", (int)pid, h);

@@ -191,6 +191,7 @@ int show_status(const cJSON *resp)
  * `status NAME`:
  *   web: health check: unhealthy, 3 failures in a row; last: exit 1, 12 ms, at TIME
  *     <its output, indented>
+ * (a probe: "health check (http http://127.0.0.1:8080/healthz): ...").
  */
 void show_health_checks(const cJSON *resp)
 {
@@ -201,8 +202,11 @@ void show_health_checks(const cJSON *resp)
 			continue;
 		const char *name = jstr(s, "name"), *health = jstr(s, "health");
 		double streak = jnum(c, "failing_streak", 0);
-		printf("%s: health check: %s, %.0f failure%s in a row", name ? name : "?",
-		       health ? health : "not running", streak, streak == 1 ? "" : "s");
+		const char *kind = jstr(c, "kind"), *target = jstr(c, "target");
+		bool probe = kind && target && strcmp(kind, "cmd");
+		printf("%s: health check%s%s%s%s%s: %s, %.0f failure%s in a row", name ? name : "?",
+		       probe ? " (" : "", probe ? kind : "", probe ? " " : "", probe ? target : "",
+		       probe ? ")" : "", health ? health : "not running", streak, streak == 1 ? "" : "s");
 		const cJSON *l = cJSON_GetObjectItemCaseSensitive(c, "last");
 		if (!cJSON_IsObject(l)) {
 			printf("; not run yet\n");
@@ -223,7 +227,8 @@ void show_health_checks(const cJSON *resp)
 		for (const char *p = out; p && *p;) {
 			const char *nl = strstr(p, "\\n");
 			int n = nl ? (int)(nl - p) : (int)strlen(p);
-			printf("    %.*s\n", n, p);
+			int k = n >= 2 && !strncmp(p + n - 2, "\\r", 2) ? n - 2 : n; /* HTTP's CRLF */
+			printf("    %.*s\n", k, p);
 			p += n + (nl ? 2 : 0);
 		}
 	}

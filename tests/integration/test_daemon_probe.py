@@ -156,6 +156,9 @@ def test_http_default_path_localhost_and_action_restart(procs, tmp_path):
         health_http=f"http://localhost:{srv.port}", health_retries=1, health_action="restart")))
     pid = wait_health(d, "web", "healthy")["pid"]
     assert srv.requests[0].startswith(b"GET / HTTP/1.0\r\nHost: localhost:%d\r\n" % srv.port)
+    out = d.ctl("status", "web").stdout
+    assert f"web: health check (http http://localhost:{srv.port}): healthy, 0 failures" in out, out
+    assert "\n    HTTP/1.0 200 Some Reason\n    Content-Type: text/plain\n" in out, out
     box[0] = 500
     wait_for(lambda: d.status("web")["web"]["pid"] not in (pid, None, 0), timeout=30 * SLOW,
              what="web restarted")
@@ -167,20 +170,25 @@ def test_http_default_path_localhost_and_action_restart(procs, tmp_path):
 
 def test_a_server_that_never_answers_times_out_and_holds_nothing(procs, tmp_path):
     """Accepted, read, never answered: the check fails at health_timeout (timed_out, exit
-    code null); stopping the service while a probe waits closes its socket."""
+    code null). Stopping a service while its probe waits (hold: a timeout of an hour)
+    closes the probe's socket at once."""
     gate = threading.Event()
     srv = Server(lambda s, c: (s.read_request(c), gate.wait()))
-    d = Daemon(procs, tmp_path, ini({"stop_timeout": 5, "autostart": "false"}, web=svc(
-        health_http=f"http://127.0.0.1:{srv.port}/", health_timeout="300ms", health_retries=1)))
+    url = f"http://127.0.0.1:{srv.port}/"
+    d = Daemon(procs, tmp_path, ini({"stop_timeout": 5, "autostart": "false"},
+                                    web=svc(health_http=url, health_timeout="300ms", health_retries=1),
+                                    hold=svc(health_http=url, health_timeout="1h")))
     base = daemon_fds(d)  # no probe yet (a control connection may linger: base is at most that)
-    assert d.ctl("start", "web").returncode == 0
+    assert d.ctl("start", "web", "hold").returncode == 0
     st = wait_health(d, "web", "unhealthy")
     last = st["health_check"]["last"]
     assert last["timed_out"] is True and last["exit_code"] is None, last
     assert last["output"] == (f"health check timed out after 300 ms: no HTTP status line from "
                               f"127.0.0.1:{srv.port}\n"), last
-    assert d.ctl("stop", "web").returncode == 0
-    wait_for(lambda: daemon_fds(d) <= base, timeout=30 * SLOW, what="the probe's socket closed")
+    wait_for(lambda: len(srv.requests) >= 3, timeout=30 * SLOW, what="hold's probe under way")
+    assert d.status("hold")["hold"]["health_check"]["runs"] == 0
+    assert d.ctl("stop", "web", "hold").returncode == 0
+    wait_for(lambda: daemon_fds(d) <= base, timeout=30 * SLOW, what="the probes' sockets closed")
     gate.set()
     d.stop()
     srv.close()
@@ -212,7 +220,7 @@ def test_a_server_that_sends_without_end_is_read_4k_only(procs, tmp_path):
     srv.close()
 
 
-def test_reset_mid_response_and_not_http_fail(procs, tmp_path):
+def test_reset_mid_response_not_http_and_no_response_fail(procs, tmp_path):
     def reset(srv, c):
         srv.read_request(c)
         c.sendall(b"HTTP/1.0 20")
@@ -223,17 +231,22 @@ def test_reset_mid_response_and_not_http_fail(procs, tmp_path):
         srv.read_request(c)
         c.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
     jnk = Server(junk)
+    shut = Server(lambda s, c: s.read_request(c))  # closed without a word
     d = Daemon(procs, tmp_path, ini({"stop_timeout": 5},
                                     a=svc(health_http=f"http://127.0.0.1:{rst.port}/", health_retries=1),
-                                    b=svc(health_http=f"http://127.0.0.1:{jnk.port}/", health_retries=1)))
+                                    b=svc(health_http=f"http://127.0.0.1:{jnk.port}/", health_retries=1),
+                                    c=svc(health_http=f"http://127.0.0.1:{shut.port}/", health_retries=1)))
     la = wait_health(d, "a", "unhealthy")["health_check"]["last"]
     assert la["exit_code"] == 1 and "Connection reset by peer" in la["output"], la
     lb = wait_health(d, "b", "unhealthy")["health_check"]["last"]
     assert lb["exit_code"] == 1, lb
     assert lb["output"] == f"not an HTTP response from 127.0.0.1:{jnk.port}: SSH-2.0-OpenSSH_9.6\r\n", lb
+    lc = wait_health(d, "c", "unhealthy")["health_check"]["last"]
+    assert lc["output"] == f"no response from 127.0.0.1:{shut.port}: the connection was closed\n", lc
     d.stop()
     rst.close()
     jnk.close()
+    shut.close()
 
 
 def test_a_port_that_drops_syns_times_out(procs, tmp_path):
