@@ -113,7 +113,8 @@ def health_checks_run(d, n):
     --json`: one reply, built at once). Not `ctl metrics`, whose reply is streamed a piece
     per loop turn: with 1,000 services checked every second it took 60 s and more (ctl gave
     up: exit 3, nothing on stdout), then 29 s, then 0.8 s, while this took 2.6-3.7 s (load
-    8-13, 2026-12-04); the empty answer read as "0 checks/s" (issue 16's closing notes)."""
+    8-13, 2026-12-04); the empty answer read as "0 checks/s" (issue 16's closing notes).
+    Since 6a08562 (at most 16 checks start per loop iteration) it takes ~2 s."""
     r = d.ctl("--json", "status")
     if r.returncode:
         sys.exit(f"ctl status: exit {r.returncode}: {r.stderr.strip()}")

@@ -349,3 +349,34 @@ def test_config_mistakes(procs, tmp_path):
                       (26, "health_tcp: '127.0.0.1' is not HOST:PORT"),
                       (29, "health_http: 'ftp://127.0.0.1/' is not http://HOST[:PORT][/PATH]")]:
         assert f"{p}:{line}: {msg}" in r.stderr, (msg, r.stderr)
+
+
+def time_wait_to(port):
+    """Sockets in TIME_WAIT whose remote port is port (the daemon's side of its probes)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(path).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "06" and int(f[2].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+def test_probes_leave_no_time_wait(procs, tmp_path):
+    """A probe closes with a reset (SO_LINGER 0): 1,000 probes a second closed normally
+    would keep 60,000 sockets in TIME_WAIT, more than the ephemeral ports to one address."""
+    srv = Server(lambda s, c: None)
+    box = [200]
+    web = Server(answering(box))
+    d = Daemon(procs, tmp_path, ini({"stop_timeout": 5}, t=svc(health_tcp=f"127.0.0.1:{srv.port}"),
+                                    h=svc(health_http=f"http://127.0.0.1:{web.port}/")))
+    wait_for(lambda: all(s.get("health_check", {}).get("runs", 0) >= 10 for s in d.status("t", "h").values()),
+             timeout=60 * SLOW, what="10 probes each")
+    assert time_wait_to(srv.port) == 0 and time_wait_to(web.port) == 0
+    d.stop()
+    srv.close()
+    web.close()
