@@ -29,6 +29,11 @@
  * the process is up again. A unit that goes while its check still runs
  * leaves the struct behind (an orphan) until that check's exit comes.
  *
+ * A probe (health_tcp, health_http: probe.c) takes the place of the process:
+ * no pipe, no cgroup directory, no queue (it spawns nothing); stopping the
+ * service closes a probe under way at once, and its verdict comes like a
+ * check's exit (exit code 0 passed, 1 failed, none when it timed out).
+ *
  * The daemon hears of each verdict: a "health" event when the status
  * changes, the dependents waiting for healthy (deps.c), and
  * health_action for a service that became unhealthy.

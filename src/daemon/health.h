@@ -9,7 +9,9 @@
  *   healthy    the last check passed
  *   unhealthy  health_retries checks in a row failed (health_action then)
  *
- * A service without health_cmd, or whose process is not up, has no health.
+ * The check is health_cmd (a process), or a probe the daemon makes itself
+ * (health_tcp, health_http: probe.h), with the same states and actions.
+ * A service without a check, or whose process is not up, has no health.
  */
 #ifndef EVMON_HEALTH_H
 #define EVMON_HEALTH_H
