@@ -425,7 +425,7 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 		     "ctl metrics, output not read yet) close with the exec", closing,
 		     closing == 1 ? "" : "s");
 	/* the cgroup watches, with what each service knew of its cgroup (below) */
-	int ifd = v >= 4 && d->cg ? evm_cgroup_watch_fd(d->loop) : -1;
+	int ifd = v >= 5 && d->cg ? evm_cgroup_watch_fd(d->loop) : -1;
 	if (ifd >= 0) {
 		fprintf(f, "exec cgwatch %d\n", ifd);
 		keep_add(k, ifd);
@@ -453,7 +453,7 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 			keep_add(k, pidfd);
 		}
 		struct evm_cgroup_kept kc;
-		if (v >= 4 && d->cg && evm_service_cgroup_export(u->svc, &kc) == 0)
+		if (v >= 5 && d->cg && evm_service_cgroup_export(u->svc, &kc) == 0)
 			write_cg(f, u->name, &kc);
 	}
 	fprintf(f, "end %zu\n", n);

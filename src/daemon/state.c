@@ -359,13 +359,13 @@ static int parse_line(struct record *r, char *line, bool exec)
 		s->pidfd = b;
 		return 0;
 	}
-	if (r->version >= 4 && sscanf(line, "exec cgwatch %d", &a) == 1) {
+	if (r->version >= 5 && sscanf(line, "exec cgwatch %d", &a) == 1) {
 		if (r->cgw_fd >= 0 || a < 0)
 			return -1;
 		r->cgw_fd = a;
 		return 0;
 	}
-	if (r->version >= 4 && !strncmp(line, "exec cg ", 8))
+	if (r->version >= 5 && !strncmp(line, "exec cg ", 8))
 		return parse_cg(r, line + 8);
 	return -1;
 }
