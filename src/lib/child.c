@@ -339,7 +339,8 @@ EVM_CHILD_CODE bool evm__status_parse(const char *buf, size_t n, struct evm__sta
 		}
 		while (p < end && *p != '\n')
 			p++;
-		p++; /* past the newline: the next line's first letter */
+		if (p < end)
+			p++; /* past the newline: the next line's first letter */
 	}
 	return seen == ALL && !bad;
 }
