@@ -203,6 +203,7 @@ command = HELPER notify READY=1 notify "STATUS=broken\\nWATCHDOG=trigger" pause
 ready = notify
 backoff_initial = 10ms
 max_retries = 1
+autostart = false
 
 [service:shorter]
 command = HELPER notify READY=1 notify WATCHDOG_USEC=300000 pause
@@ -221,6 +222,9 @@ def test_watchdog_trigger_and_watchdog_usec(procs, tmp_path):
     s.sendall(b'{"cmd":"events","names":["trig"]}\n')
     rd = LineReader(s)
     assert rd.next() == {"ok": True, "events": True}
+    # started only once subscribed: a trig that went fatal before the subscription took
+    # effect left this loop waiting for an event that had already passed (CI, stop 27)
+    d.ctl("start", "trig")
     st = d.wait_state("trig", "fatal", timeout=60)
     assert st["restarts"] >= 1 and st["last_exit"]["signal_name"] == "TERM", st
     assert "watchdog: the service said it failed" in d.log()
