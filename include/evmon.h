@@ -972,6 +972,20 @@ struct evm_service_opts {
 	enum evm_track track;
 	/* Optional (copied): the file a forking daemon writes its pid into (evm_track) */
 	const char *pidfile;
+	/*
+	 * Optional, with cgroup (read during the call only): what an earlier
+	 * image knew of that cgroup (its evm_service_cgroup_export, across an
+	 * exec of ourselves, evm_cgroup_kept). Whether the directory exists is
+	 * taken from it (unless the handle looked itself); the service takes
+	 * its watch back (a watch of the fd given to evm_cgroup_watch_inherit;
+	 * without one it watches anew) and, when it adopts its process
+	 * (evm_service_adopt), its OOM baseline (OOM) or that it has none
+	 * (NO_OOM; with neither, memory.events is read at the adoption). A
+	 * failed evm_service_new keeps nothing of it. -EINVAL for unknown
+	 * flags, WATCH or POPULATED without MADE, WATCH with wd < 0, OOM with
+	 * NO_OOM, or without cgroup.
+	 */
+	const struct evm_cgroup_kept *cgroup_kept;
 };
 
 /*
@@ -1454,8 +1468,8 @@ EVM_API void evm_cgroup_unwatch(struct evm_cgroup_watch *w);
  * watches open across the exec (evm_cgroup_watch_fd, FD_CLOEXEC cleared
  * just before) and writes down evm_service_cgroup_export of each service;
  * the new one gives the fd to its loop (evm_cgroup_watch_inherit) before
- * any watch, and each record to the service's cgroup handle (evm_cgroup_keep)
- * before making the service with it. A change of a cgroup during the exec
+ * any watch, and each record to the service made again with that cgroup
+ * (evm_service_opts.cgroup_kept). A change of a cgroup during the exec
  * is not lost: it waits in the kept fd, and is read at the new loop's first
  * turn.
  */
@@ -1491,17 +1505,6 @@ EVM_API int evm_cgroup_watch_inherit(struct evm_loop *loop, int fd);
 /* What svc knows of its cgroup, into out. 0, -ENOENT (it has none), -EINVAL. */
 EVM_API int evm_service_cgroup_export(const struct evm_service *svc, struct evm_cgroup_kept *out);
 
-/*
- * k (copied) is what an earlier image knew of cg (evm_service_cgroup_export):
- * whether its directory exists is taken from it at once; the next service
- * made with cg (evm_service_opts.cgroup) takes its watch from k (wd must be
- * a watch of the inherited fd: without evm_cgroup_watch_inherit it watches
- * anew) and, when it adopts its process, its OOM baseline (OOM) or that it
- * has none (NO_OOM; with neither, memory.events is read at the adoption).
- * -EINVAL for unknown flags, WATCH or POPULATED without MADE, WATCH with
- * wd < 0, OOM with NO_OOM.
- */
-EVM_API int evm_cgroup_keep(struct evm_cgroup *cg, const struct evm_cgroup_kept *k);
 
 #ifdef __cplusplus
 }

@@ -87,7 +87,7 @@ struct rec_svc {
 	uint64_t next_start; /* BACKOFF: CLOCK_BOOTTIME ms of its next start, else 0 */
 	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
 	int pidfd;  /* reexec only: the old image's pidfd of pid, else -1 */
-	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_cgroup_keep) */
+	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
 	bool used;
 	struct hnode node; /* in record.idx, by name */

@@ -250,13 +250,14 @@ int unit_create(struct daemon *d, struct unit *u)
 		b.opts.before_spawn_data = u;
 		/*
 		 * After a re-exec: its cgroup as the old image knew it, not looked
-		 * at again. Once: the record lives on, and a service made again by
-		 * a reload must not take a watch or an OOM count that is long gone.
+		 * at again. Once, made or not: the record lives on, and a service
+		 * made again (a reload, a ctl start retrying a failed creation)
+		 * must not take a watch or an OOM count that is long gone.
 		 */
 		struct rec_svc *rs = u->cg && d->rec ? state_find(d, u->name) : NULL;
 		if (rs && rs->has_cg) {
 			rs->has_cg = false;
-			evm_cgroup_keep(u->cg, &rs->cg);
+			b.opts.cgroup_kept = &rs->cg;
 		}
 		r = evm_service_new(d->loop, &b.opts, &u->svc);
 		if (r < 0 && u->out)

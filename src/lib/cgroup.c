@@ -325,26 +325,11 @@ int evm_cgroup_create_later(struct evm_cgroup *parent, const char *name, struct 
 	/*
 	 * Made already (an earlier run's)? It may hold processes, so it is
 	 * read; looked at when that first matters (evm__cg_unmade), or told
-	 * (evm_cgroup_keep: a re-exec's 1,000 services, 1,000 stats fewer).
+	 * (evm_service_opts.cgroup_kept: a re-exec's 1,000 services, 1,000
+	 * stats fewer).
 	 */
 	atomic_init(&cg->made, -1);
 	*out = cg;
-	return 0;
-}
-
-int evm_cgroup_keep(struct evm_cgroup *cg, const struct evm_cgroup_kept *k)
-{
-	const unsigned all = EVM_CGROUP_KEPT_MADE | EVM_CGROUP_KEPT_WATCH |
-			     EVM_CGROUP_KEPT_POPULATED | EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
-	if (!cg || !k || (k->flags & ~all) ||
-	    (k->flags & (EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM)) ==
-		    (EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM) ||
-	    ((k->flags & (EVM_CGROUP_KEPT_WATCH | EVM_CGROUP_KEPT_POPULATED)) &&
-	     !(k->flags & EVM_CGROUP_KEPT_MADE)) ||
-	    ((k->flags & EVM_CGROUP_KEPT_WATCH) && k->wd < 0))
-		return -EINVAL;
-	atomic_store(&cg->made, k->flags & EVM_CGROUP_KEPT_MADE ? 1 : 0);
-	cg->kept = *k;
 	return 0;
 }
 

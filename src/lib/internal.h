@@ -494,7 +494,6 @@ struct evm_cgroup {
 	 * -1: not looked at yet (evm__cg_unmade stats it the first time it matters)
 	 */
 	atomic_int made;
-	struct evm_cgroup_kept kept; /* evm_cgroup_keep's, for the next service given it */
 	char *path; /* filesystem path */
 	char *rel;  /* as in /proc/PID/cgroup; NULL when the mount does not show it */
 	/*
@@ -541,7 +540,7 @@ EVM_HIDDEN void evm__cgwatch_free_all(struct evm_loop *loop);
 EVM_HIDDEN void evm__cgwatch_saw_populated(struct evm_cgroup_watch *w);
 /*
  * A watch of cg taken back from the inherited fd by its descriptor and last
- * value (evm_cgroup_keep): 0, -ENOENT (no inherited fd: watch anew), -ENOMEM
+ * value (evm_service_opts.cgroup_kept): 0, -ENOENT (no inherited fd: watch anew), -ENOMEM
  */
 EVM_HIDDEN int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, int wd,
 				      bool populated, evm_cgroup_cb cb, void *data,

@@ -154,7 +154,7 @@ static void on_cgroup(struct evm_cgroup_watch *w, bool populated, void *data)
 		evm__sv_dispatch(data, EVM__SV_EMPTIED, NULL);
 }
 
-/* k: what an earlier image's watch was (evm_cgroup_keep), or NULL */
+/* k: what an earlier image knew of its cgroup (evm_service_opts.cgroup_kept), or NULL */
 static int watch_cgroup(struct evm_service *s, const struct evm_cgroup_kept *k)
 {
 	s->cgw_later = false;
@@ -185,18 +185,31 @@ static int watch_cgroup(struct evm_service *s, const struct evm_cgroup_kept *k)
  * Its processes start in cg, and its emptying is an event. The service
  * holds its own reference: a stop still ending the cgroup's processes
  * outlives the caller's handle (a removed daemon unit frees its own).
+ * k: what an earlier image knew of cg (evm_service_opts.cgroup_kept), or NULL.
  */
-static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg)
+static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg, const struct evm_cgroup_kept *k)
 {
 	s->cg = evm__cgroup_ref(cg);
-	struct evm_cgroup_kept k = cg->kept;
-	cg->kept.flags = 0; /* for one service */
-	if (k.flags & (EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM)) { /* taken at the adoption */
+	int unknown = -1; /* what the handle saw itself wins over the record */
+	if (k)
+		atomic_compare_exchange_strong(&cg->made, &unknown, k->flags & EVM_CGROUP_KEPT_MADE ? 1 : 0);
+	if (k && (k->flags & (EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM))) { /* taken at the adoption */
 		s->oom_kept = true;
-		s->oom_kept_known = k.flags & EVM_CGROUP_KEPT_OOM;
-		s->oom_kept_base = s->oom_kept_known ? k.oom_kills : 0;
+		s->oom_kept_known = k->flags & EVM_CGROUP_KEPT_OOM;
+		s->oom_kept_base = s->oom_kept_known ? k->oom_kills : 0;
 	}
-	return watch_cgroup(s, k.flags ? &k : NULL);
+	return watch_cgroup(s, k);
+}
+
+static bool kept_valid(const struct evm_cgroup_kept *k)
+{
+	const unsigned all = EVM_CGROUP_KEPT_MADE | EVM_CGROUP_KEPT_WATCH |
+			     EVM_CGROUP_KEPT_POPULATED | EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
+	const unsigned oom = EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
+	return !(k->flags & ~all) && (k->flags & oom) != oom &&
+	       (!(k->flags & (EVM_CGROUP_KEPT_WATCH | EVM_CGROUP_KEPT_POPULATED)) ||
+		(k->flags & EVM_CGROUP_KEPT_MADE)) &&
+	       (!(k->flags & EVM_CGROUP_KEPT_WATCH) || k->wd >= 0);
 }
 
 int evm_service_cgroup_export(const struct evm_service *s, struct evm_cgroup_kept *out)
@@ -352,7 +365,7 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 {
 	if (!loop || !o || !o->name || !*o->name || !o->spawn.argv || !o->spawn.argv[0])
 		return -EINVAL;
-	if (!policy_valid(o))
+	if (!policy_valid(o) || (o->cgroup_kept && (!o->cgroup || !kept_valid(o->cgroup_kept))))
 		return -EINVAL;
 	for (int i = 0; i < 3; i++)
 		if (o->spawn.stdio[i].mode == EVM_STDIO_PIPE)
@@ -377,7 +390,7 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 		return -ENOMEM;
 	}
 	set_policy(s, o);
-	int r = o->cgroup ? use_cgroup(s, o->cgroup) : 0;
+	int r = o->cgroup ? use_cgroup(s, o->cgroup, o->cgroup_kept) : 0;
 	if (r < 0) {
 		svc_free(s);
 		return r;

@@ -45,7 +45,7 @@ struct evm_service {
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
 	uint64_t oom_base;		/* its memory.events oom_kill when the run began */
 	bool oom_known;			/* oom_base was read (memory controller enabled) */
-	bool oom_kept;			/* an earlier image's oom_base (evm_cgroup_keep): */
+	bool oom_kept;			/* an earlier image's oom_base (cgroup_kept): */
 	bool oom_kept_known;		/* taken at the adoption of its process, not read */
 	uint64_t oom_kept_base;		/* (known false: it had none, no memory.events) */
 	struct evm_cgroup_watch *cgw;	/* its populated flag; NULL: not watched (EMFILE) */

@@ -1127,19 +1127,24 @@ static void test_cgroup_kept_across_exec(void **state)
 	assert_int_equal(evm_cgroup_watch_inherit(next, kept), -EBUSY);
 	assert_int_equal(evm_cgroup_watch_fd(next), kept);
 	assert_int_equal(evm_cgroup_create_later(BASE(state), "kept.service", &again), 0);
-	struct evm_cgroup_kept bad = {.flags = EVM_CGROUP_KEPT_WATCH, .wd = k.wd};
-	assert_int_equal(evm_cgroup_keep(again, &bad), -EINVAL); /* watched but not made */
-	bad.flags = 1u << 9;
-	assert_int_equal(evm_cgroup_keep(again, &bad), -EINVAL);
-	struct evm_cgroup_kept told = k;
-	told.flags |= EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
-	assert_int_equal(evm_cgroup_keep(again, &told), -EINVAL); /* a base and none */
-	told.flags &= ~(unsigned)EVM_CGROUP_KEPT_NO_OOM;
-	told.oom_kills = 7;
-	assert_int_equal(evm_cgroup_keep(again, &told), 0);
 	so.cgroup = again;
 	so.name = "kept2";
+	struct evm_cgroup_kept bad = {.flags = EVM_CGROUP_KEPT_WATCH, .wd = k.wd};
+	so.cgroup_kept = &bad;
+	assert_int_equal(evm_service_new(next, &so, &svc2), -EINVAL); /* watched but not made */
+	bad.flags = 1u << 9;
+	assert_int_equal(evm_service_new(next, &so, &svc2), -EINVAL);
+	struct evm_cgroup_kept told = k;
+	told.flags |= EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
+	so.cgroup_kept = &told;
+	assert_int_equal(evm_service_new(next, &so, &svc2), -EINVAL); /* a base and none */
+	told.flags &= ~(unsigned)EVM_CGROUP_KEPT_NO_OOM;
+	told.oom_kills = 7;
+	so.cgroup = NULL;
+	assert_int_equal(evm_service_new(next, &so, &svc2), -EINVAL); /* a record of no cgroup */
+	so.cgroup = again;
 	assert_int_equal(evm_service_new(next, &so, &svc2), 0);
+	so.cgroup_kept = NULL;
 	struct evm_cgroup_kept k2;
 	assert_int_equal(evm_service_cgroup_export(svc2, &k2), 0);
 	/* its watch is the same kernel watch; OOM is taken at an adoption only */
@@ -1160,10 +1165,11 @@ static void test_cgroup_kept_across_exec(void **state)
 	/* a loop that inherits nothing makes its own watches of a kept handle */
 	assert_int_equal(evm_loop_new(&other, &lo), 0);
 	assert_int_equal(evm_cgroup_create_later(BASE(state), "kept.service", &again), 0);
-	assert_int_equal(evm_cgroup_keep(again, &k), 0);
 	so.cgroup = again;
 	so.name = "kept3";
+	so.cgroup_kept = &k;
 	assert_int_equal(evm_service_new(other, &so, &svc2), 0);
+	so.cgroup_kept = NULL;
 	assert_int_equal(evm_service_cgroup_export(svc2, &k2), 0);
 	assert_true((k2.flags & EVM_CGROUP_KEPT_WATCH) && !(k2.flags & EVM_CGROUP_KEPT_POPULATED));
 	assert_true(evm_cgroup_watch_fd(other) >= 0 && evm_cgroup_watch_fd(other) != ifd);
@@ -1176,6 +1182,80 @@ static void test_cgroup_kept_across_exec(void **state)
 	RUN_UNTIL(loop, evm_service_state(svc) != EVM_STATE_RUNNING, 10000);
 	evm_service_remove(svc);
 	RUN_UNTIL(loop, evm_service_find(loop, "kept") == NULL, 10000);
+}
+
+/*
+ * A creation that fails keeps nothing of the record it was given: a
+ * service made later with the same cgroup and no record (the daemon's
+ * retry of a failed creation) looks at the cgroup itself. With the record
+ * left on the cgroup's handle (evm_cgroup_keep, before), the retry took
+ * the old image's watch and its "populated" after the new loop had read
+ * and dropped the emptying: the cgroup's emptying was never reported.
+ */
+static void test_cgroup_kept_failed_creation(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state), *next;
+	struct evm_cgroup *cg, *again;
+	assert_int_equal(evm_cgroup_create(BASE(state), "failed.service", &cg), 0);
+	struct evm_service_opts so = {
+		.name = "old",
+		.spawn = {.argv = HARGV("pause"), .pdeath_signal = SIGKILL},
+		.cgroup = cg,
+		.restart = EVM_RESTART_NEVER,
+	};
+	struct evm_service *svc, *taken, *retry;
+	struct evm_cgroup_kept k, k2;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, evm_service_cgroup_export(svc, &k) == 0 &&
+			(k.flags & EVM_CGROUP_KEPT_POPULATED), 10000);
+	pid_t pid = evm_proc_pid(evm_service_proc(svc));
+	int kept = fcntl(evm_cgroup_watch_fd(loop), F_DUPFD_CLOEXEC, 3);
+	assert_true(kept >= 0);
+	struct evm_loop_opts lo = {0};
+	assert_int_equal(evm_loop_new(&next, &lo), 0);
+	assert_int_equal(evm_cgroup_watch_inherit(next, kept), 0);
+	assert_int_equal(evm_cgroup_create_later(BASE(state), "failed.service", &again), 0);
+
+	/* its name is taken in the new loop: the creation with the record fails */
+	struct evm_service_opts other = {.name = "svc", .spawn = {.argv = HARGV("pause")}};
+	assert_int_equal(evm_service_new(next, &other, &taken), 0);
+	so.name = "svc";
+	so.cgroup = again;
+	so.cgroup_kept = &k;
+	assert_int_equal(evm_service_new(next, &so, &retry), -EEXIST);
+
+	/*
+	 * The cgroup empties; the new loop reads the change, which no watch
+	 * wants (what was in the fd before is read first: then the only
+	 * change left to come is the emptying).
+	 */
+	struct pollfd pfd = {.fd = kept, .events = POLLIN};
+	while (poll(&pfd, 1, 0) == 1)
+		assert_true(evm_loop_run_once(next, 0) >= 0);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(poll(&pfd, 1, (int)T_MS(10000)), 1);
+	assert_int_equal(evm_cgroup_populated(again), 0);
+	assert_true(evm_loop_run_once(next, 0) >= 0);
+	assert_int_equal(poll(&pfd, 1, 0), 0); /* read */
+
+	/* made again, with no record: it watches and reads the cgroup itself */
+	so.name = "svc2";
+	so.cgroup_kept = NULL;
+	assert_int_equal(evm_service_new(next, &so, &retry), 0);
+	assert_int_equal(evm_service_cgroup_export(retry, &k2), 0);
+	assert_true((k2.flags & EVM_CGROUP_KEPT_MADE) && (k2.flags & EVM_CGROUP_KEPT_WATCH));
+	assert_false(k2.flags & EVM_CGROUP_KEPT_POPULATED);
+	evm_service_remove(retry);
+	evm_service_remove(taken);
+	evm_loop_run_once(next, 0);
+	evm_loop_free(next); /* closes kept */
+	evm_cgroup_free(again);
+	evm_cgroup_free(cg);
+	RUN_UNTIL(loop, evm_service_state(svc) != EVM_STATE_RUNNING, 10000);
+	evm_service_remove(svc);
+	RUN_UNTIL(loop, evm_service_find(loop, "old") == NULL, 10000);
 }
 
 /* -------------------------------------------------------------------- main */
@@ -1352,8 +1432,8 @@ static void test_kept_oom_base_at_adoption(void **state)
 		struct evm_loop_opts lo = {0};
 		assert_int_equal(evm_loop_new(&loop, &lo), 0);
 		struct evm_cgroup_kept k = {.flags = EVM_CGROUP_KEPT_MADE | how[i], .oom_kills = 4};
-		assert_int_equal(evm_cgroup_keep(cg, &k), 0);
 		struct evm_service_opts so = {
+			.cgroup_kept = &k,
 			.name = "oomkept",
 			.spawn = {.argv = (char *const[]){"true", NULL}},
 			.cgroup = cg,
@@ -1600,6 +1680,8 @@ int main(void)
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_create_later, cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_oom_kill_while_the_exit_is_held, cg_setup_spawn,
+						cg_teardown),
+		cmocka_unit_test_setup_teardown(test_cgroup_kept_failed_creation, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_across_exec, cg_setup_spawn,
 						cg_teardown),
