@@ -17,6 +17,11 @@ keeping every archive (n100), and the archives count with the file. Every
 logger runs with its defaults otherwise (svlogd reads 1 KiB at a time by
 default).
 
+Each supervisor is ended with SIGTERM after its rep (SIGKILL after 30 s): an
+evmon daemon killed outright would leave its cgroup home behind
+(evmon.<socket>/{evmon.daemon,w.service} under the cgroup root), which the
+rep then removes itself.
+
 Variants: "plain" lines, and "timestamps" (evmon log_timestamps, s6-log T,
 svlogd -tt; supervisord cannot prefix its program's lines).
 
@@ -132,6 +137,56 @@ def tail_has_mark(path):
         return False
 
 
+def cgroup_home(pid):
+    """The cgroup home of an `evmon daemon` (the parent of the evmon.daemon
+    leaf it moved itself into), or None (no cgroup v2, cgroup = no, not a
+    daemon)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mnt = next((ln.split(" - ")[0].split()[4] for ln in f
+                        if ln.partition(" - ")[2].startswith("cgroup2 ")), None)
+        with open(f"/proc/{pid}/cgroup") as f:
+            rel = next((ln.strip()[3:] for ln in f if ln.startswith("0::")), None)
+    except OSError:
+        return None
+    if not mnt or not rel or os.path.basename(rel) != "evmon.daemon":
+        return None
+    return os.path.join(mnt, os.path.dirname(rel).lstrip("/"))
+
+
+def stop(p, home):
+    """End a monitor as a user would, SIGTERM (an evmon daemon then stops its
+    service and removes its cgroup home), and SIGKILL what is left after 30 s;
+    then, if a kill left the home, end what is in it and remove it."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    run.kill_tree(p.pid)
+    if p.poll() is None:
+        p.wait()
+    if not home or not os.path.isdir(home):
+        return
+    try:  # what is left in it (a service re-parented when its daemon was killed)
+        with open(os.path.join(home, "cgroup.kill"), "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+    deadline = time.monotonic() + 10  # until the killed are reaped
+    while os.path.isdir(home) and time.monotonic() < deadline:
+        for dirpath, _, _ in sorted(os.walk(home), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+        if os.path.isdir(home):
+            time.sleep(0.05)
+    if os.path.isdir(home):
+        print(f"logbench: cannot remove {home}", file=sys.stderr)
+
+
 def one(kind, tmp, data, size, ts, rep):
     d = os.path.join(tmp, f"{kind.split()[0]}-{'ts' if ts else 'plain'}-{rep}")
     shutil.rmtree(d, ignore_errors=True)
@@ -140,6 +195,7 @@ def one(kind, tmp, data, size, ts, rep):
     err = open(os.path.join(d, "stderr"), "wb")
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                          start_new_session=True)
+    home = None
     try:
         # up: the service waits on the FIFO (a writer can open it) and the logger runs
         t0 = time.monotonic()
@@ -157,6 +213,7 @@ def one(kind, tmp, data, size, ts, rep):
                 pass
             time.sleep(0.01)
         pids = loggers(p)
+        home = cgroup_home(p.pid) if kind == "evmon daemon" else None
         c0, start = cpu_ns(pids), time.monotonic()
         os.write(fd, b"go\n")
         os.close(fd)
@@ -174,9 +231,7 @@ def one(kind, tmp, data, size, ts, rep):
         return dict(mb_per_s=size / 1e6 / secs, cpu_pct=100 * cpu / secs,
                     cpu_s_per_gb=cpu / (size / 1e9), secs=secs)
     finally:
-        run.kill_tree(p.pid)
-        if p.poll() is None:
-            p.wait()
+        stop(p, home)
         err.close()
         shutil.rmtree(d, ignore_errors=True)
 
