@@ -154,6 +154,30 @@ class LineReader:
         return json.loads(line)
 
 
+def ctl_events(procs, d, *args):
+    """`evmon ctl events ARGS` on d, its output lines collected by a thread as they come:
+    (the process, the list of lines, the thread: done at ctl's exit). Returned once it follows: ctl says nothing when it
+    has subscribed, so d is reloaded (unchanged: an event for every subscriber, nothing
+    else touched) until a reload line comes out."""
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "events"] + [str(a) for a in args])
+    lines = []
+
+    def read_all():
+        for line in p.stdout:
+            lines.append(line.decode(errors="replace"))
+    t = threading.Thread(target=read_all, daemon=True)
+    t.start()
+
+    def following():
+        if any(" reload: " in l or l.startswith("reload: ") for l in lines):
+            return True
+        assert p.poll() is None, f"ctl events exited {p.returncode}: {lines}"
+        assert d.ctl("reload").returncode == 0
+        return False
+    wait_for(following, interval=0.05, what="ctl events following")
+    return p, lines, t
+
+
 def follow_reloads(d, timeout):
     """A subscriber that keeps up: on a connection of its own, a thread reads d's events
     (each within timeout s) and collects the reload events. (their list, the thread)."""

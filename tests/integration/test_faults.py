@@ -351,8 +351,11 @@ command = sh -c 'i=0; while :; do seq $i $((i+99)); i=$((i+100)); sleep 0.01; do
 stdout = log
 kill_group = true
 start_secs = 0
+autostart = false
 """, prefix=["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh"])
+    # subscribed before w starts: the disk may be full before a late subscription took effect
     ev, rd = events(d)
+    assert d.request({"cmd": "start", "names": ["w"]})["ok"]
 
     def next_log_event():
         e = rd.next(timeout=20 * SLOW)

@@ -510,7 +510,9 @@ kill_group = true
     assert r.returncode == 0 and "unchanged: 1" in r.stdout, r
     assert d.status("w")["w"]["pid"] == pid
     d.ctl("signal", "w", "HUP")
-    wait_for(lambda: (logs2 / "w.log").exists(), what="the new directory")
+    # the file is made as its first line comes (open, then write): wait for the line
+    wait_for(lambda: (logs2 / "w.log").exists() and b"hup" in (logs2 / "w.log").read_bytes(),
+             what="the line in the new directory")
     assert re.fullmatch(TS + " hup\n", (logs2 / "w.log").read_text())
     d.stop()
 
