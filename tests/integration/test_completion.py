@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import EVMON, ROOT, wait_for
+from conftest import EVMON, ROOT, SLOW, wait_for
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
@@ -172,12 +172,12 @@ def daemon(tmp_path, procs):
 
     def up():
         assert p.poll() is None, p.stderr.read().decode()
-        r = subprocess.run([EVMON, "ctl", "-S", sock, "status"], capture_output=True, timeout=10)
+        r = subprocess.run([EVMON, "ctl", "-S", sock, "status"], capture_output=True, timeout=10 * SLOW)
         return r.returncode == 0
-    wait_for(up, timeout=20, what="the daemon's socket")
+    wait_for(up, timeout=20 * SLOW, what="the daemon's socket")
     yield sock
-    subprocess.run([EVMON, "ctl", "-S", sock, "shutdown"], capture_output=True, timeout=30)
-    p.wait(timeout=30)
+    subprocess.run([EVMON, "ctl", "-S", sock, "shutdown"], capture_output=True, timeout=30 * SLOW)
+    p.wait(timeout=30 * SLOW)
 
 
 def test_service_names_from_the_daemon(daemon):

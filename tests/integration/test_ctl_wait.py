@@ -4,7 +4,7 @@ waits end on events; the only timeout used is the one under test."""
 import subprocess
 
 from conftest import EVMON
-from daemon_util import Daemon
+from daemon_util import SLOW, Daemon
 
 CONF = """
 [evmon]
@@ -77,15 +77,15 @@ def test_wait_follows_events_after_it_began(procs, tmp_path):
     # event of its end of start period (after the wait's status) can end the wait
     r = d.ctl("start", "idle")
     assert r.returncode == 0, r
-    assert p.wait(timeout=60) == 0, p.stderr.read()
+    assert p.wait(timeout=60 * SLOW) == 0, p.stderr.read()
     p = procs.spawn([EVMON, "ctl", "-S", d.sock, "wait", "quick", "--for", "ready", "-t", "120"],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.wait(timeout=60) == 0
+    assert p.wait(timeout=60 * SLOW) == 0
     p = procs.spawn([EVMON, "ctl", "-S", d.sock, "wait", "idle", "--for", "stopped", "-t", "120"],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     r = d.ctl("stop", "idle")
     assert r.returncode == 0, r
-    assert p.wait(timeout=60) == 0, p.stderr.read()
+    assert p.wait(timeout=60 * SLOW) == 0, p.stderr.read()
     d.stop()
 
 

@@ -215,14 +215,17 @@ def test_action_stop_stops_dependents_first_and_no_check_runs_after(procs, tmp_p
 def test_a_hanging_check_is_killed_with_its_children(procs, tmp_path):
     pids = tmp_path / "pids"
     chk, state, runs = check_script(tmp_path, extra=f"echo $$ >> {pids}\nsleep 1000 &\necho $! >> {pids}\nwait")
+    # each check has until its timeout to write both pids (a shell, a fork): seconds, not
+    # the 300 ms it had, which a loaded machine can take before the shell's first line
+    ms = 2000 * SLOW
     d = paused(procs, tmp_path,
-               hang=dict(health_cmd=chk, health_interval="50ms", health_timeout="300ms",
+               hang=dict(health_cmd=chk, health_interval="50ms", health_timeout=f"{ms}ms",
                          health_retries=2, health_action="stop"))
     d.wait_state("hang", "stopped", timeout=60)
     st = d.status("hang")["hang"]
     last = st["health_check"]["last"]
     assert last["timed_out"] is True and last["exit_code"] is None, st
-    assert last["output"].startswith("health check timed out after 300 ms: killed"), last
+    assert last["output"].startswith(f"health check timed out after {ms} ms: killed"), last
     assert st["health_check"]["failures"] == 2
     got = [int(p) for p in pids.read_text().split()]
     assert len(got) == 4, got  # two checks: the shell and its sleep each

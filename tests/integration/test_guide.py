@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, ROOT, SAN, wait_for
+from conftest import BUILD, ROOT, SAN, SLOW, wait_for
 
 GUIDE = os.path.join(ROOT, "docs", "GUIDE.md")
 
@@ -59,12 +59,12 @@ def guide_daemon(tmp_path, procs):
     def all_running():
         assert p.poll() is None, "the daemon exited"
         r = subprocess.run([evmon, "ctl", "-S", sock, "--json", "status"], capture_output=True,
-                           text=True, timeout=10)
+                           text=True, timeout=10 * SLOW)
         return r.returncode == 0 and r.stdout.count('"state":"running"') == 3
-    wait_for(all_running, timeout=20, what="the guide's services to run")
+    wait_for(all_running, timeout=20 * SLOW, what="the guide's services to run")
     yield sock
-    subprocess.run([evmon, "ctl", "-S", sock, "shutdown"], capture_output=True, timeout=30)
-    p.wait(timeout=30)
+    subprocess.run([evmon, "ctl", "-S", sock, "shutdown"], capture_output=True, timeout=30 * SLOW)
+    p.wait(timeout=30 * SLOW)
 
 
 @pytest.mark.parametrize("i", range(len(console_blocks())))

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, EVMON, REAL_ROOT, SAN, wait_for
+from conftest import BUILD, EVMON, REAL_ROOT, SAN, SLOW, wait_for
 
 INIT_STATIC = os.path.join(BUILD, "evmon-init")
 BUSYBOX = "/bin/busybox"
@@ -131,7 +131,7 @@ def runc(procs, tmp_path, rootfs):
 def read_until(p, token, timeout=30):
     """Lines of p's stdout until one contains token."""
     seen = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * SLOW
     while time.monotonic() < deadline:
         line = p.stdout.readline().decode(errors="replace")
         if not line:
@@ -157,7 +157,7 @@ def test_runc_kill_reaches_the_program(runc, init, sig):
     cid, p = runc.start(INITS[init] + ["sh", "-c", script])
     read_until(p, "ready")
     runc.kill(cid, sig)
-    out, err = p.communicate(timeout=30)
+    out, err = p.communicate(timeout=30 * SLOW)
     assert f"got-{sig}" in out.decode(), err
     assert p.returncode == 0, err
 
@@ -204,7 +204,7 @@ def test_preserve_fds(runc, init, tmp_path):
     script = 'read l <&3 && echo "fd 3: $l" && echo "via fd 4" >&4'
     cid, p = runc.start(INITS[init] + ["sh", "-c", script], wrap=with_fds(fin, fout),
                         run_args=["--preserve-fds", "2"])
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=60 * SLOW)
     assert p.returncode == 0, (out, err)
     assert out.decode() == "fd 3: from the host\n"
     assert fout.read_text() == "via fd 4\n"
@@ -219,7 +219,7 @@ def test_socket_activation(runc, init, tmp_path):
     fin.write_text("activated\n")
     script = 'read l <&3 && echo "fd 3: $l pid=$$ LISTEN_PID=$LISTEN_PID LISTEN_FDS=$LISTEN_FDS"'
     cid, p = runc.start(INITS[init] + ["sh", "-c", script], wrap=with_fds(fin, listen=True))
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=60 * SLOW)
     assert p.returncode == 0, (out, err)
     m = re.fullmatch(r"fd 3: activated pid=(\d+) LISTEN_PID=(\d+) LISTEN_FDS=1\n", out.decode())
     assert m, (out, err)
@@ -235,7 +235,7 @@ def test_evmon_init_forwards_every_signal_it_documents(runc):
     runc.kill(cid, "WINCH")
     read_until(p, "got-WINCH")
     runc.kill(cid, "USR2")
-    out, err = p.communicate(timeout=30)
+    out, err = p.communicate(timeout=30 * SLOW)
     assert "got-USR2" in out.decode() and p.returncode == 0, err
 
 
@@ -288,11 +288,11 @@ start_secs = 0
         s = status()
         return s and s["web"]["state"] == "running" and s["worker"]["state"] == "running" \
             and s["oneshot"]["state"] in ("exited", "stopped") and s
-    s = wait_for(settled, timeout=30, what="three services settled in the container")
+    s = wait_for(settled, timeout=30 * SLOW, what="three services settled in the container")
     assert (work / "oneshot.out").read_text() == "done\n"
     assert int((work / "web.pid").read_text()) == s["web"]["pid"]  # pids of the container's namespace
     runc.kill(cid, "TERM")
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=60 * SLOW)
     assert p.returncode == 0, (out, err)
     log = out.decode() + err.decode()
     assert "all services stopped" in log, log
@@ -332,7 +332,7 @@ def test_crun_exit_code_and_signal(crun_ok, procs, tmp_path, rootfs, init):
         cid, p = r.start(INITS[init] + ["sh", "-c", 'trap "exit 0" TERM; echo ready; while :; do sleep 0.05; done'])
         read_until(p, "ready")
         r.kill(cid, "TERM")
-        p.communicate(timeout=30)
+        p.communicate(timeout=30 * SLOW)
         assert p.returncode == 0
     finally:
         r.cleanup()
@@ -382,7 +382,7 @@ def test_podman(procs, podman_image, how):
         read_until(p, "ready", timeout=120)
         subprocess.run(["podman", "kill", "--signal", "TERM", name], check=True, capture_output=True,
                        timeout=60)
-        out, err = p.communicate(timeout=60)
+        out, err = p.communicate(timeout=60 * SLOW)
         assert b"got-TERM" in out and p.returncode == 0, err
     finally:
         subprocess.run(["podman", "rm", "-f", name], capture_output=True, timeout=60)

@@ -198,7 +198,7 @@ stdout = null
     for n in names:
         pid = d.status(n)[n]["pid"]
         # (an ASan build of the helper opens files of its own while it starts up)
-        wait_for(lambda: sorted(fds(pid)) == [0, 1, 2], timeout=5 * SLOW, what=f"{n}: fds {fds(pid)}")
+        wait_for(lambda: sorted(fds(pid)) == [0, 1, 2], what=f"{n}: fds {fds(pid)}")
         got = fds(pid)
         assert got[0] == "/dev/null"
         # nothing the daemon holds but what the config gave it (its own stdout, a log file)
