@@ -26,7 +26,7 @@ start_secs = 0
 [service:broken]
 command = HELPER exit 1
 restart = never
-start_secs = 0.5
+start_secs = 1h
 
 [service:after_broken]
 command = HELPER pause

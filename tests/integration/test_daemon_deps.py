@@ -137,7 +137,7 @@ def test_a_failed_dependency_keeps_the_service_from_starting_and_says_why(procs,
         [service:db]
         command = HELPER exit 3
         restart = never
-        start_secs = 0.5
+        start_secs = 1h
 
         [service:web]
         command = HELPER pause
@@ -203,7 +203,7 @@ def test_after_waits_for_a_service_that_starts_too_but_not_for_its_success(procs
         [service:migrate]
         command = HELPER exit 1
         restart = never
-        start_secs = 0.3
+        start_secs = 1h
 
         [service:app]
         command = HELPER pause
