@@ -206,6 +206,8 @@ metrics_listen = 127.0.0.1:0
 command = {HELPER} fds print done pause
 start_secs = 0
 """)
+    # the first run has printed its fds (else its "done" may come after the restart's)
+    wait_for(lambda: "done" in d.log(), timeout=20 * SLOW, what="the first run's fds")
     http(endpoint(d))  # a connection was accepted: MHD has made its fds by now
     d.ctl("restart", "fds")
     wait_for(lambda: d.log().count("done") >= 2, timeout=20 * SLOW, what="the second run's fds")

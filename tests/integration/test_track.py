@@ -45,6 +45,8 @@ def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
     wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, what="the daemon's child")
     child = int(pids.read_text().split()[0])
     wait_for(lambda: procs_in(cg) == [child], what="only the child left in the cgroup")
+    # out of the cgroup as it exits: the daemon may not have handled that exit yet
+    wait_for(lambda: "runs on while its cgroup has processes" in d.log(), what="the first exit handled")
     s = d.status("fork")["fork"]
     assert s["state"] == "running", s
     assert not s.get("pid"), s
