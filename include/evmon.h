@@ -225,8 +225,13 @@ EVM_API void evm_timer_cancel(struct evm_timer *timer);
 /* ------------------------------------------------------------- I/O watchers */
 
 enum { EVM_READ = 1u << 0, EVM_WRITE = 1u << 1 };
-/* revents may also carry these, whatever was asked for */
-enum { EVM_ERROR = 1u << 2, EVM_HANGUP = 1u << 3 };
+/*
+ * revents may also carry these, whatever was asked for. EVM_PEER_CLOSED
+ * (with EVM_READ, for a socket): the peer has shut down its side, so what
+ * is unread now is all that will come (EPOLLRDHUP): a reader may stop after
+ * reading it, without a read for the EOF.
+ */
+enum { EVM_ERROR = 1u << 2, EVM_HANGUP = 1u << 3, EVM_PEER_CLOSED = 1u << 4 };
 
 typedef void (*evm_io_cb)(struct evm_io *io, int fd, unsigned revents, void *data);
 

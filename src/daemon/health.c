@@ -826,6 +826,7 @@ void health_free_all(struct daemon *d)
 		d->health_orphans = h->next_orphan;
 		free_health(h);
 	}
+	probe_spares_free();
 }
 
 /* ------------------------------------------------------------- reading */

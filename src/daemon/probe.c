@@ -20,6 +20,19 @@
  * The result is always told from the loop (an I/O or timer callback), never
  * from probe_start: a connect that fails at once (ECONNREFUSED on loopback)
  * is told by a timer of 0 ms.
+ *
+ * What a probe costs is mostly its system calls (bench/README.md, "Health
+ * checks"), so it makes as few as it can. A connection to a local server
+ * is usually established by the time connect returns (the handshake runs
+ * in the call), so the request is sent right away: socket, connect, send,
+ * one epoll_ctl to watch for the response; a send that says EAGAIN (still
+ * connecting) falls back to waiting until the socket is writable. A TCP
+ * probe asks the same with a send of 0 bytes (0: established, EAGAIN: not
+ * yet), and when it was is told by its 0 ms timer, without a watch. The
+ * response's end comes with it when the server closes at once: EPOLLRDHUP
+ * (EVM_PEER_CLOSED) with the data means the short read got all of it, so
+ * no read waits for the EOF. Ended probes are kept for the next (up to
+ * PROBE_SPARES, with their request): nothing is allocated per probe.
  */
 #include "probe.h"
 
@@ -40,6 +53,8 @@ struct probe {
 	struct evm_loop *loop;
 	const struct probe_target *t; /* &tc: the config's may go with a reload meanwhile */
 	struct probe_target tc;	/* a copy: kind, addr and the request (not text) */
+	size_t req_len;		/* strlen(tc.request) */
+	struct probe *next_spare;
 	int fd;
 	struct evm_io *io;
 	struct evm_timer *timer;
@@ -55,6 +70,22 @@ struct probe {
 	int status;		/* its status line's code, 0: not read (yet) */
 	bool bad_status_line;	/* what came is not an HTTP status line */
 };
+
+/* Ended probes kept for the next ones (the daemon has one thread). */
+#define PROBE_SPARES 64
+static struct probe *spares;
+static unsigned nspares;
+
+void probe_spares_free(void)
+{
+	while (spares) {
+		struct probe *p = spares;
+		spares = p->next_spare;
+		free(p->tc.request);
+		free(p);
+	}
+	nspares = 0;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -97,6 +128,14 @@ static void release(struct probe *p)
 		setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
 		close(p->fd);
 	}
+	p->fd = -1;
+	p->io = NULL;
+	if (nspares < PROBE_SPARES) { /* kept with its request: the next is likely the same */
+		p->next_spare = spares;
+		spares = p;
+		nspares++;
+		return;
+	}
 	free(p->tc.request);
 	free(p);
 }
@@ -115,7 +154,9 @@ void probe_cancel(struct probe *p)
 static void finish(struct probe *p, const char *why, bool timed_out)
 {
 	char where[80], msg[PROBE_OUTPUT_MAX + 200];
-	addr_text(p->t, where, sizeof(where));
+	bool quiet = p->t->kind == PROBE_HTTP && !why && p->status && !p->bad_status_line;
+	if (!quiet) /* not for an answer, the common end: its output is the answer */
+		addr_text(p->t, where, sizeof(where));
 	struct probe_result r = {.timed_out = timed_out, .http_status = p->status,
 				 .ms = (mono_ns() - p->start_ns) / 1000000};
 	size_t keep = p->len > PROBE_OUTPUT_MAX ? PROBE_OUTPUT_MAX : p->len;
@@ -197,34 +238,40 @@ static void on_timer(struct evm_timer *t, void *data)
 	p->timer = NULL;
 	if (p->err_now)
 		finish(p, strerror(p->err_now), false);
+	else if (p->connected && p->t->kind == PROBE_TCP) /* established in probe_start */
+		finish(p, NULL, false);
 	else
 		finish(p, "timed out", true);
 }
 
-static void read_response(struct probe *p)
+/*
+ * What came: one read. A short one took all there was (level-triggered:
+ * more, or the end, wakes us again); with revents' EVM_PEER_CLOSED (and no
+ * error or hang-up: a reset fails it at the next read) it was the last, so
+ * no read waits for the EOF.
+ */
+static void read_response(struct probe *p, unsigned revents)
 {
-	for (;;) {
-		ssize_t n = read(p->fd, p->buf + p->len, sizeof(p->buf) - p->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (n < 0) {
-			finish(p, strerror(errno), false);
-			return;
-		}
-		p->len += (size_t)n;
-		status_line(p);
-		if (n == 0 || p->len == sizeof(p->buf)) {
-			finish(p, NULL, false); /* the end, or all we read of it */
-			return;
-		}
+	ssize_t n;
+	do
+		n = read(p->fd, p->buf + p->len, sizeof(p->buf) - p->len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n < 0) {
+		finish(p, strerror(errno), false);
+		return;
 	}
+	p->len += (size_t)n;
+	status_line(p);
+	bool last = (revents & EVM_PEER_CLOSED) && !(revents & (EVM_ERROR | EVM_HANGUP));
+	if (n == 0 || p->len == sizeof(p->buf) || last)
+		finish(p, NULL, false); /* the end, or all we read of it */
 }
 
 static void send_request(struct probe *p)
 {
-	size_t len = strlen(p->t->request);
+	size_t len = p->req_len;
 	while (p->sent < len) {
 		ssize_t w = send(p->fd, p->t->request + p->sent, len - p->sent, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
@@ -263,11 +310,32 @@ static void on_io(struct evm_io *io, int fd, unsigned revents, void *data)
 			return;
 		}
 	}
-	if (p->sent < strlen(p->t->request)) {
+	if (p->sent < p->req_len) {
 		send_request(p);
 		return;
 	}
-	read_response(p); /* also at a hang-up or an error: read says which */
+	read_response(p, revents); /* also at a hang-up or an error: read says which */
+}
+
+/*
+ * Right after the connect: for HTTP, the request (all of it, usually: the
+ * connection to a local server is up by now); for TCP, a send of 0 bytes,
+ * which says whether it is established (0) or not yet (EAGAIN). An error
+ * (ECONNREFUSED) is the probe's end, told by the 0 ms timer.
+ */
+static void send_at_once(struct probe *p)
+{
+	bool http = p->t->kind == PROBE_HTTP;
+	ssize_t w;
+	do
+		w = send(p->fd, http ? p->t->request : "", http ? p->req_len : 0, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w >= 0) {
+		p->connected = true;
+		p->sent = (size_t)w;
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		p->err_now = errno;
+	}
 }
 
 int probe_start(struct evm_loop *loop, const struct probe_target *t, uint64_t timeout_ms,
@@ -276,17 +344,33 @@ int probe_start(struct evm_loop *loop, const struct probe_target *t, uint64_t ti
 	*out = NULL;
 	if (!t || t->kind == PROBE_NONE)
 		return -EINVAL;
-	struct probe *p = calloc(1, sizeof(*p));
-	if (!p)
+	struct probe *p = spares;
+	if (p) {
+		spares = p->next_spare;
+		nspares--;
+	} else if (!(p = calloc(1, sizeof(*p)))) {
 		return -ENOMEM;
-	p->loop = loop;
+	}
+	/* every field but buf (read only up to len) and tc.request (below) */
+	char *req = p->tc.request;
+	size_t req_len = p->req_len;
+	*p = (struct probe){.loop = loop, .fd = -1};
 	p->tc.kind = t->kind;
 	p->tc.addr = t->addr;
 	p->tc.addrlen = t->addrlen;
-	if (t->request && !(p->tc.request = strdup(t->request))) {
-		free(p);
-		return -ENOMEM;
+	if (req && (!t->request || strcmp(req, t->request))) {
+		free(req);
+		req = NULL;
 	}
+	if (t->request && !req) {
+		if (!(req = strdup(t->request))) {
+			free(p);
+			return -ENOMEM;
+		}
+		req_len = strlen(req);
+	}
+	p->tc.request = req;
+	p->req_len = req ? req_len : 0;
 	p->t = &p->tc;
 	p->timeout_ms = timeout_ms;
 	p->done = done;
@@ -301,10 +385,14 @@ int probe_start(struct evm_loop *loop, const struct probe_target *t, uint64_t ti
 	int r = 0;
 	if (connect(p->fd, (const struct sockaddr *)&t->addr, t->addrlen) < 0 && errno != EINPROGRESS)
 		p->err_now = errno ? errno : EIO;
-	if (!p->err_now)
-		r = evm_io_add(loop, p->fd, EVM_WRITE, on_io, p, &p->io);
+	else
+		send_at_once(p);
+	bool told = p->err_now || (p->connected && t->kind == PROBE_TCP); /* by the 0 ms timer */
+	if (!told) /* the response (all sent), or the connection (then the rest of the request) */
+		r = evm_io_add(loop, p->fd, p->connected && p->sent == p->req_len ? EVM_READ : EVM_WRITE,
+			       on_io, p, &p->io);
 	if (r == 0)
-		r = evm_timer_add(loop, p->err_now ? 0 : timeout_ms, on_timer, p, &p->timer);
+		r = evm_timer_add(loop, told ? 0 : timeout_ms, on_timer, p, &p->timer);
 	if (r < 0) {
 		p->timer = NULL;
 		release(p);

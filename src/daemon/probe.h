@@ -68,4 +68,7 @@ int probe_start(struct evm_loop *loop, const struct probe_target *t, uint64_t ti
 /* Stop a probe under way: its socket is closed, done is not called. NULL: nothing. */
 void probe_cancel(struct probe *p);
 
+/* Free the ended probes kept for reuse (the daemon's end). */
+void probe_spares_free(void);
+
 #endif

@@ -42,6 +42,8 @@ static void io_ready(struct evm_loop *loop, struct evm__watch *w, uint32_t ev)
 		r |= EVM_ERROR;
 	if (ev & EPOLLHUP)
 		r |= EVM_HANGUP;
+	if (ev & EPOLLRDHUP)
+		r |= EVM_PEER_CLOSED;
 	io->cb(io, io->fd, r, io->data);
 }
 

@@ -5,6 +5,8 @@
  */
 #include "evmtest.h"
 
+#include <sys/socket.h>
+
 struct w {
 	struct evm_io *io;
 	int calls;
@@ -62,6 +64,35 @@ static void test_read_write_hangup(void **state)
 	evm_io_free(r.io);
 	close(pp[0]);
 	assert_int_equal(evm_io_modify(NULL, EVM_READ), -EINVAL);
+}
+
+/*
+ * A socket's peer shuts down its side: EVM_PEER_CLOSED with the data still
+ * unread (not before it, and not EVM_HANGUP: our side can still write).
+ */
+static void test_peer_closed(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+	struct w r = {0};
+	assert_int_equal(evm_io_add(loop, sv[0], EVM_READ, on_io, &r, &r.io), 0);
+	assert_int_equal(write(sv[1], "ab", 2), 2);
+	RUN_UNTIL(loop, r.calls > 0, 5000);
+	assert_true(r.revents & EVM_READ);
+	assert_false(r.revents & (EVM_PEER_CLOSED | EVM_HANGUP));
+	assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
+	r.calls = 0;
+	RUN_UNTIL(loop, r.calls > 0, 5000);
+	assert_true(r.revents & EVM_READ);
+	assert_true(r.revents & EVM_PEER_CLOSED);
+	assert_false(r.revents & EVM_HANGUP);
+	char buf[8];
+	assert_int_equal(read(sv[0], buf, sizeof(buf)), 2); /* all of it, and then the EOF */
+	assert_int_equal(read(sv[0], buf, sizeof(buf)), 0);
+	evm_io_free(r.io);
+	close(sv[0]);
+	close(sv[1]);
 }
 
 /* Both ready in one iteration; whichever runs first frees the other: it is not called. */
@@ -135,6 +166,7 @@ int main(void)
 	t_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_read_write_hangup, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_peer_closed, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_free_other_in_same_iteration, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_free_self_and_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_left_registered, t_setup, t_teardown),
