@@ -233,12 +233,39 @@ static uint64_t next_interval(const struct health *h)
 								   : HEALTH_DEFAULT_START_INTERVAL_MS;
 }
 
+/*
+ * The next check is due the interval after the last one ended, rounded up
+ * to a multiple of HEALTH_GROUP_MS (1/32 of the interval below 512 ms) on
+ * the monotonic clock: checks due within a few ms of each other start in
+ * the same loop iteration, one wake-up for many. With 1,000 services
+ * checked every second, each check otherwise woke the daemon on its own:
+ * a wake-up costs about as much as a probe's connect.
+ */
+#define HEALTH_GROUP_MS 16
+
+static uint64_t due_in_ms(uint64_t interval_ms)
+{
+	uint64_t grid = interval_ms / 32;
+	if (grid > HEALTH_GROUP_MS)
+		grid = HEALTH_GROUP_MS;
+	if (grid < 2)
+		return interval_ms;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t g = grid * 1000000, due = now + interval_ms * 1000000;
+	due += (g - due % g) % g;
+	/* down to the ms: the loop fires at most 1 ms before the grid's mark, rounding its
+	 * sleep up, so those due at one mark fire together */
+	return (due - now) / 1000000;
+}
+
 static void schedule(struct health *h)
 {
 	if (!h->up || h->timer || !h->u)
 		return;
 	h->interval_ms = next_interval(h);
-	if (evm_timer_add(h->d->loop, h->interval_ms, on_timer, h, &h->timer) < 0)
+	if (evm_timer_add(h->d->loop, due_in_ms(h->interval_ms), on_timer, h, &h->timer) < 0)
 		dlog("service %s: out of memory: its health check stops", h->u->name);
 }
 
