@@ -127,6 +127,12 @@ def health_checks_run(d, n):
 def health_window(args, d, exe):
     """One window: checks/s that ran, the CPU of the daemon, of its spawn helper and of the
     checks themselves (the daemon's reaped children: the services never exit here)."""
+    # The rate comes from two counts taken by `ctl status` calls, which take a while
+    # (seconds on a busy machine: a reply of 1,000 services) outside the CPU window: so
+    # it is the count's change over the time between the calls' starts (the daemon
+    # takes its snapshot as a call begins), not over the window (that made the rate,
+    # and so the checks the CPU is divided by, up to 30% too high at load 20-40).
+    a0 = time.monotonic()
     r0 = health_checks_run(d, args.n)  # before the CPU is read: its reply is not a check's
     pids = [d.p.pid] + helpers_of(d.p.pid, exe)
     before = {p: cpu_ticks(p) for p in pids}
@@ -136,12 +142,14 @@ def health_window(args, d, exe):
     el = time.monotonic() - t
     after = {p: cpu_ticks(p) for p in pids if os.path.exists(f"/proc/{p}")}
     kids = cpu_ticks(d.p.pid, children=True) - kids0
-    checks = health_checks_run(d, args.n) - r0
+    a1 = time.monotonic()
+    rate = (health_checks_run(d, args.n) - r0) / (a1 - a0)
+    checks = rate * el
     if checks <= 0:
         sys.exit(f"no health check ran in {time.monotonic() - t:.0f} s: nothing to measure")
     own = (after[d.p.pid] - before[d.p.pid]) / TICK
     helper = sum(after[p] - before[p] for p in after if p != d.p.pid) / TICK
-    return {"rate": checks / el, "checks": checks, "daemon": own / el * 100,
+    return {"rate": rate, "checks": checks, "daemon": own / el * 100,
             "helper": helper / el * 100, "kids": kids / TICK / el * 100,
             "us": (own + helper) / max(checks, 1) * 1e6, "el": el}
 
@@ -264,7 +272,8 @@ def health_kinds(args, tiny, tmp):
 
 
 def health(args, tiny, tmp):
-    """N services checked every second. With --compare B: one daemon, its binary swapped
+    """N services checked every second (health_cmd; --kinds tcp or http: that probe). With
+    --compare B: one daemon, its binary swapped
     between A (--evmon) and B in place with ctl reexec before each window (A B A B ...:
     the same services, the same machine minutes), a ratio per pair."""
     bindir = os.path.join(tmp, "bin")
@@ -276,9 +285,14 @@ def health(args, tiny, tmp):
         os.replace(exe + ".new", exe)
 
     install(args.evmon)
+    kind = args.kinds if args.kinds in ("cmd", "tcp", "http") else "cmd"
+    srv = ProbeServer() if kind != "cmd" else None
+    check = {"cmd": f"health_cmd = {tiny}\n",
+             "tcp": f"health_tcp = 127.0.0.1:{srv.port if srv else 0}\n",
+             "http": f"health_http = http://127.0.0.1:{srv.port if srv else 0}/healthz\n"}[kind]
     conf = ["[evmon]\nstop_timeout = 5\n"]
     for i in range(args.n):
-        conf.append(f"[service:s{i}]\ncommand = {tiny} p\nstart_secs = 0\nhealth_cmd = {tiny}\n"
+        conf.append(f"[service:s{i}]\ncommand = {tiny} p\nstart_secs = 0\n{check}"
                     "health_interval = 1s\nhealth_timeout = 10s\n")
     env = dict(os.environ)
     if args.spawn_mode:
@@ -296,7 +310,8 @@ def health(args, tiny, tmp):
 
         settle()
         floor = raw_floor(tmp, tiny)
-        print(f"health: {args.n} services, health_interval 1s, spawn mode {args.spawn_mode or 'auto'}; "
+        print(f"health: {args.n} services, health_{kind}, health_interval 1s, spawn mode "
+              f"{args.spawn_mode or 'auto'}; "
               f"the bare clone3+exec+waitid loop costs {floor or 0:.0f} us of CPU a spawn here "
               "(raw_bench clone3-epoll, its own CPU)")
         builds = [("A", args.evmon)] + ([("B", args.compare)] if args.compare else [])
@@ -314,6 +329,8 @@ def health(args, tiny, tmp):
                 print(health_line(f"  {key} run {rep + 1}: " if args.compare else "  ", w), flush=True)
     finally:
         d.stop()  # also when it failed: no daemon left running
+        if srv:
+            srv.close()
     if args.compare:
         for key, path in builds:
             print(f"  {key} = {path}: median {statistics.median(w['us'] for w in res[key]):.0f} us "
