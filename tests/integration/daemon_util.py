@@ -1,6 +1,7 @@
 """Helpers for the `evmon daemon` / `evmon ctl` tests: start a daemon on a
 config in the test's tmp_path, talk to it (ctl or raw JSON lines), and shut
 it down checking that nothing it started is left."""
+import fcntl
 import json
 import os
 import pwd
@@ -123,6 +124,26 @@ class Daemon:
         assert not os.path.exists(self.sock + ".lock")
         self.logf.close()
         return rc
+
+
+def wait_unlocked(d):
+    """Until nothing holds d's lock (SOCK.lock) after d was killed with SIGKILL: a child
+    of d's still between its clone and its exec holds the lock too (its copy of the
+    O_CLOEXEC fd) until it execs, and a daemon started meanwhile refuses to run
+    ("another evmon daemon is running")."""
+    def free():
+        try:
+            fd = os.open(d.sock + ".lock", os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # and with it the lock we may have taken
+    wait_for(free, what=f"{d.sock}.lock free")
 
 
 def read_line(s):
