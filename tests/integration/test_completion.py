@@ -19,6 +19,9 @@ DRIVER = r"""
 source "$BASH_COMPLETION"
 source "$ROOT/completion/evmon"
 compopt() { :; }   # only valid inside a real completion
+# the completion gives `evmon ctl` 2 s (a prompt must not hang): 10 s times SLOW here, a
+# deadline like every other of the tests (an ASan ctl on a loaded machine took longer)
+timeout() { local t=$1; shift; command timeout "$((t * 5 * SLOW))" "$@"; }
 line=$1
 COMP_LINE=$line
 COMP_POINT=${#line}
@@ -33,10 +36,10 @@ printf '%s\n' "${COMPREPLY[@]}"
 
 def complete(line, env=None, cwd=None):
     """The words bash would offer for line (its last word is being completed)."""
-    e = dict(os.environ, BASH_COMPLETION=BASH_COMPLETION, ROOT=ROOT)
+    e = dict(os.environ, BASH_COMPLETION=BASH_COMPLETION, ROOT=ROOT, SLOW=str(SLOW))
     e.update(env or {})
     r = subprocess.run(["bash", "--norc", "--noprofile", "-c", DRIVER, "driver", line], env=e, cwd=cwd,
-                       capture_output=True, text=True, timeout=30)
+                       capture_output=True, text=True, timeout=30 * SLOW)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     return [w for w in r.stdout.splitlines() if w]
 
