@@ -33,6 +33,14 @@ endif
 ALL_CFLAGS = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 LIB_CFLAGS := -fPIC -fvisibility=hidden -DEVM_BUILDING_LIBRARY
+# The evmon binary is also `evmon init`: a running init's RSS counts every page of the
+# binary it maps, and a fault maps up to 16 neighbours. A function per section, and
+# src/init/layout.ld (scripts/init-layout.py) puts the code the init runs first in the
+# text: 60-76 KiB of the binary mapped instead of 136. Relative relocations packed
+# (DT_RELR; ignored by a linker or libc without it): 14 KiB of them become 200 bytes.
+LAYOUT_CFLAGS := -ffunction-sections
+EVMON_LAYOUT := src/init/layout.ld
+EVMON_LDFLAGS := -Wl,-T,$(EVMON_LAYOUT) -Wl,-z,pack-relative-relocs
 
 # libmicrohttpd is opened at run time, by metrics_listen only (src/daemon/metricshttp.c)
 PKG_LIBS := $(shell pkg-config --libs inih libcjson 2>/dev/null || echo -linih -lcjson) -ldl
@@ -72,11 +80,11 @@ $(DEPS_STAMP): scripts/deps.sh
 
 $(BUILD)/src/lib/%.o: src/lib/%.c include/evmon.h $(wildcard src/lib/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LIB_CFLAGS) $(LAYOUT_CFLAGS) -c $< -o $@
 
 $(BUILD)/src/%.o: src/%.c include/evmon.h $(CLI_HDR) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(call cli_inc,$<) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(call cli_inc,$<) $(ALL_CFLAGS) $(LAYOUT_CFLAGS) -c $< -o $@
 
 $(STATIC_LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -87,8 +95,8 @@ $(SHARED_LIB): $(LIB_OBJ)
 	ln -sf $(notdir $@) $(BUILD)/libevmon.so.$(MAJOR)
 	ln -sf $(notdir $@) $(BUILD)/libevmon.so
 
-$(EVMON): $(CLI_OBJ) $(STATIC_LIB)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC_LIB) $(PKG_LIBS) -lpthread
+$(EVMON): $(CLI_OBJ) $(STATIC_LIB) $(EVMON_LAYOUT)
+	$(CC) $(ALL_LDFLAGS) $(EVMON_LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC_LIB) $(PKG_LIBS) -lpthread
 
 $(BUILD)/tests/%: tests/helpers/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)

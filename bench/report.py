@@ -459,7 +459,8 @@ def s5(d, t):
            "(median wall time of many runs per round; overhead = init − plain, pair by pair). "
            "The inits run as ordinary processes (subreaper mode where they have one: `tini -s`), "
            "not as PID 1 of a new namespace, so namespace setup does not drown the difference. "
-           "RSS/PSS: of the init process while it runs `tiny p`.", ""]
+           "RSS/PSS: of the init process while it runs `tiny p`, median of several starts "
+           "(alternated; one start's RSS varies by 100-150 KiB with where the shared libraries land).", ""]
     if not d.sel("S5"):
         return out + ["*Not run.*", ""]
     base = d.by_rep("S5", "true", 0, "/bin/true (no init)", "median_us")
@@ -472,13 +473,16 @@ def s5(d, t):
         over = [ex[i] - base[i] for i in ex if i in base]
         one = lambda k: (d.by_rep("S5", "", 0, m, k) or {0: None})[0]
         size = one("binary_bytes")
-        rss, pss = one("rss_kib"), one("pss_kib")
+        rss, pss = d.by_rep("S5", "", 0, m, "rss_kib"), d.by_rep("S5", "", 0, m, "pss_kib")
         fail = d.failure("S5", "", 0, m) or d.failure("S5", "true", 0, m)
         rows.append([f"`{m}`", cell(ex.values(), 0) if ex else "failed: " + (fail or "?"),
                      cell(over, 0) if m != "/bin/true (no init)" else "",
                      f"{size / 1024:,.0f} KiB" if size else "",
-                     one("static") or "", fmt(rss, 0) if rss else "", fmt(pss, 0) if pss else ""])
-    out += [table(["init", "run /bin/true (µs)", "overhead (µs)", "binary", "static", "RSS (KiB)", "PSS (KiB)"], rows), ""]
+                     one("static") or "", cell(rss.values(), 0) if rss else "",
+                     cell(pss.values(), 0) if pss else ""])
+    out += [table(["init", "run /bin/true (µs)", "overhead (µs)", "binary", "static", "RSS (KiB)", "PSS (KiB)"], rows), "",
+            kept("<!-- s5-memory: written from /proc/PID/smaps and A/B runs, kept by bench/report.py -->",
+                 "<!-- end of s5-memory -->", "Not broken down yet."), ""]
     for name in ("evmon init", "evmon-init (dynamic)", "evmon-init (static)"):
         if d.sel("S5", monitor=name, status="pending") or not d.sel("S5", monitor=name):
             t.add(None, f"S5: {name} startup overhead and RSS no worse than tini's: not available yet")
@@ -486,8 +490,8 @@ def s5(d, t):
         ex, ti = d.by_rep("S5", "true", 0, name, "median_us"), d.by_rep("S5", "true", 0, "tini", "median_us")
         oe = med(ex[i] - base[i] for i in ex if i in base)
         ot = med(ti[i] - base[i] for i in ti if i in base)
-        re_ = (d.by_rep("S5", "", 0, name, "rss_kib") or {0: None})[0]
-        rt = (d.by_rep("S5", "", 0, "tini", "rss_kib") or {0: None})[0]
+        re_ = med(d.by_rep("S5", "", 0, name, "rss_kib").values())
+        rt = med(d.by_rep("S5", "", 0, "tini", "rss_kib").values())
         if None in (oe, ot, re_, rt):
             t.add(False, f"S5: {name}: incomplete measurement")
             continue

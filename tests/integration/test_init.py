@@ -1239,6 +1239,28 @@ test_static_build.runs_as = "pid1"  # for the compat table
 test_dynamic_build.runs_as = "pid1"
 
 
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's own binary")
+def test_init_path_first():
+    """evmon init's code comes first in the evmon binary (src/init/layout.ld): a running init maps little of the daemon's"""
+    r = subprocess.run(["readelf", "-SW", EVMON], capture_output=True, text=True, timeout=60)
+    m = re.search(r"\.text\.evmon_init\s+PROGBITS\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", r.stdout)
+    assert m, "no .text.evmon_init section: evmon was not linked with src/init/layout.ld\n" + r.stdout
+    start, size = int(m.group(1), 16), int(m.group(2), 16)
+    text = re.search(r"\s\.text\s+PROGBITS\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)", r.stdout)
+    assert text and size < int(text.group(1), 16) / 2, r.stdout  # the init's part, not the daemon's
+    r = subprocess.run(["nm", "--defined-only", EVMON], capture_output=True, text=True, timeout=60)
+    addr = {}
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "tT":
+            addr.setdefault(f[2], int(f[0], 16))
+    # its start, its loop, the spawn (parent and child side), the reaping of an orphan
+    for fn in ("main", "cmd_init", "evm_loop_new", "evm_loop_run_once", "evm__epoll_wait", "evm_spawn",
+               "evm__spawn_clone", "evm__spawn_child", "evm__reap_sigchld", "evm__proc_exited"):
+        assert fn in addr, fn
+        assert start <= addr[fn] < start + size, f"{fn} is outside .text.evmon_init"
+
+
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's static build")
 def test_static_assert_handler(static_init, tmp_path):
     """make static: evmon-init's own assert handler (not glibc's) prints glibc's line, then aborts"""
