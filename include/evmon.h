@@ -982,8 +982,12 @@ struct evm_service_opts {
 	 * image knew of that cgroup (its evm_service_cgroup_export, across an
 	 * exec of ourselves, evm_cgroup_kept). Whether the directory exists is
 	 * taken from it (unless the handle looked itself); the service takes
-	 * its watch back (a watch of the fd given to evm_cgroup_watch_inherit;
-	 * without one it watches anew) and, when it adopts its process
+	 * its watch back (a watch of the fd given to evm_cgroup_watch_inherit,
+	 * before the loop's first turn: checked against that fd's own list
+	 * and a stat of the cgroup's cgroup.events; one the fd does not have,
+	 * one of another file or one taken back already is refused, and the
+	 * cgroup watched anew, as without an inherited fd) and, when it
+	 * adopts its process
 	 * (evm_service_adopt), its OOM baseline (OOM) or that it has none
 	 * (NO_OOM; with neither, memory.events is read at the adoption). A
 	 * failed evm_service_new keeps nothing of it. -EINVAL for unknown
@@ -1467,9 +1471,9 @@ EVM_API void evm_cgroup_unwatch(struct evm_cgroup_watch *w);
 /*
  * Across an exec of ourselves that keeps the services (evm_loop_prepare_exec),
  * what the old image knew of each service's cgroup, so that the new one
- * neither reads the cgroup nor watches it again (a stat, an inotify watch,
+ * neither reads the cgroup's files nor watches it again (an inotify watch,
  * cgroup.events and memory.events read: per service, most of what a
- * re-exec with cgroups cost). The old image keeps the inotify fd of its
+ * re-exec with cgroups cost; one stat checks the watch). The old image keeps the inotify fd of its
  * watches open across the exec (evm_cgroup_watch_fd, FD_CLOEXEC cleared
  * just before) and writes down evm_service_cgroup_export of each service;
  * the new one gives the fd to its loop (evm_cgroup_watch_inherit) before
@@ -1502,8 +1506,10 @@ EVM_API int evm_cgroup_watch_fd(struct evm_loop *loop);
  * Before the loop's first cgroup watch: its watches use fd, the old
  * image's evm_cgroup_watch_fd kept across the exec (the loop owns it on
  * success, and sets its FD_CLOEXEC again; on failure the caller still
- * does). -EBUSY when the loop watches already, -EINVAL when fd is not an
- * inotify fd, -ENOMEM. Loop thread.
+ * does). The fd's watches are listed (/proc/self/fdinfo) for the services
+ * to take back (evm_service_opts.cgroup_kept) until the loop's first
+ * turn, which removes those none took back. -EBUSY when the loop watches
+ * already, -EINVAL when fd is not an inotify fd, -ENOMEM. Loop thread.
  */
 EVM_API int evm_cgroup_watch_inherit(struct evm_loop *loop, int fd);
 

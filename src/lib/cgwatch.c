@@ -18,9 +18,17 @@
  * Across an exec of ourselves the inotify fd can be kept (evm_cgroup_watch_fd,
  * evm_cgroup_watch_inherit): its watches live on in the kernel, and so do
  * the changes they saw that were not read yet; the new image takes each
- * watch back by its descriptor and last value (evm__cgroup_watch_kept),
- * with no system call. A watch no service takes back (a service gone from
- * the config) stays in the kernel, unreported, until the fd closes.
+ * watch back by its descriptor and last value (evm__cgroup_watch_kept).
+ * The descriptor comes from the old image's state, so it is checked
+ * against the fd's own list (/proc/self/fdinfo, read once at the
+ * inheritance: each watch's descriptor and inode): one the fd does not
+ * have (a stale state: no event would ever come), one taken already, or
+ * one on another file than the cgroup's cgroup.events (a stat) is refused,
+ * and the cgroup watched anew. The watches no service took back by the
+ * loop's first turn (a service gone from the config, a creation that
+ * failed) are removed then: else each would count against
+ * fs.inotify.max_user_watches until the fd closes, over re-exec after
+ * re-exec.
  *
  * Callbacks may unwatch anything: an unwatched watch is marked dead at once,
  * and unlinked and freed through the loop's release queue (when the
@@ -34,6 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 struct evm_cgroup_watch {
@@ -48,13 +58,27 @@ struct evm_cgroup_watch {
 	struct evm__release rel;
 };
 
+/* A watch of the inherited fd, as /proc/self/fdinfo listed it */
+struct kept_wd {
+	int wd;
+	bool taken; /* by a service (evm__cgroup_watch_kept), or removed since */
+	uint64_t ino;
+	dev_t dev;
+};
+
 struct evm__cgwatchers {
 	struct evm__watch w; /* the inotify fd readable */
 	struct evm_loop *loop;
 	int ifd;
 	struct evm_cgroup_watch **buckets; /* by wd; cap is a power of 2 */
 	size_t cap, n;
-	bool inherited; /* ifd was kept across an exec: its watches may be taken back */
+	/*
+	 * ifd was kept across an exec: the watches it had, by wd, until the
+	 * loop's first turn (kept_end); NULL after, or when fdinfo could not
+	 * be read (then none is taken back: each is watched anew)
+	 */
+	struct kept_wd *kept;
+	size_t nkept;
 };
 
 static struct evm_cgroup_watch **bucket(struct evm__cgwatchers *s, int wd)
@@ -229,16 +253,140 @@ int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg, evm_cgr
 	return 0;
 }
 
+static int kept_cmp(const void *a, const void *b)
+{
+	int x = ((const struct kept_wd *)a)->wd, y = ((const struct kept_wd *)b)->wd;
+	return (x > y) - (x < y);
+}
+
+static struct kept_wd *kept_find(struct evm__cgwatchers *s, int wd)
+{
+	struct kept_wd key = {.wd = wd};
+	return s->kept ? bsearch(&key, s->kept, s->nkept, sizeof(key), kept_cmp) : NULL;
+}
+
+/*
+ * The watches of inotify fd fd, from /proc/self/fdinfo ("inotify wd:%x
+ * ino:%lx sdev:%x ..." a line each), sorted by wd: 0, or -errno (no /proc).
+ */
+static int kept_read(int fd, struct kept_wd **out, size_t *n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	int pfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pfd < 0)
+		return -errno;
+	size_t len = 0, cap = 16384;
+	char *buf = malloc(cap);
+	int r = buf ? 0 : -ENOMEM;
+	while (r == 0) {
+		if (len + 1 == cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				r = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t got = read(pfd, buf + len, cap - 1 - len);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			r = got < 0 ? -errno : 0;
+			break;
+		}
+		len += (size_t)got;
+	}
+	close(pfd);
+	struct kept_wd *k = NULL;
+	size_t nk = 0, capk = 0;
+	if (buf)
+		buf[len] = '\0';
+	for (char *line = buf, *end; r == 0 && line && line < buf + len; line = end ? end + 1 : NULL) {
+		end = strchr(line, '\n');
+		if (end)
+			*end = '\0';
+		int wd;
+		unsigned long ino;
+		unsigned sdev;
+		if (sscanf(line, "inotify wd:%x ino:%lx sdev:%x", &wd, &ino, &sdev) != 3)
+			continue;
+		if (nk == capk) {
+			capk = capk ? capk * 2 : 64;
+			struct kept_wd *nb = realloc(k, capk * sizeof(*k));
+			if (!nb) {
+				r = -ENOMEM;
+				break;
+			}
+			k = nb;
+		}
+		/* the kernel's dev_t: 12 bits of major above 20 of minor */
+		k[nk++] = (struct kept_wd){.wd = wd, .ino = ino, .dev = makedev(sdev >> 20, sdev & 0xfffff)};
+	}
+	free(buf);
+	if (r < 0) {
+		free(k);
+		return r;
+	}
+	if (nk)
+		qsort(k, nk, sizeof(*k), kept_cmp);
+	*out = k;
+	*n = nk;
+	return 0;
+}
+
+/* A live watch of ours has this descriptor. */
+static bool wd_watched(struct evm__cgwatchers *s, int wd)
+{
+	for (struct evm_cgroup_watch *w = s->cap ? *bucket(s, wd) : NULL; w; w = w->hnext)
+		if (w->wd == wd && !w->dead)
+			return true;
+	return false;
+}
+
+/*
+ * The loop's first turn after the inheritance: the services are made.
+ * The kept watches none took back are removed from the kernel (not one a
+ * watch of ours shares: evm_cgroup_watch of the same file returns it);
+ * from now on nothing is taken back.
+ */
+static void kept_end(struct evm_loop *loop, void *data)
+{
+	(void)data;
+	struct evm__cgwatchers *s = loop->cgw;
+	if (!s || !s->kept)
+		return;
+	for (size_t i = 0; i < s->nkept; i++)
+		if (!s->kept[i].taken && !wd_watched(s, s->kept[i].wd))
+			inotify_rm_watch(s->ifd, s->kept[i].wd);
+	free(s->kept);
+	s->kept = NULL;
+	s->nkept = 0;
+}
+
 int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, int wd,
 			   bool populated, evm_cgroup_cb cb, void *data,
 			   struct evm_cgroup_watch **out)
 {
 	struct evm__cgwatchers *s = loop->cgw;
-	if (!s || !s->inherited || wd < 0)
-		return -ENOENT; /* not the fd that wd is of: watch anew */
+	/*
+	 * Not a watch of the inherited fd (none inherited, the list is gone
+	 * or unread, the fd does not have it: a stale state), or another
+	 * service's already: watch anew
+	 */
+	struct kept_wd *k = s && wd >= 0 ? kept_find(s, wd) : NULL;
+	if (!k || k->taken)
+		return -ENOENT;
 	struct evm_cgroup_watch *w = watch_new(loop, s, cg, cb, data);
 	if (!w)
 		return -ENOMEM;
+	struct stat st;
+	if (stat(w->events, &st) < 0 || (uint64_t)st.st_ino != k->ino || st.st_dev != k->dev) {
+		free_watch(w); /* a watch of another file (or this one is gone): watch anew */
+		return -ENOENT;
+	}
+	k->taken = true;
 	/*
 	 * The watch never stopped: a change since the old image read the
 	 * file waits in the fd, and is compared with this value when read
@@ -282,11 +430,19 @@ int evm_cgroup_watch_inherit(struct evm_loop *loop, int fd)
 	s->loop = loop;
 	s->w.cb = on_inotify;
 	s->ifd = fd;
-	s->inherited = true;
+	/* without /proc none is taken back, and none removed: each cgroup is watched anew */
+	int r = kept_read(fd, &s->kept, &s->nkept);
+	if (r == -ENOMEM) {
+		free(s);
+		return r;
+	}
 	int fl = fcntl(fd, F_GETFL);
-	int r = fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno
-								  : evm__epoll_add(loop, fd, EPOLLIN, &s->w);
+	r = fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno
+							     : evm__epoll_add(loop, fd, EPOLLIN, &s->w);
+	if (r == 0 && s->kept && (r = evm_loop_post(loop, kept_end, NULL)) < 0)
+		evm__epoll_del(loop, fd);
 	if (r < 0) {
+		free(s->kept);
 		free(s);
 		return r;
 	}
@@ -329,8 +485,12 @@ void evm_cgroup_unwatch(struct evm_cgroup_watch *w)
 	bool shared = false;
 	for (struct evm_cgroup_watch *o = *bucket(s, w->wd); o && !shared; o = o->hnext)
 		shared = o != w && o->wd == w->wd && !o->dead;
-	if (!shared)
+	if (!shared) {
 		inotify_rm_watch(s->ifd, w->wd);
+		struct kept_wd *k = kept_find(s, w->wd);
+		if (k)
+			k->taken = true; /* gone from the kernel: no service may take it back now */
+	}
 	evm__release(s->loop, &w->rel, watch_released);
 }
 
@@ -348,6 +508,7 @@ void evm__cgwatch_free_all(struct evm_loop *loop)
 		}
 	}
 	free(s->buckets);
+	free(s->kept);
 	evm__epoll_del(loop, s->ifd);
 	close(s->ifd);
 	free(s);

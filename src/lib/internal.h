@@ -540,7 +540,9 @@ EVM_HIDDEN void evm__cgwatch_free_all(struct evm_loop *loop);
 EVM_HIDDEN void evm__cgwatch_saw_populated(struct evm_cgroup_watch *w);
 /*
  * A watch of cg taken back from the inherited fd by its descriptor and last
- * value (evm_service_opts.cgroup_kept): 0, -ENOENT (no inherited fd: watch anew), -ENOMEM
+ * value (evm_service_opts.cgroup_kept): 0, -ENOENT (watch anew: no inherited
+ * fd, its first turn is over, or wd is not a watch of it, is taken already
+ * or watches another file), -ENOMEM
  */
 EVM_HIDDEN int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, int wd,
 				      bool populated, evm_cgroup_cb cb, void *data,

@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -438,6 +439,110 @@ def test_reexec_keeps_the_cgroup_watches(procs, tmp_path, marker):
                    s["pid"] != victim and execd(s["pid"]) and s, what="kept restarted")
     assert not inotify_fds(new["pid"]) and not inotify_fds(after["w:0"]["pid"])
     assert inotify_fds(d.p.pid) == fds
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+def test_reexec_drops_the_watches_no_service_takes_back(procs, tmp_path, marker):
+    """A service gone from the config at a re-exec is killed, and its cgroup
+    watch, which no service of the new image takes back, is removed from
+    the kept inotify fd (else every such watch would count against
+    fs.inotify.max_user_watches until the daemon exits, re-exec after
+    re-exec)."""
+    d = Daemon(procs, tmp_path, config(marker, n=3, cgroup="auto"))
+    before = wait_for(lambda: all_running(d, 3), what="all running")
+    fds = inotify_fds(d.p.pid)
+    assert len(fds) == 1 and len(next(iter(fds.values()))) == 3, fds
+    with open(d.cfg, "w") as f:
+        f.write(config(marker, n=2, cgroup="auto"))  # w:2 gone from the file
+    assert d.ctl("reexec").returncode == 0, d.log()
+    wait_for(lambda: marker_pids(marker) == sorted(before[k]["pid"] for k in ("w:0", "w:1")),
+             what="w:2 killed")
+    after = wait_for(lambda: len(w := inotify_fds(d.p.pid)) == 1 and
+                     len(next(iter(w.values()))) == 2 and w, what="w:2's watch removed")
+    assert after.keys() == fds.keys() and set(after[next(iter(fds))]) < set(fds[next(iter(fds))])
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+# evmon, as a re-exec runs it, with the old image's state changed on the way:
+# each "exec cg NAME made WD POPULATED OOM" of PLAN gets another WD (another
+# service's, or a number)
+REWRITE = r"""#!{python}
+import os, sys
+real, plan = {real!r}, {plan!r}
+fd = os.environ.get("EVMON_REEXEC_STATE")
+if fd:
+    fd, data = int(fd), b""
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    lines = data.decode().split("\n")
+    wds = {{f[2]: f[4] for f in map(str.split, lines) if f[:2] == ["exec", "cg"] and len(f) == 7}}
+    for i, f in enumerate(map(str.split, lines)):
+        if f[:2] == ["exec", "cg"] and len(f) == 7 and f[2] in plan:
+            f[4] = wds.get(plan[f[2]], plan[f[2]])
+            lines[i] = " ".join(f)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, "\n".join(lines).encode(), 0)
+os.execv(real, [real] + sys.argv[1:])
+"""
+
+
+def sleeping(marker):
+    """The marker's processes that have exec'd sleep."""
+    out = []
+    for p in marker_pids(marker):
+        try:
+            if os.path.basename(os.readlink(f"/proc/{p}/exe")) == "sleep":
+                out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def test_reexec_checks_the_watches_it_takes_back(procs, tmp_path, marker):
+    """The state a re-exec passes names each service's cgroup watch by its
+    descriptor; the new image checks it against the kept inotify fd before
+    taking it back. Given a descriptor the fd does not have (w:0) and
+    another service's (w:1 named with w:2's), each service watches its
+    cgroup anew: a stop, which waits for the cgroup to empty, still ends
+    (taken back as given, the first would never be told, and w:1 would be
+    told of w:2's cgroup instead of its own). Each main process leaves a
+    child that ignores SIGTERM: its exit is held until the stop timeout's
+    cgroup.kill empties the cgroup, which only the watch reports."""
+    with open(tmp_path / "svc.sh", "w") as f:
+        f.write('(trap "" TERM; exec sleep "$1") &\nexec sleep "$1"\n')
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+cgroup = auto
+start_secs = 0
+stop_timeout = 0.5
+[service:w]
+command = /bin/sh {tmp_path}/svc.sh {marker}
+instances = 3
+""", start=False)
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    before = wait_for(lambda: all_running(d, 3) and len(sleeping(marker)) == 6 and d.status(),
+                      what="all running, each with its child")
+    fds = inotify_fds(d.p.pid)
+    assert len(fds) == 1 and len(next(iter(fds.values()))) == 3, fds
+    real = own_copy(tmp_path / "real")
+    with open(exe + ".new", "w") as f:
+        f.write(REWRITE.format(python=sys.executable, real=real,
+                               plan={"w:0": "99999", "w:1": "w:2"}))
+    os.chmod(exe + ".new", 0o755)
+    os.rename(exe + ".new", exe)
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr + d.log()
+    assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
+    assert inotify_fds(d.p.pid) == fds, d.log()  # w:0's and w:1's own, watched anew
+    for name in ("w:0", "w:1", "w:2"):
+        r = d.ctl("stop", name, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr + d.log()
+        assert d.status(name)[name]["state"] == "stopped"
+        assert not alive(before[name]["pid"])
     d.stop()
     assert marker_pids(marker) == []
 

@@ -1189,8 +1189,9 @@ static void test_cgroup_kept_across_exec(void **state)
  * service made later with the same cgroup and no record (the daemon's
  * retry of a failed creation) looks at the cgroup itself. With the record
  * left on the cgroup's handle (evm_cgroup_keep, before), the retry took
- * the old image's watch and its "populated" after the new loop had read
- * and dropped the emptying: the cgroup's emptying was never reported.
+ * the old image's watch and its "populated" after the cgroup had emptied
+ * (and the new loop had read and dropped that change): the cgroup's
+ * emptying was never reported.
  */
 static void test_cgroup_kept_failed_creation(void **state)
 {
@@ -1227,18 +1228,14 @@ static void test_cgroup_kept_failed_creation(void **state)
 	assert_int_equal(evm_service_new(next, &so, &retry), -EEXIST);
 
 	/*
-	 * The cgroup empties; the new loop reads the change, which no watch
-	 * wants (what was in the fd before is read first: then the only
-	 * change left to come is the emptying).
+	 * The new loop turns (its first turn removes the watch no service
+	 * took back) and the cgroup empties: the record's "populated" is
+	 * wrong now.
 	 */
-	struct pollfd pfd = {.fd = kept, .events = POLLIN};
-	while (poll(&pfd, 1, 0) == 1)
-		assert_true(evm_loop_run_once(next, 0) >= 0);
-	assert_int_equal(kill(pid, SIGKILL), 0);
-	assert_int_equal(poll(&pfd, 1, (int)T_MS(10000)), 1);
-	assert_int_equal(evm_cgroup_populated(again), 0);
 	assert_true(evm_loop_run_once(next, 0) >= 0);
-	assert_int_equal(poll(&pfd, 1, 0), 0); /* read */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	WAIT_FOR(evm_cgroup_populated(again) == 0, 10000);
+	assert_true(evm_loop_run_once(next, 0) >= 0);
 
 	/* made again, with no record: it watches and reads the cgroup itself */
 	so.name = "svc2";
@@ -1256,6 +1253,124 @@ static void test_cgroup_kept_failed_creation(void **state)
 	RUN_UNTIL(loop, evm_service_state(svc) != EVM_STATE_RUNNING, 10000);
 	evm_service_remove(svc);
 	RUN_UNTIL(loop, evm_service_find(loop, "old") == NULL, 10000);
+}
+
+/* The watches of inotify fd fd, from /proc/self/fdinfo: how many; the first max in wds */
+static int fd_watches(int fd, int *wds, int max)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	int n = 0, wd;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "inotify wd:%x", &wd) == 1 && n++ < max)
+			wds[n - 1] = wd;
+	fclose(f);
+	return n;
+}
+
+/*
+ * The watch a record names is checked against the inherited fd's own list
+ * (/proc/self/fdinfo): a descriptor the fd does not have (a stale state),
+ * one of another cgroup's file, or one a service took back already is
+ * refused, and the cgroup watched anew: its value read, not the record's
+ * (each record here says "populated" of an empty cgroup; taken back, that
+ * is what the service would believe). The watches no service took back are
+ * removed at the new loop's first turn, and none is taken back after it.
+ */
+static void test_cgroup_kept_checked(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state), *next;
+	enum { A, B, C, D, N };
+	static const char *const names[N] = {"a.service", "b.service", "c.service", "d.service"};
+	struct evm_cgroup *cg[N];
+	struct evm_cgroup_watch *w[N];
+	struct wrec rec[N] = {{0}};
+	int wd[N];
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(evm_cgroup_create(BASE(state), names[i], &cg[i]), 0);
+		assert_int_equal(evm_cgroup_watch(loop, cg[i], on_pop, &rec[i], &w[i]), 0);
+		rec[i].w = w[i];
+		wd[i] = evm__cgwatch_wd(w[i]);
+	}
+	int ifd = evm_cgroup_watch_fd(loop), got[8];
+	assert_int_equal(fd_watches(ifd, got, 8), N);
+	int bogus = 0;
+	for (int i = 0; i < N; i++)
+		bogus = wd[i] >= bogus ? wd[i] + 1000 : bogus;
+
+	int kept = fcntl(ifd, F_DUPFD_CLOEXEC, 3);
+	assert_true(kept >= 0);
+	struct evm_loop_opts lo = {0};
+	assert_int_equal(evm_loop_new(&next, &lo), 0);
+	assert_int_equal(evm_cgroup_watch_inherit(next, kept), 0);
+	struct evm_service_opts so = {.spawn = {.argv = HARGV("pause")}, .restart = EVM_RESTART_NEVER};
+	struct evm_cgroup_kept k = {.flags = EVM_CGROUP_KEPT_MADE | EVM_CGROUP_KEPT_WATCH |
+					     EVM_CGROUP_KEPT_POPULATED};
+	struct evm_cgroup_kept out;
+	struct evm_service *svc[6];
+	so.cgroup_kept = &k;
+	/* a's own watch: taken back, its value the record's */
+	so.name = "a";
+	so.cgroup = cg[A];
+	k.wd = wd[A];
+	assert_int_equal(evm_service_new(next, &so, &svc[0]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[0], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_POPULATED) && out.wd == wd[A]);
+	/* a's again (another service of that cgroup): taken already, watched anew */
+	so.name = "a2";
+	assert_int_equal(evm_service_new(next, &so, &svc[1]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[1], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_WATCH) && !(out.flags & EVM_CGROUP_KEPT_POPULATED));
+	assert_int_equal(out.wd, wd[A]); /* the same file: the kernel's same watch */
+	/* b named with c's watch: another file's, watched anew */
+	so.name = "b";
+	so.cgroup = cg[B];
+	k.wd = wd[C];
+	assert_int_equal(evm_service_new(next, &so, &svc[2]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[2], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_WATCH) && !(out.flags & EVM_CGROUP_KEPT_POPULATED));
+	assert_int_equal(out.wd, wd[B]);
+	/* c with a descriptor the fd does not have: watched anew */
+	so.name = "c";
+	so.cgroup = cg[C];
+	k.wd = bogus;
+	assert_int_equal(evm_service_new(next, &so, &svc[3]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[3], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_WATCH) && !(out.flags & EVM_CGROUP_KEPT_POPULATED));
+	assert_int_equal(out.wd, wd[C]);
+	/* d's is taken by no service: removed at the first turn, and not taken back after */
+	assert_int_equal(fd_watches(kept, got, 8), N);
+	assert_true(evm_loop_run_once(next, 0) >= 0);
+	assert_int_equal(fd_watches(kept, got, 8), N - 1);
+	for (int i = 0; i < N - 1; i++)
+		assert_true(got[i] != wd[D]);
+	so.name = "d";
+	so.cgroup = cg[D];
+	k.wd = wd[D];
+	assert_int_equal(evm_service_new(next, &so, &svc[4]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[4], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_WATCH) && !(out.flags & EVM_CGROUP_KEPT_POPULATED));
+	assert_true(out.wd != wd[D]); /* a new watch of the kernel's */
+	so.name = "a3"; /* and a's own, after the first turn: watched anew too */
+	so.cgroup = cg[A];
+	k.wd = wd[A];
+	assert_int_equal(evm_service_new(next, &so, &svc[5]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[5], &out), 0);
+	assert_true(!(out.flags & EVM_CGROUP_KEPT_POPULATED) && out.wd == wd[A]);
+	assert_int_equal(fd_watches(kept, got, 8), N);
+
+	for (int i = 0; i < 6; i++)
+		evm_service_remove(svc[i]);
+	evm_loop_run_once(next, 0);
+	evm_loop_free(next); /* closes kept */
+	for (int i = 0; i < N; i++) {
+		evm_cgroup_unwatch(w[i]);
+		evm_cgroup_free(cg[i]);
+	}
+	evm_loop_run_once(loop, 0);
 }
 
 /* -------------------------------------------------------------------- main */
@@ -1681,6 +1796,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_later, cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_oom_kill_while_the_exit_is_held, cg_setup_spawn,
 						cg_teardown),
+		cmocka_unit_test_setup_teardown(test_cgroup_kept_checked, cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_failed_creation, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_across_exec, cg_setup_spawn,
