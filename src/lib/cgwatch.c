@@ -271,42 +271,15 @@ static struct kept_wd *kept_find(struct evm__cgwatchers *s, int wd)
  */
 static int kept_read(int fd, struct kept_wd **out, size_t *n)
 {
-	char path[64];
+	char path[64], *buf;
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	int pfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (pfd < 0)
-		return -errno;
-	size_t len = 0, cap = 16384;
-	char *buf = malloc(cap);
-	int r = buf ? 0 : -ENOMEM;
-	while (r == 0) {
-		if (len + 1 == cap) {
-			char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				r = -ENOMEM;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t got = read(pfd, buf + len, cap - 1 - len);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0) {
-			r = got < 0 ? -errno : 0;
-			break;
-		}
-		len += (size_t)got;
-	}
-	close(pfd);
+	ssize_t len = evm__cg_read_all(AT_FDCWD, path, &buf);
+	if (len < 0)
+		return (int)len;
 	struct kept_wd *k = NULL;
 	size_t nk = 0, capk = 0;
-	if (buf)
-		buf[len] = '\0';
-	for (char *line = buf, *end; r == 0 && line && line < buf + len; line = end ? end + 1 : NULL) {
-		end = strchr(line, '\n');
-		if (end)
-			*end = '\0';
+	int r = 0;
+	for (const char *line = buf; line; line = evm__cg_next_line(line)) {
 		int wd;
 		unsigned long ino;
 		unsigned sdev;
