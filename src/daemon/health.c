@@ -250,9 +250,7 @@ static uint64_t due_in_ms(uint64_t interval_ms)
 		grid = HEALTH_GROUP_MS;
 	if (grid < 2)
 		return interval_ms;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t now = mono_ns();
 	uint64_t g = grid * 1000000, due = now + interval_ms * 1000000;
 	due += (g - due % g) % g;
 	/* down to the ms: the loop fires at most 1 ms before the grid's mark, rounding its
