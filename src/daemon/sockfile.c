@@ -3,21 +3,32 @@
  *
  * Holding the lock, a leftover socket is stale (its daemon died) and is
  * replaced; failing to take it means a live daemon. Something that answers
- * on the path without the lock is not ours to replace either. The socket is
- * bound under a private name with umask 0177, so it is 0600 from the start,
- * then renamed over the path: no moment where others could connect.
+ * on the path without the lock is not ours to replace either, unless the
+ * process that listened on it is gone (below). The socket is bound under a
+ * private name with umask 0177, so it is 0600 from the start, then renamed
+ * over the path: no moment where others could connect.
+ *
+ * The lock is a POSIX record lock (fcntl F_SETLK), not flock: a record lock
+ * belongs to the process, so the children we spawn never hold it. An flock
+ * belongs to the open file, which a child between its clone and its exec
+ * shares (O_CLOEXEC closes it only at the exec): a daemon killed with
+ * SIGKILL left its lock held by such a child, and a daemon started again at
+ * once was refused ("another evmon daemon is running"). The price of record
+ * locks: closing ANY descriptor of the lock file in this process drops the
+ * lock, so nothing else here may open it, and one process cannot hold it
+ * twice (a second sockfile_open of a path in the same process is not refused).
  */
 #include "sockfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -55,6 +66,21 @@ static int lock_is_ours(int fd, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* The pid in the lock file (a daemon writes its own there), for messages. */
+static void pid_in_file(int fd, char *pid, size_t len)
+{
+	ssize_t n = pread(fd, pid, len - 1, 0);
+	pid[n > 0 ? n : 0] = '\0';
+	pid[strcspn(pid, "\n")] = '\0';
+}
+
+/* A write lock on the whole file, held by this process, not inherited by children. */
+static int record_lock(int fd)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	return fcntl(fd, F_SETLK, &fl);
+}
+
 /* Take the lock that says "a daemon serves this path". */
 static int take_lock(struct sockfile *sf, char *err, size_t errlen)
 {
@@ -70,20 +96,21 @@ static int take_lock(struct sockfile *sf, char *err, size_t errlen)
 		close(fd); /* not ours: not removed either */
 		return -1;
 	}
-	sf->lockfd = fd;
-	if (flock(sf->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		char pid[32] = "";
-		ssize_t n = pread(sf->lockfd, pid, sizeof(pid) - 1, 0);
-		pid[n > 0 ? n : 0] = '\0';
-		pid[strcspn(pid, "\n")] = '\0';
+	if (record_lock(fd) < 0) {
 		int e = errno;
-		close(sf->lockfd);
-		sf->lockfd = -1;
-		if (e == EWOULDBLOCK)
+		char pid[32] = "";
+		struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+		if (fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK && who.l_pid > 0)
+			snprintf(pid, sizeof(pid), "%d", (int)who.l_pid);
+		else
+			pid_in_file(fd, pid, sizeof(pid));
+		close(fd);
+		if (e == EAGAIN || e == EACCES)
 			return fail(err, errlen, "%s: another evmon daemon is running (pid %s)",
 				    sf->path, *pid ? pid : "?");
 		return fail(err, errlen, "%s: %s", sf->lock_path, strerror(e));
 	}
+	sf->lockfd = fd;
 	char pid[32];
 	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
 	if (ftruncate(sf->lockfd, 0) < 0 || pwrite(sf->lockfd, pid, (size_t)n, 0) < 0) {
@@ -92,13 +119,42 @@ static int take_lock(struct sockfile *sf, char *err, size_t errlen)
 	return 0;
 }
 
-/* Something that answers on the path without our lock is not ours to replace. */
+/* pid has ended: no such process, or a zombie (/proc/pid/stat's state after the last ')') */
+static bool pid_ended(pid_t pid)
+{
+	if (kill(pid, 0) < 0)
+		return errno == ESRCH;
+	char path[64], data[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, data, sizeof(data) - 1);
+	close(fd);
+	data[n > 0 ? n : 0] = '\0';
+	const char *p = strrchr(data, ')');
+	return p && (p[1] == ' ') && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/*
+ * Something that answers on the path without our lock is not ours to
+ * replace, unless the process that listened on it has ended: then the
+ * listener is a copy a child of a killed daemon holds between its clone and
+ * its exec (a connect succeeds into the backlog), gone at that exec. The
+ * listener's pid is the one SO_PEERCRED gives the connecting side: the pid
+ * at its listen(); 0 (not in our pid namespace) counts as alive.
+ */
 static bool someone_listens(const struct sockaddr_un *sa)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return false;
 	bool live = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	struct ucred cr = {0};
+	socklen_t l = sizeof(cr);
+	if (live && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) == 0 && cr.pid > 0 &&
+	    pid_ended(cr.pid))
+		live = false;
 	close(fd);
 	return live;
 }
@@ -189,6 +245,19 @@ int sockfile_inherit(struct sockfile *sf, const char *path, int fd, int lockfd, 
 		free(sf->path);
 		sf->path = NULL;
 		return fail(err, errlen, "out of memory");
+	}
+	/*
+	 * A record lock survives our exec, so this only confirms it; but a
+	 * binary from before record locks held an flock on this file (kept on
+	 * it, harmless: only those binaries look at it), and takes it here.
+	 */
+	if (record_lock(lockfd) < 0) {
+		int e = errno;
+		free(sf->path);
+		free(sf->lock_path);
+		*sf = (struct sockfile){.fd = -1, .lockfd = -1};
+		return fail(err, errlen, "%s: the lock passed across the re-exec: %s", path,
+			    e == EAGAIN || e == EACCES ? "held by another process" : strerror(e));
 	}
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	fcntl(lockfd, F_SETFD, FD_CLOEXEC);

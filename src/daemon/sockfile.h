@@ -1,8 +1,10 @@
 /*
  * sockfile.h - the control socket's file (sockfile.c): a Unix stream
  * socket bound 0600 under a private name and renamed into place, and a
- * lock file beside it (PATH.lock, flock'ed for the daemon's lifetime) that
- * tells a live daemon from a stale socket.
+ * lock file beside it (PATH.lock, a POSIX record lock held for the daemon's
+ * lifetime, never by its children) that tells a live daemon from a stale
+ * socket. One sockfile a path per process: closing any other descriptor of
+ * PATH.lock in this process would drop the lock (sockfile.c).
  */
 #ifndef EVMON_SOCKFILE_H
 #define EVMON_SOCKFILE_H

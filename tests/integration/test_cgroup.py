@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import EVMON, SLOW, cmdline, wait_for
-from daemon_util import Daemon, alive, wait_unlocked
+from daemon_util import Daemon, alive
 
 
 def _cgroup2_mount():
@@ -137,7 +137,6 @@ def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
     d.p.kill()
     d.p.wait()
     d.logf.close()
-    wait_unlocked(d)
     os.unlink(d.sock)
     os.unlink(d.sock + ".state")  # no record to take the services over from (test_continuity.py)
     assert any(alive(p) for p in old)
@@ -170,7 +169,6 @@ def test_killed_daemon_services_adopted_in_their_cgroups(procs, tmp_path):
     d.p.kill()
     d.p.wait()
     d.logf.close()
-    wait_unlocked(d)
     d2 = Daemon(procs, tmp_path, TREES, name="d")
     wait_for(lambda: "no record claims: killed them" in d2.log(), what="the stray killed")
     wait_for(lambda: not any(alive(p) for p in stray), what="the stray to die")

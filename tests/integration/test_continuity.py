@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from conftest import EVMON, ROOT, SLOW, proc_state, wait_for
-from daemon_util import Daemon, LineReader, alive, read_line, wait_unlocked
+from daemon_util import Daemon, LineReader, alive, read_line
 
 
 def marker_pids(marker):
@@ -61,7 +61,6 @@ def crash(d):
     d.p.kill()
     d.p.wait()
     d.logf.close()
-    wait_unlocked(d)
 
 
 def hand_over(d, how):

@@ -1,5 +1,7 @@
 """`evmon daemon` and `evmon ctl` against the real binaries: config errors,
 every ctl command, reload, the events stream, and clean shutdown."""
+import ctypes
+import errno
 import json
 import os
 import re
@@ -874,6 +876,52 @@ def test_second_daemon_refused_and_stale_socket_replaced(procs, tmp_path):
     assert os.path.exists(d.sock)
     d.start()
     assert d.ctl("ping").returncode == 0
+    d.stop()
+
+
+def copies_of_fds(pid):
+    """Copies of every descriptor of pid (pidfd_getfd(2)), close-on-exec: what a child of
+    pid has between its clone and its exec."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    fds = []
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            fd = libc.syscall(438, pidfd, int(name), 0)  # SYS_pidfd_getfd (x86_64, aarch64)
+            if fd < 0 and ctypes.get_errno() != errno.EBADF:  # EBADF: closed since the listing
+                for f in fds:
+                    os.close(f)
+                raise OSError(ctypes.get_errno(), f"pidfd_getfd {pid} {name}")
+            if fd >= 0:
+                fds.append(fd)
+    finally:
+        os.close(pidfd)
+    return fds
+
+
+def test_started_again_at_once_after_a_kill_during_a_spawn(procs, tmp_path):
+    """A daemon killed with SIGKILL while a child of it is between its clone and its exec:
+    the child has a copy of every descriptor of the daemon (the lock file's, the listener)
+    until its exec. Here the test holds such copies across the kill. A daemon started
+    meanwhile is not refused: the lock is a record lock, which only the dead process held,
+    and the process that listened on the socket has ended. (With an flock it was refused:
+    'another evmon daemon is running'.)"""
+    d = Daemon(procs, tmp_path, BASIC)
+    pids = d.pids()
+    held = copies_of_fds(d.p.pid)
+    try:
+        os.kill(d.p.pid, signal.SIGKILL)
+        d.p.wait()
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        d.start()  # (waits for a live listener: the held one takes connections too)
+        assert d.ctl("ping").returncode == 0
+    finally:
+        for f in held:
+            os.close(f)
     d.stop()
 
 

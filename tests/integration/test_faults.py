@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import EVMON, HELPER, children_of, proc_state, requires_root, wait_for, zombies_of
-from daemon_util import SLOW, Daemon, LineReader, alive, wait_unlocked
+from daemon_util import SLOW, Daemon, LineReader, alive
 from reliability_util import (ODD_UID, VALGRIND, OpenDir, PrefixedDaemon, cpu_ticks, fds, ppid_of,
                               set_nproc)
 
@@ -602,7 +602,6 @@ start_secs = 0
     wait_for(lambda: f" {old} " in open(d.sock + ".state").read(), what="the record")
     os.kill(d.p.pid, signal.SIGKILL)
     d.p.wait()
-    wait_unlocked(d)
     try:
         assert alive(old) and ppid_of(old) != d.p.pid
         assert os.getpgid(old) == old  # its own group: one killpg ends it

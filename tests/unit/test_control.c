@@ -12,12 +12,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -206,6 +208,36 @@ static void expect_reply(int fd, const char *fragment)
 		fail_msg("reply [%s] does not contain [%s]", r, fragment);
 }
 
+/*
+ * control_open of F.path in a child process with its own loop: 0, or -1 with
+ * its message in msg.
+ */
+static int open_elsewhere(char *msg, size_t len)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct evm_loop *l;
+		struct control *c;
+		char err[256] = "";
+		struct control_opts o = {.path = F.path, .on_request = on_request};
+		int r = evm_loop_new(&l, NULL) < 0 ? -2 : control_open(l, &o, &c, err, sizeof(err));
+		if (write(p[1], err, strlen(err)) < 0) {
+		}
+		_exit(r == 0 ? 0 : 1);
+	}
+	close(p[1]);
+	ssize_t n = read(p[0], msg, len - 1);
+	msg[n > 0 ? n : 0] = 0;
+	close(p[0]);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
 static void test_socket_file(void **state)
 {
 	(void)state;
@@ -217,12 +249,13 @@ static void test_socket_file(void **state)
 	snprintf(lock, sizeof(lock), "%s.lock", F.path);
 	assert_int_equal(access(lock, F_OK), 0);
 
-	/* a live daemon is refused */
-	struct control *other;
-	char err[256];
-	struct control_opts o = {.path = F.path, .on_request = on_request};
-	assert_int_equal(control_open(F.loop, &o, &other, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "another evmon daemon is running"));
+	/* a live daemon is refused (another process: the lock is the process's) */
+	char msg[256];
+	assert_int_equal(open_elsewhere(msg, sizeof(msg)), -1);
+	assert_non_null(strstr(msg, "another evmon daemon is running"));
+	char pid[32];
+	snprintf(pid, sizeof(pid), "(pid %d)", (int)getpid());
+	assert_non_null(strstr(msg, pid));
 	assert_int_equal(lstat(F.path, &st), 0); /* and left alone */
 
 	/* closing removes both files */
@@ -259,6 +292,88 @@ static void test_stale_socket_replaced(void **state)
 	assert_non_null(strstr(err, "not a socket"));
 	unlink(F.path);
 	assert_int_equal(open_ctl(0, 0, err, sizeof(err)), 0);
+}
+
+/*
+ * A daemon killed with SIGKILL while a child of it was between its clone and
+ * its exec: the child has a copy of every descriptor (the lock file's, the
+ * listener's) until its exec. Simulated by a fork that never execs. A daemon
+ * started meanwhile takes the lock and replaces the socket at once: the lock
+ * is the dead process's, not the open file's, and the listener's process
+ * (SO_PEERCRED) has ended. (With flock it was refused: "another evmon daemon
+ * is running".)
+ */
+static void test_killed_daemons_child_holds_nothing(void **state)
+{
+	(void)state;
+	control_close(F.ctl);
+	F.ctl = NULL;
+	int ready[2], hold[2];
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(hold), 0);
+	pid_t daemon = fork();
+	assert_true(daemon >= 0);
+	if (daemon == 0) {
+		struct evm_loop *l;
+		struct control *c;
+		char err[256];
+		struct control_opts o = {.path = F.path, .on_request = on_request};
+		if (evm_loop_new(&l, NULL) < 0 || control_open(l, &o, &c, err, sizeof(err)) < 0)
+			_exit(1);
+		pid_t child = fork(); /* "between clone and exec" for as long as hold is open */
+		if (child == 0) {
+			close(hold[1]);
+			char x;
+			while (read(hold[0], &x, 1) != 0) {
+			}
+			_exit(0);
+		}
+		if (write(ready[1], &child, sizeof(child)) != sizeof(child))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	close(hold[0]);
+	pid_t child = 0;
+	assert_int_equal(read(ready[0], &child, sizeof(child)), sizeof(child));
+	close(ready[0]);
+	assert_int_equal(kill(daemon, SIGKILL), 0);
+	assert_int_equal(waitpid(daemon, NULL, 0), daemon);
+	assert_int_equal(kill(child, 0), 0); /* still holding its copies */
+
+	char err[256] = "";
+	int r = open_ctl(0, 0, err, sizeof(err));
+	if (r < 0) {
+		close(hold[1]);
+		fail_msg("refused while the dead daemon's child lives: %s", err);
+	}
+	int fd = connect_client(); /* and the path is ours */
+	send_all(fd, "{\"cmd\":\"hi\"}\n", 13);
+	expect_reply(fd, "\"echo\":\"hi\"");
+	close(fd);
+	close(hold[1]); /* the child ends */
+}
+
+/* A listener of a live process without our lock is not ours to replace. */
+static void test_live_listener_refused(void **state)
+{
+	(void)state;
+	control_close(F.ctl);
+	F.ctl = NULL;
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, F.path);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(s, 8), 0);
+	char msg[256];
+	assert_int_equal(open_elsewhere(msg, sizeof(msg)), -1);
+	assert_non_null(strstr(msg, "another process is listening on it"));
+	struct stat st;
+	assert_int_equal(lstat(F.path, &st), 0); /* left alone */
+	close(s);
+	char err[256];
+	assert_int_equal(open_ctl(0, 0, err, sizeof(err)), 0); /* nobody listens now: stale */
 }
 
 static void test_request_reply_and_id(void **state)
@@ -489,6 +604,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_socket_replaced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_killed_daemons_child_holds_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_listener_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_reply_and_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors_keep_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_and_deferred_order, setup, teardown),
