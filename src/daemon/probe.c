@@ -40,6 +40,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +66,10 @@ struct probe {
 	int err_now;		/* connect failed at once: told by the 0 ms timer */
 	bool connected;
 	size_t sent;		/* HTTP: bytes of the request sent */
-	char buf[PROBE_OUTPUT_MAX + 1];
 	size_t len;		/* of the response read */
 	int status;		/* its status line's code, 0: not read (yet) */
 	bool bad_status_line;	/* what came is not an HTTP status line */
+	char buf[PROBE_OUTPUT_MAX + 1]; /* last: a reused probe's reset stops before it */
 };
 
 /* Ended probes kept for the next ones (the daemon has one thread). */
@@ -351,10 +352,12 @@ int probe_start(struct evm_loop *loop, const struct probe_target *t, uint64_t ti
 	} else if (!(p = calloc(1, sizeof(*p)))) {
 		return -ENOMEM;
 	}
-	/* every field but buf (read only up to len) and tc.request (below) */
+	/* every field but buf (read only up to len: its 4 KiB are not zeroed) and tc.request (below) */
 	char *req = p->tc.request;
 	size_t req_len = p->req_len;
-	*p = (struct probe){.loop = loop, .fd = -1};
+	memset(p, 0, offsetof(struct probe, buf));
+	p->loop = loop;
+	p->fd = -1;
 	p->tc.kind = t->kind;
 	p->tc.addr = t->addr;
 	p->tc.addrlen = t->addrlen;

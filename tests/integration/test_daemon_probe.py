@@ -220,6 +220,29 @@ def test_a_server_that_sends_without_end_is_read_4k_only(procs, tmp_path):
     srv.close()
 
 
+def test_a_reused_probe_shows_its_own_response_only(procs, tmp_path):
+    """An ended probe is kept for the next check, its buffer not zeroed (only its first
+    len bytes are ever read): after a long answer, a short one is the whole output."""
+    box = [200]
+
+    def handler(srv, c):
+        srv.read_request(c)
+        if box[0] == 200:
+            c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 3000)
+        else:
+            c.sendall(b"HTTP/1.0 503 Nope\r\n\r\nshort\n")
+    srv = Server(handler)
+    d = Daemon(procs, tmp_path, ini({"stop_timeout": 5}, web=svc(
+        health_http=f"http://127.0.0.1:{srv.port}/", health_retries=1)))
+    last = wait_health(d, "web", "healthy")["health_check"]["last"]
+    assert last["output"].endswith("x" * 3000), last["output"][:40]
+    box[0] = 503
+    last = wait_health(d, "web", "unhealthy")["health_check"]["last"]
+    assert last["output"] == "HTTP/1.0 503 Nope\r\n\r\nshort\n", last
+    d.stop()
+    srv.close()
+
+
 def test_reset_mid_response_not_http_and_no_response_fail(procs, tmp_path):
     def reset(srv, c):
         srv.read_request(c)
