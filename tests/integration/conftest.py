@@ -28,6 +28,7 @@ deselects them, `make test-scale` runs only them.
 """
 import atexit
 import ctypes
+import fcntl
 import os
 import signal
 import subprocess
@@ -370,21 +371,90 @@ def _own_cgroup_dir():
     return os.path.join(mnt, rel.lstrip("/")) if mnt and rel is not None else None
 
 
-def _remove_daemon_cgroups(basetemp):
-    """The cgroups of daemons of this run that were killed (evmon.<socket>, see
-    cgroups.h): their processes are ended by then; rmdir the empty trees."""
-    home = _own_cgroup_dir()
+def _rmdir_tree(path):
+    """rmdir a cgroup tree bottom-up (what holds a process stays)."""
+    for dirpath, _, _ in sorted(os.walk(path), key=lambda t: -len(t[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
+def _cgroup_homes(home, basetemp):
+    """Names of the daemons' cgroups (evmon.<socket>, see cgroups.h) under home whose
+    socket is below basetemp."""
     prefix = "evmon." + str(basetemp).lstrip("/").replace("/", "-")
+    try:
+        return [n for n in os.listdir(home) if n.startswith(prefix)] if home else []
+    except OSError:
+        return []
+
+
+def _remove_daemon_cgroups(basetemp):
+    """The cgroups of daemons of this run that were killed: their processes are ended
+    by then; rmdir the empty trees."""
+    home = _own_cgroup_dir()
+    for n in _cgroup_homes(home, basetemp):
+        _rmdir_tree(os.path.join(home, n))
+
+
+RUN_LOCK = ".evmon-run"  # in a run's basetemp, flock'ed while the run lives
+
+
+def _run_is_over(basetemp):
+    """No runner uses basetemp: it is gone (pytest keeps the last 3), or its RUN_LOCK is
+    free (a runner killed with SIGKILL left it; pytest keeps such a basetemp 3 days). A
+    basetemp without RUN_LOCK (a run of a conftest from before it) counts as alive."""
+    try:
+        fd = os.open(os.path.join(basetemp, RUN_LOCK), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return not os.path.exists(basetemp)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _sweep_dead_runs_cgroups(home, root):
+    """The cgroups that daemons of earlier runs left under home when their runner was
+    killed (a CI job ended with SIGKILL: no cleanup ran): evmon.<root>-pytest-N-... of a
+    run N that is over, holding no process. A live run's are never touched: its
+    RUN_LOCK is held (also from another PID namespace: /tmp is shared)."""
+    prefix = "evmon." + str(root).lstrip("/").replace("/", "-") + "-pytest-"
     try:
         names = [n for n in os.listdir(home) if n.startswith(prefix)] if home else []
     except OSError:
         return
+    over = {}
     for n in names:
-        for dirpath, _, _ in sorted(os.walk(os.path.join(home, n)), key=lambda t: -len(t[0])):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+        num = n[len(prefix):].partition("-")[0]
+        if not num.isdigit():
+            continue
+        if num not in over:
+            over[num] = _run_is_over(os.path.join(root, "pytest-" + num))
+        try:
+            with open(os.path.join(home, n, "cgroup.events")) as f:
+                populated = "populated 0" not in f.read()
+        except OSError:
+            continue
+        if over[num] and not populated:
+            _rmdir_tree(os.path.join(home, n))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _this_run(tmp_path_factory):
+    """Hold this run's RUN_LOCK, then sweep what killed runs left."""
+    basetemp = tmp_path_factory.getbasetemp()
+    fd = os.open(basetemp / RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _sweep_dead_runs_cgroups(_own_cgroup_dir(), basetemp.parent)
+    yield
+    os.close(fd)
 
 
 @pytest.fixture(autouse=True)
