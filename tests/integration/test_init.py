@@ -18,6 +18,7 @@ test, wherever it was re-parented.
 """
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -1269,16 +1270,28 @@ def test_static_assert_handler(static_init, tmp_path):
     src.write_text("#include <assert.h>\nint main(int argc, char **argv)\n{\n"
                    "\t(void)argv;\n\tassert(argc == 42);\n\treturn 0;\n}\n")
     exe = tmp_path / "a"
-    # the flags of `make static`'s link: the object is an LTO object
-    r = subprocess.run(["cc", "-static", "-flto", "-Os", "-Wl,--gc-sections", "-o", str(exe), str(src), obj,
-                        "-Wl,-y,__assert_fail"], capture_output=True, text=True, timeout=300)
+    # the flags of `make static`'s link, and its compiler (the environment's CC, as for the
+    # make above): the object is an LTO object, which only that compiler links (clang's is
+    # LLVM bitcode: gcc's linker plugin says "file format not recognized")
+    cc = shlex.split(os.environ.get("CC") or "cc")
+    r = subprocess.run(cc + ["-static", "-flto", "-Os", "-Wl,--gc-sections", "-o", str(exe), str(src), obj,
+                             "-Wl,-y,__assert_fail"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     # the linker's trace: defined by our object, not by libc.a's assert.o
     assert re.search(r"assert\.o(\s|\(|:).*definition of __assert_fail", r.stdout + r.stderr), r.stderr
     assert "libc.a(assert.o)" not in r.stdout + r.stderr
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
     assert r.returncode == -signal.SIGABRT
-    assert r.stderr == f"evmon-init: {src}:5: main: Assertion `argc == 42' failed.\n"
+    # glibc's line from glibc's handler (the same program without our object), but for the
+    # program name: the function is the compiler's (gcc "main", clang "int main(int, char **)")
+    glibc = tmp_path / "glibc"
+    g = subprocess.run(cc + ["-static", "-Os", "-o", str(glibc), str(src)], capture_output=True, text=True,
+                       timeout=300)
+    assert g.returncode == 0, g.stderr
+    g = subprocess.run([str(glibc)], capture_output=True, text=True, timeout=30)
+    assert g.returncode == -signal.SIGABRT and g.stderr.startswith("glibc: "), g.stderr
+    assert f"{src}:5: " in g.stderr and ": Assertion `argc == 42' failed.\n" in g.stderr, g.stderr
+    assert r.stderr == "evmon-init: " + g.stderr[len("glibc: "):]
 
 
 # ------------------------------------------------------------ compat report
