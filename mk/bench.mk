@@ -3,7 +3,8 @@
 #   make bench            quick run (a few minutes): results in bench/results/,
 #                         then docs/BENCHMARKS.md and docs/bench-*.png regenerated
 #   make bench FULL=1     the full run (35 min to ~2 h on 2 cores, by host)
-#   make bench-build      only build the harnesses
+#   make bench-build      only build the harnesses (`make all` relinks an evmon_bench
+#                         that exists, against the new libevmon.a)
 #   make bench-report     regenerate the doc from the CSVs already in bench/results/
 #   make bench-runtimes   S9: `runc run` with evmon-init, tini-static and no init, 30
 #                         interleaved runs each (root, runc), into docs/BENCHMARKS.md
@@ -50,6 +51,11 @@ $(BENCH_DIR)/go_bench: bench/peers/go_bench.go | $(BENCH_STAMP)
 		go build -o $(abspath $@) go_bench.go
 
 bench-build: $(BENCH_BINS)
+
+# `make all` also relinks an evmon_bench built before (the one harness with evmon's code
+# in it): bench/run.py run by hand after a change to the library measured the old one.
+# A harness never built stays unbuilt (its peers' packages are `make bench`'s business).
+all: $(wildcard $(BENCH_DIR)/evmon_bench)
 
 # S5 and S6 need the evmon binary (and S5 the evmon-init of `make static` and of `make
 # init-dynamic`); what does not build is reported as "not available yet" and skipped.

@@ -332,3 +332,23 @@ def test_dockerfile():
         needed.add(found[0])
     needed.discard("libc6")
     assert needed <= set(apt_packages(final)), (needed, apt_packages(final))
+
+
+def test_make_all_relinks_a_built_evmon_bench(tmp_path):
+    """`make all` relinks bench/evmon_bench once it was built (it links libevmon.a:
+    bench/run.py run by hand after a change measured the old library), and builds no
+    harness never built (their peers' packages are `make bench`'s). A dry run (make -n)
+    into an empty build directory."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+    def planned():
+        r = subprocess.run(["make", "-n", "-C", ROOT, f"BUILD={tmp_path}", "all"], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+    assert f"{tmp_path}/bench/" not in planned()
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "evmon_bench").touch()
+    out = planned()
+    assert f"-o {tmp_path}/bench/evmon_bench " in out, out
+    assert f"{tmp_path}/bench/raw_bench" not in out and f"{tmp_path}/bench/tiny" not in out
