@@ -398,7 +398,12 @@ def test_check_runs_as_the_service_with_its_environment(procs, tmp_path):
     assert out.startswith(f"env web bar {tmp_path}/work\n"), out
     # in the service's cgroup when it has one
     if st.get("cgroup"):
-        chk.write_text(chk.read_text().replace("exit $s", "cat /proc/self/cgroup; exit $s"))
+        # a new file renamed over the old: rewriting it in place races the 50 ms check's
+        # exec of it (ETXTBSY, seen under load)
+        new = chk.with_suffix(".new")
+        new.write_text(chk.read_text().replace("exit $s", "cat /proc/self/cgroup; exit $s"))
+        new.chmod(0o755)
+        os.replace(new, chk)
         d.ctl("restart", "web")
         st = wait_for(lambda: (s := d.status("web")["web"]).get("health") == "healthy"
                       and "0::" in s["health_check"]["last"]["output"] and s, timeout=30 * SLOW)
