@@ -90,7 +90,11 @@ struct evm_loop_opts {
 	 * handles at most budget ready fds (exits, I/O, wake-ups), at most
 	 * budget due timers (restarts included) and reaps at most budget
 	 * orphans; the rest waits for the next call, and evm_loop_fd stays
-	 * readable meanwhile. 0: 1,024 fds and every due timer.
+	 * readable meanwhile. 0: 1,024 fds and every due timer. Whatever
+	 * the budget, services' restarts (each a spawn, which holds the loop
+	 * until the child has exec'd) are bounded on their own: at most 16
+	 * start in one call, fewer once 20 ms have passed since the first;
+	 * the others due wait, in the order they came due, for the next calls.
 	 */
 	unsigned budget;
 };

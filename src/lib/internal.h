@@ -149,6 +149,9 @@ struct evm_timer {
 	struct evm_timer **owner; /* the caller's handle (out), cleared when it is gone */
 	evm_timer_cb cb;
 	void *data;
+	bool spawns;	/* its callback spawns: at most a turn's worth per iteration */
+	bool waiting;	/* due, out of the heap, in the loop's spawn queue */
+	struct evm_timer *prev_waiting, *next_waiting;
 };
 
 EVM_HIDDEN uint64_t evm__mono_ns(void);
@@ -163,6 +166,17 @@ EVM_HIDDEN int evm__timers_run(struct evm_loop *loop); /* returns callbacks run 
 EVM_HIDDEN void evm__timers_free(struct evm_loop *loop);
 EVM_HIDDEN int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
 				 void *data, struct evm_timer **out);
+/*
+ * A timer whose callback spawns a process (a service's restart): at most
+ * EVM__SPAWN_TURN of them, and no more once EVM__SPAWN_SLICE_NS have gone
+ * by since the first, run in one iteration; the others due wait, in the
+ * order they came due, for the next iterations (ready fds and the other
+ * timers are served in between). Cancelled like any timer.
+ */
+#define EVM__SPAWN_TURN 16
+#define EVM__SPAWN_SLICE_NS (20 * 1000000ull)
+EVM_HIDDEN int evm__timer_add_spawn(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb,
+				    void *data, struct evm_timer **out);
 
 /* ------------------------------------------------------------- processes */
 
@@ -593,6 +607,8 @@ struct evm_loop {
 	struct evm_timer **heap;
 	size_t nheap, capheap;
 	uint64_t timer_seq;
+	struct evm_timer *waiting, *waiting_tail; /* spawning timers due, not run yet (FIFO) */
+	size_t nwaiting;
 	int timerfd; /* -1 until evm_loop_fd() asks for it */
 	struct evm__watch timer_w;
 	uint64_t timerfd_armed; /* deadline it is armed for, UINT64_MAX: disarmed */

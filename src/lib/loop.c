@@ -279,7 +279,7 @@ size_t evm_loop_alive(const struct evm_loop *loop)
 	if (!loop)
 		return 0;
 	/* the deferred orphan scan is bookkeeping, not work of the caller's */
-	return loop->nlive + loop->nheap - (loop->scan_timer ? 1 : 0);
+	return loop->nlive + loop->nheap + loop->nwaiting - (loop->scan_timer ? 1 : 0);
 }
 
 void evm__warn(struct evm_loop *loop, int error, const char *fmt, ...)

@@ -53,7 +53,7 @@ void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit
 {
 	uint64_t delay = backoff_delay(s);
 	s->next_start_mono = evm__mono_ns() + delay * 1000000;
-	if (evm_timer_add(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
+	if (evm__timer_add_spawn(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
 		snprintf(s->msg, sizeof(s->msg), "cannot schedule a restart: out of memory");
 		evm__sv_enter(s, EVM_STATE_FATAL, exit, -ENOMEM, 0);
 		return;
@@ -64,7 +64,7 @@ void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit
 int evm__sv_backoff_for(struct evm_service *s, uint64_t delay_ms)
 {
 	s->next_start_mono = evm__mono_ns() + delay_ms * 1000000;
-	if (evm_timer_add(s->loop, delay_ms, backoff_fire, s, &s->timer) < 0)
+	if (evm__timer_add_spawn(s->loop, delay_ms, backoff_fire, s, &s->timer) < 0)
 		return -ENOMEM;
 	evm__sv_enter(s, EVM_STATE_BACKOFF, NULL, 0, delay_ms);
 	return 0;

@@ -11,6 +11,17 @@
  * the library clears that handle (*owner) when the timer fires, before the
  * callback, and when it is cancelled, so a kept handle is either pending or
  * NULL, and evm_timer_cancel(NULL) does nothing.
+ *
+ * Timers that spawn (a service's restart) are bounded per iteration: a
+ * spawn holds the loop until the child has exec'd (milliseconds, tens on a
+ * busy machine), and 1,000 services crashing together made one iteration
+ * run 1,000 spawns while nothing else was served (control requests, the
+ * daemon's start batches, health checks, log pipes). At most
+ * EVM__SPAWN_TURN of them run in one iteration, fewer once
+ * EVM__SPAWN_SLICE_NS have passed since the first (at least one: they
+ * always progress); the others due wait in loop->waiting, a FIFO in the
+ * order they came due, and go first in the next iteration, after the ready
+ * fds. A waiting timer is still pending for its owner (cancel frees it).
  */
 #include "internal.h"
 
@@ -94,7 +105,38 @@ static void heap_remove(struct evm_loop *loop, struct evm_timer *t)
 
 uint64_t evm__heap_next(const struct evm_loop *loop)
 {
+	/* a waiting timer came due before any still in the heap */
+	if (loop->waiting)
+		return loop->waiting->deadline;
 	return loop->nheap ? loop->heap[0]->deadline : UINT64_MAX;
+}
+
+static void wait_push(struct evm_loop *loop, struct evm_timer *t)
+{
+	t->waiting = true;
+	t->next_waiting = NULL;
+	t->prev_waiting = loop->waiting_tail;
+	if (loop->waiting_tail)
+		loop->waiting_tail->next_waiting = t;
+	else
+		loop->waiting = t;
+	loop->waiting_tail = t;
+	loop->nwaiting++;
+}
+
+static void wait_remove(struct evm_loop *loop, struct evm_timer *t)
+{
+	if (t->prev_waiting)
+		t->prev_waiting->next_waiting = t->next_waiting;
+	else
+		loop->waiting = t->next_waiting;
+	if (t->next_waiting)
+		t->next_waiting->prev_waiting = t->prev_waiting;
+	else
+		loop->waiting_tail = t->prev_waiting;
+	t->waiting = false;
+	t->prev_waiting = t->next_waiting = NULL;
+	loop->nwaiting--;
 }
 
 /* The timer is gone (fired or cancelled): its handle must not name it any more. */
@@ -106,8 +148,8 @@ static void disown(struct evm_timer *t)
 	t->owner = NULL;
 }
 
-int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb, void *data,
-		      struct evm_timer **out)
+static int add(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb, void *data,
+	       struct evm_timer **out, bool spawns)
 {
 	if (out)
 		*out = NULL;
@@ -133,6 +175,7 @@ int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
 	t->seq = loop->timer_seq++;
 	t->cb = cb;
 	t->data = data;
+	t->spawns = spawns;
 	loop->heap[loop->nheap] = t;
 	t->idx = loop->nheap++;
 	sift_up(loop, t->idx);
@@ -143,43 +186,106 @@ int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
 	return 0;
 }
 
+int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb, void *data,
+		      struct evm_timer **out)
+{
+	return add(loop, delay_ns, cb, data, out, false);
+}
+
+static uint64_t ms_to_ns(uint64_t ms)
+{
+	return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
+}
+
+int evm__timer_add_spawn(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb, void *data,
+			 struct evm_timer **out)
+{
+	return add(loop, ms_to_ns(delay_ms), cb, data, out, true);
+}
+
 int evm_timer_add(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb, void *data,
 		  struct evm_timer **out)
 {
-	uint64_t ns = delay_ms > UINT64_MAX / 1000000 ? UINT64_MAX : delay_ms * 1000000;
-	return evm__timer_add_ns(loop, ns, cb, data, out);
+	return add(loop, ms_to_ns(delay_ms), cb, data, out, false);
 }
 
 void evm_timer_cancel(struct evm_timer *t)
 {
 	if (!t)
 		return;
+	struct evm_loop *loop = t->loop;
+	if (t->waiting) {
+		bool first = loop->waiting == t;
+		wait_remove(loop, t);
+		disown(t);
+		if (first)
+			evm__timerfd_sync(loop);
+		free(t);
+		return;
+	}
 	/* out of the heap: its callback runs, and evm__timers_run frees it after */
 	if (t->idx == SIZE_MAX)
 		return;
-	bool first = t->idx == 0;
-	heap_remove(t->loop, t);
+	bool first = t->idx == 0 && !loop->waiting;
+	heap_remove(loop, t);
 	disown(t);
 	if (first)
-		evm__timerfd_sync(t->loop);
+		evm__timerfd_sync(loop);
 	free(t);
+}
+
+static void fire(struct evm_timer *t)
+{
+	disown(t); /* before the callback, which may add a timer under the same handle */
+	t->cb(t, t->data);
+	free(t);
+}
+
+/* The spawns of one evm__timers_run: may one more run now? */
+struct spawn_turn {
+	unsigned n;
+	uint64_t until;
+};
+
+static bool turn_allows(struct spawn_turn *turn)
+{
+	if (turn->n >= EVM__SPAWN_TURN)
+		return false;
+	if (turn->n == 0)
+		turn->until = evm__mono_ns() + EVM__SPAWN_SLICE_NS;
+	else if (evm__mono_ns() >= turn->until)
+		return false;
+	turn->n++;
+	return true;
 }
 
 int evm__timers_run(struct evm_loop *loop)
 {
 	int n = 0;
+	struct spawn_turn turn = {0};
+#define ROOM (!loop->budget || (unsigned)n < loop->budget)
+	/* first the spawns that waited, in the order they came due */
+	while (loop->waiting && ROOM && turn_allows(&turn)) {
+		struct evm_timer *t = loop->waiting;
+		wait_remove(loop, t);
+		fire(t);
+		n++;
+	}
 	/* only timers due at the start: a callback re-adding a 0 ms timer
 	 * must not starve I/O */
 	uint64_t now = loop->now;
-	while (loop->nheap && loop->heap[0]->deadline <= now &&
-	       (!loop->budget || (unsigned)n < loop->budget)) {
+	while (loop->nheap && loop->heap[0]->deadline <= now && ROOM) {
 		struct evm_timer *t = loop->heap[0];
 		heap_remove(loop, t);
-		disown(t); /* before the callback, which may add a timer under the same handle */
-		t->cb(t, t->data);
-		free(t);
+		/* behind those waiting already (FIFO), or past this turn: waits */
+		if (t->spawns && (loop->waiting || !turn_allows(&turn))) {
+			wait_push(loop, t);
+			continue;
+		}
+		fire(t);
 		n++;
 	}
+#undef ROOM
 	return n;
 }
 
@@ -188,6 +294,11 @@ void evm__timers_free(struct evm_loop *loop)
 {
 	for (size_t i = 0; i < loop->nheap; i++)
 		free(loop->heap[i]);
+	while (loop->waiting) {
+		struct evm_timer *t = loop->waiting;
+		wait_remove(loop, t);
+		free(t);
+	}
 	free(loop->heap);
 	loop->heap = NULL;
 	loop->nheap = loop->capheap = 0;

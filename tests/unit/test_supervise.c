@@ -1231,6 +1231,105 @@ static void test_crash_loop_herd_stays_responsive(void **state)
 	assert_int_equal(evm_shutdown(loop, 0), 0);
 }
 
+static size_t count_state_all(struct evm_service **ss, int n, enum evm_state st)
+{
+	size_t k = 0;
+	for (int i = 0; i < n; i++)
+		k += evm_service_state(ss[i]) == st;
+	return k;
+}
+
+static uint64_t storm_backoff_ms;
+
+static void storm_opts(struct evm_service_opts *o)
+{
+	o->set |= EVM_SVC_BACKOFF_MAX;
+	o->backoff_initial_ms = storm_backoff_ms;
+	o->backoff_max_ms = storm_backoff_ms;
+	o->backoff_jitter = 0;
+}
+
+/*
+ * A restart spawns, and a spawn holds the loop until the child has exec'd
+ * (tens of ms on a busy machine): 1,000 services whose restarts were due
+ * together made one iteration run 1,000 spawns while nothing else was
+ * served. 40 services crash, their restarts all come due while the loop is
+ * not run; then each iteration starts at most EVM__SPAWN_TURN of them, in
+ * the order they came due, a plain timer due as well runs in the first
+ * iteration, and a restart still waiting is cancelled by a stop (no spawn).
+ */
+static void test_restart_storm_bounded_per_iteration(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	enum { N = 40 };
+	struct evm_service *ss[N];
+	char name[16];
+	storm_backoff_ms = T_MS(2000); /* > the time to spawn N, mostly: all in BACKOFF at once */
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "st%d", i);
+		ss[i] = svc(loop, name, EVM_RESTART_ALWAYS, EXIT3, storm_opts);
+		assert_int_equal(evm_service_start(ss[i]), 0);
+	}
+	RUN_UNTIL(loop, count_state_all(ss, N, EVM_STATE_BACKOFF) == N, 30000);
+	/* the order they came due: the order they last entered BACKOFF (one delay, no jitter) */
+	const char *due[N];
+	uint64_t last = 0;
+	size_t k = 0;
+	for (size_t i = 0; i < nev; i++) {
+		if (evs[i].state != EVM_STATE_BACKOFF)
+			continue;
+		bool later = false;
+		for (size_t j = i + 1; j < nev && !later; j++)
+			later = evs[j].state == EVM_STATE_BACKOFF && !strcmp(evs[j].name, evs[i].name);
+		if (!later)
+			due[k++] = evs[i].name;
+	}
+	assert_int_equal(k, N);
+	for (int i = 0; i < N; i++)
+		if (ss[i]->next_start_mono > last)
+			last = ss[i]->next_start_mono;
+	/* not a sleep for synchronisation: waiting for the clock to pass every deadline */
+	WAIT_FOR(evm__mono_ns() > last, T_MS(30000));
+	int pongs = 0;
+	assert_int_equal(evm_timer_add(loop, 0, ping_cb, &pongs, NULL), 0);
+
+	size_t from = nev, started = 0, stopped_one = 0;
+	const char *order[N];
+	struct evm_service *victim = NULL;
+	for (int it = 0; started + stopped_one < N; it++) {
+		assert_true(evm_loop_run_once(loop, 0) >= 0);
+		if (it == 0)
+			assert_int_equal(pongs, 1); /* not behind the restarts */
+		size_t this_turn = 0;
+		for (; from < nev; from++)
+			if (evs[from].old == EVM_STATE_BACKOFF && evs[from].state != EVM_STATE_STOPPED) {
+				assert_true(started < N);
+				order[started++] = evs[from].name;
+				this_turn++;
+			}
+		if (this_turn > EVM__SPAWN_TURN)
+			fail_msg("iteration %d started %zu restarts (at most %d)", it, this_turn,
+				 EVM__SPAWN_TURN);
+		if (it == 0) {
+			/* the last due is still waiting: a stop cancels it */
+			assert_true(started < N);
+			victim = evm_service_find(loop, due[N - 1]);
+			assert_non_null(victim);
+			assert_int_equal(evm_service_state(victim), EVM_STATE_BACKOFF);
+			assert_int_equal(evm_service_stop(victim), 0);
+			assert_int_equal(evm_service_state(victim), EVM_STATE_STOPPED);
+			stopped_one = 1;
+		}
+		if (it > 10 * N)
+			fail_msg("%zu restarts of %d in %d iterations", started, N - 1, it);
+	}
+	for (size_t i = 0; i < started; i++)
+		assert_string_equal(order[i], due[i]);
+	assert_int_equal(started, N - 1);
+	assert_int_equal(evm_service_state(victim), EVM_STATE_STOPPED);
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+}
+
 /* ------------------------------------------------------ the state table */
 
 static const char *state_text(unsigned st)
@@ -1544,6 +1643,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_shutdown_stops_a_process_spawned_meanwhile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_loop_run_from_a_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_storm_bounded_per_iteration, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_text_matches_the_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_cell_does_what_the_table_says, setup, teardown),
 	};
