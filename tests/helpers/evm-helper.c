@@ -31,6 +31,8 @@
  *   fdprint N TEXT    write TEXT and a newline to fd N
  *   cat               copy stdin to stdout until EOF
  *   lines N           print N numbered lines
+ *   talk MS           print "line 1", "line 2", ... forever, one each MS ms,
+ *                     each in one write (a logger that forks nothing per line)
  *   bytes N           write N bytes of 'x' (no newline) to stdout
  *   orphans N         fork N children that sleep 50 ms then exit, and
  *                     do not wait for them (they become orphans when we exit)
@@ -373,6 +375,16 @@ int main(int argc, char **argv)
 			for (long k = 1; k <= n; k++)
 				printf("line %ld\n", k);
 			i++;
+		} else if (!strcmp(c, "talk")) {
+			long ms = atol(a);
+			struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+			char line[32];
+			for (long k = 1;; k++) {
+				int len = snprintf(line, sizeof(line), "line %ld\n", k);
+				if (write(1, line, (size_t)len) != len)
+					_exit(1);
+				nanosleep(&ts, NULL);
+			}
 		} else if (!strcmp(c, "bytes")) {
 			long n = atol(a);
 			char buf[65536];

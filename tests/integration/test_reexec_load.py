@@ -25,15 +25,7 @@ from conftest import HELPER, wait_for
 from daemon_util import SLOW, Daemon
 from reliability_util import EventStream
 
-# The 1,000-service run fails today: 1,000 crash-looping services (cgroup = no) do not
-# reach 1,000 exits in 120 s here, a daemon throughput problem under churn (issue 15
-# leftovers in the closing note); skipped with that reason until it is fixed. The cause
-# measured since: each spawn holds the loop until the child has exec'd (bench/README.md,
-# "Churn"; bench/churn.py runs this churn alone), which asynchronous spawn completion fixes.
-RUNS = [(50, 5, 5), pytest.param(1000, 100, 100, marks=[
-    pytest.mark.scale,
-    pytest.mark.skip(reason="1,000 crash-looping services do not reach 1,000 exits in 120 s "
-                     "(daemon throughput under churn, open)")])]
+RUNS = [(50, 5, 5), pytest.param(1000, 100, 100, marks=pytest.mark.scale)]
 PINGERS = 3
 
 
@@ -117,7 +109,7 @@ stderr = null
 autostart = false
 
 [service:talk]
-command = sh -c 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.01; done'
+command = {HELPER} talk 10
 instances = {loggers}
 stdout = log
 """, start=False)
