@@ -158,15 +158,7 @@ def stop(p, home):
     """End a monitor as a user would, SIGTERM (an evmon daemon then stops its
     service and removes its cgroup home), and SIGKILL what is left after 30 s;
     then, if a kill left the home, end what is in it and remove it."""
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-    run.kill_tree(p.pid)
-    if p.poll() is None:
-        p.wait()
+    run.end(p, timeout=30)
     if not home or not os.path.isdir(home):
         return
     try:  # what is left in it (a service re-parented when its daemon was killed)

@@ -233,6 +233,20 @@ def kill_tree(root, workload=None):
     reap_orphans()
 
 
+def end(p, timeout=60):
+    """End a monitor as a user would: SIGTERM (an evmon daemon stops its services), and
+    after timeout seconds SIGKILL what is left of its tree (kill_tree); reaped."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    kill_tree(p.pid, TINY)
+    if p.poll() is None:
+        p.wait()
+
+
 def reap_orphans():
     while True:
         try:
@@ -714,15 +728,7 @@ class Daemon:
         return time.monotonic() - t0
 
     def close(self):
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        kill_tree(self.p.pid, TINY)
-        if self.p.poll() is None:
-            self.p.wait()
+        end(self.p)
         self.err.close()
         cleanup_strays()
 
@@ -879,15 +885,7 @@ def daemon_scale(n, idle, tmp, status_runs):
             m["status_ms"] = sorted(lat)[len(lat) // 2]
         return m
     finally:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        kill_tree(p.pid, TINY)
-        if p.poll() is None:
-            p.wait()
+        end(p)
         ns.close()
         err.close()
         cleanup_strays()
