@@ -130,6 +130,16 @@ class Daemon:
         return rc
 
 
+def config_errors(procs, cfg, errors):
+    """`evmon daemon --check` of cfg exits 1 saying each (line, message) of errors as
+    CFG:LINE: MESSAGE; returns its stderr."""
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=30 * SLOW)
+    assert r.returncode == 1, r
+    for line, msg in errors:
+        assert f"{cfg}:{line}: {msg}" in r.stderr, (msg, r.stderr)
+    return r.stderr
+
+
 def read_line(s):
     buf = b""
     while not buf.endswith(b"\n"):
