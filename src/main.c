@@ -5,6 +5,7 @@
  * /run/podman-init, docker-init), and as "evmon -- CMD", it is "evmon init",
  * so it can replace tini in an ENTRYPOINT or as a runtime's --init-path.
  */
+#include "cjson.h"
 #include "cli.h"
 
 #include <evmon.h>
@@ -65,9 +66,17 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(c, cmds[i].name))
-			return cmds[i].fn(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(c, cmds[i].name))
+			continue;
+		/* the daemon and ctl speak JSON: libcjson is opened here, not linked (cjson.h) */
+		char err[300];
+		if (cmds[i].fn != cmd_init && cjson_open(err, sizeof(err)) < 0) {
+			fprintf(stderr, "evmon: %s\n", err);
+			return 1;
+		}
+		return cmds[i].fn(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "evmon: unknown command '%s' (try: evmon help)\n", c);
 	return 2;
 }

@@ -6,7 +6,8 @@
 #ifndef EVMON_PROTO_H
 #define EVMON_PROTO_H
 
-#include <cjson/cJSON.h>
+#include "cjson.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

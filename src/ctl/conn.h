@@ -5,9 +5,9 @@
 #ifndef EVMON_CTL_CONN_H
 #define EVMON_CTL_CONN_H
 
+#include "cjson.h"
 #include "proto.h"
 
-#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 

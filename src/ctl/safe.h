@@ -6,7 +6,8 @@
 #ifndef EVMON_CTL_SAFE_H
 #define EVMON_CTL_SAFE_H
 
-#include <cjson/cJSON.h>
+#include "cjson.h"
+
 #include <stddef.h>
 
 /* Raw control bytes of a received line become '?' (the daemon's JSON never holds any). */

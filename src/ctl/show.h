@@ -7,7 +7,7 @@
 #ifndef EVMON_SHOW_H
 #define EVMON_SHOW_H
 
-#include <cjson/cJSON.h>
+#include "cjson.h"
 
 /* Print what a successful answer says; returns the exit code (0). */
 typedef int (*show_fn)(const cJSON *resp);

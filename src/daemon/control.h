@@ -13,7 +13,8 @@
 #ifndef EVMON_CONTROL_H
 #define EVMON_CONTROL_H
 
-#include <cjson/cJSON.h>
+#include "cjson.h"
+
 #include <evmon.h>
 #include <stdbool.h>
 #include <sys/types.h>

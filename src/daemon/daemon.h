@@ -20,6 +20,7 @@
 #ifndef EVMON_DAEMON_H
 #define EVMON_DAEMON_H
 
+#include "cjson.h"
 #include "config.h"
 #include "control.h"
 #include "events.h"
@@ -29,7 +30,6 @@
 #include "metrics.h"
 #include "output.h"
 
-#include <cjson/cJSON.h>
 #include <evmon.h>
 #include <stdbool.h>
 #include <stdint.h>

@@ -12,7 +12,8 @@
 #ifndef EVMON_EVENTS_H
 #define EVMON_EVENTS_H
 
-#include <cjson/cJSON.h>
+#include "cjson.h"
+
 #include <evmon.h>
 #include <time.h>
 

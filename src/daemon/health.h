@@ -16,7 +16,8 @@
 #ifndef EVMON_HEALTH_H
 #define EVMON_HEALTH_H
 
-#include <cjson/cJSON.h>
+#include "cjson.h"
+
 #include <evmon.h>
 #include <stdbool.h>
 

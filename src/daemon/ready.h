@@ -14,7 +14,8 @@
 #ifndef EVMON_READY_H
 #define EVMON_READY_H
 
-#include <cjson/cJSON.h>
+#include "cjson.h"
+
 #include <evmon.h>
 #include <stdbool.h>
 #include <sys/types.h>

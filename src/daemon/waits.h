@@ -6,9 +6,9 @@
 #ifndef EVMON_WAITS_H
 #define EVMON_WAITS_H
 
+#include "cjson.h"
 #include "control.h"
 
-#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 
