@@ -21,7 +21,8 @@ address space left out after it ends the first text segment, and the daemon's
 code is the next mapping, which an init never touches. The constants of the
 objects these functions come from (their strings, switch tables) are placed
 with the headers, in the first read-only mapping, which the dynamic loader reads
-whole at every start anyway: the rest of .rodata is not mapped either.
+whole at every start anyway: the rest of .rodata is not mapped either. And the
+variables of libevmon and src/init come first in .bss, in the page .data ends in.
 
 A function renamed or added later only stays in the daemon's part of the text
 (more RSS, never a wrong build); tests/integration/test_init.py
@@ -140,6 +141,17 @@ def main():
     print("\t. = ALIGN(CONSTANT (MAXPAGESIZE)) + CONSTANT (MAXPAGESIZE);")
     print("}")
     print("INSERT BEFORE .text;")
+    print("SECTIONS")
+    print("{")
+    print("\t/* the variables of libevmon and src/init right after .data, in the page it ends in,")
+    print("\t   not after the daemon's 256 KiB of buffers */")
+    print("\t.bss.evmon_init (NOLOAD) :")
+    print("\t{")
+    print("\t\t*/init/*.o(.bss .bss.*)")
+    print("\t\t*libevmon.a:*(.bss .bss.*)")
+    print("\t}")
+    print("}")
+    print("INSERT BEFORE .bss;")
 
 
 if __name__ == "__main__":

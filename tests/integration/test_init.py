@@ -1262,6 +1262,65 @@ def test_init_path_first():
         assert start <= addr[fn] < start + size, f"{fn} is outside .text.evmon_init"
 
 
+def _sections(path):
+    """{name: (address, file offset, size)} of an ELF file's sections (readelf)."""
+    r = subprocess.run(["readelf", "-SW", path], capture_output=True, text=True, timeout=60)
+    return {m.group(1): tuple(int(m.group(i), 16) for i in (2, 3, 4)) for m in
+            re.finditer(r"\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)", r.stdout)}
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's own binary")
+@pytest.mark.skipif(bool(SAN), reason="the sanitizers' constructors run in every object")
+def test_init_maps_none_of_the_daemon():
+    """a running evmon init maps no page of the daemon's code or constants, and loads no library but libc"""
+    r = subprocess.run(["readelf", "-d", EVMON], capture_output=True, text=True, timeout=30)
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(\S+)\]", r.stdout)
+    assert not [n for n in needed if "cjson" in n], needed  # opened by the daemon and ctl (cjson.h)
+    inih_a = subprocess.run(["pkg-config", "--variable=libdir", "inih"], capture_output=True, text=True,
+                            timeout=30).stdout.strip() + "/libinih.a"
+    if os.path.exists(inih_a):  # the Makefile links it statically then
+        assert not [n for n in needed if "inih" in n], needed
+    sec = _sections(EVMON)
+    # the daemon's: .text and .rodata, each in a mapping with none of the init's
+    daemon = {name: sec[name][1] for name in (".text", ".rodata")}
+    p = subprocess.Popen([EVMON, "init", "--", "sleep", "1000"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def started():  # the child past its exec: init's start is over
+            for c in children_of(p.pid):
+                try:
+                    if os.path.basename(os.readlink(f"/proc/{c}/exe")) == "sleep":
+                        return True
+                except OSError:
+                    pass
+            return False
+        wait_for(started, T, what="init's child to exec sleep")
+        exe = os.path.realpath(EVMON)
+        with open(f"/proc/{p.pid}/smaps") as f:
+            maps, cur = [], None
+            for line in f:
+                m = re.match(r"([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \d+\s+(.*)$", line)
+                if m:
+                    lo, hi, off = (int(m.group(i), 16) for i in (1, 2, 3))
+                    cur = [off, off + hi - lo, m.group(4).strip(), None]
+                    maps.append(cur)
+                elif line.startswith("Rss:"):
+                    cur[3] = int(line.split()[1])
+        for name, off in daemon.items():
+            mine = [m for m in maps if m[2] == exe and m[0] <= off < m[1]]
+            assert len(mine) == 1, (name, maps)
+            assert mine[0][3] == 0, f"{name}: {mine[0][3]} KiB of the daemon's mapping resident in a running init"
+        init = [m for m in maps if m[2] == exe and m[0] <= sec[".text.evmon_init"][1] < m[1]]
+        assert init and init[0][3] > 0, maps  # the init's own code is, in another mapping
+    finally:
+        p.terminate()  # forwarded to sleep, which dies of it; then init exits
+        try:
+            p.wait(timeout=T)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's static build")
 def test_static_assert_handler(static_init, tmp_path):
     """make static: evmon-init's own assert handler (not glibc's) prints glibc's line, then aborts"""
