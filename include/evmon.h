@@ -1477,19 +1477,24 @@ EVM_API void evm_cgroup_unwatch(struct evm_cgroup_watch *w);
  * what the old image knew of each service's cgroup, so that the new one
  * neither reads the cgroup's files nor watches it again (an inotify watch,
  * cgroup.events and memory.events read: per service, most of what a
- * re-exec with cgroups cost; one stat checks the watch). The old image keeps the inotify fd of its
+ * re-exec with cgroups cost). The old image keeps the inotify fd of its
  * watches open across the exec (evm_cgroup_watch_fd, FD_CLOEXEC cleared
  * just before) and writes down evm_service_cgroup_export of each service;
  * the new one gives the fd to its loop (evm_cgroup_watch_inherit) before
  * any watch, and each record to the service made again with that cgroup
  * (evm_service_opts.cgroup_kept). A change of a cgroup during the exec
  * is not lost: it waits in the kept fd, and is read at the new loop's first
- * turn.
+ * turn. A watch is taken back only if the fd has it, no other service took
+ * it, and it watches the file the record says (ino and dev, compared with
+ * the fd's own list: nothing is read per service); a record without
+ * EVM_CGROUP_KEPT_INO costs a stat of the cgroup's cgroup.events instead.
  */
 struct evm_cgroup_kept {
 	unsigned flags;	    /* EVM_CGROUP_KEPT_* */
 	int wd;		    /* EVM_CGROUP_KEPT_WATCH: its watch's descriptor in the kept fd */
 	uint64_t oom_kills; /* EVM_CGROUP_KEPT_OOM: memory.events oom_kill when its run began */
+	/* EVM_CGROUP_KEPT_INO: the file wd watches (its cgroup.events when the watch was made) */
+	uint64_t ino, dev;  /* st_ino, st_dev */
 };
 enum {
 	EVM_CGROUP_KEPT_MADE = 1u << 0,	     /* its directory exists (else: not made yet) */
@@ -1501,6 +1506,7 @@ enum {
 	 * adoption does not look again (OOM and NO_OOM: neither is kept)
 	 */
 	EVM_CGROUP_KEPT_NO_OOM = 1u << 4,
+	EVM_CGROUP_KEPT_INO = 1u << 5, /* with WATCH: ino and dev are known */
 };
 
 /* The inotify fd of the loop's cgroup watches (borrowed), or -ENOENT (none yet). */

@@ -386,20 +386,26 @@ static void write_client(FILE *f, struct client *cl, struct keep *k, int format)
 
 /*
  * "exec cg NAME made WD POPULATED OOM" or "exec cg NAME unmade" (evm_cgroup_kept);
- * OOM: its run's base, "-" none (no memory.events when it began), "?" unknown
+ * OOM: its run's base, "-" none (no memory.events when it began), "?" unknown;
+ * from format 6 " INO DEV" after it: the file WD watches (the new image
+ * compares it with the fd's list instead of a stat of the cgroup's file)
  */
-static void write_cg(FILE *f, const char *name, const struct evm_cgroup_kept *k)
+static void write_cg(FILE *f, const char *name, const struct evm_cgroup_kept *k, int format)
 {
 	if (!(k->flags & EVM_CGROUP_KEPT_MADE)) {
 		fprintf(f, "exec cg %s unmade\n", name);
 		return;
 	}
-	fprintf(f, "exec cg %s made %d %d ", name, k->flags & EVM_CGROUP_KEPT_WATCH ? k->wd : -1,
+	bool watch = k->flags & EVM_CGROUP_KEPT_WATCH;
+	fprintf(f, "exec cg %s made %d %d ", name, watch ? k->wd : -1,
 		k->flags & EVM_CGROUP_KEPT_POPULATED ? 1 : 0);
 	if (k->flags & EVM_CGROUP_KEPT_OOM)
-		fprintf(f, "%" PRIu64 "\n", k->oom_kills);
+		fprintf(f, "%" PRIu64, k->oom_kills);
 	else
-		fputs(k->flags & EVM_CGROUP_KEPT_NO_OOM ? "-\n" : "?\n", f);
+		fputc(k->flags & EVM_CGROUP_KEPT_NO_OOM ? '-' : '?', f);
+	if (format >= 6 && watch && (k->flags & EVM_CGROUP_KEPT_INO))
+		fprintf(f, " %" PRIu64 " %" PRIu64, k->ino, k->dev);
+	fputc('\n', f);
 }
 
 /* The state and the descriptors it names into f, in format v; the ones to keep into k. */
@@ -454,7 +460,7 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 		}
 		struct evm_cgroup_kept kc;
 		if (v >= 5 && d->cg && evm_service_cgroup_export(u->svc, &kc) == 0)
-			write_cg(f, u->name, &kc);
+			write_cg(f, u->name, &kc, v);
 	}
 	fprintf(f, "end %zu\n", n);
 }

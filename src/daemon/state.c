@@ -243,23 +243,31 @@ static struct rec_svc *exec_svc(struct record *r, const char *name)
 /*
  * "exec cg NAME made WD POPULATED OOM" (WD -1: not watched; OOM "-": its
  * run counts none, no memory.events when it began; "?": unknown, read at
- * the adoption) or "exec cg NAME unmade": what the old image knew of its
- * cgroup
+ * the adoption), from format 6 followed by " INO DEV" when the file its
+ * watch watches is known, or "exec cg NAME unmade": what the old image
+ * knew of its cgroup
  */
 static int parse_cg(struct record *r, const char *line)
 {
 	char name[300], made[8], oom[24];
-	int wd, pop, at = 0;
+	int wd, pop, at = 0, tail = 0;
 	struct evm_cgroup_kept k = {0};
 	if (sscanf(line, "%299s unmade%n", name, &at) == 1 && at && line[at] == '\n') {
 		/* not made: no flag */
-	} else if (sscanf(line, "%299s %7s %d %d %23s", name, made, &wd, &pop, oom) == 5 &&
+	} else if (sscanf(line, "%299s %7s %d %d %23s%n", name, made, &wd, &pop, oom, &at) == 5 &&
 		   !strcmp(made, "made") && wd >= -1 && (pop == 0 || pop == 1)) {
 		k.flags = EVM_CGROUP_KEPT_MADE;
 		if (wd >= 0) {
 			k.flags |= EVM_CGROUP_KEPT_WATCH | (pop ? EVM_CGROUP_KEPT_POPULATED : 0);
 			k.wd = wd;
 		}
+		/* format 5 read what follows OOM as nothing: so does it still */
+		if (r->version >= 6 && line[at] != '\n' &&
+		    (wd < 0 || sscanf(line + at, " %" SCNu64 " %" SCNu64 "%n", &k.ino, &k.dev, &tail) != 2 ||
+		     line[at + tail] != '\n'))
+			return -1;
+		if (tail)
+			k.flags |= EVM_CGROUP_KEPT_INO;
 		if (!strcmp(oom, "-")) {
 			k.flags |= EVM_CGROUP_KEPT_NO_OOM;
 		} else if (strcmp(oom, "?")) {

@@ -61,14 +61,15 @@ struct svc_conf;
  * The newest format read (every older one is read too), and what each
  * added: 2 the policy fields and "added" lines, 3 the re-exec's "exec
  * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id",
- * "exec client-sub" and "exec cut" lines, 5 "exec cgwatch" and "exec cg". A
+ * "exec client-sub" and "exec cut" lines, 5 "exec cgwatch" and "exec cg", 6
+ * the file each "exec cg" line's watch watches (its inode and device). A
  * re-exec passes the state in the newest format both binaries read (the
  * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
  * lines that format lacks (and what only they could carry: reexec.c). The
  * record on disk is written in format 2: what it holds has not changed
  * since, so an older evmon started after a crash still reads it.
  */
-#define STATE_VERSION 5
+#define STATE_VERSION 6
 #define STATE_DISK_VERSION 2
 #define STATE_REEXEC_OLDEST 2
 

@@ -24,9 +24,22 @@
 /* Read a whole (small) file into buf, NUL-terminated: length or -errno. */
 ssize_t evm__cg_read(int dfd, const char *name, char *buf, size_t cap)
 {
+	return evm__cg_read_id(dfd, name, buf, cap, NULL);
+}
+
+ssize_t evm__cg_read_id(int dfd, const char *name, char *buf, size_t cap, struct evm__file_id *id)
+{
 	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	struct stat st;
+	if (id && fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	if (id)
+		*id = (struct evm__file_id){.ino = st.st_ino, .dev = st.st_dev};
 	size_t len = 0;
 	while (len < cap - 1) {
 		ssize_t n = read(fd, buf + len, cap - 1 - len);

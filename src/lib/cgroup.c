@@ -488,9 +488,14 @@ int evm_cgroup_procs(const struct evm_cgroup *cg, pid_t *pids, size_t cap)
 
 int evm__cgroup_populated_at(int dfd, const char *events)
 {
+	return evm__cgroup_populated_id(dfd, events, NULL);
+}
+
+int evm__cgroup_populated_id(int dfd, const char *events, struct evm__file_id *id)
+{
 	char buf[256];
 	uint64_t v;
-	ssize_t n = evm__cg_read(dfd, events, buf, sizeof(buf));
+	ssize_t n = evm__cg_read_id(dfd, events, buf, sizeof(buf), id);
 	if (n < 0)
 		return (int)n;
 	return evm__cg_key(buf, "populated", &v) ? v != 0 : -EIO;

@@ -23,8 +23,13 @@
  * against the fd's own list (/proc/self/fdinfo, read once at the
  * inheritance: each watch's descriptor and inode): one the fd does not
  * have (a stale state: no event would ever come), one taken already, or
- * one on another file than the cgroup's cgroup.events (a stat) is refused,
- * and the cgroup watched anew. The watches no service took back by the
+ * one on another file than the cgroup's cgroup.events is refused, and the
+ * cgroup watched anew. Which file a watch is on is learnt when it is made
+ * (an fstat of the fd that reads the first value) and carried in the
+ * record (EVM_CGROUP_KEPT_INO), so taking a watch back costs no system
+ * call: at 10,000 services a stat each was ~100 ms of the re-exec's pause
+ * (an older image's record without it still costs one). The watches no
+ * service took back by the
  * loop's first turn (a service gone from the config, a creation that
  * failed) are removed then: else each would count against
  * fs.inotify.max_user_watches until the fd closes, over re-exec after
@@ -38,6 +43,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +58,8 @@ struct evm_cgroup_watch {
 	int wd;
 	bool populated;
 	bool dead;
+	bool id_known;
+	struct evm__file_id id; /* the file wd watches, when id_known */
 	evm_cgroup_cb cb;
 	void *data;
 	struct evm_cgroup_watch *hnext; /* same bucket */
@@ -62,8 +70,7 @@ struct evm_cgroup_watch {
 struct kept_wd {
 	int wd;
 	bool taken; /* by a service (evm__cgroup_watch_kept), or removed since */
-	uint64_t ino;
-	dev_t dev;
+	struct evm__file_id id;
 };
 
 struct evm__cgwatchers {
@@ -240,15 +247,19 @@ int evm_cgroup_watch(struct evm_loop *loop, const struct evm_cgroup *cg, evm_cgr
 	struct evm_cgroup_watch *w = watch_new(loop, s, cg, cb, data);
 	if (!w)
 		return -ENOMEM;
-	/* watch first, then read: a change in between is reported, not lost */
+	/*
+	 * watch first, then read: a change in between is reported, not lost;
+	 * the read's fd says which file is watched (for a later exec)
+	 */
 	w->wd = inotify_add_watch(s->ifd, w->events, IN_MODIFY);
-	r = w->wd < 0 ? -errno : evm__cgroup_populated_at(AT_FDCWD, w->events);
+	r = w->wd < 0 ? -errno : evm__cgroup_populated_id(AT_FDCWD, w->events, &w->id);
 	if (r < 0) {
 		/* another watch may share the wd: leave the kernel's watch alone */
 		free_watch(w);
 		return r;
 	}
 	w->populated = r > 0;
+	w->id_known = true;
 	watch_insert(s, w, out);
 	return 0;
 }
@@ -265,9 +276,36 @@ static struct kept_wd *kept_find(struct evm__cgwatchers *s, int wd)
 	return s->kept ? bsearch(&key, s->kept, s->nkept, sizeof(key), kept_cmp) : NULL;
 }
 
+/* s begins with key and hex digits: their value into *v, and what follows; else NULL */
+static const char *hex_field(const char *s, const char *key, uint64_t *v)
+{
+	size_t n = strlen(key);
+	if (strncmp(s, key, n))
+		return NULL;
+	s += n;
+	uint64_t x = 0;
+	const char *at = s;
+	for (;; s++) {
+		unsigned d = (unsigned)*s - '0' < 10 ? (unsigned)*s - '0'
+			   : (unsigned)(*s | 0x20) - 'a' < 6 ? (unsigned)(*s | 0x20) - 'a' + 10
+							     : 16;
+		if (d == 16)
+			break;
+		if (x >> 60)
+			return NULL;
+		x = x << 4 | d;
+	}
+	if (s == at)
+		return NULL;
+	*v = x;
+	return s;
+}
+
 /*
  * The watches of inotify fd fd, from /proc/self/fdinfo ("inotify wd:%x
  * ino:%lx sdev:%x ..." a line each), sorted by wd: 0, or -errno (no /proc).
+ * Parsed by hand: sscanf measures the whole rest of the buffer (strlen)
+ * at each call, ~10 us a line at 10,000 watches.
  */
 static int kept_read(int fd, struct kept_wd **out, size_t *n)
 {
@@ -280,10 +318,10 @@ static int kept_read(int fd, struct kept_wd **out, size_t *n)
 	size_t nk = 0, capk = 0;
 	int r = 0;
 	for (const char *line = buf; line; line = evm__cg_next_line(line)) {
-		int wd;
-		unsigned long ino;
-		unsigned sdev;
-		if (sscanf(line, "inotify wd:%x ino:%lx sdev:%x", &wd, &ino, &sdev) != 3)
+		uint64_t wd, ino, sdev;
+		const char *p = hex_field(line, "inotify wd:", &wd);
+		if (!p || wd > INT_MAX || !(p = hex_field(p, " ino:", &ino)) ||
+		    !hex_field(p, " sdev:", &sdev) || sdev > UINT32_MAX)
 			continue;
 		if (nk == capk) {
 			capk = capk ? capk * 2 : 64;
@@ -295,7 +333,10 @@ static int kept_read(int fd, struct kept_wd **out, size_t *n)
 			k = nb;
 		}
 		/* the kernel's dev_t: 12 bits of major above 20 of minor */
-		k[nk++] = (struct kept_wd){.wd = wd, .ino = ino, .dev = makedev(sdev >> 20, sdev & 0xfffff)};
+		k[nk++] = (struct kept_wd){
+			.wd = (int)wd,
+			.id = {.ino = ino, .dev = makedev((unsigned)sdev >> 20, (unsigned)sdev & 0xfffff)},
+		};
 	}
 	free(buf);
 	if (r < 0) {
@@ -338,8 +379,8 @@ static void kept_end(struct evm_loop *loop, void *data)
 	s->nkept = 0;
 }
 
-int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, int wd,
-			   bool populated, evm_cgroup_cb cb, void *data,
+int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg,
+			   const struct evm_cgroup_kept *rec, evm_cgroup_cb cb, void *data,
 			   struct evm_cgroup_watch **out)
 {
 	struct evm__cgwatchers *s = loop->cgw;
@@ -348,15 +389,26 @@ int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, i
 	 * or unread, the fd does not have it: a stale state), or another
 	 * service's already: watch anew
 	 */
-	struct kept_wd *k = s && wd >= 0 ? kept_find(s, wd) : NULL;
+	struct kept_wd *k = s && rec->wd >= 0 ? kept_find(s, rec->wd) : NULL;
 	if (!k || k->taken)
 		return -ENOENT;
+	/*
+	 * Of another file than the record's: watch anew. The record says
+	 * which file its watch was made on; without that (an older image's
+	 * record), the cgroup's cgroup.events is looked at now.
+	 */
+	struct evm__file_id id = {rec->ino, rec->dev};
 	struct evm_cgroup_watch *w = watch_new(loop, s, cg, cb, data);
 	if (!w)
 		return -ENOMEM;
-	struct stat st;
-	if (stat(w->events, &st) < 0 || (uint64_t)st.st_ino != k->ino || st.st_dev != k->dev) {
-		free_watch(w); /* a watch of another file (or this one is gone): watch anew */
+	if (!(rec->flags & EVM_CGROUP_KEPT_INO)) {
+		struct stat st;
+		id.ino = UINT64_MAX; /* gone: none is */
+		if (stat(w->events, &st) == 0)
+			id = (struct evm__file_id){st.st_ino, st.st_dev};
+	}
+	if (id.ino != k->id.ino || id.dev != k->id.dev) {
+		free_watch(w);
 		return -ENOENT;
 	}
 	k->taken = true;
@@ -364,8 +416,10 @@ int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, i
 	 * The watch never stopped: a change since the old image read the
 	 * file waits in the fd, and is compared with this value when read
 	 */
-	w->wd = wd;
-	w->populated = populated;
+	w->wd = rec->wd;
+	w->populated = rec->flags & EVM_CGROUP_KEPT_POPULATED;
+	w->id = id;
+	w->id_known = true;
 	watch_insert(s, w, out);
 	return 0;
 }
@@ -373,6 +427,14 @@ int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, i
 int evm__cgwatch_wd(const struct evm_cgroup_watch *w)
 {
 	return w->dead ? -1 : w->wd;
+}
+
+bool evm__cgwatch_id(const struct evm_cgroup_watch *w, struct evm__file_id *id)
+{
+	if (w->dead || !w->id_known)
+		return false;
+	*id = w->id;
+	return true;
 }
 
 int evm_cgroup_watch_fd(struct evm_loop *loop)

@@ -535,6 +535,13 @@ EVM_HIDDEN bool evm__cg_member(pid_t pid, const char *rel);
 EVM_HIDDEN struct evm_cgroup *evm__cgroup_ref(struct evm_cgroup *cg);
 /* interface files (cgfile.c): never created (O_CREAT); -errno */
 EVM_HIDDEN ssize_t evm__cg_read(int dfd, const char *name, char *buf, size_t cap);
+/* which file: st_ino and st_dev */
+struct evm__file_id {
+	uint64_t ino, dev;
+};
+/* evm__cg_read, and the file's identity (an fstat of the fd it read) into *id unless NULL */
+EVM_HIDDEN ssize_t evm__cg_read_id(int dfd, const char *name, char *buf, size_t cap,
+				   struct evm__file_id *id);
 EVM_HIDDEN ssize_t evm__cg_read_all(int dfd, const char *name, char **out); /* malloc'ed */
 EVM_HIDDEN int evm__cg_write(int dfd, const char *name, const char *s);
 /* after ENOENT on an interface file: -ENOENT (cgroup gone) or -EOPNOTSUPP (controller off) */
@@ -546,6 +553,8 @@ EVM_HIDDEN int evm__cg_procs_at(int dfd, pid_t *pids, size_t cap);
 /* the part of path below prefix ("" for prefix itself), or NULL */
 EVM_HIDDEN const char *evm__cg_below(const char *path, const char *prefix);
 EVM_HIDDEN int evm__cgroup_populated_at(int dfd, const char *events); /* 1, 0, -errno */
+/* the same, and which file it read (evm__cg_read_id) into *id unless NULL */
+EVM_HIDDEN int evm__cgroup_populated_id(int dfd, const char *events, struct evm__file_id *id);
 EVM_HIDDEN int evm__cgroup_kill_loop(struct evm_cgroup *cg); /* kill without cgroup.kill */
 
 struct evm__cgwatchers; /* the loop's inotify fd and its watches (cgwatch.c) */
@@ -553,16 +562,19 @@ EVM_HIDDEN void evm__cgwatch_free_all(struct evm_loop *loop);
 /* cgwatch.c: the owner read populated = 1 itself: a later 0 is reported (a change) */
 EVM_HIDDEN void evm__cgwatch_saw_populated(struct evm_cgroup_watch *w);
 /*
- * A watch of cg taken back from the inherited fd by its descriptor and last
- * value (evm_service_opts.cgroup_kept): 0, -ENOENT (watch anew: no inherited
- * fd, its first turn is over, or wd is not a watch of it, is taken already
- * or watches another file), -ENOMEM
+ * A watch of cg taken back from the inherited fd by the descriptor, last
+ * value and (EVM_CGROUP_KEPT_INO) file identity of record k
+ * (evm_service_opts.cgroup_kept, with EVM_CGROUP_KEPT_WATCH): 0, -ENOENT
+ * (watch anew: no inherited fd, its first turn is over, or k->wd is not a
+ * watch of it, is taken already or watches another file), -ENOMEM
  */
-EVM_HIDDEN int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg, int wd,
-				      bool populated, evm_cgroup_cb cb, void *data,
-				      struct evm_cgroup_watch **out);
+EVM_HIDDEN int evm__cgroup_watch_kept(struct evm_loop *loop, const struct evm_cgroup *cg,
+				      const struct evm_cgroup_kept *k, evm_cgroup_cb cb,
+				      void *data, struct evm_cgroup_watch **out);
 /* Its descriptor, or -1 once unwatched. */
 EVM_HIDDEN int evm__cgwatch_wd(const struct evm_cgroup_watch *w);
+/* The file its descriptor watches (its cgroup.events when the watch was made): true, or unknown */
+EVM_HIDDEN bool evm__cgwatch_id(const struct evm_cgroup_watch *w, struct evm__file_id *id);
 
 /* ------------------------------------------------------------------ loop */
 

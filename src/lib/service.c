@@ -165,9 +165,7 @@ static int watch_cgroup(struct evm_service *s, const struct evm_cgroup_kept *k)
 		r = -ENOENT; /* not made yet (evm_cgroup_create_later): empty until a spawn makes it */
 	} else {
 		r = k && (k->flags & EVM_CGROUP_KEPT_WATCH)
-			    ? evm__cgroup_watch_kept(s->loop, s->cg, k->wd,
-						     k->flags & EVM_CGROUP_KEPT_POPULATED, on_cgroup,
-						     s, &s->cgw)
+			    ? evm__cgroup_watch_kept(s->loop, s->cg, k, on_cgroup, s, &s->cgw)
 			    : -ENOENT;
 		if (r == -ENOENT) /* none to take back: a watch of its own */
 			r = evm_cgroup_watch(s->loop, s->cg, on_cgroup, s, &s->cgw);
@@ -204,11 +202,13 @@ static int use_cgroup(struct evm_service *s, struct evm_cgroup *cg, const struct
 static bool kept_valid(const struct evm_cgroup_kept *k)
 {
 	const unsigned all = EVM_CGROUP_KEPT_MADE | EVM_CGROUP_KEPT_WATCH |
-			     EVM_CGROUP_KEPT_POPULATED | EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
+			     EVM_CGROUP_KEPT_POPULATED | EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM |
+			     EVM_CGROUP_KEPT_INO;
 	const unsigned oom = EVM_CGROUP_KEPT_OOM | EVM_CGROUP_KEPT_NO_OOM;
 	return !(k->flags & ~all) && (k->flags & oom) != oom &&
 	       (!(k->flags & (EVM_CGROUP_KEPT_WATCH | EVM_CGROUP_KEPT_POPULATED)) ||
 		(k->flags & EVM_CGROUP_KEPT_MADE)) &&
+	       (!(k->flags & EVM_CGROUP_KEPT_INO) || (k->flags & EVM_CGROUP_KEPT_WATCH)) &&
 	       (!(k->flags & EVM_CGROUP_KEPT_WATCH) || k->wd >= 0);
 }
 
@@ -227,6 +227,12 @@ int evm_service_cgroup_export(const struct evm_service *s, struct evm_cgroup_kep
 		out->wd = wd;
 		if (evm_cgroup_watch_populated(s->cgw))
 			out->flags |= EVM_CGROUP_KEPT_POPULATED;
+		struct evm__file_id id;
+		if (evm__cgwatch_id(s->cgw, &id)) {
+			out->flags |= EVM_CGROUP_KEPT_INO;
+			out->ino = id.ino;
+			out->dev = id.dev;
+		}
 	}
 	if (s->oom_known) {
 		out->flags |= EVM_CGROUP_KEPT_OOM;

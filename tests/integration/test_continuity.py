@@ -477,9 +477,14 @@ if fd:
     while chunk := os.read(fd, 65536):
         data += chunk
     lines = data.decode().split("\n")
-    wds = {{f[2]: f[4] for f in map(str.split, lines) if f[:2] == ["exec", "cg"] and len(f) == 7}}
+    # "exec cg NAME made WD POPULATED OOM [INO DEV]": the descriptor rewritten, not the file
+    wds = {{f[2]: f[4] for f in map(str.split, lines) if f[:2] == ["exec", "cg"] and len(f) >= 7}}
+    assert set(plan) <= set(wds), (plan, wds)
+    # format 6: each watch's file is named
+    assert all(len(f) == 9 for f in map(str.split, lines) if f[:2] == ["exec", "cg"] and
+               f[3] == "made" and f[4] != "-1"), lines
     for i, f in enumerate(map(str.split, lines)):
-        if f[:2] == ["exec", "cg"] and len(f) == 7 and f[2] in plan:
+        if f[:2] == ["exec", "cg"] and len(f) >= 7 and f[2] in plan:
             f[4] = wds.get(plan[f[2]], plan[f[2]])
             lines[i] = " ".join(f)
     os.ftruncate(fd, 0)
@@ -502,10 +507,11 @@ def sleeping(marker):
 
 def test_reexec_checks_the_watches_it_takes_back(procs, tmp_path, marker):
     """The state a re-exec passes names each service's cgroup watch by its
-    descriptor; the new image checks it against the kept inotify fd before
-    taking it back. Given a descriptor the fd does not have (w:0) and
-    another service's (w:1 named with w:2's), each service watches its
-    cgroup anew: a stop, which waits for the cgroup to empty, still ends
+    descriptor and the file it watches; the new image checks them against
+    the kept inotify fd's own list before taking it back. Given a descriptor
+    the fd does not have (w:0) and another service's (w:1 named with w:2's,
+    which the fd says is on another file than w:1's record), each service
+    watches its cgroup anew: a stop, which waits for the cgroup to empty, still ends
     (taken back as given, the first would never be told, and w:1 would be
     told of w:2's cgroup instead of its own). Each main process leaves a
     child that ignores SIGTERM: its exit is held until the stop timeout's
@@ -628,16 +634,18 @@ def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
     assert marker_pids(marker) == []
 
 
-@pytest.mark.parametrize("fmt", [2, 3, 4])
+@pytest.mark.parametrize("fmt", [2, 3, 4, 5])
 def test_reexec_into_an_older_format(procs, tmp_path, marker, fmt):
     """A binary that reads an older state format (the previous releases: 2
     before pidfds and half-read requests crossed the exec, 3 before the
-    requester's id and subscription did) is passed the state in its format,
-    without the lines it would refuse: the services are kept, by pid. The
-    binary here is a wrapper that says it reads only fmt, keeps a copy of
-    the state it is passed, and runs this evmon, which reads every format."""
-    # with cgroups, 5's watches would be passed (format 4 refuses them)
-    d = Daemon(procs, tmp_path, config(marker, n=3, cgroup="auto" if fmt == 4 else "no"),
+    requester's id and subscription did, 4 before the cgroup watches did, 5
+    before the file of each watch did) is passed the state in its format,
+    without the lines (or the fields) it would refuse: the services are
+    kept, by pid. The binary here is a wrapper that says it reads only fmt,
+    keeps a copy of the state it is passed, and runs this evmon, which reads
+    every format."""
+    # with cgroups, 5's watches would be passed (format 4 refuses them), and 6's files of them
+    d = Daemon(procs, tmp_path, config(marker, n=3, cgroup="auto" if fmt >= 4 else "no"),
                start=False)
     exe = own_copy(tmp_path)
     start_with(d, exe)
@@ -662,7 +670,9 @@ def test_reexec_into_an_older_format(procs, tmp_path, marker, fmt):
     assert ("id" in reply) == (fmt >= 4)  # older than 4, the image does not know the id
     lines = open(passed).read().splitlines()
     assert lines[0] == f"evmon-state {fmt}" and lines[-1] == "end 3", lines
-    newer = ("exec cgwatch", "exec cg ") + \
+    cg = [l.split() for l in lines if l.startswith("exec cg ")]
+    assert fmt < 5 or (len(cg) == 3 and all(len(f) == 7 for f in cg)), lines  # no file: format 5
+    newer = (("exec cgwatch", "exec cg ") if fmt < 5 else ()) + \
         (("exec client-id", "exec client-sub") if fmt < 4 else ()) + \
         (("exec pidfd", "exec input", "exec times") if fmt == 2 else ())
     assert not [l for l in lines if l.startswith(newer)], lines

@@ -19,6 +19,7 @@
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -1373,6 +1374,99 @@ static void test_cgroup_kept_checked(void **state)
 	evm_loop_run_once(loop, 0);
 }
 
+/*
+ * A record says which file its watch is on (EVM_CGROUP_KEPT_INO: learnt
+ * when the watch was made, an fstat of the fd that read its first value),
+ * and the watch is taken back only if the inherited fd's own list says the
+ * same of that descriptor: the cgroup's files are not looked at (a stat
+ * each was most of the re-exec's pause at 10,000 services). A record that
+ * names another file, or another device, is refused, and the cgroup
+ * watched anew; the file of a watch taken back is passed on again.
+ */
+static void test_cgroup_kept_ino(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state), *next;
+	enum { A, B, C, N };
+	static const char *const names[N] = {"a.service", "b.service", "c.service"};
+	struct evm_cgroup *cg[N];
+	struct evm_cgroup_watch *w[N];
+	struct wrec rec[N] = {{0}};
+	struct evm__file_id id[N];
+	int wd[N];
+	for (int i = 0; i < N; i++) {
+		char path[PATH_MAX];
+		struct stat st;
+		assert_int_equal(evm_cgroup_create(BASE(state), names[i], &cg[i]), 0);
+		assert_int_equal(evm_cgroup_watch(loop, cg[i], on_pop, &rec[i], &w[i]), 0);
+		rec[i].w = w[i];
+		wd[i] = evm__cgwatch_wd(w[i]);
+		assert_true(evm__cgwatch_id(w[i], &id[i]));
+		snprintf(path, sizeof(path), "%s/cgroup.events", evm_cgroup_path(cg[i]));
+		assert_int_equal(stat(path, &st), 0);
+		assert_true(id[i].ino == (uint64_t)st.st_ino && id[i].dev == (uint64_t)st.st_dev);
+	}
+	assert_true(id[A].ino != id[B].ino);
+
+	int kept = fcntl(evm_cgroup_watch_fd(loop), F_DUPFD_CLOEXEC, 3);
+	assert_true(kept >= 0);
+	struct evm_loop_opts lo = {0};
+	assert_int_equal(evm_loop_new(&next, &lo), 0);
+	assert_int_equal(evm_cgroup_watch_inherit(next, kept), 0);
+	struct evm_service_opts so = {.spawn = {.argv = HARGV("pause")}, .restart = EVM_RESTART_NEVER};
+	/* each record says "populated" of an empty cgroup: taken back, the service believes it */
+	struct evm_cgroup_kept k = {.flags = EVM_CGROUP_KEPT_MADE | EVM_CGROUP_KEPT_WATCH |
+					     EVM_CGROUP_KEPT_POPULATED | EVM_CGROUP_KEPT_INO};
+	struct evm_cgroup_kept out;
+	struct evm_service *svc[N];
+	so.cgroup_kept = &k;
+	/* a: its own watch and file: taken back, and its file passed on */
+	so.name = "a";
+	so.cgroup = cg[A];
+	k.wd = wd[A];
+	k.ino = id[A].ino;
+	k.dev = id[A].dev;
+	assert_int_equal(evm_service_new(next, &so, &svc[A]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[A], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_POPULATED) && out.wd == wd[A]);
+	assert_true((out.flags & EVM_CGROUP_KEPT_INO) && out.ino == id[A].ino && out.dev == id[A].dev);
+	/* b: its own descriptor, but the record names a's file: watched anew (a stat would take it) */
+	so.name = "b";
+	so.cgroup = cg[B];
+	k.wd = wd[B];
+	k.ino = id[A].ino;
+	k.dev = id[A].dev;
+	assert_int_equal(evm_service_new(next, &so, &svc[B]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[B], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_WATCH) && !(out.flags & EVM_CGROUP_KEPT_POPULATED));
+	assert_true(out.wd == wd[B] && out.ino == id[B].ino && out.dev == id[B].dev);
+	/* c: its own descriptor and inode, on another device: watched anew */
+	so.name = "c";
+	so.cgroup = cg[C];
+	k.wd = wd[C];
+	k.ino = id[C].ino;
+	k.dev = id[C].dev + 1;
+	assert_int_equal(evm_service_new(next, &so, &svc[C]), 0);
+	assert_int_equal(evm_service_cgroup_export(svc[C], &out), 0);
+	assert_true((out.flags & EVM_CGROUP_KEPT_WATCH) && !(out.flags & EVM_CGROUP_KEPT_POPULATED));
+	assert_true(out.wd == wd[C] && out.ino == id[C].ino && out.dev == id[C].dev);
+	/* INO without WATCH is not a record */
+	k.flags = EVM_CGROUP_KEPT_MADE | EVM_CGROUP_KEPT_INO;
+	so.name = "d";
+	struct evm_service *bad;
+	assert_int_equal(evm_service_new(next, &so, &bad), -EINVAL);
+
+	for (int i = 0; i < N; i++)
+		evm_service_remove(svc[i]);
+	evm_loop_run_once(next, 0);
+	evm_loop_free(next); /* closes kept */
+	for (int i = 0; i < N; i++) {
+		evm_cgroup_unwatch(w[i]);
+		evm_cgroup_free(cg[i]);
+	}
+	evm_loop_run_once(loop, 0);
+}
+
 /* -------------------------------------------------------------------- main */
 
 /* Remove the cgroups of runs that died: evmtest.* whose lock is free. */
@@ -1797,6 +1891,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oom_kill_while_the_exit_is_held, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_checked, cg_setup_spawn, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_cgroup_kept_ino, cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_failed_creation, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_across_exec, cg_setup_spawn,
