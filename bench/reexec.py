@@ -15,7 +15,14 @@ alone) and the phases the new image logs
 numbers to publish (note `uptime` with them).
 
     bench/reexec.py --build build/cc [--n 1000] [--runs 5] [--cgroup no|auto]
-                    [--stdout null|log]
+                    [--stdout null|log] [--compare BUILD_B [--rounds 3]]
+
+With --compare, one daemon (N services started once) runs from a copy of the
+binary that each round swaps: A (--build), then B, --rounds times. After each
+swap one re-exec crosses from the other build (not counted: its old image is
+the other one, and the state may be passed in an older format) and --runs
+re-execs are measured with the same build on both sides of the exec: the
+same services, the same machine minutes, alternated (A B A B ...).
 """
 import argparse
 import os
@@ -48,10 +55,22 @@ def main():
     ap.add_argument("--stdout", default="null", help="the services' stdout: null or log (pipes)")
     ap.add_argument("--perf", metavar="FILE", help="perf record the daemon across the runs into FILE")
     ap.add_argument("--no-ping", action="store_true", help="no pinger (to profile the re-exec alone)")
+    ap.add_argument("--compare", metavar="BUILD_B", help="alternate with this build's evmon in one daemon")
+    ap.add_argument("--rounds", type=int, default=3, help="with --compare: A B rounds")
     a = ap.parse_args()
     evmon = os.path.abspath(os.path.join(a.build, "evmon"))
     helper = os.path.abspath(os.path.join(a.build, "tests", "evm-helper"))
     tmp = tempfile.mkdtemp(prefix="evmon-reexec-")
+    builds = [("A", evmon)]
+    if a.compare:
+        builds.append(("B", os.path.abspath(os.path.join(a.compare, "evmon"))))
+        evmon = os.path.join(tmp, "evmon")  # the one path the daemon runs and re-execs
+
+        def install(src):
+            subprocess.run(["cp", src, evmon + ".new"], check=True)
+            os.replace(evmon + ".new", evmon)
+
+        install(builds[0][1])
     sock, cfg, log = (os.path.join(tmp, f) for f in ("d.sock", "d.ini", "d.log"))
     with open(cfg, "w") as f:
         f.write(f"[evmon]\ncgroup = {a.cgroup}\nlog_dir = {tmp}/logs\nstart_secs = 0\n\n"
@@ -81,8 +100,10 @@ def main():
         p.start()
         perf = subprocess.Popen(["perf", "record", "-F", "2000", "--call-graph", "dwarf,16384", "-o", a.perf, "-p",
                                  str(d.pid)], stdout=subprocess.DEVNULL) if a.perf else None
-        pauses, cpus = [], []
-        for i in range(a.runs):
+        res = {k: ([], [], []) for k, _ in builds}  # pauses, CPU, phase lines
+
+        def reexec(label, into):
+            """One re-exec: its pause (ms) and the daemon's CPU across it, printed"""
             time.sleep(1)
             c0, at = cpu_ms(d.pid), time.monotonic()
             r = request(sock, {"cmd": "reexec"})
@@ -90,26 +111,43 @@ def main():
             if not r.get("ok"):
                 sys.exit(f"reexec: {r}")
             time.sleep(0.5)
-            cpus.append(cpu_ms(d.pid) - c0)
+            cpu = cpu_ms(d.pid) - c0
             if p.error:
                 sys.exit(f"pinger: {p.error}")
             got = [t for t in p.answers if at - 0.05 <= t <= done + 0.4]
             gap = max((b - c for c, b in zip(got, got[1:])), default=float("nan"))
-            pauses.append(gap * 1000)
-            print(f"run {i + 1}: pause {gap * 1000:.1f} ms, reexec answered in "
-                  f"{(done - at) * 1000:.1f} ms, daemon CPU {cpus[-1]:.0f} ms, "
-                  f"load {os.getloadavg()[0]:.1f}")
+            print(f"{label}: pause {gap * 1000:.1f} ms, reexec answered in "
+                  f"{(done - at) * 1000:.1f} ms, daemon CPU {cpu:.0f} ms, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            phase = re.findall(r"re-exec: .*ms.*", open(log, errors="replace").read())
+            if into:
+                into[0].append(gap * 1000)
+                into[1].append(cpu)
+                into[2].append(phase[-1] if phase else "")
+
+        for rnd in range(a.rounds if a.compare else 1):
+            for key, path in builds:
+                if a.compare:
+                    install(path)
+                    reexec(f"{key} round {rnd + 1}, crossing into it (not counted)", None)
+                for i in range(a.runs):
+                    reexec(f"{key + ' ' if a.compare else ''}run {i + 1}", res[key])
         p.stop = True
         p.join(5)
         if perf:
             perf.send_signal(2)
             perf.wait(60)
-        phases = re.findall(r"re-exec: .*ms.*", open(log, errors="replace").read())
-        for line in phases[-a.runs:]:
-            print("  " + line)
-        print(f"n={a.n} cgroup={a.cgroup} stdout={a.stdout}: pause median "
-              f"{statistics.median(pauses):.1f} ms (min {min(pauses):.1f}, max {max(pauses):.1f}), "
-              f"daemon CPU median {statistics.median(cpus):.0f} ms{' (pings included)' if not a.no_ping else ''}; load {os.getloadavg()[0]:.1f}")
+        for key, path in builds:
+            pauses, cpus, phases = res[key]
+            for line in phases:
+                print(f"  {key + ' ' if a.compare else ''}{line}")
+            print(f"{key + ' = ' + path + ': ' if a.compare else ''}n={a.n} cgroup={a.cgroup} "
+                  f"stdout={a.stdout}: pause median "
+                  f"{statistics.median(pauses):.1f} ms (min {min(pauses):.1f}, max {max(pauses):.1f}), "
+                  f"daemon CPU median {statistics.median(cpus):.0f} ms"
+                  f"{' (pings included)' if not a.no_ping else ''}; load {os.getloadavg()[0]:.1f}")
+        if a.compare:
+            print(f"B/A pause medians: {statistics.median(res['B'][0]) / statistics.median(res['A'][0]):.2f}")
     finally:
         d.terminate()
         try:
