@@ -859,6 +859,15 @@ start_secs = 0
     assert not any(alive(p) for p in pids)
 
 
+def kill_all(pids):
+    """SIGKILL to each of pids still running (a killed daemon's services)."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_second_daemon_refused_and_stale_socket_replaced(procs, tmp_path):
     d = Daemon(procs, tmp_path, BASIC)
     r = procs.run([EVMON, "daemon", "-c", d.cfg, "-S", d.sock], timeout=20)
@@ -868,11 +877,7 @@ def test_second_daemon_refused_and_stale_socket_replaced(procs, tmp_path):
     # a daemon killed outright leaves a stale socket; a new one replaces it
     os.killpg(d.p.pid, signal.SIGKILL)
     d.p.wait()
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_all(pids)
     assert os.path.exists(d.sock)
     d.start()
     assert d.ctl("ping").returncode == 0
@@ -912,11 +917,7 @@ def test_started_again_at_once_after_a_kill_during_a_spawn(procs, tmp_path):
     try:
         os.kill(d.p.pid, signal.SIGKILL)
         d.p.wait()
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids)
         d.start()  # (waits for a live listener: the held one takes connections too)
         assert d.ctl("ping").returncode == 0
     finally:
