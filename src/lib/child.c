@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -27,6 +28,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -495,11 +499,30 @@ EVM_CHILD_CODE static void set_pdeath(struct evm__spawn_req *r)
 		kill(getpid(), r->pdeath_signal); /* the parent is already gone */
 }
 
+/*
+ * Cloned with CLONE_FILES, we share our parent's fd table: before anything
+ * here opens, dups or closes an fd, a table of our own with only the fds
+ * below keep_fds in it (close_range(2)'s CLOSE_RANGE_UNSHARE copies no
+ * more than that; Linux 5.9), the pidfd the clone just gave our parent
+ * among them taken out. Before 5.9, a copy of the whole table, as a clone
+ * without CLONE_FILES makes; the exec closes what is close-on-exec.
+ */
+EVM_CHILD_CODE static void own_fd_table(struct evm__spawn_req *r)
+{
+	if (syscall(SYS_close_range, r->keep_fds, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
+	    syscall(SYS_unshare, CLONE_FILES) < 0)
+		fail(r, EVM_STAGE_FORK); /* ENOMEM, as the clone's own copy would have failed */
+	if (r->pidfd_at && *r->pidfd_at >= 0 && (unsigned)*r->pidfd_at < r->keep_fds)
+		syscall(SYS_close, *r->pidfd_at);
+}
+
 EVM_CHILD_CODE int evm__spawn_child(void *arg)
 {
 	struct evm__spawn_req *r = arg;
 
 	r->started = 1; /* not killed at birth (see evm__spawn_clone) */
+	if (r->keep_fds)
+		own_fd_table(r);
 	if (r->syncfd >= 0 || r->nsetns || r->hostname)
 		enter_namespaces(r);
 	if (r->cgroup_in_child)

@@ -343,6 +343,14 @@ struct evm__spawn_req {
 	int parent_statusfd;   /* CLONE_VFORK: the loop's /proc/self/status, else -1 (child.c) */
 	int cwd_fd;	/* helper path: our cwd (O_PATH), to fchdir before chdir(cwd) */
 	int errfd;	/* clone() fallback: the child writes {errno, stage} here */
+	/*
+	 * clone3 fast path: cloned with CLONE_FILES, the child copies only the
+	 * fds below keep_fds into a table of its own (child.c's own_fd_table),
+	 * and closes its own pidfd there (*pidfd_at, written by the kernel).
+	 * 0: not shared.
+	 */
+	unsigned keep_fds;
+	const volatile int *pidfd_at;
 	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
 	/* namespaces (ns.c): CLONE_NEW* for the clone, then joins, host name, ctty */
 	unsigned ns;

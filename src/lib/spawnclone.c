@@ -216,10 +216,41 @@ int evm__pipe_above_stdio(int p[2])
 	return 0;
 }
 
+/* one past the highest fd the child uses before its exec (at least 3: its stdio) */
+static unsigned fds_used(const struct evm__spawn_req *r)
+{
+	int top = 2;
+#define USES(fd) (top = (fd) > top ? (fd) : top)
+	for (int i = 0; i < 3; i++)
+		USES(r->fds[i]);
+	for (size_t i = 0; i < r->nextra; i++)
+		USES(r->extra[i].fd);
+	for (size_t i = 0; i < r->nsetns; i++)
+		USES(r->setns_fds[i]);
+	USES(r->errfd);
+	USES(r->cwd_fd);
+	USES(r->parent_statusfd);
+	USES(r->syncfd);
+	USES(r->syncfd_w);
+	if (r->cgroup_in_child)
+		USES(r->cgroup_fd);
+	if (r->flags & EVM_SPAWN_SETCTTY)
+		USES(r->ctty);
+#undef USES
+	return (unsigned)top + 1;
+}
+
 /*
  * clone3 with CLONE_VFORK (the kernel clears our handlers in the child: no
  * need to block signals around it): the pid, -errno, or 0 to try again
  * (clone3 turned off, *plain_clone, or the child moves itself to its cgroup).
+ *
+ * CLONE_FILES: a clone copies our whole fd table, one pidfd per child, and
+ * the exec then closes every copy one by one: two passes over N fds per
+ * spawn, most of what a spawn costs us beyond the bare loop's at a few
+ * hundred children. Sharing the table instead, the child copies only the
+ * fds it uses (keep_fds) before it touches any, and the exec has nothing
+ * more to close. Not with EVM_SPAWN_INHERIT_FDS: that child keeps them all.
  */
 static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 			  bool want_pidfd, bool *plain_clone)
@@ -228,9 +259,13 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 	req->handlers_cleared = true;
 	req->parent_statusfd = status_fd(loop); /* we wait for its exec (child.c's reset_signals) */
 	bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
+	bool share = !(req->flags & EVM_SPAWN_INHERIT_FDS);
+	req->keep_fds = share ? fds_used(req) : 0;
+	req->pidfd_at = share && want_pidfd ? pidfd : NULL;
 	struct clone_args a = {
 		.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND | req->ns |
-			 (want_pidfd ? CLONE_PIDFD : 0) | (into ? CLONE_INTO_CGROUP : 0),
+			 (want_pidfd ? CLONE_PIDFD : 0) | (into ? CLONE_INTO_CGROUP : 0) |
+			 (share ? CLONE_FILES : 0),
 		.pidfd = (uint64_t)(uintptr_t)pidfd,
 		.exit_signal = SIGCHLD,
 		.stack = (uint64_t)(uintptr_t)loop->stack,
@@ -238,6 +273,8 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 		.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
 	};
 	pid_t pid = evm__clone3(&a, evm__spawn_child, req);
+	req->keep_fds = 0; /* the child is past its exec: a retry through clone() shares nothing */
+	req->pidfd_at = NULL;
 	if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
 		/* before any clone3 worked, EINVAL is the kernel's (no
 		 * CLONE_CLEAR_SIGHAND before 5.5) only for a plain request;

@@ -789,6 +789,53 @@ static void test_no_fd_leak_into_child(void **state)
 	assert_string_equal(out, "fd 0\nfd 1\nfd 2\n");
 }
 
+/* FDSize: of /proc/PID/status: how many fds the process's table has room for */
+static long fd_table_size(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *at = strstr(buf, "\nFDSize:");
+	return at ? strtol(at + 9, NULL, 10) : -1;
+}
+
+/*
+ * The child's fd table is not a copy of ours: a clone copies every fd (one
+ * pidfd per child of the loop) and the exec then closes each copy, two
+ * passes over all of them per spawn. Shared at the clone (CLONE_FILES), the
+ * child copies only the fds it uses: our close-on-exec fd 900 never enters
+ * its table, which stays at the kernel's smallest size (64 here; a copy is
+ * sized to hold fd 900). The clone() path (valgrind, no clone3) still copies.
+ */
+static void test_child_fd_table_not_copied(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int high = fcntl(2, F_DUPFD_CLOEXEC, 900);
+	assert_true(high >= 900);
+	char *argv[] = {t_helper, "pause", NULL};
+	struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+	for (int i = 0; i < 3; i++)
+		o.stdio[i] = (struct evm_stdio){EVM_STDIO_NULL, -1};
+	struct evm_proc *p;
+	assert_int_equal(evm_spawn(loop, &o, &p), 0);
+	long size = fd_table_size(evm_proc_pid(p)); /* exec'd: evm_spawn returns after it */
+	close(high);
+	assert_int_equal(evm_proc_signal(p, SIGKILL), 0);
+	RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+	evm_proc_unref(p);
+	if (loop->no_clone3)
+		T_SKIP("no clone3 here (valgrind, or Linux before 5.5): clone() copies the table");
+	if (size < 0 || size > 256)
+		fprintf(stderr, "the child's FDSize: %ld\n", size);
+	assert_true(size > 0 && size <= 256);
+}
+
 /*
  * EVM_SPAWN_INHERIT_FDS: our fds without CLOEXEC reach the child, at their
  * numbers (also in helper mode: such spawns are direct); a CLOEXEC one and
@@ -1606,6 +1653,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stdio_swap, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_stdio_inherit_cloexec, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_child_fd_table_not_copied, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_closed_stdin_stays_closed, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_inherit_fds, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_pid, setup, t_teardown),
