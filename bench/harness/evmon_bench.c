@@ -105,6 +105,10 @@ static int cmd_scale(long n)
 	child_argv[1] = mode_p;
 	target = n;
 	sopts.on_exit = on_exit_count;
+	/* EVMON_BENCH_SETSID=1: each child in a session of its own, as the daemon's services
+	 * (with autogroups on, every session is also a scheduler group of its own) */
+	if (getenv("EVMON_BENCH_SETSID"))
+		sopts.flags |= EVM_SPAWN_SETSID;
 	uint64_t t0 = now_ns();
 	for (long i = 0; i < n; i++)
 		spawn_one();
