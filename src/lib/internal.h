@@ -662,6 +662,7 @@ struct evm_loop {
 	int statusfd;	    /* /proc/self/status, for the SigIgn mask */
 	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
+	bool no_share_files; /* a child could not take a table of its own (a seccomp filter) */
 	bool no_helper;	    /* the spawn helper cannot work here (valgrind, old kernel) */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */
 	int pidfd_max;	    /* pidfds below this number leave the application its reserve */

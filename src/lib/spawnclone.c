@@ -259,7 +259,7 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 	req->handlers_cleared = true;
 	req->parent_statusfd = status_fd(loop); /* we wait for its exec (child.c's reset_signals) */
 	bool into = req->cgroup_fd >= 0 && !req->cgroup_in_child;
-	bool share = !(req->flags & EVM_SPAWN_INHERIT_FDS);
+	bool share = !(req->flags & EVM_SPAWN_INHERIT_FDS) && !loop->no_share_files;
 	req->keep_fds = share ? fds_used(req) : 0;
 	req->pidfd_at = share && want_pidfd ? pidfd : NULL;
 	struct clone_args a = {
@@ -275,6 +275,20 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 	pid_t pid = evm__clone3(&a, evm__spawn_child, req);
 	req->keep_fds = 0; /* the child is past its exec: a retry through clone() shares nothing */
 	req->pidfd_at = NULL;
+	if (share && pid > 0 && req->err && req->stage == EVM_STAGE_FORK) {
+		/*
+		 * Neither close_range nor unshare let it have a table of its own
+		 * (a seccomp filter refuses both): it touched none of ours and
+		 * exited; this loop copies tables at the clone from now on.
+		 */
+		reap_failed(pid, *pidfd);
+		*pidfd = -1;
+		req->err = 0;
+		req->stage = 0;
+		req->started = 0;
+		loop->no_share_files = true;
+		return 0;
+	}
 	if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
 		/* before any clone3 worked, EINVAL is the kernel's (no
 		 * CLONE_CLEAR_SIGHAND before 5.5) only for a plain request;

@@ -14,6 +14,9 @@
 #include <grp.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -837,6 +840,59 @@ static void test_child_fd_table_not_copied(void **state)
 }
 
 /*
+ * A seccomp filter that refuses close_range and unshare (EPERM), as an old
+ * container runtime's may: the first child cannot take a table of its own,
+ * exits having touched none of ours, and is cloned again with a copy; so
+ * are all later ones. Its stdout is ours, given by number: the spawn works.
+ */
+static void no_table_of_its_own(void *arg)
+{
+	(void)arg;
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+	CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
+	CHECK(syscall(SYS_unshare, 0) < 0 && errno == EPERM);
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	for (int i = 0; i < 2; i++) {
+		int pp[2];
+		CHECK(pipe2(pp, O_CLOEXEC) == 0);
+		char *argv[] = {t_helper, "fds", NULL};
+		struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+		o.stdio[1] = (struct evm_stdio){EVM_STDIO_FD, pp[1]};
+		struct evm_spawn_error err = {0};
+		o.error = &err;
+		struct evm_proc *p;
+		int r = evm_spawn(loop, &o, &p);
+		if (r < 0)
+			fprintf(stderr, "spawn %d: %s at %s\n", i, strerror(-r), evm_spawn_stage_name(err.stage));
+		CHECK(r == 0);
+		close(pp[1]);
+		char buf[512];
+		drain(pp[0], buf, sizeof(buf));
+		close(pp[0]);
+		CHILD_RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+		CHECK(evm_proc_exit_record(p)->code == 0 && strstr(buf, "fd 1\n"));
+		evm_proc_unref(p);
+	}
+	CHECK(loop->no_share_files || loop->no_clone3 || helper_mode());
+	evm_loop_free(loop);
+}
+
+static void test_spawn_without_close_range_or_unshare(void **state)
+{
+	(void)state;
+	t_forked(no_table_of_its_own, NULL);
+}
+
+/*
  * EVM_SPAWN_INHERIT_FDS: our fds without CLOEXEC reach the child, at their
  * numbers (also in helper mode: such spawns are direct); a CLOEXEC one and
  * every fd of the loop's (epoll, pidfds, signalfd, the helper's socket) do not.
@@ -1654,6 +1710,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stdio_inherit_cloexec, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_fd_table_not_copied, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_without_close_range_or_unshare, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_closed_stdin_stays_closed, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_inherit_fds, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_pid, setup, t_teardown),
