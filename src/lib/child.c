@@ -505,13 +505,15 @@ EVM_CHILD_CODE static void set_pdeath(struct evm__spawn_req *r)
  * below keep_fds in it (close_range(2)'s CLOSE_RANGE_UNSHARE copies no
  * more than that; Linux 5.9), the pidfd the clone just gave our parent
  * among them taken out. Before 5.9, a copy of the whole table, as a clone
- * without CLONE_FILES makes; the exec closes what is close-on-exec.
+ * without CLONE_FILES makes; the exec closes what is close-on-exec. If
+ * neither works (a seccomp filter, or ENOMEM) we exit, and the parent
+ * clones from then on without sharing (spawnclone.c's clone_vfork3).
  */
 EVM_CHILD_CODE static void own_fd_table(struct evm__spawn_req *r)
 {
 	if (syscall(SYS_close_range, r->keep_fds, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
 	    syscall(SYS_unshare, CLONE_FILES) < 0)
-		fail(r, EVM_STAGE_FORK); /* ENOMEM, as the clone's own copy would have failed */
+		fail(r, EVM_STAGE_FORK); /* touching none of its fds: the parent clones again with a copy */
 	if (r->pidfd_at && *r->pidfd_at >= 0 && (unsigned)*r->pidfd_at < r->keep_fds)
 		syscall(SYS_close, *r->pidfd_at);
 }
