@@ -33,6 +33,7 @@ calls it too); report.py renders it into docs/BENCHMARKS.md.
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -157,8 +158,17 @@ def cgroup_home(pid):
 def stop(p, home):
     """End a monitor as a user would, SIGTERM (an evmon daemon then stops its
     service and removes its cgroup home), and SIGKILL what is left after 30 s;
-    then, if a kill left the home, end what is in it and remove it."""
+    then, if a kill left the home, end what is in it and remove it. Whatever of its
+    tree outlived it is killed: runsvdir exits on SIGTERM and leaves its runsv and their
+    svlogd running (re-parented to us, the subreaper)."""
+    tree = set(run.descendants(p.pid))
     run.end(p, timeout=30)
+    for q in tree & set(run.descendants(os.getpid())):
+        try:
+            os.kill(q, signal.SIGKILL)
+        except OSError:
+            pass
+    run.reap_orphans()
     if not home or not os.path.isdir(home):
         return
     try:  # what is left in it (a service re-parented when its daemon was killed)
