@@ -792,20 +792,11 @@ static void test_no_fd_leak_into_child(void **state)
 	assert_string_equal(out, "fd 0\nfd 1\nfd 2\n");
 }
 
-/* FDSize: of /proc/PID/status: how many fds the process's table has room for */
+/* FDSize of /proc/PID/status: how many fds the process's table has room for */
 static long fd_table_size(pid_t pid)
 {
-	char path[64], buf[4096];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	char *at = strstr(buf, "\nFDSize:");
-	return at ? strtol(at + 9, NULL, 10) : -1;
+	char v[512];
+	return t_proc_status(pid, "FDSize", v, sizeof(v)) ? strtol(v, NULL, 10) : -1;
 }
 
 /*
