@@ -82,6 +82,12 @@ deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/deps.sh
 	@bash scripts/deps.sh
 	@mkdir -p $(dir $@) && touch $@
+# The stamp is read as a makefile (it is empty): when make has just made it, make reads
+# this Makefile again, and what the install brought (libinih.a for INIH_A) counts on a
+# fresh machine's first `make test` too. `make clean` installs nothing.
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+-include $(DEPS_STAMP)
+endif
 
 $(BUILD)/src/lib/%.o: src/lib/%.c include/evmon.h $(wildcard src/lib/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
