@@ -11,6 +11,10 @@ void errlist_add(struct errlist *e, const char *file, int line, const char *fmt,
 {
 	char msg[1024];
 	va_list ap;
+	if (e->n >= ERRLIST_MAX) {
+		e->more++;
+		return;
+	}
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -63,6 +67,6 @@ void errlist_free(struct errlist *e)
 	free(e->keys);
 	e->msgs = NULL;
 	e->keys = NULL;
-	e->n = e->cap = 0;
+	e->n = e->cap = e->more = 0;
 	e->rank = 0;
 }

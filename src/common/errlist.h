@@ -7,14 +7,31 @@
 
 #include <stddef.h>
 
+/*
+ * Messages kept: past it they are counted, not kept (a config of a million
+ * bad lines, or an include that reads a binary, must not become a reply of
+ * a million messages, nor their memory), like a compiler's -fmax-errors.
+ */
+#define ERRLIST_MAX 1000
+
 struct errlist {
 	char **msgs;
 	long long *keys; /* of each message, for errlist_sort: rank, then line */
 	size_t n, cap;
+	size_t more;	 /* messages added past ERRLIST_MAX, not kept */
 	int rank;	 /* given to the messages added from now on (the config: its file's index) */
 };
 
-/* Append "file:line: message" (line 0: "file: message"). Allocation failures are ignored. */
+/* Messages added: n kept plus those past ERRLIST_MAX. */
+static inline size_t errlist_total(const struct errlist *e)
+{
+	return e->n + e->more;
+}
+
+/*
+ * Append "file:line: message" (line 0: "file: message"); past ERRLIST_MAX
+ * only counted. Allocation failures are ignored.
+ */
 void errlist_add(struct errlist *e, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Messages from index `from` on by rank, then line (stable: one line's keep their order). */

@@ -34,6 +34,9 @@ static int print_errors(const cJSON *resp)
 		cJSON_ArrayForEach(it, errs)
 			if (cJSON_IsString(it))
 				fprintf(stderr, "evmon ctl: %s\n", it->valuestring);
+		double more = jnum(resp, "errors_omitted", 0);
+		if (more > 0)
+			fprintf(stderr, "evmon ctl: ... and %.0f more errors\n", more);
 		const char *e = jstr(resp, "error");
 		const cJSON *first = cJSON_GetArrayItem(errs, 0);
 		if (e && cJSON_GetArraySize(errs) == 1 && cJSON_IsString(first) &&

@@ -128,7 +128,7 @@ static void apply_services(struct conf_ctx *c, const struct conf_read *r)
 int config_load(const char *path, struct config **out, struct errlist *errs)
 {
 	*out = NULL;
-	size_t nerr0 = errs->n;
+	size_t nerr0 = errs->n, total0 = errlist_total(errs);
 	int rank0 = errs->rank;
 	struct conf_read r;
 	if (conf_read(path, &r, errs) < 0) {
@@ -152,7 +152,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	conf_read_free(&r);
 	config_check_deps(cfg, errs);
 	errs->rank = rank0;
-	if (errs->n > nerr0) {
+	if (errlist_total(errs) > total0) {
 		errlist_sort(errs, nerr0);
 		config_free(cfg);
 		return -1;
@@ -165,7 +165,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 struct svc_conf *config_service(const struct config *cfg, const char *name, const struct conf_kv *kv,
 				size_t nkv, const char *where, struct errlist *errs)
 {
-	size_t nerr0 = errs->n;
+	size_t total0 = errlist_total(errs);
 	if (!config_valid_name(name)) {
 		errlist_add(errs, where, 0, "bad service name '%s' (1-128 letters, digits, _ . @ -)",
 			    name);
@@ -191,7 +191,7 @@ struct svc_conf *config_service(const struct config *cfg, const char *name, cons
 	conf_apply(&c, pairs, nkv);
 	free(pairs);
 	conf_check_service(&c, s, cfg ? cfg->log_dir : NULL, 0);
-	if (errs->n > nerr0) {
+	if (errlist_total(errs) > total0) {
 		svc_conf_unref(s);
 		return NULL;
 	}

@@ -20,11 +20,18 @@
  * to the including file's directory) are read in turn, their sections
  * after the includer's. A file already on the include stack is a loop; a
  * file read twice is refused too (its services would be duplicates).
+ *
+ * The daemon's loop waits for a read (a reload's too), so a read is
+ * bounded: only regular files are read (a FIFO or a device would block or
+ * never end), opened without blocking, and the whole read stops at
+ * CONF_MAX_BYTES, CONF_MAX_FILES, and CONF_GLOB_ENTRIES a pattern.
  */
 #include "confread.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <ini.h>
 #include <stdio.h>
@@ -157,11 +164,19 @@ static char *get_piece(char *buf, int size, FILE *f, bool *nul)
 static char *read_piece(char *buf, int size, void *stream)
 {
 	struct reader *r = stream;
+	if (r->out->bytes >= CONF_MAX_BYTES) {
+		if (!r->out->too_big)
+			errlist_add(r->errs, r->path, r->lines_done + 1, "stopped reading here: the "
+				    "config and its includes hold more than %d MiB", CONF_MAX_BYTES >> 20);
+		r->out->too_big = true;
+		return NULL;
+	}
 	bool nul = false;
 	char *s = get_piece(buf, size, r->f, &nul);
 	if (!s)
 		return NULL;
 	size_t len = strlen(s);
+	r->out->bytes += len;
 	if (r->at_start) {
 		r->line = r->lines_done + 1;
 		r->line_len = 0;
@@ -281,19 +296,39 @@ static bool trusted(FILE *f, const char *path, struct errlist *errs)
 	return false;
 }
 
-/* The file, if it may be read (not a directory; a root daemon's is root's alone). */
+static const char *not_regular(mode_t mode)
+{
+	return S_ISDIR(mode)  ? strerror(EISDIR) /* "Is a directory", as opening one to write says */
+	       : S_ISFIFO(mode) ? "is a FIFO, not a regular file"
+	       : S_ISCHR(mode)  ? "is a character device, not a regular file"
+	       : S_ISBLK(mode)  ? "is a block device, not a regular file"
+	       : S_ISSOCK(mode) ? "is a socket, not a regular file"
+				: "is not a regular file";
+}
+
+/*
+ * The file, if it may be read: a regular file (O_NONBLOCK: opening a FIFO
+ * would wait for a writer), a root daemon's root's alone.
+ */
 static FILE *open_config(const char *path, struct errlist *errs)
 {
-	FILE *f = fopen(path, "re");
-	if (!f) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		errlist_add(errs, path, 0, "%s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return NULL;
 	}
-	struct stat fst;
-	if (fstat(fileno(f), &fst) == 0 && S_ISDIR(fst.st_mode)) {
-		/* fopen takes a directory and reading it fails: it would look empty */
-		errlist_add(errs, path, 0, "%s", strerror(EISDIR));
-		fclose(f);
+	if (!S_ISREG(st.st_mode)) {
+		errlist_add(errs, path, 0, "%s", not_regular(st.st_mode));
+		close(fd);
+		return NULL;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		errlist_add(errs, path, 0, "%s", strerror(errno));
+		close(fd);
 		return NULL;
 	}
 	if (!trusted(f, path, errs)) {
@@ -329,6 +364,46 @@ static void parse(struct reader *r)
 static void read_file(struct conf_read *o, const char *path, size_t from, int from_line, int depth,
 		      struct errlist *errs);
 
+/*
+ * glob(3)'s directory reading, counted: a pattern may look at
+ * CONF_GLOB_ENTRIES entries, then it sees no more (a star per level through
+ * /proc/N/root, a link back to /, would list the machine again and again).
+ * glob has no argument for it, and a read is on one thread at a time.
+ */
+static size_t glob_left;
+
+static struct dirent *counted_readdir(void *dir)
+{
+	if (!glob_left)
+		return NULL;
+	glob_left--;
+	return readdir(dir);
+}
+
+static void *glob_opendir(const char *path)
+{
+	return opendir(path);
+}
+
+static void glob_closedir(void *dir)
+{
+	closedir(dir);
+}
+
+static int bounded_glob(const char *pat, int flags, glob_t *g, bool *cut)
+{
+	memset(g, 0, sizeof(*g));
+	g->gl_opendir = glob_opendir;
+	g->gl_readdir = counted_readdir;
+	g->gl_closedir = glob_closedir;
+	g->gl_stat = stat;
+	g->gl_lstat = lstat;
+	glob_left = CONF_GLOB_ENTRIES;
+	int rc = glob(pat, flags | GLOB_ALTDIRFUNC, NULL, g);
+	*cut = glob_left == 0;
+	return rc;
+}
+
 /* The words of one include line, each a path or a glob: their files, sorted, read in turn. */
 static void read_includes(struct conf_read *o, size_t file, const struct include *inc, int depth,
 			  struct errlist *errs)
@@ -342,12 +417,21 @@ static void read_includes(struct conf_read *o, size_t file, const struct include
 			     w[0] == '/' ? "" : "/", w) < 0)
 			break;
 		glob_t g;
+		bool cut;
 		/* a plain path comes back as it is, to be refused if missing; a pattern may match nothing */
-		int rc = glob(pat, strpbrk(w, "*?[") ? 0 : GLOB_NOCHECK, NULL, &g);
+		int rc = bounded_glob(pat, strpbrk(w, "*?[") ? 0 : GLOB_NOCHECK, &g, &cut);
 		errs->rank = (int)file;
 		if (rc == GLOB_NOSPACE || rc == GLOB_ABORTED)
 			errlist_add(errs, o->files[file].path, inc->line, "include: %s: %s", w,
 				    rc == GLOB_NOSPACE ? "out of memory" : "cannot read the directory");
+		if (cut) { /* what it matched so far is not all: none of it is read */
+			errlist_add(errs, o->files[file].path, inc->line, "include: %s: the pattern "
+				    "looks at more than %d directory entries (only the file name "
+				    "should have a wildcard: conf.d/*.ini)", w, CONF_GLOB_ENTRIES);
+			if (rc == 0)
+				globfree(&g);
+			rc = -1;
+		}
 		for (size_t i = 0; rc == 0 && i < g.gl_pathc; i++)
 			read_file(o, g.gl_pathv[i], file, inc->line, depth + 1, errs);
 		if (rc == 0)
@@ -393,11 +477,19 @@ static void read_file(struct conf_read *o, const char *path, size_t from, int fr
 		      struct errlist *errs)
 {
 	struct errlist mine = {0}; /* open_config's reasons, said at the include line */
-	FILE *f = depth > CONF_INCLUDE_DEPTH ? NULL : open_config(path, &mine);
+	bool over = o->too_big || o->nfiles >= CONF_MAX_FILES;
+	FILE *f = depth > CONF_INCLUDE_DEPTH || over ? NULL : open_config(path, &mine);
 	struct stat st;
 	errs->rank = from == (size_t)-1 ? 0 : (int)from;
 	if (depth > CONF_INCLUDE_DEPTH)
 		refuse(errs, o, from, from_line, path, "includes nested too deep (more than 16)");
+	else if (o->nfiles >= CONF_MAX_FILES && !o->too_many) {
+		char msg[80];
+		snprintf(msg, sizeof(msg), "not read: the config includes more than %d files",
+			 CONF_MAX_FILES);
+		refuse(errs, o, from, from_line, path, msg);
+		o->too_many = true;
+	}
 	for (size_t i = 0; i < mine.n; i++) {
 		/* "path: reason" (open_config's form): the reason, at the include line */
 		const char *m = mine.msgs[i] + strlen(path);

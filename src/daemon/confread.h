@@ -13,6 +13,14 @@
 #include <sys/types.h>
 
 #define CONF_INCLUDE_DEPTH 16 /* include lines nested deeper are refused */
+/*
+ * What one read (a start, a --check, a reload) takes at most: include
+ * patterns can reach the whole machine (a star per level, /proc's symbolic
+ * links back to / included) and the daemon's loop waits for the read.
+ */
+#define CONF_MAX_BYTES (64 << 20)	/* the main file and every include, in all */
+#define CONF_MAX_FILES 32768		/* files read */
+#define CONF_GLOB_ENTRIES 65536		/* directory entries one include pattern may look at */
 
 struct conf_file {
 	char *path;	/* as reached: the main file's as given, an included one's as globbed */
@@ -35,6 +43,8 @@ struct conf_read {
 	size_t nfiles, capfiles;
 	struct conf_section *secs; /* every file's, in the order read */
 	size_t nsecs, capsecs;
+	size_t bytes;		/* read so far, every file's */
+	bool too_big, too_many;	/* CONF_MAX_BYTES / CONF_MAX_FILES reached (said once) */
 };
 
 /*

@@ -280,17 +280,17 @@ static int open_config(struct daemon *d, const struct daemon_options *o)
 {
 	struct errlist errs = {0};
 	if (config_load(o->cfg_path, &d->cfg, &errs) < 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "evmon daemon: %s\n", errs.msgs[i]);
-		fprintf(stderr, "evmon daemon: %s: %zu error%s: not starting\n", o->cfg_path, errs.n,
-			errs.n == 1 ? "" : "s");
+		daemon_print_errors(&errs);
+		fprintf(stderr, "evmon daemon: %s: %zu error%s: not starting\n", o->cfg_path,
+			errlist_total(&errs), errlist_total(&errs) == 1 ? "" : "s");
 		errlist_free(&errs);
 		return -1;
 	}
 	daemon_print_problems(d->cfg, o->strict);
 	if (o->strict && d->cfg->problems.n) {
+		size_t n = errlist_total(&d->cfg->problems);
 		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict): not starting\n",
-			o->cfg_path, d->cfg->problems.n, d->cfg->problems.n == 1 ? "" : "s");
+			o->cfg_path, n, n == 1 ? "" : "s");
 		return -1;
 	}
 	return 0;

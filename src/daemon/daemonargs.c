@@ -105,6 +105,18 @@ void daemon_print_problems(const struct config *cfg, bool strict)
 		fprintf(stderr, "evmon daemon: %s%s%s\n", strict ? "" : "warning: ",
 			cfg->problems.msgs[i],
 			strict ? "" : " (the service starts in a failed state; its policy retries it)");
+	if (cfg->problems.more)
+		fprintf(stderr, "evmon daemon: ... and %zu more %s\n", cfg->problems.more,
+			strict ? "errors" : "warnings");
+}
+
+void daemon_print_errors(const struct errlist *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		fprintf(stderr, "evmon daemon: %s\n", errs->msgs[i]);
+	if (errs->more)
+		fprintf(stderr, "evmon daemon: ... and %zu more errors (the first %d are shown)\n",
+			errs->more, ERRLIST_MAX);
 }
 
 int daemon_check_only(const char *path, const char *sock_opt, bool strict)
@@ -112,21 +124,21 @@ int daemon_check_only(const char *path, const char *sock_opt, bool strict)
 	struct errlist errs = {0};
 	struct config *cfg;
 	if (config_load(path, &cfg, &errs) < 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "evmon daemon: %s\n", errs.msgs[i]);
-		fprintf(stderr, "evmon daemon: %s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
+		daemon_print_errors(&errs);
+		fprintf(stderr, "evmon daemon: %s: %zu error%s\n", path, errlist_total(&errs),
+			errlist_total(&errs) == 1 ? "" : "s");
 		errlist_free(&errs);
 		return 1;
 	}
 	daemon_print_problems(cfg, strict);
 	if (strict && cfg->problems.n) {
-		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict)\n", path, cfg->problems.n,
-			cfg->problems.n == 1 ? "" : "s");
+		size_t n = errlist_total(&cfg->problems);
+		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict)\n", path, n, n == 1 ? "" : "s");
 		config_free(cfg);
 		return 1;
 	}
 	const char *socket = sock_opt ? sock_opt : cfg->socket ? cfg->socket : proto_default_socket();
-	unsigned warnings = check_environment(cfg, socket) + (unsigned)cfg->problems.n;
+	unsigned warnings = check_environment(cfg, socket) + (unsigned)errlist_total(&cfg->problems);
 	printf("%s: OK: %zu service%s from %zu definition%s; control socket %s; log_dir %s%s\n",
 	       path, cfg->ninstances, cfg->ninstances == 1 ? "" : "s", cfg->nsvcs,
 	       cfg->nsvcs == 1 ? "" : "s", socket, cfg->log_dir ? cfg->log_dir : "(none)",

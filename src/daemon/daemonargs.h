@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 struct config;
+struct errlist;
 
 struct daemon_options {
 	const char *cfg_path, *socket;
@@ -19,5 +20,7 @@ int daemon_parse_options(int argc, char **argv, struct daemon_options *o);
 int daemon_check_only(const char *path, const char *sock_opt, bool strict);
 /* The environment problems of cfg, on stderr; with strict, they are errors. */
 void daemon_print_problems(const struct config *cfg, bool strict);
+/* Each message of errs, then how many more were not kept (errlist.h), on stderr. */
+void daemon_print_errors(const struct errlist *errs);
 
 #endif

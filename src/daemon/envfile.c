@@ -38,7 +38,7 @@ static int fail(struct parse *ps, int line, const char *fmt, ...)
 /* The file's bytes, NUL-terminated; a root daemon reads only root's own. */
 static int slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK); /* a FIFO: no wait for a writer */
 	struct stat st;
 	int e = 0;
 	if (fd < 0 || fstat(fd, &st) < 0) {

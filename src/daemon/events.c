@@ -115,7 +115,9 @@ static char *print_capped(const struct daemon *d, cJSON *ev)
 	cJSON_free(s);
 	cut_strings(ev->child, cap / 8);
 	cJSON *errs = cJSON_GetObjectItemCaseSensitive(ev, "errors");
-	int total = cJSON_IsArray(errs) ? cJSON_GetArraySize(errs) : 0;
+	const cJSON *omitted = cJSON_GetObjectItemCaseSensitive(ev, "errors_omitted");
+	double total = (cJSON_IsArray(errs) ? cJSON_GetArraySize(errs) : 0) +
+		       (cJSON_IsNumber(omitted) ? omitted->valuedouble : 0); /* some left out already */
 	for (;;) {
 		s = cJSON_PrintUnformatted(ev);
 		int n = cJSON_IsArray(errs) ? cJSON_GetArraySize(errs) : 0;

@@ -94,14 +94,20 @@ static void reload_refused(struct daemon *d, cJSON *resp, struct errlist *errs)
 		dlog("reload: %s", errs->msgs[i]);
 		add_name(arr, errs->msgs[i]);
 	}
+	if (errs->more) { /* past ERRLIST_MAX: counted, as an event's cut list is */
+		dlog("reload: ... and %zu more errors", errs->more);
+		cJSON_AddNumberToObject(resp, "errors_omitted", (double)errs->more);
+	}
 	cJSON *ev = cJSON_CreateObject();
 	cJSON_AddStringToObject(ev, "event", "reload");
 	char msg[900];
 	snprintf(msg, sizeof(msg), "%s: %zu error%s, the running configuration is kept: %s",
-		 d->cfg_path, errs->n, errs->n == 1 ? "" : "s", errs->msgs[0]);
+		 d->cfg_path, errlist_total(errs), errlist_total(errs) == 1 ? "" : "s", errs->msgs[0]);
 	cJSON_AddStringToObject(ev, "message", msg);
 	cJSON_AddStringToObject(ev, "error", errs->msgs[0]);
 	cJSON_AddItemToObject(ev, "errors", cJSON_Duplicate(arr, 1));
+	if (errs->more)
+		cJSON_AddNumberToObject(ev, "errors_omitted", (double)errs->more);
 	events_publish(d, NULL, ev);
 	notify_send("READY=1\nSTATUS=reload failed: %s", errs->msgs[0]);
 	cJSON_AddFalseToObject(resp, "ok");
@@ -237,6 +243,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 	}
 	for (size_t i = 0; i < cfg->problems.n; i++)
 		dlog("reload: warning: %s (the service starts in a failed state)", cfg->problems.msgs[i]);
+	if (cfg->problems.more)
+		dlog("reload: ... and %zu more warnings", cfg->problems.more);
 	if (!same_str(cfg->socket, d->cfg->socket))
 		dlog("reload: the control socket changes at the next start of the daemon");
 	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen))

@@ -323,6 +323,8 @@ static void reply_add_errors(struct client *cl, const struct errlist *errs)
 	}
 	cJSON_AddStringToObject(r, "error", cJSON_GetArrayItem(arr, 0)->valuestring);
 	cJSON_AddItemToObject(r, "errors", arr);
+	if (errs->more)
+		cJSON_AddNumberToObject(r, "errors_omitted", (double)errs->more);
 	control_reply(cl, r);
 	cJSON_Delete(r);
 }

@@ -1067,6 +1067,10 @@ start_secs = 0
             f.write(f"no_such_key_{i:05d}_to_make_a_long_error_message_for_the_reload = 1\n")
     r = d.ctl("reload", timeout=120)
     assert r.returncode == 1, r.returncode
+    # the reply holds the first 1,000 (errlist.h's ERRLIST_MAX) and counts the rest (ctl
+    # then says the first again, as the request's error)
+    assert r.stderr.count("unknown key 'no_such_key_") == 1001, r.stderr[-300:]
+    assert "evmon ctl: ... and 11000 more errors\n" in r.stderr, r.stderr[-300:]
     ev = events.next(120)
     while ev.get("event") != "reload":
         ev = events.next(120)

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "confread.h"
 #include "envfile.h"
 
 #include <errno.h>
@@ -164,6 +165,103 @@ static void test_include_twice_and_self(void **state)
 	errlist_free(&errs);
 }
 
+/*
+ * The daemon's loop waits for a read (a reload's too): a FIFO or a device
+ * is refused without being opened for long, the main file's as well.
+ */
+static void test_only_regular_files_are_read(void **state)
+{
+	(void)state;
+	struct errlist errs = {0};
+	char fifo[PATH_MAX + 16];
+	put("conf.d/a.ini", "[service:a]\ncommand = true\n");
+	snprintf(fifo, sizeof(fifo), "%s/conf.d/b.ini", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(30); /* the old reader waited here forever */
+	assert_null(load("include = conf.d/*.ini /dev/null\n[evmon]\n", &errs));
+	assert_int_equal(errs.n, 2);
+	expect(&errs, 0, "main.ini", 1, "/conf.d/b.ini: is a FIFO, not a regular file");
+	expect(&errs, 1, "main.ini", 1, "include: /dev/null: is a character device, not a regular file");
+	errlist_free(&errs);
+	struct config *cfg = NULL;
+	assert_int_equal(config_load(fifo, &cfg, &errs), -1);
+	alarm(0);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 1);
+	if (!strstr(errs.msgs[0], "b.ini: is a FIFO, not a regular file"))
+		fail_msg("got '%s'", errs.msgs[0]);
+	errlist_free(&errs);
+}
+
+/*
+ * A pattern with a star per level through a link back to its own
+ * directory (as /proc/N/root is to /) would list the same entries without
+ * end: it stops at CONF_GLOB_ENTRIES and none of what it found is read; the
+ * other words of the line are.
+ */
+static void test_include_glob_is_bounded(void **state)
+{
+	(void)state;
+	struct errlist errs = {0};
+	char link[PATH_MAX + 16];
+	put("loop/x.ini", "[service:x]\ncommand = true\n");
+	put("ok.ini", "[service:ok]\ncommand = true\n");
+	for (const char *c = "abcde"; *c; c++) {
+		snprintf(link, sizeof(link), "%s/loop/%c", dir, *c);
+		assert_int_equal(symlink(".", link), 0);
+	}
+	assert_null(load("include = loop/*/*/*/*/*/*/*/*/*/*/*.ini ok.ini\n[evmon]\n", &errs));
+	assert_int_equal(errs.n, 1);
+	expect(&errs, 0, "main.ini", 1, "include: loop/*/*/*/*/*/*/*/*/*/*/*.ini: the pattern "
+	       "looks at more than 65536 directory entries");
+	errlist_free(&errs);
+	/* a pattern within bounds through the same links is read (each file once) */
+	struct config *cfg = load_ok("include = loop/a/*.ini ok.ini\n[evmon]\n");
+	assert_int_equal(cfg->nsvcs, 2);
+	config_free(cfg);
+}
+
+/* The main file and its includes are read up to CONF_MAX_BYTES in all. */
+static void test_read_is_bounded_in_bytes(void **state)
+{
+	(void)state;
+	struct errlist errs = {0};
+	const char *p = put("big.ini", "[service:big]\ncommand = true\n");
+	assert_int_equal(truncate(p, (off_t)CONF_MAX_BYTES + 4096), 0); /* sparse: NULs */
+	put("after.ini", "[service:after]\ncommand = true\n");
+	assert_null(load("include = big.ini after.ini\n[evmon]\n", &errs));
+	bool said = false;
+	for (size_t i = 0; i < errs.n; i++)
+		said |= strstr(errs.msgs[i], "big.ini:3: stopped reading here: the config and its "
+					     "includes hold more than 64 MiB") != NULL;
+	if (!said)
+		for (size_t i = 0; i < errs.n; i++)
+			print_message("got %zu: %s\n", i, errs.msgs[i]);
+	assert_true(said);
+	errlist_free(&errs);
+}
+
+/* Past ERRLIST_MAX messages are counted, not kept: the load still fails, and says how many. */
+static void test_errors_past_the_cap_are_counted(void **state)
+{
+	(void)state;
+	struct errlist errs = {0};
+	size_t bad = ERRLIST_MAX + 200;
+	char *text = malloc(bad * 16 + 64), *t = text;
+	assert_non_null(text);
+	t += sprintf(t, "[service:a]\ncommand = true\n");
+	for (size_t i = 0; i < bad; i++)
+		t += sprintf(t, "junk %zu\n", i);
+	assert_null(load(text, &errs));
+	free(text);
+	assert_int_equal(errs.n, ERRLIST_MAX);
+	assert_int_equal(errs.more, 200);
+	assert_int_equal(errlist_total(&errs), bad);
+	expect(&errs, 0, "main.ini", 3, "expected 'key = value', '[section]' or a comment, got 'junk 0'");
+	errlist_free(&errs);
+	assert_int_equal(errlist_total(&errs), 0);
+}
+
 static void test_env_file_syntax(void **state)
 {
 	(void)state;
@@ -223,6 +321,13 @@ static void test_env_file_syntax(void **state)
 	snprintf(missing, sizeof(missing), "%s/nope.env", dir);
 	assert_int_equal(envfile_read(missing, &v, err, sizeof(err)), -ENOENT);
 	assert_string_equal(err, "No such file or directory");
+	/* a FIFO is refused at once: opening it must not wait for a writer */
+	snprintf(missing, sizeof(missing), "%s/fifo.env", dir);
+	assert_int_equal(mkfifo(missing, 0600), 0);
+	alarm(30);
+	assert_int_equal(envfile_read(missing, &v, err, sizeof(err)), -EINVAL);
+	alarm(0);
+	assert_string_equal(err, "not a regular file");
 }
 
 static void test_env_file_key(void **state)
@@ -305,6 +410,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_include_sorted_after_the_includer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_include_mistakes_name_their_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_include_twice_and_self, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_only_regular_files_are_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_include_glob_is_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_is_bounded_in_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors_past_the_cap_are_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_file_syntax, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_file_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_nice_oom, setup, teardown),
