@@ -42,6 +42,15 @@ static inline uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Starts in one loop iteration, at the daemon's start (units.c) and when
+ * dependencies let services go (deps.c): at most START_BATCH, fewer when
+ * they take more than START_SLICE_NS; the rest in the next iterations, so
+ * that requests, signals and exits are served in between.
+ */
+#define START_BATCH 64
+#define START_SLICE_NS (20 * 1000000ull)
+
 struct unit {
 	char *name;		 /* NAME, or NAME:i for instances */
 	struct svc_conf *conf;	 /* shared by the instances of one definition */
@@ -66,6 +75,8 @@ struct unit {
 	struct unit **rdeps;	 /* who requires it or starts after it */
 	size_t nrdeps;
 	bool pending;		 /* to start once its dependencies allow */
+	bool queued;		 /* pending, let go: in the start queue (deps.c) */
+	struct unit *go_prev, *go_next; /* the start queue */
 	bool want_stop;		 /* to stop once its dependents are down */
 	unsigned stop_chain;	 /* the shutdown: it and what stops after it, longest chain */
 	unsigned stop_seen;	 /* deps_stop_over's walk was here (its d->stop_walks) */
@@ -134,6 +145,11 @@ struct daemon {
 
 	struct waiter *waiters;
 	struct health *health_orphans; /* of units gone while their check ran (health.c) */
+	/* the start queue (deps.c): units let go by their dependencies or a request, in order */
+	struct unit *go_first, *go_last;
+	struct evm_timer *go_timer; /* the next burst; armed while one runs */
+	unsigned go_burst;	    /* starts in this burst */
+	uint64_t go_until;	    /* CLOCK_MONOTONIC ns: the burst's end */
 	bool deps_dirty; /* units came or went: the dependencies are resolved again */
 	unsigned deps_gen; /* counts the resolutions */
 	unsigned stop_walks; /* deps_stop_over's walks, to mark the units each one saw */

@@ -24,6 +24,12 @@
  * stop after it (itself included) gets at most 1/N of the time left before
  * SIGKILL: the dependencies' turn comes before the deadline, not with it.
  *
+ * Starts go in bursts (START_BATCH, START_SLICE_NS): when 3,000 services
+ * start after one and it comes up, they start over the next iterations,
+ * not all in this one (2 s without an answer to anything). A unit let go
+ * and not yet started is "queued": still pending to its dependents and
+ * its status, so nothing counts it as started or stopped meanwhile.
+ *
  * The graph is resolved from the names of the config into unit pointers
  * (deps, rdeps) lazily, after units came or went (deps_forget). Names are
  * definitions: requiring a definition with instances requires all of them.
@@ -127,9 +133,27 @@ static void ensure_graph(struct daemon *d)
 	}
 }
 
+/* u out of the start queue (see "the queue" below), if it is in */
+static void go_unlink(struct daemon *d, struct unit *u)
+{
+	if (!u->queued)
+		return;
+	u->queued = false;
+	if (u->go_prev)
+		u->go_prev->go_next = u->go_next;
+	else
+		d->go_first = u->go_next;
+	if (u->go_next)
+		u->go_next->go_prev = u->go_prev;
+	else
+		d->go_last = u->go_prev;
+	u->go_prev = u->go_next = NULL;
+}
+
 void deps_forget(struct daemon *d, struct unit *u)
 {
-	(void)u;
+	if (u)
+		go_unlink(d, u); /* a unit that goes leaves the queue */
 	/* no pointer to a unit that goes may stay behind; once dropped, nothing is (O(1) per unit) */
 	if (!d->deps_dirty)
 		drop_graph(d);
@@ -263,11 +287,74 @@ static void set_blocked(struct daemon *d, struct unit *u, const char *why)
 		      u->blocked ? u->blocked : why);
 }
 
+/* ---------------------------------------------------------- the queue */
+
+static int start_now(struct daemon *d, struct unit *u)
+{
+	u->pending = false;
+	d->go_burst++;
+	int r = u->svc ? evm_service_start(u->svc) : -ENOENT;
+	if (r < 0)
+		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
+	return r;
+}
+
+static void go_burst(struct evm_timer *t, void *data);
+
+/* May one more start go in this burst? The first of a burst opens it (and its timer). */
+static bool burst_allows(struct daemon *d)
+{
+	if (!d->go_timer) {
+		if (evm_timer_add(d->loop, 0, go_burst, d, &d->go_timer) < 0) {
+			d->go_timer = NULL;
+			return true; /* out of memory for the timer: no burst, no queue */
+		}
+		d->go_burst = 0;
+		d->go_until = mono_ns() + START_SLICE_NS;
+		return true;
+	}
+	return d->go_burst < START_BATCH && (!d->go_burst || mono_ns() < d->go_until);
+}
+
+/* The next iteration: a new burst, from the head of the queue. */
+static void go_burst(struct evm_timer *t, void *data)
+{
+	struct daemon *d = data;
+	(void)t;
+	d->go_timer = NULL;
+	while (d->go_first && !d->stopping && burst_allows(d)) {
+		struct unit *u = d->go_first;
+		go_unlink(d, u);
+		if (u->pending) /* else stopped or removed meanwhile */
+			start_now(d, u);
+	}
+}
+
+/* u may start: now if this burst has room, else at its turn. 0 or -errno of a start now. */
+static int let_go(struct daemon *d, struct unit *u)
+{
+	if (u->queued)
+		return 0;
+	if (!d->go_first && burst_allows(d))
+		return start_now(d, u);
+	u->pending = true;
+	u->queued = true;
+	u->go_prev = d->go_last;
+	if (d->go_last)
+		d->go_last->go_next = u;
+	else
+		d->go_first = u;
+	d->go_last = u;
+	return 0;
+}
+
 /* A pending unit: start it, leave it waiting, or block it. */
 static void try_start(struct daemon *d, struct unit *u)
 {
 	char why[400] = "";
 	enum verdict v = GO;
+	if (u->queued)
+		return; /* let go already */
 	for (size_t i = 0; i < u->ndeps && v != FAIL; i++) {
 		enum verdict x = judge(&u->deps[i], why, sizeof(why));
 		if (x != GO)
@@ -275,19 +362,17 @@ static void try_start(struct daemon *d, struct unit *u)
 	}
 	if (v == WAIT)
 		return;
-	u->pending = false;
 	if (v == FAIL) {
+		u->pending = false;
 		set_blocked(d, u, why);
 		return;
 	}
-	int r = u->svc ? evm_service_start(u->svc) : -ENOENT;
-	if (r < 0)
-		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
+	let_go(d, u);
 }
 
 void deps_status(const struct unit *u, cJSON *o)
 {
-	if (u->pending) {
+	if (u->pending && !u->queued) { /* queued: waiting for its turn only */
 		cJSON *arr = cJSON_AddArrayToObject(o, "waiting_for");
 		for (size_t i = 0; i < u->ndeps; i++) {
 			char why[8];
@@ -352,10 +437,15 @@ int deps_start(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	u->want_stop = false;
-	if (!u->ndeps || active(u)) {
+	if (active(u)) {
 		free(u->blocked);
 		u->blocked = NULL;
 		return u->svc ? evm_service_start(u->svc) : -ENOENT;
+	}
+	if (!u->ndeps) {
+		free(u->blocked);
+		u->blocked = NULL;
+		return let_go(d, u); /* `ctl start` of 10,000: in bursts too */
 	}
 	if (u->pending)
 		return 0;
@@ -484,18 +574,19 @@ static unsigned stop_chain(struct unit *u, unsigned depth)
 	return u->stop_chain = n;
 }
 
-static void mark_stop(struct unit *u)
+static void mark_stop(struct daemon *d, struct unit *u)
 {
 	if (u->want_stop)
 		return;
 	u->want_stop = true;
 	u->want_start = false;
 	u->pending = false;
+	go_unlink(d, u);
 	for (size_t i = 0; i < u->nrdeps; i++) {
 		struct unit *v = u->rdeps[i];
 		for (size_t k = 0; k < v->ndeps; k++)
 			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER && (active(v) || v->pending))
-				mark_stop(v);
+				mark_stop(d, v);
 	}
 }
 
@@ -503,7 +594,7 @@ int deps_stop(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	bool was_pending = u->pending;
-	mark_stop(u);
+	mark_stop(d, u);
 	if (was_pending)
 		publish_state(d, u, evm_state_name(state(u)), "waiting", "message",
 			      "not started: stopped while waiting");
@@ -529,7 +620,10 @@ static void stop_wave(struct evm_loop *loop, void *data)
 void deps_stop_all(struct daemon *d)
 {
 	ensure_graph(d);
+	evm_timer_cancel(d->go_timer);
+	d->go_timer = NULL;
 	for (struct unit *u = d->first; u; u = u->next) {
+		go_unlink(d, u);
 		u->pending = false;
 		u->want_start = false;
 		u->want_stop = u->svc && active(u);

@@ -25,8 +25,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define START_BATCH 64 /* services started per loop iteration at the daemon's start... */
-#define START_SLICE_NS (20 * 1000000ull) /* ...or fewer, as many as this much time allows */
 
 struct unit *unit_find(struct daemon *d, const char *name)
 {

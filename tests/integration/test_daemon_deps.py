@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import EVMON
-from daemon_util import Daemon, alive, wait_for, SLOW
+from daemon_util import Daemon, LineReader, alive, wait_for, SLOW
 
 TRANS = re.compile(r"evmon(?: daemon)?: service (\S+): (\w+) -> (\w+)")
 
@@ -413,3 +413,38 @@ def test_a_restarting_dependency_is_not_started_again_while_its_dependents_stop(
         assert d.status("db")["db"]["state"] == "stopped"
         d.stop()
     assert db_started() == [], transitions(d)[n0:]
+
+
+def test_many_let_go_at_once_start_in_bursts_and_requests_are_served_between(procs, tmp_path):
+    """1,000 services started by one request (half of them after a service, half with no
+    dependency) start 64 a loop iteration (START_BATCH), the rest queued and shown "waiting":
+    a status pipelined behind the start is answered while most still wait (it was answered
+    after all 1,000 spawns before, 2 s of a daemon that answered nothing). One stopped while
+    queued is not started. Every other one runs, each once."""
+    n = 1000
+    conf = ["[service:base]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"]
+    for i in range(n):
+        conf.append(f"[service:s{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
+                    + ("after = base\n" if i % 2 else ""))
+    d = Daemon(procs, tmp_path, "\n".join(conf))
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"start","names":["s*"]}\n{"cmd":"status"}\n'
+                  b'{"cmd":"stop","names":["s999"]}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        st = r.next(60)
+        assert st["ok"], st
+        states = [x["state"] for x in st["services"] if x["name"] != "base"]
+        assert len(states) == n
+        waiting = states.count("waiting")
+        assert waiting >= n - 3 * 64, {k: states.count(k) for k in set(states)}
+        assert r.next(60)["ok"]
+    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n - 1,
+             timeout=120 * SLOW, what=f"{n - 1} services running")
+    st = d.status()
+    assert st["s999"]["state"] == "stopped" and not st["s999"].get("pid"), st["s999"]
+    assert st["base"]["state"] == "stopped"
+    assert len({x["pid"] for x in st.values() if x.get("pid")}) == n - 1
+    assert "not started: stopped while waiting" in d.log()
+    assert sum(1 for x in transitions(d) if x[0] != "base" and x[2] == "running") == n - 1
+    d.stop(timeout=120)
