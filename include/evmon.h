@@ -1074,7 +1074,9 @@ EVM_API int evm_service_stop(struct evm_service *svc);
 /*
  * Stop (if running) then start again. Like docker restart: an explicit start
  * or restart resets the restart count and the backoff; only restarts made by
- * the policy count.
+ * the policy count. The start after the exit goes with the loop's other
+ * restarts, a bounded number per iteration: the service may show STOPPED
+ * for an iteration in between (a stop then cancels the start).
  */
 EVM_API int evm_service_restart(struct evm_service *svc);
 

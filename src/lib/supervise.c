@@ -25,7 +25,7 @@
  * TABLE-BEGIN
  * state     event              next                          what
  * STOPPED   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
- *           stop            -> (stays)                       noted: stopped by the user
+ *           stop            -> (stays)                       noted: stopped by the user; a waiting restart dropped
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  *           adopt           -> RUNNING                       take over a running process
@@ -61,7 +61,7 @@
  *           stop            -> (stays)                       no start after the exit
  *           restart         -> (stays)                       start after the exit
  *           remove          -> (stays)                       removed after the exit
- *           exit            -> STOPPED|(removed)|(stays)     and its cgroup empty: removed, or restarted, if asked
+ *           exit            -> STOPPED|(removed)|(stays)     and its cgroup empty: removed, or restarted at its spawn turn, if asked
  *           stop_timeout    -> (stays)                       SIGKILL (cgroup.kill)
  *           cgroup empty    -> STOPPED|(removed)|(stays)     after the exit: as the exit
  * EXITED    start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
@@ -220,6 +220,8 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	if (!a->adopt)
 		return -EINVAL;
+	evm_timer_cancel(s->timer); /* a restart's start, if one waits (svexit.c) */
+	s->start_after_stop = false;
 	struct evm_adopt_opts o = *a->adopt;
 	o.on_exit = NULL;
 	o.data = NULL;
@@ -259,6 +261,8 @@ static int act_resume(struct evm_service *s, const struct evm__sv_arg *a)
 	const struct evm_service_resume *r = a->resume;
 	if (!r)
 		return -EINVAL;
+	evm_timer_cancel(s->timer); /* a restart's start, if one waits (svexit.c) */
+	s->start_after_stop = false;
 	s->restarts = r->restarts;
 	s->failures = r->failures;
 	s->start_failures = r->start_failures;
@@ -274,7 +278,8 @@ static int act_resume(struct evm_service *s, const struct evm__sv_arg *a)
 
 static int act_start(struct evm_service *s, const struct evm__sv_arg *a)
 {
-	evm_timer_cancel(s->timer); /* the backoff's */
+	evm_timer_cancel(s->timer); /* the backoff's, or a restart's start (svexit.c) */
+	s->start_after_stop = false;
 	s->restarts = 0;
 	s->failures = 0;
 	s->start_failures = 0;
@@ -295,6 +300,13 @@ static int act_stop_noted(struct evm_service *s, const struct evm__sv_arg *a)
 	s->start_after_stop = false;
 	s->stopped_by_user = true;
 	return 0;
+}
+
+/* STOPPED: a restart's start may wait for its turn in s->timer (svexit.c): not any more */
+static int act_stop_stopped(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	evm_timer_cancel(s->timer);
+	return act_stop_noted(s, a);
 }
 
 static int act_stop_idle(struct evm_service *s, const struct evm__sv_arg *a)
@@ -511,7 +523,7 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 
 const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_STOPPED] = {
-		IDLE_ROW(act_stop_noted, 0, "noted: stopped by the user"),
+		IDLE_ROW(act_stop_stopped, 0, "noted: stopped by the user; a waiting restart dropped"),
 		[EVM__SV_ADOPT] = {act_adopt, TO(RUNNING), "take over a running process"},
 		[EVM__SV_RESUME] = {act_resume, TO(BACKOFF) | TO(EXITED) | TO(FATAL) | EVM__SV_STAYS,
 				    "counters and state of an earlier supervisor"},
@@ -561,7 +573,7 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_RESTART] = {act_restart_after_stop, 0, "start after the exit"},
 		[EVM__SV_REMOVE] = {act_remove_after_stop, 0, "removed after the exit"},
 		[EVM__SV_EXIT] = {evm__sv_act_exit_stopping, TO(STOPPED) | GONE | EVM__SV_STAYS,
-				  "and its cgroup empty: removed, or restarted, if asked"},
+				  "and its cgroup empty: removed, or restarted at its spawn turn, if asked"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (cgroup.kill)"},
 		[EVM__SV_EMPTIED] = {evm__sv_act_emptied, TO(STOPPED) | GONE | EVM__SV_STAYS,
 				     "after the exit: as the exit"},

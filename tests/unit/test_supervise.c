@@ -1330,6 +1330,66 @@ static void test_restart_storm_bounded_per_iteration(void **state)
 	assert_int_equal(evm_shutdown(loop, 0), 0);
 }
 
+/*
+ * evm_service_restart of many at once: the start after each exit goes with
+ * the loop's other restarts, EVM__SPAWN_TURN an iteration (all 40 were spawned
+ * in the iteration of their exits); one stopped while it waits for its turn
+ * stays stopped.
+ */
+static void test_restarts_of_many_are_bounded_per_iteration(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	enum { N = 40 };
+	struct evm_service *ss[N];
+	pid_t pids[N];
+	char name[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "rs%d", i);
+		ss[i] = svc(loop, name, EVM_RESTART_NEVER, PAUSE, NULL);
+		assert_int_equal(evm_service_start(ss[i]), 0);
+	}
+	RUN_UNTIL(loop, count_state_all(ss, N, EVM_STATE_RUNNING) == N, 30000);
+	for (int i = 0; i < N; i++) {
+		pids[i] = evm_proc_pid(evm_service_proc(ss[i]));
+		assert_int_equal(evm_service_restart(ss[i]), 0);
+	}
+	/* every exit ready before the loop looks: all of them in its next iteration */
+	for (int i = 0; i < N; i++)
+		WAIT_FOR(t_proc_state(pids[i]) == 'Z', T_MS(10000));
+	size_t from = nev, started = 0;
+	struct evm_service *victim = NULL;
+	for (int it = 0; started < N - (victim != NULL); it++) {
+		assert_true(evm_loop_run_once(loop, it ? 100 : 0) >= 0);
+		size_t this_turn = 0;
+		for (; from < nev; from++)
+			if (evs[from].old == EVM_STATE_STOPPED &&
+			    (evs[from].state == EVM_STATE_STARTING || evs[from].state == EVM_STATE_RUNNING))
+				this_turn++;
+		started += this_turn;
+		if (this_turn > EVM__SPAWN_TURN)
+			fail_msg("iteration %d started %zu restarts (at most %d)", it, this_turn,
+				 EVM__SPAWN_TURN);
+		if (it == 0) {
+			/* one still waiting for its turn (exits come in any order): a stop cancels its start */
+			for (int i = 0; i < N && !victim; i++)
+				if (evm_service_state(ss[i]) == EVM_STATE_STOPPED)
+					victim = ss[i];
+			assert_non_null(victim);
+			assert_int_equal(evm_service_stop(victim), 0);
+		}
+		if (it > 10 * N)
+			fail_msg("%zu restarts of %d in %d iterations", started, N - 1, it);
+	}
+	assert_int_equal(started, N - 1);
+	assert_int_equal(count_state_all(ss, N, EVM_STATE_RUNNING), N - 1);
+	assert_int_equal(evm_service_state(victim), EVM_STATE_STOPPED);
+	assert_true(stopped_by_user(victim));
+	for (int i = 0; i < N; i++)
+		if (ss[i] != victim)
+			assert_int_not_equal(evm_proc_pid(evm_service_proc(ss[i])), pids[i]);
+	assert_int_equal(evm_shutdown(loop, 0), 0);
+}
+
 /* ------------------------------------------------------ the state table */
 
 static const char *state_text(unsigned st)
@@ -1644,6 +1704,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_no_loop_run_from_a_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_loop_herd_stays_responsive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_storm_bounded_per_iteration, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restarts_of_many_are_bounded_per_iteration, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_text_matches_the_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_cell_does_what_the_table_says, setup, teardown),
 	};
