@@ -391,20 +391,27 @@ struct batch {
 	bool oom;
 };
 
-/* u becomes pending: what it requires is asked to start too (not what it starts after). */
-static void make_pending(struct batch *b, struct unit *u)
+static bool batch_push(struct batch *b, struct unit *u)
 {
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 16;
 		struct unit **v = realloc(b->v, cap * sizeof(*v));
 		if (!v) {
 			b->oom = true;
-			return;
+			return false;
 		}
 		b->v = v;
 		b->cap = cap;
 	}
 	b->v[b->n++] = u;
+	return true;
+}
+
+/* u becomes pending: what it requires is asked to start too (not what it starts after). */
+static void make_pending(struct batch *b, struct unit *u)
+{
+	if (!batch_push(b, u))
+		return;
 	u->pending = true;
 	u->want_stop = false;
 	free(u->blocked);
@@ -574,7 +581,8 @@ static unsigned stop_chain(struct unit *u, unsigned depth)
 	return u->stop_chain = n;
 }
 
-static void mark_stop(struct daemon *d, struct unit *u)
+/* u and what requires it, to stop; each newly marked one into b (deps_stop tries those) */
+static void mark_stop(struct daemon *d, struct unit *u, struct batch *b)
 {
 	if (u->want_stop)
 		return;
@@ -582,11 +590,12 @@ static void mark_stop(struct daemon *d, struct unit *u)
 	u->want_start = false;
 	u->pending = false;
 	go_unlink(d, u);
+	batch_push(b, u);
 	for (size_t i = 0; i < u->nrdeps; i++) {
 		struct unit *v = u->rdeps[i];
 		for (size_t k = 0; k < v->ndeps; k++)
 			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER && (active(v) || v->pending))
-				mark_stop(d, v);
+				mark_stop(d, v, b);
 	}
 }
 
@@ -594,14 +603,26 @@ int deps_stop(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	bool was_pending = u->pending;
-	mark_stop(d, u);
+	struct batch b = {0};
+	mark_stop(d, u, &b);
 	if (was_pending)
 		publish_state(d, u, evm_state_name(state(u)), "waiting", "message",
 			      "not started: stopped while waiting");
-	/* the dependents first: they may be down already */
-	for (struct unit *v = d->first; v; v = v->next)
-		if (v->want_stop && v != u)
-			try_stop(d, v);
+	/*
+	 * The dependents first, the deepest first: they may be down already. Only
+	 * those marked now: marking adds no way to stop for one marked before
+	 * (deps_changed tries it when a dependent goes down). Every unit per stop
+	 * made `ctl stop` of 3,000 quadratic.
+	 */
+	unsigned gen = d->deps_gen;
+	for (size_t i = b.oom ? 0 : b.n; i-- > 1 && gen == d->deps_gen;) /* b.v[0] is u */
+		if (b.v[i]->want_stop)
+			try_stop(d, b.v[i]);
+	if (b.oom || gen != d->deps_gen) /* out of memory, or units came or went: all, as before */
+		for (struct unit *v = d->first; v; v = v->next)
+			if (v->want_stop && v != u)
+				try_stop(d, v);
+	free(b.v);
 	if (u->want_stop)
 		try_stop(d, u);
 	return 0;
