@@ -176,6 +176,19 @@ void control__idle_update(struct client *cl)
 	}
 }
 
+/*
+ * A request read and not yet answered, that nothing holds back any more:
+ * reading stopped behind a reply over OUT_SOFT, and the socket then took
+ * that reply whole. Without a wake-up it would wait for the client to send
+ * more (a pipelined status behind `start` of 1,000 services: 10 s, until the
+ * idle timeout answered it).
+ */
+static bool request_waiting(const struct client *cl)
+{
+	return !cl->pending && !cl->raw && !cl->stream && !cl->closing && cl->out.len < OUT_SOFT &&
+	       cl->in.len && (cl->eof || linebuf_line(&cl->in) >= 0 || cl->in.len > PROTO_MAX_REQUEST);
+}
+
 /* Watch for what we can do next (a finished client is written to: its callback closes it). */
 void control__client_update(struct client *cl)
 {
@@ -187,6 +200,8 @@ void control__client_update(struct client *cl)
 		ev |= EVM_READ;
 	if (cl->out.len || client_done(cl) || cl->stream)
 		ev |= EVM_WRITE; /* a reply in pieces: its next piece when the socket has room */
+	if (request_waiting(cl))
+		ev |= EVM_WRITE; /* writable at once: on_client answers it in the next iteration */
 	if (ev != cl->events && evm_io_modify(cl->io, ev) == 0)
 		cl->events = ev;
 }

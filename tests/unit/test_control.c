@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,7 @@ struct fx {
 static struct fx F;
 
 #define BIG_REPLY (600 * 1024) /* its buffer: 1 MiB */
+#define SOFT_REPLY (257 * 1024) /* just over control.c's OUT_SOFT: reading stops behind it */
 
 static void late_reply(struct evm_timer *t, void *data)
 {
@@ -91,11 +94,12 @@ static void on_request(struct client *cl, const cJSON *req, void *data)
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddTrueToObject(r, "ok");
 	cJSON_AddStringToObject(r, "echo", cmd);
-	if (!strcmp(cmd, "big")) { /* a reply bigger than the socket takes at once */
-		char *big = malloc(BIG_REPLY + 1);
+	if (!strcmp(cmd, "big") || !strcmp(cmd, "soft")) { /* a reply bigger than the socket takes at once */
+		size_t n = cmd[0] == 'b' ? BIG_REPLY : SOFT_REPLY;
+		char *big = malloc(n + 1);
 		assert_non_null(big);
-		memset(big, 'b', BIG_REPLY);
-		big[BIG_REPLY] = 0;
+		memset(big, 'b', n);
+		big[n] = 0;
 		cJSON_AddStringToObject(r, "big", big);
 		free(big);
 	}
@@ -599,6 +603,64 @@ static void test_replies_count_in_the_total(void **state)
 	close(a);
 }
 
+/* a client that reads all the time, on a thread of its own: the lines it got */
+struct drainer {
+	int fd;
+	atomic_uint lines;
+	atomic_bool stop;
+};
+
+static void *drain(void *arg)
+{
+	struct drainer *dr = arg;
+	char buf[65536];
+	while (!atomic_load(&dr->stop)) {
+		struct pollfd p = {.fd = dr->fd, .events = POLLIN};
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		ssize_t r = recv(dr->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r <= 0)
+			continue;
+		for (ssize_t i = 0; i < r; i++)
+			if (buf[i] == '\n')
+				atomic_fetch_add(&dr->lines, 1);
+	}
+	return NULL;
+}
+
+/*
+ * A request pipelined behind a reply over OUT_SOFT: reading stops behind
+ * that reply, and when the socket takes all of it in the same call (its
+ * client reads as fast), nothing woke the server for the request already
+ * read: it waited for the client to send more (the daemon's idle timeout
+ * answered it, 10 s later). The client reads on a thread, so the socket
+ * often takes the reply whole; 30 rounds.
+ */
+static void test_request_behind_a_big_reply_is_answered(void **state)
+{
+	(void)state;
+	struct drainer dr = {.fd = connect_client()};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, drain, &dr), 0);
+	for (unsigned i = 0; i < 30; i++) {
+		const char *two = "{\"cmd\":\"soft\"}\n{\"cmd\":\"after\"}\n";
+		send_all(dr.fd, two, strlen(two));
+		uint64_t deadline = t_now_ms() + T_MS(5000);
+		while (atomic_load(&dr.lines) < 2 * (i + 1)) {
+			evm_loop_run_once(F.loop, 5);
+			if (t_now_ms() > deadline) {
+				atomic_store(&dr.stop, true);
+				pthread_join(th, NULL);
+				fail_msg("round %u: the request behind the big reply was not answered "
+					 "(%u lines)", i, atomic_load(&dr.lines));
+			}
+		}
+	}
+	atomic_store(&dr.stop, true);
+	pthread_join(th, NULL);
+	close(dr.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -615,6 +677,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dropped_inside_its_own_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replies_count_in_the_total, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_behind_a_big_reply_is_answered, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
