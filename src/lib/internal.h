@@ -539,6 +539,8 @@ EVM_HIDDEN int evm__cg_dir_made(const struct evm_cgroup *cg); /* made first if i
 EVM_HIDDEN void evm__cg_dir_done(const struct evm_cgroup *cg, int fd);
 /* is pid (pinned by a pidfd) in the cgroup rel (as /proc/PID/cgroup names it) or below? */
 EVM_HIDDEN bool evm__cg_member(pid_t pid, const char *rel);
+/* evm_cgroup_signal of sig, then of then (0: none), to each member in one walk */
+EVM_HIDDEN int evm__cgroup_signal2(struct evm_cgroup *cg, int sig, int then);
 /* another reference to cg (dropped by evm_cgroup_free): a service keeps its cgroup */
 EVM_HIDDEN struct evm_cgroup *evm__cgroup_ref(struct evm_cgroup *cg);
 /* interface files (cgfile.c): never created (O_CREAT); -errno */

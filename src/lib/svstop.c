@@ -76,18 +76,29 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
  * A stop's signal: every process of its cgroup or session (TREE), else the
  * process (or group). A session's SIGKILL goes at the end of the dispatch,
  * with every other session's (session.c): the process's and group's now.
+ * then (if not 0) follows sig to each process: in the same cgroup walk.
  */
-void evm__sv_stop_send(struct evm_service *s, int sig)
+static void stop_send2(struct evm_service *s, int sig, int then)
 {
 	int r = -1;
 	if (!s->cg && s->sid && sig == SIGKILL)
 		evm__tree_kill_later(s->loop, s->sid);
-	else if (!s->cg && s->sid)
+	else if (!s->cg && s->sid) {
 		r = evm__tree_signal_shared(s->loop, s->sid, sig);
-	else if (s->cg && s->kill_mode == EVM_KILL_TREE)
-		r = sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm_cgroup_signal(s->cg, sig);
-	if (r <= 0 || sig == SIGKILL) /* the main process was not among them */
+		if (then)
+			evm__tree_signal_shared(s->loop, s->sid, then);
+	} else if (s->cg && s->kill_mode == EVM_KILL_TREE)
+		r = sig == SIGKILL ? evm_cgroup_kill(s->cg) : evm__cgroup_signal2(s->cg, sig, then);
+	if (r <= 0 || sig == SIGKILL) { /* the main process was not among them */
 		send_signal(s, sig);
+		if (then)
+			send_signal(s, then);
+	}
+}
+
+void evm__sv_stop_send(struct evm_service *s, int sig)
+{
+	stop_send2(s, sig, 0);
 }
 
 void evm__sv_kill_fire(struct evm_timer *t, void *data)
@@ -113,10 +124,8 @@ void evm__sv_send_stop(struct evm_service *s)
 		evm__sv_stop_send(s, SIGKILL);
 		return;
 	}
-	evm__sv_stop_send(s, s->stop_signal);
 	/* a stopped (SIGSTOP) process would sit on the signal until continued */
-	if (s->stop_signal != SIGCONT)
-		evm__sv_stop_send(s, SIGCONT);
+	stop_send2(s, s->stop_signal, s->stop_signal != SIGCONT ? SIGCONT : 0);
 	s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
 	evm__sv_arm_kill(s);
 }
