@@ -51,6 +51,24 @@ static inline uint64_t mono_ns(void)
 #define START_BATCH 64
 #define START_SLICE_NS (20 * 1000000ull)
 
+/* One iteration's starts: how many so far, and until when more may go. */
+struct start_slice {
+	unsigned n;
+	uint64_t until; /* CLOCK_MONOTONIC ns */
+};
+
+static inline void start_slice_open(struct start_slice *sl)
+{
+	sl->n = 0;
+	sl->until = mono_ns() + START_SLICE_NS;
+}
+
+/* May one more start go? The first always may. */
+static inline bool start_slice_room(const struct start_slice *sl)
+{
+	return sl->n < START_BATCH && (!sl->n || mono_ns() < sl->until);
+}
+
 struct unit {
 	char *name;		 /* NAME, or NAME:i for instances */
 	struct svc_conf *conf;	 /* shared by the instances of one definition */
@@ -148,8 +166,7 @@ struct daemon {
 	/* the start queue (deps.c): units let go by their dependencies or a request, in order */
 	struct unit *go_first, *go_last;
 	struct evm_timer *go_timer; /* the next burst; armed while one runs */
-	unsigned go_burst;	    /* starts in this burst */
-	uint64_t go_until;	    /* CLOCK_MONOTONIC ns: the burst's end */
+	struct start_slice go_slice; /* this burst's starts */
 	bool deps_dirty; /* units came or went: the dependencies are resolved again */
 	unsigned deps_gen; /* counts the resolutions */
 	unsigned stop_walks; /* deps_stop_over's walks, to mark the units each one saw */

@@ -292,7 +292,7 @@ static void set_blocked(struct daemon *d, struct unit *u, const char *why)
 static int start_now(struct daemon *d, struct unit *u)
 {
 	u->pending = false;
-	d->go_burst++;
+	d->go_slice.n++;
 	int r = u->svc ? evm_service_start(u->svc) : -ENOENT;
 	if (r < 0)
 		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
@@ -309,11 +309,10 @@ static bool burst_allows(struct daemon *d)
 			d->go_timer = NULL;
 			return true; /* out of memory for the timer: no burst, no queue */
 		}
-		d->go_burst = 0;
-		d->go_until = mono_ns() + START_SLICE_NS;
+		start_slice_open(&d->go_slice);
 		return true;
 	}
-	return d->go_burst < START_BATCH && (!d->go_burst || mono_ns() < d->go_until);
+	return start_slice_room(&d->go_slice);
 }
 
 /* The next iteration: a new burst, from the head of the queue. */

@@ -426,13 +426,9 @@ void units_start_batch(struct evm_timer *t, void *data)
 	struct daemon *d = data;
 	(void)t;
 	d->start_timer = NULL;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t until = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + START_SLICE_NS;
-	for (unsigned n = 0; d->start_next && !d->stopping && n < START_BATCH;) {
-		if (n && clock_gettime(CLOCK_MONOTONIC, &ts) == 0 &&
-		    (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec >= until)
-			break;
+	struct start_slice sl;
+	start_slice_open(&sl);
+	while (d->start_next && !d->stopping && start_slice_room(&sl)) {
 		struct unit *u = d->start_next;
 		d->start_next = u->next;
 		if (!u->want_start || !u->svc || u->conf->requires || u->conf->after)
@@ -443,7 +439,7 @@ void units_start_batch(struct evm_timer *t, void *data)
 		/* started, or stopped by a request meanwhile */
 		if (info.state != EVM_STATE_STOPPED || info.stopped_by_user)
 			continue;
-		n++;
+		sl.n++;
 		int e = evm_service_start(u->svc);
 		if (e < 0)
 			dlog("service %s: cannot start it: %s", u->name, strerror(-e));
