@@ -336,6 +336,9 @@ static int let_go(struct daemon *d, struct unit *u)
 		return 0;
 	if (!d->go_first && burst_allows(d))
 		return start_now(d, u);
+	/* waiting for its turn: said like a wait for dependencies (run_batch says those) */
+	if (!u->pending || !u->ndeps)
+		publish_state(d, u, "waiting", evm_state_name(state(u)), NULL, NULL);
 	u->pending = true;
 	u->queued = true;
 	u->go_prev = d->go_last;

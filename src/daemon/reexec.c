@@ -505,12 +505,17 @@ static int exec_now(struct reexec *rx)
 	notify_export(true);
 	if (rx->format < STATE_VERSION)
 		dlog("re-executing %s: %zu services keep running (state format %d, the newest it "
-		     "reads: without %sthe requester's request id and events subscription, the "
-		     "requests waiting for their services (closed) and the cgroup watches (each "
-		     "cgroup is read and watched anew))", rx->exe, d->nunits, rx->format,
+		     "reads: without %s%s%s%sthe starts still waiting (left stopped))", rx->exe,
+		     d->nunits, rx->format,
 		     rx->format < 3 ? "the pidfds (it checks each process in /proc), the "
 				      "connections with a request half read (closed), the times, "
-				    : "");
+				    : "",
+		     rx->format < 4 ? "the requester's request id and events subscription, the "
+				      "requests waiting for their services (closed), "
+				    : "",
+		     rx->format < 5 ? "the cgroup watches (each cgroup is read and watched anew), "
+				    : "",
+		     rx->format < 6 ? "the files of the watches (each is checked anew), " : "");
 	else
 		dlog("re-executing %s: %zu services keep running", rx->exe, d->nunits);
 	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */

@@ -120,10 +120,10 @@ void record_free(struct record *r)
 	free(r);
 }
 
-static int parse_flags(const char *w, enum rec_flags *out)
+static int parse_flags(const char *w, int version, enum rec_flags *out)
 {
-	static const char *const names[] = {"run", "stopping", "down"};
-	for (int i = 0; i < 3; i++)
+	static const char *const names[] = {"run", "stopping", "down", "start"};
+	for (int i = 0; i < (version >= 7 ? 4 : 3); i++)
 		if (!strcmp(w, names[i])) {
 			*out = (enum rec_flags)i;
 			return 0;
@@ -304,7 +304,7 @@ static int parse_line(struct record *r, char *line, bool exec)
 		       name, &pid, &start, &ident, flags, st, &c[0], &c[1], &c[2], &c[3], &next);
 	if (got == 5 || (got == 11 && r->version >= 2)) {
 		struct rec_svc *s = rec_push(r);
-		if (!s || pid < 0 || parse_flags(flags, &s->flags) < 0 || !(s->name = strdup(name)))
+		if (!s || pid < 0 || parse_flags(flags, r->version, &s->flags) < 0 || !(s->name = strdup(name)))
 			return -1;
 		s->pid = pid;
 		s->start = start;

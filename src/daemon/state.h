@@ -16,7 +16,9 @@
  * PID is 0 for a service with no process; STARTTIME is field 22 of
  * /proc/PID/stat; IDENTITY a hash of what runs (command, environment,
  * directory, user, group, umask, stdout/stderr); FLAGS one of run,
- * stopping, down (stopped by a user, exited or fatal: it stays stopped).
+ * stopping, down (stopped by a user, exited or fatal: it stays stopped),
+ * start (format 7, a re-exec's only: no process yet, but a start was asked
+ * for and waits for its dependencies or its turn in the start queue).
  * The rest (version 2) is where its policy had got to, resumed by the next
  * daemon (evm_service_resume): its state's name, its counters, and in
  * backoff the CLOCK_BOOTTIME (ms) of its next start, which holds across an
@@ -62,18 +64,21 @@ struct svc_conf;
  * added: 2 the policy fields and "added" lines, 3 the re-exec's "exec
  * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id",
  * "exec client-sub" and "exec cut" lines, 5 "exec cgwatch" and "exec cg", 6
- * the file each "exec cg" line's watch watches (its inode and device). A
+ * the file each "exec cg" line's watch watches (its inode and device), 7
+ * the "start" flag (a unit waiting to start; older formats say "run" and
+ * the next image starts only what its config starts by itself). A
  * re-exec passes the state in the newest format both binaries read (the
  * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
  * lines that format lacks (and what only they could carry: reexec.c). The
- * record on disk is written in format 2: what it holds has not changed
- * since, so an older evmon started after a crash still reads it.
+ * record on disk is written in format 2, so an older evmon started after a
+ * crash still reads it: a unit waiting to start is "run" there (a crash
+ * forgets a `ctl start` still waiting; the config's autostart is kept).
  */
-#define STATE_VERSION 6
+#define STATE_VERSION 7
 #define STATE_DISK_VERSION 2
 #define STATE_REEXEC_OLDEST 2
 
-enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN };
+enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN, REC_START };
 
 struct rec_svc {
 	char *name;

@@ -74,7 +74,7 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 size_t state_print(struct daemon *d, FILE *f, int version)
 {
 	size_t n = 0;
-	/* what formats 2 to 4 write here is the same: their differences are "exec" lines */
+	/* formats 2 to 6 write the same here (their differences are "exec" lines), 7 "start" */
 	fprintf(f, "evmon-state %d\ndaemon %d\n", version, (int)getpid());
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc)
@@ -89,6 +89,9 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
 			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
 		const char *flags = info.state == EVM_STATE_STOPPING ? "stopping" : down ? "down" : "run";
+		/* asked to start, waiting for its dependencies or its turn: the next image starts it */
+		if (u->pending && !pid && version >= 7)
+			flags = "start";
 		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
 		fputs("service ", f);
 		fputs(u->name, f);

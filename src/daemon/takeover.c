@@ -136,6 +136,11 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		resume_one(d, u, s, over ? s->state : EVM_STATE_STOPPED);
 		return;
 	}
+	if (s->flags == REC_START) { /* asked to start, not started yet: still asked */
+		if (u && u->svc)
+			u->want_start = true; /* its counters: a start resets them anyway */
+		return;
+	}
 	if (!s->pid) {
 		if (same && s->flags == REC_RUN && s->state == EVM_STATE_BACKOFF)
 			resume_one(d, u, s, EVM_STATE_BACKOFF); /* not started at once */

@@ -634,12 +634,12 @@ def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
     assert marker_pids(marker) == []
 
 
-@pytest.mark.parametrize("fmt", [2, 3, 4, 5])
+@pytest.mark.parametrize("fmt", [2, 3, 4, 5, 6])
 def test_reexec_into_an_older_format(procs, tmp_path, marker, fmt):
     """A binary that reads an older state format (the previous releases: 2
     before pidfds and half-read requests crossed the exec, 3 before the
     requester's id and subscription did, 4 before the cgroup watches did, 5
-    before the file of each watch did) is passed the state in its format,
+    before the file of each watch did, 6 before the starts still waiting did) is passed the state in its format,
     without the lines (or the fields) it would refuse: the services are
     kept, by pid. The binary here is a wrapper that says it reads only fmt,
     keeps a copy of the state it is passed, and runs this evmon, which reads
@@ -671,7 +671,7 @@ def test_reexec_into_an_older_format(procs, tmp_path, marker, fmt):
     lines = open(passed).read().splitlines()
     assert lines[0] == f"evmon-state {fmt}" and lines[-1] == "end 3", lines
     cg = [l.split() for l in lines if l.startswith("exec cg ")]
-    assert fmt < 5 or (len(cg) == 3 and all(len(f) == 7 for f in cg)), lines  # no file: format 5
+    assert fmt < 5 or (len(cg) == 3 and all(len(f) == (7 if fmt == 5 else 9) for f in cg)), lines  # no file: format 5
     newer = (("exec cgwatch", "exec cg ") if fmt < 5 else ()) + \
         (("exec client-id", "exec client-sub") if fmt < 4 else ()) + \
         (("exec pidfd", "exec input", "exec times") if fmt == 2 else ())

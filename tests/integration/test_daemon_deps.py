@@ -448,3 +448,39 @@ def test_many_let_go_at_once_start_in_bursts_and_requests_are_served_between(pro
     assert "not started: stopped while waiting" in d.log()
     assert sum(1 for x in transitions(d) if x[0] != "base" and x[2] == "running") == n - 1
     d.stop(timeout=120)
+
+
+def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path):
+    """`ctl start` of autostart = no services, then `ctl reexec` right behind it on the same
+    connection: those still waiting then (for a dependency still starting, or for their turn
+    in the start queue) are started by the new image, each once. The old image carried them
+    as plain stopped services (the state record had no word for "asked to start"), and the
+    new one left them stopped. A queued one says so: stopped -> waiting, like one waiting
+    for a dependency."""
+    n, m = 20, 600
+    conf = ["[service:gate]\ncommand = HELPER pause\nstart_secs = 60\nautostart = no\n"]
+    conf += [f"[service:w{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
+             "requires = gate\n" for i in range(n)]
+    conf += [f"[service:q{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
+             for i in range(m)]
+    d = Daemon(procs, tmp_path, "\n".join(conf))
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"start","names":["w*","q*"]}\n{"cmd":"reexec"}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        rx = r.next(120)
+        assert rx["ok"], rx
+    assert d.ctl("ping").returncode == 0
+    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n + m + 1,
+             timeout=120 * SLOW, what=f"{n + m + 1} services running")
+    st = d.status()
+    assert len({x["pid"] for x in st.values()}) == n + m + 1
+    tr = transitions(d)
+    for name in st:
+        started = [x for x in tr if x[0] == name and x[2] in ("starting", "running")]
+        assert len(started) == 1 and started[0][1] == "stopped", (name, started)
+    log = d.log()
+    assert "service w0: stopped -> waiting" in log, log[-3000:]
+    queued = sum(1 for x in tr if x[0].startswith("q") and x[1:] == ("stopped", "waiting"))
+    assert queued >= m - 3 * 64, queued
+    d.stop(timeout=120)
