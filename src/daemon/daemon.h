@@ -93,8 +93,8 @@ struct unit {
 	struct unit **rdeps;	 /* who requires it or starts after it */
 	size_t nrdeps;
 	bool pending;		 /* to start once its dependencies allow */
-	bool queued;		 /* pending, let go: in the start queue (deps.c) */
-	struct unit *go_prev, *go_next; /* the start queue */
+	bool queued;		 /* in the queue (deps.c): let go (pending), or to stop (want_stop) */
+	struct unit *go_prev, *go_next; /* the queue */
 	bool want_stop;		 /* to stop once its dependents are down */
 	unsigned stop_chain;	 /* the shutdown: it and what stops after it, longest chain */
 	unsigned stop_seen;	 /* deps_stop_over's walk was here (its d->stop_walks) */
@@ -166,7 +166,7 @@ struct daemon {
 	/* the start queue (deps.c): units let go by their dependencies or a request, in order */
 	struct unit *go_first, *go_last;
 	struct evm_timer *go_timer; /* the next burst; armed while one runs */
-	struct start_slice go_slice; /* this burst's starts */
+	struct start_slice go_slice; /* this burst's starts and stops */
 	bool deps_dirty; /* units came or went: the dependencies are resolved again */
 	unsigned deps_gen; /* counts the resolutions */
 	unsigned stop_walks; /* deps_stop_over's walks, to mark the units each one saw */

@@ -24,11 +24,15 @@
  * stop after it (itself included) gets at most 1/N of the time left before
  * SIGKILL: the dependencies' turn comes before the deadline, not with it.
  *
- * Starts go in bursts (START_BATCH, START_SLICE_NS): when 3,000 services
- * start after one and it comes up, they start over the next iterations,
- * not all in this one (2 s without an answer to anything). A unit let go
- * and not yet started is "queued": still pending to its dependents and
- * its status, so nothing counts it as started or stopped meanwhile.
+ * Starts and stops go in bursts (START_BATCH, START_SLICE_NS): when 3,000
+ * services start after one and it comes up, they start over the next
+ * iterations, not all in this one (2 s without an answer to anything); a
+ * `ctl stop` of 3,000 walked 3,000 cgroups in one (~300 ms). A unit let go
+ * and not yet started, or free to stop and not yet stopped, is "queued":
+ * still pending (or to stop) to its dependents, its status and the waits,
+ * so nothing counts it as started or stopped meanwhile. The shutdown's
+ * stops do not queue (they share one dispatch: deps_stop_all), nor does a
+ * stop without a process to signal (BACKOFF: its restart must not come).
  *
  * The graph is resolved from the names of the config into unit pointers
  * (deps, rdeps) lazily, after units came or went (deps_forget). Names are
@@ -133,7 +137,7 @@ static void ensure_graph(struct daemon *d)
 	}
 }
 
-/* u out of the start queue (see "the queue" below), if it is in */
+/* u out of the queue (see "the queue" below), if it is in */
 static void go_unlink(struct daemon *d, struct unit *u)
 {
 	if (!u->queued)
@@ -148,6 +152,17 @@ static void go_unlink(struct daemon *d, struct unit *u)
 	else
 		d->go_last = u->go_prev;
 	u->go_prev = u->go_next = NULL;
+}
+
+static void go_append(struct daemon *d, struct unit *u)
+{
+	u->queued = true;
+	u->go_prev = d->go_last;
+	if (d->go_last)
+		d->go_last->go_next = u;
+	else
+		d->go_first = u;
+	d->go_last = u;
 }
 
 void deps_forget(struct daemon *d, struct unit *u)
@@ -315,6 +330,8 @@ static bool burst_allows(struct daemon *d)
 	return start_slice_room(&d->go_slice);
 }
 
+static void stop_now(struct daemon *d, struct unit *u);
+
 /* The next iteration: a new burst, from the head of the queue. */
 static void go_burst(struct evm_timer *t, void *data)
 {
@@ -326,6 +343,10 @@ static void go_burst(struct evm_timer *t, void *data)
 		go_unlink(d, u);
 		if (u->pending) /* else stopped or removed meanwhile */
 			start_now(d, u);
+		else if (u->want_stop) { /* else started again meanwhile */
+			d->go_slice.n++;
+			stop_now(d, u);
+		}
 	}
 }
 
@@ -340,13 +361,7 @@ static int let_go(struct daemon *d, struct unit *u)
 	if (!u->pending || !u->ndeps)
 		publish_state(d, u, "waiting", evm_state_name(state(u)), NULL, NULL);
 	u->pending = true;
-	u->queued = true;
-	u->go_prev = d->go_last;
-	if (d->go_last)
-		d->go_last->go_next = u;
-	else
-		d->go_first = u;
-	d->go_last = u;
+	go_append(d, u);
 	return 0;
 }
 
@@ -445,6 +460,8 @@ static void run_batch(struct daemon *d, struct batch *b)
 int deps_start(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
+	if (u->want_stop)
+		go_unlink(d, u); /* queued to stop: not any more */
 	u->want_stop = false;
 	if (active(u)) {
 		free(u->blocked);
@@ -520,6 +537,35 @@ static void grace_arm(struct daemon *d, struct unit *u)
 		u->grace_timer = NULL; /* out of memory: shutdown_timeout still ends it */
 }
 
+static void stop_now(struct daemon *d, struct unit *u)
+{
+	u->want_stop = false;
+	if (u->svc) {
+		evm_service_stop(u->svc);
+		grace_arm(d, u);
+	}
+}
+
+/* u may stop: now if this burst has room (or nothing waits in it), else at its turn. */
+static void stop_go(struct daemon *d, struct unit *u)
+{
+	enum evm_state s = state(u);
+	bool walk = s == EVM_STATE_STARTING || s == EVM_STATE_RUNNING || s == EVM_STATE_RELOADING;
+	if (u->queued && walk)
+		return; /* at its turn */
+	go_unlink(d, u);
+	if (!walk || d->stopping) { /* no process to signal, or the shutdown's: at once */
+		stop_now(d, u);
+		return;
+	}
+	if (!d->go_first && burst_allows(d)) {
+		d->go_slice.n++;
+		stop_now(d, u);
+		return;
+	}
+	go_append(d, u);
+}
+
 /*
  * Stop u now if no dependent being stopped is still up. One waiting for a
  * restart (BACKOFF) has no process to keep up for them: it is stopped at
@@ -532,11 +578,7 @@ static void try_stop(struct daemon *d, struct unit *u)
 		if (!down(v) && (v->want_stop || state(v) == EVM_STATE_STOPPING))
 			return;
 	}
-	u->want_stop = false;
-	if (u->svc) {
-		evm_service_stop(u->svc);
-		grace_arm(d, u);
-	}
+	stop_go(d, u);
 }
 
 /*

@@ -484,3 +484,62 @@ def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path):
     queued = sum(1 for x in tr if x[0].startswith("q") and x[1:] == ("stopped", "waiting"))
     assert queued >= m - 3 * 64, queued
     d.stop(timeout=120)
+
+
+def test_a_stop_of_many_goes_in_bursts_and_requests_are_served_between(procs, tmp_path):
+    """`ctl stop` of 1,000 running services signals 64 a loop iteration (START_BATCH), like
+    the starts: a status pipelined behind the stop finds most still running (each stop walks
+    its cgroup: 3,000 in one iteration held the loop ~300 ms). One started again while
+    it waits for its turn is not stopped; every other one stops, once."""
+    n = 1000
+    conf = [f"[service:s{i}]\ncommand = HELPER pause\nstart_secs = 0\n"
+            for i in range(n)]
+    d = Daemon(procs, tmp_path, "\n".join(conf))
+    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n,
+             timeout=120 * SLOW, what=f"{n} services running")
+    before = d.status()["s999"]["pid"]
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"stop","names":["s*"]}\n{"cmd":"status"}\n'
+                  b'{"cmd":"start","names":["s999"]}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        st = r.next(60)
+        assert st["ok"], st
+        states = [x["state"] for x in st["services"]]
+        assert states.count("running") >= n - 3 * 64, {k: states.count(k) for k in set(states)}
+        assert r.next(60)["ok"]
+    wait_for(lambda: sum(x["state"] == "stopped" for x in d.status().values()) == n - 1,
+             timeout=120 * SLOW, what=f"{n - 1} services stopped")
+    st = d.status()
+    assert st["s999"]["state"] == "running" and st["s999"]["pid"] == before, st["s999"]
+    tr = transitions(d)
+    for i in range(n - 1):
+        assert sum(1 for x in tr if x[0] == f"s{i}" and x[2] == "stopping") == 1, (i, tr[-5:])
+    assert not [x for x in tr if x[0] == "s999" and x[2] == "stopping"]
+    d.stop(timeout=120)
+
+
+def test_a_reexec_keeps_the_stops_still_queued(procs, tmp_path):
+    """`ctl stop` of 600 running services and `ctl reexec` right behind it: those still
+    waiting for their turn to stop are passed as stopping, and the new image stops them:
+    none is left running or started again. (One stopping already at the exec is signalled
+    again by the new image, as before: its adoption starts from running.)"""
+    n = 600
+    conf = [f"[service:s{i}]\ncommand = HELPER pause\nstart_secs = 0\n" for i in range(n)]
+    d = Daemon(procs, tmp_path, "\n".join(conf))
+    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n,
+             timeout=120 * SLOW, what=f"{n} services running")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"stop","names":["s*"]}\n{"cmd":"reexec"}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        rx = r.next(120)
+        assert rx["ok"], rx
+    wait_for(lambda: sum(x["state"] == "stopped" for x in d.status().values()) == n,
+             timeout=120 * SLOW, what=f"{n} services stopped")
+    tr = transitions(d)
+    for i in range(n):
+        mine = [x[2] for x in tr if x[0] == f"s{i}"]
+        after = mine[mine.index("stopping"):]
+        assert "running" not in after and "starting" not in after, (i, mine)
+    d.stop(timeout=120)
