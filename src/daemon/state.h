@@ -18,7 +18,9 @@
  * directory, user, group, umask, stdout/stderr); FLAGS one of run,
  * stopping, down (stopped by a user, exited or fatal: it stays stopped),
  * start (format 7, a re-exec's only: no process yet, but a start was asked
- * for and waits for its dependencies or its turn in the start queue).
+ * for and waits for its dependencies or its turn in the start queue), stop
+ * (format 7, a re-exec's only: running, to stop once its dependents are
+ * down or at its turn in the queue; the next image stops it in that order).
  * The rest (version 2) is where its policy had got to, resumed by the next
  * daemon (evm_service_resume): its state's name, its counters, and in
  * backoff the CLOCK_BOOTTIME (ms) of its next start, which holds across an
@@ -65,8 +67,8 @@ struct svc_conf;
  * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id",
  * "exec client-sub" and "exec cut" lines, 5 "exec cgwatch" and "exec cg", 6
  * the file each "exec cg" line's watch watches (its inode and device), 7
- * the "start" flag (a unit waiting to start; older formats say "run" and
- * the next image starts only what its config starts by itself). A
+ * the "start" and "stop" flags (a unit waiting to start, or to stop; older
+ * formats say "run", or "stopping" for a stop waiting only for its turn). A
  * re-exec passes the state in the newest format both binaries read (the
  * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
  * lines that format lacks (and what only they could carry: reexec.c). The
@@ -78,7 +80,7 @@ struct svc_conf;
 #define STATE_DISK_VERSION 2
 #define STATE_REEXEC_OLDEST 2
 
-enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN, REC_START };
+enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN, REC_START, REC_STOP };
 
 struct rec_svc {
 	char *name;

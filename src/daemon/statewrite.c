@@ -92,8 +92,9 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		/* asked to start, waiting for its dependencies or its turn: the next image starts it */
 		if (u->pending && !pid && version >= 7)
 			flags = "start";
-		else if (u->queued && u->want_stop && pid) /* free to stop, waiting for its turn */
-			flags = "stopping";
+		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING)
+			/* to stop once its dependents are down, or at its turn (older: the turn only) */
+			flags = version >= 7 ? "stop" : u->queued ? "stopping" : flags;
 		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
 		fputs("service ", f);
 		fputs(u->name, f);

@@ -130,6 +130,8 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 {
 	struct unit *u = unit_find(d, s->name);
 	bool same = u && u->svc && state_ident(u->conf) == s->ident;
+	if (u && s->flags == REC_STOP)
+		u->want_start = false; /* being stopped: not started again, adopted or not */
 	if (same && s->flags == REC_DOWN) {
 		u->want_start = false; /* stopped by a user, or over: it stays stopped */
 		bool over = s->state == EVM_STATE_EXITED || s->state == EVM_STATE_FATAL;
@@ -283,6 +285,15 @@ void state_take_over(struct daemon *d)
 			take_over_one(d, &d->rec->svcs[i]);
 		}
 	d->quiet_adopt = false;
+	/*
+	 * Those to stop (once their dependents are down, or at their turn): once
+	 * all are adopted, so that the order of the stops holds on (deps.c).
+	 */
+	for (size_t i = 0; d->rec && i < d->rec->n; i++) {
+		struct unit *u = unit_find(d, d->rec->svcs[i].name);
+		if (d->rec->svcs[i].flags == REC_STOP && u && u->adopted)
+			deps_stop(d, u);
+	}
 	for (struct unit *u = d->first; d->rec && u; u = u->next)
 		kept += u->adopted;
 	size_t others = 0, strays = d->rec && d->rec->reexec ? end_strays(d, &others) : 0;

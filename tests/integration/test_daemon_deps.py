@@ -543,3 +543,33 @@ def test_a_reexec_keeps_the_stops_still_queued(procs, tmp_path):
         after = mine[mine.index("stopping"):]
         assert "running" not in after and "starting" not in after, (i, mine)
     d.stop(timeout=120)
+
+
+def test_a_reexec_keeps_a_stop_waiting_for_its_dependents(procs, tmp_path):
+    """`ctl stop db` while web requires db and takes 1.5 s to stop, and `ctl reexec` right
+    behind it: db, still waiting for web to be down, is passed as to stop ("stop", state
+    format 7) and the new image stops it after web, as the old one would have. It was
+    passed as running: the new image kept it running."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+start_secs = 0
+
+[service:web]
+command = HELPER linger 1500 pause
+requires = db
+start_secs = 0
+""")
+    wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
+             what="db and web running")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"stop","names":["db"]}\n{"cmd":"reexec"}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        rx = r.next(120)
+        assert rx["ok"], rx
+    wait_for(lambda: all(x["state"] == "stopped" for x in d.status().values()),
+             timeout=30 * SLOW, what="db and web stopped")
+    tr = transitions(d)
+    assert index(tr, "web", "stopped") < index(tr, "db", "stopping"), tr
+    d.stop()
