@@ -546,7 +546,7 @@ static void stop_now(struct daemon *d, struct unit *u)
 	}
 }
 
-/* u may stop: now if this burst has room (or nothing waits in it), else at its turn. */
+/* u may stop: now if nothing waits in the queue and this burst has room, else at its turn. */
 static void stop_go(struct daemon *d, struct unit *u)
 {
 	enum evm_state s = state(u);

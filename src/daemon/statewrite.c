@@ -74,7 +74,7 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 size_t state_print(struct daemon *d, FILE *f, int version)
 {
 	size_t n = 0;
-	/* formats 2 to 6 write the same here (their differences are "exec" lines), 7 "start" */
+	/* formats 2 to 6 write the same here (their differences are "exec" lines); 7 adds flags */
 	fprintf(f, "evmon-state %d\ndaemon %d\n", version, (int)getpid());
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc)

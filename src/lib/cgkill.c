@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -35,7 +37,7 @@ struct pidfd_info0 {
 #define PIDFD_GET_INFO0 _IOWR(0xFF, 11, struct pidfd_info0)
 #define PIDFD_INFO0_CGROUPID (1ull << 2)
 
-/* 0: not asked yet; 1: the kernel answers; -1: it does not (older than 6.13) */
+/* -1: the kernel has no PIDFD_GET_INFO (older than 6.13): not asked again */
 static int pidfd_info_works;
 
 /* Is pid (which must be pinned by a pidfd) in the cgroup rel or below it? */
@@ -64,6 +66,7 @@ bool evm__cg_member(pid_t pid, const char *rel)
 
 struct sigwalk {
 	const char *rel; /* the top cgroup's */
+	bool v2;	 /* the walk is on cgroup2, whose ids the pidfds give (else /proc) */
 	uint64_t cgid;	 /* the cgroup being walked: its id (inode number), or 0 */
 	int sig;
 	int then;		   /* a second signal right after sig (SIGCONT), or 0 */
@@ -135,9 +138,12 @@ static int signal_tree(struct sigwalk *sw, int dfd, int depth)
 	 * (an open, two getdents and a close per service stopped).
 	 */
 	struct stat st;
+	struct statfs fs;
 	bool leaf = false;
 	sw->cgid = 0;
-	if (fstat(dfd, &st) == 0) {
+	if (depth == 0) /* ids are per hierarchy: a v1 one's could match a v2 id */
+		sw->v2 = fstatfs(dfd, &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
+	if (sw->v2 && fstat(dfd, &st) == 0) {
 		if (sizeof(st.st_ino) >= sizeof(uint64_t))
 			sw->cgid = (uint64_t)st.st_ino;
 		leaf = st.st_nlink == 2;
