@@ -96,6 +96,8 @@ struct unit {
 	bool queued;		 /* in the queue (deps.c): let go (pending), or to stop (want_stop) */
 	struct unit *go_prev, *go_next; /* the queue */
 	bool want_stop;		 /* to stop once its dependents are down */
+	bool start_after;	 /* STOPPING, and asked to start after the exit (a restart): the
+				  * library keeps that to itself; a re-exec passes it (state.h) */
 	unsigned stop_chain;	 /* the shutdown: it and what stops after it, longest chain */
 	unsigned stop_seen;	 /* deps_stop_over's walk was here (its d->stop_walks) */
 	struct evm_timer *grace_timer; /* its share of shutdown_timeout (deps.c), or NULL */
@@ -209,6 +211,8 @@ int deps_start(struct daemon *d, struct unit *u);
 /* Start every unit with want_start, each as soon as its dependencies allow. */
 void deps_start_wanted(struct daemon *d);
 /* Stop u after its dependents (those that require it are stopped too). */
+/* After a start or a restart of u's service: note whether it starts once its process is gone. */
+void unit_note_start_after(struct unit *u);
 int deps_stop(struct daemon *d, struct unit *u);
 /*
  * u's stop is over for its waiters: what it took down with it (its

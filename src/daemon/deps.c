@@ -495,8 +495,10 @@ void deps_start_wanted(struct daemon *d)
 			u->want_start = false;
 			if (!active(u) && !u->pending)
 				make_pending(&b, u);
-			else if (active(u))
+			else if (active(u)) {
 				evm_service_start(u->svc); /* STOPPING: started again after */
+				unit_note_start_after(u);
+			}
 		}
 	}
 	run_batch(d, &b);
@@ -540,6 +542,7 @@ static void grace_arm(struct daemon *d, struct unit *u)
 static void stop_now(struct daemon *d, struct unit *u)
 {
 	u->want_stop = false;
+	u->start_after = false; /* a stop cancels a start after the exit */
 	if (u->svc) {
 		evm_service_stop(u->svc);
 		grace_arm(d, u);

@@ -505,8 +505,9 @@ static int exec_now(struct reexec *rx)
 	notify_export(true);
 	if (rx->format < STATE_VERSION)
 		dlog("re-executing %s: %zu services keep running (state format %d, the newest it "
-		     "reads: without %s%s%s%sthe starts still waiting and the stops waiting for "
-		     "dependents (not done))", rx->exe, d->nunits, rx->format,
+		     "reads: without %s%s%s%sthe starts still waiting, the stops waiting for "
+		     "dependents and the restarts under way (not done))", rx->exe, d->nunits,
+		     rx->format,
 		     rx->format < 3 ? "the pidfds (it checks each process in /proc), the "
 				      "connections with a request half read (closed), the times, "
 				    : "",

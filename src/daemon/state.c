@@ -122,8 +122,8 @@ void record_free(struct record *r)
 
 static int parse_flags(const char *w, int version, enum rec_flags *out)
 {
-	static const char *const names[] = {"run", "stopping", "down", "start", "stop"};
-	for (int i = 0; i < (version >= 7 ? 5 : 3); i++)
+	static const char *const names[] = {"run", "stopping", "down", "start", "stop", "restart"};
+	for (int i = 0; i < (version >= 7 ? 6 : 3); i++)
 		if (!strcmp(w, names[i])) {
 			*out = (enum rec_flags)i;
 			return 0;

@@ -20,7 +20,10 @@
  * start (format 7, a re-exec's only: no process yet, but a start was asked
  * for and waits for its dependencies or its turn in the start queue), stop
  * (format 7, a re-exec's only: running, to stop once its dependents are
- * down or at its turn in the queue; the next image stops it in that order).
+ * down or at its turn in the queue; the next image stops it in that order),
+ * restart (format 7, a re-exec's only: stopping, to start again once its
+ * process is gone: `ctl restart`, health_action = restart, a start while
+ * stopping; older formats say "stopping", and the next image stops it).
  * The rest (version 2) is where its policy had got to, resumed by the next
  * daemon (evm_service_resume): its state's name, its counters, and in
  * backoff the CLOCK_BOOTTIME (ms) of its next start, which holds across an
@@ -67,8 +70,9 @@ struct svc_conf;
  * times", "exec pidfd" and "exec input" lines, 4 its "exec client-id",
  * "exec client-sub" and "exec cut" lines, 5 "exec cgwatch" and "exec cg", 6
  * the file each "exec cg" line's watch watches (its inode and device), 7
- * the "start" and "stop" flags (a unit waiting to start, or to stop; older
- * formats say "run", or "stopping" for a stop waiting only for its turn). A
+ * the "start", "stop" and "restart" flags (a unit waiting to start, to
+ * stop, or stopping to start again; older formats say "run", or "stopping"
+ * for a stop waiting only for its turn and for a restart). A
  * re-exec passes the state in the newest format both binaries read (the
  * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
  * lines that format lacks (and what only they could carry: reexec.c). The
@@ -80,7 +84,7 @@ struct svc_conf;
 #define STATE_DISK_VERSION 2
 #define STATE_REEXEC_OLDEST 2
 
-enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN, REC_START, REC_STOP };
+enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN, REC_START, REC_STOP, REC_RESTART };
 
 struct rec_svc {
 	char *name;

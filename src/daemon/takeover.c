@@ -132,6 +132,8 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	bool same = u && u->svc && state_ident(u->conf) == s->ident;
 	if (u && s->flags == REC_STOP)
 		u->want_start = false; /* being stopped: not started again, adopted or not */
+	if (u && u->svc && s->flags == REC_RESTART)
+		u->want_start = true; /* being restarted: started, adopted (below) or not */
 	if (same && s->flags == REC_DOWN) {
 		u->want_start = false; /* stopped by a user, or over: it stays stopped */
 		bool over = s->state == EVM_STATE_EXITED || s->state == EVM_STATE_FATAL;
@@ -174,6 +176,10 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 			     "will be unknown)", s->name, (int)s->pid, (int)d->rec->daemon);
 		if (s->flags == REC_STOPPING)
 			evm_service_stop(u->svc);
+		if (s->flags == REC_RESTART) { /* its stop again, then the start it waited for */
+			evm_service_restart(u->svc);
+			unit_note_start_after(u);
+		}
 	} else if (r == -ESRCH) {
 		dlog("service %s: pid %d of the record is gone (or is another process now): "
 		     "started again", s->name, (int)s->pid);

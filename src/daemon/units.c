@@ -84,6 +84,11 @@ static void draining_done(struct daemon *d, const struct evm_event *ev)
 	}
 }
 
+void unit_note_start_after(struct unit *u)
+{
+	u->start_after = u->svc && evm_service_state(u->svc) == EVM_STATE_STOPPING;
+}
+
 void units_on_event(struct daemon *d, const struct evm_event *ev)
 {
 	/*
@@ -110,6 +115,8 @@ void units_on_event(struct daemon *d, const struct evm_event *ev)
 	if (!u || u->svc != ev->service)
 		return;
 	u->transitions++;
+	if (ev->state != EVM_STATE_STOPPING)
+		u->start_after = false; /* stopped: started again, or not */
 	bool was = ev->old_state == EVM_STATE_STARTING || ev->old_state == EVM_STATE_RUNNING ||
 		   ev->old_state == EVM_STATE_RELOADING;
 	bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING ||

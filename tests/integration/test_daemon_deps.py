@@ -573,3 +573,29 @@ start_secs = 0
     tr = transitions(d)
     assert index(tr, "web", "stopped") < index(tr, "db", "stopping"), tr
     d.stop()
+
+
+def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path):
+    """`ctl restart web` while web takes 1.5 s to stop, and `ctl reexec` right behind it:
+    web, stopping to start again, is passed as such ("restart", state format 7) and the new
+    image starts it once its old process is gone. It was passed as stopping: the new image
+    stopped it for good."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER linger 1500 pause
+start_secs = 0
+""")
+    old = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and s["pid"],
+                   what="web running")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"restart","names":["web"]}\n{"cmd":"reexec"}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        rx = r.next(120)
+        assert rx["ok"], rx
+    new = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and
+                   s["pid"] != old and s["pid"], timeout=30 * SLOW, what="web running again")
+    assert not alive(old)
+    tr = [x for x in transitions(d) if x[0] == "web"]
+    assert tr[-1][2] == "running" and new, tr
+    d.stop()
