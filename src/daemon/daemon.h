@@ -189,6 +189,8 @@ void unit_remove(struct daemon *d, struct unit *u);
 /* Let go of the library service (it stops and is freed in the background). */
 void unit_release(struct daemon *d, struct unit *u);
 void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len);
+/* After a start or a restart of u's service: note whether it starts once its process is gone. */
+void unit_note_start_after(struct unit *u);
 int units_load(struct daemon *d); /* every unit of d->cfg; they start from the loop */
 /* The next batch of the daemon's start (a timer callback; t may be NULL). */
 void units_start_batch(struct evm_timer *t, void *data);
@@ -211,8 +213,6 @@ int deps_start(struct daemon *d, struct unit *u);
 /* Start every unit with want_start, each as soon as its dependencies allow. */
 void deps_start_wanted(struct daemon *d);
 /* Stop u after its dependents (those that require it are stopped too). */
-/* After a start or a restart of u's service: note whether it starts once its process is gone. */
-void unit_note_start_after(struct unit *u);
 int deps_stop(struct daemon *d, struct unit *u);
 /*
  * u's stop is over for its waiters: what it took down with it (its
