@@ -96,8 +96,9 @@ struct unit {
 	bool queued;		 /* in the queue (deps.c): let go (pending), or to stop (want_stop) */
 	struct unit *go_prev, *go_next; /* the queue */
 	bool want_stop;		 /* to stop once its dependents are down */
-	bool start_after;	 /* STOPPING, and asked to start after the exit (a restart): the
-				  * library keeps that to itself; a re-exec passes it (state.h) */
+	bool start_after;	 /* STOPPING (or STOPPED, waiting for its spawn turn), asked to
+				  * start after the exit (a restart): the library keeps that to
+				  * itself; a re-exec passes it (state.h) */
 	unsigned stop_chain;	 /* the shutdown: it and what stops after it, longest chain */
 	unsigned stop_seen;	 /* deps_stop_over's walk was here (its d->stop_walks) */
 	struct evm_timer *grace_timer; /* its share of shutdown_timeout (deps.c), or NULL */

@@ -21,9 +21,10 @@
  * for and waits for its dependencies or its turn in the start queue), stop
  * (format 7, a re-exec's only: running, to stop once its dependents are
  * down or at its turn in the queue; the next image stops it in that order),
- * restart (format 7, a re-exec's only: stopping, to start again once its
- * process is gone: `ctl restart`, health_action = restart, a start while
- * stopping; older formats say "stopping", and the next image stops it).
+ * restart (format 7, a re-exec's only: stopping, or stopped and waiting for
+ * its spawn turn (PID 0), to start again: `ctl restart`, health_action =
+ * restart, a start while stopping; older formats say "stopping", and the
+ * next image stops it, or "run": started only if its autostart says so).
  * The rest (version 2) is where its policy had got to, resumed by the next
  * daemon (evm_service_resume): its state's name, its counters, and in
  * backoff the CLOCK_BOOTTIME (ms) of its next start, which holds across an

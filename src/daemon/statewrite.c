@@ -92,8 +92,9 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		/* asked to start, waiting for its dependencies or its turn: the next image starts it */
 		if (u->pending && !pid && version >= 7)
 			flags = "start";
-		else if (u->start_after && info.state == EVM_STATE_STOPPING && version >= 7)
-			flags = "restart"; /* stopping, to start again once it is down */
+		else if (u->start_after && version >= 7 &&
+			 (info.state == EVM_STATE_STOPPING || (info.state == EVM_STATE_STOPPED && !pid)))
+			flags = "restart"; /* to start again once down (or at its spawn turn) */
 		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING)
 			/* to stop once its dependents are down, or at its turn (older: the turn only) */
 			flags = version >= 7 ? "stop" : u->queued ? "stopping" : flags;

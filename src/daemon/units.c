@@ -115,8 +115,9 @@ void units_on_event(struct daemon *d, const struct evm_event *ev)
 	if (!u || u->svc != ev->service)
 		return;
 	u->transitions++;
-	if (ev->state != EVM_STATE_STOPPING)
-		u->start_after = false; /* stopped: started again, or not */
+	/* STOPPED too: the restart's start may wait for its spawn turn (the library's) */
+	if (ev->state != EVM_STATE_STOPPING && ev->state != EVM_STATE_STOPPED)
+		u->start_after = false; /* started again */
 	bool was = ev->old_state == EVM_STATE_STARTING || ev->old_state == EVM_STATE_RUNNING ||
 		   ev->old_state == EVM_STATE_RELOADING;
 	bool is = ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING ||

@@ -599,3 +599,28 @@ start_secs = 0
     tr = [x for x in transitions(d) if x[0] == "web"]
     assert tr[-1][2] == "running" and new, tr
     d.stop()
+
+
+def test_a_reexec_keeps_the_restarts_waiting_for_their_spawn_turn(procs, tmp_path):
+    """`ctl restart` of 600 autostart = no services and `ctl reexec` right behind it: the
+    library starts 16 restarts an iteration, so at the exec many have stopped and wait for
+    their spawn turn. They are passed as restarting too, and the new image starts them:
+    every one runs again, with a new process. (They were passed as stopped: left so.)"""
+    n = 600
+    conf = [f"[service:s{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
+            for i in range(n)]
+    d = Daemon(procs, tmp_path, "\n".join(conf))
+    assert d.ctl("start", "s*").returncode == 0
+    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n,
+             timeout=120 * SLOW, what=f"{n} services running")
+    before = {k: v["pid"] for k, v in d.status().items()}
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"restart","names":["s*"]}\n{"cmd":"reexec"}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        rx = r.next(120)
+        assert rx["ok"], rx
+    wait_for(lambda: sum(x["state"] == "running" and x["pid"] != before[k]
+                         for k, x in d.status().items()) == n,
+             timeout=120 * SLOW, what=f"{n} services running again")
+    d.stop(timeout=120)
