@@ -36,6 +36,22 @@ def check(procs, tmp_path, text):
     return r.returncode, r.stderr
 
 
+def wait_count(d, state, n):
+    """Wait (120 s, scaled) until n services are in state."""
+    wait_for(lambda: sum(x["state"] == state for x in d.status().values()) == n,
+             timeout=120 * SLOW, what=f"{n} services {state}")
+
+
+def then_reexec(d, request):
+    """request (one JSON line) and `reexec` right behind it on one connection: both ok."""
+    with d.connect() as s:
+        s.sendall(request + b'{"cmd":"reexec"}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"]
+        rx = r.next(120)
+        assert rx["ok"], rx
+
+
 def test_dependency_mistakes_are_config_errors_with_file_and_line(procs, tmp_path):
     rc, err = check(procs, tmp_path,
                     "[service:a]\n"              # 1
@@ -439,8 +455,7 @@ def test_many_let_go_at_once_start_in_bursts_and_requests_are_served_between(pro
         waiting = states.count("waiting")
         assert waiting >= n - 3 * 64, {k: states.count(k) for k in set(states)}
         assert r.next(60)["ok"]
-    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n - 1,
-             timeout=120 * SLOW, what=f"{n - 1} services running")
+    wait_count(d, "running", n - 1)
     st = d.status()
     assert st["s999"]["state"] == "stopped" and not st["s999"].get("pid"), st["s999"]
     assert st["base"]["state"] == "stopped"
@@ -464,15 +479,9 @@ def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path):
     conf += [f"[service:q{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
              for i in range(m)]
     d = Daemon(procs, tmp_path, "\n".join(conf))
-    with d.connect() as s:
-        s.sendall(b'{"cmd":"start","names":["w*","q*"]}\n{"cmd":"reexec"}\n')
-        r = LineReader(s)
-        assert r.next(60)["ok"]
-        rx = r.next(120)
-        assert rx["ok"], rx
+    then_reexec(d, b'{"cmd":"start","names":["w*","q*"]}\n')
     assert d.ctl("ping").returncode == 0
-    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n + m + 1,
-             timeout=120 * SLOW, what=f"{n + m + 1} services running")
+    wait_count(d, "running", n + m + 1)
     st = d.status()
     assert len({x["pid"] for x in st.values()}) == n + m + 1
     tr = transitions(d)
@@ -495,8 +504,7 @@ def test_a_stop_of_many_goes_in_bursts_and_requests_are_served_between(procs, tm
     conf = [f"[service:s{i}]\ncommand = HELPER pause\nstart_secs = 0\n"
             for i in range(n)]
     d = Daemon(procs, tmp_path, "\n".join(conf))
-    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n,
-             timeout=120 * SLOW, what=f"{n} services running")
+    wait_count(d, "running", n)
     before = d.status()["s999"]["pid"]
     with d.connect() as s:
         s.sendall(b'{"cmd":"stop","names":["s*"]}\n{"cmd":"status"}\n'
@@ -508,8 +516,7 @@ def test_a_stop_of_many_goes_in_bursts_and_requests_are_served_between(procs, tm
         states = [x["state"] for x in st["services"]]
         assert states.count("running") >= n - 3 * 64, {k: states.count(k) for k in set(states)}
         assert r.next(60)["ok"]
-    wait_for(lambda: sum(x["state"] == "stopped" for x in d.status().values()) == n - 1,
-             timeout=120 * SLOW, what=f"{n - 1} services stopped")
+    wait_count(d, "stopped", n - 1)
     st = d.status()
     assert st["s999"]["state"] == "running" and st["s999"]["pid"] == before, st["s999"]
     tr = transitions(d)
@@ -527,16 +534,9 @@ def test_a_reexec_keeps_the_stops_still_queued(procs, tmp_path):
     n = 600
     conf = [f"[service:s{i}]\ncommand = HELPER pause\nstart_secs = 0\n" for i in range(n)]
     d = Daemon(procs, tmp_path, "\n".join(conf))
-    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n,
-             timeout=120 * SLOW, what=f"{n} services running")
-    with d.connect() as s:
-        s.sendall(b'{"cmd":"stop","names":["s*"]}\n{"cmd":"reexec"}\n')
-        r = LineReader(s)
-        assert r.next(60)["ok"]
-        rx = r.next(120)
-        assert rx["ok"], rx
-    wait_for(lambda: sum(x["state"] == "stopped" for x in d.status().values()) == n,
-             timeout=120 * SLOW, what=f"{n} services stopped")
+    wait_count(d, "running", n)
+    then_reexec(d, b'{"cmd":"stop","names":["s*"]}\n')
+    wait_count(d, "stopped", n)
     tr = transitions(d)
     for i in range(n):
         mine = [x[2] for x in tr if x[0] == f"s{i}"]
@@ -562,12 +562,7 @@ start_secs = 0
 """)
     wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
              what="db and web running")
-    with d.connect() as s:
-        s.sendall(b'{"cmd":"stop","names":["db"]}\n{"cmd":"reexec"}\n')
-        r = LineReader(s)
-        assert r.next(60)["ok"]
-        rx = r.next(120)
-        assert rx["ok"], rx
+    then_reexec(d, b'{"cmd":"stop","names":["db"]}\n')
     wait_for(lambda: all(x["state"] == "stopped" for x in d.status().values()),
              timeout=30 * SLOW, what="db and web stopped")
     tr = transitions(d)
@@ -587,12 +582,7 @@ start_secs = 0
 """)
     old = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and s["pid"],
                    what="web running")
-    with d.connect() as s:
-        s.sendall(b'{"cmd":"restart","names":["web"]}\n{"cmd":"reexec"}\n')
-        r = LineReader(s)
-        assert r.next(60)["ok"]
-        rx = r.next(120)
-        assert rx["ok"], rx
+    then_reexec(d, b'{"cmd":"restart","names":["web"]}\n')
     new = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and
                    s["pid"] != old and s["pid"], timeout=30 * SLOW, what="web running again")
     assert not alive(old)
@@ -611,15 +601,9 @@ def test_a_reexec_keeps_the_restarts_waiting_for_their_spawn_turn(procs, tmp_pat
             for i in range(n)]
     d = Daemon(procs, tmp_path, "\n".join(conf))
     assert d.ctl("start", "s*").returncode == 0
-    wait_for(lambda: sum(x["state"] == "running" for x in d.status().values()) == n,
-             timeout=120 * SLOW, what=f"{n} services running")
+    wait_count(d, "running", n)
     before = {k: v["pid"] for k, v in d.status().items()}
-    with d.connect() as s:
-        s.sendall(b'{"cmd":"restart","names":["s*"]}\n{"cmd":"reexec"}\n')
-        r = LineReader(s)
-        assert r.next(60)["ok"]
-        rx = r.next(120)
-        assert rx["ok"], rx
+    then_reexec(d, b'{"cmd":"restart","names":["s*"]}\n')
     wait_for(lambda: sum(x["state"] == "running" and x["pid"] != before[k]
                          for k, x in d.status().items()) == n,
              timeout=120 * SLOW, what=f"{n} services running again")
