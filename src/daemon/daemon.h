@@ -191,7 +191,7 @@ void unit_remove(struct daemon *d, struct unit *u);
 void unit_release(struct daemon *d, struct unit *u);
 void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len);
 /* After a start or a restart of u's service: note whether it starts once its process is gone. */
-void unit_note_start_after(struct unit *u);
+void unit_note_start_after(struct daemon *d, struct unit *u);
 int units_load(struct daemon *d); /* every unit of d->cfg; they start from the loop */
 /* The next batch of the daemon's start (a timer callback; t may be NULL). */
 void units_start_batch(struct evm_timer *t, void *data);

@@ -42,6 +42,7 @@
 
 #include "daemonlog.h"
 #include "events.h"
+#include "state.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -362,6 +363,7 @@ static int let_go(struct daemon *d, struct unit *u)
 		publish_state(d, u, "waiting", evm_state_name(state(u)), NULL, NULL);
 	u->pending = true;
 	go_append(d, u);
+	state_changed(d); /* in the record as waiting to start (a crash keeps it) */
 	return 0;
 }
 
@@ -478,6 +480,7 @@ int deps_start(struct daemon *d, struct unit *u)
 	struct batch b = {0};
 	make_pending(&b, u);
 	run_batch(d, &b);
+	state_changed(d); /* waiting to start: in the record, so a crash keeps it */
 	return 0;
 }
 
@@ -497,7 +500,7 @@ void deps_start_wanted(struct daemon *d)
 				make_pending(&b, u);
 			else if (active(u)) {
 				evm_service_start(u->svc); /* STOPPING: started again after */
-				unit_note_start_after(u);
+				unit_note_start_after(d, u);
 			}
 		}
 	}
@@ -672,6 +675,7 @@ int deps_stop(struct daemon *d, struct unit *u)
 	free(b.v);
 	if (u->want_stop)
 		try_stop(d, u);
+	state_changed(d); /* waiting to stop: in the record, so a crash keeps it */
 	return 0;
 }
 

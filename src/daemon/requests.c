@@ -120,7 +120,7 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 			r = unit_create(d, u); /* it failed before: try again */
 		} else {
 			r = restart ? evm_service_restart(u->svc) : deps_start(d, u);
-			unit_note_start_after(u);
+			unit_note_start_after(d, u);
 		}
 		if (r < 0)
 			add_error(errors, u->name, r, NULL);

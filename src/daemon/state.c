@@ -300,12 +300,23 @@ static int parse_line(struct record *r, char *line, bool exec)
 	char st[16];
 	unsigned c[4];
 	uint64_t next;
-	int got = sscanf(line, "service %299s %d %" SCNu64 " %" SCNx64 " %15s %15s %u %u %u %u %" SCNu64,
-		       name, &pid, &start, &ident, flags, st, &c[0], &c[1], &c[2], &c[3], &next);
+	int tail = 0;
+	int got = sscanf(line, "service %299s %d %" SCNu64 " %" SCNx64 " %15s %15s %u %u %u %u %" SCNu64 "%n",
+		       name, &pid, &start, &ident, flags, st, &c[0], &c[1], &c[2], &c[3], &next, &tail);
 	if (got == 5 || (got == 11 && r->version >= 2)) {
 		struct rec_svc *s = rec_push(r);
 		if (!s || pid < 0 || parse_flags(flags, r->version, &s->flags) < 0 || !(s->name = strdup(name)))
 			return -1;
+		/*
+		 * Formats 2 to 6 may end the line with format 7's flag (statewrite.c):
+		 * it is what the service waited for. Anything else there is left, as
+		 * every reader of these formats has done.
+		 */
+		char intent[16];
+		enum rec_flags f7;
+		if (got == 11 && r->version < 7 && sscanf(line + tail, " %15s", intent) == 1 &&
+		    parse_flags(intent, 7, &f7) == 0 && f7 >= REC_START)
+			s->flags = f7;
 		s->pid = pid;
 		s->start = start;
 		s->ident = ident;

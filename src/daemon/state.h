@@ -6,10 +6,11 @@
  * copy of it. The same text, with the descriptors to keep, carries the
  * state across `evmon ctl reexec` (reexec.c).
  *
- *   evmon-state 2                                the format (a re-exec's: 2 to 4)
+ *   evmon-state 2                                the format (a re-exec's: 2 to 7)
  *   daemon PID
  *   service NAME PID STARTTIME IDENTITY FLAGS STATE RESTARTS FAILURES
- *           START_FAILURES BACKOFF_STEP NEXT_START  one per service (one line)
+ *           START_FAILURES BACKOFF_STEP NEXT_START [INTENT]
+ *                                                one per service (one line)
  *   added JSON                                   a definition from ctl add
  *   end N                                        N service lines: not truncated
  *
@@ -17,14 +18,19 @@
  * /proc/PID/stat; IDENTITY a hash of what runs (command, environment,
  * directory, user, group, umask, stdout/stderr); FLAGS one of run,
  * stopping, down (stopped by a user, exited or fatal: it stays stopped),
- * start (format 7, a re-exec's only: no process yet, but a start was asked
- * for and waits for its dependencies or its turn in the start queue), stop
- * (format 7, a re-exec's only: running, to stop once its dependents are
- * down or at its turn in the queue; the next image stops it in that order),
- * restart (format 7, a re-exec's only: stopping, or stopped and waiting for
- * its spawn turn (PID 0), to start again: `ctl restart`, health_action =
- * restart, a start while stopping; older formats say "stopping", and the
- * next image stops it, or "run": started only if its autostart says so).
+ * start (format 7: no process yet, but a start was asked for and waits for
+ * its dependencies or its turn in the start queue), stop (format 7:
+ * running, to stop once its dependents are down or at its turn in the
+ * queue; the next image stops it in that order),
+ * restart (format 7: stopping, or stopped and waiting for its spawn turn
+ * (PID 0), to start again: `ctl restart`, health_action = restart, a start
+ * while stopping). Formats 2 to 6 say "run", "stopping" or "down" there,
+ * as before 7, and end the line with the format-7 flag (INTENT, one more
+ * word after NEXT_START): a reader of only those formats ignores the rest
+ * of the line (every one has), a newer one takes the flag. So the record on
+ * disk, in format 2, carries them across a crash, and an older evmon still
+ * reads it (a `ctl start` waiting is then forgotten, as it was). A
+ * shutdown's stops are not written (a daemon started after it runs them).
  * The rest (version 2) is where its policy had got to, resumed by the next
  * daemon (evm_service_resume): its state's name, its counters, and in
  * backoff the CLOCK_BOOTTIME (ms) of its next start, which holds across an
@@ -78,8 +84,7 @@ struct svc_conf;
  * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
  * lines that format lacks (and what only they could carry: reexec.c). The
  * record on disk is written in format 2, so an older evmon started after a
- * crash still reads it: a unit waiting to start is "run" there (a crash
- * forgets a `ctl start` still waiting; the config's autostart is kept).
+ * crash still reads it; format 7's flags ride at the ends of its lines.
  */
 #define STATE_VERSION 7
 #define STATE_DISK_VERSION 2

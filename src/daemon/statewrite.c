@@ -42,14 +42,16 @@ static char *put_word(char *p, const char *w)
 }
 
 /*
- * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT\n"
+ * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
-			  const struct evm_service_info *info, uint64_t next)
+			  const struct evm_service_info *info, uint64_t next, const char *intent)
 {
-	char buf[160], *p = buf + sizeof(buf);
+	char buf[192], *p = buf + sizeof(buf);
 	*--p = '\n';
+	if (intent)
+		p = put_word(p, intent);
 	p = put_dec(p, next);
 	p = put_dec(p, info->backoff_step);
 	p = put_dec(p, info->start_failures);
@@ -74,7 +76,13 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 size_t state_print(struct daemon *d, FILE *f, int version)
 {
 	size_t n = 0;
-	/* formats 2 to 6 write the same here (their differences are "exec" lines); 7 adds flags */
+	/*
+	 * Formats 2 to 6 write the same here (their differences are "exec" lines);
+	 * 7 adds flags, which the older ones carry as a last word on the line: an
+	 * evmon that reads only those formats ignores what follows NEXT (every
+	 * reader of format 2 since it exists), so a record on disk (format 2)
+	 * carries them across a crash without locking out a downgrade.
+	 */
 	fprintf(f, "evmon-state %d\ndaemon %d\n", version, (int)getpid());
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc)
@@ -89,20 +97,31 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
 			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
 		const char *flags = info.state == EVM_STATE_STOPPING ? "stopping" : down ? "down" : "run";
-		/* asked to start, waiting for its dependencies or its turn: the next image starts it */
-		if (u->pending && !pid && version >= 7)
-			flags = "start";
-		else if (u->start_after && version >= 7 &&
+		/*
+		 * What it waits for (format 7's flags, state.h): asked to start and
+		 * waiting for its dependencies or its turn; stopping, or stopped
+		 * until its spawn turn, to start again; to stop once its dependents
+		 * are down, or at its turn. Older formats end the line with it.
+		 */
+		const char *intent = NULL;
+		if (u->pending && !pid)
+			intent = "start";
+		else if (u->start_after &&
 			 (info.state == EVM_STATE_STOPPING || (info.state == EVM_STATE_STOPPED && !pid)))
-			flags = "restart"; /* to start again once down (or at its spawn turn) */
-		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING)
-			/* to stop once its dependents are down, or at its turn (older: the turn only) */
-			flags = version >= 7 ? "stop" : u->queued ? "stopping" : flags;
+			intent = "restart";
+		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING && !d->stopping)
+			intent = "stop"; /* not the shutdown's: a daemon started after it runs them */
+		if (intent && version >= 7) {
+			flags = intent;
+			intent = NULL;
+		} else if (intent && !strcmp(intent, "stop") && u->queued) {
+			flags = "stopping"; /* what an older evmon does best with it: its turn only */
+		}
 		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
 		fputs("service ", f);
 		fputs(u->name, f);
 		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags, &info,
-			      next);
+			      next, intent);
 		n++;
 		/* the instances of one added definition are next to each other: once */
 		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))

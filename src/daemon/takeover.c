@@ -178,7 +178,7 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 			evm_service_stop(u->svc);
 		if (s->flags == REC_RESTART) { /* its stop again, then the start it waited for */
 			evm_service_restart(u->svc);
-			unit_note_start_after(u);
+			unit_note_start_after(d, u);
 		}
 	} else if (r == -ESRCH) {
 		dlog("service %s: pid %d of the record is gone (or is another process now): "

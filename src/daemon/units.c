@@ -84,9 +84,10 @@ static void draining_done(struct daemon *d, const struct evm_event *ev)
 	}
 }
 
-void unit_note_start_after(struct unit *u)
+void unit_note_start_after(struct daemon *d, struct unit *u)
 {
 	u->start_after = u->svc && evm_service_state(u->svc) == EVM_STATE_STOPPING;
+	state_changed(d); /* the record says so: a crash now keeps the restart */
 }
 
 void units_on_event(struct daemon *d, const struct evm_event *ev)

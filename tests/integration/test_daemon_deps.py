@@ -4,6 +4,7 @@ service requires, `ctl stop` and the shutdown stopping dependents first.
 
 Order is read from the daemon's log, where every event has its line in the
 order it happened; no assertion depends on how long anything takes."""
+import json
 import os
 import re
 import signal
@@ -50,6 +51,37 @@ def then_reexec(d, request):
         assert r.next(60)["ok"]
         rx = r.next(120)
         assert rx["ok"], rx
+
+
+def then_crash(d, request, names, word):
+    """request, then kill -9 of the daemon once its record on disk (format 2) ends the line of
+    each of names with word (format 7's flag, statewrite.c), and a new daemon on its socket."""
+    with d.connect() as s:
+        s.sendall(request)
+        assert LineReader(s).next(60)["ok"]
+
+    def recorded():
+        try:
+            with open(d.sock + ".state") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return False
+        ends = {w[1]: w[-1] for w in map(str.split, lines) if w[0] == "service"}
+        return lines[0] == "evmon-state 2" and all(ends.get(n) == word for n in names)
+    wait_for(recorded, timeout=30 * SLOW, what=f"{names} {word} in the record")
+    d.p.kill()
+    d.p.wait()
+    d.logf.close()
+    d.start()
+
+
+def hand_over(d, how, request, names, word):
+    """request, then a new daemon: by `ctl reexec` right behind it, or after a crash once the
+    record on disk says what names wait for (word)."""
+    if how == "reexec":
+        then_reexec(d, request)
+    else:
+        then_crash(d, request, names, word)
 
 
 def test_dependency_mistakes_are_config_errors_with_file_and_line(procs, tmp_path):
@@ -465,27 +497,34 @@ def test_many_let_go_at_once_start_in_bursts_and_requests_are_served_between(pro
     d.stop(timeout=120)
 
 
-def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path):
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path, how):
     """`ctl start` of autostart = no services, then `ctl reexec` right behind it on the same
     connection: those still waiting then (for a dependency still starting, or for their turn
     in the start queue) are started by the new image, each once. The old image carried them
     as plain stopped services (the state record had no word for "asked to start"), and the
     new one left them stopped. A queued one says so: stopped -> waiting, like one waiting
-    for a dependency."""
-    n, m = 20, 600
+    for a dependency. After a crash (kill -9 once the record says so) the same holds for
+    those waiting for a dependency: the record on disk ends their lines with "start" (the
+    queue's turns last a few iterations: a record at most one iteration old may miss them)."""
+    n, m = 20, 600 if how == "reexec" else 0
     conf = ["[service:gate]\ncommand = HELPER pause\nstart_secs = 60\nautostart = no\n"]
     conf += [f"[service:w{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
              "requires = gate\n" for i in range(n)]
     conf += [f"[service:q{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
              for i in range(m)]
     d = Daemon(procs, tmp_path, "\n".join(conf))
-    then_reexec(d, b'{"cmd":"start","names":["w*","q*"]}\n')
+    req = {"cmd": "start", "names": ["w*", "q*"] if m else ["w*"]}
+    hand_over(d, how, json.dumps(req).encode() + b"\n", [f"w{i}" for i in range(n)], "start")
     assert d.ctl("ping").returncode == 0
     wait_count(d, "running", n + m + 1)
     st = d.status()
     assert len({x["pid"] for x in st.values()}) == n + m + 1
     tr = transitions(d)
     for name in st:
+        if name == "gate" and how == "crash":
+            assert st[name].get("adopted"), st[name]  # started before, so adopted
+            continue
         started = [x for x in tr if x[0] == name and x[2] in ("starting", "running")]
         assert len(started) == 1 and started[0][1] == "stopped", (name, started)
     log = d.log()
@@ -545,24 +584,27 @@ def test_a_reexec_keeps_the_stops_still_queued(procs, tmp_path):
     d.stop(timeout=120)
 
 
-def test_a_reexec_keeps_a_stop_waiting_for_its_dependents(procs, tmp_path):
-    """`ctl stop db` while web requires db and takes 1.5 s to stop, and `ctl reexec` right
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_reexec_keeps_a_stop_waiting_for_its_dependents(procs, tmp_path, how):
+    """`ctl stop db` while web requires db and takes 4 s to stop, and `ctl reexec` right
     behind it: db, still waiting for web to be down, is passed as to stop ("stop", state
     format 7) and the new image stops it after web, as the old one would have. It was
-    passed as running: the new image kept it running."""
+    passed as running: the new image kept it running. After a crash the record on disk
+    says so too (its db line ends with "stop"): the new daemon adopts both and does the
+    same."""
     d = Daemon(procs, tmp_path, """
 [service:db]
 command = HELPER pause
 start_secs = 0
 
 [service:web]
-command = HELPER linger 1500 pause
+command = HELPER linger 4000 pause
 requires = db
 start_secs = 0
 """)
     wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
              what="db and web running")
-    then_reexec(d, b'{"cmd":"stop","names":["db"]}\n')
+    hand_over(d, how, b'{"cmd":"stop","names":["db"]}\n', ["db"], "stop")
     wait_for(lambda: all(x["state"] == "stopped" for x in d.status().values()),
              timeout=30 * SLOW, what="db and web stopped")
     tr = transitions(d)
@@ -570,19 +612,23 @@ start_secs = 0
     d.stop()
 
 
-def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path):
-    """`ctl restart web` while web takes 1.5 s to stop, and `ctl reexec` right behind it:
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path, how):
+    """`ctl restart web` while web takes 4 s to stop, and `ctl reexec` right behind it:
     web, stopping to start again, is passed as such ("restart", state format 7) and the new
     image starts it once its old process is gone. It was passed as stopping: the new image
-    stopped it for good."""
+    stopped it for good. After a crash, the same from the record on disk (its line ends
+    with "restart"): the new daemon adopts the old process, stops it, and starts web."""
     d = Daemon(procs, tmp_path, """
 [service:web]
-command = HELPER linger 1500 pause
+command = HELPER linger 4000 pause
 start_secs = 0
 """)
     old = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and s["pid"],
                    what="web running")
-    then_reexec(d, b'{"cmd":"restart","names":["web"]}\n')
+    hand_over(d, how, b'{"cmd":"restart","names":["web"]}\n', ["web"], "restart")
+    if how == "crash":  # still lingering: the new daemon takes over its stop
+        assert alive(old)
     new = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and
                    s["pid"] != old and s["pid"], timeout=30 * SLOW, what="web running again")
     assert not alive(old)
