@@ -659,6 +659,14 @@ enum {
 	 * still watched and signalled through the pidfd, never by pid.
 	 */
 	EVM_ADOPT_KEPT = 1u << 2,
+	/*
+	 * evm_service_adopt only (evm_proc_adopt: -EINVAL): the process is
+	 * being stopped already (its stop signal was sent by the supervisor
+	 * that left it): the service takes it in STOPPING, with "adopted pid
+	 * N, being stopped", sends no stop signal again and SIGKILLs it at
+	 * stop_timeout_ms from now, as a stop by the user (no restart after).
+	 */
+	EVM_ADOPT_STOPPING = 1u << 3,
 };
 
 struct evm_adopt_opts {
@@ -1034,7 +1042,8 @@ EVM_API int evm_service_start(struct evm_service *svc);
  * Take over a running process as the service's (a survivor of a supervisor
  * that died, or a child kept across an exec of ourselves; see
  * evm_proc_adopt, whose on_exit, data and handler are ignored here): from
- * STOPPED straight to RUNNING, with message "adopted pid N". Its exit then
+ * STOPPED straight to RUNNING, with message "adopted pid N" (to STOPPING
+ * with EVM_ADOPT_STOPPING: one that was being stopped). Its exit then
  * goes through the restart policy like any other (with status_unknown when
  * we are not its parent). -EBUSY unless STOPPED; evm_proc_adopt's errors
  * (-ESRCH: gone, or another process now has the pid), the service staying

@@ -162,6 +162,9 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		o.flags |= EVM_ADOPT_PIDFD | EVM_ADOPT_KEPT;
 		o.pidfd = s->pidfd;
 	}
+	/* its stop signal was sent: a second one may mean "now" to it (a second ^C) */
+	if (s->flags == REC_STOPPING || s->flags == REC_RESTART)
+		o.flags |= EVM_ADOPT_STOPPING;
 	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
 	int r = evm_service_adopt(u->svc, &o);
 	if (r == 0 || s->pidfd < 0)
@@ -174,9 +177,7 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		if (!d->rec->reexec) /* a re-exec's are counted in one line */
 			dlog("service %s: adopted pid %d, left running by daemon %d (its exit status "
 			     "will be unknown)", s->name, (int)s->pid, (int)d->rec->daemon);
-		if (s->flags == REC_STOPPING)
-			evm_service_stop(u->svc);
-		if (s->flags == REC_RESTART) { /* its stop again, then the start it waited for */
+		if (s->flags == REC_RESTART) { /* the start it waited for, after the exit */
 			evm_service_restart(u->svc);
 			unit_note_start_after(d, u);
 		}

@@ -28,7 +28,7 @@
  *           stop            -> (stays)                       noted: stopped by the user; a waiting restart dropped
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
- *           adopt           -> RUNNING                       take over a running process
+ *           adopt           -> RUNNING|STOPPING              take over a running process (STOPPING: one being stopped)
  *           resume          -> BACKOFF|EXITED|FATAL|(stays)  counters and state of an earlier supervisor
  * STARTING  start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
@@ -223,6 +223,8 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	evm_timer_cancel(s->timer); /* a restart's start, if one waits (svexit.c) */
 	s->start_after_stop = false;
 	struct evm_adopt_opts o = *a->adopt;
+	bool stopping = o.flags & EVM_ADOPT_STOPPING;
+	o.flags &= ~(unsigned)EVM_ADOPT_STOPPING; /* the service's, not the process's */
 	o.on_exit = NULL;
 	o.data = NULL;
 	o.handler = NULL;
@@ -250,6 +252,20 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->start_failures = 0;
 	s->failing = FAILING_NO;
 	s->watchdog_run_ms = s->watchdog_ms;
+	if (stopping) {
+		/* its stop signal was sent by whoever stopped it: only the SIGKILL is left */
+		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, being stopped", (int)p->pid);
+		s->stopped_by_user = true;
+		s->exit_held = false;
+		if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
+			evm__sv_stop_send(s, SIGKILL);
+		} else {
+			s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
+			evm__sv_arm_kill(s);
+		}
+		evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
+		return 0;
+	}
 	snprintf(s->msg, sizeof(s->msg), "adopted pid %d", (int)p->pid);
 	evm__sv_became_ready(s);
 	return 0;
@@ -524,7 +540,8 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_STOPPED] = {
 		IDLE_ROW(act_stop_stopped, 0, "noted: stopped by the user; a waiting restart dropped"),
-		[EVM__SV_ADOPT] = {act_adopt, TO(RUNNING), "take over a running process"},
+		[EVM__SV_ADOPT] = {act_adopt, TO(RUNNING) | TO(STOPPING),
+				   "take over a running process (STOPPING: one being stopped)"},
 		[EVM__SV_RESUME] = {act_resume, TO(BACKOFF) | TO(EXITED) | TO(FATAL) | EVM__SV_STAYS,
 				    "counters and state of an earlier supervisor"},
 	},

@@ -66,8 +66,9 @@ def then_crash(d, request, names, word):
                 lines = f.read().splitlines()
         except FileNotFoundError:
             return False
-        ends = {w[1]: w[-1] for w in map(str.split, lines) if w[0] == "service"}
-        return lines[0] == "evmon-state 2" and all(ends.get(n) == word for n in names)
+        # FLAGS ("stopping", ...), or format 7's flag ending the line
+        says = {w[1]: (w[5], w[-1]) for w in map(str.split, lines) if w[0] == "service"}
+        return lines[0] == "evmon-state 2" and all(word in says.get(n, ()) for n in names)
     wait_for(recorded, timeout=30 * SLOW, what=f"{names} {word} in the record")
     d.p.kill()
     d.p.wait()
@@ -568,8 +569,8 @@ def test_a_stop_of_many_goes_in_bursts_and_requests_are_served_between(procs, tm
 def test_a_reexec_keeps_the_stops_still_queued(procs, tmp_path):
     """`ctl stop` of 600 running services and `ctl reexec` right behind it: those still
     waiting for their turn to stop are passed as stopping, and the new image stops them:
-    none is left running or started again. (One stopping already at the exec is signalled
-    again by the new image, as before: its adoption starts from running.)"""
+    none is left running or started again. (One stopping already at the exec is taken over
+    as stopping: test_one_stopping_gets_no_second_stop_signal_from_the_next_daemon.)"""
     n = 600
     conf = [f"[service:s{i}]\ncommand = HELPER pause\nstart_secs = 0\n" for i in range(n)]
     d = Daemon(procs, tmp_path, "\n".join(conf))
@@ -609,6 +610,29 @@ start_secs = 0
              timeout=30 * SLOW, what="db and web stopped")
     tr = transitions(d)
     assert index(tr, "web", "stopped") < index(tr, "db", "stopping"), tr
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_one_stopping_gets_no_second_stop_signal_from_the_next_daemon(procs, tmp_path, how):
+    """`ctl stop web` while web ignores SIGTERM (it counts them) and has 3 s to stop, then
+    `ctl reexec` (or a kill -9 once the record says "stopping", and a new daemon): the new
+    image takes web over as stopping (EVM_ADOPT_STOPPING) and only its SIGKILL is left.
+    It took it over as running and stopped it again: a second SIGTERM, which to many
+    programs means "quit now" (a second ^C)."""
+    terms = tmp_path / "terms"
+    d = Daemon(procs, tmp_path, f"""
+[service:web]
+command = sh -c 'trap "echo term >> {terms}" TERM; while :; do sleep 0.05; done'
+start_secs = 0
+stop_timeout = 3
+""")
+    wait_for(lambda: d.status("web")["web"]["state"] == "running", what="web running")
+    hand_over(d, how, b'{"cmd":"stop","names":["web"]}\n', ["web"], "stopping")
+    st = wait_for(lambda: (s := d.status("web")["web"])["state"] == "stopped" and s,
+                  timeout=30 * SLOW, what="web stopped")
+    assert st["last_exit"].get("signal") == 9 or st["last_exit"].get("status_unknown"), st
+    assert terms.read_text() == "term\n"
     d.stop()
 
 

@@ -846,6 +846,82 @@ static void test_stop_escalates_to_sigkill(void **state)
 	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), 0);
 }
 
+/* a child of ours, not the loop's: it writes 'T' to fd at each SIGTERM, and waits */
+static int term_fd = -1;
+static void on_term(int sig)
+{
+	(void)sig;
+	ssize_t w = write(term_fd, "T", 1);
+	(void)w;
+}
+
+static pid_t counting_child(int fd)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old); /* no signal before the handler is in */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		term_fd = fd;
+		signal(SIGTERM, on_term);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (;;)
+			pause();
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return pid;
+}
+
+/*
+ * EVM_ADOPT_STOPPING: a process another supervisor was stopping is taken in
+ * STOPPING without a second stop signal (to many a second SIGTERM is "quit
+ * now"), then SIGKILLed at stop_timeout_ms; it stays stopped, unless a
+ * restart is asked for, which starts it after the exit.
+ */
+static void test_adopt_a_process_being_stopped(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	for (int restart = 0; restart < 2; restart++) {
+		int pp[2];
+		assert_int_equal(pipe2(pp, O_CLOEXEC | O_NONBLOCK), 0);
+		const char *name = restart ? "r" : "s";
+		struct evm_service *s = svc(loop, name, EVM_RESTART_ALWAYS, PAUSE, fast_stop);
+		pid_t pid = counting_child(pp[1]);
+		struct evm_adopt_opts o = {.pid = pid, .flags = EVM_ADOPT_STOPPING};
+		struct evm_proc *p;
+		assert_int_equal(evm_proc_adopt(loop, &o, &p), -EINVAL); /* a service's flag */
+		assert_int_equal(evm_service_adopt(s, &o), 0);
+		assert_int_equal(evm_service_state(s), EVM_STATE_STOPPING);
+		const struct rec *r = last_of(name, EVM_STATE_STOPPING);
+		char msg[64];
+		snprintf(msg, sizeof(msg), "adopted pid %d, being stopped", (int)pid);
+		assert_string_equal(r->msg, msg);
+		assert_int_equal(r->old, EVM_STATE_STOPPED);
+		if (restart)
+			assert_int_equal(evm_service_restart(s), 0);
+		/* with a restart, STOPPED only for an iteration: its event tells */
+		run_until_state(loop, s, restart ? EVM_STATE_RUNNING : EVM_STATE_STOPPED, 5000);
+		assert_int_equal(last_of(name, EVM_STATE_STOPPED)->signal, SIGKILL);
+		char c;
+		assert_int_equal(read(pp[0], &c, 1), -1); /* no SIGTERM reached it */
+		assert_int_equal(errno, EAGAIN);
+		if (restart) {
+			assert_int_not_equal(evm_proc_pid(evm_service_proc(s)), pid);
+		} else {
+			assert_true(stopped_by_user(s));
+			for (int i = 0; i < 5; i++)
+				evm_loop_run_once(loop, 20);
+			assert_int_equal(evm_service_state(s), EVM_STATE_STOPPED);
+		}
+		close(pp[0]);
+		close(pp[1]);
+	}
+}
+
 static void group_opts(struct evm_service_opts *o)
 {
 	o->kill_group = true;
@@ -1690,6 +1766,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_watchdog_miss_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_a_process_being_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
