@@ -459,12 +459,26 @@ static void run_batch(struct daemon *d, struct batch *b)
 	free(b->v);
 }
 
+/* u waited to stop (its dependents, or its turn): not any more, a start came after */
+static void cancel_stop(struct daemon *d, struct unit *u)
+{
+	if (u->want_stop)
+		go_unlink(d, u);
+	u->want_stop = false;
+}
+
+int deps_restart(struct daemon *d, struct unit *u)
+{
+	cancel_stop(d, u);
+	int r = u->svc ? evm_service_restart(u->svc) : -ENOENT;
+	unit_note_start_after(d, u);
+	return r;
+}
+
 int deps_start(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
-	if (u->want_stop)
-		go_unlink(d, u); /* queued to stop: not any more */
-	u->want_stop = false;
+	cancel_stop(d, u);
 	if (active(u)) {
 		free(u->blocked);
 		u->blocked = NULL;
@@ -499,6 +513,7 @@ void deps_start_wanted(struct daemon *d)
 			if (!active(u) && !u->pending)
 				make_pending(&b, u);
 			else if (active(u)) {
+				cancel_stop(d, u);
 				evm_service_start(u->svc); /* STOPPING: started again after */
 				unit_note_start_after(d, u);
 			}

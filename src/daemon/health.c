@@ -311,8 +311,7 @@ static void changed(struct health *h)
 		break;
 	case HEALTH_ACTION_RESTART:
 		dlog("service %s: unhealthy: restarting it (health_action = restart)", u->name);
-		evm_service_restart(u->svc);
-		unit_note_start_after(d, u);
+		deps_restart(d, u);
 		break;
 	case HEALTH_ACTION_STOP:
 		dlog("service %s: unhealthy: stopping it (health_action = stop)", u->name);

@@ -119,8 +119,12 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 			u->want_start = true;
 			r = unit_create(d, u); /* it failed before: try again */
 		} else {
-			r = restart ? evm_service_restart(u->svc) : deps_start(d, u);
-			unit_note_start_after(d, u);
+			if (restart) {
+				r = deps_restart(d, u);
+			} else {
+				r = deps_start(d, u);
+				unit_note_start_after(d, u);
+			}
 		}
 		if (r < 0)
 			add_error(errors, u->name, r, NULL);

@@ -636,6 +636,39 @@ stop_timeout = 3
     d.stop()
 
 
+def test_a_restart_takes_a_service_out_of_a_stop_it_waits_for(procs, tmp_path):
+    """`ctl stop db` while web requires db and takes 4 s to stop: db waits for web. `ctl
+    restart db` right behind it: db restarts now and runs on, web stops. db stayed queued to
+    stop, and was stopped once web was down: the restart asked last was lost (a start
+    already took a service out of its stop)."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+start_secs = 0
+
+[service:web]
+command = HELPER linger 4000 pause
+requires = db
+start_secs = 0
+""")
+    wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
+             what="db and web running")
+    old = d.status("db")["db"]["pid"]
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"stop","names":["db"]}\n{"cmd":"restart","names":["db"]}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"] and r.next(60)["ok"]
+    wait_for(lambda: d.status("web")["web"]["state"] == "stopped", timeout=30 * SLOW,
+             what="web stopped")
+    for _ in range(20):  # loop iterations after web's stop: when db's queued stop came
+        assert d.ctl("ping").returncode == 0
+    st = d.status("db")["db"]
+    assert st["state"] == "running" and st["pid"] != old, st
+    tr = transitions(d)
+    assert [x[2] for x in tr if x[0] == "db"][-1] == "running", tr
+    d.stop()
+
+
 @pytest.mark.parametrize("how", ["reexec", "crash"])
 def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path, how):
     """`ctl restart web` while web takes 4 s to stop, and `ctl reexec` right behind it:
