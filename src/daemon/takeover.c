@@ -143,7 +143,9 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	if (s->flags == REC_START) { /* asked to start, not started yet: still asked */
 		if (u && u->svc)
 			u->want_start = true; /* its counters: a start resets them anyway */
-		return;
+		if (!s->pid)
+			return;
+		/* a record written by hand: its process is taken over, never left to run twice */
 	}
 	if (!s->pid) {
 		if (same && s->flags == REC_RUN && s->state == EVM_STATE_BACKOFF)

@@ -254,6 +254,36 @@ def test_reused_pid_is_not_adopted(procs, tmp_path, marker):
             wait_for(lambda: not alive(other.pid), what="the adopted process stopped")
 
 
+@pytest.mark.parametrize("tail", ["", " start", " restart", " frobnicate 7"])
+def test_a_format_2_line_may_end_with_more(procs, tmp_path, marker, tail):
+    """A format-2 service line may end with more after NEXT_START: format 7's flag, which
+    the record on disk carries that way (what a service waited for), or what a later
+    release adds. Never a reason to ignore the record (an evmon that reads format 2 ignores
+    the rest of the line). A hand-written "start" beside a live process: the process is
+    adopted, not left to run beside a second copy."""
+    d = Daemon(procs, tmp_path, config(marker, n=1))
+    st = wait_for(lambda: all_running(d, 1), what="w running")
+    wait_recorded(d, [st["w"]["pid"]])
+    words = next(l for l in open(d.sock + ".state") if l.startswith("service w ")).split()
+    d.stop()
+    other = procs.spawn(["sleep", marker + "2"])
+    wait_for(lambda: marker_pids(marker + "2"), what="the other process")
+    words[2:4] = [str(other.pid), str(start_time(other.pid))]
+    with open(d.sock + ".state", "w") as f:
+        f.write(f"evmon-state 2\ndaemon 99999\n{' '.join(words)}{tail}\nend 1\n")
+    d.start()
+    if tail == " restart":  # the restart it waited for: its process stopped, w started anew
+        st = wait_for(lambda: (s := all_running(d, 1)) and s["w"]["pid"] != other.pid and s,
+                      what="w started again")
+        wait_for(lambda: not alive(other.pid), what="the adopted process stopped")
+    else:
+        st = wait_for(lambda: all_running(d, 1), what="w running")
+        assert st["w"]["pid"] == other.pid and st["w"].get("adopted"), st
+    assert "ignored" not in d.log()
+    d.stop()
+    assert not alive(other.pid)
+
+
 @pytest.mark.parametrize("text,why", [
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\n", "truncated (no end line)"),
     ("evmon-state 1\ndaemon 1\nservice w 1 5 0 run\nend 2\n", "fewer services"),
