@@ -53,6 +53,21 @@ def then_reexec(d, request):
         assert rx["ok"], rx
 
 
+def catching(d, *names):
+    """Wait until each of names runs a process with a SIGTERM handler (SigCgt): a service
+    is running from its spawn on (start_secs = 0), and a stop sent before its linger (or
+    trap) is in place kills it at once. The pids."""
+    def caught(name):
+        pid = d.status(name)[name].get("pid")
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                cgt = next(l for l in f if l.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            return None
+        return pid if int(cgt.split()[1], 16) >> (signal.SIGTERM - 1) & 1 else None
+    return [wait_for(lambda n=n: caught(n), what=f"{n} catching SIGTERM") for n in names]
+
+
 def then_crash(d, request, names, word):
     """request, then kill -9 of the daemon once its record on disk (format 2) ends the line of
     each of names with word (format 7's flag, statewrite.c), and a new daemon on its socket."""
@@ -60,16 +75,22 @@ def then_crash(d, request, names, word):
         s.sendall(request)
         assert LineReader(s).next(60)["ok"]
 
+    seen = []
+
     def recorded():
         try:
             with open(d.sock + ".state") as f:
                 lines = f.read().splitlines()
         except FileNotFoundError:
             return False
+        seen[:] = lines
         # FLAGS ("stopping", ...), or format 7's flag ending the line
         says = {w[1]: (w[5], w[-1]) for w in map(str.split, lines) if w[0] == "service"}
         return lines[0] == "evmon-state 2" and all(word in says.get(n, ()) for n in names)
-    wait_for(recorded, timeout=30 * SLOW, what=f"{names} {word} in the record")
+    try:
+        wait_for(recorded, timeout=30 * SLOW, what=f"{names} {word} in the record")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the record: {seen}; the log: {d.log()[-3000:]}") from None
     d.p.kill()
     d.p.wait()
     d.logf.close()
@@ -605,6 +626,7 @@ start_secs = 0
 """)
     wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
              what="db and web running")
+    catching(d, "web")
     hand_over(d, how, b'{"cmd":"stop","names":["db"]}\n', ["db"], "stop")
     wait_for(lambda: all(x["state"] == "stopped" for x in d.status().values()),
              timeout=30 * SLOW, what="db and web stopped")
@@ -627,7 +649,7 @@ command = sh -c 'trap "echo term >> {terms}" TERM; while :; do sleep 0.05; done'
 start_secs = 0
 stop_timeout = 3
 """)
-    wait_for(lambda: d.status("web")["web"]["state"] == "running", what="web running")
+    catching(d, "web")
     hand_over(d, how, b'{"cmd":"stop","names":["web"]}\n', ["web"], "stopping")
     st = wait_for(lambda: (s := d.status("web")["web"])["state"] == "stopped" and s,
                   timeout=30 * SLOW, what="web stopped")
@@ -653,6 +675,7 @@ start_secs = 0
 """)
     wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
              what="db and web running")
+    catching(d, "web")
     old = d.status("db")["db"]["pid"]
     with d.connect() as s:
         s.sendall(b'{"cmd":"stop","names":["db"]}\n{"cmd":"restart","names":["db"]}\n')
@@ -675,14 +698,13 @@ def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path, how):
     web, stopping to start again, is passed as such ("restart", state format 7) and the new
     image starts it once its old process is gone. It was passed as stopping: the new image
     stopped it for good. After a crash, the same from the record on disk (its line ends
-    with "restart"): the new daemon adopts the old process, stops it, and starts web."""
+    with "restart"): the new daemon takes over the old process's stop, then starts web."""
     d = Daemon(procs, tmp_path, """
 [service:web]
 command = HELPER linger 4000 pause
 start_secs = 0
 """)
-    old = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and s["pid"],
-                   what="web running")
+    old, = catching(d, "web")
     hand_over(d, how, b'{"cmd":"restart","names":["web"]}\n', ["web"], "restart")
     if how == "crash":  # still lingering: the new daemon takes over its stop
         assert alive(old)
