@@ -212,8 +212,9 @@ struct dep {
 /* Start u once what it requires is ready (starting that first); 0 or -errno. */
 int deps_start(struct daemon *d, struct unit *u);
 /*
- * Restart u's service now (evm_service_restart: stopped, then started
- * after the exit), out of a stop it waited for; 0 or -errno.
+ * Restart u: an active service now (evm_service_restart: stopped, then
+ * started after the exit), out of a stop it waited for; one down or
+ * waiting is started as deps_start does (after what it requires); 0 or -errno.
  */
 int deps_restart(struct daemon *d, struct unit *u);
 /* Start every unit with want_start, each as soon as its dependencies allow. */

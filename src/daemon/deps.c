@@ -262,12 +262,14 @@ static enum verdict judge(const struct dep *dp, char *buf, size_t len)
 {
 	const struct unit *t = dp->u;
 	enum evm_state s = state(t);
+	/* start_after: STOPPED only until its spawn turn (a restart, a start while stopping) */
+	bool coming = t->pending || t->start_after;
 	if (dp->kind == DEP_AFTER)
-		return t->pending || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF ||
+		return coming || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF ||
 				       s == EVM_STATE_STOPPING
 			       ? WAIT
 			       : GO;
-	if (t->pending || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF || s == EVM_STATE_STOPPING)
+	if (coming || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF || s == EVM_STATE_STOPPING)
 		return WAIT;
 	if (s == EVM_STATE_RELOADING)
 		s = EVM_STATE_RUNNING; /* still ready: it serves while it reloads */
@@ -384,6 +386,11 @@ static void try_start(struct daemon *d, struct unit *u)
 	if (v == FAIL) {
 		u->pending = false;
 		set_blocked(d, u, why);
+		/* who waited for it: it will not start (depth: the graph's, acyclic) */
+		unsigned gen = d->deps_gen;
+		for (size_t i = 0; i < u->nrdeps && gen == d->deps_gen; i++)
+			if (u->rdeps[i]->pending && !d->stopping)
+				try_start(d, u->rdeps[i]);
 		return;
 	}
 	let_go(d, u);
@@ -469,6 +476,8 @@ static void cancel_stop(struct daemon *d, struct unit *u)
 
 int deps_restart(struct daemon *d, struct unit *u)
 {
+	if (!active(u)) /* down or waiting: a start, after what it requires */
+		return deps_start(d, u);
 	cancel_stop(d, u);
 	int r = u->svc ? evm_service_restart(u->svc) : -ENOENT;
 	unit_note_start_after(d, u);

@@ -286,6 +286,87 @@ def test_after_waits_for_a_service_that_starts_too_but_not_for_its_success(procs
     d.stop()
 
 
+def test_a_restart_of_a_stopped_service_starts_what_it_requires_first(procs, tmp_path):
+    """`ctl restart web` of a stopped web that requires a stopped db is a start: db first,
+    then web, as `ctl start web` does. It started web alone, db left stopped."""
+    d = Daemon(procs, tmp_path, """
+        [service:db]
+        command = HELPER pause
+        start_secs = 0
+        autostart = no
+
+        [service:web]
+        command = HELPER pause
+        requires = db
+        start_secs = 0
+        autostart = no
+        """)
+    assert d.ctl("restart", "web").returncode == 0
+    wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
+             what="db and web running")
+    tr = transitions(d)
+    assert index(tr, "db", "running") < index(tr, "web", "running"), tr
+    d.stop()
+
+
+def test_a_requirement_restarting_keeps_its_dependent_waiting(procs, tmp_path):
+    """`ctl restart db` (db takes a moment to stop) and `ctl start web` (requires db)
+    right behind it: web waits while db stops, stays waiting while db is stopped for the
+    iteration until its spawn turn, and starts once db runs again. It gave up at that
+    stopped: "not started: requires db, which is stopped"."""
+    d = Daemon(procs, tmp_path, """
+        [service:db]
+        command = HELPER linger 300 pause
+        start_secs = 0
+
+        [service:web]
+        command = HELPER pause
+        requires = db
+        start_secs = 0
+        autostart = no
+        """)
+    old, = catching(d, "db")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"restart","names":["db"]}\n{"cmd":"start","names":["web"]}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"] and r.next(60)["ok"]
+    st = wait_for(lambda: (s := d.status())["web"]["state"] in ("running", "stopped") and s,
+                  timeout=30 * SLOW, what="web started or given up")
+    assert st["web"]["state"] == "running" and not st["web"].get("error"), st["web"]
+    assert st["db"]["state"] == "running" and st["db"]["pid"] != old, st["db"]
+    d.stop()
+
+
+def test_those_waiting_for_one_that_will_not_start_are_told(procs, tmp_path):
+    """c requires b, b requires a, a fails its start for good: `ctl start c` ends with b
+    and c both stopped with the reason (c's names b's). c waited on, "waiting" for good:
+    nothing else it waited for changed."""
+    d = Daemon(procs, tmp_path, """
+        [service:a]
+        command = HELPER exit 1
+        restart = never
+        start_secs = 1h
+        autostart = no
+
+        [service:b]
+        command = HELPER pause
+        requires = a
+        autostart = no
+
+        [service:c]
+        command = HELPER pause
+        requires = b
+        autostart = no
+        """)
+    r = d.ctl("start", "c", timeout=20)  # waits for c to run, or to fail
+    assert r.returncode == 1 and "requires b, which was not started" in r.stdout, r
+    st = d.status()
+    assert st["b"]["state"] == "stopped" and "requires a" in st["b"].get("error", ""), st["b"]
+    assert st["c"]["state"] == "stopped" and "requires b, which was not started" in \
+        st["c"].get("error", ""), st["c"]
+    d.stop()
+
+
 def test_a_job_that_exited_successfully_satisfies_requires(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
         [service:migrate]
