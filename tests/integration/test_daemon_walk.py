@@ -1,5 +1,5 @@
 """A random walk through the daemon's requests, re-execs, crashes (kill -9 and a new
-daemon) and reloads, over ten services tied by requires/after: each seed is one fixed
+daemon), reloads and killed services, over ten services tied by requires/after: each seed is one fixed
 sequence of steps (the timing between them is the machine's). Whenever the services
 settle, and at the end, every service is where its state says: a running one has one
 process, its pid; any other none; nothing runs that no service owns. Then the daemon
@@ -13,6 +13,7 @@ crash is not named by the record, and only the cgroups let the next daemon find 
 import json
 import os
 import random
+import signal
 import time
 
 import pytest
@@ -92,7 +93,7 @@ def walk(procs, tmp_path, seed, steps):
 
     for _ in range(steps):
         op = rnd.choice(["start", "stop", "restart", "start", "stop", "pipe", "reexec",
-                         "crash", "reload", "settle"])
+                         "crash", "reload", "kill", "settle"])
         names = rnd.sample(NAMES, rnd.randint(1, 4))
         done.append((op, names))
         if op in ("start", "stop", "restart"):
@@ -107,6 +108,12 @@ def walk(procs, tmp_path, seed, steps):
                 r = LineReader(s)
                 for _ in reqs:
                     assert "ok" in r.next(120 * SLOW)
+        elif op == "kill":  # a service's process dies: its policy restarts it
+            for pid in [p for n in names for p in processes(marker).get(n, [])]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         elif op == "reexec":
             assert d.ctl("reexec").returncode == 0
         elif op == "crash":
