@@ -147,14 +147,15 @@ static struct rec_svc *rec_push(struct record *r)
 	return s;
 }
 
-/* "added JSON": the definition of a service added with ctl add */
+/* "added JSON\n": the definition of a service added with ctl add (without the newline) */
 static int parse_added(struct record *r, const char *json)
 {
 	char **a = realloc(r->added, (r->nadded + 1) * sizeof(*a));
 	if (!a)
 		return -1;
 	r->added = a;
-	if (!(a[r->nadded] = strdup(json)))
+	/* kept as the definition: with its newline, the next record had an empty line */
+	if (!(a[r->nadded] = strndup(json, strcspn(json, "\n"))))
 		return -1;
 	r->nadded++;
 	return 0;

@@ -838,6 +838,31 @@ def test_added_services_survive(procs, tmp_path, marker, how):
     assert marker_pids(marker) == []
 
 
+@pytest.mark.parametrize("second", ["reexec", "crash"])
+def test_added_services_survive_a_second_hand_over(procs, tmp_path, marker, second):
+    """The definitions a re-exec made again are passed on as they were read: a second
+    re-exec, or a crash after the new image wrote its record, finds them again. The first
+    re-exec kept the newline of the record's "added" line in the definition: the next state
+    had an empty line, so the next image could not read it and exited (its own inherited
+    listener was "another process listening" on the socket), and a record on disk
+    written after it was ignored as unreadable."""
+    d = Daemon(procs, tmp_path, added_config(marker))
+    wait_for(lambda: all_running(d, 1), what="w running")
+    assert d.ctl("add", "extra", "--", "sleep", marker).returncode == 0
+    pid = wait_for(lambda: all_running(d, 2), what="w and extra running")["extra"]["pid"]
+    hand_over(d, "reexec")
+    assert d.ctl("stop", "w").returncode == 0  # a record written by the new image
+    wait_recorded(d, [0, pid])
+    hand_over(d, second)
+    after = wait_for(lambda: (st := d.status()) and st.get("extra", {}).get("state") == "running"
+                     and st, what="extra running again")
+    assert set(after) == {"w", "extra"} and after["w"]["state"] == "stopped", after
+    assert after["extra"]["pid"] == pid and after["extra"].get("added"), after
+    assert "cannot read" not in d.log() and "ignored" not in d.log(), d.log()[-2000:]
+    d.stop()
+    assert marker_pids(marker) == []
+
+
 def test_added_definition_that_cannot_be_made_again(procs, tmp_path, marker):
     """The config now has a service of the added one's name: the record's
     definition is refused (said), the config's service takes the name, and
