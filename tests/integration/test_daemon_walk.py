@@ -1,5 +1,5 @@
 """A random walk through the daemon's requests, re-execs, crashes (kill -9 and a new
-daemon), reloads and killed services, over ten services tied by requires/after: each seed is one fixed
+daemon), reloads, killed services and services added and removed, over ten services tied by requires/after: each seed is one fixed
 sequence of steps (the timing between them is the machine's). Whenever the services
 settle, and at the end, every service is where its state says: a running one has one
 process, its pid; any other none; nothing runs that no service owns. Then the daemon
@@ -25,6 +25,7 @@ from test_cgroup import HOME, WHY
 pytestmark = pytest.mark.skipif(HOME is None, reason=f"needs a writable cgroup v2: {WHY}")
 
 NAMES = [f"s{i}" for i in range(10)]
+ADDED = [f"a{i}" for i in range(3)]  # with ctl add
 SETTLED = ("running", "stopped", "exited", "fatal")
 
 
@@ -93,7 +94,7 @@ def walk(procs, tmp_path, seed, steps):
 
     for _ in range(steps):
         op = rnd.choice(["start", "stop", "restart", "start", "stop", "pipe", "reexec",
-                         "crash", "reload", "kill", "settle"])
+                         "crash", "reload", "kill", "add", "remove", "settle"])
         names = rnd.sample(NAMES, rnd.randint(1, 4))
         done.append((op, names))
         if op in ("start", "stop", "restart"):
@@ -114,8 +115,17 @@ def walk(procs, tmp_path, seed, steps):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        elif op == "add":  # one not in the config (its name may be taken: refused)
+            a = rnd.choice(ADDED)
+            r = d.ctl("add", "--set", f"requires={rnd.choice(NAMES)}", "--set", "start_secs=0",
+                      "--set", "stop_timeout=2", a, "--", HELPER, "print", f"{marker}-{a}",
+                      "linger", str(rnd.choice([0, 300])), "pause")
+            assert r.returncode in (0, 1), r
+        elif op == "remove":
+            assert d.ctl("remove", rnd.choice(ADDED)).returncode in (0, 1)
         elif op == "reexec":
-            assert d.ctl("reexec").returncode == 0
+            r = d.ctl("reexec")
+            assert r.returncode == 0, f"{r.stderr} after {done}; the log: {d.log()[-3000:]}"
         elif op == "crash":
             time.sleep(rnd.choice([0, 0.05, 0.3]))
             d.p.kill()
