@@ -497,6 +497,19 @@ static int exec_now(struct reexec *rx)
 		free(k.fds);
 		return -1;
 	}
+	/* read back as the new image will: a state it cannot read would leave no daemon */
+	char why[200] = "cannot read it";
+	FILE *g = lseek(mfd, 0, SEEK_SET) == 0 ? fdopen(dup(mfd), "re") : NULL;
+	ok = g && state_check(g, why, sizeof(why)) == 0;
+	if (g)
+		fclose(g);
+	if (!ok) {
+		snprintf(rx->err, sizeof(rx->err), "the state written does not read back (%s): "
+			 "not re-executing: the daemon carries on", why);
+		close(mfd);
+		free(k.fds);
+		return -1;
+	}
 	keep_add(&k, mfd);
 	char *argv[] = {"evmon", "daemon", "-c", (char *)d->cfg_path, "-S", (char *)d->socket,
 			d->reaper ? "--reaper" : NULL, NULL};

@@ -499,6 +499,25 @@ static struct record *read_reexec(struct daemon *d, int *newer)
 	return r;
 }
 
+int state_check(FILE *f, char *why, size_t whylen)
+{
+	int newer = 0;
+	struct record *r = record_parse(f, true, &newer, why, whylen);
+	if (!r)
+		return -1;
+	/* the descriptors it names are the daemon's own, still in use: only the memory goes */
+	for (size_t i = 0; i < r->n; i++) {
+		for (int k = 0; k < 4; k++)
+			r->svcs[i].fds[k] = -1;
+		r->svcs[i].pidfd = -1;
+	}
+	r->ctl_fd = r->lock_fd = r->client_fd = r->cgw_fd = -1;
+	for (size_t i = 0; i < r->nfollowers; i++)
+		r->followers[i].fd = -1;
+	record_free(r);
+	return 0;
+}
+
 int state_init(struct daemon *d)
 {
 	int newer = 0;

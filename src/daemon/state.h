@@ -205,4 +205,11 @@ void state_fini(struct daemon *d);
 /* state.c */
 void record_free(struct record *r);
 
+/*
+ * Does f read back as a whole re-exec state (before the exec: what the new
+ * image would fail on)? 0, or -1 with why. The descriptors it names are
+ * left open.
+ */
+int state_check(FILE *f, char *why, size_t whylen);
+
 #endif
