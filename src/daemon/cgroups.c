@@ -74,6 +74,20 @@ static void clean_stale(struct evm_cgroup *base)
 		     strerror(-r));
 }
 
+/*
+ * Are we in cg already (after a re-exec)? A write to cgroup.procs takes
+ * the kernel's cgroup_threadgroup_rwsem for writing even for a process that
+ * stays where it is: 10-20 ms here (an RCU grace period), most of a small
+ * daemon's re-exec pause.
+ */
+static bool inside(const struct evm_cgroup *cg)
+{
+	struct evm_cgroup *self = NULL;
+	bool in = evm_cgroup_open_self(&self) == 0 && !strcmp(evm_cgroup_path(self), evm_cgroup_path(cg));
+	evm_cgroup_free(self);
+	return in;
+}
+
 /* The base and the leaf, with the daemon moved in. 0, or -errno with why. */
 static int build(struct cgroups *g, const char *socket, bool keep, char *why, size_t whylen)
 {
@@ -99,7 +113,7 @@ static int build(struct cgroups *g, const char *socket, bool keep, char *why, si
 		}
 	}
 	if ((r = evm_cgroup_create(g->base, "evmon.daemon", &g->leaf)) < 0 ||
-	    (r = evm_cgroup_attach(g->leaf, 0)) < 0) {
+	    (!inside(g->leaf) && (r = evm_cgroup_attach(g->leaf, 0)) < 0)) {
 		snprintf(why, whylen, "cannot move the daemon into %s/evmon.daemon: %s",
 			 evm_cgroup_path(g->base), strerror(-r));
 		return r;
