@@ -311,7 +311,15 @@ static void changed(struct health *h)
 		break;
 	case HEALTH_ACTION_RESTART:
 		dlog("service %s: unhealthy: restarting it (health_action = restart)", u->name);
-		deps_restart(d, u);
+		/*
+		 * A failure for its policy, as a missed watchdog: started again
+		 * after the backoff, counted against max_retries. An explicit
+		 * restart reset both, and one never healthy was restarted every
+		 * check period forever. Its policy never restarts: at once.
+		 */
+		if (u->conf->pol.restart == EVM_RESTART_NEVER ||
+		    evm_service_watchdog_trigger(u->svc) < 0)
+			deps_restart(d, u);
 		break;
 	case HEALTH_ACTION_STOP:
 		dlog("service %s: unhealthy: stopping it (health_action = stop)", u->name);

@@ -177,7 +177,8 @@ def test_action_restart(procs, tmp_path):
         seen.append((ev["event"], ev["health"] if ev["event"] == "health" else ev.get("state")))
         if ev["event"] == "state" and ev["state"] == "running" and ev["pid"] != first:
             break
-    assert seen.index(("health", "unhealthy")) < seen.index(("state", "stopping")), seen
+    # stopped as for a missed watchdog: its exit a failure, the restart after the backoff
+    assert seen.index(("health", "unhealthy")) < seen.index(("state", "backoff")), seen
     assert ev.get("health") == "starting", ev
     assert not alive(first)
     assert "web: unhealthy: restarting it (health_action = restart)" in d.log()
@@ -185,6 +186,27 @@ def test_action_restart(procs, tmp_path):
     st = wait_health(d, "web", "healthy")
     assert st["pid"] != first
     s.close()
+    d.stop()
+
+
+def test_action_restart_is_a_failure_for_the_policy(procs, tmp_path):
+    """A service that is never healthy, health_action = restart: each restart is a failure
+    for its policy, as a missed watchdog is (backoff, max_retries): after max_retries it is
+    fatal, its restarts counted. It was an explicit restart, which resets the count and the
+    backoff: restarted every check period, forever. With restart = never it is restarted
+    at once all the same (what health_action asks)."""
+    d = paused(procs, tmp_path,
+               web=dict(health_cmd="false", health_interval="50ms", health_retries=1,
+                        health_action="restart", max_retries=2, backoff_initial="0.05"),
+               once=dict(health_cmd="false", health_interval="50ms", health_retries=1,
+                         health_action="restart", restart="never"))
+    st = wait_for(lambda: (s := d.status("web")["web"])["state"] == "fatal" and s,
+                  timeout=30 * SLOW, what="web fatal")
+    assert st["restarts"] == 2, st
+    assert d.log().count("web: unhealthy: restarting it (health_action = restart)") == 3
+    first = d.status("once")["once"]["pid"]
+    wait_for(lambda: (s := d.status("once")["once"])["state"] == "running" and
+             s["pid"] not in (first, None), timeout=30 * SLOW, what="once restarted")
     d.stop()
 
 
