@@ -1,15 +1,16 @@
 """A random walk through the daemon's requests, re-execs, crashes (kill -9 and a new
-daemon), reloads, killed services and services added and removed, over ten services tied by requires/after: each seed is one fixed
-sequence of steps (the timing between them is the machine's). Whenever the services
-settle, and at the end, every service is where its state says: a running one has one
-process, its pid; any other none; nothing runs that no service owns. Then the daemon
-stops them all and nothing is left.
+daemon), reloads, killed services and services added and removed, over ten services
+tied by requires/after: each seed is one fixed sequence of steps (the timing between
+them is the machine's). Whenever the services settle, and at the end, every service is
+where its state says: a running one has one process, its pid; any other none; nothing
+runs that no service owns. Then the daemon stops them all and nothing is left.
 
 Such a walk found a restart that skipped dependencies, a dependent giving up on a
-requirement stopped for one iteration before its restart, and dependents left waiting
-for good (617b401). cgroup = auto: a process started in the last iteration before a
-crash is not named by the record, and only the cgroups let the next daemon find it
-(evmon.ini(5), CRASHES AND RE-EXEC)."""
+requirement stopped for one iteration before its restart, dependents left waiting for
+good (617b401), and an added service that broke the second re-exec (8adae78). cgroup =
+auto: a process started in the last iteration before a crash is not named by the
+record, and only the cgroups let the next daemon find it (evmon.ini(5), CRASHES AND
+RE-EXEC)."""
 import json
 import os
 import random
