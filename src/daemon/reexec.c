@@ -471,6 +471,16 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
  * the new image's takeover is done: the pause a re-exec costs, which the
  * new image logs with its parts.
  */
+/* A stream on a copy of fd (closed with it), or NULL: the copy is not left open. */
+static FILE *fdopen_dup(int fd, const char *mode)
+{
+	int c = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	FILE *f = c >= 0 ? fdopen(c, mode) : NULL;
+	if (!f && c >= 0)
+		close(c);
+	return f;
+}
+
 static int exec_now(struct reexec *rx)
 {
 	struct daemon *d = rx->d;
@@ -479,7 +489,7 @@ static int exec_now(struct reexec *rx)
 	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
 	evm_loop_prepare_exec(d->loop);
 	int mfd = memfd_create("evmon-state", MFD_CLOEXEC);
-	FILE *f = mfd >= 0 ? fdopen(dup(mfd), "w") : NULL;
+	FILE *f = mfd >= 0 ? fdopen_dup(mfd, "w") : NULL;
 	if (!f) {
 		snprintf(rx->err, sizeof(rx->err), "memfd: %s: the daemon carries on", strerror(errno));
 		if (mfd >= 0)
@@ -499,7 +509,7 @@ static int exec_now(struct reexec *rx)
 	}
 	/* read back as the new image will: a state it cannot read would leave no daemon */
 	char why[200] = "cannot read it";
-	FILE *g = lseek(mfd, 0, SEEK_SET) == 0 ? fdopen(dup(mfd), "re") : NULL;
+	FILE *g = lseek(mfd, 0, SEEK_SET) == 0 ? fdopen_dup(mfd, "re") : NULL;
 	ok = g && state_check(g, why, sizeof(why)) == 0;
 	if (g)
 		fclose(g);
