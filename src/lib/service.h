@@ -238,7 +238,7 @@ EVM_HIDDEN void evm__sv_stop_send(struct evm_service *s, int sig);
 /* a new main process p (spawned, or adopted): the session it leads, if it is the tree */
 EVM_HIDDEN void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted);
 EVM_HIDDEN void evm__sv_arm_kill(struct evm_service *s);
-EVM_HIDDEN void evm__sv_send_stop(struct evm_service *s);
+EVM_HIDDEN void evm__sv_send_stop(struct evm_service *s, bool sent);
 EVM_HIDDEN void evm__sv_kill_fire(struct evm_timer *t, void *data);
 
 #endif

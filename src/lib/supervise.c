@@ -256,13 +256,7 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 		/* its stop signal was sent by whoever stopped it: only the SIGKILL is left */
 		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, being stopped", (int)p->pid);
 		s->stopped_by_user = true;
-		s->exit_held = false;
-		if (s->stop_timeout_ms == 0 || s->stop_signal == SIGKILL) {
-			evm__sv_stop_send(s, SIGKILL);
-		} else {
-			s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
-			evm__sv_arm_kill(s);
-		}
+		evm__sv_send_stop(s, true);
 		evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
 		return 0;
 	}
@@ -336,7 +330,7 @@ static int act_stop_idle(struct evm_service *s, const struct evm__sv_arg *a)
 static int act_stop_proc(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	act_stop_noted(s, a);
-	evm__sv_send_stop(s);
+	evm__sv_send_stop(s, false);
 	evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
 	return 0;
 }
@@ -409,7 +403,7 @@ static int act_ready(struct evm_service *s, const struct evm__sv_arg *a)
 static int act_stop_failing(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	s->failing = s->state == EVM_STATE_STARTING ? FAILING_NOT_READY : FAILING_WATCHDOG;
-	evm__sv_send_stop(s);
+	evm__sv_send_stop(s, false);
 	return 0;
 }
 
@@ -419,7 +413,7 @@ static int act_trigger(struct evm_service *s, const struct evm__sv_arg *a)
 	if (s->failing)
 		return 0; /* being stopped already */
 	s->failing = FAILING_TRIGGERED;
-	evm__sv_send_stop(s);
+	evm__sv_send_stop(s, false);
 	return 0;
 }
 

@@ -57,7 +57,7 @@ static bool held_for_empty(struct evm_service *s, bool again)
 	if (s->failing)
 		evm__sv_arm_kill(s);
 	else
-		evm__sv_send_stop(s);
+		evm__sv_send_stop(s, false);
 	s->exit_held = true;
 	return true;
 }

@@ -115,8 +115,12 @@ void evm__sv_arm_kill(struct evm_service *s)
 		evm__sv_stop_send(s, SIGKILL);
 }
 
-/* stop_signal now, SIGKILL at stop_timeout (evm__sv_kill_fire); the caller changes the state */
-void evm__sv_send_stop(struct evm_service *s)
+/*
+ * stop_signal now (unless sent: by whoever stopped it before we took it
+ * over), SIGKILL at stop_timeout (evm__sv_kill_fire); at once without one.
+ * The caller changes the state.
+ */
+void evm__sv_send_stop(struct evm_service *s, bool sent)
 {
 	evm_timer_cancel(s->timer);
 	s->exit_held = false;
@@ -125,7 +129,8 @@ void evm__sv_send_stop(struct evm_service *s)
 		return;
 	}
 	/* a stopped (SIGSTOP) process would sit on the signal until continued */
-	stop_send2(s, s->stop_signal, s->stop_signal != SIGCONT ? SIGCONT : 0);
+	if (!sent)
+		stop_send2(s, s->stop_signal, s->stop_signal != SIGCONT ? SIGCONT : 0);
 	s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
 	evm__sv_arm_kill(s);
 }
