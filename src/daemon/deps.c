@@ -369,6 +369,21 @@ static int let_go(struct daemon *d, struct unit *u)
 	return 0;
 }
 
+static void try_start(struct daemon *d, struct unit *u);
+
+/*
+ * Who waits to start for u: u moved (started, stopped, gave up). False when
+ * a start resolved the graph again meanwhile (u's rdeps are gone).
+ */
+static bool retry_dependents(struct daemon *d, struct unit *u)
+{
+	unsigned gen = d->deps_gen;
+	for (size_t i = 0; i < u->nrdeps && gen == d->deps_gen; i++)
+		if (u->rdeps[i]->pending && !d->stopping)
+			try_start(d, u->rdeps[i]);
+	return gen == d->deps_gen;
+}
+
 /* A pending unit: start it, leave it waiting, or block it. */
 static void try_start(struct daemon *d, struct unit *u)
 {
@@ -386,11 +401,7 @@ static void try_start(struct daemon *d, struct unit *u)
 	if (v == FAIL) {
 		u->pending = false;
 		set_blocked(d, u, why);
-		/* who waited for it: it will not start (depth: the graph's, acyclic) */
-		unsigned gen = d->deps_gen;
-		for (size_t i = 0; i < u->nrdeps && gen == d->deps_gen; i++)
-			if (u->rdeps[i]->pending && !d->stopping)
-				try_start(d, u->rdeps[i]);
+		retry_dependents(d, u); /* it will not start (depth: the graph's, acyclic) */
 		return;
 	}
 	let_go(d, u);
@@ -752,15 +763,9 @@ void deps_stop_all(struct daemon *d)
 void deps_changed(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
-	unsigned gen = d->deps_gen;
-	/* who waits to start: a dependency moved (a start below may resolve again) */
-	for (size_t i = 0; i < u->nrdeps && gen == d->deps_gen; i++) {
-		struct unit *v = u->rdeps[i];
-		if (v->pending && !d->stopping)
-			try_start(d, v);
-	}
-	if (gen != d->deps_gen)
+	if (!retry_dependents(d, u))
 		return;
+	unsigned gen = d->deps_gen;
 	if (u->want_stop && state(u) == EVM_STATE_BACKOFF) {
 		/* its process ended while it waited for its dependents: no restart */
 		try_stop(d, u);
