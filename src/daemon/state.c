@@ -120,11 +120,13 @@ void record_free(struct record *r)
 	free(r);
 }
 
+const char *const rec_flag_names[REC_RESTART + 1] = {"run", "stopping", "down", "start", "stop",
+						    "restart"};
+
 static int parse_flags(const char *w, int version, enum rec_flags *out)
 {
-	static const char *const names[] = {"run", "stopping", "down", "start", "stop", "restart"};
-	for (int i = 0; i < (version >= 7 ? 6 : 3); i++)
-		if (!strcmp(w, names[i])) {
+	for (int i = 0; i <= (version >= 7 ? REC_RESTART : REC_DOWN); i++)
+		if (!strcmp(w, rec_flag_names[i])) {
 			*out = (enum rec_flags)i;
 			return 0;
 		}

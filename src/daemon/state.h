@@ -91,6 +91,8 @@ struct svc_conf;
 #define STATE_REEXEC_OLDEST 2
 
 enum rec_flags { REC_RUN, REC_STOPPING, REC_DOWN, REC_START, REC_STOP, REC_RESTART };
+/* FLAGS as the record spells them (state.c reads, statewrite.c writes) */
+extern const char *const rec_flag_names[REC_RESTART + 1];
 
 struct rec_svc {
 	char *name;

@@ -96,32 +96,34 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		/* down: stopped by a user, or over (exited, fatal): not started again */
 		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
 			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
-		const char *flags = info.state == EVM_STATE_STOPPING ? "stopping" : down ? "down" : "run";
+		enum rec_flags flags = info.state == EVM_STATE_STOPPING ? REC_STOPPING
+				       : down ? REC_DOWN : REC_RUN;
 		/*
 		 * What it waits for (format 7's flags, state.h): asked to start and
 		 * waiting for its dependencies or its turn; stopping, or stopped
 		 * until its spawn turn, to start again; to stop once its dependents
 		 * are down, or at its turn. Older formats end the line with it.
 		 */
-		const char *intent = NULL;
+		enum rec_flags intent = REC_RUN; /* none */
 		if (u->pending && !pid)
-			intent = "start";
+			intent = REC_START;
 		else if (u->start_after &&
 			 (info.state == EVM_STATE_STOPPING || (info.state == EVM_STATE_STOPPED && !pid)))
-			intent = "restart";
+			intent = REC_RESTART;
 		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING && !d->stopping)
-			intent = "stop"; /* not the shutdown's: a daemon started after it runs them */
-		if (intent && version >= 7) {
+			intent = REC_STOP; /* not the shutdown's: a daemon started after it runs them */
+		if (intent != REC_RUN && version >= 7) {
 			flags = intent;
-			intent = NULL;
-		} else if (intent && !strcmp(intent, "stop") && u->queued) {
-			flags = "stopping"; /* what an older evmon does best with it: its turn only */
+			intent = REC_RUN;
+		} else if (intent == REC_STOP && u->queued) {
+			flags = REC_STOPPING; /* what an older evmon does best with it: its turn only */
 		}
 		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
 		fputs("service ", f);
 		fputs(u->name, f);
-		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf), flags, &info,
-			      next, intent);
+		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf),
+			      rec_flag_names[flags], &info, next,
+			      intent != REC_RUN ? rec_flag_names[intent] : NULL);
 		n++;
 		/* the instances of one added definition are next to each other: once */
 		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))
