@@ -75,7 +75,7 @@ static void clean_stale(struct evm_cgroup *base)
 }
 
 /*
- * Are we in cg already (after a re-exec)? A write to cgroup.procs takes
+ * Are we in cg already (a re-exec, which keeps the tree)? A write to cgroup.procs takes
  * the kernel's cgroup_threadgroup_rwsem for writing even for a process that
  * stays where it is: 10-20 ms here (an RCU grace period), most of a small
  * daemon's re-exec pause.
@@ -113,7 +113,7 @@ static int build(struct cgroups *g, const char *socket, bool keep, char *why, si
 		}
 	}
 	if ((r = evm_cgroup_create(g->base, "evmon.daemon", &g->leaf)) < 0 ||
-	    (!inside(g->leaf) && (r = evm_cgroup_attach(g->leaf, 0)) < 0)) {
+	    (!(g->kept && inside(g->leaf)) && (r = evm_cgroup_attach(g->leaf, 0)) < 0)) {
 		snprintf(why, whylen, "cannot move the daemon into %s/evmon.daemon: %s",
 			 evm_cgroup_path(g->base), strerror(-r));
 		return r;
