@@ -189,6 +189,22 @@ def children_of(pid):
     return [p for p, rest in _processes() if int(rest[1]) == pid]
 
 
+def live_args():
+    """(pid, its arguments as bytes) of every process that is not a zombie, from /proc."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{d}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        yield int(d), args
+
+
 def cmdline(pid):
     """pid's command line, its arguments joined by spaces; "" once it is gone."""
     try:

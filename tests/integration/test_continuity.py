@@ -16,26 +16,13 @@ import threading
 
 import pytest
 
-from conftest import EVMON, ROOT, SLOW, proc_state, wait_for
+from conftest import EVMON, ROOT, SLOW, live_args, proc_state, wait_for
 from daemon_util import Daemon, LineReader, alive, read_line
 
 
 def marker_pids(marker):
     """The processes whose command line ends with the marker argument."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-            with open(f"/proc/{d}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in args and state != "Z":
-            out.append(int(d))
-    return sorted(out)
+    return sorted(pid for pid, args in live_args() if marker.encode() in args)
 
 
 def start_time(pid):

@@ -68,6 +68,25 @@ def catching(d, *names):
     return [wait_for(lambda n=n: caught(n), what=f"{n} catching SIGTERM") for n in names]
 
 
+def db_and_slow_web(procs, tmp_path):
+    """A daemon running db and web (requires db), web taking 4 s to stop, its SIGTERM
+    handler in place."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+start_secs = 0
+
+[service:web]
+command = HELPER linger 4000 pause
+requires = db
+start_secs = 0
+""")
+    wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
+             what="db and web running")
+    catching(d, "web")
+    return d
+
+
 def then_crash(d, request, names, word):
     """request, then kill -9 of the daemon once its record on disk (format 2) ends the line of
     each of names with word (format 7's flag, statewrite.c), and a new daemon on its socket."""
@@ -695,19 +714,7 @@ def test_a_reexec_keeps_a_stop_waiting_for_its_dependents(procs, tmp_path, how):
     passed as running: the new image kept it running. After a crash the record on disk
     says so too (its db line ends with "stop"): the new daemon adopts both and does the
     same."""
-    d = Daemon(procs, tmp_path, """
-[service:db]
-command = HELPER pause
-start_secs = 0
-
-[service:web]
-command = HELPER linger 4000 pause
-requires = db
-start_secs = 0
-""")
-    wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
-             what="db and web running")
-    catching(d, "web")
+    d = db_and_slow_web(procs, tmp_path)
     hand_over(d, how, b'{"cmd":"stop","names":["db"]}\n', ["db"], "stop")
     wait_for(lambda: all(x["state"] == "stopped" for x in d.status().values()),
              timeout=30 * SLOW, what="db and web stopped")
@@ -744,19 +751,7 @@ def test_a_restart_takes_a_service_out_of_a_stop_it_waits_for(procs, tmp_path):
     restart db` right behind it: db restarts now and runs on, web stops. db stayed queued to
     stop, and was stopped once web was down: the restart asked last was lost (a start
     already took a service out of its stop)."""
-    d = Daemon(procs, tmp_path, """
-[service:db]
-command = HELPER pause
-start_secs = 0
-
-[service:web]
-command = HELPER linger 4000 pause
-requires = db
-start_secs = 0
-""")
-    wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
-             what="db and web running")
-    catching(d, "web")
+    d = db_and_slow_web(procs, tmp_path)
     old = d.status("db")["db"]["pid"]
     with d.connect() as s:
         s.sendall(b'{"cmd":"stop","names":["db"]}\n{"cmd":"restart","names":["db"]}\n')

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import HELPER, SLOW, wait_for
+from conftest import HELPER, SLOW, live_args, wait_for
 from daemon_util import Daemon, LineReader
 from test_cgroup import HOME, WHY
 
@@ -54,20 +54,10 @@ def config(rnd, marker, lingers, extra):
 def processes(marker):
     """Service name -> the live pids whose arguments carry the marker with that name."""
     out = {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-            with open(f"/proc/{p}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue
+    for pid, args in live_args():
         for a in args:
             if a.startswith(marker.encode() + b"-"):
-                out.setdefault(a.decode().split("-", 1)[1], []).append(int(p))
+                out.setdefault(a.decode().split("-", 1)[1], []).append(pid)
     return out
 
 
