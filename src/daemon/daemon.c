@@ -276,6 +276,22 @@ static int daemon_cgroups(struct daemon *d)
 	return 0;
 }
 
+/*
+ * The notify socket of the daemon before us, before any unit is made: its
+ * services' NOTIFY_SOCKET names it (READY=1, WATCHDOG=1 and the rest must
+ * reach us). After the cgroups: the socket finds their base.
+ */
+static void daemon_notifysock(struct daemon *d)
+{
+	struct record *rec = d->rec;
+	if (!rec)
+		return;
+	if (rec->notify_fd >= 0 && notifysock_inherit(d, rec->notify_fd, NULL) == 0)
+		rec->notify_fd = -1; /* ours now; else record_free closes it */
+	else if (rec->notify[0] && !rec->reexec)
+		notifysock_inherit(d, -1, rec->notify);
+}
+
 /* The config, checked (--strict: its problems are errors): 0, or -1 (said on stderr). */
 static int open_config(struct daemon *d, const struct daemon_options *o)
 {
@@ -407,7 +423,10 @@ static int daemon_open(struct daemon *d, const struct daemon_options *o, const s
 	evm_subscribe(d->loop, EVM_EV_SERVICE | EVM_EV_WARNING | EVM_EV_ORPHAN, on_event, d, &d->sub);
 	if (open_logs(d) < 0)
 		return -1;
-	return daemon_cgroups(d);
+	if (daemon_cgroups(d) < 0)
+		return -1;
+	daemon_notifysock(d);
+	return 0;
 }
 
 /*

@@ -29,6 +29,13 @@
  * datagram behind BUDGET others). Its sender is then still the service's
  * main process (the exit is not applied yet), so the message is attributed
  * and the MAINPID= taken before the exit could end the service.
+ *
+ * The services keep the name they were given for their whole run, so the
+ * socket outlives the daemon (notifysock_inherit): a re-exec passes it
+ * open, and a daemon started after a crash binds the name the record gives
+ * again. An autobound name cannot be bound by anyone else while the socket
+ * lives; after a crash another process could take it first, and the
+ * services started before then cannot reach us (said in the log).
  */
 #include "notifysock.h"
 
@@ -38,6 +45,7 @@
 #include "ready.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,7 +256,44 @@ static void find_base(struct daemon *d)
 		S.base[0] = 0; /* not where cgroups.c puts us: by parents then */
 }
 
-static int open_socket(struct daemon *d, char *err, size_t len)
+/* fd's abstract name into S.name ("@" and what follows the NUL): 0, or -1 with err */
+static int take_name(int fd, char *err, size_t len)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	socklen_t al = sizeof(a);
+	if (getsockname(fd, (struct sockaddr *)&a, &al) < 0) {
+		snprintf(err, len, "%s", strerror(errno));
+		return -1;
+	}
+	size_t nl = al - offsetof(struct sockaddr_un, sun_path);
+	if (a.sun_family != AF_UNIX || nl < 2 || nl > sizeof(S.name) - 1 || a.sun_path[0] ||
+	    memchr(a.sun_path + 1, 0, nl - 1)) {
+		snprintf(err, len, "unexpected address");
+		return -1;
+	}
+	S.name[0] = '@';
+	memcpy(S.name + 1, a.sun_path + 1, nl - 1);
+	S.name[nl] = 0;
+	return 0;
+}
+
+/* Watch fd, a bound socket whose name S.name has: 0, or -1 with err (fd is ours still). */
+static int watch(struct daemon *d, int fd, char *err, size_t len)
+{
+	if (evm_io_add(d->loop, fd, EVM_READ, on_readable, d, &S.io) < 0) {
+		snprintf(err, len, "cannot watch it: out of memory");
+		return -1;
+	}
+	S.fd = fd;
+	find_base(d);
+	return 0;
+}
+
+/*
+ * A new socket bound to name ("@..." as NOTIFY_SOCKET says it: the one a
+ * daemon that died used), or to a free abstract name when name is NULL.
+ */
+static int open_socket(struct daemon *d, const char *name, char *err, size_t len)
 {
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
@@ -257,31 +302,23 @@ static int open_socket(struct daemon *d, char *err, size_t len)
 	}
 	int one = 1;
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	socklen_t al = sizeof(a);
 	/* autobind: an address length of just the family picks a free abstract name */
+	socklen_t al = sizeof(sa_family_t);
+	if (name) {
+		size_t nl = strlen(name);
+		memcpy(a.sun_path + 1, name + 1, nl - 1); /* "@" is the leading NUL */
+		al = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + nl);
+	}
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&a, sizeof(sa_family_t)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &al) < 0) {
+	    bind(fd, (struct sockaddr *)&a, al) < 0) {
 		snprintf(err, len, "%s", strerror(errno));
 		close(fd);
 		return -1;
 	}
-	size_t nl = al - offsetof(struct sockaddr_un, sun_path);
-	if (nl < 2 || nl > sizeof(S.name) - 1 || a.sun_path[0]) {
-		snprintf(err, len, "unexpected address");
+	if (take_name(fd, err, len) < 0 || watch(d, fd, err, len) < 0) {
 		close(fd);
 		return -1;
 	}
-	S.name[0] = '@';
-	memcpy(S.name + 1, a.sun_path + 1, nl - 1);
-	S.name[nl] = 0;
-	if (evm_io_add(d->loop, fd, EVM_READ, on_readable, d, &S.io) < 0) {
-		snprintf(err, len, "cannot watch it: out of memory");
-		close(fd);
-		return -1;
-	}
-	S.fd = fd;
-	find_base(d);
 	return 0;
 }
 
@@ -290,11 +327,62 @@ void notifysock_use(struct daemon *d)
 	char err[200];
 	if (S.fd >= 0 || S.failed)
 		return;
-	if (open_socket(d, err, sizeof(err)) < 0) {
+	if (open_socket(d, NULL, err, sizeof(err)) < 0) {
 		S.failed = true;
 		dlog("notify socket: %s: services with ready = notify are ready at ready_timeout, "
 		     "if at all", err);
 	}
+}
+
+bool notifysock_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (name[0] != '@' || n < 2 || n > sizeof(S.name) - 1)
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return true;
+}
+
+int notifysock_inherit(struct daemon *d, int fd, const char *name)
+{
+	char err[200];
+	if (S.fd >= 0)
+		return -1;
+	if (fd >= 0) {
+		int type = 0, one = 1;
+		socklen_t tl = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_DGRAM) {
+			dlog("re-exec: the notify socket passed (fd %d) is not a datagram socket: "
+			     "services with ready = notify cannot reach this daemon", fd);
+			return -1;
+		}
+		/* kept across the exec: close-on-exec again, and as the socket was made */
+		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
+		    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+		    take_name(fd, err, sizeof(err)) < 0 || watch(d, fd, err, sizeof(err)) < 0) {
+			dlog("re-exec: the notify socket passed (fd %d): %s: services with ready = "
+			     "notify cannot reach this daemon", fd, err);
+			return -1;
+		}
+		return 0;
+	}
+	if (!name || !notifysock_name_ok(name))
+		return -1;
+	if (open_socket(d, name, err, sizeof(err)) < 0) {
+		dlog("notify socket: cannot bind %s again (the daemon that died had it): %s: its "
+		     "services with ready = notify cannot reach this daemon (a watchdog_sec stops "
+		     "them; ctl restart gives them the new socket)", name, err);
+		return -1;
+	}
+	return 0;
+}
+
+int notifysock_fd(struct daemon *d)
+{
+	(void)d;
+	return S.fd;
 }
 
 const char *notifysock_name(struct daemon *d)

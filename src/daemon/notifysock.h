@@ -6,6 +6,7 @@
 #ifndef EVMON_NOTIFYSOCK_H
 #define EVMON_NOTIFYSOCK_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct daemon;
@@ -13,6 +14,18 @@ struct unit;
 
 /* A unit with ready = notify exists: open the socket if it is not (logged if it cannot be). */
 void notifysock_use(struct daemon *d);
+/*
+ * Before the units are made, the socket of the daemon before us, so that
+ * the services it started (their NOTIFY_SOCKET names it) still reach us:
+ * fd, kept open across a re-exec (taken on success, else the caller's), or
+ * after a crash name, the abstract name it had ("@" and hex digits), bound
+ * again. 0, or -1 (said in the log; the socket is then made at first use).
+ */
+int notifysock_inherit(struct daemon *d, int fd, const char *name);
+/* name is one notifysock_name could have given ("@" and 1 to 14 hex digits) */
+bool notifysock_name_ok(const char *name);
+/* The socket, for a re-exec to keep open across the exec, or -1. */
+int notifysock_fd(struct daemon *d);
 /* NOTIFY_SOCKET's value ("@..." abstract name), or NULL when there is no socket. */
 const char *notifysock_name(struct daemon *d);
 /*

@@ -14,7 +14,9 @@
  * pidfd of each service's process (the new image adopts through it with
  * EVM_ADOPT_KEPT: no /proc read per service), the inotify fd of the
  * cgroup watches with what each service knew of its cgroup (the new image
- * neither reads nor watches a cgroup again), the requesting client's
+ * neither reads nor watches a cgroup again), the services' notify socket
+ * (their NOTIFY_SOCKET names it: what they send meanwhile waits in it; from
+ * format 8), the requesting client's
  * connection, which the new image answers (with its request's id, and its
  * events subscription), and every other client between two requests:
  * events followers with their patterns (they follow on after a "reexec"
@@ -44,6 +46,7 @@
 #include "cgroups.h"
 #include "daemonlog.h"
 #include "notify.h"
+#include "notifysock.h"
 #include "state.h"
 #include "stdsink.h"
 
@@ -435,6 +438,12 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 	if (ifd >= 0) {
 		fprintf(f, "exec cgwatch %d\n", ifd);
 		keep_add(k, ifd);
+	}
+	/* the services' notify socket: what they send meanwhile waits in it */
+	int nfd = v >= 8 ? notifysock_fd(d) : -1;
+	if (nfd >= 0) {
+		fprintf(f, "exec notify %d\n", nfd);
+		keep_add(k, nfd);
 	}
 	for (struct unit *u = d->first; u; u = u->next) {
 		int fds[4];

@@ -16,6 +16,7 @@
 #include "cgroups.h"
 #include "daemon.h"
 #include "daemonlog.h"
+#include "notifysock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,31 +81,40 @@ uint64_t state_boot_ms(void)
 
 /* ------------------------------------------------------------- reading */
 
+static void drop_fd(int *fd, bool close_it)
+{
+	if (*fd >= 0 && close_it)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Every descriptor a re-exec's record names (those nobody took), closed or only forgotten. */
+static void record_fds(struct record *r, bool close_them)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		for (int k = 0; k < 4; k++) /* a reexec's pipes no service took */
+			drop_fd(&r->svcs[i].fds[k], close_them);
+		drop_fd(&r->svcs[i].pidfd, close_them); /* and pidfds */
+	}
+	drop_fd(&r->ctl_fd, close_them);
+	drop_fd(&r->lock_fd, close_them);
+	drop_fd(&r->client_fd, close_them);
+	drop_fd(&r->cgw_fd, close_them);
+	drop_fd(&r->notify_fd, close_them);
+	for (size_t i = 0; i < r->nfollowers; i++)
+		drop_fd(&r->followers[i].fd, close_them);
+}
+
 void record_free(struct record *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->n; i++) {
-		for (int k = 0; k < 4; k++) /* a reexec's pipes no service took */
-			if (r->svcs[i].fds[k] >= 0)
-				close(r->svcs[i].fds[k]);
-		if (r->svcs[i].pidfd >= 0) /* and pidfds */
-			close(r->svcs[i].pidfd);
+	record_fds(r, true);
+	for (size_t i = 0; i < r->n; i++)
 		free(r->svcs[i].name);
-	}
-	if (r->ctl_fd >= 0)
-		close(r->ctl_fd);
-	if (r->lock_fd >= 0)
-		close(r->lock_fd);
-	if (r->client_fd >= 0)
-		close(r->client_fd);
-	if (r->cgw_fd >= 0)
-		close(r->cgw_fd);
 	for (size_t i = 0; i < r->nadded; i++)
 		free(r->added[i]);
 	for (size_t i = 0; i < r->nfollowers; i++) {
-		if (r->followers[i].fd >= 0)
-			close(r->followers[i].fd);
 		free(r->followers[i].patterns);
 		free(r->followers[i].input);
 		free(r->followers[i].cut_id);
@@ -334,8 +344,12 @@ static int parse_line(struct record *r, char *line, bool exec)
 		s->next_start = next;
 		return 0;
 	}
-	if (sscanf(line, "daemon %d", &pid) == 1) {
+	if (sscanf(line, "daemon %d%n", &pid, &tail) == 1) {
 		r->daemon = pid;
+		/* anything else after the pid is left, as every reader has done */
+		char nm[sizeof(r->notify)];
+		if (sscanf(line + tail, " notify=%15s", nm) == 1 && notifysock_name_ok(nm))
+			memcpy(r->notify, nm, sizeof(nm));
 		return 0;
 	}
 	if (!exec)
@@ -387,6 +401,12 @@ static int parse_line(struct record *r, char *line, bool exec)
 		r->cgw_fd = a;
 		return 0;
 	}
+	if (r->version >= 8 && sscanf(line, "exec notify %d", &a) == 1) {
+		if (r->notify_fd >= 0 || a < 0)
+			return -1;
+		r->notify_fd = a;
+		return 0;
+	}
 	if (r->version >= 5 && !strncmp(line, "exec cg ", 8))
 		return parse_cg(r, line + 8);
 	return -1;
@@ -409,7 +429,7 @@ static struct record *record_parse(FILE *f, bool exec, int *newer, char *why, si
 		snprintf(why, whylen, "out of memory");
 		return NULL;
 	}
-	r->ctl_fd = r->lock_fd = r->client_fd = r->cgw_fd = -1;
+	r->ctl_fd = r->lock_fd = r->client_fd = r->cgw_fd = r->notify_fd = -1;
 	r->reexec = exec;
 	got = getline(&line, &cap, f);
 	int v = 0, at = 0;
@@ -508,14 +528,7 @@ int state_check(FILE *f, char *why, size_t whylen)
 	if (!r)
 		return -1;
 	/* the descriptors it names are the daemon's own, still in use: only the memory goes */
-	for (size_t i = 0; i < r->n; i++) {
-		for (int k = 0; k < 4; k++)
-			r->svcs[i].fds[k] = -1;
-		r->svcs[i].pidfd = -1;
-	}
-	r->ctl_fd = r->lock_fd = r->client_fd = r->cgw_fd = -1;
-	for (size_t i = 0; i < r->nfollowers; i++)
-		r->followers[i].fd = -1;
+	record_fds(r, false);
 	record_free(r);
 	return 0;
 }

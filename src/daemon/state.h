@@ -79,14 +79,18 @@ struct svc_conf;
  * the file each "exec cg" line's watch watches (its inode and device), 7
  * the "start", "stop" and "restart" flags (a unit waiting to start, to
  * stop, or stopping to start again; older formats say "run", or "stopping"
- * for a stop waiting only for its turn and for a restart). A
+ * for a stop waiting only for its turn and for a restart), 8 the "exec
+ * notify" line (the services' notify socket, kept open). In every format
+ * the "daemon PID" line may end with " notify=@NAME": the abstract name of
+ * that socket, which a daemon started after a crash binds again (a reader
+ * of "daemon %d" ignores the rest of the line: every one has). A
  * re-exec passes the state in the newest format both binaries read (the
  * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
  * lines that format lacks (and what only they could carry: reexec.c). The
  * record on disk is written in format 2, so an older evmon started after a
  * crash still reads it; format 7's flags ride at the ends of its lines.
  */
-#define STATE_VERSION 7
+#define STATE_VERSION 8
 #define STATE_DISK_VERSION 2
 #define STATE_REEXEC_OLDEST 2
 
@@ -115,6 +119,7 @@ struct rec_svc {
 
 struct record {
 	pid_t daemon;		/* who wrote it */
+	char notify[16];	/* its notify socket's name ("@..."), or "" */
 	struct rec_svc *svcs;
 	size_t n;
 	struct hashmap idx;	/* the svcs by name */
@@ -132,6 +137,7 @@ struct record {
 	char *client_sub;	/* its events patterns (a JSON array) if it followed them, or NULL */
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
 	int cgw_fd;		/* the inotify fd of the cgroup watches (format 4), or -1 */
+	int notify_fd;		/* the notify socket (format 8), or -1 */
 	/* CLOCK_MONOTONIC ns: the request, the old loop's last turn, the memfd written */
 	uint64_t t_req, t_stop, t_write;
 	struct rec_follower {

@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "daemonlog.h"
+#include "notifysock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,7 +84,10 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 	 * reader of format 2 since it exists), so a record on disk (format 2)
 	 * carries them across a crash without locking out a downgrade.
 	 */
-	fprintf(f, "evmon-state %d\ndaemon %d\n", version, (int)getpid());
+	/* the services' notify socket: a daemon started after a crash binds its name again */
+	const char *nsock = notifysock_name(d);
+	fprintf(f, "evmon-state %d\ndaemon %d%s%s\n", version, (int)getpid(),
+		nsock ? " notify=" : "", nsock ? nsock : "");
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc)
 			continue;

@@ -53,6 +53,9 @@
  *                     independent of the monitor, of every process that ran
  *   notify MSG        send MSG ("\n" written as backslash-n) to $NOTIFY_SOCKET
  *   notify-fds MSG K  the same with K fds (of /dev/null) attached (FDSTORE)
+ *   watchdog MS       send "WATCHDOG=1\nSTATUS=ping K" every MS ms (K = 1, 2,
+ *                     ...), forever; a send that fails prints "watchdog: ERROR"
+ *                     to stderr, and the next one is tried
  *   notify-child MSG  a child sends MSG, prints "sent", then pauses until we die
  *   notify-fork F MSG fork: the child carries on; the parent waits for file F ("-": no
  *                     wait), sends "MAINPID=<child>\nMSG" and exits 0 (a forking daemon)
@@ -197,8 +200,8 @@ static int rlimit_res(const char *name)
 	return -1;
 }
 
-/* sd_notify(3) by hand: MSG with "\\n" for newlines, K fds attached; exits 1 on failure */
-static void notify(const char *msg, int nfds)
+/* sd_notify(3) by hand: MSG with "\\n" for newlines, K fds attached; -errno on failure */
+static int notify_send(const char *msg, int nfds)
 {
 	const char *e = getenv("NOTIFY_SOCKET");
 	if (!e || !*e) {
@@ -244,11 +247,20 @@ static void notify(const char *msg, int nfds)
 			memcpy(CMSG_DATA(c) + k * sizeof(int), &f, sizeof(int));
 		}
 	}
-	if (fd < 0 || sendmsg(fd, &mh, 0) < 0) {
-		fprintf(stderr, "notify: %s\n", strerror(errno));
+	int r = fd < 0 || sendmsg(fd, &mh, 0) < 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* notify_send, exiting 1 on failure */
+static void notify(const char *msg, int nfds)
+{
+	int r = notify_send(msg, nfds);
+	if (r < 0) {
+		fprintf(stderr, "notify: %s\n", strerror(-r));
 		exit(1);
 	}
-	close(fd);
 }
 
 int main(int argc, char **argv)
@@ -341,6 +353,16 @@ int main(int argc, char **argv)
 		} else if (!strcmp(c, "notify")) {
 			notify(a, 0);
 			i++;
+		} else if (!strcmp(c, "watchdog")) {
+			for (unsigned long k = 1;; k++) { /* a failed send is said, and the next one tried */
+				char m[64];
+				snprintf(m, sizeof(m), "WATCHDOG=1\\nSTATUS=ping %lu", k);
+				int r = notify_send(m, 0);
+				if (r < 0)
+					fprintf(stderr, "watchdog: %s\n", strerror(-r));
+				struct timespec ts = {atoi(a) / 1000, (long)(atoi(a) % 1000) * 1000000};
+				nanosleep(&ts, NULL);
+			}
 		} else if (!strcmp(c, "notify-fds")) {
 			notify(a, i + 2 < argc ? atoi(argv[i + 2]) : 0);
 			i += 2;

@@ -651,12 +651,13 @@ def test_reexec_into_an_older_binary_is_refused(procs, tmp_path, marker, older):
     assert marker_pids(marker) == []
 
 
-@pytest.mark.parametrize("fmt", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("fmt", [2, 3, 4, 5, 6, 7])
 def test_reexec_into_an_older_format(procs, tmp_path, marker, fmt):
     """A binary that reads an older state format (the previous releases: 2
     before pidfds and half-read requests crossed the exec, 3 before the
     requester's id and subscription did, 4 before the cgroup watches did, 5
-    before the file of each watch did, 6 before the starts still waiting did) is passed the state in its format,
+    before the file of each watch did, 6 before the starts still waiting did, 7 before the
+    notify socket did) is passed the state in its format,
     without the lines (or the fields) it would refuse: the services are
     kept, by pid. The binary here is a wrapper that says it reads only fmt,
     keeps a copy of the state it is passed, and runs this evmon, which reads

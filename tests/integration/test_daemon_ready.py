@@ -303,3 +303,59 @@ def test_bad_ready_keys_are_config_errors(procs, tmp_path):
     assert "service b: watchdog_sec needs ready = notify" in out, out
     assert "exec: needs a command" in out, out
     assert "'sometime' is not started, notify, fd:N or exec:COMMAND" in out, out
+
+
+PINGER = """
+[evmon]
+stop_timeout = 5
+
+[service:dog]
+command = HELPER notify READY=1 watchdog 50
+ready = notify
+watchdog_sec = 1s
+"""
+
+
+def pings(d):
+    """The last STATUS=ping K of service dog: K (0 before the first)."""
+    text = d.status("dog")["dog"].get("status_text", "")
+    return int(text.split()[1]) if text.startswith("ping ") else 0
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_notify_socket_outlives_the_daemon(procs, tmp_path, how):
+    """The services' notify socket crosses a re-exec (kept open: what they send meanwhile
+    waits in it) and a crash (the new daemon binds its name again): an adopted service's
+    WATCHDOG=1 still arrives, and its watchdog never fires. Before, the new daemon made a
+    socket of its own and every adopted watchdog service was killed watchdog_sec later."""
+    d = Daemon(procs, tmp_path, PINGER)
+    d.wait_state("dog", "running")
+    pid = d.status("dog")["dog"]["pid"]
+    name = notify_socket(d, "dog")
+    wait_for(lambda: pings(d) > 0, what="a first ping")
+    if how == "reexec":
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r
+    else:
+        def recorded():
+            with open(d.sock + ".state") as f:
+                return f"notify={name}" in f.readline() + f.readline()
+        wait_for(recorded, what="the socket's name in the record")
+        d.p.kill()
+        d.p.wait()
+        d.logf.close()
+        d.start()
+        assert f"taking over its 1 service" in d.log()
+    seen = pings(d)
+    # 40 more pings (every 50 ms): twice watchdog_sec, each one received by the new image
+    wait_for(lambda: pings(d) >= seen + 40, timeout=30, what="pings reaching the new daemon")
+    st = d.status("dog")["dog"]
+    assert st["pid"] == pid and st["state"] == "running" and st["restarts"] == 0, st
+    log = d.log()
+    assert "no sign of life" not in log and "watchdog: " not in log, log[-2000:]
+    # a service started from now on is told the same socket
+    r = d.ctl("restart", "dog")
+    assert r.returncode == 0, r
+    d.wait_state("dog", "running")
+    assert notify_socket(d, "dog") == name
+    d.stop()
