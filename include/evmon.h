@@ -667,6 +667,16 @@ enum {
 	 * stop_timeout_ms from now, as a stop by the user (no restart after).
 	 */
 	EVM_ADOPT_STOPPING = 1u << 3,
+	/*
+	 * evm_service_adopt only (evm_proc_adopt: -EINVAL): the process was
+	 * not ready yet (STARTING when its supervisor left it): the service
+	 * takes it in STARTING, with "adopted pid N, not ready yet", and waits
+	 * for it as for a run it spawned, counted from the process's start:
+	 * EVM_READY_DECLARED until evm_service_ready (ready_timeout_ms from
+	 * then), else until start_ms from then (ready at once if that is
+	 * past). Its exit before that is a failed start.
+	 */
+	EVM_ADOPT_STARTING = 1u << 4,
 };
 
 struct evm_adopt_opts {
@@ -1043,7 +1053,8 @@ EVM_API int evm_service_start(struct evm_service *svc);
  * that died, or a child kept across an exec of ourselves; see
  * evm_proc_adopt, whose on_exit, data and handler are ignored here): from
  * STOPPED straight to RUNNING, with message "adopted pid N" (to STOPPING
- * with EVM_ADOPT_STOPPING: one that was being stopped). Its exit then
+ * with EVM_ADOPT_STOPPING: one that was being stopped; to STARTING with
+ * EVM_ADOPT_STARTING: one not ready yet; -EINVAL with both). Its exit then
  * goes through the restart policy like any other (with status_unknown when
  * we are not its parent). -EBUSY unless STOPPED; evm_proc_adopt's errors
  * (-ESRCH: gone, or another process now has the pid), the service staying

@@ -68,7 +68,8 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 		health_on_event(d, u, ev); /* its record carries the new health */
 	/* a re-exec's adoptions change nothing: one line says how many were kept */
 	if (!(d->quiet_adopt && ev->old_state == EVM_STATE_STOPPED &&
-	      (ev->state == EVM_STATE_RUNNING || ev->state == EVM_STATE_STOPPING)))
+	      (ev->state == EVM_STATE_RUNNING || ev->state == EVM_STATE_STARTING ||
+	       ev->state == EVM_STATE_STOPPING)))
 		events_from_library(d, ev);
 	if (u) {
 		health_announce(d, u);

@@ -326,6 +326,26 @@ void ready_service_opts(struct daemon *d, struct unit *u, struct evm_service_opt
 	o->spawn.env_extra = rd->env;
 }
 
+int ready_pipe_fd(const struct unit *u)
+{
+	return u->rd && kind(u) == READY_FD ? u->rd->rfd : -1;
+}
+
+void ready_take_pipe(struct unit *u, int fd)
+{
+	struct ready *rd = u->rd;
+	if (!rd || kind(u) != READY_FD || rd->rfd >= 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		close(fd);
+		return;
+	}
+	rd->rfd = fd; /* watched from the STARTING event of the adoption (ready_on_event) */
+}
+
+bool ready_awaitable(const struct unit *u)
+{
+	return kind(u) != READY_FD || (u->rd && u->rd->rfd >= 0);
+}
+
 void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev)
 {
 	struct ready *rd = u->rd;

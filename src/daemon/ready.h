@@ -33,6 +33,20 @@ void ready_service_opts(struct daemon *d, struct unit *u, struct evm_service_opt
 int ready_before_spawn(struct unit *u, struct evm_spawn_opts *o, char *msg, size_t len);
 /* Every library event of the unit's service: watch from STARTING, stop when it ends. */
 void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev);
+/*
+ * Across a re-exec (reexec.c, takeover.c): the read end of the fd:N pipe of
+ * a run not ready yet (ready_pipe_fd: -1 for none), kept open across the
+ * exec, and given back to the unit before its process is adopted as
+ * STARTING (ready_take_pipe takes fd).
+ */
+int ready_pipe_fd(const struct unit *u);
+void ready_take_pipe(struct unit *u, int fd);
+/*
+ * Whether a process of u that was not ready when the daemon before us left
+ * it can be awaited still: not with fd:N unless its pipe was passed (after a
+ * crash it is gone: the process is then taken over as ready).
+ */
+bool ready_awaitable(const struct unit *u);
 /* Its fields in the status record: status_text, notify state. */
 void ready_status(const struct unit *u, cJSON *o);
 

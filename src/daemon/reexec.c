@@ -47,6 +47,7 @@
 #include "daemonlog.h"
 #include "notify.h"
 #include "notifysock.h"
+#include "ready.h"
 #include "state.h"
 #include "stdsink.h"
 
@@ -466,6 +467,12 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 		if (pidfd >= 0 && v >= 3) {
 			fprintf(f, "exec pidfd %s %d %d\n", u->name, (int)u->rec_pid, pidfd);
 			keep_add(k, pidfd);
+		}
+		/* a run not ready yet: the new image watches its fd:N pipe on */
+		int rfd = v >= 8 && pidfd >= 0 ? ready_pipe_fd(u) : -1;
+		if (rfd >= 0) {
+			fprintf(f, "exec readyfd %s %d\n", u->name, rfd);
+			keep_add(k, rfd);
 		}
 		struct evm_cgroup_kept kc;
 		if (v >= 5 && d->cg && evm_service_cgroup_export(u->svc, &kc) == 0)

@@ -95,6 +95,7 @@ static void record_fds(struct record *r, bool close_them)
 		for (int k = 0; k < 4; k++) /* a reexec's pipes no service took */
 			drop_fd(&r->svcs[i].fds[k], close_them);
 		drop_fd(&r->svcs[i].pidfd, close_them); /* and pidfds */
+		drop_fd(&r->svcs[i].ready_fd, close_them);
 	}
 	drop_fd(&r->ctl_fd, close_them);
 	drop_fd(&r->lock_fd, close_them);
@@ -155,7 +156,7 @@ static struct rec_svc *rec_push(struct record *r)
 	struct rec_svc *s = &r->svcs[r->n];
 	memset(s, 0, sizeof(*s));
 	s->fds[0] = s->fds[1] = s->fds[2] = s->fds[3] = -1;
-	s->pidfd = -1;
+	s->pidfd = s->ready_fd = -1;
 	return s;
 }
 
@@ -399,6 +400,12 @@ static int parse_line(struct record *r, char *line, bool exec)
 		if (r->cgw_fd >= 0 || a < 0)
 			return -1;
 		r->cgw_fd = a;
+		return 0;
+	}
+	if (r->version >= 8 && sscanf(line, "exec readyfd %299s %d", name, &a) == 2) {
+		if (!(s = exec_svc(r, name)) || s->ready_fd >= 0 || a < 0)
+			return -1;
+		s->ready_fd = a;
 		return 0;
 	}
 	if (r->version >= 8 && sscanf(line, "exec notify %d", &a) == 1) {

@@ -80,7 +80,8 @@ struct svc_conf;
  * the "start", "stop" and "restart" flags (a unit waiting to start, to
  * stop, or stopping to start again; older formats say "run", or "stopping"
  * for a stop waiting only for its turn and for a restart), 8 the "exec
- * notify" line (the services' notify socket, kept open). In every format
+ * notify" line (the services' notify socket, kept open) and "exec readyfd"
+ * (the read end of the fd:N pipe of a service not ready yet). In every format
  * the "daemon PID" line may end with " notify=@NAME": the abstract name of
  * that socket, which a daemon started after a crash binds again (a reader
  * of "daemon %d" ignores the rest of the line: every one has). A
@@ -111,6 +112,7 @@ struct rec_svc {
 	uint64_t next_start; /* BACKOFF: CLOCK_BOOTTIME ms of its next start, else 0 */
 	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
 	int pidfd;  /* reexec only: the old image's pidfd of pid, else -1 */
+	int ready_fd; /* reexec only: the read end of its fd:N pipe, not ready yet (format 8), else -1 */
 	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
 	bool used;

@@ -22,6 +22,7 @@
 #include "cgroups.h"
 #include "daemon.h"
 #include "daemonlog.h"
+#include "ready.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -165,8 +166,16 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		o.pidfd = s->pidfd;
 	}
 	/* its stop signal was sent: a second one may mean "now" to it (a second ^C) */
-	if (s->flags == REC_STOPPING || s->flags == REC_RESTART)
+	bool stopping = s->flags == REC_STOPPING || s->flags == REC_RESTART;
+	if (stopping)
 		o.flags |= EVM_ADOPT_STOPPING;
+	if (s->ready_fd >= 0) { /* its fd:N pipe, kept across the re-exec */
+		ready_take_pipe(u, s->ready_fd);
+		s->ready_fd = -1;
+	}
+	/* not ready yet: awaited still (READY=1 reaches us, checks run again, its pipe) */
+	if (!stopping && s->has_policy && s->state == EVM_STATE_STARTING && ready_awaitable(u))
+		o.flags |= EVM_ADOPT_STARTING;
 	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
 	int r = evm_service_adopt(u->svc, &o);
 	if (r == 0 || s->pidfd < 0)

@@ -28,7 +28,7 @@
  *           stop            -> (stays)                       noted: stopped by the user; a waiting restart dropped
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
- *           adopt           -> RUNNING|STOPPING              take over a running process (STOPPING: one being stopped)
+ *           adopt           -> STARTING|RUNNING|STOPPING     take over a running process (STARTING: one not ready yet; STOPPING: one being stopped)
  *           resume          -> BACKOFF|EXITED|FATAL|(stays)  counters and state of an earlier supervisor
  * STARTING  start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
@@ -223,8 +223,10 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	evm_timer_cancel(s->timer); /* a restart's start, if one waits (svexit.c) */
 	s->start_after_stop = false;
 	struct evm_adopt_opts o = *a->adopt;
-	bool stopping = o.flags & EVM_ADOPT_STOPPING;
-	o.flags &= ~(unsigned)EVM_ADOPT_STOPPING; /* the service's, not the process's */
+	bool stopping = o.flags & EVM_ADOPT_STOPPING, starting = o.flags & EVM_ADOPT_STARTING;
+	if (stopping && starting)
+		return -EINVAL;
+	o.flags &= ~(unsigned)(EVM_ADOPT_STOPPING | EVM_ADOPT_STARTING); /* the service's */
 	o.on_exit = NULL;
 	o.data = NULL;
 	o.handler = NULL;
@@ -258,6 +260,15 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 		s->stopped_by_user = true;
 		evm__sv_send_stop(s, true);
 		evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
+		return 0;
+	}
+	bool graced = s->started_mono + s->start_ms * 1000000 <= evm__mono_ns();
+	if (starting && (s->ready == EVM_READY_DECLARED || !graced)) {
+		/* not ready yet: its readiness is awaited, with the time left from its start */
+		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, not ready yet", (int)p->pid);
+		s->deadline_mono = s->started_mono + s->ready_timeout_ms * 1000000;
+		evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
+		evm__sv_rearm(s);
 		return 0;
 	}
 	snprintf(s->msg, sizeof(s->msg), "adopted pid %d", (int)p->pid);
@@ -534,8 +545,8 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_STOPPED] = {
 		IDLE_ROW(act_stop_stopped, 0, "noted: stopped by the user; a waiting restart dropped"),
-		[EVM__SV_ADOPT] = {act_adopt, TO(RUNNING) | TO(STOPPING),
-				   "take over a running process (STOPPING: one being stopped)"},
+		[EVM__SV_ADOPT] = {act_adopt, TO(RUNNING) | TO(STARTING) | TO(STOPPING),
+				   "take over a running process (STARTING: one not ready yet; STOPPING: one being stopped)"},
 		[EVM__SV_RESUME] = {act_resume, TO(BACKOFF) | TO(EXITED) | TO(FATAL) | EVM__SV_STAYS,
 				    "counters and state of an earlier supervisor"},
 	},

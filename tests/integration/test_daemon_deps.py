@@ -628,9 +628,12 @@ def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path, how):
     new one left them stopped. A queued one says so: stopped -> waiting, like one waiting
     for a dependency. After a crash (kill -9 once the record says so) the same holds for
     those waiting for a dependency: the record on disk ends their lines with "start" (the
-    queue's turns last a few iterations: a record at most one iteration old may miss them)."""
+    queue's turns last a few iterations: a record at most one iteration old may miss them).
+    The dependency, still starting, is taken over as starting: they start once it is ready."""
     n, m = 20, 600 if how == "reexec" else 0
-    conf = ["[service:gate]\ncommand = HELPER pause\nstart_secs = 60\nautostart = no\n"]
+    flag = tmp_path / "flag"
+    conf = ["[service:gate]\ncommand = HELPER pause\nautostart = no\nready_interval = 20ms\n"
+            f"ready = exec:/bin/sh -c \"test -e {flag}\"\n"]
     conf += [f"[service:w{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
              "requires = gate\n" for i in range(n)]
     conf += [f"[service:q{i}]\ncommand = HELPER pause\nstart_secs = 0\nautostart = no\n"
@@ -639,6 +642,10 @@ def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path, how):
     req = {"cmd": "start", "names": ["w*", "q*"] if m else ["w*"]}
     hand_over(d, how, json.dumps(req).encode() + b"\n", [f"w{i}" for i in range(n)], "start")
     assert d.ctl("ping").returncode == 0
+    assert d.status("gate")["gate"]["state"] == "starting"
+    wait_count(d, "running", m)
+    assert all(d.status(f"w{i}")[f"w{i}"]["state"] == "waiting" for i in range(n))
+    flag.touch()
     wait_count(d, "running", n + m + 1)
     st = d.status()
     assert len({x["pid"] for x in st.values()}) == n + m + 1
@@ -647,7 +654,9 @@ def test_a_reexec_keeps_the_starts_still_waiting(procs, tmp_path, how):
         if name == "gate" and how == "crash":
             assert st[name].get("adopted"), st[name]  # started before, so adopted
             continue
-        started = [x for x in tr if x[0] == name and x[2] in ("starting", "running")]
+        # a start (gate's "starting -> running" is its readiness, after the flag)
+        started = [x for x in tr if x[0] == name and x[2] in ("starting", "running")
+                   and x[1] != "starting"]
         assert len(started) == 1 and started[0][1] == "stopped", (name, started)
     log = d.log()
     assert "service w0: stopped -> waiting" in log, log[-3000:]

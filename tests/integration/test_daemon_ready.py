@@ -359,3 +359,74 @@ def test_notify_socket_outlives_the_daemon(procs, tmp_path, how):
     d.wait_state("dog", "running")
     assert notify_socket(d, "dog") == name
     d.stop()
+
+
+UNREADY = """
+[evmon]
+stop_timeout = 5
+
+[service:n]
+command = sh -c 'until [ -e FLAG ]; do sleep 0.02; done; exec HELPER notify READY=1 pause'
+ready = notify
+
+[service:f]
+command = sh -c 'until [ -e FLAG ]; do sleep 0.02; done; exec HELPER fdprint 5 "" pause'
+ready = fd:5
+
+[service:e]
+command = HELPER pause
+ready = exec:/bin/sh -c "test -e FLAG"
+ready_interval = 20ms
+
+[service:s]
+command = HELPER pause
+start_secs = 1h
+
+[service:dep]
+command = HELPER pause
+requires = n:ready e:ready
+"""
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_service_not_ready_yet_is_taken_over_as_starting(procs, tmp_path, how):
+    """A service still starting when the daemon re-executes or dies is taken over as
+    starting, its readiness awaited as before (READY=1 on the notify socket, the fd:N pipe
+    passed across a re-exec, the exec: check run again, start_secs from its start), and what
+    requires it still waits. Before, each was taken over as running: ready at once, and
+    its dependents started."""
+    flag = tmp_path / "flag"
+    d = Daemon(procs, tmp_path, UNREADY.replace("FLAG", str(flag)))
+    names = ("n", "f", "e", "s")
+    for n in names:
+        d.wait_state(n, "starting")
+    pids = {n: d.status(n)[n]["pid"] for n in names}
+    if how == "reexec":
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r
+    else:
+        def recorded():
+            with open(d.sock + ".state") as f:
+                says = {w[1]: w[6] for w in map(str.split, f) if w[0] == "service"}
+            return all(says.get(n) == "starting" for n in names)
+        wait_for(recorded, what="the four starting in the record")
+        d.p.kill()
+        d.p.wait()
+        d.logf.close()
+        d.start()
+    st = d.status()
+    assert {n: st[n]["pid"] for n in names} == pids, st
+    # after a crash the pipe of fd:N is gone: nothing left to wait on, taken over as ready
+    awaited = names if how == "reexec" else ("n", "e", "s")
+    assert all(st[n]["state"] == "starting" for n in awaited), st
+    assert how == "reexec" or st["f"]["state"] == "running", st["f"]
+    assert st["dep"]["state"] == "waiting" and not st["dep"].get("pid"), st["dep"]
+    flag.touch()
+    for n in ("n", "f", "e") if how == "reexec" else ("n", "e"):
+        d.wait_state(n, "running")
+    d.wait_state("dep", "running")
+    st = d.status()
+    assert {n: st[n]["pid"] for n in awaited} == {n: pids[n] for n in awaited}, st
+    assert all(st[n]["restarts"] == 0 for n in awaited), st
+    assert st["s"]["state"] == "starting", st["s"]  # start_secs = 1h, from its start
+    d.stop()

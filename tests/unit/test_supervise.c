@@ -922,6 +922,85 @@ static void test_adopt_a_process_being_stopped(void **state)
 	}
 }
 
+static pid_t paused_child(void)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+static void declared_slow(struct evm_service_opts *o)
+{
+	exits_unready(o);
+	o->ready_timeout_ms = 150;
+}
+
+static void graced(struct evm_service_opts *o)
+{
+	o->start_ms = 150;
+}
+
+/*
+ * EVM_ADOPT_STARTING: a process that was not ready yet is taken in STARTING
+ * and its readiness awaited, the time left counted from its start: declared
+ * ready, or not in time (a failed start); with start_ms, ready once that is
+ * up, at once when it is up already.
+ */
+static void test_adopt_a_process_not_ready_yet(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, declared_slow);
+	pid_t pid = paused_child();
+	struct evm_adopt_opts o = {.pid = pid, .flags = EVM_ADOPT_STARTING};
+	struct evm_proc *p;
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), -EINVAL); /* a service's flag */
+	o.flags |= EVM_ADOPT_STOPPING;
+	assert_int_equal(evm_service_adopt(a, &o), -EINVAL); /* one or the other */
+	o.flags = EVM_ADOPT_STARTING;
+	assert_int_equal(evm_service_adopt(a, &o), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
+	char msg[64];
+	snprintf(msg, sizeof(msg), "adopted pid %d, not ready yet", (int)pid);
+	assert_string_equal(last_of("a", EVM_STATE_STARTING)->msg, msg);
+	assert_int_equal(evm_service_ready(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	assert_int_equal(evm_proc_pid(evm_service_proc(a)), pid);
+
+	/* its ready_timeout, from its start, is over by the time it is adopted */
+	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, PAUSE, declared_slow);
+	pid = paused_child();
+	usleep(300 * 1000);
+	o.pid = pid;
+	assert_int_equal(evm_service_adopt(b, &o), 0);
+	assert_int_equal(evm_service_state(b), EVM_STATE_STARTING);
+	run_until_state(loop, b, EVM_STATE_BACKOFF, 5000);
+	const struct rec *r = last_of("b", EVM_STATE_BACKOFF);
+	assert_int_equal(r->signal, SIGTERM);
+	assert_non_null(strstr(r->msg, "not ready within ready_timeout (150 ms)"));
+
+	/* start_ms: STARTING until it is up; RUNNING at once when it was up already */
+	struct evm_service *c = svc(loop, "c", EVM_RESTART_ALWAYS, PAUSE, graced);
+	o.pid = paused_child();
+	assert_int_equal(evm_service_adopt(c, &o), 0);
+	assert_int_equal(evm_service_state(c), EVM_STATE_STARTING);
+	run_until_state(loop, c, EVM_STATE_RUNNING, 5000);
+	struct evm_service *e = svc(loop, "e", EVM_RESTART_ALWAYS, PAUSE, graced);
+	o.pid = paused_child();
+	usleep(300 * 1000);
+	assert_int_equal(evm_service_adopt(e, &o), 0);
+	assert_int_equal(evm_service_state(e), EVM_STATE_RUNNING);
+	assert_int_equal(count_state("e", EVM_STATE_STARTING), 0);
+	for (struct evm_service **x = (struct evm_service *[]){a, b, c, e, NULL}; *x; x++) {
+		evm_service_stop(*x);
+		run_until_state(loop, *x, EVM_STATE_STOPPED, 5000);
+	}
+}
+
 static void group_opts(struct evm_service_opts *o)
 {
 	o->kill_group = true;
@@ -1767,6 +1846,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_missing_binary_goes_fatal_with_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_a_process_being_stopped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_a_process_not_ready_yet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
