@@ -26,12 +26,14 @@
 #include "waits.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -278,6 +280,27 @@ static int daemon_cgroups(struct daemon *d)
 }
 
 /*
+ * EVMON_DAEMON_ID, in every service's environment: the one of the daemon
+ * before us (the record's), else a new one. Services started by any daemon
+ * of this line carry it, so a daemon started after a crash tells them from
+ * every other process (takeover.c's end_unrecorded), where a variable a user
+ * may set too (EVMON_SOCKET) could name their shell. Gone with the record
+ * at a clean exit.
+ */
+static void daemon_lineage(struct daemon *d)
+{
+	uint64_t id = d->rec ? d->rec->lineage : 0;
+	while (!id && getrandom(&id, sizeof(id), 0) < 0 && errno == EINTR)
+		;
+	if (!id) /* no entropy to be had: unique enough on this machine */
+		id = (uint64_t)getpid() << 32 ^ (uint64_t)mono_ns();
+	d->lineage = id;
+	char v[32];
+	snprintf(v, sizeof(v), "%016" PRIx64, id);
+	setenv("EVMON_DAEMON_ID", v, 1);
+}
+
+/*
  * The notify socket of the daemon before us, before any unit is made: its
  * services' NOTIFY_SOCKET names it (READY=1, WATCHDOG=1 and the rest must
  * reach us). After the cgroups: the socket finds their base.
@@ -427,6 +450,7 @@ static int daemon_open(struct daemon *d, const struct daemon_options *o, const s
 	if (daemon_cgroups(d) < 0)
 		return -1;
 	daemon_notifysock(d);
+	daemon_lineage(d);
 	return 0;
 }
 

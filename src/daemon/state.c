@@ -348,9 +348,14 @@ static int parse_line(struct record *r, char *line, bool exec)
 	if (sscanf(line, "daemon %d%n", &pid, &tail) == 1) {
 		r->daemon = pid;
 		/* anything else after the pid is left, as every reader has done */
-		char nm[sizeof(r->notify)];
-		if (sscanf(line + tail, " notify=%15s", nm) == 1 && notifysock_name_ok(nm))
-			memcpy(r->notify, nm, sizeof(nm));
+		char w[32];
+		int used;
+		for (const char *p = line + tail; sscanf(p, " %31s%n", w, &used) == 1; p += used) {
+			if (!strncmp(w, "notify=", 7) && notifysock_name_ok(w + 7)) /* < 16 bytes */
+				memcpy(r->notify, w + 7, strlen(w + 7) + 1);
+			else if (!strncmp(w, "id=", 3) && strlen(w) == 3 + 16)
+				r->lineage = strtoull(w + 3, NULL, 16);
+		}
 		return 0;
 	}
 	if (!exec)

@@ -83,8 +83,10 @@ struct svc_conf;
  * notify" line (the services' notify socket, kept open) and "exec readyfd"
  * (the read end of the fd:N pipe of a service not ready yet). In every format
  * the "daemon PID" line may end with " notify=@NAME": the abstract name of
- * that socket, which a daemon started after a crash binds again (a reader
- * of "daemon %d" ignores the rest of the line: every one has). A
+ * that socket, which a daemon started after a crash binds again, and with
+ * " id=HEX", the EVMON_DAEMON_ID its services carry, which the next one
+ * keeps (a reader of "daemon %d" ignores the rest of the line: every one
+ * has). A
  * re-exec passes the state in the newest format both binaries read (the
  * new one's --state-format), down to STATE_REEXEC_OLDEST, leaving out the
  * lines that format lacks (and what only they could carry: reexec.c). The
@@ -122,6 +124,7 @@ struct rec_svc {
 struct record {
 	pid_t daemon;		/* who wrote it */
 	char notify[16];	/* its notify socket's name ("@..."), or "" */
+	uint64_t lineage;	/* its EVMON_DAEMON_ID, or 0 */
 	struct rec_svc *svcs;
 	size_t n;
 	struct hashmap idx;	/* the svcs by name */

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,8 +87,8 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 	 */
 	/* the services' notify socket: a daemon started after a crash binds its name again */
 	const char *nsock = notifysock_name(d);
-	fprintf(f, "evmon-state %d\ndaemon %d%s%s\n", version, (int)getpid(),
-		nsock ? " notify=" : "", nsock ? nsock : "");
+	fprintf(f, "evmon-state %d\ndaemon %d%s%s id=%016" PRIx64 "\n", version, (int)getpid(),
+		nsock ? " notify=" : "", nsock ? nsock : "", d->lineage);
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc)
 			continue;

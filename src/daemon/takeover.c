@@ -26,6 +26,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -283,6 +284,105 @@ static size_t end_strays(struct daemon *d, size_t *kept)
 	return n;
 }
 
+/* From /proc/PID/stat: its parent and its start time (field 22). 0, or -1 when gone. */
+static int stat_of(pid_t pid, pid_t *ppid, uint64_t *start)
+{
+	char path[64], data[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(data, 1, sizeof(data) - 1, f);
+	fclose(f);
+	data[n] = 0;
+	const char *p = strrchr(data, ')'); /* the command may hold anything but that */
+	int pp;
+	unsigned long long st;
+	if (!p || sscanf(p + 1, " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+			 "%*d %*d %*d %llu", &pp, &st) != 2)
+		return -1;
+	*ppid = pp;
+	*start = st;
+	return 0;
+}
+
+/*
+ * Whether pid's environment (as it was exec'ed) holds want ("EVMON_DAEMON_ID=...");
+ * its EVMON_SERVICE value into name ("?" without one).
+ */
+static bool env_names(pid_t pid, const char *want, char *name, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	char *e = NULL;
+	size_t ecap = 0;
+	bool has = false;
+	snprintf(name, cap, "?");
+	while (getdelim(&e, &ecap, 0, f) > 0) {
+		if (!strcmp(e, want))
+			has = true;
+		else if (!strncmp(e, "EVMON_SERVICE=", 14))
+			snprintf(name, cap, "%s", e + 14);
+	}
+	free(e);
+	fclose(f);
+	return has;
+}
+
+/*
+ * Without cgroups, after a crash: the processes a daemon of our line
+ * started (its services and their children carry our EVMON_DAEMON_ID,
+ * daemon.c) that no adopted service owns, found in /proc. One started in
+ * the daemon's last loop iteration is missing from the record, and its
+ * service would run twice; the rest are leftovers (checks under way, what
+ * a service not adopted left). Killed with their groups, as the cgroups'
+ * sweep kills what no adopted service owns; never one in an adopted
+ * service's session or naming one (EVMON_SERVICE: it left the session,
+ * the service runs on), nor our own children or ourselves. A process that
+ * cleared or changed its environment in place is not found.
+ */
+static size_t end_unrecorded(struct daemon *d)
+{
+	char want[64];
+	if (!d->rec->lineage || d->rec->lineage != d->lineage)
+		return 0; /* a record older than the id: its processes cannot be told */
+	snprintf(want, sizeof(want), "EVMON_DAEMON_ID=%016" PRIx64, d->lineage);
+	size_t nsids = 0, n = 0;
+	pid_t *sids = adopted_sessions(d, &nsids), self = getpid();
+	DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && (de = readdir(proc))) {
+		char *end, name[300];
+		long v = strtol(de->d_name, &end, 10);
+		pid_t pid = (pid_t)v, ppid, sid;
+		uint64_t start, again;
+		if (*end || v <= 0 || pid == self || stat_of(pid, &ppid, &start) < 0 || ppid == self ||
+		    !env_names(pid, want, name, sizeof(name)))
+			continue;
+		/* the environment read was that process's: the same start time after it */
+		if (stat_of(pid, &ppid, &again) < 0 || again != start || (sid = getsid(pid)) < 0 ||
+		    (nsids && bsearch(&sid, sids, nsids, sizeof(*sids), pid_cmp)))
+			continue;
+		struct unit *u = unit_find(d, name);
+		if (u && u->adopted)
+			continue; /* its service's, out of its session (setsid): the service runs on */
+		int r = kill_survivor(d, pid, start);
+		if (r == 0) {
+			dlog("service %s: pid %d, started by daemon %d and not in its record, killed "
+			     "(its service is started afresh: it would run twice)", name, (int)pid,
+			     (int)d->rec->daemon);
+			n++;
+		}
+	}
+	if (proc)
+		closedir(proc);
+	free(sids);
+	return n;
+}
+
 /* A cgroup of the base: kept if an adopted service's, else its processes are killed. */
 static int sweep_decide(const char *unit, void *data)
 {
@@ -324,6 +424,8 @@ void state_take_over(struct daemon *d)
 		     others);
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
+	else if (!d->cg && d->rec && !d->rec->reexec)
+		end_unrecorded(d);
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */
 		reexec_answer(d, d->rec, kept);
 		d->rec->client_fd = -1;

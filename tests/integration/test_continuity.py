@@ -241,6 +241,38 @@ def test_reused_pid_is_not_adopted(procs, tmp_path, marker):
             wait_for(lambda: not alive(other.pid), what="the adopted process stopped")
 
 
+def test_crash_kills_a_process_missing_from_the_record(procs, tmp_path, marker):
+    """Without cgroups, a process started in the daemon's last loop iteration before a crash
+    is missing from the record (written at most once an iteration): the new daemon finds it
+    by the EVMON_DAEMON_ID in its environment, which every process of that line of daemons
+    carries (the record keeps it), kills it and starts the service afresh: it never runs
+    twice. A process with the service's name but another id is not touched. Here the
+    record is made to miss one service by hand."""
+    d = Daemon(procs, tmp_path, config(marker, n=3))
+    st = wait_for(lambda: all_running(d, 3), what="3 running")
+    wait_recorded(d, [s["pid"] for s in st.values()])
+    lines = open(d.sock + ".state").read().splitlines()
+    ident = next(w[3:] for w in lines[1].split() if w.startswith("id="))
+    with open(f"/proc/{st['w:1']['pid']}/environ", "rb") as f:
+        assert f"EVMON_DAEMON_ID={ident}".encode() in f.read().split(b"\0")
+    stranger = procs.spawn(["sleep", marker + "9"],
+                           env=dict(os.environ, EVMON_SERVICE="w:1", EVMON_DAEMON_ID="0" * 16))
+    crash(d)
+    with open(d.sock + ".state", "w") as f:
+        kept = [l for l in lines if not l.startswith(("service w:1 ", "end "))]
+        f.write("\n".join(kept) + "\nend 2\n")
+    d.start()
+    after = wait_for(lambda: all_running(d, 3), what="3 running again")
+    assert after["w:1"]["pid"] != st["w:1"]["pid"] and not after["w:1"].get("adopted"), after
+    assert not alive(st["w:1"]["pid"])
+    assert f"service w:1: pid {st['w:1']['pid']}, started by daemon" in d.log(), d.log()
+    wait_for(lambda: after["w:1"]["pid"] in marker_pids(marker), what="the new w:1's exec")
+    assert len(marker_pids(marker)) == 3  # (the stranger's argument is another)
+    assert alive(stranger.pid)
+    d.stop()
+    assert marker_pids(marker) == [] and alive(stranger.pid)
+
+
 @pytest.mark.parametrize("tail", ["", " start", " restart", " frobnicate 7"])
 def test_a_format_2_line_may_end_with_more(procs, tmp_path, marker, tail):
     """A format-2 service line may end with more after NEXT_START: format 7's flag, which
