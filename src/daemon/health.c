@@ -42,6 +42,7 @@
 
 #include "daemon.h"
 #include "daemonlog.h"
+#include "state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -293,6 +294,7 @@ static void announce(struct health *h)
 	}
 	h->announced = h->status;
 	events_publish(h->d, h->u->name, o);
+	state_changed(h->d); /* the record carries it (a re-exec, a crash) */
 }
 
 /* The status changed: tell, let dependents move, act on unhealthy. */
@@ -784,6 +786,20 @@ void health_on_event(struct daemon *d, struct unit *u, const struct evm_event *e
 	else if (up && ev->pid > 0)
 		h->pid = ev->pid; /* a new main process of the same run (MAINPID=, a pidfile):
 				     its health goes on (a new run always passes a state down) */
+}
+
+unsigned health_streak(const struct unit *u)
+{
+	return u->health ? u->health->streak : 0;
+}
+
+void health_resume(struct unit *u, enum health_status st, unsigned streak)
+{
+	struct health *h = u->health;
+	if (!h || !h->up || (st != HEALTH_HEALTHY && st != HEALTH_UNHEALTHY))
+		return;
+	h->status = h->announced = st;
+	h->streak = st == HEALTH_UNHEALTHY ? streak : 0;
 }
 
 void health_announce(struct daemon *d, struct unit *u)

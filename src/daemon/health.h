@@ -48,6 +48,16 @@ void health_announce(struct daemon *d, struct unit *u);
 /* u's health now: HEALTH_NONE without a check or with no process up. */
 enum health_status health_of(const struct unit *u);
 
+/* u's failures in a row so far (0 without a check). */
+unsigned health_streak(const struct unit *u);
+/*
+ * u's process was just adopted (a re-exec, or after a crash): its health as
+ * the daemon before us knew it (healthy or unhealthy, with its failures in
+ * a row), instead of starting again from "starting". Told to no one: it did
+ * not change. No-op without a check or with any other status.
+ */
+void health_resume(struct unit *u, enum health_status st, unsigned streak);
+
 /* Add "health" and "health_check" to u's status record (none without a check). */
 void health_status(const struct unit *u, cJSON *o);
 

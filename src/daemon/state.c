@@ -16,6 +16,7 @@
 #include "cgroups.h"
 #include "daemon.h"
 #include "daemonlog.h"
+#include "health.h"
 #include "notifysock.h"
 
 #include <errno.h>
@@ -331,6 +332,20 @@ static int parse_line(struct record *r, char *line, bool exec)
 		if (got == 11 && r->version < 7 && sscanf(line + tail, " %15s", intent) == 1 &&
 		    parse_flags(intent, 7, &f7) == 0 && f7 >= REC_START)
 			s->flags = f7;
+		/* and its health, after that in every format */
+		char w[64];
+		int used;
+		for (const char *p = line + tail; got == 11 && sscanf(p, " %63s%n", w, &used) == 1;
+		     p += used) {
+			char st_name[16];
+			unsigned streak;
+			if (sscanf(w, "health=%15[a-z]:%u", st_name, &streak) == 2) {
+				s->health = !strcmp(st_name, "healthy")	  ? HEALTH_HEALTHY
+					    : !strcmp(st_name, "unhealthy") ? HEALTH_UNHEALTHY
+									    : 0;
+				s->health_streak = streak;
+			}
+		}
 		s->pid = pid;
 		s->start = start;
 		s->ident = ident;

@@ -9,7 +9,7 @@
  *   evmon-state 2                                the format (a re-exec's: 2 to 7)
  *   daemon PID
  *   service NAME PID STARTTIME IDENTITY FLAGS STATE RESTARTS FAILURES
- *           START_FAILURES BACKOFF_STEP NEXT_START [INTENT]
+ *           START_FAILURES BACKOFF_STEP NEXT_START [INTENT] [health=STATUS:FAILURES]
  *                                                one per service (one line)
  *   added JSON                                   a definition from ctl add
  *   end N                                        N service lines: not truncated
@@ -27,7 +27,10 @@
  * while stopping). Formats 2 to 6 say "run", "stopping" or "down" there,
  * as before 7, and end the line with the format-7 flag (INTENT, one more
  * word after NEXT_START): a reader of only those formats ignores the rest
- * of the line (every one has), a newer one takes the flag. So the record on
+ * of the line (every one has), a newer one takes the flag. After it, in
+ * every format, " health=STATUS:FAILURES" for a service with a health
+ * check whose process is up (healthy or unhealthy, and its failures in a
+ * row): the next daemon goes on from there instead of from "starting". So the record on
  * disk, in format 2, carries them across a crash, and an older evmon still
  * reads it (a `ctl start` waiting is then forgotten, as it was). A
  * shutdown's stops are not written (a daemon started after it runs them).
@@ -115,6 +118,8 @@ struct rec_svc {
 	int fds[4]; /* reexec only: its capture's pipes (out r/w, err r/w), else -1 */
 	int pidfd;  /* reexec only: the old image's pidfd of pid, else -1 */
 	int ready_fd; /* reexec only: the read end of its fd:N pipe, not ready yet (format 8), else -1 */
+	int health;	/* enum health_status from " health=NAME:STREAK" (any format), else 0 */
+	unsigned health_streak;
 	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
 	bool used;

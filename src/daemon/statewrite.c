@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "daemonlog.h"
+#include "health.h"
 #include "notifysock.h"
 
 #include <errno.h>
@@ -44,14 +45,22 @@ static char *put_word(char *p, const char *w)
 }
 
 /*
- * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]\n"
+ * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]
+ * [ health=STATUS:FAILURES]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
-			  const struct evm_service_info *info, uint64_t next, const char *intent)
+			  const struct evm_service_info *info, uint64_t next, const char *intent,
+			  const struct unit *u)
 {
-	char buf[192], *p = buf + sizeof(buf);
+	char buf[256], *p = buf + sizeof(buf);
 	*--p = '\n';
+	enum health_status hs = health_of(u);
+	if (hs == HEALTH_HEALTHY || hs == HEALTH_UNHEALTHY) {
+		char w[48];
+		snprintf(w, sizeof(w), "health=%s:%u", health_status_name(hs), health_streak(u));
+		p = put_word(p, w);
+	}
 	if (intent)
 		p = put_word(p, intent);
 	p = put_dec(p, next);
@@ -128,7 +137,7 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		fputs(u->name, f);
 		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf),
 			      rec_flag_names[flags], &info, next,
-			      intent != REC_RUN ? rec_flag_names[intent] : NULL);
+			      intent != REC_RUN ? rec_flag_names[intent] : NULL, u);
 		n++;
 		/* the instances of one added definition are next to each other: once */
 		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))

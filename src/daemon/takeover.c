@@ -22,6 +22,7 @@
 #include "cgroups.h"
 #include "daemon.h"
 #include "daemonlog.h"
+#include "health.h"
 #include "ready.h"
 
 #include <dirent.h>
@@ -182,6 +183,7 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	if (r == 0 || s->pidfd < 0)
 		s->pidfd = -1; /* the loop's now */
 	if (r == 0) {
+		health_resume(u, (enum health_status)s->health, s->health_streak);
 		u->want_start = false;
 		u->adopted = true;
 		u->rec_pid = s->pid;

@@ -550,3 +550,40 @@ def test_a_loop_iteration_starts_a_bounded_number_of_checks(procs, tmp_path):
     per_turn.append(count)
     assert sum(per_turn) >= n, per_turn
     assert max(per_turn) <= 16, per_turn
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_health_carries_over_a_reexec_and_a_crash(procs, tmp_path, how):
+    """An adopted service goes on with the health the daemon before knew (healthy; unhealthy
+    with its failures in a row), not from "starting" until its next check (a whole
+    health_interval: a dip in every status and metric at each upgrade). The checks then
+    run on as before. The record on disk carries it too (" health=STATUS:FAILURES")."""
+    ok, _, _ = check_script(tmp_path, "ok")
+    bad, bad_state, _ = check_script(tmp_path, "bad")
+    bad_state.write_text("1\n")
+    d = paused(procs, tmp_path, good=dict(health_cmd=ok, health_interval="1h",
+                                          health_start_interval="20ms", health_start_period="1h"),
+               sick=dict(health_cmd=bad, health_interval="50ms", health_retries=2))
+    wait_health(d, "good", "healthy")
+    wait_health(d, "sick", "unhealthy")
+    pids = {n: d.status(n)[n]["pid"] for n in ("good", "sick")}
+    if how == "reexec":
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r
+    else:
+        def recorded():
+            text = open(d.sock + ".state").read()
+            return "health=healthy:0" in text and "health=unhealthy:" in text
+        wait_for(recorded, what="the health in the record")
+        d.p.kill()
+        d.p.wait()
+        d.logf.close()
+        d.start()
+    st = d.status()
+    assert {n: st[n]["pid"] for n in pids} == pids
+    assert st["good"]["health"] == "healthy" and st["sick"]["health"] == "unhealthy", st
+    # the checks go on: sick's failures in a row keep counting from where they were
+    wait_for(lambda: d.status("sick")["sick"]["health_check"]["failing_streak"] >= 5,
+             what="sick's checks going on")
+    assert d.status("good")["good"]["health"] == "healthy"
+    d.stop()
