@@ -798,6 +798,13 @@ void health_resume(struct unit *u, enum health_status st, unsigned streak)
 	struct health *h = u->health;
 	if (!h || !h->up || (st != HEALTH_HEALTHY && st != HEALTH_UNHEALTHY))
 		return;
+	/*
+	 * An unhealthy one with an action had it when it became unhealthy (its
+	 * stop may be under way, and its SIGKILL is not carried over): from
+	 * "starting" again, so that it gets the action again if it stays so.
+	 */
+	if (st == HEALTH_UNHEALTHY && u->conf->health.action != HEALTH_ACTION_NONE)
+		return;
 	h->status = h->announced = st;
 	h->streak = st == HEALTH_UNHEALTHY ? streak : 0;
 }

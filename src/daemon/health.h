@@ -54,7 +54,8 @@ unsigned health_streak(const struct unit *u);
  * u's process was just adopted (a re-exec, or after a crash): its health as
  * the daemon before us knew it (healthy or unhealthy, with its failures in
  * a row), instead of starting again from "starting". Told to no one: it did
- * not change. No-op without a check or with any other status.
+ * not change. No-op without a check or with any other status, and for
+ * unhealthy with a health_action (which fires when it becomes unhealthy).
  */
 void health_resume(struct unit *u, enum health_status st, unsigned streak);
 

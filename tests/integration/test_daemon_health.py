@@ -563,10 +563,14 @@ def test_health_carries_over_a_reexec_and_a_crash(procs, tmp_path, how):
     bad_state.write_text("1\n")
     d = paused(procs, tmp_path, good=dict(health_cmd=ok, health_interval="1h",
                                           health_start_interval="20ms", health_start_period="1h"),
-               sick=dict(health_cmd=bad, health_interval="50ms", health_retries=2))
+               sick=dict(health_cmd=bad, health_interval="50ms", health_retries=2),
+               # restarted for it, but deaf to the stop signal (its SIGKILL is an hour away)
+               ill=dict(command="HELPER ignore 15 pause", health_cmd=bad, health_interval="50ms",
+                        health_retries=2, health_action="restart", stop_timeout="1h"))
     wait_health(d, "good", "healthy")
     wait_health(d, "sick", "unhealthy")
-    pids = {n: d.status(n)[n]["pid"] for n in ("good", "sick")}
+    wait_for(lambda: "service ill: unhealthy: restarting it" in d.log(), what="ill's restart")
+    pids = {n: d.status(n)[n]["pid"] for n in ("good", "sick", "ill")}
     if how == "reexec":
         r = d.ctl("reexec")
         assert r.returncode == 0, r
@@ -585,5 +589,13 @@ def test_health_carries_over_a_reexec_and_a_crash(procs, tmp_path, how):
     # the checks go on: sick's failures in a row keep counting from where they were
     wait_for(lambda: d.status("sick")["sick"]["health_check"]["failing_streak"] >= 5,
              what="sick's checks going on")
+    # an unhealthy one with an action starts over, and gets its action again (the first
+    # one's SIGKILL was not carried over: kept unhealthy, it would have run on for good)
+    assert st["ill"]["health"] == "starting" and st["ill"]["pid"] == pids["ill"], st["ill"]
+    wait_for(lambda: d.log().count("service ill: unhealthy: restarting it") == 2,
+             what="ill's action again")
     assert d.status("good")["good"]["health"] == "healthy"
+    assert d.request({"cmd": "stop", "names": ["ill"]})["ok"]  # deaf to SIGTERM: then KILL
+    os.kill(pids["ill"], signal.SIGKILL)
+    d.wait_state("ill", "stopped")
     d.stop()
