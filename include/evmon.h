@@ -677,6 +677,15 @@ enum {
 	 * past). Its exit before that is a failed start.
 	 */
 	EVM_ADOPT_STARTING = 1u << 4,
+	/*
+	 * With EVM_ADOPT_STARTING or EVM_ADOPT_STOPPING (evm_service_adopt
+	 * only): deadline_ms is what was left of the earlier supervisor's
+	 * deadline (evm_service_deadline), kept instead of counted anew: the
+	 * ready timeout (as extended) of EVM_READY_DECLARED, or the SIGKILL.
+	 * (start_ms ends start_ms after the process's start either way.)
+	 * Without either of those two: -EINVAL.
+	 */
+	EVM_ADOPT_DEADLINE = 1u << 5,
 };
 
 struct evm_adopt_opts {
@@ -687,6 +696,12 @@ struct evm_adopt_opts {
 	evm_exit_cb on_exit; /* optional, as in evm_spawn_opts */
 	void *data;
 	const char *handler; /* copied */
+	/*
+	 * EVM_ADOPT_DEADLINE: ms from now. Added after 1.0: read only with that
+	 * flag, so a caller built against an older header (a shorter struct)
+	 * is never read past its end.
+	 */
+	uint64_t deadline_ms;
 };
 
 /*
@@ -1157,6 +1172,15 @@ EVM_API int evm_service_reload(struct evm_service *svc, int sig, uint64_t timeou
  * such deadline runs.
  */
 EVM_API int evm_service_extend_timeout(struct evm_service *svc, uint64_t ms);
+
+/*
+ * The time left (ms, 0 when due) until the deadline svc's state waits for:
+ * STARTING, the ready timeout (EVM_READY_DECLARED with ready_timeout_ms, as
+ * extended) or the end of start_ms (EVM_READY_STARTED); STOPPING, or a stop
+ * for a failure, its SIGKILL. -ESRCH when none runs. For a supervisor that
+ * hands its services over (a re-exec: EVM_ADOPT_DEADLINE). Loop thread.
+ */
+EVM_API int evm_service_deadline(const struct evm_service *svc, uint64_t *ms_left);
 
 /* Send sig to the running process (its group with EVM_KILL_GROUP). -ESRCH when not running. */
 EVM_API int evm_service_signal(struct evm_service *svc, int sig);

@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "daemonlog.h"
 #include "notifysock.h"
+#include "state.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -478,7 +479,8 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 			/* a new period from now (0: none) for this run; 1 us is 1 ms */
 			evm_service_set_watchdog(u->svc, n ? (n + 999) / 1000 : 0);
 		} else if (!strcmp(k, "EXTEND_TIMEOUT_USEC") && parse_u64(v, &n)) {
-			evm_service_extend_timeout(u->svc, n / 1000);
+			if (evm_service_extend_timeout(u->svc, n / 1000) == 0)
+				state_changed(d); /* the record carries the deadline */
 		}
 	}
 	if (nfds && !rd->fdstore_said) {

@@ -339,6 +339,9 @@ static int parse_line(struct record *r, char *line, bool exec)
 		     p += used) {
 			char st_name[16];
 			unsigned streak;
+			uint64_t ms;
+			if (sscanf(w, "deadline=%" SCNu64, &ms) == 1)
+				s->deadline = ms;
 			if (sscanf(w, "health=%15[a-z]:%u", st_name, &streak) == 2) {
 				s->health = !strcmp(st_name, "healthy")	  ? HEALTH_HEALTHY
 					    : !strcmp(st_name, "unhealthy") ? HEALTH_UNHEALTHY

@@ -46,7 +46,7 @@ static char *put_word(char *p, const char *w)
 
 /*
  * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]
- * [ health=STATUS:FAILURES]\n"
+ * [ health=STATUS:FAILURES][ deadline=MS]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
@@ -55,6 +55,13 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 {
 	char buf[256], *p = buf + sizeof(buf);
 	*--p = '\n';
+	uint64_t left;
+	if ((info->state == EVM_STATE_STARTING || info->state == EVM_STATE_STOPPING) &&
+	    evm_service_deadline(u->svc, &left) == 0) {
+		char w[48];
+		snprintf(w, sizeof(w), "deadline=%" PRIu64, state_boot_ms() + left);
+		p = put_word(p, w);
+	}
 	enum health_status hs = health_of(u);
 	if (hs == HEALTH_HEALTHY || hs == HEALTH_UNHEALTHY) {
 		char w[48];

@@ -178,6 +178,12 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	/* not ready yet: awaited still (READY=1 reaches us, checks run again, its pipe) */
 	if (!stopping && s->has_policy && s->state == EVM_STATE_STARTING && ready_awaitable(u))
 		o.flags |= EVM_ADOPT_STARTING;
+	/* its ready timeout (as extended) or its SIGKILL, when the one before us had it */
+	uint64_t now = state_boot_ms();
+	if ((o.flags & (EVM_ADOPT_STARTING | EVM_ADOPT_STOPPING)) && s->deadline) {
+		o.flags |= EVM_ADOPT_DEADLINE;
+		o.deadline_ms = s->deadline > now ? s->deadline - now : 0;
+	}
 	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
 	int r = evm_service_adopt(u->svc, &o);
 	if (r == 0 || s->pidfd < 0)

@@ -222,14 +222,17 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 		return -EINVAL;
 	evm_timer_cancel(s->timer); /* a restart's start, if one waits (svexit.c) */
 	s->start_after_stop = false;
-	struct evm_adopt_opts o = *a->adopt;
+	const struct evm_adopt_opts *in = a->adopt;
+	/* field by field: deadline_ms is read only with its flag (an older caller's struct ends before) */
+	struct evm_adopt_opts o = {.pid = in->pid, .flags = in->flags, .pidfd = in->pidfd,
+				   .start_time = in->start_time};
 	bool stopping = o.flags & EVM_ADOPT_STOPPING, starting = o.flags & EVM_ADOPT_STARTING;
-	if (stopping && starting)
+	bool kept = o.flags & EVM_ADOPT_DEADLINE;
+	if ((stopping && starting) || (kept && !stopping && !starting))
 		return -EINVAL;
-	o.flags &= ~(unsigned)(EVM_ADOPT_STOPPING | EVM_ADOPT_STARTING); /* the service's */
-	o.on_exit = NULL;
-	o.data = NULL;
-	o.handler = NULL;
+	uint64_t left_ms = kept ? in->deadline_ms : 0;
+	/* the service's flags, not the process's */
+	o.flags &= ~(unsigned)(EVM_ADOPT_STOPPING | EVM_ADOPT_STARTING | EVM_ADOPT_DEADLINE);
 	struct evm_proc *p = NULL;
 	int r = evm_proc_adopt(s->loop, &o, &p);
 	if (r < 0)
@@ -254,19 +257,30 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->start_failures = 0;
 	s->failing = FAILING_NO;
 	s->watchdog_run_ms = s->watchdog_ms;
+	uint64_t now = evm__mono_ns();
+	if (left_ms > UINT64_MAX / 2000000)
+		left_ms = UINT64_MAX / 2000000;
 	if (stopping) {
 		/* its stop signal was sent by whoever stopped it: only the SIGKILL is left */
 		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, being stopped", (int)p->pid);
 		s->stopped_by_user = true;
 		evm__sv_send_stop(s, true);
+		if (kept && s->timer) { /* the SIGKILL when it was due, not stop_timeout from now */
+			s->deadline_mono = now + left_ms * 1000000;
+			evm_timer_cancel(s->timer);
+			evm__sv_arm_kill(s);
+		}
 		evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
 		return 0;
 	}
-	bool graced = s->started_mono + s->start_ms * 1000000 <= evm__mono_ns();
+	/* start_ms ends start_ms after its start (no one extends it: a kept deadline says the same) */
+	bool graced = s->started_mono + s->start_ms * 1000000 <= now;
 	if (starting && (s->ready == EVM_READY_DECLARED || !graced)) {
 		/* not ready yet: its readiness is awaited, with the time left from its start */
 		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, not ready yet", (int)p->pid);
-		s->deadline_mono = s->started_mono + s->ready_timeout_ms * 1000000;
+		/* the ready timeout as the earlier supervisor had it (extended, maybe), else from its start */
+		s->deadline_mono = kept ? now + left_ms * 1000000
+					: s->started_mono + s->ready_timeout_ms * 1000000;
 		evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
 		evm__sv_rearm(s);
 		return 0;

@@ -160,6 +160,26 @@ int evm_service_extend_timeout(struct evm_service *s, uint64_t ms)
 	return evm_timer_add(s->loop, ms, ready_wait ? evm__sv_ready_timeout_fire : evm__sv_kill_fire, s, &s->timer);
 }
 
+int evm_service_deadline(const struct evm_service *s, uint64_t *ms_left)
+{
+	if (!s || s->dead || !ms_left)
+		return -EINVAL;
+	uint64_t end;
+	if (s->state == EVM_STATE_STOPPING || s->failing)
+		end = s->deadline_mono; /* the SIGKILL's */
+	else if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_DECLARED && s->ready_timeout_ms)
+		end = s->deadline_mono;
+	else if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_STARTED)
+		end = s->started_mono + s->start_ms * 1000000;
+	else
+		return -ESRCH;
+	if (!s->timer)
+		return -ESRCH; /* none armed (out of memory): nothing to hand over */
+	uint64_t now = evm__mono_ns();
+	*ms_left = end > now ? (end - now + 999999) / 1000000 : 0;
+	return 0;
+}
+
 int evm_service_signal(struct evm_service *s, int sig)
 {
 	if (!s || s->dead || sig < 0 || sig >= NSIG)

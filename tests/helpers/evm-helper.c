@@ -53,6 +53,7 @@
  *                     independent of the monitor, of every process that ran
  *   notify MSG        send MSG ("\n" written as backslash-n) to $NOTIFY_SOCKET
  *   notify-fds MSG K  the same with K fds (of /dev/null) attached (FDSTORE)
+ *   waitfile PATH     wait until PATH exists (looked for every 10 ms)
  *   watchdog MS       send "WATCHDOG=1\nSTATUS=ping K" every MS ms (K = 1, 2,
  *                     ...), forever; a send that fails prints "watchdog: ERROR"
  *                     to stderr, and the next one is tried
@@ -352,6 +353,11 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(c, "notify")) {
 			notify(a, 0);
+			i++;
+		} else if (!strcmp(c, "waitfile")) {
+			struct timespec ts = {0, 10 * 1000000};
+			while (access(a, F_OK) < 0)
+				nanosleep(&ts, NULL);
 			i++;
 		} else if (!strcmp(c, "watchdog")) {
 			for (unsigned long k = 1;; k++) { /* a failed send is said, and the next one tried */

@@ -103,8 +103,8 @@ def then_crash(d, request, names, word):
         except FileNotFoundError:
             return False
         seen[:] = lines
-        # FLAGS ("stopping", ...), or format 7's flag ending the line
-        says = {w[1]: (w[5], w[-1]) for w in map(str.split, lines) if w[0] == "service"}
+        # FLAGS ("stopping", ...), or format 7's flag after NEXT_START (then health=, deadline=)
+        says = {w[1]: (w[5], *w[12:]) for w in map(str.split, lines) if w[0] == "service"}
         return lines[0] == "evmon-state 2" and all(word in says.get(n, ()) for n in names)
     try:
         wait_for(recorded, timeout=30 * SLOW, what=f"{names} {word} in the record")

@@ -8,6 +8,7 @@ The waits end on states and log lines; the only deadlines are the ones
 under test (ready_timeout, watchdog_sec, a check's timeout)."""
 import os
 import socket
+import time
 
 import pytest
 
@@ -432,4 +433,70 @@ def test_a_service_not_ready_yet_is_taken_over_as_starting(procs, tmp_path, how)
     assert {n: st[n]["pid"] for n in awaited} == {n: pids[n] for n in awaited}, st
     assert all(st[n]["restarts"] == 0 for n in awaited), st
     assert st["s"]["state"] == "starting", st["s"]  # start_secs = 1h, from its start
+    d.stop()
+
+
+DEADLINES = """
+[evmon]
+stop_timeout = 1h
+
+[service:slow]
+command = HELPER notify EXTEND_TIMEOUT_USEC=3600000000 waitfile FLAG notify READY=1 pause
+ready = notify
+ready_timeout = 500ms
+
+[service:deaf]
+command = HELPER ignore 15 pause
+start_secs = 0
+"""
+
+
+def deadlines(d):
+    """{service: deadline=MS of its line in the record on disk}"""
+    with open(d.sock + ".state") as f:
+        return {w[1]: int(x[9:]) for w in map(str.split, f) if w[0] == "service"
+                for x in w if x.startswith("deadline=")}
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_deadlines_carry_over(procs, tmp_path, how):
+    """A ready timeout the service extended (EXTEND_TIMEOUT_USEC) and the SIGKILL of a stop
+    under way keep their deadlines across a re-exec and a crash (the record's deadline=MS,
+    CLOCK_BOOTTIME): a service that asked for an hour more is not failed because its
+    ready_timeout, counted from its start, is over, and a stop's SIGKILL is not pushed back
+    by a whole stop_timeout."""
+    flag = tmp_path / "flag"
+    d = Daemon(procs, tmp_path, DEADLINES.replace("FLAG", str(flag)))
+    d.wait_state("slow", "starting")
+    d.wait_state("deaf", "running")
+    pids = {n: d.status(n)[n]["pid"] for n in ("slow", "deaf")}
+    assert d.request({"cmd": "stop", "names": ["deaf"]})["ok"]  # SIGTERM ignored: stopping
+    d.wait_state("deaf", "stopping")
+    wait_for(lambda: len(deadlines(d)) == 2, what="both deadlines in the record")
+    time.sleep(0.7)  # slow is now past its ready_timeout (500 ms) from its start
+    before = deadlines(d)
+    def written():  # each record is a new file renamed over it (an inode may be reused)
+        st = os.stat(d.sock + ".state")
+        return st.st_ino, st.st_mtime_ns
+    was = written()
+    if how == "reexec":
+        assert d.ctl("reexec").returncode == 0
+    else:
+        d.p.kill()
+        d.p.wait()
+        d.logf.close()
+        d.start()
+    # the next record (the new daemon's) says the same deadlines (ms rounding aside)
+    wait_for(lambda: written() != was, what="a new record")
+    after = deadlines(d)
+    assert before.keys() == after.keys() and all(abs(after[n] - before[n]) <= 2 for n in before), \
+        (before, after)
+    st = d.status()
+    assert st["slow"]["state"] == "starting" and st["slow"]["pid"] == pids["slow"], st["slow"]
+    assert st["deaf"]["state"] == "stopping" and st["deaf"]["pid"] == pids["deaf"], st["deaf"]
+    flag.touch()
+    d.wait_state("slow", "running")
+    assert d.status("slow")["slow"]["pid"] == pids["slow"]
+    os.kill(pids["deaf"], 9)
+    d.wait_state("deaf", "stopped")
     d.stop()

@@ -1001,6 +1001,55 @@ static void test_adopt_a_process_not_ready_yet(void **state)
 	}
 }
 
+static void minute_stop(struct evm_service_opts *o)
+{
+	o->set |= EVM_SVC_STOP_TIMEOUT;
+	o->stop_timeout_ms = 60000;
+}
+
+/*
+ * EVM_ADOPT_DEADLINE: the earlier supervisor's deadline, as
+ * evm_service_deadline gave it, is kept: a ready timeout it extended (the
+ * process is older than ready_timeout_ms, which counted from its start
+ * would have failed it), a SIGKILL due now (not stop_timeout from now).
+ */
+static void test_adopt_keeps_the_deadline(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, declared_slow);
+	uint64_t left;
+	assert_int_equal(evm_service_deadline(a, &left), -ESRCH); /* STOPPED */
+	pid_t pid = paused_child();
+	usleep(300 * 1000);
+	struct evm_adopt_opts o = {.pid = pid, .flags = EVM_ADOPT_DEADLINE, .deadline_ms = 5000};
+	assert_int_equal(evm_service_adopt(a, &o), -EINVAL); /* for STARTING or STOPPING only */
+	o.flags |= EVM_ADOPT_STARTING;
+	assert_int_equal(evm_service_adopt(a, &o), 0);
+	for (int i = 0; i < 5; i++)
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING); /* not failed: 5 s left */
+	assert_int_equal(evm_service_deadline(a, &left), 0);
+	assert_true(left > 4000 && left <= 5000);
+	assert_int_equal(evm_service_ready(a), 0);
+	assert_int_equal(evm_service_deadline(a, &left), -ESRCH); /* RUNNING */
+
+	/* being stopped, its SIGKILL due: at once, not stop_timeout (60 s) from now */
+	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, PAUSE, minute_stop);
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC | O_NONBLOCK), 0);
+	o = (struct evm_adopt_opts){.pid = counting_child(pp[1]),
+				    .flags = EVM_ADOPT_STOPPING | EVM_ADOPT_DEADLINE};
+	assert_int_equal(evm_service_adopt(b, &o), 0);
+	run_until_state(loop, b, EVM_STATE_STOPPED, 5000);
+	assert_int_equal(last_of("b", EVM_STATE_STOPPED)->signal, SIGKILL);
+	char c;
+	assert_int_equal(read(pp[0], &c, 1), -1); /* and no SIGTERM */
+	close(pp[0]);
+	close(pp[1]);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
 static void group_opts(struct evm_service_opts *o)
 {
 	o->kill_group = true;
@@ -1847,6 +1896,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_a_process_being_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_a_process_not_ready_yet, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_keeps_the_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
