@@ -73,6 +73,8 @@ struct ready {
 	char status[STATUS_MAX]; /* STATUS=, printable */
 	const char *note;	/* "reloading", "stopping", or NULL */
 	bool fdstore_said;	/* FDSTORE fds closed: logged once per unit */
+	bool watchdog_set;	/* this run's WATCHDOG_USEC= (watchdog_ms, 0: none), for a re-exec */
+	uint64_t watchdog_ms;
 };
 
 static enum ready_kind kind(const struct unit *u)
@@ -327,6 +329,23 @@ void ready_service_opts(struct daemon *d, struct unit *u, struct evm_service_opt
 	o->spawn.env_extra = rd->env;
 }
 
+void ready_set_watchdog(struct daemon *d, struct unit *u, uint64_t ms)
+{
+	if (!u->rd || !u->svc || evm_service_set_watchdog(u->svc, ms) < 0)
+		return;
+	u->rd->watchdog_set = true;
+	u->rd->watchdog_ms = ms;
+	state_changed(d); /* the record carries it */
+}
+
+bool ready_watchdog(const struct unit *u, uint64_t *ms)
+{
+	if (!u->rd || !u->rd->watchdog_set)
+		return false;
+	*ms = u->rd->watchdog_ms;
+	return true;
+}
+
 int ready_pipe_fd(const struct unit *u)
 {
 	return u->rd && kind(u) == READY_FD ? u->rd->rfd : -1;
@@ -357,6 +376,7 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 		/* a new run: what the last one said is void */
 		rd->status[0] = 0;
 		rd->note = NULL;
+		rd->watchdog_set = false;
 		if (kind(u) == READY_FD)
 			pipe_watch(rd);
 		else if (kind(u) == READY_EXEC)
@@ -365,6 +385,9 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 	}
 	if (ev->state != EVM_STATE_STARTING)
 		watch_stop(rd);
+	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
+	    ev->state != EVM_STATE_RELOADING)
+		rd->watchdog_set = false; /* the run is over: the next one has watchdog_sec */
 	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
 	    ev->state != EVM_STATE_RELOADING)
 		rd->note = NULL;
@@ -477,7 +500,7 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 			trigger = true; /* after the rest of the message (its STATUS=) */
 		} else if (!strcmp(k, "WATCHDOG_USEC") && parse_u64(v, &n)) {
 			/* a new period from now (0: none) for this run; 1 us is 1 ms */
-			evm_service_set_watchdog(u->svc, n ? (n + 999) / 1000 : 0);
+			ready_set_watchdog(d, u, n ? (n + 999) / 1000 : 0);
 		} else if (!strcmp(k, "EXTEND_TIMEOUT_USEC") && parse_u64(v, &n)) {
 			if (evm_service_extend_timeout(u->svc, n / 1000) == 0)
 				state_changed(d); /* the record carries the deadline */

@@ -18,6 +18,7 @@
 
 #include <evmon.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct daemon;
@@ -47,6 +48,14 @@ void ready_take_pipe(struct unit *u, int fd);
  * crash it is gone: the process is then taken over as ready).
  */
 bool ready_awaitable(const struct unit *u);
+/*
+ * This run's watchdog period, as WATCHDOG_USEC= set it (ms, 0: none), to
+ * the library and noted for the record: ready_watchdog gives it (false when
+ * the run kept watchdog_sec), ready_set_watchdog sets it again on a service
+ * a re-exec or a crash handed over.
+ */
+void ready_set_watchdog(struct daemon *d, struct unit *u, uint64_t ms);
+bool ready_watchdog(const struct unit *u, uint64_t *ms);
 /* Its fields in the status record: status_text, notify state. */
 void ready_status(const struct unit *u, cJSON *o);
 

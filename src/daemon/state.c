@@ -342,6 +342,10 @@ static int parse_line(struct record *r, char *line, bool exec)
 			uint64_t ms;
 			if (sscanf(w, "deadline=%" SCNu64, &ms) == 1)
 				s->deadline = ms;
+			if (sscanf(w, "watchdog=%" SCNu64, &ms) == 1) {
+				s->has_watchdog = true;
+				s->watchdog_ms = ms;
+			}
 			if (sscanf(w, "health=%15[a-z]:%u", st_name, &streak) == 2) {
 				s->health = !strcmp(st_name, "healthy")	  ? HEALTH_HEALTHY
 					    : !strcmp(st_name, "unhealthy") ? HEALTH_UNHEALTHY

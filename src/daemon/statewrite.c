@@ -15,6 +15,7 @@
 #include "daemonlog.h"
 #include "health.h"
 #include "notifysock.h"
+#include "ready.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,7 +47,7 @@ static char *put_word(char *p, const char *w)
 
 /*
  * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]
- * [ health=STATUS:FAILURES][ deadline=MS]\n"
+ * [ health=STATUS:FAILURES][ deadline=MS][ watchdog=MS]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
@@ -56,6 +57,11 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 	char buf[256], *p = buf + sizeof(buf);
 	*--p = '\n';
 	uint64_t left;
+	if (ready_watchdog(u, &left)) {
+		char w[48];
+		snprintf(w, sizeof(w), "watchdog=%" PRIu64, left);
+		p = put_word(p, w);
+	}
 	if ((info->state == EVM_STATE_STARTING || info->state == EVM_STATE_STOPPING) &&
 	    evm_service_deadline(u->svc, &left) == 0) {
 		char w[48];

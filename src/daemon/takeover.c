@@ -190,6 +190,8 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		s->pidfd = -1; /* the loop's now */
 	if (r == 0) {
 		health_resume(u, (enum health_status)s->health, s->health_streak);
+		if (s->has_watchdog) /* the period the service asked for, not watchdog_sec again */
+			ready_set_watchdog(d, u, s->watchdog_ms);
 		u->want_start = false;
 		u->adopted = true;
 		u->rec_pid = s->pid;

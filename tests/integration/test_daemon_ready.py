@@ -500,3 +500,33 @@ def test_deadlines_carry_over(procs, tmp_path, how):
     os.kill(pids["deaf"], 9)
     d.wait_state("deaf", "stopped")
     d.stop()
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_watchdog_period_the_service_set_carries_over(procs, tmp_path, how):
+    """WATCHDOG_USEC= sets a run's own watchdog period (here an hour, against watchdog_sec =
+    300 ms): it crosses a re-exec and a crash (the record's watchdog=MS). Before, the new
+    daemon went back to watchdog_sec, and the service, silent for its hour, was killed
+    300 ms after the takeover."""
+    d = Daemon(procs, tmp_path, """
+[service:dog]
+command = HELPER notify "READY=1\\nWATCHDOG_USEC=3600000000" pause
+ready = notify
+watchdog_sec = 300ms
+""")
+    d.wait_state("dog", "running")
+    pid = d.status("dog")["dog"]["pid"]
+    wait_for(lambda: "watchdog=3600000" in open(d.sock + ".state").read(),
+             what="the period in the record")
+    if how == "reexec":
+        assert d.ctl("reexec").returncode == 0
+    else:
+        d.p.kill()
+        d.p.wait()
+        d.logf.close()
+        d.start()
+    time.sleep(1)  # over three times watchdog_sec
+    st = d.status("dog")["dog"]
+    assert st["state"] == "running" and st["pid"] == pid and st["restarts"] == 0, st
+    assert "no sign of life" not in d.log()
+    d.stop()
