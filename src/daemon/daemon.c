@@ -290,8 +290,8 @@ static int daemon_cgroups(struct daemon *d)
 static void daemon_lineage(struct daemon *d)
 {
 	uint64_t id = d->rec ? d->rec->lineage : 0;
-	while (!id && getrandom(&id, sizeof(id), 0) < 0 && errno == EINTR)
-		;
+	while (!id && getrandom(&id, sizeof(id), GRND_NONBLOCK) < 0 && errno == EINTR)
+		; /* not blocking for the entropy pool: an init early at boot must not wait */
 	if (!id) /* no entropy to be had: unique enough on this machine */
 		id = (uint64_t)getpid() << 32 ^ (uint64_t)mono_ns();
 	d->lineage = id;

@@ -379,13 +379,16 @@ static size_t end_unrecorded(struct daemon *d)
 		struct unit *u = unit_find(d, name);
 		if (u && u->adopted)
 			continue; /* its service's, out of its session (setsid): the service runs on */
-		int r = kill_survivor(d, pid, start);
-		if (r == 0) {
+		if (kill_survivor(d, pid, start) < 0)
+			continue; /* gone meanwhile (its group's kill took it), or not ours to kill */
+		n++;
+		if (u && u->want_start)
 			dlog("service %s: pid %d, started by daemon %d and not in its record, killed "
-			     "(its service is started afresh: it would run twice)", name, (int)pid,
+			     "before a fresh copy starts (it would run twice)", name, (int)pid,
 			     (int)d->rec->daemon);
-			n++;
-		}
+		else
+			dlog("pid %d (EVMON_SERVICE=%s), started by daemon %d, part of no service "
+			     "taken over, killed", (int)pid, name, (int)d->rec->daemon);
 	}
 	if (proc)
 		closedir(proc);
