@@ -561,14 +561,24 @@ def test_health_carries_over_a_reexec_and_a_crash(procs, tmp_path, how):
     ok, _, _ = check_script(tmp_path, "ok")
     bad, bad_state, _ = check_script(tmp_path, "bad")
     bad_state.write_text("1\n")
+    ill_chk, ill_state, _ = check_script(tmp_path, "ill")
     d = paused(procs, tmp_path, good=dict(health_cmd=ok, health_interval="1h",
                                           health_start_interval="20ms", health_start_period="1h"),
                sick=dict(health_cmd=bad, health_interval="50ms", health_retries=2),
                # restarted for it, but deaf to the stop signal (its SIGKILL is an hour away)
-               ill=dict(command="HELPER ignore 15 pause", health_cmd=bad, health_interval="50ms",
-                        health_retries=2, health_action="restart", stop_timeout="1h"))
+               ill=dict(command="HELPER ignore 15 pause", health_cmd=ill_chk,
+                        health_interval="50ms", health_retries=2, health_action="restart",
+                        stop_timeout="1h"))
     wait_health(d, "good", "healthy")
     wait_health(d, "sick", "unhealthy")
+    wait_health(d, "ill", "healthy")
+
+    def deaf():  # its SIG_IGN is in place (a SIGTERM before it would end it)
+        with open(f"/proc/{d.status('ill')['ill']['pid']}/status") as f:
+            ign = next(int(l.split()[1], 16) for l in f if l.startswith("SigIgn:"))
+        return ign & (1 << (signal.SIGTERM - 1))
+    wait_for(deaf, what="ill ignoring SIGTERM")
+    ill_state.write_text("1\n")
     wait_for(lambda: "service ill: unhealthy: restarting it" in d.log(), what="ill's restart")
     pids = {n: d.status(n)[n]["pid"] for n in ("good", "sick", "ill")}
     if how == "reexec":

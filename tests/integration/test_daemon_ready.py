@@ -7,6 +7,7 @@ until it is ready, `running` after; what requires it waits for that.
 The waits end on states and log lines; the only deadlines are the ones
 under test (ready_timeout, watchdog_sec, a check's timeout)."""
 import os
+import signal
 import socket
 import time
 
@@ -470,6 +471,12 @@ def test_deadlines_carry_over(procs, tmp_path, how):
     d.wait_state("slow", "starting")
     d.wait_state("deaf", "running")
     pids = {n: d.status(n)[n]["pid"] for n in ("slow", "deaf")}
+
+    def deaf_yet():  # running from its spawn (start_secs = 0): its SIG_IGN comes later
+        with open(f"/proc/{pids['deaf']}/status") as f:
+            ign = next(int(l.split()[1], 16) for l in f if l.startswith("SigIgn:"))
+        return ign & (1 << (signal.SIGTERM - 1))
+    wait_for(deaf_yet, what="deaf ignoring SIGTERM")
     assert d.request({"cmd": "stop", "names": ["deaf"]})["ok"]  # SIGTERM ignored: stopping
     d.wait_state("deaf", "stopping")
     wait_for(lambda: len(deadlines(d)) == 2, what="both deadlines in the record")
