@@ -683,9 +683,18 @@ enum {
 	 * deadline (evm_service_deadline), kept instead of counted anew: the
 	 * ready timeout (as extended) of EVM_READY_DECLARED, or the SIGKILL.
 	 * (start_ms ends start_ms after the process's start either way.)
-	 * Without either of those two: -EINVAL.
+	 * Without one of those, or EVM_ADOPT_FAILING: -EINVAL.
 	 */
 	EVM_ADOPT_DEADLINE = 1u << 5,
+	/*
+	 * evm_service_adopt only: the process was being stopped for a failure
+	 * (a missed watchdog, a ready timeout, a trigger: its stop signal was
+	 * sent): it stays RUNNING (STARTING with EVM_ADOPT_STARTING), with
+	 * "adopted pid N, being stopped for a failure", no stop signal again,
+	 * SIGKILL at stop_timeout_ms (or deadline_ms), and its exit is a
+	 * failure for the policy. With EVM_ADOPT_STOPPING: -EINVAL.
+	 */
+	EVM_ADOPT_FAILING = 1u << 6,
 };
 
 struct evm_adopt_opts {
@@ -1174,12 +1183,16 @@ EVM_API int evm_service_reload(struct evm_service *svc, int sig, uint64_t timeou
 EVM_API int evm_service_extend_timeout(struct evm_service *svc, uint64_t ms);
 
 /*
- * The time left (ms, 0 when due) until the deadline svc's state waits for:
- * STARTING, the ready timeout (EVM_READY_DECLARED with ready_timeout_ms, as
- * extended) or the end of start_ms (EVM_READY_STARTED); STOPPING, or a stop
- * for a failure, its SIGKILL. -ESRCH when none runs. For a supervisor that
- * hands its services over (a re-exec: EVM_ADOPT_DEADLINE). Loop thread.
+ * The time left (ms, 0 when due) until the deadline svc's state waits for,
+ * and which: EVM_DEADLINE_READY in STARTING, the ready timeout
+ * (EVM_READY_DECLARED with ready_timeout_ms, as extended) or the end of
+ * start_ms (EVM_READY_STARTED); EVM_DEADLINE_KILL in STOPPING, or in
+ * STARTING or RUNNING when stopped for a failure, its SIGKILL. -ESRCH when
+ * none runs. For a supervisor that hands its services over (a re-exec:
+ * EVM_ADOPT_DEADLINE, and EVM_ADOPT_FAILING for a KILL outside STOPPING).
+ * Loop thread.
  */
+enum { EVM_DEADLINE_READY = 1, EVM_DEADLINE_KILL = 2 };
 EVM_API int evm_service_deadline(const struct evm_service *svc, uint64_t *ms_left);
 
 /* Send sig to the running process (its group with EVM_KILL_GROUP). -ESRCH when not running. */

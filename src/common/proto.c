@@ -198,6 +198,9 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 			snprintf(buf, len, "service %s: log: %s", svc, msg ? msg : "");
 		else
 			snprintf(buf, len, "log: %s", msg ? msg : "");
+	} else if (!strcmp(type, "warning") && svc) {
+		snprintf(buf, len, "service %s: %s%s%s", svc, msg ? msg : "", err ? ": " : "",
+			 err ? err : "");
 	} else if (!strcmp(type, "warning")) {
 		snprintf(buf, len, "warning: %s%s%s", msg ? msg : "", err ? ": " : "", err ? err : "");
 	} else {

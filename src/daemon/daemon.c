@@ -79,8 +79,10 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 		if (u->conf->essential)
 			essential_check(d, u, ev);
 	}
-	if (ev->type == EVM_EV_SERVICE) {
+	/* a warning that names a service: a stop for a failure began (the record says so) */
+	if (ev->type == EVM_EV_SERVICE || (ev->type == EVM_EV_WARNING && ev->service))
 		state_changed(d);
+	if (ev->type == EVM_EV_SERVICE) {
 		if (d->waiters)
 			waiters_check(d);
 		status_changed(d);

@@ -342,6 +342,8 @@ static int parse_line(struct record *r, char *line, bool exec)
 			uint64_t ms;
 			if (sscanf(w, "deadline=%" SCNu64, &ms) == 1)
 				s->deadline = ms;
+			if (!strcmp(w, "failing"))
+				s->failing = true;
 			if (sscanf(w, "watchdog=%" SCNu64, &ms) == 1) {
 				s->has_watchdog = true;
 				s->watchdog_ms = ms;

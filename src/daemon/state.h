@@ -10,7 +10,7 @@
  *   daemon PID
  *   service NAME PID STARTTIME IDENTITY FLAGS STATE RESTARTS FAILURES
  *           START_FAILURES BACKOFF_STEP NEXT_START [INTENT] [health=STATUS:FAILURES]
- *           [deadline=MS] [watchdog=MS]
+ *           [deadline=MS] [failing] [watchdog=MS]
  *                                                one per service (one line)
  *   added JSON                                   a definition from ctl add
  *   end N                                        N service lines: not truncated
@@ -34,7 +34,8 @@
  * row): the next daemon goes on from there instead of from "starting";
  * and " deadline=MS" for one starting or stopping: the CLOCK_BOOTTIME (ms)
  * of its ready timeout (as extended) or of its SIGKILL, which the next
- * daemon keeps (EVM_ADOPT_DEADLINE); and " watchdog=MS" for a run whose
+ * daemon keeps (EVM_ADOPT_DEADLINE), with " failing" when that SIGKILL
+ * ends a stop for a failure (EVM_ADOPT_FAILING); and " watchdog=MS" for a run whose
  * service set its own watchdog period (WATCHDOG_USEC=), which goes on. So the record on
  * disk, in format 2, carries them across a crash, and an older evmon still
  * reads it (a `ctl start` waiting is then forgotten, as it was). A
@@ -124,6 +125,7 @@ struct rec_svc {
 	int pidfd;  /* reexec only: the old image's pidfd of pid, else -1 */
 	int ready_fd; /* reexec only: the read end of its fd:N pipe, not ready yet (format 8), else -1 */
 	uint64_t deadline; /* " deadline=MS": CLOCK_BOOTTIME ms of its ready timeout or SIGKILL, else 0 */
+	bool failing;	   /* " failing": being stopped for a failure (its deadline: the SIGKILL) */
 	bool has_watchdog; /* " watchdog=MS": its run's period as WATCHDOG_USEC= set it */
 	uint64_t watchdog_ms;
 	int health;	/* enum health_status from " health=NAME:STREAK" (any format), else 0 */

@@ -47,7 +47,7 @@ static char *put_word(char *p, const char *w)
 
 /*
  * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]
- * [ health=STATUS:FAILURES][ deadline=MS][ watchdog=MS]\n"
+ * [ health=STATUS:FAILURES][ deadline=MS][ failing][ watchdog=MS]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
@@ -62,8 +62,10 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 		snprintf(w, sizeof(w), "watchdog=%" PRIu64, left);
 		p = put_word(p, w);
 	}
-	if ((info->state == EVM_STATE_STARTING || info->state == EVM_STATE_STOPPING) &&
-	    evm_service_deadline(u->svc, &left) == 0) {
+	int kind = evm_service_deadline(u->svc, &left);
+	if (kind == EVM_DEADLINE_KILL && info->state != EVM_STATE_STOPPING)
+		p = put_word(p, "failing"); /* being stopped for a failure: a SIGKILL, a failed exit */
+	if (kind > 0) {
 		char w[48];
 		snprintf(w, sizeof(w), "deadline=%" PRIu64, state_boot_ms() + left);
 		p = put_word(p, w);

@@ -175,12 +175,16 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		ready_take_pipe(u, s->ready_fd);
 		s->ready_fd = -1;
 	}
+	bool starting = s->has_policy && s->state == EVM_STATE_STARTING;
+	if (!stopping && s->failing && s->deadline) /* its stop for a failure goes on */
+		o.flags |= EVM_ADOPT_FAILING | (starting ? EVM_ADOPT_STARTING : 0);
 	/* not ready yet: awaited still (READY=1 reaches us, checks run again, its pipe) */
-	if (!stopping && s->has_policy && s->state == EVM_STATE_STARTING && ready_awaitable(u))
+	else if (!stopping && starting && ready_awaitable(u))
 		o.flags |= EVM_ADOPT_STARTING;
 	/* its ready timeout (as extended) or its SIGKILL, when the one before us had it */
 	uint64_t now = state_boot_ms();
-	if ((o.flags & (EVM_ADOPT_STARTING | EVM_ADOPT_STOPPING)) && s->deadline) {
+	if ((o.flags & (EVM_ADOPT_STARTING | EVM_ADOPT_STOPPING | EVM_ADOPT_FAILING)) &&
+	    s->deadline) {
 		o.flags |= EVM_ADOPT_DEADLINE;
 		o.deadline_ms = s->deadline > now ? s->deadline - now : 0;
 	}

@@ -173,7 +173,7 @@ EVM_HIDDEN int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev,
  */
 
 /* why we stopped a service that did not stop by itself: its exit is a failure */
-enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG, FAILING_TRIGGERED };
+enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG, FAILING_TRIGGERED, FAILING_ADOPTED };
 
 /* supervise.c: the one way a service changes state */
 EVM_HIDDEN void evm__sv_enter(struct evm_service *s, enum evm_state st,
@@ -214,6 +214,8 @@ EVM_HIDDEN bool evm__sv_tree_hold(struct evm_service *s, bool ok);
 EVM_HIDDEN void evm__sv_exit_decide(struct evm_service *s);
 /* svstart.c: a run's timer again (start grace, ready timeout, watchdog) with what is left */
 EVM_HIDDEN void evm__sv_rearm(struct evm_service *s);
+/* why it is stopped for a failure (s->failing), as its exit's event will say */
+EVM_HIDDEN void evm__sv_failing_text(const struct evm_service *s, char *buf, size_t len);
 
 /* svstart.c */
 /* RELOADING: its timer from now (timeout_ms 0: none), and the timer's end */

@@ -227,12 +227,13 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	struct evm_adopt_opts o = {.pid = in->pid, .flags = in->flags, .pidfd = in->pidfd,
 				   .start_time = in->start_time};
 	bool stopping = o.flags & EVM_ADOPT_STOPPING, starting = o.flags & EVM_ADOPT_STARTING;
-	bool kept = o.flags & EVM_ADOPT_DEADLINE;
-	if ((stopping && starting) || (kept && !stopping && !starting))
+	bool kept = o.flags & EVM_ADOPT_DEADLINE, failing = o.flags & EVM_ADOPT_FAILING;
+	if ((stopping && (starting || failing)) || (kept && !stopping && !starting && !failing))
 		return -EINVAL;
 	uint64_t left_ms = kept ? in->deadline_ms : 0;
 	/* the service's flags, not the process's */
-	o.flags &= ~(unsigned)(EVM_ADOPT_STOPPING | EVM_ADOPT_STARTING | EVM_ADOPT_DEADLINE);
+	o.flags &= ~(unsigned)(EVM_ADOPT_STOPPING | EVM_ADOPT_STARTING | EVM_ADOPT_DEADLINE |
+			       EVM_ADOPT_FAILING);
 	struct evm_proc *p = NULL;
 	int r = evm_proc_adopt(s->loop, &o, &p);
 	if (r < 0)
@@ -271,6 +272,20 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 			evm__sv_arm_kill(s);
 		}
 		evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
+		return 0;
+	}
+	if (failing) {
+		/* its stop for a failure was under way: only the SIGKILL is left, its exit a failure */
+		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, being stopped for a failure",
+			 (int)p->pid);
+		s->failing = starting ? FAILING_NOT_READY : FAILING_ADOPTED;
+		evm__sv_send_stop(s, true);
+		if (kept && s->timer) {
+			s->deadline_mono = now + left_ms * 1000000;
+			evm_timer_cancel(s->timer);
+			evm__sv_arm_kill(s);
+		}
+		evm__sv_enter(s, starting ? EVM_STATE_STARTING : EVM_STATE_RUNNING, NULL, 0, 0);
 		return 0;
 	}
 	/* start_ms ends start_ms after its start (no one extends it: a kept deadline says the same) */
@@ -424,11 +439,29 @@ static int act_ready(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
+/*
+ * A stop for a failure begins (why: FAILING_*): said now, as a warning that
+ * names the service, not only at the exit; the state stays, so nothing else
+ * would tell (a supervisor writing a record of its stops needs to know).
+ */
+static void stop_failing(struct evm_service *s, int why)
+{
+	s->failing = why;
+	evm__sv_send_stop(s, false);
+	char text[160], msg[256];
+	evm__sv_failing_text(s, text, sizeof(text));
+	snprintf(msg, sizeof(msg), "%s: stopping it (its exit is a failure)", text);
+	struct evm_event ev = {.type = EVM_EV_WARNING, .name = s->name, .service = s,
+			       .pid = s->proc ? evm_proc_pid(s->proc) : 0, .proc = s->proc,
+			       .state = s->state, .old_state = s->state, .message = msg};
+	ev.time = evm__ns_to_ts(evm__real_ns());
+	evm__emit(s->loop, &ev);
+}
+
 /* not ready in time, or no sign of life: stopped, and its exit is a failure */
 static int act_stop_failing(struct evm_service *s, const struct evm__sv_arg *a)
 {
-	s->failing = s->state == EVM_STATE_STARTING ? FAILING_NOT_READY : FAILING_WATCHDOG;
-	evm__sv_send_stop(s, false);
+	stop_failing(s, s->state == EVM_STATE_STARTING ? FAILING_NOT_READY : FAILING_WATCHDOG);
 	return 0;
 }
 
@@ -437,8 +470,7 @@ static int act_trigger(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	if (s->failing)
 		return 0; /* being stopped already */
-	s->failing = FAILING_TRIGGERED;
-	evm__sv_send_stop(s, false);
+	stop_failing(s, FAILING_TRIGGERED);
 	return 0;
 }
 

@@ -165,19 +165,24 @@ int evm_service_deadline(const struct evm_service *s, uint64_t *ms_left)
 	if (!s || s->dead || !ms_left)
 		return -EINVAL;
 	uint64_t end;
-	if (s->state == EVM_STATE_STOPPING || s->failing)
+	int kind = EVM_DEADLINE_READY;
+	if (s->state == EVM_STATE_STOPPING ||
+	    (s->failing && (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING))) {
 		end = s->deadline_mono; /* the SIGKILL's */
-	else if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_DECLARED && s->ready_timeout_ms)
+		kind = EVM_DEADLINE_KILL;
+	} else if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_DECLARED &&
+		   s->ready_timeout_ms) {
 		end = s->deadline_mono;
-	else if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_STARTED)
+	} else if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_STARTED) {
 		end = s->started_mono + s->start_ms * 1000000;
-	else
+	} else {
 		return -ESRCH;
+	}
 	if (!s->timer)
 		return -ESRCH; /* none armed (out of memory): nothing to hand over */
 	uint64_t now = evm__mono_ns();
 	*ms_left = end > now ? (end - now + 999999) / 1000000 : 0;
-	return 0;
+	return kind;
 }
 
 int evm_service_signal(struct evm_service *s, int sig)

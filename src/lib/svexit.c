@@ -62,17 +62,24 @@ static bool held_for_empty(struct evm_service *s, bool again)
 	return true;
 }
 
+void evm__sv_failing_text(const struct evm_service *s, char *buf, size_t len)
+{
+	if (s->failing == FAILING_NOT_READY)
+		snprintf(buf, len, "not ready within ready_timeout (%llu ms)",
+			 (unsigned long long)s->ready_timeout_ms);
+	else if (s->failing == FAILING_WATCHDOG)
+		snprintf(buf, len, "watchdog: no sign of life for %llu ms",
+			 (unsigned long long)s->watchdog_run_ms);
+	else if (s->failing == FAILING_TRIGGERED)
+		snprintf(buf, len, "watchdog: the service said it failed");
+	else if (s->failing == FAILING_ADOPTED)
+		snprintf(buf, len, "stopped for a failure before it was taken over");
+}
+
 /* why we stopped it (s->failing), for its exit's event */
 static void failing_msg(struct evm_service *s)
 {
-	if (s->failing == FAILING_NOT_READY)
-		snprintf(s->msg, sizeof(s->msg), "not ready within ready_timeout (%llu ms)",
-			 (unsigned long long)s->ready_timeout_ms);
-	else if (s->failing == FAILING_WATCHDOG)
-		snprintf(s->msg, sizeof(s->msg), "watchdog: no sign of life for %llu ms",
-			 (unsigned long long)s->watchdog_run_ms);
-	else if (s->failing == FAILING_TRIGGERED)
-		snprintf(s->msg, sizeof(s->msg), "watchdog: the service said it failed");
+	evm__sv_failing_text(s, s->msg, sizeof(s->msg));
 }
 
 int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)

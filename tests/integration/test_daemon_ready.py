@@ -537,3 +537,58 @@ watchdog_sec = 300ms
     assert st["state"] == "running" and st["pid"] == pid and st["restarts"] == 0, st
     assert "no sign of life" not in d.log()
     d.stop()
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_stop_for_a_failure_carries_over(procs, tmp_path, how):
+    """A service being stopped for a failure (its watchdog missed) that ignores its stop
+    signal, at a re-exec or a crash: the new daemon goes on with that stop (the record's
+    " failing" and deadline=MS): SIGKILL when it was due, no second SIGTERM, its exit a
+    failure its policy restarts. Before, it was taken over as plainly running: the
+    SIGKILL was lost, and only a second missed watchdog stopped it again."""
+    d = Daemon(procs, tmp_path, """
+[service:dog]
+command = HELPER ignore 15 notify READY=1 pause
+ready = notify
+watchdog_sec = 300ms
+stop_timeout = 3s
+""")
+    d.wait_state("dog", "running")
+    pid = d.status("dog")["dog"]["pid"]
+
+    def line():
+        with open(d.sock + ".state") as f:
+            return next((w for w in map(str.split, f) if w[0] == "service"), [])
+    wait_for(lambda: "failing" in line(), what="the stop for the missed watchdog in the record")
+    deadline = next(int(x[9:]) for x in line() if x.startswith("deadline="))
+
+    def written():  # each record is a new file renamed over it (an inode may be reused)
+        st = os.stat(d.sock + ".state")
+        return st.st_ino, st.st_mtime_ns
+    was = written()
+    if how == "reexec":
+        assert d.ctl("reexec").returncode == 0
+    else:
+        d.p.kill()
+        d.p.wait()
+        d.logf.close()
+        d.start()
+        assert f"adopted pid {pid}, being stopped for a failure" in d.log()
+    # the new daemon's record: still being stopped for a failure, the same SIGKILL deadline
+    wait_for(lambda: written() != was, what="a new record")
+    now = line()
+    kept = [int(x[9:]) for x in now if x.startswith("deadline=")]
+    assert "failing" in now and kept and abs(kept[0] - deadline) <= 2, (now, deadline)
+    new = wait_for(lambda: (s := d.status("dog")["dog"])["pid"] != pid and s["state"] == "running"
+                   and s, what="dog restarted by its policy")
+    # said when the stop began, not only at the exit
+    assert "service dog: watchdog: no sign of life for 300 ms: stopping it" in d.log()
+    assert new["restarts"] == 1, new
+    # as the parent across a re-exec, the new image has its status; after a crash, unknown
+    assert new["last_exit"].get("signal_name" if how == "reexec" else "status_unknown") == \
+        ("KILL" if how == "reexec" else True), new
+    assert "stopped for a failure before it was taken over" in d.log()
+    # one missed watchdog, one stop: the SIGKILL ended it (no second stop, after a second
+    # missed watchdog, as before)
+    assert d.log().count("no sign of life") == 1, d.log()
+    d.stop()

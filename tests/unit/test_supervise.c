@@ -1028,7 +1028,7 @@ static void test_adopt_keeps_the_deadline(void **state)
 	for (int i = 0; i < 5; i++)
 		assert_true(evm_loop_run_once(loop, 20) >= 0);
 	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING); /* not failed: 5 s left */
-	assert_int_equal(evm_service_deadline(a, &left), 0);
+	assert_int_equal(evm_service_deadline(a, &left), EVM_DEADLINE_READY);
 	assert_true(left > 4000 && left <= 5000);
 	assert_int_equal(evm_service_ready(a), 0);
 	assert_int_equal(evm_service_deadline(a, &left), -ESRCH); /* RUNNING */
@@ -1042,12 +1042,43 @@ static void test_adopt_keeps_the_deadline(void **state)
 	assert_int_equal(evm_service_adopt(b, &o), 0);
 	run_until_state(loop, b, EVM_STATE_STOPPED, 5000);
 	assert_int_equal(last_of("b", EVM_STATE_STOPPED)->signal, SIGKILL);
-	char c;
-	assert_int_equal(read(pp[0], &c, 1), -1); /* and no SIGTERM */
+	char c0;
+	assert_int_equal(read(pp[0], &c0, 1), -1); /* and no SIGTERM */
+	close(pp[0]);
+	close(pp[1]);
+
+	/*
+	 * EVM_ADOPT_FAILING: stopped for a failure (its stop signal sent), its
+	 * SIGKILL due: RUNNING until the exit, which is a failure the policy
+	 * restarts; no second SIGTERM.
+	 */
+	struct evm_service *c = svc(loop, "c", EVM_RESTART_ON_FAILURE, PAUSE, minute_stop);
+	assert_int_equal(pipe2(pp, O_CLOEXEC | O_NONBLOCK), 0);
+	o = (struct evm_adopt_opts){.pid = counting_child(pp[1]),
+				    .flags = EVM_ADOPT_FAILING | EVM_ADOPT_STOPPING};
+	assert_int_equal(evm_service_adopt(c, &o), -EINVAL); /* a stop is a stop */
+	o.flags = EVM_ADOPT_FAILING | EVM_ADOPT_DEADLINE;
+	o.deadline_ms = 100;
+	assert_int_equal(evm_service_adopt(c, &o), 0);
+	assert_int_equal(evm_service_state(c), EVM_STATE_RUNNING);
+	char msg[80];
+	snprintf(msg, sizeof(msg), "adopted pid %d, being stopped for a failure", (int)o.pid);
+	assert_string_equal(last_of("c", EVM_STATE_RUNNING)->msg, msg);
+	assert_int_equal(evm_service_deadline(c, &left), EVM_DEADLINE_KILL);
+	assert_true(left <= 100);
+	run_until_state(loop, c, EVM_STATE_BACKOFF, 5000);
+	const struct rec *r = last_of("c", EVM_STATE_BACKOFF);
+	assert_int_equal(r->signal, SIGKILL);
+	assert_non_null(strstr(r->msg, "stopped for a failure before it was taken over"));
+	assert_int_equal(read(pp[0], &c0, 1), -1); /* and no SIGTERM */
+	run_until_state(loop, c, EVM_STATE_RUNNING, 5000); /* restarted by its policy */
+	assert_int_not_equal(evm_proc_pid(evm_service_proc(c)), o.pid);
 	close(pp[0]);
 	close(pp[1]);
 	evm_service_stop(a);
 	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+	evm_service_stop(c);
+	run_until_state(loop, c, EVM_STATE_STOPPED, 5000);
 }
 
 static void group_opts(struct evm_service_opts *o)
