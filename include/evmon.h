@@ -1147,6 +1147,13 @@ EVM_API int evm_service_watchdog(struct evm_service *svc);
 EVM_API int evm_service_watchdog_trigger(struct evm_service *svc);
 
 /*
+ * The same for a failure the caller found (a health check, say): why
+ * (copied, cut at 111 bytes; NULL: as evm_service_watchdog_trigger) is what
+ * the stop's warning and the exit's event say. Loop thread.
+ */
+EVM_API int evm_service_fail(struct evm_service *svc, const char *why);
+
+/*
  * A new watchdog period for this run (sd_notify WATCHDOG_USEC=): the
  * deadline is ms from now (0: no watchdog for the rest of the run); the
  * next start goes back to watchdog_ms. Works without watchdog_ms too. In

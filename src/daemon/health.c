@@ -320,7 +320,7 @@ static void changed(struct health *h)
 		 * check period forever. Its policy never restarts: at once.
 		 */
 		if (u->conf->pol.restart == EVM_RESTART_NEVER ||
-		    evm_service_watchdog_trigger(u->svc) < 0)
+		    evm_service_fail(u->svc, "unhealthy (health_action = restart)") < 0)
 			deps_restart(d, u);
 		break;
 	case HEALTH_ACTION_STOP:

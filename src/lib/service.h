@@ -93,6 +93,7 @@ struct evm_service {
 	struct evm_exit last_exit;
 	struct evm_spawn_error last_error;
 	char msg[160];
+	char fail_why[112];	/* FAILING_TOLD: why, as evm_service_fail was told */
 
 	struct evm_service *prev, *next;
 };
@@ -143,6 +144,7 @@ struct evm__sv_arg {
 	const struct evm_service_resume *resume;
 	int sig;		/* reload: the signal asking for it (0: none) */
 	uint64_t timeout_ms;	/* reload, reloading: 0 for no limit */
+	const char *why;	/* trigger: the failure, as the caller says it (NULL: the service's) */
 };
 
 /*
@@ -173,7 +175,8 @@ EVM_HIDDEN int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev,
  */
 
 /* why we stopped a service that did not stop by itself: its exit is a failure */
-enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG, FAILING_TRIGGERED, FAILING_ADOPTED };
+enum { FAILING_NO, FAILING_NOT_READY, FAILING_WATCHDOG, FAILING_TRIGGERED, FAILING_ADOPTED,
+       FAILING_TOLD /* evm_service_fail: fail_why says why */ };
 
 /* supervise.c: the one way a service changes state */
 EVM_HIDDEN void evm__sv_enter(struct evm_service *s, enum evm_state st,

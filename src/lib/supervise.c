@@ -470,7 +470,9 @@ static int act_trigger(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	if (s->failing)
 		return 0; /* being stopped already */
-	stop_failing(s, FAILING_TRIGGERED);
+	if (a->why)
+		snprintf(s->fail_why, sizeof(s->fail_why), "%s", a->why);
+	stop_failing(s, a->why ? FAILING_TOLD : FAILING_TRIGGERED);
 	return 0;
 }
 

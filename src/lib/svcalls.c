@@ -77,12 +77,17 @@ int evm_service_watchdog(struct evm_service *s)
 
 int evm_service_watchdog_trigger(struct evm_service *s)
 {
+	return evm_service_fail(s, NULL);
+}
+
+int evm_service_fail(struct evm_service *s, const char *why)
+{
 	if (!s || s->dead)
 		return -EINVAL;
 	if (!s->proc || (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING &&
 			 s->state != EVM_STATE_RELOADING))
 		return -ESRCH;
-	return evm__sv_dispatch(s, EVM__SV_TRIGGER, NULL);
+	return evm__sv_dispatch(s, EVM__SV_TRIGGER, &(struct evm__sv_arg){.why = why});
 }
 
 /* not an event: the watchdog's period for this run, from now */

@@ -74,6 +74,8 @@ void evm__sv_failing_text(const struct evm_service *s, char *buf, size_t len)
 		snprintf(buf, len, "watchdog: the service said it failed");
 	else if (s->failing == FAILING_ADOPTED)
 		snprintf(buf, len, "stopped for a failure before it was taken over");
+	else if (s->failing == FAILING_TOLD)
+		snprintf(buf, len, "%s", s->fail_why);
 }
 
 /* why we stopped it (s->failing), for its exit's event */

@@ -204,6 +204,9 @@ def test_action_restart_is_a_failure_for_the_policy(procs, tmp_path):
                   timeout=30 * SLOW, what="web fatal")
     assert st["restarts"] == 2, st
     assert d.log().count("web: unhealthy: restarting it (health_action = restart)") == 3
+    # why, when the stop begins and at the exit: the health check, not a watchdog
+    assert "service web: unhealthy (health_action = restart): stopping it" in d.log()
+    assert "the service said it failed" not in d.log(), d.log()
     first = d.status("once")["once"]["pid"]
     wait_for(lambda: (s := d.status("once")["once"])["state"] == "running" and
              s["pid"] not in (first, None), timeout=30 * SLOW, what="once restarted")

@@ -695,6 +695,17 @@ static void test_watchdog_trigger_fails_at_once(void **state)
 	assert_non_null(strstr(last_of("b", EVM_STATE_BACKOFF)->msg, "the service said it failed"));
 	evm_service_stop(b2);
 	run_until_state(loop, b2, EVM_STATE_STOPPED, 5000);
+
+	/* evm_service_fail: the same, with the caller's reason in its events */
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	size_t n = count_state("a", EVM_STATE_BACKOFF);
+	assert_int_equal(evm_service_fail(a, "unhealthy (health_action = restart)"), 0);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	assert_int_equal(count_state("a", EVM_STATE_BACKOFF), n + 1);
+	assert_string_equal(last_of("a", EVM_STATE_BACKOFF)->msg, "unhealthy (health_action = restart)");
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
 }
 
 /* WATCHDOG_USEC=: a period for this run, from now, without watchdog_ms; the next run has none */
