@@ -1436,6 +1436,16 @@ EVM_API int evm_cgroup_signal(struct evm_cgroup *cg, int sig);
 EVM_API int evm_cgroup_kill(struct evm_cgroup *cg);
 
 /*
+ * The cgroup (v2) id of the process pidfd names: its cgroup directory's
+ * inode number (stat(2) of the directory says the same). Also of a process
+ * that exited and was reaped since, with the cgroup it died in (Linux 6.15:
+ * e.g. the pidfd of a message's sender, SCM_PIDFD, to tell whose a
+ * short-lived sender was). 0; -ENOSYS before Linux 6.13; -ESRCH when the
+ * kernel keeps nothing of a reaped one. Any thread.
+ */
+EVM_API int evm_pidfd_cgroup_id(int pidfd, uint64_t *id);
+
+/*
  * Remove cg and its descendant cgroups (rmdir, deepest first). They must
  * be empty: up to timeout_ms (-1: no limit) it waits for them to empty (it
  * kills nothing) and retries while the kernel reports them busy; then

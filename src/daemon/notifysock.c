@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -59,6 +60,13 @@
 #define DRAIN_MAX 1024	/* messages read before a main process's exit (the kernel queues 512
 			   by default: net.unix.max_dgram_qlen) */
 #define TREE_DEPTH 64	/* parents walked up from a sender */
+
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76 /* Linux 6.5; Debian 12's headers lack it */
+#endif
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04
+#endif
 
 static struct {
 	int fd;
@@ -138,6 +146,28 @@ static struct unit *unit_of_main(struct daemon *d, pid_t pid)
 	return NULL;
 }
 
+/*
+ * A notify unit whose cgroup the sender's pidfd (SCM_PIDFD) names: a sender
+ * gone already (systemd-notify from a script, reaped by the time we read)
+ * has no /proc any more, but the kernel keeps the cgroup it died in (6.15).
+ * The id is its cgroup directory's inode: compared with each notify unit's
+ * that runs (a few; only for such a sender).
+ */
+static struct unit *unit_of_pidfd(struct daemon *d, int pidfd)
+{
+	uint64_t id;
+	if (pidfd < 0 || !S.base[0] || evm_pidfd_cgroup_id(pidfd, &id) < 0)
+		return NULL;
+	for (struct unit *u = d->first; u; u = u->next) {
+		struct stat st;
+		if (u->rd && u->conf->ready == READY_NOTIFY && u->svc && u->cg &&
+		    evm_service_proc(u->svc) && stat(evm_cgroup_path(u->cg), &st) == 0 &&
+		    (uint64_t)st.st_ino == id)
+			return u;
+	}
+	return NULL;
+}
+
 struct unit *notifysock_unit_of(struct daemon *d, pid_t pid)
 {
 	struct unit *u = NULL;
@@ -175,7 +205,8 @@ static int receive_one(struct daemon *d)
 	static char buf[MSG_MAX + 1];
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * FDS_MAX)];
+		char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) +
+		       CMSG_SPACE(sizeof(int) * FDS_MAX)];
 	} ctl;
 	struct iovec iov = {.iov_base = buf, .iov_len = MSG_MAX};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
@@ -185,13 +216,16 @@ static int receive_one(struct daemon *d)
 		return errno == EINTR ? 1 : 0;
 	struct ucred cred = {0};
 	bool have_cred = false;
-	int nfds = 0;
+	int nfds = 0, pidfd = -1;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET)
 			continue;
 		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(cred))) {
 			memcpy(&cred, CMSG_DATA(c), sizeof(cred));
 			have_cred = true;
+		} else if (c->cmsg_type == SCM_PIDFD && c->cmsg_len >= CMSG_LEN(sizeof(int)) &&
+			   pidfd < 0) {
+			memcpy(&pidfd, CMSG_DATA(c), sizeof(pidfd)); /* the sender's, from the kernel */
 		} else if (c->cmsg_type == SCM_RIGHTS) {
 			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 			for (size_t i = 0; i < k; i++) {
@@ -202,19 +236,17 @@ static int receive_one(struct daemon *d)
 			nfds += (int)k;
 		}
 	}
-	if (!have_cred || cred.pid <= 0) {
+	struct unit *u = NULL;
+	if (!have_cred || cred.pid <= 0)
 		dropped(0, "no sender credentials");
-		return 1;
-	}
-	if ((size_t)n > MSG_MAX) {
+	else if ((size_t)n > MSG_MAX)
 		dropped(cred.pid, "longer than 4096 bytes");
-		return 1;
-	}
-	struct unit *u = notifysock_unit_of(d, cred.pid);
-	if (!u) {
+	else if (!(u = notifysock_unit_of(d, cred.pid)) && !(u = unit_of_pidfd(d, pidfd)))
 		dropped(cred.pid, "not a process of a service with ready = notify");
+	if (pidfd >= 0)
+		close(pidfd);
+	if (!u)
 		return 1;
-	}
 	buf[n] = 0;
 	ready_notify(d, u, cred.pid, buf, (size_t)n, nfds);
 	return 1;
@@ -309,6 +341,8 @@ static int open_socket(struct daemon *d, const char *name, char *err, size_t len
 		memcpy(a.sun_path + 1, name + 1, nl - 1); /* "@" is the leading NUL */
 		al = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + nl);
 	}
+	/* best effort (Linux 6.5): a sender's pidfd, for one gone by the time we read */
+	setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one));
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
 	    bind(fd, (struct sockaddr *)&a, al) < 0) {
 		snprintf(err, len, "%s", strerror(errno));
@@ -359,6 +393,7 @@ int notifysock_inherit(struct daemon *d, int fd, const char *name)
 			return -1;
 		}
 		/* kept across the exec: close-on-exec again, and as the socket was made */
+		setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one));
 		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
 		    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
 		    take_name(fd, err, sizeof(err)) < 0 || watch(d, fd, err, sizeof(err)) < 0) {

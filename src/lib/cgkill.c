@@ -36,6 +36,7 @@ struct pidfd_info0 {
 };
 #define PIDFD_GET_INFO0 _IOWR(0xFF, 11, struct pidfd_info0)
 #define PIDFD_INFO0_CGROUPID (1ull << 2)
+#define PIDFD_INFO0_EXIT (1ull << 3) /* Linux 6.15: a reaped process's too */
 
 /* -1: the kernel has no PIDFD_GET_INFO (older than 6.13): not asked again */
 static int pidfd_info_works;
@@ -81,17 +82,39 @@ struct sigwalk {
  * cannot say, or says another: the caller then asks /proc (which also takes
  * a member of a child cgroup, moved there since cgroup.procs was read).
  */
+/* PIDFD_GET_INFO's cgroup id, asking for mask: 0, -ENOSYS (no such ioctl), -ESRCH or -errno */
+static int pidfd_cgid(int pidfd, uint64_t mask, uint64_t *id)
+{
+	if (__atomic_load_n(&pidfd_info_works, __ATOMIC_RELAXED) < 0)
+		return -ENOSYS;
+	struct pidfd_info0 info = {.mask = mask};
+	if (ioctl(pidfd, PIDFD_GET_INFO0, &info) < 0) {
+		if (errno == ENOTTY || ((errno == EINVAL || errno == EOPNOTSUPP) &&
+					mask == PIDFD_INFO0_CGROUPID)) {
+			__atomic_store_n(&pidfd_info_works, -1, __ATOMIC_RELAXED);
+			return -ENOSYS;
+		}
+		return -errno;
+	}
+	if (!(info.mask & PIDFD_INFO0_CGROUPID))
+		return -ESRCH;
+	*id = info.cgroupid;
+	return 0;
+}
+
 static bool pidfd_member(int pidfd, uint64_t cgid)
 {
-	if (!cgid || __atomic_load_n(&pidfd_info_works, __ATOMIC_RELAXED) < 0)
-		return false;
-	struct pidfd_info0 info = {.mask = PIDFD_INFO0_CGROUPID};
-	if (ioctl(pidfd, PIDFD_GET_INFO0, &info) < 0) {
-		if (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP)
-			__atomic_store_n(&pidfd_info_works, -1, __ATOMIC_RELAXED);
-		return false;
-	}
-	return (info.mask & PIDFD_INFO0_CGROUPID) && info.cgroupid == cgid;
+	uint64_t id;
+	return cgid && pidfd_cgid(pidfd, PIDFD_INFO0_CGROUPID, &id) == 0 && id == cgid;
+}
+
+int evm_pidfd_cgroup_id(int pidfd, uint64_t *id)
+{
+	if (pidfd < 0 || !id)
+		return -EINVAL;
+	/* with the exit's information (6.15); a kernel before that may refuse the flag */
+	int r = pidfd_cgid(pidfd, PIDFD_INFO0_CGROUPID | PIDFD_INFO0_EXIT, id);
+	return r == -EINVAL || r == -EOPNOTSUPP ? pidfd_cgid(pidfd, PIDFD_INFO0_CGROUPID, id) : r;
 }
 
 static void signal_pid(struct sigwalk *sw, pid_t pid)

@@ -6,9 +6,11 @@ until it is ready, `running` after; what requires it waits for that.
 
 The waits end on states and log lines; the only deadlines are the ones
 under test (ready_timeout, watchdog_sec, a check's timeout)."""
+import fcntl
 import os
 import signal
 import socket
+import struct
 import time
 
 import pytest
@@ -591,4 +593,63 @@ stop_timeout = 3s
     # one missed watchdog, one stop: the SIGKILL ended it (no second stop, after a second
     # missed watchdog, as before)
     assert d.log().count("no sign of life") == 1, d.log()
+    d.stop()
+
+
+def reaped_sender_cgroup_known():
+    """Whether this kernel gives a message's receiver the pidfd of its sender (SCM_PIDFD,
+    6.5) and, for one reaped since, the cgroup it died in (PIDFD_GET_INFO's exit
+    information, 6.15)."""
+    r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        r.setsockopt(socket.SOL_SOCKET, 76, 1)  # SO_PASSPIDFD
+    except OSError:
+        return False
+    r.bind("\0evmon-test-%d" % os.getpid())
+    pid = os.fork()
+    if pid == 0:
+        try:
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"x", r.getsockname())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    _, anc, _, _ = r.recvmsg(16, socket.CMSG_SPACE(4))
+    r.close()
+    fds = [struct.unpack("i", data[:4])[0] for level, kind, data in anc if kind == 4]
+    if not fds:
+        return False
+    info = bytearray(struct.pack("QQ", (1 << 2) | (1 << 3), 0) + bytes(48))
+    try:
+        fcntl.ioctl(fds[0], 0xC040FF0B, info)  # PIDFD_GET_INFO, version 0 (64 bytes)
+        return bool(struct.unpack("Q", info[:8])[0] & (1 << 2))
+    except OSError:
+        return False
+    finally:
+        os.close(fds[0])
+
+
+def test_a_sender_gone_before_it_is_read_is_still_attributed(procs, tmp_path):
+    """READY=1 from a process that exits at once (systemd-notify in a script): by the time
+    the daemon reads it, the sender may be reaped, and /proc has no cgroup of it any more.
+    The kernel's pidfd of the sender (SCM_PIDFD, Linux 6.5) still says the cgroup it died
+    in (Linux 6.15): the service is ready. Made certain here by stopping the daemon
+    (SIGSTOP) until the sender has been reaped. Before, such a message was dropped ("not a
+    process of a service") and the service never became ready."""
+    if not reaped_sender_cgroup_known():
+        pytest.skip("the kernel keeps no cgroup of a reaped sender (SCM_PIDFD, Linux 6.15)")
+    flag, done = tmp_path / "flag", tmp_path / "done"
+    d = Daemon(procs, tmp_path, f"""
+[service:s]
+command = sh -c 'until [ -e {flag} ]; do sleep 0.02; done; HELPER notify READY=1; : > {done}; exec HELPER pause'
+ready = notify
+""")
+    d.wait_state("s", "starting")
+    os.kill(d.p.pid, signal.SIGSTOP)
+    try:
+        flag.touch()
+        wait_for(done.exists, what="the sender gone (sh waited for it)")
+    finally:
+        os.kill(d.p.pid, signal.SIGCONT)
+    d.wait_state("s", "running")
+    assert "not a process of a service" not in d.log(), d.log()
     d.stop()

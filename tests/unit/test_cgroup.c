@@ -242,6 +242,40 @@ static void test_discovery(void **state)
 	assert_string_equal(evm_cgroup_controller_name(EVM_CGROUP_PIDS | EVM_CGROUP_IO), "unknown");
 }
 
+/*
+ * evm_pidfd_cgroup_id: our own cgroup's id is its directory's inode; a
+ * child reaped since still has the cgroup it died in (Linux 6.15), or, on
+ * an older kernel, -ESRCH (-ENOSYS before 6.13: skipped).
+ */
+static void test_pidfd_cgroup_id(void **state)
+{
+	(void)state;
+	NEED_CGROUP();
+	struct stat st;
+	assert_int_equal(fstat(evm_cgroup_fd(self_cg), &st), 0);
+	int self = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	assert_true(self >= 0);
+	uint64_t id = 0;
+	int r = evm_pidfd_cgroup_id(self, &id);
+	close(self);
+	if (r == -ENOSYS)
+		T_SKIP("no PIDFD_GET_INFO (Linux 6.13)");
+	assert_int_equal(r, 0);
+	assert_true(id == (uint64_t)st.st_ino);
+	assert_int_equal(evm_pidfd_cgroup_id(-1, &id), -EINVAL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	assert_true(pfd >= 0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	id = 0;
+	r = evm_pidfd_cgroup_id(pfd, &id);
+	close(pfd);
+	assert_true(r == -ESRCH || (r == 0 && id == (uint64_t)st.st_ino));
+}
+
 static void test_create_idempotent(void **state)
 {
 	NEED_CGROUP();
@@ -1863,6 +1897,7 @@ int main(void)
 		print_message("cgroup tests skip: %s\n", skip_reason);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_discovery, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_pidfd_cgroup_id, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_create_idempotent, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_attach_procs_populated, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_signal_members, cg_setup, cg_teardown),
