@@ -349,7 +349,7 @@ def test_notify_socket_outlives_the_daemon(procs, tmp_path, how):
         d.p.wait()
         d.logf.close()
         d.start()
-        assert f"taking over its 1 service" in d.log()
+        wait_for(lambda: "taking over its 1 service" in d.log(), what="the takeover")
     seen = pings(d)
     # 40 more pings (every 50 ms): twice watchdog_sec, each one received by the new image
     wait_for(lambda: pings(d) >= seen + 40, timeout=30, what="pings reaching the new daemon")
@@ -575,7 +575,8 @@ stop_timeout = 3s
         d.p.wait()
         d.logf.close()
         d.start()
-        assert f"adopted pid {pid}, being stopped for a failure" in d.log()
+        wait_for(lambda: f"adopted pid {pid}, being stopped for a failure" in d.log(),
+                 what="the takeover of the stop")
     # the new daemon's record: still being stopped for a failure, the same SIGKILL deadline
     wait_for(lambda: written() != was, what="a new record")
     now = line()
