@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -60,6 +61,7 @@
 #define DRAIN_MAX 1024	/* messages read before a main process's exit (the kernel queues 512
 			   by default: net.unix.max_dgram_qlen) */
 #define TREE_DEPTH 64	/* parents walked up from a sender */
+#define PIDFD_BUDGET 8	/* senders gone before they were read, placed per iteration */
 
 #ifndef SO_PASSPIDFD
 #define SO_PASSPIDFD 76 /* Linux 6.5; Debian 12's headers lack it */
@@ -74,6 +76,7 @@ static struct {
 	char name[16];	    /* "@xxxxx" */
 	char base[4096];    /* the services' cgroup base as /proc/PID/cgroup shows it, or "" */
 	unsigned long dropped;
+	unsigned pidfd_walks; /* unit_of_pidfd's this iteration */
 	bool failed;	    /* could not open: said once */
 } S = {.fd = -1};
 
@@ -156,15 +159,20 @@ static struct unit *unit_of_main(struct daemon *d, pid_t pid)
 static struct unit *unit_of_pidfd(struct daemon *d, int pidfd)
 {
 	uint64_t id;
-	if (pidfd < 0 || !S.base[0] || evm_pidfd_cgroup_id(pidfd, &id) < 0)
+	/*
+	 * Only for a sender that is gone (a live one was placed by /proc
+	 * already), and at most PIDFD_BUDGET an iteration: a hostile sender
+	 * that forks short-lived ones costs us a walk of the units each.
+	 */
+	if (pidfd < 0 || !S.base[0] || S.pidfd_walks >= PIDFD_BUDGET ||
+	    syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno != ESRCH ||
+	    evm_pidfd_cgroup_id(pidfd, &id) < 0)
 		return NULL;
-	for (struct unit *u = d->first; u; u = u->next) {
-		struct stat st;
-		if (u->rd && u->conf->ready == READY_NOTIFY && u->svc && u->cg &&
-		    evm_service_proc(u->svc) && stat(evm_cgroup_path(u->cg), &st) == 0 &&
-		    (uint64_t)st.st_ino == id)
+	S.pidfd_walks++;
+	for (struct unit *u = d->first; u; u = u->next)
+		if (u->rd && u->conf->ready == READY_NOTIFY && u->svc && evm_service_proc(u->svc) &&
+		    ready_cgroup_id(u) == id)
 			return u;
-	}
 	return NULL;
 }
 
@@ -257,6 +265,7 @@ static void on_readable(struct evm_io *io, int fd, unsigned ev, void *data)
 	(void)io;
 	(void)fd;
 	(void)ev;
+	S.pidfd_walks = 0;
 	for (int i = 0; i < BUDGET && receive_one(data); i++)
 		;
 }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define STATUS_MAX 256	    /* STATUS= kept, bytes */
@@ -75,6 +76,7 @@ struct ready {
 	bool fdstore_said;	/* FDSTORE fds closed: logged once per unit */
 	bool watchdog_set;	/* this run's WATCHDOG_USEC= (watchdog_ms, 0: none), for a re-exec */
 	uint64_t watchdog_ms;
+	uint64_t cg_id;		/* this run's cgroup id (its directory's inode), once asked; 0 */
 };
 
 static enum ready_kind kind(const struct unit *u)
@@ -338,6 +340,17 @@ void ready_set_watchdog(struct daemon *d, struct unit *u, uint64_t ms)
 	state_changed(d); /* the record carries it */
 }
 
+uint64_t ready_cgroup_id(struct unit *u)
+{
+	struct ready *rd = u->rd;
+	struct stat st;
+	if (!rd || !u->cg)
+		return 0;
+	if (!rd->cg_id && stat(evm_cgroup_path(u->cg), &st) == 0)
+		rd->cg_id = (uint64_t)st.st_ino;
+	return rd->cg_id;
+}
+
 bool ready_watchdog(const struct unit *u, uint64_t *ms)
 {
 	if (!u->rd || !u->rd->watchdog_set)
@@ -377,6 +390,7 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 		rd->status[0] = 0;
 		rd->note = NULL;
 		rd->watchdog_set = false;
+		rd->cg_id = 0; /* its cgroup may be a new one */
 		if (kind(u) == READY_FD)
 			pipe_watch(rd);
 		else if (kind(u) == READY_EXEC)
@@ -387,7 +401,10 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 		watch_stop(rd);
 	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
 	    ev->state != EVM_STATE_RELOADING)
+	{
 		rd->watchdog_set = false; /* the run is over: the next one has watchdog_sec */
+		rd->cg_id = 0;
+	}
 	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
 	    ev->state != EVM_STATE_RELOADING)
 		rd->note = NULL;

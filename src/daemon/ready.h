@@ -56,6 +56,8 @@ bool ready_awaitable(const struct unit *u);
  */
 void ready_set_watchdog(struct daemon *d, struct unit *u, uint64_t ms);
 bool ready_watchdog(const struct unit *u, uint64_t *ms);
+/* The cgroup id of u's run (its cgroup directory's inode), read once a run; 0: none. */
+uint64_t ready_cgroup_id(struct unit *u);
 /* Its fields in the status record: status_text, notify state. */
 void ready_status(const struct unit *u, cJSON *o);
 
