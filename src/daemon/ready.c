@@ -400,14 +400,11 @@ void ready_on_event(struct daemon *d, struct unit *u, const struct evm_event *ev
 	if (ev->state != EVM_STATE_STARTING)
 		watch_stop(rd);
 	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
-	    ev->state != EVM_STATE_RELOADING)
-	{
+	    ev->state != EVM_STATE_RELOADING) {
+		rd->note = NULL;
 		rd->watchdog_set = false; /* the run is over: the next one has watchdog_sec */
 		rd->cg_id = 0;
 	}
-	if (ev->state != EVM_STATE_STARTING && ev->state != EVM_STATE_RUNNING &&
-	    ev->state != EVM_STATE_RELOADING)
-		rd->note = NULL;
 }
 
 void ready_status(const struct unit *u, cJSON *o)
