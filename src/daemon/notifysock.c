@@ -42,6 +42,7 @@
 #include "cgroups.h"
 #include "daemon.h"
 #include "daemonlog.h"
+#include "procstat.h"
 #include "ready.h"
 
 #include <errno.h>
@@ -118,22 +119,11 @@ static struct unit *unit_of_cgroup(struct daemon *d, pid_t pid)
 	return unit_find(d, name);
 }
 
-/* The parent of pid from /proc/pid/stat (after the command's last ')'), or 0. */
+/* The parent of pid, or 0 */
 static pid_t parent_of(pid_t pid)
 {
-	char path[64], data[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(data, 1, sizeof(data) - 1, f);
-	fclose(f);
-	data[n] = 0;
-	char *p = strrchr(data, ')');
-	int ppid = 0;
-	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-		return 0;
-	return (pid_t)ppid;
+	pid_t ppid;
+	return proc_stat(pid, &ppid, NULL) == 0 ? ppid : 0;
 }
 
 /* A notify unit whose main process (the one it started, or a MAINPID= taken) is pid. */

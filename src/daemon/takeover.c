@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "daemonlog.h"
 #include "health.h"
+#include "procstat.h"
 #include "ready.h"
 
 #include <dirent.h>
@@ -298,28 +299,6 @@ static size_t end_strays(struct daemon *d, size_t *kept)
 	return n;
 }
 
-/* From /proc/PID/stat: its parent and its start time (field 22). 0, or -1 when gone. */
-static int stat_of(pid_t pid, pid_t *ppid, uint64_t *start)
-{
-	char path[64], data[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -1;
-	size_t n = fread(data, 1, sizeof(data) - 1, f);
-	fclose(f);
-	data[n] = 0;
-	const char *p = strrchr(data, ')'); /* the command may hold anything but that */
-	int pp;
-	unsigned long long st;
-	if (!p || sscanf(p + 1, " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
-			 "%*d %*d %*d %llu", &pp, &st) != 2)
-		return -1;
-	*ppid = pp;
-	*start = st;
-	return 0;
-}
-
 /*
  * Whether pid's environment (as it was exec'ed) holds want ("EVMON_DAEMON_ID=...");
  * its EVMON_SERVICE value into name ("?" without one).
@@ -373,11 +352,11 @@ static size_t end_unrecorded(struct daemon *d)
 		long v = strtol(de->d_name, &end, 10);
 		pid_t pid = (pid_t)v, ppid, sid;
 		uint64_t start, again;
-		if (*end || v <= 0 || pid == self || stat_of(pid, &ppid, &start) < 0 || ppid == self ||
+		if (*end || v <= 0 || pid == self || proc_stat(pid, &ppid, &start) < 0 || ppid == self ||
 		    !env_names(pid, want, name, sizeof(name)))
 			continue;
 		/* the environment read was that process's: the same start time after it */
-		if (stat_of(pid, &ppid, &again) < 0 || again != start || (sid = getsid(pid)) < 0 ||
+		if (proc_stat(pid, &ppid, &again) < 0 || again != start || (sid = getsid(pid)) < 0 ||
 		    (nsids && bsearch(&sid, sids, nsids, sizeof(*sids), pid_cmp)))
 			continue;
 		struct unit *u = unit_find(d, name);

@@ -115,6 +115,18 @@ class Daemon:
     def pids(self):
         return [s["pid"] for s in self.status().values() if s.get("pid")]
 
+    def crash(self):
+        """kill -9 the daemon: its services stay, re-parented."""
+        self.p.kill()
+        self.p.wait()
+        self.logf.close()
+
+    def record_stamp(self):
+        """What tells one state record on disk from the next: each is a new file renamed
+        over the last (an inode number may be reused: its mtime too)."""
+        st = os.stat(self.sock + ".state")
+        return st.st_ino, st.st_mtime_ns
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stop the daemon; it must exit 0 and leave none of its processes behind."""
         pids = self.pids()
@@ -128,6 +140,33 @@ class Daemon:
         assert not os.path.exists(self.sock + ".lock")
         self.logf.close()
         return rc
+
+
+def hand_over(d, how):
+    """A new daemon takes over d's services: by `ctl reexec` (how == "reexec"), or
+    started again after a kill -9."""
+    if how == "reexec":
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r.stdout + r.stderr
+    else:
+        d.crash()
+        d.start()
+
+
+def wait_signal_state(d, name, field, sig=signal.SIGTERM):
+    """Wait until service name runs a process whose /proc status line field (SigCgt: a
+    handler; SigIgn: ignored) has sig, and return its pid: a service is running from its
+    spawn on (start_secs = 0), so a stop sent before its handler or SIG_IGN is in place
+    ends it at once."""
+    def has(name):
+        pid = d.status(name)[name].get("pid")
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                mask = next(l for l in f if l.startswith(field + ":"))
+        except (OSError, StopIteration):
+            return None
+        return pid if int(mask.split()[1], 16) >> (sig - 1) & 1 else None
+    return wait_for(lambda: has(name), what=f"{name}'s {field} with signal {sig}")
 
 
 def config_errors(procs, cfg, errors):

@@ -134,9 +134,7 @@ def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
     d.wait_state("bg", "running")
     wait_for(lambda: len(procs_in(os.path.join(base, "bg.service"))) == 3, what="bg's processes")
     old = set(procs_in(base)) - {d.p.pid}
-    d.p.kill()
-    d.p.wait()
-    d.logf.close()
+    d.crash()
     os.unlink(d.sock)
     os.unlink(d.sock + ".state")  # no record to take the services over from (test_continuity.py)
     assert any(alive(p) for p in old)
@@ -166,9 +164,7 @@ def test_killed_daemon_services_adopted_in_their_cgroups(procs, tmp_path):
     mains = {n: d.status(n)[n]["pid"] for n in ("bg", "escapee", "stubborn")}
     wait_for(lambda: all(f" {p} " in open(d.sock + ".state").read() for p in mains.values()) and
              "service daemonizes 0 0 " in open(d.sock + ".state").read(), what="the record")
-    d.p.kill()
-    d.p.wait()
-    d.logf.close()
+    d.crash()
     d2 = Daemon(procs, tmp_path, TREES, name="d")
     wait_for(lambda: "no record claims: killed them" in d2.log(), what="the stray killed")
     wait_for(lambda: not any(alive(p) for p in stray), what="the stray to die")

@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from conftest import EVMON, ROOT, SLOW, live_args, proc_state, wait_for
-from daemon_util import Daemon, LineReader, alive, read_line
+from daemon_util import Daemon, LineReader, alive, hand_over, read_line
 
 
 def marker_pids(marker):
@@ -41,24 +41,6 @@ backoff_initial = 0.05
 command = sleep {marker}
 instances = {n}
 """
-
-
-def crash(d):
-    """kill -9 the daemon: its services stay, re-parented."""
-    d.p.kill()
-    d.p.wait()
-    d.logf.close()
-
-
-def hand_over(d, how):
-    """A new daemon takes over d's services: by `ctl reexec` (how == "reexec"), or
-    started again after a kill -9."""
-    if how == "reexec":
-        r = d.ctl("reexec")
-        assert r.returncode == 0, r.stdout + r.stderr
-    else:
-        crash(d)
-        d.start()
 
 
 def execd(pid):
@@ -109,7 +91,7 @@ def test_crash_then_restart_adopts_without_duplicates(procs, tmp_path, marker, c
     before = wait_for(lambda: all_running(d, 10), timeout=30 * SLOW, what="10 running")
     pids = sorted(s["pid"] for s in before.values())
     wait_recorded(d, pids)
-    crash(d)
+    d.crash()
     assert marker_pids(marker) == pids
     d.start()
     after = wait_for(lambda: all_running(d, 10), timeout=30 * SLOW, what="10 running again")
@@ -142,7 +124,7 @@ def test_adopted_after_a_crash_then_reexec(procs, tmp_path, marker, cgroup):
     d = Daemon(procs, tmp_path, config(marker, n=3, cgroup=cgroup))
     pids = sorted(s["pid"] for s in wait_for(lambda: all_running(d, 3), what="3 running").values())
     wait_recorded(d, pids)
-    crash(d)
+    d.crash()
     d.start()
     adopted = wait_for(lambda: all_running(d, 3), what="3 adopted")
     assert sorted(s["pid"] for s in adopted.values()) == pids
@@ -169,7 +151,7 @@ def test_adopt_no_kills_and_starts_fresh(procs, tmp_path, marker):
     d = Daemon(procs, tmp_path, config(marker, n=3, extra="adopt = no"))
     pids = sorted(s["pid"] for s in wait_for(lambda: all_running(d, 3), what="3 running").values())
     wait_recorded(d, pids)
-    crash(d)
+    d.crash()
     d.start()
     after = wait_for(lambda: all_running(d, 3), timeout=30 * SLOW, what="3 running again")
     assert not set(s["pid"] for s in after.values()) & set(pids)
@@ -186,7 +168,7 @@ def test_changed_definition_is_not_adopted(procs, tmp_path, marker):
     d = Daemon(procs, tmp_path, config(marker, n=2))
     pids = sorted(s["pid"] for s in wait_for(lambda: all_running(d, 2), what="2 running").values())
     wait_recorded(d, pids)
-    crash(d)
+    d.crash()
     d.write(config(marker + "1", n=2))
     d.start()
     wait_for(lambda: all_running(d, 2), timeout=30 * SLOW, what="2 running again")
@@ -203,7 +185,7 @@ def test_user_stopped_service_stays_stopped(procs, tmp_path, marker):
     assert d.ctl("stop", "w:1").returncode == 0
     wait_for(lambda: any(l.split()[1:2] == ["w:1"] and l.split()[5] == "down"
                          for l in open(d.sock + ".state")), what="w:1 recorded down")
-    crash(d)
+    d.crash()
     d.start()
     d.wait_state("w:0", "running")
     assert d.status("w:1")["w:1"]["state"] == "stopped"
@@ -257,7 +239,7 @@ def test_crash_kills_a_process_missing_from_the_record(procs, tmp_path, marker):
         assert f"EVMON_DAEMON_ID={ident}".encode() in f.read().split(b"\0")
     stranger = procs.spawn(["sleep", marker + "9"],
                            env=dict(os.environ, EVMON_SERVICE="w:1", EVMON_DAEMON_ID="0" * 16))
-    crash(d)
+    d.crash()
     with open(d.sock + ".state", "w") as f:
         kept = [l for l in lines if not l.startswith(("service w:1 ", "end "))]
         f.write("\n".join(kept) + "\nend 2\n")
@@ -893,7 +875,7 @@ def test_added_definition_that_cannot_be_made_again(procs, tmp_path, marker):
     assert d.ctl("add", "extra", "--", "sleep", marker).returncode == 0
     extra = d.status("extra")["extra"]["pid"]
     wait_for(lambda: "\nadded {" in open(d.sock + ".state").read(), what="the record")
-    crash(d)
+    d.crash()
     d.write(added_config(marker) + f"""
 [service:extra]
 command = sleep {marker}1

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import EVMON
-from daemon_util import Daemon, LineReader, alive, wait_for, SLOW
+from daemon_util import Daemon, LineReader, alive, wait_for, wait_signal_state, SLOW
 
 TRANS = re.compile(r"evmon(?: daemon)?: service (\S+): (\w+) -> (\w+)")
 
@@ -57,15 +57,7 @@ def catching(d, *names):
     """Wait until each of names runs a process with a SIGTERM handler (SigCgt): a service
     is running from its spawn on (start_secs = 0), and a stop sent before its linger (or
     trap) is in place kills it at once. The pids."""
-    def caught(name):
-        pid = d.status(name)[name].get("pid")
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                cgt = next(l for l in f if l.startswith("SigCgt:"))
-        except (OSError, StopIteration):
-            return None
-        return pid if int(cgt.split()[1], 16) >> (signal.SIGTERM - 1) & 1 else None
-    return [wait_for(lambda n=n: caught(n), what=f"{n} catching SIGTERM") for n in names]
+    return [wait_signal_state(d, n, "SigCgt") for n in names]
 
 
 def db_and_slow_web(procs, tmp_path):
@@ -110,9 +102,7 @@ def then_crash(d, request, names, word):
         wait_for(recorded, timeout=30 * SLOW, what=f"{names} {word} in the record")
     except AssertionError as e:
         raise AssertionError(f"{e}; the record: {seen}; the log: {d.log()[-3000:]}") from None
-    d.p.kill()
-    d.p.wait()
-    d.logf.close()
+    d.crash()
     d.start()
 
 

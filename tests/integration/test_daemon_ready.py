@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import EVMON, wait_for
-from daemon_util import SLOW, Daemon, LineReader
+from daemon_util import SLOW, Daemon, LineReader, hand_over, wait_signal_state
 
 KINDS = """
 [evmon]
@@ -337,18 +337,13 @@ def test_notify_socket_outlives_the_daemon(procs, tmp_path, how):
     pid = d.status("dog")["dog"]["pid"]
     name = notify_socket(d, "dog")
     wait_for(lambda: pings(d) > 0, what="a first ping")
-    if how == "reexec":
-        r = d.ctl("reexec")
-        assert r.returncode == 0, r
-    else:
+    if how == "crash":
         def recorded():
             with open(d.sock + ".state") as f:
                 return f"notify={name}" in f.readline() + f.readline()
         wait_for(recorded, what="the socket's name in the record")
-        d.p.kill()
-        d.p.wait()
-        d.logf.close()
-        d.start()
+    hand_over(d, how)
+    if how == "crash":
         wait_for(lambda: "taking over its 1 service" in d.log(), what="the takeover")
     seen = pings(d)
     # 40 more pings (every 50 ms): twice watchdog_sec, each one received by the new image
@@ -408,19 +403,13 @@ def test_a_service_not_ready_yet_is_taken_over_as_starting(procs, tmp_path, how)
     for n in names:
         d.wait_state(n, "starting")
     pids = {n: d.status(n)[n]["pid"] for n in names}
-    if how == "reexec":
-        r = d.ctl("reexec")
-        assert r.returncode == 0, r
-    else:
+    if how == "crash":
         def recorded():
             with open(d.sock + ".state") as f:
                 says = {w[1]: w[6] for w in map(str.split, f) if w[0] == "service"}
             return all(says.get(n) == "starting" for n in names)
         wait_for(recorded, what="the four starting in the record")
-        d.p.kill()
-        d.p.wait()
-        d.logf.close()
-        d.start()
+    hand_over(d, how)
     st = d.status()
     assert {n: st[n]["pid"] for n in names} == pids, st
     # after a crash the pipe of fd:N is gone: nothing left to wait on, taken over as ready
@@ -473,30 +462,16 @@ def test_deadlines_carry_over(procs, tmp_path, how):
     d.wait_state("slow", "starting")
     d.wait_state("deaf", "running")
     pids = {n: d.status(n)[n]["pid"] for n in ("slow", "deaf")}
-
-    def deaf_yet():  # running from its spawn (start_secs = 0): its SIG_IGN comes later
-        with open(f"/proc/{pids['deaf']}/status") as f:
-            ign = next(int(l.split()[1], 16) for l in f if l.startswith("SigIgn:"))
-        return ign & (1 << (signal.SIGTERM - 1))
-    wait_for(deaf_yet, what="deaf ignoring SIGTERM")
+    wait_signal_state(d, "deaf", "SigIgn")
     assert d.request({"cmd": "stop", "names": ["deaf"]})["ok"]  # SIGTERM ignored: stopping
     d.wait_state("deaf", "stopping")
     wait_for(lambda: len(deadlines(d)) == 2, what="both deadlines in the record")
     time.sleep(0.7)  # slow is now past its ready_timeout (500 ms) from its start
     before = deadlines(d)
-    def written():  # each record is a new file renamed over it (an inode may be reused)
-        st = os.stat(d.sock + ".state")
-        return st.st_ino, st.st_mtime_ns
-    was = written()
-    if how == "reexec":
-        assert d.ctl("reexec").returncode == 0
-    else:
-        d.p.kill()
-        d.p.wait()
-        d.logf.close()
-        d.start()
+    was = d.record_stamp()
+    hand_over(d, how)
     # the next record (the new daemon's) says the same deadlines (ms rounding aside)
-    wait_for(lambda: written() != was, what="a new record")
+    wait_for(lambda: d.record_stamp() != was, what="a new record")
     after = deadlines(d)
     assert before.keys() == after.keys() and all(abs(after[n] - before[n]) <= 2 for n in before), \
         (before, after)
@@ -527,13 +502,7 @@ watchdog_sec = 300ms
     pid = d.status("dog")["dog"]["pid"]
     wait_for(lambda: "watchdog=3600000" in open(d.sock + ".state").read(),
              what="the period in the record")
-    if how == "reexec":
-        assert d.ctl("reexec").returncode == 0
-    else:
-        d.p.kill()
-        d.p.wait()
-        d.logf.close()
-        d.start()
+    hand_over(d, how)
     time.sleep(1)  # over three times watchdog_sec
     st = d.status("dog")["dog"]
     assert st["state"] == "running" and st["pid"] == pid and st["restarts"] == 0, st
@@ -563,22 +532,13 @@ stop_timeout = 3s
             return next((w for w in map(str.split, f) if w[0] == "service"), [])
     wait_for(lambda: "failing" in line(), what="the stop for the missed watchdog in the record")
     deadline = next(int(x[9:]) for x in line() if x.startswith("deadline="))
-
-    def written():  # each record is a new file renamed over it (an inode may be reused)
-        st = os.stat(d.sock + ".state")
-        return st.st_ino, st.st_mtime_ns
-    was = written()
-    if how == "reexec":
-        assert d.ctl("reexec").returncode == 0
-    else:
-        d.p.kill()
-        d.p.wait()
-        d.logf.close()
-        d.start()
+    was = d.record_stamp()
+    hand_over(d, how)
+    if how == "crash":
         wait_for(lambda: f"adopted pid {pid}, being stopped for a failure" in d.log(),
                  what="the takeover of the stop")
     # the new daemon's record: still being stopped for a failure, the same SIGKILL deadline
-    wait_for(lambda: written() != was, what="a new record")
+    wait_for(lambda: d.record_stamp() != was, what="a new record")
     now = line()
     kept = [int(x[9:]) for x in now if x.startswith("deadline=")]
     assert "failing" in now and kept and abs(kept[0] - deadline) <= 2, (now, deadline)

@@ -119,9 +119,7 @@ def walk(procs, tmp_path, seed, steps):
             assert r.returncode == 0, f"{r.stderr} after {done}; the log: {d.log()[-3000:]}"
         elif op == "crash":
             time.sleep(rnd.choice([0, 0.05, 0.3]))
-            d.p.kill()
-            d.p.wait()
-            d.logf.close()
+            d.crash()
             d.start()
         elif op == "reload":
             d.write(config(rnd, marker, lingers, rnd.random() < 0.5))

@@ -933,6 +933,7 @@ static void test_adopt_a_process_being_stopped(void **state)
 	}
 }
 
+/* a child of ours outside the loop, paused until killed (or until we die) */
 static pid_t paused_child(void)
 {
 	pid_t pid = fork();
@@ -1822,13 +1823,7 @@ static void fire(struct evm_loop *loop, struct evm_service *s, enum evm__sv_even
 	}
 	case EVM__SV_ADOPT: {
 		/* a process the loop did not spawn (our child: the teardown reaps it) */
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			for (;;)
-				pause();
-		}
+		pid_t pid = paused_child();
 		int r = evm_service_adopt(s, &(struct evm_adopt_opts){.pid = pid});
 		if (c->act) {
 			assert_int_equal(r, 0);
