@@ -77,6 +77,11 @@ enum {
 	 * are re-parented to it and reported as EVM_EV_ORPHAN. Blocks SIGCHLD
 	 * in the calling thread (create the loop before other threads, or
 	 * block SIGCHLD in them too). Only one loop per process may use it.
+	 * Nothing else in the process may wait for children (waitpid(-1),
+	 * wait()), nor set SIGCHLD to SIG_IGN: while fewer than 256 children
+	 * live, the loop watches a child through SIGCHLD alone (no pidfd:
+	 * cheaper per short-lived child) and signals it by pid, which stays
+	 * its own until the loop reaps it.
 	 */
 	EVM_LOOP_REAPER = 1u << 0,
 	/* In reaper mode, do not become a subreaper when not PID 1. */
@@ -753,9 +758,11 @@ EVM_API int evm_tree_signal(pid_t sid, int sig);
 EVM_API bool evm_proc_adopted(const struct evm_proc *proc);
 
 /*
- * The pidfd the loop watches the process with (borrowed: the loop closes it
- * once the exit is reported), or -EBADF (none, or exited). E.g. to keep it
- * across an exec (clear FD_CLOEXEC just before) and adopt with it after.
+ * The pidfd of the process (borrowed: the loop closes it once the exit is
+ * reported), or -EBADF (exited, or none could be opened). A child the loop
+ * watches through SIGCHLD (reaper mode, or out of descriptors) gets one on
+ * the first call. E.g. to keep it across an exec (clear FD_CLOEXEC just
+ * before) and adopt with it after. Any thread.
  */
 EVM_API int evm_proc_pidfd(const struct evm_proc *proc);
 

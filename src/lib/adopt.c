@@ -205,11 +205,24 @@ bool evm_proc_adopted(const struct evm_proc *p)
 	return p && (p->flags & EVM__P_ADOPTED);
 }
 
-int evm_proc_pidfd(const struct evm_proc *p)
+int evm_proc_pidfd(const struct evm_proc *cp)
 {
-	if (!p || p->pidfd < 0 || p->gone)
+	if (!cp)
 		return -EBADF;
-	return p->pidfd;
+	struct evm_proc *p = (struct evm_proc *)cp; /* the caller's view is const, the cache is not */
+	pthread_mutex_lock(&evm__sig_mu);
+	/*
+	 * A child watched through SIGCHLD (reaper mode, or out of fds) gets
+	 * one now: unreaped, its pid is still its own, and the reap that
+	 * would free it takes this lock first (sets gone). The loop closes it
+	 * with the proc's other state; it is not in epoll (SIGCHLD reaps).
+	 */
+	if (p->pidfd < 0 && !p->gone && p->pid > 0 && (p->flags & EVM__P_NOPIDFD) &&
+	    !(p->flags & EVM__P_FOREIGN))
+		p->pidfd = evm__above_stdio(pidfd_open(p->pid, 0));
+	int fd = p->gone || p->pidfd < 0 ? -EBADF : p->pidfd; /* written after gone only */
+	pthread_mutex_unlock(&evm__sig_mu);
+	return fd;
 }
 
 int evm_loop_prepare_exec(struct evm_loop *loop)

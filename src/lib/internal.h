@@ -182,7 +182,7 @@ EVM_HIDDEN int evm__timer_add_spawn(struct evm_loop *loop, uint64_t delay_ms, ev
 
 enum {
 	EVM__P_EXITED = 1u << 0,   /* reaped and reported */
-	EVM__P_NOPIDFD = 1u << 1,  /* overflow: tracked by SIGCHLD + waitid(P_PID) */
+	EVM__P_NOPIDFD = 1u << 1,  /* tracked by SIGCHLD + waitid(P_PID), not a pidfd in epoll */
 	EVM__P_GROUP = 1u << 2,	   /* leads its own process group */
 	EVM__P_FIRED = 1u << 3,	   /* its one-shot pidfd event came: epoll has disarmed it */
 	EVM__P_TERMED = 1u << 4,   /* sent SIGTERM by evm_shutdown */
@@ -303,6 +303,8 @@ EVM_HIDDEN void evm__reap_fini(struct evm_loop *loop);
 EVM_HIDDEN void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
 EVM_HIDDEN void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uint32_t events);
 EVM_HIDDEN void evm__reap_scan(struct evm_loop *loop); /* reap what is reapable, up to the budget */
+/* Watch the next child through SIGCHLD alone, without a pidfd (reaper mode, few children)? */
+EVM_HIDDEN bool evm__reap_by_sigchld(struct evm_loop *loop);
 /* Kill (SIGKILL) and reap synchronously; for loop teardown and failed spawns. */
 EVM_HIDDEN void evm__reap_kill_sync(struct evm_proc *proc);
 /* the same for an adopted process that is not our child (adopt.c) */
@@ -653,6 +655,7 @@ struct evm_loop {
 	struct evm_timer *scan_timer; /* deferred orphan scan */
 	bool warned_nopidfd;
 	bool force_nopidfd; /* EVM_NO_PIDFD=1: test the SIGCHLD path */
+	bool reaper_pidfds; /* EVM_REAPER_PIDFDS=1: a pidfd per child in reaper mode too */
 
 	/* spawning */
 	enum evm__spawn_mode spawn_mode;

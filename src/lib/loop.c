@@ -92,6 +92,8 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	loop->spawn_mode = spawn_mode_from_env();
 	const char *np = secure_getenv("EVM_NO_PIDFD");
 	loop->force_nopidfd = np && *np && strcmp(np, "0") != 0;
+	const char *rp = secure_getenv("EVM_REAPER_PIDFDS");
+	loop->reaper_pidfds = rp && *rp && strcmp(rp, "0") != 0;
 	getrlimit(RLIMIT_NOFILE, &loop->nofile0);
 	loop->now = evm__mono_ns();
 	loop->pid = getpid();

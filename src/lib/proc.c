@@ -91,8 +91,8 @@ static void detach(struct evm_proc *p)
 		 * proc. After the one-shot event it is disarmed and the close is
 		 * enough; before it (reaped by a scan, or at teardown), DEL first.
 		 */
-		if (!(p->flags & EVM__P_FIRED))
-			evm__epoll_del(loop, p->pidfd);
+		if (!(p->flags & (EVM__P_FIRED | EVM__P_NOPIDFD)))
+			evm__epoll_del(loop, p->pidfd); /* a NOPIDFD one is evm_proc_pidfd's, never added */
 		close(p->pidfd);
 		p->pidfd = -1;
 	}

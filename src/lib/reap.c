@@ -16,6 +16,19 @@
  * is then handled at most SCAN_DELAY late, and a storm costs one scan per
  * SCAN_DELAY instead of one per exit.
  *
+ * Reaper mode owns SIGCHLD and every child's exit (nothing else may wait for
+ * one), and an unreaped child's pid cannot be reused: while few children
+ * live (BY_SIGCHLD_MAX), a child is spawned without a pidfd and watched
+ * through SIGCHLD alone. Its signal names it (waitid(P_PID) reaps it in
+ * O(1)), and since signals coalesce each SIGCHLD is followed by a P_ALL
+ * drain, cheap while the child list is short. That spares the pidfd's
+ * file, its epoll registration and its close for each short-lived child
+ * (docs/BENCHMARKS.md, "Where the time goes"); signals go to the pid,
+ * under evm__sig_mu like every reap, and evm_proc_pidfd opens a pidfd on
+ * demand. Past the threshold children get pidfds again, and the drain is
+ * deferred as above once the list is long (a coalesced signal of a
+ * pidfd-less child is then seen within SCAN_DELAY).
+ *
  * The signalfd sees SIGCHLD only while it is pending, and a thread that does
  * not block it (one created before the loop, or one that unblocked it) takes
  * it first, where the default disposition drops it. So while some loop needs
@@ -42,6 +55,11 @@
 #include <unistd.h>
 
 #define SCAN_DELAY_NS (20 * 1000000ull)
+/* reaper mode: children without a pidfd while fewer than this live; a
+ * SIGCHLD drains at once while at most DRAIN_NOW_MAX live (an empty P_ALL
+ * walk: 2.6 us at 256 children, 4.9 us at 512; a pidfd costs a child ~15) */
+#define BY_SIGCHLD_MAX 256
+#define DRAIN_NOW_MAX (2 * BY_SIGCHLD_MAX)
 
 static atomic_bool reaper_taken;
 
@@ -194,6 +212,17 @@ int evm__sigchld_enable(struct evm_loop *loop)
 	return 0;
 }
 
+bool evm__reap_by_sigchld(struct evm_loop *loop)
+{
+	if (!(loop->flags & EVM_LOOP_REAPER) || loop->sigfd < 0 || loop->nlive >= BY_SIGCHLD_MAX ||
+	    loop->reaper_pidfds || loop->force_nopidfd /* that path, with its warning */)
+		return false;
+	/* ignored, the kernel reaps the child and sends no SIGCHLD: a pidfd still sees the exit */
+	struct sigaction sa;
+	return sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN &&
+	       !(sa.sa_flags & SA_NOCLDWAIT);
+}
+
 int evm__reap_init(struct evm_loop *loop)
 {
 	if (!(loop->flags & EVM_LOOP_REAPER))
@@ -308,6 +337,16 @@ static void scan_later(struct evm_timer *t, void *data)
 	scan(loop);
 }
 
+/*
+ * Pidfd-less children in reaper mode: a SIGCHLD may stand for several of
+ * their exits (coalesced), which only a scan finds; at once while the
+ * kernel's child list is short.
+ */
+static bool drain_now(const struct evm_loop *loop)
+{
+	return (loop->flags & EVM_LOOP_REAPER) && loop->nnopidfd && loop->nlive <= DRAIN_NOW_MAX;
+}
+
 void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t events)
 {
 	struct signalfd_siginfo fi[16];
@@ -331,7 +370,7 @@ void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t eve
 	}
 	if (!(loop->flags & EVM_LOOP_REAPER) && !loop->nnopidfd)
 		return;
-	if (now) {
+	if (now || drain_now(loop)) {
 		scan(loop);
 	} else if (later && !loop->scan_timer) {
 		evm__timer_add_ns(loop, SCAN_DELAY_NS, scan_later, loop, &loop->scan_timer);
@@ -346,7 +385,9 @@ static void chld_hint(struct evm_loop *loop, struct evm__watch *w, uint32_t even
 	(void)events;
 	while (read(atomic_load(&chld_evfd), &v, sizeof(v)) > 0) /* edge-triggered: draining wakes no one less */
 		;
-	if (!loop->scan_timer)
+	if (drain_now(loop))
+		scan(loop);
+	else if (!loop->scan_timer)
 		evm__timer_add_ns(loop, SCAN_DELAY_NS, scan_later, loop, &loop->scan_timer);
 }
 
@@ -379,8 +420,11 @@ void evm__reap_kill_sync(struct evm_proc *p)
 		return;
 	}
 	evm_proc_signal(p, SIGKILL);
-	idtype_t type = p->pidfd >= 0 ? P_PIDFD : P_PID;
-	id_t id = p->pidfd >= 0 ? (id_t)p->pidfd : (id_t)p->pid;
+	pthread_mutex_lock(&evm__sig_mu); /* evm_proc_pidfd may be opening one on another thread */
+	int fd = p->pidfd;
+	pthread_mutex_unlock(&evm__sig_mu);
+	idtype_t type = fd >= 0 ? P_PIDFD : P_PID;
+	id_t id = fd >= 0 ? (id_t)fd : (id_t)p->pid;
 	/* wait for the death outside the lock, then reap under it */
 	waitid_ru(type, id, &si, WEXITED | WNOWAIT | __WALL, &ru);
 	int r = reap_locked(p->loop, p, type, id, &si, WEXITED | WNOHANG | __WALL, &ru, NULL);

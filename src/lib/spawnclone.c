@@ -358,9 +358,11 @@ static pid_t clone_plain(struct evm_loop *loop, struct evm__spawn_req *req, int 
 static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 			  struct evm_spawn_error *err)
 {
-	bool want_pidfd = !loop->force_nopidfd, plain_clone = false;
+	/* reaper mode with few children: SIGCHLD names the exit, no pidfd needed (reap.c) */
+	bool by_sigchld = evm__reap_by_sigchld(loop);
+	bool want_pidfd = !loop->force_nopidfd && !by_sigchld, plain_clone = false;
 	for (;;) {
-		if (!want_pidfd && go_nopidfd(loop) < 0) {
+		if (!want_pidfd && !by_sigchld && go_nopidfd(loop) < 0) {
 			err->stage = EVM_STAGE_PIDFD;
 			return -EMFILE;
 		}

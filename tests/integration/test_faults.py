@@ -222,7 +222,8 @@ def test_restarts_at_the_fd_limit_keep_the_reserve(procs, tmp_path):
     reserve descriptor only to be refused (max_clients). What a refused client had
     must go back to the reserve, not to the next restart's pidfd for good: the
     reserve never runs dry (it drained to 0 in a second before), and is whole once
-    the clients leave."""
+    the clients leave. The daemon reaps (cgroup = no), where the library would watch
+    these few children through SIGCHLD: EVM_REAPER_PIDFDS gives each its pidfd."""
     services = "".join(f"""
 [service:p{i}]
 command = HELPER pause
@@ -240,7 +241,7 @@ stop_timeout = 2
 max_clients = 19
 idle_timeout = 0
 cgroup = no
-{services}""", prefix=["prlimit", "--nofile=64:64"])
+{services}""", prefix=["prlimit", "--nofile=64:64"], env=dict(os.environ, EVM_REAPER_PIDFDS="1"))
     wait_for(lambda: all(s["state"] == "running" for n, s in d.status().items() if n[0] == "p"),
              timeout=20 * SLOW, what="the pausing services running")
     # asked on a connection made while fds are free: a new one could take a reserve fd

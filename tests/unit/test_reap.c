@@ -3,7 +3,8 @@
  * rusage, times), exactly-once reporting under load (a storm of 10,000
  * children exiting at the same instant), owned mode never reaping what is
  * not ours, exits reaped by someone else, running out of fds for pidfds,
- * reaper mode as a subreaper (orphans, storms of them), and the races of
+ * reaper mode as a subreaper (orphans, storms of them; a few children
+ * watched through SIGCHLD alone, storms past that), and the races of
  * callbacks that kill the next child of a scan or meet a dead spawn helper.
  *
  * Mode-dependent tests run once per spawn/watch mode (see evmtest.h).
@@ -786,6 +787,137 @@ static void test_reaper_orphan_storm(void **state)
 	t_forked(reaper, &a);
 }
 
+/*
+ * Reaper mode watches a few children through SIGCHLD alone: no pidfd (no
+ * fd) per child, one on demand from evm_proc_pidfd, and exits that
+ * coalesced into one SIGCHLD all reported in the iteration that reads it
+ * (not SCAN_DELAY later by the deferred scan).
+ */
+static int fds_now(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	CHECK(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static void few_by_sigchld(void *arg)
+{
+	(void)arg;
+	set_mode_named("direct");
+	struct evm_loop *loop;
+	struct evm_loop_opts ro = {.flags = EVM_LOOP_REAPER};
+	CHECK(evm_loop_new(&loop, &ro) == 0);
+	enum { N = 16 };
+	static struct slot s[N];
+	static char codes[N][12];
+	struct evm_proc *first = NULL;
+	int pp[2], fds = 0;
+	CHECK(pipe2(pp, O_CLOEXEC) == 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(codes[i], sizeof(codes[i]), "%d", 10 + i);
+		s[i].want = 10 + i;
+		struct evm_spawn_opts o = {.argv = HARGV("cat", "exit", codes[i]), .on_exit = slot_cb,
+					   .data = &s[i]};
+		o.stdio[0] = (struct evm_stdio){EVM_STDIO_FD, pp[0]};
+		struct evm_proc *p;
+		CHECK(evm_spawn(loop, &o, &p) == 0);
+		s[i].pid = evm_proc_pid(p);
+		if (i == 0) {
+			first = p;
+			fds = fds_now(); /* the loop's own lazily opened fds are there by now */
+		} else {
+			evm_proc_unref(p);
+		}
+	}
+	CHECK(fds_now() == fds); /* no fd for any of the 15 later children */
+	int fd = evm_proc_pidfd(first);
+	CHECK(fd >= 0 && evm_proc_pidfd(first) == fd); /* opened once, then the same */
+	CHECK(syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) == 0);
+	CHECK(fds_now() == fds + 1);
+	close(pp[0]);
+	close(pp[1]);
+	/* all exited (unreaped: WNOWAIT), so their SIGCHLDs have coalesced */
+	for (int i = 0; i < N; i++) {
+		siginfo_t si;
+		CHECK(waitid(P_PID, (id_t)s[i].pid, &si, WEXITED | WNOWAIT) == 0);
+	}
+	CHECK(evm_loop_run_once(loop, 5000) >= 0);
+	if (all_reported(s, N) != N)
+		fprintf(stderr, "%d of %d coalesced exits reported in the first iteration\n",
+			all_reported(s, N), N);
+	CHECK(all_reported(s, N) == N);
+	for (int i = 0; i < N; i++)
+		CHECK(s[i].n == 1 && s[i].code == s[i].want && s[i].sig == 0);
+	CHECK(evm_proc_pidfd(first) == -EBADF);
+	evm_proc_unref(first);
+	CHECK(fds_now() == fds - 2); /* the pidfd closed with the exit, and the pipe */
+	CHECK(t_count_children() == 0);
+	evm_loop_free(loop);
+}
+
+static void test_reaper_few_children_by_sigchld(void **state)
+{
+	(void)state;
+	t_forked(few_by_sigchld, NULL);
+}
+
+/*
+ * Past the threshold children get pidfds again: a storm of 600 in reaper
+ * mode (the first ones watched through SIGCHLD, the rest through pidfds,
+ * and through the spawn helper past 512) is reported once each, right.
+ */
+static void reaper_storm(void *arg)
+{
+	set_mode_named(arg);
+	struct evm_loop *loop;
+	struct evm_loop_opts ro = {.flags = EVM_LOOP_REAPER};
+	CHECK(evm_loop_new(&loop, &ro) == 0);
+	int n = T_SAN ? 300 : 600;
+	struct slot *s = calloc((size_t)n, sizeof(*s));
+	CHECK(s);
+	static char codes[256][12];
+	for (int i = 0; i < 256; i++)
+		snprintf(codes[i], sizeof(codes[i]), "%d", i);
+	int pp[2];
+	CHECK(pipe2(pp, O_CLOEXEC) == 0);
+	for (int i = 0; i < n; i++) {
+		s[i].want = (i * 7) % 256;
+		struct evm_spawn_opts o = {.argv = HARGV("cat", "exit", codes[s[i].want]),
+					   .on_exit = slot_cb, .data = &s[i]};
+		o.stdio[0] = (struct evm_stdio){EVM_STDIO_FD, pp[0]};
+		struct evm_proc *p;
+		CHECK(evm_spawn(loop, &o, &p) == 0);
+		s[i].pid = evm_proc_pid(p);
+		evm_proc_unref(p);
+	}
+	close(pp[0]);
+	close(pp[1]);
+	CHILD_RUN_UNTIL(loop, all_reported(s, n) == n, 60000 + 30 * n);
+	for (int k = 0; k < 3; k++)
+		evm_loop_run_once(loop, 30);
+	for (int i = 0; i < n; i++) {
+		if (s[i].n != 1 || s[i].code != s[i].want || s[i].sig)
+			fprintf(stderr, "child %d (pid %d): reported %d times, code %d signal %d, want %d\n",
+				i, (int)s[i].pid, s[i].n, s[i].code, s[i].sig, s[i].want);
+		CHECK(s[i].n == 1 && s[i].code == s[i].want && s[i].sig == 0);
+	}
+	CHECK(evm_loop_alive(loop) == 0);
+	free(s);
+	evm_loop_free(loop);
+	CHECK(t_count_children() == 0);
+}
+
+static void test_reaper_storm_past_the_threshold(void **state)
+{
+	(void)state;
+	t_forked(reaper_storm, "direct");
+	t_forked(reaper_storm, "helper");
+}
+
 /* ----------------------------------- a scan's next child, dead helper */
 
 static struct evm_proc *nest_b;
@@ -955,6 +1087,8 @@ int main(void)
 		cmocka_unit_test(test_nofile_hard_exhausted),
 		cmocka_unit_test(test_reaper_subreaper),
 		cmocka_unit_test(test_reaper_orphan_storm),
+		cmocka_unit_test(test_reaper_few_children_by_sigchld),
+		cmocka_unit_test(test_reaper_storm_past_the_threshold),
 		cmocka_unit_test(test_callback_kills_the_next_child_of_a_scan),
 		cmocka_unit_test(test_helper_dies_during_batch),
 		cmocka_unit_test(test_storm),
