@@ -221,6 +221,14 @@ def s1(d, t, charts):
                   f"S1 {child}: evmon >= 0.9x the fastest raw loop at every in-flight level: "
                   + ", ".join(f"{k}: {v:.2f}x" for k, v in lim.items()))
         if child == "tiny":
+            # issue 17's criterion, in the default (owned) mode and in reaper mode
+            for m, how in (("evmon", "evmon"), ("evmon-reaper", "evmon in reaper mode")):
+                r = {k: med(pairwise(d.by_rep("S1", child, k, m, "per_sec"),
+                                     d.by_rep("S1", child, k, "raw-clone3-epoll", "per_sec"))) for k in ks}
+                if all(v is not None for v in r.values()):
+                    t.add(all(v >= 0.95 for v in r.values()),
+                          f"S1 tiny: {how} >= 0.95x the bare clone3+pidfd+epoll loop at every in-flight "
+                          "level: " + ", ".join(f"{k}: {v:.2f}x" for k, v in r.items()))
             for peer, need in (("libuv", 2.0), ("go", 1.5)):
                 r = {k: med(pairwise(d.by_rep("S1", child, k, "evmon", "per_sec"),
                                      d.by_rep("S1", child, k, peer, "per_sec"))) for k in ks}
@@ -692,7 +700,10 @@ def machine_section(meta):
              "Every child inherits the monitor's stdio (no /dev/null opens), in every harness.",
              "- evmon runs in its default spawn mode (auto: direct clone while the fd table is "
              "small, then through the spawn helper); `evmon-direct` / `evmon-helper` force one "
-             "path (EVM_SPAWN_MODE), `evmon-nopidfd` forces the SIGCHLD path (EVM_NO_PIDFD=1).",
+             "path (EVM_SPAWN_MODE), `evmon-nopidfd` forces the SIGCHLD path (EVM_NO_PIDFD=1); "
+             "`evmon-reaper` (S1) runs its loop in reaper mode (EVM_LOOP_REAPER, a subreaper, as "
+             "`evmon init` does), where fewer than 256 live children are watched through SIGCHLD "
+             "instead of pidfds.",
              "- The machine is shared with other work (other sessions build and test on it): "
              "throughput ranges are wide, and the CPU-time tables of S1 are the steadier view.",
              "- Reproduce: `make bench` (quick, a few minutes) or `make bench FULL=1` (full). "

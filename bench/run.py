@@ -308,6 +308,8 @@ def peer_argv(name):
 def s1(cfg, reps):
     res = Results("S1")
     mons = dict(lib_monitors(cfg["s1_variants"]))
+    # reaper mode (as `evmon init` and a reaping daemon run): few children watched through SIGCHLD
+    mons["evmon-reaper"] = ([f"{BENCH}/evmon_bench"], {"EVM_SPAWN_MODE": "auto", "EVMON_BENCH_REAPER": "1"})
     for m in ("posix_spawn", "vfork", "clone3", "clone3-epoll"):
         mons["raw-" + m] = ([f"{BENCH}/raw_bench", m], {})
     mons["libuv"] = (peer_argv("libuv"), {})

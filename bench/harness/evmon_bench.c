@@ -338,7 +338,10 @@ int main(int argc, char **argv)
 	if (argc < 4)
 		usage(argv[0]);
 	raise_nofile();
-	int r = evm_loop_new(&loop, NULL);
+	/* EVMON_BENCH_REAPER: the loop in reaper mode (subreaper), as `evmon init` and the daemon run it */
+	const char *reaper = getenv("EVMON_BENCH_REAPER");
+	struct evm_loop_opts lopts = {.flags = reaper && *reaper ? EVM_LOOP_REAPER : 0};
+	int r = evm_loop_new(&loop, &lopts);
 	if (r < 0) {
 		fprintf(stderr, "bench: evmon: loop: %s\n", strerror(-r));
 		return 2;
