@@ -4,7 +4,9 @@
  * evm_spawn_wait from 8 threads, references taken and dropped on several
  * threads around the exit, and evm_loop_stop called from another thread
  * all the while (the loop thread runs the loop again each time it stops);
- * and a loop handed to a new thread while its creator spawns at once.
+ * the same on a reaper loop, whose children have no pidfd until a worker
+ * asks evm_proc_pidfd for one, racing their exits; and a loop handed to a
+ * new thread while its creator spawns at once.
  * Every exit code must come back to the thread that asked for it.
  */
 #include "tsan.h"
@@ -21,6 +23,7 @@ struct shared {
 	atomic_bool done;
 	atomic_uint stops;
 	atomic_uint failures;
+	bool poke; /* evm_proc_pidfd and a signal 0 from the worker, racing the exit */
 	/* a proc handed from a worker to the dropper thread, which unrefs it */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -104,6 +107,12 @@ static void *worker(void *arg)
 				continue;
 			}
 		}
+		if (s->poke) {
+			int fd = evm_proc_pidfd(p); /* opened now on a reaper loop, maybe just as it exits */
+			r = evm_proc_signal(p, 0);
+			if ((fd < 0 && fd != -EBADF) || (r != 0 && r != -ESRCH))
+				note_failure(s, "evm_proc_pidfd / evm_proc_signal", w->id, i, fd < 0 ? fd : r, 0, 0);
+		}
 		evm_proc_ref(p); /* one for the dropper, one for us */
 		pthread_mutex_lock(&s->lock);
 		s->handoff[s->nhandoff++] = p;
@@ -117,11 +126,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void test_threads(void **state)
+static void run_threads(void **state, bool poke)
 {
 	static struct shared s;
 	memset(&s, 0, sizeof(s));
 	s.loop = T_LOOP(state);
+	s.poke = poke;
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
 	pthread_t lt, st, dt, wt[THREADS];
@@ -149,6 +159,21 @@ static void test_threads(void **state)
 		evm_loop_run_once(s.loop, 1000);
 	pthread_cond_destroy(&s.cond);
 	pthread_mutex_destroy(&s.lock);
+}
+
+static void test_threads(void **state)
+{
+	run_threads(state, false);
+}
+
+static int reaper_setup(void **state)
+{
+	return t_setup_flags(state, EVM_LOOP_REAPER);
+}
+
+static void test_threads_reaper(void **state)
+{
+	run_threads(state, true);
 }
 
 /*
@@ -196,6 +221,7 @@ int main(void)
 	t_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_threads, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_threads_reaper, reaper_setup, t_teardown),
 		cmocka_unit_test(test_handoff),
 	};
 	int failed = 0;
