@@ -1200,9 +1200,10 @@ EVM_API int evm_service_extend_timeout(struct evm_service *svc, uint64_t ms);
  * The time left (ms, 0 when due) until the deadline svc's state waits for,
  * and which: EVM_DEADLINE_READY in STARTING, the ready timeout
  * (EVM_READY_DECLARED with ready_timeout_ms, as extended) or the end of
- * start_ms (EVM_READY_STARTED); EVM_DEADLINE_KILL in STOPPING, or in
- * STARTING or RUNNING when stopped for a failure, its SIGKILL. -ESRCH when
- * none runs. For a supervisor that hands its services over (a re-exec:
+ * start_ms (EVM_READY_STARTED), and in RELOADING the reload's timeout
+ * (evm_service_reloading, as extended); EVM_DEADLINE_KILL in STOPPING, or
+ * in STARTING or RUNNING when stopped for a failure, its SIGKILL. -ESRCH
+ * when none runs. For a supervisor that hands its services over (a re-exec:
  * EVM_ADOPT_DEADLINE, and EVM_ADOPT_FAILING for a KILL outside STOPPING).
  * Loop thread.
  */

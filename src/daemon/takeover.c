@@ -197,6 +197,10 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		health_resume(u, (enum health_status)s->health, s->health_streak);
 		if (s->has_watchdog) /* the period the service asked for, not watchdog_sec again */
 			ready_set_watchdog(d, u, s->watchdog_ms);
+		/* a reload under way (RELOADING=1, no READY=1 yet): awaited still, within what
+		 * was left of its timeout (none: none; past: due at once) */
+		if (!stopping && !s->failing && s->has_policy && s->state == EVM_STATE_RELOADING)
+			evm_service_reloading(u->svc, !s->deadline ? 0 : s->deadline > now ? s->deadline - now : 1);
 		u->want_start = false;
 		u->adopted = true;
 		u->rec_pid = s->pid;

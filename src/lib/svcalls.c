@@ -171,7 +171,11 @@ int evm_service_deadline(const struct evm_service *s, uint64_t *ms_left)
 		return -EINVAL;
 	uint64_t end;
 	int kind = EVM_DEADLINE_READY;
-	if (s->state == EVM_STATE_STOPPING ||
+	struct evm_timer *timer = s->timer;
+	if (s->state == EVM_STATE_RELOADING && !s->failing) {
+		end = s->reload_deadline_mono; /* its reload's timeout, as extended */
+		timer = s->reload_timer;
+	} else if (s->state == EVM_STATE_STOPPING ||
 	    (s->failing && (s->state == EVM_STATE_STARTING || s->state == EVM_STATE_RUNNING))) {
 		end = s->deadline_mono; /* the SIGKILL's */
 		kind = EVM_DEADLINE_KILL;
@@ -183,8 +187,8 @@ int evm_service_deadline(const struct evm_service *s, uint64_t *ms_left)
 	} else {
 		return -ESRCH;
 	}
-	if (!s->timer)
-		return -ESRCH; /* none armed (out of memory): nothing to hand over */
+	if (!timer)
+		return -ESRCH; /* none armed (no timeout, or out of memory): nothing to hand over */
 	uint64_t now = evm__mono_ns();
 	*ms_left = end > now ? (end - now + 999999) / 1000000 : 0;
 	return kind;

@@ -7,9 +7,12 @@ notify just gets the signal. Its own RELOADING=1 shows `reloading` too.
 
 The service is a small Python program talking the sd_notify protocol by
 hand. Waits end on states and files; the only deadline is the one under
-test (ready_timeout)."""
+test (ready_timeout). A reload under way is carried across a re-exec and a
+crash."""
+import pytest
+
 from conftest import wait_for
-from daemon_util import Daemon, LineReader
+from daemon_util import Daemon, LineReader, hand_over
 
 SERVICE = r"""
 import os, signal, socket, sys, time
@@ -155,4 +158,32 @@ def test_reloading_is_a_state_that_ctl_wait_understands(procs, tmp_path):
     (tmp_path / "flag").write_text("")
     st = d.wait_state("slow", "running")
     assert st["pid"] == pid and st["restarts"] == 0, st
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_reload_under_way_is_carried_to_the_next_daemon(procs, tmp_path, how):
+    """A reload under way at a re-exec or a crash stays one: the service is taken over
+    RELOADING, its READY=1 (which reaches the new daemon: the notify socket outlives
+    the old one) ends it, and a reload timeout still fires, counted from the reload's
+    start (before: taken over as running, the wait and its timeout lost)."""
+    d = daemon(procs, tmp_path)
+    slow, noready = (d.status(n)[n]["pid"] for n in ("slow", "noready"))
+    for name in ("slow", "noready"):
+        r = d.ctl("-t", "0", "reload", name)
+        assert r.returncode == 0, r
+        d.wait_state(name, "reloading")
+    before = d.log().count("reload not done in")
+    hand_over(d, how)
+    st = d.status()
+    assert st["slow"]["state"] == "reloading" and st["slow"]["pid"] == slow, st["slow"]
+    assert st["noready"]["pid"] == noready, st["noready"]
+    # noready's 2 s: fired by the new daemon (or at its takeover, if that took longer)
+    st = d.wait_state("noready", "running")
+    assert st["pid"] == noready and st["restarts"] == 0, st
+    assert d.log().count("reload not done in") == before + 1, d.log()
+    assert d.status("slow")["slow"]["state"] == "reloading"
+    (tmp_path / "flag").write_text("")
+    st = d.wait_state("slow", "running")
+    assert st["pid"] == slow and st["restarts"] == 0, st
     d.stop()

@@ -753,6 +753,10 @@ static void test_reload_waits_for_reloading_then_ready(void **state)
 	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING); /* not after its RELOADING */
 	assert_int_equal(evm_service_reloading(a, 0), 0);
 	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING);
+	uint64_t left;
+	/* the deadline a supervisor hands over (a re-exec): the asked reload's 600 s */
+	assert_int_equal(evm_service_deadline(a, &left), EVM_DEADLINE_READY);
+	assert_true(left > 590000 && left <= 600000);
 	assert_int_equal(evm_service_ready(a), 0);
 	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
 	const struct rec *r = last_of("a", EVM_STATE_RUNNING);
@@ -779,6 +783,8 @@ static void test_reload_waits_for_reloading_then_ready(void **state)
 	while (t_now_ms() < end)
 		assert_true(evm_loop_run_once(loop, 20) >= 0);
 	assert_int_equal(evm_service_state(a), EVM_STATE_RELOADING);
+	assert_int_equal(evm_service_deadline(a, &left), EVM_DEADLINE_READY); /* as extended */
+	assert_true(left > 590000 && left <= 600000);
 
 	/* an exit while reloading is a running service's exit: the policy restarts it */
 	assert_int_equal(evm_service_signal(a, SIGKILL), 0);
