@@ -788,8 +788,8 @@ static void test_reaper_orphan_storm(void **state)
 }
 
 /*
- * Reaper mode watches a few children through SIGCHLD alone: no pidfd (no
- * fd) per child, one on demand from evm_proc_pidfd, and exits that
+ * Reaper mode (a subreaper or not) watches a few children through SIGCHLD
+ * alone: no pidfd (no fd) per child, one on demand from evm_proc_pidfd, and exits that
  * coalesced into one SIGCHLD all reported in the iteration that reads it
  * (not SCAN_DELAY later by the deferred scan).
  */
@@ -806,10 +806,9 @@ static int fds_now(void)
 
 static void few_by_sigchld(void *arg)
 {
-	(void)arg;
 	set_mode_named("direct");
 	struct evm_loop *loop;
-	struct evm_loop_opts ro = {.flags = EVM_LOOP_REAPER};
+	struct evm_loop_opts ro = {.flags = *(unsigned *)arg};
 	CHECK(evm_loop_new(&loop, &ro) == 0);
 	enum { N = 16 };
 	static struct slot s[N];
@@ -862,7 +861,11 @@ static void few_by_sigchld(void *arg)
 static void test_reaper_few_children_by_sigchld(void **state)
 {
 	(void)state;
-	t_forked(few_by_sigchld, NULL);
+	unsigned flags = EVM_LOOP_REAPER;
+	t_forked(few_by_sigchld, &flags);
+	/* a program whose children are all the loop's, not a subreaper */
+	flags |= EVM_LOOP_NO_SUBREAPER;
+	t_forked(few_by_sigchld, &flags);
 }
 
 /*
