@@ -95,15 +95,36 @@ static int kill_survivor(struct daemon *d, pid_t pid, uint64_t start)
 	return r;
 }
 
-static void kill_one(struct daemon *d, struct rec_svc *s, const char *why)
+/*
+ * A survivor we could neither adopt nor kill (no pidfd_open: a sandbox, a
+ * kernel before 5.3; out of fds): may still run. Its service is not started
+ * again, which would run it twice; the user ends it and starts the service.
+ */
+static void left_alone(struct daemon *d, struct unit *u, const struct rec_svc *s, const char *what,
+		       int err)
+{
+	if (u && u->svc) {
+		u->want_start = false;
+		free(u->blocked); /* its status says why (until a start) */
+		if (asprintf(&u->blocked, "not started: pid %d, left running by daemon %d, may run "
+			     "still (cannot %s it: %s)", (int)s->pid, (int)d->rec->daemon, what,
+			     strerror(-err)) < 0)
+			u->blocked = NULL;
+	}
+	dlog("service %s: pid %d, left running by daemon %d: cannot %s it: %s; left running, "
+	     "unsupervised%s", s->name, (int)s->pid, (int)d->rec->daemon, what, strerror(-err),
+	     u && u->svc ? ", and not started again (it would run twice): end it, then start the "
+			   "service" : "");
+}
+
+static void kill_one(struct daemon *d, struct unit *u, struct rec_svc *s, const char *why)
 {
 	int r = kill_survivor(d, s->pid, s->start);
 	if (r == 0)
 		dlog("service %s: pid %d, left running by daemon %d, killed (%s)", s->name,
 		     (int)s->pid, (int)d->rec->daemon, why);
 	else if (r != -ESRCH)
-		dlog("service %s: pid %d, left running by daemon %d: cannot kill it: %s", s->name,
-		     (int)s->pid, (int)d->rec->daemon, strerror(-r));
+		left_alone(d, u, s, "kill", r);
 }
 
 /*
@@ -157,7 +178,7 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		return;
 	}
 	if (!same || !u->conf->pol.adopt) {
-		kill_one(d, s, !u || !u->svc ? "it is not in the config"
+		kill_one(d, u, s, !u || !u->svc ? "it is not in the config"
 			       : !same	     ? "its definition changed"
 					     : "adopt = no");
 		return;
@@ -217,6 +238,7 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		     "started again", s->name, (int)s->pid);
 	} else {
 		dlog("service %s: cannot adopt pid %d: %s", s->name, (int)s->pid, strerror(-r));
+		kill_one(d, u, s, "it cannot be adopted"); /* else left alone, not run twice */
 	}
 }
 

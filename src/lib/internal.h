@@ -655,7 +655,7 @@ struct evm_loop {
 	struct evm_timer *scan_timer; /* deferred orphan scan */
 	bool warned_nopidfd;
 	bool force_nopidfd; /* EVM_NO_PIDFD=1: test the SIGCHLD path */
-	bool reaper_pidfds; /* EVM_REAPER_PIDFDS=1: a pidfd per child in reaper mode too */
+	bool reaper_pidfds; /* a pidfd per child in reaper mode too: EVM_REAPER_PIDFDS=1, no pidfd_open */
 
 	/* spawning */
 	enum evm__spawn_mode spawn_mode;

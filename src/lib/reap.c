@@ -237,6 +237,16 @@ int evm__reap_init(struct evm_loop *loop)
 			return -errno;
 		loop->subreaper = true;
 	}
+	/*
+	 * Children watched through SIGCHLD get a pidfd from pidfd_open when asked
+	 * (evm_proc_pidfd: a re-exec hands them over with it); where that call
+	 * is refused (a seccomp sandbox, valgrind) they keep the clone's.
+	 */
+	int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (fd >= 0)
+		close(fd);
+	else
+		loop->reaper_pidfds = true;
 	return evm__sigchld_enable(loop);
 }
 

@@ -62,6 +62,10 @@
  *                     wait), sends "MAINPID=<child>\nMSG" and exits 0 (a forking daemon)
  *   notify-fork-stays MSG  fork: the child carries on; the parent sends
  *                     "MAINPID=<child>\nMSG" and pauses (an old main that stays)
+ *   nosys NR          from now on (children and exec'd programs too), system call
+ *                     NR fails with ENOSYS (a seccomp filter: a sandbox, an old
+ *                     kernel); e.g. 434, pidfd_open on every architecture
+ *   exec PROG ARGS... exec PROG with the rest of the command line (last command)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -77,6 +81,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -261,6 +267,23 @@ static void notify(const char *msg, int nfds)
 	if (r < 0) {
 		fprintf(stderr, "notify: %s\n", strerror(-r));
 		exit(1);
+	}
+}
+
+/* System call nr fails with ENOSYS from now on, here and in what we start. */
+static void nosys(long nr)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) {
+		fprintf(stderr, "evm-helper: nosys %ld: %s\n", nr, strerror(errno));
+		exit(2);
 	}
 }
 
@@ -540,6 +563,15 @@ int main(int argc, char **argv)
 			fflush(NULL);
 			orphan_storm(atol(a));
 			i++;
+		} else if (!strcmp(c, "nosys")) {
+			nosys(atol(a));
+			i++;
+		} else if (!strcmp(c, "exec")) {
+			fflush(NULL);
+			execv(argv[i + 1], argv + i + 1);
+			fprintf(stderr, "evm-helper: exec %s: %s\n", argv[i + 1] ? argv[i + 1] : "(none)",
+				strerror(errno));
+			return 127;
 		} else {
 			fprintf(stderr, "evm-helper: unknown command '%s'\n", c);
 			return 2;

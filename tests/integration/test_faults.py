@@ -615,3 +615,78 @@ start_secs = 0
     finally:
         if alive(old):
             os.killpg(old, signal.SIGKILL)
+
+
+def _pausing():
+    """pids of the live processes running `HELPER pause`"""
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                with open(f"/proc/{e}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[:2] == [HELPER.encode(), b"pause"] and alive(int(e)):
+                        out.append(int(e))
+            except OSError:
+                pass
+    return out
+
+
+def test_a_survivor_that_cannot_be_adopted_is_not_run_twice(procs, tmp_path):
+    """A daemon that can neither adopt nor kill what the one before it left running
+    (here a seccomp filter makes pidfd_open fail with ENOSYS, as a sandbox or a kernel
+    before 5.3 would) does not start the service again, which would run it twice
+    (before: a second copy started beside the first): it says so in its log and in the
+    service's status, leaves the old process alone, and a start once the user has ended
+    it runs the service again."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+cgroup = no
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+""")
+    old = d.wait_state("web", "running")["pid"]
+    wait_for(lambda: f" {old} " in open(d.sock + ".state").read(), what="the record")
+    os.kill(d.p.pid, signal.SIGKILL)
+    d.p.wait()
+    try:
+        d.wrap = [HELPER, "nosys", "434", "exec"]
+        d.start()
+        st = d.status("web")["web"]
+        assert st["state"] == "stopped" and not st.get("pid"), st
+        assert "may run still (cannot kill it: Function not implemented)" in st.get("error", ""), st
+        assert "not started again (it would run twice)" in d.log(), d.log()
+        assert _pausing() == [old]
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: not alive(old), what="the old process's end")
+        r = d.ctl("start", "web")
+        assert r.returncode == 0, r
+        st = d.wait_state("web", "running")
+        assert st["pid"] != old and not st.get("error"), st
+        assert _pausing() == [st["pid"]]
+        d.stop()
+    finally:
+        if alive(old):
+            os.killpg(old, signal.SIGKILL)
+
+
+def test_a_reexec_without_pidfd_open_keeps_its_services(procs, tmp_path):
+    """Where pidfd_open is refused (seccomp: ENOSYS) a reaping daemon (cgroup = no)
+    gives its children the pidfds of their clones, not pidfds opened on demand, so a
+    re-exec still hands each service over with its pidfd and adopts it."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+cgroup = no
+
+[service:web]
+command = HELPER pause
+start_secs = 0
+""", wrap=[HELPER, "nosys", "434", "exec"])
+    old = d.wait_state("web", "running")["pid"]
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r
+    st = d.wait_state("web", "running")
+    assert st["pid"] == old and st["adopted"], st
+    assert _pausing() == [old]
+    d.stop()
