@@ -30,10 +30,21 @@ RELIABILITY_TESTS := tests/integration/test_faults.py tests/integration/test_sec
 VALGRIND_DIR := $(BUILD)/valgrind
 VALGRIND_TESTS ?= tests/integration/test_daemon.py tests/integration/test_init.py \
 	tests/integration/test_faults.py tests/integration/test_security.py
-# a timing test: its 300 ms window is shorter than valgrind's start-up; and valgrind
-# takes a SIGILL, SIGBUS, SIGFPE or SIGSEGV sent with kill() as a fault of its own
+# a timing test: its 300 ms window is shorter than valgrind's start-up; valgrind
+# takes a SIGILL, SIGBUS, SIGFPE or SIGSEGV sent with kill() as a fault of its own;
+# the exact fd lists of init's child get valgrind's own log file (--log-file: it keeps
+# that fd from the client's close_range, and the exec'd child, not traced, inherits it);
+# a runtime's init name and the layout check look at the binary, which is the wrapper;
+# and valgrind refuses pidfd_open, so a crash's survivor cannot be adopted (a daemon
+# there leaves it alone: test_a_survivor_that_cannot_be_adopted_is_not_run_twice)
 VALGRIND_DESELECT := --deselect tests/integration/test_init.py::test_end_no_wait_with_grace_zero \
-	--deselect "tests/integration/test_init.py::test_forward_every_catchable_signal"
+	--deselect "tests/integration/test_init.py::test_forward_every_catchable_signal" \
+	--deselect tests/integration/test_init.py::test_no_fd_leak \
+	--deselect tests/integration/test_init.py::test_closed_stdin_stays_closed \
+	--deselect tests/integration/test_init.py::test_inherited_fds_reach_cmd \
+	--deselect tests/integration/test_init.py::test_invoked_as_runtime_init \
+	--deselect tests/integration/test_init.py::test_init_path_first \
+	--deselect tests/integration/test_faults.py::test_daemon_killed_outside_a_namespace_leaves_its_services_running
 VALGRIND_FLAGS := --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	--track-fds=yes --child-silent-after-fork=yes --trace-children=no
 
