@@ -97,12 +97,18 @@ static int kill_survivor(struct daemon *d, pid_t pid, uint64_t start)
 
 /*
  * A survivor we could neither adopt nor kill (no pidfd_open: a sandbox, a
- * kernel before 5.3; out of fds): may still run. Its service is not started
- * again, which would run it twice; the user ends it and starts the service.
+ * kernel before 5.3; out of fds): with cgroups the sweep ends it; without,
+ * it may still run. Its service is not started again then, which would run
+ * it twice; the user ends it and starts the service.
  */
 static void left_alone(struct daemon *d, struct unit *u, const struct rec_svc *s, const char *what,
 		       int err)
 {
+	if (d->cg && d->cg_kept) { /* the sweep below kills its cgroup (cgroup.kill: no pidfd) */
+		dlog("service %s: pid %d, left running by daemon %d: cannot %s it: %s; its cgroup "
+		     "is swept", s->name, (int)s->pid, (int)d->rec->daemon, what, strerror(-err));
+		return;
+	}
 	if (u && u->svc) {
 		u->want_start = false;
 		free(u->blocked); /* its status says why (until a start) */

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import EVMON, SLOW, cmdline, wait_for
+from conftest import EVMON, HELPER, SLOW, cmdline, wait_for
 from daemon_util import Daemon, alive
 
 
@@ -451,3 +451,31 @@ start_secs = 0
     assert st["last_exit"].get("reason") == "oom", st
     assert st["last_exit"]["signal_name"] == "KILL", st
     d.stop()
+
+
+def test_a_survivor_that_cannot_be_adopted_is_ended_by_its_cgroup(procs, tmp_path):
+    """After a crash, a daemon where pidfd_open fails (seccomp: ENOSYS) can neither
+    adopt nor kill the survivor through a pidfd, but its cgroup's sweep kills it
+    (cgroup.kill): the service starts again, one copy (without cgroups it is left
+    alone and not started: test_faults.py)."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+start_secs = 0
+""")
+    base = base_of(d)
+    old = d.wait_state("web", "running")["pid"]
+    wait_for(lambda: f" {old} " in open(d.sock + ".state").read(), what="the record")
+    d.crash()
+    try:
+        d.wrap = [HELPER, "nosys", "434", "exec"]
+        d.start()
+        st = d.wait_state("web", "running")
+        assert st["pid"] != old and not st.get("error"), st
+        assert "cannot kill it: Function not implemented; its cgroup is swept" in d.log(), d.log()
+        wait_for(lambda: not alive(old), what="the survivor's end")
+        assert procs_in(os.path.join(base, "web.service")) == [st["pid"]]
+        d.stop()
+    finally:
+        if alive(old):
+            os.kill(old, 9)
