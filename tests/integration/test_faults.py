@@ -585,24 +585,34 @@ start_secs = 0
     d.stop()
 
 
-def test_daemon_killed_outside_a_namespace_leaves_its_services_running(procs, tmp_path):
-    """Not PID 1: the services outlive a SIGKILLed daemon (each in its own session,
-    re-parented to init or the nearest subreaper) and keep running unsupervised; a
-    new daemon replaces the stale socket and, from the state record the killed one
-    left, adopts them instead of starting its own copies (test_continuity.py);
-    its shutdown stops them."""
-    d = Daemon(procs, tmp_path, """
+# one pausing service, without cgroups (the daemon reaps)
+WEB = """
 [evmon]
 cgroup = no
 
 [service:web]
 command = HELPER pause
 start_secs = 0
-""")
+"""
+
+
+def crashed_with_web(procs, tmp_path):
+    """A daemon running WEB, SIGKILLed once its record names web's process: (d, pid)."""
+    d = Daemon(procs, tmp_path, WEB)
     old = d.wait_state("web", "running")["pid"]
     wait_for(lambda: f" {old} " in open(d.sock + ".state").read(), what="the record")
     os.kill(d.p.pid, signal.SIGKILL)
     d.p.wait()
+    return d, old
+
+
+def test_daemon_killed_outside_a_namespace_leaves_its_services_running(procs, tmp_path):
+    """Not PID 1: the services outlive a SIGKILLed daemon (each in its own session,
+    re-parented to init or the nearest subreaper) and keep running unsupervised; a
+    new daemon replaces the stale socket and, from the state record the killed one
+    left, adopts them instead of starting its own copies (test_continuity.py);
+    its shutdown stops them."""
+    d, old = crashed_with_web(procs, tmp_path)
     try:
         assert alive(old) and ppid_of(old) != d.p.pid
         assert os.getpgid(old) == old  # its own group: one killpg ends it
@@ -638,18 +648,7 @@ def test_a_survivor_that_cannot_be_adopted_is_not_run_twice(procs, tmp_path):
     (before: a second copy started beside the first): it says so in its log and in the
     service's status, leaves the old process alone, and a start once the user has ended
     it runs the service again."""
-    d = Daemon(procs, tmp_path, """
-[evmon]
-cgroup = no
-
-[service:web]
-command = HELPER pause
-start_secs = 0
-""")
-    old = d.wait_state("web", "running")["pid"]
-    wait_for(lambda: f" {old} " in open(d.sock + ".state").read(), what="the record")
-    os.kill(d.p.pid, signal.SIGKILL)
-    d.p.wait()
+    d, old = crashed_with_web(procs, tmp_path)
     try:
         d.wrap = [HELPER, "nosys", "434", "exec"]
         d.start()
@@ -675,14 +674,7 @@ def test_a_reexec_without_pidfd_open_keeps_its_services(procs, tmp_path):
     """Where pidfd_open is refused (seccomp: ENOSYS) a reaping daemon (cgroup = no)
     gives its children the pidfds of their clones, not pidfds opened on demand, so a
     re-exec still hands each service over with its pidfd and adopts it."""
-    d = Daemon(procs, tmp_path, """
-[evmon]
-cgroup = no
-
-[service:web]
-command = HELPER pause
-start_secs = 0
-""", wrap=[HELPER, "nosys", "434", "exec"])
+    d = Daemon(procs, tmp_path, WEB, wrap=[HELPER, "nosys", "434", "exec"])
     old = d.wait_state("web", "running")["pid"]
     r = d.ctl("reexec")
     assert r.returncode == 0, r
