@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -242,7 +243,7 @@ int evm__reap_init(struct evm_loop *loop)
 	 * (evm_proc_pidfd: a re-exec hands them over with it); where that call
 	 * is refused (a seccomp sandbox, valgrind) they keep the clone's.
 	 */
-	int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	int fd = pidfd_open(getpid(), 0);
 	if (fd >= 0)
 		close(fd);
 	else
