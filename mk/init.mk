@@ -101,5 +101,5 @@ init-soak: all
 integration: $(INIT_STATIC) $(INIT_DYNAMIC)
 
 runtime-test: all $(INIT_STATIC)
-	@bash scripts/deps.sh runc busybox-static tini podman
+	@bash scripts/deps.sh runc crun busybox-static tini podman
 	$(TEST_ENV) exec tests/isolate.sh $(PYTEST) $(PYTEST_ARGS) tests/integration/test_runtimes.py
