@@ -11,6 +11,11 @@
  *       S1: the bare shape of an evented monitor: clone3 as above, the pidfd
  *       in an epoll set, and on readiness waitid(P_PIDFD) and close. Not one
  *       of the three reference loops: it shows what the design itself costs.
+ *   raw_bench clone3-nowait spawn CHILD RUNS INFLIGHT
+ *       issue 17's item 2, explored: clone3-epoll without CLONE_VFORK, so the
+ *       loop does not wait for each child's exec (and could not learn its
+ *       error). Not a reference either: an upper bound for such a design
+ *       (docs/BENCHMARKS.md, "Where the time goes"). x86-64 only.
  *   raw_bench pidfd storm|latency ...
  *       S3/S4: children started with vfork, one pidfd each (pidfd_open of an
  *       unreaped child is race-free), one epoll set; on readiness:
@@ -20,6 +25,7 @@
  */
 #include "common.h"
 
+#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -99,9 +105,82 @@ static pid_t spawn_clone3(int *pidfd)
 #endif
 }
 
+/*
+ * clone3-nowait: CLONE_VM without CLONE_VFORK, so the loop goes on while the
+ * child execs. The child runs on a stack of its own from a pool; the kernel
+ * clears its slot's word at the child's exec (its mm released) or exit
+ * (CLONE_CHILD_CLEARTID), and the slot is free again. The child shares our
+ * memory and thread pointer while it runs: it calls nothing that writes
+ * errno, only execve and exit as raw system calls.
+ */
+#if CLONE3_VM
+static int nowait_child(void *arg)
+{
+	(void)arg;
+	long r;
+	__asm__ volatile("syscall" : "=a"(r)
+			 : "0"((long)SYS_execve), "D"(child_argv[0]), "S"(child_argv), "d"(environ)
+			 : "rcx", "r11", "memory");
+	__asm__ volatile("syscall" : : "a"((long)SYS_exit), "D"(127L) : "rcx", "r11", "memory");
+	__builtin_unreachable();
+}
+
+#define NOWAIT_STACK (16 * 1024)
+static struct slot {
+	int tid; /* nonzero while its child may run on the stack */
+	char *stack;
+} *slots;
+static int nslots, slot_next;
+
+static void nowait_init(long inflight)
+{
+	nslots = (int)(inflight < 500 ? inflight * 2 + 8 : 1008); /* a child per slot at most */
+	slots = calloc((size_t)nslots, sizeof(*slots));
+	if (!slots)
+		die("memory");
+	for (int i = 0; i < nslots; i++) {
+		slots[i].stack = mmap(NULL, NOWAIT_STACK, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+		if (slots[i].stack == MAP_FAILED)
+			die("mmap");
+	}
+}
+
+static pid_t spawn_nowait(int *pidfd)
+{
+	for (;;) {
+		for (int k = 0; k < nslots; k++) {
+			struct slot *sl = &slots[(slot_next + k) % nslots];
+			if (__atomic_load_n(&sl->tid, __ATOMIC_ACQUIRE))
+				continue;
+			slot_next = (slot_next + k + 1) % nslots;
+			sl->tid = 1;
+			struct clone3_args a = {0};
+			a.flags = CLONE_PIDFD | CLONE_VM | CLONE_CHILD_CLEARTID;
+			a.pidfd = (uint64_t)(uintptr_t)pidfd;
+			a.child_tid = (uint64_t)(uintptr_t)&sl->tid;
+			a.exit_signal = SIGCHLD;
+			a.stack = (uint64_t)(uintptr_t)sl->stack;
+			a.stack_size = NOWAIT_STACK;
+			long pid = raw_clone3(&a, sizeof(a), nowait_child, NULL);
+			if (pid < 0) {
+				sl->tid = 0;
+				errno = (int)-pid;
+				return -1;
+			}
+			return (pid_t)pid;
+		}
+		/* every slot's child is still before its exec: wait for the next one */
+		int v = __atomic_load_n(&slots[slot_next].tid, __ATOMIC_ACQUIRE);
+		if (v)
+			syscall(SYS_futex, &slots[slot_next].tid, FUTEX_WAIT, v, NULL, NULL, 0);
+	}
+}
+#endif
+
 /* ------------------------------------------------------------------- spawn */
 
-enum method { M_POSIX_SPAWN, M_VFORK, M_CLONE3, M_CLONE3_EPOLL };
+enum method { M_POSIX_SPAWN, M_VFORK, M_CLONE3, M_CLONE3_EPOLL, M_CLONE3_NOWAIT };
 static int epfd;
 static int *pidfd_of; /* indexed by pid */
 
@@ -127,13 +206,18 @@ static pid_t spawn_one(enum method m)
 			die("vfork");
 		return pid;
 	case M_CLONE3:
-	case M_CLONE3_EPOLL: {
+	case M_CLONE3_EPOLL:
+	case M_CLONE3_NOWAIT: {
 		int fd = -1;
+#if CLONE3_VM
+		pid = m == M_CLONE3_NOWAIT ? spawn_nowait(&fd) : spawn_clone3(&fd);
+#else
 		pid = spawn_clone3(&fd);
+#endif
 		if (pid < 0)
 			die("clone3");
 		pidfd_of[pid] = fd;
-		if (m == M_CLONE3_EPOLL) {
+		if (m != M_CLONE3) {
 			struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
 			if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 				die("epoll_ctl");
@@ -147,7 +231,7 @@ static pid_t spawn_one(enum method m)
 /* Returns how many children were reaped. */
 static long reap_some(enum method m)
 {
-	if (m == M_CLONE3_EPOLL) {
+	if (m == M_CLONE3_EPOLL || m == M_CLONE3_NOWAIT) {
 		struct epoll_event evs[256];
 		int n = epoll_wait(epfd, evs, 256, -1);
 		if (n < 0 && errno != EINTR)
@@ -406,6 +490,12 @@ int main(int argc, char **argv)
 			m = M_CLONE3;
 		else if (strcmp(method, "clone3-epoll") == 0)
 			m = M_CLONE3_EPOLL;
+#if CLONE3_VM
+		else if (strcmp(method, "clone3-nowait") == 0) {
+			m = M_CLONE3_NOWAIT;
+			nowait_init(atol(argv[5]));
+		}
+#endif
 		else
 			usage(argv[0]);
 		if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
