@@ -178,11 +178,11 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	}
 	p->cb = o->on_exit;
 	p->data = o->data;
-	p->flags |= EVM__P_ADOPTED;
+	p->kind |= EVM__K_ADOPTED;
 	if (f.ppid != self)
-		p->flags |= EVM__P_FOREIGN;
+		p->kind |= EVM__K_FOREIGN;
 	if (f.pgid == o->pid)
-		p->flags |= EVM__P_GROUP;
+		p->kind |= EVM__K_GROUP;
 	p->adopt_sid = f.sid;
 	set_start(p, f.start);
 	/* ours now; one kept across an exec came without FD_CLOEXEC */
@@ -191,7 +191,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	evm__proc_attach(p, o->pid, pidfd);
 	if (p->pidfd < 0) {
 		/* no epoll slot: a foreign process cannot be watched through SIGCHLD */
-		if (p->flags & EVM__P_FOREIGN)
+		if (p->kind & EVM__K_FOREIGN)
 			evm__warn(loop, -ENOMEM, "pid %d: adopted, but its exit cannot be watched",
 				  (int)o->pid);
 	}
@@ -202,7 +202,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 
 bool evm_proc_adopted(const struct evm_proc *p)
 {
-	return p && (p->flags & EVM__P_ADOPTED);
+	return p && (p->kind & EVM__K_ADOPTED);
 }
 
 int evm_proc_pidfd(const struct evm_proc *cp)
@@ -217,8 +217,8 @@ int evm_proc_pidfd(const struct evm_proc *cp)
 	 * would free it takes this lock first (sets gone). The loop closes it
 	 * with the proc's other state; it is not in epoll (SIGCHLD reaps).
 	 */
-	if (p->pidfd < 0 && !p->gone && p->pid > 0 && (p->flags & EVM__P_NOPIDFD) &&
-	    !(p->flags & EVM__P_FOREIGN))
+	if (p->pidfd < 0 && !p->gone && p->pid > 0 && (p->kind & EVM__K_NOPIDFD) &&
+	    !(p->kind & EVM__K_FOREIGN))
 		p->pidfd = evm__above_stdio(pidfd_open(p->pid, 0));
 	int fd = p->gone || p->pidfd < 0 ? -EBADF : p->pidfd; /* written after gone only */
 	pthread_mutex_unlock(&evm__sig_mu);

@@ -180,14 +180,23 @@ EVM_HIDDEN int evm__timer_add_spawn(struct evm_loop *loop, uint64_t delay_ms, ev
 
 /* ------------------------------------------------------------- processes */
 
+/* struct evm_proc's flags: the loop thread's alone, changed while the proc is out */
 enum {
 	EVM__P_EXITED = 1u << 0,   /* reaped and reported */
-	EVM__P_NOPIDFD = 1u << 1,  /* tracked by SIGCHLD + waitid(P_PID), not a pidfd in epoll */
-	EVM__P_GROUP = 1u << 2,	   /* leads its own process group */
-	EVM__P_FIRED = 1u << 3,	   /* its one-shot pidfd event came: epoll has disarmed it */
-	EVM__P_TERMED = 1u << 4,   /* sent SIGTERM by evm_shutdown */
-	EVM__P_ADOPTED = 1u << 5,  /* evm_proc_adopt: not spawned by this loop */
-	EVM__P_FOREIGN = 1u << 6,  /* adopted and not our child: someone else reaps it */
+	EVM__P_FIRED = 1u << 1,	   /* its one-shot pidfd event came: epoll has disarmed it */
+	EVM__P_TERMED = 1u << 2,   /* sent SIGTERM by evm_shutdown */
+};
+
+/*
+ * struct evm_proc's kind: set before the proc is handed out, never changed
+ * after, so any thread may read it (evm_proc_signal_group, evm_proc_pidfd);
+ * a word of its own, because the loop thread writes flags meanwhile.
+ */
+enum {
+	EVM__K_NOPIDFD = 1u << 0,  /* tracked by SIGCHLD + waitid(P_PID), not a pidfd in epoll */
+	EVM__K_GROUP = 1u << 1,	   /* leads its own process group */
+	EVM__K_ADOPTED = 1u << 2,  /* evm_proc_adopt: not spawned by this loop */
+	EVM__K_FOREIGN = 1u << 3,  /* adopted and not our child: someone else reaps it */
 };
 
 struct evm__route;
@@ -209,8 +218,8 @@ struct evm_proc {
 	struct evm__watch w; /* pidfd readable */
 	struct evm_loop *loop;
 	pid_t pid;
-	int pidfd; /* -1 with EVM__P_NOPIDFD or after the exit */
-	unsigned flags;
+	int pidfd; /* -1 with EVM__K_NOPIDFD or after the exit */
+	unsigned flags; /* EVM__P_*: the loop thread's */
 	atomic_uint refs;  /* any thread */
 	int status;	   /* wait status, kept even when exit is not allocated */
 	pid_t adopt_sid;   /* adopted: the session it was in then (evm__sv_note_session) */
@@ -218,6 +227,7 @@ struct evm_proc {
 	atomic_bool done;  /* any thread: exit record is final */
 	bool gone;	   /* under evm__sig_mu: reaped, its pid may be reused */
 	bool timed_out;	   /* its timeout_ms fired */
+	uint8_t kind;	   /* EVM__K_*: fixed once handed out, any thread */
 	uint64_t start_mono;
 	int64_t start_real; /* ns since the epoch */
 	evm_exit_cb cb;

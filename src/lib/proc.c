@@ -65,10 +65,10 @@ void evm__proc_attach(struct evm_proc *p, pid_t pid, int pidfd)
 				  (int)pid);
 	}
 	if (p->pidfd < 0) {
-		p->flags |= EVM__P_NOPIDFD;
+		p->kind |= EVM__K_NOPIDFD;
 		loop->nnopidfd++;
 	}
-	if (evm__pidmap_put(&loop->pids, pid, p) < 0 && (p->flags & EVM__P_NOPIDFD))
+	if (evm__pidmap_put(&loop->pids, pid, p) < 0 && (p->kind & EVM__K_NOPIDFD))
 		evm__warn(loop, -ENOMEM, "pid %d: no memory to track it; its exit may be reported as an orphan", (int)pid);
 	p->next = loop->live;
 	if (p->next)
@@ -91,12 +91,12 @@ static void detach(struct evm_proc *p)
 		 * proc. After the one-shot event it is disarmed and the close is
 		 * enough; before it (reaped by a scan, or at teardown), DEL first.
 		 */
-		if (!(p->flags & (EVM__P_FIRED | EVM__P_NOPIDFD)))
+		if (!(p->flags & EVM__P_FIRED) && !(p->kind & EVM__K_NOPIDFD))
 			evm__epoll_del(loop, p->pidfd); /* a NOPIDFD one is evm_proc_pidfd's, never added */
 		close(p->pidfd);
 		p->pidfd = -1;
 	}
-	if (p->flags & EVM__P_NOPIDFD)
+	if (p->kind & EVM__K_NOPIDFD)
 		loop->nnopidfd--;
 	evm__pidmap_del(&loop->pids, p->pid);
 	if (p->prev)
@@ -150,7 +150,7 @@ static void proc_released(struct evm__release *r)
 /* the deadline's signal to the child, or to the group it leads */
 static void timeout_signal(struct evm_proc *p, int sig)
 {
-	if (p->flags & EVM__P_GROUP)
+	if (p->kind & EVM__K_GROUP)
 		evm_proc_signal_group(p, sig);
 	else
 		evm_proc_signal(p, sig);
@@ -199,7 +199,7 @@ void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusa
 		rec = &stackrec;
 	}
 	rec->pid = p->pid;
-	rec->adopted = p->flags & EVM__P_ADOPTED;
+	rec->adopted = p->kind & EVM__K_ADOPTED;
 	if (si) {
 		evm__fill_status(rec, si);
 	} else {
@@ -293,7 +293,7 @@ int evm_proc_signal(struct evm_proc *p, int sig)
 	/* no pidfd, or a sandbox (valgrind, old seccomp) without pidfd_send_signal:
 	 * the child is unreaped, so its pid cannot have been reused yet (not so
 	 * for an adopted process someone else reaps) */
-	if (r < 0 && errno == ENOSYS && !(p->flags & EVM__P_FOREIGN))
+	if (r < 0 && errno == ENOSYS && !(p->kind & EVM__K_FOREIGN))
 		r = kill(p->pid, sig);
 	int e = r < 0 ? -errno : 0;
 	pthread_mutex_unlock(&evm__sig_mu);
@@ -304,7 +304,7 @@ int evm_proc_signal_group(struct evm_proc *p, int sig)
 {
 	if (!p || sig < 0 || sig >= NSIG)
 		return -EINVAL;
-	if (!(p->flags & EVM__P_GROUP)) /* set before the proc is handed out, never changed */
+	if (!(p->kind & EVM__K_GROUP)) /* set before the proc is handed out, never changed */
 		return -EPERM;
 	pthread_mutex_lock(&evm__sig_mu);
 	/*
@@ -315,7 +315,7 @@ int evm_proc_signal_group(struct evm_proc *p, int sig)
 	 * a new group) between the check and killpg could be missed.
 	 */
 	int r = p->gone ? -ESRCH : 0;
-	if (r == 0 && (p->flags & EVM__P_FOREIGN)) {
+	if (r == 0 && (p->kind & EVM__K_FOREIGN)) {
 		if (p->pidfd < 0)
 			r = -ESRCH;
 		else if (pidfd_send_signal(p->pidfd, 0, NULL, 0) < 0 && errno != EPERM)

@@ -328,7 +328,7 @@ static void scan(struct evm_loop *loop)
 	for (struct evm_proc *p = loop->live, *next; p && loop->nnopidfd; p = next) {
 		next = p->next;
 		/* p's callbacks cannot reap next: the loop does not run inside them */
-		if (!(p->flags & EVM__P_NOPIDFD))
+		if (!(p->kind & EVM__K_NOPIDFD))
 			continue;
 		if (!reap_budget(loop))
 			break;
@@ -370,7 +370,7 @@ void evm__reap_sigchld(struct evm_loop *loop, struct evm__watch *w, uint32_t eve
 			struct evm_proc *p = evm__pidmap_get(&loop->pids, (pid_t)fi[i].ssi_pid);
 			if (!p) {
 				now = true; /* an orphan, or a child reaped earlier */
-			} else if (p->flags & EVM__P_NOPIDFD) {
+			} else if (p->kind & EVM__K_NOPIDFD) {
 				if (reap_budget(loop))
 					loop->call_reaps += reap_one_pid(p);
 				later = true;
@@ -426,7 +426,7 @@ void evm__reap_kill_sync(struct evm_proc *p)
 {
 	siginfo_t si;
 	struct rusage ru;
-	if (p->flags & EVM__P_FOREIGN) {
+	if (p->kind & EVM__K_FOREIGN) {
 		evm__adopt_kill_sync(p);
 		return;
 	}

@@ -312,7 +312,7 @@ static void proc_attach(struct evm_loop *loop, struct evm_proc *p, const struct 
 	p->data = o->data;
 	if ((o->flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) ||
 	    ((o->flags & EVM_SPAWN_SETPGID) && o->pgid == 0))
-		p->flags |= EVM__P_GROUP;
+		p->kind |= EVM__K_GROUP;
 	if (pidfd >= 0)
 		loop->high_fd = pidfd;
 	evm__proc_attach(p, pid, pidfd);

@@ -113,7 +113,7 @@ int evm__sv_take_main(struct evm_service *s, pid_t pid)
 	p->owner = s;
 	s->proc = p;
 	s->main_leads = p->adopt_sid == pid		? MAIN_LEADS_SESSION
-			: p->flags & EVM__P_GROUP	? MAIN_LEADS_GROUP
+			: p->kind & EVM__K_GROUP	? MAIN_LEADS_GROUP
 							: MAIN_LEADS_NOTHING;
 	if (old) {
 		/* it runs on as any process of the service; its exit is no longer the service's */

@@ -176,7 +176,7 @@ void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *ow
 	}
 	evm_timer_cancel(s->timer);
 	evm_timer_cancel(s->reload_timer); /* a reload ends with the process */
-	s->exit_group = (p->flags & EVM__P_GROUP) != 0;
+	s->exit_group = (p->kind & EVM__K_GROUP) != 0;
 	s->proc = NULL;
 	evm_proc_unref(p);
 	s->has_exit = true;

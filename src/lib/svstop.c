@@ -60,7 +60,7 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 	bool leads = adopted ? p->adopt_sid == p->pid
 			     : (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) != 0;
 	s->main_leads = leads			  ? MAIN_LEADS_SESSION
-			: p->flags & EVM__P_GROUP ? MAIN_LEADS_GROUP
+			: p->kind & EVM__K_GROUP ? MAIN_LEADS_GROUP
 						  : MAIN_LEADS_NOTHING;
 	s->sid = 0;
 	if (s->cg || s->kill_mode != EVM_KILL_TREE)

@@ -5,8 +5,9 @@
  * threads around the exit, and evm_loop_stop called from another thread
  * all the while (the loop thread runs the loop again each time it stops);
  * the same on a reaper loop, whose children have no pidfd until a worker
- * asks evm_proc_pidfd for one, racing their exits; and a loop handed to a
- * new thread while its creator spawns at once.
+ * asks evm_proc_pidfd for one, racing their exits; on an owned loop with
+ * group leaders a worker signals the group as the loop reaps the leader;
+ * and a loop handed to a new thread while its creator spawns at once.
  * Every exit code must come back to the thread that asked for it.
  */
 #include "tsan.h"
@@ -23,7 +24,7 @@ struct shared {
 	atomic_bool done;
 	atomic_uint stops;
 	atomic_uint failures;
-	bool poke; /* evm_proc_pidfd and a signal 0 from the worker, racing the exit */
+	enum { POKE_NONE, POKE_PIDFD, POKE_GROUP } poke; /* from the worker, racing the exit */
 	/* a proc handed from a worker to the dropper thread, which unrefs it */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -87,6 +88,8 @@ static void *worker(void *arg)
 		snprintf(code, sizeof(code), "%d", want);
 		char *argv[] = {t_helper, "exit", code, NULL};
 		struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+		if (s->poke == POKE_GROUP)
+			o.flags = EVM_SPAWN_SETPGID; /* pgid 0: a group of its own, led by the child */
 		struct evm_exit e = {0};
 		struct evm_proc *p = NULL;
 		int r;
@@ -107,11 +110,16 @@ static void *worker(void *arg)
 				continue;
 			}
 		}
-		if (s->poke) {
+		if (s->poke == POKE_PIDFD) {
 			int fd = evm_proc_pidfd(p); /* opened now on a reaper loop, maybe just as it exits */
 			r = evm_proc_signal(p, 0);
 			if ((fd < 0 && fd != -EBADF) || (r != 0 && r != -ESRCH))
 				note_failure(s, "evm_proc_pidfd / evm_proc_signal", w->id, i, fd < 0 ? fd : r, 0, 0);
+		} else if (s->poke == POKE_GROUP) {
+			/* reads what the proc is while the loop marks its pidfd event and exit */
+			r = evm_proc_signal_group(p, 0);
+			if (r != 0 && r != -ESRCH)
+				note_failure(s, "evm_proc_signal_group", w->id, i, r, 0, 0);
 		}
 		evm_proc_ref(p); /* one for the dropper, one for us */
 		pthread_mutex_lock(&s->lock);
@@ -126,7 +134,7 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void run_threads(void **state, bool poke)
+static void run_threads(void **state, int poke)
 {
 	static struct shared s;
 	memset(&s, 0, sizeof(s));
@@ -163,7 +171,12 @@ static void run_threads(void **state, bool poke)
 
 static void test_threads(void **state)
 {
-	run_threads(state, false);
+	run_threads(state, POKE_NONE);
+}
+
+static void test_threads_group(void **state)
+{
+	run_threads(state, POKE_GROUP);
 }
 
 static int reaper_setup(void **state)
@@ -173,7 +186,7 @@ static int reaper_setup(void **state)
 
 static void test_threads_reaper(void **state)
 {
-	run_threads(state, true);
+	run_threads(state, POKE_PIDFD);
 }
 
 /*
@@ -222,6 +235,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_threads, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_threads_reaper, reaper_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_threads_group, t_setup, t_teardown),
 		cmocka_unit_test(test_handoff),
 	};
 	int failed = 0;
