@@ -45,7 +45,7 @@ all: $(REPLAY_BINS)
 
 # ------------------------------------------------------------ libFuzzer build
 
-$(FUZZ_BUILD)/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_STAMP)
+$(FUZZ_BUILD)/lib/%.o: src/lib/%.c include/evmon.h $(wildcard src/lib/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -DEVM_BUILDING_LIBRARY -c $< -o $@
 

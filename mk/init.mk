@@ -39,7 +39,7 @@ INIT_COMPAT := evmon tini dumb-init
 static: $(INIT_STATIC)
 	@size=$$(stat -c %s $(INIT_STATIC)); echo "$(INIT_STATIC): static, stripped, $$size bytes"
 
-$(INIT_STATIC_DIR)/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_STAMP)
+$(INIT_STATIC_DIR)/lib/%.o: src/lib/%.c include/evmon.h $(wildcard src/lib/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(INIT_STATIC_CFLAGS) -DEVM_BUILDING_LIBRARY -c $< -o $@
 

@@ -50,7 +50,7 @@ VALGRIND_FLAGS := --tool=memcheck --leak-check=full --errors-for-leak-kinds=defi
 
 .PHONY: tsan-test tsan-build soak reliability-test valgrind-test
 
-$(TSAN_BUILD)/lib/%.o: src/lib/%.c include/evmon.h src/lib/internal.h | $(DEPS_STAMP)
+$(TSAN_BUILD)/lib/%.o: src/lib/%.c include/evmon.h $(wildcard src/lib/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(TSAN_CC) $(CPPFLAGS) $(TSAN_CFLAGS) -DEVM_BUILDING_LIBRARY -c $< -o $@
 

@@ -6,6 +6,9 @@
  * the exec or _exit. So only async-signal-safe calls: no malloc, no stdio,
  * no locks, nothing that touches shared state except the request's err and
  * stage fields, through which an exec failure travels back synchronously.
+ * Every system call is a raw one (rawsys.h): we run on the caller's thread
+ * pointer, so libc's wrappers would write the caller's errno, and with
+ * EVM_SPAWN_NOWAIT the caller runs on meanwhile.
  *
  * Order matters: dispositions are reset before signals are unblocked (or a
  * handler of the parent would run on this stack); credentials are dropped
@@ -13,6 +16,7 @@
  * PR_SET_PDEATHSIG (which a credential change clears).
  */
 #include "internal.h"
+#include "rawsys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,17 +39,20 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-EVM_CHILD_CODE static void fail(struct evm__spawn_req *r, int stage)
+/* ret: a failed raw system call's -errno */
+EVM_CHILD_CODE static void fail(struct evm__spawn_req *r, int stage, long ret)
 {
-	r->err = errno ? errno : EIO;
+	r->err = ret < 0 && ret > -4096 ? (int)-ret : EIO;
 	r->stage = stage;
 	if (r->errfd >= 0) {
 		/* where the clone did not share our memory (valgrind runs it as a fork) */
 		int msg[2] = {r->err, stage};
-		ssize_t w = write(r->errfd, msg, sizeof(msg));
-		(void)w;
+		evm__raw3(SYS_write, r->errfd, msg, sizeof(msg));
 	}
-	_exit(127);
+	/* err and stage visible before the kernel clears the tid word at our exit (nowait.c) */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	evm__raw1(SYS_exit_group, 127);
+	__builtin_unreachable();
 }
 
 /* "-1000".."1000" into /proc/self/oom_score_adj, the digits by hand (no stdio here) */
@@ -62,10 +69,13 @@ EVM_CHILD_CODE static void oom_score_adj(struct evm__spawn_req *r)
 		buf[n++] = '-';
 	while (k)
 		buf[n++] = digits[--k];
-	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, buf, (size_t)n) != n)
-		fail(r, EVM_STAGE_OOM_SCORE_ADJ);
-	close(fd);
+	long fd = evm__raw4(SYS_openat, AT_FDCWD, "/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		fail(r, EVM_STAGE_OOM_SCORE_ADJ, fd);
+	long w = evm__raw3(SYS_write, fd, buf, n);
+	if (w != n)
+		fail(r, EVM_STAGE_OOM_SCORE_ADJ, w < 0 ? w : -EIO);
+	evm__raw1(SYS_close, fd);
 }
 
 EVM_CHILD_CODE static size_t slen(const char *s)
@@ -76,14 +86,12 @@ EVM_CHILD_CODE static size_t slen(const char *s)
 	return n;
 }
 
-/* execve of dir (dlen bytes; empty: the current directory) + "/" + file, built in buf */
-EVM_CHILD_CODE static void exec_in(struct evm__spawn_req *r, char *buf, size_t cap, const char *dir,
+/* execve of dir (dlen bytes; empty: the current directory) + "/" + file, built in buf: -errno */
+EVM_CHILD_CODE static long exec_in(struct evm__spawn_req *r, char *buf, size_t cap, const char *dir,
 				   size_t dlen, size_t flen)
 {
-	if (dlen + 1 + flen + 1 > cap) {
-		errno = ENAMETOOLONG;
-		return;
-	}
+	if (dlen + 1 + flen + 1 > cap)
+		return -ENAMETOOLONG;
 	size_t k = 0;
 	if (dlen == 0)
 		buf[k++] = '.'; /* an empty PATH element is the current directory */
@@ -92,34 +100,30 @@ EVM_CHILD_CODE static void exec_in(struct evm__spawn_req *r, char *buf, size_t c
 	buf[k++] = '/';
 	for (size_t i = 0; i <= flen; i++)
 		buf[k++] = r->file[i];
-	execve(buf, r->argv, r->envp);
+	return evm__raw3(SYS_execve, buf, r->argv, r->envp);
 }
 
 /* a candidate too long for exec_search's buffer: rare, so its PATH_MAX stays off the usual stack */
-EVM_CHILD_CODE static void exec_long(struct evm__spawn_req *r, const char *dir, size_t dlen, size_t flen)
+EVM_CHILD_CODE static long exec_long(struct evm__spawn_req *r, const char *dir, size_t dlen, size_t flen)
 {
 	char buf[PATH_MAX];
-	exec_in(r, buf, sizeof(buf), dir, dlen, flen);
+	return exec_in(r, buf, sizeof(buf), dir, dlen, flen);
 }
 
 /*
- * execvpe without malloc, and without its ENOEXEC fallback to /bin/sh.
+ * execvpe without malloc, and without its ENOEXEC fallback to /bin/sh:
+ * returns only when it failed, with -errno.
  * Candidates are built in a small buffer: the child's stack pages count in
  * the caller's memory (it runs in the caller's), and one page does usually.
  */
-EVM_CHILD_CODE static void exec_search(struct evm__spawn_req *r)
+EVM_CHILD_CODE static long exec_search(struct evm__spawn_req *r)
 {
 	const char *file = r->file;
-	for (const char *c = file; *c; c++) {
-		if (*c == '/') {
-			execve(file, r->argv, r->envp);
-			return;
-		}
-	}
-	if (!r->path || !*file) {
-		execve(file, r->argv, r->envp);
-		return;
-	}
+	for (const char *c = file; *c; c++)
+		if (*c == '/')
+			return evm__raw3(SYS_execve, file, r->argv, r->envp);
+	if (!r->path || !*file)
+		return evm__raw3(SYS_execve, file, r->argv, r->envp);
 	char buf[256];
 	size_t flen = slen(file);
 	bool eacces = false;
@@ -128,11 +132,9 @@ EVM_CHILD_CODE static void exec_search(struct evm__spawn_req *r)
 		while (*end && *end != ':')
 			end++;
 		size_t dlen = (size_t)(end - p);
-		if (dlen + 1 + flen + 1 <= sizeof(buf))
-			exec_in(r, buf, sizeof(buf), p, dlen, flen);
-		else
-			exec_long(r, p, dlen, flen);
-		switch (errno) {
+		long e = dlen + 1 + flen + 1 <= sizeof(buf) ? exec_in(r, buf, sizeof(buf), p, dlen, flen)
+							    : exec_long(r, p, dlen, flen);
+		switch (-e) {
 		case EACCES:
 			eacces = true;
 			break;
@@ -144,13 +146,13 @@ EVM_CHILD_CODE static void exec_search(struct evm__spawn_req *r)
 		case ENAMETOOLONG:
 			break;
 		default:
-			return; /* found but not runnable (ENOEXEC, E2BIG, ...) */
+			return e; /* found but not runnable (ENOEXEC, E2BIG, ...) */
 		}
 		if (!*end)
 			break;
 		p = end + 1;
 	}
-	errno = eacces ? EACCES : ENOENT;
+	return eacces ? -EACCES : -ENOENT;
 }
 
 EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
@@ -159,9 +161,10 @@ EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
 	/* a source sitting on another slot would be clobbered by that slot's dup2 */
 	for (int i = 0; i < 3; i++) {
 		if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i) {
-			fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-			if (fds[i] < 0)
-				fail(r, EVM_STAGE_STDIO);
+			long up = evm__raw3(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, 3);
+			if (up < 0)
+				fail(r, EVM_STAGE_STDIO, up);
+			fds[i] = (int)up;
 		}
 	}
 	for (int i = 0; i < 3; i++) {
@@ -171,23 +174,21 @@ EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
 			 * close-on-exec (as the spawn helper, which sends it, does).
 			 * The flag is per fd table, so ours keeps it.
 			 */
-			fcntl(i, F_SETFD, 0);
+			evm__raw3(SYS_fcntl, i, F_SETFD, 0);
 			continue;
 		}
 		if (fds[i] == -2) {
-			close(i);
+			evm__raw1(SYS_close, i);
 			continue;
 		}
-		if (fds[i] == i) {
-			if (fcntl(i, F_SETFD, 0) < 0)
-				fail(r, EVM_STAGE_STDIO);
-		} else if (dup2(fds[i], i) < 0) {
-			fail(r, EVM_STAGE_STDIO);
-		}
+		/* dup3, not dup2 (not on every architecture): the two differ only when equal */
+		long e = fds[i] == i ? evm__raw3(SYS_fcntl, i, F_SETFD, 0) : evm__raw3(SYS_dup3, fds[i], i, 0);
+		if (e < 0)
+			fail(r, EVM_STAGE_STDIO, e);
 		/* most programs break on non-blocking stdio (shared with our caller) */
-		int fl = fcntl(i, F_GETFL);
+		long fl = evm__raw2(SYS_fcntl, i, F_GETFL);
 		if (fl >= 0 && (fl & O_NONBLOCK))
-			fcntl(i, F_SETFL, fl & ~O_NONBLOCK);
+			evm__raw3(SYS_fcntl, i, F_SETFL, fl & ~(long)O_NONBLOCK);
 	}
 }
 
@@ -204,16 +205,24 @@ EVM_CHILD_CODE static void setup_extra(struct evm__spawn_req *r)
 	for (size_t i = 0; i < r->nextra; i++)
 		if (r->extra[i].target >= top)
 			top = r->extra[i].target + 1;
-	if (r->errfd >= 0 && r->errfd < top)
-		r->errfd = fcntl(r->errfd, F_DUPFD_CLOEXEC, top); /* -1: errors still go through memory */
+	if (r->errfd >= 0 && r->errfd < top) {
+		long up = evm__raw3(SYS_fcntl, r->errfd, F_DUPFD_CLOEXEC, top);
+		r->errfd = up < 0 ? -1 : (int)up; /* -1: errors still go through memory */
+	}
 	/* the moved sources live on our stack: vfork-style, nothing may allocate */
 	int moved[r->nextra];
-	for (size_t i = 0; i < r->nextra; i++)
-		if ((moved[i] = fcntl(r->extra[i].fd, F_DUPFD_CLOEXEC, top)) < 0)
-			fail(r, EVM_STAGE_STDIO);
-	for (size_t i = 0; i < r->nextra; i++)
-		if (dup2(moved[i], r->extra[i].target) < 0)
-			fail(r, EVM_STAGE_STDIO);
+	for (size_t i = 0; i < r->nextra; i++) {
+		long up = evm__raw3(SYS_fcntl, r->extra[i].fd, F_DUPFD_CLOEXEC, top);
+		if (up < 0)
+			fail(r, EVM_STAGE_STDIO, up);
+		moved[i] = (int)up;
+	}
+	/* dup3: a moved source (>= top) is never its target */
+	for (size_t i = 0; i < r->nextra; i++) {
+		long e = evm__raw3(SYS_dup3, moved[i], r->extra[i].target, 0);
+		if (e < 0)
+			fail(r, EVM_STAGE_STDIO, e);
+	}
 }
 
 /* close (or mark close-on-exec) every fd above 2 but the extra fds' targets */
@@ -221,8 +230,8 @@ EVM_CHILD_CODE static void close_range_from(unsigned lo, unsigned hi)
 {
 	if (lo > hi)
 		return;
-	if (syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) < 0)
-		syscall(SYS_close_range, lo, hi, 0U);
+	if (evm__raw3(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) < 0)
+		evm__raw3(SYS_close_range, lo, hi, 0U);
 }
 
 EVM_CHILD_CODE static void close_above_stdio(struct evm__spawn_req *r)
@@ -253,7 +262,7 @@ EVM_CHILD_CODE static void close_above_stdio(struct evm__spawn_req *r)
 EVM_CHILD_CODE void evm__sig_default(int sig)
 {
 	static const unsigned long zero[8];
-	syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)(_NSIG - 1) / 8);
+	evm__raw4(SYS_rt_sigaction, sig, zero, NULL, (size_t)(_NSIG - 1) / 8);
 }
 
 /* decimal digits up to the line's end; false if none, too many or the line is cut */
@@ -369,17 +378,17 @@ EVM_CHILD_CODE static void reset_signals(struct evm__spawn_req *r, bool *blocked
 	char buf[2048]; /* SigCgt is about 1,000 bytes in */
 	struct evm__status st = {0};
 	bool known = false;
-	/* raw syscalls: a sanitizer's open/read/close interceptors take locks another thread may hold */
+	/* raw syscalls also because a sanitizer's open/read/close interceptors take locks */
 	if (r->parent_statusfd >= 0) {
-		ssize_t n = syscall(SYS_pread64, r->parent_statusfd, buf, sizeof(buf), 0);
+		long n = evm__raw4(SYS_pread64, r->parent_statusfd, buf, sizeof(buf), 0);
 		known = n > 0 && evm__status_parse(buf, (size_t)n, &st) && st.threads == 1 &&
 			st.tgid == (unsigned long)r->parent_pid;
 	}
 	if (!known) {
-		int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+		long fd = evm__raw4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
 		if (fd >= 0) {
-			ssize_t n = syscall(SYS_read, fd, buf, sizeof(buf));
-			syscall(SYS_close, fd); /* it may sit on 0-2, which setup_stdio hands on */
+			long n = evm__raw3(SYS_read, fd, buf, sizeof(buf));
+			evm__raw1(SYS_close, fd); /* it may sit on 0-2, which setup_stdio hands on */
 			known = n > 0 && evm__status_parse(buf, (size_t)n, &st);
 		}
 	}
@@ -400,19 +409,24 @@ EVM_CHILD_CODE static void enter_namespaces(struct evm__spawn_req *r)
 {
 	if (r->syncfd >= 0) {
 		char c;
-		ssize_t n;
-		close(r->syncfd_w); /* our copy of the parent's end: EOF must mean the parent's is closed */
-		while ((n = read(r->syncfd, &c, 1)) < 0 && errno == EINTR)
+		long n;
+		evm__raw1(SYS_close, r->syncfd_w); /* our copy of the parent's end: EOF must mean the parent's is closed */
+		while ((n = evm__raw3(SYS_read, r->syncfd, &c, 1)) == -EINTR)
 			;
 		if (n != 1)
-			_exit(127);
-		close(r->syncfd);
+			evm__raw1(SYS_exit_group, 127);
+		evm__raw1(SYS_close, r->syncfd);
 	}
-	for (size_t i = 0; i < r->nsetns; i++)
-		if (syscall(SYS_setns, r->setns_fds[i], 0) < 0)
-			fail(r, EVM_STAGE_SETNS);
-	if (r->hostname && sethostname(r->hostname, slen(r->hostname)) < 0)
-		fail(r, EVM_STAGE_HOSTNAME);
+	for (size_t i = 0; i < r->nsetns; i++) {
+		long e = evm__raw2(SYS_setns, r->setns_fds[i], 0);
+		if (e < 0)
+			fail(r, EVM_STAGE_SETNS, e);
+	}
+	if (r->hostname) {
+		long e = evm__raw2(SYS_sethostname, r->hostname, slen(r->hostname));
+		if (e < 0)
+			fail(r, EVM_STAGE_HOSTNAME, e);
+	}
 }
 
 /*
@@ -422,60 +436,79 @@ EVM_CHILD_CODE static void enter_namespaces(struct evm__spawn_req *r)
  */
 EVM_CHILD_CODE static void move_to_cgroup(struct evm__spawn_req *r)
 {
-	int fd = openat(r->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "0", 1) != 1)
-		fail(r, EVM_STAGE_CGROUP);
-	close(fd);
+	long fd = evm__raw4(SYS_openat, r->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		fail(r, EVM_STAGE_CGROUP, fd);
+	long w = evm__raw3(SYS_write, fd, "0", 1);
+	if (w != 1)
+		fail(r, EVM_STAGE_CGROUP, w < 0 ? w : -EIO);
+	evm__raw1(SYS_close, fd);
 }
 
 EVM_CHILD_CODE static void set_session(struct evm__spawn_req *r)
 {
-	if (r->flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) {
-		if (setsid() < 0)
-			fail(r, EVM_STAGE_SESSION);
-	} else if (r->flags & EVM_SPAWN_SETPGID) {
-		if (setpgid(0, r->pgid) < 0)
-			fail(r, EVM_STAGE_SESSION);
-	}
+	long e = 0;
+	if (r->flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY))
+		e = evm__raw0(SYS_setsid);
+	else if (r->flags & EVM_SPAWN_SETPGID)
+		e = evm__raw2(SYS_setpgid, 0, r->pgid);
+	if (e < 0)
+		fail(r, EVM_STAGE_SESSION, e);
+}
+
+/* setrlimit: -errno */
+EVM_CHILD_CODE static long set_rlimit(int resource, const struct rlimit *l)
+{
+#if EVM_RAWSYS
+	/* prlimit64's two 64-bit words are struct rlimit on these (64-bit) architectures */
+	_Static_assert(sizeof(struct rlimit) == 16, "struct rlimit is not prlimit64's");
+	return evm__raw4(SYS_prlimit64, 0, resource, l, NULL);
+#else
+	return setrlimit((__rlimit_resource_t)resource, l) < 0 ? -errno : 0;
+#endif
 }
 
 /* rlimits, nice, oom_score_adj, umask: before the credentials change, as
  * lowering the first three takes privilege we may drop */
 EVM_CHILD_CODE static void set_limits(struct evm__spawn_req *r)
 {
-	if (r->restore_nofile)
-		setrlimit(RLIMIT_NOFILE, &r->nofile); /* best effort: lowering cannot fail */
-	for (size_t i = 0; i < r->nrlimits; i++)
-		if (setrlimit((__rlimit_resource_t)r->rlimits[i].resource, &r->rlimits[i].limit) < 0)
-			fail(r, EVM_STAGE_RLIMIT);
-	if ((r->flags & EVM_SPAWN_NICE) && setpriority(PRIO_PROCESS, 0, r->nice) < 0)
-		fail(r, EVM_STAGE_NICE);
+	if (r->restore_nofile) /* best effort: lowering cannot fail */
+		set_rlimit(RLIMIT_NOFILE, &r->nofile);
+	for (size_t i = 0; i < r->nrlimits; i++) {
+		long e = set_rlimit(r->rlimits[i].resource, &r->rlimits[i].limit);
+		if (e < 0)
+			fail(r, EVM_STAGE_RLIMIT, e);
+	}
+	if (r->flags & EVM_SPAWN_NICE) {
+		long e = evm__raw3(SYS_setpriority, PRIO_PROCESS, 0, r->nice);
+		if (e < 0)
+			fail(r, EVM_STAGE_NICE, e);
+	}
 	if (r->flags & EVM_SPAWN_OOM_SCORE_ADJ)
 		oom_score_adj(r);
 	if (r->flags & EVM_SPAWN_UMASK)
-		umask(r->umask);
+		evm__raw1(SYS_umask, r->umask);
 }
 
 /*
- * Raw syscalls: glibc's set*id wrappers signal every thread of the process
- * so they all change credentials, which must not happen from a child
- * sharing the parent's memory.
+ * Raw syscalls here above all: glibc's set*id wrappers signal every thread
+ * of the process so they all change credentials, which must not happen
+ * from a child sharing the parent's memory.
  */
 EVM_CHILD_CODE static void set_credentials(struct evm__spawn_req *r)
 {
-	if (r->flags & EVM_SPAWN_SETGROUPS) {
-		if (syscall(SYS_setgroups, r->ngroups, r->groups) < 0)
-			fail(r, EVM_STAGE_GROUPS);
-	} else if ((r->flags & (EVM_SPAWN_SETUID | EVM_SPAWN_SETGID)) && geteuid() == 0 &&
-		   !r->setgroups_denied) {
-		/* dropping privileges must not keep root's supplementary groups */
-		if (syscall(SYS_setgroups, 0, NULL) < 0)
-			fail(r, EVM_STAGE_GROUPS);
-	}
-	if ((r->flags & EVM_SPAWN_SETGID) && syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0)
-		fail(r, EVM_STAGE_GID);
-	if ((r->flags & EVM_SPAWN_SETUID) && syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0)
-		fail(r, EVM_STAGE_UID);
+	long e = 0;
+	if (r->flags & EVM_SPAWN_SETGROUPS)
+		e = evm__raw2(SYS_setgroups, r->ngroups, r->groups);
+	else if ((r->flags & (EVM_SPAWN_SETUID | EVM_SPAWN_SETGID)) && evm__raw0(SYS_geteuid) == 0 &&
+		 !r->setgroups_denied)
+		e = evm__raw2(SYS_setgroups, 0, NULL); /* dropping privileges must not keep root's groups */
+	if (e < 0)
+		fail(r, EVM_STAGE_GROUPS, e);
+	if ((r->flags & EVM_SPAWN_SETGID) && (e = evm__raw3(SYS_setresgid, r->gid, r->gid, r->gid)) < 0)
+		fail(r, EVM_STAGE_GID, e);
+	if ((r->flags & EVM_SPAWN_SETUID) && (e = evm__raw3(SYS_setresuid, r->uid, r->uid, r->uid)) < 0)
+		fail(r, EVM_STAGE_UID, e);
 }
 
 /* only now is our pid known: no snprintf here, digits by hand */
@@ -483,7 +516,7 @@ EVM_CHILD_CODE static void write_listen_pid(struct evm__spawn_req *r)
 {
 	char digits[16];
 	int n = 0;
-	for (unsigned v = (unsigned)getpid(); v || !n; v /= 10)
+	for (unsigned v = (unsigned)evm__raw0(SYS_getpid); v || !n; v /= 10)
 		digits[n++] = (char)('0' + v % 10);
 	for (int i = 0; i < n; i++)
 		r->listen_pid[i] = digits[n - 1 - i];
@@ -492,11 +525,12 @@ EVM_CHILD_CODE static void write_listen_pid(struct evm__spawn_req *r)
 
 EVM_CHILD_CODE static void set_pdeath(struct evm__spawn_req *r)
 {
-	if (prctl(PR_SET_PDEATHSIG, r->pdeath_signal, 0, 0, 0) < 0)
-		fail(r, EVM_STAGE_PDEATHSIG);
+	long e = evm__raw2(SYS_prctl, PR_SET_PDEATHSIG, r->pdeath_signal);
+	if (e < 0)
+		fail(r, EVM_STAGE_PDEATHSIG, e);
 	/* in a new PID namespace our parent is outside it: getppid() is 0 */
-	if (!(r->ns & CLONE_NEWPID) && getppid() != r->parent_pid)
-		kill(getpid(), r->pdeath_signal); /* the parent is already gone */
+	if (!(r->ns & CLONE_NEWPID) && evm__raw0(SYS_getppid) != r->parent_pid)
+		evm__raw2(SYS_kill, evm__raw0(SYS_getpid), r->pdeath_signal); /* the parent is already gone */
 }
 
 /*
@@ -511,11 +545,11 @@ EVM_CHILD_CODE static void set_pdeath(struct evm__spawn_req *r)
  */
 EVM_CHILD_CODE static void own_fd_table(struct evm__spawn_req *r)
 {
-	if (syscall(SYS_close_range, r->keep_fds, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
-	    syscall(SYS_unshare, CLONE_FILES) < 0)
-		fail(r, EVM_STAGE_FORK); /* touching none of its fds: the parent clones again with a copy */
+	long e = evm__raw3(SYS_close_range, r->keep_fds, ~0U, CLOSE_RANGE_UNSHARE);
+	if (e < 0 && (e = evm__raw1(SYS_unshare, CLONE_FILES)) < 0)
+		fail(r, EVM_STAGE_FORK, e); /* touching none of its fds: the parent clones again with a copy */
 	if (r->pidfd_at && *r->pidfd_at >= 0 && (unsigned)*r->pidfd_at < r->keep_fds)
-		syscall(SYS_close, *r->pidfd_at);
+		evm__raw1(SYS_close, *r->pidfd_at);
 }
 
 EVM_CHILD_CODE int evm__spawn_child(void *arg)
@@ -543,16 +577,17 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 
 	/* after the credentials change, so the new user's permissions apply;
 	 * from the helper: start from the loop's cwd, which may have changed since */
-	if (r->cwd_fd >= 0 && fchdir(r->cwd_fd) < 0)
-		fail(r, EVM_STAGE_CWD);
-	if (r->cwd && chdir(r->cwd) < 0)
-		fail(r, EVM_STAGE_CWD);
+	long e;
+	if (r->cwd_fd >= 0 && (e = evm__raw1(SYS_fchdir, r->cwd_fd)) < 0)
+		fail(r, EVM_STAGE_CWD, e);
+	if (r->cwd && (e = evm__raw1(SYS_chdir, r->cwd)) < 0)
+		fail(r, EVM_STAGE_CWD, e);
 
 	setup_stdio(r);
 	setup_extra(r);
 	/* after the fds are in place: ctty is a number in the child */
-	if ((r->flags & EVM_SPAWN_SETCTTY) && ioctl(r->ctty, TIOCSCTTY, 0) < 0)
-		fail(r, EVM_STAGE_CTTY);
+	if ((r->flags & EVM_SPAWN_SETCTTY) && (e = evm__raw3(SYS_ioctl, r->ctty, TIOCSCTTY, 0)) < 0)
+		fail(r, EVM_STAGE_CTTY, e);
 	/* every fd beyond stdio is closed by the exec, CLOEXEC or not, unless asked */
 	if (!(r->flags & EVM_SPAWN_INHERIT_FDS))
 		close_above_stdio(r);
@@ -561,13 +596,10 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	if (r->pdeath_signal) /* after the credentials change, which clears it */
 		set_pdeath(r);
 	if (blocked) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		static const unsigned long none[8]; /* every signal, glibc's own included */
+		evm__raw4(SYS_rt_sigprocmask, SIG_SETMASK, none, NULL, (size_t)(_NSIG - 1) / 8);
 	}
 
-	errno = 0;
-	exec_search(r);
-	fail(r, EVM_STAGE_EXEC);
+	fail(r, EVM_STAGE_EXEC, exec_search(r));
 	return 127;
 }

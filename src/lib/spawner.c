@@ -24,6 +24,7 @@
  * the helper.
  */
 #include "internal.h"
+#include "rawsys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,31 +66,10 @@ struct evm__spawner {
 #define NO_SSP
 #endif
 
-/* A system call that never touches errno: -errno on failure. */
+/* A system call that never touches errno: -errno on failure (rawsys.h). */
 EVM_CHILD_CODE NO_SSP static long raw(long n, long a, long b, long c, long d, long e)
 {
-#if defined(__x86_64__)
-	long ret;
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
-			 : "rcx", "r11", "memory");
-	return ret;
-#else
-	register long x8 __asm__("x8") = n;
-	register long x0 __asm__("x0") = a;
-	register long x1 __asm__("x1") = b;
-	register long x2 __asm__("x2") = c;
-	register long x3 __asm__("x3") = d;
-	register long x4 __asm__("x4") = e;
-	__asm__ volatile("svc #0"
-			 : "+r"(x0)
-			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4)
-			 : "memory");
-	return x0;
-#endif
+	return evm__raw(n, a, b, c, d, e, 0);
 }
 
 /* ------------------------------------------------------------- the helper */
