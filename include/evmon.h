@@ -326,6 +326,22 @@ enum {
 	 * TIOCSCTTY after the fds are in place. Implies EVM_SPAWN_SETSID.
 	 */
 	EVM_SPAWN_SETCTTY = 1u << 13,
+	/*
+	 * Do not wait for the child's exec: evm_spawn returns once the child
+	 * exists, and the loop goes on while the child sets itself up and
+	 * execs (by default the calling thread sleeps through both: one child
+	 * at a time). A failure of the child between its clone and its exec
+	 * (the exec's ENOENT, a chdir, a credential change, ...) is then not
+	 * evm_spawn's return value: the child exits with status 127, and
+	 * evm_proc_spawn_error says why once its exit is reported. Where the
+	 * library cannot do without the wait (through the spawn helper, with
+	 * namespaces or EVM_SPAWN_CGROUP, without clone3, on an architecture
+	 * other than x86-64 and aarch64, under valgrind), it waits as without
+	 * the flag and returns such a failure as usual: handle both. Argument
+	 * arrays, strings and fds may be released when the call returns (the
+	 * child has its own copies).
+	 */
+	EVM_SPAWN_NOWAIT = 1u << 14,
 };
 
 /* Where a failed spawn failed (see struct evm_spawn_error). */
@@ -494,7 +510,8 @@ struct evm_spawn_opts {
  * Start a process. Returns 0 and, if out is not NULL, a new reference to the
  * process in *out (release it with evm_proc_unref). Exec failures are
  * reported here, synchronously, as -errno (ENOENT, EACCES, ...), never as an
- * exit 127; opts->error tells the stage. EVM_STDIO_PIPE requires out.
+ * exit 127; opts->error tells the stage (but see EVM_SPAWN_NOWAIT).
+ * EVM_STDIO_PIPE requires out.
  *
  * Any thread. The loop thread is the one that created the loop until another
  * thread runs it (evm_loop_run/run_once), then the last one that ran it. From
@@ -545,6 +562,16 @@ struct evm_exit {
 };
 
 /*
+ * A child started with EVM_SPAWN_NOWAIT that failed between its clone and
+ * its exec (it exited with status 127): -errno of that failure, and *err
+ * (if not NULL) its stage and errno, as evm_spawn would have returned them.
+ * 0 for any other process, one that exec'd, and before its exit is
+ * reported (on_exit, handlers, after evm_proc_wait). Valid while the proc
+ * is; any thread once the exit is reported.
+ */
+EVM_API int evm_proc_spawn_error(const struct evm_proc *proc, struct evm_spawn_error *err);
+
+/*
  * A shell-like exit code for an exit record: code, or 128+signal. -1 for an
  * unknown status.
  */
@@ -572,9 +599,9 @@ struct evm_run_result {
  * For simple callers (Go's cmd.Output/CombinedOutput, Python's
  * subprocess.run): run one command on a private loop and wait for it.
  * stdout and stderr left at EVM_STDIO_INHERIT are captured (capture_max
- * each); on_exit and handler are ignored. Returns 0 with the exit record
- * and the output in *res (evm_run_result_free it), or the spawn's -errno
- * (opts->error says the stage). Any thread; blocks.
+ * each); on_exit, handler and EVM_SPAWN_NOWAIT are ignored. Returns 0 with
+ * the exit record and the output in *res (evm_run_result_free it), or the
+ * spawn's -errno (opts->error says the stage). Any thread; blocks.
  */
 EVM_API int evm_run(const struct evm_spawn_opts *opts, struct evm_run_result *res);
 EVM_API void evm_run_result_free(struct evm_run_result *res);
@@ -636,7 +663,9 @@ EVM_API int evm_proc_wait(struct evm_proc *proc, struct evm_exit *out, int timeo
 /*
  * fork+exec+waitpid through the loop: spawn, wait for the exit, fill *out.
  * Any thread but the loop's; the loop thread must be running the loop.
- * -EDEADLK where evm_proc_wait would return it (nothing is spawned).
+ * -EDEADLK where evm_proc_wait would return it (nothing is spawned). A
+ * failure before the exec is returned as -errno (opts->error: the stage),
+ * with EVM_SPAWN_NOWAIT too.
  */
 EVM_API int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 			   struct evm_exit *out);

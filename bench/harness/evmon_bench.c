@@ -19,7 +19,8 @@
  * library itself, so the runner measures each path with the same binary.
  * EVMON_BENCH_CGROUP=PATH (a cgroup v2 directory) spawns every child into
  * that cgroup (evm_spawn_opts.cgroup_fd: clone3 CLONE_INTO_CGROUP), for the
- * cost of placing children in a cgroup at birth (S11).
+ * cost of placing children in a cgroup at birth (S11). EVMON_BENCH_NOWAIT=1
+ * spawns with EVM_SPAWN_NOWAIT (the loop does not wait for each exec).
  */
 #include "common.h"
 
@@ -348,6 +349,9 @@ int main(int argc, char **argv)
 	}
 	child_argv[0] = argv[2];
 	sopts.argv = child_argv;
+	const char *nowait = getenv("EVMON_BENCH_NOWAIT");
+	if (nowait && *nowait)
+		sopts.flags |= EVM_SPAWN_NOWAIT;
 	const char *cgpath = getenv("EVMON_BENCH_CGROUP");
 	struct evm_cgroup *cg = NULL;
 	if (cgpath && *cgpath) {

@@ -162,6 +162,7 @@ int evm_run(const struct evm_spawn_opts *opts, struct evm_run_result *res)
 			o.stdio[i].mode = EVM_STDIO_CAPTURE;
 	o.on_exit = NULL;
 	o.handler = NULL;
+	o.flags &= ~(unsigned)EVM_SPAWN_NOWAIT; /* its failures are this call's to return */
 	struct evm_loop *loop;
 	int r = evm_loop_new(&loop, NULL);
 	if (r < 0)

@@ -197,6 +197,7 @@ enum {
 	EVM__K_GROUP = 1u << 1,	   /* leads its own process group */
 	EVM__K_ADOPTED = 1u << 2,  /* evm_proc_adopt: not spawned by this loop */
 	EVM__K_FOREIGN = 1u << 3,  /* adopted and not our child: someone else reaps it */
+	EVM__K_NOWAIT = 1u << 4,   /* EVM_SPAWN_NOWAIT: its slot is read back at its exit (nowait.c) */
 };
 
 struct evm__route;
@@ -211,6 +212,8 @@ struct evm__proc_more {
 	struct evm_timer *deadline;
 	uint64_t timeout_kill_ms;
 	int timeout_signal;
+	/* EVM_SPAWN_NOWAIT: why the child failed before its exec (evm_proc_spawn_error) */
+	int spawn_err, spawn_stage;
 };
 
 /* Ordered by size, no holes: 176 bytes on 64-bit (a 192-byte malloc chunk). */
@@ -364,6 +367,7 @@ struct evm__spawn_req {
 	unsigned keep_fds;
 	const volatile int *pidfd_at;
 	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
+	int nowait_slot;  /* EVM_SPAWN_NOWAIT carried out: the child's slot (nowait.c), else -1 */
 	/* namespaces (ns.c): CLONE_NEW* for the clone, then joins, host name, ctty */
 	unsigned ns;
 	const struct evm_id_map *uid_map, *gid_map;
@@ -389,6 +393,20 @@ struct evm__spawn_req {
 };
 
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
+/*
+ * nowait.c: EVM_SPAWN_NOWAIT. evm__nowait_clone: the pid (req->nowait_slot
+ * set), -errno of the clone, or 0 when this spawn must wait after all (the
+ * caller then takes the waiting path). evm__nowait_bind gives the slot its
+ * proc; evm__nowait_exited reads the slot back before the proc's exit is
+ * reported.
+ */
+EVM_HIDDEN pid_t evm__nowait_clone(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
+				   bool want_pidfd);
+EVM_HIDDEN void evm__nowait_bind(struct evm_loop *loop, int slot, struct evm_proc *p);
+EVM_HIDDEN void evm__nowait_exited(struct evm_loop *loop, struct evm_proc *p);
+EVM_HIDDEN void evm__nowait_free(struct evm_loop *loop);
+EVM_HIDDEN bool evm__nowait_supported(void);			  /* tests: the flag is carried out */
+EVM_HIDDEN bool evm__nowait_idle(const struct evm_loop *loop); /* tests: every slot read back */
 EVM_HIDDEN void evm__sig_default(int sig);  /* SIG_DFL, glibc's own signals included */
 /* what a child reads of /proc/PID/status to reset its signal state */
 struct evm__status {
@@ -672,6 +690,8 @@ struct evm_loop {
 	int high_fd;	    /* the last pidfd number: how big our fd table is */
 	char *stack;	    /* child stack for direct spawns */
 	size_t stack_size;
+	struct evm__nowait **nowait; /* EVM_SPAWN_NOWAIT's slots (nowait.c), nnowait of them */
+	unsigned nnowait;
 	pid_t pid;	    /* getpid() at creation */
 	int devnull;	    /* /dev/null, opened on first use */
 	int statusfd;	    /* /proc/self/status, for the SigIgn mask */

@@ -317,6 +317,7 @@ void evm_loop_free(struct evm_loop *loop)
 	while (loop->live)
 		evm__reap_kill_sync(loop->live);
 	evm__exit_barrier();
+	evm__nowait_free(loop); /* every child that ran on its stacks is reaped now */
 	evm__spawner_stop(loop);
 	evm__reap_fini(loop);
 	evm__io_free_all(loop);

@@ -191,6 +191,8 @@ void evm__proc_exited(struct evm_proc *p, const siginfo_t *si, const struct rusa
 		evm_timer_cancel(p->more->deadline);
 	detach(p);
 	evm__capture_drain(p); /* before the callbacks, which may read it */
+	if (p->kind & EVM__K_NOWAIT)
+		evm__nowait_exited(loop, p); /* why it failed before its exec, if it did */
 	p->flags |= EVM__P_EXITED;
 
 	struct evm_exit stackrec, *rec = calloc(1, sizeof(*rec));

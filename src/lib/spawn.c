@@ -52,7 +52,7 @@ static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_S
 				    EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS | EVM_SPAWN_UMASK |
 				    EVM_SPAWN_NO_PATH | EVM_SPAWN_KEEP_NOFILE | EVM_SPAWN_INHERIT_FDS |
 				    EVM_SPAWN_LISTEN_PID | EVM_SPAWN_CGROUP | EVM_SPAWN_NICE |
-				    EVM_SPAWN_OOM_SCORE_ADJ | EVM_SPAWN_SETCTTY;
+				    EVM_SPAWN_OOM_SCORE_ADJ | EVM_SPAWN_SETCTTY | EVM_SPAWN_NOWAIT;
 
 static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 {
@@ -222,6 +222,7 @@ static void req_init(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		.cwd_fd = -1,
 		.errfd = -1,
 		.parent_statusfd = -1,
+		.nowait_slot = -1,
 	};
 	req->restore_nofile = loop->nofile_raised && !(o->flags & EVM_SPAWN_KEEP_NOFILE);
 	for (size_t i = 0; i < o->nrlimits; i++)
@@ -392,6 +393,8 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		goto fail;
 	}
 	proc_attach(loop, p, o, pid, pidfd, ours, theirs);
+	if (req.nowait_slot >= 0)
+		evm__nowait_bind(loop, req.nowait_slot, p);
 	err->stage = EVM_STAGE_NONE;
 
 	struct evm_event ev = {.type = EVM_EV_SPAWN,

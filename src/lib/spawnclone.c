@@ -371,7 +371,10 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 		int e;
 		/* a user namespace's child waits for its maps: clone() without CLONE_VFORK */
 		if (!loop->no_clone3 && !plain_clone && !(req->ns & CLONE_NEWUSER)) {
-			pid = clone_vfork3(loop, req, pidfd, want_pidfd, &plain_clone);
+			/* EVM_SPAWN_NOWAIT where it can be (nowait.c), else the waiting clone */
+			pid = evm__nowait_clone(loop, req, pidfd, want_pidfd);
+			if (pid == 0)
+				pid = clone_vfork3(loop, req, pidfd, want_pidfd, &plain_clone);
 			if (pid == 0)
 				continue;
 			e = pid < 0 ? -pid : 0;

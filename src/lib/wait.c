@@ -122,6 +122,13 @@ int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts, str
 	if (r < 0)
 		return r;
 	r = evm_proc_wait(p, out, -1);
+	if (r == 0) {
+		/* EVM_SPAWN_NOWAIT: a failure before the exec is returned here all the same */
+		struct evm_spawn_error dummy, *err = opts->error ? opts->error : &dummy;
+		int e = evm_proc_spawn_error(p, err);
+		if (e < 0)
+			r = e;
+	}
 	evm_proc_unref(p);
 	return r;
 }
