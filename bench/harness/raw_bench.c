@@ -20,8 +20,11 @@
  *       S3/S4: children started with vfork, one pidfd each (pidfd_open of an
  *       unreaped child is race-free), one epoll set; on readiness:
  *       waitid(P_PIDFD) and close. Nothing else.
- *   raw_bench exectime RUNS CMD [ARG...]
+ *   raw_bench exectime RUNS CMD [ARG...] [:: CMD [ARG...]]...
  *       S5: posix_spawn+waitpid of CMD, RUNS times: mean/median/min wall time.
+ *       With several commands, one run of each in turn, RUNS rounds (drift on
+ *       the machine reaches them alike), and the figures of command K as
+ *       mean_us_K, median_us_K, min_us_K, failed_K (K from 0).
  */
 #include "common.h"
 
@@ -441,31 +444,56 @@ static int cmp_u64(const void *a, const void *b)
 
 static int cmd_exectime(long runs, char **cmd)
 {
-	uint64_t *t = calloc((size_t)runs, sizeof(*t)), sum = 0;
+	enum { MAXCMD = 16 };
+	char **cmds[MAXCMD] = {cmd};
+	int ncmd = 1;
+	for (char **a = cmd; *a; a++) {
+		if (strcmp(*a, "::") == 0) {
+			if (ncmd == MAXCMD)
+				die("exectime: too many commands");
+			*a = NULL;
+			cmds[ncmd++] = a + 1;
+		}
+	}
+	uint64_t *t = calloc((size_t)(runs * ncmd), sizeof(*t)), sum[MAXCMD] = {0};
+	int bad[MAXCMD] = {0};
+	if (!t || runs < 1)
+		die("exectime");
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	/* init programs chat on stderr when they are not PID 1: keep it quiet */
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	int bad = 0;
 	for (long i = 0; i < runs; i++) {
-		pid_t pid;
-		int st;
-		uint64_t t0 = now_ns();
-		int r = posix_spawn(&pid, cmd[0], &fa, NULL, cmd, environ);
-		if (r) {
-			errno = r;
-			die(cmd[0]);
+		for (int k = 0; k < ncmd; k++) {
+			pid_t pid;
+			int st;
+			uint64_t t0 = now_ns();
+			int r = posix_spawn(&pid, cmds[k][0], &fa, NULL, cmds[k], environ);
+			if (r) {
+				errno = r;
+				die(cmds[k][0]);
+			}
+			if (waitpid(pid, &st, 0) < 0)
+				die("waitpid");
+			uint64_t d = now_ns() - t0;
+			t[(size_t)k * (size_t)runs + (size_t)i] = d;
+			sum[k] += d;
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				bad[k]++;
 		}
-		if (waitpid(pid, &st, 0) < 0)
-			die("waitpid");
-		t[i] = now_ns() - t0;
-		sum += t[i];
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-			bad++;
 	}
-	qsort(t, (size_t)runs, sizeof(*t), cmp_u64);
-	printf("ok runs=%ld mean_us=%.2f median_us=%.2f min_us=%.2f failed=%d\n", runs,
-	       (double)sum / (double)runs / 1e3, (double)t[runs / 2] / 1e3, (double)t[0] / 1e3, bad);
+	printf("ok runs=%ld", runs);
+	for (int k = 0; k < ncmd; k++) {
+		uint64_t *tk = t + (size_t)k * (size_t)runs;
+		qsort(tk, (size_t)runs, sizeof(*tk), cmp_u64);
+		char suffix[8] = "";
+		if (ncmd > 1)
+			snprintf(suffix, sizeof(suffix), "_%d", k);
+		printf(" mean_us%s=%.2f median_us%s=%.2f min_us%s=%.2f failed%s=%d", suffix,
+		       (double)sum[k] / (double)runs / 1e3, suffix, (double)tk[runs / 2] / 1e3, suffix,
+		       (double)tk[0] / 1e3, suffix, bad[k]);
+	}
+	printf("\n");
 	return 0;
 }
 
