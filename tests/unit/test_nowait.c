@@ -4,10 +4,11 @@
  * evm_spawn returns once the child exists; a failure before its exec comes
  * with its exit (status 127, evm_proc_spawn_error). The child has its own
  * copy of everything the caller lent it (argv, environment, PATH, cwd,
- * rlimits, fds), starts with default signal dispositions and an empty mask,
- * and the slots it ran on are read back and reused. Where the library must
- * wait after all (the spawn helper; ThreadSanitizer builds; valgrind, which
- * has no clone3), the failure is returned by the call as without the flag.
+ * rlimits, fds; the pipes the library makes), starts with default signal
+ * dispositions and an empty mask, and the slots it ran on are read back and
+ * reused. Where the library must wait after all (the spawn helper;
+ * ThreadSanitizer builds; valgrind, which has no clone3), the failure is
+ * returned by the call as without the flag.
  */
 #include "evmtest.h"
 
@@ -170,6 +171,27 @@ static void test_caller_may_free_everything_at_once(void **state)
 		RUN_UNTIL(loop, x.n == 1, 10000);
 		assert_int_equal(x.rec.code, 0);
 		assert_string_equal(buf, "EVMON_A=alpha\n/tmp\nrlimit core 0 0\n[5] first\n[7] sec ond\n");
+		evm_proc_unref(p);
+	}
+}
+
+/* a pipe the library makes (EVM_STDIO_CAPTURE): its write end is closed here at once, the child's copy is its own */
+static void test_capture(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	for (int round = 0; round < 20; round++) {
+		struct t_exit x = {0};
+		struct evm_spawn_opts o = {.argv = HARGV("print", "out", "eprint", "err")};
+		o.stdio[1].mode = EVM_STDIO_CAPTURE;
+		o.stdio[2].mode = EVM_STDIO_CAPTURE;
+		struct evm_proc *p = spawn_nowait(loop, &o, &x);
+		RUN_UNTIL(loop, x.n == 1, 10000);
+		assert_int_equal(x.rec.code, 0);
+		size_t n;
+		const char *out = evm_proc_output(p, 1, &n, NULL);
+		assert_true(out && n == 4 && !memcmp(out, "out\n", 4));
+		out = evm_proc_output(p, 2, &n, NULL);
+		assert_true(out && n == 4 && !memcmp(out, "err\n", 4));
 		evm_proc_unref(p);
 	}
 }
@@ -369,6 +391,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exit_reported, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_failures_come_with_the_exit, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_caller_may_free_everything_at_once, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_capture, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_pid, t_setup, t_teardown),
 		cmocka_unit_test(test_signals_start_default),
 		cmocka_unit_test_setup_teardown(test_storm, t_setup, t_teardown),
