@@ -57,6 +57,20 @@ static void test_exit_reported(void **state)
 	assert_int_equal(evm_proc_spawn_error(NULL, NULL), 0);
 }
 
+/* the exit callback: the record, and what evm_proc_spawn_error says there */
+struct seen {
+	struct t_exit x;
+	int err;
+	struct evm_spawn_error why;
+};
+
+static void on_exit_seen(struct evm_proc *p, const struct evm_exit *e, void *data)
+{
+	struct seen *s = data;
+	t_on_exit(p, e, &s->x);
+	s->err = evm_proc_spawn_error(p, &s->why);
+}
+
 /* one spawn that fails before its exec: as the call's error, or with the exit */
 static void failure(struct evm_loop *loop, struct evm_spawn_opts *o, int want, enum evm_spawn_stage stage)
 {
@@ -64,9 +78,10 @@ static void failure(struct evm_loop *loop, struct evm_spawn_opts *o, int want, e
 	o->flags |= EVM_SPAWN_NOWAIT;
 	o->error = &err;
 	o->pdeath_signal = SIGKILL;
+	struct seen seen = {0};
 	struct t_exit x = {0};
-	o->on_exit = t_on_exit;
-	o->data = &x;
+	o->on_exit = on_exit_seen;
+	o->data = &seen;
 	struct evm_proc *p = NULL;
 	int r = evm_spawn(loop, o, &p);
 	if (!nowait_here(loop)) {
@@ -76,10 +91,14 @@ static void failure(struct evm_loop *loop, struct evm_spawn_opts *o, int want, e
 	}
 	assert_int_equal(r, 0);
 	assert_non_null(p);
-	/* not before its exit is reported */
+	/* not before its exit is reported; in its exit callback already */
 	assert_int_equal(evm_proc_spawn_error(p, NULL), 0);
-	RUN_UNTIL(loop, x.n == 1, 10000);
+	RUN_UNTIL(loop, seen.x.n == 1, 10000);
+	x = seen.x;
 	assert_int_equal(x.rec.code, 127);
+	assert_int_equal(seen.err, -want);
+	assert_int_equal(seen.why.error, want);
+	assert_int_equal(seen.why.stage, stage);
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(evm_proc_spawn_error(p, &err), -want);
 	assert_int_equal(err.error, want);
