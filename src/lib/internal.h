@@ -393,6 +393,8 @@ struct evm__spawn_req {
 };
 
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
+/* loop.c: a child's stack of size bytes (its lowest page a guard), to munmap; NULL if none */
+EVM_HIDDEN char *evm__stack_map(size_t size);
 /*
  * nowait.c: EVM_SPAWN_NOWAIT. evm__nowait_clone: the pid (req->nowait_slot
  * set), -errno of the clone, or 0 when this spawn must wait after all (the

@@ -113,13 +113,8 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 
 	/* the direct-spawn child runs on this stack while we wait (vfork) */
 	loop->stack_size = 256 * 1024;
-	loop->stack = mmap(NULL, loop->stack_size, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-	if (loop->stack == MAP_FAILED) {
-		loop->stack = NULL;
+	if (!(loop->stack = evm__stack_map(loop->stack_size)))
 		goto fail;
-	}
-	mprotect(loop->stack, 4096, PROT_NONE); /* guard page */
 
 	if ((r = evm__epoll_open(loop)) < 0)
 		goto fail;
@@ -293,6 +288,16 @@ void evm__warn(struct evm_loop *loop, int error, const char *fmt, ...)
 	va_end(ap);
 	struct evm_event ev = {.type = EVM_EV_WARNING, .error = error, .message = msg};
 	evm__emit(loop, &ev);
+}
+
+char *evm__stack_map(size_t size)
+{
+	char *s = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (s == MAP_FAILED)
+		return NULL;
+	mprotect(s, 4096, PROT_NONE); /* guard page */
+	return s;
 }
 
 void evm_loop_free(struct evm_loop *loop)

@@ -41,7 +41,6 @@
 #include <time.h>
 
 #define SLOTS 32
-#define GUARD 4096
 #define STACK (64 * 1024) /* the child's deepest path: a PATH_MAX name, 1,024 extra fds */
 
 /*
@@ -64,7 +63,7 @@ struct evm__nowait {
 	int tid;	       /* nonzero from before the clone until the kernel clears it */
 	bool busy;	       /* a child was started on it and the slot not read back yet */
 	struct evm_proc *proc; /* a reference, from evm__nowait_bind until read back */
-	char *map;	       /* a guard page, then the stack */
+	char *stack;	       /* STACK bytes, the lowest a guard page (evm__stack_map) */
 	char *arena;	       /* the copy's strings and arrays */
 	size_t arena_cap;
 	struct evm__spawn_req req;
@@ -102,13 +101,10 @@ static struct evm__nowait *slot_new(void)
 	struct evm__nowait *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->map = mmap(NULL, GUARD + STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-		      -1, 0);
-	if (s->map == MAP_FAILED) {
+	if (!(s->stack = evm__stack_map(STACK))) {
 		free(s);
 		return NULL;
 	}
-	mprotect(s->map, GUARD, PROT_NONE);
 	return s;
 }
 
@@ -251,7 +247,7 @@ pid_t evm__nowait_clone(struct evm_loop *loop, struct evm__spawn_req *req, int *
 		.pidfd = (uint64_t)(uintptr_t)pidfd,
 		.child_tid = (uint64_t)(uintptr_t)&s->tid,
 		.exit_signal = SIGCHLD,
-		.stack = (uint64_t)(uintptr_t)(s->map + GUARD),
+		.stack = (uint64_t)(uintptr_t)s->stack,
 		.stack_size = STACK,
 	};
 	pid_t pid = evm__clone3(&a, evm__spawn_child, &s->req);
@@ -294,7 +290,7 @@ void evm__nowait_free(struct evm_loop *loop)
 			continue; /* still on the stack: leave it be rather than pull it away */
 		if (s->busy)
 			read_back(loop, s);
-		munmap(s->map, GUARD + STACK);
+		munmap(s->stack, STACK);
 		free(s->arena);
 		free(s);
 	}
@@ -311,7 +307,7 @@ bool evm__nowait_supported(void)
 bool evm__nowait_idle(const struct evm_loop *loop)
 {
 	for (unsigned i = 0; i < loop->nnowait; i++)
-		if (loop->nowait[i]->busy || loop->nowait[i]->proc)
+		if (loop->nowait[i]->busy) /* a proc is held only while busy */
 			return false;
 	return true;
 }

@@ -25,13 +25,7 @@ static struct evm_proc *spawn_nowait(struct evm_loop *loop, struct evm_spawn_opt
 	o->flags |= EVM_SPAWN_NOWAIT;
 	o->on_exit = t_on_exit;
 	o->data = x;
-	if (!o->pdeath_signal)
-		o->pdeath_signal = SIGKILL;
-	struct evm_proc *p = NULL;
-	int r = evm_spawn(loop, o, &p);
-	if (r < 0)
-		fail_msg("evm_spawn %s: %s", o->argv[0], strerror(-r));
-	return p;
+	return t_spawn_opts(loop, o->argv, o);
 }
 
 static void test_exit_reported(void **state)
@@ -79,7 +73,6 @@ static void failure(struct evm_loop *loop, struct evm_spawn_opts *o, int want, e
 	o->error = &err;
 	o->pdeath_signal = SIGKILL;
 	struct seen seen = {0};
-	struct t_exit x = {0};
 	o->on_exit = on_exit_seen;
 	o->data = &seen;
 	struct evm_proc *p = NULL;
@@ -94,8 +87,7 @@ static void failure(struct evm_loop *loop, struct evm_spawn_opts *o, int want, e
 	/* not before its exit is reported; in its exit callback already */
 	assert_int_equal(evm_proc_spawn_error(p, NULL), 0);
 	RUN_UNTIL(loop, seen.x.n == 1, 10000);
-	x = seen.x;
-	assert_int_equal(x.rec.code, 127);
+	assert_int_equal(seen.x.rec.code, 127);
 	assert_int_equal(seen.err, -want);
 	assert_int_equal(seen.why.error, want);
 	assert_int_equal(seen.why.stage, stage);
