@@ -225,13 +225,49 @@ EVM_CHILD_CODE static void setup_extra(struct evm__spawn_req *r)
 	}
 }
 
-/* close (or mark close-on-exec) every fd above 2 but the extra fds' targets */
+/*
+ * How many fds our table has room for (FDSize of /proc/self/status): every
+ * open fd is below it. 0 if unknown.
+ */
+EVM_CHILD_CODE unsigned evm__fd_table_size(void)
+{
+	char buf[512]; /* FDSize is the 10th line or so */
+	long fd = evm__raw4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	long n = evm__raw3(SYS_read, fd, buf, sizeof(buf));
+	evm__raw1(SYS_close, fd);
+	for (long i = 0; i + 8 < n; i++) {
+		if ((i == 0 || buf[i - 1] == '\n') && buf[i] == 'F' && buf[i + 1] == 'D' && buf[i + 2] == 'S' &&
+		    buf[i + 3] == 'i' && buf[i + 4] == 'z' && buf[i + 5] == 'e' && buf[i + 6] == ':') {
+			unsigned v = 0;
+			for (i += 7; i < n && (buf[i] == ' ' || buf[i] == '\t'); i++)
+				;
+			for (; i < n && buf[i] >= '0' && buf[i] <= '9' && v < (1U << 30); i++)
+				v = v * 10 + (unsigned)(buf[i] - '0');
+			return v;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Mark close-on-exec every fd from lo to hi (the exec closes them; an error
+ * pipe among them stays usable until then). close_range; before Linux
+ * 5.11 (no CLOSE_RANGE_CLOEXEC) closed at once instead; before 5.9, or
+ * where a filter refuses close_range, one by one up to the table's end:
+ * else an fd the caller opened without O_CLOEXEC would reach the child.
+ */
 EVM_CHILD_CODE static void close_range_from(unsigned lo, unsigned hi)
 {
-	if (lo > hi)
+	if (lo > hi || evm__raw3(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) == 0 ||
+	    evm__raw3(SYS_close_range, lo, hi, 0U) == 0) /* 5.9, 5.10: closed at once */
 		return;
-	if (evm__raw3(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) < 0)
-		evm__raw3(SYS_close_range, lo, hi, 0U);
+	unsigned end = evm__fd_table_size();
+	if (end == 0)
+		end = 1U << 20; /* no /proc: the kernel's default ceiling of RLIMIT_NOFILE */
+	for (unsigned fd = lo; fd <= hi && fd < end; fd++)
+		evm__raw3(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
 }
 
 EVM_CHILD_CODE static void close_above_stdio(struct evm__spawn_req *r)

@@ -393,6 +393,7 @@ struct evm__spawn_req {
 };
 
 EVM_HIDDEN int evm__spawn_child(void *arg); /* the child's entry point */
+EVM_HIDDEN unsigned evm__fd_table_size(void); /* FDSize: every open fd is below it; 0 unknown */
 /* loop.c: a child's stack of size bytes (its lowest page a guard), to munmap; NULL if none */
 EVM_HIDDEN char *evm__stack_map(size_t size);
 /*

@@ -1,6 +1,8 @@
 /*
  * spawner.c - the spawn helper: a small process that clones our children
- * once our own fd table is large (see spawnclone.c for why).
+ * once our own fd table is large, where a child cannot share it and take
+ * only the fds it uses (see spawnclone.c for why), or when EVM_SPAWN_MODE
+ * is "helper".
  *
  * It is cloned from the loop thread with CLONE_VM but without CLONE_FILES:
  * it shares our memory (so it costs no copy of our heap, and reads a spawn
@@ -36,6 +38,7 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -52,6 +55,7 @@ struct evm__spawner {
 	bool peer_open; /* still open in our fd table */
 	char *hstack;	/* the helper's stack */
 	char *cstack;	/* the stack its children run on until exec */
+	unsigned close_to; /* without close_range, the helper closes fds one by one up to here */
 };
 
 #if defined(__x86_64__) || defined(__aarch64__)
@@ -111,8 +115,13 @@ EVM_CHILD_CODE NO_SSP static int helper_main(void *arg)
 	int s = 3;
 	if (sp->peer != s && raw(SYS_dup3, sp->peer, s, O_CLOEXEC, 0, 0) < 0)
 		raw(SYS_exit_group, 1, 0, 0, 0, 0);
-	raw(SYS_close_range, 0, 2, 0, 0, 0);
-	raw(SYS_close_range, 4, ~0U, 0, 0, 0);
+	/* every other fd of ours it got a copy of: before Linux 5.9 (or under a filter) one by one */
+	if (raw(SYS_close_range, 0, 2, 0, 0, 0) < 0)
+		for (long fd = 0; fd < 3; fd++)
+			raw(SYS_close, fd, 0, 0, 0, 0);
+	if (raw(SYS_close_range, 4, ~0U, 0, 0, 0) < 0)
+		for (long fd = 4; fd < (long)sp->close_to; fd++)
+			raw(SYS_close, fd, 0, 0, 0, 0);
 
 	for (;;) {
 		struct evm__spawn_req *req;
@@ -240,6 +249,13 @@ int evm__spawner_start(struct evm_loop *loop)
 	sp->peer_open = sp->peer >= 0;
 	if (sp->sock < 0 || sp->peer < 0)
 		goto fail_errno;
+	/* every open fd is below FDSize (and, unless the limit was lowered since, the limit) */
+	struct rlimit rl;
+	sp->close_to = evm__fd_table_size();
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > sp->close_to && rl.rlim_cur < (1U << 20))
+		sp->close_to = (unsigned)rl.rlim_cur;
+	if (sp->close_to == 0)
+		sp->close_to = 1U << 20;
 	/* no exit signal: our children inherit it via CLONE_PARENT until exec,
 	 * and the helper's own exit is seen through its pidfd */
 	sp->pid = clone(helper_main, sp->hstack + HELPER_STACK, CLONE_VM | CLONE_PIDFD, sp, &sp->pidfd);
