@@ -336,7 +336,9 @@ enum {
 	 * evm_proc_spawn_error says why once its exit is reported. Where the
 	 * library cannot do without the wait (through the spawn helper, with
 	 * namespaces or EVM_SPAWN_CGROUP, without clone3, on an architecture
-	 * other than x86-64 and aarch64, under valgrind), it waits as without
+	 * other than x86-64 and aarch64, under valgrind) or should not (with
+	 * hundreds of children, where the child's copy of the fd table would
+	 * cost more than the wait), it waits as without
 	 * the flag and returns such a failure as usual: handle both. Argument
 	 * arrays, strings and fds may be released when the call returns (the
 	 * child has its own copies).
@@ -526,12 +528,14 @@ struct evm_spawn_opts {
  * run for a child that exited at once; *out is valid either way (it holds a
  * reference), but data on_exit needs must be set up before the call.
  *
- * With many children, spawns go through a helper process created from a
- * snapshot of this one (see README): the child gets this process's current
- * environment, cwd, umask and RLIMIT_NOFILE, but other process attributes
- * (nice, CPU affinity, cgroup, other rlimits) as they were when the helper
- * started. So a process that moves itself to another cgroup should give
- * EVM_SPAWN_CGROUP (or move before its first spawn).
+ * Where the kernel cannot give a child a table of only the fds it uses
+ * (before Linux 5.9, or a seccomp filter refusing close_range and unshare),
+ * spawns go through a helper process created from a snapshot of this one
+ * once there are hundreds of children (see README): the child gets this
+ * process's current environment, cwd, umask and RLIMIT_NOFILE, but other
+ * process attributes (nice, CPU affinity, cgroup, other rlimits) as they
+ * were when the helper started. So a process that moves itself to another
+ * cgroup should give EVM_SPAWN_CGROUP (or move before its first spawn).
  */
 EVM_API int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 		      struct evm_proc **out);

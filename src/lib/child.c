@@ -582,8 +582,11 @@ EVM_CHILD_CODE static void set_pdeath(struct evm__spawn_req *r)
 EVM_CHILD_CODE static void own_fd_table(struct evm__spawn_req *r)
 {
 	long e = evm__raw3(SYS_close_range, r->keep_fds, ~0U, CLOSE_RANGE_UNSHARE);
-	if (e < 0 && (e = evm__raw1(SYS_unshare, CLONE_FILES)) < 0)
-		fail(r, EVM_STAGE_FORK, e); /* touching none of its fds: the parent clones again with a copy */
+	if (e < 0) {
+		if ((e = evm__raw1(SYS_unshare, CLONE_FILES)) < 0)
+			fail(r, EVM_STAGE_FORK, e); /* touching none of its fds: the parent clones again with a copy */
+		r->whole_table = 1; /* as costly as a clone's copy: the spawn helper pays off again */
+	}
 	if (r->pidfd_at && *r->pidfd_at >= 0 && (unsigned)*r->pidfd_at < r->keep_fds)
 		evm__raw1(SYS_close, *r->pidfd_at);
 }

@@ -382,6 +382,7 @@ struct evm__spawn_req {
 	volatile int started;
 	volatile int err;
 	volatile int stage;
+	volatile int whole_table; /* own_fd_table had to copy all of ours (unshare: before Linux 5.9) */
 	/*
 	 * Helper path, written by the kernel: the child's pid at clone
 	 * (CLONE_PARENT_SETTID), and in_mm, set by us, cleared when the child
@@ -476,6 +477,8 @@ EVM_HIDDEN pid_t evm__clone3(struct clone_args *args, int (*fn)(void *), void *a
 /* spawn helper ("spawner"): a small process that clones our children */
 struct evm__spawner;
 EVM_HIDDEN int evm__spawner_start(struct evm_loop *loop);
+/* does a clone's copy of our fd table cost more than a spawn helper's round trip? */
+EVM_HIDDEN bool evm__fd_table_big(const struct evm_loop *loop);
 EVM_HIDDEN void evm__spawner_stop(struct evm_loop *loop);
 /*
  * Returns pid > 0 and the child's pidfd in *pidfd (-1 if none could be
@@ -701,6 +704,7 @@ struct evm_loop {
 	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
 	bool no_share_files; /* a child could not take a table of its own (a seccomp filter) */
+	bool whole_tables;   /* a child took a copy of all of ours, not of the fds it uses */
 	bool no_helper;	    /* the spawn helper cannot work here (valgrind, old kernel) */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */
 	int pidfd_max;	    /* pidfds below this number leave the application its reserve */

@@ -225,8 +225,9 @@ static bool copy_req(struct evm__nowait *s, const struct evm__spawn_req *r)
 
 pid_t evm__nowait_clone(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd, bool want_pidfd)
 {
+	/* a big table: its copy at the clone would cost more than the wait (the waiting path shares it) */
 	if (!NOWAIT_OK || !(req->flags & EVM_SPAWN_NOWAIT) || req->ns || req->nsetns || req->hostname ||
-	    req->cgroup_fd >= 0)
+	    req->cgroup_fd >= 0 || evm__fd_table_big(loop))
 		return 0;
 	int i = slot_free(loop);
 	if (i < 0)

@@ -7,11 +7,15 @@
  * the child has exec'd or failed, so an exec error is returned here with its
  * errno (the child writes it into the request it shares with us).
  *
- * But clone copies the caller's whole fd table, which holds one pidfd per
- * child: with 10,000 children every spawn would copy 10,000 fds. Once our
- * table is large, spawns go through the spawn helper (spawner.c), a small
- * process with a tiny fd table that clones with CLONE_PARENT, so children
- * are still ours. Either way the cost of a spawn does not grow with N.
+ * But a clone copies the caller's whole fd table, which holds one pidfd per
+ * child: with 10,000 children every spawn would copy 10,000 fds. So the
+ * child shares ours (CLONE_FILES) and takes a table of its own with only
+ * the fds it uses (child.c's own_fd_table, close_range's UNSHARE). Where
+ * it cannot (before Linux 5.9 unshare copies the whole table; a filter may
+ * refuse both), spawns go through the spawn helper (spawner.c) once our
+ * table is large: a small process with a tiny fd table that clones with
+ * CLONE_PARENT, so children are still ours. Either way the cost of a spawn
+ * does not grow with N.
  *
  * If no fd is left for a pidfd even after raising RLIMIT_NOFILE to its hard
  * limit, the child is still started and watched through SIGCHLD (one
@@ -275,6 +279,8 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 	pid_t pid = evm__clone3(&a, evm__spawn_child, req);
 	req->keep_fds = 0; /* the child is past its exec: a retry through clone() shares nothing */
 	req->pidfd_at = NULL;
+	if (req->whole_table)
+		loop->whole_tables = true; /* use_helper: a big table costs every spawn here again */
 	if (share && pid > 0 && req->err && req->stage == EVM_STAGE_FORK) {
 		/*
 		 * Neither close_range nor unshare let it have a table of its own
@@ -472,6 +478,11 @@ static pid_t clone_helper(struct evm_loop *loop, struct evm__spawn_req *req, int
 	return pid;
 }
 
+bool evm__fd_table_big(const struct evm_loop *loop)
+{
+	return loop->nlive >= HELPER_LIVE_THRESHOLD || loop->high_fd >= HELPER_FD_THRESHOLD;
+}
+
 static bool use_helper(struct evm_loop *loop, const struct evm__spawn_req *req)
 {
 #ifdef EVM_NO_SPAWN_HELPER
@@ -485,8 +496,15 @@ static bool use_helper(struct evm_loop *loop, const struct evm__spawn_req *req)
 	case EVM__SPAWN_HELPER:
 		break;
 	case EVM__SPAWN_AUTO:
-		/* our table holds a pidfd per child, and maybe many fds of the caller's */
-		if (loop->nlive < HELPER_LIVE_THRESHOLD && loop->high_fd < HELPER_FD_THRESHOLD)
+		/*
+		 * Our table holds a pidfd per child, and maybe many fds of the
+		 * caller's; a direct child shares it and copies only the fds it
+		 * uses (clone_vfork3), whatever its size. Only where that
+		 * cannot be (a filter refusing close_range and unshare, or
+		 * before Linux 5.9 an unshare copying it all) does a big table
+		 * make the helper's round trip the cheaper way.
+		 */
+		if ((!loop->no_share_files && !loop->whole_tables) || !evm__fd_table_big(loop))
 			return false;
 		break;
 	}

@@ -231,10 +231,11 @@ static void test_many_exit_together(void **state)
 }
 
 /*
- * The storm, in the default mode, where spawns move to the helper once many
- * children are alive (HELPER_LIVE_THRESHOLD, 512): 600 children, and in
- * the scale group 10,000 (1,000 under ASan, where every child is an
- * instrumented, much heavier process).
+ * The storm, in the default mode, past HELPER_LIVE_THRESHOLD (512 live),
+ * where a loop that cannot share its fd table with a child moves to the
+ * spawn helper (this kernel shares: direct clones throughout): 600
+ * children, and in the scale group 10,000 (1,000 under ASan, where every
+ * child is an instrumented, much heavier process).
  */
 static void test_storm(void **state)
 {

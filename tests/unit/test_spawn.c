@@ -891,6 +891,88 @@ static void test_spawn_without_close_range_or_unshare(void **state)
 }
 
 /*
+ * Many children in the default mode: a direct child shares our fd table and
+ * copies only the fds it uses, so past HELPER_LIVE_THRESHOLD (512 live) the
+ * loop still clones directly and never starts the spawn helper, whose round
+ * trip would cost more (docs/BENCHMARKS.md, S10). Only where a child had to
+ * copy the whole table (unshare, close_range refused: a kernel before 5.9)
+ * does the helper take over past the threshold. An EVM_SPAWN_NOWAIT child
+ * copies our table at the clone, so past the threshold it is waited for.
+ */
+#define MANY 520
+static void many_children(void *arg)
+{
+	bool whole = arg != NULL;
+	if (whole) {
+		struct sock_filter f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 1, 0),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		};
+		struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+		CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+		CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
+	}
+	setenv("EVM_SPAWN_MODE", "auto", 1);
+	setenv("EVM_NO_PIDFD", "0", 1);
+	struct rlimit rl;
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	rl.rlim_cur = rl.rlim_max; /* a pidfd each */
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	int pp[2];
+	CHECK(pipe2(pp, O_CLOEXEC) == 0);
+	struct evm_proc **p = calloc(MANY + 1, sizeof(*p));
+	CHECK(p);
+	char *argv[] = {t_helper, "cat", NULL};
+	for (int i = 0; i <= MANY; i++) {
+		struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+		o.stdio[0] = (struct evm_stdio){EVM_STDIO_FD, pp[0]};
+		o.stdio[1] = o.stdio[2] = (struct evm_stdio){EVM_STDIO_NULL, -1};
+		if (i == 0 || i == MANY)
+			o.flags |= EVM_SPAWN_NOWAIT;
+		CHECK(evm_spawn(loop, &o, &p[i]) == 0);
+	}
+	bool nowait_first = p[0]->kind & EVM__K_NOWAIT, nowait_last = p[MANY]->kind & EVM__K_NOWAIT;
+	bool clone3 = !loop->no_clone3 && !loop->no_share_files, helper = !loop->no_helper;
+	bool whole_tables = loop->whole_tables, spawner = loop->spawner != NULL;
+	close(pp[0]);
+	close(pp[1]); /* EOF: every cat exits */
+	int left = MANY + 1;
+	while (left) {
+		evm_loop_run_once(loop, 1000);
+		left = 0;
+		for (int i = 0; i <= MANY; i++)
+			left += !evm_proc_exited(p[i]);
+	}
+	for (int i = 0; i <= MANY; i++) {
+		CHECK(evm_proc_exit_record(p[i])->code == 0);
+		evm_proc_unref(p[i]);
+	}
+	free(p);
+	evm_loop_free(loop);
+	if (!clone3)
+		return; /* valgrind or an old kernel: clone() copies tables, the helper's choice stands */
+	CHECK(whole_tables == whole);
+	CHECK(spawner == (whole && helper));
+	if (evm__nowait_supported() && !whole) {
+		CHECK(nowait_first);
+		CHECK(!nowait_last);
+	}
+}
+
+static void test_many_children_no_helper(void **state)
+{
+	(void)state;
+	if (strcmp(mode->name, "direct"))
+		T_SKIP("the default (auto) mode, run once");
+	t_forked(many_children, NULL);
+	t_forked(many_children, "whole");
+}
+
+/*
  * EVM_SPAWN_INHERIT_FDS: our fds without CLOEXEC reach the child, at their
  * numbers (also in helper mode: such spawns are direct); a CLOEXEC one and
  * every fd of the loop's (epoll, pidfds, signalfd, the helper's socket) do not.
@@ -1709,6 +1791,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_fd_table_not_copied, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_without_close_range_or_unshare, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_many_children_no_helper, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_closed_stdin_stays_closed, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_inherit_fds, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_pid, setup, t_teardown),
