@@ -348,8 +348,8 @@ def s2(d, t, charts, meta):
     th = med(d.by_rep("S2", "pause", 10000, "evmon", "threads").values())
     pr = med(d.by_rep("S2", "pause", 10000, "evmon", "procs").values())
     if th is not None:
-        t.add(th == pr, f"S2: evmon one thread per process at 10,000 children: {th:.0f} threads in "
-              f"{pr:.0f} processes (the loop + its single-threaded spawn helper)")
+        t.add(th == pr, f"S2: evmon one thread per process at 10,000 children: {th:.0f} thread(s) in "
+              f"{pr:.0f} process(es) (the loop, and a single-threaded spawn helper where one runs)")
     wk = d.by_rep("S2", "pause", 10000, "evmon", "wakeups")
     if wk:
         t.add(max(wk.values()) == 0, f"S2: evmon zero wakeups while idle at 10,000 children: "
@@ -701,8 +701,10 @@ def machine_section(meta):
              "supervisord, s6-svscan and runsvdir get generated service directories running "
              "`tiny p`. The workload child is `bench/children/tiny.c`, static, no libc. "
              "Every child inherits the monitor's stdio (no /dev/null opens), in every harness.",
-             "- evmon runs in its default spawn mode (auto: direct clone while the fd table is "
-             "small, then through the spawn helper); `evmon-direct` / `evmon-helper` force one "
+             "- evmon runs in its default spawn mode (auto: a direct clone, the child sharing the "
+             "fd table and copying only the fds it uses; the spawn helper past 512 children only "
+             "where a kernel cannot share it, before Linux 5.9; S2 and S10 rows before `3325cac` "
+             "moved to the helper past 512); `evmon-direct` / `evmon-helper` force one "
              "path (EVM_SPAWN_MODE), `evmon-nopidfd` forces the SIGCHLD path (EVM_NO_PIDFD=1); "
              "`evmon-reaper` (S1) runs its loop in reaper mode (EVM_LOOP_REAPER, a subreaper, as "
              "`evmon init` does), where fewer than 256 live children are watched through SIGCHLD "
