@@ -702,9 +702,10 @@ def machine_section(meta):
              "`tiny p`. The workload child is `bench/children/tiny.c`, static, no libc. "
              "Every child inherits the monitor's stdio (no /dev/null opens), in every harness.",
              "- evmon runs in its default spawn mode (auto: a direct clone, the child sharing the "
-             "fd table and copying only the fds it uses; the spawn helper past 512 children only "
-             "where a kernel cannot share it, before Linux 5.9; S2 and S10 rows before `3325cac` "
-             "moved to the helper past 512); `evmon-direct` / `evmon-helper` force one "
+             "fd table and copying the fds below the highest it uses; past 512 children the "
+             "spawn helper for a spawn that would copy more than 256 that way, or before Linux "
+             "5.9; S2 and S10 rows before `3325cac` moved to the helper past 512 children); "
+             "`evmon-direct` / `evmon-helper` force one "
              "path (EVM_SPAWN_MODE), `evmon-nopidfd` forces the SIGCHLD path (EVM_NO_PIDFD=1); "
              "`evmon-reaper` (S1) runs its loop in reaper mode (EVM_LOOP_REAPER, a subreaper, as "
              "`evmon init` does), where fewer than 256 live children are watched through SIGCHLD "

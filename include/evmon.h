@@ -528,10 +528,10 @@ struct evm_spawn_opts {
  * run for a child that exited at once; *out is valid either way (it holds a
  * reference), but data on_exit needs must be set up before the call.
  *
- * Where the kernel cannot give a child a table of only the fds it uses
- * (before Linux 5.9, or a seccomp filter refusing close_range and unshare),
- * spawns go through a helper process created from a snapshot of this one
- * once there are hundreds of children (see README): the child gets this
+ * Once there are hundreds of children, spawns that would copy hundreds of
+ * fds (one of theirs is a high-numbered fd; or, before Linux 5.9 or under a
+ * seccomp filter refusing close_range, every spawn) go through a helper
+ * process created from a snapshot of this one (see README): the child gets this
  * process's current environment, cwd, umask and RLIMIT_NOFILE, but other
  * process attributes (nice, CPU affinity, cgroup, other rlimits) as they
  * were when the helper started. So a process that moves itself to another

@@ -9,13 +9,14 @@
  *
  * But a clone copies the caller's whole fd table, which holds one pidfd per
  * child: with 10,000 children every spawn would copy 10,000 fds. So the
- * child shares ours (CLONE_FILES) and takes a table of its own with only
- * the fds it uses (child.c's own_fd_table, close_range's UNSHARE). Where
- * it cannot (before Linux 5.9 unshare copies the whole table; a filter may
- * refuse both), spawns go through the spawn helper (spawner.c) once our
- * table is large: a small process with a tiny fd table that clones with
- * CLONE_PARENT, so children are still ours. Either way the cost of a spawn
- * does not grow with N.
+ * child shares ours (CLONE_FILES) and takes a table of its own with the fds
+ * below the highest it uses (child.c's own_fd_table, close_range's
+ * UNSHARE). Once our table is large, a spawn that would copy hundreds that
+ * way (it uses a high-numbered fd), or any where the child cannot do that
+ * (before Linux 5.9 unshare copies the whole table; a filter may refuse
+ * both), goes through the spawn helper (spawner.c): a small process with a
+ * tiny fd table that clones with CLONE_PARENT, so children are still ours.
+ * Either way the cost of a spawn does not grow with N.
  *
  * If no fd is left for a pidfd even after raising RLIMIT_NOFILE to its hard
  * limit, the child is still started and watched through SIGCHLD (one
@@ -51,6 +52,9 @@
  * trip to the spawn helper (measured: bench/README.md). */
 #define HELPER_LIVE_THRESHOLD 512
 #define HELPER_FD_THRESHOLD 1024
+/* A direct child with fds below this to copy costs less than the round trip
+ * (a copy and the exec's close of each: ~0.1 us an fd here). */
+#define SHARE_KEEP_MAX 256
 
 /* Raise RLIMIT_NOFILE's soft limit to the hard limit, once. */
 static bool raise_nofile(struct evm_loop *loop)
@@ -498,13 +502,17 @@ static bool use_helper(struct evm_loop *loop, const struct evm__spawn_req *req)
 	case EVM__SPAWN_AUTO:
 		/*
 		 * Our table holds a pidfd per child, and maybe many fds of the
-		 * caller's; a direct child shares it and copies only the fds it
-		 * uses (clone_vfork3), whatever its size. Only where that
-		 * cannot be (a filter refusing close_range and unshare, or
-		 * before Linux 5.9 an unshare copying it all) does a big table
-		 * make the helper's round trip the cheaper way.
+		 * caller's; a direct child shares it and copies the fds below
+		 * the highest it uses (clone_vfork3). With a big table that is
+		 * cheap only if the fds it uses are low ones: else, or where a
+		 * child cannot share (a filter refusing close_range and unshare,
+		 * or before Linux 5.9 an unshare copying it all), the helper's
+		 * round trip is the cheaper way.
 		 */
-		if ((!loop->no_share_files && !loop->whole_tables) || !evm__fd_table_big(loop))
+		if (!evm__fd_table_big(loop))
+			return false;
+		if (!loop->no_share_files && !loop->whole_tables &&
+		    fds_used(req) <= SHARE_KEEP_MAX && loop->statusfd < SHARE_KEEP_MAX)
 			return false;
 		break;
 	}

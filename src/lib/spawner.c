@@ -1,8 +1,8 @@
 /*
  * spawner.c - the spawn helper: a small process that clones our children
- * once our own fd table is large, where a child cannot share it and take
- * only the fds it uses (see spawnclone.c for why), or when EVM_SPAWN_MODE
- * is "helper".
+ * once our own fd table is large, for the spawns whose child could not
+ * share it and copy only a few fds (see spawnclone.c for why), or when
+ * EVM_SPAWN_MODE is "helper".
  *
  * It is cloned from the loop thread with CLONE_VM but without CLONE_FILES:
  * it shares our memory (so it costs no copy of our heap, and reads a spawn

@@ -892,12 +892,14 @@ static void test_spawn_without_close_range_or_unshare(void **state)
 
 /*
  * Many children in the default mode: a direct child shares our fd table and
- * copies only the fds it uses, so past HELPER_LIVE_THRESHOLD (512 live) the
- * loop still clones directly and never starts the spawn helper, whose round
- * trip would cost more (docs/BENCHMARKS.md, S10). Only where a child had to
- * copy the whole table (unshare, close_range refused: a kernel before 5.9)
- * does the helper take over past the threshold. An EVM_SPAWN_NOWAIT child
- * copies our table at the clone, so past the threshold it is waited for.
+ * copies only the fds below the highest it uses, so past
+ * HELPER_LIVE_THRESHOLD (512 live) the loop still clones directly while
+ * those are low, and does not start the spawn helper, whose round trip
+ * would cost more (docs/BENCHMARKS.md, S10). A spawn with a high fd (it
+ * would copy hundreds), or where a child had to copy the whole table
+ * (unshare, close_range refused: a kernel before 5.9), goes through the
+ * helper past the threshold. An EVM_SPAWN_NOWAIT child copies our table at
+ * the clone, so past the threshold it is waited for.
  */
 #define MANY 520
 static void many_children(void *arg)
@@ -938,15 +940,27 @@ static void many_children(void *arg)
 	bool nowait_first = p[0]->kind & EVM__K_NOWAIT, nowait_last = p[MANY]->kind & EVM__K_NOWAIT;
 	bool clone3 = !loop->no_clone3 && !loop->no_share_files, helper = !loop->no_helper;
 	bool whole_tables = loop->whole_tables, spawner = loop->spawner != NULL;
+	/* a child whose stdin is a high fd would copy every fd below it: the helper's way */
+	int high = fcntl(pp[0], F_DUPFD_CLOEXEC, 700);
+	CHECK(high >= 700);
+	struct evm_spawn_opts ho = {.argv = argv, .pdeath_signal = SIGKILL};
+	ho.stdio[0] = (struct evm_stdio){EVM_STDIO_FD, high};
+	ho.stdio[1] = ho.stdio[2] = (struct evm_stdio){EVM_STDIO_NULL, -1};
+	struct evm_proc *hp;
+	CHECK(evm_spawn(loop, &ho, &hp) == 0);
+	close(high);
+	bool spawner_high = loop->spawner != NULL;
 	close(pp[0]);
 	close(pp[1]); /* EOF: every cat exits */
-	int left = MANY + 1;
+	int left = MANY + 2;
 	while (left) {
 		evm_loop_run_once(loop, 1000);
-		left = 0;
+		left = !evm_proc_exited(hp);
 		for (int i = 0; i <= MANY; i++)
 			left += !evm_proc_exited(p[i]);
 	}
+	CHECK(evm_proc_exit_record(hp)->code == 0);
+	evm_proc_unref(hp);
 	for (int i = 0; i <= MANY; i++) {
 		CHECK(evm_proc_exit_record(p[i])->code == 0);
 		evm_proc_unref(p[i]);
@@ -957,6 +971,7 @@ static void many_children(void *arg)
 		return; /* valgrind or an old kernel: clone() copies tables, the helper's choice stands */
 	CHECK(whole_tables == whole);
 	CHECK(spawner == (whole && helper));
+	CHECK(spawner_high == helper);
 	if (evm__nowait_supported() && !whole) {
 		CHECK(nowait_first);
 		CHECK(!nowait_last);
