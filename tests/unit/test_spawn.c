@@ -830,6 +830,21 @@ static void test_child_fd_table_not_copied(void **state)
 	assert_true(size > 0 && size <= 256);
 }
 
+/* a seccomp filter on this (forked) process: syscalls a and b fail with err */
+static void refuse_syscalls(long a, long b, int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)a, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)b, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+	CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
+}
+
 /*
  * A seccomp filter that refuses close_range and unshare (EPERM), as an old
  * container runtime's may: the first child cannot take a table of its own,
@@ -841,16 +856,7 @@ static void test_child_fd_table_not_copied(void **state)
 static void no_table_of_its_own(void *arg)
 {
 	(void)arg;
-	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 2, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-	};
-	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
-	CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
-	CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
+	refuse_syscalls(SYS_close_range, SYS_unshare, EPERM);
 	CHECK(syscall(SYS_unshare, 0) < 0 && errno == EPERM);
 	struct evm_loop *loop;
 	CHECK(evm_loop_new(&loop, NULL) == 0);
@@ -905,17 +911,8 @@ static void test_spawn_without_close_range_or_unshare(void **state)
 static void many_children(void *arg)
 {
 	bool whole = arg != NULL;
-	if (whole) {
-		struct sock_filter f[] = {
-			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 1, 0),
-			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-		};
-		struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
-		CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
-		CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
-	}
+	if (whole)
+		refuse_syscalls(SYS_close_range, SYS_close_range, ENOSYS); /* as before Linux 5.9 */
 	setenv("EVM_SPAWN_MODE", "auto", 1);
 	setenv("EVM_NO_PIDFD", "0", 1);
 	struct rlimit rl;
