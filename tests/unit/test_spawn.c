@@ -936,6 +936,7 @@ static void many_children(void *arg)
 	}
 	bool nowait_first = p[0]->kind & EVM__K_NOWAIT, nowait_last = p[MANY]->kind & EVM__K_NOWAIT;
 	bool clone3 = !loop->no_clone3 && !loop->no_share_files, helper = !loop->no_helper;
+	bool auto_mode = loop->spawn_mode == EVM__SPAWN_AUTO; /* not under TSan (tsan.h: direct) */
 	bool whole_tables = loop->whole_tables, spawner = loop->spawner != NULL;
 	/* a child whose stdin is a high fd would copy every fd below it: the helper's way */
 	int high = fcntl(pp[0], F_DUPFD_CLOEXEC, 700);
@@ -964,7 +965,7 @@ static void many_children(void *arg)
 	}
 	free(p);
 	evm_loop_free(loop);
-	if (!clone3)
+	if (!clone3 || !auto_mode)
 		return; /* valgrind or an old kernel: clone() copies tables, the helper's choice stands */
 	CHECK(whole_tables == whole);
 	CHECK(spawner == (whole && helper));
