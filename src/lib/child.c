@@ -226,32 +226,6 @@ EVM_CHILD_CODE static void setup_extra(struct evm__spawn_req *r)
 }
 
 /*
- * How many fds our table has room for (FDSize of /proc/self/status): every
- * open fd is below it. 0 if unknown.
- */
-EVM_CHILD_CODE unsigned evm__fd_table_size(void)
-{
-	char buf[512]; /* FDSize is the 10th line or so */
-	long fd = evm__raw4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	long n = evm__raw3(SYS_read, fd, buf, sizeof(buf));
-	evm__raw1(SYS_close, fd);
-	for (long i = 0; i + 8 < n; i++) {
-		if ((i == 0 || buf[i - 1] == '\n') && buf[i] == 'F' && buf[i + 1] == 'D' && buf[i + 2] == 'S' &&
-		    buf[i + 3] == 'i' && buf[i + 4] == 'z' && buf[i + 5] == 'e' && buf[i + 6] == ':') {
-			unsigned v = 0;
-			for (i += 7; i < n && (buf[i] == ' ' || buf[i] == '\t'); i++)
-				;
-			for (; i < n && buf[i] >= '0' && buf[i] <= '9' && v < (1U << 30); i++)
-				v = v * 10 + (unsigned)(buf[i] - '0');
-			return v;
-		}
-	}
-	return 0;
-}
-
-/*
  * Mark close-on-exec every fd from lo to hi (the exec closes them; an error
  * pipe among them stays usable until then). close_range; before Linux
  * 5.11 (no CLOSE_RANGE_CLOEXEC) closed at once instead; before 5.9, or
@@ -343,6 +317,28 @@ EVM_CHILD_CODE static bool status_key(const char *p, const char *end, const char
 		if (p[i] != key[i])
 			return false;
 	return true;
+}
+
+/*
+ * How many fds our table has room for (FDSize of /proc/self/status): every
+ * open fd is below it. 0 if unknown.
+ */
+EVM_CHILD_CODE unsigned evm__fd_table_size(void)
+{
+	char buf[512]; /* FDSize is the 10th line or so */
+	long fd = evm__raw4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	long n = evm__raw3(SYS_read, fd, buf, sizeof(buf));
+	evm__raw1(SYS_close, fd);
+	unsigned long v;
+	for (const char *p = buf, *end = buf + (n > 0 ? n : 0); p < end; p++) {
+		if (status_key(p, end, "FDSize:\t", 8))
+			return status_dec(p + 8, end, &v) && v < (1UL << 30) ? (unsigned)v : 0;
+		while (p < end && *p != '\n')
+			p++;
+	}
+	return 0;
 }
 
 /*
