@@ -558,6 +558,7 @@ static int daemon_run(struct daemon *d, const struct daemon_options *o)
 		evm_timer_cancel(d->watchdog_timer);
 	d->watchdog_timer = NULL;
 	state_fini(d); /* every service is down: nothing to take over */
+	notifysock_remove(d); /* the lock still held: the file is not another daemon's yet */
 	dlog("all services stopped: exiting");
 	evm_unsubscribe(d->sub); /* freeing the units below is not news */
 	d->sub = NULL;

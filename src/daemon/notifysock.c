@@ -2,9 +2,11 @@
  * notifysock.c - the sd_notify socket of the services (ready = notify).
  *
  * One AF_UNIX datagram socket for the whole daemon, with SO_PASSCRED, bound
- * to an autobound abstract name ("@" + 5 hex digits: no file to leave, no
- * directory a service's user must reach). Only services with ready =
- * notify get NOTIFY_SOCKET in their environment.
+ * to the control socket's path with ".notify" (mode 0666: services run as
+ * any user; a message's sender is told by the kernel, below). Where that
+ * path cannot be (relative, too long, or a root daemon's directory others
+ * cannot search), an autobound abstract name ("@" + 5 hex digits). Only
+ * services with ready = notify get NOTIFY_SOCKET in their environment.
  *
  * Who sent a message is the kernel's word, never the message's: the pid of
  * SCM_CREDENTIALS names the sender, and the sender belongs to a service when
@@ -33,9 +35,10 @@
  * The services keep the name they were given for their whole run, so the
  * socket outlives the daemon (notifysock_inherit): a re-exec passes it
  * open, and a daemon started after a crash binds the name the record gives
- * again. An autobound name cannot be bound by anyone else while the socket
- * lives; after a crash another process could take it first, and the
- * services started before then cannot reach us (said in the log).
+ * again. The path is why it is a path: between a crash and that bind, only
+ * a process that may write in the control socket's directory could take
+ * it, where an abstract name (listed in /proc/net/unix) is anyone's for
+ * the taking; the services started before then could not reach us.
  */
 #include "notifysock.h"
 
@@ -74,7 +77,7 @@
 static struct {
 	int fd;
 	struct evm_io *io;
-	char name[16];	    /* "@xxxxx" */
+	char name[110];	    /* a path (sun_path: 108 bytes), or "@xxxxx" */
 	char base[4096];    /* the services' cgroup base as /proc/PID/cgroup shows it, or "" */
 	unsigned long dropped;
 	unsigned pidfd_walks; /* unit_of_pidfd's this iteration */
@@ -287,7 +290,7 @@ static void find_base(struct daemon *d)
 		S.base[0] = 0; /* not where cgroups.c puts us: by parents then */
 }
 
-/* fd's abstract name into S.name ("@" and what follows the NUL): 0, or -1 with err */
+/* fd's name into S.name (a path, or "@" and what follows an abstract name's NUL): 0, or -1 with err */
 static int take_name(int fd, char *err, size_t len)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -297,6 +300,12 @@ static int take_name(int fd, char *err, size_t len)
 		return -1;
 	}
 	size_t nl = al - offsetof(struct sockaddr_un, sun_path);
+	if (a.sun_family == AF_UNIX && nl >= 2 && nl <= sizeof(a.sun_path) && a.sun_path[0] == '/') {
+		size_t pl = strnlen(a.sun_path, nl); /* a path: NUL-terminated, or cut at sun_path's end */
+		memcpy(S.name, a.sun_path, pl);
+		S.name[pl] = 0;
+		return 0;
+	}
 	if (a.sun_family != AF_UNIX || nl < 2 || nl > sizeof(S.name) - 1 || a.sun_path[0] ||
 	    memchr(a.sun_path + 1, 0, nl - 1)) {
 		snprintf(err, len, "unexpected address");
@@ -321,8 +330,80 @@ static int watch(struct daemon *d, int fd, char *err, size_t len)
 }
 
 /*
- * A new socket bound to name ("@..." as NOTIFY_SOCKET says it: the one a
- * daemon that died used), or to a free abstract name when name is NULL.
+ * The path the services are given: the control socket's with ".notify",
+ * next to its lock and state record, in a directory the daemon already
+ * trusts with both. False (why in err) when it cannot be: a relative or
+ * too long path, a character the record's words cannot carry, or, for a
+ * root daemon, a directory on the way that others cannot search (a service
+ * run as another user could not reach the socket there).
+ */
+static bool path_for(struct daemon *d, char *out, size_t cap, char *err, size_t len)
+{
+	const char *sock = d->socket;
+	if (!sock || sock[0] != '/') {
+		snprintf(err, len, "the control socket's path is not absolute");
+		return false;
+	}
+	int n = snprintf(out, cap, "%s.notify", sock);
+	if (n < 0 || (size_t)n >= cap || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		snprintf(err, len, "%s.notify: longer than a socket address can be", sock);
+		return false;
+	}
+	for (const char *c = out; *c; c++)
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			snprintf(err, len, "%s: a space or control character in the path", out);
+			return false;
+		}
+	if (geteuid() != 0)
+		return true; /* its services all run as us */
+	char dir[sizeof(S.name)];
+	memcpy(dir, out, (size_t)n + 1);
+	for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
+		*slash = 0;
+		struct stat st;
+		const char *at = dir[0] ? dir : "/";
+		if (stat(at, &st) < 0 || !(st.st_mode & S_IXOTH)) {
+			snprintf(err, len, "%s: not searchable by other users (a service with user = "
+				 "could not reach the socket)", at);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Bind fd to path, a socket anyone may send to (sendto needs write
+ * permission on the file; an abstract name had no permissions at all). A
+ * socket of ours already there is the daemon's before us (we hold the
+ * control socket's lock): replaced. Anything else is left as it is.
+ */
+static int bind_path(int fd, const char *path, char *err, size_t len)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+			snprintf(err, len, "%s exists and is not a socket of ours: left as it is", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	mode_t old = umask(0111); /* 0666 from the start; the daemon has no other thread */
+	int r = bind(fd, (struct sockaddr *)&a, sizeof(a));
+	int e = errno;
+	umask(old);
+	if (r < 0) {
+		snprintf(err, len, "bind %s: %s", path, strerror(e));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A new socket bound to name: a path (the one path_for gives), "@..." (an
+ * abstract name, as a daemon before this version recorded it), or when
+ * name is NULL, path_for's path and else a free abstract name.
  */
 static int open_socket(struct daemon *d, const char *name, char *err, size_t len)
 {
@@ -332,23 +413,40 @@ static int open_socket(struct daemon *d, const char *name, char *err, size_t len
 		return -1;
 	}
 	int one = 1;
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	/* autobind: an address length of just the family picks a free abstract name */
-	socklen_t al = sizeof(sa_family_t);
-	if (name) {
-		size_t nl = strlen(name);
-		memcpy(a.sun_path + 1, name + 1, nl - 1); /* "@" is the leading NUL */
-		al = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + nl);
-	}
 	/* best effort (Linux 6.5): a sender's pidfd, for one gone by the time we read */
 	setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one));
-	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&a, al) < 0) {
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
 		snprintf(err, len, "%s", strerror(errno));
 		close(fd);
 		return -1;
 	}
-	if (take_name(fd, err, len) < 0 || watch(d, fd, err, len) < 0) {
+	char path[sizeof(S.name)], why[300];
+	int bound = -1;
+	if (name && name[0] == '/') {
+		bound = bind_path(fd, name, err, len);
+	} else if (!name) {
+		/* a path: after a crash only the daemon can bind it again (an abstract name, anyone) */
+		if (path_for(d, path, sizeof(path), why, sizeof(why)) &&
+		    bind_path(fd, path, why, sizeof(why)) == 0)
+			bound = 0;
+		else
+			dlog("notify socket: %s: an abstract name is used (after a crash another "
+			     "process could take it first)", why);
+	}
+	if (bound < 0 && (!name || name[0] == '@')) {
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		/* autobind: an address length of just the family picks a free abstract name */
+		socklen_t al = sizeof(sa_family_t);
+		if (name) {
+			size_t nl = strlen(name);
+			memcpy(a.sun_path + 1, name + 1, nl - 1); /* "@" is the leading NUL */
+			al = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + nl);
+		}
+		bound = bind(fd, (struct sockaddr *)&a, al);
+		if (bound < 0)
+			snprintf(err, len, "%s", strerror(errno));
+	}
+	if (bound < 0 || take_name(fd, err, len) < 0 || watch(d, fd, err, len) < 0) {
 		close(fd);
 		return -1;
 	}
@@ -357,7 +455,7 @@ static int open_socket(struct daemon *d, const char *name, char *err, size_t len
 
 void notifysock_use(struct daemon *d)
 {
-	char err[200];
+	char err[400];
 	if (S.fd >= 0 || S.failed)
 		return;
 	if (open_socket(d, NULL, err, sizeof(err)) < 0) {
@@ -370,7 +468,13 @@ void notifysock_use(struct daemon *d)
 bool notifysock_name_ok(const char *name)
 {
 	size_t n = strlen(name);
-	if (name[0] != '@' || n < 2 || n > sizeof(S.name) - 1)
+	if (name[0] == '/') {
+		for (const char *c = name; *c; c++)
+			if ((unsigned char)*c <= ' ' || *c == 0x7f)
+				return false;
+		return n < sizeof(((struct sockaddr_un *)0)->sun_path);
+	}
+	if (name[0] != '@' || n < 2 || n > 15)
 		return false;
 	for (size_t i = 1; i < n; i++)
 		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
@@ -380,7 +484,7 @@ bool notifysock_name_ok(const char *name)
 
 int notifysock_inherit(struct daemon *d, int fd, const char *name)
 {
-	char err[200];
+	char err[400];
 	if (S.fd >= 0)
 		return -1;
 	if (fd >= 0) {
@@ -404,6 +508,13 @@ int notifysock_inherit(struct daemon *d, int fd, const char *name)
 	}
 	if (!name || !notifysock_name_ok(name))
 		return -1;
+	char path[sizeof(S.name)], why[300];
+	if (name[0] == '/' && (!path_for(d, path, sizeof(path), why, sizeof(why)) || strcmp(name, path))) {
+		/* another control socket's (the record is ours: its name says where it is) */
+		dlog("notify socket: the daemon that died had %s, not this daemon's: its services "
+		     "with ready = notify cannot reach this daemon", name);
+		return -1;
+	}
 	if (open_socket(d, name, err, sizeof(err)) < 0) {
 		dlog("notify socket: cannot bind %s again (the daemon that died had it): %s: its "
 		     "services with ready = notify cannot reach this daemon (a watchdog_sec stops "
@@ -423,6 +534,16 @@ const char *notifysock_name(struct daemon *d)
 {
 	(void)d;
 	return S.fd >= 0 ? S.name : NULL;
+}
+
+void notifysock_remove(struct daemon *d)
+{
+	(void)d;
+	struct stat st;
+	/* we still hold the control socket's lock: no other daemon bound it since */
+	if (S.fd >= 0 && S.name[0] == '/' && lstat(S.name, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_uid == geteuid())
+		unlink(S.name);
 }
 
 void notifysock_close(struct daemon *d)

@@ -18,15 +18,18 @@ void notifysock_use(struct daemon *d);
  * Before the units are made, the socket of the daemon before us, so that
  * the services it started (their NOTIFY_SOCKET names it) still reach us:
  * fd, kept open across a re-exec (taken on success, else the caller's), or
- * after a crash name, the abstract name it had ("@" and hex digits), bound
- * again. 0, or -1 (said in the log; the socket is then made at first use).
+ * after a crash name, the name it had, bound again: its path (only this
+ * daemon's own, the control socket's with ".notify") or an abstract name
+ * ("@" and hex digits, as versions before recorded). 0, or -1 (said in the
+ * log; the socket is then made at first use).
  */
 int notifysock_inherit(struct daemon *d, int fd, const char *name);
-/* name is one notifysock_name could have given ("@" and 1 to 14 hex digits) */
+/* name is one notifysock_name could have given: an absolute path without spaces
+   that fits a socket address, or "@" and 1 to 14 hex digits */
 bool notifysock_name_ok(const char *name);
 /* The socket, for a re-exec to keep open across the exec, or -1. */
 int notifysock_fd(struct daemon *d);
-/* NOTIFY_SOCKET's value ("@..." abstract name), or NULL when there is no socket. */
+/* NOTIFY_SOCKET's value (a path, or "@..." abstract name), or NULL when there is no socket. */
 const char *notifysock_name(struct daemon *d);
 /*
  * The unit with ready = notify whose process pid is: by its cgroup when
@@ -36,6 +39,8 @@ const char *notifysock_name(struct daemon *d);
 struct unit *notifysock_unit_of(struct daemon *d, pid_t pid);
 /* Read every message queued (up to 1024) now: before a main process's exit is applied. */
 void notifysock_drain(struct daemon *d);
+/* At a clean exit, every service down, with the control socket's lock held: the socket's file removed. */
+void notifysock_remove(struct daemon *d);
 void notifysock_close(struct daemon *d);
 
 #endif

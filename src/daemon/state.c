@@ -372,10 +372,11 @@ static int parse_line(struct record *r, char *line, bool exec)
 	if (sscanf(line, "daemon %d%n", &pid, &tail) == 1) {
 		r->daemon = pid;
 		/* anything else after the pid is left, as every reader has done */
-		char w[32];
+		char w[256];
 		int used;
-		for (const char *p = line + tail; sscanf(p, " %31s%n", w, &used) == 1; p += used) {
-			if (!strncmp(w, "notify=", 7) && notifysock_name_ok(w + 7)) /* < 16 bytes */
+		for (const char *p = line + tail; sscanf(p, " %255s%n", w, &used) == 1; p += used) {
+			if (!strncmp(w, "notify=", 7) && notifysock_name_ok(w + 7) &&
+			    strlen(w + 7) < sizeof(r->notify))
 				memcpy(r->notify, w + 7, strlen(w + 7) + 1);
 			else if (!strncmp(w, "id=", 3) && strlen(w) == 3 + 16)
 				r->lineage = strtoull(w + 3, NULL, 16);

@@ -138,7 +138,7 @@ struct rec_svc {
 
 struct record {
 	pid_t daemon;		/* who wrote it */
-	char notify[16];	/* its notify socket's name ("@..."), or "" */
+	char notify[110];	/* its notify socket's name (a path or "@..."), or "" */
 	uint64_t lineage;	/* its EVMON_DAEMON_ID, or 0 */
 	struct rec_svc *svcs;
 	size_t n;

@@ -274,7 +274,7 @@ def test_a_mainpid_from_outside_the_service_is_ignored(procs, tmp_path, cgroup):
     first = d.status("fork")["fork"]["pid"]
     sock = notify_socket(first)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.sendto(b"MAINPID=%d\nREADY=1\n" % child, "\0" + sock[1:])
+    s.sendto(b"MAINPID=%d\nREADY=1\n" % child, "\0" + sock[1:] if sock[0] == "@" else sock)
     s.close()
     wait_for(lambda: f"message from pid {os.getpid()} ignored: not a process of a service"
              in d.log(), what="the stranger's message ignored")

@@ -8,14 +8,19 @@ The waits end on states and log lines; the only deadlines are the ones
 under test (ready_timeout, watchdog_sec, a check's timeout)."""
 import fcntl
 import os
+import pathlib
+import shutil
 import signal
 import socket
+import stat
 import struct
+import subprocess
+import tempfile
 import time
 
 import pytest
 
-from conftest import EVMON, wait_for
+from conftest import EVMON, requires_root, wait_for
 from daemon_util import SLOW, Daemon, LineReader, hand_over, wait_signal_state
 
 KINDS = """
@@ -128,7 +133,7 @@ def test_attributed_by_the_sender_not_by_the_message(procs, tmp_path, cgroup):
     # a process outside every service (this test) forges READY=1: ignored
     sock = notify_socket(d, "victim")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.sendto(b"READY=1\nMAINPID=%d\n" % victim, "\0" + sock[1:])
+    s.sendto(b"READY=1\nMAINPID=%d\n" % victim, sock_addr(sock))
     s.close()
     wait_for(lambda: f"message from pid {os.getpid()} ignored: not a process of a service"
              in d.log(), what="the forged message's refusal")
@@ -142,8 +147,24 @@ def notify_socket(d, name):
     with open(f"/proc/{pid}/environ", "rb") as f:
         env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
     v = env[b"NOTIFY_SOCKET"].decode()
-    assert v.startswith("@"), v
+    # the control socket's path with ".notify" where every user can reach it, else abstract
+    assert v == d.sock + ".notify" or v.startswith("@"), v
     return v
+
+
+def sock_addr(name):
+    """A NOTIFY_SOCKET value as Python's socket module takes it."""
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+@pytest.fixture
+def public_dir():
+    """A directory others may search (its parents too: /tmp, /) and only root may write:
+    where a root daemon's notify socket is a path. tmp_path is under a 0700 directory."""
+    d = tempfile.mkdtemp(prefix="evmon-pub-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 TIMEOUTS = """
@@ -326,16 +347,20 @@ def pings(d):
     return int(text.split()[1]) if text.startswith("ping ") else 0
 
 
+@pytest.mark.parametrize("where", ["path", "abstract"])
 @pytest.mark.parametrize("how", ["reexec", "crash"])
-def test_notify_socket_outlives_the_daemon(procs, tmp_path, how):
+def test_notify_socket_outlives_the_daemon(procs, tmp_path, public_dir, how, where):
     """The services' notify socket crosses a re-exec (kept open: what they send meanwhile
     waits in it) and a crash (the new daemon binds its name again): an adopted service's
     WATCHDOG=1 still arrives, and its watchdog never fires. Before, the new daemon made a
-    socket of its own and every adopted watchdog service was killed watchdog_sec later."""
-    d = Daemon(procs, tmp_path, PINGER)
+    socket of its own and every adopted watchdog service was killed watchdog_sec later.
+    Both kinds of name: a path (the control socket's directory is searchable by all) and
+    an abstract name (tmp_path's parent is private to root)."""
+    d = Daemon(procs, public_dir if where == "path" else tmp_path, PINGER)
     d.wait_state("dog", "running")
     pid = d.status("dog")["dog"]["pid"]
     name = notify_socket(d, "dog")
+    assert name == d.sock + ".notify" if where == "path" else name.startswith("@"), name
     wait_for(lambda: pings(d) > 0, what="a first ping")
     if how == "crash":
         def recorded():
@@ -361,6 +386,74 @@ def test_notify_socket_outlives_the_daemon(procs, tmp_path, how):
     d.wait_state("dog", "running")
     assert notify_socket(d, "dog") == name
     d.stop()
+
+
+NOBODY_DOG = PINGER + "user = nobody\n"
+
+
+def as_nobody(code):
+    """Run Python code as user nobody: its exit status and its output."""
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        "/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                       timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+@requires_root("a service run as nobody; another user trying the socket's name")
+def test_notify_socket_path_is_not_anyones_for_the_taking(procs, public_dir):
+    """After a crash the services' notify socket has no daemon until a new one binds it
+    again. Its name was abstract, which any local user could bind in that gap (the names
+    are listed in /proc/net/unix), and the adopted services' READY=1, WATCHDOG=1, STATUS=
+    went to that user's socket. Now it is a file in the control socket's directory: mode
+    0666, so a service running as another user reaches it, and nobody else can take it."""
+    d = Daemon(procs, public_dir, NOBODY_DOG)
+    d.wait_state("dog", "running")  # READY=1 from uid nobody arrived
+    name = notify_socket(d, "dog")
+    assert name == d.sock + ".notify", name
+    st = os.lstat(name)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666, oct(st.st_mode)
+    assert st.st_uid == 0
+    pid = d.status("dog")["dog"]["pid"]
+    d.crash()
+    # the gap: no daemon. The name cannot be bound, the file not removed nor replaced
+    code, out = as_nobody(f"""
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for what, f in (("bind", lambda: s.bind({name!r})), ("unlink", lambda: os.unlink({name!r})),
+                ("create", lambda: open({name!r} + ".x", "w"))):
+    try:
+        f()
+        print(what, "worked")
+        sys.exit(1)
+    except OSError as e:
+        print(what, e.errno)
+""")
+    assert code == 0, out
+    d.start()
+    wait_for(lambda: "taking over its 1 service" in d.log(), what="the takeover")
+    seen = pings(d)
+    wait_for(lambda: pings(d) >= seen + 10, timeout=30, what="pings reaching the new daemon")
+    st = d.status("dog")["dog"]
+    assert st["pid"] == pid and st["restarts"] == 0, st
+    d.stop()
+    # a clean exit leaves no file (a crash leaves it for the next daemon)
+    assert not os.path.lexists(name)
+
+
+@requires_root("a file of another user at the socket's path")
+def test_notify_socket_path_taken_means_an_abstract_name(procs, public_dir):
+    """Something that is not a socket of ours at the path (here another user's file) is
+    left alone: the daemon says so and uses an abstract name, and notify still works."""
+    path = public_dir / "d.sock.notify"
+    path.write_text("not a socket\n")
+    os.chown(path, 65534, 65534)
+    d = Daemon(procs, public_dir, PINGER)
+    d.wait_state("dog", "running")
+    assert notify_socket(d, "dog").startswith("@")
+    assert f"notify socket: {path} exists and is not a socket of ours: left as it is: an " \
+        "abstract name is used" in d.log(), d.log()
+    d.stop()
+    assert path.read_text() == "not a socket\n" and path.stat().st_uid == 65534
 
 
 UNREADY = """
