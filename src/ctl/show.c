@@ -81,9 +81,21 @@ static void info_text(const cJSON *s, char *buf, size_t len)
 			 proto_duration((uint64_t)next, d, sizeof(d)), err ? "; " : "", err ? err : "");
 	else
 		snprintf(buf, len, "%s%s", h, err ? err : "");
+	size_t n = strlen(buf);
+	/* a waiting service: what it waits for ("waiting for db, cache") */
+	const cJSON *w = cJSON_GetObjectItemCaseSensitive(s, "waiting_for"), *dep;
+	if (!cJSON_IsArray(w))
+		w = NULL;
+	bool first = true;
+	cJSON_ArrayForEach(dep, w) {
+		if (!cJSON_IsString(dep) || n >= len)
+			continue;
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", first ? (n ? "; waiting for " : "waiting for ")
+						       : ", ", dep->valuestring);
+		first = false;
+	}
 	/* what a ready = notify service says of itself (RELOADING=1, STATUS=) */
 	const char *note = jstr(s, "notify"), *text = jstr(s, "status_text");
-	size_t n = strlen(buf);
 	if (note && n < len)
 		n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "; " : "", note);
 	if (text && n < len)

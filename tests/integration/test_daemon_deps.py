@@ -211,6 +211,33 @@ def test_diamond_starts_in_order_with_parallelism_and_stops_in_reverse(procs, tm
                                                         index(tr, "c", "stopped", start=n))
 
 
+def test_status_says_what_a_waiting_service_waits_for(procs, tmp_path):
+    """A service whose dependencies are not there yet is `waiting`; `ctl status` says for
+    what (its INFO column; "waiting_for" in --json), not an empty line a user must puzzle
+    out from the config."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+ready = exec:/bin/false
+ready_interval = 1s
+ready_timeout = 0
+
+[service:cache]
+command = HELPER pause
+
+[service:web]
+command = HELPER pause
+requires = cache db
+""")
+    d.wait_state("cache", "running")
+    d.wait_state("web", "waiting")
+    assert d.status("web")["web"]["waiting_for"] == ["db"]
+    r = d.ctl("status", "web")  # exit status 3: not running, as systemctl status says it
+    row = r.stdout.splitlines()[1].split()
+    assert row[:2] == ["web", "waiting"] and row[-3:] == ["waiting", "for", "db"], r.stdout
+    d.stop()
+
+
 def test_a_failed_dependency_keeps_the_service_from_starting_and_says_why(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
         [service:db]
