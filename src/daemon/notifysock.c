@@ -4,8 +4,8 @@
  * One AF_UNIX datagram socket for the whole daemon, with SO_PASSCRED, bound
  * to the control socket's path with ".notify" (mode 0666: services run as
  * any user; a message's sender is told by the kernel, below). Where that
- * path cannot be (relative, too long, or a root daemon's directory others
- * cannot search), an autobound abstract name ("@" + 5 hex digits). Only
+ * path cannot be (too long, or a root daemon's directory others cannot
+ * search), an autobound abstract name ("@" + 5 hex digits). Only
  * services with ready = notify get NOTIFY_SOCKET in their environment.
  *
  * Who sent a message is the kernel's word, never the message's: the pid of
@@ -332,21 +332,24 @@ static int watch(struct daemon *d, int fd, char *err, size_t len)
 /*
  * The path the services are given: the control socket's with ".notify",
  * next to its lock and state record, in a directory the daemon already
- * trusts with both. False (why in err) when it cannot be: a relative or
- * too long path, a character the record's words cannot carry, or, for a
+ * trusts with both. False (why in err) when it cannot be: a path too long
+ * for a socket address, a character the record's words cannot carry, or, for a
  * root daemon, a directory on the way that others cannot search (a service
  * run as another user could not reach the socket there).
  */
 static bool path_for(struct daemon *d, char *out, size_t cap, char *err, size_t len)
 {
 	const char *sock = d->socket;
-	if (!sock || sock[0] != '/') {
-		snprintf(err, len, "the control socket's path is not absolute");
+	char cwd[4096] = "";
+	/* relative to our working directory (the daemon never changes it), not the services' */
+	if (!sock || (sock[0] != '/' && !getcwd(cwd, sizeof(cwd)))) {
+		snprintf(err, len, "the control socket's directory is unknown");
 		return false;
 	}
-	int n = snprintf(out, cap, "%s.notify", sock);
+	int n = snprintf(out, cap, "%s%s%s.notify", cwd, cwd[0] ? "/" : "", sock);
 	if (n < 0 || (size_t)n >= cap || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		snprintf(err, len, "%s.notify: longer than a socket address can be", sock);
+		snprintf(err, len, "%s%s%s.notify: longer than a socket address can be", cwd,
+			 cwd[0] ? "/" : "", sock);
 		return false;
 	}
 	for (const char *c = out; *c; c++)
