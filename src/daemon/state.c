@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -593,11 +594,29 @@ int state_load(struct daemon *d)
 	int newer = 0;
 	if (d->rec || !d->state_path)
 		return 0;
-	FILE *f = fopen(d->state_path, "re");
+	/* not a link: a root daemon would read (and act on) what it points to */
+	int fd = open(d->state_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
 	if (!f) {
 		if (errno != ENOENT)
 			dlog("state record %s: %s: services left running by a daemon that died (if "
 			     "any) are not taken over", d->state_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	/*
+	 * Only a record this daemon's user wrote: in a directory others may
+	 * write to (a control socket in /tmp), another user could leave one
+	 * naming any process, which the takeover would adopt or kill.
+	 */
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    st.st_nlink != 1 || (st.st_mode & 022)) {
+		dlog("state record %s: not a regular file of uid %u with one name, writable by it "
+		     "alone: ignored and left as it is; services left running by a daemon that "
+		     "died (if any) are not taken over", d->state_path, (unsigned)geteuid());
+		fclose(f);
 		return 0;
 	}
 	char why[200];

@@ -174,7 +174,9 @@ int state_write_now(struct daemon *d)
 	int e = 0;
 	uint64_t t0 = mono_us();
 	snprintf(tmp, sizeof(tmp), "%s.tmp", d->state_path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* a new file of ours: not one another user left there for us to fill and rename */
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
 		e = errno;

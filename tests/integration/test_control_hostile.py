@@ -171,6 +171,63 @@ def plant(kind, path, victim):
         os.chmod(path, 0o666)
 
 
+@pytest.mark.parametrize("kind", ["foreign", "writable", "symlink", "hardlink"])
+def test_a_planted_state_record_is_not_taken_over(procs, tmp_path, kind):
+    """SOCK.state names the processes a daemon that died left running: the next daemon
+    adopts them, or kills those whose definition changed. One another user left there
+    (where -S points into a shared directory), or one others may write, or a link, is
+    ignored and left as it is: a root daemon used to kill the process it named."""
+    if kind in ("foreign", "hardlink"):
+        needs_root("a file of another uid")
+    victim = procs.spawn(["sleep", "300"])
+    with open(f"/proc/{victim.pid}/stat") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    record = (f"evmon-state 2\ndaemon 999999 id=0123456789abcdef\n"
+              f"service web {victim.pid} {start} 0000000000000000 run running 0 0 0 0 0\nend 1\n")
+    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", "10s"), start=False)
+    path = d.sock + ".state"
+    if kind in ("symlink", "hardlink"):
+        other = tmp_path / "elsewhere"
+        other.write_text(record)
+        os.chmod(other, 0o600)
+        (os.symlink if kind == "symlink" else os.link)(other, path)
+    else:
+        with open(path, "w") as f:
+            f.write(record)
+        os.chmod(path, 0o600 if kind == "foreign" else 0o622)
+        if kind == "foreign":
+            os.chown(path, ODD_UID, ODD_UID)
+    d.start()
+    d.wait_state("web", "running")
+    log = d.log()
+    assert "taking over" not in log and "left running by daemon" not in log, log
+    if kind != "symlink":  # a link is refused by the open itself (ELOOP)
+        assert "ignored and left as it is" in log, log
+    assert d.status("web")["web"]["pid"] != victim.pid
+    assert victim.poll() is None, "the process the planted record named was killed"
+    d.stop()
+    assert victim.poll() is None
+
+
+def test_a_planted_state_tmp_file_is_not_written_into(procs, tmp_path):
+    """The record is written to SOCK.state.tmp, then renamed over SOCK.state: a .tmp file
+    another user left there used to be filled and renamed into place, still theirs (and
+    so theirs to rewrite before the next daemon reads it). It is replaced by a new file."""
+    needs_root("a file of another uid")
+    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", "10s"), start=False)
+    tmp = d.sock + ".state.tmp"
+    with open(tmp, "w") as f:
+        f.write("")
+    os.chown(tmp, ODD_UID, ODD_UID)
+    os.chmod(tmp, 0o666)
+    d.start()
+    d.wait_state("web", "running")
+    wait_for(lambda: os.path.exists(d.sock + ".state"), what="the record")
+    st = os.stat(d.sock + ".state")
+    assert st.st_uid == 0 and st.st_mode & 0o777 == 0o600, (st.st_uid, oct(st.st_mode))
+    d.stop()
+
+
 @pytest.mark.parametrize("what,kind,why", [
     ("lock", "symlink", "a symbolic link: refusing to use it as the lock"),
     ("lock", "hardlink", "has 2 links (a hard link to another file?): refusing to use it as the lock"),
