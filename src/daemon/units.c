@@ -331,10 +331,16 @@ void unit_release(struct daemon *d, struct unit *u)
 	if (!s)
 		return;
 	health_released(u); /* its events no longer reach the unit: no check for it */
-	/* its stop ends every process of the cgroup: a successor waits for its removal */
+	/*
+	 * A successor waits for its removal: never two copies side by side
+	 * (and with a cgroup, the old stop ends every process in it). Without
+	 * cgroups the old copy is in no record while it stops; after a crash
+	 * then, the successor not started yet, the takeover finds it by its
+	 * EVMON_DAEMON_ID and kills it (takeover.c, end_unrecorded).
+	 */
 	enum evm_state st = evm_service_state(s);
-	if (u->cg && (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING ||
-		      st == EVM_STATE_RELOADING || st == EVM_STATE_STOPPING))
+	if (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_RELOADING ||
+	    st == EVM_STATE_STOPPING)
 		u->old = s;
 	evm_service_remove(s);
 }

@@ -7,6 +7,9 @@ import os
 import re
 import signal
 import subprocess
+import time
+
+import pytest
 
 
 from conftest import EVMON, HELPER, PID_NS, wait_for
@@ -582,6 +585,62 @@ def test_reload_add_remove_change_unchanged(procs, tmp_path):
     d.wait_state("gone", "running")
     assert d.status("same")["same"]["pid"] == before["same"]
     assert "received SIGHUP" in d.log()
+    d.stop()
+
+
+STUBBORN = """
+[evmon]
+cgroup = no
+[service:ig]
+command = sh -c 'trap "" TERM; exec sleep MARK'
+stop_timeout = 3
+start_secs = 0
+"""
+
+
+def sleeps(mark):
+    """Live processes `sleep mark` (in this test's PID namespace)."""
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if f.read() == b"sleep\0%d\0" % mark:
+                    with open(f"/proc/{p}/stat") as g:
+                        if g.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            found.append(int(p))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_path, crash):
+    """A reload that changes a running service's command stops it and starts the new one
+    once it is gone, also without cgroups (with them the new copy waited for the cgroup
+    to empty; without, both ran side by side until the old one's stop_timeout). And a
+    crash in between leaves no old copy behind: the next daemon kills it (it carries
+    the daemon's id and no record names it) before the new one starts."""
+    d = Daemon(procs, tmp_path, STUBBORN.replace("MARK", "400141"))
+    d.wait_state("ig", "running")
+    old = d.status("ig")["ig"]["pid"]
+    d.write(STUBBORN.replace("MARK", "400142"))
+    r = d.ctl("reload")
+    assert r.returncode == 0, r
+    if crash:
+        d.crash()
+        assert alive(old) and sleeps(400142) == []
+        d.start()
+    else:
+        # while the old copy ignores its SIGTERM (3 s), no new one runs
+        for _ in range(10):
+            assert not (sleeps(400141) and sleeps(400142)), "two copies side by side"
+            time.sleep(0.1)
+    wait_for(lambda: d.status("ig")["ig"]["state"] == "running" and sleeps(400142),
+             timeout=30 * SLOW, what="the new copy")
+    assert not alive(old) and sleeps(400141) == []
+    assert len(sleeps(400142)) == 1
+    if crash:
+        assert f"service ig: pid {old}, started by daemon" in d.log(), d.log()
     d.stop()
 
 
