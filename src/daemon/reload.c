@@ -78,6 +78,12 @@ static int reload_read(struct daemon *d, struct config **out, struct errlist *er
 					    "`evmon ctl add`: remove it first",
 					    name);
 		}
+		/* the same name with another count of instances ("x" against "x:0", "x:1") */
+		struct unit *u = unit_of_definition(d, c->name);
+		if (u && u->added && (u->conf->instances > 1) != (c->instances > 1))
+			errlist_add(errs, cfg->path, c->line,
+				    "service %s: a service of that name was added with `evmon ctl "
+				    "add`: remove it first", c->name);
 	}
 	if (errs->n) {
 		config_free(cfg);

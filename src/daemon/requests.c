@@ -309,6 +309,11 @@ struct svc_conf *requests_add_conf(struct daemon *d, const cJSON *svc, const cha
 		if (unit_find(d, uname))
 			errlist_add(errs, "add", 0, "service %s already exists", uname);
 	}
+	/* the name of a definition with other instances: what it names would change */
+	if (c && !errs->n && unit_of_definition(d, c->name))
+		errlist_add(errs, "add", 0, "service %s already exists (%s)", c->name,
+			    c->instances > 1 ? "as one service, not instances"
+					     : "as a definition with instances");
 	if (errs->n) {
 		svc_conf_unref(c);
 		return NULL;

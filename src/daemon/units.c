@@ -32,6 +32,17 @@ struct unit *unit_find(struct daemon *d, const char *name)
 	return n ? HMAP_ENTRY(n, struct unit, node) : NULL;
 }
 
+struct unit *unit_of_definition(struct daemon *d, const char *name)
+{
+	char first[300];
+	struct unit *u = unit_find(d, name);
+	if (u && !strcmp(u->conf->name, name))
+		return u;
+	snprintf(first, sizeof(first), "%s:0", name); /* instances are numbered from 0 */
+	u = unit_find(d, first);
+	return u && !strcmp(u->conf->name, name) ? u : NULL;
+}
+
 void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len)
 {
 	if (c->instances > 1)

@@ -736,6 +736,29 @@ def test_reload_conflict_with_added_service(procs, tmp_path):
     d.stop()
 
 
+def test_add_refuses_the_name_of_a_definition_with_other_instances(procs, tmp_path):
+    """`ctl add base` next to a definition base with instances (base:0, base:1), or `ctl
+    add -n 2 x` next to a service x: the name would then mean both (a stop of base hit
+    only the added one, and what required base now required it). Refused; so is a
+    reload that would do the same to an added service."""
+    d = Daemon(procs, tmp_path, BASIC + "\n[service:base]\ncommand = HELPER pause\ninstances = 2\n")
+    r = d.ctl("add", "base", "--", HELPER, "pause")
+    assert r.returncode == 1 and "service base already exists (as a definition with instances)" \
+        in r.stderr, r
+    assert d.ctl("add", "x", "--", HELPER, "pause").returncode == 0
+    r = d.ctl("add", "-n", "2", "x", "--", HELPER, "pause")
+    assert r.returncode == 1 and "service x already exists (as one service, not instances)" \
+        in r.stderr, r
+    assert sorted(n for n in d.status() if n.startswith(("x", "base"))) == \
+        ["base:0", "base:1", "x"]
+    d.write(BASIC + "\n[service:base]\ncommand = HELPER pause\ninstances = 2\n"
+            "\n[service:x]\ncommand = HELPER pause\ninstances = 2\n")
+    r = d.ctl("reload")
+    assert r.returncode == 1 and "service x: a service of that name was added" in r.stderr, r
+    assert "x:0" not in d.status()
+    d.stop()
+
+
 # ------------------------------------------------------------------ events
 
 
