@@ -404,11 +404,17 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	const char **pats;
 	size_t np;
-	(void)d;
 	if (selection_patterns(req, &pats, &np) < 0) {
 		control_reply_error(cl, "\"names\" must be an array of strings");
 		return;
 	}
+	/* each name must match a service now, as for every request: a typo never waits in silence */
+	struct selection sel = {0};
+	if (np && selection_get(d, cl, req, true, &sel) < 0) {
+		free(pats);
+		return;
+	}
+	free(sel.u);
 	int r = control_subscribe(cl, pats, np);
 	free(pats);
 	if (r < 0) {

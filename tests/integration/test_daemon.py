@@ -762,6 +762,19 @@ def test_add_refuses_the_name_of_a_definition_with_other_instances(procs, tmp_pa
 # ------------------------------------------------------------------ events
 
 
+def test_events_of_no_such_service_is_an_error_not_a_silent_wait(procs, tmp_path):
+    """`ctl events webb` (a typo) used to wait for good on a stream nothing would ever
+    match: like every request, each name must match a service."""
+    d = Daemon(procs, tmp_path, BASIC)
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":["web","webb"]}\n')
+    assert LineReader(s).next() == {"ok": False, "error": "no such service: webb"}
+    s.close()
+    r = procs.run([EVMON, "ctl", "-S", d.sock, "events", "webb"], timeout=30 * SLOW)
+    assert r.returncode == 1 and "no such service: webb" in r.stderr, r
+    d.stop()
+
+
 def test_events_stream_content_and_order(procs, tmp_path):
     d = Daemon(procs, tmp_path, BASIC)
     d.wait_state("web", "running")
