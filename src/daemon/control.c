@@ -504,6 +504,23 @@ void control_defer(struct client *cl, control_gone_cb gone, void *data)
 	cl->defer_data = data;
 }
 
+/*
+ * A string with an escaped NUL (\u0000): cJSON keeps the NUL, and each C
+ * string made of it ends there ("KILL\u0000x" was KILL, "web\u0000..." web).
+ * Escapes are only inside strings in valid JSON: the raw text says.
+ */
+static bool escaped_nul(const char *p, size_t n)
+{
+	for (size_t i = 0; i + 6 <= n; i++) {
+		if (p[i] != '\\')
+			continue;
+		if (!memcmp(p + i + 1, "u0000", 5))
+			return true;
+		i++; /* what the backslash escapes (an escaped backslash starts nothing) */
+	}
+	return false;
+}
+
 static void handle_line(struct client *cl, const char *p, size_t n)
 {
 	size_t i = 0;
@@ -524,6 +541,11 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 	if (!cJSON_IsObject(req)) {
 		cJSON_Delete(req);
 		control_reply_error(cl, "a request is a JSON object, e.g. {\"cmd\":\"status\"}");
+		return;
+	}
+	if (escaped_nul(p, n)) {
+		cJSON_Delete(req);
+		control_reply_error(cl, "a string with a NUL character (\\u0000): not in a request");
 		return;
 	}
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");

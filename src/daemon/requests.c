@@ -182,7 +182,7 @@ static void cmd_signal(struct daemon *d, struct client *cl, const cJSON *req)
 	char num[16];
 	if (cJSON_IsString(s))
 		sig = cli_parse_signal(s->valuestring, true);
-	else if (cJSON_IsNumber(s) && s->valueint >= 0) {
+	else if (cJSON_IsNumber(s) && s->valueint >= 0 && s->valuedouble == (double)s->valueint) {
 		snprintf(num, sizeof(num), "%d", s->valueint);
 		sig = cli_parse_signal(num, true);
 	}

@@ -209,6 +209,30 @@ def test_a_planted_state_record_is_not_taken_over(procs, tmp_path, kind):
     assert victim.poll() is None
 
 
+@pytest.mark.parametrize("req,error", [
+    (r'{"cmd":"signal","names":["web"],"signal":9.99}', "\"signal\" must name a signal"),
+    (r'{"cmd":"signal","names":["web"],"signal":1e20}', "\"signal\" must name a signal"),
+    (r'{"cmd":"signal","names":["web"],"signal":"KILL\u0000x"}', "a NUL character"),
+    (r'{"cmd":"stop","names":["web\u0000x"]}', "a NUL character"),
+])
+def test_requests_that_say_less_than_they_seem_are_refused(procs, tmp_path, req, error):
+    """A signal number that is not an integer (9.99 was KILL, 1.5 HUP) and a string with an
+    escaped NUL (its C string ends there: "KILL\u0000x" was KILL) are refused, and nothing
+    is done; an escaped backslash before u0000 is no NUL."""
+    d = pause_daemon(procs, tmp_path)
+    pid = d.status("web")["web"]["pid"]
+    with d.connect() as s:
+        s.sendall(req.encode() + b"\n")
+        r = json.loads(read_line(s))
+    assert r["ok"] is False and error in r["error"], r
+    assert d.status("web")["web"]["pid"] == pid and d.status("web")["web"]["state"] == "running"
+    with d.connect() as s:
+        s.sendall(rb'{"cmd":"status","names":["w\\u0000"]}' + b"\n")
+        r = json.loads(read_line(s))
+    assert r == {"ok": False, "error": "no such service: w\\u0000"}, r
+    d.stop()
+
+
 def test_a_planted_state_tmp_file_is_not_written_into(procs, tmp_path):
     """The record is written to SOCK.state.tmp, then renamed over SOCK.state: a .tmp file
     another user left there used to be filled and renamed into place, still theirs (and
