@@ -138,7 +138,14 @@ int daemon_check_only(const char *path, const char *sock_opt, bool strict)
 		return 1;
 	}
 	const char *socket = sock_opt ? sock_opt : cfg->socket ? cfg->socket : proto_default_socket();
-	unsigned warnings = check_environment(cfg, socket) + (unsigned)errlist_total(&cfg->problems);
+	unsigned env = check_environment(cfg, socket);
+	unsigned warnings = env + (unsigned)errlist_total(&cfg->problems);
+	if (strict && env) { /* what would stop the daemon or lose output: errors too */
+		fprintf(stderr, "evmon daemon: %s: %u error%s (--strict)\n", path, env,
+			env == 1 ? "" : "s");
+		config_free(cfg);
+		return 1;
+	}
 	printf("%s: OK: %zu service%s from %zu definition%s; control socket %s; log_dir %s%s\n",
 	       path, cfg->ninstances, cfg->ninstances == 1 ? "" : "s", cfg->nsvcs,
 	       cfg->nsvcs == 1 ? "" : "s", socket, cfg->log_dir ? cfg->log_dir : "(none)",

@@ -174,11 +174,16 @@ def test_check_output_and_warnings(procs, tmp_path):
         "services with stdout or stderr = log would be discarded",
         f"evmon daemon: {cfg}: warning: control socket {sock}: {sock.parent}: No such file or "
         "directory: the daemon would not start"], warn
+    # --strict: what would stop the daemon or discard output fails the check
+    r = procs.run(argv + ["--strict"], timeout=20)
+    assert r.returncode == 1 and r.stdout == "", r
+    assert r.stderr.splitlines()[2:] == [f"evmon daemon: {cfg}: 2 errors (--strict)"], r.stderr
     logs.mkdir()
     sock.parent.mkdir()
     r = procs.run(argv, timeout=20)
     assert r.returncode == 0 and r.stderr == "", r
     assert r.stdout == f"{cfg}: OK: 4 services from 2 definitions; control socket {sock}; log_dir {logs}\n"
+    assert procs.run(argv + ["--strict"], timeout=20).returncode == 0
     # a log directory anyone can write to is refused by the daemon: --check says so
     os.chmod(logs, 0o777)
     r = procs.run(argv, timeout=20)
