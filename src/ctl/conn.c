@@ -22,6 +22,7 @@ static int connect_daemon(struct ctl *c)
 		return -1;
 	}
 	strcpy(sa.sun_path, c->socket);
+	c->lines = 0;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		fprintf(stderr, "evmon ctl: socket: %s\n", strerror(errno));
@@ -117,6 +118,7 @@ int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
 			(*line)[n] = '\0';
 			safe_line(*line, (size_t)n);
 			c->last = (size_t)n + 1;
+			c->lines++;
 			return 0;
 		}
 		int wait = -1;
@@ -138,9 +140,11 @@ int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
 			continue;
 		if (k <= 0) {
 			fprintf(stderr, "evmon ctl: %s: %s\n", c->socket,
-				k == 0 ? "the daemon closed the connection before it answered "
-					 "(it stopped, or cut the reply: see its log)"
-				       : strerror(errno));
+				k != 0	   ? strerror(errno)
+				: c->lines ? "the daemon closed the connection (it stopped, or "
+					     "dropped this client: see its log)"
+					   : "the daemon closed the connection before it answered "
+					     "(it stopped, or cut the reply: see its log)");
 			return -1;
 		}
 		c->in.len += (size_t)k;

@@ -20,6 +20,7 @@ struct ctl {
 	int fd;
 	struct linebuf in;
 	size_t last;	/* bytes of in taken by the line ctl_read_line returned */
+	size_t lines;	/* lines read on this connection (an answer came) */
 };
 
 /*

@@ -780,6 +780,21 @@ def test_events_of_no_such_service_is_an_error_not_a_silent_wait(procs, tmp_path
     d.stop()
 
 
+def test_ctl_events_says_the_daemon_went_away_not_that_it_never_answered(procs, tmp_path):
+    """A daemon killed under a running `ctl events` had answered (the stream was running):
+    ctl said "closed the connection before it answered"."""
+    d = Daemon(procs, tmp_path, BASIC)
+    d.wait_state("web", "running")
+    ev, lines, t = ctl_events(procs, d)  # returned once the stream runs
+    d.crash()
+    t.join(timeout=30 * SLOW)
+    ev.wait(timeout=30 * SLOW)
+    err = ev.stderr.read().decode()
+    assert ev.returncode != 0 and lines
+    assert "the daemon closed the connection (it stopped" in err, err
+    assert "before it answered" not in err
+
+
 def test_events_stream_content_and_order(procs, tmp_path):
     d = Daemon(procs, tmp_path, BASIC)
     d.wait_state("web", "running")
