@@ -8,13 +8,18 @@
 #include "argv.h"
 #include "duration.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 void conf_set_duration(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
 	uint64_t ms = 0;
-	if (cli_parse_duration(v, &ms) < 0)
+	int r = cli_parse_duration(v, &ms);
+	if (r == -ERANGE)
+		conf_bad(c, "'%s' is too long a duration (at most %llu s)", v,
+			 (unsigned long long)(DURATION_MAX_MS / 1000));
+	else if (r < 0)
 		conf_bad(c, "'%s' is not a duration (seconds, or a number with ms, s, m or h)", v);
 	*(uint64_t *)field = ms;
 	c->pol->set |= k->flag;
@@ -50,7 +55,11 @@ void conf_set_bool(struct conf_ctx *c, const struct keydef *k, const char *v, vo
 void conf_set_period(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
 	uint64_t ms = 0;
-	if (cli_parse_duration(v, &ms) < 0 || ms == 0)
+	int r = cli_parse_duration(v, &ms);
+	if (r == -ERANGE)
+		conf_bad(c, "'%s' is too long a duration (at most %llu s)", v,
+			 (unsigned long long)(DURATION_MAX_MS / 1000));
+	else if (r < 0 || ms == 0)
 		conf_bad(c, "'%s' is not a duration above 0 (seconds, or a number with ms, s, m or h)", v);
 	else
 		*(uint64_t *)field = ms;

@@ -98,6 +98,8 @@ BAD_LINES = [
     ("autostart = maybe", "autostart: 'maybe' is not a boolean"),
     ("group = no-such-group-for-evmon", None),  # not a mistake: test_daemon_resilience.py
     ("start_secs = -1", "start_secs: '-1' is not a duration"),
+    ("stop_timeout = 99999999999999999", "stop_timeout: '99999999999999999' is too long a duration "
+     "(at most 1000000000000 s)"),
     ("log_backups = -3", "log_backups: '-3' is not a whole number"),
     ("environment = NOEQUALS", "environment: 'NOEQUALS' is not KEY=VALUE"),
     ("directory = no/such/dir", None),
