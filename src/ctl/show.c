@@ -39,9 +39,8 @@ static int print_errors(const cJSON *resp)
 			fprintf(stderr, "evmon ctl: ... and %.0f more errors\n", more);
 		const char *e = jstr(resp, "error");
 		const cJSON *first = cJSON_GetArrayItem(errs, 0);
-		if (e && cJSON_GetArraySize(errs) == 1 && cJSON_IsString(first) &&
-		    !strcmp(e, first->valuestring))
-			return 1;
+		if (e && cJSON_IsString(first) && !strcmp(e, first->valuestring))
+			return 1; /* "error" repeats the first: said once */
 	}
 	const char *e = jstr(resp, "error");
 	fprintf(stderr, "evmon ctl: %s\n", e ? e : "request failed");
