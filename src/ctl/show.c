@@ -81,6 +81,11 @@ static void info_text(const cJSON *s, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%s%s", h, err ? err : "");
 	size_t n = strlen(buf);
+	/* replaced: its old process still stopping, the new one starts after it */
+	double old = jnum(s, "old_pid", -1);
+	if (old > 0 && old <= INT_MAX && n < len)
+		n += (size_t)snprintf(buf + n, len - n, "%sold pid %d stopping", n ? "; " : "",
+				      (int)old);
 	/* a waiting service: what it waits for ("waiting for db, cache") */
 	const cJSON *w = cJSON_GetObjectItemCaseSensitive(s, "waiting_for"), *dep;
 	if (!cJSON_IsArray(w))

@@ -61,8 +61,7 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 {
 	struct daemon *d = data;
 	(void)loop;
-	if (ev->type == EVM_EV_SERVICE)
-		units_on_event(d, ev);
+	struct unit *successor = ev->type == EVM_EV_SERVICE ? units_on_event(d, ev) : NULL;
 	struct unit *u = ev->type == EVM_EV_SERVICE && ev->name ? unit_find(d, ev->name) : NULL;
 	if (u && u->svc != ev->service)
 		u = NULL;
@@ -87,6 +86,8 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 			waiters_check(d);
 		status_changed(d);
 	}
+	if (successor)
+		units_start_successor(d, successor);
 }
 
 /*

@@ -203,8 +203,14 @@ int units_reload(struct daemon *d, cJSON *resp);
 /* Close every log file and open the directory again; -1 with err when it cannot be. */
 int units_reopen_logs(struct daemon *d, char *err, size_t errlen);
 void units_free(struct daemon *d);
-/* Called for every service event: the unit's transition counters. */
-void units_on_event(struct daemon *d, const struct evm_event *ev);
+/*
+ * Called for every service event: the unit's transition counters. Returns the
+ * unit whose replaced service this event removed, when it is to start now:
+ * units_start_successor, once the event itself has been told (its start's
+ * events come after the removal's).
+ */
+struct unit *units_on_event(struct daemon *d, const struct evm_event *ev);
+void units_start_successor(struct daemon *d, struct unit *u);
 
 /* deps.c: starting and stopping in the order of requires and after */
 enum dep_kind { DEP_AFTER, DEP_READY, DEP_HEALTHY };

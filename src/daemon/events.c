@@ -345,6 +345,10 @@ cJSON *events_status(const struct unit *u)
 		cJSON_AddTrueToObject(o, "adopted"); /* taken over after a crash or a re-exec */
 	if (u->added)
 		cJSON_AddTrueToObject(o, "added");
+	/* replaced (a reload, remove and add): the new definition starts once this one is gone */
+	struct evm_proc *oldp = u->old ? evm_service_proc(u->old) : NULL;
+	if (oldp && evm_proc_pid(oldp) > 0)
+		cJSON_AddNumberToObject(o, "old_pid", evm_proc_pid(oldp));
 	if (info.has_exit) {
 		cJSON *x = cJSON_AddObjectToObject(o, "last_exit");
 		add_exit(x, &info.last_exit);

@@ -101,7 +101,7 @@ void unit_note_start_after(struct daemon *d, struct unit *u)
 	state_changed(d); /* the record says so: a crash now keeps the restart */
 }
 
-void units_on_event(struct daemon *d, const struct evm_event *ev)
+struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 {
 	/*
 	 * A cgroup service's spawn was given a placeholder for its directory,
@@ -114,18 +114,12 @@ void units_on_event(struct daemon *d, const struct evm_event *ev)
 		draining_done(d, ev);
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
 	if (u && ev->removed && u->old == ev->service) {
-		/* the replaced service left the cgroup: its successor may start in it */
+		/* the replaced service is gone (and its cgroup empty): its successor may start */
 		u->old = NULL;
-		if (u->want_start && u->svc && !d->defer_start) {
-			u->want_start = false;
-			int r = deps_start(d, u);
-			if (r < 0)
-				dlog("service %s: cannot start it: %s", u->name, strerror(-r));
-		}
-		return;
+		return u->want_start && u->svc && !d->defer_start ? u : NULL;
 	}
 	if (!u || u->svc != ev->service)
-		return;
+		return NULL;
 	u->transitions++;
 	/* STOPPED too: the restart's start may wait for its spawn turn (the library's) */
 	if (ev->state != EVM_STATE_STOPPING && ev->state != EVM_STATE_STOPPED)
@@ -141,6 +135,17 @@ void units_on_event(struct daemon *d, const struct evm_event *ev)
 	if (ev->old_state == EVM_STATE_RELOADING && ev->state == EVM_STATE_RUNNING && ev->error)
 		u->reload_failures++;
 	ready_on_event(d, u, ev);
+	return NULL;
+}
+
+void units_start_successor(struct daemon *d, struct unit *u)
+{
+	if (!u->want_start || !u->svc || u->old || d->defer_start)
+		return;
+	u->want_start = false;
+	int r = deps_start(d, u);
+	if (r < 0)
+		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
 }
 
 /* ------------------------------------------------------------ lifecycle */

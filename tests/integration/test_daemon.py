@@ -651,6 +651,42 @@ def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_pat
     d.stop()
 
 
+@pytest.mark.parametrize("cgroup", ["no", "auto"])
+def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
+    """While a replaced service's old process stops, `ctl status` says so (old_pid, "old
+    pid N stopping") instead of a bare `stopped`; the events come in the order things
+    happen: the old one's removal, then the new one's start (the start used to be told
+    first, its time before the removal's)."""
+    d = Daemon(procs, tmp_path, STUBBORN.replace("MARK", "400151").replace(
+        "cgroup = no", f"cgroup = {cgroup}"))
+    d.wait_state("ig", "running")
+    old = d.status("ig")["ig"]["pid"]
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":["ig"]}\n')
+    rd = LineReader(s)
+    assert rd.next()["ok"]
+    d.write(STUBBORN.replace("MARK", "400152").replace("cgroup = no", f"cgroup = {cgroup}"))
+    assert d.ctl("reload").returncode == 0
+    st = d.status("ig")["ig"]
+    assert st.get("old_pid") == old and st["pid"] is None, st
+    r = d.ctl("status", "ig")
+    assert f"old pid {old} stopping" in r.stdout, r.stdout
+    events = []
+    while not (any(e.get("removed") for e in events) and
+               any(e.get("state") == "running" for e in events)):
+        ev = rd.next(timeout=30)
+        if ev.get("event") in ("state", "exit"):
+            events.append(ev)
+    times = [e["time"] for e in events]
+    assert times == sorted(times), events
+    removed = next(i for i, e in enumerate(events) if e.get("removed"))
+    start = next(i for i, e in enumerate(events) if e["event"] == "state" and e["pid"] != old)
+    assert removed < start, events
+    assert "old_pid" not in d.status("ig")["ig"]
+    s.close()
+    d.stop()
+
+
 def test_reload_event_and_log_line_name_what_changed(procs, tmp_path):
     d = Daemon(procs, tmp_path, RELOAD_A)
     for n in ("same", "changed", "gone"):
