@@ -195,9 +195,12 @@ EVM_CHILD_CODE static void setup_stdio(struct evm__spawn_req *r)
 /*
  * extra_fds: each source onto its target, not close-on-exec. Sources first
  * move above every target (a source may sit on another's target), and so
- * does the error pipe, which a target may take.
+ * does the error pipe, which a target may take. The move comes before the
+ * stdio's dup3s onto 0-2 (a source may be one of them: our stdout as the
+ * child's fd 3), the placing after them (a target may be one a stdio source
+ * sat on). moved is the caller's: vfork-style, nothing may allocate.
  */
-EVM_CHILD_CODE static void setup_extra(struct evm__spawn_req *r)
+EVM_CHILD_CODE static void extra_lift(struct evm__spawn_req *r, int *moved)
 {
 	if (!r->nextra)
 		return;
@@ -209,15 +212,17 @@ EVM_CHILD_CODE static void setup_extra(struct evm__spawn_req *r)
 		long up = evm__raw3(SYS_fcntl, r->errfd, F_DUPFD_CLOEXEC, top);
 		r->errfd = up < 0 ? -1 : (int)up; /* -1: errors still go through memory */
 	}
-	/* the moved sources live on our stack: vfork-style, nothing may allocate */
-	int moved[r->nextra];
 	for (size_t i = 0; i < r->nextra; i++) {
 		long up = evm__raw3(SYS_fcntl, r->extra[i].fd, F_DUPFD_CLOEXEC, top);
 		if (up < 0)
 			fail(r, EVM_STAGE_STDIO, up);
 		moved[i] = (int)up;
 	}
-	/* dup3: a moved source (>= top) is never its target */
+}
+
+EVM_CHILD_CODE static void extra_place(struct evm__spawn_req *r, const int *moved)
+{
+	/* dup3: a moved source (>= every target) is never its target */
 	for (size_t i = 0; i < r->nextra; i++) {
 		long e = evm__raw3(SYS_dup3, moved[i], r->extra[i].target, 0);
 		if (e < 0)
@@ -618,8 +623,10 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 	if (r->cwd && (e = evm__raw1(SYS_chdir, r->cwd)) < 0)
 		fail(r, EVM_STAGE_CWD, e);
 
+	int moved[r->nextra ? r->nextra : 1];
+	extra_lift(r, moved);
 	setup_stdio(r);
-	setup_extra(r);
+	extra_place(r, moved);
 	/* after the fds are in place: ctty is a number in the child */
 	if ((r->flags & EVM_SPAWN_SETCTTY) && (e = evm__raw3(SYS_ioctl, r->ctty, TIOCSCTTY, 0)) < 0)
 		fail(r, EVM_STAGE_CTTY, e);

@@ -68,6 +68,36 @@ static void test_extra_fds_swap(void **state)
 	evm_proc_unref(p);
 }
 
+/*
+ * A source among 0-2 is ours, not what the child's stdio put there: our stdin
+ * (a pipe here) as the child's fd 3 while its own stdin is /dev/null. The
+ * stdio went first and fd 3 got /dev/null.
+ */
+static void test_extra_fds_source_is_our_stdio(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int p[2], saved = fcntl(0, F_DUPFD_CLOEXEC, 10);
+	assert_true(saved >= 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(dup2(p[0], 0), 0);
+	struct stat want;
+	assert_int_equal(fstat(0, &want), 0);
+	struct evm_fd_map m[] = {{0, 3}};
+	struct evm_spawn_opts o = {.extra_fds = m, .nextra_fds = 1};
+	o.stdio[0].mode = EVM_STDIO_NULL;
+	char buf[256], exp[256];
+	struct evm_exit e;
+	t_output(loop, (char *[]){"/bin/sh", "-c", "readlink /proc/self/fd/3 /proc/self/fd/0", NULL},
+		 &o, buf, sizeof(buf), &e);
+	dup2(saved, 0);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+	assert_int_equal(e.code, 0);
+	snprintf(exp, sizeof(exp), "pipe:[%lu]\n/dev/null\n", (unsigned long)want.st_ino);
+	assert_string_equal(buf, exp);
+}
+
 /* An exec failure still comes back with its stage when a target is a low fd. */
 static void test_extra_fds_exec_error(void **state)
 {
@@ -194,6 +224,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_extra_fds_listed, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_extra_fds_swap, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_extra_fds_source_is_our_stdio, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_extra_fds_exec_error, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_extra_fds_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_extra_fds_service, t_setup, t_teardown),
