@@ -603,9 +603,10 @@ struct evm_run_result {
  * For simple callers (Go's cmd.Output/CombinedOutput, Python's
  * subprocess.run): run one command on a private loop and wait for it.
  * stdout and stderr left at EVM_STDIO_INHERIT are captured (capture_max
- * each); on_exit, handler and EVM_SPAWN_NOWAIT are ignored. Returns 0 with
- * the exit record and the output in *res (evm_run_result_free it), or the
- * spawn's -errno (opts->error says the stage). Any thread; blocks.
+ * each); on_exit, handler and EVM_SPAWN_NOWAIT are ignored; EVM_STDIO_PIPE
+ * is -EINVAL (its end would be nobody's). Returns 0 with the exit record
+ * and the output in *res (evm_run_result_free it), or the spawn's -errno
+ * (opts->error says the stage). Any thread; blocks.
  */
 EVM_API int evm_run(const struct evm_spawn_opts *opts, struct evm_run_result *res);
 EVM_API void evm_run_result_free(struct evm_run_result *res);

@@ -156,6 +156,10 @@ int evm_run(const struct evm_spawn_opts *opts, struct evm_run_result *res)
 	if (!opts || !res)
 		return -EINVAL;
 	memset(res, 0, sizeof(*res));
+	/* a pipe's end would stay in a proc the caller never sees: a child filling it hangs us */
+	for (int i = 0; i < 3; i++)
+		if (opts->stdio[i].mode == EVM_STDIO_PIPE)
+			return -EINVAL;
 	struct evm_spawn_opts o = *opts;
 	for (int i = 1; i < 3; i++)
 		if (o.stdio[i].mode == EVM_STDIO_INHERIT)

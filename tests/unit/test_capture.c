@@ -131,6 +131,12 @@ static void test_run(void **state)
 	assert_int_equal(err.stage, EVM_STAGE_EXEC);
 	evm_run_result_free(&r);
 	assert_int_equal(evm_run(NULL, &r), -EINVAL);
+	/* a pipe's end would be nobody's: a child writing 100 KB into it hung evm_run */
+	for (int i = 0; i < 3; i++) {
+		struct evm_spawn_opts piped = {.argv = HARGV("exit", "0"), .pdeath_signal = SIGKILL};
+		piped.stdio[i].mode = EVM_STDIO_PIPE;
+		assert_int_equal(evm_run(&piped, &r), -EINVAL);
+	}
 	assert_int_equal(t_count_children(), 0);
 }
 
