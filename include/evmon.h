@@ -989,8 +989,10 @@ struct evm_service_opts {
 	/*
 	 * Restart delays: the first restart after a stable run waits
 	 * backoff_initial_ms (may be 0); each further restart in a row doubles
-	 * the delay, from at least 10 ms, up to backoff_max_ms. So a crash
-	 * loop can never become a fork bomb.
+	 * the delay, from at least 10 ms, up to backoff_max_ms (and never below
+	 * 10 ms, whatever backoff_max_ms says). A run is stable when it was up
+	 * stable_ms, and at least 10 ms. So a crash loop can never become a
+	 * fork bomb.
 	 */
 	uint64_t backoff_initial_ms; /* default 100 */
 	uint64_t backoff_max_ms;     /* default 30000 */

@@ -33,6 +33,8 @@ static uint64_t backoff_delay(struct evm_service *s)
 	}
 	if (d > s->backoff_max_ms)
 		d = s->backoff_max_ms;
+	if (s->backoff_step > 0 && d < MIN_DOUBLING_MS)
+		d = MIN_DOUBLING_MS; /* a backoff_max_ms below it (0) must not make a spin */
 	if (s->jitter && d) {
 		/* spread a herd of services that crashed together */
 		uint64_t span = d * s->jitter / 100;
@@ -199,7 +201,13 @@ void evm__sv_exit_decide(struct evm_service *s)
 		killpg(e->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
 	if (s->sid && !s->cg) /* and of its session, wherever they went (end of the dispatch) */
 		evm__tree_kill_later(s->loop, s->sid);
-	if (e->runtime_ns / 1000000 >= s->stable_ms) {
+	/*
+	 * A stable run resets the backoff: at least MIN_DOUBLING_MS up, whatever
+	 * stable_ms says (at 0 every run was stable, and a process that fails at
+	 * once, with backoff_initial_ms 0, was restarted at once, forever).
+	 */
+	uint64_t stable = s->stable_ms > MIN_DOUBLING_MS ? s->stable_ms : MIN_DOUBLING_MS;
+	if (e->runtime_ns / 1000000 >= stable) {
 		s->backoff_step = 0;
 		s->failures = 0;
 	}

@@ -22,6 +22,7 @@ struct rec {
 	bool removed;
 	unsigned restarts;
 	uint64_t delay_ms;
+	uint64_t runtime_ns; /* of the exit, if any */
 	int error;
 	pid_t pid;
 	char msg[160];
@@ -45,6 +46,7 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	r->removed = ev->removed;
 	r->code = ev->exit ? ev->exit->code : 0;
 	r->signal = ev->exit ? ev->exit->signal : 0;
+	r->runtime_ns = ev->exit ? ev->exit->runtime_ns : 0;
 	r->restarts = ev->restarts;
 	r->delay_ms = ev->delay_ms;
 	r->error = ev->error;
@@ -468,6 +470,57 @@ static void test_zero_initial_backoff_still_doubles(void **state)
 	for (size_t i = 0; i < nev && k < 5; i++)
 		if (evs[i].state == EVM_STATE_BACKOFF)
 			assert_int_equal(evs[i].delay_ms, want[k++]);
+}
+
+static void no_max_opts(struct evm_service_opts *o)
+{
+	o->start_ms = 0;
+	o->start_retries = 0;
+	o->backoff_max_ms = 0;
+	o->set |= EVM_SVC_START_MS | EVM_SVC_START_RETRIES | EVM_SVC_BACKOFF_MAX;
+}
+
+static void no_stable_opts(struct evm_service_opts *o)
+{
+	o->start_ms = 0;
+	o->start_retries = 0;
+	o->backoff_initial_ms = 0;
+	o->stable_ms = 0;
+	o->set |= EVM_SVC_START_MS | EVM_SVC_START_RETRIES | EVM_SVC_BACKOFF_INITIAL |
+		  EVM_SVC_STABLE_MS;
+}
+
+/*
+ * A crash loop never spins: backoff_max_ms = 0 capped every delay at 0, and
+ * stable_ms = 0 made every run stable, so with backoff_initial_ms = 0 a
+ * process that fails at once was restarted at once, 1,000+ times a second.
+ * Now a restart in a row waits at least 10 ms, and only a run up 10 ms or
+ * more is stable (the runs' lengths are the kernel's: checked per exit).
+ */
+static void test_crash_loop_never_spins(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT3, no_max_opts);
+	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, EXIT3, no_stable_opts);
+	evm_service_start(a);
+	evm_service_start(b);
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_BACKOFF) >= 6 &&
+			count_state("b", EVM_STATE_BACKOFF) >= 6, 20000);
+	evm_service_stop(a);
+	evm_service_stop(b);
+	size_t ka = 0, kb = 0;
+	uint64_t run = 0;
+	for (size_t i = 0; i < nev; i++) {
+		if (evs[i].has_exit)
+			run = evs[i].runtime_ns;
+		if (evs[i].state != EVM_STATE_BACKOFF)
+			continue;
+		if (!strcmp(evs[i].name, "a")) /* the first restart may be at once: 100 capped at 0 */
+			assert_int_equal(evs[i].delay_ms, ka++ ? 10 : 0);
+		else if (run < 10 * 1000000ull && kb++) /* a run too short to be stable: in a row */
+			assert_true(evs[i].delay_ms >= 10);
+	}
+	assert_true(ka >= 6);
 }
 
 static void stable_opts(struct evm_service_opts *o)
@@ -1923,6 +1976,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_resume_carries_counters_and_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_loop_never_spins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
