@@ -658,8 +658,9 @@ EVM_API void evm_proc_unref(struct evm_proc *proc);
  * (optional). timeout_ms -1 waits forever. For threads other than the one
  * running the loop: the exit is reported by that thread. -EDEADLK, whatever
  * the timeout, when nobody could report the exit: from a callback of the
- * loop, on the loop thread while the loop is not running, or on the creator
- * before any thread has run the loop if it is the process's only thread.
+ * loop, on the loop thread while the loop is not running, or on the
+ * process's only thread (the creator before any thread ran the loop, or
+ * once the thread that ran it has exited).
  * Needs a reference held by the caller; -ETIMEDOUT on timeout. The loop may be freed meanwhile (evm_loop_free kills and reaps
  * every child, so the wait returns with that exit).
  */

@@ -100,15 +100,17 @@ int evm__single_threaded(void)
  * Only the loop thread reports exits. Waiting there outside a callback
  * (the loop is not running) never returns. Before any thread has run the
  * loop its creator counts as the loop thread, but a thread it started may
- * be about to run it: the wait is hopeless only if there is no other thread.
+ * be about to run it: the wait is hopeless only if there is no other
+ * thread. And so is any wait by a process's only thread: the one that ran
+ * the loop may have exited.
  */
 bool evm__wait_would_hang(struct evm_loop *loop)
 {
 	if (evm__tls_dispatching == loop)
 		return true;
-	if (!evm__on_loop_thread(loop))
-		return false;
-	return atomic_load(&loop->bound) || evm__single_threaded() == 1;
+	if (evm__on_loop_thread(loop) && atomic_load(&loop->bound))
+		return true;
+	return evm__single_threaded() == 1;
 }
 
 int evm_spawn_wait(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct evm_exit *out)

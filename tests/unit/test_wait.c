@@ -119,6 +119,36 @@ static void test_proc_wait_on_loop_thread(void **state)
 	evm_proc_unref(p);
 }
 
+static void *run_once_then_exit(void *arg)
+{
+	evm_loop_run_once(arg, 0);
+	return NULL;
+}
+
+/*
+ * The thread that ran the loop has exited and the waiter is now the
+ * process's only thread: nobody could report the exit. It slept for good
+ * with timeout -1 (and ran out a timeout for nothing).
+ */
+static void test_proc_wait_after_the_runner_exited(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_proc *p = t_spawn(loop, HARGV("pause"), NULL);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, run_once_then_exit, loop), 0);
+	pthread_join(t, NULL);
+	bool single = alone();
+	if (single) {
+		assert_int_equal(evm_proc_wait(p, NULL, 100), -EDEADLK);
+		assert_int_equal(evm_proc_wait(p, NULL, -1), -EDEADLK);
+	}
+	assert_int_equal(evm_proc_signal(p, SIGKILL), 0);
+	RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+	evm_proc_unref(p);
+	if (!single)
+		T_SKIP("this process has another thread (a sanitizer's): it could run the loop");
+}
+
 /*
  * The natural hand-off: create the loop, start a thread that runs it, spawn
  * and wait at once. Whether the runner's first iteration comes before, during
@@ -378,6 +408,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spawn_from_threads, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_wait_on_loop_thread, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_proc_wait_on_loop_thread, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_proc_wait_after_the_runner_exited, t_setup, t_teardown),
 		cmocka_unit_test(test_handoff_spawn_at_once),
 		cmocka_unit_test(test_free_releases_threads),
 		cmocka_unit_test(test_single_threaded_at_fd_limit),
