@@ -480,7 +480,10 @@ static int spawn_child(struct init *in)
 	 */
 	o.flags |= EVM_SPAWN_INHERIT_FDS;
 	const char *lp = getenv("LISTEN_PID");
-	if (lp && getenv("LISTEN_FDS") && strtol(lp, NULL, 10) == (long)getpid())
+	char *end = NULL;
+	/* a pid and nothing else, as sd_listen_fds(3) reads it ("1abc" is nobody's) */
+	if (lp && getenv("LISTEN_FDS") && *lp >= '0' && *lp <= '9' &&
+	    strtol(lp, &end, 10) == (long)getpid() && *end == '\0')
 		o.flags |= EVM_SPAWN_LISTEN_PID;
 	int r = evm_spawn(in->loop, &o, &in->child);
 	if (r == -ENOEXEC && err.stage == EVM_STAGE_EXEC)

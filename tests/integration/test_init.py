@@ -924,6 +924,10 @@ def test_listen_pid_rewritten(run, mode, tmp_path):
     r = run(with_fds(f, init_cmd(probe, mode), 4194304), mode)
     assert r.wait() == 0, r.err.text
     assert "LISTEN_PID=4194304\nLISTEN_FDS=3\n" in r.out.text, r.out.text
+    # init's pid with more after it is not init's pid (as sd_listen_fds reads it)
+    r = run(with_fds(f, init_cmd(probe, mode), "${$}x"), mode)
+    assert r.wait() == 0, r.err.text
+    assert re.search(r"^LISTEN_PID=\d+x\nLISTEN_FDS=3\n", r.out.text, re.M), r.out.text
 
 
 def test_sigpipe_on_stderr_not_forwarded(run, mode):
