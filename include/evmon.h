@@ -402,7 +402,8 @@ struct evm_spawn_opts {
 	char *const *envp;    /* NULL: inherit environ at spawn time */
 	char *const *env_extra; /* "KEY=VALUE" entries added to envp (or the inherited
 				   environ), replacing entries with the same KEY;
-				   an entry without '=': -EINVAL */
+				   an entry without '=', or with an empty
+				   KEY: -EINVAL */
 	const char *cwd;      /* NULL: inherit */
 	struct evm_stdio stdio[3];
 	unsigned flags;	      /* EVM_SPAWN_* */

@@ -80,7 +80,7 @@ static int check_opts(const struct evm_spawn_opts *o, bool have_out)
 	if ((o->flags & EVM_SPAWN_SETGID) && o->gid == (gid_t)-1)
 		return -EINVAL;
 	for (char *const *e = o->env_extra; e && *e; e++)
-		if (!strchr(*e, '='))
+		if (!strchr(*e, '=') || **e == '=') /* KEY=VALUE, a KEY of one character at least */
 			return -EINVAL;
 	/* the child keeps a copy of each on its small stack */
 	if ((o->nextra_fds && !o->extra_fds) || o->nextra_fds > 1024)

@@ -334,6 +334,9 @@ static void test_exec_failures(void **state)
 	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0"),
 				    .env_extra = (char *[]){"A=1", "NOEQUALS", NULL}};
 	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "env_extra entry without '='");
+	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0"),
+				    .env_extra = (char *[]){"=x", NULL}};
+	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "env_extra entry without a KEY");
 	o = (struct evm_spawn_opts){.argv = HARGV("exit", "0")};
 	o.stdio[2].mode = (enum evm_stdio_mode)77;
 	expect_fail(loop, &o, EINVAL, EVM_STAGE_SETUP, "bad stdio mode");
