@@ -171,7 +171,8 @@ static int add(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb, void *
 	/* the deadline is taken from a fresh clock: a timer added late in a long
 	 * iteration must not fire early */
 	uint64_t now = evm__mono_ns();
-	t->deadline = delay_ns > UINT64_MAX - now ? UINT64_MAX : now + delay_ns;
+	/* UINT64_MAX is the empty heap's "no timer": the latest deadline is one below */
+	t->deadline = delay_ns >= UINT64_MAX - 1 - now ? UINT64_MAX - 1 : now + delay_ns;
 	t->seq = loop->timer_seq++;
 	t->cb = cb;
 	t->data = data;
