@@ -1155,6 +1155,22 @@ struct evm_service_resume {
 EVM_API int evm_service_resume(struct evm_service *svc, const struct evm_service_resume *r);
 
 /*
+ * What a service carried over shows of its past, as an earlier supervisor
+ * recorded it: evm_service_info's last_exit (when has_exit), last_error
+ * (when its stage is not NONE) and since (when not zero: a CLOCK_REALTIME
+ * time in the past). Call it after evm_service_resume and
+ * evm_service_adopt, which set since to now. -EINVAL (bad values), -EBUSY
+ * once the service has an exit of its own.
+ */
+struct evm_service_history {
+	bool has_exit;
+	struct evm_exit last_exit;
+	struct evm_spawn_error last_error;
+	struct timespec since;
+};
+EVM_API int evm_service_resume_history(struct evm_service *svc, const struct evm_service_history *h);
+
+/*
  * Stop: stop_signal, then SIGKILL after stop_timeout_ms. Cancels a pending
  * restart. The service ends in STOPPED. A no-op when not running.
  */

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -305,6 +306,53 @@ static int parse_cg(struct record *r, const char *line)
 	return 0;
 }
 
+static struct timespec ms_to_ts(int64_t ms)
+{
+	return (struct timespec){.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+}
+
+/* since=MS, err=STAGE:ERRNO, exit=PID:STATUS:FLAGS:END_MS:RUN_MS (statewrite.c); others are left */
+static void parse_past(struct rec_svc *s, const char *w)
+{
+	int64_t ms, end;
+	int stage, err, pid, status;
+	unsigned fl;
+	uint64_t run;
+	char rest;
+	if (sscanf(w, "since=%" SCNd64 "%c", &ms, &rest) == 1 && ms > 0) {
+		s->past.since = ms_to_ts(ms);
+		s->has_past = true;
+	} else if (sscanf(w, "err=%d:%d%c", &stage, &err, &rest) == 2 && stage > 0 &&
+		   stage <= EVM_STAGE_CTTY && err > 0) {
+		s->past.last_error = (struct evm_spawn_error){.stage = (enum evm_spawn_stage)stage,
+							      .error = err};
+		s->has_past = true;
+	} else if (sscanf(w, "exit=%d:%d:%u:%" SCNd64 ":%" SCNu64 "%c", &pid, &status, &fl, &end,
+			  &run, &rest) == 5 && pid > 0 && end > 0) {
+		struct evm_exit *x = &s->past.last_exit;
+		memset(x, 0, sizeof(*x));
+		x->pid = pid;
+		x->status = status;
+		x->status_unknown = fl & 1;
+		x->adopted = fl & 2;
+		x->oom_killed = fl & 4;
+		if (!x->status_unknown && WIFEXITED(status)) {
+			x->code = WEXITSTATUS(status);
+		} else if (!x->status_unknown && WIFSIGNALED(status)) {
+			x->code = -1;
+			x->signal = WTERMSIG(status);
+			x->core_dumped = WCOREDUMP(status);
+		} else {
+			x->code = -1;
+		}
+		x->end_time = ms_to_ts(end);
+		x->runtime_ns = run > UINT64_MAX / 1000000 ? UINT64_MAX : run * 1000000;
+		x->start_time = ms_to_ts(end - (int64_t)(run < (uint64_t)end ? run : 0));
+		s->past.has_exit = true;
+		s->has_past = true;
+	}
+}
+
 /* One line of the record into r; exec: the reexec lines are allowed. 0 or -1. */
 static int parse_line(struct record *r, char *line, bool exec)
 {
@@ -334,13 +382,14 @@ static int parse_line(struct record *r, char *line, bool exec)
 		    parse_flags(intent, 7, &f7) == 0 && f7 >= REC_START)
 			s->flags = f7;
 		/* and its health, after that in every format */
-		char w[64];
+		char w[128];
 		int used;
-		for (const char *p = line + tail; got == 11 && sscanf(p, " %63s%n", w, &used) == 1;
+		for (const char *p = line + tail; got == 11 && sscanf(p, " %127s%n", w, &used) == 1;
 		     p += used) {
 			char st_name[16];
 			unsigned streak;
 			uint64_t ms;
+			parse_past(s, w);
 			if (sscanf(w, "deadline=%" SCNu64, &ms) == 1)
 				s->deadline = ms;
 			if (!strcmp(w, "failing"))

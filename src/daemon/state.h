@@ -130,6 +130,9 @@ struct rec_svc {
 	uint64_t watchdog_ms;
 	int health;	/* enum health_status from " health=NAME:STREAK" (any format), else 0 */
 	unsigned health_streak;
+	/* " since=", " err=", " exit=" (any format): what its status showed of its past */
+	struct evm_service_history past;
+	bool has_past;
 	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
 	bool used;

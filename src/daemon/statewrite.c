@@ -47,16 +47,38 @@ static char *put_word(char *p, const char *w)
 
 /*
  * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]
- * [ health=STATUS:FAILURES][ deadline=MS][ failing][ watchdog=MS]\n"
+ * [ health=STATUS:FAILURES][ deadline=MS][ failing][ watchdog=MS]
+ * [ since=MS][ err=STAGE:ERRNO][ exit=PID:STATUS:FLAGS:END_MS:RUN_MS]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
 			  const struct evm_service_info *info, uint64_t next, const char *intent,
 			  const struct unit *u)
 {
-	char buf[256], *p = buf + sizeof(buf);
+	char buf[512], *p = buf + sizeof(buf);
 	*--p = '\n';
 	uint64_t left;
+	/* what status shows of its past: the last exit, the last spawn error, since when */
+	if (info->has_exit) {
+		const struct evm_exit *x = &info->last_exit;
+		char w[128];
+		unsigned fl = (x->status_unknown ? 1u : 0) | (x->adopted ? 2u : 0) | (x->oom_killed ? 4u : 0);
+		snprintf(w, sizeof(w), "exit=%d:%d:%u:%" PRId64 ":%" PRIu64, (int)x->pid, x->status, fl,
+			 (int64_t)x->end_time.tv_sec * 1000 + x->end_time.tv_nsec / 1000000,
+			 x->runtime_ns / 1000000);
+		p = put_word(p, w);
+	}
+	if (info->last_error.stage != EVM_STAGE_NONE) {
+		char w[48];
+		snprintf(w, sizeof(w), "err=%d:%d", (int)info->last_error.stage, info->last_error.error);
+		p = put_word(p, w);
+	}
+	if (info->since.tv_sec > 0) {
+		char w[48];
+		snprintf(w, sizeof(w), "since=%" PRId64,
+			 (int64_t)info->since.tv_sec * 1000 + info->since.tv_nsec / 1000000);
+		p = put_word(p, w);
+	}
 	if (ready_watchdog(u, &left)) {
 		char w[48];
 		snprintf(w, sizeof(w), "watchdog=%" PRIu64, left);

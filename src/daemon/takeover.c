@@ -157,6 +157,21 @@ static void resume_one(struct daemon *d, struct unit *u, const struct rec_svc *s
 		u->want_start = false;
 }
 
+/*
+ * What its status showed of its past: the last exit, the last spawn error,
+ * since when it is in its state. After the adoption or the resume, which
+ * set "since" to now; a unit whose definition changed starts afresh.
+ */
+static void past_one(struct daemon *d, const struct rec_svc *s)
+{
+	struct unit *u = unit_find(d, s->name);
+	if (!s->has_past || !u || !u->svc || state_ident(u->conf) != s->ident)
+		return;
+	int e = evm_service_resume_history(u->svc, &s->past);
+	if (e < 0 && e != -EBUSY)
+		dlog("service %s: cannot carry over its last exit: %s", u->name, strerror(-e));
+}
+
 static void take_over_one(struct daemon *d, struct rec_svc *s)
 {
 	struct unit *u = unit_find(d, s->name);
@@ -429,6 +444,7 @@ void state_take_over(struct daemon *d)
 		for (size_t i = 0; i < d->rec->n; i++) {
 			d->rec->svcs[i].used = true;
 			take_over_one(d, &d->rec->svcs[i]);
+			past_one(d, &d->rec->svcs[i]);
 		}
 	d->quiet_adopt = false;
 	/*

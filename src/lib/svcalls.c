@@ -43,6 +43,32 @@ int evm_service_resume(struct evm_service *s, const struct evm_service_resume *r
 	return evm__sv_dispatch(s, EVM__SV_RESUME, &(struct evm__sv_arg){.resume = r});
 }
 
+int evm_service_resume_history(struct evm_service *s, const struct evm_service_history *h)
+{
+	if (!s || !h || s->dead || h->last_error.error < 0 || h->since.tv_sec < 0 ||
+	    h->since.tv_nsec < 0 || h->since.tv_nsec >= 1000000000L)
+		return -EINVAL;
+	if (s->has_exit)
+		return -EBUSY; /* an exit of its own is newer than anything carried over */
+	if (h->has_exit) {
+		s->has_exit = true;
+		s->last_exit = h->last_exit;
+	}
+	if (h->last_error.stage != EVM_STAGE_NONE)
+		s->last_error = h->last_error;
+	if (h->since.tv_sec > 0) {
+		/* the state's age, on both clocks (the monotonic one says how long in messages) */
+		int64_t real = (int64_t)h->since.tv_sec * 1000000000 + h->since.tv_nsec;
+		int64_t ago = evm__real_ns() - real;
+		uint64_t mono = evm__mono_ns();
+		if (ago >= 0 && (uint64_t)ago < mono) {
+			s->since_real = real;
+			s->since_mono = mono - (uint64_t)ago;
+		}
+	}
+	return 0;
+}
+
 int evm_service_stop(struct evm_service *s)
 {
 	return call(s, EVM__SV_STOP);

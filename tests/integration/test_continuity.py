@@ -265,7 +265,9 @@ def test_a_format_2_line_may_end_with_more(procs, tmp_path, marker, tail):
     d = Daemon(procs, tmp_path, config(marker, n=1))
     st = wait_for(lambda: all_running(d, 1), what="w running")
     wait_recorded(d, [st["w"]["pid"]])
-    words = next(l for l in open(d.sock + ".state") if l.startswith("service w ")).split()
+    # up to NEXT_START ("service", the name and the 10 fields of format 2): what follows
+    # (since=, health=, ...) is what a later format adds, which the tail stands for
+    words = next(l for l in open(d.sock + ".state") if l.startswith("service w ")).split()[:12]
     d.stop()
     other = procs.spawn(["sleep", marker + "2"])
     wait_for(lambda: marker_pids(marker + "2"), what="the other process")
@@ -970,4 +972,58 @@ def test_followers_go_on_across_reexec(procs, tmp_path, marker):
     # a second re-exec: the same connections go on again
     assert d.ctl("reexec").returncode == 0
     assert only1.next()["event"] == "reexec"
+    d.stop()
+
+
+PAST = """
+[evmon]
+start_secs = 0
+backoff_initial = 10ms
+backoff_max = 20ms
+
+[service:b]
+command = sh -c 'exit 3'
+max_retries = 1
+
+[service:gone]
+command = /nonexistent/prog
+start_retries = 1
+
+[service:up]
+command = HELPER pause
+"""
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_a_service_keeps_its_last_exit_and_error_across(procs, tmp_path, how):
+    """A service that failed for good still says why after an upgrade or a crash: its
+    last exit (code, time, run time), its last spawn error and since when it is in its
+    state. They were dropped: `b fatal ... code 3` became `b fatal ... -`."""
+    d = Daemon(procs, tmp_path, PAST)
+    d.wait_state("b", "fatal")
+    d.wait_state("gone", "fatal")
+    d.wait_state("up", "running")
+    r = d.ctl("restart", "up")  # an exit of a running service, to carry too
+    assert r.returncode == 0, r
+    d.wait_state("up", "running")
+    before = d.status()
+    assert before["b"]["last_exit"]["code"] == 3
+    assert before["gone"]["error"].startswith("exec: No such file or directory"), before["gone"]
+    if how == "crash":
+        def recorded():
+            with open(d.sock + ".state") as f:
+                text = f.read()
+            return "exit=" in text and "err=" in text and f"since=" in text
+        wait_for(recorded, what="the record with the services' past")
+    hand_over(d, how)
+    if how == "crash":
+        wait_for(lambda: "taking over" in d.log(), what="the takeover")
+    after = d.status()
+    for name in ("b", "gone", "up"):
+        for key in ("state", "since", "last_exit", "error"):
+            assert after[name].get(key) == before[name].get(key), (name, key, before[name],
+                                                                   after[name])
+    assert after["up"]["pid"] == before["up"]["pid"]
+    r = d.ctl("status")
+    assert "code 3" in r.stdout and "exec: No such file or directory" in r.stdout, r.stdout
     d.stop()
