@@ -472,6 +472,43 @@ static void test_zero_initial_backoff_still_doubles(void **state)
 			assert_int_equal(evs[i].delay_ms, want[k++]);
 }
 
+/* A service taken over shows its past (last exit, last spawn error, since) until an exit of its own. */
+static void test_resume_history(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *f = svc(loop, "f", EVM_RESTART_NEVER, EXIT3, NULL);
+	struct evm_service_resume r = {.state = EVM_STATE_FATAL};
+	assert_int_equal(evm_service_resume(f, &r), 0);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct evm_service_history h = {
+		.has_exit = true,
+		.last_exit = {.pid = 4242, .status = 3 << 8, .code = 3, .runtime_ns = 5000000,
+			      .end_time = {now.tv_sec - 60, 0}},
+		.last_error = {.stage = EVM_STAGE_EXEC, .error = ENOENT},
+		.since = {now.tv_sec - 50, 0},
+	};
+	assert_int_equal(evm_service_resume_history(NULL, &h), -EINVAL);
+	struct evm_service_history bad = h;
+	bad.since.tv_nsec = 1000000000L;
+	assert_int_equal(evm_service_resume_history(f, &bad), -EINVAL);
+	assert_int_equal(evm_service_resume_history(f, &h), 0);
+	struct evm_service_info info;
+	evm_service_info(f, &info);
+	assert_true(info.has_exit);
+	assert_int_equal(info.last_exit.pid, 4242);
+	assert_int_equal(info.last_exit.code, 3);
+	assert_int_equal(info.last_error.stage, EVM_STAGE_EXEC);
+	assert_int_equal(info.last_error.error, ENOENT);
+	assert_int_equal(info.since.tv_sec, now.tv_sec - 50);
+	/* a run of its own: its exit replaces what was carried over, and nothing more is taken */
+	assert_int_equal(evm_service_start(f), 0);
+	run_until_state(loop, f, EVM_STATE_EXITED, 10000);
+	evm_service_info(f, &info);
+	assert_int_not_equal(info.last_exit.pid, 4242);
+	assert_int_equal(evm_service_resume_history(f, &h), -EBUSY);
+}
+
 static void no_max_opts(struct evm_service_opts *o)
 {
 	o->start_ms = 0;
@@ -1974,6 +2011,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_before_spawn_can_fail_an_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_carries_counters_and_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_jitter_stays_in_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_initial_backoff_still_doubles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_loop_never_spins, setup, teardown),
