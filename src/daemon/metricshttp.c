@@ -74,6 +74,8 @@ struct metrics_http {
 	struct evm_timer *timer; /* MHD's next timeout, or NULL */
 	char addr[80];
 	char last_error[300]; /* MHD's last message, for a failed start */
+	bool at_limit;	      /* METRICS_CONNECTIONS open after a run: see run() */
+	unsigned logged;      /* MHD's messages while running (logged at powers of 2) */
 };
 
 static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
@@ -150,9 +152,30 @@ static void schedule(struct metrics_http *m)
 		dlog("metrics: cannot arm a timer: idle connections close at the next request");
 }
 
+static unsigned connections(struct metrics_http *m)
+{
+	const union MHD_DaemonInfo *i =
+		mhd.MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return i ? i->num_connections : 0;
+}
+
+/*
+ * At its connection limit MHD takes its listening socket out of its epoll
+ * set, and puts it back only at the start of a later MHD_run: when the
+ * connections close, nothing wakes us for that run (the epoll fd holds
+ * nothing, and MHD wants no timeout without connections), and the port
+ * answered no one again. So a run that brought the count below the limit
+ * is followed by another.
+ */
 static void run(struct metrics_http *m)
 {
 	mhd.MHD_run(m->mhd);
+	if (m->at_limit && connections(m) < METRICS_CONNECTIONS) {
+		m->at_limit = false;
+		mhd.MHD_run(m->mhd);
+	}
+	if (connections(m) >= METRICS_CONNECTIONS)
+		m->at_limit = true;
 	schedule(m);
 }
 
@@ -175,8 +198,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	struct metrics_http *m = cls;
 	vsnprintf(m->last_error, sizeof(m->last_error), fmt, ap);
 	m->last_error[strcspn(m->last_error, "\n")] = '\0';
-	if (m->io) /* running: a start failure is the caller's to say */
-		dlog("metrics: %s", m->last_error);
+	if (!m->io)
+		return; /* starting: a failure is the caller's to say */
+	/* each bad request of anyone who reaches the port: said at 1, 2, 4, 8, ... */
+	m->logged++;
+	if (!(m->logged & (m->logged - 1)))
+		dlog("metrics: %s (%u message%s of the HTTP server so far)", m->last_error, m->logged,
+		     m->logged == 1 ? "" : "s");
 }
 
 static void bound_address(struct metrics_http *m, const struct sockaddr_storage *ss)
