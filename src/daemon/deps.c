@@ -667,32 +667,45 @@ static unsigned stop_chain(struct unit *u, unsigned depth)
 }
 
 /* u and what requires it, to stop; each newly marked one into b (deps_stop tries those) */
-static void mark_stop(struct daemon *d, struct unit *u, struct batch *b)
+/*
+ * u and what requires it, to stop. One waiting to start (asked, or pulled
+ * in by a dependent's start) will not: said as a state change of its own
+ * ("waiting" is the daemon's state, not the library's, so no event of the
+ * library tells it), for the stopped one and for each dependent, which
+ * a `ctl wait` on it would otherwise wait on in vain.
+ */
+static void mark_stop(struct daemon *d, struct unit *u, const struct unit *cause, struct batch *b)
 {
 	if (u->want_stop)
 		return;
+	bool was_pending = u->pending;
 	u->want_stop = true;
 	u->want_start = false;
 	u->pending = false;
 	go_unlink(d, u);
 	batch_push(b, u);
+	if (was_pending) {
+		char why[400];
+		if (cause)
+			snprintf(why, sizeof(why), "not started: requires %s, which was stopped",
+				 cause->name);
+		else
+			snprintf(why, sizeof(why), "not started: stopped while waiting");
+		publish_state(d, u, evm_state_name(state(u)), "waiting", "message", why);
+	}
 	for (size_t i = 0; i < u->nrdeps; i++) {
 		struct unit *v = u->rdeps[i];
 		for (size_t k = 0; k < v->ndeps; k++)
 			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER && (active(v) || v->pending))
-				mark_stop(d, v, b);
+				mark_stop(d, v, u, b);
 	}
 }
 
 int deps_stop(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
-	bool was_pending = u->pending;
 	struct batch b = {0};
-	mark_stop(d, u, &b);
-	if (was_pending)
-		publish_state(d, u, evm_state_name(state(u)), "waiting", "message",
-			      "not started: stopped while waiting");
+	mark_stop(d, u, NULL, &b);
 	/*
 	 * The dependents first, the deepest first: they may be down already. Only
 	 * those marked now: marking adds no way to stop for one marked before

@@ -238,6 +238,48 @@ requires = cache db
     d.stop()
 
 
+def test_stopping_a_dependency_tells_its_waiting_dependents(procs, tmp_path):
+    """`ctl stop db` while web (requires db:healthy) and api (requires web) wait for it:
+    both leave `waiting` with a state event saying why (which ends a `ctl wait web --for
+    ready` with 1). They went to `stopped` with no event and no log line, and such a wait
+    ran to its timeout saying web was waiting."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+start_secs = 30
+autostart = false
+
+[service:web]
+command = HELPER pause
+requires = db:healthy
+autostart = false
+
+[service:api]
+command = HELPER pause
+requires = web
+start_secs = 0
+autostart = false
+""")
+    assert d.ctl("-t", "0", "start", "api").returncode == 0
+    d.wait_state("web", "waiting")
+    d.wait_state("api", "waiting")
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":["web","api"]}\n')
+    rd = LineReader(s)
+    assert rd.next()["ok"]
+    assert d.ctl("-t", "0", "stop", "db").returncode == 0
+    got = {}
+    while len(got) < 2:
+        ev = rd.next(timeout=30)
+        if ev.get("event") == "state" and ev.get("old_state") == "waiting":
+            got[ev["service"]] = (ev["state"], ev.get("message"))
+    assert got == {"web": ("stopped", "not started: requires db, which was stopped"),
+                   "api": ("stopped", "not started: requires web, which was stopped")}, got
+    assert d.status("web")["web"]["state"] == "stopped"
+    s.close()
+    d.stop()
+
+
 def test_a_failed_dependency_keeps_the_service_from_starting_and_says_why(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
         [service:db]
