@@ -100,8 +100,12 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
  */
 static void essential_check(struct daemon *d, struct unit *u, const struct evm_event *ev)
 {
-	bool end = ev->state == EVM_STATE_FATAL || ev->state == EVM_STATE_EXITED ||
+	/* stopped for a failure (health_action = stop): over for good too */
+	bool failed = ev->state == EVM_STATE_FATAL || (u->failed_stop && ev->state == EVM_STATE_STOPPED);
+	bool end = failed || ev->state == EVM_STATE_EXITED ||
 		   (u->conf->essential == ESS_EXIT && ev->exit && ev->old_state != EVM_STATE_STOPPING);
+	if (ev->state == EVM_STATE_STARTING || ev->state == EVM_STATE_RUNNING)
+		u->failed_stop = false;
 	if (!end || d->stopping || d->exit_code >= 0)
 		return;
 	struct evm_service_info info;
@@ -121,6 +125,20 @@ static void essential_check(struct daemon *d, struct unit *u, const struct evm_e
 		snprintf(why, sizeof(why), "essential service %s is %s", u->name,
 			 evm_state_name(ev->state));
 	}
+	/* a failure is never a success for the container: a crash loop of exits 0 gave up */
+	if (failed && d->exit_code == 0)
+		d->exit_code = 1;
+	daemon_request_shutdown(d, why);
+}
+
+void daemon_essential_blocked(struct daemon *d, struct unit *u)
+{
+	if (!u->conf->essential || d->stopping || d->exit_code >= 0)
+		return;
+	char why[600];
+	snprintf(why, sizeof(why), "essential service %s cannot run: %s", u->name,
+		 u->blocked ? u->blocked : "a dependency failed");
+	d->exit_code = 1;
 	daemon_request_shutdown(d, why);
 }
 

@@ -108,6 +108,8 @@ struct unit {
 	pid_t rec_pid;		 /* the pid last written, and its start time */
 	uint64_t rec_start;
 	bool adopted;		 /* its process was taken over at the daemon's start */
+	bool failed_stop;	 /* being stopped for a failure (health_action = stop): an
+				  * essential one's stop ends the daemon */
 	struct unit *prev, *next; /* creation order */
 	struct hnode node;	 /* in daemon.units, by name */
 };
@@ -179,6 +181,8 @@ struct daemon {
 
 /* daemon.c */
 void daemon_request_shutdown(struct daemon *d, const char *why);
+/* An essential service cannot run (a dependency failed for good): the daemon ends, with 1. */
+void daemon_essential_blocked(struct daemon *d, struct unit *u);
 /* Every autostart service has been started (units.c): log it, READY=1. */
 void daemon_started(struct daemon *d);
 

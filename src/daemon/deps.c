@@ -402,6 +402,7 @@ static void try_start(struct daemon *d, struct unit *u)
 		u->pending = false;
 		set_blocked(d, u, why);
 		retry_dependents(d, u); /* it will not start (depth: the graph's, acyclic) */
+		daemon_essential_blocked(d, u);
 		return;
 	}
 	let_go(d, u);

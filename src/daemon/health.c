@@ -325,6 +325,7 @@ static void changed(struct health *h)
 		break;
 	case HEALTH_ACTION_STOP:
 		dlog("service %s: unhealthy: stopping it (health_action = stop)", u->name);
+		u->failed_stop = true; /* an essential one's stop ends the daemon (daemon.c) */
 		deps_stop(d, u);
 		break;
 	}

@@ -60,3 +60,45 @@ def test_stopping_an_essential_service_by_hand_is_not_its_end(procs, tmp_path):
     assert r.returncode == 0, r
     assert d.ctl("ping").returncode == 0
     d.stop()
+
+
+def test_essential_crash_loop_of_exits_0_is_not_a_success(procs, tmp_path):
+    """A service that exits 0 before start_secs, again and again, gave up (fatal): a
+    failure, so the daemon exits 1, not its last code 0, which told the orchestrator all
+    was well."""
+    d = Daemon(procs, tmp_path, """
+        [service:quick]
+        command = HELPER exit 0
+        restart = always
+        start_secs = 5
+        start_retries = 2
+        backoff_initial = 0.01
+        essential = true
+        """)
+    assert ended(d) == 1, d.log()
+    assert "essential service quick exited with code 0 (fatal)" in d.log()
+
+
+def test_essential_stopped_for_unhealthy_ends_the_daemon(procs, tmp_path):
+    """health_action = stop on an essential service: a stop for a failure, not one asked
+    for, so the daemon ends, with its exit (TERM: 143). It kept running with nothing to
+    do."""
+    d = Daemon(procs, tmp_path, ini(
+        main={"command": "HELPER pause", "essential": "exit", "health_cmd": "/bin/false",
+              "health_interval": "100ms", "health_retries": 1, "health_action": "stop"},
+        other="HELPER pause"))
+    assert ended(d) == 128 + 15, d.log()
+    assert "essential service main was killed by signal 15" in d.log()
+
+
+def test_essential_that_cannot_start_ends_the_daemon(procs, tmp_path):
+    """An essential service whose dependency failed for good never runs: the daemon ends
+    with 1 and says why. It ran on for good with nothing to do (in a container, never
+    ending)."""
+    d = Daemon(procs, tmp_path, ini(
+        dep={"command": "HELPER sleep 500 exit 1", "restart": "never", "start_secs": 5},
+        main={"command": "HELPER pause", "essential": "true", "requires": "dep"},
+        other="HELPER pause"))
+    assert ended(d) == 1, d.log()
+    assert "essential service main cannot run: not started: requires dep, which is exited" \
+        in d.log(), d.log()
