@@ -61,24 +61,11 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
  * gone, or the old stop would kill the new processes.
  */
 struct draining {
-	struct hnode node;
+	struct hnode node;	/* the first of its name in d->draining */
+	struct draining *next;	/* others of the same name (rare: see draining_add) */
 	struct evm_service *svc;
 	char name[];
 };
-
-static void draining_add(struct daemon *d, const char *name, struct evm_service *svc)
-{
-	size_t len = strlen(name) + 1;
-	struct draining *g = malloc(sizeof(*g) + len);
-	if (!g) {
-		dlog("service %s: out of memory: a service of that name may start before it stopped", name);
-		return;
-	}
-	g->svc = svc;
-	memcpy(g->name, name, len);
-	if (hmap_add(&d->draining, &g->node, g->name) < 0)
-		free(g);
-}
 
 static struct draining *draining_find(struct daemon *d, const char *name)
 {
@@ -86,13 +73,62 @@ static struct draining *draining_find(struct daemon *d, const char *name)
 	return n ? HMAP_ENTRY(n, struct draining, node) : NULL;
 }
 
-static void draining_done(struct daemon *d, const struct evm_event *ev)
+/*
+ * One entry per stopping service, once: a unit that inherited an old
+ * service to wait for (unit_add) and is removed in turn before it is gone
+ * hands the same one on. Added twice, one entry outlived the service's
+ * removal, and the next unit of that name waited on freed memory.
+ */
+static void draining_add(struct daemon *d, const char *name, struct evm_service *svc)
 {
-	struct draining *g = ev->name ? draining_find(d, ev->name) : NULL;
-	if (g && g->svc == ev->service) {
-		hmap_del(&d->draining, &g->node);
+	struct draining *first = draining_find(d, name);
+	for (struct draining *g = first; g; g = g->next)
+		if (g->svc == svc)
+			return;
+	size_t len = strlen(name) + 1;
+	struct draining *g = malloc(sizeof(*g) + len);
+	if (!g) {
+		dlog("service %s: out of memory: a service of that name may start before it stopped", name);
+		return;
+	}
+	g->svc = svc;
+	g->next = NULL;
+	memcpy(g->name, name, len);
+	if (first) {
+		g->next = first->next;
+		first->next = g;
+	} else if (hmap_add(&d->draining, &g->node, g->name) < 0) {
 		free(g);
 	}
+}
+
+/* The removed service's entry goes; another of its name, if any, is what is waited for next. */
+static void draining_done(struct daemon *d, const struct evm_event *ev)
+{
+	struct draining *first = ev->name ? draining_find(d, ev->name) : NULL;
+	if (!first)
+		return;
+	if (first->svc == ev->service) {
+		hmap_del(&d->draining, &first->node);
+		struct draining *next = first->next;
+		free(first);
+		if (next && hmap_add(&d->draining, &next->node, next->name) < 0) {
+			/* cannot happen (a del just made room); never leave entries unreachable */
+			while (next) {
+				struct draining *n = next->next;
+				free(next);
+				next = n;
+			}
+		}
+		return;
+	}
+	for (struct draining *g = first; g->next; g = g->next)
+		if (g->next->svc == ev->service) {
+			struct draining *gone = g->next;
+			g->next = gone->next;
+			free(gone);
+			return;
+		}
 }
 
 void unit_note_start_after(struct daemon *d, struct unit *u)
@@ -114,9 +150,11 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 		draining_done(d, ev);
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
 	if (u && ev->removed && u->old == ev->service) {
-		/* the replaced service is gone (and its cgroup empty): its successor may start */
-		u->old = NULL;
-		return u->want_start && u->svc && !d->defer_start ? u : NULL;
+		/* the replaced service is gone (and its cgroup empty): its successor may start,
+		 * unless another of its name still stops */
+		struct draining *g = draining_find(d, u->name);
+		u->old = g ? g->svc : NULL;
+		return !u->old && u->want_start && u->svc && !d->defer_start ? u : NULL;
 	}
 	if (!u || u->svc != ev->service)
 		return NULL;
@@ -494,7 +532,12 @@ void units_free(struct daemon *d)
 	struct hnode *n;
 	while ((n = hmap_next(&d->draining, NULL))) {
 		hmap_del(&d->draining, n);
-		free(HMAP_ENTRY(n, struct draining, node));
+		struct draining *g = HMAP_ENTRY(n, struct draining, node);
+		while (g) {
+			struct draining *next = g->next;
+			free(g);
+			g = next;
+		}
 	}
 	hmap_clear(&d->draining);
 }
