@@ -212,9 +212,11 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 /* Ask exe its state format; on_format carries on. 0, or -1 with err. */
 static int ask_format(struct reexec *rx, char *err, size_t errlen)
 {
-	char *argv[] = {rx->exe, "daemon", "--state-format", NULL};
+	/* argv[0] "evmon", as the exec below: the binary's own name may be anything
+	   ("evmon-1.0" behind a symlink), and a name but evmon's is the init's */
+	char *argv[] = {"evmon", "daemon", "--state-format", NULL};
 	struct evm_spawn_error se = {0};
-	struct evm_spawn_opts o = {.argv = argv, .timeout_ms = CHECK_TIMEOUT_MS,
+	struct evm_spawn_opts o = {.argv = argv, .file = rx->exe, .timeout_ms = CHECK_TIMEOUT_MS,
 				   .timeout_signal = SIGKILL, .capture_max = 64,
 				   .on_exit = on_format, .data = rx, .error = &se};
 	o.stdio[0].mode = EVM_STDIO_NULL;

@@ -616,6 +616,25 @@ def test_reexec_into_a_broken_binary_fails_cleanly(procs, tmp_path, marker, brok
     d.stop()
 
 
+def test_reexec_of_a_binary_named_otherwise(procs, tmp_path, marker):
+    """The installed binary is evmon-1.0 behind an `evmon` symlink (alternatives, /opt,
+    nix): the re-exec asked /proc/self/exe (evmon-1.0) for its state format under that
+    name, which runs `evmon init` (any name but evmon's), and every reexec failed with
+    "does not say which state format it reads"."""
+    d = Daemon(procs, tmp_path, config(marker, n=2), start=False)
+    real = own_copy(tmp_path)
+    versioned = os.path.join(os.path.dirname(real), "evmon-1.0")
+    os.rename(real, versioned)
+    os.symlink("evmon-1.0", real)
+    start_with(d, real)
+    before = wait_for(lambda: all_running(d, 2), what="2 running")
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr + d.log()
+    assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
+    d.stop()
+    assert marker_pids(marker) == []
+
+
 def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
     """The binary at the path execs but dies at once: the services live on,
     and the next daemon takes them over from the record written before the exec."""
