@@ -188,6 +188,8 @@ void daemon_started(struct daemon *d);
 
 /* units.c */
 struct unit *unit_find(struct daemon *d, const char *name);
+/* An old copy of a service called name, removed, is still stopping. */
+bool units_draining(struct daemon *d, const char *name);
 /* A unit of the definition called name (the unit name, or name:0 with instances), or NULL. */
 struct unit *unit_of_definition(struct daemon *d, const char *name);
 /* Create the unit for instance i of c and its service; start it if c says autostart. */

@@ -209,6 +209,33 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 	}
 }
 
+/*
+ * Old copies of replaced or removed services still stopping (their stop
+ * signal sent, their SIGKILL not due yet): they are in no record, so the
+ * new image would kill them at once, cutting a graceful stop (a database
+ * shutting down) short. The re-exec waits for none: it is refused, said
+ * with how many, and can be asked again once they are gone.
+ */
+static size_t still_stopping(struct daemon *d)
+{
+	size_t n = d->draining.n; /* names removed, their old copies stopping */
+	for (struct unit *u = d->first; u; u = u->next)
+		if (u->old && !units_draining(d, u->name))
+			n++; /* replaced in place (a reload that changed it) */
+	return n;
+}
+
+static int refuse_stopping(struct daemon *d, char *err, size_t errlen)
+{
+	size_t n = still_stopping(d);
+	if (!n)
+		return 0;
+	snprintf(err, errlen, "%zu replaced or removed service%s still stopping (the exec would cut "
+		 "the stop short): not re-executing: the daemon carries on; try again once %s gone",
+		 n, n == 1 ? " is" : "s are", n == 1 ? "it is" : "they are");
+	return -1;
+}
+
 /* Ask exe its state format; on_format carries on. 0, or -1 with err. */
 static int ask_format(struct reexec *rx, char *err, size_t errlen)
 {
@@ -238,6 +265,10 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not re-executing", d->reexec ? "a re-exec is under way"
 			 : d->stopping ? "the daemon is shutting down"
 				       : "the daemon is still starting its services");
+		return -1;
+	}
+	if (refuse_stopping(d, err, errlen) < 0) {
+		dlog("re-exec: %s", err);
 		return -1;
 	}
 	struct reexec *rx = calloc(1, sizeof(*rx));
@@ -503,6 +534,8 @@ static int exec_now(struct reexec *rx)
 {
 	struct daemon *d = rx->d;
 	char env[32];
+	if (refuse_stopping(d, rx->err, sizeof(rx->err)) < 0) /* one began since the request */
+		return -1;
 	uint64_t t_stop = mono_ns();
 	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
 	evm_loop_prepare_exec(d->loop);

@@ -73,6 +73,11 @@ static struct draining *draining_find(struct daemon *d, const char *name)
 	return n ? HMAP_ENTRY(n, struct draining, node) : NULL;
 }
 
+bool units_draining(struct daemon *d, const char *name)
+{
+	return draining_find(d, name) != NULL;
+}
+
 /*
  * One entry per stopping service, once: a unit that inherited an old
  * service to wait for (unit_add) and is removed in turn before it is gone

@@ -1046,3 +1046,36 @@ def test_a_service_keeps_its_last_exit_and_error_across(procs, tmp_path, how):
     r = d.ctl("status")
     assert "code 3" in r.stdout and "exec: No such file or directory" in r.stdout, r.stdout
     d.stop()
+
+
+STOPS_SLOWLY = """
+[evmon]
+cgroup = CG
+[service:db]
+command = sh -c 'trap "" TERM; exec sleep MARK'
+stop_timeout = 3
+start_secs = 0
+"""
+
+
+@pytest.mark.parametrize("cgroup", ["no", "auto"])
+def test_reexec_waits_for_no_replaced_service_still_stopping(procs, tmp_path, marker, cgroup):
+    """A reload replaced db, whose old process takes its stop_timeout to stop: that
+    process is in no record, so the new image killed it at once (40-60 ms after its
+    SIGTERM: a database's clean shutdown cut short). The re-exec is refused while it
+    stops, says why, and works once it is gone."""
+    conf = STOPS_SLOWLY.replace("CG", cgroup)
+    d = Daemon(procs, tmp_path, conf.replace("MARK", marker))
+    d.wait_state("db", "running")
+    old = d.status("db")["db"]["pid"]
+    d.write(conf.replace("MARK", marker + "1"))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    r = d.ctl("reexec")
+    assert r.returncode == 1 and "1 replaced or removed service is still stopping" in r.stderr, \
+        r.stderr
+    assert alive(old) and d.request({"cmd": "ping"})["pid"] == d.p.pid
+    wait_for(lambda: not alive(old) and d.status("db")["db"]["state"] == "running",
+             timeout=30 * SLOW, what="the old copy's SIGKILL and the new copy")
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stderr
+    d.stop()
