@@ -303,11 +303,13 @@ static int rotate(struct logfile *f)
 		}
 	}
 	if (e) {
-		/* keep appending rather than lose lines; say so once per attempt */
+		/* keep appending rather than lose lines (up to a point); say so once per attempt */
 		f->rotate_retry_at = now_ns(L) + RETRY_MS * NS_PER_MS;
+		f->rotate_failed = true;
 		tell(f, -e, msg);
 		return -e;
 	}
+	f->rotate_failed = false;
 	logs__close_file(f); /* the next write creates NAME.log */
 	return 0;
 }
@@ -347,6 +349,19 @@ void logfile_write(struct logfile *f, const char *p, size_t n)
 			if (rotate(f) == 0)
 				continue;
 			k = n;
+		}
+		/*
+		 * No rotation (something in the way: a directory NAME.log.2): lines
+		 * go on into the file up to twice log_max_bytes, then are discarded
+		 * (counted, said when it ends) rather than fill the disk.
+		 */
+		if (f->rotate_failed && f->max_bytes && f->size + k > 2 * f->max_bytes) {
+			char msg[600];
+			snprintf(msg, sizeof(msg), "%s/%s: cannot rotate it, and it is twice "
+				 "log_max_bytes", f->L->dir, f->name);
+			fail(f, -EFBIG, msg);
+			f->dropped += n;
+			return;
 		}
 		if (append(f, p, k) < 0) {
 			f->dropped += n;

@@ -35,6 +35,7 @@ struct logfile {
 	uint64_t dropped;	/* bytes discarded while failing */
 	char *fail_msg;		/* why, while failing */
 	uint64_t rotate_retry_at; /* a failed rotation is not retried before this */
+	bool rotate_failed;	/* the last rotation failed: appended on, up to twice max_bytes */
 	struct logwatch *watchers;
 	struct hnode node;	/* in logs.files, by name */
 	struct logfile *lprev, *lnext; /* open files, most recently written first */

@@ -236,6 +236,35 @@ def test_rotation_boundaries_and_backup_count(procs, tmp_path, backups):
     assert len(got) >= 9 * backups
 
 
+def test_a_rotation_that_fails_does_not_fill_the_disk(procs, tmp_path):
+    """Something in the way of the rotation (a directory at r.log.2): lines went on into
+    r.log for good, past log_max_bytes without limit. They go on up to twice the limit,
+    then are discarded, counted, until the rotation works again."""
+    logs = logdir(tmp_path)
+    (logs / "r.log.2").mkdir()
+    d = Daemon(procs, tmp_path, """
+[evmon]
+log_dir = LOGS
+log_max_bytes = 1000
+log_backups = 2
+
+[service:r]
+command = sh -c 'i=0; while :; do printf "%099d\\n" $i; i=$((i+1)); sleep 0.005; done'
+stdout = log
+""".replace("LOGS", str(logs)))
+    wait_for(lambda: "cannot rotate it, and it is twice log_max_bytes: output is discarded" in d.log(),
+             timeout=30 * SLOW, what="the discarding")
+    assert (logs / "r.log").stat().st_size <= 2000
+    time.sleep(0.5)  # more lines, discarded
+    assert (logs / "r.log").stat().st_size <= 2000
+    (logs / "r.log.2").rmdir()
+    wait_for(lambda: re.search(r"r.log: writing again; \d+ bytes of output were discarded", d.log()),
+             timeout=30 * SLOW, what="the rotation working again")
+    d.stop()
+    for name in ("r.log", "r.log.1", "r.log.2"):
+        assert (logs / name).is_file() and (logs / name).stat().st_size <= 2000, name
+
+
 def test_no_backups_truncates(procs, tmp_path):
     logs = logdir(tmp_path)
     d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=0, n=300, w=99))
