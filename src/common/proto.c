@@ -203,6 +203,11 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 			 err ? err : "");
 	} else if (!strcmp(type, "warning")) {
 		snprintf(buf, len, "warning: %s%s%s", msg ? msg : "", err ? ": " : "", err ? err : "");
+	} else if (!strcmp(type, "notify")) {
+		/* "service web: pid 12 says: stopping (STATUS=draining)" */
+		const char *what = str(ev, "notify"), *text = str(ev, "status_text");
+		snprintf(buf, len, "service %s: pid %d says: %s%s%s%s", svc ? svc : "?", (int)pid,
+			 what ? what : "?", text ? " (STATUS=" : "", text ? text : "", text ? ")" : "");
 	} else {
 		snprintf(buf, len, "%s: %s", type, msg ? msg : "");
 	}

@@ -9,6 +9,7 @@ under test (ready_timeout, watchdog_sec, a check's timeout)."""
 import fcntl
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -62,6 +63,8 @@ def test_each_kind_and_what_requires_it(procs, tmp_path):
     assert r.returncode == 0, r
     st = d.status()
     assert st["n"]["status_text"] == "warming up", st["n"]
+    # its notify event, as the log and `ctl events` say it (was a bare "notify: ")
+    assert re.search(r"service n: pid \d+ says: ready \(STATUS=warming up\)", d.log()), d.log()
     # the check fails until the file exists: e is starting, app waits for it
     assert st["e"]["state"] == "starting", st["e"]
     assert st["app"]["state"] == "waiting", st["app"]
