@@ -63,8 +63,6 @@ def test_each_kind_and_what_requires_it(procs, tmp_path):
     assert r.returncode == 0, r
     st = d.status()
     assert st["n"]["status_text"] == "warming up", st["n"]
-    # its notify event, as the log and `ctl events` say it (was a bare "notify: ")
-    assert re.search(r"service n: pid \d+ says: ready \(STATUS=warming up\)", d.log()), d.log()
     # the check fails until the file exists: e is starting, app waits for it
     assert st["e"]["state"] == "starting", st["e"]
     assert st["app"]["state"] == "waiting", st["app"]
@@ -388,6 +386,20 @@ def test_notify_socket_outlives_the_daemon(procs, tmp_path, public_dir, how, whe
     assert r.returncode == 0, r
     d.wait_state("dog", "running")
     assert notify_socket(d, "dog") == name
+    d.stop()
+
+
+def test_a_notify_event_says_who_and_what(procs, tmp_path):
+    """STOPPING=1 is a notify event: the daemon's log (and `ctl events` in text) says the
+    service, the pid and what it said. It was a bare "notify: "."""
+    d = Daemon(procs, tmp_path, """
+[service:s]
+command = HELPER notify READY=1 notify "STATUS=draining\\nSTOPPING=1" pause
+ready = notify
+""")
+    wait_for(lambda: re.search(r"service s: pid \d+ says: stopping \(STATUS=draining\)",
+                               d.log()), what="the notify event's line")
+    assert "notify: \n" not in d.log()
     d.stop()
 
 
