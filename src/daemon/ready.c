@@ -102,7 +102,12 @@ static void wfd_close(struct ready *rd)
 	rd->wfd = -1;
 }
 
-/* A newline is the sign (s6: anything before it is ignored); EOF: it never came. */
+/*
+ * A newline is the sign (s6: anything before it is ignored). EOF: every copy
+ * of the fd closed before it, so it can never come: a failed start at once
+ * (with ready_timeout = 0 the service waited for good), unless its process
+ * is gone already (its exit says what happened).
+ */
 static void on_pipe(struct evm_io *io, int fd, unsigned ev, void *data)
 {
 	struct ready *rd = data;
@@ -113,9 +118,20 @@ static void on_pipe(struct evm_io *io, int fd, unsigned ev, void *data)
 	bool ready = n > 0 && memchr(buf, '\n', (size_t)n);
 	if (n > 0 && !ready)
 		return;
-	pipe_close(rd); /* the sign, or EOF: nothing more to read (ready_timeout decides) */
-	if (ready && rd->u->svc)
-		evm_service_ready(rd->u->svc);
+	pipe_close(rd); /* the sign, or EOF: nothing more to read */
+	struct evm_service *svc = rd->u->svc;
+	if (!svc)
+		return;
+	if (ready) {
+		evm_service_ready(svc);
+	} else if (evm_service_state(svc) == EVM_STATE_STARTING) {
+		struct evm_proc *p = evm_service_proc(svc);
+		char why[96];
+		snprintf(why, sizeof(why), "fd %d closed before a newline: it cannot be ready",
+			 rd->u->conf->ready_fd);
+		if (p && !evm_proc_exited(p) && kill(evm_proc_pid(p), 0) == 0)
+			evm_service_fail(svc, why);
+	}
 }
 
 int ready_before_spawn(struct unit *u, struct evm_spawn_opts *o, char *msg, size_t len)

@@ -403,6 +403,22 @@ ready = notify
     d.stop()
 
 
+def test_fd_ready_closed_without_a_newline_fails_at_once(procs, tmp_path):
+    """ready = fd:5 and the service closes fd 5 without writing: the sign can never come,
+    so the start fails at once, saying why. It waited for ready_timeout, and with
+    ready_timeout = 0 stayed `starting` for good."""
+    d = Daemon(procs, tmp_path, """
+[service:f]
+command = sh -c 'exec 5>&-; exec HELPER pause'
+ready = fd:5
+ready_timeout = 0
+restart = never
+""")
+    d.wait_state("f", "exited")
+    assert "service f: fd 5 closed before a newline: it cannot be ready: stopping it" in d.log()
+    d.stop()
+
+
 NOBODY_DOG = PINGER + "user = nobody\n"
 
 
