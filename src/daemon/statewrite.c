@@ -163,6 +163,14 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 			intent = REC_RESTART;
 		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING && !d->stopping)
 			intent = REC_STOP; /* not the shutdown's: a daemon started after it runs them */
+		else if (d->stopping && info.state == EVM_STATE_STOPPING && u->conf->pol.autostart)
+			/*
+			 * The shutdown's stop: a daemon started after a crash now lets it
+			 * end, then starts the service as any start of the daemon does
+			 * (it stayed stopped, as if a user had stopped it, while one
+			 * whose process died meanwhile was started again).
+			 */
+			intent = REC_RESTART;
 		if (intent != REC_RUN && version >= 7) {
 			flags = intent;
 			intent = REC_RUN;

@@ -1079,3 +1079,28 @@ def test_reexec_waits_for_no_replaced_service_still_stopping(procs, tmp_path, ma
     r = d.ctl("reexec")
     assert r.returncode == 0, r.stderr
     d.stop()
+
+
+def test_a_crash_in_the_shutdown_starts_the_services_again(procs, tmp_path, marker):
+    """kill -9 of a daemon while its shutdown waits for services that ignore SIGTERM:
+    the next daemon lets their stop end (its SIGKILL when due), then starts them, as
+    any start of the daemon does. They stayed stopped, as if a user had stopped them,
+    while one whose process had died meanwhile was started again."""
+    conf = STOPS_SLOWLY.replace("CG", "no").replace("MARK", marker).replace(
+        "[service:db]", "[service:db]\ninstances = 2")
+    d = Daemon(procs, tmp_path, conf)
+    wait_for(lambda: all_running(d, 2), what="2 running")
+    pids = sorted(s["pid"] for s in d.status().values())
+    wait_recorded(d, pids)
+    assert d.ctl("-t", "0", "shutdown").returncode == 0
+    def stopping():
+        with open(d.sock + ".state") as f:
+            return sum(1 for l in f if l.startswith("service ") and " restart" in l) == 2
+    wait_for(stopping, what="the record of the shutdown's stops")
+    d.crash()
+    assert all(alive(p) for p in pids)
+    d.start()
+    wait_for(lambda: all_running(d, 2) and not any(alive(p) for p in pids), timeout=30 * SLOW,
+             what="both stopped (their SIGKILL) and started again")
+    assert len(marker_pids(marker)) == 2
+    d.stop()
