@@ -12,15 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-void conf_set_duration(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+/* v as a duration into *ms (above 0 if above0): true, or false after saying why */
+static bool duration(struct conf_ctx *c, const char *v, bool above0, uint64_t *ms)
 {
-	uint64_t ms = 0;
-	int r = cli_parse_duration(v, &ms);
+	int r = cli_parse_duration(v, ms);
 	if (r == -ERANGE)
 		conf_bad(c, "'%s' is too long a duration (at most %llu s)", v,
 			 (unsigned long long)(DURATION_MAX_MS / 1000));
-	else if (r < 0)
-		conf_bad(c, "'%s' is not a duration (seconds, or a number with ms, s, m or h)", v);
+	else if (r < 0 || (above0 && *ms == 0))
+		conf_bad(c, "'%s' is not a duration%s (seconds, or a number with ms, s, m or h)", v,
+			 above0 ? " above 0" : "");
+	else
+		return true;
+	return false;
+}
+
+void conf_set_duration(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
+{
+	uint64_t ms = 0;
+	duration(c, v, false, &ms);
 	*(uint64_t *)field = ms;
 	c->pol->set |= k->flag;
 }
@@ -55,13 +65,7 @@ void conf_set_bool(struct conf_ctx *c, const struct keydef *k, const char *v, vo
 void conf_set_period(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
 	uint64_t ms = 0;
-	int r = cli_parse_duration(v, &ms);
-	if (r == -ERANGE)
-		conf_bad(c, "'%s' is too long a duration (at most %llu s)", v,
-			 (unsigned long long)(DURATION_MAX_MS / 1000));
-	else if (r < 0 || ms == 0)
-		conf_bad(c, "'%s' is not a duration above 0 (seconds, or a number with ms, s, m or h)", v);
-	else
+	if (duration(c, v, true, &ms))
 		*(uint64_t *)field = ms;
 }
 

@@ -667,9 +667,9 @@ static unsigned stop_chain(struct unit *u, unsigned depth)
 	return u->stop_chain = n;
 }
 
-/* u and what requires it, to stop; each newly marked one into b (deps_stop tries those) */
 /*
- * u and what requires it, to stop. One waiting to start (asked, or pulled
+ * u and what requires it, to stop; each newly marked one into b (deps_stop
+ * tries those). One waiting to start (asked, or pulled
  * in by a dependent's start) will not: said as a state change of its own
  * ("waiting" is the daemon's state, not the library's, so no event of the
  * library tells it), for the stopped one and for each dependent, which

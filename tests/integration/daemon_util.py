@@ -36,6 +36,19 @@ def ini(evmon=None, **services):
     return "\n".join(parts)
 
 
+def stops_slowly(mark, name="ig", cgroup="no", extra=""):
+    """A config of one service whose process (`sleep MARK`) ignores SIGTERM: each of its
+    stops takes the whole stop_timeout (3 s), then SIGKILL. extra: more of its keys."""
+    return f"""
+[evmon]
+cgroup = {cgroup}
+[service:{name}]
+command = sh -c 'trap "" TERM; exec sleep {mark}'
+stop_timeout = 3
+start_secs = 0
+{extra}"""
+
+
 class Daemon:
     def __init__(self, procs, tmp_path, config, args=(), name="d", start=True, env=None, cwd=None,
                  wrap=()):

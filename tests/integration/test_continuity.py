@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from conftest import EVMON, ROOT, SLOW, live_args, proc_state, wait_for
-from daemon_util import Daemon, LineReader, alive, hand_over, read_line
+from daemon_util import Daemon, LineReader, alive, hand_over, read_line, stops_slowly
 
 
 def marker_pids(marker):
@@ -1048,27 +1048,16 @@ def test_a_service_keeps_its_last_exit_and_error_across(procs, tmp_path, how):
     d.stop()
 
 
-STOPS_SLOWLY = """
-[evmon]
-cgroup = CG
-[service:db]
-command = sh -c 'trap "" TERM; exec sleep MARK'
-stop_timeout = 3
-start_secs = 0
-"""
-
-
 @pytest.mark.parametrize("cgroup", ["no", "auto"])
 def test_reexec_waits_for_no_replaced_service_still_stopping(procs, tmp_path, marker, cgroup):
     """A reload replaced db, whose old process takes its stop_timeout to stop: that
     process is in no record, so the new image killed it at once (40-60 ms after its
     SIGTERM: a database's clean shutdown cut short). The re-exec is refused while it
     stops, says why, and works once it is gone."""
-    conf = STOPS_SLOWLY.replace("CG", cgroup)
-    d = Daemon(procs, tmp_path, conf.replace("MARK", marker))
+    d = Daemon(procs, tmp_path, stops_slowly(marker, "db", cgroup))
     d.wait_state("db", "running")
     old = d.status("db")["db"]["pid"]
-    d.write(conf.replace("MARK", marker + "1"))
+    d.write(stops_slowly(marker + "1", "db", cgroup))
     assert d.ctl("-t", "0", "reload").returncode == 0
     r = d.ctl("reexec")
     assert r.returncode == 1 and "1 replaced or removed service is still stopping" in r.stderr, \
@@ -1086,9 +1075,7 @@ def test_a_crash_in_the_shutdown_starts_the_services_again(procs, tmp_path, mark
     the next daemon lets their stop end (its SIGKILL when due), then starts them, as
     any start of the daemon does. They stayed stopped, as if a user had stopped them,
     while one whose process had died meanwhile was started again."""
-    conf = STOPS_SLOWLY.replace("CG", "no").replace("MARK", marker).replace(
-        "[service:db]", "[service:db]\ninstances = 2")
-    d = Daemon(procs, tmp_path, conf)
+    d = Daemon(procs, tmp_path, stops_slowly(marker, "db", extra="instances = 2\n"))
     wait_for(lambda: all_running(d, 2), what="2 running")
     pids = sorted(s["pid"] for s in d.status().values())
     wait_recorded(d, pids)

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import EVMON, HELPER, PID_NS, wait_for
 from daemon_util import (SLOW, Daemon, LineReader, alive, ctl_events, follow_reloads, read_line,
-                         reload_until_dropped, stuck_subscriber)
+                         reload_until_dropped, stops_slowly, stuck_subscriber)
 
 BASIC = """
 [evmon]
@@ -595,16 +595,6 @@ def test_reload_add_remove_change_unchanged(procs, tmp_path):
     d.stop()
 
 
-STUBBORN = """
-[evmon]
-cgroup = no
-[service:ig]
-command = sh -c 'trap "" TERM; exec sleep MARK'
-stop_timeout = 3
-start_secs = 0
-"""
-
-
 def sleeps(mark):
     """Live processes `sleep mark` (in this test's PID namespace)."""
     found = []
@@ -627,10 +617,10 @@ def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_pat
     to empty; without, both ran side by side until the old one's stop_timeout). And a
     crash in between leaves no old copy behind: the next daemon kills it (it carries
     the daemon's id and no record names it) before the new one starts."""
-    d = Daemon(procs, tmp_path, STUBBORN.replace("MARK", "400141"))
+    d = Daemon(procs, tmp_path, stops_slowly(400141))
     d.wait_state("ig", "running")
     old = d.status("ig")["ig"]["pid"]
-    d.write(STUBBORN.replace("MARK", "400142"))
+    d.write(stops_slowly(400142))
     r = d.ctl("reload")
     assert r.returncode == 0, r
     if crash:
@@ -657,15 +647,14 @@ def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
     pid N stopping") instead of a bare `stopped`; the events come in the order things
     happen: the old one's removal, then the new one's start (the start used to be told
     first, its time before the removal's)."""
-    d = Daemon(procs, tmp_path, STUBBORN.replace("MARK", "400151").replace(
-        "cgroup = no", f"cgroup = {cgroup}"))
+    d = Daemon(procs, tmp_path, stops_slowly(400151, cgroup=cgroup))
     d.wait_state("ig", "running")
     old = d.status("ig")["ig"]["pid"]
     s = d.connect()
     s.sendall(b'{"cmd":"events","names":["ig"]}\n')
     rd = LineReader(s)
     assert rd.next()["ok"]
-    d.write(STUBBORN.replace("MARK", "400152").replace("cgroup = no", f"cgroup = {cgroup}"))
+    d.write(stops_slowly(400152, cgroup=cgroup))
     assert d.ctl("reload").returncode == 0
     st = d.status("ig")["ig"]
     assert st.get("old_pid") == old and st["pid"] is None, st
@@ -694,7 +683,7 @@ def test_removed_and_added_again_while_the_old_one_stops(procs, tmp_path, cgroup
     draining twice; the entry left over pointed at the freed service, and the next
     status (or the next add) read freed memory: a crash (ASan: use after free in
     events_status), or a service never started again. In the end one copy runs."""
-    a = STUBBORN.replace("MARK", "400161").replace("cgroup = no", f"cgroup = {cgroup}")
+    a = stops_slowly(400161, cgroup=cgroup)
     b = a[:a.index("[service:ig]")] + "[service:other]\ncommand = HELPER pause\nstart_secs = 0\n"
     d = Daemon(procs, tmp_path, a)
     d.wait_state("ig", "running")
