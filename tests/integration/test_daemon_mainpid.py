@@ -296,3 +296,45 @@ def notify_socket(pid):
     with open(f"/proc/{pid}/environ", "rb") as f:
         env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
     return env[b"NOTIFY_SOCKET"].decode()
+
+
+
+# the first process stays after MAINPID=; killed, its child is re-parented to the daemon
+CLEAN = """
+[evmon]
+stop_timeout = 5
+cgroup = CGROUP
+
+[service:fork]
+command = HELPER notify-fork-stays "READY=1" pidlog PIDS waitfile DONE exit 0
+ready = notify
+track = main
+restart = on-failure
+"""
+
+
+def ppid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(f.read().split("PPid:")[1].split()[0])
+
+
+@pytest.mark.parametrize("cgroup", CGROUPS)
+def test_a_new_mains_clean_exit_is_clean(procs, tmp_path, cgroup):
+    """The new main, re-parented to the daemon (a subreaper) when the first
+    process dies, exits 0: the daemon reaps it with its code, which is the
+    service's (exited, not restarted), not an orphan's exit and an unknown
+    status for the service."""
+    pids, done = tmp_path / "pids", tmp_path / "done"
+    conf = (CLEAN.replace("CGROUP", cgroup).replace("PIDS", str(pids))
+            .replace("DONE", str(done)))
+    d = Daemon(procs, tmp_path, conf, args=["--reaper"])
+    child = child_of(pids)
+    handed_over(d, child)
+    os.kill(ppid(child), signal.SIGKILL)
+    wait_for(lambda: ppid(child) == d.p.pid, what="the child re-parented to the daemon")
+    done.write_text("")
+    st = d.wait_state("fork", "exited")
+    assert st["last_exit"]["pid"] == child and st["last_exit"]["code"] == 0, st
+    assert "status_unknown" not in st["last_exit"], st
+    assert st["restarts"] == 0 and st["failures"] == 0, st
+    d.stop()
