@@ -232,6 +232,19 @@ static bool repeated(struct conf_ctx *c, int idx, const struct conf_pair *kv, si
 	return true;
 }
 
+/* restart = on-failure:N sets max_retries: both in one section, one would silently win */
+static void retries_twice(struct conf_ctx *c, const struct conf_pair *kv, size_t n)
+{
+	if (!c->seen[CK_RESTART] || !c->seen[CK_MAX_RETRIES])
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (kv[i].line == c->line_of[CK_RESTART] && !strcmp(kv[i].key, "restart") &&
+		    !strncmp(kv[i].value, "on-failure:", 11))
+			errlist_add(c->errs, c->file, c->line_of[CK_MAX_RETRIES],
+				    "max_retries: the section's restart = %s (line %d) sets it already",
+				    kv[i].value, kv[i].line);
+}
+
 void conf_apply(struct conf_ctx *c, const struct conf_pair *kv, size_t n)
 {
 	memset(c->seen, 0, sizeof(c->seen));
@@ -257,6 +270,7 @@ void conf_apply(struct conf_ctx *c, const struct conf_pair *kv, size_t n)
 		else
 			k->set(c, k, kv[i].value, key_field(c, k));
 	}
+	retries_twice(c, kv, n);
 }
 
 /* -------------------------------------------------------------- services */

@@ -348,7 +348,11 @@ static void test_every_mistake_with_line(void **state)
 				    "[service:h]\n"			      /* 32 */
 				    "command = true\n"			      /* 33 */
 				    "stderr = log\n"			      /* 34 */
-				    "socket = /x\n");			      /* 35 */
+				    "socket = /x\n"			      /* 35 */
+				    "[service:i]\n"			      /* 36 */
+				    "command = true\n"			      /* 37 */
+				    "max_retries = 2\n"		      /* 38 */
+				    "restart = on-failure:3\n");	      /* 39 */
 	expect_msg(&e, 2, "unknown key 'bogus'");
 	expect_msg(&e, 3, "only allowed in a [service:NAME]");
 	expect_msg(&e, 6, "restart: 'sometimes'");
@@ -368,6 +372,7 @@ static void test_every_mistake_with_line(void **state)
 	expect_msg(&e, 31, "expected 'key = value'");
 	expect_msg(&e, 34, "needs log_dir");
 	expect_msg(&e, 35, "socket: only allowed in [evmon]");
+	expect_msg(&e, 38, "max_retries: the section's restart = on-failure:3 (line 39) sets it already");
 	errlist_free(&e);
 }
 
