@@ -93,6 +93,8 @@ struct unit {
 	struct unit **rdeps;	 /* who requires it or starts after it */
 	size_t nrdeps;
 	bool pending;		 /* to start once its dependencies allow */
+	bool leaving_wait;	 /* being started from waiting: its stopped -> starting is said
+				  * waiting -> starting (the library knows no waiting) */
 	bool queued;		 /* in the queue (deps.c): let go (pending), or to stop (want_stop) */
 	struct unit *go_prev, *go_next; /* the queue */
 	bool want_stop;		 /* to stop once its dependents are down */

@@ -309,9 +309,11 @@ static void set_blocked(struct daemon *d, struct unit *u, const char *why)
 
 static int start_now(struct daemon *d, struct unit *u)
 {
+	u->leaving_wait = u->pending;
 	u->pending = false;
 	d->go_slice.n++;
 	int r = u->svc ? evm_service_start(u->svc) : -ENOENT;
+	u->leaving_wait = false;
 	if (r < 0)
 		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
 	return r;

@@ -233,12 +233,15 @@ static void service_event(struct daemon *d, const struct evm_event *ev)
 		add_runtime(x, ev->exit);
 		events_publish(d, name, x);
 	}
+	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
+	bool ours = u && u->svc == ev->service;
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "event", "state");
 	events_add_time(o, "time", &ev->time);
 	cJSON_AddStringToObject(o, "service", name);
 	cJSON_AddStringToObject(o, "state", evm_state_name(ev->state));
-	cJSON_AddStringToObject(o, "old_state", evm_state_name(ev->old_state));
+	cJSON_AddStringToObject(o, "old_state", ours && u->leaving_wait && ev->old_state == EVM_STATE_STOPPED
+						 ? "waiting" : evm_state_name(ev->old_state));
 	if (ev->pid > 0)
 		cJSON_AddNumberToObject(o, "pid", ev->pid);
 	cJSON_AddNumberToObject(o, "restarts", ev->restarts);
@@ -250,8 +253,7 @@ static void service_event(struct daemon *d, const struct evm_event *ev)
 		cJSON_AddStringToObject(o, "message", ev->message);
 	if (ev->removed)
 		cJSON_AddTrueToObject(o, "removed");
-	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
-	const char *health = u && u->svc == ev->service ? health_status_name(health_of(u)) : NULL;
+	const char *health = ours ? health_status_name(health_of(u)) : NULL;
 	if (health)
 		cJSON_AddStringToObject(o, "health", health);
 	events_publish(d, name, o);
