@@ -28,16 +28,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define METRICS_CONNECTIONS 64 /* at once: scrapers are few */
 #define METRICS_IDLE_SECS 10   /* a connection silent this long is closed */
+/*
+ * A connection has this long, from its start or the end of its last request,
+ * to finish a request (read it and take the whole reply). MHD's timeout is
+ * idle time only: 64 clients sending a header byte every few seconds (or
+ * reading the reply a byte at a time) held every slot for as long as they
+ * liked. Prometheus gives up on a scrape after 10 s by default.
+ */
+#define METRICS_REQUEST_SECS 10
 #define SCRAPE_BLOCK (16 * 1024) /* the body's pieces: one per connection and loop iteration */
 
 /* the functions of libmicrohttpd used here, from its dlopen */
 #define MHD_FUNCS(X)                                                                               \
 	X(MHD_start_daemon) X(MHD_stop_daemon) X(MHD_run) X(MHD_get_timeout)                       \
 	X(MHD_get_daemon_info) X(MHD_create_response_from_buffer) X(MHD_add_response_header)       \
-	X(MHD_queue_response) X(MHD_destroy_response) X(MHD_create_response_from_callback)
+	X(MHD_queue_response) X(MHD_destroy_response) X(MHD_create_response_from_callback)        \
+	X(MHD_get_connection_info)
 #define MHD_FIELD(f) __typeof__(f) *f;
 static struct {
 	void *lib;
@@ -67,8 +78,17 @@ static int mhd_load(char *err, size_t errlen)
 	return 0;
 }
 
+/* an open connection and since when it has had no finished request */
+struct conn {
+	struct conn *prev, *next;
+	int fd;
+	uint64_t since_ns;
+	bool cut; /* shut down for taking too long: MHD closes it at its next run */
+};
+
 struct metrics_http {
 	struct daemon *d;
+	struct conn *conns;
 	struct MHD_Daemon *mhd;
 	struct evm_io *io;
 	struct evm_timer *timer; /* MHD's next timeout, or NULL */
@@ -76,7 +96,96 @@ struct metrics_http {
 	char last_error[300]; /* MHD's last message, for a failed start */
 	bool at_limit;	      /* METRICS_CONNECTIONS open after a run: see run() */
 	unsigned logged;      /* MHD's messages while running (logged at powers of 2) */
+	unsigned cuts;	      /* connections cut for a slow request (logged at powers of 2) */
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode what)
+{
+	struct metrics_http *m = cls;
+	struct conn *k = *socket_context;
+	if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *i =
+			mhd.MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		k = i ? calloc(1, sizeof(*k)) : NULL;
+		if (!k)
+			return; /* out of memory: this one has MHD's idle timeout only */
+		k->fd = i->connect_fd;
+		k->since_ns = now_ns();
+		k->next = m->conns;
+		if (k->next)
+			k->next->prev = k;
+		m->conns = k;
+		*socket_context = k;
+	} else if (what == MHD_CONNECTION_NOTIFY_CLOSED && k) {
+		if (k->prev)
+			k->prev->next = k->next;
+		else
+			m->conns = k->next;
+		if (k->next)
+			k->next->prev = k->prev;
+		free(k);
+		*socket_context = NULL;
+	}
+}
+
+/* A request was answered (or failed): the connection's next one has the time again. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)con_cls;
+	(void)toe;
+	const union MHD_ConnectionInfo *i = mhd.MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *k = i ? i->socket_context : NULL;
+	if (k)
+		k->since_ns = now_ns();
+}
+
+/*
+ * Shut down the connections past their time (MHD sees the end of the
+ * stream and closes them; the fd stays MHD's). True if any was.
+ */
+static bool cut_slow(struct metrics_http *m, uint64_t now)
+{
+	const uint64_t limit = (uint64_t)METRICS_REQUEST_SECS * 1000000000u;
+	unsigned n = 0;
+	for (struct conn *k = m->conns; k; k = k->next) {
+		if (k->cut || now - k->since_ns < limit)
+			continue;
+		shutdown(k->fd, SHUT_RDWR);
+		k->cut = true;
+		n++;
+		m->cuts++;
+		if (!(m->cuts & (m->cuts - 1)))
+			dlog("metrics: closed a connection that took over %d s for a request "
+			     "(%u so far)", METRICS_REQUEST_SECS, m->cuts);
+	}
+	return n > 0;
+}
+
+/* ms until the first connection's time is up, or -1 */
+static long long next_cut_ms(const struct metrics_http *m, uint64_t now)
+{
+	const uint64_t limit = (uint64_t)METRICS_REQUEST_SECS * 1000000000u;
+	long long best = -1;
+	for (const struct conn *k = m->conns; k; k = k->next) {
+		if (k->cut)
+			continue;
+		uint64_t end = k->since_ns + limit;
+		long long ms = end <= now ? 0 : (long long)((end - now + 999999) / 1000000);
+		if (best < 0 || ms < best)
+			best = ms;
+	}
+	return best;
+}
 
 static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
 			     const char *type)
@@ -147,8 +256,13 @@ static void schedule(struct metrics_http *m)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
 	evm_timer_cancel(m->timer); /* clears m->timer */
-	if (mhd.MHD_get_timeout(m->mhd, &ms) == MHD_YES &&
-	    evm_timer_add(m->d->loop, ms, on_timer, m, &m->timer) < 0)
+	long long cut = next_cut_ms(m, now_ns());
+	bool mhd_wants = mhd.MHD_get_timeout(m->mhd, &ms) == MHD_YES;
+	if (cut >= 0 && (!mhd_wants || (unsigned long long)cut < ms)) {
+		ms = (MHD_UNSIGNED_LONG_LONG)cut;
+		mhd_wants = true;
+	}
+	if (mhd_wants && evm_timer_add(m->d->loop, ms, on_timer, m, &m->timer) < 0)
 		dlog("metrics: cannot arm a timer: idle connections close at the next request");
 }
 
@@ -170,6 +284,8 @@ static unsigned connections(struct metrics_http *m)
 static void run(struct metrics_http *m)
 {
 	mhd.MHD_run(m->mhd);
+	if (cut_slow(m, now_ns()))
+		mhd.MHD_run(m->mhd);
 	if (m->at_limit && connections(m) < METRICS_CONNECTIONS) {
 		m->at_limit = false;
 		mhd.MHD_run(m->mhd);
@@ -240,6 +356,8 @@ int metrics_http_open(struct daemon *d, const char *addr, struct metrics_http **
 	m->mhd = mhd.MHD_start_daemon(flags, port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_SECS,
+				  MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
 				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_END);
 	const union MHD_DaemonInfo *ei = m->mhd ? mhd.MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	if (!ei || evm_io_add(d->loop, ei->epoll_fd, EVM_READ, on_io, m, &m->io) < 0) {
@@ -266,5 +384,10 @@ void metrics_http_close(struct metrics_http *m)
 	evm_io_free(m->io);
 	if (m->mhd)
 		mhd.MHD_stop_daemon(m->mhd);
+	while (m->conns) { /* told of every close by MHD_stop_daemon; in case one was not */
+		struct conn *k = m->conns;
+		m->conns = k->next;
+		free(k);
+	}
 	free(m);
 }

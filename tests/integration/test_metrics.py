@@ -250,6 +250,50 @@ start_secs = 0
     d.stop()
 
 
+def test_slow_clients_cannot_hold_the_endpoint(procs, tmp_path):
+    """64 clients (the endpoint's limit) that each send a byte of a request every
+    second: libmicrohttpd's timeout is idle time, so they held every slot for as
+    long as they went on. Each connection now has 10 s to finish a request: a
+    scrape behind them is answered once they are cut, while they still send."""
+    import threading
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+metrics_listen = 127.0.0.1:0
+
+[service:web]
+command = {HELPER} pause
+start_secs = 0
+""")
+    url = endpoint(d)
+    host, port = url.split("/")[2].split(":")
+    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(64)]
+    done = threading.Event()
+
+    def drip():
+        request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 10000
+        for i in range(len(request)):
+            for c in held:
+                try:
+                    c.send(request[i:i + 1])
+                except OSError:
+                    pass
+            if done.wait(1):
+                return
+
+    t = threading.Thread(target=drip, daemon=True)
+    t.start()
+    try:
+        status, _, body = http(url)  # urllib waits up to 30 s (x SLOW)
+        assert status == 200 and "evmon_service_up" in body, (status, body[:200])
+        assert "took over 10 s for a request" in d.log(), d.log()[-2000:]
+    finally:
+        done.set()
+        t.join()
+        for c in held:
+            c.close()
+    d.stop()
+
+
 def test_metrics_listen_values(procs, tmp_path):
     """bad ADDR:PORT values are config errors; a port in use is logged, not fatal"""
     for bad, why in (("localhost:9100", "'localhost' is not a numeric IPv4 address"),
