@@ -299,11 +299,13 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 		loop->no_share_files = true;
 		return 0;
 	}
-	if (pid == -ENOSYS || (pid == -EINVAL && !loop->clone3_worked)) {
+	if (pid == -ENOSYS || ((pid == -EINVAL || pid == -EPERM) && !loop->clone3_worked)) {
 		/* before any clone3 worked, EINVAL is the kernel's (no
-		 * CLONE_CLEAR_SIGHAND before 5.5) only for a plain request;
-		 * with a namespace or a cgroup it may be the request's:
-		 * clone() decides this one and clone3 stays in use */
+		 * CLONE_CLEAR_SIGHAND before 5.5), and EPERM a seccomp
+		 * filter's (container runtimes refused clone3 so before they
+		 * settled on ENOSYS), only for a plain request; with a
+		 * namespace or a cgroup it may be the request's: clone()
+		 * decides this one and clone3 stays in use */
 		if (pid == -ENOSYS || (!req->ns && !into))
 			loop->no_clone3 = true; /* old kernel or architecture */
 		else

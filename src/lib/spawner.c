@@ -436,8 +436,10 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 	}
 	if (req->ns && reply == -EINVAL)
 		return -ENOTCONN; /* maybe a namespace this kernel lacks: the direct path says */
-	if (reply == -ENOSYS || reply == -EINVAL) {
-		/* no clone3 in this kernel: spawn directly from now on */
+	if (reply == -ENOSYS || reply == -EINVAL || reply == -EPERM) {
+		/* no clone3 in this kernel, or a filter refuses it (EPERM
+		 * without a namespace: none of the request's own): spawn
+		 * directly from now on, which falls back to clone() */
 		loop->no_helper = true;
 		evm__spawner_stop(loop);
 		return -ENOTCONN;

@@ -900,6 +900,46 @@ static void test_spawn_without_close_range_or_unshare(void **state)
 }
 
 /*
+ * A seccomp filter that refuses clone3 with EPERM, as Docker's and
+ * containerd's default profiles did before they settled on ENOSYS: the
+ * spawn falls back to clone() (tini, which uses fork, ran there; evmon
+ * started nothing: "fork: Operation not permitted"). The spawn helper's
+ * clone3 is refused the same way, and the loop spawns directly.
+ */
+static void clone3_refused(void *arg)
+{
+	(void)arg;
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+	refuse_syscalls(SYS_clone3, SYS_clone3, EPERM);
+	struct evm_loop *loop;
+	CHECK(evm_loop_new(&loop, NULL) == 0);
+	for (int i = 0; i < 2; i++) {
+		char *argv[] = {t_helper, "exit", "7", NULL};
+		struct evm_spawn_opts o = {.argv = argv, .pdeath_signal = SIGKILL};
+		struct evm_spawn_error err = {0};
+		o.error = &err;
+		struct evm_proc *p;
+		int r = evm_spawn(loop, &o, &p);
+		if (r < 0)
+			fprintf(stderr, "spawn %d: %s at %s\n", i, strerror(-r), evm_spawn_stage_name(err.stage));
+		CHECK(r == 0);
+		CHILD_RUN_UNTIL(loop, evm_proc_exited(p), 10000);
+		CHECK(evm_proc_exit_record(p)->code == 7);
+		evm_proc_unref(p);
+	}
+	CHECK(loop->no_clone3 || (helper_mode() && loop->no_helper));
+	evm_loop_free(loop);
+}
+
+static void test_spawn_with_clone3_refused_by_a_filter(void **state)
+{
+	(void)state;
+	t_forked(clone3_refused, NULL);
+}
+
+/*
  * Many children in the default mode: a direct child shares our fd table and
  * copies only the fds below the highest it uses, so past
  * HELPER_LIVE_THRESHOLD (512 live) the loop still clones directly while
@@ -1807,6 +1847,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_fd_leak_into_child, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_child_fd_table_not_copied, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_without_close_range_or_unshare, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_with_clone3_refused_by_a_filter, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_many_children_no_helper, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_closed_stdin_stays_closed, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_inherit_fds, setup, t_teardown),
