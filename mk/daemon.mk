@@ -7,7 +7,7 @@
 DAEMON_TEST_SRC := src/common/argv.c src/daemon/config.c src/daemon/confread.c src/daemon/confkeys.c $(wildcard src/daemon/confset*.c) src/daemon/confvalue.c src/daemon/confcheck.c src/daemon/confdeps.c src/daemon/envfile.c src/common/errlist.c src/common/signame.c \
 	src/common/proto.c $(wildcard src/daemon/control*.c) src/daemon/sockfile.c src/common/hashmap.c \
 	src/common/duration.c src/common/pathfind.c src/daemon/listenaddr.c src/daemon/probetarget.c \
-	src/common/cjson.c
+	src/common/cjson.c src/common/textsafe.c
 DAEMON_TESTS := $(BUILD)/tests/test_argv $(BUILD)/tests/test_config $(BUILD)/tests/test_proto \
 	$(BUILD)/tests/test_control $(BUILD)/tests/test_common $(BUILD)/tests/test_confread
 

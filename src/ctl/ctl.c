@@ -207,7 +207,7 @@ static int finish(struct ctl *c, cJSON *resp, const char *raw, show_fn show)
 {
 	int rc = 0;
 	if (c->json) {
-		puts(raw);
+		safe_put_json(raw);
 		rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")) ? 0 : EXIT_FAILED;
 	} else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"))) {
 		rc = show_failure(resp, show);
@@ -239,7 +239,7 @@ static int open_stream(struct ctl *c, cJSON *req)
 		return rc;
 	rc = -1;
 	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")))
-		rc = c->json ? (puts(raw), EXIT_FAILED) : show_failure(resp, NULL);
+		rc = c->json ? (safe_put_json(raw), EXIT_FAILED) : show_failure(resp, NULL);
 	cJSON_Delete(resp);
 	return rc;
 }
@@ -400,7 +400,7 @@ static int do_events(struct ctl *c, char **names, int n)
 		if (ctl_read_line(c, &line, -1) < 0)
 			return EXIT_NODAEMON;
 		if (c->json) {
-			puts(line);
+			safe_put_json(line);
 			continue;
 		}
 		cJSON *ev = cJSON_Parse(line);
@@ -543,7 +543,7 @@ static int do_state(struct ctl *c, const char *cmd, char **names, int n)
 			rc = EXIT_NOT_RUNNING;
 	}
 	if (c->json)
-		puts(raw);
+		safe_put_json(raw);
 	else if (!ok)
 		show_failure(resp, NULL);
 	else if (!strcmp(cmd, "is-active"))

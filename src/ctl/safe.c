@@ -2,6 +2,7 @@
  * safe.c - escape control characters of the daemon's answers (see safe.h).
  */
 #include "safe.h"
+#include "textsafe.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,48 +15,34 @@ void safe_line(char *line, size_t n)
 			line[i] = '?';
 }
 
-/* Bytes of the control character at s (C0, DEL, or C1 as UTF-8 C2 80..9F), else 0. */
-static size_t control_at(const unsigned char *s)
-{
-	if (*s < 0x20 || *s == 0x7f)
-		return 1;
-	if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
-		return 2;
-	return 0;
-}
-
+/* in with its control characters and stray bytes escaped (textsafe.h), or NULL: none */
 static char *escaped(const char *in)
 {
-	const unsigned char *s = (const unsigned char *)in;
-	size_t need = 1;
-	bool any = false;
-	for (size_t i = 0; s[i]; i++) {
-		size_t k = control_at(s + i);
-		need += k ? 6 : 1;
-		any |= k != 0;
-		i += k ? k - 1 : 0;
-	}
-	if (!any)
+	size_t n = strlen(in);
+	if (!text_needs_escape(in, n))
 		return NULL;
-	char *out = cJSON_malloc(need), *o = out;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; s[i]; i++) {
-		size_t k = control_at(s + i);
-		if (!k) {
-			*o++ = (char)s[i];
-		} else if (k == 2) {
-			o += sprintf(o, "\\u%04x", s[i + 1]);
-			i++;
-		} else if (s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
-			*o++ = '\\';
-			*o++ = s[i] == '\n' ? 'n' : s[i] == '\t' ? 't' : 'r';
-		} else {
-			o += sprintf(o, "\\x%02x", s[i]);
-		}
-	}
-	*o = '\0';
+	size_t cap = 6 * n + 1; /* \u009b for the 2 bytes of a C1, \xNN for 1 */
+	char *out = cJSON_malloc(cap);
+	if (out)
+		text_escape(in, n, out, cap);
 	return out;
+}
+
+void safe_put_json(const char *line)
+{
+	const unsigned char *s = (const unsigned char *)line;
+	size_t n = strlen(line);
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq(s + i, n - i);
+		if (k == 2 && s[i] == 0xc2 && s[i + 1] <= 0x9f)
+			printf("\\u%04x", s[i + 1]); /* C1: only inside a string, where the escape is JSON's */
+		else if (!k)
+			fputs("\\ufffd", stdout); /* a stray byte: U+FFFD, the JSON stays valid */
+		else
+			fwrite(s + i, 1, k, stdout);
+		i += k ? k : 1;
+	}
+	putchar('\n');
 }
 
 void safe_tree(cJSON *item)

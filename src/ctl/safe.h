@@ -14,9 +14,17 @@
 void safe_line(char *line, size_t n);
 
 /*
- * Every string in the tree with a C0/C1 control character or DEL gets it
- * escaped (\n, \t, \x1b, \u009b) in place; the strings stay valid UTF-8.
+ * Every string in the tree with a C0/C1 control character, DEL or a byte
+ * of no UTF-8 character gets it escaped (\n, \t, \x1b, \u009b, \xff) in
+ * place; the strings stay valid UTF-8.
  */
 void safe_tree(cJSON *item);
+
+/*
+ * A line of the daemon's JSON to stdout as it is (--json), but with each C1
+ * control as \u00NN and each stray byte as \ufffd: still JSON, now valid
+ * UTF-8, and nothing an 8-bit terminal acts on (safe_line took C0 already).
+ */
+void safe_put_json(const char *line);
 
 #endif

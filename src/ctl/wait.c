@@ -12,6 +12,7 @@
 #include "wait.h"
 
 #include "conn.h"
+#include "safe.h"
 #include "show.h"
 
 #include <stdio.h>
@@ -251,7 +252,7 @@ int ctl_health(struct ctl *c, const char *name)
 		rc = ok ? 0 : 1;
 	}
 	if (c->json && resp)
-		puts(raw);
+		safe_put_json(raw);
 	for (size_t i = 0; i < nv; i++)
 		free(v[i].name);
 	free(v);

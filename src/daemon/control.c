@@ -33,6 +33,7 @@
 #include "controlint.h"
 
 #include "proto.h"
+#include "textsafe.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -475,7 +476,9 @@ void control_reply(struct client *cl, cJSON *resp)
 		static const char oom[] = "{\"ok\":false,\"error\":\"out of memory\"}";
 		control__client_line(cl, oom, sizeof(oom) - 1);
 	} else {
-		control__client_line(cl, s, strlen(s));
+		size_t n = strlen(s);
+		utf8_scrub(s, n); /* a service's bytes need not be UTF-8; JSON must */
+		control__client_line(cl, s, n);
 		cJSON_free(s);
 	}
 	cl->pending = false;

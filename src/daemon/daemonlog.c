@@ -6,6 +6,7 @@
 
 #include "proto.h"
 #include "stdsink.h"
+#include "textsafe.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,11 +21,14 @@ void dlog(const char *fmt, ...)
 	proto_time(&ts, line, 40);
 	size_t n = strlen(line);
 	n += (size_t)snprintf(line + n, sizeof(line) - n, " evmon daemon: ");
+	char msg[sizeof(line)];
 	va_list ap;
 	va_start(ap, fmt);
-	int k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	int k = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	n = k < 0 ? n : n + (size_t)k >= sizeof(line) - 1 ? sizeof(line) - 2 : n + (size_t)k;
+	/* on one line, and nothing a terminal acts on: messages carry services' bytes */
+	size_t len = k < 0 ? 0 : (size_t)k >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)k;
+	n += text_escape(msg, len, line + n, sizeof(line) - n - 1);
 	line[n++] = '\n';
 	stdsink_write(2, line, n);
 }

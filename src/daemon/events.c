@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "daemonlog.h"
 #include "proto.h"
+#include "textsafe.h"
 #include "ready.h"
 
 #include <stdio.h>
@@ -141,6 +142,8 @@ void events_publish(struct daemon *d, const char *service, cJSON *ev)
 	proto_event_line(ev, line, sizeof(line));
 	dlog("%s", line);
 	char *s = d->ctl ? print_capped(d, ev) : NULL;
+	if (s) /* a service's bytes (health output, a command) need not be UTF-8; JSON must */
+		utf8_scrub(s, strlen(s));
 	if (s)
 		fan_out(d, service, s);
 	cJSON_Delete(ev);

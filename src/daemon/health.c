@@ -43,6 +43,7 @@
 #include "daemon.h"
 #include "daemonlog.h"
 #include "state.h"
+#include "textsafe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -394,6 +395,7 @@ static void keep_output(struct health *h, const char *s, size_t n, bool cut, con
 		memcpy(buf + len, s, n);
 	len += s ? n : 0;
 	clean_text(buf, &len);
+	utf8_scrub(buf, len); /* it goes into JSON (status, events) */
 	h->output = buf;
 }
 

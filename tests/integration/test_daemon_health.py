@@ -269,6 +269,40 @@ def test_output_is_bounded(procs, tmp_path):
     d.stop()
 
 
+def test_hostile_output_reaches_no_terminal_raw_and_the_json_stays_utf8(procs, tmp_path):
+    """A check (or an HTTP server probed) may print anything: escape sequences
+    (a window title, a screen clear), BEL, C1 controls as UTF-8 and as single
+    8-bit bytes, bytes of no UTF-8 character. The daemon's log printed them
+    raw (it is what an admin tails, or `docker logs` shows), and the JSON of
+    `ctl status` and of events carried the stray bytes, which strict JSON
+    readers refuse. Now the log escapes them, the JSON is UTF-8 with each
+    stray byte a '?', and `ctl --json` prints no C1 control raw."""
+    evil = r"bad \033]0;PWNED\007\033[2J \302\233 \233 \377 end"
+    chk, state, runs = check_script(tmp_path, extra=f"printf '{evil}\\n'")
+    state.write_text("1\n")
+    d = paused(procs, tmp_path, web=dict(health_cmd=chk, health_interval="50ms", health_retries=1))
+    s, rd = subscribe(d, "web")
+    st = wait_health(d, "web", "unhealthy")
+    out = st["health_check"]["last"]["output"]
+    assert out.startswith("bad \x1b]0;PWNED\x07\x1b[2J \u009b ? ? end\n"), repr(out)
+    raw = d.ctl("--json", "status", "web").stdout  # decoded by the harness, errors="replace"
+    assert "\\u009b" in raw and "\x9b" not in raw and "\x1b" not in raw, repr(raw)
+    assert "\ufffd" not in raw, repr(raw)  # no byte that is not UTF-8
+    human = d.ctl("status", "web").stdout
+    assert "\x1b" not in human and "\x07" not in human and "\\x1b]0;PWNED" in human, human
+    with open(d.logpath, "rb") as f:
+        log = f.read()
+    line = [x for x in log.splitlines() if b"health starting -> unhealthy" in x]
+    assert line and b"\\x1b]0;PWNED\\x07\\x1b[2J \\u009b" in line[0], line
+    for bad in (b"\x1b", b"\x07", b"\x9b", b"\xff"):
+        assert bad not in log, (bad, log[-2000:])
+    # the events stream: each line strict UTF-8 JSON (LineReader decodes strictly)
+    ev = next_health(rd)
+    assert ev["output"].startswith("bad \x1b]0;PWNED"), ev
+    s.close()
+    d.stop()
+
+
 def test_a_check_that_cannot_run_fails_with_the_reason(procs, tmp_path):
     d = paused(procs, tmp_path,
                nocheck=dict(health_cmd=f"{tmp_path}/no-such-check", health_interval="50ms",
@@ -302,7 +336,7 @@ def test_requires_healthy(procs, tmp_path):
     state.write_text("0\n")
     d.wait_state("app", "running")
     log = d.log()
-    assert log.index("service db: health starting -> healthy") < log.index("service app: stopped -> running")
+    assert log.index("service db: health starting -> healthy") < log.index("service app: waiting -> running")
     r = d.ctl("wait", "db", "app", "--for", "healthy")
     assert r.returncode == 0, r
     r = d.ctl("health", "db")

@@ -13,6 +13,7 @@
 #include "duration.h"
 #include "hashmap.h"
 #include "pathfind.h"
+#include "textsafe.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -206,6 +207,45 @@ static void test_signal_names(void **state)
 	assert_int_equal(cli_parse_signal("0", true), 0);
 }
 
+/* Well-formed UTF-8 passes; controls, C1 and stray bytes come out escaped, on one line. */
+static void test_textsafe(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *out;
+	} t[] = {
+		{"plain text", "plain text"},
+		{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+		{"a\nb\tc\rd", "a\\nb\\tc\\rd"},
+		{"\x1b]0;title\x07\x1b[2J", "\\x1b]0;title\\x07\\x1b[2J"},
+		{"del\x7f", "del\\x7f"},
+		{"csi \xc2\x9b x", "csi \\u009b x"},     /* C1 as UTF-8 */
+		{"raw \x9b x", "raw \\x9b x"},		     /* an 8-bit CSI: no sequence */
+		{"\xff\xfe", "\\xff\\xfe"},
+		{"over \xc0\xaf", "over \\xc0\\xaf"},       /* overlong '/' */
+		{"sur \xed\xa0\x80", "sur \\xed\\xa0\\x80"}, /* a surrogate */
+		{"big \xf4\x90\x80\x80", "big \\xf4\\x90\\x80\\x80"},
+		{"cut \xe2\x82", "cut \\xe2\\x82"},
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char out[128];
+		size_t n = text_escape(t[i].in, strlen(t[i].in), out, sizeof(out));
+		if (strcmp(out, t[i].out))
+			fail_msg("text_escape(%s): %s, not %s", t[i].in, out, t[i].out);
+		assert_int_equal(n, strlen(out));
+	}
+	/* cut at a whole escape or character */
+	char small[6];
+	assert_int_equal(text_escape("ab\x1b", 3, small, sizeof(small)), 2);
+	assert_string_equal(small, "ab");
+	assert_int_equal(text_escape("a\xe2\x82\xac", 4, small, 4), 1);
+	assert_string_equal(small, "a");
+	char scrub[] = "ok \xc3\xa9 \xff \xc2\x9b \xe2\x82";
+	utf8_scrub(scrub, strlen(scrub));
+	assert_string_equal(scrub, "ok \xc3\xa9 ? \xc2\x9b ??");
+	assert_int_equal(utf8_seq((const unsigned char *)"", 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +253,7 @@ int main(void)
 		cmocka_unit_test(test_fnv1a),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_pathfind),
+		cmocka_unit_test(test_textsafe),
 		cmocka_unit_test(test_signal_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,33 @@
+/*
+ * textsafe.h - bytes from services and clients (a health check's output, a
+ * command line, a name in a request) on their way to a terminal, a log
+ * line or a JSON string: valid UTF-8, and no control character raw.
+ */
+#ifndef EVMON_TEXTSAFE_H
+#define EVMON_TEXTSAFE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Length (1-4) of the well-formed UTF-8 sequence at s (n bytes left), or 0
+ * for a byte that starts none (a stray continuation, an overlong form, a
+ * surrogate, past U+10FFFF, or a sequence cut by the end).
+ */
+size_t utf8_seq(const unsigned char *s, size_t n);
+
+/* Does s[0..n) hold anything text_escape would escape? */
+bool text_needs_escape(const char *s, size_t n);
+
+/* Each byte of s[0..n) that starts no well-formed sequence becomes '?'. */
+void utf8_scrub(char *s, size_t n);
+
+/*
+ * in[0..n) into out (outlen > 0, always terminated), with C0 controls and
+ * DEL as \n, \t, \r or \xNN, C1 (U+0080-U+009F) as \u00NN, and bytes of
+ * no well-formed sequence as \xNN: one line, nothing a terminal acts on.
+ * Cut at a whole character or escape. Returns the length written.
+ */
+size_t text_escape(const char *in, size_t n, char *out, size_t outlen);
+
+#endif
