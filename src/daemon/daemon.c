@@ -565,8 +565,11 @@ static int daemon_run(struct daemon *d, const struct daemon_options *o)
 	    evm_timer_add(d->loop, d->cfg->shutdown_timeout_ms, on_shutdown_timeout, d,
 			  &d->shutdown_timer) < 0)
 		dlog("shutdown_timeout: cannot arm its timer: each service's stop_timeout applies alone");
-	else if (d->cfg->shutdown_timeout_ms)
-		d->shutdown_end_ns = evm_loop_now(d->loop) + d->cfg->shutdown_timeout_ms * 1000000u;
+	else if (d->cfg->shutdown_timeout_ms) {
+		uint64_t now = evm_loop_now(d->loop), ms = d->cfg->shutdown_timeout_ms;
+		/* saturated: 10^15 ms is "never", not a wrap to a deadline already past */
+		d->shutdown_end_ns = ms > (UINT64_MAX - now) / 1000000 ? UINT64_MAX : now + ms * 1000000;
+	}
 	deps_stop_all(d); /* dependents first, sharing shutdown_timeout; the loop still serves */
 	r = evm_shutdown(d->loop, 0);
 	evm_timer_cancel(d->shutdown_timer); /* clears it */

@@ -250,7 +250,7 @@ static uint64_t due_in_ms(uint64_t interval_ms)
 	uint64_t grid = interval_ms / 32;
 	if (grid > HEALTH_GROUP_MS)
 		grid = HEALTH_GROUP_MS;
-	if (grid < 2)
+	if (grid < 2 || interval_ms > UINT64_MAX / 4000000) /* not on a grid, nor wrapped past 2^64 ns */
 		return interval_ms;
 	uint64_t now = mono_ns();
 	uint64_t g = grid * 1000000, due = now + interval_ms * 1000000;

@@ -330,7 +330,7 @@ int evm_cgroup_remove(struct evm_cgroup *cg, int timeout_ms)
 {
 	if (!cg)
 		return -EINVAL;
-	uint64_t deadline = evm__mono_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+	uint64_t deadline = evm__after_ms(evm__mono_ns(), (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms));
 	int dfd = evm__cg_dir(cg);
 	if (dfd < 0)
 		return dfd == -ENOENT ? 0 : dfd; /* removed already */

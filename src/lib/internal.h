@@ -155,6 +155,12 @@ struct evm_timer {
 };
 
 EVM_HIDDEN uint64_t evm__mono_ns(void);
+/* base_ns + ms, saturated: a timeout of 10^15 ms (the daemon's biggest) is "never", not a wrap */
+static inline uint64_t evm__after_ms(uint64_t base_ns, uint64_t ms)
+{
+	uint64_t ns = ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
+	return base_ns > UINT64_MAX - ns ? UINT64_MAX : base_ns + ns;
+}
 EVM_HIDDEN int64_t evm__real_ns(void);
 EVM_HIDDEN struct timespec evm__ns_to_ts(int64_t ns);
 EVM_HIDDEN uint64_t evm__heap_next(const struct evm_loop *loop); /* UINT64_MAX if none */

@@ -267,7 +267,7 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 		s->stopped_by_user = true;
 		evm__sv_send_stop(s, true);
 		if (kept && s->timer) { /* the SIGKILL when it was due, not stop_timeout from now */
-			s->deadline_mono = now + left_ms * 1000000;
+			s->deadline_mono = evm__after_ms(now, left_ms);
 			evm_timer_cancel(s->timer);
 			evm__sv_arm_kill(s);
 		}
@@ -281,7 +281,7 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 		s->failing = starting ? FAILING_NOT_READY : FAILING_ADOPTED;
 		evm__sv_send_stop(s, true);
 		if (kept && s->timer) {
-			s->deadline_mono = now + left_ms * 1000000;
+			s->deadline_mono = evm__after_ms(now, left_ms);
 			evm_timer_cancel(s->timer);
 			evm__sv_arm_kill(s);
 		}
@@ -289,13 +289,13 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 		return 0;
 	}
 	/* start_ms ends start_ms after its start (no one extends it: a kept deadline says the same) */
-	bool graced = s->started_mono + s->start_ms * 1000000 <= now;
+	bool graced = evm__after_ms(s->started_mono, s->start_ms) <= now;
 	if (starting && (s->ready == EVM_READY_DECLARED || !graced)) {
 		/* not ready yet: its readiness is awaited, with the time left from its start */
 		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, not ready yet", (int)p->pid);
 		/* the ready timeout as the earlier supervisor had it (extended, maybe), else from its start */
-		s->deadline_mono = kept ? now + left_ms * 1000000
-					: s->started_mono + s->ready_timeout_ms * 1000000;
+		s->deadline_mono = kept ? evm__after_ms(now, left_ms)
+					: evm__after_ms(s->started_mono, s->ready_timeout_ms);
 		evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
 		evm__sv_rearm(s);
 		return 0;

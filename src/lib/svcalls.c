@@ -164,7 +164,7 @@ static int extend_reload(struct evm_service *s, uint64_t ms)
 	uint64_t now = evm__mono_ns();
 	if (ms > UINT64_MAX / 2000000)
 		ms = UINT64_MAX / 2000000;
-	if (now + ms * 1000000 <= s->reload_deadline_mono)
+	if (evm__after_ms(now, ms) <= s->reload_deadline_mono)
 		return 0;
 	return evm__sv_reload_arm(s, ms);
 }
@@ -184,10 +184,10 @@ int evm_service_extend_timeout(struct evm_service *s, uint64_t ms)
 	uint64_t now = evm__mono_ns();
 	if (ms > UINT64_MAX / 2000000)
 		ms = UINT64_MAX / 2000000;
-	if (now + ms * 1000000 <= s->deadline_mono)
+	if (evm__after_ms(now, ms) <= s->deadline_mono)
 		return 0;
 	evm_timer_cancel(s->timer);
-	s->deadline_mono = now + ms * 1000000;
+	s->deadline_mono = evm__after_ms(now, ms);
 	return evm_timer_add(s->loop, ms, ready_wait ? evm__sv_ready_timeout_fire : evm__sv_kill_fire, s, &s->timer);
 }
 
@@ -209,7 +209,7 @@ int evm_service_deadline(const struct evm_service *s, uint64_t *ms_left)
 		   s->ready_timeout_ms) {
 		end = s->deadline_mono;
 	} else if (s->state == EVM_STATE_STARTING && s->ready == EVM_READY_STARTED) {
-		end = s->started_mono + s->start_ms * 1000000;
+		end = evm__after_ms(s->started_mono, s->start_ms);
 	} else {
 		return -ESRCH;
 	}

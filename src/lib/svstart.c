@@ -54,7 +54,7 @@ static void backoff_fire(struct evm_timer *t, void *data)
 void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit, int error)
 {
 	uint64_t delay = backoff_delay(s);
-	s->next_start_mono = evm__mono_ns() + delay * 1000000;
+	s->next_start_mono = evm__after_ms(evm__mono_ns(), delay);
 	if (evm__timer_add_spawn(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
 		snprintf(s->msg, sizeof(s->msg), "cannot schedule a restart: out of memory");
 		evm__sv_enter(s, EVM_STATE_FATAL, exit, -ENOMEM, 0);
@@ -65,7 +65,7 @@ void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit
 
 int evm__sv_backoff_for(struct evm_service *s, uint64_t delay_ms)
 {
-	s->next_start_mono = evm__mono_ns() + delay_ms * 1000000;
+	s->next_start_mono = evm__after_ms(evm__mono_ns(), delay_ms);
 	if (evm__timer_add_spawn(s->loop, delay_ms, backoff_fire, s, &s->timer) < 0)
 		return -ENOMEM;
 	evm__sv_enter(s, EVM_STATE_BACKOFF, NULL, 0, delay_ms);
@@ -118,7 +118,7 @@ void evm__sv_ready_timeout_fire(struct evm_timer *t, void *data)
 void evm__sv_watchdog_fire(struct evm_timer *t, void *data)
 {
 	struct evm_service *s = data;
-	uint64_t now = evm__mono_ns(), due = s->alive_mono + s->watchdog_run_ms * 1000000;
+	uint64_t now = evm__mono_ns(), due = evm__after_ms(s->alive_mono, s->watchdog_run_ms);
 	if (!s->watchdog_run_ms)
 		return; /* turned off for this run */
 	if (due > now) {
@@ -143,7 +143,7 @@ int evm__sv_reload_arm(struct evm_service *s, uint64_t timeout_ms)
 		return 0;
 	if (timeout_ms > UINT64_MAX / 2000000)
 		timeout_ms = UINT64_MAX / 2000000;
-	s->reload_deadline_mono = evm__mono_ns() + timeout_ms * 1000000;
+	s->reload_deadline_mono = evm__after_ms(evm__mono_ns(), timeout_ms);
 	return evm_timer_add(s->loop, timeout_ms, evm__sv_reload_fire, s, &s->reload_timer);
 }
 
@@ -226,7 +226,7 @@ void evm__sv_rearm(struct evm_service *s)
 			evm_timer_add(s->loop, s->deadline_mono > now ? (s->deadline_mono - now) / 1000000 : 0,
 				      evm__sv_ready_timeout_fire, s, &s->timer);
 	} else if (s->state == EVM_STATE_STARTING) {
-		uint64_t end = s->started_mono + s->start_ms * 1000000;
+		uint64_t end = evm__after_ms(s->started_mono, s->start_ms);
 		evm_timer_add(s->loop, end > now ? (end - now) / 1000000 : 0, grace_fire, s, &s->timer);
 	} else if (s->state == EVM_STATE_RUNNING && s->watchdog_run_ms) {
 		s->alive_mono = now;
@@ -276,7 +276,7 @@ void evm__sv_spawn(struct evm_service *s)
 	if (s->ready == EVM_READY_DECLARED) {
 		/* no timer (out of memory): it waits for its word without a limit */
 		if (s->ready_timeout_ms) {
-			s->deadline_mono = s->started_mono + s->ready_timeout_ms * 1000000;
+			s->deadline_mono = evm__after_ms(s->started_mono, s->ready_timeout_ms);
 			evm_timer_add(s->loop, s->ready_timeout_ms, evm__sv_ready_timeout_fire, s, &s->timer);
 		}
 		evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);

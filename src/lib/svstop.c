@@ -131,6 +131,6 @@ void evm__sv_send_stop(struct evm_service *s, bool sent)
 	/* a stopped (SIGSTOP) process would sit on the signal until continued */
 	if (!sent)
 		stop_send2(s, s->stop_signal, s->stop_signal != SIGCONT ? SIGCONT : 0);
-	s->deadline_mono = evm__mono_ns() + s->stop_timeout_ms * 1000000;
+	s->deadline_mono = evm__after_ms(evm__mono_ns(), s->stop_timeout_ms);
 	evm__sv_arm_kill(s);
 }

@@ -1280,3 +1280,26 @@ start_secs = 0
     d.stop()
     for s in stuck:
         s.close()
+
+
+def test_a_timeout_too_long_for_nanoseconds_means_never(procs, tmp_path):
+    """Durations up to 10^15 ms are accepted; from 18446744074 s on, the deadline in
+    nanoseconds wrapped past 2^64 and a stop's SIGKILL came at once (0.3 s) instead
+    of never."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+cgroup = no
+shutdown_timeout = 18446744074s
+[service:ig]
+command = sh -c 'trap "" TERM; exec sleep 1000'
+stop_timeout = 18446744074s
+start_secs = 0
+""")
+    pid = d.wait_state("ig", "running")["pid"]
+    assert d.ctl("-t", "0", "stop", "ig").returncode == 0
+    wait_for(lambda: d.status("ig")["ig"]["state"] == "stopping", what="ig stopping")
+    time.sleep(1)  # a wrapped deadline killed it within 0.3 s
+    assert alive(pid) and d.status("ig")["ig"]["state"] == "stopping"
+    os.kill(pid, signal.SIGKILL)
+    d.wait_state("ig", "stopped")
+    d.stop()
