@@ -185,6 +185,18 @@ const char *conf_key_name(enum conf_key k)
 	return (unsigned)k < CK_COUNT ? keys[k].name : NULL;
 }
 
+static int key_index(const char *name);
+
+bool conf_is_key(const char *name, size_t len)
+{
+	char k[64];
+	if (len == 0 || len >= sizeof(k))
+		return false;
+	memcpy(k, name, len);
+	k[len] = '\0';
+	return !strcmp(k, "include") || key_index(k) >= 0;
+}
+
 /* --------------------------------------------------- applying a section */
 
 /* A family ("limit_*") takes every key with its prefix; its setter knows the rest. */

@@ -16,6 +16,7 @@ struct conf_pair {
 	const char *key;
 	const char *value;
 	int line;
+	size_t vlen, vcap; /* confread.c: value's length and room while lines join */
 };
 
 enum conf_key {
@@ -84,5 +85,8 @@ struct svc_conf *conf_service_new(const char *name, const struct svc_policy *def
 
 /* The name of key k as written in a file (for tests and documentation checks). */
 const char *conf_key_name(enum conf_key k);
+
+/* Is name[0..len) a key of the configuration (include too)? */
+bool conf_is_key(const char *name, size_t len);
 
 #endif

@@ -27,6 +27,7 @@
  * CONF_MAX_BYTES, CONF_MAX_FILES, and CONF_GLOB_ENTRIES a pattern.
  */
 #include "confread.h"
+#include "confkeys.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -61,7 +62,8 @@ struct reader {
 	bool too_long;	     /* current line already reported */
 	bool nul;	     /* current line has a NUL byte (reported) */
 	bool continuation;   /* current line continues the previous value */
-	bool have_prev_key;  /* inih would treat an indented line as continuation */
+	bool have_prev_key;  /* an indented line continues a value (look_at_line) */
+	int key_line;	     /* the line of that value's key */
 	int first_syntax;    /* first syntax error line we reported, 0 if none */
 	size_t secs0;	     /* this file's first section in out->secs */
 	struct include *incs; /* this file's include lines */
@@ -102,22 +104,58 @@ static struct conf_section *new_section(struct reader *r, const char *name, size
 	return s;
 }
 
-/* Look at a raw line the way inih will (ini.c: comment, continuation, section, pair). */
-static void look_at_line(struct reader *r, const char *s)
+/*
+ * "  restart = always" (spaces, a key of ours, '='): the start of the key, or
+ * NULL. Indented under a key it would be a continuation of that key's value.
+ */
+static const char *indented_key(const char *start)
 {
-	const char *p = s;
+	size_t n = strspn(start, "abcdefghijklmnopqrstuvwxyz0123456789_");
+	const char *q = start + n;
+	while (*q == ' ' || *q == '\t')
+		q++;
+	return (*q == '=' || *q == ':') && conf_is_key(start, n) ? start : NULL;
+}
+
+/*
+ * Look at a raw line the way inih will (ini.c: comment, continuation,
+ * section, pair), and decide for it where inih would guess: an indented
+ * line continues the value above (INI_ALLOW_MULTILINE) only while no blank
+ * line came between, and never when it is a section header; else its
+ * indentation is taken off (s is the line's first piece, changed in place)
+ * so that inih reads it as a line of its own. An indented "key = value" of
+ * one of our keys under a value is a mistake: it would silently be words
+ * of that value (a service's restart, say, part of its command).
+ */
+static void look_at_line(struct reader *r, char *s)
+{
+	char *p = s;
 	if (r->line == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
 	    (unsigned char)p[2] == 0xBF)
 		p += 3;
-	const char *start = p;
+	char *start = p;
 	while (*start && isspace((unsigned char)*start))
 		start++;
 	r->continuation = false;
-	if (!*start || *start == ';' || *start == '#')
+	if (!*start) {
+		r->have_prev_key = false; /* a blank line ends a value */
 		return;
-	if (start > p && r->have_prev_key) {
+	}
+	if (*start == ';' || *start == '#')
+		return;
+	bool header = *start == '[' && strchr(start + 1, ']');
+	if (start > p && r->have_prev_key && !header) {
 		r->continuation = true;
+		if (indented_key(start))
+			errlist_add(r->errs, r->path, r->line, "indented '%.*s' continues the value of "
+				    "line %d; write it unindented to set %.*s (or quote it)",
+				    (int)strcspn(start, "\r\n"), start, r->key_line,
+				    (int)strspn(start, "abcdefghijklmnopqrstuvwxyz0123456789_"), start);
 		return;
+	}
+	if (start > p) {
+		memmove(p, start, strlen(start) + 1);
+		start = p;
 	}
 	if (*start == '[') {
 		const char *end = strchr(start + 1, ']');
@@ -140,6 +178,7 @@ static void look_at_line(struct reader *r, const char *s)
 		return;
 	}
 	r->have_prev_key = true;
+	r->key_line = r->line;
 }
 
 /*
@@ -175,15 +214,15 @@ static char *read_piece(char *buf, int size, void *stream)
 	char *s = get_piece(buf, size, r->f, &nul);
 	if (!s)
 		return NULL;
-	size_t len = strlen(s);
-	r->out->bytes += len;
+	r->out->bytes += strlen(s);
 	if (r->at_start) {
 		r->line = r->lines_done + 1;
 		r->line_len = 0;
 		r->too_long = false;
 		r->nul = false;
-		look_at_line(r, s);
+		look_at_line(r, s); /* may take off its indentation */
 	}
+	size_t len = strlen(s);
 	if (nul && !r->nul) {
 		r->nul = true;
 		errlist_add(r->errs, r->path, r->line, "NUL byte in the line: a config file is text");
@@ -218,6 +257,17 @@ static void on_include(struct reader *r, const char *value, bool in_section)
 	r->incs[r->nincs++].line = r->line;
 }
 
+static void more_include(struct reader *r, const char *value)
+{
+	char *joined;
+	if (asprintf(&joined, "%s %s", r->incs[r->nincs - 1].patterns, value ? value : "") < 0) {
+		r->oom = true;
+		return;
+	}
+	free(r->incs[r->nincs - 1].patterns);
+	r->incs[r->nincs - 1].patterns = joined;
+}
+
 static int on_pair(void *user, const char *section, const char *name, const char *value)
 {
 	struct reader *r = user;
@@ -225,8 +275,11 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	if (r->too_long)
 		return 1;
 	bool in_section = r->out->nsecs > r->secs0;
-	if (!strcmp(name, "include") && !r->continuation) {
-		on_include(r, value, in_section);
+	if (!strcmp(name, "include")) {
+		if (!r->continuation)
+			on_include(r, value, in_section);
+		else if (r->nincs) /* more patterns on the next line */
+			more_include(r, value);
 		return 1;
 	}
 	if (!in_section) {
@@ -236,14 +289,23 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	}
 	struct conf_section *s = &r->out->secs[r->out->nsecs - 1];
 	if (r->continuation && s->n > 0 && !strcmp(s->kv[s->n - 1].key, name)) {
+		/* appended in place, room doubling: a value of many lines costs linear time */
 		struct conf_pair *kv = &s->kv[s->n - 1];
-		char *joined = NULL;
-		if (asprintf(&joined, "%s %s", kv->value, value) < 0) {
-			r->oom = true;
-			return 1;
+		size_t add = strlen(value ? value : ""), need = kv->vlen + 1 + add + 1;
+		if (need > kv->vcap) {
+			size_t cap = need > 2 * kv->vcap ? need : 2 * kv->vcap;
+			char *v = realloc((char *)kv->value, cap);
+			if (!v) {
+				r->oom = true;
+				return 1;
+			}
+			kv->value = v;
+			kv->vcap = cap;
 		}
-		free((char *)kv->value);
-		kv->value = joined;
+		char *v = (char *)kv->value;
+		v[kv->vlen] = ' ';
+		memcpy(v + kv->vlen + 1, value ? value : "", add + 1);
+		kv->vlen += 1 + add;
 		return 1;
 	}
 	if (!grow((void **)&s->kv, &s->cap, s->n, sizeof(*s->kv))) {
@@ -257,7 +319,9 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		r->oom = true;
 		return 1;
 	}
-	s->kv[s->n++] = (struct conf_pair){.key = k, .value = v, .line = r->line};
+	size_t vlen = strlen(v);
+	s->kv[s->n++] = (struct conf_pair){.key = k, .value = v, .line = r->line, .vlen = vlen,
+					   .vcap = vlen + 1};
 	return 1;
 }
 

@@ -264,6 +264,50 @@ static void test_continuation_and_comments(void **state)
 	config_free(cfg);
 }
 
+/*
+ * An indented line continues a value only until a blank line, and never
+ * as a section header: a whole indented [service:b] was words of a's
+ * command. An indented key of ours under a value is refused (it would be
+ * words of that value). A value of thousands of lines joins in linear time.
+ */
+static void test_indented_lines(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok("[service:a]\n"
+				     "command = sh -c 'exec sleep 100'\n"
+				     "\n"
+				     "  [service:b]\n"
+				     "  command = sleep 200\n"
+				     "\n"
+				     "  restart = always\n"
+				     "    [service:c]\n"
+				     "command = sleep\n"
+				     "  300 --x=1\n");
+	assert_int_equal(cfg->nsvcs, 3);
+	assert_null(cfg->svcs[0]->argv[3]);
+	assert_string_equal(cfg->svcs[1]->argv[1], "200");
+	assert_null(cfg->svcs[1]->argv[2]);
+	assert_int_equal(cfg->svcs[1]->pol.restart, EVM_RESTART_ALWAYS);
+	assert_string_equal(cfg->svcs[2]->argv[2], "--x=1");
+	config_free(cfg);
+	struct errlist e = load_bad("[service:a]\n"		  /* 1 */
+				    "command = sleep 100\n"	  /* 2 */
+				    "  restart = always\n");	  /* 3 */
+	expect_msg(&e, 3, "indented 'restart = always' continues the value of line 2; write it "
+		   "unindented to set restart");
+	errlist_free(&e);
+	size_t n = 20000, len = 0;
+	char *big = malloc(n * 40 + 64);
+	assert_non_null(big);
+	len += (size_t)sprintf(big, "[service:a]\ncommand = echo\n");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(big + len, "  word%zu\n", i);
+	cfg = load_ok(big);
+	assert_string_equal(cfg->svcs[0]->argv[n], "word19999");
+	config_free(cfg);
+	free(big);
+}
+
 static void test_relative_paths(void **state)
 {
 	(void)state;
@@ -591,6 +635,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_defaults_from_evmon, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_continuation_and_comments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_indented_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_mistake_with_line, setup, teardown),

@@ -106,7 +106,8 @@ static void test_include_sorted_after_the_includer(void **state)
 	put("conf.d/notes.txt", "not ini\n");
 	put("more.ini", "include = sub/*.ini\n[service:m]\ncommand = true\ndirectory = sub\n");
 	put("sub/x.ini", "[service:x]\ncommand = true\n");
-	struct config *cfg = load_ok("[evmon]\ninclude = conf.d/*.ini more.ini none.d/*.ini\n"
+	/* a pattern on a line of its own continues the include (it was "outside of any section") */
+	struct config *cfg = load_ok("[evmon]\ninclude = conf.d/*.ini\n  more.ini none.d/*.ini\n"
 				     "stop_timeout = 2\n[service:main]\ncommand = true\n");
 	const char *want[] = {"main", "a", "b", "m", "x"};
 	assert_int_equal(cfg->nsvcs, 5);
