@@ -90,6 +90,10 @@ void conf_set_path(struct conf_ctx *c, const struct keydef *k, const char *v, vo
 {
 	(void)k;
 	char **p = field;
+	if (!*v) { /* it meant the file's directory: a socket or a pidfile there is refused later */
+		conf_bad(c, "empty: a path is needed (leave the key out for the default)");
+		return;
+	}
 	free(*p);
 	*p = conf_abs_path(c->base, v);
 }

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "logfile.h"
 #include "proto.h"
+#include "sockfile.h"
 #include "state.h"
 
 #include <errno.h>
@@ -82,6 +83,12 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 			n++;
 		}
 		return n;
+	}
+	char err[600];
+	if (sockfile_check_path(socket, err, sizeof(err)) < 0) {
+		fprintf(stderr, "evmon daemon: %s: warning: control socket %s: the daemon would not "
+			"start\n", cfg->path, err);
+		n++;
 	}
 	/* the socket's directory: the daemon creates the socket, not its parents */
 	char *dir = strdup(socket);

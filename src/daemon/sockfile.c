@@ -159,6 +159,21 @@ static bool someone_listens(const struct sockaddr_un *sa)
 	return live;
 }
 
+/* bind_listen's temporary name, next to path: false if it does not fit an address */
+static bool tmp_name(const char *path, char *tmp, size_t len)
+{
+	struct sockaddr_un ta;
+	snprintf(tmp, len, "%s.%08x.tmp", path, (unsigned)getpid()); /* fixed width: one limit */
+	return strlen(tmp) < sizeof(ta.sun_path);
+}
+
+/* the longest socket path the daemon can bind (its temporary name is 13 bytes longer) */
+static size_t path_max(void)
+{
+	struct sockaddr_un sa;
+	return sizeof(sa.sun_path) - 1 - strlen(".12345678.tmp");
+}
+
 /* Bind a private name 0600 from the start, then rename it over the path. */
 static int bind_listen(struct sockfile *sf, char *err, size_t errlen)
 {
@@ -167,8 +182,7 @@ static int bind_listen(struct sockfile *sf, char *err, size_t errlen)
 		return fail(err, errlen, "socket: %s", strerror(errno));
 	struct sockaddr_un ta = {.sun_family = AF_UNIX};
 	char tmp[sizeof(ta.sun_path) + 32];
-	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", sf->path, (int)getpid());
-	if (strlen(tmp) >= sizeof(ta.sun_path))
+	if (!tmp_name(sf->path, tmp, sizeof(tmp)))
 		return fail(err, errlen, "%s: socket path too long", sf->path);
 	strcpy(ta.sun_path, tmp);
 	unlink(tmp);
@@ -185,13 +199,23 @@ static int bind_listen(struct sockfile *sf, char *err, size_t errlen)
 	return 0;
 }
 
+int sockfile_check_path(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (strlen(path) > path_max())
+		return fail(err, errlen, "%s: socket path longer than %zu bytes", path, path_max());
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return fail(err, errlen, "%s: exists and is not a socket%s", path,
+			    S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+	return 0;
+}
+
 int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	*sf = (struct sockfile){.fd = -1, .lockfd = -1};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return fail(err, errlen, "%s: socket path longer than %zu bytes", path,
-			    sizeof(sa.sun_path) - 1);
+	if (strlen(path) > path_max())
+		return fail(err, errlen, "%s: socket path longer than %zu bytes", path, path_max());
 	strcpy(sa.sun_path, path);
 	sf->path = strdup(path);
 	if (!sf->path || asprintf(&sf->lock_path, "%s.lock", path) < 0) {

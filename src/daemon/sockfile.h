@@ -24,6 +24,13 @@ struct sockfile {
 int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errlen);
 
 /*
+ * Could a daemon serve path? Not if it is too long for a socket address
+ * (its temporary name included) or is something else than a socket: 0, or
+ * -1 with the reason in err. For --check; sockfile_open says the same.
+ */
+int sockfile_check_path(const char *path, char *err, size_t errlen);
+
+/*
  * Take over a listener and its lock kept open across an exec of ourselves
  * (evmon ctl reexec): no moment without a listener. 0, or -1 with err.
  */

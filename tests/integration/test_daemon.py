@@ -190,6 +190,15 @@ def test_check_output_and_warnings(procs, tmp_path):
     os.chmod(logs, 0o777)
     r = procs.run(argv, timeout=20)
     assert r.returncode == 0 and "is writable by every user and not sticky" in r.stderr, r
+    os.chmod(logs, 0o755)
+    # a socket path the daemon cannot bind, or a file that is not a socket: --check said OK
+    for bad, why in ((tmp_path / ("x" * 100), "socket path longer than 94 bytes"),
+                     (cfg, "exists and is not a socket")):
+        r = procs.run(argv[:-1] + [str(bad)], timeout=20)
+        assert r.returncode == 0 and r.stderr == (
+            f"evmon daemon: {cfg}: warning: control socket {bad}: {why}: the daemon would not "
+            "start\n"), r
+        assert procs.run(argv[:-1] + [str(bad), "--strict"], timeout=20).returncode == 1
 
 
 def test_demo_config(procs, tmp_path):

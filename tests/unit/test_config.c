@@ -418,6 +418,12 @@ static void test_every_mistake_with_line(void **state)
 	expect_msg(&e, 35, "socket: only allowed in [evmon]");
 	expect_msg(&e, 38, "max_retries: the section's restart = on-failure:3 (line 39) sets it already");
 	errlist_free(&e);
+	/* an empty path meant the file's directory (a socket, a pidfile there: refused later) */
+	e = load_bad("[evmon]\nsocket =\n[service:a]\ncommand = true\ndirectory =\npidfile=\n");
+	expect_msg(&e, 2, "socket: empty: a path is needed");
+	expect_msg(&e, 5, "directory: empty: a path is needed");
+	expect_msg(&e, 6, "pidfile: empty: a path is needed");
+	errlist_free(&e);
 }
 
 /*
