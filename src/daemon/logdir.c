@@ -160,8 +160,8 @@ int logs__open_checked(struct logs *L, const char *name, int flags, char *msg, s
 		if (L->lru_last) {
 			logs__close_file(L->lru_last); /* its descriptor goes back to the reserve... */
 			fdres_give();		 /* ...and comes out for us */
-		} else if (!fdres_give()) {
-			break;
+		} else if ((flags & O_ACCMODE) == O_RDONLY || !fdres_give()) {
+			break; /* a reader (ctl logs) gets none of the reserve: it is for ctl and writers */
 		}
 		fd = openat(L->dirfd, name, flags, 0640);
 	}

@@ -19,10 +19,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_FILES 16 /* the current file and up to 15 backups */
+/*
+ * The search for where the last N lines start reads backwards, on the
+ * loop: at most this many bytes per request (a 1 GB log asked for a
+ * billion lines stalled every client for a second). A tail that needs
+ * more starts at the first line within the window.
+ */
+#define TAIL_SCAN_MAX (16 << 20)
 
 struct seg {
 	int fd;
@@ -40,16 +48,66 @@ struct logtail {
 	bool follow, watching;
 };
 
+/* Descriptors held by tails, all clients together, and their bound (set_cap). */
+static unsigned tail_fds, tail_fds_max;
+
+static void set_cap(void)
+{
+	struct rlimit rl;
+	if (tail_fds_max)
+		return;
+	tail_fds_max = 4 * MAX_FILES;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 > tail_fds_max)
+		tail_fds_max = (unsigned)(rl.rlim_cur / 4 > 65536 ? 65536 : rl.rlim_cur / 4);
+}
+
+static void close_seg(struct seg *s)
+{
+	if (s->fd < 0)
+		return;
+	close(s->fd);
+	s->fd = -1;
+	tail_fds--;
+	fdres_take();
+}
+
+/* The start of the first line that begins at or after pos (a bounded look ahead), else pos. */
+static off_t first_line_from(int fd, off_t pos, off_t end)
+{
+	char buf[4096];
+	ssize_t r = pos < end ? pread(fd, buf, sizeof(buf), pos) : 0;
+	char *nl = r > 0 && pos > 0 ? memchr(buf, '\n', (size_t)r) : NULL;
+	return nl && pos + (nl - buf) + 1 < end ? pos + (nl - buf) + 1 : pos;
+}
+
 /*
  * Where the last *need lines of fd (end bytes long) start; *need is left
- * with the number of lines still missing (0 when found).
+ * with the number of lines still missing (0 when found). *budget: bytes
+ * it may still read; when they run out the tail starts after the first
+ * newline read (or where the reading stopped) and *need is 0.
  */
-static off_t tail_start(int fd, off_t end, unsigned long *need)
+static off_t tail_start(int fd, off_t end, unsigned long *need, size_t *budget)
 {
 	char buf[65536];
 	off_t pos = end;
+	/*
+	 * More lines asked than the file has bytes, and too many bytes to
+	 * count its lines within the budget: all of it. *need stays an upper
+	 * bound (a backup before it may give a few lines more than asked for
+	 * a tail of over TAIL_SCAN_MAX lines, where "all" was meant).
+	 */
+	if (*need > (unsigned long)end && (size_t)end > *budget)
+		return 0;
 	while (pos > 0 && *need) {
+		if (!*budget) {
+			*need = 0;
+			return first_line_from(fd, pos, end);
+		}
 		size_t k = pos > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)pos;
+		if (k > *budget)
+			k = *budget;
+		*budget -= k;
 		off_t at = pos - (off_t)k;
 		if (pread(fd, buf, k, at) != (ssize_t)k)
 			return pos; /* shrank under us: what we scanned is the tail */
@@ -72,9 +130,7 @@ void logtail_free(struct logtail *t)
 	if (!t)
 		return;
 	for (size_t i = 0; i < t->nsegs; i++)
-		if (t->segs[i].fd >= 0)
-			close(t->segs[i].fd);
-	fdres_take();
+		close_seg(&t->segs[i]);
 	if (t->watching)
 		logfile_unwatch(t->file, &t->w);
 	logfile_put(t->file);
@@ -93,12 +149,21 @@ int logtail_open(struct logfile *f, unsigned long lines, bool follow, struct log
 	t->file = logfile_ref(f);
 	t->follow = follow;
 	struct seg found[MAX_FILES];
-	size_t n = 0;
+	size_t n = 0, budget = TAIL_SCAN_MAX;
 	unsigned long need = lines;
 	unsigned last = logfile_backups(f);
 	if (last > MAX_FILES - 1)
 		last = MAX_FILES - 1;
+	set_cap();
 	for (unsigned b = 0; need && b <= last; b++) {
+		if (tail_fds >= tail_fds_max) {
+			if (b > 0)
+				break; /* a shorter tail, from the files it has */
+			snprintf(err, errlen, "too many log readers: their %u open files are the "
+				 "limit (a quarter of RLIMIT_NOFILE); try again later", tail_fds);
+			logtail_free(t);
+			return -EMFILE;
+		}
 		int fd = logfile_open_read(f, b, err, errlen);
 		if (fd == -ENOENT)
 			break;
@@ -109,11 +174,12 @@ int logtail_open(struct logfile *f, unsigned long lines, bool follow, struct log
 			}
 			break; /* an unreadable backup ends the tail, it does not fail it */
 		}
+		tail_fds++;
 		struct stat st;
 		off_t end = fstat(fd, &st) == 0 ? st.st_size : 0;
 		found[n].fd = fd;
 		found[n].end = end;
-		found[n].off = tail_start(fd, end, &need);
+		found[n].off = tail_start(fd, end, &need, &budget);
 		n++;
 	}
 	/* oldest first */
@@ -132,9 +198,7 @@ static bool fill(struct client *cl, size_t want, void *data)
 		if (t->cur < t->nsegs) {
 			struct seg *s = &t->segs[t->cur];
 			if (s->off >= s->end) {
-				close(s->fd);
-				fdres_take();
-				s->fd = -1;
+				close_seg(s);
 				t->cur++;
 				continue;
 			}

@@ -979,3 +979,88 @@ start_secs = 0
     assert (old / "w.log").stat().st_size == size
     assert os.stat(logs).st_mode & 0o7777 == 0o700
     d.stop()
+
+
+def test_a_huge_tail_is_bounded_and_all_means_all(procs, tmp_path):
+    """The search for where the last N lines start read backwards through the whole
+    file on the loop (a 1 GB log asked for a billion lines held every client for a
+    second): it reads at most 16 MiB per request now. A log of 40 MiB with no newline
+    but its last, asked for 2 lines, gets the last 16 MiB (it got all 40); asked for
+    more lines than it has bytes, it gets all of it, searched for nothing."""
+    logs = logdir(tmp_path)
+    big = logs / "big.log"
+    with open(big, "wb") as f:
+        f.write(b"x" * (40 << 20) + b"\nlast\n")
+    os.chmod(big, 0o640)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+log_max_bytes = 0
+
+[service:big]
+command = {HELPER} pause
+stdout = log
+""")
+    wait_for(lambda: b"evmon: started pid" in big.read_bytes()[-200:], what="the daemon's line")
+    size = big.stat().st_size
+    r = procs.run([EVMON, "ctl", "-S", d.sock, "logs", "-n", "3", "big"], timeout=60 * SLOW)
+    assert r.returncode == 0 and "x\nlast\n" in r.stdout[-200:], r.stdout[-200:]
+    assert len(r.stdout) <= (16 << 20) + 4096, len(r.stdout)
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "logs", "-n", "1000000000", "big"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=60 * SLOW)
+    assert p.returncode == 0 and len(out) == size, (len(out), size, err)
+    d.stop()
+
+
+def test_stuck_log_readers_leave_ctl_and_the_services_their_descriptors(procs, tmp_path):
+    """Readers of long tails that never read held up to 16 files each (a log and its
+    backups) and, once the table was full, took the descriptors kept for ctl: 30 of
+    them on a 400-descriptor daemon left it unable to answer. Tails hold a quarter
+    of RLIMIT_NOFILE at most (the next reader is told so) and none of the reserve."""
+    logs = logdir(tmp_path)
+    line = b"y" * 99 + b"\n"
+    for k in range(16):
+        name = logs / ("w.log" + (f".{k}" if k else ""))
+        name.write_bytes(line * 10000)  # 1 MB each: more than a socket buffer holds
+        os.chmod(name, 0o640)
+
+    class Limited(Daemon):
+        def start(self):
+            self.logf = open(self.logpath, "ab")
+            self.p = self.procs.spawn(["prlimit", "--nofile=400:400", "--", EVMON, "daemon", "-c",
+                                       self.cfg, "-S", self.sock],
+                                      stdout=self.logf, stderr=subprocess.STDOUT)
+            wait_for(lambda: self.answers() or self.p.poll() is not None, timeout=20 * SLOW,
+                     what="the control socket")
+            assert self.p.poll() is None, self.log()
+            return self
+
+    d = Limited(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+log_backups = 15
+
+[service:w]
+command = {HELPER} pause
+stdout = log
+""")
+    readers, answers = [], []
+    for _ in range(30):
+        s = socket.socket(socket.AF_UNIX)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        s.connect(d.sock)
+        s.sendall(b'{"cmd":"logs","name":"w","lines":1000000000}\n')
+        readers.append(s)
+    for s in readers:
+        s.settimeout(10 * SLOW)
+        answers.append(s.recv(200))
+    refused = [a for a in answers if b"too many log readers" in a]
+    assert refused and len(refused) < 30, answers
+    assert len(fds_of(d.p.pid)) < 390
+    for _ in range(3):
+        assert d.ctl("ping").returncode == 0
+        assert d.status("w")["w"]["pid"], d.log()[-2000:]
+    for s in readers:
+        s.close()
+    d.stop()
