@@ -309,7 +309,13 @@ EVM_HIDDEN int evm__proc_stat(pid_t pid, struct evm__pstat *out);
  * session in each read (repeated until a read meets nobody new).
  */
 EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig);
-EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid);
+/*
+ * SIGKILL to session sid's tree at the end of the dispatch; then (if not
+ * NULL, a reference taken) SIGKILL to that process, or its group with
+ * group: after the sweep, which finds a setsid child through its parent.
+ */
+EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then,
+				     bool group);
 EVM_HIDDEN void evm__trees_free(struct evm_loop *loop);
 /* reads of /proc those two made for loop's services (for tests) */
 EVM_HIDDEN uint64_t evm__tree_reads(const struct evm_loop *loop);

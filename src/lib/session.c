@@ -227,6 +227,8 @@ struct evm__trees {
 	struct tree_kill {
 		pid_t sid;
 		uint64_t since; /* loop->proc_serial when it was queued */
+		struct evm_proc *then; /* SIGKILLed after the sweep (a reference), or NULL */
+		bool group;	       /* then's group */
 	} *kill; /* sessions to sweep at the end of the dispatch */
 	size_t nkill, capkill;
 	bool queued; /* rel is queued */
@@ -243,14 +245,23 @@ static int trees_signal(struct evm__trees *tr, bool have, const struct evm__pidm
 	return r;
 }
 
+static void kill_then(struct evm_proc *p, bool group)
+{
+	if (!p)
+		return;
+	if (!group || evm_proc_signal_group(p, SIGKILL) == -EPERM)
+		evm_proc_signal(p, SIGKILL);
+	evm_proc_unref(p);
+}
+
 static void trees_release(struct evm__release *rel)
 {
 	struct evm__trees *tr = evm__container_of(rel, struct evm__trees, rel);
 	struct evm__pidmap sids = {0};
-	size_t n = 0;
+	size_t n = 0, nkill = tr->nkill;
 	tr->queued = false;
 	tr->valid = false;
-	for (size_t i = 0; i < tr->nkill; i++) {
+	for (size_t i = 0; i < nkill; i++) {
 		/*
 		 * A pid is not reused while a process has it as its session id,
 		 * and when the sweep was queued the session was one of a live
@@ -271,11 +282,13 @@ static void trees_release(struct evm__release *rel)
 		}
 		n++;
 	}
-	tr->nkill = 0;
 	/* read now: every exit that queued a session came before it */
 	if (n)
 		trees_signal(tr, false, &sids, SIGKILL);
 	evm__pidmap_free(&sids);
+	tr->nkill = 0; /* a kill below queues nothing: its exit is seen later */
+	for (size_t i = 0; i < nkill; i++)
+		kill_then(tr->kill[i].then, tr->kill[i].group);
 }
 
 static struct evm__trees *trees_of(struct evm_loop *loop)
@@ -311,7 +324,7 @@ int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig)
 	return r;
 }
 
-void evm__tree_kill_later(struct evm_loop *loop, pid_t sid)
+void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then, bool group)
 {
 	struct evm__trees *tr = trees_of(loop);
 	if (tr && tr->nkill == tr->capkill) {
@@ -324,10 +337,13 @@ void evm__tree_kill_later(struct evm_loop *loop, pid_t sid)
 	}
 	if (!tr || tr->nkill == tr->capkill) {
 		evm_tree_signal(sid, SIGKILL); /* out of memory: now, alone */
+		kill_then(then ? evm_proc_ref(then) : NULL, group);
 		return;
 	}
-	tr->kill[tr->nkill].sid = sid;
-	tr->kill[tr->nkill++].since = loop->proc_serial;
+	tr->kill[tr->nkill] = (struct tree_kill){.sid = sid, .since = loop->proc_serial,
+						 .then = then ? evm_proc_ref(then) : NULL,
+						 .group = group};
+	tr->nkill++;
 	trees_arm(tr);
 }
 
@@ -338,6 +354,9 @@ void evm__trees_free(struct evm_loop *loop)
 		return;
 	free(tr->snap.p);
 	free(tr->snap.in);
+	for (size_t i = 0; i < tr->nkill; i++) /* queued, the dispatch never ended: not sent */
+		if (tr->kill[i].then)
+			evm_proc_unref(tr->kill[i].then);
 	free(tr->kill);
 	free(tr);
 	loop->trees = NULL;

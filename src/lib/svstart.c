@@ -200,7 +200,7 @@ void evm__sv_exit_decide(struct evm_service *s)
 	if (s->kill_group && s->exit_group)
 		killpg(e->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
 	if (s->sid && !s->cg) /* and of its session, wherever they went (end of the dispatch) */
-		evm__tree_kill_later(s->loop, s->sid);
+		evm__tree_kill_later(s->loop, s->sid, NULL, false);
 	/*
 	 * A stable run resets the backoff: at least MIN_DOUBLING_MS up, whatever
 	 * stable_ms says (at 0 every run was stable, and a process that fails at

@@ -81,9 +81,12 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 static void stop_send2(struct evm_service *s, int sig, int then)
 {
 	int r = -1;
-	if (!s->cg && s->sid && sig == SIGKILL)
-		evm__tree_kill_later(s->loop, s->sid);
-	else if (!s->cg && s->sid) {
+	if (!s->cg && s->sid && sig == SIGKILL) {
+		/* the main process too, after the sweep: killed first, the child it
+		 * made call setsid would be re-parented, out of the sweep's reach */
+		evm__tree_kill_later(s->loop, s->sid, s->proc, s->kill_group);
+		return;
+	} else if (!s->cg && s->sid) {
 		r = evm__tree_signal_shared(s->loop, s->sid, sig);
 		if (then)
 			evm__tree_signal_shared(s->loop, s->sid, then);

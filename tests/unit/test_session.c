@@ -274,6 +274,54 @@ static void test_services_share_reads(void **state)
 	assert_true(sweeps < 2 * NSVC || evm_loop_iterations(loop) - iterations >= NSVC);
 }
 
+static void sleepy(struct evm_timer *t, void *data)
+{
+	(void)t;
+	(void)data;
+	usleep(100000);
+}
+
+/*
+ * kill_mode TREE without a cgroup: a stop's SIGKILL went to the main
+ * process at once, and its session was swept at the end of the dispatch;
+ * by then the child the main had made call setsid was re-parented, nothing
+ * linked it to the service, and it ran on. A callback that takes 100 ms in
+ * the same dispatch (a timer due with the SIGKILL) made that certain. The
+ * main is killed after the sweep now.
+ */
+static void test_tree_stop_reaches_a_setsid_child(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	char *argv[] = {"/bin/sh", "-c", "trap '' TERM; setsid sh -c 'echo $$; exec sleep 1000' & wait",
+			NULL};
+	struct evm_service_opts o = {
+		.name = "t",
+		.spawn = {.argv = argv, .stdio = {{0}, {EVM_STDIO_FD, pp[1]}, {0}}},
+		.restart = EVM_RESTART_NEVER,
+		.set = EVM_SVC_START_MS | EVM_SVC_STOP_TIMEOUT,
+		.start_ms = 0,
+		.stop_timeout_ms = 50,
+		.kill_mode = EVM_KILL_TREE,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &o, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	close(pp[1]);
+	FILE *f = fdopen(pp[0], "r");
+	pid_t kid;
+	assert_int_equal(fscanf(f, "%d", &kid), 1);
+	fclose(f);
+	assert_int_equal(evm_service_stop(svc), 0);
+	struct evm_timer *t;
+	assert_int_equal(evm_timer_add(loop, 50, sleepy, NULL, &t), 0);
+	usleep(100000); /* both due: the SIGKILL's timer first */
+	RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_STOPPED, 5000);
+	RUN_UNTIL(loop, gone(kid), 5000);
+	evm_service_remove(svc);
+}
+
 int main(void)
 {
 	t_init();
@@ -282,6 +330,10 @@ int main(void)
 						t_teardown),
 		cmocka_unit_test_setup_teardown(test_forkbomb, t_setup_reaper, t_teardown),
 		cmocka_unit_test_setup_teardown(test_services_share_reads, t_setup_reaper, t_teardown),
+		cmocka_unit_test_setup_teardown(test_tree_stop_reaches_a_setsid_child, t_setup_reaper,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_tree_stop_reaches_a_setsid_child, t_setup,
+						t_teardown),
 	};
 	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
