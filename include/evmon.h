@@ -519,7 +519,8 @@ struct evm_spawn_opts {
  * Any thread. The loop thread is the one that created the loop until another
  * thread runs it (evm_loop_run/run_once), then the last one that ran it. From
  * any other thread the request is carried out by the loop thread, which must
- * be running the loop, and this call blocks until it is done. The creator may
+ * be running the loop, and this call blocks until it is done (-EDEADLK if the
+ * caller is the process's only thread: the loop's has exited). The creator may
  * hand the loop to a new thread and spawn at once, with no handshake: until
  * that thread's first iteration the spawn runs here, and the iteration waits
  * for it; after, the spawn is carried out by that thread.

@@ -52,6 +52,9 @@ void evm__xreq_run_all(struct evm_loop *loop)
 int evm__xreq_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct evm_proc **out)
 {
 	struct evm__xreq x = {.opts = opts, .want_proc = out != NULL};
+	/* not the loop's thread, and the only one: the loop's has exited, nobody would answer */
+	if (evm__single_threaded() == 1)
+		return -EDEADLK;
 	pthread_mutex_lock(&loop->mu);
 	if (loop->closing) {
 		pthread_mutex_unlock(&loop->mu);

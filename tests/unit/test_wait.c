@@ -141,6 +141,11 @@ static void test_proc_wait_after_the_runner_exited(void **state)
 	if (single) {
 		assert_int_equal(evm_proc_wait(p, NULL, 100), -EDEADLK);
 		assert_int_equal(evm_proc_wait(p, NULL, -1), -EDEADLK);
+		/* and a spawn, carried out by the loop's thread, blocked for good */
+		struct evm_spawn_opts o = {.argv = HARGV("exit", "0")};
+		struct evm_proc *q = NULL;
+		assert_int_equal(evm_spawn(loop, &o, &q), -EDEADLK);
+		assert_null(q);
 	}
 	assert_int_equal(evm_proc_signal(p, SIGKILL), 0);
 	RUN_UNTIL(loop, evm_proc_exited(p), 10000);
