@@ -157,6 +157,9 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 		return -EINVAL;
 	if (evm__pidmap_get(&loop->pids, o->pid))
 		return -EEXIST;
+	/* ourselves, our parent, init: evm_loop_free would SIGKILL them (the caller first) */
+	if (o->pid == getpid() || o->pid == getppid() || o->pid == 1)
+		return -EINVAL;
 	int pidfd = o->pidfd;
 	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = evm__above_stdio(pidfd_open(o->pid, 0))) < 0)
 		return errno == ESRCH ? -ESRCH : -errno;

@@ -212,6 +212,20 @@ static void test_adopt_start_time_mismatch(void **state)
 	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -ESRCH);
 }
 
+/* Ourselves, our parent, init: adopted, evm_loop_free SIGKILLed them (the caller first). */
+static void test_adopt_refuses_ourselves_and_our_parent(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	pid_t who[] = {getpid(), getppid(), 1};
+	for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++) {
+		struct evm_adopt_opts o = {.pid = who[i]};
+		struct evm_proc *p = (struct evm_proc *)1;
+		assert_int_equal(evm_proc_adopt(loop, &o, &p), -EINVAL);
+		assert_null(p);
+	}
+	assert_int_equal(evm_loop_alive(loop), 0);
+}
+
 static void test_adopt_given_pidfd(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -525,6 +539,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_foreign_status_unknown, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_foreign_killed_by_loop_free, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_start_time_mismatch, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_refuses_ourselves_and_our_parent, t_setup,
+						t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_given_pidfd, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_kept_own_child, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_kept_foreign, t_setup, t_teardown),
