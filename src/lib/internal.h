@@ -314,6 +314,8 @@ EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig
  * NULL, a reference taken) SIGKILL to that process, or its group with
  * group: after the sweep, which finds a setsid child through its parent.
  */
+/* The spawn options' own mistakes (-EINVAL, -EBADF, ...), as evm_spawn and evm_service_new see them. */
+EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out);
 EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then,
 				     bool group);
 EVM_HIDDEN void evm__trees_free(struct evm_loop *loop);

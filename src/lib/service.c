@@ -376,6 +376,10 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	for (int i = 0; i < 3; i++)
 		if (o->spawn.stdio[i].mode == EVM_STDIO_PIPE)
 			return -EINVAL; /* a new pipe per restart: use EVM_STDIO_FD with your own */
+	/* now, not at each start: those would fail one by one until FATAL */
+	int r = evm__spawn_check_opts(&o->spawn, false);
+	if (r < 0)
+		return r;
 	if (evm_service_find(loop, o->name))
 		return -EEXIST;
 
@@ -396,7 +400,7 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 		return -ENOMEM;
 	}
 	set_policy(s, o);
-	int r = o->cgroup ? use_cgroup(s, o->cgroup, o->cgroup_kept) : 0;
+	r = o->cgroup ? use_cgroup(s, o->cgroup, o->cgroup_kept) : 0;
 	if (r < 0) {
 		svc_free(s);
 		return r;

@@ -54,7 +54,7 @@ static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_S
 				    EVM_SPAWN_LISTEN_PID | EVM_SPAWN_CGROUP | EVM_SPAWN_NICE |
 				    EVM_SPAWN_OOM_SCORE_ADJ | EVM_SPAWN_SETCTTY | EVM_SPAWN_NOWAIT;
 
-static int check_opts(const struct evm_spawn_opts *o, bool have_out)
+int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out)
 {
 	if (!o || !o->argv || !o->argv[0])
 		return -EINVAL;
@@ -343,7 +343,7 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	struct evm_spawn_error errbuf = {0}, *err = o && o->error ? o->error : &errbuf;
 	err->stage = EVM_STAGE_SETUP;
 	err->error = 0;
-	int r = check_opts(o, out != NULL);
+	int r = evm__spawn_check_opts(o, out != NULL);
 	if (r == 0 && (o->flags & EVM_SPAWN_CGROUP) && o->cgroup_fd < 0) {
 		err->stage = EVM_STAGE_CGROUP;
 		r = -EBADF;

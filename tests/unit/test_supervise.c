@@ -1323,6 +1323,25 @@ static void test_new_rejects_bad_options(void **state)
 	o.nsuccess_codes = 0;
 	o.spawn.stdio[1].mode = EVM_STDIO_PIPE;
 	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.spawn.stdio[1].mode = EVM_STDIO_INHERIT;
+	/* the spawn's own mistakes, now rather than at each start until FATAL */
+	char *env[] = {"NOEQUALS", NULL};
+	o.spawn.env_extra = env;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.spawn.env_extra = NULL;
+	struct evm_fd_map x = {.fd = 0, .target = 1};
+	o.spawn.extra_fds = &x;
+	o.spawn.nextra_fds = 1;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.spawn.nextra_fds = 0;
+	o.spawn.flags = EVM_SPAWN_NICE;
+	o.spawn.nice = 99;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.spawn.flags = 1u << 30;
+	assert_int_equal(evm_service_new(loop, &o, &s), -EINVAL);
+	o.spawn.flags = 0;
+	assert_null(evm_service_find(loop, "y"));
+	assert_int_equal(evm_service_new(loop, &o, &s), 0);
 }
 
 /* s1 of the shutdown test: says "ready" on ready_fd once it ignores SIGTERM */
