@@ -315,6 +315,8 @@ EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig
  * group: after the sweep, which finds a setsid child through its parent.
  */
 /* The spawn options' own mistakes (-EINVAL, -EBADF, ...), as evm_spawn and evm_service_new see them. */
+/* Are we a fork()ed child of the process that made loop? (loop.c) */
+EVM_HIDDEN bool evm__forked(const struct evm_loop *loop);
 EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out);
 EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then,
 				     bool group);
@@ -713,6 +715,7 @@ struct evm_loop {
 	struct evm__nowait **nowait; /* EVM_SPAWN_NOWAIT's slots (nowait.c), nnowait of them */
 	unsigned nnowait;
 	pid_t pid;	    /* getpid() at creation */
+	unsigned forks;	    /* evm__forks at creation: another value, we are a fork()ed child */
 	int devnull;	    /* /dev/null, opened on first use */
 	int statusfd;	    /* /proc/self/status, for the SigIgn mask */
 	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */

@@ -68,6 +68,31 @@ static int spawn_mode_from_env(void)
 	return EVM__SPAWN_AUTO;
 }
 
+/*
+ * fork() copies a loop, but not what it stands on: the epoll set and the
+ * children's pidfds are shared with the parent. The child's run would take
+ * the parent's events, its free would SIGKILL the parent's children and
+ * take their watches out of the parent's epoll. A count of fork()s (an
+ * atfork handler) tells the child that the loop is not its own.
+ */
+static atomic_uint forks;
+static pthread_once_t forks_once = PTHREAD_ONCE_INIT;
+
+static void fork_child(void)
+{
+	atomic_fetch_add(&forks, 1);
+}
+
+static void forks_init(void)
+{
+	pthread_atfork(NULL, NULL, fork_child);
+}
+
+bool evm__forked(const struct evm_loop *loop)
+{
+	return loop->forks != atomic_load_explicit(&forks, memory_order_relaxed);
+}
+
 int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 {
 	if (!out)
@@ -97,6 +122,8 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	getrlimit(RLIMIT_NOFILE, &loop->nofile0);
 	loop->now = evm__mono_ns();
 	loop->pid = getpid();
+	pthread_once(&forks_once, forks_init);
+	loop->forks = atomic_load(&forks);
 
 	int r = -ENOMEM;
 	pthread_condattr_t ca;
@@ -204,6 +231,8 @@ int evm_loop_run_once(struct evm_loop *loop, int timeout_ms)
 {
 	if (!loop)
 		return -EINVAL;
+	if (evm__forked(loop))
+		return -ECHILD;
 	bind_thread(loop);
 	if (loop->dispatching)
 		return -EDEADLK;
@@ -225,6 +254,8 @@ int evm_loop_run(struct evm_loop *loop)
 {
 	if (!loop)
 		return -EINVAL;
+	if (evm__forked(loop))
+		return -ECHILD;
 	bind_thread(loop);
 	if (loop->dispatching)
 		return -EDEADLK;
@@ -302,8 +333,8 @@ char *evm__stack_map(size_t size)
 
 void evm_loop_free(struct evm_loop *loop)
 {
-	if (!loop)
-		return;
+	if (!loop || evm__forked(loop))
+		return; /* the parent's: left to our exit or exec (every fd is close-on-exec) */
 	/* what other threads posted runs first, as if in one last iteration */
 	evm__dispatch_enter(loop);
 	evm__post_close(loop);

@@ -420,6 +420,8 @@ int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct e
 {
 	if (!loop)
 		return -EINVAL;
+	if (evm__forked(loop))
+		return -ECHILD;
 	if (atomic_load(&loop->bound)) {
 		if (evm__on_loop_thread(loop))
 			return evm__spawn_local(loop, opts, out);

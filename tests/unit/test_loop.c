@@ -197,6 +197,43 @@ static void test_free_kills_children(void **state)
 	assert_int_equal(t_count_fds(), fds0);
 }
 
+/*
+ * A fork()ed child shares the loop's epoll set and its children's pidfds
+ * with us: its run took our events, its evm_loop_free SIGKILLed our
+ * children and took their watches out of our epoll (no exit was ever
+ * reported here). There the loop answers -ECHILD and its free leaves it.
+ */
+static void test_a_forked_child_leaves_the_loop_alone(void **state)
+{
+	(void)state;
+	struct evm_loop *loop;
+	assert_int_equal(evm_loop_new(&loop, NULL), 0);
+	struct evm_proc *p[3];
+	for (int i = 0; i < 3; i++)
+		p[i] = t_spawn(loop, HARGV("pause"), NULL);
+	pid_t kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		struct evm_spawn_opts o = {.argv = HARGV("exit", "0")};
+		int a = evm_loop_run_once(loop, 0), b = evm_spawn(loop, &o, NULL);
+		evm_loop_free(loop);
+		_exit(a == -ECHILD && b == -ECHILD ? 0 : 1);
+	}
+	int st;
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(t_proc_state(evm_proc_pid(p[i])), 'S'); /* alive: not killed */
+		assert_int_equal(evm_proc_signal(p[i], SIGTERM), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		RUN_UNTIL(loop, evm_proc_exited(p[i]), 10000); /* every exit still reported here */
+		assert_int_equal(evm_proc_exit_record(p[i])->signal, SIGTERM);
+		evm_proc_unref(p[i]);
+	}
+	evm_loop_free(loop);
+}
+
 static int respawns;
 
 /* a supervisor-style callback: start it again whenever it exits */
@@ -347,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_free_kills_children),
 		cmocka_unit_test(test_free_with_respawning_callback),
 		cmocka_unit_test(test_internal_fds_above_stdio),
+		cmocka_unit_test(test_a_forked_child_leaves_the_loop_alone),
 	};
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
