@@ -356,7 +356,8 @@ enum evm_spawn_stage {
 	EVM_STAGE_NONE = 0,
 	EVM_STAGE_SETUP,     /* in the parent: arguments, pipes, memory, fds */
 	EVM_STAGE_FORK,	     /* clone/vfork (EAGAIN under RLIMIT_NPROC, ENOMEM) */
-	EVM_STAGE_PIDFD,     /* no fd for the pidfd (EMFILE) */
+	EVM_STAGE_PIDFD,     /* no fd for the pidfd (EMFILE), and SIGCHLD ignored or no
+			      * signalfd to watch the child without one */
 	EVM_STAGE_SESSION,   /* setsid/setpgid */
 	EVM_STAGE_RLIMIT,    /* setrlimit */
 	EVM_STAGE_GROUPS,    /* setgroups */

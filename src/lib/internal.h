@@ -704,6 +704,7 @@ struct evm_loop {
 	bool subreaper;		/* we called PR_SET_CHILD_SUBREAPER */
 	struct evm_timer *scan_timer; /* deferred orphan scan */
 	bool warned_nopidfd;
+	bool warned_nopidfd_ign; /* the SIGCHLD-ignored refusal, said once */
 	bool force_nopidfd; /* EVM_NO_PIDFD=1: test the SIGCHLD path */
 	bool reaper_pidfds; /* a pidfd per child in reaper mode too: EVM_REAPER_PIDFDS=1, no pidfd_open */
 

@@ -107,6 +107,21 @@ static bool pidfd_room(struct evm_loop *loop, int fd)
 /* Out of fds for pidfds: watch further children through SIGCHLD. */
 static int go_nopidfd(struct evm_loop *loop)
 {
+	/*
+	 * Ignored, the kernel reaps the child itself and sends no SIGCHLD:
+	 * without a pidfd nothing would ever tell of its exit (a wait on it
+	 * would never return). No spawn then, rather than one lost for good.
+	 */
+	struct sigaction sa;
+	if (sigaction(SIGCHLD, NULL, &sa) == 0 && (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT))) {
+		if (!loop->warned_nopidfd_ign) {
+			loop->warned_nopidfd_ign = true;
+			evm__warn(loop, -ECHILD, "SIGCHLD is ignored (SIG_IGN or SA_NOCLDWAIT) and no "
+				  "file descriptor is left for a pidfd: a child's exit could not be seen, "
+				  "so none is started (-EMFILE) until one is");
+		}
+		return -EMFILE;
+	}
 	if (loop->sigfd < 0 && loop->reserve_fd >= 0) {
 		/* the reserve fd is there so this works when no fd is left */
 		close(loop->reserve_fd);
@@ -126,12 +141,6 @@ static int go_nopidfd(struct evm_loop *loop)
 				  "file descriptors are running out (RLIMIT_NOFILE %llu, %d kept free "
 				  "for the program): watching further children through SIGCHLD instead of pidfds",
 				  (unsigned long long)rl.rlim_cur, nofile_reserve(rl.rlim_cur));
-		struct sigaction sa;
-		if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
-		    (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
-			evm__warn(loop, -ECHILD,
-				  "SIGCHLD is ignored (SIG_IGN or SA_NOCLDWAIT): the kernel reaps children "
-				  "without a pidfd itself, and their exits cannot be reported");
 	}
 	return 0;
 }
