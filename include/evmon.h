@@ -81,7 +81,9 @@ enum {
 	 * child subreaper (PR_SET_CHILD_SUBREAPER), so orphaned descendants
 	 * are re-parented to it and reported as EVM_EV_ORPHAN. Blocks SIGCHLD
 	 * in the calling thread (create the loop before other threads, or
-	 * block SIGCHLD in them too). Only one loop per process may use it.
+	 * block SIGCHLD in them too). Only one loop per process may use it, and
+	 * it reaps the children of other loops of the process too (they get
+	 * status_unknown): a reaper loop is best the process's only one.
 	 * Nothing else in the process may wait for children (waitpid(-1),
 	 * wait()), nor set SIGCHLD to SIG_IGN: while fewer than 256 children
 	 * live, the loop watches a child through SIGCHLD alone (no pidfd:
@@ -264,7 +266,10 @@ EVM_API void evm_io_free(struct evm_io *io);
 enum evm_stdio_mode {
 	EVM_STDIO_INHERIT = 0, /* the child gets our fd 0/1/2 */
 	EVM_STDIO_NULL,	       /* /dev/null */
-	EVM_STDIO_FD,	       /* the caller's fd (borrowed; it is dup'ed in the child) */
+	EVM_STDIO_FD,	       /* the caller's fd (borrowed; it is dup'ed in the child, which
+				* clears O_NONBLOCK: on the open file, so on the caller's fd
+				* too; give a non-blocking socket or pipe of your own a dup
+				* opened anew, e.g. /proc/self/fd/N, if that matters) */
 	EVM_STDIO_PIPE,	       /* a pipe; our end is returned by evm_proc_stdio_fd */
 	EVM_STDIO_CAPTURE,     /* stdout/stderr only: the loop collects it (evm_proc_output) */
 	EVM_STDIO_STDOUT,      /* stderr only: where stdout goes, like 2>&1 (one pipe, one capture
