@@ -131,6 +131,8 @@ def main():
     print("\t{")
     print("\t\t*crt1.o(.text .text.*)")
     print("\t\t*crtbeginS.o(.text .text.*)")
+    # libc's static part: pthread_atfork (the loop's fork guard), atexit
+    print("\t\t*libc_nonshared.a:*(.text .text.*)")
     print("\t\t*(.text.startup.main .text.main)")
     print("\t\t*/init/*.o(.text .text.*)")
     for rel in order:

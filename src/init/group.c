@@ -57,6 +57,7 @@ struct init_group {
 	struct evm_timer *poll;	 /* blind: recheck every POLL_MS */
 	bool killed;
 	bool blind;
+	bool noproc; /* /proc is not ours (missing, empty, another namespace's): kill(..., 0) polls */
 	pid_t self;
 	char what[48]; /* "process group N", for messages */
 };
@@ -172,8 +173,11 @@ static void watch(struct init_group *g, const struct pstat *st, bool signal)
 		close(fd);
 		return;
 	}
-	if (signal && g->in->all)
+	if (signal && g->in->all) {
 		pidfd_send_signal(fd, end_signal(g), NULL, 0);
+		if (!g->killed) /* a stopped one would sit on its SIGTERM until the SIGKILL */
+			pidfd_send_signal(fd, SIGCONT, NULL, 0);
+	}
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 16;
 		struct member *m = realloc(g->m, cap * sizeof(*m));
@@ -290,11 +294,50 @@ static void list_one(long pid, void *data)
 	l->t[l->n++] = st;
 }
 
+/*
+ * Is /proc ours? Missing or an empty directory (a runtime's spec without
+ * the mount, a chroot), or another PID namespace's (unshare -p without
+ * --mount-proc), its listing would say the group is empty at once: /proc/self
+ * names us by our pid only in a /proc of our namespace.
+ */
+static bool proc_is_ours(pid_t self)
+{
+	char buf[32], want[32];
+	ssize_t n = readlink("/proc/self", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	snprintf(want, sizeof(want), "%d", (int)self);
+	return !strcmp(buf, want);
+}
+
+/* What the end reaches is CMD's process group (else -a's listing, or as PID 1 everyone) */
+static bool group_only(const struct init *in, bool noproc)
+{
+	return !in->all || (noproc && !in->pid1);
+}
+
+/* Without /proc: anyone left (zombies too, which we reap), polled; -a as PID 1: everyone. */
+static size_t scan_noproc(struct init_group *g, bool signal)
+{
+	bool everyone = g->in->all && g->in->pid1;
+	if (signal && everyone) {
+		kill(-1, end_signal(g));
+		if (!g->killed)
+			kill(-1, SIGCONT);
+	}
+	bool left = everyone ? kill(-1, 0) == 0 : killpg(g->in->pgid, 0) == 0;
+	g->blind = left; /* nothing to watch: poll until no one is left */
+	return left;
+}
+
 /* List and watch the live ones (with -a and signal, signal them); returns how many. */
 static size_t scan(struct init_group *g, bool signal)
 {
 	unwatch_all(g);
 	g->blind = false;
+	if (g->noproc)
+		return scan_noproc(g, signal);
 	struct listing l = {.g = g, .signal = signal};
 	if (!init_list_proc("/proc", list_one, &l))
 		g->blind = true;
@@ -344,7 +387,7 @@ static void on_timer(struct evm_timer *t, void *data)
 	g->killed = true;
 	init_log(g->in, V_INFO, "%s: grace of %llu ms over, sending SIGKILL", g->what,
 		 (unsigned long long)g->in->grace_ms);
-	if (!g->in->all && killpg(g->in->pgid, SIGKILL) < 0 && errno == ESRCH) {
+	if (group_only(g->in, g->noproc) && killpg(g->in->pgid, SIGKILL) < 0 && errno == ESRCH) {
 		finish(g, "empty");
 		return;
 	}
@@ -370,11 +413,19 @@ void init_group_end(struct init *in)
 	 * here unless the group is empty and the pid was reused within
 	 * microseconds, which would take a wrap-around of the pid space.
 	 */
-	if (!in->all && killpg(in->pgid, SIGTERM) < 0) {
+	pid_t self = getpid();
+	bool noproc = !proc_is_ours(self);
+	if (group_only(in, noproc) && killpg(in->pgid, SIGTERM) < 0) {
 		init_log(in, V_TRACE, "process group %d: empty", (int)in->pgid);
 		in->done = true;
 		return;
 	}
+	if (group_only(in, noproc))
+		killpg(in->pgid, SIGCONT); /* a stopped one would sit on its SIGTERM until the SIGKILL */
+	if (noproc)
+		init_log(in, V_WARN, "/proc is not this PID namespace's (or is missing): %s",
+			 in->all && !in->pid1 ? "only CMD's process group is signalled and waited for"
+					      : "the processes left are polled for, not listed");
 	struct init_group *g = calloc(1, sizeof(*g));
 	if (!g) {
 		init_log(in, V_WARN, "process group %d: out of memory; exiting without waiting", (int)in->pgid);
@@ -382,7 +433,8 @@ void init_group_end(struct init *in)
 		return;
 	}
 	g->in = in;
-	g->self = getpid();
+	g->self = self;
+	g->noproc = noproc;
 	in->ending = g;
 	if (!in->all)
 		snprintf(g->what, sizeof(g->what), "process group %d", (int)in->pgid);
@@ -398,8 +450,13 @@ void init_group_end(struct init *in)
 		finish(g, "empty");
 		return;
 	}
-	init_log(in, V_INFO, "%s: sent SIGTERM to %zu remaining processes; SIGKILL in %llu ms", g->what, n,
-		 (unsigned long long)in->grace_ms);
+	if (g->noproc)
+		init_log(in, V_INFO, "%s: sent SIGTERM; SIGKILL in %llu ms", g->what,
+			 (unsigned long long)in->grace_ms);
+	else
+		init_log(in, V_INFO, "%s: sent SIGTERM to %zu remaining processes%s; SIGKILL in %llu ms",
+			 g->what, n, g->blind ? " (and some it cannot watch)" : "",
+			 (unsigned long long)in->grace_ms);
 	if (evm_timer_add(in->loop, in->grace_ms, on_timer, g, &g->timer) < 0) {
 		/* no way to end the wait: end it now */
 		g->killed = true;

@@ -712,6 +712,38 @@ def test_end_kills_stubborn_group(run, mode):
         assert [p for p in gcs if alive(p)] == []
 
 
+@differs(tini="tini exits at once, leaving the rest of the group running (or to the kernel's SIGKILL as PID 1)",
+         dumb_init="dumb-init sends SIGTERM to the group and exits at once, without waiting for it")
+def test_end_continues_a_stopped_member(run, mode, tmp_path):
+    """A member stopped (SIGSTOP, a ^Z passed on) when the main child exits gets SIGCONT
+    after its SIGTERM, as systemd does: it sat on the signal until the SIGKILL."""
+    f = tmp_path / "gc.out"
+    cmd = ["sh", "-c", '"$0" linger 300 print ready pause > "$1" & p=$!; '
+           'until grep -q ready "$1"; do sleep 0.01; done; kill -STOP $p; exit 7', HELPER, str(f)]
+    r = run(init_cmd(cmd, mode, evmon_opts=["-t", "60"]), mode)
+    assert r.p.wait(T) == 7, r.err.text
+    assert f.read_text() == "ready\nterm\nbye\n", r.err.text
+
+
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's message")
+@pytest.mark.parametrize("proc", ["empty", "foreign"])
+def test_end_without_our_proc_keeps_the_grace(procs, tmp_path, proc):
+    """/proc empty (a runtime's spec without the mount) or another PID namespace's
+    (unshare -p without --mount-proc) read as "the group is empty": init exited at
+    once, and the kernel's SIGKILL ended the rest without their grace. Now the group
+    is polled with kill(-pgid, 0), and the log says so."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a mount namespace to hide /proc in")
+    f = tmp_path / "gc.out"
+    hide = "mount -t tmpfs none /proc" if proc == "empty" else "true"
+    inner = " ".join(shlex.quote(a) for a in [EVMON, "init", "-v", "--"] + lingering(f, 7))
+    r = procs.run(["unshare", "-pfm", "--propagation", "private", "sh", "-c",
+                   f"{hide}; exec {inner}"], timeout=T)
+    assert r.returncode == 7, r
+    assert f.read_text() == "ready\nterm\nbye\n", r.stderr
+    assert "/proc is not this PID namespace's" in r.stderr, r.stderr
+
+
 def test_end_no_wait_with_grace_zero(run, mode, tmp_path):
     """-t 0: SIGTERM to the group and exit at once (dumb-init's behaviour)"""
     if IMPL != "evmon":
