@@ -131,7 +131,8 @@ static char *print_capped(const struct daemon *d, cJSON *ev)
 	}
 }
 
-void events_publish(struct daemon *d, const char *service, cJSON *ev)
+/* ev to the log (unless !log; then note after the line) and to the subscribers; frees ev */
+static void publish(struct daemon *d, const char *service, cJSON *ev, bool log, const char *note)
 {
 	if (!cJSON_GetObjectItemCaseSensitive(ev, "time")) {
 		struct timespec ts;
@@ -139,14 +140,21 @@ void events_publish(struct daemon *d, const char *service, cJSON *ev)
 		events_add_time(ev, "time", &ts);
 	}
 	char line[1024];
-	proto_event_line(ev, line, sizeof(line));
-	dlog("%s", line);
+	if (log) {
+		proto_event_line(ev, line, sizeof(line));
+		dlog("%s%s", line, note ? note : "");
+	}
 	char *s = d->ctl ? print_capped(d, ev) : NULL;
 	if (s) /* a service's bytes (health output, a command) need not be UTF-8; JSON must */
 		utf8_scrub(s, strlen(s));
 	if (s)
 		fan_out(d, service, s);
 	cJSON_Delete(ev);
+}
+
+void events_publish(struct daemon *d, const char *service, cJSON *ev)
+{
+	publish(d, service, ev, true, NULL);
 }
 
 void events_hold(struct daemon *d)
@@ -270,9 +278,20 @@ void events_from_library(struct daemon *d, const struct evm_event *ev)
 	}
 	cJSON *o = cJSON_CreateObject();
 	if (ev->type == EVM_EV_ORPHAN && ev->exit) {
+		/*
+		 * Each is an event; the log says the 1st, 2nd, 4th, 8th, ...: a
+		 * daemon as PID 1 of a container reaps whatever its services and
+		 * `exec`'d processes leave, 3,000 lines for a shell loop's orphans.
+		 */
+		static unsigned long reaped;
+		char note[96];
 		cJSON_AddStringToObject(o, "event", "orphan");
 		events_add_time(o, "time", &ev->exit->end_time);
 		add_exit(o, ev->exit);
+		reaped++;
+		snprintf(note, sizeof(note), " (%lu orphan%s reaped so far)", reaped, reaped == 1 ? "" : "s");
+		publish(d, ev->name, o, !(reaped & (reaped - 1)), reaped > 1 ? note : NULL);
+		return;
 	} else {
 		cJSON_AddStringToObject(o, "event", "warning");
 		events_add_time(o, "time", &ev->time);
