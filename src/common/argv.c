@@ -68,6 +68,12 @@ static int tokenize(const char *s, char *buf, char **words, size_t *bytes, const
 			break;
 		if (words)
 			words[n] = buf + len;
+		if (*p == '#') {
+			/* sh would skip the rest as a comment; passed on, they were arguments */
+			*err = "'#' starts a word: sh would read a comment there, and commands do not run "
+			       "in a shell (no comments in a value): quote it, or take the rest out";
+			return -1;
+		}
 		for (;;) {
 			char c = *p;
 			if (!c || is_blank(c))

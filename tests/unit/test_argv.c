@@ -103,6 +103,10 @@ static void test_errors(void **state)
 	expect_error("echo `date`", "shell");
 	/* a lone $ or $1-style text is not an expansion we refuse */
 	expect_words("cost 5$ $1", W("cost", "5$", "$1"));
+	/* sh's comment: "sleep 100 # keep alive" passed '#', 'keep', 'alive' to sleep */
+	expect_error("sleep 100 # keep alive", "'#' starts a word");
+	expect_error("#x", "comment");
+	expect_words("a#b '#c' \\#d \"#e\"", W("a#b", "#c", "#d", "#e"));
 }
 
 static void test_quote_roundtrip(void **state)
