@@ -332,19 +332,23 @@ bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
 
 /*
  * The environment overrides: the [service] environment, then EVMON_SERVICE
- * (the service's name) and, for instances, EVMON_INSTANCE. One block:
+ * (the service's name), for instances EVMON_INSTANCE, and the daemon's
+ * EVMON_DAEMON_ID (daemon.c), which an environment = of the service's must
+ * not replace: after a crash it is how the next daemon knows the service's
+ * processes for its own (takeover.c). One block:
  * pointers, then our strings (the configured ones are borrowed; the
  * library copies them all).
  */
 static char **extra_env(const struct svc_conf *c, const char *name, unsigned instance)
 {
-	char own[2][192];
+	char own[3][192];
 	size_t nown = 1, n = 0;
 	snprintf(own[0], sizeof(own[0]), "EVMON_SERVICE=%s", name);
-	if (c->instances > 1) {
-		snprintf(own[1], sizeof(own[1]), "EVMON_INSTANCE=%u", instance);
-		nown = 2;
-	}
+	if (c->instances > 1)
+		snprintf(own[nown++], sizeof(own[0]), "EVMON_INSTANCE=%u", instance);
+	const char *id = getenv("EVMON_DAEMON_ID");
+	if (id)
+		snprintf(own[nown++], sizeof(own[0]), "EVMON_DAEMON_ID=%s", id);
 	size_t owned_bytes = 0;
 	for (size_t i = 0; i < nown; i++)
 		owned_bytes += strlen(own[i]) + 1;

@@ -229,8 +229,9 @@ def test_crash_kills_a_process_missing_from_the_record(procs, tmp_path, marker):
     by the EVMON_DAEMON_ID in its environment, which every process of that line of daemons
     carries (the record keeps it), kills it and starts the service afresh: it never runs
     twice. A process with the service's name but another id is not touched. Here the
-    record is made to miss one service by hand."""
-    d = Daemon(procs, tmp_path, config(marker, n=3))
+    record is made to miss one service by hand. The service's environment = cannot
+    replace the id (it did: then nothing told its processes for the daemon's)."""
+    d = Daemon(procs, tmp_path, config(marker, n=3) + "environment = EVMON_DAEMON_ID=" + "0" * 16 + "\n")
     st = wait_for(lambda: all_running(d, 3), what="3 running")
     wait_recorded(d, [s["pid"] for s in st.values()])
     lines = open(d.sock + ".state").read().splitlines()
