@@ -268,6 +268,10 @@ int show_reload(const cJSON *resp)
 	print_names("changed", cJSON_GetObjectItemCaseSensitive(resp, "changed"));
 	print_names("updated", cJSON_GetObjectItemCaseSensitive(resp, "updated"));
 	printf("unchanged: %.0f\n", jnum(resp, "unchanged", 0));
+	const cJSON *w, *ws = cJSON_GetObjectItemCaseSensitive(resp, "warnings");
+	cJSON_ArrayForEach(w, ws)
+		if (cJSON_IsString(w))
+			fprintf(stderr, "evmon ctl: reload: warning: %s\n", w->valuestring);
 	return 0;
 }
 

@@ -363,6 +363,7 @@ static int choose_socket(struct daemon *d, const struct daemon_options *o)
 {
 	char err[512];
 	d->socket = o->socket ? o->socket : d->cfg->socket ? d->cfg->socket : proto_default_socket();
+	d->socket_from_cli = o->socket != NULL;
 	const char *pdir = proto_default_dir();
 	if (!o->socket && !d->cfg->socket && pdir && proto_private_dir(pdir, true, err, sizeof(err)) < 0) {
 		fprintf(stderr, "evmon daemon: control socket %s: %s\n"

@@ -128,6 +128,7 @@ struct daemon {
 	struct config *cfg;
 	const char *cfg_path;
 	const char *socket;
+	bool socket_from_cli;	 /* -S: the config's socket = does not matter */
 	struct control *ctl;
 	struct metrics_http *metrics; /* the metrics endpoint, or NULL */
 	int sigfd;		/* TERM, INT, HUP, USR1 */

@@ -247,14 +247,31 @@ int units_reload(struct daemon *d, cJSON *resp)
 		errlist_free(&errs);
 		return -1;
 	}
-	for (size_t i = 0; i < cfg->problems.n; i++)
+	/* said in the log and in the answer: `ctl reload` printed "changed: a" and exit 0 for a
+	 * command that no longer exists, the warning only in the daemon's log */
+	cJSON *warnings = cJSON_AddArrayToObject(resp, "warnings");
+	for (size_t i = 0; i < cfg->problems.n; i++) {
 		dlog("reload: warning: %s (the service starts in a failed state)", cfg->problems.msgs[i]);
-	if (cfg->problems.more)
+		cJSON_AddItemToArray(warnings, cJSON_CreateString(cfg->problems.msgs[i]));
+	}
+	if (cfg->problems.more) {
 		dlog("reload: ... and %zu more warnings", cfg->problems.more);
-	if (!same_str(cfg->socket, d->cfg->socket))
+		char more[64];
+		snprintf(more, sizeof(more), "... and %zu more", cfg->problems.more);
+		cJSON_AddItemToArray(warnings, cJSON_CreateString(more));
+	}
+	if (!same_str(cfg->socket, d->cfg->socket) && !d->socket_from_cli) {
 		dlog("reload: the control socket changes at the next start of the daemon");
-	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen))
+		cJSON_AddItemToArray(warnings, cJSON_CreateString("socket: changes at the next start "
+								  "of the daemon"));
+	}
+	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen)) {
 		dlog("reload: metrics_listen changes at the next start of the daemon");
+		cJSON_AddItemToArray(warnings, cJSON_CreateString("metrics_listen: changes at the next "
+								  "start of the daemon"));
+	}
+	if (!cJSON_GetArraySize(warnings))
+		cJSON_DeleteItemFromObjectCaseSensitive(resp, "warnings");
 	reload_log_dir(d, cfg);
 	struct reload_diff r = {cJSON_CreateArray(), cJSON_CreateArray(), cJSON_CreateArray(),
 				cJSON_CreateArray(), 0};

@@ -594,6 +594,18 @@ def test_reload_add_remove_change_unchanged(procs, tmp_path):
     assert "service broken: missing 'command'" in r.stderr and f"{d.cfg}:" in r.stderr
     assert set(d.status()) == {"same", "changed", "new"}
 
+    # a command that cannot start: applied (the file is valid), and the answer says why it
+    # will fail, not only the daemon's log (it printed "changed: changed" and nothing else)
+    d.write(RELOAD_B.replace("[service:new]", "[service:new]\ndirectory = /no/such/dir-evmon"))
+    r = d.ctl("reload")
+    assert r.returncode == 0, r
+    assert "evmon ctl: reload: warning: " in r.stderr and "/no/such/dir-evmon" in r.stderr, r
+    resp = d.request({"cmd": "reload"})
+    assert any("/no/such/dir-evmon" in w for w in resp["warnings"]), resp
+    d.write(RELOAD_B)
+    r = d.ctl("reload")
+    assert r.returncode == 0 and r.stderr == "", r
+
     # SIGHUP does the same as ctl reload
     d.write(RELOAD_A)
     d.p.send_signal(signal.SIGHUP)
