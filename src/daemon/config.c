@@ -324,8 +324,10 @@ static bool health_eq(const struct health_conf *a, const struct health_conf *b)
 
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
 {
+	/* what it requires, or its essential, applies in place too: "updated", not "unchanged" */
 	return svc_conf_same_run(a, b) && policy_eq(&a->pol, &b->pol) &&
-	       health_eq(&a->health, &b->health);
+	       health_eq(&a->health, &b->health) && words_eq(a->requires, b->requires) &&
+	       words_eq(a->after, b->after) && a->essential == b->essential;
 }
 
 /* ------------------------------------------------------------ building */

@@ -500,6 +500,8 @@ def test_reload_applies_new_dependencies_without_restarting(procs, tmp_path):
         f.write("requires = db\n")
     r = d.ctl("reload")
     assert r.returncode == 0, r
+    # said as such (it was "unchanged: 2", yet it applies)
+    assert "updated: app" in r.stdout and "unchanged: 1" in r.stdout, r.stdout
     r = d.ctl("start", "app")
     assert r.returncode == 0, r
     st = d.status()
