@@ -223,8 +223,8 @@ static void test_a_forked_child_leaves_the_loop_alone(void **state)
 	assert_int_equal(waitpid(kid, &st, 0), kid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	for (int i = 0; i < 3; i++) {
-		int st = t_proc_state(evm_proc_pid(p[i]));
-		assert_true(st != 0 && st != 'Z'); /* alive: not killed */
+		int ps = t_proc_state(evm_proc_pid(p[i]));
+		assert_true(ps != 0 && ps != 'Z'); /* alive: not killed */
 		assert_int_equal(evm_proc_signal(p[i], SIGTERM), 0);
 	}
 	for (int i = 0; i < 3; i++) {
