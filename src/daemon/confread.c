@@ -165,11 +165,27 @@ static void look_at_line(struct reader *r, char *s)
 				r->first_syntax = r->line;
 			return;
 		}
+		const char *rest = end + 1;
+		while (*rest && isspace((unsigned char)*rest))
+			rest++;
+		if (*rest && *rest != ';' && *rest != '#') { /* "[service:a]]", "[service:a] x" */
+			errlist_add(r->errs, r->path, r->line, "text after the section header: '%.*s'",
+				    (int)strcspn(rest, "\r\n"), rest);
+			if (!r->first_syntax)
+				r->first_syntax = r->line;
+		}
 		new_section(r, start + 1, (size_t)(end - start - 1), r->line);
 		r->have_prev_key = false;
 		return;
 	}
-	if (!strpbrk(start, "=:")) {
+	const char *delim = strpbrk(start, "=:");
+	if (delim && *delim == ':') { /* inih takes "key: value" too; the documented form is "=" */
+		errlist_add(r->errs, r->path, r->line, "expected 'key = value', got '%.*s' (':' is "
+			    "not a delimiter here)", (int)strcspn(start, "\r\n"), start);
+		if (!r->first_syntax)
+			r->first_syntax = r->line;
+	}
+	if (!delim) {
 		errlist_add(r->errs, r->path, r->line,
 			    "expected 'key = value', '[section]' or a comment, got '%.*s'",
 			    (int)strcspn(start, "\r\n"), start);

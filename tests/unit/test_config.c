@@ -396,7 +396,9 @@ static void test_every_mistake_with_line(void **state)
 				    "[service:i]\n"			      /* 36 */
 				    "command = true\n"			      /* 37 */
 				    "max_retries = 2\n"		      /* 38 */
-				    "restart = on-failure:3\n");	      /* 39 */
+				    "restart = on-failure:3\n"	      /* 39 */
+				    "[service:j]]\n"			      /* 40 */
+				    "command: true\n");		      /* 41 */
 	expect_msg(&e, 2, "unknown key 'bogus'");
 	expect_msg(&e, 3, "only allowed in a [service:NAME]");
 	expect_msg(&e, 6, "restart: 'sometimes'");
@@ -417,6 +419,8 @@ static void test_every_mistake_with_line(void **state)
 	expect_msg(&e, 34, "needs log_dir");
 	expect_msg(&e, 35, "socket: only allowed in [evmon]");
 	expect_msg(&e, 38, "max_retries: the section's restart = on-failure:3 (line 39) sets it already");
+	expect_msg(&e, 40, "text after the section header: ']'");
+	expect_msg(&e, 41, "expected 'key = value', got 'command: true' (':' is not a delimiter here)");
 	errlist_free(&e);
 	/* an empty path meant the file's directory (a socket, a pidfile there: refused later) */
 	e = load_bad("[evmon]\nsocket =\n[service:a]\ncommand = true\ndirectory =\npidfile=\n");
