@@ -89,6 +89,8 @@ void control__client_close(struct client *cl)
 	if (cl->next)
 		cl->next->prev = cl->prev;
 	ctl->nclients--;
+	if (cl->lasting)
+		ctl->nlasting--;
 	control__held_moved(ctl, control__held(cl), 0);
 	linebuf_free(&cl->in);
 	linebuf_free(&cl->out);
@@ -644,13 +646,38 @@ static void on_client(struct evm_io *io, int fd, unsigned revents, void *data)
 		control__client_update(cl);
 }
 
+/*
+ * Slots kept from clients that stay (event subscribers, logs -f): a
+ * thousand subscribers that never leave would otherwise refuse every
+ * `evmon ctl status`, root's too, for good.
+ */
+#define CONTROL_SHORT_SLOTS 16
+
+int control_lasting(struct client *cl)
+{
+	struct control *ctl = cl->ctl;
+	unsigned room = ctl->o.max_clients > 2 * CONTROL_SHORT_SLOTS
+				? ctl->o.max_clients - CONTROL_SHORT_SLOTS
+				: (ctl->o.max_clients + 1) / 2;
+	if (cl->lasting)
+		return 0;
+	if (ctl->nlasting >= room)
+		return -EBUSY;
+	cl->lasting = true;
+	ctl->nlasting++;
+	return 0;
+}
+
 /* A client on fd, from a peer with credentials cr; NULL with why (fd not closed). */
 struct client *control__client_new(struct control *ctl, int fd, const struct ucred *cr,
 				   const char **why)
 {
 	if (ctl->nclients >= ctl->o.max_clients) {
-		control__log(ctl, "control: refused pid %d: %u clients already connected", (int)cr->pid,
-		             ctl->nclients);
+		/* each refusal of anyone who can connect: said at 1, 2, 4, ... */
+		ctl->refused++;
+		if (!(ctl->refused & (ctl->refused - 1)))
+			control__log(ctl, "control: refused pid %d: %u clients already connected "
+				     "(%lu refused so far)", (int)cr->pid, ctl->nclients, ctl->refused);
 		*why = "too many clients";
 		return NULL;
 	}

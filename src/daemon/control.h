@@ -143,6 +143,11 @@ unsigned control_client_id(const struct client *cl);
  * patterns are copied.
  */
 int control_subscribe(struct client *cl, const char *const *patterns, size_t n);
+/*
+ * cl will stay (a subscriber, a logs -f): 0, or -EBUSY when those hold all
+ * but the last 16 of max_clients (kept for requests). Once per client.
+ */
+int control_lasting(struct client *cl);
 
 /*
  * Send line (no newline) to every subscriber interested in service

@@ -37,6 +37,7 @@ struct client {
 	control_gone_cb defer_gone; /* a deferred reply's owner, told if we close first */
 	void *defer_data;
 	bool subscribed;
+	bool lasting;	 /* counted in nlasting (control_lasting) */
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	char **patterns;
 	size_t npatterns;
@@ -62,6 +63,8 @@ struct control {
 	uint64_t starved_ns, last_ns; /* when it began, its last pause (loop time) */
 	struct client *clients;
 	unsigned nclients, next_id;
+	unsigned nlasting; /* clients that stay (events, logs -f): bounded below max_clients */
+	unsigned long refused; /* connections refused at max_clients */
 	uint64_t dropped, dropped_bytes; /* subscribers dropped for unread events, and those bytes */
 	size_t held; /* the sum of control__held() over the clients: kept by every change of an out */
 	unsigned holders; /* the clients whose control__held() is not 0: kept with held */

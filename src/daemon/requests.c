@@ -415,6 +415,12 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 		return;
 	}
 	free(sel.u);
+	if (control_lasting(cl) < 0) {
+		free(pats);
+		control_reply_error(cl, "too many subscribers and followers: max_clients keeps its "
+				    "last slots for requests");
+		return;
+	}
 	int r = control_subscribe(cl, pats, np);
 	free(pats);
 	if (r < 0) {
@@ -507,6 +513,11 @@ static void cmd_logs(struct daemon *d, struct client *cl, const cJSON *req)
 	}
 	if (fo && !cJSON_IsNull(fo) && !cJSON_IsBool(fo)) {
 		control_reply_error(cl, "\"follow\" must be true or false");
+		return;
+	}
+	if (cJSON_IsTrue(fo) && control_lasting(cl) < 0) {
+		control_reply_error(cl, "too many subscribers and followers: max_clients keeps its "
+				    "last slots for requests");
 		return;
 	}
 	struct logfile *f = logs_file(d, cl, req);

@@ -157,6 +157,34 @@ def test_a_flood_of_connections_while_ctl_is_served(procs, tmp_path):
     d.stop()
 
 
+def test_subscribers_that_stay_leave_slots_for_requests(procs, tmp_path):
+    """Event subscribers are never idle: max_clients of them refused every other
+    connection, root's `ctl status` too, for as long as they stayed (and each refused
+    connection was a log line). The last 16 slots are kept for requests."""
+    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", "1h").replace("[evmon]", "[evmon]\nmax_clients = 40"))
+    d.wait_state("web", "running")
+    subs, refused = [], 0
+    for _ in range(40):
+        s = d.connect(timeout=30)
+        s.sendall(b'{"cmd":"events"}\n')
+        r = json.loads(read_line(s))
+        if r.get("ok"):
+            subs.append(s)
+        else:
+            assert "too many subscribers" in r["error"], r
+            refused += 1
+            s.close()
+    assert len(subs) == 24 and refused == 16, (len(subs), refused)
+    for _ in range(3):
+        r = d.ctl("status", "web")
+        assert r.returncode == 0 and "running" in r.stdout, r
+    r = d.ctl("logs", "-f", "web")  # a follower is one that stays too
+    assert r.returncode != 0 and "too many subscribers" in r.stderr, r
+    for s in subs:
+        s.close()
+    d.stop()
+
+
 def plant(kind, path, victim):
     if kind == "symlink":
         os.symlink(victim, path)
