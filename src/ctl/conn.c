@@ -103,6 +103,8 @@ int ctl_send(struct ctl *c, cJSON *req)
 	return r;
 }
 
+#define CTL_LINE_MAX (256 << 20)
+
 int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
 {
 	if (c->last) {
@@ -111,8 +113,18 @@ int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
 	}
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	size_t seen = 0; /* bytes of the line looked at already: each byte is searched once */
 	for (;;) {
-		ssize_t n = linebuf_line(&c->in);
+		const char *start = linebuf_start(&c->in);
+		const char *nl = c->in.len > seen ? memchr(start + seen, '\n', c->in.len - seen) : NULL;
+		ssize_t n = nl ? nl - start : -1;
+		seen = c->in.len;
+		if (n < 0 && c->in.len > CTL_LINE_MAX) {
+			/* the daemon's biggest line, a status of 100,000 services, is tens of MB */
+			fprintf(stderr, "evmon ctl: %s: a line of over %d MiB without its end: not an "
+				"answer of evmon's\n", c->socket, CTL_LINE_MAX >> 20);
+			return -1;
+		}
 		if (n >= 0) {
 			*line = linebuf_start(&c->in);
 			(*line)[n] = '\0';

@@ -461,6 +461,8 @@ ESC = '\x1b]0;owned\x07\x1b[2J\x9b31m'
     (["start", "web"], '{"ok":true,"services":[{"name":"web","state":%s}]}\n' % json.dumps(ESC)),
     (["events"], '{"ok":true}\n{"event":"log","message":%s}\n' % json.dumps(ESC)),
     (["--json", "ping"], '{"ok":true,"version":"\x1b[2J\x07"}\n'),
+    (["ping"], '{"ok":false,"error":"2J owned \x9b31m raw"}\n'),  # raw 8-bit CSI, not UTF-8
+    (["--json", "ping"], '{"ok":true,"version":"2J owned \x9b31m \xc2\x9b"}\n'),
 ])
 def test_ctl_escapes_control_characters_of_an_answer(procs, args, reply):
     """Whatever the server says (escaped in JSON or raw), ctl prints no control
@@ -472,3 +474,33 @@ def test_ctl_escapes_control_characters_of_an_answer(procs, args, reply):
         assert "owned" in out or "2J" in out, r
         bad = [c for c in out if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
         assert not bad, repr(out)
+        # nor a byte that is no UTF-8 (a raw 0x9b is CSI to an 8-bit terminal): the harness
+        # decodes with errors="replace"
+        assert "\ufffd" not in out, repr(out)
+
+
+def test_ctl_gives_up_on_a_line_without_end(procs):
+    """A server that sends one line forever: ctl kept it all in memory (20 MB/s until
+    the peer stopped), searching it again for each piece. It gives up at 256 MiB."""
+    with OpenDir() as top:
+        path = str(top / "endless.sock")
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(path)
+        srv.listen(1)
+
+        def serve():
+            c, _ = srv.accept()
+            c.recv(65536)
+            chunk = b"x" * (1 << 20)
+            try:
+                for _ in range(400):
+                    c.sendall(chunk)
+            except OSError:
+                pass
+            c.close()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        r = procs.run([EVMON, "ctl", "-S", path, "-t", "0", "ping"], timeout=60 * SLOW)
+        assert r.returncode != 0 and "a line of over 256 MiB without its end" in r.stderr, r
+        t.join(30)
+        srv.close()
