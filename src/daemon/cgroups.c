@@ -143,8 +143,8 @@ static int unusable(struct cgroups *g, const char *home, char *why, size_t whyle
 		return r;
 	}
 	if ((r = evm_cgroup_writable(g->home)) < 0) {
-		snprintf(why, whylen, "our cgroup %s is not writable: %s (systemd: Delegate=yes)",
-			 evm_cgroup_path(g->home), strerror(-r));
+		snprintf(why, whylen, "our cgroup %s is not writable: %s%s", evm_cgroup_path(g->home),
+			 strerror(-r), r == -EROFS ? " (mounted read-only)" : " (systemd: Delegate=yes)");
 		return r;
 	}
 	return 0;

@@ -48,9 +48,16 @@ static void accept_one(struct control *ctl, int fd)
 		return;
 	}
 	if (cr.uid != 0 && cr.uid != geteuid()) {
-		control__log(ctl, "control: refused pid %d: uid %u is neither root nor the daemon's uid %u",
-		             (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid());
-		refuse_client(ctl, fd, "permission denied: only root and the daemon's user may use this socket");
+		/* the overflow uid: someone our user namespace does not map (another's root too) */
+		bool unmapped = cr.uid == 65534;
+		control__log(ctl, "control: refused pid %d: uid %u is neither root nor the daemon's uid %u%s",
+		             (int)cr.pid, (unsigned)cr.uid, (unsigned)geteuid(),
+			     unmapped ? " (65534: maybe a uid this user namespace does not map)" : "");
+		refuse_client(ctl, fd, unmapped ? "permission denied: only root and the daemon's user "
+				       "may use this socket; you are uid 65534 here, which is what a uid "
+				       "the daemon's user namespace does not map looks like (root of "
+				       "the host included): run evmon ctl inside the container"
+				     : "permission denied: only root and the daemon's user may use this socket");
 		return;
 	}
 	struct client *cl = control__client_new(ctl, fd, &cr, &why);
