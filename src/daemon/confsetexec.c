@@ -8,6 +8,7 @@
 
 #include "argv.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,9 +37,11 @@ void conf_set_environment(struct conf_ctx *c, const struct keydef *k, const char
 	if (n < 0)
 		conf_bad(c, "%s", err);
 	for (int i = 0; i < n; i++) {
-		const char *eq = strchr((*env)[i], '=');
-		if (!eq || eq == (*env)[i])
-			conf_bad(c, "'%s' is not KEY=VALUE", (*env)[i]);
+		/* as env_file has it: a key a shell could set (letters, digits, _; no digit first) */
+		const char *e = (*env)[i];
+		size_t klen = strspn(e, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+		if (!klen || e[klen] != '=' || isdigit((unsigned char)e[0]))
+			conf_bad(c, "'%s' is not KEY=VALUE (KEY: letters, digits, _; not a digit first)", e);
 	}
 	if (n == 0) {
 		free(*env);

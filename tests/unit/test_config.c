@@ -428,6 +428,12 @@ static void test_every_mistake_with_line(void **state)
 	expect_msg(&e, 5, "directory: empty: a path is needed");
 	expect_msg(&e, 6, "pidfile: empty: a path is needed");
 	errlist_free(&e);
+	/* environment's keys as env_file's: "K É", "1A" passed on before */
+	e = load_bad("[service:a]\ncommand = true\nenvironment = 'K E=1'\n"
+		     "[service:b]\ncommand = true\nenvironment = OK_1=x 1A=x\n");
+	expect_msg(&e, 3, "'K E=1' is not KEY=VALUE");
+	expect_msg(&e, 6, "'1A=x' is not KEY=VALUE");
+	errlist_free(&e);
 }
 
 /*
