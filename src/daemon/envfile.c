@@ -187,6 +187,8 @@ int envfile_read(const char *path, char ***out, char *err, size_t errlen)
 	}
 	char *store = (char *)(v + max);
 	struct parse ps = {.p = buf, .end = buf + len, .line = 1, .err = err, .errlen = errlen};
+	if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
+		ps.p += 3; /* a byte-order mark, as an editor may write: the config file's is skipped too */
 	int n = 0;
 	while (ps.p < ps.end) {
 		if (memchr(ps.p, '\0', (size_t)(ps.end - ps.p))) {
