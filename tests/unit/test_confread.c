@@ -319,7 +319,7 @@ static void test_env_file_syntax(void **state)
 			fail_msg("'%s' does not start with '%s'", err, bad[i].why);
 	}
 	/* a byte-order mark first (an editor's): skipped, as in the config file */
-	p = put("bom.env", "\xef\xbb\xbfC=3\n");
+	p = put("bom.env", "\xef\xbb\xbf" "C=3\n");
 	assert_int_equal(envfile_read(p, &v, err, sizeof(err)), 1);
 	assert_string_equal(v[0], "C=3");
 	free(v);
