@@ -79,6 +79,22 @@ static int key_line(const struct conf_ctx *c, enum conf_key k, int section_line)
 	return c->line_of[k] ? c->line_of[k] : section_line;
 }
 
+/*
+ * Could name be a user or group at all? Not with a blank or a leading '-',
+ * nor as a number past the ids ("-1", "4294967296", "root root" were only
+ * "unknown user" warnings: a machine lacking it, not a mistake).
+ */
+static bool id_name_ok(const char *name)
+{
+	if (!*name || strpbrk(name, " \t") || name[0] == '-')
+		return false;
+	if (strspn(name, "0123456789") == strlen(name)) {
+		unsigned long n;
+		return conf_parse_uint(name, UINT_MAX - 1, &n);
+	}
+	return true;
+}
+
 /* user = NAME or UID: the uid, and the user's gid unless group says otherwise. */
 static bool resolve_user(struct conf_ctx *c, struct svc_conf *s, int line, const char **uname)
 {
@@ -96,6 +112,9 @@ static bool resolve_user(struct conf_ctx *c, struct svc_conf *s, int line, const
 		s->set_uid = true;
 		if (!s->group)
 			conf_bad(c, "uid %s has no passwd entry: also give group", s->user);
+	} else if (!id_name_ok(s->user)) {
+		conf_bad(c, "'%s' is neither a user name nor a uid (0-%u)", s->user, UINT_MAX - 1);
+		return false;
 	} else {
 		env_bad(c, "unknown user '%s'", s->user);
 		s->ids_unresolved = true;
@@ -114,6 +133,9 @@ static bool resolve_group(struct conf_ctx *c, struct svc_conf *s, int line)
 		s->gid = gr->gr_gid;
 	} else if (conf_parse_uint(s->group, UINT_MAX - 1, &n)) {
 		s->gid = (gid_t)n;
+	} else if (!id_name_ok(s->group)) {
+		conf_bad(c, "'%s' is neither a group name nor a gid (0-%u)", s->group, UINT_MAX - 1);
+		return false;
 	} else {
 		env_bad(c, "unknown group '%s'", s->group);
 		s->ids_unresolved = true;

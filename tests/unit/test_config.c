@@ -434,6 +434,16 @@ static void test_every_mistake_with_line(void **state)
 	expect_msg(&e, 3, "'K E=1' is not KEY=VALUE");
 	expect_msg(&e, 6, "'1A=x' is not KEY=VALUE");
 	errlist_free(&e);
+	/* ids that cannot be: mistakes, not a machine lacking a user */
+	e = load_bad("[service:a]\ncommand = true\nuser = -1\n"
+		     "[service:b]\ncommand = true\nuser = 4294967296\ngroup = 0\n"
+		     "[service:c]\ncommand = true\nuser = root root\n"
+		     "[service:d]\ncommand = true\ngroup = a b\n");
+	expect_msg(&e, 3, "'-1' is neither a user name nor a uid");
+	expect_msg(&e, 6, "'4294967296' is neither a user name nor a uid");
+	expect_msg(&e, 10, "'root root' is neither a user name nor a uid");
+	expect_msg(&e, 13, "'a b' is neither a group name nor a gid");
+	errlist_free(&e);
 }
 
 /*
