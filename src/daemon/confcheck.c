@@ -54,23 +54,43 @@ static const char *env_get(char **env, const char *name)
 	return NULL;
 }
 
+/* Why prog (run as s runs) cannot be executed, into why; false if it can. */
+static bool program_missing(const struct svc_conf *s, const char *prog, char *why, size_t len)
+{
+	if (strchr(prog, '/')) {
+		char *full = prog[0] == '/' || !s->directory ? strdup(prog) : conf_abs_path(s->directory, prog);
+		bool bad = full && !cli_path_executable(full);
+		if (bad)
+			snprintf(why, len, "%s: %s", prog,
+				 access(full, F_OK) ? strerror(errno) : "not an executable file");
+		free(full);
+		return bad;
+	}
+	char buf[PATH_MAX];
+	if (cli_path_find(prog, env_get(s->env, "PATH"), buf, sizeof(buf)))
+		return false;
+	snprintf(why, len, "%s: not found in PATH", prog);
+	return true;
+}
+
 /* The command must name an executable file, as the library's exec would find it. */
 static void check_command(struct conf_ctx *c, struct svc_conf *s)
 {
-	const char *prog = s->argv[0];
+	char why[PATH_MAX + 64];
 	c->key = "command";
 	c->line = c->line_of[CK_COMMAND] ? c->line_of[CK_COMMAND] : c->line;
-	if (strchr(prog, '/')) {
-		char *full = prog[0] == '/' || !s->directory ? strdup(prog) : conf_abs_path(s->directory, prog);
-		if (full && !cli_path_executable(full))
-			env_bad(c, "%s: %s", prog,
-				access(full, F_OK) ? strerror(errno) : "not an executable file");
-		free(full);
+	if (program_missing(s, s->argv[0], why, sizeof(why)))
+		env_bad(c, "%s", why);
+}
+
+/* The program of a check (health_cmd, ready = exec:): missing, the service runs and the checks fail. */
+static void check_tool(struct conf_ctx *c, const struct svc_conf *s, char **argv, enum conf_key k,
+		       const char *key, const char *then, int line)
+{
+	char why[PATH_MAX + 64];
+	if (!c->notes || !argv || !argv[0] || !program_missing(s, argv[0], why, sizeof(why)))
 		return;
-	}
-	char buf[PATH_MAX];
-	if (!cli_path_find(prog, env_get(s->env, "PATH"), buf, sizeof(buf)))
-		env_bad(c, "%s: not found in PATH", prog);
+	errlist_add(c->notes, c->file, c->line_of[k] ? c->line_of[k] : line, "%s: %s (%s)", key, why, then);
 }
 
 /* The line of key k, or of the section when the key came from elsewhere. */
@@ -282,6 +302,11 @@ void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_
 			    "(%llu ms): every restart would wait backoff_max",
 			    s->name, (unsigned long long)initial, (unsigned long long)max);
 	check_ready(c, s, line);
+	if (s->ready == READY_EXEC)
+		check_tool(c, s, s->ready_check, CK_READY, "ready",
+			   "the service starts, and is not ready until it is there: ready_timeout", line);
+	check_tool(c, s, s->health.argv, CK_HEALTH_CMD, "health_cmd",
+		   "the service runs; its checks fail until it is there", line);
 	if (s->health.argv && s->health.probe.kind) {
 		enum conf_key k = s->health.probe.kind == PROBE_TCP ? CK_HEALTH_TCP : CK_HEALTH_HTTP;
 		int later = c->line_of[k] > c->line_of[CK_HEALTH_CMD] ? c->line_of[k] : c->line_of[CK_HEALTH_CMD];

@@ -146,7 +146,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 	}
 	conf_default_policy(&cfg->defaults);
 	struct conf_ctx c = {.file = path, .base = cfg->dir, .errs = errs, .cfg = cfg,
-			     .problems = &cfg->problems};
+			     .problems = &cfg->problems, .notes = &cfg->notes};
 	apply_evmon(&c, &r);
 	apply_services(&c, &r);
 	conf_read_free(&r);
@@ -158,6 +158,7 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 		return -1;
 	}
 	errlist_sort(&cfg->problems, 0);
+	errlist_sort(&cfg->notes, 0);
 	*out = cfg;
 	return 0;
 }
@@ -247,6 +248,7 @@ void config_free(struct config *cfg)
 	free(cfg->metrics_listen);
 	free(cfg->console_prefix);
 	errlist_free(&cfg->problems);
+	errlist_free(&cfg->notes);
 	free(cfg);
 }
 

@@ -161,6 +161,11 @@ struct config {
 	 * start in a failed state, the others normally.
 	 */
 	struct errlist problems;
+	/*
+	 * Programs the checks run (health_cmd, ready = exec:) that are not
+	 * there: the service runs, its checks will fail. Said as warnings.
+	 */
+	struct errlist notes;
 };
 
 /* A key = value pair, for definitions that do not come from a file (ctl add). */

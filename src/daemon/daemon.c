@@ -349,8 +349,8 @@ static int open_config(struct daemon *d, const struct daemon_options *o)
 		return -1;
 	}
 	daemon_print_problems(d->cfg, o->strict);
-	if (o->strict && d->cfg->problems.n) {
-		size_t n = errlist_total(&d->cfg->problems);
+	if (o->strict && (d->cfg->problems.n || d->cfg->notes.n)) {
+		size_t n = errlist_total(&d->cfg->problems) + errlist_total(&d->cfg->notes);
 		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict): not starting\n",
 			o->cfg_path, n, n == 1 ? "" : "s");
 		return -1;

@@ -115,6 +115,8 @@ void daemon_print_problems(const struct config *cfg, bool strict)
 	if (cfg->problems.more)
 		fprintf(stderr, "evmon daemon: ... and %zu more %s\n", cfg->problems.more,
 			strict ? "errors" : "warnings");
+	for (size_t i = 0; i < cfg->notes.n; i++)
+		fprintf(stderr, "evmon daemon: %s%s\n", strict ? "" : "warning: ", cfg->notes.msgs[i]);
 }
 
 void daemon_print_errors(const struct errlist *errs)
@@ -138,15 +140,16 @@ int daemon_check_only(const char *path, const char *sock_opt, bool strict)
 		return 1;
 	}
 	daemon_print_problems(cfg, strict);
-	if (strict && cfg->problems.n) {
-		size_t n = errlist_total(&cfg->problems);
+	if (strict && (cfg->problems.n || cfg->notes.n)) {
+		size_t n = errlist_total(&cfg->problems) + errlist_total(&cfg->notes);
 		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict)\n", path, n, n == 1 ? "" : "s");
 		config_free(cfg);
 		return 1;
 	}
 	const char *socket = sock_opt ? sock_opt : cfg->socket ? cfg->socket : proto_default_socket();
 	unsigned env = check_environment(cfg, socket);
-	unsigned warnings = env + (unsigned)errlist_total(&cfg->problems);
+	unsigned warnings = env + (unsigned)errlist_total(&cfg->problems) +
+			    (unsigned)errlist_total(&cfg->notes);
 	if (strict && env) { /* what would stop the daemon or lose output: errors too */
 		fprintf(stderr, "evmon daemon: %s: %u error%s (--strict)\n", path, env,
 			env == 1 ? "" : "s");

@@ -254,6 +254,10 @@ int units_reload(struct daemon *d, cJSON *resp)
 		dlog("reload: warning: %s (the service starts in a failed state)", cfg->problems.msgs[i]);
 		cJSON_AddItemToArray(warnings, cJSON_CreateString(cfg->problems.msgs[i]));
 	}
+	for (size_t i = 0; i < cfg->notes.n; i++) {
+		dlog("reload: warning: %s", cfg->notes.msgs[i]);
+		cJSON_AddItemToArray(warnings, cJSON_CreateString(cfg->notes.msgs[i]));
+	}
 	if (cfg->problems.more) {
 		dlog("reload: ... and %zu more warnings", cfg->problems.more);
 		char more[64];

@@ -371,6 +371,24 @@ def test_check_config_mistakes(procs, tmp_path):
     assert ":10:" not in err, err
 
 
+def test_check_warns_of_a_check_program_that_is_not_there(procs, tmp_path):
+    """--check said OK for health_cmd = and ready = exec: naming no program: the service
+    sat in starting until ready_timeout, or unhealthy, with nothing said beforehand. Now
+    warnings (errors with --strict); the services still start."""
+    from conftest import EVMON
+    cfg = tmp_path / "c.ini"
+    cfg.write_text("[service:a]\ncommand = true\nready = exec:no-such-prog-evmon\n"
+                   "health_cmd = no-such-prog-evmon2 --x\n"
+                   "[service:b]\ncommand = true\nhealth_cmd = true\n")
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=20 * SLOW)
+    assert r.returncode == 0 and "(see the warnings)" in r.stdout, r
+    assert f"warning: {cfg}:3: ready: no-such-prog-evmon: not found in PATH" in r.stderr, r
+    assert f"warning: {cfg}:4: health_cmd: no-such-prog-evmon2: not found in PATH" in r.stderr, r
+    assert "true" not in r.stderr, r
+    r = procs.run([EVMON, "daemon", "--check", "--strict", "-c", str(cfg)], timeout=20 * SLOW)
+    assert r.returncode == 1 and "2 errors (--strict)" in r.stderr, r
+
+
 def test_reload_changes_health_keys_in_place(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
     chk2, state2, runs2 = check_script(tmp_path, "other")
