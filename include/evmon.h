@@ -23,10 +23,12 @@
  *    -EDEADLK from a callback, and evm_loop_free must not be called there.
  *  - The library never prints and never exits the process.
  *  - A loop belongs to the process that made it. A fork()ed child shares its
- *    epoll set and its children's pidfds with the parent, so there
- *    evm_loop_run, evm_loop_run_once and evm_spawn return -ECHILD and
- *    evm_loop_free leaves the loop as it is (its fds are close-on-exec);
- *    use a new loop in the child.
+ *    epoll set, timerfd and its children's pidfds with the parent, so there
+ *    what would act on them returns -ECHILD (evm_loop_run, evm_loop_run_once,
+ *    evm_spawn, evm_shutdown, evm_timer_add, evm_io_add, evm_proc_signal,
+ *    evm_proc_signal_group, the evm_service_* actions) and evm_loop_free
+ *    leaves the loop as it is (its fds are close-on-exec); use a new loop in
+ *    the child.
  *
  * ABI
  *  - The SONAME is libevmon.so.MAJOR (MAJOR of the VERSION file). Struct

@@ -157,9 +157,6 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 		return -EINVAL;
 	if (evm__pidmap_get(&loop->pids, o->pid))
 		return -EEXIST;
-	/* ourselves, our parent, init: evm_loop_free would SIGKILL them (the caller first) */
-	if (o->pid == getpid() || o->pid == getppid() || o->pid == 1)
-		return -EINVAL;
 	int pidfd = o->pidfd;
 	if (!(o->flags & EVM_ADOPT_PIDFD) && (pidfd = evm__above_stdio(pidfd_open(o->pid, 0))) < 0)
 		return errno == ESRCH ? -ESRCH : -errno;
@@ -167,6 +164,14 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	pid_t self = getpid(); /* once: a re-exec adopts thousands */
 	int r = o->flags & EVM_ADOPT_KEPT ? kept_identity(o, pidfd, self, &f)
 					  : check_identity(o, pidfd, &f);
+	/*
+	 * Ourselves, our parent, init: evm_loop_free would SIGKILL them (the
+	 * caller first). After the identity check: a recorded pid that now
+	 * names one of them (reused: a restart of a container) is -ESRCH,
+	 * "gone", as for any other process.
+	 */
+	if (r == 0 && (o->pid == self || o->pid == getppid() || o->pid == 1))
+		r = -EINVAL;
 	struct evm_proc *p = NULL;
 	if (r == 0 && (evm__pidmap_reserve(&loop->pids) < 0 || !(p = evm__proc_new(loop))))
 		r = -ENOMEM;

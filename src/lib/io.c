@@ -52,6 +52,8 @@ int evm_io_add(struct evm_loop *loop, int fd, unsigned events, evm_io_cb cb, voi
 {
 	if (!loop || fd < 0 || !cb || (events & ~(unsigned)(EVM_READ | EVM_WRITE)))
 		return -EINVAL;
+	if (evm__forked(loop))
+		return -ECHILD; /* the epoll set is the parent's too */
 	struct evm_io *io = calloc(1, sizeof(*io));
 	if (!io)
 		return -ENOMEM;

@@ -30,6 +30,7 @@ struct evm_proc *evm__proc_new(struct evm_loop *loop)
 		return NULL;
 	p->w.cb = evm__reap_pidfd;
 	p->loop = loop;
+	p->forks = loop->forks;
 	p->pidfd = -1;
 	p->pipes[0] = p->pipes[1] = p->pipes[2] = -1;
 	atomic_init(&p->refs, 1);
@@ -282,6 +283,8 @@ int evm_proc_signal(struct evm_proc *p, int sig)
 {
 	if (!p || sig < 0 || sig >= NSIG)
 		return -EINVAL;
+	if (p->forks != evm__forks())
+		return -ECHILD; /* the parent's child, through a pidfd we share: not ours to signal */
 	int r = -1;
 	errno = ENOSYS;
 	/* any thread: the loop thread cannot reap it or close its pidfd meanwhile */
@@ -306,6 +309,8 @@ int evm_proc_signal_group(struct evm_proc *p, int sig)
 {
 	if (!p || sig < 0 || sig >= NSIG)
 		return -EINVAL;
+	if (p->forks != evm__forks())
+		return -ECHILD;
 	if (!(p->kind & EVM__K_GROUP)) /* set before the proc is handed out, never changed */
 		return -EPERM;
 	pthread_mutex_lock(&evm__sig_mu);

@@ -77,6 +77,8 @@ int evm_shutdown(struct evm_loop *loop, unsigned flags)
 {
 	if (!loop || (flags & ~(unsigned)EVM_SHUTDOWN_REVERSE))
 		return -EINVAL;
+	if (evm__forked(loop))
+		return -ECHILD; /* the parent's children, through shared pidfds */
 	if (loop->dispatching)
 		return -EDEADLK; /* it runs the loop: top level only */
 	struct evm_timer *kt = NULL;

@@ -340,6 +340,8 @@ static void spawn_undo(struct evm_loop *loop, struct evm_proc *p, int ours[3], i
 
 int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm_proc **out)
 {
+	if (evm__forked(loop)) /* services spawn here too: not into the parent's epoll */
+		return -ECHILD;
 	struct evm_spawn_error errbuf = {0}, *err = o && o->error ? o->error : &errbuf;
 	err->stage = EVM_STAGE_SETUP;
 	err->error = 0;

@@ -657,6 +657,8 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 int evm__sv_dispatch(struct evm_service *s, enum evm__sv_event ev, const struct evm__sv_arg *a)
 {
 	static const struct evm__sv_arg none;
+	if (evm__forked(s->loop)) /* the parent's service: its processes, epoll, timers */
+		return -ECHILD;
 	/* a service on its way out starts no more; its removal is its last event */
 	if (s->removing && (ev == EVM__SV_START || ev == EVM__SV_RESTART))
 		return -ESHUTDOWN;

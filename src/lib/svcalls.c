@@ -224,5 +224,7 @@ int evm_service_signal(struct evm_service *s, int sig)
 {
 	if (!s || s->dead || sig < 0 || sig >= NSIG)
 		return -EINVAL;
+	if (evm__forked(s->loop))
+		return -ECHILD;
 	return evm__sv_signal_to(s, sig, s->kill_mode == EVM_KILL_GROUP);
 }

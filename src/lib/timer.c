@@ -207,6 +207,8 @@ int evm__timer_add_spawn(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb 
 int evm_timer_add(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb, void *data,
 		  struct evm_timer **out)
 {
+	if (loop && evm__forked(loop))
+		return -ECHILD; /* the timerfd is the parent's too */
 	return add(loop, ms_to_ns(delay_ms), cb, data, out, false);
 }
 

@@ -222,6 +222,12 @@ static void test_adopt_refuses_ourselves_and_our_parent(void **state)
 		struct evm_proc *p = (struct evm_proc *)1;
 		assert_int_equal(evm_proc_adopt(loop, &o, &p), -EINVAL);
 		assert_null(p);
+		/* a recorded pid reused by one of them (another start time): gone, as any other */
+		uint64_t st;
+		assert_int_equal(evm_proc_start_time(who[i], &st), 0);
+		o.flags = EVM_ADOPT_START_TIME;
+		o.start_time = st + 1;
+		assert_int_equal(evm_proc_adopt(loop, &o, &p), -ESRCH);
 	}
 	assert_int_equal(evm_loop_alive(loop), 0);
 }

@@ -203,6 +203,12 @@ static void test_free_kills_children(void **state)
  * children and took their watches out of our epoll (no exit was ever
  * reported here). There the loop answers -ECHILD and its free leaves it.
  */
+static void noop_timer(struct evm_timer *t, void *data)
+{
+	(void)t;
+	(void)data;
+}
+
 static void test_a_forked_child_leaves_the_loop_alone(void **state)
 {
 	(void)state;
@@ -215,9 +221,12 @@ static void test_a_forked_child_leaves_the_loop_alone(void **state)
 	assert_true(kid >= 0);
 	if (kid == 0) {
 		struct evm_spawn_opts o = {.argv = HARGV("exit", "0")};
+		struct evm_timer *t;
 		int a = evm_loop_run_once(loop, 0), b = evm_spawn(loop, &o, NULL);
+		int c = evm_shutdown(loop, 0), d = evm_proc_signal(p[0], SIGKILL);
+		int e = evm_timer_add(loop, 1, noop_timer, NULL, &t);
 		evm_loop_free(loop);
-		_exit(a == -ECHILD && b == -ECHILD ? 0 : 1);
+		_exit(a == -ECHILD && b == -ECHILD && c == -ECHILD && d == -ECHILD && e == -ECHILD ? 0 : 1);
 	}
 	int st;
 	assert_int_equal(waitpid(kid, &st, 0), kid);
