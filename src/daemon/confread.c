@@ -64,6 +64,7 @@ struct reader {
 	bool continuation;   /* current line continues the previous value */
 	bool have_prev_key;  /* an indented line continues a value (look_at_line) */
 	int key_line;	     /* the line of that value's key */
+	char key_name[64];   /* and its name */
 	int first_syntax;    /* first syntax error line we reported, 0 if none */
 	size_t secs0;	     /* this file's first section in out->secs */
 	struct include *incs; /* this file's include lines */
@@ -105,16 +106,20 @@ static struct conf_section *new_section(struct reader *r, const char *name, size
 }
 
 /*
- * "  restart = always" (spaces, a key of ours, '='): the start of the key, or
- * NULL. Indented under a key it would be a continuation of that key's value.
+ * "  restart = always" (a key of ours, a blank, '='): written as a key of
+ * its own, not as a word of the value above, which it would be. Not under
+ * environment, whose words are KEY=VALUE (user=alice is one), nor without
+ * the blank ("--user=admin" style words).
  */
-static const char *indented_key(const char *start)
+static bool indented_key(const char *start, const char *above)
 {
 	size_t n = strspn(start, "abcdefghijklmnopqrstuvwxyz0123456789_");
 	const char *q = start + n;
+	if (!strcmp(above, "environment") || (*q != ' ' && *q != '\t'))
+		return false;
 	while (*q == ' ' || *q == '\t')
 		q++;
-	return (*q == '=' || *q == ':') && conf_is_key(start, n) ? start : NULL;
+	return *q == '=' && conf_is_key(start, n);
 }
 
 /*
@@ -146,7 +151,7 @@ static void look_at_line(struct reader *r, char *s)
 	bool header = *start == '[' && strchr(start + 1, ']');
 	if (start > p && r->have_prev_key && !header) {
 		r->continuation = true;
-		if (indented_key(start))
+		if (indented_key(start, r->key_name))
 			errlist_add(r->errs, r->path, r->line, "indented '%.*s' continues the value of "
 				    "line %d; write it unindented to set %.*s (or quote it)",
 				    (int)strcspn(start, "\r\n"), start, r->key_line,
@@ -195,6 +200,8 @@ static void look_at_line(struct reader *r, char *s)
 	}
 	r->have_prev_key = true;
 	r->key_line = r->line;
+	size_t kl = strcspn(start, "=: \t");
+	snprintf(r->key_name, sizeof(r->key_name), "%.*s", (int)kl, start);
 }
 
 /*

@@ -515,14 +515,14 @@ static void cmd_logs(struct daemon *d, struct client *cl, const cJSON *req)
 		control_reply_error(cl, "\"follow\" must be true or false");
 		return;
 	}
+	struct logfile *f = logs_file(d, cl, req);
+	if (!f)
+		return;
 	if (cJSON_IsTrue(fo) && control_lasting(cl) < 0) {
 		control_reply_error(cl, "too many subscribers and followers: max_clients keeps its "
 				    "last slots for requests");
 		return;
 	}
-	struct logfile *f = logs_file(d, cl, req);
-	if (!f)
-		return;
 	struct logtail *t;
 	char err[400];
 	if (logtail_open(f, lines, cJSON_IsTrue(fo), &t, err, sizeof(err)) < 0) {

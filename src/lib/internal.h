@@ -320,7 +320,7 @@ EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig
 EVM_HIDDEN bool evm__forked(const struct evm_loop *loop);
 /* fork()s of this process so far, as its children count them (loop.c) */
 EVM_HIDDEN unsigned evm__forks(void);
-EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out);
+EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out, bool check_fds);
 EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then,
 				     bool group);
 EVM_HIDDEN void evm__trees_free(struct evm_loop *loop);

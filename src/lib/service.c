@@ -376,8 +376,9 @@ int evm_service_new(struct evm_loop *loop, const struct evm_service_opts *o, str
 	for (int i = 0; i < 3; i++)
 		if (o->spawn.stdio[i].mode == EVM_STDIO_PIPE)
 			return -EINVAL; /* a new pipe per restart: use EVM_STDIO_FD with your own */
-	/* now, not at each start: those would fail one by one until FATAL */
-	int r = evm__spawn_check_opts(&o->spawn, false);
+	/* now, not at each start: those would fail one by one until FATAL (the fds are
+	 * checked at each start when before_spawn may set them, which it may) */
+	int r = evm__spawn_check_opts(&o->spawn, false, !o->before_spawn);
 	if (r < 0)
 		return r;
 	if (evm_service_find(loop, o->name))

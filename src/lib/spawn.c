@@ -54,7 +54,7 @@ static const unsigned known_flags = EVM_SPAWN_SETSID | EVM_SPAWN_SETPGID | EVM_S
 				    EVM_SPAWN_LISTEN_PID | EVM_SPAWN_CGROUP | EVM_SPAWN_NICE |
 				    EVM_SPAWN_OOM_SCORE_ADJ | EVM_SPAWN_SETCTTY | EVM_SPAWN_NOWAIT;
 
-int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out)
+int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out, bool check_fds)
 {
 	if (!o || !o->argv || !o->argv[0])
 		return -EINVAL;
@@ -91,7 +91,7 @@ int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out)
 		for (size_t j = 0; j < i; j++)
 			if (o->extra_fds[j].target == o->extra_fds[i].target)
 				return -EINVAL;
-		if (o->extra_fds[i].fd < 0 || fcntl(o->extra_fds[i].fd, F_GETFD) < 0)
+		if (check_fds && (o->extra_fds[i].fd < 0 || fcntl(o->extra_fds[i].fd, F_GETFD) < 0))
 			return -EBADF;
 	}
 	int r = evm__ns_check(o);
@@ -103,7 +103,7 @@ int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out)
 		case EVM_STDIO_NULL:
 			break;
 		case EVM_STDIO_FD:
-			if (o->stdio[i].fd < 0 || fcntl(o->stdio[i].fd, F_GETFD) < 0)
+			if (check_fds && (o->stdio[i].fd < 0 || fcntl(o->stdio[i].fd, F_GETFD) < 0))
 				return -EBADF;
 			break;
 		case EVM_STDIO_PIPE:
@@ -345,7 +345,7 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 	struct evm_spawn_error errbuf = {0}, *err = o && o->error ? o->error : &errbuf;
 	err->stage = EVM_STAGE_SETUP;
 	err->error = 0;
-	int r = evm__spawn_check_opts(o, out != NULL);
+	int r = evm__spawn_check_opts(o, out != NULL, true);
 	if (r == 0 && (o->flags & EVM_SPAWN_CGROUP) && o->cgroup_fd < 0) {
 		err->stage = EVM_STAGE_CGROUP;
 		r = -EBADF;

@@ -436,7 +436,7 @@ pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 	}
 	if (req->ns && reply == -EINVAL)
 		return -ENOTCONN; /* maybe a namespace this kernel lacks: the direct path says */
-	if (reply == -ENOSYS || reply == -EINVAL || reply == -EPERM) {
+	if (reply == -ENOSYS || reply == -EINVAL || (reply == -EPERM && !req->ns && !cg)) {
 		/* no clone3 in this kernel, or a filter refuses it (EPERM
 		 * without a namespace: none of the request's own): spawn
 		 * directly from now on, which falls back to clone() */

@@ -282,8 +282,12 @@ static void test_indented_lines(void **state)
 				     "  restart = always\n"
 				     "    [service:c]\n"
 				     "command = sleep\n"
-				     "  300 --x=1\n");
+				     "  300 --x=1\n"
+				     "environment =\n"
+				     "  user=alice\n"	/* a KEY=VALUE word, not the key user */
+				     "  PATH=/bin\n");
 	assert_int_equal(cfg->nsvcs, 3);
+	assert_string_equal(cfg->svcs[2]->env[0], "user=alice");
 	assert_null(cfg->svcs[0]->argv[3]);
 	assert_string_equal(cfg->svcs[1]->argv[1], "200");
 	assert_null(cfg->svcs[1]->argv[2]);
