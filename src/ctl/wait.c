@@ -180,7 +180,9 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 	}
 	cJSON *resp;
 	const char *raw;
-	int rc = ctl_call(c, names_request("events", names, n), &resp, &raw, 60000);
+	cJSON *req = names_request("events", names, n);
+	cJSON_AddTrueToObject(req, "brief"); /* it ends by itself: max_clients' request slots */
+	int rc = ctl_call(c, req, &resp, &raw, 60000);
 	if (rc)
 		return rc;
 	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));

@@ -125,12 +125,13 @@ static bool indented_key(const char *start, const char *above)
 /*
  * Look at a raw line the way inih will (ini.c: comment, continuation,
  * section, pair), and decide for it where inih would guess: an indented
- * line continues the value above (INI_ALLOW_MULTILINE) only while no blank
- * line came between, and never when it is a section header; else its
- * indentation is taken off (s is the line's first piece, changed in place)
- * so that inih reads it as a line of its own. An indented "key = value" of
- * one of our keys under a value is a mistake: it would silently be words
- * of that value (a service's restart, say, part of its command).
+ * line continues the value above (INI_ALLOW_MULTILINE), blank lines and
+ * comments between included, as configparser (supervisord) has it, but
+ * never when it is a section header; else its indentation is taken off (s
+ * is the line's first piece, changed in place) so that inih reads it as a
+ * line of its own. An indented "key = value" of one of our keys under a
+ * value is a mistake: it would silently be words of that value (a
+ * service's restart, say, part of its command).
  */
 static void look_at_line(struct reader *r, char *s)
 {
@@ -142,13 +143,15 @@ static void look_at_line(struct reader *r, char *s)
 	while (*start && isspace((unsigned char)*start))
 		start++;
 	r->continuation = false;
-	if (!*start) {
-		r->have_prev_key = false; /* a blank line ends a value */
-		return;
-	}
-	if (*start == ';' || *start == '#')
+	if (!*start || *start == ';' || *start == '#') /* a value goes on past them (configparser too) */
 		return;
 	bool header = *start == '[' && strchr(start + 1, ']');
+	if (header && start > p && r->have_prev_key) {
+		/* indented, "[::1]:8080" is a word of the value; "[service:b]" (maybe a comment) a header */
+		const char *rest = strchr(start + 1, ']') + 1;
+		rest += strspn(rest, " \t\r\n");
+		header = !*rest || *rest == ';' || *rest == '#';
+	}
 	if (start > p && r->have_prev_key && !header) {
 		r->continuation = true;
 		if (indented_key(start, r->key_name))
@@ -326,9 +329,10 @@ static int on_pair(void *user, const char *section, const char *name, const char
 			kv->vcap = cap;
 		}
 		char *v = (char *)kv->value;
+		size_t sep = kv->vlen > 0; /* "key =" then a line: the line alone, no blank first */
 		v[kv->vlen] = ' ';
-		memcpy(v + kv->vlen + 1, value ? value : "", add + 1);
-		kv->vlen += 1 + add;
+		memcpy(v + kv->vlen + sep, value ? value : "", add + 1);
+		kv->vlen += sep + add;
 		return 1;
 	}
 	if (!grow((void **)&s->kv, &s->cap, s->n, sizeof(*s->kv))) {

@@ -8,7 +8,6 @@
 
 #include "argv.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,11 +36,15 @@ void conf_set_environment(struct conf_ctx *c, const struct keydef *k, const char
 	if (n < 0)
 		conf_bad(c, "%s", err);
 	for (int i = 0; i < n; i++) {
-		/* as env_file has it: a key a shell could set (letters, digits, _; no digit first) */
+		/*
+		 * KEY=VALUE with a KEY of no blank (a quote gone astray). Not a
+		 * shell's names only: discovery.type=single-node (Elasticsearch),
+		 * my-var are what Docker and supervisord pass on too.
+		 */
 		const char *e = (*env)[i];
-		size_t klen = strspn(e, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
-		if (!klen || e[klen] != '=' || isdigit((unsigned char)e[0]))
-			conf_bad(c, "'%s' is not KEY=VALUE (KEY: letters, digits, _; not a digit first)", e);
+		size_t klen = strcspn(e, "= \t\n\r");
+		if (!klen || e[klen] != '=')
+			conf_bad(c, "'%s' is not KEY=VALUE (a KEY without blanks)", e);
 	}
 	if (n == 0) {
 		free(*env);

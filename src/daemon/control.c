@@ -668,6 +668,11 @@ int control_lasting(struct client *cl)
 	return 0;
 }
 
+void control_set_brief(struct client *cl, bool brief)
+{
+	cl->brief = brief;
+}
+
 /* A client on fd, from a peer with credentials cr; NULL with why (fd not closed). */
 struct client *control__client_new(struct control *ctl, int fd, const struct ucred *cr,
 				   const char **why)

@@ -38,6 +38,7 @@ struct client {
 	void *defer_data;
 	bool subscribed;
 	bool lasting;	 /* counted in nlasting (control_lasting) */
+	bool brief;	 /* a subscription that ends by itself (ctl wait): not counted */
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	char **patterns;
 	size_t npatterns;

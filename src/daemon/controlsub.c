@@ -39,7 +39,7 @@ int control_subscribe(struct client *cl, const char *const *patterns, size_t n)
 	cl->patterns = p;
 	cl->npatterns = n;
 	cl->subscribed = true;
-	if (!cl->lasting) { /* one handed over by a re-exec: kept, and counted */
+	if (!cl->lasting && !cl->brief) { /* one handed over by a re-exec: kept, and counted */
 		cl->lasting = true;
 		cl->ctl->nlasting++;
 	}

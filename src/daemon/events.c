@@ -279,9 +279,10 @@ void events_from_library(struct daemon *d, const struct evm_event *ev)
 	cJSON *o = cJSON_CreateObject();
 	if (ev->type == EVM_EV_ORPHAN && ev->exit) {
 		/*
-		 * Each is an event; the log says the 1st, 2nd, 4th, 8th, ...: a
-		 * daemon as PID 1 of a container reaps whatever its services and
-		 * `exec`'d processes leave, 3,000 lines for a shell loop's orphans.
+		 * Each is an event; the log says the 1st, 2nd, 4th, 8th, ..., and
+		 * every one that failed (a code, a signal): a daemon as PID 1 of a
+		 * container reaps whatever its services and `exec`'d processes
+		 * leave, 3,000 lines for a shell loop's orphans.
 		 */
 		static unsigned long reaped;
 		char note[96];
@@ -290,7 +291,8 @@ void events_from_library(struct daemon *d, const struct evm_event *ev)
 		add_exit(o, ev->exit);
 		reaped++;
 		snprintf(note, sizeof(note), " (%lu orphan%s reaped so far)", reaped, reaped == 1 ? "" : "s");
-		publish(d, ev->name, o, !(reaped & (reaped - 1)), reaped > 1 ? note : NULL);
+		bool failed = ev->exit->signal || ev->exit->code != 0;
+		publish(d, ev->name, o, failed || !(reaped & (reaped - 1)), reaped > 1 ? note : NULL);
 		return;
 	} else {
 		cJSON_AddStringToObject(o, "event", "warning");

@@ -415,12 +415,20 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 		return;
 	}
 	free(sel.u);
-	if (control_lasting(cl) < 0) {
+	/* brief: one that ends by itself (ctl wait), a request's slot like any other */
+	const cJSON *brief = cJSON_GetObjectItemCaseSensitive(req, "brief");
+	if (brief && !cJSON_IsBool(brief)) {
+		free(pats);
+		control_reply_error(cl, "\"brief\" must be true or false");
+		return;
+	}
+	if (!cJSON_IsTrue(brief) && control_lasting(cl) < 0) {
 		free(pats);
 		control_reply_error(cl, "too many subscribers and followers: max_clients keeps its "
 				    "last slots for requests");
 		return;
 	}
+	control_set_brief(cl, cJSON_IsTrue(brief));
 	int r = control_subscribe(cl, pats, np);
 	free(pats);
 	if (r < 0) {

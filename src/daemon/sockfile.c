@@ -159,19 +159,28 @@ static bool someone_listens(const struct sockaddr_un *sa)
 	return live;
 }
 
-/* bind_listen's temporary name, next to path: false if it does not fit an address */
+/* bind_listen's temporary name, next to path: "~" and the pid in 5 base-36 digits (up to
+ * 60,466,175; pid_max is at most 4,194,304), one width whatever the pid. False if it does not
+ * fit an address. */
+#define TMP_SUFFIX 6
 static bool tmp_name(const char *path, char *tmp, size_t len)
 {
 	struct sockaddr_un ta;
-	snprintf(tmp, len, "%s.%08x.tmp", path, (unsigned)getpid()); /* fixed width: one limit */
+	char suffix[TMP_SUFFIX + 1];
+	unsigned v = (unsigned)getpid();
+	suffix[0] = '~';
+	for (int i = TMP_SUFFIX - 1; i >= 1; i--, v /= 36)
+		suffix[i] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+	suffix[TMP_SUFFIX] = '\0';
+	snprintf(tmp, len, "%s%s", path, suffix);
 	return strlen(tmp) < sizeof(ta.sun_path);
 }
 
-/* the longest socket path the daemon can bind (its temporary name is 13 bytes longer) */
+/* the longest socket path the daemon can bind (its temporary name is TMP_SUFFIX bytes longer) */
 static size_t path_max(void)
 {
 	struct sockaddr_un sa;
-	return sizeof(sa.sun_path) - 1 - strlen(".12345678.tmp");
+	return sizeof(sa.sun_path) - 1 - TMP_SUFFIX;
 }
 
 /* Bind a private name 0600 from the start, then rename it over the path. */

@@ -161,7 +161,10 @@ def test_subscribers_that_stay_leave_slots_for_requests(procs, tmp_path):
     """Event subscribers are never idle: max_clients of them refused every other
     connection, root's `ctl status` too, for as long as they stayed (and each refused
     connection was a log line). The last 16 slots are kept for requests."""
-    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", "1h").replace("[evmon]", "[evmon]\nmax_clients = 40"))
+    (tmp_path / "logs").mkdir()
+    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", "1h").replace(
+        "[evmon]", f"[evmon]\nmax_clients = 40\nlog_dir = {tmp_path}/logs").replace(
+        "start_secs = 0", "start_secs = 0\nstdout = log"))
     d.wait_state("web", "running")
     subs, refused = [], 0
     for _ in range(40):
@@ -180,6 +183,8 @@ def test_subscribers_that_stay_leave_slots_for_requests(procs, tmp_path):
         assert r.returncode == 0 and "running" in r.stdout, r
     r = d.ctl("logs", "-f", "web")  # a follower is one that stays too
     assert r.returncode != 0 and "too many subscribers" in r.stderr, r
+    r = d.ctl("wait", "web", "--for", "running")  # a subscription that ends by itself is not
+    assert r.returncode == 0, r
     for s in subs:
         s.close()
     d.stop()

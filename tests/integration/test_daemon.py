@@ -192,7 +192,7 @@ def test_check_output_and_warnings(procs, tmp_path):
     assert r.returncode == 0 and "is writable by every user and not sticky" in r.stderr, r
     os.chmod(logs, 0o755)
     # a socket path the daemon cannot bind, or a file that is not a socket: --check said OK
-    for bad, why in ((tmp_path / ("x" * 100), "socket path longer than 94 bytes"),
+    for bad, why in ((tmp_path / ("x" * 100), "socket path longer than 101 bytes"),
                      (cfg, "exists and is not a socket")):
         r = procs.run(argv[:-1] + [str(bad)], timeout=20)
         assert r.returncode == 0 and r.stderr == (
@@ -1129,6 +1129,11 @@ start_secs = 0
     wait_for(lambda: "(64 orphans reaped so far)" in d.log(), timeout=10 * SLOW, what="orphans reaped")
     assert d.log().count("reaped orphan") == 7, d.log()
     assert not [l for l in d.log().splitlines() if "warning" in l]
+    # one that fails is said whatever its number
+    r = d.ctl("add", "failer", "--restart", "never", "--", "sh", "-c", "(sleep 0.2; exit 3) & exit 0")
+    assert r.returncode == 0, r
+    wait_for(lambda: re.search(r"reaped orphan pid \d+: exited with code 3 \(1\d\d orphans", d.log()),
+             timeout=10 * SLOW, what="the failed orphan in the log")
     d.stop()
 
 
