@@ -130,8 +130,14 @@ static bool resolve_user(struct conf_ctx *c, struct svc_conf *s, int line, const
 	} else if (conf_parse_uint(s->user, UINT_MAX - 1, &n)) {
 		s->uid = (uid_t)n;
 		s->set_uid = true;
-		if (!s->group)
+		struct passwd *byid = getpwuid((uid_t)n); /* user = 33: www-data's group, as by name */
+		if (byid) {
+			s->gid = byid->pw_gid;
+			*uname = byid->pw_name;
+			s->set_gid = true;
+		} else if (!s->group) {
 			conf_bad(c, "uid %s has no passwd entry: also give group", s->user);
+		}
 	} else if (!id_name_ok(s->user)) {
 		conf_bad(c, "'%s' is neither a user name nor a uid (0-%u)", s->user, UINT_MAX - 1);
 		return false;

@@ -452,6 +452,14 @@ static void test_every_mistake_with_line(void **state)
 	expect_msg(&e, 10, "'root root' is neither a user name nor a uid");
 	expect_msg(&e, 13, "'a b' is neither a group name nor a gid");
 	errlist_free(&e);
+	/* a uid with a passwd entry takes its group, as its name does; without one, group is needed */
+	struct config *byid = load_ok("[service:a]\ncommand = true\nuser = 0\n");
+	assert_true(byid->svcs[0]->set_uid && byid->svcs[0]->uid == 0);
+	assert_true(byid->svcs[0]->set_gid && byid->svcs[0]->gid == 0);
+	config_free(byid);
+	e = load_bad("[service:a]\ncommand = true\nuser = 4000000000\n");
+	expect_msg(&e, 3, "uid 4000000000 has no passwd entry: also give group");
+	errlist_free(&e);
 }
 
 /*
