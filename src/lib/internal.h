@@ -227,7 +227,6 @@ struct evm_proc {
 	struct evm__watch w; /* pidfd readable */
 	struct evm_loop *loop;
 	pid_t pid;
-	unsigned forks; /* evm__forks() when made: another value, we are a fork()ed child */
 	int pidfd; /* -1 with EVM__K_NOPIDFD or after the exit */
 	unsigned flags; /* EVM__P_*: the loop thread's */
 	atomic_uint refs;  /* any thread */
@@ -318,8 +317,6 @@ EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig
 /* The spawn options' own mistakes (-EINVAL, -EBADF, ...), as evm_spawn and evm_service_new see them. */
 /* Are we a fork()ed child of the process that made loop? (loop.c) */
 EVM_HIDDEN bool evm__forked(const struct evm_loop *loop);
-/* fork()s of this process so far, as its children count them (loop.c) */
-EVM_HIDDEN unsigned evm__forks(void);
 EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out, bool check_fds);
 EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then,
 				     bool group);

@@ -88,11 +88,6 @@ static void forks_init(void)
 	pthread_atfork(NULL, NULL, fork_child);
 }
 
-unsigned evm__forks(void)
-{
-	return atomic_load_explicit(&forks, memory_order_relaxed);
-}
-
 bool evm__forked(const struct evm_loop *loop)
 {
 	return loop->forks != atomic_load_explicit(&forks, memory_order_relaxed);

@@ -30,7 +30,6 @@ struct evm_proc *evm__proc_new(struct evm_loop *loop)
 		return NULL;
 	p->w.cb = evm__reap_pidfd;
 	p->loop = loop;
-	p->forks = loop->forks;
 	p->pidfd = -1;
 	p->pipes[0] = p->pipes[1] = p->pipes[2] = -1;
 	atomic_init(&p->refs, 1);
@@ -283,8 +282,6 @@ int evm_proc_signal(struct evm_proc *p, int sig)
 {
 	if (!p || sig < 0 || sig >= NSIG)
 		return -EINVAL;
-	if (p->forks != evm__forks())
-		return -ECHILD; /* the parent's child, through a pidfd we share: not ours to signal */
 	int r = -1;
 	errno = ENOSYS;
 	/* any thread: the loop thread cannot reap it or close its pidfd meanwhile */
@@ -292,6 +289,11 @@ int evm_proc_signal(struct evm_proc *p, int sig)
 	if (p->gone) {
 		pthread_mutex_unlock(&evm__sig_mu);
 		return -ESRCH;
+	}
+	/* unreaped, so its loop is not freed yet (a free reaps every child first, under the lock) */
+	if (evm__forked(p->loop)) {
+		pthread_mutex_unlock(&evm__sig_mu);
+		return -ECHILD; /* the parent's child, through a pidfd we share: not ours to signal */
 	}
 	if (p->pidfd >= 0)
 		r = pidfd_send_signal(p->pidfd, sig, NULL, 0);
@@ -309,8 +311,6 @@ int evm_proc_signal_group(struct evm_proc *p, int sig)
 {
 	if (!p || sig < 0 || sig >= NSIG)
 		return -EINVAL;
-	if (p->forks != evm__forks())
-		return -ECHILD;
 	if (!(p->kind & EVM__K_GROUP)) /* set before the proc is handed out, never changed */
 		return -EPERM;
 	pthread_mutex_lock(&evm__sig_mu);
@@ -321,7 +321,7 @@ int evm_proc_signal_group(struct evm_proc *p, int sig)
 	 * so only a leader reaped (and a whole group gone, and the id taken by
 	 * a new group) between the check and killpg could be missed.
 	 */
-	int r = p->gone ? -ESRCH : 0;
+	int r = p->gone ? -ESRCH : evm__forked(p->loop) ? -ECHILD : 0;
 	if (r == 0 && (p->kind & EVM__K_FOREIGN)) {
 		if (p->pidfd < 0)
 			r = -ESRCH;
