@@ -65,6 +65,7 @@ struct reader {
 	bool have_prev_key;  /* an indented line continues a value (look_at_line) */
 	int key_line;	     /* the line of that value's key */
 	char key_name[64];   /* and its name */
+	size_t key_indent;   /* and how far its line was indented */
 	int first_syntax;    /* first syntax error line we reported, 0 if none */
 	size_t secs0;	     /* this file's first section in out->secs */
 	struct include *incs; /* this file's include lines */
@@ -124,8 +125,8 @@ static bool indented_key(const char *start, const char *above)
 
 /*
  * Look at a raw line the way inih will (ini.c: comment, continuation,
- * section, pair), and decide for it where inih would guess: an indented
- * line continues the value above (INI_ALLOW_MULTILINE), blank lines and
+ * section, pair), and decide for it where inih would guess: a line indented
+ * deeper than its key's continues the value above (INI_ALLOW_MULTILINE), blank lines and
  * comments between included, as configparser (supervisord) has it, but
  * never when it is a section header; else its indentation is taken off (s
  * is the line's first piece, changed in place) so that inih reads it as a
@@ -146,13 +147,16 @@ static void look_at_line(struct reader *r, char *s)
 	if (!*start || *start == ';' || *start == '#') /* a value goes on past them (configparser too) */
 		return;
 	bool header = *start == '[' && strchr(start + 1, ']');
-	if (header && start > p && r->have_prev_key) {
+	/* deeper than its key's line, as configparser has it: a file indented as a whole reads */
+	size_t indent = (size_t)(start - p);
+	bool deeper = r->have_prev_key && indent > r->key_indent;
+	if (header && deeper) {
 		/* indented, "[::1]:8080" is a word of the value; "[service:b]" (maybe a comment) a header */
 		const char *rest = strchr(start + 1, ']') + 1;
 		rest += strspn(rest, " \t\r\n");
 		header = !*rest || *rest == ';' || *rest == '#';
 	}
-	if (start > p && r->have_prev_key && !header) {
+	if (deeper && !header) {
 		r->continuation = true;
 		if (indented_key(start, r->key_name))
 			errlist_add(r->errs, r->path, r->line, "indented '%.*s' continues the value of "
@@ -203,6 +207,7 @@ static void look_at_line(struct reader *r, char *s)
 	}
 	r->have_prev_key = true;
 	r->key_line = r->line;
+	r->key_indent = indent;
 	size_t kl = strcspn(start, "=: \t");
 	snprintf(r->key_name, sizeof(r->key_name), "%.*s", (int)kl, start);
 }

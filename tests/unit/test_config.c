@@ -265,8 +265,8 @@ static void test_continuation_and_comments(void **state)
 }
 
 /*
- * An indented line continues a value (over blank lines, as configparser
- * has it), but never as a section header: a whole indented [service:b]
+ * A line indented deeper than its key's continues the value (over blank
+ * lines, as configparser has it), but never as a section header: a whole indented [service:b]
  * was words of a's command. An indented "key = value" of ours under a
  * value is refused (it would be words of that value), not under
  * environment. A value of thousands of lines joins in linear time.
@@ -298,6 +298,15 @@ static void test_indented_lines(void **state)
 	assert_string_equal(cfg->svcs[2]->argv[2], "--x=1");
 	assert_string_equal(cfg->svcs[2]->argv[3], "--y");
 	assert_string_equal(cfg->svcs[2]->env[0], "user=alice");
+	config_free(cfg);
+	/* a file indented as a whole (a heredoc, a template): lines as deep as their key's are keys */
+	cfg = load_ok("  [service:a]\n"
+		      "  command = sleep\n"
+		      "      100\n"
+		      "  restart = always\n");
+	assert_string_equal(cfg->svcs[0]->argv[1], "100");
+	assert_null(cfg->svcs[0]->argv[2]);
+	assert_int_equal(cfg->svcs[0]->pol.restart, EVM_RESTART_ALWAYS);
 	config_free(cfg);
 	struct errlist e = load_bad("[service:a]\n"		  /* 1 */
 				    "command = sleep 100\n"	  /* 2 */
