@@ -897,6 +897,21 @@ stdout = log
     d.stop()
 
 
+def limited(nofile):
+    """A Daemon class whose daemon runs with RLIMIT_NOFILE nofile (soft and hard)."""
+    class Limited(Daemon):
+        def start(self):
+            self.logf = open(self.logpath, "ab")
+            self.p = self.procs.spawn(["prlimit", f"--nofile={nofile}:{nofile}", "--", EVMON, "daemon",
+                                       "-c", self.cfg, "-S", self.sock],
+                                      stdout=self.logf, stderr=subprocess.STDOUT)
+            wait_for(lambda: self.answers() or self.p.poll() is not None, timeout=20 * SLOW,
+                     what="the control socket")
+            assert self.p.poll() is None, self.log()
+            return self
+    return Limited
+
+
 def test_out_of_descriptors_ctl_and_logs_keep_working(procs, tmp_path):
     """540 captured services on an 1100-descriptor limit: pipes and pidfds take every
     descriptor there is, yet evmon ctl is answered and the log files are written
@@ -905,18 +920,7 @@ def test_out_of_descriptors_ctl_and_logs_keep_working(procs, tmp_path):
     its helper, which needs none of ours: see the report about the direct path.)"""
     logs = logdir(tmp_path)
 
-    class Limited(Daemon):
-        def start(self):
-            self.logf = open(self.logpath, "ab")
-            self.p = self.procs.spawn(["prlimit", "--nofile=1100:1100", "--", EVMON, "daemon", "-c",
-                                       self.cfg, "-S", self.sock],
-                                      stdout=self.logf, stderr=subprocess.STDOUT)
-            wait_for(lambda: self.answers() or self.p.poll() is not None, timeout=20 * SLOW,
-                     what="the control socket")
-            assert self.p.poll() is None, self.log()
-            return self
-
-    d = Limited(procs, tmp_path, f"""
+    d = limited(1100)(procs, tmp_path, f"""
 [evmon]
 log_dir = {logs}
 cgroup = no
@@ -1025,18 +1029,7 @@ def test_stuck_log_readers_leave_ctl_and_the_services_their_descriptors(procs, t
         name.write_bytes(line * 10000)  # 1 MB each: more than a socket buffer holds
         os.chmod(name, 0o640)
 
-    class Limited(Daemon):
-        def start(self):
-            self.logf = open(self.logpath, "ab")
-            self.p = self.procs.spawn(["prlimit", "--nofile=400:400", "--", EVMON, "daemon", "-c",
-                                       self.cfg, "-S", self.sock],
-                                      stdout=self.logf, stderr=subprocess.STDOUT)
-            wait_for(lambda: self.answers() or self.p.poll() is not None, timeout=20 * SLOW,
-                     what="the control socket")
-            assert self.p.poll() is None, self.log()
-            return self
-
-    d = Limited(procs, tmp_path, f"""
+    d = limited(400)(procs, tmp_path, f"""
 [evmon]
 log_dir = {logs}
 log_backups = 15

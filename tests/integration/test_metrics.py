@@ -217,12 +217,9 @@ start_secs = 0
     d.stop()
 
 
-def test_the_endpoint_outlives_a_flood_of_connections_and_bad_requests(procs, tmp_path):
-    """70 connections at once (the endpoint takes 64) closed again: the next scrape is
-    answered. libmicrohttpd takes its listening socket out of its epoll set at the limit
-    and puts it back only in a later run, which nothing called: the port answered no one
-    until the daemon was restarted. And 200 malformed requests are a few log lines, not
-    200 (anyone who reaches the port could fill the daemon's log)."""
+def one_web_service(procs, tmp_path):
+    """A daemon serving metrics on a free local port, with one paused service: it, the
+    metrics URL, and its host and port."""
     d = Daemon(procs, tmp_path, f"""
 [evmon]
 metrics_listen = 127.0.0.1:0
@@ -233,6 +230,16 @@ start_secs = 0
 """)
     url = endpoint(d)
     host, port = url.split("/")[2].split(":")
+    return d, url, host, port
+
+
+def test_the_endpoint_outlives_a_flood_of_connections_and_bad_requests(procs, tmp_path):
+    """70 connections at once (the endpoint takes 64) closed again: the next scrape is
+    answered. libmicrohttpd takes its listening socket out of its epoll set at the limit
+    and puts it back only in a later run, which nothing called: the port answered no one
+    until the daemon was restarted. And 200 malformed requests are a few log lines, not
+    200 (anyone who reaches the port could fill the daemon's log)."""
+    d, url, host, port = one_web_service(procs, tmp_path)
     assert http(url)[0] == 200
     held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(70)]
     assert d.status("web")["web"]["state"] == "running"  # the loop serves on meanwhile
@@ -256,16 +263,7 @@ def test_slow_clients_cannot_hold_the_endpoint(procs, tmp_path):
     long as they went on. Each connection now has 10 s to finish a request: a
     scrape behind them is answered once they are cut, while they still send."""
     import threading
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-metrics_listen = 127.0.0.1:0
-
-[service:web]
-command = {HELPER} pause
-start_secs = 0
-""")
-    url = endpoint(d)
-    host, port = url.split("/")[2].split(":")
+    d, url, host, port = one_web_service(procs, tmp_path)
     held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(64)]
     done = threading.Event()
 
