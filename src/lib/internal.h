@@ -155,12 +155,19 @@ struct evm_timer {
 };
 
 EVM_HIDDEN uint64_t evm__mono_ns(void);
+/* ms in ns, saturated (timers' delays and the deadlines below) */
+static inline uint64_t evm__ms_to_ns(uint64_t ms)
+{
+	return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
+}
 /* base_ns + ms, saturated: a timeout of 10^15 ms (the daemon's biggest) is "never", not a wrap */
 static inline uint64_t evm__after_ms(uint64_t base_ns, uint64_t ms)
 {
-	uint64_t ns = ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
+	uint64_t ns = evm__ms_to_ns(ms);
 	return base_ns > UINT64_MAX - ns ? UINT64_MAX : base_ns + ns;
 }
+/* Are we a fork()ed child of the process that made loop? (loop.c) */
+EVM_HIDDEN bool evm__forked(const struct evm_loop *loop);
 EVM_HIDDEN int64_t evm__real_ns(void);
 EVM_HIDDEN struct timespec evm__ns_to_ts(int64_t ns);
 EVM_HIDDEN uint64_t evm__heap_next(const struct evm_loop *loop); /* UINT64_MAX if none */
@@ -314,10 +321,6 @@ EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig
  * NULL, a reference taken) SIGKILL to that process, or its group with
  * group: after the sweep, which finds a setsid child through its parent.
  */
-/* The spawn options' own mistakes (-EINVAL, -EBADF, ...), as evm_spawn and evm_service_new see them. */
-/* Are we a fork()ed child of the process that made loop? (loop.c) */
-EVM_HIDDEN bool evm__forked(const struct evm_loop *loop);
-EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out, bool check_fds);
 EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then,
 				     bool group);
 EVM_HIDDEN void evm__trees_free(struct evm_loop *loop);
@@ -334,6 +337,8 @@ EVM_HIDDEN void evm__reap_pidfd(struct evm_loop *loop, struct evm__watch *w, uin
 EVM_HIDDEN void evm__reap_scan(struct evm_loop *loop); /* reap what is reapable, up to the budget */
 /* Watch the next child through SIGCHLD alone, without a pidfd (reaper mode, few children)? */
 EVM_HIDDEN bool evm__reap_by_sigchld(struct evm_loop *loop);
+/* SIG_IGN or SA_NOCLDWAIT: the kernel reaps our children itself and sends no SIGCHLD */
+EVM_HIDDEN bool evm__sigchld_ignored(void);
 /* Kill (SIGKILL) and reap synchronously; for loop teardown and failed spawns. */
 EVM_HIDDEN void evm__reap_kill_sync(struct evm_proc *proc);
 /* the same for an adopted process that is not our child (adopt.c) */
@@ -507,6 +512,8 @@ EVM_HIDDEN pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req
 
 EVM_HIDDEN int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *opts,
 				struct evm_proc **out);
+/* The spawn options' own mistakes (-EINVAL, -EBADF, ...), as evm_spawn and evm_service_new see them. */
+EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out, bool check_fds);
 
 /* ------------------------------------------------------------ mux, events */
 

@@ -255,7 +255,7 @@ int evm_loop_run(struct evm_loop *loop)
 	if (!loop)
 		return -EINVAL;
 	if (evm__forked(loop))
-		return -ECHILD;
+		return -ECHILD; /* before bind_thread: nothing of the parent's loop is touched */
 	bind_thread(loop);
 	if (loop->dispatching)
 		return -EDEADLK;

@@ -219,9 +219,14 @@ bool evm__reap_by_sigchld(struct evm_loop *loop)
 	    loop->reaper_pidfds || loop->force_nopidfd /* that path, with its warning */)
 		return false;
 	/* ignored, the kernel reaps the child and sends no SIGCHLD: a pidfd still sees the exit */
+	return !evm__sigchld_ignored();
+}
+
+bool evm__sigchld_ignored(void)
+{
 	struct sigaction sa;
-	return sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN &&
-	       !(sa.sa_flags & SA_NOCLDWAIT);
+	return sigaction(SIGCHLD, NULL, &sa) == 0 &&
+	       (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT));
 }
 
 int evm__reap_init(struct evm_loop *loop)

@@ -112,8 +112,7 @@ static int go_nopidfd(struct evm_loop *loop)
 	 * without a pidfd nothing would ever tell of its exit (a wait on it
 	 * would never return). No spawn then, rather than one lost for good.
 	 */
-	struct sigaction sa;
-	if (sigaction(SIGCHLD, NULL, &sa) == 0 && (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT))) {
+	if (evm__sigchld_ignored()) {
 		if (!loop->warned_nopidfd_ign) {
 			loop->warned_nopidfd_ign = true;
 			evm__warn(loop, -ECHILD, "SIGCHLD is ignored (SIG_IGN or SA_NOCLDWAIT) and no "

@@ -193,15 +193,10 @@ int evm__timer_add_ns(struct evm_loop *loop, uint64_t delay_ns, evm_timer_cb cb,
 	return add(loop, delay_ns, cb, data, out, false);
 }
 
-static uint64_t ms_to_ns(uint64_t ms)
-{
-	return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
-}
-
 int evm__timer_add_spawn(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb, void *data,
 			 struct evm_timer **out)
 {
-	return add(loop, ms_to_ns(delay_ms), cb, data, out, true);
+	return add(loop, evm__ms_to_ns(delay_ms), cb, data, out, true);
 }
 
 int evm_timer_add(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb, void *data,
@@ -209,7 +204,7 @@ int evm_timer_add(struct evm_loop *loop, uint64_t delay_ms, evm_timer_cb cb, voi
 {
 	if (loop && evm__forked(loop))
 		return -ECHILD; /* the timerfd is the parent's too */
-	return add(loop, ms_to_ns(delay_ms), cb, data, out, false);
+	return add(loop, evm__ms_to_ns(delay_ms), cb, data, out, false);
 }
 
 void evm_timer_cancel(struct evm_timer *t)
