@@ -653,24 +653,24 @@ static void on_client(struct evm_io *io, int fd, unsigned revents, void *data)
  */
 #define CONTROL_SHORT_SLOTS 16
 
+void control__count_lasting(struct client *cl)
+{
+	if (!cl->lasting) {
+		cl->lasting = true;
+		cl->ctl->nlasting++;
+	}
+}
+
 int control_lasting(struct client *cl)
 {
 	struct control *ctl = cl->ctl;
 	unsigned room = ctl->o.max_clients > 2 * CONTROL_SHORT_SLOTS
 				? ctl->o.max_clients - CONTROL_SHORT_SLOTS
 				: (ctl->o.max_clients + 1) / 2;
-	if (cl->lasting)
-		return 0;
-	if (ctl->nlasting >= room)
+	if (!cl->lasting && ctl->nlasting >= room)
 		return -EBUSY;
-	cl->lasting = true;
-	ctl->nlasting++;
+	control__count_lasting(cl);
 	return 0;
-}
-
-void control_set_brief(struct client *cl, bool brief)
-{
-	cl->brief = brief;
 }
 
 /* A client on fd, from a peer with credentials cr; NULL with why (fd not closed). */

@@ -148,8 +148,6 @@ int control_subscribe(struct client *cl, const char *const *patterns, size_t n);
  * but the last 16 of max_clients (kept for requests). Once per client.
  */
 int control_lasting(struct client *cl);
-/* cl's subscription ends by itself (ctl wait): it is not counted by control_lasting. */
-void control_set_brief(struct client *cl, bool brief);
 
 /*
  * Send line (no newline) to every subscriber interested in service

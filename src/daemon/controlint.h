@@ -38,7 +38,6 @@ struct client {
 	void *defer_data;
 	bool subscribed;
 	bool lasting;	 /* counted in nlasting (control_lasting) */
-	bool brief;	 /* a subscription that ends by itself (ctl wait): not counted */
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	char **patterns;
 	size_t npatterns;
@@ -90,6 +89,8 @@ struct client *control__client_new(struct control *ctl, int fd, const struct ucr
 				   const char **why);
 void control__client_close(struct client *cl);
 void control__client_abort(struct client *cl);
+/* count cl among the clients that stay, unchecked (control_lasting checks the room) */
+void control__count_lasting(struct client *cl);
 void control__client_send(struct client *cl);
 void control__client_update(struct client *cl);
 void control__client_line(struct client *cl, const char *s, size_t n);

@@ -39,10 +39,6 @@ int control_subscribe(struct client *cl, const char *const *patterns, size_t n)
 	cl->patterns = p;
 	cl->npatterns = n;
 	cl->subscribed = true;
-	if (!cl->lasting && !cl->brief) { /* one handed over by a re-exec: kept, and counted */
-		cl->lasting = true;
-		cl->ctl->nlasting++;
-	}
 	return 0;
 }
 
@@ -144,8 +140,8 @@ int control_take_follower(struct control *ctl, const struct control_handover *h,
 		r = -ENOMEM;
 	if (r == 0 && h->inlen && linebuf_append(&cl->in, h->input, h->inlen) < 0)
 		r = -ENOMEM;
-	if (r == 0 && h->subscribed)
-		r = control_subscribe(cl, h->patterns, h->n);
+	if (r == 0 && h->subscribed && (r = control_subscribe(cl, h->patterns, h->n)) == 0)
+		control__count_lasting(cl); /* one handed over by a re-exec: kept, and counted */
 	if (cl && r < 0) {
 		control__client_abort(cl); /* closed by its callback */
 		return r;

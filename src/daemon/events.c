@@ -145,10 +145,10 @@ static void publish(struct daemon *d, const char *service, cJSON *ev, bool log, 
 		dlog("%s%s", line, note ? note : "");
 	}
 	char *s = d->ctl ? print_capped(d, ev) : NULL;
-	if (s) /* a service's bytes (health output, a command) need not be UTF-8; JSON must */
-		utf8_scrub(s, strlen(s));
-	if (s)
+	if (s) {
+		utf8_scrub(s, strlen(s)); /* a service's bytes (health output, a command) need not be UTF-8; JSON must */
 		fan_out(d, service, s);
+	}
 	cJSON_Delete(ev);
 }
 

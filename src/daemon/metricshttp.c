@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #define METRICS_CONNECTIONS 64 /* at once: scrapers are few */
 #define METRICS_IDLE_SECS 10   /* a connection silent this long is closed */
@@ -41,6 +40,7 @@
  * liked. Prometheus gives up on a scrape after 10 s by default.
  */
 #define METRICS_REQUEST_SECS 10
+#define METRICS_REQUEST_NS ((uint64_t)METRICS_REQUEST_SECS * 1000000000u)
 #define SCRAPE_BLOCK (16 * 1024) /* the body's pieces: one per connection and loop iteration */
 
 /* the functions of libmicrohttpd used here, from its dlopen */
@@ -99,13 +99,6 @@ struct metrics_http {
 	unsigned cuts;	      /* connections cut for a slow request (logged at powers of 2) */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 			  enum MHD_ConnectionNotificationCode what)
 {
@@ -118,7 +111,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		if (!k)
 			return; /* out of memory: this one has MHD's idle timeout only */
 		k->fd = i->connect_fd;
-		k->since_ns = now_ns();
+		k->since_ns = mono_ns();
 		k->next = m->conns;
 		if (k->next)
 			k->next->prev = k;
@@ -146,7 +139,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	const union MHD_ConnectionInfo *i = mhd.MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct conn *k = i ? i->socket_context : NULL;
 	if (k)
-		k->since_ns = now_ns();
+		k->since_ns = mono_ns();
 }
 
 /*
@@ -155,10 +148,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
  */
 static bool cut_slow(struct metrics_http *m, uint64_t now)
 {
-	const uint64_t limit = (uint64_t)METRICS_REQUEST_SECS * 1000000000u;
 	unsigned n = 0;
 	for (struct conn *k = m->conns; k; k = k->next) {
-		if (k->cut || now - k->since_ns < limit)
+		if (k->cut || now - k->since_ns < METRICS_REQUEST_NS)
 			continue;
 		shutdown(k->fd, SHUT_RDWR);
 		k->cut = true;
@@ -174,12 +166,11 @@ static bool cut_slow(struct metrics_http *m, uint64_t now)
 /* ms until the first connection's time is up, or -1 */
 static long long next_cut_ms(const struct metrics_http *m, uint64_t now)
 {
-	const uint64_t limit = (uint64_t)METRICS_REQUEST_SECS * 1000000000u;
 	long long best = -1;
 	for (const struct conn *k = m->conns; k; k = k->next) {
 		if (k->cut)
 			continue;
-		uint64_t end = k->since_ns + limit;
+		uint64_t end = k->since_ns + METRICS_REQUEST_NS;
 		long long ms = end <= now ? 0 : (long long)((end - now + 999999) / 1000000);
 		if (best < 0 || ms < best)
 			best = ms;
@@ -256,7 +247,7 @@ static void schedule(struct metrics_http *m)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
 	evm_timer_cancel(m->timer); /* clears m->timer */
-	long long cut = next_cut_ms(m, now_ns());
+	long long cut = next_cut_ms(m, mono_ns());
 	bool mhd_wants = mhd.MHD_get_timeout(m->mhd, &ms) == MHD_YES;
 	if (cut >= 0 && (!mhd_wants || (unsigned long long)cut < ms)) {
 		ms = (MHD_UNSIGNED_LONG_LONG)cut;
@@ -284,7 +275,7 @@ static unsigned connections(struct metrics_http *m)
 static void run(struct metrics_http *m)
 {
 	mhd.MHD_run(m->mhd);
-	if (cut_slow(m, now_ns()))
+	if (cut_slow(m, mono_ns()))
 		mhd.MHD_run(m->mhd);
 	if (m->at_limit && connections(m) < METRICS_CONNECTIONS) {
 		m->at_limit = false;

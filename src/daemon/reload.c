@@ -235,6 +235,16 @@ static void reload_report(struct daemon *d, cJSON *resp, struct reload_diff *r)
 		    "%u unchanged; %s", na, nr, nc, nu, r->unchanged, status);
 }
 
+/* A warning of the file read: msg in the answer, log (else "warning: msg") in the log. */
+static void reload_warn(cJSON *warnings, const char *msg, const char *log)
+{
+	if (log)
+		dlog("reload: %s", log);
+	else
+		dlog("reload: warning: %s", msg);
+	cJSON_AddItemToArray(warnings, cJSON_CreateString(msg));
+}
+
 int units_reload(struct daemon *d, cJSON *resp)
 {
 	struct errlist errs = {0};
@@ -250,30 +260,26 @@ int units_reload(struct daemon *d, cJSON *resp)
 	/* said in the log and in the answer: `ctl reload` printed "changed: a" and exit 0 for a
 	 * command that no longer exists, the warning only in the daemon's log */
 	cJSON *warnings = cJSON_AddArrayToObject(resp, "warnings");
+	char log[2048];
 	for (size_t i = 0; i < cfg->problems.n; i++) {
-		dlog("reload: warning: %s (the service starts in a failed state)", cfg->problems.msgs[i]);
-		cJSON_AddItemToArray(warnings, cJSON_CreateString(cfg->problems.msgs[i]));
+		snprintf(log, sizeof(log), "warning: %s (the service starts in a failed state)",
+			 cfg->problems.msgs[i]);
+		reload_warn(warnings, cfg->problems.msgs[i], log);
 	}
-	for (size_t i = 0; i < cfg->notes.n; i++) {
-		dlog("reload: warning: %s", cfg->notes.msgs[i]);
-		cJSON_AddItemToArray(warnings, cJSON_CreateString(cfg->notes.msgs[i]));
-	}
+	for (size_t i = 0; i < cfg->notes.n; i++)
+		reload_warn(warnings, cfg->notes.msgs[i], NULL);
 	if (cfg->problems.more) {
-		dlog("reload: ... and %zu more warnings", cfg->problems.more);
 		char more[64];
 		snprintf(more, sizeof(more), "... and %zu more", cfg->problems.more);
-		cJSON_AddItemToArray(warnings, cJSON_CreateString(more));
+		snprintf(log, sizeof(log), "... and %zu more warnings", cfg->problems.more);
+		reload_warn(warnings, more, log);
 	}
-	if (!same_str(cfg->socket, d->cfg->socket) && !d->socket_from_cli) {
-		dlog("reload: the control socket changes at the next start of the daemon");
-		cJSON_AddItemToArray(warnings, cJSON_CreateString("socket: changes at the next start "
-								  "of the daemon"));
-	}
-	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen)) {
-		dlog("reload: metrics_listen changes at the next start of the daemon");
-		cJSON_AddItemToArray(warnings, cJSON_CreateString("metrics_listen: changes at the next "
-								  "start of the daemon"));
-	}
+	if (!same_str(cfg->socket, d->cfg->socket) && !d->socket_from_cli)
+		reload_warn(warnings, "socket: changes at the next start of the daemon",
+			    "the control socket changes at the next start of the daemon");
+	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen))
+		reload_warn(warnings, "metrics_listen: changes at the next start of the daemon",
+			    "metrics_listen changes at the next start of the daemon");
 	if (!cJSON_GetArraySize(warnings))
 		cJSON_DeleteItemFromObjectCaseSensitive(resp, "warnings");
 	reload_log_dir(d, cfg);

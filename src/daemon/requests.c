@@ -400,6 +400,10 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 	waiters_check(d); /* waited-for services may be gone */
 }
 
+/* control_lasting's refusal: events and logs -f */
+static const char NO_LASTING_SLOT[] = "too many subscribers and followers: max_clients keeps its "
+				      "last slots for requests";
+
 static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	const char **pats;
@@ -424,11 +428,9 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 	}
 	if (!cJSON_IsTrue(brief) && control_lasting(cl) < 0) {
 		free(pats);
-		control_reply_error(cl, "too many subscribers and followers: max_clients keeps its "
-				    "last slots for requests");
+		control_reply_error(cl, "%s", NO_LASTING_SLOT);
 		return;
 	}
-	control_set_brief(cl, cJSON_IsTrue(brief));
 	int r = control_subscribe(cl, pats, np);
 	free(pats);
 	if (r < 0) {
@@ -527,8 +529,7 @@ static void cmd_logs(struct daemon *d, struct client *cl, const cJSON *req)
 	if (!f)
 		return;
 	if (cJSON_IsTrue(fo) && control_lasting(cl) < 0) {
-		control_reply_error(cl, "too many subscribers and followers: max_clients keeps its "
-				    "last slots for requests");
+		control_reply_error(cl, "%s", NO_LASTING_SLOT);
 		return;
 	}
 	struct logtail *t;
