@@ -773,8 +773,9 @@ struct evm_adopt_opts {
  * before /proc/PID/stat is read, and the process is seen alive through it
  * after). -ESRCH: no such process, or another one (start time differs, or a
  * given pidfd's process is gone); -EEXIST: the loop already tracks that pid;
- * -EINVAL: a given pidfd names another pid, or pid is the caller, its parent
- * or pid 1 (evm_loop_free would kill it). On failure a given pidfd stays
+ * -EINVAL: a given pidfd names another pid, or pid is the caller, one of
+ * its ancestors (its parent, the shell or runtime above it) or pid 1
+ * (evm_loop_free would kill it). On failure a given pidfd stays
  * the caller's. *out (optional) gets a reference, as from evm_spawn. A
  * process that leads its own process group can be signalled as a group.
  * Loop thread.

@@ -145,6 +145,41 @@ static int kept_identity(const struct evm_adopt_opts *o, int pidfd, pid_t self,
 	return f->ppid ? 0 : pidfd_alive(pidfd);
 }
 
+/*
+ * Our ancestors, read once: a process can gain none (an orphan goes to a
+ * subreaper above it or to the namespace's init, both ancestors already),
+ * only lose them, and the start time tells a dead one's pid reused. Out of
+ * memory, or a /proc we cannot read: the ones read so far (the parent at
+ * least is checked apart).
+ */
+static void read_ancestors(struct evm_loop *loop)
+{
+	loop->ancestors_read = true;
+	struct evm__pstat st;
+	/* 0: a parent outside our pid namespace; 1: init, refused apart */
+	for (pid_t x = getppid(); x > 1 && loop->nancestors < 4096; x = st.ppid) {
+		if (evm__proc_stat(x, &st) < 0)
+			return;
+		struct evm__ancestor *a = realloc(loop->ancestors, (loop->nancestors + 1) * sizeof(*a));
+		if (!a)
+			return;
+		loop->ancestors = a;
+		a[loop->nancestors++] = (struct evm__ancestor){.pid = x, .start = st.start};
+	}
+}
+
+static bool is_ancestor(struct evm_loop *loop, pid_t pid, uint64_t start)
+{
+	if (pid == getppid())
+		return true;
+	if (!loop->ancestors_read)
+		read_ancestors(loop);
+	for (unsigned i = 0; i < loop->nancestors; i++)
+		if (loop->ancestors[i].pid == pid && loop->ancestors[i].start == start)
+			return true;
+	return false;
+}
+
 int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct evm_proc **out)
 {
 	const unsigned kept = EVM_ADOPT_KEPT | EVM_ADOPT_PIDFD | EVM_ADOPT_START_TIME;
@@ -165,12 +200,12 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	int r = o->flags & EVM_ADOPT_KEPT ? kept_identity(o, pidfd, self, &f)
 					  : check_identity(o, pidfd, &f);
 	/*
-	 * Ourselves, our parent, init: evm_loop_free would SIGKILL them (the
-	 * caller first). After the identity check: a recorded pid that now
-	 * names one of them (reused: a restart of a container) is -ESRCH,
-	 * "gone", as for any other process.
+	 * Ourselves, an ancestor (the parent, the shell or runtime above it),
+	 * init: evm_loop_free would SIGKILL them (the caller first). After the
+	 * identity check: a recorded pid that now names one of them (reused: a
+	 * restart of a container) is -ESRCH, "gone", as for any other process.
 	 */
-	if (r == 0 && (o->pid == self || o->pid == getppid() || o->pid == 1))
+	if (r == 0 && (o->pid == self || o->pid == 1 || is_ancestor(loop, o->pid, f.start)))
 		r = -EINVAL;
 	struct evm_proc *p = NULL;
 	if (r == 0 && (evm__pidmap_reserve(&loop->pids) < 0 || !(p = evm__proc_new(loop))))

@@ -723,6 +723,13 @@ struct evm_loop {
 	struct evm__nowait **nowait; /* EVM_SPAWN_NOWAIT's slots (nowait.c), nnowait of them */
 	unsigned nnowait;
 	pid_t pid;	    /* getpid() at creation */
+	/* our ancestors (pid, start time), read at the first adoption (adopt.c) */
+	struct evm__ancestor {
+		pid_t pid;
+		uint64_t start;
+	} *ancestors;
+	unsigned nancestors;
+	bool ancestors_read;
 	unsigned forks;	    /* evm__forks at creation: another value, we are a fork()ed child */
 	int devnull;	    /* /dev/null, opened on first use */
 	int statusfd;	    /* /proc/self/status, for the SigIgn mask */

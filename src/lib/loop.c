@@ -385,6 +385,7 @@ void evm_loop_free(struct evm_loop *loop)
 	evm__epoll_close(loop);
 	if (loop->stack)
 		munmap(loop->stack, loop->stack_size);
+	free(loop->ancestors);
 	pthread_cond_destroy(&loop->cv);
 	pthread_mutex_destroy(&loop->mu);
 	pthread_mutex_destroy(&loop->claim_mu);

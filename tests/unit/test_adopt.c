@@ -212,7 +212,41 @@ static void test_adopt_start_time_mismatch(void **state)
 	assert_int_equal(evm_proc_adopt(loop, &o, NULL), -ESRCH);
 }
 
-/* Ourselves, our parent, init: adopted, evm_loop_free SIGKILLed them (the caller first). */
+/*
+ * In a grandchild of ours, a loop's adoption of us (its grandparent): the
+ * error as its exit status (128 + -error, or 0 when adopted: then it exits
+ * at once, its loop not freed, which would SIGKILL us).
+ */
+static int adopt_grandparent(void)
+{
+	pid_t gp = getpid(), c = fork();
+	if (c < 0)
+		return -1;
+	if (c == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			struct evm_loop *l;
+			if (evm_loop_new(&l, NULL) < 0)
+				_exit(1);
+			struct evm_adopt_opts o = {.pid = gp};
+			int r = evm_proc_adopt(l, &o, NULL);
+			_exit(r < 0 ? 128 + -r : 0);
+		}
+		int st = 0;
+		while (g > 0 && waitpid(g, &st, 0) < 0 && errno == EINTR)
+			;
+		_exit(g > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : 2);
+	}
+	int st = 0;
+	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * Ourselves, an ancestor, init: adopted, evm_loop_free SIGKILLed them (the
+ * caller first; the grandparent was adopted: a shell, a runtime's shim).
+ */
 static void test_adopt_refuses_ourselves_and_our_parent(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -230,6 +264,7 @@ static void test_adopt_refuses_ourselves_and_our_parent(void **state)
 		assert_int_equal(evm_proc_adopt(loop, &o, &p), -ESRCH);
 	}
 	assert_int_equal(evm_loop_alive(loop), 0);
+	assert_int_equal(adopt_grandparent(), 128 + EINVAL);
 }
 
 static void test_adopt_given_pidfd(void **state)
