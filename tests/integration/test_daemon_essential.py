@@ -18,7 +18,7 @@ def test_essential_fails_for_good_and_the_daemon_exits_with_its_code(procs, tmp_
     d = Daemon(procs, tmp_path, ini(
         {"stop_timeout": 10},
         db="HELPER linger 50 pause",
-        app={"command": "HELPER linger 50 sleep 300 exit 3", "restart": "never", "requires": "db",
+        app={"command": "HELPER linger 50 sleep 1000 exit 3", "restart": "never", "requires": "db",
              "essential": "true"},
         side="HELPER pause"))
     pids = d.pids()
