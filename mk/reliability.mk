@@ -37,8 +37,7 @@ VALGRIND_TESTS ?= tests/integration/test_daemon.py tests/integration/test_init.p
 # a runtime's init name and the layout check look at the binary, which is the wrapper;
 # and valgrind refuses pidfd_open, so a crash's survivor cannot be adopted (a daemon
 # there leaves it alone: test_a_survivor_that_cannot_be_adopted_is_not_run_twice)
-# nor killed through a pidfd (a replaced service's old copy a crash left: its kill
-# needs one)
+# nor can a crash's old copy still stopping be taken over or killed (both need one)
 VALGRIND_DESELECT := --deselect tests/integration/test_init.py::test_end_no_wait_with_grace_zero \
 	--deselect "tests/integration/test_init.py::test_forward_every_catchable_signal" \
 	--deselect tests/integration/test_init.py::test_no_fd_leak \
@@ -47,7 +46,7 @@ VALGRIND_DESELECT := --deselect tests/integration/test_init.py::test_end_no_wait
 	--deselect tests/integration/test_init.py::test_invoked_as_runtime_init \
 	--deselect tests/integration/test_init.py::test_init_path_first \
 	--deselect tests/integration/test_faults.py::test_daemon_killed_outside_a_namespace_leaves_its_services_running \
-	--deselect "tests/integration/test_daemon.py::test_reload_without_cgroups_stops_the_old_copy_before_the_new[True]"
+	--deselect tests/integration/test_daemon.py::test_a_crash_lets_an_old_copy_stop_in_its_time
 VALGRIND_FLAGS := --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	--track-fds=yes --child-silent-after-fork=yes --trace-children=no
 

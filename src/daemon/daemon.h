@@ -193,6 +193,12 @@ void daemon_started(struct daemon *d);
 struct unit *unit_find(struct daemon *d, const char *name);
 /* An old copy of a service called name, removed, is still stopping. */
 bool units_draining(struct daemon *d, const char *name);
+/* The old copies of name still stopping (replaced or removed): up to cap into out; how many. */
+size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap);
+/* The names of removed services still stopping: NULL for the first; NULL after the last. */
+const char *units_next_draining(struct daemon *d, const char *prev);
+/* An old copy of name, stopping, taken over after a crash: waited for as a removed one. */
+void units_take_old(struct daemon *d, const char *name, struct evm_service *svc);
 /* A unit of the definition called name (the unit name, or name:0 with instances), or NULL. */
 struct unit *unit_of_definition(struct daemon *d, const char *name);
 /* Create the unit for instance i of c and its service; start it if c says autostart. */

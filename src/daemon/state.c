@@ -114,8 +114,10 @@ void record_free(struct record *r)
 	if (!r)
 		return;
 	record_fds(r, true);
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n; i++) {
 		free(r->svcs[i].name);
+		free(r->svcs[i].olds);
+	}
 	for (size_t i = 0; i < r->nadded; i++)
 		free(r->added[i]);
 	for (size_t i = 0; i < r->nfollowers; i++) {
@@ -394,6 +396,16 @@ static int parse_line(struct record *r, char *line, bool exec)
 				s->deadline = ms;
 			if (!strcmp(w, "failing"))
 				s->failing = true;
+			struct rec_old o;
+			char end;
+			if (sscanf(w, "old=%d:%" SCNu64 ":%" SCNu64 "%c", &o.pid, &o.start, &o.deadline,
+				   &end) == 3 && o.pid > 1 && s->nolds < 64) {
+				struct rec_old *v = realloc(s->olds, (s->nolds + 1) * sizeof(*v));
+				if (v) { /* else left to the sweep, as before the old= words */
+					s->olds = v;
+					v[s->nolds++] = o;
+				}
+			}
 			if (sscanf(w, "watchdog=%" SCNu64, &ms) == 1) {
 				s->has_watchdog = true;
 				s->watchdog_ms = ms;

@@ -10,7 +10,7 @@
  *   daemon PID
  *   service NAME PID STARTTIME IDENTITY FLAGS STATE RESTARTS FAILURES
  *           START_FAILURES BACKOFF_STEP NEXT_START [INTENT] [health=STATUS:FAILURES]
- *           [deadline=MS] [failing] [watchdog=MS]
+ *           [deadline=MS] [failing] [watchdog=MS] [old=PID:STARTTIME:MS ...]
  *                                                one per service (one line)
  *   added JSON                                   a definition from ctl add
  *   end N                                        N service lines: not truncated
@@ -36,7 +36,14 @@
  * of its ready timeout (as extended) or of its SIGKILL, which the next
  * daemon keeps (EVM_ADOPT_DEADLINE), with " failing" when that SIGKILL
  * ends a stop for a failure (EVM_ADOPT_FAILING); and " watchdog=MS" for a run whose
- * service set its own watchdog period (WATCHDOG_USEC=), which goes on. So the record on
+ * service set its own watchdog period (WATCHDOG_USEC=), which goes on; and one
+ * " old=PID:STARTTIME:MS" per copy of the name that a reload replaced or removed
+ * and that still stops (its stop signal sent; MS: the CLOCK_BOOTTIME of its SIGKILL,
+ * 0 for none): the next daemon takes that stop over, and its successor waits for
+ * it as before the crash. A name removed from the configuration whose old copy
+ * still stops has a line of its own, "service NAME 0 0 0 down stopped 0 0 0 0 0
+ * old=...": a reader that leaves the old= words sees a stopped service it does
+ * not know (and kills that process as one no record names). So the record on
  * disk, in format 2, carries them across a crash, and an older evmon still
  * reads it (a `ctl start` waiting is then forgotten, as it was). A
  * shutdown's stops are not written (a daemon started after it runs them).
@@ -135,6 +142,13 @@ struct rec_svc {
 	bool has_past;
 	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
+	/* " old=PID:START:MS" (any format): a replaced or removed copy of this name still
+	 * stopping (its stop signal sent), and the CLOCK_BOOTTIME ms of its SIGKILL (0: none) */
+	struct rec_old {
+		pid_t pid;
+		uint64_t start, deadline;
+	} *olds;
+	unsigned nolds;
 	bool used;
 	struct hnode node; /* in record.idx, by name */
 };
@@ -198,6 +212,8 @@ int state_load(struct daemon *d);
 struct rec_svc *state_find(struct daemon *d, const char *name);
 
 /* takeover.c */
+/* Before the units: the stops of old copies (replaced, removed) the record names go on. */
+void state_take_over_olds(struct daemon *d);
 
 /*
  * Make the services added with `ctl add` the record names again (before

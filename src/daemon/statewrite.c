@@ -53,11 +53,13 @@ static char *put_word(char *p, const char *w)
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
 			  const struct evm_service_info *info, uint64_t next, const char *intent,
-			  const struct unit *u)
+			  const struct unit *u, const char *olds)
 {
-	char buf[512], *p = buf + sizeof(buf);
+	char buf[768], *p = buf + sizeof(buf);
 	*--p = '\n';
 	uint64_t left;
+	if (*olds) /* last: a reader of any format leaves words it does not know */
+		p = put_word(p, olds);
 	/* what status shows of its past: the last exit, the last spawn error, since when */
 	if (info->has_exit) {
 		const struct evm_exit *x = &info->last_exit;
@@ -121,8 +123,38 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), f);
 }
 
+/*
+ * " old=PID:STARTTIME:MS" words for name's old copies still stopping (at
+ * most 4: more than one is rare, a reload flip-flopping faster than the
+ * stops), without their first space, into buf; "" for none. One whose
+ * process is gone (its exit on its way) is left out.
+ */
+static void old_words(struct daemon *d, const char *name, char *buf, size_t cap)
+{
+	struct evm_service *olds[4];
+	size_t n = units_olds(d, name, olds, 4), len = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && i < 4; i++) {
+		struct evm_proc *p = evm_service_proc(olds[i]);
+		pid_t pid = p ? evm_proc_pid(p) : 0;
+		uint64_t start, left;
+		if (pid <= 0 || evm_proc_start_time(pid, &start) < 0)
+			continue;
+		uint64_t kill = evm_service_deadline(olds[i], &left) == EVM_DEADLINE_KILL
+					? state_boot_ms() + left : 0;
+		int w = snprintf(buf + len, cap - len, "%sold=%d:%" PRIu64 ":%" PRIu64, len ? " " : "",
+				 (int)pid, start, kill);
+		if (w < 0 || (size_t)w >= cap - len) {
+			buf[len] = '\0';
+			break;
+		}
+		len += (size_t)w;
+	}
+}
+
 size_t state_print(struct daemon *d, FILE *f, int version)
 {
+	char olds[160];
 	size_t n = 0;
 	/*
 	 * Formats 2 to 6 write the same here (their differences are "exec" lines);
@@ -178,15 +210,29 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 			flags = REC_STOPPING; /* what an older evmon does best with it: its turn only */
 		}
 		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
+		olds[0] = '\0';
+		if (u->old || units_draining(d, u->name))
+			old_words(d, u->name, olds, sizeof(olds));
 		fputs("service ", f);
 		fputs(u->name, f);
 		put_line_tail(f, pid, pid > 0 ? u->rec_start : 0, state_ident(u->conf),
 			      rec_flag_names[flags], &info, next,
-			      intent != REC_RUN ? rec_flag_names[intent] : NULL, u);
+			      intent != REC_RUN ? rec_flag_names[intent] : NULL, u, olds);
 		n++;
 		/* the instances of one added definition are next to each other: once */
 		if (u->conf->added_def && (!u->prev || u->prev->conf != u->conf))
 			fprintf(f, "added %s\n", u->conf->added_def);
+	}
+	/* removed services still stopping, when no service of their name is defined now */
+	for (const char *name = NULL; (name = units_next_draining(d, name));) {
+		if (unit_find(d, name))
+			continue;
+		old_words(d, name, olds, sizeof(olds));
+		if (!*olds)
+			continue;
+		fprintf(f, "service %s 0 0 0000000000000000 %s %s 0 0 0 0 0 %s\n", name,
+			rec_flag_names[REC_DOWN], evm_state_name(EVM_STATE_STOPPED), olds);
+		n++;
 	}
 	return n;
 }

@@ -78,6 +78,71 @@ void state_readd(struct daemon *d)
 		readd_one(d, d->rec->added[i]);
 }
 
+/*
+ * An old copy of name, which a reload replaced or removed and the daemon
+ * before the crash was stopping (its stop signal sent): the stop goes on
+ * here, SIGKILL when it was due (its whole cgroup with cgroups, else its
+ * session's tree), and a successor of its name waits for its end as it
+ * did. Before the record named them, the next daemon killed them at once
+ * (a database's clean shutdown cut short). Made before the units, as the
+ * removed service it was: its name is free again at once, and a unit of
+ * that name finds it among those still stopping (unit_add). One we cannot
+ * adopt is left to the sweep (or to the search for unrecorded processes),
+ * which kills it as before.
+ */
+static void take_over_old(struct daemon *d, const char *name, const struct rec_old *o)
+{
+	uint64_t start;
+	if (evm_proc_start_time(o->pid, &start) < 0 || start != o->start)
+		return; /* gone meanwhile (or its pid reused): nothing to wait for */
+	struct evm_cgroup *cg = NULL;
+	if (d->cg && cgroups_service(d->cg, name, &cg) < 0)
+		cg = NULL;
+	char *argv[] = {(char *)name, NULL}; /* never started: only stopped */
+	struct evm_service_opts so = {
+		.name = name,
+		.spawn = {.argv = argv},
+		.restart = EVM_RESTART_NEVER,
+		.kill_mode = EVM_KILL_TREE, /* the daemon's default: its session, or its cgroup */
+		.cgroup = cg,
+		.stop_timeout_ms = UINT64_MAX, /* none recorded: none (deadline_ms below otherwise) */
+	};
+	struct evm_service *svc;
+	int r = evm_service_new(d->loop, &so, &svc);
+	evm_cgroup_free(cg); /* the service holds its own reference */
+	if (r < 0) {
+		dlog("service %s: old copy pid %d, being stopped by daemon %d: cannot take its stop "
+		     "over: %s", name, (int)o->pid, (int)d->rec->daemon, strerror(-r));
+		return;
+	}
+	struct evm_adopt_opts ao = {.pid = o->pid, .flags = EVM_ADOPT_START_TIME | EVM_ADOPT_STOPPING,
+				    .start_time = o->start};
+	uint64_t now = state_boot_ms();
+	if (o->deadline) {
+		ao.flags |= EVM_ADOPT_DEADLINE;
+		ao.deadline_ms = o->deadline > now ? o->deadline - now : 0;
+	}
+	r = evm_service_adopt(svc, &ao);
+	if (r == 0) {
+		dlog("service %s: old copy pid %d, being stopped by daemon %d: its stop goes on (%s)",
+		     name, (int)o->pid, (int)d->rec->daemon,
+		     !o->deadline ? "no SIGKILL" : ao.deadline_ms ? "SIGKILL when due" : "SIGKILL now");
+		units_take_old(d, name, svc);
+	} else if (r != -ESRCH) {
+		dlog("service %s: old copy pid %d, being stopped by daemon %d: cannot adopt it: %s; "
+		     "killed as a process no record names", name, (int)o->pid, (int)d->rec->daemon,
+		     strerror(-r));
+	}
+	evm_service_remove(svc); /* stopping: removed at its end; else at once */
+}
+
+void state_take_over_olds(struct daemon *d)
+{
+	for (size_t i = 0; d->rec && i < d->rec->n; i++)
+		for (unsigned k = 0; k < d->rec->svcs[i].nolds; k++)
+			take_over_old(d, d->rec->svcs[i].name, &d->rec->svcs[i].olds[k]);
+}
+
 /* SIGKILL a survivor (its group when it leads one) and wait for its death. */
 static int kill_survivor(struct daemon *d, pid_t pid, uint64_t start)
 {
@@ -272,7 +337,7 @@ static int pid_cmp(const void *a, const void *b)
 /* The sessions of the adopted services' main processes (not ours), sorted; NULL: none */
 static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 {
-	size_t cap = 0;
+	size_t cap = 4 * d->draining.n; /* old copies still stopping (units_olds: 4 a name) */
 	*n = 0;
 	for (struct unit *u = d->first; u; u = u->next)
 		cap += u->adopted;
@@ -282,6 +347,16 @@ static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 		pid_t sid = p ? getsid(evm_proc_pid(p)) : -1;
 		if (sid > 0 && sid != own)
 			sids[(*n)++] = sid;
+	}
+	for (const char *nm = NULL; sids && (nm = units_next_draining(d, nm));) {
+		struct evm_service *olds[4];
+		size_t k = units_olds(d, nm, olds, 4);
+		for (size_t i = 0; i < k && i < 4 && *n < cap; i++) {
+			struct evm_proc *p = evm_service_proc(olds[i]);
+			pid_t sid = p ? getsid(evm_proc_pid(p)) : -1;
+			if (sid > 0 && sid != own)
+				sids[(*n)++] = sid;
+		}
 	}
 	if (sids)
 		qsort(sids, *n, sizeof(*sids), pid_cmp);
@@ -431,6 +506,8 @@ static int sweep_decide(const char *unit, void *data)
 {
 	struct daemon *d = data;
 	struct unit *u = unit_find(d, unit);
+	if (units_draining(d, unit))
+		return CGROUPS_SWEEP_KEEP; /* an old copy's, its stop taken over */
 	if (!u)
 		return CGROUPS_SWEEP_REMOVE;
 	return u->adopted ? CGROUPS_SWEEP_KEEP : CGROUPS_SWEEP_KILL;

@@ -107,6 +107,45 @@ static void draining_add(struct daemon *d, const char *name, struct evm_service 
 	}
 }
 
+/*
+ * The old copies of name still stopping (a replaced one, u->old, and those
+ * removed), each once, into out (cap of them); how many there are.
+ */
+size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap)
+{
+	size_t n = 0;
+	struct unit *u = unit_find(d, name);
+	if (u && u->old && cap)
+		out[n++] = u->old;
+	for (struct draining *g = draining_find(d, name); g; g = g->next) {
+		bool seen = u && g->svc == u->old;
+		if (!seen && n < cap)
+			out[n] = g->svc;
+		n += !seen;
+	}
+	return n;
+}
+
+/* The names of removed services still stopping, one at a time: NULL first, NULL at the end. */
+const char *units_next_draining(struct daemon *d, const char *prev)
+{
+	struct hnode *n = hmap_next(&d->draining, prev ? &draining_find(d, prev)->node : NULL);
+	return n ? HMAP_ENTRY(n, struct draining, node)->name : NULL;
+}
+
+/*
+ * An old copy of name that a daemon before a crash was stopping, adopted
+ * again (takeover.c): stopping and removed, a successor of its name waits
+ * for it as for any other.
+ */
+void units_take_old(struct daemon *d, const char *name, struct evm_service *svc)
+{
+	draining_add(d, name, svc);
+	struct unit *u = unit_find(d, name);
+	if (u && !u->old)
+		u->old = svc;
+}
+
 /* The removed service's entry goes; another of its name, if any, is what is waited for next. */
 static void draining_done(struct daemon *d, const struct evm_event *ev)
 {
@@ -448,6 +487,7 @@ int units_load(struct daemon *d)
 	int r = 0;
 	size_t pipes = 0;
 	d->defer_start = true;
+	state_take_over_olds(d); /* old copies still stopping: their units wait for them */
 	for (size_t k = 0; k < d->cfg->nsvcs && r == 0; k++) {
 		struct svc_conf *c = d->cfg->svcs[k];
 		pipes += (size_t)c->instances * (OUT_CAPTURED(c->pol.out[0]) + OUT_CAPTURED(c->pol.out[1]));
@@ -505,7 +545,8 @@ void units_start_batch(struct evm_timer *t, void *data)
 	while (d->start_next && !d->stopping && start_slice_room(&sl)) {
 		struct unit *u = d->start_next;
 		d->start_next = u->next;
-		if (!u->want_start || !u->svc || u->conf->requires || u->conf->after)
+		/* u->old: an old copy still stopping (taken over after a crash): started at its end */
+		if (!u->want_start || !u->svc || u->old || u->conf->requires || u->conf->after)
 			continue;
 		u->want_start = false;
 		struct evm_service_info info;

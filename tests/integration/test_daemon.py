@@ -14,7 +14,8 @@ import pytest
 
 from conftest import EVMON, HELPER, PID_NS, wait_for
 from daemon_util import (SLOW, Daemon, LineReader, alive, ctl_events, follow_reloads, read_line,
-                         reload_until_dropped, stops_slowly, stuck_subscriber)
+                         reload_until_dropped, stops_slowly, stuck_subscriber,
+                         wait_signal_state)
 
 BASIC = """
 [evmon]
@@ -582,8 +583,11 @@ def test_reload_add_remove_change_unchanged(procs, tmp_path):
     assert after["pid"] != before["changed"]
     # the replacement starts at once; the old process stops in the background
     wait_for(lambda: not alive(before["changed"]), what="changed service's old process stopped")
-    with open(f"/proc/{after['pid']}/cmdline", "rb") as f:
-        assert b"sleep" in f.read()
+    def cmdline(pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    # exec'd when the spawn returns, but not under valgrind (its clone is a fork)
+    wait_for(lambda: b"sleep" in cmdline(after["pid"]), what="the new command's exec")
     assert d.status("same")["same"]["pid"] == before["same"]  # not touched
     wait_for(lambda: not alive(before["gone"]), what="removed service stopped")
 
@@ -631,34 +635,75 @@ def sleeps(mark):
     return found
 
 
-@pytest.mark.parametrize("crash", [False, True])
-def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_path, crash):
+def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_path):
     """A reload that changes a running service's command stops it and starts the new one
     once it is gone, also without cgroups (with them the new copy waited for the cgroup
-    to empty; without, both ran side by side until the old one's stop_timeout). And a
-    crash in between leaves no old copy behind: the next daemon kills it (it carries
-    the daemon's id and no record names it) before the new one starts."""
+    to empty; without, both ran side by side until the old one's stop_timeout). A crash
+    in between: test_a_crash_lets_an_old_copy_stop_in_its_time."""
     d = Daemon(procs, tmp_path, stops_slowly(400141))
-    d.wait_state("ig", "running")
-    old = d.status("ig")["ig"]["pid"]
+    old = wait_signal_state(d, "ig", "SigIgn")  # a SIGTERM before its trap would end it
     d.write(stops_slowly(400142))
     r = d.ctl("reload")
     assert r.returncode == 0, r
-    if crash:
-        d.crash()
-        assert alive(old) and sleeps(400142) == []
-        d.start()
-    else:
-        # while the old copy ignores its SIGTERM (3 s), no new one runs
-        for _ in range(10):
-            assert not (sleeps(400141) and sleeps(400142)), "two copies side by side"
-            time.sleep(0.1)
+    # while the old copy ignores its SIGTERM (3 s), no new one runs
+    for _ in range(10):
+        assert not (sleeps(400141) and sleeps(400142)), "two copies side by side"
+        time.sleep(0.1)
     wait_for(lambda: d.status("ig")["ig"]["state"] == "running" and sleeps(400142),
              timeout=30 * SLOW, what="the new copy")
     assert not alive(old) and sleeps(400141) == []
     assert len(sleeps(400142)) == 1
-    if crash:
-        assert f"service ig: pid {old}, started by daemon" in d.log(), d.log()
+    d.stop()
+
+
+def record_text(d):
+    try:
+        with open(d.sock + ".state") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("how", ["replaced", "removed"])
+@pytest.mark.parametrize("cgroup", ["no", "auto"])
+def test_a_crash_lets_an_old_copy_stop_in_its_time(procs, tmp_path, cgroup, how):
+    """kill -9 of the daemon while a reload's old copy of a service (replaced, or removed
+    from the file) ignores its SIGTERM: the next daemon takes that stop over from the
+    record (" old=PID:START:MS"): SIGKILL when it was due, not at once (before, no record
+    named the old copy: the next daemon killed it on sight, a database's clean shutdown
+    cut short), and a replacement still starts only once it is gone."""
+    def conf(mark, with_ig=True):
+        ig = f"""
+[service:ig]
+command = sh -c 'trap "" TERM; exec sleep {mark}'
+stop_timeout = 5
+start_secs = 0
+""" if with_ig else ""
+        return f"[evmon]\ncgroup = {cgroup}\n{ig}[service:other]\ncommand = HELPER pause\n"
+    d = Daemon(procs, tmp_path, conf(400171))
+    old = wait_signal_state(d, "ig", "SigIgn")
+    d.write(conf(400172, with_ig=how == "replaced"))
+    t0 = time.monotonic()
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    wait_for(lambda: f" old={old}:" in record_text(d), what="the old copy in the record")
+    d.crash()
+    d.start()
+    wait_for(lambda: f"service ig: old copy pid {old}, being stopped by daemon" in d.log(),
+             what="the old copy's stop taken over")
+    while alive(old):  # never two copies side by side; nothing new while it stops
+        assert sleeps(400172) == [], "a new copy beside the old one"
+        assert time.monotonic() - t0 < 30 * SLOW, "the old copy never stopped"
+        time.sleep(0.05)
+    # it ignores SIGTERM: only its SIGKILL ended it, due 5 s after the reload
+    assert time.monotonic() - t0 >= 4.5, "killed before its stop_timeout"
+    if how == "replaced":
+        wait_for(lambda: d.status("ig")["ig"]["state"] == "running" and sleeps(400172),
+                 timeout=30 * SLOW, what="the new copy")
+        assert len(sleeps(400172)) == 1
+    else:
+        wait_for(lambda: "ig" not in d.status() and f" old={old}:" not in record_text(d),
+                 what="the removed service gone, from the record too")
+    assert "other" in d.status() and d.p.poll() is None
     d.stop()
 
 
@@ -669,8 +714,7 @@ def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
     happen: the old one's removal, then the new one's start (the start used to be told
     first, its time before the removal's)."""
     d = Daemon(procs, tmp_path, stops_slowly(400151, cgroup=cgroup))
-    d.wait_state("ig", "running")
-    old = d.status("ig")["ig"]["pid"]
+    old = wait_signal_state(d, "ig", "SigIgn")
     s = d.connect()
     s.sendall(b'{"cmd":"events","names":["ig"]}\n')
     rd = LineReader(s)
@@ -717,8 +761,9 @@ def test_removed_and_added_again_while_the_old_one_stops(procs, tmp_path, cgroup
     d.write(a)
     assert d.ctl("-t", "0", "reload").returncode == 0
     d.status()  # what read freed memory
-    wait_for(lambda: d.status("ig")["ig"]["state"] == "running", timeout=30 * SLOW,
-             what="the last copy running")
+    # running from its spawn (start_secs = 0): its shell may not have exec'd sleep yet
+    wait_for(lambda: d.status("ig")["ig"]["state"] == "running" and sleeps(400161),
+             timeout=30 * SLOW, what="the last copy running")
     assert len(sleeps(400161)) == 1 and d.p.poll() is None
     d.stop()
 
@@ -1324,7 +1369,7 @@ command = sh -c 'trap "" TERM; exec sleep 1000'
 stop_timeout = 18446744074s
 start_secs = 0
 """)
-    pid = d.wait_state("ig", "running")["pid"]
+    pid = wait_signal_state(d, "ig", "SigIgn")
     assert d.ctl("-t", "0", "stop", "ig").returncode == 0
     wait_for(lambda: d.status("ig")["ig"]["state"] == "stopping", what="ig stopping")
     time.sleep(1)  # a wrapped deadline killed it within 0.3 s
