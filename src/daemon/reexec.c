@@ -211,10 +211,11 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 
 /*
  * Old copies of replaced or removed services still stopping (their stop
- * signal sent, their SIGKILL not due yet): they are in no record, so the
- * new image would kill them at once, cutting a graceful stop (a database
- * shutting down) short. The re-exec waits for none: it is refused, said
- * with how many, and can be asked again once they are gone.
+ * signal sent, their SIGKILL not due yet): the state names them (old=
+ * words) and a new image of format 9 takes their stops over; an older one
+ * would kill them at once, cutting a graceful stop (a database shutting
+ * down) short. A re-exec into such a binary waits for none: it is refused,
+ * said with how many, and can be asked again once they are gone.
  */
 static size_t still_stopping(struct daemon *d)
 {
@@ -225,14 +226,15 @@ static size_t still_stopping(struct daemon *d)
 	return n;
 }
 
-static int refuse_stopping(struct daemon *d, char *err, size_t errlen)
+static int refuse_stopping(struct daemon *d, const struct reexec *rx, char *err, size_t errlen)
 {
-	size_t n = still_stopping(d);
+	size_t n = rx->format >= STATE_OLDS ? 0 : still_stopping(d);
 	if (!n)
 		return 0;
-	snprintf(err, errlen, "%zu replaced or removed service%s still stopping (the exec would cut "
-		 "the stop short): not re-executing: the daemon carries on; try again once %s gone",
-		 n, n == 1 ? " is" : "s are", n == 1 ? "it is" : "they are");
+	snprintf(err, errlen, "%zu replaced or removed service%s still stopping and %.1024s reads state "
+		 "format %d (older than %d: the exec would cut the stop short): not re-executing: the "
+		 "daemon carries on; try again once %s gone", n, n == 1 ? " is" : "s are", rx->exe,
+		 rx->format, STATE_OLDS, n == 1 ? "it is" : "they are");
 	return -1;
 }
 
@@ -265,10 +267,6 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not re-executing", d->reexec ? "a re-exec is under way"
 			 : d->stopping ? "the daemon is shutting down"
 				       : "the daemon is still starting its services");
-		return -1;
-	}
-	if (refuse_stopping(d, err, errlen) < 0) {
-		dlog("re-exec: %s", err);
 		return -1;
 	}
 	struct reexec *rx = calloc(1, sizeof(*rx));
@@ -534,7 +532,7 @@ static int exec_now(struct reexec *rx)
 {
 	struct daemon *d = rx->d;
 	char env[32];
-	if (refuse_stopping(d, rx->err, sizeof(rx->err)) < 0) /* one began since the request */
+	if (refuse_stopping(d, rx, rx->err, sizeof(rx->err)) < 0) /* the binary's format is known now */
 		return -1;
 	uint64_t t_stop = mono_ns();
 	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
@@ -577,11 +575,11 @@ static int exec_now(struct reexec *rx)
 	snprintf(env, sizeof(env), "%d", mfd);
 	setenv("EVMON_REEXEC_STATE", env, 1);
 	notify_export(true);
-	if (rx->format < STATE_VERSION)
+	/* 8 lacks only the old copies' stops, and a re-exec into it waits for them */
+	if (rx->format < 8)
 		dlog("re-executing %s: %zu services keep running (state format %d, the newest it "
-		     "reads: without %s%s%s%sthe starts still waiting, the stops waiting for "
-		     "dependents and the restarts under way (not done))", rx->exe, d->nunits,
-		     rx->format,
+		     "reads: without %s%s%s%s%sthe notify socket (bound anew) and the fd:N pipes of "
+		     "services not ready yet)", rx->exe, d->nunits, rx->format,
 		     rx->format < 3 ? "the pidfds (it checks each process in /proc), the "
 				      "connections with a request half read (closed), the times, "
 				    : "",
@@ -590,7 +588,10 @@ static int exec_now(struct reexec *rx)
 				    : "",
 		     rx->format < 5 ? "the cgroup watches (each cgroup is read and watched anew), "
 				    : "",
-		     rx->format < 6 ? "the files of the watches (each is checked anew), " : "");
+		     rx->format < 6 ? "the files of the watches (each is checked anew), " : "",
+		     rx->format < 7 ? "the starts still waiting, the stops waiting for dependents "
+				      "and the restarts under way (not done), "
+				    : "");
 	else
 		dlog("re-executing %s: %zu services keep running", rx->exe, d->nunits);
 	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */

@@ -97,7 +97,10 @@ struct svc_conf;
  * stop, or stopping to start again; older formats say "run", or "stopping"
  * for a stop waiting only for its turn and for a restart), 8 the "exec
  * notify" line (the services' notify socket, kept open) and "exec readyfd"
- * (the read end of the fd:N pipe of a service not ready yet). In every format
+ * (the read end of the fd:N pipe of a service not ready yet), 9 nothing new
+ * to write: its reader takes over the old copies still stopping that the
+ * " old=" words name (any format has them; an older reader kills those
+ * processes, so a re-exec into it waits until none is left). In every format
  * the "daemon PID" line may end with " notify=@NAME": the abstract name of
  * that socket, which a daemon started after a crash binds again, and with
  * " id=HEX", the EVMON_DAEMON_ID its services carry, which the next one
@@ -109,7 +112,8 @@ struct svc_conf;
  * record on disk is written in format 2, so an older evmon started after a
  * crash still reads it; format 7's flags ride at the ends of its lines.
  */
-#define STATE_VERSION 8
+#define STATE_VERSION 9
+#define STATE_OLDS 9 /* the first format whose reader takes the old= words over */
 #define STATE_DISK_VERSION 2
 #define STATE_REEXEC_OLDEST 2
 

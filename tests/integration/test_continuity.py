@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -1053,18 +1054,51 @@ def test_a_service_keeps_its_last_exit_and_error_across(procs, tmp_path, how):
 
 
 @pytest.mark.parametrize("cgroup", ["no", "auto"])
-def test_reexec_waits_for_no_replaced_service_still_stopping(procs, tmp_path, marker, cgroup):
-    """A reload replaced db, whose old process takes its stop_timeout to stop: that
-    process is in no record, so the new image killed it at once (40-60 ms after its
-    SIGTERM: a database's clean shutdown cut short). The re-exec is refused while it
-    stops, says why, and works once it is gone."""
+def test_reexec_passes_on_a_replaced_service_still_stopping(procs, tmp_path, marker, cgroup):
+    """A reload replaced db, whose old process takes its stop_timeout to stop. A re-exec
+    meanwhile passes it on (old= on db's line): the new image takes its stop over, SIGKILL
+    when it was due, and starts the new copy once it is gone. Before, that process was in
+    no state and the new image killed it at once (40-60 ms after its SIGTERM: a
+    database's clean shutdown cut short), so the re-exec was refused until it was gone."""
     d = Daemon(procs, tmp_path, stops_slowly(marker, "db", cgroup))
     old = wait_signal_state(d, "db", "SigIgn")  # a SIGTERM before its trap would end it
     d.write(stops_slowly(marker + "1", "db", cgroup))
+    t0 = time.monotonic()
     assert d.ctl("-t", "0", "reload").returncode == 0
     r = d.ctl("reexec")
-    assert r.returncode == 1 and "1 replaced or removed service is still stopping" in r.stderr, \
-        r.stderr
+    assert r.returncode == 0, r.stderr
+    assert f"service db: old copy pid {old}, being stopped by daemon {d.p.pid}" in d.log()
+    assert d.status("db")["db"].get("old_pid") == old
+    while alive(old):  # never two copies side by side
+        assert marker_pids(marker + "1") == [], "a new copy beside the old one"
+        assert time.monotonic() - t0 < 30 * SLOW, "the old copy never stopped"
+        time.sleep(0.05)
+    assert time.monotonic() - t0 >= 2.5, "killed before its stop_timeout (3 s)"
+    st = wait_for(lambda: (s := d.status("db")["db"])["state"] == "running" and s,
+                  timeout=30 * SLOW, what="the new copy")
+    assert "old_pid" not in st and st["pid"] != old
+    d.stop()
+
+
+def test_reexec_into_an_older_format_waits_for_an_old_copy_still_stopping(procs, tmp_path,
+                                                                          marker):
+    """Into a binary that reads state format 8 (before the old= words were taken over),
+    a re-exec while a replaced service's old process stops is refused, says why (that
+    image would kill it at once), and works once it is gone."""
+    d = Daemon(procs, tmp_path, stops_slowly(marker, "db"), start=False)
+    exe = own_copy(tmp_path)
+    start_with(d, exe)
+    old = wait_signal_state(d, "db", "SigIgn")
+    with open(exe + ".new", "w") as f:
+        f.write(f'#!/bin/sh\n[ "$2" = --state-format ] && {{ echo 8; exit 0; }}\n'
+                f'exec {EVMON} "$@"\n')
+    os.chmod(exe + ".new", 0o755)
+    os.rename(exe + ".new", exe)
+    d.write(stops_slowly(marker + "1", "db"))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    r = d.ctl("reexec")
+    assert r.returncode == 1 and "1 replaced or removed service is still stopping" in r.stderr \
+        and "reads state format 8" in r.stderr, r.stderr
     assert alive(old) and d.request({"cmd": "ping"})["pid"] == d.p.pid
     wait_for(lambda: not alive(old) and d.status("db")["db"]["state"] == "running",
              timeout=30 * SLOW, what="the old copy's SIGKILL and the new copy")
