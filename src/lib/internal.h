@@ -85,12 +85,25 @@ static inline int evm__st_sigmask(int how, const sigset_t *set, sigset_t *old)
 
 /*
  * Code that runs in a vfork-style child shares the parent's memory and runs
- * on a small private stack: keep sanitizers out of it.
+ * on a small private stack, with the parent's thread pointer: keep
+ * sanitizers out of it. ThreadSanitizer's state is per thread, in TLS: the
+ * child would update the parent's (clang's no_sanitize("thread") still
+ * calls the runtime at each function's entry and exit, hence
+ * disable_sanitizer_instrumentation where clang has it).
  */
 #if defined(__clang__)
-#define EVM_CHILD_CODE __attribute__((no_sanitize("address", "undefined"))) __attribute__((noinline))
+#if __has_attribute(disable_sanitizer_instrumentation)
+#define EVM_NO_INSTRUMENTATION __attribute__((disable_sanitizer_instrumentation))
 #else
-#define EVM_CHILD_CODE __attribute__((no_sanitize_address, no_sanitize_undefined)) __attribute__((noinline))
+#define EVM_NO_INSTRUMENTATION
+#endif
+#define EVM_CHILD_CODE                                                                          \
+	__attribute__((no_sanitize("address", "undefined", "thread"))) EVM_NO_INSTRUMENTATION \
+		__attribute__((noinline))
+#else
+#define EVM_CHILD_CODE                                                                    \
+	__attribute__((no_sanitize_address, no_sanitize_undefined, no_sanitize_thread)) \
+		__attribute__((noinline))
 #endif
 
 /* --------------------------------------------------------- deferred release */
