@@ -77,6 +77,9 @@ struct unit {
 	struct svc_output *out;	 /* the capture of its output, or NULL (output.h) */
 	struct evm_cgroup *cg;	 /* its cgroup (cgroups.h), kept across re-creations, or NULL */
 	struct evm_service *old; /* a replaced service still stopping in cg: start after it */
+	/* the capture old writes into (its service holds it), or NULL; when it is not
+	 * out (a removed unit's, an output that changed), a re-exec would close it */
+	const struct svc_output *old_out;
 	struct ready *rd;	 /* how it becomes ready (ready.h); NULL: ready = started */
 	bool added;		 /* from `ctl add`, not from the config file */
 	uint64_t seq;		 /* its place in the order units were made (metrics.c) */
@@ -193,8 +196,13 @@ void daemon_started(struct daemon *d);
 struct unit *unit_find(struct daemon *d, const char *name);
 /* An old copy of a service called name, removed, is still stopping. */
 bool units_draining(struct daemon *d, const char *name);
-/* The old copies of name still stopping (replaced or removed): up to cap into out; how many. */
-size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap);
+/*
+ * The old copies of name still stopping (replaced or removed): up to cap
+ * into out; how many there are; *captured (if not NULL): how many of them
+ * write into a pipe of ours.
+ */
+size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap,
+		  size_t *captured);
 /* The names of removed services still stopping: NULL for the first; NULL after the last. */
 const char *units_next_draining(struct daemon *d, const char *prev);
 /* An old copy of name, stopping, taken over after a crash: waited for as a removed one. */

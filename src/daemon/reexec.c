@@ -214,27 +214,49 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
  * signal sent, their SIGKILL not due yet): the state names them (old=
  * words) and a new image of format 9 takes their stops over; an older one
  * would kill them at once, cutting a graceful stop (a database shutting
- * down) short. A re-exec into such a binary waits for none: it is refused,
- * said with how many, and can be asked again once they are gone.
+ * down) short. Neither can keep the pipe one writes its output into when
+ * only the old copy holds it (a removed service, or one whose output
+ * changed: the unit's own pipes cross the exec), and the record names at
+ * most STATE_OLDS_MAX of a name. A re-exec that would cut one short waits
+ * for none: it is refused, said with how many, and can be asked again once
+ * they are gone. *all: every old copy.
  */
-static size_t still_stopping(struct daemon *d)
+static size_t cut_short(struct daemon *d, int format, size_t *all)
 {
-	size_t n = d->draining.n; /* names removed, their old copies stopping */
-	for (struct unit *u = d->first; u; u = u->next)
-		if (u->old && !units_draining(d, u->name))
-			n++; /* replaced in place (a reload that changed it) */
+	size_t n = 0;
+	*all = 0;
+	for (struct unit *u = d->first; u; u = u->next) {
+		size_t captured = 0, k = u->old ? units_olds(d, u->name, NULL, 0, &captured) : 0;
+		if (k && !units_draining(d, u->name)) { /* replaced in place */
+			*all += k;
+			n += format < STATE_OLDS ? k : captured + (k > STATE_OLDS_MAX);
+		}
+	}
+	for (const char *nm = NULL; (nm = units_next_draining(d, nm));) {
+		size_t captured = 0, k = units_olds(d, nm, NULL, 0, &captured);
+		*all += k;
+		n += format < STATE_OLDS ? k : captured + (k > STATE_OLDS_MAX);
+	}
 	return n;
 }
 
 static int refuse_stopping(struct daemon *d, const struct reexec *rx, char *err, size_t errlen)
 {
-	size_t n = rx->format >= STATE_OLDS ? 0 : still_stopping(d);
+	size_t all, n = cut_short(d, rx->format, &all);
 	if (!n)
 		return 0;
-	snprintf(err, errlen, "%zu replaced or removed service%s still stopping and %.1024s reads state "
-		 "format %d (older than %d: the exec would cut the stop short): not re-executing: the "
-		 "daemon carries on; try again once %s gone", n, n == 1 ? " is" : "s are", rx->exe,
-		 rx->format, STATE_OLDS, n == 1 ? "it is" : "they are");
+	if (rx->format < STATE_OLDS)
+		snprintf(err, errlen, "%zu replaced or removed service%s still stopping and %.1024s "
+			 "reads state format %d (older than %d: the exec would cut the stop short): not "
+			 "re-executing: the daemon carries on; try again once %s gone", all,
+			 all == 1 ? " is" : "s are", rx->exe, rx->format, STATE_OLDS,
+			 all == 1 ? "it is" : "they are");
+	else
+		snprintf(err, errlen, "%zu replaced or removed service%s still stopping and writing "
+			 "into a pipe only %s holds (the exec would close it), or more than %d of one "
+			 "name: not re-executing: the daemon carries on; try again once %s gone", n,
+			 n == 1 ? " is" : "s are", n == 1 ? "its old copy" : "their old copies",
+			 STATE_OLDS_MAX, n == 1 ? "it is" : "they are");
 	return -1;
 }
 

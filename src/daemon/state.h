@@ -38,12 +38,14 @@
  * ends a stop for a failure (EVM_ADOPT_FAILING); and " watchdog=MS" for a run whose
  * service set its own watchdog period (WATCHDOG_USEC=), which goes on; and one
  * " old=PID:STARTTIME:MS" per copy of the name that a reload replaced or removed
- * and that still stops (its stop signal sent; MS: the CLOCK_BOOTTIME of its SIGKILL,
- * 0 for none): the next daemon takes that stop over, and its successor waits for
- * it as before the crash. A name removed from the configuration whose old copy
- * still stops has a line of its own, "service NAME 0 0 0 down stopped 0 0 0 0 0
- * old=...": a reader that leaves the old= words sees a stopped service it does
- * not know (and kills that process as one no record names). So the record on
+ * and that still stops, at most STATE_OLDS_MAX (its stop signal sent; MS: the
+ * CLOCK_BOOTTIME of its SIGKILL, 0: due already): the next daemon takes that
+ * stop over, and its successor waits for it as before the crash. A name removed
+ * from the configuration (or whose new definition's service could not be made)
+ * whose old copy still stops has a line of its own, "service NAME 0 0
+ * 0000000000000000 down stopped 0 0 0 0 0 old=...": a reader that leaves the
+ * old= words sees a stopped service it does not know (and kills that process as
+ * one no record names). So the record on
  * disk, in format 2, carries them across a crash, and an older evmon still
  * reads it (a `ctl start` waiting is then forgotten, as it was). A
  * shutdown's stops are not written (a daemon started after it runs them).
@@ -114,6 +116,7 @@ struct svc_conf;
  */
 #define STATE_VERSION 9
 #define STATE_OLDS 9 /* the first format whose reader takes the old= words over */
+#define STATE_OLDS_MAX 4 /* old= words on a line at most (statewrite.c) */
 #define STATE_DISK_VERSION 2
 #define STATE_REEXEC_OLDEST 2
 
@@ -147,7 +150,7 @@ struct rec_svc {
 	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
 	/* " old=PID:START:MS" (any format): a replaced or removed copy of this name still
-	 * stopping (its stop signal sent), and the CLOCK_BOOTTIME ms of its SIGKILL (0: none) */
+	 * stopping (its stop signal sent), and the CLOCK_BOOTTIME ms of its SIGKILL (0: due) */
 	struct rec_old {
 		pid_t pid;
 		uint64_t start, deadline;

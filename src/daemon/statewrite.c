@@ -125,16 +125,18 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 
 /*
  * " old=PID:STARTTIME:MS" words for name's old copies still stopping (at
- * most 4: more than one is rare, a reload flip-flopping faster than the
- * stops), without their first space, into buf; "" for none. One whose
- * process is gone (its exit on its way) is left out.
+ * most STATE_OLDS_MAX: more than one is rare, a reload flip-flopping faster
+ * than the stops; the others are killed after a crash, as before, and a
+ * re-exec waits for them: reexec.c), without their first space, into buf
+ * (room for STATE_OLDS_MAX words); "" for none. One whose process is gone
+ * (its exit on its way) is left out.
  */
 static void old_words(struct daemon *d, const char *name, char *buf, size_t cap)
 {
-	struct evm_service *olds[4];
-	size_t n = units_olds(d, name, olds, 4), len = 0;
+	struct evm_service *olds[STATE_OLDS_MAX];
+	size_t n = units_olds(d, name, olds, STATE_OLDS_MAX, NULL), len = 0;
 	buf[0] = '\0';
-	for (size_t i = 0; i < n && i < 4; i++) {
+	for (size_t i = 0; i < n && i < STATE_OLDS_MAX; i++) {
 		struct evm_proc *p = evm_service_proc(olds[i]);
 		pid_t pid = p ? evm_proc_pid(p) : 0;
 		uint64_t start, left;
@@ -152,9 +154,20 @@ static void old_words(struct daemon *d, const char *name, char *buf, size_t cap)
 	}
 }
 
+/* A line of its own for name's old copies: no service of that name has one */
+static size_t old_line(struct daemon *d, FILE *f, const char *name, char *olds, size_t cap)
+{
+	old_words(d, name, olds, cap);
+	if (!*olds)
+		return 0;
+	fprintf(f, "service %s 0 0 0000000000000000 %s %s 0 0 0 0 0 %s\n", name,
+		rec_flag_names[REC_DOWN], evm_state_name(EVM_STATE_STOPPED), olds);
+	return 1;
+}
+
 size_t state_print(struct daemon *d, FILE *f, int version)
 {
-	char olds[160];
+	char olds[STATE_OLDS_MAX * 64];
 	size_t n = 0;
 	/*
 	 * Formats 2 to 6 write the same here (their differences are "exec" lines);
@@ -168,8 +181,11 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 	fprintf(f, "evmon-state %d\ndaemon %d%s%s id=%016" PRIx64 "\n", version, (int)getpid(),
 		nsock ? " notify=" : "", nsock ? nsock : "", d->lineage);
 	for (struct unit *u = d->first; u; u = u->next) {
-		if (!u->svc)
+		if (!u->svc) { /* its new definition's service could not be made */
+			if (u->old || (d->draining.n && units_draining(d, u->name)))
+				n += old_line(d, f, u->name, olds, sizeof(olds));
 			continue;
+		}
 		struct evm_service_info info;
 		evm_service_info(u->svc, &info);
 		pid_t pid = info.pid;
@@ -211,7 +227,7 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		}
 		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
 		olds[0] = '\0';
-		if (u->old || units_draining(d, u->name))
+		if (u->old || (d->draining.n && units_draining(d, u->name)))
 			old_words(d, u->name, olds, sizeof(olds));
 		fputs("service ", f);
 		fputs(u->name, f);
@@ -224,16 +240,9 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 			fprintf(f, "added %s\n", u->conf->added_def);
 	}
 	/* removed services still stopping, when no service of their name is defined now */
-	for (const char *name = NULL; (name = units_next_draining(d, name));) {
-		if (unit_find(d, name))
-			continue;
-		old_words(d, name, olds, sizeof(olds));
-		if (!*olds)
-			continue;
-		fprintf(f, "service %s 0 0 0000000000000000 %s %s 0 0 0 0 0 %s\n", name,
-			rec_flag_names[REC_DOWN], evm_state_name(EVM_STATE_STOPPED), olds);
-		n++;
-	}
+	for (const char *name = NULL; (name = units_next_draining(d, name));)
+		if (!unit_find(d, name))
+			n += old_line(d, f, name, olds, sizeof(olds));
 	return n;
 }
 

@@ -103,9 +103,10 @@ static void take_over_old(struct daemon *d, const char *name, const struct rec_o
 		.name = name,
 		.spawn = {.argv = argv},
 		.restart = EVM_RESTART_NEVER,
-		.kill_mode = EVM_KILL_TREE, /* the daemon's default: its session, or its cgroup */
+		/* the daemon's default: its session, or its cgroup (its own kill_mode is not
+		 * recorded: one of process or group loses what it meant to leave behind) */
+		.kill_mode = EVM_KILL_TREE,
 		.cgroup = cg,
-		.stop_timeout_ms = UINT64_MAX, /* none recorded: none (deadline_ms below otherwise) */
 	};
 	struct evm_service *svc;
 	int r = evm_service_new(d->loop, &so, &svc);
@@ -115,19 +116,21 @@ static void take_over_old(struct daemon *d, const char *name, const struct rec_o
 		     "over: %s", name, (int)o->pid, (int)d->rec->daemon, strerror(-r));
 		return;
 	}
-	struct evm_adopt_opts ao = {.pid = o->pid, .flags = EVM_ADOPT_START_TIME | EVM_ADOPT_STOPPING,
-				    .start_time = o->start};
+	/* 0: its SIGKILL was sent already (or due at once), so no timer was left to say when */
 	uint64_t now = state_boot_ms();
-	if (o->deadline) {
-		ao.flags |= EVM_ADOPT_DEADLINE;
-		ao.deadline_ms = o->deadline > now ? o->deadline - now : 0;
-	}
+	struct evm_adopt_opts ao = {
+		.pid = o->pid, .start_time = o->start,
+		.flags = EVM_ADOPT_START_TIME | EVM_ADOPT_STOPPING | EVM_ADOPT_DEADLINE,
+		.deadline_ms = o->deadline > now ? o->deadline - now : 0,
+	};
 	r = evm_service_adopt(svc, &ao);
 	if (r == 0) {
 		dlog("service %s: old copy pid %d, being stopped by daemon %d: its stop goes on (%s)",
-		     name, (int)o->pid, (int)d->rec->daemon,
-		     !o->deadline ? "no SIGKILL" : ao.deadline_ms ? "SIGKILL when due" : "SIGKILL now");
+		     name, (int)o->pid, (int)d->rec->daemon, ao.deadline_ms ? "SIGKILL when due" : "SIGKILL now");
 		units_take_old(d, name, svc);
+	} else if (r == -EEXIST) {
+		dlog("service %s: old copy pid %d named twice in the record: taken over once", name,
+		     (int)o->pid);
 	} else if (r != -ESRCH) {
 		dlog("service %s: old copy pid %d, being stopped by daemon %d: cannot adopt it: %s; "
 		     "killed as a process no record names", name, (int)o->pid, (int)d->rec->daemon,
@@ -337,7 +340,7 @@ static int pid_cmp(const void *a, const void *b)
 /* The sessions of the adopted services' main processes (not ours), sorted; NULL: none */
 static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 {
-	size_t cap = 4 * d->draining.n; /* old copies still stopping (units_olds: 4 a name) */
+	size_t cap = STATE_OLDS_MAX * d->draining.n; /* old copies still stopping, as recorded */
 	*n = 0;
 	for (struct unit *u = d->first; u; u = u->next)
 		cap += u->adopted;
@@ -349,9 +352,9 @@ static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 			sids[(*n)++] = sid;
 	}
 	for (const char *nm = NULL; sids && (nm = units_next_draining(d, nm));) {
-		struct evm_service *olds[4];
-		size_t k = units_olds(d, nm, olds, 4);
-		for (size_t i = 0; i < k && i < 4 && *n < cap; i++) {
+		struct evm_service *olds[STATE_OLDS_MAX];
+		size_t k = units_olds(d, nm, olds, STATE_OLDS_MAX, NULL);
+		for (size_t i = 0; i < k && i < STATE_OLDS_MAX && *n < cap; i++) {
 			struct evm_proc *p = evm_service_proc(olds[i]);
 			pid_t sid = p ? getsid(evm_proc_pid(p)) : -1;
 			if (sid > 0 && sid != own)

@@ -64,8 +64,13 @@ struct draining {
 	struct hnode node;	/* the first of its name in d->draining */
 	struct draining *next;	/* others of the same name (rare: see draining_add) */
 	struct evm_service *svc;
+	bool captured;		/* its output goes to a pipe of ours (unit.old_captured) */
 	char name[];
 };
+
+/* unit.old_out of an old copy that writes into a capture no unit has: never looked into */
+static const char apart;
+#define OUT_APART ((const struct svc_output *)(const void *)&apart)
 
 static struct draining *draining_find(struct daemon *d, const char *name)
 {
@@ -84,7 +89,7 @@ bool units_draining(struct daemon *d, const char *name)
  * hands the same one on. Added twice, one entry outlived the service's
  * removal, and the next unit of that name waited on freed memory.
  */
-static void draining_add(struct daemon *d, const char *name, struct evm_service *svc)
+static void draining_add(struct daemon *d, const char *name, struct evm_service *svc, bool captured)
 {
 	struct draining *first = draining_find(d, name);
 	for (struct draining *g = first; g; g = g->next)
@@ -97,6 +102,7 @@ static void draining_add(struct daemon *d, const char *name, struct evm_service 
 		return;
 	}
 	g->svc = svc;
+	g->captured = captured;
 	g->next = NULL;
 	memcpy(g->name, name, len);
 	if (first) {
@@ -111,17 +117,26 @@ static void draining_add(struct daemon *d, const char *name, struct evm_service 
  * The old copies of name still stopping (a replaced one, u->old, and those
  * removed), each once, into out (cap of them); how many there are.
  */
-size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap)
+size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap,
+		  size_t *captured)
 {
 	size_t n = 0;
 	struct unit *u = unit_find(d, name);
-	if (u && u->old && cap)
-		out[n++] = u->old;
+	if (captured) /* a replaced one's pipe is the unit's while its capture is the same */
+		*captured = u && u->old && u->old_out && u->old_out != u->out;
+	if (u && u->old) {
+		if (n < cap)
+			out[n] = u->old;
+		n++;
+	}
 	for (struct draining *g = draining_find(d, name); g; g = g->next) {
-		bool seen = u && g->svc == u->old;
-		if (!seen && n < cap)
+		if (u && g->svc == u->old)
+			continue;
+		if (n < cap)
 			out[n] = g->svc;
-		n += !seen;
+		n++;
+		if (captured)
+			*captured += g->captured;
 	}
 	return n;
 }
@@ -129,7 +144,10 @@ size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, 
 /* The names of removed services still stopping, one at a time: NULL first, NULL at the end. */
 const char *units_next_draining(struct daemon *d, const char *prev)
 {
-	struct hnode *n = hmap_next(&d->draining, prev ? &draining_find(d, prev)->node : NULL);
+	struct draining *at = prev ? draining_find(d, prev) : NULL;
+	if (prev && !at)
+		return NULL; /* gone meanwhile: never start over */
+	struct hnode *n = hmap_next(&d->draining, at ? &at->node : NULL);
 	return n ? HMAP_ENTRY(n, struct draining, node)->name : NULL;
 }
 
@@ -140,7 +158,7 @@ const char *units_next_draining(struct daemon *d, const char *prev)
  */
 void units_take_old(struct daemon *d, const char *name, struct evm_service *svc)
 {
-	draining_add(d, name, svc);
+	draining_add(d, name, svc, false); /* its pipe died with the daemon before */
 	struct unit *u = unit_find(d, name);
 	if (u && !u->old)
 		u->old = svc;
@@ -198,6 +216,7 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 		 * unless another of its name still stops */
 		struct draining *g = draining_find(d, u->name);
 		u->old = g ? g->svc : NULL;
+		u->old_out = g && g->captured ? OUT_APART : NULL;
 		return !u->old && u->want_start && u->svc && !d->defer_start ? u : NULL;
 	}
 	if (!u || u->svc != ev->service)
@@ -413,8 +432,10 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	d->nunits++;
 	deps_forget(d, u);
 	struct draining *g = draining_find(d, u->name);
-	if (g)
+	if (g) {
 		u->old = g->svc; /* started at its removal (units_on_event) */
+		u->old_out = g->captured ? OUT_APART : NULL;
+	}
 	unit_create(d, u);
 	return u;
 }
@@ -438,8 +459,10 @@ void unit_release(struct daemon *d, struct unit *u)
 	 */
 	enum evm_state st = evm_service_state(s);
 	if (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_RELOADING ||
-	    st == EVM_STATE_STOPPING)
+	    st == EVM_STATE_STOPPING) {
 		u->old = s;
+		u->old_out = u->out;
+	}
 	evm_service_remove(s);
 }
 
@@ -455,7 +478,7 @@ void unit_remove(struct daemon *d, struct unit *u)
 	health_unit_gone(d, u);
 	unit_release(d, u);
 	if (u->old)
-		draining_add(d, u->name, u->old);
+		draining_add(d, u->name, u->old, u->old_out != NULL);
 	output_unref(u->out);
 	u->out = NULL;
 	evm_cgroup_free(u->cg); /* the cgroup stays: cgroups_close removes it */

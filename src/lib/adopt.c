@@ -156,10 +156,15 @@ static void read_ancestors(struct evm_loop *loop)
 {
 	loop->ancestors_read = true;
 	struct evm__pstat st;
+	if (evm__proc_stat(getpid(), &st) < 0)
+		return;
+	uint64_t child = st.start;
 	/* 0: a parent outside our pid namespace; 1: init, refused apart */
 	for (pid_t x = getppid(); x > 1 && loop->nancestors < 4096; x = st.ppid) {
-		if (evm__proc_stat(x, &st) < 0)
+		/* younger than its child: the ancestor died as we read, its pid reused */
+		if (evm__proc_stat(x, &st) < 0 || st.start > child)
 			return;
+		child = st.start;
 		struct evm__ancestor *a = realloc(loop->ancestors, (loop->nancestors + 1) * sizeof(*a));
 		if (!a)
 			return;
@@ -205,7 +210,8 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 	 * identity check: a recorded pid that now names one of them (reused: a
 	 * restart of a container) is -ESRCH, "gone", as for any other process.
 	 */
-	if (r == 0 && (o->pid == self || o->pid == 1 || is_ancestor(loop, o->pid, f.start)))
+	if (r == 0 && (o->pid == self || o->pid == 1 ||
+		       (f.ppid != self && is_ancestor(loop, o->pid, f.start)))) /* a child is none */
 		r = -EINVAL;
 	struct evm_proc *p = NULL;
 	if (r == 0 && (evm__pidmap_reserve(&loop->pids) < 0 || !(p = evm__proc_new(loop))))

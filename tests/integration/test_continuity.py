@@ -1080,6 +1080,56 @@ def test_reexec_passes_on_a_replaced_service_still_stopping(procs, tmp_path, mar
     d.stop()
 
 
+def logged_db(tmp_path, mark, with_db=True, tag=""):
+    """db logs to a file; on SIGTERM it waits 1 s, logs "late MARK" and stays (its
+    SIGKILL comes at stop_timeout)."""
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    db = f"""
+[service:db]
+command = sh -c 'trap "sleep 1; echo late {mark}{tag}; trap \\"\\" TERM" TERM; echo up; while :; do sleep 0.1; done'
+stdout = log
+stop_timeout = 4
+start_secs = 0
+""" if with_db else ""
+    return f"[evmon]\nlog_dir = logs\n{db}[service:other]\ncommand = HELPER pause\n"
+
+
+def test_reexec_keeps_the_pipe_a_replaced_copy_writes_into(procs, tmp_path, marker):
+    """A replaced service's old copy writes into its unit's capture, which crosses a
+    re-exec: its last lines, written after the exec, are in the log."""
+    log = tmp_path / "logs" / "db.log"
+    d = Daemon(procs, tmp_path, logged_db(tmp_path, marker))
+    old = d.wait_state("db", "running")["pid"]
+    wait_for(lambda: log.exists() and "up" in log.read_text(), what="db's first line")
+    d.write(logged_db(tmp_path, marker, tag="-new"))  # changed: replaced
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: f"late {marker}\n" in log.read_text(), what="the old copy's line after the exec")
+    wait_for(lambda: not alive(old) and d.status("db")["db"]["state"] == "running",
+             timeout=30 * SLOW, what="the new copy")
+    d.stop()
+
+
+def test_reexec_waits_for_a_removed_copy_writing_into_its_own_pipe(procs, tmp_path, marker):
+    """A removed service's old copy writes into a capture no unit holds any more: the exec
+    would close it (its next line: SIGPIPE). The re-exec is refused while it stops, says
+    why, and works once it is gone."""
+    d = Daemon(procs, tmp_path, logged_db(tmp_path, marker))
+    old = d.wait_state("db", "running")["pid"]
+    d.write(logged_db(tmp_path, marker, with_db=False))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    r = d.ctl("reexec")
+    assert r.returncode == 1 and "writing into a pipe only its old copy holds" in r.stderr, r.stderr
+    assert alive(old) and d.request({"cmd": "ping"})["pid"] == d.p.pid
+    wait_for(lambda: not alive(old) and "db" not in d.status(), timeout=30 * SLOW,
+             what="the old copy's SIGKILL")
+    assert f"late {marker}" in (tmp_path / "logs" / "db.log").read_text()
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stderr
+    d.stop()
+
+
 def test_reexec_into_an_older_format_waits_for_an_old_copy_still_stopping(procs, tmp_path,
                                                                           marker):
     """Into a binary that reads state format 8 (before the old= words were taken over),
