@@ -815,7 +815,7 @@ def s7(cfg, reps):
     n, secs = cfg["s7_services"], cfg["s7_secs"]
     for rep in range(reps):
         try:
-            r = run_harness(ev + ["restart", TINY, "2000"])
+            r = run_harness(ev + ["restart", TINY, "600"])
             for k in ("restart_p50_us", "restart_p99_us", "vfork_exec_p50_us", "restart_over_spawn"):
                 res.add("restart", 1, "evmon", rep, k, r[k])
         except Failed as e:

@@ -4,6 +4,8 @@
  *
  *   tiny            exit 0 at once (S1)
  *   tiny p          block forever (S2: long-lived children cost almost nothing)
+ *   tiny n          nap 12 ms, then exit 0 (S7's restarts: a run of 10 ms or
+ *                   more counts as stable, so the next restart is not delayed)
  *   tiny s          block reading fd 0 until EOF, then exit (S3: the storm
  *                   trigger is the harness closing the pipe's write end)
  *   tiny t          write a record {pid, CLOCK_MONOTONIC ns} to fd 1, exit (S4)
@@ -123,6 +125,12 @@ __attribute__((noreturn, used)) void tiny_main(long *sp)
 	case 'p':
 		for (;;)
 			sys4(NR_ppoll, 0, 0, 0, 0);
+	case 'n': {
+		struct ts nap = {0, 12 * 1000 * 1000};
+		while (sys4(NR_ppoll, 0, 0, (long)&nap, 0) == -4) /* EINTR: the rest is in nap */
+			;
+		die(0);
+	}
 	case 's':
 		wait_eof();
 		die(0);

@@ -11,9 +11,12 @@
  *       one cap, then after one cap of warm-up we measure our own CPU time
  *       for SECS seconds.
  *   evmon_bench restart CHILD RUNS
- *       one service, restarted with zero delay: exit event -> next spawn
- *       event, RUNS times; then the same number of bare vfork+exec of CHILD
- *       (vfork returns once the child has exec'd: the kernel's spawn cost).
+ *       one service running "CHILD n" (tiny's 12 ms nap: a run under 10 ms
+ *       is never stable, and a crash loop's restarts wait 10 ms at least),
+ *       restarted with zero delay: exit event -> next spawn event, RUNS
+ *       times; then the same number of bare vfork+exec of "CHILD n", each
+ *       after the last one's nap as the restarts are (vfork returns once the
+ *       child has exec'd: the kernel's spawn cost).
  *
  * EVM_SPAWN_MODE (direct|helper|auto) and EVM_NO_PIDFD are read by the
  * library itself, so the runner measures each path with the same binary.
@@ -309,6 +312,7 @@ static int cmd_restart(long runs)
 	want_lat = runs;
 	lat = calloc((size_t)runs, sizeof(*lat));
 	uint64_t *raw = calloc((size_t)runs, sizeof(*raw));
+	child_argv[1] = "n"; /* stable runs: no restart waits for the crash-loop floor */
 	struct evm_service *svc = new_service(0, 0, true);
 	evm_subscribe(loop, EVM_EV_EXIT | EVM_EV_SPAWN, on_restart_event, NULL, NULL);
 	evm_service_start(svc);
