@@ -64,7 +64,7 @@ struct draining {
 	struct hnode node;	/* the first of its name in d->draining */
 	struct draining *next;	/* others of the same name (rare: see draining_add) */
 	struct evm_service *svc;
-	bool captured;		/* its output goes to a pipe of ours (unit.old_captured) */
+	bool captured;		/* its output goes to a capture of ours (unit.old_out) */
 	char name[];
 };
 
