@@ -517,23 +517,18 @@ static void on_shutdown_timeout(struct evm_timer *t, void *data)
 			evm_cgroup_kill(u->cg);
 	}
 	/* and the old copies of replaced or removed services still stopping (the loop waits
-	 * for them too), with their cgroups: the unit's, or a removed name's */
-	for (struct unit *u = d->first; u; u = u->next)
-		if (u->old && !units_draining(d, u->name)) {
-			evm_service_signal(u->old, SIGKILL);
-			if (u->cg)
-				evm_cgroup_kill(u->cg);
-		}
+	 * for them too), with their cgroup: its unit's, or a removed name's */
 	for (const char *nm = NULL; (nm = units_next_draining(d, nm));) {
-		struct evm_service *olds[16];
-		size_t k = units_olds(d, nm, olds, 16, NULL);
-		for (size_t i = 0; i < k && i < 16; i++)
-			evm_service_signal(olds[i], SIGKILL);
+		struct evm_service *old;
+		for (size_t i = 0; (old = units_old(d, nm, i, NULL)); i++)
+			evm_service_signal(old, SIGKILL);
+		struct unit *u = unit_find(d, nm);
 		struct evm_cgroup *cg = NULL;
-		if (d->cg && cgroups_service(d->cg, nm, &cg) == 0) {
+		if (u && u->cg)
+			evm_cgroup_kill(u->cg);
+		else if (d->cg && cgroups_service(d->cg, nm, &cg) == 0)
 			evm_cgroup_kill(cg);
-			evm_cgroup_free(cg);
-		}
+		evm_cgroup_free(cg);
 	}
 }
 

@@ -76,10 +76,9 @@ struct unit {
 	struct evm_service *svc; /* NULL when it could not be created */
 	struct svc_output *out;	 /* the capture of its output, or NULL (output.h) */
 	struct evm_cgroup *cg;	 /* its cgroup (cgroups.h), kept across re-creations, or NULL */
-	struct evm_service *old; /* a replaced service still stopping in cg: start after it */
-	/* the capture old writes into (its service holds it), or NULL; when it is not
-	 * out (a removed unit's, an output that changed), a re-exec would close it */
-	const struct svc_output *old_out;
+	/* an old copy of its name still stopping (replaced or removed): start after it;
+	 * the first of units_old's */
+	struct evm_service *old;
 	struct ready *rd;	 /* how it becomes ready (ready.h); NULL: ready = started */
 	bool added;		 /* from `ctl add`, not from the config file */
 	uint64_t seq;		 /* its place in the order units were made (metrics.c) */
@@ -171,7 +170,7 @@ struct daemon {
 	struct unit *first, *last;
 	struct hashmap units; /* by name */
 	size_t nunits;
-	struct hashmap draining; /* removed services still stopping in their cgroup, by name */
+	struct hashmap draining; /* old copies still stopping (replaced or removed), by name */
 
 	struct waiter *waiters;
 	struct health *health_orphans; /* of units gone while their check ran (health.c) */
@@ -194,16 +193,16 @@ void daemon_started(struct daemon *d);
 
 /* units.c */
 struct unit *unit_find(struct daemon *d, const char *name);
-/* An old copy of a service called name, removed, is still stopping. */
+/* An old copy of a service called name (replaced by a reload, or removed) is still stopping. */
 bool units_draining(struct daemon *d, const char *name);
 /*
- * The old copies of name still stopping (replaced or removed): up to cap
- * into out; how many there are; *captured (if not NULL): how many of them
- * write into a pipe of ours.
+ * The i-th old copy of name still stopping, from 0 (the one its unit waits
+ * for first), or NULL after the last. *apart (if not NULL): it writes into
+ * a capture of ours that no unit of name has (a removed unit's, or an
+ * output that changed): only it holds that pipe, so a re-exec would close it.
  */
-size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap,
-		  size_t *captured);
-/* The names of removed services still stopping: NULL for the first; NULL after the last. */
+struct evm_service *units_old(struct daemon *d, const char *name, size_t i, bool *apart);
+/* The names of old copies still stopping: NULL for the first; NULL after the last. */
 const char *units_next_draining(struct daemon *d, const char *prev);
 /* An old copy of name, stopping, taken over after a crash: waited for as a removed one. */
 void units_take_old(struct daemon *d, const char *name, struct evm_service *svc);

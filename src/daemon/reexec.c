@@ -225,17 +225,13 @@ static size_t cut_short(struct daemon *d, int format, size_t *all)
 {
 	size_t n = 0;
 	*all = 0;
-	for (struct unit *u = d->first; u; u = u->next) {
-		size_t captured = 0, k = u->old ? units_olds(d, u->name, NULL, 0, &captured) : 0;
-		if (k && !units_draining(d, u->name)) { /* replaced in place */
-			*all += k;
-			n += format < STATE_OLDS ? k : captured + (k > STATE_OLDS_MAX);
-		}
-	}
 	for (const char *nm = NULL; (nm = units_next_draining(d, nm));) {
-		size_t captured = 0, k = units_olds(d, nm, NULL, 0, &captured);
+		size_t k = 0, apart = 0;
+		bool a;
+		for (; units_old(d, nm, k, &a); k++)
+			apart += a;
 		*all += k;
-		n += format < STATE_OLDS ? k : captured + (k > STATE_OLDS_MAX);
+		n += format < STATE_OLDS ? k : apart + (k > STATE_OLDS_MAX);
 	}
 	return n;
 }

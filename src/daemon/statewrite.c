@@ -133,16 +133,16 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
  */
 static void old_words(struct daemon *d, const char *name, char *buf, size_t cap)
 {
-	struct evm_service *olds[STATE_OLDS_MAX];
-	size_t n = units_olds(d, name, olds, STATE_OLDS_MAX, NULL), len = 0;
+	struct evm_service *old;
+	size_t len = 0;
 	buf[0] = '\0';
-	for (size_t i = 0; i < n && i < STATE_OLDS_MAX; i++) {
-		struct evm_proc *p = evm_service_proc(olds[i]);
+	for (size_t i = 0; i < STATE_OLDS_MAX && (old = units_old(d, name, i, NULL)); i++) {
+		struct evm_proc *p = evm_service_proc(old);
 		pid_t pid = p ? evm_proc_pid(p) : 0;
 		uint64_t start, left;
 		if (pid <= 0 || evm_proc_start_time(pid, &start) < 0)
 			continue;
-		uint64_t kill = evm_service_deadline(olds[i], &left) == EVM_DEADLINE_KILL
+		uint64_t kill = evm_service_deadline(old, &left) == EVM_DEADLINE_KILL
 					? state_boot_ms() + left : 0;
 		int w = snprintf(buf + len, cap - len, "%sold=%d:%" PRIu64 ":%" PRIu64, len ? " " : "",
 				 (int)pid, start, kill);
@@ -182,7 +182,7 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		nsock ? " notify=" : "", nsock ? nsock : "", d->lineage);
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (!u->svc) { /* its new definition's service could not be made */
-			if (u->old || (d->draining.n && units_draining(d, u->name)))
+			if (units_draining(d, u->name))
 				n += old_line(d, f, u->name, olds, sizeof(olds));
 			continue;
 		}
@@ -227,7 +227,7 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		}
 		uint64_t next = info.state == EVM_STATE_BACKOFF ? state_boot_ms() + info.next_start_ms : 0;
 		olds[0] = '\0';
-		if (u->old || (d->draining.n && units_draining(d, u->name)))
+		if (units_draining(d, u->name))
 			old_words(d, u->name, olds, sizeof(olds));
 		fputs("service ", f);
 		fputs(u->name, f);

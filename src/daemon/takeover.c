@@ -340,7 +340,10 @@ static int pid_cmp(const void *a, const void *b)
 /* The sessions of the adopted services' main processes (not ours), sorted; NULL: none */
 static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 {
-	size_t cap = STATE_OLDS_MAX * d->draining.n; /* old copies still stopping, as recorded */
+	size_t cap = 0;
+	for (const char *nm = NULL; (nm = units_next_draining(d, nm));) /* old copies taken over */
+		for (size_t i = 0; units_old(d, nm, i, NULL); i++)
+			cap++;
 	*n = 0;
 	for (struct unit *u = d->first; u; u = u->next)
 		cap += u->adopted;
@@ -352,10 +355,9 @@ static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 			sids[(*n)++] = sid;
 	}
 	for (const char *nm = NULL; sids && (nm = units_next_draining(d, nm));) {
-		struct evm_service *olds[STATE_OLDS_MAX];
-		size_t k = units_olds(d, nm, olds, STATE_OLDS_MAX, NULL);
-		for (size_t i = 0; i < k && i < STATE_OLDS_MAX && *n < cap; i++) {
-			struct evm_proc *p = evm_service_proc(olds[i]);
+		struct evm_service *old;
+		for (size_t i = 0; *n < cap && (old = units_old(d, nm, i, NULL)); i++) {
+			struct evm_proc *p = evm_service_proc(old);
 			pid_t sid = p ? getsid(evm_proc_pid(p)) : -1;
 			if (sid > 0 && sid != own)
 				sids[(*n)++] = sid;

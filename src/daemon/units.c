@@ -54,23 +54,22 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
 /* ------------------------------------------------------------- counters */
 
 /*
- * A service removed while processes of its cgroup live on stops in the
- * background, and its stop ends every process of <name>.service. A service
- * of the same name added meanwhile (ctl remove then ctl add, or two reloads)
- * gets that cgroup again: it must not start in it before the old one is
- * gone, or the old stop would kill the new processes.
+ * An old copy of a service still stopping: replaced by a reload, or
+ * removed. A service of the same name (the replacement, or one added
+ * meanwhile: ctl remove then ctl add, two reloads) must not start before
+ * it is gone: never two copies side by side, and with a cgroup (the same
+ * <name>.service) the old stop ends every process in it. Every old copy is
+ * here, once, until its service's removal event, so what acts on them all
+ * (the shutdown's SIGKILL, a re-exec, the state record) walks this alone.
  */
 struct draining {
 	struct hnode node;	/* the first of its name in d->draining */
 	struct draining *next;	/* others of the same name (rare: see draining_add) */
 	struct evm_service *svc;
-	bool captured;		/* its output goes to a capture of ours (unit.old_out) */
+	/* the capture it writes into (its service holds a reference), or NULL */
+	const struct svc_output *out;
 	char name[];
 };
-
-/* unit.old_out of an old copy that writes into a capture no unit has: never looked into */
-static const char apart;
-#define OUT_APART ((const struct svc_output *)(const void *)&apart)
 
 static struct draining *draining_find(struct daemon *d, const char *name)
 {
@@ -80,16 +79,16 @@ static struct draining *draining_find(struct daemon *d, const char *name)
 
 bool units_draining(struct daemon *d, const char *name)
 {
-	return draining_find(d, name) != NULL;
+	return d->draining.n && draining_find(d, name) != NULL;
 }
 
 /*
- * One entry per stopping service, once: a unit that inherited an old
- * service to wait for (unit_add) and is removed in turn before it is gone
- * hands the same one on. Added twice, one entry outlived the service's
- * removal, and the next unit of that name waited on freed memory.
+ * One entry per stopping service, once (added twice, one entry would
+ * outlive the service's removal, and the next unit of that name wait on
+ * freed memory). The first of a name stays first: what its unit waits for.
  */
-static void draining_add(struct daemon *d, const char *name, struct evm_service *svc, bool captured)
+static void draining_add(struct daemon *d, const char *name, struct evm_service *svc,
+			 const struct svc_output *out)
 {
 	struct draining *first = draining_find(d, name);
 	for (struct draining *g = first; g; g = g->next)
@@ -102,7 +101,7 @@ static void draining_add(struct daemon *d, const char *name, struct evm_service 
 		return;
 	}
 	g->svc = svc;
-	g->captured = captured;
+	g->out = out;
 	g->next = NULL;
 	memcpy(g->name, name, len);
 	if (first) {
@@ -113,35 +112,19 @@ static void draining_add(struct daemon *d, const char *name, struct evm_service 
 	}
 }
 
-/*
- * The old copies of name still stopping (a replaced one, u->old, and those
- * removed), each once, into out (cap of them); how many there are.
- */
-size_t units_olds(struct daemon *d, const char *name, struct evm_service **out, size_t cap,
-		  size_t *captured)
+struct evm_service *units_old(struct daemon *d, const char *name, size_t i, bool *apart)
 {
-	size_t n = 0;
-	struct unit *u = unit_find(d, name);
-	if (captured) /* a replaced one's pipe is the unit's while its capture is the same */
-		*captured = u && u->old && u->old_out && u->old_out != u->out;
-	if (u && u->old) {
-		if (n < cap)
-			out[n] = u->old;
-		n++;
+	struct draining *g = units_draining(d, name) ? draining_find(d, name) : NULL;
+	for (; g && i; i--)
+		g = g->next;
+	if (g && apart) { /* a replaced one's pipe is its unit's while the unit keeps that capture */
+		struct unit *u = unit_find(d, name);
+		*apart = g->out && (!u || g->out != u->out);
 	}
-	for (struct draining *g = draining_find(d, name); g; g = g->next) {
-		if (u && g->svc == u->old)
-			continue;
-		if (n < cap)
-			out[n] = g->svc;
-		n++;
-		if (captured)
-			*captured += g->captured;
-	}
-	return n;
+	return g ? g->svc : NULL;
 }
 
-/* The names of removed services still stopping, one at a time: NULL first, NULL at the end. */
+/* The names of old copies still stopping, one at a time: NULL first, NULL at the end. */
 const char *units_next_draining(struct daemon *d, const char *prev)
 {
 	struct draining *at = prev ? draining_find(d, prev) : NULL;
@@ -158,7 +141,7 @@ const char *units_next_draining(struct daemon *d, const char *prev)
  */
 void units_take_old(struct daemon *d, const char *name, struct evm_service *svc)
 {
-	draining_add(d, name, svc, false); /* its pipe died with the daemon before */
+	draining_add(d, name, svc, NULL); /* its pipe died with the daemon before */
 	struct unit *u = unit_find(d, name);
 	if (u && !u->old)
 		u->old = svc;
@@ -216,7 +199,6 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 		 * unless another of its name still stops */
 		struct draining *g = draining_find(d, u->name);
 		u->old = g ? g->svc : NULL;
-		u->old_out = g && g->captured ? OUT_APART : NULL;
 		return !u->old && u->want_start && u->svc && !d->defer_start ? u : NULL;
 	}
 	if (!u || u->svc != ev->service)
@@ -432,10 +414,8 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	d->nunits++;
 	deps_forget(d, u);
 	struct draining *g = draining_find(d, u->name);
-	if (g) {
+	if (g)
 		u->old = g->svc; /* started at its removal (units_on_event) */
-		u->old_out = g->captured ? OUT_APART : NULL;
-	}
 	unit_create(d, u);
 	return u;
 }
@@ -443,7 +423,6 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 /* Let go of the library service (it stops and is freed in the background). */
 void unit_release(struct daemon *d, struct unit *u)
 {
-	(void)d;
 	struct evm_service *s = u->svc;
 	u->svc = NULL;
 	ready_unit_free(u); /* made again for the next definition's kind */
@@ -452,16 +431,16 @@ void unit_release(struct daemon *d, struct unit *u)
 	health_released(u); /* its events no longer reach the unit: no check for it */
 	/*
 	 * A successor waits for its removal: never two copies side by side
-	 * (and with a cgroup, the old stop ends every process in it). Without
-	 * cgroups the old copy is in no record while it stops; after a crash
-	 * then, the successor not started yet, the takeover finds it by its
-	 * EVMON_DAEMON_ID and kills it (takeover.c, end_unrecorded).
+	 * (and with a cgroup, the old stop ends every process in it). The
+	 * state record names it (statewrite.c): a daemon started after a crash
+	 * lets its stop go on (takeover.c).
 	 */
 	enum evm_state st = evm_service_state(s);
 	if (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_RELOADING ||
 	    st == EVM_STATE_STOPPING) {
-		u->old = s;
-		u->old_out = u->out;
+		draining_add(d, u->name, s, u->out);
+		struct draining *g = draining_find(d, u->name);
+		u->old = g ? g->svc : s; /* out of memory: waited for, in no list */
 	}
 	evm_service_remove(s);
 }
@@ -477,8 +456,6 @@ void unit_remove(struct daemon *d, struct unit *u)
 	u->grace_timer = NULL;
 	health_unit_gone(d, u);
 	unit_release(d, u);
-	if (u->old)
-		draining_add(d, u->name, u->old, u->old_out != NULL);
 	output_unref(u->out);
 	u->out = NULL;
 	evm_cgroup_free(u->cg); /* the cgroup stays: cgroups_close removes it */

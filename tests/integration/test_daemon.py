@@ -742,6 +742,40 @@ def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
 
 
 @pytest.mark.parametrize("cgroup", ["no", "auto"])
+def test_shutdown_timeout_ends_the_old_copies_too(procs, tmp_path, cgroup):
+    """SIGTERM to the daemon while a reload's old copies stop, one replaced and one
+    removed, both ignoring SIGTERM with an hour of stop_timeout: shutdown_timeout = 1s
+    ends them too (SIGKILL, with what is left in their cgroups), and the daemon exits 0
+    with nothing left, not an hour later."""
+    def conf(mark, with_rm=True):
+        rm = """
+[service:rm]
+command = sh -c 'trap "" TERM; exec sleep 400182'
+stop_timeout = 1h
+start_secs = 0
+""" if with_rm else ""
+        return f"""[evmon]
+cgroup = {cgroup}
+shutdown_timeout = 1s
+[service:ig]
+command = sh -c 'trap "" TERM; exec sleep {mark}'
+stop_timeout = 1h
+start_secs = 0
+{rm}"""
+    d = Daemon(procs, tmp_path, conf(400181))
+    old = wait_signal_state(d, "ig", "SigIgn")
+    rm = wait_signal_state(d, "rm", "SigIgn")
+    d.write(conf(400183, with_rm=False))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    wait_for(lambda: f" old={old}:" in record_text(d) and f" old={rm}:" in record_text(d),
+             what="both old copies in the record")
+    assert alive(old) and alive(rm) and sleeps(400183) == []
+    d.stop()  # exit 0 within its timeout, nothing of the daemon's left
+    assert not alive(old) and not alive(rm) and sleeps(400183) == []
+    assert "shutdown_timeout (1.0s) passed: SIGKILL to every service still running" in d.log()
+
+
+@pytest.mark.parametrize("cgroup", ["no", "auto"])
 def test_removed_and_added_again_while_the_old_one_stops(procs, tmp_path, cgroup):
     """Reloads that remove, add, remove and add a service whose process ignores SIGTERM,
     faster than its stop: each new copy waits for the old one, which was recorded as
