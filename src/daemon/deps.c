@@ -309,6 +309,18 @@ static void set_blocked(struct daemon *d, struct unit *u, const char *why)
 
 static int start_now(struct daemon *d, struct unit *u)
 {
+	if (u->old) {
+		/*
+		 * An old copy of it (replaced, or removed and added again) still
+		 * stops: never two side by side, and with a cgroup its stop would
+		 * kill the new one. Every start comes here (a user's `ctl start`,
+		 * a dependency's, its turn): it goes once the old one is gone
+		 * (units_start_successor), and a waiting `ctl start` waits for it.
+		 */
+		u->pending = false;
+		u->want_start = true;
+		return 0;
+	}
 	u->leaving_wait = u->pending;
 	u->pending = false;
 	d->go_slice.n++;

@@ -656,6 +656,34 @@ def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_pat
     d.stop()
 
 
+@pytest.mark.parametrize("how", ["start", "restart"])
+@pytest.mark.parametrize("cgroup", ["no", "auto"])
+def test_a_start_while_the_old_copy_stops_waits_for_it(procs, tmp_path, cgroup, how):
+    """`ctl start` (or restart) of a service a reload replaced, while its old copy still
+    ignores its SIGTERM: the new copy starts once the old one is gone, and the request's
+    reply waits for that. It started at once, beside the old copy (and with a cgroup the
+    old copy's SIGKILL, a cgroup.kill, then took the new one down with it)."""
+    d = Daemon(procs, tmp_path, stops_slowly(400191, cgroup=cgroup))
+    old = wait_signal_state(d, "ig", "SigIgn")
+    d.write(stops_slowly(400192, cgroup=cgroup))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    c = procs.spawn([EVMON, "ctl", "-S", d.sock, how, "ig"])
+    while True:
+        new, answered = sleeps(400192), c.poll() is not None
+        if not alive(old):  # still alive after the look: what it saw was while it was
+            break
+        assert new == [], "a new copy beside the old one"
+        assert not answered, "the start answered before the old copy was gone"
+        time.sleep(0.05)
+    out, err = c.communicate(timeout=30 * SLOW)
+    assert c.returncode == 0, (out, err)
+    st = d.status("ig")["ig"]
+    assert st["state"] == "running" and sleeps(400192) == [st["pid"]], st
+    time.sleep(0.3)  # the old copy's end took nothing of the new one's with it
+    assert sleeps(400192) == [st["pid"]] and d.status("ig")["ig"]["pid"] == st["pid"]
+    d.stop()
+
+
 def record_text(d):
     try:
         with open(d.sock + ".state") as f:
