@@ -131,13 +131,17 @@ static void essential_check(struct daemon *d, struct unit *u, const struct evm_e
 	daemon_request_shutdown(d, why);
 }
 
-void daemon_essential_blocked(struct daemon *d, struct unit *u)
+void daemon_essential_blocked(struct daemon *d, struct unit *u, bool asked)
 {
 	if (!u->conf->essential || d->stopping || d->exit_code >= 0)
 		return;
 	char why[600];
 	snprintf(why, sizeof(why), "essential service %s cannot run: %s", u->name,
 		 u->blocked ? u->blocked : "a dependency failed");
+	if (asked) {
+		dlog("%s: its start was a client's: the daemon carries on", why);
+		return;
+	}
 	d->exit_code = 1;
 	daemon_request_shutdown(d, why);
 }

@@ -95,6 +95,8 @@ struct unit {
 	struct unit **rdeps;	 /* who requires it or starts after it */
 	size_t nrdeps;
 	bool pending;		 /* to start once its dependencies allow */
+	bool asked;		 /* pending for a client's start or restart: if a dependency
+				  * keeps it from starting, not the end of an essential one */
 	bool leaving_wait;	 /* being started from waiting: its stopped -> starting is said
 				  * waiting -> starting (the library knows no waiting) */
 	bool queued;		 /* in the queue (deps.c): let go (pending), or to stop (want_stop) */
@@ -141,6 +143,7 @@ struct daemon {
 	bool stopping; /* shutdown requested */
 	int exit_code; /* the daemon's, set by an essential service that ended (-1: none) */
 	bool defer_start; /* creating every unit first: start them afterwards */
+	bool asking;	  /* a client's start or restart is under way (unit.asked) */
 	/* the start of the daemon, a batch per loop iteration (units.c): the next unit, or NULL */
 	struct unit *start_next;
 	struct evm_timer *start_timer;
@@ -186,8 +189,12 @@ struct daemon {
 
 /* daemon.c */
 void daemon_request_shutdown(struct daemon *d, const char *why);
-/* An essential service cannot run (a dependency failed for good): the daemon ends, with 1. */
-void daemon_essential_blocked(struct daemon *d, struct unit *u);
+/*
+ * An essential service cannot run (a dependency failed for good): the
+ * daemon ends, with 1; unless the start was a client's (asked): a start
+ * asked for that fails is not its end, as a stop asked for is not.
+ */
+void daemon_essential_blocked(struct daemon *d, struct unit *u, bool asked);
 /* Every autostart service has been started (units.c): log it, READY=1. */
 void daemon_started(struct daemon *d);
 

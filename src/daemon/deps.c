@@ -416,7 +416,7 @@ static void try_start(struct daemon *d, struct unit *u)
 		u->pending = false;
 		set_blocked(d, u, why);
 		retry_dependents(d, u); /* it will not start (depth: the graph's, acyclic) */
-		daemon_essential_blocked(d, u);
+		daemon_essential_blocked(d, u, u->asked);
 		return;
 	}
 	let_go(d, u);
@@ -441,6 +441,7 @@ struct batch {
 	struct unit **v;
 	size_t n, cap;
 	bool oom;
+	bool asked; /* for a client's start or restart (unit.asked) */
 };
 
 static bool batch_push(struct batch *b, struct unit *u)
@@ -465,6 +466,7 @@ static void make_pending(struct batch *b, struct unit *u)
 	if (!batch_push(b, u))
 		return;
 	u->pending = true;
+	u->asked = b->asked;
 	u->want_stop = false;
 	free(u->blocked);
 	u->blocked = NULL;
@@ -526,7 +528,7 @@ int deps_start(struct daemon *d, struct unit *u)
 	}
 	if (u->pending)
 		return 0;
-	struct batch b = {0};
+	struct batch b = {.asked = d->asking};
 	make_pending(&b, u);
 	run_batch(d, &b);
 	state_changed(d); /* waiting to start: in the record, so a crash keeps it */

@@ -108,6 +108,7 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 	cJSON *errors;
 	if (select_to_wait(d, cl, req, &sel, &snap, &errors) < 0)
 		return;
+	d->asking = !stop;
 	for (size_t i = 0; i < sel.n; i++) {
 		struct unit *u = sel.u[i];
 		snap[i] = wait_snapshot(u, restart);
@@ -129,6 +130,7 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 		if (r < 0)
 			add_error(errors, u->name, r, NULL);
 	}
+	d->asking = false;
 	waits_reply(d, cl, req, stop ? W_STOP : W_START, sel.u, sel.n, snap, errors);
 	free(snap);
 	free(sel.u);

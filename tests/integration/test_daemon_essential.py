@@ -102,3 +102,30 @@ def test_essential_that_cannot_start_ends_the_daemon(procs, tmp_path):
     assert ended(d) == 1, d.log()
     assert "essential service main cannot run: not started: requires dep, which is exited" \
         in d.log(), d.log()
+
+
+def test_a_client_start_that_cannot_run_does_not_end_the_daemon(procs, tmp_path):
+    """An essential service stopped by hand is started again by `ctl start` once what it
+    requires fails for good: the start fails, saying why, and the daemon carries on (a
+    stop asked for is not its end; nor is a start asked for that cannot run). It ended
+    the daemon: an operator's `evmon ctl start` took the container down."""
+    ok = tmp_path / "dep-may-run"
+    ok.touch()
+    d = Daemon(procs, tmp_path, ini(
+        dep={"command": f"sh -c 'test -e {ok} || exit 3; exec sleep 400211'", "restart": "never",
+             "start_secs": "1"},
+        main={"command": "HELPER pause", "essential": "true", "requires": "dep"},
+        other="HELPER pause"))
+    d.wait_state("main", "running")
+    assert d.ctl("stop", "main").returncode == 0
+    ok.unlink()
+    d.ctl("restart", "dep")  # exits 3, restart = never: over for good
+    d.wait_state("dep", "exited")
+    r = d.ctl("start", "main")  # starts dep again (it requires it): exits 3 again
+    assert r.returncode != 0 and "requires dep, which is exited" in r.stdout + r.stderr, r
+    assert "essential service main cannot run: not started: requires dep, which is exited: " \
+           "its start was a client's: the daemon carries on" in d.log(), d.log()
+    assert d.p.poll() is None and d.status("other")["other"]["state"] == "running"
+    # the daemon's own start of it still ends it: as at the start (test above)
+    ok.touch()
+    d.stop()
