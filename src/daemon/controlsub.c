@@ -11,13 +11,14 @@
  */
 #include "controlint.h"
 
+#include "monotime.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 int control_subscribe(struct client *cl, const char *const *patterns, size_t n)
@@ -81,9 +82,7 @@ static void flush_until(struct client *cl, int64_t deadline)
 {
 	control__client_send(cl);
 	while (!cl->aborted && cl->out.len) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		int64_t left = deadline - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		int64_t left = deadline - (int64_t)mono_ms();
 		struct pollfd p = {.fd = cl->fd, .events = POLLOUT};
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
 			return;
@@ -94,11 +93,9 @@ static void flush_until(struct client *cl, int64_t deadline)
 unsigned control_followers(struct control *ctl, const struct client *except,
 			   control_follower_cb fn, void *data)
 {
-	struct timespec ts;
 	unsigned closing = 0;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* a follower behind on its events gets them before the exec, up to a second in all */
-	int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1000;
+	int64_t deadline = (int64_t)mono_ms() + 1000;
 	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
 		if (cl->aborted)
 			continue;

@@ -28,19 +28,13 @@
 #include "health.h"
 #include "logfile.h"
 #include "metrics.h"
+#include "monotime.h"
 #include "output.h"
 
 #include <evmon.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
-
-static inline uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /*
  * Starts in one loop iteration, at the daemon's start (units.c) and when

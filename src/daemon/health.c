@@ -102,13 +102,6 @@ const char *health_status_name(enum health_status s)
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : NULL;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void run_check(struct health *h);
 
 /*
@@ -227,7 +220,7 @@ static void on_timer(struct evm_timer *t, void *data)
 static uint64_t next_interval(const struct health *h)
 {
 	const struct health_conf *hc = &h->u->conf->health;
-	if (h->status != HEALTH_STARTING || now_ms() - h->up_since_ms >= hc->start_period_ms)
+	if (h->status != HEALTH_STARTING || mono_ms() - h->up_since_ms >= hc->start_period_ms)
 		return hc->interval_ms;
 	if (hc->start_interval_ms)
 		return hc->start_interval_ms;
@@ -345,7 +338,7 @@ static void verdict(struct health *h, bool ok)
 	} else {
 		h->failed++;
 		/* Docker: while starting, failures in the start period do not count */
-		bool grace = h->status == HEALTH_STARTING && now_ms() - h->up_since_ms < hc->start_period_ms;
+		bool grace = h->status == HEALTH_STARTING && mono_ms() - h->up_since_ms < hc->start_period_ms;
 		if (!grace && ++h->streak >= hc->retries)
 			h->status = HEALTH_UNHEALTHY;
 	}
@@ -745,7 +738,7 @@ static void start(struct health *h, pid_t pid)
 	h->pid = pid;
 	h->status = HEALTH_STARTING;
 	h->streak = 0;
-	h->up_since_ms = now_ms();
+	h->up_since_ms = mono_ms();
 	h->due = false;
 	evm_timer_cancel(h->timer);
 	schedule(h);

@@ -36,6 +36,8 @@
  */
 #include "probe.h"
 
+#include "monotime.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -45,7 +47,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 /* -------------------------------------------------------------- probes */
@@ -86,13 +87,6 @@ void probe_spares_free(void)
 		free(p);
 	}
 	nspares = 0;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void addr_text(const struct probe_target *t, char *s, size_t n)

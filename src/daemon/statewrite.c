@@ -246,18 +246,11 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 	return n;
 }
 
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 int state_write_now(struct daemon *d)
 {
 	char tmp[PATH_MAX];
 	int e = 0;
-	uint64_t t0 = mono_us();
+	uint64_t t0 = mono_ns();
 	snprintf(tmp, sizeof(tmp), "%s.tmp", d->state_path);
 	/* a new file of ours: not one another user left there for us to fill and rename */
 	unlink(tmp);
@@ -295,7 +288,7 @@ int state_write_now(struct daemon *d)
 	 * pid; with cgroups that process is still found (and killed, not
 	 * duplicated) by the sweep.
 	 */
-	uint64_t took_ms = d->started ? 0 : (mono_us() - t0) / 100; /* 10 times, in ms */
+	uint64_t took_ms = d->started ? 0 : (mono_ns() - t0) / 100000; /* 10 times, in ms */
 	uint64_t delay = d->nunits / 100 > took_ms ? d->nunits / 100 : took_ms;
 	d->state_delay_ms = delay < 1000 ? delay : 1000;
 	return -e;
