@@ -24,6 +24,7 @@
 	X(cJSON_GetObjectItem) X(cJSON_GetObjectItemCaseSensitive) X(cJSON_GetStringValue)         \
 	X(cJSON_IsArray) X(cJSON_IsBool) X(cJSON_IsNull) X(cJSON_IsNumber) X(cJSON_IsObject)       \
 	X(cJSON_IsString) X(cJSON_IsTrue) X(cJSON_Parse) X(cJSON_ParseWithLength)                  \
+	X(cJSON_ParseWithLengthOpts)                                                               \
 	X(cJSON_PrintUnformatted) X(cJSON_free) X(cJSON_malloc)
 
 #define CJSON_FIELD(f) __typeof__(f) *f;
@@ -77,6 +78,7 @@ static inline const struct cjson_funcs *cjson_fns(void)
 #define cJSON_IsTrue (cjson_fns()->cJSON_IsTrue)
 #define cJSON_Parse (cjson_fns()->cJSON_Parse)
 #define cJSON_ParseWithLength (cjson_fns()->cJSON_ParseWithLength)
+#define cJSON_ParseWithLengthOpts (cjson_fns()->cJSON_ParseWithLengthOpts)
 #define cJSON_PrintUnformatted (cjson_fns()->cJSON_PrintUnformatted)
 #define cJSON_free (cjson_fns()->cJSON_free)
 #define cJSON_malloc (cjson_fns()->cJSON_malloc)

@@ -535,7 +535,18 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 		return; /* blank lines are ignored */
 	cl->pending = true;
 	control__idle_update(cl); /* a request: the next idle time counts from its reply */
-	cJSON *req = cJSON_ParseWithLength(p, n);
+	for (size_t k = i; k < n; k++) {
+		/* JSON has none raw (strings escape them); cJSON takes them, and a NUL
+		 * then cut a string short: "CONT<NUL>garbage" was CONT */
+		unsigned char c = (unsigned char)p[k];
+		if (c < 0x20 && c != '\t' && c != '\r') {
+			control_reply_error(cl, "a raw control character (0x%02x at byte %zu): not JSON "
+					    "(a string escapes it)", c, k);
+			return;
+		}
+	}
+	const char *end = NULL;
+	cJSON *req = cJSON_ParseWithLengthOpts(p, n, &end, false);
 	if (!req) {
 		const char *at = cJSON_GetErrorPtr();
 		long off = at && at >= p && at <= p + n ? (long)(at - p) : -1;
@@ -546,6 +557,14 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 	if (!cJSON_IsObject(req)) {
 		cJSON_Delete(req);
 		control_reply_error(cl, "a request is a JSON object, e.g. {\"cmd\":\"status\"}");
+		return;
+	}
+	while (end && end < p + n && (*end == ' ' || *end == '\t' || *end == '\r'))
+		end++;
+	if (end && end < p + n) { /* a second request on the line was dropped unanswered */
+		cJSON_Delete(req);
+		control_reply_error(cl, "text after the request's object (at byte %ld): one request "
+				    "per line", (long)(end - p));
 		return;
 	}
 	if (escaped_nul(p, n)) {

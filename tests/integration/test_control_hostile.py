@@ -247,11 +247,16 @@ def test_a_planted_state_record_is_not_taken_over(procs, tmp_path, kind):
     (r'{"cmd":"signal","names":["web"],"signal":1e20}', "\"signal\" must name a signal"),
     (r'{"cmd":"signal","names":["web"],"signal":"KILL\u0000x"}', "a NUL character"),
     (r'{"cmd":"stop","names":["web\u0000x"]}', "a NUL character"),
+    ('{"cmd":"signal","names":["web"],"signal":"KILL\0 x"}', "a raw control character (0x00 at byte 46)"),
+    ('{"cmd":"stop","names":["web\0x"]}', "a raw control character (0x00 at byte 27)"),
+    ('{"cmd":"stop","names":["web\x1b"]}', "a raw control character (0x1b at byte 27)"),
+    (r'{"cmd":"ping"} {"cmd":"stop","names":["web"]}', "text after the request's object (at byte 15)"),
 ])
 def test_requests_that_say_less_than_they_seem_are_refused(procs, tmp_path, req, error):
-    """A signal number that is not an integer (9.99 was KILL, 1.5 HUP) and a string with an
-    escaped NUL (its C string ends there: "KILL\u0000x" was KILL) are refused, and nothing
-    is done; an escaped backslash before u0000 is no NUL."""
+    """A signal number that is not an integer (9.99 was KILL, 1.5 HUP), a string with an
+    escaped NUL (its C string ends there: "KILL\u0000x" was KILL) or a raw one (the same),
+    and a second request on the line (it went unanswered) are refused, and nothing is
+    done; an escaped backslash before u0000 is no NUL."""
     d = pause_daemon(procs, tmp_path)
     pid = d.status("web")["web"]["pid"]
     with d.connect() as s:
