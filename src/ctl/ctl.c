@@ -129,7 +129,7 @@ static int global_option(struct ctl *c, int opt, const char *arg)
 	case OPT_JSON: c->json = true; return 0;
 	case 't':
 		c->timeout = strtod(arg, &end);
-		if (*end || c->timeout < 0 || c->timeout > 86400) {
+		if (*end || end == arg || !(c->timeout >= 0 && c->timeout <= 86400)) { /* NaN too */
 			fprintf(stderr, "evmon ctl: bad timeout '%s'\n", arg);
 			return EXIT_USAGE;
 		}

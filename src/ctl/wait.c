@@ -199,7 +199,9 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 	rc = -1;
 	while (rc < 0) {
 		char *line;
-		int r = ctl_read_line_quiet(c, &line, (int)remaining_ms(&deadline));
+		/* the status answer comes whatever the timeout (-t 0: one look, no wait) */
+		long ms = remaining_ms(&deadline);
+		int r = ctl_read_line_quiet(c, &line, have ? (int)ms : (int)(ms > 60000 ? ms : 60000));
 		if (r == -2) {
 			report_timeout(v, nv, t, c->timeout);
 			rc = EXIT_TIMEOUT;

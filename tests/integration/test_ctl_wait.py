@@ -66,6 +66,15 @@ def test_wait_for_each_state_and_the_exit_codes(procs, tmp_path):
     assert r.returncode == 1 and "no such service: nosuch" in r.stderr, r
     r = d.ctl("wait", "quick", "--for", "sometime")
     assert r.returncode == 2, r
+    # -t 0: one look, no wait (it always timed out, before the status was read)
+    for t in ("0", "0.001"):
+        r = d.ctl("wait", "quick", "--for", "ready", "-t", t)
+        assert r.returncode == 0, r
+        r = d.ctl("wait", "slow", "--for", "ready", "-t", t)
+        assert r.returncode == 3 and "slow is starting (waiting for ready)" in r.stderr, r
+    for t in ("nan", "inf", "-1", "", "1e9"):
+        r = d.ctl("wait", "quick", "-t", t)
+        assert r.returncode == 2 and f"bad timeout '{t}'" in r.stderr, r
     d.stop()
 
 
