@@ -78,6 +78,8 @@ void control__client_close(struct client *cl)
 		cl->defer_gone(cl->defer_data);
 	if (cl->idle)
 		evm_timer_cancel(cl->idle);
+	if (cl->stall)
+		evm_timer_cancel(cl->stall);
 	evm_io_free(cl->io);
 	close(cl->fd);
 	if (ctl->o.fd_closed)
@@ -165,9 +167,56 @@ static void on_idle(struct evm_timer *t, void *data)
 	control_drop(cl, "idle: no request");
 }
 
+/*
+ * A client that is not one of the lasting ones (events, logs -f) and has a
+ * stream or events unsent: a `logs` without -f, metrics, a `ctl wait`'s
+ * events. A reply made whole is under the idle clock (it counts from the
+ * request); these are not, so a reader that takes none of it for idle_ms
+ * (a pager left open, a client that asked and never reads) is dropped
+ * instead of keeping a request slot (and a log file) for good.
+ */
+static bool stalls(const struct client *cl)
+{
+	return !cl->lasting && (cl->raw || cl->stream || cl->subscribed) && cl->out.len;
+}
+
+static void on_stall(struct evm_timer *t, void *data)
+{
+	struct client *cl = data;
+	struct control *ctl = cl->ctl;
+	(void)t;
+	cl->stall = NULL; /* the loop frees a timer that fired */
+	if (cl->aborted || !stalls(cl))
+		return;
+	uint64_t now = evm_loop_now(ctl->loop), due = cl->moved_ns + ctl->o.idle_ms * 1000000;
+	if (now < due) { /* it took some since it was armed: the rest of the period */
+		if (evm_timer_add(ctl->loop, (due - now + 999999) / 1000000, on_stall, cl, &cl->stall) < 0)
+			cl->stall = NULL;
+		return;
+	}
+	control__log(ctl, "client %u (pid %d): dropped: took none of its output in %llu ms (%zu "
+		     "bytes unsent)", cl->id, (int)cl->pid, (unsigned long long)ctl->o.idle_ms,
+		     cl->out.len);
+	control__client_abort(cl);
+}
+
+static void stall_update(struct client *cl)
+{
+	bool st = stalls(cl);
+	if (!cl->ctl->o.idle_ms || st == (cl->stall != NULL))
+		return;
+	if (!st) {
+		evm_timer_cancel(cl->stall);
+		cl->stall = NULL;
+	} else if (evm_timer_add(cl->ctl->loop, cl->ctl->o.idle_ms, on_stall, cl, &cl->stall) < 0) {
+		cl->stall = NULL;
+	}
+}
+
 /* Waiting for its next request: the idle clock runs (restarted by each request). */
 void control__idle_update(struct client *cl)
 {
+	stall_update(cl);
 	bool waits = !cl->subscribed && !cl->raw && !cl->pending;
 	if (!cl->ctl->o.idle_ms || waits == (cl->idle != NULL))
 		return;
@@ -217,6 +266,7 @@ void control__client_send(struct client *cl)
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
 			size_t before = control__held(cl);
+			cl->moved_ns = evm_loop_now(cl->ctl->loop);
 			linebuf_consume(&cl->out, (size_t)w);
 			control__held_moved(cl->ctl, before, control__held(cl));
 		} else if (w < 0 && errno == EINTR)
@@ -296,8 +346,8 @@ static void hold_total(struct control *ctl)
 static void out_grew(struct client *cl, size_t before, size_t n)
 {
 	struct control *ctl = cl->ctl;
-	if (!cl->out.len)
-		cl->behind_since = evm_loop_now(ctl->loop); /* it had taken everything */
+	if (!cl->out.len) /* it had taken everything */
+		cl->behind_since = cl->moved_ns = evm_loop_now(ctl->loop);
 	cl->out.len += n;
 	control__held_moved(ctl, before, control__held(cl));
 	if (ctl->held > ctl->o.max_total && ctl->holders > 1) { /* one alone is kept: nothing to do */

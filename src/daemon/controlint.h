@@ -39,6 +39,8 @@ struct client {
 	bool subscribed;
 	bool lasting;	 /* counted in nlasting (control_lasting) */
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
+	struct evm_timer *stall; /* armed while a short client's stream waits to be read */
+	uint64_t moved_ns;	 /* loop ns: the socket last took some of its output */
 	char **patterns;
 	size_t npatterns;
 	/* raw stream (control_raw), or a reply built in pieces (control_reply_stream) */

@@ -157,6 +157,40 @@ def test_a_flood_of_connections_while_ctl_is_served(procs, tmp_path):
     d.stop()
 
 
+def test_a_short_client_that_reads_none_of_its_stream_is_dropped(procs, tmp_path):
+    """`logs` without -f of a log of megabytes, asked for and never read: once its socket
+    is full and it takes none of the rest for idle_timeout, the daemon drops it (and the
+    log file it held). Such clients were never timed out: 1,030 of them locked `ctl
+    status` out ("too many clients") for as long as they stayed."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+idle_timeout = 1s
+log_dir = {logs}
+
+[service:big]
+command = HELPER lines 200000 pause
+stdout = log
+start_secs = 0
+""")
+    wait_for(lambda: (logs / "big.log").exists() and (logs / "big.log").stat().st_size > 2_000_000,
+             timeout=60 * SLOW, what="a log of megabytes")
+    fd0 = len(fds(d.p.pid))
+    s = d.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b'{"cmd":"logs","name":"big","lines":1000000}\n')
+    wait_for(lambda: "took none of its output in 1000 ms" in d.log(), timeout=30 * SLOW,
+             what="the reader that never reads dropped")
+    assert clients(d) == 1
+    wait_for(lambda: len(fds(d.p.pid)) <= fd0, what="its connection and the log file closed")
+    s.settimeout(10 * SLOW)
+    while s.recv(65536):  # what it had been sent, then the end
+        pass
+    s.close()
+    d.stop()
+
+
 def test_subscribers_that_stay_leave_slots_for_requests(procs, tmp_path):
     """Event subscribers are never idle: max_clients of them refused every other
     connection, root's `ctl status` too, for as long as they stayed (and each refused
