@@ -97,9 +97,7 @@ void control__client_close(struct client *cl)
 	linebuf_free(&cl->in);
 	linebuf_free(&cl->out);
 	cJSON_Delete(cl->req_id);
-	for (size_t i = 0; i < cl->npatterns; i++)
-		free(cl->patterns[i]);
-	free(cl->patterns);
+	free(cl->patterns); /* one block */
 	free(cl);
 }
 

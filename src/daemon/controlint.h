@@ -41,8 +41,9 @@ struct client {
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	struct evm_timer *stall; /* armed while a short client's stream waits to be read */
 	uint64_t moved_ns;	 /* loop ns: the socket last took some of its output */
+	/* its subscription: one block, the exact names first (sorted, nexact), then globs */
 	char **patterns;
-	size_t npatterns;
+	size_t npatterns, nexact;
 	/* raw stream (control_raw), or a reply built in pieces (control_reply_stream) */
 	bool raw, raw_done;
 	bool stream;

@@ -414,6 +414,12 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 		control_reply_error(cl, "\"names\" must be an array of strings");
 		return;
 	}
+	if (np > SUBSCRIBE_MAX_NAMES) { /* kept as long as it stays: a bound on its memory */
+		free(pats);
+		control_reply_error(cl, "%zu names: at most %d in one subscription (a glob names more)",
+				    np, SUBSCRIBE_MAX_NAMES);
+		return;
+	}
 	/* each name must match a service now, as for every request: a typo never waits in silence */
 	struct selection sel = {0};
 	if (np && selection_get(d, cl, req, true, &sel) < 0) {

@@ -6,6 +6,11 @@
 
 #include "daemon.h"
 
+/* Names with a wildcard in one request: each is a walk of every service. */
+#define SELECTION_MAX_GLOBS 64
+/* Names of one events subscription, kept for as long as it stays. */
+#define SUBSCRIBE_MAX_NAMES 1024
+
 struct selection {
 	struct unit **u; /* free(u) when done */
 	size_t n, cap;

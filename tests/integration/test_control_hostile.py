@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import EVMON, SAN, needs_root, wait_for
-from daemon_util import SLOW, Daemon, read_line
+from daemon_util import SLOW, Daemon, LineReader, read_line
 from reliability_util import ODD_UID, fds, rss_kb
 
 PAUSE = """
@@ -351,3 +351,53 @@ def test_planted_files_at_the_socket_or_lock_are_refused(procs, tmp_path, what, 
     after = os.lstat(path)
     assert (after.st_ino, after.st_mode, after.st_uid) == (before.st_ino, before.st_mode, before.st_uid)
     assert what == "sock" or not os.path.exists(d.sock)
+
+
+def test_names_a_request_may_hold_and_what_a_subscription_follows(procs, tmp_path):
+    """At most 64 names with a wildcard in one request (each is a walk of every service:
+    16,000 globs held the loop 6 s against 10,000 services) and 1,024 names in one events
+    subscription (kept as long as it stays: 1,000 subscribers of 8,120 names were 390 MB).
+    Exact names are looked up, not walked: a definition's NAME selects its instances, and
+    a subscriber of "web" and "db" gets the events of web:1 and db, not of other's."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+instances = 2
+start_secs = 0
+
+[service:db]
+command = HELPER pause
+start_secs = 0
+
+[service:other]
+command = HELPER pause
+start_secs = 0
+""")
+    for n in ("web:0", "web:1", "db", "other"):
+        d.wait_state(n, "running")
+    r = d.request({"cmd": "status", "names": ["w*"] * 64 + ["web"] * 2000})
+    assert r["ok"] and [s["name"] for s in r["services"]] == ["web:0", "web:1"], r
+    r = d.request({"cmd": "status", "names": ["w*"] * 65})
+    assert r == {"ok": False, "error": "65 names with a wildcard (*?[): at most 64 in one request"}, r
+    r = d.request({"cmd": "events", "names": ["db"] * 1025})
+    assert r == {"ok": False, "error": "1025 names: at most 1024 in one subscription (a glob "
+                                       "names more)"}, r
+    s = d.connect()
+    s.sendall(json.dumps({"cmd": "events", "names": ["web", "db"] * 512}).encode() + b"\n")
+    rs = LineReader(s)
+    assert rs.next()["ok"]
+    g = d.connect()
+    g.sendall(json.dumps({"cmd": "events", "names": ["o*"]}).encode() + b"\n")
+    rg = LineReader(g)
+    assert rg.next()["ok"]
+    for n in ("other", "web:1", "db"):
+        assert d.ctl("restart", n).returncode == 0
+    seen = set()
+    while not {"web:1", "db"} <= seen:
+        seen.add(rs.next(timeout=30).get("service"))
+    assert "other" not in seen and "web:0" not in seen, seen
+    ev = rg.next(timeout=30)
+    assert ev.get("service") == "other", ev
+    s.close()
+    g.close()
+    d.stop()
