@@ -145,7 +145,9 @@ static bool client_done(const struct client *cl)
 		return cl->raw_done && !cl->out.len;
 	if (cl->closing)
 		return !cl->out.len;
-	return cl->eof && !cl->pending && !cl->out.len && !cl->in.len;
+	/* a subscriber that shut its writing side down still reads its events, as a
+	 * logs -f does: it ends with its connection (a hang-up, a failed send) */
+	return cl->eof && !cl->subscribed && !cl->pending && !cl->out.len && !cl->in.len;
 }
 
 static void on_idle(struct evm_timer *t, void *data)

@@ -401,3 +401,23 @@ start_secs = 0
     s.close()
     g.close()
     d.stop()
+
+
+def test_a_subscriber_that_shuts_its_writing_side_still_gets_its_events(procs, tmp_path):
+    """{"cmd":"events"} then shutdown(SHUT_WR) (what `printf ... | nc -N` does): the
+    subscriber still gets the events, as a `logs -f` does (it was answered and hung up
+    on); its connection ends when it closes for good."""
+    d = pause_daemon(procs, tmp_path, idle="1s")
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":["web"]}\n')
+    s.shutdown(socket.SHUT_WR)
+    r = LineReader(s)
+    assert r.next()["ok"]
+    time.sleep(1.5)  # past idle_timeout too: a subscriber is never idle
+    assert d.ctl("restart", "web").returncode == 0
+    ev = r.next(timeout=30)
+    assert ev["event"] == "state" and ev["service"] == "web", ev
+    assert clients(d) == 2
+    s.close()
+    wait_for(lambda: clients(d) == 1, what="the subscriber's connection closed with it")
+    d.stop()
