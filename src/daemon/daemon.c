@@ -366,7 +366,11 @@ static int open_config(struct daemon *d, const struct daemon_options *o)
 static int choose_socket(struct daemon *d, const struct daemon_options *o)
 {
 	char err[512];
-	d->socket = o->socket ? o->socket : d->cfg->socket ? d->cfg->socket : proto_default_socket();
+	d->socket = strdup(o->socket ? o->socket : d->cfg->socket ? d->cfg->socket : proto_default_socket());
+	if (!d->socket) {
+		fprintf(stderr, "evmon daemon: out of memory\n");
+		return -1;
+	}
 	d->socket_from_cli = o->socket != NULL;
 	const char *pdir = proto_default_dir();
 	if (!o->socket && !d->cfg->socket && pdir && proto_private_dir(pdir, true, err, sizeof(err)) < 0) {
@@ -634,6 +638,7 @@ static void daemon_close(struct daemon *d)
 	fdres_free();
 	notify_free();
 	config_free(d->cfg);
+	free(d->socket);
 }
 
 int cmd_daemon(int argc, char **argv)

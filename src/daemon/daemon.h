@@ -125,7 +125,9 @@ struct daemon {
 	struct evm_loop *loop;
 	struct config *cfg;
 	const char *cfg_path;
-	const char *socket;
+	/* its own copy: the config it may come from is freed at a reload (the notify
+	 * socket's name and a re-exec's -S read it later) */
+	char *socket;
 	bool socket_from_cli;	 /* -S: the config's socket = does not matter */
 	struct control *ctl;
 	struct metrics_http *metrics; /* the metrics endpoint, or NULL */

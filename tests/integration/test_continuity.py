@@ -1178,3 +1178,30 @@ def test_a_crash_in_the_shutdown_starts_the_services_again(procs, tmp_path, mark
              what="both stopped (their SIGKILL) and started again")
     assert len(marker_pids(marker)) == 2
     d.stop()
+
+
+def test_the_configs_socket_outlives_a_reload(procs, tmp_path, marker):
+    """`socket =` in the config, no -S: the daemon kept a pointer into the config a
+    reload freed, so a later notify service got a garbage NOTIFY_SOCKET name (ASan: use
+    after free) and a `ctl reexec` passed -S garbage: the new image ran on another socket,
+    and left the real one, its lock and its cgroups behind at its end."""
+    sock = str(tmp_path / "conf.sock")
+    base = f"[evmon]\nsocket = {sock}\nstart_secs = 0\n[service:w]\ncommand = sleep {marker}\n"
+    notify = '[service:n]\ncommand = HELPER notify "READY=1" pause\nready = notify\n'
+    d = Daemon(procs, tmp_path, base, start=False)
+    d.sock = sock
+    d.logf = open(d.logpath, "ab")
+    d.p = procs.spawn([EVMON, "daemon", "-c", d.cfg], stdout=d.logf, stderr=subprocess.STDOUT)
+    wait_for(lambda: d.answers() or d.p.poll() is not None, what="the control socket")
+    w = d.status("w")["w"]["pid"]
+    for text in (base + "[service:x]\ncommand = sleep 1000\n", base + notify):
+        d.write(text)
+        assert d.ctl("reload").returncode == 0
+    r = d.ctl("-t", "30", "start", "n")
+    assert r.returncode == 0 and d.status("n")["n"]["state"] == "running", r.stdout + r.stderr
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stderr + d.log()
+    assert d.status("w")["w"]["pid"] == w and d.p.poll() is None
+    assert d.request({"cmd": "ping"})["ok"]  # on the config's socket still
+    d.stop()
+    assert not os.path.exists(sock + ".state")
