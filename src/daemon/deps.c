@@ -262,8 +262,9 @@ static enum verdict judge(const struct dep *dp, char *buf, size_t len)
 {
 	const struct unit *t = dp->u;
 	enum evm_state s = state(t);
-	/* start_after: STOPPED only until its spawn turn (a restart, a start while stopping) */
-	bool coming = t->pending || t->start_after;
+	/* start_after: STOPPED only until its spawn turn (a restart, a start while stopping);
+	 * old and want_start: a replacement that starts once its old copy is gone */
+	bool coming = t->pending || t->start_after || (t->old && t->want_start && t->svc);
 	if (dp->kind == DEP_AFTER)
 		return coming || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF ||
 				       s == EVM_STATE_STOPPING

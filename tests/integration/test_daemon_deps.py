@@ -881,3 +881,36 @@ def test_a_reexec_keeps_the_restarts_waiting_for_their_spawn_turn(procs, tmp_pat
                          for k, x in d.status().items()) == n,
              timeout=120 * SLOW, what=f"{n} services running again")
     d.stop(timeout=120)
+
+
+def test_a_dependent_waits_for_a_requirement_a_reload_replaced(procs, tmp_path):
+    """app requires db; db is still starting (not ready) when a reload changes its
+    command: its old copy stops slowly (it ignores TERM), its replacement starts once the
+    old one is gone, and app starts once the new db is ready. app was blocked for good
+    ("requires db, which is stopped"): a replacement waiting for its old copy was judged
+    as stopped."""
+    flag = tmp_path / "ready"
+
+    def conf(mark):
+        return f"""
+[service:db]
+command = sh -c 'trap "" TERM; exec sleep {mark}'
+ready = exec:test -e {flag}
+ready_interval = 50ms
+stop_timeout = 2
+
+[service:app]
+command = HELPER pause
+requires = db
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, conf(400221))
+    wait_signal_state(d, "db", "SigIgn")
+    assert d.status("app")["app"]["state"] == "waiting"
+    d.write(conf(400222))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    flag.touch()
+    st = d.wait_state("app", "running", timeout=30)
+    assert d.status("db")["db"]["state"] == "running", d.status()
+    assert "error" not in st, st
+    d.stop()
