@@ -190,11 +190,18 @@ static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct
 		evm_service_info(u->svc, &info);
 	bool keep_down = u->svc && info.stopped_by_user &&
 			 u->conf->pol.restart == EVM_RESTART_UNLESS_STOPPED;
+	/* one running (or about to) is started again, autostart or not: a changed service
+	 * that a user had started was stopped and left down */
+	bool up = u->pending || (u->svc && (info.state == EVM_STATE_STARTING ||
+					     info.state == EVM_STATE_RUNNING ||
+					     info.state == EVM_STATE_RELOADING ||
+					     info.state == EVM_STATE_BACKOFF ||
+					     (info.state == EVM_STATE_STOPPING && u->start_after)));
 	unit_release(d, u);
 	svc_conf_unref(u->conf);
 	u->conf = svc_conf_ref(c);
 	u->instance = i;
-	u->want_start = c->pol.autostart && !keep_down;
+	u->want_start = (c->pol.autostart || up) && !keep_down;
 	unit_create(d, u);
 	add_name(r->changed, name);
 }

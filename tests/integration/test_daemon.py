@@ -635,6 +635,23 @@ def sleeps(mark):
     return found
 
 
+def test_reload_starts_again_a_changed_service_a_user_started(procs, tmp_path):
+    """autostart = false, started by `ctl start`, then its command changed by a reload:
+    stopped and started again with the new command, as every changed service that runs
+    (it was stopped and left down); one not running stays down."""
+    def conf(mark):
+        return (f"[service:m]\ncommand = sleep {mark}\nautostart = false\nstart_secs = 0\n"
+                f"[service:idle]\ncommand = sleep 1{mark}\nautostart = false\n")
+    d = Daemon(procs, tmp_path, conf(400231))
+    assert d.ctl("start", "m").returncode == 0
+    d.write(conf(400232))
+    assert d.ctl("reload").returncode == 0
+    st = d.wait_state("m", "running")
+    assert sleeps(400232) == [st["pid"]] and sleeps(400231) == []
+    assert d.status("idle")["idle"]["state"] == "stopped" and sleeps(1400232) == []
+    d.stop()
+
+
 def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_path):
     """A reload that changes a running service's command stops it and starts the new one
     once it is gone, also without cgroups (with them the new copy waited for the cgroup
