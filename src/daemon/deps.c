@@ -177,6 +177,68 @@ void deps_forget(struct daemon *d, struct unit *u)
 	d->deps_gen++; /* loops over the arrays just freed stop */
 }
 
+/* The name a requires or after word names into buf (room 300), or false when it is not one. */
+static bool dep_name(const char *w, bool after, char *buf)
+{
+	int len = config_dep_name_len(w, after);
+	if (len < 0 || len > 128)
+		return false;
+	snprintf(buf, 300, "%.*s", len, w);
+	return true;
+}
+
+/*
+ * Does the service called from depend, through any chain of requires and
+ * after, on one called name? The services as they are now, which the
+ * config's check (confdeps.c) never saw: an added one may close a cycle
+ * (add p, add q requiring p, remove p, add p requiring q), and then a stop
+ * of q, and the daemon's shutdown, waited on each other for good.
+ */
+static bool depends_on(struct daemon *d, const char *from, const char *name)
+{
+	char buf[300];
+	struct unit *first = unit_find(d, from);
+	if (!first && (snprintf(buf, sizeof(buf), "%s:0", from), !(first = unit_find(d, buf))))
+		return false;
+	/* breadth first: every unit reached, in order, marked while it is in all */
+	size_t n = 0, head = 0, cap = 16;
+	struct unit **all = malloc(cap * sizeof(*all));
+	bool found = false;
+	if (!all)
+		return false;
+	all[n++] = first;
+	first->mark = true;
+	while (head < n && !found) {
+		struct unit *u = all[head++];
+		char **lists[2] = {u->conf->requires, u->conf->after};
+		for (int k = 0; k < 2 && !found; k++) {
+			for (char **w = lists[k]; w && *w && !found; w++) {
+				if (!dep_name(*w, k == 1, buf))
+					continue;
+				found = !strcmp(buf, name);
+				struct unit *t = found ? NULL : unit_find(d, buf);
+				if (!found && !t && (strcat(buf, ":0"), !(t = unit_find(d, buf))))
+					continue;
+				if (!t || t->mark)
+					continue;
+				if (n == cap) {
+					struct unit **bigger = realloc(all, 2 * cap * sizeof(*all));
+					if (!bigger)
+						continue; /* out of memory: not followed */
+					all = bigger;
+					cap *= 2;
+				}
+				t->mark = true;
+				all[n++] = t;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		all[i]->mark = false;
+	free(all);
+	return found;
+}
+
 void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist *errs)
 {
 	static const char *const key[2] = {"requires", "after"};
@@ -197,6 +259,9 @@ void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist
 					    c->name);
 			else if (!unit_find(d, name) && !(strcat(name, ":0"), unit_find(d, name)))
 				errlist_add(errs, "add", 0, "%s: unknown service '%.*s'", key[k], len, *w);
+			else if (snprintf(name, sizeof(name), "%.*s", len, *w), depends_on(d, name, c->name))
+				errlist_add(errs, "add", 0, "%s: '%.*s' depends on %s: a dependency cycle",
+					    key[k], len, *w, c->name);
 		}
 	}
 }

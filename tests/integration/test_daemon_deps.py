@@ -483,6 +483,26 @@ def test_ctl_add_checks_and_follows_requires(procs, tmp_path):
     d.stop()
 
 
+def test_ctl_add_refuses_a_dependency_cycle(procs, tmp_path):
+    """add p, add q requiring p, remove p, add p requiring (or after) q: a cycle the
+    config's check never sees. It was accepted, and then `ctl stop q` timed out and the
+    daemon's shutdown waited for good (SIGTERM only said "already shutting down")."""
+    d = Daemon(procs, tmp_path, "[service:base]\ncommand = HELPER pause\nstart_secs = 0\n")
+    assert d.ctl("add", "-s", "start_secs=0", "p", "--", "sleep", "400241").returncode == 0
+    assert d.ctl("add", "-s", "requires=p", "-s", "start_secs=0", "q", "--", "sleep",
+                 "400242").returncode == 0
+    assert d.ctl("add", "-s", "after=q", "-s", "start_secs=0", "r", "--", "sleep",
+                 "400243").returncode == 0
+    assert d.ctl("remove", "p").returncode == 0
+    for key in ("requires=q", "after=r", "requires=base q"):
+        r = d.ctl("add", "-s", key, "p", "--", "sleep", "400244")
+        assert r.returncode == 1 and "depends on p: a dependency cycle" in r.stderr, (key, r)
+    r = d.ctl("add", "-s", "requires=base", "-s", "start_secs=0", "p", "--", "sleep", "400245")
+    assert r.returncode == 0, r  # no cycle through base
+    assert d.ctl("-t", "30", "stop", "q").returncode == 0
+    d.stop()
+
+
 def test_reload_applies_new_dependencies_without_restarting(procs, tmp_path):
     conf = """
         [service:db]
