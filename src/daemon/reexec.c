@@ -94,7 +94,7 @@ static int exe_path(char *buf, size_t len, char *err, size_t errlen)
 struct reexec {
 	struct daemon *d;
 	struct client *cl;	 /* who asked (answered by the new image), or NULL */
-	struct evm_proc *check;	 /* the format question, while it runs */
+	struct evm_proc *check;	 /* the format question, then the config's check, while it runs */
 	struct evm_timer *timer; /* the exec, once the answer is in */
 	bool cancelled;		 /* the daemon shuts down: the check was killed */
 	int format;		 /* of the state to pass: the newest both binaries read */
@@ -182,6 +182,51 @@ static void on_exec_timer(struct evm_timer *t, void *data)
 	reexec_end(rx);
 }
 
+static int ask_config(struct reexec *rx);
+
+/*
+ * The config as the new image reads it: one it refuses (a mistake saved
+ * and never reloaded, a key it does not know) would make it exit at once,
+ * its services left running with nobody watching, the socket, the record
+ * and the cgroups behind. Its `--check` says so first, with the reason.
+ */
+static void on_config(struct evm_proc *p, const struct evm_exit *x, void *data)
+{
+	struct reexec *rx = data;
+	rx->check = NULL;
+	bool ok = !x->signal && !x->status_unknown && x->code == 0;
+	if (!ok && !rx->cancelled) {
+		size_t n = 0;
+		const char *out = evm_proc_output(p, 2, &n, NULL);
+		const char *nl = out ? memchr(out, '\n', n) : NULL;
+		int len = (int)(nl ? (size_t)(nl - out) : n);
+		snprintf(rx->err, sizeof(rx->err), "%s daemon --check -c %s %s: %.*s: not "
+			 "re-executing (it would not start): the daemon carries on", rx->exe,
+			 rx->d->cfg_path, x->timed_out ? "gave no answer in 5 s" : "refuses the config",
+			 len > 300 ? 300 : len, out && len ? out : "no reason given");
+	}
+	evm_proc_unref(p);
+	if (rx->cancelled) {
+		reexec_end(rx);
+		return;
+	}
+	if (rx->d->stopping) {
+		reexec_failed(rx, "the daemon is shutting down: not re-executing");
+		reexec_end(rx);
+		return;
+	}
+	if (!ok) {
+		reexec_failed(rx, rx->err);
+		reexec_end(rx);
+		return;
+	}
+	if (evm_timer_add(rx->d->loop, 0, on_exec_timer, rx, &rx->timer) < 0) {
+		rx->timer = NULL;
+		reexec_failed(rx, "out of memory for a timer: not re-executing: the daemon carries on");
+		reexec_end(rx);
+	}
+}
+
 static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 {
 	struct reexec *rx = data;
@@ -197,14 +242,8 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 		reexec_end(rx);
 		return;
 	}
-	if (!ok) {
+	if (!ok || ask_config(rx) < 0) {
 		reexec_failed(rx, rx->err);
-		reexec_end(rx);
-		return;
-	}
-	if (evm_timer_add(rx->d->loop, 0, on_exec_timer, rx, &rx->timer) < 0) {
-		rx->timer = NULL;
-		reexec_failed(rx, "out of memory for a timer: not re-executing: the daemon carries on");
 		reexec_end(rx);
 	}
 }
@@ -274,6 +313,28 @@ static int ask_format(struct reexec *rx, char *err, size_t errlen)
 		rx->check = NULL;
 		snprintf(err, errlen, "cannot run %s to ask its state format: %s: %s: the daemon "
 			 "carries on", rx->exe, evm_spawn_stage_name(se.stage), strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+/* Have exe check the config; on_config carries on. 0, or -1 with rx->err. */
+static int ask_config(struct reexec *rx)
+{
+	char *argv[] = {"evmon", "daemon", "--check", "-c", (char *)rx->d->cfg_path, "-S",
+			rx->d->socket, NULL};
+	struct evm_spawn_error se = {0};
+	struct evm_spawn_opts o = {.argv = argv, .file = rx->exe, .timeout_ms = CHECK_TIMEOUT_MS,
+				   .timeout_signal = SIGKILL, .capture_max = 4096,
+				   .on_exit = on_config, .data = rx, .error = &se};
+	o.stdio[0].mode = EVM_STDIO_NULL;
+	o.stdio[1].mode = EVM_STDIO_NULL;
+	o.stdio[2].mode = EVM_STDIO_CAPTURE;
+	int r = evm_spawn(rx->d->loop, &o, &rx->check);
+	if (r < 0) {
+		rx->check = NULL;
+		snprintf(rx->err, sizeof(rx->err), "cannot run %s to check the config: %s: %s: the "
+			 "daemon carries on", rx->exe, evm_spawn_stage_name(se.stage), strerror(-r));
 		return -1;
 	}
 	return 0;

@@ -645,8 +645,9 @@ def test_new_image_that_dies_leaves_a_record(procs, tmp_path, marker):
     exe = own_copy(tmp_path)
     start_with(d, exe)
     pids = sorted(v["pid"] for v in wait_for(lambda: all_running(d, 3), what="3 running").values())
-    with open(exe + ".new", "w") as f:  # it says it reads the state, then dies
-        f.write('#!/bin/sh\n[ "$2" = --state-format ] && echo 3 && exit 0\nexit 7\n')
+    with open(exe + ".new", "w") as f:  # it says it reads the state and the config, then dies
+        f.write('#!/bin/sh\n[ "$2" = --state-format ] && echo 3 && exit 0\n'
+                '[ "$2" = --check ] && exit 0\nexit 7\n')
     os.chmod(exe + ".new", 0o755)
     os.rename(exe + ".new", exe)
     r = d.ctl("reexec")
@@ -1205,3 +1206,25 @@ def test_the_configs_socket_outlives_a_reload(procs, tmp_path, marker):
     assert d.request({"cmd": "ping"})["ok"]  # on the config's socket still
     d.stop()
     assert not os.path.exists(sock + ".state")
+
+
+def test_reexec_with_a_config_the_new_image_refuses_is_refused(procs, tmp_path, marker):
+    """A mistake saved in the config and never reloaded: a re-exec's new image read it,
+    refused to start and exited, its services left running with nobody watching (and the
+    socket, the record and the cgroups behind). Its `--check` is asked first: the re-exec
+    is refused with the mistake, and the daemon carries on; fixed, it goes."""
+    d = Daemon(procs, tmp_path, config(marker, n=3))
+    before = wait_for(lambda: all_running(d, 3), what="3 running")
+    good = open(d.cfg).read()
+    d.write(good + "bogus = 1\n")
+    r = d.ctl("reexec")
+    assert r.returncode == 1 and "refuses the config" in r.stderr and "bogus" in r.stderr and \
+        "the daemon carries on" in r.stderr, r.stderr
+    assert d.p.poll() is None and d.request({"cmd": "ping"})["pid"] == d.p.pid
+    assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
+    d.write(good)
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stderr + d.log()
+    assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
+    d.stop()
+    assert marker_pids(marker) == []
