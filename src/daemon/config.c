@@ -101,6 +101,11 @@ static void apply_services(struct conf_ctx *c, const struct conf_read *r)
 				    "bad service name '%s' (1-128 letters, digits, _ . @ -)", name);
 			continue;
 		}
+		if (config_reserved_name(name)) {
+			errlist_add(c->errs, c->file, sec->line, "service name '%s' is reserved: %s",
+				    name, config_reserved_name(name));
+			continue;
+		}
 		if (hmap_get(&names, name)) {
 			char where[600];
 			first_service(r, i, where, sizeof(where));
@@ -170,6 +175,11 @@ struct svc_conf *config_service(const struct config *cfg, const char *name, cons
 	if (!config_valid_name(name)) {
 		errlist_add(errs, where, 0, "bad service name '%s' (1-128 letters, digits, _ . @ -)",
 			    name);
+		return NULL;
+	}
+	if (config_reserved_name(name)) {
+		errlist_add(errs, where, 0, "service name '%s' is reserved: %s", name,
+			    config_reserved_name(name));
 		return NULL;
 	}
 	struct svc_policy defaults;

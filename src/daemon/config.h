@@ -203,6 +203,11 @@ void svc_conf_unref(struct svc_conf *c);
 
 /* Is name usable as a service name (letters, digits, _ . @ -; 1-128 bytes)? */
 bool config_valid_name(const char *name);
+/*
+ * Why a valid name cannot be a service's, or NULL: it would share a file
+ * with another service (its cgroup, its log).
+ */
+const char *config_reserved_name(const char *name);
 
 /* Fill the service options for instance i of c (argv, env, policy...). */
 struct svc_build {

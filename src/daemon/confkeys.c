@@ -298,6 +298,18 @@ bool config_valid_name(const char *name)
 	return true;
 }
 
+const char *config_reserved_name(const char *name)
+{
+	size_t n = strlen(name);
+	/* cgroups.c names cgroup.X's cgroup _cgroup.X.service (cgroupfs owns cgroup.*) */
+	if (!strncmp(name, "_cgroup.", 8))
+		return "_cgroup.X.service is the cgroup of service cgroup.X";
+	/* output.c: NAME.err.log is NAME's stderr kept apart */
+	if (n > 4 && !strcmp(name + n - 4, ".err"))
+		return "NAME.err.log is the stderr log of service NAME";
+	return NULL;
+}
+
 void conf_default_policy(struct svc_policy *p)
 {
 	memset(p, 0, sizeof(*p));

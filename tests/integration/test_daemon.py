@@ -117,6 +117,11 @@ BAD_LINES = [
     ("[service:h]", "service h: backoff_initial (60000 ms) is longer than backoff_max (30000 ms)"),
     ("command = true", None),
     ("backoff_initial = 1m", None),
+    # names that would share a file with another service's: its cgroup, its log
+    ("[service:_cgroup.a]", "service name '_cgroup.a' is reserved: _cgroup.X.service is the "
+     "cgroup of service cgroup.X"),
+    ("[service:a.err]", "service name 'a.err' is reserved: NAME.err.log is the stderr log of "
+     "service NAME"),
 ]
 
 
