@@ -264,6 +264,11 @@ bool deps_stop_over(struct daemon *d, struct unit *u);
 void deps_stop_all(struct daemon *d);
 /* A state of u changed: start or stop who waited for it. */
 void deps_changed(struct daemon *d, struct unit *u);
+/*
+ * The graph changed (a reload, a removal): a unit waiting to stop until its
+ * dependents are down may have none left to wait for.
+ */
+void deps_retry_stops(struct daemon *d);
 /* u leaves the table (or a unit joins it): resolve again before the next use. */
 void deps_forget(struct daemon *d, struct unit *u);
 /* The names c (from `ctl add`) depends on must be services (errors to errs). */

@@ -856,6 +856,15 @@ void deps_stop_all(struct daemon *d)
 
 /* ------------------------------------------------------------- changes */
 
+void deps_retry_stops(struct daemon *d)
+{
+	ensure_graph(d);
+	unsigned gen = d->deps_gen;
+	for (struct unit *u = d->first; u && gen == d->deps_gen; u = u->next)
+		if (u->want_stop)
+			try_stop(d, u); /* one queued for its turn stays queued */
+}
+
 void deps_changed(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);

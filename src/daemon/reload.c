@@ -312,6 +312,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 	d->defer_start = false;
 	deps_forget(d, NULL); /* kept services may depend on others now */
 	deps_start_wanted(d);
+	deps_retry_stops(d); /* a stop waiting for a dependent the new graph has not */
 	config_free(old);
 	reload_report(d, resp, &r);
 	return 0;

@@ -398,6 +398,7 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 		unit_remove(d, sel.u[i]);
 	}
 	free(sel.u);
+	deps_retry_stops(d); /* a stop that waited for one of them */
 	reply_ok(cl, r);
 	waiters_check(d); /* waited-for services may be gone */
 }

@@ -934,3 +934,33 @@ start_secs = 0
     assert d.status("db")["db"]["state"] == "running", d.status()
     assert "error" not in st, st
     d.stop()
+
+
+def test_a_stop_waiting_for_a_dependent_goes_when_a_reload_drops_the_dependency(procs, tmp_path):
+    """ctl stop db: db waits for app, which requires it and stops slowly (it ignores
+    TERM). A reload then drops app's requires: db has nothing left to wait for and stops.
+    It waited for good (its stop was tried again only along the new graph), and the stop
+    request timed out."""
+    def conf(requires):
+        return f"""
+[service:db]
+command = HELPER pause
+start_secs = 0
+
+[service:app]
+command = sh -c 'trap "" TERM; exec sleep 400251'
+{requires}
+stop_timeout = 6
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, conf("requires = db"))
+    wait_signal_state(d, "app", "SigIgn")
+    assert d.ctl("-t", "0", "stop", "db").returncode == 0
+    wait_for(lambda: d.status("app")["app"]["state"] == "stopping", what="app stopping first")
+    assert d.status("db")["db"]["state"] == "running"
+    d.write(conf(""))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    r = d.ctl("wait", "db", "--for", "stopped", "-t", "10")
+    assert r.returncode == 0, (r, d.status())
+    assert d.status("app")["app"]["state"] == "stopping"  # its own stop goes on
+    d.stop()
