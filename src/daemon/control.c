@@ -267,6 +267,9 @@ void control__client_send(struct client *cl)
 		if (w > 0) {
 			size_t before = control__held(cl);
 			cl->moved_ns = evm_loop_now(cl->ctl->loop);
+			/* what went first counts as the replies': exact when they came first,
+			 * at worst it lets a subscriber hold a reply's size more of events */
+			cl->reply_held -= (size_t)w < cl->reply_held ? (size_t)w : cl->reply_held;
 			linebuf_consume(&cl->out, (size_t)w);
 			control__held_moved(cl->ctl, before, control__held(cl));
 		} else if (w < 0 && errno == EINTR)
@@ -348,6 +351,8 @@ static void out_grew(struct client *cl, size_t before, size_t n)
 	struct control *ctl = cl->ctl;
 	if (!cl->out.len) /* it had taken everything */
 		cl->behind_since = cl->moved_ns = evm_loop_now(ctl->loop);
+	if (!cl->publishing)
+		cl->reply_held += n;
 	cl->out.len += n;
 	control__held_moved(ctl, before, control__held(cl));
 	if (ctl->held > ctl->o.max_total && ctl->holders > 1) { /* one alone is kept: nothing to do */

@@ -41,6 +41,10 @@ struct client {
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	struct evm_timer *stall; /* armed while a short client's stream waits to be read */
 	uint64_t moved_ns;	 /* loop ns: the socket last took some of its output */
+	/* of out.len, about how much is replies (not events): a subscriber's own
+	 * big reply (a status of 15,000) is not events it failed to read */
+	size_t reply_held;
+	bool publishing;	 /* control_publish is adding an event line */
 	/* its subscription: one block, the exact names first (sorted, nexact), then globs */
 	char **patterns;
 	size_t npatterns, nexact;

@@ -100,15 +100,18 @@ void control_publish(struct control *ctl, const char *service, const char *line)
 	for (struct client *cl = ctl->clients; cl; cl = cl->next) {
 		if (!cl->subscribed || cl->aborted || !wants(cl, service))
 			continue;
-		if (cl->out.len + n + 1 > ctl->o.max_pending) {
+		size_t events = cl->out.len - (cl->reply_held < cl->out.len ? cl->reply_held : cl->out.len);
+		if (events + n + 1 > ctl->o.max_pending) {
 			control__log(ctl, "client %u (pid %d): dropped: %zu bytes of events not read", cl->id,
-			             (int)cl->pid, cl->out.len);
+			             (int)cl->pid, events);
 			ctl->dropped++;
 			ctl->dropped_bytes += cl->out.len;
 			control__client_abort(cl);
 			continue;
 		}
+		cl->publishing = true;
 		control__client_line(cl, line, n); /* all clients together: control.c hold_total */
+		cl->publishing = false;
 		control__client_send(cl);
 		control__client_update(cl);
 	}

@@ -421,3 +421,40 @@ def test_a_subscriber_that_shuts_its_writing_side_still_gets_its_events(procs, t
     s.close()
     wait_for(lambda: clients(d) == 1, what="the subscriber's connection closed with it")
     d.stop()
+
+
+def test_a_subscribers_own_big_reply_is_not_events_it_failed_to_read(procs, tmp_path):
+    """An events subscriber (client_buffer = 4k) asks for the status of 1,500 services, a
+    reply bigger than its socket takes, then an event comes while the reply is still
+    unsent: it is kept, and gets the reply then the event. The reply counted as unread
+    events, and the subscriber was dropped ("bytes of events not read"): `ctl wait '*'`
+    against 15,000 services failed 3 runs in 10."""
+    d = Daemon(procs, tmp_path, """
+[evmon]
+client_buffer = 4k
+
+[service:w]
+command = sleep 400261
+instances = 1500
+start_secs = 0
+
+[service:x]
+command = HELPER pause
+start_secs = 0
+""")
+    wait_for(lambda: len(d.status()) == 1501 and all(s["state"] == "running" for s in d.status().values()),
+             timeout=60 * SLOW, what="1501 running")
+    s = d.connect(timeout=60)
+    s.sendall(b'{"cmd":"events","names":["x"]}\n')
+    r = LineReader(s)
+    assert r.next()["ok"]
+    s.sendall(b'{"cmd":"status","id":"big"}\n')
+    time.sleep(0.5)  # the reply is made, more of it than the socket takes
+    assert d.ctl("restart", "x").returncode == 0
+    reply = r.next(timeout=30)
+    assert reply.get("id") == "big" and len(reply["services"]) == 1501, str(reply)[:200]
+    ev = r.next(timeout=30)
+    assert ev["event"] == "state" and ev["service"] == "x", ev
+    assert "bytes of events not read" not in d.log()
+    s.close()
+    d.stop()
