@@ -177,11 +177,6 @@ struct svc_conf *config_service(const struct config *cfg, const char *name, cons
 			    name);
 		return NULL;
 	}
-	if (config_reserved_name(name)) {
-		errlist_add(errs, where, 0, "service name '%s' is reserved: %s", name,
-			    config_reserved_name(name));
-		return NULL;
-	}
 	struct svc_policy defaults;
 	if (cfg)
 		defaults = cfg->defaults;

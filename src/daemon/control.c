@@ -267,8 +267,9 @@ void control__client_send(struct client *cl)
 		if (w > 0) {
 			size_t before = control__held(cl);
 			cl->moved_ns = evm_loop_now(cl->ctl->loop);
-			/* what went first counts as the replies': exact when they came first,
-			 * at worst it lets a subscriber hold a reply's size more of events */
+			/* what went first counts as the replies': exact when they came first;
+			 * when events came first it counts too many as events (dropped sooner,
+			 * as before reply_held was kept), never too few */
 			cl->reply_held -= (size_t)w < cl->reply_held ? (size_t)w : cl->reply_held;
 			linebuf_consume(&cl->out, (size_t)w);
 			control__held_moved(cl->ctl, before, control__held(cl));

@@ -146,7 +146,7 @@ unsigned control_followers(struct control *ctl, const struct client *except,
 		bool waiting = cl->pending && !cl->stream && !cl->closing && cl->defer_gone;
 		/* else only between requests, with nothing unsent: a reply or a line would be cut */
 		if (cl->aborted || cl->raw || cl->stream || cl->out.len || cl->closing ||
-		    (!waiting && (cl->pending || cl->eof))) {
+		    (!waiting && (cl->pending || (cl->eof && !cl->subscribed)))) {
 			closing += !cl->aborted && (cl->raw || cl->stream || cl->pending || cl->out.len);
 			continue;
 		}

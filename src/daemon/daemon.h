@@ -183,6 +183,15 @@ struct daemon {
 	uint64_t units_made; /* unit.seq of the last one */
 };
 
+/*
+ * A replacement that starts once its old copy is gone (deps.c start_now): not
+ * pending, not running, but coming, to the graph, a stop and the record.
+ */
+static inline bool unit_deferred(const struct unit *u)
+{
+	return u->old && u->want_start && u->svc;
+}
+
 /* daemon.c */
 void daemon_request_shutdown(struct daemon *d, const char *why);
 /*

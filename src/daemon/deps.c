@@ -329,7 +329,7 @@ static enum verdict judge(const struct dep *dp, char *buf, size_t len)
 	enum evm_state s = state(t);
 	/* start_after: STOPPED only until its spawn turn (a restart, a start while stopping);
 	 * old and want_start: a replacement that starts once its old copy is gone */
-	bool coming = t->pending || t->start_after || (t->old && t->want_start && t->svc);
+	bool coming = t->pending || t->start_after || unit_deferred(t);
 	if (dp->kind == DEP_AFTER)
 		return coming || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF ||
 				       s == EVM_STATE_STOPPING
@@ -383,6 +383,8 @@ static int start_now(struct daemon *d, struct unit *u)
 		 * a dependency's, its turn): it goes once the old one is gone
 		 * (units_start_successor), and a waiting `ctl start` waits for it.
 		 */
+		if (!u->pending) /* else make_pending said whose start it is */
+			u->asked = d->asking;
 		u->pending = false;
 		u->want_start = true;
 		return 0;
@@ -779,7 +781,8 @@ static void mark_stop(struct daemon *d, struct unit *u, const struct unit *cause
 	for (size_t i = 0; i < u->nrdeps; i++) {
 		struct unit *v = u->rdeps[i];
 		for (size_t k = 0; k < v->ndeps; k++)
-			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER && (active(v) || v->pending))
+			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER &&
+			    (active(v) || v->pending || unit_deferred(v)))
 				mark_stop(d, v, u, b);
 	}
 }

@@ -192,11 +192,11 @@ static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct
 			 u->conf->pol.restart == EVM_RESTART_UNLESS_STOPPED;
 	/* one running (or about to) is started again, autostart or not: a changed service
 	 * that a user had started was stopped and left down */
-	bool up = u->pending || (u->svc && (info.state == EVM_STATE_STARTING ||
-					     info.state == EVM_STATE_RUNNING ||
-					     info.state == EVM_STATE_RELOADING ||
-					     info.state == EVM_STATE_BACKOFF ||
-					     (info.state == EVM_STATE_STOPPING && u->start_after)));
+	bool up = (u->pending || unit_deferred(u) ||
+		   (u->svc && (info.state == EVM_STATE_STARTING || info.state == EVM_STATE_RUNNING ||
+			       info.state == EVM_STATE_RELOADING || info.state == EVM_STATE_BACKOFF ||
+			       (info.state == EVM_STATE_STOPPING && u->start_after)))) &&
+		  !u->want_stop; /* a stop asked for and still waiting: not started again */
 	unit_release(d, u);
 	svc_conf_unref(u->conf);
 	u->conf = svc_conf_ref(c);

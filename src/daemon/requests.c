@@ -353,6 +353,12 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 		control_reply_error(cl, "add needs \"service\": {\"name\": ..., \"command\": ...}");
 		return;
 	}
+	/* here, not in requests_add_conf: one added before (an older evmon) is taken back */
+	if (config_reserved_name(nm->valuestring)) {
+		control_reply_error(cl, "service name '%s' is reserved: %s", nm->valuestring,
+				    config_reserved_name(nm->valuestring));
+		return;
+	}
 	struct errlist errs = {0};
 	struct svc_conf *c = requests_add_conf(d, svc, nm->valuestring, &errs);
 	if (c && !(c->added_def = cJSON_PrintUnformatted(svc))) {

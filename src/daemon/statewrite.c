@@ -204,7 +204,7 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		 * are down, or at its turn. Older formats end the line with it.
 		 */
 		enum rec_flags intent = REC_RUN; /* none */
-		if (u->pending && !pid)
+		if ((u->pending || unit_deferred(u)) && !pid)
 			intent = REC_START;
 		else if (u->start_after &&
 			 (info.state == EVM_STATE_STOPPING || (info.state == EVM_STATE_STOPPED && !pid)))

@@ -226,7 +226,10 @@ void units_start_successor(struct daemon *d, struct unit *u)
 	if (!u->want_start || !u->svc || u->old || d->defer_start)
 		return;
 	u->want_start = false;
+	bool asking = d->asking;
+	d->asking = u->asked; /* a client's start, deferred: still the client's */
 	int r = deps_start(d, u);
+	d->asking = asking;
 	if (r < 0)
 		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
 }

@@ -406,7 +406,7 @@ start_secs = 0
 def test_a_subscriber_that_shuts_its_writing_side_still_gets_its_events(procs, tmp_path):
     """{"cmd":"events"} then shutdown(SHUT_WR) (what `printf ... | nc -N` does): the
     subscriber still gets the events, as a `logs -f` does (it was answered and hung up
-    on); its connection ends when it closes for good."""
+    on), a re-exec's new image too; its connection ends when it closes for good."""
     d = pause_daemon(procs, tmp_path, idle="1s")
     s = d.connect()
     s.sendall(b'{"cmd":"events","names":["web"]}\n')
@@ -418,6 +418,11 @@ def test_a_subscriber_that_shuts_its_writing_side_still_gets_its_events(procs, t
     ev = r.next(timeout=30)
     assert ev["event"] == "state" and ev["service"] == "web", ev
     assert clients(d) == 2
+    assert d.ctl("reexec").returncode == 0  # carried over too (it was dropped unsaid)
+    assert d.ctl("restart", "web").returncode == 0
+    while (ev := r.next(timeout=30))["event"] != "state":
+        pass
+    assert ev["service"] == "web", ev
     s.close()
     wait_for(lambda: clients(d) == 1, what="the subscriber's connection closed with it")
     d.stop()

@@ -657,6 +657,44 @@ def test_reload_starts_again_a_changed_service_a_user_started(procs, tmp_path):
     d.stop()
 
 
+@pytest.mark.parametrize("then", ["reload", "crash", "stop"])
+def test_a_start_deferred_behind_an_old_copy_is_kept_or_cancelled(procs, tmp_path, then):
+    """A changed service a user had started (autostart = false) whose old copy stops
+    slowly: its new copy waits. Meanwhile a second reload (of another service), or a
+    crash of the daemon, keeps that start (the record says it: the next daemon starts it
+    once the old copy is gone), also when the reload changes it again; a `ctl stop`
+    cancels it. The second reload and the crash lost it (the service stayed down)."""
+    def conf(mark, other="400271"):
+        return (f"[service:m]\ncommand = sh -c 'trap \"\" TERM; exec sleep {mark}'\n"
+                f"autostart = false\nstart_secs = 0\nstop_timeout = 2\n"
+                f"[service:o]\ncommand = sleep {other}\nstart_secs = 0\n")
+    d = Daemon(procs, tmp_path, conf(400272))
+    assert d.ctl("start", "m").returncode == 0
+    old = wait_signal_state(d, "m", "SigIgn")
+    d.write(conf(400273))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    assert alive(old) and sleeps(400273) == []
+    mark = 400273
+    if then == "reload":  # changed again: the copy that never ran is replaced in turn
+        mark = 400275
+        d.write(conf(mark, other="400274"))
+        assert d.ctl("-t", "0", "reload").returncode == 0
+    elif then == "crash":
+        wait_for(lambda: f" old={old}:" in record_text(d), what="the old copy in the record")
+        d.crash()
+        d.start()
+    else:
+        assert d.ctl("-t", "0", "stop", "m").returncode == 0
+    wait_for(lambda: not alive(old), timeout=30 * SLOW, what="the old copy's end")
+    if then == "stop":
+        time.sleep(0.5)
+        assert sleeps(mark) == [] and d.status("m")["m"]["state"] == "stopped"
+    else:
+        st = d.wait_state("m", "running", timeout=30)
+        assert sleeps(mark) == [st["pid"]] and sleeps(400273 if mark != 400273 else 0) == []
+    d.stop()
+
+
 def test_reload_without_cgroups_stops_the_old_copy_before_the_new(procs, tmp_path):
     """A reload that changes a running service's command stops it and starts the new one
     once it is gone, also without cgroups (with them the new copy waited for the cgroup

@@ -964,3 +964,31 @@ start_secs = 0
     assert r.returncode == 0, (r, d.status())
     assert d.status("app")["app"]["state"] == "stopping"  # its own stop goes on
     d.stop()
+
+
+def test_a_stop_cancels_a_dependents_start_deferred_behind_its_old_copy(procs, tmp_path):
+    """app requires db; a reload changes app, whose old copy stops slowly: its new copy
+    waits for it. `ctl stop db` meanwhile: app is not started when its old copy is gone
+    (its start pulled db up again, undoing the stop)."""
+    def conf(mark):
+        return f"""
+[service:db]
+command = HELPER pause
+start_secs = 0
+
+[service:app]
+command = sh -c 'trap "" TERM; exec sleep {mark}'
+requires = db
+stop_timeout = 2
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, conf(400281))
+    old = wait_signal_state(d, "app", "SigIgn")
+    d.write(conf(400282))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    assert d.ctl("-t", "0", "stop", "db").returncode == 0
+    wait_for(lambda: not alive(old), timeout=30 * SLOW, what="the old app's end")
+    time.sleep(0.5)
+    st = d.status()
+    assert st["db"]["state"] == "stopped" and st["app"]["state"] == "stopped", st
+    d.stop()
