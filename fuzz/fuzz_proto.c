@@ -11,7 +11,10 @@
  * the input between two clients connected side by side (one may subscribe to
  * events while the other acts). A client writes its part, shuts down its
  * writing side and reads until the daemon hangs up, or, at a line "!close",
- * closes its connection there and then. Waits still pending when the loop has
+ * closes its connection there and then. An events subscriber that shut its
+ * writing side down is kept by the daemon (it still reads its events): once
+ * the loop is idle and only such clients are left, they are over too. Waits
+ * still pending when the loop has
  * nothing left to do are answered the way a shutdown answers them, then every
  * service is stopped and everything is freed (LeakSanitizer checks each run).
  *
@@ -26,6 +29,7 @@
 #include "fuzz.h"
 
 #include "../src/daemon/daemon.c"
+#include "../src/daemon/controlint.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -170,7 +174,9 @@ static bool conn_step(struct conn *c)
 			c->off = c->size; /* the daemon hung up */
 	}
 	if (c->off == c->size && c->cut) {
-		c->hung_up = true; /* "!close": gone without a word */
+		c->hung_up = true; /* "!close": gone without a word, there and then */
+		close(c->fd);
+		c->fd = -1;
 		return true;
 	}
 	if (c->off == c->size)
@@ -184,6 +190,16 @@ static bool conn_step(struct conn *c)
 			c->hung_up = true;
 		return c->hung_up;
 	}
+}
+
+/* Every client the daemon still has is a subscriber with nothing to do: kept, not stuck. */
+static bool only_quiet_subscribers(const struct control *ctl)
+{
+	for (const struct client *cl = ctl->clients; cl; cl = cl->next)
+		if (!cl->aborted && (!cl->subscribed || cl->pending || cl->out.len || cl->in.len ||
+				     cl->raw || cl->stream))
+			return false;
+	return true;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -224,13 +240,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n == 0 && !sending && !all_done) {
 			if (d.waiters)
 				waiters_finish(&d);
-			else
-				evm_loop_run_once(d.loop, 5); /* a child exit or a timer on its way */
+			else if (evm_loop_run_once(d.loop, 5) == 0 && only_quiet_subscribers(d.ctl))
+				all_done = true; /* subscribers that half-closed: the daemon keeps them */
+			/* else a child exit or a timer on its way */
 		}
 	}
 	FUZZ_CHECK(all_done);
 	for (int k = 0; k < nconn; k++)
-		close(c[k].fd);
+		if (c[k].fd >= 0)
+			close(c[k].fd);
 
 	d.stopping = true;
 	FUZZ_CHECK(evm_shutdown(d.loop, 0) == 0);

@@ -45,7 +45,7 @@ int control_subscribe(struct client *cl, const char *const *patterns, size_t n)
 	char **p = n ? malloc(n * sizeof(*p) + bytes) : NULL;
 	if (n && !p)
 		return -ENOMEM;
-	char *s = (char *)(p + n);
+	char *s = p ? (char *)(p + n) : NULL; /* none: NULL + 0 is undefined */
 	size_t lo = 0, hi = n;
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(patterns[i]) + 1;
