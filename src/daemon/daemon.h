@@ -140,6 +140,7 @@ struct daemon {
 	int exit_code; /* the daemon's, set by an essential service that ended (-1: none) */
 	bool defer_start; /* creating every unit first: start them afterwards */
 	bool asking;	  /* a client's start or restart is under way (unit.asked) */
+	bool wake_wanted; /* an old copy ended that units of another name waited for */
 	/* the start of the daemon, a batch per loop iteration (units.c): the next unit, or NULL */
 	struct unit *start_next;
 	struct evm_timer *start_timer;

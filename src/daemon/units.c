@@ -83,6 +83,34 @@ bool units_draining(struct daemon *d, const char *name)
 }
 
 /*
+ * What u waits for: an old copy of its own name, else one of the same
+ * definition under its other form, when a reload changed its instances
+ * (web:0 and web:1 still stopping when web comes, or web when web:0 and
+ * web:1 come): never two copies of one definition side by side.
+ */
+static struct draining *draining_for(struct daemon *d, const struct unit *u)
+{
+	if (!d->draining.n)
+		return NULL;
+	struct draining *g = draining_find(d, u->name);
+	const char *colon = strchr(u->name, ':');
+	if (g)
+		return g;
+	if (colon) { /* NAME:i: NAME's */
+		char def[256];
+		snprintf(def, sizeof(def), "%.*s", (int)(colon - u->name), u->name);
+		return draining_find(d, def);
+	}
+	size_t n = strlen(u->name); /* NAME: any NAME:i's */
+	for (struct hnode *h = hmap_next(&d->draining, NULL); h; h = hmap_next(&d->draining, h)) {
+		g = HMAP_ENTRY(h, struct draining, node);
+		if (!strncmp(g->name, u->name, n) && g->name[n] == ':')
+			return g;
+	}
+	return NULL;
+}
+
+/*
  * One entry per stopping service, once (added twice, one entry would
  * outlive the service's removal, and the next unit of that name wait on
  * freed memory). The first of a name stays first: what its unit waits for.
@@ -182,6 +210,54 @@ void unit_note_start_after(struct daemon *d, struct unit *u)
 	state_changed(d); /* the record says so: a crash now keeps the restart */
 }
 
+/* Each unit of name's definition under its other form (NAME for NAME:i, NAME:i for NAME). */
+static void other_form(struct daemon *d, const char *name,
+		       void (*fn)(struct daemon *d, struct unit *u, void *arg), void *arg)
+{
+	const char *colon = strchr(name, ':');
+	if (colon) {
+		char def[256];
+		snprintf(def, sizeof(def), "%.*s", (int)(colon - name), name);
+		struct unit *u = unit_find(d, def);
+		if (u)
+			fn(d, u, arg);
+		return;
+	}
+	/* by NAME:0, not by name: the unit called name may be the one going (its old conf) */
+	char inst[300];
+	snprintf(inst, sizeof(inst), "%s:0", name);
+	struct unit *first = unit_find(d, inst);
+	unsigned n = first ? first->conf->instances : 0;
+	for (unsigned k = 0; k < n; k++) {
+		snprintf(inst, sizeof(inst), "%s:%u", name, k);
+		struct unit *v = unit_find(d, inst);
+		if (v)
+			fn(d, v, arg);
+	}
+}
+
+/* One of the other form waited for the old copy that ended (arg: its service). */
+static void wake_one(struct daemon *d, struct unit *u, void *arg)
+{
+	if (u->old != arg)
+		return;
+	struct draining *g = draining_for(d, u);
+	u->old = g ? g->svc : NULL;
+	if (!u->old && u->want_start && u->svc)
+		d->wake_wanted = true; /* on_event: deps_start_wanted, after this event is told */
+}
+
+/*
+ * One of the other form not started yet waits for a new old copy (arg): a
+ * reload adds web before it releases web:0 and web:1.
+ */
+static void claim_one(struct daemon *d, struct unit *u, void *arg)
+{
+	(void)d;
+	if (!u->old && u->svc && evm_service_state(u->svc) == EVM_STATE_STOPPED)
+		u->old = arg;
+}
+
 struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 {
 	/*
@@ -194,10 +270,12 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 	if (ev->removed)
 		draining_done(d, ev);
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
+	if (ev->removed && ev->name)
+		other_form(d, ev->name, wake_one, ev->service);
 	if (u && ev->removed && u->old == ev->service) {
 		/* the replaced service is gone (and its cgroup empty): its successor may start,
 		 * unless another of its name still stops */
-		struct draining *g = draining_find(d, u->name);
+		struct draining *g = draining_for(d, u);
 		u->old = g ? g->svc : NULL;
 		return !u->old && u->want_start && u->svc && !d->defer_start ? u : NULL;
 	}
@@ -416,7 +494,7 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	d->last = u;
 	d->nunits++;
 	deps_forget(d, u);
-	struct draining *g = draining_find(d, u->name);
+	struct draining *g = draining_for(d, u);
 	if (g)
 		u->old = g->svc; /* started at its removal (units_on_event) */
 	unit_create(d, u);
@@ -442,8 +520,9 @@ void unit_release(struct daemon *d, struct unit *u)
 	if (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_RELOADING ||
 	    st == EVM_STATE_STOPPING) {
 		draining_add(d, u->name, s, u->out);
-		struct draining *g = draining_find(d, u->name);
+		struct draining *g = draining_for(d, u);
 		u->old = g ? g->svc : s; /* out of memory: waited for, in no list */
+		other_form(d, u->name, claim_one, s);
 	}
 	evm_service_remove(s);
 }

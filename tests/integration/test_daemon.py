@@ -744,6 +744,33 @@ def test_a_start_while_the_old_copy_stops_waits_for_it(procs, tmp_path, cgroup, 
     d.stop()
 
 
+@pytest.mark.parametrize("counts", [(2, 1), (1, 2)])
+def test_a_change_of_instances_waits_for_the_old_copies(procs, tmp_path, counts):
+    """A reload that changes instances (2 -> 1: web:0 and web:1 become web; 1 -> 2) of a
+    service whose processes ignore SIGTERM: the new copies start once the old ones are
+    gone. They started at once beside them (other names, so not waited for)."""
+    def conf(mark, n):
+        return (f"[service:web]\ncommand = sh -c 'trap \"\" TERM; exec sleep {mark}'\n"
+                f"instances = {n}\nstop_timeout = 2\nstart_secs = 0\n")
+    before, after = counts
+    d = Daemon(procs, tmp_path, conf(400291, before))
+    names = ["web"] if before == 1 else [f"web:{k}" for k in range(before)]
+    olds = [wait_signal_state(d, n, "SigIgn") for n in names]
+    d.write(conf(400292, after))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    while True:
+        new = sleeps(400292)
+        if not any(alive(p) for p in olds):
+            break
+        assert new == [], "a new copy beside the old ones"
+        time.sleep(0.05)
+    wait_for(lambda: len(sleeps(400292)) == after, timeout=30 * SLOW, what="the new copies")
+    st = d.status()
+    assert sorted(st) == (["web"] if after == 1 else [f"web:{k}" for k in range(after)]), st
+    assert all(s["state"] == "running" for s in st.values()), st
+    d.stop()
+
+
 def record_text(d):
     try:
         with open(d.sock + ".state") as f:
