@@ -198,8 +198,11 @@ static bool depends_on(struct daemon *d, const char *from, const char *name)
 {
 	char buf[300];
 	struct unit *first = unit_find(d, from);
-	if (!first && (snprintf(buf, sizeof(buf), "%s:0", from), !(first = unit_find(d, buf))))
-		return false;
+	if (!first) {
+		int w = snprintf(buf, sizeof(buf), "%s:0", from);
+		if (w < 0 || (size_t)w >= sizeof(buf) || !(first = unit_find(d, buf)))
+			return false;
+	}
 	/* breadth first: every unit reached, in order, marked while it is in all */
 	size_t n = 0, head = 0, cap = 16;
 	struct unit **all = malloc(cap * sizeof(*all));
