@@ -168,39 +168,60 @@ bool conf_parse_cgroup_mode(const char *s, enum cgroup_mode *out)
 }
 
 /* A number, or "max"; then an optional unit (K, M, G) when units. */
-static bool limit_word(const char *v, bool units, const char **end)
+/* "max" (*n UINT64_MAX) or digits, with K, M or G if units; false past 2^64 - 1 too. */
+static bool limit_word(const char *v, bool units, const char **end, uint64_t *n)
 {
 	if (!strncmp(v, "max", 3)) {
 		*end = v + 3;
+		*n = UINT64_MAX;
 		return true;
 	}
 	*end = v + strspn(v, "0123456789");
 	if (*end == v)
 		return false;
-	if (units && **end && strchr("KMG", **end))
+	uint64_t x = 0;
+	for (const char *p = v; p < *end; p++) {
+		if (x > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return false; /* the kernel would refuse it at the start, not the check */
+		x = x * 10 + (uint64_t)(*p - '0');
+	}
+	if (units && **end && strchr("KMG", **end)) {
+		unsigned shift = **end == 'K' ? 10 : **end == 'M' ? 20 : 30;
+		if (x > UINT64_MAX >> shift)
+			return false;
+		x <<= shift;
 		(*end)++;
+	}
+	*n = x;
 	return true;
 }
 
 bool conf_parse_cgroup_limit(const char *s, unsigned which, const char **what)
 {
 	static const char *const want[] = {
-		[EVM_CGROUP_MEMORY_MAX] = "bytes (with K, M, G) or max",
-		[EVM_CGROUP_MEMORY_HIGH] = "bytes (with K, M, G) or max",
-		[EVM_CGROUP_PIDS_MAX] = "a number or max",
+		[EVM_CGROUP_MEMORY_MAX] = "bytes (with K, M, G; under 16 EiB) or max",
+		[EVM_CGROUP_MEMORY_HIGH] = "bytes (with K, M, G; under 16 EiB) or max",
+		[EVM_CGROUP_PIDS_MAX] = "a number (under 2^63) or max",
 		[EVM_CGROUP_CPU_WEIGHT] = "a weight from 1 to 10000",
-		[EVM_CGROUP_CPU_MAX] = "max, or QUOTA PERIOD in microseconds",
+		[EVM_CGROUP_CPU_MAX] = "max, or QUOTA PERIOD in microseconds (QUOTA max or at least "
+					"1000, PERIOD 1000 to 1000000)",
 		[EVM_CGROUP_IO_WEIGHT] = "a weight from 1 to 10000",
 	};
 	const char *e;
+	uint64_t n, period;
 	bool weight = which == EVM_CGROUP_CPU_WEIGHT || which == EVM_CGROUP_IO_WEIGHT;
-	bool ok = limit_word(s, which <= EVM_CGROUP_MEMORY_HIGH, &e);
-	if (ok && which == EVM_CGROUP_CPU_MAX && *e == ' ') /* the period: a number */
-		ok = limit_word(e + 1, false, &e) && strncmp(e - 3, "max", 3);
-	if (ok && weight) {
-		unsigned long n = 0;
-		ok = conf_parse_uint(s, 10000, &n) && n >= 1;
+	bool ok = limit_word(s, which <= EVM_CGROUP_MEMORY_HIGH, &e, &n);
+	if (ok && which == EVM_CGROUP_PIDS_MAX)
+		ok = n == UINT64_MAX || n <= INT64_MAX; /* the kernel's pids.max: an int64 */
+	if (ok && which == EVM_CGROUP_CPU_MAX) {
+		/* the kernel's bounds (cfs bandwidth): a quota of at least 1 ms, a period of 1 ms to 1 s */
+		ok = n == UINT64_MAX || (n >= 1000 && n <= INT64_MAX / 1000);
+		if (ok && *e == ' ') /* the period: a number */
+			ok = limit_word(e + 1, false, &e, &period) && period != UINT64_MAX &&
+			     period >= 1000 && period <= 1000000;
 	}
+	if (ok && weight)
+		ok = n >= 1 && n <= 10000;
 	*what = want[which];
 	return ok && !*e;
 }

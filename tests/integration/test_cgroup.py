@@ -260,9 +260,31 @@ def test_limit_values_checked(procs, tmp_path):
                    "cpu_max = 50000 100000\n")
     r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)])
     assert r.returncode == 1
-    assert "memory_max: '12X' is not bytes (with K, M, G) or max" in r.stderr, r.stderr
+    assert "memory_max: '12X' is not bytes (with K, M, G; under 16 EiB) or max" in r.stderr, r.stderr
     assert "cpu_weight: '0' is not a weight from 1 to 10000" in r.stderr
     assert "cpu_max" not in r.stderr
+
+
+@pytest.mark.parametrize("line,bad", [
+    ("cpu_max = 1000 0", True), ("cpu_max = 0 100000", True), ("cpu_max = 999", True),
+    ("cpu_max = 1000 1000001", True), ("cpu_max = 1000 max", True),
+    ("cpu_max = 1000 1000", False), ("cpu_max = max 1000000", False), ("cpu_max = 50000", False),
+    ("memory_max = 99999999999999999999999", True), ("memory_max = 17179869184G", True),
+    ("memory_max = 17179869183G", False), ("pids_max = 9223372036854775808", True),
+    ("pids_max = 9223372036854775807", False),
+])
+def test_limits_the_kernel_would_refuse_are_config_errors(procs, tmp_path, line, bad):
+    """Values the kernel refuses at the start (a cpu.max quota under 1 ms, a period of 0
+    or over 1 s; a size past 2^64; pids.max past 2^63) are `--check` errors naming the
+    key; they passed the check and failed only at the start ("not applied")."""
+    cfg = tmp_path / "lim.ini"
+    cfg.write_text(f"[service:a]\ncommand = sleep 1\n{line}\n")
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)])
+    key = line.split()[0]
+    if bad:
+        assert r.returncode == 1 and f"{key}: '{line.split(' = ')[1]}' is not" in r.stderr, r
+    else:
+        assert r.returncode == 0, r
 
 
 @pytest.mark.parametrize("name", ["bg", "escapee", "forker", "stubborn", "daemonizes"])
