@@ -203,8 +203,8 @@ bool conf_parse_cgroup_limit(const char *s, unsigned which, const char **what)
 		[EVM_CGROUP_MEMORY_HIGH] = "bytes (with K, M, G; under 16 EiB) or max",
 		[EVM_CGROUP_PIDS_MAX] = "a number (under 2^63) or max",
 		[EVM_CGROUP_CPU_WEIGHT] = "a weight from 1 to 10000",
-		[EVM_CGROUP_CPU_MAX] = "max, or QUOTA PERIOD in microseconds (QUOTA max or at least "
-					"1000, PERIOD 1000 to 1000000)",
+		[EVM_CGROUP_CPU_MAX] = "max, or QUOTA PERIOD in microseconds (QUOTA max or 1000 to "
+					"2^44 - 1, PERIOD 1000 to 1000000)",
 		[EVM_CGROUP_IO_WEIGHT] = "a weight from 1 to 10000",
 	};
 	const char *e;
@@ -214,8 +214,9 @@ bool conf_parse_cgroup_limit(const char *s, unsigned which, const char **what)
 	if (ok && which == EVM_CGROUP_PIDS_MAX)
 		ok = n == UINT64_MAX || n <= INT64_MAX; /* the kernel's pids.max: an int64 */
 	if (ok && which == EVM_CGROUP_CPU_MAX) {
-		/* the kernel's bounds (cfs bandwidth): a quota of at least 1 ms, a period of 1 ms to 1 s */
-		ok = n == UINT64_MAX || (n >= 1000 && n <= INT64_MAX / 1000);
+		/* the kernel's bounds (cfs bandwidth): a quota of 1 ms to 2^44 - 1 us, a period of
+		 * 1 ms to 1 s */
+		ok = n == UINT64_MAX || (n >= 1000 && n < (1ull << 44));
 		if (ok && *e == ' ') /* the period: a number */
 			ok = limit_word(e + 1, false, &e, &period) && period != UINT64_MAX &&
 			     period >= 1000 && period <= 1000000;

@@ -269,6 +269,7 @@ def test_limit_values_checked(procs, tmp_path):
     ("cpu_max = 1000 0", True), ("cpu_max = 0 100000", True), ("cpu_max = 999", True),
     ("cpu_max = 1000 1000001", True), ("cpu_max = 1000 max", True),
     ("cpu_max = 1000 1000", False), ("cpu_max = max 1000000", False), ("cpu_max = 50000", False),
+    ("cpu_max = 17592186044416 100000", True), ("cpu_max = 17592186044415 100000", False),
     ("memory_max = 99999999999999999999999", True), ("memory_max = 17179869184G", True),
     ("memory_max = 17179869183G", False), ("pids_max = 9223372036854775808", True),
     ("pids_max = 9223372036854775807", False),
