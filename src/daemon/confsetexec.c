@@ -19,9 +19,10 @@ void conf_set_command(struct conf_ctx *c, const struct keydef *k, const char *v,
 	int n = cli_split(v, argv, &err);
 	if (n < 0) {
 		conf_bad(c, "%s", err);
-	} else if (n == 0) {
-		/* no argv[0] to check or run: as if there were no command */
-		conf_bad(c, "empty command");
+	} else if (n == 0 || !(*argv)[0][0]) {
+		/* no argv[0] to check or run (or '': no program has that name): as if there were
+		 * no command */
+		conf_bad(c, n ? "empty program name ('')" : "empty command");
 		free(*argv);
 		*argv = NULL;
 	}

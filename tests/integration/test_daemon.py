@@ -122,6 +122,8 @@ BAD_LINES = [
      "cgroup of service cgroup.X"),
     ("[service:a.err]", "service name 'a.err' is reserved: NAME.err.log is the stderr log of "
      "service NAME"),
+    ("[service:i]", None),
+    ("command = '' x", "command: empty program name ('')"),  # was a warning: not in PATH
 ]
 
 
