@@ -274,6 +274,15 @@ static void check_ready(struct conf_ctx *c, struct svc_conf *s, int line)
 	if (s->ready == READY_EXEC && !s->ready_interval_ms)
 		errlist_add(c->errs, c->file, c->line_of[CK_READY_INTERVAL] ? c->line_of[CK_READY_INTERVAL] : line,
 			    "service %s: ready_interval must be more than 0", s->name);
+	/* fd:N past its own limit_nofile: the spawn could not give it ("stdio: Invalid argument") */
+	for (size_t i = 0; s->ready == READY_FD && i < s->nrlimits; i++)
+		if (s->rlimits[i].resource == RLIMIT_NOFILE &&
+		    s->rlimits[i].limit.rlim_cur != RLIM_INFINITY &&
+		    (rlim_t)s->ready_fd >= s->rlimits[i].limit.rlim_cur)
+			errlist_add(c->errs, c->file, c->line_of[CK_READY] ? c->line_of[CK_READY] : line,
+				    "service %s: ready = fd:%d is past its limit_nofile (%llu): the "
+				    "service could not be given that fd", s->name, s->ready_fd,
+				    (unsigned long long)s->rlimits[i].limit.rlim_cur);
 }
 
 void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_dir, int line)

@@ -124,6 +124,10 @@ BAD_LINES = [
      "service NAME"),
     ("[service:i]", None),
     ("command = '' x", "command: empty program name ('')"),  # was a warning: not in PATH
+    ("[service:j]", None),
+    ("command = true", None),
+    ("ready = fd:1000", "service j: ready = fd:1000 is past its limit_nofile (64)"),
+    ("limit_nofile = 64", None),
 ]
 
 
