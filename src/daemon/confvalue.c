@@ -167,8 +167,7 @@ bool conf_parse_cgroup_mode(const char *s, enum cgroup_mode *out)
 	return false;
 }
 
-/* A number, or "max"; then an optional unit (K, M, G) when units. */
-/* "max" (*n UINT64_MAX) or digits, with K, M or G if units; false past 2^64 - 1 too. */
+/* "max" (*n UINT64_MAX) or a number, with K, M or G when units; false past 2^64 - 1 too. */
 static bool limit_word(const char *v, bool units, const char **end, uint64_t *n)
 {
 	if (!strncmp(v, "max", 3)) {
