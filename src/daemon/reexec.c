@@ -182,7 +182,38 @@ static void on_exec_timer(struct evm_timer *t, void *data)
 	reexec_end(rx);
 }
 
-static int ask_config(struct reexec *rx);
+/* The exec, at the loop's next turn: not from inside the probe's exit callback. */
+static int arm_exec(struct reexec *rx)
+{
+	if (evm_timer_add(rx->d->loop, 0, on_exec_timer, rx, &rx->timer) < 0) {
+		rx->timer = NULL;
+		snprintf(rx->err, sizeof(rx->err), "out of memory for a timer: not re-executing: "
+			 "the daemon carries on");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A question to the new binary answered (ok: the re-exec may go on): over
+ * if the daemon shuts down meanwhile, failed with rx->err, or on to next.
+ */
+static void probe_done(struct reexec *rx, bool ok, int (*next)(struct reexec *rx))
+{
+	if (rx->cancelled) {
+		reexec_end(rx);
+		return;
+	}
+	if (rx->d->stopping) { /* reexec_cancel has not run yet: the shutdown wins */
+		reexec_failed(rx, "the daemon is shutting down: not re-executing");
+		reexec_end(rx);
+		return;
+	}
+	if (!ok || next(rx) < 0) {
+		reexec_failed(rx, rx->err);
+		reexec_end(rx);
+	}
+}
 
 /*
  * The config as the new image reads it: one it refuses (a mistake saved
@@ -206,26 +237,10 @@ static void on_config(struct evm_proc *p, const struct evm_exit *x, void *data)
 			 len > 300 ? 300 : len, out && len ? out : "no reason given");
 	}
 	evm_proc_unref(p);
-	if (rx->cancelled) {
-		reexec_end(rx);
-		return;
-	}
-	if (rx->d->stopping) {
-		reexec_failed(rx, "the daemon is shutting down: not re-executing");
-		reexec_end(rx);
-		return;
-	}
-	if (!ok) {
-		reexec_failed(rx, rx->err);
-		reexec_end(rx);
-		return;
-	}
-	if (evm_timer_add(rx->d->loop, 0, on_exec_timer, rx, &rx->timer) < 0) {
-		rx->timer = NULL;
-		reexec_failed(rx, "out of memory for a timer: not re-executing: the daemon carries on");
-		reexec_end(rx);
-	}
+	probe_done(rx, ok, arm_exec);
 }
+
+static int ask_config(struct reexec *rx);
 
 static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 {
@@ -233,19 +248,7 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
 	rx->check = NULL;
 	bool ok = !rx->cancelled && format_ok(rx, p, x);
 	evm_proc_unref(p);
-	if (rx->cancelled) {
-		reexec_end(rx);
-		return;
-	}
-	if (rx->d->stopping) { /* reexec_cancel has not run yet: the shutdown wins */
-		reexec_failed(rx, "the daemon is shutting down: not re-executing");
-		reexec_end(rx);
-		return;
-	}
-	if (!ok || ask_config(rx) < 0) {
-		reexec_failed(rx, rx->err);
-		reexec_end(rx);
-	}
+	probe_done(rx, ok, ask_config);
 }
 
 /*
@@ -295,27 +298,37 @@ static int refuse_stopping(struct daemon *d, const struct reexec *rx, char *err,
 	return -1;
 }
 
-/* Ask exe its state format; on_format carries on. 0, or -1 with err. */
-static int ask_format(struct reexec *rx, char *err, size_t errlen)
+/*
+ * Run exe with argv (argv[0] "evmon", as the exec below: the binary's own
+ * name may be anything, "evmon-1.0" behind a symlink, and a name but
+ * evmon's is the init's), its fd out captured (cap bytes), the rest to
+ * /dev/null, killed after CHECK_TIMEOUT_MS; cb carries on. 0, or -1 with
+ * err, which says what it was run for.
+ */
+static int probe(struct reexec *rx, char **argv, int out, size_t cap, evm_exit_cb cb,
+		 const char *what, char *err, size_t errlen)
 {
-	/* argv[0] "evmon", as the exec below: the binary's own name may be anything
-	   ("evmon-1.0" behind a symlink), and a name but evmon's is the init's */
-	char *argv[] = {"evmon", "daemon", "--state-format", NULL};
 	struct evm_spawn_error se = {0};
 	struct evm_spawn_opts o = {.argv = argv, .file = rx->exe, .timeout_ms = CHECK_TIMEOUT_MS,
-				   .timeout_signal = SIGKILL, .capture_max = 64,
-				   .on_exit = on_format, .data = rx, .error = &se};
-	o.stdio[0].mode = EVM_STDIO_NULL;
-	o.stdio[1].mode = EVM_STDIO_CAPTURE;
-	o.stdio[2].mode = EVM_STDIO_NULL;
+				   .timeout_signal = SIGKILL, .capture_max = cap,
+				   .on_exit = cb, .data = rx, .error = &se};
+	for (int fd = 0; fd < 3; fd++)
+		o.stdio[fd].mode = fd == out ? EVM_STDIO_CAPTURE : EVM_STDIO_NULL;
 	int r = evm_spawn(rx->d->loop, &o, &rx->check);
 	if (r < 0) {
 		rx->check = NULL;
-		snprintf(err, errlen, "cannot run %s to ask its state format: %s: %s: the daemon "
-			 "carries on", rx->exe, evm_spawn_stage_name(se.stage), strerror(-r));
+		snprintf(err, errlen, "cannot run %s to %s: %s: %s: the daemon carries on", rx->exe,
+			 what, evm_spawn_stage_name(se.stage), strerror(-r));
 		return -1;
 	}
 	return 0;
+}
+
+/* Ask exe its state format; on_format carries on. 0, or -1 with err. */
+static int ask_format(struct reexec *rx, char *err, size_t errlen)
+{
+	char *argv[] = {"evmon", "daemon", "--state-format", NULL};
+	return probe(rx, argv, 1, 64, on_format, "ask its state format", err, errlen);
 }
 
 /* Have exe check the config; on_config carries on. 0, or -1 with rx->err. */
@@ -323,21 +336,7 @@ static int ask_config(struct reexec *rx)
 {
 	char *argv[] = {"evmon", "daemon", "--check", "-c", (char *)rx->d->cfg_path, "-S",
 			rx->d->socket, NULL};
-	struct evm_spawn_error se = {0};
-	struct evm_spawn_opts o = {.argv = argv, .file = rx->exe, .timeout_ms = CHECK_TIMEOUT_MS,
-				   .timeout_signal = SIGKILL, .capture_max = 4096,
-				   .on_exit = on_config, .data = rx, .error = &se};
-	o.stdio[0].mode = EVM_STDIO_NULL;
-	o.stdio[1].mode = EVM_STDIO_NULL;
-	o.stdio[2].mode = EVM_STDIO_CAPTURE;
-	int r = evm_spawn(rx->d->loop, &o, &rx->check);
-	if (r < 0) {
-		rx->check = NULL;
-		snprintf(rx->err, sizeof(rx->err), "cannot run %s to check the config: %s: %s: the "
-			 "daemon carries on", rx->exe, evm_spawn_stage_name(se.stage), strerror(-r));
-		return -1;
-	}
-	return 0;
+	return probe(rx, argv, 2, 4096, on_config, "check the config", rx->err, sizeof(rx->err));
 }
 
 int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
