@@ -1314,6 +1314,19 @@ EVM_API int evm_service_set_main(struct evm_service *svc, pid_t pid);
  */
 EVM_API void evm_service_remove(struct evm_service *svc);
 
+/*
+ * The first half of evm_service_remove: its name is released at once (as
+ * there) and its process runs on, unstopped, off the restart policy: an
+ * exit is its end (its last event has removed = true; what its cgroup still
+ * holds is stopped first, STOPPING meanwhile). evm_service_remove stops it
+ * when the caller is ready to (a supervisor stopping what depended on it
+ * first); evm_shutdown stops it as any other. The handle stays valid until
+ * that removed event. 0 (also when it is being removed already); -ESRCH
+ * when it has no process to run on (STOPPED, BACKOFF, EXITED, FATAL: remove
+ * it); -EINVAL for NULL. Loop thread.
+ */
+EVM_API int evm_service_detach(struct evm_service *svc);
+
 /* The data given in evm_service_opts.data. */
 EVM_API void *evm_service_data(const struct evm_service *svc);
 

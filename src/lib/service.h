@@ -111,6 +111,7 @@ enum evm__sv_event {
 	EVM__SV_STOP,	      /* evm_service_stop; evm_shutdown */
 	EVM__SV_RESTART,      /* evm_service_restart */
 	EVM__SV_REMOVE,	      /* evm_service_remove */
+	EVM__SV_DETACH,	      /* evm_service_detach */
 	EVM__SV_SPAWN_FAILED, /* a start could not spawn the process (arg: error) */
 	EVM__SV_EXIT,	      /* the process exited (arg: exit) */
 	EVM__SV_GRACE,	      /* start_ms elapsed: the start succeeded */

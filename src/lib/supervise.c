@@ -34,21 +34,23 @@
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
  *           remove          -> STOPPING                      stop, then removed after the exit
- *           exit            -> STOPPED|BACKOFF|EXITED|FATAL|(stays) failed start, unless policy is done; a restart waits for an empty cgroup
+ *           detach          -> (stays)                       name released, runs on; its exit is its end
+ *           exit            -> STOPPED|BACKOFF|STOPPING|EXITED|FATAL|(removed)|(stays) failed start, unless policy is done; a restart waits for an empty cgroup; detached: its end
  *           start_ms up     -> RUNNING                       ready (ready = started)
  *           stop_timeout    -> (stays)                       SIGKILL (not ready, stopped)
  *           ready           -> RUNNING                       ready
  *           ready_timeout   -> (stays)                       stop; its exit is a failed start
- *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
+ *           cgroup empty    -> STOPPED|BACKOFF|STOPPING|EXITED|FATAL|(removed)|(stays) after a held exit: as the exit
  *           trigger         -> (stays)                       stop; its exit is a failed start
  * RUNNING   start           -> (stays)                       nothing: it runs
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
  *           remove          -> STOPPING                      stop, then removed after the exit
- *           exit            -> STOPPED|BACKOFF|EXITED|FATAL|(stays) restart policy and max_retries; a restart waits for an empty cgroup
+ *           detach          -> (stays)                       name released, runs on; its exit is its end
+ *           exit            -> STOPPED|BACKOFF|STOPPING|EXITED|FATAL|(removed)|(stays) restart policy and max_retries; a restart waits for an empty cgroup; detached: its end
  *           stop_timeout    -> (stays)                       SIGKILL (watchdog, stopped)
  *           watchdog up     -> (stays)                       stop; its exit is a failure
- *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
+ *           cgroup empty    -> STOPPED|BACKOFF|STOPPING|EXITED|FATAL|(removed)|(stays) after a held exit: as the exit
  *           trigger         -> (stays)                       stop; its exit is a failure
  *           reload          -> RELOADING                     its reload signal; wait for reloading, ready
  *           reloading       -> RELOADING                     the service reloads
@@ -60,7 +62,7 @@
  * STOPPING  start           -> (stays)                       start after the exit
  *           stop            -> (stays)                       no start after the exit
  *           restart         -> (stays)                       start after the exit
- *           remove          -> (stays)                       removed after the exit
+ *           remove, detach  -> (stays)                       removed after the exit
  *           exit            -> STOPPED|(removed)|(stays)     and its cgroup empty: removed, or restarted at its spawn turn, if asked
  *           stop_timeout    -> (stays)                       SIGKILL (cgroup.kill)
  *           cgroup empty    -> STOPPED|(removed)|(stays)     after the exit: as the exit
@@ -76,11 +78,12 @@
  *           stop            -> STOPPING                      stop_signal; SIGKILL at stop_timeout
  *           restart         -> STOPPING                      stop, then start after the exit
  *           remove          -> STOPPING                      stop, then removed after the exit
- *           exit            -> STOPPED|BACKOFF|EXITED|FATAL|(stays) as RUNNING's exit
+ *           detach          -> (stays)                       name released, runs on; its exit is its end
+ *           exit            -> STOPPED|BACKOFF|STOPPING|EXITED|FATAL|(removed)|(stays) as RUNNING's exit
  *           stop_timeout    -> (stays)                       SIGKILL (watchdog, stopped)
  *           ready           -> RUNNING|(stays)               reloaded, if it said reloading (else an earlier ready)
  *           watchdog up     -> (stays)                       stop; its exit is a failure
- *           cgroup empty    -> STOPPED|BACKOFF|EXITED|FATAL|(stays) after a held exit: as the exit
+ *           cgroup empty    -> STOPPED|BACKOFF|STOPPING|EXITED|FATAL|(removed)|(stays) after a held exit: as the exit
  *           trigger         -> (stays)                       stop; its exit is a failure
  *           reload          -> (stays)                       refused (-EBUSY): it reloads
  *           reloading       -> (stays)                       noted: its next ready ends it
@@ -424,6 +427,14 @@ static int act_remove_after_stop(struct evm_service *s, const struct evm__sv_arg
 	return 0;
 }
 
+/* evm_service_detach: the name goes, the process runs on; its exit is its end (svexit.c) */
+static int act_detach(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	(void)a;
+	mark_removing(s);
+	return 0;
+}
+
 static int act_spawn_failed(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	evm__sv_failed_start(s, NULL, a->error);
@@ -552,6 +563,7 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_STOP] = "stop",
 	[EVM__SV_RESTART] = "restart",
 	[EVM__SV_REMOVE] = "remove",
+	[EVM__SV_DETACH] = "detach",
 	[EVM__SV_SPAWN_FAILED] = "spawn failed",
 	[EVM__SV_EXIT] = "exit",
 	[EVM__SV_GRACE] = "start_ms up",
@@ -574,6 +586,8 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 #define SPAWNS TO(STARTING) | TO(RUNNING)
 #define RETRIES TO(BACKOFF) | TO(FATAL)
 #define POLICY TO(STOPPED) | TO(BACKOFF) | TO(EXITED) | TO(FATAL)
+/* a detached service's exit: removed, or STOPPING while its cgroup holds processes */
+#define ENDS TO(STOPPING) | GONE
 
 /* the cells every state without a process shares */
 #define IDLE_ROW(stop_act, stop_to, stop_what)                                                     \
@@ -588,7 +602,8 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_START] = {NULL, 0, "nothing: it runs"},                                           \
 	[EVM__SV_STOP] = {act_stop_proc, TO(STOPPING), "stop_signal; SIGKILL at stop_timeout"}, \
 	[EVM__SV_RESTART] = {act_restart_proc, TO(STOPPING), "stop, then start after the exit"},   \
-	[EVM__SV_REMOVE] = {act_remove_proc, TO(STOPPING), "stop, then removed after the exit"}
+	[EVM__SV_REMOVE] = {act_remove_proc, TO(STOPPING), "stop, then removed after the exit"},     \
+	[EVM__SV_DETACH] = {act_detach, EVM__SV_STAYS, "name released, runs on; its exit is its end"}
 
 const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_STOPPED] = {
@@ -600,9 +615,10 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_STARTING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {evm__sv_act_exit_starting, POLICY | EVM__SV_STAYS,
-				  "failed start, unless policy is done; a restart waits for an empty cgroup"},
-		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_EXIT] = {evm__sv_act_exit_starting, POLICY | ENDS | EVM__SV_STAYS,
+				  "failed start, unless policy is done; a restart waits for an empty cgroup; detached: its end"},
+		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | ENDS | EVM__SV_STAYS,
+				     "after a held exit: as the exit"},
 		[EVM__SV_GRACE] = {act_ready, TO(RUNNING), "ready (ready = started)"},
 		[EVM__SV_READY] = {act_ready, TO(RUNNING), "ready"},
 		[EVM__SV_READY_TIMEOUT] = {act_stop_failing, 0, "stop; its exit is a failed start"},
@@ -611,9 +627,10 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_RUNNING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {evm__sv_act_exit_running, POLICY | EVM__SV_STAYS,
-				  "restart policy and max_retries; a restart waits for an empty cgroup"},
-		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_EXIT] = {evm__sv_act_exit_running, POLICY | ENDS | EVM__SV_STAYS,
+				  "restart policy and max_retries; a restart waits for an empty cgroup; detached: its end"},
+		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | ENDS | EVM__SV_STAYS,
+				     "after a held exit: as the exit"},
 		[EVM__SV_WATCHDOG] = {act_stop_failing, 0, "stop; its exit is a failure"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (watchdog, stopped)"},
 		[EVM__SV_TRIGGER] = {act_trigger, 0, "stop; its exit is a failure"},
@@ -622,8 +639,9 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	},
 	[EVM_STATE_RELOADING] = {
 		PROC_ROW,
-		[EVM__SV_EXIT] = {evm__sv_act_exit_running, POLICY | EVM__SV_STAYS, "as RUNNING's exit"},
-		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | EVM__SV_STAYS, "after a held exit: as the exit"},
+		[EVM__SV_EXIT] = {evm__sv_act_exit_running, POLICY | ENDS | EVM__SV_STAYS, "as RUNNING's exit"},
+		[EVM__SV_EMPTIED] = {evm__sv_act_emptied_held, POLICY | ENDS | EVM__SV_STAYS,
+				     "after a held exit: as the exit"},
 		[EVM__SV_READY] = {act_reloaded, TO(RUNNING) | EVM__SV_STAYS,
 				   "reloaded, if it said reloading (else an earlier ready)"},
 		[EVM__SV_RELOADING] = {act_reloading, EVM__SV_STAYS, "noted: its next ready ends it"},
@@ -642,6 +660,7 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 		[EVM__SV_STOP] = {act_stop_noted, 0, "no start after the exit"},
 		[EVM__SV_RESTART] = {act_restart_after_stop, 0, "start after the exit"},
 		[EVM__SV_REMOVE] = {act_remove_after_stop, 0, "removed after the exit"},
+		[EVM__SV_DETACH] = {act_remove_after_stop, 0, "removed after the exit"},
 		[EVM__SV_EXIT] = {evm__sv_act_exit_stopping, TO(STOPPED) | GONE | EVM__SV_STAYS,
 				  "and its cgroup empty: removed, or restarted at its spawn turn, if asked"},
 		[EVM__SV_STOP_TIMEOUT] = {act_kill, 0, "SIGKILL (cgroup.kill)"},

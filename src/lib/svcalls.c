@@ -84,6 +84,18 @@ void evm_service_remove(struct evm_service *s)
 	call(s, EVM__SV_REMOVE);
 }
 
+int evm_service_detach(struct evm_service *s)
+{
+	if (!s || s->dead)
+		return -EINVAL;
+	if (s->removing)
+		return 0;
+	if (s->state != EVM_STATE_STARTING && s->state != EVM_STATE_RUNNING &&
+	    s->state != EVM_STATE_RELOADING && s->state != EVM_STATE_STOPPING)
+		return -ESRCH;
+	return evm__sv_dispatch(s, EVM__SV_DETACH, NULL);
+}
+
 int evm_service_ready(struct evm_service *s)
 {
 	if (!s || s->dead)

@@ -84,9 +84,31 @@ static void failing_msg(struct evm_service *s)
 	evm__sv_failing_text(s, s->msg, sizeof(s->msg));
 }
 
+/*
+ * A detached service (evm_service_detach) is not restarted: its exit is its
+ * end, as a removal's stop would have been. What its cgroup still holds is
+ * stopped as a stop's rest is (stop_signal, SIGKILL at stop_timeout) and the
+ * service is STOPPING until the cgroup empties.
+ */
+static int exit_detached(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (evm__sv_cg_busy(s)) {
+		evm__sv_send_stop(s, false);
+		s->exit_held = a->exit != NULL;
+		evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
+		return 0;
+	}
+	evm_timer_cancel(s->timer);
+	s->exit_held = false;
+	evm__sv_unlink(s, a->exit);
+	return 0;
+}
+
 int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	const struct evm_exit *e = a->exit;
+	if (s->removing)
+		return exit_detached(s, a);
 	if (s->loop->shutting_down) {
 		evm__sv_enter(s, EVM_STATE_STOPPED, e, 0, 0);
 		return 0;
@@ -110,6 +132,8 @@ int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a
 int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	const struct evm_exit *e = a->exit;
+	if (s->removing)
+		return exit_detached(s, a);
 	if (s->loop->shutting_down) {
 		evm__sv_enter(s, EVM_STATE_STOPPED, e, 0, 0);
 		return 0;

@@ -1274,6 +1274,65 @@ static void test_remove_running_service(void **state)
 	assert_true(evs[before].removed);
 }
 
+/* the removed event of the service that ran pid (two may share a name), or NULL */
+static const struct rec *removed_of(pid_t pid)
+{
+	for (size_t i = 0; i < nev; i++)
+		if (evs[i].removed && evs[i].pid == pid)
+			return &evs[i];
+	return NULL;
+}
+
+static void test_detach_releases_the_name_and_leaves_the_process_running(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	evm_service_start(a);
+	pid_t pid = evm_proc_pid(evm_service_proc(a));
+	assert_int_equal(evm_service_detach(a), 0);
+	assert_int_equal(evm_service_detach(a), 0); /* again: nothing more */
+	assert_null(evm_service_find(loop, "a"));
+	struct evm_service *b = svc(loop, "a", EVM_RESTART_NEVER, PAUSE, NULL);
+	evm_service_start(b);
+	pid_t pid_b = evm_proc_pid(evm_service_proc(b));
+	for (int i = 0; i < 10; i++) /* not stopped: it runs on */
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(kill(pid, 0), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_RUNNING);
+	assert_null(removed_of(pid));
+	/* its exit is its end: no restart (restart = always), and b is not touched */
+	size_t before = nev;
+	kill(pid, SIGKILL);
+	RUN_UNTIL(loop, removed_of(pid) != NULL, 10000);
+	const struct rec *r = removed_of(pid);
+	assert_true(r->has_exit);
+	assert_int_equal(r->signal, SIGKILL);
+	for (size_t i = before; i < nev; i++)
+		assert_true(evs[i].removed || evs[i].pid != pid); /* no BACKOFF, no spawn */
+	assert_int_equal(kill(pid_b, 0), 0);
+	assert_ptr_equal(evm_service_find(loop, "a"), b);
+	assert_int_equal(evm_service_state(b), EVM_STATE_RUNNING);
+}
+
+static void test_detach_then_remove_stops_it(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *c = svc(loop, "c", EVM_RESTART_ALWAYS, PAUSE, NULL);
+	evm_service_start(c);
+	pid_t pid = evm_proc_pid(evm_service_proc(c));
+	assert_int_equal(evm_service_detach(c), 0);
+	evm_service_remove(c);
+	assert_int_equal(evm_service_state(c), EVM_STATE_STOPPING);
+	RUN_UNTIL(loop, removed_of(pid) != NULL, 10000);
+	assert_int_equal(removed_of(pid)->signal, SIGTERM);
+	assert_int_equal(kill(pid, 0), -1); /* reaped */
+	/* nothing to run on: -ESRCH, and the service is untouched */
+	struct evm_service *d = svc(loop, "d", EVM_RESTART_NEVER, EXIT0, NULL);
+	assert_int_equal(evm_service_detach(d), -ESRCH);
+	assert_ptr_equal(evm_service_find(loop, "d"), d);
+	assert_int_equal(evm_service_detach(NULL), -EINVAL);
+}
+
 static void test_find_many(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -2054,6 +2113,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_kill_group_kills_grandchildren, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_resets_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_running_service, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detach_releases_the_name_and_leaves_the_process_running,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detach_then_remove_stops_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_find_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, teardown),
