@@ -1060,6 +1060,50 @@ static void test_service_holds_no_cgroup_fd(void **state)
 	evm_cgroup_free(cg);
 }
 
+static void count_removed(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	(void)loop;
+	if (ev->removed)
+		++*(int *)data;
+}
+
+/*
+ * A detached service's main process exits while its cgroup still holds
+ * processes (that ignore SIGTERM): no restart (restart = always), it is
+ * STOPPING, what is left is stopped (cgroup.kill at stop_timeout), and only
+ * then is it removed.
+ */
+static void test_detached_exit_stops_what_its_cgroup_holds(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create_later(BASE(state), "detached.service", &cg), 0);
+	int removed = 0;
+	struct evm_service_opts so = {
+		.name = "detached",
+		.spawn = {.argv = HARGV("group", "2", "pause"), .pdeath_signal = SIGKILL},
+		.cgroup = cg,
+		.restart = EVM_RESTART_ALWAYS,
+		.stop_timeout_ms = 200,
+		.set = EVM_SVC_STOP_TIMEOUT,
+		.on_event = count_removed,
+		.data = &removed,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, evm_cgroup_procs(cg, NULL, 0) == 3, 10000);
+	assert_int_equal(evm_service_detach(svc), 0);
+	kill(evm_proc_pid(evm_service_proc(svc)), SIGKILL);
+	RUN_UNTIL(loop, removed || evm_service_state(svc) == EVM_STATE_STOPPING, 10000);
+	assert_int_equal(removed, 0); /* its cgroup holds the two others */
+	RUN_UNTIL(loop, removed == 1, 15000);
+	assert_int_equal(evm_cgroup_populated(cg), 0);
+	RUN_UNTIL(loop, !zombie_child(), 10000);
+	evm_cgroup_free(cg);
+}
+
 /*
  * A cgroup made later: no directory until the service's first spawn, read
  * as empty until then; once made, its processes are in it and the stop
@@ -1923,6 +1967,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_service_holds_no_cgroup_fd, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_create_later, cg_setup_spawn, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_detached_exit_stops_what_its_cgroup_holds,
+						cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_oom_kill_while_the_exit_is_held, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_checked, cg_setup_spawn, cg_teardown),
