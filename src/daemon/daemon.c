@@ -88,6 +88,10 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	}
 	if (successor)
 		units_start_successor(d, successor);
+	if (d->retry_stops) { /* an old copy a stop waited for is gone */
+		d->retry_stops = false;
+		deps_retry_stops(d);
+	}
 	if (d->wake_wanted && !d->defer_start && !d->stopping) { /* instances changed */
 		d->wake_wanted = false;
 		deps_start_wanted(d);

@@ -171,6 +171,11 @@ struct daemon {
 	struct hashmap units; /* by name */
 	size_t nunits;
 	struct hashmap draining; /* old copies still stopping (replaced or removed), by name */
+	bool holding;		 /* a batch of releases: old copies held until its end */
+	unsigned hold_batch;	 /* counts those batches */
+	unsigned hold_walks;	 /* draining.c's cycle checks, to mark the entries each saw */
+	size_t draining_needy;	 /* old copies with requires or after */
+	bool retry_stops;	 /* an old copy a stop waited for is gone */
 
 	struct waiter *waiters;
 	struct health *health_orphans; /* of units gone while their check ran (health.c) */
@@ -204,8 +209,7 @@ void daemon_essential_blocked(struct daemon *d, struct unit *u, bool asked);
 /* Every autostart service has been started (units.c): log it, READY=1. */
 void daemon_started(struct daemon *d);
 
-/* units.c */
-struct unit *unit_find(struct daemon *d, const char *name);
+/* draining.c: old copies of services still stopping (replaced, or removed) */
 /* An old copy of a service called name (replaced by a reload, or removed) is still stopping. */
 bool units_draining(struct daemon *d, const char *name);
 /*
@@ -215,10 +219,32 @@ bool units_draining(struct daemon *d, const char *name);
  * output that changed): only it holds that pipe, so a re-exec would close it.
  */
 struct evm_service *units_old(struct daemon *d, const char *name, size_t i, bool *apart);
+/* units_old's i-th is held: running, its stop not asked for yet (draining_stop). */
+bool units_old_held(struct daemon *d, const char *name, size_t i);
 /* The names of old copies still stopping: NULL for the first; NULL after the last. */
 const char *units_next_draining(struct daemon *d, const char *prev);
 /* An old copy of name, stopping, taken over after a crash: waited for as a removed one. */
 void units_take_old(struct daemon *d, const char *name, struct evm_service *svc);
+/* The old copy u must wait for (its name's, or its definition's other form), or NULL. */
+struct evm_service *draining_waited(struct daemon *d, const struct unit *u);
+/*
+ * u's service svc, active, becomes an old copy: stopped now, or (inside a
+ * batch) held until the batch's end says what needs it. What u waits for.
+ */
+struct evm_service *draining_stop(struct daemon *d, struct unit *u, struct evm_service *svc);
+/* A batch of releases (a reload, ctl remove): old copies stop in dependency order. */
+void draining_hold_begin(struct daemon *d);
+void draining_hold_end(struct daemon *d);
+/* The shutdown: every held old copy stops now. */
+void draining_release_all(struct daemon *d);
+/* An old copy still stopping needs u (requires it, or starts after it): u's stop waits. */
+bool draining_needs(struct daemon *d, const struct unit *u);
+/* ev removed a service: its entry goes, and what it held may stop. */
+void draining_done(struct daemon *d, const struct evm_event *ev);
+void draining_free(struct daemon *d);
+
+/* units.c */
+struct unit *unit_find(struct daemon *d, const char *name);
 /* A unit of the definition called name (the unit name, or name:0 with instances), or NULL. */
 struct unit *unit_of_definition(struct daemon *d, const char *name);
 /* Create the unit for instance i of c and its service; start it if c says autostart. */

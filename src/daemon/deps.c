@@ -707,6 +707,9 @@ static void try_stop(struct daemon *d, struct unit *u)
 		if (!down(v) && (v->want_stop || state(v) == EVM_STATE_STOPPING))
 			return;
 	}
+	/* an old copy of a dependent (replaced, removed) still stops: its end retries */
+	if (state(u) != EVM_STATE_BACKOFF && draining_needs(d, u))
+		return;
 	stop_go(d, u);
 }
 
@@ -829,6 +832,7 @@ static void stop_wave(struct evm_loop *loop, void *data)
 void deps_stop_all(struct daemon *d)
 {
 	ensure_graph(d);
+	draining_release_all(d); /* old copies held for others stop with them */
 	evm_timer_cancel(d->go_timer);
 	d->go_timer = NULL;
 	for (struct unit *u = d->first; u; u = u->next) {

@@ -261,29 +261,38 @@ static void on_format(struct evm_proc *p, const struct evm_exit *x, void *data)
  * changed: the unit's own pipes cross the exec), and the record names at
  * most STATE_OLDS_MAX of a name. A re-exec that would cut one short waits
  * for none: it is refused, said with how many, and can be asked again once
- * they are gone. *all: every old copy.
+ * they are gone. So is one held until an old copy requiring it is gone
+ * (draining.c): the new image would stop it at once, out of its order.
+ * *all: every old copy; *held: the held ones.
  */
-static size_t cut_short(struct daemon *d, int format, size_t *all)
+static size_t cut_short(struct daemon *d, int format, size_t *all, size_t *held)
 {
 	size_t n = 0;
-	*all = 0;
+	*all = *held = 0;
 	for (const char *nm = NULL; (nm = units_next_draining(d, nm));) {
 		size_t k = 0, apart = 0;
 		bool a;
-		for (; units_old(d, nm, k, &a); k++)
+		for (; units_old(d, nm, k, &a); k++) {
 			apart += a;
+			*held += units_old_held(d, nm, k);
+		}
 		*all += k;
 		n += format < STATE_OLDS ? k : apart + (k > STATE_OLDS_MAX);
 	}
-	return n;
+	return n + *held;
 }
 
 static int refuse_stopping(struct daemon *d, const struct reexec *rx, char *err, size_t errlen)
 {
-	size_t all, n = cut_short(d, rx->format, &all);
+	size_t all, held, n = cut_short(d, rx->format, &all, &held);
 	if (!n)
 		return 0;
-	if (rx->format < STATE_OLDS)
+	if (held) /* the new image would stop them at once, out of their order */
+		snprintf(err, errlen, "%zu replaced or removed service%s held until what requires "
+			 "%s stops: not re-executing: the daemon carries on; try again once %s gone",
+			 held, held == 1 ? " is" : "s are", held == 1 ? "it" : "them",
+			 held == 1 ? "it is" : "they are");
+	else if (rx->format < STATE_OLDS)
 		snprintf(err, errlen, "%zu replaced or removed service%s still stopping and %.1024s "
 			 "reads state format %d (older than %d: the exec would cut the stop short): not "
 			 "re-executing: the daemon carries on; try again once %s gone", all,

@@ -297,6 +297,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 	struct config *old = d->cfg;
 	d->cfg = cfg; /* new log_dir for the services created below */
 	d->defer_start = true; /* started once all exist: a new service may require another */
+	draining_hold_begin(d); /* old copies (replaced, removed) stop in dependency order */
 	for (size_t k = 0; k < cfg->nsvcs; k++)
 		for (unsigned i = 0; i < cfg->svcs[k]->instances; i++)
 			reload_unit(d, cfg->svcs[k], i, &r);
@@ -309,6 +310,7 @@ int units_reload(struct daemon *d, cJSON *resp)
 			u->mark = false; /* scratch: selections expect it clear */
 		}
 	}
+	draining_hold_end(d);
 	d->defer_start = false;
 	deps_forget(d, NULL); /* kept services may depend on others now */
 	deps_start_wanted(d);

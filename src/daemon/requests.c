@@ -399,10 +399,12 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 		return;
 	cJSON *r = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(r, "removed");
+	draining_hold_begin(d); /* removed together: stopped in dependency order */
 	for (size_t i = 0; i < sel.n; i++) {
 		cJSON_AddItemToArray(arr, cJSON_CreateString(sel.u[i]->name));
 		unit_remove(d, sel.u[i]);
 	}
+	draining_hold_end(d);
 	free(sel.u);
 	deps_retry_stops(d); /* a stop that waited for one of them */
 	reply_ok(cl, r);

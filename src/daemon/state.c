@@ -398,8 +398,13 @@ static int parse_line(struct record *r, char *line, bool exec)
 				s->failing = true;
 			struct rec_old o;
 			char end;
-			if (sscanf(w, "old=%d:%" SCNu64 ":%" SCNu64 "%c", &o.pid, &o.start, &o.deadline,
-				   &end) == 3 && o.pid > 1 && s->nolds < 64) {
+			o.held = false;
+			o.deadline = 0;
+			if (((sscanf(w, "old=%d:%" SCNu64 ":%" SCNu64 "%c", &o.pid, &o.start, &o.deadline,
+				     &end) == 3) ||
+			     (sscanf(w, "held=%d:%" SCNu64 "%c", &o.pid, &o.start, &end) == 2 &&
+			      (o.held = true))) &&
+			    o.pid > 1 && s->nolds < 64) {
 				struct rec_old *v = realloc(s->olds, (s->nolds + 1) * sizeof(*v));
 				if (v) { /* else left to the sweep, as before the old= words */
 					s->olds = v;

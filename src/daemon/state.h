@@ -40,7 +40,10 @@
  * " old=PID:STARTTIME:MS" per copy of the name that a reload replaced or removed
  * and that still stops, at most STATE_OLDS_MAX (its stop signal sent; MS: the
  * CLOCK_BOOTTIME of its SIGKILL, 0: due already): the next daemon takes that
- * stop over, and its successor waits for it as before the crash. A name removed
+ * stop over, and its successor waits for it as before the crash; " held=PID:STARTTIME"
+ * for one not stopped yet, held until an old copy that requires it is gone
+ * (draining.c): the next daemon stops it (an older one kills it, as a process
+ * no record names). A name removed
  * from the configuration (or whose new definition's service could not be made)
  * whose old copy still stops has a line of its own, "service NAME 0 0
  * 0000000000000000 down stopped 0 0 0 0 0 old=...": a reader that leaves the
@@ -154,6 +157,7 @@ struct rec_svc {
 	struct rec_old {
 		pid_t pid;
 		uint64_t start, deadline;
+		bool held; /* " held=PID:START": not stopped yet, held for a dependent's stop */
 	} *olds;
 	unsigned nolds;
 	bool used;

@@ -123,8 +123,14 @@ static void take_over_old(struct daemon *d, const char *name, const struct rec_o
 		.flags = EVM_ADOPT_START_TIME | EVM_ADOPT_STOPPING | EVM_ADOPT_DEADLINE,
 		.deadline_ms = o->deadline > now ? o->deadline - now : 0,
 	};
+	if (o->held) /* not stopped yet: running, and the removal below stops it */
+		ao.flags = EVM_ADOPT_START_TIME;
 	r = evm_service_adopt(svc, &ao);
-	if (r == 0) {
+	if (r == 0 && o->held) {
+		dlog("service %s: old copy pid %d, held by daemon %d for a dependent's stop: stopped now",
+		     name, (int)o->pid, (int)d->rec->daemon);
+		units_take_old(d, name, svc);
+	} else if (r == 0) {
 		dlog("service %s: old copy pid %d, being stopped by daemon %d: its stop goes on (%s)",
 		     name, (int)o->pid, (int)d->rec->daemon, ao.deadline_ms ? "SIGKILL when due" : "SIGKILL now");
 		units_take_old(d, name, svc);

@@ -53,157 +53,6 @@ void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t 
 
 /* ------------------------------------------------------------- counters */
 
-/*
- * An old copy of a service still stopping: replaced by a reload, or
- * removed. A service of the same name (the replacement, or one added
- * meanwhile: ctl remove then ctl add, two reloads) must not start before
- * it is gone: never two copies side by side, and with a cgroup (the same
- * <name>.service) the old stop ends every process in it. Every old copy is
- * here, once, until its service's removal event, so what acts on them all
- * (the shutdown's SIGKILL, a re-exec, the state record) walks this alone.
- */
-struct draining {
-	struct hnode node;	/* the first of its name in d->draining */
-	struct draining *next;	/* others of the same name (rare: see draining_add) */
-	struct evm_service *svc;
-	/* the capture it writes into (its service holds a reference), or NULL */
-	const struct svc_output *out;
-	char name[];
-};
-
-static struct draining *draining_find(struct daemon *d, const char *name)
-{
-	struct hnode *n = hmap_get(&d->draining, name);
-	return n ? HMAP_ENTRY(n, struct draining, node) : NULL;
-}
-
-bool units_draining(struct daemon *d, const char *name)
-{
-	return d->draining.n && draining_find(d, name) != NULL;
-}
-
-/*
- * What u waits for: an old copy of its own name, else one of the same
- * definition under its other form, when a reload changed its instances
- * (web:0 and web:1 still stopping when web comes, or web when web:0 and
- * web:1 come): never two copies of one definition side by side.
- */
-static struct draining *draining_for(struct daemon *d, const struct unit *u)
-{
-	if (!d->draining.n)
-		return NULL;
-	struct draining *g = draining_find(d, u->name);
-	const char *colon = strchr(u->name, ':');
-	if (g)
-		return g;
-	if (colon) { /* NAME:i: NAME's */
-		char def[256];
-		snprintf(def, sizeof(def), "%.*s", (int)(colon - u->name), u->name);
-		return draining_find(d, def);
-	}
-	size_t n = strlen(u->name); /* NAME: any NAME:i's */
-	for (struct hnode *h = hmap_next(&d->draining, NULL); h; h = hmap_next(&d->draining, h)) {
-		g = HMAP_ENTRY(h, struct draining, node);
-		if (!strncmp(g->name, u->name, n) && g->name[n] == ':')
-			return g;
-	}
-	return NULL;
-}
-
-/*
- * One entry per stopping service, once (added twice, one entry would
- * outlive the service's removal, and the next unit of that name wait on
- * freed memory). The first of a name stays first: what its unit waits for.
- */
-static void draining_add(struct daemon *d, const char *name, struct evm_service *svc,
-			 const struct svc_output *out)
-{
-	struct draining *first = draining_find(d, name);
-	for (struct draining *g = first; g; g = g->next)
-		if (g->svc == svc)
-			return;
-	size_t len = strlen(name) + 1;
-	struct draining *g = malloc(sizeof(*g) + len);
-	if (!g) {
-		dlog("service %s: out of memory: a service of that name may start before it stopped", name);
-		return;
-	}
-	g->svc = svc;
-	g->out = out;
-	g->next = NULL;
-	memcpy(g->name, name, len);
-	if (first) {
-		g->next = first->next;
-		first->next = g;
-	} else if (hmap_add(&d->draining, &g->node, g->name) < 0) {
-		free(g);
-	}
-}
-
-struct evm_service *units_old(struct daemon *d, const char *name, size_t i, bool *apart)
-{
-	struct draining *g = units_draining(d, name) ? draining_find(d, name) : NULL;
-	for (; g && i; i--)
-		g = g->next;
-	if (g && apart) { /* a replaced one's pipe is its unit's while the unit keeps that capture */
-		struct unit *u = unit_find(d, name);
-		*apart = g->out && (!u || g->out != u->out);
-	}
-	return g ? g->svc : NULL;
-}
-
-/* The names of old copies still stopping, one at a time: NULL first, NULL at the end. */
-const char *units_next_draining(struct daemon *d, const char *prev)
-{
-	struct draining *at = prev ? draining_find(d, prev) : NULL;
-	if (prev && !at)
-		return NULL; /* gone meanwhile: never start over */
-	struct hnode *n = hmap_next(&d->draining, at ? &at->node : NULL);
-	return n ? HMAP_ENTRY(n, struct draining, node)->name : NULL;
-}
-
-/*
- * An old copy of name that a daemon before a crash was stopping, adopted
- * again (takeover.c): stopping and removed, a successor of its name waits
- * for it as for any other.
- */
-void units_take_old(struct daemon *d, const char *name, struct evm_service *svc)
-{
-	draining_add(d, name, svc, NULL); /* its pipe died with the daemon before */
-	struct unit *u = unit_find(d, name);
-	if (u && !u->old)
-		u->old = svc;
-}
-
-/* The removed service's entry goes; another of its name, if any, is what is waited for next. */
-static void draining_done(struct daemon *d, const struct evm_event *ev)
-{
-	struct draining *first = ev->name ? draining_find(d, ev->name) : NULL;
-	if (!first)
-		return;
-	if (first->svc == ev->service) {
-		hmap_del(&d->draining, &first->node);
-		struct draining *next = first->next;
-		free(first);
-		if (next && hmap_add(&d->draining, &next->node, next->name) < 0) {
-			/* cannot happen (a del just made room); never leave entries unreachable */
-			while (next) {
-				struct draining *n = next->next;
-				free(next);
-				next = n;
-			}
-		}
-		return;
-	}
-	for (struct draining *g = first; g->next; g = g->next)
-		if (g->next->svc == ev->service) {
-			struct draining *gone = g->next;
-			g->next = gone->next;
-			free(gone);
-			return;
-		}
-}
-
 void unit_note_start_after(struct daemon *d, struct unit *u)
 {
 	u->start_after = u->svc && evm_service_state(u->svc) == EVM_STATE_STOPPING;
@@ -241,8 +90,7 @@ static void wake_one(struct daemon *d, struct unit *u, void *arg)
 {
 	if (u->old != arg)
 		return;
-	struct draining *g = draining_for(d, u);
-	u->old = g ? g->svc : NULL;
+	u->old = draining_waited(d, u);
 	if (!u->old && u->want_start && u->svc)
 		d->wake_wanted = true; /* on_event: deps_start_wanted, after this event is told */
 }
@@ -275,8 +123,7 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 	if (u && ev->removed && u->old == ev->service) {
 		/* the replaced service is gone (and its cgroup empty): its successor may start,
 		 * unless another of its name still stops */
-		struct draining *g = draining_for(d, u);
-		u->old = g ? g->svc : NULL;
+		u->old = draining_waited(d, u);
 		return !u->old && u->want_start && u->svc && !d->defer_start ? u : NULL;
 	}
 	if (!u || u->svc != ev->service)
@@ -494,9 +341,7 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	d->last = u;
 	d->nunits++;
 	deps_forget(d, u);
-	struct draining *g = draining_for(d, u);
-	if (g)
-		u->old = g->svc; /* started at its removal (units_on_event) */
+	u->old = draining_waited(d, u); /* started at its removal (units_on_event) */
 	unit_create(d, u);
 	return u;
 }
@@ -519,10 +364,9 @@ void unit_release(struct daemon *d, struct unit *u)
 	enum evm_state st = evm_service_state(s);
 	if (st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_RELOADING ||
 	    st == EVM_STATE_STOPPING) {
-		draining_add(d, u->name, s, u->out);
-		struct draining *g = draining_for(d, u);
-		u->old = g ? g->svc : s; /* out of memory: waited for, in no list */
+		u->old = draining_stop(d, u, s);
 		other_form(d, u->name, claim_one, s);
+		return;
 	}
 	evm_service_remove(s);
 }
@@ -657,17 +501,7 @@ void units_free(struct daemon *d)
 	while (d->first)
 		unit_remove(d, d->first);
 	hmap_clear(&d->units);
-	struct hnode *n;
-	while ((n = hmap_next(&d->draining, NULL))) {
-		hmap_del(&d->draining, n);
-		struct draining *g = HMAP_ENTRY(n, struct draining, node);
-		while (g) {
-			struct draining *next = g->next;
-			free(g);
-			g = next;
-		}
-	}
-	hmap_clear(&d->draining);
+	draining_free(d);
 }
 
 int units_reopen_logs(struct daemon *d, char *err, size_t errlen)

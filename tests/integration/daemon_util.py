@@ -182,6 +182,15 @@ def wait_signal_state(d, name, field, sig=signal.SIGTERM):
     return wait_for(lambda: has(name), what=f"{name}'s {field} with signal {sig}")
 
 
+def record_text(d):
+    """The daemon's state record (SOCK.state), or "" when there is none."""
+    try:
+        with open(d.sock + ".state") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def config_errors(procs, cfg, errors):
     """`evmon daemon --check` of cfg exits 1 saying each (line, message) of errors as
     CFG:LINE: MESSAGE; returns its stderr."""

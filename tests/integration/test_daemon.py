@@ -14,7 +14,7 @@ import pytest
 
 from conftest import EVMON, HELPER, PID_NS, wait_for
 from daemon_util import (SLOW, Daemon, LineReader, alive, ctl_events, follow_reloads, read_line,
-                         reload_until_dropped, stops_slowly, stuck_subscriber,
+                         record_text, reload_until_dropped, stops_slowly, stuck_subscriber,
                          wait_signal_state)
 
 BASIC = """
@@ -775,14 +775,6 @@ def test_a_change_of_instances_waits_for_the_old_copies(procs, tmp_path, counts)
     assert sorted(st) == (["web"] if after == 1 else [f"web:{k}" for k in range(after)]), st
     assert all(s["state"] == "running" for s in st.values()), st
     d.stop()
-
-
-def record_text(d):
-    try:
-        with open(d.sock + ".state") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 @pytest.mark.parametrize("how", ["replaced", "removed"])

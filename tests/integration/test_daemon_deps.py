@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import EVMON
-from daemon_util import Daemon, LineReader, alive, wait_for, wait_signal_state, SLOW
+from daemon_util import Daemon, LineReader, alive, record_text, wait_for, wait_signal_state, SLOW
 
 TRANS = re.compile(r"evmon(?: daemon)?: service (\S+): (\w+) -> (\w+)")
 
@@ -991,4 +991,132 @@ start_secs = 0
     time.sleep(0.5)
     st = d.status()
     assert st["db"]["state"] == "stopped" and st["app"]["state"] == "stopped", st
+    d.stop()
+
+
+def slow_stopper(name, log, linger):
+    """A service that writes NAME term to log at its SIGTERM and, after linger seconds,
+    NAME done, then exits."""
+    done = f"; sleep {linger}; echo {name} done >> {log}" if linger else ""
+    return (f"sh -c 'trap \"echo {name} term >> {log}{done}; exit 0\" TERM; "
+            f"while :; do sleep 0.05; done'")
+
+
+def pair_conf(log, mark="", app=True, db=True, app_mark=""):
+    """db, and app requiring db (stopping in 1 s): the services a test removes or
+    replaces; keep stays (the config is never empty)."""
+    text = """
+[service:keep]
+command = HELPER pause
+start_secs = 0
+"""
+    if db:
+        text += f"""
+[service:db]
+command = {slow_stopper("db", log, 0)} {mark}
+start_secs = 0
+"""
+    if app:
+        text += f"""
+[service:app]
+command = {slow_stopper("app", log, 1)} {mark}{app_mark}
+requires = db
+stop_timeout = 20
+start_secs = 0
+"""
+    return text
+
+
+def stop_order(log):
+    """The lines the services wrote at their stops, once both stops are over."""
+    wait_for(lambda: log.exists() and {"app done", "db term"} <= set(log.read_text().split("\n")),
+             timeout=30 * SLOW, what="app's and db's stops")
+    return log.read_text().split()
+
+
+@pytest.mark.parametrize("how", ["reload-remove", "ctl-remove", "reload-replace"])
+def test_old_copies_stop_in_dependency_order(procs, tmp_path, how):
+    """app requires db; both are removed (by a reload, by one ctl remove) or both
+    replaced (a reload changing both): app's old copy stops first and db's only once it
+    is gone, as ctl stop and the shutdown order them. Both got SIGTERM at once (app,
+    stopping, found db gone)."""
+    log = tmp_path / "order"
+    d = Daemon(procs, tmp_path, pair_conf(log))
+    catching(d, "app", "db")
+    if how == "ctl-remove":
+        assert d.ctl("-t", "0", "remove", "app", "db").returncode == 0
+    else:
+        d.write(pair_conf(log, mark="x") if how == "reload-replace"
+                else pair_conf(log, app=False, db=False))
+        assert d.ctl("-t", "0", "reload").returncode == 0
+    words = stop_order(log)
+    assert words.index("done") < words.index("db"), words  # app done, then db term
+    if how == "reload-replace":  # the new copies come up, db first
+        st = d.wait_state("app", "running", timeout=30)
+        assert "error" not in st, st
+        tr = transitions(d)
+        assert index(tr, "db", "running", start=index(tr, "app", "stopped")) < \
+            index(tr, "app", "running", start=index(tr, "app", "stopped")), tr
+    assert d.ctl("status", "keep").returncode == 0
+    d.stop()
+
+
+def test_a_stop_waits_for_an_old_copy_of_its_dependent(procs, tmp_path):
+    """app requires db; a reload changes app, whose old copy stops in 1 s; `ctl stop db`
+    meanwhile: db stops once the old app is gone. It stopped at once (the new graph has
+    no app up), under the old app still stopping."""
+    log = tmp_path / "order"
+    d = Daemon(procs, tmp_path, pair_conf(log))
+    catching(d, "app", "db")
+    d.write(pair_conf(log, app_mark="x"))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    assert d.ctl("-t", "0", "stop", "db").returncode == 0
+    words = stop_order(log)
+    assert words.index("done") < words.index("db"), words
+    r = d.ctl("wait", "db", "--for", "stopped", "-t", "10")
+    assert r.returncode == 0, (r, d.status())
+    d.stop()
+
+
+def test_a_held_old_copy_that_exits_on_its_own_lets_go(procs, tmp_path):
+    """app requires db, both removed by a reload; db's old copy, held for app's, exits
+    by itself meanwhile (no restart: its exit is its end), and app's end then asks
+    nothing of it. The daemon goes on (status, a new db of the same name starts)."""
+    log = tmp_path / "order"
+    d = Daemon(procs, tmp_path, pair_conf(log))
+    _, db = catching(d, "app", "db")
+    d.write(pair_conf(log, app=False, db=False))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    os.kill(db, signal.SIGKILL)
+    words = stop_order_app(log)
+    assert "db" not in words, words  # never asked to stop: it was gone
+    d.write(pair_conf(log, app=False))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    d.wait_state("db", "running", timeout=30)
+    d.stop()
+
+
+def stop_order_app(log):
+    wait_for(lambda: log.exists() and "app done" in log.read_text(), timeout=30 * SLOW,
+             what="app's stop")
+    return log.read_text().split()
+
+
+def test_a_crash_stops_an_old_copy_held_for_a_dependent(procs, tmp_path):
+    """app requires db, both removed by a reload; app stops slowly, db is held until it is
+    gone: the record names db's old copy " held=PID:START", and a daemon started after a
+    kill -9 stops it (its SIGTERM), not SIGKILL at once as an old copy whose stop was due."""
+    log = tmp_path / "order"
+    d = Daemon(procs, tmp_path, pair_conf(log).replace("sleep 1;", "sleep 4;"))
+    _, db = catching(d, "app", "db")
+    d.write(pair_conf(log, app=False, db=False))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    wait_for(lambda: f" held={db}:" in record_text(d), what="the held old copy in the record")
+    r = d.ctl("reexec")  # the new image would stop it at once, out of its order
+    assert r.returncode != 0 and "held until what requires it stops" in r.stderr, r
+    d.crash()
+    d.start()
+    wait_for(lambda: f"old copy pid {db}, held by daemon" in d.log(), what="its stop taken over")
+    wait_for(lambda: not alive(db), timeout=30 * SLOW, what="the old db's end")
+    assert "db term" in log.read_text(), log.read_text()  # stopped, not killed
     d.stop()
