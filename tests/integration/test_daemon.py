@@ -744,7 +744,9 @@ def test_a_start_while_the_old_copy_stops_waits_for_it(procs, tmp_path, cgroup, 
     out, err = c.communicate(timeout=30 * SLOW)
     assert c.returncode == 0, (out, err)
     st = d.status("ig")["ig"]
-    assert st["state"] == "running" and sleeps(400192) == [st["pid"]], st
+    assert st["state"] == "running", st
+    # running from its spawn on: its sh execs sleep a moment later
+    wait_for(lambda: sleeps(400192) == [st["pid"]], what="the new copy's sleep")
     time.sleep(0.3)  # the old copy's end took nothing of the new one's with it
     assert sleeps(400192) == [st["pid"]] and d.status("ig")["ig"]["pid"] == st["pid"]
     d.stop()
