@@ -309,6 +309,12 @@ void deps_retry_stops(struct daemon *d);
 void deps_forget(struct daemon *d, struct unit *u);
 /* The names c (from `ctl add`) depends on must be services (errors to errs). */
 void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist *errs);
+/*
+ * Removing the n units of sel together: one of them (returned) that a unit
+ * left behind (*by) requires, every unit of its definition going. NULL when
+ * none. Uses and clears unit.mark.
+ */
+struct unit *deps_still_required(struct daemon *d, struct unit **sel, size_t n, struct unit **by);
 /* "waiting" for a unit waiting for its dependencies, else the library's state name */
 const char *deps_state_name(const struct unit *u);
 /* Add the dependency fields of u to its status record. */

@@ -269,6 +269,32 @@ void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist
 	}
 }
 
+struct unit *deps_still_required(struct daemon *d, struct unit **sel, size_t n, struct unit **by)
+{
+	ensure_graph(d);
+	for (size_t i = 0; i < n; i++)
+		sel[i]->mark = true;
+	struct unit *hit = NULL;
+	for (struct unit *v = d->first; v && !hit; v = v->next) {
+		for (size_t i = 0; i < v->ndeps && !v->mark && !hit; i++) {
+			struct unit *t = v->deps[i].u;
+			if (v->deps[i].kind == DEP_AFTER || !t->mark)
+				continue;
+			/* requires NAME: any instance of it left is enough */
+			bool left = false;
+			for (size_t k = 0; k < v->ndeps && !left; k++)
+				left = v->deps[k].u->conf == t->conf && !v->deps[k].u->mark;
+			if (!left) {
+				hit = t;
+				*by = v;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		sel[i]->mark = false;
+	return hit;
+}
+
 /* -------------------------------------------------------------- states */
 
 static enum evm_state state(const struct unit *u)

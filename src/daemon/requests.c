@@ -397,6 +397,14 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 	struct selection sel;
 	if (selection_get(d, cl, req, false, &sel) < 0)
 		return;
+	/* as a reload refuses a file whose services require one that is gone */
+	struct unit *by, *req_u = deps_still_required(d, sel.u, sel.n, &by);
+	if (req_u) {
+		control_reply_error(cl, "%s is required by %s: remove %s too, or first", req_u->name,
+				    by->name, by->name);
+		free(sel.u);
+		return;
+	}
 	cJSON *r = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(r, "removed");
 	draining_hold_begin(d); /* removed together: stopped in dependency order */

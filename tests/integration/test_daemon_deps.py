@@ -1120,3 +1120,36 @@ def test_a_crash_stops_an_old_copy_held_for_a_dependent(procs, tmp_path):
     wait_for(lambda: not alive(db), timeout=30 * SLOW, what="the old db's end")
     assert "db term" in log.read_text(), log.read_text()  # stopped, not killed
     d.stop()
+
+
+def test_ctl_remove_of_a_requirement_left_behind_is_refused(procs, tmp_path):
+    """ctl remove db while app (staying) requires it: refused, as a reload of a file
+    whose app requires a db that is gone is; removing both in one request, or an
+    instance of a definition with another left, is fine. It removed db under a running
+    app, whose next start went without it."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+start_secs = 0
+
+[service:web]
+command = HELPER pause
+instances = 2
+start_secs = 0
+
+[service:app]
+command = HELPER pause
+requires = db web
+start_secs = 0
+""")
+    d.wait_state("app", "running", timeout=30)
+    r = d.ctl("remove", "db")
+    assert r.returncode != 0 and "db is required by app: remove app too, or first" in r.stderr, r
+    assert d.status("db")["db"]["state"] == "running"
+    r = d.ctl("remove", "web:0", "web:1")
+    assert r.returncode != 0 and "is required by app" in r.stderr, r
+    assert d.ctl("remove", "web:0").returncode == 0  # web:1 is left
+    assert d.ctl("remove", "db", "app").returncode == 0
+    st = d.status()
+    assert "db" not in st and "app" not in st, st
+    d.stop()
