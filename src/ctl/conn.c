@@ -17,6 +17,10 @@
 static int connect_daemon(struct ctl *c)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (c->refused) {
+		fprintf(stderr, "evmon ctl: %s\n", c->refused);
+		return -1;
+	}
 	if (strlen(c->socket) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "evmon ctl: %s: socket path too long\n", c->socket);
 		return -1;

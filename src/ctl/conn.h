@@ -21,6 +21,9 @@ struct ctl {
 	struct linebuf in;
 	size_t last;	/* bytes of in taken by the line ctl_read_line returned */
 	size_t lines;	/* lines read on this connection (an answer came) */
+	/* why the default socket's directory is not used (not ours, not private), or
+	 * NULL: said at the connection, so each command fails as with no daemon */
+	const char *refused;
 };
 
 /*

@@ -665,14 +665,13 @@ int cmd_ctl(int argc, char **argv)
 		usage(stderr);
 		rc = EXIT_USAGE;
 	}
+	static char refused[600];
 	if (rc < 0 && !c.socket) {
 		c.socket = proto_default_socket();
 		const char *dir = proto_default_dir();
-		char err[600];
-		if (dir && proto_private_dir(dir, false, err, sizeof(err)) == -EPERM) {
-			fprintf(stderr, "evmon ctl: %s\n", err);
-			rc = EXIT_NODAEMON;
-		}
+		/* not a daemon of ours: each command ends as with no daemon (its own code) */
+		if (dir && proto_private_dir(dir, false, refused, sizeof(refused)) == -EPERM)
+			c.refused = refused;
 	}
 	if (rc < 0) {
 		signal(SIGPIPE, SIG_IGN);

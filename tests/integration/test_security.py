@@ -392,6 +392,10 @@ def test_a_squatted_socket_directory_is_refused(procs, owner, mode):
         assert "refusing to use it" in r.stderr, r
         r = procs.run(as_uid(ODD_UID) + [EVMON, "ctl", "status"], env=env, timeout=30 * SLOW)
         assert r.returncode == 3 and "refusing to use it" in r.stderr, r
+        # a state question's unknown (4), as with no daemon: 3 read as "not running"
+        for args in (["is-active", "x"], ["status", "x"]):
+            r = procs.run(as_uid(ODD_UID) + [EVMON, "ctl"] + args, env=env, timeout=30 * SLOW)
+            assert r.returncode == 4 and "refusing to use it" in r.stderr, (args, r)
 
 
 class Impostor:
