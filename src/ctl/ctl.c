@@ -157,6 +157,11 @@ static int parse_args(struct ctl *c, int argc, char **argv, const struct cmd_opt
 	*n = 0;
 	*at = argc;
 	optind = 0; /* a full restart of getopt: each command parses afresh */
+	/* getopt's messages start with argv[0]: "evmon ctl", or "evmon ctl start" */
+	char me[96], *arg0 = argv[0];
+	snprintf(me, sizeof(me), "evmon ctl%s%.80s", strcmp(arg0, "ctl") ? " " : "",
+		 strcmp(arg0, "ctl") ? arg0 : "");
+	argv[0] = me;
 	while ((o = getopt_long(argc, argv, shorts, co->longs, NULL)) != -1) {
 		int rc = 0;
 		if (o == 1) {
@@ -171,9 +176,12 @@ static int parse_args(struct ctl *c, int argc, char **argv, const struct cmd_opt
 		} else {
 			rc = co->handle(c, o, optarg, co->data);
 		}
-		if (rc)
+		if (rc) {
+			argv[0] = arg0;
 			return rc < 0 ? 0 : rc;
+		}
 	}
+	argv[0] = arg0;
 	if (co->last_operand && *n < co->last_operand && optind + co->last_operand - 1 - *n < argc)
 		*at = optind + co->last_operand - 1 - *n; /* after "--" */
 	while (optind < argc)

@@ -164,6 +164,17 @@ int daemon_check_only(const char *path, const char *sock_opt, bool strict)
 	return 0;
 }
 
+/* -h, -V, --state-format and a bad option end the parse: what they print, their code */
+static int options_end(int c)
+{
+	switch (c) {
+	case 'h': usage(stdout); return 0;
+	case 'V': printf("evmon daemon %s\n", evm_version()); return 0;
+	case 'F': printf("%d\n", STATE_VERSION); return 0;
+	default: usage(stderr); return 2;
+	}
+}
+
 int daemon_parse_options(int argc, char **argv, struct daemon_options *o)
 {
 	static const struct option longopts[] = {
@@ -176,6 +187,9 @@ int daemon_parse_options(int argc, char **argv, struct daemon_options *o)
 	int c;
 	*o = (struct daemon_options){.reaper = getpid() == 1};
 	optind = 1;
+	static char me[] = "evmon daemon"; /* getopt's messages start with argv[0] */
+	char *arg0 = argv[0];
+	argv[0] = me;
 	while ((c = getopt_long(argc, argv, "+c:S:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': o->cfg_path = optarg; break;
@@ -183,12 +197,10 @@ int daemon_parse_options(int argc, char **argv, struct daemon_options *o)
 		case 'r': o->reaper = true; break;
 		case 'C': o->check = true; break;
 		case 's': o->strict = true; break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("evmon daemon %s\n", evm_version()); return 0;
-		case 'F': printf("%d\n", STATE_VERSION); return 0;
-		default: usage(stderr); return 2;
+		default: argv[0] = arg0; return options_end(c);
 		}
 	}
+	argv[0] = arg0;
 	if (optind < argc || !o->cfg_path) {
 		fprintf(stderr, optind < argc ? "evmon daemon: unexpected argument '%s'\n"
 					      : "evmon daemon: no config file (-c FILE)%s\n",

@@ -67,6 +67,13 @@ def test_one_message_prefix_per_command(procs, tmp_path):
     assert all(l.startswith("evmon ctl: ") for l in r.stderr.splitlines()), r
     r = procs.run([EVMON, "init", "--", str(tmp_path / "no-such-cmd")], timeout=20)
     assert r.returncode == 127 and r.stderr.startswith("evmon init: exec "), r
+    # getopt's own messages too (they said "daemon: ", "ctl: ", "start: ")
+    for argv, prefix in (([EVMON, "daemon", "--bogus"], "evmon daemon: unrecognized option"),
+                         ([EVMON, "ctl", "-x", "ping"], "evmon ctl: invalid option"),
+                         ([EVMON, "ctl", "start", "--bogus", "x"],
+                          "evmon ctl start: unrecognized option")):
+        r = procs.run(argv, timeout=20)
+        assert r.returncode == 2 and r.stderr.startswith(prefix), (argv, r)
     # the running daemon's own lines: a time, then the prefix
     d = Daemon(procs, tmp_path, CFG)
     d.wait_state("web", "running")
