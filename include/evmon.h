@@ -998,12 +998,12 @@ struct evm_service_opts {
 	struct evm_spawn_opts spawn;
 	enum evm_restart restart;
 	unsigned set;		  /* EVM_SVC_*: fields below that are set even when 0 */
-	unsigned max_retries;	  /* on-failure: give up (FATAL) after this many
-				     restarts in a row; default 0 = no limit */
+	unsigned max_retries;	  /* give up (FATAL) after this many restarts in a row that
+				     followed a failure (any restart policy); default 0 = no limit */
 	const int *success_codes; /* exit codes that count as success; default {0} */
 	size_t nsuccess_codes;
 	uint64_t start_ms;	  /* up this long = started (supervisord startsecs); default 1000 */
-	unsigned start_retries;	  /* failed starts in a row before FATAL; default 3 */
+	unsigned start_retries;	  /* retries of a failed start: FATAL at the next; default 3 */
 	/*
 	 * Restart delays: the first restart after a stable run waits
 	 * backoff_initial_ms (may be 0); each further restart in a row doubles

@@ -92,6 +92,7 @@ static void usage(FILE *f)
 		"      --json          print the daemon's JSON answer as it is\n"
 		"  -t, --timeout SECS  how long start/stop/restart wait (default 120; 0: do not wait)\n"
 		"  -V, --version       print the version\n"
+		"  -h, --help          print this help\n"
 		"Options may also follow the command (evmon ctl status --json); for add, they\n"
 		"end at the command to run.\n"
 		"\n"

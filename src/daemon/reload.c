@@ -287,6 +287,22 @@ int units_reload(struct daemon *d, cJSON *resp)
 	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen))
 		reload_warn(warnings, "metrics_listen: changes at the next start of the daemon",
 			    "metrics_listen changes at the next start of the daemon");
+	/* read once, by the control socket and the cgroups made at the start */
+	const struct config *o = d->cfg;
+	const struct { const char *key; bool changed; } at_start[] = {
+		{"max_clients", cfg->max_clients != o->max_clients},
+		{"client_buffer", cfg->client_buffer != o->client_buffer},
+		{"events_buffer_total", cfg->events_buffer_total != o->events_buffer_total},
+		{"idle_timeout", cfg->idle_timeout_ms != o->idle_timeout_ms},
+		{"cgroup", cfg->cgroup != o->cgroup},
+	};
+	for (size_t i = 0; i < sizeof(at_start) / sizeof(at_start[0]); i++) {
+		if (!at_start[i].changed)
+			continue;
+		char msg[96];
+		snprintf(msg, sizeof(msg), "%s: changes at the next start of the daemon", at_start[i].key);
+		reload_warn(warnings, msg, NULL);
+	}
 	if (!cJSON_GetArraySize(warnings))
 		cJSON_DeleteItemFromObjectCaseSensitive(resp, "warnings");
 	reload_log_dir(d, cfg);

@@ -620,6 +620,13 @@ def test_reload_add_remove_change_unchanged(procs, tmp_path):
     d.write(RELOAD_B)
     r = d.ctl("reload")
     assert r.returncode == 0 and r.stderr == "", r
+    # keys read only at the daemon's start: said, not silently ignored
+    d.write("[evmon]\nmax_clients = 7\nidle_timeout = 3s\ncgroup = no\n" + RELOAD_B)
+    resp = d.request({"cmd": "reload"})
+    for key in ("max_clients", "idle_timeout", "cgroup"):
+        assert f"{key}: changes at the next start of the daemon" in resp["warnings"], resp
+    d.write(RELOAD_B)
+    assert d.ctl("reload").returncode == 0
 
     # SIGHUP does the same as ctl reload
     d.write(RELOAD_A)
