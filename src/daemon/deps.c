@@ -329,7 +329,8 @@ static bool exited_ok(const struct unit *u)
 
 const char *deps_state_name(const struct unit *u)
 {
-	return u->pending ? "waiting" : evm_state_name(state(u));
+	/* deferred: a start waiting for its old copy's end, as one for a dependency */
+	return u->pending || unit_deferred(u) ? "waiting" : evm_state_name(state(u));
 }
 
 /* ------------------------------------------------------------- events */

@@ -845,6 +845,7 @@ def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
     assert d.ctl("reload").returncode == 0
     st = d.status("ig")["ig"]
     assert st.get("old_pid") == old and st["pid"] is None, st
+    assert st["state"] == "waiting", st  # to start, once the old one is gone: not "stopped"
     r = d.ctl("status", "ig")
     assert f"old pid {old} stopping" in r.stdout, r.stdout
     events = []
