@@ -484,12 +484,13 @@ def test_ctl_add_checks_and_follows_requires(procs, tmp_path):
 
 
 def test_ctl_add_refuses_a_dependency_cycle(procs, tmp_path):
-    """add p, add q requiring p, remove p, add p requiring (or after) q: a cycle the
+    """add p, add q after p, remove p, add p requiring (or after) q: a cycle the
     config's check never sees. It was accepted, and then `ctl stop q` timed out and the
-    daemon's shutdown waited for good (SIGTERM only said "already shutting down")."""
+    daemon's shutdown waited for good (SIGTERM only said "already shutting down"). (With
+    q requiring p, the remove of p is refused now: q would require a missing service.)"""
     d = Daemon(procs, tmp_path, "[service:base]\ncommand = HELPER pause\nstart_secs = 0\n")
     assert d.ctl("add", "-s", "start_secs=0", "p", "--", "sleep", "400241").returncode == 0
-    assert d.ctl("add", "-s", "requires=p", "-s", "start_secs=0", "q", "--", "sleep",
+    assert d.ctl("add", "-s", "after=p", "-s", "start_secs=0", "q", "--", "sleep",
                  "400242").returncode == 0
     assert d.ctl("add", "-s", "after=q", "-s", "start_secs=0", "r", "--", "sleep",
                  "400243").returncode == 0
