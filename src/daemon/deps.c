@@ -197,12 +197,9 @@ static bool dep_name(const char *w, bool after, char *buf)
 static bool depends_on(struct daemon *d, const char *from, const char *name)
 {
 	char buf[300];
-	struct unit *first = unit_find(d, from);
-	if (!first) {
-		int w = snprintf(buf, sizeof(buf), "%s:0", from);
-		if (w < 0 || (size_t)w >= sizeof(buf) || !(first = unit_find(d, buf)))
-			return false;
-	}
+	struct unit *first = unit_of_definition(d, from);
+	if (!first)
+		return false;
 	/* breadth first: every unit reached, in order, marked while it is in all */
 	size_t n = 0, head = 0, cap = 16;
 	struct unit **all = malloc(cap * sizeof(*all));
@@ -219,9 +216,7 @@ static bool depends_on(struct daemon *d, const char *from, const char *name)
 				if (!dep_name(*w, k == 1, buf))
 					continue;
 				found = !strcmp(buf, name);
-				struct unit *t = found ? NULL : unit_find(d, buf);
-				if (!found && !t && (strcat(buf, ":0"), !(t = unit_find(d, buf))))
-					continue;
+				struct unit *t = found ? NULL : unit_of_definition(d, buf);
 				if (!t || t->mark)
 					continue;
 				if (n == cap) {
@@ -260,9 +255,9 @@ void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist
 			if (!strcmp(name, c->name))
 				errlist_add(errs, "add", 0, "%s: service %s depends on itself", key[k],
 					    c->name);
-			else if (!unit_find(d, name) && !(strcat(name, ":0"), unit_find(d, name)))
+			else if (!unit_of_definition(d, name))
 				errlist_add(errs, "add", 0, "%s: unknown service '%.*s'", key[k], len, *w);
-			else if (snprintf(name, sizeof(name), "%.*s", len, *w), depends_on(d, name, c->name))
+			else if (depends_on(d, name, c->name))
 				errlist_add(errs, "add", 0, "%s: '%.*s' depends on %s: a dependency cycle",
 					    key[k], len, *w, c->name);
 		}
