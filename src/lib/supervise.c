@@ -24,7 +24,7 @@
  *
  * TABLE-BEGIN
  * state     event              next                          what
- * STOPPED   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
+ * STOPPED   start, restart  -> STARTING|RUNNING|STOPPING     spawn (RUNNING: started, start_ms 0); STOPPING first while its cgroup holds processes
  *           stop            -> (stays)                       noted: stopped by the user; a waiting restart dropped
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
@@ -54,7 +54,7 @@
  *           trigger         -> (stays)                       stop; its exit is a failure
  *           reload          -> RELOADING                     its reload signal; wait for reloading, ready
  *           reloading       -> RELOADING                     the service reloads
- * BACKOFF   start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
+ * BACKOFF   start, restart  -> STARTING|RUNNING|STOPPING     spawn (RUNNING: started, start_ms 0); STOPPING first while its cgroup holds processes
  *           stop            -> STOPPED|STOPPING              cancel the restart; stop what is left
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
@@ -66,11 +66,11 @@
  *           exit            -> STOPPED|(removed)|(stays)     and its cgroup empty: removed, or restarted at its spawn turn, if asked
  *           stop_timeout    -> (stays)                       SIGKILL (cgroup.kill)
  *           cgroup empty    -> STOPPED|(removed)|(stays)     after the exit: as the exit
- * EXITED    start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
+ * EXITED    start, restart  -> STARTING|RUNNING|STOPPING     spawn (RUNNING: started, start_ms 0); STOPPING first while its cgroup holds processes
  *           stop            -> STOPPED|STOPPING              STOPPING while its cgroup holds processes
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
- * FATAL     start, restart  -> STARTING|RUNNING              spawn (RUNNING: started, start_ms 0)
+ * FATAL     start, restart  -> STARTING|RUNNING|STOPPING     spawn (RUNNING: started, start_ms 0); STOPPING first while its cgroup holds processes
  *           stop            -> STOPPED|STOPPING              STOPPING while its cgroup holds processes
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
@@ -393,6 +393,19 @@ static int act_restart_after_stop(struct evm_service *s, const struct evm__sv_ar
 	return 0;
 }
 
+/*
+ * A start without a process while its cgroup holds what an earlier run left
+ * (an exit the policy did not restart: EXITED, FATAL): those are stopped
+ * first and the start comes after, as a restart's does: one tree at a time.
+ */
+static int act_start_idle(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	if (!evm__sv_cg_busy(s))
+		return act_start(s, a);
+	act_stop_proc(s, a);
+	return act_restart_after_stop(s, a);
+}
+
 static int act_restart_proc(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	act_stop_proc(s, a);
@@ -591,9 +604,11 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 
 /* the cells every state without a process shares */
 #define IDLE_ROW(stop_act, stop_to, stop_what)                                                     \
-	[EVM__SV_START] = {act_start, SPAWNS, "spawn (RUNNING: started, start_ms 0)"},         \
+	[EVM__SV_START] = {act_start_idle, SPAWNS | TO(STOPPING),                                  \
+			   "spawn (RUNNING: started, start_ms 0); STOPPING first while its cgroup holds processes"}, \
 	[EVM__SV_STOP] = {stop_act, stop_to, stop_what},                                           \
-	[EVM__SV_RESTART] = {act_start, SPAWNS, "spawn (RUNNING: started, start_ms 0)"},       \
+	[EVM__SV_RESTART] = {act_start_idle, SPAWNS | TO(STOPPING),                                \
+			     "spawn (RUNNING: started, start_ms 0); STOPPING first while its cgroup holds processes"}, \
 	[EVM__SV_REMOVE] = {act_remove_idle, GONE, "removed at once"},                             \
 	[EVM__SV_SPAWN_FAILED] = {act_spawn_failed, RETRIES, "FATAL past start_retries"}
 

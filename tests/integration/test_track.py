@@ -139,3 +139,25 @@ def test_pidfile_naming_a_foreign_pid_is_refused(procs, tmp_path, cgroup):
     assert foreign.poll() is None, "the foreign process was signalled"
     d.stop()
     assert foreign.poll() is None
+
+
+@needs_cgroup
+def test_a_start_after_an_exit_that_left_processes_stops_them_first(procs, tmp_path):
+    """track = main, restart = never: the first process daemonizes and exits 0 (exited,
+    its child left in the cgroup, as documented: ended by the next stop). `ctl start`
+    then stops that child first and starts the new run once the cgroup is empty: one
+    tree at a time. The new run started beside the old child."""
+    d = forking(procs, tmp_path, cgroup="yes", track="main", restart="never")
+    cg = os.path.join(base_of(d), "fork.service")
+    pids = tmp_path / "pids"
+    wait_for(lambda: d.status("fork")["fork"]["state"] == "exited", what="exited")
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, what="the child")
+    first = int(pids.read_text().split()[0])
+    assert procs_in(cg) == [first]
+    r = d.ctl("start", "fork")
+    assert r.returncode == 0, r
+    wait_for(lambda: len(pids.read_text().split()) == 2, what="the new run's child")
+    assert not alive(first), "the old child still runs beside the new run"
+    second = int(pids.read_text().split()[1])
+    wait_for(lambda: procs_in(cg) == [second], what="only the new child in the cgroup")
+    d.stop()
