@@ -1318,7 +1318,8 @@ EVM_API void evm_service_remove(struct evm_service *svc);
  * The first half of evm_service_remove: its name is released at once (as
  * there) and its process runs on, unstopped, off the restart policy: an
  * exit is its end (its last event has removed = true; what its cgroup still
- * holds is stopped first, STOPPING meanwhile). evm_service_remove stops it
+ * holds is stopped first, STOPPING meanwhile); no watchdog or ready timeout
+ * stops it any more. evm_service_remove stops it
  * when the caller is ready to (a supervisor stopping what depended on it
  * first); evm_shutdown stops it as any other. The handle stays valid until
  * that removed event. 0 (also when it is being removed already); -ESRCH

@@ -175,6 +175,7 @@ struct daemon {
 	unsigned hold_batch;	 /* counts those batches */
 	unsigned hold_walks;	 /* draining.c's cycle checks, to mark the entries each saw */
 	size_t draining_needy;	 /* old copies with requires or after */
+	struct hashmap needed;	 /* the names those require or start after (draining.c) */
 	bool retry_stops;	 /* an old copy a stop waited for is gone */
 
 	struct waiter *waiters;

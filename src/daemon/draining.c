@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "daemonlog.h"
+#include "state.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,10 +41,20 @@ struct draining {
 	unsigned walk;		 /* a cycle check was here (link) */
 	bool gone;		 /* its removal came: out of d->draining */
 	bool held;		 /* detached, its stop not asked for yet */
-	bool needed;		 /* a unit's stop waited for it (draining_needs) */
 	unsigned waiters;	 /* old copies still stopping that need it */
 	struct draining **holds; /* the held ones it keeps running */
-	size_t nholds;
+	size_t nholds, capholds;
+	char name[];
+};
+
+/*
+ * A definition name the old copies still there require or start after, with
+ * how many words name it (d->needed): a unit's stop looks its own name up.
+ */
+struct need {
+	struct hnode node;
+	unsigned n;
+	bool waited; /* a unit's stop waited for it: tried again when it goes */
 	char name[];
 };
 
@@ -102,6 +113,53 @@ static bool needs_something(const struct svc_conf *c)
 	return c && ((c->requires && *c->requires) || (c->after && *c->after));
 }
 
+/* Each definition name c's requires and after words name, into fn (duplicates too). */
+static void each_need(struct daemon *d, const struct svc_conf *c,
+		      void (*fn)(struct daemon *d, const char *name))
+{
+	char **lists[2] = {c->requires, c->after};
+	for (int k = 0; k < 2; k++)
+		for (char **w = lists[k]; w && *w; w++) {
+			char name[300];
+			int len = config_dep_name_len(*w, k == 1);
+			if (len < 0 || len > 128)
+				continue; /* the config check said so */
+			snprintf(name, sizeof(name), "%.*s", len, *w);
+			fn(d, name);
+		}
+}
+
+static void need_add(struct daemon *d, const char *name)
+{
+	struct hnode *h = hmap_get(&d->needed, name);
+	if (h) {
+		HMAP_ENTRY(h, struct need, node)->n++;
+		return;
+	}
+	size_t len = strlen(name) + 1;
+	struct need *e = calloc(1, sizeof(*e) + len);
+	if (!e)
+		return; /* out of memory: a stop does not wait for this old copy */
+	memcpy(e->name, name, len);
+	e->n = 1;
+	if (hmap_add(&d->needed, &e->node, e->name) < 0)
+		free(e);
+}
+
+static void need_drop(struct daemon *d, const char *name)
+{
+	struct hnode *h = hmap_get(&d->needed, name);
+	if (!h)
+		return;
+	struct need *e = HMAP_ENTRY(h, struct need, node);
+	if (e->waited)
+		d->retry_stops = true; /* on_event: deps_retry_stops */
+	if (--e->n)
+		return;
+	hmap_del(&d->needed, h);
+	free(e);
+}
+
 /*
  * One entry per stopping service, once (added twice, one entry would
  * outlive the service's removal, and the next unit of that name wait on
@@ -135,8 +193,10 @@ static struct draining *add(struct daemon *d, const char *name, struct evm_servi
 		free(g);
 		return NULL;
 	}
-	if (needs_something(g->conf))
+	if (needs_something(g->conf)) {
 		d->draining_needy++;
+		each_need(d, g->conf, need_add);
+	}
 	return g;
 }
 
@@ -214,24 +274,6 @@ static void release(struct draining *g)
 	evm_service_remove(g->svc);
 }
 
-/* Does the name a requires or after word names equal name? */
-static bool word_names(const char *w, bool after, const char *name)
-{
-	int len = config_dep_name_len(w, after);
-	return len >= 0 && (size_t)len == strlen(name) && !strncmp(w, name, (size_t)len);
-}
-
-static bool conf_needs(const struct svc_conf *c, const char *name)
-{
-	for (char **w = c->requires; w && *w; w++)
-		if (word_names(*w, false, name))
-			return true;
-	for (char **w = c->after; w && *w; w++)
-		if (word_names(*w, true, name))
-			return true;
-	return false;
-}
-
 /* Does from keep to running, through any chain of holds? (walk marks the way) */
 static bool holds_path(struct draining *from, const struct draining *to, unsigned walk)
 {
@@ -250,16 +292,22 @@ static bool holds_path(struct draining *from, const struct draining *to, unsigne
 static void link_pair(struct daemon *d, struct draining *y, struct draining *x)
 {
 	/*
-	 * Two old copies of different batches (made from different configs) could
-	 * need each other: a hold both ways would keep both running for good.
-	 * Within one batch, the config's check refused the cycle already.
+	 * Old copies of different batches (made from different configs) could
+	 * need each other: a hold both ways would keep them running for good.
+	 * Within one batch (units that were up together) the config's check, or
+	 * ctl add's, refused the cycle; those links are made first, so that this
+	 * check sees them.
 	 */
 	if (x->batch != y->batch && holds_path(x, y, ++d->hold_walks))
 		return;
-	struct draining **v = realloc(y->holds, (y->nholds + 1) * sizeof(*v));
-	if (!v)
-		return; /* out of memory: x does not wait for y */
-	y->holds = v;
+	if (y->nholds == y->capholds) {
+		size_t cap = y->capholds ? 2 * y->capholds : 4;
+		struct draining **v = realloc(y->holds, cap * sizeof(*v));
+		if (!v)
+			return; /* out of memory: x does not wait for y */
+		y->holds = v;
+		y->capholds = cap;
+	}
 	y->holds[y->nholds++] = x;
 	x->waiters++;
 	x->refs++;
@@ -285,9 +333,12 @@ static size_t first_of(struct draining **held, size_t n, const char *name)
 	return lo;
 }
 
-/* y needs the held ones of the definition a word names: linked, if new to each other. */
+/*
+ * y needs the held ones of the definition a word names: linked, if new to
+ * each other; cross: those of different batches (else of this one alone).
+ */
 static void link_word(struct daemon *d, struct draining *y, const char *w, bool after,
-		      struct draining **held, size_t n)
+		      struct draining **held, size_t n, bool cross)
 {
 	char name[300];
 	int len = config_dep_name_len(w, after);
@@ -296,9 +347,11 @@ static void link_word(struct daemon *d, struct draining *y, const char *w, bool 
 	snprintf(name, sizeof(name), "%.*s", len, w);
 	if (!strcmp(name, y->conf->name))
 		return;
-	for (size_t k = first_of(held, n, name); k < n && !strcmp(held[k]->conf->name, name); k++)
-		if (y->batch == d->hold_batch || held[k]->batch == d->hold_batch)
+	for (size_t k = first_of(held, n, name); k < n && !strcmp(held[k]->conf->name, name); k++) {
+		bool mine = y->batch == d->hold_batch, its = held[k]->batch == d->hold_batch;
+		if (cross ? mine != its : mine && its)
 			link_pair(d, y, held[k]);
+	}
 }
 
 void draining_hold_begin(struct daemon *d)
@@ -332,20 +385,23 @@ void draining_hold_end(struct daemon *d)
 	}
 	if (n)
 		qsort(held, n, sizeof(*held), by_definition);
-	for (struct draining *y = n && d->draining_needy ? next_entry(d, NULL) : NULL; y;
-	     y = next_entry(d, y)) {
-		if (!needs_something(y->conf))
-			continue;
-		for (char **w = y->conf->requires; w && *w; w++)
-			link_word(d, y, *w, false, held, n);
-		for (char **w = y->conf->after; w && *w; w++)
-			link_word(d, y, *w, true, held, n);
-	}
+	for (int cross = 0; cross < 2; cross++) /* this batch's links first: see link_pair */
+		for (struct draining *y = n && d->draining_needy ? next_entry(d, NULL) : NULL; y;
+		     y = next_entry(d, y)) {
+			if (!needs_something(y->conf))
+				continue;
+			for (char **w = y->conf->requires; w && *w; w++)
+				link_word(d, y, *w, false, held, n, cross);
+			for (char **w = y->conf->after; w && *w; w++)
+				link_word(d, y, *w, true, held, n, cross);
+		}
 	free(held);
 	/* the ones nothing needs, and any the list missed (out of memory) */
 	for (struct draining *g = next_entry(d, NULL); g; g = next_entry(d, g))
 		if (g->held && !g->waiters)
 			release(g);
+	if (n)
+		state_changed(d); /* held: the record says so (no event of the library did) */
 }
 
 /* The shutdown: every old copy stops now (the shutdown orders the units, not these). */
@@ -358,24 +414,21 @@ void draining_release_all(struct daemon *d)
 
 bool draining_needs(struct daemon *d, const struct unit *u)
 {
-	if (!d->draining_needy)
+	struct hnode *h = d->needed.n ? hmap_get(&d->needed, u->conf->name) : NULL;
+	if (!h)
 		return false;
-	for (struct draining *g = next_entry(d, NULL); g; g = next_entry(d, g))
-		if (needs_something(g->conf) && conf_needs(g->conf, u->conf->name)) {
-			g->needed = true;
-			return true;
-		}
-	return false;
+	HMAP_ENTRY(h, struct need, node)->waited = true;
+	return true;
 }
 
 /* g's service is gone: what it held may stop now. */
 static void gone(struct daemon *d, struct draining *g)
 {
 	g->gone = true;
-	if (needs_something(g->conf))
+	if (needs_something(g->conf)) {
 		d->draining_needy--;
-	if (g->needed)
-		d->retry_stops = true; /* on_event: deps_retry_stops, after this event is told */
+		each_need(d, g->conf, need_drop);
+	}
 	struct draining **holds = g->holds;
 	size_t n = g->nholds;
 	g->holds = NULL;
@@ -436,4 +489,9 @@ void draining_free(struct daemon *d)
 	}
 	hmap_clear(&d->draining);
 	d->draining_needy = 0;
+	while ((n = hmap_next(&d->needed, NULL))) {
+		hmap_del(&d->needed, n);
+		free(HMAP_ENTRY(n, struct need, node));
+	}
+	hmap_clear(&d->needed);
 }

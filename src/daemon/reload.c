@@ -291,7 +291,6 @@ int units_reload(struct daemon *d, cJSON *resp)
 	const struct config *o = d->cfg;
 	const struct { const char *key; bool changed; } at_start[] = {
 		{"max_clients", cfg->max_clients != o->max_clients},
-		{"client_buffer", cfg->client_buffer != o->client_buffer},
 		{"events_buffer_total", cfg->events_buffer_total != o->events_buffer_total},
 		{"idle_timeout", cfg->idle_timeout_ms != o->idle_timeout_ms},
 		{"cgroup", cfg->cgroup != o->cgroup},

@@ -395,6 +395,10 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	struct selection sel;
+	if (d->stopping) { /* the shutdown stops them, in order */
+		control_reply_error(cl, "the daemon is shutting down");
+		return;
+	}
 	if (selection_get(d, cl, req, false, &sel) < 0)
 		return;
 	/* as a reload refuses a file whose services require one that is gone */

@@ -440,11 +440,21 @@ static int act_remove_after_stop(struct evm_service *s, const struct evm__sv_arg
 	return 0;
 }
 
-/* evm_service_detach: the name goes, the process runs on; its exit is its end (svexit.c) */
+/*
+ * evm_service_detach: the name goes, the process runs on; its exit is its end
+ * (svexit.c). Nothing tells it any more (the caller let go of the name its
+ * notifications came by): no watchdog, no ready timeout, which would stop it
+ * as failing. A stop for a failure under way keeps its deadline.
+ */
 static int act_detach(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	(void)a;
 	mark_removing(s);
+	if (s->proc && !s->failing) {
+		evm_timer_cancel(s->timer);
+		s->timer = NULL;
+		s->watchdog_run_ms = 0;
+	}
 	return 0;
 }
 

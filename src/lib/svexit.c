@@ -93,7 +93,10 @@ static void failing_msg(struct evm_service *s)
 static int exit_detached(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	if (evm__sv_cg_busy(s)) {
-		evm__sv_send_stop(s, false);
+		if (s->failing) /* its stop's deadline stands */
+			evm__sv_arm_kill(s);
+		else
+			evm__sv_send_stop(s, false);
 		s->exit_held = a->exit != NULL;
 		evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
 		return 0;

@@ -1314,6 +1314,30 @@ static void test_detach_releases_the_name_and_leaves_the_process_running(void **
 	assert_int_equal(evm_service_state(b), EVM_STATE_RUNNING);
 }
 
+static void watchdog100(struct evm_service_opts *o)
+{
+	o->watchdog_ms = 100;
+}
+
+/* detached, nothing tells it any more: its watchdog does not stop it as failing */
+static void test_detach_ends_the_watchdog(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *w = svc(loop, "w", EVM_RESTART_ALWAYS, PAUSE, watchdog100);
+	evm_service_start(w);
+	assert_int_equal(evm_service_state(w), EVM_STATE_RUNNING);
+	pid_t pid = evm_proc_pid(evm_service_proc(w));
+	assert_int_equal(evm_service_detach(w), 0);
+	uint64_t end = t_now_ms() + 500; /* five periods of silence */
+	while (t_now_ms() < end)
+		assert_true(evm_loop_run_once(loop, 20) >= 0);
+	assert_int_equal(evm_service_state(w), EVM_STATE_RUNNING);
+	assert_int_equal(kill(pid, 0), 0);
+	evm_service_remove(w);
+	RUN_UNTIL(loop, removed_of(pid) != NULL, 10000);
+	assert_int_equal(removed_of(pid)->signal, SIGTERM); /* the removal's stop, not a failure's */
+}
+
 static void test_detach_then_remove_stops_it(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -2116,6 +2140,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_detach_releases_the_name_and_leaves_the_process_running,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach_then_remove_stops_it, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detach_ends_the_watchdog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_find_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_rejects_bad_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_stops_everything, setup, teardown),
