@@ -220,8 +220,11 @@ bool units_draining(struct daemon *d, const char *name);
  * output that changed): only it holds that pipe, so a re-exec would close it.
  */
 struct evm_service *units_old(struct daemon *d, const char *name, size_t i, bool *apart);
-/* units_old's i-th is held: running, its stop not asked for yet (draining_stop). */
-bool units_old_held(struct daemon *d, const char *name, size_t i);
+/*
+ * units_old's i-th is held: running, its stop not asked for yet
+ * (draining_stop); *sig and *ms (if not NULL): how it is to be stopped.
+ */
+bool units_old_held(struct daemon *d, const char *name, size_t i, int *sig, uint64_t *ms);
 /* The names of old copies still stopping: NULL for the first; NULL after the last. */
 const char *units_next_draining(struct daemon *d, const char *prev);
 /* An old copy of name, stopping, taken over after a crash: waited for as a removed one. */

@@ -25,6 +25,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,12 +226,19 @@ struct evm_service *units_old(struct daemon *d, const char *name, size_t i, bool
 	return g ? g->svc : NULL;
 }
 
-bool units_old_held(struct daemon *d, const char *name, size_t i)
+bool units_old_held(struct daemon *d, const char *name, size_t i, int *sig, uint64_t *ms)
 {
 	struct draining *g = units_draining(d, name) ? find(d, name) : NULL;
 	for (; g && i; i--)
 		g = g->next;
-	return g && g->held;
+	if (!g || !g->held)
+		return false;
+	const struct svc_policy *p = g->conf ? &g->conf->pol : NULL;
+	if (sig)
+		*sig = p && p->stop_signal ? p->stop_signal : SIGTERM;
+	if (ms)
+		*ms = p && (p->set & EVM_SVC_STOP_TIMEOUT) ? p->stop_timeout_ms : 10000;
+	return true;
 }
 
 /* The names of old copies still stopping, one at a time: NULL first, NULL at the end. */

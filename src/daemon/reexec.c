@@ -274,7 +274,7 @@ static size_t cut_short(struct daemon *d, int format, size_t *all, size_t *held)
 		bool a;
 		for (; units_old(d, nm, k, &a); k++) {
 			apart += a;
-			*held += units_old_held(d, nm, k);
+			*held += units_old_held(d, nm, k, NULL, NULL);
 		}
 		*all += k;
 		n += format < STATE_OLDS ? k : apart + (k > STATE_OLDS_MAX);

@@ -402,8 +402,9 @@ static int parse_line(struct record *r, char *line, bool exec)
 			o.deadline = 0;
 			if (((sscanf(w, "old=%d:%" SCNu64 ":%" SCNu64 "%c", &o.pid, &o.start, &o.deadline,
 				     &end) == 3) ||
-			     (sscanf(w, "held=%d:%" SCNu64 "%c", &o.pid, &o.start, &end) == 2 &&
-			      (o.held = true))) &&
+			     (sscanf(w, "held=%d:%" SCNu64 ":%d:%" SCNu64 "%c", &o.pid, &o.start,
+				     &o.stop_signal, &o.stop_ms, &end) == 4 &&
+			      o.stop_signal > 0 && o.stop_signal < NSIG && (o.held = true))) &&
 			    o.pid > 1 && s->nolds < 64) {
 				struct rec_old *v = realloc(s->olds, (s->nolds + 1) * sizeof(*v));
 				if (v) { /* else left to the sweep, as before the old= words */

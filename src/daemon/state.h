@@ -40,8 +40,8 @@
  * " old=PID:STARTTIME:MS" per copy of the name that a reload replaced or removed
  * and that still stops, at most STATE_OLDS_MAX (its stop signal sent; MS: the
  * CLOCK_BOOTTIME of its SIGKILL, 0: due already): the next daemon takes that
- * stop over, and its successor waits for it as before the crash; " held=PID:STARTTIME"
- * for one not stopped yet, held until an old copy that requires it is gone
+ * stop over, and its successor waits for it as before the crash; " held=PID:STARTTIME:
+ * SIGNAL:MS" (its stop_signal and stop_timeout) for one not stopped yet, held until an old copy that requires it is gone
  * (draining.c): the next daemon stops it (an older one kills it, as a process
  * no record names). A name removed
  * from the configuration (or whose new definition's service could not be made)
@@ -157,7 +157,11 @@ struct rec_svc {
 	struct rec_old {
 		pid_t pid;
 		uint64_t start, deadline;
-		bool held; /* " held=PID:START": not stopped yet, held for a dependent's stop */
+		/* " held=PID:START:SIG:MS": not stopped yet, held for a dependent's stop;
+		 * its stop_signal and stop_timeout */
+		bool held;
+		int stop_signal;
+		uint64_t stop_ms;
 	} *olds;
 	unsigned nolds;
 	bool used;

@@ -144,9 +144,11 @@ static void old_words(struct daemon *d, const char *name, char *buf, size_t cap)
 			continue;
 		uint64_t kill = evm_service_deadline(old, &left) == EVM_DEADLINE_KILL
 					? state_boot_ms() + left : 0;
-		int w = units_old_held(d, name, i)
-				? snprintf(buf + len, cap - len, "%sheld=%d:%" PRIu64, len ? " " : "",
-					   (int)pid, start)
+		int sig;
+		uint64_t ms;
+		int w = units_old_held(d, name, i, &sig, &ms)
+				? snprintf(buf + len, cap - len, "%sheld=%d:%" PRIu64 ":%d:%" PRIu64,
+					   len ? " " : "", (int)pid, start, sig, ms)
 				: snprintf(buf + len, cap - len, "%sold=%d:%" PRIu64 ":%" PRIu64,
 					   len ? " " : "", (int)pid, start, kill);
 		if (w < 0 || (size_t)w >= cap - len) {

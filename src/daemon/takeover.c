@@ -107,6 +107,10 @@ static void take_over_old(struct daemon *d, const char *name, const struct rec_o
 		 * recorded: one of process or group loses what it meant to leave behind) */
 		.kill_mode = EVM_KILL_TREE,
 		.cgroup = cg,
+		/* a held one is stopped here: as its definition said */
+		.stop_signal = o->held ? o->stop_signal : 0,
+		.stop_timeout_ms = o->held ? o->stop_ms : 0,
+		.set = o->held ? EVM_SVC_STOP_TIMEOUT : 0,
 	};
 	struct evm_service *svc;
 	int r = evm_service_new(d->loop, &so, &svc);

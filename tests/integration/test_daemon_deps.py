@@ -995,11 +995,11 @@ start_secs = 0
     d.stop()
 
 
-def slow_stopper(name, log, linger):
-    """A service that writes NAME term to log at its SIGTERM and, after linger seconds,
-    NAME done, then exits."""
+def slow_stopper(name, log, linger, sig="TERM"):
+    """A service that writes NAME term to log at its SIGTERM (or sig) and, after linger
+    seconds, NAME done, then exits."""
     done = f"; sleep {linger}; echo {name} done >> {log}" if linger else ""
-    return (f"sh -c 'trap \"echo {name} term >> {log}{done}; exit 0\" TERM; "
+    return (f"sh -c 'trap \"echo {name} term >> {log}{done}; exit 0\" {sig}; "
             f"while :; do sleep 0.05; done'")
 
 
@@ -1105,14 +1105,19 @@ def stop_order_app(log):
 
 def test_a_crash_stops_an_old_copy_held_for_a_dependent(procs, tmp_path):
     """app requires db, both removed by a reload; app stops slowly, db is held until it is
-    gone: the record names db's old copy " held=PID:START", and a daemon started after a
-    kill -9 stops it (its SIGTERM), not SIGKILL at once as an old copy whose stop was due."""
+    gone: the record names db's old copy " held=PID:START:SIG:MS", and a daemon started
+    after a kill -9 stops it (its stop_signal, INT here, which its trap waits for), not
+    SIGKILL at once as an old copy whose stop was due."""
     log = tmp_path / "order"
-    d = Daemon(procs, tmp_path, pair_conf(log).replace("sleep 1;", "sleep 4;"))
-    _, db = catching(d, "app", "db")
+    conf = pair_conf(log).replace("sleep 1;", "sleep 4;").replace(
+        slow_stopper("db", log, 0), slow_stopper("db", log, 0, "INT") + "\nstop_signal = INT")
+    d = Daemon(procs, tmp_path, conf)
+    wait_signal_state(d, "app", "SigCgt")
+    db = wait_signal_state(d, "db", "SigCgt", signal.SIGINT)
     d.write(pair_conf(log, app=False, db=False))
     assert d.ctl("-t", "0", "reload").returncode == 0
     wait_for(lambda: f" held={db}:" in record_text(d), what="the held old copy in the record")
+    assert f" held={db}:" in record_text(d) and f":{int(signal.SIGINT)}:10000" in record_text(d)
     r = d.ctl("reexec")  # the new image would stop it at once, out of its order
     assert r.returncode != 0 and "held until what requires it stops" in r.stderr, r
     d.crash()
