@@ -373,7 +373,10 @@ static int act_stop_idle(struct evm_service *s, const struct evm__sv_arg *a)
 static int act_stop_proc(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	act_stop_noted(s, a);
-	evm__sv_send_stop(s, false);
+	/* a restart's hold for an empty cgroup (svexit.c): the rest has its stop, and its
+	 * SIGKILL keeps its deadline; the held exit ends the stop */
+	if (!(s->exit_held && !s->proc && s->main_wait == MAIN_WAIT_NO))
+		evm__sv_send_stop(s, false);
 	evm__sv_enter(s, EVM_STATE_STOPPING, NULL, 0, 0);
 	return 0;
 }

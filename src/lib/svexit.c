@@ -17,6 +17,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 static bool success_code(const struct evm_service *s, int code)
 {
@@ -59,6 +60,18 @@ static bool held_for_empty(struct evm_service *s, bool again)
 	else
 		evm__sv_send_stop(s, false);
 	s->exit_held = true;
+	/* said: the state stays, with no process, until the cgroup is empty */
+	const struct evm_exit *e = &s->last_exit;
+	size_t n = strlen(s->msg);
+	char how[48];
+	if (e->signal)
+		snprintf(how, sizeof(how), "killed by signal %d", e->signal);
+	else
+		snprintf(how, sizeof(how), "code %d", e->code);
+	snprintf(s->msg + n, sizeof(s->msg) - n,
+		 "%smain process %d exited (%s): what it left in its cgroup is stopped before the restart",
+		 n ? "; " : "", (int)e->pid, how);
+	evm__sv_tell(s);
 	return true;
 }
 

@@ -161,3 +161,30 @@ def test_a_start_after_an_exit_that_left_processes_stops_them_first(procs, tmp_p
     second = int(pids.read_text().split()[1])
     wait_for(lambda: procs_in(cg) == [second], what="only the new child in the cgroup")
     d.stop()
+
+
+@needs_cgroup
+def test_a_stop_during_a_restarts_wait_for_the_cgroup_keeps_its_deadline(procs, tmp_path):
+    """The main process fails (exit 3) leaving a child that ignores SIGTERM: the restart
+    waits for the cgroup to empty (the child gets SIGTERM, SIGKILL at stop_timeout), and
+    says so. A `ctl stop` meanwhile keeps that SIGKILL's deadline (the record's deadline=
+    is not moved; it was: stop_timeout again from the stop)."""
+    import time
+    from daemon_util import record_text
+    command = "sh -c 'trap \"\" TERM; (trap \"\" TERM; exec sleep 400311) & sleep 0.3; exit 3'"
+    d = Daemon(procs, tmp_path, ini({"cgroup": "yes", "start_secs": 0},
+                                    held={"command": command, "stop_timeout": 20}))
+    wait_for(lambda: "what it left in its cgroup is stopped before the restart" in d.log(),
+             timeout=30, what="the hold, said")
+    time.sleep(4)
+    t_stop = time.clock_gettime(time.CLOCK_BOOTTIME) * 1000
+    assert d.ctl("-t", "0", "stop", "held").returncode == 0
+    words = wait_for(lambda: [w for w in record_text(d).split() if w.startswith("deadline=")],
+                     what="the stop's deadline in the record")
+    deadline = int(words[0].split("=")[1])
+    assert deadline < t_stop + 18000, (deadline - t_stop, record_text(d))
+    cg = os.path.join(base_of(d), "held.service")
+    for pid in procs_in(cg):
+        os.kill(pid, signal.SIGKILL)
+    d.wait_state("held", "stopped", timeout=30)
+    d.stop()
