@@ -1213,3 +1213,39 @@ def test_old_copies_of_two_removes_never_hold_each_other_for_good(procs, tmp_pat
         return found
     wait_for(lambda: not left(), timeout=30 * SLOW, what="every old copy's end")
     d.stop()
+
+
+def test_held_copies_then_the_same_services_back(procs, tmp_path):
+    """app and db removed by a reload (db held for app's old copy), then added back by the
+    next reload at once, and a ctl add of a third service requiring db: the new copies
+    wait for the old ones (db's until it is gone, app's too) and all end up running, the
+    old ones stopped in order."""
+    log = tmp_path / "order"
+    d = Daemon(procs, tmp_path, pair_conf(log))
+    old_app, old_db = catching(d, "app", "db")
+    d.write(pair_conf(log, app=False, db=False))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    d.write(pair_conf(log))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    assert d.ctl("add", "-s", "requires=db", "-s", "start_secs=0", "-t", "0", "third", "--",
+                 "sleep", "400321").returncode == 0
+    words = stop_order(log)
+    assert words.index("done") < words.index("db"), words
+    for name in ("db", "app", "third"):
+        st = d.wait_state(name, "running", timeout=30)
+        assert st["pid"] not in (old_app, old_db), st
+    assert not alive(old_app) and not alive(old_db)
+    d.stop()
+
+
+def test_a_shutdown_stops_held_copies(procs, tmp_path):
+    """A shutdown while db's old copy is held for app's: every old copy stops (db's is
+    not kept waiting for good) and the daemon exits 0."""
+    log = tmp_path / "order"
+    d = Daemon(procs, tmp_path, pair_conf(log))
+    old_app, old_db = catching(d, "app", "db")
+    d.write(pair_conf(log, app=False, db=False))
+    assert d.ctl("-t", "0", "reload").returncode == 0
+    assert d.stop(timeout=60) == 0
+    assert not alive(old_app) and not alive(old_db)
+    assert "db term" in log.read_text()
