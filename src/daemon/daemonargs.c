@@ -140,19 +140,14 @@ int daemon_check_only(const char *path, const char *sock_opt, bool strict)
 		return 1;
 	}
 	daemon_print_problems(cfg, strict);
-	if (strict && (cfg->problems.n || cfg->notes.n)) {
-		size_t n = errlist_total(&cfg->problems) + errlist_total(&cfg->notes);
-		fprintf(stderr, "evmon daemon: %s: %zu error%s (--strict)\n", path, n, n == 1 ? "" : "s");
-		config_free(cfg);
-		return 1;
-	}
+	/* every problem said before the verdict: the environment's too (a log_dir, the socket) */
 	const char *socket = sock_opt ? sock_opt : cfg->socket ? cfg->socket : proto_default_socket();
 	unsigned env = check_environment(cfg, socket);
 	unsigned warnings = env + (unsigned)errlist_total(&cfg->problems) +
 			    (unsigned)errlist_total(&cfg->notes);
-	if (strict && env) { /* what would stop the daemon or lose output: errors too */
-		fprintf(stderr, "evmon daemon: %s: %u error%s (--strict)\n", path, env,
-			env == 1 ? "" : "s");
+	if (strict && warnings) { /* what would fail a start, stop the daemon or lose output */
+		fprintf(stderr, "evmon daemon: %s: %u error%s (--strict)\n", path, warnings,
+			warnings == 1 ? "" : "s");
 		config_free(cfg);
 		return 1;
 	}

@@ -192,6 +192,15 @@ def test_check_output_and_warnings(procs, tmp_path):
     r = procs.run(argv + ["--strict"], timeout=20)
     assert r.returncode == 1 and r.stdout == "", r
     assert r.stderr.splitlines()[2:] == [f"evmon daemon: {cfg}: 2 errors (--strict)"], r.stderr
+    # with a service's problem too, every one is said (the log_dir's and the socket's were
+    # not: the check stopped at the first kind)
+    both = tmp_path / "both.ini"
+    both.write_text(cfg.read_text() + "[service:z]\ncommand = /no/such/prog-evmon\n")
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(both), "-S", str(sock), "--strict"],
+                  timeout=20)
+    assert r.returncode == 1 and "/no/such/prog-evmon" in r.stderr, r
+    assert f"log_dir {logs}" in r.stderr and f"control socket {sock}" in r.stderr, r.stderr
+    assert r.stderr.endswith(f"evmon daemon: {both}: 3 errors (--strict)\n"), r.stderr
     logs.mkdir()
     sock.parent.mkdir()
     r = procs.run(argv, timeout=20)
