@@ -186,7 +186,8 @@ def test_a_server_that_never_answers_times_out_and_holds_nothing(procs, tmp_path
     assert last["output"] == (f"health check timed out after 300 ms: no HTTP status line from "
                               f"127.0.0.1:{srv.port}\n"), last
     wait_for(lambda: len(srv.requests) >= 3, timeout=30 * SLOW, what="hold's probe under way")
-    assert d.status("hold")["hold"]["health_check"]["runs"] == 0
+    st = d.status("hold")["hold"]
+    assert st["health_check"]["runs"] == 0, st  # (once 1 in CI, cause unknown: its last says)
     assert d.ctl("stop", "web", "hold").returncode == 0
     wait_for(lambda: daemon_fds(d) <= base, timeout=30 * SLOW, what="the probes' sockets closed")
     gate.set()
