@@ -421,6 +421,8 @@ static int start_now(struct daemon *d, struct unit *u)
 	u->leaving_wait = false;
 	if (r < 0)
 		dlog("service %s: cannot start it: %s", u->name, strerror(-r));
+	else if (evm_service_state(u->svc) == EVM_STATE_STOPPING)
+		unit_note_start_after(d, u); /* an earlier run's leftovers stop first: coming */
 	return r;
 }
 

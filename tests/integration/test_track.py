@@ -188,3 +188,24 @@ def test_a_stop_during_a_restarts_wait_for_the_cgroup_keeps_its_deadline(procs, 
         os.kill(pid, signal.SIGKILL)
     d.wait_state("held", "stopped", timeout=30)
     d.stop()
+
+
+@needs_cgroup
+def test_a_dependents_start_waits_for_a_requirement_stopping_leftovers_first(procs, tmp_path):
+    """db (track = main, restart = never) failed and left a process in its cgroup; app
+    requires it. `ctl start app` starts db again, which stops the leftover first
+    (stopping, stopped, then starting): app waits through that and starts (it was
+    blocked: "requires db, which is stopped")."""
+    flag = tmp_path / "again"
+    db = (f"sh -c 'sleep 400331 & if [ -e {flag} ]; then exec sleep 400332; fi; "
+          f"touch {flag}; exit 1'")
+    d = Daemon(procs, tmp_path, ini({"cgroup": "yes", "start_secs": 0},
+                                    db={"command": db, "track": "main", "restart": "never"},
+                                    app={"command": "HELPER pause", "requires": "db",
+                                         "autostart": "false"}))
+    wait_for(lambda: d.status("db")["db"]["state"] == "exited", what="db exited")
+    r = d.ctl("start", "app")
+    assert r.returncode == 0, (r, d.status())
+    st = d.status()
+    assert st["app"]["state"] == "running" and st["db"]["state"] == "running", st
+    d.stop()
