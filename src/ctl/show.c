@@ -83,9 +83,10 @@ static void info_text(const cJSON *s, char *buf, size_t len)
 	size_t n = strlen(buf);
 	/* replaced: its old process still stopping, the new one starts after it */
 	double old = jnum(s, "old_pid", -1);
+	bool held = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "old_held"));
 	if (old > 0 && old <= INT_MAX && n < len)
-		n += (size_t)snprintf(buf + n, len - n, "%sold pid %d stopping", n ? "; " : "",
-				      (int)old);
+		n += (size_t)snprintf(buf + n, len - n, "%sold pid %d %s", n ? "; " : "", (int)old,
+				      held ? "running until what requires it stops" : "stopping");
 	/* a waiting service: what it waits for ("waiting for db, cache") */
 	const cJSON *w = cJSON_GetObjectItemCaseSensitive(s, "waiting_for"), *dep;
 	if (!cJSON_IsArray(w))

@@ -225,6 +225,8 @@ struct evm_service *units_old(struct daemon *d, const char *name, size_t i, bool
  * (draining_stop); *sig and *ms (if not NULL): how it is to be stopped.
  */
 bool units_old_held(struct daemon *d, const char *name, size_t i, int *sig, uint64_t *ms);
+/* svc, an old copy, is held (not stopped yet: it stops after what requires it). */
+bool draining_held(struct daemon *d, const struct evm_service *svc);
 /* The names of old copies still stopping: NULL for the first; NULL after the last. */
 const char *units_next_draining(struct daemon *d, const char *prev);
 /* An old copy of name, stopping, taken over after a crash: waited for as a removed one. */

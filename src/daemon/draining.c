@@ -241,6 +241,16 @@ bool units_old_held(struct daemon *d, const char *name, size_t i, int *sig, uint
 	return true;
 }
 
+bool draining_held(struct daemon *d, const struct evm_service *svc)
+{
+	const char *name = svc ? evm_service_name(svc) : NULL;
+	struct draining *g = name && units_draining(d, name) ? find(d, name) : NULL;
+	for (; g; g = g->next)
+		if (g->svc == svc)
+			return g->held;
+	return false;
+}
+
 /* The names of old copies still stopping, one at a time: NULL first, NULL at the end. */
 const char *units_next_draining(struct daemon *d, const char *prev)
 {

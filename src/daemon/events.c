@@ -343,7 +343,7 @@ static void add_cgroup(cJSON *o, const struct evm_cgroup *cg)
 		cJSON_AddNumberToObject(o, "oom_kills", (double)st.oom_kill);
 }
 
-cJSON *events_status(const struct unit *u)
+cJSON *events_status(struct daemon *d, const struct unit *u)
 {
 	struct evm_service_info info;
 	memset(&info, 0, sizeof(info));
@@ -373,8 +373,11 @@ cJSON *events_status(const struct unit *u)
 		cJSON_AddTrueToObject(o, "added");
 	/* replaced (a reload, remove and add): the new definition starts once this one is gone */
 	struct evm_proc *oldp = u->old ? evm_service_proc(u->old) : NULL;
-	if (oldp && evm_proc_pid(oldp) > 0)
+	if (oldp && evm_proc_pid(oldp) > 0) {
 		cJSON_AddNumberToObject(o, "old_pid", evm_proc_pid(oldp));
+		if (draining_held(d, u->old)) /* running on until what requires it stops */
+			cJSON_AddTrueToObject(o, "old_held");
+	}
 	if (info.has_exit) {
 		cJSON *x = cJSON_AddObjectToObject(o, "last_exit");
 		add_exit(x, &info.last_exit);

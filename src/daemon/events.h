@@ -40,7 +40,7 @@ void events_release(struct daemon *d); /* the queued fan-out goes out */
 void events_free(struct daemon *d);    /* drop what is queued */
 
 /* The status record of a service (`evmon ctl status`). */
-cJSON *events_status(const struct unit *u);
+cJSON *events_status(struct daemon *d, const struct unit *u);
 /* "12 services: 10 running, 1 backoff, 1 fatal" (STATUS=, the reload line) */
 void events_summary(struct daemon *d, char *buf, size_t len);
 void events_add_time(cJSON *obj, const char *key, const struct timespec *ts);

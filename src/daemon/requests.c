@@ -40,11 +40,11 @@ static void reply_ok(struct client *cl, cJSON *r)
 	cJSON_Delete(r);
 }
 
-static cJSON *statuses(struct unit **u, size_t n)
+static cJSON *statuses(struct daemon *d, struct unit **u, size_t n)
 {
 	cJSON *arr = cJSON_CreateArray();
 	for (size_t i = 0; i < n; i++)
-		cJSON_AddItemToArray(arr, events_status(u[i]));
+		cJSON_AddItemToArray(arr, events_status(d, u[i]));
 	return arr;
 }
 
@@ -63,7 +63,7 @@ static void cmd_status(struct daemon *d, struct client *cl, const cJSON *req)
 	if (selection_get(d, cl, req, true, &sel) < 0)
 		return;
 	cJSON *r = cJSON_CreateObject();
-	cJSON_AddItemToObject(r, "services", statuses(sel.u, sel.n));
+	cJSON_AddItemToObject(r, "services", statuses(d, sel.u, sel.n));
 	free(sel.u);
 	reply_ok(cl, r);
 	/*

@@ -110,7 +110,7 @@ static void waiter_finish(struct waiter *w)
 		struct unit *u = unit_find(d, w->e[i].name);
 		if (!u)
 			continue;
-		cJSON_AddItemToArray(arr, events_status(u));
+		cJSON_AddItemToArray(arr, events_status(d, u));
 		struct evm_service_info info;
 		memset(&info, 0, sizeof(info));
 		if (u->svc)
@@ -211,7 +211,7 @@ void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wai
 		cJSON *r = cJSON_CreateObject();
 		cJSON *arr = cJSON_AddArrayToObject(r, "services");
 		for (size_t i = 0; i < n; i++)
-			cJSON_AddItemToArray(arr, events_status(units[i]));
+			cJSON_AddItemToArray(arr, events_status(d, units[i]));
 		if (cJSON_GetArraySize(errors)) {
 			cJSON_AddFalseToObject(r, "ok");
 			cJSON_AddStringToObject(r, "error",

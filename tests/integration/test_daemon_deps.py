@@ -1042,14 +1042,19 @@ def test_old_copies_stop_in_dependency_order(procs, tmp_path, how):
     is gone, as ctl stop and the shutdown order them. Both got SIGTERM at once (app,
     stopping, found db gone)."""
     log = tmp_path / "order"
-    d = Daemon(procs, tmp_path, pair_conf(log))
+    d = Daemon(procs, tmp_path, pair_conf(log).replace("sleep 1;", "sleep 3;"))
     catching(d, "app", "db")
     if how == "ctl-remove":
         assert d.ctl("-t", "0", "remove", "app", "db").returncode == 0
     else:
-        d.write(pair_conf(log, mark="x") if how == "reload-replace"
-                else pair_conf(log, app=False, db=False))
+        d.write(pair_conf(log, mark="x").replace("sleep 1;", "sleep 3;")
+                if how == "reload-replace" else pair_conf(log, app=False, db=False))
         assert d.ctl("-t", "0", "reload").returncode == 0
+    if how == "reload-replace":  # the new db waits; its old copy runs on, said so
+        st = d.status("db")["db"]
+        assert st["state"] == "waiting" and st.get("old_held") is True, st
+        r = d.ctl("status", "db")
+        assert "running until what requires it stops" in r.stdout, r.stdout
     words = stop_order(log)
     assert words.index("done") < words.index("db"), words  # app done, then db term
     if how == "reload-replace":  # the new copies come up, db first
