@@ -344,6 +344,27 @@ def pytest_configure(config):
     atexit.register(end_descendants)
 
 
+# Logs a failed test shows (their last lines): each Daemon adds its own; emptied per test
+FAILURE_LOGS = []
+FAILURE_LOG_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the end of each daemon log it made: a flake seen
+    once in CI is explained by what the daemon said, not guessed at."""
+    rep = (yield).get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    for path in dict.fromkeys(FAILURE_LOGS):
+        try:
+            with open(path, errors="replace") as f:
+                lines = f.read().splitlines()[-FAILURE_LOG_LINES:]
+        except OSError:
+            continue
+        rep.sections.append((f"{path} (its last {len(lines)} lines)", "\n".join(lines)))
+
+
 def pytest_terminal_summary(terminalreporter):
     if _leaky:
         terminalreporter.write_line(f"processes left behind and ended after {len(_leaky)} tests:")
@@ -483,6 +504,7 @@ def _no_leftovers(request, tmp_path_factory):
     tag = f"{os.getpid()}.{next(_test_tags)}"
     old = os.environ.get("EVMON_TEST_TAG")
     os.environ["EVMON_TEST_TAG"] = tag
+    del FAILURE_LOGS[:]
     yield
     if old is None:
         os.environ.pop("EVMON_TEST_TAG", None)

@@ -12,7 +12,7 @@ import textwrap
 import threading
 import time
 
-from conftest import EVMON, HELPER, SLOW, children_of, proc_state, wait_for  # noqa: F401 (SLOW: for importers)
+from conftest import EVMON, FAILURE_LOGS, HELPER, SLOW, children_of, proc_state, wait_for  # noqa: F401 (SLOW: for importers)
 
 
 def alive(pid):
@@ -59,6 +59,7 @@ class Daemon:
         self.sock = str(tmp_path / f"{name}.sock")
         self.cfg = str(tmp_path / f"{name}.ini")
         self.logpath = str(tmp_path / f"{name}.log")
+        FAILURE_LOGS.append(self.logpath)
         self.args = list(args)
         self.env = env
         self.cwd = cwd
