@@ -71,7 +71,7 @@ void utf8_scrub(char *s, size_t n)
 	}
 }
 
-size_t text_escape(const char *in, size_t n, char *out, size_t outlen)
+size_t text_escape(const char *in, size_t n, char *out, size_t outlen, bool backslash)
 {
 	const unsigned char *s = (const unsigned char *)in;
 	size_t o = 0;
@@ -79,11 +79,13 @@ size_t text_escape(const char *in, size_t n, char *out, size_t outlen)
 		char esc[8];
 		size_t k = utf8_seq(s + i, n - i), w;
 		const char *piece;
-		if (plain(s + i, k)) {
+		if (plain(s + i, k) && !(backslash && s[i] == '\\')) {
 			piece = (const char *)s + i;
 			w = k;
 		} else {
-			if (k == 2) /* C1 */
+			if (s[i] == '\\')
+				snprintf(esc, sizeof(esc), "\\\\");
+			else if (k == 2) /* C1 */
 				snprintf(esc, sizeof(esc), "\\u%04x", s[i + 1]);
 			else if (s[i] == '\n' || s[i] == '\t' || s[i] == '\r')
 				snprintf(esc, sizeof(esc), "\\%c", s[i] == '\n' ? 'n' : s[i] == '\t' ? 't' : 'r');

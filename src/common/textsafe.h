@@ -26,8 +26,10 @@ void utf8_scrub(char *s, size_t n);
  * in[0..n) into out (outlen > 0, always terminated), with C0 controls and
  * DEL as \n, \t, \r or \xNN, C1 (U+0080-U+009F) as \u00NN, and bytes of
  * no well-formed sequence as \xNN: one line, nothing a terminal acts on.
+ * backslash: a backslash becomes \\ too, so that the result reads back
+ * unambiguously (a literal "\x1b" is not taken for an escaped ESC).
  * Cut at a whole character or escape. Returns the length written.
  */
-size_t text_escape(const char *in, size_t n, char *out, size_t outlen);
+size_t text_escape(const char *in, size_t n, char *out, size_t outlen, bool backslash);
 
 #endif

@@ -15,16 +15,21 @@ void safe_line(char *line, size_t n)
 			line[i] = '?';
 }
 
-/* in with its control characters and stray bytes escaped (textsafe.h), or NULL: none */
+/*
+ * in with its control characters and stray bytes escaped (textsafe.h), or
+ * NULL: none. An escaped string's backslashes are doubled, so that its
+ * escapes are told from what it said (a health check printing "\x1b");
+ * a string with nothing to escape is shown as it is.
+ */
 static char *escaped(const char *in)
 {
 	size_t n = strlen(in);
 	if (!text_needs_escape(in, n))
 		return NULL;
-	size_t cap = 6 * n + 1; /* \u009b for the 2 bytes of a C1, \xNN for 1 */
+	size_t cap = 6 * n + 1; /* \u009b for the 2 bytes of a C1, \xNN for 1, \\ for 1 */
 	char *out = cJSON_malloc(cap);
 	if (out)
-		text_escape(in, n, out, cap);
+		text_escape(in, n, out, cap, true);
 	return out;
 }
 

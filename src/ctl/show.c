@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,12 +244,22 @@ void show_health_checks(const cJSON *resp)
 		printf(", %.0f ms%s%s%s\n", jnum(l, "duration_ms", 0), t ? ", at " : "", t ? t : "",
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "output_truncated"))
 			       ? " (output truncated)" : "");
-		/* one line each: its newlines arrive escaped, as \n (safe.h) */
+		/* one line each: its newlines arrive escaped, as \n, its backslashes as \\ (safe.h) */
 		for (const char *p = out; p && *p;) {
-			const char *nl = strstr(p, "\\n");
-			int n = nl ? (int)(nl - p) : (int)strlen(p);
-			int k = n >= 2 && !strncmp(p + n - 2, "\\r", 2) ? n - 2 : n; /* HTTP's CRLF */
-			printf("    %.*s\n", k, p);
+			size_t n = 0, cr = SIZE_MAX; /* cr: where a \r escape ends the line (HTTP's CRLF) */
+			bool nl = false;
+			while (p[n] && !nl) {
+				if (p[n] != '\\' || !p[n + 1]) {
+					n++;
+					continue;
+				}
+				nl = p[n + 1] == 'n';
+				if (!nl) {
+					cr = p[n + 1] == 'r' ? n : SIZE_MAX;
+					n += 2;
+				}
+			}
+			printf("    %.*s\n", (int)(cr != SIZE_MAX && cr + 2 == n ? cr : n), p);
 			p += n + (nl ? 2 : 0);
 		}
 	}

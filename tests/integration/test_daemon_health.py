@@ -111,6 +111,20 @@ def test_transitions_and_retries(procs, tmp_path):
     d.stop()
 
 
+def test_status_shows_a_checks_backslashes_apart_from_its_escapes(procs, tmp_path):
+    """A check's output with a literal backslash beside control characters: ctl status
+    escapes the controls and doubles the backslash, so its printed "\\x1b" (text) reads
+    apart from an ESC (\\x1b); a CRLF ends a line, and a line of plain text is shown as
+    it is. Before, both were shown as \\x1b."""
+    chk, _, _ = check_script(tmp_path, extra=r"printf 'lit \\x1b.\033[31m red\r\nnext\n'")
+    d = paused(procs, tmp_path, db=dict(health_cmd=chk, health_interval="50ms"))
+    wait_health(d, "db", "healthy")
+    r = d.ctl("status", "db")
+    assert r.returncode == 0, r
+    assert "    lit \\\\x1b.\\x1b[31m red\n    next\n    check says 0\n" in r.stdout, r.stdout
+    d.stop()
+
+
 def test_start_period_failures_do_not_count_until_a_success(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
     state.write_text("1\n")

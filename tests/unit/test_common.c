@@ -229,16 +229,24 @@ static void test_textsafe(void **state)
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		char out[128];
-		size_t n = text_escape(t[i].in, strlen(t[i].in), out, sizeof(out));
+		size_t n = text_escape(t[i].in, strlen(t[i].in), out, sizeof(out), false);
 		if (strcmp(out, t[i].out))
 			fail_msg("text_escape(%s): %s, not %s", t[i].in, out, t[i].out);
 		assert_int_equal(n, strlen(out));
 	}
+	/* backslash: a literal "\x1b" reads back apart from an escaped ESC */
+	char out[64];
+	text_escape("\\x1b\x1b", 5, out, sizeof(out), true);
+	assert_string_equal(out, "\\\\x1b\\x1b");
+	text_escape("a\\b", 3, out, sizeof(out), false);
+	assert_string_equal(out, "a\\b");
 	/* cut at a whole escape or character */
 	char small[6];
-	assert_int_equal(text_escape("ab\x1b", 3, small, sizeof(small)), 2);
+	assert_int_equal(text_escape("ab\x1b", 3, small, sizeof(small), false), 2);
 	assert_string_equal(small, "ab");
-	assert_int_equal(text_escape("a\xe2\x82\xac", 4, small, 4), 1);
+	assert_int_equal(text_escape("ab\\\\", 4, small, sizeof(small), true), 4);
+	assert_string_equal(small, "ab\\\\");
+	assert_int_equal(text_escape("a\xe2\x82\xac", 4, small, 4, false), 1);
 	assert_string_equal(small, "a");
 	char scrub[] = "ok \xc3\xa9 \xff \xc2\x9b \xe2\x82";
 	utf8_scrub(scrub, strlen(scrub));
