@@ -20,9 +20,16 @@
  * A hostile sender cannot grow memory nor stall the loop: each message is
  * read into one fixed buffer (a bigger one is cut by the kernel and
  * dropped), at most BUDGET per loop iteration (the socket stays readable,
- * the loop comes back after serving the rest), and file descriptors sent
- * along (FDSTORE=1) are closed at once; those beyond the control buffer
- * are closed by the kernel (MSG_CTRUNC).
+ * the loop comes back after serving the rest), and file descriptors are
+ * refused: evmon keeps none (no FDSTORE), and the last close of one can
+ * block the closer (a TCP socket with SO_LINGER and a full send buffer, a
+ * file of a FUSE server that never answers), so a descriptor any user sends
+ * could stop the loop. Linux 6.16's SO_PASSRIGHTS off makes such a send
+ * fail (EPERM) in the sender; before it, what comes is closed at once, a
+ * socket with a reset (no linger), and the control buffer holds as many as
+ * one message can carry (SCM_MAX_FD), so the kernel closes none of them in
+ * our recvmsg (MSG_CTRUNC). A file of a hung FUSE or NFS server can still
+ * block that close there.
  *
  * Before the exit of a notify service's main process is applied, the socket
  * is read to its end (notifysock_drain, from the service's before_exit): a
@@ -60,7 +67,7 @@
 #include <unistd.h>
 
 #define MSG_MAX 4096	/* systemd's NOTIFY_BUFFER_MAX */
-#define FDS_MAX 16	/* received in one go, then closed */
+#define FDS_MAX 253	/* SCM_MAX_FD: all one message carries, closed by us (not refused: < 6.16) */
 #define BUDGET 64	/* messages per loop iteration */
 #define DRAIN_MAX 1024	/* messages read before a main process's exit (the kernel queues 512
 			   by default: net.unix.max_dgram_qlen) */
@@ -72,6 +79,9 @@
 #endif
 #ifndef SCM_PIDFD
 #define SCM_PIDFD 0x04
+#endif
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83 /* Linux 6.16 */
 #endif
 
 static struct {
@@ -201,6 +211,18 @@ static void dropped(pid_t pid, const char *why)
 }
 
 /* One message: 1 read, 0 nothing left. */
+/*
+ * A descriptor a sender passed (a kernel before SO_PASSRIGHTS): closed, a
+ * socket with a reset, so that no linger (SO_LINGER with data unsent) holds
+ * the loop in close; setsockopt fails on anything else (ENOTSOCK).
+ */
+static void close_sent(int fd)
+{
+	static const struct linger now = {.l_onoff = 1, .l_linger = 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+	close(fd);
+}
+
 static int receive_one(struct daemon *d)
 {
 	static char buf[MSG_MAX + 1];
@@ -232,7 +254,7 @@ static int receive_one(struct daemon *d)
 			for (size_t i = 0; i < k; i++) {
 				int fd;
 				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-				close(fd); /* FDSTORE: never kept */
+				close_sent(fd);
 			}
 			nfds += (int)k;
 		}
@@ -320,6 +342,8 @@ static int take_name(int fd, char *err, size_t len)
 /* Watch fd, a bound socket whose name S.name has: 0, or -1 with err (fd is ours still). */
 static int watch(struct daemon *d, int fd, char *err, size_t len)
 {
+	int zero = 0; /* descriptors refused: see the top (before Linux 6.16 this fails) */
+	setsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &zero, sizeof(zero));
 	if (evm_io_add(d->loop, fd, EVM_READ, on_readable, d, &S.io) < 0) {
 		snprintf(err, len, "cannot watch it: out of memory");
 		return -1;

@@ -279,13 +279,25 @@ ready = notify
 autostart = false
 
 [service:store]
-command = HELPER notify-fds "FDSTORE=1\\nREADY=1" 20 pause
+command = sh -c 'HELPER notify-fds FDSTORE=1 20; exec HELPER notify READY=1 pause'
 ready = notify
 autostart = false
 """
 
 
+def passrights():
+    """Can a socket refuse descriptors (SO_PASSRIGHTS, Linux 6.16)?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.setsockopt(socket.SOL_SOCKET, 83, 0)
+            return True
+        except OSError:
+            return False
+
+
 def test_fdstore_fds_are_closed(procs, tmp_path):
+    """evmon keeps no descriptor a service sends (FDSTORE=1): refused by the kernel where it
+    can (the sender's send fails: EPERM), else closed as they come, said once."""
     d = Daemon(procs, tmp_path, FDSTORE)
 
     def fds():
@@ -300,9 +312,64 @@ def test_fdstore_fds_are_closed(procs, tmp_path):
             base = fds()
             r = d.ctl("stop", name)
             assert r.returncode == 0, r
-    wait_for(lambda: "FDSTORE) are closed" in d.log(), what="the FDSTORE line")
+    if passrights():
+        wait_for(lambda: "notify: Operation not permitted" in d.log(), what="the refusal")
+        assert "FDSTORE) are closed" not in d.log()
+    else:
+        wait_for(lambda: "FDSTORE) are closed" in d.log(), what="the FDSTORE line")
     # (a control connection just closed may still be open in the daemon for a moment)
     wait_for(lambda: fds() <= base, what=f"the daemon's fds back to {base} (20 were sent)")
+    d.stop()
+
+
+LINGERER = r"""
+import array, errno, os, socket, struct, sys
+# a connection whose data cannot go (nobody reads it) and whose last close waits for it
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+c = socket.create_connection(srv.getsockname())
+c.setblocking(False)
+try:
+    while True:
+        c.send(b"x" * 65536)
+except BlockingIOError:
+    pass
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 120))
+u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+try:
+    u.sendmsg([b"STATUS=hi"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [c.fileno()]))],
+              0, sys.argv[1])
+    print("sent", flush=True)
+except OSError as e:
+    print("refused", errno.errorcode[e.errno], flush=True)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # else we wait
+c.close()
+sys.stdin.read()  # the listener stays until the test is done
+"""
+
+
+@requires_root("the sender is another user (nobody), as a hostile one would be")
+def test_a_descriptor_sent_to_the_notify_socket_cannot_stop_the_loop(procs, public_dir):
+    """Any user may send to the notify socket (mode 0666), descriptors too, and the
+    daemon's close of the last copy of a TCP socket with SO_LINGER and unsent data waited
+    for the linger (here 2 minutes): nothing else ran meanwhile. Now descriptors are
+    refused (SO_PASSRIGHTS, Linux 6.16: the send fails with EPERM), and before 6.16 they
+    are closed with a reset."""
+    d = Daemon(procs, public_dir, FDSTORE)
+    assert d.ctl("start", "plain").returncode == 0
+    d.wait_state("plain", "running")
+    base = len(os.listdir(f"/proc/{d.p.pid}/fd"))
+    p = procs.spawn(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                     "/usr/bin/python3", "-c", LINGERER, d.sock + ".notify"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said = p.stdout.readline().split()
+    assert said == (["refused", "EPERM"] if passrights() else ["sent"]), said
+    r = d.ctl("ping")  # before: no answer for the linger's 2 minutes
+    assert r.returncode == 0, r
+    wait_for(lambda: len(os.listdir(f"/proc/{d.p.pid}/fd")) <= base, what="no descriptor kept")
+    p.stdin.close()
+    p.wait(timeout=30)
     d.stop()
 
 
