@@ -151,15 +151,49 @@ int evm_service_set_main(struct evm_service *s, pid_t pid)
 /* ------------------------------------------------------------ pidfile */
 
 /* the pid in path: a regular file (a FIFO would block), one decimal number */
+/*
+ * The file at path opened for reading only if it is a regular file: the
+ * service may write where its pidfile is, so the name may be a symlink to a
+ * device, whose open alone acts (a watchdog's arms it, a serial line's
+ * raises DTR). An O_PATH descriptor looks first, then its inode is opened
+ * through /proc (or, without /proc, the name again, never through a link,
+ * and checked to be the same file). -errno: ESPIPE for not a regular file.
+ */
+static int open_regular(const char *path)
+{
+	int p = open(path, O_PATH | O_CLOEXEC);
+	if (p < 0)
+		return -errno;
+	struct stat st, again;
+	int e = fstat(p, &st) < 0 ? errno : !S_ISREG(st.st_mode) ? ESPIPE : 0;
+	if (e) {
+		close(p);
+		return -e;
+	}
+	char self[40];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", p);
+	int fd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT) { /* no /proc */
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+		if (fd >= 0 && (fstat(fd, &again) < 0 || again.st_dev != st.st_dev ||
+				again.st_ino != st.st_ino)) {
+			close(fd);
+			fd = -1;
+			errno = ESPIPE;
+		}
+	}
+	e = errno;
+	close(p);
+	return fd >= 0 ? fd : -e;
+}
+
 static int read_pidfile(const char *path, pid_t *out)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int fd = open_regular(path);
 	if (fd < 0)
-		return -errno;
-	struct stat st;
+		return fd;
 	char buf[32];
-	ssize_t n = fstat(fd, &st) < 0 ? -1 : !S_ISREG(st.st_mode) ? (errno = EINVAL, -1)
-									: read(fd, buf, sizeof(buf) - 1);
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	int err = errno;
 	close(fd);
 	if (n < 0)
@@ -191,7 +225,8 @@ static int try_pidfile(struct evm_service *s)
 			 s->pidfile, (int)pid);
 	} else if (r < 0) {
 		snprintf(s->msg, sizeof(s->msg), "pidfile %s: %s", s->pidfile,
-			 pid ? "its pid is gone" : r == -EINVAL ? "no pid in it" : strerror(-r));
+			 pid ? "its pid is gone" : r == -EINVAL ? "no pid in it"
+			     : r == -ESPIPE ? "not a regular file: not opened" : strerror(-r));
 	}
 	return r;
 }

@@ -7,6 +7,7 @@ from the service's own cgroup (or, without cgroups, its session). Every
 process a test starts is gone when it ends."""
 import os
 import signal
+import threading
 
 import pytest
 
@@ -139,6 +140,30 @@ def test_pidfile_naming_a_foreign_pid_is_refused(procs, tmp_path, cgroup):
     assert foreign.poll() is None, "the foreign process was signalled"
     d.stop()
     assert foreign.poll() is None
+
+
+def test_a_pidfile_that_is_no_regular_file_is_not_opened(procs, tmp_path):
+    """A service may write where its pidfile is, so the name may be a symlink to a device,
+    whose open alone acts (a watchdog's arms it). It was opened, then found not a regular
+    file; now it is looked at first (O_PATH) and never opened. Seen here with a FIFO: a
+    writer waiting for a reader went on when the daemon opened it."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    pidfile = tmp_path / "fork.pid"
+    pidfile.symlink_to(fifo)
+    opened = []
+    t = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True)
+    t.start()
+    d = forking(procs, tmp_path, cgroup="no", pidfile=pidfile, restart="never")
+    wait_for(lambda: f"pidfile {pidfile}: not a regular file: not opened" in d.log() or opened,
+             what="the pidfile tried")
+    d.ctl("stop", "fork")
+    d.wait_state("fork", "stopped")
+    assert not opened, "the daemon opened the FIFO the pidfile links to"
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # the writer's open returns
+    t.join(10)
+    os.close(opened[0])
+    d.stop()
 
 
 @needs_cgroup
