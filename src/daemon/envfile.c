@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,9 +36,98 @@ static int fail(struct parse *ps, int line, const char *fmt, ...)
 	return -EINVAL;
 }
 
+#define LINKS_MAX 40 /* the kernel's own limit of a path's symlinks */
+
+/*
+ * Can no one but root change what path names? Its file's owner and mode
+ * are not enough: whoever may write a directory on the way may put another
+ * file there, or a symlink to one of root's (secrets the service would then
+ * get in its environment). So each name on the way, symlinks followed hop by
+ * hop as the kernel will, must be root's, and each directory writable by
+ * root alone, or sticky (/tmp: others cannot rename or remove root's
+ * names). 0 also when a name is missing (the open says so); -EPERM with
+ * why in err.
+ */
+static int root_alone(const char *path, char *err, size_t errlen)
+{
+	char todo[2 * PATH_MAX], cur[PATH_MAX] = "", link[PATH_MAX];
+	int links = 0;
+	if (path[0] != '/') {
+		if (!getcwd(cur, sizeof(cur)) || !strcmp(cur, "/"))
+			cur[0] = '\0';
+	}
+	if ((size_t)snprintf(todo, sizeof(todo), "%s", path) >= sizeof(todo))
+		return 0; /* the open says it is too long */
+	struct stat st;
+	if (stat("/", &st) == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+		snprintf(err, errlen, "/ is not root's alone");
+		return -EPERM;
+	}
+	for (char *p = todo;;) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			return 0;
+		char *end = strchrnul(p, '/');
+		size_t n = (size_t)(end - p), at = strlen(cur);
+		bool more = *end != '\0';
+		if (n == 1 && p[0] == '.') {
+			p = end;
+			continue;
+		}
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			char *slash = strrchr(cur, '/');
+			if (slash)
+				*slash = '\0';
+			p = end;
+			continue;
+		}
+		if (at + 1 + n >= sizeof(cur))
+			return 0;
+		cur[at] = '/';
+		memcpy(cur + at + 1, p, n);
+		cur[at + 1 + n] = '\0';
+		p = end;
+		if (lstat(cur, &st) < 0)
+			return 0;
+		if (st.st_uid != 0) {
+			snprintf(err, errlen, "%s is owned by uid %u: a root daemon reads only an env_file "
+				 "that root alone can change", cur, (unsigned)st.st_uid);
+			return -EPERM;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			ssize_t k = readlink(cur, link, sizeof(link) - 1);
+			if (k < 0 || ++links > LINKS_MAX)
+				return 0; /* the open says why */
+			link[k] = '\0';
+			char rest[2 * PATH_MAX];
+			if ((size_t)snprintf(rest, sizeof(rest), "%s%s%s", link, more ? "/" : "", p) >=
+			    sizeof(rest))
+				return 0;
+			memcpy(todo, rest, strlen(rest) + 1);
+			p = todo;
+			if (link[0] == '/')
+				cur[0] = '\0';
+			else
+				cur[at] = '\0'; /* relative to the link's directory */
+			continue;
+		}
+		if (S_ISDIR(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+			snprintf(err, errlen, "%s is writable by others (mode %04o): a root daemon reads only "
+				 "an env_file that root alone can change", cur, (unsigned)(st.st_mode & 07777));
+			return -EPERM;
+		}
+	}
+}
+
 /* The file's bytes, NUL-terminated; a root daemon reads only root's own. */
 static int slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen)
 {
+	if (geteuid() == 0) {
+		int r = root_alone(path, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK); /* a FIFO: no wait for a writer */
 	struct stat st;
 	int e = 0;

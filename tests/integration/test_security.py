@@ -78,6 +78,50 @@ def strace_order(path, pid):
     return calls
 
 
+@requires_root("a root daemon's env_file checks")
+@pytest.mark.parametrize("layout", ["safe", "open-dir", "others-link", "link-to-open-dir"])
+def test_root_reads_an_env_file_only_where_root_alone_can_change_it(procs, tmp_path, layout):
+    """A root daemon reads an env_file only if root alone can change it, and a file's owner
+    and mode were all it looked at: a user who may write the directory on the way put a
+    symlink there to one of root's secrets (0600), and the service (run as that user) got
+    it in its environment. Now every name on the way, symlinks followed hop by hop, must be
+    root's and every directory root's alone (or sticky); a symlink of root's is fine."""
+    secret = tmp_path / "secret.env"
+    secret.write_text("TOKEN=s3cr3t\n")
+    os.chmod(secret, 0o600)
+    top = tmp_path / "pub"
+    top.mkdir()
+    env = top / "app.env"
+    why = None
+    if layout == "safe":  # a symlink of root's, in root's directories
+        env.symlink_to(secret)
+    elif layout == "open-dir":
+        os.chmod(top, 0o777)
+        env.symlink_to(secret)
+        why = rf"{re.escape(str(top))} is writable by others \(mode 0777\)"
+    elif layout == "others-link":  # sticky, as /tmp: the link is another user's
+        os.chmod(top, 0o1777)
+        env.symlink_to(secret)
+        os.lchown(env, ODD_UID, ODD_UID)
+        why = rf"{re.escape(str(env))} is owned by uid {ODD_UID}"
+    else:  # root's link, to a file in a directory others may write
+        hole = tmp_path / "hole"
+        hole.mkdir()
+        os.chmod(hole, 0o777)
+        (hole / "x.env").symlink_to(secret)
+        env.symlink_to(hole / "x.env")
+        why = rf"{re.escape(str(hole))} is writable by others \(mode 0777\)"
+    d = Daemon(procs, tmp_path, f"[service:a]\ncommand = HELPER env TOKEN pause\nenv_file = {env}\n",
+               start=False)
+    r = procs.run([EVMON, "daemon", "--check", "-c", d.cfg], timeout=30 * SLOW)
+    if why is None:
+        assert r.returncode == 0, r.stderr
+        return
+    assert r.returncode != 0, r
+    assert re.search(rf"env_file: {re.escape(str(env))}: {why}: a root daemon reads only an "
+                     r"env_file that root alone can change", r.stderr), r.stderr
+
+
 @pytest.mark.parametrize("mode,owner,why", [
     (0o644, 0, None),
     (0o600, 0, None),
