@@ -40,6 +40,8 @@ struct evm_service {
 	bool kill_group;		/* a stop signals the group; its stragglers die with the main */
 	pid_t sid;			/* TREE without a cgroup: the session the last main process
 					   led (svstop.c), 0: none; kept after its exit */
+	uint64_t sid_start;		/* its leader's start time when noted, 0: it had none then
+					   (evm__sv_session: a later one with that pid is another's) */
 	uint8_t main_leads;		/* what the main process leads: MAIN_LEADS_* (svmain.c) */
 	enum evm_kill_mode kill_mode;	/* resolved: never AUTO */
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
@@ -243,6 +245,8 @@ EVM_HIDDEN bool evm__sv_cg_busy(const struct evm_service *s);
 EVM_HIDDEN void evm__sv_stop_send(struct evm_service *s, int sig);
 /* a new main process p (spawned, or adopted): the session it leads, if it is the tree */
 EVM_HIDDEN void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted);
+/* s->sid if that session may still be the service's, else 0 (and s->sid is dropped) */
+EVM_HIDDEN pid_t evm__sv_session(struct evm_service *s);
 EVM_HIDDEN void evm__sv_arm_kill(struct evm_service *s);
 EVM_HIDDEN void evm__sv_send_stop(struct evm_service *s, bool sent);
 EVM_HIDDEN void evm__sv_kill_fire(struct evm_timer *t, void *data);

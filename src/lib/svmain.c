@@ -57,11 +57,11 @@ static int in_cgroup(const struct evm_service *s, pid_t pid)
  * this holds in before_exit too, once the main has exited: the number is
  * not reused while pid (or any process) is in that session or group.
  */
-static int belongs(const struct evm_service *s, const struct evm__pstat *st)
+static int belongs(struct evm_service *s, const struct evm__pstat *st)
 {
 	const struct evm_proc *m = s->proc;
 	struct evm__pstat main;
-	if (s->sid)
+	if (evm__sv_session(s))
 		return st->sid == s->sid ? 0 : -EPERM;
 	if (m && s->main_leads == MAIN_LEADS_SESSION)
 		return st->sid == m->pid ? 0 : -EPERM;
@@ -236,7 +236,7 @@ static bool tree_lives(struct evm_service *s)
 {
 	if (s->cg)
 		return evm__sv_cg_busy(s) || (!s->cgw && evm_cgroup_populated(s->cg) > 0);
-	return s->sid && evm_tree_signal(s->sid, 0) > 0;
+	return evm__sv_session(s) && evm_tree_signal(s->sid, 0) > 0;
 }
 
 static void pidfile_retry(struct evm_timer *t, void *data)

@@ -197,9 +197,12 @@ void evm__sv_on_proc_exit(struct evm_proc *p, const struct evm_exit *e, void *ow
 void evm__sv_exit_decide(struct evm_service *s)
 {
 	const struct evm_exit *e = &s->last_exit;
-	if (s->kill_group && s->exit_group)
-		killpg(e->pid, SIGKILL); /* stragglers of the group; ESRCH when none */
-	if (s->sid && !s->cg) /* and of its session, wherever they went (end of the dispatch) */
+	/* stragglers of the group (ESRCH when none). The main process is reaped (a pidfile
+	 * wait may have taken seconds): a process with its pid means the group emptied and
+	 * the number is another's, maybe the leader of a group of its own */
+	if (s->kill_group && s->exit_group && kill(e->pid, 0) < 0 && errno == ESRCH)
+		killpg(e->pid, SIGKILL);
+	if (!s->cg && evm__sv_session(s)) /* and of its session, wherever they went (end of the dispatch) */
 		evm__tree_kill_later(s->loop, s->sid, NULL, false);
 	/*
 	 * A stable run resets the backoff: at least MIN_DOUBLING_MS up, whatever

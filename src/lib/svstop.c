@@ -70,6 +70,25 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 	else if (adopted && p->adopt_sid > 0 &&
 		 (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) && p->adopt_sid != getsid(0))
 		s->sid = p->adopt_sid;
+	s->sid_start = 0;
+	if (s->sid && evm_proc_start_time(s->sid, &s->sid_start) < 0)
+		s->sid_start = 0; /* its leader gone already: the members keep the number */
+}
+
+/*
+ * The session is known by its number only, kept after the main process's
+ * exit and through a main process taken from MAINPID= or a pidfile. A
+ * number is not reused while any process is in that session, so a process
+ * with that pid and another start time than its leader's (or any, when it
+ * had none when noted) means the session emptied: the number is another
+ * session's now, and signalling it would reach strangers.
+ */
+pid_t evm__sv_session(struct evm_service *s)
+{
+	uint64_t start;
+	if (s->sid && evm_proc_start_time(s->sid, &start) == 0 && start != s->sid_start)
+		s->sid = 0;
+	return s->sid;
 }
 
 /*
@@ -81,6 +100,8 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 static void stop_send2(struct evm_service *s, int sig, int then)
 {
 	int r = -1;
+	if (!s->cg)
+		evm__sv_session(s);
 	if (!s->cg && s->sid && sig == SIGKILL) {
 		/* the main process too, after the sweep: killed first, the child it
 		 * made call setsid would be re-parented, out of the sweep's reach */
