@@ -9,21 +9,34 @@
  * clean up) still holds that run's services: they are killed, or two copies
  * of every service would run (unless a state record lets the next daemon
  * take them over: then only what no record claims is killed, state.c).
- * The base's name comes from the socket, which
- * only one live daemon can hold, so it is never another live daemon's.
+ * The base's name comes from the socket, which only one live daemon can
+ * hold; but two sockets may map to one name ("/a-b.sock" and "/a/b.sock",
+ * a relative path in two directories). So the base says whose it is: its
+ * trusted.evmon.socket attribute holds its socket's absolute path, and a
+ * base of another socket is never touched, its daemon alive or not (its
+ * services are that daemon's to take over). Where the attribute cannot be
+ * (not root: trusted.* needs CAP_SYS_ADMIN), a base whose evmon.daemon
+ * holds a live evmon daemon not ours is left alone (live_owner).
  */
 #include "cgroups.h"
 
 #include "daemonlog.h"
+#include "procstat.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
 
 #define BASE_NAME_MAX 200
+#define OWNER_XATTR "trusted.evmon.socket"
 #define REMOVE_TIMEOUT_MS 5000
 #define ALL_CONTROLLERS (EVM_CGROUP_CPU | EVM_CGROUP_IO | EVM_CGROUP_MEMORY | EVM_CGROUP_PIDS)
 
@@ -58,6 +71,62 @@ static void base_name(const char *socket, char *buf, size_t len)
 		if (*p == '/')
 			*p = '-';
 	snprintf(buf, len, "evmon.%s", esc);
+}
+
+/* The socket's absolute path, its directory resolved (the socket may not be made yet). */
+static void socket_id(const char *socket, char *buf, size_t len)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	const char *slash = strrchr(socket, '/'), *name = slash ? slash + 1 : socket;
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - socket) : 1, slash ? socket : ".");
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	if (!realpath(dir, real))
+		snprintf(real, sizeof(real), "%s", dir);
+	int k = snprintf(buf, len, "%s/%s", strcmp(real, "/") ? real : "", name);
+	if (k < 0 || (size_t)k >= len) /* past PATH_MAX: the socket could not be bound anyway */
+		buf[0] = '\0';
+}
+
+/* Is pid running the binary we run (an evmon daemon, as far as one can tell)? */
+static bool runs_our_binary(pid_t pid)
+{
+	char exe[64];
+	struct stat a, b;
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+	return stat(exe, &a) == 0 && stat("/proc/self/exe", &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+/*
+ * A process in base/evmon.daemon running our binary that is neither us nor
+ * our child (a re-exec keeps its spawn helper), still there after a second
+ * (a killed daemon's helper follows it out): a live daemon whose socket
+ * maps to this base's name too. Its pid, or 0. (An exec: ready check left
+ * by a killed daemon runs there too, another program.)
+ */
+static pid_t live_owner(struct evm_cgroup *base)
+{
+	struct evm_cgroup *leaf;
+	if (evm_cgroup_create(base, "evmon.daemon", &leaf) < 0)
+		return 0;
+	pid_t owner = 0, me = getpid();
+	for (int tries = 0; tries < 10; tries++) {
+		pid_t pids[16];
+		int n = evm_cgroup_procs(leaf, pids, 16);
+		owner = 0;
+		for (int i = 0; i < n && i < 16 && !owner; i++) {
+			pid_t parent = 0;
+			if (pids[i] != me && proc_stat(pids[i], &parent, NULL) == 0 && parent != me &&
+			    runs_our_binary(pids[i]))
+				owner = pids[i];
+		}
+		if (!owner)
+			break;
+		nanosleep(&(struct timespec){0, 100 * 1000000}, NULL);
+	}
+	evm_cgroup_free(leaf);
+	return owner;
 }
 
 /* Kill what an earlier run left in the base, and remove it (made again after). */
@@ -99,6 +168,26 @@ static int build(struct cgroups *g, const char *socket, bool keep, char *why, si
 			 strerror(-r));
 		return r;
 	}
+	char id[PATH_MAX], other[PATH_MAX] = "";
+	socket_id(socket, id, sizeof(id));
+	if (r == 1) {
+		ssize_t n = getxattr(evm_cgroup_path(g->base), OWNER_XATTR, other, sizeof(other) - 1);
+		pid_t owner = n < 0 ? live_owner(g->base) : 0;
+		other[n > 0 ? n : 0] = '\0';
+		if (owner || (n > 0 && strcmp(other, id))) {
+			char whose[PATH_MAX + 40];
+			if (owner)
+				snprintf(whose, sizeof(whose), "a live daemon's (pid %d)", (int)owner);
+			else
+				snprintf(whose, sizeof(whose), "the daemon's of socket %s", other);
+			snprintf(why, whylen, "%s is %s: its socket's path maps to this name too (a "
+				 "'-' for a '/', or a relative path); not touched: give this daemon "
+				 "another socket path, or cgroup = no", evm_cgroup_path(g->base), whose);
+			evm_cgroup_free(g->base); /* not ours: cgroups_close would empty it */
+			g->base = NULL;
+			return -EBUSY;
+		}
+	}
 	if (r == 1 && keep) {
 		g->kept = true;
 	} else if (r == 1) {
@@ -112,6 +201,7 @@ static int build(struct cgroups *g, const char *socket, bool keep, char *why, si
 			return r;
 		}
 	}
+	setxattr(evm_cgroup_path(g->base), OWNER_XATTR, id, strlen(id), 0); /* best effort: root */
 	if ((r = evm_cgroup_create(g->base, "evmon.daemon", &g->leaf)) < 0 ||
 	    (!(g->kept && inside(g->leaf)) && (r = evm_cgroup_attach(g->leaf, 0)) < 0)) {
 		snprintf(why, whylen, "cannot move the daemon into %s/evmon.daemon: %s",

@@ -105,7 +105,10 @@ class Procs:
             out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill(p)
-            out, err = p.communicate()
+            try:  # a process it started (in a session of its own) may hold its pipes still
+                out, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                out = err = b"(its output: its pipes are held open by a process it left)"
             raise AssertionError(f"timed out after {timeout}s: {argv}\nstdout: {out!r}\nstderr: {err!r}")
         return subprocess.CompletedProcess(argv, p.returncode,
                                            out.decode(errors="replace") if out is not None else None,

@@ -147,6 +147,36 @@ def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
     assert not os.path.exists(base)
 
 
+@pytest.mark.parametrize("mode", ["auto", "yes"])
+def test_a_daemon_whose_socket_maps_to_anothers_cgroup_leaves_it_alone(procs, tmp_path, mode):
+    """Sockets a-b.sock and a/b.sock (or one relative path in two directories) give one
+    cgroup name, evmon.<path with '-' for '/'>: the second daemon took the first one's live
+    base for an earlier run of its own and SIGKILLed it, the first daemon and its services
+    with it. The base now says whose it is (trusted.evmon.socket): the second runs without
+    cgroups (auto) or refuses to start (yes), the first untouched."""
+    first = Daemon(procs, tmp_path, f"[evmon]\ncgroup = {mode}\n[service:a]\ncommand = HELPER pause\n"
+                   "start_secs = 0\n", name="a-b")
+    first.wait_state("a", "running")
+    pid = first.status("a")["a"]["pid"]
+    (tmp_path / "a").mkdir()
+    second = Daemon(procs, tmp_path / "a", f"[evmon]\ncgroup = {mode}\n[service:c]\n"
+                    "command = HELPER pause\nstart_secs = 0\n", name="b", start=False)
+    assert base_of(second) == base_of(first)
+    said = f"{base_of(first)} is the daemon's of socket {first.sock}: its socket's path maps " \
+           "to this name too"
+    if mode == "yes":
+        r = procs.run([EVMON, "daemon", "-c", second.cfg, "-S", second.sock], timeout=30 * SLOW)
+        assert r.returncode == 1 and said in r.stderr, r
+    else:
+        second.start()
+        second.wait_state("c", "running")
+        assert said in second.log() and "no cgroups" in second.log(), second.log()
+        second.stop()
+    assert alive(pid) and alive(first.p.pid)
+    assert first.status("a")["a"]["pid"] == pid
+    first.stop()
+
+
 def test_killed_daemon_services_adopted_in_their_cgroups(procs, tmp_path):
     """With the record a killed daemon left, the next one takes its services
     over in their cgroups (their children stay too), and kills only what no
