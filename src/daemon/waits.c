@@ -44,9 +44,10 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 	enum evm_state s = evm_service_state(u->svc);
 	if (w->kind == W_RELOAD)
 		return s != EVM_STATE_RELOADING; /* a reload asked of it is over, one way or another */
-	if (w->kind == W_STOP) /* and what its stop took down first: deps_stop_over */
+	if (w->kind == W_STOP) /* and what its stop took down first (deps_stop_over), and its
+				  old copy (a reload replaced it) */
 		return (s == EVM_STATE_STOPPED || s == EVM_STATE_EXITED || s == EVM_STATE_FATAL) &&
-		       deps_stop_over(w->d, u);
+		       deps_stop_over(w->d, u) && !draining_waited(w->d, u);
 	if ((s == EVM_STATE_RUNNING || s == EVM_STATE_RELOADING) && e->was_active)
 		return true;
 	if (u->blocked && u->transitions != e->transitions)

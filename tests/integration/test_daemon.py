@@ -873,6 +873,21 @@ def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
     d.stop()
 
 
+def test_ctl_stop_waits_for_the_old_copy_too(procs, tmp_path):
+    """`ctl stop NAME` while a reload's replaced copy of NAME still stops (SIGTERM ignored:
+    SIGKILL at stop_timeout, 3 s): it returned at once, "stopped (old pid N stopping)",
+    and a `stop db && backup` ran beside the old process. It returns once that is gone."""
+    d = Daemon(procs, tmp_path, stops_slowly(400153))
+    old = wait_signal_state(d, "ig", "SigIgn")
+    d.write(stops_slowly(400154))
+    assert d.ctl("reload").returncode == 0
+    assert d.status("ig")["ig"].get("old_pid") == old
+    r = d.ctl("stop", "ig")
+    assert r.returncode == 0, r
+    assert not alive(old), f"ctl stop returned while the old copy {old} runs: {r.stdout}"
+    d.stop()
+
+
 @pytest.mark.parametrize("cgroup", ["no", "auto"])
 def test_shutdown_timeout_ends_the_old_copies_too(procs, tmp_path, cgroup):
     """SIGTERM to the daemon while a reload's old copies stop, one replaced and one
