@@ -65,8 +65,10 @@ static bool reached(const struct watched *w, enum wait_for t)
 /* The daemon will not bring it there by itself: gave up, done, blocked, stopped, gone. */
 static bool unreachable(const struct watched *w, enum wait_for t)
 {
-	if (t == WAIT_STOPPED || t == WAIT_EXITED)
+	if (t == WAIT_STOPPED)
 		return !strcmp(w->state, "removed");
+	if (t == WAIT_EXITED) /* stopped while waited for: it stays so, not exited */
+		return !strcmp(w->state, "removed") || (w->fell && !strcmp(w->state, "stopped"));
 	return is(w->state, "fatal", "exited", "removed") || w->why[0] ||
 	       (w->fell && !strcmp(w->state, "stopped"));
 }

@@ -98,6 +98,25 @@ def test_wait_follows_events_after_it_began(procs, tmp_path):
     d.stop()
 
 
+def test_a_wait_for_exited_fails_when_the_service_is_stopped(procs, tmp_path):
+    """`wait --for exited` of a service stopped meanwhile: it stays stopped, never exited by
+    itself, so the wait fails (1) as the other targets do, where it waited out its -t (120
+    s by default). Stopped and started until the wait has seen a stop: one before it began
+    is no news to it."""
+    d = Daemon(procs, tmp_path, CONF)
+    d.wait_state("quick", "running")
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "wait", "quick", "--for", "exited", "-t", "120"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        assert d.ctl("stop", "quick").returncode == 0
+        if p.poll() is not None:
+            break
+        assert d.ctl("start", "quick").returncode == 0
+    assert p.wait(timeout=60 * SLOW) == 1, p.stderr.read()
+    assert "quick is stopped" in p.stderr.read()
+    d.stop()
+
+
 def test_health_is_ready_without_a_health_check(procs, tmp_path):
     d = Daemon(procs, tmp_path, CONF)
     d.wait_state("quick", "running")
