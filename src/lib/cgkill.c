@@ -39,6 +39,12 @@ struct pidfd_info0 {
 #define PIDFD_INFO0_EXIT (1ull << 3) /* Linux 6.15: a reaped process's too */
 
 /* -1: the kernel has no PIDFD_GET_INFO (older than 6.13): not asked again */
+/* "." or "..": a child cgroup's name may start with a dot (a service ".web") */
+static bool dot_or_dotdot(const char *name)
+{
+	return name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2]));
+}
+
 static int pidfd_info_works;
 
 /* Is pid (which must be pinned by a pidfd) in the cgroup rel or below it? */
@@ -193,7 +199,7 @@ static int signal_tree(struct sigwalk *sw, int dfd, int depth)
 	}
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (e->d_type != DT_DIR || e->d_name[0] == '.')
+		if (e->d_type != DT_DIR || dot_or_dotdot(e->d_name))
 			continue;
 		int cfd = openat(dirfd(d), e->d_name, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (cfd >= 0) {
@@ -292,7 +298,7 @@ static int remove_children(int dfd, int depth)
 	int r = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (e->d_type != DT_DIR || e->d_name[0] == '.')
+		if (e->d_type != DT_DIR || dot_or_dotdot(e->d_name))
 			continue;
 		int cfd = openat(dirfd(d), e->d_name, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		int c = cfd < 0 ? 0 : depth > 64 ? -ELOOP : remove_children(cfd, depth + 1);

@@ -126,6 +126,20 @@ def test_shutdown_leaves_no_process_and_no_cgroup(procs, tmp_path):
     assert not os.path.exists(base), os.listdir(base)
 
 
+def test_a_service_whose_name_starts_with_a_dot_is_cleaned_up_too(procs, tmp_path):
+    """A valid name may start with a dot (.web): the cgroup walks skipped every such
+    directory as if it were "." or "..", so the shutdown could not remove the base (EBUSY,
+    5 s of retries, the empty .web.service left) and would not kill in it where
+    cgroup.kill is missing."""
+    d = Daemon(procs, tmp_path, "[service:.web]\ncommand = HELPER pause\nstart_secs = 0\n")
+    base = base_of(d)
+    d.wait_state(".web", "running")
+    assert procs_in(os.path.join(base, ".web.service"))
+    d.stop()
+    assert "cannot remove" not in d.log(), d.log()
+    assert not os.path.exists(base), os.listdir(base)
+
+
 def test_stale_base_of_a_killed_daemon_is_cleaned(procs, tmp_path):
     """A daemon killed with SIGKILL leaves its tree; the next one on the same
     socket kills what is left (or every service would run twice)."""
