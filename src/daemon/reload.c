@@ -85,6 +85,26 @@ static int reload_read(struct daemon *d, struct config **out, struct errlist *er
 				    "service %s: a service of that name was added with `evmon ctl "
 				    "add`: remove it first", c->name);
 	}
+	/* what an added service requires stays: as `ctl remove` refuses to remove it */
+	for (struct unit *u = d->first; u; u = u->next) {
+		if (!u->added || (u->instance > 0))
+			continue;
+		for (char **w = u->conf->requires; w && *w; w++) {
+			int len = config_dep_name_len(*w, false);
+			if (len < 0 || len >= (int)sizeof(name))
+				continue;
+			snprintf(name, sizeof(name), "%.*s", len, *w);
+			bool kept = false;
+			for (size_t k = 0; k < cfg->nsvcs && !kept; k++)
+				kept = !strcmp(cfg->svcs[k]->name, name);
+			struct unit *t = kept ? NULL : unit_of_definition(d, name);
+			if (!kept && !(t && t->added))
+				errlist_add(errs, cfg->path, 0,
+					    "service %s: it was added with `evmon ctl add` and requires %s, "
+					    "which this file no longer has: remove %s first, or keep %s",
+					    u->conf->name, name, u->conf->name, name);
+		}
+	}
 	if (errs->n) {
 		config_free(cfg);
 		return -1;

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import EVMON
+from conftest import EVMON, HELPER
 from daemon_util import Daemon, LineReader, alive, record_text, wait_for, wait_signal_state, SLOW
 
 TRANS = re.compile(r"evmon(?: daemon)?: service (\S+): (\w+) -> (\w+)")
@@ -1163,6 +1163,28 @@ start_secs = 0
     assert d.ctl("remove", "db", "app").returncode == 0
     st = d.status()
     assert "db" not in st and "app" not in st, st
+    d.stop()
+
+
+def test_a_reload_keeps_what_an_added_service_requires(procs, tmp_path):
+    """x, added with `ctl add`, requires db of the file; a reload of a file without db
+    removed db under a running x (whose next start went without it), where `ctl remove db`
+    is refused. The reload is refused now, saying why; with x removed first it goes."""
+    d = Daemon(procs, tmp_path, "[service:db]\ncommand = HELPER pause\nstart_secs = 0\n"
+                                "[service:other]\ncommand = HELPER pause\nstart_secs = 0\n")
+    d.wait_state("db", "running")
+    r = d.ctl("add", "-s", "requires=db", "-s", "start_secs=0", "x", "--", HELPER, "pause")
+    assert r.returncode == 0, r
+    d.wait_state("x", "running")
+    d.write("[service:other]\ncommand = HELPER pause\nstart_secs = 0\n")
+    r = d.ctl("reload")
+    assert r.returncode != 0, r
+    assert "service x: it was added with `evmon ctl add` and requires db, which this file no " \
+           "longer has: remove x first, or keep db" in r.stdout + r.stderr, r
+    assert d.status("db")["db"]["state"] == "running"
+    assert d.ctl("remove", "x").returncode == 0
+    assert d.ctl("reload").returncode == 0
+    assert "db" not in d.status()
     d.stop()
 
 
