@@ -128,7 +128,10 @@ static void waiter_finish(struct waiter *w)
 		if (bad && nfailed++ < 8) {
 			size_t l = strlen(failed);
 			char why[200] = "";
-			if (u->svc && info.last_error.stage != EVM_STAGE_NONE)
+			if (u->svc && info.last_error.stage == EVM_STAGE_SETUP &&
+			    u->conf->ids_unresolved && u->conf->problem) /* as status says it */
+				snprintf(why, sizeof(why), ": %s", u->conf->problem);
+			else if (u->svc && info.last_error.stage != EVM_STAGE_NONE)
 				snprintf(why, sizeof(why), ": %s: %s",
 					 evm_spawn_stage_name(info.last_error.stage),
 					 strerror(info.last_error.error));

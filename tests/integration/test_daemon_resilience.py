@@ -198,6 +198,11 @@ def test_environment_problems_do_not_stop_the_others(procs, tmp_path):
     assert r.returncode == 0 and "added: more" in r.stdout, (r.stdout, r.stderr)
     d.wait_state("more", "running")
 
+    # a start of the one with no user fails saying so, as status does (it said "setup: No
+    # such file or directory")
+    r = d.ctl("start", "nouser")
+    assert r.returncode != 0 and "user: unknown user 'no-such-user-for-evmon'" in r.stderr, r
+
     # the program appears: a start brings the service up
     (tmp_path / "later").mkdir()
     os.symlink(HELPER, tmp_path / "later" / "prog")
