@@ -490,6 +490,20 @@ void control_drop(struct client *cl, const char *why)
 	control__client_abort(cl);
 }
 
+void control_hold_aside(struct client *cl, size_t bytes)
+{
+	struct control *ctl = cl->ctl;
+	size_t before = control__held(cl), was = cl->aside;
+	cl->aside = bytes;
+	if (cl->aborted) /* counted as nothing already */
+		return;
+	if (!cl->out.len && bytes && !was) /* behind from now, as when its output grows */
+		cl->behind_since = cl->moved_ns = evm_loop_now(ctl->loop);
+	control__held_moved(ctl, before, control__held(cl));
+	if (bytes > was && ctl->held > ctl->o.max_total && ctl->holders > 1)
+		hold_total(ctl);
+}
+
 size_t control_max_pending(const struct client *cl)
 {
 	return cl->ctl->o.max_pending;

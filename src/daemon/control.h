@@ -193,5 +193,12 @@ void control_reply_stream(struct client *cl, control_fill_cb fill, control_gone_
 void control_drop(struct client *cl, const char *why);
 /* The configured max_pending (client_buffer): what a stream may queue for a client. */
 size_t control_max_pending(const struct client *cl);
+/*
+ * cl's output held elsewhere now takes bytes (a log follower's lines not yet
+ * in its output): counted in max_total with its output, so that followers
+ * that never read cannot hold max_pending each past the total (grown past
+ * it: the slowest readers are dropped, perhaps cl, as for events).
+ */
+void control_hold_aside(struct client *cl, size_t bytes);
 
 #endif

@@ -44,6 +44,7 @@ struct client {
 	/* of out.len, about how much is replies (not events): a subscriber's own
 	 * big reply (a status of 15,000) is not events it failed to read */
 	size_t reply_held;
+	size_t aside;	 /* memory held for it outside out (a log follower's lines to come) */
 	bool publishing;	 /* control_publish is adding an event line */
 	/* its subscription: one block, the exact names first (sorted, nexact), then globs */
 	char **patterns;
@@ -77,10 +78,10 @@ struct control {
 	unsigned holders; /* the clients whose control__held() is not 0: kept with held */
 };
 
-/* The memory cl's unsent output holds: its buffer's size, not the bytes in it. */
+/* The memory cl's unsent output holds: its buffer's size, not the bytes in it; and aside. */
 static inline size_t control__held(const struct client *cl)
 {
-	return cl->aborted || !cl->out.len ? 0 : cl->out.cap;
+	return cl->aborted ? 0 : (cl->out.len ? cl->out.cap : 0) + cl->aside;
 }
 
 /* A client's control__held() went from before to after: keep held and holders. */

@@ -223,6 +223,7 @@ static bool fill(struct client *cl, size_t want, void *data)
 			return false;
 		linebuf_consume(&t->pending, k);
 		want -= k;
+		control_hold_aside(cl, t->pending.len ? t->pending.cap : 0);
 	}
 	return t->follow || t->cur < t->nsegs || t->pending.len;
 }
@@ -241,6 +242,8 @@ static void on_data(struct logwatch *w, const char *p, size_t n)
 		return;
 	}
 	control_raw_kick(t->cl);
+	/* what it has not taken counts in events_buffer_total: last, it may drop t->cl */
+	control_hold_aside(t->cl, t->pending.len ? t->pending.cap : 0);
 }
 
 static void on_gone(void *data)

@@ -491,6 +491,40 @@ stdout = log
     d.stop()
 
 
+def test_followers_that_never_read_count_in_events_buffer_total(procs, tmp_path):
+    """`ctl logs -f` followers that never read: each kept up to client_buffer (4M) of lines
+    aside, outside what events_buffer_total bounds, so 1,000 of them could hold 4 GB. That
+    memory counts in the total now: past it the slowest reader is dropped, as for events."""
+    logs = logdir(tmp_path)
+    os.mkfifo(tmp_path / "go")
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+events_buffer_total = 2M
+log_max_bytes = 0
+
+[service:flood]
+command = sh -c 'read x < {tmp_path}/go; seq 1 1000000; touch {tmp_path}/done; exec {HELPER} pause'
+stdout = log
+""")
+    socks = []
+    for _ in range(3):  # their output buffers (a raw stream keeps about 128k) fit the total
+        s = d.connect()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b'{"cmd":"logs","name":"flood","lines":0,"follow":true}\n')
+        assert LineReader(s).next()["ok"]
+        socks.append(s)
+    with open(tmp_path / "go", "w") as g:
+        g.write("go\n")
+    wait_for(lambda: (tmp_path / "done").exists(), timeout=60 * SLOW, what="the service finished")
+    wait_for(lambda: "all clients hold" in d.log(), what="followers dropped for the total")
+    assert "(limit 2097152)" in d.log(), d.log()
+    for s in socks:
+        s.close()
+    assert d.request({"cmd": "ping"})["ok"]
+    d.stop()
+
+
 def test_reopen_logs(procs, tmp_path):
     logs = logdir(tmp_path)
     d = Daemon(procs, tmp_path, f"""
