@@ -74,6 +74,10 @@ struct ready {
 	char status[STATUS_MAX]; /* STATUS=, printable */
 	const char *note;	/* "reloading", "stopping", or NULL */
 	bool fdstore_said;	/* FDSTORE fds closed: logged once per unit */
+	/* notify messages that change its state or say something: a bucket (notify_spend) */
+	double tokens;
+	uint64_t tokens_ns;	/* when tokens was last filled, 0: never (full) */
+	unsigned long flooded;	/* messages whose changes were dropped */
 	bool watchdog_set;	/* this run's WATCHDOG_USEC= (watchdog_ms, 0: none), for a re-exec */
 	uint64_t watchdog_ms;
 	uint64_t cg_id;		/* this run's cgroup id (its directory's inode), once asked; 0 */
@@ -497,11 +501,66 @@ static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char
 	events_log(d, u->name, NULL, r, msg);
 }
 
+/*
+ * A service may send as fast as it likes, and each RELOADING=1 and READY=1
+ * is two state changes, each a log line, an event to every subscriber and
+ * a state record written: a loop of them wrote 42 MB of log in 10 s. So a
+ * service's messages that change something (all but WATCHDOG=1 and
+ * STATUS=) draw on a bucket of NOTIFY_BURST, refilled at NOTIFY_RATE a
+ * second; a message with the bucket empty has only its WATCHDOG=1, STATUS=
+ * and READY=1 taken (a change under way still ends: never left reloading),
+ * and the drops are said at 1, 2, 4, 8, ...
+ */
+#define NOTIFY_BURST 100.0
+#define NOTIFY_RATE 20.0
+
+static bool changes_something(const char *msg, size_t len)
+{
+	for (const char *line = msg, *end = msg + len, *nl; line < end; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(end - line));
+		if (!nl)
+			nl = end;
+		size_t n = (size_t)(nl - line);
+		if (n && memchr(line, '=', n) && !(n == 10 && !memcmp(line, "WATCHDOG=1", 10)) &&
+		    !(n >= 7 && !memcmp(line, "STATUS=", 7)))
+			return true;
+	}
+	return false;
+}
+
+static bool notify_spend(struct daemon *d, struct unit *u, pid_t pid)
+{
+	struct ready *rd = u->rd;
+	uint64_t now = mono_ns();
+	if (!rd->tokens_ns)
+		rd->tokens = NOTIFY_BURST;
+	else
+		rd->tokens += (double)(now - rd->tokens_ns) / 1e9 * NOTIFY_RATE;
+	if (rd->tokens > NOTIFY_BURST)
+		rd->tokens = NOTIFY_BURST;
+	rd->tokens_ns = now;
+	if (rd->tokens >= 1) {
+		rd->tokens -= 1;
+		return true;
+	}
+	unsigned long n = ++rd->flooded;
+	if (!(n & (n - 1))) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "notify from pid %d: more than %.0f messages a second that "
+			 "change its state: only their READY=1, WATCHDOG=1 and STATUS= taken (%lu "
+			 "so far)",
+			 (int)pid, NOTIFY_RATE, rd->flooded);
+		events_log(d, u->name, NULL, -EBUSY, msg);
+	}
+	return false;
+}
+
 void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t len, int nfds)
 {
 	struct ready *rd = u->rd;
 	const char *note = rd->note;
 	bool ready = false, trigger = false, reloading = false;
+	bool flood = changes_something(msg, len) && !notify_spend(d, u, pid);
 	for (char *line = msg, *end = msg + len, *nl; line < end; line = nl + 1) {
 		nl = memchr(line, '\n', (size_t)(end - line));
 		if (!nl)
@@ -513,6 +572,9 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 		*eq = 0;
 		const char *k = line, *v = eq + 1;
 		unsigned long long n;
+		if (flood && strcmp(k, "STATUS") && !(!strcmp(k, "WATCHDOG") && !strcmp(v, "1")) &&
+		    !(!strcmp(k, "READY") && !strcmp(v, "1")))
+			continue;
 		if (!strcmp(k, "READY") && !strcmp(v, "1")) {
 			ready = true;
 		} else if (!strcmp(k, "RELOADING") && !strcmp(v, "1")) {
