@@ -378,8 +378,9 @@ static enum verdict judge(const struct dep *dp, char *buf, size_t len)
 		return GO;
 	if (!t->svc)
 		snprintf(buf, len, "requires %s, which could not be created", t->name);
-	else if (t->blocked)
-		snprintf(buf, len, "requires %s, which was not started: %s", t->name, t->blocked);
+	else if (t->blocked) /* "not started: requires x, ...": its why, not said twice */
+		snprintf(buf, len, "requires %s, which was not started: %s", t->name,
+			 t->blocked + (strncmp(t->blocked, "not started: ", 13) ? 0 : 13));
 	else
 		snprintf(buf, len, "requires %s, which is %s", t->name, evm_state_name(s));
 	return FAIL;

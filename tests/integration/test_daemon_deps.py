@@ -444,6 +444,9 @@ def test_those_waiting_for_one_that_will_not_start_are_told(procs, tmp_path):
     assert st["b"]["state"] == "stopped" and "requires a" in st["b"].get("error", ""), st["b"]
     assert st["c"]["state"] == "stopped" and "requires b, which was not started" in \
         st["c"].get("error", ""), st["c"]
+    # b's reason once, not "which was not started: not started: requires a"
+    assert st["c"]["error"] == "not started: requires b, which was not started: requires a, " \
+        "which is exited", st["c"]
     d.stop()
 
 
