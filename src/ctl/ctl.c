@@ -129,8 +129,10 @@ static int global_option(struct ctl *c, int opt, const char *arg)
 	case 'S': c->socket = arg; return 0;
 	case OPT_JSON: c->json = true; return 0;
 	case 't':
-		c->timeout = strtod(arg, &end);
-		if (*end || end == arg || !(c->timeout >= 0 && c->timeout <= 86400)) { /* NaN too */
+		/* seconds as written: digits and one '.' (strtod took 1e1, 0x10, " 5") */
+		c->timeout = arg[strspn(arg, "0123456789.")] || strchr(arg, '.') != strrchr(arg, '.')
+				     ? -1 : strtod(arg, &end);
+		if ((c->timeout >= 0 && (*end || end == arg)) || !(c->timeout >= 0 && c->timeout <= 86400)) {
 			fprintf(stderr, "evmon ctl: bad timeout '%s'\n", arg);
 			return EXIT_USAGE;
 		}

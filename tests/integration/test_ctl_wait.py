@@ -72,7 +72,7 @@ def test_wait_for_each_state_and_the_exit_codes(procs, tmp_path):
         assert r.returncode == 0, r
         r = d.ctl("wait", "slow", "--for", "ready", "-t", t)
         assert r.returncode == 3 and "slow is starting (waiting for ready)" in r.stderr, r
-    for t in ("nan", "inf", "-1", "", "1e9"):
+    for t in ("nan", "inf", "-1", "", "1e9", "1e1", "0x10", " 5", "1.2.3"):
         r = d.ctl("wait", "quick", "-t", t)
         assert r.returncode == 2 and f"bad timeout '{t}'" in r.stderr, r
     d.stop()
