@@ -71,6 +71,8 @@ static void usage(FILE *f)
 		"      -n, --lines N         this many lines (default 10; 0: none)\n"
 		"      -f, --follow          then print what it writes, until interrupted\n"
 		"      -e, --stderr          its stderr log (with stderr = log), not stdout's\n"
+		"      --raw                 its bytes as they are also to a terminal (else\n"
+		"                            control characters are escaped there)\n"
 		"  reopen-logs               close the log files; the next lines create them\n"
 		"                            again (after logrotate; like SIGUSR1)\n"
 		"  metrics                   the daemon's and services' metrics (Prometheus text)\n"
@@ -103,7 +105,7 @@ static void usage(FILE *f)
 
 /* ------------------------------------------------------------- options */
 
-enum { OPT_JSON = 0x100, OPT_NO_START, OPT_SERVICE_JSON };
+enum { OPT_JSON = 0x100, OPT_NO_START, OPT_SERVICE_JSON, OPT_RAW };
 
 #define GLOBAL_SHORT "S:t:hV"
 /* and --json, which add takes with an argument */
@@ -438,13 +440,39 @@ static int write_out(const char *p, size_t n)
 	return 0;
 }
 
-/* After the answer, the connection carries the log file's bytes: copy them as they are. */
-static int copy_stream(struct ctl *c, bool follow)
+/*
+ * Log bytes to stdout: as they are, or (shown: a terminal) with what a
+ * terminal acts on escaped (safe_terminal), a cut character kept in k.
+ */
+static int write_log(const char *p, size_t n, bool shown, struct safe_carry *k, bool last)
 {
+	static char out[4 * (65536 + 4)];
+	while (shown && (n || (last && k->n))) {
+		size_t take = n < 65536 ? n : 65536;
+		size_t o = safe_terminal(k, p, take, out, last && take == n);
+		if (write_out(out, o) < 0)
+			return -1;
+		p += take;
+		n -= take;
+		if (!n)
+			return 0;
+	}
+	return shown ? 0 : write_out(p, n);
+}
+
+/*
+ * After the answer, the connection carries the log file's bytes: copied as
+ * they are, but to a terminal (unless raw) with its control characters
+ * escaped: a service's output must not drive the terminal of whoever reads it.
+ */
+static int copy_stream(struct ctl *c, bool follow, bool raw)
+{
+	bool shown = !raw && isatty(1);
+	struct safe_carry k = {.n = 0};
 	/* what came with the answer, then the rest */
 	linebuf_consume(&c->in, c->last);
 	c->last = 0;
-	if (c->in.len && write_out(linebuf_start(&c->in), c->in.len) < 0)
+	if (c->in.len && write_log(linebuf_start(&c->in), c->in.len, shown, &k, false) < 0)
 		return 0; /* our reader went away (| head): that is the end */
 	linebuf_consume(&c->in, c->in.len);
 	char buf[65536];
@@ -463,14 +491,18 @@ static int copy_stream(struct ctl *c, bool follow)
 				"again)\n", c->socket);
 			return EXIT_NODAEMON;
 		}
-		if (n == 0 || write_out(buf, (size_t)n) < 0)
+		if (n == 0) {
+			write_log("", 0, shown, &k, true); /* a character cut by the end, escaped */
+			return 0;
+		}
+		if (write_log(buf, (size_t)n, shown, &k, false) < 0)
 			return 0;
 	}
 }
 
 struct logs_opts {
 	long lines;
-	bool follow, err;
+	bool follow, err, raw;
 };
 
 static int logs_option(struct ctl *c, int opt, const char *arg, void *data)
@@ -489,6 +521,7 @@ static int logs_option(struct ctl *c, int opt, const char *arg, void *data)
 		return 0;
 	case 'f': l->follow = true; return 0;
 	case 'e': l->err = true; return 0;
+	case OPT_RAW: l->raw = true; return 0;
 	default: usage(stderr); return EXIT_USAGE;
 	}
 }
@@ -498,7 +531,8 @@ static int do_logs(struct ctl *c, int argc, char **argv, char **ops)
 	static const struct option longs[] = {
 		GLOBAL_LONG, JSON_FLAG,
 		{"lines", required_argument, NULL, 'n'}, {"follow", no_argument, NULL, 'f'},
-		{"stderr", no_argument, NULL, 'e'},	 {NULL, 0, NULL, 0},
+		{"stderr", no_argument, NULL, 'e'},	 {"raw", no_argument, NULL, OPT_RAW},
+		{NULL, 0, NULL, 0},
 	};
 	struct logs_opts l = {.lines = 10};
 	struct cmd_opts co = {"n:fe", longs, logs_option, &l, 0};
@@ -506,7 +540,7 @@ static int do_logs(struct ctl *c, int argc, char **argv, char **ops)
 	if (rc >= 0)
 		return rc;
 	if (n != 1) {
-		fprintf(stderr, "evmon ctl logs: usage: logs [-n LINES] [-f] [--stderr] NAME\n");
+		fprintf(stderr, "evmon ctl logs: usage: logs [-n LINES] [-f] [--stderr] [--raw] NAME\n");
 		return EXIT_USAGE;
 	}
 	cJSON *req = cJSON_CreateObject();
@@ -518,7 +552,7 @@ static int do_logs(struct ctl *c, int argc, char **argv, char **ops)
 	if (l.err)
 		cJSON_AddStringToObject(req, "stream", "stderr");
 	rc = open_stream(c, req);
-	return rc >= 0 ? rc : copy_stream(c, l.follow);
+	return rc >= 0 ? rc : copy_stream(c, l.follow, l.raw);
 }
 
 static void print_states(const cJSON *resp)

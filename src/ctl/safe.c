@@ -63,3 +63,53 @@ void safe_tree(cJSON *item)
 		safe_tree(item->child);
 	}
 }
+
+/* the length a lead byte starts (RFC 3629), 0 for none */
+static size_t lead_len(unsigned char c)
+{
+	return c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+}
+
+size_t safe_terminal(struct safe_carry *k, const char *p, size_t n, char *out, bool last)
+{
+	unsigned char buf[65536 + 4];
+	size_t len = 0, o = 0;
+	while (n || k->n) {
+		/* the carry and as much of p as fits, one window at a time */
+		memcpy(buf, k->b, k->n);
+		len = k->n;
+		k->n = 0;
+		size_t take = n < sizeof(buf) - len ? n : sizeof(buf) - len;
+		memcpy(buf + len, p, take);
+		len += take;
+		p += take;
+		n -= take;
+		for (size_t i = 0; i < len;) {
+			size_t q = utf8_seq(buf + i, len - i), want = lead_len(buf[i]);
+			if (!q && want && len - i < want && (n || !last)) {
+				size_t j = i + 1;
+				while (j < len && (buf[j] & 0xc0) == 0x80)
+					j++;
+				if (j == len) { /* cut by the end: with the next piece */
+					memcpy(k->b, buf + i, len - i);
+					k->n = len - i;
+					break;
+				}
+			}
+			unsigned char c = buf[i];
+			if (q == 2 && c == 0xc2 && buf[i + 1] <= 0x9f) {
+				o += (size_t)sprintf(out + o, "\\u%04x", buf[i + 1]);
+			} else if (!q || (q == 1 && ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f))) {
+				o += (size_t)sprintf(out + o, "\\x%02x", c);
+				q = 1;
+			} else {
+				memcpy(out + o, buf + i, q);
+				o += q;
+			}
+			i += q;
+		}
+		if (k->n && !n)
+			break;
+	}
+	return o;
+}

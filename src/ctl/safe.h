@@ -8,6 +8,7 @@
 
 #include "cjson.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Raw control bytes of a received line become '?' (the daemon's JSON never holds any). */
@@ -26,5 +27,22 @@ void safe_tree(cJSON *item);
  * UTF-8, and nothing an 8-bit terminal acts on (safe_line took C0 already).
  */
 void safe_put_json(const char *line);
+
+/* A UTF-8 sequence cut by the end of one piece of a stream, for the next. */
+struct safe_carry {
+	unsigned char b[4];
+	size_t n;
+};
+
+/*
+ * A piece of a service's log on its way to a terminal (logs, when stdout is
+ * one): n bytes of p, after what k carried from the piece before, into out
+ * (room 4 * (n + 4)), with each C0 control but newline and tab, DEL and byte
+ * of no UTF-8 character as \xNN and each C1 as \u00NN: a service cannot
+ * send the terminal an escape sequence (a title, the clipboard, a cleared
+ * screen). A sequence cut by the end waits in k, unless last. Returns out's
+ * length.
+ */
+size_t safe_terminal(struct safe_carry *k, const char *p, size_t n, char *out, bool last);
 
 #endif

@@ -447,6 +447,58 @@ command = {HELPER} pause
     d.stop()
 
 
+def under_a_terminal(argv, timeout=30):
+    """argv's stdout on a pseudo-terminal (stdin and stderr: /dev/null and a pipe): what
+    it wrote there, its newlines without the terminal's CR."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                             start_new_session=True)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed it
+                break
+            if not chunk:
+                break
+            out += chunk
+        p.wait(timeout=timeout)
+        p.stderr.close()
+    finally:
+        os.close(master)
+    return out.replace(b"\r\n", b"\n")
+
+
+def test_ctl_logs_to_a_terminal_escapes_what_it_would_act_on(procs, tmp_path):
+    """A service's output reached whoever ran `ctl logs` as it was: an OSC sequence could
+    retitle the terminal or write its clipboard, a CSI clear it. To a terminal, control
+    characters (but newline and tab), C1 and bytes of no UTF-8 character are escaped now;
+    text and UTF-8 pass; to a pipe, and with --raw, the bytes are as they are."""
+    logs = logdir(tmp_path)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+[service:web]
+command = printf 'a\\033]52;c;cHduZWQ=\\007b\\tc\\n\\302\\233x caf\\303\\251 \\377\\n'
+stdout = log
+restart = never
+start_secs = 0
+""")
+    wait_for(lambda: (logs / "web.log").exists() and b"caf" in (logs / "web.log").read_bytes(),
+             what="the output")
+    raw = b"a\x1b]52;c;cHduZWQ=\x07b\tc\n\xc2\x9bx caf\xc3\xa9 \xff\n"
+    shown = under_a_terminal([EVMON, "ctl", "-S", d.sock, "logs", "web"])
+    assert b"\na\\x1b]52;c;cHduZWQ=\\x07b\tc\n\\u009bx caf\xc3\xa9 \\xff\n" in shown, shown
+    assert b"\x1b" not in shown and b"\x07" not in shown, shown
+    assert b"\n" + raw in under_a_terminal([EVMON, "ctl", "-S", d.sock, "logs", "--raw", "web"])
+    r = subprocess.run([EVMON, "ctl", "-S", d.sock, "logs", "web"], capture_output=True, timeout=30)
+    assert b"\n" + raw in r.stdout, r
+    d.stop()
+
+
 def test_ctl_logs_stderr_merged_says_where(procs, tmp_path):
     logs = logdir(tmp_path)
     d = Daemon(procs, tmp_path, f"""
@@ -934,7 +986,7 @@ stdout = log
 """)
     assert {"logs", "reopen-logs"} <= set(complete(f"{EVMON} ctl -S {d.sock} "))
     assert set(complete(f"{EVMON} ctl -S {d.sock} logs -")) == {"-n", "--lines", "-f", "--follow",
-                                                                 "-e", "--stderr"}
+                                                                 "-e", "--stderr", "--raw"}
     assert complete(f"{EVMON} ctl -S {d.sock} logs -n ") == []
     assert complete(f"{EVMON} ctl -S {d.sock} logs -n 5 w") == ["web"]
     d.stop()
