@@ -198,9 +198,12 @@ void evm__sv_exit_decide(struct evm_service *s)
 {
 	const struct evm_exit *e = &s->last_exit;
 	/* stragglers of the group (ESRCH when none). The main process is reaped (a pidfile
-	 * wait may have taken seconds): a process with its pid means the group emptied and
-	 * the number is another's, maybe the leader of a group of its own */
-	if (s->kill_group && s->exit_group && kill(e->pid, 0) < 0 && errno == ESRCH)
+	 * wait may have taken seconds), or a zombie of another parent (adopted: its exit
+	 * came by its pidfd, and it holds the number): a live process with its pid means
+	 * the group emptied and the number is another's, maybe a group leader of its own */
+	struct evm__pstat st;
+	int there = s->kill_group && s->exit_group ? evm__proc_stat(e->pid, &st) : 1;
+	if (there == -ESRCH || (there == 0 && st.state == 'Z'))
 		killpg(e->pid, SIGKILL);
 	if (!s->cg && evm__sv_session(s)) /* and of its session, wherever they went (end of the dispatch) */
 		evm__tree_kill_later(s->loop, s->sid, NULL, false);

@@ -338,3 +338,53 @@ def test_a_new_mains_clean_exit_is_clean(procs, tmp_path, cgroup):
     assert "status_unknown" not in st["last_exit"], st
     assert st["restarts"] == 0 and st["failures"] == 0, st
     d.stop()
+
+
+GROUPED = r"""
+import os, socket, sys, time
+d = sys.argv[1]
+c = os.fork()
+if c == 0:  # the new main: a group of its own, a child in it, then its exit when told
+    os.setpgid(0, 0)
+    g = os.fork()
+    if g == 0:
+        time.sleep(60)
+        os._exit(0)
+    with open(f"{d}/g.pid", "w") as f:
+        f.write(str(g))
+    while not os.path.exists(f"{d}/go"):
+        time.sleep(0.01)
+    os._exit(3)
+addr = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(f"MAINPID={c}\nREADY=1".encode(), "\0" + addr[1:] if addr[0] == "@" else addr)
+while True:  # never reaps it: its exit reaches the daemon by its pidfd, a zombie's
+    time.sleep(60)
+"""
+
+
+def test_a_new_mains_group_is_killed_at_its_exit_while_a_zombie(procs, tmp_path):
+    """kill_mode = group, cgroup = no: the main process named by MAINPID= is not the
+    daemon's child, and its parent never reaps it: its exit comes by its pidfd while it is
+    a zombie, still holding its number. The stragglers of its group are killed then (the
+    check that the number is not another's took the zombie for another process)."""
+    prog = tmp_path / "grouped.py"
+    prog.write_text(GROUPED)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+cgroup = no
+[service:g]
+command = /usr/bin/python3 {prog} {tmp_path}
+ready = notify
+kill_mode = group
+track = main
+restart = never
+""")
+    assert d.ctl("wait", "g", "--for", "ready").returncode == 0
+    straggler = int(wait_for(lambda: (tmp_path / "g.pid").exists() and (tmp_path / "g.pid").read_text(),
+                             what="the group's child"))
+    (tmp_path / "go").write_text("")
+    d.wait_state("g", "exited")
+    wait_for(lambda: not alive(straggler), what="the group's straggler killed")
+    d.stop()
