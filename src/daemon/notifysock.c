@@ -212,14 +212,19 @@ static void dropped(pid_t pid, const char *why)
 
 /* One message: 1 read, 0 nothing left. */
 /*
- * A descriptor a sender passed (a kernel before SO_PASSRIGHTS): closed, a
- * socket with a reset, so that no linger (SO_LINGER with data unsent) holds
- * the loop in close; setsockopt fails on anything else (ENOTSOCK).
+ * A descriptor a sender passed (a kernel before SO_PASSRIGHTS): closed; a
+ * socket set to linger (SO_LINGER with a time: its close waits for unsent
+ * data) with a reset instead, so that it cannot hold the loop in close. The
+ * option is the socket's, which the sender shares: one that does not linger
+ * is left as it is. getsockopt fails on anything else (ENOTSOCK).
  */
 static void close_sent(int fd)
 {
 	static const struct linger now = {.l_onoff = 1, .l_linger = 0};
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+	struct linger l;
+	socklen_t len = sizeof(l);
+	if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && l.l_onoff && l.l_linger > 0)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
 	close(fd);
 }
 
