@@ -45,10 +45,10 @@ static int fail(struct parse *ps, int line, const char *fmt, ...)
  * get in its environment). So each name on the way, symlinks followed hop by
  * hop as the kernel will, must be root's, and each directory writable by
  * root alone, or sticky (/tmp: others cannot rename or remove root's
- * names). 0 also when a name is missing (the open says so); -EPERM with
- * why in err.
+ * names). 0 with what the path names in *file (the open must find the
+ * same), or -errno (-ENOENT: a name is missing), with why in err for -EPERM.
  */
-static int root_alone(const char *path, char *err, size_t errlen)
+static int root_alone(const char *path, struct stat *file, char *err, size_t errlen)
 {
 	char todo[2 * PATH_MAX], cur[PATH_MAX] = "", link[PATH_MAX];
 	int links = 0;
@@ -57,7 +57,7 @@ static int root_alone(const char *path, char *err, size_t errlen)
 			cur[0] = '\0';
 	}
 	if ((size_t)snprintf(todo, sizeof(todo), "%s", path) >= sizeof(todo))
-		return 0; /* the open says it is too long */
+		return -ENAMETOOLONG;
 	struct stat st;
 	if (stat("/", &st) == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
 		snprintf(err, errlen, "/ is not root's alone");
@@ -67,7 +67,7 @@ static int root_alone(const char *path, char *err, size_t errlen)
 		while (*p == '/')
 			p++;
 		if (!*p)
-			return 0;
+			return stat(cur[0] ? cur : "/", file) < 0 ? -errno : 0;
 		char *end = strchrnul(p, '/');
 		size_t n = (size_t)(end - p), at = strlen(cur);
 		bool more = *end != '\0';
@@ -83,13 +83,13 @@ static int root_alone(const char *path, char *err, size_t errlen)
 			continue;
 		}
 		if (at + 1 + n >= sizeof(cur))
-			return 0;
+			return -ENAMETOOLONG;
 		cur[at] = '/';
 		memcpy(cur + at + 1, p, n);
 		cur[at + 1 + n] = '\0';
 		p = end;
 		if (lstat(cur, &st) < 0)
-			return 0;
+			return -errno; /* missing: nothing to open, nothing made there meanwhile */
 		if (st.st_uid != 0) {
 			snprintf(err, errlen, "%s is owned by uid %u: a root daemon reads only an env_file "
 				 "that root alone can change", cur, (unsigned)st.st_uid);
@@ -97,13 +97,15 @@ static int root_alone(const char *path, char *err, size_t errlen)
 		}
 		if (S_ISLNK(st.st_mode)) {
 			ssize_t k = readlink(cur, link, sizeof(link) - 1);
-			if (k < 0 || ++links > LINKS_MAX)
-				return 0; /* the open says why */
+			if (k < 0)
+				return -errno;
+			if (++links > LINKS_MAX)
+				return -ELOOP;
 			link[k] = '\0';
 			char rest[2 * PATH_MAX];
 			if ((size_t)snprintf(rest, sizeof(rest), "%s%s%s", link, more ? "/" : "", p) >=
 			    sizeof(rest))
-				return 0;
+				return -ENAMETOOLONG;
 			memcpy(todo, rest, strlen(rest) + 1);
 			p = todo;
 			if (link[0] == '/')
@@ -123,16 +125,25 @@ static int root_alone(const char *path, char *err, size_t errlen)
 /* The file's bytes, NUL-terminated; a root daemon reads only root's own. */
 static int slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen)
 {
-	if (geteuid() == 0) {
-		int r = root_alone(path, err, errlen);
-		if (r < 0)
+	struct stat walked;
+	bool root = geteuid() == 0;
+	if (root) {
+		int r = root_alone(path, &walked, err, errlen);
+		if (r < 0) {
+			if (r != -EPERM)
+				snprintf(err, errlen, "%s", strerror(-r));
 			return r;
+		}
 	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK); /* a FIFO: no wait for a writer */
 	struct stat st;
 	int e = 0;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		e = errno;
+	} else if (root && (st.st_dev != walked.st_dev || st.st_ino != walked.st_ino)) {
+		e = EPERM; /* what the checked path named changed before the open */
+		snprintf(err, errlen, "it changed while it was checked: a root daemon reads only an "
+			 "env_file that root alone can change");
 	} else if (!S_ISREG(st.st_mode)) {
 		e = EINVAL;
 		snprintf(err, errlen, "not a regular file");

@@ -59,6 +59,11 @@ def alive(pid):
 
 wait(lambda: read("main.pid"), "the main process's pid")
 main = int(read("main.pid"))
+if mode == "session":  # the child leaves the session once it is the service's main
+    wait(lambda: read("child.pid") and f"main process is now pid {read('child.pid')}" in
+         read("daemon.out"), "the child taken from the pidfile")
+    with open(f"{d}/go", "w") as f:
+        f.write("1")
 wait(lambda: read("ready"), "the service's own state")  # its main exited, its group/session empty
 # the victim: forks until it has main's old pid, then leads a group (or session) of that number
 victim = None
@@ -116,7 +121,9 @@ with open(f"{d}/main.pid", "w") as f:
     f.write(str(os.getpid()))
 c = os.fork()
 if c == 0:
-    time.sleep(0.3)  # taken from the pidfile by now, while still in the session
+    end = time.monotonic() + 60
+    while not os.path.exists(f"{d}/go") and time.monotonic() < end:
+        time.sleep(0.01)  # until the daemon took it from the pidfile, still in the session
     os.setsid()
     with open(f"{d}/ready", "w") as f:
         f.write("1")
