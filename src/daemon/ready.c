@@ -477,18 +477,19 @@ static bool parse_u64(const char *s, unsigned long long *out)
  * or without cgroups of its session, pinned by a pidfd. Anything else is
  * refused and said; a refused pid is never signalled.
  */
-static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char *v)
+static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char *v, bool quiet)
 {
 	unsigned long long n;
 	char msg[200];
 	if (!parse_u64(v, &n) || n < 2 || n > (unsigned long long)INT32_MAX) {
 		snprintf(msg, sizeof(msg), "notify from pid %d: MAINPID=%.20s ignored: not a pid",
 			 (int)from, v);
-		events_log(d, u->name, NULL, -EINVAL, msg);
+		if (!quiet)
+			events_log(d, u->name, NULL, -EINVAL, msg);
 		return;
 	}
 	int r = evm_service_set_main(u->svc, (pid_t)n);
-	if (r == 0)
+	if (r == 0 || quiet)
 		return; /* the service's event says "main process is now pid N" */
 	enum evm_state st = evm_service_state(u->svc);
 	bool up = st == EVM_STATE_STARTING || st == EVM_STATE_RUNNING || st == EVM_STATE_RELOADING;
@@ -502,27 +503,27 @@ static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char
 }
 
 /*
- * A service may send as fast as it likes, and each RELOADING=1 and READY=1
- * is two state changes, each a log line, an event to every subscriber and
- * a state record written: a loop of them wrote 42 MB of log in 10 s. So a
- * service's messages that change something (all but WATCHDOG=1 and
- * STATUS=) draw on a bucket of NOTIFY_BURST, refilled at NOTIFY_RATE a
- * second; a message with the bucket empty has only its WATCHDOG=1, STATUS=
- * and READY=1 taken (a change under way still ends: never left reloading),
- * and the drops are said at 1, 2, 4, 8, ...
+ * A service may send as fast as it likes, and each RELOADING=1 (with the
+ * READY=1 that ends it) is two state changes, each a log line, an event to
+ * every subscriber and a state record written: a loop of them wrote 42 MB of
+ * log in 10 s; and each refused MAINPID= is a line. So a service's messages
+ * with either draw on a bucket of NOTIFY_BURST, refilled at NOTIFY_RATE a
+ * second; with the bucket empty, a RELOADING=1 is ignored and a MAINPID= is
+ * taken but not said when refused (a handover still happens; READY=1 still
+ * ends a change under way), and the drops are said at 1, 2, 4, 8, ... The
+ * rest changes nothing twice (STOPPING=1) or says nothing (WATCHDOG=1).
  */
 #define NOTIFY_BURST 100.0
 #define NOTIFY_RATE 20.0
 
-static bool changes_something(const char *msg, size_t len)
+static bool costly(const char *msg, size_t len)
 {
 	for (const char *line = msg, *end = msg + len, *nl; line < end; line = nl + 1) {
 		nl = memchr(line, '\n', (size_t)(end - line));
 		if (!nl)
 			nl = end;
 		size_t n = (size_t)(nl - line);
-		if (n && memchr(line, '=', n) && !(n == 10 && !memcmp(line, "WATCHDOG=1", 10)) &&
-		    !(n >= 7 && !memcmp(line, "STATUS=", 7)))
+		if ((n == 11 && !memcmp(line, "RELOADING=1", 11)) || (n >= 8 && !memcmp(line, "MAINPID=", 8)))
 			return true;
 	}
 	return false;
@@ -546,10 +547,9 @@ static bool notify_spend(struct daemon *d, struct unit *u, pid_t pid)
 	unsigned long n = ++rd->flooded;
 	if (!(n & (n - 1))) {
 		char msg[200];
-		snprintf(msg, sizeof(msg), "notify from pid %d: more than %.0f messages a second that "
-			 "change its state: only their READY=1, WATCHDOG=1 and STATUS= taken (%lu "
-			 "so far)",
-			 (int)pid, NOTIFY_RATE, rd->flooded);
+		snprintf(msg, sizeof(msg), "notify from pid %d: more than %.0f messages a second with "
+			 "RELOADING=1 or MAINPID=: their RELOADING=1 ignored, a refused MAINPID= not "
+			 "said (%lu so far)", (int)pid, NOTIFY_RATE, rd->flooded);
 		events_log(d, u->name, NULL, -EBUSY, msg);
 	}
 	return false;
@@ -560,7 +560,7 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 	struct ready *rd = u->rd;
 	const char *note = rd->note;
 	bool ready = false, trigger = false, reloading = false;
-	bool flood = changes_something(msg, len) && !notify_spend(d, u, pid);
+	bool flood = costly(msg, len) && !notify_spend(d, u, pid);
 	for (char *line = msg, *end = msg + len, *nl; line < end; line = nl + 1) {
 		nl = memchr(line, '\n', (size_t)(end - line));
 		if (!nl)
@@ -572,12 +572,9 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 		*eq = 0;
 		const char *k = line, *v = eq + 1;
 		unsigned long long n;
-		if (flood && strcmp(k, "STATUS") && !(!strcmp(k, "WATCHDOG") && !strcmp(v, "1")) &&
-		    !(!strcmp(k, "READY") && !strcmp(v, "1")))
-			continue;
 		if (!strcmp(k, "READY") && !strcmp(v, "1")) {
 			ready = true;
-		} else if (!strcmp(k, "RELOADING") && !strcmp(v, "1")) {
+		} else if (!strcmp(k, "RELOADING") && !strcmp(v, "1") && !flood) {
 			rd->note = "reloading";
 			reloading = true;
 		} else if (!strcmp(k, "STOPPING") && !strcmp(v, "1")) {
@@ -585,7 +582,7 @@ void ready_notify(struct daemon *d, struct unit *u, pid_t pid, char *msg, size_t
 		} else if (!strcmp(k, "STATUS")) {
 			set_status(rd, v);
 		} else if (!strcmp(k, "MAINPID")) {
-			set_mainpid(d, u, pid, v);
+			set_mainpid(d, u, pid, v, flood);
 		} else if (!strcmp(k, "WATCHDOG") && !strcmp(v, "1")) {
 			evm_service_watchdog(u->svc);
 		} else if (!strcmp(k, "WATCHDOG") && !strcmp(v, "trigger")) {
