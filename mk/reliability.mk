@@ -47,8 +47,10 @@ VALGRIND_DESELECT := --deselect tests/integration/test_init.py::test_end_no_wait
 	--deselect tests/integration/test_init.py::test_init_path_first \
 	--deselect tests/integration/test_faults.py::test_daemon_killed_outside_a_namespace_leaves_its_services_running \
 	--deselect tests/integration/test_daemon.py::test_a_crash_lets_an_old_copy_stop_in_its_time
+# --vgdb=no: vgdb's /tmp/vgdb-pipe-*-vgdb-PID-* file is per pid, and a test's pid namespace
+# reuses pids: another uid's valgrind of the same pid could not make its own (EACCES)
 VALGRIND_FLAGS := --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect \
-	--track-fds=yes --child-silent-after-fork=yes --trace-children=no
+	--track-fds=yes --child-silent-after-fork=yes --trace-children=no --vgdb=no
 
 .PHONY: tsan-test tsan-build soak reliability-test valgrind-test
 

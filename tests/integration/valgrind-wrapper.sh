@@ -4,4 +4,6 @@
 real=@REAL@
 # evmon behaves as evmon-init when called by that name: keep the name
 case "$0" in *evmon-init) real=@DIR@/real/evmon-init ;; esac
-exec valgrind @FLAGS@ --log-file=@DIR@/logs/%p.log "$real" "$@"
+# the pid alone is not unique: tests run daemons in pid namespaces of their own, and a
+# log of another uid's process of the same pid could not be written (sticky directory)
+exec valgrind @FLAGS@ --log-file=@DIR@/logs/%p.$(date +%s%N).log "$real" "$@"
