@@ -52,12 +52,12 @@ static int root_alone(const char *path, struct stat *file, char *err, size_t err
 {
 	char todo[2 * PATH_MAX], cur[PATH_MAX] = "", link[PATH_MAX];
 	int links = 0;
-	if (path[0] != '/') {
-		if (!getcwd(cur, sizeof(cur)) || !strcmp(cur, "/"))
-			cur[0] = '\0';
-	}
-	if ((size_t)snprintf(todo, sizeof(todo), "%s", path) >= sizeof(todo))
+	if (path[0] != '/' && !getcwd(cur, sizeof(cur))) /* relative: the walk starts at / too */
+		return -errno;
+	if ((size_t)snprintf(todo, sizeof(todo), "%s/%s", path[0] == '/' ? "" : cur, path) >=
+	    sizeof(todo))
 		return -ENAMETOOLONG;
+	cur[0] = '\0';
 	struct stat st;
 	if (stat("/", &st) == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
 		snprintf(err, errlen, "/ is not root's alone");

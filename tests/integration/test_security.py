@@ -122,6 +122,19 @@ def test_root_reads_an_env_file_only_where_root_alone_can_change_it(procs, tmp_p
                      r"env_file that root alone can change", r.stderr), r.stderr
 
 
+@requires_root("a root daemon's env_file checks")
+def test_a_relative_env_file_path_is_checked_from_the_root(procs, tmp_path):
+    """A config given by a relative path names its env_file relative to it: the walk took
+    the working directory on trust, an open one too."""
+    top = tmp_path / "open"
+    (top / "sub").mkdir(parents=True)
+    os.chmod(top, 0o777)
+    (top / "sub" / "app.env").write_text("A=1\n")
+    (top / "d.ini").write_text("[service:a]\ncommand = /bin/true\nenv_file = sub/app.env\n")
+    r = procs.run([EVMON, "daemon", "--check", "-c", "d.ini"], cwd=top, timeout=30 * SLOW)
+    assert r.returncode != 0 and f"{top} is writable by others (mode 0777)" in r.stderr, r
+
+
 @pytest.mark.parametrize("mode,owner,why", [
     (0o644, 0, None),
     (0o600, 0, None),
