@@ -74,10 +74,10 @@ struct ready {
 	char status[STATUS_MAX]; /* STATUS=, printable */
 	const char *note;	/* "reloading", "stopping", or NULL */
 	bool fdstore_said;	/* FDSTORE fds closed: logged once per unit */
-	/* notify messages that change its state or say something: a bucket (notify_spend) */
+	/* its messages with RELOADING=1 or MAINPID=: a bucket (notify_spend) */
 	double tokens;
 	uint64_t tokens_ns;	/* when tokens was last filled, 0: never (full) */
-	unsigned long flooded;	/* messages whose changes were dropped */
+	unsigned long flooded;	/* such messages past the rate */
 	bool watchdog_set;	/* this run's WATCHDOG_USEC= (watchdog_ms, 0: none), for a re-exec */
 	uint64_t watchdog_ms;
 	uint64_t cg_id;		/* this run's cgroup id (its directory's inode), once asked; 0 */
