@@ -350,11 +350,14 @@ if c == 0:  # the new main: a group of its own, a child in it, then its exit whe
     if g == 0:
         time.sleep(60)
         os._exit(0)
-    with open(f"{d}/g.pid", "w") as f:
+    with open(f"{d}/g.tmp", "w") as f:
         f.write(str(g))
+    os.rename(f"{d}/g.tmp", f"{d}/g.pid")
     while not os.path.exists(f"{d}/go"):
         time.sleep(0.01)
     os._exit(3)
+while not os.path.exists(f"{d}/g.pid"):  # its group made (a group leader when taken)
+    time.sleep(0.01)
 addr = os.environ["NOTIFY_SOCKET"]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.sendto(f"MAINPID={c}\nREADY=1".encode(), "\0" + addr[1:] if addr[0] == "@" else addr)
