@@ -515,29 +515,40 @@ stderr = stdout
     d.stop()
 
 
-def test_slow_follower_is_dropped_and_the_service_goes_on(procs, tmp_path):
+def flooded_followers(procs, tmp_path, setting, lines, followers):
+    """A daemon ([evmon] setting) whose service floods seq 1 LINES into its log once the
+    FOLLOWERS `logs -f` readers (a 4k socket buffer each, never read) are connected; the
+    flood has ended when this returns. (daemon, logs dir, the readers' sockets)"""
     logs = logdir(tmp_path)
     os.mkfifo(tmp_path / "go")
     d = Daemon(procs, tmp_path, f"""
 [evmon]
 log_dir = {logs}
-client_buffer = 64k
+{setting}
 log_max_bytes = 0
 
 [service:flood]
-command = sh -c 'read x < {tmp_path}/go; seq 1 2000000; touch {tmp_path}/done; exec {HELPER} pause'
+command = sh -c 'read x < {tmp_path}/go; seq 1 {lines}; touch {tmp_path}/done; exec {HELPER} pause'
 stdout = log
 """)
-    s = d.connect()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.sendall(b'{"cmd":"logs","name":"flood","lines":0,"follow":true}\n')
-    assert LineReader(s).next()["ok"]
+    socks = []
+    for _ in range(followers):
+        s = d.connect()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b'{"cmd":"logs","name":"flood","lines":0,"follow":true}\n')
+        assert LineReader(s).next()["ok"]
+        socks.append(s)
     with open(tmp_path / "go", "w") as g:
         g.write("go\n")
-    # we never read: the daemon drops us, the service is not held back by it
+    # they never read: the service is not held back by them
     wait_for(lambda: (tmp_path / "done").exists(), timeout=60 * SLOW, what="the service finished")
+    return d, logs, socks
+
+
+def test_slow_follower_is_dropped_and_the_service_goes_on(procs, tmp_path):
+    d, logs, socks = flooded_followers(procs, tmp_path, "client_buffer = 64k", 2000000, 1)
     wait_for(lambda: "bytes of log output not read" in d.log(), what="follower dropped")
-    s.close()
+    socks[0].close()
     assert d.request({"cmd": "ping"})["ok"]
     assert (logs / "flood.log").read_bytes().count(b"\n") >= 2000000
     d.stop()
@@ -546,29 +557,9 @@ stdout = log
 def test_followers_that_never_read_count_in_events_buffer_total(procs, tmp_path):
     """`ctl logs -f` followers that never read: each kept up to client_buffer (4M) of lines
     aside, outside what events_buffer_total bounds, so 1,000 of them could hold 4 GB. That
-    memory counts in the total now: past it the slowest reader is dropped, as for events."""
-    logs = logdir(tmp_path)
-    os.mkfifo(tmp_path / "go")
-    d = Daemon(procs, tmp_path, f"""
-[evmon]
-log_dir = {logs}
-events_buffer_total = 2M
-log_max_bytes = 0
-
-[service:flood]
-command = sh -c 'read x < {tmp_path}/go; seq 1 1000000; touch {tmp_path}/done; exec {HELPER} pause'
-stdout = log
-""")
-    socks = []
-    for _ in range(3):  # their output buffers (a raw stream keeps about 128k) fit the total
-        s = d.connect()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.sendall(b'{"cmd":"logs","name":"flood","lines":0,"follow":true}\n')
-        assert LineReader(s).next()["ok"]
-        socks.append(s)
-    with open(tmp_path / "go", "w") as g:
-        g.write("go\n")
-    wait_for(lambda: (tmp_path / "done").exists(), timeout=60 * SLOW, what="the service finished")
+    memory counts in the total now: past it the slowest reader is dropped, as for events.
+    Three: their output buffers (a raw stream keeps about 128k) fit the total."""
+    d, _, socks = flooded_followers(procs, tmp_path, "events_buffer_total = 2M", 1000000, 3)
     wait_for(lambda: "all clients hold" in d.log(), what="followers dropped for the total")
     assert "(limit 2097152)" in d.log(), d.log()
     for s in socks:
