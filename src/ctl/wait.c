@@ -170,6 +170,38 @@ static void report_timeout(const struct watched *v, size_t n, enum wait_for t, d
 	fprintf(stderr, " (waiting for %s)\n", targets[t]);
 }
 
+/*
+ * --json: what the wait ended on, one object (the messages of the text mode
+ * go to stderr in it too): {"ok", "for", "result": "reached", "unreachable"
+ * or "timeout", "services": [{"name", "state", "health", "why"}]}.
+ */
+static void put_result(const struct watched *v, size_t n, enum wait_for t, int rc)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", rc == EXIT_REACHED);
+	cJSON_AddStringToObject(o, "for", targets[t]);
+	cJSON_AddStringToObject(o, "result", rc == EXIT_REACHED	    ? "reached"
+					     : rc == EXIT_TIMEOUT   ? "timeout"
+								    : "unreachable");
+	cJSON *a = cJSON_AddArrayToObject(o, "services");
+	for (size_t i = 0; i < n; i++) {
+		cJSON *s = cJSON_CreateObject();
+		cJSON_AddStringToObject(s, "name", v[i].name);
+		cJSON_AddStringToObject(s, "state", v[i].state);
+		if (v[i].health[0])
+			cJSON_AddStringToObject(s, "health", v[i].health);
+		cJSON_AddBoolToObject(s, "reached", reached(&v[i], t));
+		if (v[i].why[0])
+			cJSON_AddStringToObject(s, "why", v[i].why);
+		cJSON_AddItemToArray(a, s);
+	}
+	char *line = cJSON_PrintUnformatted(o);
+	if (line)
+		safe_put_json(line);
+	cJSON_free(line);
+	cJSON_Delete(o);
+}
+
 int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 {
 	struct timespec deadline;
@@ -190,6 +222,8 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 	if (rc)
 		return rc;
 	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
+	if (!ok && c->json)
+		safe_put_json(raw); /* a refusal is the daemon's answer, as it is */
 	if (!ok)
 		rc = show_failure(resp, NULL);
 	cJSON_Delete(resp);
@@ -199,7 +233,7 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 		return CTL_EXIT_NODAEMON;
 	struct watched *v = NULL;
 	size_t nv = 0;
-	bool have = false;
+	bool have = false, refused = false;
 	rc = -1;
 	while (rc < 0) {
 		char *line;
@@ -220,6 +254,9 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 		if (!ev && !have) {
 			have = true; /* the events before it are older than it */
 			rc = take_status(o, &v, &nv);
+			refused = rc >= 0;
+			if (refused && c->json)
+				safe_put_json(line);
 		} else if (ev && have && (!strcmp(ev, "state") || !strcmp(ev, "health"))) {
 			const char *svc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "service"));
 			struct watched *w = find(v, nv, svc);
@@ -230,6 +267,8 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 		if (rc < 0 && have)
 			rc = verdict(v, nv, t, false);
 	}
+	if (c->json && have && !refused)
+		put_result(v, nv, t, rc);
 	for (size_t i = 0; i < nv; i++)
 		free(v[i].name);
 	free(v);

@@ -1,6 +1,7 @@
 """`evmon ctl wait NAME... --for STATE` and `evmon ctl health NAME`: exit 0
 when reached, 1 when it can no longer be reached, 3 at the timeout. The
 waits end on events; the only timeout used is the one under test."""
+import json
 import subprocess
 
 from conftest import EVMON
@@ -75,6 +76,28 @@ def test_wait_for_each_state_and_the_exit_codes(procs, tmp_path):
     for t in ("nan", "inf", "-1", "", "1e9", "1e1", "0x10", " 5", "1.2.3"):
         r = d.ctl("wait", "quick", "-t", t)
         assert r.returncode == 2 and f"bad timeout '{t}'" in r.stderr, r
+    d.stop()
+
+
+def test_json_wait_prints_what_it_ended_on(procs, tmp_path):
+    d = Daemon(procs, tmp_path, CONF)
+    r = d.ctl("--json", "wait", "quick", "--for", "ready")
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout) == {"ok": True, "for": "ready", "result": "reached", "services": [
+        {"name": "quick", "state": "running", "reached": True}]}, r
+    r = d.ctl("--json", "wait", "quick", "slow", "--for", "ready", "-t", "0.2")
+    assert r.returncode == 3 and "timed out" in r.stderr, r
+    o = json.loads(r.stdout)
+    assert (o["ok"], o["result"]) == (False, "timeout"), o
+    assert [(s["name"], s["state"], s["reached"]) for s in o["services"]] == [
+        ("quick", "running", True), ("slow", "starting", False)], o
+    r = d.ctl("--json", "wait", "after_broken", "-t", "60")
+    assert r.returncode == 1, r
+    o = json.loads(r.stdout)
+    assert o["result"] == "unreachable", o
+    assert o["services"][0]["why"] == "not started: requires broken, which is exited", o
+    r = d.ctl("--json", "wait", "nosuch", "-t", "60")  # the daemon's refusal, as it is
+    assert r.returncode == 1 and json.loads(r.stdout)["ok"] is False, r
     d.stop()
 
 
