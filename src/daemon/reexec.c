@@ -308,6 +308,18 @@ static int refuse_stopping(struct daemon *d, const struct reexec *rx, char *err,
 }
 
 /*
+ * The new image's argv[0]: ours (a path ending in evmon: what ps and
+ * pgrep -f showed of the daemon before shows after), or "evmon" (the
+ * binary's own name may be anything, "evmon-1.0" behind a symlink, and a
+ * name but evmon's runs the init).
+ */
+static char *arg0(void)
+{
+	const char *me = program_invocation_name, *base = strrchr(me, '/');
+	return !strcmp(base ? base + 1 : me, "evmon") ? program_invocation_name : "evmon";
+}
+
+/*
  * Run exe with argv (argv[0] "evmon", as the exec below: the binary's own
  * name may be anything, "evmon-1.0" behind a symlink, and a name but
  * evmon's is the init's), its fd out captured (cap bytes), the rest to
@@ -657,7 +669,7 @@ static int exec_now(struct reexec *rx)
 		return -1;
 	}
 	keep_add(&k, mfd);
-	char *argv[] = {"evmon", "daemon", "-c", (char *)d->cfg_path, "-S", (char *)d->socket,
+	char *argv[] = {arg0(), "daemon", "-c", (char *)d->cfg_path, "-S", (char *)d->socket,
 			d->reaper ? "--reaper" : NULL, NULL};
 	snprintf(env, sizeof(env), "%d", mfd);
 	setenv("EVMON_REEXEC_STATE", env, 1);

@@ -633,6 +633,9 @@ def test_reexec_of_a_binary_named_otherwise(procs, tmp_path, marker):
     before = wait_for(lambda: all_running(d, 2), what="2 running")
     r = d.ctl("reexec")
     assert r.returncode == 0, r.stdout + r.stderr + d.log()
+    # ps and pgrep -f see it as they did (it was "evmon daemon ...")
+    with open(f"/proc/{d.p.pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [real.encode(), b"daemon"]
     assert {k: v["pid"] for k, v in d.status().items()} == {k: v["pid"] for k, v in before.items()}
     d.stop()
     assert marker_pids(marker) == []
