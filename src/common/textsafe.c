@@ -71,7 +71,7 @@ void utf8_scrub(char *s, size_t n)
 	}
 }
 
-size_t text_escape(const char *in, size_t n, char *out, size_t outlen, bool backslash)
+size_t text_escape(const char *in, size_t n, char *out, size_t outlen, unsigned flags)
 {
 	const unsigned char *s = (const unsigned char *)in;
 	size_t o = 0;
@@ -79,7 +79,8 @@ size_t text_escape(const char *in, size_t n, char *out, size_t outlen, bool back
 		char esc[8];
 		size_t k = utf8_seq(s + i, n - i), w;
 		const char *piece;
-		if (plain(s + i, k) && !(backslash && s[i] == '\\')) {
+		if ((plain(s + i, k) && !(flags & TEXT_BACKSLASH && s[i] == '\\')) ||
+		    (flags & TEXT_LINES && (s[i] == '\n' || s[i] == '\t'))) {
 			piece = (const char *)s + i;
 			w = k;
 		} else {

@@ -22,14 +22,21 @@ bool text_needs_escape(const char *s, size_t n);
 /* Each byte of s[0..n) that starts no well-formed sequence becomes '?'. */
 void utf8_scrub(char *s, size_t n);
 
+/* text_escape's flags */
+enum {
+	TEXT_BACKSLASH = 1, /* a backslash becomes \\ too */
+	TEXT_LINES = 2,	    /* newline and tab stay as they are */
+};
+
 /*
  * in[0..n) into out (outlen > 0, always terminated), with C0 controls and
  * DEL as \n, \t, \r or \xNN, C1 (U+0080-U+009F) as \u00NN, and bytes of
- * no well-formed sequence as \xNN: one line, nothing a terminal acts on.
- * backslash: a backslash becomes \\ too, so that the result reads back
- * unambiguously (a literal "\x1b" is not taken for an escaped ESC).
+ * no well-formed sequence as \xNN: one line, nothing a terminal acts on
+ * (TEXT_LINES: lines, newline and tab kept). TEXT_BACKSLASH: a backslash
+ * becomes \\ too, so that the result reads back unambiguously (a literal
+ * "\x1b" is not taken for an escaped ESC). At most 4 bytes out for 1 in.
  * Cut at a whole character or escape. Returns the length written.
  */
-size_t text_escape(const char *in, size_t n, char *out, size_t outlen, bool backslash);
+size_t text_escape(const char *in, size_t n, char *out, size_t outlen, unsigned flags);
 
 #endif

@@ -446,10 +446,10 @@ static int write_out(const char *p, size_t n)
  */
 static int write_log(const char *p, size_t n, bool shown, struct safe_carry *k, bool last)
 {
-	static char out[4 * (65536 + 4)];
+	static char out[4 * (65536 + 4) + 1];
 	while (shown && (n || (last && k->n))) {
 		size_t take = n < 65536 ? n : 65536;
-		size_t o = safe_terminal(k, p, take, out, last && take == n);
+		size_t o = safe_terminal(k, p, take, out, sizeof(out), last && take == n);
 		if (write_out(out, o) < 0)
 			return -1;
 		p += take;

@@ -29,7 +29,7 @@ static char *escaped(const char *in)
 	size_t cap = 6 * n + 1; /* \u009b for the 2 bytes of a C1, \xNN for 1, \\ for 1 */
 	char *out = cJSON_malloc(cap);
 	if (out)
-		text_escape(in, n, out, cap, true);
+		text_escape(in, n, out, cap, TEXT_BACKSLASH);
 	return out;
 }
 
@@ -64,50 +64,39 @@ void safe_tree(cJSON *item)
 	}
 }
 
-/* the length a lead byte starts (RFC 3629), 0 for none */
-static size_t lead_len(unsigned char c)
+/*
+ * How many bytes at the end of s[0..n) start a UTF-8 sequence they do not
+ * finish: a lead byte, then only continuation bytes, fewer than it wants.
+ */
+static size_t unfinished(const unsigned char *s, size_t n)
 {
-	return c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+	for (size_t back = 1; back <= 3 && back <= n; back++) {
+		unsigned char c = s[n - back];
+		if ((c & 0xc0) == 0x80)
+			continue; /* a continuation byte: its lead is further back */
+		size_t want = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+		return want > back ? back : 0;
+	}
+	return 0;
 }
 
-size_t safe_terminal(struct safe_carry *k, const char *p, size_t n, char *out, bool last)
+size_t safe_terminal(struct safe_carry *k, const char *p, size_t n, char *out, size_t outlen,
+		     bool last)
 {
-	unsigned char buf[65536 + 4];
-	size_t len = 0, o = 0;
+	size_t o = 0;
 	while (n || k->n) {
 		/* the carry and as much of p as fits, one window at a time */
+		char buf[65536 + sizeof(k->b)];
+		size_t len = k->n, take = n < sizeof(buf) - len ? n : sizeof(buf) - len;
 		memcpy(buf, k->b, k->n);
-		len = k->n;
-		k->n = 0;
-		size_t take = n < sizeof(buf) - len ? n : sizeof(buf) - len;
 		memcpy(buf + len, p, take);
 		len += take;
 		p += take;
 		n -= take;
-		for (size_t i = 0; i < len;) {
-			size_t q = utf8_seq(buf + i, len - i), want = lead_len(buf[i]);
-			if (!q && want && len - i < want && (n || !last)) {
-				size_t j = i + 1;
-				while (j < len && (buf[j] & 0xc0) == 0x80)
-					j++;
-				if (j == len) { /* cut by the end: with the next piece */
-					memcpy(k->b, buf + i, len - i);
-					k->n = len - i;
-					break;
-				}
-			}
-			unsigned char c = buf[i];
-			if (q == 2 && c == 0xc2 && buf[i + 1] <= 0x9f) {
-				o += (size_t)sprintf(out + o, "\\u%04x", buf[i + 1]);
-			} else if (!q || (q == 1 && ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f))) {
-				o += (size_t)sprintf(out + o, "\\x%02x", c);
-				q = 1;
-			} else {
-				memcpy(out + o, buf + i, q);
-				o += q;
-			}
-			i += q;
-		}
+		/* a character cut by the end waits for the rest, unless nothing follows */
+		k->n = n || !last ? unfinished((const unsigned char *)buf, len) : 0;
+		memcpy(k->b, buf + len - k->n, k->n);
+		o += text_escape(buf, len - k->n, out + o, outlen - o, TEXT_LINES);
 		if (k->n && !n)
 			break;
 	}

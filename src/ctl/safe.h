@@ -37,12 +37,13 @@ struct safe_carry {
 /*
  * A piece of a service's log on its way to a terminal (logs, when stdout is
  * one): n bytes of p, after what k carried from the piece before, into out
- * (room 4 * (n + 4)), with each C0 control but newline and tab, DEL and byte
- * of no UTF-8 character as \xNN and each C1 as \u00NN: a service cannot
- * send the terminal an escape sequence (a title, the clipboard, a cleared
- * screen). A sequence cut by the end waits in k, unless last. Returns out's
- * length.
+ * (outlen at least 4 * (n + 4) + 1), escaped as text_escape does with
+ * TEXT_LINES (newline and tab kept, each other C0 control, DEL, C1 and byte
+ * of no UTF-8 character escaped): a service cannot send the terminal an
+ * escape sequence (a title, the clipboard, a cleared screen). A sequence
+ * cut by the end waits in k, unless last. Returns out's length.
  */
-size_t safe_terminal(struct safe_carry *k, const char *p, size_t n, char *out, bool last);
+size_t safe_terminal(struct safe_carry *k, const char *p, size_t n, char *out, size_t outlen,
+		     bool last);
 
 #endif

@@ -28,7 +28,7 @@ void dlog(const char *fmt, ...)
 	va_end(ap);
 	/* on one line, and nothing a terminal acts on: messages carry services' bytes */
 	size_t len = k < 0 ? 0 : (size_t)k >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)k;
-	n += text_escape(msg, len, line + n, sizeof(line) - n - 1, false);
+	n += text_escape(msg, len, line + n, sizeof(line) - n - 1, 0);
 	line[n++] = '\n';
 	stdsink_write(2, line, n);
 }

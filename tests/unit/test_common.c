@@ -13,6 +13,7 @@
 #include "duration.h"
 #include "hashmap.h"
 #include "pathfind.h"
+#include "safe.h"
 #include "textsafe.h"
 
 #include <errno.h>
@@ -229,24 +230,24 @@ static void test_textsafe(void **state)
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		char out[128];
-		size_t n = text_escape(t[i].in, strlen(t[i].in), out, sizeof(out), false);
+		size_t n = text_escape(t[i].in, strlen(t[i].in), out, sizeof(out), 0);
 		if (strcmp(out, t[i].out))
 			fail_msg("text_escape(%s): %s, not %s", t[i].in, out, t[i].out);
 		assert_int_equal(n, strlen(out));
 	}
 	/* backslash: a literal "\x1b" reads back apart from an escaped ESC */
 	char out[64];
-	text_escape("\\x1b\x1b", 5, out, sizeof(out), true);
+	text_escape("\\x1b\x1b", 5, out, sizeof(out), TEXT_BACKSLASH);
 	assert_string_equal(out, "\\\\x1b\\x1b");
-	text_escape("a\\b", 3, out, sizeof(out), false);
+	text_escape("a\\b", 3, out, sizeof(out), 0);
 	assert_string_equal(out, "a\\b");
 	/* cut at a whole escape or character */
 	char small[6];
-	assert_int_equal(text_escape("ab\x1b", 3, small, sizeof(small), false), 2);
+	assert_int_equal(text_escape("ab\x1b", 3, small, sizeof(small), 0), 2);
 	assert_string_equal(small, "ab");
-	assert_int_equal(text_escape("ab\\\\", 4, small, sizeof(small), true), 4);
+	assert_int_equal(text_escape("ab\\\\", 4, small, sizeof(small), TEXT_BACKSLASH), 4);
 	assert_string_equal(small, "ab\\\\");
-	assert_int_equal(text_escape("a\xe2\x82\xac", 4, small, 4, false), 1);
+	assert_int_equal(text_escape("a\xe2\x82\xac", 4, small, 4, 0), 1);
 	assert_string_equal(small, "a");
 	char scrub[] = "ok \xc3\xa9 \xff \xc2\x9b \xe2\x82";
 	utf8_scrub(scrub, strlen(scrub));
@@ -254,10 +255,56 @@ static void test_textsafe(void **state)
 	assert_int_equal(utf8_seq((const unsigned char *)"", 0), 0);
 }
 
+/* ctl logs to a terminal: lines kept, the rest escaped, a character cut between reads whole */
+static void test_safe_terminal(void **state)
+{
+	(void)state;
+	static char out[4 * (65536 + 4) + 1];
+	struct safe_carry k = {.n = 0};
+	const char *in = "a\x1b]0;t\x07\tb\r\n\\x1b \xc2\x9b caf\xc3\xa9 \xff\n";
+	size_t n = safe_terminal(&k, in, strlen(in), out, sizeof(out), false);
+	out[n] = '\0';
+	assert_string_equal(out, "a\\x1b]0;t\\x07\tb\\r\n\\x1b \\u009b caf\xc3\xa9 \\xff\n");
+	assert_int_equal(k.n, 0);
+	/* "\xe2\x82\xac" (the euro sign) cut after each byte: carried, then whole */
+	n = safe_terminal(&k, "x\xe2", 2, out, sizeof(out), false);
+	assert_int_equal(n, 1);
+	assert_int_equal(k.n, 1);
+	n = safe_terminal(&k, "\x82", 1, out, sizeof(out), false);
+	assert_int_equal(n, 0);
+	assert_int_equal(k.n, 2);
+	n = safe_terminal(&k, "\xac!", 2, out, sizeof(out), false);
+	out[n] = '\0';
+	assert_string_equal(out, "\xe2\x82\xac!");
+	assert_int_equal(k.n, 0);
+	/* the end: a cut character is escaped, not kept */
+	n = safe_terminal(&k, "\xe2\x82", 2, out, sizeof(out), true);
+	out[n] = '\0';
+	assert_string_equal(out, "\\xe2\\x82");
+	assert_int_equal(k.n, 0);
+	/* not a cut character: a stray continuation, or a lead byte that has all it wants */
+	n = safe_terminal(&k, "\x82\xc3", 2, out, sizeof(out), false);
+	out[n] = '\0';
+	assert_string_equal(out, "\\x82");
+	assert_int_equal(k.n, 1);
+	n = safe_terminal(&k, "", 0, out, sizeof(out), true);
+	out[n] = '\0';
+	assert_string_equal(out, "\\xc3");
+	/* a piece larger than a window: every byte escaped, the most out there is */
+	static char big[65536];
+	memset(big, 0x01, sizeof(big));
+	n = safe_terminal(&k, "\xf0\x9f", 2, out, sizeof(out), false);
+	assert_int_equal(n + k.n, 2);
+	n = safe_terminal(&k, big, sizeof(big), out, sizeof(out), true);
+	assert_int_equal(n, 4 * (sizeof(big) + 2));
+	assert_int_equal(k.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hashmap),
+		cmocka_unit_test(test_safe_terminal),
 		cmocka_unit_test(test_fnv1a),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_pathfind),
