@@ -753,6 +753,7 @@ struct evm_loop {
 	bool no_helper;	    /* the spawn helper cannot work here (valgrind, old kernel) */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */
 	int pidfd_max;	    /* pidfds below this number leave the application its reserve */
+	int fd_room;	    /* our fd table's size as far as we know (spawnclone.c's fd_table_ahead) */
 	struct rlimit nofile0; /* RLIMIT_NOFILE when the loop was created */
 	bool nofile_raised;
 	struct evm__spawner *spawner;

@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdint.h>
 #include <signal.h>
@@ -102,6 +103,35 @@ static bool pidfd_room(struct evm_loop *loop, int fd)
 		if (!raise_nofile(loop))
 			return false;
 	}
+}
+
+/*
+ * Grow our fd table before a clone has to. The kernel makes the pidfd
+ * inside clone3, where the child already shares our table (CLONE_FILES),
+ * and growing a shared table waits for an RCU grace period (expand_fdtable:
+ * 10-30 ms here, each time the table doubles past 64 fds: bench/README.md).
+ * Grown now, by this thread, the only user of the table between two spawns
+ * (in a single-threaded program), it costs a copy and no wait. fd: the
+ * pidfd just made; once the table is full to it, the next fd needs more.
+ */
+static void fd_table_ahead(struct evm_loop *loop, int fd)
+{
+	int room = loop->fd_room ? loop->fd_room : (int)(8 * sizeof(long)); /* NR_OPEN_DEFAULT */
+	loop->fd_room = room;
+	if (fd < 0 || fd + 1 < room)
+		return;
+	while (room <= fd + 1 && room < INT_MAX / 2)
+		room *= 2;
+	loop->fd_room = room; /* tried once: past the limit the kernel cannot grow it either */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rlim_t top = (rlim_t)room - 1 < rl.rlim_cur ? (rlim_t)room - 1 : rl.rlim_cur - 1;
+	if (top <= (rlim_t)fd)
+		return;
+	int t = fcntl(fd, F_DUPFD_CLOEXEC, (int)top); /* the table grows to hold it */
+	if (t >= 0)
+		close(t);
 }
 
 /* Out of fds for pidfds: watch further children through SIGCHLD. */
@@ -407,6 +437,7 @@ static pid_t clone_direct(struct evm_loop *loop, struct evm__spawn_req *req, int
 		}
 		if (pid > 0) {
 			pidfd_check_room(loop, pidfd);
+			fd_table_ahead(loop, *pidfd);
 			return pid;
 		}
 		if (e == EMFILE && want_pidfd) {
