@@ -109,7 +109,7 @@ static bool pidfd_room(struct evm_loop *loop, int fd)
  * Grow our fd table before a clone has to. The kernel makes the pidfd
  * inside clone3, where the child already shares our table (CLONE_FILES),
  * and growing a shared table waits for an RCU grace period (expand_fdtable:
- * 10-30 ms here, each time the table doubles past 64 fds: bench/README.md).
+ * 10-30 ms here each time the table doubles past 64 fds: docs/BENCHMARKS.md).
  * Grown now, by this thread, the only user of the table between two spawns
  * (in a single-threaded program), it costs a copy and no wait. fd: the
  * pidfd just made; once the table is full to it, the next fd needs more.
