@@ -233,7 +233,7 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 		return CTL_EXIT_NODAEMON;
 	struct watched *v = NULL;
 	size_t nv = 0;
-	bool have = false, refused = false;
+	bool have = false, refused = false, gone = false;
 	rc = -1;
 	while (rc < 0) {
 		char *line;
@@ -247,6 +247,7 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 		}
 		if (r < 0) {
 			rc = CTL_EXIT_NODAEMON;
+			gone = true;
 			break;
 		}
 		cJSON *o = cJSON_Parse(line);
@@ -267,7 +268,7 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 		if (rc < 0 && have)
 			rc = verdict(v, nv, t, false);
 	}
-	if (c->json && have && !refused)
+	if (c->json && have && !refused && !gone) /* gone: only the message (stderr) */
 		put_result(v, nv, t, rc);
 	for (size_t i = 0; i < nv; i++)
 		free(v[i].name);

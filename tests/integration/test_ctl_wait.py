@@ -5,7 +5,7 @@ import json
 import subprocess
 
 from conftest import EVMON
-from daemon_util import SLOW, Daemon
+from daemon_util import SLOW, Daemon, wait_for
 
 CONF = """
 [evmon]
@@ -98,6 +98,15 @@ def test_json_wait_prints_what_it_ended_on(procs, tmp_path):
     assert o["services"][0]["why"] == "not started: requires broken, which is exited", o
     r = d.ctl("--json", "wait", "nosuch", "-t", "60")  # the daemon's refusal, as it is
     assert r.returncode == 1 and json.loads(r.stdout)["ok"] is False, r
+    # the daemon gone while it waits: its message, and no result (it is no timeout)
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "--json", "wait", "slow", "--for", "ready",
+                     "-t", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: d.request({"cmd": "ping"})["clients"] >= 2, what="the wait connected")
+    d.crash()
+    assert p.wait(timeout=60 * SLOW) == 3
+    assert p.stdout.read() == b"", "a result printed"
+    assert p.stderr.read(), "no message"
+    d.start()  # takes the services over, and stops them
     d.stop()
 
 
