@@ -112,19 +112,23 @@ static bool pidfd_room(struct evm_loop *loop, int fd)
  * 10-30 ms here each time the table doubles past 64 fds: docs/BENCHMARKS.md).
  * Grown now, by this thread, the only user of the table between two spawns
  * (in a single-threaded program), it costs a copy and no wait. fd: the
- * pidfd just made; once the table is full to it, the next fd needs more.
+ * pidfd just made. Grown while FD_TABLE_SLACK slots are still free above it:
+ * the next spawn's pipes, made before its clone, must not fill the table
+ * for its pidfd (they grow it at no cost when they need more).
  */
+#define FD_TABLE_SLACK 16
+
 static void fd_table_ahead(struct evm_loop *loop, int fd)
 {
 	int room = loop->fd_room ? loop->fd_room : (int)(8 * sizeof(long)); /* NR_OPEN_DEFAULT */
 	loop->fd_room = room;
-	if (fd < 0 || fd + 1 < room)
+	if (fd < 0 || fd + 1 + FD_TABLE_SLACK < room)
 		return;
-	while (room <= fd + 1 && room < INT_MAX / 2)
+	while (room <= fd + 1 + FD_TABLE_SLACK && room < INT_MAX / 2)
 		room *= 2;
 	loop->fd_room = room; /* tried once: past the limit the kernel cannot grow it either */
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == 0)
 		return;
 	rlim_t top = (rlim_t)room - 1 < rl.rlim_cur ? (rlim_t)room - 1 : rl.rlim_cur - 1;
 	if (top <= (rlim_t)fd)
