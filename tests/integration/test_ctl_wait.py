@@ -2,10 +2,12 @@
 when reached, 1 when it can no longer be reached, 3 at the timeout. The
 waits end on events; the only timeout used is the one under test."""
 import json
+import socket
 import subprocess
+import threading
 
 from conftest import EVMON
-from daemon_util import SLOW, Daemon, wait_for
+from daemon_util import SLOW, Daemon
 
 CONF = """
 [evmon]
@@ -98,16 +100,41 @@ def test_json_wait_prints_what_it_ended_on(procs, tmp_path):
     assert o["services"][0]["why"] == "not started: requires broken, which is exited", o
     r = d.ctl("--json", "wait", "nosuch", "-t", "60")  # the daemon's refusal, as it is
     assert r.returncode == 1 and json.loads(r.stdout)["ok"] is False, r
-    # the daemon gone while it waits: its message, and no result (it is no timeout)
-    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "--json", "wait", "slow", "--for", "ready",
-                     "-t", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: d.request({"cmd": "ping"})["clients"] >= 2, what="the wait connected")
-    d.crash()
-    assert p.wait(timeout=60 * SLOW) == 3
-    assert p.stdout.read() == b"", "a result printed"
-    assert p.stderr.read(), "no message"
-    d.start()  # takes the services over, and stops them
     d.stop()
+
+
+def test_json_wait_prints_no_result_when_the_daemon_goes_away(procs, tmp_path):
+    """The daemon gone after its status answer: its message, exit 3, and no result (it
+    printed one saying "timeout", exit 3 being the timeout's code too). A stand-in daemon
+    answers the subscription and the status, then hangs up: nothing left to chance."""
+    path = str(tmp_path / "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(30 * SLOW)
+    served = []
+
+    def serve():
+        c, _ = srv.accept()
+        with c, c.makefile("rwb") as f:
+            assert json.loads(f.readline())["cmd"] == "events"
+            f.write(b'{"ok":true}\n')
+            f.flush()
+            assert json.loads(f.readline())["cmd"] == "status"
+            f.write(b'{"ok":true,"services":[{"name":"slow","state":"starting"}]}\n')
+            f.flush()
+        served.append(True)  # the wait had its status when we hung up
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        r = procs.run([EVMON, "ctl", "-S", path, "--json", "wait", "slow", "--for", "ready",
+                       "-t", "120"], timeout=60 * SLOW)
+    finally:
+        t.join()
+        srv.close()
+    assert served
+    assert r.returncode == 3 and r.stdout == "" and r.stderr, r
 
 
 def test_wait_follows_events_after_it_began(procs, tmp_path):
