@@ -320,9 +320,9 @@ static char *arg0(void)
 }
 
 /*
- * Run exe with argv (argv[0] "evmon", as the exec below: the binary's own
- * name may be anything, "evmon-1.0" behind a symlink, and a name but
- * evmon's is the init's), its fd out captured (cap bytes), the rest to
+ * Run exe with argv (argv[0] "evmon": the binary's own name may be
+ * anything, "evmon-1.0" behind a symlink, and a name but evmon's is the
+ * init's), its fd out captured (cap bytes), the rest to
  * /dev/null, killed after CHECK_TIMEOUT_MS; cb carries on. 0, or -1 with
  * err, which says what it was run for.
  */

@@ -290,7 +290,7 @@ static void test_safe_terminal(void **state)
 	n = safe_terminal(&k, "", 0, out, sizeof(out), true);
 	out[n] = '\0';
 	assert_string_equal(out, "\\xc3");
-	/* a piece larger than a window: every byte escaped, the most out there is */
+	/* a whole piece after a carry: every byte escaped, the most out there is */
 	static char big[65536];
 	memset(big, 0x01, sizeof(big));
 	n = safe_terminal(&k, "\xf0\x9f", 2, out, sizeof(out), false);
