@@ -173,7 +173,7 @@ static void report_timeout(const struct watched *v, size_t n, enum wait_for t, d
 /*
  * --json: what the wait ended on, one object (the messages of the text mode
  * go to stderr in it too): {"ok", "for", "result": "reached", "unreachable"
- * or "timeout", "services": [{"name", "state", "health", "why"}]}.
+ * or "timeout", "services": [{"name", "state", "health", "reached", "why"}]}.
  */
 static void put_result(const struct watched *v, size_t n, enum wait_for t, int rc)
 {
