@@ -266,30 +266,27 @@ static void test_safe_terminal(void **state)
 	out[n] = '\0';
 	assert_string_equal(out, "a\\x1b]0;t\\x07\tb\\r\n\\x1b \\u009b caf\xc3\xa9 \\xff\n");
 	assert_int_equal(k.n, 0);
-	/* "\xe2\x82\xac" (the euro sign) cut after each byte: carried, then whole */
-	n = safe_terminal(&k, "x\xe2", 2, out, sizeof(out), false);
-	assert_int_equal(n, 1);
-	assert_int_equal(k.n, 1);
-	n = safe_terminal(&k, "\x82", 1, out, sizeof(out), false);
-	assert_int_equal(n, 0);
-	assert_int_equal(k.n, 2);
-	n = safe_terminal(&k, "\xac!", 2, out, sizeof(out), false);
-	out[n] = '\0';
-	assert_string_equal(out, "\xe2\x82\xac!");
-	assert_int_equal(k.n, 0);
-	/* the end: a cut character is escaped, not kept */
-	n = safe_terminal(&k, "\xe2\x82", 2, out, sizeof(out), true);
-	out[n] = '\0';
-	assert_string_equal(out, "\\xe2\\x82");
-	assert_int_equal(k.n, 0);
-	/* not a cut character: a stray continuation, or a lead byte that has all it wants */
-	n = safe_terminal(&k, "\x82\xc3", 2, out, sizeof(out), false);
-	out[n] = '\0';
-	assert_string_equal(out, "\\x82");
-	assert_int_equal(k.n, 1);
-	n = safe_terminal(&k, "", 0, out, sizeof(out), true);
-	out[n] = '\0';
-	assert_string_equal(out, "\\xc3");
+	/* one stream, piece by piece: what comes out of each, and what waits for the next */
+	static const struct {
+		const char *in;
+		size_t n;
+		bool last;
+		const char *out;
+		size_t carry;
+	} steps[] = {
+		{"x\xe2", 2, false, "x", 1},		 /* the euro sign cut after each byte: waits */
+		{"\x82", 1, false, "", 2},
+		{"\xac!", 2, false, "\xe2\x82\xac!", 0}, /* then whole */
+		{"\xe2\x82", 2, true, "\\xe2\\x82", 0}, /* the end: a cut character is escaped */
+		{"\x82\xc3", 2, false, "\\x82", 1},	 /* a stray continuation; a lead byte waits */
+		{"", 0, true, "\\xc3", 0},
+	};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		n = safe_terminal(&k, steps[i].in, steps[i].n, out, sizeof(out), steps[i].last);
+		out[n] = '\0';
+		if (strcmp(out, steps[i].out) || k.n != steps[i].carry)
+			fail_msg("step %zu: \"%s\", %zu carried", i, out, k.n);
+	}
 	/* a whole piece after a carry: every byte escaped, the most out there is */
 	static char big[65536];
 	memset(big, 0x01, sizeof(big));
