@@ -833,16 +833,6 @@ static void test_child_fd_table_not_copied(void **state)
 	assert_true(size > 0 && size <= 256);
 }
 
-/*
- * The kernel makes a pidfd inside clone3, where the child shares our fd
- * table (CLONE_FILES): a table grown there waits for an RCU grace period
- * (10-30 ms a doubling: the launch of 1,000 children took 40% longer). A
- * spawn whose pidfd leaves fewer than 16 free slots above it grows the
- * table right after, when nothing shares it, so the next spawn's pipes and
- * pidfd find room without a wait. In a fork: a fresh loop, and a table
- * sized by the fds open now, not by earlier tests. free: slots left free at
- * the top before the spawn (its pidfd takes the first).
- */
 /* FDSize from /proc/self/status opened as sfd: reading it opens no fd */
 static long fd_table_size_at(int sfd)
 {
@@ -853,6 +843,15 @@ static long fd_table_size_at(int sfd)
 	return v ? strtol(v + 9, NULL, 10) : -1;
 }
 
+/*
+ * The kernel makes a pidfd inside clone3, where the child shares our fd
+ * table (CLONE_FILES): a table grown there waits for an RCU grace period
+ * (10-30 ms a doubling: the launch of 1,000 children took 40% longer). A
+ * spawn whose pidfd leaves fewer than 16 free slots above it grows the
+ * table right after, when nothing shares it, so the next spawn's pipes and
+ * pidfd find room without a wait. In a fork: a fresh loop, and a table
+ * sized by the fds open now, not by earlier tests.
+ */
 static void grown_ahead(void *arg)
 {
 	char *skip = arg; /* shared with the test: why nothing could be checked */
