@@ -337,8 +337,10 @@ EVM_HIDDEN int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig
 EVM_HIDDEN void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *then,
 				     bool group);
 EVM_HIDDEN void evm__trees_free(struct evm_loop *loop);
-/* reads of /proc those two made for loop's services (for tests) */
+/* reads of /proc those two made for loop's services, and the entries their
+ * searches looked at (for tests) */
 EVM_HIDDEN uint64_t evm__tree_reads(const struct evm_loop *loop);
+EVM_HIDDEN uint64_t evm__tree_visits(const struct evm_loop *loop);
 
 /* ----------------------------------------------------------------- reaping */
 

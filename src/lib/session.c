@@ -65,29 +65,76 @@ int evm__proc_stat(pid_t pid, struct evm__pstat *out)
 	return 0;
 }
 
+/*
+ * One read of /proc, indexed: by_sid and by_ppid hold the entries' indices
+ * sorted by session and by parent, so a search walks only the trees it
+ * marks (a binary search per member) and not the whole table: a shutdown
+ * stopping 10,000 services in one dispatch shares one read, and searched
+ * all of it 10,000 times (1.5 s).
+ */
 struct ptable {
 	struct evm__pstat *p;
-	bool *in;
-	size_t n, cap;
-	uint64_t reads; /* table_read calls */
+	uint32_t *by_sid, *by_ppid;
+	uint32_t *mark; /* the last search's marked entries, in the order found */
+	bool *in;	/* p[i] is marked */
+	size_t n, cap, nmark;
+	uint64_t reads;	 /* table_read calls */
+	uint64_t visits; /* entries a search looked at (for tests: the cost) */
 };
 
-static int table_add(struct ptable *t, pid_t pid)
+static void table_free(struct ptable *t)
 {
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 256;
-		struct evm__pstat *p = realloc(t->p, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
+	free(t->p);
+	free(t->by_sid);
+	free(t->by_ppid);
+	free(t->mark);
+	free(t->in);
+	*t = (struct ptable){0};
+}
+
+static int table_grow(struct ptable *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 256;
+	struct evm__pstat *p = realloc(t->p, cap * sizeof(*p));
+	if (p)
 		t->p = p;
-		t->cap = cap;
-	}
-	if (evm__proc_stat(pid, &t->p[t->n]) == 0)
-		t->n++;
+	uint32_t *a = realloc(t->by_sid, cap * sizeof(*a));
+	if (a)
+		t->by_sid = a;
+	uint32_t *b = realloc(t->by_ppid, cap * sizeof(*b));
+	if (b)
+		t->by_ppid = b;
+	uint32_t *m = realloc(t->mark, cap * sizeof(*m));
+	if (m)
+		t->mark = m;
+	bool *in = realloc(t->in, cap * sizeof(*in));
+	if (in)
+		t->in = in;
+	if (!p || !a || !b || !m || !in)
+		return -ENOMEM;
+	t->cap = cap;
 	return 0;
 }
 
-/* Every process of /proc now. */
+static pid_t key_of(const struct ptable *t, uint32_t i, bool sid)
+{
+	return sid ? t->p[i].sid : t->p[i].ppid;
+}
+
+struct sorting {
+	const struct ptable *t;
+	bool sid;
+};
+
+static int by_key(const void *a, const void *b, void *data)
+{
+	const struct sorting *s = data;
+	uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+	pid_t x = key_of(s->t, i, s->sid), y = key_of(s->t, j, s->sid);
+	return x != y ? (x < y ? -1 : 1) : (i > j) - (i < j);
+}
+
+/* Every process of /proc now, indexed. */
 static int table_read(struct ptable *t)
 {
 	DIR *d = opendir("/proc");
@@ -95,45 +142,74 @@ static int table_read(struct ptable *t)
 		return -errno;
 	int r = 0;
 	struct dirent *e;
-	t->n = 0;
+	t->n = t->nmark = 0;
 	t->reads++;
 	while (r == 0 && (e = readdir(d))) {
 		char *end;
 		long v = strtol(e->d_name, &end, 10);
 		if (*end || v <= 0)
 			continue;
-		r = table_add(t, (pid_t)v);
+		if (t->n == t->cap && (r = table_grow(t)) < 0)
+			break;
+		if (evm__proc_stat((pid_t)v, &t->p[t->n]) == 0)
+			t->n++;
 	}
 	closedir(d);
-	free(t->in);
-	t->in = r == 0 ? calloc(t->n ? t->n : 1, sizeof(bool)) : NULL;
-	return r < 0 ? r : t->in ? 0 : -ENOMEM;
+	if (r < 0) {
+		t->n = 0;
+		return r;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		t->by_sid[i] = t->by_ppid[i] = (uint32_t)i;
+		t->in[i] = false;
+	}
+	qsort_r(t->by_sid, t->n, sizeof(*t->by_sid), by_key, &(struct sorting){t, true});
+	qsort_r(t->by_ppid, t->n, sizeof(*t->by_ppid), by_key, &(struct sorting){t, false});
+	return 0;
+}
+
+/* mark p[i] (never self), queued for its children's search */
+static void mark(struct ptable *t, uint32_t i, pid_t self)
+{
+	t->visits++;
+	if (t->in[i] || t->p[i].pid == self)
+		return;
+	t->in[i] = true;
+	t->mark[t->nmark++] = i;
+}
+
+/* mark every entry whose session (sid) or parent (!sid) is key */
+static void mark_key(struct ptable *t, bool sid, pid_t key, pid_t self)
+{
+	const uint32_t *idx = sid ? t->by_sid : t->by_ppid;
+	size_t lo = 0, hi = t->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (key_of(t, idx[mid], sid) < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < t->n && key_of(t, idx[lo], sid) == key; lo++)
+		mark(t, idx[lo], self);
 }
 
 /*
- * Mark the trees: with sids, the members of those sessions, else the
- * caller's children; then, until nothing changes, whoever's parent is marked.
+ * Mark the trees: the members of the sessions sids[0..nsids), or with sids
+ * NULL the caller's children; then whoever's parent is marked (t->mark is
+ * also the queue of that search), never self.
  */
-static void table_mark(struct ptable *t, const struct evm__pidmap *sids, pid_t self)
+static void table_mark(struct ptable *t, const pid_t *sids, size_t nsids, pid_t self)
 {
-	struct evm__pidmap m = {0};
-	for (size_t i = 0; i < t->n; i++) {
-		t->in[i] = t->p[i].pid != self &&
-			   (sids ? evm__pidmap_get(sids, t->p[i].sid) != NULL : t->p[i].ppid == self);
-		if (t->in[i] && evm__pidmap_reserve(&m) == 0)
-			evm__pidmap_put(&m, t->p[i].pid, (struct evm_proc *)t);
-	}
-	for (bool more = true; more;) {
-		more = false;
-		for (size_t i = 0; i < t->n; i++) {
-			if (t->in[i] || t->p[i].pid == self || !evm__pidmap_get(&m, t->p[i].ppid))
-				continue;
-			t->in[i] = more = true;
-			if (evm__pidmap_reserve(&m) == 0)
-				evm__pidmap_put(&m, t->p[i].pid, (struct evm_proc *)t);
-		}
-	}
-	evm__pidmap_free(&m);
+	for (size_t i = 0; i < t->nmark; i++)
+		t->in[t->mark[i]] = false;
+	t->nmark = 0;
+	if (!sids)
+		mark_key(t, false, self, self);
+	for (size_t i = 0; sids && i < nsids; i++)
+		mark_key(t, true, sids[i], self);
+	for (size_t q = 0; q < t->nmark; q++)
+		mark_key(t, false, t->p[t->mark[q]].pid, self);
 }
 
 /* sig to p if it is still the process read (pinned by a pidfd): 1 sent, 0 not, -errno */
@@ -153,10 +229,11 @@ static int signal_pinned(const struct evm__pstat *p, int sig)
 }
 
 /*
- * sig to every process of the sessions in sids (NULL: of our descendants).
- * t holds a read of /proc already when have: the first pass uses it.
+ * sig to every process of the sessions sids[0..nsids) (sids NULL: of our
+ * descendants). t holds a read of /proc already when have: the first pass
+ * uses it.
  */
-static int signal_trees(struct ptable *t, bool have, const struct evm__pidmap *sids, int sig)
+static int signal_trees(struct ptable *t, bool have, const pid_t *sids, size_t nsids, int sig)
 {
 	struct evm__pidmap seen = {0};
 	pid_t self = getpid();
@@ -165,15 +242,16 @@ static int signal_trees(struct ptable *t, bool have, const struct evm__pidmap *s
 	for (int pass = 0; pass < (sig == SIGKILL ? KILL_PASSES : 1); pass++) {
 		if ((pass > 0 || !have) && (r = table_read(t)) < 0)
 			break;
-		table_mark(t, sids, self);
+		table_mark(t, sids, nsids, self);
 		int fresh = 0;
-		for (size_t i = 0; i < t->n; i++) {
-			if (!t->in[i] || evm__pidmap_get(&seen, t->p[i].pid))
+		for (size_t k = 0; k < t->nmark; k++) {
+			const struct evm__pstat *p = &t->p[t->mark[k]];
+			if (evm__pidmap_get(&seen, p->pid))
 				continue;
 			fresh++;
 			if (evm__pidmap_reserve(&seen) == 0)
-				evm__pidmap_put(&seen, t->p[i].pid, (struct evm_proc *)t);
-			int e = signal_pinned(&t->p[i], sig);
+				evm__pidmap_put(&seen, p->pid, (struct evm_proc *)t);
+			int e = signal_pinned(p, sig);
 			if (e > 0)
 				sent++;
 			else if (e < 0 && !error)
@@ -188,27 +266,13 @@ static int signal_trees(struct ptable *t, bool have, const struct evm__pidmap *s
 	return sent || !error ? sent : error;
 }
 
-/* the set {sid} in m */
-static int one_sid(struct evm__pidmap *m, pid_t sid)
-{
-	int r = evm__pidmap_reserve(m);
-	if (r == 0)
-		r = evm__pidmap_put(m, sid, (struct evm_proc *)m);
-	return r;
-}
-
 int evm_tree_signal(pid_t sid, int sig)
 {
 	if (sid < 0 || sig < 0 || sig >= NSIG)
 		return -EINVAL;
 	struct ptable t = {0};
-	struct evm__pidmap sids = {0};
-	int r = sid > 0 ? one_sid(&sids, sid) : 0;
-	if (r == 0)
-		r = signal_trees(&t, false, sid > 0 ? &sids : NULL, sig);
-	free(t.p);
-	free(t.in);
-	evm__pidmap_free(&sids);
+	int r = signal_trees(&t, false, sid > 0 ? &sid : NULL, 1, sig);
+	table_free(&t);
 	return r;
 }
 
@@ -233,14 +297,15 @@ struct evm__trees {
 	size_t nkill, capkill;
 	bool queued; /* rel is queued */
 	struct evm__release rel;
+	pid_t *sweep; /* trees_release's sessions (capkill of them) */
 	uint64_t reads; /* of /proc, all passes: what the batching saves */
 };
 
 /* sig to sids' trees, tr->snap the table (read once here unless have) */
-static int trees_signal(struct evm__trees *tr, bool have, const struct evm__pidmap *sids, int sig)
+static int trees_signal(struct evm__trees *tr, bool have, const pid_t *sids, size_t nsids, int sig)
 {
 	uint64_t before = tr->snap.reads;
-	int r = signal_trees(&tr->snap, have, sids, sig);
+	int r = signal_trees(&tr->snap, have, sids, nsids, sig);
 	tr->reads += tr->snap.reads - before;
 	return r;
 }
@@ -257,7 +322,6 @@ static void kill_then(struct evm_proc *p, bool group)
 static void trees_release(struct evm__release *rel)
 {
 	struct evm__trees *tr = evm__container_of(rel, struct evm__trees, rel);
-	struct evm__pidmap sids = {0};
 	size_t n = 0, nkill = tr->nkill;
 	tr->queued = false;
 	tr->valid = false;
@@ -274,18 +338,12 @@ static void trees_release(struct evm__release *rel)
 		 */
 		pid_t sid = tr->kill[i].sid;
 		struct evm_proc *p = evm__pidmap_get(&tr->loop->pids, sid);
-		if (p && p->serial > tr->kill[i].since)
-			continue;
-		if (one_sid(&sids, sid) < 0) {
-			evm_tree_signal(sid, SIGKILL);
-			continue;
-		}
-		n++;
+		if (!p || p->serial <= tr->kill[i].since)
+			tr->sweep[n++] = sid;
 	}
 	/* read now: every exit that queued a session came before it */
 	if (n)
-		trees_signal(tr, false, &sids, SIGKILL);
-	evm__pidmap_free(&sids);
+		trees_signal(tr, false, tr->sweep, n, SIGKILL);
 	tr->nkill = 0; /* a kill below queues nothing: its exit is seen later */
 	for (size_t i = 0; i < nkill; i++)
 		kill_then(tr->kill[i].then, tr->kill[i].group);
@@ -312,13 +370,8 @@ int evm__tree_signal_shared(struct evm_loop *loop, pid_t sid, int sig)
 	struct evm__trees *tr = trees_of(loop);
 	if (!tr || sid <= 0 || sig == SIGKILL)
 		return evm_tree_signal(sid, sig);
-	struct evm__pidmap sids = {0};
-	int r = one_sid(&sids, sid);
-	if (r == 0) {
-		r = trees_signal(tr, tr->valid, &sids, sig);
-		tr->valid = r >= 0;
-	}
-	evm__pidmap_free(&sids);
+	int r = trees_signal(tr, tr->valid, &sid, 1, sig);
+	tr->valid = r >= 0;
 	if (tr->valid)
 		trees_arm(tr);
 	return r;
@@ -330,10 +383,13 @@ void evm__tree_kill_later(struct evm_loop *loop, pid_t sid, struct evm_proc *the
 	if (tr && tr->nkill == tr->capkill) {
 		size_t cap = tr->capkill ? tr->capkill * 2 : 16;
 		struct tree_kill *k = realloc(tr->kill, cap * sizeof(*k));
-		if (k) {
+		if (k)
 			tr->kill = k;
+		pid_t *s = realloc(tr->sweep, cap * sizeof(*s));
+		if (s)
+			tr->sweep = s;
+		if (k && s)
 			tr->capkill = cap;
-		}
 	}
 	if (!tr || tr->nkill == tr->capkill) {
 		evm_tree_signal(sid, SIGKILL); /* out of memory: now, alone */
@@ -352,12 +408,12 @@ void evm__trees_free(struct evm_loop *loop)
 	struct evm__trees *tr = loop->trees;
 	if (!tr)
 		return;
-	free(tr->snap.p);
-	free(tr->snap.in);
+	table_free(&tr->snap);
 	for (size_t i = 0; i < tr->nkill; i++) /* queued, the dispatch never ended: not sent */
 		if (tr->kill[i].then)
 			evm_proc_unref(tr->kill[i].then);
 	free(tr->kill);
+	free(tr->sweep);
 	free(tr);
 	loop->trees = NULL;
 }
@@ -365,4 +421,9 @@ void evm__trees_free(struct evm_loop *loop)
 uint64_t evm__tree_reads(const struct evm_loop *loop)
 {
 	return loop->trees ? loop->trees->reads : 0;
+}
+
+uint64_t evm__tree_visits(const struct evm_loop *loop)
+{
+	return loop->trees ? loop->trees->snap.visits : 0;
 }
