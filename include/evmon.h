@@ -791,6 +791,15 @@ EVM_API int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o
 EVM_API int evm_proc_start_time(pid_t pid, uint64_t *out);
 
 /*
+ * evm_proc_start_time of proc's process, read once and kept: the library
+ * may have read it already (a service's main process leading its session
+ * without a cgroup, an adopted process), and asking again reads nothing.
+ * 0; -ESRCH once the process was reaped before it was read (its pid may be
+ * another's), -ECHILD in a forked copy of the program. Loop thread.
+ */
+EVM_API int evm_proc_start_time_of(struct evm_proc *proc, uint64_t *out);
+
+/*
  * Signal a process tree found in /proc, for when there is no cgroup: with
  * sid > 0 every process of session sid (a service that leads its own
  * session: the main process's pid) and every descendant of those by parent

@@ -194,7 +194,11 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		struct evm_service_info info;
 		evm_service_info(u->svc, &info);
 		pid_t pid = info.pid;
-		if (pid > 0 && pid != u->rec_pid && evm_proc_start_time(pid, &u->rec_start) < 0)
+		/* the main's start time as the library read it (one read a start, not two) */
+		struct evm_proc *p = evm_service_proc(u->svc);
+		if (pid > 0 && pid != u->rec_pid &&
+		    (p && evm_proc_pid(p) == pid ? evm_proc_start_time_of(p, &u->rec_start)
+						 : evm_proc_start_time(pid, &u->rec_start)) < 0)
 			pid = 0; /* gone already: its exit is on its way */
 		u->rec_pid = pid;
 		/* down: stopped by a user, or over (exited, fatal): not started again */

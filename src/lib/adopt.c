@@ -68,6 +68,31 @@ static int pidfd_alive(int pidfd)
 	return errno == ESRCH ? -ESRCH : -errno;
 }
 
+int evm_proc_start_time_of(struct evm_proc *p, uint64_t *out)
+{
+	if (!p || !out)
+		return -EINVAL;
+	if (!p->start_known) {
+		/* unreaped (under the lock, as a signal): the pid is still its own */
+		pthread_mutex_lock(&evm__sig_mu);
+		int r = p->gone ? -ESRCH : evm__forked(p->loop) ? -ECHILD : 0;
+		struct evm__pstat f;
+		if (r == 0)
+			r = evm__proc_stat(p->pid, &f);
+		/* another's child (adopted) may be reaped and its pid reused meanwhile:
+		 * the read was its own if it is alive after it */
+		if (r == 0 && (p->kind & EVM__K_FOREIGN))
+			r = p->pidfd >= 0 ? pidfd_alive(p->pidfd) : -ESRCH;
+		pthread_mutex_unlock(&evm__sig_mu);
+		if (r < 0)
+			return r;
+		p->start_ticks = f.start;
+		p->start_known = true;
+	}
+	*out = p->start_ticks;
+	return 0;
+}
+
 /* When it started, on our clocks, from its start time in ticks since boot. */
 static void set_start(struct evm_proc *p, uint64_t ticks)
 {
@@ -234,6 +259,8 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 		p->kind |= EVM__K_GROUP;
 	p->adopt_sid = f.sid;
 	set_start(p, f.start);
+	p->start_ticks = f.start; /* checked (read while it lived, or kept) */
+	p->start_known = true;
 	/* ours now; one kept across an exec came without FD_CLOEXEC */
 	if (o->flags & EVM_ADOPT_PIDFD)
 		(void)fcntl(pidfd, F_SETFD, FD_CLOEXEC);

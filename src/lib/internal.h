@@ -259,6 +259,8 @@ struct evm_proc {
 	uint8_t kind;	   /* EVM__K_*: fixed once handed out, any thread */
 	uint64_t start_mono;
 	int64_t start_real; /* ns since the epoch */
+	uint64_t start_ticks; /* its /proc start time once read (start_known): evm_proc_start_time_of */
+	bool start_known;
 	evm_exit_cb cb;
 	void *data;
 	struct evm__route *route;

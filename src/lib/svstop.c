@@ -71,8 +71,10 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 		 (s->spawn.flags & (EVM_SPAWN_SETSID | EVM_SPAWN_SETCTTY)) && p->adopt_sid != getsid(0))
 		s->sid = p->adopt_sid;
 	s->sid_start = 0;
-	if (s->sid && evm_proc_start_time(s->sid, &s->sid_start) < 0)
-		s->sid_start = 0; /* its leader gone already: the members keep the number */
+	/* its leader gone already: the members keep the number (sid_start 0) */
+	if (s->sid && (s->sid == p->pid ? evm_proc_start_time_of(p, &s->sid_start)
+					: evm_proc_start_time(s->sid, &s->sid_start)) < 0)
+		s->sid_start = 0;
 }
 
 /*

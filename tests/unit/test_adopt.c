@@ -4,6 +4,7 @@
  * unknown, adopted), the identity checks (start time, given pidfd, pid
  * already tracked), EVM_ADOPT_KEPT (a pidfd kept across one's exec: taken
  * as it is), signals, and evm_loop_free of an adopted process; and
+ * evm_proc_start_time_of (read once, kept past the reap); and
  * evm_loop_prepare_exec, which stops the spawn helper before an exec of
  * oneself (else it outlives the exec as a stray child).
  */
@@ -373,6 +374,69 @@ static void test_adopt_spawned_pid_is_tracked(void **state)
 	evm_proc_unref(p);
 }
 
+/*
+ * evm_proc_start_time_of: read once and kept, so it still answers after the
+ * reap; never read after it (the pid may be another's); read by the library
+ * itself for an adopted process and for a service's main process leading its
+ * session without a cgroup (the daemon records that one: one read a start).
+ */
+static void test_start_time_of(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	uint64_t st = 0, got = 0;
+	struct t_exit x = {0}, y = {0};
+	struct evm_proc *p = t_spawn(loop, HARGV("sleep", "30"), &x);
+	struct evm_proc *q = t_spawn(loop, HARGV("sleep", "30"), &y);
+	assert_int_equal(evm_proc_start_time_of(NULL, &got), -EINVAL);
+	assert_int_equal(evm_proc_start_time_of(p, NULL), -EINVAL);
+	assert_int_equal(evm_proc_start_time(evm_proc_pid(p), &st), 0);
+	assert_int_equal(evm_proc_start_time_of(p, &got), 0);
+	assert_true(got == st);
+	assert_int_equal(evm_proc_signal(p, SIGKILL), 0);
+	assert_int_equal(evm_proc_signal(q, SIGKILL), 0);
+	RUN_UNTIL(loop, x.n == 1 && y.n == 1, 10000);
+	got = 0;
+	assert_int_equal(evm_proc_start_time_of(p, &got), 0);
+	assert_true(got == st);
+	assert_int_equal(evm_proc_start_time_of(q, &got), -ESRCH);
+	evm_proc_unref(p);
+	evm_proc_unref(q);
+
+	/* adopted, another's child: the adoption's checked read */
+	struct foreign f = fork_foreign();
+	assert_int_equal(evm_proc_start_time(f.child, &st), 0);
+	struct evm_adopt_opts o = {.pid = f.child, .on_exit = t_on_exit, .data = &x};
+	assert_int_equal(evm_proc_adopt(loop, &o, &p), 0);
+	assert_int_equal(evm_proc_signal(p, SIGKILL), 0);
+	RUN_UNTIL(loop, x.n == 2, 10000);
+	assert_int_equal(reap(f.parent), 100 + SIGKILL);
+	got = 0;
+	assert_int_equal(evm_proc_start_time_of(p, &got), 0);
+	assert_true(got == st);
+	evm_proc_unref(p);
+
+	/* a service's main process in a session of its own, no cgroup: read at its start */
+	struct evm_service_opts so = {
+		.name = "s",
+		.spawn = {.argv = HARGV("sleep", "30")},
+		.restart = EVM_RESTART_NEVER,
+		.kill_mode = EVM_KILL_TREE,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	p = evm_proc_ref(evm_service_proc(svc));
+	assert_int_equal(evm_proc_start_time(evm_proc_pid(p), &st), 0);
+	assert_int_equal(evm_service_stop(svc), 0);
+	RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_STOPPED, 10000);
+	assert_true(evm_proc_exited(p));
+	got = 0;
+	assert_int_equal(evm_proc_start_time_of(p, &got), 0);
+	assert_true(got == st);
+	evm_proc_unref(p);
+	evm_service_remove(svc);
+}
+
 static void test_adopt_bad_args(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -587,6 +651,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_kept_foreign, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_spawned_pid_is_tracked, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_bad_args, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_start_time_of, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_service_adopts_foreign, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_exec_stops_the_helper, setup_helper, t_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_exec_then_exec, t_setup, t_teardown),
