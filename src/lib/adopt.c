@@ -68,11 +68,21 @@ static int pidfd_alive(int pidfd)
 	return errno == ESRCH ? -ESRCH : -errno;
 }
 
+/* what evm_proc_start_time_of answers from now on (not kept when out of memory) */
+static void keep_start(struct evm_proc *p, uint64_t ticks)
+{
+	struct evm__proc_more *m = evm__proc_more(p);
+	if (m) {
+		m->start_ticks = ticks;
+		m->start_known = true;
+	}
+}
+
 int evm_proc_start_time_of(struct evm_proc *p, uint64_t *out)
 {
 	if (!p || !out)
 		return -EINVAL;
-	if (!p->start_known) {
+	if (!p->more || !p->more->start_known) {
 		/* unreaped (under the lock, as a signal): the pid is still its own */
 		pthread_mutex_lock(&evm__sig_mu);
 		int r = p->gone ? -ESRCH : evm__forked(p->loop) ? -ECHILD : 0;
@@ -86,10 +96,11 @@ int evm_proc_start_time_of(struct evm_proc *p, uint64_t *out)
 		pthread_mutex_unlock(&evm__sig_mu);
 		if (r < 0)
 			return r;
-		p->start_ticks = f.start;
-		p->start_known = true;
+		keep_start(p, f.start);
+		*out = f.start;
+		return 0;
 	}
-	*out = p->start_ticks;
+	*out = p->more->start_ticks;
 	return 0;
 }
 
@@ -259,8 +270,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 		p->kind |= EVM__K_GROUP;
 	p->adopt_sid = f.sid;
 	set_start(p, f.start);
-	p->start_ticks = f.start; /* checked (read while it lived, or kept) */
-	p->start_known = true;
+	keep_start(p, f.start); /* checked (read while it lived, or kept) */
 	/* ours now; one kept across an exec came without FD_CLOEXEC */
 	if (o->flags & EVM_ADOPT_PIDFD)
 		(void)fcntl(pidfd, F_SETFD, FD_CLOEXEC);

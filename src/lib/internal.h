@@ -240,6 +240,9 @@ struct evm__proc_more {
 	int timeout_signal;
 	/* EVM_SPAWN_NOWAIT: why the child failed before its exec (evm_proc_spawn_error) */
 	int spawn_err, spawn_stage;
+	/* its /proc start time once read (evm_proc_start_time_of) */
+	uint64_t start_ticks;
+	bool start_known;
 };
 
 /* Ordered by size, no holes: 176 bytes on 64-bit (a 192-byte malloc chunk). */
@@ -259,8 +262,6 @@ struct evm_proc {
 	uint8_t kind;	   /* EVM__K_*: fixed once handed out, any thread */
 	uint64_t start_mono;
 	int64_t start_real; /* ns since the epoch */
-	uint64_t start_ticks; /* its /proc start time once read (start_known): evm_proc_start_time_of */
-	bool start_known;
 	evm_exit_cb cb;
 	void *data;
 	struct evm__route *route;
