@@ -95,6 +95,18 @@ enum {
 	EVM_LOOP_REAPER = 1u << 0,
 	/* In reaper mode, do not become a subreaper when not PID 1. */
 	EVM_LOOP_NO_SUBREAPER = 1u << 1,
+	/*
+	 * Leave the calling thread's CPU affinity alone while spawning. By
+	 * default, while other children of the loop live, a spawn narrows the
+	 * spawning thread's affinity to the CPU it runs on for the clone, so
+	 * the child sets itself up there (where the thread sleeps until the
+	 * child's exec) rather than on another CPU woken for it; the child
+	 * takes the thread's whole mask back just before its exec, and the
+	 * thread takes it back after (unless someone changed it meanwhile).
+	 * Another thread reading the spawning thread's affinity during a spawn
+	 * sees one CPU.
+	 */
+	EVM_LOOP_SPAWN_ANY_CPU = 1u << 2,
 };
 
 struct evm_loop_opts {

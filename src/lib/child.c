@@ -637,6 +637,11 @@ EVM_CHILD_CODE int evm__spawn_child(void *arg)
 		write_listen_pid(r);
 	if (r->pdeath_signal) /* after the credentials change, which clears it */
 		set_pdeath(r);
+	/* set up on our parent's CPU (spawnclone.c's pin_here): the exec places the program */
+	if (r->cpus && (e = evm__raw3(SYS_sched_setaffinity, 0, sizeof(*r->cpus), (long)r->cpus)) < 0) {
+		r->cpus_refused = 1;
+		fail(r, EVM_STAGE_FORK, e);
+	}
 	if (blocked) {
 		static const unsigned long none[8]; /* every signal, glibc's own included */
 		evm__raw4(SYS_rt_sigprocmask, SIG_SETMASK, none, NULL, (size_t)(_NSIG - 1) / 8);

@@ -405,6 +405,8 @@ struct evm__spawn_req {
 	 */
 	unsigned keep_fds;
 	const volatile int *pidfd_at;
+	/* spawnclone.c's pin_here: the CPU mask the child takes back before its exec, or NULL */
+	const cpu_set_t *cpus;
 	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
 	int nowait_slot;  /* EVM_SPAWN_NOWAIT carried out: the child's slot (nowait.c), else -1 */
 	/* namespaces (ns.c): CLONE_NEW* for the clone, then joins, host name, ctty */
@@ -422,6 +424,7 @@ struct evm__spawn_req {
 	volatile int err;
 	volatile int stage;
 	volatile int whole_table; /* own_fd_table had to copy all of ours (unshare: before Linux 5.9) */
+	volatile int cpus_refused; /* the child could not take cpus back: it exited, not exec'd */
 	/*
 	 * Helper path, written by the kernel: the child's pid at clone
 	 * (CLONE_PARENT_SETTID), and in_mm, set by us, cleared when the child
@@ -489,6 +492,8 @@ EVM_HIDDEN int evm__above_stdio(int fd);
 /* spawnclone.c: clone the child of req (direct or through the helper); its pid or -errno */
 EVM_HIDDEN pid_t evm__spawn_clone(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 				  struct evm_spawn_error *err);
+/* spawns whose child set itself up on the loop thread's CPU (pin_here; for tests) */
+EVM_HIDDEN uint64_t evm__pinned_spawns(const struct evm_loop *loop);
 EVM_HIDDEN int evm__userns_release(pid_t pid, struct evm__spawn_req *r, int sync_w);
 
 /* the stage of a failed clone: the cgroup or the namespaces it was asked for, or the fork */
@@ -754,6 +759,9 @@ struct evm_loop {
 	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
 	bool no_share_files; /* a child could not take a table of its own (a seccomp filter) */
+	bool no_pin;	     /* spawns leave our CPU mask alone (EVM_LOOP_SPAWN_ANY_CPU, or refused) */
+	uint64_t pinned;     /* spawns whose child set up on our CPU (evm__pinned_spawns) */
+	bool test_refuse_cpus; /* tests: the child is given an empty mask to take back (EINVAL) */
 	bool whole_tables;   /* a child took a copy of all of ours, not of the fds it uses */
 	bool no_helper;	    /* the spawn helper cannot work here (valgrind, old kernel) */
 	int reserve_fd;	    /* kept free for the SIGCHLD signalfd when fds run out */

@@ -1928,6 +1928,137 @@ static void test_parent_fds_stable(void **state)
 	assert_int_equal(t_count_fds(), fds0);
 }
 
+/* ------------------------------------------------------- the child's CPU */
+
+static void cpus_of(pid_t pid, char *buf, size_t cap)
+{
+	assert_true(t_proc_status(pid, "Cpus_allowed_list", buf, cap));
+}
+
+static void kill_and_reap(struct evm_loop *loop, struct evm_proc **p, int n)
+{
+	for (int i = 0; i < n; i++)
+		evm_proc_signal(p[i], SIGKILL);
+	for (int i = 0; i < n; i++) {
+		RUN_UNTIL(loop, evm_proc_exited(p[i]), 10000);
+		evm_proc_unref(p[i]);
+	}
+}
+
+/* skip where spawns do not clone directly (pin_here is clone_vfork3's) */
+static bool can_pin(cpu_set_t *all)
+{
+	assert_int_equal(sched_getaffinity(0, sizeof(*all), all), 0);
+	return CPU_COUNT(all) >= 2 && !helper_mode();
+}
+
+/* p[0]: a child that lives on, so the next spawns pin; false (none left) without clone3 */
+static bool first_child(struct evm_loop *loop, struct evm_proc **p, struct t_exit *x)
+{
+	p[0] = t_spawn(loop, HARGV("sleep", "30"), x);
+	if (!loop->no_clone3)
+		return true;
+	kill_and_reap(loop, p, 1);
+	return false;
+}
+
+/*
+ * While another child lives, a child sets itself up on our CPU (our mask
+ * narrowed to it for the clone), takes our whole mask back before its exec,
+ * and we take it back after: nobody sees the narrowing but for the clone's
+ * time. With a mask of one CPU there is nothing to narrow, and the child
+ * keeps that CPU.
+ */
+static void test_child_sets_up_on_our_cpu(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	cpu_set_t all, now;
+	struct evm_proc *p[3];
+	struct t_exit x[3] = {{0}};
+	if (!can_pin(&all))
+		T_SKIP("one CPU, or through the spawn helper: nothing narrowed");
+	if (!first_child(loop, p, &x[0]))
+		T_SKIP("no clone3 here (valgrind, or Linux before 5.5)");
+	uint64_t pinned = evm__pinned_spawns(loop);
+	p[1] = t_spawn(loop, HARGV("sleep", "30"), &x[1]);
+	assert_true(evm__pinned_spawns(loop) == pinned + 1);
+	char want[512], got[512];
+	cpus_of(getpid(), want, sizeof(want));
+	cpus_of(evm_proc_pid(p[1]), got, sizeof(got));
+	assert_string_equal(got, want);
+	assert_int_equal(sched_getaffinity(0, sizeof(now), &now), 0);
+	assert_true(CPU_EQUAL(&now, &all));
+
+	int last = -1;
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &all))
+			last = c;
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(last, &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	p[2] = t_spawn(loop, HARGV("sleep", "30"), &x[2]);
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+	assert_true(evm__pinned_spawns(loop) == pinned + 1);
+	snprintf(want, sizeof(want), "%d", last);
+	cpus_of(evm_proc_pid(p[2]), got, sizeof(got));
+	assert_string_equal(got, want);
+	kill_and_reap(loop, p, 3);
+}
+
+/* EVM_LOOP_SPAWN_ANY_CPU: the spawning thread's mask is never touched */
+static void test_spawn_any_cpu(void **state)
+{
+	(void)state;
+	struct evm_loop *loop;
+	struct evm_loop_opts lo = {.flags = EVM_LOOP_SPAWN_ANY_CPU};
+	assert_int_equal(evm_loop_new(&loop, &lo), 0);
+	cpu_set_t all;
+	struct evm_proc *p[2];
+	struct t_exit x[2] = {{0}};
+	p[0] = t_spawn(loop, HARGV("sleep", "30"), &x[0]);
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	p[1] = t_spawn(loop, HARGV("sleep", "30"), &x[1]);
+	assert_true(evm__pinned_spawns(loop) == 0);
+	kill_and_reap(loop, p, 2);
+	evm_loop_free(loop);
+}
+
+/*
+ * A child that cannot take our mask back (a seccomp filter refusing
+ * sched_setaffinity, a cpuset changed meanwhile; here an empty mask given
+ * to it: EINVAL) exits before its exec; the spawn is made again without
+ * the narrowing and works, and so are the loop's later ones.
+ */
+static void test_child_refused_our_cpus(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	cpu_set_t all;
+	struct evm_proc *p[3];
+	struct t_exit x[3] = {{0}};
+	if (!can_pin(&all))
+		T_SKIP("one CPU, or through the spawn helper: nothing narrowed");
+	if (!first_child(loop, p, &x[0]))
+		T_SKIP("no clone3 here (valgrind, or Linux before 5.5)");
+	uint64_t pinned = evm__pinned_spawns(loop);
+	loop->test_refuse_cpus = true;
+	p[1] = t_spawn(loop, HARGV("sleep", "30"), &x[1]);
+	p[2] = t_spawn(loop, HARGV("sleep", "30"), &x[2]);
+	loop->test_refuse_cpus = false;
+	assert_true(loop->no_pin);
+	assert_true(evm__pinned_spawns(loop) == pinned);
+	char want[512], got[512];
+	cpus_of(getpid(), want, sizeof(want));
+	for (int i = 1; i < 3; i++) {
+		cpus_of(evm_proc_pid(p[i]), got, sizeof(got));
+		assert_string_equal(got, want);
+		assert_int_equal(t_proc_state(evm_proc_pid(p[i])) != 0, 1);
+	}
+	kill_and_reap(loop, p, 3);
+	assert_int_equal(x[1].n, 1);
+	assert_int_equal(x[1].rec.signal, SIGKILL); /* the retry, not the refused child (127) */
+}
+
 int main(void)
 {
 	t_init();
@@ -1972,6 +2103,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_proc_signal, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_event, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_parent_fds_stable, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_child_sets_up_on_our_cpu, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_any_cpu, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_child_refused_our_cpus, setup, t_teardown),
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(t_modes) / sizeof(t_modes[0]); i++) {
