@@ -181,7 +181,10 @@ def s1(d, t, charts):
            "raw loops `raw-posix_spawn`, `raw-vfork`, `raw-clone3` in the same round. "
            "`raw-clone3-epoll` is not one of them: it is the bare shape of an evented monitor "
            "(clone3 with a pidfd, the pidfd in epoll, waitid(P_PIDFD), close) and shows what "
-           "the design costs before any evmon code runs.", ""]
+           "the design costs before any evmon code runs. `raw-clone3-epoll-pin` is that loop "
+           "with the CPU narrowing evmon's spawns make (the spawning thread's affinity "
+           "narrowed to its CPU for the clone, the child's taken back before its exec): "
+           "what that trick is worth without evmon's code.", ""]
     if not d.sel("S1"):
         return out + ["*Not run.*", ""]
     for child, title in CHILDREN.items():
@@ -197,7 +200,8 @@ def s1(d, t, charts):
                 cells.append(cell(v.values()) if v else "failed: " + (d.failure("S1", child, k, m) or "?"))
             rows.append([f"`{m}`"] + cells)
         for peer, label in (("limit", "evmon / fastest raw"),
-                            ("raw-clone3-epoll", "evmon / bare clone3+pidfd+epoll"), ("libuv", "evmon / libuv"),
+                            ("raw-clone3-epoll", "evmon / bare clone3+pidfd+epoll"),
+                            ("raw-clone3-epoll-pin", "evmon / the same, CPU narrowed"), ("libuv", "evmon / libuv"),
                             ("go", "evmon / Go"), ("asyncio", "evmon / asyncio")):
             cells = []
             for k in ks:
