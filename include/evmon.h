@@ -100,11 +100,13 @@ enum {
 	 * default, while other children of the loop live, a spawn narrows the
 	 * spawning thread's affinity to the CPU it runs on for the clone, so
 	 * the child sets itself up there (where the thread sleeps until the
-	 * child's exec) rather than on another CPU woken for it; the child
-	 * takes the thread's whole mask back just before its exec, and the
-	 * thread takes it back after (unless someone changed it meanwhile).
-	 * Another thread reading the spawning thread's affinity during a spawn
-	 * sees one CPU.
+	 * child's exec) rather than on another CPU the kernel picks for it;
+	 * the child widens its mask to every CPU just before its exec (the
+	 * kernel clamps it to the cpuset, as at any fork), and the thread
+	 * after the clone, unless someone changed it meanwhile. Only while
+	 * the thread's mask is every online CPU (nobody narrowed it), and not
+	 * with namespaces or EVM_SPAWN_SETCTTY. Another thread reading the
+	 * spawning thread's affinity during a spawn sees one CPU.
 	 */
 	EVM_LOOP_SPAWN_ANY_CPU = 1u << 2,
 };
@@ -807,7 +809,9 @@ EVM_API int evm_proc_start_time(pid_t pid, uint64_t *out);
  * may have read it already (a service's main process leading its session
  * without a cgroup, an adopted process), and asking again reads nothing.
  * 0; -ESRCH once the process was reaped before it was read (its pid may be
- * another's), -ECHILD in a forked copy of the program. Loop thread.
+ * another's), -ECHILD in a forked copy of the program (unless read before
+ * the fork). With EVM_ADOPT_KEPT it is the start_time the caller gave.
+ * Loop thread.
  */
 EVM_API int evm_proc_start_time_of(struct evm_proc *proc, uint64_t *out);
 

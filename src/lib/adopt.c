@@ -89,10 +89,13 @@ int evm_proc_start_time_of(struct evm_proc *p, uint64_t *out)
 		struct evm__pstat f;
 		if (r == 0)
 			r = evm__proc_stat(p->pid, &f);
-		/* another's child (adopted) may be reaped and its pid reused meanwhile:
-		 * the read was its own if it is alive after it */
-		if (r == 0 && (p->kind & EVM__K_FOREIGN))
-			r = p->pidfd >= 0 ? pidfd_alive(p->pidfd) : -ESRCH;
+		/* another's child (adopted), or ours reaped behind our back (SIGCHLD
+		 * ignored, a stray waitpid), may be gone and its pid reused: the read
+		 * was its own if it is alive (or a zombie) after it */
+		if (r == 0 && p->pidfd >= 0)
+			r = pidfd_alive(p->pidfd);
+		else if (r == 0 && (p->kind & EVM__K_FOREIGN))
+			r = -ESRCH;
 		pthread_mutex_unlock(&evm__sig_mu);
 		if (r < 0)
 			return r;

@@ -405,7 +405,7 @@ struct evm__spawn_req {
 	 */
 	unsigned keep_fds;
 	const volatile int *pidfd_at;
-	/* spawnclone.c's pin_here: the CPU mask the child takes back before its exec, or NULL */
+	/* spawnclone.c's pin_here: the CPU mask the child widens to before its exec, or NULL */
 	const cpu_set_t *cpus;
 	char *listen_pid; /* EVM_SPAWN_LISTEN_PID: room for the digits of "LISTEN_PID=" */
 	int nowait_slot;  /* EVM_SPAWN_NOWAIT carried out: the child's slot (nowait.c), else -1 */
@@ -760,6 +760,8 @@ struct evm_loop {
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
 	bool no_share_files; /* a child could not take a table of its own (a seccomp filter) */
 	bool no_pin;	     /* spawns leave our CPU mask alone (EVM_LOOP_SPAWN_ANY_CPU, or refused) */
+	bool pin_known;	     /* pin_mask read: the loop thread's mask, every online CPU */
+	cpu_set_t pin_mask;
 	uint64_t pinned;     /* spawns whose child set up on our CPU (evm__pinned_spawns) */
 	bool test_refuse_cpus; /* tests: the child is given an empty mask to take back (EINVAL) */
 	bool whole_tables;   /* a child took a copy of all of ours, not of the fds it uses */

@@ -46,6 +46,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -305,27 +306,50 @@ static unsigned fds_used(const struct evm__spawn_req *r)
 /*
  * The child sets itself up on our CPU, where we sleep waiting for its exec,
  * instead of on another one the kernel picks and wakes for it (a fork goes
- * to the idlest CPU; the other vCPU halted, each child cost an IPI there
- * and our wake-up one back): while other children live, the calling
- * thread's CPU mask is narrowed to the CPU it runs on for the clone, and
- * the child takes the whole mask back just before its exec (child.c), so
- * the program it runs is placed as it would have been. 10-15% more spawns
- * a second at 16-256 in flight, a daemon's 10,000 services up 25-40%
- * sooner; with no other child alive it costs more than it saves (the five
- * system calls) and is skipped. An affinity someone sets on this thread
- * during the clone is kept: ours is put back only if the mask is still the
- * one CPU we set. Not with namespaces or a cgroup the child joins itself
- * (their set-up has steps of its own), nor a one-CPU mask.
+ * to the idlest CPU; a busy one makes the child wait for its turn there
+ * while ours idles): while other children live, the calling thread's CPU
+ * mask is narrowed to the CPU it runs on for the clone, and the child
+ * widens its own back just before its exec (child.c), so the program it
+ * runs is placed as it would have been. 10-15% more spawns a second at
+ * 16-256 in flight on an idle machine, several times more on a loaded one;
+ * with no other child alive it costs more than it saves (the system calls)
+ * and is skipped.
+ *
+ * Only for a thread nobody narrowed: its mask, the first time, is every
+ * online CPU, and still the same at each spawn (else a user's affinity, a
+ * cpuset, or CPUs that came or went: left alone). Both masks are widened
+ * back with every bit set, which the kernel clamps to the cpuset (a child
+ * joining a cgroup gets that cgroup's CPUs, as at any fork) and which, kept
+ * as the "user mask" since Linux 6.2, restricts nothing later; the CPUs
+ * read from sched_getaffinity would (they leave out CPUs offline then).
+ * An affinity someone sets on this thread during the clone is kept: ours
+ * is widened only if the mask is still the one CPU we set. Not with
+ * namespaces or a cgroup the child joins itself (steps of their own), nor
+ * with a controlling terminal (a refused child, below, would hang it up).
  */
-static bool pin_here(struct evm_loop *loop, const struct evm__spawn_req *req, cpu_set_t *all,
-		     int *cpu)
+static void every_cpu(cpu_set_t *s)
 {
+	memset(s, 0xff, sizeof(*s));
+}
+
+static bool pin_here(struct evm_loop *loop, const struct evm__spawn_req *req, int *cpu)
+{
+	cpu_set_t now;
 	if (loop->no_pin || !loop->nlive || req->ns || req->nsetns || req->hostname ||
-	    req->cgroup_in_child)
+	    req->cgroup_in_child || (req->flags & EVM_SPAWN_SETCTTY) ||
+	    sched_getaffinity(0, sizeof(now), &now) < 0)
 		return false;
+	if (!loop->pin_known) {
+		loop->pin_known = true;
+		if (CPU_COUNT(&now) < 2 || CPU_COUNT(&now) != get_nprocs()) {
+			loop->no_pin = true;
+			return false;
+		}
+		loop->pin_mask = now;
+	}
 	*cpu = sched_getcpu();
-	if (*cpu < 0 || *cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(*all), all) < 0 ||
-	    CPU_COUNT(all) < 2 || !CPU_ISSET(*cpu, all))
+	if (!CPU_EQUAL(&now, &loop->pin_mask) || *cpu < 0 || *cpu >= CPU_SETSIZE ||
+	    !CPU_ISSET(*cpu, &now))
 		return false;
 	cpu_set_t one;
 	CPU_ZERO(&one);
@@ -333,12 +357,19 @@ static bool pin_here(struct evm_loop *loop, const struct evm__spawn_req *req, cp
 	return sched_setaffinity(0, sizeof(one), &one) == 0;
 }
 
-static void unpin(const cpu_set_t *all, int cpu)
+static void unpin(struct evm_loop *loop, int cpu)
 {
 	cpu_set_t now;
-	if (sched_getaffinity(0, sizeof(now), &now) == 0 && CPU_COUNT(&now) == 1 &&
-	    CPU_ISSET(cpu, &now))
-		sched_setaffinity(0, sizeof(*all), all);
+	if (sched_getaffinity(0, sizeof(now), &now) < 0 || CPU_COUNT(&now) != 1 ||
+	    !CPU_ISSET(cpu, &now))
+		return; /* changed meanwhile: theirs */
+	cpu_set_t every;
+	every_cpu(&every);
+	if (sched_setaffinity(0, sizeof(every), &every) < 0) {
+		loop->no_pin = true;
+		evm__warn(loop, -errno, "spawn: the loop thread's CPU affinity could not be widened "
+			  "back from CPU %d", cpu);
+	}
 }
 
 uint64_t evm__pinned_spawns(const struct evm_loop *loop)
@@ -366,14 +397,15 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 		.stack_size = loop->stack_size,
 		.cgroup = into ? (uint64_t)req->cgroup_fd : 0,
 	};
-	cpu_set_t all, none;
+	cpu_set_t every, none;
 	int cpu = -1;
-	bool pinned = pin_here(loop, req, &all, &cpu);
+	bool pinned = pin_here(loop, req, &cpu);
+	every_cpu(&every);
 	CPU_ZERO(&none);
-	req->cpus = !pinned ? NULL : loop->test_refuse_cpus ? &none : &all;
+	req->cpus = !pinned ? NULL : loop->test_refuse_cpus ? &none : &every;
 	pid_t pid = evm__clone3(&a, evm__spawn_child, req);
 	if (pinned)
-		unpin(&all, cpu);
+		unpin(loop, cpu);
 	req->cpus = NULL;
 	req->keep_fds = 0; /* the child is past its exec: a retry through clone() shares nothing */
 	req->pidfd_at = NULL;
