@@ -181,10 +181,10 @@ def s1(d, t, charts):
            "raw loops `raw-posix_spawn`, `raw-vfork`, `raw-clone3` in the same round. "
            "`raw-clone3-epoll` is not one of them: it is the bare shape of an evented monitor "
            "(clone3 with a pidfd, the pidfd in epoll, waitid(P_PIDFD), close) and shows what "
-           "the design costs before any evmon code runs. `raw-clone3-epoll-pin` is that loop "
-           "with the CPU narrowing evmon's spawns make (the spawning thread's affinity "
-           "narrowed to its CPU for the clone, the child's taken back before its exec): "
-           "what that trick is worth without evmon's code.", ""]
+           "the design costs before any evmon code runs. `evmon-localcpu` runs with "
+           "EVM_LOOP_SPAWN_LOCAL_CPU (opt-in: the spawning thread's affinity narrowed to its "
+           "CPU for each clone, the child's widened back before its exec), and "
+           "`raw-clone3-epoll-pin` is the bare loop with the same narrowing.", ""]
     if not d.sel("S1"):
         return out + ["*Not run.*", ""]
     for child, title in CHILDREN.items():
@@ -201,7 +201,7 @@ def s1(d, t, charts):
             rows.append([f"`{m}`"] + cells)
         for peer, label in (("limit", "evmon / fastest raw"),
                             ("raw-clone3-epoll", "evmon / bare clone3+pidfd+epoll"),
-                            ("raw-clone3-epoll-pin", "evmon / the same, CPU narrowed"), ("libuv", "evmon / libuv"),
+                            ("libuv", "evmon / libuv"),
                             ("go", "evmon / Go"), ("asyncio", "evmon / asyncio")):
             cells = []
             for k in ks:

@@ -314,7 +314,8 @@ def s1(cfg, reps):
     mons["evmon-nowait"] = ([f"{BENCH}/evmon_bench"], {"EVM_SPAWN_MODE": "auto", "EVMON_BENCH_NOWAIT": "1"})
     for m in ("posix_spawn", "vfork", "clone3", "clone3-epoll"):
         mons["raw-" + m] = ([f"{BENCH}/raw_bench", m], {})
-    # the bare loop with the CPU narrowing evmon's spawns make (spawnclone.c's pin_here)
+    # EVM_LOOP_SPAWN_LOCAL_CPU (opt-in), and the bare loop with the same CPU narrowing
+    mons["evmon-localcpu"] = ([f"{BENCH}/evmon_bench"], {"EVM_SPAWN_MODE": "auto", "EVMON_BENCH_LOCAL_CPU": "1"})
     mons["raw-clone3-epoll-pin"] = ([f"{BENCH}/raw_bench", "clone3-epoll"], {"RAW_PIN": "1"})
     mons["libuv"] = (peer_argv("libuv"), {})
     mons["go"] = (peer_argv("go"), {})

@@ -96,19 +96,25 @@ enum {
 	/* In reaper mode, do not become a subreaper when not PID 1. */
 	EVM_LOOP_NO_SUBREAPER = 1u << 1,
 	/*
-	 * Leave the calling thread's CPU affinity alone while spawning. By
-	 * default, while other children of the loop live, a spawn narrows the
-	 * spawning thread's affinity to the CPU it runs on for the clone, so
-	 * the child sets itself up there (where the thread sleeps until the
-	 * child's exec) rather than on another CPU the kernel picks for it;
-	 * the child widens its mask to every CPU just before its exec (the
-	 * kernel clamps it to the cpuset, as at any fork), and the thread
-	 * after the clone, unless someone changed it meanwhile. Only while
-	 * the thread's mask is every online CPU (nobody narrowed it), and not
-	 * with namespaces or EVM_SPAWN_SETCTTY. Another thread reading the
-	 * spawning thread's affinity during a spawn sees one CPU.
+	 * Children set themselves up on the spawning thread's CPU: while other
+	 * children of the loop live, a spawn narrows the spawning thread's
+	 * affinity to the CPU it runs on for the clone, so the child sets
+	 * itself up there (where the thread sleeps until the child's exec)
+	 * rather than on another CPU the kernel picks for it; the child widens
+	 * its mask to every CPU just before its exec (the kernel clamps it to
+	 * the cpuset, as at any fork), and the thread after the clone, unless
+	 * someone changed it meanwhile. Only while the thread's mask is every
+	 * online CPU (nobody narrowed it), and not with namespaces or
+	 * EVM_SPAWN_SETCTTY. A trade, hence not the default: for children that
+	 * do little after their exec (exit at once, or sleep) 15-20% more
+	 * spawns a second, and several times more on a loaded machine; for
+	 * children with work of their own to do after it (a dynamically linked
+	 * program's start-up) 40% fewer, as they start on the spawning CPU and
+	 * the kernel spreads them only later (docs/BENCHMARKS.md, "Where the
+	 * time goes"). Another thread reading the spawning thread's affinity
+	 * during a spawn sees one CPU.
 	 */
-	EVM_LOOP_SPAWN_ANY_CPU = 1u << 2,
+	EVM_LOOP_SPAWN_LOCAL_CPU = 1u << 2,
 };
 
 struct evm_loop_opts {

@@ -346,6 +346,10 @@ int main(int argc, char **argv)
 	/* EVMON_BENCH_REAPER: the loop in reaper mode (subreaper), as `evmon init` and the daemon run it */
 	const char *reaper = getenv("EVMON_BENCH_REAPER");
 	struct evm_loop_opts lopts = {.flags = reaper && *reaper ? EVM_LOOP_REAPER : 0};
+	/* EVMON_BENCH_LOCAL_CPU: children set themselves up on the loop's CPU (opt-in) */
+	const char *local = getenv("EVMON_BENCH_LOCAL_CPU");
+	if (local && *local)
+		lopts.flags |= EVM_LOOP_SPAWN_LOCAL_CPU;
 	int r = evm_loop_new(&loop, &lopts);
 	if (r < 0) {
 		fprintf(stderr, "bench: evmon: loop: %s\n", strerror(-r));

@@ -759,7 +759,7 @@ struct evm_loop {
 	bool no_clone3;	    /* clone3 or CLONE_CLEAR_SIGHAND unavailable */
 	bool clone3_worked; /* so a later EINVAL is about the request, not the kernel */
 	bool no_share_files; /* a child could not take a table of its own (a seccomp filter) */
-	bool no_pin;	     /* spawns leave our CPU mask alone (EVM_LOOP_SPAWN_ANY_CPU, or refused) */
+	bool no_pin;	     /* spawns leave our CPU mask alone (no EVM_LOOP_SPAWN_LOCAL_CPU, or refused) */
 	bool pin_known;	     /* pin_mask read: the loop thread's mask, every online CPU */
 	cpu_set_t pin_mask;
 	uint64_t pinned;     /* spawns whose child set up on our CPU (evm__pinned_spawns) */

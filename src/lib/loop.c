@@ -99,7 +99,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 		return -EINVAL;
 	unsigned flags = opts ? opts->flags : 0;
 	unsigned budget = opts ? opts->budget : 0;
-	if (flags & ~(unsigned)(EVM_LOOP_REAPER | EVM_LOOP_NO_SUBREAPER | EVM_LOOP_SPAWN_ANY_CPU))
+	if (flags & ~(unsigned)(EVM_LOOP_REAPER | EVM_LOOP_NO_SUBREAPER | EVM_LOOP_SPAWN_LOCAL_CPU))
 		return -EINVAL;
 
 	struct evm_loop *loop = calloc(1, sizeof(*loop));
@@ -115,7 +115,7 @@ int evm_loop_new(struct evm_loop **out, const struct evm_loop_opts *opts)
 	loop->timerfd_armed = UINT64_MAX;
 	loop->high_fd = -1;
 	loop->spawn_mode = spawn_mode_from_env();
-	loop->no_pin = flags & EVM_LOOP_SPAWN_ANY_CPU;
+	loop->no_pin = !(flags & EVM_LOOP_SPAWN_LOCAL_CPU);
 	const char *np = secure_getenv("EVM_NO_PIDFD");
 	loop->force_nopidfd = np && *np && strcmp(np, "0") != 0;
 	const char *rp = secure_getenv("EVM_REAPER_PIDFDS");

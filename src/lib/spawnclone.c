@@ -304,16 +304,18 @@ static unsigned fds_used(const struct evm__spawn_req *r)
  * more to close. Not with EVM_SPAWN_INHERIT_FDS: that child keeps them all.
  */
 /*
- * The child sets itself up on our CPU, where we sleep waiting for its exec,
- * instead of on another one the kernel picks and wakes for it (a fork goes
- * to the idlest CPU; a busy one makes the child wait for its turn there
- * while ours idles): while other children live, the calling thread's CPU
- * mask is narrowed to the CPU it runs on for the clone, and the child
- * widens its own back just before its exec (child.c), so the program it
- * runs is placed as it would have been. 10-15% more spawns a second at
- * 16-256 in flight on an idle machine, several times more on a loaded one;
- * with no other child alive it costs more than it saves (the system calls)
- * and is skipped.
+ * EVM_LOOP_SPAWN_LOCAL_CPU: the child sets itself up on our CPU, where we
+ * sleep waiting for its exec, instead of on another one the kernel picks
+ * for it (a fork goes to the idlest CPU; a busy one makes the child wait for
+ * its turn there while ours idles): while other children live, the calling
+ * thread's CPU mask is narrowed to the CPU it runs on for the clone, and the
+ * child widens its own back just before its exec (child.c). 15-20% more
+ * spawns a second of a child that exits at once, at 16-256 in flight, on an
+ * idle machine, several times more on a loaded one; but a child with work
+ * to do after its exec stays on our CPU until the kernel balances (the
+ * exec does not move it), 40% fewer /bin/true a second: opt-in. With no
+ * other child alive it costs more than it saves (the system calls) and is
+ * skipped.
  *
  * Only for a thread nobody narrowed: its mask, the first time, is every
  * online CPU, and still the same at each spawn (else a user's affinity, a

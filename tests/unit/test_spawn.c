@@ -35,6 +35,14 @@ static int setup(void **state)
 	return r;
 }
 
+static int setup_local_cpu(void **state)
+{
+	t_set_mode(mode);
+	int r = t_setup_flags(state, EVM_LOOP_SPAWN_LOCAL_CPU);
+	t_clear_mode();
+	return r;
+}
+
 /* ------------------------------------------------------------- argv, env */
 
 static void test_argv(void **state)
@@ -1963,7 +1971,7 @@ static bool first_child(struct evm_loop *loop, struct evm_proc **p, struct t_exi
 }
 
 /*
- * While another child lives, a child sets itself up on our CPU (our mask
+ * EVM_LOOP_SPAWN_LOCAL_CPU: while another child lives, a child sets itself up on our CPU (our mask
  * narrowed to it for the clone), takes our whole mask back before its exec,
  * and we take it back after: nobody sees the narrowing but for the clone's
  * time. With a mask of one CPU there is nothing to narrow, and the child
@@ -2007,23 +2015,19 @@ static void test_child_sets_up_on_our_cpu(void **state)
 	kill_and_reap(loop, p, 3);
 }
 
-/* EVM_LOOP_SPAWN_ANY_CPU: the spawning thread's mask is never touched */
+/* without EVM_LOOP_SPAWN_LOCAL_CPU the spawning thread's mask is never touched */
 static void test_spawn_any_cpu(void **state)
 {
-	(void)state;
+	struct evm_loop *loop = T_LOOP(state);
 	cpu_set_t all;
 	if (!can_pin(&all))
 		T_SKIP("one CPU, or through the spawn helper: nothing narrowed");
-	struct evm_loop *loop;
-	struct evm_loop_opts lo = {.flags = EVM_LOOP_SPAWN_ANY_CPU};
-	assert_int_equal(evm_loop_new(&loop, &lo), 0);
 	struct evm_proc *p[2];
 	struct t_exit x[2] = {{0}};
 	p[0] = t_spawn(loop, HARGV("sleep", "30"), &x[0]);
 	p[1] = t_spawn(loop, HARGV("sleep", "30"), &x[1]);
 	assert_true(evm__pinned_spawns(loop) == 0);
 	kill_and_reap(loop, p, 2);
-	evm_loop_free(loop);
 }
 
 /*
@@ -2109,9 +2113,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_proc_signal, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_event, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_parent_fds_stable, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_child_sets_up_on_our_cpu, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_child_sets_up_on_our_cpu, setup_local_cpu,
+						t_teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_any_cpu, setup, t_teardown),
-		cmocka_unit_test_setup_teardown(test_child_refused_our_cpus, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_child_refused_our_cpus, setup_local_cpu,
+						t_teardown),
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(t_modes) / sizeof(t_modes[0]); i++) {
