@@ -292,18 +292,6 @@ static unsigned fds_used(const struct evm__spawn_req *r)
 }
 
 /*
- * clone3 with CLONE_VFORK (the kernel clears our handlers in the child: no
- * need to block signals around it): the pid, -errno, or 0 to try again
- * (clone3 turned off, *plain_clone, or the child moves itself to its cgroup).
- *
- * CLONE_FILES: a clone copies our whole fd table, one pidfd per child, and
- * the exec then closes every copy one by one: two passes over N fds per
- * spawn, most of what a spawn costs us beyond the bare loop's at a few
- * hundred children. Sharing the table instead, the child copies only the
- * fds it uses (keep_fds) before it touches any, and the exec has nothing
- * more to close. Not with EVM_SPAWN_INHERIT_FDS: that child keeps them all.
- */
-/*
  * EVM_LOOP_SPAWN_LOCAL_CPU: the child sets itself up on our CPU, where we
  * sleep waiting for its exec, instead of on another one the kernel picks
  * for it (a fork goes to the idlest CPU; a busy one makes the child wait for
@@ -379,6 +367,18 @@ uint64_t evm__pinned_spawns(const struct evm_loop *loop)
 	return loop->pinned;
 }
 
+/*
+ * clone3 with CLONE_VFORK (the kernel clears our handlers in the child: no
+ * need to block signals around it): the pid, -errno, or 0 to try again
+ * (clone3 turned off, *plain_clone, or the child moves itself to its cgroup).
+ *
+ * CLONE_FILES: a clone copies our whole fd table, one pidfd per child, and
+ * the exec then closes every copy one by one: two passes over N fds per
+ * spawn, most of what a spawn costs us beyond the bare loop's at a few
+ * hundred children. Sharing the table instead, the child copies only the
+ * fds it uses (keep_fds) before it touches any, and the exec has nothing
+ * more to close. Not with EVM_SPAWN_INHERIT_FDS: that child keeps them all.
+ */
 static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int *pidfd,
 			  bool want_pidfd, bool *plain_clone)
 {
@@ -402,8 +402,10 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 	cpu_set_t every, none;
 	int cpu = -1;
 	bool pinned = pin_here(loop, req, &cpu);
-	every_cpu(&every);
-	CPU_ZERO(&none);
+	if (pinned) {
+		every_cpu(&every);
+		CPU_ZERO(&none);
+	}
 	req->cpus = !pinned ? NULL : loop->test_refuse_cpus ? &none : &every;
 	pid_t pid = evm__clone3(&a, evm__spawn_child, req);
 	if (pinned)
@@ -415,9 +417,9 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 		loop->whole_tables = true; /* use_helper: a big table costs every spawn here again */
 	if (pinned && pid > 0 && req->err && req->cpus_refused) {
 		/*
-		 * It could not take our mask back (a seccomp filter, or a cpuset
-		 * changed under us): it exited before its exec, its changes its
-		 * own; this loop's children set up anywhere from now on.
+		 * It could not widen its mask back (an LSM or seccomp rule): it
+		 * exited before its exec, its changes its own; this loop's
+		 * children set up anywhere from now on.
 		 */
 		reap_failed(pid, *pidfd);
 		*pidfd = -1;
