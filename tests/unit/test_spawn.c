@@ -1970,6 +1970,16 @@ static bool first_child(struct evm_loop *loop, struct evm_proc **p, struct t_exi
 	return false;
 }
 
+/* p[0] started (skipped where nothing can be narrowed): the next spawns may narrow */
+static void first_of_pinned(struct evm_loop *loop, cpu_set_t *all, struct evm_proc **p,
+			    struct t_exit *x)
+{
+	if (!can_pin(all))
+		T_SKIP("one CPU, or through the spawn helper: nothing narrowed");
+	if (!first_child(loop, p, &x[0]))
+		T_SKIP("no clone3 here (valgrind, or Linux before 5.5)");
+}
+
 /*
  * EVM_LOOP_SPAWN_LOCAL_CPU: while another child lives, a child sets itself up on our CPU (our mask
  * narrowed to it for the clone), takes our whole mask back before its exec,
@@ -1983,10 +1993,7 @@ static void test_child_sets_up_on_our_cpu(void **state)
 	cpu_set_t all, now;
 	struct evm_proc *p[3];
 	struct t_exit x[3] = {{0}};
-	if (!can_pin(&all))
-		T_SKIP("one CPU, or through the spawn helper: nothing narrowed");
-	if (!first_child(loop, p, &x[0]))
-		T_SKIP("no clone3 here (valgrind, or Linux before 5.5)");
+	first_of_pinned(loop, &all, p, x);
 	uint64_t pinned = evm__pinned_spawns(loop);
 	p[1] = t_spawn(loop, HARGV("sleep", "30"), &x[1]);
 	assert_true(evm__pinned_spawns(loop) == pinned + 1);
@@ -2042,10 +2049,7 @@ static void test_child_refused_our_cpus(void **state)
 	cpu_set_t all;
 	struct evm_proc *p[3];
 	struct t_exit x[3] = {{0}};
-	if (!can_pin(&all))
-		T_SKIP("one CPU, or through the spawn helper: nothing narrowed");
-	if (!first_child(loop, p, &x[0]))
-		T_SKIP("no clone3 here (valgrind, or Linux before 5.5)");
+	first_of_pinned(loop, &all, p, x);
 	uint64_t pinned = evm__pinned_spawns(loop);
 	int kids = t_count_children(), fds = t_count_fds();
 	loop->test_refuse_cpus = true;
