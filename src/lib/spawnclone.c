@@ -201,6 +201,16 @@ static void reap_failed(pid_t pid, int pidfd)
 		close(pidfd);
 }
 
+/* a child that exited before its exec, touching nothing of ours: reaped, req as before it */
+static void clone_again(pid_t pid, int *pidfd, struct evm__spawn_req *req)
+{
+	reap_failed(pid, *pidfd);
+	*pidfd = -1;
+	req->err = 0;
+	req->stage = 0;
+	req->started = 0;
+}
+
 /*
  * Our /proc/self/status, kept open (-1 without /proc or an fd); above 0-2,
  * where a program that closed its stdio would hand it to a child that
@@ -421,11 +431,7 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 		 * exited before its exec, its changes its own; this loop's
 		 * children set up anywhere from now on.
 		 */
-		reap_failed(pid, *pidfd);
-		*pidfd = -1;
-		req->err = 0;
-		req->stage = 0;
-		req->started = 0;
+		clone_again(pid, pidfd, req);
 		req->cpus_refused = 0;
 		loop->no_pin = true;
 		return 0;
@@ -438,11 +444,7 @@ static pid_t clone_vfork3(struct evm_loop *loop, struct evm__spawn_req *req, int
 		 * (a seccomp filter refuses both): it touched none of ours and
 		 * exited; this loop copies tables at the clone from now on.
 		 */
-		reap_failed(pid, *pidfd);
-		*pidfd = -1;
-		req->err = 0;
-		req->stage = 0;
-		req->started = 0;
+		clone_again(pid, pidfd, req);
 		loop->no_share_files = true;
 		return 0;
 	}
