@@ -74,7 +74,7 @@ int evm__proc_stat(pid_t pid, struct evm__pstat *out)
  */
 struct ptable {
 	struct evm__pstat *p;
-	uint32_t *by_sid, *by_ppid;
+	uint32_t *by_sid, *by_ppid; /* by_sid's block holds by_ppid and mark too, cap each */
 	uint32_t *mark; /* the last search's marked entries, in the order found */
 	bool *in;	/* p[i] is marked */
 	size_t n, cap, nmark;
@@ -86,8 +86,6 @@ static void table_free(struct ptable *t)
 {
 	free(t->p);
 	free(t->by_sid);
-	free(t->by_ppid);
-	free(t->mark);
 	free(t->in);
 	*t = (struct ptable){0};
 }
@@ -98,19 +96,17 @@ static int table_grow(struct ptable *t)
 	struct evm__pstat *p = realloc(t->p, cap * sizeof(*p));
 	if (p)
 		t->p = p;
-	uint32_t *a = realloc(t->by_sid, cap * sizeof(*a));
-	if (a)
-		t->by_sid = a;
-	uint32_t *b = realloc(t->by_ppid, cap * sizeof(*b));
-	if (b)
-		t->by_ppid = b;
-	uint32_t *m = realloc(t->mark, cap * sizeof(*m));
-	if (m)
-		t->mark = m;
+	/* the three index arrays: made again at each read (table_read), nothing to keep */
+	uint32_t *idx = realloc(t->by_sid, 3 * cap * sizeof(*idx));
+	if (idx) {
+		t->by_sid = idx;
+		t->by_ppid = idx + cap;
+		t->mark = idx + 2 * cap;
+	}
 	bool *in = realloc(t->in, cap * sizeof(*in));
 	if (in)
 		t->in = in;
-	if (!p || !a || !b || !m || !in)
+	if (!p || !idx || !in)
 		return -ENOMEM;
 	t->cap = cap;
 	return 0;
