@@ -21,15 +21,19 @@
  * read into one fixed buffer (a bigger one is cut by the kernel and
  * dropped), at most BUDGET per loop iteration (the socket stays readable,
  * the loop comes back after serving the rest), and file descriptors are
- * refused: evmon keeps none (no FDSTORE), and the last close of one can
- * block the closer (a TCP socket with SO_LINGER and a full send buffer, a
- * file of a FUSE server that never answers), so a descriptor any user sends
- * could stop the loop. Linux 6.16's SO_PASSRIGHTS off makes such a send
- * fail (EPERM) in the sender; before it, what comes is closed at once, a
- * socket with a reset (no linger), and the control buffer holds as many as
- * one message can carry (SCM_MAX_FD), so the kernel closes none of them in
- * our recvmsg (MSG_CTRUNC). A file of a hung FUSE or NFS server can still
- * block that close there.
+ * refused: evmon keeps none (no FDSTORE), and the close of one can block
+ * the closer (the last close of a TCP socket with SO_LINGER and a full send
+ * buffer; any close of a file of a FUSE server that never answers its
+ * FLUSH, or of a hung NFS server), so a descriptor any user sends could stop
+ * the loop. Linux 6.16's SO_PASSRIGHTS off makes such a send fail (EPERM)
+ * in the sender. Before it, each message is peeked at first, with no room
+ * for descriptors (the kernel drops none for good then: the message keeps
+ * its references); one that carries some is taken off the socket by a
+ * thread with a descriptor table of its own (fdtaker.c), which closes them
+ * there, and the socket is read on once it is taken (a close that never
+ * returns holds that thread only). Where that thread cannot be, the
+ * message is read here and what it carries closed here, a socket with a
+ * reset (no linger): a file of a hung FUSE or NFS server can block that.
  *
  * Before the exit of a notify service's main process is applied, the socket
  * is read to its end (notifysock_drain, from the service's before_exit): a
@@ -52,6 +56,7 @@
 #include "cgroups.h"
 #include "daemon.h"
 #include "daemonlog.h"
+#include "fdtaker.h"
 #include "procstat.h"
 #include "ready.h"
 
@@ -73,6 +78,7 @@
 			   by default: net.unix.max_dgram_qlen) */
 #define TREE_DEPTH 64	/* parents walked up from a sender */
 #define PIDFD_BUDGET 8	/* senders gone before they were read, placed per iteration */
+#define TAKE_WAIT_MS 100 /* notifysock_drain's wait for a message taken (fdtaker.c) */
 
 #ifndef SO_PASSPIDFD
 #define SO_PASSPIDFD 76 /* Linux 6.5; Debian 12's headers lack it */
@@ -92,7 +98,12 @@ static struct {
 	unsigned long dropped;
 	unsigned pidfd_walks; /* unit_of_pidfd's this iteration */
 	bool failed;	    /* could not open: said once */
+	bool passrights;    /* descriptors may come (a kernel before SO_PASSRIGHTS): peek first */
+	bool waiting;	    /* the message at the head is the taker's: not read until taken */
+	bool inline_said;   /* no taker: said once */
+	struct evm_io *taken_io; /* the taker's "taken" */
 } S = {.fd = -1};
+
 
 /* ------------------------------------------------------------ attribution */
 
@@ -199,8 +210,6 @@ struct unit *notifysock_unit_of(struct daemon *d, pid_t pid)
 	return u;
 }
 
-/* ------------------------------------------------------------ receiving */
-
 static void dropped(pid_t pid, const char *why)
 {
 	S.dropped++;
@@ -211,24 +220,57 @@ static void dropped(pid_t pid, const char *why)
 }
 
 /* One message: 1 read, 0 nothing left. */
-/*
- * A descriptor a sender passed (a kernel before SO_PASSRIGHTS): closed; a
- * socket set to linger (SO_LINGER with a time: its close waits for unsent
- * data) with a reset instead, so that it cannot hold the loop in close. The
- * option is the socket's, which the sender shares: one that does not linger
- * is left as it is. getsockopt fails on anything else (ENOTSOCK).
- */
-static void close_sent(int fd)
+/* ------------------------------------------------------------ the taker */
+
+static void on_taken(struct evm_io *io, int fd, unsigned ev, void *data)
 {
-	static const struct linger now = {.l_onoff = 1, .l_linger = 0};
-	struct linger l;
-	socklen_t len = sizeof(l);
-	if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && l.l_onoff && l.l_linger > 0)
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
-	close(fd);
+	(void)io;
+	(void)fd;
+	(void)ev;
+	(void)data;
+	if (!fdtaker_taken(0) || !S.waiting)
+		return;
+	S.waiting = false;
+	evm_io_modify(S.io, EVM_READ);
 }
 
-static int receive_one(struct daemon *d)
+/*
+ * The message peeked at carries descriptors: the taker's to read. False
+ * when there is no taker (said once): then it is read here.
+ */
+static bool hand_to_taker(struct daemon *d)
+{
+	int e = fdtaker_start(S.fd);
+	if (!e && !S.taken_io && evm_io_add(d->loop, fdtaker_done_fd(), EVM_READ, on_taken, d,
+					    &S.taken_io) < 0)
+		e = -ENOMEM;
+	if (e) {
+		if (!S.inline_said)
+			dlog("notify socket: descriptors a sender passed are closed by the loop itself "
+			     "(no thread for them: %s): a close that waits (a file of a FUSE or NFS "
+			     "server that does not answer) would hold it", strerror(-e));
+		S.inline_said = true;
+		return false;
+	}
+	fdtaker_request();
+	S.waiting = true;
+	evm_io_modify(S.io, 0);
+	return true;
+}
+
+unsigned long notifysock_closing(struct daemon *d)
+{
+	(void)d;
+	return fdtaker_closing();
+}
+
+/* ------------------------------------------------------------ receiving */
+
+/*
+ * One message: 1 read, 0 nothing left (or the head is the taker's to read:
+ * drain waits a moment for it, the loop reads on once it is taken).
+ */
+static int receive_one(struct daemon *d, bool drain)
 {
 	static char buf[MSG_MAX + 1];
 	union {
@@ -236,15 +278,33 @@ static int receive_one(struct daemon *d)
 		char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) +
 		       CMSG_SPACE(sizeof(int) * FDS_MAX)];
 	} ctl;
+	if (S.waiting) {
+		if (!drain || !fdtaker_taken(TAKE_WAIT_MS))
+			return 0;
+		S.waiting = false;
+		evm_io_modify(S.io, EVM_READ);
+	}
+	/*
+	 * Before Linux 6.16, a peek with room for the credentials only (no
+	 * SCM_PIDFD then, see watch): MSG_CTRUNC says it carries descriptors.
+	 */
+	bool peek = S.passrights && !S.inline_said;
 	struct iovec iov = {.iov_base = buf, .iov_len = MSG_MAX};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
-			    .msg_controllen = sizeof(ctl)};
-	ssize_t n = recvmsg(S.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+			    .msg_controllen = peek ? CMSG_SPACE(sizeof(struct ucred)) : sizeof(ctl)};
+	ssize_t n = recvmsg(S.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC | (peek ? MSG_PEEK : 0));
 	if (n < 0)
 		return errno == EINTR ? 1 : 0;
+	int nfds = 0, pidfd = -1;
+	if (peek && (mh.msg_flags & MSG_CTRUNC)) {
+		nfds = 1; /* how many: the taker's to know */
+		if (!hand_to_taker(d))
+			return 1; /* read again, whole, below */
+	} else if (peek && recv(S.fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC) < 0) {
+		return 0; /* what was peeked at cannot be gone: nobody else reads */
+	}
 	struct ucred cred = {0};
 	bool have_cred = false;
-	int nfds = 0, pidfd = -1;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET)
 			continue;
@@ -254,12 +314,12 @@ static int receive_one(struct daemon *d)
 		} else if (c->cmsg_type == SCM_PIDFD && c->cmsg_len >= CMSG_LEN(sizeof(int)) &&
 			   pidfd < 0) {
 			memcpy(&pidfd, CMSG_DATA(c), sizeof(pidfd)); /* the sender's, from the kernel */
-		} else if (c->cmsg_type == SCM_RIGHTS) {
+		} else if (c->cmsg_type == SCM_RIGHTS) { /* no taker: closed here */
 			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 			for (size_t i = 0; i < k; i++) {
 				int fd;
 				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-				close_sent(fd);
+				fdtaker_close(fd);
 			}
 			nfds += (int)k;
 		}
@@ -286,7 +346,7 @@ static void on_readable(struct evm_io *io, int fd, unsigned ev, void *data)
 	(void)fd;
 	(void)ev;
 	S.pidfd_walks = 0;
-	for (int i = 0; i < BUDGET && receive_one(data); i++)
+	for (int i = 0; i < BUDGET && receive_one(data, false); i++)
 		;
 }
 
@@ -297,7 +357,7 @@ void notifysock_drain(struct daemon *d)
 		return;
 	draining = true; /* never inside itself: messages are handled in the order sent */
 
-	for (int i = 0; i < DRAIN_MAX && receive_one(d); i++)
+	for (int i = 0; i < DRAIN_MAX && receive_one(d, true); i++)
 		;
 	draining = false;
 }
@@ -348,7 +408,12 @@ static int take_name(int fd, char *err, size_t len)
 static int watch(struct daemon *d, int fd, char *err, size_t len)
 {
 	int zero = 0; /* descriptors refused: see the top (before Linux 6.16 this fails) */
-	setsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &zero, sizeof(zero));
+	/* EVMON_TEST_PASSRIGHTS: the tests' way to the path of a kernel before it */
+	const char *t = getenv("EVMON_TEST_PASSRIGHTS");
+	S.passrights = (t && !strcmp(t, "1")) ||
+		       setsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &zero, sizeof(zero)) < 0;
+	if (S.passrights) /* the kernel puts a pidfd after the descriptors: the peek could not tell */
+		setsockopt(fd, SOL_SOCKET, SO_PASSPIDFD, &zero, sizeof(zero));
 	if (evm_io_add(d->loop, fd, EVM_READ, on_readable, d, &S.io) < 0) {
 		snprintf(err, len, "cannot watch it: out of memory");
 		return -1;
@@ -583,6 +648,9 @@ void notifysock_close(struct daemon *d)
 	(void)d;
 	evm_io_free(S.io);
 	S.io = NULL;
+	evm_io_free(S.taken_io); /* the taker stays, idle: it reads a copy of this socket */
+	S.taken_io = NULL;
+	S.waiting = false;
 	if (S.fd >= 0)
 		close(S.fd);
 	S.fd = -1;

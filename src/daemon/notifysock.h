@@ -39,6 +39,11 @@ const char *notifysock_name(struct daemon *d);
 struct unit *notifysock_unit_of(struct daemon *d, pid_t pid);
 /* Read every message queued (up to 1024) now: before a main process's exit is applied. */
 void notifysock_drain(struct daemon *d);
+/*
+ * Descriptors senders passed (a kernel before Linux 6.16) that the closer
+ * thread has not closed yet: a re-exec waits for none (notifysock.c).
+ */
+unsigned long notifysock_closing(struct daemon *d);
 /* At a clean exit, every service down, with the control socket's lock held: the socket's file removed. */
 void notifysock_remove(struct daemon *d);
 void notifysock_close(struct daemon *d);

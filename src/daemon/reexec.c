@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Our binary: the path /proc/self/exe names (what is there now, after an upgrade). */
@@ -627,11 +628,33 @@ static FILE *fdopen_dup(int fd, const char *mode)
 	return f;
 }
 
+/*
+ * Descriptors a sender passed to the notify socket still being closed by
+ * the closer thread (a kernel before Linux 6.16): the exec would wait for
+ * that thread, and a close of a hung FUSE or NFS file never ends. Given a
+ * moment (one just passed closes at once), then refused.
+ */
+static int refuse_closing(struct daemon *d, char *err, size_t errlen)
+{
+	unsigned long n = notifysock_closing(d);
+	for (int i = 0; n && i < 100; i++, n = notifysock_closing(d))
+		nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
+	if (!n)
+		return 0;
+	snprintf(err, errlen, "%lu descriptor%s passed to the notify socket %s not closed yet (a "
+		 "close that waits: a file of a FUSE or NFS server that does not answer?): not "
+		 "re-executing: the daemon carries on; try again once %s closed", n, n == 1 ? "" : "s",
+		 n == 1 ? "is" : "are", n == 1 ? "it is" : "they are");
+	return -1;
+}
+
 static int exec_now(struct reexec *rx)
 {
 	struct daemon *d = rx->d;
 	char env[32];
 	if (refuse_stopping(d, rx, rx->err, sizeof(rx->err)) < 0) /* the binary's format is known now */
+		return -1;
+	if (refuse_closing(d, rx->err, sizeof(rx->err)) < 0)
 		return -1;
 	uint64_t t_stop = mono_ns();
 	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */

@@ -350,13 +350,16 @@ sys.stdin.read()  # the listener stays until the test is done
 
 
 @requires_root("the sender is another user (nobody), as a hostile one would be")
-def test_a_descriptor_sent_to_the_notify_socket_cannot_stop_the_loop(procs, public_dir):
+@pytest.mark.parametrize("kernel", ["this", "before 6.16"])
+def test_a_descriptor_sent_to_the_notify_socket_cannot_stop_the_loop(procs, public_dir, kernel):
     """Any user may send to the notify socket (mode 0666), descriptors too, and the
     daemon's close of the last copy of a TCP socket with SO_LINGER and unsent data waited
     for the linger (here 2 minutes): nothing else ran meanwhile. Now descriptors are
     refused (SO_PASSRIGHTS, Linux 6.16: the send fails with EPERM), and before 6.16 they
-    are closed with a reset."""
-    d = Daemon(procs, public_dir, FDSTORE)
+    are closed with a reset (by the thread that takes them: EVMON_TEST_PASSRIGHTS=1 is
+    that path here)."""
+    old = kernel != "this"
+    d = Daemon(procs, public_dir, FDSTORE, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1") if old else None)
     assert d.ctl("start", "plain").returncode == 0
     d.wait_state("plain", "running")
     base = len(os.listdir(f"/proc/{d.p.pid}/fd"))
@@ -364,13 +367,104 @@ def test_a_descriptor_sent_to_the_notify_socket_cannot_stop_the_loop(procs, publ
                      "/usr/bin/python3", "-c", LINGERER, d.sock + ".notify"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     said = p.stdout.readline().split()
-    assert said == (["refused", "EPERM"] if passrights() else ["sent"]), said
+    assert said == (["refused", "EPERM"] if passrights() and not old else ["sent"]), said
     r = d.ctl("ping")  # before: no answer for the linger's 2 minutes
     assert r.returncode == 0, r
-    wait_for(lambda: len(os.listdir(f"/proc/{d.p.pid}/fd")) <= base, what="no descriptor kept")
+    more = 2 if old else 0  # the taker's two eventfds, made at the first descriptor
+    wait_for(lambda: len(os.listdir(f"/proc/{d.p.pid}/fd")) <= base + more, what="no descriptor kept")
     p.stdin.close()
     p.wait(timeout=30)
     d.stop()
+
+
+FUSEHANG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fusehang.py")
+
+PASSER = r"""
+import array, os, socket, sys
+f = os.open(sys.argv[2], os.O_RDONLY | os.O_CLOEXEC)  # a file whose every close waits
+u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[3])):
+    u.sendmsg([b"STATUS=hi"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [f] * 8))],
+              0, sys.argv[1])
+    print("sent", flush=True)
+    sys.stdin.readline()
+sys.stdin.read()  # killed after the server: our own close of f would wait for it too
+"""
+
+HANG = """
+[evmon]
+stop_timeout = 5
+
+[service:late]
+command = HELPER notify READY=1 pause
+ready = notify
+autostart = false
+"""
+
+
+@requires_root("mounts a FUSE file system (mount(2) with /dev/fuse)")
+def test_a_close_that_never_returns_holds_a_thread_not_the_loop(procs, public_dir):
+    """Before Linux 6.16 (no SO_PASSRIGHTS) the descriptors a sender passes to the notify
+    socket are ours to close, and the close of a file of a FUSE server that never answers
+    its FLUSH does not return: any user with fusermount could stop the loop (no reaping,
+    no ctl), and while one waited in our table, every spawn's child copied it and its exec
+    closed it (and waited). Now such a message is taken by a thread with a descriptor
+    table of its own, which closes them there: the loop, its table and the notifications
+    go on; a re-exec is refused while a close waits. EVMON_TEST_PASSRIGHTS=1 gives this
+    kernel the older one's path."""
+    mnt = public_dir / "fuse"
+    mnt.mkdir()
+    server = procs.spawn(["/usr/bin/python3", FUSEHANG, str(mnt)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    said = server.stdout.readline().strip()
+    if said != "mounted":
+        server.wait(timeout=30)
+        pytest.skip(f"no FUSE here: {said}")
+    passer = None
+    try:
+        d = Daemon(procs, public_dir, HANG, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1"))
+        assert d.ctl("-t", "0", "start", "late").returncode == 0
+        d.wait_state("late", "running")  # the socket is open, READY=1 read
+        def fuse_fds():  # in the loop's table (readlink: nothing asked of the server)
+            fds = f"/proc/{d.p.pid}/fd"
+            return [n for n in os.listdir(fds) if str(mnt) in os.readlink(os.path.join(fds, n))]
+
+        threads = lambda: len(os.listdir(f"/proc/{d.p.pid}/task"))  # noqa: E731
+        assert threads() == 1  # none until a descriptor comes
+        passer = procs.spawn(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                              "/usr/bin/python3", "-c", PASSER, d.sock + ".notify",
+                              str(mnt / "f"), "9"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        assert passer.stdout.readline().strip() == "sent"
+        r = d.ctl("ping", timeout=10)  # before: no answer, ever
+        assert r.returncode == 0, r
+        for _ in range(8):  # 72 in all, 8 a message
+            passer.stdin.write("\n")
+            passer.stdin.flush()
+            assert passer.stdout.readline().strip() == "sent"
+        wait_for(lambda: d.log().count("ignored") >= 4, what="the 9 messages read")  # logged 1, 2, 4, 8
+        assert threads() == 3  # the taker and its closer
+        assert not fuse_fds()  # none of them in the loop's table
+        # a spawn (its child copies the loop's table), a READY=1 read after them
+        assert d.ctl("-t", "0", "restart", "late").returncode == 0
+        d.wait_state("late", "running")
+        r = d.ctl("reexec", timeout=30)  # the exec would wait for the stuck thread
+        assert r.returncode != 0 and "not closed yet" in r.stdout + r.stderr, r
+        server.kill()  # the connection aborted: the close waiting returns, the rest follow
+        server.wait(timeout=30)
+        r = d.ctl("reexec", timeout=30)
+        assert r.returncode == 0, r
+        d.wait_state("late", "running")
+        assert threads() == 1  # the new image's: none until a descriptor comes
+        d.stop()
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+        if passer:
+            passer.kill()
+            passer.wait(timeout=30)
+        subprocess.run(["umount", "-l", str(mnt)], stderr=subprocess.DEVNULL)
 
 
 def test_bad_ready_keys_are_config_errors(procs, tmp_path):

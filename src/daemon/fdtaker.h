@@ -1,0 +1,27 @@
+/*
+ * fdtaker.h - the threads that take the messages carrying descriptors off
+ * the notify socket, in a descriptor table of their own (fdtaker.c): for a
+ * kernel before Linux 6.16, whose sockets cannot refuse descriptors.
+ */
+#ifndef EVMON_FDTAKER_H
+#define EVMON_FDTAKER_H
+
+#include <stdbool.h>
+
+/*
+ * The taker for sock (a copy of it goes into its table), started on the
+ * first call and kept: 0, or -errno (then for good; sock stays ours).
+ */
+int fdtaker_start(int sock);
+/* Readable once a request is done (fdtaker_taken reads it); -1 before a start. */
+int fdtaker_done_fd(void);
+/* Take the message at the socket's head (the caller peeked at it and reads nothing meanwhile). */
+void fdtaker_request(void);
+/* Whether a request was done, waiting up to timeout_ms for it (0: not at all). */
+bool fdtaker_taken(int timeout_ms);
+/* Descriptors taken and not closed yet (a close that waits holds the rest). */
+unsigned long fdtaker_closing(void);
+/* Close fd, a descriptor a sender passed: a lingering socket with a reset. */
+void fdtaker_close(int fd);
+
+#endif
