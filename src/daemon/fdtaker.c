@@ -20,11 +20,22 @@
  *
  * Until a message is taken, the loop does not read the socket (the order
  * of the messages is kept); the taker says it is done through an eventfd.
- * A taker that cannot take (the table it may fill is full, and the kernel
- * drops the rest of a message's descriptors in it, a lingering socket's
- * close with them) holds the socket's reading, not the loop.
+ * A socket is closed by the taker itself (after a reset of its linger, its
+ * close does not wait); anything else goes to the closer, in order, and
+ * one close that never returns holds the rest open in the threads' table
+ * (counted: fdtaker_closing) until it does. What a determined sender can
+ * still do, with a FUSE server that never answers: fill that table to
+ * RLIMIT_NOFILE, past which the kernel drops what a message carries in the
+ * taker's recvmsg, a lingering socket's close with it, and the taker waits
+ * there: the socket's reading stops (notifications wait), the loop runs on.
+ * A closer that waits holds the process too: its exit (and a core dump's)
+ * completes, and a re-exec can start, only once that close returns (the
+ * FUSE connection aborted: /sys/fs/fuse/connections/N/abort, its server
+ * killed, or fs.fuse.max_request_timeout, Linux 6.14).
  */
 #include "fdtaker.h"
+
+#include "evmon.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,14 +54,24 @@
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
 
-#define FDS_MAX 253 /* SCM_MAX_FD: all one message carries */
+#define FDS_MAX 253	   /* SCM_MAX_FD: all one message carries */
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76 /* Linux 6.5 */
+#endif
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04
+#endif
+#define START_WAIT_MS 2000 /* for the taker's first words */
 
 static struct {
 	int sock, req, done;  /* in both tables: the socket, "take one", "taken" */
 	int pipe[2];	      /* the taker's to the closer, in the threads' table */
-	int up;		      /* 1 started, -1 could not (atomic: the taker's word) */
+	int up;		      /* 1 started, -1 could not or retired (atomic: the taker's word) */
+	int err;	      /* why it could not (errno), the taker's */
 	unsigned long taken;  /* descriptors taken (atomic: the taker's count) */
 	unsigned long closed; /* of those, closed (atomic: the closer's count) */
+	bool known;	      /* the last message's sender's cgroup is known: cgroup_id (atomic) */
+	uint64_t cgroup_id;
 } T = {.sock = -1, .req = -1, .done = -1, .pipe = {-1, -1}};
 
 /*
@@ -89,7 +110,13 @@ static void say(int fd)
 		;
 }
 
-/* Our own table, holding only T.sock, T.req and T.done: 0, or -1. */
+/*
+ * Our own table, holding only T.sock, T.req and T.done: 0, or -1 (errno).
+ * The unshare copies the descriptors below its bound (up to the table's
+ * next size: 64 at least) and closes those above the highest we keep; the
+ * copies below it are closed here: each a close of ours (an NFS file's
+ * flush), none the loop's (a POSIX lock is the table's that took it).
+ */
 static int own_table(void)
 {
 	int keep[3] = {T.sock, T.req, T.done};
@@ -100,7 +127,6 @@ static int own_table(void)
 				keep[i] = keep[j];
 				keep[j] = t;
 			}
-	/* a copy of the descriptors up to the highest we keep only, the rest never copied */
 	if (syscall(SYS_close_range, (unsigned)keep[2] + 1, ~0U, CLOSE_RANGE_UNSHARE) < 0)
 		return -1;
 	for (int i = 0, from = 0; i < 3; from = keep[i++] + 1)
@@ -109,9 +135,16 @@ static int own_table(void)
 	return 0;
 }
 
-/* Take the message at the socket's head: its descriptors to the closer. */
+/*
+ * Take the message at the socket's head: its descriptors to the closer, and
+ * the cgroup of its sender kept (from its pidfd: Linux 6.13, and 6.15 for
+ * one gone already), which places a sender gone by the time the loop looks
+ * (notifysock.c). SO_PASSPIDFD is on for this
+ * read only (the loop peeks without it, and does not read meanwhile).
+ */
 static void take_one(void)
 {
+	static const int one = 1, zero = 0;
 	char data[1];
 	union {
 		struct cmsghdr h;
@@ -121,22 +154,41 @@ static void take_one(void)
 	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
 			    .msg_controllen = sizeof(ctl)};
-	if (recvmsg(T.sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC) < 0)
-		return;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || (c->cmsg_type != SCM_RIGHTS && c->cmsg_type != 0x04))
-			continue; /* 0x04: SCM_PIDFD, the kernel's pidfd of the sender: closed too */
+	bool on = setsockopt(T.sock, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) == 0;
+	ssize_t got = recvmsg(T.sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+	if (on)
+		setsockopt(T.sock, SOL_SOCKET, SO_PASSPIDFD, &zero, sizeof(zero));
+	int pidfd = -1;
+	for (struct cmsghdr *c = got >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET)
+			continue;
+		if (c->cmsg_type == SCM_PIDFD && c->cmsg_len >= CMSG_LEN(sizeof(int)) && pidfd < 0) {
+			memcpy(&pidfd, CMSG_DATA(c), sizeof(pidfd));
+			continue;
+		}
+		if (c->cmsg_type != SCM_RIGHTS)
+			continue;
 		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < k; i++) {
 			int fd;
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			__atomic_add_fetch(&T.taken, 1, __ATOMIC_RELEASE);
-			if (write(T.pipe[1], &fd, sizeof(fd)) != (ssize_t)sizeof(fd)) {
-				fdtaker_close(fd); /* the pipe full (16,384 waiting): here, then */
-				__atomic_add_fetch(&T.closed, 1, __ATOMIC_RELEASE);
+			int type;
+			socklen_t len = sizeof(type);
+			if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
+				fdtaker_close(fd); /* a socket: a reset, and no wait */
+				continue;
 			}
+			/* else the closer's, in order; the pipe full (16,384 waiting): left open */
+			__atomic_add_fetch(&T.taken, 1, __ATOMIC_RELEASE);
+			(void)!write(T.pipe[1], &fd, sizeof(fd));
 		}
 	}
+	uint64_t id = 0;
+	bool known = pidfd >= 0 && evm_pidfd_cgroup_id(pidfd, &id) == 0;
+	if (pidfd >= 0)
+		close(pidfd);
+	__atomic_store_n(&T.cgroup_id, id, __ATOMIC_RELAXED);
+	__atomic_store_n(&T.known, known, __ATOMIC_RELEASE);
 }
 
 static void *taker_main(void *arg)
@@ -144,12 +196,15 @@ static void *taker_main(void *arg)
 	(void)arg;
 	pthread_t t;
 	pthread_attr_t at;
-	int ok = own_table() == 0 && pipe2(T.pipe, O_CLOEXEC) == 0;
+	int ok = own_table() == 0 && pipe2(T.pipe, O_CLOEXEC) == 0 &&
+		 fcntl(T.pipe[1], F_SETFL, O_NONBLOCK) == 0;
+	T.err = ok ? 0 : errno;
 	if (ok) {
 		pthread_attr_init(&at);
 		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&at, 64 * 1024);
-		ok = pthread_create(&t, &at, closer_main, NULL) == 0; /* it shares our table */
+		T.err = pthread_create(&t, &at, closer_main, NULL); /* it shares our table */
+		ok = !T.err;
 		pthread_attr_destroy(&at);
 	}
 	__atomic_store_n(&T.up, ok ? 1 : -1, __ATOMIC_RELEASE);
@@ -179,9 +234,10 @@ static uint64_t done_count(void)
 
 int fdtaker_start(int sock)
 {
-	if (T.up > 0)
+	int up = __atomic_load_n(&T.up, __ATOMIC_ACQUIRE);
+	if (up > 0)
 		return sock == T.sock ? 0 : -EBUSY; /* its copy is of one socket */
-	if (T.up < 0)
+	if (up < 0)
 		return -EAGAIN;
 	T.sock = sock;
 	T.req = eventfd(0, EFD_CLOEXEC);
@@ -202,23 +258,29 @@ int fdtaker_start(int sock)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
 	if (!e) {
-		struct pollfd p = {.fd = T.done, .events = POLLIN};
-		while (poll(&p, 1, -1) < 0 && errno == EINTR)
-			; /* its first words: a few system calls away */
-		done_count();
-		if (__atomic_load_n(&T.up, __ATOMIC_ACQUIRE) < 0)
-			e = ENOSYS; /* close_range's CLOSE_RANGE_UNSHARE: Linux 5.9 */
+		/* its first words: a few system calls away, but for a flush of an NFS copy */
+		if (!fdtaker_taken(START_WAIT_MS))
+			e = ETIMEDOUT;
+		else if (__atomic_load_n(&T.up, __ATOMIC_ACQUIRE) < 0)
+			e = T.err ? T.err : EINVAL; /* ENOSYS, EINVAL: CLOSE_RANGE_UNSHARE is Linux 5.9 */
 	}
 	if (e) {
-		T.up = -1; /* for good: the eventfds stay, a taker that could not start may hold them */
+		/* for good: the eventfds stay, a taker that could not start (or late) may hold them */
+		__atomic_store_n(&T.up, -1, __ATOMIC_RELEASE);
 		return -e;
 	}
 	return 0;
 }
 
+void fdtaker_retire(void)
+{
+	if (__atomic_load_n(&T.up, __ATOMIC_ACQUIRE) > 0) /* its copy is of a socket that is gone */
+		__atomic_store_n(&T.up, -1, __ATOMIC_RELEASE);
+}
+
 int fdtaker_done_fd(void)
 {
-	return T.up > 0 ? T.done : -1;
+	return __atomic_load_n(&T.up, __ATOMIC_ACQUIRE) > 0 ? T.done : -1;
 }
 
 void fdtaker_request(void)
@@ -234,10 +296,18 @@ bool fdtaker_taken(int timeout_ms)
 	return done_count() > 0;
 }
 
+bool fdtaker_sender_cgroup(uint64_t *cgroup_id)
+{
+	if (!__atomic_load_n(&T.known, __ATOMIC_ACQUIRE))
+		return false;
+	*cgroup_id = __atomic_load_n(&T.cgroup_id, __ATOMIC_RELAXED);
+	return true;
+}
+
 unsigned long fdtaker_closing(void)
 {
-	if (T.up <= 0)
-		return 0;
+	if (T.done < 0)
+		return 0; /* never started (a retired one may still close) */
 	unsigned long closed = __atomic_load_n(&T.closed, __ATOMIC_ACQUIRE);
 	return __atomic_load_n(&T.taken, __ATOMIC_ACQUIRE) - closed;
 }

@@ -62,6 +62,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,15 @@
 #define SO_PASSRIGHTS 83 /* Linux 6.16 */
 #endif
 
+/* Who sent a message: the kernel's word (SCM_CREDENTIALS, SCM_PIDFD). */
+struct sender {
+	struct ucred cred;
+	bool have_cred;
+	int pidfd;	  /* -1: none (yet) */
+	bool id_known;	  /* the cgroup it was in when the taker read it: id */
+	uint64_t id;
+};
+
 static struct {
 	int fd;
 	struct evm_io *io;
@@ -101,9 +111,11 @@ static struct {
 	bool passrights;    /* descriptors may come (a kernel before SO_PASSRIGHTS): peek first */
 	bool waiting;	    /* the message at the head is the taker's: not read until taken */
 	bool inline_said;   /* no taker: said once */
+	unsigned long stuck_said; /* descriptors not closed yet, said at 64, 256, 1024, ... */
+	struct sender pend;	  /* the sender of the message the taker takes (S.waiting) */
+	ssize_t pend_n;		  /* and its length (the message is in msg) */
 	struct evm_io *taken_io; /* the taker's "taken" */
 } S = {.fd = -1};
-
 
 /* ------------------------------------------------------------ attribution */
 
@@ -168,19 +180,18 @@ static struct unit *unit_of_main(struct daemon *d, pid_t pid)
  * gone already (systemd-notify from a script, reaped by the time we read)
  * has no /proc any more, but the kernel keeps the cgroup it died in (6.15).
  * The id is its cgroup directory's inode: compared with each notify unit's
- * that runs (a few; only for such a sender).
+ * that runs (a few; only for such a sender). Before 6.16 a message comes
+ * with its pidfd only when its sender is not placed otherwise (the peek
+ * for descriptors: take_with_pidfd).
  */
-static struct unit *unit_of_pidfd(struct daemon *d, int pidfd)
+static struct unit *unit_of_cgroup_id(struct daemon *d, uint64_t id)
 {
-	uint64_t id;
 	/*
-	 * Only for a sender that is gone (a live one was placed by /proc
-	 * already), and at most PIDFD_BUDGET an iteration: a hostile sender
-	 * that forks short-lived ones costs us a walk of the units each.
+	 * Only for a sender /proc did not place (gone by now), and at most
+	 * PIDFD_BUDGET an iteration: a hostile sender that forks short-lived
+	 * ones costs us a walk of the units each.
 	 */
-	if (pidfd < 0 || !S.base[0] || S.pidfd_walks >= PIDFD_BUDGET ||
-	    syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno != ESRCH ||
-	    evm_pidfd_cgroup_id(pidfd, &id) < 0)
+	if (!S.base[0] || S.pidfd_walks >= PIDFD_BUDGET)
 		return NULL;
 	S.pidfd_walks++;
 	for (struct unit *u = d->first; u; u = u->next)
@@ -188,6 +199,15 @@ static struct unit *unit_of_pidfd(struct daemon *d, int pidfd)
 		    ready_cgroup_id(u) == id)
 			return u;
 	return NULL;
+}
+
+static struct unit *unit_of_pidfd(struct daemon *d, int pidfd)
+{
+	uint64_t id;
+	if (pidfd < 0 || !S.base[0] || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 ||
+	    errno != ESRCH || evm_pidfd_cgroup_id(pidfd, &id) < 0)
+		return NULL;
+	return unit_of_cgroup_id(d, id);
 }
 
 struct unit *notifysock_unit_of(struct daemon *d, pid_t pid)
@@ -219,19 +239,17 @@ static void dropped(pid_t pid, const char *why)
 	     S.dropped);
 }
 
-/* One message: 1 read, 0 nothing left. */
 /* ------------------------------------------------------------ the taker */
+
+static void taken(struct daemon *d);
 
 static void on_taken(struct evm_io *io, int fd, unsigned ev, void *data)
 {
 	(void)io;
 	(void)fd;
 	(void)ev;
-	(void)data;
-	if (!fdtaker_taken(0) || !S.waiting)
-		return;
-	S.waiting = false;
-	evm_io_modify(S.io, EVM_READ);
+	if (fdtaker_taken(0) && S.waiting) /* read in any case, or it stays ready */
+		taken(data);
 }
 
 /*
@@ -252,6 +270,12 @@ static bool hand_to_taker(struct daemon *d)
 		S.inline_said = true;
 		return false;
 	}
+	unsigned long n = fdtaker_closing();
+	if (n >= 64 && n >= 4 * S.stuck_said) {
+		dlog("notify socket: %lu descriptors that senders passed are not closed yet (a close "
+		     "that waits: a file of a FUSE or NFS server that does not answer?)", n);
+		S.stuck_said = n;
+	}
 	fdtaker_request();
 	S.waiting = true;
 	evm_io_modify(S.io, 0);
@@ -261,18 +285,92 @@ static bool hand_to_taker(struct daemon *d)
 unsigned long notifysock_closing(struct daemon *d)
 {
 	(void)d;
-	return fdtaker_closing();
+	return fdtaker_closing() + S.waiting; /* a take under way has not counted its own yet */
 }
 
 /* ------------------------------------------------------------ receiving */
 
 /*
- * One message: 1 read, 0 nothing left (or the head is the taker's to read:
- * drain waits a moment for it, the loop reads on once it is taken).
+ * The message at the head, peeked at (it carries no descriptor, and nobody
+ * else reads), taken off with its sender's pidfd: SO_PASSPIDFD is off
+ * otherwise before Linux 6.16 (see watch). The pidfd, or -1.
+ */
+static int take_with_pidfd(void)
+{
+	static const int one = 1, zero = 0;
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int))];
+	} ctl;
+	char c;
+	struct iovec iov = {.iov_base = &c, .iov_len = 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+			    .msg_controllen = sizeof(ctl)};
+	bool on = setsockopt(S.fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) == 0;
+	ssize_t n = recvmsg(S.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+	if (on)
+		setsockopt(S.fd, SOL_SOCKET, SO_PASSPIDFD, &zero, sizeof(zero));
+	int pidfd = -1;
+	for (struct cmsghdr *h = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; h; h = CMSG_NXTHDR(&mh, h))
+		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_PIDFD &&
+		    h->cmsg_len >= CMSG_LEN(sizeof(int)))
+			memcpy(&pidfd, CMSG_DATA(h), sizeof(pidfd));
+	return pidfd;
+}
+
+static char msg[MSG_MAX + 1]; /* the message read, or peeked at */
+
+/*
+ * The message in msg (n bytes, as the kernel said: more than MSG_MAX were
+ * cut), to its unit. *head: it is still at the socket's head, to be taken
+ * off here (with the sender's pidfd when /proc cannot place the sender).
+ */
+static void apply(struct daemon *d, ssize_t n, struct sender *s, bool *head, int nfds)
+{
+	struct unit *u = NULL;
+	if (!s->have_cred || s->cred.pid <= 0) {
+		dropped(0, "no sender credentials");
+	} else if ((size_t)n > MSG_MAX) {
+		dropped(s->cred.pid, "longer than 4096 bytes");
+	} else if (!(u = notifysock_unit_of(d, s->cred.pid))) {
+		if (*head) { /* gone? its pidfd (6.15 keeps the cgroup it died in) */
+			s->pidfd = take_with_pidfd();
+			*head = false;
+		}
+		u = s->id_known ? unit_of_cgroup_id(d, s->id) : unit_of_pidfd(d, s->pidfd);
+		if (!u)
+			dropped(s->cred.pid, "not a process of a service with ready = notify");
+	}
+	if (*head) /* off the socket before anything runs that could read it */
+		recv(S.fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC);
+	*head = false;
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	s->pidfd = -1;
+	if (!u)
+		return;
+	msg[n] = 0;
+	ready_notify(d, u, s->cred.pid, msg, (size_t)n, nfds);
+}
+
+/* The message peeked at (msg) taken by the taker: applied, and the socket read again. */
+static void taken(struct daemon *d)
+{
+	bool head = false;
+	struct sender s = S.pend;
+	S.waiting = false;
+	evm_io_modify(S.io, EVM_READ);
+	s.id_known = fdtaker_sender_cgroup(&s.id); /* gone since, it still places it */
+	apply(d, S.pend_n, &s, &head, 1);
+}
+
+/*
+ * One message: 1 read (or handed to the taker), 0 nothing left or the head
+ * is the taker's (drain waits a moment for it; the loop reads on once it
+ * is taken: on_taken).
  */
 static int receive_one(struct daemon *d, bool drain)
 {
-	static char buf[MSG_MAX + 1];
 	union {
 		struct cmsghdr h;
 		char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) +
@@ -281,39 +379,30 @@ static int receive_one(struct daemon *d, bool drain)
 	if (S.waiting) {
 		if (!drain || !fdtaker_taken(TAKE_WAIT_MS))
 			return 0;
-		S.waiting = false;
-		evm_io_modify(S.io, EVM_READ);
+		taken(d);
 	}
 	/*
 	 * Before Linux 6.16, a peek with room for the credentials only (no
 	 * SCM_PIDFD then, see watch): MSG_CTRUNC says it carries descriptors.
 	 */
 	bool peek = S.passrights && !S.inline_said;
-	struct iovec iov = {.iov_base = buf, .iov_len = MSG_MAX};
+	struct iovec iov = {.iov_base = msg, .iov_len = MSG_MAX};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
 			    .msg_controllen = peek ? CMSG_SPACE(sizeof(struct ucred)) : sizeof(ctl)};
 	ssize_t n = recvmsg(S.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC | (peek ? MSG_PEEK : 0));
 	if (n < 0)
 		return errno == EINTR ? 1 : 0;
-	int nfds = 0, pidfd = -1;
-	if (peek && (mh.msg_flags & MSG_CTRUNC)) {
-		nfds = 1; /* how many: the taker's to know */
-		if (!hand_to_taker(d))
-			return 1; /* read again, whole, below */
-	} else if (peek && recv(S.fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC) < 0) {
-		return 0; /* what was peeked at cannot be gone: nobody else reads */
-	}
-	struct ucred cred = {0};
-	bool have_cred = false;
+	struct sender s = {.pidfd = -1};
+	int nfds = 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET)
 			continue;
-		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(cred))) {
-			memcpy(&cred, CMSG_DATA(c), sizeof(cred));
-			have_cred = true;
+		if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(s.cred))) {
+			memcpy(&s.cred, CMSG_DATA(c), sizeof(s.cred));
+			s.have_cred = true;
 		} else if (c->cmsg_type == SCM_PIDFD && c->cmsg_len >= CMSG_LEN(sizeof(int)) &&
-			   pidfd < 0) {
-			memcpy(&pidfd, CMSG_DATA(c), sizeof(pidfd)); /* the sender's, from the kernel */
+			   s.pidfd < 0) {
+			memcpy(&s.pidfd, CMSG_DATA(c), sizeof(s.pidfd)); /* the sender's, from the kernel */
 		} else if (c->cmsg_type == SCM_RIGHTS) { /* no taker: closed here */
 			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 			for (size_t i = 0; i < k; i++) {
@@ -324,19 +413,15 @@ static int receive_one(struct daemon *d, bool drain)
 			nfds += (int)k;
 		}
 	}
-	struct unit *u = NULL;
-	if (!have_cred || cred.pid <= 0)
-		dropped(0, "no sender credentials");
-	else if ((size_t)n > MSG_MAX)
-		dropped(cred.pid, "longer than 4096 bytes");
-	else if (!(u = notifysock_unit_of(d, cred.pid)) && !(u = unit_of_pidfd(d, pidfd)))
-		dropped(cred.pid, "not a process of a service with ready = notify");
-	if (pidfd >= 0)
-		close(pidfd);
-	if (!u)
-		return 1;
-	buf[n] = 0;
-	ready_notify(d, u, cred.pid, buf, (size_t)n, nfds);
+	if (peek && (mh.msg_flags & MSG_CTRUNC)) {
+		if (hand_to_taker(d)) { /* applied once taken, with what the taker saw of the sender */
+			S.pend = s;
+			S.pend_n = n;
+		}
+		return 1; /* else read again, whole, without a peek */
+	}
+	bool head = peek;
+	apply(d, n, &s, &head, nfds);
 	return 1;
 }
 
@@ -648,9 +733,10 @@ void notifysock_close(struct daemon *d)
 	(void)d;
 	evm_io_free(S.io);
 	S.io = NULL;
-	evm_io_free(S.taken_io); /* the taker stays, idle: it reads a copy of this socket */
+	evm_io_free(S.taken_io);
 	S.taken_io = NULL;
 	S.waiting = false;
+	fdtaker_retire(); /* its threads stay, idle, with a copy of this socket: no new one */
 	if (S.fd >= 0)
 		close(S.fd);
 	S.fd = -1;
