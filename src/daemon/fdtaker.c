@@ -139,8 +139,8 @@ static int own_table(void)
  * Take the message at the socket's head: its descriptors to the closer, and
  * the cgroup of its sender kept (from its pidfd: Linux 6.13, and 6.15 for
  * one gone already), which places a sender gone by the time the loop looks
- * (notifysock.c). SO_PASSPIDFD is on for this
- * read only (the loop peeks without it, and does not read meanwhile).
+ * (notifysock.c). SO_PASSPIDFD is on for this read only (the loop peeks
+ * without it, and does not read meanwhile).
  */
 static void take_one(void)
 {
