@@ -135,6 +135,16 @@ static int own_table(void)
 	return 0;
 }
 
+ssize_t fdtaker_recv_with_pidfd(int sock, struct msghdr *mh)
+{
+	static const int one = 1, zero = 0;
+	bool on = setsockopt(sock, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) == 0;
+	ssize_t n = recvmsg(sock, mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+	if (on)
+		setsockopt(sock, SOL_SOCKET, SO_PASSPIDFD, &zero, sizeof(zero));
+	return n;
+}
+
 /*
  * Take the message at the socket's head: its descriptors to the closer, and
  * the cgroup of its sender kept (from its pidfd: Linux 6.13, and 6.15 for
@@ -144,7 +154,6 @@ static int own_table(void)
  */
 static void take_one(void)
 {
-	static const int one = 1, zero = 0;
 	char data[1];
 	union {
 		struct cmsghdr h;
@@ -154,10 +163,7 @@ static void take_one(void)
 	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
 			    .msg_controllen = sizeof(ctl)};
-	bool on = setsockopt(T.sock, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) == 0;
-	ssize_t got = recvmsg(T.sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
-	if (on)
-		setsockopt(T.sock, SOL_SOCKET, SO_PASSPIDFD, &zero, sizeof(zero));
+	ssize_t got = fdtaker_recv_with_pidfd(T.sock, &mh);
 	int pidfd = -1;
 	for (struct cmsghdr *c = got >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET)

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /*
  * The taker for sock (a copy of it goes into its table), started on the
@@ -30,6 +31,12 @@ bool fdtaker_taken(int timeout_ms);
 bool fdtaker_sender_cgroup(uint64_t *cgroup_id);
 /* Descriptors taken and not closed yet (a close that waits holds the rest). */
 unsigned long fdtaker_closing(void);
+/*
+ * recvmsg of the message at sock's head (MSG_DONTWAIT, MSG_CMSG_CLOEXEC,
+ * MSG_TRUNC) with SO_PASSPIDFD on for it, which is off otherwise before
+ * Linux 6.16 (notifysock.c): its length, or -1.
+ */
+ssize_t fdtaker_recv_with_pidfd(int sock, struct msghdr *mh);
 /* Close fd, a descriptor a sender passed: a lingering socket with a reset. */
 void fdtaker_close(int fd);
 

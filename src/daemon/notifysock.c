@@ -297,7 +297,6 @@ unsigned long notifysock_closing(struct daemon *d)
  */
 static int take_with_pidfd(void)
 {
-	static const int one = 1, zero = 0;
 	union {
 		struct cmsghdr h;
 		char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int))];
@@ -306,10 +305,7 @@ static int take_with_pidfd(void)
 	struct iovec iov = {.iov_base = &c, .iov_len = 1};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
 			    .msg_controllen = sizeof(ctl)};
-	bool on = setsockopt(S.fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) == 0;
-	ssize_t n = recvmsg(S.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
-	if (on)
-		setsockopt(S.fd, SOL_SOCKET, SO_PASSPIDFD, &zero, sizeof(zero));
+	ssize_t n = fdtaker_recv_with_pidfd(S.fd, &mh);
 	int pidfd = -1;
 	for (struct cmsghdr *h = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; h; h = CMSG_NXTHDR(&mh, h))
 		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_PIDFD &&

@@ -396,17 +396,6 @@ for _ in range(int(sys.argv[3])):
 sys.stdin.read()  # killed after the server: our own close of f would wait for it too
 """
 
-HANG = """
-[evmon]
-stop_timeout = 5
-
-[service:late]
-command = HELPER notify READY=1 pause
-ready = notify
-autostart = false
-"""
-
-
 @requires_root("mounts a FUSE file system (mount(2) with /dev/fuse)")
 def test_a_close_that_never_returns_holds_a_thread_not_the_loop(procs, public_dir):
     """Before Linux 6.16 (no SO_PASSRIGHTS) the descriptors a sender passes to the notify
@@ -427,9 +416,9 @@ def test_a_close_that_never_returns_holds_a_thread_not_the_loop(procs, public_di
         pytest.skip(f"no FUSE here: {said}")
     passer = None
     try:
-        d = Daemon(procs, public_dir, HANG, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1"))
-        assert d.ctl("-t", "0", "start", "late").returncode == 0
-        d.wait_state("late", "running")  # the socket is open, READY=1 read
+        d = Daemon(procs, public_dir, FDSTORE, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1"))
+        assert d.ctl("-t", "0", "start", "plain").returncode == 0
+        d.wait_state("plain", "running")  # the socket is open, READY=1 read
         def fuse_fds():  # in the loop's table (readlink: nothing asked of the server)
             fds, found = f"/proc/{d.p.pid}/fd", []
             for n in os.listdir(fds):
@@ -458,15 +447,15 @@ def test_a_close_that_never_returns_holds_a_thread_not_the_loop(procs, public_di
         assert threads() == 3  # the taker and its closer
         assert not fuse_fds()  # none of them in the loop's table
         # a spawn (its child copies the loop's table), a READY=1 read after them
-        assert d.ctl("-t", "0", "restart", "late").returncode == 0
-        d.wait_state("late", "running")
+        assert d.ctl("-t", "0", "restart", "plain").returncode == 0
+        d.wait_state("plain", "running")
         r = d.ctl("reexec", timeout=30)  # the exec would wait for the stuck thread
         assert r.returncode != 0 and "not closed yet" in r.stdout + r.stderr, r
         server.kill()  # the connection aborted: the close waiting returns, the rest follow
         server.wait(timeout=30)
         r = d.ctl("reexec", timeout=30)
         assert r.returncode == 0, r
-        d.wait_state("late", "running")
+        d.wait_state("plain", "running")
         assert threads() == 1  # the new image's: none until a descriptor comes
         d.stop()
     finally:
