@@ -55,12 +55,6 @@
 #endif
 
 #define FDS_MAX 253	   /* SCM_MAX_FD: all one message carries */
-#ifndef SO_PASSPIDFD
-#define SO_PASSPIDFD 76 /* Linux 6.5 */
-#endif
-#ifndef SCM_PIDFD
-#define SCM_PIDFD 0x04
-#endif
 #define START_WAIT_MS 2000 /* for the taker's first words */
 
 static struct {
@@ -101,6 +95,27 @@ static void *closer_main(void *arg)
 			__atomic_add_fetch(&T.closed, 1, __ATOMIC_RELEASE);
 		}
 	return NULL;
+}
+
+/*
+ * fn on a detached thread of a small stack, with every signal blocked:
+ * they are the loop's (signalfd), and a close must not be cut short. 0, or
+ * an errno.
+ */
+static int start_thread(void *(*fn)(void *))
+{
+	sigset_t all, old;
+	pthread_attr_t at;
+	pthread_t t;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 64 * 1024);
+	int e = pthread_create(&t, &at, fn, NULL);
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return e;
 }
 
 static void say(int fd)
@@ -200,18 +215,12 @@ static void take_one(void)
 static void *taker_main(void *arg)
 {
 	(void)arg;
-	pthread_t t;
-	pthread_attr_t at;
 	int ok = own_table() == 0 && pipe2(T.pipe, O_CLOEXEC) == 0 &&
 		 fcntl(T.pipe[1], F_SETFL, O_NONBLOCK) == 0;
 	T.err = ok ? 0 : errno;
 	if (ok) {
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&at, 64 * 1024);
-		T.err = pthread_create(&t, &at, closer_main, NULL); /* it shares our table */
+		T.err = start_thread(closer_main); /* it shares our table */
 		ok = !T.err;
-		pthread_attr_destroy(&at);
 	}
 	__atomic_store_n(&T.up, ok ? 1 : -1, __ATOMIC_RELEASE);
 	say(T.done);
@@ -249,20 +258,8 @@ int fdtaker_start(int sock)
 	T.req = eventfd(0, EFD_CLOEXEC);
 	T.done = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int e = T.req < 0 || T.done < 0 ? errno : 0;
-	if (!e) {
-		/* no signal for them: signals are the loop's (signalfd) */
-		sigset_t all, old;
-		pthread_attr_t at;
-		pthread_t t;
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&at, 64 * 1024);
-		e = pthread_create(&t, &at, taker_main, NULL);
-		pthread_attr_destroy(&at);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
+	if (!e)
+		e = start_thread(taker_main);
 	if (!e) {
 		/* its first words: a few system calls away, but for a flush of an NFS copy */
 		if (!fdtaker_taken(START_WAIT_MS))

@@ -10,6 +10,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76 /* Linux 6.5; Debian 12's headers lack it */
+#endif
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04
+#endif
+
 /*
  * The taker for sock (a copy of it goes into its table), started on the
  * first call and kept: 0, or -errno (then for good; sock stays ours).

@@ -81,12 +81,6 @@
 #define PIDFD_BUDGET 8	/* senders gone before they were read, placed per iteration */
 #define TAKE_WAIT_MS 100 /* notifysock_drain's wait for a message taken (fdtaker.c) */
 
-#ifndef SO_PASSPIDFD
-#define SO_PASSPIDFD 76 /* Linux 6.5; Debian 12's headers lack it */
-#endif
-#ifndef SCM_PIDFD
-#define SCM_PIDFD 0x04
-#endif
 #ifndef SO_PASSRIGHTS
 #define SO_PASSRIGHTS 83 /* Linux 6.16 */
 #endif
