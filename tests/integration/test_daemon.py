@@ -713,7 +713,9 @@ def test_a_start_deferred_behind_an_old_copy_is_kept_or_cancelled(procs, tmp_pat
         assert sleeps(mark) == [] and d.status("m")["m"]["state"] == "stopped"
     else:
         st = d.wait_state("m", "running", timeout=30)
-        assert sleeps(mark) == [st["pid"]] and sleeps(400273 if mark != 400273 else 0) == []
+        # running from its spawn (start_secs = 0): its shell may not have exec'd sleep yet
+        wait_for(lambda: sleeps(mark) == [st["pid"]], what="the new copy's sleep")
+        assert sleeps(400273 if mark != 400273 else 0) == []
     d.stop()
 
 
