@@ -781,7 +781,8 @@ struct evm_adopt_opts {
 	void *data;
 	const char *handler; /* copied */
 	/*
-	 * EVM_ADOPT_DEADLINE: ms from now. Added after 1.0: read only with that
+	 * EVM_ADOPT_DEADLINE: ms from the call (not from the end of the
+	 * adoption's checks, which take time of their own). Added after 1.0: read only with that
 	 * flag, so a caller built against an older header (a shorter struct)
 	 * is never read past its end.
 	 */

@@ -82,6 +82,17 @@ uint64_t state_boot_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t state_ms_until(uint64_t boot_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	uint64_t now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	if (boot_ms > UINT64_MAX / 1000 - 1) /* a record's garbage: far off, not wrapped */
+		boot_ms = UINT64_MAX / 1000 - 1;
+	uint64_t end_us = boot_ms * 1000;
+	return end_us > now_us ? (end_us - now_us + 500) / 1000 : 0;
+}
+
 /* ------------------------------------------------------------- reading */
 
 static void drop_fd(int *fd, bool close_it)

@@ -209,6 +209,14 @@ uint64_t state_ident(struct svc_conf *c);
 uint64_t state_boot_ms(void);
 
 /*
+ * What is left, in ms to the nearest, of a record's deadline (CLOCK_BOOTTIME
+ * ms): 0 once it passed. Read right before the call it is given to: every
+ * hand-over of a deadline reads the clock twice, and the time between the
+ * reads would push the deadline back at each one.
+ */
+uint64_t state_ms_until(uint64_t boot_ms);
+
+/*
  * Where the record lives, and the state a reexec passed (before the control
  * socket is opened: its listener may be in it). 0, or -1 (said on stderr):
  * out of memory, or that state is of a newer format than ours.

@@ -121,11 +121,10 @@ static void take_over_old(struct daemon *d, const char *name, const struct rec_o
 		return;
 	}
 	/* 0: its SIGKILL was sent already (or due at once), so no timer was left to say when */
-	uint64_t now = state_boot_ms();
 	struct evm_adopt_opts ao = {
 		.pid = o->pid, .start_time = o->start,
 		.flags = EVM_ADOPT_START_TIME | EVM_ADOPT_STOPPING | EVM_ADOPT_DEADLINE,
-		.deadline_ms = o->deadline > now ? o->deadline - now : 0,
+		.deadline_ms = state_ms_until(o->deadline),
 	};
 	if (o->held) /* not stopped yet: running, and the removal below stops it */
 		ao.flags = EVM_ADOPT_START_TIME;
@@ -220,11 +219,10 @@ static void resume_one(struct daemon *d, struct unit *u, const struct rec_svc *s
 {
 	if (!s->has_policy)
 		return;
-	uint64_t now = state_boot_ms();
 	struct evm_service_resume r = {
 		.state = as, .restarts = s->restarts, .failures = s->failures,
 		.start_failures = s->start_failures, .backoff_step = s->backoff_step,
-		.delay_ms = s->next_start > now ? s->next_start - now : 0,
+		.delay_ms = state_ms_until(s->next_start),
 		.message = d->rec->reexec ? "carried over across the re-exec"
 					  : "carried over from the daemon that died",
 	};
@@ -302,14 +300,13 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	/* not ready yet: awaited still (READY=1 reaches us, checks run again, its pipe) */
 	else if (!stopping && starting && ready_awaitable(u))
 		o.flags |= EVM_ADOPT_STARTING;
+	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
 	/* its ready timeout (as extended) or its SIGKILL, when the one before us had it */
-	uint64_t now = state_boot_ms();
 	if ((o.flags & (EVM_ADOPT_STARTING | EVM_ADOPT_STOPPING | EVM_ADOPT_FAILING)) &&
 	    s->deadline) {
 		o.flags |= EVM_ADOPT_DEADLINE;
-		o.deadline_ms = s->deadline > now ? s->deadline - now : 0;
+		o.deadline_ms = state_ms_until(s->deadline);
 	}
-	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
 	int r = evm_service_adopt(u->svc, &o);
 	if (r == 0 || s->pidfd < 0)
 		s->pidfd = -1; /* the loop's now */
@@ -319,8 +316,10 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 			ready_set_watchdog(d, u, s->watchdog_ms);
 		/* a reload under way (RELOADING=1, no READY=1 yet): awaited still, within what
 		 * was left of its timeout (none: none; past: due at once) */
-		if (!stopping && !s->failing && s->has_policy && s->state == EVM_STATE_RELOADING)
-			evm_service_reloading(u->svc, !s->deadline ? 0 : s->deadline > now ? s->deadline - now : 1);
+		if (!stopping && !s->failing && s->has_policy && s->state == EVM_STATE_RELOADING) {
+			uint64_t left = s->deadline ? state_ms_until(s->deadline) : 0;
+			evm_service_reloading(u->svc, !s->deadline ? 0 : left ? left : 1);
+		}
 		u->want_start = false;
 		u->adopted = true;
 		u->rec_pid = s->pid;

@@ -234,6 +234,8 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	if ((stopping && (starting || failing)) || (kept && !stopping && !starting && !failing))
 		return -EINVAL;
 	uint64_t left_ms = kept ? in->deadline_ms : 0;
+	/* left_ms counts from the call, not from after the adoption's pidfd and /proc reads */
+	uint64_t now = evm__mono_ns();
 	/* the service's flags, not the process's */
 	o.flags &= ~(unsigned)(EVM_ADOPT_STOPPING | EVM_ADOPT_STARTING | EVM_ADOPT_DEADLINE |
 			       EVM_ADOPT_FAILING);
@@ -261,7 +263,6 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->start_failures = 0;
 	s->failing = FAILING_NO;
 	s->watchdog_run_ms = s->watchdog_ms;
-	uint64_t now = evm__mono_ns();
 	if (left_ms > UINT64_MAX / 2000000)
 		left_ms = UINT64_MAX / 2000000;
 	if (stopping) {
