@@ -38,6 +38,7 @@
  *                     do not wait for them (they become orphans when we exit)
  *   group N           fork N children that ignore SIGTERM and pause, same group
  *   daemonize         fork, parent exits at once, child carries on (an orphan)
+ *                     once it is re-parented (up to 10 s)
  *   stamp             print CLOCK_MONOTONIC ns
  *   closeout          close stdout
  *   stop              raise SIGSTOP
@@ -514,9 +515,13 @@ int main(int argc, char **argv)
 			}
 			i++;
 		} else if (!strcmp(c, "daemonize")) {
+			pid_t parent = getpid();
 			fflush(NULL);
 			if (fork() > 0)
 				_exit(0);
+			/* carry on as the orphan: once re-parented (what comes next may print ppid) */
+			for (int n = 0; getppid() == parent && n < 10000; n++)
+				usleep(1000);
 		} else if (!strcmp(c, "pidlog")) {
 			char line[32];
 			int n = snprintf(line, sizeof(line), "%d\n", (int)getpid());

@@ -871,9 +871,11 @@ def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path, how):
     image starts it once its old process is gone. It was passed as stopping: the new image
     stopped it for good. After a crash, the same from the record on disk (its line ends
     with "restart"): the new daemon takes over the old process's stop, then starts web."""
-    d = Daemon(procs, tmp_path, """
+    # a crash waits for the record and starts a daemon (seconds under ASan on a slow host)
+    # while web lingers: long enough that the new daemon still finds it stopping
+    d = Daemon(procs, tmp_path, f"""
 [service:web]
-command = HELPER linger 4000 pause
+command = HELPER linger {4000 if how == "reexec" else 8000} pause
 start_secs = 0
 """)
     old, = catching(d, "web")
