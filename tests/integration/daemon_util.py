@@ -36,15 +36,17 @@ def ini(evmon=None, **services):
     return "\n".join(parts)
 
 
-def stops_slowly(mark, name="ig", cgroup="no", extra=""):
+def stops_slowly(mark, name="ig", cgroup="no", extra="", stop_timeout=3):
     """A config of one service whose process (`sleep MARK`) ignores SIGTERM: each of its
-    stops takes the whole stop_timeout (3 s), then SIGKILL. extra: more of its keys."""
+    stops takes the whole stop_timeout (3 s), then SIGKILL. extra: more of its keys.
+    A test whose stop must outlast a re-exec (its two checks of the binary) or a daemon's
+    start gives 3 * SLOW: seconds under ASan on a slow host."""
     return f"""
 [evmon]
 cgroup = {cgroup}
 [service:{name}]
 command = sh -c 'trap "" TERM; exec sleep {mark}'
-stop_timeout = 3
+stop_timeout = {stop_timeout}
 start_secs = 0
 {extra}"""
 

@@ -115,6 +115,9 @@ def test_shutdown_leaves_no_process_and_no_cgroup(procs, tmp_path):
     base = base_of(d)
     for name in ("bg", "escapee", "forker", "stubborn"):
         d.wait_state(name, "running")
+    wait_for(lambda: len(procs_in(os.path.join(base, "bg.service"))) == 3, what="bg's 3 processes")
+    wait_for(lambda: len(procs_in(os.path.join(base, "escapee.service"))) == 2,
+             what="escapee's 2 processes")
     wait_for(lambda: len(procs_in(os.path.join(base, "stubborn.service"))) == 4,
              what="stubborn's 4 processes")
     wait_for(lambda: len(procs_in(os.path.join(base, "daemonizes.service"))) == 1,

@@ -1064,9 +1064,9 @@ def test_reexec_passes_on_a_replaced_service_still_stopping(procs, tmp_path, mar
     when it was due, and starts the new copy once it is gone. Before, that process was in
     no state and the new image killed it at once (40-60 ms after its SIGTERM: a
     database's clean shutdown cut short), so the re-exec was refused until it was gone."""
-    d = Daemon(procs, tmp_path, stops_slowly(marker, "db", cgroup))
+    d = Daemon(procs, tmp_path, stops_slowly(marker, "db", cgroup, stop_timeout=3 * SLOW))
     old = wait_signal_state(d, "db", "SigIgn")  # a SIGTERM before its trap would end it
-    d.write(stops_slowly(marker + "1", "db", cgroup))
+    d.write(stops_slowly(marker + "1", "db", cgroup, stop_timeout=3 * SLOW))
     t0 = time.monotonic()
     assert d.ctl("-t", "0", "reload").returncode == 0
     r = d.ctl("reexec")
@@ -1077,7 +1077,7 @@ def test_reexec_passes_on_a_replaced_service_still_stopping(procs, tmp_path, mar
         assert marker_pids(marker + "1") == [], "a new copy beside the old one"
         assert time.monotonic() - t0 < 30 * SLOW, "the old copy never stopped"
         time.sleep(0.05)
-    assert time.monotonic() - t0 >= 2.5, "killed before its stop_timeout (3 s)"
+    assert time.monotonic() - t0 >= 3 * SLOW - 0.5, "killed before its stop_timeout"
     st = wait_for(lambda: (s := d.status("db")["db"])["state"] == "running" and s,
                   timeout=30 * SLOW, what="the new copy")
     assert "old_pid" not in st and st["pid"] != old
@@ -1086,13 +1086,13 @@ def test_reexec_passes_on_a_replaced_service_still_stopping(procs, tmp_path, mar
 
 def logged_db(tmp_path, mark, with_db=True, tag=""):
     """db logs to a file; on SIGTERM it waits 1 s, logs "late MARK" and stays (its
-    SIGKILL comes at stop_timeout)."""
+    SIGKILL comes at stop_timeout: 4 s, times SLOW to outlast a re-exec's checks)."""
     (tmp_path / "logs").mkdir(exist_ok=True)
     db = f"""
 [service:db]
 command = sh -c 'trap "sleep 1; echo late {mark}{tag}; trap \\"\\" TERM" TERM; echo up; while :; do sleep 0.1; done'
 stdout = log
-stop_timeout = 4
+stop_timeout = {4 * SLOW}
 start_secs = 0
 """ if with_db else ""
     return f"[evmon]\nlog_dir = logs\n{db}[service:other]\ncommand = HELPER pause\n"
@@ -1121,6 +1121,8 @@ def test_reexec_waits_for_a_removed_copy_writing_into_its_own_pipe(procs, tmp_pa
     why, and works once it is gone."""
     d = Daemon(procs, tmp_path, logged_db(tmp_path, marker))
     old = d.wait_state("db", "running")["pid"]
+    log = tmp_path / "logs" / "db.log"  # its trap is set: a SIGTERM before would end it
+    wait_for(lambda: log.exists() and "up" in log.read_text(), what="db's first line")
     d.write(logged_db(tmp_path, marker, with_db=False))
     assert d.ctl("-t", "0", "reload").returncode == 0
     r = d.ctl("reexec")
@@ -1139,7 +1141,7 @@ def test_reexec_into_an_older_format_waits_for_an_old_copy_still_stopping(procs,
     """Into a binary that reads state format 8 (before the old= words were taken over),
     a re-exec while a replaced service's old process stops is refused, says why (that
     image would kill it at once), and works once it is gone."""
-    d = Daemon(procs, tmp_path, stops_slowly(marker, "db"), start=False)
+    d = Daemon(procs, tmp_path, stops_slowly(marker, "db", stop_timeout=3 * SLOW), start=False)
     exe = own_copy(tmp_path)
     start_with(d, exe)
     old = wait_signal_state(d, "db", "SigIgn")
@@ -1148,7 +1150,7 @@ def test_reexec_into_an_older_format_waits_for_an_old_copy_still_stopping(procs,
                 f'exec {EVMON} "$@"\n')
     os.chmod(exe + ".new", 0o755)
     os.rename(exe + ".new", exe)
-    d.write(stops_slowly(marker + "1", "db"))
+    d.write(stops_slowly(marker + "1", "db", stop_timeout=3 * SLOW))
     assert d.ctl("-t", "0", "reload").returncode == 0
     r = d.ctl("reexec")
     assert r.returncode == 1 and "1 replaced or removed service is still stopping" in r.stderr \

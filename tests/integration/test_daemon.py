@@ -845,14 +845,14 @@ def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
     """While a replaced service's old process stops, `ctl status` says so (old_pid, "old
     pid N stopping") instead of a bare `stopped`; the events come in the order things
     happen: the old one's removal, then the new one's start (the start used to be told
-    first, its time before the removal's)."""
-    d = Daemon(procs, tmp_path, stops_slowly(400151, cgroup=cgroup))
+    first, its time before the removal's). Its stop outlasts the ctl runs (ASan: 3 * SLOW)."""
+    d = Daemon(procs, tmp_path, stops_slowly(400151, cgroup=cgroup, stop_timeout=3 * SLOW))
     old = wait_signal_state(d, "ig", "SigIgn")
     s = d.connect()
     s.sendall(b'{"cmd":"events","names":["ig"]}\n')
     rd = LineReader(s)
     assert rd.next()["ok"]
-    d.write(stops_slowly(400152, cgroup=cgroup))
+    d.write(stops_slowly(400152, cgroup=cgroup, stop_timeout=3 * SLOW))
     assert d.ctl("reload").returncode == 0
     st = d.status("ig")["ig"]
     assert st.get("old_pid") == old and st["pid"] is None, st
@@ -879,9 +879,9 @@ def test_ctl_stop_waits_for_the_old_copy_too(procs, tmp_path):
     """`ctl stop NAME` while a reload's replaced copy of NAME still stops (SIGTERM ignored:
     SIGKILL at stop_timeout, 3 s): it returned at once, "stopped (old pid N stopping)",
     and a `stop db && backup` ran beside the old process. It returns once that is gone."""
-    d = Daemon(procs, tmp_path, stops_slowly(400153))
+    d = Daemon(procs, tmp_path, stops_slowly(400153, stop_timeout=3 * SLOW))
     old = wait_signal_state(d, "ig", "SigIgn")
-    d.write(stops_slowly(400154))
+    d.write(stops_slowly(400154, stop_timeout=3 * SLOW))
     assert d.ctl("reload").returncode == 0
     assert d.status("ig")["ig"].get("old_pid") == old
     r = d.ctl("stop", "ig")
@@ -934,8 +934,7 @@ def test_removed_and_added_again_while_the_old_one_stops(procs, tmp_path, cgroup
     a = stops_slowly(400161, cgroup=cgroup)
     b = a[:a.index("[service:ig]")] + "[service:other]\ncommand = HELPER pause\nstart_secs = 0\n"
     d = Daemon(procs, tmp_path, a)
-    d.wait_state("ig", "running")
-    old = d.status("ig")["ig"]["pid"]
+    old = wait_signal_state(d, "ig", "SigIgn")  # a SIGTERM before its trap would end it
     for text in (b, a, b):
         d.write(text)
         assert d.ctl("-t", "0", "reload").returncode == 0

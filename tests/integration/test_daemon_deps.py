@@ -994,6 +994,8 @@ start_secs = 0
     assert d.ctl("-t", "0", "reload").returncode == 0
     assert d.ctl("-t", "0", "stop", "db").returncode == 0
     wait_for(lambda: not alive(old), timeout=30 * SLOW, what="the old app's end")
+    # db's stop goes on once the old app is reaped: then nothing may start app
+    wait_for(lambda: d.status("db")["db"]["state"] == "stopped", what="db stopped")
     time.sleep(0.5)
     st = d.status()
     assert st["db"]["state"] == "stopped" and st["app"]["state"] == "stopped", st
@@ -1119,7 +1121,8 @@ def test_a_crash_stops_an_old_copy_held_for_a_dependent(procs, tmp_path):
     after a kill -9 stops it (its stop_signal, INT here, which its trap waits for), not
     SIGKILL at once as an old copy whose stop was due."""
     log = tmp_path / "order"
-    conf = pair_conf(log).replace("sleep 1;", "sleep 4;").replace(
+    # app lingers past the re-exec's checks (ASan: times SLOW), within its stop_timeout
+    conf = pair_conf(log).replace("sleep 1;", f"sleep {4 * SLOW};").replace(
         slow_stopper("db", log, 0), slow_stopper("db", log, 0, "INT") + "\nstop_signal = INT")
     d = Daemon(procs, tmp_path, conf)
     wait_signal_state(d, "app", "SigCgt")
@@ -1198,11 +1201,12 @@ def test_a_copy_held_by_a_later_remove_is_in_the_record(procs, tmp_path):
     held, and the record says so at once (no event of the library tells it): a crash
     meanwhile would have re-added db and adopted it, undoing the remove."""
     log = tmp_path / "order"
-    d = Daemon(procs, tmp_path, pair_conf(log).replace("sleep 1;", "sleep 4;"))
+    d = Daemon(procs, tmp_path, pair_conf(log).replace("sleep 1;", f"sleep {4 * SLOW};"))
     _, db = catching(d, "app", "db")
     assert d.ctl("-t", "0", "remove", "app").returncode == 0
     assert d.ctl("-t", "0", "remove", "db").returncode == 0
-    wait_for(lambda: f" held={db}:" in record_text(d), timeout=3, what="db held, in the record")
+    # while app lingers (then db is stopped, and no longer held)
+    wait_for(lambda: f" held={db}:" in record_text(d), timeout=3 * SLOW, what="db held, in the record")
     words = stop_order(log)
     assert words.index("done") < words.index("db"), words
     d.stop()

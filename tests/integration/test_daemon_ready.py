@@ -713,14 +713,15 @@ def test_a_service_not_ready_yet_is_taken_over_as_starting(procs, tmp_path, how)
     d.stop()
 
 
-DEADLINES = """
+# slow's EXTEND_TIMEOUT_USEC= must come within its ready_timeout (the helper's start: ASan)
+DEADLINES = f"""
 [evmon]
 stop_timeout = 1h
 
 [service:slow]
 command = HELPER notify EXTEND_TIMEOUT_USEC=3600000000 waitfile FLAG notify READY=1 pause
 ready = notify
-ready_timeout = 500ms
+ready_timeout = {500 * SLOW}ms
 
 [service:deaf]
 command = HELPER ignore 15 pause
@@ -751,7 +752,7 @@ def test_deadlines_carry_over(procs, tmp_path, how):
     assert d.request({"cmd": "stop", "names": ["deaf"]})["ok"]  # SIGTERM ignored: stopping
     d.wait_state("deaf", "stopping")
     wait_for(lambda: len(deadlines(d)) == 2, what="both deadlines in the record")
-    time.sleep(0.7)  # slow is now past its ready_timeout (500 ms) from its start
+    time.sleep(0.7 * SLOW)  # slow is now past its ready_timeout (500 ms * SLOW) from its start
     before = deadlines(d)
     was = d.record_stamp()
     hand_over(d, how)
@@ -802,13 +803,13 @@ def test_a_stop_for_a_failure_carries_over(procs, tmp_path, how):
     " failing" and deadline=MS): SIGKILL when it was due, no second SIGTERM, its exit a
     failure its policy restarts. Before, it was taken over as plainly running: the
     SIGKILL was lost, and only a second missed watchdog stopped it again."""
-    d = Daemon(procs, tmp_path, """
+    d = Daemon(procs, tmp_path, f"""
 [service:dog]
 command = HELPER ignore 15 notify READY=1 pause
 ready = notify
 watchdog_sec = 300ms
-stop_timeout = 3s
-""")
+stop_timeout = {3 * SLOW}s
+""")  # the stop's SIGKILL comes after the hand-over (a re-exec's checks, a start: ASan)
     d.wait_state("dog", "running")
     pid = d.status("dog")["dog"]["pid"]
 

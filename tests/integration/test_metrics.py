@@ -3,6 +3,7 @@
 the daemon's loop by libmicrohttpd. The text is checked against the format's
 rules with a strict parser, and its values against the daemon's status."""
 import datetime
+import os
 import re
 import socket
 import urllib.error
@@ -360,6 +361,14 @@ command = {HELPER} pause
 autostart = false
 """)
     wait_for(lambda: "spun" in d.log(), timeout=30 * SLOW, what="the spin loop")
+    pid = d.status("spin")["spin"]["pid"]
+
+    def execd():
+        try:
+            return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "sleep"
+        except OSError:
+            return False
+    wait_for(execd, what="spin's shell to exec sleep")  # its exec's CPU time counted too
     fams = parse(http(endpoint(d))[2])
     cpu = by_service(fams, "evmon_service_cpu_seconds_total")
     assert cpu["spin"] > 0.0, cpu

@@ -18,7 +18,7 @@ needs_cgroup = pytest.mark.skipif(HOME is None, reason=f"needs a writable cgroup
 
 RUN = r'''
 import json, os, subprocess, sys, time
-d, mode, evmon = sys.argv[1], sys.argv[2], sys.argv[3]
+d, mode, evmon, slow = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
 if release < (6, 14):  # before, pid_max is the machine's: never written here
     print(json.dumps({"skip": f"pid_max is per pid namespace from Linux 6.14 (this is {release})"}))
@@ -35,7 +35,7 @@ daemon = subprocess.Popen([evmon, "daemon", "-c", f"{d}/d.ini", "-S", f"{d}/d.so
                           stdout=open(f"{d}/daemon.out", "w"), stderr=subprocess.STDOUT)
 
 def wait(pred, what, timeout=20):
-    end = time.monotonic() + timeout
+    end = time.monotonic() + timeout * slow
     while not pred():
         if time.monotonic() > end:
             print(json.dumps({"error": f"timed out waiting for {what}"}))
@@ -155,7 +155,7 @@ def run(procs, tmp_path, mode, config):
     (d / "d.ini").write_text(textwrap.dedent(config.format(d=d)))
     (d / "run.py").write_text(RUN)
     (d / "svc.py").write_text(SVC)
-    r = procs.run(PID_NS + ["/usr/bin/python3", str(d / "run.py"), str(d), mode, EVMON],
+    r = procs.run(PID_NS + ["/usr/bin/python3", str(d / "run.py"), str(d), mode, EVMON, str(SLOW)],
                   timeout=90 * SLOW)
     assert r.returncode == 0, r
     out = json.loads(r.stdout.strip().splitlines()[-1])

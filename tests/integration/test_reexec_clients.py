@@ -284,6 +284,8 @@ stdout = log
     os.makedirs(tmp_path / "logs")
     d.start()
     wait_for(lambda: d.status("talk")["talk"]["state"] == "running", what="talk running")
+    log = tmp_path / "logs" / "talk.log"
+    wait_for(lambda: log.exists() and b"line " in log.read_bytes(), what="talk's first lines")
     p = procs.spawn([EVMON, "ctl", "-S", d.sock, "logs", "-f", "talk"],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: d.request({"cmd": "ping"})["clients"] == 2, what="the follower connected")

@@ -269,7 +269,7 @@ command = sh -c 'echo $$ > /work/web.pid; exec sleep 100000'
 start_secs = 0
 
 [service:worker]
-command = sh -c 'trap "echo bye > /work/worker.bye; exit 0" TERM; while :; do sleep 0.05; done'
+command = sh -c 'trap "echo bye > /work/worker.bye; exit 0" TERM; echo up > /work/worker.up; while :; do sleep 0.05; done'
 start_secs = 0
 
 [service:oneshot]
@@ -290,10 +290,12 @@ start_secs = 0
             return None
         return {x["name"]: x for x in json.loads(r.stdout)["services"]}
 
-    def settled():
+    def settled():  # running from the spawn: the shells' pid file and trap too
         s = status()
         return s and s["web"]["state"] == "running" and s["worker"]["state"] == "running" \
-            and s["oneshot"]["state"] in ("exited", "stopped") and s
+            and s["oneshot"]["state"] in ("exited", "stopped") and \
+            (work / "web.pid").exists() and (work / "web.pid").read_text().endswith("\n") and \
+            (work / "worker.up").exists() and s
     s = wait_for(settled, timeout=30 * SLOW, what="three services settled in the container")
     assert (work / "oneshot.out").read_text() == "done\n"
     assert int((work / "web.pid").read_text()) == s["web"]["pid"]  # pids of the container's namespace

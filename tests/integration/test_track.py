@@ -133,9 +133,11 @@ def test_pidfile_naming_a_foreign_pid_is_refused(procs, tmp_path, cgroup):
     wait_for(lambda: f"pid {foreign.pid} is not the service's: refused" in d.log(),
              what="the refusal")
     assert d.status("fork")["fork"].get("pid") != foreign.pid
+    pids = tmp_path / "pids"  # the child's pid, written once it runs as an orphan
+    wait_for(lambda: pids.exists() and pids.read_text().split(), what="the daemon's child")
+    child = int(pids.read_text().split()[0])
     d.ctl("stop", "fork")
     d.wait_state("fork", "stopped")
-    child = int((tmp_path / "pids").read_text().split()[0])
     wait_for(lambda: not alive(child), what="the service's own child gone")
     assert foreign.poll() is None, "the foreign process was signalled"
     d.stop()
