@@ -782,9 +782,9 @@ struct evm_adopt_opts {
 	const char *handler; /* copied */
 	/*
 	 * EVM_ADOPT_DEADLINE: ms from the call (not from the end of the
-	 * adoption's checks, which take time of their own). Added after 1.0: read only with that
-	 * flag, so a caller built against an older header (a shorter struct)
-	 * is never read past its end.
+	 * adoption's checks, which take time of their own). Added after 1.0:
+	 * read only with that flag, so a caller built against an older header
+	 * (a shorter struct) is never read past its end.
 	 */
 	uint64_t deadline_ms;
 };
