@@ -278,7 +278,8 @@ static bool hand_to_taker(struct daemon *d)
 
 unsigned long notifysock_closing(struct daemon *d)
 {
-	(void)d;
+	if (S.waiting && fdtaker_taken(0)) /* else only the loop, which waits for us, would see it */
+		taken(d);
 	return fdtaker_closing() + S.waiting; /* a take under way has not counted its own yet */
 }
 

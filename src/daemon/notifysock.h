@@ -41,7 +41,9 @@ struct unit *notifysock_unit_of(struct daemon *d, pid_t pid);
 void notifysock_drain(struct daemon *d);
 /*
  * Descriptors senders passed (a kernel before Linux 6.16) that the closer
- * thread has not closed yet: a re-exec waits for none (notifysock.c).
+ * thread has not closed yet, plus one for a message the taker is taking: a
+ * re-exec waits for none (notifysock.c). A take that ended meanwhile has its
+ * message applied here (the loop does not run while a re-exec waits).
  */
 unsigned long notifysock_closing(struct daemon *d);
 /* At a clean exit, every service down, with the control socket's lock held: the socket's file removed. */

@@ -467,6 +467,42 @@ def test_a_close_that_never_returns_holds_a_thread_not_the_loop(procs, public_di
         subprocess.run(["umount", "-l", str(mnt)], stderr=subprocess.DEVNULL)
 
 
+FLOODER = r"""
+import array, os, socket, sys, time
+r, w = os.pipe()
+u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+print("go", flush=True)
+while True:
+    try:
+        u.sendmsg([b"STATUS=hi"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                    array.array("i", [r, w] * 4))], 0, sys.argv[1])
+    except OSError:  # the re-exec's moment
+        time.sleep(0.001)
+"""
+
+
+def test_a_reexec_waits_for_a_take_under_way(procs, public_dir):
+    """Before Linux 6.16, a re-exec that comes while the taker takes a message (with
+    descriptors: a pipe's ends, closed at once) waits for it: the message is applied and the
+    exec goes on. Only the loop saw a take end, and the re-exec holds the loop: it was
+    refused ("1 descriptor ... not closed yet") whenever a sender passed descriptors
+    without pause. EVMON_TEST_PASSRIGHTS=1 gives this kernel the older one's path."""
+    d = Daemon(procs, public_dir, FDSTORE, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1"))
+    assert d.ctl("-t", "0", "start", "plain").returncode == 0
+    d.wait_state("plain", "running")  # the socket is open, READY=1 read
+    flooder = procs.spawn(["/usr/bin/python3", "-c", FLOODER, d.sock + ".notify"],
+                          stdout=subprocess.PIPE, text=True)
+    assert flooder.stdout.readline().strip() == "go"
+    wait_for(lambda: d.log().count("ignored") >= 4, what="messages taken")  # logged at 1, 2, 4, 8
+    for _ in range(4):
+        r = d.ctl("reexec", timeout=30 * SLOW)
+        assert r.returncode == 0, r
+    assert d.ctl("ping").returncode == 0
+    flooder.kill()
+    flooder.wait(timeout=30)
+    d.stop()
+
+
 def test_bad_ready_keys_are_config_errors(procs, tmp_path):
     bad = """
     [service:a]
