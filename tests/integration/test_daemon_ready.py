@@ -285,6 +285,13 @@ autostart = false
 """
 
 
+def before_616(on=True):
+    """The daemon's environment for the path of a kernel before Linux 6.16, whose sockets
+    cannot refuse descriptors (EVMON_TEST_PASSRIGHTS=1, a test knob of the daemon); None:
+    this kernel's."""
+    return dict(os.environ, EVMON_TEST_PASSRIGHTS="1") if on else None
+
+
 def passrights():
     """Can a socket refuse descriptors (SO_PASSRIGHTS, Linux 6.16)?"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
@@ -302,7 +309,7 @@ def test_fdstore_fds_are_closed(procs, tmp_path, kernel):
     6.16, by the thread that takes them: EVMON_TEST_PASSRIGHTS=1 is that path here)."""
     old = kernel != "this" or not passrights()
     d = Daemon(procs, tmp_path, FDSTORE,
-               env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1") if kernel != "this" else None)
+               env=before_616(kernel != "this"))
 
     def fds():
         return len(os.listdir(f"/proc/{d.p.pid}/fd"))
@@ -364,7 +371,7 @@ def test_a_descriptor_sent_to_the_notify_socket_cannot_stop_the_loop(procs, publ
     are closed with a reset (by the thread that takes them: EVMON_TEST_PASSRIGHTS=1 is
     that path here)."""
     old = kernel != "this"
-    d = Daemon(procs, public_dir, FDSTORE, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1") if old else None)
+    d = Daemon(procs, public_dir, FDSTORE, env=before_616(old))
     assert d.ctl("start", "plain").returncode == 0
     d.wait_state("plain", "running")
     base = len(os.listdir(f"/proc/{d.p.pid}/fd"))
@@ -416,7 +423,7 @@ def test_a_close_that_never_returns_holds_a_thread_not_the_loop(procs, public_di
         pytest.skip(f"no FUSE here: {said}")
     passer = None
     try:
-        d = Daemon(procs, public_dir, FDSTORE, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1"))
+        d = Daemon(procs, public_dir, FDSTORE, env=before_616())
         assert d.ctl("-t", "0", "start", "plain").returncode == 0
         d.wait_state("plain", "running")  # the socket is open, READY=1 read
         def fuse_fds():  # in the loop's table (readlink: nothing asked of the server)
@@ -487,7 +494,7 @@ def test_a_reexec_waits_for_a_take_under_way(procs, public_dir):
     exec goes on. Only the loop saw a take end, and the re-exec holds the loop: it was
     refused ("1 descriptor ... not closed yet") whenever a sender passed descriptors
     without pause. EVMON_TEST_PASSRIGHTS=1 gives this kernel the older one's path."""
-    d = Daemon(procs, public_dir, FDSTORE, env=dict(os.environ, EVMON_TEST_PASSRIGHTS="1"))
+    d = Daemon(procs, public_dir, FDSTORE, env=before_616())
     assert d.ctl("-t", "0", "start", "plain").returncode == 0
     d.wait_state("plain", "running")  # the socket is open, READY=1 read
     flooder = procs.spawn(["/usr/bin/python3", "-c", FLOODER, d.sock + ".notify"],
