@@ -656,6 +656,10 @@ static int exec_now(struct reexec *rx)
 		return -1;
 	if (refuse_closing(d, rx->err, sizeof(rx->err)) < 0)
 		return -1;
+	if (d->stopping) { /* a message applied while it waited ended an essential service */
+		snprintf(rx->err, sizeof(rx->err), "the daemon is shutting down: not re-executing");
+		return -1;
+	}
 	uint64_t t_stop = mono_ns();
 	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
 	evm_loop_prepare_exec(d->loop);

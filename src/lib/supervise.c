@@ -292,8 +292,12 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 		evm__sv_enter(s, starting ? EVM_STATE_STARTING : EVM_STATE_RUNNING, NULL, 0, 0);
 		return 0;
 	}
-	/* start_ms ends start_ms after its start (no one extends it: a kept deadline says the same) */
-	bool graced = evm__after_ms(s->started_mono, s->start_ms) <= now;
+	/*
+	 * start_ms ends start_ms after its start (no one extends it: a kept deadline
+	 * says the same); against the clock after the adoption, which may have
+	 * placed that start after the call (a start before a suspend)
+	 */
+	bool graced = evm__after_ms(s->started_mono, s->start_ms) <= evm__mono_ns();
 	if (starting && (s->ready == EVM_READY_DECLARED || !graced)) {
 		/* not ready yet: its readiness is awaited, with the time left from its start */
 		snprintf(s->msg, sizeof(s->msg), "adopted pid %d, not ready yet", (int)p->pid);

@@ -873,10 +873,12 @@ def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path, how):
     with "restart"): the new daemon takes over the old process's stop, then starts web."""
     # a crash waits for the record and starts a daemon (seconds under ASan on a slow host)
     # while web lingers: long enough that the new daemon still finds it stopping
+    linger = 4000 if how == "reexec" else 4000 * (SLOW + 1)
     d = Daemon(procs, tmp_path, f"""
 [service:web]
-command = HELPER linger {4000 if how == "reexec" else 8000} pause
+command = HELPER linger {linger} pause
 start_secs = 0
+stop_timeout = {linger // 1000 + 2 * SLOW}
 """)
     old, = catching(d, "web")
     hand_over(d, how, b'{"cmd":"restart","names":["web"]}\n', ["web"], "restart")
@@ -1029,7 +1031,7 @@ start_secs = 0
 [service:app]
 command = {slow_stopper("app", log, 1)} {mark}{app_mark}
 requires = db
-stop_timeout = 20
+stop_timeout = {20 * SLOW}
 start_secs = 0
 """
     return text

@@ -502,7 +502,7 @@ def test_a_reexec_waits_for_a_take_under_way(procs, public_dir):
     assert flooder.stdout.readline().strip() == "go"
     wait_for(lambda: d.log().count("ignored") >= 4, what="messages taken")  # logged at 1, 2, 4, 8
     for _ in range(4):
-        r = d.ctl("reexec", timeout=30 * SLOW)
+        r = d.ctl("reexec", timeout=30)
         assert r.returncode == 0, r
     assert d.ctl("ping").returncode == 0
     flooder.kill()

@@ -365,7 +365,8 @@ autostart = false
 
     def execd():
         try:
-            return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "sleep"
+            with open(f"/proc/{pid}/comm") as f:
+                return f.read().strip() == "sleep"
         except OSError:
             return False
     wait_for(execd, what="spin's shell to exec sleep")  # its exec's CPU time counted too
