@@ -173,11 +173,6 @@ static void on_exec_timer(struct evm_timer *t, void *data)
 	struct reexec *rx = data;
 	(void)t;
 	rx->timer = NULL; /* the loop frees a timer that fired */
-	if (rx->d->stopping) { /* asked in the same loop turn: the shutdown wins */
-		reexec_failed(rx, "the daemon is shutting down: not re-executing");
-		reexec_end(rx);
-		return;
-	}
 	exec_now(rx);
 	reexec_failed(rx, rx->err); /* returns only when it failed */
 	reexec_end(rx);
@@ -629,6 +624,18 @@ static FILE *fdopen_dup(int fd, const char *mode)
 }
 
 /*
+ * A shutdown began (asked in the same loop turn, or by a message applied
+ * while refuse_closing waited: an essential service ended): it wins.
+ */
+static int refuse_shutdown(struct daemon *d, char *err, size_t errlen)
+{
+	if (!d->stopping)
+		return 0;
+	snprintf(err, errlen, "the daemon is shutting down: not re-executing");
+	return -1;
+}
+
+/*
  * Descriptors a sender passed to the notify socket still being closed by
  * the closer thread (a kernel before Linux 6.16): the exec would wait for
  * that thread, and a close of a hung FUSE or NFS file never ends. Given a
@@ -652,14 +659,13 @@ static int exec_now(struct reexec *rx)
 {
 	struct daemon *d = rx->d;
 	char env[32];
+	if (refuse_shutdown(d, rx->err, sizeof(rx->err)) < 0)
+		return -1;
 	if (refuse_stopping(d, rx, rx->err, sizeof(rx->err)) < 0) /* the binary's format is known now */
 		return -1;
-	if (refuse_closing(d, rx->err, sizeof(rx->err)) < 0)
+	if (refuse_closing(d, rx->err, sizeof(rx->err)) < 0 ||
+	    refuse_shutdown(d, rx->err, sizeof(rx->err)) < 0)
 		return -1;
-	if (d->stopping) { /* a message applied while it waited ended an essential service */
-		snprintf(rx->err, sizeof(rx->err), "the daemon is shutting down: not re-executing");
-		return -1;
-	}
 	uint64_t t_stop = mono_ns();
 	state_write_now(d); /* on disk too: if the new image dies, the next daemon takes over */
 	evm_loop_prepare_exec(d->loop);
