@@ -31,6 +31,12 @@
 #include <sys/socket.h>
 
 #define METRICS_CONNECTIONS 64 /* at once: scrapers are few */
+/*
+ * From one address: a client holding every slot (slowly, each for
+ * METRICS_REQUEST_SECS below, and again after each cut) kept every other
+ * scraper out; now it holds a quarter. MHD refuses the rest at accept.
+ */
+#define METRICS_PER_ADDRESS 16
 #define METRICS_IDLE_SECS 10   /* a connection silent this long is closed */
 /*
  * A connection has this long, from its start or the end of its last request,
@@ -346,6 +352,7 @@ int metrics_http_open(struct daemon *d, const char *addr, struct metrics_http **
 						      : ((struct sockaddr_in *)&ss)->sin_port);
 	m->mhd = mhd.MHD_start_daemon(flags, port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICS_PER_ADDRESS,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_SECS,
 				  MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,

@@ -76,6 +76,21 @@ def http(url, method="GET"):
         return e.code, dict(e.headers), e.read().decode()
 
 
+def connect_from(host, port, source):
+    """a connection to host:port from the loopback address source (127.0.0.N)"""
+    c = socket.socket()
+    c.settimeout(10)
+    c.bind((source, 0))
+    c.connect((host, int(port)))
+    return c
+
+
+def sources(n):
+    """n loopback source addresses for n connections, at most 16 (the endpoint's
+    limit for one address) each"""
+    return [f"127.0.0.{2 + i // 16}" for i in range(n)]
+
+
 def endpoint(d):
     r = d.request({"cmd": "ping"})
     assert r["ok"] and "metrics" in r, r
@@ -242,7 +257,7 @@ def test_the_endpoint_outlives_a_flood_of_connections_and_bad_requests(procs, tm
     200 (anyone who reaches the port could fill the daemon's log)."""
     d, url, host, port = one_web_service(procs, tmp_path)
     assert http(url)[0] == 200
-    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(70)]
+    held = [connect_from(host, port, src) for src in sources(70)]
     assert d.status("web")["web"]["state"] == "running"  # the loop serves on meanwhile
     for c in held:
         c.close()
@@ -259,13 +274,13 @@ def test_the_endpoint_outlives_a_flood_of_connections_and_bad_requests(procs, tm
 
 
 def test_slow_clients_cannot_hold_the_endpoint(procs, tmp_path):
-    """64 clients (the endpoint's limit) that each send a byte of a request every
-    second: libmicrohttpd's timeout is idle time, so they held every slot for as
-    long as they went on. Each connection now has 10 s to finish a request: a
-    scrape behind them is answered once they are cut, while they still send."""
+    """64 clients (the endpoint's limit, from 4 addresses) that each send a byte of a
+    request every second: libmicrohttpd's timeout is idle time, so they held every
+    slot for as long as they went on. Each connection now has 10 s to finish a
+    request: a scrape behind them is answered once they are cut, while they still send."""
     import threading
     d, url, host, port = one_web_service(procs, tmp_path)
-    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(64)]
+    held = [connect_from(host, port, src) for src in sources(64)]
     done = threading.Event()
 
     def drip():
@@ -288,6 +303,49 @@ def test_slow_clients_cannot_hold_the_endpoint(procs, tmp_path):
     finally:
         done.set()
         t.join()
+        for c in held:
+            c.close()
+    d.stop()
+
+
+def test_one_address_cannot_take_every_slot(procs, tmp_path):
+    """64 slow clients from one address: it held every slot (10 s a connection,
+    and again after each cut), and a scraper elsewhere waited behind it. One
+    address now has 16 at most; the rest are closed at once, and a scrape from
+    another address is answered while the 16 still hold theirs."""
+    d, url, host, port = one_web_service(procs, tmp_path)
+    held = [connect_from(host, port, "127.0.0.2") for _ in range(64)]
+    try:
+        for c in held:
+            try:
+                c.sendall(b"GET /metrics HTTP/1.1\r\n")  # and no more: a slow request
+            except OSError:
+                pass  # one already refused
+        for c in held:
+            c.setblocking(False)
+
+        def closed(c):
+            try:
+                return c.recv(1) == b""
+            except ConnectionResetError:
+                return True
+            except BlockingIOError:
+                return False  # held: the endpoint waits for the rest of the request
+
+        # the endpoint accepts (and refuses) them as its loop gets to them
+        still = list(held)
+
+        def refused_all_but_16():
+            still[:] = [c for c in still if not closed(c)]
+            return len(still) <= 16
+
+        wait_for(refused_all_but_16, timeout=10 * SLOW, what="the connections past 16 to be closed")
+        assert len(still) == 16, len(still)
+        status, _, body = http(url)  # from 127.0.0.1
+        assert status == 200 and "evmon_service_up" in body, (status, body[:200])
+        assert len([c for c in still if not closed(c)]) == 16  # they still hold theirs
+        assert "took over 10 s for a request" not in d.log(), d.log()[-2000:]
+    finally:
         for c in held:
             c.close()
     d.stop()
