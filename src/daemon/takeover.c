@@ -260,6 +260,13 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		u->want_start = false; /* stopped by a user, or over: it stays stopped */
 		bool over = s->state == EVM_STATE_EXITED || s->state == EVM_STATE_FATAL;
 		resume_one(d, u, s, over ? s->state : EVM_STATE_STOPPED);
+		/*
+		 * Still stopped by a user (a stop of a stopped service only notes it):
+		 * the next record says down again, and a reload keeps an unless-stopped
+		 * one down. Without it a second takeover started it.
+		 */
+		if (evm_service_state(u->svc) == EVM_STATE_STOPPED)
+			evm_service_stop(u->svc);
 		return;
 	}
 	if (s->flags == REC_START) { /* asked to start, not started yet: still asked */
