@@ -207,6 +207,7 @@ void daemon_request_shutdown(struct daemon *d, const char *why)
 		return;
 	}
 	d->stopping = true;
+	state_shutdown_begins(d);
 	dlog("%s: stopping %zu services", why, d->nunits);
 	notify_send("STOPPING=1\nSTATUS=%s: stopping %zu service%s", why, d->nunits,
 		    d->nunits == 1 ? "" : "s");
@@ -586,9 +587,11 @@ static int daemon_run(struct daemon *d, const struct daemon_options *o)
 		evm_timer_cancel(d->start_timer);
 	d->start_timer = NULL;
 	d->start_next = NULL;
-	if (!d->stopping) /* the loop failed: the shutdown was not announced */
+	if (!d->stopping) { /* the loop failed: the shutdown was not announced */
 		notify_send("STOPPING=1\nSTATUS=stopping %zu services", d->nunits);
-	d->stopping = true;
+		d->stopping = true;
+		state_shutdown_begins(d);
+	}
 	if (d->status_timer)
 		evm_timer_cancel(d->status_timer);
 	d->status_timer = NULL;

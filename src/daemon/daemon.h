@@ -100,6 +100,7 @@ struct unit {
 				  * start after the exit (a restart): the library keeps that to
 				  * itself; a re-exec passes it (state.h) */
 	unsigned stop_chain;	 /* the shutdown: it and what stops after it, longest chain */
+	bool shutdown_stops;	 /* up when the shutdown began: its stop is the shutdown's (state.h) */
 	unsigned stop_seen;	 /* deps_stop_over's walk was here (its d->stop_walks) */
 	struct evm_timer *grace_timer; /* its share of shutdown_timeout (deps.c), or NULL */
 	char *blocked;		 /* why a dependency kept it from starting, or NULL */

@@ -257,6 +257,13 @@ void state_take_over(struct daemon *d);
 /* A service changed: write the record (at the end of this iteration). */
 void state_changed(struct daemon *d);
 
+/*
+ * The shutdown begins: what is not down now (stopped by a user, exited,
+ * failed for good) is the shutdown's to stop, and a daemon started after a
+ * crash during it starts it again as any start of the daemon does.
+ */
+void state_shutdown_begins(struct daemon *d);
+
 /* Every autostart service started: the record now, not after the start's spacing. */
 void state_started(struct daemon *d);
 

@@ -170,6 +170,23 @@ static size_t old_line(struct daemon *d, FILE *f, const char *name, char *olds, 
 	return 1;
 }
 
+/* down: stopped by a user, or over (exited, fatal): not started again */
+static bool info_down(const struct evm_service_info *info)
+{
+	return (info->state == EVM_STATE_STOPPED && info->stopped_by_user) ||
+	       info->state == EVM_STATE_EXITED || info->state == EVM_STATE_FATAL;
+}
+
+void state_shutdown_begins(struct daemon *d)
+{
+	for (struct unit *u = d->first; u; u = u->next) {
+		struct evm_service_info info;
+		if (u->svc)
+			evm_service_info(u->svc, &info);
+		u->shutdown_stops = u->svc && !info_down(&info);
+	}
+}
+
 size_t state_print(struct daemon *d, FILE *f, int version)
 {
 	char olds[STATE_OLDS_MAX * 64];
@@ -201,9 +218,12 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 						 : evm_proc_start_time(pid, &u->rec_start)) < 0)
 			pid = 0; /* gone already: its exit is on its way */
 		u->rec_pid = pid;
-		/* down: stopped by a user, or over (exited, fatal): not started again */
-		bool down = (info.state == EVM_STATE_STOPPED && info.stopped_by_user) ||
-			    info.state == EVM_STATE_EXITED || info.state == EVM_STATE_FATAL;
+		/*
+		 * Down, but not when the shutdown stopped it: its stop made it "stopped
+		 * by a user", and a daemon started after a crash in the shutdown left
+		 * every service it had stopped already down.
+		 */
+		bool down = info_down(&info) && !(d->stopping && u->shutdown_stops);
 		enum rec_flags flags = info.state == EVM_STATE_STOPPING ? REC_STOPPING
 				       : down ? REC_DOWN : REC_RUN;
 		/*
