@@ -11,6 +11,7 @@
 
 #include "events.h"
 #include "selection.h"
+#include "state.h"
 #include "waits.h"
 
 #include "argv.h"
@@ -384,6 +385,9 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 	}
 	d->defer_start = false;
 	deps_start_wanted(d);
+	/* the record names the definition: a crash keeps it, also with no start (no event) */
+	if (nu)
+		state_changed(d);
 	/* zero counters: the creation itself counts as the start to wait for */
 	waits_reply(d, cl, req, c->pol.autostart ? W_START : W_STOP, units, nu, snap,
 		      cJSON_CreateArray());
