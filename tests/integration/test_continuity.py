@@ -9,6 +9,7 @@ carrying on."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -181,18 +182,39 @@ def test_changed_definition_is_not_adopted(procs, tmp_path, marker):
     d.stop()
 
 
-def test_user_stopped_service_stays_stopped(procs, tmp_path, marker):
+def recorded_down(d, name):
+    try:
+        with open(d.sock + ".state") as f:
+            return any(l.split()[1:2] == [name] and l.split()[5] == "down" for l in f)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("hand_overs", [["crash"], ["reexec", "reexec"], ["crash", "crash"],
+                                        ["reexec", "crash"]])
+def test_user_stopped_service_stays_stopped(procs, tmp_path, marker, hand_overs):
+    """A service stopped with ctl stop stays stopped across takeovers: the one taken
+    over was no longer "stopped by a user" to the library, so the next record said
+    "run", and the second takeover started it."""
     d = Daemon(procs, tmp_path, config(marker, n=2))
     wait_for(lambda: all_running(d, 2), what="2 running")
     assert d.ctl("stop", "w:1").returncode == 0
-    wait_for(lambda: any(l.split()[1:2] == ["w:1"] and l.split()[5] == "down"
-                         for l in open(d.sock + ".state")), what="w:1 recorded down")
-    d.crash()
-    d.start()
-    d.wait_state("w:0", "running")
-    assert d.status("w:1")["w:1"]["state"] == "stopped"
+    wait_for(lambda: recorded_down(d, "w:1"), what="w:1 recorded down")
+    starts = len(re.findall("service w:1: stopped -> (running|starting)", d.log()))
+    for i, how in enumerate(hand_overs):
+        if i:  # a record of the new daemon's own, by a change the next one reads
+            pid = d.status("w:0")["w:0"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: d.status("w:0")["w:0"].get("pid") not in (None, pid) and
+                     recorded_pids(d) == [0, d.status("w:0")["w:0"]["pid"]],
+                     what="w:0 restarted and recorded")
+            assert recorded_down(d, "w:1")
+        hand_over(d, how)
+        d.wait_state("w:0", "running")
+        assert d.status("w:1")["w:1"]["state"] == "stopped"
     wait_for(lambda: marker_pids(marker), what="w:0's exec")
     assert len(marker_pids(marker)) == 1
+    assert len(re.findall("service w:1: stopped -> (running|starting)", d.log())) == starts
     d.stop()
 
 
@@ -868,6 +890,21 @@ def test_added_services_survive(procs, tmp_path, marker, how):
     assert marker_pids(marker) == []
 
 
+def test_an_add_alone_is_recorded(procs, tmp_path, marker):
+    """ctl add --no-start is a change of the record (the definition) but no event of a
+    service, which is what wrote it: with nothing else happening, a crash lost it."""
+    d = Daemon(procs, tmp_path, added_config(marker))
+    wait_for(lambda: all_running(d, 1), what="w running")
+    wait_recorded(d, [d.status("w")["w"]["pid"]])
+    assert d.ctl("add", "--no-start", "idle", "--", "sleep", marker).returncode == 0
+    wait_for(lambda: "\nadded {" in open(d.sock + ".state").read(), what="the added definition")
+    d.crash()
+    d.start()
+    assert d.wait_state("idle", "stopped")
+    assert d.status("idle")["idle"].get("added")
+    d.stop()
+
+
 @pytest.mark.parametrize("second", ["reexec", "crash"])
 def test_added_services_survive_a_second_hand_over(procs, tmp_path, marker, second):
     """The definitions a re-exec made again are passed on as they were read: a second
@@ -1184,6 +1221,54 @@ def test_a_crash_in_the_shutdown_starts_the_services_again(procs, tmp_path, mark
              what="both stopped (their SIGKILL) and started again")
     # running is the exec of sh; the marker's own argument comes with its exec of sleep
     wait_for(lambda: len(marker_pids(marker)) == 2, what="both sleeps")
+    d.stop()
+
+
+def test_a_crash_in_the_shutdown_starts_what_it_had_stopped(procs, tmp_path, marker):
+    """kill -9 of a daemon in its shutdown, after it stopped a service (its stop made it
+    "stopped by a user") and while another still stops: the next daemon starts both, as
+    any start of the daemon does; it left the first one down. A service a user had
+    stopped before the shutdown, and one that had exited for good, stay down."""
+    d = Daemon(procs, tmp_path, stops_slowly(marker, "db", stop_timeout=4 * SLOW) + f"""
+[service:quick]
+command = sleep {marker}
+start_secs = 0
+[service:mine]
+command = sleep {marker}
+start_secs = 0
+[service:once]
+command = true
+restart = never
+start_secs = 0
+""")
+    d.wait_state("quick", "running")
+    d.wait_state("mine", "running")
+    d.wait_state("once", "exited")
+    db = wait_signal_state(d, "db", "SigIgn")
+    assert d.ctl("stop", "mine").returncode == 0
+    wait_for(lambda: recorded_down(d, "mine") and recorded_down(d, "once") and
+             db in recorded_pids(d), what="the record of db, mine and once")
+    assert d.ctl("-t", "0", "shutdown").returncode == 0
+
+    def shutdown_under_way():
+        with open(d.sock + ".state") as f:
+            lines = {l.split()[1]: l for l in f if l.startswith("service ")}
+        return (" restart" in lines["db"] and lines["quick"].split()[2] == "0" and
+                lines["quick"].split()[5] == "run")
+    wait_for(shutdown_under_way, what="the record of quick stopped by the shutdown, db stopping")
+    assert recorded_down(d, "mine") and recorded_down(d, "once")
+    d.crash()
+    assert alive(db)
+    d.start()
+    wait_for(lambda: (st := d.status()) and st["quick"]["state"] == "running" and
+             st["db"]["state"] == "running" and st["db"]["pid"] != db and not alive(db),
+             timeout=60 * SLOW, what="quick started, db stopped (its SIGKILL) and started")
+    st = d.status()
+    # once: the shutdown's stop made it stopped (from exited), still down
+    assert st["mine"]["state"] == "stopped" and st["once"]["state"] in ("stopped", "exited"), st
+    assert not st["mine"].get("pid") and not st["once"].get("pid"), st
+    assert len(re.findall("service mine: stopped -> (running|starting)", d.log())) == 1, d.log()[-3000:]
+    assert len(re.findall("service once: stopped -> (running|starting)", d.log())) == 1, d.log()[-3000:]
     d.stop()
 
 
