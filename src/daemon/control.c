@@ -168,7 +168,7 @@ static void on_idle(struct evm_timer *t, void *data)
 }
 
 /*
- * A client that is not one of the lasting ones (events, logs -f) and has a
+ * A client that is not one of the lasting ones (events, logs -f), or a brief one, and has a
  * stream or events unsent: a `logs` without -f, metrics, a `ctl wait`'s
  * events. A reply made whole is under the idle clock (it counts from the
  * request); these are not, so a reader that takes none of it for idle_ms
@@ -177,7 +177,7 @@ static void on_idle(struct evm_timer *t, void *data)
  */
 static bool stalls(const struct client *cl)
 {
-	return !cl->lasting && (cl->raw || cl->stream || cl->subscribed) && cl->out.len;
+	return (!cl->lasting || cl->brief) && (cl->raw || cl->stream || cl->subscribed) && cl->out.len;
 }
 
 static void on_stall(struct evm_timer *t, void *data)
@@ -750,7 +750,7 @@ void control__count_lasting(struct client *cl)
 	}
 }
 
-int control_lasting(struct client *cl)
+int control_lasting(struct client *cl, bool brief)
 {
 	struct control *ctl = cl->ctl;
 	unsigned room = ctl->o.max_clients > 2 * CONTROL_SHORT_SLOTS
@@ -758,6 +758,8 @@ int control_lasting(struct client *cl)
 				: (ctl->o.max_clients + 1) / 2;
 	if (!cl->lasting && ctl->nlasting >= room)
 		return -EBUSY;
+	if (!cl->lasting)
+		cl->brief = brief;
 	control__count_lasting(cl);
 	return 0;
 }

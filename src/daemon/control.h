@@ -144,10 +144,12 @@ unsigned control_client_id(const struct client *cl);
  */
 int control_subscribe(struct client *cl, const char *const *patterns, size_t n);
 /*
- * cl will stay (a subscriber, a logs -f): 0, or -EBUSY when those hold all
- * but the last 16 of max_clients (kept for requests). Once per client.
+ * cl will stay (a subscriber, a logs -f, a wait): 0, or -EBUSY when those
+ * hold all but the last 16 of max_clients (kept for requests). Once per
+ * client. brief: it ends by itself (ctl wait's events, a request's wait),
+ * so a reader that takes none of its output is dropped as a request's is.
  */
-int control_lasting(struct client *cl);
+int control_lasting(struct client *cl, bool brief);
 
 /*
  * Send line (no newline) to every subscriber interested in service

@@ -38,6 +38,7 @@ struct client {
 	void *defer_data;
 	bool subscribed;
 	bool lasting;	 /* counted in nlasting (control_lasting) */
+	bool brief;	 /* lasting, but ends by itself: dropped when it stalls */
 	struct evm_timer *idle; /* armed while it waits for a request (idle_ms) */
 	struct evm_timer *stall; /* armed while a short client's stream waits to be read */
 	uint64_t moved_ns;	 /* loop ns: the socket last took some of its output */

@@ -107,7 +107,7 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 	}
 	struct wait_entry *snap;
 	cJSON *errors;
-	if (select_to_wait(d, cl, req, &sel, &snap, &errors) < 0)
+	if (waits_check(cl, req) < 0 || select_to_wait(d, cl, req, &sel, &snap, &errors) < 0)
 		return;
 	d->asking = !stop;
 	for (size_t i = 0; i < sel.n; i++) {
@@ -160,7 +160,7 @@ static void cmd_reload_services(struct daemon *d, struct client *cl, const cJSON
 	struct selection sel;
 	struct wait_entry *snap;
 	cJSON *errors;
-	if (select_to_wait(d, cl, req, &sel, &snap, &errors) < 0)
+	if (waits_check(cl, req) < 0 || select_to_wait(d, cl, req, &sel, &snap, &errors) < 0)
 		return;
 	size_t n = 0; /* the reloads under way, waited for; the others are errors */
 	for (size_t i = 0; i < sel.n; i++) {
@@ -348,6 +348,8 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 		control_reply_error(cl, "the daemon is shutting down");
 		return;
 	}
+	if (waits_check(cl, req) < 0)
+		return;
 	const cJSON *svc = cJSON_GetObjectItemCaseSensitive(req, "service");
 	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(svc, "name");
 	if (!cJSON_IsObject(svc) || !cJSON_IsString(nm)) {
@@ -428,7 +430,7 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 }
 
 /* control_lasting's refusal: events and logs -f */
-static const char NO_LASTING_SLOT[] = "too many subscribers and followers: max_clients keeps its "
+static const char NO_LASTING_SLOT[] = "too many subscribers, followers and waits: max_clients keeps its "
 				      "last slots for requests";
 
 static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
@@ -452,14 +454,19 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 		return;
 	}
 	free(sel.u);
-	/* brief: one that ends by itself (ctl wait), a request's slot like any other */
+	/*
+	 * brief: one that ends by itself (ctl wait): never idle, so it takes a
+	 * slot that stays as any subscriber's (a thousand that never ended
+	 * locked every `evmon ctl status` out); what it changes is how a
+	 * stalled reader is treated (control.c).
+	 */
 	const cJSON *brief = cJSON_GetObjectItemCaseSensitive(req, "brief");
 	if (brief && !cJSON_IsBool(brief)) {
 		free(pats);
 		control_reply_error(cl, "\"brief\" must be true or false");
 		return;
 	}
-	if (!cJSON_IsTrue(brief) && control_lasting(cl) < 0) {
+	if (control_lasting(cl, cJSON_IsTrue(brief)) < 0) {
 		free(pats);
 		control_reply_error(cl, "%s", NO_LASTING_SLOT);
 		return;
@@ -561,7 +568,7 @@ static void cmd_logs(struct daemon *d, struct client *cl, const cJSON *req)
 	struct logfile *f = logs_file(d, cl, req);
 	if (!f)
 		return;
-	if (cJSON_IsTrue(fo) && control_lasting(cl) < 0) {
+	if (cJSON_IsTrue(fo) && control_lasting(cl, false) < 0) {
 		control_reply_error(cl, "%s", NO_LASTING_SLOT);
 		return;
 	}

@@ -207,6 +207,28 @@ struct wait_entry wait_snapshot(const struct unit *u, bool restart)
 	};
 }
 
+int waits_check(struct client *cl, const cJSON *req)
+{
+	const cJSON *wait = cJSON_GetObjectItemCaseSensitive(req, "wait");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "timeout");
+	if (wait && !cJSON_IsBool(wait)) {
+		control_reply_error(cl, "\"wait\" must be true or false");
+		return -1;
+	}
+	/* NaN is not above 0 either */
+	if (t && !(cJSON_IsNumber(t) && t->valuedouble > 0)) {
+		control_reply_error(cl, "\"timeout\" must be a number of seconds above 0");
+		return -1;
+	}
+	/* a thousand waits of a year each locked every `evmon ctl status` out */
+	if (cJSON_IsTrue(wait) && control_lasting(cl, true) < 0) {
+		control_reply_error(cl, "too many subscribers, followers and waits: max_clients "
+					"keeps its last slots for requests (nothing done)");
+		return -1;
+	}
+	return 0;
+}
+
 void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wait_kind kind,
 		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors)
 {
@@ -252,7 +274,7 @@ void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wai
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "timeout");
 	uint64_t ms = DEFAULT_WAIT_MS;
 	/* bounded before the cast: 1e999 parses as inf, and a double out of range is UB */
-	if (cJSON_IsNumber(t) && t->valuedouble > 0)
+	if (t) /* waits_check: above 0 */
 		ms = t->valuedouble < MAX_WAIT_S ? (uint64_t)(t->valuedouble * 1000) : MAX_WAIT_S * 1000;
 	control_defer(cl, waiter_gone, w);
 	w->next = d->waiters;

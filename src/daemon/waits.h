@@ -35,6 +35,14 @@ struct wait_entry wait_snapshot(const struct unit *u, bool restart);
  * of the request itself), or, if req says "wait", once they have settled.
  * snap[i] is units[i] before the request.
  */
+/*
+ * Before the action of a request that may say "wait": its "wait" and
+ * "timeout" are valid, and a wait has a slot among the connections that
+ * stay (control_lasting: one waiting up to its timeout holds its connection
+ * as long as a subscriber). 0, or -1 with the error replied and nothing done.
+ */
+int waits_check(struct client *cl, const cJSON *req);
+
 void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wait_kind kind,
 		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors);
 

@@ -6,6 +6,7 @@ total cap's tests; other uids are test_security.py's and test_daemon_load.py's
 test_peer_uid_is_checked.)"""
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -217,10 +218,82 @@ def test_subscribers_that_stay_leave_slots_for_requests(procs, tmp_path):
         assert r.returncode == 0 and "running" in r.stdout, r
     r = d.ctl("logs", "-f", "web")  # a follower is one that stays too
     assert r.returncode != 0 and "too many subscribers" in r.stderr, r
-    r = d.ctl("wait", "web", "--for", "running")  # a subscription that ends by itself is not
+    # and so is a subscription that ends by itself (ctl wait's), and a wait: nothing is done
+    r = d.ctl("wait", "web", "--for", "running")
+    assert r.returncode != 0 and "too many subscribers" in r.stderr, r
+    r = d.ctl("restart", "web")
+    assert r.returncode != 0 and "too many subscribers" in r.stderr, r
+    assert d.status("web")["web"]["restarts"] == 0
+    subs.pop().close()
+    r = d.ctl("wait", "web", "--for", "running")  # a slot that stays, free again
     assert r.returncode == 0, r
     for s in subs:
         s.close()
+    d.stop()
+
+
+@pytest.mark.parametrize("kind", ["brief", "wait"])
+def test_subscribers_that_end_by_themselves_leave_slots_for_requests(procs, tmp_path, kind):
+    """A brief subscription (ctl wait's) and a request's wait hold their connection
+    until they end, which a client decides (a wait's timeout may be a year): a
+    thousand of them refused every `evmon ctl status`, for good. They take the slots
+    that stay, as subscribers do; the last 16 are kept for requests."""
+    d = Daemon(procs, tmp_path, PAUSE.replace("IDLE", "1h").replace(
+        "[evmon]", "[evmon]\nmax_clients = 40") + """
+[service:never]
+command = HELPER pause
+ready = notify
+ready_timeout = 0
+autostart = false
+""")
+    d.wait_state("web", "running")
+    req = (b'{"cmd":"events","brief":true,"names":["web"]}\n' if kind == "brief" else
+           b'{"cmd":"start","names":["never"],"wait":true,"timeout":1e9}\n')
+    conns = []
+    for _ in range(40):
+        conns.append(d.connect(timeout=30))
+        conns[-1].sendall(req)
+    # a subscription is answered at once; a wait is not (until it ends): a refusal is
+    replies = {}
+
+    def answered():
+        for s in conns:
+            if s not in replies and select.select([s], [], [], 0)[0]:
+                replies[s] = json.loads(read_line(s))
+        return len([r for r in replies.values() if not r.get("ok")]) >= 16 and (
+            kind == "wait" or len(replies) == 40)
+    wait_for(answered, timeout=30 * SLOW, what="16 refusals")
+    time.sleep(0.2)  # a wait answered late would be one more
+    answered()
+    refused = [s for s, r in replies.items() if not r.get("ok")]
+    assert all("too many subscribers" in replies[s]["error"] for s in refused), replies
+    held = [s for s in conns if s not in refused]
+    assert len(held) == 24 and len(refused) == 16, (len(held), len(refused))
+    for s in refused:
+        s.close()
+    for _ in range(3):
+        r = d.ctl("status", "web")
+        assert r.returncode == 0 and "running" in r.stdout, r
+    for s in held:
+        s.close()
+    d.stop()
+
+
+def test_wait_and_timeout_must_be_what_they_say(procs, tmp_path):
+    """"wait": "true" or 1 was no wait, and a timeout of "x", -5 or "0.001" a wait of
+    120 s, in silence: each is an error now, and nothing is done."""
+    d = pause_daemon(procs, tmp_path)
+    for extra, why in (('"wait":"true"', '"wait" must be true or false'),
+                       ('"wait":1', '"wait" must be true or false'),
+                       ('"wait":true,"timeout":"x"', '"timeout" must be a number'),
+                       ('"wait":true,"timeout":-5', '"timeout" must be a number'),
+                       ('"wait":true,"timeout":0', '"timeout" must be a number'),
+                       ('"wait":true,"timeout":"0.001"', '"timeout" must be a number')):
+        r = d.request(json.loads('{"cmd":"restart","names":["web"],%s}' % extra))
+        assert not r["ok"] and why in r["error"], (extra, r)
+    assert d.status("web")["web"]["restarts"] == 0
+    r = d.request({"cmd": "restart", "names": ["web"], "wait": True, "timeout": 30 * SLOW})
+    assert r["ok"], r
     d.stop()
 
 
