@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -750,12 +751,28 @@ void control__count_lasting(struct client *cl)
 	}
 }
 
+/*
+ * max_clients, but a quarter of RLIMIT_NOFILE at most (32 at least): idle
+ * connections up to a soft limit of 1024 (systemd's default) took every
+ * descriptor, and a service's restart (its cgroup, its log pipe) failed
+ * with EMFILE. Read at each new client: the library raises the soft limit
+ * for pidfds as services grow.
+ */
+static unsigned client_cap(const struct control *ctl)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur / 4 >= ctl->o.max_clients)
+		return ctl->o.max_clients;
+	return rl.rlim_cur / 4 > 2 * CONTROL_SHORT_SLOTS ? (unsigned)(rl.rlim_cur / 4)
+							 : 2 * CONTROL_SHORT_SLOTS;
+}
+
 int control_lasting(struct client *cl, bool brief)
 {
 	struct control *ctl = cl->ctl;
-	unsigned room = ctl->o.max_clients > 2 * CONTROL_SHORT_SLOTS
-				? ctl->o.max_clients - CONTROL_SHORT_SLOTS
-				: (ctl->o.max_clients + 1) / 2;
+	unsigned cap = client_cap(ctl);
+	unsigned room = cap > 2 * CONTROL_SHORT_SLOTS ? cap - CONTROL_SHORT_SLOTS : (cap + 1) / 2;
 	if (!cl->lasting && ctl->nlasting >= room)
 		return -EBUSY;
 	if (!cl->lasting)
@@ -768,12 +785,16 @@ int control_lasting(struct client *cl, bool brief)
 struct client *control__client_new(struct control *ctl, int fd, const struct ucred *cr,
 				   const char **why)
 {
-	if (ctl->nclients >= ctl->o.max_clients) {
+	unsigned cap = client_cap(ctl);
+	if (ctl->nclients >= cap) {
 		/* each refusal of anyone who can connect: said at 1, 2, 4, ... */
 		ctl->refused++;
 		if (!(ctl->refused & (ctl->refused - 1)))
-			control__log(ctl, "control: refused pid %d: %u clients already connected "
-				     "(%lu refused so far)", (int)cr->pid, ctl->nclients, ctl->refused);
+			control__log(ctl, "control: refused pid %d: %u clients already connected%s "
+				     "(%lu refused so far)", (int)cr->pid, ctl->nclients,
+				     cap < ctl->o.max_clients ? " (max_clients, cut to a quarter of "
+								"RLIMIT_NOFILE)" : "",
+				     ctl->refused);
 		*why = "too many clients";
 		return NULL;
 	}

@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import time
 
@@ -96,6 +97,57 @@ instances = 2
                  timeout=10 * SLOW, what="flappy restarting again")
         assert d.p.poll() is None
         d.stop()
+
+
+@pytest.mark.skipif(VALGRIND, reason="valgrind keeps fds of its own at the top of the limit")
+def test_idle_clients_cannot_take_the_services_descriptors(procs, tmp_path):
+    """RLIMIT_NOFILE of 256 and max_clients at its default (1024): idle connections
+    took every descriptor, then the reserve's (kept as clients), and a service's
+    restart could not make its log pipe ("Too many open files") while they stayed. Clients are now a quarter of the limit at most (64
+    here), those over it refused as "too many clients"; the restarts go on."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = PrefixedDaemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+idle_timeout = 1h
+
+[service:flap]
+command = sh -c 'echo hi; sleep 0.2; exit 1'
+start_secs = 0
+restart = always
+backoff_initial = 0.05
+backoff_max = 0.05
+stdout = log
+""", prefix=["prlimit", "--nofile=256:256"])
+    d.wait_state("flap", "running")
+    ctl = d.connect()  # connected before the others: served while they stay
+    ctlrd = LineReader(ctl)
+
+    def restarts():
+        ctl.sendall(b'{"cmd":"status","names":["flap"]}\n')
+        return ctlrd.next(timeout=60)["services"][0]["restarts"]
+    conns, refused = [], 0
+    for _ in range(300):
+        c = d.connect()
+        conns.append(c)
+    for c in conns:
+        c.settimeout(0.05)
+        try:
+            line = c.recv(4096)
+        except socket.timeout:
+            continue  # kept
+        refused += not line or b"too many clients" in line
+    assert 300 - 64 <= refused <= 300 - 60, refused
+    assert len(fds(d.p.pid)) < 200
+    # restarts go on with their log pipes while the clients stay
+    before = restarts()
+    wait_for(lambda: restarts() >= before + 3, timeout=30 * SLOW, what="three more restarts")
+    assert "Too many open files" not in d.log(), d.log()[-3000:]
+    assert "cut to a quarter of RLIMIT_NOFILE" in d.log()
+    for c in conns + [ctl]:
+        c.close()
+    d.stop()
 
 
 @pytest.mark.skipif(VALGRIND, reason="valgrind keeps fds of its own at the top of the limit, "
