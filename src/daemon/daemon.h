@@ -75,6 +75,7 @@ struct unit {
 	struct evm_service *old;
 	struct ready *rd;	 /* how it becomes ready (ready.h); NULL: ready = started */
 	bool added;		 /* from `ctl add`, not from the config file */
+	bool removed;		 /* unit_remove under way: its events are its last */
 	uint64_t seq;		 /* its place in the order units were made (metrics.c) */
 	bool want_start;	 /* start as soon as it is created */
 	bool mark;		 /* scratch, for selections and reload */

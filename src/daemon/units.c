@@ -373,6 +373,7 @@ void unit_release(struct daemon *d, struct unit *u)
 
 void unit_remove(struct daemon *d, struct unit *u)
 {
+	u->removed = true; /* a wait told of its release's events: removed, not "not created" */
 	if (d->start_next == u)
 		d->start_next = u->next;
 	metrics_unit_gone(u);

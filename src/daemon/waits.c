@@ -39,7 +39,7 @@ static bool is_active(enum evm_state s)
 
 static bool settled(const struct waiter *w, const struct wait_entry *e, struct unit *u)
 {
-	if (!u || !u->svc)
+	if (!u || !u->svc || u->removed)
 		return true; /* removed, or cannot be created */
 	enum evm_state s = evm_service_state(u->svc);
 	if (w->kind == W_RELOAD)
@@ -52,6 +52,14 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 		return true;
 	if (u->blocked && u->transitions != e->transitions)
 		return true; /* a dependency kept it from starting */
+	/*
+	 * To start still: after its old copy (a reload replaced it while the
+	 * wait went on: the new copy is stopped, its counters the old one's;
+	 * told when that is gone, before its successor starts), or once its
+	 * dependencies allow.
+	 */
+	if (u->want_start || u->pending)
+		return false;
 	/* states older than the request must not end the wait; nor the stop half of a restart */
 	if (s == EVM_STATE_FATAL)
 		return u->transitions != e->transitions;
@@ -109,8 +117,14 @@ static void waiter_finish(struct waiter *w)
 	size_t nfailed = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		struct unit *u = unit_find(d, w->e[i].name);
-		if (!u)
+		if (!u || u->removed) { /* removed meanwhile: stopped, but neither started nor reloaded */
+			if (w->kind != W_STOP && nfailed++ < 8) {
+				size_t l = strlen(failed);
+				snprintf(failed + l, sizeof(failed) - l, "%s%s (removed)", l ? ", " : "",
+					 w->e[i].name);
+			}
 			continue;
+		}
 		cJSON_AddItemToArray(arr, events_status(d, u));
 		struct evm_service_info info;
 		memset(&info, 0, sizeof(info));

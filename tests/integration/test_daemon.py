@@ -770,6 +770,69 @@ def test_a_start_while_the_old_copy_stops_waits_for_it(procs, tmp_path, cgroup, 
     d.stop()
 
 
+def test_a_wait_goes_on_when_a_reload_replaces_the_service(procs, tmp_path):
+    """`ctl restart` waiting for a service still starting (start_secs) when a reload
+    changes it: the new copy, stopped until the old one is gone, with the old copy's
+    counters, ended the wait at once as "not running: n (stopped)". It waits for the
+    new copy now, and answers once that runs."""
+    conf = """
+[service:n]
+command = sleep {mark}
+start_secs = {secs}
+"""
+    d = Daemon(procs, tmp_path, conf.format(mark=400211, secs=0))
+    d.wait_state("n", "running")
+    d.write(conf.format(mark=400211, secs=2 * SLOW))
+    assert d.ctl("reload").returncode == 0
+    c = d.connect()
+    c.sendall(json.dumps({"cmd": "restart", "names": ["n"], "wait": True,
+                          "timeout": 60 * SLOW}).encode() + b"\n")
+    wait_for(lambda: d.status("n")["n"]["state"] == "starting" and sleeps(400211),
+             what="the restart starting")
+    d.write(conf.format(mark=400212, secs=2 * SLOW))
+    assert d.ctl("reload").returncode == 0
+    r = json.loads(read_line(c))
+    assert r["ok"], r
+    assert [x["state"] for x in r["services"]] == ["running"], r
+    wait_for(lambda: sleeps(400212) and not sleeps(400211), what="only the new copy's sleep")
+    c.close()
+    d.stop()
+
+
+@pytest.mark.parametrize("cmd", ["start", "restart", "stop"])
+def test_a_wait_for_a_service_removed_meanwhile(procs, tmp_path, cmd):
+    """A service removed while a start or restart waits for it: the answer was ok,
+    with no service and nothing printed. Removed is not started: not ok, and it says
+    so. A stop's wait is over (the service is stopped, and gone)."""
+    d = Daemon(procs, tmp_path, stops_slowly(400213, stop_timeout=5 * SLOW) + """
+[service:other]
+command = sleep 400214
+start_secs = 0
+""")
+    wait_signal_state(d, "ig", "SigIgn")
+    if cmd == "start":
+        d.write(stops_slowly(400213, stop_timeout=5 * SLOW, extra="environment = X=1") + """
+[service:other]
+command = sleep 400214
+start_secs = 0
+""")
+        assert d.ctl("reload").returncode == 0  # changed: the new copy waits for the old
+        assert d.status("ig")["ig"].get("old_pid")
+    c = d.connect()
+    c.sendall(json.dumps({"cmd": cmd, "names": ["ig"], "wait": True,
+                          "timeout": 60 * SLOW}).encode() + b"\n")
+    wait_for(lambda: d.status("ig")["ig"]["state"] in ("stopping", "stopped") or
+             d.status("ig")["ig"].get("old_pid"), what="the request under way")
+    assert d.ctl("-t", "0", "remove", "ig").returncode == 0
+    r = json.loads(read_line(c))
+    if cmd == "stop":
+        assert r["ok"], r
+    else:
+        assert not r["ok"] and "ig (removed)" in r["error"], r
+    c.close()
+    d.stop()
+
+
 @pytest.mark.parametrize("counts", [(2, 1), (1, 2)])
 def test_a_change_of_instances_waits_for_the_old_copies(procs, tmp_path, counts):
     """A reload that changes instances (2 -> 1: web:0 and web:1 become web; 1 -> 2) of a
