@@ -85,13 +85,13 @@ int init_forward(struct init *in, int sig)
 	int r;
 	if (in->child)
 		r = in->group ? evm_proc_signal_group(in->child, sig) : evm_proc_signal(in->child, sig);
-	else if (in->group && in->ending && in->pgid > 0)
+	else if (in->ending && in->pgid > 0) /* -c too: the child led its group (init.c) */
 		r = killpg(in->pgid, sig) < 0 ? -errno : 0; /* what is left of the group */
 	else
 		r = -ESRCH;
 	if (r == 0)
-		init_log(in, V_DEBUG, "forwarded SIG%s to %s %d", signame(sig), in->group ? "group" : "pid",
-			 (int)in->pgid);
+		init_log(in, V_DEBUG, "forwarded SIG%s to %s %d", signame(sig),
+			 in->group || !in->child ? "group" : "pid", (int)in->pgid);
 	else if (r == -ESRCH)
 		init_log(in, V_INFO, "SIG%s not forwarded: the child is gone", signame(sig));
 	else

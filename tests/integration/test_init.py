@@ -817,6 +817,21 @@ def test_single_child_grace_when_asked(run, mode, tmp_path):
         assert f.read_text() == "ready\nterm\nbye\n", opts
 
 
+@pytest.mark.skipif(IMPL != "evmon", reason="evmon's -t only")
+def test_single_child_grace_forwards_to_the_group(run, mode, tmp_path):
+    """-c -t: a signal init receives during the grace goes to what is left of the child's
+    group, as without -c (INIT.md): it was dropped ("the child is gone")."""
+    f = tmp_path / "gc.out"
+    argv = ["sh", "-c", '"$0" trap print ready pause > "$1" & '
+            'until grep -q ready "$1"; do sleep 0.01; done; exit 7', HELPER, str(f)]
+    r = run(init_cmd(argv, mode, fwd="child", evmon_opts=["-t", "5"]), mode)
+    text = lambda: f.read_text() if f.exists() else ""
+    wait_for(lambda: "signal 15" in text(), T, what="the grace's SIGTERM")
+    os.kill(r.pid, signal.SIGUSR1)
+    wait_for(lambda: "signal 10" in text(), T, what="SIGUSR1 forwarded in the grace")
+    assert r.p.wait(T) == 7, r.err.text
+
+
 # ------------------------------------------------------------ exec, argv, stdio
 
 ODD_ARGS = ["a b", "", "*", "$HOME", "'\"`", "back\\slash", "line1\nline2", "tab\there", "-v", "--",
