@@ -38,9 +38,27 @@
 #define BASE_NAME_MAX 200
 #define OWNER_XATTR "trusted.evmon.socket"
 #define REMOVE_TIMEOUT_MS 5000
+#define RETRY_FIRST_MS 100   /* a removed service's cgroup that still held processes */
+#define RETRY_MAX_MS 60000
 #define ALL_CONTROLLERS (EVM_CGROUP_CPU | EVM_CGROUP_IO | EVM_CGROUP_MEMORY | EVM_CGROUP_PIDS)
 
+/*
+ * The cgroup of a service gone for good that was not empty yet (what a
+ * stop of kill_mode process or group left, or one made without a watch):
+ * its rmdir is tried again on a timer, backing off; nothing is killed.
+ */
+struct gone {
+	struct gone *next;
+	struct cgroups *g;
+	struct evm_cgroup *cg;
+	struct evm_timer *timer;
+	uint64_t delay_ms;
+	char name[];
+};
+
 struct cgroups {
+	struct evm_loop *loop;	 /* of the gone ones' timers (cgroups_service_gone) */
+	struct gone *gone;
 	struct evm_cgroup *home; /* where the daemon was: it goes back at exit */
 	struct evm_cgroup *base; /* evmon.<socket name> */
 	struct evm_cgroup *leaf; /* base/evmon.daemon, the daemon itself */
@@ -329,13 +347,90 @@ unsigned cgroups_controllers(const struct cgroups *g)
 	return g ? g->controllers : 0;
 }
 
+/* The directory of service unit: "web.service"; "_cgroup.x.service" (cgroupfs reserves "cgroup.*") */
+static void service_dir(const char *unit, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s.service", strncmp(unit, "cgroup.", 7) ? "" : "_", unit);
+}
+
+/* Unlink and free e (its timer cancelled unless the loop is gone: loop_gone). */
+static void gone_free(struct gone *e, bool loop_gone)
+{
+	struct gone **p = &e->g->gone;
+	while (*p != e)
+		p = &(*p)->next;
+	*p = e->next;
+	if (!loop_gone)
+		evm_timer_cancel(e->timer);
+	evm_cgroup_free(e->cg);
+	free(e);
+}
+
+/* One rmdir (nothing waited for): true when e is done with, removed or not removable. */
+static bool gone_try(struct gone *e)
+{
+	int r = evm_cgroup_remove(e->cg, 0);
+	if (r == -EBUSY) {
+		if (!e->delay_ms)
+			dlog("cgroup %s: its service is gone but processes are left in it: removed "
+			     "once they are gone", evm_cgroup_path(e->cg));
+		return false;
+	}
+	if (r < 0)
+		dlog("cgroup %s: cannot remove it: %s", evm_cgroup_path(e->cg), strerror(-r));
+	return true;
+}
+
+static void gone_retry(struct evm_timer *t, void *data)
+{
+	struct gone *e = data;
+	(void)t;
+	if (gone_try(e)) {
+		gone_free(e, false);
+		return;
+	}
+	e->delay_ms = e->delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : e->delay_ms * 2;
+	if (evm_timer_add(e->g->loop, e->delay_ms, gone_retry, e, &e->timer) < 0)
+		gone_free(e, false); /* out of memory: cgroups_close removes it */
+}
+
 int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out)
 {
 	char name[300];
-	/* cgroupfs reserves "cgroup.*" for its own files */
-	snprintf(name, sizeof(name), "%s%s.service", strncmp(unit, "cgroup.", 7) ? "" : "_", unit);
+	service_dir(unit, name, sizeof(name));
+	for (struct gone *e = g->gone; e; e = e->next)
+		if (!strcmp(e->name, name)) { /* its name is back: its cgroup stays */
+			gone_free(e, false);
+			break;
+		}
 	/* made at its first start (or limit): not 3,000 mkdirs before the socket answers */
 	return evm_cgroup_create_later(g->base, name, out);
+}
+
+void cgroups_service_gone(struct cgroups *g, struct evm_loop *loop, const char *unit)
+{
+	char name[300];
+	service_dir(unit, name, sizeof(name));
+	for (struct gone *e = g ? g->gone : NULL; e; e = e->next)
+		if (!strcmp(e->name, name))
+			return; /* tried again already */
+	size_t len = strlen(name) + 1;
+	struct gone *e = g ? calloc(1, sizeof(*e) + len) : NULL;
+	if (!e)
+		return; /* out of memory: cgroups_close removes it */
+	memcpy(e->name, name, len);
+	e->g = g;
+	e->next = g->gone;
+	g->gone = e;
+	g->loop = loop;
+	/* a handle of its own: the unit's may be gone, its service's is the library's */
+	if (evm_cgroup_create_later(g->base, name, &e->cg) < 0 || gone_try(e)) {
+		gone_free(e, false);
+		return;
+	}
+	e->delay_ms = RETRY_FIRST_MS;
+	if (evm_timer_add(loop, e->delay_ms, gone_retry, e, &e->timer) < 0)
+		gone_free(e, false);
 }
 
 void cgroups_close(struct cgroups *g)
@@ -357,6 +452,8 @@ void cgroups_close(struct cgroups *g)
 		if (r < 0)
 			dlog("cgroup %s: cannot remove it: %s", evm_cgroup_path(g->base), strerror(-r));
 	}
+	while (g->gone) /* their timers went with the loop; the base's removal took them */
+		gone_free(g->gone, true);
 	evm_cgroup_free(g->leaf);
 	evm_cgroup_free(g->base);
 	evm_cgroup_free(g->home);

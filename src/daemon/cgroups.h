@@ -3,7 +3,8 @@
  *
  *   <the daemon's own cgroup>/evmon.<socket name>/    the base, ours
  *       evmon.daemon/                               the daemon itself
- *       <service>.service/                          one per service, made at its first start
+ *       <service>.service/                          one per service, made at its first start,
+ *                                                   removed once a removed service's last copy is gone
  *
  * The daemon moves into the leaf evmon.daemon so the base may enable
  * controllers for the services (the kernel's no-internal-process rule).
@@ -64,7 +65,18 @@ unsigned cgroups_controllers(const struct cgroups *g);
  */
 int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out);
 
-/* Back to the daemon's own cgroup; kill what is left; remove the tree. NULL is a no-op. */
+/*
+ * Service unit is gone for good (no unit of that name, no copy of it still
+ * stopping): its cgroup is removed, at once when empty, else tried again on
+ * a timer of loop (nothing is killed) until it is, or until cgroups_service
+ * asks for that name again. NULL g is a no-op.
+ */
+void cgroups_service_gone(struct cgroups *g, struct evm_loop *loop, const char *unit);
+
+/*
+ * Back to the daemon's own cgroup; kill what is left; remove the tree. NULL
+ * is a no-op. After the loop is freed (the retries' timers went with it).
+ */
 void cgroups_close(struct cgroups *g);
 
 #endif

@@ -106,6 +106,17 @@ static void claim_one(struct daemon *d, struct unit *u, void *arg)
 		u->old = arg;
 }
 
+/*
+ * Name is gone for good: no unit has it, no old copy of it still stops
+ * (a copy's removal comes once its cgroup is empty): its cgroup goes. A
+ * unit of that name added while an old copy stops keeps it.
+ */
+static void unit_cgroup_gone(struct daemon *d, const char *name)
+{
+	if (d->cg && !unit_find(d, name) && !units_draining(d, name))
+		cgroups_service_gone(d->cg, d->loop, name);
+}
+
 struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 {
 	/*
@@ -120,6 +131,8 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
 	if (ev->removed && ev->name)
 		other_form(d, ev->name, wake_one, ev->service);
+	if (ev->removed && ev->name && !u)
+		unit_cgroup_gone(d, ev->name);
 	if (u && ev->removed && u->old == ev->service) {
 		/* the replaced service is gone (and its cgroup empty): its successor may start,
 		 * unless another of its name still stops */
@@ -371,7 +384,8 @@ void unit_release(struct daemon *d, struct unit *u)
 	evm_service_remove(s);
 }
 
-void unit_remove(struct daemon *d, struct unit *u)
+/* gone: for good (its cgroup goes once its last copy has stopped), not the daemon's exit */
+static void unit_remove_as(struct daemon *d, struct unit *u, bool gone)
 {
 	u->removed = true; /* a wait told of its release's events: removed, not "not created" */
 	if (d->start_next == u)
@@ -385,7 +399,7 @@ void unit_remove(struct daemon *d, struct unit *u)
 	unit_release(d, u);
 	output_unref(u->out);
 	u->out = NULL;
-	evm_cgroup_free(u->cg); /* the cgroup stays: cgroups_close removes it */
+	evm_cgroup_free(u->cg); /* the service keeps its own reference while it stops */
 	if (u->prev)
 		u->prev->next = u->next;
 	else
@@ -399,8 +413,15 @@ void unit_remove(struct daemon *d, struct unit *u)
 	deps_forget(d, u); /* its removal's events may have resolved it again */
 	svc_conf_unref(u->conf);
 	free(u->blocked);
+	if (gone) /* out of the table now: a service removed at once was told inside it */
+		unit_cgroup_gone(d, u->name);
 	free(u->name);
 	free(u);
+}
+
+void unit_remove(struct daemon *d, struct unit *u)
+{
+	unit_remove_as(d, u, true);
 }
 
 /*
@@ -500,7 +521,7 @@ void units_start_batch(struct evm_timer *t, void *data)
 void units_free(struct daemon *d)
 {
 	while (d->first)
-		unit_remove(d, d->first);
+		unit_remove_as(d, d->first, false); /* cgroups_close removes the tree */
 	hmap_clear(&d->units);
 	draining_free(d);
 }
