@@ -7,7 +7,9 @@ Needs a writable cgroup2 hierarchy (root on a host with cgroup2 mounted at
 /sys/fs/cgroup or /sys/fs/cgroup/unified): skipped with the reason elsewhere."""
 import os
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -428,6 +430,160 @@ command = sh -c "trap '' TERM; sleep 400131 & wait"
     assert d.status("again")["again"]["pid"] == new and alive(new)
     assert d.status("again")["again"].get("restarts", 0) == 0
     d.stop()
+
+
+def service_dirs(base):
+    return sorted(e for e in os.listdir(base) if e.endswith(".service"))
+
+
+def test_a_removed_services_cgroup_goes_once_its_stop_is_over(procs, tmp_path):
+    """A service removed for good (ctl remove, a reload that drops it, fewer instances)
+    had its cgroup left until the daemon's exit: a daemon that adds and removes jobs
+    kept one directory per job ever run (100,000 adds and removes, ~90,000 cgroups).
+    Now each goes once its stop is over, while the daemon runs; one whose old copy
+    still stops stays until it is gone, and a name added again meanwhile keeps it."""
+    config = """
+[evmon]
+start_secs = 0
+stop_timeout = {t}
+[service:keep]
+command = sleep 400141
+[service:drop]
+command = sh -c 'sleep 400142 & wait'
+[service:wide]
+command = sleep 400143
+instances = {n}
+[service:slow]
+command = sh -c "trap '' TERM; sleep 400144 & wait"
+"""
+    t = 2 * SLOW
+    d = Daemon(procs, tmp_path, config.format(t=t, n=3))
+    base = base_of(d)
+    wanted = ["drop.service", "keep.service", "slow.service", "wide:0.service",
+              "wide:1.service", "wide:2.service"]
+    wait_for(lambda: service_dirs(base) == wanted, what="every service's cgroup")
+    for name in ("keep", "drop", "slow"):
+        d.wait_state(name, "running")
+
+    # ctl add and remove, a few rounds: no job's cgroup is left
+    for i in range(5):
+        r = d.ctl("add", f"job{i}", "--", "sleep", f"40015{i}")
+        assert r.returncode == 0, r.stderr
+        d.wait_state(f"job{i}", "running")
+        assert os.path.isdir(os.path.join(base, f"job{i}.service"))
+        assert d.ctl("remove", f"job{i}").returncode == 0
+    wait_for(lambda: service_dirs(base) == wanted, what="the jobs' cgroups gone")
+
+    # a reload that drops a service and shrinks instances 3 -> 1 (wide:I -> wide)
+    d.write(config.format(t=t, n=1).replace("[service:drop]\ncommand = sh -c 'sleep 400142 & wait'\n", ""))
+    assert d.ctl("reload").returncode == 0
+    wanted = ["keep.service", "slow.service", "wide.service"]
+    wait_for(lambda: service_dirs(base) == wanted, what="drop's and wide:I's cgroups gone")
+    d.wait_state("wide", "running")
+
+    # removed while it ignores SIGTERM: its cgroup stays while the old copy stops
+    cg = os.path.join(base, "slow.service")
+    wait_for(lambda: len(procs_in(cg)) == 2, what="slow's 2 processes")
+    old = procs_in(cg)
+    assert d.ctl("remove", "slow").returncode == 0
+    if [p for p in old if alive(p)]:
+        assert os.path.isdir(cg)
+    wait_for(lambda: not os.path.exists(cg), timeout=10 + t, what="slow's cgroup gone")
+    assert not [p for p in old if alive(p)]
+
+    # added again while its old copy stops: the new one keeps the cgroup
+    r = d.ctl("add", "slow", "--", "sh", "-c", "trap '' TERM; sleep 400145 & wait")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: len(procs_in(cg)) == 2, what="slow's 2 processes")
+    old = procs_in(cg)
+    assert d.ctl("remove", "slow").returncode == 0
+    r = d.ctl("add", "slow", "--", "sleep", "400146")
+    assert r.returncode == 0, r.stderr
+    d.wait_state("slow", "running", timeout=10 + t)
+    assert not [p for p in old if alive(p)]
+    new = d.status("slow")["slow"]["pid"]
+    assert cmdline(new) == "sleep 400146" and cgroup_of(new) == rel(cg)
+    assert procs_in(cg) == [new]
+
+    # and removed again while an old copy stops: it goes once that one is gone
+    r = d.ctl("add", "stub", "--", "sh", "-c", "trap '' TERM; sleep 400147 & wait")
+    assert r.returncode == 0, r.stderr
+    stub = os.path.join(base, "stub.service")
+    wait_for(lambda: len(procs_in(stub)) == 2, what="stub's 2 processes")
+    old = procs_in(stub)
+    assert d.ctl("remove", "stub").returncode == 0
+    r = d.ctl("add", "--no-start", "stub", "--", "sleep", "400148")
+    assert r.returncode == 0, r.stderr
+    assert d.ctl("remove", "stub").returncode == 0
+    wait_for(lambda: not os.path.exists(stub), timeout=10 + t, what="stub's cgroup gone")
+    assert not [p for p in old if alive(p)]
+    assert service_dirs(base) == wanted
+    assert "cannot remove" not in d.log(), d.log()
+    d.stop()
+    assert not os.path.exists(base)
+
+
+def test_a_removed_services_cgroup_with_processes_left_goes_once_they_are(procs, tmp_path):
+    """kill_mode = process: the stop of a removed service ends its main process only, and
+    what it started stays in its cgroup. Nothing is killed for the cgroup's removal: it
+    goes once those processes have ended, by other hands."""
+    d = Daemon(procs, tmp_path, KILL_MODES)
+    cg = os.path.join(base_of(d), "proc.service")
+    sleeps = ["sleep 400111", "sleep 400112"]
+    wait_for(lambda: all(s in [cmdline(p) for p in procs_in(cg)] for s in sleeps),
+             what="proc's two sleeps")
+    assert d.ctl("remove", "proc").returncode == 0
+    wait_for(lambda: sorted(cmdline(p) for p in procs_in(cg)) == sleeps and
+             "processes are left in it" in d.log(), what="proc's stop over, its sleeps left")
+    left = procs_in(cg)
+    time.sleep(0.5 * SLOW)  # a few of its retries
+    assert all(alive(p) for p in left) and os.path.isdir(cg)
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(cg), what="proc's cgroup gone")
+    assert "cannot remove" not in d.log(), d.log()
+    d.stop()
+    assert procs_in(base_of(d)) == []
+
+
+@pytest.mark.parametrize("how", ["crash", "reexec"])
+def test_a_removed_services_cgroup_goes_after_a_takeover_of_its_stop(procs, tmp_path, how):
+    """A reload drops a service whose stop takes its stop_timeout, then a crash or a
+    re-exec while it stops: the next daemon takes its stop over (the record names the
+    old copy) and removes its cgroup once it is gone, while it runs on."""
+    t = 3 * SLOW
+    config = f"""
+[evmon]
+start_secs = 0
+stop_timeout = {t}
+[service:keep]
+command = sleep 400161
+"""
+    d = Daemon(procs, tmp_path, config + """
+[service:slow]
+command = sh -c "trap '' TERM; sleep 400162 & wait"
+""")
+    base = base_of(d)
+    cg = os.path.join(base, "slow.service")
+    wait_for(lambda: len(procs_in(cg)) == 2, what="slow's 2 processes")
+    old = procs_in(cg)
+    d.write(config)
+    assert d.ctl("reload").returncode == 0
+    wait_for(lambda: re.search(r"^service slow .* old=", open(d.sock + ".state").read(), re.M),
+             what="the record naming slow's old copy")
+    if how == "crash":
+        d.crash()
+        d = Daemon(procs, tmp_path, config, name="d")
+    else:
+        assert d.ctl("reexec").returncode == 0
+    assert [p for p in old if alive(p)], "stopped before the takeover: nothing tested"
+    assert os.path.isdir(cg)
+    wait_for(lambda: not os.path.exists(cg), timeout=10 + t, what="slow's cgroup gone")
+    assert not [p for p in old if alive(p)]
+    assert service_dirs(base) == ["keep.service"]
+    assert d.status("keep")["keep"]["state"] == "running"
+    d.stop()
+    assert not os.path.exists(base)
 
 
 @pytest.mark.parametrize("n", [100, pytest.param(1000, marks=pytest.mark.scale)])
