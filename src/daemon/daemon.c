@@ -249,7 +249,7 @@ static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
 		}
 		case SIGUSR2: {
 			char err[PATH_MAX + 200];
-			dlog("%s: re-executing", why);
+			dlog("%s: %s", why, d->stopping ? "shutting down, not re-executing" : "re-executing");
 			daemon_reexec(d, NULL, err, sizeof(err)); /* a failure is logged */
 			break;
 		}
