@@ -136,19 +136,35 @@ static const char *find_path(char *const *envp)
 	return p ? p : DEFAULT_PATH;
 }
 
-static size_t key_len(const char *kv)
+/* <0, 0, >0 as KEY a sorts before, with or after KEY b (a key ends at its first '=', or the end) */
+static int key_cmp(const char *a, const char *b)
 {
-	const char *eq = strchr(kv, '=');
-	return eq ? (size_t)(eq - kv) : strlen(kv);
+	for (;; a++, b++) {
+		unsigned char x = *a == '=' ? 0 : (unsigned char)*a, y = *b == '=' ? 0 : (unsigned char)*b;
+		if (x != y || !x)
+			return (x > y) - (x < y);
+	}
 }
 
-static bool same_key(const char *a, const char *b)
+/* elements are pointers into one vector: &extra[j] */
+static int by_key(const void *a, const void *b)
 {
-	size_t n = key_len(a);
-	return n == key_len(b) && strncmp(a, b, n) == 0;
+	return key_cmp(**(char *const *const *)a, **(char *const *const *)b);
 }
 
-/* base + extra, an extra replacing a base entry of the same key (the last extra wins) */
+static int by_key_then_place(const void *a, const void *b)
+{
+	int c = by_key(a, b);
+	char *const *x = *(char *const *const *)a, *const *y = *(char *const *const *)b;
+	return c ? c : (x > y) - (x < y);
+}
+
+/*
+ * base + extra, an extra replacing every base entry of the same key (the
+ * last extra of a key wins): base's others in their order, then extra's
+ * winners in theirs. Sorted, not compared pairwise: an env_file may hold
+ * tens of thousands of variables, and this runs on the loop at each spawn.
+ */
 static char **merge_env(char *const *base, char *const *extra)
 {
 	size_t nb = 0, ne = 0, k = 0;
@@ -156,23 +172,26 @@ static char **merge_env(char *const *base, char *const *extra)
 		nb++;
 	while (extra[ne])
 		ne++;
-	char **v = malloc((nb + ne + 1) * sizeof(*v));
+	/* one block (the caller frees the result): the result, extra's entries by key, which win */
+	char **v = malloc((nb + ne + 1 + ne) * sizeof(*v) + ne);
 	if (!v)
 		return NULL;
+	char *const **idx = (void *)(v + nb + ne + 1);
+	bool *wins = (void *)(idx + ne);
+	for (size_t j = 0; j < ne; j++)
+		idx[j] = &extra[j];
+	qsort(idx, ne, sizeof(*idx), by_key_then_place);
 	for (size_t i = 0; i < nb; i++) {
-		bool replaced = false;
-		for (size_t j = 0; j < ne && !replaced; j++)
-			replaced = same_key(base[i], extra[j]);
-		if (!replaced)
+		char *const *key = &base[i];
+		if (!bsearch(&key, idx, ne, sizeof(*idx), by_key))
 			v[k++] = base[i];
 	}
-	for (size_t j = 0; j < ne; j++) {
-		bool later = false;
-		for (size_t m = j + 1; m < ne && !later; m++)
-			later = same_key(extra[j], extra[m]);
-		if (!later)
+	/* the last of each key's run */
+	for (size_t j = 0; j < ne; j++)
+		wins[idx[j] - extra] = j + 1 == ne || key_cmp(*idx[j], *idx[j + 1]);
+	for (size_t j = 0; j < ne; j++)
+		if (wins[j])
 			v[k++] = extra[j];
-	}
 	v[k] = NULL;
 	return v;
 }

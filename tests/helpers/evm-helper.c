@@ -25,6 +25,7 @@
  *   rlimit R          print "rlimit R SOFT HARD" (R: nofile, nproc, core, as)
  *   pdeath            print "pdeath N" (PR_GET_PDEATHSIG)
  *   env NAME          print NAME=value, or "NAME unset"
+ *   environ           print each entry of the environment, in its order, a line each
  *   argv              print each argument after "argv" as "[len] value"
  *   print TEXT        write TEXT and a newline to stdout
  *   eprint TEXT       write TEXT and a newline to stderr
@@ -369,6 +370,9 @@ int main(int argc, char **argv)
 			else
 				printf("%s unset\n", a);
 			i++;
+		} else if (!strcmp(c, "environ")) {
+			for (char **e = environ; *e; e++)
+				printf("%s\n", *e);
 		} else if (!strcmp(c, "argv")) {
 			for (i++; i < argc; i++)
 				printf("[%zu] %s\n", strlen(argv[i]), argv[i]);

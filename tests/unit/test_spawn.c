@@ -127,6 +127,62 @@ static void test_env(void **state)
 	assert_string_equal(out, "EVT_INHERIT unset\n");
 }
 
+/*
+ * env_extra over envp: an extra replaces every entry of its key (one without
+ * '=' is all key), the last extra of a key wins; envp's others keep their
+ * order (duplicates too), then the extras that win, in theirs.
+ */
+static void test_env_extra_merge(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	char out[4096];
+	char *envp[] = {"A=1", "B=2", "A=3", "NOEQ", "AB=4", "C=5", "ABC=6", "=odd", NULL};
+	char *extra[] = {"C=x", "D=1", "B=y", "D=2", "NOEQ=set", "E=", "AB==z", NULL};
+	struct evm_spawn_opts o = {.envp = envp, .env_extra = extra};
+	t_output(loop, HARGV("environ"), &o, out, sizeof(out), NULL);
+	assert_string_equal(out, "A=1\nA=3\nABC=6\n=odd\nC=x\nB=y\nD=2\nNOEQ=set\nE=\nAB==z\n");
+
+	/* no extras: envp as it is */
+	char *none[] = {NULL};
+	o.env_extra = none;
+	t_output(loop, HARGV("environ"), &o, out, sizeof(out), NULL);
+	assert_string_equal(out, "A=1\nB=2\nA=3\nNOEQ\nAB=4\nC=5\nABC=6\n=odd\n");
+}
+
+/*
+ * The same with tens of thousands of each (an env_file's worth): keys
+ * K00000... in envp; extras for the upper half of them and as many new ones,
+ * given in descending order, then a second value for every other of the
+ * upper half (the one that wins, in its later place).
+ */
+static void test_env_extra_merge_large(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	enum { N = 20000, NE = N + N / 4 };
+	static char store[(N + NE) * 16], out[(N + NE) * 16], want[(N + NE) * 16];
+	static char *envp[N + 1], *extra[NE + 1];
+	char *at = store, *w = want;
+	for (int i = 0; i < N; i++)
+		at += sprintf(envp[i] = at, "K%05d=base", i) + 1;
+	int ne = 0;
+	for (int i = N + N / 2 - 1; i >= N / 2; i--)
+		at += sprintf(extra[ne++] = at, "K%05d=e1", i) + 1;
+	for (int i = N / 2; i < N; i += 2)
+		at += sprintf(extra[ne++] = at, "K%05d=e2", i) + 1;
+	assert_int_equal(ne, NE);
+	for (int i = 0; i < N / 2; i++)
+		w += sprintf(w, "K%05d=base\n", i);
+	for (int i = N + N / 2 - 1; i >= N / 2; i--)
+		if (i >= N || i % 2)
+			w += sprintf(w, "K%05d=e1\n", i);
+	for (int i = N / 2; i < N; i += 2)
+		w += sprintf(w, "K%05d=e2\n", i);
+	struct evm_spawn_opts o = {.envp = envp, .env_extra = extra};
+	size_t n = t_output(loop, HARGV("environ"), &o, out, sizeof(out), NULL);
+	assert_int_equal(n, (size_t)(w - want));
+	assert_true(!memcmp(out, want, n)); /* not assert_string_equal: it would print 400 kB */
+}
+
 /* PATH search: in the child's PATH (envp's, else ours), "" = current dir, NO_PATH. */
 static void test_path_search(void **state)
 {
@@ -2080,6 +2136,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_argv, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_file_and_argv0, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_env, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_env_extra_merge, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_env_extra_merge_large, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_path_search, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_exec_failures, setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_cwd, setup, t_teardown),
