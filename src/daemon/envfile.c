@@ -291,11 +291,15 @@ int envfile_read(const char *path, char ***out, char *err, size_t errlen)
 	if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
 		ps.p += 3; /* a byte-order mark, as an editor may write: the config file's is skipped too */
 	int n = 0;
-	while (ps.p < ps.end) {
-		if (memchr(ps.p, '\0', (size_t)(ps.end - ps.p))) {
-			r = fail(&ps, ps.line, "NUL byte: an env_file is text");
-			break;
-		}
+	/* once, not before each line: the rest of a large file at each was quadratic */
+	const char *nul = memchr(ps.p, '\0', (size_t)(ps.end - ps.p));
+	if (nul) {
+		int line = 1;
+		for (const char *c = ps.p; c < nul; c++)
+			line += *c == '\n';
+		r = fail(&ps, line, "NUL byte: an env_file is text");
+	}
+	while (r >= 0 && ps.p < ps.end) {
 		r = entry(&ps, store);
 		if (r < 0)
 			break;
@@ -314,38 +318,73 @@ int envfile_read(const char *path, char ***out, char *err, size_t errlen)
 	return n;
 }
 
-static size_t key_len(const char *kv)
+/* <0, 0, >0 as KEY a sorts before, with or after KEY b (a key ends at its first '=', or the end) */
+static int key_cmp(const char *a, const char *b)
 {
-	const char *eq = strchr(kv, '=');
-	return eq ? (size_t)(eq - kv) : strlen(kv);
+	for (;; a++, b++) {
+		unsigned char x = *a == '=' ? 0 : (unsigned char)*a, y = *b == '=' ? 0 : (unsigned char)*b;
+		if (x != y || !x)
+			return (x > y) - (x < y);
+	}
 }
 
+/* one variable of env then add: its string, and its place (or, merged, its key's first place) */
+struct slot {
+	const char *s;
+	size_t at;
+};
+
+static int by_place(const void *a, const void *b)
+{
+	const struct slot *x = a, *y = b;
+	return (x->at > y->at) - (x->at < y->at);
+}
+
+static int by_key_then_place(const void *a, const void *b)
+{
+	const struct slot *x = a, *y = b;
+	int c = key_cmp(x->s, y->s);
+	return c ? c : by_place(a, b);
+}
+
+/*
+ * Each key once, in the place it first had, with the value it last had.
+ * Sorted, not compared pairwise: an env_file may hold tens of thousands
+ * of variables (its size limit allows them).
+ */
 char **envfile_merge(char **env, char **add)
 {
-	size_t n = 0, bytes = 0;
-	for (char **e = env; e && *e; e++, n++)
-		bytes += strlen(*e) + 1;
-	for (char **e = add; e && *e; e++, n++)
-		bytes += strlen(*e) + 1;
-	char **v = malloc((n + 1) * sizeof(*v) + bytes);
-	if (!v)
+	size_t n = 0, k = 0, bytes = 0;
+	for (char **e = env; e && *e; e++)
+		n++;
+	for (char **e = add; e && *e; e++)
+		n++;
+	struct slot *t = malloc((n + 1) * sizeof(*t));
+	if (!t)
 		return NULL;
-	char *store = (char *)(v + n + 1);
-	size_t k = 0;
-	for (int pass = 0; pass < 2; pass++) {
-		for (char **e = pass ? add : env; e && *e; e++) {
-			size_t kl = key_len(*e), i = 0;
-			/* a handful of variables: a walk beats a table */
-			while (i < k && !(key_len(v[i]) == kl && !strncmp(v[i], *e, kl)))
-				i++;
-			size_t l = strlen(*e) + 1;
-			memcpy(store, *e, l);
-			v[i] = store;
-			store += l;
-			if (i == k)
-				k++;
-		}
+	for (int pass = 0; pass < 2; pass++)
+		for (char **e = pass ? add : env; e && *e; e++, k++)
+			t[k] = (struct slot){*e, k};
+	qsort(t, n, sizeof(*t), by_key_then_place);
+	k = 0;
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && !key_cmp(t[j].s, t[i].s); j++)
+			;
+		struct slot one = {t[j - 1].s, t[i].at};
+		t[k++] = one;
+		bytes += strlen(one.s) + 1;
 	}
-	v[k] = NULL;
+	qsort(t, k, sizeof(*t), by_place);
+	char **v = malloc((k + 1) * sizeof(*v) + bytes);
+	if (v) {
+		char *store = (char *)(v + k + 1);
+		for (size_t i = 0; i < k; i++) {
+			size_t l = strlen(t[i].s) + 1;
+			v[i] = memcpy(store, t[i].s, l);
+			store += l;
+		}
+		v[k] = NULL;
+	}
+	free(t);
 	return v;
 }

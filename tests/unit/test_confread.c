@@ -323,6 +323,16 @@ static void test_env_file_syntax(void **state)
 	assert_int_equal(envfile_read(p, &v, err, sizeof(err)), 1);
 	assert_string_equal(v[0], "C=3");
 	free(v);
+	/* a NUL byte: named with its own line */
+	char nulpath[PATH_MAX + 16];
+	snprintf(nulpath, sizeof(nulpath), "%s/nul.env", dir);
+	FILE *f = fopen(nulpath, "w");
+	assert_non_null(f);
+	fwrite("A=1\n\nB=2\nC=x\0y\nD=4\n", 1, 19, f);
+	fclose(f);
+	assert_int_equal(envfile_read(nulpath, &v, err, sizeof(err)), -EINVAL);
+	assert_null(v);
+	assert_string_equal(err, "line 4: NUL byte: an env_file is text");
 	char missing[PATH_MAX + 16];
 	snprintf(missing, sizeof(missing), "%s/nope.env", dir);
 	assert_int_equal(envfile_read(missing, &v, err, sizeof(err)), -ENOENT);
@@ -334,6 +344,73 @@ static void test_env_file_syntax(void **state)
 	assert_int_equal(envfile_read(missing, &v, err, sizeof(err)), -EINVAL);
 	alarm(0);
 	assert_string_equal(err, "not a regular file");
+}
+
+static void expect_vec(char **got, const char *const *want)
+{
+	size_t i = 0;
+	for (; want[i]; i++) {
+		assert_non_null(got[i]);
+		assert_string_equal(got[i], want[i]);
+	}
+	assert_null(got[i]);
+}
+
+/* each key once, in the place it first had (environment's own duplicates too), its last value */
+static void test_env_file_merge(void **state)
+{
+	(void)state;
+	char *env[] = {"A=1", "B=2", "A=3", "AB=4", NULL};
+	char *add[] = {"C=1", "B=x", "C=2", "D=", "A==eq", NULL};
+	char **m = envfile_merge(env, add);
+	expect_vec(m, (const char *[]){"A==eq", "B=x", "AB=4", "C=2", "D=", NULL});
+	free(m);
+	m = envfile_merge(NULL, add);
+	expect_vec(m, (const char *[]){"C=2", "B=x", "D=", "A==eq", NULL});
+	free(m);
+	m = envfile_merge(env, NULL);
+	expect_vec(m, (const char *[]){"A=3", "B=2", "AB=4", NULL});
+	free(m);
+	m = envfile_merge(NULL, NULL);
+	expect_vec(m, (const char *[]){NULL});
+	free(m);
+
+	/*
+	 * An env_file's worth: keys K19999 down to K00000 in env; the file sets
+	 * the upper half of them and as many new ones, then every other of the
+	 * upper half again.
+	 */
+	enum { N = 20000, NA = N + N / 4 };
+	static char store[(N + NA) * 16], want_store[(N + N / 2) * 16];
+	static char *e[N + 1], *a[NA + 1];
+	static const char *want[N + N / 2 + 1];
+	char *at = store, *w = want_store;
+	for (int i = N - 1; i >= 0; i--)
+		at += sprintf(e[N - 1 - i] = at, "K%05d=env", i) + 1;
+	int na = 0;
+	for (int i = N / 2; i < N + N / 2; i++)
+		at += sprintf(a[na++] = at, "K%05d=f1", i) + 1;
+	for (int i = N / 2; i < N; i += 2)
+		at += sprintf(a[na++] = at, "K%05d=f2", i) + 1;
+	assert_int_equal(na, NA);
+	int k = 0;
+	for (int i = N - 1; i >= 0; i--) {
+		const char *val = i < N / 2 ? "env" : i % 2 ? "f1" : "f2";
+		want[k++] = w;
+		w += sprintf(w, "K%05d=%s", i, val) + 1;
+	}
+	for (int i = N; i < N + N / 2; i++) {
+		want[k++] = w;
+		w += sprintf(w, "K%05d=f1", i) + 1;
+	}
+	want[k] = NULL;
+	m = envfile_merge(e, a);
+	assert_non_null(m);
+	for (int i = 0; i < k; i++)
+		if (!m[i] || strcmp(m[i], want[i]))
+			fail_msg("entry %d: '%s', not '%s'", i, m[i] ? m[i] : "(end)", want[i]);
+	assert_null(m[k]);
+	free(m);
 }
 
 static void test_env_file_key(void **state)
@@ -421,6 +498,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_is_bounded_in_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors_past_the_cap_are_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_file_syntax, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_file_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_file_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_nice_oom, setup, teardown),
 	};
