@@ -229,7 +229,21 @@ static void check_run(struct evm_timer *t, void *data)
 		o.groups = c->groups;
 		o.ngroups = c->ngroups;
 	}
-	int r = evm_spawn(rd->d->loop, &o, &ck->proc);
+	/*
+	 * In the service's cgroup, like its health checks: what a check leaves
+	 * behind (a daemonized child) is the service's, killed with its stop,
+	 * not the daemon's until the daemon exits. Without cgroups a check's
+	 * stop kills its session (check_stop), as a health check's does.
+	 */
+	int r = 0;
+	if (u->cg) {
+		o.flags |= EVM_SPAWN_CGROUP;
+		r = o.cgroup_fd = evm_cgroup_open_dir(u->cg);
+	}
+	if (r >= 0)
+		r = evm_spawn(rd->d->loop, &o, &ck->proc);
+	if (u->cg && o.cgroup_fd >= 0)
+		close(o.cgroup_fd);
 	if (r < 0) {
 		free(ck);
 		char msg[300];

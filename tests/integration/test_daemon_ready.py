@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import EVMON, requires_root, wait_for
+from conftest import EVMON, cmdline, requires_root, wait_for
 from daemon_util import SLOW, Daemon, LineReader, hand_over, wait_signal_state
 
 KINDS = """
@@ -950,3 +950,64 @@ ready = notify
     d.wait_state("s", "running")
     assert "not a process of a service" not in d.log(), d.log()
     d.stop()
+
+
+def procs_with(arg):
+    """pids whose command line is `sleep ARG`."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and cmdline(p) == f"sleep {arg}"]
+
+
+def test_a_ready_check_runs_in_the_services_cgroup(procs, tmp_path):
+    """A ready = exec: check runs in the service's cgroup, like a health check: what it
+    leaves behind (a process in a session of its own) is killed with the service's stop.
+    Before, checks ran in the daemon's own cgroup, and such processes stayed until the
+    daemon exited. A check that hangs is still killed at ready_check_timeout (SIGTERM to
+    its session), and the next one runs."""
+    from test_cgroup import HOME, WHY
+    if HOME is None:
+        pytest.skip(f"needs a writable cgroup v2: {WHY}")
+    mark = "%d.%d" % (os.getpid(), time.monotonic_ns() % 1000000)
+    checks = tmp_path / "checks"
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+cgroup = auto
+
+[service:left]
+command = HELPER pause
+ready = exec:/bin/sh -c "setsid sleep {mark} </dev/null >/dev/null 2>&1 & exit 1"
+ready_interval = 100ms
+ready_timeout = 0
+
+[service:hang]
+command = HELPER pause
+ready = exec:HELPER pidlog {checks} sleep 100000
+ready_check_timeout = 300ms
+ready_interval = 10ms
+ready_timeout = 0
+""")
+    try:
+        wait_for(lambda: len(procs_with(mark)) >= 2, timeout=30 * SLOW, what="two checks' leftovers")
+        st = d.status()
+        cg = st["left"].get("cgroup")
+        assert cg, st["left"]
+        for p in procs_with(mark):
+            with open(f"/proc/{p}/cgroup") as f:
+                own = next(ln.strip()[3:] for ln in f if ln.startswith("0::"))
+            assert cg.endswith(own), (cg, own)
+        r = d.ctl("stop", "left")
+        assert r.returncode == 0, r
+        d.wait_state("left", "stopped")
+        wait_for(lambda: not procs_with(mark), timeout=30 * SLOW, what="the checks' leftovers gone")
+        # hang's checks: each killed at its timeout, then the next; all in its cgroup
+        wait_for(lambda: checks.exists() and len(checks.read_text().split()) >= 3,
+                 timeout=30 * SLOW, what="three of hang's checks")
+        assert d.status("hang")["hang"]["state"] == "starting"
+        pids = [int(p) for p in checks.read_text().split()]
+        assert sum(1 for p in pids if os.path.exists(f"/proc/{p}")) <= 1, pids
+        d.stop()
+        wait_for(lambda: not [p for p in pids if os.path.exists(f"/proc/{p}")],
+                 what="every check process gone")
+    finally:
+        for p in procs_with(mark):
+            os.kill(p, signal.SIGKILL)
