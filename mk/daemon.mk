@@ -4,7 +4,7 @@
 # tests also need the CLI sources they test, libinih and cjson.c (which opens libcjson), so they
 # get explicit rules (an explicit rule beats the pattern rule).
 
-DAEMON_TEST_SRC := src/common/argv.c src/daemon/config.c src/daemon/confread.c src/daemon/confkeys.c $(wildcard src/daemon/confset*.c) src/daemon/confvalue.c src/daemon/confcheck.c src/daemon/confdeps.c src/daemon/envfile.c src/common/errlist.c src/common/signame.c \
+DAEMON_TEST_SRC := src/common/argv.c src/daemon/config.c src/daemon/confread.c src/daemon/confkeys.c $(wildcard src/daemon/confset*.c) src/daemon/confvalue.c src/daemon/confcheck.c src/daemon/confdeps.c src/daemon/envfile.c src/daemon/rootalone.c src/common/errlist.c src/common/signame.c \
 	src/common/proto.c $(wildcard src/daemon/control*.c) src/daemon/sockfile.c src/common/hashmap.c \
 	src/common/duration.c src/common/pathfind.c src/daemon/listenaddr.c src/daemon/probetarget.c \
 	src/common/cjson.c src/common/textsafe.c src/ctl/safe.c

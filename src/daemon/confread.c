@@ -28,6 +28,7 @@
  */
 #include "confread.h"
 #include "confkeys.h"
+#include "rootalone.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -35,6 +36,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <ini.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,23 +372,33 @@ static char *dir_of(const char *path)
 	return abs;
 }
 
+#define RULE "a root daemon runs only a config that root alone can change"
+
 /*
  * A root daemon runs the commands of its config as whoever the config says:
  * a config someone else can change is a way to root (sshd's StrictModes).
+ * The file (f, opened) must be root's and writable by root alone, and so
+ * must the way to it (rootalone.h, env_file's rule): whoever may write a
+ * directory on it could put another file there, or a symlink to one of
+ * root's secrets, whose lines the mistakes would then show (/etc/shadow's).
  */
 static bool trusted(FILE *f, const char *path, struct errlist *errs)
 {
-	struct stat st;
+	struct stat st, walked;
 	if (geteuid() != 0 || fstat(fileno(f), &st) < 0)
 		return true;
+	char why[PATH_MAX + 200];
+	int r;
 	if (st.st_uid != 0)
-		errlist_add(errs, path, 0, "is owned by uid %u, not root: a root daemon runs only "
-			    "a config that root alone can change", (unsigned)st.st_uid);
+		errlist_add(errs, path, 0, "is owned by uid %u, not root: " RULE, (unsigned)st.st_uid);
 	else if (st.st_mode & (S_IWGRP | S_IWOTH))
-		errlist_add(errs, path, 0, "is writable by %s (mode %04o): a root daemon runs only "
-			    "a config that root alone can change",
+		errlist_add(errs, path, 0, "is writable by %s (mode %04o): " RULE,
 			    st.st_mode & S_IWOTH ? "every user" : "its group",
 			    (unsigned)(st.st_mode & 07777));
+	else if ((r = root_alone(path, RULE, &walked, why, sizeof(why))) < 0)
+		errlist_add(errs, path, 0, "%s", r == -EPERM ? why : strerror(-r));
+	else if (walked.st_dev != st.st_dev || walked.st_ino != st.st_ino)
+		errlist_add(errs, path, 0, "it changed while it was checked: " RULE);
 	else
 		return true;
 	return false;

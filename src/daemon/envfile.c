@@ -4,11 +4,11 @@
  * /etc/default/NAME files of KEY=VALUE lines) work as they are.
  */
 #include "envfile.h"
+#include "rootalone.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,91 +36,7 @@ static int fail(struct parse *ps, int line, const char *fmt, ...)
 	return -EINVAL;
 }
 
-#define LINKS_MAX 40 /* the kernel's own limit of a path's symlinks */
-
-/*
- * Can no one but root change what path names? Its file's owner and mode
- * are not enough: whoever may write a directory on the way may put another
- * file there, or a symlink to one of root's (secrets the service would then
- * get in its environment). So each name on the way, symlinks followed hop by
- * hop as the kernel will, must be root's, and each directory writable by
- * root alone, or sticky (/tmp: others cannot rename or remove root's
- * names). 0 with what the path names in *file (the open must find the
- * same), or -errno (-ENOENT: a name is missing), with why in err for -EPERM.
- */
-static int root_alone(const char *path, struct stat *file, char *err, size_t errlen)
-{
-	char todo[2 * PATH_MAX], cur[PATH_MAX] = "", link[PATH_MAX];
-	int links = 0;
-	if (path[0] != '/' && !getcwd(cur, sizeof(cur))) /* relative: the walk starts at / too */
-		return -errno;
-	if ((size_t)snprintf(todo, sizeof(todo), "%s/%s", path[0] == '/' ? "" : cur, path) >=
-	    sizeof(todo))
-		return -ENAMETOOLONG;
-	cur[0] = '\0';
-	struct stat st;
-	if (stat("/", &st) == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
-		snprintf(err, errlen, "/ is not root's alone");
-		return -EPERM;
-	}
-	for (char *p = todo;;) {
-		while (*p == '/')
-			p++;
-		if (!*p)
-			return stat(cur[0] ? cur : "/", file) < 0 ? -errno : 0;
-		char *end = strchrnul(p, '/');
-		size_t n = (size_t)(end - p), at = strlen(cur);
-		bool more = *end != '\0';
-		if (n == 1 && p[0] == '.') {
-			p = end;
-			continue;
-		}
-		if (n == 2 && p[0] == '.' && p[1] == '.') {
-			char *slash = strrchr(cur, '/');
-			if (slash)
-				*slash = '\0';
-			p = end;
-			continue;
-		}
-		if (at + 1 + n >= sizeof(cur))
-			return -ENAMETOOLONG;
-		cur[at] = '/';
-		memcpy(cur + at + 1, p, n);
-		cur[at + 1 + n] = '\0';
-		p = end;
-		if (lstat(cur, &st) < 0)
-			return -errno; /* missing: nothing to open, nothing made there meanwhile */
-		if (st.st_uid != 0) {
-			snprintf(err, errlen, "%s is owned by uid %u: a root daemon reads only an env_file "
-				 "that root alone can change", cur, (unsigned)st.st_uid);
-			return -EPERM;
-		}
-		if (S_ISLNK(st.st_mode)) {
-			ssize_t k = readlink(cur, link, sizeof(link) - 1);
-			if (k < 0)
-				return -errno;
-			if (++links > LINKS_MAX)
-				return -ELOOP;
-			link[k] = '\0';
-			char rest[2 * PATH_MAX];
-			if ((size_t)snprintf(rest, sizeof(rest), "%s%s%s", link, more ? "/" : "", p) >=
-			    sizeof(rest))
-				return -ENAMETOOLONG;
-			memcpy(todo, rest, strlen(rest) + 1);
-			p = todo;
-			if (link[0] == '/')
-				cur[0] = '\0';
-			else
-				cur[at] = '\0'; /* relative to the link's directory */
-			continue;
-		}
-		if (S_ISDIR(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
-			snprintf(err, errlen, "%s is writable by others (mode %04o): a root daemon reads only "
-				 "an env_file that root alone can change", cur, (unsigned)(st.st_mode & 07777));
-			return -EPERM;
-		}
-	}
-}
+#define RULE "a root daemon reads only an env_file that root alone can change"
 
 /* The file's bytes, NUL-terminated; a root daemon reads only root's own. */
 static int slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen)
@@ -128,7 +44,7 @@ static int slurp(const char *path, char **buf, size_t *len, char *err, size_t er
 	struct stat walked;
 	bool root = geteuid() == 0;
 	if (root) {
-		int r = root_alone(path, &walked, err, errlen);
+		int r = root_alone(path, RULE, &walked, err, errlen);
 		if (r < 0) {
 			if (r != -EPERM)
 				snprintf(err, errlen, "%s", strerror(-r));
@@ -142,8 +58,7 @@ static int slurp(const char *path, char **buf, size_t *len, char *err, size_t er
 		e = errno;
 	} else if (root && (st.st_dev != walked.st_dev || st.st_ino != walked.st_ino)) {
 		e = EPERM; /* what the checked path named changed before the open */
-		snprintf(err, errlen, "it changed while it was checked: a root daemon reads only an "
-			 "env_file that root alone can change");
+		snprintf(err, errlen, "it changed while it was checked: %s", RULE);
 	} else if (!S_ISREG(st.st_mode)) {
 		e = EINVAL;
 		snprintf(err, errlen, "not a regular file");
@@ -153,8 +68,8 @@ static int slurp(const char *path, char **buf, size_t *len, char *err, size_t er
 	} else if (geteuid() == 0 && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
 		/* it sets LD_PRELOAD as well as anything: whoever may change it runs code */
 		e = EPERM;
-		snprintf(err, errlen, "%s: a root daemon reads only an env_file that root alone can change",
-			 st.st_uid != 0 ? "not owned by root" : "writable by others");
+		snprintf(err, errlen, "%s: %s", st.st_uid != 0 ? "not owned by root" : "writable by others",
+			 RULE);
 	}
 	if (!e && !(*buf = malloc((size_t)st.st_size + 1)))
 		e = ENOMEM;

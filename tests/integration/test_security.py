@@ -170,6 +170,74 @@ def test_root_refuses_a_config_others_can_change(procs, tmp_path, mode, owner, w
     d.stop()
 
 
+SHADOW = "root:*:20228:0:99999:7:::\n"  # what a root secret's lines look like
+
+
+@pytest.mark.parametrize("layout", ["safe", "open-dir", "others-link", "open-main-dir"])
+def test_root_reads_a_config_only_where_root_alone_can_change_it(procs, tmp_path, layout):
+    """The config and its includes follow env_file's rule: only the file's owner and mode
+    were looked at, so a user who may write a directory on the way to an include (0777,
+    not sticky) put a symlink there to /etc/shadow, and --check and a reload said its
+    lines in their mistakes ("got 'root:*:...'"). Now every name on the way, symlinks
+    followed, must be root's and every directory root's alone (or sticky): else the file
+    is refused, naming the directory or the link and why, and nothing of it is read."""
+    secret = tmp_path / "shadow"
+    secret.write_text(SHADOW)
+    os.chmod(secret, 0o600)
+    top = tmp_path / "conf"
+    top.mkdir()
+    ww = top / "ww"
+    ww.mkdir()
+    inc = ww / "inc.ini"
+    inc.symlink_to(secret)
+    main = top / "m.ini"
+    main.write_text("[evmon]\ninclude = ww/inc.ini\n\n[service:a]\ncommand = /bin/true\n")
+    why = None
+    if layout == "open-dir":
+        os.chmod(ww, 0o777)
+        why = rf"{re.escape(str(ww))} is writable by others \(mode 0777\)"
+    elif layout == "others-link":  # sticky, as /tmp: the link is another user's
+        os.chmod(ww, 0o1777)
+        os.lchown(inc, ODD_UID, ODD_UID)
+        why = rf"{re.escape(str(inc))} is owned by uid {ODD_UID}"
+    elif layout == "open-main-dir":  # the main file's own directory
+        os.chmod(top, 0o777)
+        why = rf"{re.escape(str(top))} is writable by others \(mode 0777\)"
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(main)], timeout=30 * SLOW)
+    assert r.returncode != 0, r
+    if why is None:  # root's own link in root's directories: read (shadow is no config)
+        assert "root:*:20228" in r.stderr, r.stderr
+        return
+    assert "root:*" not in r.stderr, r.stderr
+    where = f"{re.escape(str(main))}:2: include: {re.escape(str(inc))}: " \
+        if layout != "open-main-dir" else f"{re.escape(str(main))}: "
+    assert re.search(rf"{where}{why}: a root daemon runs only a config that root alone can "
+                     r"change", r.stderr), r.stderr
+
+
+def test_a_reload_refuses_an_include_planted_in_an_open_directory(procs, tmp_path):
+    """A running root daemon's reload: an include that became a symlink to a secret in a
+    directory others may write is refused, the old config kept, and the secret's lines are
+    neither in the reply nor in the daemon's log."""
+    secret = tmp_path / "shadow"
+    secret.write_text(SHADOW)
+    os.chmod(secret, 0o600)
+    d = Daemon(procs, tmp_path, "[evmon]\ninclude = ww/*.ini\n\n[service:a]\ncommand = HELPER pause\n",
+               start=False)
+    ww = tmp_path / "ww"
+    ww.mkdir()
+    d.start()
+    d.wait_state("a", "running")
+    os.chmod(ww, 0o777)
+    (ww / "inc.ini").symlink_to(secret)
+    r = d.ctl("reload")
+    assert r.returncode != 0, r
+    assert f"{ww} is writable by others (mode 0777)" in r.stdout + r.stderr, r
+    assert "root:*" not in r.stdout + r.stderr + d.log(), r
+    assert set(d.status()) == {"a"}
+    d.stop()
+
+
 @pytest.mark.parametrize("user,group,want_gid,want_groups", [
     ("nobody", None, 65534, {65534}),
     (str(ODD_UID), str(ODD_UID + 1), ODD_UID + 1, {ODD_UID + 1}),
