@@ -153,6 +153,24 @@ static int value(struct parse *ps, char *out, size_t *outlen)
 	return 0;
 }
 
+/*
+ * Why the line from k (its first non-blank; klen: the key's length there)
+ * is not KEY=VALUE, without its text: a root daemon reads files its client
+ * may not read (ctl add -s env_file=/etc/shadow), and the mistake goes back
+ * to that client.
+ */
+static const char *not_pair(const char *k, size_t klen, const char *end)
+{
+	const char *eol = memchr(k, '\n', (size_t)(end - k));
+	if (!memchr(k, '=', (size_t)((eol ? eol : end) - k)))
+		return "no '=' on the line";
+	if (*k == '=')
+		return "no key before the '='";
+	if (isdigit((unsigned char)*k))
+		return "the key starts with a digit";
+	return "the text before the '=' is not a key (letters, digits and _)";
+}
+
 /* One KEY=VALUE into out as "KEY=VALUE"; 1, or 0 for a blank or comment line. */
 static int entry(struct parse *ps, char *out)
 {
@@ -172,8 +190,7 @@ static int entry(struct parse *ps, char *out)
 	while (p < ps->end && (*p == ' ' || *p == '\t'))
 		p++;
 	if (!klen || isdigit((unsigned char)*k) || p == ps->end || *p != '=')
-		return fail(ps, ps->line, "'%.*s' is not KEY=VALUE (KEY: letters, digits, _)",
-			    (int)strcspn(k, "\n"), k);
+		return fail(ps, ps->line, "not KEY=VALUE: %s", not_pair(k, klen, ps->end));
 	memcpy(out, k, klen);
 	out[klen] = '=';
 	ps->p = p + 1;

@@ -238,6 +238,24 @@ def test_a_reload_refuses_an_include_planted_in_an_open_directory(procs, tmp_pat
     d.stop()
 
 
+def test_an_env_file_mistake_does_not_say_the_files_text(procs, tmp_path):
+    """`ctl add -s env_file=/etc/shadow`: the mistake said the file's first line ("'root:*:...'
+    is not KEY=VALUE"), so an error told what the daemon could read and its client maybe
+    not. Now it says the line and what is wrong with it, not its text."""
+    secret = tmp_path / "shadow"
+    secret.write_text(SHADOW)
+    os.chmod(secret, 0o600)
+    d = Daemon(procs, tmp_path, PAUSE)
+    d.wait_state("web", "running")
+    r = d.ctl("add", "-s", f"env_file={secret}", "peek", "--", "/bin/true")
+    assert r.returncode != 0, r
+    out = r.stdout + r.stderr
+    assert f"{secret}: line 1: not KEY=VALUE: no '=' on the line" in out, r
+    assert "root:*" not in out + d.log(), r
+    assert set(d.status()) == {"web"}
+    d.stop()
+
+
 @pytest.mark.parametrize("user,group,want_gid,want_groups", [
     ("nobody", None, 65534, {65534}),
     (str(ODD_UID), str(ODD_UID + 1), ODD_UID + 1, {ODD_UID + 1}),

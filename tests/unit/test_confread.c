@@ -306,8 +306,10 @@ static void test_env_file_syntax(void **state)
 	struct {
 		const char *text, *why;
 	} bad[] = {
-		{"A=1\nnot a pair\n", "line 2: 'not a pair' is not KEY=VALUE"},
-		{"1X=2\n", "line 1: '1X=2' is not KEY=VALUE"},
+		{"A=1\nnot a pair\n", "line 2: not KEY=VALUE: no '=' on the line"},
+		{"1X=2\n", "line 1: not KEY=VALUE: the key starts with a digit"},
+		{"K E=1\n", "line 1: not KEY=VALUE: the text before the '=' is not a key"},
+		{"B=2\n =1\n", "line 2: not KEY=VALUE: no key before the '='"},
 		{"A=1\nB=\"open\n\nC=3\n", "line 2: unterminated double quote"},
 		{"A='x\n", "line 1: unterminated single quote"},
 	};
@@ -436,7 +438,7 @@ static void test_env_file_key(void **state)
 	errlist_free(&errs);
 	put("e/bad.env", "OK=1\nbroken line\n");
 	assert_null(load("[service:w]\ncommand = true\nenv_file = e/bad.env\n", &errs));
-	expect(&errs, 0, "main.ini", 3, "e/bad.env: line 2: 'broken line' is not KEY=VALUE");
+	expect(&errs, 0, "main.ini", 3, "e/bad.env: line 2: not KEY=VALUE: no '=' on the line");
 	errlist_free(&errs);
 }
 
