@@ -134,8 +134,10 @@ static void how(const cJSON *ev, char *buf, size_t len)
 	uint64_t code;
 	const char *sname = str(ev, "signal_name");
 	const cJSON *core = cJSON_GetObjectItemCaseSensitive(ev, "core_dumped");
-	if (num(ev, "signal", &sig) && sig > 0)
-		snprintf(buf, len, "killed by signal %s%s", sname ? sname : "?",
+	if (num(ev, "signal", &sig) && sig > 0 && sname && strcmp(sname, "?"))
+		snprintf(buf, len, "killed by signal %s%s", sname, cJSON_IsTrue(core) ? " (core dumped)" : "");
+	else if (num(ev, "signal", &sig) && sig > 0 && sig < 1024) /* 32, 33: libc's, no name */
+		snprintf(buf, len, "killed by signal %d%s", (int)sig,
 			 cJSON_IsTrue(core) ? " (core dumped)" : "");
 	else if (count(ev, "code", INT_MAX, &code))
 		snprintf(buf, len, "exited with code %d", (int)code);

@@ -314,8 +314,10 @@ static void how(const struct evm_exit *x, char *buf, size_t len)
 	const char *sn = x->signal ? cli_signal_name(x->signal) : NULL;
 	if (x->status_unknown)
 		snprintf(buf, len, "exited (status unknown)");
-	else if (x->signal)
-		snprintf(buf, len, "killed by signal %s%s", sn ? sn : "?",
+	else if (x->signal && sn)
+		snprintf(buf, len, "killed by signal %s%s", sn, x->core_dumped ? " (core dumped)" : "");
+	else if (x->signal) /* 32 and 33: libc's own, below SIGRTMIN, no name */
+		snprintf(buf, len, "killed by signal %d%s", x->signal,
 			 x->core_dumped ? " (core dumped)" : "");
 	else
 		snprintf(buf, len, "exited with code %d", x->code);

@@ -1622,3 +1622,20 @@ start_secs = 0
     os.kill(pid, signal.SIGKILL)
     d.wait_state("ig", "stopped")
     d.stop()
+
+
+def test_an_exit_by_a_signal_without_a_name_says_its_number(procs, tmp_path):
+    """Signals 32 and 33 (libc's own, below SIGRTMIN) have no name: the log said
+    "killed by signal ?"; it says the number."""
+    d = Daemon(procs, tmp_path, """
+[service:s]
+command = sleep 400215
+start_secs = 0
+restart = never
+""")
+    d.wait_state("s", "running")
+    wait_for(lambda: sleeps(400215), what="its sleep")
+    assert d.ctl("signal", "s", "32").returncode == 0
+    d.wait_state("s", "exited")
+    assert "killed by signal 32" in d.log(), d.log()[-2000:]
+    d.stop()
