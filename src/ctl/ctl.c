@@ -293,47 +293,116 @@ static int do_signal(struct ctl *c, char **args, int n)
 	return simple(c, req, false, show_signal);
 }
 
-static int add_kv(cJSON *svc, const char *kv)
+struct add_opts {
+	cJSON *svc, *env;
+	cJSON *fromjson; /* --json SERVICE-JSON */
+	cJSON *by;	 /* each key set so far: the option that set it, as named to the user */
+	char given[128]; /* the options given, for --json's refusal */
+};
+
+/*
+ * key is to be set by opt: 0, or EXIT_USAGE (said) when it is set already.
+ * Each key once: the daemon refuses a key twice in its own words
+ * ("duplicate key 'restart'") where the user typed -r twice; and -s
+ * name=... would rename the service NAME is.
+ */
+static int claim_key(struct add_opts *a, const char *key, const char *opt)
+{
+	const char *was = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a->by, key));
+	if (was && !strcmp(was, opt))
+		fprintf(stderr, "evmon ctl add: %s given twice\n", opt);
+	else if (was)
+		fprintf(stderr, "evmon ctl add: %s and %s both set '%s'\n", was, opt, key);
+	else if (!strcmp(key, "name") || !strcmp(key, "command"))
+		fprintf(stderr, "evmon ctl add: %s: the %s is %s (add [OPTIONS] NAME [--] COMMAND "
+			"[ARG...])\n", opt, key, *key == 'n' ? "NAME" : "what follows NAME");
+	if (was || !strcmp(key, "name") || !strcmp(key, "command"))
+		return EXIT_USAGE;
+	cJSON_AddStringToObject(a->by, key, opt);
+	return 0;
+}
+
+/* key = value, set by opt (claim_key) */
+static int set_key(struct add_opts *a, const char *key, const char *opt, const char *value)
+{
+	int rc = claim_key(a, key, opt);
+	if (!rc)
+		cJSON_AddStringToObject(a->svc, key, value);
+	return rc;
+}
+
+static int add_kv(struct add_opts *a, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
 	if (!eq || eq == kv) {
 		fprintf(stderr, "evmon ctl add: '%s' is not KEY=VALUE\n", kv);
-		return -1;
+		return EXIT_USAGE;
 	}
+	char opt[80];
+	snprintf(opt, sizeof(opt), "-s %.*s", (int)(eq - kv < 64 ? eq - kv : 64), kv);
 	char *key = strndup(kv, (size_t)(eq - kv));
-	cJSON_DeleteItemFromObjectCaseSensitive(svc, key);
-	cJSON_AddStringToObject(svc, key, eq + 1);
+	int rc = key ? set_key(a, key, opt, eq + 1) : EXIT_FAILED;
 	free(key);
-	return 0;
+	return rc;
 }
 
-struct add_opts {
-	cJSON *svc, *env;
-	cJSON *fromjson; /* --json SERVICE-JSON */
-};
+/* the option's name for the messages: -r/--restart */
+static const char *add_option_name(int opt)
+{
+	switch (opt) {
+	case 'r': return "-r/--restart";
+	case 'e': return "-e/--env";
+	case 'u': return "-u/--user";
+	case 'n': return "-n/--instances";
+	case 's': return "-s/--set";
+	case 'w': return "-w/--workdir";
+	case OPT_NO_START: return "--no-start";
+	default: return "--json";
+	}
+}
 
 static int add_option(struct ctl *c, int opt, const char *arg, void *data)
 {
 	struct add_opts *a = data;
+	const char *name = add_option_name(opt);
 	(void)c;
+	if (opt != OPT_SERVICE_JSON && !strstr(a->given, name))
+		snprintf(a->given + strlen(a->given), sizeof(a->given) - strlen(a->given), "%s%s",
+			 *a->given ? ", " : "", name);
 	switch (opt) {
-	case 'r': cJSON_AddStringToObject(a->svc, "restart", arg); return 0;
-	case 'e': cJSON_AddItemToArray(a->env, cJSON_CreateString(arg)); return 0;
-	case 'u': cJSON_AddStringToObject(a->svc, "user", arg); return 0;
-	case 'n': cJSON_AddStringToObject(a->svc, "instances", arg); return 0;
-	case OPT_NO_START: cJSON_AddFalseToObject(a->svc, "autostart"); return 0;
-	case 's': return add_kv(a->svc, arg) < 0 ? EXIT_USAGE : 0;
+	case 'r': return set_key(a, "restart", name, arg);
+	case 'e': {
+		const char *was = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a->by, "environment"));
+		if (!was || strcmp(was, name)) { /* repeatable: claimed by the first */
+			int rc = claim_key(a, "environment", name);
+			if (rc)
+				return rc;
+		}
+		cJSON_AddItemToArray(a->env, cJSON_CreateString(arg));
+		return 0;
+	}
+	case 'u': return set_key(a, "user", name, arg);
+	case 'n': return set_key(a, "instances", name, arg);
+	case OPT_NO_START:
+		if (claim_key(a, "autostart", name))
+			return EXIT_USAGE;
+		cJSON_AddFalseToObject(a->svc, "autostart");
+		return 0;
+	case 's': return add_kv(a, arg);
 	case 'w': {
 		char *abs = NULL, *cwd = getcwd(NULL, 0);
 		if (arg[0] != '/' && cwd && asprintf(&abs, "%s/%s", cwd, arg) < 0)
 			abs = NULL;
-		cJSON_AddStringToObject(a->svc, "directory", abs ? abs : arg);
+		int rc = set_key(a, "directory", name, abs ? abs : arg);
 		free(abs);
 		free(cwd);
-		return 0;
+		return rc;
 	}
 	case OPT_SERVICE_JSON:
-		cJSON_Delete(a->fromjson);
+		if (a->fromjson) {
+			fprintf(stderr, "evmon ctl add: --json given twice\n");
+			return EXIT_USAGE;
+		}
 		a->fromjson = cJSON_Parse(arg);
 		if (!cJSON_IsObject(a->fromjson)) {
 			fprintf(stderr, "evmon ctl add: --json needs a JSON object\n");
@@ -350,6 +419,12 @@ static int add_command(struct add_opts *a, char **ops, int n)
 	if (a->fromjson) {
 		if (n) {
 			fprintf(stderr, "evmon ctl add: --json takes no other arguments\n");
+			return EXIT_USAGE;
+		}
+		/* the JSON is the whole service: an option beside it would be dropped */
+		if (*a->given) {
+			fprintf(stderr, "evmon ctl add: --json is the whole service: %s too (put %s in "
+				"the JSON object)\n", a->given, strchr(a->given, ',') ? "them" : "it");
 			return EXIT_USAGE;
 		}
 		cJSON_Delete(a->svc);
@@ -384,7 +459,7 @@ static int do_add(struct ctl *c, int argc, char **argv, char **ops)
 		{"json", required_argument, NULL, OPT_SERVICE_JSON}, /* not --json's meaning here */
 		{NULL, 0, NULL, 0},
 	};
-	struct add_opts a = {cJSON_CreateObject(), cJSON_CreateArray(), NULL};
+	struct add_opts a = {cJSON_CreateObject(), cJSON_CreateArray(), NULL, cJSON_CreateObject(), ""};
 	/* the options end at the command's first word: its own options are its */
 	struct cmd_opts co = {"r:e:w:u:s:n:", longs, add_option, &a, 2};
 	int n, at, rc = parse_args(c, argc, argv, &co, ops, &n, &at);
@@ -399,6 +474,7 @@ static int do_add(struct ctl *c, int argc, char **argv, char **ops)
 	cJSON_Delete(a.svc);
 	cJSON_Delete(a.env);
 	cJSON_Delete(a.fromjson);
+	cJSON_Delete(a.by);
 	return rc;
 }
 

@@ -554,6 +554,42 @@ def test_ctl_prints_only_the_error_on_refusal(procs, tmp_path):
     m.stop()
 
 
+def test_ctl_add_refuses_options_it_would_drop_or_the_daemon_would_misname(procs, tmp_path):
+    """--json is the whole service: -n, --no-start and the rest beside it were
+    dropped (one instance, started); -s name=... renamed the service NAME is; an
+    option given twice was refused in the daemon's words ("duplicate key 'restart'")."""
+    d = Daemon(procs, tmp_path, BASIC)
+    spec = json.dumps({"name": "p14", "command": [HELPER, "pause"]})
+    for args, says in (
+            (["--json", spec, "-n", "2"], "--json is the whole service: -n/--instances too"),
+            (["--no-start", "--json", spec], "--json is the whole service: --no-start too"),
+            (["-r", "never", "-e", "A=1", "--json", spec, "-w", "/", "-u", "nobody", "-s", "x=1"],
+             "-r/--restart, -e/--env, -w/--workdir, -u/--user, -s/--set too (put them in"),
+            (["--json", spec, "--json", spec], "--json given twice"),
+            (["-s", "name=zzz", "p7", HELPER, "pause"], "-s name: the name is NAME"),
+            (["-s", "command=true", "p7", HELPER, "pause"],
+             "-s command: the command is what follows NAME"),
+            (["-r", "always", "-r", "never", "p7", HELPER, "pause"], "-r/--restart given twice"),
+            (["--no-start", "--no-start", "p7", HELPER, "pause"], "--no-start given twice"),
+            (["-s", "restart=always", "--restart=never", "p7", HELPER, "pause"],
+             "-s restart and -r/--restart both set 'restart'"),
+            (["-e", "A=1", "-s", "environment=B=2", "p7", HELPER, "pause"],
+             "-e/--env and -s environment both set 'environment'"),
+            (["-s", "stop_signal=INT", "-s", "stop_signal=TERM", "p7", HELPER, "pause"],
+             "-s stop_signal given twice")):
+        r = d.ctl("add", *args)
+        assert r.returncode == 2 and says in r.stderr, (args, r)
+        assert "duplicate key" not in r.stderr
+    assert set(d.status()) == {"web", "job", "idle"}
+    # -e is repeatable; alone, each of the others is taken
+    r = d.ctl("add", "-e", "A=1", "-e", "B=2", "-n", "2", "--no-start", "-s", "stop_signal=INT",
+              "p7", HELPER, "pause")
+    assert r.returncode == 0, r
+    st = d.status()
+    assert st["p7:0"]["state"] == st["p7:1"]["state"] == "stopped", st
+    d.stop()
+
+
 # ------------------------------------------------------------------ reload
 
 
