@@ -3,6 +3,7 @@
  */
 #include "conn.h"
 
+#include "out.h"
 #include "safe.h"
 
 #include <errno.h>
@@ -95,7 +96,7 @@ int ctl_read_line(struct ctl *c, char **line, int timeout_ms)
 	int r = ctl_read_line_quiet(c, line, timeout_ms);
 	if (r == -2)
 		fprintf(stderr, "evmon ctl: %s: no answer after %d s\n", c->socket, timeout_ms / 1000);
-	return r < 0 ? -1 : 0;
+	return r == -2 ? -1 : r;
 }
 
 int ctl_send(struct ctl *c, cJSON *req)
@@ -144,12 +145,17 @@ int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
 			long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
 			wait = el >= timeout_ms ? 0 : timeout_ms - (int)el;
 		}
-		struct pollfd p = {.fd = c->fd, .events = POLLIN};
-		int r = poll(&p, 1, wait);
+		struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN},
+				      {.fd = c->watch_out ? out_pipe_fd() : -1}};
+		int r = poll(p, 2, wait);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r == 0)
 			return -2;
+		if (p[1].revents & POLLERR)
+			return -3;
+		if (!p[0].revents)
+			continue;
 		char *dst = linebuf_space(&c->in, 65536);
 		ssize_t k = dst ? read(c->fd, dst, 65536) : -1;
 		if (k < 0 && errno == EINTR)

@@ -24,6 +24,7 @@ struct ctl {
 	/* why the default socket's directory is not used (not ours, not private), or
 	 * NULL: said at the connection, so each command fails as with no daemon */
 	const char *refused;
+	bool watch_out; /* a read ends (-3) when stdout is a pipe whose reader is gone */
 };
 
 /*
@@ -35,7 +36,8 @@ int ctl_call(struct ctl *c, cJSON *req, cJSON **resp, const char **raw, int time
 
 /*
  * Read one line into *line (NUL-terminated in the buffer, valid until the
- * next call). timeout_ms < 0: forever. 0 ok, -1 error or EOF (reported).
+ * next call). timeout_ms < 0: forever. 0 ok, -1 error or EOF (reported),
+ * -3 stdout's reader gone (with watch_out; not reported).
  */
 int ctl_read_line(struct ctl *c, char **line, int timeout_ms);
 /* The same, but a timeout returns -2 and says nothing. */

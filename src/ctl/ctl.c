@@ -13,12 +13,15 @@
  * 3 no daemon to talk to (or the connection broke). `status NAME...` and
  * `is-active NAME...` answer with the state instead, as an LSB init
  * script's status and systemctl is-active do: 0 running, 3 not running,
- * 4 unknown (no such service, no daemon).
+ * 4 unknown (no such service, no daemon). What cannot be written to
+ * stdout fails the command (1; 4 for a state), but for a reader gone
+ * (`| head`): that ends ctl quietly, with the status it had (out.h).
  */
 #include "cli.h"
 
 #include "argv.h"
 #include "conn.h"
+#include "out.h"
 #include "proto.h"
 #include "safe.h"
 #include "show.h"
@@ -28,6 +31,7 @@
 #include <evmon.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,30 +482,45 @@ static int do_add(struct ctl *c, int argc, char **argv, char **ops)
 	return rc;
 }
 
+/* A follower's end at a failed write to stdout (err): the reader gone (| head) is its end. */
+static int stream_out_failed(int err)
+{
+	return out_failed(err) == -EPIPE ? 0 : EXIT_FAILED;
+}
+
 static int do_events(struct ctl *c, char **names, int n)
 {
 	int rc = open_stream(c, request("events", names, n));
 	if (rc >= 0)
 		return rc;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	c->watch_out = true; /* `| head -1` on a quiet daemon: ended when head is */
 	for (;;) {
 		char *line;
-		if (ctl_read_line(c, &line, -1) < 0)
+		rc = ctl_read_line(c, &line, -1);
+		if (rc == -3)
+			return stream_out_failed(EPIPE);
+		if (rc < 0)
 			return EXIT_NODAEMON;
+		errno = 0;
 		if (c->json) {
 			safe_put_json(line);
-			continue;
+		} else {
+			cJSON *ev = cJSON_Parse(line);
+			safe_tree(ev);
+			char text[1024];
+			proto_event_line(ev, text, sizeof(text));
+			const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "time"));
+			printf("%s %s\n", t ? t : "-", text);
+			cJSON_Delete(ev);
 		}
-		cJSON *ev = cJSON_Parse(line);
-		safe_tree(ev);
-		char text[1024];
-		proto_event_line(ev, text, sizeof(text));
-		const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "time"));
-		printf("%s %s\n", t ? t : "-", text);
-		cJSON_Delete(ev);
+		/* line-buffered: the line was written (or failed: errno says why) at its newline */
+		if (ferror(stdout))
+			return stream_out_failed(errno);
 	}
 }
 
+/* 0, or -errno */
 static int write_out(const char *p, size_t n)
 {
 	while (n) {
@@ -509,7 +528,7 @@ static int write_out(const char *p, size_t n)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
-			return -1;
+			return w < 0 ? -errno : -EIO;
 		p += w;
 		n -= (size_t)w;
 	}
@@ -519,6 +538,7 @@ static int write_out(const char *p, size_t n)
 /*
  * Log bytes to stdout: as they are, or (shown: a terminal) with what a
  * terminal acts on escaped (safe_terminal), a cut character kept in k.
+ * 0, or -errno.
  */
 static int write_log(const char *p, size_t n, bool shown, struct safe_carry *k, bool last)
 {
@@ -526,8 +546,9 @@ static int write_log(const char *p, size_t n, bool shown, struct safe_carry *k, 
 	while (shown && (n || (last && k->n))) {
 		size_t take = n < 65536 ? n : 65536;
 		size_t o = safe_terminal(k, p, take, out, sizeof(out), last && take == n);
-		if (write_out(out, o) < 0)
-			return -1;
+		int r = write_out(out, o);
+		if (r < 0)
+			return r;
 		p += take;
 		n -= take;
 		if (!n)
@@ -548,11 +569,22 @@ static int copy_stream(struct ctl *c, bool follow, bool raw)
 	/* what came with the answer, then the rest */
 	linebuf_consume(&c->in, c->last);
 	c->last = 0;
-	if (c->in.len && write_log(linebuf_start(&c->in), c->in.len, shown, &k, false) < 0)
-		return 0; /* our reader went away (| head): that is the end */
+	int w = c->in.len ? write_log(linebuf_start(&c->in), c->in.len, shown, &k, false) : 0;
+	if (w < 0)
+		return stream_out_failed(-w); /* our reader went away (| head): that is the end */
 	linebuf_consume(&c->in, c->in.len);
 	char buf[65536];
 	for (;;) {
+		/* -f to a pipe: the reader's exit ends it, not only the next write (out.h) */
+		struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = out_pipe_fd()}};
+		if (poll(p, 2, -1) < 0 && errno != EINTR) {
+			fprintf(stderr, "evmon ctl: poll: %s\n", strerror(errno));
+			return EXIT_FAILED;
+		}
+		if (p[1].revents & POLLERR)
+			return stream_out_failed(EPIPE);
+		if (!p[0].revents)
+			continue;
 		ssize_t n = read(c->fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -567,11 +599,11 @@ static int copy_stream(struct ctl *c, bool follow, bool raw)
 				"again)\n", c->socket);
 			return EXIT_NODAEMON;
 		}
-		if (n == 0) {
-			write_log("", 0, shown, &k, true); /* a character cut by the end, escaped */
-			return 0;
-		}
-		if (write_log(buf, (size_t)n, shown, &k, false) < 0)
+		/* at the end, a character it cut, escaped */
+		w = write_log(n ? buf : "", (size_t)n, shown, &k, n == 0);
+		if (w < 0)
+			return stream_out_failed(-w);
+		if (n == 0)
 			return 0;
 	}
 }
@@ -672,7 +704,7 @@ static int do_state(struct ctl *c, const char *cmd, char **names, int n)
 	else
 		show_status(resp), show_health_checks(resp);
 	cJSON_Delete(resp);
-	return rc;
+	return out_end(rc, EXIT_UNKNOWN); /* its state not told: unknown */
 }
 
 static int wait_option(struct ctl *c, int opt, const char *arg, void *data)
@@ -795,6 +827,7 @@ int cmd_ctl(int argc, char **argv)
 			c.refused = refused;
 	}
 	if (rc < 0) {
+		/* a closed socket is an error to report, and a closed stdout EPIPE (out.h) */
 		signal(SIGPIPE, SIG_IGN);
 		/* the command and what follows it, with the command as argv[0] */
 		rc = run_command(&c, argc - at, argv + at, ops);
@@ -803,5 +836,6 @@ int cmd_ctl(int argc, char **argv)
 		close(c.fd);
 	linebuf_free(&c.in);
 	free(ops);
-	return rc;
+	/* what every command printed (the help too) must have reached stdout */
+	return out_end(rc, rc ? rc : EXIT_FAILED);
 }

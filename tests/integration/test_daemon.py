@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import time
@@ -587,6 +588,72 @@ def test_ctl_add_refuses_options_it_would_drop_or_the_daemon_would_misname(procs
     assert r.returncode == 0, r
     st = d.status()
     assert st["p7:0"]["state"] == st["p7:1"]["state"] == "stopped", st
+    d.stop()
+
+
+def _ctl_to(d, stdout, *args, timeout=30):
+    """evmon ctl ARGS on d with stdout as given (a file, or a pipe's write end)."""
+    return d.procs.run([EVMON, "ctl", "-S", d.sock] + list(args), stdout=stdout,
+                       timeout=timeout * SLOW)
+
+
+def _closed_pipe():
+    """A pipe's write end whose reader has gone (as after `| head -1`'s exit)."""
+    r, w = os.pipe()
+    os.close(r)
+    return w
+
+
+def test_ctl_output_errors_end_it(procs, tmp_path):
+    """Write errors on stdout were ignored: `ctl events | head -1` never ended
+    (SIGPIPE ignored, EPIPE unchecked) and `status > /dev/full` exited 0. A reader
+    gone ends ctl quietly, with the command's own status; another error is said
+    and fails it (1; 4 for status NAME's state)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = Daemon(procs, tmp_path, BASIC.replace("[evmon]\n", f"[evmon]\nlog_dir = {logs}\n")
+               .replace("command = HELPER pause\nstart_secs = 0.2",
+                        "command = HELPER print hello pause\nstart_secs = 0.2\nstdout = log"))
+    d.wait_state("web", "running")
+    wait_for(lambda: (logs / "web.log").exists() and "hello" in (logs / "web.log").read_text(),
+             what="web's line in its log")
+    full = "No space left on device"
+    with open("/dev/full", "w") as f:
+        for args, rc in ((["status"], 1), (["--json", "status"], 1), (["metrics"], 1),
+                         (["logs", "--raw", "web"], 1), (["logs", "web"], 1), (["ping"], 1),
+                         (["status", "web"], 4), (["is-active", "web"], 4), (["--help"], 1)):
+            r = _ctl_to(d, f, *args)
+            assert r.returncode == rc and f"evmon ctl: stdout: {full}" in r.stderr, (args, r)
+            assert r.stderr.count("stdout") == 1, (args, r.stderr)
+    # a reader gone: quiet, the status the command had
+    for args, rc in ((["status"], 0), (["metrics"], 0), (["logs", "web"], 0),
+                     (["status", "idle"], 3), (["logs", "-f", "web"], 0), (["events"], 0),
+                     (["--json", "events", "web"], 0)):
+        w = _closed_pipe()
+        try:
+            r = _ctl_to(d, w, *args, timeout=10)  # events, logs -f: nothing more comes
+        finally:
+            os.close(w)
+        assert r.returncode == rc and r.stderr == "", (args, r)
+
+    # events whose reader goes while it follows, and events to a full disk
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "events"])
+
+    def following():  # subscribed once a reload's line comes: reload until one does
+        assert d.ctl("reload").returncode == 0
+        return select.select([p.stdout], [], [], 0.2)[0]
+    wait_for(following, timeout=10 * SLOW, what="ctl events following")
+    assert b"reload" in p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(timeout=10 * SLOW) == 0 and p.stderr.read() == b""
+    with open("/dev/full", "w") as f:
+        p = procs.spawn([EVMON, "ctl", "-S", d.sock, "events"], stdout=f)
+
+        def ended():
+            assert d.ctl("reload").returncode == 0
+            return p.poll() is not None
+        wait_for(ended, timeout=10 * SLOW, interval=0.1, what="events to /dev/full ended")
+    assert p.returncode == 1 and f"evmon ctl: stdout: {full}" in p.stderr.read().decode()
     d.stop()
 
 
