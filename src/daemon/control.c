@@ -764,8 +764,9 @@ static unsigned client_cap(const struct control *ctl)
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
 	    rl.rlim_cur / 4 >= ctl->o.max_clients)
 		return ctl->o.max_clients;
-	return rl.rlim_cur / 4 > 2 * CONTROL_SHORT_SLOTS ? (unsigned)(rl.rlim_cur / 4)
-							 : 2 * CONTROL_SHORT_SLOTS;
+	unsigned cap = rl.rlim_cur / 4 > 2 * CONTROL_SHORT_SLOTS ? (unsigned)(rl.rlim_cur / 4)
+								 : 2 * CONTROL_SHORT_SLOTS;
+	return cap < ctl->o.max_clients ? cap : ctl->o.max_clients;
 }
 
 int control_lasting(struct client *cl, bool brief)
@@ -775,8 +776,7 @@ int control_lasting(struct client *cl, bool brief)
 	unsigned room = cap > 2 * CONTROL_SHORT_SLOTS ? cap - CONTROL_SHORT_SLOTS : (cap + 1) / 2;
 	if (!cl->lasting && ctl->nlasting >= room)
 		return -EBUSY;
-	if (!cl->lasting)
-		cl->brief = brief;
+	cl->brief = cl->lasting ? cl->brief && brief : brief; /* brief while every use is */
 	control__count_lasting(cl);
 	return 0;
 }

@@ -81,13 +81,14 @@ static void on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	/* a warning that names a service: a stop for a failure began (the record says so) */
 	if (ev->type == EVM_EV_SERVICE || (ev->type == EVM_EV_WARNING && ev->service))
 		state_changed(d);
+	/* before the waits: one for the successor of an old copy now gone waits for its start */
+	if (successor)
+		units_start_successor(d, successor);
 	if (ev->type == EVM_EV_SERVICE) {
 		if (d->waiters)
 			waiters_check(d);
 		status_changed(d);
 	}
-	if (successor)
-		units_start_successor(d, successor);
 	if (d->retry_stops) { /* an old copy a stop waited for is gone */
 		d->retry_stops = false;
 		deps_retry_stops(d);

@@ -55,10 +55,10 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 	/*
 	 * To start still: after its old copy (a reload replaced it while the
 	 * wait went on: the new copy is stopped, its counters the old one's;
-	 * told when that is gone, before its successor starts), or once its
-	 * dependencies allow.
+	 * on_event starts it before the waits look), or once its dependencies
+	 * allow. Not want_start alone: a start done leaves it set at times.
 	 */
-	if (u->want_start || u->pending)
+	if (unit_deferred(u) || u->pending)
 		return false;
 	/* states older than the request must not end the wait; nor the stop half of a restart */
 	if (s == EVM_STATE_FATAL)
