@@ -208,42 +208,41 @@ static void check_run(struct evm_timer *t, void *data)
 		return;
 	}
 	ck->rd = rd;
-	struct evm_spawn_opts o = {
-		.argv = c->ready_check,
-		.env_extra = c->env,
-		.cwd = c->directory,
-		.flags = EVM_SPAWN_SETSID,
-		.stdio = {{.mode = EVM_STDIO_NULL}, {.mode = EVM_STDIO_NULL}, {.mode = EVM_STDIO_NULL}},
-		.timeout_ms = c->ready_check_timeout_ms,
-		.timeout_kill_ms = CHECK_KILL_MS,
-		.on_exit = on_check_exit,
-		.data = ck,
-	};
-	if (c->set_uid) {
-		o.flags |= EVM_SPAWN_SETUID;
-		o.uid = c->uid;
-	}
-	if (c->set_gid) {
-		o.flags |= EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS;
-		o.gid = c->gid;
-		o.groups = c->groups;
-		o.ngroups = c->ngroups;
-	}
 	/*
-	 * In the service's cgroup, like its health checks: what a check leaves
-	 * behind (a daemonized child) is the service's, killed with its stop,
-	 * not the daemon's until the daemon exits. Without cgroups a check's
-	 * stop kills its session (check_stop), as a health check's does.
+	 * What the service runs with (environment with EVMON_SERVICE and
+	 * EVMON_INSTANCE, directory, user, limits, umask), as a health check:
+	 * a check of one instance must know which one it checks.
 	 */
-	int r = 0;
-	if (u->cg) {
-		o.flags |= EVM_SPAWN_CGROUP;
-		r = o.cgroup_fd = evm_cgroup_open_dir(u->cg);
+	struct svc_build b;
+	int r = config_build(c, u->instance, &b);
+	if (r == 0) {
+		struct evm_spawn_opts o = b.opts.spawn;
+		o.file = NULL;
+		o.argv = c->ready_check;
+		o.flags = (o.flags & ~(unsigned)EVM_SPAWN_SETPGID) | EVM_SPAWN_SETSID;
+		for (int i = 0; i < 3; i++)
+			o.stdio[i] = (struct evm_stdio){.mode = EVM_STDIO_NULL};
+		o.timeout_ms = c->ready_check_timeout_ms;
+		o.timeout_kill_ms = CHECK_KILL_MS;
+		o.on_exit = on_check_exit;
+		o.data = ck;
+		/*
+		 * In the service's cgroup, like its health checks: what a check
+		 * leaves behind (a daemonized child) is the service's, killed with
+		 * its stop, not the daemon's until the daemon exits. Without
+		 * cgroups a check's stop kills its session (check_stop), as a
+		 * health check's does.
+		 */
+		if (u->cg) {
+			o.flags |= EVM_SPAWN_CGROUP;
+			r = o.cgroup_fd = evm_cgroup_open_dir(u->cg);
+		}
+		if (r >= 0)
+			r = evm_spawn(rd->d->loop, &o, &ck->proc);
+		if (u->cg && o.cgroup_fd >= 0)
+			close(o.cgroup_fd);
+		config_build_free(&b);
 	}
-	if (r >= 0)
-		r = evm_spawn(rd->d->loop, &o, &ck->proc);
-	if (u->cg && o.cgroup_fd >= 0)
-		close(o.cgroup_fd);
 	if (r < 0) {
 		free(ck);
 		char msg[300];

@@ -1011,3 +1011,34 @@ ready_timeout = 0
     finally:
         for p in procs_with(mark):
             os.kill(p, signal.SIGKILL)
+
+
+def test_a_ready_check_runs_as_the_service_does(procs, tmp_path):
+    """A ready = exec: check gets what the service runs with, as a health check does:
+    EVMON_SERVICE and EVMON_INSTANCE (a check of one instance must know which one it
+    checks: here each instance's check waits for its own file), umask, limits. Before,
+    it got the configured environment only: no instance, the daemon's umask and limits."""
+    seen = tmp_path / "seen"
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+stop_timeout = 5
+
+[service:w]
+command = HELPER pause
+instances = 2
+umask = 027
+limit_nofile = 77
+ready = exec:/bin/sh -c 'echo "$EVMON_SERVICE $EVMON_INSTANCE $(umask) $(ulimit -n)" >> {seen}; test -e {tmp_path}/go$EVMON_INSTANCE'
+ready_interval = 20ms
+ready_timeout = 0
+""")
+    wait_for(lambda: seen.exists() and {"w:0 0 0027 77", "w:1 1 0027 77"} <= set(seen.read_text().splitlines()),
+             timeout=30 * SLOW, what="both instances' checks: " + (seen.read_text() if seen.exists() else ""))
+    (tmp_path / "go1").write_text("")
+    r = d.ctl("wait", "w:1", "--for", "ready")
+    assert r.returncode == 0, r
+    assert d.status("w:0")["w:0"]["state"] == "starting"
+    (tmp_path / "go0").write_text("")
+    r = d.ctl("wait", "w:0", "--for", "ready")
+    assert r.returncode == 0, r
+    d.stop()
