@@ -46,6 +46,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,47 @@ static int resolve_word(struct daemon *d, struct unit *u, const char *w, enum de
 	return 0;
 }
 
+static int by_target(const void *a, const void *b)
+{
+	const struct dep *x = *(const struct dep *const *)a, *y = *(const struct dep *const *)b;
+	uintptr_t p = (uintptr_t)x->u, q = (uintptr_t)y->u;
+	return p < q ? -1 : p > q ? 1 : x < y ? -1 : x > y; /* then in the config's order */
+}
+
+/*
+ * One edge per target, of the strongest kind (healthy, ready, after), where
+ * it first came: a name in both requires and after was listed twice in
+ * waiting_for and counted twice among the target's dependents.
+ */
+static int merge_deps(struct unit *u)
+{
+	if (u->ndeps < 2)
+		return 0;
+	struct dep **v = malloc(u->ndeps * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < u->ndeps; i++)
+		v[i] = &u->deps[i];
+	qsort(v, u->ndeps, sizeof(*v), by_target);
+	for (size_t i = 1, keep = 0; i < u->ndeps; i++) {
+		if (v[i]->u != v[keep]->u) {
+			keep = i;
+			continue;
+		}
+		if (v[i]->kind > v[keep]->kind)
+			v[keep]->kind = v[i]->kind;
+		v[i]->u->nrdeps--;
+		v[i]->u = NULL;
+	}
+	free(v);
+	size_t n = 0;
+	for (size_t i = 0; i < u->ndeps; i++)
+		if (u->deps[i].u)
+			u->deps[n++] = u->deps[i];
+	u->ndeps = n;
+	return 0;
+}
+
 static int build_graph(struct daemon *d)
 {
 	for (struct unit *u = d->first; u; u = u->next) {
@@ -113,6 +155,8 @@ static int build_graph(struct daemon *d)
 		for (char **w = u->conf->after; w && *w; w++)
 			if (resolve_word(d, u, *w, DEP_AFTER, &cap) < 0)
 				return -ENOMEM;
+		if (merge_deps(u) < 0)
+			return -ENOMEM;
 	}
 	for (struct unit *u = d->first; u; u = u->next) {
 		if (u->nrdeps && !(u->rdeps = calloc(u->nrdeps, sizeof(*u->rdeps))))

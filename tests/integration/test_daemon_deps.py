@@ -240,6 +240,40 @@ requires = cache db
     d.stop()
 
 
+
+def test_a_service_named_twice_is_one_dependency(procs, tmp_path):
+    """A name in both requires and after is one dependency, of the strongest kind: web
+    waited "for db db" (two edges), and `after = db` beside `requires = db` must still
+    need db ready."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+ready = exec:/bin/sh -c "test -e FLAG"
+ready_interval = 50ms
+ready_timeout = 0
+
+[service:pool]
+command = HELPER pause
+instances = 2
+
+[service:web]
+command = HELPER pause
+after = db pool
+requires = pool db
+""".replace("FLAG", str(tmp_path / "flag")))
+    d.wait_state("pool:0", "running")
+    d.wait_state("pool:1", "running")
+    d.wait_state("web", "waiting")
+    assert d.status("web")["web"]["waiting_for"] == ["db"]
+    r = d.ctl("status", "web")
+    row = r.stdout.splitlines()[1].split()
+    assert row[-3:] == ["waiting", "for", "db"], r.stdout
+    (tmp_path / "flag").write_text("")
+    r = d.ctl("wait", "web", "--for", "ready")
+    assert r.returncode == 0, r
+    assert d.status("db")["db"]["state"] == "running"
+    d.stop()
+
 def test_stopping_a_dependency_tells_its_waiting_dependents(procs, tmp_path):
     """`ctl stop db` while web (requires db:healthy) and api (requires web) wait for it:
     both leave `waiting` with a state event saying why (which ends a `ctl wait web --for
