@@ -103,23 +103,30 @@ static int parse_code(const char *s)
 	return (int)v;
 }
 
-/* dumb-init's -r FROM:TO, with names as well as numbers */
-static bool parse_rewrite(struct init *in, const char *arg)
+/*
+ * dumb-init's -r FROM:TO, with names as well as numbers. 0 if done, -1 if
+ * not FROM:TO, FROM if it is a signal never forwarded (KILL and STOP
+ * never reach us; CHLD is how the loop learns of exits): its rewrite would
+ * do nothing.
+ */
+static int parse_rewrite(struct init *in, const char *arg)
 {
 	const char *colon = strchr(arg, ':');
 	if (!colon || colon == arg)
-		return false;
+		return -1;
 	char from[32];
 	size_t n = (size_t)(colon - arg);
 	if (n >= sizeof(from))
-		return false;
+		return -1;
 	memcpy(from, arg, n);
 	from[n] = '\0';
 	int f = cli_parse_signal(from, false), t = cli_parse_signal(colon + 1, true);
 	if (f < 0 || t < 0)
-		return false;
+		return -1;
+	if (f == SIGKILL || f == SIGSTOP || f == SIGCHLD)
+		return f;
 	in->rewrite[f] = t;
-	return true;
+	return 0;
 }
 
 static void print_license(void)
@@ -182,8 +189,13 @@ static int apply(struct init *in, int c, const char *arg, bool *single, bool *gr
 		*single = true;
 		break;
 	case 'r':
-		if (!parse_rewrite(in, arg)) {
+		if ((code = parse_rewrite(in, arg)) < 0) {
 			init_log(in, V_FATAL, "-r %s: expected FROM:TO, two signals (TO may be 0)", arg);
+			return 1;
+		}
+		if (code > 0) {
+			init_log(in, V_FATAL, "-r %s: SIGKILL, SIGSTOP and SIGCHLD are never forwarded",
+				 arg);
 			return 1;
 		}
 		break;

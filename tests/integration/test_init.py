@@ -1176,6 +1176,11 @@ def test_signal_names_and_numbers(run, mode):
         assert r.wait() == 0, (spec, r.err.text)
     r = run([EVMON, "init", "-r", "BOGUS:1", "--", "true"], mode)
     assert r.wait() == 1 and "BOGUS" in r.err.text
+    # never forwarded (KILL and STOP never reach the init; CHLD is its own): refused,
+    # not accepted to do nothing
+    for spec in ["CHLD:TERM", "SIGKILL:0", "19:1"]:
+        r = run([EVMON, "init", "-r", spec, "--", "true"], mode)
+        assert r.wait() == 1 and "never forwarded" in r.err.text, (spec, r.err.text)
 
 
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's -t")
