@@ -127,22 +127,29 @@ static bool count(const cJSON *o, const char *k, double max, uint64_t *out)
 	return true;
 }
 
-/* " with code 1" / " by signal TERM (core dumped)" */
+void proto_exit_how(int sig, const char *sname, bool core, int code, char *buf, size_t len)
+{
+	const char *dumped = core ? " (core dumped)" : "";
+	if (sig > 0 && sname && *sname && strcmp(sname, "?"))
+		snprintf(buf, len, "killed by signal %s%s", sname, dumped);
+	else if (sig > 0) /* 32 and 33: libc's own, below SIGRTMIN, no name */
+		snprintf(buf, len, "killed by signal %d%s", sig, dumped);
+	else if (code >= 0)
+		snprintf(buf, len, "exited with code %d", code);
+	else
+		snprintf(buf, len, "exited (status unknown)");
+}
+
+/* An event's exit, as proto_exit_how says it. */
 static void how(const cJSON *ev, char *buf, size_t len)
 {
 	double sig;
 	uint64_t code;
-	const char *sname = str(ev, "signal_name");
-	const cJSON *core = cJSON_GetObjectItemCaseSensitive(ev, "core_dumped");
-	if (num(ev, "signal", &sig) && sig > 0 && sname && strcmp(sname, "?"))
-		snprintf(buf, len, "killed by signal %s%s", sname, cJSON_IsTrue(core) ? " (core dumped)" : "");
-	else if (num(ev, "signal", &sig) && sig > 0 && sig < 1024) /* 32, 33: libc's, no name */
-		snprintf(buf, len, "killed by signal %d%s", (int)sig,
-			 cJSON_IsTrue(core) ? " (core dumped)" : "");
-	else if (count(ev, "code", INT_MAX, &code))
-		snprintf(buf, len, "exited with code %d", (int)code);
-	else
-		snprintf(buf, len, "exited (status unknown)");
+	bool has_sig = num(ev, "signal", &sig) && sig > 0 && sig < 1024;
+	bool has_code = count(ev, "code", INT_MAX, &code);
+	proto_exit_how(has_sig ? (int)sig : 0, str(ev, "signal_name"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "core_dumped")),
+		       has_code ? (int)code : -1, buf, len);
 }
 
 void proto_event_line(const cJSON *ev, char *buf, size_t len)

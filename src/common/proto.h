@@ -40,6 +40,13 @@ char *proto_time(const struct timespec *ts, char *buf, size_t len);
 char *proto_duration(uint64_t ms, char *buf, size_t len);
 
 /*
+ * How a process ended, into buf: "killed by signal TERM (core dumped)" (sig
+ * above 0; sname its name, or NULL or "?" for none: then its number),
+ * "exited with code 1" (code 0 or above), else "exited (status unknown)".
+ */
+void proto_exit_how(int sig, const char *sname, bool core, int code, char *buf, size_t len);
+
+/*
  * The one-line human form of an event object (as streamed by the daemon),
  * without time, into buf: "service web: starting -> running, pid 42".
  */

@@ -311,16 +311,9 @@ static bool is_up(enum evm_state s)
 /* "exited with code 1", "killed by signal TERM (core dumped)" */
 static void how(const struct evm_exit *x, char *buf, size_t len)
 {
-	const char *sn = x->signal ? cli_signal_name(x->signal) : NULL;
-	if (x->status_unknown)
-		snprintf(buf, len, "exited (status unknown)");
-	else if (x->signal && sn)
-		snprintf(buf, len, "killed by signal %s%s", sn, x->core_dumped ? " (core dumped)" : "");
-	else if (x->signal) /* 32 and 33: libc's own, below SIGRTMIN, no name */
-		snprintf(buf, len, "killed by signal %d%s", x->signal,
-			 x->core_dumped ? " (core dumped)" : "");
-	else
-		snprintf(buf, len, "exited with code %d", x->code);
+	proto_exit_how(x->status_unknown ? 0 : x->signal,
+		       x->signal ? cli_signal_name(x->signal) : NULL, x->core_dumped,
+		       x->status_unknown ? -1 : x->code, buf, len);
 }
 
 /* What happens next, after an exit or a failed start. */
