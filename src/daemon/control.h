@@ -150,6 +150,9 @@ int control_subscribe(struct client *cl, const char *const *patterns, size_t n);
  * so a reader that takes none of its output is dropped as a request's is.
  */
 int control_lasting(struct client *cl, bool brief);
+/* What a request refused for -EBUSY by control_lasting is answered. */
+#define CONTROL_NO_LASTING_SLOT \
+	"too many subscribers, followers and waits: max_clients keeps its last slots for requests"
 
 /*
  * Send line (no newline) to every subscriber interested in service

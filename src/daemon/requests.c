@@ -429,10 +429,6 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 	waiters_check(d); /* waited-for services may be gone */
 }
 
-/* control_lasting's refusal: events and logs -f */
-static const char NO_LASTING_SLOT[] = "too many subscribers, followers and waits: max_clients keeps its "
-				      "last slots for requests";
-
 static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	const char **pats;
@@ -468,7 +464,7 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 	}
 	if (control_lasting(cl, cJSON_IsTrue(brief)) < 0) {
 		free(pats);
-		control_reply_error(cl, "%s", NO_LASTING_SLOT);
+		control_reply_error(cl, "%s", CONTROL_NO_LASTING_SLOT);
 		return;
 	}
 	int r = control_subscribe(cl, pats, np);
@@ -569,7 +565,7 @@ static void cmd_logs(struct daemon *d, struct client *cl, const cJSON *req)
 	if (!f)
 		return;
 	if (cJSON_IsTrue(fo) && control_lasting(cl, false) < 0) {
-		control_reply_error(cl, "%s", NO_LASTING_SLOT);
+		control_reply_error(cl, "%s", CONTROL_NO_LASTING_SLOT);
 		return;
 	}
 	struct logtail *t;

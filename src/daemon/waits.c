@@ -108,6 +108,14 @@ static void waiter_gone(void *data)
 	waiter_free(w);
 }
 
+/* ", NAME (STATE WHY)" onto the list of what failed (the first without its ", ") */
+static void add_failed(char *failed, size_t size, const char *name, const char *state,
+		       const char *why)
+{
+	size_t l = strlen(failed);
+	snprintf(failed + l, size - l, "%s%s (%s%s)", l ? ", " : "", name, state, why);
+}
+
 static void waiter_finish(struct waiter *w)
 {
 	struct daemon *d = w->d;
@@ -118,11 +126,8 @@ static void waiter_finish(struct waiter *w)
 	for (size_t i = 0; i < w->n; i++) {
 		struct unit *u = unit_find(d, w->e[i].name);
 		if (!u || u->removed) { /* removed meanwhile: stopped, but neither started nor reloaded */
-			if (w->kind != W_STOP && nfailed++ < 8) {
-				size_t l = strlen(failed);
-				snprintf(failed + l, sizeof(failed) - l, "%s%s (removed)", l ? ", " : "",
-					 w->e[i].name);
-			}
+			if (w->kind != W_STOP && nfailed++ < 8)
+				add_failed(failed, sizeof(failed), w->e[i].name, "removed", "");
 			continue;
 		}
 		cJSON_AddItemToArray(arr, events_status(d, u));
@@ -140,7 +145,6 @@ static void waiter_finish(struct waiter *w)
 		if (w->timed_out && !settled(w, &w->e[i], u))
 			bad = true;
 		if (bad && nfailed++ < 8) {
-			size_t l = strlen(failed);
 			char why[200] = "";
 			if (u->svc && info.last_error.stage == EVM_STAGE_SETUP &&
 			    u->conf->ids_unresolved && u->conf->problem) /* as status says it */
@@ -149,8 +153,8 @@ static void waiter_finish(struct waiter *w)
 				snprintf(why, sizeof(why), ": %s: %s",
 					 evm_spawn_stage_name(info.last_error.stage),
 					 strerror(info.last_error.error));
-			snprintf(failed + l, sizeof(failed) - l, "%s%s (%s%s)", l ? ", " : "", u->name,
-				 u->svc ? evm_state_name(info.state) : "not created", why);
+			add_failed(failed, sizeof(failed), u->name,
+				   u->svc ? evm_state_name(info.state) : "not created", why);
 		}
 	}
 	cJSON_AddItemToObject(r, "services", arr);
@@ -236,8 +240,7 @@ int waits_check(struct client *cl, const cJSON *req)
 	}
 	/* a thousand waits of a year each locked every `evmon ctl status` out */
 	if (cJSON_IsTrue(wait) && control_lasting(cl, true) < 0) {
-		control_reply_error(cl, "too many subscribers, followers and waits: max_clients "
-					"keeps its last slots for requests (nothing done)");
+		control_reply_error(cl, "%s (nothing done)", CONTROL_NO_LASTING_SLOT);
 		return -1;
 	}
 	return 0;
