@@ -324,12 +324,6 @@ static void parse_env(struct init *in, bool *single, bool *group)
 		in->verbosity = V_DEBUG;
 }
 
-static const char *signame(int sig)
-{
-	const char *n = cli_signal_name(sig);
-	return n ? n : "?";
-}
-
 static int final_code(const struct init *in, int code)
 {
 	code %= 256;
@@ -346,7 +340,7 @@ static void on_child_exit(struct evm_proc *proc, const struct evm_exit *e, void 
 		code = 1;
 	} else if (e->signal) {
 		init_log(in, V_INFO, "main child %d killed by signal %d (%s)%s", (int)e->pid, e->signal,
-			  signame(e->signal), e->core_dumped ? ", core dumped" : "");
+			  init_signame(e->signal), e->core_dumped ? ", core dumped" : "");
 	} else {
 		init_log(in, V_INFO, "main child %d exited with code %d", (int)e->pid, e->code);
 	}
@@ -537,7 +531,7 @@ static int run(struct init *in)
 {
 	if (in->pdeath_signal) {
 		if (prctl(PR_SET_PDEATHSIG, in->pdeath_signal, 0, 0, 0) < 0) {
-			init_log(in, V_FATAL, "-p %s: %s", signame(in->pdeath_signal), strerror(errno));
+			init_log(in, V_FATAL, "-p %s: %s", init_signame(in->pdeath_signal), strerror(errno));
 			return 1;
 		}
 		/* tini misses a parent that died before the prctl; we deliver it late instead */

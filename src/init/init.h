@@ -65,6 +65,7 @@ int init_signals_block(void);		       /* before any thread or loop exists */
 int init_signals_open(struct init *in);	       /* the signalfd, on the loop */
 void init_signals_close(struct init *in);
 bool init_tty_ours(void);	/* stdin is our terminal and we are its foreground */
+const char *init_signame(int sig); /* "TERM", or "?" */
 void init_tty_give(struct init *in);	/* make the child's group the foreground */
 void init_tty_restore(struct init *in); /* take it back before we exit */
 int init_forward(struct init *in, int sig);    /* to the child or its group */

@@ -37,7 +37,7 @@ int init_signals_block(void)
 	return sigprocmask(SIG_BLOCK, &all, NULL);
 }
 
-static const char *signame(int sig)
+const char *init_signame(int sig)
 {
 	const char *n = cli_signal_name(sig);
 	return n ? n : "?";
@@ -90,12 +90,12 @@ int init_forward(struct init *in, int sig)
 	else
 		r = -ESRCH;
 	if (r == 0)
-		init_log(in, V_DEBUG, "forwarded SIG%s to %s %d", signame(sig),
+		init_log(in, V_DEBUG, "forwarded SIG%s to %s %d", init_signame(sig),
 			 in->group || !in->child ? "group" : "pid", (int)in->pgid);
 	else if (r == -ESRCH)
-		init_log(in, V_INFO, "SIG%s not forwarded: the child is gone", signame(sig));
+		init_log(in, V_INFO, "SIG%s not forwarded: the child is gone", init_signame(sig));
 	else
-		init_log(in, V_WARN, "cannot forward SIG%s to %d: %s", signame(sig), (int)in->pgid,
+		init_log(in, V_WARN, "cannot forward SIG%s to %d: %s", init_signame(sig), (int)in->pgid,
 			 strerror(-r));
 	return r;
 }
@@ -109,16 +109,16 @@ void init_signal_handle(struct init *in, int sig, pid_t from, int code)
 	 */
 	if (code == SI_USER && from == getpid())
 		return;
-	init_log(in, V_DEBUG, "received SIG%s from pid %d", signame(sig), (int)from);
+	init_log(in, V_DEBUG, "received SIG%s from pid %d", init_signame(sig), (int)from);
 	if (sig == SIGCONT && in->tty && in->child && init_tty_ours())
 		init_tty_give(in); /* resumed in the foreground (fg): the child gets the terminal back */
 	int to = in->rewrite[sig] >= 0 ? in->rewrite[sig] : sig;
 	if (to == 0)
-		init_log(in, V_DEBUG, "SIG%s dropped (-r)", signame(sig));
+		init_log(in, V_DEBUG, "SIG%s dropped (-r)", init_signame(sig));
 	else
 		init_forward(in, to);
 	if ((sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) && !in->pid1 && in->child) {
-		init_log(in, V_DEBUG, "stopping ourselves after SIG%s", signame(sig));
+		init_log(in, V_DEBUG, "stopping ourselves after SIG%s", init_signame(sig));
 		kill(getpid(), SIGSTOP);
 	}
 }
