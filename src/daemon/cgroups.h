@@ -72,6 +72,11 @@ int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out
  * asks for that name again. NULL g is a no-op.
  */
 void cgroups_service_gone(struct cgroups *g, struct evm_loop *loop, const char *unit);
+/*
+ * The units whose cgroups cgroups_service_gone still tries to remove, one
+ * at a time: prev NULL for the first; NULL after the last. Into buf (len).
+ */
+const char *cgroups_next_gone(const struct cgroups *g, const char *prev, char *buf, size_t len);
 
 /*
  * Back to the daemon's own cgroup; kill what is left; remove the tree. NULL

@@ -555,6 +555,10 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 		write_client(f, cl, k, v);
 	if (d->cg)
 		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
+	/* kill_mode = process leftovers of removed services: still theirs, not strays */
+	char gone[300];
+	for (const char *g = NULL; v >= 10 && (g = cgroups_next_gone(d->cg, g, gone, sizeof(gone)));)
+		fprintf(f, "exec gone %s\n", g);
 	unsigned closing = control_followers(d->ctl, cl, write_follower, &(struct followers){f, k, v});
 	if (closing)
 		dlog("re-exec: %u connection%s with a stream or a reply under way (ctl logs -f, "

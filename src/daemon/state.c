@@ -144,6 +144,9 @@ void record_free(struct record *r)
 	hmap_clear(&r->idx);
 	free(r->svcs);
 	free(r->cg_home);
+	for (size_t i = 0; i < r->ngone; i++)
+		free(r->gone[i]);
+	free(r->gone);
 	free(r);
 }
 
@@ -525,6 +528,16 @@ static int parse_line(struct record *r, char *line, bool exec)
 	}
 	if (r->version >= 5 && !strncmp(line, "exec cg ", 8))
 		return parse_cg(r, line + 8);
+	if (r->version >= 10 && sscanf(line, "exec gone %299s", name) == 1) {
+		char **v = realloc(r->gone, (r->ngone + 1) * sizeof(*v));
+		if (!v)
+			return -1;
+		r->gone = v;
+		if (!(r->gone[r->ngone] = strdup(name)))
+			return -1;
+		r->ngone++;
+		return 0;
+	}
 	return -1;
 }
 

@@ -105,7 +105,10 @@ struct svc_conf;
  * (the read end of the fd:N pipe of a service not ready yet), 9 nothing new
  * to write: its reader takes over the old copies still stopping that the
  * " old=" words name (any format has them; an older reader kills those
- * processes, so a re-exec into it waits until none is left). In every format
+ * processes, so a re-exec into it waits until none is left), 10 the "exec
+ * gone NAME" lines: removed services whose cgroups still hold processes
+ * (kill_mode = process), to wait for, not to kill (an older reader kills
+ * them, as every one did). In every format
  * the "daemon PID" line may end with " notify=@NAME": the abstract name of
  * that socket, which a daemon started after a crash binds again, and with
  * " id=HEX", the EVMON_DAEMON_ID its services carry, which the next one
@@ -117,7 +120,7 @@ struct svc_conf;
  * record on disk is written in format 2, so an older evmon started after a
  * crash still reads it; format 7's flags ride at the ends of its lines.
  */
-#define STATE_VERSION 9
+#define STATE_VERSION 10
 #define STATE_OLDS 9 /* the first format whose reader takes the old= words over */
 #define STATE_OLDS_MAX 4 /* old= words on a line at most (statewrite.c) */
 #define STATE_DISK_VERSION 2
@@ -190,6 +193,8 @@ struct record {
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
 	int cgw_fd;		/* the inotify fd of the cgroup watches (format 4), or -1 */
 	int notify_fd;		/* the notify socket (format 8), or -1 */
+	char **gone;		/* removed services' cgroups left to empty (format 10) */
+	size_t ngone;
 	/* CLOCK_MONOTONIC ns: the request, the old loop's last turn, the memfd written */
 	uint64_t t_req, t_stop, t_write;
 	struct rec_follower {

@@ -522,13 +522,29 @@ static size_t end_unrecorded(struct daemon *d)
 	return n;
 }
 
-/* A cgroup of the base: kept if an adopted service's, else its processes are killed. */
+/* unit is a removed service's whose cgroup the previous image waited to empty */
+static bool was_gone(const struct daemon *d, const char *unit)
+{
+	for (size_t i = 0; d->rec && i < d->rec->ngone; i++)
+		if (!strcmp(d->rec->gone[i], unit))
+			return true;
+	return false;
+}
+
+/*
+ * A cgroup of the base: kept if an adopted service's, or a removed one's
+ * the previous image waited for (kill_mode = process leftovers; a service
+ * of that name in the file again starts beside them, as in that image),
+ * else its processes are killed.
+ */
 static int sweep_decide(const char *unit, void *data)
 {
 	struct daemon *d = data;
 	struct unit *u = unit_find(d, unit);
 	if (units_draining(d, unit))
 		return CGROUPS_SWEEP_KEEP; /* an old copy's, its stop taken over */
+	if (was_gone(d, unit))
+		return CGROUPS_SWEEP_KEEP; /* waited for again below, or its name is back */
 	if (!u)
 		return CGROUPS_SWEEP_REMOVE;
 	return u->adopted ? CGROUPS_SWEEP_KEEP : CGROUPS_SWEEP_KILL;
@@ -566,6 +582,9 @@ void state_take_over(struct daemon *d)
 		     others);
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
+	for (size_t i = 0; d->cg && d->rec && i < d->rec->ngone; i++)
+		if (!unit_find(d, d->rec->gone[i]) && !units_draining(d, d->rec->gone[i]))
+			cgroups_service_gone(d->cg, d->loop, d->rec->gone[i]);
 	else if (!d->cg && d->rec && !d->rec->reexec)
 		end_unrecorded(d);
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */

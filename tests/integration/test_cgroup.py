@@ -523,21 +523,40 @@ command = sh -c "trap '' TERM; sleep 400144 & wait"
     assert not os.path.exists(base)
 
 
-def test_a_removed_services_cgroup_with_processes_left_goes_once_they_are(procs, tmp_path):
+@pytest.mark.parametrize("how", ["remove", "reload+reexec", "remove+reexec"])
+def test_a_removed_services_cgroup_with_processes_left_goes_once_they_are(procs, tmp_path, how):
     """kill_mode = process: the stop of a removed service ends its main process only, and
     what it started stays in its cgroup. Nothing is killed for the cgroup's removal: it
-    goes once those processes have ended, by other hands."""
+    goes once those processes have ended, by other hands. A re-exec meanwhile hands the
+    wait over (the new image's sweep killed them: no record named them); a service of
+    the file removed by ctl remove comes back with the re-exec, in its cgroup with them,
+    as it would be added again in the same image."""
     d = Daemon(procs, tmp_path, KILL_MODES)
     cg = os.path.join(base_of(d), "proc.service")
     sleeps = ["sleep 400111", "sleep 400112"]
     wait_for(lambda: all(s in [cmdline(p) for p in procs_in(cg)] for s in sleeps),
              what="proc's two sleeps")
-    assert d.ctl("remove", "proc").returncode == 0
+    if how.startswith("reload"):
+        d.write(KILL_MODES.replace("[service:proc]", "[service:proc-gone]"))
+        assert d.ctl("reload").returncode == 0
+    else:
+        assert d.ctl("remove", "proc").returncode == 0
     wait_for(lambda: sorted(cmdline(p) for p in procs_in(cg)) == sleeps and
              "processes are left in it" in d.log(), what="proc's stop over, its sleeps left")
     left = procs_in(cg)
+    if how.endswith("reexec"):
+        r = d.ctl("reexec")
+        assert r.returncode == 0, r
+    if how == "remove+reexec":
+        d.wait_state("proc", "running")
+        time.sleep(0.5 * SLOW)
+        assert all(alive(p) for p in left), d.log()[-2000:]
+        assert set(left) < set(procs_in(cg))
+        d.stop()
+        assert not [p for p in left if alive(p)]
+        return
     time.sleep(0.5 * SLOW)  # a few of its retries
-    assert all(alive(p) for p in left) and os.path.isdir(cg)
+    assert all(alive(p) for p in left) and os.path.isdir(cg), d.log()[-2000:]
     for p in left:
         os.kill(p, signal.SIGKILL)
     wait_for(lambda: not os.path.exists(cg), what="proc's cgroup gone")
