@@ -152,7 +152,7 @@ int ctl_read_line_quiet(struct ctl *c, char **line, int timeout_ms)
 			continue;
 		if (r == 0)
 			return -2;
-		if (p[1].revents & POLLERR)
+		if (out_gone(p[1].revents))
 			return -3;
 		if (!p[0].revents)
 			continue;

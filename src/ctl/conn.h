@@ -24,7 +24,7 @@ struct ctl {
 	/* why the default socket's directory is not used (not ours, not private), or
 	 * NULL: said at the connection, so each command fails as with no daemon */
 	const char *refused;
-	bool watch_out; /* a read ends (-3) when stdout is a pipe whose reader is gone */
+	bool watch_out; /* a read ends (-3) when stdout is a pipe that is over (out_gone) */
 };
 
 /*

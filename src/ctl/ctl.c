@@ -581,7 +581,7 @@ static int copy_stream(struct ctl *c, bool follow, bool raw)
 			fprintf(stderr, "evmon ctl: poll: %s\n", strerror(errno));
 			return EXIT_FAILED;
 		}
-		if (p[1].revents & POLLERR)
+		if (out_gone(p[1].revents))
 			return stream_out_failed(EPIPE);
 		if (!p[0].revents)
 			continue;

@@ -59,3 +59,8 @@ int out_pipe_fd(void)
 	struct stat st;
 	return fstat(1, &st) == 0 && S_ISFIFO(st.st_mode) ? 1 : -1;
 }
+
+bool out_gone(short revents)
+{
+	return revents & (POLLERR | POLLHUP | POLLNVAL);
+}

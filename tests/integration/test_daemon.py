@@ -657,6 +657,28 @@ def test_ctl_output_errors_end_it(procs, tmp_path):
     d.stop()
 
 
+def test_ctl_following_ends_when_stdout_hangs_up(procs, tmp_path):
+    """stdout the read end of a pipe whose writer is gone (POLLHUP, set for good): a
+    follower waiting for its next line (events, logs -f) took it for nothing and polled
+    again at once, 100% CPU until a line came. It ends as when its reader is gone:
+    quietly, with its status."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    d = Daemon(procs, tmp_path, BASIC.replace("[evmon]\n", f"[evmon]\nlog_dir = {logs}\n")
+               .replace("command = HELPER pause\nstart_secs = 0.2",
+                        "command = HELPER pause\nstart_secs = 0.2\nstdout = log"))
+    d.wait_state("web", "running")
+    for args in (["events"], ["--json", "events", "web"], ["logs", "-f", "-n", "0", "web"]):
+        r, w = os.pipe()
+        os.close(w)
+        try:
+            got = _ctl_to(d, r, *args, timeout=10)  # it never ended: nothing comes
+        finally:
+            os.close(r)
+        assert got.returncode == 0 and got.stderr == "", (args, got)
+    d.stop()
+
+
 # ------------------------------------------------------------------ reload
 
 
