@@ -139,7 +139,8 @@ static int global_option(struct ctl *c, int opt, const char *arg)
 		c->timeout = arg[strspn(arg, "0123456789.")] || strchr(arg, '.') != strrchr(arg, '.')
 				     ? -1 : strtod(arg, &end);
 		if ((c->timeout >= 0 && (*end || end == arg)) || !(c->timeout >= 0 && c->timeout <= 86400)) {
-			fprintf(stderr, "evmon ctl: bad timeout '%s'\n", arg);
+			fprintf(stderr, "evmon ctl: bad timeout '%s': seconds from 0 to 86400 (0: do "
+				"not wait)\n", arg);
 			return EXIT_USAGE;
 		}
 		return 0;

@@ -144,3 +144,16 @@ def test_status_and_is_active_exit_codes(procs, tmp_path):
         assert r.returncode == 4 and "evmon ctl: " in r.stderr, r
     r = procs.run([EVMON, "ctl", "-S", d.sock, "status"], timeout=20)
     assert r.returncode == 3, r  # no names: the usual "no daemon"
+
+
+def test_a_bad_timeout_says_what_is_allowed(procs, tmp_path):
+    """ctl -t 1000000 said "bad timeout" and not what a timeout may be: it names the range,
+    for each command that takes -t (checked before connecting: no daemon needed)."""
+    sock = str(tmp_path / "none.sock")
+    for t in ("1000000", "86400.5", "-1", "x", "", "1e3"):
+        for args in (["-t", t, "start", "web"], ["wait", "web", "-t", t]):
+            r = procs.run([EVMON, "ctl", "-S", sock] + args, timeout=20)
+            assert r.returncode == 2 and r.stderr == (f"evmon ctl: bad timeout '{t}': seconds "
+                                                      "from 0 to 86400 (0: do not wait)\n"), (args, r)
+    r = procs.run([EVMON, "ctl", "-S", sock, "-t", "86400", "start", "web"], timeout=20)
+    assert r.returncode == 3 and "no daemon" in r.stderr, r  # the top of the range is taken
