@@ -15,6 +15,8 @@
 #include <time.h>
 
 #define PROTO_MAX_REQUEST (64 * 1024) /* bytes in one request line, newline excluded */
+/* arrays and objects inside one another in a request: cJSON's own limit (CJSON_NESTING_LIMIT) */
+#define PROTO_MAX_DEPTH 1000
 
 /*
  * The socket path when none is given: $EVMON_SOCKET, else /run/evmon.sock

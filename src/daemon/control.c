@@ -606,6 +606,8 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 		return; /* blank lines are ignored */
 	cl->pending = true;
 	control__idle_update(cl); /* a request: the next idle time counts from its reply */
+	bool in_str = false, esc = false;
+	int depth = 0;
 	for (size_t k = i; k < n; k++) {
 		/* JSON has none raw (strings escape them); cJSON takes them, and a NUL
 		 * then cut a string short: "CONT<NUL>garbage" was CONT */
@@ -614,6 +616,21 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 			control_reply_error(cl, "a raw control character (0x%02x at byte %zu): not JSON "
 					    "(a string escapes it)", c, k);
 			return;
+		}
+		/* too deep is cJSON's "malformed" at the bracket: said as what it is */
+		if (esc) {
+			esc = false;
+		} else if (in_str) {
+			esc = c == '\\';
+			in_str = c != '"';
+		} else if (c == '"') {
+			in_str = true;
+		} else if ((c == '[' || c == '{') && ++depth > PROTO_MAX_DEPTH) {
+			control_reply_error(cl, "nested too deep (at byte %zu): at most %d arrays and "
+					    "objects inside one another", k, PROTO_MAX_DEPTH);
+			return;
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--;
 		}
 	}
 	const char *end = NULL;

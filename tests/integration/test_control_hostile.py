@@ -583,3 +583,33 @@ start_secs = 0
     assert "bytes of events not read" not in d.log()
     s.close()
     d.stop()
+
+
+def test_a_request_nested_too_deep_is_told_so(procs, tmp_path):
+    """1,000 arrays and objects inside one another are read (cJSON's limit); one more
+    was answered "malformed JSON": it says it is nested too deep, and the limit.
+    Brackets inside strings (escaped quotes included) are not nesting."""
+    d = pause_daemon(procs, tmp_path)
+
+    def ask(s, line):
+        s.sendall(line + b"\n")
+        return json.loads(read_line(s))
+
+    with d.connect() as s:
+        deep = b'{"cmd":"ping","x":' + b"[" * 999 + b"]" * 999 + b"}"
+        assert ask(s, deep)["ok"] is True
+        deeper = b'{"cmd":"ping","x":' + b"[" * 1000 + b"]" * 1000 + b"}"
+        r = ask(s, deeper)
+        assert r == {"ok": False, "error": "nested too deep (at byte 1017): at most 1000 "
+                                           "arrays and objects inside one another"}, r
+        r = ask(s, b'{"cmd":"ping","x":[{"y":' + b"[" * 1000 + b"]" * 1000 + b"}]}")
+        assert r["ok"] is False and r["error"].startswith("nested too deep (at byte 1021)"), r
+        # strings: not nesting, an escaped quote does not end one, an escaped backslash does
+        s1 = b'{"cmd":"ping","x":"' + b"[{" * 2000 + b'\\"' + b"[" * 2000 + b'"}'
+        assert ask(s, s1)["ok"] is True
+        s2 = b'{"cmd":"ping","x":["\\\\",' + b"[" * 999 + b"]" * 999 + b"]}"
+        r = ask(s, s2)
+        assert r["ok"] is False and r["error"].startswith("nested too deep"), r
+        assert ask(s, b'{"cmd":"ping","id":3}')["id"] == 3
+    d.stop()
+
