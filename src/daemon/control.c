@@ -36,6 +36,7 @@
 #include "textsafe.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -597,6 +598,21 @@ static bool escaped_nul(const char *p, size_t n)
 	return false;
 }
 
+/*
+ * No number in v is infinite (1e999 parses as one): the "id" is sent back
+ * as read, and cJSON writes an infinity as null, which is not what was
+ * sent. Depth: at most PROTO_MAX_DEPTH.
+ */
+static bool all_finite(const cJSON *v)
+{
+	if (cJSON_IsNumber(v))
+		return isfinite(v->valuedouble);
+	for (const cJSON *c = v->child; c; c = c->next)
+		if (!all_finite(c))
+			return false;
+	return true;
+}
+
 static void handle_line(struct client *cl, const char *p, size_t n)
 {
 	size_t i = 0;
@@ -661,6 +677,12 @@ static void handle_line(struct client *cl, const char *p, size_t n)
 		return;
 	}
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+	if (id && !all_finite(id)) {
+		cJSON_Delete(req);
+		control_reply_error(cl, "bad \"id\": a number beyond a double's range (such as "
+				    "1e999) cannot be sent back as sent (use a string)");
+		return;
+	}
 	cJSON_Delete(cl->req_id);
 	cl->req_id = id ? cJSON_Duplicate(id, true) : NULL;
 	cl->ctl->o.on_request(cl, req, cl->ctl->o.data);

@@ -585,6 +585,31 @@ start_secs = 0
     d.stop()
 
 
+def test_an_id_comes_back_as_sent_or_the_request_is_refused(procs, tmp_path):
+    """"id" is any JSON value, sent back in the reply; a number beyond a double's
+    range (1e999, also inside an array or object) came back as null, which is not what
+    was sent (nor told from an id of null): the request is refused naming "id", nothing
+    is done, and the connection serves the next one."""
+    d = pause_daemon(procs, tmp_path)
+    pid = d.status("web")["web"]["pid"]
+    with d.connect() as s:
+        r = LineReader(s)
+        for idv in ("x", 7, 1.5, -2, None, [1, {"a": "b"}], {"k": [True, 0.25]}):
+            s.sendall(json.dumps({"cmd": "ping", "id": idv}).encode() + b"\n")
+            got = r.next()
+            assert got["ok"] and "id" in got and got["id"] == idv, (idv, got)
+        for idv in ("1e999", "-1e999", "[1,1e999]", '{"a":{"b":-1E+400}}'):
+            s.sendall(b'{"cmd":"stop","names":["web"],"id":%s}\n' % idv.encode())
+            got = r.next()
+            assert got["ok"] is False and "id" not in got, (idv, got)
+            assert got["error"].startswith('bad "id": a number beyond a double\'s range'), got
+        s.sendall(b'{"cmd":"ping","id":2}\n')
+        assert r.next()["id"] == 2
+    st = d.status("web")["web"]
+    assert st["state"] == "running" and st["pid"] == pid, st
+    d.stop()
+
+
 def test_a_request_nested_too_deep_is_told_so(procs, tmp_path):
     """1,000 arrays and objects inside one another are read (cJSON's limit); one more
     was answered "malformed JSON": it says it is nested too deep, and the limit.
