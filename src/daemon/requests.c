@@ -433,6 +433,12 @@ static void cmd_events(struct daemon *d, struct client *cl, const cJSON *req)
 {
 	const char **pats;
 	size_t np;
+	/* a second one replaced the first's names in silence: a connection follows one selection */
+	if (control_subscribed(cl)) {
+		control_reply_error(cl, "this connection follows events already: one subscription "
+				    "a connection (open another for other names)");
+		return;
+	}
 	if (selection_patterns(req, &pats, &np) < 0) {
 		control_reply_error(cl, "\"names\" must be an array of strings");
 		return;

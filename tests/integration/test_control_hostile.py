@@ -638,3 +638,37 @@ def test_a_request_nested_too_deep_is_told_so(procs, tmp_path):
         assert ask(s, b'{"cmd":"ping","id":3}')["id"] == 3
     d.stop()
 
+
+def test_a_second_subscription_on_a_connection_is_refused(procs, tmp_path):
+    """A connection follows one selection: a second "events" on it replaced the first's
+    names in silence (ok: true), so a subscriber of web got every service's events. It is
+    refused, and the first subscription goes on as it was."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+start_secs = 0
+
+[service:other]
+command = HELPER pause
+start_secs = 0
+""")
+    for n in ("web", "other"):
+        d.wait_state(n, "running")
+    s = d.connect()
+    r = LineReader(s)
+    s.sendall(b'{"cmd":"events","names":["web"]}\n')
+    assert r.next() == {"ok": True, "events": True}
+    for again in (b'{"cmd":"events"}', b'{"cmd":"events","names":["other"]}',
+                  b'{"cmd":"events","names":["web"],"brief":true}'):
+        s.sendall(again + b"\n")
+        got = r.next()
+        assert got == {"ok": False, "error": "this connection follows events already: one "
+                                             "subscription a connection (open another for "
+                                             "other names)"}, (again, got)
+    # other's events come first if it follows them now: the first one seen is web's
+    assert d.ctl("restart", "other").returncode == 0
+    assert d.ctl("restart", "web").returncode == 0
+    ev = r.next(timeout=30)
+    assert ev["event"] == "state" and ev["service"] == "web", ev
+    s.close()
+    d.stop()
