@@ -232,3 +232,28 @@ def test_evmon_ini5_example_is_valid(tmp_path):
                        timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.match(r".*: OK: \d+ services", r.stdout), r.stdout
+
+
+def test_evmon_ini5_inline_examples_are_valid(tmp_path):
+    """Every `*KEY = VALUE*` given as an example in evmon.ini(5)'s text passes --check, in
+    a service or in [evmon]: `stop_timeout = 1d` was one, refused (no unit d)."""
+    text = scd("evmon.ini.5")
+    examples = sorted(set(re.findall(r"\*([a-z_]+) = ([^*\n]+)\*", text)))
+    skip = {"key", "include"}  # the grammar's own placeholder; include names files
+    examples = [(k, v) for k, v in examples if k not in skip and not v.endswith(":")]
+    assert len(examples) >= 10, examples
+    bad = []
+    for k, v in examples:
+        ok = False
+        for where in ("service", "evmon"):
+            cfg = tmp_path / "e.ini"
+            line = f"{k} = {v}\n"
+            cfg.write_text(f"[evmon]\nlog_dir = {tmp_path}\n" + (line if where == "evmon" else "")
+                           + "[service:x]\ncommand = /bin/true\n"
+                           + (line if where == "service" else ""))
+            r = subprocess.run([EVMON, "daemon", "--check", "-c", str(cfg)], capture_output=True,
+                               text=True, timeout=30)
+            ok = ok or r.returncode == 0
+        if not ok:
+            bad.append(f"{k} = {v}: {r.stdout}{r.stderr}")
+    assert bad == []
