@@ -401,6 +401,8 @@ cJSON *events_status(struct daemon *d, const struct unit *u)
 		cJSON_AddStringToObject(o, "error", u->conf->problem); /* "user: unknown user 'x'" */
 	} else if (info.last_error.stage != EVM_STAGE_NONE) {
 		add_error(o, info.last_error.stage, info.last_error.error);
+	} else if (info.state == EVM_STATE_FATAL && u->fatal_why) {
+		cJSON_AddStringToObject(o, "error", u->fatal_why);
 	}
 	return o;
 }

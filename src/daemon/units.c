@@ -155,6 +155,11 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 		u->spawn_failures++;
 	if (ev->old_state == EVM_STATE_RELOADING && ev->state == EVM_STATE_RUNNING && ev->error)
 		u->reload_failures++;
+	/* "not ready within ready_timeout ...; gave up ...": status says it, not the log only */
+	if (ev->state != EVM_STATE_FATAL || ev->message) {
+		free(u->fatal_why);
+		u->fatal_why = ev->state == EVM_STATE_FATAL ? strdup(ev->message) : NULL;
+	}
 	ready_on_event(d, u, ev);
 	return NULL;
 }
@@ -413,6 +418,7 @@ static void unit_remove_as(struct daemon *d, struct unit *u, bool gone)
 	deps_forget(d, u); /* its removal's events may have resolved it again */
 	svc_conf_unref(u->conf);
 	free(u->blocked);
+	free(u->fatal_why);
 	if (gone) /* out of the table now: a service removed at once was told inside it */
 		unit_cgroup_gone(d, u->name);
 	free(u->name);

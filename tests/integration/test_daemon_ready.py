@@ -1042,3 +1042,34 @@ ready_timeout = 0
     r = d.ctl("wait", "w:0", "--for", "ready")
     assert r.returncode == 0, r
     d.stop()
+
+
+def test_status_says_why_a_service_is_fatal(procs, tmp_path):
+    """A service given up on (fatal) says why in `ctl status` (INFO; "error" in --json):
+    "not ready within ready_timeout ...; gave up after 1 failed starts in a row" was in
+    the daemon's log only, and its LAST EXIT (signal TERM, the daemon's stop) read as if
+    someone had killed it. Started again, it says nothing of the old failure."""
+    d = Daemon(procs, tmp_path, """
+[service:r]
+command = HELPER pause
+ready = exec:/bin/false
+ready_interval = 20ms
+ready_timeout = 300ms
+start_retries = 0
+stop_timeout = 5
+""")
+    d.wait_state("r", "fatal")
+    err = d.status("r")["r"].get("error", "")
+    assert "not ready within ready_timeout" in err and "gave up" in err, d.status("r")
+    r = d.ctl("status", "r")
+    assert "not ready within ready_timeout" in r.stdout, r.stdout
+    d.write("""
+[service:r]
+command = HELPER pause
+stop_timeout = 5
+""")
+    assert d.ctl("reload").returncode == 0
+    r = d.ctl("start", "r")
+    assert r.returncode == 0, r
+    assert "error" not in d.status("r")["r"], d.status("r")
+    d.stop()
