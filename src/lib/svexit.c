@@ -49,9 +49,10 @@ static bool exit_ok(const struct evm_service *s, const struct evm_exit *e)
  * left (a watchdog's or ready timeout's stop under way, children of a main
  * process that exited) would otherwise run beside the next one. The rest
  * is stopped (a stop under way keeps its deadline; else stop_signal, and
- * SIGKILL at stop_timeout) and the exit waits for "cgroup empty".
+ * SIGKILL at stop_timeout) and the exit waits for "cgroup empty". last:
+ * the policy gives up then (FATAL) instead of restarting: said so.
  */
-static bool held_for_empty(struct evm_service *s, bool again)
+static bool held_for_empty(struct evm_service *s, bool again, bool last)
 {
 	if (!again || !evm__sv_cg_busy(s))
 		return false;
@@ -69,8 +70,8 @@ static bool held_for_empty(struct evm_service *s, bool again)
 	else
 		snprintf(how, sizeof(how), "code %d", e->code);
 	snprintf(s->msg + n, sizeof(s->msg) - n,
-		 "%smain process %d exited (%s): what it left in its cgroup is stopped before the restart",
-		 n ? "; " : "", (int)e->pid, how);
+		 "%smain process %d exited (%s): what it left in its cgroup is stopped before %s",
+		 n ? "; " : "", (int)e->pid, how, last ? "it is given up on" : "the restart");
 	evm__sv_tell(s);
 	return true;
 }
@@ -130,7 +131,9 @@ int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a
 		return 0;
 	}
 	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
-	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, again))
+	/* evm__sv_failed_start's verdict, once the cgroup is empty */
+	bool last = s->start_failures + 1 > s->start_retries;
+	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, again, last))
 		return 0;
 	if (s->failing)
 		failing_msg(s);
@@ -155,7 +158,8 @@ int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 		return 0;
 	}
 	bool ok = exit_ok(s, e) && !s->failing;
-	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, policy_again(s, ok)))
+	bool last = !ok && s->max_retries && s->failures + 1 > s->max_retries; /* as below */
+	if (evm__sv_tree_hold(s, ok) || held_for_empty(s, policy_again(s, ok), last))
 		return 0;
 	if (s->failing)
 		failing_msg(s);

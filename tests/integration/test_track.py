@@ -191,6 +191,22 @@ def test_a_start_after_an_exit_that_left_processes_stops_them_first(procs, tmp_p
 
 
 @needs_cgroup
+def test_a_hold_before_giving_up_is_not_said_to_be_a_restart(procs, tmp_path):
+    """The last failed start allowed (start_retries = 0) leaves a child in the cgroup:
+    the exit waits for it to be stopped, and the log says the service is given up on
+    then, not "stopped before the restart" (no restart came: fatal)."""
+    command = "sh -c 'sleep 400321 & sleep 0.2; exit 3'"
+    d = Daemon(procs, tmp_path, ini({"cgroup": "yes"},
+                                    held={"command": command, "stop_timeout": 20,
+                                          "start_secs": 5, "start_retries": 0}))
+    d.wait_state("held", "fatal")
+    log = d.log()
+    assert "what it left in its cgroup is stopped before it is given up on" in log, log
+    assert "before the restart" not in log, log
+    d.stop()
+
+
+@needs_cgroup
 def test_a_stop_during_a_restarts_wait_for_the_cgroup_keeps_its_deadline(procs, tmp_path):
     """The main process fails (exit 3) leaving a child that ignores SIGTERM: the restart
     waits for the cgroup to empty (the child gets SIGTERM, SIGKILL at stop_timeout), and
