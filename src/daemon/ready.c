@@ -494,9 +494,10 @@ static void set_mainpid(struct daemon *d, struct unit *u, pid_t from, const char
 {
 	unsigned long long n;
 	char msg[200];
-	if (!parse_u64(v, &n) || n < 2 || n > (unsigned long long)INT32_MAX) {
-		snprintf(msg, sizeof(msg), "notify from pid %d: MAINPID=%.20s ignored: not a pid",
-			 (int)from, v);
+	bool num = parse_u64(v, &n);
+	if (!num || n < 2 || n > (unsigned long long)INT32_MAX) {
+		snprintf(msg, sizeof(msg), "notify from pid %d: MAINPID=%.20s ignored: %s", (int)from,
+			 v, num && n == 1 ? "pid 1 is never a service's" : "not a pid");
 		if (!quiet)
 			events_log(d, u->name, NULL, -EINVAL, msg);
 		return;

@@ -263,6 +263,17 @@ def test_a_mainpid_not_the_services_is_refused(procs, tmp_path, cgroup):
     victim.wait()
 
 
+@pytest.mark.parametrize("value,why", [("1", "pid 1 is never a service's"),
+                                       ("0", "not a pid"), ("1x", "not a pid")])
+def test_a_mainpid_of_pid_1_or_no_pid_is_refused_as_such(procs, tmp_path, value, why):
+    """MAINPID=1 is a pid, refused on purpose: said so, not "not a pid"."""
+    d = Daemon(procs, tmp_path, FOREIGN.replace("CGROUP", "no").replace("VICTIM", value))
+    r = d.ctl("wait", "liar", "--for", "ready")
+    assert r.returncode == 0, r
+    wait_for(lambda: f"MAINPID={value} ignored: {why}\n" in d.log(), what="the refusal")
+    d.stop()
+
+
 @pytest.mark.parametrize("cgroup", CGROUPS)
 def test_a_mainpid_from_outside_the_service_is_ignored(procs, tmp_path, cgroup):
     """A process not in the service (this test) sends MAINPID= of the
