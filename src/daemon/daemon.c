@@ -135,8 +135,11 @@ static void essential_check(struct daemon *d, struct unit *u, const struct evm_e
 			 evm_state_name(ev->state));
 	}
 	/* a failure is never a success for the container: a crash loop of exits 0 gave up */
-	if (failed && d->exit_code == 0)
+	if (failed && d->exit_code == 0) {
 		d->exit_code = 1;
+		size_t l = strlen(why);
+		snprintf(why + l, sizeof(why) - l, ", a failure: exit status 1");
+	}
 	daemon_request_shutdown(d, why);
 }
 
@@ -208,10 +211,10 @@ void daemon_request_shutdown(struct daemon *d, const char *why)
 		return;
 	}
 	d->stopping = true;
-	state_shutdown_begins(d);
-	dlog("%s: stopping %zu services", why, d->nunits);
-	notify_send("STOPPING=1\nSTATUS=%s: stopping %zu service%s", why, d->nunits,
-		    d->nunits == 1 ? "" : "s");
+	/* those up: the essential service that ended, or one a user stopped, is not one */
+	size_t n = state_shutdown_begins(d);
+	dlog("%s: stopping %zu service%s", why, n, n == 1 ? "" : "s");
+	notify_send("STOPPING=1\nSTATUS=%s: stopping %zu service%s", why, n, n == 1 ? "" : "s");
 	evm_loop_stop(d->loop);
 }
 
@@ -589,9 +592,9 @@ static int daemon_run(struct daemon *d, const struct daemon_options *o)
 	d->start_timer = NULL;
 	d->start_next = NULL;
 	if (!d->stopping) { /* the loop failed: the shutdown was not announced */
-		notify_send("STOPPING=1\nSTATUS=stopping %zu services", d->nunits);
 		d->stopping = true;
-		state_shutdown_begins(d);
+		size_t n = state_shutdown_begins(d);
+		notify_send("STOPPING=1\nSTATUS=stopping %zu service%s", n, n == 1 ? "" : "s");
 	}
 	if (d->status_timer)
 		evm_timer_cancel(d->status_timer);

@@ -266,8 +266,9 @@ void state_changed(struct daemon *d);
  * The shutdown begins: what is not down now (stopped by a user, exited,
  * failed for good) is the shutdown's to stop, and a daemon started after a
  * crash during it starts it again as any start of the daemon does.
+ * Returns how many services that is.
  */
-void state_shutdown_begins(struct daemon *d);
+size_t state_shutdown_begins(struct daemon *d);
 
 /* Every autostart service started: the record now, not after the start's spacing. */
 void state_started(struct daemon *d);

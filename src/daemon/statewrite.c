@@ -177,14 +177,17 @@ static bool info_down(const struct evm_service_info *info)
 	       info->state == EVM_STATE_EXITED || info->state == EVM_STATE_FATAL;
 }
 
-void state_shutdown_begins(struct daemon *d)
+size_t state_shutdown_begins(struct daemon *d)
 {
+	size_t n = 0;
 	for (struct unit *u = d->first; u; u = u->next) {
 		struct evm_service_info info;
 		if (u->svc)
 			evm_service_info(u->svc, &info);
 		u->shutdown_stops = u->svc && !info_down(&info);
+		n += u->shutdown_stops;
 	}
+	return n;
 }
 
 size_t state_print(struct daemon *d, FILE *f, int version)
