@@ -31,12 +31,20 @@ void errlist_add(struct errlist *e, const char *file, int line, const char *fmt,
 		e->cap = cap;
 	}
 	char *s = NULL;
-	int r = line > 0 ? asprintf(&s, "%s:%d: %s", file, line, msg)
-			 : asprintf(&s, "%s: %s", file, msg);
+	int r = !file	  ? asprintf(&s, "%s", msg)
+		: line > 0 ? asprintf(&s, "%s:%d: %s", file, line, msg)
+			   : asprintf(&s, "%s: %s", file, msg);
 	if (r >= 0) {
 		e->keys[e->n] = (long long)e->rank << 32 | (unsigned)line;
 		e->msgs[e->n++] = s;
 	}
+}
+
+void errlist_append(struct errlist *e, const struct errlist *from)
+{
+	for (size_t i = 0; i < from->n; i++)
+		errlist_add(e, NULL, 0, "%s", from->msgs[i]);
+	e->more += from->more;
 }
 
 /*

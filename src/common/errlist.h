@@ -29,13 +29,15 @@ static inline size_t errlist_total(const struct errlist *e)
 }
 
 /*
- * Append "file:line: message" (line 0: "file: message"); past ERRLIST_MAX
+ * Append "file:line: message" (line 0: "file: message"; no file: the message); past ERRLIST_MAX
  * only counted. Allocation failures are ignored.
  */
 void errlist_add(struct errlist *e, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Messages from index `from` on by rank, then line (stable: one line's keep their order). */
 void errlist_sort(struct errlist *e, size_t from);
+/* Append the messages of from to e as they are (its count past ERRLIST_MAX too). */
+void errlist_append(struct errlist *e, const struct errlist *from);
 void errlist_free(struct errlist *e);
 
 #endif

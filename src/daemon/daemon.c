@@ -679,8 +679,8 @@ int cmd_daemon(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct daemon d = {.cfg_path = o.cfg_path, .reaper = o.reaper, .sigfd = -1, .exit_code = -1,
-			   .t_main = t_main};
+	struct daemon d = {.cfg_path = o.cfg_path, .reaper = o.reaper, .strict = o.strict,
+			   .sigfd = -1, .exit_code = -1, .t_main = t_main};
 	rc = daemon_open(&d, &o, &set) < 0 ? 1 : daemon_run(&d, &o);
 	daemon_close(&d);
 	return rc;

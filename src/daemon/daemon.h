@@ -138,6 +138,7 @@ struct daemon {
 	struct evm_io *sigio;
 	struct evm_sub *sub;	/* the library's events */
 	bool reaper;
+	bool strict; /* --strict: a reload refuses a config with problems, as the start does */
 	uint64_t lineage; /* EVMON_DAEMON_ID: this daemon's, carried on from the record's */
 	bool stopping; /* shutdown requested */
 	int exit_code; /* the daemon's, set by an essential service that ended (-1: none) */

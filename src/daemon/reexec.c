@@ -351,8 +351,9 @@ static int ask_format(struct reexec *rx, char *err, size_t errlen)
 /* Have exe check the config; on_config carries on. 0, or -1 with rx->err. */
 static int ask_config(struct reexec *rx)
 {
+	/* --strict: the new image is strict too (below), and would refuse what this refuses */
 	char *argv[] = {"evmon", "daemon", "--check", "-c", (char *)rx->d->cfg_path, "-S",
-			rx->d->socket, NULL};
+			rx->d->socket, rx->d->strict ? "--strict" : NULL, NULL};
 	return probe(rx, argv, 2, 4096, on_config, "check the config", rx->err, sizeof(rx->err));
 }
 
@@ -707,7 +708,12 @@ static int exec_now(struct reexec *rx)
 	}
 	keep_add(&k, mfd);
 	char *argv[] = {arg0(), "daemon", "-c", (char *)d->cfg_path, "-S", (char *)d->socket,
-			d->reaper ? "--reaper" : NULL, NULL};
+			NULL, NULL, NULL};
+	int na = 6; /* the options it was given: its reloads stay strict */
+	if (d->reaper)
+		argv[na++] = "--reaper";
+	if (d->strict)
+		argv[na++] = "--strict";
 	snprintf(env, sizeof(env), "%d", mfd);
 	setenv("EVMON_REEXEC_STATE", env, 1);
 	notify_export(true);

@@ -105,7 +105,12 @@ static int reload_read(struct daemon *d, struct config **out, struct errlist *er
 					    u->conf->name, name, u->conf->name, name);
 		}
 	}
-	if (errs->n) {
+	/* --strict: its problems and warnings are mistakes, at a reload as at the start */
+	if (d->strict) {
+		errlist_append(errs, &cfg->problems);
+		errlist_append(errs, &cfg->notes);
+	}
+	if (errlist_total(errs)) {
 		config_free(cfg);
 		return -1;
 	}

@@ -220,6 +220,39 @@ def test_strict_daemon_does_not_start(procs, tmp_path):
     assert not os.path.exists(d.sock)
 
 
+def test_strict_reload_refuses_problems(procs, tmp_path):
+    """--strict holds at a reload too: a file with a problem (a missing program, a check's
+    missing program) is refused like a mistake, with its messages, and the running
+    configuration is kept (it was applied, the warning only said)."""
+    d = Daemon(procs, tmp_path, "[service:a]\ncommand = HELPER pause\nstart_secs = 0\n",
+               args=["--strict"])
+    pid = d.wait_state("a", "running")["pid"]
+    d.write(f"[service:a]\ncommand = HELPER pause\nstart_secs = 0\n"
+            f"[service:b]\ncommand = {tmp_path}/nope\n"
+            f"[service:c]\ncommand = HELPER pause\nhealth_cmd = {tmp_path}/nocheck\n")
+    r = d.ctl("reload")
+    assert r.returncode == 1, r
+    assert f"{d.cfg}:5: command: {tmp_path}/nope: No such file or directory" in r.stderr, r
+    assert f"{d.cfg}:8: health_cmd: {tmp_path}/nocheck" in r.stderr, r
+    assert "warning" not in r.stderr, r
+    assert set(d.status()) == {"a"} and d.status("a")["a"]["pid"] == pid
+    assert "the running configuration is kept" in d.log()
+    # without the problem it is applied
+    d.write("[service:a]\ncommand = HELPER pause\nstart_secs = 0\n"
+            "[service:c]\ncommand = HELPER pause\nstart_secs = 0\n")
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "added: c" in r.stdout, r
+    d.wait_state("c", "running")
+    # a re-exec keeps --strict: the next reload of the problem is refused too
+    assert d.ctl("reexec").returncode == 0
+    d.write(f"[service:a]\ncommand = HELPER pause\nstart_secs = 0\n"
+            f"[service:b]\ncommand = {tmp_path}/nope\n")
+    r = d.ctl("reload")
+    assert r.returncode == 1 and f"{tmp_path}/nope: No such file or directory" in r.stderr, r
+    assert set(d.status()) == {"a", "c"}
+    d.stop()
+
+
 # ------------------------------------------- serving while it starts
 
 
