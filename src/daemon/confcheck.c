@@ -231,6 +231,25 @@ int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len)
 	return r;
 }
 
+/*
+ * The variables the daemon sets itself (config.c's extra_env): one in
+ * environment or an env_file is replaced, said as a warning (--strict: a
+ * mistake). Not for `ctl add` (no list for them): the state record's
+ * definitions are read by it too, and must still load.
+ */
+static void check_own_vars(struct conf_ctx *c, const struct svc_conf *s, char **vars,
+			   const char *where, int line)
+{
+	static const char *const own[] = {"EVMON_SERVICE", "EVMON_DAEMON_ID", "EVMON_INSTANCE"};
+	for (size_t i = 0; c->notes && i < sizeof(own) / sizeof(own[0]); i++) {
+		/* EVMON_INSTANCE only with instances: else the service's own is passed on */
+		if (!env_get(vars, own[i]) || (i == 2 && s->instances <= 1))
+			continue;
+		errlist_add(c->notes, c->file, line, "service %s: %s: %s is set by the daemon: "
+			    "this value is not used", s->name, where, own[i]);
+	}
+}
+
 /* env_file: each file's variables over environment's, in order (systemd's rule) */
 static void read_env_files(struct conf_ctx *c, struct svc_conf *s, int line)
 {
@@ -240,6 +259,11 @@ static void read_env_files(struct conf_ctx *c, struct svc_conf *s, int line)
 		bool optional = (*f)[0] == '-';
 		char *path = conf_abs_path(c->base, *f + optional), err[400] = "out of memory", **vars = NULL;
 		int r = path ? envfile_read(path, &vars, err, sizeof(err)) : -ENOMEM;
+		if (r >= 0) {
+			char where[PATH_MAX + 16];
+			snprintf(where, sizeof(where), "env_file %s", path);
+			check_own_vars(c, s, vars, where, c->line);
+		}
 		char **merged = r >= 0 ? envfile_merge(s->env, vars) : NULL;
 		if (r >= 0 && merged) {
 			free(s->env);
@@ -302,6 +326,7 @@ void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_
 		else if (!S_ISDIR(st.st_mode))
 			env_bad(c, "%s: not a directory", s->directory);
 	}
+	check_own_vars(c, s, s->env, "environment", key_line(c, CK_ENVIRONMENT, line));
 	c->line = line;
 	read_env_files(c, s, line);
 	c->line = line;

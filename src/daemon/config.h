@@ -163,7 +163,9 @@ struct config {
 	struct errlist problems;
 	/*
 	 * Programs the checks run (health_cmd, ready = exec:) that are not
-	 * there: the service runs, its checks will fail. Said as warnings.
+	 * there: the service runs, its checks will fail. Values that are not
+	 * used (a variable the daemon sets, a health key without a check).
+	 * Said as warnings (--strict: mistakes).
 	 */
 	struct errlist notes;
 };

@@ -44,7 +44,8 @@ struct conf_ctx {
 	const char *base;	 /* directory for relative paths, or NULL */
 	struct errlist *errs;
 	struct errlist *problems; /* environment problems (or NULL: mistakes, in errs) */
-	struct errlist *notes;	  /* a check's missing program (or NULL: not said) */
+	struct errlist *notes;	  /* warnings: a check's missing program, a variable the daemon
+				   * sets (or NULL: not said) */
 	struct svc_policy *pol;	 /* the service's, or [evmon]'s defaults */
 	struct svc_conf *svc;	 /* NULL in [evmon] */
 	struct config *cfg;	 /* [evmon] only */
