@@ -354,6 +354,21 @@ void conf_check_service(struct conf_ctx *c, struct svc_conf *s, const char *log_
 			    "service %s: a service has one health check: health_cmd, health_tcp or "
 			    "health_http", s->name);
 	}
+	/* the keys of a health check, without one: said, they were taken without a word */
+	static const struct {
+		enum conf_key k;
+		const char *name;
+	} health_keys[] = {
+		{CK_HEALTH_INTERVAL, "health_interval"}, {CK_HEALTH_TIMEOUT, "health_timeout"},
+		{CK_HEALTH_RETRIES, "health_retries"}, {CK_HEALTH_START_PERIOD, "health_start_period"},
+		{CK_HEALTH_START_INTERVAL, "health_start_interval"}, {CK_HEALTH_ACTION, "health_action"},
+	};
+	for (size_t i = 0; c->notes && !s->health.argv && !s->health.probe.kind &&
+			   i < sizeof(health_keys) / sizeof(health_keys[0]); i++)
+		if (c->seen[health_keys[i].k])
+			errlist_add(c->notes, c->file, key_line(c, health_keys[i].k, line),
+				    "service %s: %s has no effect without a health check (health_cmd, "
+				    "health_tcp or health_http)", s->name, health_keys[i].name);
 	/* the later of stdout and stderr */
 	int out_line = c->line_of[CK_STDOUT] > c->line_of[CK_STDERR] ? c->line_of[CK_STDOUT]
 								      : c->line_of[CK_STDERR];

@@ -403,6 +403,27 @@ def test_check_warns_of_a_check_program_that_is_not_there(procs, tmp_path):
     assert r.returncode == 1 and "2 errors (--strict)" in r.stderr, r
 
 
+def test_check_warns_of_health_keys_without_a_check(procs, tmp_path):
+    """health_interval and the other keys of a check, in a service that has none, have no
+    effect: each is a warning naming the service (it was taken without a word), an error
+    with --strict; with a check (health_tcp too) nothing is said."""
+    from conftest import EVMON
+    cfg = tmp_path / "c.ini"
+    cfg.write_text("[service:a]\ncommand = true\nhealth_interval = 5s\nhealth_timeout = 1s\n"
+                   "health_retries = 2\nhealth_start_period = 1s\nhealth_start_interval = 1s\n"
+                   "health_action = restart\n"
+                   "[service:b]\ncommand = true\nhealth_tcp = 127.0.0.1:1\nhealth_interval = 5s\n")
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=20 * SLOW)
+    assert r.returncode == 0 and "(see the warnings)" in r.stdout, r
+    keys = ("health_interval", "health_timeout", "health_retries", "health_start_period",
+            "health_start_interval", "health_action")
+    assert r.stderr.splitlines() == [
+        f"evmon daemon: warning: {cfg}:{line}: service a: {key} has no effect without a health "
+        "check (health_cmd, health_tcp or health_http)" for line, key in enumerate(keys, 3)], r
+    r = procs.run([EVMON, "daemon", "--check", "--strict", "-c", str(cfg)], timeout=20 * SLOW)
+    assert r.returncode == 1 and "6 errors (--strict)" in r.stderr, r
+
+
 def test_reload_changes_health_keys_in_place(procs, tmp_path):
     chk, state, runs = check_script(tmp_path)
     chk2, state2, runs2 = check_script(tmp_path, "other")
