@@ -9,7 +9,12 @@
 
 #include <stdint.h>
 
-#define DURATION_MAX_MS 1000000000000000ull /* 10^15 ms, about 31,700 years */
+/*
+ * 10^13 ms, about 317 years: in ns (the loop's timers and deadlines) it fits
+ * 64 bits, which end at about 584 years. 10^15 was allowed, and any value past
+ * 2^64 ns was taken as that without a word.
+ */
+#define DURATION_MAX_MS 10000000000000ull
 
 /*
  * Parse s into milliseconds, rounded to the nearest (digits of the fraction

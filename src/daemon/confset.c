@@ -17,7 +17,7 @@ static bool duration(struct conf_ctx *c, const char *v, bool above0, uint64_t *m
 {
 	int r = cli_parse_duration(v, ms);
 	if (r == -ERANGE)
-		conf_bad(c, "'%s' is too long a duration (at most %llu s)", v,
+		conf_bad(c, "'%s' is too long a duration (at most %llu s, about 317 years)", v,
 			 (unsigned long long)(DURATION_MAX_MS / 1000));
 	else if (r < 0 || (above0 && *ms == 0))
 		conf_bad(c, "'%s' is not a duration%s (seconds, or a number with ms, s, m or h)", v,

@@ -605,7 +605,7 @@ static int daemon_run(struct daemon *d, const struct daemon_options *o)
 		dlog("shutdown_timeout: cannot arm its timer: each service's stop_timeout applies alone");
 	else if (d->cfg->shutdown_timeout_ms) {
 		uint64_t now = evm_loop_now(d->loop), ms = d->cfg->shutdown_timeout_ms;
-		/* saturated: 10^15 ms is "never", not a wrap to a deadline already past */
+		/* saturated: a deadline past 2^64 ns is "never", not a wrap to one already past */
 		d->shutdown_end_ns = ms > (UINT64_MAX - now) / 1000000 ? UINT64_MAX : now + ms * 1000000;
 	}
 	deps_stop_all(d); /* dependents first, sharing shutdown_timeout; the loop still serves */

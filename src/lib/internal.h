@@ -173,7 +173,7 @@ static inline uint64_t evm__ms_to_ns(uint64_t ms)
 {
 	return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
 }
-/* base_ns + ms, saturated: a timeout of 10^15 ms (the daemon's biggest) is "never", not a wrap */
+/* base_ns + ms, saturated: a deadline past 2^64 ns is "never", not a wrap */
 static inline uint64_t evm__after_ms(uint64_t base_ns, uint64_t ms)
 {
 	uint64_t ns = evm__ms_to_ns(ms);

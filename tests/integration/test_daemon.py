@@ -101,7 +101,7 @@ BAD_LINES = [
     ("group = no-such-group-for-evmon", None),  # not a mistake: test_daemon_resilience.py
     ("start_secs = -1", "start_secs: '-1' is not a duration"),
     ("stop_timeout = 99999999999999999", "stop_timeout: '99999999999999999' is too long a duration "
-     "(at most 1000000000000 s)"),
+     "(at most 10000000000 s, about 317 years)"),
     ("log_backups = -3", "log_backups: '-3' is not a whole number"),
     ("environment = NOEQUALS", "environment: 'NOEQUALS' is not KEY=VALUE"),
     ("directory = no/such/dir", None),
@@ -1754,17 +1754,26 @@ start_secs = 0
         s.close()
 
 
-def test_a_timeout_too_long_for_nanoseconds_means_never(procs, tmp_path):
-    """Durations up to 10^15 ms are accepted; from 18446744074 s on, the deadline in
-    nanoseconds wrapped past 2^64 and a stop's SIGKILL came at once (0.3 s) instead
-    of never."""
+def test_the_longest_timeout_means_never(procs, tmp_path):
+    """Durations up to 10^13 ms (about 317 years) are accepted, and the longest is not cut
+    short (a deadline in nanoseconds that wrapped past 2^64 had a stop's SIGKILL come at
+    once). Past it a duration is a mistake naming the key and the maximum: up to 10^15 ms
+    were accepted, and all past 2^64 ns (18446744074 s) were taken as that."""
+    for key in ("stop_timeout", "shutdown_timeout"):
+        cfg = tmp_path / "long.ini"
+        cfg.write_text(("[evmon]\n" if key == "shutdown_timeout" else "[service:a]\n")
+                       + f"{key} = 18446744074s\n[service:b]\ncommand = true\n")
+        r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", str(tmp_path / "x.sock")],
+                      timeout=20)
+        assert r.returncode == 1 and f"{cfg}:2: {key}: '18446744074s' is too long a duration " \
+            "(at most 10000000000 s, about 317 years)" in r.stderr, r
     d = Daemon(procs, tmp_path, """
 [evmon]
 cgroup = no
-shutdown_timeout = 18446744074s
+shutdown_timeout = 10000000000s
 [service:ig]
 command = sh -c 'trap "" TERM; exec sleep 1000'
-stop_timeout = 18446744074s
+stop_timeout = 10000000000000ms
 start_secs = 0
 """)
     pid = wait_signal_state(d, "ig", "SigIgn")
