@@ -55,15 +55,20 @@ static void usage(FILE *f)
  * What would go wrong at start although the file is valid: the daemon
  * starts anyway (and says it again), but --check is where one looks.
  */
-static unsigned check_environment(const struct config *cfg, const char *socket)
+static unsigned check_environment(const struct config *cfg, const char *socket, unsigned *mistakes)
 {
 	unsigned n = 0;
+	char err[600];
+	/* too long for a socket address: the file's (or -S's) mistake, said as the start says it */
+	if (sockfile_check_path(socket, err, sizeof(err)) == -ENAMETOOLONG) {
+		fprintf(stderr, "evmon daemon: control socket %s\n", err);
+		(*mistakes)++;
+	}
 	size_t logged = 0;
 	for (size_t k = 0; k < cfg->nsvcs; k++)
 		if (cfg->svcs[k]->pol.out[0] == OUT_LOG || cfg->svcs[k]->pol.out[1] == OUT_LOG)
 			logged += cfg->svcs[k]->instances;
 	if (cfg->log_dir && logged) {
-		char err[400];
 		struct logs *L = logs_new(NULL, NULL, NULL); /* no file is opened: no loop needed */
 		if (L && logs_set_dir(L, cfg->log_dir, err, sizeof(err)) < 0) {
 			fprintf(stderr, "evmon daemon: %s: warning: %s: the output of %zu service%s with "
@@ -76,7 +81,6 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 	/* the default socket's private directory: the daemon makes it, but not over someone else's */
 	const char *pdir = proto_default_dir();
 	if (pdir && !strcmp(socket, proto_default_socket())) {
-		char err[600];
 		if (proto_private_dir(pdir, false, err, sizeof(err)) == -EPERM) {
 			fprintf(stderr, "evmon daemon: %s: warning: control socket %s: %s: the daemon would "
 				"not start\n", cfg->path, socket, err);
@@ -84,8 +88,7 @@ static unsigned check_environment(const struct config *cfg, const char *socket)
 		}
 		return n;
 	}
-	char err[600];
-	if (sockfile_check_path(socket, err, sizeof(err)) < 0) {
+	if (!*mistakes && sockfile_check_path(socket, err, sizeof(err)) < 0) {
 		fprintf(stderr, "evmon daemon: %s: warning: control socket %s: the daemon would not "
 			"start\n", cfg->path, err);
 		n++;
@@ -142,12 +145,14 @@ int daemon_check_only(const char *path, const char *sock_opt, bool strict)
 	daemon_print_problems(cfg, strict);
 	/* every problem said before the verdict: the environment's too (a log_dir, the socket) */
 	const char *socket = sock_opt ? sock_opt : cfg->socket ? cfg->socket : proto_default_socket();
-	unsigned env = check_environment(cfg, socket);
+	unsigned mistakes = 0, env = check_environment(cfg, socket, &mistakes);
 	unsigned warnings = env + (unsigned)errlist_total(&cfg->problems) +
 			    (unsigned)errlist_total(&cfg->notes);
-	if (strict && warnings) { /* what would fail a start, stop the daemon or lose output */
-		fprintf(stderr, "evmon daemon: %s: %u error%s (--strict)\n", path, warnings,
-			warnings == 1 ? "" : "s");
+	/* with --strict, what would fail a start, stop the daemon or lose output */
+	unsigned n = mistakes + (strict ? warnings : 0);
+	if (n) {
+		fprintf(stderr, "evmon daemon: %s: %u error%s%s\n", path, n, n == 1 ? "" : "s",
+			strict && warnings ? " (--strict)" : "");
 		config_free(cfg);
 		return 1;
 	}

@@ -211,8 +211,10 @@ static int bind_listen(struct sockfile *sf, char *err, size_t errlen)
 int sockfile_check_path(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
-	if (strlen(path) > path_max())
-		return fail(err, errlen, "%s: socket path longer than %zu bytes", path, path_max());
+	if (strlen(path) > path_max()) {
+		fail(err, errlen, "%s: socket path longer than %zu bytes", path, path_max());
+		return -ENAMETOOLONG;
+	}
 	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
 		return fail(err, errlen, "%s: exists and is not a socket%s", path,
 			    S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");

@@ -25,8 +25,9 @@ int sockfile_open(struct sockfile *sf, const char *path, char *err, size_t errle
 
 /*
  * Could a daemon serve path? Not if it is too long for a socket address
- * (its temporary name included) or is something else than a socket: 0, or
- * -1 with the reason in err. For --check; sockfile_open says the same.
+ * (its temporary name included: -ENAMETOOLONG) or is something else than a
+ * socket (-1): 0, or < 0 with the reason in err. For --check; sockfile_open
+ * says the same.
  */
 int sockfile_check_path(const char *path, char *err, size_t errlen);
 

@@ -213,14 +213,25 @@ def test_check_output_and_warnings(procs, tmp_path):
     r = procs.run(argv, timeout=20)
     assert r.returncode == 0 and "is writable by every user and not sticky" in r.stderr, r
     os.chmod(logs, 0o755)
-    # a socket path the daemon cannot bind, or a file that is not a socket: --check said OK
-    for bad, why in ((tmp_path / ("x" * 100), "socket path longer than 101 bytes"),
-                     (cfg, "exists and is not a socket")):
-        r = procs.run(argv[:-1] + [str(bad)], timeout=20)
-        assert r.returncode == 0 and r.stderr == (
-            f"evmon daemon: {cfg}: warning: control socket {bad}: {why}: the daemon would not "
-            "start\n"), r
-        assert procs.run(argv[:-1] + [str(bad), "--strict"], timeout=20).returncode == 1
+    # a file that is not a socket: --check said OK
+    r = procs.run(argv[:-1] + [str(cfg)], timeout=20)
+    assert r.returncode == 0 and r.stderr == (
+        f"evmon daemon: {cfg}: warning: control socket {cfg}: exists and is not a socket: the "
+        "daemon would not start\n"), r
+    assert procs.run(argv[:-1] + [str(cfg), "--strict"], timeout=20).returncode == 1
+    # a socket path too long to bind, by -S or socket =: a mistake, as the start says it (it
+    # was a warning, exit 0, for a file the daemon refuses)
+    bad = tmp_path / ("x" * 100)
+    said = f"evmon daemon: control socket {bad}: socket path longer than 101 bytes\n"
+    start = procs.run([EVMON, "daemon", "-c", str(cfg), "-S", str(bad)], timeout=20)
+    assert start.returncode == 1 and start.stderr == said, start
+    r = procs.run(argv[:-1] + [str(bad)], timeout=20)
+    assert r.returncode == 1 and r.stdout == "", r
+    assert r.stderr == said + f"evmon daemon: {cfg}: 1 error\n", r
+    in_file = tmp_path / "long.ini"
+    in_file.write_text(f"[evmon]\nsocket = {bad}\n" + cfg.read_text().replace("[evmon]\n", ""))
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(in_file)], timeout=20)
+    assert r.returncode == 1 and r.stderr == said + f"evmon daemon: {in_file}: 1 error\n", r
 
 
 def test_daemon_own_variables_are_said(procs, tmp_path):
