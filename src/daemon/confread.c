@@ -260,7 +260,8 @@ static char *read_piece(char *buf, int size, void *stream)
 		r->nul = true;
 		errlist_add(r->errs, r->path, r->line, "NUL byte in the line: a config file is text");
 	}
-	r->line_len += len;
+	/* its text: a line of 65533 bytes and its newline was "longer than 65533 bytes" */
+	r->line_len += len - (len && s[len - 1] == '\n');
 	if (r->line_len >= MAX_LINE - 2 && !r->too_long) {
 		r->too_long = true;
 		errlist_add(r->errs, r->path, r->line, "line longer than %d bytes", MAX_LINE - 3);

@@ -84,3 +84,23 @@ def test_include_mistakes_name_their_file(procs, tmp_path):
         f"evmon daemon: {d}/c.ini:3: env_file: {d}/nope.env: No such file or directory",
         f"evmon daemon: {main}: 3 errors",
     ], r.stderr
+
+
+def test_line_lengths_as_documented(procs, tmp_path):
+    """A line of the config holds 65533 bytes, its newline apart (one of 65533 and its
+    newline was refused as "longer than 65533 bytes"); an env_file's lines are not bound by
+    it (evmon.ini(5) says both)."""
+    head = "[service:s]\ncommand = true\nenvironment = A="
+    sock = str(tmp_path / "s.sock")
+    for n, ok in ((65533, True), (65534, False)):
+        cfg = tmp_path / f"c{n}.ini"
+        cfg.write_text(head + "x" * (n - len("environment = A=")) + "\n")
+        r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", sock], timeout=20)
+        assert (r.returncode == 0) == ok, (n, r.stderr[:300])
+        if not ok:
+            assert r.stderr.startswith(f"evmon daemon: {cfg}:3: line longer than 65533 bytes\n")
+    (tmp_path / "long.env").write_text("A=" + "x" * 100000 + "\n")
+    cfg = tmp_path / "env.ini"
+    cfg.write_text("[service:s]\ncommand = true\nenv_file = long.env\n")
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", sock], timeout=20)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[:300]
