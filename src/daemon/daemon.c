@@ -365,6 +365,17 @@ static int open_config(struct daemon *d, const struct daemon_options *o)
 		errlist_free(&errs);
 		return -1;
 	}
+	const struct config *c = d->cfg;
+	d->at_start.socket = c->socket ? strdup(c->socket) : NULL;
+	d->at_start.metrics_listen = c->metrics_listen ? strdup(c->metrics_listen) : NULL;
+	if ((c->socket && !d->at_start.socket) || (c->metrics_listen && !d->at_start.metrics_listen)) {
+		fprintf(stderr, "evmon daemon: out of memory\n");
+		return -1;
+	}
+	d->at_start.max_clients = c->max_clients;
+	d->at_start.events_buffer_total = c->events_buffer_total;
+	d->at_start.idle_timeout_ms = c->idle_timeout_ms;
+	d->at_start.cgroup = c->cgroup;
 	daemon_print_problems(d->cfg, o->strict);
 	if (o->strict && (d->cfg->problems.n || d->cfg->notes.n)) {
 		size_t n = errlist_total(&d->cfg->problems) + errlist_total(&d->cfg->notes);
@@ -654,6 +665,8 @@ static void daemon_close(struct daemon *d)
 	notify_free();
 	config_free(d->cfg);
 	free(d->socket);
+	free(d->at_start.socket);
+	free(d->at_start.metrics_listen);
 }
 
 int cmd_daemon(int argc, char **argv)

@@ -132,6 +132,15 @@ struct daemon {
 	 * socket's name and a re-exec's -S read it later) */
 	char *socket;
 	bool socket_from_cli;	 /* -S: the config's socket = does not matter */
+	/* the keys read only at the start, as they were then: a reload warns of a change to
+	 * them (compared with the file read last, going back to them was said as a change) */
+	struct {
+		char *socket, *metrics_listen; /* the config's, or NULL */
+		unsigned max_clients;
+		size_t events_buffer_total;
+		uint64_t idle_timeout_ms;
+		enum cgroup_mode cgroup;
+	} at_start;
 	struct control *ctl;
 	struct metrics_http *metrics; /* the metrics endpoint, or NULL */
 	int sigfd;		/* TERM, INT, HUP, USR1 */

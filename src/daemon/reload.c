@@ -306,19 +306,18 @@ int units_reload(struct daemon *d, cJSON *resp)
 		snprintf(log, sizeof(log), "... and %zu more warnings", cfg->problems.more);
 		reload_warn(warnings, more, log);
 	}
-	if (!same_str(cfg->socket, d->cfg->socket) && !d->socket_from_cli)
+	if (!same_str(cfg->socket, d->at_start.socket) && !d->socket_from_cli)
 		reload_warn(warnings, "socket: changes at the next start of the daemon",
 			    "the control socket changes at the next start of the daemon");
-	if (!same_str(cfg->metrics_listen, d->cfg->metrics_listen))
+	if (!same_str(cfg->metrics_listen, d->at_start.metrics_listen))
 		reload_warn(warnings, "metrics_listen: changes at the next start of the daemon",
 			    "metrics_listen changes at the next start of the daemon");
 	/* read once, by the control socket and the cgroups made at the start */
-	const struct config *o = d->cfg;
 	const struct { const char *key; bool changed; } at_start[] = {
-		{"max_clients", cfg->max_clients != o->max_clients},
-		{"events_buffer_total", cfg->events_buffer_total != o->events_buffer_total},
-		{"idle_timeout", cfg->idle_timeout_ms != o->idle_timeout_ms},
-		{"cgroup", cfg->cgroup != o->cgroup},
+		{"max_clients", cfg->max_clients != d->at_start.max_clients},
+		{"events_buffer_total", cfg->events_buffer_total != d->at_start.events_buffer_total},
+		{"idle_timeout", cfg->idle_timeout_ms != d->at_start.idle_timeout_ms},
+		{"cgroup", cfg->cgroup != d->at_start.cgroup},
 	};
 	for (size_t i = 0; i < sizeof(at_start) / sizeof(at_start[0]); i++) {
 		if (!at_start[i].changed)

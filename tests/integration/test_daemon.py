@@ -826,6 +826,22 @@ def sleeps(mark):
     return found
 
 
+def test_reload_warns_of_start_only_keys_against_what_is_in_effect(procs, tmp_path):
+    """A key read only at the start is compared with its value in effect, not with the
+    file read last: 100 -> 5 warns, 5 again warns again (5 is still not in effect), back to
+    100 does not (it warned, and said nothing for the second 5)."""
+    def conf(clients):
+        return f"[evmon]\nmax_clients = {clients}\n[service:a]\ncommand = HELPER pause\n"
+    d = Daemon(procs, tmp_path, conf(100))
+    said = "max_clients: changes at the next start of the daemon"
+    for clients, warns in ((5, True), (5, True), (100, False)):
+        d.write(conf(clients))
+        resp = d.request({"cmd": "reload"})
+        assert resp["ok"], resp
+        assert (said in resp.get("warnings", [])) == warns, (clients, resp)
+    d.stop()
+
+
 def test_reload_starts_again_a_changed_service_a_user_started(procs, tmp_path):
     """autostart = false, started by `ctl start`, then its command changed by a reload:
     stopped and started again with the new command, as every changed service that runs
