@@ -324,6 +324,11 @@ void deps_changed(struct daemon *d, struct unit *u);
  * dependents are down may have none left to wait for.
  */
 void deps_retry_stops(struct daemon *d);
+/*
+ * The same for a unit waiting to start: what it waited for may be gone
+ * (a removal), or will not start any more.
+ */
+void deps_retry_starts(struct daemon *d);
 /* u leaves the table (or a unit joins it): resolve again before the next use. */
 void deps_forget(struct daemon *d, struct unit *u);
 /* The names c (from `ctl add`) depends on must be services (errors to errs). */

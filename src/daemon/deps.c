@@ -11,7 +11,9 @@
  * exited with a failure, stopped, not started itself) keeps it from
  * starting: it is "blocked", with the reason in its status. Nothing polls:
  * a pending unit is looked at again when one of its dependencies changes
- * state (deps_changed, from every service event).
+ * state (deps_changed, from every service event), or will not start after
+ * all without an event of the library (blocked, stopped or removed while
+ * pending: it was STOPPED already).
  *
  * Stopping is the reverse: a unit to stop ("want_stop") is stopped once
  * every dependent being stopped too is down. `ctl stop A` stops what
@@ -697,7 +699,12 @@ void deps_start_wanted(struct daemon *d)
 		}
 	}
 	run_batch(d, &b);
-	/* after a reload, those still waiting may wait for less */
+	deps_retry_starts(d); /* after a reload, those still waiting may wait for less */
+}
+
+void deps_retry_starts(struct daemon *d)
+{
+	ensure_graph(d);
 	unsigned gen = d->deps_gen;
 	for (struct unit *u = d->first; u && gen == d->deps_gen; u = u->next)
 		if (u->pending)
@@ -832,9 +839,11 @@ static unsigned stop_chain(struct unit *u, unsigned depth)
  * in by a dependent's start) will not: said as a state change of its own
  * ("waiting" is the daemon's state, not the library's, so no event of the
  * library tells it), for the stopped one and for each dependent, which
- * a `ctl wait` on it would otherwise wait on in vain.
+ * a `ctl wait` on it would otherwise wait on in vain; and into dropped:
+ * what starts after it waits for it no more.
  */
-static void mark_stop(struct daemon *d, struct unit *u, const struct unit *cause, struct batch *b)
+static void mark_stop(struct daemon *d, struct unit *u, const struct unit *cause, struct batch *b,
+		      struct batch *dropped)
 {
 	if (u->want_stop)
 		return;
@@ -852,21 +861,22 @@ static void mark_stop(struct daemon *d, struct unit *u, const struct unit *cause
 		else
 			snprintf(why, sizeof(why), "not started: stopped while waiting");
 		publish_state(d, u, evm_state_name(state(u)), "waiting", "message", why);
+		batch_push(dropped, u); /* deps_stop retries what waits after it */
 	}
 	for (size_t i = 0; i < u->nrdeps; i++) {
 		struct unit *v = u->rdeps[i];
 		for (size_t k = 0; k < v->ndeps; k++)
 			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER &&
 			    (active(v) || v->pending || unit_deferred(v)))
-				mark_stop(d, v, u, b);
+				mark_stop(d, v, u, b, dropped);
 	}
 }
 
 int deps_stop(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
-	struct batch b = {0};
-	mark_stop(d, u, NULL, &b);
+	struct batch b = {0}, dropped = {0};
+	mark_stop(d, u, NULL, &b, &dropped);
 	/*
 	 * The dependents first, the deepest first: they may be down already. Only
 	 * those marked now: marking adds no way to stop for one marked before
@@ -884,6 +894,16 @@ int deps_stop(struct daemon *d, struct unit *u)
 	free(b.v);
 	if (u->want_stop)
 		try_stop(d, u);
+	/*
+	 * Those dropped will not start: what starts after them (after, ordering
+	 * only) waits no more. No event of the library says so (they were
+	 * STOPPED already), and such a one stayed waiting for nothing, for good.
+	 */
+	for (size_t i = 0; i < dropped.n && gen == d->deps_gen; i++)
+		retry_dependents(d, dropped.v[i]);
+	if (dropped.oom || gen != d->deps_gen)
+		deps_retry_starts(d);
+	free(dropped.v);
 	state_changed(d); /* waiting to stop: in the record, so a crash keeps it */
 	return 0;
 }

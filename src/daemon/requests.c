@@ -425,6 +425,7 @@ static void cmd_remove(struct daemon *d, struct client *cl, const cJSON *req)
 	draining_hold_end(d);
 	free(sel.u);
 	deps_retry_stops(d); /* a stop that waited for one of them */
+	deps_retry_starts(d); /* a start after one of them, which will not come */
 	reply_ok(cl, r);
 	waiters_check(d); /* waited-for services may be gone */
 }

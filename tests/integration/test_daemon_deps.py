@@ -1321,3 +1321,42 @@ def test_a_shutdown_stops_held_copies(procs, tmp_path):
     assert d.stop(timeout=60) == 0
     assert not alive(old_app) and not alive(old_db)
     assert "db term" in log.read_text()
+
+
+A_B_C = """
+[service:a]
+command = HELPER pause
+ready = notify
+start_secs = 0
+
+[service:b]
+command = HELPER pause
+requires = a
+start_secs = 0
+
+[service:c]
+command = HELPER pause
+after = b
+start_secs = 0
+"""
+
+
+@pytest.mark.parametrize("how", ["stop a", "stop b", "remove b"])
+def test_an_after_dependent_starts_once_what_it_waits_for_will_not_start(procs, tmp_path, how):
+    """c (after b) waits while b (requires a, which never says ready) waits; then b will not
+    start: a stopped, b stopped, b removed. c starts (after is an order only). It stayed
+    waiting with nothing in waiting_for, for good: b was STOPPED already, so no event of the
+    library came to look at c again; `ctl wait c` and `ctl start c` ran to their timeout."""
+    d = Daemon(procs, tmp_path, A_B_C)
+    d.wait_state("b", "waiting")
+    assert d.status("c")["c"]["state"] == "waiting"
+    verb, name = how.split()
+    assert d.ctl("-t", "0", verb, name).returncode == 0
+    r = d.ctl("-t", "30", "wait", "c")
+    assert r.returncode == 0, (r, d.status())
+    st = d.wait_state("c", "running")
+    assert "waiting_for" not in st, st
+    if "b" in d.status():
+        assert d.status("b")["b"]["state"] == "stopped"
+    d.stop()
+
