@@ -525,43 +525,119 @@ static int let_go(struct daemon *d, struct unit *u)
 	return 0;
 }
 
-static void try_start(struct daemon *d, struct unit *u);
+/*
+ * The walks over the graph keep their path on the heap, not on the C stack:
+ * a chain of 20,000 requires, walked by recursion, overflowed it (SIGSEGV).
+ * Each walk pushes a unit at most once, so it holds at most every unit.
+ */
+struct frame {
+	struct unit *u;
+	size_t i;   /* the next edge of u to look at */
+	unsigned n; /* stop_chain: the longest chain found so far */
+};
+
+struct walk {
+	struct frame *v;
+	size_t n, cap;
+	bool oom;
+	struct frame small[16]; /* most walks are short: no allocation */
+};
+
+static void walk_init(struct walk *w)
+{
+	w->v = w->small;
+	w->n = 0;
+	w->cap = sizeof(w->small) / sizeof(w->small[0]);
+	w->oom = false;
+}
+
+static bool walk_push(struct walk *w, struct unit *u)
+{
+	if (w->n == w->cap) {
+		size_t cap = w->cap * 2;
+		struct frame *v = w->v == w->small ? malloc(cap * sizeof(*v))
+						   : realloc(w->v, cap * sizeof(*v));
+		if (!v) {
+			if (!w->oom)
+				dlog("out of memory walking the dependencies: some services are not "
+				     "looked at again");
+			w->oom = true;
+			return false;
+		}
+		if (w->v == w->small)
+			memcpy(v, w->small, sizeof(w->small));
+		w->v = v;
+		w->cap = cap;
+	}
+	w->v[w->n++] = (struct frame){u, 0, 1};
+	return true;
+}
+
+static void walk_free(struct walk *w)
+{
+	if (w->v != w->small)
+		free(w->v);
+}
+
+static bool try_start_one(struct daemon *d, struct unit *u);
 
 /*
  * Who waits to start for u: u moved (started, stopped, gave up). False when
- * a start resolved the graph again meanwhile (u's rdeps are gone).
+ * a start resolved the graph again meanwhile (u's rdeps are gone). One that
+ * cannot start (blocked) is moved too: its own dependents next, depth first
+ * (the order of the recursion this was), then its essential check.
  */
 static bool retry_dependents(struct daemon *d, struct unit *u)
 {
 	unsigned gen = d->deps_gen;
-	for (size_t i = 0; i < u->nrdeps && gen == d->deps_gen; i++)
-		if (u->rdeps[i]->pending && !d->stopping)
-			try_start(d, u->rdeps[i]);
+	struct walk w;
+	walk_init(&w);
+	walk_push(&w, u);
+	while (w.n) {
+		struct frame *f = &w.v[w.n - 1];
+		struct unit *v = f->u;
+		if (gen == d->deps_gen && f->i < v->nrdeps) {
+			struct unit *x = v->rdeps[f->i++];
+			if (x->pending && !d->stopping && try_start_one(d, x) && !walk_push(&w, x))
+				daemon_essential_blocked(d, x, x->asked);
+			continue;
+		}
+		if (--w.n) /* blocked by try_start_one, its dependents told */
+			daemon_essential_blocked(d, v, v->asked);
+	}
+	walk_free(&w);
 	return gen == d->deps_gen;
 }
 
-/* A pending unit: start it, leave it waiting, or block it. */
-static void try_start(struct daemon *d, struct unit *u)
+/* A pending unit: start it, leave it waiting, or block it (true: then its dependents' turn). */
+static bool try_start_one(struct daemon *d, struct unit *u)
 {
 	char why[400] = "";
 	enum verdict v = GO;
 	if (u->queued)
-		return; /* let go already */
+		return false; /* let go already */
 	for (size_t i = 0; i < u->ndeps && v != FAIL; i++) {
 		enum verdict x = judge(&u->deps[i], why, sizeof(why));
 		if (x != GO)
 			v = x;
 	}
 	if (v == WAIT)
-		return;
+		return false;
 	if (v == FAIL) {
 		u->pending = false;
 		set_blocked(d, u, why);
-		retry_dependents(d, u); /* it will not start (depth: the graph's, acyclic) */
-		daemon_essential_blocked(d, u, u->asked);
-		return;
+		return true;
 	}
 	let_go(d, u);
+	return false;
+}
+
+static void try_start(struct daemon *d, struct unit *u)
+{
+	if (!try_start_one(d, u))
+		return;
+	retry_dependents(d, u); /* it will not start */
+	daemon_essential_blocked(d, u, u->asked);
 }
 
 void deps_status(const struct unit *u, cJSON *o)
@@ -602,22 +678,43 @@ static bool batch_push(struct batch *b, struct unit *u)
 	return true;
 }
 
-/* u becomes pending: what it requires is asked to start too (not what it starts after). */
-static void make_pending(struct batch *b, struct unit *u)
+/* u becomes pending (false: out of memory) */
+static bool make_pending_one(struct batch *b, struct unit *u)
 {
 	if (!batch_push(b, u))
-		return;
+		return false;
 	u->pending = true;
 	u->asked = b->asked;
 	u->want_stop = false;
 	free(u->blocked);
 	u->blocked = NULL;
-	for (size_t i = 0; i < u->ndeps; i++) {
-		struct unit *t = u->deps[i].u;
-		if (u->deps[i].kind != DEP_AFTER && t->svc && !t->pending && !active(t) &&
-		    !(state(t) == EVM_STATE_EXITED && exited_ok(t)))
-			make_pending(b, t); /* no cycle: the config has none, and pending ends it */
+	return true;
+}
+
+/*
+ * u becomes pending: what it requires is asked to start too (not what it
+ * starts after), depth first. No cycle: the config has none, and pending ends it.
+ */
+static void make_pending(struct batch *b, struct unit *u)
+{
+	struct walk w;
+	walk_init(&w);
+	if (make_pending_one(b, u))
+		walk_push(&w, u);
+	while (w.n) {
+		struct frame *f = &w.v[w.n - 1];
+		if (f->i == f->u->ndeps) {
+			w.n--;
+			continue;
+		}
+		const struct dep *dp = &f->u->deps[f->i++];
+		struct unit *t = dp->u;
+		if (dp->kind != DEP_AFTER && t->svc && !t->pending && !active(t) &&
+		    !(state(t) == EVM_STATE_EXITED && exited_ok(t)) && make_pending_one(b, t) &&
+		    !walk_push(&w, t))
+			b->oom = true;
 	}
+	walk_free(&w);
 }
 
 /* Say who waits, then start what may start (which may start the others in turn). */
@@ -796,57 +893,70 @@ static void try_stop(struct daemon *d, struct unit *u)
  * through every dependent that is down, each unit once (a diamond is not
  * walked twice), and finds any still stopping.
  */
-static bool stop_over(struct daemon *d, struct unit *u, unsigned depth)
+static bool stop_over(struct daemon *d, struct unit *u)
 {
+	bool over = true;
+	struct walk w;
+	walk_init(&w);
 	u->stop_seen = d->stop_walks;
-	for (size_t i = 0; i < u->nrdeps; i++) {
-		struct unit *v = u->rdeps[i];
+	walk_push(&w, u);
+	while (w.n && over) {
+		struct frame *f = &w.v[w.n - 1];
+		if (f->i == f->u->nrdeps) {
+			w.n--;
+			continue;
+		}
+		struct unit *v = f->u->rdeps[f->i++];
 		if (!down(v) && (v->want_stop || state(v) == EVM_STATE_STOPPING))
-			return false;
-		if (down(v) && v->stop_seen != d->stop_walks && depth < 1000 &&
-		    !stop_over(d, v, depth + 1))
-			return false;
+			over = false;
+		else if (down(v) && v->stop_seen != d->stop_walks) {
+			v->stop_seen = d->stop_walks;
+			walk_push(&w, v); /* out of memory: not followed */
+		}
 	}
-	return true;
+	walk_free(&w);
+	return over;
 }
 
 bool deps_stop_over(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	d->stop_walks++;
-	return stop_over(d, u, 0);
+	return stop_over(d, u);
 }
 
 /* Units stopping after u, itself included, along its longest chain (memoized). */
-static unsigned stop_chain(struct unit *u, unsigned depth)
+static unsigned stop_chain(struct unit *u)
 {
-	if (u->stop_chain)
-		return u->stop_chain;
-	unsigned n = 1;
-	for (size_t i = 0; i < u->ndeps && depth < 1000; i++) {
-		struct unit *v = u->deps[i].u;
-		if (v->want_stop) {
-			unsigned k = 1 + stop_chain(v, depth + 1);
-			n = k > n ? k : n;
+	struct walk w;
+	walk_init(&w);
+	if (!u->stop_chain && !walk_push(&w, u))
+		u->stop_chain = 1;
+	while (w.n) {
+		struct frame *f = &w.v[w.n - 1];
+		if (f->i == f->u->ndeps) {
+			f->u->stop_chain = f->n;
+			w.n--;
+			continue;
+		}
+		struct unit *v = f->u->deps[f->i].u;
+		if (!v->want_stop) {
+			f->i++;
+		} else if (v->stop_chain) { /* known, or just found: back from it */
+			f->n = 1 + v->stop_chain > f->n ? 1 + v->stop_chain : f->n;
+			f->i++;
+		} else if (!walk_push(&w, v)) {
+			v->stop_chain = 1; /* out of memory: a share too large, not a hang */
 		}
 	}
-	return u->stop_chain = n;
+	walk_free(&w);
+	return u->stop_chain;
 }
 
-/*
- * u and what requires it, to stop; each newly marked one into b (deps_stop
- * tries those). One waiting to start (asked, or pulled
- * in by a dependent's start) will not: said as a state change of its own
- * ("waiting" is the daemon's state, not the library's, so no event of the
- * library tells it), for the stopped one and for each dependent, which
- * a `ctl wait` on it would otherwise wait on in vain; and into dropped:
- * what starts after it waits for it no more.
- */
-static void mark_stop(struct daemon *d, struct unit *u, const struct unit *cause, struct batch *b,
-		      struct batch *dropped)
+/* What mark_stop did to u, cause the one it requires that stops (NULL: u itself asked). */
+static void mark_stop_one(struct daemon *d, struct unit *u, const struct unit *cause,
+			  struct batch *b, struct batch *dropped)
 {
-	if (u->want_stop)
-		return;
 	bool was_pending = u->pending;
 	u->want_stop = true;
 	u->want_start = false;
@@ -863,20 +973,52 @@ static void mark_stop(struct daemon *d, struct unit *u, const struct unit *cause
 		publish_state(d, u, evm_state_name(state(u)), "waiting", "message", why);
 		batch_push(dropped, u); /* deps_stop retries what waits after it */
 	}
-	for (size_t i = 0; i < u->nrdeps; i++) {
-		struct unit *v = u->rdeps[i];
-		for (size_t k = 0; k < v->ndeps; k++)
-			if (v->deps[k].u == u && v->deps[k].kind != DEP_AFTER &&
-			    (active(v) || v->pending || unit_deferred(v)))
-				mark_stop(d, v, u, b, dropped);
+}
+
+/*
+ * u and what requires it, to stop; each newly marked one into b (deps_stop
+ * tries those), depth first. One waiting to start (asked, or pulled
+ * in by a dependent's start) will not: said as a state change of its own
+ * ("waiting" is the daemon's state, not the library's, so no event of the
+ * library tells it), for the stopped one and for each dependent, which
+ * a `ctl wait` on it would otherwise wait on in vain; and into dropped:
+ * what starts after it waits for it no more.
+ */
+static void mark_stop(struct daemon *d, struct unit *u, struct batch *b, struct batch *dropped)
+{
+	if (u->want_stop)
+		return;
+	struct walk w;
+	walk_init(&w);
+	mark_stop_one(d, u, NULL, b, dropped);
+	walk_push(&w, u);
+	while (w.n) {
+		struct frame *f = &w.v[w.n - 1];
+		if (f->i == f->u->nrdeps) {
+			w.n--;
+			continue;
+		}
+		struct unit *t = f->u, *v = t->rdeps[f->i++];
+		if (v->want_stop)
+			continue;
+		for (size_t k = 0; k < v->ndeps; k++) {
+			if (v->deps[k].u == t && v->deps[k].kind != DEP_AFTER &&
+			    (active(v) || v->pending || unit_deferred(v))) {
+				mark_stop_one(d, v, t, b, dropped);
+				if (!walk_push(&w, v))
+					b->oom = true; /* deps_stop then tries every one to stop */
+				break; /* one edge per target (merge_deps) */
+			}
+		}
 	}
+	walk_free(&w);
 }
 
 int deps_stop(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	struct batch b = {0}, dropped = {0};
-	mark_stop(d, u, NULL, &b, &dropped);
+	mark_stop(d, u, &b, &dropped);
 	/*
 	 * The dependents first, the deepest first: they may be down already. Only
 	 * those marked now: marking adds no way to stop for one marked before
@@ -933,7 +1075,7 @@ void deps_stop_all(struct daemon *d)
 	}
 	for (struct unit *u = d->first; u; u = u->next)
 		if (u->want_stop)
-			stop_chain(u, 0);
+			stop_chain(u);
 	/* no restart from here on: a pending one would come before the wave below */
 	for (struct unit *u = d->first; u; u = u->next)
 		if (u->want_stop && state(u) == EVM_STATE_BACKOFF)

@@ -1360,3 +1360,42 @@ def test_an_after_dependent_starts_once_what_it_waits_for_will_not_start(procs, 
         assert d.status("b")["b"]["state"] == "stopped"
     d.stop()
 
+
+def chain(n, first):
+    """s0 .. s{n-1}, each requiring the one before, s0 running first."""
+    conf = ["[evmon]\nrestart = never\ncgroup = no\n", f"[service:s0]\n{first}\n"]
+    conf += [f"[service:s{i}]\ncommand = sleep 100000\nrequires = s{i - 1}\n" for i in range(1, n)]
+    return "\n".join(conf)
+
+
+def test_a_chain_of_20000_requires_does_not_overflow_the_stack(procs, tmp_path):
+    """s0 fails, so each of s1 .. s19999 will not start, each for the one before: one
+    blocked after the other. The walk was a recursion (try_start, retry_dependents), a frame
+    of 400 bytes and more per service, and the daemon died of SIGSEGV at about 16,000."""
+    n = 20000
+    d = Daemon(procs, tmp_path, chain(n, "command = false"))
+    last = f"s{n - 1}"
+    wait_for(lambda: d.p.poll() is not None or "error" in d.status(last)[last],
+             timeout=120 * SLOW, what=f"{last} blocked")
+    assert d.p.poll() is None, d.log()[-2000:]
+    st = d.status(last, "s1")
+    assert st["s1"]["error"] == "not started: requires s0, which is exited", st
+    assert st[last]["state"] == "stopped"
+    assert st[last]["error"].startswith(f"not started: requires s{n - 2}, which was not started")
+    d.stop(timeout=120)
+
+
+def test_a_stop_under_a_chain_of_20000_waiting_does_not_overflow_the_stack(procs, tmp_path):
+    """s0 never ready, s1 .. s19999 waiting for it, one for the other; `ctl stop s0` tells
+    each it will not start (mark_stop, a recursion: SIGSEGV), and the daemon answers."""
+    n = 20000
+    d = Daemon(procs, tmp_path, chain(n, "command = sleep 100000\nready = notify"))
+    last = f"s{n - 1}"
+    wait_for(lambda: d.p.poll() is not None or d.status(last)[last]["state"] == "waiting",
+             timeout=120 * SLOW, what=f"{last} waiting")
+    r = d.ctl("-t", "60", "stop", "s0")
+    assert r.returncode == 0 and d.p.poll() is None, (r, d.log()[-2000:])
+    st = d.status()
+    assert len(st) == n and all(s["state"] == "stopped" for s in st.values()), \
+        [s for s in st.values() if s["state"] != "stopped"][:3]
+    d.stop(timeout=120)
