@@ -292,18 +292,53 @@ static void release(struct draining *g)
 	evm_service_remove(g->svc);
 }
 
-/* Does from keep to running, through any chain of holds? (walk marks the way) */
+/*
+ * Does from keep to running, through any chain of holds? (walk marks the way)
+ * Depth first with the path on the heap: a chain of 20,000 old copies is no
+ * recursion as deep. Out of memory: true, a link not made (a stop not held)
+ * rather than a cycle that holds for good.
+ */
 static bool holds_path(struct draining *from, const struct draining *to, unsigned walk)
 {
+	struct step {
+		struct draining *g;
+		size_t i;
+	} *path = NULL;
+	size_t n = 0, cap = 0;
+	bool found = false;
 	if (from == to)
 		return true;
-	if (from->walk == walk)
-		return false;
 	from->walk = walk;
-	for (size_t i = 0; i < from->nholds; i++)
-		if (holds_path(from->holds[i], to, walk))
-			return true;
-	return false;
+	for (struct draining *g = from; g && !found;) {
+		if (n == cap) {
+			size_t c = cap ? 2 * cap : 16;
+			struct step *v = realloc(path, c * sizeof(*v));
+			if (!v) {
+				found = true;
+				break;
+			}
+			path = v;
+			cap = c;
+		}
+		path[n++] = (struct step){g, 0};
+		g = NULL;
+		while (n && !g && !found) {
+			struct step *st = &path[n - 1];
+			if (st->i == st->g->nholds) {
+				n--;
+				continue;
+			}
+			struct draining *h = st->g->holds[st->i++];
+			if (h == to)
+				found = true;
+			else if (h->walk != walk) {
+				h->walk = walk;
+				g = h;
+			}
+		}
+	}
+	free(path);
+	return found;
 }
 
 /* y needs x: x's stop waits for y's end. */
