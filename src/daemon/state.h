@@ -250,6 +250,14 @@ void state_take_over_olds(struct daemon *d);
 void state_readd(struct daemon *d);
 
 /*
+ * The record has a definition named name (a definition's, not an
+ * instance's) added with `ctl add`, and a line for one of its instances:
+ * that one takes the name, not the config file's (made only if it cannot
+ * be made again).
+ */
+bool state_added_claims(struct daemon *d, const char *name);
+
+/*
  * Every unit is created, none started: adopt the survivors the record names
  * (or with adopt = no, or a changed definition, kill them), one log line
  * each; a service stopped by a user stays stopped. Then, with cgroups, kill

@@ -63,6 +63,11 @@ static void readd_one(struct daemon *d, const char *def)
 			dlog("service %s: added with ctl add before the %s: made again", name,
 			     d->rec->reexec ? "re-exec" : "crash");
 	}
+	for (size_t k = 0; c && !errs.n && k < d->cfg->nsvcs; k++)
+		if (!strcmp(d->cfg->svcs[k]->name, c->name))
+			dlog("service %s: the config file has it too: the definition added with ctl "
+			     "add is kept (a reload refuses the file until `evmon ctl remove %s`)",
+			     c->name, c->name);
 	if (errs.n)
 		dlog("service %s: added with ctl add before the %s: cannot make it again: %s",
 		     cJSON_IsString(nm) ? nm->valuestring : "?", d->rec->reexec ? "re-exec" : "crash",
@@ -70,6 +75,33 @@ static void readd_one(struct daemon *d, const char *def)
 	svc_conf_unref(c);
 	cJSON_Delete(svc);
 	errlist_free(&errs);
+}
+
+/*
+ * Whether the record has a definition added with ctl add named name (a
+ * definition's name: "w" for instances "w:0", "w:1") and a line for one of
+ * its instances: the added service takes the name back (state_readd), as
+ * before the crash or the re-exec, where a reload refused a file that used
+ * it. The file's definition of that name is then not made (units_load).
+ */
+bool state_added_claims(struct daemon *d, const char *name)
+{
+	bool added = false;
+	size_t len = strlen(name);
+	for (size_t i = 0; d->rec && i < d->rec->nadded && !added; i++) {
+		cJSON *svc = cJSON_Parse(d->rec->added[i]);
+		const char *nm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(svc, "name"));
+		added = nm && !strcmp(nm, name);
+		cJSON_Delete(svc);
+	}
+	for (size_t i = 0; added && i < d->rec->n; i++) {
+		const char *s = d->rec->svcs[i].name;
+		if (!strncmp(s, name, len) && (!s[len] || (s[len] == ':' && s[len + 1] &&
+							   strspn(s + len + 1, "0123456789") ==
+								   strlen(s + len + 1))))
+			return true;
+	}
+	return false;
 }
 
 void state_readd(struct daemon *d)

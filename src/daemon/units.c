@@ -442,14 +442,30 @@ int units_load(struct daemon *d)
 	size_t pipes = 0;
 	d->defer_start = true;
 	state_take_over_olds(d); /* old copies still stopping: their units wait for them */
-	for (size_t k = 0; k < d->cfg->nsvcs && r == 0; k++) {
-		struct svc_conf *c = d->cfg->svcs[k];
-		pipes += (size_t)c->instances * (OUT_CAPTURED(c->pol.out[0]) + OUT_CAPTURED(c->pol.out[1]));
-		for (unsigned i = 0; i < c->instances && r == 0; i++)
-			if (!unit_add(d, c, i, false))
-				r = -ENOMEM;
+	/*
+	 * A name the record's ctl add took (the file has it again since, or it
+	 * was removed from the file and added): the added one keeps it, as a
+	 * reload refused the file before (reload.c); the file's only if the
+	 * added one cannot be made again.
+	 */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; k < d->cfg->nsvcs && r == 0; k++) {
+			struct svc_conf *c = d->cfg->svcs[k];
+			bool claimed = state_added_claims(d, c->name);
+			if (pass ? !claimed || unit_of_definition(d, c->name) : claimed)
+				continue;
+			if (pass)
+				dlog("service %s: the definition added with ctl add is not made again: "
+				     "the config file's is", c->name);
+			pipes += (size_t)c->instances *
+				 (OUT_CAPTURED(c->pol.out[0]) + OUT_CAPTURED(c->pol.out[1]));
+			for (unsigned i = 0; i < c->instances && r == 0; i++)
+				if (!unit_add(d, c, i, false))
+					r = -ENOMEM;
+		}
+		if (!pass)
+			state_readd(d); /* what ctl add added, from the record */
 	}
-	state_readd(d); /* what ctl add added, from the record */
 	d->defer_start = false;
 	d->t_units = mono_ns();
 	state_take_over(d); /* before any start: a survivor is never started twice */

@@ -930,14 +930,59 @@ def test_added_services_survive_a_second_hand_over(procs, tmp_path, marker, seco
     assert marker_pids(marker) == []
 
 
-def test_added_definition_that_cannot_be_made_again(procs, tmp_path, marker):
-    """The config now has a service of the added one's name: the record's
-    definition is refused (said), the config's service takes the name, and
-    the added one's process, whose definition is not the config's, is killed
-    rather than left unsupervised."""
-    d = Daemon(procs, tmp_path, added_config(marker))
-    wait_for(lambda: all_running(d, 1), what="w running")
-    assert d.ctl("add", "extra", "--", "sleep", marker).returncode == 0
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+@pytest.mark.parametrize("cgroup", ["no", "auto"])
+def test_an_added_service_keeps_a_name_the_file_has(procs, tmp_path, marker, how, cgroup):
+    """A service of the file removed and added again (ctl remove, ctl add) keeps its name
+    across a re-exec and a crash, as a reload, which refuses the file then, keeps it: the
+    record's definition is made again and its process adopted, where the file's definition
+    was made first, the added one refused ("already exists") and its process killed (a
+    re-exec kept 0 of 1 services); the file's comes back with a remove and a reload."""
+    cfg = config(marker, n=1, cgroup=cgroup) + f"""
+[service:a]
+command = sleep {marker}1
+"""
+    d = Daemon(procs, tmp_path, cfg)
+    wait_for(lambda: all_running(d, 2), what="w and a running")
+    assert d.ctl("remove", "a").returncode == 0
+    r = d.ctl("add", "a", "--", "sleep", marker + "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    pid = wait_for(lambda: all_running(d, 2), what="the added a running")["a"]["pid"]
+    # what a reload does meanwhile: the file is refused, the added service kept
+    r = d.ctl("reload")
+    assert r.returncode != 0 and "was added with `evmon ctl add`: remove it first" in r.stdout + r.stderr
+    wait_recorded(d, [d.status("w")["w"]["pid"], pid])
+    seen = len(d.log())
+    hand_over(d, how)
+    st = wait_for(lambda: all_running(d, 2), what="w and a running again")
+    assert st["a"]["pid"] == pid and st["a"]["adopted"] and st["a"].get("added"), st
+    assert alive(pid) and len(marker_pids(marker + "1")) == 0
+    log = d.log()[seen:]
+    assert "cannot make it again" not in log and "killed" not in log, log
+    assert "service a: the config file has it too: the definition added with ctl add is kept" \
+        in log
+    # a reload refuses the file still; remove it, and the file's comes back
+    assert d.ctl("reload").returncode != 0
+    assert d.ctl("remove", "a").returncode == 0
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "a" in r.stdout, r.stdout + r.stderr
+    st = wait_for(lambda: all_running(d, 2), what="the file's a")
+    assert not st["a"].get("added") and not alive(pid)
+    d.stop()
+    assert marker_pids(marker) == []
+
+
+def test_an_added_definition_that_cannot_be_made_again(procs, tmp_path, marker):
+    """The record's definition of an added service that the new daemon refuses (a key
+    the file gives every service makes it invalid: here a requires of a service the file
+    no longer has) is said, and the file's service of that name is made instead; the added
+    one's process, whose definition is not the file's, is killed, not left unsupervised."""
+    d = Daemon(procs, tmp_path, added_config(marker) + """
+[service:db]
+command = sleep 86400
+""")
+    wait_for(lambda: all_running(d, 2), what="w and db running")
+    assert d.ctl("add", "-s", "requires=db", "extra", "--", "sleep", marker).returncode == 0
     extra = d.status("extra")["extra"]["pid"]
     wait_for(lambda: "\nadded {" in open(d.sock + ".state").read(), what="the record")
     d.crash()
@@ -946,8 +991,11 @@ def test_added_definition_that_cannot_be_made_again(procs, tmp_path, marker):
 command = sleep {marker}1
 """)
     d.start()
-    st = wait_for(lambda: all_running(d, 2), what="w and the config's extra")
+    st = wait_for(lambda: (st := d.status()) and st.get("extra", {}).get("state") == "running"
+                  and st, what="the config's extra")
     assert "service extra: added with ctl add before the crash: cannot make it again" in d.log()
+    assert "service extra: the definition added with ctl add is not made again: the config " \
+        "file's is" in d.log()
     assert not st["extra"].get("added") and st["extra"]["pid"] != extra
     wait_for(lambda: not alive(extra), what="the added one killed")
     assert "killed (its definition changed)" in d.log()
