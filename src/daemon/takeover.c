@@ -614,11 +614,12 @@ void state_take_over(struct daemon *d)
 		     others);
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
-	for (size_t i = 0; d->cg && d->rec && i < d->rec->ngone; i++)
-		if (!unit_find(d, d->rec->gone[i]) && !units_draining(d, d->rec->gone[i]))
-			cgroups_service_gone(d->cg, d->loop, d->rec->gone[i]);
 	else if (!d->cg && d->rec && !d->rec->reexec)
 		end_unrecorded(d);
+	for (size_t i = 0; d->cg && d->rec && i < d->rec->ngone; i++) {
+		if (!unit_find(d, d->rec->gone[i]) && !units_draining(d, d->rec->gone[i]))
+			cgroups_service_gone(d->cg, d->loop, d->rec->gone[i]);
+	}
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */
 		reexec_answer(d, d->rec, kept);
 		d->rec->client_fd = -1;
