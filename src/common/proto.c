@@ -165,12 +165,15 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 	} else if (!strcmp(type, "state")) {
 		const char *st = str(ev, "state"), *old = str(ev, "old_state");
 		bool removed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "removed"));
+		bool replaced = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "replaced"));
 		if (removed && st && old && !strcmp(st, old)) {
-			snprintf(buf, len, "service %s: removed", svc ? svc : "?");
+			snprintf(buf, len, "service %s: %sremoved", svc ? svc : "?",
+				 replaced ? "old copy (replaced) " : "");
 			return;
 		}
 		int n = snprintf(buf, len, "service %s: %s -> %s%s", svc ? svc : "?", old ? old : "?",
-				 st ? st : "?", removed ? " (removed)" : "");
+				 st ? st : "?", replaced ? " (old copy, replaced)"
+						: removed ? " (removed)" : "");
 		if (n < 0 || (size_t)n >= len)
 			return;
 		if (pid > 0)

@@ -86,7 +86,9 @@ static void take_state(struct watched *w, const cJSON *o, bool event)
 		snprintf(w->state, sizeof(w->state), "removed");
 		w->fell = true;
 	}
-	if (event && st && !strcmp(st, "stopped"))
+	/* a restart's stop is no fall: it starts again */
+	if (event && st && !strcmp(st, "stopped") &&
+	    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "restarting")))
 		w->fell = true;
 	/* a dependency kept it from starting */
 	if (st && !strcmp(st, "stopped") && err && !strncmp(err, "not started", 11))
@@ -261,7 +263,8 @@ int ctl_wait(struct ctl *c, char **names, int n, enum wait_for t)
 		} else if (ev && have && (!strcmp(ev, "state") || !strcmp(ev, "health"))) {
 			const char *svc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "service"));
 			struct watched *w = find(v, nv, svc);
-			if (w)
+			/* an old copy's (a reload replaced it): its successor goes on by that name */
+			if (w && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "replaced")))
 				take_state(w, o, true);
 		}
 		cJSON_Delete(o);

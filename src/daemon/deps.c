@@ -746,6 +746,7 @@ int deps_restart(struct daemon *d, struct unit *u)
 	if (!active(u)) /* down or waiting: a start, after what it requires */
 		return deps_start(d, u);
 	cancel_stop(d, u);
+	u->start_after = true; /* its stopping event, told inside, says it starts again */
 	int r = u->svc ? evm_service_restart(u->svc) : -ENOENT;
 	unit_note_start_after(d, u);
 	return r;

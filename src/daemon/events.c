@@ -234,6 +234,14 @@ static void add_error(cJSON *o, enum evm_spawn_stage stage, int error)
 static void service_event(struct daemon *d, const struct evm_event *ev)
 {
 	const char *name = ev->name ? ev->name : "?";
+	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
+	bool ours = u && u->svc == ev->service;
+	/*
+	 * An old copy of a unit still there (a reload changed it, a remove and an add,
+	 * a crash's old copy taken over): its events are not the unit's, which goes on
+	 * (ctl wait follows the unit, not the copy). A unit being removed is not one.
+	 */
+	bool replaced = u && !ours && !u->removed;
 	/* the exit that caused this transition (the library says: exactly one event has it) */
 	if (ev->exit) {
 		cJSON *x = cJSON_CreateObject();
@@ -242,10 +250,10 @@ static void service_event(struct daemon *d, const struct evm_event *ev)
 		cJSON_AddStringToObject(x, "service", name);
 		add_exit(x, ev->exit);
 		add_runtime(x, ev->exit);
+		if (replaced)
+			cJSON_AddTrueToObject(x, "replaced");
 		events_publish(d, name, x);
 	}
-	struct unit *u = ev->name ? unit_find(d, ev->name) : NULL;
-	bool ours = u && u->svc == ev->service;
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "event", "state");
 	events_add_time(o, "time", &ev->time);
@@ -264,6 +272,12 @@ static void service_event(struct daemon *d, const struct evm_event *ev)
 		cJSON_AddStringToObject(o, "message", ev->message);
 	if (ev->removed)
 		cJSON_AddTrueToObject(o, "removed");
+	if (replaced)
+		cJSON_AddTrueToObject(o, "replaced");
+	/* a restart's stop (or a start asked for while it stopped): it starts again after */
+	if (ours && u->start_after &&
+	    (ev->state == EVM_STATE_STOPPING || ev->state == EVM_STATE_STOPPED))
+		cJSON_AddTrueToObject(o, "restarting");
 	const char *health = ours ? health_status_name(health_of(u)) : NULL;
 	if (health)
 		cJSON_AddStringToObject(o, "health", health);

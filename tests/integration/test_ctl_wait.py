@@ -6,7 +6,9 @@ import socket
 import subprocess
 import threading
 
-from conftest import EVMON
+import pytest
+
+from conftest import EVMON, wait_for
 from daemon_util import SLOW, Daemon
 
 CONF = """
@@ -185,4 +187,93 @@ def test_health_is_ready_without_a_health_check(procs, tmp_path):
     assert r.returncode == 1 and r.stdout == "idle: stopped\n", r
     r = d.ctl("health", "nosuch")
     assert r.returncode == 1 and "no such service" in r.stderr, r
+    d.stop()
+
+
+def gated(go, env="V=1"):
+    """r is ready once the file go exists (its exec: check)."""
+    return f"""
+[evmon]
+stop_timeout = 5
+
+[service:r]
+command = HELPER pause
+environment = {env}
+ready = exec:test -e {go}
+ready_interval = 0.05
+ready_timeout = 0
+"""
+
+
+def spawn_wait(procs, d, *args):
+    """A ctl wait, connected (ping's clients: itself and the wait). Its status request
+    follows its subscription's answer at once: a few round trips later it has its starting
+    point, so what the test does next comes after it (the fixed behaviour holds in either
+    order: only the failures before the fix needed this one)."""
+    p = procs.spawn([EVMON, "ctl", "-S", d.sock, "wait", *args, "-t", "120"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: d.request({"cmd": "ping"})["clients"] == 2, what="the wait connected")
+    for _ in range(5):
+        d.request({"cmd": "ping"})
+    return p
+
+
+@pytest.mark.parametrize("target", ["ready", "healthy"])
+def test_a_wait_goes_on_when_a_reload_replaces_the_service(procs, tmp_path, target):
+    """A reload that changes r while a wait for it waits: the old copy's last event, under
+    the same name, said "removed", and the wait gave up ("r is removed: it cannot become
+    ready") while the new copy came up. That copy's events say "replaced": the wait follows
+    the new one."""
+    go = tmp_path / "go"
+    d = Daemon(procs, tmp_path, gated(go))
+    old = d.wait_state("r", "starting")["pid"]
+    p = spawn_wait(procs, d, "r", "--for", target)
+    d.write(gated(go, env="V=2"))
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "changed: r" in r.stdout, r
+    wait_for(lambda: (s := d.status("r")["r"])["state"] == "starting" and s["pid"] != old,
+             what="the new copy starting")
+    go.touch()
+    assert p.wait(timeout=60 * SLOW) == 0, p.stderr.read()
+    d.stop()
+
+
+def test_a_wait_for_ready_goes_on_across_a_restart(procs, tmp_path):
+    """`ctl restart r` by another client while a wait for r's readiness waits: the restart's
+    stop (stopping, stopped, then starting again) ended the wait, "r is stopped", and r came
+    back ready. Those events say "restarting": the wait goes on. A plain stop ends it still."""
+    go = tmp_path / "go"
+    d = Daemon(procs, tmp_path, gated(go))
+    old = d.wait_state("r", "starting")["pid"]
+    p = spawn_wait(procs, d, "r", "--for", "ready")
+    r = d.ctl("-t", "0", "restart", "r")
+    assert r.returncode == 0, r
+    wait_for(lambda: (s := d.status("r")["r"])["state"] == "starting" and s["pid"] != old,
+             what="r started again")
+    go.touch()
+    assert p.wait(timeout=60 * SLOW) == 0, p.stderr.read()
+    go.unlink()
+    assert d.ctl("-t", "0", "restart", "r").returncode == 0
+    p = spawn_wait(procs, d, "r", "--for", "ready")
+    assert d.ctl("stop", "r").returncode == 0
+    assert p.wait(timeout=60 * SLOW) == 1
+    assert "r is stopped: it cannot become ready" in p.stderr.read()
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["remove", "reload"])
+def test_a_wait_ends_when_the_service_is_removed(procs, tmp_path, how):
+    """A real removal (ctl remove, a reload that drops it) still ends a wait: removed."""
+    go = tmp_path / "go"
+    d = Daemon(procs, tmp_path, gated(go) + "[service:other]\ncommand = HELPER pause\n")
+    d.wait_state("r", "starting")
+    p = spawn_wait(procs, d, "r", "--for", "ready")
+    if how == "remove":
+        assert d.ctl("remove", "r").returncode == 0
+    else:
+        d.write("[service:other]\ncommand = HELPER pause\n")
+        r = d.ctl("reload")
+        assert r.returncode == 0 and "removed: r" in r.stdout, r
+    assert p.wait(timeout=60 * SLOW) == 1
+    assert "r is removed: it cannot become ready" in p.stderr.read()
     d.stop()

@@ -98,6 +98,14 @@ static void test_event_lines(void **state)
 	line_of("{\"event\":\"state\",\"service\":\"old\",\"state\":\"stopped\","
 		"\"old_state\":\"stopped\",\"restarts\":0,\"removed\":true}",
 		"service old: removed");
+	/* an old copy a reload replaced: its successor goes on by that name */
+	line_of("{\"event\":\"state\",\"service\":\"r\",\"state\":\"stopped\","
+		"\"old_state\":\"stopping\",\"pid\":5,\"restarts\":0,\"removed\":true,"
+		"\"replaced\":true}",
+		"service r: stopping -> stopped (old copy, replaced), pid 5");
+	line_of("{\"event\":\"state\",\"service\":\"r\",\"state\":\"stopped\","
+		"\"old_state\":\"stopped\",\"restarts\":0,\"removed\":true,\"replaced\":true}",
+		"service r: old copy (replaced) removed");
 	line_of("{\"event\":\"exit\",\"service\":\"web\",\"pid\":42,\"code\":3,\"signal\":null,"
 		"\"runtime_ms\":1500}",
 		"service web: pid 42 exited with code 3 after 1.5s");
