@@ -58,8 +58,9 @@
  * exec and a crash alike (a crash's record is the last one written, at most
  * an iteration old); version 1 lines end after FLAGS.
  * JSON is the "service" object of a `ctl add` (one line), after the
- * service line of its first instance: the config file does not have it,
- * so the next daemon makes those services again from it (version 1, read
+ * service line of its first instance: the config file does not have it
+ * (or has a name it took, which it keeps: takeover.c), so the next daemon
+ * makes those services again from it (version 1, read
  * too, has no such lines).
  *
  * Written atomically (a temporary file renamed over it) at most once per
