@@ -19,6 +19,7 @@
 #include "health.h"
 #include "notifysock.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -129,8 +130,11 @@ void record_free(struct record *r)
 		free(r->svcs[i].name);
 		free(r->svcs[i].olds);
 	}
-	for (size_t i = 0; i < r->nadded; i++)
+	for (size_t i = 0; i < r->nadded; i++) {
 		free(r->added[i]);
+		free(r->added_names[i]);
+	}
+	free(r->added_names);
 	for (size_t i = 0; i < r->nfollowers; i++) {
 		free(r->followers[i].patterns);
 		free(r->followers[i].input);
@@ -186,9 +190,22 @@ static int parse_added(struct record *r, const char *json)
 	if (!a)
 		return -1;
 	r->added = a;
+	char **nm = realloc(r->added_names, (r->nadded + 1) * sizeof(*nm));
+	if (!nm)
+		return -1;
+	r->added_names = nm;
 	/* kept as the definition: with its newline, the next record had an empty line */
 	if (!(a[r->nadded] = strndup(json, strcspn(json, "\n"))))
 		return -1;
+	/* its name, read once: units_load asks for each service of the file (state_added_claims) */
+	cJSON *svc = cJSON_Parse(a[r->nadded]);
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(svc, "name"));
+	nm[r->nadded] = name ? strdup(name) : NULL;
+	cJSON_Delete(svc);
+	if (name && !nm[r->nadded]) {
+		free(a[r->nadded]);
+		return -1;
+	}
 	r->nadded++;
 	return 0;
 }
@@ -327,9 +344,30 @@ static struct timespec ms_to_ts(int64_t ms)
 	return (struct timespec){.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
 }
 
+/* " why=TEXT": %XX back to its byte; a bad escape ends it */
+static void parse_why(struct rec_svc *s, const char *v)
+{
+	size_t n = 0;
+	for (; *v && n + 1 < sizeof(s->why); v++) {
+		unsigned x;
+		if (*v != '%')
+			s->why[n++] = *v;
+		else if (sscanf(v + 1, "%2x", &x) == 1 && isxdigit((unsigned char)v[1]) &&
+			 isxdigit((unsigned char)v[2]) && x >= 0x20 && x != 0x7f) /* as written */
+			s->why[n++] = (char)x, v += 2;
+		else
+			break;
+	}
+	s->why[n] = '\0';
+}
+
 /* since=MS, err=STAGE:ERRNO, exit=PID:STATUS:FLAGS:END_MS:RUN_MS (statewrite.c); others are left */
 static void parse_past(struct rec_svc *s, const char *w)
 {
+	if (!strncmp(w, "why=", 4)) {
+		parse_why(s, w + 4);
+		return;
+	}
 	int64_t ms, end;
 	int stage, err, pid, status;
 	unsigned fl;
@@ -398,9 +436,9 @@ static int parse_line(struct record *r, char *line, bool exec)
 		    parse_flags(intent, 7, &f7) == 0 && f7 >= REC_START)
 			s->flags = f7;
 		/* and its health, after that in every format */
-		char w[128];
+		char w[512];
 		int used;
-		for (const char *p = line + tail; got == 11 && sscanf(p, " %127s%n", w, &used) == 1;
+		for (const char *p = line + tail; got == 11 && sscanf(p, " %511s%n", w, &used) == 1;
 		     p += used) {
 			char st_name[16];
 			unsigned streak;

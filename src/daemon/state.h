@@ -154,6 +154,7 @@ struct rec_svc {
 	/* " since=", " err=", " exit=" (any format): what its status showed of its past */
 	struct evm_service_history past;
 	bool has_past;
+	char why[160];	/* " why=TEXT" (%XX: a space, '%', a control byte): why it is fatal, or "" */
 	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
 	/* " old=PID:START:MS" (any format): a replaced or removed copy of this name still
@@ -182,6 +183,7 @@ struct record {
 	size_t pipe_at;		/* reading: where the last "exec pipe" line's service was */
 	int version;		/* of the format: 1 to STATE_VERSION */
 	char **added;		/* the "added" lines' definitions (JSON) */
+	char **added_names;	/* their "name"s (read once), an entry NULL if none */
 	size_t nadded;
 	/* reexec only */
 	bool reexec;

@@ -48,19 +48,32 @@ static char *put_word(char *p, const char *w)
 /*
  * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]
  * [ health=STATUS:FAILURES][ deadline=MS][ failing][ watchdog=MS]
- * [ since=MS][ err=STAGE:ERRNO][ exit=PID:STATUS:FLAGS:END_MS:RUN_MS]\n"
+ * [ why=TEXT][ since=MS][ err=STAGE:ERRNO][ exit=PID:STATUS:FLAGS:END_MS:RUN_MS]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
 			  const struct evm_service_info *info, uint64_t next, const char *intent,
 			  const struct unit *u, const char *olds)
 {
-	char buf[768], *p = buf + sizeof(buf);
+	char buf[1280], *p = buf + sizeof(buf);
 	*--p = '\n';
 	uint64_t left;
 	if (*olds) /* last: a reader of any format leaves words it does not know */
 		p = put_word(p, olds);
-	/* what status shows of its past: the last exit, the last spawn error, since when */
+	/* what status shows of its past: why it is fatal, the last exit, the last spawn error, since when */
+	if (info->state == EVM_STATE_FATAL && u->fatal_why && *u->fatal_why) {
+		/* one word: a space, '%' and a control byte as %XX (state.c reads it back) */
+		char w[4 + 3 * 159 + 1] = "why=";
+		size_t n = 4;
+		const unsigned char *c = (const unsigned char *)u->fatal_why;
+		for (size_t i = 0; c[i] && i < 159; i++)
+			if (c[i] <= ' ' || c[i] == '%' || c[i] == 0x7f)
+				n += (size_t)snprintf(w + n, sizeof(w) - n, "%%%02X", c[i]);
+			else
+				w[n++] = (char)c[i];
+		w[n] = '\0';
+		p = put_word(p, w);
+	}
 	if (info->has_exit) {
 		const struct evm_exit *x = &info->last_exit;
 		char w[128];

@@ -88,12 +88,8 @@ bool state_added_claims(struct daemon *d, const char *name)
 {
 	bool added = false;
 	size_t len = strlen(name);
-	for (size_t i = 0; d->rec && i < d->rec->nadded && !added; i++) {
-		cJSON *svc = cJSON_Parse(d->rec->added[i]);
-		const char *nm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(svc, "name"));
-		added = nm && !strcmp(nm, name);
-		cJSON_Delete(svc);
-	}
+	for (size_t i = 0; d->rec && i < d->rec->nadded && !added; i++)
+		added = d->rec->added_names[i] && !strcmp(d->rec->added_names[i], name);
 	for (size_t i = 0; added && i < d->rec->n; i++) {
 		const char *s = d->rec->svcs[i].name;
 		if (!strncmp(s, name, len) && (!s[len] || (s[len] == ':' && s[len + 1] &&
@@ -263,6 +259,11 @@ static void resume_one(struct daemon *d, struct unit *u, const struct rec_svc *s
 		dlog("service %s: cannot carry over its restart counters: %s", u->name, strerror(-e));
 	else if (as != EVM_STATE_STOPPED)
 		u->want_start = false;
+	/* why it was given up on, not "carried over" (the resume's word, its event just told) */
+	if (e >= 0 && as == EVM_STATE_FATAL && s->why[0]) {
+		free(u->fatal_why);
+		u->fatal_why = strdup(s->why);
+	}
 }
 
 /*
