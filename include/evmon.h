@@ -1150,10 +1150,7 @@ EVM_API int evm_service_new(struct evm_loop *loop, const struct evm_service_opts
  * and watchdog_ms of opts (the rest is ignored: what it runs, kill_group,
  * on_event and data stay). A timer already running (start grace, ready
  * timeout, watchdog, backoff delay, stop escalation) keeps its
- * deadline; the next one uses the new values. But a service in BACKOFF
- * after an exit whose restart the new policy would not do (restart NEVER,
- * or ON_FAILURE after a success) is not restarted: it is EXITED at once
- * (an event). -EINVAL for bad options.
+ * deadline; the next one uses the new values. -EINVAL for bad options.
  */
 EVM_API int evm_service_set_policy(struct evm_service *svc, const struct evm_service_opts *opts);
 

@@ -438,8 +438,7 @@ int evm_service_set_policy(struct evm_service *s, const struct evm_service_opts 
 	if (!s || s->dead || !o || !policy_valid(o))
 		return -EINVAL;
 	set_policy(s, o);
-	/* a restart the old policy scheduled, which the new one would not */
-	return evm__sv_dispatch(s, EVM__SV_POLICY, NULL);
+	return 0;
 }
 
 struct evm_service *evm_service_find(struct evm_loop *loop, const char *name)

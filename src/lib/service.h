@@ -93,9 +93,6 @@ struct evm_service {
 	struct evm__release rel;
 	bool has_exit;
 	struct evm_exit last_exit;
-	/* BACKOFF after an exit its policy restarts (not a failed spawn, not resumed), and
-	 * whether that exit was a success: a new policy may no longer restart after it */
-	bool backoff_exit, backoff_ok;
 	struct evm_spawn_error last_error;
 	char msg[160];
 	char fail_why[112];	/* FAILING_TOLD: why, as evm_service_fail was told */
@@ -132,7 +129,6 @@ enum evm__sv_event {
 	EVM__SV_RELOAD,	      /* evm_service_reload (arg: sig, timeout) */
 	EVM__SV_RELOADING,    /* evm_service_reloading (arg: timeout) */
 	EVM__SV_RELOAD_TIMEOUT, /* the reload's timeout elapsed before its ready */
-	EVM__SV_POLICY,	      /* evm_service_set_policy: the new policy is in place */
 	EVM__SV_NEVENTS
 };
 
@@ -164,9 +160,6 @@ struct evm__sv_cell {
 	unsigned to;
 	const char *what;
 };
-
-/* svexit.c: BACKOFF's cell of EVM__SV_POLICY */
-EVM_HIDDEN int evm__sv_act_policy_backoff(struct evm_service *s, const struct evm__sv_arg *a);
 
 EVM_HIDDEN extern const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS];
 EVM_HIDDEN extern const char *const evm__sv_event_names[EVM__SV_NEVENTS];

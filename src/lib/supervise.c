@@ -59,7 +59,6 @@
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  *           backoff up      -> STARTING|RUNNING              spawn again
- *           policy          -> EXITED|(stays)                restart cancelled if the new policy would not restart after that exit
  * STOPPING  start           -> (stays)                       start after the exit
  *           stop            -> (stays)                       no start after the exit
  *           restart         -> (stays)                       start after the exit
@@ -611,7 +610,6 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_RELOAD] = "reload",
 	[EVM__SV_RELOADING] = "reloading",
 	[EVM__SV_RELOAD_TIMEOUT] = "reload timeout",
-	[EVM__SV_POLICY] = "policy",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -689,8 +687,6 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_BACKOFF] = {
 		IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING), "cancel the restart; stop what is left"),
 		[EVM__SV_BACKOFF_DONE] = {act_backoff_done, SPAWNS, "spawn again"},
-		[EVM__SV_POLICY] = {evm__sv_act_policy_backoff, TO(EXITED) | EVM__SV_STAYS,
-				    "restart cancelled if the new policy would not restart after that exit"},
 	},
 	[EVM_STATE_STOPPING] = {
 		[EVM__SV_START] = {act_start_after_stop, 0, "start after the exit"},

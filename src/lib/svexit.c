@@ -141,7 +141,6 @@ int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a
 		snprintf(s->msg, sizeof(s->msg), "exited %s (%llu ms)",
 			 s->ready == EVM_READY_DECLARED ? "before it was ready" : "during its start period",
 			 (unsigned long long)(e->runtime_ns / 1000000));
-	s->backoff_ok = ok;
 	if (again)
 		evm__sv_failed_start(s, e, 0);
 	else
@@ -177,24 +176,7 @@ int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 		evm__sv_enter(s, EVM_STATE_FATAL, e, 0, 0);
 		return 0;
 	}
-	s->backoff_ok = ok;
 	evm__sv_schedule_restart(s, e, 0);
-	return 0;
-}
-
-/*
- * BACKOFF, the policy changed (a reload set restart = never, or on-failure
- * after a success): the restart the old policy scheduled is cancelled, and
- * the service is EXITED, as the exit would have left it under the new one.
- */
-int evm__sv_act_policy_backoff(struct evm_service *s, const struct evm__sv_arg *a)
-{
-	(void)a;
-	if (!s->backoff_exit || policy_again(s, s->backoff_ok))
-		return 0;
-	evm_timer_cancel(s->timer);
-	snprintf(s->msg, sizeof(s->msg), "restart cancelled: the new policy does not restart it");
-	evm__sv_enter(s, EVM_STATE_EXITED, NULL, 0, 0);
 	return 0;
 }
 

@@ -54,7 +54,6 @@ static void backoff_fire(struct evm_timer *t, void *data)
 void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit, int error)
 {
 	uint64_t delay = backoff_delay(s);
-	s->backoff_exit = exit != NULL; /* backoff_ok: set by the exit's cell */
 	s->next_start_mono = evm__after_ms(evm__mono_ns(), delay);
 	if (evm__timer_add_spawn(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
 		snprintf(s->msg, sizeof(s->msg), "cannot schedule a restart: out of memory");
@@ -66,7 +65,6 @@ void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit
 
 int evm__sv_backoff_for(struct evm_service *s, uint64_t delay_ms)
 {
-	s->backoff_exit = false; /* resumed: why is not known */
 	s->next_start_mono = evm__after_ms(evm__mono_ns(), delay_ms);
 	if (evm__timer_add_spawn(s->loop, delay_ms, backoff_fire, s, &s->timer) < 0)
 		return -ENOMEM;

@@ -842,38 +842,6 @@ def test_reload_warns_of_start_only_keys_against_what_is_in_effect(procs, tmp_pa
     d.stop()
 
 
-def test_reload_cancels_a_restart_the_new_policy_would_not_do(procs, tmp_path):
-    """A service waiting in backoff to be restarted after an exit, given a policy that would
-    not restart after that exit (restart = never; on-failure after a success), is exited at
-    once: the pending restart still ran once. One the new policy restarts stays in backoff."""
-    def conf(restart, code):
-        return f"""
-[service:j]
-command = sh -c 'echo run >> {tmp_path}/runs-{code}; exit {code}'
-restart = {restart}
-backoff_initial = 1h
-backoff_max = 1h
-start_secs = 0
-"""
-    for code, new, after in ((1, "never", "exited"), (0, "on-failure", "exited"),
-                             (1, "on-failure", "backoff")):
-        name = f"d{code}{new.replace('-', '')}"
-        d = Daemon(procs, tmp_path, conf("always", code), name=name)
-        d.wait_state("j", "backoff")
-        d.write(conf(new, code))
-        r = d.ctl("reload")
-        assert r.returncode == 0 and "updated: j" in r.stdout, r
-        st = d.status("j")["j"]
-        assert st["state"] == after, (code, new, st)
-        if after == "exited":
-            assert "restart cancelled" in d.log(), d.log()[-2000:]
-            assert d.ctl("start", "j").returncode == 0  # a start still starts it
-            wait_for(lambda: (tmp_path / f"runs-{code}").read_text().count("run") == 2,
-                     what="the start's run")
-        d.stop()
-        (tmp_path / f"runs-{code}").unlink()
-
-
 def test_reload_starts_again_a_changed_service_a_user_started(procs, tmp_path):
     """autostart = false, started by `ctl start`, then its command changed by a reload:
     stopped and started again with the new command, as every changed service that runs

@@ -286,34 +286,6 @@ static void test_set_policy_in_place(void **state)
 	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 2);
 }
 
-static void backoff_1h(struct evm_service_opts *o)
-{
-	o->set |= EVM_SVC_BACKOFF_INITIAL | EVM_SVC_BACKOFF_MAX;
-	o->backoff_initial_ms = o->backoff_max_ms = 3600000;
-}
-
-/* a restart waiting in BACKOFF that the new policy would not do is cancelled: EXITED */
-static void test_set_policy_cancels_a_waiting_restart(void **state)
-{
-	struct evm_loop *loop = T_LOOP(state);
-	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT0, backoff_1h);
-	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, EXIT3, backoff_1h);
-	evm_service_start(a);
-	evm_service_start(b);
-	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
-	run_until_state(loop, b, EVM_STATE_BACKOFF, 5000);
-	/* on-failure: a success is not restarted, a failure still is */
-	struct evm_service_opts o = {.restart = EVM_RESTART_ON_FAILURE};
-	backoff_1h(&o);
-	assert_int_equal(evm_service_set_policy(a, &o), 0);
-	assert_int_equal(evm_service_set_policy(b, &o), 0);
-	assert_int_equal(evm_service_state(a), EVM_STATE_EXITED);
-	assert_int_equal(evm_service_state(b), EVM_STATE_BACKOFF);
-	o.restart = EVM_RESTART_NEVER;
-	assert_int_equal(evm_service_set_policy(b, &o), 0);
-	assert_int_equal(evm_service_state(b), EVM_STATE_EXITED);
-}
-
 /* before_spawn fails the first attempt (with its reason), then lets the next one run */
 static int calls;
 static int fail_once(struct evm_service *svc, struct evm_spawn_opts *o, char *msg, size_t len,
@@ -2138,7 +2110,6 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_set_policy_cancels_a_waiting_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_before_spawn_can_fail_an_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_carries_counters_and_backoff, setup, teardown),
