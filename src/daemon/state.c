@@ -353,7 +353,7 @@ static void parse_why(struct rec_svc *s, const char *v)
 		if (*v != '%')
 			s->why[n++] = *v;
 		else if (sscanf(v + 1, "%2x", &x) == 1 && isxdigit((unsigned char)v[1]) &&
-			 isxdigit((unsigned char)v[2]) && x >= 0x20 && x != 0x7f) /* as written */
+			 isxdigit((unsigned char)v[2]) && x) /* any byte statewrite.c escaped */
 			s->why[n++] = (char)x, v += 2;
 		else
 			break;

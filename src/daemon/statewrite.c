@@ -62,11 +62,15 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 		p = put_word(p, olds);
 	/* what status shows of its past: why it is fatal, the last exit, the last spawn error, since when */
 	if (info->state == EVM_STATE_FATAL && u->fatal_why && *u->fatal_why) {
-		/* one word: a space, '%' and a control byte as %XX (state.c reads it back) */
-		char w[4 + 3 * 159 + 1] = "why=";
+		/*
+		 * One word: a space, '%' and a control byte as %XX (state.c reads it
+		 * back); 127 bytes at most, the longest word an older reader takes
+		 * whole (it would read the rest as words of their own).
+		 */
+		char w[128] = "why=";
 		size_t n = 4;
 		const unsigned char *c = (const unsigned char *)u->fatal_why;
-		for (size_t i = 0; c[i] && i < 159; i++)
+		for (size_t i = 0; c[i] && n + 3 < sizeof(w); i++)
 			if (c[i] <= ' ' || c[i] == '%' || c[i] == 0x7f)
 				n += (size_t)snprintf(w + n, sizeof(w) - n, "%%%02X", c[i]);
 			else

@@ -43,6 +43,18 @@ struct unit *unit_of_definition(struct daemon *d, const char *name)
 	return u && !strcmp(u->conf->name, name) ? u : NULL;
 }
 
+/*
+ * A unit of definition name exists, whichever instances: the record may
+ * have kept w:1 and w:2 of an added w, not w:0 (unit_of_definition's).
+ */
+static bool definition_made(struct daemon *d, const char *name)
+{
+	for (struct unit *u = d->first; u; u = u->next)
+		if (!strcmp(u->conf->name, name))
+			return true;
+	return false;
+}
+
 void unit_instance_name(const struct svc_conf *c, unsigned i, char *buf, size_t len)
 {
 	if (c->instances > 1)
@@ -452,7 +464,7 @@ int units_load(struct daemon *d)
 		for (size_t k = 0; k < d->cfg->nsvcs && r == 0; k++) {
 			struct svc_conf *c = d->cfg->svcs[k];
 			bool claimed = state_added_claims(d, c->name);
-			if (pass ? !claimed || unit_of_definition(d, c->name) : claimed)
+			if (pass ? !claimed || definition_made(d, c->name) : claimed)
 				continue;
 			if (pass)
 				dlog("service %s: the definition added with ctl add is not made again: "

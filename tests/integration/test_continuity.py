@@ -972,6 +972,35 @@ command = sleep {marker}1
     assert marker_pids(marker) == []
 
 
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_an_added_definition_keeps_its_name_without_its_first_instance(procs, tmp_path,
+                                                                       marker, how):
+    """The same with instances, the first one removed: the record names a:1 and a:2 only.
+    The file's a was made beside them (its check looked for a and a:0 only): two
+    definitions of one name."""
+    cfg = config(marker, n=1) + f"""
+[service:a]
+command = sleep {marker}1
+"""
+    d = Daemon(procs, tmp_path, cfg)
+    wait_for(lambda: all_running(d, 2), what="w and a running")
+    assert d.ctl("remove", "a").returncode == 0
+    r = d.ctl("add", "-n", "3", "a", "--", "sleep", marker + "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: all_running(d, 4), what="a:0..2 running")
+    assert d.ctl("remove", "a:0").returncode == 0
+    st = wait_for(lambda: all_running(d, 3), what="w, a:1, a:2")
+    pids = [st["a:1"]["pid"], st["a:2"]["pid"]]
+    wait_recorded(d, [st["w"]["pid"]] + pids)
+    hand_over(d, how)
+    st = wait_for(lambda: all_running(d, 3), what="w, a:1, a:2 again")
+    assert set(st) == {"w", "a:1", "a:2"}, st
+    assert [st["a:1"]["pid"], st["a:2"]["pid"]] == pids, st
+    assert marker_pids(marker + "1") == [], "the file's a was made"
+    d.stop()
+    assert marker_pids(marker) == []
+
+
 def test_an_added_definition_that_cannot_be_made_again(procs, tmp_path, marker):
     """The record's definition of an added service that the new daemon refuses (a key
     the file gives every service makes it invalid: here a requires of a service the file
