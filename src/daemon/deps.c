@@ -804,7 +804,8 @@ void deps_retry_starts(struct daemon *d)
 {
 	ensure_graph(d);
 	unsigned gen = d->deps_gen;
-	for (struct unit *u = d->first; u && gen == d->deps_gen; u = u->next)
+	/* a rebuilt graph may have freed u: its next is read only while gen holds */
+	for (struct unit *u = d->first; u; u = gen == d->deps_gen ? u->next : NULL)
 		if (u->pending)
 			try_start(d, u);
 }
@@ -1102,7 +1103,7 @@ void deps_retry_stops(struct daemon *d)
 {
 	ensure_graph(d);
 	unsigned gen = d->deps_gen;
-	for (struct unit *u = d->first; u && gen == d->deps_gen; u = u->next)
+	for (struct unit *u = d->first; u; u = gen == d->deps_gen ? u->next : NULL)
 		if (u->want_stop)
 			try_stop(d, u); /* one queued for its turn stays queued */
 }
