@@ -433,21 +433,13 @@ void cgroups_service_gone(struct cgroups *g, struct evm_loop *loop, const char *
 		gone_free(e, false);
 }
 
-const char *cgroups_next_gone(const struct cgroups *g, const char *prev, char *buf, size_t len)
+void cgroups_each_gone(const struct cgroups *g, void (*fn)(const char *unit, void *data),
+		       void *data)
 {
-	const struct gone *e = g ? g->gone : NULL;
-	if (prev) /* prev is buf: the unit of the entry returned last */
-		while (e) {
-			char was[300];
-			const char *u = unit_of(e->name, was, sizeof(was));
-			e = e->next;
-			if (u && !strcmp(u, prev))
-				break;
-		}
-	for (; e; e = e->next)
-		if (unit_of(e->name, buf, len))
-			return buf;
-	return NULL;
+	char unit[300];
+	for (const struct gone *e = g ? g->gone : NULL; e; e = e->next)
+		if (unit_of(e->name, unit, sizeof(unit)))
+			fn(unit, data);
 }
 
 void cgroups_close(struct cgroups *g)

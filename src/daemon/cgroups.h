@@ -73,10 +73,11 @@ int cgroups_service(struct cgroups *g, const char *unit, struct evm_cgroup **out
  */
 void cgroups_service_gone(struct cgroups *g, struct evm_loop *loop, const char *unit);
 /*
- * The units whose cgroups cgroups_service_gone still tries to remove, one
- * at a time: prev NULL for the first; NULL after the last. Into buf (len).
+ * fn(unit, data) for each unit whose cgroup cgroups_service_gone still
+ * tries to remove (unit is valid during the call only). NULL g: none.
  */
-const char *cgroups_next_gone(const struct cgroups *g, const char *prev, char *buf, size_t len);
+void cgroups_each_gone(const struct cgroups *g, void (*fn)(const char *unit, void *data),
+		       void *data);
 
 /*
  * Back to the daemon's own cgroup; kill what is left; remove the tree. NULL

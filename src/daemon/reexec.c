@@ -495,6 +495,11 @@ static void write_follower(const struct control_handover *h, void *data)
  * ("exec client-id JSON") and its events subscription ("exec client-sub
  * [PATTERN, ...]"). Format 2's image answers it and closes it.
  */
+static void write_gone(const char *unit, void *data)
+{
+	fprintf(data, "exec gone %s\n", unit);
+}
+
 static void write_client(FILE *f, struct client *cl, struct keep *k, int format)
 {
 	struct control_handover h;
@@ -557,9 +562,8 @@ static void write_state(struct daemon *d, FILE *f, struct client *cl, struct kee
 	if (d->cg)
 		fprintf(f, "exec cghome %s\n", cgroups_home(d->cg));
 	/* kill_mode = process leftovers of removed services: still theirs, not strays */
-	char gone[300];
-	for (const char *g = NULL; v >= 10 && (g = cgroups_next_gone(d->cg, g, gone, sizeof(gone)));)
-		fprintf(f, "exec gone %s\n", g);
+	if (v >= 10)
+		cgroups_each_gone(d->cg, write_gone, f);
 	unsigned closing = control_followers(d->ctl, cl, write_follower, &(struct followers){f, k, v});
 	if (closing)
 		dlog("re-exec: %u connection%s with a stream or a reply under way (ctl logs -f, "

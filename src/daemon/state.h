@@ -173,6 +173,13 @@ struct rec_svc {
 	struct hnode node; /* in record.idx, by name */
 };
 
+/* A name the record lists (an added definition's, a removed service's), in a set */
+struct rec_name {
+	struct hnode node;
+	bool claimed; /* an added definition's: a service line is one of its instances */
+	char name[];
+};
+
 struct record {
 	pid_t daemon;		/* who wrote it */
 	char notify[110];	/* its notify socket's name (a path or "@..."), or "" */
@@ -183,7 +190,8 @@ struct record {
 	size_t pipe_at;		/* reading: where the last "exec pipe" line's service was */
 	int version;		/* of the format: 1 to STATE_VERSION */
 	char **added;		/* the "added" lines' definitions (JSON) */
-	char **added_names;	/* their "name"s (read once), an entry NULL if none */
+	struct rec_name **added_names; /* their "name"s (read once), an entry NULL if none */
+	struct hashmap added_idx; /* those names */
 	size_t nadded;
 	/* reexec only */
 	bool reexec;
@@ -196,8 +204,9 @@ struct record {
 	char *cg_home;		/* the cgroup the daemon was started in, or NULL */
 	int cgw_fd;		/* the inotify fd of the cgroup watches (format 4), or -1 */
 	int notify_fd;		/* the notify socket (format 8), or -1 */
-	char **gone;		/* removed services' cgroups left to empty (format 10) */
+	struct rec_name **gone;	/* removed services' cgroups left to empty (format 10) */
 	size_t ngone;
+	struct hashmap gone_idx; /* those names */
 	/* CLOCK_MONOTONIC ns: the request, the old loop's last turn, the memfd written */
 	uint64_t t_req, t_stop, t_write;
 	struct rec_follower {

@@ -86,18 +86,8 @@ static void readd_one(struct daemon *d, const char *def)
  */
 bool state_added_claims(struct daemon *d, const char *name)
 {
-	bool added = false;
-	size_t len = strlen(name);
-	for (size_t i = 0; d->rec && i < d->rec->nadded && !added; i++)
-		added = d->rec->added_names[i] && !strcmp(d->rec->added_names[i], name);
-	for (size_t i = 0; added && i < d->rec->n; i++) {
-		const char *s = d->rec->svcs[i].name;
-		if (!strncmp(s, name, len) && (!s[len] || (s[len] == ':' && s[len + 1] &&
-							   strspn(s + len + 1, "0123456789") ==
-								   strlen(s + len + 1))))
-			return true;
-	}
-	return false;
+	struct hnode *n = d->rec ? hmap_get(&d->rec->added_idx, name) : NULL;
+	return n && HMAP_ENTRY(n, struct rec_name, node)->claimed;
 }
 
 void state_readd(struct daemon *d)
@@ -558,10 +548,7 @@ static size_t end_unrecorded(struct daemon *d)
 /* unit is a removed service's whose cgroup the previous image waited to empty */
 static bool was_gone(const struct daemon *d, const char *unit)
 {
-	for (size_t i = 0; d->rec && i < d->rec->ngone; i++)
-		if (!strcmp(d->rec->gone[i], unit))
-			return true;
-	return false;
+	return d->rec && hmap_get(&d->rec->gone_idx, unit);
 }
 
 /*
@@ -618,8 +605,9 @@ void state_take_over(struct daemon *d)
 	else if (!d->cg && d->rec && !d->rec->reexec)
 		end_unrecorded(d);
 	for (size_t i = 0; d->cg && d->rec && i < d->rec->ngone; i++) {
-		if (!unit_find(d, d->rec->gone[i]) && !units_draining(d, d->rec->gone[i]))
-			cgroups_service_gone(d->cg, d->loop, d->rec->gone[i]);
+		const char *gone = d->rec->gone[i]->name;
+		if (!unit_find(d, gone) && !units_draining(d, gone))
+			cgroups_service_gone(d->cg, d->loop, gone);
 	}
 	if (d->rec && d->rec->client_fd >= 0) { /* who asked for the reexec */
 		reexec_answer(d, d->rec, kept);
