@@ -171,9 +171,12 @@ void proto_event_line(const cJSON *ev, char *buf, size_t len)
 				 replaced ? "old copy (replaced) " : "");
 			return;
 		}
+		bool restarting = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "restarting"));
 		int n = snprintf(buf, len, "service %s: %s -> %s%s", svc ? svc : "?", old ? old : "?",
 				 st ? st : "?", replaced ? " (old copy, replaced)"
-						: removed ? " (removed)" : "");
+						: removed    ? " (removed)"
+						: restarting ? " (restarting)"
+							     : "");
 		if (n < 0 || (size_t)n >= len)
 			return;
 		if (pid > 0)

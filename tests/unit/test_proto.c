@@ -106,6 +106,10 @@ static void test_event_lines(void **state)
 	line_of("{\"event\":\"state\",\"service\":\"r\",\"state\":\"stopped\","
 		"\"old_state\":\"stopped\",\"restarts\":0,\"removed\":true,\"replaced\":true}",
 		"service r: old copy (replaced) removed");
+	/* a restart's stop: the service comes back */
+	line_of("{\"event\":\"state\",\"service\":\"w\",\"state\":\"stopping\","
+		"\"old_state\":\"running\",\"pid\":5,\"restarts\":0,\"restarting\":true}",
+		"service w: running -> stopping (restarting), pid 5");
 	line_of("{\"event\":\"exit\",\"service\":\"web\",\"pid\":42,\"code\":3,\"signal\":null,"
 		"\"runtime_ms\":1500}",
 		"service web: pid 42 exited with code 3 after 1.5s");
