@@ -213,8 +213,14 @@ void daemon_request_shutdown(struct daemon *d, const char *why)
 	d->stopping = true;
 	/* those up: the essential service that ended, or one a user stopped, is not one */
 	size_t n = state_shutdown_begins(d);
-	dlog("%s: stopping %zu service%s", why, n, n == 1 ? "" : "s");
-	notify_send("STOPPING=1\nSTATUS=%s: stopping %zu service%s", why, n, n == 1 ? "" : "s");
+	if (!n) {
+		dlog("%s: no service is up: exiting", why);
+		notify_send("STOPPING=1\nSTATUS=%s: exiting", why);
+	} else {
+		dlog("%s: stopping %zu service%s", why, n, n == 1 ? "" : "s");
+		notify_send("STOPPING=1\nSTATUS=%s: stopping %zu service%s", why, n,
+			    n == 1 ? "" : "s");
+	}
 	evm_loop_stop(d->loop);
 }
 

@@ -286,7 +286,8 @@ void state_changed(struct daemon *d);
  * The shutdown begins: what is not down now (stopped by a user, exited,
  * failed for good) is the shutdown's to stop, and a daemon started after a
  * crash during it starts it again as any start of the daemon does.
- * Returns how many services that is.
+ * Returns how many of those are up (not stopped: never started yet, or
+ * waiting for their turn), which the shutdown's log line counts.
  */
 size_t state_shutdown_begins(struct daemon *d);
 

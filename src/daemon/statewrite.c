@@ -202,7 +202,7 @@ size_t state_shutdown_begins(struct daemon *d)
 		if (u->svc)
 			evm_service_info(u->svc, &info);
 		u->shutdown_stops = u->svc && !info_down(&info);
-		n += u->shutdown_stops;
+		n += u->shutdown_stops && info.state != EVM_STATE_STOPPED;
 	}
 	return n;
 }

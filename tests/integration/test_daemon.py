@@ -1436,6 +1436,20 @@ autostart = false
 # ------------------------------------------------------------------ shutdown
 
 
+def test_shutdown_with_nothing_up_says_so(procs, tmp_path):
+    """A shutdown with no service up says so, not "stopping 0 services"."""
+    d = Daemon(procs, tmp_path, """
+[service:idle]
+command = HELPER pause
+autostart = false
+""")
+    d.wait_state("idle", "stopped")
+    d.stop()
+    log = d.log()
+    assert re.search(r"received SIGTERM from pid \d+: no service is up: exiting", log), log
+    assert "stopping 0 services" not in log, log
+
+
 def test_shutdown_stops_everything(procs, tmp_path):
     ignoring = tmp_path / "ignoring"
     d = Daemon(procs, tmp_path, f"""

@@ -76,7 +76,7 @@ def test_essential_crash_loop_of_exits_0_is_not_a_success(procs, tmp_path):
         essential = true
         """)
     assert ended(d) == 1, d.log()
-    assert "essential service quick exited with code 0 (fatal), a failure: exit status 1: stopping" in d.log()
+    assert "essential service quick exited with code 0 (fatal), a failure: exit status 1: no service is up: exiting" in d.log()
 
 
 def test_essential_stopped_for_unhealthy_ends_the_daemon(procs, tmp_path):
