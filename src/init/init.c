@@ -216,7 +216,13 @@ static int apply(struct init *in, int c, const char *arg, bool *single, bool *gr
 		in->warn_reap = true;
 		break;
 	case 't':
-		if (cli_parse_duration(arg, &in->grace_ms) < 0) {
+		code = cli_parse_duration(arg, &in->grace_ms);
+		if (code == -ERANGE) {
+			init_log(in, V_FATAL, "-t %s: too long a duration (at most %llu s)", arg,
+				 (unsigned long long)(DURATION_MAX_MS / 1000));
+			return 1;
+		}
+		if (code < 0) {
 			init_log(in, V_FATAL, "-t %s: expected a duration (2, 2.5s, 500ms, 1m)", arg);
 			return 1;
 		}

@@ -1192,6 +1192,10 @@ def test_grace_durations(run):
     for spec in ["", ".", "-1", "1e3", "2 s", "5d", "1x"]:
         r = run([EVMON, "init", "-t", spec, "--", "true"], "sub")
         assert r.wait() == 1 and "expected a duration" in r.err.text, (spec, r.err.text)
+    for spec in ["10000000001", "100000000000000ms", "99999999999999999999h"]:
+        r = run([EVMON, "init", "-t", spec, "--", "true"], "sub")
+        assert r.wait() == 1 and "too long a duration (at most 10000000000 s)" in r.err.text, \
+            (spec, r.err.text)
 
 
 @pytest.mark.skipif(IMPL != "evmon", reason="evmon's binary name")
