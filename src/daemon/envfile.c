@@ -172,6 +172,13 @@ static const char *not_pair(const char *k, size_t klen, const char *end)
 }
 
 /* One KEY=VALUE into out as "KEY=VALUE"; 1, or 0 for a blank or comment line. */
+/* The kernel's MAX_ARG_STRLEN: 32 pages, a variable's NUL counted */
+static size_t max_var(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	return 32 * (size_t)(page > 0 ? page : 4096);
+}
+
 static int entry(struct parse *ps, char *out)
 {
 	const char *p = ps->p;
@@ -184,6 +191,7 @@ static int entry(struct parse *ps, char *out)
 		return 0;
 	}
 	const char *k = p;
+	int first = ps->line; /* a value may go on over lines */
 	while (p < ps->end && (isalnum((unsigned char)*p) || *p == '_'))
 		p++;
 	size_t klen = (size_t)(p - k);
@@ -199,6 +207,11 @@ static int entry(struct parse *ps, char *out)
 	if (r < 0)
 		return r;
 	out[klen + 1 + vlen] = '\0';
+	/* execve would fail the start with E2BIG (MAX_ARG_STRLEN): said now, where it is */
+	size_t max = max_var();
+	if (klen + 1 + vlen + 1 > max)
+		return fail(ps, first, "a variable longer than the %zu bytes the kernel passes one "
+			    "(KEY=VALUE): the service could not start", max - 1);
 	return 1;
 }
 

@@ -21,7 +21,7 @@
  * "KEY=VALUE" (one free()); or -errno with the reason in err: the file
  * cannot be read (-ENOENT: missing), is larger than ENVFILE_MAX_BYTES, a
  * root daemon's file someone else may change (-EPERM), or a mistake
- * (-EINVAL, "line N: ...").
+ * (-EINVAL, "line N: ...", among them a variable longer than execve passes).
  */
 int envfile_read(const char *path, char ***out, char *err, size_t errlen);
 

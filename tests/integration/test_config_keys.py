@@ -104,3 +104,24 @@ def test_line_lengths_as_documented(procs, tmp_path):
     cfg.write_text("[service:s]\ncommand = true\nenv_file = long.env\n")
     r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", sock], timeout=20)
     assert r.returncode == 0 and r.stderr == "", r.stderr[:300]
+    # the kernel passes a variable of 32 pages at most (its NUL counted): a longer one
+    # failed the service's start with E2BIG ("Argument list too long"), --check said nothing
+    most = 32 * os.sysconf("SC_PAGESIZE") - 1
+    for n, ok in ((most, True), (most + 1, False)):
+        # the value goes on over a second line: the mistake names the line it starts on
+        (tmp_path / "long.env").write_text("# big\nA=" + "x" * 10 + "\\\n" +
+                                           "x" * (n - 12) + "\n")
+        r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", sock], timeout=20)
+        assert (r.returncode == 0) == ok, (n, r.stderr[:300])
+        if not ok:
+            assert r.stderr.startswith(
+                f"evmon daemon: {cfg}:3: env_file: {tmp_path}/long.env: line 2: a variable "
+                f"longer than the {most} bytes the kernel passes one (KEY=VALUE): the service "
+                "could not start\n"), r.stderr[:300]
+    # and the longest one does reach the service
+    (tmp_path / "long.env").write_text("A=" + "x" * (most - 2) + "\n")
+    d = Daemon(procs, tmp_path, f"[service:s]\ncommand = sh -c 'echo ${{#A}} > {tmp_path}/len'\n"
+               "env_file = long.env\nrestart = never\nstart_secs = 0\n")
+    d.wait_state("s", "exited")
+    assert (tmp_path / "len").read_text() == f"{most - 2}\n"
+    d.stop()
