@@ -221,9 +221,20 @@ static int timeout_ms(const struct ctl *c, bool waits)
 	return waits ? (int)(c->timeout * 1000) + 30000 : 60000;
 }
 
+/* A reply's "warnings" (an add's definition): said whether the services started or not */
+static void print_warnings(const cJSON *resp)
+{
+	const cJSON *w;
+	cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(resp, "warnings"))
+		if (cJSON_IsString(w))
+			fprintf(stderr, "evmon ctl: warning: %s\n", w->valuestring);
+}
+
 static int finish(struct ctl *c, cJSON *resp, const char *raw, show_fn show)
 {
 	int rc = 0;
+	if (!c->json && show != show_reload) /* a reload's: said after what it changed */
+		print_warnings(resp);
 	if (c->json) {
 		safe_put_json(raw);
 		rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")) ? 0 : EXIT_FAILED;

@@ -169,7 +169,8 @@ int config_load(const char *path, struct config **out, struct errlist *errs)
 }
 
 struct svc_conf *config_service(const struct config *cfg, const char *name, const struct conf_kv *kv,
-				size_t nkv, const char *where, struct errlist *errs)
+				size_t nkv, const char *where, struct errlist *errs,
+				struct errlist *notes)
 {
 	size_t total0 = errlist_total(errs);
 	if (!config_valid_name(name)) {
@@ -192,8 +193,8 @@ struct svc_conf *config_service(const struct config *cfg, const char *name, cons
 	}
 	for (size_t i = 0; i < nkv; i++)
 		pairs[i] = (struct conf_pair){.key = kv[i].key, .value = kv[i].value};
-	struct conf_ctx c = {.file = where, .base = cfg ? cfg->dir : NULL, .errs = errs, .svc = s,
-			     .pol = &s->pol};
+	struct conf_ctx c = {.file = where, .base = cfg ? cfg->dir : NULL, .errs = errs,
+			     .notes = notes, .svc = s, .pol = &s->pol};
 	conf_apply(&c, pairs, nkv);
 	free(pairs);
 	conf_check_service(&c, s, cfg ? cfg->log_dir : NULL, 0);

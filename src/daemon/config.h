@@ -186,10 +186,13 @@ void config_free(struct config *cfg);
 /*
  * Build one service definition from key/value pairs, with cfg's defaults,
  * log_dir and base directory (cfg may be NULL). "where" names the source
- * in messages. Returns NULL with the mistakes in errs.
+ * in messages. Returns NULL with the mistakes in errs; warnings (a
+ * check's program missing, a variable the daemon sets) go to notes, or are
+ * not said if notes is NULL.
  */
 struct svc_conf *config_service(const struct config *cfg, const char *name, const struct conf_kv *kv,
-				size_t nkv, const char *where, struct errlist *errs);
+				size_t nkv, const char *where, struct errlist *errs,
+				struct errlist *notes);
 
 /* True when two definitions are the same (but for the log_* keys, which apply live). */
 bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b);

@@ -366,8 +366,9 @@ void requests_handle(struct client *cl, const cJSON *req, void *data);
  * The definition of an add request's "service" object (svc, named name),
  * checked as a config section would be, plus what only the running daemon
  * knows (its dependencies, names in use); NULL with the reasons in errs.
+ * Warnings go to notes (NULL: not said).
  */
 struct svc_conf *requests_add_conf(struct daemon *d, const cJSON *svc, const char *name,
-				   struct errlist *errs);
+				   struct errlist *errs, struct errlist *notes);
 
 #endif

@@ -132,7 +132,7 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 			add_error(errors, u->name, r, NULL);
 	}
 	d->asking = false;
-	waits_reply(d, cl, req, stop ? W_STOP : W_START, sel.u, sel.n, snap, errors);
+	waits_reply(d, cl, req, stop ? W_STOP : W_START, sel.u, sel.n, snap, errors, NULL);
 	free(snap);
 	free(sel.u);
 }
@@ -173,7 +173,7 @@ static void cmd_reload_services(struct daemon *d, struct client *cl, const cJSON
 		else
 			sel.u[n++] = u;
 	}
-	waits_reply(d, cl, req, W_RELOAD, sel.u, n, snap, errors);
+	waits_reply(d, cl, req, W_RELOAD, sel.u, n, snap, errors, NULL);
 	free(snap);
 	free(sel.u);
 }
@@ -277,7 +277,7 @@ static char *value_text(const cJSON *v)
 
 /* daemon.h; also the state record's definitions of added services (state.c) */
 struct svc_conf *requests_add_conf(struct daemon *d, const cJSON *svc, const char *name,
-				   struct errlist *errs)
+				   struct errlist *errs, struct errlist *notes)
 {
 	size_t n = (size_t)cJSON_GetArraySize(svc), k = 0;
 	struct conf_kv *kv = calloc(n ? n : 1, sizeof(*kv));
@@ -299,7 +299,7 @@ struct svc_conf *requests_add_conf(struct daemon *d, const cJSON *svc, const cha
 	if (!kv || !texts)
 		errlist_add(errs, "add", 0, "out of memory");
 	else if (!errs->n)
-		c = config_service(d->cfg, name, kv, k, "add", errs);
+		c = config_service(d->cfg, name, kv, k, "add", errs, notes);
 	for (size_t i = 0; i < k; i++)
 		free(texts[i]);
 	free(texts);
@@ -362,8 +362,8 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 				    config_reserved_name(nm->valuestring));
 		return;
 	}
-	struct errlist errs = {0};
-	struct svc_conf *c = requests_add_conf(d, svc, nm->valuestring, &errs);
+	struct errlist errs = {0}, notes = {0};
+	struct svc_conf *c = requests_add_conf(d, svc, nm->valuestring, &errs, &notes);
 	if (c && !(c->added_def = cJSON_PrintUnformatted(svc))) {
 		svc_conf_unref(c);
 		c = NULL;
@@ -372,8 +372,18 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 	if (!c) {
 		reply_add_errors(cl, &errs);
 		errlist_free(&errs);
+		errlist_free(&notes);
 		return;
 	}
+	/* as a reload says them: in the log and in the answer */
+	cJSON *warnings = cJSON_CreateArray();
+	for (size_t i = 0; i < notes.n; i++) {
+		const char *m = notes.msgs[i];
+		m += strncmp(m, "add: ", 5) ? 0 : 5;
+		dlog("add: warning: %s", m);
+		cJSON_AddItemToArray(warnings, cJSON_CreateString(m));
+	}
+	errlist_free(&notes);
 	struct unit **units = calloc(c->instances, sizeof(*units));
 	struct wait_entry *snap = calloc(c->instances, sizeof(*snap));
 	size_t nu = 0;
@@ -392,7 +402,7 @@ static void cmd_add(struct daemon *d, struct client *cl, const cJSON *req)
 		state_changed(d);
 	/* zero counters: the creation itself counts as the start to wait for */
 	waits_reply(d, cl, req, c->pol.autostart ? W_START : W_STOP, units, nu, snap,
-		      cJSON_CreateArray());
+		    cJSON_CreateArray(), warnings);
 	free(units);
 	free(snap);
 	svc_conf_unref(c);

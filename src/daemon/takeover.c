@@ -51,7 +51,7 @@ static void readd_one(struct daemon *d, const char *def)
 	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(svc, "name");
 	struct svc_conf *c = NULL;
 	if (cJSON_IsObject(svc) && cJSON_IsString(nm))
-		c = requests_add_conf(d, svc, nm->valuestring, &errs);
+		c = requests_add_conf(d, svc, nm->valuestring, &errs, NULL);
 	else
 		errlist_add(&errs, "add", 0, "not a definition");
 	if (c && !(c->added_def = strdup(def)))

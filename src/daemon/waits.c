@@ -27,6 +27,7 @@ struct waiter {
 	struct wait_entry *e;
 	size_t n, pos;
 	cJSON *errors; /* per-service failures of the request itself */
+	cJSON *warnings; /* the request's, or NULL */
 	struct evm_timer *timer;
 	bool timed_out;
 	struct waiter *next;
@@ -105,6 +106,7 @@ static void waiter_gone(void *data)
 {
 	struct waiter *w = data;
 	cJSON_Delete(w->errors);
+	cJSON_Delete(w->warnings);
 	waiter_free(w);
 }
 
@@ -114,6 +116,15 @@ static void add_failed(char *failed, size_t size, const char *name, const char *
 {
 	size_t l = strlen(failed);
 	snprintf(failed + l, size - l, "%s%s (%s%s)", l ? ", " : "", name, state, why);
+}
+
+/* The request's warnings (taken) into reply r, if there are any */
+static void add_warnings(cJSON *r, cJSON *warnings)
+{
+	if (cJSON_GetArraySize(warnings))
+		cJSON_AddItemToObject(r, "warnings", warnings);
+	else
+		cJSON_Delete(warnings);
 }
 
 static void waiter_finish(struct waiter *w)
@@ -174,6 +185,7 @@ static void waiter_finish(struct waiter *w)
 	} else {
 		cJSON_AddTrueToObject(r, "ok");
 	}
+	add_warnings(r, w->warnings);
 	control_reply(w->cl, r);
 	cJSON_Delete(r);
 	waiter_free(w);
@@ -247,7 +259,8 @@ int waits_check(struct client *cl, const cJSON *req)
 }
 
 void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wait_kind kind,
-		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors)
+		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors,
+		 cJSON *warnings)
 {
 	const cJSON *wait = cJSON_GetObjectItemCaseSensitive(req, "wait");
 	if (!cJSON_IsTrue(wait)) {
@@ -265,6 +278,7 @@ void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wai
 		}
 		if (!cJSON_GetObjectItemCaseSensitive(r, "ok"))
 			cJSON_AddTrueToObject(r, "ok");
+		add_warnings(r, warnings);
 		control_reply(cl, r);
 		cJSON_Delete(r);
 		return;
@@ -275,6 +289,7 @@ void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wai
 	if (!w || !w->e) {
 		free(w);
 		cJSON_Delete(errors);
+		cJSON_Delete(warnings);
 		control_reply_error(cl, "out of memory");
 		return;
 	}
@@ -282,6 +297,7 @@ void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wai
 	w->cl = cl;
 	w->kind = kind;
 	w->errors = errors;
+	w->warnings = warnings;
 	for (size_t i = 0; i < n; i++) {
 		w->e[w->n] = snap[i];
 		w->e[w->n].name = strdup(units[i]->name);

@@ -31,11 +31,6 @@ struct wait_entry {
 struct wait_entry wait_snapshot(const struct unit *u, bool restart);
 
 /*
- * Reply to cl now with the status of units (and errors, taken: the failures
- * of the request itself), or, if req says "wait", once they have settled.
- * snap[i] is units[i] before the request.
- */
-/*
  * Before the action of a request that may say "wait": its "wait" and
  * "timeout" are valid, and a wait has a slot among the connections that
  * stay (control_lasting: one waiting up to its timeout holds its connection
@@ -43,8 +38,15 @@ struct wait_entry wait_snapshot(const struct unit *u, bool restart);
  */
 int waits_check(struct client *cl, const cJSON *req);
 
+/*
+ * Reply to cl now with the status of units (and errors, taken: the failures
+ * of the request itself; and warnings, taken, or NULL: strings the reply
+ * carries as "warnings" when there are any), or, if req says "wait", once
+ * they have settled. snap[i] is units[i] before the request.
+ */
 void waits_reply(struct daemon *d, struct client *cl, const cJSON *req, enum wait_kind kind,
-		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors);
+		 struct unit **units, size_t n, const struct wait_entry *snap, cJSON *errors,
+		 cJSON *warnings);
 
 /* After any change of state: answer the waits that are over. */
 void waiters_check(struct daemon *d);

@@ -594,6 +594,32 @@ def test_ctl_prints_only_the_error_on_refusal(procs, tmp_path):
     m.stop()
 
 
+def test_ctl_add_says_the_warnings_a_config_file_would_get(procs, tmp_path):
+    """The definition of `ctl add` gets the warnings --check and a reload give a file's
+    (a variable the daemon sets, health keys without a check, a check's program missing):
+    in the answer, on ctl's stderr, and in the log. It got none."""
+    d = Daemon(procs, tmp_path, BASIC)
+    r = d.ctl("add", "-e", "EVMON_SERVICE=other", "-s", "health_retries=3", "w1", "--",
+              HELPER, "pause")
+    assert r.returncode == 0 and "w1: running" in r.stdout, r
+    assert r.stderr.splitlines() == [
+        "evmon ctl: warning: service w1: environment: EVMON_SERVICE is set by the daemon: "
+        "this value is not used",
+        "evmon ctl: warning: service w1: health_retries has no effect without a health "
+        "check (health_cmd, health_tcp or health_http)"], r.stderr
+    assert "add: warning: service w1: health_retries has no effect" in d.log()
+    # also when the answer waits for nothing, and in JSON
+    r = d.ctl("--json", "-t", "0", "add", "-s", "health_cmd=/no/such/check", "w2", "--",
+              HELPER, "pause")
+    assert r.returncode == 0, r
+    warnings = json.loads(r.stdout)["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("health_cmd: /no/such/check"), warnings
+    # none: no "warnings" at all
+    r = d.ctl("--json", "add", "w3", "--", HELPER, "pause")
+    assert r.returncode == 0 and "warnings" not in json.loads(r.stdout), r
+    d.stop()
+
+
 def test_ctl_add_refuses_options_it_would_drop_or_the_daemon_would_misname(procs, tmp_path):
     """--json is the whole service: -n, --no-start and the rest beside it were
     dropped (one instance, started); -s name=... renamed the service NAME is; an

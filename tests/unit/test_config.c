@@ -582,7 +582,7 @@ static void test_from_pairs(void **state)
 	(void)state;
 	struct errlist errs = {0};
 	const struct conf_kv kv[] = {{"command", "sleep 5"}, {"restart", "always"}};
-	struct svc_conf *c = config_service(NULL, "added", kv, 2, "add", &errs);
+	struct svc_conf *c = config_service(NULL, "added", kv, 2, "add", &errs, NULL);
 	assert_non_null(c);
 	assert_int_equal(errs.n, 0);
 	assert_string_equal(c->argv[0], "sleep");
@@ -590,14 +590,14 @@ static void test_from_pairs(void **state)
 	svc_conf_unref(c);
 
 	const struct conf_kv bad[] = {{"command", "sleep 5"}, {"wat", "1"}};
-	assert_null(config_service(NULL, "x", bad, 2, "add", &errs));
+	assert_null(config_service(NULL, "x", bad, 2, "add", &errs, NULL));
 	assert_int_equal(errs.n, 1);
 	assert_string_equal(errs.msgs[0], "add: unknown key 'wat'");
 	errlist_free(&errs);
-	assert_null(config_service(NULL, "a b", kv, 2, "add", &errs));
+	assert_null(config_service(NULL, "a b", kv, 2, "add", &errs, NULL));
 	assert_non_null(strstr(errs.msgs[0], "bad service name"));
 	errlist_free(&errs);
-	assert_null(config_service(NULL, "nocmd", NULL, 0, "add", &errs));
+	assert_null(config_service(NULL, "nocmd", NULL, 0, "add", &errs, NULL));
 	assert_non_null(strstr(errs.msgs[0], "missing 'command'"));
 	errlist_free(&errs);
 }
@@ -655,7 +655,7 @@ static void test_pairs_repeated(void **state)
 	struct errlist errs = {0};
 	const struct conf_kv kv[] = {{"command", "sleep 5"}, {"wat", "1"}, {"command", "x"},
 				     {"wat", "2"}};
-	assert_null(config_service(NULL, "x", kv, 4, "add", &errs));
+	assert_null(config_service(NULL, "x", kv, 4, "add", &errs, NULL));
 	assert_int_equal(errs.n, 3);
 	assert_string_equal(errs.msgs[0], "add: unknown key 'wat'");
 	assert_string_equal(errs.msgs[1], "add: duplicate key 'command'");
