@@ -43,7 +43,8 @@ static int open_dir(struct logs *L)
 	if (fd < 0) {
 		e = errno;
 		why = strerror(e);
-		if (e == ELOOP) {
+		/* O_DIRECTORY is checked first: a link to a directory fails ENOTDIR */
+		if (e == ELOOP || (e == ENOTDIR && lstat(L->dir, &st) == 0 && S_ISLNK(st.st_mode))) {
 			why = "is a symbolic link (give the directory it points to)";
 			sep = " ";
 		}
@@ -186,8 +187,8 @@ int logs__open_checked(struct logs *L, const char *name, int flags, char *msg, s
 			 (unsigned)st.st_uid, (unsigned)geteuid());
 	} else if (st.st_nlink > 1) {
 		e = EPERM;
-		snprintf(why, sizeof(why), " has %lu hard links: refusing to write through them",
-			 (unsigned long)st.st_nlink);
+		snprintf(why, sizeof(why), " has %lu hard links: refusing to %s through them",
+			 (unsigned long)st.st_nlink, (flags & O_ACCMODE) == O_RDONLY ? "read" : "write");
 	}
 	if (e) {
 		close(fd);

@@ -830,7 +830,24 @@ stdout = log
         d.wait_state(name, "running")
     r = d.ctl("logs", "sym")
     assert r.returncode == 1 and "is a symbolic link" in r.stderr, r
+    # a reader is refused too, and told so (it said "write")
+    r = d.ctl("logs", "hard")
+    assert r.returncode == 1 and "has 2 hard links: refusing to read through them" in r.stderr, r
     d.stop()
+
+
+def test_a_log_dir_that_is_a_symlink_is_called_one(procs, tmp_path):
+    """log_dir a symlink to a directory: "is a symbolic link", as for a log file (it said
+    "Not a directory": O_DIRECTORY fails before O_NOFOLLOW)."""
+    real = logdir(tmp_path)
+    link = tmp_path / "link"
+    os.symlink(real, link)
+    cfg = tmp_path / "c.ini"
+    cfg.write_text(f"[evmon]\nlog_dir = {link}\n[service:a]\ncommand = true\nstdout = log\n")
+    r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg), "-S", str(tmp_path / "s.sock")],
+                  timeout=20)
+    assert r.returncode == 0, r
+    assert f"log_dir {link} is a symbolic link (give the directory it points to)" in r.stderr, r
 
 
 @pytest.mark.parametrize("mode,ok", [(0o777, False), (0o1777, True), (0o775, True)])
