@@ -94,6 +94,8 @@ def test_crash_then_restart_adopts_without_duplicates(procs, tmp_path, marker, c
     before = wait_for(lambda: all_running(d, 10), timeout=30 * SLOW, what="10 running")
     pids = sorted(s["pid"] for s in before.values())
     wait_recorded(d, pids)
+    # start_secs = 0 reports running as the spawn returns: an exec may still be under way
+    wait_for(lambda: marker_pids(marker) == pids, what="every exec")
     d.crash()
     assert marker_pids(marker) == pids
     d.start()
