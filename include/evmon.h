@@ -1150,7 +1150,13 @@ EVM_API int evm_service_new(struct evm_loop *loop, const struct evm_service_opts
  * and watchdog_ms of opts (the rest is ignored: what it runs, kill_group,
  * on_event and data stay). A timer already running (start grace, ready
  * timeout, watchdog, backoff delay, stop escalation) keeps its
- * deadline; the next one uses the new values. -EINVAL for bad options.
+ * deadline; the next one uses the new values. But a service in BACKOFF
+ * after an exit that the new policy would not restart (restart NEVER, or
+ * ON_FAILURE after an exit its new success_codes call a success) is not
+ * restarted: at the loop's next turn (never within this call) it is EXITED,
+ * an event, unless it changed state meanwhile. A BACKOFF after a failed
+ * spawn, or resumed (evm_service_resume), keeps its restart. -EINVAL for
+ * bad options, -ENOMEM (nothing changed) when that check cannot be queued.
  */
 EVM_API int evm_service_set_policy(struct evm_service *svc, const struct evm_service_opts *opts);
 

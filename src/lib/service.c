@@ -340,6 +340,13 @@ static bool policy_valid(const struct evm_service_opts *o)
 	return true;
 }
 
+/* a loop turn after evm_service_set_policy: the new policy's word on a waiting restart */
+static void policy_fire(struct evm_timer *t, void *data)
+{
+	(void)t;
+	evm__sv_dispatch(data, EVM__SV_POLICY, NULL);
+}
+
 /* What decides the service's fate, not what it runs: may change while it runs. */
 static void set_policy(struct evm_service *s, const struct evm_service_opts *o)
 {
@@ -437,6 +444,18 @@ int evm_service_set_policy(struct evm_service *s, const struct evm_service_opts 
 {
 	if (!s || s->dead || !o || !policy_valid(o))
 		return -EINVAL;
+	/*
+	 * A restart waiting in BACKOFF after an exit may be one the new policy would
+	 * not do: checked at the loop's next turn (EVM__SV_POLICY), not here, where an
+	 * event would reach a caller half way through its own change (a daemon's reload,
+	 * its other settings still the old ones). A new state meanwhile cancels it.
+	 */
+	if (s->state == EVM_STATE_BACKOFF && s->backoff_exit && !s->policy_timer &&
+	    !evm__forked(s->loop)) {
+		int r = evm_timer_add(s->loop, 0, policy_fire, s, &s->policy_timer);
+		if (r < 0)
+			return r; /* nothing changed */
+	}
 	set_policy(s, o);
 	return 0;
 }
@@ -463,6 +482,7 @@ void evm__svc_unlink(struct evm_service *s)
 	l->n--;
 	s->dead = true;
 	evm_timer_cancel(s->main_timer);
+	evm_timer_cancel(s->policy_timer);
 	evm_cgroup_unwatch(s->cgw);
 	s->cgw = NULL;
 	/*
@@ -558,6 +578,7 @@ void evm__services_free(struct evm_loop *loop)
 		evm_timer_cancel(s->timer);
 		evm_timer_cancel(s->reload_timer);
 		evm_timer_cancel(s->main_timer);
+		evm_timer_cancel(s->policy_timer);
 		evm_cgroup_unwatch(s->cgw);
 		s->cgw = NULL;
 		if (s->proc) {

@@ -93,6 +93,11 @@ struct evm_service {
 	struct evm__release rel;
 	bool has_exit;
 	struct evm_exit last_exit;
+	/* BACKOFF entered after an exit (not a failed spawn, not a resume): a new policy
+	 * may no longer restart after it; policy_timer: its check, a loop turn after
+	 * evm_service_set_policy (never inside it: the caller may be half way through) */
+	bool backoff_exit;
+	struct evm_timer *policy_timer;
 	struct evm_spawn_error last_error;
 	char msg[160];
 	char fail_why[112];	/* FAILING_TOLD: why, as evm_service_fail was told */
@@ -129,6 +134,7 @@ enum evm__sv_event {
 	EVM__SV_RELOAD,	      /* evm_service_reload (arg: sig, timeout) */
 	EVM__SV_RELOADING,    /* evm_service_reloading (arg: timeout) */
 	EVM__SV_RELOAD_TIMEOUT, /* the reload's timeout elapsed before its ready */
+	EVM__SV_POLICY,	      /* a loop turn after evm_service_set_policy: the new policy is in place */
 	EVM__SV_NEVENTS
 };
 
@@ -194,6 +200,8 @@ EVM_HIDDEN void evm__sv_unlink(struct evm_service *s, const struct evm_exit *exi
 EVM_HIDDEN int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a);
 EVM_HIDDEN int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a);
 EVM_HIDDEN int evm__sv_act_exit_stopping(struct evm_service *s, const struct evm__sv_arg *a);
+/* svexit.c: BACKOFF's cell of "policy": the restart cancelled if the new policy would not do it */
+EVM_HIDDEN int evm__sv_act_policy_backoff(struct evm_service *s, const struct evm__sv_arg *a);
 /* svexit.c: a held exit's OOM kill (its cgroup's oom_kill grew since the run began) */
 EVM_HIDDEN void evm__sv_held_oom(struct evm_service *s);
 /* svexit.c: "cgroup empty" in STOPPING, and after a held exit (STARTING, RUNNING, RELOADING) */

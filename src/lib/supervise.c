@@ -59,6 +59,7 @@
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  *           backoff up      -> STARTING|RUNNING              spawn again
+ *           policy          -> EXITED|(stays)                a turn after set_policy: cancelled if the new policy would not restart after that exit
  * STOPPING  start           -> (stays)                       start after the exit
  *           stop            -> (stays)                       no start after the exit
  *           restart         -> (stays)                       start after the exit
@@ -117,6 +118,13 @@
  * (STARTING), the watchdog (RUNNING), the backoff (BACKOFF) or the kill
  * escalation (STOPPING, or STARTING/RUNNING once stopped as failing). A service never spins: every
  * restart goes through the backoff, which doubles from at least 10 ms.
+ *
+ * A new policy (evm_service_set_policy) is only noted: a restart waiting in
+ * BACKOFF after an exit is judged again by it a loop turn later ("policy",
+ * by its own policy_timer beside the backoff's; any new state before cancels
+ * it), never inside the call: its caller may be half way through a change of
+ * its own (the daemon's reload gives the unit its new settings after it).
+ *
  * Events are emitted after the state changed, so a callback sees the new state
  * and may call anything here, including evm_service_remove on this service
  * (freed at the end of the iteration).
@@ -196,6 +204,7 @@ void evm__sv_enter(struct evm_service *s, enum evm_state st, const struct evm_ex
 		   int error, uint64_t delay_ms)
 {
 	on_table(s, EVM__SV_TO(st));
+	evm_timer_cancel(s->policy_timer); /* a new state: its check is moot (a new exit was judged anew) */
 	if (st != EVM_STATE_RELOADING)
 		evm_timer_cancel(s->reload_timer); /* the reload is over, one way or another */
 	set_state(s, st, exit, error, delay_ms);
@@ -610,6 +619,7 @@ const char *const evm__sv_event_names[EVM__SV_NEVENTS] = {
 	[EVM__SV_RELOAD] = "reload",
 	[EVM__SV_RELOADING] = "reloading",
 	[EVM__SV_RELOAD_TIMEOUT] = "reload timeout",
+	[EVM__SV_POLICY] = "policy",
 };
 
 #define TO(st) EVM__SV_TO(EVM_STATE_##st)
@@ -687,6 +697,8 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_BACKOFF] = {
 		IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING), "cancel the restart; stop what is left"),
 		[EVM__SV_BACKOFF_DONE] = {act_backoff_done, SPAWNS, "spawn again"},
+		[EVM__SV_POLICY] = {evm__sv_act_policy_backoff, TO(EXITED) | EVM__SV_STAYS,
+				    "a turn after set_policy: cancelled if the new policy would not restart after that exit"},
 	},
 	[EVM_STATE_STOPPING] = {
 		[EVM__SV_START] = {act_start_after_stop, 0, "start after the exit"},

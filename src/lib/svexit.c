@@ -180,6 +180,29 @@ int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 	return 0;
 }
 
+/*
+ * BACKOFF, a loop turn after evm_service_set_policy: a restart the old
+ * policy scheduled after an exit that the new one would not do (restart
+ * never, or on-failure after what its success codes now call a success) is
+ * cancelled: EXITED, as the exit would have left it under the new policy.
+ * Judged again from the last exit, with the codes in force now; a backoff
+ * after a failed spawn (no exit) or resumed (evm__sv_backoff_for: why is not
+ * known) keeps its restart.
+ */
+int evm__sv_act_policy_backoff(struct evm_service *s, const struct evm__sv_arg *a)
+{
+	(void)a;
+	/* s->failing holds until the next spawn: a watchdog's or ready timeout's exit fails */
+	if (!s->backoff_exit || !s->has_exit ||
+	    policy_again(s, exit_ok(s, &s->last_exit) && !s->failing))
+		return 0;
+	evm_timer_cancel(s->timer); /* the backoff's */
+	snprintf(s->msg, sizeof(s->msg), "restart cancelled: the new policy (restart = %s) "
+		 "does not restart after that exit", s->restart == EVM_RESTART_NEVER ? "never" : "on-failure");
+	evm__sv_enter(s, EVM_STATE_EXITED, NULL, 0, 0);
+	return 0;
+}
+
 /* A restart's turn to spawn (evm__sv_act_exit_stopping). */
 static void restart_turn(struct evm_timer *t, void *data)
 {

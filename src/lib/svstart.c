@@ -8,7 +8,8 @@
  *
  * A service has one timer at most (s->timer), cancelled before another is
  * armed, here or by the action that calls in; RELOADING has its own
- * (reload_timer) beside the watchdog's. Every restart goes through
+ * (reload_timer) beside the watchdog's, and a new policy's check its own
+ * (policy_timer, supervise.c) beside the backoff's. Every restart goes through
  * the backoff, which doubles from at least MIN_DOUBLING_MS: no spinning.
  */
 #include "service.h"
@@ -54,6 +55,7 @@ static void backoff_fire(struct evm_timer *t, void *data)
 void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit, int error)
 {
 	uint64_t delay = backoff_delay(s);
+	s->backoff_exit = exit != NULL; /* a new policy may cancel it (evm__sv_act_policy_backoff) */
 	s->next_start_mono = evm__after_ms(evm__mono_ns(), delay);
 	if (evm__timer_add_spawn(s->loop, delay, backoff_fire, s, &s->timer) < 0) {
 		snprintf(s->msg, sizeof(s->msg), "cannot schedule a restart: out of memory");
@@ -65,6 +67,7 @@ void evm__sv_schedule_restart(struct evm_service *s, const struct evm_exit *exit
 
 int evm__sv_backoff_for(struct evm_service *s, uint64_t delay_ms)
 {
+	s->backoff_exit = false; /* resumed: why it waits is not known, its restart stays */
 	s->next_start_mono = evm__after_ms(evm__mono_ns(), delay_ms);
 	if (evm__timer_add_spawn(s->loop, delay_ms, backoff_fire, s, &s->timer) < 0)
 		return -ENOMEM;

@@ -286,6 +286,164 @@ static void test_set_policy_in_place(void **state)
 	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 2);
 }
 
+static void backoff_1h(struct evm_service_opts *o)
+{
+	o->set |= EVM_SVC_BACKOFF_INITIAL | EVM_SVC_BACKOFF_MAX | EVM_SVC_START_MS;
+	o->backoff_initial_ms = o->backoff_max_ms = 3600000;
+	o->start_ms = 0; /* as svc()'s: RUNNING at once */
+}
+
+/*
+ * A restart waiting in BACKOFF after an exit that the new policy would not do
+ * is cancelled (EXITED) a loop turn after evm_service_set_policy, never inside
+ * it: its caller may be half way through a change of its own (the daemon's
+ * reload judged the EXITED event with the unit's old settings).
+ */
+static void test_set_policy_cancels_a_waiting_restart_a_turn_later(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT0, backoff_1h);
+	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, EXIT3, backoff_1h);
+	evm_service_start(a);
+	evm_service_start(b);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	run_until_state(loop, b, EVM_STATE_BACKOFF, 5000);
+	/* on-failure: a success is not restarted, a failure still is */
+	struct evm_service_opts o = {.restart = EVM_RESTART_ON_FAILURE};
+	backoff_1h(&o);
+	assert_int_equal(evm_service_set_policy(a, &o), 0);
+	assert_int_equal(evm_service_set_policy(b, &o), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_BACKOFF); /* not in the call */
+	assert_int_equal(count_state("a", EVM_STATE_EXITED), 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_EXITED);
+	const struct rec *r = last_of("a", EVM_STATE_EXITED);
+	assert_int_equal(r->old, EVM_STATE_BACKOFF);
+	assert_false(r->has_exit); /* no new exit: the last one stays in evm_service_info */
+	assert_non_null(strstr(r->msg, "restart cancelled"));
+	assert_int_equal(evm_service_state(b), EVM_STATE_BACKOFF);
+	o.restart = EVM_RESTART_NEVER;
+	assert_int_equal(evm_service_set_policy(b, &o), 0);
+	assert_int_equal(evm_service_state(b), EVM_STATE_BACKOFF);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(b), EVM_STATE_EXITED);
+	struct evm_service_info info;
+	evm_service_info(b, &info);
+	assert_true(info.has_exit);
+	assert_int_equal(info.last_exit.code, 3);
+	/* a start still starts it */
+	assert_int_equal(evm_service_start(b), 0);
+	run_until_state(loop, b, EVM_STATE_EXITED, 5000);
+	assert_int_equal(count_state("b", EVM_STATE_RUNNING), 2);
+	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 1);
+}
+
+/* the exit is judged by the success codes of the new policy, not those it exited under */
+static void test_set_policy_judges_the_exit_by_its_new_codes(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ON_FAILURE, EXIT3, backoff_1h);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000); /* 3: a failure, restarted */
+	int codes[] = {0, 3};
+	struct evm_service_opts o = {.restart = EVM_RESTART_ON_FAILURE, .success_codes = codes,
+				     .nsuccess_codes = 2};
+	backoff_1h(&o);
+	assert_int_equal(evm_service_set_policy(a, &o), 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_EXITED);
+	/* and the other way: a success under the old codes, a failure under the new ones */
+	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, EXIT0, backoff_1h);
+	evm_service_start(b);
+	run_until_state(loop, b, EVM_STATE_BACKOFF, 5000);
+	int three[] = {3};
+	o.success_codes = three;
+	o.nsuccess_codes = 1;
+	assert_int_equal(evm_service_set_policy(b, &o), 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(b), EVM_STATE_BACKOFF);
+	assert_int_equal(count_state("b", EVM_STATE_EXITED), 0);
+	evm_service_stop(b);
+}
+
+static int spawns_left;
+static int spawns_then_fails(struct evm_service *svc, struct evm_spawn_opts *o, char *msg,
+			     size_t len, void *data)
+{
+	(void)svc;
+	(void)o;
+	(void)data;
+	if (spawns_left-- > 0)
+		return 0;
+	snprintf(msg, len, "user: unknown user 'x'");
+	return -ENOENT;
+}
+
+static void spawns_once(struct evm_service_opts *o)
+{
+	spawns_left = 1;
+	o->before_spawn = spawns_then_fails;
+}
+
+/*
+ * A BACKOFF with no exit behind it keeps its restart: after a failed spawn
+ * (a retry of the start, not a restart after an exit: its last exit is an
+ * earlier run's), and one resumed from an earlier supervisor (why it waited
+ * is not known). And a check a new state came before is dropped: stopped or
+ * removed meanwhile.
+ */
+static void test_set_policy_keeps_other_restarts(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, EXIT0, spawns_once);
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000); /* its exit 0 */
+	/* the failed spawn's backoff: an hour */
+	struct evm_service_opts o = {.restart = EVM_RESTART_ALWAYS};
+	backoff_1h(&o);
+	assert_int_equal(evm_service_set_policy(a, &o), 0);
+	RUN_UNTIL(loop, count_state("a", EVM_STATE_BACKOFF) >= 2, 5000);
+	assert_int_equal(last_of("a", EVM_STATE_BACKOFF)->error, -ENOENT);
+	o.restart = EVM_RESTART_NEVER;
+	assert_int_equal(evm_service_set_policy(a, &o), 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_BACKOFF);
+	assert_int_equal(count_state("a", EVM_STATE_EXITED), 0);
+
+	/* resumed in BACKOFF, with the exit of the earlier supervisor's last run */
+	struct evm_service *r = svc(loop, "r", EVM_RESTART_ALWAYS, EXIT0, backoff_1h);
+	struct evm_service_history h = {.has_exit = true, .last_exit = {.pid = 1, .code = 0}};
+	assert_int_equal(evm_service_resume_history(r, &h), 0);
+	struct evm_service_resume res = {.state = EVM_STATE_BACKOFF, .delay_ms = 3600000};
+	assert_int_equal(evm_service_resume(r, &res), 0);
+	assert_int_equal(evm_service_state(r), EVM_STATE_BACKOFF);
+	assert_int_equal(evm_service_set_policy(r, &o), 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(r), EVM_STATE_BACKOFF);
+
+	/* stopped before the check: stays STOPPED; removed before it: nothing left to check */
+	struct evm_service *s = svc(loop, "s", EVM_RESTART_ALWAYS, EXIT0, backoff_1h);
+	struct evm_service *x = svc(loop, "x", EVM_RESTART_ALWAYS, EXIT0, backoff_1h);
+	evm_service_start(s);
+	evm_service_start(x);
+	run_until_state(loop, s, EVM_STATE_BACKOFF, 5000);
+	run_until_state(loop, x, EVM_STATE_BACKOFF, 5000);
+	assert_int_equal(evm_service_set_policy(s, &o), 0);
+	assert_int_equal(evm_service_set_policy(x, &o), 0);
+	assert_int_equal(evm_service_stop(s), 0);
+	evm_service_remove(x);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(s), EVM_STATE_STOPPED);
+	assert_int_equal(count_state("s", EVM_STATE_EXITED), 0);
+	assert_int_equal(count_state("x", EVM_STATE_EXITED), 0);
+	evm_service_stop(a);
+	evm_service_stop(r);
+}
+
 /* before_spawn fails the first attempt (with its reason), then lets the next one run */
 static int calls;
 static int fail_once(struct evm_service *svc, struct evm_spawn_opts *o, char *msg, size_t len,
@@ -2110,6 +2268,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_always_restarts_after_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_policy_cancels_a_waiting_restart_a_turn_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_policy_judges_the_exit_by_its_new_codes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_policy_keeps_other_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_before_spawn_can_fail_an_attempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_grows_and_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_carries_counters_and_backoff, setup, teardown),
