@@ -868,6 +868,83 @@ def test_reload_warns_of_start_only_keys_against_what_is_in_effect(procs, tmp_pa
     d.stop()
 
 
+def test_reload_cancels_a_restart_the_new_policy_would_not_do(procs, tmp_path):
+    """A service waiting in backoff to be restarted after an exit, given by a reload a policy
+    that would not restart after that exit (restart = never; on-failure after what its new
+    exit_codes call a success), is exited right after the reload: the pending restart ran
+    once. One the new policy still restarts stays in backoff."""
+    def svc(name, code, restart, codes=None):
+        return f"""
+[service:{name}]
+command = sh -c 'echo run >> {tmp_path}/runs-{name}; exit {code}'
+restart = {restart}
+{f"exit_codes = {codes}" if codes else ""}
+backoff_initial = 1h
+backoff_max = 1h
+start_secs = 0
+"""
+    before = (("never1", 1, "always"), ("onf0", 0, "always"), ("onf1", 1, "always"),
+              ("codes3", 3, "on-failure"))
+    after = (("never1", 1, "never"), ("onf0", 0, "on-failure"), ("onf1", 1, "on-failure"),
+             ("codes3", 3, "on-failure", "0 3"))
+    d = Daemon(procs, tmp_path, "".join(svc(*a) for a in before))
+    for name, *_ in before:
+        d.wait_state(name, "backoff")
+    d.write("".join(svc(*a) for a in after))
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "updated: never1 onf0 onf1 codes3" in r.stdout, r
+    for name in ("never1", "onf0", "codes3"):
+        st = d.wait_state(name, "exited")
+        assert st["pid"] is None, st
+    # the checks ran in one turn of the daemon's loop: onf1's is done, it still waits
+    assert d.status("onf1")["onf1"]["state"] == "backoff"
+    log = d.log()
+    for name in ("never1", "onf0", "codes3"):
+        assert f"{name}: backoff -> exited" in log, log[-3000:]
+        assert (tmp_path / f"runs-{name}").read_text() == "run\n"  # not started again
+    assert "restart cancelled" in log, log[-3000:]
+    # a start still starts it
+    assert d.ctl("start", "never1").returncode == 0
+    wait_for(lambda: (tmp_path / "runs-never1").read_text().count("run") == 2,
+             what="never1's second run")
+    d.wait_state("never1", "exited")
+    d.stop()
+
+
+def test_reload_making_a_backing_off_essential_service_non_essential_and_never(procs, tmp_path):
+    """essential = true, waiting in backoff after an exit; a reload sets essential = false and
+    restart = never: it is exited, and the daemon goes on. The first version of the
+    cancelled restart exited it within the reload, before the unit had its new settings:
+    judged essential, the daemon shut down ("essential service e exited with code 1")."""
+    def conf(essential, restart):
+        return f"""
+[service:e]
+command = sh -c 'echo run >> {tmp_path}/runs; exit 1'
+restart = {restart}
+essential = {essential}
+backoff_initial = 1h
+backoff_max = 1h
+start_secs = 0
+
+[service:other]
+command = HELPER pause
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, conf("true", "always"))
+    d.wait_state("e", "backoff")
+    other = d.status("other")["other"]["pid"]
+    d.write(conf("false", "never"))
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "updated: e" in r.stdout, r
+    d.wait_state("e", "exited")
+    assert d.p.poll() is None, d.log()
+    st = d.status()
+    assert st["other"]["state"] == "running" and st["other"]["pid"] == other, st
+    assert "essential service" not in d.log(), d.log()
+    assert (tmp_path / "runs").read_text() == "run\n"
+    d.stop()
+
+
 def test_reload_starts_again_a_changed_service_a_user_started(procs, tmp_path):
     """autostart = false, started by `ctl start`, then its command changed by a reload:
     stopped and started again with the new command, as every changed service that runs

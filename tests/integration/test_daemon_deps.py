@@ -341,6 +341,59 @@ def test_a_failed_dependency_keeps_the_service_from_starting_and_says_why(procs,
     d.stop()
 
 
+def test_a_reload_cancelling_a_requirements_restart_settles_its_dependents(procs, tmp_path):
+    """db and job exit within their start period (a failed start) and wait in backoff for a
+    restart, web (requires db) and app (requires job) waiting for them. A reload gives them
+    a policy that does not restart after that exit: db (exit 3, restart = never) is exited
+    with a failure, web is blocked saying why; job (exit 0, on-failure) is exited with a
+    success, a job done, and app starts. Before, both waited for a restart (in an hour)."""
+    def conf(db_restart, job_restart):
+        return f"""
+[service:db]
+command = sh -c 'echo run >> {tmp_path}/runs-db; exit 3'
+restart = {db_restart}
+start_secs = 1h
+backoff_initial = 1h
+backoff_max = 1h
+
+[service:web]
+command = HELPER pause
+requires = db
+start_secs = 0
+
+[service:job]
+command = sh -c 'echo run >> {tmp_path}/runs-job; exit 0'
+restart = {job_restart}
+start_secs = 1h
+backoff_initial = 1h
+backoff_max = 1h
+
+[service:app]
+command = HELPER pause
+requires = job
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, conf("always", "always"))
+    d.wait_state("db", "backoff")
+    d.wait_state("job", "backoff")
+    st = d.status()
+    assert st["web"]["state"] == "waiting" and st["app"]["state"] == "waiting", st
+    d.write(conf("never", "on-failure"))
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "updated: db job" in r.stdout, r
+    st = wait_for(lambda: (s := d.status("web")["web"]).get("error") and s, timeout=15 * SLOW,
+                  what="web blocked")
+    assert st["state"] == "stopped" and st["pid"] is None, st
+    assert st["error"] == "not started: requires db, which is exited", st
+    d.wait_state("job", "exited")
+    app = d.wait_state("app", "running")
+    assert app["pid"], app
+    assert d.status("db")["db"]["state"] == "exited"
+    assert (tmp_path / "runs-db").read_text() == "run\n"
+    assert (tmp_path / "runs-job").read_text() == "run\n"
+    d.stop()
+
+
 def test_ctl_start_starts_what_is_required_and_stop_stops_dependents_first(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
         [evmon]

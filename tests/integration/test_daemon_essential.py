@@ -54,6 +54,35 @@ def test_essential_restarting_service_ends_only_when_fatal(procs, tmp_path):
     assert "essential service flaky exited with code 7 (fatal)" in log
 
 
+def test_a_reload_cancelling_an_essential_services_restart_ends_the_daemon(procs, tmp_path):
+    """essential = true, waiting in backoff after an exit; a reload keeps it essential and sets
+    restart = never: its restart is cancelled, it is exited and its policy does not restart
+    it: the daemon exits with its code, judged after the reload, with its settings."""
+    def conf(restart):
+        return f"""
+[service:e]
+command = HELPER exit 4
+restart = {restart}
+essential = true
+backoff_initial = 1h
+backoff_max = 1h
+start_secs = 0
+
+[service:other]
+command = HELPER pause
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, conf("always"))
+    d.wait_state("e", "backoff")
+    pids = d.pids()
+    d.write(conf("never"))
+    r = d.ctl("reload")
+    assert r.returncode == 0 and "updated: e" in r.stdout, r
+    assert ended(d) == 4, d.log()
+    assert "essential service e exited with code 4 (exited)" in d.log(), d.log()
+    assert not [p for p in pids if alive(p)]
+
+
 def test_stopping_an_essential_service_by_hand_is_not_its_end(procs, tmp_path):
     d = Daemon(procs, tmp_path, ini(main={"command": "HELPER pause", "essential": "exit"}))
     r = d.ctl("stop", "main")
