@@ -187,13 +187,13 @@ int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
  * cancelled: EXITED, as the exit would have left it under the new policy.
  * Judged again from the last exit, with the codes in force now; a backoff
  * after a failed spawn (no exit) or resumed (evm__sv_backoff_for: why is not
- * known) keeps its restart.
+ * known) keeps its restart; evm_shutdown stops it anyway (STOPPED).
  */
 int evm__sv_act_policy_backoff(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	(void)a;
 	/* s->failing holds until the next spawn: a watchdog's or ready timeout's exit fails */
-	if (!s->backoff_exit || !s->has_exit ||
+	if (!s->backoff_exit || !s->has_exit || s->loop->shutting_down ||
 	    policy_again(s, exit_ok(s, &s->last_exit) && !s->failing))
 		return 0;
 	evm_timer_cancel(s->timer); /* the backoff's */
