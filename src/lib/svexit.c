@@ -4,7 +4,8 @@
  * it again (policy_again; an exit is a success by its success codes, never
  * when we stopped it as failing: watchdog, ready timeout, trigger), after
  * the backoff, or FATAL past max_retries; EXITED when it does not; STOPPED
- * (or removed, or started again if asked) when a stop ends.
+ * (or removed, or started again if asked) when a stop ends; and a new
+ * policy's word on a restart waiting in BACKOFF (the cell of "policy").
  *
  * Invariants: an exit while evm_shutdown runs ends in STOPPED, whatever the
  * policy. A restart, like a stop, waits for the service's cgroup to be empty
