@@ -152,11 +152,26 @@ static void how(const cJSON *ev, char *buf, size_t len)
 		       has_code ? (int)code : -1, buf, len);
 }
 
+/*
+ * Is err ("exec: Exec format error") said by msg already ("exec /x: Exec
+ * format error; gave up ...")? Then the line says it once.
+ */
+static bool said(const char *msg, const char *err)
+{
+	const char *why = err ? strrchr(err, ':') : NULL;
+	why = why ? why + 1 : err;
+	while (why && *why == ' ')
+		why++;
+	return msg && why && *why && strstr(msg, why);
+}
+
 void proto_event_line(const cJSON *ev, char *buf, size_t len)
 {
 	const char *type = str(ev, "event"), *svc = str(ev, "service");
 	const char *msg = str(ev, "message"), *err = str(ev, "error");
 	char h[96], d[32];
+	if (said(msg, err))
+		err = NULL;
 	uint64_t pid = 0, v;
 	count(ev, "pid", INT_MAX, &pid);
 	buf[0] = '\0';

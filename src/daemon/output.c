@@ -332,8 +332,12 @@ static void next_step(const struct evm_event *ev, char *buf, size_t len)
 		snprintf(buf, len, "not restarted");
 		break;
 	case EVM_STATE_FATAL:
-		snprintf(buf, len, "gave up%s%s", ev->message ? ": " : "",
-			 ev->message ? ev->message : "");
+		/* the library's message says "gave up after ..." itself: once */
+		if (ev->message && strstr(ev->message, "gave up"))
+			snprintf(buf, len, "%s", ev->message);
+		else
+			snprintf(buf, len, "gave up%s%s", ev->message ? ": " : "",
+				 ev->message ? ev->message : "");
 		break;
 	default:
 		snprintf(buf, len, "%s", evm_state_name(ev->state));
@@ -357,9 +361,15 @@ void output_on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 	} else if (ev->old_state == EVM_STATE_RELOADING && ev->state == EVM_STATE_RUNNING) {
 		note(o, &ev->time, "%s", ev->message ? ev->message : "reloaded");
 	} else if (ev->error) {
+		/* "exec X: Exec format error; gave up after 4 failed starts in a row": the
+		 * library's message has the next step of a fatal one already */
+		bool told = ev->state == EVM_STATE_FATAL && ev->message &&
+			    strstr(ev->message, "gave up") && strncmp(ev->message, "gave up", 7);
 		next_step(ev, next, sizeof(next));
-		note(o, &ev->time, "cannot start it: %s; %s",
-		     ev->message ? ev->message : strerror(-ev->error), next);
+		note(o, &ev->time, "cannot start it: %s%s%s",
+		     ev->message && strncmp(ev->message, "gave up", 7) ? ev->message
+								   : strerror(-ev->error),
+		     told ? "" : "; ", told ? "" : next);
 	} else if (is_up(ev->state) && !is_up(ev->old_state) && ev->pid > 0) {
 		bool adopted = ev->message && !strncmp(ev->message, "adopted", 7);
 		note(o, &ev->time, "%s pid %d", adopted ? "adopted" : "started", (int)ev->pid);

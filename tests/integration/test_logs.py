@@ -384,6 +384,44 @@ restart = never
     d.stop()
 
 
+def test_gave_up_is_said_once(procs, tmp_path):
+    """A service that gave up says so once, in its log and in the daemon's: the
+    library's message has "gave up after ..." and the exec error already (it said
+    "...; gave up after 2 failed starts in a row; gave up: ...; gave up after 2 failed
+    starts in a row", and the daemon's line "...: exec: No such file or directory")."""
+    logs = logdir(tmp_path)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+
+[service:gone]
+command = {tmp_path}/nope
+stdout = log
+start_retries = 1
+backoff_initial = 10ms
+
+[service:crash]
+command = sh -c 'exit 3'
+stdout = log
+start_secs = 0
+max_retries = 1
+backoff_initial = 10ms
+""")
+    d.wait_state("gone", "fatal")
+    d.wait_state("crash", "fatal")
+    gone = (logs / "gone.log").read_text().splitlines()
+    assert re.fullmatch(TS + rf" evmon: cannot start it: exec {tmp_path}/nope: No such file or "
+                        r"directory; gave up after 2 failed starts in a row", gone[-1]), gone
+    crash = (logs / "crash.log").read_text().splitlines()
+    assert re.fullmatch(TS + r" evmon: pid \d+ exited with code 3 after \S+; gave up after 2 "
+                        r"failures in a row", crash[-1]), crash
+    log = d.log()
+    assert f"-> fatal (restarts: 1): exec {tmp_path}/nope: No such file or directory; gave up " \
+        "after 2 failed starts in a row\n" in log, log
+    assert "exec: No such file" not in log, log
+    d.stop()
+
+
 # -------------------------------------------------------------- ctl logs
 
 

@@ -91,7 +91,10 @@ static void test_event_lines(void **state)
 		"\"restarts\":0,\"delay_ms\":100,\"error\":\"exec: No such file or directory\","
 		"\"message\":\"exec /x: No such file or directory\"}",
 		"service x: stopped -> backoff, next start in 0.1s: exec /x: No such file or "
-		"directory: exec: No such file or directory");
+		"directory"); /* the error once: the message has it */
+	line_of("{\"event\":\"state\",\"service\":\"r\",\"state\":\"fatal\",\"old_state\":\"starting\","
+		"\"restarts\":0,\"error\":\"Connection timed out\",\"message\":\"not ready\"}",
+		"service r: starting -> fatal: not ready: Connection timed out");
 	line_of("{\"event\":\"state\",\"service\":\"old\",\"state\":\"stopped\","
 		"\"old_state\":\"stopping\",\"pid\":5,\"restarts\":0,\"removed\":true}",
 		"service old: stopping -> stopped (removed), pid 5");
