@@ -190,6 +190,41 @@ static void supplementary_groups(struct svc_conf *s, const char *uname)
 	s->ngroups = g ? (size_t)ng : 0;
 }
 
+static bool has_gid(const gid_t *g, size_t n, gid_t x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (g[i] == x)
+			return true;
+	return false;
+}
+
+/*
+ * Are s's supplementary groups the daemon's own (either side may list the
+ * gid or not)? If not, the first that differs in why ("group 27 missing").
+ */
+static bool same_groups(const struct svc_conf *s, char *why, size_t len)
+{
+	gid_t egid = getegid(), *mine = NULL;
+	int n = getgroups(0, NULL);
+	if (n > 0 && (mine = malloc((size_t)n * sizeof(*mine))) && (n = getgroups(n, mine)) < 0)
+		n = 0;
+	if (n < 0 || (n > 0 && !mine))
+		n = 0;
+	bool same = true;
+	for (size_t i = 0; same && i < s->ngroups; i++)
+		if (s->groups[i] != egid && !has_gid(mine, (size_t)n, s->groups[i])) {
+			snprintf(why, len, "it has not group %u", (unsigned)s->groups[i]);
+			same = false;
+		}
+	for (int i = 0; same && i < n; i++)
+		if (mine[i] != egid && !has_gid(s->groups, s->ngroups, mine[i])) {
+			snprintf(why, len, "it has group %u besides", (unsigned)mine[i]);
+			same = false;
+		}
+	free(mine);
+	return same;
+}
+
 static void resolve_ids(struct conf_ctx *c, struct svc_conf *s)
 {
 	const char *uname = NULL;
@@ -202,12 +237,22 @@ static void resolve_ids(struct conf_ctx *c, struct svc_conf *s)
 		return;
 	supplementary_groups(s, uname);
 	uid_t me = geteuid();
-	if (me != 0 && ((s->set_uid && s->uid != me) || (s->set_gid && s->gid != getegid()))) {
-		c->key = s->user ? "user" : "group";
-		c->line = key_line(c, s->user ? CK_USER : CK_GROUP, line0);
+	if (me == 0)
+		return;
+	c->key = s->user ? "user" : "group";
+	c->line = key_line(c, s->user ? CK_USER : CK_GROUP, line0);
+	if ((s->set_uid && s->uid != me) || (s->set_gid && s->gid != getegid())) {
 		conf_bad(c, "the daemon runs as uid %u and cannot switch to another user or group",
 		    (unsigned)me);
+		return;
 	}
+	/* its own ids: nothing to switch, but a user's groups it lacks (or has beyond them) it cannot set */
+	char extra[80];
+	if (uname && !same_groups(s, extra, sizeof(extra)))
+		conf_bad(c, "the daemon runs as uid %u and cannot set supplementary groups: user "
+		    "%s's groups differ from the daemon's (%s)", (unsigned)me, uname, extra);
+	else
+		s->ids_own = true;
 }
 
 int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len)
@@ -217,7 +262,7 @@ int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len)
 	free(s->groups);
 	s->groups = NULL;
 	s->ngroups = 0;
-	s->set_uid = s->set_gid = s->ids_unresolved = false;
+	s->set_uid = s->set_gid = s->ids_unresolved = s->ids_own = false;
 	resolve_ids(&c, s);
 	int r = 0;
 	if (errs.n || s->ids_unresolved) {

@@ -408,11 +408,11 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 	o->spawn.flags |= EVM_SPAWN_SETSID;
 	o->spawn.env_extra = b->env;
 	o->spawn.cwd = c->directory;
-	if (c->set_uid) {
+	if (c->set_uid && !c->ids_own) {
 		o->spawn.flags |= EVM_SPAWN_SETUID;
 		o->spawn.uid = c->uid;
 	}
-	if (c->set_gid) {
+	if (c->set_gid && !c->ids_own) {
 		o->spawn.flags |= EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS;
 		o->spawn.gid = c->gid;
 		o->spawn.groups = c->groups;

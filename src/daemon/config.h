@@ -102,6 +102,8 @@ struct svc_conf {
 	gid_t gid;
 	gid_t *groups;		/* supplementary groups when set_uid/set_gid */
 	size_t ngroups;
+	/* a daemon not root asked for its own uid, gid and groups: nothing to set (it could not) */
+	bool ids_own;
 	struct svc_policy pol;
 	/* dependencies (deps.c): words "NAME", "NAME:ready", "NAME:healthy" (requires), "NAME" (after) */
 	char **requires;	/* start these first, and wait until they are ready */

@@ -281,11 +281,11 @@ static int unit_before_spawn(struct evm_service *svc, struct evm_spawn_opts *o, 
 	int r = ready_before_spawn(u, o, msg, len);
 	if (r < 0)
 		return r;
-	if (c->set_uid) {
+	if (c->set_uid && !c->ids_own) {
 		o->flags |= EVM_SPAWN_SETUID;
 		o->uid = c->uid;
 	}
-	if (c->set_gid) {
+	if (c->set_gid && !c->ids_own) {
 		o->flags |= EVM_SPAWN_SETGID | EVM_SPAWN_SETGROUPS;
 		o->gid = c->gid;
 		o->groups = c->groups;

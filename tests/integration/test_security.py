@@ -299,6 +299,66 @@ stop_timeout = 2
     d.stop()
 
 
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@requires_root("to run the daemon as nobody")
+def test_a_daemon_not_root_runs_a_service_as_its_own_user(procs):
+    """A daemon not root asked for its own user or group (a container running as app,
+    with user = app) sets nothing: the service runs (it tried setgroups, refused with
+    EPERM at every start, and went fatal, though --check --strict said OK)."""
+    with OpenDir(owner=65534) as top:
+        cfg = """
+[service:me]
+command = HELPER pause
+user = nobody
+start_secs = 0
+
+[service:grp]
+command = HELPER pause
+group = nogroup
+start_secs = 0
+"""
+        d = PrefixedDaemon(procs, top, cfg, prefix=NOBODY, start=False)
+        os.chmod(d.cfg, 0o644)
+        r = procs.run(NOBODY + [EVMON, "daemon", "--check", "--strict", "-c", d.cfg], timeout=20)
+        assert r.returncode == 0 and "OK: 2 services" in r.stdout, (r.stdout, r.stderr)
+        d.start()
+        r = d.ctl("add", "-u", "65534", "-s", "group=65534", "-s", "start_secs=0", "added", "--",
+                  HELPER, "pause")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        for name in ("me", "grp", "added"):
+            f = status_fields(d.wait_state(name, "running")["pid"])
+            assert f["Uid"].split() == ["65534"] * 4 and f["Gid"].split() == ["65534"] * 4, f
+        assert "Operation not permitted" not in d.log(), d.log()
+        d.stop()
+
+
+@requires_root("to run the daemon as nobody")
+def test_a_daemon_not_root_refuses_a_user_whose_groups_it_cannot_set(procs):
+    """Its own uid, but supplementary groups other than the daemon's: it cannot set
+    them, which --check says (a mistake, as another user is), not a start failing with
+    EPERM again and again. A group alone (no user's groups to set) is its own gid."""
+    with OpenDir(owner=65534) as top:
+        d = PrefixedDaemon(procs, top, """
+[service:me]
+command = HELPER pause
+user = nobody
+
+[service:grp]
+command = HELPER pause
+group = nogroup
+""", start=False)
+        os.chmod(d.cfg, 0o644)
+        extra = ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={ODD_UID}"]
+        r = procs.run(extra + [EVMON, "daemon", "--check", "-c", d.cfg], timeout=20)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert f"{d.cfg}:4: user: the daemon runs as uid 65534 and cannot set supplementary " \
+            f"groups: user nobody's groups differ from the daemon's (it has group {ODD_UID} " \
+            "besides)" in r.stderr, r.stderr
+        assert "grp" not in r.stderr and ":8:" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("mode", ["direct", "helper"])
 def test_no_daemon_fd_reaches_a_service(procs, tmp_path, mode):
     if mode == "helper" and VALGRIND:
