@@ -106,6 +106,7 @@ struct unit {
 	struct evm_timer *grace_timer; /* its share of shutdown_timeout (deps.c), or NULL */
 	char *blocked;		 /* why a dependency kept it from starting, or NULL */
 	char *fatal_why;	 /* the library's word when it became fatal, while it is */
+	char *spawn_why;	 /* what its last failed spawn's errno hides (spawnwhy.h), or NULL */
 	struct health *health;	 /* its health check (health.h), or NULL without health_cmd */
 	/* the state record (state.h) */
 	pid_t rec_pid;		 /* the pid last written, and its start time */

@@ -18,6 +18,7 @@
 #include "proto.h"
 #include "textsafe.h"
 #include "ready.h"
+#include "spawnwhy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,12 +221,13 @@ static void add_runtime(cJSON *o, const struct evm_exit *x)
 	cJSON_AddNumberToObject(o, "runtime_ms", (double)(x->runtime_ns / 1000000));
 }
 
-/* "exec: No such file or directory" */
-static void add_error(cJSON *o, enum evm_spawn_stage stage, int error)
+/* "exec: No such file or directory", and what it hides ("(its interpreter ...)") */
+static void add_error(cJSON *o, enum evm_spawn_stage stage, int error, const char *why)
 {
-	char err[256];
+	char err[700];
 	if (stage != EVM_STAGE_NONE)
-		snprintf(err, sizeof(err), "%s: %s", evm_spawn_stage_name(stage), strerror(error));
+		snprintf(err, sizeof(err), "%s: %s%s%s%s", evm_spawn_stage_name(stage), strerror(error),
+			 why ? " (" : "", why ? why : "", why ? ")" : "");
 	else
 		snprintf(err, sizeof(err), "%s", strerror(error));
 	cJSON_AddStringToObject(o, "error", err);
@@ -267,9 +269,14 @@ static void service_event(struct daemon *d, const struct evm_event *ev)
 	if (ev->state == EVM_STATE_BACKOFF)
 		cJSON_AddNumberToObject(o, "delay_ms", (double)ev->delay_ms);
 	if (ev->error)
-		add_error(o, ev->stage, -ev->error);
-	if (ev->message)
+		add_error(o, ev->stage, -ev->error, NULL);
+	if (ev->message && ours && ev->error && !ev->exit && u->spawn_why) {
+		char msg[1200];
+		spawn_why_insert(ev->message, ev->error, u->spawn_why, msg, sizeof(msg));
+		cJSON_AddStringToObject(o, "message", msg);
+	} else if (ev->message) {
 		cJSON_AddStringToObject(o, "message", ev->message);
+	}
 	if (ev->removed)
 		cJSON_AddTrueToObject(o, "removed");
 	if (replaced)
@@ -414,7 +421,7 @@ cJSON *events_status(struct daemon *d, const struct unit *u)
 		   u->conf->problem) {
 		cJSON_AddStringToObject(o, "error", u->conf->problem); /* "user: unknown user 'x'" */
 	} else if (info.last_error.stage != EVM_STAGE_NONE) {
-		add_error(o, info.last_error.stage, info.last_error.error);
+		add_error(o, info.last_error.stage, info.last_error.error, u->spawn_why);
 	} else if (info.state == EVM_STATE_FATAL && u->fatal_why) {
 		cJSON_AddStringToObject(o, "error", u->fatal_why);
 	}

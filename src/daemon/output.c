@@ -35,6 +35,7 @@
 #include "cli.h"
 #include "fdreserve.h"
 #include "proto.h"
+#include "spawnwhy.h"
 #include "stdsink.h"
 
 #include <errno.h>
@@ -71,6 +72,7 @@ struct svc_output {
 	bool timestamps;
 	unsigned shape;		/* what is captured (output_fits) */
 	struct capture cap[2];	/* stdout (or both, merged), stderr */
+	struct spawn_facts facts; /* of its definition, to say what a failed spawn's errno hides */
 };
 
 enum { SHAPE_OUT = 1, SHAPE_ERR = 2, SHAPE_MERGED = 4, SHAPE_CON_OUT = 8, SHAPE_CON_ERR = 16 };
@@ -365,11 +367,15 @@ void output_on_event(struct evm_loop *loop, const struct evm_event *ev, void *da
 		 * library's message has the next step of a fatal one already */
 		bool told = ev->state == EVM_STATE_FATAL && ev->message &&
 			    strstr(ev->message, "gave up") && strncmp(ev->message, "gave up", 7);
+		const char *msg = ev->message && strncmp(ev->message, "gave up", 7) ? ev->message
+										 : strerror(-ev->error);
+		char why[400], more[1200];
+		if (spawn_why(&o->facts, ev->stage, ev->error, why, sizeof(why))) {
+			spawn_why_insert(msg, ev->error, why, more, sizeof(more));
+			msg = more;
+		}
 		next_step(ev, next, sizeof(next));
-		note(o, &ev->time, "cannot start it: %s%s%s",
-		     ev->message && strncmp(ev->message, "gave up", 7) ? ev->message
-								   : strerror(-ev->error),
-		     told ? "" : "; ", told ? "" : next);
+		note(o, &ev->time, "cannot start it: %s%s%s", msg, told ? "" : "; ", told ? "" : next);
 	} else if (is_up(ev->state) && !is_up(ev->old_state) && ev->pid > 0) {
 		bool adopted = ev->message && !strncmp(ev->message, "adopted", 7);
 		note(o, &ev->time, "%s pid %d", adopted ? "adopted" : "started", (int)ev->pid);
@@ -479,6 +485,7 @@ struct svc_output *output_new(struct evm_loop *loop, struct logs *logs, const st
 		snprintf(msg, len, "out of memory");
 		return NULL;
 	}
+	o->facts.nofile = -1; /* until output_configure */
 	o->refs = 1;
 	o->shape = shape_of(c);
 	for (int i = 0; i < 2; i++) {
@@ -521,6 +528,8 @@ void output_fds(struct svc_output *o, int fds[4])
 void output_configure(struct svc_output *o, const struct svc_conf *c)
 {
 	o->timestamps = c->pol.log_timestamps;
+	spawn_facts_free(&o->facts);
+	spawn_facts_of(c, &o->facts);
 	for (int i = 0; i < 2; i++)
 		if (o->cap[i].file)
 			logfile_set_limits(o->cap[i].file, c->pol.log_max_bytes, c->pol.log_backups);
@@ -588,5 +597,6 @@ void output_unref(struct svc_output *o)
 		return;
 	capture_close(&o->cap[0]);
 	capture_close(&o->cap[1]);
+	spawn_facts_free(&o->facts);
 	free(o);
 }

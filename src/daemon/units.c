@@ -16,6 +16,7 @@
 #include "fdreserve.h"
 #include "notify.h"
 #include "ready.h"
+#include "spawnwhy.h"
 #include "state.h"
 
 #include <errno.h>
@@ -165,6 +166,15 @@ struct unit *units_on_event(struct daemon *d, const struct evm_event *ev)
 		u->starts++;
 	if (ev->state == EVM_STATE_BACKOFF && ev->error && !ev->exit)
 		u->spawn_failures++;
+	if (ev->error && !ev->exit && ev->stage != EVM_STAGE_NONE) {
+		/* before the event is told (events.c): its line and status say it */
+		struct spawn_facts f;
+		char why[400];
+		spawn_facts_of(u->conf, &f);
+		free(u->spawn_why);
+		u->spawn_why = spawn_why(&f, ev->stage, ev->error, why, sizeof(why)) ? strdup(why) : NULL;
+		spawn_facts_free(&f);
+	}
 	if (ev->old_state == EVM_STATE_RELOADING && ev->state == EVM_STATE_RUNNING && ev->error)
 		u->reload_failures++;
 	/* "not ready within ready_timeout ...; gave up ...": status says it, not the log only */
@@ -431,6 +441,7 @@ static void unit_remove_as(struct daemon *d, struct unit *u, bool gone)
 	svc_conf_unref(u->conf);
 	free(u->blocked);
 	free(u->fatal_why);
+	free(u->spawn_why);
 	if (gone) /* out of the table now: a service removed at once was told inside it */
 		unit_cgroup_gone(d, u->name);
 	free(u->name);

@@ -1539,6 +1539,45 @@ autostart = false
 # ------------------------------------------------------------------ shutdown
 
 
+def test_a_failed_exec_says_what_its_errno_hides(procs, tmp_path):
+    """A script whose #! interpreter does not exist failed with "No such file or
+    directory" though the script is there; one without #! with "Exec format error"
+    only; limit_nofile = 0 with "stdio: Bad file descriptor". The daemon, once the
+    failure is reported, says why: in the service's log, its own and status."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    scripts = {"interp": b"#!/nonexistent/interp\necho hi\n", "plain": b"echo hi\n",
+               "crlf": b"#!/bin/sh\r\necho hi\r\n"}
+    for name, text in scripts.items():
+        (tmp_path / name).write_bytes(text)
+        os.chmod(tmp_path / name, 0o755)
+    cfg = f"[evmon]\nlog_dir = {logs}\n"
+    for name in scripts:
+        cfg += f"\n[service:{name}]\ncommand = {tmp_path}/{name}\nstdout = log\nstart_retries = 0\n"
+    cfg += "\n[service:nofile]\ncommand = /bin/true\nlimit_nofile = 0\nstdout = log\nstart_retries = 0\n"
+    d = Daemon(procs, tmp_path, cfg)
+    want = {
+        "interp": ("exec", f"{tmp_path}/interp", "No such file or directory",
+                   "its interpreter /nonexistent/interp, named by its #! line, does not exist"),
+        "plain": ("exec", f"{tmp_path}/plain", "Exec format error",
+                  "not an executable format: a script needs a #! line"),
+        "crlf": ("exec", f"{tmp_path}/crlf", "No such file or directory",
+                 "its #! line ends in a carriage return, a CRLF line end: its interpreter "
+                 "/bin/sh\\r does not exist"),
+        "nofile": ("stdio", "/bin/true", "Bad file descriptor",
+                   "limit_nofile = 0 leaves no room for its stdin, stdout and stderr, "
+                   "descriptors 0 to 2"),
+    }
+    for name, (stage, path, err, why) in want.items():
+        st = d.wait_state(name, "fatal")
+        assert st["error"] == f"{stage}: {err} ({why})", st
+        said = f"{stage} {path}: {err} ({why}); gave up after 1 failed starts in a row"
+        assert (logs / f"{name}.log").read_text().splitlines()[-1].endswith(
+            f" evmon: cannot start it: {said}"), (logs / f"{name}.log").read_text()
+        assert f"service {name}: stopped -> fatal: {said}\n" in d.log(), d.log()
+    d.stop()
+
+
 def test_shutdown_with_nothing_up_says_so(procs, tmp_path):
     """A shutdown with no service up says so, not "stopping 0 services"."""
     d = Daemon(procs, tmp_path, """

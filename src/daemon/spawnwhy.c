@@ -1,0 +1,124 @@
+/*
+ * spawnwhy.c - what an errno of a failed spawn hides (spawnwhy.h).
+ */
+#include "spawnwhy.h"
+
+#include "confkeys.h"
+#include "pathfind.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *env_path(char **env)
+{
+	for (char **e = env; e && *e; e++)
+		if (!strncmp(*e, "PATH=", 5))
+			return *e + 5;
+	return NULL;
+}
+
+void spawn_facts_of(const struct svc_conf *c, struct spawn_facts *f)
+{
+	f->prog = NULL;
+	f->nofile = -1;
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nrlimits; i++)
+		if (c->rlimits[i].resource == RLIMIT_NOFILE)
+			f->nofile = c->rlimits[i].limit.rlim_cur == RLIM_INFINITY
+					    ? LLONG_MAX
+					    : (long long)c->rlimits[i].limit.rlim_cur;
+	const char *prog = c->argv ? c->argv[0] : NULL;
+	char buf[PATH_MAX];
+	if (!prog)
+		return;
+	if (strchr(prog, '/')) /* relative: to its directory, where the child runs it */
+		f->prog = prog[0] == '/' || !c->directory ? strdup(prog) : conf_abs_path(c->directory, prog);
+	else if (cli_path_find(prog, env_path(c->env), buf, sizeof(buf)))
+		f->prog = strdup(buf);
+}
+
+void spawn_facts_free(struct spawn_facts *f)
+{
+	free(f->prog);
+	f->prog = NULL;
+}
+
+/* The first bytes of path, a regular file (no FIFO or device held open, no wait on one). */
+static ssize_t head(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? pread(fd, buf, len - 1, 0) : -1;
+	close(fd);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+/* "#!/bin/sh -e\n": the interpreter's word, into interp (its CR kept: the kernel keeps it). */
+static bool shebang(const char *h, size_t n, char *interp, size_t len)
+{
+	if (n < 2 || h[0] != '#' || h[1] != '!')
+		return false;
+	size_t i = 2, k = 0;
+	while (i < n && (h[i] == ' ' || h[i] == '\t'))
+		i++;
+	while (i < n && h[i] != ' ' && h[i] != '\t' && h[i] != '\n' && h[i] != '\0' && k + 1 < len)
+		interp[k++] = h[i++];
+	interp[k] = '\0';
+	for (size_t j = 0; k && j < k - 1; j++) /* a file's bytes into a log line: no control characters */
+		if ((unsigned char)interp[j] < 0x20 || interp[j] == 0x7f)
+			interp[j] = '?';
+	return k > 0;
+}
+
+bool spawn_why(const struct spawn_facts *f, enum evm_spawn_stage stage, int error, char *why,
+	       size_t len)
+{
+	char h[256], interp[200];
+	why[0] = '\0';
+	if (stage == EVM_STAGE_STDIO && error == -EBADF && f->nofile >= 0 && f->nofile < 3) {
+		snprintf(why, len, "limit_nofile = %lld leaves no room for its stdin, stdout and stderr, "
+			 "descriptors 0 to 2", f->nofile);
+		return true;
+	}
+	if (stage != EVM_STAGE_EXEC || !f->prog || (error != -ENOENT && error != -ENOEXEC))
+		return false;
+	ssize_t n = head(f->prog, h, sizeof(h));
+	if (n < 0)
+		return false; /* not there (ENOENT says it), or not a file */
+	bool elf = n >= 4 && !memcmp(h, "\177ELF", 4);
+	bool script = shebang(h, (size_t)n, interp, sizeof(interp));
+	if (error == -ENOEXEC && elf)
+		snprintf(why, len, "an ELF file this machine cannot run: built for another architecture?");
+	else if (error == -ENOEXEC && !script)
+		snprintf(why, len, "not an executable format: a script needs a #! line");
+	else if (error == -ENOENT && elf)
+		snprintf(why, len, "the program is there, not the ELF interpreter, the dynamic loader "
+			 "it names: built for another system?");
+	else if (error == -ENOENT && script && interp[strlen(interp) - 1] == '\r')
+		snprintf(why, len, "its #! line ends in a carriage return, a CRLF line end: its "
+			 "interpreter %.*s\\r does not exist", (int)strlen(interp) - 1, interp);
+	else if (error == -ENOENT && script && access(interp, F_OK) < 0 && errno == ENOENT)
+		snprintf(why, len, "its interpreter %s, named by its #! line, does not exist", interp);
+	return why[0] != '\0';
+}
+
+void spawn_why_insert(const char *msg, int error, const char *why, char *out, size_t len)
+{
+	const char *e = strerror(-error), *at = strstr(msg, e);
+	size_t pre = at ? (size_t)(at - msg) + strlen(e) : strlen(msg);
+	snprintf(out, len, "%.*s (%s)%s", (int)pre, msg, why, msg + pre);
+}
