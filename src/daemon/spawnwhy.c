@@ -26,7 +26,7 @@ static const char *env_path(char **env)
 
 void spawn_facts_of(const struct svc_conf *c, struct spawn_facts *f)
 {
-	f->prog = NULL;
+	f->prog = f->path = NULL;
 	f->nofile = -1;
 	if (!c)
 		return;
@@ -35,20 +35,25 @@ void spawn_facts_of(const struct svc_conf *c, struct spawn_facts *f)
 			f->nofile = c->rlimits[i].limit.rlim_cur == RLIM_INFINITY
 					    ? LLONG_MAX
 					    : (long long)c->rlimits[i].limit.rlim_cur;
-	const char *prog = c->argv ? c->argv[0] : NULL;
-	char buf[PATH_MAX];
+	const char *prog = c->argv ? c->argv[0] : NULL, *path = env_path(c->env);
 	if (!prog)
 		return;
-	if (strchr(prog, '/')) /* relative: to its directory, where the child runs it */
+	if (strchr(prog, '/')) { /* relative: to its directory, where the child runs it */
 		f->prog = prog[0] == '/' || !c->directory ? strdup(prog) : conf_abs_path(c->directory, prog);
-	else if (cli_path_find(prog, env_path(c->env), buf, sizeof(buf)))
-		f->prog = strdup(buf);
+		return;
+	}
+	f->prog = strdup(prog);
+	if (path && !(f->path = strdup(path))) {
+		free(f->prog);
+		f->prog = NULL;
+	}
 }
 
 void spawn_facts_free(struct spawn_facts *f)
 {
 	free(f->prog);
-	f->prog = NULL;
+	free(f->path);
+	f->prog = f->path = NULL;
 }
 
 /* The first bytes of path, a regular file (no FIFO or device held open, no wait on one). */
@@ -96,7 +101,11 @@ bool spawn_why(const struct spawn_facts *f, enum evm_spawn_stage stage, int erro
 	}
 	if (stage != EVM_STAGE_EXEC || !f->prog || (error != -ENOENT && error != -ENOEXEC))
 		return false;
-	ssize_t n = head(f->prog, h, sizeof(h));
+	char found[PATH_MAX];
+	const char *prog = f->prog;
+	if (!strchr(prog, '/') && !(prog = cli_path_find(prog, f->path, found, sizeof(found))))
+		return false; /* not found: ENOENT says it */
+	ssize_t n = head(prog, h, sizeof(h));
 	if (n < 0)
 		return false; /* not there (ENOENT says it), or not a file */
 	bool elf = n >= 4 && !memcmp(h, "\177ELF", 4);

@@ -15,7 +15,9 @@
 
 /* What a service of c needs to explain its failures, kept apart from c (which a reload frees). */
 struct spawn_facts {
-	char *prog;	  /* the file its exec ran, or NULL (not found, out of memory) */
+	char *prog;	  /* its program: a path, or a bare name searched in path; or NULL */
+	char *path;	  /* its PATH for a bare name (NULL: the default search), searched
+			   * only after a failure: nothing on the filesystem per service */
 	long long nofile; /* its limit_nofile's soft limit, or -1 */
 };
 
