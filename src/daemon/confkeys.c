@@ -92,7 +92,7 @@ static const struct keydef keys[CK_COUNT] = {
 	[CK_STDOUT] = {"stdout", S_BOTH, POL(out[0]), conf_set_output, 0, 0, "inherit, null, log, console"},
 	[CK_STDERR] = {"stderr", S_BOTH, POL(out[1]), conf_set_output, 1, 0,
 		       "inherit, null, log, console, stdout"},
-	[CK_LOG_MAX_BYTES] = {"log_max_bytes", S_BOTH, POL(log_max_bytes), conf_set_log_size, 0, 0,
+	[CK_LOG_MAX_BYTES] = {"log_max_bytes", S_BOTH, POL(log_max_bytes), conf_set_log_size, 4096, 0,
 			      "rotate the log beyond this size"},
 	[CK_LOG_BACKUPS] = {"log_backups", S_BOTH, POL(log_backups), conf_set_count, 1000, 0,
 			    "rotated logs kept"},

@@ -71,10 +71,14 @@ void conf_set_period(struct conf_ctx *c, const struct keydef *k, const char *v, 
 
 void conf_set_log_size(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
-	(void)k;
 	size_t n = 0;
-	if (!conf_parse_size(v, &n))
+	if (!conf_parse_size(v, &n)) {
 		conf_bad(c, "'%s' is not a size (bytes, or with k, M, G; 0: never rotate)", v);
+	} else if (n && n < k->arg) {
+		/* a file smaller than a line rotates at every line, each rotation renaming them all */
+		conf_bad(c, "'%s' is too small: at least %luk (0: never rotate)", v, k->arg >> 10);
+		return;
+	}
 	*(uint64_t *)field = n;
 }
 

@@ -31,7 +31,7 @@ struct keydef {
 	enum where where;
 	size_t off;	    /* of the field in its struct */
 	key_setter set;
-	unsigned long arg;  /* the setter's: a maximum, or which stream */
+	unsigned long arg;  /* the setter's: a maximum, a minimum, or which stream */
 	unsigned flag;	    /* EVM_SVC_* that says the policy field is set */
 	const char *doc;
 };

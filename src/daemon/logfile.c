@@ -270,12 +270,37 @@ static int open_for_append(struct logfile *f)
 	return 0; /* an episode ends with the next write (append) */
 }
 
-/* Make room: NAME.log.(N-1) -> .N, ..., NAME.log -> .1; or truncate with no backups. */
+/*
+ * How many backups NAME.log.1, .2, ... there are in a row, at most backups:
+ * from the count kept, up (one fstatat, answered "not there", per rotation
+ * while the chain grows). A rotation renames only those, where it renamed
+ * all log_backups names, there or not: 1000 renames per rotation for a
+ * new log with log_backups = 1000. A hole (a backup deleted by hand) ends
+ * the chain: the rotation fills it, and older files keep their names.
+ */
+static unsigned count_backups(struct logfile *f)
+{
+	char a[512];
+	struct stat st;
+	unsigned k = f->chain > 0 ? (unsigned)f->chain : 0;
+	if (k > f->backups)
+		k = f->backups; /* lowered by a reload: the files beyond it stay as they are */
+	for (; k < f->backups; k++) {
+		snprintf(a, sizeof(a), "%s.%u", f->name, k + 1);
+		if (fstatat(f->L->dirfd, a, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			break;
+	}
+	return k;
+}
+
+/* Make room: NAME.log.K -> .K+1, ..., NAME.log -> .1 (K backups there); or truncate with no backups. */
 static int rotate(struct logfile *f)
 {
 	struct logs *L = f->L;
 	char a[512], b[512], msg[700];
 	int e = 0;
+	bool gone = false; /* a file counted was not there: count again next time */
+	unsigned k = 0;
 	if (f->backups == 0) {
 		if (ftruncate(f->fd, 0) == 0) {
 			f->size = 0;
@@ -284,31 +309,42 @@ static int rotate(struct logfile *f)
 		}
 		e = errno;
 		snprintf(msg, sizeof(msg), "%s/%s: cannot truncate it: %s", L->dir, f->name, strerror(e));
+	} else {
+		k = count_backups(f);
 	}
-	for (unsigned i = f->backups; !e && i > 1; i--) {
+	for (unsigned i = k < f->backups ? k + 1 : k; !e && i > 1; i--) {
 		snprintf(a, sizeof(a), "%s.%u", f->name, i - 1);
 		snprintf(b, sizeof(b), "%s.%u", f->name, i);
-		if (renameat(L->dirfd, a, L->dirfd, b) < 0 && errno != ENOENT) {
-			e = errno;
-			snprintf(msg, sizeof(msg), "%s/%s: cannot rotate it: rename %s: %s", L->dir,
-				 f->name, a, strerror(e));
+		if (renameat(L->dirfd, a, L->dirfd, b) == 0)
+			continue;
+		if (errno == ENOENT) {
+			gone = true;
+			continue;
 		}
+		e = errno;
+		snprintf(msg, sizeof(msg), "%s/%s: cannot rotate it: rename %s: %s", L->dir, f->name, a,
+			 strerror(e));
 	}
 	if (!e) {
 		snprintf(b, sizeof(b), "%s.1", f->name);
-		if (renameat(L->dirfd, f->name, L->dirfd, b) < 0 && errno != ENOENT) {
+		int r = renameat(L->dirfd, f->name, L->dirfd, b);
+		if (r < 0 && errno == ENOENT) {
+			gone = true; /* removed by hand: .1 is free now */
+		} else if (r < 0) {
 			e = errno;
 			snprintf(msg, sizeof(msg), "%s/%s: cannot rotate it: %s", L->dir, f->name,
 				 strerror(e));
 		}
 	}
 	if (e) {
+		f->chain = -1;
 		/* keep appending rather than lose lines (up to a point); say so once per attempt */
 		f->rotate_retry_at = now_ns(L) + RETRY_MS * NS_PER_MS;
 		f->rotate_failed = true;
 		tell(f, -e, msg);
 		return -e;
 	}
+	f->chain = gone ? -1 : (int)(k < f->backups ? k + 1 : k);
 	f->rotate_failed = false;
 	logs__close_file(f); /* the next write creates NAME.log */
 	return 0;
@@ -406,6 +442,7 @@ struct logfile *logfile_get(struct logs *L, const char *name, const char *servic
 	f->refs = 1;
 	f->fd = -1;
 	f->backups = 5;
+	f->chain = -1;
 	return f;
 }
 
@@ -442,6 +479,17 @@ void logfile_set_limits(struct logfile *f, uint64_t max_bytes, unsigned backups)
 unsigned logfile_backups(const struct logfile *f)
 {
 	return f->backups;
+}
+
+/*
+ * A rotation renames up to log_backups files (1000 take ~20 ms): 256 KiB of
+ * a fast writer's lines at once into 4 KiB files would be 64 rotations, a
+ * second and more with the loop stopped. The rest waits in the pipe, and
+ * the writer blocks on it: the same backpressure as a slow disk's.
+ */
+size_t logfile_burst(const struct logfile *f, size_t most)
+{
+	return f->max_bytes && f->max_bytes < most ? (size_t)f->max_bytes : most;
 }
 
 void logfile_watch(struct logfile *f, struct logwatch *w)
@@ -489,6 +537,7 @@ unsigned logs__close_all(struct logs *L)
 	for (struct hnode *h = hmap_next(&L->files, NULL); h; h = hmap_next(&L->files, h)) {
 		struct logfile *f = HMAP_ENTRY(h, struct logfile, node);
 		f->retry_at = f->rotate_retry_at = 0;
+		f->chain = -1; /* logrotate may have moved them: count again */
 	}
 	L->dir_retry_at = 0;
 	return n;

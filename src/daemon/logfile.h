@@ -68,6 +68,11 @@ const char *logfile_name(const struct logfile *f);
 /* Rotate beyond max_bytes (0: never) keeping backups files (0: truncate). */
 void logfile_set_limits(struct logfile *f, uint64_t max_bytes, unsigned backups);
 unsigned logfile_backups(const struct logfile *f);
+/*
+ * At most how much of most bytes to hand over at one wake-up: about one
+ * file's worth, so that the loop does a rotation or two between its turns.
+ */
+size_t logfile_burst(const struct logfile *f, size_t most);
 
 /*
  * Append p[0..n), which is whole lines (it ends with '\\n'). Rotation

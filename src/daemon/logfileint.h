@@ -28,6 +28,7 @@ struct logfile {
 	uint64_t size;		/* of the open file: fstat at open, then our writes */
 	uint64_t max_bytes;
 	unsigned backups;
+	int chain;		/* NAME.log.1 .. .chain are there (no hole below); -1: count them */
 	uint64_t last_write;	/* loop time (ns) of the last write or open */
 	bool failing;		/* output is being discarded */
 	bool partial;		/* the file ends in the middle of a line (unwrite failed) */

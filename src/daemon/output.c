@@ -5,7 +5,7 @@
  * unit's life (so the pipe never reaches EOF and every new process gets
  * the same write end) and watches the read end, non-blocking, on the loop.
  * Each chunk read (CHUNK bytes at most; a few per readiness while the pipe
- * stays full) is written to the file before the next: the daemon never
+ * stays full, less for a small log_max_bytes: logfile_burst) is written to the file before the next: the daemon never
  * holds more than one chunk, and a service writing faster than the disk
  * fills its pipe and blocks there. That bound holds however many services
  * write at once. A pipe starts at the kernel's 64 KiB and grows to
@@ -224,8 +224,8 @@ static void flush_partial(struct capture *c)
 	keep(c, NULL, 0);
 }
 
-/* Read one chunk; returns the bytes read, 0 when the pipe is empty, or -errno. */
-static ssize_t read_chunk(struct capture *c)
+/* Read one chunk of want bytes at most; returns the bytes read, 0 when the pipe is empty, or -errno. */
+static ssize_t read_chunk(struct capture *c, size_t want)
 {
 	static char rbuf[LINE_MAX_BYTES + CHUNK];
 	size_t plen = c->plen;
@@ -233,7 +233,7 @@ static ssize_t read_chunk(struct capture *c)
 		memcpy(rbuf, c->part, plen);
 	ssize_t n;
 	do
-		n = read(c->rfd, rbuf + plen, CHUNK);
+		n = read(c->rfd, rbuf + plen, want);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EAGAIN ? 0 : -errno;
@@ -248,14 +248,23 @@ static void on_readable(struct evm_io *io, int fd, unsigned revents, void *data)
 	struct capture *c = data;
 	(void)io;
 	(void)revents;
-	/* a full chunk: the writer is ahead of us */
-	for (int i = 0; i < BUSY_CHUNKS && read_chunk(c) == CHUNK; i++) {
-		if (!c->grown) {
+	/* a small log_max_bytes: about a file's worth per wake-up (logfile_burst) */
+	size_t most = c->file ? logfile_burst(c->file, BUSY_CHUNKS * CHUNK) : BUSY_CHUNKS * CHUNK;
+	for (size_t got = 0; got < most;) {
+		size_t want = most - got < CHUNK ? most - got : CHUNK;
+		ssize_t n = read_chunk(c, want);
+		if (n < (ssize_t)want)
+			break;
+		got += want;
+		/* a full chunk: the writer is ahead of us */
+		if (!c->grown && want == CHUNK) {
 			/*
 			 * A bigger pipe for a service that writes that much: 16 times
 			 * fewer wake-ups of it and of us per MB. Only busy pipes grow,
 			 * so the kernel memory a full pipe holds stays small for the
 			 * rest. Best effort: the per-user pipe limit may refuse it.
+			 * Not for one read a little per wake-up: a bigger pipe would
+			 * save no wake-up, and its drain at an exit would be longer.
 			 */
 			c->grown = true;
 			fcntl(fd, F_SETPIPE_SZ, BUSY_PIPE);
@@ -269,7 +278,7 @@ static void drain(struct capture *c)
 	if (c->rfd < 0)
 		return;
 	for (size_t got = 0; got < DRAIN_MAX;) {
-		ssize_t n = read_chunk(c);
+		ssize_t n = read_chunk(c, CHUNK);
 		if (n <= 0)
 			break;
 		got += (size_t)n;

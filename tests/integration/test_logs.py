@@ -186,7 +186,7 @@ stdout = log
 ROT = """
 [evmon]
 log_dir = {logs}
-log_max_bytes = 1000
+log_max_bytes = 4k
 log_backups = {backups}
 
 [service:r]
@@ -199,16 +199,17 @@ restart = never
 def numbered(files):
     out = []
     for p in files:
-        out += [int(l) for l in lines_of(p) if b"evmon" not in l]
+        # zero-padded: a 5000-digit line is past int()'s 4300 digits
+        out += [int(l.lstrip(b"0") or b"0") for l in lines_of(p) if b"evmon" not in l]
     return out
 
 
 @pytest.mark.parametrize("backups", [3, 1])
 def test_rotation_boundaries_and_backup_count(procs, tmp_path, backups):
     logs = logdir(tmp_path)
-    # 300 lines of 100 bytes: 30 KB through a 1000-byte file; a daemon with
+    # 1200 lines of 100 bytes: 120 KB through a 4096-byte file; a daemon with
     # umask 000 still creates files no other user can write or read
-    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=backups, n=300, w=99), start=False)
+    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=backups, n=1200, w=99), start=False)
     old_umask = os.umask(0)
     try:
         d.start()
@@ -222,18 +223,18 @@ def test_rotation_boundaries_and_backup_count(procs, tmp_path, backups):
     files = [logs / f"r.log.{i}" for i in range(backups, 0, -1)] + [cur]
     for p in files:
         size = p.stat().st_size
-        assert size <= 1000, (p, size)
+        assert size <= 4096, (p, size)
         data = p.read_bytes()
         assert data.endswith(b"\n")  # rotation happens between lines only
         assert p.stat().st_mode & 0o7777 == 0o640, (p, oct(p.stat().st_mode))
     # a file was rotated only when the next line did not fit
     for older, newer in zip(files, files[1:]):
         first = lines_of(newer)[0]
-        assert older.stat().st_size + len(first) + 1 > 1000, (older, first)
+        assert older.stat().st_size + len(first) + 1 > 4096, (older, first)
     # what is kept is the end of the output, in order, without a gap
     got = numbered(files)
-    assert got == list(range(300 - len(got), 300)), got[:5]
-    assert len(got) >= 9 * backups
+    assert got == list(range(1200 - len(got), 1200)), got[:5]
+    assert len(got) >= 39 * backups
 
 
 def test_a_rotation_that_fails_does_not_fill_the_disk(procs, tmp_path):
@@ -245,7 +246,7 @@ def test_a_rotation_that_fails_does_not_fill_the_disk(procs, tmp_path):
     d = Daemon(procs, tmp_path, """
 [evmon]
 log_dir = LOGS
-log_max_bytes = 1000
+log_max_bytes = 4k
 log_backups = 2
 
 [service:r]
@@ -254,40 +255,104 @@ stdout = log
 """.replace("LOGS", str(logs)))
     wait_for(lambda: "cannot rotate it, and it is twice log_max_bytes: output is discarded" in d.log(),
              timeout=30 * SLOW, what="the discarding")
-    assert (logs / "r.log").stat().st_size <= 2000
+    assert (logs / "r.log").stat().st_size <= 8192
     time.sleep(0.5)  # more lines, discarded
-    assert (logs / "r.log").stat().st_size <= 2000
+    assert (logs / "r.log").stat().st_size <= 8192
     (logs / "r.log.2").rmdir()
     wait_for(lambda: re.search(r"r.log: writing again; \d+ bytes of output were discarded", d.log()),
              timeout=30 * SLOW, what="the rotation working again")
     d.stop()
     for name in ("r.log", "r.log.1", "r.log.2"):
-        assert (logs / name).is_file() and (logs / name).stat().st_size <= 2000, name
+        assert (logs / name).is_file() and (logs / name).stat().st_size <= 8192, name
 
 
 def test_no_backups_truncates(procs, tmp_path):
     logs = logdir(tmp_path)
-    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=0, n=300, w=99))
+    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=0, n=1200, w=99))
     cur = logs / "r.log"
     wait_for(lambda: "exited with code 0" in text_of(cur), what="exit line")
     d.stop()
     assert os.listdir(logs) == ["r.log"]
-    assert cur.stat().st_size <= 1000
+    assert cur.stat().st_size <= 4096
     got = numbered([cur])
     # what is left is the end of the output, since the last truncation
-    assert got == list(range(300 - len(got), 300)), got
+    assert got == list(range(1200 - len(got), 1200)), got
 
 
 def test_a_line_longer_than_the_limit_gets_a_file_of_its_own(procs, tmp_path):
     logs = logdir(tmp_path)
-    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=5, n=3, w=1499))
+    d = Daemon(procs, tmp_path, ROT.format(logs=logs, backups=5, n=3, w=4999))
     cur = logs / "r.log"
     wait_for(lambda: "exited with code 0" in text_of(cur), what="exit line")
     d.stop()
     sizes = {p: (logs / p).stat().st_size for p in os.listdir(logs)}
-    big = [p for p, s in sizes.items() if s == 1500]
-    assert len(big) == 3, sizes  # each 1500-byte line alone in its file
+    big = [p for p, s in sizes.items() if s == 5000]
+    assert len(big) == 3, sizes  # each 5000-byte line alone in its file
     assert numbered([logs / f"r.log.{i}" for i in range(4, 0, -1)] + [cur]) == [0, 1, 2]
+
+
+def test_a_flood_into_small_logs_with_many_backups_leaves_the_daemon_answering(procs, tmp_path):
+    """`yes` into log_max_bytes = 1 with log_backups = 1000 froze the daemon: each line
+    rotated the file, renaming all 1000 names whether there or not, and a wake-up took
+    256 KiB of lines; ctl, and SIGTERM, went unanswered for minutes. Such a size is a
+    mistake now (4k at least); a rotation renames only the backups there are, and a
+    wake-up takes about one file's worth of lines, the rest waiting in the pipe."""
+    logs = logdir(tmp_path)
+    line = "a" * 31
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+
+[service:flood]
+command = yes {line}
+stdout = log
+log_max_bytes = 4k
+log_backups = 1000
+instances = 3
+
+[service:idle]
+command = {HELPER} pause
+""")
+    d.wait_state("idle", "running")
+    r = d.ctl("add", "-s", "stdout=log", "-s", "log_max_bytes=1", "-s", "log_backups=1000",
+              "rs", "--", "yes", line, timeout=10)
+    assert r.returncode != 0 and "log_max_bytes: '1' is too small: at least 4k" in r.stderr, r
+    # ctl answers all along, until many rotations went by with the chains full
+    full = [logs / f"flood:{i}.log.1000" for i in range(3)]
+    t0 = time.monotonic()
+    while not all(p.exists() for p in full):
+        assert d.request({"cmd": "status"}, timeout=10)["ok"]
+        assert time.monotonic() - t0 < 300 * SLOW, "the backups not made in time"
+        time.sleep(0.2)
+    for _ in range(20):
+        assert d.request({"cmd": "status"}, timeout=10)["ok"]
+        time.sleep(0.2)
+    d.stop()
+    names = os.listdir(logs)
+    for i in range(3):
+        mine = [n for n in names if n.startswith(f"flood:{i}.log")]
+        assert len(mine) == 1001, len(mine)
+    size = max((logs / n).stat().st_size for n in names)
+    assert size <= 4096, size
+    assert not any(n.startswith("rs") for n in names), names
+
+
+def test_log_max_bytes_below_4k_is_a_mistake(procs, tmp_path):
+    """A file smaller than a line rotates at every line: below 4k (s6-log's least too) the
+    value is refused, naming the key, in [evmon] and in a service; 0 still means never."""
+    cfg = tmp_path / "e.ini"
+    for where, value, err in [("[evmon]", "1", "'1' is too small: at least 4k (0: never rotate)"),
+                              ("[service:s]", "4095", "'4095' is too small: at least 4k"),
+                              ("[service:s]", "3k", "'3k' is too small: at least 4k"),
+                              ("[service:s]", "4k", None), ("[evmon]", "0", None)]:
+        text = f"[evmon]\nlog_dir = {tmp_path}\n\n[service:s]\ncommand = {HELPER} pause\nstdout = log\n"
+        text = text.replace(where + "\n", f"{where}\nlog_max_bytes = {value}\n")
+        cfg.write_text(text)
+        r = procs.run([EVMON, "daemon", "--check", "-c", str(cfg)], timeout=30 * SLOW)
+        if err:
+            assert r.returncode != 0 and f"log_max_bytes: {err}" in r.stderr, (where, value, r)
+        else:
+            assert r.returncode == 0, (where, value, r)
 
 
 # --------------------------------------------------------- exits and restarts
@@ -430,11 +495,11 @@ def test_ctl_logs_tail_follow_and_errors(procs, tmp_path):
     d = Daemon(procs, tmp_path, f"""
 [evmon]
 log_dir = {logs}
-log_max_bytes = 2k
+log_max_bytes = 4k
 log_backups = 3
 
 [service:web]
-command = sh -c 'trap "echo hup" HUP; seq 1 1000; echo err-line >&2; while :; do sleep 0.05; done'
+command = sh -c 'trap "echo hup" HUP; seq 1 3000; echo err-line >&2; while :; do sleep 0.05; done'
 stdout = log
 stderr = log
 kill_group = true
@@ -447,15 +512,15 @@ instances = 2
 command = {HELPER} pause
 """)
     f = logs / "web.log"
-    wait_for(lambda: f.exists() and b"\n1000\n" in f.read_bytes(), what="output")
+    wait_for(lambda: f.exists() and b"\n3000\n" in f.read_bytes(), what="output")
     r = d.ctl("logs", "-n", "3", "web")
-    assert r.returncode == 0 and r.stdout == "998\n999\n1000\n", r
+    assert r.returncode == 0 and r.stdout == "2998\n2999\n3000\n", r
     # more lines than the file holds: the backups come first
     assert (logs / "web.log.1").exists()
-    r = d.ctl("logs", "-n", "2000", "web")
+    r = d.ctl("logs", "-n", "5000", "web")
     nums = [l for l in r.stdout.splitlines() if "evmon" not in l]
-    assert nums[-1] == "1000" and len(nums) > len(numbered([f])), len(nums)
-    assert nums == [str(k) for k in range(1001 - len(nums), 1001)]
+    assert nums[-1] == "3000" and len(nums) > len(numbered([f])), len(nums)
+    assert nums == [str(k) for k in range(3001 - len(nums), 3001)]
     assert d.ctl("logs", "-n", "0", "web").stdout == ""
     # stderr is a pipe of its own, read apart from stdout's
     wait_for(lambda: d.ctl("logs", "--stderr", "web").stdout == "err-line\n", what="stderr's line")
@@ -465,7 +530,7 @@ command = {HELPER} pause
     got = []
     t = threading.Thread(target=lambda: got.extend(iter(p.stdout.readline, b"")), daemon=True)
     t.start()
-    wait_for(lambda: got == [b"1000\n"], what="the tail line")
+    wait_for(lambda: got == [b"3000\n"], what="the tail line")
     assert d.ctl("signal", "web", "HUP").returncode == 0
     wait_for(lambda: b"hup\n" in got, what="the followed line")
     assert d.ctl("restart", "web").returncode == 0
