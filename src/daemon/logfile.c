@@ -482,7 +482,7 @@ unsigned logfile_backups(const struct logfile *f)
 }
 
 /*
- * A rotation renames up to log_backups files (1000 take ~20 ms): 256 KiB of
+ * A rotation renames up to log_backups files (1000: some 20 ms): 256 KiB of
  * a fast writer's lines at once into 4 KiB files would be 64 rotations, a
  * second and more with the loop stopped. The rest waits in the pipe, and
  * the writer blocks on it: the same backpressure as a slow disk's.

@@ -5,9 +5,10 @@
  * unit's life (so the pipe never reaches EOF and every new process gets
  * the same write end) and watches the read end, non-blocking, on the loop.
  * Each chunk read (CHUNK bytes at most; a few per readiness while the pipe
- * stays full, less for a small log_max_bytes: logfile_burst) is written to the file before the next: the daemon never
- * holds more than one chunk, and a service writing faster than the disk
- * fills its pipe and blocks there. That bound holds however many services
+ * stays full, less for a small log_max_bytes: logfile_burst) is written to
+ * the file before the next: the daemon never holds more than one chunk,
+ * and a service writing faster than the disk fills its pipe and blocks
+ * there. That bound holds however many services
  * write at once. A pipe starts at the kernel's 64 KiB and grows to
  * BUSY_PIPE once its service has filled it.
  *

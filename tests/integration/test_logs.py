@@ -337,6 +337,36 @@ command = {HELPER} pause
     assert not any(n.startswith("rs") for n in names), names
 
 
+def test_a_backup_removed_by_hand_leaves_a_gap_the_rotation_fills(procs, tmp_path):
+    """The rotation renames the backups there are, from .1 up to the first name free:
+    r.log.2 removed by hand is filled by the next rotation, r.log.3 keeps its name (and
+    is not overwritten), nothing is made past log_backups."""
+    logs = logdir(tmp_path)
+    for name, text in [("r.log", "cur\n" + "c" * 3799 + "\n"), ("r.log.1", "one\n"),
+                       ("r.log.3", "three\n"), ("r.log.4", "four\n")]:
+        (logs / name).write_text(text)
+        os.chmod(logs / name, 0o640)
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+log_dir = {logs}
+log_max_bytes = 4k
+log_backups = 4
+
+[service:r]
+command = sh -c 'printf "%0299d\\n" 7'
+stdout = log
+restart = never
+""")
+    wait_for(lambda: "exited with code 0" in text_of(logs / "r.log"), what="exit line")
+    d.stop()
+    assert sorted(os.listdir(logs)) == ["r.log", "r.log.1", "r.log.2", "r.log.3", "r.log.4"]
+    assert (logs / "r.log.1").read_text().startswith("cur\n")
+    assert (logs / "r.log.2").read_text() == "one\n"
+    assert (logs / "r.log.3").read_text() == "three\n"
+    assert (logs / "r.log.4").read_text() == "four\n"
+    assert numbered([logs / "r.log"]) == [7]
+
+
 def test_log_max_bytes_below_4k_is_a_mistake(procs, tmp_path):
     """A file smaller than a line rotates at every line: below 4k (s6-log's least too) the
     value is refused, naming the key, in [evmon] and in a service; 0 still means never."""
