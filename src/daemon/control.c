@@ -179,7 +179,14 @@ static void on_idle(struct evm_timer *t, void *data)
  */
 static bool stalls(const struct client *cl)
 {
-	return (!cl->lasting || cl->brief) && (cl->raw || cl->stream || cl->subscribed) && cl->out.len;
+	/*
+	 * A reply in pieces waits with nothing unsent too: an AF_UNIX socket takes
+	 * sends until its buffer is full, but is writable again only once it is down
+	 * to a quarter, so a piece all sent may leave the rest waiting for a reader
+	 * that never reads (`ctl metrics` of 1,000 services was held for good).
+	 */
+	return (!cl->lasting || cl->brief) && (cl->raw || cl->stream || cl->subscribed) &&
+	       (cl->out.len || cl->stream);
 }
 
 static void on_stall(struct evm_timer *t, void *data)
@@ -197,8 +204,8 @@ static void on_stall(struct evm_timer *t, void *data)
 		return;
 	}
 	control__log(ctl, "client %u (pid %d): dropped: took none of its output in %llu ms (%zu "
-		     "bytes unsent)", cl->id, (int)cl->pid, (unsigned long long)ctl->o.idle_ms,
-		     cl->out.len);
+		     "bytes unsent%s)", cl->id, (int)cl->pid, (unsigned long long)ctl->o.idle_ms,
+		     cl->out.len, cl->stream ? ", and the rest of its reply not built yet" : "");
 	control__client_abort(cl);
 }
 

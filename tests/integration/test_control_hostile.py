@@ -192,6 +192,35 @@ start_secs = 0
     d.stop()
 
 
+def test_a_metrics_reader_that_reads_none_of_it_is_dropped(procs, tmp_path):
+    """`ctl metrics` of 1,000 services (a reply of ~365 KB, built in pieces as the
+    socket takes it), asked for and never read: once its socket is full and it takes
+    none of the rest for idle_timeout, the daemon drops it, as it does a `logs`
+    reader. Such a client was never dropped: 100 of them held ~45 MB of the daemon
+    and their slots for good."""
+    d = Daemon(procs, tmp_path, "[evmon]\nidle_timeout = 1s\ncgroup = no\n")
+    r = d.ctl("add", "--no-start", "-n", 1000, "many", "--", HELPER, "pause", timeout=120)
+    assert r.returncode == 0, r
+    s = d.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.sendall(b'{"cmd":"metrics"}\n')
+    wait_for(lambda: "took none of its output in 1000 ms" in d.log(), timeout=30 * SLOW,
+             what="the metrics reader that never reads dropped")
+    assert clients(d) == 1
+    r = d.ctl("status", "many:0")  # 3: not running, as asked
+    assert r.returncode == 3 and "many:0  stopped" in r.stdout, r
+    s.settimeout(10 * SLOW)
+    got = b""
+    try:
+        while chunk := s.recv(65536):  # what it had been sent, then the end
+            got += chunk
+    except ConnectionResetError:
+        pass
+    assert not got.endswith(b"]}\n"), "the whole reply went: the test proves nothing"
+    s.close()
+    d.stop()
+
+
 def test_subscribers_that_stay_leave_slots_for_requests(procs, tmp_path):
     """Event subscribers are never idle: max_clients of them refused every other
     connection, root's `ctl status` too, for as long as they stayed (and each refused
