@@ -475,6 +475,11 @@ static int parse_line(struct record *r, char *line, bool exec)
 					v[s->nolds++] = o;
 				}
 			}
+			unsigned n;
+			if (sscanf(w, "starts=%u%c", &n, &end) == 1) {
+				s->has_starts = true;
+				s->starts = n;
+			}
 			if (sscanf(w, "watchdog=%" SCNu64, &ms) == 1) {
 				s->has_watchdog = true;
 				s->watchdog_ms = ms;

@@ -10,7 +10,9 @@
  *   daemon PID
  *   service NAME PID STARTTIME IDENTITY FLAGS STATE RESTARTS FAILURES
  *           START_FAILURES BACKOFF_STEP NEXT_START [INTENT] [health=STATUS:FAILURES]
- *           [deadline=MS] [failing] [watchdog=MS] [old=PID:STARTTIME:MS ...]
+ *           [deadline=MS] [failing] [watchdog=MS] [why=TEXT] [since=MS]
+ *           [err=STAGE:ERRNO] [exit=PID:STATUS:FLAGS:END_MS:RUN_MS] [starts=N]
+ *           [old=PID:STARTTIME:MS ...]
  *                                                one per service (one line)
  *   added JSON                                   a definition from ctl add
  *   end N                                        N service lines: not truncated
@@ -36,7 +38,11 @@
  * of its ready timeout (as extended) or of its SIGKILL, which the next
  * daemon keeps (EVM_ADOPT_DEADLINE), with " failing" when that SIGKILL
  * ends a stop for a failure (EVM_ADOPT_FAILING); and " watchdog=MS" for a run whose
- * service set its own watchdog period (WATCHDOG_USEC=), which goes on; and one
+ * service set its own watchdog period (WATCHDOG_USEC=), which goes on; " why=",
+ * " since=", " err=" and " exit=": what its status shows of its past; " starts=N"
+ * for one started at least once: its evmon_service_starts_total, which the next
+ * daemon keeps for the same definition (a reader before it leaves the word, and
+ * counts from 0 again, or 1 for a process it adopts: no format is bumped); and one
  * " old=PID:STARTTIME:MS" per copy of the name that a reload replaced or removed
  * and that still stops, at most STATE_OLDS_MAX (its stop signal sent; MS: the
  * CLOCK_BOOTTIME of its SIGKILL, 0: due already): the next daemon takes that
@@ -155,6 +161,8 @@ struct rec_svc {
 	struct evm_service_history past;
 	bool has_past;
 	char why[160];	/* " why=TEXT" (%XX: a space, '%', a control byte): why it is fatal, or "" */
+	bool has_starts; /* " starts=N" (any format): its starts since it was made (metrics) */
+	unsigned starts;
 	bool has_cg; /* reexec only: what the old image knew of its cgroup (evm_service_opts.cgroup_kept) */
 	struct evm_cgroup_kept cg;
 	/* " old=PID:START:MS" (any format): a replaced or removed copy of this name still

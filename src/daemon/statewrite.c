@@ -48,7 +48,8 @@ static char *put_word(char *p, const char *w)
 /*
  * " PID START IDENT FLAGS STATE RESTARTS FAILURES START_FAILURES STEP NEXT[ INTENT]
  * [ health=STATUS:FAILURES][ deadline=MS][ failing][ watchdog=MS]
- * [ why=TEXT][ since=MS][ err=STAGE:ERRNO][ exit=PID:STATUS:FLAGS:END_MS:RUN_MS]\n"
+ * [ why=TEXT][ since=MS][ err=STAGE:ERRNO][ exit=PID:STATUS:FLAGS:END_MS:RUN_MS][ starts=N]
+ * [ old=...]\n"
  * as "%d %" PRIu64 " %016" PRIx64 " %s ..." would: every service at each write
  */
 static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, const char *flags,
@@ -60,6 +61,11 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 	uint64_t left;
 	if (*olds) /* last: a reader of any format leaves words it does not know */
 		p = put_word(p, olds);
+	if (u->starts) { /* its starts_total, kept by the next daemon (an older one leaves the word) */
+		char w[24];
+		snprintf(w, sizeof(w), "starts=%u", u->starts);
+		p = put_word(p, w);
+	}
 	/* what status shows of its past: why it is fatal, the last exit, the last spawn error, since when */
 	if (info->state == EVM_STATE_FATAL && u->fatal_why && *u->fatal_why) {
 		/*

@@ -271,6 +271,17 @@ static void past_one(struct daemon *d, const struct rec_svc *s)
 		dlog("service %s: cannot carry over its last exit: %s", u->name, strerror(-e));
 }
 
+/*
+ * Its starts since it was made (evmon_service_starts_total), after the
+ * adoption, which counted as one: the same definition's, as its restarts.
+ */
+static void starts_one(struct daemon *d, const struct rec_svc *s)
+{
+	struct unit *u = unit_find(d, s->name);
+	if (s->has_starts && u && u->svc && state_ident(u->conf) == s->ident)
+		u->starts = s->starts;
+}
+
 static void take_over_one(struct daemon *d, struct rec_svc *s)
 {
 	struct unit *u = unit_find(d, s->name);
@@ -579,6 +590,7 @@ void state_take_over(struct daemon *d)
 			d->rec->svcs[i].used = true;
 			take_over_one(d, &d->rec->svcs[i]);
 			past_one(d, &d->rec->svcs[i]);
+			starts_one(d, &d->rec->svcs[i]);
 		}
 	d->quiet_adopt = false;
 	/*

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import EVMON, HELPER
-from daemon_util import SLOW, Daemon, LineReader, wait_for
+from daemon_util import SLOW, Daemon, LineReader, hand_over, record_text, wait_for
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE = re.compile(rf"^({NAME})(\{{(.*)\}})? (\S+)$")
@@ -179,6 +179,51 @@ def test_scrape_format_and_values(procs, tmp_path):
     assert code == 405 and headers["Allow"] == "GET, HEAD"
     code, _, body = http(url, method="HEAD")
     assert code == 200 and body == ""
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_starts_total_is_kept_across_a_hand_over(procs, tmp_path, how):
+    """evmon_service_starts_total counts the starts since the service was made: a
+    re-exec and a daemon started after a crash carry it over (the record's " starts="
+    word), as they do the restarts; it went back to 0 (an adopted service's 0, not 1)."""
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+cgroup = no
+
+[service:web]
+command = {HELPER} pause
+start_secs = 0
+
+[service:done]
+command = {HELPER} exit 0
+restart = never
+start_secs = 0
+
+[service:idle]
+command = {HELPER} pause
+autostart = false
+""")
+    d.wait_state("web", "running")
+    d.wait_state("done", "exited")
+    for _ in range(2):
+        pid = d.status("web")["web"]["pid"]
+        assert d.ctl("restart", "web").returncode == 0
+        wait_for(lambda: d.status("web")["web"].get("pid") not in (None, pid),
+                 what="web restarted")
+    starts = lambda: by_service(parse(d.ctl("metrics").stdout), "evmon_service_starts_total")
+    assert starts() == {"web": 3, "done": 1, "idle": 0}
+    pid = d.status("web")["web"]["pid"]
+    wait_for(lambda: f"service web {pid} " in record_text(d),
+             what="the record written since web's last start")
+    hand_over(d, how)
+    d.wait_state("web", "running")
+    assert d.status("web")["web"]["pid"] == pid  # adopted, not started again
+    assert starts() == {"web": 3, "done": 1, "idle": 0}
+    pid = d.status("web")["web"]["pid"]
+    assert d.ctl("restart", "web").returncode == 0
+    wait_for(lambda: d.status("web")["web"].get("pid") not in (None, pid), what="web restarted")
+    assert starts()["web"] == 4
     d.stop()
 
 
