@@ -24,8 +24,8 @@
  * (a request half read: the new image reads on). A client whose reply
  * waits (a wait) crosses too, and the new image says its wait was cut.
  * The clients in a stream (logs -f), a reply in pieces, or with output
- * not read yet close with the exec; the metrics listener is bound again,
- * the log files are opened again at the next line.
+ * not read yet close with the exec; the metrics listener is bound again
+ * (port 0: another free port, as evmon.ini(5) says; not handed over), the log files are opened again at the next line.
  *
  * The state is passed in the newest format both binaries read (the new
  * one's answer, down to STATE_REEXEC_OLDEST), without the lines and what

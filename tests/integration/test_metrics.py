@@ -227,6 +227,20 @@ autostart = false
     d.stop()
 
 
+def test_the_endpoint_after_a_reexec(procs, tmp_path):
+    """A re-exec binds metrics_listen again (evmon.ini(5)): with port 0 on a free
+    port that may differ, and `ctl ping` tells the one that serves."""
+    d = Daemon(procs, tmp_path, f"[evmon]\nmetrics_listen = 127.0.0.1:0\n\n"
+               f"[service:web]\ncommand = {HELPER} pause\nstart_secs = 0\n")
+    d.wait_state("web", "running")
+    assert http(endpoint(d))[0] == 200
+    hand_over(d, "reexec")
+    url = endpoint(d)
+    code, _, text = http(url)
+    assert code == 200 and by_service(parse(text), "evmon_service_up") == {"web": 1}
+    d.stop()
+
+
 def test_1000_services(procs, tmp_path):
     """1,000 services (stopped: no processes needed) in one scrape, over HTTP and ctl"""
     d = Daemon(procs, tmp_path, f"""
