@@ -11,6 +11,9 @@
 
 #include "config.h"
 
+/* log_max_bytes's least (but 0): a file smaller than a line rotates at each line */
+#define CONF_LOG_MIN_BYTES 4096
+
 /* One key = value, with the line it is on (0: not from a file). */
 struct conf_pair {
 	const char *key;

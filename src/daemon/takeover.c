@@ -23,6 +23,8 @@
 #include "daemon.h"
 #include "daemonlog.h"
 #include "health.h"
+#include "confkeys.h"
+#include "confvalue.h"
 #include "procstat.h"
 #include "ready.h"
 
@@ -44,14 +46,42 @@
  * (one removed since is not made again); none starts here: the takeover
  * adopts the running ones, and those the record says are down stay down.
  */
+/*
+ * A definition an older evmon took may break a rule added since: a
+ * log_max_bytes below CONF_LOG_MIN_BYTES (a mistake since), refused here,
+ * would have its running process killed as part of no service. It is
+ * raised to the least instead, and said.
+ */
+static void readd_mend(cJSON *svc, const char *name)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(svc, "log_max_bytes");
+	char num[32];
+	const char *t = cJSON_IsString(v) ? v->valuestring : NULL;
+	size_t n = 0;
+	if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < CONF_LOG_MIN_BYTES) {
+		snprintf(num, sizeof(num), "%.0f", v->valuedouble);
+		t = num;
+	}
+	if (!t || !conf_parse_size(t, &n) || !n || n >= CONF_LOG_MIN_BYTES)
+		return;
+	char least[16];
+	snprintf(least, sizeof(least), "%uk", CONF_LOG_MIN_BYTES >> 10);
+	dlog("service %s: log_max_bytes = %s, below the %s this evmon takes: %s", name, t, least,
+	     least);
+	cJSON_DeleteItemFromObjectCaseSensitive(svc, "log_max_bytes"); /* t is gone */
+	cJSON_AddStringToObject(svc, "log_max_bytes", least);
+}
+
 static void readd_one(struct daemon *d, const char *def)
 {
 	struct errlist errs = {0};
 	cJSON *svc = cJSON_Parse(def);
 	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(svc, "name");
 	struct svc_conf *c = NULL;
-	if (cJSON_IsObject(svc) && cJSON_IsString(nm))
+	if (cJSON_IsObject(svc) && cJSON_IsString(nm)) {
+		readd_mend(svc, nm->valuestring);
 		c = requests_add_conf(d, svc, nm->valuestring, &errs, NULL);
+	}
 	else
 		errlist_add(&errs, "add", 0, "not a definition");
 	if (c && !(c->added_def = strdup(def)))

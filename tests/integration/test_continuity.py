@@ -1033,6 +1033,32 @@ command = sleep {marker}1
     d.stop()
 
 
+def test_an_added_definition_with_a_log_size_taken_no_more_is_raised(procs, tmp_path, marker):
+    """log_max_bytes below 4k is a mistake since df27d1f: a service added with one by an
+    older evmon, made again from the record after an upgrade, was refused and its running
+    process killed as part of no service. Its log_max_bytes is raised to 4k instead, said
+    in the log, and its process adopted. (An older evmon is played by editing the record
+    after a crash: it was written with 4k.)"""
+    d = Daemon(procs, tmp_path, added_config(marker))
+    wait_for(lambda: all_running(d, 1), what="w running")
+    r = d.ctl("add", "-s", "stdout=null", "-s", "log_max_bytes=4k", "extra", "--", "sleep", marker)
+    assert r.returncode == 0, r
+    extra = d.status("extra")["extra"]["pid"]
+    wait_for(lambda: '"log_max_bytes":"4k"' in open(d.sock + ".state").read(), what="the record")
+    d.crash()
+    rec = open(d.sock + ".state").read()
+    with open(d.sock + ".state", "w") as f:
+        f.write(rec.replace('"log_max_bytes":"4k"', '"log_max_bytes":"1000"'))
+    d.start()
+    st = wait_for(lambda: (st := d.status()) and st.get("extra", {}).get("state") == "running"
+                  and st, what="extra adopted")
+    assert st["extra"]["pid"] == extra and st["extra"].get("added"), st
+    assert "service extra: log_max_bytes = 1000, below the 4k this evmon takes: 4k" in d.log()
+    assert "cannot make it again" not in d.log()
+    d.stop()
+    assert not alive(extra)
+
+
 @pytest.mark.parametrize("how", ["reexec", "crash"])
 def test_backoff_and_counters_carry_over(procs, tmp_path, marker, how):
     """A crash-looping service in a 30 s backoff is not started again by a
