@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define HEAD_MAX 256 /* the bytes read of a program: the kernel reads as many for its #! line */
+
 static const char *env_path(char **env)
 {
 	for (char **e = env; e && *e; e++)
@@ -83,8 +85,12 @@ static bool shebang(const char *h, size_t n, char *interp, size_t len)
 	while (i < n && h[i] != ' ' && h[i] != '\t' && h[i] != '\n' && h[i] != '\0' && k + 1 < len)
 		interp[k++] = h[i++];
 	interp[k] = '\0';
-	for (size_t j = 0; k && j < k - 1; j++) /* a file's bytes into a log line: no control characters */
-		if ((unsigned char)interp[j] < 0x20 || interp[j] == 0x7f)
+	if (k + 1 == len || (i == n && n + 1 >= HEAD_MAX))
+		return false; /* cut short (by interp, or by the bytes read): what it names is not known */
+	/* a file's bytes into a log line: no control characters (a last CR is told apart) */
+	for (size_t j = 0; j < k; j++)
+		if (((unsigned char)interp[j] < 0x20 && !(j == k - 1 && interp[j] == '\r')) ||
+		    interp[j] == 0x7f)
 			interp[j] = '?';
 	return k > 0;
 }
@@ -92,7 +98,7 @@ static bool shebang(const char *h, size_t n, char *interp, size_t len)
 bool spawn_why(const struct spawn_facts *f, enum evm_spawn_stage stage, int error, char *why,
 	       size_t len)
 {
-	char h[256], interp[200];
+	char h[HEAD_MAX], interp[HEAD_MAX];
 	why[0] = '\0';
 	if (stage == EVM_STAGE_STDIO && error == -EBADF && f->nofile >= 0 && f->nofile < 3) {
 		snprintf(why, len, "limit_nofile = %lld leaves no room for its stdin, stdout and stderr, "

@@ -1547,7 +1547,9 @@ def test_a_failed_exec_says_what_its_errno_hides(procs, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     scripts = {"interp": b"#!/nonexistent/interp\necho hi\n", "plain": b"echo hi\n",
-               "crlf": b"#!/bin/sh\r\necho hi\r\n"}
+               "crlf": b"#!/bin/sh\r\necho hi\r\n",
+               # a control byte last in the name: never raw into a log (it was, there)
+               "esc": b"#!/nonexistent/x\x1b\necho hi\n"}
     for name, text in scripts.items():
         (tmp_path / name).write_bytes(text)
         os.chmod(tmp_path / name, 0o755)
@@ -1564,6 +1566,8 @@ def test_a_failed_exec_says_what_its_errno_hides(procs, tmp_path):
         "crlf": ("exec", f"{tmp_path}/crlf", "No such file or directory",
                  "its #! line ends in a carriage return, a CRLF line end: its interpreter "
                  "/bin/sh\\r does not exist"),
+        "esc": ("exec", f"{tmp_path}/esc", "No such file or directory",
+                "its interpreter /nonexistent/x?, named by its #! line, does not exist"),
         "nofile": ("stdio", "/bin/true", "Bad file descriptor",
                    "limit_nofile = 0 leaves no room for its stdin, stdout and stderr, "
                    "descriptors 0 to 2"),
