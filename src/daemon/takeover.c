@@ -20,11 +20,11 @@
 #include "state.h"
 
 #include "cgroups.h"
+#include "confkeys.h"
+#include "confvalue.h"
 #include "daemon.h"
 #include "daemonlog.h"
 #include "health.h"
-#include "confkeys.h"
-#include "confvalue.h"
 #include "procstat.h"
 #include "ready.h"
 
@@ -41,18 +41,13 @@
 #define KILL_WAIT_MS 5000
 
 /*
- * The services added with ctl add, from their definitions in the record:
- * the config file does not have them. Only the instances the record names
- * (one removed since is not made again); none starts here: the takeover
- * adopts the running ones, and those the record says are down stay down.
- */
-/*
  * A definition an older evmon took may break a rule added since: a
  * log_max_bytes below CONF_LOG_MIN_BYTES (a mistake since), refused here,
  * would have its running process killed as part of no service. It is
- * raised to the least instead, and said.
+ * raised to the least instead, and said; true when it was (the record
+ * keeps the definition so mended).
  */
-static void readd_mend(cJSON *svc, const char *name)
+static bool readd_mend(cJSON *svc, const char *name)
 {
 	cJSON *v = cJSON_GetObjectItemCaseSensitive(svc, "log_max_bytes");
 	char num[32];
@@ -63,28 +58,35 @@ static void readd_mend(cJSON *svc, const char *name)
 		t = num;
 	}
 	if (!t || !conf_parse_size(t, &n) || !n || n >= CONF_LOG_MIN_BYTES)
-		return;
+		return false;
 	char least[16];
-	snprintf(least, sizeof(least), "%uk", CONF_LOG_MIN_BYTES >> 10);
+	snprintf(least, sizeof(least), "%uk", (unsigned)CONF_LOG_MIN_BYTES >> 10);
 	dlog("service %s: log_max_bytes = %s, below the %s this evmon takes: %s", name, t, least,
 	     least);
 	cJSON_DeleteItemFromObjectCaseSensitive(svc, "log_max_bytes"); /* t is gone */
-	cJSON_AddStringToObject(svc, "log_max_bytes", least);
+	return cJSON_AddStringToObject(svc, "log_max_bytes", least) != NULL;
 }
 
+/*
+ * The services added with ctl add, from their definitions in the record:
+ * the config file does not have them. Only the instances the record names
+ * (one removed since is not made again); none starts here: the takeover
+ * adopts the running ones, and those the record says are down stay down.
+ */
 static void readd_one(struct daemon *d, const char *def)
 {
 	struct errlist errs = {0};
 	cJSON *svc = cJSON_Parse(def);
 	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(svc, "name");
 	struct svc_conf *c = NULL;
+	bool mended = false;
 	if (cJSON_IsObject(svc) && cJSON_IsString(nm)) {
-		readd_mend(svc, nm->valuestring);
+		mended = readd_mend(svc, nm->valuestring);
 		c = requests_add_conf(d, svc, nm->valuestring, &errs, NULL);
-	}
-	else
+	} else {
 		errlist_add(&errs, "add", 0, "not a definition");
-	if (c && !(c->added_def = strdup(def)))
+	}
+	if (c && !(c->added_def = mended ? cJSON_PrintUnformatted(svc) : strdup(def)))
 		errlist_add(&errs, "add", 0, "out of memory");
 	char name[256];
 	for (unsigned i = 0; c && !errs.n && i < c->instances; i++) {

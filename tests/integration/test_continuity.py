@@ -1055,6 +1055,9 @@ def test_an_added_definition_with_a_log_size_taken_no_more_is_raised(procs, tmp_
     assert st["extra"]["pid"] == extra and st["extra"].get("added"), st
     assert "service extra: log_max_bytes = 1000, below the 4k this evmon takes: 4k" in d.log()
     assert "cannot make it again" not in d.log()
+    # the record keeps the definition so mended: said once, not at every takeover
+    wait_for(lambda: '"log_max_bytes":"4k"' in open(d.sock + ".state").read(),
+             what="the mended definition in the record")
     d.stop()
     assert not alive(extra)
 
