@@ -694,12 +694,13 @@ static bool make_pending_one(struct batch *b, struct unit *u)
 /*
  * u becomes pending: what it requires is asked to start too (not what it
  * starts after), depth first. No cycle: the config has none, and pending ends it.
+ * With !self, u is left as it is (it runs) and only what it requires, down, starts.
  */
-static void make_pending(struct batch *b, struct unit *u)
+static void make_pending(struct batch *b, struct unit *u, bool self)
 {
 	struct walk w;
 	walk_init(&w);
-	if (make_pending_one(b, u))
+	if (!self || make_pending_one(b, u))
 		walk_push(&w, u);
 	while (w.n) {
 		struct frame *f = &w.v[w.n - 1];
@@ -741,10 +742,50 @@ static void cancel_stop(struct daemon *d, struct unit *u)
 	u->want_stop = false;
 }
 
+/* Does u require a service that is down (and would be started by make_pending)? */
+static bool requires_down(const struct unit *u)
+{
+	for (size_t i = 0; i < u->ndeps; i++) {
+		const struct unit *t = u->deps[i].u;
+		if (u->deps[i].kind != DEP_AFTER && t->svc && !t->pending && !active(t) &&
+		    !(state(t) == EVM_STATE_EXITED && exited_ok(t)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * u runs and is asked to start: what it requires and is down starts (it
+ * exited, failed, was removed and added again), as systemctl start pulls in
+ * the Requires= of an active unit.
+ */
+static void start_requirements(struct daemon *d, struct unit *u)
+{
+	if (!requires_down(u))
+		return;
+	struct batch b = {.asked = d->asking};
+	make_pending(&b, u, false);
+	run_batch(d, &b);
+	state_changed(d);
+}
+
 int deps_restart(struct daemon *d, struct unit *u)
 {
 	if (!active(u)) /* down or waiting: a start, after what it requires */
 		return deps_start(d, u);
+	ensure_graph(d);
+	if (u->svc && requires_down(u)) {
+		/* a stop, then a start after what it requires (which starts now) */
+		cancel_stop(d, u);
+		int r = evm_service_stop(u->svc);
+		if (r < 0)
+			return r;
+		struct batch b = {.asked = d->asking};
+		make_pending(&b, u, true);
+		run_batch(d, &b);
+		state_changed(d);
+		return 0;
+	}
 	cancel_stop(d, u);
 	u->start_after = true; /* its stopping event, told inside, says it starts again */
 	int r = u->svc ? evm_service_restart(u->svc) : -ENOENT;
@@ -759,7 +800,10 @@ int deps_start(struct daemon *d, struct unit *u)
 	if (active(u)) {
 		free(u->blocked);
 		u->blocked = NULL;
-		return u->svc ? evm_service_start(u->svc) : -ENOENT;
+		int r = u->svc ? evm_service_start(u->svc) : -ENOENT;
+		if (r >= 0)
+			start_requirements(d, u);
+		return r;
 	}
 	if (!u->ndeps) {
 		free(u->blocked);
@@ -769,7 +813,7 @@ int deps_start(struct daemon *d, struct unit *u)
 	if (u->pending)
 		return 0;
 	struct batch b = {.asked = d->asking};
-	make_pending(&b, u);
+	make_pending(&b, u, true);
 	run_batch(d, &b);
 	state_changed(d); /* waiting to start: in the record, so a crash keeps it */
 	return 0;
@@ -788,7 +832,7 @@ void deps_start_wanted(struct daemon *d)
 		if (u->want_start && u->svc && !u->old) { /* u->old: units_on_event starts it */
 			u->want_start = false;
 			if (!active(u) && !u->pending)
-				make_pending(&b, u);
+				make_pending(&b, u, true);
 			else if (active(u)) {
 				cancel_stop(d, u);
 				evm_service_start(u->svc); /* STOPPING: started again after */

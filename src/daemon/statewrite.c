@@ -264,6 +264,8 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		else if (u->start_after &&
 			 (info.state == EVM_STATE_STOPPING || (info.state == EVM_STATE_STOPPED && !pid)))
 			intent = REC_RESTART;
+		else if (u->pending && info.state == EVM_STATE_STOPPING)
+			intent = REC_RESTART; /* a restart waiting for what it requires, deps.c */
 		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING && !d->stopping)
 			intent = REC_STOP; /* not the shutdown's: a daemon started after it runs them */
 		else if (d->stopping && info.state == EVM_STATE_STOPPING && u->conf->pol.autostart)

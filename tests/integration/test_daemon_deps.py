@@ -476,6 +476,45 @@ def test_a_restart_of_a_stopped_service_starts_what_it_requires_first(procs, tmp
     d.stop()
 
 
+@pytest.mark.parametrize("cmd", ["start", "restart"])
+def test_a_start_of_a_running_service_starts_what_it_requires_that_is_down(procs, tmp_path,
+                                                                            cmd):
+    """web runs, db (which web requires) exited with a failure and is not restarted:
+    `ctl start web` starts db again, as `systemctl start` pulls in Requires= of an active
+    unit; `ctl restart web` starts db, then web once db is up. Both left db down."""
+    gate = tmp_path / "gate"
+    once = tmp_path / "once"
+    d = Daemon(procs, tmp_path, f"""
+        [service:db]
+        command = /bin/sh -c 'test -e {once} && exec sleep 1000; touch {once}; \
+            while ! test -e {gate}; do sleep 0.05; done; exit 3'
+        restart = never
+        start_secs = 0
+
+        [service:web]
+        command = HELPER pause
+        requires = db
+        start_secs = 0
+        """)
+    web = d.wait_state("web", "running")["pid"]
+    gate.touch()
+    d.wait_state("db", "exited")
+    assert d.status()["web"]["pid"] == web
+    n = len(transitions(d))
+    r = d.ctl(cmd, "web")
+    assert r.returncode == 0, r
+    st = wait_for(lambda: (s := d.status())["db"]["state"] == "running" and
+                  s["web"]["state"] == "running" and s, what="db and web running")
+    tr = transitions(d)
+    if cmd == "start":
+        assert st["web"]["pid"] == web, st["web"]
+    else:
+        assert st["web"]["pid"] != web, st["web"]
+        # web stopped, then started once db ran
+        assert index(tr, "db", "running", start=n) < index(tr, "web", "running", start=n), tr
+    d.stop()
+
+
 def test_a_requirement_restarting_keeps_its_dependent_waiting(procs, tmp_path):
     """`ctl restart db` (db takes a moment to stop) and `ctl start web` (requires db)
     right behind it: web waits while db stops, stays waiting while db is stopped for the
@@ -976,6 +1015,36 @@ stop_timeout = {linger // 1000 + 2 * SLOW}
     assert not alive(old)
     tr = [x for x in transitions(d) if x[0] == "web"]
     assert tr[-1][2] == "running" and new, tr
+    d.stop()
+
+
+def test_a_reexec_keeps_a_restart_waiting_for_what_it_requires(procs, tmp_path):
+    """As above, with db (which web requires) down, and 2 s to start again: web stops, to
+    start once db is up (a restart after what it requires), and `ctl reexec` comes while
+    web stops and db starts. web is passed on as a restart: it was passed as stopping, and
+    the new image stopped web for good."""
+    gate = tmp_path / "gate"
+    once = tmp_path / "once"
+    d = Daemon(procs, tmp_path, f"""
+[service:db]
+command = /bin/sh -c 'test -e {once} && exec sleep 1000; touch {once}; while ! test -e {gate}; do sleep 0.05; done; exit 3'
+restart = never
+start_secs = {2 * SLOW}
+
+[service:web]
+command = HELPER linger 4000 pause
+requires = db
+start_secs = 0
+stop_timeout = {4 + 2 * SLOW}
+""")
+    old, = catching(d, "web")
+    gate.touch()
+    d.wait_state("db", "exited")
+    then_reexec(d, b'{"cmd":"restart","names":["web"]}\n')
+    new = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and
+                   s["pid"] != old and s["pid"], timeout=30 * SLOW, what="web running again")
+    assert not alive(old) and new
+    assert d.status("db")["db"]["state"] == "running"
     d.stop()
 
 
