@@ -1154,7 +1154,8 @@ EVM_API int evm_service_new(struct evm_loop *loop, const struct evm_service_opts
  * after an exit that the new policy would not restart (restart NEVER, or
  * ON_FAILURE after an exit its new success_codes call a success) is not
  * restarted: at the loop's next turn (never within this call) it is EXITED,
- * an event, unless it changed state meanwhile. A BACKOFF after a failed
+ * an event, unless it changed state meanwhile; FATAL ("gave up") the same
+ * way when its failures in a row are past a new, lower max_retries. A BACKOFF after a failed
  * spawn, or resumed (evm_service_resume), keeps its restart. -EINVAL for
  * bad options, -ENOMEM (nothing changed) when that check cannot be queued.
  */

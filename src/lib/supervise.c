@@ -59,7 +59,7 @@
  *           remove          -> (removed)                     removed at once
  *           spawn failed    -> BACKOFF|FATAL                 FATAL past start_retries
  *           backoff up      -> STARTING|RUNNING              spawn again
- *           policy          -> EXITED|(stays)                a turn after set_policy: cancelled if the new policy would not restart after that exit
+ *           policy          -> EXITED|FATAL|(stays)          a turn after set_policy: cancelled if the new policy would not restart after that exit, FATAL past a lower max_retries
  * STOPPING  start           -> (stays)                       start after the exit
  *           stop            -> (stays)                       no start after the exit
  *           restart         -> (stays)                       start after the exit
@@ -697,8 +697,9 @@ const struct evm__sv_cell evm__sv_table[EVM__SV_NSTATES][EVM__SV_NEVENTS] = {
 	[EVM_STATE_BACKOFF] = {
 		IDLE_ROW(act_stop_idle_cg, TO(STOPPED) | TO(STOPPING), "cancel the restart; stop what is left"),
 		[EVM__SV_BACKOFF_DONE] = {act_backoff_done, SPAWNS, "spawn again"},
-		[EVM__SV_POLICY] = {evm__sv_act_policy_backoff, TO(EXITED) | EVM__SV_STAYS,
-				    "a turn after set_policy: cancelled if the new policy would not restart after that exit"},
+		[EVM__SV_POLICY] = {evm__sv_act_policy_backoff, TO(EXITED) | TO(FATAL) | EVM__SV_STAYS,
+				    "a turn after set_policy: cancelled if the new policy would not restart after that exit, "
+				    "FATAL past a lower max_retries"},
 	},
 	[EVM_STATE_STOPPING] = {
 		[EVM__SV_START] = {act_start_after_stop, 0, "start after the exit"},

@@ -193,10 +193,20 @@ int evm__sv_act_exit_running(struct evm_service *s, const struct evm__sv_arg *a)
 int evm__sv_act_policy_backoff(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	(void)a;
-	/* s->failing holds until the next spawn: a watchdog's or ready timeout's exit fails */
-	if (!s->backoff_exit || !s->has_exit || s->loop->shutting_down ||
-	    policy_again(s, exit_ok(s, &s->last_exit) && !s->failing))
+	if (!s->backoff_exit || !s->has_exit || s->loop->shutting_down)
 		return 0;
+	/* s->failing holds until the next spawn: a watchdog's or ready timeout's exit fails */
+	bool ok = exit_ok(s, &s->last_exit) && !s->failing;
+	if (policy_again(s, ok)) {
+		/* a lower max_retries: the failures so far are past it (as the exit would judge) */
+		if (ok || !s->max_retries || s->failures <= s->max_retries)
+			return 0;
+		evm_timer_cancel(s->timer);
+		snprintf(s->msg, sizeof(s->msg), "gave up after %u failures in a row (max_retries "
+			 "is now %u)", s->failures, s->max_retries);
+		evm__sv_enter(s, EVM_STATE_FATAL, NULL, 0, 0);
+		return 0;
+	}
 	evm_timer_cancel(s->timer); /* the backoff's */
 	snprintf(s->msg, sizeof(s->msg), "restart cancelled: the new policy (restart = %s) "
 		 "does not restart after that exit", s->restart == EVM_RESTART_NEVER ? "never" : "on-failure");

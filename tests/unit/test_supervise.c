@@ -338,6 +338,46 @@ static void test_set_policy_cancels_a_waiting_restart_a_turn_later(void **state)
 	assert_int_equal(count_state("a", EVM_STATE_RUNNING), 1);
 }
 
+static void backoff_1ms(struct evm_service_opts *o)
+{
+	o->set |= EVM_SVC_BACKOFF_INITIAL | EVM_SVC_BACKOFF_MAX | EVM_SVC_START_MS;
+	o->backoff_initial_ms = 1;
+	o->backoff_max_ms = 3600000;
+	o->start_ms = 0;
+}
+
+/*
+ * A lower max_retries than the failures in a row of one waiting in BACKOFF
+ * gives up a turn later (FATAL), as its last exit would have under it: it
+ * was restarted once more, and only the exit after judged by it.
+ */
+static void test_set_policy_lower_max_retries_gives_up_a_turn_later(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *b = svc(loop, "b", EVM_RESTART_ALWAYS, EXIT3, backoff_1ms);
+	evm_service_start(b);
+	RUN_UNTIL(loop, count_state("b", EVM_STATE_BACKOFF) >= 1, 5000);
+	struct evm_service_opts o = {.restart = EVM_RESTART_ALWAYS};
+	backoff_1h(&o); /* the next backoff: 1 h, so the second waits for us */
+	assert_int_equal(evm_service_set_policy(b, &o), 0);
+	RUN_UNTIL(loop, count_state("b", EVM_STATE_BACKOFF) >= 2, 5000);
+	assert_int_equal(evm_service_state(b), EVM_STATE_BACKOFF);
+	/* 2 failures in a row: not past 2 */
+	o.max_retries = 2;
+	assert_int_equal(evm_service_set_policy(b, &o), 0);
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(b), EVM_STATE_BACKOFF);
+	o.max_retries = 1;
+	assert_int_equal(evm_service_set_policy(b, &o), 0);
+	assert_int_equal(evm_service_state(b), EVM_STATE_BACKOFF); /* not in the call */
+	assert_true(evm_loop_run_once(loop, 0) >= 0);
+	assert_int_equal(evm_service_state(b), EVM_STATE_FATAL);
+	const struct rec *r = last_of("b", EVM_STATE_FATAL);
+	assert_int_equal(r->old, EVM_STATE_BACKOFF);
+	assert_non_null(strstr(r->msg, "gave up after 2 failures in a row (max_retries is now 1)"));
+	assert_int_equal(count_state("b", EVM_STATE_RUNNING), 2);
+}
+
 /* the exit is judged by the success codes of the new policy, not those it exited under */
 static void test_set_policy_judges_the_exit_by_its_new_codes(void **state)
 {
@@ -2269,6 +2309,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_unless_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_policy_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_policy_cancels_a_waiting_restart_a_turn_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_policy_lower_max_retries_gives_up_a_turn_later, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_set_policy_judges_the_exit_by_its_new_codes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_policy_keeps_other_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_before_spawn_can_fail_an_attempt, setup, teardown),
