@@ -911,6 +911,35 @@ start_secs = 0
     d.stop()
 
 
+def test_reload_lowering_max_retries_gives_up_a_service_in_backoff_past_it(procs, tmp_path):
+    """A service failing in a row, waiting in backoff, given by a reload a max_retries its
+    failures are past, gives up (fatal) right after the reload. It was restarted once more."""
+    def cfg(backoff, retries=0):
+        return f"""
+[service:f]
+command = sh -c 'echo run >> {tmp_path}/runs; exit 1'
+backoff_initial = {backoff}
+backoff_max = 1h
+start_secs = 0
+max_retries = {retries}
+"""
+    d = Daemon(procs, tmp_path, cfg("10ms"))
+    d.wait_state("f", "backoff")
+    d.write(cfg("1h"))  # its next backoff is an hour: it waits there for the next reload
+    assert d.ctl("reload").returncode == 0
+    wait_for(lambda: (s := d.status("f")["f"])["state"] == "backoff" and
+             s["next_start_ms"] > 600000, what="f failed again and waits an hour")
+    runs = (tmp_path / "runs").read_text()
+    d.write(cfg("1h", 1))
+    assert d.ctl("reload").returncode == 0
+    st = d.wait_state("f", "fatal")
+    assert "gave up after" in st.get("error", "") + st.get("message", "") or \
+        "gave up after" in d.log(), (st, d.log()[-2000:])
+    assert "(max_retries is now 1)" in d.log(), d.log()[-2000:]
+    assert (tmp_path / "runs").read_text() == runs  # not started again
+    d.stop()
+
+
 def test_reload_making_a_backing_off_essential_service_non_essential_and_never(procs, tmp_path):
     """essential = true, waiting in backoff after an exit; a reload sets essential = false and
     restart = never: it is exited, and the daemon goes on. The first version of the
