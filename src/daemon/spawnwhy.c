@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define HEAD_MAX 256 /* the bytes read of a program: the kernel reads as many for its #! line */
@@ -95,6 +96,66 @@ static bool shebang(const char *h, size_t n, char *interp, size_t len)
 	return k > 0;
 }
 
+/*
+ * A bare name's file as execvp met it: the first one found along the search,
+ * executable or not (it goes on past one it cannot run, and says EACCES at
+ * the end when nothing else ran).
+ */
+static const char *first_found(const char *file, const char *search, char *buf, size_t len)
+{
+	if (!search)
+		search = getenv("PATH"); /* as cli_path_find */
+	if (!search)
+		search = PATHFIND_DEFAULT;
+	for (const char *p = search;;) {
+		const char *end = strchrnul(p, ':');
+		int n = end == p ? snprintf(buf, len, "./%s", file)
+				 : snprintf(buf, len, "%.*s/%s", (int)(end - p), p, file);
+		if (n > 0 && (size_t)n < len && access(buf, F_OK) == 0)
+			return buf;
+		if (!*end)
+			return NULL;
+		p = end + 1;
+	}
+}
+
+/* Why path cannot be run (EACCES), if it shows in the file itself: "" if not. */
+static const char *cannot_run(const char *path)
+{
+	struct stat st;
+	struct statvfs vfs;
+	if (stat(path, &st) < 0)
+		return "";
+	if (S_ISDIR(st.st_mode))
+		return "it is a directory";
+	if (!S_ISREG(st.st_mode))
+		return "it is not a regular file";
+	if (!(st.st_mode & 0111))
+		return "no execute permission: chmod +x";
+	if (statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_NOEXEC))
+		return "its file system is mounted noexec";
+	return "";
+}
+
+/*
+ * EACCES at exec: the program, or its #! interpreter, is not a file that
+ * runs. found: the program a bare name found on the search path (NULL: the
+ * command's own path, which the message says already).
+ */
+static bool access_why(const char *prog, const char *found, char *why, size_t len)
+{
+	char h[HEAD_MAX], interp[HEAD_MAX];
+	const char *what = cannot_run(prog);
+	if (*what) {
+		snprintf(why, len, "%s%s%s", found ? found : "", found ? ": " : "", what);
+		return true;
+	}
+	ssize_t n = head(prog, h, sizeof(h));
+	if (n > 0 && shebang(h, (size_t)n, interp, sizeof(interp)) && *(what = cannot_run(interp)))
+		snprintf(why, len, "its interpreter %s, named by its #! line: %s", interp, what);
+	return why[0] != '\0';
+}
+
 bool spawn_why(const struct spawn_facts *f, enum evm_spawn_stage stage, int error, char *why,
 	       size_t len)
 {
@@ -105,10 +166,17 @@ bool spawn_why(const struct spawn_facts *f, enum evm_spawn_stage stage, int erro
 			 "descriptors 0 to 2", f->nofile);
 		return true;
 	}
-	if (stage != EVM_STAGE_EXEC || !f->prog || (error != -ENOENT && error != -ENOEXEC))
+	if (stage != EVM_STAGE_EXEC || !f->prog ||
+	    (error != -ENOENT && error != -ENOEXEC && error != -EACCES))
 		return false;
 	char found[PATH_MAX];
 	const char *prog = f->prog;
+	if (error == -EACCES) {
+		bool bare = !strchr(prog, '/');
+		if (bare && !(prog = first_found(prog, f->path, found, sizeof(found))))
+			return false;
+		return access_why(prog, bare ? prog : NULL, why, len);
+	}
 	if (!strchr(prog, '/') && !(prog = cli_path_find(prog, f->path, found, sizeof(found))))
 		return false; /* not found: ENOENT says it */
 	ssize_t n = head(prog, h, sizeof(h));

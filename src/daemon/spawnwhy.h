@@ -2,8 +2,9 @@
  * spawnwhy.h - what an errno of a failed spawn hides, found by the daemon
  * after the library reported the failure (never in the child): a script
  * whose #! interpreter does not exist fails with ENOENT though the script
- * is there, one without #! with ENOEXEC, a limit_nofile below 3 with EBADF
- * at stage stdio.
+ * is there, one without #! with ENOEXEC, one without execute permission,
+ * a directory or on a noexec mount with EACCES, a limit_nofile below 3 with
+ * EBADF at stage stdio.
  */
 #ifndef EVMON_SPAWNWHY_H
 #define EVMON_SPAWNWHY_H

@@ -1572,7 +1572,8 @@ def test_a_failed_exec_says_what_its_errno_hides(procs, tmp_path):
     """A script whose #! interpreter does not exist failed with "No such file or
     directory" though the script is there; one without #! with "Exec format error"
     only; limit_nofile = 0 with "stdio: Bad file descriptor". The daemon, once the
-    failure is reported, says why: in the service's log, its own and status."""
+    failure is reported, says why: in the service's log, its own and status. And
+    "Permission denied" for a file without x, a directory, or a #! naming one."""
     logs = tmp_path / "logs"
     logs.mkdir()
     scripts = {"interp": b"#!/nonexistent/interp\necho hi\n", "plain": b"echo hi\n",
@@ -1586,6 +1587,17 @@ def test_a_failed_exec_says_what_its_errno_hides(procs, tmp_path):
     for name in scripts:
         cfg += f"\n[service:{name}]\ncommand = {tmp_path}/{name}\nstdout = log\nstart_retries = 0\n"
     cfg += "\n[service:nofile]\ncommand = /bin/true\nlimit_nofile = 0\nstdout = log\nstart_retries = 0\n"
+    # "Permission denied": a file without x, a directory, a #! naming a file without x,
+    # and a bare name that the search path finds without x
+    (tmp_path / "nox").write_bytes(b"#!/bin/sh\necho hi\n")
+    os.chmod(tmp_path / "nox", 0o644)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "viaint").write_bytes(f"#!{tmp_path}/nox\necho hi\n".encode())
+    os.chmod(tmp_path / "viaint", 0o755)
+    for name, cmd in (("nox", f"{tmp_path}/nox"), ("adir", f"{tmp_path}/adir"),
+                      ("viaint", f"{tmp_path}/viaint"), ("bare", "nox")):
+        cfg += f"\n[service:{name}]\ncommand = {cmd}\nenvironment = PATH={tmp_path}:/bin\n" \
+               "stdout = log\nstart_retries = 0\n"
     d = Daemon(procs, tmp_path, cfg)
     want = {
         "interp": ("exec", f"{tmp_path}/interp", "No such file or directory",
@@ -1600,6 +1612,13 @@ def test_a_failed_exec_says_what_its_errno_hides(procs, tmp_path):
         "nofile": ("stdio", "/bin/true", "Bad file descriptor",
                    "limit_nofile = 0 leaves no room for its stdin, stdout and stderr, "
                    "descriptors 0 to 2"),
+        "nox": ("exec", f"{tmp_path}/nox", "Permission denied", "no execute permission: chmod +x"),
+        "adir": ("exec", f"{tmp_path}/adir", "Permission denied", "it is a directory"),
+        "viaint": ("exec", f"{tmp_path}/viaint", "Permission denied",
+                   f"its interpreter {tmp_path}/nox, named by its #! line: no execute "
+                   "permission: chmod +x"),
+        "bare": ("exec", "nox", "Permission denied",
+                 f"{tmp_path}/nox: no execute permission: chmod +x"),
     }
     for name, (stage, path, err, why) in want.items():
         st = d.wait_state(name, "fatal")
