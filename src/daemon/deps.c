@@ -777,6 +777,7 @@ int deps_restart(struct daemon *d, struct unit *u)
 	if (u->svc && requires_down(u)) {
 		/* a stop, then a start after what it requires (which starts now) */
 		cancel_stop(d, u);
+		u->start_after = false; /* not the library's: after what it requires */
 		int r = evm_service_stop(u->svc);
 		if (r < 0)
 			return r;
