@@ -24,4 +24,10 @@ bool cli_path_executable(const char *path);
  */
 const char *cli_path_find(const char *file, const char *search, char *buf, size_t len);
 
+/*
+ * The same, but the first candidate that exists, executable or not: the
+ * file whose EACCES execvp says at the end of its search when nothing ran.
+ */
+const char *cli_path_find_any(const char *file, const char *search, char *buf, size_t len);
+
 #endif

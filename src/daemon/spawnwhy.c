@@ -96,29 +96,6 @@ static bool shebang(const char *h, size_t n, char *interp, size_t len)
 	return k > 0;
 }
 
-/*
- * A bare name's file as execvp met it: the first one found along the search,
- * executable or not (it goes on past one it cannot run, and says EACCES at
- * the end when nothing else ran).
- */
-static const char *first_found(const char *file, const char *search, char *buf, size_t len)
-{
-	if (!search)
-		search = getenv("PATH"); /* as cli_path_find */
-	if (!search)
-		search = PATHFIND_DEFAULT;
-	for (const char *p = search;;) {
-		const char *end = strchrnul(p, ':');
-		int n = end == p ? snprintf(buf, len, "./%s", file)
-				 : snprintf(buf, len, "%.*s/%s", (int)(end - p), p, file);
-		if (n > 0 && (size_t)n < len && access(buf, F_OK) == 0)
-			return buf;
-		if (!*end)
-			return NULL;
-		p = end + 1;
-	}
-}
-
 /* Why path cannot be run (EACCES), if it shows in the file itself: "" if not. */
 static const char *cannot_run(const char *path)
 {
@@ -173,7 +150,7 @@ bool spawn_why(const struct spawn_facts *f, enum evm_spawn_stage stage, int erro
 	const char *prog = f->prog;
 	if (error == -EACCES) {
 		bool bare = !strchr(prog, '/');
-		if (bare && !(prog = first_found(prog, f->path, found, sizeof(found))))
+		if (bare && !(prog = cli_path_find_any(prog, f->path, found, sizeof(found))))
 			return false;
 		return access_why(prog, bare ? prog : NULL, why, len);
 	}
