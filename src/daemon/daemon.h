@@ -67,6 +67,8 @@ struct unit {
 	char *name;		 /* NAME, or NAME:i for instances */
 	struct svc_conf *conf;	 /* shared by the instances of one definition */
 	unsigned instance;
+	struct unit_def *def;	 /* an instance: its definition's entry in daemon.defs */
+	struct unit *inst_prev, *inst_next; /* ... and the other instances, in creation order */
 	struct evm_service *svc; /* NULL when it could not be created */
 	struct svc_output *out;	 /* the capture of its output, or NULL (output.h) */
 	struct evm_cgroup *cg;	 /* its cgroup (cgroups.h), kept across re-creations, or NULL */
@@ -183,6 +185,7 @@ struct daemon {
 
 	struct unit *first, *last;
 	struct hashmap units; /* by name */
+	struct hashmap defs;  /* the instances (NAME:i) by their definition's NAME (units.c) */
 	size_t nunits;
 	struct hashmap draining; /* old copies still stopping (replaced or removed), by name */
 	bool holding;		 /* a batch of releases: old copies held until its end */
@@ -265,8 +268,13 @@ void draining_free(struct daemon *d);
 
 /* units.c */
 struct unit *unit_find(struct daemon *d, const char *name);
-/* A unit of the definition called name (the unit name, or name:0 with instances), or NULL. */
+/*
+ * A unit of the definition called name (the unit name, or one of its
+ * instances, whichever of them are left), or NULL.
+ */
 struct unit *unit_of_definition(struct daemon *d, const char *name);
+/* The first of the instances NAME:i of definition name (then unit.inst_next), or NULL. */
+struct unit *unit_first_instance(struct daemon *d, const char *name);
 /* Create the unit for instance i of c and its service; start it if c says autostart. */
 struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool added);
 int unit_create(struct daemon *d, struct unit *u);

@@ -81,7 +81,7 @@ static int push_dep(struct unit *u, struct unit *t, enum dep_kind kind, size_t *
 	return 0;
 }
 
-/* Every unit of the definition a word names (NAME, or NAME:0 .. NAME:N-1). */
+/* Every unit of the definition a word names (NAME, or its instances NAME:i left). */
 static int resolve_word(struct daemon *d, struct unit *u, const char *w, enum dep_kind kind,
 			size_t *cap)
 {
@@ -93,15 +93,9 @@ static int resolve_word(struct daemon *d, struct unit *u, const char *w, enum de
 	struct unit *t = unit_find(d, name);
 	if (t && t->conf->instances <= 1)
 		return t == u ? 0 : push_dep(u, t, kind, cap);
-	snprintf(name, sizeof(name), "%.*s:0", len, w);
-	t = unit_find(d, name);
-	unsigned n = t ? t->conf->instances : 0;
-	for (unsigned i = 0; i < n; i++) {
-		snprintf(name, sizeof(name), "%.*s:%u", len, w, i);
-		t = unit_find(d, name);
-		if (t && t != u && push_dep(u, t, kind, cap) < 0)
+	for (t = unit_first_instance(d, name); t; t = t->inst_next)
+		if (t != u && push_dep(u, t, kind, cap) < 0)
 			return -ENOMEM;
-	}
 	return 0;
 }
 

@@ -87,7 +87,7 @@ static int reload_read(struct daemon *d, struct config **out, struct errlist *er
 	}
 	/* what an added service requires stays: as `ctl remove` refuses to remove it */
 	for (struct unit *u = d->first; u; u = u->next) {
-		if (!u->added || (u->instance > 0))
+		if (!u->added || u->inst_prev) /* once a definition: its first instance left */
 			continue;
 		for (char **w = u->conf->requires; w && *w; w++) {
 			int len = config_dep_name_len(*w, false);

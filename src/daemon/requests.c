@@ -524,14 +524,17 @@ static struct logfile *logs_file(struct daemon *d, struct client *cl, const cJSO
 	const char *name = nm->valuestring;
 	struct unit *u = unit_find(d, name);
 	if (!u) {
-		for (u = d->first; u; u = u->next) {
-			if (u->conf->instances > 1 && !strcmp(u->conf->name, name)) {
-				control_reply_error(cl, "%s has %u instances: name one (%s:0 to %s:%u)", name,
-					    u->conf->instances, name, name, u->conf->instances - 1);
-				return NULL;
-			}
-		}
-		control_reply_error(cl, "no such service: %s", name);
+		struct unit *first = unit_first_instance(d, name), *last = first;
+		size_t n = first ? 1 : 0;
+		for (; last && last->inst_next; last = last->inst_next)
+			n++;
+		if (n == 1)
+			control_reply_error(cl, "%s has one instance left: %s", name, first->name);
+		else if (n)
+			control_reply_error(cl, "%s has %zu instances: name one (%s to %s)", name, n,
+					    first->name, last->name);
+		else
+			control_reply_error(cl, "no such service: %s", name);
 		return NULL;
 	}
 	const struct svc_policy *p = &u->conf->pol;

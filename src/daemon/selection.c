@@ -8,8 +8,8 @@
  * returns); an error is replied to the client here and nothing is kept.
  * Its cost is that of its distinct names and the units they select: a name
  * said again is skipped (9,300 copies of a NAME of 5,000 instances held the
- * loop 4-8 s), and a NAME whose instance 0 is gone is looked up in an index
- * of the definitions, built once, not by a walk of every service each.
+ * loop 4-8 s), and a NAME's instances come from the daemon's index of the
+ * definitions (units.c), not from a walk of every service.
  */
 #include "selection.h"
 
@@ -46,44 +46,6 @@ static int sel_push(struct selection *s, struct unit *u)
 	if (r == 0)
 		u->mark = true;
 	return r;
-}
-
-/* The services of one definition with instances, in the order they were made. */
-struct def_units {
-	struct hnode node; /* in the index, by the definition's NAME (its conf's) */
-	struct selection units;
-};
-
-static void index_free(struct hashmap *m)
-{
-	for (struct hnode *n = hmap_next(m, NULL), *next; n; n = next) {
-		next = hmap_next(m, n);
-		struct def_units *e = HMAP_ENTRY(n, struct def_units, node);
-		free(e->units.u);
-		free(e);
-	}
-	hmap_clear(m);
-}
-
-/* Every service of a definition with instances, by its NAME: one walk of every service. */
-static int index_build(struct daemon *d, struct hashmap *m)
-{
-	for (struct unit *u = d->first; u; u = u->next) {
-		if (u->conf->instances <= 1)
-			continue;
-		struct hnode *n = hmap_get(m, u->conf->name);
-		struct def_units *e = n ? HMAP_ENTRY(n, struct def_units, node) : NULL;
-		if (!e) {
-			e = calloc(1, sizeof(*e));
-			if (!e || hmap_add(m, &e->node, u->conf->name) < 0) {
-				free(e);
-				return -ENOMEM;
-			}
-		}
-		if (units_push(&e->units, u) < 0)
-			return -ENOMEM;
-	}
-	return 0;
 }
 
 /* The patterns of a request: "names": [...] or "name": "...". */
@@ -161,8 +123,6 @@ int selection_get(struct daemon *d, struct client *cl, const cJSON *req, bool al
 	/* the names resolved so far: a copy of one adds nothing, and is not resolved again */
 	struct hashmap seen = {0};
 	struct hnode *seen_nodes = calloc(np ? np : 1, sizeof(*seen_nodes));
-	struct hashmap index = {0}; /* of the definitions, once a NAME's instance 0 is gone */
-	bool indexed = false;
 	r = seen_nodes ? 0 : -ENOMEM;
 	for (size_t i = 0; i < np && r == 0; i++) {
 		const char *p = pats[i];
@@ -176,35 +136,17 @@ int selection_get(struct daemon *d, struct client *cl, const cJSON *req, bool al
 			continue;
 		}
 		bool any = false, glob = has_glob(p);
-		struct unit *def = glob ? NULL : unit_of_definition(d, p);
-		if (def) { /* a definition's NAME: its instances NAME:0..N-1, by name */
-			unsigned n = def->conf->instances > 1 ? def->conf->instances : 0;
-			for (unsigned k = 0; k < n && r == 0; k++) {
-				char name[300];
-				snprintf(name, sizeof(name), "%s:%u", p, k);
-				struct unit *v = unit_find(d, name);
-				if (v && v->conf == def->conf) {
-					any = true;
-					r = sel_push(sel, v);
-				}
+		if (!glob) { /* a definition's NAME: its instances left (units.c's index) */
+			for (struct unit *v = unit_first_instance(d, p); v && r == 0; v = v->inst_next) {
+				any = true;
+				r = sel_push(sel, v);
 			}
-		} else if (glob) { /* a walk of every service: at most SELECTION_MAX_GLOBS */
+		} else { /* a walk of every service: at most SELECTION_MAX_GLOBS */
 			for (u = d->first; u && r == 0; u = u->next) {
 				if (!fnmatch(p, u->name, 0)) {
 					any = true;
 					r = sel_push(sel, u);
 				}
-			}
-		} else { /* a NAME whose instance 0 is gone (ctl remove web:0), or no service */
-			if (!indexed) {
-				r = index_build(d, &index);
-				indexed = true;
-			}
-			struct hnode *hn = r == 0 ? hmap_get(&index, p) : NULL;
-			struct def_units *e = hn ? HMAP_ENTRY(hn, struct def_units, node) : NULL;
-			for (size_t k = 0; e && k < e->units.n && r == 0; k++) {
-				any = true;
-				r = sel_push(sel, e->units.u[k]);
 			}
 		}
 		if (!any && r == 0) {
@@ -212,7 +154,6 @@ int selection_get(struct daemon *d, struct client *cl, const cJSON *req, bool al
 			r = -1;
 		}
 	}
-	index_free(&index);
 	hmap_clear(&seen);
 	free(seen_nodes);
 	if (np == 0)

@@ -33,15 +33,77 @@ struct unit *unit_find(struct daemon *d, const char *name)
 	return n ? HMAP_ENTRY(n, struct unit, node) : NULL;
 }
 
+/*
+ * The instances of a definition, by its NAME: whichever are left (`ctl
+ * remove web:0` leaves web:1 and web:2, which a lookup of "web:0" missed).
+ * Only instances are in it: a unit called NAME, its definition's one
+ * service, may be there beside them while a reload replaces it.
+ */
+struct unit_def {
+	struct hnode node;
+	struct unit *first, *last;
+	char name[]; /* the key */
+};
+
+static int def_join(struct daemon *d, struct unit *u)
+{
+	if (!strchr(u->name, ':'))
+		return 0;
+	struct hnode *n = hmap_get(&d->defs, u->conf->name);
+	struct unit_def *e = n ? HMAP_ENTRY(n, struct unit_def, node) : NULL;
+	if (!e) {
+		size_t len = strlen(u->conf->name) + 1;
+		if (!(e = calloc(1, sizeof(*e) + len)))
+			return -ENOMEM;
+		memcpy(e->name, u->conf->name, len);
+		if (hmap_add(&d->defs, &e->node, e->name) < 0) {
+			free(e);
+			return -ENOMEM;
+		}
+	}
+	u->def = e;
+	u->inst_prev = e->last;
+	if (e->last)
+		e->last->inst_next = u;
+	else
+		e->first = u;
+	e->last = u;
+	return 0;
+}
+
+static void def_leave(struct daemon *d, struct unit *u)
+{
+	struct unit_def *e = u->def;
+	if (!e)
+		return;
+	if (u->inst_prev)
+		u->inst_prev->inst_next = u->inst_next;
+	else
+		e->first = u->inst_next;
+	if (u->inst_next)
+		u->inst_next->inst_prev = u->inst_prev;
+	else
+		e->last = u->inst_prev;
+	u->def = NULL;
+	u->inst_prev = u->inst_next = NULL;
+	if (!e->first) {
+		hmap_del(&d->defs, &e->node);
+		free(e);
+	}
+}
+
+struct unit *unit_first_instance(struct daemon *d, const char *name)
+{
+	struct hnode *n = hmap_get(&d->defs, name);
+	return n ? HMAP_ENTRY(n, struct unit_def, node)->first : NULL;
+}
+
 struct unit *unit_of_definition(struct daemon *d, const char *name)
 {
-	char first[300];
 	struct unit *u = unit_find(d, name);
 	if (u && !strcmp(u->conf->name, name))
 		return u;
-	snprintf(first, sizeof(first), "%s:0", name); /* instances are numbered from 0 */
-	u = unit_find(d, first);
-	return u && !strcmp(u->conf->name, name) ? u : NULL;
+	return unit_first_instance(d, name);
 }
 
 /*
@@ -85,17 +147,9 @@ static void other_form(struct daemon *d, const char *name,
 			fn(d, u, arg);
 		return;
 	}
-	/* by NAME:0, not by name: the unit called name may be the one going (its old conf) */
-	char inst[300];
-	snprintf(inst, sizeof(inst), "%s:0", name);
-	struct unit *first = unit_find(d, inst);
-	unsigned n = first ? first->conf->instances : 0;
-	for (unsigned k = 0; k < n; k++) {
-		snprintf(inst, sizeof(inst), "%s:%u", name, k);
-		struct unit *v = unit_find(d, inst);
-		if (v)
-			fn(d, v, arg);
-	}
+	/* its instances, not the unit called name: that may be the one going (its old conf) */
+	for (struct unit *v = unit_first_instance(d, name); v; v = v->inst_next)
+		fn(d, v, arg);
 }
 
 /* One of the other form waited for the old copy that ended (arg: its service). */
@@ -369,6 +423,14 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 		return NULL;
 	}
 	u->conf = svc_conf_ref(c);
+	if (def_join(d, u) < 0) {
+		hmap_del(&d->units, &u->node);
+		svc_conf_unref(u->conf);
+		free(u->name);
+		free(u);
+		dlog("service %s: out of memory", name);
+		return NULL;
+	}
 	u->instance = i;
 	u->added = added;
 	u->seq = ++d->units_made;
@@ -436,6 +498,7 @@ static void unit_remove_as(struct daemon *d, struct unit *u, bool gone)
 	else
 		d->last = u->prev;
 	hmap_del(&d->units, &u->node);
+	def_leave(d, u);
 	d->nunits--;
 	deps_forget(d, u); /* its removal's events may have resolved it again */
 	svc_conf_unref(u->conf);
@@ -568,6 +631,7 @@ void units_free(struct daemon *d)
 	while (d->first)
 		unit_remove_as(d, d->first, false); /* cgroups_close removes the tree */
 	hmap_clear(&d->units);
+	hmap_clear(&d->defs);
 	draining_free(d);
 }
 
