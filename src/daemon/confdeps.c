@@ -23,6 +23,15 @@ int config_dep_name_len(const char *word, bool after)
 	return (int)(colon - word);
 }
 
+const char *config_dep_word_error(const char *word, bool after)
+{
+	const char *colon = strchr(word, ':');
+	if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+		return "an instance cannot be named: the definition's name stands for all its "
+		       "instances";
+	return after ? "after takes names only" : "the condition can be :ready or :healthy";
+}
+
 const char *config_dep_cond(const char *word)
 {
 	const char *colon = strchr(word, ':');
@@ -62,8 +71,8 @@ static void check_words(const struct config *cfg, const struct hashmap *m, const
 				long t = word_target(m, nodes, *w, k == 1);
 				if (len < 0)
 					errlist_add(errs, s->file ? s->file : cfg->path, s->dep_line[k],
-						    "%s: '%s': %s", key[k], *w, k ? "after takes "
-						    "names only" : "the condition can be :ready or :healthy");
+						    "%s: '%s': %s", key[k], *w,
+						    config_dep_word_error(*w, k == 1));
 				else if (t < 0)
 					errlist_add(errs, s->file ? s->file : cfg->path, s->dep_line[k],
 						    "%s: unknown service '%.*s'", key[k], len, *w);

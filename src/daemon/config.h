@@ -236,6 +236,8 @@ void config_check_deps(const struct config *cfg, struct errlist *errs);
 int config_dep_name_len(const char *word, bool after);
 /* The condition of a requires word: "ready" (the default) or "healthy" */
 const char *config_dep_cond(const char *word);
+/* Why a requires (after: false) or after word is not one config_dep_name_len takes. */
+const char *config_dep_word_error(const char *word, bool after);
 
 /* "on-failure" etc. */
 const char *config_restart_name(enum evm_restart r);

@@ -287,8 +287,7 @@ void deps_check_added(struct daemon *d, const struct svc_conf *c, struct errlist
 			int len = config_dep_name_len(*w, k == 1);
 			if (len < 0 || len > 128) {
 				errlist_add(errs, "add", 0, "%s: '%s': %s", key[k], *w,
-					    k ? "after takes names only"
-						      : "the condition can be :ready or :healthy");
+					    config_dep_word_error(*w, k == 1));
 				continue;
 			}
 			snprintf(name, sizeof(name), "%.*s", len, *w);
@@ -393,8 +392,10 @@ static enum verdict judge(const struct dep *dp, char *buf, size_t len)
 	const struct unit *t = dp->u;
 	enum evm_state s = state(t);
 	/* start_after: STOPPED only until its spawn turn (a restart, a start while stopping);
-	 * old and want_start: a replacement that starts once its old copy is gone */
-	bool coming = t->pending || t->start_after || unit_deferred(t);
+	 * old and want_start: a replacement that starts once its old copy is gone;
+	 * want_stop: running, but to stop once its dependents are down (or at its turn):
+	 * one started meanwhile would be left running without it */
+	bool coming = t->pending || t->start_after || unit_deferred(t) || t->want_stop;
 	if (dp->kind == DEP_AFTER)
 		return coming || s == EVM_STATE_STARTING || s == EVM_STATE_BACKOFF ||
 				       s == EVM_STATE_STOPPING

@@ -128,13 +128,18 @@ def test_dependency_mistakes_are_config_errors_with_file_and_line(procs, tmp_pat
                     "requires = a:sometime\n"    # 9
                     "[service:d]\n"              # 10
                     "command = true\n"           # 11
-                    "after = a:ready\n")         # 12
+                    "after = a:ready\n"          # 12
+                    "[service:e]\n"              # 13
+                    "command = true\n"           # 14
+                    "requires = a:0\n")          # 15
     assert rc == 1
     path = str(tmp_path / "c.ini")
     assert f"{path}:3: requires: unknown service 'nosuch'" in err, err
     assert f"{path}:6: after: service b depends on itself" in err, err
     assert f"{path}:9: requires: 'a:sometime': the condition can be :ready" in err, err
     assert f"{path}:12: after: 'a:ready': after takes names only" in err, err
+    assert f"{path}:15: requires: 'a:0': an instance cannot be named: the definition's name " \
+        "stands for all its instances" in err, err
 
 
 def test_a_cycle_is_a_config_error_naming_it(procs, tmp_path):
@@ -1521,3 +1526,168 @@ def test_a_stop_under_a_chain_of_20000_waiting_does_not_overflow_the_stack(procs
     assert len(st) == n and all(s["state"] == "stopped" for s in st.values()), \
         [s for s in st.values() if s["state"] != "stopped"][:3]
     d.stop(timeout=120)
+
+
+# ------------------------------------- a definition whose instance 0 is gone
+
+def test_services_waiting_for_an_old_copy_start_once_instance_0_was_removed(procs, tmp_path):
+    """web (one service, slow to stop) becomes 3 instances at a reload; `ctl remove web:0`
+    while the old web still stops. web:1 and web:2 start once it is gone. They waited for
+    good: the old copy's end was told to the instances found by "web:0", and the freed
+    copy was read by status (garbage "old pid", a crash under ASan)."""
+    cfg = """
+[evmon]
+stop_timeout = 3s
+
+[service:web]
+command = /bin/sh -c 'trap "" TERM; while :; do sleep 0.2; done'
+start_secs = 0
+instances = {n}
+"""
+    d = Daemon(procs, tmp_path, cfg.format(n=1))
+    old = d.wait_state("web", "running")["pid"]
+    wait_signal_state(d, "web", "SigIgn")
+    d.write(cfg.format(n=3))
+    assert d.ctl("reload").returncode == 0
+    r = d.ctl("remove", "web:0")
+    assert r.returncode == 0, r
+    st = wait_for(lambda: (s := d.status()) and all(s.get(n, {}).get("state") == "running"
+                                                   for n in ("web:1", "web:2")) and s,
+                  timeout=30 * SLOW, what="web:1 and web:2 running")
+    assert not alive(old)
+    assert sorted(st) == ["web:1", "web:2"], st
+    d.stop()
+
+
+def test_dependents_keep_their_edges_to_instances_once_instance_0_was_removed(procs, tmp_path):
+    """front requires web (3 instances); after `ctl remove web:0`, `ctl stop web` stops front
+    first, and a start of front starts web:1 and web:2 first. front lost every edge to web
+    (found by "web:0"): it kept running, and started alone."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+start_secs = 0
+instances = 3
+
+[service:front]
+command = HELPER pause
+requires = web
+start_secs = 0
+""")
+    wait_count(d, "running", 4)
+    assert d.ctl("remove", "web:0").returncode == 0
+    n = len(transitions(d))
+    assert d.ctl("stop", "web").returncode == 0
+    st = d.status()
+    assert {k: v["state"] for k, v in st.items()} == \
+        {"web:1": "stopped", "web:2": "stopped", "front": "stopped"}, st
+    tr = transitions(d)
+    assert index(tr, "front", "stopped", start=n) < index(tr, "web:1", "stopping", start=n), tr
+    n = len(tr)
+    assert d.ctl("start", "front").returncode == 0
+    wait_count(d, "running", 3)
+    tr = transitions(d)
+    assert index(tr, "web:2", "running", start=n) < index(tr, "front", "running", start=n), tr
+    # and what requires web is still required: not removed behind front's back
+    r = d.ctl("remove", "web:1", "web:2")
+    assert r.returncode != 0 and "required by front" in r.stdout + r.stderr, r
+    d.stop()
+
+
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_an_added_service_requiring_instances_without_instance_0_is_kept(procs, tmp_path, how):
+    """q (added) requires p (added, 2 instances); `ctl remove p:0`; a re-exec or a crash
+    keeps q running. The new daemon made q again with its requires checked by "p:0":
+    "unknown service 'p'", and killed it as not in the config."""
+    import daemon_util
+    d = Daemon(procs, tmp_path, """
+[service:idle]
+command = HELPER pause
+autostart = no
+""")
+    assert d.ctl("add", "-n", "2", "p", "--", HELPER, "pause").returncode == 0
+    assert d.ctl("add", "-s", "requires=p", "q", "--", HELPER, "pause").returncode == 0
+    q = d.wait_state("q", "running")["pid"]
+    assert d.ctl("remove", "p:0").returncode == 0
+    daemon_util.hand_over(d, how)
+    st = wait_for(lambda: (s := d.status()).get("q", {}).get("state") == "running" and s,
+                  timeout=30 * SLOW, what="q running")
+    assert st["q"]["pid"] == q and alive(q), st
+    assert st["p:1"]["state"] == "running", st
+    assert "cannot make it again" not in d.log(), d.log()[-3000:]
+    d.stop()
+
+
+def test_ctl_add_of_a_definitions_name_is_refused_while_its_instances_are_left(procs, tmp_path):
+    """`ctl add -n 3 job`, `ctl remove job:0`, `ctl add job`: refused, as with job:0 there.
+    It made a service job beside job:1 and job:2."""
+    d = Daemon(procs, tmp_path, """
+[service:idle]
+command = HELPER pause
+autostart = no
+""")
+    assert d.ctl("add", "-n", "3", "job", "--", HELPER, "pause").returncode == 0
+    assert d.ctl("remove", "job:0").returncode == 0
+    r = d.ctl("add", "job", "--", HELPER, "pause")
+    assert r.returncode != 0, r
+    assert "job" not in d.status(), d.status()
+    r = d.ctl("logs", "job")
+    assert r.returncode != 0 and "job has 2 instances: name one (job:1 to job:2)" in r.stderr, r
+    d.stop()
+
+
+def test_a_reload_keeps_what_added_instances_require_once_instance_0_was_removed(procs, tmp_path):
+    """dep (added, 2 instances) requires web (in the file); `ctl remove dep:0`; a reload of
+    a file without web is refused, as with dep:0 there. It was accepted (only instance 0
+    was looked at), and the next re-exec killed dep:1."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+start_secs = 0
+""")
+    assert d.ctl("add", "-n", "2", "-s", "requires=web", "dep", "--", HELPER, "pause").returncode == 0
+    assert d.ctl("remove", "dep:0").returncode == 0
+    d.write("""
+[service:other]
+command = HELPER pause
+""")
+    r = d.ctl("reload")
+    assert r.returncode != 0 and "it was added with `evmon ctl add` and requires web" in \
+        r.stdout + r.stderr, r
+    assert "web" in d.status()
+    d.stop()
+
+
+def test_a_start_while_a_requirement_waits_to_stop_waits_and_is_refused(procs, tmp_path):
+    """`ctl stop web` waits for front1 (requires web, 2 s to stop); `ctl start front2`
+    (requires web too) meanwhile waits, and once web has stopped is not started: its
+    requirement is stopped. front2 started at once (web still running) and was left
+    running without web."""
+    d = Daemon(procs, tmp_path, """
+[service:web]
+command = HELPER pause
+start_secs = 0
+
+[service:front1]
+command = HELPER linger 2000 pause
+requires = web
+start_secs = 0
+
+[service:front2]
+command = HELPER pause
+requires = web
+start_secs = 0
+autostart = no
+""")
+    wait_count(d, "running", 2)
+    catching(d, "front1")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"stop","names":["web"]}\n')
+        d.wait_state("front1", "stopping")
+        r = d.ctl("start", "front2")
+        assert r.returncode == 1 and "requires web, which is stopped" in r.stdout + r.stderr, r
+        assert LineReader(s).next(60)["ok"]
+    st = d.status()
+    assert {k: v["state"] for k, v in st.items()} == \
+        {"web": "stopped", "front1": "stopped", "front2": "stopped"}, st
+    d.stop()
