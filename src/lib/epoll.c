@@ -56,6 +56,14 @@ int evm__epoll_wait(struct evm_loop *loop, int timeout_ms)
 	/* the kernel hands out the rest (and rotates level-triggered ones) next time */
 	int max = loop->budget && loop->budget < EVM_MAX_EVENTS ? (int)loop->budget : EVM_MAX_EVENTS;
 	int n = epoll_wait(loop->epfd, events, max, timeout_ms);
+	/*
+	 * A stop and continue of the process (SIGSTOP, a cgroup freezer: docker
+	 * pause) ends the wait with EINTR: what became ready meanwhile (a health
+	 * check's exit, READY=1, WATCHDOG=1) is taken before the timers that
+	 * expired meanwhile judge it missing.
+	 */
+	if (n < 0 && errno == EINTR && timeout_ms != 0)
+		n = epoll_wait(loop->epfd, events, max, 0);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	loop->now = evm__mono_ns();

@@ -692,3 +692,36 @@ def test_health_carries_over_a_reexec_and_a_crash(procs, tmp_path, how):
     os.kill(pids["ill"], signal.SIGKILL)
     d.wait_state("ill", "stopped")
     d.stop()
+
+
+def test_a_paused_daemon_takes_the_checks_that_ended_before_their_timeouts(procs, tmp_path):
+    """The daemon stopped (SIGSTOP, as a freezer's docker pause) for longer than
+    health_timeout while checks run, then continued: each check that ended meanwhile
+    passes. Its timeout fired first (the continue ends the loop's wait with EINTR, and the
+    timers ran before the exits that were ready): "timed out", and every service
+    restarted."""
+    d = Daemon(procs, tmp_path, """
+[service:h]
+command = HELPER pause
+instances = 6
+start_secs = 0
+health_cmd = sleep 0.3
+health_interval = 100ms
+health_timeout = 1s
+health_retries = 1
+health_action = restart
+""")
+    for i in range(6):
+        wait_health(d, f"h:{i}", "healthy")
+    pids = {n: s["pid"] for n, s in d.status().items()}
+    for _ in range(3):
+        time.sleep(0.15)  # checks under way (each runs 0.3 s of every 0.4 s)
+        os.kill(d.p.pid, signal.SIGSTOP)
+        time.sleep(2)
+        os.kill(d.p.pid, signal.SIGCONT)
+        # answered: the loop's first turn after the continue (its timers) is over
+        assert d.ctl("ping").returncode == 0
+    assert "timed out" not in d.log(), d.log()[-3000:]
+    st = d.status()
+    assert {n: s["pid"] for n, s in st.items()} == pids, st
+    d.stop()
