@@ -259,8 +259,10 @@ static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
 		}
 		case SIGUSR2: {
 			char err[PATH_MAX + 200];
-			dlog("%s: %s", why, d->stopping ? "shutting down, not re-executing" : "re-executing");
-			daemon_reexec(d, NULL, err, sizeof(err)); /* a failure is logged */
+			if (daemon_reexec(d, NULL, err, sizeof(err)) == 0)
+				dlog("%s: re-executing", why);
+			else /* still starting, one under way, shutting down, no binary */
+				dlog("%s: %s", why, err);
 			break;
 		}
 		}

@@ -373,7 +373,6 @@ int daemon_reexec(struct daemon *d, struct client *cl, char *err, size_t errlen)
 	rx->d = d;
 	rx->t_req = mono_ns();
 	if (exe_path(rx->exe, sizeof(rx->exe), err, errlen) < 0 || ask_format(rx, err, errlen) < 0) {
-		dlog("re-exec: %s", err);
 		free(rx);
 		return -1;
 	}
@@ -721,11 +720,14 @@ static int exec_now(struct reexec *rx)
 	snprintf(env, sizeof(env), "%d", mfd);
 	setenv("EVMON_REEXEC_STATE", env, 1);
 	notify_export(true);
+	size_t up = 0; /* with a process: what keeps running, the rest is kept as it is */
+	for (struct unit *u = d->first; u; u = u->next)
+		up += u->svc && evm_service_proc(u->svc);
 	/* 8 lacks only the old copies' stops, and a re-exec into it waits for them */
 	if (rx->format < 8)
-		dlog("re-executing %s: %zu services keep running (state format %d, the newest it "
+		dlog("re-executing %s: %zu of %zu services keep running (state format %d, the newest it "
 		     "reads: without %s%s%s%s%sthe notify socket (bound anew) and the fd:N pipes of "
-		     "services not ready yet)", rx->exe, d->nunits, rx->format,
+		     "services not ready yet)", rx->exe, up, d->nunits, rx->format,
 		     rx->format < 3 ? "the pidfds (it checks each process in /proc), the "
 				      "connections with a request half read (closed), the times, "
 				    : "",
@@ -739,7 +741,7 @@ static int exec_now(struct reexec *rx)
 				      "and the restarts under way (not done), "
 				    : "");
 	else
-		dlog("re-executing %s: %zu services keep running", rx->exe, d->nunits);
+		dlog("re-executing %s: %zu of %zu services keep running", rx->exe, up, d->nunits);
 	stdsink_flush(); /* what waits for a slow stdout/stderr would not cross the exec */
 	fflush(NULL);
 	keep_cloexec(&k, false);

@@ -140,7 +140,8 @@ static void reload_refused(struct daemon *d, cJSON *resp, struct errlist *errs)
 	if (errs->more)
 		cJSON_AddNumberToObject(ev, "errors_omitted", (double)errs->more);
 	events_publish(d, NULL, ev);
-	notify_send("READY=1\nSTATUS=reload failed: %s", errs->msgs[0]);
+	if (d->started) /* else the start's READY=1 is still to come (daemon_started) */
+		notify_send("READY=1\nSTATUS=reload failed: %s", errs->msgs[0]);
 	cJSON_AddFalseToObject(resp, "ok");
 	cJSON_AddStringToObject(resp, "error", errs->msgs[0]);
 }
@@ -263,8 +264,9 @@ static void reload_report(struct daemon *d, cJSON *resp, struct reload_diff *r)
 	cJSON_AddNumberToObject(resp, "unchanged", r->unchanged);
 	events_publish(d, NULL, ev);
 	events_summary(d, status, sizeof(status));
-	notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, %d updated, "
-		    "%u unchanged; %s", na, nr, nc, nu, r->unchanged, status);
+	if (d->started) /* else the start's READY=1 is still to come (daemon_started) */
+		notify_send("READY=1\nSTATUS=reloaded: %d added, %d removed, %d changed, "
+			    "%d updated, %u unchanged; %s", na, nr, nc, nu, r->unchanged, status);
 }
 
 /* A warning of the file read: msg in the answer, log (else "warning: msg") in the log. */
@@ -283,7 +285,8 @@ int units_reload(struct daemon *d, cJSON *resp)
 	struct config *cfg = NULL;
 	char status[700];
 	snprintf(status, sizeof(status), "reloading %s", d->cfg_path);
-	notify_reloading(status);
+	if (d->started) /* a reload while it starts: the manager waits for READY=1 still */
+		notify_reloading(status);
 	if (reload_read(d, &cfg, &errs) < 0) {
 		reload_refused(d, resp, &errs);
 		errlist_free(&errs);

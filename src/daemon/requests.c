@@ -675,8 +675,10 @@ static void dispatch(struct daemon *d, struct client *cl, const cJSON *req)
 	} else if (!strcmp(cmd, "reexec")) {
 		char err[PATH_MAX + 200];
 		/* under way: the new image answers on this connection (or this one, why not) */
-		if (daemon_reexec(d, cl, err, sizeof(err)) < 0)
+		if (daemon_reexec(d, cl, err, sizeof(err)) < 0) {
+			dlog("reexec: %s", err);
 			control_reply_error(cl, "%s", err);
+		}
 	} else if (!strcmp(cmd, "ping")) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "version", evm_version());

@@ -217,3 +217,25 @@ def test_watchdog(procs, tmp_path):
         if d.p.poll() is None:
             d.stop()
         mgr.close()
+
+
+def test_a_reload_while_the_daemon_starts_says_nothing_before_its_ready(procs, tmp_path):
+    """`ctl reload` while the daemon still starts its 2,000 services (sent as soon as its
+    socket answers): the manager hears no RELOADING=1 and no READY=1 of the reload before
+    the start's own READY=1. It was told READY=1 ("reloaded") first, the services still
+    being started, then READY=1 again."""
+    addr = str(tmp_path / "notify.sock")
+    mgr = Manager(addr)
+    env = dict(os.environ, NOTIFY_SOCKET=addr)
+    config = "[service:web]\ncommand = HELPER pause\ninstances = 2000\nstart_secs = 0\n"
+    d = Daemon(procs, tmp_path, config, env=env, start=False)
+    try:
+        d.start()
+        assert d.ctl("reload").returncode == 0
+        got = mgr.until("READY")
+        assert all("RELOADING" not in f for _, f in got), got
+        assert got[-1][1]["STATUS"].startswith("2000 services: "), got
+    finally:
+        if d.p and d.p.poll() is None:
+            d.stop()
+        mgr.close()

@@ -6,6 +6,7 @@ the exec is handed over with what it sent, and the new image answers it
 once the rest comes (before, it was closed)."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,10 @@ def test_served_while_the_binary_is_asked(procs, tmp_path, marker):
     assert d.status()["w:0"]["pid"] == before["w:0"]["pid"]
     again = d.request({"cmd": "reexec"})
     assert not again["ok"] and "a re-exec is under way" in again["error"], again
+    # SIGUSR2 the same: refused, and said (it was dropped without a word)
+    d.p.send_signal(signal.SIGUSR2)
+    wait_for(lambda: re.search(r"received SIGUSR2 from pid \d+: a re-exec is under way: not "
+                               r"re-executing", d.log()), what="the SIGUSR2 refused")
     assert r.poll() is None  # the first one waits for its answer
     open_gate(gate)
     out, err = r.communicate(timeout=30 * SLOW)
