@@ -48,6 +48,8 @@ int cli_parse_duration(const char *s, uint64_t *ms)
 		return -ERANGE;
 	/* frac * unit * 2 < 10^9 * 3.6e6 * 2: no overflow */
 	uint64_t v = whole * unit + (frac * unit * 2 / scale + 1) / 2;
+	if (v == 0 && frac)
+		v = 1; /* "0.0004": not 0, which means none (no timeout, no watchdog) */
 	if (v > DURATION_MAX_MS)
 		return -ERANGE;
 	*ms = v;

@@ -18,7 +18,8 @@
 
 /*
  * Parse s into milliseconds, rounded to the nearest (digits of the fraction
- * beyond the ninth are ignored). Returns 0, -EINVAL when s is not a
+ * beyond the ninth are ignored), but a value above 0 below half a
+ * millisecond is 1 ms, not 0 (which to many keys means none). Returns 0, -EINVAL when s is not a
  * duration, or -ERANGE above DURATION_MAX_MS.
  */
 int cli_parse_duration(const char *s, uint64_t *ms);

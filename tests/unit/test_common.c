@@ -109,6 +109,8 @@ static void test_duration(void **state)
 		{".5", 500},	    {"5.", 5000},	{"250ms", 250},	   {"1.5ms", 2}, /* half up */
 		{"1.4ms", 1},	    {"0.0005", 1},	{"2m", 120000},	   {"1.5m", 90000},
 		{"1h", 3600000},    {"0.0000009h", 3},	{"1.9999999999999s", 2000},
+		/* above 0, below half a ms: 1 ms, not 0 (none, to a timeout or a watchdog) */
+		{"0.0004", 1},	    {"0.4ms", 1},	{"0.0", 0},	   {"0.000ms", 0},
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		if (dur(good[i].s) != good[i].ms)
