@@ -27,10 +27,12 @@ static bool duration(struct conf_ctx *c, const char *v, bool above0, uint64_t *m
 	return false;
 }
 
+/* A mistake leaves the field as it was: no second error from a check against a 0 */
 void conf_set_duration(struct conf_ctx *c, const struct keydef *k, const char *v, void *field)
 {
 	uint64_t ms = 0;
-	duration(c, v, false, &ms);
+	if (!duration(c, v, false, &ms))
+		return;
 	*(uint64_t *)field = ms;
 	c->pol->set |= k->flag;
 }

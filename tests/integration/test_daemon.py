@@ -118,6 +118,8 @@ BAD_LINES = [
     ("[service:h]", "service h: backoff_initial (60000 ms) is longer than backoff_max (30000 ms)"),
     ("command = true", None),
     ("backoff_initial = 1m", None),
+    # a mistake keeps the default: checked against 30 s above, not against 0 ms
+    ("backoff_max = -1", "backoff_max: '-1' is not a duration"),
     # names that would share a file with another service's: its cgroup, its log
     ("[service:_cgroup.a]", "service name '_cgroup.a' is reserved: _cgroup.X.service is the "
      "cgroup of service cgroup.X"),
