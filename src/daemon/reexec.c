@@ -319,16 +319,17 @@ static char *arg0(void)
  * Run exe with argv (argv[0] "evmon": the binary's own name may be
  * anything, "evmon-1.0" behind a symlink, and a name but evmon's is the
  * init's), its fd out captured (cap bytes), the rest to
- * /dev/null, killed after CHECK_TIMEOUT_MS; cb carries on. 0, or -1 with
+ * /dev/null, killed with its process group after CHECK_TIMEOUT_MS; cb carries on. 0, or -1 with
  * err, which says what it was run for.
  */
 static int probe(struct reexec *rx, char **argv, int out, size_t cap, evm_exit_cb cb,
 		 const char *what, char *err, size_t errlen)
 {
 	struct evm_spawn_error se = {0};
-	struct evm_spawn_opts o = {.argv = argv, .file = rx->exe, .timeout_ms = CHECK_TIMEOUT_MS,
-				   .timeout_signal = SIGKILL, .capture_max = cap,
-				   .on_exit = cb, .data = rx, .error = &se};
+	/* a group of its own: a binary that hangs is killed with what it started */
+	struct evm_spawn_opts o = {.argv = argv, .file = rx->exe, .flags = EVM_SPAWN_SETPGID,
+				   .timeout_ms = CHECK_TIMEOUT_MS, .timeout_signal = SIGKILL,
+				   .capture_max = cap, .on_exit = cb, .data = rx, .error = &se};
 	for (int fd = 0; fd < 3; fd++)
 		o.stdio[fd].mode = fd == out ? EVM_STDIO_CAPTURE : EVM_STDIO_NULL;
 	int r = evm_spawn(rx->d->loop, &o, &rx->check);

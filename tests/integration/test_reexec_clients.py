@@ -302,3 +302,25 @@ stdout = log
     assert b"line " in out
     assert "re-exec: 1 connection with a stream or a reply under way" in d.log()
     d.stop()
+
+
+def test_a_binary_that_hangs_is_killed_with_what_it_started(procs, tmp_path, marker):
+    """The binary at the daemon's path hangs when asked its state format, with a child of
+    its own: after 5 s the re-exec is refused ("gave no answer") and both are killed. The
+    child was left running (only the binary was killed)."""
+    d = Daemon(procs, tmp_path, config(marker, n=1), start=False)
+    real = own_copy(tmp_path)
+    start_with(d, real)
+    wait_for(lambda: all_running(d, 1), what="1 running")
+    child = tmp_path / "child.pid"
+    hang = tmp_path / "hang"
+    hang.write_text(f"#!/bin/sh\nsleep 1000 &\necho $! > {child}\nwait\n")
+    os.chmod(hang, 0o755)
+    os.rename(hang, real)
+    r = d.ctl("reexec")
+    assert r.returncode != 0 and "no answer" in r.stdout + r.stderr, r
+    pid = int(child.read_text())
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+             open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="the hung binary's child killed")
+    assert d.ctl("ping").returncode == 0
+    d.stop()
