@@ -231,10 +231,14 @@ static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
 	(void)io;
 	(void)revents;
 	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		char why[64];
+		char why[80];
 		const char *name = cli_signal_name((int)si.ssi_signo);
-		snprintf(why, sizeof(why), "received SIG%s from pid %u", name ? name : "?",
-			 si.ssi_pid);
+		if (si.ssi_pid)
+			snprintf(why, sizeof(why), "received SIG%s from pid %u", name ? name : "?",
+				 si.ssi_pid);
+		else /* pid 0: the kernel's (a terminal's ^C), or from outside our pid namespace */
+			snprintf(why, sizeof(why), "received SIG%s from %s", name ? name : "?",
+				 si.ssi_code == SI_KERNEL ? "the kernel" : "outside its pid namespace");
 		switch (si.ssi_signo) {
 		case SIGTERM:
 		case SIGINT:

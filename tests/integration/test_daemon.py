@@ -13,7 +13,7 @@ import time
 import pytest
 
 
-from conftest import EVMON, HELPER, PID_NS, wait_for
+from conftest import EVMON, HELPER, PID_NS, children_of, wait_for
 from daemon_util import (SLOW, Daemon, LineReader, alive, ctl_events, follow_reloads, read_line,
                          record_text, reload_until_dropped, stops_slowly, stuck_subscriber,
                          wait_signal_state)
@@ -1834,6 +1834,11 @@ command = HELPER pause
     assert d.request({"cmd": "ping"})["pid"] == 1
     wait_for(lambda: "(4 orphans reaped so far)" in d.log(), timeout=10 * SLOW, what="orphans reaped")
     assert "reaping orphans" in d.log()
+    # a signal from outside the namespace comes from pid 0 there: said so, not "pid 0"
+    daemon, = wait_for(lambda: children_of(p.pid), what="the daemon under unshare")
+    os.kill(daemon, signal.SIGHUP)
+    wait_for(lambda: "received SIGHUP from outside its pid namespace: reloading" in d.log(),
+             what="the SIGHUP said")
     assert d.ctl("shutdown").returncode == 0
     assert p.wait(timeout=30 * SLOW) == 0
     assert "all services stopped" in d.log()
@@ -2037,4 +2042,17 @@ restart = never
     assert d.ctl("signal", "s", "32").returncode == 0
     d.wait_state("s", "exited")
     assert "killed by signal 32" in d.log(), d.log()[-2000:]
+    d.stop()
+
+
+def test_ctl_t_bounds_how_long_any_command_waits_for_an_answer(procs, tmp_path):
+    """`evmon ctl -t 1 ping` of a daemon that does not answer (stopped) gives up after a
+    second with exit 3, as a liveness probe needs. It waited 60 s whatever -t said."""
+    d = Daemon(procs, tmp_path, "[service:a]\ncommand = HELPER pause\n")
+    os.kill(d.p.pid, signal.SIGSTOP)
+    try:
+        r = d.ctl("-t", "1", "ping", timeout=20)  # raises past 20 s: under the 60 s default
+    finally:
+        os.kill(d.p.pid, signal.SIGCONT)
+    assert r.returncode == 3 and "no answer after 1 s" in r.stderr, r
     d.stop()
