@@ -17,6 +17,7 @@ struct ctl {
 	const char *socket;
 	bool json;
 	double timeout; /* seconds to wait for services with start/stop/restart; 0: no wait */
+	bool timeout_set; /* -t given: also how long another command waits for the answer */
 	int fd;
 	struct linebuf in;
 	size_t last;	/* bytes of in taken by the line ctl_read_line returned */

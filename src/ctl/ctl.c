@@ -96,7 +96,8 @@ static void usage(FILE *f)
 		"                      for root, else $XDG_RUNTIME_DIR/evmon.sock, else\n"
 		"                      ${TMPDIR:-/tmp}/evmon-UID/evmon.sock)\n"
 		"      --json          print the daemon's JSON answer as it is\n"
-		"  -t, --timeout SECS  how long start/stop/restart wait (default 120; 0: do not wait)\n"
+		"  -t, --timeout SECS  how long start/stop/restart wait (default 120; 0: do not wait),\n"
+		"                      and another command for its answer (default 60)\n"
 		"  -V, --version       print the version\n"
 		"  -h, --help          print this help\n"
 		"Options may also follow the command (evmon ctl status --json); for add, they\n"
@@ -143,6 +144,7 @@ static int global_option(struct ctl *c, int opt, const char *arg)
 				"not wait)\n", arg);
 			return EXIT_USAGE;
 		}
+		c->timeout_set = true;
 		return 0;
 	case 'h': usage(stdout); return -1;
 	case 'V': printf("evmon ctl %s\n", evm_version()); return -1;
@@ -215,10 +217,16 @@ static cJSON *request(const char *cmd, char **names, int n)
 	return req;
 }
 
+/* How long an answer may take: -t N bounds it (ctl -t 5 ping: a liveness probe), else 60 s */
+static int answer_ms(const struct ctl *c)
+{
+	return c->timeout_set && c->timeout > 0 ? (int)(c->timeout * 1000) : 60000;
+}
+
 static int timeout_ms(const struct ctl *c, bool waits)
 {
 	/* the daemon answers a wait when it ends; leave it room to say so */
-	return waits ? (int)(c->timeout * 1000) + 30000 : 60000;
+	return waits ? (int)(c->timeout * 1000) + 30000 : answer_ms(c);
 }
 
 /* A reply's "warnings" (an add's definition): said whether the services started or not */
@@ -263,7 +271,7 @@ static int open_stream(struct ctl *c, cJSON *req)
 {
 	cJSON *resp;
 	const char *raw;
-	int rc = ctl_call(c, req, &resp, &raw, 60000);
+	int rc = ctl_call(c, req, &resp, &raw, answer_ms(c));
 	if (rc)
 		return rc;
 	rc = -1;
@@ -697,7 +705,7 @@ static int do_state(struct ctl *c, const char *cmd, char **names, int n)
 	}
 	cJSON *resp;
 	const char *raw;
-	if (ctl_call(c, request("status", names, n), &resp, &raw, 60000))
+	if (ctl_call(c, request("status", names, n), &resp, &raw, answer_ms(c)))
 		return EXIT_UNKNOWN;
 	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
 	const cJSON *svcs = cJSON_GetObjectItemCaseSensitive(resp, "services"), *s;
