@@ -162,10 +162,36 @@ static void timeout_kill(struct evm_timer *t, void *data)
 	timeout_signal(data, SIGKILL);
 }
 
+/*
+ * Has p exited, its exit not reaped yet? Its pidfd (or its pid: ours, not
+ * reaped, so not reused) says so without reaping it.
+ */
+static bool exited_unseen(struct evm_proc *p)
+{
+	siginfo_t si = {0};
+	pthread_mutex_lock(&evm__sig_mu);
+	bool done = p->gone;
+	if (!done && p->pidfd >= 0)
+		done = waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
+		       si.si_pid;
+	else if (!done && !(p->kind & EVM__K_FOREIGN))
+		done = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
+		       si.si_pid;
+	pthread_mutex_unlock(&evm__sig_mu);
+	return done;
+}
+
 static void timeout_fired(struct evm_timer *t, void *data)
 {
 	struct evm_proc *p = data;
 	(void)t;
+	/*
+	 * Exited in time, its exit still to be read (more fds were ready than one
+	 * wait returns, or the loop was held up): not timed out. Its exit comes
+	 * at the next turn.
+	 */
+	if (exited_unseen(p))
+		return;
 	p->timed_out = true;
 	timeout_signal(p, p->more->timeout_signal);
 	if (p->more->timeout_signal != SIGKILL)

@@ -92,6 +92,39 @@ static void test_exit_before_timeout(void **state)
 	evm_proc_unref(p);
 }
 
+/* Wait until p has exited, without reaping it (the loop does). */
+static void exited(struct evm_proc *p)
+{
+	siginfo_t si;
+	assert_int_equal(waitid(P_PID, (id_t)evm_proc_pid(p), &si, WEXITED | WNOWAIT), 0);
+}
+
+/*
+ * A child that exited before its deadline, whose exit the loop has not read
+ * when the deadline's timer runs (here: budget 1, another exit taken first):
+ * not timed out. It was (the loop held up: a SIGSTOP, a freezer, a busy turn).
+ */
+static void test_exit_unseen_at_the_deadline_is_not_a_timeout(void **state)
+{
+	(void)state;
+	struct evm_loop *loop;
+	struct evm_loop_opts lo = {.budget = 1};
+	assert_int_equal(evm_loop_new(&loop, &lo), 0);
+	struct t_exit a = {0}, b = {0};
+	struct evm_proc *pa = spawn_to(loop, HARGV("exit", "0"), &a, 0, 0, 0, 0);
+	exited(pa); /* its pidfd is ready first */
+	struct evm_proc *pb = spawn_to(loop, HARGV("exit", "4"), &b, 20, 0, 0, 0);
+	exited(pb);
+	usleep(60 * 1000); /* past b's deadline, the loop not running */
+	RUN_UNTIL(loop, a.n == 1 && b.n == 1, 10000);
+	assert_int_equal(b.rec.code, 4);
+	assert_int_equal(b.rec.signal, 0);
+	assert_false(b.rec.timed_out);
+	evm_proc_unref(pa);
+	evm_proc_unref(pb);
+	evm_loop_free(loop);
+}
+
 /* A group leader's deadline reaches the whole group. */
 static void test_timeout_group(void **state)
 {
@@ -162,6 +195,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeout_kill_after_grace, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_custom_signal, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_exit_before_timeout, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_exit_unseen_at_the_deadline_is_not_a_timeout, t_setup,
+						t_teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_group, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_wait_and_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_service, t_setup, t_teardown),
