@@ -312,9 +312,13 @@ int deps_start(struct daemon *d, struct unit *u);
 /*
  * Restart u: an active service now (evm_service_restart: stopped, then
  * started after the exit), out of a stop it waited for; one down or
- * waiting is started as deps_start does (after what it requires); 0 or -errno.
+ * waiting is started as deps_start does (after what it requires), and an
+ * active one that requires one down is stopped, then started after it
+ * (started too); 0 or -errno.
  */
 int deps_restart(struct daemon *d, struct unit *u);
+/* Say u waits to start: for its old copy's end ("waiting", as for a dependency). */
+void deps_tell_deferred(struct daemon *d, struct unit *u);
 /* Start every unit with want_start, each as soon as its dependencies allow. */
 void deps_start_wanted(struct daemon *d);
 /* Stop u after its dependents (those that require it are stopped too). */

@@ -382,6 +382,11 @@ static void publish_state(struct daemon *d, struct unit *u, const char *st, cons
 	events_publish(d, u->name, o);
 }
 
+void deps_tell_deferred(struct daemon *d, struct unit *u)
+{
+	publish_state(d, u, "waiting", evm_state_name(state(u)), NULL, NULL);
+}
+
 /* ------------------------------------------------------------- starting */
 
 enum verdict { GO, WAIT, FAIL };
@@ -450,6 +455,8 @@ static int start_now(struct daemon *d, struct unit *u)
 		 * a dependency's, its turn): it goes once the old one is gone
 		 * (units_start_successor), and a waiting `ctl start` waits for it.
 		 */
+		if (!u->want_start && !(u->pending && u->ndeps)) /* else said (run_batch) */
+			deps_tell_deferred(d, u);
 		if (!u->pending) /* else make_pending said whose start it is */
 			u->asked = d->asking;
 		u->pending = false;

@@ -229,6 +229,8 @@ static void reload_unit(struct daemon *d, struct svc_conf *c, unsigned i, struct
 	u->instance = i;
 	u->want_start = (c->pol.autostart || up) && !keep_down;
 	unit_create(d, u);
+	if (u->old && u->want_start && u->svc)
+		deps_tell_deferred(d, u); /* until its old copy is gone, as status says */
 	add_name(r->changed, name);
 }
 

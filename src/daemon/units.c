@@ -168,9 +168,11 @@ static void wake_one(struct daemon *d, struct unit *u, void *arg)
  */
 static void claim_one(struct daemon *d, struct unit *u, void *arg)
 {
-	(void)d;
-	if (!u->old && u->svc && evm_service_state(u->svc) == EVM_STATE_STOPPED)
+	if (!u->old && u->svc && evm_service_state(u->svc) == EVM_STATE_STOPPED) {
 		u->old = arg;
+		if (u->want_start)
+			deps_tell_deferred(d, u);
+	}
 }
 
 /*
@@ -445,6 +447,8 @@ struct unit *unit_add(struct daemon *d, struct svc_conf *c, unsigned i, bool add
 	deps_forget(d, u);
 	u->old = draining_waited(d, u); /* started at its removal (units_on_event) */
 	unit_create(d, u);
+	if (u->old && u->want_start && u->svc)
+		deps_tell_deferred(d, u); /* as status says: waiting */
 	return u;
 }
 

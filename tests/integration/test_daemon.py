@@ -1245,7 +1245,9 @@ def test_a_replaced_service_is_shown_and_told_in_order(procs, tmp_path, cgroup):
     times = [e["time"] for e in events]
     assert times == sorted(times), events
     removed = next(i for i, e in enumerate(events) if e.get("removed"))
-    start = next(i for i, e in enumerate(events) if e["event"] == "state" and e["pid"] != old)
+    # the new copy's spawn (its "waiting" for the old one, told at the reload, has no pid)
+    start = next(i for i, e in enumerate(events)
+                 if e["event"] == "state" and e.get("pid") not in (None, old))
     assert removed < start, events
     assert "old_pid" not in d.status("ig")["ig"]
     s.close()
@@ -2055,4 +2057,35 @@ def test_ctl_t_bounds_how_long_any_command_waits_for_an_answer(procs, tmp_path):
     finally:
         os.kill(d.p.pid, signal.SIGCONT)
     assert r.returncode == 3 and "no answer after 1 s" in r.stderr, r
+    d.stop()
+
+
+def test_a_replacement_waiting_for_its_old_copy_says_waiting(procs, tmp_path):
+    """A reload changes web (its old copy 1 s to stop): the new web's wait for it is a
+    "waiting" state event, as status shows, before it runs. There was no event until
+    "running"."""
+    cfg = """
+[service:web]
+command = HELPER linger 1000 pause {n}
+start_secs = 0
+"""
+    d = Daemon(procs, tmp_path, cfg.format(n=1))
+    old = d.wait_state("web", "running")["pid"]
+    wait_signal_state(d, "web", "SigCgt")
+    s = d.connect()
+    s.sendall(b'{"cmd":"events","names":["web"]}\n')
+    rd = LineReader(s)
+    assert rd.next()["ok"]
+    d.write(cfg.format(n=2))
+    assert d.ctl("reload").returncode == 0
+    seen = []
+    while True:
+        ev = rd.next(timeout=30)
+        if ev.get("event") == "state":
+            seen.append((ev["old_state"], ev["state"], ev.get("pid")))
+            if ev["state"] == "running" and ev.get("pid") != old:
+                break
+    assert ("stopped", "waiting", None) in seen, seen
+    assert d.status("web")["web"]["pid"] != old
+    s.close()
     d.stop()
