@@ -318,9 +318,9 @@ static char *arg0(void)
 /*
  * Run exe with argv (argv[0] "evmon": the binary's own name may be
  * anything, "evmon-1.0" behind a symlink, and a name but evmon's is the
- * init's), its fd out captured (cap bytes), the rest to
- * /dev/null, killed with its process group after CHECK_TIMEOUT_MS; cb carries on. 0, or -1 with
- * err, which says what it was run for.
+ * init's), its fd out captured (cap bytes), the rest to /dev/null, killed
+ * with its process group after CHECK_TIMEOUT_MS; cb carries on. 0, or -1
+ * with err, which says what it was run for.
  */
 static int probe(struct reexec *rx, char **argv, int out, size_t cap, evm_exit_cb cb,
 		 const char *what, char *err, size_t errlen)
