@@ -455,7 +455,7 @@ static int start_now(struct daemon *d, struct unit *u)
 		 * a dependency's, its turn): it goes once the old one is gone
 		 * (units_start_successor), and a waiting `ctl start` waits for it.
 		 */
-		if (!u->want_start && !(u->pending && u->ndeps)) /* else said (run_batch) */
+		if (!u->want_start && !u->pending) /* else said (run_batch, let_go) */
 			deps_tell_deferred(d, u);
 		if (!u->pending) /* else make_pending said whose start it is */
 			u->asked = d->asking;
