@@ -756,6 +756,15 @@ static bool requires_down(const struct unit *u)
 	return false;
 }
 
+/* Does u require one not ready yet that a restart must wait for: down, or to start? */
+static bool requires_waiting(const struct unit *u)
+{
+	for (size_t i = 0; i < u->ndeps; i++)
+		if (u->deps[i].kind != DEP_AFTER && u->deps[i].u->pending)
+			return true;
+	return requires_down(u);
+}
+
 /*
  * u runs and is asked to start: what it requires and is down starts (it
  * exited, failed, was removed and added again), as systemctl start pulls in
@@ -776,7 +785,9 @@ int deps_restart(struct daemon *d, struct unit *u)
 	if (!active(u)) /* down or waiting: a start, after what it requires */
 		return deps_start(d, u);
 	ensure_graph(d);
-	if (u->svc && requires_down(u)) {
+	if (u->pending)
+		return 0; /* stopping, held to start after what it requires (below) */
+	if (u->svc && requires_waiting(u)) {
 		/* a stop, then a start after what it requires (which starts now) */
 		cancel_stop(d, u);
 		u->start_after = false; /* not the library's: after what it requires */
@@ -800,6 +811,8 @@ int deps_start(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	cancel_stop(d, u);
+	if (u->pending && active(u))
+		return 0; /* stopping, held to start after what it requires (deps_restart) */
 	if (active(u)) {
 		free(u->blocked);
 		u->blocked = NULL;

@@ -395,7 +395,7 @@ void reexec_cancel(struct daemon *d)
 		return;
 	}
 	rx->cancelled = true; /* on_format ends it, or reexec_release after the loop */
-	evm_proc_signal(rx->check, SIGKILL);
+	evm_proc_signal_group(rx->check, SIGKILL); /* it leads a group: what it started too */
 }
 
 void reexec_release(struct daemon *d)

@@ -520,6 +520,41 @@ def test_a_start_of_a_running_service_starts_what_it_requires_that_is_down(procs
     d.stop()
 
 
+def test_a_start_during_a_restart_held_for_a_requirement_waits_for_it_too(procs, tmp_path):
+    """`ctl restart web` with db down (2 s to start again) holds web stopped until db runs;
+    a `ctl start web` while web still stops (or a second restart) waits as well. It
+    started web after its exit (a start of a service still stopping), before db was up."""
+    gate = tmp_path / "gate"
+    once = tmp_path / "once"
+    d = Daemon(procs, tmp_path, f"""
+        [service:db]
+        command = /bin/sh -c 'test -e {once} && exec sleep 1000; touch {once}; while ! test -e {gate}; do sleep 0.05; done; exit 3'
+        restart = never
+        start_secs = {2 * SLOW}
+
+        [service:web]
+        command = HELPER linger 1000 pause
+        requires = db
+        start_secs = 0
+        """)
+    web, = catching(d, "web")
+    gate.touch()
+    d.wait_state("db", "exited")
+    n = len(transitions(d))
+    with d.connect() as s:  # all three while web still stops (1 s)
+        s.sendall(b'{"cmd":"restart","names":["web"]}\n'
+                  b'{"cmd":"start","names":["web"]}\n'
+                  b'{"cmd":"restart","names":["web"]}\n')
+        r = LineReader(s)
+        assert r.next(60)["ok"] and r.next(60)["ok"] and r.next(60)["ok"]
+    st = wait_for(lambda: (s := d.status())["web"]["state"] == "running" and s,
+                  timeout=30 * SLOW, what="web running again")
+    assert st["web"]["pid"] != web and st["db"]["state"] == "running", st
+    tr = transitions(d)
+    assert index(tr, "db", "running", start=n) < index(tr, "web", "running", start=n), tr
+    d.stop()
+
+
 def test_a_requirement_restarting_keeps_its_dependent_waiting(procs, tmp_path):
     """`ctl restart db` (db takes a moment to stop) and `ctl start web` (requires db)
     right behind it: web waits while db stops, stays waiting while db is stopped for the
