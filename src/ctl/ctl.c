@@ -220,7 +220,10 @@ static cJSON *request(const char *cmd, char **names, int n)
 /* How long an answer may take: -t N bounds it (ctl -t 5 ping: a liveness probe), else 60 s */
 static int answer_ms(const struct ctl *c)
 {
-	return c->timeout_set && c->timeout > 0 ? (int)(c->timeout * 1000) : 60000;
+	if (!c->timeout_set || c->timeout <= 0)
+		return 60000;
+	int ms = (int)(c->timeout * 1000);
+	return ms > 0 ? ms : 1;
 }
 
 static int timeout_ms(const struct ctl *c, bool waits)
@@ -783,6 +786,15 @@ static int do_simple(struct ctl *c, const char *cmd, char **ops, int n)
 		if (n > t[i].max) {
 			fprintf(stderr, "evmon ctl %s: takes no arguments\n", cmd);
 			return EXIT_USAGE;
+		}
+		if (!strcmp(cmd, "reexec")) {
+			/* answered by the new image, after its questions (5 s each) and the exec:
+			 * a short -t would give up on a re-exec that goes on */
+			cJSON *resp;
+			const char *raw;
+			int ms = answer_ms(c) > 60000 ? answer_ms(c) : 60000;
+			int rc = ctl_call(c, request(cmd, ops, n), &resp, &raw, ms);
+			return rc ? rc : finish(c, resp, raw, t[i].show);
 		}
 		return simple(c, request(cmd, ops, n), false, t[i].show);
 	}

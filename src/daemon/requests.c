@@ -524,15 +524,18 @@ static struct logfile *logs_file(struct daemon *d, struct client *cl, const cJSO
 	const char *name = nm->valuestring;
 	struct unit *u = unit_find(d, name);
 	if (!u) {
-		struct unit *first = unit_first_instance(d, name), *last = first;
-		size_t n = first ? 1 : 0;
-		for (; last && last->inst_next; last = last->inst_next)
-			n++;
+		/* in creation order: the lowest and highest numbers left, whatever came when */
+		struct unit *first = unit_first_instance(d, name), *lo = first, *hi = first;
+		size_t n = 0;
+		for (struct unit *v = first; v; v = v->inst_next, n++) {
+			lo = v->instance < lo->instance ? v : lo;
+			hi = v->instance > hi->instance ? v : hi;
+		}
 		if (n == 1)
 			control_reply_error(cl, "%s has one instance left: %s", name, first->name);
 		else if (n)
 			control_reply_error(cl, "%s has %zu instances: name one (%s to %s)", name, n,
-					    first->name, last->name);
+					    lo->name, hi->name);
 		else
 			control_reply_error(cl, "no such service: %s", name);
 		return NULL;
