@@ -481,29 +481,37 @@ def test_a_restart_of_a_stopped_service_starts_what_it_requires_first(procs, tmp
     d.stop()
 
 
+def web_with_db_down(procs, tmp_path, db_start_secs=0, web="HELPER pause", web_keys=""):
+    """A daemon running web, which requires db; db runs once, then exits 3 (not
+    restarted: down under a running web); its next runs stay up, and take db_start_secs
+    to be ready. (d, web's pid); a web that lingers has its SIGTERM handler in place."""
+    gate = tmp_path / "gate"
+    once = tmp_path / "once"
+    d = Daemon(procs, tmp_path, f"""
+[service:db]
+command = /bin/sh -c 'test -e {once} && exec sleep 1000; touch {once}; while ! test -e {gate}; do sleep 0.05; done; exit 3'
+restart = never
+start_secs = {db_start_secs}
+
+[service:web]
+command = {web}
+requires = db
+start_secs = 0
+{web_keys}
+""")
+    pid = catching(d, "web")[0] if "linger" in web else d.wait_state("web", "running")["pid"]
+    gate.touch()
+    d.wait_state("db", "exited")
+    return d, pid
+
+
 @pytest.mark.parametrize("cmd", ["start", "restart"])
 def test_a_start_of_a_running_service_starts_what_it_requires_that_is_down(procs, tmp_path,
                                                                             cmd):
     """web runs, db (which web requires) exited with a failure and is not restarted:
     `ctl start web` starts db again, as `systemctl start` pulls in Requires= of an active
     unit; `ctl restart web` starts db, then web once db is up. Both left db down."""
-    gate = tmp_path / "gate"
-    once = tmp_path / "once"
-    d = Daemon(procs, tmp_path, f"""
-        [service:db]
-        command = /bin/sh -c 'test -e {once} && exec sleep 1000; touch {once}; \
-            while ! test -e {gate}; do sleep 0.05; done; exit 3'
-        restart = never
-        start_secs = 0
-
-        [service:web]
-        command = HELPER pause
-        requires = db
-        start_secs = 0
-        """)
-    web = d.wait_state("web", "running")["pid"]
-    gate.touch()
-    d.wait_state("db", "exited")
+    d, web = web_with_db_down(procs, tmp_path)
     assert d.status()["web"]["pid"] == web
     n = len(transitions(d))
     r = d.ctl(cmd, "web")
@@ -524,22 +532,7 @@ def test_a_start_during_a_restart_held_for_a_requirement_waits_for_it_too(procs,
     """`ctl restart web` with db down (2 s to start again) holds web stopped until db runs;
     a `ctl start web` while web still stops (or a second restart) waits as well. It
     started web after its exit (a start of a service still stopping), before db was up."""
-    gate = tmp_path / "gate"
-    once = tmp_path / "once"
-    d = Daemon(procs, tmp_path, f"""
-        [service:db]
-        command = /bin/sh -c 'test -e {once} && exec sleep 1000; touch {once}; while ! test -e {gate}; do sleep 0.05; done; exit 3'
-        restart = never
-        start_secs = {2 * SLOW}
-
-        [service:web]
-        command = HELPER linger 1000 pause
-        requires = db
-        start_secs = 0
-        """)
-    web, = catching(d, "web")
-    gate.touch()
-    d.wait_state("db", "exited")
+    d, web = web_with_db_down(procs, tmp_path, 2 * SLOW, "HELPER linger 1000 pause")
     n = len(transitions(d))
     with d.connect() as s:  # all three while web still stops (1 s)
         s.sendall(b'{"cmd":"restart","names":["web"]}\n'
@@ -1063,23 +1056,8 @@ def test_a_reexec_keeps_a_restart_waiting_for_what_it_requires(procs, tmp_path):
     start once db is up (a restart after what it requires), and `ctl reexec` comes while
     web stops and db starts. web is passed on as a restart: it was passed as stopping, and
     the new image stopped web for good."""
-    gate = tmp_path / "gate"
-    once = tmp_path / "once"
-    d = Daemon(procs, tmp_path, f"""
-[service:db]
-command = /bin/sh -c 'test -e {once} && exec sleep 1000; touch {once}; while ! test -e {gate}; do sleep 0.05; done; exit 3'
-restart = never
-start_secs = {2 * SLOW}
-
-[service:web]
-command = HELPER linger 4000 pause
-requires = db
-start_secs = 0
-stop_timeout = {4 + 2 * SLOW}
-""")
-    old, = catching(d, "web")
-    gate.touch()
-    d.wait_state("db", "exited")
+    d, old = web_with_db_down(procs, tmp_path, 2 * SLOW, "HELPER linger 4000 pause",
+                              f"stop_timeout = {4 + 2 * SLOW}")
     then_reexec(d, b'{"cmd":"restart","names":["web"]}\n')
     new = wait_for(lambda: (s := d.status("web")["web"])["state"] == "running" and
                    s["pid"] != old and s["pid"], timeout=30 * SLOW, what="web running again")
