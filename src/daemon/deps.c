@@ -693,6 +693,14 @@ static bool make_pending_one(struct batch *b, struct unit *u)
 	return true;
 }
 
+/* A requirement that make_pending starts: down, not started already, not a job done */
+static bool down_required(const struct dep *dp)
+{
+	const struct unit *t = dp->u;
+	return dp->kind != DEP_AFTER && t->svc && !t->pending && !active(t) &&
+	       !(state(t) == EVM_STATE_EXITED && exited_ok(t));
+}
+
 /*
  * u becomes pending: what it requires is asked to start too (not what it
  * starts after), depth first. No cycle: the config has none, and pending ends it.
@@ -712,9 +720,7 @@ static void make_pending(struct batch *b, struct unit *u, bool self)
 		}
 		const struct dep *dp = &f->u->deps[f->i++];
 		struct unit *t = dp->u;
-		if (dp->kind != DEP_AFTER && t->svc && !t->pending && !active(t) &&
-		    !(state(t) == EVM_STATE_EXITED && exited_ok(t)) && make_pending_one(b, t) &&
-		    !walk_push(&w, t))
+		if (down_required(dp) && make_pending_one(b, t) && !walk_push(&w, t))
 			b->oom = true;
 	}
 	walk_free(&w);
@@ -747,13 +753,19 @@ static void cancel_stop(struct daemon *d, struct unit *u)
 /* Does u require a service that is down (and would be started by make_pending)? */
 static bool requires_down(const struct unit *u)
 {
-	for (size_t i = 0; i < u->ndeps; i++) {
-		const struct unit *t = u->deps[i].u;
-		if (u->deps[i].kind != DEP_AFTER && t->svc && !t->pending && !active(t) &&
-		    !(state(t) == EVM_STATE_EXITED && exited_ok(t)))
+	for (size_t i = 0; i < u->ndeps; i++)
+		if (down_required(&u->deps[i]))
 			return true;
-	}
 	return false;
+}
+
+/* Make u (self) and what it requires, down, pending; start what may; keep it in the record. */
+static void pend(struct daemon *d, struct unit *u, bool self)
+{
+	struct batch b = {.asked = d->asking};
+	make_pending(&b, u, self);
+	run_batch(d, &b);
+	state_changed(d); /* waiting to start: in the record, so a crash keeps it */
 }
 
 /* Does u require one not ready yet that a restart must wait for: down, or to start? */
@@ -772,12 +784,8 @@ static bool requires_waiting(const struct unit *u)
  */
 static void start_requirements(struct daemon *d, struct unit *u)
 {
-	if (!requires_down(u))
-		return;
-	struct batch b = {.asked = d->asking};
-	make_pending(&b, u, false);
-	run_batch(d, &b);
-	state_changed(d);
+	if (requires_down(u))
+		pend(d, u, false);
 }
 
 int deps_restart(struct daemon *d, struct unit *u)
@@ -794,10 +802,7 @@ int deps_restart(struct daemon *d, struct unit *u)
 		int r = evm_service_stop(u->svc);
 		if (r < 0)
 			return r;
-		struct batch b = {.asked = d->asking};
-		make_pending(&b, u, true);
-		run_batch(d, &b);
-		state_changed(d);
+		pend(d, u, true);
 		return 0;
 	}
 	cancel_stop(d, u);
@@ -828,10 +833,7 @@ int deps_start(struct daemon *d, struct unit *u)
 	}
 	if (u->pending)
 		return 0;
-	struct batch b = {.asked = d->asking};
-	make_pending(&b, u, true);
-	run_batch(d, &b);
-	state_changed(d); /* waiting to start: in the record, so a crash keeps it */
+	pend(d, u, true);
 	return 0;
 }
 
