@@ -258,11 +258,12 @@ static int finish(struct ctl *c, cJSON *resp, const char *raw, show_fn show)
 	return rc;
 }
 
-static int simple(struct ctl *c, cJSON *req, bool waits, show_fn show)
+/* A request, its answer within ms, shown */
+static int simple(struct ctl *c, cJSON *req, int ms, show_fn show)
 {
 	cJSON *resp;
 	const char *raw;
-	int rc = ctl_call(c, req, &resp, &raw, timeout_ms(c, waits));
+	int rc = ctl_call(c, req, &resp, &raw, ms);
 	return rc ? rc : finish(c, resp, raw, show);
 }
 
@@ -301,7 +302,7 @@ static int do_startstop(struct ctl *c, const char *cmd, char **names, int n)
 	}
 	cJSON *req = request(cmd, names, n);
 	add_wait(c, req);
-	return simple(c, req, c->timeout > 0, show_services);
+	return simple(c, req, timeout_ms(c, c->timeout > 0), show_services);
 }
 
 static int do_signal(struct ctl *c, char **args, int n)
@@ -317,7 +318,7 @@ static int do_signal(struct ctl *c, char **args, int n)
 	}
 	cJSON *req = request("signal", args, n - 1);
 	cJSON_AddStringToObject(req, "signal", sig);
-	return simple(c, req, false, show_signal);
+	return simple(c, req, answer_ms(c), show_signal);
 }
 
 struct add_opts {
@@ -496,7 +497,7 @@ static int do_add(struct ctl *c, int argc, char **argv, char **ops)
 		cJSON_AddItemToObject(req, "service", a.svc);
 		a.svc = NULL;
 		add_wait(c, req);
-		rc = simple(c, req, c->timeout > 0, show_services);
+		rc = simple(c, req, timeout_ms(c, c->timeout > 0), show_services);
 	}
 	cJSON_Delete(a.svc);
 	cJSON_Delete(a.env);
@@ -787,16 +788,12 @@ static int do_simple(struct ctl *c, const char *cmd, char **ops, int n)
 			fprintf(stderr, "evmon ctl %s: takes no arguments\n", cmd);
 			return EXIT_USAGE;
 		}
-		if (!strcmp(cmd, "reexec")) {
-			/* answered by the new image, after its questions (5 s each) and the exec:
-			 * a short -t would give up on a re-exec that goes on */
-			cJSON *resp;
-			const char *raw;
-			int ms = answer_ms(c) > 60000 ? answer_ms(c) : 60000;
-			int rc = ctl_call(c, request(cmd, ops, n), &resp, &raw, ms);
-			return rc ? rc : finish(c, resp, raw, t[i].show);
-		}
-		return simple(c, request(cmd, ops, n), false, t[i].show);
+		/* reexec: answered by the new image, after its questions (5 s each) and the
+		 * exec: a short -t would give up on a re-exec that goes on */
+		int ms = answer_ms(c);
+		if (!strcmp(cmd, "reexec") && ms < 60000)
+			ms = 60000;
+		return simple(c, request(cmd, ops, n), ms, t[i].show);
 	}
 	fprintf(stderr, "evmon ctl: unknown command '%s' (try: evmon ctl --help)\n", cmd);
 	return EXIT_USAGE;
