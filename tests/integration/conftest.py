@@ -104,15 +104,47 @@ class Procs:
         try:
             out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            where = self.where()  # before the kill: who waits for what
             self.kill(p)
             try:  # a process it started (in a session of its own) may hold its pipes still
                 out, err = p.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 out = err = b"(its output: its pipes are held open by a process it left)"
-            raise AssertionError(f"timed out after {timeout}s: {argv}\nstdout: {out!r}\nstderr: {err!r}")
+            raise AssertionError(f"timed out after {timeout}s: {argv}\nstdout: {out!r}\nstderr: {err!r}"
+                                 f"\nat the timeout:\n{where}")
         return subprocess.CompletedProcess(argv, p.returncode,
                                            out.decode(errors="replace") if out is not None else None,
                                            err.decode(errors="replace") if err is not None else None)
+
+    # the system calls a stuck process is most likely in (x86-64 numbers; others print as such)
+    SYSCALLS = {0: "read", 1: "write", 7: "poll", 23: "select", 44: "sendto", 45: "recvfrom",
+                61: "wait4", 202: "futex", 232: "epoll_wait", 247: "waitid", 270: "pselect6",
+                271: "ppoll", 281: "epoll_pwait", 441: "epoll_pwait2"}
+
+    def where(self):
+        """What each process started here that still runs is doing: its state, the system
+        call it is in, and its Unix sockets' queues (a timed-out client, or the daemon it
+        waits for: which of them holds the bytes). For the failure message of a timeout."""
+        lines = []
+        try:
+            ss = subprocess.run(["ss", "-xpn"], capture_output=True, timeout=5).stdout.decode(
+                errors="replace").splitlines()
+        except (OSError, subprocess.TimeoutExpired):
+            ss = []
+        for p in self.procs:
+            if p.poll() is not None:
+                continue
+            try:
+                with open(f"/proc/{p.pid}/comm") as f:
+                    comm = f.read().strip()
+                with open(f"/proc/{p.pid}/syscall") as f:
+                    sc = f.read().split()
+            except OSError:
+                continue
+            call = self.SYSCALLS.get(int(sc[0]), sc[0]) if sc and sc[0].isdigit() else " ".join(sc)
+            lines.append(f"  pid {p.pid} ({comm}): state {proc_state(p.pid)}, in {call}")
+            lines += ["    " + " ".join(x.split()) for x in ss if f"pid={p.pid}," in x]
+        return "\n".join(lines) or "  (nothing it started still runs)"
 
     @staticmethod
     def kill(p):
