@@ -768,13 +768,55 @@ static void pend(struct daemon *d, struct unit *u, bool self)
 	state_changed(d); /* waiting to start: in the record, so a crash keeps it */
 }
 
-/* Does u require one not ready yet that a restart must wait for: down, or to start? */
+/*
+ * Does u require one not ready yet that a restart must wait for: down, to
+ * start, or stopping (to start again after, keep_requirements)?
+ */
 static bool requires_waiting(const struct unit *u)
 {
 	for (size_t i = 0; i < u->ndeps; i++)
-		if (u->deps[i].kind != DEP_AFTER && u->deps[i].u->pending)
+		if (u->deps[i].kind != DEP_AFTER &&
+		    (u->deps[i].u->pending || state(u->deps[i].u) == EVM_STATE_STOPPING))
 			return true;
 	return requires_down(u);
+}
+
+/*
+ * u is asked to start (or restart): what it requires that is to stop keeps
+ * running (its stop is dropped), and what is stopping starts again once its
+ * process is gone, theirs in turn. The start wins, as a start once the stop
+ * is over does (make_pending starts what is down), and as systemctl start
+ * replaces the stop job of a Requires= unit. Left to stop, it went down
+ * under u started again, or u waited for it and was refused.
+ */
+static void keep_requirements(struct daemon *d, struct unit *u)
+{
+	struct walk w;
+	walk_init(&w);
+	walk_push(&w, u);
+	while (w.n) {
+		struct frame *f = &w.v[w.n - 1];
+		if (f->i == f->u->ndeps) {
+			w.n--;
+			continue;
+		}
+		const struct dep *dp = &f->u->deps[f->i++];
+		struct unit *t = dp->u;
+		if (dp->kind == DEP_AFTER || !t->svc)
+			continue;
+		if (t->want_stop) {
+			cancel_stop(d, t);
+		} else if (state(t) == EVM_STATE_STOPPING && !t->start_after && !t->pending) {
+			evm_service_start(t->svc); /* again once its process is gone */
+			unit_note_start_after(d, t);
+		} else {
+			continue; /* not to stop: nothing to keep below it either */
+		}
+		/* each one changed once (no stop left to drop): a diamond ends, out of memory too */
+		walk_push(&w, t);
+		state_changed(d); /* no stop in the record: a crash now does not stop it */
+	}
+	walk_free(&w);
 }
 
 /*
@@ -793,6 +835,7 @@ int deps_restart(struct daemon *d, struct unit *u)
 	if (!active(u)) /* down or waiting: a start, after what it requires */
 		return deps_start(d, u);
 	ensure_graph(d);
+	keep_requirements(d, u);
 	if (u->pending)
 		return 0; /* stopping, held to start after what it requires (below) */
 	if (u->svc && requires_waiting(u)) {
@@ -816,6 +859,7 @@ int deps_start(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	cancel_stop(d, u);
+	keep_requirements(d, u);
 	if (u->pending && active(u))
 		return 0; /* stopping, held to start after what it requires (deps_restart) */
 	if (active(u)) {
