@@ -742,11 +742,19 @@ static void run_batch(struct daemon *d, struct batch *b)
 	free(b->v);
 }
 
-/* u waited to stop (its dependents, or its turn): not any more, a start came after */
+/*
+ * u waited to stop (its dependents, or its turn), or stops: not any more, a
+ * start came after (it starts again once stopped: the caller's). A `ctl
+ * stop` waiting for it is told at once (waits.c), not at its timeout.
+ */
 static void cancel_stop(struct daemon *d, struct unit *u)
 {
-	if (u->want_stop)
+	if (u->want_stop) {
 		go_unlink(d, u);
+		u->stops_undone++;
+	} else if (u->svc && state(u) == EVM_STATE_STOPPING && !u->start_after && !u->pending) {
+		u->stops_undone++;
+	}
 	u->want_stop = false;
 }
 
@@ -807,6 +815,7 @@ static void keep_requirements(struct daemon *d, struct unit *u)
 		if (t->want_stop) {
 			cancel_stop(d, t);
 		} else if (state(t) == EVM_STATE_STOPPING && !t->start_after && !t->pending) {
+			cancel_stop(d, t);
 			evm_service_start(t->svc); /* again once its process is gone */
 			unit_note_start_after(d, t);
 		} else {

@@ -132,6 +132,8 @@ static void cmd_startstop(struct daemon *d, struct client *cl, const cJSON *req,
 			add_error(errors, u->name, r, NULL);
 	}
 	d->asking = false;
+	if (!stop && d->waiters)
+		waiters_check(d); /* a stop waited for may be undone by this start (deps.c) */
 	waits_reply(d, cl, req, stop ? W_STOP : W_START, sel.u, sel.n, snap, errors, NULL);
 	free(snap);
 	free(sel.u);

@@ -45,6 +45,8 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 	enum evm_state s = evm_service_state(u->svc);
 	if (w->kind == W_RELOAD)
 		return s != EVM_STATE_RELOADING; /* a reload asked of it is over, one way or another */
+	if (w->kind == W_STOP && u->stops_undone != e->stops_undone)
+		return true; /* a start asked after took it out of its stop: it will not come */
 	if (w->kind == W_STOP) /* and what its stop took down first (deps_stop_over), and its
 				  old copy (a reload replaced it) */
 		return (s == EVM_STATE_STOPPED || s == EVM_STATE_EXITED || s == EVM_STATE_FATAL) &&
@@ -153,11 +155,17 @@ static void waiter_finish(struct waiter *w)
 		if (w->kind == W_RELOAD)
 			bad = !u->svc || (info.state != EVM_STATE_RUNNING && info.state != EVM_STATE_STARTING) ||
 			      u->reload_failures != w->e[i].reload_failures;
-		if (w->timed_out && !settled(w, &w->e[i], u))
+		bool undone = w->kind == W_STOP && u->stops_undone != w->e[i].stops_undone &&
+			      info.state != EVM_STATE_STOPPED && info.state != EVM_STATE_EXITED &&
+			      info.state != EVM_STATE_FATAL;
+		if ((w->timed_out && !settled(w, &w->e[i], u)) || undone)
 			bad = true;
 		if (bad && nfailed++ < 8) {
 			char why[200] = "";
-			if (u->svc && info.last_error.stage == EVM_STAGE_SETUP &&
+			if (undone)
+				snprintf(why, sizeof(why), ": a start or restart asked since took it "
+					 "out of its stop");
+			else if (u->svc && info.last_error.stage == EVM_STAGE_SETUP &&
 			    u->conf->ids_unresolved && u->conf->problem) /* as status says it */
 				snprintf(why, sizeof(why), ": %s", u->conf->problem);
 			else if (u->svc && info.last_error.stage != EVM_STAGE_NONE)
@@ -233,6 +241,7 @@ struct wait_entry wait_snapshot(const struct unit *u, bool restart)
 		.starts = u->starts,
 		.spawn_failures = u->spawn_failures,
 		.reload_failures = u->reload_failures,
+		.stops_undone = u->stops_undone,
 		.was_active = !restart && u->svc && is_active(evm_service_state(u->svc)),
 	};
 }

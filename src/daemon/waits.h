@@ -24,6 +24,7 @@ struct wait_entry {
 	unsigned starts;
 	unsigned spawn_failures;
 	unsigned reload_failures;
+	unsigned stops_undone;
 	bool was_active; /* starting or running */
 };
 

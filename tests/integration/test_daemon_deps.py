@@ -1069,6 +1069,23 @@ start_secs = 0
     d.stop()
 
 
+@pytest.mark.parametrize("cmd", [("start", "web"), ("restart", "db")])
+def test_a_stop_undone_by_a_later_start_tells_its_waiter(procs, tmp_path, cmd):
+    """`ctl stop db` waits for web (requires db, 4 s to stop); `ctl start web` or `ctl
+    restart db` meanwhile takes db out of its stop: the stop's wait is answered then, a
+    failure that says why. It waited out its whole timeout and said "timed out waiting"."""
+    d = db_and_slow_web(procs, tmp_path)
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"stop","names":["db"],"wait":true,"timeout":30}\n')
+        d.wait_state("web", "stopping")
+        r = d.ctl(*cmd)
+        assert r.returncode == 0, r
+        a = LineReader(s).next(60)
+    assert not a["ok"] and a["error"].startswith("not stopped: db (") and \
+        a["error"].endswith(": a start or restart asked since took it out of its stop)"), a
+    d.stop()
+
+
 @pytest.mark.parametrize("how", ["reexec", "crash"])
 def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path, how):
     """`ctl restart web` while web takes 4 s to stop, and `ctl reexec` right behind it:
