@@ -86,6 +86,7 @@ struct unit {
 	unsigned starts;	 /* of which from not running to STARTING or RUNNING */
 	unsigned spawn_failures; /* into BACKOFF because a spawn failed (waits.c) */
 	unsigned stops_undone;	 /* stops a later start took it out of (a stop's wait ends) */
+	unsigned starts_undone;	 /* starts a later stop took it out of, waiting (a start's wait ends) */
 	unsigned reload_failures; /* reloads that timed out (ctl reload NAME waits for it) */
 	/* dependencies (deps.c), resolved from conf->requires/after while deps_gen is current */
 	struct dep *deps;	 /* what it requires or starts after */

@@ -1075,6 +1075,8 @@ static void mark_stop_one(struct daemon *d, struct unit *u, const struct unit *c
 			  struct batch *b, struct batch *dropped)
 {
 	bool was_pending = u->pending;
+	if (was_pending || unit_deferred(u))
+		u->starts_undone++; /* a `ctl start` waiting for it is told at once (waits.c) */
 	u->want_stop = true;
 	u->want_start = false;
 	u->pending = false;

@@ -63,6 +63,8 @@ static bool settled(const struct waiter *w, const struct wait_entry *e, struct u
 	 */
 	if (unit_deferred(u) || u->pending)
 		return false;
+	if (u->starts_undone != e->starts_undone && s == EVM_STATE_STOPPED)
+		return true; /* a stop asked after took it out of its start (and not started since) */
 	/* states older than the request must not end the wait; nor the stop half of a restart */
 	if (s == EVM_STATE_FATAL)
 		return u->transitions != e->transitions;
@@ -158,6 +160,8 @@ static void waiter_finish(struct waiter *w)
 		bool undone = w->kind == W_STOP && u->stops_undone != w->e[i].stops_undone &&
 			      info.state != EVM_STATE_STOPPED && info.state != EVM_STATE_EXITED &&
 			      info.state != EVM_STATE_FATAL;
+		bool stopped = w->kind == W_START && u->starts_undone != w->e[i].starts_undone &&
+			       bad && info.state == EVM_STATE_STOPPED;
 		if ((w->timed_out && !settled(w, &w->e[i], u)) || undone)
 			bad = true;
 		if (bad && nfailed++ < 8) {
@@ -165,6 +169,9 @@ static void waiter_finish(struct waiter *w)
 			if (undone)
 				snprintf(why, sizeof(why), ": a start or restart asked since took it "
 					 "out of its stop");
+			else if (stopped)
+				snprintf(why, sizeof(why), ": a stop asked since took it out of its "
+					 "start");
 			else if (u->svc && info.last_error.stage == EVM_STAGE_SETUP &&
 			    u->conf->ids_unresolved && u->conf->problem) /* as status says it */
 				snprintf(why, sizeof(why), ": %s", u->conf->problem);
@@ -242,6 +249,7 @@ struct wait_entry wait_snapshot(const struct unit *u, bool restart)
 		.spawn_failures = u->spawn_failures,
 		.reload_failures = u->reload_failures,
 		.stops_undone = u->stops_undone,
+		.starts_undone = u->starts_undone,
 		.was_active = !restart && u->svc && is_active(evm_service_state(u->svc)),
 	};
 }

@@ -25,6 +25,7 @@ struct wait_entry {
 	unsigned spawn_failures;
 	unsigned reload_failures;
 	unsigned stops_undone;
+	unsigned starts_undone;
 	bool was_active; /* starting or running */
 };
 

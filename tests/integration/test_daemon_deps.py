@@ -1086,6 +1086,35 @@ def test_a_stop_undone_by_a_later_start_tells_its_waiter(procs, tmp_path, cmd):
     d.stop()
 
 
+@pytest.mark.parametrize("target", ["web", "db"])
+def test_a_start_undone_by_a_later_stop_tells_its_waiter(procs, tmp_path, target):
+    """`ctl start web` waits for db (which web requires) to be ready (3 s); `ctl stop web`,
+    or `ctl stop db`, meanwhile takes web out of its start: the start's wait is answered
+    then, a failure that says why. It waited out its whole timeout and said "timed out
+    waiting"."""
+    d = Daemon(procs, tmp_path, """
+[service:db]
+command = HELPER pause
+start_secs = 3
+autostart = no
+
+[service:web]
+command = HELPER pause
+requires = db
+start_secs = 0
+autostart = no
+""")
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"start","names":["web"],"wait":true,"timeout":30}\n')
+        d.wait_state("db", "starting")
+        r = d.ctl("stop", target)
+        assert r.returncode == 0, r
+        a = LineReader(s).next(60)
+    assert not a["ok"] and a["error"] == \
+        "not running: web (stopped: a stop asked since took it out of its start)", a
+    d.stop()
+
+
 @pytest.mark.parametrize("how", ["reexec", "crash"])
 def test_a_reexec_keeps_a_restart_under_way(procs, tmp_path, how):
     """`ctl restart web` while web takes 4 s to stop, and `ctl reexec` right behind it:
