@@ -878,7 +878,9 @@ EVM_API int evm_handle(struct evm_loop *loop, const char *pattern, evm_exit_cb c
 /* --------------------------------------------------------------- events */
 
 enum evm_event_type {
-	EVM_EV_SPAWN = 1u << 0,	  /* a process was started */
+	/* a process was started; a service's once the service is in its new state
+	 * (after its EVM_EV_SERVICE), name the service's */
+	EVM_EV_SPAWN = 1u << 0,
 	EVM_EV_EXIT = 1u << 1,	  /* a process we spawned exited */
 	EVM_EV_ORPHAN = 1u << 2,  /* reaper mode: a process we did not spawn was reaped */
 	EVM_EV_WARNING = 1u << 3, /* something degraded; message and error say what */

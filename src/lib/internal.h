@@ -533,8 +533,14 @@ EVM_HIDDEN void evm__spawner_stop(struct evm_loop *loop);
 EVM_HIDDEN pid_t evm__spawner_spawn(struct evm_loop *loop, struct evm__spawn_req *req,
 				    struct evm_spawn_error *err, int *pidfd);
 
+/*
+ * announce: emit its EVM_EV_SPAWN before returning; a service's spawn does
+ * not, and announces it once the service is in its new state (svstart.c).
+ */
 EVM_HIDDEN int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *opts,
-				struct evm_proc **out);
+				struct evm_proc **out, bool announce);
+/* The EVM_EV_SPAWN of p (name: the service's, NULL for its route's if any). */
+EVM_HIDDEN void evm__spawn_announce(struct evm_loop *loop, struct evm_proc *p, const char *name);
 /* The spawn options' own mistakes (-EINVAL, -EBADF, ...), as evm_spawn and evm_service_new see them. */
 EVM_HIDDEN int evm__spawn_check_opts(const struct evm_spawn_opts *o, bool have_out, bool check_fds);
 

@@ -357,7 +357,17 @@ static void spawn_undo(struct evm_loop *loop, struct evm_proc *p, int ours[3], i
 	}
 }
 
-int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm_proc **out)
+void evm__spawn_announce(struct evm_loop *loop, struct evm_proc *p, const char *name)
+{
+	struct evm_event ev = {.type = EVM_EV_SPAWN,
+			       .pid = p->pid,
+			       .proc = p,
+			       .name = name ? name : p->route ? evm__route_name(p->route) : NULL};
+	evm__emit(loop, &ev);
+}
+
+int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, struct evm_proc **out,
+		     bool announce)
 {
 	if (evm__forked(loop)) /* services spawn here too: not into the parent's epoll */
 		return -ECHILD;
@@ -418,11 +428,8 @@ int evm__spawn_local(struct evm_loop *loop, const struct evm_spawn_opts *o, stru
 		evm__nowait_bind(loop, req.nowait_slot, p);
 	err->stage = EVM_STAGE_NONE;
 
-	struct evm_event ev = {.type = EVM_EV_SPAWN,
-			       .pid = pid,
-			       .proc = p,
-			       .name = p->route ? evm__route_name(p->route) : NULL};
-	evm__emit(loop, &ev);
+	if (announce)
+		evm__spawn_announce(loop, p, NULL);
 	if (out)
 		*out = evm_proc_ref(p);
 	free(merged);
@@ -445,7 +452,7 @@ int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct e
 		return -ECHILD;
 	if (atomic_load(&loop->bound)) {
 		if (evm__on_loop_thread(loop))
-			return evm__spawn_local(loop, opts, out);
+			return evm__spawn_local(loop, opts, out, true);
 		return evm__xreq_spawn(loop, opts, out);
 	}
 	if (!evm__on_loop_thread(loop))
@@ -458,7 +465,7 @@ int evm_spawn(struct evm_loop *loop, const struct evm_spawn_opts *opts, struct e
 	 */
 	pthread_mutex_lock(&loop->claim_mu);
 	if (!atomic_load(&loop->bound)) {
-		int r = evm__spawn_local(loop, opts, out);
+		int r = evm__spawn_local(loop, opts, out, true);
 		pthread_mutex_unlock(&loop->claim_mu);
 		return r;
 	}

@@ -264,7 +264,7 @@ void evm__sv_spawn(struct evm_service *s)
 	s->oom_known = r == 0 && s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
 	s->oom_kept = false; /* an earlier image's base is for the run it adopts, not a new one */
 	if (r == 0)
-		r = evm__spawn_local(s->loop, &o, &p);
+		r = evm__spawn_local(s->loop, &o, &p, false);
 	evm__svc_spawn_done(s, &o);
 	if (r < 0) {
 		const char *what = s->file ? s->file : s->argv[0];
@@ -282,6 +282,14 @@ void evm__sv_spawn(struct evm_service *s)
 	s->started_mono = evm__mono_ns();
 	s->failing = FAILING_NO;
 	s->watchdog_run_ms = s->watchdog_ms;
+	/*
+	 * Its EVM_EV_SPAWN once it is in its new state, its process its own: a
+	 * subscriber may stop, restart or remove it from there (before, the
+	 * service had no process yet: a remove freed it under its start timer,
+	 * a restart spawned a second process, a stop was lost). Its own ref: a
+	 * callback of the state's event may drop the service's.
+	 */
+	struct evm_proc *spawned = evm_proc_ref(p);
 	if (s->ready == EVM_READY_DECLARED) {
 		/* no timer (out of memory): it waits for its word without a limit */
 		if (s->ready_timeout_ms) {
@@ -289,13 +297,13 @@ void evm__sv_spawn(struct evm_service *s)
 			evm_timer_add(s->loop, s->ready_timeout_ms, evm__sv_ready_timeout_fire, s, &s->timer);
 		}
 		evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
-		return;
-	}
-	if (s->start_ms == 0) {
+	} else if (s->start_ms == 0) {
 		evm__sv_became_ready(s);
-		return;
+	} else {
+		/* no timer (out of memory): it stays STARTING until it exits */
+		evm_timer_add(s->loop, s->start_ms, grace_fire, s, &s->timer);
+		evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
 	}
-	/* no timer (out of memory): it stays STARTING until it exits */
-	evm_timer_add(s->loop, s->start_ms, grace_fire, s, &s->timer);
-	evm__sv_enter(s, EVM_STATE_STARTING, NULL, 0, 0);
+	evm__spawn_announce(s->loop, spawned, s->name);
+	evm_proc_unref(spawned);
 }

@@ -38,7 +38,7 @@ void evm__xreq_run_all(struct evm_loop *loop)
 		return;
 	for (struct evm__xreq *x = list; x; x = x->next)
 		x->result = closing ? -ECANCELED
-				    : evm__spawn_local(loop, x->opts, x->want_proc ? &x->proc : NULL);
+				    : evm__spawn_local(loop, x->opts, x->want_proc ? &x->proc : NULL, true);
 	pthread_mutex_lock(&loop->mu);
 	for (struct evm__xreq *x = list, *next; x; x = next) {
 		next = x->next; /* x belongs to its thread once done is set */

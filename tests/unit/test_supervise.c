@@ -1127,6 +1127,93 @@ static void fast_stop(struct evm_service_opts *o)
 	o->stop_timeout_ms = 200;
 }
 
+/* What a subscriber of EVM_EV_SPAWN does to the service whose process it sees. */
+struct on_spawn {
+	const char *action; /* "stop", "restart", "remove" */
+	unsigned spawns;
+	pid_t first;
+	char name[32];
+	enum evm_state state_then;
+	pid_t pid_then;
+	int r;
+};
+
+static void spawn_action(struct evm_loop *loop, const struct evm_event *ev, void *data)
+{
+	struct on_spawn *a = data;
+	if (a->spawns++)
+		return;
+	struct evm_service *s = evm_service_find(loop, "sp");
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	a->first = ev->pid;
+	snprintf(a->name, sizeof(a->name), "%s", ev->name ? ev->name : "(null)");
+	a->state_then = info.state;
+	a->pid_then = info.pid;
+	if (!strcmp(a->action, "stop"))
+		a->r = evm_service_stop(s);
+	else if (!strcmp(a->action, "restart"))
+		a->r = evm_service_restart(s);
+	else
+		evm_service_remove(s);
+}
+
+static void start_ms_50(struct evm_service_opts *o)
+{
+	o->start_ms = 50;
+}
+
+/*
+ * A subscriber of EVM_EV_SPAWN sees the service in its new state with the
+ * process its own, and may stop, restart or remove it there. The event came
+ * before the service had its process: a remove freed it under its start
+ * timer (use after free), a restart spawned a second process (one left
+ * unowned), a stop was lost (it ran on).
+ */
+static void test_a_spawn_subscriber_may_stop_restart_or_remove_the_service(void **state)
+{
+	static const char *actions[] = {"stop", "restart", "remove"};
+	struct evm_loop *loop = T_LOOP(state);
+	for (size_t i = 0; i < 3; i++) {
+		struct on_spawn a = {.action = actions[i]};
+		struct evm_sub *sub;
+		assert_int_equal(evm_subscribe(loop, EVM_EV_SPAWN, spawn_action, &a, &sub), 0);
+		struct evm_service *s = svc(loop, "sp", EVM_RESTART_NEVER, PAUSE, start_ms_50);
+		assert_int_equal(evm_service_start(s), 0);
+		assert_int_equal(a.spawns, 1);
+		assert_string_equal(a.name, "sp");
+		assert_int_equal(a.state_then, EVM_STATE_STARTING);
+		assert_int_equal(a.pid_then, a.first);
+		assert_int_equal(a.r, 0);
+		if (i == 2) {
+			uint64_t end = t_now_ms() + T_MS(5000);
+			while (evm_service_find(loop, "sp")) {
+				assert_true(t_now_ms() < end);
+				assert_true(evm_loop_run_once(loop, 50) >= 0);
+			}
+		} else {
+			run_until_state(loop, s, i == 0 ? EVM_STATE_STOPPED : EVM_STATE_RUNNING, 5000);
+		}
+		/* the first process is gone, and only a restart's own is left */
+		uint64_t end = t_now_ms() + T_MS(5000);
+		while (kill(a.first, 0) == 0 || evm_loop_alive(loop) != (i == 1)) {
+			assert_true(t_now_ms() < end);
+			assert_true(evm_loop_run_once(loop, 50) >= 0);
+		}
+		if (i == 0)
+			assert_true(stopped_by_user(s));
+		if (i == 1)
+			assert_int_equal(a.spawns, 2);
+		evm_unsubscribe(sub);
+		if (i < 2)
+			evm_service_remove(s);
+		while (evm_service_find(loop, "sp") || evm_loop_alive(loop)) {
+			assert_true(t_now_ms() < end);
+			assert_true(evm_loop_run_once(loop, 50) >= 0);
+		}
+	}
+}
+
 static void test_stop_escalates_to_sigkill(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -2300,6 +2387,8 @@ int main(int argc, char **argv)
 	t_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_never_policy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_spawn_subscriber_may_stop_restart_or_remove_the_service,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_on_failure_success_exits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_on_failure_restarts_until_max_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_retries_counts_failures_in_a_row, setup, teardown),
