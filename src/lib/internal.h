@@ -347,6 +347,8 @@ EVM_HIDDEN uint64_t evm__tree_visits(const struct evm_loop *loop);
 
 /* ----------------------------------------------------------------- reaping */
 
+/* A fork()ed child's reaper slot and SIGCHLD wake-up are its own (loop.c's atfork). */
+EVM_HIDDEN void evm__reap_forked(void);
 EVM_HIDDEN int evm__reap_init(struct evm_loop *loop);
 EVM_HIDDEN int evm__sigchld_enable(struct evm_loop *loop); /* lazily, for NOPIDFD children */
 EVM_HIDDEN void evm__reap_fini(struct evm_loop *loop);

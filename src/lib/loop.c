@@ -81,6 +81,7 @@ static pthread_once_t forks_once = PTHREAD_ONCE_INIT;
 static void fork_child(void)
 {
 	atomic_fetch_add(&forks, 1);
+	evm__reap_forked();
 }
 
 static void forks_init(void)

@@ -229,6 +229,24 @@ bool evm__sigchld_ignored(void)
 	       (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT));
 }
 
+/*
+ * In a fork()ed child (loop.c's atfork handler, one thread): the parent's
+ * loops are not ours, nor their reaper slot (a new reaper loop there was
+ * refused with -EBUSY), nor the SIGCHLD eventfd they read: shared, a loop
+ * made here would take their wake-ups. Ours is made when a loop needs it;
+ * the handler, inherited, writes nowhere until then.
+ */
+void evm__reap_forked(void)
+{
+	atomic_store(&reaper_taken, false);
+	pthread_mutex_init(&chld_mu, NULL); /* another thread may have held it at the fork */
+	int fd = atomic_exchange(&chld_evfd, -1);
+	if (fd >= 0)
+		close(fd); /* our copy: the parent's stays open */
+	chld_users = 0;
+	atomic_store(&chld_in_handler, 0);
+}
+
 int evm__reap_init(struct evm_loop *loop)
 {
 	if (!(loop->flags & EVM_LOOP_REAPER))

@@ -244,6 +244,47 @@ static void test_a_forked_child_leaves_the_loop_alone(void **state)
 	evm_loop_free(loop);
 }
 
+/*
+ * "Use a new loop in the child": a reaper loop too. The parent's reaper slot
+ * came with the fork, and the child's evm_loop_new(EVM_LOOP_REAPER) was
+ * refused with -EBUSY even after evm_loop_free of the copy.
+ */
+static void test_a_forked_child_makes_a_reaper_loop_of_its_own(void **state)
+{
+	(void)state;
+	struct evm_loop *loop;
+	struct evm_loop_opts lo = {.flags = EVM_LOOP_REAPER};
+	assert_int_equal(evm_loop_new(&loop, &lo), 0);
+	struct evm_proc *p = t_spawn(loop, HARGV("pause"), NULL);
+	pid_t kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		evm_loop_free(loop);
+		struct evm_loop *mine;
+		if (evm_loop_new(&mine, &lo) != 0)
+			_exit(2);
+		struct evm_spawn_opts o = {.argv = HARGV("exit", "7")};
+		struct evm_proc *q;
+		if (evm_spawn(mine, &o, &q) != 0)
+			_exit(3);
+		for (int i = 0; i < 1000 && !evm_proc_exited(q); i++)
+			if (evm_loop_run_once(mine, 50) < 0)
+				_exit(4);
+		int ok = evm_proc_exited(q) && evm_proc_exit_record(q)->code == 7;
+		evm_proc_unref(q);
+		evm_loop_free(mine);
+		_exit(ok ? 0 : 5);
+	}
+	int st;
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(evm_proc_signal(p, SIGTERM), 0);
+	RUN_UNTIL(loop, evm_proc_exited(p), 10000); /* ours still reported here */
+	evm_proc_unref(p);
+	evm_loop_free(loop);
+}
+
 static int respawns;
 
 /* a supervisor-style callback: start it again whenever it exits */
@@ -395,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_free_with_respawning_callback),
 		cmocka_unit_test(test_internal_fds_above_stdio),
 		cmocka_unit_test(test_a_forked_child_leaves_the_loop_alone),
+		cmocka_unit_test(test_a_forked_child_makes_a_reaper_loop_of_its_own),
 	};
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
