@@ -1033,7 +1033,9 @@ struct evm_service_opts {
 	enum evm_restart restart;
 	unsigned set;		  /* EVM_SVC_*: fields below that are set even when 0 */
 	unsigned max_retries;	  /* give up (FATAL) after this many restarts in a row that
-				     followed a failure (any restart policy); default 0 = no limit */
+				     followed a failure (any restart policy); 0 = no limit, the
+				     default, also with EVM_SVC_MAX_RETRIES (which says only that
+				     0 was asked for: no restart at all is restart NEVER) */
 	const int *success_codes; /* exit codes that count as success; default {0} */
 	size_t nsuccess_codes;
 	uint64_t start_ms;	  /* up this long = started (supervisord startsecs); default 1000 */
