@@ -285,7 +285,8 @@ int conf_resolve_ids(struct svc_conf *s, char *msg, size_t len)
 static void check_own_vars(struct conf_ctx *c, const struct svc_conf *s, char **vars,
 			   const char *where, int line)
 {
-	static const char *const own[] = {"EVMON_SERVICE", "EVMON_DAEMON_ID", "EVMON_INSTANCE"};
+	static const char *const own[] = {"EVMON_SERVICE", "EVMON_DAEMON_ID", "EVMON_INSTANCE",
+					  "EVMON_CHECK"};
 	for (size_t i = 0; c->notes && i < sizeof(own) / sizeof(own[0]); i++) {
 		/* EVMON_INSTANCE only with instances: else the service's own is passed on */
 		if (!env_get(vars, own[i]) || (i == 2 && s->instances <= 1))

@@ -349,9 +349,10 @@ bool svc_conf_equal(const struct svc_conf *a, const struct svc_conf *b)
  * pointers, then our strings (the configured ones are borrowed; the
  * library copies them all).
  */
-static char **extra_env(const struct svc_conf *c, const char *name, unsigned instance)
+static char **extra_env(const struct svc_conf *c, const char *name, unsigned instance,
+			const char *check)
 {
-	char own[3][192];
+	char own[4][192];
 	size_t nown = 1, n = 0;
 	snprintf(own[0], sizeof(own[0]), "EVMON_SERVICE=%s", name);
 	if (c->instances > 1)
@@ -359,6 +360,8 @@ static char **extra_env(const struct svc_conf *c, const char *name, unsigned ins
 	const char *id = getenv("EVMON_DAEMON_ID");
 	if (id)
 		snprintf(own[nown++], sizeof(own[0]), "EVMON_DAEMON_ID=%s", id);
+	if (check)
+		snprintf(own[nown++], sizeof(own[0]), "EVMON_CHECK=%s", check);
 	size_t owned_bytes = 0;
 	for (size_t i = 0; i < nown; i++)
 		owned_bytes += strlen(own[i]) + 1;
@@ -370,7 +373,8 @@ static char **extra_env(const struct svc_conf *c, const char *name, unsigned ins
 	char *store = (char *)(out + n + nown + 1);
 	size_t k = 0;
 	for (char **e = c->env; e && *e; e++)
-		out[k++] = *e;
+		if (strncmp(*e, "EVMON_CHECK=", 12)) /* a check's mark only: a service's is killed as one */
+			out[k++] = *e;
 	for (size_t i = 0; i < nown; i++) {
 		size_t l = strlen(own[i]) + 1;
 		memcpy(store, own[i], l);
@@ -383,6 +387,12 @@ static char **extra_env(const struct svc_conf *c, const char *name, unsigned ins
 
 int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *b)
 {
+	return config_build_check(c, instance, NULL, b);
+}
+
+int config_build_check(const struct svc_conf *c, unsigned instance, const char *check,
+		       struct svc_build *b)
+{
 	memset(b, 0, sizeof(*b));
 	int r = c->instances > 1 ? asprintf(&b->name, "%s:%u", c->name, instance)
 				 : ((b->name = strdup(c->name)) ? 0 : -1);
@@ -390,7 +400,7 @@ int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *
 		b->name = NULL;
 		return -ENOMEM;
 	}
-	b->env = extra_env(c, b->name, instance);
+	b->env = extra_env(c, b->name, instance, check);
 	if (!b->env) {
 		free(b->name);
 		b->name = NULL;

@@ -224,6 +224,13 @@ struct svc_build {
 	int codes[256];
 };
 int config_build(const struct svc_conf *c, unsigned instance, struct svc_build *b);
+/*
+ * The same for a check of the service (check: "health", "ready"), which has
+ * EVMON_CHECK=check too: a re-exec tells the checks under way, which it ends,
+ * from the service's processes, which it keeps (takeover.c end_strays).
+ */
+int config_build_check(const struct svc_conf *c, unsigned instance, const char *check,
+		       struct svc_build *b);
 void config_build_free(struct svc_build *b);
 
 /*

@@ -676,7 +676,7 @@ static void run_check(struct health *h)
 	int r = open_pipe(h);
 	if (r < 0)
 		err.stage = EVM_STAGE_SETUP;
-	else if ((r = config_build(u->conf, u->instance, &b)) == 0) {
+	else if ((r = config_build_check(u->conf, u->instance, "health", &b)) == 0) {
 		/* what the service runs with (environment, directory, user, limits), but: */
 		struct evm_spawn_opts o = b.opts.spawn;
 		o.file = NULL;

@@ -214,7 +214,7 @@ static void check_run(struct evm_timer *t, void *data)
 	 * a check of one instance must know which one it checks.
 	 */
 	struct svc_build b;
-	int r = config_build(c, u->instance, &b);
+	int r = config_build_check(c, u->instance, "ready", &b);
 	if (r == 0) {
 		struct evm_spawn_opts o = b.opts.spawn;
 		o.file = NULL;

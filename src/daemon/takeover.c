@@ -451,20 +451,71 @@ static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 }
 
 /*
+ * Whether pid's environment (as it was exec'ed) holds want ("EVMON_DAEMON_ID=...");
+ * its EVMON_SERVICE value into name ("?" without one).
+ */
+static bool env_names(pid_t pid, const char *want, char *name, size_t cap, bool *check)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	if (check)
+		*check = false;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	char *e = NULL;
+	size_t ecap = 0;
+	bool has = false;
+	snprintf(name, cap, "?");
+	while (getdelim(&e, &ecap, 0, f) > 0) {
+		if (!strcmp(e, want))
+			has = true;
+		else if (!strncmp(e, "EVMON_SERVICE=", 14))
+			snprintf(name, cap, "%s", e + 14);
+		else if (check && !strncmp(e, "EVMON_CHECK=", 12))
+			*check = true;
+	}
+	free(e);
+	fclose(f);
+	return has;
+}
+
+/*
  * After a re-exec every child of the old image is still ours: the services
  * just adopted (those added with ctl add too: state_readd), and what no
- * record names (health and readiness checks under way, a service whose
- * definition could not be made again, an old main process that stayed after
- * it handed over with MAINPID=). An old main is in the session of its
- * service's main process (every service makes its own session): it is kept,
- * tracked by the loop as before the exec, and a stop of the service ends it
- * with the rest. Nobody would wait for the others: they are killed (their
- * group: checks lead their own, in sessions of their own) and the loop reaps
- * them. The adopted ones are refused with -EEXIST. Without
- * /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN) they are left, as before.
- * Not told apart: an old main whose new main left its session (setsid), with
- * cgroups; it is killed, with its group (which the new main left too).
+ * record names: health and readiness checks under way (EVMON_CHECK in their
+ * environment), the main process of a service whose definition could not be
+ * made again, an old main process that stayed after it handed over with
+ * MAINPID=, and, as PID 1 or a subreaper, every orphan given to the daemon:
+ * what a service left (kill_mode = process, a double fork out of its
+ * session), what was started in the container from outside (docker exec).
+ * Nobody would wait for the checks and the mains not made again: they are
+ * killed (their group: checks lead their own, in sessions of their own) and
+ * the loop reaps them. The rest is kept, as the old image kept it, tracked
+ * by the loop: an old main or what a running service left (in its session,
+ * or naming it: EVMON_SERVICE) is ended by the service's stop, other
+ * orphans live on until they exit. The adopted ones are refused with
+ * -EEXIST. Without /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN) they
+ * are left, as before. Not told apart: an old main whose new main left its
+ * session (setsid), with cgroups; it is killed, with its group (which the
+ * new main left too).
  */
+static bool stray_ends(struct daemon *d, pid_t pid, const pid_t *sids, size_t nsids)
+{
+	char want[64], name[300];
+	pid_t sid = getsid(pid);
+	if (sid > 0 && nsids && bsearch(&sid, sids, nsids, sizeof(*sids), pid_cmp))
+		return false; /* in an adopted service's session */
+	bool check;
+	snprintf(want, sizeof(want), "EVMON_DAEMON_ID=%016" PRIx64, d->lineage);
+	if (!env_names(pid, want, name, sizeof(name), &check))
+		return false; /* not ours: an orphan from elsewhere (or it cleared its environment) */
+	if (check)
+		return true;
+	const struct unit *u = unit_find(d, name);
+	return !u || !u->svc || (!u->adopted && u->rec_pid == pid);
+}
+
 static size_t end_strays(struct daemon *d, size_t *kept)
 {
 	size_t n = 0, nsids = 0;
@@ -488,9 +539,8 @@ static size_t end_strays(struct daemon *d, size_t *kept)
 				sids = adopted_sessions(d, &nsids);
 				looked = true;
 			}
-			pid_t sid = getsid(pid);
-			if (sid > 0 && nsids && bsearch(&sid, sids, nsids, sizeof(*sids), pid_cmp)) {
-				evm_proc_unref(p); /* tracked as any process of the service */
+			if (!stray_ends(d, pid, sids, nsids)) {
+				evm_proc_unref(p); /* tracked: its exit is reaped */
 				(*kept)++;
 				continue;
 			}
@@ -506,32 +556,6 @@ static size_t end_strays(struct daemon *d, size_t *kept)
 		closedir(tasks);
 	free(sids);
 	return n;
-}
-
-/*
- * Whether pid's environment (as it was exec'ed) holds want ("EVMON_DAEMON_ID=...");
- * its EVMON_SERVICE value into name ("?" without one).
- */
-static bool env_names(pid_t pid, const char *want, char *name, size_t cap)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	char *e = NULL;
-	size_t ecap = 0;
-	bool has = false;
-	snprintf(name, cap, "?");
-	while (getdelim(&e, &ecap, 0, f) > 0) {
-		if (!strcmp(e, want))
-			has = true;
-		else if (!strncmp(e, "EVMON_SERVICE=", 14))
-			snprintf(name, cap, "%s", e + 14);
-	}
-	free(e);
-	fclose(f);
-	return has;
 }
 
 /*
@@ -562,7 +586,7 @@ static size_t end_unrecorded(struct daemon *d)
 		pid_t pid = (pid_t)v, ppid, sid;
 		uint64_t start, again;
 		if (*end || v <= 0 || pid == self || proc_stat(pid, &ppid, &start) < 0 || ppid == self ||
-		    !env_names(pid, want, name, sizeof(name)))
+		    !env_names(pid, want, name, sizeof(name), NULL))
 			continue;
 		/* the environment read was that process's: the same start time after it */
 		if (proc_stat(pid, &ppid, &again) < 0 || again != start || (sid = getsid(pid)) < 0 ||
@@ -641,9 +665,9 @@ void state_take_over(struct daemon *d)
 		dlog("%zu processes of the previous image that no record names (checks under way, "
 		     "services not made again) killed", strays);
 	if (others)
-		dlog("%zu processes of the previous image kept as processes of adopted services "
-		     "(in their sessions: a main process that handed over with MAINPID= and stayed)",
-		     others);
+		dlog("%zu processes of the previous image kept (a main process that handed over with "
+		     "MAINPID= and stayed, what a service left, orphans given to the daemon): reaped "
+		     "when they end", others);
 	if (d->cg && d->cg_kept)
 		cgroups_sweep(d->cg, sweep_decide, d);
 	else if (!d->cg && d->rec && !d->rec->reexec)

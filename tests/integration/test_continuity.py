@@ -840,6 +840,56 @@ health_timeout = 1h
     d.stop()
 
 
+def test_reexec_keeps_what_services_left_and_orphans(procs, tmp_path, marker):
+    """As a subreaper (or PID 1) every orphan is the daemon's child: a re-exec ends only the
+    checks under way among the children no record names. What a running service started
+    out of its session, what a kill_mode = process service left when it exited (which lives
+    on until the daemon exits), and an orphan that is not the daemon's at all (its
+    environment is not a service's: docker exec's) are kept: they were all killed."""
+    m = {k: f"{marker}{k}" for k in "1234"}
+    d = Daemon(procs, tmp_path, f"""
+[evmon]
+cgroup = no
+start_secs = 0
+
+[service:forker]
+command = sh -c '(setsid sleep {m["1"]} &); exec sleep {marker}'
+
+[service:leaver]
+command = sh -c 'sleep {m["2"]} & exit 0'
+kill_mode = process
+restart = never
+
+[service:foreign]
+command = sh -c 'env -i sleep {m["3"]} & exit 0'
+kill_mode = process
+restart = never
+
+[service:checked]
+command = sleep {marker}
+health_cmd = sleep {m["4"]}
+health_interval = 50ms
+health_timeout = 1h
+""", args=["--reaper"])
+
+    def pid_of(arg):
+        return [pid for pid, args in live_args() if arg.encode() in args]
+    wait_for(lambda: all(len(pid_of(v)) == 1 for v in m.values()),
+             what="a service's setsid child, two orphans and a check")
+    wait_for(lambda: (st := d.status())["leaver"]["state"] == "exited" and
+             st["foreign"]["state"] == "exited", what="leaver and foreign exited")
+    pids = {k: pid_of(v)[0] for k, v in m.items()}
+    r = d.ctl("reexec")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: gone(pids["4"]), what="the check ended and reaped")
+    for _ in range(10):  # loop iterations after the takeover
+        assert d.ctl("ping").returncode == 0
+    assert all(alive(pids[k]) for k in "123"), (pids, d.log())
+    assert "1 processes of the previous image that no record names" in d.log(), d.log()
+    assert "3 processes of the previous image kept" in d.log(), d.log()
+    d.stop()
+
+
 def added_config(marker):
     return config(marker, n=1, cgroup="auto")
 

@@ -238,14 +238,14 @@ def test_check_output_and_warnings(procs, tmp_path):
 
 def test_daemon_own_variables_are_said(procs, tmp_path):
     """A variable the daemon sets itself (EVMON_SERVICE, EVMON_DAEMON_ID, EVMON_INSTANCE of
-    instances) in environment or an env_file is replaced: a warning names the service and
+    instances, a check's EVMON_CHECK) in environment or an env_file is replaced: a warning names the service and
     the key (it was dropped without a word), a mistake with --strict; EVMON_INSTANCE of a
     service without instances is passed on, and not said."""
     (tmp_path / "e.env").write_text("A=1\nEVMON_SERVICE=f\n")
     cfg = tmp_path / "c.ini"
     cfg.write_text("[service:s]\ncommand = true\nenvironment = EVMON_SERVICE=z EVMON_INSTANCE=3\n"
                    "env_file = e.env\n[service:t]\ncommand = true\ninstances = 2\n"
-                   "environment = EVMON_INSTANCE=9 EVMON_DAEMON_ID=0\n")
+                   "environment = EVMON_INSTANCE=9 EVMON_DAEMON_ID=0 EVMON_CHECK=health\n")
     argv = [EVMON, "daemon", "--check", "-c", str(cfg), "-S", str(tmp_path / "s.sock")]
     said = [f"{cfg}:3: service s: environment: EVMON_SERVICE is set by the daemon: this value is "
             "not used",
@@ -254,6 +254,8 @@ def test_daemon_own_variables_are_said(procs, tmp_path):
             f"{cfg}:8: service t: environment: EVMON_DAEMON_ID is set by the daemon: this value "
             "is not used",
             f"{cfg}:8: service t: environment: EVMON_INSTANCE is set by the daemon: this value is "
+            "not used",
+            f"{cfg}:8: service t: environment: EVMON_CHECK is set by the daemon: this value is "
             "not used"]
     r = procs.run(argv, timeout=20)
     assert r.returncode == 0 and "(see the warnings)" in r.stdout, r
@@ -261,7 +263,7 @@ def test_daemon_own_variables_are_said(procs, tmp_path):
     r = procs.run(argv + ["--strict"], timeout=20)
     assert r.returncode == 1, r
     assert r.stderr.splitlines() == [f"evmon daemon: {m}" for m in said] + [
-        f"evmon daemon: {cfg}: 4 errors (--strict)"], r.stderr
+        f"evmon daemon: {cfg}: 5 errors (--strict)"], r.stderr
 
 
 def test_demo_config(procs, tmp_path):

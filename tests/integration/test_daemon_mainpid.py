@@ -220,7 +220,7 @@ def test_a_reexec_keeps_the_old_main(procs, tmp_path, cgroup):
     assert st["state"] == "running" and st["pid"] == child, (st, d.log())
     assert alive(first) and alive(child), d.log()
     assert "no record names" not in d.log()
-    assert "1 processes of the previous image kept as processes of adopted services" in d.log()
+    assert "1 processes of the previous image kept (a main process that handed over" in d.log()
     r = d.ctl("stop", "fork")
     assert r.returncode == 0, r
     wait_for(lambda: not alive(first) and not alive(child), what="the old main and the child gone")
