@@ -197,11 +197,22 @@ static void on_watchdog(struct evm_timer *t, void *data)
 
 static const int handled[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
 
+/*
+ * As PID 1 of a PID namespace, SIGQUIT and SIGPWR too: the kernel drops a
+ * signal PID 1 does not handle, so a container whose stop signal is one of
+ * them (STOPSIGNAL SIGQUIT, nginx's image; lxc-stop's SIGPWR) was not
+ * stopped until its runtime's SIGKILL, its services killed unstopped.
+ * Elsewhere they keep their default action (documented: as kill -9).
+ */
 static void signal_set(sigset_t *set)
 {
 	sigemptyset(set);
 	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
 		sigaddset(set, handled[i]);
+	if (getpid() == 1) {
+		sigaddset(set, SIGQUIT);
+		sigaddset(set, SIGPWR);
+	}
 }
 
 void daemon_request_shutdown(struct daemon *d, const char *why)
@@ -242,6 +253,8 @@ static void on_signal(struct evm_io *io, int fd, unsigned revents, void *data)
 		switch (si.ssi_signo) {
 		case SIGTERM:
 		case SIGINT:
+		case SIGQUIT: /* as PID 1 only (signal_set) */
+		case SIGPWR:
 			daemon_request_shutdown(d, why);
 			break;
 		case SIGHUP:
@@ -576,9 +589,28 @@ static void on_shutdown_timeout(struct evm_timer *t, void *data)
 	}
 }
 
+/*
+ * /proc/self names us by our pid only in a /proc of our PID namespace: not
+ * after unshare -p without --mount-proc, nor in a container whose spec
+ * mounts none. Said, as evmon init says it: what reads /proc reads others.
+ */
+static void check_proc(void)
+{
+	char buf[32], want[32];
+	ssize_t n = readlink("/proc/self", buf, sizeof(buf) - 1);
+	snprintf(want, sizeof(want), "%d", (int)getpid());
+	if (n > 0 && (buf[n] = '\0', !strcmp(buf, want)))
+		return;
+	dlog("/proc is not this PID namespace's (or is missing): without cgroups a stop misses "
+	     "what left a service's process group, and a re-exec or a takeover after a crash "
+	     "reads other processes' start times; mount this namespace's /proc (unshare "
+	     "--mount-proc)");
+}
+
 void daemon_started(struct daemon *d)
 {
 	d->started = true;
+	check_proc();
 	dlog("daemon %d started: %zu services from %s, control socket %s%s%s%s%s%s", (int)getpid(),
 	     d->nunits, d->cfg_path, d->socket, d->reaper ? ", reaping orphans" : "",
 	     d->cg ? ", cgroup " : "", d->cg ? cgroups_base(d->cg) : "",

@@ -1821,6 +1821,38 @@ start_secs = 0
     d.stop()
 
 
+@pytest.mark.parametrize("mount_proc", [True, False])
+def test_as_pid1_a_proc_of_another_namespace_is_said(procs, tmp_path, mount_proc):
+    """PID 1 of a namespace whose /proc is not its own (unshare -p without --mount-proc, a
+    container spec without the mount) reads other processes there: said, as evmon init
+    says it; not said with its own /proc. It ran without a word."""
+    d = Daemon(procs, tmp_path, "[service:web]\ncommand = HELPER pause\n", start=False)
+    ns = PID_NS if mount_proc else [x for x in PID_NS if x != "--mount-proc"]
+    p = procs.spawn(ns + [EVMON, "daemon", "-c", d.cfg, "-S", d.sock],
+                    stdout=open(d.logpath, "ab"), stderr=subprocess.STDOUT)
+    wait_for(lambda: "daemon 1 started" in d.log(), timeout=20 * SLOW, what="the daemon started")
+    assert ("/proc is not this PID namespace's (or is missing)" in d.log()) != mount_proc, d.log()
+    assert d.ctl("shutdown").returncode == 0
+    assert p.wait(timeout=30 * SLOW) == 0
+
+
+@pytest.mark.parametrize("sig", ["SIGQUIT", "SIGPWR"])
+def test_as_pid1_sigquit_and_sigpwr_stop_it(procs, tmp_path, sig):
+    """As PID 1 the kernel drops a signal the daemon does not handle: a container whose stop
+    signal is SIGQUIT (STOPSIGNAL of nginx's image) or SIGPWR (lxc-stop) sat on it until its
+    runtime's SIGKILL killed every service unstopped. They stop it as SIGTERM does."""
+    d = Daemon(procs, tmp_path, "[service:web]\ncommand = HELPER pause\n", start=False)
+    p = procs.spawn(PID_NS + [EVMON, "daemon", "-c", d.cfg, "-S", d.sock],
+                    stdout=open(d.logpath, "ab"), stderr=subprocess.STDOUT)
+    wait_for(lambda: "service web: starting -> running" in d.log(), timeout=20 * SLOW,
+             what="web running")
+    daemon, = wait_for(lambda: children_of(p.pid), what="the daemon under unshare")
+    os.kill(daemon, getattr(signal, sig))
+    assert p.wait(timeout=30 * SLOW) == 0, d.log()
+    assert f"received {sig} from outside its pid namespace: stopping 1 service" in d.log()
+    assert "all services stopped" in d.log()
+
+
 def test_as_pid1_it_reaps_orphans(procs, tmp_path):
     """As PID 1 of a PID namespace (a container) the daemon reaps without --reaper."""
     d = Daemon(procs, tmp_path, """
