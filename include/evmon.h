@@ -83,7 +83,8 @@ enum {
 	 * child subreaper (PR_SET_CHILD_SUBREAPER), so orphaned descendants
 	 * are re-parented to it and reported as EVM_EV_ORPHAN. Blocks SIGCHLD
 	 * in the calling thread (create the loop before other threads, or
-	 * block SIGCHLD in them too). Only one loop per process may use it, and
+	 * block SIGCHLD in them too), until evm_loop_free from that thread
+	 * gives it its mask back. Only one loop per process may use it, and
 	 * it reaps the children of other loops of the process too (they get
 	 * status_unknown): a reaper loop is best the process's only one.
 	 * Nothing else in the process may wait for children (waitpid(-1),

@@ -737,7 +737,8 @@ struct evm_loop {
 	struct evm__watch sig_w;
 	struct evm__watch chld_w; /* SIGCHLD caught by another thread (reap.c) */
 	bool chld_watching;
-	sigset_t oldmask; /* the loop thread's mask before we blocked SIGCHLD */
+	sigset_t oldmask; /* mask_thread's mask before we blocked SIGCHLD */
+	pthread_t mask_thread; /* the thread that made the loop: its mask was changed */
 	bool sigmask_changed;
 	bool subreaper;		/* we called PR_SET_CHILD_SUBREAPER */
 	struct evm_timer *scan_timer; /* deferred orphan scan */

@@ -194,6 +194,7 @@ int evm__sigchld_enable(struct evm_loop *loop)
 	if (r)
 		return -r;
 	loop->sigmask_changed = true;
+	loop->mask_thread = pthread_self();
 	int fd = evm__above_stdio(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
 	if (fd < 0)
 		return -errno;
@@ -283,7 +284,13 @@ void evm__reap_fini(struct evm_loop *loop)
 		close(loop->sigfd);
 		loop->sigfd = -1;
 	}
-	if (loop->sigmask_changed && evm__on_loop_thread(loop))
+	/*
+	 * The mask changed was the creating thread's, whichever thread ran the
+	 * loop since: restored when that thread frees it (main made a loop, a
+	 * thread ran it, main freed it: SIGCHLD stayed blocked in main, and in
+	 * every child it forked and exec'ed from then on).
+	 */
+	if (loop->sigmask_changed && pthread_equal(pthread_self(), loop->mask_thread))
 		pthread_sigmask(SIG_SETMASK, &loop->oldmask, NULL);
 	if (loop->subreaper)
 		prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);

@@ -285,6 +285,35 @@ static void test_a_forked_child_makes_a_reaper_loop_of_its_own(void **state)
 	evm_loop_free(loop);
 }
 
+static void *run_once_elsewhere(void *arg)
+{
+	evm_loop_run_once(arg, 0); /* the loop is this thread's from here */
+	return NULL;
+}
+
+/*
+ * A reaper loop blocks SIGCHLD in the thread that makes it (its signalfd
+ * sees only blocked signals). Made by main, run by another thread, freed by
+ * main: main's mask stayed blocked, and so did every child main started
+ * after (their SIGCHLD never came).
+ */
+static void test_free_gives_the_creating_thread_its_mask_back(void **state)
+{
+	(void)state;
+	sigset_t before, after;
+	pthread_sigmask(SIG_SETMASK, NULL, &before);
+	assert_false(sigismember(&before, SIGCHLD));
+	struct evm_loop *loop;
+	struct evm_loop_opts lo = {.flags = EVM_LOOP_REAPER};
+	assert_int_equal(evm_loop_new(&loop, &lo), 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, run_once_elsewhere, loop), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	evm_loop_free(loop);
+	pthread_sigmask(SIG_SETMASK, NULL, &after);
+	assert_false(sigismember(&after, SIGCHLD));
+}
+
 static int respawns;
 
 /* a supervisor-style callback: start it again whenever it exits */
@@ -437,6 +466,7 @@ int main(void)
 		cmocka_unit_test(test_internal_fds_above_stdio),
 		cmocka_unit_test(test_a_forked_child_leaves_the_loop_alone),
 		cmocka_unit_test(test_a_forked_child_makes_a_reaper_loop_of_its_own),
+		cmocka_unit_test(test_free_gives_the_creating_thread_its_mask_back),
 	};
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
