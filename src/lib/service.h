@@ -43,6 +43,8 @@ struct evm_service {
 	uint64_t sid_start;		/* its leader's start time when noted, 0: it had none then
 					   (evm__sv_session: a later one with that pid is another's) */
 	uint8_t main_leads;		/* what the main process leads: MAIN_LEADS_* (svmain.c) */
+	pid_t leader;			/* that main process's pid: the session's or group's
+					   number, which outlives it while they have members */
 	enum evm_kill_mode kill_mode;	/* resolved: never AUTO */
 	struct evm_cgroup *cg;		/* its own reference, or NULL */
 	uint64_t oom_base;		/* its memory.events oom_kill when the run began */

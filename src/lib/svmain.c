@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +64,11 @@ static int belongs(struct evm_service *s, const struct evm__pstat *st)
 	struct evm__pstat main;
 	if (evm__sv_session(s))
 		return st->sid == s->sid ? 0 : -EPERM;
-	if (m && s->main_leads == MAIN_LEADS_SESSION)
-		return st->sid == m->pid ? 0 : -EPERM;
-	if (m && s->main_leads == MAIN_LEADS_GROUP)
-		return st->pgid == m->pid ? 0 : -EPERM;
+	/* also once the main process has exited (a pidfile's daemon): s->leader, not s->proc */
+	if (s->main_leads == MAIN_LEADS_SESSION && s->leader > 0)
+		return st->sid == s->leader ? 0 : -EPERM;
+	if (s->main_leads == MAIN_LEADS_GROUP && s->leader > 0)
+		return st->pgid == s->leader ? 0 : -EPERM;
 	if (m && !m->gone && evm__proc_stat(m->pid, &main) == 0)
 		return st->sid == main.sid ? 0 : -EPERM;
 	return -EPERM; /* nothing to check it against */
@@ -115,6 +117,7 @@ int evm__sv_take_main(struct evm_service *s, pid_t pid)
 	s->main_leads = p->adopt_sid == pid		? MAIN_LEADS_SESSION
 			: p->kind & EVM__K_GROUP	? MAIN_LEADS_GROUP
 							: MAIN_LEADS_NOTHING;
+	s->leader = pid;
 	if (old) {
 		/* it runs on as any process of the service; its exit is no longer the service's */
 		old->owner_cb = NULL;
@@ -236,7 +239,12 @@ static bool tree_lives(struct evm_service *s)
 {
 	if (s->cg)
 		return evm__sv_cg_busy(s) || (!s->cgw && evm_cgroup_populated(s->cg) > 0);
-	return evm__sv_session(s) && evm_tree_signal(s->sid, 0) > 0;
+	if (evm__sv_session(s))
+		return evm_tree_signal(s->sid, 0) > 0;
+	/* the session or group the exited main led, whatever the kill_mode */
+	if (s->main_leads == MAIN_LEADS_SESSION && s->leader > 0)
+		return evm_tree_signal(s->leader, 0) > 0;
+	return s->main_leads == MAIN_LEADS_GROUP && s->leader > 0 && killpg(s->leader, 0) == 0;
 }
 
 static void pidfile_retry(struct evm_timer *t, void *data)

@@ -62,6 +62,7 @@ void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopte
 	s->main_leads = leads			  ? MAIN_LEADS_SESSION
 			: p->kind & EVM__K_GROUP ? MAIN_LEADS_GROUP
 						  : MAIN_LEADS_NOTHING;
+	s->leader = p->pid;
 	s->sid = 0;
 	if (s->cg || s->kill_mode != EVM_KILL_TREE)
 		return;

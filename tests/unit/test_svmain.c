@@ -348,19 +348,28 @@ static void test_before_exit_without_a_new_main(void **state)
 
 static char pidfile[64];
 
+static struct evm_service *forking_svc_as(struct evm_loop *loop, char **args,
+					  enum evm_kill_mode kill_mode, unsigned flags);
+
 static struct evm_service *forking_svc(struct evm_loop *loop, char **args)
+{
+	return forking_svc_as(loop, args, EVM_KILL_TREE, 0);
+}
+
+static struct evm_service *forking_svc_as(struct evm_loop *loop, char **args,
+					  enum evm_kill_mode kill_mode, unsigned flags)
 {
 	char *argv[8] = {t_helper};
 	for (int i = 0; args[i] && i < 6; i++)
 		argv[i + 1] = args[i];
 	struct evm_service_opts o = {
 		.name = "d",
-		.spawn = {.argv = argv},
+		.spawn = {.argv = argv, .flags = flags},
 		.restart = EVM_RESTART_NEVER,
 		.set = EVM_SVC_START_MS | EVM_SVC_STOP_TIMEOUT,
 		.start_ms = 0,
 		.stop_timeout_ms = 2000,
-		.kill_mode = EVM_KILL_TREE,
+		.kill_mode = kill_mode,
 		.pidfile = pidfile,
 	};
 	struct evm_service *s = NULL;
@@ -404,6 +413,48 @@ static void test_pidfile_names_the_new_main(void **state)
 	assert_int_equal(r->signal, SIGTERM);
 	unlink(pidfile);
 	evm_service_remove(s);
+}
+
+/*
+ * The same with the session or the group the first process led, whatever
+ * the kill_mode: the daemon it forked is in it after its exit. Only TREE
+ * was taken: the others checked against the first process, gone by then
+ * ("pid N is not the service's: refused"), and did not wait for a pidfile
+ * written late.
+ */
+static void test_pidfile_names_the_new_main_in_every_kill_mode(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	static const struct {
+		enum evm_kill_mode mode;
+		unsigned flags;
+	} runs[] = {{EVM_KILL_GROUP, EVM_SPAWN_SETSID}, {EVM_KILL_PROCESS, EVM_SPAWN_SETSID},
+		    {EVM_KILL_GROUP, EVM_SPAWN_SETPGID}, {EVM_KILL_PROCESS, EVM_SPAWN_SETPGID}};
+	snprintf(pidfile, sizeof(pidfile), "/tmp/evm-svmain-%d.pid", (int)getpid());
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		unlink(pidfile);
+		nev = 0;
+		/* written 100 ms after the first process's exit: waited for */
+		char *args[] = {"daemonize", "sleep", "100", "pidlog", pidfile, "pause", NULL};
+		struct evm_service *s = forking_svc_as(loop, args, runs[i].mode, runs[i].flags);
+		RUN_UNTIL(loop, find_msg("from pidfile") != NULL || find_msg("refused") != NULL ||
+				    evm_service_state(s) == EVM_STATE_EXITED, 10000);
+		FILE *f = fopen(pidfile, "r");
+		int daemon_pid = 0;
+		assert_non_null(f);
+		assert_int_equal(fscanf(f, "%d", &daemon_pid), 1);
+		fclose(f);
+		struct evm_service_info info;
+		evm_service_info(s, &info);
+		assert_int_equal(info.state, EVM_STATE_RUNNING);
+		assert_int_equal(info.pid, daemon_pid);
+		assert_int_equal(evm_service_stop(s), 0);
+		RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 10000);
+		RUN_UNTIL(loop, t_proc_state(daemon_pid) == 0, 5000);
+		evm_service_remove(s);
+		RUN_UNTIL(loop, !evm_service_find(loop, "d"), 5000);
+	}
+	unlink(pidfile);
 }
 
 /* a pidfile naming a process that is not the service's: never taken, never signalled */
@@ -452,6 +503,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_before_exit_hands_over_without_a_tree, hook_setup,
 						hook_teardown),
 		cmocka_unit_test_setup_teardown(test_pidfile_names_the_new_main, setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_pidfile_names_the_new_main_in_every_kill_mode, setup,
+						t_teardown),
 		cmocka_unit_test_setup_teardown(test_pidfile_naming_a_foreign_pid_is_refused, setup,
 						t_teardown),
 	};
