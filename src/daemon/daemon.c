@@ -361,6 +361,7 @@ static void daemon_lineage(struct daemon *d)
 	char v[32];
 	snprintf(v, sizeof(v), "%016" PRIx64, id);
 	setenv("EVMON_DAEMON_ID", v, 1);
+	unsetenv("EVMON_CHECK"); /* a check's mark (config.c): in our environment, every service's */
 }
 
 /*

@@ -812,9 +812,13 @@ static void keep_requirements(struct daemon *d, struct unit *u)
 		struct unit *t = dp->u;
 		if (dp->kind == DEP_AFTER || !t->svc)
 			continue;
+		struct evm_service_info info;
+		evm_service_info(t->svc, &info);
 		if (t->want_stop) {
 			cancel_stop(d, t);
-		} else if (state(t) == EVM_STATE_STOPPING && !t->start_after && !t->pending) {
+		} else if (info.state == EVM_STATE_STOPPING && info.stopped_by_user && !t->start_after &&
+			   !t->pending) {
+			/* a stop asked for; one for a failure restarts by its policy, waited for */
 			cancel_stop(d, t);
 			evm_service_start(t->svc); /* again once its process is gone */
 			unit_note_start_after(d, t);
@@ -844,7 +848,8 @@ int deps_restart(struct daemon *d, struct unit *u)
 	if (!active(u)) /* down or waiting: a start, after what it requires */
 		return deps_start(d, u);
 	ensure_graph(d);
-	keep_requirements(d, u);
+	if (d->asking) /* a client's: not a reload's, a health check's (a stop asked stays) */
+		keep_requirements(d, u);
 	if (u->pending)
 		return 0; /* stopping, held to start after what it requires (below) */
 	if (u->svc && requires_waiting(u)) {
@@ -868,7 +873,8 @@ int deps_start(struct daemon *d, struct unit *u)
 {
 	ensure_graph(d);
 	cancel_stop(d, u);
-	keep_requirements(d, u);
+	if (d->asking) /* a client's, also deferred (units_start_successor): not a reload's */
+		keep_requirements(d, u);
 	if (u->pending && active(u))
 		return 0; /* stopping, held to start after what it requires (deps_restart) */
 	if (active(u)) {

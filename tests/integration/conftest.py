@@ -137,10 +137,13 @@ class Procs:
             try:
                 with open(f"/proc/{p.pid}/comm") as f:
                     comm = f.read().strip()
+            except OSError:
+                continue
+            try:  # ptrace's rules (another user's, not dumpable): the rest is still said
                 with open(f"/proc/{p.pid}/syscall") as f:
                     sc = f.read().split()
             except OSError:
-                continue
+                sc = ["?"]
             call = self.SYSCALLS.get(int(sc[0]), sc[0]) if sc and sc[0].isdigit() else " ".join(sc)
             lines.append(f"  pid {p.pid} ({comm}): state {proc_state(p.pid)}, in {call}")
             lines += ["    " + " ".join(x.split()) for x in ss if f"pid={p.pid}," in x]

@@ -1069,6 +1069,27 @@ start_secs = 0
     d.stop()
 
 
+def test_a_reloads_start_of_a_dependent_leaves_a_requirements_stop_alone(procs, tmp_path):
+    """`ctl stop db` while web (requires db) takes 4 s to stop, then a reload that changes
+    web: its new copy starts when the old one is gone, a start no client asked for, and db's
+    stop asked for stays: db stops, web is not started ("requires db, which is stopped").
+    Only a client's start takes a requirement out of its stop."""
+    d = db_and_slow_web(procs, tmp_path)
+    with d.connect() as s:
+        s.sendall(b'{"cmd":"stop","names":["db"]}\n')
+        assert LineReader(s).next(60)["ok"]
+    d.wait_state("web", "stopping")
+    with open(d.cfg, "a") as f:
+        f.write("environment = CHANGED=1\n")  # web's section is the last
+    r = d.ctl("reload")
+    assert r.returncode == 0, r
+    st = wait_for(lambda: (s := d.status())["db"]["state"] == "stopped" and
+                  s["web"].get("error") and s, timeout=30 * SLOW, what="db stopped, web refused")
+    assert st["web"]["state"] == "stopped", st["web"]
+    assert "requires db, which is stopped" in st["web"]["error"], st["web"]
+    d.stop()
+
+
 @pytest.mark.parametrize("cmd", [("start", "web"), ("restart", "db")])
 def test_a_stop_undone_by_a_later_start_tells_its_waiter(procs, tmp_path, cmd):
     """`ctl stop db` waits for web (requires db, 4 s to stop); `ctl start web` or `ctl
