@@ -30,6 +30,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -502,18 +503,31 @@ static bool env_names(pid_t pid, const char *want, char *name, size_t cap, bool 
  */
 static bool stray_ends(struct daemon *d, pid_t pid, const pid_t *sids, size_t nsids)
 {
-	char want[64], name[300];
+	char want[64], name[300], path[64];
 	pid_t sid = getsid(pid);
 	if (sid > 0 && nsids && bsearch(&sid, sids, nsids, sizeof(*sids), pid_cmp))
 		return false; /* in an adopted service's session */
+	/* a recorded main no service took back (the adopted ones are not strays) */
+	for (size_t i = 0; i < d->rec->n; i++)
+		if (d->rec->svcs[i].pid == pid)
+			return true;
 	bool check;
 	snprintf(want, sizeof(want), "EVMON_DAEMON_ID=%016" PRIx64, d->lineage);
-	if (!env_names(pid, want, name, sizeof(name), &check))
-		return false; /* not ours: an orphan from elsewhere (or it cleared its environment) */
-	if (check)
-		return true;
-	const struct unit *u = unit_find(d, name);
-	return !u || !u->svc || (!u->adopted && u->rec_pid == pid);
+	if (env_names(pid, want, name, sizeof(name), &check))
+		return check;
+	/*
+	 * Not ours, or unreadable (another user's, not dumpable: ptrace's rules
+	 * without CAP_SYS_PTRACE, as in a container). One of those that leads
+	 * a session of its own may be a check (each leads its own): ended, as
+	 * before the mark; an orphan from elsewhere seldom is.
+	 */
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return false;
+	}
+	return errno == EACCES && sid == pid;
 }
 
 static size_t end_strays(struct daemon *d, size_t *kept)

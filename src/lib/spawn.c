@@ -6,7 +6,8 @@
  * itself and its fallbacks are spawnclone.c's, the child's side child.c's.
  * Invariants: a spawn either returns 0 with the child attached to a proc
  * (pid map, pidfd or SIGCHLD, its timeout armed) and its EVM_EV_SPAWN
- * emitted, or -errno with nothing left open and no child running; the pid
+ * emitted (a service's: by svstart.c once the service is in its new state),
+ * or -errno with nothing left open and no child running; the pid
  * map has room before the child exists (a reaper's scan must find it).
  */
 #include "internal.h"
