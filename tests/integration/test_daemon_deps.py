@@ -60,22 +60,22 @@ def catching(d, *names):
     return [wait_signal_state(d, n, "SigCgt") for n in names]
 
 
-def db_and_slow_web(procs, tmp_path):
-    """A daemon running db and web (requires db), web taking 4 s to stop, its SIGTERM
-    handler in place."""
-    d = Daemon(procs, tmp_path, """
+def db_and_slow_web(procs, tmp_path, slow="web"):
+    """A daemon running db and web (requires db), slow (web, or db) taking 4 s to stop, its
+    SIGTERM handler in place."""
+    d = Daemon(procs, tmp_path, f"""
 [service:db]
-command = HELPER pause
+command = HELPER {"linger 4000 " if slow == "db" else ""}pause
 start_secs = 0
 
 [service:web]
-command = HELPER linger 4000 pause
+command = HELPER {"linger 4000 " if slow == "web" else ""}pause
 requires = db
 start_secs = 0
 """)
     wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
              what="db and web running")
-    catching(d, "web")
+    catching(d, slow)
     return d
 
 
@@ -1033,19 +1033,7 @@ def test_a_start_of_a_dependent_during_its_requirements_stop_keeps_the_requireme
     replaces the stop of a Requires= unit. db keeps running (its stop is dropped) or starts
     again once its process is gone, and web runs again after it. web was started again while
     db went on to stop under it (web ran without what it requires), or was refused."""
-    d = Daemon(procs, tmp_path, f"""
-[service:db]
-command = HELPER {"linger 4000 " if lingers == "db" else ""}pause
-start_secs = 0
-
-[service:web]
-command = HELPER {"linger 4000 " if lingers == "web" else ""}pause
-requires = db
-start_secs = 0
-""")
-    wait_for(lambda: all(x["state"] == "running" for x in d.status().values()),
-             what="db and web running")
-    catching(d, lingers)
+    d = db_and_slow_web(procs, tmp_path, lingers)
     old = {k: v["pid"] for k, v in d.status().items()}
     with d.connect() as s:
         s.sendall(b'{"cmd":"stop","names":["db"]}\n')

@@ -349,14 +349,6 @@ static void test_before_exit_without_a_new_main(void **state)
 static char pidfile[64];
 
 static struct evm_service *forking_svc_as(struct evm_loop *loop, char **args,
-					  enum evm_kill_mode kill_mode, unsigned flags);
-
-static struct evm_service *forking_svc(struct evm_loop *loop, char **args)
-{
-	return forking_svc_as(loop, args, EVM_KILL_TREE, 0);
-}
-
-static struct evm_service *forking_svc_as(struct evm_loop *loop, char **args,
 					  enum evm_kill_mode kill_mode, unsigned flags)
 {
 	char *argv[8] = {t_helper};
@@ -378,12 +370,32 @@ static struct evm_service *forking_svc_as(struct evm_loop *loop, char **args,
 	return s;
 }
 
+static struct evm_service *forking_svc(struct evm_loop *loop, char **args)
+{
+	return forking_svc_as(loop, args, EVM_KILL_TREE, 0);
+}
+
 static const struct rec *find_msg(const char *part)
 {
 	for (size_t i = 0; i < nev; i++)
 		if (strstr(evs[i].msg, part))
 			return &evs[i];
 	return NULL;
+}
+
+/* The pid the pidfile names, which s runs as its main process (RUNNING). */
+static pid_t runs_pidfiles_pid(struct evm_service *s)
+{
+	FILE *f = fopen(pidfile, "r");
+	int daemon_pid = 0;
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &daemon_pid), 1);
+	fclose(f);
+	struct evm_service_info info;
+	evm_service_info(s, &info);
+	assert_int_equal(info.state, EVM_STATE_RUNNING);
+	assert_int_equal(info.pid, daemon_pid);
+	return daemon_pid;
 }
 
 /* a daemon that forks, its first process exiting 0: the pid it writes is the main one */
@@ -395,15 +407,9 @@ static void test_pidfile_names_the_new_main(void **state)
 	char *args[] = {"daemonize", "pidlog", pidfile, "pause", NULL};
 	struct evm_service *s = forking_svc(loop, args);
 	RUN_UNTIL(loop, find_msg("from pidfile") != NULL, 10000);
-	FILE *f = fopen(pidfile, "r");
-	int daemon_pid = 0;
-	assert_non_null(f);
-	assert_int_equal(fscanf(f, "%d", &daemon_pid), 1);
-	fclose(f);
+	pid_t daemon_pid = runs_pidfiles_pid(s);
 	struct evm_service_info info;
 	evm_service_info(s, &info);
-	assert_int_equal(info.state, EVM_STATE_RUNNING);
-	assert_int_equal(info.pid, daemon_pid);
 	assert_true(info.has_exit); /* the first process's */
 	assert_int_equal(evm_service_stop(s), 0);
 	RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 10000);
@@ -439,15 +445,7 @@ static void test_pidfile_names_the_new_main_in_every_kill_mode(void **state)
 		struct evm_service *s = forking_svc_as(loop, args, runs[i].mode, runs[i].flags);
 		RUN_UNTIL(loop, find_msg("from pidfile") != NULL || find_msg("refused") != NULL ||
 				    evm_service_state(s) == EVM_STATE_EXITED, 10000);
-		FILE *f = fopen(pidfile, "r");
-		int daemon_pid = 0;
-		assert_non_null(f);
-		assert_int_equal(fscanf(f, "%d", &daemon_pid), 1);
-		fclose(f);
-		struct evm_service_info info;
-		evm_service_info(s, &info);
-		assert_int_equal(info.state, EVM_STATE_RUNNING);
-		assert_int_equal(info.pid, daemon_pid);
+		pid_t daemon_pid = runs_pidfiles_pid(s);
 		assert_int_equal(evm_service_stop(s), 0);
 		RUN_UNTIL(loop, evm_service_state(s) == EVM_STATE_STOPPED, 10000);
 		RUN_UNTIL(loop, t_proc_state(daemon_pid) == 0, 5000);
