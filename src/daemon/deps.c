@@ -581,6 +581,18 @@ static void walk_free(struct walk *w)
 		free(w->v);
 }
 
+/* The next edge of the walk down what units require or start after: NULL once it is over. */
+static const struct dep *walk_next_dep(struct walk *w)
+{
+	while (w->n) {
+		struct frame *f = &w->v[w->n - 1];
+		if (f->i < f->u->ndeps)
+			return &f->u->deps[f->i++];
+		w->n--;
+	}
+	return NULL;
+}
+
 static bool try_start_one(struct daemon *d, struct unit *u);
 
 /*
@@ -712,17 +724,9 @@ static void make_pending(struct batch *b, struct unit *u, bool self)
 	walk_init(&w);
 	if (!self || make_pending_one(b, u))
 		walk_push(&w, u);
-	while (w.n) {
-		struct frame *f = &w.v[w.n - 1];
-		if (f->i == f->u->ndeps) {
-			w.n--;
-			continue;
-		}
-		const struct dep *dp = &f->u->deps[f->i++];
-		struct unit *t = dp->u;
-		if (down_required(dp) && make_pending_one(b, t) && !walk_push(&w, t))
+	for (const struct dep *dp; (dp = walk_next_dep(&w));)
+		if (down_required(dp) && make_pending_one(b, dp->u) && !walk_push(&w, dp->u))
 			b->oom = true;
-	}
 	walk_free(&w);
 }
 
@@ -802,13 +806,7 @@ static void keep_requirements(struct daemon *d, struct unit *u)
 	struct walk w;
 	walk_init(&w);
 	walk_push(&w, u);
-	while (w.n) {
-		struct frame *f = &w.v[w.n - 1];
-		if (f->i == f->u->ndeps) {
-			w.n--;
-			continue;
-		}
-		const struct dep *dp = &f->u->deps[f->i++];
+	for (const struct dep *dp; (dp = walk_next_dep(&w));) {
 		struct unit *t = dp->u;
 		if (dp->kind == DEP_AFTER || !t->svc)
 			continue;
