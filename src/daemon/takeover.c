@@ -30,7 +30,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -452,10 +451,11 @@ static pid_t *adopted_sessions(struct daemon *d, size_t *n)
 }
 
 /*
- * Whether pid's environment (as it was exec'ed) holds want ("EVMON_DAEMON_ID=...");
- * its EVMON_SERVICE value into name ("?" without one).
+ * Whether pid's environment (as it was exec'ed) holds want ("EVMON_DAEMON_ID=..."):
+ * 1, 0, or -errno when it cannot be read; its EVMON_SERVICE value into name ("?"
+ * without one), and into *check (optional) whether it is a check's (EVMON_CHECK).
  */
-static bool env_names(pid_t pid, const char *want, char *name, size_t cap, bool *check)
+static int env_names(pid_t pid, const char *want, char *name, size_t cap, bool *check)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
@@ -463,7 +463,7 @@ static bool env_names(pid_t pid, const char *want, char *name, size_t cap, bool 
 		*check = false;
 	FILE *f = fopen(path, "re");
 	if (!f)
-		return false;
+		return -errno;
 	char *e = NULL;
 	size_t ecap = 0;
 	bool has = false;
@@ -503,7 +503,7 @@ static bool env_names(pid_t pid, const char *want, char *name, size_t cap, bool 
  */
 static bool stray_ends(struct daemon *d, pid_t pid, const pid_t *sids, size_t nsids)
 {
-	char want[64], name[300], path[64];
+	char want[64], name[300];
 	pid_t sid = getsid(pid);
 	if (sid > 0 && nsids && bsearch(&sid, sids, nsids, sizeof(*sids), pid_cmp))
 		return false; /* in an adopted service's session */
@@ -513,21 +513,14 @@ static bool stray_ends(struct daemon *d, pid_t pid, const pid_t *sids, size_t ns
 			return true;
 	bool check;
 	snprintf(want, sizeof(want), "EVMON_DAEMON_ID=%016" PRIx64, d->lineage);
-	if (env_names(pid, want, name, sizeof(name), &check))
-		return check;
+	int ours = env_names(pid, want, name, sizeof(name), &check);
 	/*
-	 * Not ours, or unreadable (another user's, not dumpable: ptrace's rules
-	 * without CAP_SYS_PTRACE, as in a container). One of those that leads
-	 * a session of its own may be a check (each leads its own): ended, as
+	 * Not ours: kept. Unreadable (another user's, not dumpable: ptrace's
+	 * rules without CAP_SYS_PTRACE, as in a container): one that leads a
+	 * session of its own may be a check (each leads its own), ended as
 	 * before the mark; an orphan from elsewhere seldom is.
 	 */
-	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		close(fd);
-		return false;
-	}
-	return errno == EACCES && sid == pid;
+	return ours > 0 ? check : ours == -EACCES && sid == pid;
 }
 
 static size_t end_strays(struct daemon *d, size_t *kept)
@@ -600,7 +593,7 @@ static size_t end_unrecorded(struct daemon *d)
 		pid_t pid = (pid_t)v, ppid, sid;
 		uint64_t start, again;
 		if (*end || v <= 0 || pid == self || proc_stat(pid, &ppid, &start) < 0 || ppid == self ||
-		    !env_names(pid, want, name, sizeof(name), NULL))
+		    env_names(pid, want, name, sizeof(name), NULL) <= 0)
 			continue;
 		/* the environment read was that process's: the same start time after it */
 		if (proc_stat(pid, &ppid, &again) < 0 || again != start || (sid = getsid(pid)) < 0 ||
