@@ -814,8 +814,8 @@ EVM_API int evm_proc_start_time(pid_t pid, uint64_t *out);
 
 /*
  * evm_proc_start_time of proc's process, read once and kept: the library
- * may have read it already (a service's main process leading its session
- * without a cgroup, an adopted process), and asking again reads nothing.
+ * may know it already (a service's main process: from the clock around its
+ * spawn, or read; an adopted process), and asking again reads nothing.
  * 0; -ESRCH once the process was reaped before it was read (its pid may be
  * another's), -ECHILD in a forked copy of the program (unless read before
  * the fork). With EVM_ADOPT_KEPT it is the start_time the caller gave.

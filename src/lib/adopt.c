@@ -29,17 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int evm_proc_start_time(pid_t pid, uint64_t *out)
-{
-	if (pid <= 0 || !out)
-		return -EINVAL;
-	struct evm__pstat f;
-	int r = evm__proc_stat(pid, &f);
-	if (r == 0)
-		*out = f.start;
-	return r;
-}
-
 /* The pid a pidfd refers to (its fdinfo: -1 once reaped) in *pid; 0 or -errno. */
 static int pidfd_pid(int pidfd, pid_t *pid)
 {
@@ -57,53 +46,6 @@ static int pidfd_pid(int pidfd, pid_t *pid)
 	if (!p)
 		return -EINVAL; /* not a pidfd */
 	*pid = (pid_t)atoi(p + 5);
-	return 0;
-}
-
-/* The process behind pidfd is alive or a zombie (its pid is pinned). */
-static int pidfd_alive(int pidfd)
-{
-	if (pidfd_send_signal(pidfd, 0, NULL, 0) == 0 || errno == EPERM)
-		return 0;
-	return errno == ESRCH ? -ESRCH : -errno;
-}
-
-/* what evm_proc_start_time_of answers from now on (not kept when out of memory) */
-static void keep_start(struct evm_proc *p, uint64_t ticks)
-{
-	struct evm__proc_more *m = evm__proc_more(p);
-	if (m) {
-		m->start_ticks = ticks;
-		m->start_known = true;
-	}
-}
-
-int evm_proc_start_time_of(struct evm_proc *p, uint64_t *out)
-{
-	if (!p || !out)
-		return -EINVAL;
-	if (!p->more || !p->more->start_known) {
-		/* unreaped (under the lock, as a signal): the pid is still its own */
-		pthread_mutex_lock(&evm__sig_mu);
-		int r = p->gone ? -ESRCH : evm__forked(p->loop) ? -ECHILD : 0;
-		struct evm__pstat f;
-		if (r == 0)
-			r = evm__proc_stat(p->pid, &f);
-		/* another's child (adopted), or ours reaped behind our back (SIGCHLD
-		 * ignored, a stray waitpid), may be gone and its pid reused: the read
-		 * was its own if it is alive (or a zombie) after it */
-		if (r == 0 && p->pidfd >= 0)
-			r = pidfd_alive(p->pidfd);
-		else if (r == 0 && (p->kind & EVM__K_FOREIGN))
-			r = -ESRCH;
-		pthread_mutex_unlock(&evm__sig_mu);
-		if (r < 0)
-			return r;
-		keep_start(p, f.start);
-		*out = f.start;
-		return 0;
-	}
-	*out = p->more->start_ticks;
 	return 0;
 }
 
@@ -142,7 +84,7 @@ static int check_identity(const struct evm_adopt_opts *o, int pidfd, struct evm_
 	if (r < 0)
 		return r;
 	/* alive after the read: the stat was that of the pidfd's process */
-	if ((r = pidfd_alive(pidfd)) < 0)
+	if ((r = evm__pidfd_alive(pidfd)) < 0)
 		return r;
 	if ((o->flags & EVM_ADOPT_START_TIME) && f->start != o->start_time)
 		return -ESRCH;
@@ -181,7 +123,7 @@ static int kept_identity(const struct evm_adopt_opts *o, int pidfd, pid_t self,
 	 * meanwhile, its pid may name another process by the reads above.
 	 * Alive (or a zombie) after them: they were its.
 	 */
-	return f->ppid ? 0 : pidfd_alive(pidfd);
+	return f->ppid ? 0 : evm__pidfd_alive(pidfd);
 }
 
 /*
@@ -273,7 +215,7 @@ int evm_proc_adopt(struct evm_loop *loop, const struct evm_adopt_opts *o, struct
 		p->kind |= EVM__K_GROUP;
 	p->adopt_sid = f.sid;
 	set_start(p, f.start);
-	keep_start(p, f.start); /* checked (read while it lived, or kept) */
+	evm__proc_keep_start(p, f.start); /* checked (read while it lived, or kept) */
 	/* ours now; one kept across an exec came without FD_CLOEXEC */
 	if (o->flags & EVM_ADOPT_PIDFD)
 		(void)fcntl(pidfd, F_SETFD, FD_CLOEXEC);

@@ -324,6 +324,19 @@ struct evm__pstat {
 /* -ESRCH when there is no such process */
 EVM_HIDDEN int evm__proc_stat(pid_t pid, struct evm__pstat *out);
 
+/* starttime.c: what evm_proc_start_time_of answers from now on */
+EVM_HIDDEN void evm__proc_keep_start(struct evm_proc *p, uint64_t ticks);
+/* the process behind pidfd is alive or a zombie (its pid pinned): 0, -ESRCH */
+EVM_HIDDEN int evm__pidfd_alive(int pidfd);
+/* CLOCK_BOOTTIME in clock ticks (/proc's start time unit); 0 when not to be used */
+EVM_HIDDEN uint64_t evm__boot_tick(void);
+/*
+ * p was spawned between two evm__boot_tick readings lo and hi: when they
+ * are the same tick that is its start time, kept without a /proc read.
+ * Loop thread.
+ */
+EVM_HIDDEN void evm__proc_started_within(struct evm_proc *p, uint64_t lo, uint64_t hi);
+
 /*
  * session.c, for services' trees without a cgroup: one /proc read per
  * dispatch shared by every stop signal sent in it (single pass: a process

@@ -263,8 +263,12 @@ void evm__sv_spawn(struct evm_service *s)
 	/* before the run can begin: an OOM kill is oom_kill growing from here */
 	s->oom_known = r == 0 && s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
 	s->oom_kept = false; /* an earlier image's base is for the run it adopts, not a new one */
+	/* its start time (the session's and the daemon's record's PID-reuse check) on the clock */
+	uint64_t before = evm__boot_tick();
 	if (r == 0)
 		r = evm__spawn_local(s->loop, &o, &p, false);
+	if (r == 0)
+		evm__proc_started_within(p, before, evm__boot_tick());
 	evm__svc_spawn_done(s, &o);
 	if (r < 0) {
 		const char *what = s->file ? s->file : s->argv[0];

@@ -4,7 +4,8 @@
  * unknown, adopted), the identity checks (start time, given pidfd, pid
  * already tracked), EVM_ADOPT_KEPT (a pidfd kept across one's exec: taken
  * as it is), signals, and evm_loop_free of an adopted process; and
- * evm_proc_start_time_of (read once, kept past the reap); and
+ * evm_proc_start_time_of (read once, kept past the reap; a service's known
+ * from the clock around its spawn); and
  * evm_loop_prepare_exec, which stops the spawn helper before an exec of
  * oneself (else it outlives the exec as a stray child).
  */
@@ -437,6 +438,72 @@ static void test_start_time_of(void **state)
 	evm_service_remove(svc);
 }
 
+/*
+ * A spawned child's start time from the clock (starttime.c): the kernel sets
+ * it inside the clone, so two evm__boot_tick readings in the same tick around
+ * a spawn are /proc's field 22 exactly; a service's starts check the first
+ * few against /proc, then keep the clock's without a read; brackets across
+ * a tick boundary read /proc.
+ */
+static void test_start_time_from_the_clock(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	/* the arithmetic: a plain fork between two readings in one tick */
+	int same = 0;
+	for (int i = 0; i < 20 && !same; i++) {
+		uint64_t lo = evm__boot_tick(), st = 0;
+		struct kid k = fork_kid(0);
+		uint64_t hi = evm__boot_tick();
+		assert_true(lo > 0 && hi >= lo);
+		assert_int_equal(evm_proc_start_time(k.pid, &st), 0);
+		assert_true(st >= lo && st <= hi);
+		same = lo == hi;
+		if (same)
+			assert_true(st == lo);
+		close(k.go);
+		waitpid(k.pid, NULL, 0);
+	}
+	assert_true(same);
+
+	/* a service's starts: each the /proc value, checked or kept (enough in one tick to pass the checks) */
+	struct evm_service_opts so = {
+		.name = "s",
+		.spawn = {.argv = HARGV("sleep", "30")},
+		.restart = EVM_RESTART_NEVER,
+	};
+	struct evm_service *svc;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	for (int i = 0; i < 24; i++) {
+		uint64_t st = 0, got = 0;
+		assert_int_equal(evm_service_start(svc), 0);
+		struct evm_proc *p = evm_service_proc(svc);
+		assert_int_equal(evm_proc_start_time_of(p, &got), 0);
+		assert_int_equal(evm_proc_start_time(evm_proc_pid(p), &st), 0);
+		assert_true(got == st);
+		assert_int_equal(evm_service_stop(svc), 0);
+		RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_STOPPED, 10000);
+	}
+	evm_service_remove(svc);
+
+	/* past the checks a bracket is kept as it is (a made-up one shows it was not read) */
+	struct t_exit x = {0};
+	struct evm_proc *p = t_spawn(loop, HARGV("sleep", "30"), &x);
+	uint64_t st = 0, got = 0;
+	assert_int_equal(evm_proc_start_time(evm_proc_pid(p), &st), 0);
+	evm__proc_started_within(p, st + 7, st + 7);
+	assert_int_equal(evm_proc_start_time_of(p, &got), 0);
+	assert_true(got == st + 7);
+	evm_proc_unref(p);
+	/* across a tick boundary: read */
+	struct t_exit y = {0};
+	p = t_spawn(loop, HARGV("sleep", "30"), &y);
+	assert_int_equal(evm_proc_start_time(evm_proc_pid(p), &st), 0);
+	evm__proc_started_within(p, st, st + 1);
+	assert_int_equal(evm_proc_start_time_of(p, &got), 0);
+	assert_true(got == st);
+	evm_proc_unref(p);
+}
+
 static void test_adopt_bad_args(void **state)
 {
 	struct evm_loop *loop = T_LOOP(state);
@@ -652,6 +719,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_spawned_pid_is_tracked, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_bad_args, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_start_time_of, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_start_time_from_the_clock, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_service_adopts_foreign, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_exec_stops_the_helper, setup_helper, t_teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_exec_then_exec, t_setup, t_teardown),
