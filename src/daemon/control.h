@@ -159,6 +159,8 @@ int control_lasting(struct client *cl, bool brief);
  * (NULL: a daemon-level event, for all).
  */
 void control_publish(struct control *ctl, const char *service, const char *line);
+/* A subscriber is connected that would take an event of service (NULL: any event)? */
+bool control_wants_event(const struct control *ctl, const char *service);
 
 /* Number of connected clients. */
 unsigned control_clients(const struct control *ctl);

@@ -94,6 +94,14 @@ static bool wants(const struct client *cl, const char *service)
 	return false;
 }
 
+bool control_wants_event(const struct control *ctl, const char *service)
+{
+	for (struct client *cl = ctl->clients; cl; cl = cl->next)
+		if (cl->subscribed && !cl->aborted && wants(cl, service))
+			return true;
+	return false;
+}
+
 void control_publish(struct control *ctl, const char *service, const char *line)
 {
 	size_t n = strlen(line);

@@ -145,7 +145,8 @@ static void publish(struct daemon *d, const char *service, cJSON *ev, bool log, 
 		proto_event_line(ev, line, sizeof(line));
 		dlog("%s%s", line, note ? note : "");
 	}
-	char *s = d->ctl ? print_capped(d, ev) : NULL;
+	/* printed for a subscriber only (a held event for whoever follows at its release) */
+	char *s = d->ctl && (d->events.hold || control_wants_event(d->ctl, service)) ? print_capped(d, ev) : NULL;
 	if (s) {
 		utf8_scrub(s, strlen(s)); /* a service's bytes (health output, a command) need not be UTF-8; JSON must */
 		fan_out(d, service, s);
