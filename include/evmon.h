@@ -950,7 +950,9 @@ enum evm_restart {
 
 /* When a service counts as ready (STARTING -> RUNNING). */
 enum evm_ready {
-	EVM_READY_STARTED = 0, /* once up for start_ms (supervisord's startsecs) */
+	EVM_READY_STARTED = 0, /* once up for start_ms (supervisord's startsecs); an exit the
+				  loop sees start_ms or more after the spawn is a run's, even
+				  when the loop was too late to see it RUNNING first */
 	EVM_READY_DECLARED,    /* once evm_service_ready says so (sd_notify READY=1, s6's
 				  notification fd, a check that passed: the caller's to watch) */
 };

@@ -131,6 +131,15 @@ int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a
 		evm__sv_enter(s, EVM_STATE_STOPPED, e, 0, 0);
 		return 0;
 	}
+	/*
+	 * Up for its start period, and only the loop was late to see the
+	 * period's timer (stalled, or the exit and the timer in one turn): a run
+	 * that ended, not a failed start ("exited during its start period" of
+	 * 1500 ms with start_ms 1000 said both). The exit's time is when the
+	 * loop saw it, as supervisord's startsecs judges it.
+	 */
+	if (s->ready != EVM_READY_DECLARED && s->start_ms && e->runtime_ns / 1000000 >= s->start_ms)
+		return evm__sv_act_exit_running(s, a);
 	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
 	/* evm__sv_failed_start's verdict, once the cgroup is empty */
 	bool last = s->start_failures + 1 > s->start_retries;

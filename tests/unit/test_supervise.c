@@ -827,6 +827,36 @@ static void test_start_grace_reaches_running(void **state)
 	assert_int_equal(r->signal, SIGTERM);
 }
 
+static void short_grace_opts(struct evm_service_opts *o)
+{
+	o->start_ms = 100;
+	o->start_retries = 2;
+}
+
+/*
+ * A loop late past the start period (here: not run at all) sees the exit and
+ * the period's timer in one turn: a process up that long ran, its exit a
+ * failure of a run (failures), not a failed start (start_failures), whichever
+ * the loop looks at first.
+ */
+static void test_exit_seen_after_the_start_period_is_a_run(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	char *args[] = {"sleep", "200", "exit", "3", NULL};
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, args, short_grace_opts);
+	evm_service_start(a);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
+	usleep(T_MS(600) * 1000); /* the loop stalls: it exits (200 ms) after its start period (100) */
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	struct evm_service_info info;
+	evm_service_info(a, &info);
+	assert_int_equal(info.start_failures, 0);
+	assert_int_equal(info.failures, 1);
+	assert_int_equal(info.last_exit.code, 3);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
 static void declared(struct evm_service_opts *o)
 {
 	o->ready = EVM_READY_DECLARED;
@@ -2412,6 +2442,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_backoff_resets_after_stable_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exit_seen_after_the_start_period_is_a_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_declared_ready_waits_for_its_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_before_ready_is_a_failed_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ready_timeout_fails_the_start, setup, teardown),
