@@ -1194,6 +1194,26 @@ EVM_API int evm_service_start(struct evm_service *svc);
 EVM_API int evm_service_adopt(struct evm_service *svc, const struct evm_adopt_opts *opts);
 
 /*
+ * A service whose main process exited while its tree lives on (track TREE
+ * with a watched cgroup, kill_mode TREE: RUNNING with no main process until
+ * the cgroup is empty), as an earlier supervisor of it left it: true while
+ * it is so. What evm_service_adopt_tree takes over.
+ */
+EVM_API bool evm_service_runs_on_tree(const struct evm_service *svc);
+
+/*
+ * Take over such a service (evm_service_runs_on_tree in the supervisor that
+ * died or exec'd itself): from STOPPED straight to RUNNING with no process,
+ * main_exit (copied: its main process's exit, as that supervisor saw it) the
+ * service's last exit, decided by the restart policy once the cgroup is
+ * empty; a stop ends the cgroup's processes. -EBUSY unless STOPPED; -EINVAL
+ * (NULL, or not track TREE, kill_mode TREE with a cgroup); -ENOENT: its
+ * cgroup is not watched (no fd for cgroup.events); -ESRCH: the cgroup is
+ * empty (the tree ended meanwhile), the service staying STOPPED.
+ */
+EVM_API int evm_service_adopt_tree(struct evm_service *svc, const struct evm_exit *main_exit);
+
+/*
  * What a service carries over from an earlier supervisor of it (one's own
  * image before a re-exec, or one that crashed): its counters, and where its
  * policy had got to, so that a re-exec neither restarts a service in

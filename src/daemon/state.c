@@ -459,6 +459,8 @@ static int parse_line(struct record *r, char *line, bool exec)
 				s->deadline = ms;
 			if (!strcmp(w, "failing"))
 				s->failing = true;
+			if (!strcmp(w, "tree"))
+				s->tree = true;
 			struct rec_old o;
 			char end;
 			o.held = false;

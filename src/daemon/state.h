@@ -153,6 +153,7 @@ struct rec_svc {
 	int ready_fd; /* reexec only: the read end of its fd:N pipe, not ready yet (format 8), else -1 */
 	uint64_t deadline; /* " deadline=MS": CLOCK_BOOTTIME ms of its ready timeout or SIGKILL, else 0 */
 	bool failing;	   /* " failing": being stopped for a failure (its deadline: the SIGKILL) */
+	bool tree;	   /* " tree": pid 0, its main exited (exit=) and its cgroup runs on (track = tree) */
 	bool has_watchdog; /* " watchdog=MS": its run's period as WATCHDOG_USEC= set it */
 	uint64_t watchdog_ms;
 	int health;	/* enum health_status from " health=NAME:STREAK" (any format), else 0 */

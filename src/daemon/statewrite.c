@@ -112,6 +112,8 @@ static void put_line_tail(FILE *f, pid_t pid, uint64_t start, uint64_t ident, co
 	int kind = evm_service_deadline(u->svc, &left);
 	if (kind == EVM_DEADLINE_KILL && info->state != EVM_STATE_STOPPING)
 		p = put_word(p, "failing"); /* being stopped for a failure: a SIGKILL, a failed exit */
+	if (evm_service_runs_on_tree(u->svc))
+		p = put_word(p, "tree"); /* its main exited (exit=), its cgroup's processes run on */
 	if (kind > 0) {
 		char w[48];
 		snprintf(w, sizeof(w), "deadline=%" PRIu64, state_boot_ms() + left);

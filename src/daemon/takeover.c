@@ -314,6 +314,39 @@ static void starts_one(struct daemon *d, const struct rec_svc *s)
 		u->starts = s->starts;
 }
 
+/*
+ * A service whose main process exited while its tree runs on (track = tree):
+ * no pid to adopt; its cgroup is the service's again (kept from the sweep)
+ * and the main's exit, the line's exit=, is decided when the cgroup is
+ * empty. Else (the tree ended meanwhile, no exit recorded) it starts afresh,
+ * what is left of it swept first.
+ */
+static void take_over_tree(struct daemon *d, struct unit *u, const struct rec_svc *s)
+{
+	if (!s->has_past || !s->past.has_exit)
+		return;
+	resume_one(d, u, s, EVM_STATE_STOPPED); /* its counters, kept by the adoption */
+	int r = evm_service_adopt_tree(u->svc, &s->past.last_exit);
+	if (r < 0) {
+		dlog("service %s: cannot take over its processes (its main process %d exited before): "
+		     "%s: started afresh",
+		     s->name, (int)s->past.last_exit.pid,
+		     r == -ESRCH    ? "its cgroup is empty now"
+		     : r == -EINVAL ? "it no longer runs in a cgroup of its own with track = tree and "
+				      "kill_mode = tree"
+		     : r == -ENOENT ? "its cgroup cannot be watched (no descriptor left)"
+				    : strerror(-r));
+		return;
+	}
+	health_resume(u, (enum health_status)s->health, s->health_streak);
+	u->want_start = false;
+	u->adopted = true;
+	if (!d->rec->reexec)
+		dlog("service %s: its cgroup's processes taken over (its main process %d exited "
+		     "before), left running by daemon %d",
+		     s->name, (int)s->past.last_exit.pid, (int)d->rec->daemon);
+}
+
 static void take_over_one(struct daemon *d, struct rec_svc *s)
 {
 	struct unit *u = unit_find(d, s->name);
@@ -343,7 +376,9 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 		/* a record written by hand: its process is taken over, never left to run twice */
 	}
 	if (!s->pid) {
-		if (same && s->flags == REC_RUN && s->state == EVM_STATE_BACKOFF)
+		if (same && s->tree && s->flags == REC_RUN && u->conf->pol.adopt)
+			take_over_tree(d, u, s);
+		else if (same && s->flags == REC_RUN && s->state == EVM_STATE_BACKOFF)
 			resume_one(d, u, s, EVM_STATE_BACKOFF); /* not started at once */
 		return;
 	}

@@ -255,6 +255,7 @@ EVM_HIDDEN bool evm__sv_cg_busy(const struct evm_service *s);
 EVM_HIDDEN void evm__sv_stop_send(struct evm_service *s, int sig);
 /* a new main process p (spawned, or adopted): the session it leads, if it is the tree */
 EVM_HIDDEN void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted);
+EVM_HIDDEN int evm__sv_adopt_tree(struct evm_service *s, const struct evm_exit *main_exit);
 /* s->sid if that session may still be the service's, else 0 (and s->sid is dropped) */
 EVM_HIDDEN pid_t evm__sv_session(struct evm_service *s);
 EVM_HIDDEN void evm__sv_arm_kill(struct evm_service *s);

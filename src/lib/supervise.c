@@ -231,7 +231,7 @@ void evm__sv_unlink(struct evm_service *s, const struct evm_exit *exit)
 static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 {
 	if (!a->adopt)
-		return -EINVAL;
+		return a->exit ? evm__sv_adopt_tree(s, a->exit) : -EINVAL; /* svmain.c */
 	evm_timer_cancel(s->timer); /* a restart's start, if one waits (svexit.c) */
 	s->start_after_stop = false;
 	const struct evm_adopt_opts *in = a->adopt;

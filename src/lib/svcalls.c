@@ -31,6 +31,22 @@ int evm_service_adopt(struct evm_service *s, const struct evm_adopt_opts *opts)
 	return evm__sv_dispatch(s, EVM__SV_ADOPT, &(struct evm__sv_arg){.adopt = opts});
 }
 
+int evm_service_adopt_tree(struct evm_service *s, const struct evm_exit *main_exit)
+{
+	if (!s || !main_exit)
+		return -EINVAL;
+	if (s->state != EVM_STATE_STOPPED || s->removing)
+		return -EBUSY;
+	return evm__sv_dispatch(s, EVM__SV_ADOPT, &(struct evm__sv_arg){.exit = main_exit});
+}
+
+bool evm_service_runs_on_tree(const struct evm_service *s)
+{
+	return s && !s->dead && !s->proc && s->exit_held && s->main_wait == MAIN_WAIT_TREE &&
+	       (s->state == EVM_STATE_RUNNING || s->state == EVM_STATE_STARTING ||
+		s->state == EVM_STATE_RELOADING);
+}
+
 int evm_service_resume(struct evm_service *s, const struct evm_service_resume *r)
 {
 	if (!s || !r || s->dead)

@@ -306,3 +306,50 @@ bool evm__sv_tree_hold(struct evm_service *s, bool ok)
 	evm__sv_tell(s);
 	return true;
 }
+
+/*
+ * evm_service_adopt_tree: what an earlier supervisor left, a service whose
+ * main process exited while its tree lives on, is that again here: RUNNING
+ * with no main process, the main's exit held until the cgroup is empty.
+ */
+int evm__sv_adopt_tree(struct evm_service *s, const struct evm_exit *e)
+{
+	if (s->track != EVM_TRACK_TREE || s->kill_mode != EVM_KILL_TREE || !s->cg)
+		return -EINVAL;
+	if (!s->cgw)
+		return -ENOENT; /* no watch (no fd left): nothing would tell its end */
+	if (!evm__sv_cg_busy(s))
+		return -ESRCH;
+	evm_timer_cancel(s->timer); /* a restart's start, if one waits (svexit.c) */
+	s->start_after_stop = false;
+	s->has_exit = true;
+	s->last_exit = *e;
+	s->main_wait = MAIN_WAIT_TREE;
+	s->exit_held = true;
+	s->handed_over = false;
+	s->main_leads = MAIN_LEADS_NOTHING;
+	s->leader = 0;
+	s->sid = 0;
+	/* up since its main process started, as far as the clocks tell */
+	int64_t ago = evm__real_ns() - ((int64_t)e->start_time.tv_sec * 1000000000 + e->start_time.tv_nsec);
+	uint64_t mono = evm__mono_ns();
+	s->started_mono = ago > 0 && (uint64_t)ago < mono ? mono - (uint64_t)ago : mono;
+	if (s->oom_kept) { /* across an exec of ourselves: since the run began */
+		s->oom_known = s->oom_kept_known;
+		s->oom_base = s->oom_kept_base;
+		s->oom_kept = false;
+	} else {
+		s->oom_known = evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
+	}
+	s->stopped_by_user = false;
+	s->start_failures = 0;
+	s->failing = FAILING_NO;
+	s->watchdog_run_ms = s->watchdog_ms;
+	snprintf(s->msg, sizeof(s->msg),
+		 "adopted its tree: main process %d exited (code %d), it runs on while its cgroup "
+		 "has processes",
+		 (int)e->pid, e->code);
+	evm__sv_enter(s, EVM_STATE_RUNNING, NULL, 0, 0);
+	evm__sv_rearm(s);
+	return 0;
+}

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from conftest import wait_for
-from daemon_util import Daemon, alive, ini
+from daemon_util import Daemon, alive, hand_over, ini
 from test_cgroup import HOME, WHY, base_of, procs_in
 
 needs_cgroup = pytest.mark.skipif(HOME is None, reason=f"needs a writable cgroup v2: {WHY}")
@@ -63,6 +63,56 @@ def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
     assert d.status("fork")["fork"]["state"] == "stopped"
     assert procs_in(cg) == []
     assert not alive(second)
+    d.stop()
+
+
+def record_says_tree(d):
+    lines = open(d.sock + ".state").read().splitlines()
+    return (f"daemon {d.p.pid} " in "\n".join(lines) and
+            any(line.startswith("service fork ") and "tree" in line.split() for line in lines))
+
+
+@needs_cgroup
+@pytest.mark.parametrize("end", ["death", "stop"])
+@pytest.mark.parametrize("how", ["reexec", "crash"])
+def test_forking_daemons_tree_taken_over(procs, tmp_path, how, end):
+    """Its first process gone, its child running on in the cgroup: a re-exec, or
+    a daemon started after a crash, takes the cgroup over (running, no main pid),
+    twice in a row: the child is neither killed nor joined by a second copy; its
+    death is then the service's end (restart = always: one fresh tree), and a
+    stop ends it."""
+    d = forking(procs, tmp_path, restart="always", backoff_initial=0)
+    cg = os.path.join(base_of(d), "fork.service")
+    pids = tmp_path / "pids"
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, what="the daemon's child")
+    child = int(pids.read_text().split()[0])
+    wait_for(lambda: "runs on while its cgroup has processes" in d.log(), what="the first exit handled")
+    for _ in range(2):
+        # this daemon's record says so before a crash (a re-exec writes its own)
+        wait_for(lambda: record_says_tree(d), what="the record's tree word")
+        taken = d.log().count("its cgroup's processes taken over")
+        hand_over(d, how)
+        if how == "crash":
+            wait_for(lambda: d.log().count("its cgroup's processes taken over") > taken,
+                     what="the takeover")
+        s = d.status("fork")["fork"]
+        assert s["state"] == "running" and not s.get("pid"), s
+        assert "cannot take over" not in d.log()
+        assert alive(child)
+        assert procs_in(cg) == [child]
+        assert pids.read_text().split() == [str(child)]
+    if end == "death":
+        os.kill(child, signal.SIGKILL)
+        wait_for(lambda: len(pids.read_text().split()) == 2, what="the restart's child")
+        last = int(pids.read_text().split()[1])
+        wait_for(lambda: procs_in(cg) == [last], what="only the second child in the cgroup")
+    else:
+        last = child
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r.stderr
+    assert d.status("fork")["fork"]["state"] == "stopped"
+    assert procs_in(cg) == []
+    assert not alive(last)
     d.stop()
 
 

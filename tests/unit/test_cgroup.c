@@ -1879,6 +1879,76 @@ static void test_oom_kill_while_the_exit_is_held(void **state)
 }
 
 /*
+ * evm_service_adopt_tree: a forking daemon's tree left by another supervisor
+ * (its first process exited 0, its child runs on in the cgroup) is the
+ * service's again: RUNNING with no process, the main's exit held until the
+ * cgroup is empty; refused for a service that could not watch it so, when
+ * not STOPPED, and once the cgroup is empty.
+ */
+static void test_adopt_tree(void **state)
+{
+	NEED_CGROUP();
+	struct evm_loop *loop = LOOP(state);
+	struct evm_cgroup *cg;
+	assert_int_equal(evm_cgroup_create(BASE(state), "tree.service", &cg), 0);
+	/* the earlier supervisor's run: the first process daemonizes and exits 0 */
+	struct t_exit x = {0};
+	struct evm_spawn_opts o = {.on_exit = t_on_exit, .data = &x, .flags = EVM_SPAWN_CGROUP,
+				   .cgroup_fd = evm_cgroup_fd(cg)};
+	evm_proc_unref(t_spawn_opts(loop, HARGV("daemonize", "pause"), &o));
+	RUN_UNTIL(loop, x.n == 1, 10000);
+	assert_int_equal(x.rec.code, 0);
+	pid_t daemon;
+	assert_int_equal(evm_cgroup_procs(cg, &daemon, 1), 1);
+
+	struct evm_service_opts so = {
+		.name = "tree",
+		.spawn = {.argv = HARGV("pause")},
+		.cgroup = cg,
+		.kill_mode = EVM_KILL_TREE,
+		.track = EVM_TRACK_TREE,
+		.restart = EVM_RESTART_ON_FAILURE,
+	};
+	struct evm_service *svc, *main_only;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	so.name = "main";
+	so.track = EVM_TRACK_MAIN;
+	assert_int_equal(evm_service_new(loop, &so, &main_only), 0);
+	assert_int_equal(evm_service_adopt_tree(main_only, &x.rec), -EINVAL);
+	assert_int_equal(evm_service_adopt_tree(svc, NULL), -EINVAL);
+	assert_int_equal(evm_service_adopt_tree(NULL, &x.rec), -EINVAL);
+	evm_service_remove(main_only);
+	assert_false(evm_service_runs_on_tree(svc));
+	assert_int_equal(evm_service_adopt_tree(svc, &x.rec), 0);
+	assert_int_equal(evm_service_state(svc), EVM_STATE_RUNNING);
+	assert_true(evm_service_runs_on_tree(svc));
+	assert_null(evm_service_proc(svc));
+	assert_int_equal(evm_service_adopt_tree(svc, &x.rec), -EBUSY);
+	struct evm_service_info info;
+	evm_service_info(svc, &info);
+	assert_int_equal(info.pid, 0);
+	assert_true(info.has_exit);
+	assert_int_equal(info.last_exit.pid, x.rec.pid);
+	assert_true(kill(daemon, 0) == 0); /* taken over, not touched */
+	/* its end: the main's exit (0) decided by the policy, on-failure: over */
+	assert_int_equal(kill(daemon, SIGKILL), 0);
+	RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_EXITED, 10000);
+	assert_false(evm_service_runs_on_tree(svc));
+	evm_service_info(svc, &info);
+	assert_int_equal(info.last_exit.code, 0);
+	assert_int_equal(info.last_exit.pid, x.rec.pid);
+	evm_service_remove(svc);
+	/* nothing left in the cgroup: nothing to take over */
+	so.name = "late";
+	so.track = EVM_TRACK_TREE;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_adopt_tree(svc, &x.rec), -ESRCH);
+	assert_int_equal(evm_service_state(svc), EVM_STATE_STOPPED);
+	evm_service_remove(svc);
+	evm_cgroup_free(cg);
+}
+
+/*
  * A cgroup removed between two of the reads (cpu.stat read, the rest gone):
  * -ENOENT, and nothing remembered absent, so the figures of the cgroup made
  * again at the same path (the service's next run) are read at once.
@@ -1970,6 +2040,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_detached_exit_stops_what_its_cgroup_holds,
 						cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_oom_kill_while_the_exit_is_held, cg_setup_spawn,
+						cg_teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_tree, cg_setup_spawn,
 						cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_checked, cg_setup_spawn, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_kept_ino, cg_setup_spawn, cg_teardown),
