@@ -351,8 +351,10 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 {
 	struct unit *u = unit_find(d, s->name);
 	bool same = u && u->svc && state_ident(u->conf) == s->ident;
-	if (u && s->flags == REC_STOP)
-		u->want_start = false; /* being stopped: not started again, adopted or not */
+	/* being stopped (or to be): not started again, adopted, gone (its exit lost in the
+	 * crash) or without a process (what a track = tree main left: the sweep ends it) */
+	if (u && (s->flags == REC_STOP || s->flags == REC_STOPPING))
+		u->want_start = false;
 	if (u && u->svc && s->flags == REC_RESTART)
 		u->want_start = true; /* being restarted: started, adopted (below) or not */
 	if (same && s->flags == REC_DOWN) {
@@ -440,8 +442,9 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 			unit_note_start_after(d, u);
 		}
 	} else if (r == -ESRCH) {
-		dlog("service %s: pid %d of the record is gone (or is another process now): "
-		     "started again", s->name, (int)s->pid);
+		dlog("service %s: pid %d of the record is gone (or is another process now): %s",
+		     s->name, (int)s->pid,
+		     u->want_start ? "started again" : "left stopped (it was being stopped)");
 	} else {
 		dlog("service %s: cannot adopt pid %d: %s", s->name, (int)s->pid, strerror(-r));
 		kill_one(d, u, s, "it cannot be adopted"); /* else left alone, not run twice */

@@ -249,6 +249,36 @@ def test_reused_pid_is_not_adopted(procs, tmp_path, marker):
             wait_for(lambda: not alive(other.pid), what="the adopted process stopped")
 
 
+@pytest.mark.parametrize("flag", ["stopping", "run"])
+def test_a_stop_under_way_whose_process_died_stays_stopped(procs, tmp_path, marker, flag):
+    """A record says w was being stopped by a daemon that crashed, and its process
+    died meanwhile (its exit lost with the daemon): it stays stopped, as an adopted
+    one does at the end of its stop, and as one to stop once its dependents are down
+    ("stop", format 7) did already (a stopping one was started again). The control
+    (run): started again."""
+    d = Daemon(procs, tmp_path, config(marker, n=1))
+    st = wait_for(lambda: all_running(d, 1), what="w running")
+    wait_recorded(d, [st["w"]["pid"]])
+    line = next(l for l in open(d.sock + ".state") if l.startswith("service w "))
+    ident = line.split()[4]
+    d.stop()
+    gone = procs.spawn(["sleep", marker + "2"])
+    pid, start = gone.pid, start_time(gone.pid)
+    gone.kill()
+    gone.wait()
+    with open(d.sock + ".state", "w") as f:
+        f.write(f"evmon-state 1\ndaemon 99999\nservice w {pid} {start} {ident} {flag}\nend 1\n")
+    d.start()
+    wait_for(lambda: "is gone (or is another process now)" in d.log(), what="the takeover")
+    if flag == "run":
+        wait_for(lambda: all_running(d, 1), what="w started again")
+    else:
+        time.sleep(0.3 * SLOW)  # a start would come in the takeover's iteration or the next
+        assert d.status("w")["w"]["state"] == "stopped", d.log()
+        assert not marker_pids(marker)
+    d.stop()
+
+
 def test_crash_kills_a_process_missing_from_the_record(procs, tmp_path, marker):
     """Without cgroups, a process started in the daemon's last loop iteration before a crash
     is missing from the record (written at most once an iteration): the new daemon finds it
