@@ -138,8 +138,10 @@ int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a
 	 * 1500 ms with start_ms 1000 said both). The exit's time is when the
 	 * loop saw it, as supervisord's startsecs judges it.
 	 */
-	if (s->ready != EVM_READY_DECLARED && s->start_ms && e->runtime_ns / 1000000 >= s->start_ms)
+	if (s->ready != EVM_READY_DECLARED && s->start_ms && e->runtime_ns / 1000000 >= s->start_ms) {
+		s->start_failures = 0; /* as on reaching RUNNING: not failed starts in a row */
 		return evm__sv_act_exit_running(s, a);
+	}
 	bool ok = exit_ok(s, e) && !s->failing, again = policy_again(s, ok);
 	/* evm__sv_failed_start's verdict, once the cgroup is empty */
 	bool last = s->start_failures + 1 > s->start_retries;

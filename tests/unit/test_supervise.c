@@ -846,6 +846,7 @@ static void test_exit_seen_after_the_start_period_is_a_run(void **state)
 	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, args, short_grace_opts);
 	evm_service_start(a);
 	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING);
+	a->start_failures = 1; /* as if a start had failed before: a run ends the row */
 	usleep(T_MS(600) * 1000); /* the loop stalls: it exits (200 ms) after its start period (100) */
 	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
 	struct evm_service_info info;
