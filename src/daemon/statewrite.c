@@ -268,6 +268,8 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 			intent = REC_RESTART;
 		else if (u->pending && info.state == EVM_STATE_STOPPING)
 			intent = REC_RESTART; /* a restart waiting for what it requires, deps.c */
+		else if (evm_service_start_pending(u->svc))
+			intent = REC_RESTART; /* the library's start after the stop (a start meanwhile) */
 		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING && !d->stopping)
 			intent = REC_STOP; /* not the shutdown's: a daemon started after it runs them */
 		else if (d->stopping && info.state == EVM_STATE_STOPPING && u->conf->pol.autostart)

@@ -329,13 +329,14 @@ static void take_over_tree(struct daemon *d, struct unit *u, const struct rec_sv
 	int r = evm_service_adopt_tree(u->svc, &s->past.last_exit);
 	if (r < 0) {
 		dlog("service %s: cannot take over its processes (its main process %d exited before): "
-		     "%s: started afresh",
+		     "%s%s",
 		     s->name, (int)s->past.last_exit.pid,
 		     r == -ESRCH    ? "its cgroup is empty now"
 		     : r == -EINVAL ? "it no longer runs in a cgroup of its own with track = tree and "
 				      "kill_mode = tree"
 		     : r == -ENOENT ? "its cgroup cannot be watched (no descriptor left)"
-				    : strerror(-r));
+				    : strerror(-r),
+		     u->want_start ? ": started afresh" : "");
 		return;
 	}
 	health_resume(u, (enum health_status)s->health, s->health_streak);

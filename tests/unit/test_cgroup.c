@@ -1938,6 +1938,28 @@ static void test_adopt_tree(void **state)
 	assert_int_equal(info.last_exit.code, 0);
 	assert_int_equal(info.last_exit.pid, x.rec.pid);
 	evm_service_remove(svc);
+	/* its main gone while not ready yet (STARTING): not what a takeover may take as RUNNING */
+	struct evm_cgroup *cg2;
+	assert_int_equal(evm_cgroup_create(BASE(state), "starting.service", &cg2), 0);
+	so.name = "starting";
+	so.track = EVM_TRACK_TREE;
+	so.cgroup = cg2;
+	so.spawn.argv = HARGV("daemonize", "pause");
+	so.set = EVM_SVC_START_MS;
+	so.start_ms = 30000;
+	assert_int_equal(evm_service_new(loop, &so, &svc), 0);
+	assert_int_equal(evm_service_start(svc), 0);
+	RUN_UNTIL(loop, svc->main_wait == MAIN_WAIT_TREE || evm_service_state(svc) != EVM_STATE_STARTING, 10000);
+	assert_int_equal(evm_service_state(svc), EVM_STATE_STARTING);
+	assert_false(evm_service_runs_on_tree(svc));
+	assert_int_equal(evm_service_stop(svc), 0);
+	RUN_UNTIL(loop, evm_service_state(svc) == EVM_STATE_STOPPED, 10000);
+	evm_service_remove(svc);
+	evm_cgroup_free(cg2);
+	so.cgroup = cg;
+	so.spawn.argv = HARGV("pause");
+	so.set = 0;
+	so.start_ms = 0;
 	/* nothing left in the cgroup: nothing to take over */
 	so.name = "late";
 	so.track = EVM_TRACK_TREE;

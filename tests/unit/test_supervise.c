@@ -858,6 +858,34 @@ static void test_exit_seen_after_the_start_period_is_a_run(void **state)
 	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
 }
 
+/*
+ * evm_service_start_pending: STOPPING with a start to follow (a restart, a
+ * start asked during the stop), what the daemon's record must say; a stop
+ * asked after takes it back.
+ */
+static void test_start_pending(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_NEVER, PAUSE, NULL);
+	assert_false(evm_service_start_pending(NULL));
+	evm_service_start(a);
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	assert_false(evm_service_start_pending(a));
+	assert_int_equal(evm_service_stop(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STOPPING);
+	assert_false(evm_service_start_pending(a));
+	assert_int_equal(evm_service_start(a), 0);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STOPPING);
+	assert_true(evm_service_start_pending(a));
+	run_until_state(loop, a, EVM_STATE_RUNNING, 5000);
+	assert_false(evm_service_start_pending(a));
+	assert_int_equal(evm_service_restart(a), 0);
+	assert_true(evm_service_start_pending(a));
+	assert_int_equal(evm_service_stop(a), 0);
+	assert_false(evm_service_start_pending(a));
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
 static void declared(struct evm_service_opts *o)
 {
 	o->ready = EVM_READY_DECLARED;
@@ -2444,6 +2472,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_start_retries_to_fatal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_seen_after_the_start_period_is_a_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_declared_ready_waits_for_its_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_before_ready_is_a_failed_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ready_timeout_fails_the_start, setup, teardown),
