@@ -1196,9 +1196,9 @@ EVM_API int evm_service_adopt(struct evm_service *svc, const struct evm_adopt_op
 /*
  * A service whose main process exited while its tree lives on (track TREE
  * with a watched cgroup, kill_mode TREE: RUNNING with no main process until
- * the cgroup is empty): true while it is so and RUNNING (not STARTING,
- * RELOADING, nor being stopped for a failure). What evm_service_adopt_tree
- * takes over in the next supervisor.
+ * the cgroup is empty): true while it is so and RUNNING or RELOADING (not
+ * STARTING, nor being stopped for a failure). What evm_service_adopt_tree
+ * takes over (as RUNNING) in the next supervisor.
  */
 EVM_API bool evm_service_runs_on_tree(const struct evm_service *svc);
 
@@ -1215,10 +1215,10 @@ EVM_API bool evm_service_runs_on_tree(const struct evm_service *svc);
 EVM_API int evm_service_adopt_tree(struct evm_service *svc, const struct evm_exit *main_exit);
 
 /*
- * STOPPING, and started again once the stop ends (evm_service_restart, a
- * start asked during the stop, or a start that stops what an earlier run
- * left in its cgroup first): what a record of it for the next supervisor
- * must say, or the start is lost.
+ * To be started once its stop ends (evm_service_restart, a start asked
+ * during the stop, or a start that stops what an earlier run left in its
+ * cgroup first): STOPPING, or STOPPED until the start's turn comes. What a
+ * record of it for the next supervisor must say, or the start is lost.
  */
 EVM_API bool evm_service_start_pending(const struct evm_service *svc);
 

@@ -336,7 +336,7 @@ static void take_over_tree(struct daemon *d, struct unit *u, const struct rec_sv
 				      "kill_mode = tree"
 		     : r == -ENOENT ? "its cgroup cannot be watched (no descriptor left)"
 				    : strerror(-r),
-		     u->want_start ? ": started afresh" : "");
+		     u->want_start ? ": started afresh" : ": what is left of it ended, left stopped");
 		return;
 	}
 	health_resume(u, (enum health_status)s->health, s->health_streak);
@@ -445,7 +445,9 @@ static void take_over_one(struct daemon *d, struct rec_svc *s)
 	} else if (r == -ESRCH) {
 		dlog("service %s: pid %d of the record is gone (or is another process now): %s",
 		     s->name, (int)s->pid,
-		     u->want_start ? "started again" : "left stopped (it was being stopped)");
+		     u->want_start ? "started again"
+		     : s->flags == REC_STOPPING || s->flags == REC_STOP ? "left stopped (it was being stopped)"
+									  : "left stopped");
 	} else {
 		dlog("service %s: cannot adopt pid %d: %s", s->name, (int)s->pid, strerror(-r));
 		kill_one(d, u, s, "it cannot be adopted"); /* else left alone, not run twice */

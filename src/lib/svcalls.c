@@ -42,14 +42,16 @@ int evm_service_adopt_tree(struct evm_service *s, const struct evm_exit *main_ex
 
 bool evm_service_runs_on_tree(const struct evm_service *s)
 {
-	/* RUNNING only: not ready yet, reloading or stopped for a failure, the takeover would lose it */
+	/* not while STARTING or stopped for a failure: the takeover would lose it (a reload may go) */
 	return s && !s->dead && !s->proc && s->exit_held && s->main_wait == MAIN_WAIT_TREE &&
-	       s->state == EVM_STATE_RUNNING && !s->failing;
+	       (s->state == EVM_STATE_RUNNING || s->state == EVM_STATE_RELOADING) && !s->failing;
 }
 
 bool evm_service_start_pending(const struct evm_service *s)
 {
-	return s && !s->dead && s->state == EVM_STATE_STOPPING && s->start_after_stop;
+	/* STOPPED too: after the stop, until the spawn's turn comes (svexit.c) */
+	return s && !s->dead && !s->removing && s->start_after_stop &&
+	       (s->state == EVM_STATE_STOPPING || s->state == EVM_STATE_STOPPED);
 }
 
 int evm_service_resume(struct evm_service *s, const struct evm_service_resume *r)

@@ -136,9 +136,11 @@ int evm__sv_act_exit_starting(struct evm_service *s, const struct evm__sv_arg *a
 	 * period's timer (stalled, or the exit and the timer in one turn): a run
 	 * that ended, not a failed start ("exited during its start period" of
 	 * 1500 ms with start_ms 1000 said both). The exit's time is when the
-	 * loop saw it, as supervisord's startsecs judges it.
+	 * loop saw it, as supervisord's startsecs judges it. Not one stopped
+	 * for a failure while STARTING (evm_service_fail): a failed start.
 	 */
-	if (s->ready != EVM_READY_DECLARED && s->start_ms && e->runtime_ns / 1000000 >= s->start_ms) {
+	if (s->ready != EVM_READY_DECLARED && s->start_ms && !s->failing &&
+	    e->runtime_ns / 1000000 >= s->start_ms) {
 		s->start_failures = 0; /* as on reaching RUNNING: not failed starts in a row */
 		return evm__sv_act_exit_running(s, a);
 	}

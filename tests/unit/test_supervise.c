@@ -827,6 +827,8 @@ static void test_start_grace_reaches_running(void **state)
 	assert_int_equal(r->signal, SIGTERM);
 }
 
+static int grace_ready_fd = -1;
+
 static void short_grace_opts(struct evm_service_opts *o)
 {
 	o->start_ms = 100;
@@ -854,6 +856,44 @@ static void test_exit_seen_after_the_start_period_is_a_run(void **state)
 	assert_int_equal(info.start_failures, 0);
 	assert_int_equal(info.failures, 1);
 	assert_int_equal(info.last_exit.code, 3);
+	evm_service_stop(a);
+	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
+}
+
+static void failing_grace_opts(struct evm_service_opts *o)
+{
+	o->start_ms = 100;
+	o->start_retries = 3;
+	o->stop_timeout_ms = 300; /* it ignores SIGTERM: killed at 300 ms, past start_ms */
+	o->spawn.stdio[1] = (struct evm_stdio){EVM_STDIO_FD, grace_ready_fd};
+}
+
+/*
+ * Stopped for a failure while STARTING (evm_service_fail), its exit a failed
+ * start however long the stop took: past start_ms is no run then.
+ */
+static void test_failed_while_starting_is_a_failed_start_however_long(void **state)
+{
+	struct evm_loop *loop = T_LOOP(state);
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	grace_ready_fd = pp[1];
+	char *args[] = {"ignore", "15", "print", "ready", "pause", NULL};
+	struct evm_service *a = svc(loop, "a", EVM_RESTART_ALWAYS, args, failing_grace_opts);
+	evm_service_start(a);
+	close(pp[1]);
+	char buf[7];
+	assert_int_equal(t_read_all(pp[0], buf, sizeof(buf), 10000), 6); /* it ignores SIGTERM now */
+	close(pp[0]);
+	assert_int_equal(evm_service_state(a), EVM_STATE_STARTING); /* 100 ms: the loop has not run */
+	assert_int_equal(evm_service_fail(a, "test"), 0);
+	run_until_state(loop, a, EVM_STATE_BACKOFF, 5000);
+	struct evm_service_info info;
+	evm_service_info(a, &info);
+	assert_int_equal(info.last_exit.signal, SIGKILL);
+	assert_true(info.last_exit.runtime_ns >= 100000000ull);
+	assert_int_equal(info.start_failures, 1);
+	assert_int_equal(info.failures, 1); /* a failed start is one too */
 	evm_service_stop(a);
 	run_until_state(loop, a, EVM_STATE_STOPPED, 5000);
 }
@@ -2473,6 +2513,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_start_grace_reaches_running, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_seen_after_the_start_period_is_a_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_while_starting_is_a_failed_start_however_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_declared_ready_waits_for_its_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_before_ready_is_a_failed_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ready_timeout_fails_the_start, setup, teardown),
