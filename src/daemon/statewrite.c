@@ -261,14 +261,15 @@ size_t state_print(struct daemon *d, FILE *f, int version)
 		 * are down, or at its turn. Older formats end the line with it.
 		 */
 		enum rec_flags intent = REC_RUN; /* none */
+		bool restart = !u->want_stop && !d->stopping; /* a start after its stop still stands */
 		if ((u->pending || unit_deferred(u)) && !pid)
 			intent = REC_START;
-		else if (u->start_after && !u->want_stop && !d->stopping &&
+		else if (u->start_after && restart &&
 			 (info.state == EVM_STATE_STOPPING || (info.state == EVM_STATE_STOPPED && !pid)))
 			intent = REC_RESTART;
 		else if (u->pending && info.state == EVM_STATE_STOPPING)
 			intent = REC_RESTART; /* a restart waiting for what it requires, deps.c */
-		else if (evm_service_start_pending(u->svc) && !u->want_stop && !d->stopping)
+		else if (evm_service_start_pending(u->svc) && restart)
 			intent = REC_RESTART; /* the library's start after the stop (a start meanwhile) */
 		else if (u->want_stop && pid && info.state != EVM_STATE_STOPPING && !d->stopping)
 			intent = REC_STOP; /* not the shutdown's: a daemon started after it runs them */

@@ -256,6 +256,8 @@ EVM_HIDDEN void evm__sv_stop_send(struct evm_service *s, int sig);
 /* a new main process p (spawned, or adopted): the session it leads, if it is the tree */
 EVM_HIDDEN void evm__sv_note_session(struct evm_service *s, struct evm_proc *p, bool adopted);
 EVM_HIDDEN int evm__sv_adopt_tree(struct evm_service *s, const struct evm_exit *main_exit);
+/* a run taken over (a process or a tree): its OOM baseline, its run's counters and watchdog */
+EVM_HIDDEN void evm__sv_adopted_run(struct evm_service *s);
 /* s->sid if that session may still be the service's, else 0 (and s->sid is dropped) */
 EVM_HIDDEN pid_t evm__sv_session(struct evm_service *s);
 EVM_HIDDEN void evm__sv_arm_kill(struct evm_service *s);

@@ -223,6 +223,25 @@ void evm__sv_unlink(struct evm_service *s, const struct evm_exit *exit)
 
 /* ----------------------------------------------------------- the actions */
 
+void evm__sv_adopted_run(struct evm_service *s)
+{
+	/*
+	 * OOM kills from now on (those before the take-over are not seen), or,
+	 * across an exec of ourselves, since the run began (the old image's base)
+	 */
+	if (s->oom_kept) {
+		s->oom_known = s->oom_kept_known;
+		s->oom_base = s->oom_kept_base;
+		s->oom_kept = false;
+	} else {
+		s->oom_known = s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
+	}
+	s->stopped_by_user = false;
+	s->start_failures = 0;
+	s->failing = FAILING_NO;
+	s->watchdog_run_ms = s->watchdog_ms;
+}
+
 /*
  * A process left running (by a supervisor that died, or across an exec of
  * ourselves) becomes the service's: RUNNING at once, as it has been up for
@@ -257,21 +276,7 @@ static int act_adopt(struct evm_service *s, const struct evm__sv_arg *a)
 	s->proc = p;
 	evm__sv_note_session(s, p, true);
 	s->started_mono = p->start_mono;
-	/*
-	 * OOM kills from now on (those before the take-over are not seen), or,
-	 * across an exec of ourselves, since the run began (the old image's base)
-	 */
-	if (s->oom_kept) {
-		s->oom_known = s->oom_kept_known;
-		s->oom_base = s->oom_kept_base;
-		s->oom_kept = false;
-	} else {
-		s->oom_known = s->cg && evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
-	}
-	s->stopped_by_user = false;
-	s->start_failures = 0;
-	s->failing = FAILING_NO;
-	s->watchdog_run_ms = s->watchdog_ms;
+	evm__sv_adopted_run(s);
 	if (left_ms > UINT64_MAX / 2000000)
 		left_ms = UINT64_MAX / 2000000;
 	if (stopping) {

@@ -22,22 +22,22 @@ int evm_service_start(struct evm_service *s)
 	return call(s, EVM__SV_START);
 }
 
-int evm_service_adopt(struct evm_service *s, const struct evm_adopt_opts *opts)
+/* a process (a->adopt) or a tree (a->exit: its main's) taken over: from STOPPED only */
+static int adopt(struct evm_service *s, const struct evm__sv_arg *a)
 {
-	if (!s || !opts)
-		return -EINVAL;
 	if (s->state != EVM_STATE_STOPPED || s->removing)
 		return -EBUSY;
-	return evm__sv_dispatch(s, EVM__SV_ADOPT, &(struct evm__sv_arg){.adopt = opts});
+	return evm__sv_dispatch(s, EVM__SV_ADOPT, a);
+}
+
+int evm_service_adopt(struct evm_service *s, const struct evm_adopt_opts *opts)
+{
+	return s && opts ? adopt(s, &(struct evm__sv_arg){.adopt = opts}) : -EINVAL;
 }
 
 int evm_service_adopt_tree(struct evm_service *s, const struct evm_exit *main_exit)
 {
-	if (!s || !main_exit)
-		return -EINVAL;
-	if (s->state != EVM_STATE_STOPPED || s->removing)
-		return -EBUSY;
-	return evm__sv_dispatch(s, EVM__SV_ADOPT, &(struct evm__sv_arg){.exit = main_exit});
+	return s && main_exit ? adopt(s, &(struct evm__sv_arg){.exit = main_exit}) : -EINVAL;
 }
 
 bool evm_service_runs_on_tree(const struct evm_service *s)

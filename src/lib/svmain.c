@@ -334,17 +334,7 @@ int evm__sv_adopt_tree(struct evm_service *s, const struct evm_exit *e)
 	int64_t ago = evm__real_ns() - ((int64_t)e->start_time.tv_sec * 1000000000 + e->start_time.tv_nsec);
 	uint64_t mono = evm__mono_ns();
 	s->started_mono = ago > 0 && (uint64_t)ago < mono ? mono - (uint64_t)ago : mono;
-	if (s->oom_kept) { /* across an exec of ourselves: since the run began */
-		s->oom_known = s->oom_kept_known;
-		s->oom_base = s->oom_kept_base;
-		s->oom_kept = false;
-	} else {
-		s->oom_known = evm__cg_oom_kills(s->cg, &s->oom_base) == 0;
-	}
-	s->stopped_by_user = false;
-	s->start_failures = 0;
-	s->failing = FAILING_NO;
-	s->watchdog_run_ms = s->watchdog_ms;
+	evm__sv_adopted_run(s);
 	snprintf(s->msg, sizeof(s->msg),
 		 "adopted its tree: main process %d exited (code %d), it runs on while its cgroup "
 		 "has processes",

@@ -35,6 +35,26 @@ def forking(procs, tmp_path, cgroup=None, **keys):
     return Daemon(procs, tmp_path, ini(evmon, fork={"command": command, **keys}))
 
 
+def dies_and_restarts(pids, cg, child):
+    """child (the tree's only process) killed: restart = always starts one fresh
+    tree, whose child's pid is returned once it is alone in the cgroup."""
+    os.kill(child, signal.SIGKILL)
+    wait_for(lambda: len(pids.read_text().split()) == 2, what="the restart's child")
+    second = int(pids.read_text().split()[1])
+    wait_for(lambda: procs_in(cg) == [second], what="only the second child in the cgroup")
+    return second
+
+
+def stop_leaves_nothing(d, cg, last):
+    """ctl stop fork: stopped, its cgroup empty, last dead; then the daemon stops clean."""
+    r = d.ctl("stop", "fork")
+    assert r.returncode == 0, r.stderr
+    assert d.status("fork")["fork"]["state"] == "stopped"
+    assert procs_in(cg) == []
+    assert not alive(last)
+    d.stop()
+
+
 @needs_cgroup
 def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
     """The first process exits 0, its child lives on: running (no main pid),
@@ -52,18 +72,10 @@ def test_forking_daemon_runs_while_its_tree_lives(procs, tmp_path):
     assert s["state"] == "running", s
     assert not s.get("pid"), s
     assert "runs on while its cgroup has processes" in d.log()
-    os.kill(child, signal.SIGKILL)
-    wait_for(lambda: len(pids.read_text().split()) == 2, what="the restart's child")
-    second = int(pids.read_text().split()[1])
+    second = dies_and_restarts(pids, cg, child)
     assert not alive(child)
-    wait_for(lambda: procs_in(cg) == [second], what="only the second child in the cgroup")
     assert d.status("fork")["fork"]["state"] == "running"
-    r = d.ctl("stop", "fork")
-    assert r.returncode == 0, r.stderr
-    assert d.status("fork")["fork"]["state"] == "stopped"
-    assert procs_in(cg) == []
-    assert not alive(second)
-    d.stop()
+    stop_leaves_nothing(d, cg, second)
 
 
 def record_says_tree(d):
@@ -101,19 +113,7 @@ def test_forking_daemons_tree_taken_over(procs, tmp_path, how, end):
         assert alive(child)
         assert procs_in(cg) == [child]
         assert pids.read_text().split() == [str(child)]
-    if end == "death":
-        os.kill(child, signal.SIGKILL)
-        wait_for(lambda: len(pids.read_text().split()) == 2, what="the restart's child")
-        last = int(pids.read_text().split()[1])
-        wait_for(lambda: procs_in(cg) == [last], what="only the second child in the cgroup")
-    else:
-        last = child
-    r = d.ctl("stop", "fork")
-    assert r.returncode == 0, r.stderr
-    assert d.status("fork")["fork"]["state"] == "stopped"
-    assert procs_in(cg) == []
-    assert not alive(last)
-    d.stop()
+    stop_leaves_nothing(d, cg, dies_and_restarts(pids, cg, child) if end == "death" else child)
 
 
 @needs_cgroup
